@@ -1,0 +1,236 @@
+// The broker process: consumes PHI_INGEST (a JetStream work queue shared by every broker process, so they
+// split the work and survive each other's crashes), runs the pure pipeline, and only after every delivery
+// (or the quarantine record) and the receipt are persisted by JetStream acknowledges the ingest message —
+// at-least-once end to end; deliveries carry a stable Nats-Msg-Id so a redelivered ingest message does not
+// duplicate them inside the duplicate window, and subscribers de-duplicate by message id beyond it.
+import { createHash, randomUUID } from 'node:crypto';
+import { headers as natsHeaders, type ConsumerMessages, type JetStreamClient, type JsMsg, type KV, type NatsConnection } from 'nats';
+import { BROKER_ID, type Catalog } from '../catalog/types.js';
+import type { BrokerConfig } from '../config.js';
+import { replayWindowMs } from '../config.js';
+import { Keyring } from '../crypto/keyring.js';
+import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
+import { signDetached } from '../crypto/sign.js';
+import { BrokerError, isBrokerError } from '../errors.js';
+import { DEFAULT_VALIDATION_LIMITS } from '../fhir/limits.js';
+import { MESSAGE_ID_PATTERN } from '../envelope/types.js';
+import { errorFields, type Logger } from '../log.js';
+import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../nats/names.js';
+import { ensureBrokerInfrastructure, ensureDeliveryConsumer } from '../nats/setup.js';
+import { pseudonymizer } from '../projection/pseudonymizer.js';
+import { checkEnvelope, routeMessage, type CheckedEnvelope, type IngestMessage, type PipelineContext } from './pipeline.js';
+import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from './receipt.js';
+import { buildQuarantineRecord } from './quarantine.js';
+import { compileRoutes, subscriberServices } from './routes.js';
+import { subscriberPseudonymKey, type BrokerSecrets } from './secrets.js';
+
+export interface BrokerOptions {
+  readonly config: BrokerConfig;
+  readonly catalog: Catalog;
+  readonly nc: NatsConnection;
+  /** The broker's own key pair(s), current first. */
+  readonly keys: ServiceKeys;
+  /** Every service's public keys (JWKS). */
+  readonly peers: readonly PublicKeyRecord[];
+  readonly secrets: BrokerSecrets;
+  readonly logger: Logger;
+  readonly now?: () => number;
+}
+
+export interface BrokerStats {
+  accepted: number;
+  rejected: number;
+  deliveries: number;
+}
+
+const RETRY_DELAY_MS = 1_000;
+
+export class Broker {
+  readonly stats: BrokerStats = { accepted: 0, rejected: 0, deliveries: 0 };
+  private messages: ConsumerMessages | undefined;
+  private loop: Promise<void> | undefined;
+  private readonly inflight = new Set<Promise<void>>();
+
+  private constructor(
+    private readonly opts: BrokerOptions,
+    private readonly js: JetStreamClient,
+    private readonly seen: KV,
+    private readonly ctx: PipelineContext,
+  ) {}
+
+  static async start(opts: BrokerOptions): Promise<Broker> {
+    const { config, catalog, nc, logger } = opts;
+    const { seen } = await ensureBrokerInfrastructure(nc, {
+      deliverMaxAgeMs: config.deliverMaxAgeMs,
+      quarantineMaxAgeMs: config.quarantineMaxAgeMs,
+      receiptMaxAgeMs: config.receiptMaxAgeMs,
+      duplicateWindowMs: config.duplicateWindowMs,
+      replayWindowMs: replayWindowMs(config),
+      ackWaitMs: config.ackWaitMs,
+    });
+    const routes = compileRoutes(catalog);
+    // Durable consumers for every subscriber exist from the start, so a subscriber that has never
+    // connected still finds everything published for it (retained for deliverMaxAgeMs).
+    for (const service of subscriberServices(routes)) await ensureDeliveryConsumer(nc, service);
+    const keyring = new Keyring(opts.keys, [...opts.peers]);
+    const pseudonymizers = new Map<string, (v: string) => string>();
+    const ctx: PipelineContext = {
+      keyring,
+      signer: opts.keys.sign,
+      routes,
+      limits: DEFAULT_VALIDATION_LIMITS,
+      maxMessageBytes: config.maxMessageBytes,
+      clockSkewMs: config.clockSkewMs,
+      pseudonymizerFor: (service) => {
+        let p = pseudonymizers.get(service);
+        if (p === undefined) {
+          p = pseudonymizer(subscriberPseudonymKey(opts.secrets.pseudonymKey, service));
+          pseudonymizers.set(service, p);
+        }
+        return p;
+      },
+      now: opts.now ?? Date.now,
+      newId: randomUUID,
+    };
+    const broker = new Broker(opts, nc.jetstream(), seen, ctx);
+    await broker.run();
+    logger.info({ catalogHash: catalog.hash, types: routes.size, event: 'broker.ready' }, 'broker ready');
+    return broker;
+  }
+
+  private async run(): Promise<void> {
+    const consumer = await this.js.consumers.get(STREAMS.ingest, BROKER_CONSUMER);
+    const limit = this.opts.config.concurrency;
+    this.messages = await consumer.consume({ max_messages: Math.max(limit * 2, 16) });
+    const messages = this.messages;
+    this.loop = (async () => {
+      for await (const m of messages) {
+        const p = this.handle(m).finally(() => this.inflight.delete(p));
+        this.inflight.add(p);
+        if (this.inflight.size >= limit) await Promise.race(this.inflight);
+      }
+    })();
+  }
+
+  /** Stops taking messages, finishes those in flight. */
+  async stop(): Promise<void> {
+    await this.messages?.close();
+    await this.loop;
+    await Promise.allSettled([...this.inflight]);
+  }
+
+  private async handle(m: JsMsg): Promise<void> {
+    const log = this.opts.logger;
+    const input: IngestMessage = {
+      subject: m.subject,
+      data: m.data,
+      signature: m.headers?.get(HEADERS.signature) || undefined,
+      storedAtMs: Math.floor(m.info.timestampNanos / 1e6),
+    };
+    const seq = m.info.streamSequence;
+    let checked: CheckedEnvelope | undefined;
+    try {
+      checked = checkEnvelope(input, this.ctx);
+      await this.replayCheck(checked.env.id, seq);
+      const { deliveries, withheld } = routeMessage(checked, this.ctx);
+      for (const w of withheld) {
+        log.warn({ event: 'delivery.withheld', id: checked.env.id, service: w.service, code: w.error.code, path: w.error.path }, 'delivery withheld');
+      }
+      await Promise.all(
+        deliveries.map((d) => {
+          const h = natsHeaders();
+          h.set(HEADERS.signature, d.sig);
+          return this.js.publish(d.subject, d.bytes, { msgID: d.msgId, headers: h });
+        }),
+      );
+      await this.sendReceipt(checked.sender, acceptedReceipt(checked.env.id, deliveries.length, this.ctx.now()), seq);
+      m.ack();
+      this.stats.accepted += 1;
+      this.stats.deliveries += deliveries.length;
+      log.info({ event: 'ingest.accepted', id: checked.env.id, sender: checked.sender, type: checked.type, seq, deliveries: deliveries.map((d) => d.service) }, 'accepted');
+    } catch (err) {
+      if (isTransient(err)) {
+        log.warn({ event: 'ingest.retry', seq, ...errorFields(err) }, 'transient failure; will retry');
+        m.nak(RETRY_DELAY_MS);
+        return;
+      }
+      const error = isBrokerError(err) ? err : new BrokerError('E_INTERNAL', 'the broker could not process this message');
+      if (!isBrokerError(err)) log.error({ event: 'ingest.internal', seq, ...errorFields(err), stack: err instanceof Error ? err.stack : undefined }, 'internal error');
+      try {
+        await this.reject(input, seq, error, checked, m);
+        m.ack();
+        this.stats.rejected += 1;
+      } catch (e) {
+        log.warn({ event: 'quarantine.retry', seq, ...errorFields(e) }, 'could not quarantine; will retry');
+        m.nak(RETRY_DELAY_MS);
+      }
+    }
+  }
+
+  private async replayCheck(id: string, seq: number): Promise<void> {
+    // KV keys admit fewer characters than message ids: key by the SHA-256 of the id.
+    const key = createHash('sha256').update(id).digest('hex');
+    const mark = new TextEncoder().encode(String(seq));
+    try {
+      await this.seen.create(key, mark);
+    } catch (err) {
+      const entry = await this.seen.get(key);
+      if (entry === null) throw err; // not a conflict: a NATS failure, retried
+      if (new TextDecoder().decode(entry.value) === String(seq)) return; // our own redelivery
+      throw new BrokerError('E_REPLAY', 'a message with this id was already received', { path: 'id' });
+    }
+  }
+
+  private async reject(input: IngestMessage, seq: number, error: BrokerError, checked: CheckedEnvelope | undefined, m: JsMsg): Promise<void> {
+    const route = parseIngestSubject(input.subject);
+    const messageId = checked?.env.id ?? claimedMessageId(input.data) ?? (m.headers?.get(HEADERS.msgId) || undefined);
+    const record = buildQuarantineRecord(
+      { subject: input.subject, data: input.data, signature: input.signature, ingestSeq: seq },
+      error,
+      {
+        ...(route === undefined ? {} : { sender: route.service, type: route.type }),
+        ...(messageId === undefined ? {} : { messageId }),
+        at: this.ctx.now(),
+      },
+      this.opts.secrets.quarantineKey,
+    );
+    const h = natsHeaders();
+    h.set(HEADERS.code, error.code);
+    await this.js.publish(subjects.quarantine(route?.service ?? ''), new TextEncoder().encode(JSON.stringify(record)), { msgID: record.id, headers: h });
+    this.opts.logger.warn(
+      { event: 'ingest.rejected', seq, id: messageId, sender: route?.service, type: route?.type, code: error.code, path: error.path, quarantine: record.id },
+      'rejected',
+    );
+    if (route !== undefined && messageId !== undefined) await this.sendReceipt(route.service, rejectedReceipt(messageId, error, this.ctx.now()), seq);
+  }
+
+  private async sendReceipt(service: string, receipt: Receipt, seq: number): Promise<void> {
+    const bytes = encodeReceipt(receipt);
+    const h = natsHeaders();
+    h.set(HEADERS.signature, Buffer.from(signDetached(bytes, this.opts.keys.sign.secretKey)).toString('base64url'));
+    await this.js.publish(subjects.receipt(service), bytes, { msgID: `r-${seq}`, headers: h });
+  }
+}
+
+/**
+ * The id a rejected message claims (unverified), so its publisher can match the receipt; only a string
+ * that is a valid message id is used, and it goes nowhere but the receipt and the quarantine record.
+ */
+function claimedMessageId(data: Uint8Array): string | undefined {
+  try {
+    const id = (JSON.parse(new TextDecoder().decode(data)) as { id?: unknown }).id;
+    return typeof id === 'string' && MESSAGE_ID_PATTERN.test(id) ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** NATS/JetStream failures are retried (nak); anything else is a verdict on the message. */
+function isTransient(err: unknown): boolean {
+  if (isBrokerError(err)) return false;
+  const name = (err as { name?: string; code?: string } | null)?.name;
+  const code = (err as { code?: string } | null)?.code;
+  return name === 'NatsError' || code === 'TIMEOUT' || code === '503' || code === 'CONNECTION_CLOSED';
+}
+
+export { BROKER_ID };

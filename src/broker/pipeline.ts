@@ -1,0 +1,188 @@
+// The broker's per-message decision, as pure functions over bytes and the compiled catalog (no I/O):
+//   checkEnvelope: subject ↔ envelope sender ↔ signing key owner, signature over the exact bytes,
+//                  publish permission, clock skew (HIPAA 164.312(c) integrity, 164.312(d) authentication);
+//   routeMessage:  decrypt, validate FHIR R4, and for each subscriber project to its minimum-necessary
+//                  profile (164.502(b)) and seal + sign a delivery for it alone.
+// Replay detection needs shared state and lives at the edge (worker.ts), between the two.
+import { createHash } from 'node:crypto';
+import { BROKER_ID } from '../catalog/types.js';
+import type { Keyring } from '../crypto/keyring.js';
+import type { SigningKeyPair } from '../crypto/keys.js';
+import { BrokerError } from '../errors.js';
+import { openEnvelope, parseEnvelope, verifyEnvelope, type Envelope } from '../envelope/open.js';
+import { sealEnvelope } from '../envelope/seal.js';
+import { isResourceType } from '../fhir/elements.js';
+import type { ValidationLimits } from '../fhir/limits.js';
+import { validateResource } from '../fhir/validate.js';
+import { RAW_TYPE, parseIngestSubject, subjects } from '../nats/names.js';
+import type { RouteTable } from './routes.js';
+
+export interface PipelineContext {
+  readonly keyring: Keyring;
+  readonly signer: SigningKeyPair;
+  readonly routes: RouteTable;
+  readonly limits: ValidationLimits;
+  readonly maxMessageBytes: number;
+  readonly clockSkewMs: number;
+  /** Keyed pseudonym function for one subscriber (a different key per subscriber, so tokens do not link across them). */
+  readonly pseudonymizerFor: (service: string) => (value: string) => string;
+  readonly now: () => number;
+  readonly newId: () => string;
+}
+
+export interface IngestMessage {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly signature: string | undefined;
+  /** When JetStream stored the message (ms since epoch): the reference for the skew check. */
+  readonly storedAtMs: number;
+}
+
+export interface CheckedEnvelope {
+  readonly env: Envelope;
+  readonly sender: string;
+  readonly type: string;
+  /** SHA-256 (base64url) of the exact ingest bytes: the provenance hash every delivery carries. */
+  readonly hash: string;
+}
+
+export interface Delivery {
+  readonly service: string;
+  readonly subject: string;
+  /** JetStream de-duplication id: stable across broker redeliveries of the same ingest message. */
+  readonly msgId: string;
+  readonly bytes: Uint8Array;
+  readonly sig: string;
+  readonly profileUrl: string;
+  readonly purpose: string;
+}
+
+export function checkEnvelope(msg: IngestMessage, ctx: PipelineContext): CheckedEnvelope {
+  const route = parseIngestSubject(msg.subject);
+  if (route === undefined) throw new BrokerError('E_ENVELOPE_INVALID', 'subject is not phi.ingest.<service>.<Type>');
+  if (msg.data.byteLength > ctx.maxMessageBytes) {
+    throw new BrokerError('E_TOO_LARGE', `message is ${msg.data.byteLength} bytes; the limit is ${ctx.maxMessageBytes}`);
+  }
+  const env = parseEnvelope(msg.data);
+  if (env.iss !== route.service) {
+    throw new BrokerError('E_SENDER_MISMATCH', 'envelope iss differs from the sender named by the subject', { path: 'iss' });
+  }
+  if (env.typ !== route.type) {
+    throw new BrokerError('E_ENVELOPE_INVALID', 'envelope typ differs from the resource type named by the subject', { path: 'typ' });
+  }
+  const publicKey = ctx.keyring.signingPublicKey(env.kid);
+  if (ctx.keyring.ownerOf(env.kid) !== route.service) {
+    throw new BrokerError('E_SIGNATURE', 'the signing key named by kid does not belong to the sender', { path: 'kid' });
+  }
+  verifyEnvelope(msg.data, msg.signature, publicKey);
+  if (env.typ !== RAW_TYPE && !isResourceType(env.typ)) {
+    throw new BrokerError('E_UNKNOWN_RESOURCE_TYPE', 'resourceType names no FHIR R4 resource', { path: 'resourceType' });
+  }
+  if (env.typ !== RAW_TYPE) {
+    const typeRoute = ctx.routes.get(env.typ);
+    if (typeRoute === undefined || !typeRoute.publishers.has(route.service)) {
+      throw new BrokerError('E_NOT_AUTHORIZED', `service ${route.service} may not publish ${env.typ}`, { path: 'typ' });
+    }
+  }
+  if (Math.abs(env.iat - msg.storedAtMs) > ctx.clockSkewMs) {
+    throw new BrokerError('E_CLOCK_SKEW', `iat is more than ${ctx.clockSkewMs} ms from the time the message was stored`, { path: 'iat' });
+  }
+  const hash = createHash('sha256').update(msg.data).digest('base64url');
+  return { env, sender: route.service, type: env.typ, hash };
+}
+
+/** Parses raw-mode input so that what is not JSON, or not FHIR, is rejected with its own code. */
+function parseRaw(raw: Uint8Array): unknown {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(raw);
+  } catch {
+    throw new BrokerError('E_JSON_MALFORMED', 'input is not UTF-8 text');
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new BrokerError('E_JSON_MALFORMED', 'input is not well-formed JSON');
+  }
+}
+
+/** A Bundle.entry the SDK could not publish on its own (it sends those raw, to be quarantined). */
+function isBundleEntry(json: unknown): boolean {
+  if (typeof json !== 'object' || json === null || Array.isArray(json) || 'resourceType' in json) return false;
+  return 'fullUrl' in json || 'request' in json || 'resource' in json || 'response' in json;
+}
+
+function isRaw(opened: unknown): opened is { raw: Uint8Array } {
+  return typeof opened === 'object' && opened !== null && (opened as { raw?: unknown }).raw instanceof Uint8Array;
+}
+
+/** What one message becomes: deliveries, and subscribers denied a copy (with the reason code). */
+export interface Routed {
+  readonly deliveries: readonly Delivery[];
+  readonly withheld: readonly { readonly service: string; readonly error: BrokerError }[];
+}
+
+export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Routed {
+  const { env, sender } = checked;
+  const wrap = env.keys.find((k) => k.to === BROKER_ID);
+  if (wrap === undefined) throw new BrokerError('E_KEY_UNKNOWN', 'no data key is wrapped for the broker', { path: 'keys' });
+  const kek = ctx.keyring.kekForId(wrap.kek);
+  const opened = openEnvelope(env, BROKER_ID, kek);
+  let json: unknown = opened;
+  if (isRaw(opened)) {
+    json = parseRaw(opened.raw);
+    if (isBundleEntry(json)) {
+      throw new BrokerError('E_BUNDLE_INVALID', 'Bundle.entry: an entry that cannot stand alone (no resource, or an unresolved reference)', { path: 'Bundle.entry' });
+    }
+    // A raw envelope that does hold a FHIR resource still goes through every check below, but a sender
+    // that could not state its type is never routed: it is rejected after validation tells it why.
+  }
+  const resource = validateResource(json, ctx.limits);
+  if (env.typ === RAW_TYPE) {
+    throw new BrokerError('E_ENVELOPE_INVALID', 'raw input is never routed; publish it as a typed resource', { path: 'typ' });
+  }
+  if (resource.resourceType !== env.typ) {
+    throw new BrokerError('E_ENVELOPE_INVALID', 'envelope typ differs from resourceType', { path: 'resourceType' });
+  }
+  const route = ctx.routes.get(env.typ);
+  if (route === undefined) throw new BrokerError('E_NOT_AUTHORIZED', `no route for ${env.typ}`, { path: 'typ' });
+  const now = ctx.now();
+  const deliveries: Delivery[] = [];
+  const withheld: { service: string; error: BrokerError }[] = [];
+  for (const sub of route.subscribers) {
+    let projected: Record<string, unknown>;
+    try {
+      projected = sub.project(resource as unknown as Record<string, unknown>, { pseudonymize: ctx.pseudonymizerFor(sub.service) });
+    } catch (err) {
+      // A profile that cannot carry the resource faithfully (e.g. it withholds a modifierExtension that
+      // changes the meaning of what remains) denies this one subscriber; the others still get their copy.
+      if (err instanceof BrokerError && err.code === 'E_MODIFIER_WITHHELD') {
+        withheld.push({ service: sub.service, error: err });
+        continue;
+      }
+      throw err;
+    }
+    const recipientKey = ctx.keyring.encryptionKeyOf(sub.service);
+    const id = `${env.id}.${sub.service}`;
+    const sealed = sealEnvelope({
+      id,
+      iss: BROKER_ID,
+      iat: now,
+      typ: env.typ,
+      resource: projected,
+      signer: ctx.signer,
+      recipients: [{ id: sub.service, kek: ctx.keyring.kekFor(recipientKey.kid) }],
+      prov: { src: sender, mid: env.id, hash: checked.hash, profile: sub.profileUrl, purpose: sub.purpose, at: env.iat },
+    });
+    deliveries.push({
+      service: sub.service,
+      subject: subjects.deliver(sub.service, env.typ),
+      msgId: id,
+      bytes: sealed.bytes,
+      sig: sealed.sig,
+      profileUrl: sub.profileUrl,
+      purpose: sub.purpose,
+    });
+  }
+  return { deliveries, withheld };
+}

@@ -1,0 +1,41 @@
+// The broker's answer to a publisher: accepted (with the number of deliveries) or rejected (stable code,
+// message naming element paths, never values). Signed by the broker so a publisher can trust it; kept in
+// PHI_RECEIPTS for a day so a publisher that timed out can look it up.
+import { z } from 'zod';
+import { BrokerError, isBrokerErrorCode, type BrokerErrorCode } from '../errors.js';
+
+export type Receipt =
+  | { readonly v: 1; readonly id: string; readonly status: 'accepted'; readonly deliveries: number; readonly at: number }
+  | { readonly v: 1; readonly id: string; readonly status: 'rejected'; readonly code: BrokerErrorCode; readonly message: string; readonly path?: string; readonly at: number };
+
+const receiptSchema = z.union([
+  z.strictObject({ v: z.literal(1), id: z.string(), status: z.literal('accepted'), deliveries: z.number().int().min(0), at: z.number() }),
+  z.strictObject({
+    v: z.literal(1),
+    id: z.string(),
+    status: z.literal('rejected'),
+    code: z.string().refine(isBrokerErrorCode),
+    message: z.string(),
+    path: z.string().optional(),
+    at: z.number(),
+  }),
+]);
+
+export function acceptedReceipt(id: string, deliveries: number, at: number): Receipt {
+  return { v: 1, id, status: 'accepted', deliveries, at };
+}
+
+export function rejectedReceipt(id: string, error: BrokerError, at: number): Receipt {
+  const base = { v: 1 as const, id, status: 'rejected' as const, code: error.code, message: error.message, at };
+  return error.path === undefined ? base : { ...base, path: error.path };
+}
+
+export function encodeReceipt(r: Receipt): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(r));
+}
+
+export function decodeReceipt(bytes: Uint8Array): Receipt {
+  const parsed = receiptSchema.safeParse(JSON.parse(new TextDecoder().decode(bytes)));
+  if (!parsed.success) throw new BrokerError('E_ENVELOPE_INVALID', 'not a broker receipt');
+  return parsed.data as Receipt;
+}

@@ -1,0 +1,69 @@
+// The shapes of the catalog's YAML files (zod v4): subjects/*.yaml (services and topics), fhir-profiles/<id>.yaml
+// (one ProfileDef each) and fhir-profiles/classification.yaml. Shape only: cross-file and FHIR checks live in
+// compile.ts, profile-check.ts and deidentification.ts. docs/catalog.md shows each format.
+import { z } from 'zod';
+import { PURPOSES_OF_USE, SERVICE_ID_PATTERN } from './types.js';
+
+const serviceId = z.string().regex(SERVICE_ID_PATTERN, 'expected a service id: a lowercase letter, then lowercase letters, digits or dashes (at most 63)');
+
+/** FHIR `id` (R4 §2.24.0.1): the profile id is also the StructureDefinition id it exports as. */
+export const PROFILE_ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
+const profileId = z.string().regex(PROFILE_ID_PATTERN, 'expected a profile id: letters, digits, dashes or dots (FHIR id, at most 64)');
+
+const relativeDir = z
+  .string()
+  .min(1)
+  .refine((s) => !s.startsWith('/') && !s.split(/[\\/]/).includes('..'), 'expected a relative folder inside the data dir (no leading /, no ..)');
+
+export const serviceSchema = z.strictObject({
+  id: serviceId,
+  owner: z.string().min(1, 'expected the owning team'),
+  description: z.string().min(1, 'expected a description'),
+  classification: z.enum(['phi', 'deidentified', 'internal', 'public']),
+  external: z.boolean().default(false),
+  keyDir: relativeDir.optional(),
+});
+
+export const subscriberSchema = z.strictObject({
+  service: serviceId,
+  profile: profileId,
+  purpose: z.enum(PURPOSES_OF_USE),
+});
+
+export const topicSchema = z.strictObject({
+  publishers: z.array(serviceId).min(1, 'expected at least one publisher'),
+  subscribers: z.array(subscriberSchema).min(1, 'expected at least one subscriber'),
+});
+
+/** A subjects file: checked at the top level first, then item by item so one bad item hides no other problem. */
+export const subjectsFileSchema = z
+  .strictObject({
+    services: z.array(z.unknown()).optional(),
+    topics: z.record(z.string(), z.unknown()).optional(),
+  })
+  .refine((f) => f.services !== undefined || f.topics !== undefined, 'expected services and/or topics');
+
+export const TRANSFORM_NAMES = ['year', 'zip3', 'pseudonym', 'drop'] as const;
+
+export const profileSchema = z.strictObject({
+  id: profileId,
+  resourceType: z.string().min(1),
+  url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).optional(),
+  description: z.string().min(1, 'expected a description'),
+  deidentified: z.boolean().default(false),
+  markMasked: z.boolean().default(false),
+  allow: z.array(z.string()).min(1, 'expected at least one allowed path (default deny)'),
+  transforms: z.record(z.string(), z.enum(TRANSFORM_NAMES)).default({}),
+  contained: z.record(z.string(), z.array(z.string()).min(1, 'expected at least one allowed path')).default({}),
+});
+
+export const classificationSchema = z.strictObject({
+  directIdentifiers: z.array(z.string()),
+  quasiIdentifiers: z.array(z.string()),
+  plaintext: z.array(z.string()),
+});
+
+export type ServiceInput = z.output<typeof serviceSchema>;
+export type TopicInput = z.output<typeof topicSchema>;
+export type ProfileInput = z.output<typeof profileSchema>;
+export type ClassificationInput = z.output<typeof classificationSchema>;

@@ -1,0 +1,90 @@
+// The compiled catalog: what subjects/ and fhir-profiles/ declare, validated and frozen at start
+// (src/catalog/load.ts). Everything downstream (broker, SDK, projection, NATS names) reads only this.
+
+/** HL7 v3 PurposeOfUse codes (http://terminology.hl7.org/CodeSystem/v3-ActReason) the catalog may use. */
+export const PURPOSES_OF_USE = ['TREAT', 'ETREAT', 'HPAYMT', 'HOPERAT', 'HRESCH', 'PUBHLTH', 'HMARKT', 'PATRQT', 'HSYSADMIN', 'COC', 'CAREMGT'] as const;
+export type PurposeOfUse = (typeof PURPOSES_OF_USE)[number];
+
+/** Service ids are one NATS subject token: lowercase letters, digits and dashes. */
+export const SERVICE_ID_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
+
+export type DataClassification = 'phi' | 'deidentified' | 'internal' | 'public';
+
+export interface ServiceDef {
+  readonly id: string;
+  readonly owner: string;
+  readonly description: string;
+  /** The most sensitive class of data the service handles. */
+  readonly classification: DataClassification;
+  /** True for recipients outside the covered entity (partners): their deliveries are disclosures (45 CFR 164.528). */
+  readonly external: boolean;
+  /** Where this service's dev keys live, relative to the data dir (default `keys/<id>`). */
+  readonly keyDir: string;
+  /** The file the service was declared in (for error messages). */
+  readonly file: string;
+}
+
+export interface SubscriptionDef {
+  readonly service: string;
+  readonly profile: string;
+  readonly purpose: PurposeOfUse;
+}
+
+export interface TopicDef {
+  readonly resourceType: string;
+  readonly publishers: readonly string[];
+  readonly subscribers: readonly SubscriptionDef[];
+  readonly file: string;
+}
+
+export type TransformName = 'year' | 'zip3' | 'pseudonym' | 'drop';
+
+/** A minimum-necessary projection profile (allow-list, default deny). See docs/profiles.md. */
+export interface ProfileDef {
+  readonly id: string;
+  readonly resourceType: string;
+  /** Canonical URL written into meta.profile of every delivery this profile shapes. */
+  readonly url: string;
+  readonly description: string;
+  /** True for de-identified consumers: no direct identifier may pass untransformed (checked at load). */
+  readonly deidentified: boolean;
+  /** When true, each withheld top-level element that the resource had is marked with data-absent-reason `masked`. */
+  readonly markMasked: boolean;
+  /**
+   * Allowed FHIR element paths without indices (grammar in docs/profiles.md): `Patient.name.family`,
+   * `Observation.value[x]` (every type) or `Observation.valueQuantity` (one type), `Patient.extension` (every
+   * extension there) or `Patient.extension(http://hl7.org/fhir/us/core/StructureDefinition/us-core-race)` (one URL).
+   * Allowing a path allows its whole subtree; allowing a descendant keeps its ancestors with only the allowed parts.
+   */
+  readonly allow: readonly string[];
+  /** Element path → transform applied to every value at that path. */
+  readonly transforms: Readonly<Record<string, TransformName>>;
+  /**
+   * Contained resources: resource type → allow-list for contained resources of that type (paths start with
+   * that type). A contained resource of a type not listed here is removed, even when `<Type>.contained` is allowed.
+   */
+  readonly contained: Readonly<Record<string, readonly string[]>>;
+  readonly file: string;
+}
+
+/** Element classification (fhir-profiles/classification.yaml): which paths are direct identifiers or carry sensitive labels. */
+export interface ClassificationDef {
+  /** Paths that are direct identifiers under HIPAA Safe Harbor (45 CFR 164.514(b)(2)). */
+  readonly directIdentifiers: readonly string[];
+  /** Paths that are quasi-identifiers (dates, geography) a de-identified profile must generalise. */
+  readonly quasiIdentifiers: readonly string[];
+  /** Element paths that are never encrypted (routing and policy metadata; must not carry PHI). */
+  readonly plaintext: readonly string[];
+}
+
+export interface Catalog {
+  readonly services: ReadonlyMap<string, ServiceDef>;
+  readonly topics: ReadonlyMap<string, TopicDef>;
+  readonly profiles: ReadonlyMap<string, ProfileDef>;
+  readonly classification: ClassificationDef;
+  /** SHA-256 (hex) over the canonical form of everything above: recorded in the audit trail at start. */
+  readonly hash: string;
+}
+
+/** The broker's own identity in the catalog's key space. */
+export const BROKER_ID = 'broker';

@@ -1,0 +1,97 @@
+// `phi-broker demo`: the whole story on an embedded NATS with the example catalog. registration publishes
+// a Patient and ehr an Observation; notification, billing, ehr and analytics each show what they received
+// (each its own minimum-necessary projection); one bad message is rejected with its code and quarantined.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BrokerConfig } from '../config.js';
+import { createLogger } from '../log.js';
+import type { Delivered, PublishResult } from '../sdk/client.js';
+import { packageRoot } from './package-root.js';
+import { formatResult } from './publish.js';
+import { startLocalStack } from './stack.js';
+
+const SUBSCRIBERS = ['notification', 'billing', 'ehr', 'analytics'] as const;
+
+interface DemoSummary {
+  ok: boolean;
+  published: { file: string; as: string; result: PublishResult }[];
+  received: Record<string, { type: string; profile: string; purpose: string; publisher: string; resource: Record<string, unknown> }[]>;
+}
+
+function example(name: string): unknown {
+  return JSON.parse(readFileSync(join(packageRoot(), 'examples', name), 'utf8')) as unknown;
+}
+
+export async function runDemo(baseConfig: BrokerConfig, json: boolean): Promise<number> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'phi-broker-demo-'));
+  const config = Object.freeze({ ...baseConfig, dataDir });
+  const logger = createLogger({ level: baseConfig.logLevel });
+  const out = (line: string): void => {
+    if (!json) process.stdout.write(`${line}\n`);
+  };
+  const stack = await startLocalStack(config, logger);
+  const summary: DemoSummary = { ok: false, published: [], received: {} };
+  try {
+    out(`phi-broker demo — embedded NATS at ${stack.url}, catalog ${stack.catalog.hash.slice(0, 12)}`);
+    const received = new Map<string, Delivered[]>();
+    let arrived = 0;
+    let notify: () => void = () => undefined;
+    for (const service of SUBSCRIBERS) {
+      received.set(service, []);
+      const client = await stack.client(service);
+      await client.subscribe('*', (d) => {
+        received.get(service)?.push(d);
+        arrived += 1;
+        notify();
+      });
+    }
+    const registration = await stack.client('registration');
+    const ehr = await stack.client('ehr');
+    const plan: { file: string; as: string; publish: (r: unknown) => Promise<PublishResult> }[] = [
+      { file: 'patient.json', as: 'registration', publish: (r) => registration.publish(r) },
+      { file: 'observation.json', as: 'ehr', publish: (r) => ehr.publish(r) },
+      { file: 'bad-patient.json', as: 'registration', publish: (r) => registration.publish(r) },
+    ];
+    for (const step of plan) {
+      const result = await step.publish(example(step.file));
+      summary.published.push({ file: step.file, as: step.as, result });
+      out(`\n${step.as} publishes examples/${step.file}: ${formatResult(result)}`);
+    }
+    const expected = summary.published.reduce((n, p) => n + (p.result.status === 'accepted' ? p.result.deliveries : 0), 0);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`only ${arrived} of ${expected} deliveries arrived`)), 20_000);
+      notify = () => {
+        if (arrived >= expected) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      notify();
+    });
+    for (const service of SUBSCRIBERS) {
+      const list = received.get(service) ?? [];
+      summary.received[service] = list.map((d) => ({
+        type: String(d.resource['resourceType']),
+        profile: d.provenance.profile,
+        purpose: d.provenance.purpose,
+        publisher: d.provenance.publisher,
+        resource: d.resource,
+      }));
+      out(`\n=== ${service} received ${list.length} deliver${list.length === 1 ? 'y' : 'ies'}`);
+      for (const d of list) {
+        out(`--- ${String(d.resource['resourceType'])} from ${d.provenance.publisher}, purpose ${d.provenance.purpose}, profile ${d.provenance.profile}`);
+        out(JSON.stringify(d.resource, null, 2));
+      }
+    }
+    const statuses = summary.published.map((p) => p.result.status);
+    summary.ok = statuses[0] === 'accepted' && statuses[1] === 'accepted' && statuses[2] === 'rejected' && arrived === expected;
+    out(`\nbroker: ${stack.broker.stats.accepted} accepted, ${stack.broker.stats.rejected} rejected (kept encrypted in PHI_QUARANTINE), ${stack.broker.stats.deliveries} deliveries`);
+    out(summary.ok ? 'demo ok' : 'demo FAILED');
+  } finally {
+    await stack.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+  if (json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  return summary.ok ? 0 : 1;
+}

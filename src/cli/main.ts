@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+// The `phi-broker` command: up, demo, publish, tail, catalog check. Every command takes --data-dir
+// (default .phi-broker/, or PHI_BROKER_DATA_DIR); NATS_URL points them at an existing NATS.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import { checkCatalog } from '../catalog/load.js';
+import { parseConfig, type BrokerConfig, type BrokerConfigInput } from '../config.js';
+import { isBrokerError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { runDemo } from './demo.js';
+import { packageRoot } from './package-root.js';
+import { runPublish } from './publish.js';
+import { runTail } from './tail.js';
+import { runUp } from './up.js';
+
+interface GlobalOptions {
+  dataDir?: string;
+  subjects?: string;
+  profiles?: string;
+  logLevel?: string;
+}
+
+function configFrom(opts: GlobalOptions, extra: Partial<BrokerConfigInput> = {}): BrokerConfig {
+  const input: BrokerConfigInput = { ...extra };
+  const dataDir = opts.dataDir ?? process.env['PHI_BROKER_DATA_DIR'];
+  if (dataDir !== undefined) input.dataDir = dataDir;
+  if (process.env['NATS_URL'] !== undefined && process.env['NATS_URL'] !== '') input.natsUrl = process.env['NATS_URL'];
+  // The catalog in the working directory when there is one, else the example catalog shipped with phi-broker.
+  input.subjectsDir = opts.subjects ?? (existsSync('subjects') ? 'subjects' : join(packageRoot(), 'subjects'));
+  input.profilesDir = opts.profiles ?? (existsSync('fhir-profiles') ? 'fhir-profiles' : join(packageRoot(), 'fhir-profiles'));
+  const ackWait = process.env['PHI_BROKER_ACK_WAIT_MS'];
+  if (ackWait !== undefined && ackWait !== '') input.ackWaitMs = Number(ackWait);
+  if (opts.logLevel !== undefined) input.logLevel = opts.logLevel as BrokerConfig['logLevel'];
+  return parseConfig(input);
+}
+
+function readInput(file: string | undefined): Buffer {
+  return file === undefined || file === '-' ? readFileSync(0) : readFileSync(file);
+}
+
+const program = new Command('phi-broker')
+  .description('Event-driven broker for PHI: signed, per-field-encrypted FHIR R4 over NATS JetStream with minimum-necessary projections')
+  .option('--data-dir <dir>', 'data directory: embedded NATS store, development keys (env PHI_BROKER_DATA_DIR)', undefined)
+  .option('--subjects <dir>', 'catalog: services and subscriptions', undefined)
+  .option('--profiles <dir>', 'catalog: projection profiles', undefined)
+  .addOption(new Option('--log-level <level>', 'pino log level (logs go to stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+  .showHelpAfterError();
+
+program
+  .command('up')
+  .description('start an embedded nats-server (unless NATS_URL is set), create streams and dev keys, run the broker; Ctrl-C stops')
+  .option('--port <port>', 'client port of the embedded nats-server (default: a free port)', (v) => Number.parseInt(v, 10))
+  .action(async (opts: { port?: number }, cmd: Command) => {
+    await runUp(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.port);
+  });
+
+program
+  .command('demo')
+  .description('run the whole story end to end on an embedded NATS with the example catalog, then exit')
+  .option('--json', 'print a machine-readable summary instead of text')
+  .action(async (opts: { json?: boolean }, cmd: Command) => {
+    const code = await runDemo(configFrom(cmd.optsWithGlobals<GlobalOptions>(), { logLevel: 'error' }), opts.json === true);
+    process.exitCode = code;
+  });
+
+program
+  .command('publish')
+  .description('publish a FHIR JSON resource (a Bundle goes out as its entries) as a service, with its dev keys')
+  .requiredOption('--as <service>', 'the publishing service id')
+  .option('--whole', 'send a Bundle as one Bundle resource instead of its entries')
+  .option('--timeout <ms>', 'how long to wait for the broker receipt', (v) => Number.parseInt(v, 10), 30_000)
+  .argument('[file]', 'JSON file, or - for standard input', '-')
+  .action(async (file: string, opts: { as: string; whole?: boolean; timeout: number }, cmd: Command) => {
+    process.exitCode = await runPublish(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.as, readInput(file), { whole: opts.whole === true, timeoutMs: opts.timeout });
+  });
+
+program
+  .command('tail')
+  .description("print a service's decrypted deliveries as they arrive")
+  .requiredOption('--as <service>', 'the subscribing service id')
+  .option('--type <type>', 'only this resource type')
+  .option('--json', 'one JSON object per line: {provenance, resource}')
+  .option('--count <n>', 'exit after n deliveries', (v) => Number.parseInt(v, 10))
+  .action(async (opts: { as: string; type?: string; json?: boolean; count?: number }, cmd: Command) => {
+    await runTail(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.as, { type: opts.type ?? '*', json: opts.json === true, ...(opts.count === undefined ? {} : { count: opts.count }) });
+  });
+
+const catalog = program.command('catalog').description('the catalog: subjects/ and fhir-profiles/');
+catalog
+  .command('check')
+  .description('validate every catalog file; errors name the file, the path inside it and what was expected')
+  .action((_opts: unknown, cmd: Command) => {
+    const config = configFrom(cmd.optsWithGlobals<GlobalOptions>());
+    const issues = checkCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
+    if (issues.length === 0) {
+      process.stdout.write(`catalog ok: ${config.subjectsDir}, ${config.profilesDir}\n`);
+      return;
+    }
+    for (const i of issues) process.stdout.write(`${i.file}: ${i.path}: ${i.message}\n`);
+    process.stdout.write(`${issues.length} problem${issues.length === 1 ? '' : 's'}\n`);
+    process.exitCode = 1;
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  const log = createLogger({ level: 'error' });
+  if (isBrokerError(err)) {
+    process.stderr.write(`phi-broker: ${err.code}: ${err.message}\n`);
+  } else {
+    process.stderr.write(`phi-broker: ${err instanceof Error ? err.message : String(err)}\n`);
+    log.debug({ errorClass: err instanceof Error ? err.constructor.name : typeof err }, 'command failed');
+  }
+  process.exitCode = 1;
+});

@@ -1,0 +1,73 @@
+// What every CLI command shares: the data dir layout, dev keys, the catalog, and finding (or starting)
+// NATS. `up` writes `<data-dir>/nats/server.json` so `publish` and `tail` find the embedded server;
+// NATS_URL points every command at an existing NATS instead.
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from 'nats';
+import { loadCatalog } from '../catalog/load.js';
+import { BROKER_ID, type Catalog } from '../catalog/types.js';
+import type { BrokerConfig } from '../config.js';
+import { ensureDevKeys, readJwks, readServiceKeys, type PublicKeyRecord, type ServiceKeys } from '../crypto/keys.js';
+import { initCrypto } from '../crypto/sodium.js';
+import { startNatsServer, type RunningNatsServer } from '../nats/server.js';
+
+export interface DataDirLayout {
+  readonly root: string;
+  readonly keys: string;
+  readonly nats: string;
+  readonly serverFile: string;
+}
+
+export function layout(config: BrokerConfig): DataDirLayout {
+  const root = config.dataDir;
+  return { root, keys: join(root, 'keys'), nats: join(root, 'nats'), serverFile: join(root, 'nats', 'server.json') };
+}
+
+export function loadConfiguredCatalog(config: BrokerConfig): Catalog {
+  return loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
+}
+
+/** Development keys for the broker and every catalog service (created when missing, kept otherwise). */
+export async function devKeys(config: BrokerConfig, catalog: Catalog): Promise<{ dir: string; peers: PublicKeyRecord[] }> {
+  await initCrypto();
+  const dir = layout(config).keys;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensureDevKeys(dir, [BROKER_ID, ...catalog.services.keys()]);
+  return { dir, peers: readJwks(dir) };
+}
+
+export async function serviceKeys(config: BrokerConfig, service: string): Promise<{ keys: ServiceKeys; peers: PublicKeyRecord[] }> {
+  await initCrypto();
+  const dir = layout(config).keys;
+  if (!existsSync(join(dir, 'jwks.json'))) {
+    throw new Error(`no keys in ${dir}: run \`phi-broker up --data-dir ${config.dataDir}\` first (it creates development keys)`);
+  }
+  return { keys: readServiceKeys(dir, service), peers: readJwks(dir) };
+}
+
+export async function startEmbeddedNats(config: BrokerConfig, port?: number): Promise<RunningNatsServer> {
+  const l = layout(config);
+  const server = await startNatsServer({ dir: l.nats, maxPayload: Math.max(config.maxMessageBytes * 2, 1024 * 1024), ...(port === undefined ? {} : { port }) });
+  writeFileSync(l.serverFile, JSON.stringify({ url: server.url, pid: server.pid }));
+  return {
+    ...server,
+    async stop() {
+      rmSync(l.serverFile, { force: true });
+      await server.stop();
+    },
+  };
+}
+
+/** NATS_URL when set, else the embedded server that `up` started in this data dir. */
+export function natsUrl(config: BrokerConfig): string {
+  if (config.natsUrl !== undefined) return config.natsUrl;
+  const file = layout(config).serverFile;
+  if (!existsSync(file)) {
+    throw new Error(`no running phi-broker in ${config.dataDir}: start one with \`phi-broker up --data-dir ${config.dataDir}\`, or set NATS_URL`);
+  }
+  return (JSON.parse(readFileSync(file, 'utf8')) as { url: string }).url;
+}
+
+export async function connectNats(url: string, name: string): Promise<NatsConnection> {
+  return connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+}

@@ -1,0 +1,31 @@
+// `phi-broker tail --as <service>`: prints a service's decrypted deliveries (its minimum-necessary view,
+// with provenance) as they arrive. This is the subscriber's own data on its own terminal.
+import type { BrokerConfig } from '../config.js';
+import { PhiClient, type Delivered } from '../sdk/client.js';
+import { connectNats, natsUrl, serviceKeys } from './runtime.js';
+
+export function formatDelivery(d: Delivered, json: boolean): string {
+  if (json) return JSON.stringify({ provenance: d.provenance, resource: d.resource });
+  const p = d.provenance;
+  return `── ${String(d.resource['resourceType'])} from ${p.publisher} (message ${p.messageId}, purpose ${p.purpose}, profile ${p.profile})\n${JSON.stringify(d.resource, null, 2)}`;
+}
+
+export async function runTail(config: BrokerConfig, service: string, opts: { type: string; json: boolean; count?: number }): Promise<void> {
+  const { keys, peers } = await serviceKeys(config, service);
+  const nc = await connectNats(natsUrl(config), `phi-broker tail ${service}`);
+  const client = await PhiClient.connect({ nc, ownsConnection: true, service, keys, peers });
+  let seen = 0;
+  let done: () => void = () => undefined;
+  const finished = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  await client.subscribe(opts.type, (d) => {
+    process.stdout.write(`${formatDelivery(d, opts.json)}\n`);
+    seen += 1;
+    if (opts.count !== undefined && seen >= opts.count) done();
+  });
+  process.once('SIGINT', done);
+  process.once('SIGTERM', done);
+  await finished;
+  await client.close();
+}

@@ -1,0 +1,124 @@
+// Development key files (I/O edge of src/crypto): one private JWK Set per service, `<dir>/<service>.private.jwk.json`,
+// written with mode 0600, and one public JWK Set of every service, `<dir>/jwks.json` (RFC 7517 section 5, RFC 8037
+// OKP keys). Production deployments hold private keys elsewhere; these files are for `phi-broker up` and tests.
+// Synchronous on purpose: they run once at start-up, before any message.
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SERVICE_ID_PATTERN } from '../catalog/types.js';
+import { BrokerError } from '../errors.js';
+import { privateJwks, publicJwk, recordsFromJwks, serviceKeysFromJwks } from './jwk.js';
+import { generateServiceKeys, keysVersion, publicRecords, type PublicKeyRecord, type ServiceKeys } from './keypairs.js';
+
+export function privateKeyFile(dir: string, serviceId: string): string {
+  if (!SERVICE_ID_PATTERN.test(serviceId)) throw new TypeError('service id must match SERVICE_ID_PATTERN');
+  return join(dir, `${serviceId}.private.jwk.json`);
+}
+
+export function jwksFile(dir: string): string {
+  return join(dir, 'jwks.json');
+}
+
+function writeAtomic(file: string, text: string, mode: number): void {
+  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  writeFileSync(tmp, text, { mode, flag: 'wx' });
+  chmodSync(tmp, mode);
+  renameSync(tmp, file);
+}
+
+function readJson(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new BrokerError('E_CONFIG_INVALID', `${file}: not well-formed JSON`, { path: file });
+  }
+}
+
+/** Writes a service's private key file (mode 0600); several versions are written current first. */
+export function writeServiceKeys(dir: string, keys: ServiceKeys | readonly ServiceKeys[]): void {
+  const list = Array.isArray(keys) ? (keys as readonly ServiceKeys[]) : [keys as ServiceKeys];
+  const first = list[0];
+  if (first === undefined || list.some((k) => k.service !== first.service)) throw new TypeError('writeServiceKeys: one or more versions of one service');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeAtomic(privateKeyFile(dir, first.service), `${JSON.stringify(privateJwks(list), null, 2)}\n`, 0o600);
+}
+
+/** Every key version of a service, highest first; E_KEY_UNKNOWN when the file does not exist. */
+export function readServiceKeyVersions(dir: string, serviceId: string): ServiceKeys[] {
+  const file = privateKeyFile(dir, serviceId);
+  const json = readJson(file);
+  if (json === undefined) throw new BrokerError('E_KEY_UNKNOWN', `no private key file for service ${serviceId}`, { path: file });
+  return serviceKeysFromJwks(file, serviceId, json);
+}
+
+/** The current (highest) key version of a service. */
+export function readServiceKeys(dir: string, serviceId: string): ServiceKeys {
+  return readServiceKeyVersions(dir, serviceId)[0] as ServiceKeys;
+}
+
+export function writeJwks(dir: string, records: readonly PublicKeyRecord[]): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const sorted = [...records].sort((a, b) => (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0));
+  writeAtomic(jwksFile(dir), `${JSON.stringify({ keys: sorted.map(publicJwk) }, null, 2)}\n`, 0o644);
+}
+
+/** Public keys from `<dir>/jwks.json`; an empty list when the file does not exist. */
+export function readJwks(dir: string): PublicKeyRecord[] {
+  const file = jwksFile(dir);
+  const json = readJson(file);
+  return json === undefined ? [] : recordsFromJwks(file, json);
+}
+
+function mergeRecords(into: Map<string, PublicKeyRecord>, records: readonly PublicKeyRecord[]): void {
+  for (const r of records) into.set(r.kid, r);
+}
+
+/** Adds a new key version for a service (rotation): writes it first in its private file and adds it to jwks.json. */
+export function rotateServiceKeys(dir: string, serviceId: string): ServiceKeys {
+  const versions = readServiceKeyVersions(dir, serviceId);
+  const next = generateServiceKeys(serviceId, keysVersion(versions[0] as ServiceKeys) + 1);
+  writeServiceKeys(dir, [next, ...versions]);
+  const jwks = new Map<string, PublicKeyRecord>();
+  mergeRecords(jwks, readJwks(dir));
+  mergeRecords(jwks, publicRecords(next));
+  writeJwks(dir, [...jwks.values()]);
+  return next;
+}
+
+export interface DevKeys {
+  /** Services whose keys were created by this call. */
+  readonly created: string[];
+  /** Every listed service's key versions, highest first. */
+  readonly keys: ReadonlyMap<string, ServiceKeys[]>;
+  /** Every public key in jwks.json after the call. */
+  readonly jwks: PublicKeyRecord[];
+}
+
+/** Creates version-1 keys for every listed service that has none, keeps existing ones, and rewrites jwks.json. */
+export function ensureDevKeys(dir: string, serviceIds: readonly string[]): DevKeys {
+  const created: string[] = [];
+  const keys = new Map<string, ServiceKeys[]>();
+  for (const id of serviceIds) {
+    const json = readJson(privateKeyFile(dir, id));
+    if (json === undefined) {
+      const fresh = generateServiceKeys(id, 1);
+      writeServiceKeys(dir, fresh);
+      keys.set(id, [fresh]);
+      created.push(id);
+    } else {
+      keys.set(id, serviceKeysFromJwks(privateKeyFile(dir, id), id, json));
+    }
+  }
+  const jwks = new Map<string, PublicKeyRecord>();
+  mergeRecords(jwks, readJwks(dir));
+  for (const versions of keys.values()) for (const v of versions) mergeRecords(jwks, publicRecords(v));
+  const all = [...jwks.values()];
+  writeJwks(dir, all);
+  return { created, keys, jwks: all };
+}

@@ -1,0 +1,159 @@
+// A service's view of keys: its own key versions (current first) and its peers' public keys, each with a kid
+// `<service>:<sig|enc>:<n>`. Old versions stay usable for opening and verifying until retired; a retired or never
+// issued kid is E_KEY_UNKNOWN. KEKs (src/crypto/kek.ts) are derived once per key pair and cached, so sealing and
+// opening a message do no asymmetric operation besides its one signature.
+import { BrokerError } from '../errors.js';
+import { deriveKek, kekId, splitKekId, type Kek } from './kek.js';
+import { parseKid, publicRecords, type EncryptionKeyPair, type PublicKeyRecord, type ServiceKeys, type SigningKeyPair } from './keypairs.js';
+
+function unknownKey(kid: string): BrokerError {
+  return new BrokerError('E_KEY_UNKNOWN', `key ${kid} is not held (never issued, or retired)`);
+}
+
+export class Keyring {
+  readonly service: string;
+  /** Own key versions, current (highest precedence) first. */
+  #own: ServiceKeys[] = [];
+  #records = new Map<string, PublicKeyRecord>();
+  #ownEnc = new Map<string, EncryptionKeyPair>();
+  #retired = new Set<string>();
+  #keks = new Map<string, Kek>();
+
+  constructor(own: ServiceKeys | readonly ServiceKeys[], peers: readonly PublicKeyRecord[] = []) {
+    const list = Array.isArray(own) ? (own as readonly ServiceKeys[]) : [own as ServiceKeys];
+    const first = list[0];
+    if (first === undefined) throw new TypeError('Keyring needs at least one own key version');
+    this.service = first.service;
+    for (const record of peers) this.addPeer(record);
+    for (let i = list.length - 1; i >= 0; i--) this.addOwn(list[i] as ServiceKeys);
+  }
+
+  /** Adds a key version of this service and makes it current (rotation). */
+  addOwn(keys: ServiceKeys): void {
+    if (keys.service !== this.service) throw new TypeError('own keys of another service');
+    for (const r of publicRecords(keys)) this.#addRecord(r);
+    this.#ownEnc.set(keys.enc.kid, keys.enc);
+    this.#own = [keys, ...this.#own.filter((k) => k.sign.kid !== keys.sign.kid)];
+  }
+
+  /** Adds or replaces a peer's public key. */
+  addPeer(record: PublicKeyRecord): void {
+    this.#addRecord(record);
+  }
+
+  #addRecord(record: PublicKeyRecord): void {
+    const parsed = parseKid(record.kid);
+    if (parsed === undefined || parsed.service !== record.service || parsed.use !== record.use) {
+      throw new TypeError('public key record whose kid is not <service>:<use>:<n> for its service and use');
+    }
+    if (record.publicKey.length !== 32) throw new TypeError('public keys are 32 bytes');
+    const previous = this.#records.get(record.kid);
+    if (previous !== undefined && !bytesEqual(previous.publicKey, record.publicKey)) this.#dropKeks(record.kid);
+    this.#records.set(record.kid, Object.freeze({ ...record }));
+  }
+
+  /**
+   * Retires a kid (own or peer): it no longer verifies, opens or seals; cached KEKs that use it are dropped.
+   * Retirement is final for this keyring: adding the same kid again (e.g. reloading a JWKS) does not revive it.
+   */
+  retire(kid: string): void {
+    if (!this.#records.has(kid)) throw unknownKey(kid);
+    this.#retired.add(kid);
+    this.#dropKeks(kid);
+  }
+
+  isRetired(kid: string): boolean {
+    return this.#retired.has(kid);
+  }
+
+  #dropKeks(kid: string): void {
+    for (const id of this.#keks.keys()) if (id.split('~').includes(kid)) this.#keks.delete(id);
+  }
+
+  #record(kid: string): PublicKeyRecord {
+    const record = this.#records.get(kid);
+    if (record === undefined || this.#retired.has(kid)) throw unknownKey(kid);
+    return record;
+  }
+
+  /** The current own signing key (the first own version whose signing key is not retired). */
+  signer(): SigningKeyPair {
+    const keys = this.#own.find((k) => !this.#retired.has(k.sign.kid));
+    if (keys === undefined) throw unknownKey(`${this.service}:sig:*`);
+    return keys.sign;
+  }
+
+  /** The current own encryption key. */
+  ownEncryptionKey(): EncryptionKeyPair {
+    const keys = this.#own.find((k) => !this.#retired.has(k.enc.kid));
+    if (keys === undefined) throw unknownKey(`${this.service}:enc:*`);
+    return keys.enc;
+  }
+
+  /** Ed25519 public key for a signing kid (own or peer). */
+  signingPublicKey(kid: string): Uint8Array {
+    const record = this.#record(kid);
+    if (record.use !== 'sig') throw unknownKey(kid);
+    return record.publicKey;
+  }
+
+  /** The service that owns a kid. */
+  ownerOf(kid: string): string {
+    return this.#record(kid).service;
+  }
+
+  /** The current (highest version, not retired) encryption key of a service (peer or self). */
+  encryptionKeyOf(service: string): PublicKeyRecord {
+    let best: PublicKeyRecord | undefined;
+    let bestVersion = 0;
+    for (const record of this.#records.values()) {
+      if (record.service !== service || record.use !== 'enc' || this.#retired.has(record.kid)) continue;
+      const version = parseKid(record.kid)?.version ?? 0;
+      if (version > bestVersion) [best, bestVersion] = [record, version];
+    }
+    if (best === undefined) throw unknownKey(`${service}:enc:*`);
+    return best;
+  }
+
+  /** The KEK shared with a peer encryption key, from our current (or the named) encryption key. Cached. */
+  kekFor(peerEncKid: string, ownEncKid?: string): Kek {
+    const own = ownEncKid === undefined ? this.ownEncryptionKey() : this.#ownEncKey(ownEncKid);
+    const id = kekId(own.kid, peerEncKid);
+    const cached = this.#keks.get(id);
+    if (cached !== undefined) return cached;
+    const peer = this.#record(peerEncKid);
+    if (peer.use !== 'enc') throw unknownKey(peerEncKid);
+    const kek = deriveKek(own, peer);
+    this.#keks.set(id, kek);
+    return kek;
+  }
+
+  /** The KEK named by an envelope's `keys[].kek` (`kidA~kidB`, one of them ours). Cached. */
+  kekForId(id: string): Kek {
+    const cached = this.#keks.get(id);
+    if (cached !== undefined) return cached;
+    const kids = splitKekId(id);
+    if (kids === undefined) throw new BrokerError('E_KEY_UNKNOWN', 'KEK id is not <kid>~<kid> in sorted order');
+    const [a, b] = kids;
+    if (this.#ownEnc.has(a) && !this.#retired.has(a)) return this.kekFor(b, a);
+    if (this.#ownEnc.has(b) && !this.#retired.has(b)) return this.kekFor(a, b);
+    if (this.#ownEnc.has(a)) throw unknownKey(a);
+    if (this.#ownEnc.has(b)) throw unknownKey(b);
+    throw new BrokerError('E_KEY_UNKNOWN', `KEK ${id} uses none of the encryption keys of ${this.service}`);
+  }
+
+  #ownEncKey(kid: string): EncryptionKeyPair {
+    const key = this.#ownEnc.get(kid);
+    if (key === undefined || this.#retired.has(kid)) throw unknownKey(kid);
+    return key;
+  }
+
+  /** Every public key held and not retired (own and peers), e.g. to write a JWKS. */
+  publicKeys(): PublicKeyRecord[] {
+    return [...this.#records.values()].filter((r) => !this.#retired.has(r.kid));
+  }
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}

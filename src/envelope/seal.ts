@@ -1,0 +1,104 @@
+// Sealing a phi-broker envelope v1 (docs/wire-format.md): one fresh 32-byte data key per message; every PHI leaf
+// sealed under it with XChaCha20-Poly1305 (leaves.ts); the data key wrapped for each recipient under the KEK it shares
+// with the sender (XChaCha20-Poly1305, AAD binds message, recipient, KEK and data key ids); the UTF-8 JSON bytes
+// signed with Ed25519 (RFC 8032). The hot path does one signature and symmetric operations only; nonces and keys come
+// from the pooled node:crypto source unless a RandomSource is injected (test vectors).
+import { sealBlob, KEY_BYTES } from '../crypto/aead.js';
+import { toBase64url } from '../crypto/base64url.js';
+import { splitKekId, type Kek } from '../crypto/kek.js';
+import { parseKid, type SigningKeyPair } from '../crypto/keypairs.js';
+import { randomBytes, type RandomSource } from '../crypto/random.js';
+import { signDetached } from '../crypto/sign.js';
+import { SERVICE_ID_PATTERN } from '../catalog/types.js';
+import { wrapAad, leafAad } from './aad.js';
+import { sealResource } from './leaves.js';
+import { MAX_RECIPIENTS, MESSAGE_ID_PATTERN, RAW_TYPE, TYPE_PATTERN, isRawPayload, type Provenance, type RawPayload } from './types.js';
+
+/** Bytes drawn for the data key id (12 base64url characters). */
+const DK_ID_BYTES = 9;
+
+export interface SealRecipient {
+  /** Recipient service id. */
+  readonly id: string;
+  /** KEK shared by the sender's and the recipient's encryption keys (Keyring.kekFor). */
+  readonly kek: Kek;
+}
+
+export interface SealInput {
+  readonly id: string;
+  readonly iss: string;
+  readonly iat: number;
+  /** The resource type (structured mode) or `$raw`. */
+  readonly typ: string;
+  /** A FHIR resource as parsed JSON (its resourceType must equal typ), or `{ raw }` bytes for raw mode. */
+  readonly resource: unknown;
+  readonly signer: SigningKeyPair;
+  readonly recipients: readonly SealRecipient[];
+  readonly prov?: Provenance;
+  /** Injected randomness, drawn in this order: data key (32), data key id (9), one 24-byte nonce per recipient in order, one per sealed leaf in document order. */
+  readonly random?: RandomSource;
+}
+
+export interface SealedEnvelope {
+  /** The exact bytes to send. */
+  readonly bytes: Uint8Array;
+  /** base64url Ed25519 signature of `bytes` (the `Phi-Sig` header). */
+  readonly sig: string;
+}
+
+function checkInput(input: SealInput): void {
+  if (!MESSAGE_ID_PATTERN.test(input.id)) throw new TypeError('sealEnvelope: id must match MESSAGE_ID_PATTERN');
+  if (!SERVICE_ID_PATTERN.test(input.iss)) throw new TypeError('sealEnvelope: iss must be a service id');
+  if (!Number.isSafeInteger(input.iat) || input.iat < 0) throw new TypeError('sealEnvelope: iat must be ms since the epoch');
+  const kid = parseKid(input.signer.kid);
+  if (kid === undefined || kid.use !== 'sig' || kid.service !== input.iss) throw new TypeError('sealEnvelope: signer must be a signing key of iss');
+  const n = input.recipients.length;
+  if (n === 0 || n > MAX_RECIPIENTS) throw new TypeError(`sealEnvelope: 1 to ${MAX_RECIPIENTS} recipients`);
+  const seen = new Set<string>();
+  for (const r of input.recipients) {
+    if (!SERVICE_ID_PATTERN.test(r.id) || seen.has(r.id)) throw new TypeError('sealEnvelope: recipient ids must be distinct service ids');
+    seen.add(r.id);
+    if (splitKekId(r.kek.id) === undefined || r.kek.key.length !== KEY_BYTES) throw new TypeError('sealEnvelope: recipient KEK must be { id: kidA~kidB, key: 32 bytes }');
+  }
+}
+
+function provText(prov: Provenance): string {
+  // Fixed member order; undefined optional members are left out.
+  return JSON.stringify({ src: prov.src, mid: prov.mid, hash: prov.hash, profile: prov.profile, purpose: prov.purpose, at: prov.at });
+}
+
+/** Seals, serialises and signs one message. Wrong arguments throw TypeError (programming errors, not bad data). */
+export function sealEnvelope(input: SealInput): SealedEnvelope {
+  checkInput(input);
+  const random = input.random ?? randomBytes;
+  const raw = input.typ === RAW_TYPE;
+  if (raw && !isRawPayload(input.resource)) throw new TypeError('sealEnvelope: typ $raw needs resource { raw: Uint8Array }');
+  const resource = input.resource as Record<string, unknown>;
+  if (!raw && (!TYPE_PATTERN.test(input.typ) || typeof resource !== 'object' || resource === null || Array.isArray(resource) || resource['resourceType'] !== input.typ)) {
+    throw new TypeError('sealEnvelope: typ must be a resource type name equal to resource.resourceType (or $raw with { raw })');
+  }
+
+  const dataKey = Uint8Array.from(random(KEY_BYTES));
+  const dk = toBase64url(random(DK_ID_BYTES));
+  try {
+    let keys = '';
+    for (const r of input.recipients) {
+      const wk = toBase64url(sealBlob(r.kek.key, dataKey, wrapAad(input.id, r.id, r.kek.id, dk), random));
+      keys += `${keys === '' ? '' : ','}{"to":${JSON.stringify(r.id)},"kek":${JSON.stringify(r.kek.id)},"wk":"${wk}"}`;
+    }
+    const ctx = { id: input.id, dk, key: dataKey, random };
+    const body = raw
+      ? `"${toBase64url(sealBlob(dataKey, (input.resource as RawPayload).raw, leafAad(input.id, RAW_TYPE, dk), random))}"`
+      : sealResource(ctx, resource, input.typ);
+    const text =
+      `{"v":1,"id":${JSON.stringify(input.id)},"iss":${JSON.stringify(input.iss)},"iat":${input.iat},"typ":${JSON.stringify(input.typ)},` +
+      `"kid":${JSON.stringify(input.signer.kid)},"dk":"${dk}","keys":[${keys}],` +
+      (input.prov === undefined ? '' : `"prov":${provText(input.prov)},`) +
+      `"body":${body}}`;
+    const bytes = Buffer.from(text, 'utf8');
+    const out = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return { bytes: out, sig: toBase64url(signDetached(out, input.signer.secretKey)) };
+  } finally {
+    dataKey.fill(0);
+  }
+}

@@ -1,0 +1,58 @@
+// The closed set of error codes phi-broker reports. Every rejection a caller sees carries one of these codes
+// and a message that names element paths, never values (HIPAA minimum necessary, 45 CFR 164.502(b):
+// an error is a disclosure channel too). A code is never reused for a new meaning; docs/errors.md lists
+// every code and a test keeps the two in step.
+
+export const ERROR_CODES = {
+  E_JSON_MALFORMED: 'The input is not well-formed JSON.',
+  E_NOT_FHIR: 'The input is JSON but not a FHIR resource (not an object, or no string resourceType).',
+  E_UNKNOWN_RESOURCE_TYPE: 'resourceType names no FHIR R4 resource.',
+  E_FHIR_INVALID: 'The resource fails FHIR R4 model validation (required element missing, bad primitive, code outside a required value set).',
+  E_UNKNOWN_ELEMENT: 'An element that FHIR R4 does not define for that type; it would be lost, so the whole resource is rejected.',
+  E_TOO_LARGE: 'The message, the resource or one of its values exceeds a configured size limit.',
+  E_ENVELOPE_INVALID: 'The message is not a phi-broker envelope (see docs/wire-format.md).',
+  E_SIGNATURE: 'The signature is missing, malformed, or does not verify with the key the envelope names for its sender.',
+  E_SENDER_MISMATCH: 'The sender named by the NATS subject differs from the sender in the envelope.',
+  E_REPLAY: 'A message with this id was already received.',
+  E_CLOCK_SKEW: 'The envelope timestamp is outside the allowed skew window of the time NATS stored it.',
+  E_KEY_UNKNOWN: 'A key id that the keyring does not hold (never issued, or retired).',
+  E_DECRYPT: 'A field or a wrapped key could not be decrypted or authenticated.',
+  E_NOT_AUTHORIZED: 'The sender may not publish this resource type (catalog).',
+  E_BUNDLE_INVALID: 'A Bundle entry cannot be published on its own (no resource, or a reference to an entry that is not there).',
+  E_MODIFIER_WITHHELD: 'The resource carries a modifier (modifierExtension, implicitRules) the subscriber\'s profile withholds; the rest would change meaning, so nothing is delivered to that subscriber.',
+  E_CATALOG_INVALID: 'The catalog (subjects/, fhir-profiles/) is invalid.',
+  E_CONFIG_INVALID: 'The configuration is invalid.',
+  E_TIMEOUT: 'The broker did not answer in time; the message may still be processed (it is never lost: see PHI_INGEST).',
+  E_INTERNAL: 'An unexpected failure inside the broker; details are in its logs, never in the reply.',
+} as const satisfies Record<`E_${string}`, string>;
+
+export type BrokerErrorCode = keyof typeof ERROR_CODES;
+
+export function isBrokerErrorCode(value: unknown): value is BrokerErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
+}
+
+/**
+ * A coded failure. `message` must name element paths and never values; `path` is the element path
+ * (FHIR dotted form with indices, e.g. `Patient.name[0].family`) or file path the error is about.
+ */
+export class BrokerError extends Error {
+  override readonly name = 'BrokerError';
+  readonly code: BrokerErrorCode;
+  readonly path: string | undefined;
+
+  constructor(code: BrokerErrorCode, message: string, options?: { path?: string; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.path = options?.path;
+  }
+
+  /** The shape sent over the wire: code, message and path only (never a cause or a stack). */
+  toJSON(): { code: BrokerErrorCode; message: string; path?: string } {
+    return this.path === undefined ? { code: this.code, message: this.message } : { code: this.code, message: this.message, path: this.path };
+  }
+}
+
+export function isBrokerError(e: unknown): e is BrokerError {
+  return e instanceof BrokerError;
+}

@@ -1,0 +1,57 @@
+// validateResource: the FHIR R4 input check the broker runs on every decrypted resource before it is
+// projected. Order (first failure wins, see docs/validation.md):
+//   1. E_NOT_FHIR               not a JSON object, or no string resourceType
+//   2. E_UNKNOWN_RESOURCE_TYPE  resourceType is no FHIR R4 (4.0.1) resource
+//   3. structural walk          unknown elements at any depth (E_UNKNOWN_ELEMENT), JSON shape
+//                               (E_FHIR_INVALID), size limits (E_TOO_LARGE) — src/fhir/structure.ts
+//   4. E_FHIR_INVALID           no logical id (when limits.requireId)
+//   5. E_FHIR_INVALID           @fhir-typescript/r4-core model validation (required elements, primitive
+//                               formats, required bindings) — src/fhir/model-issues.ts
+// The library takes over a second to import, so it is imported here once per process and nowhere else;
+// modules that only split bundles or read patient references do not load it.
+import { fhir } from '@fhir-typescript/r4-core';
+import { BrokerError } from '../errors.js';
+import type { ValidationLimits } from './limits.js';
+import type { ModelIssue } from './model-issues.js';
+import { modelIssuesToError } from './model-issues.js';
+import type { FhirResource } from './resource.js';
+import { hasResourceType, isJsonObject } from './resource.js';
+import { checkStructure, isR4ResourceType } from './structure.js';
+
+// The limits travel with the validator: callers import both from here.
+export { DEFAULT_VALIDATION_LIMITS, validationLimits } from './limits.js';
+export type { ValidationLimits } from './limits.js';
+
+type ModelClass = new (json: unknown) => { doModelValidation(): readonly ModelIssue[] };
+// The namespace object of r4-core's generated classes, indexed by resource type name.
+const models = fhir as unknown as Readonly<Record<string, ModelClass | undefined>>;
+
+/**
+ * Checks `json` as a FHIR R4 resource and returns it unchanged (not copied) typed as one; throws a
+ * BrokerError whose message and path name elements, never values.
+ */
+export function validateResource(json: unknown, limits: ValidationLimits): FhirResource {
+  if (!isJsonObject(json)) throw new BrokerError('E_NOT_FHIR', 'the input is not a JSON object');
+  if (!hasResourceType(json)) throw new BrokerError('E_NOT_FHIR', 'resourceType: missing or not a string', { path: 'resourceType' });
+  const type = json.resourceType;
+  const model = models[type];
+  if (!isR4ResourceType(type) || typeof model !== 'function') {
+    throw new BrokerError('E_UNKNOWN_RESOURCE_TYPE', 'resourceType: names no FHIR R4 resource', { path: 'resourceType' });
+  }
+  checkStructure(json, limits);
+  if (limits.requireId && json.id === undefined) {
+    const path = `${type}.id`;
+    throw new BrokerError('E_FHIR_INVALID', `${path}: a published resource must have a logical id`, { path });
+  }
+  let issues: readonly ModelIssue[];
+  try {
+    issues = new model(json).doModelValidation();
+  } catch {
+    // The library failed on input the structural walk let through; its message may quote the input, so
+    // it is neither kept nor passed on.
+    throw new BrokerError('E_FHIR_INVALID', `${type}: could not be read as a FHIR R4 ${type}`, { path: type });
+  }
+  const error = modelIssuesToError(issues, json);
+  if (error !== undefined) throw error;
+  return json;
+}

@@ -1,0 +1,225 @@
+// Compiles allow-list paths and transforms of one resource type into the node tree project.ts walks. Paths are
+// resolved against the FHIR R4 element index (src/fhir/elements.ts) to JSON property names: choice elements
+// expand to `nameType` (FHIR R4 §2.24.0.4), primitives get their `_name` sibling (§2.6.2.1 primitive extensions),
+// extensions by URL get a per-URL rule. A path that does not resolve allows nothing; a transform whose path does
+// not resolve removes the deepest element it did resolve (fail safe: never pass what cannot be interpreted).
+import type { TransformName } from '../catalog/types.js';
+import { choiceJsonName, fhirElements, isPrimitiveType } from '../fhir/elements.js';
+import { parsePath } from './path.js';
+import type { PathStep } from './path.js';
+import type { Leaf, Node } from './project.js';
+import { pseudonym, pseudonymIdentifier, pseudonymReference, year, yearPeriod, zip3 } from './transforms.js';
+
+interface MNode {
+  /** Type code or backbone path of this element (`Element` for `_name` nodes). */
+  readonly type: string;
+  all: boolean;
+  transform: TransformName | undefined;
+  sparse: boolean;
+  readonly kids: Map<string, MNode>;
+  byUrl: Map<string, MNode> | undefined;
+}
+
+interface Hit {
+  readonly node: MNode;
+  /** True for the `_name` sibling of a primitive (it is dropped when its primitive is transformed). */
+  readonly ext: boolean;
+}
+
+function mnode(type: string): MNode {
+  return { type, all: false, transform: undefined, sparse: false, kids: new Map(), byUrl: undefined };
+}
+
+function kid(parent: MNode, key: string, type: string): MNode {
+  let k = parent.kids.get(key);
+  if (k === undefined) {
+    k = mnode(type);
+    parent.kids.set(key, k);
+  }
+  return k;
+}
+
+/** Two transforms on one element: drop wins; two different ones cannot both apply, so the element is dropped. */
+function combine(a: TransformName | undefined, b: TransformName | undefined): TransformName | undefined {
+  if (a === undefined) return b;
+  if (b === undefined || a === b) return a;
+  return 'drop';
+}
+
+function step(cur: MNode, s: PathStep, hits: Hit[]): void {
+  const defs = fhirElements().types[cur.type];
+  if (defs === undefined) return;
+  const add = (key: string, type: string, repeats: boolean): void => {
+    if (isPrimitiveType(type)) {
+      hits.push({ node: kid(cur, key, type), ext: false });
+      const e = kid(cur, '_' + key, 'Element');
+      e.sparse = repeats;
+      hits.push({ node: e, ext: true });
+    } else {
+      hits.push({ node: kid(cur, key, type), ext: false });
+    }
+  };
+  const def = Object.hasOwn(defs, s.name) ? defs[s.name] : undefined;
+  if (s.url !== undefined) {
+    if ((s.name !== 'extension' && s.name !== 'modifierExtension') || def === undefined) return;
+    const el = kid(cur, s.name, 'Extension');
+    el.byUrl ??= new Map();
+    let u = el.byUrl.get(s.url);
+    if (u === undefined) {
+      u = mnode('Extension');
+      el.byUrl.set(s.url, u);
+    }
+    hits.push({ node: u, ext: false });
+    return;
+  }
+  if (def !== undefined) {
+    if (def.x === 1) {
+      for (const t of def.t) add(choiceJsonName(s.name, t), t, def.m === 1);
+    } else if (!s.choice && def.t.length === 1 && def.t[0] !== undefined) {
+      add(s.name, def.t[0], def.m === 1);
+    }
+    return;
+  }
+  if (s.choice) return;
+  // `valueQuantity`: one type of a choice element.
+  for (const [base, d] of Object.entries(defs)) {
+    if (d.x !== 1) continue;
+    for (const t of d.t) if (choiceJsonName(base, t) === s.name) add(s.name, t, d.m === 1);
+  }
+}
+
+/** Resolves steps after the resource type; `undefined` hits mean the path did not resolve. */
+function resolve(root: MNode, steps: readonly PathStep[]): { hits: Hit[]; deepest: Hit[] } {
+  let hits: Hit[] = [{ node: root, ext: false }];
+  let deepest = hits;
+  for (let i = 1; i < steps.length; i++) {
+    const s = steps[i];
+    if (s === undefined) break;
+    const next: Hit[] = [];
+    // A step below a primitive continues from its `_name` sibling (its id and extensions).
+    for (const h of hits) if (h.ext || !isPrimitiveType(h.node.type)) step(h.node, s, next);
+    if (next.length === 0) return { hits: [], deepest };
+    deepest = next;
+    hits = next;
+  }
+  return { hits, deepest };
+}
+
+/** The compiled rules for one resource type. */
+export interface TypeTree {
+  readonly root: MNode;
+  /** `<Type>.contained` is allowed (contained resources are then projected by their own type's rules). */
+  containedAllowed: boolean;
+}
+
+export function newTypeTree(resourceType: string): TypeTree {
+  return { root: mnode(resourceType), containedAllowed: false };
+}
+
+/** Adds one allowed path (ignored when it does not resolve: nothing is allowed by it). */
+export function allowPath(tree: TypeTree, path: string): void {
+  const steps = parsePath(path);
+  if (steps === undefined || steps[0]?.name !== tree.root.type || steps[0].url !== undefined || steps[0].choice) return;
+  if (steps.length >= 2 && steps[1]?.name === 'contained') {
+    if (steps.length === 2 && steps[1].url === undefined && !steps[1].choice) tree.containedAllowed = true;
+    return;
+  }
+  // Allowing the resource allows its whole subtree, `contained` included.
+  if (steps.length === 1) tree.containedAllowed = true;
+  for (const h of resolve(tree.root, steps).hits) h.node.all = true;
+}
+
+/** Adds one transform; its path is known to start with this tree's type. */
+export function transformPath(tree: TypeTree, path: string, transform: TransformName): void {
+  const steps = parsePath(path);
+  if (steps === undefined) {
+    tree.root.transform = 'drop';
+    return;
+  }
+  const { hits, deepest } = resolve(tree.root, steps);
+  if (hits.length === 0) {
+    for (const h of deepest) h.node.transform = 'drop';
+    return;
+  }
+  for (const h of hits) h.node.transform = combine(h.node.transform, h.ext ? 'drop' : transform);
+}
+
+function leafFor(transform: TransformName, type: string): Leaf | undefined {
+  const stringPrimitive = fhirElements().primitives[type] === 'string';
+  switch (transform) {
+    case 'year':
+      if (type === 'date' || type === 'dateTime') return year;
+      return type === 'Period' ? yearPeriod : undefined;
+    case 'zip3':
+      return stringPrimitive ? zip3 : undefined;
+    case 'pseudonym':
+      if (stringPrimitive) return pseudonym;
+      if (type === 'Reference') return pseudonymReference;
+      return type === 'Identifier' ? pseudonymIdentifier : undefined;
+    case 'drop':
+      return undefined;
+  }
+}
+
+function merge(a: MNode, b: MNode): MNode {
+  const m = mnode(a.type);
+  m.all = a.all || b.all;
+  m.transform = combine(a.transform, b.transform);
+  m.sparse = a.sparse || b.sparse;
+  for (const src of [a, b]) {
+    for (const [k, v] of src.kids) {
+      const prev = m.kids.get(k);
+      m.kids.set(k, prev === undefined ? v : merge(prev, v));
+    }
+    if (src.byUrl !== undefined) {
+      m.byUrl ??= new Map();
+      for (const [k, v] of src.byUrl) {
+        const prev = m.byUrl.get(k);
+        m.byUrl.set(k, prev === undefined ? v : merge(prev, v));
+      }
+    }
+  }
+  return m;
+}
+
+export const FULL: Node = Object.freeze({ all: true, kids: undefined, byUrl: undefined, leaf: undefined, drop: false, sparse: false, companions: undefined });
+export const DROP: Node = Object.freeze({ all: false, kids: undefined, byUrl: undefined, leaf: undefined, drop: true, sparse: false, companions: undefined });
+const EXTENSION_COMPANIONS = Object.freeze(['url']);
+const RESOURCE_COMPANIONS = Object.freeze(['resourceType']);
+
+/** Turns the mutable tree into frozen runtime nodes; undefined when nothing at or below `m` is kept. */
+export function finalize(m: MNode, inherited: boolean): Node | undefined {
+  if (m.transform === 'drop') return DROP;
+  const all = m.all || inherited;
+  let leaf: Leaf | undefined;
+  if (m.transform !== undefined) {
+    leaf = leafFor(m.transform, m.type);
+    if (leaf === undefined) return DROP;
+  }
+  let kids: Record<string, Node> | undefined;
+  for (const [key, km] of m.kids) {
+    const f = finalize(km, all);
+    if (f === undefined || (all && f === FULL)) continue;
+    (kids ??= Object.create(null) as Record<string, Node>)[key] = f;
+  }
+  let byUrl: Record<string, Node> | undefined;
+  if (m.byUrl !== undefined) {
+    const general: MNode = { ...m, byUrl: undefined, kids: m.kids };
+    for (const [url, um] of m.byUrl) {
+      const f = finalize(merge(general, um), inherited);
+      if (f !== undefined) (byUrl ??= Object.create(null) as Record<string, Node>)[url] = f;
+    }
+  }
+  if (!all && kids === undefined && byUrl === undefined) return undefined;
+  if (all && kids === undefined && byUrl === undefined && leaf === undefined) return FULL;
+  const companions = m.type === 'Extension' ? EXTENSION_COMPANIONS : m.type === 'Resource' ? RESOURCE_COMPANIONS : undefined;
+  return Object.freeze({ all, kids, byUrl, leaf, drop: false, sparse: m.sparse, companions });
+}
+
+/** Keeps nothing (a profile whose paths resolve to nothing). */
+export const EMPTY: Node = Object.freeze({ all: false, kids: undefined, byUrl: undefined, leaf: undefined, drop: false, sparse: false, companions: undefined });
+
+/** The runtime node for a whole resource (DROP when a fail-safe withholds all of it). */
+export function finalizeTree(tree: TypeTree): Node {
+  return finalize(tree.root, false) ?? EMPTY;
+}

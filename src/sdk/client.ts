@@ -1,0 +1,279 @@
+// What a service imports. `publish` signs and encrypts a FHIR resource field by field to the broker and
+// resolves with the broker's signed verdict; `subscribe` hands a handler each delivery — verified against
+// the broker's signature, decrypted, already cut to the service's minimum-necessary profile — with its
+// provenance, acknowledging only after the handler succeeds (at-least-once; duplicates suppressed by id).
+import { randomUUID } from 'node:crypto';
+import { headers as natsHeaders, type ConsumerMessages, type JsMsg, type NatsConnection, type Subscription as NatsSubscription } from 'nats';
+import { BROKER_ID } from '../catalog/types.js';
+import { Keyring } from '../crypto/keyring.js';
+import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
+import { initCrypto } from '../crypto/sodium.js';
+import { verifyDetached } from '../crypto/sign.js';
+import { openEnvelope, parseEnvelope, verifyEnvelope } from '../envelope/open.js';
+import { sealEnvelope } from '../envelope/seal.js';
+import { BrokerError, isBrokerError, type BrokerErrorCode } from '../errors.js';
+import { splitBundle } from '../fhir/bundle.js';
+import { errorFields, type Logger } from '../log.js';
+import { HEADERS, RAW_TYPE, STREAMS, subjects } from '../nats/names.js';
+import { ensureDeliveryConsumer } from '../nats/setup.js';
+import { decodeReceipt, type Receipt } from '../broker/receipt.js';
+import { RecentIds } from './dedupe.js';
+
+export interface PhiClientOptions {
+  /** An open NATS connection (the caller owns it; `close()` does not close it unless `ownsConnection`). */
+  readonly nc: NatsConnection;
+  readonly ownsConnection?: boolean;
+  /** This service's id in the catalog. */
+  readonly service: string;
+  readonly keys: ServiceKeys;
+  /** Public keys of the broker (and optionally of other services), e.g. from the JWKS. */
+  readonly peers: readonly PublicKeyRecord[];
+  /** How long `publish` waits for the broker's receipt. */
+  readonly receiptTimeoutMs?: number;
+  readonly logger?: Logger;
+}
+
+export type PublishResult =
+  | { readonly status: 'accepted'; readonly id: string; readonly deliveries: number }
+  | { readonly status: 'rejected'; readonly id: string; readonly code: BrokerErrorCode; readonly message: string; readonly path?: string }
+  /** No receipt in time: the message is in PHI_INGEST and will be processed; look its id up later. */
+  | { readonly status: 'unknown'; readonly id: string; readonly code: 'E_TIMEOUT'; readonly message: string };
+
+export interface Provenance {
+  /** The service that published the original message. */
+  readonly publisher: string;
+  readonly messageId: string;
+  readonly deliveryId: string;
+  /** SHA-256 (base64url) of the original envelope bytes. */
+  readonly hash: string;
+  readonly publishedAt: Date;
+  readonly deliveredAt: Date;
+  /** Canonical URL of the profile that shaped this copy (also in meta.profile). */
+  readonly profile: string;
+  /** HL7 v3 PurposeOfUse code of this subscription. */
+  readonly purpose: string;
+}
+
+export interface Delivered<R = Record<string, unknown>> {
+  readonly resource: R;
+  readonly provenance: Provenance;
+}
+
+export type DeliveryHandler<R = Record<string, unknown>> = (delivery: Delivered<R>) => void | Promise<void>;
+
+export interface Subscription {
+  /** Stops receiving; unacknowledged deliveries stay in PHI_DELIVER for the next subscription. */
+  stop(): Promise<void>;
+  /** Resolves when the subscription ends. */
+  readonly closed: Promise<void>;
+}
+
+const encoder = new TextEncoder();
+
+/** Normalises what a caller hands `publish`: a resource object, JSON text or bytes. */
+function classifyInput(input: unknown): { type: string; resource: unknown } | { type: typeof RAW_TYPE; raw: Uint8Array } {
+  let value = input;
+  if (typeof input === 'string' || input instanceof Uint8Array) {
+    const text = typeof input === 'string' ? input : Buffer.from(input).toString('utf8');
+    try {
+      value = JSON.parse(text) as unknown;
+    } catch {
+      return { type: RAW_TYPE, raw: typeof input === 'string' ? encoder.encode(input) : input };
+    }
+  }
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const rt = (value as { resourceType?: unknown }).resourceType;
+    if (typeof rt === 'string' && /^[A-Z][A-Za-z]{1,63}$/.test(rt)) return { type: rt, resource: value };
+  }
+  return { type: RAW_TYPE, raw: encoder.encode(JSON.stringify(value) ?? 'undefined') };
+}
+
+export class PhiClient {
+  private readonly keyring: Keyring;
+  private readonly pending = new Map<string, (r: Receipt) => void>();
+  private readonly receiptSub: NatsSubscription;
+  private readonly subscriptions = new Set<Subscription>();
+  private readonly brokerSigningKeys: ReadonlySet<string>;
+
+  private constructor(private readonly opts: PhiClientOptions) {
+    this.keyring = new Keyring(opts.keys, [...opts.peers]);
+    this.brokerSigningKeys = new Set(opts.peers.filter((p) => p.service === BROKER_ID && p.use === 'sig').map((p) => p.kid));
+    if (this.brokerSigningKeys.size === 0) throw new TypeError('peers must include the broker public signing key');
+    this.receiptSub = opts.nc.subscribe(subjects.receipt(opts.service), {
+      callback: (err, msg) => {
+        if (err !== null) return;
+        this.onReceipt(msg.data, msg.headers?.get(HEADERS.signature) || undefined);
+      },
+    });
+  }
+
+  static async connect(opts: PhiClientOptions): Promise<PhiClient> {
+    await initCrypto();
+    const client = new PhiClient(opts);
+    await opts.nc.flush(); // the receipt subscription is registered before anything is published
+    return client;
+  }
+
+  get service(): string {
+    return this.opts.service;
+  }
+
+  private onReceipt(data: Uint8Array, sig: string | undefined): void {
+    try {
+      const verified = [...this.brokerSigningKeys].some((kid) => verifyDetached(data, Buffer.from(sig ?? '', 'base64url'), this.keyring.signingPublicKey(kid)));
+      if (!verified) throw new BrokerError('E_SIGNATURE', 'receipt signature does not verify');
+      const receipt = decodeReceipt(data);
+      this.pending.get(receipt.id)?.(receipt);
+    } catch (err) {
+      this.opts.logger?.warn({ event: 'sdk.receipt.invalid', ...errorFields(err) }, 'ignored an invalid receipt');
+    }
+  }
+
+  /**
+   * Publishes one resource (an object, or JSON text/bytes). Input that is not a FHIR resource is still sent —
+   * sealed whole — so the broker rejects it with a code and keeps it in quarantine: nothing vanishes.
+   */
+  async publish(input: unknown): Promise<PublishResult> {
+    const id = randomUUID();
+    const classified = classifyInput(input);
+    const brokerEnc = this.keyring.encryptionKeyOf(BROKER_ID);
+    const sealed = sealEnvelope({
+      id,
+      iss: this.opts.service,
+      iat: Date.now(),
+      typ: classified.type,
+      resource: 'raw' in classified ? { raw: classified.raw } : classified.resource,
+      signer: this.opts.keys.sign,
+      recipients: [{ id: BROKER_ID, kek: this.keyring.kekFor(brokerEnc.kid) }],
+    });
+    const maxPayload = this.opts.nc.info?.max_payload ?? 1024 * 1024;
+    if (sealed.bytes.byteLength > maxPayload - 1024) {
+      // NATS cannot carry it, so it cannot reach the quarantine either: the caller still holds it.
+      return { status: 'rejected', id, code: 'E_TOO_LARGE', message: `sealed message is ${sealed.bytes.byteLength} bytes; NATS accepts at most ${maxPayload}` };
+    }
+    const receipt = new Promise<Receipt | undefined>((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        resolve(undefined);
+      }, this.opts.receiptTimeoutMs ?? 30_000);
+      this.pending.set(id, (r) => {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        resolve(r);
+      });
+    });
+    const h = natsHeaders();
+    h.set(HEADERS.signature, sealed.sig);
+    try {
+      await this.opts.nc.jetstream().publish(subjects.ingest(this.opts.service, classified.type), sealed.bytes, { msgID: id, headers: h });
+    } catch (err) {
+      this.pending.get(id)?.({ v: 1, id, status: 'rejected', code: 'E_INTERNAL', message: 'NATS did not accept the message', at: Date.now() });
+      this.opts.logger?.warn({ event: 'sdk.publish.failed', id, ...errorFields(err) }, 'publish failed');
+    }
+    const r = await receipt;
+    if (r === undefined) return { status: 'unknown', id, code: 'E_TIMEOUT', message: 'no receipt from the broker in time' };
+    if (r.status === 'accepted') return { status: 'accepted', id, deliveries: r.deliveries };
+    return r.path === undefined
+      ? { status: 'rejected', id, code: r.code, message: r.message }
+      : { status: 'rejected', id, code: r.code, message: r.message, path: r.path };
+  }
+
+  /**
+   * Publishes a Bundle as its entries, each a message of its own type, with `urn:uuid:` references between
+   * entries resolved (src/fhir/bundle.ts). An entry that cannot stand alone is sent raw, so the broker
+   * rejects and quarantines it. Results are in entry order.
+   */
+  async publishBundle(bundle: unknown): Promise<PublishResult[]> {
+    const entries = splitBundle(bundle);
+    return Promise.all(
+      entries.map(async (e): Promise<PublishResult> => {
+        if (e.ok) return this.publish(e.resource);
+        // Sent raw so the broker quarantines it; the caller gets the precise local reason once it has.
+        const r = await this.publish({ ...(e.entry as object) });
+        if (r.status !== 'rejected') return r;
+        return e.error.path === undefined
+          ? { status: 'rejected', id: r.id, code: e.error.code, message: e.error.message }
+          : { status: 'rejected', id: r.id, code: e.error.code, message: e.error.message, path: e.error.path };
+      }),
+    );
+  }
+
+  /**
+   * Receives this service's deliveries of one resource type (or all with '*') from its durable consumer.
+   * The handler's promise settling successfully acknowledges the delivery; a throw redelivers it later.
+   */
+  async subscribe<R = Record<string, unknown>>(type: string, handler: DeliveryHandler<R>): Promise<Subscription> {
+    const nc = this.opts.nc;
+    const durable = await ensureDeliveryConsumer(nc, this.opts.service, type === '*' ? undefined : type);
+    const consumer = await nc.jetstream().consumers.get(STREAMS.deliver, durable);
+    const messages: ConsumerMessages = await consumer.consume({ max_messages: 256 });
+    const seen = new RecentIds();
+    const closed = (async () => {
+      for await (const m of messages) await this.handleDelivery(m, seen, handler);
+    })();
+    const sub: Subscription = {
+      stop: async () => {
+        await messages.close();
+        await closed;
+        this.subscriptions.delete(sub);
+      },
+      closed,
+    };
+    this.subscriptions.add(sub);
+    return sub;
+  }
+
+  private async handleDelivery<R>(m: JsMsg, seen: RecentIds, handler: DeliveryHandler<R>): Promise<void> {
+    let delivered: Delivered<R>;
+    try {
+      const env = parseEnvelope(m.data);
+      if (env.iss !== BROKER_ID || !this.brokerSigningKeys.has(env.kid)) {
+        throw new BrokerError('E_SIGNATURE', 'delivery is not signed by the broker', { path: 'kid' });
+      }
+      verifyEnvelope(m.data, m.headers?.get(HEADERS.signature) || undefined, this.keyring.signingPublicKey(env.kid));
+      if (seen.has(env.id)) {
+        m.ack();
+        return;
+      }
+      const wrap = env.keys.find((k) => k.to === this.opts.service);
+      if (wrap === undefined) throw new BrokerError('E_KEY_UNKNOWN', 'no data key is wrapped for this service', { path: 'keys' });
+      const resource = openEnvelope(env, this.opts.service, this.keyring.kekForId(wrap.kek)) as R;
+      const prov = env.prov;
+      if (prov?.profile === undefined || prov.purpose === undefined) {
+        throw new BrokerError('E_ENVELOPE_INVALID', 'delivery has no provenance (publisher, profile, purpose)', { path: 'prov' });
+      }
+      delivered = {
+        resource,
+        provenance: {
+          publisher: prov.src,
+          messageId: prov.mid,
+          deliveryId: env.id,
+          hash: prov.hash,
+          publishedAt: new Date(prov.at),
+          deliveredAt: new Date(env.iat),
+          profile: prov.profile,
+          purpose: prov.purpose,
+        },
+      };
+    } catch (err) {
+      // Never hand unverified data to the handler. The message stays in PHI_DELIVER for inspection.
+      this.opts.logger?.error({ event: 'sdk.delivery.invalid', seq: m.info.streamSequence, ...errorFields(err) }, 'rejected a delivery');
+      m.term();
+      return;
+    }
+    try {
+      await handler(delivered);
+      seen.add(delivered.provenance.deliveryId);
+      m.ack();
+    } catch (err) {
+      this.opts.logger?.warn({ event: 'sdk.handler.failed', id: delivered.provenance.deliveryId, ...(isBrokerError(err) ? errorFields(err) : {}) }, 'handler failed; redelivering');
+      m.nak(1_000);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const sub of [...this.subscriptions]) await sub.stop();
+    this.receiptSub.unsubscribe();
+    if (this.opts.ownsConnection === true) await this.opts.nc.drain();
+  }
+}

@@ -1,0 +1,126 @@
+// Test harness: a real nats-server, the shipped catalog (or another), dev keys in a temp dir, a broker
+// whose pino logs are captured (so tests can search them for PHI), and SDK clients for any service.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import type { NatsConnection } from 'nats';
+import { Broker } from '../../src/broker/broker.js';
+import { ensureBrokerSecrets, type BrokerSecrets } from '../../src/broker/secrets.js';
+import { loadCatalog } from '../../src/catalog/load.js';
+import { BROKER_ID, type Catalog } from '../../src/catalog/types.js';
+import { parseConfig, type BrokerConfig, type BrokerConfigInput } from '../../src/config.js';
+import { ensureDevKeys, readJwks, readServiceKeys, type PublicKeyRecord, type ServiceKeys } from '../../src/crypto/keys.js';
+import { initCrypto } from '../../src/crypto/sodium.js';
+import { createLogger, type Logger } from '../../src/log.js';
+import { PhiClient } from '../../src/sdk/client.js';
+import { startTestNats, type TestNats } from './nats.js';
+
+export const ROOT = new URL('../../', import.meta.url).pathname;
+
+export class LogCapture extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+    cb();
+  }
+  text(): string {
+    return this.lines.join('\n');
+  }
+  records(): Record<string, unknown>[] {
+    return this.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+}
+
+export interface TestStack {
+  readonly nats: TestNats;
+  readonly config: BrokerConfig;
+  readonly catalog: Catalog;
+  readonly keysDir: string;
+  readonly peers: PublicKeyRecord[];
+  readonly secrets: BrokerSecrets;
+  readonly logs: LogCapture;
+  readonly logger: Logger;
+  broker: Broker | undefined;
+  keys(service: string): ServiceKeys;
+  startBroker(): Promise<Broker>;
+  client(service: string, options?: { receiptTimeoutMs?: number }): Promise<PhiClient>;
+  connect(name?: string): Promise<NatsConnection>;
+  stop(): Promise<void>;
+}
+
+export async function startTestStack(options: { config?: Partial<BrokerConfigInput>; broker?: boolean } = {}): Promise<TestStack> {
+  await initCrypto();
+  const nats = await startTestNats();
+  const config = parseConfig({
+    dataDir: join(nats.dir, 'data'),
+    natsUrl: nats.server.url,
+    subjectsDir: join(ROOT, 'subjects'),
+    profilesDir: join(ROOT, 'fhir-profiles'),
+    ...options.config,
+  });
+  const catalog = loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
+  const keysDir = join(config.dataDir, 'keys');
+  mkdirSync(keysDir, { recursive: true });
+  ensureDevKeys(keysDir, [BROKER_ID, ...catalog.services.keys()]);
+  const peers = readJwks(keysDir);
+  const secrets = ensureBrokerSecrets(keysDir);
+  const logs = new LogCapture();
+  const logger = createLogger({ level: 'debug', destination: logs });
+  const clients: PhiClient[] = [];
+  const stack: TestStack = {
+    nats,
+    config,
+    catalog,
+    keysDir,
+    peers,
+    secrets,
+    logs,
+    logger,
+    broker: undefined,
+    keys: (service) => readServiceKeys(keysDir, service),
+    async startBroker() {
+      const nc = await nats.connect('broker');
+      stack.broker = await Broker.start({ config, catalog, nc, keys: readServiceKeys(keysDir, BROKER_ID), peers, secrets, logger });
+      return stack.broker;
+    },
+    async client(service, opts = {}) {
+      const nc = await nats.connect(service);
+      const c = await PhiClient.connect({ nc, service, keys: readServiceKeys(keysDir, service), peers, logger, ...opts });
+      clients.push(c);
+      return c;
+    },
+    connect: (name) => nats.connect(name),
+    async stop() {
+      for (const c of clients) await c.close().catch(() => undefined);
+      await stack.broker?.stop();
+      await nats.stop();
+    },
+  };
+  if (options.broker !== false) await stack.startBroker();
+  return stack;
+}
+
+/** Resolves once `predicate()` holds, checking after every event the caller signals (no sleeps). */
+export class Waiter {
+  private waiters: { predicate: () => boolean; resolve: () => void }[] = [];
+  signal(): void {
+    this.waiters = this.waiters.filter((w) => {
+      if (w.predicate()) {
+        w.resolve();
+        return false;
+      }
+      return true;
+    });
+  }
+  until(predicate: () => boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> {
+    if (predicate()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
+      this.waiters.push({ predicate, resolve: () => { clearTimeout(timer); resolve(); } });
+    });
+  }
+}
+
+export function readJson(path: string): Record<string, unknown> {
+  return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+}

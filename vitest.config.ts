@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+// Unit tests run without a server; *.int.test.ts and test/e2e/ start their own nats-server (one per file).
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    pool: 'forks',
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Stray console output from src/ is a bug (pino only): fail the test that caused it.
+    onConsoleLog(_log, type) {
+      return type === 'stderr' ? true : undefined;
+    },
+  },
+});
