@@ -1,12 +1,14 @@
 // Checks one minimum-necessary projection profile (fhir-profiles/<id>.yaml) against FHIR R4 and the element
 // classification, and builds its frozen ProfileDef: allow paths exist and start with the profile's type,
-// transforms suit the element's type, contained allow-lists are well formed, and a de-identified profile lets
+// transforms suit the element's type, contained allow-lists are well formed, value filters (`where`,
+// item-filter.ts) name a repeating element and a discriminator child, and a de-identified profile lets
 // no identifier through (deidentification.ts). Pure: the YAML source only supplies positions for issues.
 import { isResourceType } from '../fhir/elements.js';
 import { classifiedFor } from './classification.js';
 import { deidentificationFindings } from './deidentification.js';
 import type { AllowedPath, TransformAt } from './deidentification.js';
 import { resolveElementPath } from './element-path.js';
+import { discriminatorError, filterTargetError } from './item-filter.js';
 import type { ResolvedPath } from './element-path.js';
 import { covers, overlap, pathKey, renderPath } from './path-match.js';
 import type { CatalogIssue } from './issues.js';
@@ -93,11 +95,11 @@ export function checkProfile(source: YamlSource, input: ProfileInput, classifica
 
   // Transforms: type-checked, inside an allowed path, not nested in one another.
   const transforms = new Map<string, TransformAt[]>();
+  const roots = [type, ...Object.keys(input.contained)];
   const transformPaths: { key: ReturnType<typeof pathKey>; path: string }[] = [];
   for (const [path, transform] of Object.entries(input.transforms)) {
     const at = ['transforms', path];
     const root = path.split('.')[0] ?? '';
-    const roots = [type, ...Object.keys(input.contained)];
     if (!roots.includes(root)) {
       issues.push(source.issue(at, `'${path}' must start with ${type}${roots.length > 1 ? ` or a contained type (${roots.slice(1).join(', ')})` : ''}`));
       continue;
@@ -120,6 +122,30 @@ export function checkProfile(source: YamlSource, input: ProfileInput, classifica
     transforms.set(root, list);
   }
 
+  // Value filters: on a repeating element inside (or around) an allowed path, by a direct child primitive.
+  for (const [path, filter] of Object.entries(input.where)) {
+    const at = ['where', path];
+    const root = path.split('.')[0] ?? '';
+    if (!roots.includes(root)) {
+      issues.push(source.issue(at, `'${path}' must start with ${type}${roots.length > 1 ? ` or a contained type (${roots.slice(1).join(', ')})` : ''}`));
+      continue;
+    }
+    const r = resolve(path, root, at);
+    if (r === undefined) continue;
+    const targetError = filterTargetError(r);
+    if (targetError !== undefined) {
+      issues.push(source.issue(at, targetError));
+      continue;
+    }
+    if (!(allowed.get(root) ?? []).some((a) => overlap(a.key, pathKey(r)) !== undefined)) {
+      issues.push(source.issue(at, `'${path}' is not inside any allowed path: the filter would never apply`));
+    }
+    for (const name of Object.keys(filter)) {
+      const error = discriminatorError(r, name);
+      if (error !== undefined) issues.push(source.issue([...at, name], error));
+    }
+  }
+
   if (input.deidentified && classification !== undefined) {
     for (const [root, list] of allowed) {
       const findings = deidentificationFindings(list, transforms.get(root) ?? [], classifiedFor(classification.directIdentifiers, root), classifiedFor(classification.quasiIdentifiers, root));
@@ -137,6 +163,7 @@ export function checkProfile(source: YamlSource, input: ProfileInput, classifica
     allow: Object.freeze([...input.allow]),
     transforms: Object.freeze({ ...input.transforms }),
     contained: Object.freeze(Object.fromEntries(Object.entries(input.contained).map(([k, v]) => [k, Object.freeze([...v])]))),
+    where: Object.freeze(Object.fromEntries(Object.entries(input.where).map(([p, f]) => [p, Object.freeze(Object.fromEntries(Object.entries(f).map(([d, v]) => [d, Object.freeze([...v])])))]))),
     file: source.file,
   });
   return { def, issues };

@@ -55,6 +55,14 @@ export const profileSchema = z.strictObject({
   allow: z.array(z.string()).min(1, 'expected at least one allowed path (default deny)'),
   transforms: z.record(z.string(), z.enum(TRANSFORM_NAMES)).default({}),
   contained: z.record(z.string(), z.array(z.string()).min(1, 'expected at least one allowed path')).default({}),
+  where: z
+    .record(
+      z.string(),
+      z
+        .record(z.string(), z.array(z.string().min(1, 'expected a non-empty value')).min(1, 'expected at least one value to keep'))
+        .refine((d) => Object.keys(d).length > 0, 'expected at least one discriminator: { <child element>: [values] }'),
+    )
+    .default({}),
 });
 
 export const classificationSchema = z.strictObject({

@@ -64,8 +64,18 @@ export interface ProfileDef {
    * that type). A contained resource of a type not listed here is removed, even when `<Type>.contained` is allowed.
    */
   readonly contained: Readonly<Record<string, readonly string[]>>;
+  /**
+   * Value filters on repeating elements (FHIR R4 slicing, profiling.html#slicing, discriminator type `value`):
+   * element path → discriminator (a direct child primitive of that element's type) → the values an item may have.
+   * Only items whose every named discriminator holds one of its values are kept; an item without it is removed.
+   * `{ 'Patient.telecom': { system: ['phone', 'email'] } }`. Paths start with the profile's type or a contained type.
+   */
+  readonly where: Readonly<Record<string, ItemFilterDef>>;
   readonly file: string;
 }
+
+/** Discriminator child name → allowed values (exact string match), for one repeating element. */
+export type ItemFilterDef = Readonly<Record<string, readonly string[]>>;
 
 /** Element classification (fhir-profiles/classification.yaml): which paths are direct identifiers or carry sensitive labels. */
 export interface ClassificationDef {

@@ -4,15 +4,17 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
+import { formatIssue } from '../catalog/issues.js';
 import { checkCatalog } from '../catalog/load.js';
 import { parseConfig, type BrokerConfig, type BrokerConfigInput } from '../config.js';
 import { isBrokerError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { runDemo } from './demo.js';
+// `up` and `demo` run the broker, which loads the FHIR model (@fhir-typescript/r4-core, seconds to import):
+// they import it on demand, so `--help`, `publish`, `tail` and `catalog check` start in well under a second.
 import { packageRoot } from './package-root.js';
 import { runPublish } from './publish.js';
+import { runQuarantineList, runQuarantineShow } from './quarantine.js';
 import { runTail } from './tail.js';
-import { runUp } from './up.js';
 
 interface GlobalOptions {
   dataDir?: string;
@@ -52,6 +54,7 @@ program
   .description('start an embedded nats-server (unless NATS_URL is set), create streams and dev keys, run the broker; Ctrl-C stops')
   .option('--port <port>', 'client port of the embedded nats-server (default: a free port)', (v) => Number.parseInt(v, 10))
   .action(async (opts: { port?: number }, cmd: Command) => {
+    const { runUp } = await import('./up.js');
     await runUp(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.port);
   });
 
@@ -60,6 +63,7 @@ program
   .description('run the whole story end to end on an embedded NATS with the example catalog, then exit')
   .option('--json', 'print a machine-readable summary instead of text')
   .action(async (opts: { json?: boolean }, cmd: Command) => {
+    const { runDemo } = await import('./demo.js');
     const code = await runDemo(configFrom(cmd.optsWithGlobals<GlobalOptions>(), { logLevel: 'error' }), opts.json === true);
     process.exitCode = code;
   });
@@ -86,6 +90,24 @@ program
     await runTail(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.as, { type: opts.type ?? '*', json: opts.json === true, ...(opts.count === undefined ? {} : { count: opts.count }) });
   });
 
+const quarantine = program.command('quarantine').description('rejected input kept in PHI_QUARANTINE');
+quarantine
+  .command('list')
+  .description('list quarantine records (code, path, sender, type, message id); never decrypts')
+  .option('--json', 'one JSON object per line')
+  .option('--limit <n>', 'the newest n records', (v) => Number.parseInt(v, 10), 100)
+  .action(async (opts: { json?: boolean; limit: number }, cmd: Command) => {
+    await runQuarantineList(configFrom(cmd.optsWithGlobals<GlobalOptions>()), { json: opts.json === true, limit: opts.limit });
+  });
+quarantine
+  .command('show')
+  .description('one record; with --decrypt also the original input (needs the broker keys in the data dir; may print PHI)')
+  .argument('<id>', 'record id, e.g. q-42')
+  .option('--decrypt', 'decrypt the sealed original with the broker quarantine key')
+  .action(async (id: string, opts: { decrypt?: boolean }, cmd: Command) => {
+    process.exitCode = await runQuarantineShow(configFrom(cmd.optsWithGlobals<GlobalOptions>()), id, { decrypt: opts.decrypt === true });
+  });
+
 const catalog = program.command('catalog').description('the catalog: subjects/ and fhir-profiles/');
 catalog
   .command('check')
@@ -97,7 +119,7 @@ catalog
       process.stdout.write(`catalog ok: ${config.subjectsDir}, ${config.profilesDir}\n`);
       return;
     }
-    for (const i of issues) process.stdout.write(`${i.file}: ${i.path}: ${i.message}\n`);
+    for (const i of issues) process.stdout.write(`${formatIssue(i)}\n`);
     process.stdout.write(`${issues.length} problem${issues.length === 1 ? '' : 's'}\n`);
     process.exitCode = 1;
   });

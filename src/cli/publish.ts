@@ -18,7 +18,7 @@ export function formatResult(r: PublishResult): string {
     case 'accepted':
       return `accepted ${r.id} (${r.deliveries} deliveries)`;
     case 'rejected':
-      return `rejected ${r.id} ${r.code}: ${r.message}${r.path === undefined ? '' : ` [${r.path}]`}`;
+      return `rejected ${r.id} ${r.code}: ${r.message}${r.path === undefined || r.message.startsWith(r.path) ? '' : ` [${r.path}]`}`;
     case 'unknown':
       return `unknown ${r.id} ${r.code}: ${r.message}`;
   }

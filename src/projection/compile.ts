@@ -1,8 +1,9 @@
 // compileProfile: turns one minimum-necessary projection profile (HIPAA 45 CFR 164.502(b), 164.514(d); catalog
 // ProfileDef) into a Projector, once at start. Resource-level rules live here (resourceType, id, meta, contained,
-// modifiers, data-absent-reason marks); element-level rules are the node tree (tree.ts) walked by project.ts.
+// modifiers, data-absent-reason marks); element-level rules (allow, transforms, value filters) are the node tree
+// (tree.ts) walked by project.ts.
 // Semantics and examples: docs/profiles.md.
-import type { ProfileDef, TransformName } from '../catalog/types.js';
+import type { ItemFilterDef, ProfileDef, TransformName } from '../catalog/types.js';
 import { BrokerError } from '../errors.js';
 import { stripLocalRefs } from './local-refs.js';
 import { maskTable, markWithheld } from './masked.js';
@@ -10,7 +11,7 @@ import type { MaskTable } from './masked.js';
 import { parsePath } from './path.js';
 import { copyJson, modifiersIntact, projectValue } from './project.js';
 import type { Json, Node } from './project.js';
-import { finalizeTree, newTypeTree, transformPath, allowPath } from './tree.js';
+import { allowPath, finalizeTree, newTypeTree, transformPath, wherePath } from './tree.js';
 import type { TypeTree } from './tree.js';
 import type { ProjectionContext, Projector } from './types.js';
 
@@ -29,7 +30,7 @@ interface Options {
 }
 
 /** Meta rules when the whole resource is withheld: only security labels and the profile. */
-const DROPPED_META: Node = Object.freeze({ all: false, kids: undefined, byUrl: undefined, leaf: undefined, drop: false, sparse: false, companions: undefined });
+const DROPPED_META: Node = Object.freeze({ all: false, kids: undefined, byUrl: undefined, leaf: undefined, drop: false, sparse: false, companions: undefined, where: undefined });
 
 function projectMeta(meta: unknown, n: Node, ctx: ProjectionContext, profileUrl: string | undefined): Json | undefined {
   const out: Json = {};
@@ -121,10 +122,16 @@ function removedIds(input: unknown, kept: unknown[] | undefined): Set<string> | 
   return removed;
 }
 
-function buildTree(resourceType: string, allow: readonly string[], transforms: readonly (readonly [string, TransformName])[]): TypeTree {
+interface ByRoot {
+  readonly transforms: [string, TransformName][];
+  readonly where: [string, ItemFilterDef][];
+}
+
+function buildTree(resourceType: string, allow: readonly string[], rules: ByRoot | undefined): TypeTree {
   const tree = newTypeTree(resourceType);
   for (const p of allow) allowPath(tree, p);
-  for (const [p, t] of transforms) transformPath(tree, p, t);
+  for (const [p, t] of rules?.transforms ?? []) transformPath(tree, p, t);
+  for (const [p, f] of rules?.where ?? []) wherePath(tree, p, f);
   return tree;
 }
 
@@ -134,25 +141,31 @@ function buildTree(resourceType: string, allow: readonly string[], transforms: r
  */
 export function compileProfile(profile: ProfileDef): Projector {
   const rootType = profile.resourceType;
-  const byType = new Map<string, [string, TransformName][]>();
+  // Transforms and value filters, by the type their path starts with (the profile's type or a contained type).
+  const byType = new Map<string, ByRoot>();
   let unreadable = false;
-  for (const [path, t] of Object.entries(profile.transforms)) {
+  const rulesOf = (path: string): ByRoot | undefined => {
     const first = parsePath(path)?.[0];
     if (first === undefined) {
       unreadable = true;
-      continue;
+      return undefined;
     }
-    const list = byType.get(first.name) ?? [];
-    list.push([path, t]);
-    byType.set(first.name, list);
-  }
-  const tree = buildTree(rootType, profile.allow, byType.get(rootType) ?? []);
+    let r = byType.get(first.name);
+    if (r === undefined) {
+      r = { transforms: [], where: [] };
+      byType.set(first.name, r);
+    }
+    return r;
+  };
+  for (const [path, t] of Object.entries(profile.transforms)) rulesOf(path)?.transforms.push([path, t]);
+  for (const [path, f] of Object.entries(profile.where)) rulesOf(path)?.where.push([path, f]);
+  const tree = buildTree(rootType, profile.allow, byType.get(rootType));
   if (unreadable) tree.root.transform = 'drop';
   let contained: Record<string, ResourceProjector> | undefined;
   if (tree.containedAllowed) {
     contained = Object.create(null) as Record<string, ResourceProjector>;
     for (const [type, allow] of Object.entries(profile.contained)) {
-      const sub = buildTree(type, allow, byType.get(type) ?? []);
+      const sub = buildTree(type, allow, byType.get(type));
       sub.containedAllowed = false;
       contained[type] = compileResource(sub, { profileUrl: undefined, contained: undefined, mask: undefined });
     }

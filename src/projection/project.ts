@@ -1,12 +1,15 @@
 // The per-message walk of a compiled projection: a tree of allowed nodes keyed by FHIR JSON property name
 // (FHIR R4 §2.6 JSON representation), built once by tree.ts. No string parsing, no index lookups here: one
-// property lookup per input key. Everything emitted is a fresh copy; nothing of the input is mutated or shared.
+// property lookup per input key (plus one per discriminator of a value-filtered item). Everything emitted is a fresh copy; nothing of the input is mutated or shared.
 import type { ProjectionContext } from './types.js';
 
 export type Json = Record<string, unknown>;
 
 /** A transform on a kept value (primitive, or the already-projected object). `undefined` withholds it. */
 export type Leaf = (value: unknown, ctx: ProjectionContext) => unknown;
+
+/** A value filter (profile `where`): each [discriminator child, allowed values] must hold for an item to be kept. */
+export type ItemFilter = readonly (readonly [string, ReadonlySet<string>])[];
 
 export interface Node {
   /** Keep every child not listed in `kids`, whole (the path or an ancestor is allowed). */
@@ -23,6 +26,8 @@ export interface Node {
   readonly sparse: boolean;
   /** Keys kept whenever anything else of the object is (`url` of an Extension, `resourceType` of a Resource). */
   readonly companions: readonly string[] | undefined;
+  /** Items that fail this filter are removed before anything else applies (judged on the input item). */
+  readonly where: ItemFilter | undefined;
 }
 
 /** Deep copy of JSON data; drops empty objects/arrays (never emitted) and `__proto__` keys. */
@@ -50,7 +55,18 @@ function pick(v: Json, n: Node): Node {
   return (typeof url === 'string' ? n.byUrl[url] : undefined) ?? n;
 }
 
+/** True when `v` is an object whose every discriminator is a string among its allowed values (absent → false). */
+function passes(v: unknown, where: ItemFilter): boolean {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  for (const [key, values] of where) {
+    const d = Object.hasOwn(v, key) ? (v as Json)[key] : undefined;
+    if (typeof d !== 'string' || !values.has(d)) return false;
+  }
+  return true;
+}
+
 function projectItem(v: unknown, n: Node, ctx: ProjectionContext): unknown {
+  if (n.where !== undefined && !passes(v, n.where)) return undefined;
   let out: unknown;
   let m = n;
   if (typeof v === 'object' && v !== null) {
@@ -66,7 +82,7 @@ function projectItem(v: unknown, n: Node, ctx: ProjectionContext): unknown {
 function projectArray(arr: readonly unknown[], n: Node, ctx: ProjectionContext): unknown[] | undefined {
   const out: unknown[] = [];
   let kept = 0;
-  const keepNull = n.sparse || (n.all && n.leaf === undefined);
+  const keepNull = n.sparse || (n.all && n.leaf === undefined && n.where === undefined);
   for (const item of arr) {
     if (item === null) {
       if (keepNull) out.push(null);

@@ -1,13 +1,14 @@
 // Compiles allow-list paths and transforms of one resource type into the node tree project.ts walks. Paths are
 // resolved against the FHIR R4 element index (src/fhir/elements.ts) to JSON property names: choice elements
 // expand to `nameType` (FHIR R4 §2.24.0.4), primitives get their `_name` sibling (§2.6.2.1 primitive extensions),
-// extensions by URL get a per-URL rule. A path that does not resolve allows nothing; a transform whose path does
+// extensions by URL get a per-URL rule, value filters (`where`, FHIR slicing by a `value` discriminator) sit on the
+// repeating element they name. A path that does not resolve allows nothing; a transform or filter whose path does
 // not resolve removes the deepest element it did resolve (fail safe: never pass what cannot be interpreted).
-import type { TransformName } from '../catalog/types.js';
+import type { ItemFilterDef, TransformName } from '../catalog/types.js';
 import { choiceJsonName, fhirElements, isPrimitiveType } from '../fhir/elements.js';
 import { parsePath } from './path.js';
 import type { PathStep } from './path.js';
-import type { Leaf, Node } from './project.js';
+import type { ItemFilter, Leaf, Node } from './project.js';
 import { pseudonym, pseudonymIdentifier, pseudonymReference, year, yearPeriod, zip3 } from './transforms.js';
 
 interface MNode {
@@ -18,6 +19,8 @@ interface MNode {
   sparse: boolean;
   readonly kids: Map<string, MNode>;
   byUrl: Map<string, MNode> | undefined;
+  /** Discriminator → allowed values; every one must hold (filters on the same element are intersected). */
+  where: Map<string, ReadonlySet<string>> | undefined;
 }
 
 interface Hit {
@@ -27,7 +30,7 @@ interface Hit {
 }
 
 function mnode(type: string): MNode {
-  return { type, all: false, transform: undefined, sparse: false, kids: new Map(), byUrl: undefined };
+  return { type, all: false, transform: undefined, sparse: false, kids: new Map(), byUrl: undefined, where: undefined };
 }
 
 function kid(parent: MNode, key: string, type: string): MNode {
@@ -44,6 +47,18 @@ function combine(a: TransformName | undefined, b: TransformName | undefined): Tr
   if (a === undefined) return b;
   if (b === undefined || a === b) return a;
   return 'drop';
+}
+
+/** Both filters must hold: discriminators are united, the values of a discriminator both name are intersected. */
+function both(a: MNode['where'], b: MNode['where']): MNode['where'] {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  const m = new Map(a);
+  for (const [d, values] of b) {
+    const prev = m.get(d);
+    m.set(d, prev === undefined ? values : new Set([...values].filter((v) => prev.has(v))));
+  }
+  return m;
 }
 
 function step(cur: MNode, s: PathStep, hits: Hit[]): void {
@@ -144,6 +159,29 @@ export function transformPath(tree: TypeTree, path: string, transform: Transform
   for (const h of hits) h.node.transform = combine(h.node.transform, h.ext ? 'drop' : transform);
 }
 
+/**
+ * Adds one value filter; its path is known to start with this tree's type. A filter that cannot be read, names the
+ * resource itself or a primitive (no child to discriminate on) withholds what it names.
+ */
+export function wherePath(tree: TypeTree, path: string, filter: ItemFilterDef): void {
+  const steps = parsePath(path);
+  if (steps === undefined || steps.length < 2) {
+    tree.root.transform = 'drop';
+    return;
+  }
+  const { hits, deepest } = resolve(tree.root, steps);
+  if (hits.length === 0) {
+    for (const h of deepest) h.node.transform = 'drop';
+    return;
+  }
+  const own = new Map<string, ReadonlySet<string>>();
+  for (const [d, values] of Object.entries(filter)) own.set(d, new Set(values));
+  for (const h of hits) {
+    if (h.ext || isPrimitiveType(h.node.type)) h.node.transform = 'drop';
+    else h.node.where = both(h.node.where, own);
+  }
+}
+
 function leafFor(transform: TransformName, type: string): Leaf | undefined {
   const stringPrimitive = fhirElements().primitives[type] === 'string';
   switch (transform) {
@@ -166,6 +204,7 @@ function merge(a: MNode, b: MNode): MNode {
   m.all = a.all || b.all;
   m.transform = combine(a.transform, b.transform);
   m.sparse = a.sparse || b.sparse;
+  m.where = both(a.where, b.where);
   for (const src of [a, b]) {
     for (const [k, v] of src.kids) {
       const prev = m.kids.get(k);
@@ -182,8 +221,8 @@ function merge(a: MNode, b: MNode): MNode {
   return m;
 }
 
-export const FULL: Node = Object.freeze({ all: true, kids: undefined, byUrl: undefined, leaf: undefined, drop: false, sparse: false, companions: undefined });
-export const DROP: Node = Object.freeze({ all: false, kids: undefined, byUrl: undefined, leaf: undefined, drop: true, sparse: false, companions: undefined });
+export const FULL: Node = Object.freeze({ all: true, kids: undefined, byUrl: undefined, leaf: undefined, drop: false, sparse: false, companions: undefined, where: undefined });
+export const DROP: Node = Object.freeze({ all: false, kids: undefined, byUrl: undefined, leaf: undefined, drop: true, sparse: false, companions: undefined, where: undefined });
 const EXTENSION_COMPANIONS = Object.freeze(['url']);
 const RESOURCE_COMPANIONS = Object.freeze(['resourceType']);
 
@@ -211,13 +250,14 @@ export function finalize(m: MNode, inherited: boolean): Node | undefined {
     }
   }
   if (!all && kids === undefined && byUrl === undefined) return undefined;
-  if (all && kids === undefined && byUrl === undefined && leaf === undefined) return FULL;
+  if (all && kids === undefined && byUrl === undefined && leaf === undefined && m.where === undefined) return FULL;
   const companions = m.type === 'Extension' ? EXTENSION_COMPANIONS : m.type === 'Resource' ? RESOURCE_COMPANIONS : undefined;
-  return Object.freeze({ all, kids, byUrl, leaf, drop: false, sparse: m.sparse, companions });
+  const where: ItemFilter | undefined = m.where === undefined ? undefined : Object.freeze([...m.where].map((e) => Object.freeze(e)));
+  return Object.freeze({ all, kids, byUrl, leaf, drop: false, sparse: m.sparse, companions, where });
 }
 
 /** Keeps nothing (a profile whose paths resolve to nothing). */
-export const EMPTY: Node = Object.freeze({ all: false, kids: undefined, byUrl: undefined, leaf: undefined, drop: false, sparse: false, companions: undefined });
+export const EMPTY: Node = Object.freeze({ all: false, kids: undefined, byUrl: undefined, leaf: undefined, drop: false, sparse: false, companions: undefined, where: undefined });
 
 /** The runtime node for a whole resource (DROP when a fail-safe withholds all of it). */
 export function finalizeTree(tree: TypeTree): Node {

@@ -45,6 +45,7 @@ export function profile(resourceType: string, allow: string[], more: Partial<Omi
     markMasked: false,
     transforms: {},
     contained: {},
+    where: {},
     file: 'test/projection/fixtures.ts',
     allow,
     ...more,

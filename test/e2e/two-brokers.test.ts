@@ -1,0 +1,50 @@
+// Two broker processes' worth of brokers (separate NATS connections, the same durable work-queue
+// consumer) share the ingest stream: both do work, and every message is delivered exactly once.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Broker } from '../../src/broker/broker.js';
+import { BROKER_ID } from '../../src/catalog/types.js';
+import type { PublishResult } from '../../src/sdk/client.js';
+import { Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
+
+const TOTAL = 400;
+let stack: TestStack;
+let second: Broker;
+
+beforeAll(async () => {
+  stack = await startTestStack();
+  second = await Broker.start({
+    config: stack.config,
+    catalog: stack.catalog,
+    nc: await stack.connect('broker-2'),
+    keys: stack.keys(BROKER_ID),
+    peers: stack.peers,
+    secrets: stack.secrets,
+    logger: stack.logger.child({ instance: 2 }),
+  });
+});
+
+afterAll(async () => {
+  await second?.stop();
+  await stack?.stop();
+});
+
+it('two brokers split the work; each message reaches the subscriber once', async () => {
+  const sub = await stack.client('notification');
+  const pub = await stack.client('registration');
+  const handled = new Map<string, number>();
+  const waiter = new Waiter();
+  await sub.subscribe('Patient', (d) => {
+    handled.set(d.provenance.messageId, (handled.get(d.provenance.messageId) ?? 0) + 1);
+    waiter.signal();
+  });
+  const results: PublishResult[] = await Promise.all(
+    Array.from({ length: TOTAL }, (_, i) => pub.publish({ resourceType: 'Patient', id: `two-${i}`, name: [{ family: `Twobroker${i}` }] })),
+  );
+  expect(results.filter((r) => r.status !== 'accepted')).toEqual([]);
+  await waiter.until(() => handled.size === TOTAL, 60_000, 'all deliveries');
+  expect([...handled.values()].every((n) => n === 1)).toBe(true);
+  const first = stack.broker?.stats.accepted ?? 0;
+  expect(first + second.stats.accepted).toBe(TOTAL);
+  expect(first).toBeGreaterThan(0);
+  expect(second.stats.accepted).toBeGreaterThan(0);
+});
