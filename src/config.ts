@@ -40,6 +40,12 @@ export function parseConfig(input: BrokerConfigInput): BrokerConfig {
     throw new BrokerError('E_CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
   }
   const c = result.data;
+  // JetStream refuses a stream whose de-duplication window exceeds its max age, so the broker could not start.
+  const ages = { deliverMaxAgeMs: c.deliverMaxAgeMs, quarantineMaxAgeMs: c.quarantineMaxAgeMs, receiptMaxAgeMs: c.receiptMaxAgeMs };
+  const shorter = Object.entries(ages).filter(([, age]) => c.duplicateWindowMs > age).map(([name]) => name);
+  if (shorter.length > 0) {
+    throw new BrokerError('E_CONFIG_INVALID', `invalid configuration: duplicateWindowMs: must not exceed ${shorter.join(', ')}`);
+  }
   return Object.freeze({ ...c, dataDir: resolve(c.dataDir), subjectsDir: resolve(c.subjectsDir), profilesDir: resolve(c.profilesDir) });
 }
 

@@ -29,3 +29,12 @@ export function errorFields(err: unknown): Record<string, unknown> {
   }
   return { errorClass: err instanceof Error ? err.constructor.name : typeof err };
 }
+
+/**
+ * The stack frames of an unexpected error for an internal-error log line, without its first line or message: a
+ * foreign error's message may quote its input (V8's JSON.parse errors do), and the stack repeats the message.
+ */
+export function errorStack(err: unknown): string | undefined {
+  if (!(err instanceof Error) || typeof err.stack !== 'string') return undefined;
+  return err.stack.split('\n').filter((line) => /^\s+at /.test(line)).join('\n');
+}

@@ -14,7 +14,7 @@ import { signDetached } from '../crypto/sign.js';
 import { BrokerError, isBrokerError } from '../errors.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../fhir/limits.js';
 import { MESSAGE_ID_PATTERN } from '../envelope/types.js';
-import { errorFields, type Logger } from '../log.js';
+import { errorFields, errorStack, type Logger } from '../log.js';
 import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../nats/names.js';
 import { ensureBrokerInfrastructure, ensureDeliveryConsumer } from '../nats/setup.js';
 import { pseudonymizer } from '../projection/pseudonymizer.js';
@@ -155,7 +155,7 @@ export class Broker {
         return;
       }
       const error = isBrokerError(err) ? err : new BrokerError('E_INTERNAL', 'the broker could not process this message');
-      if (!isBrokerError(err)) log.error({ event: 'ingest.internal', seq, ...errorFields(err), stack: err instanceof Error ? err.stack : undefined }, 'internal error');
+      if (!isBrokerError(err)) log.error({ event: 'ingest.internal', seq, ...errorFields(err), stack: errorStack(err) }, 'internal error');
       try {
         await this.reject(input, seq, error, checked, m);
         m.ack();

@@ -11,6 +11,7 @@ import type { SigningKeyPair } from '../crypto/keys.js';
 import { BrokerError } from '../errors.js';
 import { openEnvelope, parseEnvelope, verifyEnvelope, type Envelope } from '../envelope/open.js';
 import { sealEnvelope } from '../envelope/seal.js';
+import { MESSAGE_ID_PATTERN } from '../envelope/types.js';
 import { isResourceType } from '../fhir/elements.js';
 import type { ValidationLimits } from '../fhir/limits.js';
 import { validateResource } from '../fhir/validate.js';
@@ -86,6 +87,12 @@ export function checkEnvelope(msg: IngestMessage, ctx: PipelineContext): Checked
   }
   if (Math.abs(env.iat - msg.storedAtMs) > ctx.clockSkewMs) {
     throw new BrokerError('E_CLOCK_SKEW', `iat is more than ${ctx.clockSkewMs} ms from the time the message was stored`, { path: 'iat' });
+  }
+  // Each delivery's id is `<id>.<subscriber>` and must itself be a message id (at most 128 characters): an id
+  // too long for that is refused here with a code, rather than failing later as an internal error.
+  const typeRoute = env.typ === RAW_TYPE ? undefined : ctx.routes.get(env.typ);
+  if (typeRoute !== undefined && !typeRoute.subscribers.every((s) => MESSAGE_ID_PATTERN.test(`${env.id}.${s.service}`))) {
+    throw new BrokerError('E_ENVELOPE_INVALID', 'envelope field id: too long to form the delivery ids <id>.<subscriber> (128 characters at most)', { path: 'id' });
   }
   const hash = createHash('sha256').update(msg.data).digest('base64url');
   return { env, sender: route.service, type: env.typ, hash };

@@ -35,7 +35,13 @@ export function encodeReceipt(r: Receipt): Uint8Array {
 }
 
 export function decodeReceipt(bytes: Uint8Array): Receipt {
-  const parsed = receiptSchema.safeParse(JSON.parse(new TextDecoder().decode(bytes)));
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch {
+    throw new BrokerError('E_ENVELOPE_INVALID', 'not a broker receipt');
+  }
+  const parsed = receiptSchema.safeParse(json);
   if (!parsed.success) throw new BrokerError('E_ENVELOPE_INVALID', 'not a broker receipt');
   return parsed.data as Receipt;
 }

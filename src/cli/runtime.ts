@@ -65,9 +65,27 @@ export function natsUrl(config: BrokerConfig): string {
   if (!existsSync(file)) {
     throw new Error(`no running phi-broker in ${config.dataDir}: start one with \`phi-broker up --data-dir ${config.dataDir}\`, or set NATS_URL`);
   }
-  return (JSON.parse(readFileSync(file, 'utf8')) as { url: string }).url;
+  const server = JSON.parse(readFileSync(file, 'utf8')) as { url: string; pid?: number };
+  if (server.pid !== undefined && !isRunning(server.pid)) {
+    throw new Error(`no running phi-broker in ${config.dataDir} (${file} is left from one that did not stop cleanly): start one with \`phi-broker up --data-dir ${config.dataDir}\`, or set NATS_URL`);
+  }
+  return server.url;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, owned by another user
+  }
 }
 
 export async function connectNats(url: string, name: string): Promise<NatsConnection> {
-  return connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  try {
+    return await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  } catch (err) {
+    // nats.js says only e.g. CONNECTION_REFUSED; say where.
+    throw new Error(`cannot connect to NATS at ${url}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
 }

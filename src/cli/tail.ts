@@ -20,6 +20,8 @@ export async function runTail(config: BrokerConfig, service: string, opts: { typ
     done = resolve;
   });
   await client.subscribe(opts.type, (d) => {
+    // Past --count, deliveries already fetched are refused (not acknowledged), so the next tail gets them.
+    if (opts.count !== undefined && seen >= opts.count) throw new Error('tail: --count reached');
     process.stdout.write(`${formatDelivery(d, opts.json)}\n`);
     seen += 1;
     if (opts.count !== undefined && seen >= opts.count) done();

@@ -47,30 +47,60 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
   ];
 }
 
+function isNotFound(err: unknown): boolean {
+  return (err as { code?: string } | null)?.code === '404' || String((err as Error | null)?.message).includes('not found');
+}
+
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>): Promise<void> {
   const name = config.name as string;
   try {
     await jsm.streams.info(name);
     await jsm.streams.update(name, config);
   } catch (err) {
-    if ((err as { code?: string }).code !== '404' && !String((err as Error).message).includes('not found')) throw err;
+    if (!isNotFound(err)) throw err;
     await jsm.streams.add(config);
   }
+}
+
+/**
+ * Creates the broker's durable consumer, or updates the settings that may change between restarts. Adding an
+ * existing durable with another config works on nats-server 2.9 but fails on 2.10+ (the client sends
+ * action "create"), so an existing consumer is updated instead.
+ */
+async function ensureBrokerConsumer(jsm: JetStreamManager, ackWaitMs: number): Promise<void> {
+  const settings = { ack_wait: nanos(ackWaitMs), max_deliver: -1, max_ack_pending: 2_000 };
+  try {
+    await jsm.consumers.info(STREAMS.ingest, BROKER_CONSUMER);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.consumers.add(STREAMS.ingest, { durable_name: BROKER_CONSUMER, ack_policy: AckPolicy.Explicit, ...settings });
+    return;
+  }
+  await jsm.consumers.update(STREAMS.ingest, BROKER_CONSUMER, settings);
+}
+
+/**
+ * The replay bucket with its TTL set to the replay window. `views.kv` binds to an existing bucket without changing
+ * it, so a longer window (e.g. a larger clock skew) would otherwise leave the old, shorter TTL in place: ids would
+ * be forgotten while their messages still pass the skew check, and a replay would be accepted.
+ */
+async function ensureReplayBucket(nc: NatsConnection, jsm: JetStreamManager, replayWindowMs: number): Promise<KV> {
+  const seen = await nc.jetstream().views.kv(KV_BUCKETS.seen, { ttl: replayWindowMs, history: 1, storage: StorageType.File });
+  const stream = `KV_${KV_BUCKETS.seen}`;
+  const { config } = await jsm.streams.info(stream);
+  const maxAge = nanos(replayWindowMs);
+  if (config.max_age !== maxAge) {
+    await jsm.streams.update(stream, { max_age: maxAge, duplicate_window: Math.min(config.duplicate_window, maxAge) });
+  }
+  return seen;
 }
 
 /** Streams, the broker's work-queue consumer and the replay KV bucket. */
 export async function ensureBrokerInfrastructure(nc: NatsConnection, settings: StreamSettings): Promise<{ seen: KV }> {
   const jsm = await nc.jetstreamManager();
   for (const config of streamConfigs(settings)) await ensureStream(jsm, config);
-  await jsm.consumers.add(STREAMS.ingest, {
-    durable_name: BROKER_CONSUMER,
-    ack_policy: AckPolicy.Explicit,
-    ack_wait: nanos(settings.ackWaitMs),
-    max_deliver: -1,
-    max_ack_pending: 2_000,
-  });
-  const seen = await nc.jetstream().views.kv(KV_BUCKETS.seen, { ttl: settings.replayWindowMs, history: 1, storage: StorageType.File });
-  return { seen };
+  await ensureBrokerConsumer(jsm, settings.ackWaitMs);
+  return { seen: await ensureReplayBucket(nc, jsm, settings.replayWindowMs) };
 }
 
 /** The durable consumer a subscriber reads its deliveries from (created by the subscriber's SDK or by `up`). */

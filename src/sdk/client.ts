@@ -167,8 +167,12 @@ export class PhiClient {
     try {
       await this.opts.nc.jetstream().publish(subjects.ingest(this.opts.service, classified.type), sealed.bytes, { msgID: id, headers: h });
     } catch (err) {
-      this.pending.get(id)?.({ v: 1, id, status: 'rejected', code: 'E_INTERNAL', message: 'NATS did not accept the message', at: Date.now() });
       this.opts.logger?.warn({ event: 'sdk.publish.failed', id, ...errorFields(err) }, 'publish failed');
+      // A publish whose acknowledgement timed out may still have been stored, and then the broker processes it:
+      // wait for its receipt (or report 'unknown'), never 'rejected', or the caller would publish it twice.
+      if ((err as { code?: unknown } | null)?.code !== 'TIMEOUT') {
+        this.pending.get(id)?.({ v: 1, id, status: 'rejected', code: 'E_INTERNAL', message: 'NATS did not accept the message', at: Date.now() });
+      }
     }
     const r = await receipt;
     if (r === undefined) return { status: 'unknown', id, code: 'E_TIMEOUT', message: 'no receipt from the broker in time' };

@@ -19,7 +19,7 @@ import { signDetached } from '../../src/crypto/sign.js';
 const PATIENT = readJson(join(ROOT, 'examples/patient.json'));
 const OBSERVATION = readJson(join(ROOT, 'examples/observation.json'));
 /** Distinctive synthetic PHI in the examples above (and in inputs below): none may leak anywhere. */
-const PHI = ['Quillfeather', 'Marisol', '555-0142-7731', 'MRN-7731-DEMO', '999-41-7731', '42 Lantern Row', 'Brightwater', 'marisol.quillfeather@example.org', 'Ilsa Northgate', 'Ravensloe', 'Zephyrine'];
+const PHI = ['Quillfeather', 'Marisol', '555-0142-7731', 'MRN-7731-DEMO', '999-41-7731', '42 Lantern Row', 'Brightwater', 'marisol.quillfeather@example.org', 'Ilsa Northgate', 'Ravensloe', 'Zephyrine', '555-0199-7731'];
 
 let stack: TestStack;
 let registration: PhiClient;
@@ -82,7 +82,9 @@ describe('minimum-necessary projections', () => {
     const r = d?.resource ?? {};
     expect(Object.keys(r).sort()).toEqual(['meta', 'name', 'resourceType', 'telecom']);
     expect(r['name']).toEqual(PATIENT['name']);
-    expect(r['telecom']).toEqual(PATIENT['telecom']);
+    // patient-contact keeps phone and email contact points: the work fax is withheld.
+    expect(r['telecom']).toEqual((PATIENT['telecom'] as { system?: string }[]).filter((t) => t.system !== 'fax'));
+    expect(r['telecom']).toHaveLength(2);
     expect(d?.provenance.publisher).toBe('registration');
     expect(d?.provenance.purpose).toBe('HOPERAT');
     expect((r['meta'] as { profile: string[] }).profile).toEqual([d?.provenance.profile]);

@@ -1,4 +1,4 @@
-// Property: whatever the allow-list (and drops), nothing outside it leaks. The FHIR path → JSON path mapping below is
+// Property: whatever the allow-list (and drops, and a value filter on telecom), nothing outside it leaks. The FHIR path → JSON path mapping below is
 // written by hand from the FHIR R4 spec, independently of src/projection.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -96,12 +96,14 @@ describe.skipIf(!HAVE_EXAMPLES)(`nothing outside the allow-list leaks (fast-chec
         fc.subarray(PATHS, { minLength: 0, maxLength: 3 }),
         fc.boolean(),
         fc.nat({ max: inputs.length - 1 }),
-        (allow, drops, markMasked, which) => {
+        fc.option(fc.subarray(['phone', 'email', 'fax', 'sms'], { minLength: 1 }), { nil: undefined }),
+        (allow, drops, markMasked, which, systems) => {
           const input = inputs[which] as Json;
           const transforms = Object.fromEntries(drops.map((d) => [d, 'drop' as const]));
+          const where = systems === undefined ? {} : { 'Patient.telecom': { system: systems } };
           let out: Json;
           try {
-            out = compileProfile(profile('Patient', allow, { markMasked, transforms }))(input, ctx);
+            out = compileProfile(profile('Patient', allow, { markMasked, transforms, where }))(input, ctx);
           } catch (e) {
             // Only a withheld modifierExtension may stop a projection.
             expect(isBrokerError(e) && e.code === 'E_MODIFIER_WITHHELD').toBe(true);
@@ -125,6 +127,12 @@ describe.skipIf(!HAVE_EXAMPLES)(`nothing outside the allow-list leaks (fast-chec
           }
           expect(out).not.toHaveProperty('contained');
           expect(hasEmpty(out)).toBe(false);
+          // A value filter on telecom: no more items than the input has with an allowed system, none with another one.
+          if (systems !== undefined && Array.isArray(out['telecom']) && (out['telecom'] as Json[])[0]?.['extension'] === undefined) {
+            const passing = (input['telecom'] as Json[]).filter((t) => typeof t['system'] === 'string' && systems.includes(t['system']));
+            expect((out['telecom'] as Json[]).length).toBeLessThanOrEqual(passing.length);
+            for (const t of out['telecom'] as Json[]) if ('system' in t) expect(systems).toContain(t['system']);
+          }
         },
       ),
       { numRuns: 400 },

@@ -1,0 +1,108 @@
+// Broker configuration (src/config.ts): every default pinned, every bad value refused with E_CONFIG_INVALID naming the
+// setting, the result frozen (STYLE habit 3).
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseConfig, replayWindowMs, type BrokerConfigInput } from '../src/config.js';
+import { BrokerError } from '../src/errors.js';
+
+const MiB = 1024 * 1024;
+const MINUTE = 60 * 1000;
+const DAY = 24 * 60 * MINUTE;
+
+function configError(input: unknown): BrokerError {
+  try {
+    parseConfig(input as BrokerConfigInput);
+  } catch (e) {
+    if (e instanceof BrokerError) return e;
+    throw e;
+  }
+  throw new Error('expected E_CONFIG_INVALID');
+}
+
+describe('parseConfig', () => {
+  it('pins every default (paths resolved against the working directory)', () => {
+    expect(parseConfig({})).toEqual({
+      dataDir: resolve(process.cwd(), '.phi-broker'),
+      subjectsDir: resolve(process.cwd(), 'subjects'),
+      profilesDir: resolve(process.cwd(), 'fhir-profiles'),
+      maxMessageBytes: MiB,
+      clockSkewMs: 5 * MINUTE,
+      duplicateWindowMs: 2 * MINUTE,
+      deliverMaxAgeMs: 7 * DAY,
+      quarantineMaxAgeMs: 90 * DAY,
+      receiptMaxAgeMs: DAY,
+      ackWaitMs: 30_000,
+      concurrency: 64,
+      logLevel: 'info',
+    });
+    expect('natsUrl' in parseConfig({})).toBe(false);
+  });
+
+  it('keeps given values, resolves relative paths and keeps natsUrl', () => {
+    const c = parseConfig({ dataDir: 'x/y', natsUrl: 'nats://127.0.0.1:4222', concurrency: 1, logLevel: 'silent', maxMessageBytes: 1024 });
+    expect(c.dataDir).toBe(resolve(process.cwd(), 'x/y'));
+    expect(c.natsUrl).toBe('nats://127.0.0.1:4222');
+    expect([c.concurrency, c.logLevel, c.maxMessageBytes]).toEqual([1, 'silent', 1024]);
+  });
+
+  it('returns a frozen object', () => {
+    const c = parseConfig({});
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(() => {
+      (c as { concurrency: number }).concurrency = 2;
+    }).toThrow(TypeError);
+  });
+
+  it.each([
+    ['maxMessageBytes', 1023],
+    ['maxMessageBytes', 64 * MiB + 1],
+    ['maxMessageBytes', 1024.5],
+    ['clockSkewMs', 999],
+    ['clockSkewMs', DAY + 1],
+    ['duplicateWindowMs', 999],
+    ['deliverMaxAgeMs', 59_999],
+    ['quarantineMaxAgeMs', 59_999],
+    ['receiptMaxAgeMs', 59_999],
+    ['ackWaitMs', 999],
+    ['ackWaitMs', 10 * MINUTE + 1],
+    ['concurrency', 0],
+    ['concurrency', 4097],
+    ['concurrency', '8'],
+    ['logLevel', 'verbose'],
+    ['dataDir', ''],
+    ['subjectsDir', ''],
+    ['profilesDir', 7],
+    ['natsUrl', ''],
+  ])('refuses %s = %j with E_CONFIG_INVALID naming the setting', (key, value) => {
+    const e = configError({ [key]: value });
+    expect(e.code).toBe('E_CONFIG_INVALID');
+    expect(e.message).toMatch(new RegExp(`^invalid configuration: ${key}: `));
+  });
+
+  it('refuses an unknown setting, naming it', () => {
+    const e = configError({ clockSkew: 1000 });
+    expect(e.code).toBe('E_CONFIG_INVALID');
+    expect(e.message).toContain('clockSkew');
+  });
+
+  it('names every bad setting at once', () => {
+    const e = configError({ concurrency: 0, ackWaitMs: 1 });
+    expect(e.message).toContain('concurrency: ');
+    expect(e.message).toContain('ackWaitMs: ');
+  });
+
+  it('refuses a de-duplication window longer than a stream retention (JetStream would refuse the stream)', () => {
+    const e = configError({ receiptMaxAgeMs: 60_000 }); // the default window is 2 minutes
+    expect(e.code).toBe('E_CONFIG_INVALID');
+    expect(e.message).toBe('invalid configuration: duplicateWindowMs: must not exceed receiptMaxAgeMs');
+    const both = configError({ duplicateWindowMs: 10 * MINUTE, receiptMaxAgeMs: 5 * MINUTE, deliverMaxAgeMs: 5 * MINUTE });
+    expect(both.message).toBe('invalid configuration: duplicateWindowMs: must not exceed deliverMaxAgeMs, receiptMaxAgeMs');
+    // equal is allowed
+    expect(parseConfig({ duplicateWindowMs: 60_000, receiptMaxAgeMs: 60_000 }).duplicateWindowMs).toBe(60_000);
+  });
+
+  it('replay window = 2 × clock skew + de-duplication window', () => {
+    expect(replayWindowMs(parseConfig({}))).toBe(2 * 5 * MINUTE + 2 * MINUTE);
+    expect(replayWindowMs(parseConfig({ clockSkewMs: 1000, duplicateWindowMs: 1000 }))).toBe(3000);
+  });
+});

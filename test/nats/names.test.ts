@@ -1,0 +1,91 @@
+// NATS names (src/nats/names.ts): every subject, stream and consumer name, spelled out here independently, and the
+// parser of ingest subjects refusing every token that is not a service id or a resource type.
+import { describe, expect, it } from 'vitest';
+import { BROKER_CONSUMER, HEADERS, KV_BUCKETS, RAW_TYPE, STREAMS, deliveryConsumer, parseIngestSubject, subjects } from '../../src/nats/names.js';
+
+describe('subjects', () => {
+  it('are built from a service id and a resource type token', () => {
+    expect(subjects.ingest('registration', 'Patient')).toBe('phi.ingest.registration.Patient');
+    expect(subjects.ingest('public-health', RAW_TYPE)).toBe('phi.ingest.public-health._raw');
+    expect(subjects.deliver('ehr', 'Observation')).toBe('phi.deliver.ehr.Observation');
+    expect(subjects.deliverFilter('ehr')).toBe('phi.deliver.ehr.>');
+    expect(subjects.deliverFilter('ehr', 'Observation')).toBe('phi.deliver.ehr.Observation');
+    expect(subjects.receipt('billing')).toBe('phi.receipt.billing');
+    expect(subjects.quarantine('billing')).toBe('phi.quarantine.billing');
+    expect(subjects.quarantine('')).toBe('phi.quarantine._unknown');
+    expect(subjects.quarantine('Not.A*Service')).toBe('phi.quarantine._unknown');
+    expect([subjects.ingestAll, subjects.deliverAll, subjects.quarantineAll, subjects.receiptsAll]).toEqual(['phi.ingest.>', 'phi.deliver.>', 'phi.quarantine.>', 'phi.receipt.>']);
+  });
+
+  it.each([
+    ['a wildcard service', () => subjects.ingest('*', 'Patient')],
+    ['a service with a dot', () => subjects.deliver('ehr.x', 'Patient')],
+    ['an upper-case service', () => subjects.receipt('EHR')],
+    ['an empty service', () => subjects.deliverFilter('')],
+    ['a wildcard type', () => subjects.ingest('ehr', '>')],
+    ['a type with a dot', () => subjects.deliver('ehr', 'Patient.name')],
+    ['a lower-case type', () => subjects.ingest('ehr', 'patient')],
+    ['a value-like type', () => subjects.ingest('ehr', 'Patient/123')],
+  ])('refuse %s with TypeError (a caller mistake; nothing PHI-like enters a subject)', (_n, f) => {
+    expect(f).toThrow(TypeError);
+  });
+
+  it('streams, bucket, consumer and header names are fixed', () => {
+    expect(STREAMS).toEqual({ ingest: 'PHI_INGEST', deliver: 'PHI_DELIVER', quarantine: 'PHI_QUARANTINE', receipts: 'PHI_RECEIPTS' });
+    expect(KV_BUCKETS).toEqual({ seen: 'phi_seen' });
+    expect(BROKER_CONSUMER).toBe('broker');
+    expect(HEADERS).toEqual({ msgId: 'Nats-Msg-Id', signature: 'Phi-Sig', code: 'Phi-Code' });
+  });
+});
+
+describe('parseIngestSubject', () => {
+  it('parses phi.ingest.<service>.<Type> and the raw token', () => {
+    expect(parseIngestSubject('phi.ingest.registration.Patient')).toEqual({ service: 'registration', type: 'Patient' });
+    expect(parseIngestSubject('phi.ingest.public-health.ExplanationOfBenefit')).toEqual({ service: 'public-health', type: 'ExplanationOfBenefit' });
+    expect(parseIngestSubject('phi.ingest.ehr._raw')).toEqual({ service: 'ehr', type: RAW_TYPE });
+  });
+
+  it('round-trips every subject it builds', () => {
+    for (const [service, type] of [['a', 'Patient'], ['x-1', RAW_TYPE], ['z'.repeat(63), 'Bundle']] as const) {
+      expect(parseIngestSubject(subjects.ingest(service, type))).toEqual({ service, type });
+    }
+  });
+
+  it.each([
+    'phi.ingest.registration',
+    'phi.ingest.registration.Patient.extra',
+    'phi.deliver.registration.Patient',
+    'PHI.ingest.registration.Patient',
+    'phi.ingest..Patient',
+    'phi.ingest.registration.',
+    'phi.ingest.Registration.Patient',
+    'phi.ingest.1abc.Patient',
+    `phi.ingest.${'a'.repeat(64)}.Patient`,
+    'phi.ingest.registration.patient',
+    'phi.ingest.registration.P',
+    'phi.ingest.registration.$raw',
+    'phi.ingest.registration.raw',
+    'phi.ingest.registration.Pat1ent',
+    'phi.ingest.*.Patient',
+    'phi.ingest.registration.>',
+    '',
+  ])('returns undefined for %j', (subject) => {
+    expect(parseIngestSubject(subject)).toBeUndefined();
+  });
+});
+
+describe('deliveryConsumer', () => {
+  it('names one durable per service (all types) or per service and type', () => {
+    expect(deliveryConsumer('ehr')).toBe('deliver-ehr');
+    expect(deliveryConsumer('ehr', 'Patient')).toBe('deliver-ehr-Patient');
+    expect(deliveryConsumer('public-health', 'Patient')).toBe('deliver-public-health-Patient');
+    expect(deliveryConsumer('ehr', RAW_TYPE)).toBe('deliver-ehr-_raw');
+  });
+
+  it('stays unambiguous: a service id never has capitals, a type token always starts with one', () => {
+    expect(deliveryConsumer('a-bx')).not.toBe(deliveryConsumer('a', 'Bx'));
+    expect(() => deliveryConsumer('a', 'b')).toThrow(TypeError);
+    expect(() => deliveryConsumer('A')).toThrow(TypeError);
+    expect(() => deliveryConsumer('ehr', 'Patient.x')).toThrow(TypeError);
+  });
+});
