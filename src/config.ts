@@ -14,7 +14,7 @@ export const configSchema = z.strictObject({
   natsUrl: z.string().min(1).optional(),
   subjectsDir: z.string().min(1).default('subjects'),
   profilesDir: z.string().min(1).default('fhir-profiles'),
-  /** Largest envelope accepted on ingest, bytes (also the streams' max_msg_size). */
+  /** Largest envelope accepted on ingest, bytes; larger ones are rejected E_TOO_LARGE (the streams take any size NATS carries). */
   maxMessageBytes: z.number().int().min(1024).max(64 * MiB).default(MiB),
   /** Allowed difference between an envelope's iat and the time NATS stored it. */
   clockSkewMs: z.number().int().min(1000).max(DAY).default(5 * 60 * 1000),

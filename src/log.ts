@@ -27,7 +27,11 @@ export function errorFields(err: unknown): Record<string, unknown> {
     const e = err as { code: string; path?: string };
     return { code: e.code, path: e.path };
   }
-  return { errorClass: err instanceof Error ? err.constructor.name : typeof err };
+  // NATS client errors carry short protocol codes (TIMEOUT, 503, CONNECTION_CLOSED …): safe and useful.
+  const natsCode = (err as { name?: unknown; code?: unknown } | null)?.name === 'NatsError' ? (err as { code?: unknown }).code : undefined;
+  return typeof natsCode === 'string' && /^[A-Z0-9_]{1,40}$/.test(natsCode)
+    ? { errorClass: err instanceof Error ? err.constructor.name : typeof err, natsCode }
+    : { errorClass: err instanceof Error ? err.constructor.name : typeof err };
 }
 
 /**

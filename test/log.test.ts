@@ -112,7 +112,6 @@ describe('errorFields', () => {
     for (const [err, errorClass] of [
       [parseError, 'SyntaxError'],
       [new TypeError('Cannot read properties of Thistlewood'), 'TypeError'],
-      [natsLike, 'Error'],
       [new CustomFailure('Thistlewood'), 'CustomFailure'],
       ['Thistlewood', 'string'],
       [{ message: 'Thistlewood' }, 'object'],
@@ -122,6 +121,7 @@ describe('errorFields', () => {
       expect(fields).toEqual({ errorClass });
       expect(JSON.stringify(fields)).not.toContain('Thistlewood');
     }
+    expect(errorFields(natsLike)).toEqual({ errorClass: 'Error', natsCode: 'TIMEOUT' });
   });
 
   it('an object shaped like a coded error logs its code and path only', () => {
@@ -151,5 +151,14 @@ describe('errorStack', () => {
   it('is undefined for what is not an Error', () => {
     expect(errorStack('Thistlewood')).toBeUndefined();
     expect(errorStack({ stack: 'Thistlewood' })).toBeUndefined();
+  });
+});
+
+describe('errorFields for NATS client errors', () => {
+  it('keeps the short protocol code of a NatsError and never its message', () => {
+    const err = Object.assign(new Error('TIMEOUT while publishing Thistlewood'), { name: 'NatsError', code: 'TIMEOUT' });
+    expect(errorFields(err)).toEqual({ errorClass: 'Error', natsCode: 'TIMEOUT' });
+    const odd = Object.assign(new Error('x'), { name: 'NatsError', code: 'not a code: Thistlewood' });
+    expect(errorFields(odd)).toEqual({ errorClass: 'Error' });
   });
 });

@@ -13,6 +13,7 @@ import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { signDetached } from '../crypto/sign.js';
 import { BrokerError, isBrokerError } from '../errors.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../fhir/limits.js';
+import { envelopeHash } from '../envelope/provenance.js';
 import { MESSAGE_ID_PATTERN } from '../envelope/types.js';
 import { errorFields, errorStack, type Logger } from '../log.js';
 import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../nats/names.js';
@@ -20,7 +21,7 @@ import { ensureBrokerInfrastructure, ensureDeliveryConsumer } from '../nats/setu
 import { pseudonymizer } from '../projection/pseudonymizer.js';
 import { checkEnvelope, routeMessage, type CheckedEnvelope, type IngestMessage, type PipelineContext } from './pipeline.js';
 import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from './receipt.js';
-import { buildQuarantineRecord } from './quarantine.js';
+import { buildQuarantine, encodeRecordHeader } from './quarantine.js';
 import { compileRoutes, subscriberServices } from './routes.js';
 import { subscriberPseudonymKey, type BrokerSecrets } from './secrets.js';
 
@@ -44,12 +45,15 @@ export interface BrokerStats {
 }
 
 const RETRY_DELAY_MS = 1_000;
+/** Bytes kept free for headers in each quarantine part. */
+const QUARANTINE_HEADROOM = 16 * 1024;
 
 export class Broker {
   readonly stats: BrokerStats = { accepted: 0, rejected: 0, deliveries: 0 };
   private messages: ConsumerMessages | undefined;
   private loop: Promise<void> | undefined;
   private readonly inflight = new Set<Promise<void>>();
+  private stopping = false;
 
   private constructor(
     private readonly opts: BrokerOptions,
@@ -60,6 +64,21 @@ export class Broker {
 
   static async start(opts: BrokerOptions): Promise<Broker> {
     const { config, catalog, nc, logger } = opts;
+    const routes = compileRoutes(catalog);
+    const keyring = new Keyring(opts.keys, [...opts.peers]);
+    // Every subscriber needs a public encryption key before anything is routed to it; a missing one is a
+    // deployment error found at start, not a rejection of some publisher's message later.
+    const missing = subscriberServices(routes).filter((service) => {
+      try {
+        keyring.encryptionKeyOf(service);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    if (missing.length > 0) {
+      throw new BrokerError('E_CONFIG_INVALID', `no public encryption key for subscriber(s): ${missing.join(', ')} (add them to the JWKS)`);
+    }
     const { seen } = await ensureBrokerInfrastructure(nc, {
       deliverMaxAgeMs: config.deliverMaxAgeMs,
       quarantineMaxAgeMs: config.quarantineMaxAgeMs,
@@ -68,11 +87,9 @@ export class Broker {
       replayWindowMs: replayWindowMs(config),
       ackWaitMs: config.ackWaitMs,
     });
-    const routes = compileRoutes(catalog);
     // Durable consumers for every subscriber exist from the start, so a subscriber that has never
     // connected still finds everything published for it (retained for deliverMaxAgeMs).
     for (const service of subscriberServices(routes)) await ensureDeliveryConsumer(nc, service);
-    const keyring = new Keyring(opts.keys, [...opts.peers]);
     const pseudonymizers = new Map<string, (v: string) => string>();
     const ctx: PipelineContext = {
       keyring,
@@ -109,11 +126,19 @@ export class Broker {
         this.inflight.add(p);
         if (this.inflight.size >= limit) await Promise.race(this.inflight);
       }
-    })();
+    })().then(
+      () => {
+        if (!this.stopping) this.opts.logger.error({ event: 'broker.consumer.ended' }, 'the ingest consumer ended; this broker takes no more messages');
+      },
+      (err: unknown) => {
+        this.opts.logger.error({ event: 'broker.consumer.failed', ...errorFields(err) }, 'the ingest consumer failed; this broker takes no more messages');
+      },
+    );
   }
 
   /** Stops taking messages, finishes those in flight. */
   async stop(): Promise<void> {
+    this.stopping = true;
     await this.messages?.close();
     await this.loop;
     await Promise.allSettled([...this.inflight]);
@@ -143,7 +168,7 @@ export class Broker {
           return this.js.publish(d.subject, d.bytes, { msgID: d.msgId, headers: h });
         }),
       );
-      await this.sendReceipt(checked.sender, acceptedReceipt(checked.env.id, deliveries.length, this.ctx.now()), seq);
+      await this.sendReceipt(checked.sender, acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()), seq);
       m.ack();
       this.stats.accepted += 1;
       this.stats.deliveries += deliveries.length;
@@ -184,7 +209,9 @@ export class Broker {
   private async reject(input: IngestMessage, seq: number, error: BrokerError, checked: CheckedEnvelope | undefined, m: JsMsg): Promise<void> {
     const route = parseIngestSubject(input.subject);
     const messageId = checked?.env.id ?? claimedMessageId(input.data) ?? (m.headers?.get(HEADERS.msgId) || undefined);
-    const record = buildQuarantineRecord(
+    // Parts leave room for headers under the server's max_payload, so whatever NATS carried in fits out.
+    const maxPart = Math.max((this.opts.nc.info?.max_payload ?? 1024 * 1024) - QUARANTINE_HEADROOM, 1024);
+    const { record, parts } = buildQuarantine(
       { subject: input.subject, data: input.data, signature: input.signature, ingestSeq: seq },
       error,
       {
@@ -193,15 +220,23 @@ export class Broker {
         at: this.ctx.now(),
       },
       this.opts.secrets.quarantineKey,
+      maxPart,
     );
-    const h = natsHeaders();
-    h.set(HEADERS.code, error.code);
-    await this.js.publish(subjects.quarantine(route?.service ?? ''), new TextEncoder().encode(JSON.stringify(record)), { msgID: record.id, headers: h });
+    const recordHeader = encodeRecordHeader(record);
+    for (const [i, part] of parts.entries()) {
+      const h = natsHeaders();
+      h.set(HEADERS.code, error.code);
+      h.set(HEADERS.record, recordHeader);
+      h.set(HEADERS.part, `${i + 1}/${parts.length}`);
+      await this.js.publish(subjects.quarantine(route?.service ?? ''), part, { msgID: `${record.id}.${i + 1}`, headers: h });
+    }
     this.opts.logger.warn(
       { event: 'ingest.rejected', seq, id: messageId, sender: route?.service, type: route?.type, code: error.code, path: error.path, quarantine: record.id },
       'rejected',
     );
-    if (route !== undefined && messageId !== undefined) await this.sendReceipt(route.service, rejectedReceipt(messageId, error, this.ctx.now()), seq);
+    if (route !== undefined && messageId !== undefined) {
+      await this.sendReceipt(route.service, rejectedReceipt(messageId, envelopeHash(input.data), error, this.ctx.now()), seq);
+    }
   }
 
   private async sendReceipt(service: string, receipt: Receipt, seq: number): Promise<void> {

@@ -3,7 +3,7 @@
 //                  publish permission, clock skew (HIPAA 164.312(c) integrity, 164.312(d) authentication);
 //   routeMessage:  decrypt, validate FHIR R4, and for each subscriber project to its minimum-necessary
 //                  profile (164.502(b)) and seal + sign a delivery for it alone.
-// Replay detection needs shared state and lives at the edge (worker.ts), between the two.
+// Replay detection needs shared state and lives at the edge (broker.ts), between the two.
 import { createHash } from 'node:crypto';
 import { BROKER_ID } from '../catalog/types.js';
 import type { Keyring } from '../crypto/keyring.js';

@@ -1,10 +1,13 @@
-// Quarantine: every rejected input is kept, never silently dropped ("nothing lost"). The record's
-// plaintext holds only routing facts (code, path, sender id, type, message id, times); the input itself —
-// which may be anything a caller sent, even plaintext PHI that failed to parse — is sealed with the
-// broker's quarantine key (XChaCha20-Poly1305, docs/wire-format.md) before it reaches the stream.
+// Quarantine: every rejected input is kept, never silently dropped ("nothing lost"). A record is one or more
+// NATS messages on phi.quarantine.<sender> (stream PHI_QUARANTINE): the record's facts — code, message
+// naming element paths, sender id, type, message id, time; never a value — travel in the `Phi-Record`
+// header, and the payload is the input itself (which may be anything a caller sent, even plaintext PHI that
+// failed to parse) sealed with the broker's quarantine key (XChaCha20-Poly1305, docs/wire-format.md). The
+// sealed copy is binary (1× the input plus 40 bytes) and split over several messages when it would not fit
+// in one NATS message, so an input that NATS carried in can always be kept.
 import { z } from 'zod';
 import { openBlob, sealBlob } from '../crypto/aead.js';
-import type { BrokerError, BrokerErrorCode } from '../errors.js';
+import { BrokerError, isBrokerErrorCode, type BrokerErrorCode } from '../errors.js';
 
 export interface QuarantineInput {
   readonly subject: string;
@@ -23,12 +26,28 @@ export interface QuarantineRecord {
   readonly type?: string;
   readonly messageId?: string;
   readonly at: number;
-  /** base64url(nonce || ciphertext) of the sealed original (subject, signature, bytes). */
-  readonly sealed: string;
+  /** How many messages carry the sealed original (`Phi-Part: i/n`). */
+  readonly parts: number;
 }
 
-const sealedOriginal = z.strictObject({ subject: z.string(), signature: z.string().optional(), data: z.string() });
-export type QuarantinedOriginal = { subject: string; signature?: string; data: Uint8Array };
+export interface QuarantinedOriginal {
+  readonly subject: string;
+  readonly signature?: string;
+  readonly data: Uint8Array;
+}
+
+const recordSchema = z.strictObject({
+  v: z.literal(1),
+  id: z.string().regex(/^q-[0-9]+$/),
+  code: z.string().refine(isBrokerErrorCode),
+  message: z.string(),
+  path: z.string().optional(),
+  sender: z.string().optional(),
+  type: z.string().optional(),
+  messageId: z.string().optional(),
+  at: z.number(),
+  parts: z.number().int().min(1),
+});
 
 function aad(recordId: string): Uint8Array {
   return new TextEncoder().encode(`phi-broker/quarantine/v1|${recordId}`);
@@ -38,20 +57,48 @@ export function quarantineRecordId(ingestSeq: number): string {
   return `q-${ingestSeq}`;
 }
 
-export function buildQuarantineRecord(
+/** subject and signature as length-prefixed UTF-8 (u32 big-endian), then the input bytes as they came. */
+function frame(input: QuarantineInput): Uint8Array {
+  const subject = Buffer.from(input.subject, 'utf8');
+  const sig = Buffer.from(input.signature ?? '', 'utf8');
+  const out = Buffer.alloc(8 + subject.length + sig.length + input.data.byteLength);
+  out.writeUInt32BE(subject.length, 0);
+  subject.copy(out, 4);
+  out.writeUInt32BE(sig.length, 4 + subject.length);
+  sig.copy(out, 8 + subject.length);
+  out.set(input.data, 8 + subject.length + sig.length);
+  return out;
+}
+
+function unframe(bytes: Uint8Array): QuarantinedOriginal {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const bad = (): BrokerError => new BrokerError('E_DECRYPT', 'quarantine copy is not in the expected frame', { path: 'sealed' });
+  if (b.length < 8) throw bad();
+  const subjectLen = b.readUInt32BE(0);
+  if (4 + subjectLen + 4 > b.length) throw bad();
+  const sigLen = b.readUInt32BE(4 + subjectLen);
+  const dataStart = 8 + subjectLen + sigLen;
+  if (dataStart > b.length) throw bad();
+  const subject = b.subarray(4, 4 + subjectLen).toString('utf8');
+  const signature = b.subarray(8 + subjectLen, dataStart).toString('utf8');
+  const data = new Uint8Array(b.subarray(dataStart));
+  return signature === '' ? { subject, data } : { subject, signature, data };
+}
+
+/** The record and the sealed original, cut into parts of at most `maxPartBytes`. */
+export function buildQuarantine(
   input: QuarantineInput,
   error: BrokerError,
   facts: { sender?: string; type?: string; messageId?: string; at: number },
   key: Uint8Array,
-): QuarantineRecord {
+  maxPartBytes = Number.MAX_SAFE_INTEGER,
+): { record: QuarantineRecord; parts: Uint8Array[] } {
+  if (!Number.isInteger(maxPartBytes) || maxPartBytes < 1024) throw new TypeError('maxPartBytes must be an integer >= 1024');
   const id = quarantineRecordId(input.ingestSeq);
-  const original = JSON.stringify({
-    subject: input.subject,
-    ...(input.signature === undefined ? {} : { signature: input.signature }),
-    data: Buffer.from(input.data).toString('base64'),
-  });
-  const sealed = Buffer.from(sealBlob(key, new TextEncoder().encode(original), aad(id))).toString('base64url');
-  return {
+  const sealed = sealBlob(key, frame(input), aad(id));
+  const parts: Uint8Array[] = [];
+  for (let off = 0; off < sealed.byteLength; off += maxPartBytes) parts.push(sealed.subarray(off, off + maxPartBytes));
+  const record: QuarantineRecord = {
     v: 1,
     id,
     code: error.code,
@@ -61,17 +108,25 @@ export function buildQuarantineRecord(
     ...(facts.type === undefined ? {} : { type: facts.type }),
     ...(facts.messageId === undefined ? {} : { messageId: facts.messageId }),
     at: facts.at,
-    sealed,
+    parts: parts.length,
   };
+  return { record, parts };
 }
 
-/** For an operator with the broker's quarantine key: recovers the original input. */
-export function openQuarantineRecord(record: QuarantineRecord, key: Uint8Array): QuarantinedOriginal {
-  const plain = openBlob(key, Buffer.from(record.sealed, 'base64url'), aad(record.id));
-  const parsed = sealedOriginal.parse(JSON.parse(new TextDecoder().decode(plain)));
-  return {
-    subject: parsed.subject,
-    ...(parsed.signature === undefined ? {} : { signature: parsed.signature }),
-    data: new Uint8Array(Buffer.from(parsed.data, 'base64')),
-  };
+/** The `Phi-Record` header value: JSON (no line breaks: JSON.stringify escapes them). */
+export function encodeRecordHeader(record: QuarantineRecord): string {
+  return JSON.stringify(record);
+}
+
+export function decodeRecordHeader(text: string): QuarantineRecord {
+  const parsed = recordSchema.safeParse(JSON.parse(text));
+  if (!parsed.success) throw new BrokerError('E_ENVELOPE_INVALID', 'not a quarantine record header', { path: 'Phi-Record' });
+  return parsed.data as QuarantineRecord;
+}
+
+/** For an operator with the broker's quarantine key: the original input from the record's parts, in order. */
+export function openQuarantine(record: QuarantineRecord, parts: readonly Uint8Array[], key: Uint8Array): QuarantinedOriginal {
+  if (parts.length !== record.parts) throw new BrokerError('E_DECRYPT', `quarantine record ${record.id} has ${record.parts} parts; ${parts.length} given`, { path: 'parts' });
+  const sealed = parts.length === 1 ? (parts[0] as Uint8Array) : new Uint8Array(Buffer.concat(parts.map((p) => Buffer.from(p))));
+  return unframe(openBlob(key, sealed, aad(record.id), 'sealed'));
 }

@@ -1,18 +1,32 @@
 // The broker's answer to a publisher: accepted (with the number of deliveries) or rejected (stable code,
 // message naming element paths, never values). Signed by the broker so a publisher can trust it; kept in
-// PHI_RECEIPTS for a day so a publisher that timed out can look it up.
+// PHI_RECEIPTS for a day so a publisher that timed out can look it up. `hash` is the SHA-256 of the exact
+// bytes the verdict is about: a publisher matches id AND hash, so a forged message that reuses another's
+// id (and fails verification) cannot make the genuine message look rejected.
 import { z } from 'zod';
 import { BrokerError, isBrokerErrorCode, type BrokerErrorCode } from '../errors.js';
 
 export type Receipt =
-  | { readonly v: 1; readonly id: string; readonly status: 'accepted'; readonly deliveries: number; readonly at: number }
-  | { readonly v: 1; readonly id: string; readonly status: 'rejected'; readonly code: BrokerErrorCode; readonly message: string; readonly path?: string; readonly at: number };
+  | { readonly v: 1; readonly id: string; readonly hash: string; readonly status: 'accepted'; readonly deliveries: number; readonly at: number }
+  | {
+      readonly v: 1;
+      readonly id: string;
+      readonly hash: string;
+      readonly status: 'rejected';
+      readonly code: BrokerErrorCode;
+      readonly message: string;
+      readonly path?: string;
+      readonly at: number;
+    };
+
+const HASH = z.string().regex(/^[A-Za-z0-9_-]{43}$/);
 
 const receiptSchema = z.union([
-  z.strictObject({ v: z.literal(1), id: z.string(), status: z.literal('accepted'), deliveries: z.number().int().min(0), at: z.number() }),
+  z.strictObject({ v: z.literal(1), id: z.string(), hash: HASH, status: z.literal('accepted'), deliveries: z.number().int().min(0), at: z.number() }),
   z.strictObject({
     v: z.literal(1),
     id: z.string(),
+    hash: HASH,
     status: z.literal('rejected'),
     code: z.string().refine(isBrokerErrorCode),
     message: z.string(),
@@ -21,12 +35,12 @@ const receiptSchema = z.union([
   }),
 ]);
 
-export function acceptedReceipt(id: string, deliveries: number, at: number): Receipt {
-  return { v: 1, id, status: 'accepted', deliveries, at };
+export function acceptedReceipt(id: string, hash: string, deliveries: number, at: number): Receipt {
+  return { v: 1, id, hash, status: 'accepted', deliveries, at };
 }
 
-export function rejectedReceipt(id: string, error: BrokerError, at: number): Receipt {
-  const base = { v: 1 as const, id, status: 'rejected' as const, code: error.code, message: error.message, at };
+export function rejectedReceipt(id: string, hash: string, error: BrokerError, at: number): Receipt {
+  const base = { v: 1 as const, id, hash, status: 'rejected' as const, code: error.code, message: error.message, at };
   return error.path === undefined ? base : { ...base, path: error.path };
 }
 

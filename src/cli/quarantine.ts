@@ -3,7 +3,7 @@
 // original input (which may contain PHI) to the operator's own terminal and nowhere else.
 import type { NatsConnection } from 'nats';
 import { ensureBrokerSecrets } from '../broker/secrets.js';
-import { openQuarantineRecord, type QuarantineRecord } from '../broker/quarantine.js';
+import { decodeRecordHeader, openQuarantine, type QuarantineRecord } from '../broker/quarantine.js';
 import type { BrokerConfig } from '../config.js';
 import { BROKER_ID } from '../catalog/types.js';
 import { Keyring } from '../crypto/keyring.js';
@@ -11,20 +11,35 @@ import { readJwks, readServiceKeys } from '../crypto/keys.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { openEnvelope, parseEnvelope } from '../envelope/open.js';
 import { isRawPayload } from '../envelope/types.js';
-import { STREAMS } from '../nats/names.js';
+import { HEADERS, STREAMS } from '../nats/names.js';
 import { connectNats, layout, natsUrl } from './runtime.js';
 
-async function readRecords(nc: NatsConnection, limit: number): Promise<QuarantineRecord[]> {
+interface StoredPart {
+  readonly record: QuarantineRecord;
+  readonly index: number;
+  readonly data: Uint8Array;
+}
+
+/** Every quarantine message from the newest back, until `limit` records are complete (first part seen). */
+async function readParts(nc: NatsConnection, limit: number, recordId?: string): Promise<StoredPart[]> {
   const jsm = await nc.jetstreamManager();
   const { state } = await jsm.streams.info(STREAMS.quarantine);
-  const out: QuarantineRecord[] = [];
-  for (let seq = state.last_seq; seq >= state.first_seq && seq > 0 && out.length < limit; seq--) {
+  const out: StoredPart[] = [];
+  let complete = 0;
+  for (let seq = state.last_seq; seq >= state.first_seq && seq > 0 && complete < limit; seq--) {
+    let m;
     try {
-      const m = await jsm.streams.getMessage(STREAMS.quarantine, { seq });
-      out.push(JSON.parse(new TextDecoder().decode(m.data)) as QuarantineRecord);
+      m = await jsm.streams.getMessage(STREAMS.quarantine, { seq });
     } catch {
-      // a gap: the record aged out (quarantineMaxAgeMs)
+      continue; // a gap: the record aged out (quarantineMaxAgeMs)
     }
+    const header = m.header.get(HEADERS.record);
+    if (header === '') continue;
+    const record = decodeRecordHeader(header);
+    if (recordId !== undefined && record.id !== recordId) continue;
+    const index = Number.parseInt(m.header.get(HEADERS.part).split('/')[0] ?? '1', 10);
+    out.push({ record, index, data: m.data });
+    if (index === 1) complete += 1;
   }
   return out.reverse();
 }
@@ -49,11 +64,8 @@ export function formatRecord(r: QuarantineRecord): string {
 export async function runQuarantineList(config: BrokerConfig, opts: { json: boolean; limit: number }): Promise<void> {
   const nc = await connectNats(natsUrl(config), 'phi-broker quarantine');
   try {
-    const records = await readRecords(nc, opts.limit);
-    for (const r of records) {
-      const { sealed: _sealed, ...visible } = r;
-      process.stdout.write(`${opts.json ? JSON.stringify(visible) : formatRecord(r)}\n`);
-    }
+    const records = (await readParts(nc, opts.limit)).filter((p) => p.index === 1).map((p) => p.record);
+    for (const r of records) process.stdout.write(`${opts.json ? JSON.stringify(r) : formatRecord(r)}\n`);
     if (!opts.json) process.stdout.write(`${records.length} record${records.length === 1 ? '' : 's'}\n`);
   } finally {
     await nc.close();
@@ -63,7 +75,8 @@ export async function runQuarantineList(config: BrokerConfig, opts: { json: bool
 export async function runQuarantineShow(config: BrokerConfig, id: string, opts: { decrypt: boolean }): Promise<number> {
   const nc = await connectNats(natsUrl(config), 'phi-broker quarantine');
   try {
-    const record = (await readRecords(nc, Number.MAX_SAFE_INTEGER)).find((r) => r.id === id);
+    const parts = (await readParts(nc, 1, id)).sort((a, b) => a.index - b.index);
+    const record = parts[0]?.record;
     if (record === undefined) {
       process.stderr.write(`phi-broker: no quarantine record ${id}\n`);
       return 1;
@@ -72,7 +85,7 @@ export async function runQuarantineShow(config: BrokerConfig, id: string, opts: 
     if (opts.decrypt) {
       await initCrypto();
       const keysDir = layout(config).keys;
-      const original = openQuarantineRecord(record, ensureBrokerSecrets(keysDir).quarantineKey);
+      const original = openQuarantine(record, parts.map((p) => p.data), ensureBrokerSecrets(keysDir).quarantineKey);
       process.stdout.write(`subject: ${original.subject}\n${describeOriginal(original.data, keysDir)}\n`);
     }
     return 0;

@@ -34,7 +34,7 @@ export interface Provenance {
   readonly profile?: string;
   /** HL7 v3 PurposeOfUse code of the subscription. */
   readonly purpose?: string;
-  /** When the broker accepted the original (ms since the epoch). */
+  /** The original envelope's `iat`: when its publisher sealed it (ms since the epoch). */
   readonly at: number;
 }
 

@@ -30,6 +30,10 @@ export const HEADERS = {
   signature: 'Phi-Sig',
   /** Quarantine records: the stable error code (never a value). */
   code: 'Phi-Code',
+  /** Quarantine records: the record's facts as JSON (src/broker/quarantine.ts; never a value). */
+  record: 'Phi-Record',
+  /** Quarantine records: `i/n`, this message's place among the parts of the sealed original. */
+  part: 'Phi-Part',
 } as const;
 
 function assertService(service: string): void {

@@ -103,7 +103,10 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
     pid: child.pid ?? -1,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      // JetStream flushes on SIGTERM; a server that has not exited after 10 s is killed.
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await waitForExit(child);
+      clearTimeout(timer);
     },
   };
 }

@@ -42,13 +42,10 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
       retention: RetentionPolicy.Limits,
       max_age: nanos(s.quarantineMaxAgeMs),
       deny_delete: true,
+      deny_purge: true,
     },
     { ...common, name: STREAMS.receipts, subjects: [subjects.receiptsAll], retention: RetentionPolicy.Limits, max_age: nanos(s.receiptMaxAgeMs) },
   ];
-}
-
-function isNotFound(err: unknown): boolean {
-  return (err as { code?: string } | null)?.code === '404' || String((err as Error | null)?.message).includes('not found');
 }
 
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>): Promise<void> {
@@ -109,7 +106,8 @@ export async function ensureDeliveryConsumer(nc: NatsConnection, service: string
   const name = deliveryConsumer(service, type);
   try {
     await jsm.consumers.info(STREAMS.deliver, name);
-  } catch {
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
     await jsm.consumers.add(STREAMS.deliver, {
       durable_name: name,
       ack_policy: AckPolicy.Explicit,
@@ -119,4 +117,11 @@ export async function ensureDeliveryConsumer(nc: NatsConnection, service: string
     });
   }
   return name;
+}
+
+/** JetStream "consumer not found" (API error 10014) or "stream not found" (10059), as nats.js reports them. */
+function isNotFound(err: unknown): boolean {
+  const e = err as { code?: unknown; api_error?: { err_code?: number }; message?: unknown } | null;
+  const apiCode = e?.api_error?.err_code;
+  return e?.code === '404' || apiCode === 10014 || apiCode === 10059 || /not found/i.test(String(e?.message ?? ''));
 }

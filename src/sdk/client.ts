@@ -10,6 +10,7 @@ import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { verifyDetached } from '../crypto/sign.js';
 import { openEnvelope, parseEnvelope, verifyEnvelope } from '../envelope/open.js';
+import { envelopeHash } from '../envelope/provenance.js';
 import { sealEnvelope } from '../envelope/seal.js';
 import { BrokerError, isBrokerError, type BrokerErrorCode } from '../errors.js';
 import { splitBundle } from '../fhir/bundle.js';
@@ -88,9 +89,15 @@ function classifyInput(input: unknown): { type: string; resource: unknown } | { 
   return { type: RAW_TYPE, raw: encoder.encode(JSON.stringify(value) ?? 'undefined') };
 }
 
+/** Exponential backoff for redeliveries: 1 s, 2 s, 4 s … capped at 5 minutes. */
+export function redeliveryDelay(redeliveryCount: number): number {
+  return Math.min(1_000 * 2 ** Math.max(0, Math.min(redeliveryCount, 20)), 5 * 60_000);
+}
+
 export class PhiClient {
   private readonly keyring: Keyring;
-  private readonly pending = new Map<string, (r: Receipt) => void>();
+  /** Publishes awaiting their receipt, by message id; a receipt must also match the hash of the bytes sent. */
+  private readonly pending = new Map<string, { readonly hash: string; readonly settle: (r: Receipt | undefined) => void }>();
   private readonly receiptSub: NatsSubscription;
   private readonly subscriptions = new Set<Subscription>();
   private readonly brokerSigningKeys: ReadonlySet<string>;
@@ -123,7 +130,9 @@ export class PhiClient {
       const verified = [...this.brokerSigningKeys].some((kid) => verifyDetached(data, Buffer.from(sig ?? '', 'base64url'), this.keyring.signingPublicKey(kid)));
       if (!verified) throw new BrokerError('E_SIGNATURE', 'receipt signature does not verify');
       const receipt = decodeReceipt(data);
-      this.pending.get(receipt.id)?.(receipt);
+      const waiting = this.pending.get(receipt.id);
+      // Same id but other bytes: a verdict on someone else's message (a forgery reusing our id), not ours.
+      if (waiting !== undefined && waiting.hash === receipt.hash) waiting.settle(receipt);
     } catch (err) {
       this.opts.logger?.warn({ event: 'sdk.receipt.invalid', ...errorFields(err) }, 'ignored an invalid receipt');
     }
@@ -151,16 +160,15 @@ export class PhiClient {
       // NATS cannot carry it, so it cannot reach the quarantine either: the caller still holds it.
       return { status: 'rejected', id, code: 'E_TOO_LARGE', message: `sealed message is ${sealed.bytes.byteLength} bytes; NATS accepts at most ${maxPayload}` };
     }
+    const hash = envelopeHash(sealed.bytes);
     const receipt = new Promise<Receipt | undefined>((resolve) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        resolve(undefined);
-      }, this.opts.receiptTimeoutMs ?? 30_000);
-      this.pending.set(id, (r) => {
+      const timer = setTimeout(() => settle(undefined), this.opts.receiptTimeoutMs ?? 30_000);
+      const settle = (r: Receipt | undefined): void => {
         clearTimeout(timer);
         this.pending.delete(id);
         resolve(r);
-      });
+      };
+      this.pending.set(id, { hash, settle });
     });
     const h = natsHeaders();
     h.set(HEADERS.signature, sealed.sig);
@@ -171,7 +179,7 @@ export class PhiClient {
       // A publish whose acknowledgement timed out may still have been stored, and then the broker processes it:
       // wait for its receipt (or report 'unknown'), never 'rejected', or the caller would publish it twice.
       if ((err as { code?: unknown } | null)?.code !== 'TIMEOUT') {
-        this.pending.get(id)?.({ v: 1, id, status: 'rejected', code: 'E_INTERNAL', message: 'NATS did not accept the message', at: Date.now() });
+        this.pending.get(id)?.settle({ v: 1, id, hash, status: 'rejected', code: 'E_INTERNAL', message: 'NATS did not accept the message', at: Date.now() });
       }
     }
     const r = await receipt;
@@ -210,11 +218,14 @@ export class PhiClient {
     const nc = this.opts.nc;
     const durable = await ensureDeliveryConsumer(nc, this.opts.service, type === '*' ? undefined : type);
     const consumer = await nc.jetstream().consumers.get(STREAMS.deliver, durable);
-    const messages: ConsumerMessages = await consumer.consume({ max_messages: 256 });
+    // A small buffer: deliveries are handled one at a time, and each must be acked within ack_wait.
+    const messages: ConsumerMessages = await consumer.consume({ max_messages: 64 });
     const seen = new RecentIds();
-    const closed = (async () => {
+    const loop = (async () => {
       for await (const m of messages) await this.handleDelivery(m, seen, handler);
     })();
+    // Ends with the subscription, or with the connection (which ends the iterator's source).
+    const closed = Promise.race([loop, nc.closed().then(() => undefined)]);
     const sub: Subscription = {
       stop: async () => {
         await messages.close();
@@ -260,9 +271,13 @@ export class PhiClient {
         },
       };
     } catch (err) {
-      // Never hand unverified data to the handler. The message stays in PHI_DELIVER for inspection.
-      this.opts.logger?.error({ event: 'sdk.delivery.invalid', seq: m.info.streamSequence, ...errorFields(err) }, 'rejected a delivery');
-      m.term();
+      // Never hand unverified data to the handler. A key this client does not hold (yet: e.g. restarted
+      // before a rotated key was installed) is retried later; anything else is terminated — the message
+      // stays in PHI_DELIVER for inspection.
+      const keyProblem = isBrokerError(err) && err.code === 'E_KEY_UNKNOWN';
+      this.opts.logger?.error({ event: 'sdk.delivery.invalid', seq: m.info.streamSequence, ...errorFields(err) }, keyProblem ? 'cannot open a delivery yet' : 'rejected a delivery');
+      if (keyProblem) m.nak(redeliveryDelay(m.info.redeliveryCount));
+      else m.term();
       return;
     }
     try {
@@ -271,12 +286,14 @@ export class PhiClient {
       m.ack();
     } catch (err) {
       this.opts.logger?.warn({ event: 'sdk.handler.failed', id: delivered.provenance.deliveryId, ...(isBrokerError(err) ? errorFields(err) : {}) }, 'handler failed; redelivering');
-      m.nak(1_000);
+      m.nak(redeliveryDelay(m.info.redeliveryCount));
     }
   }
 
   async close(): Promise<void> {
     for (const sub of [...this.subscriptions]) await sub.stop();
+    // Publishes still waiting resolve as 'unknown': their messages are in PHI_INGEST and will be processed.
+    for (const waiting of [...this.pending.values()]) waiting.settle(undefined);
     this.receiptSub.unsubscribe();
     if (this.opts.ownsConnection === true) await this.opts.nc.drain();
   }

@@ -1,7 +1,8 @@
-// Quarantine records (src/broker/quarantine.ts): the plaintext holds routing facts only; the original input opens
-// with the broker's quarantine key and that record's id, and with nothing else.
+// Quarantine records (src/broker/quarantine.ts): the record (a header) holds routing facts only; the
+// original input is sealed in binary, split into parts when large, and opens with the broker's quarantine
+// key, that record's id and all of its parts in order — with nothing else.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildQuarantineRecord, openQuarantineRecord, quarantineRecordId, type QuarantineRecord } from '../../src/broker/quarantine.js';
+import { buildQuarantine, decodeRecordHeader, encodeRecordHeader, openQuarantine, quarantineRecordId } from '../../src/broker/quarantine.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
 import { BrokerError } from '../../src/errors.js';
 import { thrown } from './fixtures.js';
@@ -10,23 +11,29 @@ const KEY = new Uint8Array(32).fill(0x11);
 const OTHER_KEY = new Uint8Array(32).fill(0x22);
 // Plaintext PHI a careless publisher might send (synthetic person): it must not appear in the record.
 const INPUT = '{"resourceType":"Patient","name":[{"family":"Brightwater","given":["Ysolde"]}],"birthDate":"1955-02-28"}';
+const ERROR = new BrokerError('E_ENVELOPE_INVALID', 'envelope field resourceType: no such field', { path: 'resourceType' });
 
 beforeAll(initCrypto);
 
-function record(overrides: { seq?: number; signature?: string | undefined } = {}): QuarantineRecord {
-  return buildQuarantineRecord(
-    { subject: 'phi.ingest.registration.Patient', data: new TextEncoder().encode(INPUT), signature: 'signature' in overrides ? overrides.signature : 'c2ln', ingestSeq: overrides.seq ?? 41 },
-    new BrokerError('E_ENVELOPE_INVALID', 'envelope field resourceType: no such field', { path: 'resourceType' }),
+function build(overrides: { seq?: number; signature?: string | undefined; data?: Uint8Array; maxPart?: number } = {}) {
+  return buildQuarantine(
+    {
+      subject: 'phi.ingest.registration.Patient',
+      data: overrides.data ?? new TextEncoder().encode(INPUT),
+      signature: 'signature' in overrides ? overrides.signature : 'c2ln',
+      ingestSeq: overrides.seq ?? 41,
+    },
+    ERROR,
     { sender: 'registration', type: 'Patient', messageId: 'msg-q1', at: 1_700_000_000_000 },
     KEY,
+    overrides.maxPart,
   );
 }
 
 describe('quarantine records', () => {
-  it('carry the routing facts in plaintext and nothing of the input', () => {
-    const r = record();
-    const { sealed, ...facts } = r;
-    expect(facts).toEqual({
+  it('carry the routing facts and nothing of the input; the header round-trips', () => {
+    const { record, parts } = build();
+    expect(record).toEqual({
       v: 1,
       id: 'q-41',
       code: 'E_ENVELOPE_INVALID',
@@ -36,43 +43,63 @@ describe('quarantine records', () => {
       type: 'Patient',
       messageId: 'msg-q1',
       at: 1_700_000_000_000,
+      parts: 1,
     });
-    expect(sealed).toMatch(/^[A-Za-z0-9_-]+$/);
-    const text = JSON.stringify(r);
-    for (const phi of ['Brightwater', 'Ysolde', '1955-02-28', Buffer.from(INPUT).toString('base64').slice(0, 24)]) expect(text).not.toContain(phi);
+    const header = encodeRecordHeader(record);
+    expect(header).not.toMatch(/[\r\n]/);
+    expect(decodeRecordHeader(header)).toEqual(record);
+    const sealed = Buffer.concat(parts.map((p) => Buffer.from(p)));
+    for (const phi of ['Brightwater', 'Ysolde', '1955-02-28']) {
+      expect(header).not.toContain(phi);
+      expect(sealed.includes(Buffer.from(phi))).toBe(false);
+    }
+    // 24-byte nonce + 16-byte tag + the 8-byte frame + subject + signature: no base64 blow-up.
+    expect(sealed.length).toBe(INPUT.length + 40 + 8 + 'phi.ingest.registration.Patient'.length + 'c2ln'.length);
   });
 
   it('the id is q-<ingest stream sequence> (stable across redeliveries, so JetStream de-duplicates)', () => {
     expect(quarantineRecordId(7)).toBe('q-7');
-    expect(record({ seq: 7 }).id).toBe('q-7');
+    expect(build({ seq: 7 }).record.id).toBe('q-7');
   });
 
   it('opens with the quarantine key: subject, signature and the exact input bytes', () => {
-    const opened = openQuarantineRecord(record(), KEY);
+    const { record, parts } = build();
+    const opened = openQuarantine(record, parts, KEY);
     expect(opened.subject).toBe('phi.ingest.registration.Patient');
     expect(opened.signature).toBe('c2ln');
     expect(new TextDecoder().decode(opened.data)).toBe(INPUT);
-    const unsigned = openQuarantineRecord(record({ signature: undefined }), KEY);
-    expect('signature' in unsigned).toBe(false);
+    const unsigned = build({ signature: undefined });
+    expect('signature' in openQuarantine(unsigned.record, unsigned.parts, KEY)).toBe(false);
   });
 
-  it('fails with E_DECRYPT under another key', () => {
-    const e = thrown(() => openQuarantineRecord(record(), OTHER_KEY));
+  it('a large input is split into parts no larger than asked, and reassembles exactly', () => {
+    const data = new Uint8Array(5000).map((_, i) => i % 251);
+    const { record, parts } = build({ data, maxPart: 1024 });
+    expect(record.parts).toBe(parts.length);
+    expect(parts.length).toBe(Math.ceil((5000 + 40 + 8 + 31 + 4) / 1024));
+    for (const p of parts) expect(p.byteLength).toBeLessThanOrEqual(1024);
+    expect(openQuarantine(record, parts, KEY).data).toEqual(data);
+    expect(thrown(() => openQuarantine(record, parts.slice(0, -1), KEY)).code).toBe('E_DECRYPT');
+    expect(thrown(() => openQuarantine(record, [...parts].reverse(), KEY)).code).toBe('E_DECRYPT');
+  });
+
+  it('fails with E_DECRYPT under another key, without quoting the input', () => {
+    const { record, parts } = build();
+    const e = thrown(() => openQuarantine(record, parts, OTHER_KEY));
     expect(e.code).toBe('E_DECRYPT');
     expect(e.message).not.toContain('Brightwater');
   });
 
-  it('fails with E_DECRYPT when the sealed copy is moved to another record id', () => {
-    const a = record({ seq: 1 });
-    const b = record({ seq: 2 });
-    expect(thrown(() => openQuarantineRecord({ ...b, sealed: a.sealed }, KEY)).code).toBe('E_DECRYPT');
-    expect(thrown(() => openQuarantineRecord({ ...a, id: 'q-2' }, KEY)).code).toBe('E_DECRYPT');
+  it('fails with E_DECRYPT when the sealed copy is moved to another record id or altered', () => {
+    const a = build({ seq: 1 });
+    const b = build({ seq: 2 });
+    expect(thrown(() => openQuarantine(b.record, a.parts, KEY)).code).toBe('E_DECRYPT');
+    const altered = Buffer.from(a.parts[0] as Uint8Array);
+    altered[altered.length - 1] = (altered[altered.length - 1] ?? 0) ^ 1;
+    expect(thrown(() => openQuarantine(a.record, [altered], KEY)).code).toBe('E_DECRYPT');
   });
 
-  it('fails with E_DECRYPT when one byte of the sealed copy changes', () => {
-    const r = record();
-    const raw = Buffer.from(r.sealed, 'base64url');
-    raw[raw.length - 1] = (raw[raw.length - 1] ?? 0) ^ 1;
-    expect(thrown(() => openQuarantineRecord({ ...r, sealed: raw.toString('base64url') }, KEY)).code).toBe('E_DECRYPT');
+  it('refuses a header that is not a record', () => {
+    expect(thrown(() => decodeRecordHeader(JSON.stringify({ v: 1, id: 'x' }))).code).toBe('E_ENVELOPE_INVALID');
   });
 });

@@ -104,6 +104,9 @@ const OPTIONS: Record<string, readonly string[]> = {
   tail: ['--as <service>', '--type <type>', '--json', '--count <n>'],
   catalog: [],
   'catalog check': [],
+  quarantine: [],
+  'quarantine list': ['--json', '--limit <n>'],
+  'quarantine show': ['--decrypt'],
 };
 
 /** The subcommands listed under `Commands:` in a help text (without commander's own `help`). */

@@ -6,7 +6,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { headers as natsHeaders, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openQuarantineRecord, type QuarantineRecord } from '../../src/broker/quarantine.js';
+import { decodeRecordHeader, openQuarantine } from '../../src/broker/quarantine.js';
 import { BROKER_ID } from '../../src/catalog/types.js';
 import { sealEnvelope } from '../../src/envelope/seal.js';
 import { HEADERS, STREAMS } from '../../src/nats/names.js';
@@ -20,6 +20,9 @@ const PATIENT = readJson(join(ROOT, 'examples/patient.json'));
 const OBSERVATION = readJson(join(ROOT, 'examples/observation.json'));
 /** Distinctive synthetic PHI in the examples above (and in inputs below): none may leak anywhere. */
 const PHI = ['Quillfeather', 'Marisol', '555-0142-7731', 'MRN-7731-DEMO', '999-41-7731', '42 Lantern Row', 'Brightwater', 'marisol.quillfeather@example.org', 'Ilsa Northgate', 'Ravensloe', 'Zephyrine', '555-0199-7731'];
+
+/** Just under the test server's 1 MiB max_payload, leaving room for headers. */
+const NEAR_MAX_PAYLOAD = 1024 * 1024 - 512;
 
 let stack: TestStack;
 let registration: PhiClient;
@@ -233,6 +236,13 @@ describe('envelope attacks sent straight to NATS', () => {
     await send('phi.ingest.registration.Patient', e.bytes, e.sig);
     expect(await receipts.next(e.id)).toMatchObject({ status: 'rejected', code: 'E_KEY_UNKNOWN' });
   });
+  it('a message near NATS max_payload (rejected E_TOO_LARGE; its quarantine copy needs two parts)', async () => {
+    const id = randomUUID();
+    const h = natsHeaders();
+    h.set(HEADERS.msgId, id);
+    await nc.jetstream().publish('phi.ingest.registration.Patient', new Uint8Array(NEAR_MAX_PAYLOAD).fill(0x41), { headers: h });
+    expect(await receipts.next(id)).toMatchObject({ status: 'rejected', code: 'E_TOO_LARGE' });
+  });
   it('garbage bytes', async () => {
     const id = randomUUID();
     const h = natsHeaders();
@@ -246,14 +256,37 @@ describe('quarantine and the absence of PHI', () => {
   it('every rejection is in PHI_QUARANTINE, sealed, and opens to the exact input with the broker key', async () => {
     const jsm = await (await stack.connect('inspect')).jetstreamManager();
     const info = await jsm.streams.info(STREAMS.quarantine);
-    expect(info.state.messages).toBe(stack.broker?.stats.rejected);
+    expect(info.state.messages).toBeGreaterThanOrEqual(stack.broker?.stats.rejected ?? Infinity);
     expect(info.state.messages).toBeGreaterThanOrEqual(16);
     const first = await jsm.streams.getMessage(STREAMS.quarantine, { seq: info.state.first_seq });
-    const record = JSON.parse(Buffer.from(first.data).toString('utf8')) as QuarantineRecord;
+    const record = decodeRecordHeader(first.header.get(HEADERS.record));
     expect(first.header.get(HEADERS.code)).toBe(record.code);
-    const original = openQuarantineRecord(record, stack.secrets.quarantineKey);
+    expect(record.parts).toBe(1);
+    const original = openQuarantine(record, [first.data], stack.secrets.quarantineKey);
     expect(original.subject).toMatch(/^phi\.ingest\./);
     expect(original.data.byteLength).toBeGreaterThan(0);
+  });
+
+  it('an oversized rejected input is quarantined whole, in parts, and reassembles', async () => {
+    const jsm = await (await stack.connect('inspect-2')).jetstreamManager();
+    const byRecord = new Map<string, { record: ReturnType<typeof decodeRecordHeader>; parts: Uint8Array[] }>();
+    const { state } = await jsm.streams.info(STREAMS.quarantine);
+    for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage(STREAMS.quarantine, { seq });
+      const record = decodeRecordHeader(m.header.get(HEADERS.record));
+      const entry = byRecord.get(record.id) ?? { record, parts: [] };
+      entry.parts.push(m.data);
+      byRecord.set(record.id, entry);
+    }
+    const split = [...byRecord.values()].filter((e) => e.record.parts > 1);
+    expect(split).toHaveLength(1);
+    const [{ record, parts } = { record: undefined, parts: [] }] = split;
+    expect(record?.code).toBe('E_TOO_LARGE');
+    if (record === undefined) return;
+    expect(parts).toHaveLength(record.parts);
+    const original = openQuarantine(record, parts, stack.secrets.quarantineKey);
+    expect(original.data.byteLength).toBe(NEAR_MAX_PAYLOAD);
+    expect(original.data.every((b) => b === 0x41)).toBe(true);
   });
 
   it('no PHI string in logs, subjects, headers, message bytes, or the JetStream store on disk', async () => {

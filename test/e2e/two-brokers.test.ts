@@ -48,3 +48,9 @@ it('two brokers split the work; each message reaches the subscriber once', async
   expect(first).toBeGreaterThan(0);
   expect(second.stats.accepted).toBeGreaterThan(0);
 });
+
+it('a broker refuses to start when a subscriber has no public encryption key', async () => {
+  const peers = stack.peers.filter((p) => !(p.service === 'billing' && p.use === 'enc'));
+  const start = Broker.start({ config: stack.config, catalog: stack.catalog, nc: await stack.connect('broker-3'), keys: stack.keys(BROKER_ID), peers, secrets: stack.secrets, logger: stack.logger });
+  await expect(start).rejects.toMatchObject({ code: 'E_CONFIG_INVALID', message: expect.stringContaining('billing') as unknown });
+});

@@ -34,7 +34,7 @@ describe('subjects', () => {
     expect(STREAMS).toEqual({ ingest: 'PHI_INGEST', deliver: 'PHI_DELIVER', quarantine: 'PHI_QUARANTINE', receipts: 'PHI_RECEIPTS' });
     expect(KV_BUCKETS).toEqual({ seen: 'phi_seen' });
     expect(BROKER_CONSUMER).toBe('broker');
-    expect(HEADERS).toEqual({ msgId: 'Nats-Msg-Id', signature: 'Phi-Sig', code: 'Phi-Code' });
+    expect(HEADERS).toEqual({ msgId: 'Nats-Msg-Id', signature: 'Phi-Sig', code: 'Phi-Code', record: 'Phi-Record', part: 'Phi-Part' });
   });
 });
 

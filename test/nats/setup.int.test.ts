@@ -38,7 +38,10 @@ describe('ensureBrokerInfrastructure', () => {
     const deliver = (await jsm.streams.info('PHI_DELIVER')).config;
     expect(deliver).toMatchObject({ subjects: ['phi.deliver.>'], retention: RetentionPolicy.Limits, max_age: nanos(7 * DAY), max_msg_size: -1 });
     const quarantine = (await jsm.streams.info('PHI_QUARANTINE')).config;
-    expect(quarantine).toMatchObject({ subjects: ['phi.quarantine.>'], retention: RetentionPolicy.Limits, max_age: nanos(90 * DAY), deny_delete: true });
+    expect(quarantine).toMatchObject({ subjects: ['phi.quarantine.>'], retention: RetentionPolicy.Limits, max_age: nanos(90 * DAY), deny_delete: true, deny_purge: true });
+    // NATS itself refuses to purge or delete quarantine records.
+    await expect(jsm.streams.purge('PHI_QUARANTINE')).rejects.toThrow(/purge/i);
+    await expect(jsm.streams.deleteMessage('PHI_QUARANTINE', 1)).rejects.toThrow();
     const receipts = (await jsm.streams.info('PHI_RECEIPTS')).config;
     expect(receipts).toMatchObject({ subjects: ['phi.receipt.>'], max_age: nanos(DAY) });
   });

@@ -1,0 +1,73 @@
+// `phi-broker demo` (its own embedded nats-server, from a directory with no catalog, so it uses the shipped
+// one): the JSON summary says what was published and what each subscriber received, and its logs — at debug
+// level, so there are some — carry none of the example PHI. The text form ends with `demo ok`.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXAMPLE_PHI, ROOT, killLeftovers, runCli, type CliResult } from './run-cli.js';
+
+const PATIENT = JSON.parse(readFileSync(join(ROOT, 'examples', 'patient.json'), 'utf8')) as Record<string, unknown>;
+
+interface DemoSummary {
+  ok: boolean;
+  published: { file: string; as: string; result: { status: string; id: string; code?: string; path?: string; message?: string; deliveries?: number } }[];
+  received: Record<string, { type: string; profile: string; purpose: string; publisher: string; resource: Record<string, unknown> }[]>;
+}
+
+let cwd: string;
+let json: CliResult;
+let text: CliResult;
+
+beforeAll(async () => {
+  cwd = mkdtempSync(join(tmpdir(), 'phi-broker-demo-cwd-'));
+  [json, text] = await Promise.all([runCli(['demo', '--json', '--log-level', 'debug'], { cwd }), runCli(['demo'], { cwd })]);
+});
+
+afterAll(async () => {
+  await killLeftovers();
+  if (cwd !== undefined) rmSync(cwd, { recursive: true, force: true });
+});
+
+describe('phi-broker demo --json', () => {
+  let summary: DemoSummary;
+
+  beforeAll(() => {
+    expect(json.code, json.stderr).toBe(0);
+    summary = JSON.parse(json.stdout) as DemoSummary;
+  });
+
+  it('reports ok with three published results: accepted, accepted, rejected E_UNKNOWN_ELEMENT', () => {
+    expect(summary.ok).toBe(true);
+    expect(summary.published.map((p) => [p.file, p.as, p.result.status])).toEqual([
+      ['patient.json', 'registration', 'accepted'],
+      ['observation.json', 'ehr', 'accepted'],
+      ['bad-patient.json', 'registration', 'rejected'],
+    ]);
+    expect(summary.published[2]?.result).toMatchObject({ code: 'E_UNKNOWN_ELEMENT', path: 'Patient.name[0].nickname' });
+  });
+
+  it('notification received the Patient with exactly its minimum-necessary elements', () => {
+    const [first] = summary.received['notification'] ?? [];
+    expect(first).toMatchObject({ type: 'Patient', publisher: 'registration', purpose: 'HOPERAT' });
+    const resource = first?.resource ?? {};
+    expect(Object.keys(resource).sort()).toEqual(['meta', 'name', 'resourceType', 'telecom']);
+    expect(resource['name']).toEqual(PATIENT['name']);
+    expect((resource['meta'] as { profile?: unknown }).profile).toEqual([first?.profile]);
+  });
+
+  it('its logs (stderr, debug level) name events and codes but none of the example PHI', () => {
+    expect(json.stderr).toContain('"event":"ingest.rejected"');
+    expect(json.stderr).toContain('E_UNKNOWN_ELEMENT');
+    for (const s of EXAMPLE_PHI) expect(json.stderr).not.toContain(s);
+  });
+});
+
+describe('phi-broker demo', () => {
+  it('exits 0, prints nothing on stderr and ends with `demo ok`', () => {
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stderr).toBe('');
+    expect(text.stdout.trimEnd().split('\n').at(-1)).toBe('demo ok');
+    expect(text.stdout).toMatch(/^registration publishes examples\/bad-patient\.json: rejected [0-9a-f-]{36} E_UNKNOWN_ELEMENT: Patient\.name\[0\]\.nickname: /m);
+  });
+});

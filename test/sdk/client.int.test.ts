@@ -1,0 +1,108 @@
+// PhiClient subscriptions against a real nats-server and broker (src/sdk/client.ts): a handler failure redelivers the
+// delivery and success acknowledges it once; a delivery the broker did not sign never reaches the handler; stop()
+// leaves what was not handled for the next subscription.
+import { headers as natsHeaders } from 'nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Keyring } from '../../src/crypto/keyring.js';
+import { sealEnvelope } from '../../src/envelope/seal.js';
+import type { Delivered, PhiClient } from '../../src/sdk/client.js';
+import { Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
+
+let stack: TestStack;
+let registration: PhiClient;
+
+function patient(n: number): Record<string, unknown> {
+  return { resourceType: 'Patient', id: `p-int-${n}`, name: [{ family: `Glimmerstone${n}` }], gender: 'female' };
+}
+
+beforeAll(async () => {
+  stack = await startTestStack();
+  registration = await stack.client('registration');
+}, 60_000);
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+describe('PhiClient.subscribe', () => {
+  it('a handler that throws gets the delivery again; once it succeeds the delivery is acknowledged (not handed over again)', async () => {
+    const ehr = await stack.client('ehr');
+    const calls: string[] = [];
+    const waiter = new Waiter();
+    const sub = await ehr.subscribe('Patient', (d: Delivered) => {
+      calls.push(d.provenance.deliveryId);
+      waiter.signal();
+      if (calls.length === 1) throw new Error('Glimmerstone1 handler failure');
+    });
+    const r = await registration.publish(patient(1));
+    expect(r.status).toBe('accepted');
+    await waiter.until(() => calls.length >= 2, 20_000, 'redelivery');
+    expect(calls).toEqual([`${r.id}.ehr`, `${r.id}.ehr`]);
+    await sub.stop();
+    const info = await (await (await stack.connect('check')).jetstreamManager()).consumers.info('PHI_DELIVER', 'deliver-ehr-Patient');
+    expect(info.num_ack_pending).toBe(0);
+    expect(info.num_pending).toBe(0);
+    const handlerLog = stack.logs.records().filter((l) => l['event'] === 'sdk.handler.failed');
+    expect(handlerLog).toHaveLength(1);
+    expect(stack.logs.text()).not.toContain('Glimmerstone1');
+  }, 30_000);
+
+  it('a delivery not signed by the broker never reaches the handler and is terminated (logged with its code)', async () => {
+    const billing = await stack.client('billing');
+    const handled: Delivered[] = [];
+    const waiter = new Waiter();
+    const sub = await billing.subscribe('Patient', (d) => {
+      handled.push(d);
+      waiter.signal();
+    });
+    const regKeys = stack.keys('registration');
+    const ring = new Keyring(regKeys, stack.peers);
+    const kek = ring.kekFor(ring.encryptionKeyOf('billing').kid);
+    const prov = { src: 'registration', mid: 'forged-1', hash: 'A'.repeat(43), profile: 'urn:x', purpose: 'HPAYMT', at: Date.now() };
+    // 1: signed by registration under its own name; 2: claims to be the broker, signed with registration's key
+    const forgeries = [
+      sealEnvelope({ id: 'forged-1.billing', iss: 'registration', iat: Date.now(), typ: 'Patient', resource: patient(2), signer: regKeys.sign, recipients: [{ id: 'billing', kek }], prov }),
+      sealEnvelope({ id: 'forged-2.billing', iss: 'broker', iat: Date.now(), typ: 'Patient', resource: patient(3), signer: { ...regKeys.sign, kid: 'broker:sig:1' }, recipients: [{ id: 'billing', kek }], prov }),
+    ];
+    const nc = await stack.connect('forger');
+    for (const f of forgeries) {
+      const h = natsHeaders();
+      h.set('Phi-Sig', f.sig);
+      await nc.jetstream().publish('phi.deliver.billing.Patient', f.bytes, { headers: h });
+    }
+    // a genuine delivery after them proves the subscription went past both
+    const r = await registration.publish(patient(4));
+    await waiter.until(() => handled.some((d) => d.provenance.messageId === r.id), 20_000, 'the genuine delivery');
+    // (billing's new durable also replays the earlier test's Patient; the forged ones are never among them)
+    expect(handled.map((d) => d.provenance.messageId)).toContain(r.id);
+    expect(handled.map((d) => d.provenance.deliveryId).filter((id) => id.startsWith('forged'))).toEqual([]);
+    expect(handled.map((d) => d.resource['id'])).not.toContain('p-int-2');
+    expect(handled.map((d) => d.resource['id'])).not.toContain('p-int-3');
+    const invalid = stack.logs.records().filter((l) => l['event'] === 'sdk.delivery.invalid');
+    expect(invalid.map((l) => l['code'])).toEqual(['E_SIGNATURE', 'E_SIGNATURE']);
+    await sub.stop();
+    const info = await (await nc.jetstreamManager()).consumers.info('PHI_DELIVER', 'deliver-billing-Patient');
+    expect(info.num_ack_pending).toBe(0);
+    expect(info.num_redelivered).toBe(0);
+  }, 30_000);
+
+  it('after stop(), deliveries stay in PHI_DELIVER for the next subscription', async () => {
+    const pharmacy = await stack.client('pharmacy');
+    const first = await pharmacy.subscribe('Patient', () => undefined);
+    await first.stop();
+    await first.closed;
+    const r = await registration.publish(patient(5));
+    expect(r.status).toBe('accepted');
+    const got: Delivered[] = [];
+    const waiter = new Waiter();
+    const again = await pharmacy.subscribe('Patient', (d) => {
+      got.push(d);
+      waiter.signal();
+    });
+    await waiter.until(() => got.some((d) => d.provenance.messageId === r.id), 20_000, 'the delivery after resubscribing');
+    const d = got.find((x) => x.provenance.messageId === r.id);
+    expect(d?.provenance).toMatchObject({ publisher: 'registration', deliveryId: `${r.id}.pharmacy`, purpose: 'TREAT' });
+    expect(d?.resource['name']).toEqual([{ family: 'Glimmerstone5' }]);
+    await again.stop();
+  }, 30_000);
+});
