@@ -19,6 +19,23 @@ export function isR4ResourceType(name: string): boolean {
   return isResourceType(name);
 }
 
+const DATE_TYPES: ReadonlySet<string> = new Set(['date', 'dateTime', 'instant']);
+const YEAR_MONTH_DAY = /^(\d{4})-(\d{2})-(\d{2})/;
+
+/**
+ * FHIR's date regexes (and r4-core's) accept 1990-02-30; a date that names a day must name a real one
+ * (ISO 8601, proleptic Gregorian). Partial dates (YYYY, YYYY-MM) and the format itself are left to r4-core.
+ */
+export function isCalendarDay(value: string): boolean {
+  const m = YEAR_MONTH_DAY.exec(value);
+  if (m === null) return true;
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  if (month < 1 || month > 12 || day < 1 || day > 31) return true; // not the date format: r4-core says so
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] ?? 0;
+  return day <= days;
+}
+
 const PRIMITIVE = 0;
 const EXTENSION_SIBLING = 1; // `_name`: the id/extensions of primitive `name`
 const COMPLEX = 2;
@@ -153,6 +170,7 @@ function walkValue(w: Walk, value: unknown, child: Child, depth: number, inArray
       if (typeof value === 'string') {
         if (value.length === 0) fail(w, 'E_FHIR_INVALID', 'must not be an empty string');
         if (value.length > w.limits.maxStringLength) fail(w, 'E_TOO_LARGE', `string longer than the limit (${w.limits.maxStringLength})`);
+        if (DATE_TYPES.has(child.type) && !isCalendarDay(value)) fail(w, 'E_FHIR_INVALID', `not a day of the calendar (FHIR ${child.type})`);
         return addSize(w, value.length + 2);
       }
       return addSize(w, typeof value === 'number' ? String(value).length : 5);

@@ -1,40 +1,77 @@
-// Broker receipts (src/broker/receipt.ts): the signed verdict a publisher receives. Round trip, and a decoder that
-// refuses anything else with a code (never a foreign parser error).
+// Broker receipts (src/broker/receipt.ts): the signed verdict a publisher receives, carrying the id AND the SHA-256 of
+// the exact bytes it is about. Round trip, and a decoder that refuses anything else with a code (never a foreign
+// parser error).
 import { describe, expect, it } from 'vitest';
 import { acceptedReceipt, decodeReceipt, encodeReceipt, rejectedReceipt } from '../../src/broker/receipt.js';
+import { envelopeHash } from '../../src/envelope/provenance.js';
 import { BrokerError } from '../../src/errors.js';
 import { thrown } from './fixtures.js';
 
 const enc = (v: unknown): Uint8Array => new TextEncoder().encode(typeof v === 'string' ? v : JSON.stringify(v));
 
+/** SHA-256 of the empty string (FIPS 180-4 test value e3b0c442…b855), base64url without padding. */
+const H = '47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU';
+/** Another well-formed hash: SHA-256("abc") (ba7816bf…15ad). */
+const H2 = 'ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0';
+
+const accepted = { v: 1, id: 'm', hash: H, status: 'accepted', deliveries: 1, at: 1 };
+const rejected = { v: 1, id: 'm', hash: H, status: 'rejected', code: 'E_REPLAY', message: 'x', at: 1 };
+
+function without<T extends object>(o: T, key: keyof T): Partial<T> {
+  const copy = { ...o };
+  delete copy[key];
+  return copy;
+}
+
 describe('receipts', () => {
+  it('the hash constants are what envelopeHash gives (SHA-256, base64url, 43 characters)', () => {
+    expect(envelopeHash(new Uint8Array(0))).toBe(H);
+    expect(envelopeHash(enc('abc'))).toBe(H2);
+  });
+
+  it('the well-formed bases of the refusal cases below decode (so each case fails for its own reason)', () => {
+    expect(decodeReceipt(enc(accepted))).toEqual(accepted);
+    expect(decodeReceipt(enc(rejected))).toEqual(rejected);
+  });
+
   it('accepted: encode → decode round trip, and the wire JSON has exactly these fields', () => {
-    const r = acceptedReceipt('msg-1', 3, 1_700_000_000_123);
-    expect(JSON.parse(new TextDecoder().decode(encodeReceipt(r)))).toEqual({ v: 1, id: 'msg-1', status: 'accepted', deliveries: 3, at: 1_700_000_000_123 });
+    const r = acceptedReceipt('msg-1', H2, 3, 1_700_000_000_123);
+    expect(JSON.parse(new TextDecoder().decode(encodeReceipt(r)))).toEqual({ v: 1, id: 'msg-1', hash: H2, status: 'accepted', deliveries: 3, at: 1_700_000_000_123 });
     expect(decodeReceipt(encodeReceipt(r))).toEqual(r);
   });
 
-  it('rejected: code, message and path travel; a cause never does', () => {
+  it('rejected: hash, code, message and path travel; a cause never does', () => {
     const err = new BrokerError('E_UNKNOWN_ELEMENT', 'Patient.foo: not an element of Patient', { path: 'Patient.foo', cause: new Error('secret detail') });
-    const r = rejectedReceipt('msg-2', err, 5);
+    const r = rejectedReceipt('msg-2', H, err, 5);
     const wire = JSON.parse(new TextDecoder().decode(encodeReceipt(r))) as Record<string, unknown>;
-    expect(wire).toEqual({ v: 1, id: 'msg-2', status: 'rejected', code: 'E_UNKNOWN_ELEMENT', message: 'Patient.foo: not an element of Patient', path: 'Patient.foo', at: 5 });
+    expect(wire).toEqual({ v: 1, id: 'msg-2', hash: H, status: 'rejected', code: 'E_UNKNOWN_ELEMENT', message: 'Patient.foo: not an element of Patient', path: 'Patient.foo', at: 5 });
     expect(decodeReceipt(encodeReceipt(r))).toEqual(r);
-    const noPath = rejectedReceipt('msg-3', new BrokerError('E_REPLAY', 'seen'), 6);
+    const noPath = rejectedReceipt('msg-3', H2, new BrokerError('E_REPLAY', 'seen'), 6);
     expect('path' in noPath).toBe(false);
+    expect(noPath.hash).toBe(H2);
     expect(decodeReceipt(encodeReceipt(noPath))).toEqual(noPath);
   });
 
   it.each([
-    ['an unknown code', { v: 1, id: 'm', status: 'rejected', code: 'E_NOPE', message: 'x', at: 1 }],
-    ['an extra field (accepted)', { v: 1, id: 'm', status: 'accepted', deliveries: 1, at: 1, resource: { name: 'x' } }],
-    ['an extra field (rejected)', { v: 1, id: 'm', status: 'rejected', code: 'E_REPLAY', message: 'x', at: 1, stack: 'x' }],
-    ['a code on an accepted receipt', { v: 1, id: 'm', status: 'accepted', deliveries: 1, at: 1, code: 'E_REPLAY' }],
-    ['another version', { v: 2, id: 'm', status: 'accepted', deliveries: 1, at: 1 }],
-    ['a negative delivery count', { v: 1, id: 'm', status: 'accepted', deliveries: -1, at: 1 }],
-    ['a fractional delivery count', { v: 1, id: 'm', status: 'accepted', deliveries: 1.5, at: 1 }],
-    ['an unknown status', { v: 1, id: 'm', status: 'maybe', at: 1 }],
-    ['no id', { v: 1, status: 'accepted', deliveries: 1, at: 1 }],
+    ['an unknown code', { ...rejected, code: 'E_NOPE' }],
+    ['an extra field (accepted)', { ...accepted, resource: { name: 'x' } }],
+    ['an extra field (rejected)', { ...rejected, stack: 'x' }],
+    ['a code on an accepted receipt', { ...accepted, code: 'E_REPLAY' }],
+    ['another version', { ...accepted, v: 2 }],
+    ['a negative delivery count', { ...accepted, deliveries: -1 }],
+    ['a fractional delivery count', { ...accepted, deliveries: 1.5 }],
+    ['an unknown status', { ...without(accepted, 'deliveries'), status: 'maybe' }],
+    ['no id', without(accepted, 'id')],
+    ['no hash (accepted, the format before hashes)', without(accepted, 'hash')],
+    ['no hash (rejected)', without(rejected, 'hash')],
+    ['a hash one character short', { ...accepted, hash: H.slice(1) }],
+    ['a hash one character long', { ...accepted, hash: `${H}A` }],
+    ['a padded hash', { ...accepted, hash: `${H}=` }],
+    ['a hash in standard base64 (+ and /)', { ...accepted, hash: H.replace('-', '+').replace('_', '/') }],
+    ['a hash in hex', { ...accepted, hash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' }],
+    ['an empty hash', { ...rejected, hash: '' }],
+    ['a hash that is not a string', { ...accepted, hash: 12345 }],
+    ['a null hash', { ...rejected, hash: null }],
     ['an array', [1]],
     ['null', null],
   ])('refuses %s with E_ENVELOPE_INVALID', (_name, value) => {

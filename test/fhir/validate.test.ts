@@ -230,3 +230,29 @@ describe('validation limits', () => {
     expect(() => validationLimits({ maxResourceSize: 1.5 })).toThrow(TypeError);
   });
 });
+
+describe('calendar days', () => {
+  it('a date, dateTime or instant naming a day that does not exist is E_FHIR_INVALID at its path', () => {
+    for (const [json, path] of [
+      [{ resourceType: 'Patient', id: 'p', birthDate: '1990-02-30' }, 'Patient.birthDate'],
+      [{ resourceType: 'Patient', id: 'p', birthDate: '2023-02-29' }, 'Patient.birthDate'],
+      [{ resourceType: 'Patient', id: 'p', deceasedDateTime: '2020-04-31T10:00:00Z' }, 'Patient.deceasedDateTime'],
+      [{ resourceType: 'Observation', id: 'o', status: 'final', code: { text: 'x' }, issued: '2021-13-01T00:00:00Z' }, 'Observation.issued'],
+    ] as const) {
+      let err: unknown;
+      try {
+        validateResource(json, DEFAULT_VALIDATION_LIMITS);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toMatchObject({ code: 'E_FHIR_INVALID', path });
+      expect((err as Error).message).not.toMatch(/1990|2023|2020|2021/);
+    }
+  });
+
+  it('real days, leap days and partial dates pass', () => {
+    for (const birthDate of ['2024-02-29', '2000-02-29', '1990-12-31', '1990', '1990-02']) {
+      expect(validateResource({ resourceType: 'Patient', id: 'p', birthDate }, DEFAULT_VALIDATION_LIMITS).resourceType).toBe('Patient');
+    }
+  });
+});

@@ -94,7 +94,11 @@ export class ScriptedBroker {
 
   /** A receipt signed with `secretKey` (the broker's signing key unless another is given). */
   signed(r: Receipt, secretKey: Uint8Array = this.keys.sign.secretKey): WireReceipt {
-    const bytes = encodeReceipt(r);
+    return this.signedBytes(encodeReceipt(r), secretKey);
+  }
+
+  /** Any bytes, signed as a receipt would be (for receipts the client must refuse to decode). */
+  signedBytes(bytes: Uint8Array, secretKey: Uint8Array = this.keys.sign.secretKey): WireReceipt {
     return { bytes, sig: Buffer.from(signDetached(bytes, secretKey)).toString('base64url') };
   }
 
