@@ -74,19 +74,32 @@ const encoder = new TextEncoder();
 /** Normalises what a caller hands `publish`: a resource object, JSON text or bytes. */
 function classifyInput(input: unknown): { type: string; resource: unknown } | { type: typeof RAW_TYPE; raw: Uint8Array } {
   let value = input;
+  // Text and bytes that are not a resource go out byte for byte as the caller gave them (raw mode).
+  let original: Uint8Array | undefined;
   if (typeof input === 'string' || input instanceof Uint8Array) {
-    const text = typeof input === 'string' ? input : Buffer.from(input).toString('utf8');
+    original = typeof input === 'string' ? encoder.encode(input) : input;
     try {
-      value = JSON.parse(text) as unknown;
+      value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(original)) as unknown;
     } catch {
-      return { type: RAW_TYPE, raw: typeof input === 'string' ? encoder.encode(input) : input };
+      return { type: RAW_TYPE, raw: original };
     }
   }
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
     const rt = (value as { resourceType?: unknown }).resourceType;
     if (typeof rt === 'string' && /^[A-Z][A-Za-z]{1,63}$/.test(rt)) return { type: rt, resource: value };
   }
-  return { type: RAW_TYPE, raw: encoder.encode(JSON.stringify(value) ?? 'undefined') };
+  return { type: RAW_TYPE, raw: original ?? encoder.encode(JSON.stringify(value) ?? 'undefined') };
+}
+
+/**
+ * A publish error after which the message is certainly not in PHI_INGEST: no stream answered (503, no
+ * responders) or JetStream refused it with an API error. Anything else (an ack timeout, a connection lost
+ * mid-flight) may have been stored and processed, so the caller must not be told "rejected" and publish
+ * it again under a new id.
+ */
+function definitelyNotStored(err: unknown): boolean {
+  const e = err as { code?: unknown; api_error?: unknown } | null;
+  return e?.code === '503' || e?.code === 'NO_RESPONDERS' || (typeof e?.api_error === 'object' && e.api_error !== null);
 }
 
 /** Exponential backoff for redeliveries: 1 s, 2 s, 4 s … capped at 5 minutes. */
@@ -101,6 +114,7 @@ export class PhiClient {
   private readonly receiptSub: NatsSubscription;
   private readonly subscriptions = new Set<Subscription>();
   private readonly brokerSigningKeys: ReadonlySet<string>;
+  private closing = false;
 
   private constructor(private readonly opts: PhiClientOptions) {
     this.keyring = new Keyring(opts.keys, [...opts.peers]);
@@ -143,6 +157,7 @@ export class PhiClient {
    * sealed whole — so the broker rejects it with a code and keeps it in quarantine: nothing vanishes.
    */
   async publish(input: unknown): Promise<PublishResult> {
+    if (this.closing) throw new TypeError('PhiClient.publish called after close()');
     const id = randomUUID();
     const classified = classifyInput(input);
     const brokerEnc = this.keyring.encryptionKeyOf(BROKER_ID);
@@ -158,7 +173,12 @@ export class PhiClient {
     const maxPayload = this.opts.nc.info?.max_payload ?? 1024 * 1024;
     if (sealed.bytes.byteLength > maxPayload - 1024) {
       // NATS cannot carry it, so it cannot reach the quarantine either: the caller still holds it.
-      return { status: 'rejected', id, code: 'E_TOO_LARGE', message: `sealed message is ${sealed.bytes.byteLength} bytes; NATS accepts at most ${maxPayload}` };
+      return {
+        status: 'rejected',
+        id,
+        code: 'E_TOO_LARGE',
+        message: `sealed message is ${sealed.bytes.byteLength} bytes; the limit is ${maxPayload - 1024} (NATS max_payload ${maxPayload} less room for headers)`,
+      };
     }
     const hash = envelopeHash(sealed.bytes);
     const receipt = new Promise<Receipt | undefined>((resolve) => {
@@ -178,12 +198,15 @@ export class PhiClient {
       this.opts.logger?.warn({ event: 'sdk.publish.failed', id, ...errorFields(err) }, 'publish failed');
       // A publish whose acknowledgement timed out may still have been stored, and then the broker processes it:
       // wait for its receipt (or report 'unknown'), never 'rejected', or the caller would publish it twice.
-      if ((err as { code?: unknown } | null)?.code !== 'TIMEOUT') {
+      if (definitelyNotStored(err)) {
         this.pending.get(id)?.settle({ v: 1, id, hash, status: 'rejected', code: 'E_INTERNAL', message: 'NATS did not accept the message', at: Date.now() });
       }
     }
     const r = await receipt;
-    if (r === undefined) return { status: 'unknown', id, code: 'E_TIMEOUT', message: 'no receipt from the broker in time' };
+    if (r === undefined) {
+      const message = this.closing ? 'the client closed before a receipt arrived' : 'no receipt from the broker in time';
+      return { status: 'unknown', id, code: 'E_TIMEOUT', message };
+    }
     if (r.status === 'accepted') return { status: 'accepted', id, deliveries: r.deliveries };
     return r.path === undefined
       ? { status: 'rejected', id, code: r.code, message: r.message }
@@ -291,6 +314,7 @@ export class PhiClient {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     for (const sub of [...this.subscriptions]) await sub.stop();
     // Publishes still waiting resolve as 'unknown': their messages are in PHI_INGEST and will be processed.
     for (const waiting of [...this.pending.values()]) waiting.settle(undefined);

@@ -364,10 +364,9 @@ describe('PhiClient.publish: JetStream failures', () => {
     await scripted.stopListening(); // with no core subscriber either, the server answers "no responders"
     try {
       await withoutIngestStream(async () => {
-        const t0 = Date.now();
         const result = await client.publish(patient);
         expect(result).toEqual({ status: 'rejected', id: expect.any(String), code: 'E_INTERNAL', message: 'NATS did not accept the message' });
-        expect(Date.now() - t0).toBeLessThan(JS_ACK_TIMEOUT_MS); // settled by the failure, not by any timeout
+        // 'rejected' (not 'unknown'): settled by the failure itself, not by the receipt timeout.
         const failed = logs.records().filter((r) => r['event'] === 'sdk.publish.failed');
         expect(failed.map((r) => [r['id'], r['errorClass']])).toEqual([[result.id, 'NatsError']]);
         expect(pendingCount(client)).toBe(0);
@@ -433,7 +432,7 @@ describe('PhiClient.publish: max_payload', () => {
       status: 'rejected',
       id: expect.any(String),
       code: 'E_TOO_LARGE',
-      message: `sealed message is ${tooBigSize} bytes; NATS accepts at most ${MAX_PAYLOAD}`,
+      message: `sealed message is ${tooBigSize} bytes; the limit is ${MAX_PAYLOAD - 1024} (NATS max_payload ${MAX_PAYLOAD} less room for headers)`,
     });
     await nc.flush();
     expect((await jsm.streams.info(STREAMS.ingest)).state.messages).toBe(before);
@@ -445,7 +444,7 @@ describe('PhiClient.publish: max_payload', () => {
     const { client } = await setup(5_000);
     const result = await client.publish({ ...patient, name: [{ family: 'K'.repeat(2 * MAX_PAYLOAD) }] });
     expect(result).toMatchObject({ status: 'rejected', code: 'E_TOO_LARGE' });
-    const size = Number(/^sealed message is (\d+) bytes; NATS accepts at most 65536$/.exec((result as { message: string }).message)?.[1]);
+    const size = Number(/^sealed message is (\d+) bytes; the limit is 64512 \(NATS max_payload 65536 less room for headers\)$/.exec((result as { message: string }).message)?.[1]);
     expect(size).toBeGreaterThan(2 * MAX_PAYLOAD);
     expect(scripted.seen).toHaveLength(0);
     expect(pendingCount(client)).toBe(0);
@@ -458,10 +457,10 @@ describe('PhiClient.close', () => {
     const pending = client.publish(patient);
     await scripted.waitForSeen(1);
     expect(pendingCount(client)).toBe(1);
-    const t0 = Date.now();
     await client.close();
-    expect(await pending).toEqual({ status: 'unknown', id: scripted.seen[0]?.env.id, code: 'E_TIMEOUT', message: 'no receipt from the broker in time' });
-    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(await pending).toEqual({ status: 'unknown', id: scripted.seen[0]?.env.id, code: 'E_TIMEOUT', message: 'the client closed before a receipt arrived' });
+    // A closed client refuses to publish (a caller mistake), instead of sending and waiting for nothing.
+    await expect(client.publish({ resourceType: 'Patient', id: 'late' })).rejects.toThrow(TypeError);
     expect(pendingCount(client)).toBe(0);
     expect(nc.isClosed()).toBe(false);
   });
