@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BrokerConfig } from '../config.js';
 import { createLogger } from '../log.js';
+import { STREAMS } from '../nats/names.js';
 import type { Delivered, PublishResult } from '../sdk/client.js';
 import { packageRoot } from './package-root.js';
 import { formatResult } from './publish.js';
@@ -90,7 +91,11 @@ export async function runDemo(baseConfig: BrokerConfig, json: boolean): Promise<
     }
     const statuses = summary.published.map((p) => p.result.status);
     summary.ok = statuses[0] === 'accepted' && statuses[1] === 'accepted' && statuses[2] === 'rejected' && arrived === expected;
-    out(`\nbroker: ${stack.broker.stats.accepted} accepted, ${stack.broker.stats.rejected} rejected (kept encrypted in PHI_QUARANTINE), ${stack.broker.stats.deliveries} deliveries`);
+    const accepted = statuses.filter((x) => x === 'accepted').length;
+    const rejected = statuses.filter((x) => x === 'rejected').length;
+    const quarantined = (await (await stack.nc.jetstreamManager()).streams.info(STREAMS.quarantine)).state.messages;
+    summary.ok = summary.ok && quarantined === rejected;
+    out(`\n${accepted} accepted, ${rejected} rejected; PHI_QUARANTINE holds ${quarantined} sealed record${quarantined === 1 ? '' : 's'}`);
     out(summary.ok ? 'demo ok' : 'demo FAILED');
   } finally {
     await stack.stop();
