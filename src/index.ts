@@ -1,7 +1,7 @@
 // phi-broker's public surface: what a service imports. Names are exported one by one; everything else
 // is internal and may change without notice.
 export { PhiClient } from './sdk/client.js';
-export type { Delivered, DeliveryHandler, PhiClientOptions, Provenance, PublishResult, Subscription } from './sdk/client.js';
+export type { Delivered, DeliveryHandler, PhiClientOptions, Provenance, PublishResult, ResourceOf, ResourceType, Subscription } from './sdk/client.js';
 export { BrokerError, ERROR_CODES, isBrokerError, isBrokerErrorCode } from './errors.js';
 export type { BrokerErrorCode } from './errors.js';
 export { initCrypto } from './crypto/sodium.js';

@@ -15,3 +15,16 @@ describe('public API', () => {
     for (const name of (imported ?? '').split(',').map((s) => s.trim())) expect(Object.keys(api)).toContain(name);
   });
 });
+
+describe('from plain JavaScript', () => {
+  it('the compiled package imports by its own name (package.json exports) from an ES module', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const root = new URL('..', import.meta.url).pathname;
+    const out = execFileSync(
+      process.execPath,
+      ['--input-type=module', '-e', "import { PhiClient, ERROR_CODES } from 'phi-broker'; console.log(typeof PhiClient.connect, Object.keys(ERROR_CODES).length)"],
+      { cwd: root, encoding: 'utf8' },
+    );
+    expect(out.trim()).toBe(`function ${Object.keys(api.ERROR_CODES).length}`);
+  });
+});

@@ -4,6 +4,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { FhirResource } from 'fhir/r4.js';
 import type { BrokerConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import { STREAMS } from '../nats/names.js';
@@ -17,7 +18,7 @@ const SUBSCRIBERS = ['notification', 'billing', 'ehr', 'analytics'] as const;
 interface DemoSummary {
   ok: boolean;
   published: { file: string; as: string; result: PublishResult }[];
-  received: Record<string, { type: string; profile: string; purpose: string; publisher: string; resource: Record<string, unknown> }[]>;
+  received: Record<string, { type: string; profile: string; purpose: string; publisher: string; resource: FhirResource }[]>;
 }
 
 function example(name: string): unknown {

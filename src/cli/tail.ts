@@ -1,7 +1,7 @@
 // `phi-broker tail --as <service>`: prints a service's decrypted deliveries (its minimum-necessary view,
 // with provenance) as they arrive. This is the subscriber's own data on its own terminal.
 import type { BrokerConfig } from '../config.js';
-import { PhiClient, type Delivered } from '../sdk/client.js';
+import { PhiClient, type Delivered, type ResourceType } from '../sdk/client.js';
 import { connectNats, natsUrl, serviceKeys } from './runtime.js';
 
 export function formatDelivery(d: Delivered, json: boolean): string {
@@ -19,7 +19,8 @@ export async function runTail(config: BrokerConfig, service: string, opts: { typ
   const finished = new Promise<void>((resolve) => {
     done = resolve;
   });
-  await client.subscribe(opts.type, (d) => {
+  // The type is checked where it becomes a subject (src/nats/names.ts): a bad one is refused there.
+  await client.subscribe(opts.type as ResourceType | '*', (d) => {
     // Past --count, deliveries already fetched are refused (not acknowledged), so the next tail gets them.
     if (opts.count !== undefined && seen >= opts.count) throw new Error('tail: --count reached');
     process.stdout.write(`${formatDelivery(d, opts.json)}\n`);

@@ -19,6 +19,7 @@ import { HEADERS, RAW_TYPE, STREAMS, subjects } from '../nats/names.js';
 import { ensureDeliveryConsumer } from '../nats/setup.js';
 import { decodeReceipt, type Receipt } from '../broker/receipt.js';
 import { RecentIds } from './dedupe.js';
+import type { FhirResource } from 'fhir/r4.js';
 
 export interface PhiClientOptions {
   /** An open NATS connection (the caller owns it; `close()` does not close it unless `ownsConnection`). */
@@ -55,12 +56,17 @@ export interface Provenance {
   readonly purpose: string;
 }
 
-export interface Delivered<R = Record<string, unknown>> {
+/** A FHIR R4 resource type name, e.g. `'Patient'` (from the FHIR R4 type definitions, @types/fhir). */
+export type ResourceType = FhirResource['resourceType'];
+/** The FHIR R4 type of a resource type name; `'*'` is any resource. */
+export type ResourceOf<T extends ResourceType | '*'> = T extends ResourceType ? Extract<FhirResource, { resourceType: T }> : FhirResource;
+
+export interface Delivered<R = FhirResource> {
   readonly resource: R;
   readonly provenance: Provenance;
 }
 
-export type DeliveryHandler<R = Record<string, unknown>> = (delivery: Delivered<R>) => void | Promise<void>;
+export type DeliveryHandler<R = FhirResource> = (delivery: Delivered<R>) => void | Promise<void>;
 
 export interface Subscription {
   /** Stops receiving; unacknowledged deliveries stay in PHI_DELIVER for the next subscription. */
@@ -156,6 +162,8 @@ export class PhiClient {
    * Publishes one resource (an object, or JSON text/bytes). Input that is not a FHIR resource is still sent —
    * sealed whole — so the broker rejects it with a code and keeps it in quarantine: nothing vanishes.
    */
+  async publish(resource: FhirResource): Promise<PublishResult>;
+  async publish(input: unknown): Promise<PublishResult>;
   async publish(input: unknown): Promise<PublishResult> {
     if (this.closing) throw new TypeError('PhiClient.publish called after close()');
     const id = randomUUID();
@@ -237,7 +245,7 @@ export class PhiClient {
    * Receives this service's deliveries of one resource type (or all with '*') from its durable consumer.
    * The handler's promise settling successfully acknowledges the delivery; a throw redelivers it later.
    */
-  async subscribe<R = Record<string, unknown>>(type: string, handler: DeliveryHandler<R>): Promise<Subscription> {
+  async subscribe<T extends ResourceType | '*'>(type: T, handler: DeliveryHandler<ResourceOf<T>>): Promise<Subscription> {
     const nc = this.opts.nc;
     const durable = await ensureDeliveryConsumer(nc, this.opts.service, type === '*' ? undefined : type);
     const consumer = await nc.jetstream().consumers.get(STREAMS.deliver, durable);

@@ -29,20 +29,22 @@ let registration: PhiClient;
 let ehrPublisher: PhiClient;
 let receipts: ReceiptLog;
 let wire: { subject: string; headers: string; data: Buffer }[];
-const received = new Map<string, Delivered[]>();
+/** Deliveries as plain JSON objects: the tests look at elements by name across resource types. */
+type Received = Delivered<Record<string, unknown>>;
+const received = new Map<string, Received[]>();
 const waiter = new Waiter();
 
 async function subscribeAll(service: string): Promise<PhiClient> {
   const c = await stack.client(service);
   received.set(service, received.get(service) ?? []);
   await c.subscribe('*', (d) => {
-    received.get(service)?.push(d);
+    received.get(service)?.push(d as unknown as Received);
     waiter.signal();
   });
   return c;
 }
 
-function deliveriesOf(service: string, messageId: string): Delivered[] {
+function deliveriesOf(service: string, messageId: string): Received[] {
   return (received.get(service) ?? []).filter((d) => d.provenance.messageId === messageId);
 }
 

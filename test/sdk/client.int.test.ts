@@ -102,7 +102,7 @@ describe('PhiClient.subscribe', () => {
     await waiter.until(() => got.some((d) => d.provenance.messageId === r.id), 20_000, 'the delivery after resubscribing');
     const d = got.find((x) => x.provenance.messageId === r.id);
     expect(d?.provenance).toMatchObject({ publisher: 'registration', deliveryId: `${r.id}.pharmacy`, purpose: 'TREAT' });
-    expect(d?.resource['name']).toEqual([{ family: 'Glimmerstone5' }]);
+    expect(d?.resource.resourceType === 'Patient' ? d.resource.name : undefined).toEqual([{ family: 'Glimmerstone5' }]);
     await again.stop();
   }, 30_000);
 });
