@@ -97,13 +97,17 @@ export function checkProfile(source: YamlSource, input: ProfileInput, classifica
   const transforms = new Map<string, TransformAt[]>();
   const roots = [type, ...Object.keys(input.contained)];
   const transformPaths: { key: ReturnType<typeof pathKey>; path: string }[] = [];
+  /** The path's root type when it is the profile's type or a contained type; else an issue and undefined. */
+  const rootOf = (path: string, at: (string | number)[]): string | undefined => {
+    const root = path.split('.')[0] ?? '';
+    if (roots.includes(root)) return root;
+    issues.push(source.issue(at, `'${path}' must start with ${type}${roots.length > 1 ? ` or a contained type (${roots.slice(1).join(', ')})` : ''}`));
+    return undefined;
+  };
   for (const [path, transform] of Object.entries(input.transforms)) {
     const at = ['transforms', path];
-    const root = path.split('.')[0] ?? '';
-    if (!roots.includes(root)) {
-      issues.push(source.issue(at, `'${path}' must start with ${type}${roots.length > 1 ? ` or a contained type (${roots.slice(1).join(', ')})` : ''}`));
-      continue;
-    }
+    const root = rootOf(path, at);
+    if (root === undefined) continue;
     const r = resolve(path, root, at);
     if (r === undefined) continue;
     const typeError = transformTypeError(transform, r);
@@ -125,11 +129,8 @@ export function checkProfile(source: YamlSource, input: ProfileInput, classifica
   // Value filters: on a repeating element inside (or around) an allowed path, by a direct child primitive.
   for (const [path, filter] of Object.entries(input.where)) {
     const at = ['where', path];
-    const root = path.split('.')[0] ?? '';
-    if (!roots.includes(root)) {
-      issues.push(source.issue(at, `'${path}' must start with ${type}${roots.length > 1 ? ` or a contained type (${roots.slice(1).join(', ')})` : ''}`));
-      continue;
-    }
+    const root = rootOf(path, at);
+    if (root === undefined) continue;
     const r = resolve(path, root, at);
     if (r === undefined) continue;
     const targetError = filterTargetError(r);

@@ -144,18 +144,23 @@ export function allowPath(tree: TypeTree, path: string): void {
   for (const h of resolve(tree.root, steps).hits) h.node.all = true;
 }
 
-/** Adds one transform; its path is known to start with this tree's type. */
-export function transformPath(tree: TypeTree, path: string, transform: TransformName): void {
-  const steps = parsePath(path);
-  if (steps === undefined) {
+/**
+ * The nodes a transform or filter path names. Fail safe: a path that cannot be read (or is shorter than
+ * `minSteps`) withholds the whole resource; one that resolves only part way withholds the deepest part found.
+ */
+function resolveOrWithhold(tree: TypeTree, steps: ReturnType<typeof parsePath>, minSteps: number): ReturnType<typeof resolve>['hits'] {
+  if (steps === undefined || steps.length < minSteps) {
     tree.root.transform = 'drop';
-    return;
+    return [];
   }
   const { hits, deepest } = resolve(tree.root, steps);
-  if (hits.length === 0) {
-    for (const h of deepest) h.node.transform = 'drop';
-    return;
-  }
+  if (hits.length === 0) for (const h of deepest) h.node.transform = 'drop';
+  return hits;
+}
+
+/** Adds one transform; its path is known to start with this tree's type. */
+export function transformPath(tree: TypeTree, path: string, transform: TransformName): void {
+  const hits = resolveOrWithhold(tree, parsePath(path), 1);
   for (const h of hits) h.node.transform = combine(h.node.transform, h.ext ? 'drop' : transform);
 }
 
@@ -164,16 +169,8 @@ export function transformPath(tree: TypeTree, path: string, transform: Transform
  * resource itself or a primitive (no child to discriminate on) withholds what it names.
  */
 export function wherePath(tree: TypeTree, path: string, filter: ItemFilterDef): void {
-  const steps = parsePath(path);
-  if (steps === undefined || steps.length < 2) {
-    tree.root.transform = 'drop';
-    return;
-  }
-  const { hits, deepest } = resolve(tree.root, steps);
-  if (hits.length === 0) {
-    for (const h of deepest) h.node.transform = 'drop';
-    return;
-  }
+  const hits = resolveOrWithhold(tree, parsePath(path), 2);
+  if (hits.length === 0) return;
   const own = new Map<string, ReadonlySet<string>>();
   for (const [d, values] of Object.entries(filter)) own.set(d, new Set(values));
   for (const h of hits) {
