@@ -33,6 +33,11 @@ export function checkClassification(source: YamlSource, input: ClassificationInp
     if (path === 'resourceType') return;
     const r = resolveRelativePath('Resource', path);
     if (!r.ok) issues.push(source.issue(['plaintext', i], `expected 'resourceType' or an element every resource has (meta.profile, meta.security): ${r.error}`));
+    // The wire format (docs/wire-format.md, v1) leaves exactly these readable; the list documents that and
+    // cannot widen it — a longer list would promise plaintext the envelope never gives.
+    else if (!(REQUIRED_PLAINTEXT as readonly string[]).includes(path)) {
+      issues.push(source.issue(['plaintext', i], `'${path}' cannot be plaintext: envelope v1 leaves exactly ${REQUIRED_PLAINTEXT.join(', ')} unencrypted`));
+    }
   });
   for (const required of REQUIRED_PLAINTEXT) {
     if (!input.plaintext.includes(required)) issues.push(source.issue(['plaintext'], `missing '${required}': the wire format routes and checks policy on it`));

@@ -194,6 +194,13 @@ describe('compileCatalog: one issue per broken thing', () => {
     ]);
   });
 
+  it('plaintext cannot name more than the wire format leaves unencrypted', () => {
+    const issues = issuesOf({ 'fhir-profiles/classification.yaml': CLASSIFICATION.replace('plaintext: [resourceType, meta.profile, meta.security]', 'plaintext: [resourceType, meta.profile, meta.security, meta.lastUpdated]') });
+    expect(issues.map((i) => [i.path, i.message])).toEqual([
+      ['plaintext[3]', "'meta.lastUpdated' cannot be plaintext: envelope v1 leaves exactly resourceType, meta.profile, meta.security unencrypted"],
+    ]);
+  });
+
   it('lists every problem at once, sorted by file and line', () => {
     const issues = issuesOf({
       'subjects/topics.yaml': TOPICS.replace('profile: patient-all', 'profile: nope').replace('publishers: [clinic]', 'publishers: [nobody]'),
