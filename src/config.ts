@@ -1,4 +1,4 @@
-// Broker configuration: parsed once at the edge (CLI flags and environment) with zod, defaulted,
+// Broker configuration: parsed once at the edge (environment, then CLI flags) with zod, defaulted,
 // frozen and passed to constructors. Invalid configuration refuses to start, naming the setting.
 import { resolve } from 'node:path';
 import { z } from 'zod';
@@ -19,6 +19,12 @@ export const configSchema = z.strictObject({
   /** Allowed difference between an envelope's iat and the time NATS stored it. */
   clockSkewMs: z.number().int().min(1000).max(DAY).default(5 * 60 * 1000),
   duplicateWindowMs: z.number().int().min(1000).default(2 * 60 * 1000),
+  /**
+   * How long an accepted message id is remembered (KV phi_seen). A message whose iat is older than this
+   * less clockSkewMs can no longer be checked for replay and is rejected E_CLOCK_SKEW (quarantined; the
+   * publisher re-publishes it under a new id): the bound on how long a backlog may wait in PHI_INGEST.
+   */
+  replayWindowMs: z.number().int().min(60_000).max(30 * DAY).default(6 * 60 * 60 * 1000),
   deliverMaxAgeMs: z.number().int().min(60_000).default(7 * DAY),
   quarantineMaxAgeMs: z.number().int().min(60_000).default(90 * DAY),
   receiptMaxAgeMs: z.number().int().min(60_000).default(DAY),
@@ -46,10 +52,47 @@ export function parseConfig(input: BrokerConfigInput): BrokerConfig {
   if (shorter.length > 0) {
     throw new BrokerError('E_CONFIG_INVALID', `invalid configuration: duplicateWindowMs: must not exceed ${shorter.join(', ')}`);
   }
+  // The replay cache must outlive any message that can still pass the skew check.
+  if (c.replayWindowMs < 2 * c.clockSkewMs + c.duplicateWindowMs) {
+    throw new BrokerError('E_CONFIG_INVALID', 'invalid configuration: replayWindowMs: must be at least 2 × clockSkewMs + duplicateWindowMs');
+  }
   return Object.freeze({ ...c, dataDir: resolve(c.dataDir), subjectsDir: resolve(c.subjectsDir), profilesDir: resolve(c.profilesDir) });
 }
 
-/** The replay cache must outlive any message that can still pass the skew check. */
-export function replayWindowMs(config: BrokerConfig): number {
-  return 2 * config.clockSkewMs + config.duplicateWindowMs;
+/** Environment variables, one per setting (the CLI's flags override them). */
+export const CONFIG_ENV = {
+  PHI_BROKER_DATA_DIR: 'dataDir',
+  NATS_URL: 'natsUrl',
+  PHI_BROKER_MAX_MESSAGE_BYTES: 'maxMessageBytes',
+  PHI_BROKER_CLOCK_SKEW_MS: 'clockSkewMs',
+  PHI_BROKER_DUPLICATE_WINDOW_MS: 'duplicateWindowMs',
+  PHI_BROKER_REPLAY_WINDOW_MS: 'replayWindowMs',
+  PHI_BROKER_DELIVER_MAX_AGE_MS: 'deliverMaxAgeMs',
+  PHI_BROKER_QUARANTINE_MAX_AGE_MS: 'quarantineMaxAgeMs',
+  PHI_BROKER_RECEIPT_MAX_AGE_MS: 'receiptMaxAgeMs',
+  PHI_BROKER_ACK_WAIT_MS: 'ackWaitMs',
+  PHI_BROKER_CONCURRENCY: 'concurrency',
+  PHI_BROKER_LOG_LEVEL: 'logLevel',
+} as const satisfies Record<string, keyof BrokerConfigInput>;
+
+const NUMERIC: ReadonlySet<string> = new Set(['maxMessageBytes', 'clockSkewMs', 'duplicateWindowMs', 'replayWindowMs', 'deliverMaxAgeMs', 'quarantineMaxAgeMs', 'receiptMaxAgeMs', 'ackWaitMs', 'concurrency']);
+
+/**
+ * The settings the environment sets. A numeric variable that is not a number is E_CONFIG_INVALID naming
+ * the variable (never its value, which is configuration but may be anything).
+ */
+export function configFromEnv(env: NodeJS.ProcessEnv): BrokerConfigInput {
+  const input: Record<string, string | number> = {};
+  for (const [variable, setting] of Object.entries(CONFIG_ENV)) {
+    const raw = env[variable];
+    if (raw === undefined || raw === '') continue;
+    if (NUMERIC.has(setting)) {
+      const n = Number(raw);
+      if (!Number.isFinite(n)) throw new BrokerError('E_CONFIG_INVALID', `invalid configuration: ${variable} (${setting}): expected a number`);
+      input[setting] = n;
+    } else {
+      input[setting] = raw;
+    }
+  }
+  return input as BrokerConfigInput;
 }

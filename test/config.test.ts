@@ -2,7 +2,7 @@
 // setting, the result frozen (STYLE habit 3).
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseConfig, replayWindowMs, type BrokerConfigInput } from '../src/config.js';
+import { CONFIG_ENV, configFromEnv, parseConfig, type BrokerConfigInput } from '../src/config.js';
 import { BrokerError } from '../src/errors.js';
 
 const MiB = 1024 * 1024;
@@ -28,6 +28,7 @@ describe('parseConfig', () => {
       maxMessageBytes: MiB,
       clockSkewMs: 5 * MINUTE,
       duplicateWindowMs: 2 * MINUTE,
+      replayWindowMs: 6 * 60 * MINUTE,
       deliverMaxAgeMs: 7 * DAY,
       quarantineMaxAgeMs: 90 * DAY,
       receiptMaxAgeMs: DAY,
@@ -101,8 +102,34 @@ describe('parseConfig', () => {
     expect(parseConfig({ duplicateWindowMs: 60_000, receiptMaxAgeMs: 60_000 }).duplicateWindowMs).toBe(60_000);
   });
 
-  it('replay window = 2 × clock skew + de-duplication window', () => {
-    expect(replayWindowMs(parseConfig({}))).toBe(2 * 5 * MINUTE + 2 * MINUTE);
-    expect(replayWindowMs(parseConfig({ clockSkewMs: 1000, duplicateWindowMs: 1000 }))).toBe(3000);
+  it('the replay window must cover 2 × clock skew + the de-duplication window', () => {
+    expect(parseConfig({ clockSkewMs: 10 * MINUTE, duplicateWindowMs: 2 * MINUTE, replayWindowMs: 22 * MINUTE }).replayWindowMs).toBe(22 * MINUTE);
+    const e = configError({ clockSkewMs: 10 * MINUTE, duplicateWindowMs: 2 * MINUTE, replayWindowMs: 21 * MINUTE });
+    expect(e.message).toBe('invalid configuration: replayWindowMs: must be at least 2 × clockSkewMs + duplicateWindowMs');
+  });
+});
+
+describe('configFromEnv', () => {
+  it('reads one variable per setting, numbers as numbers', () => {
+    const input = configFromEnv({ PHI_BROKER_DATA_DIR: '/d', NATS_URL: 'nats://x:1', PHI_BROKER_ACK_WAIT_MS: '2000', PHI_BROKER_REPLAY_WINDOW_MS: '3600000', PHI_BROKER_LOG_LEVEL: 'warn', UNRELATED: 'x' });
+    expect(input).toEqual({ dataDir: '/d', natsUrl: 'nats://x:1', ackWaitMs: 2000, replayWindowMs: 3_600_000, logLevel: 'warn' });
+    expect(parseConfig(input).ackWaitMs).toBe(2000);
+    expect(configFromEnv({ PHI_BROKER_CONCURRENCY: '' })).toEqual({});
+  });
+
+  it('names the variable, never its value, when a number is not one', () => {
+    const e = (() => {
+      try {
+        configFromEnv({ PHI_BROKER_CLOCK_SKEW_MS: 'five minutes' });
+      } catch (err) {
+        return err as BrokerError;
+      }
+      throw new Error('expected E_CONFIG_INVALID');
+    })();
+    expect(e).toMatchObject({ code: 'E_CONFIG_INVALID', message: 'invalid configuration: PHI_BROKER_CLOCK_SKEW_MS (clockSkewMs): expected a number' });
+  });
+
+  it('covers every setting but the catalog dirs (flags) with a variable', () => {
+    expect(Object.values(CONFIG_ENV).sort()).toEqual(Object.keys(parseConfig({})).filter((k) => k !== 'subjectsDir' && k !== 'profilesDir').concat('natsUrl').sort());
   });
 });

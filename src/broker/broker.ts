@@ -3,11 +3,10 @@
 // (or the quarantine record) and the receipt are persisted by JetStream acknowledges the ingest message —
 // at-least-once end to end; deliveries carry a stable Nats-Msg-Id so a redelivered ingest message does not
 // duplicate them inside the duplicate window, and subscribers de-duplicate by message id beyond it.
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { headers as natsHeaders, type ConsumerMessages, type JetStreamClient, type JsMsg, type KV, type NatsConnection } from 'nats';
 import { BROKER_ID, type Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config.js';
-import { replayWindowMs } from '../config.js';
 import { Keyring } from '../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { signDetached } from '../crypto/sign.js';
@@ -45,6 +44,8 @@ export interface BrokerStats {
 }
 
 const RETRY_DELAY_MS = 1_000;
+/** Bytes kept free for headers in each delivery. */
+const DELIVERY_HEADROOM = 4 * 1024;
 /** Bytes kept free for headers in each quarantine part. */
 const QUARANTINE_HEADROOM = 16 * 1024;
 
@@ -84,7 +85,7 @@ export class Broker {
       quarantineMaxAgeMs: config.quarantineMaxAgeMs,
       receiptMaxAgeMs: config.receiptMaxAgeMs,
       duplicateWindowMs: config.duplicateWindowMs,
-      replayWindowMs: replayWindowMs(config),
+      replayWindowMs: config.replayWindowMs,
       ackWaitMs: config.ackWaitMs,
     });
     // Durable consumers for every subscriber exist from the start, so a subscriber that has never
@@ -97,7 +98,10 @@ export class Broker {
       routes,
       limits: DEFAULT_VALIDATION_LIMITS,
       maxMessageBytes: config.maxMessageBytes,
+      // A delivery must fit in one NATS message with its headers.
+      maxDeliveryBytes: (nc.info?.max_payload ?? 1024 * 1024) - DELIVERY_HEADROOM,
       clockSkewMs: config.clockSkewMs,
+      replayWindowMs: config.replayWindowMs,
       pseudonymizerFor: (service) => {
         let p = pseudonymizers.get(service);
         if (p === undefined) {
@@ -107,7 +111,6 @@ export class Broker {
         return p;
       },
       now: opts.now ?? Date.now,
-      newId: randomUUID,
     };
     const broker = new Broker(opts, nc.jetstream(), seen, ctx);
     await broker.run();
@@ -208,7 +211,7 @@ export class Broker {
 
   private async reject(input: IngestMessage, seq: number, error: BrokerError, checked: CheckedEnvelope | undefined, m: JsMsg): Promise<void> {
     const route = parseIngestSubject(input.subject);
-    const messageId = checked?.env.id ?? claimedMessageId(input.data) ?? (m.headers?.get(HEADERS.msgId) || undefined);
+    const messageId = checked?.env.id ?? claimedMessageId(input.data, m.headers?.get(HEADERS.msgId) || undefined);
     // Parts leave room for headers under the server's max_payload, so whatever NATS carried in fits out.
     const maxPart = Math.max((this.opts.nc.info?.max_payload ?? 1024 * 1024) - QUARANTINE_HEADROOM, 1024);
     const { record, parts } = buildQuarantine(
@@ -230,13 +233,15 @@ export class Broker {
       h.set(HEADERS.part, `${i + 1}/${parts.length}`);
       await this.js.publish(subjects.quarantine(route?.service ?? ''), part, { msgID: `${record.id}.${i + 1}`, headers: h });
     }
+    // No receipt for a replay: it would carry the id and hash of the genuine message, and a sniffed copy that
+    // won the race would make the genuine publish look rejected. The quarantine record keeps the evidence.
+    if (route !== undefined && messageId !== undefined && error.code !== 'E_REPLAY') {
+      await this.sendReceipt(route.service, rejectedReceipt(messageId, envelopeHash(input.data), error, this.ctx.now()), seq);
+    }
     this.opts.logger.warn(
       { event: 'ingest.rejected', seq, id: messageId, sender: route?.service, type: route?.type, code: error.code, path: error.path, quarantine: record.id },
       'rejected',
     );
-    if (route !== undefined && messageId !== undefined) {
-      await this.sendReceipt(route.service, rejectedReceipt(messageId, envelopeHash(input.data), error, this.ctx.now()), seq);
-    }
   }
 
   private async sendReceipt(service: string, receipt: Receipt, seq: number): Promise<void> {
@@ -248,24 +253,35 @@ export class Broker {
 }
 
 /**
- * The id a rejected message claims (unverified), so its publisher can match the receipt; only a string
- * that is a valid message id is used, and it goes nowhere but the receipt and the quarantine record.
+ * The id a rejected, possibly unverified message claims, so its publisher can match the receipt. Taken only
+ * from an object shaped like an envelope (never from a FHIR resource's `id`, which is PHI, when a careless
+ * client sends a bare resource), and from the Nats-Msg-Id header only when it is a UUID (what the SDK sends).
  */
-function claimedMessageId(data: Uint8Array): string | undefined {
+function claimedMessageId(data: Uint8Array, header: string | undefined): string | undefined {
   try {
-    const id = (JSON.parse(new TextDecoder().decode(data)) as { id?: unknown }).id;
-    return typeof id === 'string' && MESSAGE_ID_PATTERN.test(id) ? id : undefined;
+    const json = JSON.parse(new TextDecoder().decode(data)) as Record<string, unknown> | null;
+    const envelopeShaped = typeof json === 'object' && json !== null && json['v'] === 1 && 'iss' in json && 'kid' in json && 'keys' in json && !('resourceType' in json);
+    const id = envelopeShaped ? json['id'] : undefined;
+    if (typeof id === 'string' && MESSAGE_ID_PATTERN.test(id)) return id;
   } catch {
-    return undefined;
+    // not JSON: fall through to the header
   }
+  return header !== undefined && UUID.test(header) ? header : undefined;
 }
 
-/** NATS/JetStream failures are retried (nak); anything else is a verdict on the message. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * NATS failures that pass (timeouts, no responders, a lost connection, JetStream briefly unavailable) are
+ * retried (nak); anything else — a permanent NATS refusal such as MAX_PAYLOAD_EXCEEDED included — is a verdict
+ * on the message, which is then rejected and quarantined instead of retried forever.
+ */
+const TRANSIENT_NATS_CODES: ReadonlySet<string> = new Set(['TIMEOUT', '503', 'CONNECTION_CLOSED', 'CONNECTION_DRAINING', 'DISCONNECT', 'CONNECTION_REFUSED', 'CONNECTION_TIMEOUT', 'NO_RESPONDERS']);
+
 function isTransient(err: unknown): boolean {
   if (isBrokerError(err)) return false;
-  const name = (err as { name?: string; code?: string } | null)?.name;
-  const code = (err as { code?: string } | null)?.code;
-  return name === 'NatsError' || code === 'TIMEOUT' || code === '503' || code === 'CONNECTION_CLOSED';
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && TRANSIENT_NATS_CODES.has(code);
 }
 
 export { BROKER_ID };

@@ -4,13 +4,14 @@
 //   routeMessage:  decrypt, validate FHIR R4, and for each subscriber project to its minimum-necessary
 //                  profile (164.502(b)) and seal + sign a delivery for it alone.
 // Replay detection needs shared state and lives at the edge (broker.ts), between the two.
-import { createHash } from 'node:crypto';
 import { BROKER_ID } from '../catalog/types.js';
 import type { Keyring } from '../crypto/keyring.js';
 import type { SigningKeyPair } from '../crypto/keys.js';
 import { BrokerError } from '../errors.js';
 import { openEnvelope, parseEnvelope, verifyEnvelope, type Envelope } from '../envelope/open.js';
+import { envelopeHash } from '../envelope/provenance.js';
 import { sealEnvelope } from '../envelope/seal.js';
+import { isRawPayload } from '../envelope/types.js';
 import { MESSAGE_ID_PATTERN } from '../envelope/types.js';
 import { isResourceType } from '../fhir/elements.js';
 import type { ValidationLimits } from '../fhir/limits.js';
@@ -24,11 +25,14 @@ export interface PipelineContext {
   readonly routes: RouteTable;
   readonly limits: ValidationLimits;
   readonly maxMessageBytes: number;
+  /** Largest delivery envelope that fits in one NATS message. */
+  readonly maxDeliveryBytes: number;
   readonly clockSkewMs: number;
+  /** How long the replay cache remembers an id (src/config.ts). */
+  readonly replayWindowMs: number;
   /** Keyed pseudonym function for one subscriber (a different key per subscriber, so tokens do not link across them). */
   readonly pseudonymizerFor: (service: string) => (value: string) => string;
   readonly now: () => number;
-  readonly newId: () => string;
 }
 
 export interface IngestMessage {
@@ -94,7 +98,12 @@ export function checkEnvelope(msg: IngestMessage, ctx: PipelineContext): Checked
   if (typeRoute !== undefined && !typeRoute.subscribers.every((s) => MESSAGE_ID_PATTERN.test(`${env.id}.${s.service}`))) {
     throw new BrokerError('E_ENVELOPE_INVALID', 'envelope field id: too long to form the delivery ids <id>.<subscriber> (128 characters at most)', { path: 'id' });
   }
-  const hash = createHash('sha256').update(msg.data).digest('base64url');
+  // The replay cache remembers an id for replayWindowMs after its first processing (at or after iat − skew):
+  // beyond that a copy could pass unnoticed, so a message that old is refused rather than trusted.
+  if (ctx.now() - env.iat > ctx.replayWindowMs - ctx.clockSkewMs) {
+    throw new BrokerError('E_CLOCK_SKEW', `iat is older than the replay window (${ctx.replayWindowMs} ms): it can no longer be checked for replay; publish it again`, { path: 'iat' });
+  }
+  const hash = envelopeHash(msg.data);
   return { env, sender: route.service, type: env.typ, hash };
 }
 
@@ -119,9 +128,6 @@ function isBundleEntry(json: unknown): boolean {
   return 'fullUrl' in json || 'request' in json || 'resource' in json || 'response' in json;
 }
 
-function isRaw(opened: unknown): opened is { raw: Uint8Array } {
-  return typeof opened === 'object' && opened !== null && (opened as { raw?: unknown }).raw instanceof Uint8Array;
-}
 
 /** What one message becomes: deliveries, and subscribers denied a copy (with the reason code). */
 export interface Routed {
@@ -136,7 +142,7 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
   const kek = ctx.keyring.kekForId(wrap.kek);
   const opened = openEnvelope(env, BROKER_ID, kek);
   let json: unknown = opened;
-  if (isRaw(opened)) {
+  if (isRawPayload(opened)) {
     json = parseRaw(opened.raw);
     if (isBundleEntry(json)) {
       throw new BrokerError('E_BUNDLE_INVALID', 'Bundle.entry: an entry that cannot stand alone (no resource, or an unresolved reference)', { path: 'Bundle.entry' });
@@ -181,6 +187,12 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
       recipients: [{ id: sub.service, kek: ctx.keyring.kekFor(recipientKey.kid) }],
       prov: { src: sender, mid: env.id, hash: checked.hash, profile: sub.profileUrl, purpose: sub.purpose, at: env.iat },
     });
+    if (sealed.bytes.byteLength > ctx.maxDeliveryBytes) {
+      // Sealing grows a resource (per-field nonces and tags): a copy NATS cannot carry is withheld for this
+      // subscriber (logged), never retried forever; smaller projections for the others still go out.
+      withheld.push({ service: sub.service, error: new BrokerError('E_TOO_LARGE', `the sealed delivery is ${sealed.bytes.byteLength} bytes; NATS carries at most ${ctx.maxDeliveryBytes}`) });
+      continue;
+    }
     deliveries.push({
       service: sub.service,
       subject: subjects.deliver(sub.service, env.typ),

@@ -5,6 +5,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { BrokerError } from '../errors.js';
 
 export interface BrokerSecrets {
   readonly quarantineKey: Uint8Array;
@@ -24,7 +25,13 @@ export function ensureBrokerSecrets(keysDir: string): BrokerSecrets {
     const content = { v: 1, quarantineKey: randomBytes(32).toString('base64url'), pseudonymKey: randomBytes(32).toString('base64url') };
     writeFileSync(file, JSON.stringify(content), { mode: 0o600, flag: 'wx' });
   }
-  const parsed = fileSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
+  // Never echo the file's content in an error: it holds the quarantine and pseudonym keys.
+  let parsed: z.output<typeof fileSchema>;
+  try {
+    parsed = fileSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
+  } catch {
+    throw new BrokerError('E_CONFIG_INVALID', `${file} is not a phi-broker secrets file (v1: quarantineKey, pseudonymKey)`);
+  }
   const secrets = {
     quarantineKey: new Uint8Array(Buffer.from(parsed.quarantineKey, 'base64url')),
     pseudonymKey: new Uint8Array(Buffer.from(parsed.pseudonymKey, 'base64url')),

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { formatIssue } from '../catalog/issues.js';
 import { checkCatalog } from '../catalog/load.js';
-import { parseConfig, type BrokerConfig, type BrokerConfigInput } from '../config.js';
+import { configFromEnv, parseConfig, type BrokerConfig, type BrokerConfigInput } from '../config.js';
 import { isBrokerError } from '../errors.js';
 import { createLogger } from '../log.js';
 // `up` and `demo` run the broker, which loads the FHIR model (@fhir-typescript/r4-core, seconds to import):
@@ -24,15 +24,11 @@ interface GlobalOptions {
 }
 
 function configFrom(opts: GlobalOptions, extra: Partial<BrokerConfigInput> = {}): BrokerConfig {
-  const input: BrokerConfigInput = { ...extra };
-  const dataDir = opts.dataDir ?? process.env['PHI_BROKER_DATA_DIR'];
-  if (dataDir !== undefined) input.dataDir = dataDir;
-  if (process.env['NATS_URL'] !== undefined && process.env['NATS_URL'] !== '') input.natsUrl = process.env['NATS_URL'];
+  const input: BrokerConfigInput = { ...configFromEnv(process.env), ...extra };
+  if (opts.dataDir !== undefined) input.dataDir = opts.dataDir;
   // The catalog in the working directory when there is one, else the example catalog shipped with phi-broker.
   input.subjectsDir = opts.subjects ?? (existsSync('subjects') ? 'subjects' : join(packageRoot(), 'subjects'));
   input.profilesDir = opts.profiles ?? (existsSync('fhir-profiles') ? 'fhir-profiles' : join(packageRoot(), 'fhir-profiles'));
-  const ackWait = process.env['PHI_BROKER_ACK_WAIT_MS'];
-  if (ackWait !== undefined && ackWait !== '') input.ackWaitMs = Number(ackWait);
   if (opts.logLevel !== undefined) input.logLevel = opts.logLevel as BrokerConfig['logLevel'];
   return parseConfig(input);
 }

@@ -21,7 +21,7 @@ interface StoredPart {
 }
 
 /** Every quarantine message from the newest back, until `limit` records are complete (first part seen). */
-async function readParts(nc: NatsConnection, limit: number, recordId?: string): Promise<StoredPart[]> {
+async function readParts(nc: NatsConnection, limit: number, unreadable: { count: number }, recordId?: string): Promise<StoredPart[]> {
   const jsm = await nc.jetstreamManager();
   const { state } = await jsm.streams.info(STREAMS.quarantine);
   const out: StoredPart[] = [];
@@ -33,9 +33,14 @@ async function readParts(nc: NatsConnection, limit: number, recordId?: string): 
     } catch {
       continue; // a gap: the record aged out (quarantineMaxAgeMs)
     }
-    const header = m.header.get(HEADERS.record);
-    if (header === '') continue;
-    const record = decodeRecordHeader(header);
+    // Anything that is not a broker record (another client wrote to phi.quarantine.*) is skipped, counted.
+    let record: QuarantineRecord;
+    try {
+      record = decodeRecordHeader(m.header.get(HEADERS.record));
+    } catch {
+      unreadable.count += 1;
+      continue;
+    }
     if (recordId !== undefined && record.id !== recordId) continue;
     const index = Number.parseInt(m.header.get(HEADERS.part).split('/')[0] ?? '1', 10);
     out.push({ record, index, data: m.data });
@@ -64,9 +69,11 @@ export function formatRecord(r: QuarantineRecord): string {
 export async function runQuarantineList(config: BrokerConfig, opts: { json: boolean; limit: number }): Promise<void> {
   const nc = await connectNats(natsUrl(config), 'phi-broker quarantine');
   try {
-    const records = (await readParts(nc, opts.limit)).filter((p) => p.index === 1).map((p) => p.record);
+    const unreadable = { count: 0 };
+    const records = (await readParts(nc, opts.limit, unreadable)).filter((p) => p.index === 1).map((p) => p.record);
     for (const r of records) process.stdout.write(`${opts.json ? JSON.stringify(r) : formatRecord(r)}\n`);
     if (!opts.json) process.stdout.write(`${records.length} record${records.length === 1 ? '' : 's'}\n`);
+    if (unreadable.count > 0) process.stderr.write(`phi-broker: skipped ${unreadable.count} message(s) in PHI_QUARANTINE that are not broker records\n`);
   } finally {
     await nc.close();
   }
@@ -75,7 +82,7 @@ export async function runQuarantineList(config: BrokerConfig, opts: { json: bool
 export async function runQuarantineShow(config: BrokerConfig, id: string, opts: { decrypt: boolean }): Promise<number> {
   const nc = await connectNats(natsUrl(config), 'phi-broker quarantine');
   try {
-    const parts = (await readParts(nc, 1, id)).sort((a, b) => a.index - b.index);
+    const parts = (await readParts(nc, 1, { count: 0 }, id)).sort((a, b) => a.index - b.index);
     const record = parts[0]?.record;
     if (record === undefined) {
       process.stderr.write(`phi-broker: no quarantine record ${id}\n`);

@@ -273,16 +273,17 @@ export class PhiClient {
     let delivered: Delivered<R>;
     try {
       const env = parseEnvelope(m.data);
-      if (env.iss !== BROKER_ID || !this.brokerSigningKeys.has(env.kid)) {
-        throw new BrokerError('E_SIGNATURE', 'delivery is not signed by the broker', { path: 'kid' });
-      }
+      if (env.iss !== BROKER_ID) throw new BrokerError('E_SIGNATURE', 'delivery is not signed by the broker', { path: 'iss' });
+      // A broker key this client does not hold yet (the broker rotated): retried later, never dropped.
+      if (!this.brokerSigningKeys.has(env.kid)) throw new BrokerError('E_KEY_UNKNOWN', 'delivery is signed with a broker key this client does not hold', { path: 'kid' });
       verifyEnvelope(m.data, m.headers?.get(HEADERS.signature) || undefined, this.keyring.signingPublicKey(env.kid));
       if (seen.has(env.id)) {
         m.ack();
         return;
       }
       const wrap = env.keys.find((k) => k.to === this.opts.service);
-      if (wrap === undefined) throw new BrokerError('E_KEY_UNKNOWN', 'no data key is wrapped for this service', { path: 'keys' });
+      // Not addressed to this service (a delivery copied onto our subject): permanent, terminated below.
+      if (wrap === undefined) throw new BrokerError('E_ENVELOPE_INVALID', 'delivery is not addressed to this service', { path: 'keys' });
       const resource = openEnvelope(env, this.opts.service, this.keyring.kekForId(wrap.kek)) as R;
       const prov = env.prov;
       if (prov?.profile === undefined || prov.purpose === undefined) {

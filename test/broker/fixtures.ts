@@ -54,10 +54,11 @@ export function context(overrides: Partial<PipelineContext> = {}): PipelineConte
     routes: w.routes,
     limits: DEFAULT_VALIDATION_LIMITS,
     maxMessageBytes: MAX_BYTES,
+    maxDeliveryBytes: 1024 * 1024 - 4096,
     clockSkewMs: SKEW_MS,
+    replayWindowMs: 6 * 60 * 60 * 1000,
     pseudonymizerFor: (service) => pseudonymizer(subscriberPseudonymKey(PSEUDONYM_MASTER, service)),
     now: () => NOW,
-    newId: () => 'unused-id',
     ...overrides,
   };
 }

@@ -365,3 +365,32 @@ describe('routeMessage: E_MODIFIER_WITHHELD denies one subscriber only', () => {
     expect(e.name).toBe('TypeError');
   });
 });
+
+describe('time bounds of the replay cache, and deliveries NATS cannot carry', () => {
+  it('a message older than the replay window (less the skew) is E_CLOCK_SKEW: the cache may have forgotten its original', () => {
+    const window = 60 * 60 * 1000;
+    // Stored on time (so the skew check passes), processed after an outage longer than the window allows.
+    const late = context({ replayWindowMs: window, now: () => NOW + window });
+    const msg = publication({ resource: patient(), iat: NOW - 1, storedAtMs: NOW });
+    const e = thrown(() => checkEnvelope(msg, late));
+    expect(e).toMatchObject({ code: 'E_CLOCK_SKEW', path: 'iat' });
+    expect(e.message).toContain('older than the replay window');
+    // Just inside the bound it is still checked normally.
+    const inTime = context({ replayWindowMs: window, now: () => NOW - 1 + window - SKEW_MS });
+    expect(checkEnvelope(msg, inTime).env.id).toBe('msg-0001');
+  });
+
+  it('a sealed delivery larger than NATS carries is withheld for that subscriber only, with E_TOO_LARGE', () => {
+    const msg = publication({ resource: patient(), id: 'big-1' });
+    const full = routeMessage(checkEnvelope(msg, context()), context());
+    const sizes = full.deliveries.map((d) => d.bytes.byteLength).sort((a, b) => a - b);
+    const limit = (sizes[sizes.length - 1] ?? 0) - 1; // the largest delivery no longer fits
+    const ctx = context({ maxDeliveryBytes: limit });
+    const routed = routeMessage(checkEnvelope(msg, ctx), ctx);
+    expect(routed.deliveries.length).toBe(full.deliveries.length - 1);
+    expect(routed.withheld).toHaveLength(1);
+    expect(routed.withheld[0]?.error).toMatchObject({ code: 'E_TOO_LARGE' });
+    expect(routed.withheld[0]?.error.message).toMatch(/^the sealed delivery is \d+ bytes; NATS carries at most \d+$/);
+    for (const d of routed.deliveries) expect(d.bytes.byteLength).toBeLessThanOrEqual(limit);
+  });
+});

@@ -75,3 +75,23 @@ describe('broker secrets', () => {
     expect(Buffer.from(subscriberPseudonymKey(new Uint8Array(32).fill(4), 'analytics')).equals(Buffer.from(a))).toBe(false);
   });
 });
+
+describe('a damaged secrets file', () => {
+  it('is E_CONFIG_INVALID naming the file, never quoting it', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { ensureBrokerSecrets, secretsFile } = await import('../../src/broker/secrets.js');
+    const dir = mkdtempSync(join(tmpdir(), 'secrets-'));
+    writeFileSync(secretsFile(dir), '{"v":1,"quarantineKey":"c2VjcmV0LXF1YXJhbnRpbmUta2V5LW1hdGVyaWFsLXh4","pseudonymKey":');
+    let err: unknown;
+    try {
+      ensureBrokerSecrets(dir);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: 'E_CONFIG_INVALID' });
+    expect((err as Error).message).toContain('broker.secrets.json');
+    expect((err as Error).message).not.toContain('c2VjcmV0');
+  });
+});

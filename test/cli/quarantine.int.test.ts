@@ -47,3 +47,12 @@ it('show --decrypt opens the sealed original with the broker keys', async () => 
   expect(stdout).toContain('"family": "Quarantinova"');
   await expect(cli('quarantine', 'show', 'q-999')).rejects.toMatchObject({ code: 1 });
 });
+
+it('a message in PHI_QUARANTINE that is not a broker record is skipped and counted, not fatal', async () => {
+  const nc = await stack.connect('forger');
+  await nc.jetstream().publish('phi.quarantine.registration', new TextEncoder().encode('not a record'));
+  const { stdout, stderr } = await cli('quarantine', 'list');
+  expect(stdout).toContain('E_UNKNOWN_ELEMENT');
+  expect(stdout).toContain('1 record');
+  expect(stderr).toContain('skipped 1 message(s) in PHI_QUARANTINE that are not broker records');
+});

@@ -29,6 +29,7 @@ let registration: PhiClient;
 let ehrPublisher: PhiClient;
 let receipts: ReceiptLog;
 let wire: { subject: string; headers: string; data: Buffer }[];
+let tap: NatsConnection;
 /** Deliveries as plain JSON objects: the tests look at elements by name across resource types. */
 type Received = Delivered<Record<string, unknown>>;
 const received = new Map<string, Received[]>();
@@ -50,7 +51,7 @@ function deliveriesOf(service: string, messageId: string): Received[] {
 
 beforeAll(async () => {
   stack = await startTestStack({ config: { maxMessageBytes: 256 * 1024 } });
-  const tap = await stack.connect('tap');
+  tap = await stack.connect('tap');
   wire = [];
   tap.subscribe('>', {
     callback: (_e, m) => {
@@ -226,7 +227,23 @@ describe('envelope attacks sent straight to NATS', () => {
     await send('phi.ingest.registration.Patient', e.bytes, e.sig);
     expect(await receipts.next(e.id, 1)).toMatchObject({ status: 'accepted' });
     await send('phi.ingest.registration.Patient', e.bytes, e.sig);
-    expect(await receipts.next(e.id, 2)).toMatchObject({ status: 'rejected', code: 'E_REPLAY', path: 'id' });
+    // Rejected and quarantined, but with no receipt: one would carry the genuine message's id and hash.
+    await stack.logs.until((r) => r['event'] === 'ingest.rejected' && r['id'] === e.id && r['code'] === 'E_REPLAY', 'the E_REPLAY rejection');
+    await tap.flush();
+    expect(receipts.byId.get(e.id)?.map((r) => r.status)).toEqual(['accepted']);
+  });
+  it('a bare FHIR resource sent in plaintext: rejected, and its id (PHI) is not used as a message id', async () => {
+    const h = natsHeaders();
+    h.set(HEADERS.msgId, 'Ysolde Brightfen 1961-03-02');
+    await nc.jetstream().publish('phi.ingest.registration.Patient', Buffer.from(JSON.stringify({ resourceType: 'Patient', id: 'MRN-LEAK-4242' })), { headers: h });
+    await stack.logs.until((r) => r['event'] === 'ingest.rejected' && r['code'] === 'E_ENVELOPE_INVALID' && r['id'] === undefined, 'the rejection');
+    await tap.flush();
+    const quarantineHeaders = wire.filter((m) => m.subject.startsWith('phi.quarantine.')).map((m) => m.headers).join('\n');
+    for (const leaked of ['MRN-LEAK-4242', 'Ysolde Brightfen']) {
+      expect(quarantineHeaders).not.toContain(leaked);
+      expect(stack.logs.text()).not.toContain(leaked);
+      expect([...receipts.byId.keys()].join(' ')).not.toContain(leaked);
+    }
   });
   it('timestamp outside the skew window', async () => {
     const e = envelope({ iat: Date.now() - 60 * 60 * 1000 });

@@ -19,9 +19,16 @@ export const ROOT = new URL('../../', import.meta.url).pathname;
 
 export class LogCapture extends Writable {
   readonly lines: string[] = [];
+  /** Signalled on every line, so a test can await a log event instead of sleeping. */
+  readonly waiter = new Waiter();
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
     this.lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+    this.waiter.signal();
     cb();
+  }
+  /** Resolves when a logged record matches. */
+  until(predicate: (record: Record<string, unknown>) => boolean, what: string): Promise<void> {
+    return this.waiter.until(() => this.records().some(predicate), 20_000, what);
   }
   text(): string {
     return this.lines.join('\n');

@@ -86,6 +86,38 @@ describe('PhiClient.subscribe', () => {
     expect(info.num_redelivered).toBe(0);
   }, 30_000);
 
+  it("a broker key the client lacks is retried later (nak), a delivery addressed to another service is terminated", async () => {
+    const notification = await stack.client('notification');
+    const handled: Delivered[] = [];
+    const waiter = new Waiter();
+    const sub = await notification.subscribe('Patient', (d) => {
+      handled.push(d);
+      waiter.signal();
+    });
+    const nc = await stack.connect('copier');
+    const jsm = await nc.jetstreamManager();
+    // A genuine broker-signed delivery for pharmacy, copied onto notification's subject: addressed elsewhere.
+    const r = await registration.publish(patient(6));
+    expect(r.status).toBe('accepted');
+    const original = await jsm.streams.getMessage('PHI_DELIVER', { last_by_subj: 'phi.deliver.pharmacy.Patient' });
+    const copy = natsHeaders();
+    copy.set('Phi-Sig', original.header.get('Phi-Sig'));
+    await nc.jetstream().publish('phi.deliver.notification.Patient', original.data, { headers: copy });
+    // A delivery signed with a broker key version this client has never seen (e.g. after a rotation).
+    const text = Buffer.from(original.data).toString('utf8').replace('"kid":"broker:sig:1"', '"kid":"broker:sig:2"');
+    const rotated = natsHeaders();
+    rotated.set('Phi-Sig', original.header.get('Phi-Sig'));
+    await nc.jetstream().publish('phi.deliver.notification.Patient', Buffer.from(text), { headers: rotated });
+    await stack.logs.until((l) => l['event'] === 'sdk.delivery.invalid' && l['code'] === 'E_KEY_UNKNOWN', 'the unknown-key delivery');
+    await stack.logs.until((l) => l['event'] === 'sdk.delivery.invalid' && l['code'] === 'E_ENVELOPE_INVALID', 'the misaddressed delivery');
+    await waiter.until(() => handled.some((d) => d.provenance.messageId === r.id), 20_000, 'the genuine delivery');
+    await sub.stop();
+    const info = await jsm.consumers.info('PHI_DELIVER', 'deliver-notification-Patient');
+    // The misaddressed copy was terminated (acknowledged away); the unknown-key one is still owed a retry.
+    expect(info.num_ack_pending + info.num_pending).toBe(1);
+    expect(handled.map((d) => d.provenance.deliveryId)).not.toContain(`${r.id}.pharmacy`);
+  }, 30_000);
+
   it('after stop(), deliveries stay in PHI_DELIVER for the next subscription', async () => {
     const pharmacy = await stack.client('pharmacy');
     const first = await pharmacy.subscribe('Patient', () => undefined);
