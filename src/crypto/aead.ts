@@ -52,13 +52,16 @@ export function sealBlobBase64url(key: Uint8Array, plaintext: Uint8Array, aad: U
   return toBase64url(nonce) + toBase64url(ct);
 }
 
-/** Like openBlob but returns the plaintext decoded as UTF-8 text (libsodium decodes it; one copy fewer). */
-export function openBlobText(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array, path: string): string {
-  if (sealed.length < NONCE_BYTES + TAG_BYTES) throw decryptError(path);
+/**
+ * Like openBlob but returns the plaintext decoded as UTF-8 text (libsodium decodes it; one copy fewer), or undefined
+ * when it does not authenticate: the caller builds the error, naming the path in a form fit to show.
+ */
+export function openBlobText(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): string | undefined {
+  if (sealed.length < NONCE_BYTES + TAG_BYTES) return undefined;
   try {
     return getSodium().crypto_aead_xchacha20poly1305_ietf_decrypt(null, sealed.subarray(NONCE_BYTES), aad, sealed.subarray(0, NONCE_BYTES), key, 'text');
-  } catch (cause) {
-    throw decryptError(path, cause);
+  } catch {
+    return undefined;
   }
 }
 

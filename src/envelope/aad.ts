@@ -5,6 +5,9 @@
 // id, dk, service ids and kids never contain "|" (their patterns forbid it), so each field is recoverable.
 // Element paths are concrete JSON paths rooted at the resource type: `Patient.name[0].given[1]`; an object key that is
 // not an identifier ([A-Za-z_$][A-Za-z0-9_$-]*) is written as a JSON string in brackets: `Patient["a.b"]`.
+// An AAD path holds every key exactly as the sender wrote it — possibly PHI — so it never goes into an error:
+// errors carry `shownPath(path)`, which shows only keys that look like FHIR element names (src/fhir/json-path.ts).
+import { formatPath } from '../fhir/json-path.js';
 
 const SIMPLE_KEY = /^[A-Za-z_$][A-Za-z0-9_$-]*$/;
 
@@ -22,4 +25,33 @@ export function leafAad(id: string, path: string, dk: string): Uint8Array {
 
 export function wrapAad(id: string, to: string, kek: string, dk: string): Uint8Array {
   return Buffer.from(`v1-wrap|${id}|${to}|${kek}|${dk}`, 'utf8');
+}
+
+const DOT_KEY = /\.([A-Za-z_$][A-Za-z0-9_$-]*)/y;
+const INDEX = /\[(0|[1-9][0-9]*)\]/y;
+const QUOTED_KEY = /\[("(?:[^"\\]|\\.)*")\]/y;
+
+/**
+ * The AAD path `path` as it may appear in an error message or an error's `path`: the same segments, formatted by
+ * formatPath, so a key that does not look like a FHIR element name becomes `[?]` (`Patient["John Smith"]` →
+ * `Patient.[?]`). Runs only when an error is built: the hot path never pays for it.
+ */
+export function shownPath(path: string): string {
+  const start = path.search(/[.[]/);
+  if (start < 0) return formatPath([path]);
+  const segments: (string | number)[] = [path.slice(0, start)];
+  let i = start;
+  while (i < path.length) {
+    let m: RegExpExecArray | null;
+    DOT_KEY.lastIndex = INDEX.lastIndex = QUOTED_KEY.lastIndex = i;
+    if ((m = DOT_KEY.exec(path)) !== null) segments.push(m[1] as string);
+    else if ((m = INDEX.exec(path)) !== null) segments.push(Number(m[1]));
+    else if ((m = QUOTED_KEY.exec(path)) !== null) segments.push(JSON.parse(m[1] as string) as string);
+    else {
+      segments.push('?'); // not a path childPath/indexPath built: show nothing of the rest
+      break;
+    }
+    i += m[0].length;
+  }
+  return formatPath(segments);
 }

@@ -1,18 +1,22 @@
 // Per-leaf sealing of a FHIR resource (DESIGN.md wire-format property 1). Every JSON leaf (string, number, boolean,
 // null) is encrypted on its own with XChaCha20-Poly1305 under the message's data key and replaced by the string
 // base64url(nonce || ciphertext); plaintext = the leaf's JSON text, so its type round-trips. Object keys, array
-// lengths and the plaintext allow-list stay readable:
+// lengths and the plaintext allow-list stay readable (docs/wire-format.md, "Plaintext allow-list"):
 //   - `resourceType` of the root (it equals the envelope's plaintext `typ`) and of every nested object whose
 //     resourceType names an R4 resource (contained resources, Bundle entries, Parameters resources);
-//   - in such a resource's `meta`: each leaf of the `profile` array and each leaf child of each `security` coding.
-// The rule depends only on positions and on resourceType values, which both sides see in plaintext, so sealer and
-// opener always agree on which leaves are sealed. Anything else, including `meta.tag` and extensions, is sealed.
+//   - in such a resource's `meta`: the `profile` array when it is an array of canonical URLs (all or nothing), and
+//     the `system` and `code` members (JSON primitives) of each object in the `security` array — the policy label.
+// Everything else is sealed, including the other members of a security coding (display, version, userSelected, id,
+// extension), `meta.tag` and extensions. The rule depends only on positions, on resourceType values and on whether
+// the profile array holds canonical URLs, all of which both sides see in plaintext — a sealed leaf is base64url,
+// never an R4 type name nor a URL (no ':') — so sealer and opener always agree on which leaves are sealed.
+// Errors name the element path through shownPath: a key that does not look like a FHIR element name is `[?]`.
 import { fromBase64url } from '../crypto/base64url.js';
 import { openBlobText, sealBlobBase64url } from '../crypto/aead.js';
 import type { RandomSource } from '../crypto/random.js';
 import { BrokerError } from '../errors.js';
 import { isResourceType } from '../fhir/elements.js';
-import { childPath, indexPath, leafAad } from './aad.js';
+import { childPath, indexPath, leafAad, shownPath } from './aad.js';
 
 export interface LeafContext {
   readonly id: string;
@@ -48,7 +52,7 @@ function leafText(value: unknown, path: string): string {
       break;
     default:
   }
-  throw new TypeError(`sealEnvelope: the value at ${path} is not JSON (undefined, non-finite number, bigint, function or symbol)`);
+  throw new TypeError(`sealEnvelope: the value at ${shownPath(path)} is not JSON (undefined, non-finite number, bigint, function or symbol)`);
 }
 
 function sealLeaf(ctx: LeafContext, value: unknown, path: string): string {
@@ -63,11 +67,25 @@ function sealNode(ctx: LeafContext, value: unknown, path: string): string {
     for (let i = 0; i < value.length; i++) s += (i === 0 ? '' : ',') + sealNode(ctx, value[i], indexPath(path, i));
     return `${s}]`;
   }
-  if (!isPlainObject(value)) throw new TypeError(`sealEnvelope: the value at ${path} is not a plain JSON object`);
+  if (!isPlainObject(value)) throw new TypeError(`sealEnvelope: the value at ${shownPath(path)} is not a plain JSON object`);
   return sealObject(ctx, value, path, isResourceObject(value) ? 'resource' : 'plain');
 }
 
-type ObjectMode = 'plain' | 'resource' | 'meta' | 'security';
+type ObjectMode = 'plain' | 'resource' | 'meta' | 'coding';
+
+/** `meta.profile` values that may stay readable: absolute http(s), urn:uuid or urn:oid URLs, optional `|version`. */
+const CANONICAL_URL = /^(?:https?:\/\/|urn:uuid:|urn:oid:)[\x21-\x7e]{1,1000}$/;
+
+/** Whether a `meta.profile` array stays plaintext: every member a canonical URL. A sealed leaf never is one. */
+function isCanonicalList(list: unknown[]): boolean {
+  for (const v of list) if (typeof v !== 'string' || !CANONICAL_URL.test(v)) return false;
+  return true;
+}
+
+/** Whether `obj[key]` (obj in `mode`) is a plaintext leaf. */
+function isPlainLeaf(mode: ObjectMode, key: string, v: unknown): boolean {
+  return mode === 'coding' && (key === 'system' || key === 'code') && (v === null || typeof v !== 'object');
+}
 
 function sealObject(ctx: LeafContext, obj: Record<string, unknown>, path: string, mode: ObjectMode): string {
   let s = '{';
@@ -79,8 +97,9 @@ function sealObject(ctx: LeafContext, obj: Record<string, unknown>, path: string
     let text: string;
     if (mode === 'resource' && k === 'resourceType') text = JSON.stringify(v);
     else if (mode === 'resource' && k === 'meta' && isObj(v)) text = sealObject(ctx, v, p, 'meta');
-    else if (mode === 'meta' && (k === 'profile' || k === 'security') && Array.isArray(v)) text = sealMetaList(ctx, v, p, k);
-    else if (mode === 'security' && (v === null || typeof v !== 'object')) text = leafText(v, p);
+    else if (mode === 'meta' && k === 'profile' && Array.isArray(v) && isCanonicalList(v)) text = JSON.stringify(v);
+    else if (mode === 'meta' && k === 'security' && Array.isArray(v)) text = sealSecurity(ctx, v, p);
+    else if (isPlainLeaf(mode, k, v)) text = leafText(v, p);
     else text = sealNode(ctx, v, p);
     s += `${first ? '' : ','}${JSON.stringify(k)}:${text}`;
     first = false;
@@ -88,16 +107,12 @@ function sealObject(ctx: LeafContext, obj: Record<string, unknown>, path: string
   return `${s}}`;
 }
 
-function sealMetaList(ctx: LeafContext, list: unknown[], path: string, key: 'profile' | 'security'): string {
+function sealSecurity(ctx: LeafContext, list: unknown[], path: string): string {
   let s = '[';
   for (let i = 0; i < list.length; i++) {
     const v = list[i];
     const p = indexPath(path, i);
-    let text: string;
-    if (key === 'profile' && (v === null || typeof v !== 'object')) text = leafText(v, p);
-    else if (key === 'security' && isObj(v)) text = sealObject(ctx, v, p, 'security');
-    else text = sealNode(ctx, v, p);
-    s += (i === 0 ? '' : ',') + text;
+    s += (i === 0 ? '' : ',') + (isObj(v) ? sealObject(ctx, v, p, 'coding') : sealNode(ctx, v, p));
   }
   return `${s}]`;
 }
@@ -114,13 +129,19 @@ export function sealResource(ctx: LeafContext, resource: Record<string, unknown>
 /* ------------------------------------------------------------------ opening: parsed sealed tree → resource */
 
 function invalidAt(path: string, expected: string): BrokerError {
-  return new BrokerError('E_ENVELOPE_INVALID', `envelope body at ${path}: expected ${expected}`, { path });
+  const shown = shownPath(path);
+  return new BrokerError('E_ENVELOPE_INVALID', `envelope body at ${shown}: expected ${expected}`, { path: shown });
+}
+
+function decryptFailed(path: string): BrokerError {
+  const shown = shownPath(path);
+  return new BrokerError('E_DECRYPT', `${shown} could not be decrypted or authenticated`, { path: shown });
 }
 
 function openLeaf(ctx: LeafContext, sealed: string, path: string): Json {
   const bytes = fromBase64url(sealed);
-  if (bytes === undefined) throw new BrokerError('E_DECRYPT', `${path} could not be decrypted or authenticated`, { path });
-  const text = openBlobText(ctx.key, bytes, leafAad(ctx.id, path, ctx.dk), path);
+  const text = bytes === undefined ? undefined : openBlobText(ctx.key, bytes, leafAad(ctx.id, path, ctx.dk));
+  if (text === undefined) throw decryptFailed(path);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -155,21 +176,20 @@ function openObject(ctx: LeafContext, obj: Record<string, unknown>, path: string
     const p = childPath(path, k);
     if (mode === 'resource' && k === 'resourceType') put(out, k, v as string);
     else if (mode === 'resource' && k === 'meta' && isObj(v)) put(out, k, openObject(ctx, v, p, 'meta'));
-    else if (mode === 'meta' && (k === 'profile' || k === 'security') && Array.isArray(v)) put(out, k, openMetaList(ctx, v, p, k));
-    else if (mode === 'security' && (v === null || typeof v !== 'object')) put(out, k, v as Json);
+    else if (mode === 'meta' && k === 'profile' && Array.isArray(v) && isCanonicalList(v)) put(out, k, [...(v as string[])]);
+    else if (mode === 'meta' && k === 'security' && Array.isArray(v)) put(out, k, openSecurity(ctx, v, p));
+    else if (isPlainLeaf(mode, k, v)) put(out, k, v as Json);
     else put(out, k, openNode(ctx, v, p));
   }
   return out;
 }
 
-function openMetaList(ctx: LeafContext, list: unknown[], path: string, key: 'profile' | 'security'): Json[] {
+function openSecurity(ctx: LeafContext, list: unknown[], path: string): Json[] {
   const out: Json[] = new Array<Json>(list.length);
   for (let i = 0; i < list.length; i++) {
     const v = list[i];
     const p = indexPath(path, i);
-    if (key === 'profile' && (v === null || typeof v !== 'object')) out[i] = v as Json;
-    else if (key === 'security' && isObj(v)) out[i] = openObject(ctx, v, p, 'security');
-    else out[i] = openNode(ctx, v, p);
+    out[i] = isObj(v) ? openObject(ctx, v, p, 'coding') : openNode(ctx, v, p);
   }
   return out;
 }

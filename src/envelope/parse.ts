@@ -8,6 +8,7 @@ import { splitKekId } from '../crypto/kek.js';
 import { parseKid } from '../crypto/keypairs.js';
 import { SERVICE_ID_PATTERN } from '../catalog/types.js';
 import { BrokerError } from '../errors.js';
+import { formatPath } from '../fhir/json-path.js';
 import {
   DATA_KEY_ID_PATTERN,
   MAX_RECIPIENTS,
@@ -38,8 +39,9 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function onlyFields(obj: Record<string, unknown>, allowed: ReadonlySet<string>, prefix: string): void {
-  for (const k of Object.keys(obj)) if (!allowed.has(k)) throw invalid(`${prefix}${/^[A-Za-z_$][\w$]*$/.test(k) ? k : '?'}`, 'no such field');
+/** Refuses members outside `allowed`; the path shows an unknown key only if it looks like an element name. */
+function onlyFields(obj: Record<string, unknown>, allowed: ReadonlySet<string>, at: readonly (string | number)[]): void {
+  for (const k of Object.keys(obj)) if (!allowed.has(k)) throw invalid(formatPath([...at, k]), 'no such field');
 }
 
 function str(obj: Record<string, unknown>, key: string, path: string, pattern: RegExp, expected: string): string {
@@ -60,7 +62,7 @@ function parseKeys(value: unknown): WrappedKey[] {
   return value.map((entry: unknown, i) => {
     const p = `keys[${i}]`;
     if (!isRecord(entry)) throw invalid(p, 'an object { to, kek, wk }');
-    onlyFields(entry, KEY_FIELDS, `${p}.`);
+    onlyFields(entry, KEY_FIELDS, ['keys', i]);
     const to = str(entry, 'to', `${p}.to`, SERVICE_ID_PATTERN, 'a service id');
     if (seen.has(to)) throw invalid(`${p}.to`, 'one wrapped key per recipient');
     seen.add(to);
@@ -75,7 +77,7 @@ function parseKeys(value: unknown): WrappedKey[] {
 
 function parseProv(value: unknown): Provenance {
   if (!isRecord(value)) throw invalid('prov', 'an object');
-  onlyFields(value, PROV_FIELDS, 'prov.');
+  onlyFields(value, PROV_FIELDS, ['prov']);
   const prov: { -readonly [K in keyof Provenance]: Provenance[K] } = {
     src: str(value, 'src', 'prov.src', SERVICE_ID_PATTERN, 'a service id'),
     mid: str(value, 'mid', 'prov.mid', MESSAGE_ID_PATTERN, 'a message id'),
@@ -102,7 +104,7 @@ export function parseEnvelope(bytes: Uint8Array): Envelope {
     throw new BrokerError('E_JSON_MALFORMED', 'the message is not well-formed UTF-8 JSON');
   }
   if (!isRecord(json)) throw invalid('$', 'a JSON object');
-  onlyFields(json, FIELDS, '');
+  onlyFields(json, FIELDS, []);
   if (json['v'] !== 1) throw invalid('v', 'version 1');
   const id = str(json, 'id', 'id', MESSAGE_ID_PATTERN, 'a message id');
   const iss = str(json, 'iss', 'iss', SERVICE_ID_PATTERN, 'a service id');

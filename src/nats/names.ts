@@ -2,6 +2,7 @@
 // "nothing else spells a subject string"). Subjects carry only service ids and FHIR resource type names —
 // never a patient reference, an identifier or any other value (PHI must not appear in subjects).
 import { SERVICE_ID_PATTERN } from '../catalog/types.js';
+import { RAW_TYPE } from '../envelope/types.js';
 
 export const STREAMS = {
   ingest: 'PHI_INGEST',
@@ -18,7 +19,7 @@ export const KV_BUCKETS = {
 export const BROKER_CONSUMER = 'broker';
 
 /** Raw (raw-mode) envelopes carry this in place of a resource type. */
-export const RAW_TYPE = '$raw';
+export { RAW_TYPE };
 const RAW_TOKEN = '_raw';
 
 const TYPE_PATTERN = /^[A-Z][A-Za-z]{1,63}$/;

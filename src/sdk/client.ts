@@ -9,16 +9,17 @@ import { Keyring } from '../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { verifyDetached } from '../crypto/sign.js';
-import { openEnvelope, parseEnvelope, verifyEnvelope } from '../envelope/open.js';
 import { envelopeHash } from '../envelope/provenance.js';
 import { sealEnvelope } from '../envelope/seal.js';
 import { BrokerError, isBrokerError, type BrokerErrorCode } from '../errors.js';
 import { splitBundle } from '../fhir/bundle.js';
 import { errorFields, type Logger } from '../log.js';
-import { HEADERS, RAW_TYPE, STREAMS, subjects } from '../nats/names.js';
+import { HEADERS, STREAMS, subjects } from '../nats/names.js';
 import { ensureDeliveryConsumer } from '../nats/setup.js';
 import { decodeReceipt, type Receipt } from '../broker/receipt.js';
 import { RecentIds } from './dedupe.js';
+import { openDelivery, redeliveryDelay, verifyDelivery, type Delivered, type ResourceOf, type ResourceType } from './delivery.js';
+import { classifyInput } from './input.js';
 import type { FhirResource } from 'fhir/r4.js';
 
 export interface PhiClientOptions {
@@ -41,30 +42,8 @@ export type PublishResult =
   /** No receipt in time: the message is in PHI_INGEST and will be processed; look its id up later. */
   | { readonly status: 'unknown'; readonly id: string; readonly code: 'E_TIMEOUT'; readonly message: string };
 
-export interface Provenance {
-  /** The service that published the original message. */
-  readonly publisher: string;
-  readonly messageId: string;
-  readonly deliveryId: string;
-  /** SHA-256 (base64url) of the original envelope bytes. */
-  readonly hash: string;
-  readonly publishedAt: Date;
-  readonly deliveredAt: Date;
-  /** Canonical URL of the profile that shaped this copy (also in meta.profile). */
-  readonly profile: string;
-  /** HL7 v3 PurposeOfUse code of this subscription. */
-  readonly purpose: string;
-}
-
-/** A FHIR R4 resource type name, e.g. `'Patient'` (from the FHIR R4 type definitions, @types/fhir). */
-export type ResourceType = FhirResource['resourceType'];
-/** The FHIR R4 type of a resource type name; `'*'` is any resource. */
-export type ResourceOf<T extends ResourceType | '*'> = T extends ResourceType ? Extract<FhirResource, { resourceType: T }> : FhirResource;
-
-export interface Delivered<R = FhirResource> {
-  readonly resource: R;
-  readonly provenance: Provenance;
-}
+export type { Delivered, Provenance, ResourceOf, ResourceType } from './delivery.js';
+export { redeliveryDelay } from './delivery.js';
 
 export type DeliveryHandler<R = FhirResource> = (delivery: Delivered<R>) => void | Promise<void>;
 
@@ -73,28 +52,6 @@ export interface Subscription {
   stop(): Promise<void>;
   /** Resolves when the subscription ends. */
   readonly closed: Promise<void>;
-}
-
-const encoder = new TextEncoder();
-
-/** Normalises what a caller hands `publish`: a resource object, JSON text or bytes. */
-function classifyInput(input: unknown): { type: string; resource: unknown } | { type: typeof RAW_TYPE; raw: Uint8Array } {
-  let value = input;
-  // Text and bytes that are not a resource go out byte for byte as the caller gave them (raw mode).
-  let original: Uint8Array | undefined;
-  if (typeof input === 'string' || input instanceof Uint8Array) {
-    original = typeof input === 'string' ? encoder.encode(input) : input;
-    try {
-      value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(original)) as unknown;
-    } catch {
-      return { type: RAW_TYPE, raw: original };
-    }
-  }
-  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
-    const rt = (value as { resourceType?: unknown }).resourceType;
-    if (typeof rt === 'string' && /^[A-Z][A-Za-z]{1,63}$/.test(rt)) return { type: rt, resource: value };
-  }
-  return { type: RAW_TYPE, raw: original ?? encoder.encode(JSON.stringify(value) ?? 'undefined') };
 }
 
 /**
@@ -106,11 +63,6 @@ function classifyInput(input: unknown): { type: string; resource: unknown } | { 
 function definitelyNotStored(err: unknown): boolean {
   const e = err as { code?: unknown; api_error?: unknown } | null;
   return e?.code === '503' || e?.code === 'NO_RESPONDERS' || (typeof e?.api_error === 'object' && e.api_error !== null);
-}
-
-/** Exponential backoff for redeliveries: 1 s, 2 s, 4 s … capped at 5 minutes. */
-export function redeliveryDelay(redeliveryCount: number): number {
-  return Math.min(1_000 * 2 ** Math.max(0, Math.min(redeliveryCount, 20)), 5 * 60_000);
 }
 
 export class PhiClient {
@@ -272,36 +224,12 @@ export class PhiClient {
   private async handleDelivery<R>(m: JsMsg, seen: RecentIds, handler: DeliveryHandler<R>): Promise<void> {
     let delivered: Delivered<R>;
     try {
-      const env = parseEnvelope(m.data);
-      if (env.iss !== BROKER_ID) throw new BrokerError('E_SIGNATURE', 'delivery is not signed by the broker', { path: 'iss' });
-      // A broker key this client does not hold yet (the broker rotated): retried later, never dropped.
-      if (!this.brokerSigningKeys.has(env.kid)) throw new BrokerError('E_KEY_UNKNOWN', 'delivery is signed with a broker key this client does not hold', { path: 'kid' });
-      verifyEnvelope(m.data, m.headers?.get(HEADERS.signature) || undefined, this.keyring.signingPublicKey(env.kid));
+      const env = verifyDelivery(m.data, m.headers?.get(HEADERS.signature) || undefined, this.keyring, this.brokerSigningKeys);
       if (seen.has(env.id)) {
         m.ack();
         return;
       }
-      const wrap = env.keys.find((k) => k.to === this.opts.service);
-      // Not addressed to this service (a delivery copied onto our subject): permanent, terminated below.
-      if (wrap === undefined) throw new BrokerError('E_ENVELOPE_INVALID', 'delivery is not addressed to this service', { path: 'keys' });
-      const resource = openEnvelope(env, this.opts.service, this.keyring.kekForId(wrap.kek)) as R;
-      const prov = env.prov;
-      if (prov?.profile === undefined || prov.purpose === undefined) {
-        throw new BrokerError('E_ENVELOPE_INVALID', 'delivery has no provenance (publisher, profile, purpose)', { path: 'prov' });
-      }
-      delivered = {
-        resource,
-        provenance: {
-          publisher: prov.src,
-          messageId: prov.mid,
-          deliveryId: env.id,
-          hash: prov.hash,
-          publishedAt: new Date(prov.at),
-          deliveredAt: new Date(env.iat),
-          profile: prov.profile,
-          purpose: prov.purpose,
-        },
-      };
+      delivered = openDelivery<R>(env, this.opts.service, this.keyring);
     } catch (err) {
       // Never hand unverified data to the handler. A key this client does not hold (yet: e.g. restarted
       // before a rotated key was installed) is retried later; anything else is terminated — the message

@@ -33,11 +33,23 @@ function leaks(bytes: Buffer, needles: string[]): string[] {
 
 describe('no PHI in envelope bytes', () => {
   it('finds none of the synthetic patient strings, names, numbers or dates', () => {
-    const needles = ['Quillfeather', 'Zebulon', 'Marisol', 'Ottoline', '999-12-3456', '1977-03-14', '555-0199', 'Nonexistent', 'Fabletown', '99999', 'pat-zz-0001', 'NoteAboutGender', 'synthetic'];
+    const needles = ['Quillfeather', 'Zebulon', 'Marisol', 'Ottoline', '999-12-3456', '1977-03-14', '555-0199', 'Nonexistent', 'Fabletown', '99999', 'pat-zz-0001', 'NoteAboutGender', 'synthetic', 'restricted'];
     const bytes = sealed(syntheticPatient());
     expect(leaks(bytes, needles)).toStrictEqual([]);
     // the check can fail: the allow-listed plaintext is found
     expect(leaks(bytes, ['us-core-patient', 'v3-Confidentiality'])).toStrictEqual(['us-core-patient', 'v3-Confidentiality']);
+  });
+
+  it('finds no name planted in meta.security[0].display, on the coding\'s extension or in a free-text meta.profile', () => {
+    const resource = syntheticPatient();
+    const meta = resource['meta'] as { profile: unknown[]; security: Record<string, unknown>[] };
+    meta.security[0] = { ...meta.security[0], display: 'Ottoline Quillfeather', extension: [{ url: 'urn:example:who', valueString: 'Marisol Zebulon' }] };
+    const bytes = sealed(resource);
+    expect(leaks(bytes, ['Ottoline', 'Quillfeather', 'Marisol', 'Zebulon', 'urn:example:who'])).toStrictEqual([]);
+    expect(leaks(bytes, ['v3-Confidentiality', 'us-core-patient'])).toStrictEqual(['v3-Confidentiality', 'us-core-patient']);
+    // a profile list that is not all canonical URLs is sealed whole, URL included
+    meta.profile.push('Ottoline Quillfeather');
+    expect(leaks(sealed(resource), ['Ottoline', 'us-core-patient', 'v3-Confidentiality'])).toStrictEqual(['v3-Confidentiality']);
   });
 
   it.skipIf(!HAVE_EXAMPLES)(`finds no value of hl7/patient-example.json or patient-example-chinese.json${SKIP_NOTE}`, () => {

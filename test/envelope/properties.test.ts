@@ -75,7 +75,9 @@ describe('property 1: every PHI leaf sealed on its own, structure readable', () 
     expect(Object.keys(body)).toStrictEqual(Object.keys(syntheticPatient()));
     expect(body['resourceType']).toBe('Patient');
     expect(body.meta.profile).toStrictEqual(['http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient']);
-    expect(body.meta.security[0]).toStrictEqual({ system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'R', display: 'restricted' });
+    expect(body.meta.security[0]?.['system']).toBe('http://terminology.hl7.org/CodeSystem/v3-Confidentiality');
+    expect(body.meta.security[0]?.['code']).toBe('R');
+    expect(body.meta.security[0]?.['display']).toMatch(/^[A-Za-z0-9_-]{54,}$/);
     expect(body.meta.tag[0]?.['code']).not.toBe('synthetic');
     expect(body.name[0]?.given).toHaveLength(2);
     for (const sealedLeaf of [body['id'], body['active'], body['multipleBirthInteger'], body['_birthDate'], body.name[0]?.given[0]]) {

@@ -48,7 +48,7 @@ const SPECS: { name: string; input: CaseInput }[] = [
       id: 'vec-0001', iss: 'registration', iat: 1_700_000_000_000, typ: 'Patient', recipients: ['broker', 'billing'],
       resource: {
         resourceType: 'Patient', id: 'vec-pat', active: true, multipleBirthInteger: 2,
-        meta: { profile: ['http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient'], security: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'PSY' }] },
+        meta: { profile: ['http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient'], security: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', version: '2018-08-12', code: 'PSY', display: 'psychiatry information sensitivity', userSelected: false }] },
         name: [{ family: 'Testperson', given: ['Vector', 'Quinn'], _given: [null, { extension: [{ url: 'urn:x', valueBoolean: false }] }] }],
         birthDate: '1980-02-29',
       },

@@ -1,0 +1,27 @@
+// What a caller hands `PhiClient.publish`: a resource object, or JSON text or bytes. A resource goes out
+// typed; anything else goes out in raw mode (docs/wire-format.md), byte for byte, so the broker can reject
+// it with its own code and keep it in quarantine: nothing a caller sent vanishes.
+import { RAW_TYPE } from '../nats/names.js';
+
+const encoder = new TextEncoder();
+
+/** Normalises what a caller hands `publish`: a resource object, JSON text or bytes. */
+export function classifyInput(input: unknown): { type: string; resource: unknown } | { type: typeof RAW_TYPE; raw: Uint8Array } {
+  let value = input;
+  // Text and bytes that are not a resource go out byte for byte as the caller gave them (raw mode).
+  let original: Uint8Array | undefined;
+  if (typeof input === 'string' || input instanceof Uint8Array) {
+    original = typeof input === 'string' ? encoder.encode(input) : input;
+    try {
+      value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(original)) as unknown;
+    } catch {
+      return { type: RAW_TYPE, raw: original };
+    }
+  }
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const rt = (value as { resourceType?: unknown }).resourceType;
+    if (typeof rt === 'string' && /^[A-Z][A-Za-z]{1,63}$/.test(rt)) return { type: rt, resource: value };
+  }
+  return { type: RAW_TYPE, raw: original ?? encoder.encode(JSON.stringify(value) ?? 'undefined') };
+}
+
