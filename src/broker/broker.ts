@@ -3,8 +3,7 @@
 // (or the quarantine record) and the receipt are persisted by JetStream acknowledges the ingest message —
 // at-least-once end to end; deliveries carry a stable Nats-Msg-Id so a redelivered ingest message does not
 // duplicate them inside the duplicate window, and subscribers de-duplicate by message id beyond it.
-import { createHash } from 'node:crypto';
-import { headers as natsHeaders, type ConsumerMessages, type JetStreamClient, type JsMsg, type KV, type NatsConnection } from 'nats';
+import { headers as natsHeaders, type ConsumerMessages, type JetStreamClient, type JsMsg, type NatsConnection } from 'nats';
 import { BROKER_ID, type Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config.js';
 import { Keyring } from '../crypto/keyring.js';
@@ -21,6 +20,7 @@ import { pseudonymizer } from '../projection/pseudonymizer.js';
 import { checkEnvelope, routeMessage, type CheckedEnvelope, type IngestMessage, type PipelineContext } from './pipeline.js';
 import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from './receipt.js';
 import { buildQuarantine, encodeRecordHeader } from './quarantine.js';
+import { ReplayCache } from './replay-cache.js';
 import { compileRoutes, subscriberServices } from './routes.js';
 import { subscriberPseudonymKey, type BrokerSecrets } from './secrets.js';
 
@@ -59,7 +59,7 @@ export class Broker {
   private constructor(
     private readonly opts: BrokerOptions,
     private readonly js: JetStreamClient,
-    private readonly seen: KV,
+    private readonly replay: ReplayCache,
     private readonly ctx: PipelineContext,
   ) {}
 
@@ -112,7 +112,7 @@ export class Broker {
       },
       now: opts.now ?? Date.now,
     };
-    const broker = new Broker(opts, nc.jetstream(), seen, ctx);
+    const broker = new Broker(opts, nc.jetstream(), new ReplayCache(seen), ctx);
     await broker.run();
     logger.info({ catalogHash: catalog.hash, types: routes.size, event: 'broker.ready' }, 'broker ready');
     return broker;
@@ -159,7 +159,7 @@ export class Broker {
     let checked: CheckedEnvelope | undefined;
     try {
       checked = checkEnvelope(input, this.ctx);
-      await this.replayCheck(checked.env.id, seq);
+      await this.replay.check(checked.env.id, seq);
       const { deliveries, withheld } = routeMessage(checked, this.ctx);
       for (const w of withheld) {
         log.warn({ event: 'delivery.withheld', id: checked.env.id, service: w.service, code: w.error.code, path: w.error.path }, 'delivery withheld');
@@ -192,20 +192,6 @@ export class Broker {
         log.warn({ event: 'quarantine.retry', seq, ...errorFields(e) }, 'could not quarantine; will retry');
         m.nak(RETRY_DELAY_MS);
       }
-    }
-  }
-
-  private async replayCheck(id: string, seq: number): Promise<void> {
-    // KV keys admit fewer characters than message ids: key by the SHA-256 of the id.
-    const key = createHash('sha256').update(id).digest('hex');
-    const mark = new TextEncoder().encode(String(seq));
-    try {
-      await this.seen.create(key, mark);
-    } catch (err) {
-      const entry = await this.seen.get(key);
-      if (entry === null) throw err; // not a conflict: a NATS failure, retried
-      if (new TextDecoder().decode(entry.value) === String(seq)) return; // our own redelivery
-      throw new BrokerError('E_REPLAY', 'a message with this id was already received', { path: 'id' });
     }
   }
 
