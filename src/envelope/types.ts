@@ -9,6 +9,8 @@ export const RAW_TYPE = '$raw';
 export const MESSAGE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 export const DATA_KEY_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 /** A FHIR resource type name or `$raw`. */
+/** The shape of a FHIR resource type name (whether R4 defines it is checked separately). */
+export const RESOURCE_TYPE_NAME_PATTERN = /^[A-Z][A-Za-z]{0,63}$/;
 export const TYPE_PATTERN = /^(?:[A-Z][A-Za-z]{0,63}|\$raw)$/;
 export const MAX_RECIPIENTS = 256;
 

@@ -2,7 +2,7 @@
 // "nothing else spells a subject string"). Subjects carry only service ids and FHIR resource type names —
 // never a patient reference, an identifier or any other value (PHI must not appear in subjects).
 import { SERVICE_ID_PATTERN } from '../catalog/types.js';
-import { RAW_TYPE } from '../envelope/types.js';
+import { RAW_TYPE, RESOURCE_TYPE_NAME_PATTERN } from '../envelope/types.js';
 
 export const STREAMS = {
   ingest: 'PHI_INGEST',
@@ -22,7 +22,6 @@ export const BROKER_CONSUMER = 'broker';
 export { RAW_TYPE };
 const RAW_TOKEN = '_raw';
 
-const TYPE_PATTERN = /^[A-Z][A-Za-z]{1,63}$/;
 
 export const HEADERS = {
   /** JetStream de-duplication (NATS ADR-31): set to the message id. */
@@ -43,7 +42,7 @@ function assertService(service: string): void {
 
 function typeToken(type: string): string {
   if (type === RAW_TYPE) return RAW_TOKEN;
-  if (!TYPE_PATTERN.test(type)) throw new TypeError(`not a resource type: ${JSON.stringify(type)}`);
+  if (!RESOURCE_TYPE_NAME_PATTERN.test(type)) throw new TypeError(`not a resource type: ${JSON.stringify(type)}`);
   return type;
 }
 
@@ -83,7 +82,7 @@ export function parseIngestSubject(subject: string): IngestSubject | undefined {
   const [, , service, token] = parts as [string, string, string, string];
   if (!SERVICE_ID_PATTERN.test(service)) return undefined;
   if (token === RAW_TOKEN) return { service, type: RAW_TYPE };
-  return TYPE_PATTERN.test(token) ? { service, type: token } : undefined;
+  return RESOURCE_TYPE_NAME_PATTERN.test(token) ? { service, type: token } : undefined;
 }
 
 /** Durable consumer of a subscriber's deliveries (all types, or one). */

@@ -1,7 +1,7 @@
 // What a caller hands `PhiClient.publish`: a resource object, or JSON text or bytes. A resource goes out
 // typed; anything else goes out in raw mode (docs/wire-format.md), byte for byte, so the broker can reject
 // it with its own code and keep it in quarantine: nothing a caller sent vanishes.
-import { RAW_TYPE } from '../nats/names.js';
+import { RAW_TYPE, RESOURCE_TYPE_NAME_PATTERN } from '../envelope/types.js';
 
 const encoder = new TextEncoder();
 
@@ -20,7 +20,7 @@ export function classifyInput(input: unknown): { type: string; resource: unknown
   }
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
     const rt = (value as { resourceType?: unknown }).resourceType;
-    if (typeof rt === 'string' && /^[A-Z][A-Za-z]{1,63}$/.test(rt)) return { type: rt, resource: value };
+    if (typeof rt === 'string' && RESOURCE_TYPE_NAME_PATTERN.test(rt)) return { type: rt, resource: value };
   }
   return { type: RAW_TYPE, raw: original ?? encoder.encode(JSON.stringify(value) ?? 'undefined') };
 }

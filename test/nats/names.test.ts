@@ -62,7 +62,6 @@ describe('parseIngestSubject', () => {
     'phi.ingest.1abc.Patient',
     `phi.ingest.${'a'.repeat(64)}.Patient`,
     'phi.ingest.registration.patient',
-    'phi.ingest.registration.P',
     'phi.ingest.registration.$raw',
     'phi.ingest.registration.raw',
     'phi.ingest.registration.Pat1ent',
@@ -71,6 +70,12 @@ describe('parseIngestSubject', () => {
     '',
   ])('returns undefined for %j', (subject) => {
     expect(parseIngestSubject(subject)).toBeUndefined();
+  });
+});
+
+describe('type tokens follow the wire format rule (RESOURCE_TYPE_NAME_PATTERN)', () => {
+  it('a one-letter type name parses (whether R4 defines it is the broker pipeline\'s question: E_UNKNOWN_RESOURCE_TYPE)', () => {
+    expect(parseIngestSubject('phi.ingest.registration.P')).toEqual({ service: 'registration', type: 'P' });
   });
 });
 
