@@ -3,6 +3,9 @@
 // be covered by a `pseudonym` or `drop` transform; a quasi-identifier must be covered by `year`, `zip3` or `drop`.
 // A choice path (`effective[x]`) must be covered for each of its types; a Period is covered when both its start
 // and end are. Applied to the profile's own type and to each contained type it lets through.
+// The projector also withholds, at every depth, free content and extensions a de-identified profile does not name
+// (src/projection/deid.ts); the helpers at the end keep the load-time checks consistent with that: naming such a
+// part inside an allowed path is meaningful (it passes, deliberately), and allowing `extension` without a URL is not.
 import { covers, child, expandChoice, overlap, renderPath } from './path-match.js';
 import type { PathKey } from './path-match.js';
 import type { TransformName } from './types.js';
@@ -72,4 +75,37 @@ function uncovered(region: PathKey, transforms: readonly TransformAt[], ok: Read
     return ['start', 'end'].flatMap((name) => uncovered(child(region, name, 'Period', 'dateTime'), transforms, ok, lookIntoPeriod));
   }
   return [region];
+}
+
+/**
+ * FHIR types whose values are free content (HIPAA Safe Harbor: free text can carry any of the 18 identifiers):
+ * `string` (CodeableConcept.text, Coding.display, Reference.display, Quantity.unit, Element.id …), `markdown`
+ * (Annotation.text), `xhtml` (Narrative.div), `base64Binary` (Attachment.data: a scanned document or a photo).
+ * A de-identified profile passes an element of these types only when a path names it exactly.
+ */
+export const FREE_CONTENT_TYPES: ReadonlySet<string> = new Set(['string', 'markdown', 'xhtml', 'base64Binary']);
+
+/**
+ * True when `key`, written inside another allowed path of a de-identified profile, still means something: it names
+ * an extension by URL on the way, or ends at one element of a free-content type (`value[x]` names no single type).
+ */
+export function namesWithheldPart(key: PathKey): boolean {
+  if (key.steps.some((s) => s.url !== undefined)) return true;
+  const last = key.steps[key.steps.length - 1];
+  const t = last?.typeCodes.length === 1 ? last.typeCodes[0] : undefined;
+  return t !== undefined && FREE_CONTENT_TYPES.has(t);
+}
+
+/** Allowed paths ending at `extension` / `modifierExtension` without a URL: a de-identified profile would pass none of them. */
+export function unnamedExtensionFindings(allowed: readonly AllowedPath[]): DeidFinding[] {
+  const out: DeidFinding[] = [];
+  for (const a of allowed) {
+    const last = a.key.steps[a.key.steps.length - 1];
+    if (last === undefined || last.url !== undefined || (last.name !== 'extension' && last.name !== 'modifierExtension')) continue;
+    out.push({
+      yamlPath: a.yamlPath,
+      message: `allows ${renderPath(a.key)} without a URL: a de-identified profile passes only the extensions it names (${renderPath(a.key)}(<url>)), so this allows nothing`,
+    });
+  }
+  return out;
 }

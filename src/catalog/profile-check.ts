@@ -5,7 +5,7 @@
 // no identifier through (deidentification.ts). Pure: the YAML source only supplies positions for issues.
 import { isResourceType } from '../fhir/elements.js';
 import { classifiedFor } from './classification.js';
-import { deidentificationFindings } from './deidentification.js';
+import { deidentificationFindings, namesWithheldPart, unnamedExtensionFindings } from './deidentification.js';
 import type { AllowedPath, TransformAt } from './deidentification.js';
 import { resolveElementPath } from './element-path.js';
 import { discriminatorError, filterTargetError } from './item-filter.js';
@@ -70,7 +70,12 @@ export function checkProfile(source: YamlSource, input: ProfileInput, classifica
       const r = resolve(path, root, [...base, i]);
       if (r === undefined) return;
       const key = pathKey(r);
-      const earlier = list.find((p) => covers(p.key, key) || covers(key, p.key));
+      // In a de-identified profile a path inside another one can name free text or an extension the outer one does
+      // not pass (deidentification.ts namesWithheldPart): both are kept, the inner one deliberately.
+      const earlier = list.find((p) => {
+        if (covers(p.key, key)) return !(input.deidentified && namesWithheldPart(key));
+        return covers(key, p.key) && !(input.deidentified && namesWithheldPart(p.key));
+      });
       if (earlier !== undefined) {
         issues.push(source.issue([...base, i], `'${path}' overlaps ${renderPath(earlier.key)} (${String(earlier.yamlPath.at(-1))}): allowing a path allows its whole subtree; keep one`));
         return;
@@ -150,7 +155,7 @@ export function checkProfile(source: YamlSource, input: ProfileInput, classifica
   if (input.deidentified && classification !== undefined) {
     for (const [root, list] of allowed) {
       const findings = deidentificationFindings(list, transforms.get(root) ?? [], classifiedFor(classification.directIdentifiers, root), classifiedFor(classification.quasiIdentifiers, root));
-      for (const f of findings) issues.push(source.issue(f.yamlPath, f.message));
+      for (const f of [...findings, ...unnamedExtensionFindings(list)]) issues.push(source.issue(f.yamlPath, f.message));
     }
   }
 

@@ -5,6 +5,7 @@
 // Semantics and examples: docs/profiles.md.
 import type { ItemFilterDef, ProfileDef, TransformName } from '../catalog/types.js';
 import { BrokerError } from '../errors.js';
+import { finalizeDeidTree } from './deid.js';
 import { stripLocalRefs } from './local-refs.js';
 import { maskTable, markWithheld } from './masked.js';
 import type { MaskTable } from './masked.js';
@@ -27,6 +28,8 @@ interface Options {
   readonly profileUrl: string | undefined;
   readonly contained: Readonly<Record<string, ResourceProjector>> | undefined;
   readonly mask: MaskTable | undefined;
+  /** `deidentified: true`: free text and unnamed extensions withheld at every depth (deid.ts). */
+  readonly deidentified: boolean;
 }
 
 /** Meta rules when the whole resource is withheld: only security labels and the profile. */
@@ -50,7 +53,7 @@ function projectMeta(meta: unknown, n: Node, ctx: ProjectionContext, profileUrl:
 }
 
 function compileResource(tree: TypeTree, options: Options): ResourceProjector {
-  const node = finalizeTree(tree);
+  const node = options.deidentified ? finalizeDeidTree(tree) : finalizeTree(tree);
   const { profileUrl, contained, mask } = options;
   const isContained = profileUrl === undefined;
   const containedAllowed = tree.containedAllowed && contained !== undefined;
@@ -167,13 +170,14 @@ export function compileProfile(profile: ProfileDef): Projector {
     for (const [type, allow] of Object.entries(profile.contained)) {
       const sub = buildTree(type, allow, byType.get(type));
       sub.containedAllowed = false;
-      contained[type] = compileResource(sub, { profileUrl: undefined, contained: undefined, mask: undefined });
+      contained[type] = compileResource(sub, { profileUrl: undefined, contained: undefined, mask: undefined, deidentified: profile.deidentified });
     }
   }
   const project = compileResource(tree, {
     profileUrl: profile.url,
     contained,
     mask: profile.markMasked ? maskTable(rootType) : undefined,
+    deidentified: profile.deidentified,
   });
   const path = `${rootType}.modifierExtension`;
   return (resource, ctx) => {

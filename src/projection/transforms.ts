@@ -52,48 +52,37 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 /**
- * `pseudonym` on a Reference (FHIR R4 §2.3.0): `reference` becomes its pseudonym (`Type/<token>`), `display`,
- * `identifier` and the primitive extensions of `reference`/`display` are removed. A local reference (`#id`, a resource
- * contained in the same message) is kept as is. Returns undefined when nothing is left.
+ * `pseudonym` on a Reference (FHIR R4 §2.3.0): only `reference`, as its pseudonym (`Type/<token>`), and `type` are
+ * kept. `display`, `identifier`, `id`, `extension` and every primitive extension are removed: each can name the target
+ * (an extension is free content the token must not carry along). A local reference (`#id`, a resource contained in
+ * the same message) is kept as is. Returns undefined when nothing is left.
  */
 export function pseudonymReference(value: unknown, ctx: ProjectionContext): Record<string, unknown> | undefined {
   if (!isObject(value)) return undefined;
   const out: Record<string, unknown> = {};
-  let n = 0;
-  for (const key of Object.keys(value)) {
-    if (key === 'display' || key === '_display' || key === 'identifier' || key === '_reference') continue;
-    const v = value[key];
-    if (key === 'reference') {
-      if (typeof v !== 'string') continue;
-      out[key] = v.startsWith('#') ? v : ctx.pseudonymize(v);
-    } else {
-      out[key] = v;
-    }
-    n++;
-  }
-  return n === 0 ? undefined : out;
+  const ref = value['reference'];
+  if (typeof ref === 'string') out['reference'] = ref.startsWith('#') ? ref : ctx.pseudonymize(ref);
+  const type = value['type'];
+  if (typeof type === 'string') out['type'] = type;
+  return Object.keys(out).length === 0 ? undefined : out;
 }
 
 /**
- * `pseudonym` on an Identifier (FHIR R4 §2.24.0.12): `value` becomes its pseudonym; `assigner` and `_value` are
- * removed (the assigner narrows who the person is). Returns undefined when nothing is left.
+ * `pseudonym` on an Identifier (FHIR R4 §2.24.0.12): only `system`, `value` (as its pseudonym) and `type` are kept;
+ * `use`, `period`, `assigner` (it narrows who the person is), `id`, `extension` and primitive extensions are removed.
+ * `type` arrives already projected: under a de-identified profile that is its codings without display (deid.ts).
+ * Returns undefined when nothing is left.
  */
 export function pseudonymIdentifier(value: unknown, ctx: ProjectionContext): Record<string, unknown> | undefined {
   if (!isObject(value)) return undefined;
   const out: Record<string, unknown> = {};
-  let n = 0;
-  for (const key of Object.keys(value)) {
-    if (key === 'assigner' || key === '_value') continue;
-    const v = value[key];
-    if (key === 'value') {
-      if (typeof v !== 'string') continue;
-      out[key] = ctx.pseudonymize(v);
-    } else {
-      out[key] = v;
-    }
-    n++;
-  }
-  return n === 0 ? undefined : out;
+  const system = value['system'];
+  if (typeof system === 'string') out['system'] = system;
+  const v = value['value'];
+  if (typeof v === 'string') out['value'] = ctx.pseudonymize(v);
+  const type = value['type'];
+  if (isObject(type)) out['type'] = type;
+  return Object.keys(out).length === 0 ? undefined : out;
 }
 
 /**

@@ -11,10 +11,15 @@ import type { PathStep } from './path.js';
 import type { ItemFilter, Leaf, Node } from './project.js';
 import { pseudonym, pseudonymIdentifier, pseudonymReference, year, yearPeriod, zip3 } from './transforms.js';
 
-interface MNode {
+export interface MNode {
   /** Type code or backbone path of this element (`Element` for `_name` nodes). */
   readonly type: string;
   all: boolean;
+  /**
+   * An allow path ends exactly here (not through `[x]`), or a transform other than drop names it: the element was
+   * chosen deliberately. De-identified profiles pass free text only when named (deid.ts).
+   */
+  named: boolean;
   transform: TransformName | undefined;
   sparse: boolean;
   readonly kids: Map<string, MNode>;
@@ -29,8 +34,8 @@ interface Hit {
   readonly ext: boolean;
 }
 
-function mnode(type: string): MNode {
-  return { type, all: false, transform: undefined, sparse: false, kids: new Map(), byUrl: undefined, where: undefined };
+export function mnode(type: string): MNode {
+  return { type, all: false, named: false, transform: undefined, sparse: false, kids: new Map(), byUrl: undefined, where: undefined };
 }
 
 function kid(parent: MNode, key: string, type: string): MNode {
@@ -141,7 +146,12 @@ export function allowPath(tree: TypeTree, path: string): void {
   }
   // Allowing the resource allows its whole subtree, `contained` included.
   if (steps.length === 1) tree.containedAllowed = true;
-  for (const h of resolve(tree.root, steps).hits) h.node.all = true;
+  const named = steps[steps.length - 1]?.choice !== true;
+  for (const h of resolve(tree.root, steps).hits) {
+    h.node.all = true;
+    // The `_name` sibling (id, extensions) is not what the path names.
+    if (named && !h.ext) h.node.named = true;
+  }
 }
 
 /**
@@ -161,7 +171,10 @@ function resolveOrWithhold(tree: TypeTree, steps: ReturnType<typeof parsePath>, 
 /** Adds one transform; its path is known to start with this tree's type. */
 export function transformPath(tree: TypeTree, path: string, transform: TransformName): void {
   const hits = resolveOrWithhold(tree, parsePath(path), 1);
-  for (const h of hits) h.node.transform = combine(h.node.transform, h.ext ? 'drop' : transform);
+  for (const h of hits) {
+    h.node.transform = combine(h.node.transform, h.ext ? 'drop' : transform);
+    if (!h.ext && transform !== 'drop') h.node.named = true;
+  }
 }
 
 /**
@@ -179,7 +192,7 @@ export function wherePath(tree: TypeTree, path: string, filter: ItemFilterDef): 
   }
 }
 
-function leafFor(transform: TransformName, type: string): Leaf | undefined {
+export function leafFor(transform: TransformName, type: string): Leaf | undefined {
   const stringPrimitive = fhirElements().primitives[type] === 'string';
   switch (transform) {
     case 'year':
@@ -196,9 +209,10 @@ function leafFor(transform: TransformName, type: string): Leaf | undefined {
   }
 }
 
-function merge(a: MNode, b: MNode): MNode {
+export function merge(a: MNode, b: MNode): MNode {
   const m = mnode(a.type);
   m.all = a.all || b.all;
+  m.named = a.named || b.named;
   m.transform = combine(a.transform, b.transform);
   m.sparse = a.sparse || b.sparse;
   m.where = both(a.where, b.where);
@@ -220,8 +234,13 @@ function merge(a: MNode, b: MNode): MNode {
 
 export const FULL: Node = Object.freeze({ all: true, kids: undefined, byUrl: undefined, leaf: undefined, drop: false, sparse: false, companions: undefined, where: undefined });
 export const DROP: Node = Object.freeze({ all: false, kids: undefined, byUrl: undefined, leaf: undefined, drop: true, sparse: false, companions: undefined, where: undefined });
-const EXTENSION_COMPANIONS = Object.freeze(['url']);
-const RESOURCE_COMPANIONS = Object.freeze(['resourceType']);
+export const EXTENSION_COMPANIONS: readonly string[] = Object.freeze(['url']);
+export const RESOURCE_COMPANIONS: readonly string[] = Object.freeze(['resourceType']);
+
+/** The runtime form of a value filter. */
+export function itemFilter(where: MNode['where']): ItemFilter | undefined {
+  return where === undefined ? undefined : Object.freeze([...where].map((e) => Object.freeze(e)));
+}
 
 /** Turns the mutable tree into frozen runtime nodes; undefined when nothing at or below `m` is kept. */
 export function finalize(m: MNode, inherited: boolean): Node | undefined {
@@ -249,8 +268,7 @@ export function finalize(m: MNode, inherited: boolean): Node | undefined {
   if (!all && kids === undefined && byUrl === undefined) return undefined;
   if (all && kids === undefined && byUrl === undefined && leaf === undefined && m.where === undefined) return FULL;
   const companions = m.type === 'Extension' ? EXTENSION_COMPANIONS : m.type === 'Resource' ? RESOURCE_COMPANIONS : undefined;
-  const where: ItemFilter | undefined = m.where === undefined ? undefined : Object.freeze([...m.where].map((e) => Object.freeze(e)));
-  return Object.freeze({ all, kids, byUrl, leaf, drop: false, sparse: m.sparse, companions, where });
+  return Object.freeze({ all, kids, byUrl, leaf, drop: false, sparse: m.sparse, companions, where: itemFilter(m.where) });
 }
 
 /** Keeps nothing (a profile whose paths resolve to nothing). */

@@ -71,7 +71,29 @@ describe('de-identified profiles', () => {
 
   it('an extension allowed by URL is checked against identifiers of that URL only', () => {
     expect(patientIssues('allow:\n  - Patient.extension(http://hl7.org/fhir/us/core/StructureDefinition/us-core-race)\n')).toEqual([]);
-    expect(patientIssues('allow:\n  - Patient.extension\ntransforms:\n  Patient.extension(http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName): drop\n')).toEqual([]);
+  });
+
+  it('an extension allowed without a URL is an error: a de-identified profile passes only extensions it names', () => {
+    expect(patientIssues('allow:\n  - Patient.extension\ntransforms:\n  Patient.extension(http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName): drop\n')).toEqual([
+      ['allow[0]', 'allows Patient.extension without a URL: a de-identified profile passes only the extensions it names (Patient.extension(<url>)), so this allows nothing'],
+    ]);
+    expect(obsIssues('allow: [Observation.code, Observation.component.modifierExtension]\n')).toEqual([
+      ['allow[1]', 'allows Observation.component.modifierExtension without a URL: a de-identified profile passes only the extensions it names (Observation.component.modifierExtension(<url>)), so this allows nothing'],
+    ]);
+  });
+
+  it('a free-text leaf or an extension by URL named inside an allowed path loads (a deliberate choice); other nesting does not', () => {
+    const X = 'http://example.org/fhir/StructureDefinition/lab-note';
+    expect(obsIssues(`allow:\n  - Observation.code\n  - Observation.code.text\n  - Observation.component\n  - Observation.component.valueString\n  - Observation.code.coding.display\n  - Observation.code.extension(${X})\n`)).toEqual([]);
+    expect(obsIssues('allow:\n  - Observation.code\n  - Observation.code.coding\n  - Observation.component.value[x]\n  - Observation.component\n')).toEqual([
+      ['allow[1]', "'Observation.code.coding' overlaps Observation.code (0): allowing a path allows its whole subtree; keep one"],
+      ['allow[3]', "'Observation.component' overlaps Observation.component.value[x] (2): allowing a path allows its whole subtree; keep one"],
+    ]);
+    // Not de-identified: nesting stays an error, free text or not.
+    const plain = compileCatalog(catalogFiles({ [FILE]: profile('obs-deid', 'Observation', 'allow: [Observation.code, Observation.code.text]\n') }));
+    expect(plain.issues.filter((i) => i.file === FILE).map((i) => [i.path, i.message])).toEqual([
+      ['allow[1]', "'Observation.code.text' overlaps Observation.code (0): allowing a path allows its whole subtree; keep one"],
+    ]);
   });
 
   it('a quasi-identifier needs year/zip3/drop; pseudonym does not generalise', () => {

@@ -64,10 +64,18 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
         resourceType: 'Observation',
         meta: META,
         status: 'final',
-        code: obs['code'],
+        // De-identified: Coding.display and Quantity.unit are free text (string), withheld unless named exactly.
+        code: { coding: [{ system: 'http://loinc.org', code: '15074-8' }] },
         subject: { reference: `Patient/${refToken(KEY_A, 'f001')}` },
         effectivePeriod: { start: '2013' },
-        valueQuantity: obs['valueQuantity'],
+        valueQuantity: { value: 6.3, system: 'http://unitsofmeasure.org', code: 'mmol/L' },
+      });
+      const named = profile('Observation', ['Observation.code', 'Observation.code.coding.display', 'Observation.valueQuantity.unit'], { deidentified: true });
+      expect(run(named, obs)).toEqual({
+        resourceType: 'Observation',
+        meta: META,
+        code: { coding: [{ system: 'http://loinc.org', code: '15074-8', display: 'Glucose [Moles/volume] in Blood' }] },
+        valueQuantity: { unit: 'mmol/l' },
       });
       const dt = run(p, hl7('observation-example-bloodgroup.json'));
       expect(dt['effectiveDateTime']).toBe('2018');
@@ -159,10 +167,11 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       expect(active).toEqual({ resourceType: 'Patient', meta: META, _active: edge['_active'] });
     });
 
-    it('pseudonym on an Identifier: value tokenised, assigner removed', () => {
+    it('pseudonym on an Identifier: value tokenised, only system and type kept', () => {
       const out = run(profile('Patient', ['Patient.identifier'], { transforms: { 'Patient.identifier': 'pseudonym' } }), patient);
-      const { assigner: _a, ...rest } = (patient['identifier'] as Json[])[0] as Json;
-      expect(out['identifier']).toEqual([{ ...rest, value: refToken(KEY_A, '12345') }]);
+      const { system, type } = (patient['identifier'] as Json[])[0] as Json;
+      // Only system, type and the tokenised value: use, period and assigner can narrow who it is.
+      expect(out['identifier']).toEqual([{ system, type, value: refToken(KEY_A, '12345') }]);
     });
 
     it('zip3 on postal codes, restricted prefixes → 000, non-US codes withheld', () => {

@@ -11,6 +11,12 @@ export const HAVE_EXAMPLES = existsSync(join(EXAMPLES, 'hl7')) && existsSync(joi
 /** Suffix for describe names when the examples are absent (the suite is then skipped, visibly). */
 export const SKIP_NOTE = HAVE_EXAMPLES ? '' : ` (SKIPPED: no FHIR examples at ${EXAMPLES}; set PHI_BROKER_FHIR_EXAMPLES)`;
 
+/** The repository's own catalog folders (the shipped profiles). */
+export const SHIPPED = {
+  subjects: fileURLToPath(new URL('../../subjects', import.meta.url)),
+  profiles: fileURLToPath(new URL('../../fhir-profiles', import.meta.url)),
+};
+
 export type Json = Record<string, unknown>;
 
 export function hl7(file: string): Json {

@@ -59,8 +59,17 @@ describe('pseudonym', () => {
     expect(pseudonym(12345, ctx)).toBeUndefined();
   });
 
-  it('on a Reference: pseudonymises reference, removes display and identifier', () => {
-    const ref = { reference: 'Patient/f001', display: 'P. van de Heuvel', _display: { id: 'x' }, identifier: { value: '1' }, type: 'Patient' };
+  it('on a Reference: pseudonymises reference, keeps type, removes everything else (display, identifier, extensions)', () => {
+    const ref = {
+      id: 'r1',
+      reference: 'Patient/f001',
+      _reference: { extension: [{ url: 'http://example.org/x', valueString: 'MRN-7731-DEMO' }] },
+      display: 'P. van de Heuvel',
+      _display: { id: 'x' },
+      identifier: { value: '1' },
+      type: 'Patient',
+      extension: [{ url: 'http://example.org/y', valueString: 'MRN-7731-DEMO' }],
+    };
     expect(pseudonymReference(ref, ctx)).toEqual({ reference: 'P(Patient/f001)', type: 'Patient' });
     expect(ref.reference).toBe('Patient/f001');
   });
@@ -70,8 +79,19 @@ describe('pseudonym', () => {
     expect(pseudonymReference({ display: 'Acme Healthcare' }, ctx)).toBeUndefined();
   });
 
-  it('on an Identifier: pseudonymises value, removes assigner', () => {
-    const id = { use: 'usual', system: 'urn:oid:1.2.36.146.595.217.0.1', value: '12345', assigner: { display: 'Acme Healthcare' } };
-    expect(pseudonymIdentifier(id, ctx)).toEqual({ use: 'usual', system: 'urn:oid:1.2.36.146.595.217.0.1', value: 'P(12345)' });
+  it('on an Identifier: pseudonymises value, keeps system and type, removes the rest', () => {
+    const type = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'MR' }] };
+    const id = {
+      use: 'usual',
+      type,
+      system: 'urn:oid:1.2.36.146.595.217.0.1',
+      value: '12345',
+      _value: { extension: [{ url: 'http://example.org/x', valueString: 'Quillfeather' }] },
+      period: { start: '2001-05-06' },
+      assigner: { display: 'Acme Healthcare' },
+      extension: [{ url: 'http://example.org/y', valueString: 'Quillfeather' }],
+    };
+    expect(pseudonymIdentifier(id, ctx)).toEqual({ type, system: 'urn:oid:1.2.36.146.595.217.0.1', value: 'P(12345)' });
+    expect(pseudonymIdentifier({ use: 'usual', assigner: { display: 'Acme Healthcare' } }, ctx)).toBeUndefined();
   });
 });
