@@ -11,8 +11,7 @@ import { BrokerError } from '../errors.js';
 import { openEnvelope, parseEnvelope, verifyEnvelope, type Envelope } from '../envelope/open.js';
 import { envelopeHash } from '../envelope/provenance.js';
 import { sealEnvelope } from '../envelope/seal.js';
-import { isRawPayload } from '../envelope/types.js';
-import { MESSAGE_ID_PATTERN } from '../envelope/types.js';
+import { MESSAGE_ID_PATTERN, isRawPayload } from '../envelope/types.js';
 import { isResourceType } from '../fhir/elements.js';
 import type { ValidationLimits } from '../fhir/limits.js';
 import { validateResource } from '../fhir/validate.js';
@@ -75,26 +74,20 @@ export function checkEnvelope(msg: IngestMessage, ctx: PipelineContext): Checked
   if (env.typ !== route.type) {
     throw new BrokerError('E_ENVELOPE_INVALID', 'envelope typ differs from the resource type named by the subject', { path: 'typ' });
   }
-  const publicKey = ctx.keyring.signingPublicKey(env.kid);
-  if (ctx.keyring.ownerOf(env.kid) !== route.service) {
-    throw new BrokerError('E_SIGNATURE', 'the signing key named by kid does not belong to the sender', { path: 'kid' });
-  }
-  verifyEnvelope(msg.data, msg.signature, publicKey);
+  // parseEnvelope has already refused a kid of another service than iss (E_SIGNATURE), and iss is the subject's.
+  verifyEnvelope(msg.data, msg.signature, ctx.keyring.signingPublicKey(env.kid));
   if (env.typ !== RAW_TYPE && !isResourceType(env.typ)) {
     throw new BrokerError('E_UNKNOWN_RESOURCE_TYPE', 'resourceType names no FHIR R4 resource', { path: 'resourceType' });
   }
-  if (env.typ !== RAW_TYPE) {
-    const typeRoute = ctx.routes.get(env.typ);
-    if (typeRoute === undefined || !typeRoute.publishers.has(route.service)) {
-      throw new BrokerError('E_NOT_AUTHORIZED', `service ${route.service} may not publish ${env.typ}`, { path: 'typ' });
-    }
+  const typeRoute = env.typ === RAW_TYPE ? undefined : ctx.routes.get(env.typ);
+  if (env.typ !== RAW_TYPE && (typeRoute === undefined || !typeRoute.publishers.has(route.service))) {
+    throw new BrokerError('E_NOT_AUTHORIZED', `service ${route.service} may not publish ${env.typ}`, { path: 'typ' });
   }
   if (Math.abs(env.iat - msg.storedAtMs) > ctx.clockSkewMs) {
     throw new BrokerError('E_CLOCK_SKEW', `iat is more than ${ctx.clockSkewMs} ms from the time the message was stored`, { path: 'iat' });
   }
   // Each delivery's id is `<id>.<subscriber>` and must itself be a message id (at most 128 characters): an id
   // too long for that is refused here with a code, rather than failing later as an internal error.
-  const typeRoute = env.typ === RAW_TYPE ? undefined : ctx.routes.get(env.typ);
   if (typeRoute !== undefined && !typeRoute.subscribers.every((s) => MESSAGE_ID_PATTERN.test(`${env.id}.${s.service}`))) {
     throw new BrokerError('E_ENVELOPE_INVALID', 'envelope field id: too long to form the delivery ids <id>.<subscriber> (128 characters at most)', { path: 'id' });
   }
@@ -127,7 +120,6 @@ function isBundleEntry(json: unknown): boolean {
   if (typeof json !== 'object' || json === null || Array.isArray(json) || 'resourceType' in json) return false;
   return 'fullUrl' in json || 'request' in json || 'resource' in json || 'response' in json;
 }
-
 
 /** What one message becomes: deliveries, and subscribers denied a copy (with the reason code). */
 export interface Routed {
