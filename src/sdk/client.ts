@@ -213,6 +213,9 @@ export class PhiClient {
       stop: async () => {
         await messages.close();
         await closed;
+        // Round-trip to the server so every ack sent before stop() has reached it (a ping is answered
+        // after the connection's earlier messages are processed): "stopped" means "acknowledged".
+        if (!nc.isClosed()) await nc.flush();
         this.subscriptions.delete(sub);
       },
       closed,
