@@ -6,6 +6,8 @@ import { BrokerError } from './errors.js';
 
 const MiB = 1024 * 1024;
 const DAY = 24 * 60 * 60 * 1000;
+/** Six years of days, two leap days included (45 CFR 164.528(a)(3); 164.530(j)(2)). */
+const DISCLOSURE_RETENTION_DAYS = 6 * 365 + 2;
 
 export const configSchema = z.strictObject({
   /** Where `up` keeps the embedded NATS store, dev keys and state (`PHI_BROKER_DATA_DIR`). */
@@ -28,6 +30,11 @@ export const configSchema = z.strictObject({
   deliverMaxAgeMs: z.number().int().min(60_000).default(7 * DAY),
   quarantineMaxAgeMs: z.number().int().min(60_000).default(90 * DAY),
   receiptMaxAgeMs: z.number().int().min(60_000).default(DAY),
+  /**
+   * Retention of the accounting of disclosures (stream PHI_DISCLOSURES). 45 CFR 164.528(a) gives a patient
+   * the disclosures of the six years before the request: the default is six years, leap days included.
+   */
+  disclosureMaxAgeMs: z.number().int().min(60_000).default(DISCLOSURE_RETENTION_DAYS * DAY),
   /** How long JetStream waits for a broker's ack before redelivering to another broker (after a crash). */
   ackWaitMs: z.number().int().min(1000).max(10 * 60 * 1000).default(30_000),
   /** Ingest messages processed concurrently by one broker process. */
@@ -47,7 +54,7 @@ export function parseConfig(input: BrokerConfigInput): BrokerConfig {
   }
   const c = result.data;
   // JetStream refuses a stream whose de-duplication window exceeds its max age, so the broker could not start.
-  const ages = { deliverMaxAgeMs: c.deliverMaxAgeMs, quarantineMaxAgeMs: c.quarantineMaxAgeMs, receiptMaxAgeMs: c.receiptMaxAgeMs };
+  const ages = { deliverMaxAgeMs: c.deliverMaxAgeMs, quarantineMaxAgeMs: c.quarantineMaxAgeMs, receiptMaxAgeMs: c.receiptMaxAgeMs, disclosureMaxAgeMs: c.disclosureMaxAgeMs };
   const shorter = Object.entries(ages).filter(([, age]) => c.duplicateWindowMs > age).map(([name]) => name);
   if (shorter.length > 0) {
     throw new BrokerError('E_CONFIG_INVALID', `invalid configuration: duplicateWindowMs: must not exceed ${shorter.join(', ')}`);
@@ -70,12 +77,13 @@ export const CONFIG_ENV = {
   PHI_BROKER_DELIVER_MAX_AGE_MS: 'deliverMaxAgeMs',
   PHI_BROKER_QUARANTINE_MAX_AGE_MS: 'quarantineMaxAgeMs',
   PHI_BROKER_RECEIPT_MAX_AGE_MS: 'receiptMaxAgeMs',
+  PHI_BROKER_DISCLOSURE_MAX_AGE_MS: 'disclosureMaxAgeMs',
   PHI_BROKER_ACK_WAIT_MS: 'ackWaitMs',
   PHI_BROKER_CONCURRENCY: 'concurrency',
   PHI_BROKER_LOG_LEVEL: 'logLevel',
 } as const satisfies Record<string, keyof BrokerConfigInput>;
 
-const NUMERIC: ReadonlySet<string> = new Set(['maxMessageBytes', 'clockSkewMs', 'duplicateWindowMs', 'replayWindowMs', 'deliverMaxAgeMs', 'quarantineMaxAgeMs', 'receiptMaxAgeMs', 'ackWaitMs', 'concurrency']);
+const NUMERIC: ReadonlySet<string> = new Set(['maxMessageBytes', 'clockSkewMs', 'duplicateWindowMs', 'replayWindowMs', 'deliverMaxAgeMs', 'quarantineMaxAgeMs', 'receiptMaxAgeMs', 'disclosureMaxAgeMs', 'ackWaitMs', 'concurrency']);
 
 /**
  * The settings the environment sets. A numeric variable that is not a number is E_CONFIG_INVALID naming

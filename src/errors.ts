@@ -24,6 +24,8 @@ export const ERROR_CODES = {
   E_CONFIG_INVALID: 'The configuration is invalid.',
   E_TIMEOUT: 'The broker did not answer in time; the message may still be processed (it is never lost: see PHI_INGEST).',
   E_INTERNAL: 'An unexpected failure inside the broker; details are in its logs, never in the reply.',
+  E_CONSENT_INVALID: 'A patient restriction (FHIR Consent) is invalid: an unknown recipient service, purpose of use or sensitivity label, no denial at all, or a patient reference that is not Patient/<id>.',
+  E_CONSENT_UNKNOWN: 'No patient restriction (FHIR Consent) has that id.',
 } as const satisfies Record<`E_${string}`, string>;
 
 export type BrokerErrorCode = keyof typeof ERROR_CODES;

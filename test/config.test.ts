@@ -32,6 +32,7 @@ describe('parseConfig', () => {
       deliverMaxAgeMs: 7 * DAY,
       quarantineMaxAgeMs: 90 * DAY,
       receiptMaxAgeMs: DAY,
+      disclosureMaxAgeMs: (6 * 365 + 2) * DAY, // six years, leap days included (45 CFR 164.528)
       ackWaitMs: 30_000,
       concurrency: 64,
       logLevel: 'info',
@@ -64,6 +65,7 @@ describe('parseConfig', () => {
     ['deliverMaxAgeMs', 59_999],
     ['quarantineMaxAgeMs', 59_999],
     ['receiptMaxAgeMs', 59_999],
+    ['disclosureMaxAgeMs', 59_999],
     ['ackWaitMs', 999],
     ['ackWaitMs', 10 * MINUTE + 1],
     ['concurrency', 0],

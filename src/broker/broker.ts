@@ -4,19 +4,23 @@
 // at-least-once end to end; deliveries carry a stable Nats-Msg-Id so a redelivered ingest message does not
 // duplicate them inside the duplicate window, and subscribers de-duplicate by message id beyond it.
 import { headers as natsHeaders, type ConsumerMessages, type JetStreamClient, type JsMsg, type NatsConnection } from 'nats';
-import { BROKER_ID, type Catalog } from '../catalog/types.js';
+import { BROKER_ID, accountsDisclosures, type Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config.js';
 import { Keyring } from '../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { signDetached } from '../crypto/sign.js';
+import { ConsentView } from '../consent/view.js';
+import { disclosureMessages } from '../disclosures/record.js';
 import { BrokerError, isBrokerError } from '../errors.js';
+import { extractPatientRef } from '../fhir/patient-ref.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../fhir/limits.js';
 import { envelopeHash } from '../envelope/provenance.js';
 import { MESSAGE_ID_PATTERN } from '../envelope/types.js';
 import { errorFields, errorStack, type Logger } from '../log.js';
 import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../nats/names.js';
-import { ensureBrokerInfrastructure, ensureDeliveryConsumer } from '../nats/setup.js';
+import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDeliveryConsumer, ensureDisclosureStream } from '../nats/setup.js';
 import { pseudonymizer } from '../projection/pseudonymizer.js';
+import { patientPseudonym } from '../registry/pseudonym.js';
 import { checkEnvelope, routeMessage, type CheckedEnvelope, type IngestMessage, type PipelineContext } from './pipeline.js';
 import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from './receipt.js';
 import { buildQuarantine, encodeRecordHeader } from './quarantine.js';
@@ -61,6 +65,8 @@ export class Broker {
     private readonly js: JetStreamClient,
     private readonly replay: ReplayCache,
     private readonly ctx: PipelineContext,
+    /** Patient restrictions in force (src/consent/view.ts): `consent.waitForRevision(r)` awaits a change. */
+    readonly consent: ConsentView,
   ) {}
 
   static async start(opts: BrokerOptions): Promise<Broker> {
@@ -91,6 +97,9 @@ export class Broker {
     // Durable consumers for every subscriber exist from the start, so a subscriber that has never
     // connected still finds everything published for it (retained for deliverMaxAgeMs).
     for (const service of subscriberServices(routes)) await ensureDeliveryConsumer(nc, service);
+    // Patient rights (45 CFR 164.522, 164.528): restrictions are loaded before the first message is routed.
+    await ensureDisclosureStream(nc, { maxAgeMs: config.disclosureMaxAgeMs, duplicateWindowMs: config.duplicateWindowMs });
+    const consent = await ConsentView.start(await ensureConsentBucket(nc), opts.secrets, logger);
     const pseudonymizers = new Map<string, (v: string) => string>();
     const ctx: PipelineContext = {
       keyring,
@@ -111,8 +120,14 @@ export class Broker {
         return p;
       },
       now: opts.now ?? Date.now,
+      restrictions: consent,
+      accountedRecipients: new Set([...catalog.services.values()].filter(accountsDisclosures).map((s) => s.id)),
+      patientOf: (resource) => {
+        const ref = extractPatientRef(resource);
+        return ref === undefined ? undefined : patientPseudonym(opts.secrets, ref);
+      },
     };
-    const broker = new Broker(opts, nc.jetstream(), new ReplayCache(seen), ctx);
+    const broker = new Broker(opts, nc.jetstream(), new ReplayCache(seen), ctx, consent);
     await broker.run();
     logger.info({ catalogHash: catalog.hash, types: routes.size, event: 'broker.ready' }, 'broker ready');
     return broker;
@@ -145,6 +160,7 @@ export class Broker {
     await this.messages?.close();
     await this.loop;
     await Promise.allSettled([...this.inflight]);
+    await this.consent.stop();
   }
 
   private async handle(m: JsMsg): Promise<void> {
@@ -160,22 +176,30 @@ export class Broker {
     try {
       checked = checkEnvelope(input, this.ctx);
       await this.replay.check(checked.env.id, seq);
-      const { deliveries, withheld } = routeMessage(checked, this.ctx);
+      const { deliveries, withheld, restricted } = routeMessage(checked, this.ctx);
       for (const w of withheld) {
         log.warn({ event: 'delivery.withheld', id: checked.env.id, service: w.service, code: w.error.code, path: w.error.path }, 'delivery withheld');
       }
-      await Promise.all(
-        deliveries.map((d) => {
+      for (const r of restricted) {
+        // The restriction decision (45 CFR 164.522): ids and codes only; the audit trail turns it into an AuditEvent.
+        log.info({ event: 'delivery.restricted', id: checked.env.id, service: r.service, type: checked.type, purpose: r.purpose, consent: r.denial.consent, reason: r.denial.reason, code: r.denial.code }, 'delivery stopped by a patient restriction');
+      }
+      // Disclosure records (45 CFR 164.528) are persisted with the deliveries, before the ingest is acknowledged.
+      const disclosures = disclosureMessages({ id: checked.env.id, sender: checked.sender, type: checked.type }, deliveries, this.ctx.now());
+      for (const d of disclosures) if (d.unresolved) log.warn({ event: 'disclosure.unresolved', id: checked.env.id, type: checked.type }, 'a disclosure about no resolvable patient, recorded under _unresolved');
+      await Promise.all([
+        ...deliveries.map((d) => {
           const h = natsHeaders();
           h.set(HEADERS.signature, d.sig);
           return this.js.publish(d.subject, d.bytes, { msgID: d.msgId, headers: h });
         }),
-      );
+        ...disclosures.map((d) => this.js.publish(d.subject, d.bytes, { msgID: d.msgId })),
+      ]);
       await this.sendReceipt(checked.sender, acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()), seq);
       m.ack();
       this.stats.accepted += 1;
       this.stats.deliveries += deliveries.length;
-      log.info({ event: 'ingest.accepted', id: checked.env.id, sender: checked.sender, type: checked.type, seq, deliveries: deliveries.map((d) => d.service) }, 'accepted');
+      log.info({ event: 'ingest.accepted', id: checked.env.id, sender: checked.sender, type: checked.type, seq, deliveries: deliveries.map((d) => d.service), disclosures: disclosures.length }, 'accepted');
     } catch (err) {
       if (isTransient(err)) {
         log.warn({ event: 'ingest.retry', seq, ...errorFields(err) }, 'transient failure; will retry');

@@ -5,6 +5,7 @@
 //                  profile (164.502(b)) and seal + sign a delivery for it alone.
 // Replay detection needs shared state and lives at the edge (broker.ts), between the two.
 import { BROKER_ID } from '../catalog/types.js';
+import { restrictionCheck, type Denial, type RestrictionPolicy } from '../consent/decide.js';
 import type { Keyring } from '../crypto/keyring.js';
 import type { SigningKeyPair } from '../crypto/keys.js';
 import { BrokerError } from '../errors.js';
@@ -12,7 +13,9 @@ import { openEnvelope, parseEnvelope, verifyEnvelope, type Envelope } from '../e
 import { envelopeHash } from '../envelope/provenance.js';
 import { sealEnvelope } from '../envelope/seal.js';
 import { MESSAGE_ID_PATTERN, isRawPayload } from '../envelope/types.js';
+import { disclosedElements } from '../disclosures/elements.js';
 import { isResourceType } from '../fhir/elements.js';
+import type { FhirResource } from '../fhir/resource.js';
 import type { ValidationLimits } from '../fhir/limits.js';
 import { validateResource } from '../fhir/validate.js';
 import { RAW_TYPE, parseIngestSubject, subjects } from '../nats/names.js';
@@ -32,6 +35,12 @@ export interface PipelineContext {
   /** Keyed pseudonym function for one subscriber (a different key per subscriber, so tokens do not link across them). */
   readonly pseudonymizerFor: (service: string) => (value: string) => string;
   readonly now: () => number;
+  /** Patient restrictions (45 CFR 164.522; src/consent/), checked per subscriber before projection. */
+  readonly restrictions?: RestrictionPolicy;
+  /** Recipients whose deliveries are disclosures to account for (45 CFR 164.528; src/disclosures/). */
+  readonly accountedRecipients?: ReadonlySet<string>;
+  /** The broker's keyed pseudonym of the resource's patient (src/registry/pseudonym.ts), if it has one. */
+  readonly patientOf?: (resource: FhirResource) => string | undefined;
 }
 
 export interface IngestMessage {
@@ -59,6 +68,8 @@ export interface Delivery {
   readonly sig: string;
   readonly profileUrl: string;
   readonly purpose: string;
+  /** Set for an accounted recipient: whom the delivery is about (pseudonym; undefined: unresolved) and what it disclosed. */
+  readonly disclosure?: { readonly patient: string | undefined; readonly elements: readonly string[] };
 }
 
 export function checkEnvelope(msg: IngestMessage, ctx: PipelineContext): CheckedEnvelope {
@@ -125,6 +136,8 @@ function isBundleEntry(json: unknown): boolean {
 export interface Routed {
   readonly deliveries: readonly Delivery[];
   readonly withheld: readonly { readonly service: string; readonly error: BrokerError }[];
+  /** Subscribers a patient restriction denied a copy (45 CFR 164.522), with the deciding Consent. */
+  readonly restricted: readonly { readonly service: string; readonly purpose: string; readonly denial: Denial }[];
 }
 
 export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Routed {
@@ -154,7 +167,16 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
   const now = ctx.now();
   const deliveries: Delivery[] = [];
   const withheld: { service: string; error: BrokerError }[] = [];
+  const restricted: { service: string; purpose: string; denial: Denial }[] = [];
+  let patient: { readonly id: string | undefined } | undefined;
+  const patientOf = (): string | undefined => (patient ??= { id: ctx.patientOf?.(resource) }).id;
+  const restrict = ctx.restrictions === undefined ? undefined : restrictionCheck(ctx.restrictions, resource, (r) => (r === resource ? patientOf() : ctx.patientOf?.(r)));
   for (const sub of route.subscribers) {
+    const denial = restrict?.(sub.service, sub.purpose);
+    if (denial !== undefined) {
+      restricted.push({ service: sub.service, purpose: sub.purpose, denial });
+      continue;
+    }
     let projected: Record<string, unknown>;
     try {
       projected = sub.project(resource as unknown as Record<string, unknown>, { pseudonymize: ctx.pseudonymizerFor(sub.service) });
@@ -193,7 +215,8 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
       sig: sealed.sig,
       profileUrl: sub.profileUrl,
       purpose: sub.purpose,
+      ...(ctx.accountedRecipients?.has(sub.service) === true ? { disclosure: { patient: patientOf(), elements: disclosedElements(projected) } } : {}),
     });
   }
-  return { deliveries, withheld };
+  return { deliveries, withheld, restricted };
 }

@@ -92,7 +92,7 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
       else if (serviceAt.has(s.id)) issues.push(source.issue(['services', i, 'id'], `duplicate service id '${s.id}' (first declared at ${serviceAt.get(s.id) ?? '?'})`));
       else {
         serviceAt.set(s.id, where);
-        services.set(s.id, Object.freeze({ id: s.id, owner: s.owner, description: s.description, classification: s.classification, external: s.external, keyDir: s.keyDir ?? `keys/${s.id}`, file: source.file }));
+        services.set(s.id, Object.freeze({ id: s.id, owner: s.owner, description: s.description, classification: s.classification, external: s.external, ...(s.accountDisclosures === undefined ? {} : { accountDisclosures: s.accountDisclosures }), keyDir: s.keyDir ?? `keys/${s.id}`, file: source.file }));
       }
     });
     for (const [type, raw] of Object.entries(top.data.topics ?? {})) {

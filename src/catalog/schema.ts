@@ -21,6 +21,8 @@ export const serviceSchema = z.strictObject({
   description: z.string().min(1, 'expected a description'),
   classification: z.enum(['phi', 'deidentified', 'internal', 'public']),
   external: z.boolean().default(false),
+  /** Account every delivery to this service as a disclosure (45 CFR 164.528); default: the value of `external`. */
+  accountDisclosures: z.boolean().optional(),
   keyDir: relativeDir.optional(),
 });
 

@@ -18,10 +18,20 @@ export interface ServiceDef {
   readonly classification: DataClassification;
   /** True for recipients outside the covered entity (partners): their deliveries are disclosures (45 CFR 164.528). */
   readonly external: boolean;
+  /**
+   * Set only when declared: whether deliveries to this service go into the accounting of disclosures. When absent
+   * the rule is `external` (accountsDisclosures below); a covered entity may also account internal recipients.
+   */
+  readonly accountDisclosures?: boolean;
   /** Where this service's dev keys live, relative to the data dir (default `keys/<id>`). */
   readonly keyDir: string;
   /** The file the service was declared in (for error messages). */
   readonly file: string;
+}
+
+/** Whether every delivery to `service` is a disclosure recorded for the accounting (45 CFR 164.528). */
+export function accountsDisclosures(service: ServiceDef): boolean {
+  return service.accountDisclosures ?? service.external;
 }
 
 export interface SubscriptionDef {

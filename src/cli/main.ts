@@ -3,15 +3,17 @@
 // (default .phi-broker/, or PHI_BROKER_DATA_DIR); NATS_URL points them at an existing NATS.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatIssue } from '../catalog/issues.js';
 import { checkCatalog } from '../catalog/load.js';
 import { configFromEnv, parseConfig, type BrokerConfig, type BrokerConfigInput } from '../config.js';
+import { isPatientRef } from '../consent/patient-option.js';
 import { isBrokerError } from '../errors.js';
 import { createLogger } from '../log.js';
 // `up` and `demo` run the broker, which loads the FHIR model (@fhir-typescript/r4-core, seconds to import):
 // they import it on demand, so `--help`, `publish`, `tail` and `catalog check` start in well under a second.
 import { packageRoot } from './package-root.js';
+import { parseSince, runDisclosures } from './disclosures.js';
 import { runPublish } from './publish.js';
 import { runQuarantineList, runQuarantineShow } from './quarantine.js';
 import { runTail } from './tail.js';
@@ -102,6 +104,56 @@ quarantine
   .option('--decrypt', 'decrypt the sealed original with the broker quarantine key')
   .action(async (id: string, opts: { decrypt?: boolean }, cmd: Command) => {
     process.exitCode = await runQuarantineShow(configFrom(cmd.optsWithGlobals<GlobalOptions>()), id, { decrypt: opts.decrypt === true });
+  });
+
+// Patient rights (45 CFR 164.522, 164.528): docs/patient-rights.md.
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+const consent = program.command('consent').description('patient restrictions (45 CFR 164.522) as FHIR Consent resources, applied by the broker at projection time');
+consent
+  .command('add')
+  .description('restrict deliveries about a patient: to a recipient, for a purpose of use, or of resources with a sensitivity label (each option repeatable; any match stops a delivery)')
+  .requiredOption('--patient <ref>', 'the patient, as Patient/<id>')
+  .option('--deny-recipient <service>', 'a catalog service that must not receive data about the patient', collect, [])
+  .option('--deny-purpose <code>', 'an HL7 v3 PurposeOfUse code (e.g. HMARKT, HRESCH)', collect, [])
+  .option('--deny-label <code>', 'an HL7 v3 ActCode sensitivity label (e.g. PSY, SUD, HIV, ETH)', collect, [])
+  .option('--reason <text>', "the patient's stated reason (kept sealed in the Consent)")
+  .action(async (opts: { patient: string; denyRecipient: string[]; denyPurpose: string[]; denyLabel: string[]; reason?: string }, cmd: Command) => {
+    const { runConsentAdd } = await import('./consent.js'); // loads the FHIR model (validates the Consent)
+    await runConsentAdd(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts);
+  });
+consent
+  .command('list')
+  .description("a patient's restrictions, active and revoked")
+  .requiredOption('--patient <ref>', 'the patient, as Patient/<id>')
+  .option('--json', 'one FHIR Consent (JSON) per line')
+  .action(async (opts: { patient: string; json?: boolean }, cmd: Command) => {
+    const { runConsentList } = await import('./consent.js');
+    await runConsentList(configFrom(cmd.optsWithGlobals<GlobalOptions>()), { patient: opts.patient, json: opts.json === true });
+  });
+consent
+  .command('revoke')
+  .description('end a restriction (its Consent becomes inactive); new messages flow again')
+  .argument('<id>', 'the consent id that add and list print')
+  .action(async (id: string, _opts: unknown, cmd: Command) => {
+    const { runConsentRevoke } = await import('./consent.js');
+    await runConsentRevoke(configFrom(cmd.optsWithGlobals<GlobalOptions>()), id);
+  });
+
+program
+  .command('disclosures')
+  .description('accounting of disclosures (45 CFR 164.528): deliveries about a patient to recipients outside the covered entity')
+  .requiredOption('--patient <ref>', 'the patient, as Patient/<id>', (v) => {
+    if (!isPatientRef(v)) throw new InvalidArgumentError('expected a patient reference Patient/<id>');
+    return v;
+  })
+  .option('--since <date>', 'ISO 8601 date or date-time (default: six years back)', (v) => {
+    const d = parseSince(v);
+    if (d === undefined) throw new InvalidArgumentError('expected an ISO 8601 date (YYYY-MM-DD) or date-time');
+    return d;
+  })
+  .addOption(new Option('--format <format>', 'text, or fhir (a Bundle of AuditEvents)').choices(['text', 'fhir']).default('text'))
+  .action(async (opts: { patient: string; since?: Date; format: 'text' | 'fhir' }, cmd: Command) => {
+    await runDisclosures(configFrom(cmd.optsWithGlobals<GlobalOptions>()), { patient: opts.patient, format: opts.format, ...(opts.since === undefined ? {} : { since: opts.since }) });
   });
 
 const catalog = program.command('catalog').description('the catalog: subjects/ and fhir-profiles/');

@@ -9,11 +9,15 @@ export const STREAMS = {
   deliver: 'PHI_DELIVER',
   quarantine: 'PHI_QUARANTINE',
   receipts: 'PHI_RECEIPTS',
+  /** Accounting of disclosures (45 CFR 164.528): one record per delivery to an accounted recipient; deny delete, deny purge. */
+  disclosures: 'PHI_DISCLOSURES',
 } as const;
 
 export const KV_BUCKETS = {
   /** Message ids the broker has accepted, for replay detection beyond JetStream's duplicate window. */
   seen: 'phi_seen',
+  /** Patient restrictions (45 CFR 164.522) as sealed FHIR Consent resources, keyed `<patient pseudonym>.<consent id>`. */
+  consent: 'phi_consent',
 } as const;
 
 export const BROKER_CONSUMER = 'broker';
@@ -40,6 +44,14 @@ function assertService(service: string): void {
   if (!SERVICE_ID_PATTERN.test(service)) throw new TypeError(`not a service id: ${JSON.stringify(service)}`);
 }
 
+/** A patient pseudonym token (src/registry/pseudonym.ts: 43 base64url characters), or `_unresolved`. */
+export const UNRESOLVED_PATIENT = '_unresolved';
+const PSEUDONYM_TOKEN = /^(?:[A-Za-z0-9_-]{43}|_unresolved)$/;
+
+function assertPseudonym(token: string): void {
+  if (!PSEUDONYM_TOKEN.test(token)) throw new TypeError('not a patient pseudonym token');
+}
+
 function typeToken(type: string): string {
   if (type === RAW_TYPE) return RAW_TOKEN;
   if (!RESOURCE_TYPE_NAME_PATTERN.test(type)) throw new TypeError(`not a resource type: ${JSON.stringify(type)}`);
@@ -63,6 +75,17 @@ export const subjects = {
   },
   quarantineAll: 'phi.quarantine.>',
   quarantine: (service: string): string => `phi.quarantine.${SERVICE_ID_PATTERN.test(service) ? service : '_unknown'}`,
+  /** Disclosure records: `phi.disclosure.<patient pseudonym>.<recipient>` (the broker's keyed pseudonym, never a raw id). */
+  disclosuresAll: 'phi.disclosure.>',
+  disclosure: (patient: string, recipient: string): string => {
+    assertPseudonym(patient);
+    assertService(recipient);
+    return `phi.disclosure.${patient}.${recipient}`;
+  },
+  disclosuresOf: (patient: string): string => {
+    assertPseudonym(patient);
+    return `phi.disclosure.${patient}.>`;
+  },
   receiptsAll: 'phi.receipt.>',
   receipt: (service: string): string => {
     assertService(service);

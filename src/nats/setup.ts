@@ -100,6 +100,34 @@ export async function ensureBrokerInfrastructure(nc: NatsConnection, settings: S
   return { seen: await ensureReplayBucket(nc, jsm, settings.replayWindowMs) };
 }
 
+/**
+ * The accounting of disclosures (45 CFR 164.528): limits retention by age (six years by default), deny delete and
+ * deny purge, so no record can be removed before it ages out; de-duplication by Nats-Msg-Id (ADR-31) keeps a
+ * redelivered ingest message from recording one disclosure twice inside the duplicate window.
+ */
+export async function ensureDisclosureStream(nc: NatsConnection, settings: { readonly maxAgeMs: number; readonly duplicateWindowMs: number }): Promise<void> {
+  const jsm = await nc.jetstreamManager();
+  await ensureStream(jsm, {
+    name: STREAMS.disclosures,
+    subjects: [subjects.disclosuresAll],
+    storage: StorageType.File,
+    num_replicas: 1,
+    retention: RetentionPolicy.Limits,
+    max_age: nanos(settings.maxAgeMs),
+    duplicate_window: nanos(Math.min(settings.duplicateWindowMs, settings.maxAgeMs)),
+    deny_delete: true,
+    deny_purge: true,
+  });
+}
+
+/** How many revisions of one restriction the consent bucket keeps (added, revoked, …: its history). */
+const CONSENT_HISTORY = 16;
+
+/** The patient-restriction bucket (src/consent/store.ts). Values are sealed; keys are pseudonyms and consent ids. */
+export async function ensureConsentBucket(nc: NatsConnection): Promise<KV> {
+  return nc.jetstream().views.kv(KV_BUCKETS.consent, { history: CONSENT_HISTORY, storage: StorageType.File });
+}
+
 /** The durable consumer a subscriber reads its deliveries from (created by the subscriber's SDK or by `up`). */
 export async function ensureDeliveryConsumer(nc: NatsConnection, service: string, type?: string): Promise<string> {
   const jsm = await nc.jetstreamManager();

@@ -31,10 +31,25 @@ describe('subjects', () => {
   });
 
   it('streams, bucket, consumer and header names are fixed', () => {
-    expect(STREAMS).toEqual({ ingest: 'PHI_INGEST', deliver: 'PHI_DELIVER', quarantine: 'PHI_QUARANTINE', receipts: 'PHI_RECEIPTS' });
-    expect(KV_BUCKETS).toEqual({ seen: 'phi_seen' });
+    expect(STREAMS).toEqual({ ingest: 'PHI_INGEST', deliver: 'PHI_DELIVER', quarantine: 'PHI_QUARANTINE', receipts: 'PHI_RECEIPTS', disclosures: 'PHI_DISCLOSURES' });
+    expect(KV_BUCKETS).toEqual({ seen: 'phi_seen', consent: 'phi_consent' });
     expect(BROKER_CONSUMER).toBe('broker');
     expect(HEADERS).toEqual({ msgId: 'Nats-Msg-Id', signature: 'Phi-Sig', code: 'Phi-Code', record: 'Phi-Record', part: 'Phi-Part' });
+  });
+});
+
+describe('disclosure subjects', () => {
+  const pseudonym = 'A'.repeat(40) + '-_9';
+
+  it('are phi.disclosure.<patient pseudonym>.<recipient>, or _unresolved', () => {
+    expect(subjects.disclosure(pseudonym, 'partner-payer')).toBe(`phi.disclosure.${pseudonym}.partner-payer`);
+    expect(subjects.disclosure('_unresolved', 'public-health')).toBe('phi.disclosure._unresolved.public-health');
+    expect(subjects.disclosuresOf(pseudonym)).toBe(`phi.disclosure.${pseudonym}.>`);
+  });
+
+  it.each(['Patient/123', 'MRN-7731', '*', '>', 'a.b', 'A'.repeat(44)])('refuse %s as a patient token (only a pseudonym enters a subject)', (token) => {
+    expect(() => subjects.disclosure(token, 'partner-payer')).toThrow(TypeError);
+    expect(() => subjects.disclosuresOf(token)).toThrow(TypeError);
   });
 });
 

@@ -1,0 +1,66 @@
+// `phi-broker consent add|list|revoke`: patient restrictions (45 CFR 164.522(a)) stored as sealed FHIR Consent
+// resources in KV phi_consent (src/consent/store.ts). The output is the operator's own: it names the Consent id,
+// its status and what it denies; the patient reference appears only where the operator typed it.
+import type { Writable } from 'node:stream';
+import type { Consent } from 'fhir/r4.js';
+import type { BrokerConfig } from '../config.js';
+import { restrictionOf } from '../consent/consent.js';
+import { ConsentStore } from '../consent/store.js';
+import { initCrypto } from '../crypto/sodium.js';
+import { existingBrokerSecrets } from './broker-secrets.js';
+import { connectNats, loadConfiguredCatalog, natsUrl } from './runtime.js';
+
+export interface ConsentAddOptions {
+  readonly patient: string;
+  readonly denyRecipient: readonly string[];
+  readonly denyPurpose: readonly string[];
+  readonly denyLabel: readonly string[];
+  readonly reason?: string;
+}
+
+async function withStore<T>(config: BrokerConfig, fn: (store: ConsentStore) => Promise<T>): Promise<T> {
+  await initCrypto();
+  const secrets = existingBrokerSecrets(config);
+  const services = loadConfiguredCatalog(config).services.keys();
+  const nc = await connectNats(natsUrl(config), 'phi-broker consent');
+  try {
+    return await fn(await ConsentStore.open(nc, secrets, services));
+  } finally {
+    await nc.close();
+  }
+}
+
+export function describeConsent(c: Consent): string {
+  const r = restrictionOf(c);
+  const denies = [
+    ...[...r.recipients].map((s) => `recipient ${s}`),
+    ...[...r.purposes].map((p) => `purpose ${p}`),
+    ...[...r.labels].map((l) => `label ${l}`),
+  ].join(', ');
+  return `${c.id ?? '-'}  ${c.status}  ${c.dateTime ?? '-'}  denies: ${denies}`;
+}
+
+export async function runConsentAdd(config: BrokerConfig, opts: ConsentAddOptions, out: Writable = process.stdout): Promise<void> {
+  const stored = await withStore(config, (store) =>
+    store.add({
+      patient: opts.patient,
+      denyRecipients: opts.denyRecipient,
+      denyPurposes: opts.denyPurpose,
+      denyLabels: opts.denyLabel,
+      ...(opts.reason === undefined ? {} : { reason: opts.reason }),
+    }),
+  );
+  out.write(`added ${describeConsent(stored.consent)}\n`);
+  out.write(`kv revision ${stored.revision}: brokers apply it once their view reaches this revision (logged consent.applied)\n`);
+}
+
+export async function runConsentList(config: BrokerConfig, opts: { readonly patient: string; readonly json: boolean }, out: Writable = process.stdout): Promise<void> {
+  const list = await withStore(config, (store) => store.list(opts.patient));
+  for (const s of list) out.write(`${opts.json ? JSON.stringify(s.consent) : describeConsent(s.consent)}\n`);
+  if (!opts.json) out.write(`${list.length} restriction${list.length === 1 ? '' : 's'}\n`);
+}
+
+export async function runConsentRevoke(config: BrokerConfig, id: string, out: Writable = process.stdout): Promise<void> {
+  const r = await withStore(config, (store) => store.revoke(id));
+  out.write(r.changed ? `revoked ${describeConsent(r.consent)}\nkv revision ${r.revision}\n` : `already inactive: ${describeConsent(r.consent)}\n`);
+}

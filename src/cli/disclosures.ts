@@ -1,0 +1,57 @@
+// `phi-broker disclosures --patient <ref> [--since DATE] [--format text|fhir]`: the accounting of disclosures
+// (45 CFR 164.528) for one patient — every delivery to an accounted recipient (the catalog's external partners,
+// or any service with accountDisclosures: true), six years back by default (164.528(a)(3)). Text: one line per
+// disclosure (date, recipient, resource type, purpose, message id, elements). FHIR: a Bundle of AuditEvents.
+import type { Writable } from 'node:stream';
+import type { BrokerConfig } from '../config.js';
+import { isPatientRef } from '../consent/patient-option.js';
+import { disclosureBundle } from '../disclosures/fhir.js';
+import { readDisclosures, type StoredDisclosure } from '../disclosures/read.js';
+import { patientPseudonym } from '../registry/pseudonym.js';
+import { existingBrokerSecrets } from './broker-secrets.js';
+import { connectNats, natsUrl } from './runtime.js';
+
+/** Six years back (164.528(a)(3)): the same calendar date six years earlier. */
+export function defaultSince(now: number): Date {
+  const d = new Date(now);
+  d.setUTCFullYear(d.getUTCFullYear() - 6);
+  return d;
+}
+
+/** An ISO 8601 date or date-time (`2026-01-31`, `2026-01-31T08:00:00Z`), or undefined. */
+export function parseSince(value: string): Date | undefined {
+  if (!/^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+-]\d{2}:\d{2}))?$/.test(value)) return undefined;
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? undefined : d;
+}
+
+export function formatDisclosure(d: StoredDisclosure): string {
+  const r = d.record;
+  return `${new Date(r.at).toISOString()}  ${r.recipient}  ${r.type}  ${r.purpose}  message ${r.messageId}  elements: ${r.elements.join(', ')}`;
+}
+
+export async function runDisclosures(
+  config: BrokerConfig,
+  opts: { readonly patient: string; readonly since?: Date; readonly format: 'text' | 'fhir' },
+  out: Writable = process.stdout,
+  now: number = Date.now(),
+): Promise<void> {
+  if (!isPatientRef(opts.patient)) throw new TypeError('--patient: expected a patient reference Patient/<id>');
+  const patient = opts.patient;
+  const since = opts.since ?? defaultSince(now);
+  const pseudonym = patientPseudonym(existingBrokerSecrets(config), patient);
+  const nc = await connectNats(natsUrl(config), 'phi-broker disclosures');
+  let result: Awaited<ReturnType<typeof readDisclosures>>;
+  try {
+    result = await readDisclosures(nc, pseudonym, since);
+  } finally {
+    await nc.close();
+  }
+  if (opts.format === 'fhir') {
+    out.write(`${JSON.stringify(disclosureBundle(result.disclosures, patient, now), null, 2)}\n`);
+    return;
+  }
+  for (const d of result.disclosures) out.write(`${formatDisclosure(d)}\n`);
+  const n = result.disclosures.length;
+  out.write(`${n} disclosure${n === 1 ? '' : 's'} since ${since.toISOString()}${result.skipped > 0 ? ` (${result.skipped} unreadable message(s) skipped)` : ''}\n`);
+}

@@ -1,0 +1,160 @@
+// A patient restriction (45 CFR 164.522(a)) as a FHIR R4 Consent (http://hl7.org/fhir/R4/consent.html): scope
+// patient-privacy, policyRule hipaa-restrictions, and a base `permit` provision (what the catalog routes) with one
+// nested `deny` provision per kind of denial — recipients (provision.actor, role IRCP), purposes of use
+// (provision.purpose, v3-ActReason) and sensitivity labels (provision.securityLabel, v3-ActCode). Repeats inside
+// one element are alternatives and nested provisions are exceptions to the base, so the Consent says exactly
+// what the broker enforces: a delivery is stopped when ANY denial matches. Revoking sets status `inactive`
+// (the Consent stays, with its history, as evidence). Pure: building, reading and revoking; I/O is store.ts.
+import type { Coding, Consent, ConsentProvision } from 'fhir/r4.js';
+import { BrokerError } from '../errors.js';
+import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../fhir/validate.js';
+import {
+  CONSENT_CATEGORY,
+  CONSENT_POLICY,
+  CONSENT_SCOPE,
+  LABEL_SYSTEM,
+  PURPOSE_SYSTEM,
+  RECIPIENT_ROLE,
+  SENSITIVITY_LABELS,
+  SERVICE_SYSTEM,
+  isPurposeOfUse,
+  isSensitivityLabel,
+} from './codes.js';
+import { patientRefOption } from './patient-option.js';
+
+export interface RestrictionRequest {
+  /** The Consent's logical id (a UUID). */
+  readonly id: string;
+  /** `Patient/<id>`. */
+  readonly patient: string;
+  readonly denyRecipients: readonly string[];
+  readonly denyPurposes: readonly string[];
+  readonly denyLabels: readonly string[];
+  /** The patient's stated reason, kept in the Consent's narrative (sealed with the rest). */
+  readonly reason?: string;
+  /** When the restriction was agreed (ms since epoch): Consent.dateTime. */
+  readonly at: number;
+}
+
+/** What the broker enforces for one Consent: its id and what it denies (no patient data). */
+export interface Restriction {
+  readonly id: string;
+  readonly active: boolean;
+  readonly recipients: ReadonlySet<string>;
+  readonly purposes: ReadonlySet<string>;
+  readonly labels: ReadonlySet<string>;
+  /** A stored restriction the broker could not read: it denies every delivery about that patient (fail closed). */
+  readonly all: boolean;
+}
+
+const CONSENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function isConsentId(id: string): boolean {
+  return CONSENT_ID.test(id);
+}
+
+/**
+ * Checks a request against what the broker can enforce (the catalog's services, its purposes of use, the known
+ * sensitivity labels) and builds the Consent; E_CONSENT_INVALID names the option at fault.
+ */
+export function buildConsent(req: RestrictionRequest, services: ReadonlySet<string>): Consent {
+  if (!isConsentId(req.id)) throw new TypeError('consent id must be a lower-case UUID');
+  patientRefOption(req.patient);
+  for (const s of req.denyRecipients) {
+    if (!services.has(s)) throw new BrokerError('E_CONSENT_INVALID', `--deny-recipient: no service ${JSON.stringify(s)} in the catalog`, { path: '--deny-recipient' });
+  }
+  for (const p of req.denyPurposes) {
+    if (!isPurposeOfUse(p)) throw new BrokerError('E_CONSENT_INVALID', `--deny-purpose: ${JSON.stringify(p)} is not a purpose of use the catalog routes with (HL7 v3 ActReason)`, { path: '--deny-purpose' });
+  }
+  for (const l of req.denyLabels) {
+    if (!isSensitivityLabel(l)) throw new BrokerError('E_CONSENT_INVALID', `--deny-label: ${JSON.stringify(l)} is not a known sensitivity label (HL7 v3 ActCode)`, { path: '--deny-label' });
+  }
+  const denials: ConsentProvision[] = [];
+  const recipients = unique(req.denyRecipients);
+  const purposes = unique(req.denyPurposes);
+  const labels = unique(req.denyLabels);
+  if (recipients.length > 0) {
+    denials.push({ type: 'deny', actor: recipients.map((s) => ({ role: { coding: [{ ...RECIPIENT_ROLE }] }, reference: { identifier: { system: SERVICE_SYSTEM, value: s }, display: s } })) });
+  }
+  if (purposes.length > 0) denials.push({ type: 'deny', purpose: purposes.map((code) => ({ system: PURPOSE_SYSTEM, code })) });
+  if (labels.length > 0) {
+    denials.push({ type: 'deny', securityLabel: labels.map((code) => ({ system: LABEL_SYSTEM, code, display: SENSITIVITY_LABELS[code as keyof typeof SENSITIVITY_LABELS] })) });
+  }
+  if (denials.length === 0) throw new BrokerError('E_CONSENT_INVALID', 'a restriction needs at least one --deny-recipient, --deny-purpose or --deny-label', { path: '--deny-recipient' });
+  const consent: Consent = {
+    resourceType: 'Consent',
+    id: req.id,
+    status: 'active',
+    scope: { coding: [{ ...CONSENT_SCOPE }] },
+    category: [{ coding: [{ ...CONSENT_CATEGORY }] }],
+    patient: { reference: req.patient },
+    dateTime: new Date(req.at).toISOString(),
+    policyRule: { coding: [{ ...CONSENT_POLICY }] },
+    provision: { type: 'permit', provision: denials },
+  };
+  if (req.reason !== undefined && req.reason.trim() !== '') {
+    consent.text = { status: 'additional', div: `<div xmlns="http://www.w3.org/1999/xhtml"><p>${escapeXml(req.reason.trim())}</p></div>` };
+  }
+  return checkConsent(consent);
+}
+
+/** FHIR R4 validation (src/fhir/validate.ts) plus the shape this module writes; returns the Consent. */
+export function checkConsent(json: unknown): Consent {
+  const consent = validateResource(json, DEFAULT_VALIDATION_LIMITS) as unknown as Consent;
+  if (consent.resourceType !== 'Consent') throw new BrokerError('E_CONSENT_INVALID', 'resourceType: expected Consent', { path: 'resourceType' });
+  if (!isConsentId(consent.id ?? '')) throw new BrokerError('E_CONSENT_INVALID', 'Consent.id: expected a UUID', { path: 'Consent.id' });
+  patientRefOption(consent.patient?.reference ?? '', 'Consent.patient.reference');
+  restrictionOf(consent);
+  return consent;
+}
+
+/** The enforceable content of a Consent this module wrote; E_CONSENT_INVALID for any other shape. */
+export function restrictionOf(consent: Consent): Restriction {
+  const root = consent.provision;
+  if (root?.type !== 'permit' || root.actor !== undefined || root.purpose !== undefined || root.securityLabel !== undefined) {
+    throw new BrokerError('E_CONSENT_INVALID', 'Consent.provision: expected a base permit with nested deny provisions', { path: 'Consent.provision' });
+  }
+  const recipients = new Set<string>();
+  const purposes = new Set<string>();
+  const labels = new Set<string>();
+  for (const [i, p] of (root.provision ?? []).entries()) {
+    const path = `Consent.provision.provision[${i}]`;
+    const kinds = [p.actor, p.purpose, p.securityLabel].filter((k) => k !== undefined).length;
+    // One kind per nested provision: two kinds in one provision would mean "both at once" (FHIR ANDs a
+    // provision's elements), which the broker does not evaluate, so such a Consent is refused, not misread.
+    if (p.type !== 'deny' || kinds !== 1 || p.provision !== undefined) {
+      throw new BrokerError('E_CONSENT_INVALID', `${path}: expected a deny provision with one of actor, purpose or securityLabel`, { path });
+    }
+    for (const a of p.actor ?? []) {
+      const id = a.reference.identifier;
+      if (id?.system !== SERVICE_SYSTEM || id.value === undefined) throw new BrokerError('E_CONSENT_INVALID', `${path}.actor: expected a service identifier`, { path: `${path}.actor` });
+      recipients.add(id.value);
+    }
+    for (const c of p.purpose ?? []) purposes.add(codeOf(c, PURPOSE_SYSTEM, `${path}.purpose`));
+    for (const c of p.securityLabel ?? []) labels.add(codeOf(c, LABEL_SYSTEM, `${path}.securityLabel`));
+  }
+  return { id: consent.id ?? '', active: consent.status === 'active', recipients, purposes, labels, all: false };
+}
+
+/** The Consent with status `inactive` (FHIR R4 consent-state-codes: no longer in force). */
+export function revokedConsent(consent: Consent): Consent {
+  return { ...consent, status: 'inactive' };
+}
+
+/** A stand-in for a stored restriction that could not be read or checked: it denies everything (fail closed). */
+export function denyAllRestriction(id: string): Restriction {
+  return { id, active: true, recipients: new Set(), purposes: new Set(), labels: new Set(), all: true };
+}
+
+function codeOf(c: Coding, system: string, path: string): string {
+  if (c.system !== system || c.code === undefined) throw new BrokerError('E_CONSENT_INVALID', `${path}: expected a code from ${system}`, { path });
+  return c.code;
+}
+
+function unique(values: readonly string[]): string[] {
+  return [...new Set(values)];
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}

@@ -1,0 +1,84 @@
+// Patient restrictions in JetStream KV `phi_consent` (NATS ADR-8): key `<patient pseudonym>.<consent id>` — the
+// broker's keyed pseudonym (src/registry/pseudonym.ts), never a raw identifier — value the sealed Consent
+// (sealed.ts). Revoking rewrites the Consent as `inactive` with compare-and-set on the KV revision (the update
+// fails if anyone changed it in between), so the bucket's history keeps every state as evidence.
+import { randomUUID } from 'node:crypto';
+import type { Consent } from 'fhir/r4.js';
+import type { KV, NatsConnection } from 'nats';
+import type { BrokerSecrets } from '../broker/secrets.js';
+import { BrokerError } from '../errors.js';
+import { ensureConsentBucket } from '../nats/setup.js';
+import { patientPseudonym } from '../registry/pseudonym.js';
+import { buildConsent, checkConsent, isConsentId, revokedConsent, type RestrictionRequest } from './consent.js';
+import { patientRefOption } from './patient-option.js';
+import { consentStoreKey, openConsentValue, sealConsentValue } from './sealed.js';
+
+export interface StoredConsent {
+  readonly consent: Consent;
+  /** KV revision of this state (the stream sequence): brokers have applied it once their view reaches it. */
+  readonly revision: number;
+}
+
+export type NewRestriction = Omit<RestrictionRequest, 'id' | 'at'>;
+
+export class ConsentStore {
+  private constructor(
+    private readonly kv: KV,
+    private readonly secrets: BrokerSecrets,
+    private readonly key: Uint8Array,
+    private readonly services: ReadonlySet<string>,
+    private readonly now: () => number,
+  ) {}
+
+  static async open(nc: NatsConnection, secrets: BrokerSecrets, services: Iterable<string>, now: () => number = Date.now): Promise<ConsentStore> {
+    return new ConsentStore(await ensureConsentBucket(nc), secrets, consentStoreKey(secrets), new Set(services), now);
+  }
+
+  /** Checks, builds and stores an active restriction (E_CONSENT_INVALID names the option at fault). */
+  async add(req: NewRestriction): Promise<StoredConsent> {
+    const consent = buildConsent({ ...req, id: randomUUID(), at: this.now() }, this.services);
+    const kvKey = this.kvKey(req.patient, consent.id ?? '');
+    const revision = await this.kv.create(kvKey, sealConsentValue(this.key, kvKey, consent));
+    return { consent, revision };
+  }
+
+  /** Every restriction recorded for the patient, active or not, oldest first. */
+  async list(patient: string): Promise<StoredConsent[]> {
+    const prefix = patientPseudonym(this.secrets, patientRefOption(patient));
+    const out: StoredConsent[] = [];
+    for (const kvKey of await this.keys(`${prefix}.*`)) {
+      const stored = await this.read(kvKey);
+      if (stored !== undefined) out.push(stored);
+    }
+    return out.sort((a, b) => a.revision - b.revision);
+  }
+
+  /** Sets the restriction `inactive`; `changed` is false when it already was. E_CONSENT_UNKNOWN for an unknown id. */
+  async revoke(id: string): Promise<StoredConsent & { readonly changed: boolean }> {
+    const unknown = new BrokerError('E_CONSENT_UNKNOWN', `no restriction with id ${isConsentId(id) ? id : '(not a consent id)'}`);
+    if (!isConsentId(id)) throw unknown;
+    const [kvKey] = await this.keys(`*.${id}`);
+    const stored = kvKey === undefined ? undefined : await this.read(kvKey);
+    if (kvKey === undefined || stored === undefined) throw unknown;
+    if (stored.consent.status !== 'active') return { ...stored, changed: false };
+    const consent = revokedConsent(stored.consent);
+    const revision = await this.kv.update(kvKey, sealConsentValue(this.key, kvKey, consent), stored.revision);
+    return { consent, revision, changed: true };
+  }
+
+  private kvKey(patient: string, id: string): string {
+    return `${patientPseudonym(this.secrets, patientRefOption(patient))}.${id}`;
+  }
+
+  private async keys(filter: string): Promise<string[]> {
+    const out: string[] = [];
+    for await (const k of await this.kv.keys(filter)) out.push(k);
+    return out;
+  }
+
+  private async read(kvKey: string): Promise<StoredConsent | undefined> {
+    const e = await this.kv.get(kvKey);
+    if (e === null || e.operation !== 'PUT') return undefined;
+    return { consent: checkConsent(openConsentValue(this.key, kvKey, e.value)), revision: e.revision };
+  }
+}
