@@ -19,8 +19,13 @@ export function indexPath(parent: string, index: number): string {
   return `${parent}[${index}]`;
 }
 
+/** The leaf AAD as text (its UTF-8 bytes are the AAD): the hot path hands it to src/crypto/aead-text.ts as is. */
+export function leafAadText(id: string, path: string, dk: string): string {
+  return `v1|${id}|${path}|${dk}`;
+}
+
 export function leafAad(id: string, path: string, dk: string): Uint8Array {
-  return Buffer.from(`v1|${id}|${path}|${dk}`, 'utf8');
+  return Buffer.from(leafAadText(id, path, dk), 'utf8');
 }
 
 export function wrapAad(id: string, to: string, kek: string, dk: string): Uint8Array {

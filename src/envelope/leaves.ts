@@ -11,12 +11,11 @@
 // the profile array holds canonical URLs, all of which both sides see in plaintext — a sealed leaf is base64url,
 // never an R4 type name nor a URL (no ':') — so sealer and opener always agree on which leaves are sealed.
 // Errors name the element path through shownPath: a key that does not look like a FHIR element name is `[?]`.
-import { fromBase64url } from '../crypto/base64url.js';
-import { openBlobText, sealBlobBase64url } from '../crypto/aead.js';
+import { openTextBase64url, sealTextBase64url } from '../crypto/aead-text.js';
 import type { RandomSource } from '../crypto/random.js';
 import { BrokerError } from '../errors.js';
 import { isResourceType } from '../fhir/elements.js';
-import { childPath, indexPath, leafAad, shownPath } from './aad.js';
+import { childPath, indexPath, leafAadText, shownPath } from './aad.js';
 
 export interface LeafContext {
   readonly id: string;
@@ -56,8 +55,7 @@ function leafText(value: unknown, path: string): string {
 }
 
 function sealLeaf(ctx: LeafContext, value: unknown, path: string): string {
-  const plaintext = Buffer.from(leafText(value, path), 'utf8');
-  return `"${sealBlobBase64url(ctx.key, plaintext, leafAad(ctx.id, path, ctx.dk), ctx.random)}"`;
+  return `"${sealTextBase64url(ctx.key, leafText(value, path), leafAadText(ctx.id, path, ctx.dk), ctx.random)}"`;
 }
 
 function sealNode(ctx: LeafContext, value: unknown, path: string): string {
@@ -139,8 +137,7 @@ function decryptFailed(path: string): BrokerError {
 }
 
 function openLeaf(ctx: LeafContext, sealed: string, path: string): Json {
-  const bytes = fromBase64url(sealed);
-  const text = bytes === undefined ? undefined : openBlobText(ctx.key, bytes, leafAad(ctx.id, path, ctx.dk));
+  const text = openTextBase64url(ctx.key, sealed, leafAadText(ctx.id, path, ctx.dk));
   if (text === undefined) throw decryptFailed(path);
   let value: unknown;
   try {

@@ -3,7 +3,7 @@
 // the broker's signature, decrypted, already cut to the service's minimum-necessary profile — with its
 // provenance, acknowledging only after the handler succeeds (at-least-once; duplicates suppressed by id).
 import { randomUUID } from 'node:crypto';
-import { headers as natsHeaders, type ConsumerMessages, type JsMsg, type NatsConnection, type Subscription as NatsSubscription } from 'nats';
+import { headers as natsHeaders, type ConsumerMessages, type JetStreamClient, type JsMsg, type NatsConnection, type Subscription as NatsSubscription } from 'nats';
 import { BROKER_ID } from '../catalog/types.js';
 import { Keyring } from '../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
@@ -72,10 +72,13 @@ export class PhiClient {
   private readonly receiptSub: NatsSubscription;
   private readonly subscriptions = new Set<Subscription>();
   private readonly brokerSigningKeys: ReadonlySet<string>;
+  /** One JetStream client for every publish (nc.jetstream() builds a new one per call). */
+  private readonly js: JetStreamClient;
   private closing = false;
 
   private constructor(private readonly opts: PhiClientOptions) {
     this.keyring = new Keyring(opts.keys, [...opts.peers]);
+    this.js = opts.nc.jetstream();
     this.brokerSigningKeys = new Set(opts.peers.filter((p) => p.service === BROKER_ID && p.use === 'sig').map((p) => p.kid));
     if (this.brokerSigningKeys.size === 0) throw new TypeError('peers must include the broker public signing key');
     this.receiptSub = opts.nc.subscribe(subjects.receipt(opts.service), {
@@ -153,7 +156,7 @@ export class PhiClient {
     const h = natsHeaders();
     h.set(HEADERS.signature, sealed.sig);
     try {
-      await this.opts.nc.jetstream().publish(subjects.ingest(this.opts.service, classified.type), sealed.bytes, { msgID: id, headers: h });
+      await this.js.publish(subjects.ingest(this.opts.service, classified.type), sealed.bytes, { msgID: id, headers: h });
     } catch (err) {
       this.opts.logger?.warn({ event: 'sdk.publish.failed', id, ...errorFields(err) }, 'publish failed');
       // A publish whose acknowledgement timed out may still have been stored, and then the broker processes it:

@@ -1,0 +1,174 @@
+// Before/after on a busy machine: the broker's pure per-message path (checkEnvelope + routeMessage: parse,
+// verify, hash, decrypt, validate, project and seal + sign every delivery — a Patient to the 3 subscribers of
+// bench/catalog/fanout-3) of two builds, interleaved in one process in rounds of 100 messages, so other load
+// hits both alike; prints the median CPU µs per message of each and the median per-round ratio. Then the same
+// for the NATS client's JetStream publish with and without nats.js `noAsyncTraces`.
+//   node dist/bench/ab-builds.js <root-of-build-A> [<root-of-build-B> = this checkout]
+// A build root is a checkout with `npm run build` done (dist/src and dist/bench), e.g. a `git worktree` of main.
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connect, headers as natsHeaders, type NatsConnection } from 'nats';
+import type * as PipelineModule from '../src/broker/pipeline.js';
+import type * as RoutesModule from '../src/broker/routes.js';
+import type * as SecretsModule from '../src/broker/secrets.js';
+import type * as KeyringModule from '../src/crypto/keyring.js';
+import type * as KeysModule from '../src/crypto/keys.js';
+import type * as SodiumModule from '../src/crypto/sodium.js';
+import type * as LimitsModule from '../src/fhir/limits.js';
+import type * as PseudonymizerModule from '../src/projection/pseudonymizer.js';
+import { ensureBrokerSecrets } from '../src/broker/secrets.js';
+import { loadCatalog } from '../src/catalog/load.js';
+import { BROKER_ID } from '../src/catalog/types.js';
+import { Keyring } from '../src/crypto/keyring.js';
+import { ensureDevKeys, readJwks, readServiceKeys } from '../src/crypto/keys.js';
+import { initCrypto } from '../src/crypto/sodium.js';
+import { sealEnvelope } from '../src/envelope/seal.js';
+import { startNatsServer } from '../src/nats/server.js';
+import { patient } from './resources.js';
+
+const HERE = fileURLToPath(new URL('../../', import.meta.url));
+
+interface Build {
+  readonly pipeline: typeof PipelineModule;
+  readonly routes: typeof RoutesModule;
+  readonly secrets: typeof SecretsModule;
+  readonly keyring: typeof KeyringModule;
+  readonly keys: typeof KeysModule;
+  readonly sodium: typeof SodiumModule;
+  readonly limits: typeof LimitsModule;
+  readonly pseudonymizer: typeof PseudonymizerModule;
+}
+
+async function load(root: string): Promise<Build> {
+  const m = async <T>(p: string): Promise<T> => (await import(join(root, 'dist', 'src', p))) as T;
+  return {
+    pipeline: await m('broker/pipeline.js'),
+    routes: await m('broker/routes.js'),
+    secrets: await m('broker/secrets.js'),
+    keyring: await m('crypto/keyring.js'),
+    keys: await m('crypto/keys.js'),
+    sodium: await m('crypto/sodium.js'),
+    limits: await m('fhir/limits.js'),
+    pseudonymizer: await m('projection/pseudonymizer.js'),
+  };
+}
+
+function cpuUs(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
+function median(values: readonly number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+}
+
+/** Median CPU µs of `a` and `b` (alternating rounds) and the median of the per-round ratio b / a. */
+async function interleave(rounds: number, a: () => Promise<void> | void, b: () => Promise<void> | void): Promise<{ a: number; b: number; ratio: number }> {
+  const ta: number[] = [];
+  const tb: number[] = [];
+  const r: number[] = [];
+  for (let k = 0; k < rounds; k++) {
+    let c0 = cpuUs();
+    await a();
+    const da = cpuUs() - c0;
+    c0 = cpuUs();
+    await b();
+    const db = cpuUs() - c0;
+    ta.push(da);
+    tb.push(db);
+    r.push(db / da);
+  }
+  return { a: median(ta), b: median(tb), ratio: median(r) };
+}
+
+async function main(): Promise<void> {
+  const rootA = process.argv[2];
+  const rootB = process.argv[3] ?? HERE;
+  if (rootA === undefined) throw new TypeError('usage: node dist/bench/ab-builds.js <root-of-build-A> [<root-of-build-B>]');
+  await initCrypto();
+  const dir = mkdtempSync(join(tmpdir(), 'phi-broker-ab-'));
+  try {
+    const keysDir = join(dir, 'keys');
+    mkdirSync(keysDir);
+    const catalog = loadCatalog({ subjects: join(HERE, 'bench', 'catalog', 'fanout-3'), profiles: join(HERE, 'fhir-profiles') });
+    ensureDevKeys(keysDir, [BROKER_ID, ...catalog.services.keys()]);
+    const master = ensureBrokerSecrets(keysDir).pseudonymKey;
+    const pubKeys = readServiceKeys(keysDir, 'registration');
+    const pubRing = new Keyring(pubKeys, readJwks(keysDir));
+    const kek = pubRing.kekFor(pubRing.encryptionKeyOf(BROKER_ID).kid);
+    const messages = Array.from({ length: 64 }, (_, i) => {
+      const s = sealEnvelope({ id: randomUUID(), iss: 'registration', iat: Date.now(), typ: 'Patient', resource: patient(i), signer: pubKeys.sign, recipients: [{ id: BROKER_ID, kek }] });
+      return { subject: 'phi.ingest.registration.Patient', data: s.bytes, signature: s.sig, storedAtMs: Date.now() };
+    });
+    const perMessage = async (root: string): Promise<() => void> => {
+      const m = await load(root);
+      await m.sodium.initCrypto();
+      const brokerKeys = m.keys.readServiceKeys(keysDir, BROKER_ID);
+      const cache = new Map<string, (v: string) => string>();
+      const ctx: PipelineModule.PipelineContext = {
+        keyring: new m.keyring.Keyring(brokerKeys, m.keys.readJwks(keysDir)),
+        signer: brokerKeys.sign,
+        routes: m.routes.compileRoutes(catalog),
+        limits: m.limits.DEFAULT_VALIDATION_LIMITS,
+        maxMessageBytes: 1 << 20,
+        maxDeliveryBytes: 1 << 20,
+        clockSkewMs: 300_000,
+        replayWindowMs: 6 * 3_600_000,
+        pseudonymizerFor: (s) => {
+          let p = cache.get(s);
+          if (p === undefined) cache.set(s, (p = m.pseudonymizer.pseudonymizer(m.secrets.subscriberPseudonymKey(master, s))));
+          return p;
+        },
+        now: Date.now,
+      };
+      let i = 0;
+      return () => {
+        for (let k = 0; k < 100; k++) m.pipeline.routeMessage(m.pipeline.checkEnvelope(messages[i++ % messages.length] as PipelineModule.IngestMessage, ctx), ctx);
+      };
+    };
+    const runA = await perMessage(rootA);
+    const runB = await perMessage(rootB);
+    for (let k = 0; k < 3; k++) {
+      runA();
+      runB();
+    }
+    const p = await interleave(40, runA, runB);
+    process.stdout.write(`pipeline (Patient, fan-out 3): A ${(p.a / 100).toFixed(0)} µs/msg, B ${(p.b / 100).toFixed(0)} µs/msg, B/A ${p.ratio.toFixed(3)}\n`);
+
+    const nats = await startNatsServer({ dir: join(dir, 'nats') });
+    const traced = await connect({ servers: nats.url });
+    const untraced = await connect({ servers: nats.url, noAsyncTraces: true });
+    try {
+      await (await traced.jetstreamManager()).streams.add({ name: 'AB', subjects: ['ab.>'] });
+      const body = new Uint8Array(2_700).fill(65);
+      const batch = (nc: NatsConnection) => async (): Promise<void> => {
+        const js = nc.jetstream();
+        await Promise.all(
+          Array.from({ length: 200 }, () => {
+            const h = natsHeaders();
+            h.set('Phi-Sig', 'x'.repeat(86));
+            return js.publish('ab.x', body, { msgID: randomUUID(), headers: h });
+          }),
+        );
+      };
+      await batch(traced)();
+      await batch(untraced)();
+      const n = await interleave(30, batch(traced), batch(untraced));
+      process.stdout.write(`JetStream publish: async traces ${(n.a / 200).toFixed(0)} µs, noAsyncTraces ${(n.b / 200).toFixed(0)} µs, ratio ${n.ratio.toFixed(3)}\n`);
+    } finally {
+      await traced.close();
+      await untraced.close();
+      await nats.stop();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`ab-builds: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,62 @@
+// A broker process for the benchmark: the compiled Broker (the same class `phi-broker up` runs) against the
+// bench's nats-server, with a bench catalog and keys. `phi-broker up` has no way to take a catalog and keys
+// dir other than its data dir layout, and logs "ready" only on stdout, so the bench forks this runner and
+// talks to it over the IPC channel: `ready` (with seconds from process start), `stats` on request, and a
+// clean stop (in-flight messages finish) on `stop` — which also lets `--cpu-prof` write its profile.
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { Broker } from '../src/broker/broker.js';
+import { ensureBrokerSecrets } from '../src/broker/secrets.js';
+import { loadCatalog } from '../src/catalog/load.js';
+import { BROKER_ID } from '../src/catalog/types.js';
+import { parseConfig } from '../src/config.js';
+import { readJwks, readServiceKeys } from '../src/crypto/keys.js';
+import { initCrypto } from '../src/crypto/sodium.js';
+import { createLogger } from '../src/log.js';
+import { connectNats } from '../src/cli/runtime.js';
+
+export interface BrokerProcessArgs {
+  readonly natsUrl: string;
+  readonly subjectsDir: string;
+  readonly profilesDir: string;
+  readonly keysDir: string;
+  readonly dataDir: string;
+  readonly logFile: string;
+}
+
+type ToBroker = { cmd: 'stats' } | { cmd: 'stop' };
+
+async function main(): Promise<void> {
+  const args = JSON.parse(process.argv[2] ?? '{}') as BrokerProcessArgs;
+  await initCrypto();
+  const config = parseConfig({ dataDir: args.dataDir, natsUrl: args.natsUrl, subjectsDir: args.subjectsDir, profilesDir: args.profilesDir, logLevel: 'info' });
+  const catalog = loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
+  // Production logs at info (one line per accepted message); the bench keeps that cost, writing to a file.
+  const logger = createLogger({ level: config.logLevel, destination: pino.destination({ dest: args.logFile, sync: true }) });
+  const nc = await connectNats(args.natsUrl, 'phi-broker bench');
+  const broker = await Broker.start({
+    config,
+    catalog,
+    nc,
+    keys: readServiceKeys(args.keysDir, BROKER_ID),
+    peers: readJwks(args.keysDir),
+    secrets: ensureBrokerSecrets(join(args.keysDir)),
+    logger,
+  });
+  process.send?.({ type: 'ready', seconds: process.uptime() });
+  process.on('message', (m: ToBroker) => {
+    if (m.cmd === 'stats') process.send?.({ type: 'stats', ...broker.stats });
+    if (m.cmd === 'stop') {
+      void (async () => {
+        await broker.stop();
+        await nc.drain();
+        process.send?.({ type: 'stopped', ...broker.stats }, () => process.exit(0));
+      })();
+    }
+  });
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench broker: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

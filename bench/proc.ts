@@ -1,0 +1,35 @@
+// CPU time and memory of a process from Linux procfs (proc(5)): utime + stime from /proc/<pid>/stat (fields 14
+// and 15, in clock ticks), VmRSS and VmHWM (peak resident set) from /proc/<pid>/status.
+import { readFileSync } from 'node:fs';
+
+/** Clock ticks per second (sysconf(_SC_CLK_TCK)); 100 on every Linux this runs on. */
+const CLK_TCK = 100;
+
+export interface ProcSample {
+  readonly at: number;
+  /** CPU seconds used so far (user + system). */
+  readonly cpuSeconds: number;
+  readonly rssMb: number;
+  readonly peakRssMb: number;
+}
+
+export function sample(pid: number): ProcSample | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) is in parentheses and may contain spaces: split after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const utime = Number(fields[11]);
+    const stime = Number(fields[12]);
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+    return { at: Date.now(), cpuSeconds: (utime + stime) / CLK_TCK, rssMb: kb('VmRSS') / 1024, peakRssMb: kb('VmHWM') / 1024 };
+  } catch {
+    return undefined; // the process has exited
+  }
+}
+
+/** CPU % of one core between two samples. */
+export function cpuPercent(a: ProcSample, b: ProcSample): number {
+  const wall = (b.at - a.at) / 1000;
+  return wall > 0 ? (100 * (b.cpuSeconds - a.cpuSeconds)) / wall : 0;
+}

@@ -1,0 +1,48 @@
+// The bench's printed summary: markdown tables of the runs, the ratios to the baselines, the per-stage
+// CPU profile and the soak's RSS timeline (the JSON file holds everything).
+import type { BenchResults } from './main.js';
+
+function n(v: number | undefined, digits = 0): string {
+  return v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(digits);
+}
+
+export function markdown(r: BenchResults): string {
+  const lines: string[] = [];
+  const m = r.machine;
+  lines.push(`## phi-broker bench ${r.date}${r.quick ? ' (quick)' : ''}`, '');
+  lines.push(`${m.nproc} × ${m.cpuModel}, Node ${m.node}; load average ${m.loadavgStart.map((x) => x.toFixed(2)).join(' ')} at start, ${m.loadavgEnd.map((x) => x.toFixed(2)).join(' ')} at end`, '');
+  lines.push('| run | offered | msgs/s | deliveries/s (broker) | completed/s (subscribers) | p50 / p95 / p99 ms | unfinished / shed | worker CPU % | CPU µs/msg | peak RSS MB | ready s |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const x of r.runs) {
+    const l = x.latencyMs;
+    lines.push(
+      `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${n(x.acceptedPerSec)} | ${n(x.deliveriesPerSec)} | ${n(x.completedPerSec)} | ${n(l.p50, 1)} / ${n(l.p95, 1)} / ${n(l.p99, 1)} | ${x.unfinished} / ${x.shed} | ${n(x.worker?.cpuPercent)} | ${n(x.worker?.cpuUsPerMsg)} | ${n(x.worker?.peakRssMb)} | ${x.worker === undefined ? '–' : x.worker.readySeconds.map((s) => s.toFixed(1)).join(', ')} |`,
+    );
+  }
+  lines.push('', '| broker run | × passthrough | × core NATS | × crypto floor | floor share of broker CPU | × one broker | deferred: −µs one signature | −µs native AEAD | projected msgs/core-s |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const c of r.comparisons) {
+    lines.push(
+      `| ${c.run} | ${n(c.vsPassthrough, 2)} | ${n(c.vsCore, 3)} | ${n(c.vsFloor, 2)} | ${n(c.floorShareOfCpu * 100)} % | ${n(c.scaleVsOneBroker, 2)} | ${n(c.deferred.oneSignatureUs)} | ${n(c.deferred.nativeAeadUs)} | ${n(c.deferred.projectedMsgsPerCoreSec)} |`,
+    );
+  }
+  const keys = Object.keys(r.stages);
+  if (keys.length > 0) {
+    const names = Object.keys(r.stages[keys[0] as string]?.stages ?? {});
+    lines.push('', `| CPU µs/msg | ${names.join(' | ')} | sum | crypto floor (verify / AEAD / sign) | floor msgs/s | native-AEAD floor part | bytes in / out |`);
+    lines.push(`|---|${names.map(() => '---:').join('|')}|---:|---:|---:|---:|---:|`);
+    for (const k of keys) {
+      const s = r.stages[k];
+      if (s === undefined) continue;
+      const f = s.floor;
+      lines.push(
+        `| ${k} | ${names.map((x) => n(s.stages[x])).join(' | ')} | ${n(s.totalUs)} | ${n(f.us)} (${n(f.verifyUs)} / ${n(f.aeadUs)} / ${n(f.signUs)}) | ${n(f.msgsPerSec)} | ${n(f.nativeAeadUs)} | ${s.ingestBytes} / ${s.deliveryBytes} |`,
+      );
+    }
+  }
+  const soak = r.runs.find((x) => x.worker?.rssTimeline !== undefined);
+  if (soak?.worker?.rssTimeline !== undefined) {
+    lines.push('', `Soak (${soak.name}): broker RSS MB over time: ${soak.worker.rssTimeline.map((p) => `${p.s}s ${n(p.rssMb)}`).join(', ')}`);
+  }
+  return `${lines.join('\n')}\n`;
+}

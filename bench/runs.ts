@@ -1,0 +1,234 @@
+// One measured run over the real path, on its own fresh nats-server (own port, own store dir):
+//   broker:      sdk-pub → PHI_INGEST → broker process(es) → PHI_DELIVER → sdk-sub (verify + decrypt)
+//   passthrough: raw-pub → BENCH_IN → passthrough process → BENCH_OUT → raw-sub   (baseline 1)
+//   core:        core-pub → core NATS subject → core-sub                            (baseline 3)
+// Throughput counts what completed inside the measured window (after warm-up); latency is publish start →
+// the subscriber holding the verified, decrypted copy, for messages published inside the window.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { startNatsServer } from '../src/nats/server.js';
+import { connectNats } from '../src/cli/runtime.js';
+import { Child, type Message } from './child.js';
+import type { PubResult, SubResult } from './client-process.js';
+import { ensureRawStreams } from './raw.js';
+import { now, type LoadShape } from './load.js';
+import { cpuPercent, sample, type ProcSample } from './proc.js';
+import type { SizeName } from './resources.js';
+
+export type RunKind = 'broker' | 'passthrough' | 'core';
+
+export interface RunSpec {
+  readonly name: string;
+  readonly kind: RunKind;
+  readonly size: SizeName;
+  readonly fanout: number;
+  readonly brokers: number;
+  readonly shape: LoadShape;
+  readonly warmupMs: number;
+  readonly measureMs: number;
+  /** Sample the broker processes' RSS every this many ms (the soak). */
+  readonly rssEveryMs?: number;
+  /** How long to wait after the load for subscribers to catch up (what is still missing then is reported). */
+  readonly drainMs: number;
+  /** Offer a fraction of an earlier run's throughput instead of `shape` (the soak, the half-load latency run). */
+  readonly rateFrom?: { readonly run: string; readonly fraction: number; readonly max: number };
+  /** Write a V8 CPU profile of each broker process into this directory. */
+  readonly cpuProfDir?: string;
+}
+
+export interface Env {
+  /** Scratch root (nats stores, logs). */
+  readonly dir: string;
+  readonly keysDir: string;
+  readonly profilesDir: string;
+  readonly subjectsDir: (fanout: number) => string;
+  readonly subscribers: (fanout: number) => string[];
+}
+
+export interface Latency {
+  readonly count: number;
+  readonly p50: number;
+  readonly p95: number;
+  readonly p99: number;
+  readonly max: number;
+}
+
+export interface RunResult {
+  readonly name: string;
+  readonly kind: RunKind;
+  readonly size: SizeName;
+  readonly fanout: number;
+  readonly brokers: number;
+  readonly shape: LoadShape;
+  readonly measureSeconds: number;
+  /** Messages the broker (or passthrough) finished per second; for core NATS, messages flushed per second. */
+  readonly acceptedPerSec: number;
+  /** Deliveries published by the broker(s) per second (passthrough: copies; core: received by subscribers). */
+  readonly deliveriesPerSec: number;
+  /** Deliveries the subscribers completed (verified and decrypted) per second. */
+  readonly completedPerSec: number;
+  readonly latencyMs: Latency;
+  /** Deliveries of window messages not received before the run ended. */
+  readonly missing: number;
+  /** The processing process(es): broker(s) or passthrough; undefined for core NATS. */
+  readonly worker?: {
+    readonly cpuPercent: number;
+    readonly cpuUsPerMsg: number;
+    readonly peakRssMb: number;
+    readonly readySeconds: readonly number[];
+    readonly rssTimeline?: readonly { readonly s: number; readonly rssMb: number }[];
+  };
+  /** Publishes rejected or refused (never expected: the bench sends only valid resources). */
+  readonly failed: number;
+  /** Publishes without a receipt (or JetStream ack) when the run ended: the system was behind. */
+  readonly unfinished: number;
+  /** Open loop: publishes not offered because 2,000 were already in flight (overload). */
+  readonly shed: number;
+}
+
+export function percentiles(values: number[]): Latency {
+  // No sample (subscribers still behind when the run ended): no figure rather than a made-up one.
+  if (values.length === 0) return { count: 0, p50: NaN, p95: NaN, p99: NaN, max: NaN };
+  const v = Float64Array.from(values).sort();
+  const at = (q: number): number => v[Math.min(v.length - 1, Math.floor(q * v.length))] as number;
+  return { count: v.length, p50: at(0.5), p95: at(0.95), p99: at(0.99), max: v[v.length - 1] as number };
+}
+
+const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+interface Stats extends Message {
+  readonly accepted: number;
+  readonly deliveries: number;
+}
+
+async function sumStats(workers: readonly Child[]): Promise<{ accepted: number; deliveries: number }> {
+  const all = await Promise.all(workers.map((w) => w.request<Stats>({ cmd: 'stats' }, 'stats')));
+  return { accepted: all.reduce((a, s) => a + s.accepted, 0), deliveries: all.reduce((a, s) => a + s.deliveries, 0) };
+}
+
+export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
+  const dir = join(env.dir, spec.name);
+  mkdirSync(dir, { recursive: true });
+  const nats = await startNatsServer({ dir: join(dir, 'nats'), maxPayload: 4 * 1024 * 1024 });
+  const subscribers = env.subscribers(spec.fanout);
+  const children: Child[] = [];
+  try {
+    const workers: Child[] = [];
+    if (spec.kind === 'broker') {
+      for (let b = 0; b < spec.brokers; b++) {
+        const execArgv = spec.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${spec.cpuProfDir}`, `--cpu-prof-name=${spec.name}-broker${b}.cpuprofile`];
+        const args = { natsUrl: nats.url, subjectsDir: env.subjectsDir(spec.fanout), profilesDir: env.profilesDir, keysDir: env.keysDir, dataDir: join(dir, `broker${b}`), logFile: join(dir, `broker${b}.log`) };
+        workers.push(new Child(`broker${b}`, './broker-process.js', args, execArgv));
+      }
+    } else if (spec.kind === 'passthrough') {
+      const nc = await connectNats(nats.url, 'bench setup');
+      await ensureRawStreams(nc, subscribers);
+      await nc.drain();
+      workers.push(new Child('passthrough', './passthrough-process.js', { natsUrl: nats.url, subscribers, concurrency: 64 }));
+    }
+    children.push(...workers);
+    // Brokers start one after the other's streams exist (ensureBrokerInfrastructure is idempotent, but two at
+    // once race on creating the same stream).
+    const ready: number[] = [];
+    for (const w of workers) ready.push(Number((await w.next<Message>('ready', 60_000))['seconds']));
+    const role = spec.kind === 'broker' ? 'sdk' : spec.kind === 'passthrough' ? 'raw' : 'core';
+    const common = { natsUrl: nats.url, keysDir: env.keysDir, size: spec.size, subscribers };
+    const sub = new Child('sub', './client-process.js', { ...common, role: `${role}-sub` });
+    const pub = new Child('pub', './client-process.js', { ...common, role: `${role}-pub` });
+    children.push(sub, pub);
+    await Promise.all([sub.next('spawned'), pub.next('spawned')]);
+    const window = { start: now() + 1_000, warmupMs: spec.warmupMs, measureMs: spec.measureMs };
+    const subReady = sub.next('ready', 60_000);
+    const run = { cmd: 'run', shape: spec.shape, window, graceMs: spec.drainMs };
+    sub.send(run);
+    await subReady;
+    const pubResult = pub.next<PubResult & Message>('result', spec.warmupMs + spec.measureMs + spec.drainMs + 120_000);
+    pub.send(run);
+
+    // Worker CPU and stats at the edges of the measured window; RSS along the way (the soak's timeline).
+    const rssTimeline: { s: number; rssMb: number }[] = [];
+    let rssTimer: NodeJS.Timeout | undefined;
+    if (spec.rssEveryMs !== undefined) {
+      const every = spec.rssEveryMs;
+      const tick = (): void => {
+        const rss = workers.map((w) => sample(w.pid)?.rssMb ?? 0).reduce((a, b) => a + b, 0);
+        rssTimeline.push({ s: Math.round((now() - window.start) / 100) / 10, rssMb: Math.round(rss * 10) / 10 });
+      };
+      rssTimer = setInterval(tick, every);
+    }
+    await delay(window.start + window.warmupMs - now());
+    const s0 = workers.map((w) => sample(w.pid)).filter((s): s is ProcSample => s !== undefined);
+    const st0 = await sumStats(workers);
+    await delay(window.start + window.warmupMs + window.measureMs - now());
+    const s1 = workers.map((w) => sample(w.pid)).filter((s): s is ProcSample => s !== undefined);
+    const st1 = await sumStats(workers);
+    if (rssTimer !== undefined) clearInterval(rssTimer);
+    const published = await pubResult;
+
+    // Let the subscribers catch up with what was processed (bounded: at saturation they may lag far behind).
+    const expected = spec.kind === 'core' ? 0 : (await sumStats(workers)).deliveries;
+    const until = now() + (spec.kind === 'core' ? 500 : spec.drainMs);
+    while (now() < until) {
+      const c = await sub.request<Message>({ cmd: 'count' }, 'count');
+      if (spec.kind !== 'core' && Number(c['total']) >= expected) break;
+      await delay(200);
+    }
+    const subResult = await sub.request<SubResult & Message>({ cmd: 'stop' }, 'result');
+    const peakRssMb = Math.max(0, ...workers.map((w) => sample(w.pid)?.peakRssMb ?? 0));
+    for (const w of workers) await w.request({ cmd: 'stop' }, 'stopped', 60_000);
+    await Promise.all(children.map((c) => c.exited()));
+
+    const seconds = spec.measureMs / 1000;
+    let latencies: number[];
+    let missing = 0;
+    if (spec.kind === 'broker') {
+      latencies = [];
+      const got = new Map<string, number>();
+      for (const [id, t] of subResult.received) {
+        const t0 = published.starts[id];
+        if (t0 !== undefined) {
+          latencies.push(t - t0);
+          got.set(id, (got.get(id) ?? 0) + 1);
+        }
+      }
+      missing = Object.keys(published.starts).length * spec.fanout - latencies.length;
+    } else {
+      latencies = [...subResult.latencies];
+      missing = spec.kind === 'passthrough' ? published.sent * spec.fanout - latencies.length : 0;
+    }
+    const accepted = spec.kind === 'core' ? published.completed : st1.accepted - st0.accepted;
+    const cpuSeconds = s1.reduce((a, s) => a + s.cpuSeconds, 0) - s0.reduce((a, s) => a + s.cpuSeconds, 0);
+    const result: RunResult = {
+      name: spec.name,
+      kind: spec.kind,
+      size: spec.size,
+      fanout: spec.fanout,
+      brokers: spec.brokers,
+      shape: spec.shape,
+      measureSeconds: seconds,
+      acceptedPerSec: accepted / seconds,
+      deliveriesPerSec: spec.kind === 'core' ? subResult.completed / seconds : (st1.deliveries - st0.deliveries) / seconds,
+      completedPerSec: subResult.completed / seconds,
+      latencyMs: percentiles(latencies),
+      missing: Math.max(0, missing),
+      failed: published.failed,
+      unfinished: published.unfinished,
+      shed: published.shed,
+      ...(workers.length === 0
+        ? {}
+        : {
+            worker: {
+              cpuPercent: s0.reduce((a, s, i) => a + cpuPercent(s, s1[i] as ProcSample), 0),
+              cpuUsPerMsg: accepted > 0 ? (cpuSeconds * 1e6) / accepted : NaN,
+              peakRssMb,
+              readySeconds: ready,
+              ...(spec.rssEveryMs === undefined ? {} : { rssTimeline }),
+            },
+          }),
+    };
+    return result;
+  } finally {
+    for (const c of children) c.kill();
+    await nats.stop();
+  }
+}

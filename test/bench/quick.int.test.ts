@@ -1,0 +1,98 @@
+// `npm run bench -- --quick` over the real path (nats-server, broker processes, SDK publishers and
+// subscribers, the baselines), run as a user runs it: the compiled bench (dist/bench/main.js, built by
+// `npm run build`). It asserts that the bench completes, that every publish was accepted and that every
+// figure it reports is a positive finite number — never how fast anything is.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BenchResults } from '../../bench/main.js';
+import { ROOT } from '../helpers/stack.js';
+
+const MAIN = join(ROOT, 'dist', 'bench', 'main.js');
+
+let out: string;
+let results: BenchResults;
+let stdout = '';
+
+beforeAll(async () => {
+  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first`);
+  out = mkdtempSync(join(tmpdir(), 'phi-broker-bench-test-'));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN, '--quick', '--out', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString('utf8')).slice(-4000)));
+    child.once('error', reject);
+    child.once('exit', (c) => (c === 0 ? resolve(c) : reject(new Error(`bench exited with ${c}:\n${stderr}`))));
+  });
+  expect(code).toBe(0);
+  const files = readdirSync(out).filter((f) => f.endsWith('.json'));
+  expect(files).toHaveLength(1);
+  results = JSON.parse(readFileSync(join(out, files[0] as string), 'utf8')) as BenchResults;
+}, 300_000);
+
+afterAll(() => {
+  if (out !== undefined) rmSync(out, { recursive: true, force: true });
+});
+
+function positive(value: unknown, what: string): void {
+  expect(typeof value, what).toBe('number');
+  expect(Number.isFinite(value as number) && (value as number) > 0, `${what} = ${String(value)}`).toBe(true);
+}
+
+describe('npm run bench -- --quick', () => {
+  it('runs the broker and all three baselines, every publish accepted', () => {
+    expect(results.quick).toBe(true);
+    expect(results.runs.map((r) => r.kind).sort()).toEqual(['broker', 'broker', 'core', 'passthrough']);
+    for (const r of results.runs) expect(r.failed, r.name).toBe(0);
+    expect(Object.keys(results.stages)).toEqual(['medium-f3']);
+  });
+
+  it('reports throughput, latency and worker figures that are positive finite numbers', () => {
+    for (const r of results.runs) {
+      positive(r.acceptedPerSec, `${r.name} acceptedPerSec`);
+      positive(r.deliveriesPerSec, `${r.name} deliveriesPerSec`);
+      positive(r.completedPerSec, `${r.name} completedPerSec`);
+      // A baseline's subscribers may still be behind when a saturation run ends: then it has no latency sample
+      // (count 0, reported as missing) rather than a figure; the broker's runs always have one.
+      if (r.kind === 'broker' || r.latencyMs.count > 0) {
+        positive(r.latencyMs.count, `${r.name} latency samples`);
+        for (const q of ['p50', 'p95', 'p99', 'max'] as const) positive(r.latencyMs[q], `${r.name} latency ${q}`);
+      } else positive(r.missing, `${r.name} missing deliveries`);
+      if (r.kind === 'core') continue;
+      expect(r.worker, r.name).toBeDefined();
+      positive(r.worker?.cpuPercent, `${r.name} cpuPercent`);
+      positive(r.worker?.cpuUsPerMsg, `${r.name} cpuUsPerMsg`);
+      positive(r.worker?.peakRssMb, `${r.name} peakRssMb`);
+      for (const s of r.worker?.readySeconds ?? []) positive(s, `${r.name} readySeconds`);
+    }
+    const soak = results.runs.find((r) => r.worker?.rssTimeline !== undefined);
+    expect(soak?.worker?.rssTimeline?.length).toBeGreaterThan(0);
+    for (const p of soak?.worker?.rssTimeline ?? []) positive(p.rssMb, 'rss sample');
+  });
+
+  it('reports the per-stage profile, the crypto floor and the ratios as positive finite numbers', () => {
+    const stage = results.stages['medium-f3'];
+    for (const [name, us] of Object.entries(stage?.stages ?? {})) positive(us, `stage ${name}`);
+    expect(Object.keys(stage?.stages ?? {})).toEqual(['parse', 'verify', 'hash', 'decrypt', 'validate', 'project', 'encrypt', 'sign', 'publish']);
+    for (const [name, v] of Object.entries(stage?.floor ?? {})) positive(v, `floor ${name}`);
+    positive(stage?.signPerDeliveryUs, 'signPerDeliveryUs');
+    expect(results.comparisons).toHaveLength(1);
+    const c = results.comparisons[0];
+    positive(c?.vsPassthrough, 'vsPassthrough');
+    positive(c?.vsCore, 'vsCore');
+    positive(c?.vsFloor, 'vsFloor');
+    positive(c?.floorShareOfCpu, 'floorShareOfCpu');
+    positive(c?.deferred.oneSignatureUs, 'deferred one signature');
+    positive(c?.deferred.projectedMsgsPerCoreSec, 'deferred projection');
+    expect(c?.deferred.nativeAeadUs).toBeGreaterThanOrEqual(0); // a saving: zero when native AEAD is no faster
+  });
+
+  it('prints the markdown summary with the machine it ran on', () => {
+    expect(stdout).toContain('| broker-medium-f3-b1-sat |');
+    expect(stdout).toContain(results.machine.cpuModel);
+    positive(results.machine.nproc, 'nproc');
+  });
+});
