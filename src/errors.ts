@@ -24,6 +24,9 @@ export const ERROR_CODES = {
   E_CONFIG_INVALID: 'The configuration is invalid.',
   E_TIMEOUT: 'The broker did not answer in time; the message may still be processed (it is never lost: see PHI_INGEST).',
   E_INTERNAL: 'An unexpected failure inside the broker; details are in its logs, never in the reply.',
+  E_PATIENT_UNRESOLVED: 'No patient resolves under the catalog\'s canonical matching rule (subjects/patients.yaml), which rejects such resources or references.',
+  E_ACCESS_UNKNOWN: 'No right-of-access request has this id.',
+  E_ACCESS_EXTENDED: 'A right-of-access request may be extended once (45 CFR 164.524(b)(2)(ii)); this one already was, or is closed.',
 } as const satisfies Record<`E_${string}`, string>;
 
 export type BrokerErrorCode = keyof typeof ERROR_CODES;

@@ -34,6 +34,8 @@ describe('parseConfig', () => {
       receiptMaxAgeMs: DAY,
       ackWaitMs: 30_000,
       concurrency: 64,
+      accessAnswerTimeoutMs: 10_000,
+      accessRetryIntervalMs: 30_000,
       logLevel: 'info',
     });
     expect('natsUrl' in parseConfig({})).toBe(false);

@@ -1,6 +1,7 @@
 // The broker process: consumes PHI_INGEST (a JetStream work queue shared by every broker process, so they
 // split the work and survive each other's crashes), runs the pure pipeline, and only after every delivery
-// (or the quarantine record) and the receipt are persisted by JetStream acknowledges the ingest message —
+// (or the quarantine record), the patient-to-service registry update (src/registry/) and the receipt are
+// persisted by JetStream acknowledges the ingest message —
 // at-least-once end to end; deliveries carry a stable Nats-Msg-Id so a redelivered ingest message does not
 // duplicate them inside the duplicate window, and subscribers de-duplicate by message id beyond it.
 import { headers as natsHeaders, type ConsumerMessages, type JetStreamClient, type JsMsg, type NatsConnection } from 'nats';
@@ -17,6 +18,8 @@ import { errorFields, errorStack, type Logger } from '../log.js';
 import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../nats/names.js';
 import { ensureBrokerInfrastructure, ensureDeliveryConsumer } from '../nats/setup.js';
 import { pseudonymizer } from '../projection/pseudonymizer.js';
+import { RegistryRecorder } from '../registry/recorder.js';
+import { RegistryUnavailable } from '../registry/store.js';
 import { checkEnvelope, routeMessage, type CheckedEnvelope, type IngestMessage, type PipelineContext } from './pipeline.js';
 import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from './receipt.js';
 import { buildQuarantine, encodeRecordHeader } from './quarantine.js';
@@ -61,6 +64,8 @@ export class Broker {
     private readonly js: JetStreamClient,
     private readonly replay: ReplayCache,
     private readonly ctx: PipelineContext,
+    /** The patient-to-service registry (src/registry/): written before every ingest ack. */
+    readonly registry: RegistryRecorder,
   ) {}
 
   static async start(opts: BrokerOptions): Promise<Broker> {
@@ -112,7 +117,8 @@ export class Broker {
       },
       now: opts.now ?? Date.now,
     };
-    const broker = new Broker(opts, nc.jetstream(), new ReplayCache(seen), ctx);
+    const registry = await RegistryRecorder.open(nc, catalog.patients, opts.secrets, logger);
+    const broker = new Broker(opts, nc.jetstream(), new ReplayCache(seen), ctx, registry);
     await broker.run();
     logger.info({ catalogHash: catalog.hash, types: routes.size, event: 'broker.ready' }, 'broker ready');
     return broker;
@@ -160,7 +166,9 @@ export class Broker {
     try {
       checked = checkEnvelope(input, this.ctx);
       await this.replay.check(checked.env.id, seq);
-      const { deliveries, withheld } = routeMessage(checked, this.ctx);
+      const { deliveries, withheld, resource } = routeMessage(checked, this.ctx);
+      // Resolved before anything goes out: a catalog that rejects unresolved patients refuses the message here.
+      const registration = this.registry.plan({ messageId: checked.env.id, sender: checked.sender, type: checked.type }, resource);
       for (const w of withheld) {
         log.warn({ event: 'delivery.withheld', id: checked.env.id, service: w.service, code: w.error.code, path: w.error.path }, 'delivery withheld');
       }
@@ -171,6 +179,7 @@ export class Broker {
           return this.js.publish(d.subject, d.bytes, { msgID: d.msgId, headers: h });
         }),
       );
+      await this.registry.persist(registration, deliveries, this.ctx.now());
       await this.sendReceipt(checked.sender, acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()), seq);
       m.ack();
       this.stats.accepted += 1;
@@ -266,6 +275,7 @@ const TRANSIENT_NATS_CODES: ReadonlySet<string> = new Set(['TIMEOUT', '503', 'CO
 
 function isTransient(err: unknown): boolean {
   if (isBrokerError(err)) return false;
+  if (err instanceof RegistryUnavailable) return true; // deliveries are out; the registry write is retried, never skipped
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && TRANSIENT_NATS_CODES.has(code);
 }

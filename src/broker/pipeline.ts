@@ -13,6 +13,7 @@ import { envelopeHash } from '../envelope/provenance.js';
 import { sealEnvelope } from '../envelope/seal.js';
 import { MESSAGE_ID_PATTERN, isRawPayload } from '../envelope/types.js';
 import { isResourceType } from '../fhir/elements.js';
+import type { FhirResource } from '../fhir/resource.js';
 import type { ValidationLimits } from '../fhir/limits.js';
 import { validateResource } from '../fhir/validate.js';
 import { RAW_TYPE, parseIngestSubject, subjects } from '../nats/names.js';
@@ -125,6 +126,8 @@ function isBundleEntry(json: unknown): boolean {
 export interface Routed {
   readonly deliveries: readonly Delivery[];
   readonly withheld: readonly { readonly service: string; readonly error: BrokerError }[];
+  /** The validated resource (PHI, in memory only): what the registry resolves the patient from. */
+  readonly resource: FhirResource;
 }
 
 export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Routed {
@@ -195,5 +198,5 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
       purpose: sub.purpose,
     });
   }
-  return { deliveries, withheld };
+  return { deliveries, withheld, resource };
 }
