@@ -39,6 +39,10 @@ export const configSchema = z.strictObject({
   ackWaitMs: z.number().int().min(1000).max(10 * 60 * 1000).default(30_000),
   /** Ingest messages processed concurrently by one broker process. */
   concurrency: z.number().int().min(1).max(4096).default(64),
+  /** Right of access: how long one service has to answer the broker's question (docs/patient-rights.md). */
+  accessAnswerTimeoutMs: z.number().int().min(100).max(10 * 60 * 1000).default(10_000),
+  /** Right of access: how often each broker process asks again the services whose next attempt is due; 0: only on `access retry`. */
+  accessRetryIntervalMs: z.number().int().min(0).max(DAY).default(30_000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -80,10 +84,12 @@ export const CONFIG_ENV = {
   PHI_BROKER_DISCLOSURE_MAX_AGE_MS: 'disclosureMaxAgeMs',
   PHI_BROKER_ACK_WAIT_MS: 'ackWaitMs',
   PHI_BROKER_CONCURRENCY: 'concurrency',
+  PHI_BROKER_ACCESS_ANSWER_TIMEOUT_MS: 'accessAnswerTimeoutMs',
+  PHI_BROKER_ACCESS_RETRY_INTERVAL_MS: 'accessRetryIntervalMs',
   PHI_BROKER_LOG_LEVEL: 'logLevel',
 } as const satisfies Record<string, keyof BrokerConfigInput>;
 
-const NUMERIC: ReadonlySet<string> = new Set(['maxMessageBytes', 'clockSkewMs', 'duplicateWindowMs', 'replayWindowMs', 'deliverMaxAgeMs', 'quarantineMaxAgeMs', 'receiptMaxAgeMs', 'disclosureMaxAgeMs', 'ackWaitMs', 'concurrency']);
+const NUMERIC: ReadonlySet<string> = new Set(['maxMessageBytes', 'clockSkewMs', 'duplicateWindowMs', 'replayWindowMs', 'deliverMaxAgeMs', 'quarantineMaxAgeMs', 'receiptMaxAgeMs', 'disclosureMaxAgeMs', 'ackWaitMs', 'concurrency', 'accessAnswerTimeoutMs', 'accessRetryIntervalMs']);
 
 /**
  * The settings the environment sets. A numeric variable that is not a number is E_CONFIG_INVALID naming

@@ -26,6 +26,9 @@ export const ERROR_CODES = {
   E_INTERNAL: 'An unexpected failure inside the broker; details are in its logs, never in the reply.',
   E_CONSENT_INVALID: 'A patient restriction (FHIR Consent) is invalid: an unknown recipient service, purpose of use or sensitivity label, no denial at all, or a patient reference that is not Patient/<id>.',
   E_CONSENT_UNKNOWN: 'No patient restriction (FHIR Consent) has that id.',
+  E_PATIENT_UNRESOLVED: 'No patient resolves under the catalog\'s canonical matching rule (subjects/patients.yaml), which rejects such resources or references.',
+  E_ACCESS_UNKNOWN: 'No right-of-access request has this id.',
+  E_ACCESS_EXTENDED: 'A right-of-access request may be extended once (45 CFR 164.524(b)(2)(ii)); this one already was, or is closed.',
 } as const satisfies Record<`E_${string}`, string>;
 
 export type BrokerErrorCode = keyof typeof ERROR_CODES;

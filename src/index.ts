@@ -2,6 +2,7 @@
 // is internal and may change without notice.
 export { PhiClient } from './sdk/client.js';
 export type { Delivered, DeliveryHandler, PhiClientOptions, Provenance, PublishResult, ResourceOf, ResourceType, Subscription } from './sdk/client.js';
+export type { AccessRequestHandler } from './sdk/access.js';
 export { BrokerError, ERROR_CODES, isBrokerError, isBrokerErrorCode } from './errors.js';
 export type { BrokerErrorCode } from './errors.js';
 export { initCrypto } from './crypto/sodium.js';

@@ -35,6 +35,8 @@ describe('parseConfig', () => {
       disclosureMaxAgeMs: (6 * 365 + 2) * DAY, // six years, leap days included (45 CFR 164.528)
       ackWaitMs: 30_000,
       concurrency: 64,
+      accessAnswerTimeoutMs: 10_000,
+      accessRetryIntervalMs: 30_000,
       logLevel: 'info',
     });
     expect('natsUrl' in parseConfig({})).toBe(false);

@@ -1,6 +1,7 @@
 // The broker process: consumes PHI_INGEST (a JetStream work queue shared by every broker process, so they
 // split the work and survive each other's crashes), runs the pure pipeline, and only after every delivery
-// (or the quarantine record) and the receipt are persisted by JetStream acknowledges the ingest message —
+// (or the quarantine record), the patient-to-service registry update (src/registry/) and the receipt are
+// persisted by JetStream acknowledges the ingest message —
 // at-least-once end to end; deliveries carry a stable Nats-Msg-Id so a redelivered ingest message does not
 // duplicate them inside the duplicate window, and subscribers de-duplicate by message id beyond it.
 import { headers as natsHeaders, type ConsumerMessages, type JetStreamClient, type JsMsg, type NatsConnection } from 'nats';
@@ -12,7 +13,6 @@ import { signDetached } from '../crypto/sign.js';
 import { ConsentView } from '../consent/view.js';
 import { disclosureMessages } from '../disclosures/record.js';
 import { BrokerError, isBrokerError } from '../errors.js';
-import { extractPatientRef } from '../fhir/patient-ref.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../fhir/limits.js';
 import { envelopeHash } from '../envelope/provenance.js';
 import { MESSAGE_ID_PATTERN } from '../envelope/types.js';
@@ -20,7 +20,10 @@ import { errorFields, errorStack, type Logger } from '../log.js';
 import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../nats/names.js';
 import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDeliveryConsumer, ensureDisclosureStream } from '../nats/setup.js';
 import { pseudonymizer } from '../projection/pseudonymizer.js';
+import { resolvePatient } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
+import { RegistryRecorder } from '../registry/recorder.js';
+import { RegistryUnavailable } from '../registry/store.js';
 import { checkEnvelope, routeMessage, type CheckedEnvelope, type IngestMessage, type PipelineContext } from './pipeline.js';
 import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from './receipt.js';
 import { buildQuarantine, encodeRecordHeader } from './quarantine.js';
@@ -67,6 +70,8 @@ export class Broker {
     private readonly ctx: PipelineContext,
     /** Patient restrictions in force (src/consent/view.ts): `consent.waitForRevision(r)` awaits a change. */
     readonly consent: ConsentView,
+    /** The patient-to-service registry (src/registry/): written before every ingest ack. */
+    readonly registry: RegistryRecorder,
   ) {}
 
   static async start(opts: BrokerOptions): Promise<Broker> {
@@ -122,12 +127,14 @@ export class Broker {
       now: opts.now ?? Date.now,
       restrictions: consent,
       accountedRecipients: new Set([...catalog.services.values()].filter(accountsDisclosures).map((s) => s.id)),
+      // One patient identity for restrictions, disclosures and the registry: the catalog's canonical rule.
       patientOf: (resource) => {
-        const ref = extractPatientRef(resource);
-        return ref === undefined ? undefined : patientPseudonym(opts.secrets, ref);
+        const found = resolvePatient(resource, catalog.patients);
+        return found.kind === 'patient' ? patientPseudonym(opts.secrets, found.ref) : undefined;
       },
     };
-    const broker = new Broker(opts, nc.jetstream(), new ReplayCache(seen), ctx, consent);
+    const registry = await RegistryRecorder.open(nc, catalog.patients, opts.secrets, logger);
+    const broker = new Broker(opts, nc.jetstream(), new ReplayCache(seen), ctx, consent, registry);
     await broker.run();
     logger.info({ catalogHash: catalog.hash, types: routes.size, event: 'broker.ready' }, 'broker ready');
     return broker;
@@ -176,7 +183,9 @@ export class Broker {
     try {
       checked = checkEnvelope(input, this.ctx);
       await this.replay.check(checked.env.id, seq);
-      const { deliveries, withheld, restricted } = routeMessage(checked, this.ctx);
+      const { deliveries, withheld, restricted, resource } = routeMessage(checked, this.ctx);
+      // Resolved before anything goes out: a catalog that rejects unresolved patients refuses the message here.
+      const registration = this.registry.plan({ messageId: checked.env.id, sender: checked.sender, type: checked.type }, resource);
       for (const w of withheld) {
         log.warn({ event: 'delivery.withheld', id: checked.env.id, service: w.service, code: w.error.code, path: w.error.path }, 'delivery withheld');
       }
@@ -195,6 +204,7 @@ export class Broker {
         }),
         ...disclosures.map((d) => this.js.publish(d.subject, d.bytes, { msgID: d.msgId })),
       ]);
+      await this.registry.persist(registration, deliveries, this.ctx.now());
       await this.sendReceipt(checked.sender, acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()), seq);
       m.ack();
       this.stats.accepted += 1;
@@ -290,6 +300,7 @@ const TRANSIENT_NATS_CODES: ReadonlySet<string> = new Set(['TIMEOUT', '503', 'CO
 
 function isTransient(err: unknown): boolean {
   if (isBrokerError(err)) return false;
+  if (err instanceof RegistryUnavailable) return true; // deliveries are out; the registry write is retried, never skipped
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && TRANSIENT_NATS_CODES.has(code);
 }

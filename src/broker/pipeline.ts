@@ -138,6 +138,8 @@ export interface Routed {
   readonly withheld: readonly { readonly service: string; readonly error: BrokerError }[];
   /** Subscribers a patient restriction denied a copy (45 CFR 164.522), with the deciding Consent. */
   readonly restricted: readonly { readonly service: string; readonly purpose: string; readonly denial: Denial }[];
+  /** The validated resource (PHI, in memory only): what the registry resolves the patient from. */
+  readonly resource: FhirResource;
 }
 
 export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Routed {
@@ -218,5 +220,5 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
       ...(ctx.accountedRecipients?.has(sub.service) === true ? { disclosure: { patient: patientOf(), elements: disclosedElements(projected) } } : {}),
     });
   }
-  return { deliveries, withheld, restricted };
+  return { deliveries, withheld, restricted, resource };
 }

@@ -8,11 +8,12 @@ import { resolveElementPath } from './element-path.js';
 import { catalogHash } from './hash.js';
 import type { CatalogIssue } from './issues.js';
 import { sortIssues } from './issues.js';
+import { compilePatients } from './patients.js';
 import { checkProfile } from './profile-check.js';
 import { classificationSchema, profileSchema, serviceSchema, subjectsFileSchema, topicSchema } from './schema.js';
 import type { TopicInput } from './schema.js';
-import { BROKER_ID } from './types.js';
-import type { Catalog, ClassificationDef, ProfileDef, ServiceDef, SubscriptionDef, TopicDef } from './types.js';
+import { BROKER_ID, DEFAULT_PATIENT_MATCH } from './types.js';
+import type { Catalog, ClassificationDef, PatientMatchDef, ProfileDef, ServiceDef, SubscriptionDef, TopicDef } from './types.js';
 import { parseYamlSource, zodIssues } from './yaml-source.js';
 import type { YamlSource } from './yaml-source.js';
 
@@ -71,12 +72,21 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
   const known = new Set<string>();
   const topics = new Map<string, TopicAt>();
   const topicSeen = new Map<string, string>();
+  let patients: { def: PatientMatchDef | undefined; file: string } | undefined;
   for (const { source } of parsed.filter((p) => p.kind === 'subjects')) {
     const top = subjectsFileSchema.safeParse(source.data ?? {});
     if (!top.success) {
       issues.push(...zodIssues(source, [], top.error));
       unreadable.add('subjects');
       continue;
+    }
+    if (top.data.patients !== undefined) {
+      if (patients !== undefined) issues.push(source.issue(['patients'], `a second patients declaration (first in ${patients.file}; expected exactly one)`));
+      else {
+        const r = compilePatients(source, top.data.patients);
+        issues.push(...r.issues);
+        patients = { def: r.def, file: source.file };
+      }
     }
     (top.data.services ?? []).forEach((raw, i) => {
       const rawId = (raw as { id?: unknown } | null)?.id;
@@ -178,6 +188,7 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
     topics: frozenMap(compiledTopics),
     profiles: frozenMap(profiles),
     classification,
+    patients: patients?.def ?? DEFAULT_PATIENT_MATCH,
   };
   const catalog: Catalog = Object.freeze({ ...body, hash: catalogHash(body) });
   return { catalog, issues: Object.freeze([]) };

@@ -21,6 +21,7 @@ export function catalogCanonicalJson(catalog: Omit<Catalog, 'hash'>): string {
     topics: Object.fromEntries([...catalog.topics].map(([t, d]) => [t, strip(d)])),
     profiles: Object.fromEntries([...catalog.profiles].map(([id, p]) => [id, strip(p)])),
     classification: catalog.classification,
+    patients: catalog.patients,
   };
   const json = canonicalize(form);
   if (json === undefined) throw new TypeError('catalog has no JSON form');

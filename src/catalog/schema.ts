@@ -42,8 +42,9 @@ export const subjectsFileSchema = z
   .strictObject({
     services: z.array(z.unknown()).optional(),
     topics: z.record(z.string(), z.unknown()).optional(),
+    patients: z.unknown().optional(),
   })
-  .refine((f) => f.services !== undefined || f.topics !== undefined, 'expected services and/or topics');
+  .refine((f) => f.services !== undefined || f.topics !== undefined || f.patients !== undefined, 'expected services, topics and/or patients');
 
 export const TRANSFORM_NAMES = ['year', 'zip3', 'pseudonym', 'drop'] as const;
 

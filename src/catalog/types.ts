@@ -97,11 +97,28 @@ export interface ClassificationDef {
   readonly plaintext: readonly string[];
 }
 
+/** What happens to a patient-compartment resource whose patient cannot be resolved (docs/patient-rights.md). */
+export type UnresolvedPatientPolicy = 'accept' | 'reject';
+
+/**
+ * How the broker decides which patient a resource is about (subjects/patients.yaml): by the literal
+ * `Patient/<id>` reference (services share one patient id space), or by an identifier of one system (an MRN)
+ * carried by the Patient and by the references to it (FHIR R4 logical references, references.html#logical).
+ */
+export type PatientMatchDef =
+  | { readonly match: 'reference'; readonly unresolved: UnresolvedPatientPolicy }
+  | { readonly match: 'identifier'; readonly system: string; readonly unresolved: UnresolvedPatientPolicy };
+
+/** Without a `patients:` declaration: match by reference, accept (and count) what does not resolve. */
+export const DEFAULT_PATIENT_MATCH: PatientMatchDef = Object.freeze({ match: 'reference', unresolved: 'accept' });
+
 export interface Catalog {
   readonly services: ReadonlyMap<string, ServiceDef>;
   readonly topics: ReadonlyMap<string, TopicDef>;
   readonly profiles: ReadonlyMap<string, ProfileDef>;
   readonly classification: ClassificationDef;
+  /** The canonical patient matching rule (registry keys, access requests). */
+  readonly patients: PatientMatchDef;
   /** SHA-256 (hex) over the canonical form of everything above: recorded in the audit trail at start. */
   readonly hash: string;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `phi-broker` command: up, demo, publish, tail, catalog check. Every command takes --data-dir
+// The `phi-broker` command: up, demo, publish, tail, quarantine, registry show, access, catalog check. Every command takes --data-dir
 // (default .phi-broker/, or PHI_BROKER_DATA_DIR); NATS_URL points them at an existing NATS.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +16,8 @@ import { packageRoot } from './package-root.js';
 import { parseSince, runDisclosures } from './disclosures.js';
 import { runPublish } from './publish.js';
 import { runQuarantineList, runQuarantineShow } from './quarantine.js';
+import { runRegistryShow } from './registry.js';
+import { runAccessExport, runAccessExtend, runAccessList, runAccessRequest, runAccessRetry, runAccessStatus } from './access.js';
 import { runTail } from './tail.js';
 
 interface GlobalOptions {
@@ -154,6 +156,66 @@ program
   .addOption(new Option('--format <format>', 'text, or fhir (a Bundle of AuditEvents)').choices(['text', 'fhir']).default('text'))
   .action(async (opts: { patient: string; since?: Date; format: 'text' | 'fhir' }, cmd: Command) => {
     await runDisclosures(configFrom(cmd.optsWithGlobals<GlobalOptions>()), { patient: opts.patient, format: opts.format, ...(opts.since === undefined ? {} : { since: opts.since }) });
+  });
+
+const registry = program.command('registry').description('the patient-to-service registry (KV phi_registry; docs/patient-rights.md)');
+registry
+  .command('show')
+  .description('which services hold data about a patient: role, resource types, purposes, counts (needs the broker secrets in the data dir)')
+  .requiredOption('--patient <ref>', "the patient in the catalog's canonical form: Patient/<id>, or the identifier (subjects/patients.yaml)")
+  .option('--json', 'one JSON object')
+  .action(async (opts: { patient: string; json?: boolean }, cmd: Command) => {
+    await runRegistryShow(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.patient, { json: opts.json === true });
+  });
+
+const access = program.command('access').description('right of access, 45 CFR 164.524: requests, due dates, per-service answers (docs/patient-rights.md)');
+access
+  .command('request')
+  .description('create a request: the broker asks every service the registry names for the patient; due in 30 days')
+  .requiredOption('--patient <ref>', "the patient in the catalog's canonical form (needs the broker secrets in the data dir)")
+  .option('--json', 'one JSON object')
+  .action(async (opts: { patient: string; json?: boolean }, cmd: Command) => {
+    await runAccessRequest(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.patient, { json: opts.json === true });
+  });
+access
+  .command('status')
+  .description('one request: status, due date, extension, and each service answered / failed / not yet answered')
+  .argument('<id>', 'request id, ar-<uuid>')
+  .option('--json', 'one JSON object')
+  .action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
+    await runAccessStatus(configFrom(cmd.optsWithGlobals<GlobalOptions>()), id, { json: opts.json === true });
+  });
+access
+  .command('extend')
+  .description('the one 30-day extension, with the written reason for the delay (45 CFR 164.524(b)(2)(ii))')
+  .argument('<id>', 'request id')
+  .requiredOption('--reason <text>', 'the reasons for the delay, as told to the individual (no PHI)')
+  .option('--json', 'one JSON object')
+  .action(async (id: string, opts: { reason: string; json?: boolean }, cmd: Command) => {
+    await runAccessExtend(configFrom(cmd.optsWithGlobals<GlobalOptions>()), id, opts.reason, { json: opts.json === true });
+  });
+access
+  .command('list')
+  .description('every request (id, status, received, due, unanswered services)')
+  .option('--overdue', 'only requests past their due date and not complete')
+  .option('--json', 'one JSON object per line')
+  .action(async (opts: { overdue?: boolean; json?: boolean }, cmd: Command) => {
+    await runAccessList(configFrom(cmd.optsWithGlobals<GlobalOptions>()), { overdue: opts.overdue === true, json: opts.json === true });
+  });
+access
+  .command('retry')
+  .description('ask now every service whose next attempt is due (brokers also do this on their own every 30 s)')
+  .option('--json', 'one JSON object per line')
+  .action(async (opts: { json?: boolean }, cmd: Command) => {
+    await runAccessRetry(configFrom(cmd.optsWithGlobals<GlobalOptions>()), { json: opts.json === true });
+  });
+access
+  .command('export')
+  .description('write the assembled FHIR Bundle (type collection) of the answers (PHI: choose where it goes); exit 2 when not complete')
+  .argument('<id>', 'request id')
+  .requiredOption('--out <file>', 'where to write the Bundle JSON (mode 0600)')
+  .action(async (id: string, opts: { out: string }, cmd: Command) => {
+    process.exitCode = await runAccessExport(configFrom(cmd.optsWithGlobals<GlobalOptions>()), id, opts.out);
   });
 
 const catalog = program.command('catalog').description('the catalog: subjects/ and fhir-profiles/');

@@ -45,29 +45,58 @@ export function extractPatientRef(resource: FhirResource): string | undefined {
     const id = resource.id;
     return typeof id === 'string' && ID.test(id) ? `Patient/${id}` : undefined;
   }
+  return findInCompartment(resource, (ref) => {
+    const r = ref['reference'];
+    const id = typeof r === 'string' ? PATIENT_REF.exec(r)?.[1] : undefined;
+    return id === undefined ? undefined : `Patient/${id}`;
+  });
+}
+
+/**
+ * `<system>|<value>` (the FHIR token form) of the patient identifier of `system`: from Patient.identifier for a
+ * Patient, otherwise from the `identifier` of the first compartment reference that carries one of that system
+ * (a logical reference, http://hl7.org/fhir/R4/references.html#logical), in the table's order. A reference whose
+ * `type` names another resource type is not a patient. Undefined when none does.
+ */
+export function extractPatientIdentifier(resource: FhirResource, system: string): string | undefined {
+  if (resource.resourceType === 'Patient') {
+    const ids = (resource as { identifier?: unknown }).identifier;
+    return Array.isArray(ids) ? ids.map((i) => tokenOf(i, system)).find((t) => t !== undefined) : undefined;
+  }
+  return findInCompartment(resource, (ref) => {
+    const type = ref['type'];
+    if (type !== undefined && type !== 'Patient') return undefined;
+    return tokenOf(ref['identifier'], system);
+  });
+}
+
+function tokenOf(identifier: unknown, system: string): string | undefined {
+  if (!isJsonObject(identifier) || identifier['system'] !== system) return undefined;
+  const value = identifier['value'];
+  return typeof value === 'string' && value !== '' ? `${system}|${value}` : undefined;
+}
+
+/** The first value `pick` finds in a Reference at one of the type's compartment paths, in the table's order. */
+function findInCompartment(resource: FhirResource, pick: (ref: Readonly<Record<string, unknown>>) => string | undefined): string | undefined {
   const paths = compartmentPaths().get(resource.resourceType);
   if (paths === undefined) return undefined;
   for (const path of paths) {
-    const found = findPatientRef(resource, path, 0);
+    const found = findReference(resource, path, 0, pick);
     if (found !== undefined) return found;
   }
   return undefined;
 }
 
-function findPatientRef(node: unknown, path: readonly string[], at: number): string | undefined {
+function findReference(node: unknown, path: readonly string[], at: number, pick: (ref: Readonly<Record<string, unknown>>) => string | undefined): string | undefined {
   if (Array.isArray(node)) {
     for (const item of node) {
-      const found = findPatientRef(item, path, at);
+      const found = findReference(item, path, at, pick);
       if (found !== undefined) return found;
     }
     return undefined;
   }
   if (!isJsonObject(node)) return undefined;
   const name = path[at];
-  if (name === undefined) {
-    const ref = node['reference'];
-    const id = typeof ref === 'string' ? PATIENT_REF.exec(ref)?.[1] : undefined;
-    return id === undefined ? undefined : `Patient/${id}`;
-  }
-  return findPatientRef(node[name], path, at + 1);
+  if (name === undefined) return pick(node);
+  return findReference(node[name], path, at + 1, pick);
 }

@@ -18,9 +18,22 @@ export const KV_BUCKETS = {
   seen: 'phi_seen',
   /** Patient restrictions (45 CFR 164.522) as sealed FHIR Consent resources, keyed `<patient pseudonym>.<consent id>`. */
   consent: 'phi_consent',
+  /** Patient-to-service registry: keyed patient pseudonym → services holding data (src/registry/). */
+  registry: 'phi_registry',
+  /** Right-of-access requests and their state (src/access/); the patient reference only sealed. */
+  access: 'phi_access',
+} as const;
+
+/** JetStream Object Store buckets (NATS ADR-20). */
+export const OBJECT_STORES = {
+  /** Each service's answer to a right-of-access request, sealed under the broker's access key (src/access/). */
+  accessAnswers: 'phi_access_answers',
 } as const;
 
 export const BROKER_CONSUMER = 'broker';
+
+/** Queue group of the broker processes' control subjects: each control request is handled by one of them. */
+export const BROKER_QUEUE = 'phi-broker';
 
 /** Raw (raw-mode) envelopes carry this in place of a resource type. */
 export { RAW_TYPE };
@@ -86,6 +99,13 @@ export const subjects = {
     assertPseudonym(patient);
     return `phi.disclosure.${patient}.>`;
   },
+  /** Right of access: the broker asks one service for a patient's data (request/reply; only that service may subscribe). */
+  access: (service: string): string => {
+    assertService(service);
+    return `phi.access.${service}`;
+  },
+  /** Right of access: operator commands to the broker processes (request/reply, queue group BROKER_QUEUE). */
+  accessControl: 'phi.control.access',
   receiptsAll: 'phi.receipt.>',
   receipt: (service: string): string => {
     assertService(service);

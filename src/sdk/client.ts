@@ -17,6 +17,7 @@ import { errorFields, type Logger } from '../log.js';
 import { HEADERS, STREAMS, subjects } from '../nats/names.js';
 import { ensureDeliveryConsumer } from '../nats/setup.js';
 import { decodeReceipt, type Receipt } from '../broker/receipt.js';
+import { serveAccessRequests, type AccessRequestHandler } from './access.js';
 import { RecentIds } from './dedupe.js';
 import { openDelivery, redeliveryDelay, verifyDelivery, type Delivered, type ResourceOf, type ResourceType } from './delivery.js';
 import { classifyInput } from './input.js';
@@ -75,6 +76,7 @@ export class PhiClient {
   /** One JetStream client for every publish (nc.jetstream() builds a new one per call). */
   private readonly js: JetStreamClient;
   private closing = false;
+  private accessSub: NatsSubscription | undefined;
 
   private constructor(private readonly opts: PhiClientOptions) {
     this.keyring = new Keyring(opts.keys, [...opts.peers]);
@@ -256,8 +258,29 @@ export class PhiClient {
     }
   }
 
+  /**
+   * Answers the broker's right-of-access questions (45 CFR 164.524) for this service: `handler` gets the
+   * patient reference (the catalog's canonical form) and returns every resource this service holds about that
+   * patient; the answer goes back sealed to the broker and signed. One handler per client.
+   */
+  async onAccessRequest(handler: AccessRequestHandler): Promise<{ stop(): Promise<void> }> {
+    if (this.accessSub !== undefined) throw new TypeError('onAccessRequest: a handler is already registered');
+    const sub = serveAccessRequests(this.opts.nc, this.opts.service, this.opts.keys, this.keyring, handler, this.opts.logger);
+    this.accessSub = sub;
+    await this.opts.nc.flush(); // registered with the server before the caller goes on
+    return {
+      /** Stops answering; resolves once the server has dropped the subscription. */
+      stop: async () => {
+        sub.unsubscribe();
+        if (this.accessSub === sub) this.accessSub = undefined;
+        await this.opts.nc.flush();
+      },
+    };
+  }
+
   async close(): Promise<void> {
     this.closing = true;
+    this.accessSub?.unsubscribe();
     for (const sub of [...this.subscriptions]) await sub.stop();
     // Publishes still waiting resolve as 'unknown': their messages are in PHI_INGEST and will be processed.
     for (const waiting of [...this.pending.values()]) waiting.settle(undefined);

@@ -1,7 +1,7 @@
 // NATS names (src/nats/names.ts): every subject, stream and consumer name, spelled out here independently, and the
 // parser of ingest subjects refusing every token that is not a service id or a resource type.
 import { describe, expect, it } from 'vitest';
-import { BROKER_CONSUMER, HEADERS, KV_BUCKETS, RAW_TYPE, STREAMS, deliveryConsumer, parseIngestSubject, subjects } from '../../src/nats/names.js';
+import { BROKER_CONSUMER, BROKER_QUEUE, HEADERS, KV_BUCKETS, OBJECT_STORES, RAW_TYPE, STREAMS, deliveryConsumer, parseIngestSubject, subjects } from '../../src/nats/names.js';
 
 describe('subjects', () => {
   it('are built from a service id and a resource type token', () => {
@@ -14,6 +14,8 @@ describe('subjects', () => {
     expect(subjects.quarantine('billing')).toBe('phi.quarantine.billing');
     expect(subjects.quarantine('')).toBe('phi.quarantine._unknown');
     expect(subjects.quarantine('Not.A*Service')).toBe('phi.quarantine._unknown');
+    expect(subjects.access('pharmacy')).toBe('phi.access.pharmacy');
+    expect(subjects.accessControl).toBe('phi.control.access');
     expect([subjects.ingestAll, subjects.deliverAll, subjects.quarantineAll, subjects.receiptsAll]).toEqual(['phi.ingest.>', 'phi.deliver.>', 'phi.quarantine.>', 'phi.receipt.>']);
   });
 
@@ -22,6 +24,7 @@ describe('subjects', () => {
     ['a service with a dot', () => subjects.deliver('ehr.x', 'Patient')],
     ['an upper-case service', () => subjects.receipt('EHR')],
     ['an empty service', () => subjects.deliverFilter('')],
+    ['a wildcard access service', () => subjects.access('>')],
     ['a wildcard type', () => subjects.ingest('ehr', '>')],
     ['a type with a dot', () => subjects.deliver('ehr', 'Patient.name')],
     ['a lower-case type', () => subjects.ingest('ehr', 'patient')],
@@ -32,8 +35,10 @@ describe('subjects', () => {
 
   it('streams, bucket, consumer and header names are fixed', () => {
     expect(STREAMS).toEqual({ ingest: 'PHI_INGEST', deliver: 'PHI_DELIVER', quarantine: 'PHI_QUARANTINE', receipts: 'PHI_RECEIPTS', disclosures: 'PHI_DISCLOSURES' });
-    expect(KV_BUCKETS).toEqual({ seen: 'phi_seen', consent: 'phi_consent' });
+    expect(KV_BUCKETS).toEqual({ seen: 'phi_seen', consent: 'phi_consent', registry: 'phi_registry', access: 'phi_access' });
+    expect(OBJECT_STORES).toEqual({ accessAnswers: 'phi_access_answers' });
     expect(BROKER_CONSUMER).toBe('broker');
+    expect(BROKER_QUEUE).toBe('phi-broker');
     expect(HEADERS).toEqual({ msgId: 'Nats-Msg-Id', signature: 'Phi-Sig', code: 'Phi-Code', record: 'Phi-Record', part: 'Phi-Part' });
   });
 });

@@ -1,0 +1,113 @@
+// `phi-broker access request|status|extend|list|retry|export`: the right-of-access workflow (45 CFR 164.524)
+// from the operator's terminal. Commands go to the broker processes on phi.control.access (src/access/control.ts);
+// the patient reference leaves this process only sealed under the broker's access key, which — like `registry
+// show` and `quarantine show --decrypt` — needs the broker secrets in the data dir. `export` opens the sealed
+// answers here, with those secrets, and writes the assembled FHIR Bundle to a file of the operator's choosing.
+import { writeFileSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import { loadBundle } from '../access/bundle.js';
+import { CONTROL_REF_AAD, sendControl, type ControlCommand } from '../access/control.js';
+import { isOverdue, unanswered, type AccessRequest, type ServiceState } from '../access/request.js';
+import { accessKey, checkRequestId } from '../access/sealing.js';
+import { AccessStore } from '../access/store.js';
+import { ensureBrokerSecrets } from '../broker/secrets.js';
+import type { BrokerConfig } from '../config.js';
+import { sealBlob } from '../crypto/aead.js';
+import { initCrypto } from '../crypto/sodium.js';
+import { canonicalPatientRef } from '../registry/patient-key.js';
+import { connectNats, layout, loadConfiguredCatalog, natsUrl } from './runtime.js';
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+function describeService(name: string, s: ServiceState): string {
+  switch (s.state) {
+    case 'answered':
+      return `  ${name}: answered ${iso(s.answeredAt)}, ${s.resources} resource${s.resources === 1 ? '' : 's'} (${Object.entries(s.types).map(([t, n]) => `${t} ${n}`).join(', ') || 'none'}), sha256 ${s.sha256}`;
+    case 'pending':
+      return `  ${name}: not yet answered (${s.attempts} attempt${s.attempts === 1 ? '' : 's'}${s.code === undefined ? '' : `, last ${s.code}`}), next attempt ${iso(s.nextAttemptAt)}`;
+    case 'failed':
+      return `  ${name}: failed (${s.code}; ${s.attempts} attempt${s.attempts === 1 ? '' : 's'}), next attempt ${iso(s.nextAttemptAt)}`;
+  }
+}
+
+export function formatRequest(r: AccessRequest, now: number): string {
+  const missing = unanswered(r);
+  const lines = [
+    `${r.id}  ${r.status}${r.status === 'partial' || r.status === 'open' ? ` (waiting for: ${missing.join(', ')})` : ''}${isOverdue(r, now) ? '  OVERDUE' : ''}`,
+    `  patient ${r.patient}`,
+    `  received ${iso(r.receivedAt)}, due ${iso(r.dueAt)}${r.extension === undefined ? '' : ` (extended ${iso(r.extension.at)} from ${iso(r.extension.previousDueAt)}: ${r.extension.reason})`}`,
+    ...Object.entries(r.services).map(([name, s]) => describeService(name, s)),
+  ];
+  if (Object.keys(r.services).length === 0) lines.push('  no service holds data about this patient in the designated record set');
+  return `${lines.join('\n')}\n`;
+}
+
+export function formatListRow(r: AccessRequest, now: number): string {
+  return [r.id, r.status, iso(r.receivedAt), iso(r.dueAt), isOverdue(r, now) ? 'overdue' : '-', unanswered(r).join(',') || '-'].join('  ');
+}
+
+async function control(config: BrokerConfig, command: ControlCommand): Promise<{ requests: readonly AccessRequest[]; now: number }> {
+  const nc = await connectNats(natsUrl(config), 'phi-broker access');
+  try {
+    return await sendControl(nc, command);
+  } finally {
+    await nc.close();
+  }
+}
+
+function print(out: Writable, json: boolean, requests: readonly AccessRequest[], now: number, list = false): void {
+  if (json) {
+    for (const r of requests) out.write(`${JSON.stringify({ ...r, overdue: isOverdue(r, now), unanswered: unanswered(r) })}\n`);
+    return;
+  }
+  for (const r of requests) out.write(list ? `${formatListRow(r, now)}\n` : formatRequest(r, now));
+  if (list) out.write(`${requests.length} request${requests.length === 1 ? '' : 's'}\n`);
+}
+
+export async function runAccessRequest(config: BrokerConfig, patient: string, opts: { json: boolean }, out: Writable = process.stdout): Promise<void> {
+  const ref = canonicalPatientRef(patient, loadConfiguredCatalog(config).patients);
+  await initCrypto();
+  const key = accessKey(ensureBrokerSecrets(layout(config).keys));
+  const sealedRef = Buffer.from(sealBlob(key, new TextEncoder().encode(ref), new TextEncoder().encode(CONTROL_REF_AAD))).toString('base64url');
+  const { requests, now } = await control(config, { op: 'create', sealedRef });
+  print(out, opts.json, requests, now);
+}
+
+export async function runAccessStatus(config: BrokerConfig, id: string, opts: { json: boolean }, out: Writable = process.stdout): Promise<void> {
+  const { requests, now } = await control(config, { op: 'status', id: checkRequestId(id) });
+  print(out, opts.json, requests, now);
+}
+
+export async function runAccessExtend(config: BrokerConfig, id: string, reason: string, opts: { json: boolean }, out: Writable = process.stdout): Promise<void> {
+  const { requests, now } = await control(config, { op: 'extend', id: checkRequestId(id), reason });
+  print(out, opts.json, requests, now);
+}
+
+export async function runAccessList(config: BrokerConfig, opts: { json: boolean; overdue: boolean }, out: Writable = process.stdout): Promise<void> {
+  const { requests, now } = await control(config, { op: 'list', overdue: opts.overdue });
+  print(out, opts.json, requests, now, true);
+}
+
+export async function runAccessRetry(config: BrokerConfig, opts: { json: boolean }, out: Writable = process.stdout): Promise<void> {
+  const { requests, now } = await control(config, { op: 'retry' });
+  print(out, opts.json, requests, now, true);
+}
+
+/** Writes the assembled Bundle; returns 0 when the request is complete, 2 when it holds only some services' answers. */
+export async function runAccessExport(config: BrokerConfig, id: string, file: string, out: Writable = process.stdout, err: Writable = process.stderr): Promise<number> {
+  await initCrypto();
+  const key = accessKey(ensureBrokerSecrets(layout(config).keys));
+  const nc = await connectNats(natsUrl(config), 'phi-broker access export');
+  try {
+    const store = await AccessStore.open(nc);
+    const request = await store.get(checkRequestId(id));
+    const bundle = await loadBundle(store, key, request, Date.now());
+    writeFileSync(file, `${JSON.stringify(bundle, null, 2)}\n`, { mode: 0o600 });
+    out.write(`${id}: ${bundle.entry?.length ?? 0} resources from ${Object.values(request.services).filter((s) => s.state === 'answered').length} service(s) written to ${file}\n`);
+    if (request.status === 'complete') return 0;
+    err.write(`phi-broker: ${id} is ${request.status}: not yet answered by ${unanswered(request).join(', ')}; the Bundle holds only the answers so far\n`);
+    return 2;
+  } finally {
+    await nc.close();
+  }
+}

@@ -1,0 +1,112 @@
+// One patient's entry in the patient-to-service registry (KV phi_registry, value format v1): which services
+// hold data about the patient, in which role (source: published it; recipient: received a projection of it),
+// which resource types, under which purposes of use (HL7 v3 PurposeOfUse, from the catalog subscription),
+// first and last seen, and how many messages. Ids, type names, codes and times only — never a value from a
+// resource. Pure: merging an observation into a record, and the JSON form with its zod check.
+import { z } from 'zod';
+
+/** How many recent ingest message ids a record remembers, so a redelivered message counts once. */
+export const RECENT_IDS = 64;
+
+export type RegistryRole = 'source' | 'recipient';
+
+export interface RoleRecord {
+  readonly types: readonly string[];
+  /** Purposes of use the service received under (a publisher states none: empty for `source`). */
+  readonly purposes: readonly string[];
+  /** ISO 8601 UTC. */
+  readonly firstSeen: string;
+  readonly lastSeen: string;
+  readonly count: number;
+}
+
+export interface ServiceRecord {
+  readonly source?: RoleRecord;
+  readonly recipient?: RoleRecord;
+}
+
+export interface RegistryRecord {
+  readonly v: 1;
+  readonly services: Readonly<Record<string, ServiceRecord>>;
+  /** Ingest message ids most recently counted here, newest last (at most RECENT_IDS). */
+  readonly recent: readonly string[];
+}
+
+/** One message's contribution: its sender, and every subscriber it was delivered to. */
+export interface Observation {
+  /** The ingest message id (envelope id). */
+  readonly messageId: string;
+  readonly type: string;
+  readonly at: number;
+  readonly source: string;
+  readonly recipients: readonly { readonly service: string; readonly purpose: string }[];
+}
+
+const roleSchema = z.strictObject({
+  types: z.array(z.string()),
+  purposes: z.array(z.string()),
+  firstSeen: z.string(),
+  lastSeen: z.string(),
+  count: z.number().int().min(0),
+});
+
+const recordSchema = z.strictObject({
+  v: z.literal(1),
+  services: z.record(z.string(), z.strictObject({ source: roleSchema.optional(), recipient: roleSchema.optional() })),
+  recent: z.array(z.string()),
+});
+
+export function emptyRecord(): RegistryRecord {
+  return { v: 1, services: {}, recent: [] };
+}
+
+/** The record with the observation merged in; the same record when the message was already counted. */
+export function applyObservation(record: RegistryRecord, obs: Observation): RegistryRecord {
+  if (record.recent.includes(obs.messageId)) return record;
+  const at = new Date(obs.at).toISOString();
+  const services: Record<string, ServiceRecord> = { ...record.services };
+  const touch = (service: string, role: RegistryRole, purpose: string | undefined): void => {
+    const current = services[service] ?? {};
+    services[service] = { ...current, [role]: mergeRole(current[role], obs.type, purpose, at) };
+  };
+  touch(obs.source, 'source', undefined);
+  for (const r of obs.recipients) touch(r.service, 'recipient', r.purpose);
+  return { v: 1, services: sortKeys(services), recent: [...record.recent, obs.messageId].slice(-RECENT_IDS) };
+}
+
+function mergeRole(role: RoleRecord | undefined, type: string, purpose: string | undefined, at: string): RoleRecord {
+  if (role === undefined) return { types: [type], purposes: purpose === undefined ? [] : [purpose], firstSeen: at, lastSeen: at, count: 1 };
+  return {
+    types: addSorted(role.types, type),
+    purposes: purpose === undefined ? role.purposes : addSorted(role.purposes, purpose),
+    // Several brokers may apply messages out of order: first/last are min/max, not the latest write.
+    firstSeen: at < role.firstSeen ? at : role.firstSeen,
+    lastSeen: at > role.lastSeen ? at : role.lastSeen,
+    count: role.count + 1,
+  };
+}
+
+function addSorted(list: readonly string[], item: string): string[] {
+  return list.includes(item) ? [...list] : [...list, item].sort();
+}
+
+function sortKeys<V>(o: Record<string, V>): Record<string, V> {
+  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+export function encodeRecord(record: RegistryRecord): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(record));
+}
+
+/** Parses a stored value; throws (a plain Error naming no content) when it is not a v1 registry record. */
+export function decodeRecord(bytes: Uint8Array): RegistryRecord {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw new Error('registry value is not JSON');
+  }
+  const r = recordSchema.safeParse(json);
+  if (!r.success) throw new Error(`registry value is not a v1 record (at ${r.error.issues[0]?.path.join('.') ?? '(root)'})`);
+  return r.data as RegistryRecord;
+}
