@@ -13,6 +13,7 @@ import { envelopeHash } from '../envelope/provenance.js';
 import { sealEnvelope } from '../envelope/seal.js';
 import { MESSAGE_ID_PATTERN, isRawPayload } from '../envelope/types.js';
 import { isResourceType } from '../fhir/elements.js';
+import { extractPatientRef } from '../fhir/patient-ref.js';
 import type { ValidationLimits } from '../fhir/limits.js';
 import { validateResource } from '../fhir/validate.js';
 import { RAW_TYPE, parseIngestSubject, subjects } from '../nats/names.js';
@@ -125,6 +126,9 @@ function isBundleEntry(json: unknown): boolean {
 export interface Routed {
   readonly deliveries: readonly Delivery[];
   readonly withheld: readonly { readonly service: string; readonly error: BrokerError }[];
+  /** The resource's logical id and the `Patient/<id>` it is about, for the audit trail (never logged: PHI). */
+  readonly resourceId: string | undefined;
+  readonly patientRef: string | undefined;
 }
 
 export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Routed {
@@ -195,5 +199,5 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
       purpose: sub.purpose,
     });
   }
-  return { deliveries, withheld };
+  return { deliveries, withheld, resourceId: typeof resource.id === 'string' ? resource.id : undefined, patientRef: extractPatientRef(resource) };
 }

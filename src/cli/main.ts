@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `phi-broker` command: up, demo, publish, tail, catalog check. Every command takes --data-dir
+// The `phi-broker` command: up, demo, publish, tail, quarantine, audit, catalog check. Every command takes --data-dir
 // (default .phi-broker/, or PHI_BROKER_DATA_DIR); NATS_URL points them at an existing NATS.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { createLogger } from '../log.js';
 // `up` and `demo` run the broker, which loads the FHIR model (@fhir-typescript/r4-core, seconds to import):
 // they import it on demand, so `--help`, `publish`, `tail` and `catalog check` start in well under a second.
 import { packageRoot } from './package-root.js';
+import { registerAuditCommands } from './audit.js';
 import { runPublish } from './publish.js';
 import { runQuarantineList, runQuarantineShow } from './quarantine.js';
 import { runTail } from './tail.js';
@@ -103,6 +104,11 @@ quarantine
   .action(async (id: string, opts: { decrypt?: boolean }, cmd: Command) => {
     process.exitCode = await runQuarantineShow(configFrom(cmd.optsWithGlobals<GlobalOptions>()), id, { decrypt: opts.decrypt === true });
   });
+
+registerAuditCommands(
+  program.command('audit').description('the tamper-evident audit trail in PHI_AUDIT: verify, query, export (docs/audit.md)'),
+  (cmd) => configFrom(cmd.optsWithGlobals<GlobalOptions>()),
+);
 
 const catalog = program.command('catalog').description('the catalog: subjects/ and fhir-profiles/');
 catalog

@@ -26,12 +26,19 @@ describe('subjects', () => {
     ['a type with a dot', () => subjects.deliver('ehr', 'Patient.name')],
     ['a lower-case type', () => subjects.ingest('ehr', 'patient')],
     ['a value-like type', () => subjects.ingest('ehr', 'Patient/123')],
+    ['an instance id with a dot', () => subjects.audit('host.example')],
+    ['a wildcard instance id', () => subjects.audit('*')],
+    ['an alert rule with a dot', () => subjects.alert('a.b')],
   ])('refuse %s with TypeError (a caller mistake; nothing PHI-like enters a subject)', (_n, f) => {
     expect(f).toThrow(TypeError);
   });
 
+  it('audit chains and alerts have their own subjects', () => {
+    expect([subjects.auditAll, subjects.audit('host-42-a1b2c3'), subjects.alert('rejections')]).toEqual(['phi.audit.>', 'phi.audit.host-42-a1b2c3', 'phi.alert.rejections']);
+  });
+
   it('streams, bucket, consumer and header names are fixed', () => {
-    expect(STREAMS).toEqual({ ingest: 'PHI_INGEST', deliver: 'PHI_DELIVER', quarantine: 'PHI_QUARANTINE', receipts: 'PHI_RECEIPTS' });
+    expect(STREAMS).toEqual({ ingest: 'PHI_INGEST', deliver: 'PHI_DELIVER', quarantine: 'PHI_QUARANTINE', receipts: 'PHI_RECEIPTS', audit: 'PHI_AUDIT' });
     expect(KV_BUCKETS).toEqual({ seen: 'phi_seen' });
     expect(BROKER_CONSUMER).toBe('broker');
     expect(HEADERS).toEqual({ msgId: 'Nats-Msg-Id', signature: 'Phi-Sig', code: 'Phi-Code', record: 'Phi-Record', part: 'Phi-Part' });
