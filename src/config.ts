@@ -2,6 +2,7 @@
 // frozen and passed to constructors. Invalid configuration refuses to start, naming the setting.
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { INSTANCE_ID_PATTERN } from './audit/instance.js';
 import { BrokerError } from './errors.js';
 
 const MiB = 1024 * 1024;
@@ -43,6 +44,19 @@ export const configSchema = z.strictObject({
   accessAnswerTimeoutMs: z.number().int().min(100).max(10 * 60 * 1000).default(10_000),
   /** Right of access: how often each broker process asks again the services whose next attempt is due; 0: only on `access retry`. */
   accessRetryIntervalMs: z.number().int().min(0).max(DAY).default(30_000),
+  /**
+   * This broker process's audit chain (`phi.audit.<instanceId>`, docs/audit.md). Unset: each Broker derives a
+   * unique one (host-pid-random). Set it only to continue one chain across restarts, never on two processes.
+   */
+  instanceId: z.string().regex(INSTANCE_ID_PATTERN, 'letters, digits and hyphens, at most 40').optional(),
+  /** Retention of PHI_AUDIT: six years (45 CFR 164.316(b)(2)(i)), 2,192 days. */
+  auditMaxAgeMs: z.number().int().min(DAY).default(2192 * DAY),
+  /** The broker signs a checkpoint of its audit chain head after this many records … */
+  auditCheckpointEvery: z.number().int().min(1).max(1_000_000).default(1000),
+  /** … or when this long has passed with unsealed records, whichever comes first. */
+  auditCheckpointMs: z.number().int().min(100).max(DAY).default(60_000),
+  /** JSON file overriding the default alert rules (src/audit/alerts.ts, docs/audit.md). Unset: the defaults. */
+  alertRulesFile: z.string().min(1).optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -67,7 +81,7 @@ export function parseConfig(input: BrokerConfigInput): BrokerConfig {
   if (c.replayWindowMs < 2 * c.clockSkewMs + c.duplicateWindowMs) {
     throw new BrokerError('E_CONFIG_INVALID', 'invalid configuration: replayWindowMs: must be at least 2 × clockSkewMs + duplicateWindowMs');
   }
-  return Object.freeze({ ...c, dataDir: resolve(c.dataDir), subjectsDir: resolve(c.subjectsDir), profilesDir: resolve(c.profilesDir) });
+  return Object.freeze({ ...c, dataDir: resolve(c.dataDir), subjectsDir: resolve(c.subjectsDir), profilesDir: resolve(c.profilesDir), ...(c.alertRulesFile === undefined ? {} : { alertRulesFile: resolve(c.alertRulesFile) }) });
 }
 
 /** Environment variables, one per setting (the CLI's flags override them). */
@@ -87,9 +101,14 @@ export const CONFIG_ENV = {
   PHI_BROKER_ACCESS_ANSWER_TIMEOUT_MS: 'accessAnswerTimeoutMs',
   PHI_BROKER_ACCESS_RETRY_INTERVAL_MS: 'accessRetryIntervalMs',
   PHI_BROKER_LOG_LEVEL: 'logLevel',
+  PHI_BROKER_INSTANCE_ID: 'instanceId',
+  PHI_BROKER_AUDIT_MAX_AGE_MS: 'auditMaxAgeMs',
+  PHI_BROKER_AUDIT_CHECKPOINT_EVERY: 'auditCheckpointEvery',
+  PHI_BROKER_AUDIT_CHECKPOINT_MS: 'auditCheckpointMs',
+  PHI_BROKER_ALERT_RULES_FILE: 'alertRulesFile',
 } as const satisfies Record<string, keyof BrokerConfigInput>;
 
-const NUMERIC: ReadonlySet<string> = new Set(['maxMessageBytes', 'clockSkewMs', 'duplicateWindowMs', 'replayWindowMs', 'deliverMaxAgeMs', 'quarantineMaxAgeMs', 'receiptMaxAgeMs', 'disclosureMaxAgeMs', 'ackWaitMs', 'concurrency', 'accessAnswerTimeoutMs', 'accessRetryIntervalMs']);
+const NUMERIC: ReadonlySet<string> = new Set(['maxMessageBytes', 'clockSkewMs', 'duplicateWindowMs', 'replayWindowMs', 'deliverMaxAgeMs', 'quarantineMaxAgeMs', 'receiptMaxAgeMs', 'disclosureMaxAgeMs', 'ackWaitMs', 'concurrency', 'accessAnswerTimeoutMs', 'accessRetryIntervalMs', 'auditMaxAgeMs', 'auditCheckpointEvery', 'auditCheckpointMs']);
 
 /**
  * The settings the environment sets. A numeric variable that is not a number is E_CONFIG_INVALID naming

@@ -7,6 +7,8 @@ export const REDACT_PATHS = [
   'resource', '*.resource', 'body', '*.body', 'data', '*.data', 'bytes', '*.bytes', 'raw', '*.raw',
   'secretKey', '*.secretKey', 'd', '*.d', 'key', '*.key', 'kek', '*.kek', 'headers', '*.headers',
   'value', '*.value', 'patient', '*.patient', 'err.cause',
+  // Audit facts (src/audit/facts.ts) carry a raw `Patient/<id>` until the event builder pseudonymises it.
+  'patientRef', '*.patientRef', '*.*.patientRef',
 ];
 
 export type { Logger };

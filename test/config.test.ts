@@ -37,9 +37,14 @@ describe('parseConfig', () => {
       concurrency: 64,
       accessAnswerTimeoutMs: 10_000,
       accessRetryIntervalMs: 30_000,
+      auditMaxAgeMs: 2192 * DAY,
+      auditCheckpointEvery: 1000,
+      auditCheckpointMs: 60_000,
       logLevel: 'info',
     });
     expect('natsUrl' in parseConfig({})).toBe(false);
+    expect('instanceId' in parseConfig({})).toBe(false);
+    expect('alertRulesFile' in parseConfig({})).toBe(false);
   });
 
   it('keeps given values, resolves relative paths and keeps natsUrl', () => {
@@ -78,6 +83,11 @@ describe('parseConfig', () => {
     ['subjectsDir', ''],
     ['profilesDir', 7],
     ['natsUrl', ''],
+    ['instanceId', 'has.dot'],
+    ['instanceId', 'x'.repeat(41)],
+    ['auditMaxAgeMs', DAY - 1],
+    ['auditCheckpointEvery', 0],
+    ['auditCheckpointMs', 99],
   ])('refuses %s = %j with E_CONFIG_INVALID naming the setting', (key, value) => {
     const e = configError({ [key]: value });
     expect(e.code).toBe('E_CONFIG_INVALID');
@@ -134,6 +144,6 @@ describe('configFromEnv', () => {
   });
 
   it('covers every setting but the catalog dirs (flags) with a variable', () => {
-    expect(Object.values(CONFIG_ENV).sort()).toEqual(Object.keys(parseConfig({})).filter((k) => k !== 'subjectsDir' && k !== 'profilesDir').concat('natsUrl').sort());
+    expect(Object.values(CONFIG_ENV).sort()).toEqual(Object.keys(parseConfig({})).filter((k) => k !== 'subjectsDir' && k !== 'profilesDir').concat('natsUrl', 'instanceId', 'alertRulesFile').sort());
   });
 });

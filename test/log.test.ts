@@ -51,6 +51,7 @@ describe('createLogger redaction', () => {
     ['raw', { raw: JSON.stringify(resource) }],
     ['value', { value: 'Thistlewood' }],
     ['patient', { patient: resource }],
+    ['an audit fact (its patientRef, one or two levels down)', { fact: { subject: { patientRef: 'Patient/Thistlewood' } }, patientRef: 'Patient/Thistlewood' }],
     ['nested one level: msg.resource / msg.data', { msg: { resource, data: JSON.stringify(resource) } }],
     ['headers', { headers: { 'Phi-Note': 'Thistlewood' } }],
   ])('a log call with %s writes none of its content', (_n, fields) => {

@@ -5,6 +5,8 @@
 // at-least-once end to end; deliveries carry a stable Nats-Msg-Id so a redelivered ingest message does not
 // duplicate them inside the duplicate window, and subscribers de-duplicate by message id beyond it.
 import { headers as natsHeaders, type ConsumerMessages, type JetStreamClient, type JsMsg, type NatsConnection } from 'nats';
+import { acceptedFacts, profileElements, rejectedFacts, startFacts } from '../audit/broker-facts.js';
+import { AuditTrail } from '../audit/trail.js';
 import { BROKER_ID, accountsDisclosures, type Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config.js';
 import { Keyring } from '../crypto/keyring.js';
@@ -42,6 +44,8 @@ export interface BrokerOptions {
   readonly secrets: BrokerSecrets;
   readonly logger: Logger;
   readonly now?: () => number;
+  /** The audit trail (docs/audit.md); by default the broker opens its own chain and closes it on stop. */
+  readonly audit?: AuditTrail;
 }
 
 export interface BrokerStats {
@@ -62,6 +66,9 @@ export class Broker {
   private loop: Promise<void> | undefined;
   private readonly inflight = new Set<Promise<void>>();
   private stopping = false;
+  private audit!: AuditTrail;
+  private ownsAudit = false;
+  private elementsOf: (profileUrl: string) => readonly string[] = () => [];
 
   private constructor(
     private readonly opts: BrokerOptions,
@@ -128,6 +135,10 @@ export class Broker {
       restrictions: consent,
       accountedRecipients: new Set([...catalog.services.values()].filter(accountsDisclosures).map((s) => s.id)),
       // One patient identity for restrictions, disclosures and the registry: the catalog's canonical rule.
+      patientRefOf: (resource) => {
+        const found = resolvePatient(resource, catalog.patients);
+        return found.kind === 'patient' ? found.ref : undefined;
+      },
       patientOf: (resource) => {
         const found = resolvePatient(resource, catalog.patients);
         return found.kind === 'patient' ? patientPseudonym(opts.secrets, found.ref) : undefined;
@@ -135,6 +146,10 @@ export class Broker {
     };
     const registry = await RegistryRecorder.open(nc, catalog.patients, opts.secrets, logger);
     const broker = new Broker(opts, nc.jetstream(), new ReplayCache(seen), ctx, consent, registry);
+    broker.audit = opts.audit ?? (await AuditTrail.open({ nc, settings: config, signer: opts.keys.sign, secrets: opts.secrets, logger, ...(opts.now === undefined ? {} : { now: opts.now }) }));
+    broker.ownsAudit = opts.audit === undefined;
+    broker.elementsOf = profileElements(catalog);
+    await broker.audit.record(startFacts(catalog));
     await broker.run();
     logger.info({ catalogHash: catalog.hash, types: routes.size, event: 'broker.ready' }, 'broker ready');
     return broker;
@@ -168,6 +183,12 @@ export class Broker {
     await this.loop;
     await Promise.allSettled([...this.inflight]);
     await this.consent.stop();
+    try {
+      await this.audit.record([{ kind: 'broker-stop' }]);
+      if (this.ownsAudit) await this.audit.close();
+    } catch (err) {
+      this.opts.logger.error({ event: 'audit.stop.failed', ...errorFields(err) }, 'could not record the stop in the audit trail');
+    }
   }
 
   private async handle(m: JsMsg): Promise<void> {
@@ -183,7 +204,8 @@ export class Broker {
     try {
       checked = checkEnvelope(input, this.ctx);
       await this.replay.check(checked.env.id, seq);
-      const { deliveries, withheld, restricted, resource } = routeMessage(checked, this.ctx);
+      const routed = routeMessage(checked, this.ctx);
+      const { deliveries, withheld, restricted, resource } = routed;
       // Resolved before anything goes out: a catalog that rejects unresolved patients refuses the message here.
       const registration = this.registry.plan({ messageId: checked.env.id, sender: checked.sender, type: checked.type }, resource);
       for (const w of withheld) {
@@ -205,7 +227,10 @@ export class Broker {
         ...disclosures.map((d) => this.js.publish(d.subject, d.bytes, { msgID: d.msgId })),
       ]);
       await this.registry.persist(registration, deliveries, this.ctx.now());
-      await this.sendReceipt(checked.sender, acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()), seq);
+      await Promise.all([
+        this.sendReceipt(checked.sender, acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()), seq),
+        this.audit.record(acceptedFacts(checked, seq, routed, this.elementsOf)),
+      ]);
       m.ack();
       this.stats.accepted += 1;
       this.stats.deliveries += deliveries.length;
@@ -258,6 +283,7 @@ export class Broker {
     if (route !== undefined && messageId !== undefined && error.code !== 'E_REPLAY') {
       await this.sendReceipt(route.service, rejectedReceipt(messageId, envelopeHash(input.data), error, this.ctx.now()), seq);
     }
+    await this.audit.record(rejectedFacts(error, { sender: route?.service, type: route?.type, messageId, quarantineId: record.id, ingestSeq: seq }));
     this.opts.logger.warn(
       { event: 'ingest.rejected', seq, id: messageId, sender: route?.service, type: route?.type, code: error.code, path: error.path, quarantine: record.id },
       'rejected',
@@ -299,7 +325,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TRANSIENT_NATS_CODES: ReadonlySet<string> = new Set(['TIMEOUT', '503', 'CONNECTION_CLOSED', 'CONNECTION_DRAINING', 'DISCONNECT', 'CONNECTION_REFUSED', 'CONNECTION_TIMEOUT', 'NO_RESPONDERS']);
 
 function isTransient(err: unknown): boolean {
-  if (isBrokerError(err)) return false;
+  // A broker that cannot audit acknowledges nothing: the message waits for another broker (docs/audit.md).
+  if (isBrokerError(err)) return err.code === 'E_AUDIT_CHAIN';
   if (err instanceof RegistryUnavailable) return true; // deliveries are out; the registry write is retried, never skipped
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && TRANSIENT_NATS_CODES.has(code);

@@ -15,6 +15,7 @@ import { sealEnvelope } from '../envelope/seal.js';
 import { MESSAGE_ID_PATTERN, isRawPayload } from '../envelope/types.js';
 import { disclosedElements } from '../disclosures/elements.js';
 import { isResourceType } from '../fhir/elements.js';
+import { extractPatientRef } from '../fhir/patient-ref.js';
 import type { FhirResource } from '../fhir/resource.js';
 import type { ValidationLimits } from '../fhir/limits.js';
 import { validateResource } from '../fhir/validate.js';
@@ -41,6 +42,8 @@ export interface PipelineContext {
   readonly accountedRecipients?: ReadonlySet<string>;
   /** The broker's keyed pseudonym of the resource's patient (src/registry/pseudonym.ts), if it has one. */
   readonly patientOf?: (resource: FhirResource) => string | undefined;
+  /** The resource's patient under the catalog's canonical rule (src/registry/patient-key.ts; PHI, in memory only). Default: `Patient/<id>`. */
+  readonly patientRefOf?: (resource: FhirResource) => string | undefined;
 }
 
 export interface IngestMessage {
@@ -140,6 +143,9 @@ export interface Routed {
   readonly restricted: readonly { readonly service: string; readonly purpose: string; readonly denial: Denial }[];
   /** The validated resource (PHI, in memory only): what the registry resolves the patient from. */
   readonly resource: FhirResource;
+  /** The resource's logical id and the canonical patient reference it is about, for the audit trail (never logged: PHI). */
+  readonly resourceId: string | undefined;
+  readonly patientRef: string | undefined;
 }
 
 export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Routed {
@@ -220,5 +226,6 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
       ...(ctx.accountedRecipients?.has(sub.service) === true ? { disclosure: { patient: patientOf(), elements: disclosedElements(projected) } } : {}),
     });
   }
-  return { deliveries, withheld, restricted, resource };
+  const patientRef = ctx.patientRefOf === undefined ? extractPatientRef(resource) : ctx.patientRefOf(resource);
+  return { deliveries, withheld, restricted, resource, resourceId: typeof resource.id === 'string' ? resource.id : undefined, patientRef };
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `phi-broker` command: up, demo, publish, tail, quarantine, registry show, access, catalog check. Every command takes --data-dir
+// The `phi-broker` command: up, demo, publish, tail, quarantine, consent, disclosures, registry show, access, audit, catalog check. Every command takes --data-dir
 // (default .phi-broker/, or PHI_BROKER_DATA_DIR); NATS_URL points them at an existing NATS.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { createLogger } from '../log.js';
 // they import it on demand, so `--help`, `publish`, `tail` and `catalog check` start in well under a second.
 import { packageRoot } from './package-root.js';
 import { parseSince, runDisclosures } from './disclosures.js';
+import { registerAuditCommands } from './audit.js';
 import { runPublish } from './publish.js';
 import { runQuarantineList, runQuarantineShow } from './quarantine.js';
 import { runRegistryShow } from './registry.js';
@@ -217,6 +218,10 @@ access
   .action(async (id: string, opts: { out: string }, cmd: Command) => {
     process.exitCode = await runAccessExport(configFrom(cmd.optsWithGlobals<GlobalOptions>()), id, opts.out);
   });
+registerAuditCommands(
+  program.command('audit').description('the tamper-evident audit trail in PHI_AUDIT: verify, query, export (docs/audit.md)'),
+  (cmd) => configFrom(cmd.optsWithGlobals<GlobalOptions>()),
+);
 
 const catalog = program.command('catalog').description('the catalog: subjects/ and fhir-profiles/');
 catalog

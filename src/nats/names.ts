@@ -3,6 +3,7 @@
 // never a patient reference, an identifier or any other value (PHI must not appear in subjects).
 import { SERVICE_ID_PATTERN } from '../catalog/types.js';
 import { RAW_TYPE, RESOURCE_TYPE_NAME_PATTERN } from '../envelope/types.js';
+import { INSTANCE_ID_PATTERN } from '../audit/instance.js';
 
 export const STREAMS = {
   ingest: 'PHI_INGEST',
@@ -11,6 +12,8 @@ export const STREAMS = {
   receipts: 'PHI_RECEIPTS',
   /** Accounting of disclosures (45 CFR 164.528): one record per delivery to an accounted recipient; deny delete, deny purge. */
   disclosures: 'PHI_DISCLOSURES',
+  /** The audit trail: write once (deny delete, deny purge), one hash chain per broker instance (docs/audit.md). */
+  audit: 'PHI_AUDIT',
 } as const;
 
 export const KV_BUCKETS = {
@@ -110,6 +113,17 @@ export const subjects = {
   receipt: (service: string): string => {
     assertService(service);
     return `phi.receipt.${service}`;
+  },
+  auditAll: 'phi.audit.>',
+  /** One broker instance's audit chain. */
+  audit: (instanceId: string): string => {
+    if (!INSTANCE_ID_PATTERN.test(instanceId)) throw new TypeError(`not an instance id: ${JSON.stringify(instanceId)}`);
+    return `phi.audit.${instanceId}`;
+  },
+  /** Core NATS (not stored): an alert rule fired (src/audit/alerts.ts). */
+  alert: (rule: string): string => {
+    if (!/^[a-z][a-z0-9-]{0,39}$/.test(rule)) throw new TypeError(`not an alert rule: ${JSON.stringify(rule)}`);
+    return `phi.alert.${rule}`;
   },
 } as const;
 

@@ -29,12 +29,19 @@ describe('subjects', () => {
     ['a type with a dot', () => subjects.deliver('ehr', 'Patient.name')],
     ['a lower-case type', () => subjects.ingest('ehr', 'patient')],
     ['a value-like type', () => subjects.ingest('ehr', 'Patient/123')],
+    ['an instance id with a dot', () => subjects.audit('host.example')],
+    ['a wildcard instance id', () => subjects.audit('*')],
+    ['an alert rule with a dot', () => subjects.alert('a.b')],
   ])('refuse %s with TypeError (a caller mistake; nothing PHI-like enters a subject)', (_n, f) => {
     expect(f).toThrow(TypeError);
   });
 
+  it('audit chains and alerts have their own subjects', () => {
+    expect([subjects.auditAll, subjects.audit('host-42-a1b2c3'), subjects.alert('rejections')]).toEqual(['phi.audit.>', 'phi.audit.host-42-a1b2c3', 'phi.alert.rejections']);
+  });
+
   it('streams, bucket, consumer and header names are fixed', () => {
-    expect(STREAMS).toEqual({ ingest: 'PHI_INGEST', deliver: 'PHI_DELIVER', quarantine: 'PHI_QUARANTINE', receipts: 'PHI_RECEIPTS', disclosures: 'PHI_DISCLOSURES' });
+    expect(STREAMS).toEqual({ ingest: 'PHI_INGEST', deliver: 'PHI_DELIVER', quarantine: 'PHI_QUARANTINE', receipts: 'PHI_RECEIPTS', disclosures: 'PHI_DISCLOSURES', audit: 'PHI_AUDIT' });
     expect(KV_BUCKETS).toEqual({ seen: 'phi_seen', consent: 'phi_consent', registry: 'phi_registry', access: 'phi_access' });
     expect(OBJECT_STORES).toEqual({ accessAnswers: 'phi_access_answers' });
     expect(BROKER_CONSUMER).toBe('broker');

@@ -1,0 +1,67 @@
+// The broker's decisions as audit facts: small pure adapters from what the pipeline produced (src/broker/
+// pipeline.ts) to AuditFact values, so the hooks in broker.ts stay one line each.
+import type { CheckedEnvelope, Routed } from '../broker/pipeline.js';
+import type { Catalog } from '../catalog/types.js';
+import type { BrokerError } from '../errors.js';
+import type { AuditFact, AuditSubject } from './facts.js';
+
+/** Profile URL → its allow-list of element paths (what a delivery through it may carry). */
+export function profileElements(catalog: Catalog): (profileUrl: string) => readonly string[] {
+  const byUrl = new Map([...catalog.profiles.values()].map((p) => [p.url, p.allow]));
+  return (url) => byUrl.get(url) ?? [];
+}
+
+/** broker-start, then the catalog the broker runs with (its hash pins every route and profile). */
+export function startFacts(catalog: Catalog): AuditFact[] {
+  return [{ kind: 'broker-start' }, { kind: 'catalog-loaded', hash: catalog.hash, services: catalog.services.size, types: catalog.topics.size }];
+}
+
+/** accepted, then one delivered per stored delivery and one withheld per subscriber denied its copy. */
+export function acceptedFacts(checked: CheckedEnvelope, ingestSeq: number, routed: Routed, elementsOf: (profileUrl: string) => readonly string[]): AuditFact[] {
+  const sender = { service: checked.sender };
+  const subject: AuditSubject = {
+    messageId: checked.env.id,
+    resourceType: checked.type,
+    ...(routed.resourceId === undefined ? {} : { resourceId: routed.resourceId }),
+    ...(routed.patientRef === undefined ? {} : { patientRef: routed.patientRef }),
+  };
+  return [
+    { kind: 'accepted', sender, subject, ingestSeq },
+    ...routed.deliveries.map((d): AuditFact => ({
+      kind: 'delivered',
+      sender,
+      recipient: { service: d.service },
+      subject,
+      profileUrl: d.profileUrl,
+      purpose: d.purpose,
+      elements: elementsOf(d.profileUrl),
+      deliveryId: d.msgId,
+    })),
+    ...routed.withheld.map((w): AuditFact => ({
+      kind: 'withheld',
+      sender,
+      recipient: { service: w.service },
+      subject,
+      code: w.error.code,
+      ...(w.error.path === undefined ? {} : { path: w.error.path }),
+    })),
+  ];
+}
+
+export interface RejectionContext {
+  readonly sender: string | undefined;
+  readonly type: string | undefined;
+  readonly messageId: string | undefined;
+  readonly quarantineId: string;
+  readonly ingestSeq: number;
+}
+
+/** rejected (with code and path), then quarantined (the sealed copy kept in PHI_QUARANTINE). */
+export function rejectedFacts(error: BrokerError, r: RejectionContext): AuditFact[] {
+  const sender = r.sender === undefined ? {} : { sender: { service: r.sender } };
+  const messageId = r.messageId === undefined ? {} : { messageId: r.messageId };
+  return [
+    { kind: 'rejected', ...sender, ...messageId, ...(r.type === undefined ? {} : { resourceType: r.type }), code: error.code, ...(error.path === undefined ? {} : { path: error.path }), ingestSeq: r.ingestSeq },
+    { kind: 'quarantined', recordId: r.quarantineId, code: error.code, ...sender, ...messageId, ingestSeq: r.ingestSeq },
+  ];
+}

@@ -1,0 +1,61 @@
+// The coded values phi-broker's AuditEvents use, each from the code system IHE Basic Audit Log Patterns
+// (BALP, https://profiles.ihe.net/ITI/BALP/) uses for it, and the identifier systems of phi-broker's own
+// names. FHIR R4 AuditEvent: http://hl7.org/fhir/R4/auditevent.html.
+import type { Coding } from 'fhir/r4.js';
+
+export const DICOM = 'http://dicom.nema.org/resources/ontology/DCM';
+const AUDIT_EVENT_TYPE = 'http://terminology.hl7.org/CodeSystem/audit-event-type';
+const RESTFUL = 'http://hl7.org/fhir/restful-interaction';
+const LIFECYCLE = 'http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle';
+export const ENTITY_TYPE = 'http://terminology.hl7.org/CodeSystem/audit-entity-type';
+export const OBJECT_ROLE = 'http://terminology.hl7.org/CodeSystem/object-role';
+export const SOURCE_TYPE = 'http://terminology.hl7.org/CodeSystem/security-source-type';
+export const PURPOSE_OF_USE = 'http://terminology.hl7.org/CodeSystem/v3-ActReason';
+/** BALP's entity type for a transaction (request) id. */
+export const BALP_ENTITY_TYPE = 'https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType';
+
+/** Event types (AuditEvent.type). */
+export const TYPE = {
+  /** audit-event-type#rest: a RESTful operation (BALP Create uses it with restful-interaction#create). */
+  rest: { system: AUDIT_EVENT_TYPE, code: 'rest', display: 'Restful Operation' },
+  /** DCM 110106 Export: data leaves the system (BALP Privacy Disclosure at the source). */
+  export: { system: DICOM, code: '110106', display: 'Export' },
+  /** DCM 110100 Application Activity (start / stop). */
+  application: { system: DICOM, code: '110100', display: 'Application Activity' },
+  /** DCM 110113 Security Alert (configuration changes, alerts). */
+  securityAlert: { system: DICOM, code: '110113', display: 'Security Alert' },
+} as const satisfies Record<string, Coding>;
+
+/** Event subtypes (AuditEvent.subtype). */
+export const SUBTYPE = {
+  create: { system: RESTFUL, code: 'create', display: 'create' },
+  disclose: { system: LIFECYCLE, code: 'disclose', display: 'Disclose Record Lifecycle Event' },
+  applicationStart: { system: DICOM, code: '110120', display: 'Application Start' },
+  applicationStop: { system: DICOM, code: '110121', display: 'Application Stop' },
+  securityConfiguration: { system: DICOM, code: '110129', display: 'Security Configuration' },
+} as const satisfies Record<string, Coding>;
+
+/** Agent roles (AuditEvent.agent.type): DICOM's Source / Destination Role ID as BALP uses them. */
+export const AGENT = {
+  source: { system: DICOM, code: '110153', display: 'Source Role ID' },
+  destination: { system: DICOM, code: '110152', display: 'Destination Role ID' },
+  application: { system: DICOM, code: '110150', display: 'Application' },
+} as const satisfies Record<string, Coding>;
+
+/** AuditEvent.outcome (http://hl7.org/fhir/R4/valueset-audit-event-outcome.html). */
+export const OUTCOME = { success: '0', minor: '4', serious: '8' } as const;
+export type Outcome = (typeof OUTCOME)[keyof typeof OUTCOME];
+
+/** Identifier systems for phi-broker's own names (never a value from a resource). */
+export const SYSTEM = {
+  service: 'urn:phi-broker:service',
+  instance: 'urn:phi-broker:instance',
+  /** The broker's keyed patient pseudonym (src/registry/pseudonym.ts), never the patient id itself. */
+  patientPseudonym: 'urn:phi-broker:patient-pseudonym',
+  /** The same keyed pseudonym of a resource's `<type>/<id>`: logical ids may embed identifiers. */
+  resourcePseudonym: 'urn:phi-broker:resource-pseudonym',
+  messageId: 'urn:phi-broker:message-id',
+  quarantineRecord: 'urn:phi-broker:quarantine-record',
+  catalog: 'urn:phi-broker:catalog-sha256',
+  alertRule: 'urn:phi-broker:alert-rule',
+} as const;

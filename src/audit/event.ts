@@ -1,0 +1,253 @@
+// buildAuditEvent: one broker decision (an AuditFact) as a FHIR R4 AuditEvent
+// (http://hl7.org/fhir/R4/auditevent.html) in the shape of IHE Basic Audit Log Patterns (BALP):
+//   accepted     → type rest, subtype restful-interaction#create, action C, outcome 0; agents: the publisher
+//                  (Source Role ID, requestor) and the broker (Destination Role ID)   — BALP Create
+//   rejected     → the same with outcome 4 (8 for E_INTERNAL) and outcomeDesc = code and element path
+//   delivered    → type DCM 110106 Export, subtype ISO 21089 disclose, action R, purposeOfEvent; agents: the
+//                  broker (source) and the subscriber (destination, with purposeOfUse)
+//                                                                  — BALP Privacy Disclosure at the source
+//   withheld     → the same with outcome 4 and the code
+//   quarantined  → type rest, subtype create, action C: the broker stored the sealed input
+//   broker-start/stop → DCM 110100 Application Activity, subtype 110120 / 110121, action E
+//   catalog-loaded    → DCM 110113 Security Alert, subtype 110129 Security Configuration, with the catalog hash
+//   alert        → DCM 110113 Security Alert, subtype the rule (urn:phi-broker:alert-rule)
+// Entities: the patient as the broker's keyed pseudonym (entity type 1 Person, role 1 Patient) — never the
+// patient id; the resource (type 2 System Object, role 4 Domain Resource) by type and the keyed pseudonym of
+// `<Type>/<id>` (a logical id may embed an identifier), a Patient by type only; the message id as BALP's transaction entity. Pure: ids, clock and pseudonym are injected.
+import type { AuditEvent, AuditEventAgent, AuditEventEntity, Coding } from 'fhir/r4.js';
+import { AGENT, BALP_ENTITY_TYPE, ENTITY_TYPE, OBJECT_ROLE, OUTCOME, PURPOSE_OF_USE, SOURCE_TYPE, SUBTYPE, SYSTEM, TYPE, type Outcome } from './codes.js';
+import type { AuditActor, AuditFact, AuditSubject } from './facts.js';
+
+export interface EventContext {
+  /** This broker process's instance id (the chain it writes; AuditEvent.source.observer). */
+  readonly instanceId: string;
+  /** The broker's host name (its agent's network address). */
+  readonly host?: string;
+  readonly now: () => number;
+  readonly newId: () => string;
+  /** The broker's keyed pseudonym of a `Patient/<id>` reference (src/registry/pseudonym.ts). */
+  readonly pseudonym: (patientRef: string) => string;
+}
+
+/** The catalog's id of the broker itself as an agent. */
+const BROKER_SERVICE = 'broker';
+
+// Constant parts are built once, frozen and shared by every event (the hot path builds one event per
+// delivery). Nothing mutates an event after it is built.
+function shared<T extends object>(value: T): T {
+  for (const v of Object.values(value)) if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) shared(v);
+  return Object.freeze(value);
+}
+for (const coding of [...Object.values(TYPE), ...Object.values(SUBTYPE), ...Object.values(AGENT)]) shared(coding);
+const ENTITY = {
+  person: shared({ system: ENTITY_TYPE, code: '1', display: 'Person' }),
+  systemObject: shared({ system: ENTITY_TYPE, code: '2', display: 'System Object' }),
+  other: shared({ system: ENTITY_TYPE, code: '4', display: 'Other' }),
+  transaction: shared({ system: BALP_ENTITY_TYPE, code: 'XrequestId', display: 'X-Request-Id' }),
+};
+const ROLE = {
+  patient: shared({ system: OBJECT_ROLE, code: '1', display: 'Patient' }),
+  domainResource: shared({ system: OBJECT_ROLE, code: '4', display: 'Domain Resource' }),
+};
+const SOURCE_TYPES: Coding[] = shared([{ system: SOURCE_TYPE, code: '4', display: 'Application Server' }]);
+const ROLE_CONCEPTS = new Map<Coding, { coding: Coding[] }>();
+const PURPOSES = new Map<string, { coding: Coding[] }[]>();
+const PROFILE_DETAILS = new Map<string, { readonly elements: readonly string[]; readonly detail: NonNullable<AuditEventEntity['detail']> }>();
+const SOURCES = new WeakMap<EventContext, AuditEvent['source']>();
+
+function roleConcept(role: Coding): { coding: Coding[] } {
+  let cc = ROLE_CONCEPTS.get(role);
+  if (cc === undefined) {
+    cc = shared({ coding: [role] });
+    ROLE_CONCEPTS.set(role, cc);
+  }
+  return cc;
+}
+
+/** `[{ coding: [PurposeOfUse code] }]`, shared per code. */
+function purposes(code: string): { coding: Coding[] }[] {
+  let list = PURPOSES.get(code);
+  if (list === undefined) {
+    list = shared([{ coding: [{ system: PURPOSE_OF_USE, code }] }]);
+    PURPOSES.set(code, list);
+  }
+  return list;
+}
+
+/** The profile and element-path details of a delivery, shared per profile. */
+function profileDetail(profileUrl: string, elements: readonly string[]): NonNullable<AuditEventEntity['detail']> {
+  const hit = PROFILE_DETAILS.get(profileUrl);
+  if (hit !== undefined && hit.elements === elements) return hit.detail;
+  const detail = shared([
+    { type: 'profile', valueString: profileUrl },
+    { type: 'elements', valueString: elements.join(' ') },
+  ]);
+  PROFILE_DETAILS.set(profileUrl, { elements, detail });
+  return detail;
+}
+
+function sourceOf(ctx: EventContext): AuditEvent['source'] {
+  let source = SOURCES.get(ctx);
+  if (source === undefined) {
+    source = shared({ observer: { identifier: { system: SYSTEM.instance, value: ctx.instanceId }, display: `phi-broker ${ctx.instanceId}` }, type: SOURCE_TYPES });
+    SOURCES.set(ctx, source);
+  }
+  return source;
+}
+
+export function buildAuditEvent(fact: AuditFact, ctx: EventContext): AuditEvent {
+  const base = (type: Coding, subtype: Coding, action: AuditEvent['action'], outcome: Outcome, agent: AuditEventAgent[], entity: AuditEventEntity[] = [], outcomeDesc?: string): AuditEvent => ({
+    resourceType: 'AuditEvent',
+    id: ctx.newId(),
+    type,
+    subtype: [subtype],
+    ...(action === undefined ? {} : { action }),
+    recorded: new Date(ctx.now()).toISOString(),
+    outcome,
+    ...(outcomeDesc === undefined ? {} : { outcomeDesc }),
+    agent,
+    source: sourceOf(ctx),
+    ...(entity.length === 0 ? {} : { entity }),
+  });
+  const broker = (role: Coding, requestor: boolean): AuditEventAgent => agent({ service: BROKER_SERVICE, ...(ctx.host === undefined ? {} : { address: ctx.host }) }, role, requestor);
+  switch (fact.kind) {
+    case 'accepted':
+      return base(TYPE.rest, SUBTYPE.create, 'C', OUTCOME.success, [agent(fact.sender, AGENT.source, true), broker(AGENT.destination, false)], [
+        ...subjectEntities(fact.subject, ctx),
+        detailEntity('ingest-seq', String(fact.ingestSeq)),
+      ]);
+    case 'rejected':
+      return base(
+        TYPE.rest,
+        SUBTYPE.create,
+        'C',
+        fact.code === 'E_INTERNAL' ? OUTCOME.serious : OUTCOME.minor,
+        [...(fact.sender === undefined ? [] : [agent(fact.sender, AGENT.source, true)]), broker(AGENT.destination, false)],
+        [
+          ...(fact.messageId === undefined ? [] : [transactionEntity(fact.messageId)]),
+          ...(fact.resourceType === undefined ? [] : [resourceEntity({ resourceType: fact.resourceType }, ctx)]),
+          detailEntity('ingest-seq', String(fact.ingestSeq)),
+        ],
+        describe(fact.code, fact.path),
+      );
+    case 'delivered':
+    case 'withheld': {
+      const purpose: string | undefined = fact.purpose;
+      const event = base(
+        TYPE.export,
+        SUBTYPE.disclose,
+        'R',
+        fact.kind === 'delivered' ? OUTCOME.success : OUTCOME.minor,
+        [broker(AGENT.source, false), { ...agent(fact.recipient, AGENT.destination, true), ...(purpose === undefined ? {} : { purposeOfUse: purposes(purpose) }) }, agent(fact.sender, AGENT.application, false)],
+        fact.kind === 'delivered' ? [...subjectEntities(fact.subject, ctx, profileDetail(fact.profileUrl, fact.elements)), transactionEntity(fact.deliveryId, 'delivery')] : subjectEntities(fact.subject, ctx),
+        fact.kind === 'withheld' ? describe(fact.code, fact.path) : undefined,
+      );
+      return purpose === undefined ? event : { ...event, purposeOfEvent: purposes(purpose) };
+    }
+    case 'quarantined':
+      return base(
+        TYPE.rest,
+        SUBTYPE.create,
+        'C',
+        OUTCOME.success,
+        [broker(AGENT.source, true), ...(fact.sender === undefined ? [] : [agent(fact.sender, AGENT.application, false)])],
+        [
+          { what: { identifier: { system: SYSTEM.quarantineRecord, value: fact.recordId } }, type: ENTITY.systemObject, detail: [{ type: 'code', valueString: fact.code }] },
+          ...(fact.messageId === undefined ? [] : [transactionEntity(fact.messageId)]),
+          detailEntity('ingest-seq', String(fact.ingestSeq)),
+        ],
+      );
+    case 'broker-start':
+    case 'broker-stop':
+      return base(TYPE.application, fact.kind === 'broker-start' ? SUBTYPE.applicationStart : SUBTYPE.applicationStop, 'E', OUTCOME.success, [broker(AGENT.application, true)]);
+    case 'catalog-loaded':
+      return base(TYPE.securityAlert, SUBTYPE.securityConfiguration, 'E', OUTCOME.success, [broker(AGENT.application, true)], [
+        {
+          what: { identifier: { system: SYSTEM.catalog, value: fact.hash }, display: 'catalog (subjects/, fhir-profiles/)' },
+          type: ENTITY.systemObject,
+          detail: [
+            { type: 'services', valueString: String(fact.services) },
+            { type: 'types', valueString: String(fact.types) },
+          ],
+        },
+      ]);
+    case 'alert':
+      return base(
+        TYPE.securityAlert,
+        { system: SYSTEM.alertRule, code: fact.rule },
+        'E',
+        OUTCOME.minor,
+        [broker(AGENT.application, false), ...(fact.service === undefined ? [] : [agent({ service: fact.service }, AGENT.source, true)])],
+        [detailEntity('alert', fact.detail)],
+        `alert ${fact.rule}`,
+      );
+  }
+}
+
+function agent(actor: AuditActor, role: Coding, requestor: boolean): AuditEventAgent {
+  return {
+    type: roleConcept(role),
+    who: { identifier: { system: SYSTEM.service, value: actor.service }, display: actor.service },
+    requestor,
+    // R4 AuditEvent.agent.network.type: 1 machine name, 2 IP address.
+    ...(actor.address === undefined ? {} : { network: { address: actor.address, type: isIpAddress(actor.address) ? '2' : '1' } }),
+  };
+}
+
+function isIpAddress(address: string): boolean {
+  return /^[0-9.]+$/.test(address) || address.includes(':');
+}
+
+function describe(code: string, path: string | undefined): string {
+  return path === undefined ? code : `${code} at ${path}`;
+}
+
+interface SubjectParts {
+  readonly patient: AuditEventEntity | undefined;
+  readonly resource: AuditEventEntity;
+  readonly transaction: AuditEventEntity;
+}
+
+/** The facts of one message share their subject object: its entities are built (and pseudonymised) once. */
+const SUBJECT_PARTS = new WeakMap<AuditSubject, { readonly ctx: EventContext; readonly parts: SubjectParts }>();
+
+/** The patient (as pseudonym) and the resource; a Patient resource's id is the patient id and is left out. */
+function subjectEntities(subject: AuditSubject, ctx: EventContext, detail: AuditEventEntity['detail'] = []): AuditEventEntity[] {
+  let parts = SUBJECT_PARTS.get(subject)?.ctx === ctx ? SUBJECT_PARTS.get(subject)?.parts : undefined;
+  if (parts === undefined) {
+    parts = {
+      patient: subject.patientRef === undefined ? undefined : shared({ what: { identifier: { system: SYSTEM.patientPseudonym, value: ctx.pseudonym(subject.patientRef) } }, type: ENTITY.person, role: ROLE.patient }),
+      resource: shared(resourceEntity(subject, ctx)),
+      transaction: shared(transactionEntity(subject.messageId)),
+    };
+    SUBJECT_PARTS.set(subject, { ctx, parts });
+  }
+  const resource = detail !== undefined && detail.length > 0 ? { ...parts.resource, detail } : parts.resource;
+  return parts.patient === undefined ? [resource, parts.transaction] : [parts.patient, resource, parts.transaction];
+}
+
+/**
+ * The resource by type and the keyed pseudonym of `<type>/<id>`: a logical id can carry an identifier (an MRN,
+ * an accession number), so it is never written in clear; an auditor holding the id finds it by the same HMAC.
+ */
+function resourceEntity(subject: Pick<AuditSubject, 'resourceType' | 'resourceId'>, ctx: EventContext): AuditEventEntity {
+  const id = subject.resourceType === 'Patient' ? undefined : subject.resourceId;
+  return {
+    what: id === undefined ? { type: subject.resourceType } : { identifier: { system: SYSTEM.resourcePseudonym, value: ctx.pseudonym(`${subject.resourceType}/${id}`) }, type: subject.resourceType },
+    type: ENTITY.systemObject,
+    role: ROLE.domainResource,
+  };
+}
+
+/** BALP's transaction entity: the message id (the request id of a message flow). */
+function transactionEntity(messageId: string, name = 'message'): AuditEventEntity {
+  return {
+    what: { identifier: { system: SYSTEM.messageId, value: messageId } },
+    type: ENTITY.transaction,
+    name,
+  };
+}
+
+function detailEntity(type: string, value: string): AuditEventEntity {
+  return { type: ENTITY.other, detail: [{ type, valueString: value }] };
+}

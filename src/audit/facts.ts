@@ -1,0 +1,119 @@
+// What the broker tells the audit trail: one fact per decision, as plain data with ids, codes and element
+// paths only — never a resource value. The builder (event.ts) turns each fact into a FHIR R4 AuditEvent in
+// the IHE Basic Audit Log Patterns shape; the trail (trail.ts) chains and stores it.
+//
+// AuditFact is a discriminated union on `kind`. To audit a new decision (registry, consent, access requests,
+// transport authentication …): add a member here, a case in event.ts (the compiler's exhaustiveness check
+// points to it), and call `audit.record([...])` where the decision is made.
+
+/** A service acting in an event: its catalog id, and its network address when the broker knows it. */
+export interface AuditActor {
+  readonly service: string;
+  /** Host name or IP address (FHIR AuditEvent.agent.network). */
+  readonly address?: string;
+}
+
+/**
+ * The resource a message carried. `patientRef` is the canonical `Patient/<id>` from extractPatientRef: it
+ * never leaves the builder as is — the event carries only the broker's keyed pseudonym of it.
+ */
+export interface AuditSubject {
+  readonly messageId: string;
+  readonly resourceType: string;
+  /** The resource's logical id (not PHI, except a Patient's own id, which the builder never records). */
+  readonly resourceId?: string;
+  readonly patientRef?: string;
+}
+
+/** A message the broker verified, validated and accepted from its publisher (BALP Create). */
+export interface AcceptedFact {
+  readonly kind: 'accepted';
+  readonly sender: AuditActor;
+  readonly subject: AuditSubject;
+  /** PHI_INGEST stream sequence. */
+  readonly ingestSeq: number;
+}
+
+/** A message the broker refused (BALP Create, failed), with the error code and element path. */
+export interface RejectedFact {
+  readonly kind: 'rejected';
+  /** The sender the subject names; unauthenticated when the code is an authentication failure. */
+  readonly sender?: AuditActor;
+  readonly messageId?: string;
+  readonly resourceType?: string;
+  readonly code: string;
+  readonly path?: string;
+  readonly ingestSeq: number;
+}
+
+/** A projected copy delivered to one subscriber (BALP Privacy Disclosure at the source). */
+export interface DeliveredFact {
+  readonly kind: 'delivered';
+  readonly sender: AuditActor;
+  readonly recipient: AuditActor;
+  readonly subject: AuditSubject;
+  readonly profileUrl: string;
+  /** HL7 v3 PurposeOfUse code (http://terminology.hl7.org/CodeSystem/v3-ActReason). */
+  readonly purpose: string;
+  /** The element paths the profile lets through (its allow-list): what the recipient may have received. */
+  readonly elements: readonly string[];
+  /** The delivery's own message id (`<id>.<subscriber>`). */
+  readonly deliveryId: string;
+}
+
+/** A subscriber denied its copy (permission, restriction, a modifier its profile withholds, size). */
+export interface WithheldFact {
+  readonly kind: 'withheld';
+  readonly sender: AuditActor;
+  readonly recipient: AuditActor;
+  readonly subject: AuditSubject;
+  readonly code: string;
+  readonly path?: string;
+  readonly purpose?: string;
+}
+
+/** A rejected input sealed into PHI_QUARANTINE under the broker's quarantine key. */
+export interface QuarantinedFact {
+  readonly kind: 'quarantined';
+  readonly recordId: string;
+  readonly code: string;
+  readonly sender?: AuditActor;
+  readonly messageId?: string;
+  readonly ingestSeq: number;
+}
+
+/** The broker process started or stopped (DICOM Application Activity). */
+export interface BrokerLifecycleFact {
+  readonly kind: 'broker-start' | 'broker-stop';
+}
+
+/** The catalog (access policy: who publishes and receives what, through which profile) was loaded. */
+export interface CatalogLoadedFact {
+  readonly kind: 'catalog-loaded';
+  /** SHA-256 of the canonical catalog (src/catalog/hash.ts). */
+  readonly hash: string;
+  readonly services: number;
+  readonly types: number;
+}
+
+/** An alert rule fired (DICOM Security Alert); see src/audit/alerts.ts. */
+export interface AlertFact {
+  readonly kind: 'alert';
+  readonly rule: string;
+  /** The identity the alert is about, when there is one. */
+  readonly service?: string;
+  /** What was counted against what threshold, as text without values. */
+  readonly detail: string;
+}
+
+export type AuditFact =
+  | AcceptedFact
+  | RejectedFact
+  | DeliveredFact
+  | WithheldFact
+  | QuarantinedFact
+  | BrokerLifecycleFact
+  | CatalogLoadedFact
+  | AlertFact;
+
+export type AuditFactKind = AuditFact['kind'];

@@ -1,0 +1,102 @@
+// AuditTrail: what the broker (and later the registry, consent and access-request code) calls to audit a
+// decision. `record(facts)` builds one FHIR R4 AuditEvent per fact (event.ts), appends them to this broker
+// instance's hash chain in PHI_AUDIT (writer.ts) and resolves once they are stored — callers acknowledge
+// their input only after that (45 CFR 164.312(b): audit controls). Facts also feed the alert rules.
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { NatsConnection } from 'nats';
+import type { BrokerSecrets } from '../broker/secrets.js';
+import type { BrokerConfig } from '../config.js';
+import type { SigningKeyPair } from '../crypto/keypairs.js';
+import type { Logger } from '../log.js';
+import { subjects } from '../nats/names.js';
+import { patientPseudonym } from '../registry/pseudonym.js';
+import { AlertMonitor, loadAlertRules, type Alert } from './alerts.js';
+import { buildAuditEvent, type EventContext } from './event.js';
+import type { AuditFact } from './facts.js';
+import { defaultInstanceId } from './instance.js';
+import { ensureAuditStream } from './setup.js';
+import { ChainWriter } from './writer.js';
+
+export type AuditSettings = Pick<BrokerConfig, 'instanceId' | 'auditMaxAgeMs' | 'auditCheckpointEvery' | 'auditCheckpointMs' | 'duplicateWindowMs' | 'alertRulesFile'>;
+
+export interface AuditTrailOptions {
+  readonly nc: NatsConnection;
+  readonly settings: AuditSettings;
+  /** The broker's Ed25519 key pair: signs the chain's checkpoints. */
+  readonly signer: SigningKeyPair;
+  /** The pseudonym master key: patients appear in events only as the broker's keyed pseudonym. */
+  readonly secrets: Pick<BrokerSecrets, 'pseudonymKey'>;
+  readonly logger: Logger;
+  readonly now?: () => number;
+}
+
+/** Bytes kept free below the server's max_payload in one record. */
+const RECORD_HEADROOM = 64 * 1024;
+const MAX_RECORD_BYTES = 512 * 1024;
+
+export class AuditTrail {
+  private constructor(
+    readonly instanceId: string,
+    private readonly writer: ChainWriter,
+    private readonly ctx: EventContext,
+    private readonly nc: NatsConnection,
+    private readonly monitor: AlertMonitor,
+    private readonly logger: Logger,
+  ) {}
+
+  static async open(opts: AuditTrailOptions): Promise<AuditTrail> {
+    const { nc, settings, logger } = opts;
+    const now = opts.now ?? Date.now;
+    const monitor = new AlertMonitor(loadAlertRules(settings.alertRulesFile), now);
+    const instanceId = settings.instanceId ?? defaultInstanceId();
+    await ensureAuditStream(nc, { maxAgeMs: settings.auditMaxAgeMs, duplicateWindowMs: settings.duplicateWindowMs });
+    const writer = await ChainWriter.open({
+      nc,
+      chain: instanceId,
+      signer: opts.signer,
+      checkpointEvery: settings.auditCheckpointEvery,
+      checkpointMs: settings.auditCheckpointMs,
+      maxRecordBytes: Math.max(Math.min((nc.info?.max_payload ?? 1024 * 1024) - RECORD_HEADROOM, MAX_RECORD_BYTES), 16 * 1024),
+      now,
+      logger,
+    });
+    const secrets = opts.secrets;
+    // The facts of one message name the same patient: remember the last pseudonym instead of recomputing it.
+    let last: { ref: string; token: string } | undefined;
+    const pseudonym = (ref: string): string => {
+      if (last?.ref !== ref) last = { ref, token: patientPseudonym(secrets, ref) };
+      return last.token;
+    };
+    const ctx: EventContext = { instanceId, host: hostname(), now, newId: randomUUID, pseudonym };
+    logger.info({ event: 'audit.opened', chain: instanceId, seq: writer.chainSeq }, 'audit chain open');
+    return new AuditTrail(instanceId, writer, ctx, nc, monitor, logger);
+  }
+
+  /** Builds, chains and stores one AuditEvent per fact; resolves once they are stored. */
+  async record(facts: readonly AuditFact[]): Promise<void> {
+    if (facts.length === 0) return;
+    await this.writer.append(facts.map((f) => JSON.stringify(buildAuditEvent(f, this.ctx))));
+    for (const alert of this.monitor.observe(facts)) this.raise(alert);
+  }
+
+  /**
+   * An alert: a pino warning, a core NATS message on `phi.alert.<rule>` (the AuditEvent JSON, for whoever
+   * watches) and an AuditEvent in the chain. Not awaited by the caller: an alert never holds up a message.
+   */
+  private raise(alert: Alert): void {
+    const fact: AuditFact = { kind: 'alert', rule: alert.rule, ...(alert.service === undefined ? {} : { service: alert.service }), detail: alert.detail };
+    this.logger.warn({ event: 'audit.alert', rule: alert.rule, service: alert.service, detail: alert.detail }, 'audit alert');
+    const event = buildAuditEvent(fact, this.ctx);
+    const json = JSON.stringify(event);
+    if (!this.nc.isClosed()) this.nc.publish(subjects.alert(alert.rule), json);
+    this.writer.append([json]).catch((err: unknown) => {
+      this.logger.error({ event: 'audit.alert.unrecorded', rule: alert.rule, code: (err as { code?: unknown }).code }, 'alert not recorded in the audit trail');
+    });
+  }
+
+  /** Waits for pending records, then seals the chain with a final signed checkpoint. */
+  async close(): Promise<void> {
+    await this.writer.close();
+  }
+}

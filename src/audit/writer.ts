@@ -1,0 +1,214 @@
+// ChainWriter: the single writer of one broker instance's audit chain (`phi.audit.<instanceId>` in PHI_AUDIT).
+// Group commit: whatever is appended while a record is being written goes into the next record, so one
+// JetStream round trip persists many events under load, and each append resolves only once its record is
+// stored (the broker acknowledges ingest after that). Every publish carries
+// Nats-Expected-Last-Subject-Sequence (JetStream, NATS ADR-31's sibling headers; nats.js
+// `expect.lastSubjectSequence`): the server stores the record only if the chain's last record is the one this
+// writer wrote, so a second writer on the same chain (a duplicate instance id, a forked process) is refused
+// and detected instead of interleaving. Every `checkpointEvery` records or `checkpointMs` the writer appends
+// an Ed25519-signed checkpoint of the chain head; on close a final one.
+import type { JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
+import type { SigningKeyPair } from '../crypto/keypairs.js';
+import { signDetached } from '../crypto/sign.js';
+import { BrokerError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { STREAMS, subjects } from '../nats/names.js';
+import { checkpointPayload, decodeRecord, encodeCheckpointRecord, encodeEventsRecord, recordHash } from './record.js';
+
+export interface ChainWriterOptions {
+  readonly nc: NatsConnection;
+  readonly chain: string;
+  readonly signer: SigningKeyPair;
+  /** A checkpoint after this many records. */
+  readonly checkpointEvery: number;
+  /** A checkpoint when this long has passed since the last one and records are unsealed. */
+  readonly checkpointMs: number;
+  /** Largest record; a batch is cut before it would exceed this. */
+  readonly maxRecordBytes: number;
+  readonly now: () => number;
+  readonly logger: Logger;
+}
+
+interface Pending {
+  readonly events: readonly string[];
+  readonly bytes: number;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+export class ChainWriter {
+  private pending: Pending[] = [];
+  private draining: Promise<void> | undefined;
+  private sinceCheckpoint = 0;
+  private lastCheckpointAt: number;
+  private failure: BrokerError | undefined;
+  private closed = false;
+  private readonly timer: NodeJS.Timeout;
+  private readonly subject: string;
+
+  private constructor(
+    private readonly opts: ChainWriterOptions,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    /** The chain sequence and hash of the last record, and its stream sequence (0: the chain is empty). */
+    private head: { seq: number; hash: string | null; streamSeq: number },
+  ) {
+    this.subject = subjects.audit(opts.chain);
+    this.lastCheckpointAt = opts.now();
+    this.timer = setInterval(() => {
+      if (this.checkpointDue()) this.kick();
+    }, Math.max(opts.checkpointMs, 10));
+    this.timer.unref();
+  }
+
+  /** Opens the chain: continues it after its last stored record (a restart with the same instance id), or starts it. */
+  static async open(opts: ChainWriterOptions): Promise<ChainWriter> {
+    const jsm = await opts.nc.jetstreamManager();
+    const js = opts.nc.jetstream();
+    const writer = new ChainWriter(opts, js, jsm, { seq: 0, hash: null, streamSeq: 0 });
+    try {
+      const last = await writer.lastStored();
+      if (last !== undefined) {
+        const record = decodeRecord(last.data);
+        if (record === undefined || record.chain !== opts.chain) {
+          throw new BrokerError('E_AUDIT_CHAIN', `the last record on audit chain ${opts.chain} is not a record of that chain; refusing to continue it`);
+        }
+        writer.head = { seq: record.seq, hash: recordHash(last.data), streamSeq: last.seq };
+      }
+    } catch (err) {
+      clearInterval(writer.timer);
+      throw err;
+    }
+    return writer;
+  }
+
+  get chainSeq(): number {
+    return this.head.seq;
+  }
+
+  /** Appends AuditEvents (each already JSON); resolves once the record holding them is stored. */
+  append(eventsJson: readonly string[]): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(new BrokerError('E_AUDIT_CHAIN', `audit chain ${this.opts.chain} is closed`));
+    if (eventsJson.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ events: eventsJson, bytes: eventsJson.reduce((n, e) => n + e.length + 1, 0), resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Waits for every pending append, then writes the final checkpoint and stops. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    while (this.draining !== undefined) await this.draining;
+    if (this.failure === undefined) await this.writeCheckpoint(true);
+  }
+
+  private kick(): void {
+    if (this.draining !== undefined) return;
+    this.draining = this.drain().finally(() => {
+      this.draining = undefined;
+      if (this.pending.length > 0) this.kick();
+    });
+  }
+
+  private checkpointDue(): boolean {
+    if (this.sinceCheckpoint === 0 || this.failure !== undefined) return false;
+    return this.sinceCheckpoint >= this.opts.checkpointEvery || this.opts.now() - this.lastCheckpointAt >= this.opts.checkpointMs;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending.length > 0 || this.checkpointDue()) {
+      if (this.failure !== undefined) {
+        for (const p of this.pending.splice(0)) p.reject(this.failure);
+        return;
+      }
+      if (this.checkpointDue()) {
+        try {
+          await this.writeCheckpoint(false);
+        } catch (err) {
+          // The records it would seal are stored; the next checkpoint seals them too.
+          this.opts.logger.warn({ event: 'audit.checkpoint.failed', chain: this.opts.chain, code: (err as { code?: unknown }).code }, 'audit checkpoint not written; will retry');
+          if (this.pending.length === 0) return;
+        }
+        continue;
+      }
+      const batch = this.takeBatch();
+      const at = this.opts.now();
+      try {
+        await this.write((seq, prev) => encodeEventsRecord(this.opts.chain, seq, prev, at, batch.flatMap((p) => p.events)));
+        this.sinceCheckpoint += 1;
+        for (const p of batch) p.resolve();
+      } catch (err) {
+        for (const p of batch) p.reject(err);
+      }
+    }
+  }
+
+  private takeBatch(): Pending[] {
+    let bytes = 0;
+    let n = 0;
+    while (n < this.pending.length) {
+      const next = this.pending[n] as Pending;
+      if (n > 0 && bytes + next.bytes > this.opts.maxRecordBytes) break;
+      bytes += next.bytes;
+      n += 1;
+    }
+    return this.pending.splice(0, n);
+  }
+
+  private async writeCheckpoint(final: boolean): Promise<void> {
+    const { seq: head, hash } = this.head;
+    if (head === 0) return;
+    const { kid, secretKey } = this.opts.signer;
+    const sig = Buffer.from(signDetached(checkpointPayload(this.opts.chain, head, hash), secretKey)).toString('base64url');
+    await this.write((seq, prev) => encodeCheckpointRecord(this.opts.chain, seq, prev, this.opts.now(), { head, kid, sig, ...(final ? { final: true as const } : {}) }));
+    this.sinceCheckpoint = 0;
+    this.lastCheckpointAt = this.opts.now();
+    this.opts.logger.debug({ event: 'audit.checkpoint', chain: this.opts.chain, head, final }, 'audit checkpoint');
+  }
+
+  /**
+   * Stores the next record, expecting the chain's last record to be this writer's head. On any failure it
+   * asks the stream what the chain's last record now is: the record itself (only the ack was lost) →
+   * success; the old head → nothing was stored (E_AUDIT_CHAIN for this write; the caller retries); anything
+   * else → another writer appended: the chain is refused from now on (E_AUDIT_CHAIN for every write).
+   */
+  private async write(build: (seq: number, prev: string | null) => Uint8Array): Promise<void> {
+    const seq = this.head.seq + 1;
+    const bytes = build(seq, this.head.hash);
+    let streamSeq: number;
+    try {
+      const ack = await this.js.publish(this.subject, bytes, { expect: { streamName: STREAMS.audit, lastSubjectSequence: this.head.streamSeq } });
+      streamSeq = ack.seq;
+    } catch (err) {
+      const last = await this.lastStored().catch(() => {
+        throw new BrokerError('E_AUDIT_CHAIN', `JetStream did not confirm audit record ${seq} of chain ${this.opts.chain}`, { cause: err });
+      });
+      if (last !== undefined && Buffer.compare(Buffer.from(last.data), Buffer.from(bytes)) === 0) {
+        streamSeq = last.seq;
+      } else if ((last?.seq ?? 0) === this.head.streamSeq) {
+        // Nothing was stored: the caller retries (the broker leaves its ingest message unacknowledged).
+        throw new BrokerError('E_AUDIT_CHAIN', `JetStream did not store audit record ${seq} of chain ${this.opts.chain}`, { cause: err });
+      } else {
+        this.failure = new BrokerError('E_AUDIT_CHAIN', `another writer appended to audit chain ${this.opts.chain} (two broker processes with one instanceId?); this broker writes no more audit records`);
+        this.opts.logger.error({ event: 'audit.chain.conflict', chain: this.opts.chain, seq, code: this.failure.code }, 'audit chain taken over by another writer');
+        throw this.failure;
+      }
+    }
+    this.head = { seq, hash: recordHash(bytes), streamSeq };
+  }
+
+  private async lastStored(): Promise<{ seq: number; data: Uint8Array } | undefined> {
+    try {
+      const m = await this.jsm.streams.getMessage(STREAMS.audit, { last_by_subj: this.subject });
+      return { seq: m.seq, data: m.data };
+    } catch (err) {
+      const e = err as { code?: unknown; api_error?: { err_code?: number } };
+      if (e.code === '404' || e.api_error?.err_code === 10037) return undefined;
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,176 @@
+// `phi-broker audit verify|query|export`: the auditor's tools over PHI_AUDIT (docs/audit.md).
+//   verify  walks every chain and checkpoint; prints the first broken link with its sequence; exit 1 if broken
+//   query   prints the AuditEvents that match (text, or NDJSON of FHIR AuditEvent JSON)
+//   export  writes a FHIR R4 Bundle (type collection) of the AuditEvents in a time window
+// The records hold no PHI (patients appear as the broker's keyed pseudonym): `--patient Patient/<id>` is turned
+// into that pseudonym here, with the broker's secrets from the data dir, and never leaves this process.
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import { Option, type Command } from 'commander';
+import type { AuditEvent } from 'fhir/r4.js';
+import type { NatsConnection } from 'nats';
+import { OUTCOME_NAMES, auditBundle, formatEventLine, matchesFilter, parseTime, type AuditFilter } from '../audit/query.js';
+import { auditStreamState, readAuditRecords } from '../audit/read.js';
+import { decodeRecord } from '../audit/record.js';
+import { verifyAuditRecords, type StoredRecord, type VerifyReport } from '../audit/verify.js';
+import { ensureBrokerSecrets, secretsFile } from '../broker/secrets.js';
+import { BROKER_ID } from '../catalog/types.js';
+import type { BrokerConfig } from '../config.js';
+import { recordsFromJwks } from '../crypto/jwk.js';
+import { readJwks } from '../crypto/keys.js';
+import { STREAMS } from '../nats/names.js';
+import { canonicalPatientRef } from '../registry/patient-key.js';
+import { patientPseudonym } from '../registry/pseudonym.js';
+import { connectNats, layout, loadConfiguredCatalog, natsUrl } from './runtime.js';
+
+export interface AuditIo {
+  readonly out: Writable;
+  readonly err: Writable;
+}
+
+async function withNats<T>(config: BrokerConfig, run: (nc: NatsConnection) => Promise<T>): Promise<T> {
+  const nc = await connectNats(natsUrl(config), 'phi-broker audit');
+  try {
+    return await run(nc);
+  } finally {
+    await nc.close();
+  }
+}
+
+/** The broker's public signing keys: from `--jwks <file>`, else the data dir's keys/jwks.json. */
+function brokerSigningKeys(config: BrokerConfig, jwksPath: string | undefined): (kid: string) => Uint8Array | undefined {
+  const records = jwksPath === undefined ? readJwks(layout(config).keys) : recordsFromJwks(jwksPath, JSON.parse(readFileSync(jwksPath, 'utf8')) as unknown);
+  const keys = new Map(records.filter((r) => r.service === BROKER_ID && r.use === 'sig').map((r) => [r.kid, r.publicKey]));
+  return (kid) => keys.get(kid);
+}
+
+export function formatReport(report: VerifyReport): string {
+  const lines = report.chains.map((c) => {
+    const state = c.closed ? 'closed' : `open, ${c.unsealed} record(s) after the last checkpoint`;
+    return `chain ${c.chain}: records ${c.first}..${c.last} (${c.records} records, ${c.events} events, ${c.checkpoints} checkpoints), ${state}`;
+  });
+  const b = report.broken;
+  lines.push(
+    b === undefined
+      ? `ok: ${report.chains.length} chain(s), ${report.records} record(s) verified`
+      : `BROKEN: chain ${b.chain ?? '?'} seq ${b.seq ?? '?'} (${b.kind}; stream sequence ${b.streamSeq}): ${b.message}`,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+export async function runAuditVerify(config: BrokerConfig, opts: { stream: string; json: boolean; jwks?: string }, io: AuditIo): Promise<number> {
+  const signingKey = brokerSigningKeys(config, opts.jwks);
+  return withNats(config, async (nc) => {
+    const { firstSeq } = await auditStreamState(nc, opts.stream);
+    const records: StoredRecord[] = [];
+    for await (const r of readAuditRecords(nc, { stream: opts.stream })) records.push(r);
+    // A stream whose first sequence is above 1 lost its oldest records to retention (deny_delete and
+    // deny_purge leave no other way): chains may then begin mid-way.
+    const report = verifyAuditRecords(records, { signingKey, agedOut: firstSeq > 1 });
+    io.out.write(opts.json ? `${JSON.stringify(report)}\n` : formatReport(report));
+    return report.ok ? 0 : 1;
+  });
+}
+
+export interface QueryOptions {
+  readonly patient?: string;
+  readonly service?: string;
+  readonly since?: string;
+  readonly until?: string;
+  readonly outcome?: string;
+  readonly stream: string;
+}
+
+/** Turns the command's options into a filter; `--patient` becomes the broker's pseudonym of that patient. */
+export function auditFilter(config: BrokerConfig, q: QueryOptions, nowMs: number): AuditFilter {
+  const time = (flag: string, text: string | undefined): number | undefined => {
+    if (text === undefined) return undefined;
+    const ms = parseTime(text, nowMs);
+    if (ms === undefined) throw new Error(`${flag}: expected an ISO 8601 date or time, or a duration such as 90m, 24h, 7d`);
+    return ms;
+  };
+  let patientPseudonymValue: string | undefined;
+  if (q.patient !== undefined) {
+    // The catalog's canonical patient rule (subjects/patients.yaml), as for the registry: one pseudonym per patient.
+    const ref = canonicalPatientRef(q.patient, loadConfiguredCatalog(config).patients);
+    const keysDir = layout(config).keys;
+    if (!existsSync(secretsFile(keysDir))) throw new Error(`--patient needs the broker's secrets (${secretsFile(keysDir)}); run on the broker's data dir`);
+    patientPseudonymValue = patientPseudonym(ensureBrokerSecrets(keysDir), ref);
+  }
+  const outcomes = q.outcome === undefined ? undefined : OUTCOME_NAMES[q.outcome];
+  if (q.outcome !== undefined && outcomes === undefined) throw new Error('--outcome: expected success, failure, 0, 4, 8 or 12');
+  const sinceMs = time('--since', q.since);
+  const untilMs = time('--until', q.until);
+  return {
+    ...(patientPseudonymValue === undefined ? {} : { patientPseudonym: patientPseudonymValue }),
+    ...(q.service === undefined ? {} : { service: q.service }),
+    ...(sinceMs === undefined ? {} : { sinceMs }),
+    ...(untilMs === undefined ? {} : { untilMs }),
+    ...(outcomes === undefined ? {} : { outcomes }),
+  };
+}
+
+async function* matchingEvents(nc: NatsConnection, stream: string, filter: AuditFilter): AsyncGenerator<AuditEvent> {
+  // A record is stored after its events are recorded, so starting the read at `since` misses none.
+  for await (const r of readAuditRecords(nc, { stream, ...(filter.sinceMs === undefined ? {} : { sinceMs: filter.sinceMs }) })) {
+    for (const e of decodeRecord(r.data)?.events ?? []) if (matchesFilter(e, filter)) yield e;
+  }
+}
+
+export async function runAuditQuery(config: BrokerConfig, q: QueryOptions & { json: boolean }, io: AuditIo): Promise<number> {
+  const filter = auditFilter(config, q, Date.now());
+  return withNats(config, async (nc) => {
+    let n = 0;
+    for await (const e of matchingEvents(nc, q.stream, filter)) {
+      io.out.write(`${q.json ? JSON.stringify(e) : formatEventLine(e)}\n`);
+      n += 1;
+    }
+    if (!q.json) io.err.write(`${n} event(s)\n`);
+    return 0;
+  });
+}
+
+export async function runAuditExport(config: BrokerConfig, q: QueryOptions & { out: string }, io: AuditIo): Promise<number> {
+  const filter = auditFilter(config, q, Date.now());
+  return withNats(config, async (nc) => {
+    const events: AuditEvent[] = [];
+    for await (const e of matchingEvents(nc, q.stream, filter)) events.push(e);
+    writeFileSync(q.out, `${JSON.stringify(auditBundle(events, randomUUID(), Date.now()), null, 2)}\n`, { mode: 0o600 });
+    io.out.write(`wrote ${events.length} AuditEvent(s) to ${q.out}\n`);
+    return 0;
+  });
+}
+
+/** Registers `audit verify|query|export` under `audit`; `configOf` resolves the global options. */
+export function registerAuditCommands(audit: Command, configOf: (cmd: Command) => BrokerConfig): void {
+  const io: AuditIo = { out: process.stdout, err: process.stderr };
+  const streamOption = (): Option => new Option('--stream <name>', 'the audit stream (a copy, for instance)').default(STREAMS.audit);
+  const filters = (cmd: Command): Command =>
+    cmd
+      .option('--patient <ref>', 'events about this patient (Patient/<id>; matched by the broker pseudonym)')
+      .option('--service <id>', 'events a service took part in')
+      .option('--since <time>', 'recorded at or after (ISO 8601, or 90m / 24h / 7d ago)')
+      .option('--until <time>', 'recorded before (ISO 8601, or a duration ago)')
+      .addOption(new Option('--outcome <outcome>', 'success, failure, or an AuditEvent.outcome code').choices(Object.keys(OUTCOME_NAMES)))
+      .addOption(streamOption());
+  audit
+    .command('verify')
+    .description('walk every hash chain and signed checkpoint in PHI_AUDIT; report the first broken link (exit 1)')
+    .option('--json', 'the report as JSON')
+    .option('--jwks <file>', "the broker's public keys (default: <data-dir>/keys/jwks.json)")
+    .addOption(streamOption())
+    .action(async (opts: { json?: boolean; jwks?: string; stream: string }, cmd: Command) => {
+      process.exitCode = await runAuditVerify(configOf(cmd), { stream: opts.stream, json: opts.json === true, ...(opts.jwks === undefined ? {} : { jwks: opts.jwks }) }, io);
+    });
+  filters(audit.command('query').description('print matching AuditEvents (text, or NDJSON of FHIR AuditEvent JSON)').option('--json', 'one FHIR AuditEvent JSON per line')).action(
+    async (opts: QueryOptions & { json?: boolean }, cmd: Command) => {
+      process.exitCode = await runAuditQuery(configOf(cmd), { ...opts, json: opts.json === true }, io);
+    },
+  );
+  filters(audit.command('export').description('write matching AuditEvents as a FHIR R4 Bundle (collection) for an auditor').requiredOption('--out <file>', 'the Bundle JSON file to write')).action(
+    async (opts: QueryOptions & { out: string }, cmd: Command) => {
+      process.exitCode = await runAuditExport(configOf(cmd), opts, io);
+    },
+  );
+}

@@ -1,0 +1,107 @@
+// buildAuditEvent: every kind of fact becomes a FHIR R4 AuditEvent that passes the project's validator
+// (@fhir-typescript/r4-core model validation plus unknown-element rejection), in the BALP shape, carrying the
+// patient only as the broker's keyed pseudonym.
+import type { AuditEvent } from 'fhir/r4.js';
+import { describe, expect, it } from 'vitest';
+import { buildAuditEvent, type EventContext } from '../../src/audit/event.js';
+import type { AuditFact } from '../../src/audit/facts.js';
+import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../../src/fhir/validate.js';
+import { patientPseudonym } from '../../src/registry/pseudonym.js';
+
+const secrets = { pseudonymKey: new Uint8Array(32).fill(9) };
+const AT = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
+let n = 0;
+const ctx: EventContext = { instanceId: 'host-1-abcdef', host: 'broker-host', now: () => AT, newId: () => `ev-${++n}`, pseudonym: (ref) => patientPseudonym(secrets, ref) };
+
+const PATIENT = 'Patient/pat-7731-zz';
+const subject = { messageId: '0b5e7c1e-54a4-4b59-9d0f-5f2a1c3e9a10', resourceType: 'Observation', resourceId: 'obs-1', patientRef: PATIENT };
+const sender = { service: 'registration' };
+
+const FACTS: readonly AuditFact[] = [
+  { kind: 'accepted', sender, subject, ingestSeq: 12 },
+  { kind: 'rejected', sender, messageId: subject.messageId, resourceType: 'Patient', code: 'E_UNKNOWN_ELEMENT', path: 'Patient.name[0].nickname', ingestSeq: 13 },
+  { kind: 'rejected', code: 'E_ENVELOPE_INVALID', ingestSeq: 14 },
+  { kind: 'delivered', sender, recipient: { service: 'billing', address: '10.0.0.7' }, subject, profileUrl: 'https://example.org/p/billing', purpose: 'HPAYMT', elements: ['Observation.code', 'Observation.subject'], deliveryId: `${subject.messageId}.billing` },
+  { kind: 'withheld', sender, recipient: { service: 'analytics' }, subject, code: 'E_MODIFIER_WITHHELD', path: 'Observation.modifierExtension' },
+  { kind: 'quarantined', recordId: 'q-4', code: 'E_SIGNATURE', sender, messageId: subject.messageId, ingestSeq: 15 },
+  { kind: 'broker-start' },
+  { kind: 'broker-stop' },
+  { kind: 'catalog-loaded', hash: 'sha256-abc', services: 5, types: 3 },
+  { kind: 'alert', rule: 'rejections', service: 'registration', detail: '10 rejections in 60000 ms (threshold 10)' },
+];
+
+const byKind = (kind: AuditFact['kind']): AuditEvent => {
+  const fact = FACTS.find((f) => f.kind === kind);
+  if (fact === undefined) throw new Error(kind);
+  return buildAuditEvent(fact, ctx);
+};
+
+describe('buildAuditEvent', () => {
+  it.each(FACTS.map((f, i) => [`${f.kind} #${i}`, f] as const))('%s is a valid FHIR R4 AuditEvent', (_name, fact) => {
+    const event = buildAuditEvent(fact, ctx);
+    expect(() => validateResource(JSON.parse(JSON.stringify(event)), DEFAULT_VALIDATION_LIMITS)).not.toThrow();
+    expect(event).toMatchObject({ resourceType: 'AuditEvent', recorded: '2026-01-02T03:04:05.678Z', source: { observer: { identifier: { value: 'host-1-abcdef' } } } });
+  });
+
+  it('the validator does refuse a broken AuditEvent (so the test above can fail)', () => {
+    const broken = { ...byKind('accepted'), outcome: '99', action: 'X' };
+    expect(() => validateResource(JSON.parse(JSON.stringify(broken)), DEFAULT_VALIDATION_LIMITS)).toThrow(expect.objectContaining({ code: 'E_FHIR_INVALID' }));
+  });
+
+  it('accepted: BALP create, publisher as requesting source, patient as pseudonym, resource and message id', () => {
+    const e = byKind('accepted');
+    expect(e.type).toMatchObject({ system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest' });
+    expect(e.subtype).toEqual([{ system: 'http://hl7.org/fhir/restful-interaction', code: 'create', display: 'create' }]);
+    expect([e.action, e.outcome]).toEqual(['C', '0']);
+    expect(e.agent[0]).toMatchObject({ who: { identifier: { value: 'registration' } }, requestor: true, type: { coding: [{ code: '110153' }] } });
+    expect(e.agent[1]).toMatchObject({ who: { identifier: { value: 'broker' } }, requestor: false, network: { address: 'broker-host', type: '1' } });
+    const entities = e.entity ?? [];
+    expect(entities[0]).toEqual({
+      what: { identifier: { system: 'urn:phi-broker:patient-pseudonym', value: patientPseudonym(secrets, PATIENT) } },
+      type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '1', display: 'Person' },
+      role: { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '1', display: 'Patient' },
+    });
+    // the logical id as the keyed pseudonym of Observation/obs-1, never in clear (an id may embed an identifier)
+    expect(entities[1]?.what).toEqual({ identifier: { system: 'urn:phi-broker:resource-pseudonym', value: patientPseudonym(secrets, 'Observation/obs-1') }, type: 'Observation' });
+    expect(JSON.stringify(e)).not.toContain('obs-1');
+    expect(entities[2]?.what).toEqual({ identifier: { system: 'urn:phi-broker:message-id', value: subject.messageId } });
+    expect(JSON.stringify(e)).not.toContain('pat-7731-zz');
+  });
+
+  it('a Patient resource is recorded without its id (the patient id is PHI), only as the pseudonym', () => {
+    const e = buildAuditEvent({ kind: 'accepted', sender, subject: { messageId: subject.messageId, resourceType: 'Patient', resourceId: 'pat-7731-zz', patientRef: PATIENT }, ingestSeq: 1 }, ctx);
+    expect(JSON.stringify(e)).not.toContain('pat-7731-zz');
+    expect(e.entity?.[1]?.what).toEqual({ type: 'Patient' });
+  });
+
+  it('rejected: failed create with the code and element path; E_INTERNAL is a serious failure', () => {
+    const e = byKind('rejected');
+    expect([e.action, e.outcome, e.outcomeDesc]).toEqual(['C', '4', 'E_UNKNOWN_ELEMENT at Patient.name[0].nickname']);
+    expect(buildAuditEvent({ kind: 'rejected', code: 'E_INTERNAL', ingestSeq: 1 }, ctx).outcome).toBe('8');
+  });
+
+  it('delivered: BALP privacy disclosure (DCM Export, ISO 21089 disclose) to the subscriber with purpose, profile and elements', () => {
+    const e = byKind('delivered');
+    expect(e.type).toMatchObject({ system: 'http://dicom.nema.org/resources/ontology/DCM', code: '110106' });
+    expect(e.subtype?.[0]).toMatchObject({ code: 'disclose' });
+    expect(e.purposeOfEvent).toEqual([{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'HPAYMT' }] }]);
+    const recipient = e.agent.find((a) => a.who?.identifier?.value === 'billing');
+    expect(recipient).toMatchObject({ type: { coding: [{ code: '110152' }] }, network: { address: '10.0.0.7', type: '2' }, purposeOfUse: [{ coding: [{ code: 'HPAYMT' }] }] });
+    const resource = e.entity?.find((x) => x.what?.identifier?.value === patientPseudonym(secrets, 'Observation/obs-1'));
+    expect(resource?.detail).toEqual([
+      { type: 'profile', valueString: 'https://example.org/p/billing' },
+      { type: 'elements', valueString: 'Observation.code Observation.subject' },
+    ]);
+    expect(e.entity?.some((x) => x.what?.identifier?.value === `${subject.messageId}.billing`)).toBe(true);
+  });
+
+  it('withheld, quarantined, lifecycle, catalog and alert events carry their codes', () => {
+    expect(byKind('withheld')).toMatchObject({ outcome: '4', outcomeDesc: 'E_MODIFIER_WITHHELD at Observation.modifierExtension' });
+    expect(byKind('quarantined').entity?.[0]?.what?.identifier).toEqual({ system: 'urn:phi-broker:quarantine-record', value: 'q-4' });
+    expect(byKind('broker-start').subtype?.[0]?.code).toBe('110120');
+    expect(byKind('broker-stop').subtype?.[0]?.code).toBe('110121');
+    const catalog = byKind('catalog-loaded');
+    expect([catalog.type.code, catalog.subtype?.[0]?.code, catalog.entity?.[0]?.what?.identifier?.value]).toEqual(['110113', '110129', 'sha256-abc']);
+    expect(byKind('alert').subtype?.[0]).toEqual({ system: 'urn:phi-broker:alert-rule', code: 'rejections' });
+  });
+});

@@ -1,0 +1,128 @@
+// `phi-broker audit verify|query|export` (the compiled CLI) against a real broker's PHI_AUDIT: verify passes the
+// genuine chain and exits 1 naming the sequence on a forged copy; query filters by patient (pseudonym), service,
+// outcome and time; export writes a valid FHIR Bundle; nothing printed carries a planted PHI value.
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { AuditEvent, Bundle } from 'fhir/r4.js';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { readAuditRecords } from '../../src/audit/read.js';
+import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../../src/fhir/validate.js';
+import { patientPseudonym } from '../../src/registry/pseudonym.js';
+import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
+
+const run = promisify(execFile);
+const CLI = join(ROOT, 'dist/src/cli/main.js');
+const PHI = ['Oakenshield-Vrey', 'pat-cli-1', '1966-06-06'];
+let stack: TestStack;
+let patientTypes: number;
+let observationSubscribers: number;
+
+beforeAll(async () => {
+  stack = await startTestStack();
+  const registration = await stack.client('registration');
+  const ehr = await stack.client('ehr');
+  const results = [
+    await registration.publish({ resourceType: 'Patient', id: 'pat-cli-1', name: [{ family: 'Oakenshield-Vrey' }], birthDate: '1966-06-06' }),
+    await ehr.publish({ resourceType: 'Observation', id: 'obs-cli-1', status: 'final', code: { text: 'x' }, subject: { reference: 'Patient/pat-cli-1' } }),
+    await registration.publish({ resourceType: 'Patient', id: 'pat-cli-2', name: [{ family: 'Oakenshield-Vrey', nickname: 'O' }] }),
+  ];
+  expect(results.map((r) => r.status)).toEqual(['accepted', 'accepted', 'rejected']);
+  await stack.broker?.stop();
+  stack.broker = undefined;
+  patientTypes = stack.catalog.topics.get('Patient')?.subscribers.length ?? 0;
+  observationSubscribers = stack.catalog.topics.get('Observation')?.subscribers.length ?? 0;
+});
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], { env: { ...process.env, NATS_URL: stack.nats.server.url } });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+const ndjson = (text: string): AuditEvent[] => text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditEvent);
+
+it('verify: the genuine trail verifies (exit 0)', async () => {
+  const r = await cli('audit', 'verify');
+  expect(r.code).toBe(0);
+  expect(r.stdout).toMatch(/^chain [A-Za-z0-9-]+: records 1\.\.\d+ .* closed$/m);
+  expect(r.stdout).toContain('ok: 1 chain(s)');
+});
+
+it('verify: a forged copy is reported at the altered sequence (exit 1)', async () => {
+  const nc = await stack.connect('forger');
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.add({ name: 'AUDIT_COPY', subjects: ['copy.audit.>'] });
+  let i = 0;
+  for await (const rec of readAuditRecords(nc)) {
+    i += 1;
+    const text = Buffer.from(rec.data).toString('utf8');
+    await nc.jetstream().publish(rec.subject.replace(/^phi\./, 'copy.'), Buffer.from(i === 3 ? text.replace('"outcome":"0"', '"outcome":"4"') : text));
+  }
+  const r = await cli('audit', 'verify', '--stream', 'AUDIT_COPY');
+  expect(r.code).toBe(1);
+  expect(r.stdout).toMatch(/BROKEN: chain [A-Za-z0-9-]+ seq 3 \(changed; stream sequence 3\)/);
+  const json = await cli('audit', 'verify', '--stream', 'AUDIT_COPY', '--json');
+  expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, broken: { kind: 'changed', seq: 3 } });
+});
+
+it('query --patient: every event about that patient, matched by its pseudonym', async () => {
+  const r = await cli('audit', 'query', '--patient', 'Patient/pat-cli-1', '--json');
+  expect(r.code).toBe(0);
+  const events = ndjson(r.stdout);
+  // Patient: accepted + one delivery per subscriber; Observation about the same patient: the same.
+  expect(events).toHaveLength(1 + patientTypes + 1 + observationSubscribers);
+  const pseudonym = patientPseudonym(stack.secrets, 'Patient/pat-cli-1');
+  expect(events.every((e) => e.entity?.some((x) => x.what?.identifier?.value === pseudonym))).toBe(true);
+  for (const e of events) expect(() => validateResource(e, DEFAULT_VALIDATION_LIMITS)).not.toThrow();
+  expect(ndjson((await cli('audit', 'query', '--patient', 'Patient/pat-cli-9', '--json')).stdout)).toEqual([]);
+});
+
+it('query --service, --outcome, --since/--until select what they say', async () => {
+  const analytics = ndjson((await cli('audit', 'query', '--service', 'analytics', '--json')).stdout);
+  expect(analytics.length).toBeGreaterThan(0);
+  expect(analytics.every((e) => e.agent.some((a) => a.who?.identifier?.value === 'analytics'))).toBe(true);
+  const failures = ndjson((await cli('audit', 'query', '--outcome', 'failure', '--json')).stdout);
+  expect(failures.map((e) => e.outcomeDesc)).toEqual(['E_UNKNOWN_ELEMENT at Patient.name[0].nickname']);
+  const all = ndjson((await cli('audit', 'query', '--since', '1h', '--json')).stdout);
+  const before = ndjson((await cli('audit', 'query', '--until', '2000-01-01', '--json')).stdout);
+  expect(all.length).toBeGreaterThan(analytics.length);
+  expect(before).toEqual([]);
+});
+
+it('query prints one text line per event with ids and codes only', async () => {
+  const r = await cli('audit', 'query');
+  const lines = r.stdout.trim().split('\n');
+  expect(r.stderr).toContain(`${lines.length} event(s)`);
+  expect(lines.some((l) => l.includes('Export/Disclose Record Lifecycle Event') && l.includes('purpose:HPAYMT'))).toBe(true);
+  for (const phi of PHI) expect(r.stdout).not.toContain(phi);
+});
+
+it('export writes a FHIR R4 collection Bundle of the selected events', async () => {
+  const out = join(stack.nats.dir, 'audit-export.json');
+  const r = await cli('audit', 'export', '--since', '1d', '--out', out);
+  expect(r.code).toBe(0);
+  const bundle = JSON.parse(readFileSync(out, 'utf8')) as Bundle<AuditEvent>;
+  const all = ndjson((await cli('audit', 'query', '--json')).stdout);
+  expect(bundle).toMatchObject({ resourceType: 'Bundle', type: 'collection' });
+  expect(bundle.entry?.map((e) => e.resource?.id)).toEqual(all.map((e) => e.id));
+  expect(r.stdout).toContain(`wrote ${all.length} AuditEvent(s)`);
+  expect(() => validateResource(bundle, DEFAULT_VALIDATION_LIMITS)).not.toThrow();
+  for (const phi of PHI) expect(readFileSync(out, 'utf8')).not.toContain(phi);
+});
+
+it('a bad time or patient reference is refused with exit 1, naming the flag', async () => {
+  const r = await cli('audit', 'query', '--since', 'yesterday-ish');
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain('--since: expected an ISO 8601 date or time');
+  expect((await cli('audit', 'query', '--patient', 'Patient/a b')).stderr).toContain('expected Patient/<id>');
+});
