@@ -37,6 +37,7 @@ describe('parseConfig', () => {
       logLevel: 'info',
     });
     expect('natsUrl' in parseConfig({})).toBe(false);
+    expect('natsTlsDir' in parseConfig({})).toBe(false);
   });
 
   it('keeps given values, resolves relative paths and keeps natsUrl', () => {
@@ -74,6 +75,7 @@ describe('parseConfig', () => {
     ['subjectsDir', ''],
     ['profilesDir', 7],
     ['natsUrl', ''],
+    ['natsTlsDir', ''],
   ])('refuses %s = %j with E_CONFIG_INVALID naming the setting', (key, value) => {
     const e = configError({ [key]: value });
     expect(e.code).toBe('E_CONFIG_INVALID');
@@ -130,6 +132,6 @@ describe('configFromEnv', () => {
   });
 
   it('covers every setting but the catalog dirs (flags) with a variable', () => {
-    expect(Object.values(CONFIG_ENV).sort()).toEqual(Object.keys(parseConfig({})).filter((k) => k !== 'subjectsDir' && k !== 'profilesDir').concat('natsUrl').sort());
+    expect(Object.values(CONFIG_ENV).sort()).toEqual(Object.keys(parseConfig({})).filter((k) => k !== 'subjectsDir' && k !== 'profilesDir').concat('natsUrl', 'natsTlsDir').sort());
   });
 });

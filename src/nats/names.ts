@@ -9,12 +9,33 @@ export const STREAMS = {
   deliver: 'PHI_DELIVER',
   quarantine: 'PHI_QUARANTINE',
   receipts: 'PHI_RECEIPTS',
+  /** The FHIR AuditEvent trail (subjects phi.audit.>); only the broker touches it. */
+  audit: 'PHI_AUDIT',
+  /** Accounting of disclosures (45 CFR 164.528); only the broker touches it. */
+  disclosures: 'PHI_DISCLOSURES',
 } as const;
 
 export const KV_BUCKETS = {
   /** Message ids the broker has accepted, for replay detection beyond JetStream's duplicate window. */
   seen: 'phi_seen',
+  /** Patient ↔ service registry (keyed pseudonyms); only the broker touches it. */
+  registry: 'phi_registry',
+  /** Access requests and their state; only the broker touches it. */
+  access: 'phi_access',
+  /** Consent and restrictions; only the broker touches it. */
+  consent: 'phi_consent',
 } as const;
+
+/**
+ * Reply-subject prefix of one NATS identity (a service id, or the broker's). Each identity may subscribe only
+ * under its own prefix, so no client can read replies meant for another (JetStream API answers, pulled messages).
+ * nats.js takes it as the `inboxPrefix` connection option. Service ids start with a letter, so they never
+ * collide with the default `_INBOX.<NUID>` (upper case) or with `_INBOX._admin`.
+ */
+export function inboxPrefix(identity: string): string {
+  if (identity !== '_admin' && !SERVICE_ID_PATTERN.test(identity)) throw new TypeError(`not an identity: ${JSON.stringify(identity)}`);
+  return `_INBOX.${identity}`;
+}
 
 export const BROKER_CONSUMER = 'broker';
 
@@ -64,6 +85,14 @@ export const subjects = {
   quarantineAll: 'phi.quarantine.>',
   quarantine: (service: string): string => `phi.quarantine.${SERVICE_ID_PATTERN.test(service) ? service : '_unknown'}`,
   receiptsAll: 'phi.receipt.>',
+  auditAll: 'phi.audit.>',
+  disclosuresAll: 'phi.disclosure.>',
+  accessAll: 'phi.access.>',
+  /** Access requests addressed to one service (NATS request/reply; the service answers with its FHIR data). */
+  access: (service: string): string => {
+    assertService(service);
+    return `phi.access.${service}`;
+  },
   receipt: (service: string): string => {
     assertService(service);
     return `phi.receipt.${service}`;

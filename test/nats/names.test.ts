@@ -31,8 +31,8 @@ describe('subjects', () => {
   });
 
   it('streams, bucket, consumer and header names are fixed', () => {
-    expect(STREAMS).toEqual({ ingest: 'PHI_INGEST', deliver: 'PHI_DELIVER', quarantine: 'PHI_QUARANTINE', receipts: 'PHI_RECEIPTS' });
-    expect(KV_BUCKETS).toEqual({ seen: 'phi_seen' });
+    expect(STREAMS).toEqual({ ingest: 'PHI_INGEST', deliver: 'PHI_DELIVER', quarantine: 'PHI_QUARANTINE', receipts: 'PHI_RECEIPTS', audit: 'PHI_AUDIT', disclosures: 'PHI_DISCLOSURES' });
+    expect(KV_BUCKETS).toEqual({ seen: 'phi_seen', registry: 'phi_registry', access: 'phi_access', consent: 'phi_consent' });
     expect(BROKER_CONSUMER).toBe('broker');
     expect(HEADERS).toEqual({ msgId: 'Nats-Msg-Id', signature: 'Phi-Sig', code: 'Phi-Code', record: 'Phi-Record', part: 'Phi-Part' });
   });
