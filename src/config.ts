@@ -15,6 +15,11 @@ export const configSchema = z.strictObject({
   dataDir: z.string().min(1).default('.phi-broker'),
   /** An existing NATS to use instead of the embedded one (`NATS_URL`). */
   natsUrl: z.string().min(1).optional(),
+  /**
+   * The mTLS files (`phi-broker certs init`, layout in src/tls/store.ts) the CLI connects to `natsUrl` with: the
+   * broker as the broker identity, after provisioning streams as the admin (`PHI_BROKER_NATS_TLS_DIR`).
+   */
+  natsTlsDir: z.string().min(1).optional(),
   subjectsDir: z.string().min(1).default('subjects'),
   profilesDir: z.string().min(1).default('fhir-profiles'),
   /** Largest envelope accepted on ingest, bytes; larger ones are rejected E_TOO_LARGE (the streams take any size NATS carries). */
@@ -81,13 +86,14 @@ export function parseConfig(input: BrokerConfigInput): BrokerConfig {
   if (c.replayWindowMs < 2 * c.clockSkewMs + c.duplicateWindowMs) {
     throw new BrokerError('E_CONFIG_INVALID', 'invalid configuration: replayWindowMs: must be at least 2 × clockSkewMs + duplicateWindowMs');
   }
-  return Object.freeze({ ...c, dataDir: resolve(c.dataDir), subjectsDir: resolve(c.subjectsDir), profilesDir: resolve(c.profilesDir), ...(c.alertRulesFile === undefined ? {} : { alertRulesFile: resolve(c.alertRulesFile) }) });
+  return Object.freeze({ ...c, ...(c.natsTlsDir === undefined ? {} : { natsTlsDir: resolve(c.natsTlsDir) }), dataDir: resolve(c.dataDir), subjectsDir: resolve(c.subjectsDir), profilesDir: resolve(c.profilesDir), ...(c.alertRulesFile === undefined ? {} : { alertRulesFile: resolve(c.alertRulesFile) }) });
 }
 
 /** Environment variables, one per setting (the CLI's flags override them). */
 export const CONFIG_ENV = {
   PHI_BROKER_DATA_DIR: 'dataDir',
   NATS_URL: 'natsUrl',
+  PHI_BROKER_NATS_TLS_DIR: 'natsTlsDir',
   PHI_BROKER_MAX_MESSAGE_BYTES: 'maxMessageBytes',
   PHI_BROKER_CLOCK_SKEW_MS: 'clockSkewMs',
   PHI_BROKER_DUPLICATE_WINDOW_MS: 'duplicateWindowMs',

@@ -1,6 +1,8 @@
 // phi-broker's public surface: what a service imports. Names are exported one by one; everything else
 // is internal and may change without notice.
 export { PhiClient } from './sdk/client.js';
+export { serviceConnectionOptions } from './nats/connect-options.js';
+export type { NatsTlsFiles } from './nats/connect-options.js';
 export type { Delivered, DeliveryHandler, PhiClientOptions, Provenance, PublishResult, ResourceOf, ResourceType, Subscription } from './sdk/client.js';
 export type { AccessRequestHandler } from './sdk/access.js';
 export { BrokerError, ERROR_CODES, isBrokerError, isBrokerErrorCode } from './errors.js';

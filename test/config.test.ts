@@ -45,6 +45,7 @@ describe('parseConfig', () => {
     expect('natsUrl' in parseConfig({})).toBe(false);
     expect('instanceId' in parseConfig({})).toBe(false);
     expect('alertRulesFile' in parseConfig({})).toBe(false);
+    expect('natsTlsDir' in parseConfig({})).toBe(false);
   });
 
   it('keeps given values, resolves relative paths and keeps natsUrl', () => {
@@ -88,6 +89,7 @@ describe('parseConfig', () => {
     ['auditMaxAgeMs', DAY - 1],
     ['auditCheckpointEvery', 0],
     ['auditCheckpointMs', 99],
+    ['natsTlsDir', ''],
   ])('refuses %s = %j with E_CONFIG_INVALID naming the setting', (key, value) => {
     const e = configError({ [key]: value });
     expect(e.code).toBe('E_CONFIG_INVALID');
@@ -144,6 +146,6 @@ describe('configFromEnv', () => {
   });
 
   it('covers every setting but the catalog dirs (flags) with a variable', () => {
-    expect(Object.values(CONFIG_ENV).sort()).toEqual(Object.keys(parseConfig({})).filter((k) => k !== 'subjectsDir' && k !== 'profilesDir').concat('natsUrl', 'instanceId', 'alertRulesFile').sort());
+    expect(Object.values(CONFIG_ENV).sort()).toEqual(Object.keys(parseConfig({})).filter((k) => k !== 'subjectsDir' && k !== 'profilesDir').concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir').sort());
   });
 });

@@ -5,7 +5,7 @@ import * as api from '../src/index.js';
 
 describe('public API', () => {
   it('exports exactly the documented runtime names', () => {
-    expect(Object.keys(api).sort()).toEqual(['BrokerError', 'ERROR_CODES', 'PhiClient', 'initCrypto', 'isBrokerError', 'isBrokerErrorCode', 'readJwks', 'readServiceKeys']);
+    expect(Object.keys(api).sort()).toEqual(['BrokerError', 'ERROR_CODES', 'PhiClient', 'initCrypto', 'isBrokerError', 'isBrokerErrorCode', 'readJwks', 'readServiceKeys', 'serviceConnectionOptions']);
   });
 
   it("every name the README's SDK example imports is exported", () => {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `phi-broker` command: up, demo, publish, tail, quarantine, consent, disclosures, registry show, access, audit, catalog check. Every command takes --data-dir
+// The `phi-broker` command: up, demo, publish, tail, quarantine, consent, disclosures, registry show, access, audit, certs, nats-config, nats-provision, catalog check. Every command takes --data-dir
 // (default .phi-broker/, or PHI_BROKER_DATA_DIR); NATS_URL points them at an existing NATS.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -54,9 +54,10 @@ program
   .command('up')
   .description('start an embedded nats-server (unless NATS_URL is set), create streams and dev keys, run the broker; Ctrl-C stops')
   .option('--port <port>', 'client port of the embedded nats-server (default: a free port)', (v) => Number.parseInt(v, 10))
-  .action(async (opts: { port?: number }, cmd: Command) => {
+  .option('--mtls', 'run the embedded nats-server on the generated mTLS config (certificates under <data-dir>/tls)')
+  .action(async (opts: { port?: number; mtls?: boolean }, cmd: Command) => {
     const { runUp } = await import('./up.js');
-    await runUp(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.port);
+    await runUp(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.port, { mtls: opts.mtls === true });
   });
 
 program
@@ -222,6 +223,42 @@ registerAuditCommands(
   program.command('audit').description('the tamper-evident audit trail in PHI_AUDIT: verify, query, export (docs/audit.md)'),
   (cmd) => configFrom(cmd.optsWithGlobals<GlobalOptions>()),
 );
+
+const certs = program.command('certs').description('development CA and mTLS certificates under <data-dir>/tls (docs/security-model.md)');
+for (const mode of ['init', 'rotate'] as const) {
+  certs
+    .command(mode)
+    .description(mode === 'init' ? 'create the CA (if missing), the server certificate and a client certificate per catalog service, broker and admin' : 'issue fresh server and client certificates (new keys) from the existing CA; then SIGHUP nats-server')
+    .option('--dir <dir>', 'TLS directory (default <data-dir>/tls)')
+    .option('--lifetime <duration>', 'server and client certificate lifetime, e.g. 24h, 30m, 7d', '24h')
+    .option('--ca-lifetime <duration>', 'lifetime of a newly created CA', '90d')
+    .option('--server-host <names...>', 'DNS names / IP addresses in the server certificate', ['localhost', '127.0.0.1'])
+    .action(async (opts: { dir?: string; lifetime: string; caLifetime: string; serverHost: string[] }, cmd: Command) => {
+      const { runCerts } = await import('./certs.js');
+      await runCerts(configFrom(cmd.optsWithGlobals<GlobalOptions>()), mode, opts, process.stdout);
+    });
+}
+
+program
+  .command('nats-config')
+  .description('generate the mTLS nats-server config from the catalog: one user per service, default-deny permissions')
+  .option('--out <file>', 'write it to this file (default: standard output)')
+  .option('--tls-dir <dir>', 'TLS directory the config points at (default <data-dir>/tls, absolute)')
+  .option('--store-dir <dir>', 'JetStream store directory (default <data-dir>/nats/jetstream, absolute)')
+  .option('--host <host>', 'listen address', '0.0.0.0')
+  .option('--port <port>', 'client port', (v) => Number.parseInt(v, 10), 4222)
+  .action(async (opts: { out?: string; tlsDir?: string; storeDir?: string; host: string; port: number }, cmd: Command) => {
+    const { runNatsConfig } = await import('./nats-config.js');
+    runNatsConfig(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts, process.stdout);
+  });
+
+program
+  .command('nats-provision')
+  .description('create/update streams, the broker consumer and KV as the admin identity over mTLS (needs NATS_URL and PHI_BROKER_NATS_TLS_DIR)')
+  .action(async (_opts: unknown, cmd: Command) => {
+    const { runNatsProvision } = await import('./nats-provision.js');
+    await runNatsProvision(configFrom(cmd.optsWithGlobals<GlobalOptions>()), process.stdout);
+  });
 
 const catalog = program.command('catalog').description('the catalog: subjects/ and fhir-profiles/');
 catalog

@@ -2,7 +2,7 @@
 // A Bundle goes out as its entries (unless --whole). Prints each verdict; exit code 1 if any was not accepted.
 import { PhiClient, type PublishResult } from '../sdk/client.js';
 import type { BrokerConfig } from '../config.js';
-import { connectNats, natsUrl, serviceKeys } from './runtime.js';
+import { connectService, serviceKeys } from './runtime.js';
 
 function isBundle(text: string): boolean {
   try {
@@ -26,8 +26,8 @@ export function formatResult(r: PublishResult): string {
 
 export async function runPublish(config: BrokerConfig, service: string, input: Buffer, opts: { whole: boolean; timeoutMs: number }): Promise<number> {
   const { keys, peers } = await serviceKeys(config, service);
-  const nc = await connectNats(natsUrl(config), `phi-broker publish ${service}`);
-  const client = await PhiClient.connect({ nc, ownsConnection: true, service, keys, peers, receiptTimeoutMs: opts.timeoutMs });
+  const { nc, insecure } = await connectService(config, service, `phi-broker publish ${service}`);
+  const client = await PhiClient.connect({ nc, ownsConnection: true, service, keys, peers, receiptTimeoutMs: opts.timeoutMs, insecure });
   try {
     const text = input.toString('utf8');
     const results = !opts.whole && isBundle(text) ? await client.publishBundle(JSON.parse(text)) : [await client.publish(input)];

@@ -9,6 +9,11 @@ import { BROKER_ID, type Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config.js';
 import { ensureDevKeys, readJwks, readServiceKeys, type PublicKeyRecord, type ServiceKeys } from '../crypto/keys.js';
 import { initCrypto } from '../crypto/sodium.js';
+import { mtlsConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
+import { inboxPrefix } from '../nats/names.js';
+import { ADMIN_INBOX_ID } from '../nats/permissions.js';
+import { ADMIN_IDENTITY, serviceIdentity } from '../tls/identity.js';
+import { tlsLayout } from '../tls/store.js';
 import { startNatsServer, type RunningNatsServer } from '../nats/server.js';
 
 export interface DataDirLayout {
@@ -81,10 +86,41 @@ function isRunning(pid: number): boolean {
   }
 }
 
-export async function connectNats(url: string, name: string): Promise<NatsConnection> {
+/**
+ * A service's connection for `publish`/`tail`: mTLS as that service when PHI_BROKER_NATS_TLS_DIR is set, else the
+ * plaintext development connection — for which PhiClient needs (and warns about) `insecure: true`.
+ */
+export async function connectService(config: BrokerConfig, service: string, name: string): Promise<{ nc: NatsConnection; insecure: boolean }> {
+  const url = natsUrl(config);
+  const tlsDir = cliTlsDir(config);
+  if (tlsDir === undefined) return { nc: await connectNats(url, name), insecure: true };
+  const files = tlsLayout(tlsDir).identity(serviceIdentity(service));
+  return { nc: await connectNats(url, name, { files, inbox: inboxPrefix(service) }), insecure: false };
+}
+
+/** An operator's connection (quarantine list/show): the admin identity over mTLS when there is a TLS dir. */
+export async function connectOperator(config: BrokerConfig, name: string): Promise<NatsConnection> {
+  const url = natsUrl(config);
+  const tlsDir = cliTlsDir(config);
+  if (tlsDir === undefined) return connectNats(url, name);
+  return connectNats(url, name, { files: tlsLayout(tlsDir).identity(ADMIN_IDENTITY), inbox: `_INBOX.${ADMIN_INBOX_ID}` });
+}
+
+/** PHI_BROKER_NATS_TLS_DIR, or the TLS dir of the embedded server `up --mtls` started (in server.json). */
+export function cliTlsDir(config: BrokerConfig): string | undefined {
+  if (config.natsTlsDir !== undefined || config.natsUrl !== undefined) return config.natsTlsDir;
+  const file = layout(config).serverFile;
+  if (!existsSync(file)) return undefined;
+  const server = JSON.parse(readFileSync(file, 'utf8')) as { tlsDir?: unknown };
+  return typeof server.tlsDir === 'string' ? server.tlsDir : undefined;
+}
+
+/** With `mtls`, connects as that identity over mutual TLS (src/nats/connect-options.ts); else plaintext. */
+export async function connectNats(url: string, name: string, mtls?: { readonly files: NatsTlsFiles; readonly inbox: string }): Promise<NatsConnection> {
   try {
     // noAsyncTraces: no stack captured per request (every JetStream publish is one); errors keep their codes,
     // which is all phi-broker reads (src/log.ts errorFields). Profiled: ~7 % of the broker's CPU (docs/performance.md).
+    if (mtls !== undefined) return await connect({ ...mtlsConnectionOptions(url, mtls.files, mtls.inbox, name), noAsyncTraces: true });
     return await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
   } catch (err) {
     // nats.js says only e.g. CONNECTION_REFUSED; say where.

@@ -39,7 +39,7 @@ export async function startLocalStack(config: BrokerConfig, logger: Logger): Pro
     async client(service: string) {
       const cnc = await connectNats(url, `phi-broker ${service}`);
       extra.push(cnc);
-      const c = await PhiClient.connect({ nc: cnc, service, keys: readServiceKeys(dir, service), peers: brokerPeers, logger });
+      const c = await PhiClient.connect({ nc: cnc, service, keys: readServiceKeys(dir, service), peers: brokerPeers, logger, insecure: true });
       clients.push(c);
       return c;
     },

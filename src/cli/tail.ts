@@ -2,7 +2,7 @@
 // with provenance) as they arrive. This is the subscriber's own data on its own terminal.
 import type { BrokerConfig } from '../config.js';
 import { PhiClient, type Delivered, type ResourceType } from '../sdk/client.js';
-import { connectNats, natsUrl, serviceKeys } from './runtime.js';
+import { connectService, serviceKeys } from './runtime.js';
 
 export function formatDelivery(d: Delivered, json: boolean): string {
   if (json) return JSON.stringify({ provenance: d.provenance, resource: d.resource });
@@ -12,8 +12,8 @@ export function formatDelivery(d: Delivered, json: boolean): string {
 
 export async function runTail(config: BrokerConfig, service: string, opts: { type: string; json: boolean; count?: number }): Promise<void> {
   const { keys, peers } = await serviceKeys(config, service);
-  const nc = await connectNats(natsUrl(config), `phi-broker tail ${service}`);
-  const client = await PhiClient.connect({ nc, ownsConnection: true, service, keys, peers });
+  const { nc, insecure } = await connectService(config, service, `phi-broker tail ${service}`);
+  const client = await PhiClient.connect({ nc, ownsConnection: true, service, keys, peers, insecure });
   let seen = 0;
   let done: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => {

@@ -33,6 +33,17 @@ export const OBJECT_STORES = {
   accessAnswers: 'phi_access_answers',
 } as const;
 
+/**
+ * Reply-subject prefix of one NATS identity (a service id, or the broker's). Each identity may subscribe only
+ * under its own prefix, so no client can read replies meant for another (JetStream API answers, pulled messages).
+ * nats.js takes it as the `inboxPrefix` connection option. Service ids start with a letter, so they never
+ * collide with the default `_INBOX.<NUID>` (upper case) or with `_INBOX._admin`.
+ */
+export function inboxPrefix(identity: string): string {
+  if (identity !== '_admin' && !SERVICE_ID_PATTERN.test(identity)) throw new TypeError(`not an identity: ${JSON.stringify(identity)}`);
+  return `_INBOX.${identity}`;
+}
+
 export const BROKER_CONSUMER = 'broker';
 
 /** Queue group of the broker processes' control subjects: each control request is handled by one of them. */
@@ -109,6 +120,7 @@ export const subjects = {
   },
   /** Right of access: operator commands to the broker processes (request/reply, queue group BROKER_QUEUE). */
   accessControl: 'phi.control.access',
+  accessAll: 'phi.access.>',
   receiptsAll: 'phi.receipt.>',
   receipt: (service: string): string => {
     assertService(service);

@@ -17,6 +17,13 @@ export interface NatsServerOptions {
   readonly binary?: string;
   /** Milliseconds to wait for "Server is ready". */
   readonly startTimeoutMs?: number;
+  /**
+   * A complete config file to run instead of the generated plaintext one (e.g. `phi-broker nats-config`'s mTLS
+   * config). `port` and `host` must then say where it listens; `maxPayload` is ignored.
+   */
+  readonly configFile?: string;
+  /** Receives the server's log output (stderr) after it is ready; otherwise it is discarded. */
+  readonly onLog?: (text: string) => void;
 }
 
 export interface RunningNatsServer {
@@ -24,6 +31,8 @@ export interface RunningNatsServer {
   readonly port: number;
   readonly storeDir: string;
   readonly pid: number;
+  /** Sends SIGHUP: nats-server reloads its config file (certificates, users, permissions). */
+  reload(): void;
   /** Stops with SIGTERM (JetStream flushes) and waits for the process to exit. */
   stop(): Promise<void>;
 }
@@ -62,11 +71,15 @@ function waitForExit(child: ChildProcess): Promise<void> {
 
 export async function startNatsServer(options: NatsServerOptions): Promise<RunningNatsServer> {
   const host = options.host ?? '127.0.0.1';
+  if (options.configFile !== undefined && options.port === undefined) throw new TypeError('startNatsServer: configFile needs the port it listens on');
   const port = options.port ?? (await freePort(host));
   const storeDir = join(options.dir, 'jetstream');
   mkdirSync(storeDir, { recursive: true });
-  const configFile = join(options.dir, 'nats-server.conf');
-  writeFileSync(configFile, configText(host, port, storeDir, options.maxPayload ?? 1024 * 1024));
+  let configFile = options.configFile;
+  if (configFile === undefined) {
+    configFile = join(options.dir, 'nats-server.conf');
+    writeFileSync(configFile, configText(host, port, storeDir, options.maxPayload ?? 1024 * 1024));
+  }
   const binary = options.binary ?? findNatsServerBinary();
   const child = spawn(binary, ['-c', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
 
@@ -81,7 +94,9 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
       if (tail.includes('Server is ready')) {
         clearTimeout(timer);
         child.stderr?.off('data', onData);
-        child.stderr?.resume();
+        const onLog = options.onLog;
+        if (onLog === undefined) child.stderr?.resume();
+        else child.stderr?.on('data', (c: Buffer) => onLog(c.toString('utf8')));
         resolve();
       }
     };
@@ -101,6 +116,9 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
     port,
     storeDir,
     pid: child.pid ?? -1,
+    reload() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGHUP');
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       // JetStream flushes on SIGTERM; a server that has not exited after 10 s is killed.

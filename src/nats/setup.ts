@@ -51,7 +51,10 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>): Promise<void> {
   const name = config.name as string;
   try {
-    await jsm.streams.info(name);
+    const { config: current } = await jsm.streams.info(name);
+    // Updated only when a setting differs: under the generated mTLS permissions only the admin identity may
+    // update streams (src/nats/permissions.ts), and a broker starting against provisioned streams needs not.
+    if (!differs(current, config)) return;
     await jsm.streams.update(name, config);
   } catch (err) {
     if (!isNotFound(err)) throw err;
@@ -145,6 +148,12 @@ export async function ensureDeliveryConsumer(nc: NatsConnection, service: string
     });
   }
   return name;
+}
+
+/** True when `current` (as the server reports it) lacks any setting of `wanted` or holds another value. */
+function differs(current: StreamConfig, wanted: Partial<StreamConfig>): boolean {
+  const have = current as unknown as Record<string, unknown>;
+  return Object.entries(wanted).some(([key, value]) => JSON.stringify(have[key]) !== JSON.stringify(value));
 }
 
 /** JetStream "consumer not found" (API error 10014) or "stream not found" (10059), as nats.js reports them. */

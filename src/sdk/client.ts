@@ -3,7 +3,7 @@
 // the broker's signature, decrypted, already cut to the service's minimum-necessary profile — with its
 // provenance, acknowledging only after the handler succeeds (at-least-once; duplicates suppressed by id).
 import { randomUUID } from 'node:crypto';
-import { headers as natsHeaders, type ConsumerMessages, type JetStreamClient, type JsMsg, type NatsConnection, type Subscription as NatsSubscription } from 'nats';
+import { connect as natsConnect, headers as natsHeaders, type ConsumerMessages, type JetStreamClient, type JsMsg, type NatsConnection, type Subscription as NatsSubscription } from 'nats';
 import { BROKER_ID } from '../catalog/types.js';
 import { Keyring } from '../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
@@ -14,7 +14,8 @@ import { sealEnvelope } from '../envelope/seal.js';
 import { BrokerError, isBrokerError, type BrokerErrorCode } from '../errors.js';
 import { splitBundle } from '../fhir/bundle.js';
 import { errorFields, type Logger } from '../log.js';
-import { HEADERS, STREAMS, subjects } from '../nats/names.js';
+import { serviceConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
+import { HEADERS, STREAMS, inboxPrefix, subjects } from '../nats/names.js';
 import { ensureDeliveryConsumer } from '../nats/setup.js';
 import { decodeReceipt, type Receipt } from '../broker/receipt.js';
 import { serveAccessRequests, type AccessRequestHandler } from './access.js';
@@ -24,9 +25,22 @@ import { classifyInput } from './input.js';
 import type { FhirResource } from 'fhir/r4.js';
 
 export interface PhiClientOptions {
-  /** An open NATS connection (the caller owns it; `close()` does not close it unless `ownsConnection`). */
-  readonly nc: NatsConnection;
+  /**
+   * An open NATS connection (the caller owns it; `close()` does not close it unless `ownsConnection`). It must be
+   * TLS (the server required it) unless `insecure`. Against the generated mTLS config, open it with
+   * `serviceConnectionOptions(servers, tls, service)`. Or give `servers` and `tls` instead.
+   */
+  readonly nc?: NatsConnection;
   readonly ownsConnection?: boolean;
+  /** Where to connect when no `nc` is given; the client then owns the connection. */
+  readonly servers?: string | readonly string[];
+  /** This service's client certificate and key and the CA (PEM files), for mutual TLS (docs/security-model.md). */
+  readonly tls?: NatsTlsFiles;
+  /**
+   * Development only: allow a connection without TLS. The client logs a warning (`sdk.transport.insecure`) on every
+   * connect, or emits a process warning when no logger is given. Without it, a plaintext connection is refused.
+   */
+  readonly insecure?: boolean;
   /** This service's id in the catalog. */
   readonly service: string;
   readonly keys: ServiceKeys;
@@ -66,6 +80,26 @@ function definitelyNotStored(err: unknown): boolean {
   return e?.code === '503' || e?.code === 'NO_RESPONDERS' || (typeof e?.api_error === 'object' && e.api_error !== null);
 }
 
+function insecureTransport(service: string): BrokerError {
+  return new BrokerError(
+    'E_CONFIG_INVALID',
+    `service ${service}: refusing to connect to NATS without TLS; give tls (CA, certificate and key files), or insecure: true for local development only`,
+  );
+}
+
+let processWarned = false;
+
+/** Loud on purpose: a warning log on every insecure connect, or one process warning when there is no logger. */
+function warnInsecure(service: string, logger: Logger | undefined): void {
+  const message = `INSECURE: service ${service} is connected to NATS without TLS (insecure: true); PHI ciphertext and credentials travel in the clear — development only`;
+  if (logger !== undefined) {
+    logger.warn({ event: 'sdk.transport.insecure', service }, message);
+  } else if (!processWarned) {
+    processWarned = true;
+    process.emitWarning(message, { code: 'PHI_BROKER_INSECURE_TRANSPORT' });
+  }
+}
+
 export class PhiClient {
   private readonly keyring: Keyring;
   /** Publishes awaiting their receipt, by message id; a receipt must also match the hash of the bytes sent. */
@@ -78,7 +112,7 @@ export class PhiClient {
   private closing = false;
   private accessSub: NatsSubscription | undefined;
 
-  private constructor(private readonly opts: PhiClientOptions) {
+  private constructor(private readonly opts: PhiClientOptions & { readonly nc: NatsConnection }) {
     this.keyring = new Keyring(opts.keys, [...opts.peers]);
     this.js = opts.nc.jetstream();
     this.brokerSigningKeys = new Set(opts.peers.filter((p) => p.service === BROKER_ID && p.use === 'sig').map((p) => p.kid));
@@ -91,10 +125,42 @@ export class PhiClient {
     });
   }
 
+  /**
+   * Connects (or takes `nc`), refusing a connection without TLS unless `insecure: true` (45 CFR 164.312(e)(1):
+   * PHI, even sealed, travels only over an authenticated, encrypted channel).
+   */
   static async connect(opts: PhiClientOptions): Promise<PhiClient> {
     await initCrypto();
-    const client = new PhiClient(opts);
-    await opts.nc.flush(); // the receipt subscription is registered before anything is published
+    if (opts.nc !== undefined && (opts.servers !== undefined || opts.tls !== undefined)) {
+      throw new TypeError('PhiClient.connect: give either nc, or servers (with tls), not both');
+    }
+    let nc = opts.nc;
+    if (nc === undefined) {
+      if (opts.servers === undefined) throw new TypeError('PhiClient.connect: give nc, or servers (with tls)');
+      if (opts.tls === undefined && opts.insecure !== true) throw insecureTransport(opts.service);
+      nc =
+        opts.tls === undefined
+          ? await natsConnect({ servers: typeof opts.servers === 'string' ? opts.servers : [...opts.servers], name: opts.service, inboxPrefix: inboxPrefix(opts.service) })
+          : await natsConnect(serviceConnectionOptions(opts.servers, opts.tls, opts.service));
+    }
+    const owns = opts.nc === undefined ? true : opts.ownsConnection === true;
+    // nats.js upgrades to TLS whenever the server requires it and refuses to go on unencrypted
+    // (node_transport.js), so `tls_required` in the server's INFO means this connection is encrypted.
+    if (nc.info?.tls_required !== true) {
+      if (opts.insecure !== true) {
+        if (owns) await nc.close();
+        throw insecureTransport(opts.service);
+      }
+      warnInsecure(opts.service, opts.logger);
+    }
+    let client: PhiClient;
+    try {
+      client = new PhiClient({ ...opts, nc, ownsConnection: owns });
+    } catch (err) {
+      if (opts.nc === undefined) await nc.close(); // opened here: not left behind
+      throw err;
+    }
+    await nc.flush(); // the receipt subscription is registered before anything is published
     return client;
   }
 
@@ -286,5 +352,7 @@ export class PhiClient {
     for (const waiting of [...this.pending.values()]) waiting.settle(undefined);
     this.receiptSub.unsubscribe();
     if (this.opts.ownsConnection === true) await this.opts.nc.drain();
+    // The UNSUB reaches the server before close() resolves: no receipt for this client arrives afterwards.
+    else if (!this.opts.nc.isClosed()) await this.opts.nc.flush().catch(() => undefined);
   }
 }

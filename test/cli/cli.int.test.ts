@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { freePort } from '../../src/nats/server.js';
-import { EXAMPLE_PHI, ROOT, isAlive, killLeftovers, runCli, startUp, type UpProcess } from './run-cli.js';
+import { EXAMPLE_PHI, ROOT, isAlive, killLeftovers, runCli, startUp, stderrBesidesInsecureWarning, type UpProcess } from './run-cli.js';
 
 const PATIENT_FILE = join(ROOT, 'examples', 'patient.json');
 const BAD_PATIENT_FILE = join(ROOT, 'examples', 'bad-patient.json');
@@ -68,7 +68,7 @@ describe('phi-broker publish / tail', () => {
 
   it('publish prints `accepted <id> (<n> deliveries)` and exits 0', async () => {
     const r = await runCli(['publish', '--as', 'registration', PATIENT_FILE, ...data()]);
-    expect(r.stderr).toBe('');
+    expect(stderrBesidesInsecureWarning(r.stderr)).toBe('');
     expect(r.code).toBe(0);
     const m = ACCEPTED.exec(r.stdout.trimEnd());
     expect(m, r.stdout).not.toBeNull();
@@ -78,7 +78,7 @@ describe('phi-broker publish / tail', () => {
 
   it('tail started after the publish still receives it: the notification projection, one JSON line', async () => {
     const r = await runCli(['tail', '--as', 'notification', '--count', '1', '--json', ...data()]);
-    expect(r.stderr).toBe('');
+    expect(stderrBesidesInsecureWarning(r.stderr)).toBe('');
     expect(r.code).toBe(0);
     const out = lines(r.stdout);
     expect(out).toHaveLength(1);
@@ -136,7 +136,7 @@ describe('phi-broker publish of a transaction Bundle', () => {
 
   it('prints one verdict per entry, in entry order, and exits 0 when all are accepted', async () => {
     const r = await runCli(['publish', '--as', 'registration', BUNDLE_FILE, ...data()]);
-    expect(r.stderr).toBe('');
+    expect(stderrBesidesInsecureWarning(r.stderr)).toBe('');
     expect(r.code).toBe(0);
     const out = lines(r.stdout);
     expect(out).toHaveLength(2);

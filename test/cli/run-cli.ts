@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -173,4 +174,14 @@ export function isAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * Without PHI_BROKER_NATS_TLS_DIR the CLI talks to NATS in plaintext (`insecure: true`), so the SDK's insecure-transport
+ * process warning is the one thing allowed on stderr; it must be there (the SDK says so loudly).
+ */
+export function stderrBesidesInsecureWarning(stderr: string): string {
+  const warning = /^\(node:\d+\) \[PHI_BROKER_INSECURE_TRANSPORT\] Warning: INSECURE: .*\n(?:\(Use `node --trace-warnings.*\n)?/m;
+  expect(stderr).toMatch(warning);
+  return stderr.replace(warning, '');
 }

@@ -92,7 +92,8 @@ export async function startTestStack(options: { config?: Partial<BrokerConfigInp
     },
     async client(service, opts = {}) {
       const nc = await nats.connect(service);
-      const c = await PhiClient.connect({ nc, service, keys: readServiceKeys(keysDir, service), peers, logger, ...opts });
+      // The harness's NATS is plaintext (mTLS runs in test/e2e/mtls.test.ts): the development opt-in, explicitly.
+      const c = await PhiClient.connect({ nc, service, keys: readServiceKeys(keysDir, service), peers, logger, insecure: true, ...opts });
       clients.push(c);
       return c;
     },

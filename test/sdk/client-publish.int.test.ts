@@ -120,6 +120,7 @@ async function setup(receiptTimeoutMs: number): Promise<{ nc: NatsConnection; cl
     peers: publicRecords(broker),
     receiptTimeoutMs,
     logger: createLogger({ destination: logs, level: 'debug' }),
+    insecure: true,
   });
   opened.push({ client, nc });
   return { nc, client, logs };
@@ -175,7 +176,7 @@ describe('PhiClient.connect', () => {
   it('refuses peers without the broker signing key (TypeError naming what is missing)', async () => {
     const nc = await nats.connect('no-broker-key');
     for (const peers of [[], publicRecords(registration), publicRecords(broker).filter((p) => p.use === 'enc')]) {
-      await expect(PhiClient.connect({ nc, service: 'registration', keys: registration, peers })).rejects.toThrow(
+      await expect(PhiClient.connect({ nc, service: 'registration', keys: registration, peers, insecure: true })).rejects.toThrow(
         new TypeError('peers must include the broker public signing key'),
       );
     }

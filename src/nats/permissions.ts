@@ -1,0 +1,185 @@
+// Default-deny NATS permissions for every identity, generated from the catalog (pure). NATS authorization
+// (https://docs.nats.io/running-a-nats-service/configuration/securing_nats/authorization): with an `allow` list
+// everything else is denied, and `deny` wins over `allow`. Subscribe permissions do not limit what a client
+// reads through the JetStream API (nats-server issues #4225, #3202): a client allowed to publish to
+// `$JS.API.DIRECT.GET.*`, `$JS.API.STREAM.MSG.GET.*` or to create a consumer with any filter reads any stream
+// without ever subscribing to its subjects. So each identity gets exactly the API subjects the code it runs
+// sends (src/sdk/client.ts, src/nats/setup.ts, src/broker/broker.ts, read against nats.js 2.29), and the
+// dangerous API families are denied explicitly as well, so a future widening of an allow cannot reopen them.
+// 2.9.10 has no per-stream protection against update/delete: those are the admin identity's alone.
+import { BROKER_ID, type Catalog } from '../catalog/types.js';
+import { ADMIN_IDENTITY, BROKER_IDENTITY, natsUser, serviceIdentity, type Identity } from '../tls/identity.js';
+import { jsApi } from './jetstream-api.js';
+import { BROKER_CONSUMER, KV_BUCKETS, STREAMS, deliveryConsumer, inboxPrefix, subjects } from './names.js';
+
+export interface SubjectRule {
+  readonly allow: readonly string[];
+  readonly deny: readonly string[];
+}
+
+export interface IdentityPermissions {
+  readonly identity: Identity;
+  /** The NATS user the identity's certificate maps to (verify_and_map). */
+  readonly user: string;
+  /** The inbox prefix the identity must connect with (nats.js `inboxPrefix`). */
+  readonly inboxPrefix: string;
+  readonly publish: SubjectRule;
+  readonly subscribe: SubjectRule;
+  /** Publish once to the reply subject of a request received (NATS `allow_responses`): answering access requests. */
+  readonly allowResponses: boolean;
+}
+
+/** The admin identity's inbox: `_` cannot start a service id, so it never collides with one. */
+export const ADMIN_INBOX_ID = '_admin';
+
+/** The durable delivery consumers a subscriber may use, with the filter each must have. */
+export function deliveryDurables(catalog: Catalog, service: string): { readonly name: string; readonly filter: string }[] {
+  const types = [...catalog.topics.values()].filter((t) => t.subscribers.some((s) => s.service === service)).map((t) => t.resourceType).sort();
+  if (types.length === 0) return [];
+  return [
+    { name: deliveryConsumer(service), filter: subjects.deliverFilter(service) },
+    ...types.map((type) => ({ name: deliveryConsumer(service, type), filter: subjects.deliverFilter(service, type) })),
+  ];
+}
+
+/** API families neither a service nor the broker may use: stream and consumer management, listing, cluster. */
+const MANAGEMENT: readonly string[] = [
+  jsApi.streamList,
+  jsApi.streamNames,
+  `$JS.API.STREAM.CREATE.>`,
+  `$JS.API.STREAM.UPDATE.>`,
+  `$JS.API.STREAM.DELETE.>`,
+  `$JS.API.STREAM.PURGE.>`,
+  `$JS.API.STREAM.MSG.DELETE.>`,
+  `$JS.API.STREAM.SNAPSHOT.>`,
+  `$JS.API.STREAM.RESTORE.>`,
+  `$JS.API.STREAM.PEER.>`,
+  `$JS.API.STREAM.LEADER.>`,
+  jsApi.consumerDurableCreateAny,
+  jsApi.consumerDeleteAny,
+  jsApi.consumerListAny,
+  jsApi.consumerNamesAny,
+  jsApi.consumerLeaderAny,
+  jsApi.metaAny,
+  jsApi.serverAny,
+  jsApi.accountAny,
+];
+
+/** Streams and buckets only the broker touches. */
+const BROKER_ONLY_STREAMS: readonly string[] = [
+  STREAMS.ingest,
+  STREAMS.deliver,
+  STREAMS.quarantine,
+  STREAMS.receipts,
+  STREAMS.audit,
+  STREAMS.disclosures,
+  ...Object.values(KV_BUCKETS).map(jsApi.kvStream),
+];
+
+function servicePermissions(catalog: Catalog, service: string): IdentityPermissions {
+  const identity = serviceIdentity(service);
+  const durables = deliveryDurables(catalog, service);
+  const inbox = inboxPrefix(service);
+  return {
+    identity,
+    user: natsUser(identity),
+    inboxPrefix: inbox,
+    publish: {
+      allow: [
+        // Its own ingest subjects, every type token: a type it may not publish still reaches the broker, which
+        // rejects it with E_NOT_AUTHORIZED and quarantines it (nothing vanishes at the transport).
+        `phi.ingest.${service}.>`,
+        jsApi.accountInfo,
+        ...durables.flatMap((d) => [
+          jsApi.consumerInfo(STREAMS.deliver, d.name),
+          jsApi.consumerCreate(STREAMS.deliver, d.name, d.filter),
+          jsApi.consumerNext(STREAMS.deliver, d.name),
+          jsApi.ack(STREAMS.deliver, d.name),
+        ]),
+      ],
+      deny: [
+        ...MANAGEMENT,
+        // The reads of #4225/#3202: direct get, message get, stream info.
+        jsApi.directGetAny,
+        `$JS.API.STREAM.INFO.>`,
+        `$JS.API.STREAM.MSG.GET.>`,
+        jsApi.kvAny,
+        subjects.deliverAll,
+        subjects.quarantineAll,
+        subjects.receiptsAll,
+        subjects.auditAll,
+        subjects.disclosuresAll,
+        subjects.accessAll,
+      ],
+    },
+    subscribe: {
+      allow: [subjects.receipt(service), subjects.access(service), `${inbox}.>`],
+      deny: ['$JS.>', jsApi.kvAny, subjects.ingestAll, subjects.deliverAll, subjects.quarantineAll, subjects.auditAll, subjects.disclosuresAll],
+    },
+    allowResponses: true,
+  };
+}
+
+function brokerPermissions(catalog: Catalog): IdentityPermissions {
+  const inbox = inboxPrefix(BROKER_ID);
+  const subscribers = [...new Set([...catalog.topics.values()].flatMap((t) => t.subscribers.map((s) => s.service)))].sort();
+  return {
+    identity: BROKER_IDENTITY,
+    user: natsUser(BROKER_IDENTITY),
+    inboxPrefix: inbox,
+    publish: {
+      allow: [
+        jsApi.accountInfo,
+        // Streams are created and updated by the admin identity; the broker checks them (setup.ts skips an
+        // update when nothing changed) and reads its KV buckets.
+        ...BROKER_ONLY_STREAMS.map(jsApi.streamInfo),
+        ...[STREAMS.audit, STREAMS.disclosures, ...Object.values(KV_BUCKETS).map(jsApi.kvStream)].flatMap((s) => [
+          jsApi.streamMsgGet(s),
+          jsApi.directGet(s),
+          jsApi.directGetAll(s),
+        ]),
+        ...Object.values(KV_BUCKETS).map(jsApi.kv),
+        // Its work queue.
+        jsApi.consumerInfo(STREAMS.ingest, BROKER_CONSUMER),
+        jsApi.consumerCreate(STREAMS.ingest, BROKER_CONSUMER),
+        jsApi.consumerNext(STREAMS.ingest, BROKER_CONSUMER),
+        jsApi.ack(STREAMS.ingest, BROKER_CONSUMER),
+        // Every subscriber's all-types durable exists from the start (setup.ts ensureDeliveryConsumer).
+        ...subscribers.flatMap((s) => [
+          jsApi.consumerInfo(STREAMS.deliver, deliveryConsumer(s)),
+          jsApi.consumerCreate(STREAMS.deliver, deliveryConsumer(s), subjects.deliverFilter(s)),
+          subjects.deliverFilter(s),
+        ]),
+        subjects.quarantineAll,
+        subjects.receiptsAll,
+        subjects.auditAll,
+        subjects.disclosuresAll,
+        subjects.accessAll,
+      ],
+      deny: [...MANAGEMENT, subjects.ingestAll],
+    },
+    subscribe: {
+      allow: [`${inbox}.>`],
+      deny: ['$JS.>', subjects.ingestAll, subjects.deliverAll],
+    },
+    allowResponses: false,
+  };
+}
+
+/** Stream and consumer management, and operator reads (quarantine list): the whole JetStream API, nothing else. */
+function adminPermissions(): IdentityPermissions {
+  const inbox = `_INBOX.${ADMIN_INBOX_ID}`;
+  return {
+    identity: ADMIN_IDENTITY,
+    user: natsUser(ADMIN_IDENTITY),
+    inboxPrefix: inbox,
+    publish: { allow: [jsApi.all], deny: [] },
+    subscribe: { allow: [`${inbox}.>`], deny: [] },
+    allowResponses: false,
+  };
+}
+
+/** Every identity's permissions: one per catalog service, the broker, the admin. */
+export function natsPermissions(catalog: Catalog): IdentityPermissions[] {
+  return [...[...catalog.services.keys()].sort().map((s) => servicePermissions(catalog, s)), brokerPermissions(catalog), adminPermissions()];
+}

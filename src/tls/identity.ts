@@ -1,0 +1,34 @@
+// Who a client certificate says it is, and the NATS user that identity maps to. nats-server 2.9
+// (`verify_and_map`, server/auth.go checkClientTLSCertSubject) tries a client certificate's e-mail SANs, DNS SANs
+// and URI SANs first, then the subject as Go prints it (`pkix.Name.ToRDNSequence().String()`, RFC 2253 order:
+// the last RDN of the DER sequence first). Client certificates here carry no SAN, so the subject decides; the
+// DER order is O, OU, CN, which Go prints as `CN=<id>,OU=<kind>,O=phi-broker` — the user name in the config.
+import { BROKER_ID } from '../catalog/types.js';
+
+export const IDENTITY_ORGANIZATION = 'phi-broker';
+
+/** `service`: a catalog service; `broker`: the broker processes; `admin`: stream management, runs nothing else. */
+export type IdentityKind = 'service' | 'broker' | 'admin';
+
+export interface Identity {
+  readonly kind: IdentityKind;
+  /** The service id, `broker`, or `admin`. */
+  readonly id: string;
+}
+
+export const BROKER_IDENTITY: Identity = { kind: 'broker', id: BROKER_ID };
+export const ADMIN_IDENTITY: Identity = { kind: 'admin', id: 'admin' };
+
+export function serviceIdentity(service: string): Identity {
+  return { kind: 'service', id: service };
+}
+
+/** Subject as written into the certificate (@peculiar/x509 keeps this order in the DER encoding). */
+export function certificateSubject(identity: Identity): string {
+  return `O=${IDENTITY_ORGANIZATION}, OU=${identity.kind}, CN=${identity.id}`;
+}
+
+/** The NATS user name nats-server 2.9 derives from that certificate (RFC 2253 order, no spaces). */
+export function natsUser(identity: Identity): string {
+  return `CN=${identity.id},OU=${identity.kind},O=${IDENTITY_ORGANIZATION}`;
+}

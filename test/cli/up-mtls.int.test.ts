@@ -1,0 +1,66 @@
+// `phi-broker up --mtls`: the embedded nats-server runs the generated mTLS config (certificates issued under
+// <data-dir>/tls, streams provisioned by the admin identity, the broker as the broker identity), and publish,
+// tail and quarantine find it through server.json and connect over mTLS — no insecure-transport warning.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXAMPLE_PHI, ROOT, killLeftovers, runCli, startUp, type UpProcess } from './run-cli.js';
+
+let dataDir: string;
+let up: UpProcess;
+const data = (): string[] => ['--data-dir', dataDir];
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'phi-broker-cli-upmtls-'));
+  up = await startUp(['--mtls', ...data()]);
+}, 90_000);
+
+afterAll(async () => {
+  await killLeftovers();
+  if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('phi-broker up --mtls', () => {
+  it('is ready on an embedded nats-server that refuses a client without a certificate', async () => {
+    const server = JSON.parse(readFileSync(join(dataDir, 'nats', 'server.json'), 'utf8')) as { url: string; tlsDir: string };
+    expect(up.readyLine).toContain(`nats ${server.url} (mTLS)`);
+    expect(server.tlsDir).toBe(join(dataDir, 'tls'));
+    expect(readFileSync(join(dataDir, 'nats', 'nats-server.conf'), 'utf8')).toContain('verify_and_map: true');
+    const err = await connect({ servers: server.url, reconnect: false, timeout: 5_000 }).then(
+      async (nc) => {
+        await nc.close();
+        return undefined;
+      },
+      (e: unknown) => e as Error,
+    );
+    expect(err).toBeInstanceOf(Error);
+  });
+
+  it('publish and tail connect as their service over mTLS: accepted, delivered, nothing on stderr', async () => {
+    const pub = await runCli(['publish', '--as', 'registration', join(ROOT, 'examples', 'patient.json'), ...data()]);
+    expect(pub.stderr).toBe('');
+    expect(pub.code).toBe(0);
+    expect(pub.stdout).toMatch(/^accepted [0-9a-f-]{36} \(\d+ deliveries\)\n$/);
+    const tail = await runCli(['tail', '--as', 'notification', '--count', '1', '--json', ...data()]);
+    expect(tail.stderr).toBe('');
+    expect(tail.code).toBe(0);
+    expect((JSON.parse(tail.stdout.trim()) as { provenance: { publisher: string } }).provenance.publisher).toBe('registration');
+  });
+
+  it('quarantine list connects as the admin identity', async () => {
+    const bad = await runCli(['publish', '--as', 'registration', join(ROOT, 'examples', 'bad-patient.json'), ...data()]);
+    expect(bad.code).toBe(1);
+    const list = await runCli(['quarantine', 'list', '--json', ...data()]);
+    expect(list.stderr).toBe('');
+    expect(list.code).toBe(0);
+    expect(list.stdout).toContain('E_UNKNOWN_ELEMENT');
+  });
+
+  it('stops cleanly; its logs carry none of the PHI that went through', async () => {
+    const r = await up.stop('SIGTERM');
+    expect(r.code).toBe(0);
+    for (const s of EXAMPLE_PHI) expect(r.stderr).not.toContain(s);
+  });
+});

@@ -1,0 +1,293 @@
+// mTLS-only NATS running the config `phi-broker nats-config` generates (src/nats/server-config.ts): who is
+// refused at connect, what each identity is refused once connected (each test observes the server's own
+// permission error), and the positive path — publisher, broker and subscriber all over mTLS with exactly these
+// permissions deliver a message end to end (so the permissions are not too narrow).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
+import { join } from 'node:path';
+import { AckPolicy, connect, type NatsConnection, type NatsError } from 'nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readServiceKeys } from '../../src/crypto/keys.js';
+import { createLogger } from '../../src/log.js';
+import { type NatsTlsFiles } from '../../src/nats/connect-options.js';
+import { STREAMS } from '../../src/nats/names.js';
+import { PhiClient } from '../../src/sdk/client.js';
+import { createCa, issueClientCertificate, type IssuedCertificate } from '../../src/tls/certificates.js';
+import { ADMIN_IDENTITY, BROKER_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
+import { readCa } from '../../src/tls/store.js';
+import { startMtlsStack, type MtlsStack } from '../helpers/mtls.js';
+import { LogCapture, Waiter } from '../helpers/stack.js';
+
+let stack: MtlsStack;
+const logs = new LogCapture();
+const logger = createLogger({ level: 'debug', destination: logs });
+const clients: PhiClient[] = [];
+
+/** A stray certificate written beside the real ones (another CA's, an expired one, a removed service's). */
+function writeStray(name: string, cert: IssuedCertificate): NatsTlsFiles {
+  const base = join(stack.dir, 'stray', name);
+  writeFileSync(`${base}.cert.pem`, cert.certPem);
+  writeFileSync(`${base}.key.pem`, cert.keyPem, { mode: 0o600 });
+  return { caFile: stack.layout.ca.certFile, certFile: `${base}.cert.pem`, keyFile: `${base}.key.pem` };
+}
+
+const logWaiter = new Waiter();
+/** Resolves with the server's log since `from` once it matches `pattern` (the server logs, then closes, asynchronously). */
+async function serverLogged(from: number, pattern: RegExp): Promise<string> {
+  await logWaiter.until(() => pattern.test(stack.log().slice(from)), 10_000, `server log ${pattern}`);
+  return stack.log().slice(from);
+}
+const serverLogSize = (): number => stack.log().length;
+
+let strays: { otherCa: NatsTlsFiles; expired: NatsTlsFiles; removed: NatsTlsFiles };
+
+const connectAs = (identity: Parameters<MtlsStack['connectAs']>[0]): Promise<NatsConnection> => stack.connectAs(identity);
+
+async function connectFails(options: Parameters<typeof connect>[0]): Promise<NatsError> {
+  const err = await connect({ ...options, maxReconnectAttempts: 0, reconnect: false, timeout: 5_000 }).then(
+    async (nc) => {
+      await nc.close();
+      throw new Error('the connection was accepted');
+    },
+    (e: unknown) => e as NatsError,
+  );
+  return err;
+}
+
+beforeAll(async () => {
+  // The server's log tells why it refused a connection; the tests read it.
+  stack = await startMtlsStack(() => logWaiter.signal());
+  mkdirSync(join(stack.dir, 'stray'));
+  const now = Date.now();
+  const ca = readCa(stack.layout);
+  strays = {
+    otherCa: writeStray('other-ca', await issueClientCertificate(await createCa({ now, lifetimeMs: 86_400_000 }, 'another CA'), serviceIdentity('billing'), { now, lifetimeMs: 3_600_000 })),
+    expired: writeStray('expired', await issueClientCertificate(ca, serviceIdentity('billing'), { now: now - 2 * 86_400_000, lifetimeMs: 3_600_000 })),
+    removed: writeStray('removed', await issueClientCertificate(ca, serviceIdentity('retired-service'), { now, lifetimeMs: 3_600_000 })),
+  };
+  // The admin provisioned the streams (startMtlsStack); the broker starts under its own, narrower identity.
+  // A stream other work adds (the audit trail), so there is something a service must not read.
+  const admin = await connectAs(ADMIN_IDENTITY);
+  await (await admin.jetstreamManager()).streams.add({ name: STREAMS.audit, subjects: ['phi.audit.>'] });
+  const { nc: brokerNc } = await stack.startBroker(logger);
+  await brokerNc.jetstream().publish('phi.audit.test', new TextEncoder().encode('{"audit":1}'));
+}, 60_000);
+
+afterAll(async () => {
+  for (const c of clients) await c.close().catch(() => undefined);
+  await stack?.stop();
+});
+
+describe('refused at connect', () => {
+  it('a plaintext client: no TLS handshake, no PONG — the server closes the connection', async () => {
+    const socket = tcpConnect(stack.server.port, '127.0.0.1');
+    let received = '';
+    let sent = false;
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString('utf8');
+      if (!sent && received.startsWith('INFO ') && received.includes('\r\n')) {
+        sent = true;
+        socket.write('CONNECT {"verbose":false,"pedantic":false,"tls_required":false,"name":"plaintext"}\r\nPING\r\n');
+      }
+    });
+    const before = serverLogSize();
+    await closed;
+    expect(sent).toBe(true);
+    const info = JSON.parse(received.slice(5, received.indexOf('\r\n'))) as { tls_required?: boolean; tls_verify?: boolean };
+    expect(info.tls_required).toBe(true);
+    expect(info.tls_verify).toBe(true);
+    expect(received.slice(received.indexOf('\r\n') + 2)).toBe(''); // nothing after INFO: no PONG, no +OK
+    await serverLogged(before, /TLS handshake error/);
+  });
+
+  it.each([
+    ['no client certificate', () => ({ caFile: stack.layout.ca.certFile }), /didn't provide a certificate|certificate required/],
+    ['a certificate from another CA', () => strays.otherCa, /certificate signed by unknown authority/],
+    ['an expired certificate', () => strays.expired, /certificate has expired/],
+  ])('%s: the TLS handshake fails, for that reason', async (_name, tls, reason) => {
+    const before = serverLogSize();
+    await connectFails({ servers: stack.server.url, tls: { ...tls() } });
+    await serverLogged(before, reason);
+  });
+
+  it('TLS 1.1 with a valid certificate: the server refuses the protocol version (TLS 1.2 is the minimum)', async () => {
+    const before = serverLogSize();
+    const files = stack.layout.identity(serviceIdentity('billing'));
+    // Node's OpenSSL offers TLS 1.1 only at security level 0; the refusal must come from the server.
+    await connectFails({ servers: stack.server.url, tls: { ...files, minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' } as never });
+    await serverLogged(before, /TLS handshake error.*(protocol version|unsupported versions)/);
+  });
+
+  it('a service removed from the catalog: a valid certificate from the CA, but no user maps to it', async () => {
+    const before = serverLogSize();
+    const err = await connectFails({ servers: stack.server.url, tls: { ...strays.removed } });
+    expect(err.code).toBe('AUTHORIZATION_VIOLATION');
+    await serverLogged(before, /authentication error/);
+  });
+
+  it('a catalog service with its own certificate is accepted (the refusals above are not blanket)', async () => {
+    const nc = await connectAs(serviceIdentity('billing'));
+    expect(nc.info?.tls_required).toBe(true);
+    await nc.flush();
+  });
+});
+
+/** The server's `-ERR 'Permissions Violation for Publish to "<subject>"'`, as nats.js rejects the request with it. */
+async function publishDenied(attempt: Promise<unknown>, subject: string): Promise<void> {
+  const err = await attempt.then(
+    () => {
+      throw new Error(`allowed: ${subject}`);
+    },
+    (e: unknown) => e as NatsError,
+  );
+  expect(err.code, String(err.message)).toBe('PERMISSIONS_VIOLATION');
+  expect(err.permissionContext).toEqual({ operation: 'publish', subject });
+}
+
+/**
+ * The server's `Permissions Violation for Subscription to "<subject>"`, delivered to the subscription. The server
+ * answers SUB before the PING of the flush that follows, so once the flush resolves the verdict is in.
+ */
+async function subscribeDenied(nc: NatsConnection, subject: string): Promise<void> {
+  const errors: NatsError[] = [];
+  nc.subscribe(subject, { callback: (err) => errors.push(err ?? Object.assign(new Error('a message arrived'), { code: 'MESSAGE' }) as NatsError) });
+  await nc.flush();
+  expect(errors.map((e) => [e.code, e.permissionContext])).toEqual([['PERMISSIONS_VIOLATION', { operation: 'subscription', subject }]]);
+}
+
+const req = (nc: NatsConnection, subject: string, body: unknown = {}): Promise<unknown> => nc.request(subject, new TextEncoder().encode(JSON.stringify(body)), { timeout: 5_000 });
+
+describe('service A (notification) is confined to its own subjects', () => {
+  let a: NatsConnection;
+  beforeAll(async () => {
+    a = await connectAs(serviceIdentity('notification'));
+  });
+
+  it("cannot subscribe to B's (billing's) deliveries, nor to its own delivery subjects directly", async () => {
+    await subscribeDenied(a, 'phi.deliver.billing.>');
+    await subscribeDenied(a, 'phi.deliver.notification.Patient');
+    await subscribeDenied(a, 'phi.receipt.billing');
+    await subscribeDenied(a, '_INBOX.billing.>');
+  });
+
+  it("cannot create or read B's consumer (info, next message)", async () => {
+    const jsm = await a.jetstreamManager();
+    await publishDenied(
+      jsm.consumers.add(STREAMS.deliver, { durable_name: 'deliver-billing', filter_subject: 'phi.deliver.billing.>', ack_policy: AckPolicy.Explicit }),
+      '$JS.API.CONSUMER.CREATE.PHI_DELIVER.deliver-billing.phi.deliver.billing.>',
+    );
+    await publishDenied(jsm.consumers.info(STREAMS.deliver, 'deliver-billing'), '$JS.API.CONSUMER.INFO.PHI_DELIVER.deliver-billing');
+    await publishDenied(req(a, '$JS.API.CONSUMER.MSG.NEXT.PHI_DELIVER.deliver-billing', { batch: 1 }), '$JS.API.CONSUMER.MSG.NEXT.PHI_DELIVER.deliver-billing');
+    await publishDenied(req(a, '$JS.API.CONSUMER.DURABLE.CREATE.PHI_DELIVER.deliver-billing'), '$JS.API.CONSUMER.DURABLE.CREATE.PHI_DELIVER.deliver-billing');
+  });
+
+  it('cannot create a consumer on PHI_DELIVER with another filter, with none, or an ephemeral one', async () => {
+    const jsm = await a.jetstreamManager();
+    await publishDenied(
+      jsm.consumers.add(STREAMS.deliver, { durable_name: 'deliver-notification', filter_subject: 'phi.deliver.billing.>', ack_policy: AckPolicy.Explicit }),
+      '$JS.API.CONSUMER.CREATE.PHI_DELIVER.deliver-notification.phi.deliver.billing.>',
+    );
+    await publishDenied(jsm.consumers.add(STREAMS.deliver, { durable_name: 'deliver-notification', ack_policy: AckPolicy.Explicit }), '$JS.API.CONSUMER.CREATE.PHI_DELIVER.deliver-notification');
+    await publishDenied(req(a, '$JS.API.CONSUMER.CREATE.PHI_DELIVER', { stream_name: STREAMS.deliver, config: { ack_policy: 'explicit' } }), '$JS.API.CONSUMER.CREATE.PHI_DELIVER');
+  });
+
+  it('an allowed create subject with another filter in the body is refused by the server (the filter is pinned)', async () => {
+    const subject = '$JS.API.CONSUMER.CREATE.PHI_DELIVER.deliver-notification.phi.deliver.notification.>';
+    const body = { stream_name: STREAMS.deliver, config: { durable_name: 'deliver-notification', filter_subject: 'phi.deliver.billing.>', ack_policy: 'explicit' } };
+    const reply = JSON.parse(new TextDecoder().decode(((await req(a, subject, body)) as { data: Uint8Array }).data)) as { error?: { code: number; description: string } };
+    expect(reply.error?.code).toBe(400);
+    expect(reply.error?.description).toMatch(/filter/i);
+  });
+
+  it("cannot publish on B's ingest subject, nor on delivery, receipt, quarantine or audit subjects", async () => {
+    const js = a.jetstream();
+    const bytes = new TextEncoder().encode('{}');
+    for (const subject of ['phi.ingest.billing.Claim', 'phi.deliver.notification.Patient', 'phi.deliver.billing.Patient', 'phi.receipt.registration', 'phi.quarantine.notification', 'phi.audit.x']) {
+      await publishDenied(js.publish(subject, bytes), subject);
+    }
+  });
+
+  it.each([STREAMS.quarantine, STREAMS.audit, STREAMS.deliver, 'KV_phi_seen'])('cannot read %s: direct get, message get, a consumer of its own', async (stream) => {
+    await publishDenied(req(a, `$JS.API.DIRECT.GET.${stream}`, { seq: 1 }), `$JS.API.DIRECT.GET.${stream}`);
+    await publishDenied(req(a, `$JS.API.STREAM.MSG.GET.${stream}`, { seq: 1 }), `$JS.API.STREAM.MSG.GET.${stream}`);
+    const jsm = await a.jetstreamManager();
+    await publishDenied(jsm.consumers.add(stream, { durable_name: 'peek', ack_policy: AckPolicy.None }), `$JS.API.CONSUMER.CREATE.${stream}.peek`);
+  });
+
+  it('cannot list streams or consumers, nor get stream info', async () => {
+    const jsm = await a.jetstreamManager();
+    await publishDenied(jsm.streams.list().next(), '$JS.API.STREAM.LIST');
+    await publishDenied(jsm.streams.names().next(), '$JS.API.STREAM.NAMES');
+    await publishDenied(jsm.streams.info(STREAMS.deliver), `$JS.API.STREAM.INFO.${STREAMS.deliver}`);
+    await publishDenied(jsm.streams.info(STREAMS.quarantine), `$JS.API.STREAM.INFO.${STREAMS.quarantine}`);
+    await publishDenied(jsm.consumers.list(STREAMS.deliver).next(), `$JS.API.CONSUMER.LIST.${STREAMS.deliver}`);
+  });
+
+  it('cannot delete, purge or update a stream, or delete a message or a consumer', async () => {
+    const jsm = await a.jetstreamManager();
+    await publishDenied(jsm.streams.delete(STREAMS.deliver), `$JS.API.STREAM.DELETE.${STREAMS.deliver}`);
+    await publishDenied(jsm.streams.purge(STREAMS.quarantine), `$JS.API.STREAM.PURGE.${STREAMS.quarantine}`);
+    await publishDenied(req(a, `$JS.API.STREAM.UPDATE.${STREAMS.audit}`, { name: STREAMS.audit, subjects: ['phi.audit.>'], max_age: 1 }), `$JS.API.STREAM.UPDATE.${STREAMS.audit}`);
+    await publishDenied(jsm.streams.deleteMessage(STREAMS.audit, 1), `$JS.API.STREAM.MSG.DELETE.${STREAMS.audit}`);
+    await publishDenied(jsm.consumers.delete(STREAMS.deliver, 'deliver-notification'), '$JS.API.CONSUMER.DELETE.PHI_DELIVER.deliver-notification');
+  });
+});
+
+describe('the broker identity gets what the broker needs and no more', () => {
+  it('cannot delete, purge or update streams, nor publish as a service', async () => {
+    const b = await connectAs(BROKER_IDENTITY);
+    const jsm = await b.jetstreamManager();
+    await publishDenied(jsm.streams.delete(STREAMS.audit), `$JS.API.STREAM.DELETE.${STREAMS.audit}`);
+    await publishDenied(jsm.streams.purge(STREAMS.quarantine), `$JS.API.STREAM.PURGE.${STREAMS.quarantine}`);
+    await publishDenied(req(b, `$JS.API.STREAM.UPDATE.${STREAMS.audit}`, { name: STREAMS.audit, subjects: ['phi.audit.>'], max_age: 1 }), `$JS.API.STREAM.UPDATE.${STREAMS.audit}`);
+    await publishDenied(jsm.streams.deleteMessage(STREAMS.quarantine, 1), `$JS.API.STREAM.MSG.DELETE.${STREAMS.quarantine}`);
+    await publishDenied(b.jetstream().publish('phi.ingest.registration.Patient', new Uint8Array(1)), 'phi.ingest.registration.Patient');
+  });
+
+  it('the admin identity manages streams (the one identity that may)', async () => {
+    const admin = await connectAs(ADMIN_IDENTITY);
+    const jsm = await admin.jetstreamManager();
+    const info = await jsm.streams.info(STREAMS.audit);
+    expect(info.state.messages).toBeGreaterThan(0);
+    const names: string[] = [];
+    for await (const n of jsm.streams.names()) names.push(n);
+    expect(names).toEqual(expect.arrayContaining([STREAMS.ingest, STREAMS.deliver, STREAMS.quarantine, STREAMS.receipts, STREAMS.audit]));
+  });
+});
+
+describe('the positive path: publisher, broker and subscriber over mTLS with exactly these permissions', () => {
+  it('registration publishes a Patient; notification receives its projection; the receipt says accepted', async () => {
+    const client = async (service: string): Promise<PhiClient> => {
+      const c = await PhiClient.connect({ servers: stack.server.url, tls: stack.layout.identity(serviceIdentity(service)), service, keys: readServiceKeys(stack.keysDir, service), peers: stack.peers, logger });
+      clients.push(c);
+      return c;
+    };
+    const notification = await client('notification');
+    const registration = await client('registration');
+    let resolveDelivery: (v: { resource: Record<string, unknown>; publisher: string }) => void = () => undefined;
+    const delivered = new Promise<{ resource: Record<string, unknown>; publisher: string }>((resolve) => {
+      resolveDelivery = resolve;
+    });
+    // The type-specific durable: the SDK creates it, through the exact create subject its identity may use.
+    await notification.subscribe('Patient', ({ resource, provenance }) => {
+      resolveDelivery({ resource: resource as unknown as Record<string, unknown>, publisher: provenance.publisher });
+    });
+    const result = await registration.publish({ resourceType: 'Patient', id: 'p-mtls-1', name: [{ family: 'Quillfeather', given: ['Orsolya'] }], birthDate: '1961-04-09', telecom: [{ system: 'phone', value: '555-0142-7788' }] });
+    expect(result.status).toBe('accepted');
+    const d = await delivered;
+    expect(d.publisher).toBe('registration');
+    expect(d.resource['name']).toEqual([{ family: 'Quillfeather', given: ['Orsolya'] }]);
+    expect(d.resource['birthDate']).toBeUndefined(); // notification's minimum-necessary profile
+    expect(logs.text()).not.toContain('Quillfeather');
+    expect(stack.log()).not.toContain('Permissions Violation for Publish to "phi.');
+  });
+
+  it('the SDK refuses a plaintext-only setup without insecure, naming the fix', async () => {
+    await expect(PhiClient.connect({ servers: stack.server.url, service: 'registration', keys: readServiceKeys(stack.keysDir, 'registration'), peers: stack.peers })).rejects.toMatchObject({
+      code: 'E_CONFIG_INVALID',
+      message: expect.stringContaining('refusing to connect to NATS without TLS') as unknown as string,
+    });
+  });
+});

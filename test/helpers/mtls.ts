@@ -1,0 +1,96 @@
+// Test harness for the mTLS deployment: development certificates, the generated nats-server config, a real
+// nats-server running it, streams provisioned by the admin identity, and connections as any identity.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from 'nats';
+import { Broker } from '../../src/broker/broker.js';
+import { ensureBrokerSecrets } from '../../src/broker/secrets.js';
+import { loadCatalog } from '../../src/catalog/load.js';
+import { BROKER_ID, type Catalog } from '../../src/catalog/types.js';
+import { parseConfig, type BrokerConfig } from '../../src/config.js';
+import { ensureDevKeys, readJwks, readServiceKeys, type PublicKeyRecord } from '../../src/crypto/keys.js';
+import { initCrypto } from '../../src/crypto/sodium.js';
+import type { Logger } from '../../src/log.js';
+import { mtlsConnectionOptions } from '../../src/nats/connect-options.js';
+import { inboxPrefix } from '../../src/nats/names.js';
+import { ADMIN_INBOX_ID } from '../../src/nats/permissions.js';
+import { provisionStreams } from '../../src/nats/provision.js';
+import { natsServerConfig } from '../../src/nats/server-config.js';
+import { freePort, startNatsServer, type RunningNatsServer } from '../../src/nats/server.js';
+import { ADMIN_IDENTITY, BROKER_IDENTITY, type Identity } from '../../src/tls/identity.js';
+import { issueAll, tlsLayout, type TlsLayout } from '../../src/tls/store.js';
+import { ROOT } from './stack.js';
+
+export interface MtlsStack {
+  readonly dir: string;
+  readonly server: RunningNatsServer;
+  readonly layout: TlsLayout;
+  readonly catalog: Catalog;
+  readonly config: BrokerConfig;
+  readonly keysDir: string;
+  readonly peers: PublicKeyRecord[];
+  /** The server's log since it became ready. */
+  log(): string;
+  connectAs(identity: Identity): Promise<NatsConnection>;
+  startBroker(logger: Logger): Promise<{ broker: Broker; nc: NatsConnection }>;
+  stop(): Promise<void>;
+}
+
+export function inboxOf(identity: Identity): string {
+  return identity.kind === 'admin' ? `_INBOX.${ADMIN_INBOX_ID}` : inboxPrefix(identity.id);
+}
+
+export async function startMtlsStack(onLog?: (text: string) => void): Promise<MtlsStack> {
+  await initCrypto();
+  const dir = mkdtempSync(join(tmpdir(), 'phi-broker-mtls-'));
+  const config = parseConfig({ dataDir: join(dir, 'data'), subjectsDir: join(ROOT, 'subjects'), profilesDir: join(ROOT, 'fhir-profiles') });
+  const catalog = loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
+  const layout = tlsLayout(join(dir, 'tls'));
+  await issueAll(layout, [...catalog.services.keys()], { now: Date.now(), createCaIfMissing: true });
+  const port = await freePort();
+  const natsDir = join(dir, 'nats');
+  mkdirSync(natsDir, { recursive: true });
+  const configFile = join(natsDir, 'nats-server.conf');
+  const tls = { caFile: layout.ca.certFile, certFile: layout.server.certFile, keyFile: layout.server.keyFile };
+  writeFileSync(configFile, natsServerConfig(catalog, { tls, storeDir: join(natsDir, 'jetstream'), host: '127.0.0.1', port }));
+  let log = '';
+  const server = await startNatsServer({ dir: natsDir, configFile, port, onLog: (t) => { log += t; onLog?.(t); } });
+  const connections: NatsConnection[] = [];
+  const brokers: Broker[] = [];
+  const connectAs = async (identity: Identity): Promise<NatsConnection> => {
+    const nc = await connect(mtlsConnectionOptions(server.url, layout.identity(identity), inboxOf(identity), identity.id));
+    connections.push(nc);
+    return nc;
+  };
+  const admin = await connectAs(ADMIN_IDENTITY);
+  await provisionStreams(admin, config);
+  await admin.close();
+  const keysDir = join(dir, 'keys');
+  mkdirSync(keysDir, { recursive: true });
+  ensureDevKeys(keysDir, [BROKER_ID, ...catalog.services.keys()]);
+  const peers = readJwks(keysDir);
+  return {
+    dir,
+    server,
+    layout,
+    catalog,
+    config,
+    keysDir,
+    peers,
+    log: () => log,
+    connectAs,
+    async startBroker(logger) {
+      const nc = await connectAs(BROKER_IDENTITY);
+      const broker = await Broker.start({ config, catalog, nc, keys: readServiceKeys(keysDir, BROKER_ID), peers, secrets: ensureBrokerSecrets(keysDir), logger });
+      brokers.push(broker);
+      return { broker, nc };
+    },
+    async stop() {
+      for (const b of brokers) await b.stop();
+      await Promise.allSettled(connections.map((nc) => (nc.isClosed() ? Promise.resolve() : nc.close())));
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

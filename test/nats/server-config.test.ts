@@ -1,0 +1,111 @@
+// The generated nats-server config and permissions (src/nats/server-config.ts, permissions.ts), checked against
+// the catalog: every service confined to its own names, the broker without stream management, nats-server 2.9
+// accepting the file (`nats-server -t`).
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadCatalog } from '../../src/catalog/load.js';
+import { deliveryConsumer } from '../../src/nats/names.js';
+import { deliveryDurables, natsPermissions } from '../../src/nats/permissions.js';
+import { natsServerConfig } from '../../src/nats/server-config.js';
+import { findNatsServerBinary } from '../../src/nats/server-binary.js';
+import { natsUser, serviceIdentity } from '../../src/tls/identity.js';
+import { issueAll, tlsLayout } from '../../src/tls/store.js';
+import { ROOT } from '../helpers/stack.js';
+
+const catalog = loadCatalog({ subjects: join(ROOT, 'subjects'), profiles: join(ROOT, 'fhir-profiles') });
+const services = [...catalog.services.keys()];
+const perms = natsPermissions(catalog);
+const TLS = { caFile: '/tls/ca.cert.pem', certFile: '/tls/server.cert.pem', keyFile: '/tls/server.key.pem' };
+
+function subscribedTypes(service: string): string[] {
+  return [...catalog.topics.values()].filter((t) => t.subscribers.some((s) => s.service === service)).map((t) => t.resourceType);
+}
+
+describe('natsPermissions', () => {
+  it('one user per catalog service, plus the broker and the admin, each mapped from its certificate subject', () => {
+    expect(perms.map((p) => p.user).sort()).toEqual(
+      [...services.map((s) => natsUser(serviceIdentity(s))), 'CN=broker,OU=broker,O=phi-broker', 'CN=admin,OU=admin,O=phi-broker'].sort(),
+    );
+  });
+
+  it.each(services)('%s: publishes only its own ingest subjects and uses only its own durables, with their filters', (service) => {
+    const p = perms.find((x) => x.identity.kind === 'service' && x.identity.id === service);
+    if (p === undefined) throw new Error('no permissions');
+    const durables = deliveryDurables(catalog, service);
+    expect(durables.map((d) => d.name).sort()).toEqual(
+      subscribedTypes(service).length === 0 ? [] : [deliveryConsumer(service), ...subscribedTypes(service).map((t) => deliveryConsumer(service, t))].sort(),
+    );
+    const expected = [
+      `phi.ingest.${service}.>`,
+      '$JS.API.INFO',
+      ...durables.flatMap((d) => [
+        `$JS.API.CONSUMER.INFO.PHI_DELIVER.${d.name}`,
+        `$JS.API.CONSUMER.CREATE.PHI_DELIVER.${d.name}.${d.filter}`,
+        `$JS.API.CONSUMER.MSG.NEXT.PHI_DELIVER.${d.name}`,
+        `$JS.ACK.PHI_DELIVER.${d.name}.>`,
+      ]),
+    ];
+    expect([...p.publish.allow].sort()).toEqual(expected.sort());
+    expect([...p.subscribe.allow].sort()).toEqual([`phi.receipt.${service}`, `phi.access.${service}`, `_INBOX.${service}.>`].sort());
+    expect(p.publish.deny).toEqual(expect.arrayContaining(['$JS.API.DIRECT.GET.>', '$JS.API.STREAM.MSG.GET.>', '$JS.API.STREAM.INFO.>', '$JS.API.STREAM.LIST', '$JS.API.STREAM.DELETE.>', '$JS.API.STREAM.PURGE.>', '$JS.API.STREAM.UPDATE.>', '$JS.API.STREAM.MSG.DELETE.>', 'phi.deliver.>', 'phi.audit.>']));
+    expect(p.allowResponses).toBe(true);
+    // No token of any allowed subject names another service.
+    for (const other of services.filter((s) => s !== service)) {
+      for (const subject of [...p.publish.allow, ...p.subscribe.allow]) {
+        const tokens = subject.split('.');
+        expect(tokens.includes(other) || tokens.some((t) => t === `deliver-${other}` || t.startsWith(`deliver-${other}-`)), `${service}: ${subject} names ${other}`).toBe(false);
+      }
+    }
+  });
+
+  it('the broker may not create, update, delete or purge streams, read with stream info on anything but its own, or publish ingest', () => {
+    const b = perms.find((p) => p.identity.kind === 'broker');
+    if (b === undefined) throw new Error('no broker');
+    expect(b.publish.allow.filter((s) => /^\$JS\.API\.STREAM\.(CREATE|UPDATE|DELETE|PURGE|MSG\.DELETE)\b/.test(s))).toEqual([]);
+    expect(b.publish.allow.filter((s) => s.startsWith('$JS.API.STREAM.INFO.')).sort()).toEqual(
+      ['PHI_INGEST', 'PHI_DELIVER', 'PHI_QUARANTINE', 'PHI_RECEIPTS', 'PHI_AUDIT', 'PHI_DISCLOSURES', 'KV_phi_seen', 'KV_phi_registry', 'KV_phi_access', 'KV_phi_consent'].map((s) => `$JS.API.STREAM.INFO.${s}`).sort(),
+    );
+    expect(b.publish.deny).toEqual(expect.arrayContaining(['$JS.API.STREAM.DELETE.>', '$JS.API.STREAM.PURGE.>', '$JS.API.STREAM.UPDATE.>', 'phi.ingest.>']));
+    expect(b.subscribe.allow).toEqual(['_INBOX.broker.>']);
+  });
+
+  it('the admin has the JetStream API and nothing of phi.* (it runs nothing else)', () => {
+    const a = perms.find((p) => p.identity.kind === 'admin');
+    expect(a?.publish.allow).toEqual(['$JS.API.>']);
+    expect(a?.subscribe.allow).toEqual(['_INBOX._admin.>']);
+  });
+});
+
+describe('natsServerConfig', () => {
+  const text = natsServerConfig(catalog, { tls: TLS, storeDir: '/data/jetstream', host: '127.0.0.1', port: 4999 });
+
+  it('one TLS listener with client certificates verified and mapped; no other listener; no anonymous user', () => {
+    expect(text.match(/^listen: /gm)).toHaveLength(1);
+    expect(text).toContain('listen: "127.0.0.1:4999"');
+    expect(text).toMatch(/tls \{\n {2}cert_file: "\/tls\/server\.cert\.pem"\n {2}key_file: "\/tls\/server\.key\.pem"\n {2}ca_file: "\/tls\/ca\.cert\.pem"\n {2}verify_and_map: true\n/);
+    for (const key of ['no_auth_user', 'http', 'https', 'http_port', 'cluster', 'leafnodes', 'gateway', 'websocket', 'mqtt', 'accounts']) {
+      expect(text, key).not.toMatch(new RegExp(`^\\s*${key}\\s*[:{=]`, 'm'));
+    }
+    expect(text).toContain('store_dir: "/data/jetstream"');
+    expect(text.match(/^\s+user: /gm)).toHaveLength(services.length + 2);
+  });
+
+  it('nats-server 2.9 accepts it with real certificates (`nats-server -t` exits 0)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'phi-broker-conf-'));
+    try {
+      const layout = tlsLayout(join(dir, 'tls'));
+      await issueAll(layout, services, { now: Date.now(), createCaIfMissing: true });
+      const file = join(dir, 'nats.conf');
+      const tls = { caFile: layout.ca.certFile, certFile: layout.server.certFile, keyFile: layout.server.keyFile };
+      writeFileSync(file, natsServerConfig(catalog, { tls, storeDir: join(dir, 'js'), host: '127.0.0.1', port: 4999 }));
+      const r = spawnSync(findNatsServerBinary(), ['-t', '-c', file], { encoding: 'utf8' });
+      expect(`${r.stdout}${r.stderr}`).toContain('is valid');
+      expect(r.status).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
