@@ -10,6 +10,18 @@ import { decodeRequest, encodeRequest, type AccessRequest } from './request.js';
 const WRONG_LAST_SEQUENCE = 10071;
 const MAX_ATTEMPTS = 100;
 
+/**
+ * KV phi_access and the object store phi_access_answers, created when missing (by the admin identity's provisioning
+ * under mTLS, src/nats/provision.ts; the broker then only reads their stream info). Neither view updates an
+ * existing stream.
+ */
+export async function ensureAccessBuckets(nc: NatsConnection): Promise<{ kv: KV; answers: ObjectStore }> {
+  const js = nc.jetstream();
+  const kv = await js.views.kv(KV_BUCKETS.access, { history: 1, storage: StorageType.File });
+  const answers = await js.views.os(OBJECT_STORES.accessAnswers, { storage: StorageType.File });
+  return { kv, answers };
+}
+
 export class AccessStore {
   private constructor(
     readonly kv: KV,
@@ -17,9 +29,7 @@ export class AccessStore {
   ) {}
 
   static async open(nc: NatsConnection): Promise<AccessStore> {
-    const js = nc.jetstream();
-    const kv = await js.views.kv(KV_BUCKETS.access, { history: 1, storage: StorageType.File });
-    const answers = await js.views.os(OBJECT_STORES.accessAnswers, { storage: StorageType.File });
+    const { kv, answers } = await ensureAccessBuckets(nc);
     return new AccessStore(kv, answers);
   }
 

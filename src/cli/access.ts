@@ -15,7 +15,7 @@ import type { BrokerConfig } from '../config.js';
 import { sealBlob } from '../crypto/aead.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
-import { connectNats, layout, loadConfiguredCatalog, natsUrl } from './runtime.js';
+import { connectOperator, layout, loadConfiguredCatalog } from './runtime.js';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -47,7 +47,7 @@ export function formatListRow(r: AccessRequest, now: number): string {
 }
 
 async function control(config: BrokerConfig, command: ControlCommand): Promise<{ requests: readonly AccessRequest[]; now: number }> {
-  const nc = await connectNats(natsUrl(config), 'phi-broker access');
+  const nc = await connectOperator(config, 'phi-broker access');
   try {
     return await sendControl(nc, command);
   } finally {
@@ -97,7 +97,7 @@ export async function runAccessRetry(config: BrokerConfig, opts: { json: boolean
 export async function runAccessExport(config: BrokerConfig, id: string, file: string, out: Writable = process.stdout, err: Writable = process.stderr): Promise<number> {
   await initCrypto();
   const key = accessKey(ensureBrokerSecrets(layout(config).keys));
-  const nc = await connectNats(natsUrl(config), 'phi-broker access export');
+  const nc = await connectOperator(config, 'phi-broker access export');
   try {
     const store = await AccessStore.open(nc);
     const request = await store.get(checkRequestId(id));

@@ -22,7 +22,7 @@ import { readJwks } from '../crypto/keys.js';
 import { STREAMS } from '../nats/names.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
-import { connectNats, layout, loadConfiguredCatalog, natsUrl } from './runtime.js';
+import { connectOperator, layout, loadConfiguredCatalog } from './runtime.js';
 
 export interface AuditIo {
   readonly out: Writable;
@@ -30,7 +30,7 @@ export interface AuditIo {
 }
 
 async function withNats<T>(config: BrokerConfig, run: (nc: NatsConnection) => Promise<T>): Promise<T> {
-  const nc = await connectNats(natsUrl(config), 'phi-broker audit');
+  const nc = await connectOperator(config, 'phi-broker audit');
   try {
     return await run(nc);
   } finally {

@@ -8,7 +8,7 @@ import { restrictionOf } from '../consent/consent.js';
 import { ConsentStore } from '../consent/store.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { existingBrokerSecrets } from './broker-secrets.js';
-import { connectNats, loadConfiguredCatalog, natsUrl } from './runtime.js';
+import { connectOperator, loadConfiguredCatalog } from './runtime.js';
 
 export interface ConsentAddOptions {
   readonly patient: string;
@@ -22,7 +22,7 @@ async function withStore<T>(config: BrokerConfig, fn: (store: ConsentStore) => P
   await initCrypto();
   const secrets = existingBrokerSecrets(config);
   const services = loadConfiguredCatalog(config).services.keys();
-  const nc = await connectNats(natsUrl(config), 'phi-broker consent');
+  const nc = await connectOperator(config, 'phi-broker consent');
   try {
     return await fn(await ConsentStore.open(nc, secrets, services));
   } finally {

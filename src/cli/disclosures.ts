@@ -9,7 +9,7 @@ import { disclosureBundle } from '../disclosures/fhir.js';
 import { readDisclosures, type StoredDisclosure } from '../disclosures/read.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
 import { existingBrokerSecrets } from './broker-secrets.js';
-import { connectNats, natsUrl } from './runtime.js';
+import { connectOperator } from './runtime.js';
 
 /** Six years back (164.528(a)(3)): the same calendar date six years earlier. */
 export function defaultSince(now: number): Date {
@@ -40,7 +40,7 @@ export async function runDisclosures(
   const patient = opts.patient;
   const since = opts.since ?? defaultSince(now);
   const pseudonym = patientPseudonym(existingBrokerSecrets(config), patient);
-  const nc = await connectNats(natsUrl(config), 'phi-broker disclosures');
+  const nc = await connectOperator(config, 'phi-broker disclosures');
   let result: Awaited<ReturnType<typeof readDisclosures>>;
   try {
     result = await readDisclosures(nc, pseudonym, since);

@@ -254,7 +254,7 @@ program
 
 program
   .command('nats-provision')
-  .description('create/update streams, the broker consumer and KV as the admin identity over mTLS (needs NATS_URL and PHI_BROKER_NATS_TLS_DIR)')
+  .description('create/update every stream, KV bucket and object store the broker uses, and its consumer, as the admin identity over mTLS (needs NATS_URL and PHI_BROKER_NATS_TLS_DIR)')
   .action(async (_opts: unknown, cmd: Command) => {
     const { runNatsProvision } = await import('./nats-provision.js');
     await runNatsProvision(configFrom(cmd.optsWithGlobals<GlobalOptions>()), process.stdout);

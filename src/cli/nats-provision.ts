@@ -1,6 +1,7 @@
-// `phi-broker nats-provision`: creates or updates the streams, the broker's consumer and the replay bucket as
-// the admin identity — under the generated mTLS permissions the only identity that may — then exits. Run it
-// before the broker starts and after a retention setting changes (docker-compose.yml runs it once).
+// `phi-broker nats-provision`: creates or updates every stream, KV bucket and object store the broker uses
+// (src/nats/provision.ts) and the broker's consumer as the admin identity — under the generated mTLS
+// permissions the only identity that may — then exits. Run it before the broker starts and after a retention
+// setting changes (docker-compose.yml runs it once).
 import type { Writable } from 'node:stream';
 import type { BrokerConfig } from '../config.js';
 import { ADMIN_INBOX_ID } from '../nats/permissions.js';

@@ -10,7 +10,7 @@ import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
 import type { RegistryRecord } from '../registry/record.js';
 import { RegistryStore } from '../registry/store.js';
-import { connectNats, layout, loadConfiguredCatalog, natsUrl } from './runtime.js';
+import { connectOperator, layout, loadConfiguredCatalog } from './runtime.js';
 
 /** One row per service and role, as `registry show` prints them. */
 export interface HoldingRow {
@@ -47,7 +47,7 @@ export async function runRegistryShow(config: BrokerConfig, patient: string, opt
   const catalog = loadConfiguredCatalog(config);
   const ref = canonicalPatientRef(patient, catalog.patients);
   const pseudonym = patientPseudonym(ensureBrokerSecrets(layout(config).keys), ref);
-  const nc = await connectNats(natsUrl(config), 'phi-broker registry');
+  const nc = await connectOperator(config, 'phi-broker registry');
   try {
     const store = await RegistryStore.open(nc);
     const rows = holdingRows(await store.get(pseudonym));

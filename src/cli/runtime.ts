@@ -98,7 +98,7 @@ export async function connectService(config: BrokerConfig, service: string, name
   return { nc: await connectNats(url, name, { files, inbox: inboxPrefix(service) }), insecure: false };
 }
 
-/** An operator's connection (quarantine list/show): the admin identity over mTLS when there is a TLS dir. */
+/** An operator's connection (quarantine, audit, disclosures, consent, registry, access): the admin identity over mTLS when there is a TLS dir. */
 export async function connectOperator(config: BrokerConfig, name: string): Promise<NatsConnection> {
   const url = natsUrl(config);
   const tlsDir = cliTlsDir(config);

@@ -17,6 +17,13 @@ export const jsApi = {
   /** Create/update of a named consumer, with its filter subject when it has one. */
   consumerCreate: (stream: string, consumer: string, filter?: string): string =>
     filter === undefined ? `${API}.CONSUMER.CREATE.${stream}.${consumer}` : `${API}.CONSUMER.CREATE.${stream}.${consumer}.${filter}`,
+  /**
+   * Create of an ephemeral or ordered consumer on one stream (KV watch/keys: nats.js sends the bare form, or
+   * `.<name>.<filter>` on 2.9+, and the bare form again when an ordered consumer resets).
+   */
+  consumerCreateEphemeral: (stream: string): readonly string[] => [`${API}.CONSUMER.CREATE.${stream}`, `${API}.CONSUMER.CREATE.${stream}.>`],
+  /** Flow-control replies of a push consumer on one stream (`$JS.FC.<stream>.<consumer>.<id>`; ordered consumers). */
+  flowControl: (stream: string): string => `$JS.FC.${stream}.>`,
   consumerNext: (stream: string, consumer: string): string => `${API}.CONSUMER.MSG.NEXT.${stream}.${consumer}`,
   /** Acknowledgements (ack, nak, term, in-progress) of messages a consumer delivered. */
   ack: (stream: string, consumer: string): string => `$JS.ACK.${stream}.${consumer}.>`,
@@ -36,4 +43,9 @@ export const jsApi = {
   kvAny: '$KV.>',
   kv: (bucket: string): string => `$KV.${bucket}.>`,
   kvStream: (bucket: string): string => `KV_${bucket}`,
+  objAny: '$O.>',
+  /** Object store chunks and metadata: `$O.<bucket>.C.<nuid>`, `$O.<bucket>.M.<name>` (ADR-20). */
+  obj: (bucket: string): string => `$O.${bucket}.>`,
+  objStream: (bucket: string): string => `OBJ_${bucket}`,
+  flowControlAny: '$JS.FC.>',
 } as const;

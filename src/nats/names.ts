@@ -132,6 +132,7 @@ export const subjects = {
     if (!INSTANCE_ID_PATTERN.test(instanceId)) throw new TypeError(`not an instance id: ${JSON.stringify(instanceId)}`);
     return `phi.audit.${instanceId}`;
   },
+  alertAll: 'phi.alert.>',
   /** Core NATS (not stored): an alert rule fired (src/audit/alerts.ts). */
   alert: (rule: string): string => {
     if (!/^[a-z][a-z0-9-]{0,39}$/.test(rule)) throw new TypeError(`not an alert rule: ${JSON.stringify(rule)}`);

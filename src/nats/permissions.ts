@@ -4,13 +4,14 @@
 // reads through the JetStream API (nats-server issues #4225, #3202): a client allowed to publish to
 // `$JS.API.DIRECT.GET.*`, `$JS.API.STREAM.MSG.GET.*` or to create a consumer with any filter reads any stream
 // without ever subscribing to its subjects. So each identity gets exactly the API subjects the code it runs
-// sends (src/sdk/client.ts, src/nats/setup.ts, src/broker/broker.ts, read against nats.js 2.29), and the
+// sends (src/sdk/client.ts, src/nats/setup.ts, src/broker/broker.ts, src/audit/writer.ts, src/consent/view.ts,
+// src/registry/store.ts, src/access/store.ts and desk.ts, read against nats.js 2.29), each scoped to one stream, and the
 // dangerous API families are denied explicitly as well, so a future widening of an allow cannot reopen them.
 // 2.9.10 has no per-stream protection against update/delete: those are the admin identity's alone.
 import { BROKER_ID, type Catalog } from '../catalog/types.js';
 import { ADMIN_IDENTITY, BROKER_IDENTITY, natsUser, serviceIdentity, type Identity } from '../tls/identity.js';
 import { jsApi } from './jetstream-api.js';
-import { BROKER_CONSUMER, KV_BUCKETS, STREAMS, deliveryConsumer, inboxPrefix, subjects } from './names.js';
+import { BROKER_CONSUMER, BROKER_QUEUE, KV_BUCKETS, OBJECT_STORES, STREAMS, deliveryConsumer, inboxPrefix, subjects } from './names.js';
 
 export interface SubjectRule {
   readonly allow: readonly string[];
@@ -65,7 +66,10 @@ const MANAGEMENT: readonly string[] = [
   jsApi.accountAny,
 ];
 
-/** Streams and buckets only the broker touches. */
+const KV_STREAMS: readonly string[] = Object.values(KV_BUCKETS).map(jsApi.kvStream);
+const ACCESS_ANSWERS_STREAM = jsApi.objStream(OBJECT_STORES.accessAnswers);
+
+/** Streams and buckets only the broker (and the admin) touches. */
 const BROKER_ONLY_STREAMS: readonly string[] = [
   STREAMS.ingest,
   STREAMS.deliver,
@@ -73,7 +77,20 @@ const BROKER_ONLY_STREAMS: readonly string[] = [
   STREAMS.receipts,
   STREAMS.audit,
   STREAMS.disclosures,
-  ...Object.values(KV_BUCKETS).map(jsApi.kvStream),
+  ...KV_STREAMS,
+  ACCESS_ANSWERS_STREAM,
+];
+
+/** Broker subjects no service may publish to: the audit chain, alerts, disclosures, access requests and commands. */
+const BROKER_SUBJECTS: readonly string[] = [
+  subjects.deliverAll,
+  subjects.quarantineAll,
+  subjects.receiptsAll,
+  subjects.auditAll,
+  subjects.alertAll,
+  subjects.disclosuresAll,
+  subjects.accessAll,
+  subjects.accessControl,
 ];
 
 function servicePermissions(catalog: Catalog, service: string): IdentityPermissions {
@@ -104,17 +121,15 @@ function servicePermissions(catalog: Catalog, service: string): IdentityPermissi
         `$JS.API.STREAM.INFO.>`,
         `$JS.API.STREAM.MSG.GET.>`,
         jsApi.kvAny,
-        subjects.deliverAll,
-        subjects.quarantineAll,
-        subjects.receiptsAll,
-        subjects.auditAll,
-        subjects.disclosuresAll,
-        subjects.accessAll,
+        jsApi.objAny,
+        jsApi.flowControlAny,
+        ...BROKER_SUBJECTS,
       ],
     },
     subscribe: {
+      // phi.access.<self>: the broker's right-of-access requests to this service (answered via allow_responses).
       allow: [subjects.receipt(service), subjects.access(service), `${inbox}.>`],
-      deny: ['$JS.>', jsApi.kvAny, subjects.ingestAll, subjects.deliverAll, subjects.quarantineAll, subjects.auditAll, subjects.disclosuresAll],
+      deny: ['$JS.>', jsApi.kvAny, jsApi.objAny, subjects.ingestAll, subjects.deliverAll, subjects.quarantineAll, subjects.auditAll, subjects.alertAll, subjects.disclosuresAll, subjects.accessControl],
     },
     allowResponses: true,
   };
@@ -133,12 +148,17 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         // Streams are created and updated by the admin identity; the broker checks them (setup.ts skips an
         // update when nothing changed) and reads its KV buckets.
         ...BROKER_ONLY_STREAMS.map(jsApi.streamInfo),
-        ...[STREAMS.audit, STREAMS.disclosures, ...Object.values(KV_BUCKETS).map(jsApi.kvStream)].flatMap((s) => [
-          jsApi.streamMsgGet(s),
-          jsApi.directGet(s),
-          jsApi.directGetAll(s),
-        ]),
+        // Reads: the audit chain head (writer.ts, last by subject), KV get (direct get when the bucket allows it,
+        // else message get), object metadata (message get, last by subject).
+        ...[STREAMS.audit, STREAMS.disclosures, ...KV_STREAMS].flatMap((s) => [jsApi.streamMsgGet(s), jsApi.directGet(s), jsApi.directGetAll(s)]),
+        jsApi.streamMsgGet(ACCESS_ANSWERS_STREAM),
+        // KV get/create/update (registry CAS, access requests, replay cache); consent is written by operators,
+        // but the broker's KV writes use the same subject space and the broker is trusted with it.
         ...Object.values(KV_BUCKETS).map(jsApi.kv),
+        // KV watch (restrictions, src/consent/view.ts) and keys (access list): ordered consumers, with flow control.
+        ...[jsApi.kvStream(KV_BUCKETS.consent), jsApi.kvStream(KV_BUCKETS.access)].flatMap((s) => [...jsApi.consumerCreateEphemeral(s), jsApi.flowControl(s)]),
+        // Right-of-access answers, sealed (src/access/store.ts putBlob): chunks and metadata.
+        jsApi.obj(OBJECT_STORES.accessAnswers),
         // Its work queue.
         jsApi.consumerInfo(STREAMS.ingest, BROKER_CONSUMER),
         jsApi.consumerCreate(STREAMS.ingest, BROKER_CONSUMER),
@@ -153,27 +173,35 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         subjects.quarantineAll,
         subjects.receiptsAll,
         subjects.auditAll,
+        subjects.alertAll,
         subjects.disclosuresAll,
+        // Requests to each service's phi.access.<service> (src/access/desk.ts).
         subjects.accessAll,
       ],
-      deny: [...MANAGEMENT, subjects.ingestAll],
+      deny: [...MANAGEMENT, subjects.ingestAll, subjects.accessControl],
     },
     subscribe: {
-      allow: [`${inbox}.>`],
+      // Operator commands to the AccessDesk, only in the brokers' queue group (NATS "<subject> <queue>"
+      // permission), answered via allow_responses.
+      allow: [`${inbox}.>`, `${subjects.accessControl} ${BROKER_QUEUE}`],
       deny: ['$JS.>', subjects.ingestAll, subjects.deliverAll],
     },
-    allowResponses: false,
+    allowResponses: true,
   };
 }
 
-/** Stream and consumer management, and operator reads (quarantine list): the whole JetStream API, nothing else. */
+/**
+ * Stream and consumer management (provisioning), and the operator CLI (quarantine, audit, disclosures, consent,
+ * registry, access): the whole JetStream API, flow control of its ordered consumers, writes to the consent bucket
+ * (consent add/revoke) and the access commands to the broker. Never a PHI subject of the message path.
+ */
 function adminPermissions(): IdentityPermissions {
   const inbox = `_INBOX.${ADMIN_INBOX_ID}`;
   return {
     identity: ADMIN_IDENTITY,
     user: natsUser(ADMIN_IDENTITY),
     inboxPrefix: inbox,
-    publish: { allow: [jsApi.all], deny: [] },
+    publish: { allow: [jsApi.all, jsApi.flowControlAny, jsApi.kv(KV_BUCKETS.consent), subjects.accessControl], deny: [] },
     subscribe: { allow: [`${inbox}.>`], deny: [] },
     allowResponses: false,
   };

@@ -29,6 +29,14 @@ export interface RegistryStats {
   duplicates: number;
 }
 
+/**
+ * The bucket, created when missing (by the admin identity's provisioning under mTLS, src/nats/provision.ts; the
+ * broker then only reads its stream info). `views.kv` never updates an existing bucket.
+ */
+export async function ensureRegistryBucket(nc: NatsConnection): Promise<KV> {
+  return nc.jetstream().views.kv(KV_BUCKETS.registry, { history: 1, storage: StorageType.File });
+}
+
 export class RegistryStore {
   readonly stats: RegistryStats = { updates: 0, conflicts: 0, duplicates: 0 };
 
@@ -36,7 +44,7 @@ export class RegistryStore {
 
   /** Binds to (creating when missing) the bucket; history 1 — the registry is state, the audit trail is the history. */
   static async open(nc: NatsConnection): Promise<RegistryStore> {
-    return new RegistryStore(await nc.jetstream().views.kv(KV_BUCKETS.registry, { history: 1, storage: StorageType.File }));
+    return new RegistryStore(await ensureRegistryBucket(nc));
   }
 
   async get(key: string): Promise<RegistryRecord | undefined> {

@@ -1,6 +1,7 @@
 // `phi-broker up --mtls`: the embedded nats-server runs the generated mTLS config (certificates issued under
 // <data-dir>/tls, streams provisioned by the admin identity, the broker as the broker identity), and publish,
-// tail and quarantine find it through server.json and connect over mTLS — no insecure-transport warning.
+// tail and quarantine find it through server.json and connect over mTLS — no insecure-transport warning; the
+// operator commands connect as the admin identity.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,9 +59,29 @@ describe('phi-broker up --mtls', () => {
     expect(list.stdout).toContain('E_UNKNOWN_ELEMENT');
   });
 
+  it('the operator commands (consent, registry, disclosures, audit, access) connect as the admin identity', async () => {
+    const ok = async (...args: string[]): Promise<string> => {
+      const r = await runCli([...args, ...data()]);
+      expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 0, stderr: '' });
+      return r.stdout;
+    };
+    // Writes KV phi_consent; the broker's watch (an ordered consumer on KV_phi_consent) sees it.
+    await ok('consent', 'add', '--patient', 'Patient/demo-patient-1', '--deny-recipient', 'notification');
+    expect(await ok('consent', 'list', '--patient', 'Patient/demo-patient-1', '--json')).toContain('"resourceType":"Consent"');
+    // The broker recorded the patient (KV phi_registry) while delivering it, under the broker identity.
+    expect(await ok('registry', 'show', '--patient', 'Patient/demo-patient-1', '--json')).toContain('notification');
+    await ok('disclosures', '--patient', 'Patient/demo-patient-1');
+    // The broker's audit chain (PHI_AUDIT), written under the broker identity, verifies.
+    await ok('audit', 'verify');
+    // phi.control.access → the broker's AccessDesk (queue group, KV phi_access keys) → the reply (allow_responses).
+    await ok('access', 'list', '--json');
+  });
+
   it('stops cleanly; its logs carry none of the PHI that went through', async () => {
     const r = await up.stop('SIGTERM');
     expect(r.code).toBe(0);
     for (const s of EXAMPLE_PHI) expect(r.stderr).not.toContain(s);
+    // Nothing the broker does (audit chain, registry, consent watch, access desk) was refused by the permissions.
+    expect(r.stderr).not.toMatch(/Permissions Violation|PERMISSIONS_VIOLATION/);
   });
 });

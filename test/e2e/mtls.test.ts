@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readServiceKeys } from '../../src/crypto/keys.js';
 import { createLogger } from '../../src/log.js';
 import { type NatsTlsFiles } from '../../src/nats/connect-options.js';
-import { STREAMS } from '../../src/nats/names.js';
+import { KV_BUCKETS, OBJECT_STORES, STREAMS } from '../../src/nats/names.js';
+import { RegistryStore } from '../../src/registry/store.js';
 import { PhiClient } from '../../src/sdk/client.js';
 import { createCa, issueClientCertificate, type IssuedCertificate } from '../../src/tls/certificates.js';
 import { ADMIN_IDENTITY, BROKER_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
@@ -39,6 +40,7 @@ async function serverLogged(from: number, pattern: RegExp): Promise<string> {
 }
 const serverLogSize = (): number => stack.log().length;
 
+let brokerStartLog = '';
 let strays: { otherCa: NatsTlsFiles; expired: NatsTlsFiles; removed: NatsTlsFiles };
 
 const connectAs = (identity: Parameters<MtlsStack['connectAs']>[0]): Promise<NatsConnection> => stack.connectAs(identity);
@@ -65,12 +67,10 @@ beforeAll(async () => {
     expired: writeStray('expired', await issueClientCertificate(ca, serviceIdentity('billing'), { now: now - 2 * 86_400_000, lifetimeMs: 3_600_000 })),
     removed: writeStray('removed', await issueClientCertificate(ca, serviceIdentity('retired-service'), { now, lifetimeMs: 3_600_000 })),
   };
-  // The admin provisioned the streams (startMtlsStack); the broker starts under its own, narrower identity.
-  // A stream other work adds (the audit trail), so there is something a service must not read.
-  const admin = await connectAs(ADMIN_IDENTITY);
-  await (await admin.jetstreamManager()).streams.add({ name: STREAMS.audit, subjects: ['phi.audit.>'] });
-  const { nc: brokerNc } = await stack.startBroker(logger);
-  await brokerNc.jetstream().publish('phi.audit.test', new TextEncoder().encode('{"audit":1}'));
+  // The admin provisioned every stream, bucket and object store (startMtlsStack); the broker starts under its own,
+  // narrower identity, finds them as configured and changes none (it may not).
+  await stack.startBroker(logger);
+  brokerStartLog = stack.log();
 }, 60_000);
 
 afterAll(async () => {
@@ -209,11 +209,53 @@ describe('service A (notification) is confined to its own subjects', () => {
     }
   });
 
-  it.each([STREAMS.quarantine, STREAMS.audit, STREAMS.deliver, 'KV_phi_seen'])('cannot read %s: direct get, message get, a consumer of its own', async (stream) => {
+  it.each([
+    STREAMS.quarantine,
+    STREAMS.audit,
+    STREAMS.disclosures,
+    STREAMS.deliver,
+    'KV_phi_seen',
+    `KV_${KV_BUCKETS.consent}`,
+    `KV_${KV_BUCKETS.registry}`,
+    `KV_${KV_BUCKETS.access}`,
+    `OBJ_${OBJECT_STORES.accessAnswers}`,
+  ])('cannot read %s: stream info, direct get, message get, a consumer of its own (named or ephemeral)', async (stream) => {
+    await publishDenied(req(a, `$JS.API.STREAM.INFO.${stream}`), `$JS.API.STREAM.INFO.${stream}`);
     await publishDenied(req(a, `$JS.API.DIRECT.GET.${stream}`, { seq: 1 }), `$JS.API.DIRECT.GET.${stream}`);
     await publishDenied(req(a, `$JS.API.STREAM.MSG.GET.${stream}`, { seq: 1 }), `$JS.API.STREAM.MSG.GET.${stream}`);
     const jsm = await a.jetstreamManager();
     await publishDenied(jsm.consumers.add(stream, { durable_name: 'peek', ack_policy: AckPolicy.None }), `$JS.API.CONSUMER.CREATE.${stream}.peek`);
+    await publishDenied(req(a, `$JS.API.CONSUMER.CREATE.${stream}`, { stream_name: stream, config: { ack_policy: 'none', deliver_subject: '_INBOX.notification.peek' } }), `$JS.API.CONSUMER.CREATE.${stream}`);
+  });
+
+  it('cannot use the KV buckets or the object store through the client views (get, put)', async () => {
+    const js = a.jetstream();
+    // Binding skips the stream-info call, so each operation is refused on its own subject.
+    const registry = await js.views.kv(KV_BUCKETS.registry, { bindOnly: true, allow_direct: true });
+    await publishDenied(registry.get('any'), `$JS.API.DIRECT.GET.KV_${KV_BUCKETS.registry}.$KV.${KV_BUCKETS.registry}.any`);
+    for (const bucket of [KV_BUCKETS.consent, KV_BUCKETS.registry, KV_BUCKETS.access]) {
+      await publishDenied(js.publish(`$KV.${bucket}.x`, new Uint8Array(1)), `$KV.${bucket}.x`);
+    }
+    // nats.js swallows the refused stream info of views.os; reading an object then is refused on its own subject.
+    const answers = await js.views.os(OBJECT_STORES.accessAnswers);
+    await publishDenied(answers.getBlob('x'), `$JS.API.STREAM.MSG.GET.OBJ_${OBJECT_STORES.accessAnswers}`);
+    await publishDenied(js.publish(`$O.${OBJECT_STORES.accessAnswers}.M.x`, new Uint8Array(1)), `$O.${OBJECT_STORES.accessAnswers}.M.x`);
+  });
+
+  it('cannot publish on the audit chain, alerts, disclosures, access requests or the access control subject', async () => {
+    const bytes = new TextEncoder().encode('{}');
+    for (const subject of ['phi.audit.x', 'phi.disclosure.x.notification', 'phi.access.billing']) await publishDenied(a.jetstream().publish(subject, bytes), subject);
+    for (const subject of ['phi.control.access', 'phi.access.billing']) await publishDenied(a.request(subject, bytes, { timeout: 5_000 }), subject);
+  });
+
+  it("may subscribe to its own phi.access.<self>, not to another service's, nor to the control subject, alerts, audit or disclosures", async () => {
+    const own = a.subscribe('phi.access.notification');
+    await a.flush();
+    expect(own.isClosed()).toBe(false);
+    own.unsubscribe();
+    for (const subject of ['phi.access.billing', 'phi.access.>', 'phi.control.access', 'phi.alert.>', 'phi.audit.>', 'phi.disclosure.>', `$KV.${KV_BUCKETS.consent}.>`, `$O.${OBJECT_STORES.accessAnswers}.>`]) {
+      await subscribeDenied(a, subject);
+    }
   });
 
   it('cannot list streams or consumers, nor get stream info', async () => {
@@ -246,19 +288,55 @@ describe('the broker identity gets what the broker needs and no more', () => {
     await publishDenied(b.jetstream().publish('phi.ingest.registration.Patient', new Uint8Array(1)), 'phi.ingest.registration.Patient');
   });
 
+  it('cannot create, update or delete the new streams and buckets, nor read streams through an ephemeral consumer beyond its buckets', async () => {
+    const b = await connectAs(BROKER_IDENTITY);
+    const jsm = await b.jetstreamManager();
+    await publishDenied(jsm.streams.add({ name: STREAMS.audit, subjects: ['phi.audit.>'] }), `$JS.API.STREAM.CREATE.${STREAMS.audit}`);
+    await publishDenied(req(b, `$JS.API.STREAM.UPDATE.${STREAMS.disclosures}`, { name: STREAMS.disclosures, max_age: 1 }), `$JS.API.STREAM.UPDATE.${STREAMS.disclosures}`);
+    await publishDenied(jsm.streams.delete(`KV_${KV_BUCKETS.registry}`), `$JS.API.STREAM.DELETE.KV_${KV_BUCKETS.registry}`);
+    await publishDenied(jsm.streams.purge(`OBJ_${OBJECT_STORES.accessAnswers}`), `$JS.API.STREAM.PURGE.OBJ_${OBJECT_STORES.accessAnswers}`);
+    await publishDenied(req(b, `$JS.API.CONSUMER.CREATE.${STREAMS.deliver}`, { stream_name: STREAMS.deliver, config: { ack_policy: 'none', deliver_subject: '_INBOX.broker.peek' } }), `$JS.API.CONSUMER.CREATE.${STREAMS.deliver}`);
+    await publishDenied(b.request('phi.control.access', new Uint8Array(1), { timeout: 5_000 }), 'phi.control.access');
+  });
+
+  it('subscribes to phi.control.access only in the brokers\' queue group', async () => {
+    const b = await connectAs(BROKER_IDENTITY);
+    const errors: NatsError[] = [];
+    b.subscribe('phi.control.access', { queue: 'phi-broker', callback: (err) => err && errors.push(err) });
+    await b.flush();
+    expect(errors).toEqual([]);
+    await subscribeDenied(b, 'phi.control.access');
+  });
+
   it('the admin identity manages streams (the one identity that may)', async () => {
     const admin = await connectAs(ADMIN_IDENTITY);
     const jsm = await admin.jetstreamManager();
     const info = await jsm.streams.info(STREAMS.audit);
-    expect(info.state.messages).toBeGreaterThan(0);
+    expect(info.config.deny_delete && info.config.deny_purge).toBe(true);
     const names: string[] = [];
     for await (const n of jsm.streams.names()) names.push(n);
-    expect(names).toEqual(expect.arrayContaining([STREAMS.ingest, STREAMS.deliver, STREAMS.quarantine, STREAMS.receipts, STREAMS.audit]));
+    expect(names.sort()).toEqual(
+      [
+        STREAMS.ingest,
+        STREAMS.deliver,
+        STREAMS.quarantine,
+        STREAMS.receipts,
+        STREAMS.audit,
+        STREAMS.disclosures,
+        ...Object.values(KV_BUCKETS).map((b) => `KV_${b}`),
+        `OBJ_${OBJECT_STORES.accessAnswers}`,
+      ].sort(),
+    );
   });
 });
 
 describe('the positive path: publisher, broker and subscriber over mTLS with exactly these permissions', () => {
+  it('the broker started (checking every stream, bucket and object store; its consent watch) without one refusal', () => {
+    expect(brokerStartLog).not.toMatch(/Violation/);
+  });
+
   it('registration publishes a Patient; notification receives its projection; the receipt says accepted', async () => {
+    const logFrom = serverLogSize();
     const client = async (service: string): Promise<PhiClient> => {
       const c = await PhiClient.connect({ servers: stack.server.url, tls: stack.layout.identity(serviceIdentity(service)), service, keys: readServiceKeys(stack.keysDir, service), peers: stack.peers, logger });
       clients.push(c);
@@ -281,7 +359,18 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
     expect(d.resource['name']).toEqual([{ family: 'Quillfeather', given: ['Orsolya'] }]);
     expect(d.resource['birthDate']).toBeUndefined(); // notification's minimum-necessary profile
     expect(logs.text()).not.toContain('Quillfeather');
-    expect(stack.log()).not.toContain('Permissions Violation for Publish to "phi.');
+    // nats-server logs every refusal as "Publish Violation" / "Subscription Violation": none on this path.
+    expect(stack.log().slice(logFrom)).not.toMatch(/Violation/);
+    // The broker recorded the patient in the registry (KV phi_registry, compare-and-set) and audited the
+    // delivery on its own chain in PHI_AUDIT, all under the broker identity.
+    const admin = await connectAs(ADMIN_IDENTITY);
+    const registry = await RegistryStore.open(admin);
+    const keys: string[] = [];
+    for await (const k of await registry.kv.keys()) keys.push(k);
+    expect(keys.length).toBeGreaterThan(0);
+    const audit = await (await admin.jetstreamManager()).streams.info(STREAMS.audit, { subjects_filter: 'phi.audit.>' });
+    expect(Object.keys(audit.state.subjects ?? {})).toHaveLength(1); // the broker's one chain, phi.audit.<instance>
+    expect(audit.state.messages).toBeGreaterThan(0);
   });
 
   it('the SDK refuses a plaintext-only setup without insecure, naming the fix', async () => {

@@ -66,15 +66,27 @@ describe('natsPermissions', () => {
     if (b === undefined) throw new Error('no broker');
     expect(b.publish.allow.filter((s) => /^\$JS\.API\.STREAM\.(CREATE|UPDATE|DELETE|PURGE|MSG\.DELETE)\b/.test(s))).toEqual([]);
     expect(b.publish.allow.filter((s) => s.startsWith('$JS.API.STREAM.INFO.')).sort()).toEqual(
-      ['PHI_INGEST', 'PHI_DELIVER', 'PHI_QUARANTINE', 'PHI_RECEIPTS', 'PHI_AUDIT', 'PHI_DISCLOSURES', 'KV_phi_seen', 'KV_phi_registry', 'KV_phi_access', 'KV_phi_consent'].map((s) => `$JS.API.STREAM.INFO.${s}`).sort(),
+      ['PHI_INGEST', 'PHI_DELIVER', 'PHI_QUARANTINE', 'PHI_RECEIPTS', 'PHI_AUDIT', 'PHI_DISCLOSURES', 'KV_phi_seen', 'KV_phi_registry', 'KV_phi_access', 'KV_phi_consent', 'OBJ_phi_access_answers']
+        .map((s) => `$JS.API.STREAM.INFO.${s}`)
+        .sort(),
     );
-    expect(b.publish.deny).toEqual(expect.arrayContaining(['$JS.API.STREAM.DELETE.>', '$JS.API.STREAM.PURGE.>', '$JS.API.STREAM.UPDATE.>', 'phi.ingest.>']));
-    expect(b.subscribe.allow).toEqual(['_INBOX.broker.>']);
+    expect(b.publish.deny).toEqual(expect.arrayContaining(['$JS.API.STREAM.DELETE.>', '$JS.API.STREAM.PURGE.>', '$JS.API.STREAM.UPDATE.>', '$JS.API.CONSUMER.DELETE.>', 'phi.ingest.>', 'phi.control.access']));
+    // Every JetStream API allow names one stream: no family is open over all streams.
+    for (const subject of b.publish.allow.filter((x) => x.startsWith('$JS.API.') && x !== '$JS.API.INFO')) {
+      expect(subject, subject).toMatch(/^\$JS\.API\.(STREAM\.INFO|STREAM\.MSG\.GET|DIRECT\.GET|CONSUMER\.(INFO|CREATE|MSG\.NEXT))\.(PHI_[A-Z]+|KV_phi_[a-z]+|OBJ_phi_[a-z_]+)(\.|$)/);
+    }
+    // Ephemeral/ordered consumers (KV watch, keys) only on the two KV streams the broker watches or lists.
+    expect(b.publish.allow.filter((x) => /^\$JS\.API\.CONSUMER\.CREATE\.[^.]+(\.>)?$/.test(x)).sort()).toEqual(
+      ['KV_phi_consent', 'KV_phi_access'].flatMap((st) => [`$JS.API.CONSUMER.CREATE.${st}`, `$JS.API.CONSUMER.CREATE.${st}.>`]).sort(),
+    );
+    expect(b.publish.allow).toEqual(expect.arrayContaining(['phi.audit.>', 'phi.alert.>', 'phi.disclosure.>', 'phi.access.>', '$O.phi_access_answers.>', '$KV.phi_registry.>', '$KV.phi_access.>']));
+    expect(b.subscribe.allow).toEqual(['_INBOX.broker.>', 'phi.control.access phi-broker']);
+    expect(b.allowResponses).toBe(true);
   });
 
-  it('the admin has the JetStream API and nothing of phi.* (it runs nothing else)', () => {
+  it('the admin has the JetStream API, consent writes and the access commands, and nothing else of phi.* (it runs nothing else)', () => {
     const a = perms.find((p) => p.identity.kind === 'admin');
-    expect(a?.publish.allow).toEqual(['$JS.API.>']);
+    expect(a?.publish.allow).toEqual(['$JS.API.>', '$JS.FC.>', '$KV.phi_consent.>', 'phi.control.access']);
     expect(a?.subscribe.allow).toEqual(['_INBOX._admin.>']);
   });
 });
