@@ -62,10 +62,12 @@ export interface SubResult {
   readonly invalid: number;
 }
 
+// The bench runs a local plaintext nats-server (`insecure: true`): it measures the broker's per-message cost;
+// TLS adds a per-connection handshake and symmetric record encryption that the baselines would share.
 async function sdkPub(args: ClientArgs, run: RunCommand): Promise<PubResult> {
   const { type, publisher } = SIZES[args.size];
   const nc = await connectNats(args.natsUrl, `bench ${publisher}`);
-  const client = await PhiClient.connect({ nc, service: publisher, keys: readServiceKeys(args.keysDir, publisher), peers: readJwks(args.keysDir), receiptTimeoutMs: 120_000 });
+  const client = await PhiClient.connect({ nc, service: publisher, keys: readServiceKeys(args.keysDir, publisher), peers: readJwks(args.keysDir), receiptTimeoutMs: 120_000, insecure: true });
   const pool = Array.from({ length: poolSize(args.size) }, (_, i) => resourceOf(args.size, i));
   void type;
   let sent = 0;
@@ -104,7 +106,7 @@ async function sdkSub(args: ClientArgs, run: RunCommand, ready: () => void): Pro
   const stops: (() => Promise<void>)[] = [];
   for (const service of args.subscribers) {
     const nc = await connectNats(args.natsUrl, `bench ${service}`);
-    const client = await PhiClient.connect({ nc, service, keys: readServiceKeys(args.keysDir, service), peers });
+    const client = await PhiClient.connect({ nc, service, keys: readServiceKeys(args.keysDir, service), peers, insecure: true });
     await client.subscribe('*', (d) => {
       const t = now();
       received.push([d.provenance.messageId, t]);

@@ -12,6 +12,7 @@ import type { Catalog } from '../catalog/types.js';
 import { openBlob } from '../crypto/aead.js';
 import { Keyring } from '../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
+import type { AccessStepFact, AuditFact } from '../audit/facts.js';
 import { BrokerError, isBrokerError } from '../errors.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../fhir/limits.js';
 import { errorFields, type Logger } from '../log.js';
@@ -39,6 +40,8 @@ export interface AccessDeskOptions {
   readonly answerTimeoutMs?: number;
   /** How often this process looks for due retries; 0: only on command (`retryDue`, `access retry`). */
   readonly retryIntervalMs?: number;
+  /** The broker's audit trail (src/audit/trail.ts): every step is recorded as a FHIR AuditEvent before it is reported. */
+  readonly audit?: { record(facts: readonly AuditFact[]): Promise<void> };
 }
 
 export class AccessDesk {
@@ -78,6 +81,11 @@ export class AccessDesk {
     await Promise.allSettled([...this.inflight]);
   }
 
+  /** Records one step in the audit trail (when the desk runs beside a broker, as `up` runs it). */
+  private async audited(fact: Omit<AccessStepFact, 'kind'>): Promise<void> {
+    await this.opts.audit?.record([{ kind: 'access', ...fact }]);
+  }
+
   private track(p: Promise<unknown>): void {
     const t = p.catch((err: unknown) => this.opts.logger.error({ event: 'access.step.failed', ...errorFields(err) }, 'access desk step failed')).finally(() => this.inflight.delete(t));
     this.inflight.add(t);
@@ -92,6 +100,7 @@ export class AccessDesk {
     const id = `ar-${randomUUID()}`;
     const request = newRequest({ id, patient: pseudonym, sealedRef: sealPatientRef(this.key, id, ref), services: holders, now: this.now() });
     await this.store.create(request);
+    await this.audited({ step: 'created', requestId: id, patientPseudonym: pseudonym, services: holders });
     this.opts.logger.info({ event: 'access.created', request: id, services: holders }, 'access request created');
     await Promise.all(holders.map((s) => this.ask(id, s)));
     return this.store.get(id);
@@ -118,6 +127,8 @@ export class AccessDesk {
 
   async extend(id: string, reason: string): Promise<AccessRequest> {
     const { request } = await this.store.update(checkRequestId(id), (r) => extendRequest(r, reason, this.now()));
+    // The written reason stays in the request (it is told to the individual); the trail records the new due date.
+    await this.audited({ step: 'extended', requestId: id, patientPseudonym: request.patient, services: [], detail: `due ${new Date(request.dueAt).toISOString()}` });
     this.opts.logger.info({ event: 'access.extended', request: id, due: new Date(request.dueAt).toISOString() }, 'access request extended');
     return request;
   }
@@ -143,6 +154,7 @@ export class AccessDesk {
     } catch (err) {
       const code = String((err as { code?: unknown }).code ?? 'ERROR');
       await this.store.update(id, (r) => recordMiss(r, service, { failed: false, code }));
+      await this.audited({ step: 'unanswered', requestId: id, patientPseudonym: request.patient, services: [service], detail: code });
       log.warn({ event: 'access.unanswered', request: id, service, attempt: state.attempts, natsCode: code }, 'service did not answer; will retry');
       return;
     }
@@ -150,6 +162,7 @@ export class AccessDesk {
       const opened = openAnswerEnvelope(reply.data, reply.headers?.get(HEADERS.signature) || undefined, this.keyring, { questionId: question.id, service }, DEFAULT_VALIDATION_LIMITS);
       if (!opened.ok) {
         await this.store.update(id, (r) => recordMiss(r, service, { failed: true, code: opened.code }));
+        await this.audited({ step: 'failed', requestId: id, patientPseudonym: request.patient, services: [service], detail: opened.code });
         log.warn({ event: 'access.failed', request: id, service, attempt: state.attempts, code: opened.code }, 'service could not answer; will retry');
         return;
       }
@@ -159,10 +172,12 @@ export class AccessDesk {
       await this.store.putAnswer(id, service, sealAnswer(this.key, id, service, json));
       const sha256 = answerHash(json);
       const after = await this.store.update(id, (r) => recordAnswer(r, service, { at: this.now(), resources: opened.resources.length, types, sha256 }));
+      await this.audited({ step: 'answered', requestId: id, patientPseudonym: request.patient, services: [service], resources: opened.resources.length, sha256, detail: `request ${after.request.status}` });
       log.info({ event: 'access.answered', request: id, service, attempt: state.attempts, resources: opened.resources.length, sha256, status: after.request.status }, 'service answered');
     } catch (err) {
       const code = isBrokerError(err) ? err.code : 'E_INTERNAL';
       await this.store.update(id, (r) => recordMiss(r, service, { failed: true, code }));
+      await this.audited({ step: 'failed', requestId: id, patientPseudonym: request.patient, services: [service], detail: code });
       log.warn({ event: 'access.failed', request: id, service, attempt: state.attempts, ...errorFields(err) }, 'refused an answer; will retry');
     }
   }

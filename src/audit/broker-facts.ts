@@ -16,7 +16,7 @@ export function startFacts(catalog: Catalog): AuditFact[] {
   return [{ kind: 'broker-start' }, { kind: 'catalog-loaded', hash: catalog.hash, services: catalog.services.size, types: catalog.topics.size }];
 }
 
-/** accepted, then one delivered per stored delivery and one withheld per subscriber denied its copy. */
+/** accepted, then one delivered per stored delivery and one withheld per subscriber denied its copy (profile, size or restriction). */
 export function acceptedFacts(checked: CheckedEnvelope, ingestSeq: number, routed: Routed, elementsOf: (profileUrl: string) => readonly string[]): AuditFact[] {
   const sender = { service: checked.sender };
   const subject: AuditSubject = {
@@ -44,6 +44,16 @@ export function acceptedFacts(checked: CheckedEnvelope, ingestSeq: number, route
       subject,
       code: w.error.code,
       ...(w.error.path === undefined ? {} : { path: w.error.path }),
+    })),
+    // A patient restriction (45 CFR 164.522) kept: the copy was never made; the deciding Consent is named.
+    ...routed.restricted.map((r): AuditFact => ({
+      kind: 'withheld',
+      sender,
+      recipient: { service: r.service },
+      subject,
+      code: `restricted:${r.denial.reason}${r.denial.code === undefined ? '' : `:${r.denial.code}`}`,
+      purpose: r.purpose,
+      consent: r.denial.consent,
     })),
   ];
 }

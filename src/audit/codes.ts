@@ -24,6 +24,8 @@ export const TYPE = {
   application: { system: DICOM, code: '110100', display: 'Application Activity' },
   /** DCM 110113 Security Alert (configuration changes, alerts). */
   securityAlert: { system: DICOM, code: '110113', display: 'Security Alert' },
+  /** DCM 110110 Patient Record: a patient's record created, read, updated (the right-of-access workflow). */
+  patientRecord: { system: DICOM, code: '110110', display: 'Patient Record' },
 } as const satisfies Record<string, Coding>;
 
 /** Event subtypes (AuditEvent.subtype). */
@@ -54,6 +56,12 @@ export const SYSTEM = {
   patientPseudonym: 'urn:phi-broker:patient-pseudonym',
   /** The same keyed pseudonym of a resource's `<type>/<id>`: logical ids may embed identifiers. */
   resourcePseudonym: 'urn:phi-broker:resource-pseudonym',
+  /** A patient restriction's Consent id (KV phi_consent, src/consent/). */
+  consent: 'urn:phi-broker:consent',
+  /** A right-of-access request id (KV phi_access). */
+  accessRequest: 'urn:phi-broker:access-request',
+  /** The step of a right-of-access request (AuditEvent.subtype): created, answered, unanswered, failed, extended. */
+  accessStep: 'urn:phi-broker:access-step',
   messageId: 'urn:phi-broker:message-id',
   quarantineRecord: 'urn:phi-broker:quarantine-record',
   catalog: 'urn:phi-broker:catalog-sha256',

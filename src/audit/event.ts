@@ -48,6 +48,8 @@ const ENTITY = {
 const ROLE = {
   patient: shared({ system: OBJECT_ROLE, code: '1', display: 'Patient' }),
   domainResource: shared({ system: OBJECT_ROLE, code: '4', display: 'Domain Resource' }),
+  securityResource: shared({ system: OBJECT_ROLE, code: '13', display: 'Security Resource' }),
+  job: shared({ system: OBJECT_ROLE, code: '20', display: 'Job' }),
 };
 const SOURCE_TYPES: Coding[] = shared([{ system: SOURCE_TYPE, code: '4', display: 'Application Server' }]);
 const ROLE_CONCEPTS = new Map<Coding, { coding: Coding[] }>();
@@ -139,7 +141,9 @@ export function buildAuditEvent(fact: AuditFact, ctx: EventContext): AuditEvent 
         'R',
         fact.kind === 'delivered' ? OUTCOME.success : OUTCOME.minor,
         [broker(AGENT.source, false), { ...agent(fact.recipient, AGENT.destination, true), ...(purpose === undefined ? {} : { purposeOfUse: purposes(purpose) }) }, agent(fact.sender, AGENT.application, false)],
-        fact.kind === 'delivered' ? [...subjectEntities(fact.subject, ctx, profileDetail(fact.profileUrl, fact.elements)), transactionEntity(fact.deliveryId, 'delivery')] : subjectEntities(fact.subject, ctx),
+        fact.kind === 'delivered'
+          ? [...subjectEntities(fact.subject, ctx, profileDetail(fact.profileUrl, fact.elements)), transactionEntity(fact.deliveryId, 'delivery')]
+          : [...subjectEntities(fact.subject, ctx), ...(fact.consent === undefined ? [] : [consentEntity(fact.consent)])],
         fact.kind === 'withheld' ? describe(fact.code, fact.path) : undefined,
       );
       return purpose === undefined ? event : { ...event, purposeOfEvent: purposes(purpose) };
@@ -157,6 +161,32 @@ export function buildAuditEvent(fact: AuditFact, ctx: EventContext): AuditEvent 
           detailEntity('ingest-seq', String(fact.ingestSeq)),
         ],
       );
+    case 'access': {
+      // Right of access (45 CFR 164.524): the broker acts on the patient's request (v3 PurposeOfUse PATRQT) —
+      // creating it, asking each holding service (destination), recording its answer or miss, extending it.
+      const ok = fact.step === 'created' || fact.step === 'answered' || fact.step === 'extended';
+      const action: AuditEvent['action'] = fact.step === 'created' ? 'C' : fact.step === 'extended' ? 'U' : 'R';
+      const event = base(
+        TYPE.patientRecord,
+        { system: SYSTEM.accessStep, code: fact.step },
+        action,
+        ok ? OUTCOME.success : OUTCOME.minor,
+        [broker(AGENT.application, true), ...fact.services.map((s) => agent({ service: s }, AGENT.destination, false))],
+        [
+          shared({ what: { identifier: { system: SYSTEM.patientPseudonym, value: fact.patientPseudonym } }, type: ENTITY.person, role: ROLE.patient }),
+          {
+            what: { identifier: { system: SYSTEM.accessRequest, value: fact.requestId } },
+            type: ENTITY.systemObject,
+            role: ROLE.job,
+            ...(fact.resources === undefined && fact.sha256 === undefined
+              ? {}
+              : { detail: [...(fact.resources === undefined ? [] : [{ type: 'resources', valueString: String(fact.resources) }]), ...(fact.sha256 === undefined ? [] : [{ type: 'sha256', valueString: fact.sha256 }])] }),
+          },
+        ],
+        ok ? undefined : `access ${fact.step}${fact.detail === undefined ? '' : `: ${fact.detail}`}`,
+      );
+      return { ...event, purposeOfEvent: purposes('PATRQT'), ...(ok && fact.detail !== undefined ? { outcomeDesc: fact.detail } : {}) };
+    }
     case 'broker-start':
     case 'broker-stop':
       return base(TYPE.application, fact.kind === 'broker-start' ? SUBTYPE.applicationStart : SUBTYPE.applicationStop, 'E', OUTCOME.success, [broker(AGENT.application, true)]);
@@ -237,6 +267,11 @@ function resourceEntity(subject: Pick<AuditSubject, 'resourceType' | 'resourceId
     type: ENTITY.systemObject,
     role: ROLE.domainResource,
   };
+}
+
+/** The patient restriction (FHIR Consent, 45 CFR 164.522) that decided: object role 13 Security Resource. */
+function consentEntity(id: string): AuditEventEntity {
+  return { what: { identifier: { system: SYSTEM.consent, value: id }, type: 'Consent' }, type: ENTITY.systemObject, role: ROLE.securityResource };
 }
 
 /** BALP's transaction entity: the message id (the request id of a message flow). */

@@ -67,9 +67,12 @@ export interface WithheldFact {
   readonly sender: AuditActor;
   readonly recipient: AuditActor;
   readonly subject: AuditSubject;
+  /** An error code (E_…), or for a patient restriction `restricted:<recipient|purpose|label|unreadable>[:<code>]`. */
   readonly code: string;
   readonly path?: string;
   readonly purpose?: string;
+  /** The id of the FHIR Consent (45 CFR 164.522 restriction) that denied the copy. */
+  readonly consent?: string;
 }
 
 /** A rejected input sealed into PHI_QUARANTINE under the broker's quarantine key. */
@@ -106,7 +109,25 @@ export interface AlertFact {
   readonly detail: string;
 }
 
+/** One step of a right-of-access request (45 CFR 164.524; src/access/desk.ts). */
+export interface AccessStepFact {
+  readonly kind: 'access';
+  readonly step: 'created' | 'answered' | 'unanswered' | 'failed' | 'extended';
+  /** The request id (`ar-<uuid>`). */
+  readonly requestId: string;
+  /** The broker's keyed patient pseudonym (already derived: the desk never holds the pseudonym's input in a fact). */
+  readonly patientPseudonym: string;
+  /** The service asked (answered / unanswered / failed); for created, every service that will be asked. */
+  readonly services: readonly string[];
+  /** Why an attempt failed (an error or NATS code), or the new due date of an extension. */
+  readonly detail?: string;
+  /** For answered: the number of resources and the SHA-256 of the answer. */
+  readonly resources?: number;
+  readonly sha256?: string;
+}
+
 export type AuditFact =
+  | AccessStepFact
   | AcceptedFact
   | RejectedFact
   | DeliveredFact

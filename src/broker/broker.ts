@@ -67,6 +67,10 @@ export class Broker {
   private readonly inflight = new Set<Promise<void>>();
   private stopping = false;
   private audit!: AuditTrail;
+  /** This broker's audit trail, for the components that run beside it (the access desk). */
+  get auditTrail(): AuditTrail {
+    return this.audit;
+  }
   private ownsAudit = false;
   private elementsOf: (profileUrl: string) => readonly string[] = () => [];
 

@@ -48,6 +48,7 @@ export async function runUp(config: BrokerConfig, port?: number, opts: { readonl
       secrets,
       logger,
       answerTimeoutMs: config.accessAnswerTimeoutMs,
+      audit: broker.auditTrail,
       retryIntervalMs: config.accessRetryIntervalMs,
     });
   } catch (err) {

@@ -9,6 +9,9 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditEvent } from 'fhir/r4.js';
+import { readAuditRecords } from '../../src/audit/read.js';
+import { decodeRecord } from '../../src/audit/record.js';
 import { ConsentStore } from '../../src/consent/store.js';
 import { KV_BUCKETS } from '../../src/nats/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
@@ -48,6 +51,15 @@ async function deliveredTo(client: PhiClient, resource: Record<string, unknown>)
   await stack.logs.until((l) => l['event'] === 'ingest.accepted' && l['id'] === r.id, `acceptance of ${r.id}`);
   const rec = stack.logs.records().find((l) => l['event'] === 'ingest.accepted' && l['id'] === r.id);
   return [...((rec?.['deliveries'] as string[] | undefined) ?? [])].sort();
+}
+
+/** The AuditEvents naming this Consent (the broker appends them before it acks, so before ingest.accepted). */
+async function auditEventsNaming(consent: string): Promise<AuditEvent[]> {
+  const nc = await stack.connect('auditor');
+  const events: AuditEvent[] = [];
+  for await (const rec of readAuditRecords(nc)) events.push(...(decodeRecord(rec.data)?.events ?? []));
+  await nc.close();
+  return events.filter((e) => e.entity?.some((x) => x.what?.identifier?.system === 'urn:phi-broker:consent' && x.what.identifier.value === consent));
 }
 
 function restrictedLogs(consent: string): Record<string, unknown>[] {
@@ -94,6 +106,12 @@ describe('a restriction stops the matching deliveries and only those', () => {
     expect(await deliveredTo(registration, patient(B))).toEqual(ALL_PATIENT_SUBSCRIBERS);
     expect(restrictedLogs(id)).toHaveLength(1);
     expect(restrictedLogs(id)[0]).toMatchObject({ service: 'billing', type: 'Patient', purpose: 'HPAYMT', reason: 'recipient' });
+    // The decision is in the audit trail: a failed disclosure to billing, naming the Consent and the patient pseudonym.
+    const audited = await auditEventsNaming(id);
+    expect(audited).toHaveLength(1);
+    expect(audited[0]).toMatchObject({ outcome: '4', outcomeDesc: 'restricted:recipient', purposeOfEvent: [{ coding: [{ code: 'HPAYMT' }] }] });
+    expect(audited[0]?.agent.some((a) => a.who?.identifier?.value === 'billing' && a.requestor === true)).toBe(true);
+    expect(audited[0]?.entity?.some((x) => x.what?.identifier?.value === patientPseudonym(stack.secrets, `Patient/${A}`))).toBe(true);
     await revoke(id);
     expect(await deliveredTo(registration, patient(A))).toEqual(ALL_PATIENT_SUBSCRIBERS);
     expect(restrictedLogs(id)).toHaveLength(1);

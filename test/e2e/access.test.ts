@@ -6,8 +6,10 @@
 // values, the answer store, subjects, headers, message bytes or logs.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FhirResource } from 'fhir/r4.js';
+import type { AuditEvent, FhirResource } from 'fhir/r4.js';
 import type { NatsConnection } from 'nats';
+import { readAuditRecords } from '../../src/audit/read.js';
+import { decodeRecord } from '../../src/audit/record.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SOURCE_PREFIX, loadBundle } from '../../src/access/bundle.js';
 import { AccessDesk } from '../../src/access/desk.js';
@@ -86,7 +88,7 @@ beforeAll(async () => {
   for (const s of HOLDERS) clients.set(s, await stack.client(s));
   for (const s of HOLDERS) await serve(s);
   for (const id of [P1, P2, P3, P4]) await publishPatient(id);
-  desk = await AccessDesk.start({ nc: await stack.connect('desk'), catalog: stack.catalog, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger, now: () => clock, retryIntervalMs: 0, answerTimeoutMs: 2_000 });
+  desk = await AccessDesk.start({ nc: await stack.connect('desk'), catalog: stack.catalog, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger, now: () => clock, retryIntervalMs: 0, answerTimeoutMs: 2_000, ...(stack.broker === undefined ? {} : { audit: stack.broker.auditTrail }) });
   // A second broker process's desk (its own connection), sharing the same state.
   desk2 = await AccessDesk.start({ nc: await stack.connect('desk-2'), catalog: stack.catalog, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger.child({ instance: 2 }), now: () => clock, retryIntervalMs: 0, answerTimeoutMs: 2_000 });
 });
@@ -137,6 +139,21 @@ describe('right of access', () => {
     clock += retryDelay(2);
     const [done] = await desk.retryDue();
     expect(done).toMatchObject({ id: r.id, status: 'complete', services: { pharmacy: { state: 'answered', attempts: 3, resources: 0 } } });
+    // Every step is in the audit trail (45 CFR 164.312(b)): created, each answer, each miss — by request id and
+    // patient pseudonym only.
+    const nc = await stack.connect('auditor');
+    const events: AuditEvent[] = [];
+    for await (const rec of readAuditRecords(nc)) events.push(...(decodeRecord(rec.data)?.events ?? []));
+    const steps = events
+      .filter((e) => e.entity?.some((x) => x.what?.identifier?.system === 'urn:phi-broker:access-request' && x.what.identifier.value === r.id))
+      .map((e) => [e.subtype?.[0]?.code, e.agent.slice(1).map((a) => a.who?.identifier?.value).join(','), e.outcome]);
+    // created first; the services are asked in parallel, so their answers are compared as a set
+    expect(steps[0]).toEqual(['created', HOLDERS.join(','), '0']);
+    const expected = [...HOLDERS.filter((h) => h !== 'pharmacy').map((h) => ['answered', h, '0']), ['unanswered', 'pharmacy', '4'], ['unanswered', 'pharmacy', '4'], ['answered', 'pharmacy', '0']];
+    expect(steps.slice(1).map((x) => x.join(' ')).sort()).toEqual(expected.map((x) => x.join(' ')).sort());
+    const created = events.find((e) => e.subtype?.[0]?.code === 'created' && e.entity?.some((x) => x.what?.identifier?.value === r.id));
+    expect(created?.entity?.[0]?.what?.identifier?.value).toBe(patientPseudonym(stack.secrets, `Patient/${P2}`));
+    expect(JSON.stringify(events)).not.toContain(P2);
   });
 
   it('records a service whose handler fails as failed, and a forged answer as refused', async () => {
