@@ -20,7 +20,7 @@ import { envelopeHash } from '../envelope/provenance.js';
 import { MESSAGE_ID_PATTERN } from '../envelope/types.js';
 import { errorFields, errorStack, type Logger } from '../log.js';
 import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../nats/names.js';
-import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDeliveryConsumer, ensureDisclosureStream } from '../nats/setup.js';
+import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDeliveryConsumer, ensureDisclosureStream, streamSettings } from '../nats/setup.js';
 import { pseudonymizer } from '../projection/pseudonymizer.js';
 import { resolvePatient } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
@@ -102,14 +102,7 @@ export class Broker {
     if (missing.length > 0) {
       throw new BrokerError('E_CONFIG_INVALID', `no public encryption key for subscriber(s): ${missing.join(', ')} (add them to the JWKS)`);
     }
-    const { seen } = await ensureBrokerInfrastructure(nc, {
-      deliverMaxAgeMs: config.deliverMaxAgeMs,
-      quarantineMaxAgeMs: config.quarantineMaxAgeMs,
-      receiptMaxAgeMs: config.receiptMaxAgeMs,
-      duplicateWindowMs: config.duplicateWindowMs,
-      replayWindowMs: config.replayWindowMs,
-      ackWaitMs: config.ackWaitMs,
-    });
+    const { seen } = await ensureBrokerInfrastructure(nc, streamSettings(config));
     // Durable consumers for every subscriber exist from the start, so a subscriber that has never
     // connected still finds everything published for it (retained for deliverMaxAgeMs).
     for (const service of subscriberServices(routes)) await ensureDeliveryConsumer(nc, service);

@@ -35,7 +35,7 @@ export async function runUp(config: BrokerConfig, port?: number, opts: { readonl
   // With a TLS dir, the broker identity over mTLS (streams provisioned beforehand by the admin identity:
   // `phi-broker nats-provision`, or `up --mtls` itself); otherwise the plaintext development connection.
   const nc = await connectNats(url, 'phi-broker', tlsDir === undefined ? undefined : { files: tlsLayout(tlsDir).identity(BROKER_IDENTITY), inbox: inboxPrefix(BROKER_ID) });
-  let broker: Broker;
+  let broker: Broker | undefined;
   let desk: AccessDesk;
   try {
     broker = await Broker.start({ config, catalog, nc, keys: readServiceKeys(dir, BROKER_ID), peers, secrets, logger });
@@ -53,6 +53,7 @@ export async function runUp(config: BrokerConfig, port?: number, opts: { readonl
     });
   } catch (err) {
     // e.g. streams not provisioned under the mTLS permissions: exit with the error instead of hanging on the open connection
+    await broker?.stop();
     await nc.close();
     await server?.stop();
     throw err;

@@ -9,18 +9,8 @@ import type { BrokerConfig } from '../config.js';
 import { ensureAuditStream } from '../audit/setup.js';
 import { ensureAccessBuckets } from '../access/store.js';
 import { ensureRegistryBucket } from '../registry/store.js';
-import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDisclosureStream, type StreamSettings } from './setup.js';
+import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDisclosureStream, streamSettings } from './setup.js';
 
-export function streamSettings(config: BrokerConfig): StreamSettings {
-  return {
-    deliverMaxAgeMs: config.deliverMaxAgeMs,
-    quarantineMaxAgeMs: config.quarantineMaxAgeMs,
-    receiptMaxAgeMs: config.receiptMaxAgeMs,
-    duplicateWindowMs: config.duplicateWindowMs,
-    replayWindowMs: config.replayWindowMs,
-    ackWaitMs: config.ackWaitMs,
-  };
-}
 
 /**
  * Creates or updates PHI_INGEST, PHI_DELIVER, PHI_QUARANTINE, PHI_RECEIPTS, the broker consumer and phi_seen;

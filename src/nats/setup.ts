@@ -13,6 +13,7 @@ import {
   type NatsConnection,
   type StreamConfig,
 } from 'nats';
+import type { BrokerConfig } from '../config.js';
 import { BROKER_CONSUMER, KV_BUCKETS, STREAMS, deliveryConsumer, subjects } from './names.js';
 
 export interface StreamSettings {
@@ -26,6 +27,18 @@ export interface StreamSettings {
   readonly replayWindowMs: number;
   /** Redelivery delay of an unacknowledged ingest message (a crashed broker's work moves on after it). */
   readonly ackWaitMs: number;
+}
+
+/** The stream settings of a broker configuration: one place, so the admin's provisioning and the broker never drift. */
+export function streamSettings(config: Pick<BrokerConfig, keyof StreamSettings>): StreamSettings {
+  return {
+    deliverMaxAgeMs: config.deliverMaxAgeMs,
+    quarantineMaxAgeMs: config.quarantineMaxAgeMs,
+    receiptMaxAgeMs: config.receiptMaxAgeMs,
+    duplicateWindowMs: config.duplicateWindowMs,
+    replayWindowMs: config.replayWindowMs,
+    ackWaitMs: config.ackWaitMs,
+  };
 }
 
 function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
