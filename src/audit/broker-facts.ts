@@ -17,7 +17,7 @@ export function startFacts(catalog: Catalog): AuditFact[] {
 }
 
 /** accepted, then one delivered per stored delivery and one withheld per subscriber denied its copy (profile, size or restriction). */
-export function acceptedFacts(checked: CheckedEnvelope, ingestSeq: number, routed: Routed, elementsOf: (profileUrl: string) => readonly string[]): AuditFact[] {
+export function acceptedFacts(checked: CheckedEnvelope, ingestSeq: number, routed: Routed, elementsOf: (profileUrl: string) => readonly string[], signerKid: string): AuditFact[] {
   const sender = { service: checked.sender };
   const subject: AuditSubject = {
     messageId: checked.env.id,
@@ -26,7 +26,7 @@ export function acceptedFacts(checked: CheckedEnvelope, ingestSeq: number, route
     ...(routed.patientRef === undefined ? {} : { patientRef: routed.patientRef }),
   };
   return [
-    { kind: 'accepted', sender, subject, ingestSeq },
+    { kind: 'accepted', sender, subject, ingestSeq, keys: { verified: checked.env.kid, unwrapped: routed.unwrapKek } },
     ...routed.deliveries.map((d): AuditFact => ({
       kind: 'delivered',
       sender,
@@ -36,6 +36,7 @@ export function acceptedFacts(checked: CheckedEnvelope, ingestSeq: number, route
       purpose: d.purpose,
       elements: elementsOf(d.profileUrl),
       deliveryId: d.msgId,
+      keys: { released: d.kek, signed: signerKid },
     })),
     ...routed.withheld.map((w): AuditFact => ({
       kind: 'withheld',

@@ -117,6 +117,8 @@ export function buildAuditEvent(fact: AuditFact, ctx: EventContext): AuditEvent 
       return base(TYPE.rest, SUBTYPE.create, 'C', OUTCOME.success, [agent(fact.sender, AGENT.source, true), broker(AGENT.destination, false)], [
         ...subjectEntities(fact.subject, ctx),
         detailEntity('ingest-seq', String(fact.ingestSeq)),
+        // Key use (which key versions touched this message), for key-compromise investigations: ids only.
+        ...(fact.keys === undefined ? [] : [keyEntity([['verified', fact.keys.verified], ['unwrapped', fact.keys.unwrapped]])]),
       ]);
     case 'rejected':
       return base(
@@ -142,7 +144,12 @@ export function buildAuditEvent(fact: AuditFact, ctx: EventContext): AuditEvent 
         fact.kind === 'delivered' ? OUTCOME.success : OUTCOME.minor,
         [broker(AGENT.source, false), { ...agent(fact.recipient, AGENT.destination, true), ...(purpose === undefined ? {} : { purposeOfUse: purposes(purpose) }) }, agent(fact.sender, AGENT.application, false)],
         fact.kind === 'delivered'
-          ? [...subjectEntities(fact.subject, ctx, profileDetail(fact.profileUrl, fact.elements)), transactionEntity(fact.deliveryId, 'delivery')]
+          ? [
+              ...subjectEntities(fact.subject, ctx, profileDetail(fact.profileUrl, fact.elements)),
+              transactionEntity(fact.deliveryId, 'delivery'),
+              // Key release: the data key of this copy was wrapped to the recipient under this KEK.
+              ...(fact.keys === undefined ? [] : [keyEntity([['released', fact.keys.released], ['signed', fact.keys.signed]])]),
+            ]
           : [...subjectEntities(fact.subject, ctx), ...(fact.consent === undefined ? [] : [consentEntity(fact.consent)])],
         fact.kind === 'withheld' ? describe(fact.code, fact.path) : undefined,
       );
@@ -281,6 +288,11 @@ function transactionEntity(messageId: string, name = 'message'): AuditEventEntit
     type: ENTITY.transaction,
     name,
   };
+}
+
+/** The key ids a step used (`<service>:<use>:<version>`, KEK `kidA~kidB`; src/crypto/): never key material. */
+function keyEntity(uses: readonly (readonly [string, string])[]): AuditEventEntity {
+  return { what: { display: 'keys' }, type: ENTITY.other, detail: uses.map(([type, kid]) => ({ type: `key-${type}`, valueString: kid })) };
 }
 
 function detailEntity(type: string, value: string): AuditEventEntity {

@@ -32,6 +32,8 @@ export interface AcceptedFact {
   readonly subject: AuditSubject;
   /** PHI_INGEST stream sequence. */
   readonly ingestSeq: number;
+  /** Keys used: the publisher's signing key id (verified) and the KEK id the data key was unwrapped with. */
+  readonly keys?: { readonly verified: string; readonly unwrapped: string };
 }
 
 /** A message the broker refused (BALP Create, failed), with the error code and element path. */
@@ -59,6 +61,8 @@ export interface DeliveredFact {
   readonly elements: readonly string[];
   /** The delivery's own message id (`<id>.<subscriber>`). */
   readonly deliveryId: string;
+  /** Keys used: the KEK id the data key was released (wrapped) to the recipient under, and the broker's signing key id. */
+  readonly keys?: { readonly released: string; readonly signed: string };
 }
 
 /** A subscriber denied its copy (permission, restriction, a modifier its profile withholds, size). */

@@ -226,7 +226,7 @@ export class Broker {
       await this.registry.persist(registration, deliveries, this.ctx.now());
       await Promise.all([
         this.sendReceipt(checked.sender, acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()), seq),
-        this.audit.record(acceptedFacts(checked, seq, routed, this.elementsOf)),
+        this.audit.record(acceptedFacts(checked, seq, routed, this.elementsOf, this.opts.keys.sign.kid)),
       ]);
       m.ack();
       this.stats.accepted += 1;

@@ -71,6 +71,8 @@ export interface Delivery {
   readonly sig: string;
   readonly profileUrl: string;
   readonly purpose: string;
+  /** The KEK id the delivery's data key is wrapped under (`<broker enc kid>~<recipient enc kid>`): the key released to the recipient. */
+  readonly kek: string;
   /** Set for an accounted recipient: whom the delivery is about (pseudonym; undefined: unresolved) and what it disclosed. */
   readonly disclosure?: { readonly patient: string | undefined; readonly elements: readonly string[] };
 }
@@ -146,6 +148,8 @@ export interface Routed {
   /** The resource's logical id and the canonical patient reference it is about, for the audit trail (never logged: PHI). */
   readonly resourceId: string | undefined;
   readonly patientRef: string | undefined;
+  /** The KEK id the broker unwrapped the publisher's data key with (key use, for the audit trail). */
+  readonly unwrapKek: string;
 }
 
 export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Routed {
@@ -198,6 +202,7 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
       throw err;
     }
     const recipientKey = ctx.keyring.encryptionKeyOf(sub.service);
+    const recipientKek = ctx.keyring.kekFor(recipientKey.kid);
     const id = `${env.id}.${sub.service}`;
     const sealed = sealEnvelope({
       id,
@@ -206,7 +211,7 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
       typ: env.typ,
       resource: projected,
       signer: ctx.signer,
-      recipients: [{ id: sub.service, kek: ctx.keyring.kekFor(recipientKey.kid) }],
+      recipients: [{ id: sub.service, kek: recipientKek }],
       prov: { src: sender, mid: env.id, hash: checked.hash, profile: sub.profileUrl, purpose: sub.purpose, at: env.iat },
     });
     if (sealed.bytes.byteLength > ctx.maxDeliveryBytes) {
@@ -223,9 +228,10 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
       sig: sealed.sig,
       profileUrl: sub.profileUrl,
       purpose: sub.purpose,
+      kek: recipientKek.id,
       ...(ctx.accountedRecipients?.has(sub.service) === true ? { disclosure: { patient: patientOf(), elements: disclosedElements(projected) } } : {}),
     });
   }
   const patientRef = ctx.patientRefOf === undefined ? extractPatientRef(resource) : ctx.patientRefOf(resource);
-  return { deliveries, withheld, restricted, resource, resourceId: typeof resource.id === 'string' ? resource.id : undefined, patientRef };
+  return { deliveries, withheld, restricted, resource, resourceId: typeof resource.id === 'string' ? resource.id : undefined, patientRef, unwrapKek: kek.id };
 }

@@ -98,6 +98,14 @@ it('the Patient: accepted from registration, delivered to each subscriber with i
   expect(billing?.entity?.flatMap((x) => x.detail ?? [])).toEqual([
     { type: 'profile', valueString: profile?.url },
     { type: 'elements', valueString: profile?.allow.join(' ') },
+    // key release: billing's copy was wrapped under the broker~billing KEK, signed by the broker's key
+    { type: 'key-released', valueString: 'billing:enc:1~broker:enc:1' },
+    { type: 'key-signed', valueString: 'broker:sig:1' },
+  ]);
+  // key use: the publisher's signature verified, its data key unwrapped under the broker~registration KEK
+  expect(accepted?.entity?.flatMap((x) => x.detail ?? []).filter((d) => d.type?.startsWith('key-'))).toEqual([
+    { type: 'key-verified', valueString: 'registration:sig:1' },
+    { type: 'key-unwrapped', valueString: 'broker:enc:1~registration:enc:1' },
   ]);
 });
 
