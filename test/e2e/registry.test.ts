@@ -8,8 +8,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Broker } from '../../src/broker/broker.js';
-import { BROKER_ID } from '../../src/catalog/types.js';
+import type { Broker } from '../../src/broker/broker.js';
 import { splitBundle } from '../../src/fhir/bundle.js';
 import { extractPatientRef } from '../../src/fhir/patient-ref.js';
 import { KV_BUCKETS } from '../../src/nats/names.js';
@@ -108,15 +107,7 @@ const results: PublishResult[] = [];
 
 beforeAll(async () => {
   stack = await startTestStack({ config: { maxMessageBytes: 4 * 1024 * 1024 } });
-  second = await Broker.start({
-    config: stack.config,
-    catalog: stack.catalog,
-    nc: await stack.connect('broker-2'),
-    keys: stack.keys(BROKER_ID),
-    peers: stack.peers,
-    secrets: stack.secrets,
-    logger: stack.logger.child({ instance: 2 }),
-  });
+  second = await stack.startAnotherBroker(2);
   tap = await stack.connect('tap');
   tap.subscribe('>', {
     callback: (_e, m) => wire.push(`${m.subject}\n${m.headers === undefined ? '' : [...m.headers.keys()].map((k) => `${k}: ${m.headers?.values(k).join(',')}`).join('\n')}`),

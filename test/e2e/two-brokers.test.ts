@@ -12,15 +12,7 @@ let second: Broker;
 
 beforeAll(async () => {
   stack = await startTestStack();
-  second = await Broker.start({
-    config: stack.config,
-    catalog: stack.catalog,
-    nc: await stack.connect('broker-2'),
-    keys: stack.keys(BROKER_ID),
-    peers: stack.peers,
-    secrets: stack.secrets,
-    logger: stack.logger.child({ instance: 2 }),
-  });
+  second = await stack.startAnotherBroker(2);
 });
 
 afterAll(async () => {

@@ -50,6 +50,8 @@ export interface TestStack {
   broker: Broker | undefined;
   keys(service: string): ServiceKeys;
   startBroker(): Promise<Broker>;
+  /** Another broker process's worth of broker (its own connection, logs tagged `instance: n`), sharing the work. */
+  startAnotherBroker(n: number): Promise<Broker>;
   client(service: string, options?: { receiptTimeoutMs?: number }): Promise<PhiClient>;
   connect(name?: string): Promise<NatsConnection>;
   stop(): Promise<void>;
@@ -89,6 +91,10 @@ export async function startTestStack(options: { config?: Partial<BrokerConfigInp
       const nc = await nats.connect('broker');
       stack.broker = await Broker.start({ config, catalog, nc, keys: readServiceKeys(keysDir, BROKER_ID), peers, secrets, logger });
       return stack.broker;
+    },
+    async startAnotherBroker(n) {
+      const nc = await nats.connect(`broker-${n}`);
+      return Broker.start({ config, catalog, nc, keys: readServiceKeys(keysDir, BROKER_ID), peers, secrets, logger: logger.child({ instance: n }) });
     },
     async client(service, opts = {}) {
       const nc = await nats.connect(service);
