@@ -2,7 +2,7 @@
 // subscribers, an Observation delivered to one subscriber and withheld from another, a rejected message)
 // produces exactly the expected AuditEvents, each valid FHIR R4; the chain verifies; and no planted PHI value
 // reaches the stored audit records, the JetStream files on disk, or the logs.
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEvent } from 'fhir/r4.js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { verifyAuditRecords, type StoredRecord } from '../../src/audit/verify.js
 import { BROKER_ID } from '../../src/catalog/types.js';
 import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../../src/fhir/validate.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
-import { startTestStack, type TestStack } from '../helpers/stack.js';
+import { filesUnder, startTestStack, type TestStack } from '../helpers/stack.js';
 
 const PHI = ['Zanzibarova', 'Quenneville', 'MRN-AUDIT-9931', '1971-03-04', 'pat-audit-1', 'Bramblewick'];
 const PATIENT = {
@@ -145,9 +145,3 @@ it('no planted PHI value in the stored audit records, the JetStream files on dis
   }
 });
 
-function filesUnder(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name);
-    return statSync(path).isDirectory() ? filesUnder(path) : [path];
-  });
-}

@@ -5,7 +5,7 @@
 // readable about the patient is in the KV stream, the JetStream store on disk or the logs. The CLI refuses an
 // unknown service, purpose or label with E_CONSENT_INVALID naming the option.
 import { execFile } from 'node:child_process';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +16,7 @@ import { ConsentStore } from '../../src/consent/store.js';
 import { KV_BUCKETS } from '../../src/nats/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import type { PhiClient } from '../../src/sdk/client.js';
-import { ROOT, readJson, startTestStack, type TestStack } from '../helpers/stack.js';
+import { ROOT, filesUnder, readJson, startTestStack, type TestStack } from '../helpers/stack.js';
 
 const run = promisify(execFile);
 const CLI = join(ROOT, 'dist/src/cli/main.js');
@@ -232,15 +232,7 @@ describe('nothing readable about the patient is stored or logged', () => {
   });
 
   it('the JetStream store on disk and the broker logs never hold the patient ids or the reason', () => {
-    const files: string[] = [];
-    const walk = (dir: string): void => {
-      for (const name of readdirSync(dir)) {
-        const p = join(dir, name);
-        if (statSync(p).isDirectory()) walk(p);
-        else files.push(p);
-      }
-    };
-    walk(stack.nats.dir);
+    const files = filesUnder(stack.nats.dir);
     expect(files.length).toBeGreaterThan(10);
     for (const f of files) {
       if (f.startsWith(stack.config.dataDir)) continue; // keys

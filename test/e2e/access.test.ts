@@ -4,7 +4,7 @@
 // request partial, naming it, until a retry (explicit step, injected clock) reaches it; a refused answer is
 // `failed`; the single extension and overdue listing follow the clock. No raw patient id reaches KV keys or
 // values, the answer store, subjects, headers, message bytes or logs.
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEvent, FhirResource } from 'fhir/r4.js';
 import type { NatsConnection } from 'nats';
@@ -19,7 +19,7 @@ import { BROKER_ID } from '../../src/catalog/types.js';
 import { KV_BUCKETS, OBJECT_STORES, subjects } from '../../src/nats/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import type { PhiClient } from '../../src/sdk/client.js';
-import { startTestStack, type TestStack } from '../helpers/stack.js';
+import { filesUnder, startTestStack, type TestStack } from '../helpers/stack.js';
 
 /** Distinctive planted patient ids. */
 const P1 = 'Zq7731Golf';
@@ -217,7 +217,7 @@ describe('right of access', () => {
     for await (const k of await store.kv.keys()) keys.push(k);
     for (const k of keys) kvText.push(k, new TextDecoder().decode((await store.kv.get(k))?.value));
     expect(kvText.length).toBe(8);
-    const disk = readTree(join(stack.nats.dir, 'nats')).filter((f) => f.includes(`KV_${KV_BUCKETS.access}`) || f.includes(`OBJ_${OBJECT_STORES.accessAnswers}`));
+    const disk = filesUnder(join(stack.nats.dir, 'nats')).filter((f) => f.includes(`KV_${KV_BUCKETS.access}`) || f.includes(`OBJ_${OBJECT_STORES.accessAnswers}`));
     expect(disk.length).toBeGreaterThan(0);
     const diskText = disk.map((f) => readFileSync(f).toString('latin1')).join('\n');
     const wireText = wire.map((w) => `${w.subject}\n${w.headers}\n${w.data.toString('latin1')}`).join('\n');
@@ -232,12 +232,3 @@ describe('right of access', () => {
   });
 });
 
-function readTree(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) out.push(...readTree(path));
-    else out.push(path);
-  }
-  return out;
-}

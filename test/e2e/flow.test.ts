@@ -2,7 +2,7 @@
 // its stable code, a receipt and an encrypted quarantine record; offline subscribers catch up; and no PHI
 // string appears in logs, subjects, headers, message bytes or the JetStream store on disk.
 import { randomUUID } from 'node:crypto';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { headers as natsHeaders, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { sealEnvelope } from '../../src/envelope/seal.js';
 import { HEADERS, STREAMS } from '../../src/nats/names.js';
 import type { Delivered, PhiClient } from '../../src/sdk/client.js';
 import { ReceiptLog } from '../helpers/receipts.js';
-import { ROOT, Waiter, readJson, startTestStack, type TestStack } from '../helpers/stack.js';
+import { ROOT, Waiter, filesUnder, readJson, startTestStack, type TestStack } from '../helpers/stack.js';
 import { Keyring } from '../../src/crypto/keyring.js';
 import { signDetached } from '../../src/crypto/sign.js';
 
@@ -311,15 +311,7 @@ describe('quarantine and the absence of PHI', () => {
   it('no PHI string in logs, subjects, headers, message bytes, or the JetStream store on disk', async () => {
     const logs = stack.logs.text();
     expect(stack.logs.lines.length).toBeGreaterThan(10);
-    const files: string[] = [];
-    const walk = (dir: string): void => {
-      for (const name of readdirSync(dir)) {
-        const p = join(dir, name);
-        if (statSync(p).isDirectory()) walk(p);
-        else files.push(p);
-      }
-    };
-    walk(stack.nats.server.storeDir);
+    const files = filesUnder(stack.nats.server.storeDir);
     expect(files.length).toBeGreaterThan(5);
     const store = Buffer.concat(files.map((f) => readFileSync(f)));
     expect(wire.length).toBeGreaterThan(30);

@@ -4,7 +4,7 @@
 // must hold exactly the expected record per patient — no update lost to the concurrent writers — under keys
 // that are the keyed pseudonyms, and no raw patient id may reach KV keys or values, subjects, headers, logs
 // or the registry's bytes on disk.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +16,7 @@ import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import type { RegistryRecord, RoleRecord } from '../../src/registry/record.js';
 import { RegistryStore, UNRESOLVED_KEY } from '../../src/registry/store.js';
 import type { PhiClient, PublishResult } from '../../src/sdk/client.js';
-import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
+import { ROOT, filesUnder, startTestStack, type TestStack } from '../helpers/stack.js';
 
 const SYNTHEA = join(ROOT, '../shared/fhir-examples/synthea/Alberto_Atencio_fc712d1f-5a2e-4407-9c55-a2a2bad623c2.json');
 
@@ -193,7 +193,7 @@ describe('registry after a mixed flow through two brokers', () => {
       const entry = await store.kv.get(k);
       kvText.push(new TextDecoder().decode(entry?.value));
     }
-    const disk = readTree(join(stack.nats.dir, 'nats')).filter((f) => f.includes(`KV_${KV_BUCKETS.registry}`));
+    const disk = filesUnder(join(stack.nats.dir, 'nats')).filter((f) => f.includes(`KV_${KV_BUCKETS.registry}`));
     expect(disk.length).toBeGreaterThan(0);
     const diskText = disk.map((f) => readFileSync(f).toString('latin1')).join('\n');
     const synthea = [...expected.keys()].filter((r) => r.startsWith('Patient/') && !PATIENTS.some((p) => r.endsWith(p))).map((r) => r.slice('Patient/'.length));
@@ -206,12 +206,3 @@ describe('registry after a mixed flow through two brokers', () => {
   });
 });
 
-function readTree(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) out.push(...readTree(path));
-    else out.push(path);
-  }
-  return out;
-}

@@ -1,6 +1,6 @@
 // Test harness: a real nats-server, the shipped catalog (or another), dev keys in a temp dir, a broker
 // whose pino logs are captured (so tests can search them for PHI), and SDK clients for any service.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { NatsConnection } from 'nats';
@@ -137,4 +137,12 @@ export class Waiter {
 
 export function readJson(path: string): Record<string, unknown> {
   return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+}
+
+/** Every file below `dir` (recursively): the JetStream store a test searches for planted PHI. */
+export function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? filesUnder(path) : [path];
+  });
 }
