@@ -16,7 +16,7 @@ import type { AccessStepFact, AuditFact } from '../audit/facts.js';
 import { BrokerError, isBrokerError } from '../errors.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../fhir/limits.js';
 import { errorFields, type Logger } from '../log.js';
-import { BROKER_QUEUE, HEADERS, subjects } from '../nats/names.js';
+import { BROKER_QUEUE, HEADERS, KV_BUCKETS, subjects } from '../nats/names.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
 import { RegistryStore } from '../registry/store.js';
@@ -25,6 +25,7 @@ import { openAnswerEnvelope } from './answer.js';
 import { sealQuestion } from './protocol.js';
 import { claimAttempt, dueServices, extendRequest, isOverdue, newRequest, recordAnswer, recordMiss, type AccessRequest } from './request.js';
 import { accessKey, answerHash, checkRequestId, openPatientRef, sealAnswer, sealPatientRef } from './sealing.js';
+import { serveServiceRequests } from './service-requests.js';
 import { AccessStore } from './store.js';
 
 export interface AccessDeskOptions {
@@ -42,6 +43,8 @@ export interface AccessDeskOptions {
   readonly retryIntervalMs?: number;
   /** The broker's audit trail (src/audit/trail.ts): every step is recorded as a FHIR AuditEvent before it is reported. */
   readonly audit?: { record(facts: readonly AuditFact[]): Promise<void> };
+  /** How far a service's access request (SDK) may be timestamped from this clock (config clockSkewMs; default 5 min). */
+  readonly clockSkewMs?: number;
 }
 
 export class AccessDesk {
@@ -49,6 +52,7 @@ export class AccessDesk {
   private readonly key: Uint8Array;
   private readonly now: () => number;
   private control: Subscription | undefined;
+  private serviceRequests: Subscription | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly inflight = new Set<Promise<unknown>>();
 
@@ -69,6 +73,22 @@ export class AccessDesk {
       const p = desk.handleControl(msg.data).then((reply) => msg.respond(new TextEncoder().encode(JSON.stringify(reply))));
       desk.track(p);
     } });
+    // Requests from the catalog's access requesters through the SDK (service-requests.ts): the same create() below.
+    desk.serviceRequests = serveServiceRequests({
+      nc: opts.nc,
+      catalog: opts.catalog,
+      keyring: desk.keyring,
+      signer: opts.keys.sign,
+      now: desk.now,
+      clockSkewMs: opts.clockSkewMs ?? 5 * 60_000,
+      logger: opts.logger,
+      ...(opts.audit === undefined ? {} : { audit: opts.audit }),
+      create: (patient, requester) => desk.create(patient, requester),
+      get: (id) => desk.store.get(id),
+      track: (p) => desk.track(p),
+      // The broker's replay bucket (src/nats/setup.ts creates it, with its TTL): bound, never created or changed here.
+      seen: await opts.nc.jetstream().views.kv(KV_BUCKETS.seen, { bindOnly: true }),
+    });
     const interval = opts.retryIntervalMs ?? 30_000;
     if (interval > 0) desk.timer = setInterval(() => desk.track(desk.retryDue()), interval);
     await opts.nc.flush();
@@ -78,6 +98,7 @@ export class AccessDesk {
   async stop(): Promise<void> {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.control?.unsubscribe();
+    this.serviceRequests?.unsubscribe();
     await Promise.allSettled([...this.inflight]);
   }
 
@@ -91,17 +112,20 @@ export class AccessDesk {
     this.inflight.add(t);
   }
 
-  /** Creates a request for the patient (canonical form of the catalog's rule) and asks every holding service once. */
-  async create(patient: string): Promise<AccessRequest> {
+  /**
+   * Creates a request for the patient (canonical form of the catalog's rule) and asks every holding service once.
+   * `requester`: the catalog access requester that filed it through the SDK (absent for an operator's command).
+   */
+  async create(patient: string, requester?: string): Promise<AccessRequest> {
     const ref = canonicalPatientRef(patient, this.opts.catalog.patients);
     const pseudonym = patientPseudonym(this.opts.secrets, ref);
     const record = await this.registry.get(pseudonym);
     const holders = Object.keys(record?.services ?? {}).filter((s) => this.inDesignatedRecordSet(s));
     const id = `ar-${randomUUID()}`;
-    const request = newRequest({ id, patient: pseudonym, sealedRef: sealPatientRef(this.key, id, ref), services: holders, now: this.now() });
+    const request = newRequest({ id, patient: pseudonym, sealedRef: sealPatientRef(this.key, id, ref), services: holders, now: this.now(), ...(requester === undefined ? {} : { requester }) });
     await this.store.create(request);
-    await this.audited({ step: 'created', requestId: id, patientPseudonym: pseudonym, services: holders });
-    this.opts.logger.info({ event: 'access.created', request: id, services: holders }, 'access request created');
+    await this.audited({ step: 'created', requestId: id, patientPseudonym: pseudonym, services: holders, ...(requester === undefined ? {} : { requester }) });
+    this.opts.logger.info({ event: 'access.created', request: id, services: holders, ...(requester === undefined ? {} : { requester }) }, 'access request created');
     await Promise.all(holders.map((s) => this.ask(id, s)));
     return this.store.get(id);
   }

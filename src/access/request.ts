@@ -38,6 +38,8 @@ export interface AccessRequest {
   readonly extension?: { readonly at: number; readonly reason: string; readonly previousDueAt: number };
   readonly status: RequestStatus;
   readonly services: Readonly<Record<string, ServiceState>>;
+  /** The catalog access requester (a service, through the SDK) that filed it; absent when an operator did (CLI). */
+  readonly requester?: string;
 }
 
 const serviceState = z.discriminatedUnion('state', [
@@ -56,11 +58,12 @@ const requestSchema = z.strictObject({
   extension: z.strictObject({ at: z.number(), reason: z.string(), previousDueAt: z.number() }).optional(),
   status: z.enum(['open', 'partial', 'complete']),
   services: z.record(z.string(), serviceState),
+  requester: z.string().optional(),
 });
 
-export function newRequest(input: { id: string; patient: string; sealedRef: string; services: readonly string[]; now: number }): AccessRequest {
+export function newRequest(input: { id: string; patient: string; sealedRef: string; services: readonly string[]; now: number; requester?: string }): AccessRequest {
   const services = Object.fromEntries([...input.services].sort().map((s) => [s, { state: 'pending', attempts: 0, nextAttemptAt: input.now } as ServiceState]));
-  return withStatus({ v: 1, id: input.id, patient: input.patient, sealedRef: input.sealedRef, receivedAt: input.now, dueAt: input.now + ACCESS_DUE_MS, status: 'open', services });
+  return withStatus({ v: 1, id: input.id, patient: input.patient, sealedRef: input.sealedRef, receivedAt: input.now, dueAt: input.now + ACCESS_DUE_MS, status: 'open', services, ...(input.requester === undefined ? {} : { requester: input.requester }) });
 }
 
 /** complete: every service answered (or none holds data); partial: some answered; open: none yet. */

@@ -60,7 +60,7 @@ export const SYSTEM = {
   consent: 'urn:phi-broker:consent',
   /** A right-of-access request id (KV phi_access). */
   accessRequest: 'urn:phi-broker:access-request',
-  /** The step of a right-of-access request (AuditEvent.subtype): created, answered, unanswered, failed, extended. */
+  /** The step of a right-of-access request (AuditEvent.subtype): created, answered, unanswered, failed, extended, refused. */
   accessStep: 'urn:phi-broker:access-step',
   messageId: 'urn:phi-broker:message-id',
   quarantineRecord: 'urn:phi-broker:quarantine-record',

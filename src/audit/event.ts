@@ -11,6 +11,9 @@
 //   broker-start/stop → DCM 110100 Application Activity, subtype 110120 / 110121, action E
 //   catalog-loaded    → DCM 110113 Security Alert, subtype 110129 Security Configuration, with the catalog hash
 //   alert        → DCM 110113 Security Alert, subtype the rule (urn:phi-broker:alert-rule)
+//   access       → DCM 110110 Patient Record, subtype the step (urn:phi-broker:access-step), purposeOfEvent PATRQT;
+//                  agents: the requesting service (source, requestor) when a service filed it, the broker, the services asked
+//   access-refused → the same type, subtype `refused`, outcome 4: a service's request the broker refused
 // Entities: the patient as the broker's keyed pseudonym (entity type 1 Person, role 1 Patient) — never the
 // patient id; the resource (type 2 System Object, role 4 Domain Resource) by type and the keyed pseudonym of
 // `<Type>/<id>` (a logical id may embed an identifier), a Patient by type only; the message id as BALP's transaction entity. Pure: ids, clock and pseudonym are injected.
@@ -178,7 +181,12 @@ export function buildAuditEvent(fact: AuditFact, ctx: EventContext): AuditEvent 
         { system: SYSTEM.accessStep, code: fact.step },
         action,
         ok ? OUTCOME.success : OUTCOME.minor,
-        [broker(AGENT.application, true), ...fact.services.map((s) => agent({ service: s }, AGENT.destination, false))],
+        // A request a service filed (SDK): that service is the requestor (source); otherwise the broker acts for the operator.
+        [
+          ...(fact.requester === undefined ? [] : [agent({ service: fact.requester }, AGENT.source, true)]),
+          broker(AGENT.application, fact.requester === undefined),
+          ...fact.services.map((s) => agent({ service: s }, AGENT.destination, false)),
+        ],
         [
           shared({ what: { identifier: { system: SYSTEM.patientPseudonym, value: fact.patientPseudonym } }, type: ENTITY.person, role: ROLE.patient }),
           {
@@ -194,6 +202,20 @@ export function buildAuditEvent(fact: AuditFact, ctx: EventContext): AuditEvent 
       );
       return { ...event, purposeOfEvent: purposes('PATRQT'), ...(ok && fact.detail !== undefined ? { outcomeDesc: fact.detail } : {}) };
     }
+    case 'access-refused':
+      // A service's request the broker refused: the service (as the subject named it) is the requestor, the broker decided.
+      return {
+        ...base(
+          TYPE.patientRecord,
+          { system: SYSTEM.accessStep, code: 'refused' },
+          fact.op === 'status' ? 'R' : 'C',
+          OUTCOME.minor,
+          [agent({ service: fact.requester }, AGENT.source, true), broker(AGENT.destination, false)],
+          fact.messageId === undefined ? [] : [transactionEntity(fact.messageId)],
+          `access refused: ${describe(fact.code, fact.path)}`,
+        ),
+        purposeOfEvent: purposes('PATRQT'),
+      };
     case 'broker-start':
     case 'broker-stop':
       return base(TYPE.application, fact.kind === 'broker-start' ? SUBTYPE.applicationStart : SUBTYPE.applicationStop, 'E', OUTCOME.success, [broker(AGENT.application, true)]);

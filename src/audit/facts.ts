@@ -128,10 +128,30 @@ export interface AccessStepFact {
   /** For answered: the number of resources and the SHA-256 of the answer. */
   readonly resources?: number;
   readonly sha256?: string;
+  /** For created: the catalog access requester (a service, SDK) that asked; absent when an operator did (CLI). */
+  readonly requester?: string;
+}
+
+/**
+ * A service's right-of-access request (SDK, phi.request.access.<service>) the broker refused: not an access
+ * requester, a signature or sender that does not verify, a patient reference not in the catalog's form, a status
+ * asked about another's request (src/access/service-requests.ts). Ids and codes only.
+ */
+export interface AccessRefusedFact {
+  readonly kind: 'access-refused';
+  /** The service the NATS subject names (authenticated by NATS; by the broker only when the code is not a signature failure). */
+  readonly requester: string;
+  /** What was asked, when the sealed command could be read that far. */
+  readonly op?: 'create' | 'status';
+  readonly code: string;
+  readonly path?: string;
+  /** The command's envelope id (the SDK's random id), when it parsed. */
+  readonly messageId?: string;
 }
 
 export type AuditFact =
   | AccessStepFact
+  | AccessRefusedFact
   | AcceptedFact
   | RejectedFact
   | DeliveredFact

@@ -3,6 +3,7 @@
 // item does not hide problems elsewhere; then profiles are checked against FHIR R4 and the classification
 // (profile-check.ts) and topics against services and profiles. No I/O: load.ts reads the files.
 import { isResourceType } from '../fhir/elements.js';
+import { checkAccess, parseAccess } from './access.js';
 import { checkClassification } from './classification.js';
 import { resolveElementPath } from './element-path.js';
 import { catalogHash } from './hash.js';
@@ -12,8 +13,8 @@ import { compilePatients } from './patients.js';
 import { checkProfile } from './profile-check.js';
 import { classificationSchema, profileSchema, serviceSchema, subjectsFileSchema, topicSchema } from './schema.js';
 import type { TopicInput } from './schema.js';
-import { BROKER_ID, DEFAULT_PATIENT_MATCH } from './types.js';
-import type { Catalog, ClassificationDef, PatientMatchDef, ProfileDef, ServiceDef, SubscriptionDef, TopicDef } from './types.js';
+import { BROKER_ID, DEFAULT_ACCESS_POLICY, DEFAULT_PATIENT_MATCH } from './types.js';
+import type { AccessPolicyDef, Catalog, ClassificationDef, PatientMatchDef, ProfileDef, ServiceDef, SubscriptionDef, TopicDef } from './types.js';
 import { parseYamlSource, zodIssues } from './yaml-source.js';
 import type { YamlSource } from './yaml-source.js';
 
@@ -73,6 +74,7 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
   const topics = new Map<string, TopicAt>();
   const topicSeen = new Map<string, string>();
   let patients: { def: PatientMatchDef | undefined; file: string } | undefined;
+  let accessAt: { requesters: readonly string[] | undefined; source: YamlSource } | undefined;
   for (const { source } of parsed.filter((p) => p.kind === 'subjects')) {
     const top = subjectsFileSchema.safeParse(source.data ?? {});
     if (!top.success) {
@@ -86,6 +88,14 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
         const r = compilePatients(source, top.data.patients);
         issues.push(...r.issues);
         patients = { def: r.def, file: source.file };
+      }
+    }
+    if (top.data.access !== undefined) {
+      if (accessAt !== undefined) issues.push(source.issue(['access'], `a second access declaration (first in ${accessAt.source.file}; expected exactly one)`));
+      else {
+        const r = parseAccess(source, top.data.access);
+        issues.push(...r.issues);
+        accessAt = { requesters: r.requesters, source };
       }
     }
     (top.data.services ?? []).forEach((raw, i) => {
@@ -182,6 +192,13 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
     compiledTopics.set(type, Object.freeze({ resourceType: type, publishers: Object.freeze([...input.publishers]), subscribers: Object.freeze(subscribers), file: source.file }));
   }
 
+  let access: AccessPolicyDef = DEFAULT_ACCESS_POLICY;
+  if (accessAt?.requesters !== undefined) {
+    const r = checkAccess(accessAt.source, accessAt.requesters, isService);
+    issues.push(...r.issues);
+    access = r.def;
+  }
+
   if (issues.length > 0 || classification === undefined) return { catalog: undefined, issues: Object.freeze(sortIssues(issues)) };
   const body = {
     services: frozenMap(services),
@@ -189,6 +206,7 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
     profiles: frozenMap(profiles),
     classification,
     patients: patients?.def ?? DEFAULT_PATIENT_MATCH,
+    access,
   };
   const catalog: Catalog = Object.freeze({ ...body, hash: catalogHash(body) });
   return { catalog, issues: Object.freeze([]) };

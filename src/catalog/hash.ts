@@ -22,6 +22,8 @@ export function catalogCanonicalJson(catalog: Omit<Catalog, 'hash'>): string {
     profiles: Object.fromEntries([...catalog.profiles].map(([id, p]) => [id, strip(p)])),
     classification: catalog.classification,
     patients: catalog.patients,
+    // Only when declared, so a catalog without access requesters keeps the hash it had before they existed.
+    ...(catalog.access.requesters.length === 0 ? {} : { access: { requesters: [...catalog.access.requesters].sort() } }),
   };
   const json = canonicalize(form);
   if (json === undefined) throw new TypeError('catalog has no JSON form');

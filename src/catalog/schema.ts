@@ -43,8 +43,17 @@ export const subjectsFileSchema = z
     services: z.array(z.unknown()).optional(),
     topics: z.record(z.string(), z.unknown()).optional(),
     patients: z.unknown().optional(),
+    access: z.unknown().optional(),
   })
-  .refine((f) => f.services !== undefined || f.topics !== undefined || f.patients !== undefined, 'expected services, topics and/or patients');
+  .refine((f) => f.services !== undefined || f.topics !== undefined || f.patients !== undefined || f.access !== undefined, 'expected services, topics, patients and/or access');
+
+/**
+ * Right of access from the SDK (45 CFR 164.524; `access:` in a subjects file, e.g. subjects/access.yaml): the
+ * services that may create access requests on a patient's behalf (a patient portal). Default: none.
+ */
+export const accessSchema = z.strictObject({
+  requesters: z.array(serviceId),
+});
 
 export const TRANSFORM_NAMES = ['year', 'zip3', 'pseudonym', 'drop'] as const;
 

@@ -112,6 +112,18 @@ export type PatientMatchDef =
 /** Without a `patients:` declaration: match by reference, accept (and count) what does not resolve. */
 export const DEFAULT_PATIENT_MATCH: PatientMatchDef = Object.freeze({ match: 'reference', unresolved: 'accept' });
 
+/**
+ * Who may create right-of-access requests (45 CFR 164.524) through the SDK (`access:` in a subjects file,
+ * subjects/access.yaml): the broker refuses anyone else with E_ACCESS_NOT_ALLOWED, and the generated NATS
+ * permissions let only these services publish on their phi.request.access.<service> subject.
+ */
+export interface AccessPolicyDef {
+  readonly requesters: readonly string[];
+}
+
+/** Without an `access:` declaration: no service may create access requests (operators still can, `access request`). */
+export const DEFAULT_ACCESS_POLICY: AccessPolicyDef = Object.freeze({ requesters: Object.freeze([]) });
+
 export interface Catalog {
   readonly services: ReadonlyMap<string, ServiceDef>;
   readonly topics: ReadonlyMap<string, TopicDef>;
@@ -119,6 +131,8 @@ export interface Catalog {
   readonly classification: ClassificationDef;
   /** The canonical patient matching rule (registry keys, access requests). */
   readonly patients: PatientMatchDef;
+  /** Who may create right-of-access requests from the SDK. */
+  readonly access: AccessPolicyDef;
   /** SHA-256 (hex) over the canonical form of everything above: recorded in the audit trail at start. */
   readonly hash: string;
 }

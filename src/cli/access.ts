@@ -34,7 +34,7 @@ export function formatRequest(r: AccessRequest, now: number): string {
   const missing = unanswered(r);
   const lines = [
     `${r.id}  ${r.status}${r.status === 'partial' || r.status === 'open' ? ` (waiting for: ${missing.join(', ')})` : ''}${isOverdue(r, now) ? '  OVERDUE' : ''}`,
-    `  patient ${r.patient}`,
+    `  patient ${r.patient}${r.requester === undefined ? '' : `, requested by ${r.requester} (SDK)`}`,
     `  received ${iso(r.receivedAt)}, due ${iso(r.dueAt)}${r.extension === undefined ? '' : ` (extended ${iso(r.extension.at)} from ${iso(r.extension.previousDueAt)}: ${r.extension.reason})`}`,
     ...Object.entries(r.services).map(([name, s]) => describeService(name, s)),
   ];

@@ -50,6 +50,7 @@ export async function runUp(config: BrokerConfig, port?: number, opts: { readonl
       answerTimeoutMs: config.accessAnswerTimeoutMs,
       audit: broker.auditTrail,
       retryIntervalMs: config.accessRetryIntervalMs,
+      clockSkewMs: config.clockSkewMs,
     });
   } catch (err) {
     // e.g. streams not provisioned under the mTLS permissions: exit with the error instead of hanging on the open connection

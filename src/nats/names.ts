@@ -121,6 +121,19 @@ export const subjects = {
   /** Right of access: operator commands to the broker processes (request/reply, queue group BROKER_QUEUE). */
   accessControl: 'phi.control.access',
   accessAll: 'phi.access.>',
+  /**
+   * Right of access from a service (the SDK's requestAccess / accessStatus): request/reply to the broker processes
+   * (queue group BROKER_QUEUE) on `phi.request.access.<requesting service>`; only the catalog's access requesters
+   * may publish there. The patient reference travels sealed in the body, never in the subject or a header.
+   */
+  accessRequest: (service: string): string => {
+    assertService(service);
+    return `phi.request.access.${service}`;
+  },
+  /** What the broker processes subscribe to: every service's access-request subject. */
+  accessRequestAll: 'phi.request.access.*',
+  /** Every subject under phi.request (denied to services that are not requesters, and to every subscriber). */
+  requestAll: 'phi.request.>',
   receiptsAll: 'phi.receipt.>',
   receipt: (service: string): string => {
     assertService(service);
@@ -153,6 +166,14 @@ export function parseIngestSubject(subject: string): IngestSubject | undefined {
   if (!SERVICE_ID_PATTERN.test(service)) return undefined;
   if (token === RAW_TOKEN) return { service, type: RAW_TYPE };
   return RESOURCE_TYPE_NAME_PATTERN.test(token) ? { service, type: token } : undefined;
+}
+
+/** The requesting service named by `phi.request.access.<service>`; undefined when the subject is not of that shape. */
+export function parseAccessRequestSubject(subject: string): string | undefined {
+  const parts = subject.split('.');
+  if (parts.length !== 4 || parts[0] !== 'phi' || parts[1] !== 'request' || parts[2] !== 'access') return undefined;
+  const service = parts[3] as string;
+  return SERVICE_ID_PATTERN.test(service) ? service : undefined;
 }
 
 /** Durable consumer of a subscriber's deliveries (all types, or one). */

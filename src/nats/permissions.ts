@@ -93,10 +93,19 @@ const BROKER_SUBJECTS: readonly string[] = [
   subjects.accessControl,
 ];
 
+/**
+ * Right of access from the SDK (src/access/requester.ts): a catalog access requester may publish its own
+ * phi.request.access.<service> (the broker answers on its inbox); every other service is denied all of phi.request.
+ */
+function accessRequestRule(catalog: Catalog, service: string): { allow: string[]; deny: string[] } {
+  return catalog.access.requesters.includes(service) ? { allow: [subjects.accessRequest(service)], deny: [] } : { allow: [], deny: [subjects.requestAll] };
+}
+
 function servicePermissions(catalog: Catalog, service: string): IdentityPermissions {
   const identity = serviceIdentity(service);
   const durables = deliveryDurables(catalog, service);
   const inbox = inboxPrefix(service);
+  const requests = accessRequestRule(catalog, service);
   return {
     identity,
     user: natsUser(identity),
@@ -113,6 +122,7 @@ function servicePermissions(catalog: Catalog, service: string): IdentityPermissi
           jsApi.consumerNext(STREAMS.deliver, d.name),
           jsApi.ack(STREAMS.deliver, d.name),
         ]),
+        ...requests.allow,
       ],
       deny: [
         ...MANAGEMENT,
@@ -124,12 +134,13 @@ function servicePermissions(catalog: Catalog, service: string): IdentityPermissi
         jsApi.objAny,
         jsApi.flowControlAny,
         ...BROKER_SUBJECTS,
+        ...requests.deny,
       ],
     },
     subscribe: {
       // phi.access.<self>: the broker's right-of-access requests to this service (answered via allow_responses).
       allow: [subjects.receipt(service), subjects.access(service), `${inbox}.>`],
-      deny: ['$JS.>', jsApi.kvAny, jsApi.objAny, subjects.ingestAll, subjects.deliverAll, subjects.quarantineAll, subjects.auditAll, subjects.alertAll, subjects.disclosuresAll, subjects.accessControl],
+      deny: ['$JS.>', jsApi.kvAny, jsApi.objAny, subjects.ingestAll, subjects.deliverAll, subjects.quarantineAll, subjects.auditAll, subjects.alertAll, subjects.disclosuresAll, subjects.accessControl, subjects.requestAll],
     },
     allowResponses: true,
   };
@@ -178,12 +189,13 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         // Requests to each service's phi.access.<service> (src/access/desk.ts).
         subjects.accessAll,
       ],
-      deny: [...MANAGEMENT, subjects.ingestAll, subjects.accessControl],
+      deny: [...MANAGEMENT, subjects.ingestAll, subjects.accessControl, subjects.requestAll],
     },
     subscribe: {
       // Operator commands to the AccessDesk, only in the brokers' queue group (NATS "<subject> <queue>"
       // permission), answered via allow_responses.
-      allow: [`${inbox}.>`, `${subjects.accessControl} ${BROKER_QUEUE}`],
+      // Services' access requests (SDK) likewise, queue group only (src/access/service-requests.ts).
+      allow: [`${inbox}.>`, `${subjects.accessControl} ${BROKER_QUEUE}`, `${subjects.accessRequestAll} ${BROKER_QUEUE}`],
       deny: ['$JS.>', subjects.ingestAll, subjects.deliverAll],
     },
     allowResponses: true,

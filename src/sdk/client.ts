@@ -19,6 +19,7 @@ import { HEADERS, STREAMS, inboxPrefix, subjects } from '../nats/names.js';
 import { ensureDeliveryConsumer } from '../nats/setup.js';
 import { decodeReceipt, type Receipt } from '../broker/receipt.js';
 import { serveAccessRequests, type AccessRequestHandler } from './access.js';
+import { sendAccessCommand, type AccessRequestSummary } from './access-requests.js';
 import { RecentIds } from './dedupe.js';
 import { openDelivery, redeliveryDelay, verifyDelivery, type Delivered, type ResourceOf, type ResourceType } from './delivery.js';
 import { classifyInput } from './input.js';
@@ -48,6 +49,11 @@ export interface PhiClientOptions {
   readonly peers: readonly PublicKeyRecord[];
   /** How long `publish` waits for the broker's receipt. */
   readonly receiptTimeoutMs?: number;
+  /**
+   * How long `requestAccess` / `accessStatus` wait for the broker (default 60 s: creating a request asks every
+   * holding service once before the broker replies).
+   */
+  readonly accessTimeoutMs?: number;
   readonly logger?: Logger;
 }
 
@@ -59,6 +65,8 @@ export type PublishResult =
 
 export type { Delivered, Provenance, ResourceOf, ResourceType } from './delivery.js';
 export { redeliveryDelay } from './delivery.js';
+
+export type { AccessRequestSummary } from './access-requests.js';
 
 export type DeliveryHandler<R = FhirResource> = (delivery: Delivered<R>) => void | Promise<void>;
 
@@ -342,6 +350,30 @@ export class PhiClient {
         await this.opts.nc.flush();
       },
     };
+  }
+
+  /**
+   * Files a patient's right-of-access request (45 CFR 164.524) with the broker, for a service the catalog lists as an
+   * access requester (subjects/access.yaml, e.g. a patient portal). `patientRef` is the patient in a form the
+   * catalog's matching rule accepts (`Patient/<id>`, or an identifier value); it travels only sealed to the broker.
+   * Resolves with the request's id, status, received time and due date (30 days later); the broker then asks every
+   * service holding the patient's data and assembles one Bundle. Throws a BrokerError: E_ACCESS_NOT_ALLOWED (not a
+   * requester), E_PATIENT_UNRESOLVED (not in the catalog's form), E_SIGNATURE, E_TIMEOUT …
+   */
+  async requestAccess(patientRef: string): Promise<AccessRequestSummary> {
+    if (typeof patientRef !== 'string' || patientRef.trim() === '') throw new TypeError('requestAccess: patientRef must be a non-empty string');
+    return sendAccessCommand(this.accessRequester(), { op: 'create', patient: patientRef });
+  }
+
+  /** The current status and due date of a request this service filed (E_ACCESS_NOT_ALLOWED for anyone else's). */
+  async accessStatus(id: string): Promise<AccessRequestSummary> {
+    if (typeof id !== 'string' || id === '') throw new TypeError('accessStatus: id must be a request id (ar-<uuid>)');
+    return sendAccessCommand(this.accessRequester(), { op: 'status', id });
+  }
+
+  private accessRequester(): Parameters<typeof sendAccessCommand>[0] {
+    if (this.closing) throw new TypeError('PhiClient access request after close()');
+    return { nc: this.opts.nc, service: this.opts.service, keys: this.opts.keys, keyring: this.keyring, brokerSigningKeys: this.brokerSigningKeys, timeoutMs: this.opts.accessTimeoutMs ?? 60_000 };
   }
 
   async close(): Promise<void> {

@@ -28,6 +28,8 @@ const FACTS: readonly AuditFact[] = [
   { kind: 'broker-stop' },
   { kind: 'catalog-loaded', hash: 'sha256-abc', services: 5, types: 3 },
   { kind: 'alert', rule: 'rejections', service: 'registration', detail: '10 rejections in 60000 ms (threshold 10)' },
+  { kind: 'access', step: 'created', requestId: 'ar-00000000-0000-4000-8000-000000000001', patientPseudonym: 'pseudo-1', services: ['billing', 'ehr'], requester: 'patient-portal' },
+  { kind: 'access-refused', requester: 'billing', op: 'create', code: 'E_ACCESS_NOT_ALLOWED', path: 'iss', messageId: subject.messageId },
 ];
 
 const byKind = (kind: AuditFact['kind']): AuditEvent => {
@@ -46,6 +48,25 @@ describe('buildAuditEvent', () => {
   it('the validator does refuse a broken AuditEvent (so the test above can fail)', () => {
     const broken = { ...byKind('accepted'), outcome: '99', action: 'X' };
     expect(() => validateResource(JSON.parse(JSON.stringify(broken)), DEFAULT_VALIDATION_LIMITS)).toThrow(expect.objectContaining({ code: 'E_FHIR_INVALID' }));
+  });
+
+  it('access created by a service (SDK): that service is the requesting source, the broker acts, the services asked are destinations', () => {
+    const e = byKind('access');
+    expect(e.agent.map((a) => [a.who?.identifier?.value, a.requestor, a.type?.coding?.[0]?.code])).toEqual([
+      ['patient-portal', true, '110153'],
+      ['broker', false, '110150'],
+      ['billing', false, '110152'],
+      ['ehr', false, '110152'],
+    ]);
+    expect(e.purposeOfEvent?.[0]?.coding?.[0]?.code).toBe('PATRQT');
+  });
+
+  it('access refused: Patient Record / refused, outcome 4 with code and path, the asking service as requestor, the message id only', () => {
+    const e = byKind('access-refused');
+    expect([e.type.code, e.subtype?.[0], e.action, e.outcome, e.outcomeDesc]).toEqual(['110110', { system: 'urn:phi-broker:access-step', code: 'refused' }, 'C', '4', 'access refused: E_ACCESS_NOT_ALLOWED at iss']);
+    expect(e.agent.map((a) => [a.who?.identifier?.value, a.requestor])).toEqual([['billing', true], ['broker', false]]);
+    expect(e.entity?.map((x) => x.what?.identifier?.value)).toEqual([subject.messageId]);
+    expect(e.purposeOfEvent?.[0]?.coding?.[0]?.code).toBe('PATRQT');
   });
 
   it('accepted: BALP create, publisher as requesting source, patient as pseudonym, resource and message id', () => {

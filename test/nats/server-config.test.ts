@@ -47,6 +47,8 @@ describe('natsPermissions', () => {
         `$JS.API.CONSUMER.MSG.NEXT.PHI_DELIVER.${d.name}`,
         `$JS.ACK.PHI_DELIVER.${d.name}.>`,
       ]),
+      // Its own access-request subject only when the catalog lists it as an access requester (subjects/access.yaml).
+      ...(catalog.access.requesters.includes(service) ? [`phi.request.access.${service}`] : []),
     ];
     expect([...p.publish.allow].sort()).toEqual(expected.sort());
     expect([...p.subscribe.allow].sort()).toEqual([`phi.receipt.${service}`, `phi.access.${service}`, `_INBOX.${service}.>`].sort());
@@ -80,8 +82,22 @@ describe('natsPermissions', () => {
       ['KV_phi_consent', 'KV_phi_access'].flatMap((st) => [`$JS.API.CONSUMER.CREATE.${st}`, `$JS.API.CONSUMER.CREATE.${st}.>`]).sort(),
     );
     expect(b.publish.allow).toEqual(expect.arrayContaining(['phi.audit.>', 'phi.alert.>', 'phi.disclosure.>', 'phi.access.>', '$O.phi_access_answers.>', '$KV.phi_registry.>', '$KV.phi_access.>']));
-    expect(b.subscribe.allow).toEqual(['_INBOX.broker.>', 'phi.control.access phi-broker']);
+    expect(b.subscribe.allow).toEqual(['_INBOX.broker.>', 'phi.control.access phi-broker', 'phi.request.access.* phi-broker']);
+    expect(b.publish.deny).toContain('phi.request.>');
     expect(b.allowResponses).toBe(true);
+  });
+
+  it('access requests from the SDK: only the catalog\'s requesters may publish phi.request.access.<self>; the rest are denied all of phi.request', () => {
+    expect(catalog.access.requesters).toEqual(['patient-portal']);
+    for (const p of perms.filter((x) => x.identity.kind === 'service')) {
+      const service = p.identity.id;
+      const requester = catalog.access.requesters.includes(service);
+      expect(p.publish.allow.filter((x) => x.startsWith('phi.request.')), service).toEqual(requester ? [`phi.request.access.${service}`] : []);
+      expect(p.publish.deny.includes('phi.request.>'), service).toBe(!requester);
+      // Nobody may subscribe to requests (another service's, or all): only the broker's queue group reads them.
+      expect(p.subscribe.deny, service).toContain('phi.request.>');
+      expect(p.subscribe.allow.some((x) => x.startsWith('phi.request')), service).toBe(false);
+    }
   });
 
   it('the admin has the JetStream API, consent writes and the access commands, and nothing else of phi.* (it runs nothing else)', () => {
