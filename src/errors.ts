@@ -30,6 +30,8 @@ export const ERROR_CODES = {
   E_ACCESS_UNKNOWN: 'No right-of-access request has this id.',
   E_ACCESS_EXTENDED: 'A right-of-access request may be extended once (45 CFR 164.524(b)(2)(ii)); this one already was, or is closed.',
   E_ACCESS_NOT_ALLOWED: 'The service may not create right-of-access requests (not among the catalog\'s access requesters), or asked about a request it did not create.',
+  E_ACCESS_PARTS: 'A right-of-access answer sent in parts does not reassemble: a part missing, marked as another part, or the whole not of the length and SHA-256 its manifest declared.',
+  E_ACCESS_OTHER_PATIENT: 'A right-of-access answer holds a resource about another patient than the one asked (the catalog\'s canonical matching rule); none of that answer is kept.',
   E_AUDIT_CHAIN: 'The broker could not append to its audit chain (JetStream did not store the record, or another writer appended to the chain); nothing is acknowledged until it can.',
 } as const satisfies Record<`E_${string}`, string>;
 

@@ -22,6 +22,8 @@ import { patientPseudonym } from '../registry/pseudonym.js';
 import { RegistryStore } from '../registry/store.js';
 import { CONTROL_REF_AAD, type ControlCommand, type ControlReply } from './control.js';
 import { openAnswerEnvelope } from './answer.js';
+import { fetchParts } from './fetch-parts.js';
+import { openManifest } from './parts.js';
 import { sealQuestion } from './protocol.js';
 import { claimAttempt, dueServices, extendRequest, isOverdue, newRequest, recordAnswer, recordMiss, type AccessRequest } from './request.js';
 import { accessKey, answerHash, checkRequestId, openPatientRef, sealAnswer, sealPatientRef } from './sealing.js';
@@ -41,11 +43,16 @@ export interface AccessDeskOptions {
   readonly answerTimeoutMs?: number;
   /** How often this process looks for due retries; 0: only on command (`retryDue`, `access retry`). */
   readonly retryIntervalMs?: number;
+  /** The largest answer (sealed bytes) a service may send in parts; larger is refused E_TOO_LARGE. Default 256 MiB. */
+  readonly maxAnswerBytes?: number;
   /** The broker's audit trail (src/audit/trail.ts): every step is recorded as a FHIR AuditEvent before it is reported. */
   readonly audit?: { record(facts: readonly AuditFact[]): Promise<void> };
   /** How far a service's access request (SDK) may be timestamped from this clock (config clockSkewMs; default 5 min). */
   readonly clockSkewMs?: number;
 }
+
+/** Default bound on one service's sealed answer: the broker holds it in memory while checking it. */
+export const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 
 export class AccessDesk {
   private readonly keyring: Keyring;
@@ -169,12 +176,14 @@ export class AccessDesk {
     const { request, changed } = await this.store.update(id, (r) => (dueServices(r, now).includes(service) ? claimAttempt(r, service, now) : r));
     const state = request.services[service];
     if (!changed || state === undefined) return;
-    const question = sealQuestion({ requestId: id, service, attempt: state.attempts, patientRef: openPatientRef(this.key, id, request.sealedRef), now, signer: this.opts.keys.sign, keyring: this.keyring });
+    const patientRef = openPatientRef(this.key, id, request.sealedRef);
+    const question = sealQuestion({ requestId: id, service, attempt: state.attempts, patientRef, now, signer: this.opts.keys.sign, keyring: this.keyring });
     const h = natsHeaders();
     h.set(HEADERS.signature, question.sig);
+    const timeout = this.opts.answerTimeoutMs ?? 10_000;
     let reply;
     try {
-      reply = await this.opts.nc.request(subjects.access(service), question.bytes, { timeout: this.opts.answerTimeoutMs ?? 10_000, headers: h });
+      reply = await this.opts.nc.request(subjects.access(service), question.bytes, { timeout, headers: h });
     } catch (err) {
       const code = String((err as { code?: unknown }).code ?? 'ERROR');
       await this.store.update(id, (r) => recordMiss(r, service, { failed: false, code }));
@@ -183,7 +192,14 @@ export class AccessDesk {
       return;
     }
     try {
-      const opened = openAnswerEnvelope(reply.data, reply.headers?.get(HEADERS.signature) || undefined, this.keyring, { questionId: question.id, service }, DEFAULT_VALIDATION_LIMITS);
+      // An answer larger than one message comes as a manifest (Phi-Parts), its parts fetched one by one (parts.ts).
+      let answer = { bytes: reply.data, sig: reply.headers?.get(HEADERS.signature) || undefined };
+      if (reply.headers?.has(HEADERS.parts) === true) {
+        const manifest = openManifest(reply.data, answer.sig, this.keyring, { questionId: question.id, service, maxBytes: this.opts.maxAnswerBytes ?? MAX_ANSWER_BYTES });
+        log.debug({ event: 'access.parts', request: id, service, attempt: state.attempts, parts: manifest.parts, bytes: manifest.bytes }, 'fetching an answer sent in parts');
+        answer = await fetchParts(this.opts.nc, service, manifest, this.keyring, timeout);
+      }
+      const opened = openAnswerEnvelope(answer.bytes, answer.sig, this.keyring, { questionId: question.id, service, patientRef, rule: this.opts.catalog.patients }, DEFAULT_VALIDATION_LIMITS);
       if (!opened.ok) {
         await this.store.update(id, (r) => recordMiss(r, service, { failed: true, code: opened.code }));
         await this.audited({ step: 'failed', requestId: id, patientPseudonym: request.patient, services: [service], detail: opened.code });
@@ -200,8 +216,11 @@ export class AccessDesk {
       log.info({ event: 'access.answered', request: id, service, attempt: state.attempts, resources: opened.resources.length, sha256, status: after.request.status }, 'service answered');
     } catch (err) {
       const code = isBrokerError(err) ? err.code : 'E_INTERNAL';
-      await this.store.update(id, (r) => recordMiss(r, service, { failed: true, code }));
-      await this.audited({ step: 'failed', requestId: id, patientPseudonym: request.patient, services: [service], detail: code });
+      const path = isBrokerError(err) ? err.path : undefined;
+      await this.store.update(id, (r) => recordMiss(r, service, { failed: true, code, path }));
+      await this.audited({ step: 'failed', requestId: id, patientPseudonym: request.patient, services: [service], detail: path === undefined ? code : `${code} at ${path}` });
+      // An answer with a resource about another patient (E_ACCESS_OTHER_PATIENT) or none that resolves is refused
+      // whole: nothing of it is stored, so none of it can reach the Bundle; the request stays partial, naming it.
       log.warn({ event: 'access.failed', request: id, service, attempt: state.attempts, ...errorFields(err) }, 'refused an answer; will retry');
     }
   }

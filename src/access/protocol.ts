@@ -8,7 +8,8 @@
 //             id `<request id>.<service>.<attempt>`;
 //   answer:   service → broker, a FHIR Bundle of type `collection` holding the service's resources about that
 //             patient (its part of the designated record set, 45 CFR 164.501), id `<question id>.a`; or an
-//             OperationOutcome when the service could not answer (no diagnostics: they could quote PHI).
+//             OperationOutcome when the service could not answer (no diagnostics: they could quote PHI). An answer
+//             larger than one NATS message goes as a signed manifest and signed parts (parts.ts).
 import { randomUUID } from 'node:crypto';
 import type { Bundle, OperationOutcome, Parameters } from 'fhir/r4.js';
 import { BROKER_ID } from '../catalog/types.js';

@@ -20,7 +20,7 @@ export function retryDelay(attempts: number): number {
 
 export type ServiceState =
   | { readonly state: 'pending'; readonly attempts: number; readonly nextAttemptAt: number; readonly code?: string }
-  | { readonly state: 'failed'; readonly attempts: number; readonly nextAttemptAt: number; readonly code: string }
+  | { readonly state: 'failed'; readonly attempts: number; readonly nextAttemptAt: number; readonly code: string; /** The element path of a refused answer (e.g. `Bundle.entry[3].resource`): never a value. */ readonly path?: string }
   | { readonly state: 'answered'; readonly attempts: number; readonly answeredAt: number; readonly resources: number; readonly types: Readonly<Record<string, number>>; readonly sha256: string };
 
 export type RequestStatus = 'open' | 'partial' | 'complete';
@@ -44,7 +44,7 @@ export interface AccessRequest {
 
 const serviceState = z.discriminatedUnion('state', [
   z.strictObject({ state: z.literal('pending'), attempts: z.number().int().min(0), nextAttemptAt: z.number(), code: z.string().optional() }),
-  z.strictObject({ state: z.literal('failed'), attempts: z.number().int().min(0), nextAttemptAt: z.number(), code: z.string() }),
+  z.strictObject({ state: z.literal('failed'), attempts: z.number().int().min(0), nextAttemptAt: z.number(), code: z.string(), path: z.string().optional() }),
   z.strictObject({ state: z.literal('answered'), attempts: z.number().int().min(0), answeredAt: z.number(), resources: z.number().int().min(0), types: z.record(z.string(), z.number().int()), sha256: z.string() }),
 ]);
 
@@ -103,10 +103,12 @@ export function recordAnswer(r: AccessRequest, service: string, answer: { at: nu
  * An attempt that got no answer (`pending` with the code, e.g. NO_RESPONDERS, TIMEOUT) or a refused one (`failed`:
  * E_SIGNATURE, E_FHIR_INVALID, the service's own error …); both are retried at the time claimAttempt set.
  */
-export function recordMiss(r: AccessRequest, service: string, outcome: { failed: boolean; code: string }): AccessRequest {
+export function recordMiss(r: AccessRequest, service: string, outcome: { failed: boolean; code: string; path?: string | undefined }): AccessRequest {
   const s = r.services[service];
   if (s === undefined || s.state === 'answered') return r;
-  const next: ServiceState = { state: outcome.failed ? 'failed' : 'pending', attempts: s.attempts, nextAttemptAt: s.nextAttemptAt, code: outcome.code };
+  const next: ServiceState = outcome.failed
+    ? { state: 'failed', attempts: s.attempts, nextAttemptAt: s.nextAttemptAt, code: outcome.code, ...(outcome.path === undefined ? {} : { path: outcome.path }) }
+    : { state: 'pending', attempts: s.attempts, nextAttemptAt: s.nextAttemptAt, code: outcome.code };
   return withStatus({ ...r, services: { ...r.services, [service]: next } });
 }
 

@@ -123,7 +123,7 @@ export interface AccessStepFact {
   readonly patientPseudonym: string;
   /** The service asked (answered / unanswered / failed); for created, every service that will be asked. */
   readonly services: readonly string[];
-  /** Why an attempt failed (an error or NATS code), or the new due date of an extension. */
+  /** Why an attempt failed (an error or NATS code, with the element path of a refused answer), or the new due date of an extension. */
   readonly detail?: string;
   /** For answered: the number of resources and the SHA-256 of the answer. */
   readonly resources?: number;

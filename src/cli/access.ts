@@ -26,7 +26,7 @@ function describeService(name: string, s: ServiceState): string {
     case 'pending':
       return `  ${name}: not yet answered (${s.attempts} attempt${s.attempts === 1 ? '' : 's'}${s.code === undefined ? '' : `, last ${s.code}`}), next attempt ${iso(s.nextAttemptAt)}`;
     case 'failed':
-      return `  ${name}: failed (${s.code}; ${s.attempts} attempt${s.attempts === 1 ? '' : 's'}), next attempt ${iso(s.nextAttemptAt)}`;
+      return `  ${name}: failed (${s.code}${s.path === undefined ? '' : ` at ${s.path}`}; ${s.attempts} attempt${s.attempts === 1 ? '' : 's'}), next attempt ${iso(s.nextAttemptAt)}`;
   }
 }
 

@@ -63,8 +63,10 @@ export const HEADERS = {
   code: 'Phi-Code',
   /** Quarantine records: the record's facts as JSON (src/broker/quarantine.ts; never a value). */
   record: 'Phi-Record',
-  /** Quarantine records: `i/n`, this message's place among the parts of the sealed original. */
+  /** Quarantine records and right-of-access answer parts: `i/n`, this message's place among the parts. */
   part: 'Phi-Part',
+  /** A right-of-access answer sent in parts: on the manifest that replies to the question, the part count (src/access/parts.ts). */
+  parts: 'Phi-Parts',
 } as const;
 
 function assertService(service: string): void {
@@ -117,6 +119,20 @@ export const subjects = {
   access: (service: string): string => {
     assertService(service);
     return `phi.access.${service}`;
+  },
+  /**
+   * Right of access: where the service that answered serves the parts of an answer larger than one message, by
+   * request/reply (src/access/parts.ts); `token` is 32 random hex digits, one per answer (no PHI).
+   */
+  accessPart: (service: string, token: string): string => {
+    assertService(service);
+    if (!/^[0-9a-f]{32}$/.test(token)) throw new TypeError('not an answer parts token');
+    return `phi.access.${service}.part.${token}`;
+  },
+  /** Every parts subject of one service: what it may subscribe to (src/nats/permissions.ts). */
+  accessParts: (service: string): string => {
+    assertService(service);
+    return `phi.access.${service}.part.*`;
   },
   /** Right of access: operator commands to the broker processes (request/reply, queue group BROKER_QUEUE). */
   accessControl: 'phi.control.access',

@@ -138,8 +138,10 @@ function servicePermissions(catalog: Catalog, service: string): IdentityPermissi
       ],
     },
     subscribe: {
-      // phi.access.<self>: the broker's right-of-access requests to this service (answered via allow_responses).
-      allow: [subjects.receipt(service), subjects.access(service), `${inbox}.>`],
+      // phi.access.<self>: the broker's right-of-access requests to this service; phi.access.<self>.part.*: the
+      // broker's requests for the parts of an answer larger than one message (src/access/parts.ts). Both are
+      // answered via allow_responses; only the broker may publish on phi.access.>.
+      allow: [subjects.receipt(service), subjects.access(service), subjects.accessParts(service), `${inbox}.>`],
       deny: ['$JS.>', jsApi.kvAny, jsApi.objAny, subjects.ingestAll, subjects.deliverAll, subjects.quarantineAll, subjects.auditAll, subjects.alertAll, subjects.disclosuresAll, subjects.accessControl, subjects.requestAll],
     },
     allowResponses: true,
@@ -186,7 +188,8 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         subjects.auditAll,
         subjects.alertAll,
         subjects.disclosuresAll,
-        // Requests to each service's phi.access.<service> (src/access/desk.ts).
+        // Requests to each service's phi.access.<service>, and for the parts of a large answer on
+        // phi.access.<service>.part.<token> (src/access/desk.ts, fetch-parts.ts).
         subjects.accessAll,
       ],
       deny: [...MANAGEMENT, subjects.ingestAll, subjects.accessControl, subjects.requestAll],

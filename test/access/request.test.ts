@@ -71,6 +71,11 @@ describe('access request state', () => {
   it('round-trips its stored form and refuses another', () => {
     const r = recordMiss(claimAttempt(base(), 'ehr', T0), 'ehr', { failed: false, code: 'TIMEOUT' });
     expect(decodeRequest(encodeRequest(r))).toEqual(r);
+    // A refused answer keeps its element path (never a value); a pending miss has none.
+    const refused = recordMiss(claimAttempt(base(), 'ehr', T0), 'ehr', { failed: true, code: 'E_ACCESS_OTHER_PATIENT', path: 'Bundle.entry[2].resource' });
+    expect(refused.services['ehr']).toEqual({ state: 'failed', attempts: 1, nextAttemptAt: T0 + retryDelay(1), code: 'E_ACCESS_OTHER_PATIENT', path: 'Bundle.entry[2].resource' });
+    expect(decodeRequest(encodeRequest(refused))).toEqual(refused);
+    expect(recordMiss(claimAttempt(base(), 'ehr', T0), 'ehr', { failed: false, code: 'TIMEOUT', path: 'x' }).services['ehr']).not.toHaveProperty('path');
     expect(() => decodeRequest(new TextEncoder().encode('{"v":1}'))).toThrow(/not a v1 record/);
   });
 });

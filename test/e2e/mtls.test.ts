@@ -7,10 +7,13 @@ import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { AckPolicy, connect, type NatsConnection, type NatsError } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AccessDesk } from '../../src/access/desk.js';
+import { ensureBrokerSecrets } from '../../src/broker/secrets.js';
+import { BROKER_ID } from '../../src/catalog/types.js';
 import { readServiceKeys } from '../../src/crypto/keys.js';
 import { createLogger } from '../../src/log.js';
 import { type NatsTlsFiles } from '../../src/nats/connect-options.js';
-import { KV_BUCKETS, OBJECT_STORES, STREAMS } from '../../src/nats/names.js';
+import { KV_BUCKETS, OBJECT_STORES, STREAMS, subjects } from '../../src/nats/names.js';
 import { RegistryStore } from '../../src/registry/store.js';
 import { PhiClient } from '../../src/sdk/client.js';
 import { createCa, issueClientCertificate, type IssuedCertificate } from '../../src/tls/certificates.js';
@@ -242,18 +245,21 @@ describe('service A (notification) is confined to its own subjects', () => {
     await publishDenied(js.publish(`$O.${OBJECT_STORES.accessAnswers}.M.x`, new Uint8Array(1)), `$O.${OBJECT_STORES.accessAnswers}.M.x`);
   });
 
-  it('cannot publish on the audit chain, alerts, disclosures, access requests or the access control subject', async () => {
+  it('cannot publish on the audit chain, alerts, disclosures, access requests (answer parts included) or the access control subject', async () => {
     const bytes = new TextEncoder().encode('{}');
+    const billingPart = subjects.accessPart('billing', '0123456789abcdef0123456789abcdef');
     for (const subject of ['phi.audit.x', 'phi.disclosure.x.notification', 'phi.access.billing']) await publishDenied(a.jetstream().publish(subject, bytes), subject);
-    for (const subject of ['phi.control.access', 'phi.access.billing']) await publishDenied(a.request(subject, bytes, { timeout: 5_000 }), subject);
+    for (const subject of ['phi.control.access', 'phi.access.billing', billingPart]) await publishDenied(a.request(subject, bytes, { timeout: 5_000 }), subject);
   });
 
-  it("may subscribe to its own phi.access.<self>, not to another service's, nor to the control subject, alerts, audit or disclosures", async () => {
+  it("may subscribe to its own phi.access.<self> and its answer parts, not to another service's, nor to the control subject, alerts, audit or disclosures", async () => {
     const own = a.subscribe('phi.access.notification');
+    const ownPart = a.subscribe(subjects.accessPart('notification', '0123456789abcdef0123456789abcdef'));
     await a.flush();
-    expect(own.isClosed()).toBe(false);
+    expect(own.isClosed() || ownPart.isClosed()).toBe(false);
     own.unsubscribe();
-    for (const subject of ['phi.access.billing', 'phi.access.>', 'phi.control.access', 'phi.alert.>', 'phi.audit.>', 'phi.disclosure.>', `$KV.${KV_BUCKETS.consent}.>`, `$O.${OBJECT_STORES.accessAnswers}.>`]) {
+    ownPart.unsubscribe();
+    for (const subject of ['phi.access.billing', 'phi.access.>', subjects.accessPart('billing', '0123456789abcdef0123456789abcdef'), 'phi.access.billing.part.*', 'phi.access.notification.>', 'phi.control.access', 'phi.alert.>', 'phi.audit.>', 'phi.disclosure.>', `$KV.${KV_BUCKETS.consent}.>`, `$O.${OBJECT_STORES.accessAnswers}.>`]) {
       await subscribeDenied(a, subject);
     }
   });
@@ -372,6 +378,24 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
     expect(Object.keys(audit.state.subjects ?? {})).toHaveLength(1); // the broker's one chain, phi.audit.<instance>
     expect(audit.state.messages).toBeGreaterThan(0);
   });
+
+  it('a right-of-access answer larger than max_payload travels in parts: the broker may ask for them, the service may serve them', async () => {
+    const logFrom = serverLogSize();
+    const registration = await PhiClient.connect({ servers: stack.server.url, tls: stack.layout.identity(serviceIdentity('registration')), service: 'registration', keys: readServiceKeys(stack.keysDir, 'registration'), peers: stack.peers, logger });
+    clients.push(registration);
+    // About 2 MB: two messages' worth at the generated config's max_payload (1 MiB).
+    const many = Array.from({ length: 1000 }, (_, i) => ({ resourceType: 'Observation' as const, id: `o-${i}`, status: 'final' as const, code: { text: 'note '.repeat(400) }, subject: { reference: 'Patient/p-mtls-1' } }));
+    await registration.onAccessRequest((ref) => (ref === 'Patient/p-mtls-1' ? many : []));
+    const desk = await AccessDesk.start({ nc: await connectAs(BROKER_IDENTITY), catalog: stack.catalog, keys: readServiceKeys(stack.keysDir, BROKER_ID), peers: stack.peers, secrets: ensureBrokerSecrets(stack.keysDir), logger, retryIntervalMs: 0, answerTimeoutMs: 30_000 });
+    try {
+      const r = await desk.create('Patient/p-mtls-1');
+      expect(r.services['registration']).toMatchObject({ state: 'answered', resources: 1000 });
+      expect(logs.records().some((x) => x['event'] === 'access.parts' && x['service'] === 'registration')).toBe(true);
+      expect(stack.log().slice(logFrom)).not.toMatch(/Violation/);
+    } finally {
+      await desk.stop();
+    }
+  }, 120_000);
 
   it('the SDK refuses a plaintext-only setup without insecure, naming the fix', async () => {
     await expect(PhiClient.connect({ servers: stack.server.url, service: 'registration', keys: readServiceKeys(stack.keysDir, 'registration'), peers: stack.peers })).rejects.toMatchObject({

@@ -57,9 +57,9 @@ export interface TestStack {
   stop(): Promise<void>;
 }
 
-export async function startTestStack(options: { config?: Partial<BrokerConfigInput>; broker?: boolean } = {}): Promise<TestStack> {
+export async function startTestStack(options: { config?: Partial<BrokerConfigInput>; broker?: boolean; /** The server's max_payload (bytes). */ maxPayload?: number } = {}): Promise<TestStack> {
   await initCrypto();
-  const nats = await startTestNats();
+  const nats = await startTestNats(options.maxPayload === undefined ? {} : { maxPayload: options.maxPayload });
   const config = parseConfig({
     dataDir: join(nats.dir, 'data'),
     natsUrl: nats.server.url,

@@ -16,6 +16,8 @@ describe('subjects', () => {
     expect(subjects.quarantine('Not.A*Service')).toBe('phi.quarantine._unknown');
     expect(subjects.access('pharmacy')).toBe('phi.access.pharmacy');
     expect(subjects.accessControl).toBe('phi.control.access');
+    expect(subjects.accessPart('pharmacy', '0123456789abcdef0123456789abcdef')).toBe('phi.access.pharmacy.part.0123456789abcdef0123456789abcdef');
+    expect(subjects.accessParts('pharmacy')).toBe('phi.access.pharmacy.part.*');
     expect([subjects.ingestAll, subjects.deliverAll, subjects.quarantineAll, subjects.receiptsAll]).toEqual(['phi.ingest.>', 'phi.deliver.>', 'phi.quarantine.>', 'phi.receipt.>']);
   });
 
@@ -25,6 +27,9 @@ describe('subjects', () => {
     ['an upper-case service', () => subjects.receipt('EHR')],
     ['an empty service', () => subjects.deliverFilter('')],
     ['a wildcard access service', () => subjects.access('>')],
+    ['a wildcard answer parts token', () => subjects.accessPart('pharmacy', '*')],
+    ['an answer parts token that is not 32 hex digits', () => subjects.accessPart('pharmacy', 'Patient-123')],
+    ['a wildcard answer parts service', () => subjects.accessParts('*')],
     ['a wildcard type', () => subjects.ingest('ehr', '>')],
     ['a type with a dot', () => subjects.deliver('ehr', 'Patient.name')],
     ['a lower-case type', () => subjects.ingest('ehr', 'patient')],
@@ -46,7 +51,7 @@ describe('subjects', () => {
     expect(OBJECT_STORES).toEqual({ accessAnswers: 'phi_access_answers' });
     expect(BROKER_CONSUMER).toBe('broker');
     expect(BROKER_QUEUE).toBe('phi-broker');
-    expect(HEADERS).toEqual({ msgId: 'Nats-Msg-Id', signature: 'Phi-Sig', code: 'Phi-Code', record: 'Phi-Record', part: 'Phi-Part' });
+    expect(HEADERS).toEqual({ msgId: 'Nats-Msg-Id', signature: 'Phi-Sig', code: 'Phi-Code', record: 'Phi-Record', part: 'Phi-Part', parts: 'Phi-Parts' });
   });
 });
 

@@ -51,7 +51,8 @@ describe('natsPermissions', () => {
       ...(catalog.access.requesters.includes(service) ? [`phi.request.access.${service}`] : []),
     ];
     expect([...p.publish.allow].sort()).toEqual(expected.sort());
-    expect([...p.subscribe.allow].sort()).toEqual([`phi.receipt.${service}`, `phi.access.${service}`, `_INBOX.${service}.>`].sort());
+    // phi.access.<self>.part.*: the one-off subjects it serves the parts of a large access answer on.
+    expect([...p.subscribe.allow].sort()).toEqual([`phi.receipt.${service}`, `phi.access.${service}`, `phi.access.${service}.part.*`, `_INBOX.${service}.>`].sort());
     expect(p.publish.deny).toEqual(expect.arrayContaining(['$JS.API.DIRECT.GET.>', '$JS.API.STREAM.MSG.GET.>', '$JS.API.STREAM.INFO.>', '$JS.API.STREAM.LIST', '$JS.API.STREAM.DELETE.>', '$JS.API.STREAM.PURGE.>', '$JS.API.STREAM.UPDATE.>', '$JS.API.STREAM.MSG.DELETE.>', 'phi.deliver.>', 'phi.audit.>']));
     expect(p.allowResponses).toBe(true);
     // No token of any allowed subject names another service.
