@@ -24,7 +24,7 @@ export const ERROR_CODES = {
   E_CONFIG_INVALID: 'The configuration is invalid.',
   E_TIMEOUT: 'The broker did not answer in time; the message may still be processed (it is never lost: see PHI_INGEST).',
   E_INTERNAL: 'An unexpected failure inside the broker; details are in its logs, never in the reply.',
-  E_CONSENT_INVALID: 'A patient restriction (FHIR Consent) is invalid: an unknown recipient service, purpose of use or sensitivity label, no denial at all, or a patient reference that is not Patient/<id>.',
+  E_CONSENT_INVALID: 'A patient restriction (FHIR Consent) is invalid: an unknown recipient service, purpose of use or sensitivity label, no denial at all, or a stored Consent whose patient does not resolve under the catalog\'s rule.',
   E_CONSENT_UNKNOWN: 'No patient restriction (FHIR Consent) has that id.',
   E_PATIENT_UNRESOLVED: 'No patient resolves under the catalog\'s canonical matching rule (subjects/patients.yaml), which rejects such resources or references.',
   E_ACCESS_UNKNOWN: 'No right-of-access request has this id.',

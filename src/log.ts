@@ -9,6 +9,7 @@ export const REDACT_PATHS = [
   'value', '*.value', 'patient', '*.patient', 'err.cause',
   // Audit facts (src/audit/facts.ts) carry a raw `Patient/<id>` until the event builder pseudonymises it.
   'patientRef', '*.patientRef', '*.*.patientRef',
+  'patientRefs', '*.patientRefs', '*.*.patientRefs',
 ];
 
 export type { Logger };

@@ -24,6 +24,7 @@ export function acceptedFacts(checked: CheckedEnvelope, ingestSeq: number, route
     resourceType: checked.type,
     ...(routed.resourceId === undefined ? {} : { resourceId: routed.resourceId }),
     ...(routed.patientRef === undefined ? {} : { patientRef: routed.patientRef }),
+    ...(routed.patientRefs === undefined ? {} : { patientRefs: routed.patientRefs }),
   };
   return [
     { kind: 'accepted', sender, subject, ingestSeq, keys: { verified: checked.env.kid, unwrapped: routed.unwrapKek } },

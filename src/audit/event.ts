@@ -262,7 +262,7 @@ function describe(code: string, path: string | undefined): string {
 }
 
 interface SubjectParts {
-  readonly patient: AuditEventEntity | undefined;
+  readonly patients: readonly AuditEventEntity[];
   readonly resource: AuditEventEntity;
   readonly transaction: AuditEventEntity;
 }
@@ -270,19 +270,24 @@ interface SubjectParts {
 /** The facts of one message share their subject object: its entities are built (and pseudonymised) once. */
 const SUBJECT_PARTS = new WeakMap<AuditSubject, { readonly ctx: EventContext; readonly parts: SubjectParts }>();
 
-/** The patient (as pseudonym) and the resource; a Patient resource's id is the patient id and is left out. */
+/**
+ * The patient (as pseudonym) — or for a Bundle that travels whole, each entry's patient — and the resource; a
+ * Patient resource's id is the patient id and is left out.
+ */
 function subjectEntities(subject: AuditSubject, ctx: EventContext, detail: AuditEventEntity['detail'] = []): AuditEventEntity[] {
   let parts = SUBJECT_PARTS.get(subject)?.ctx === ctx ? SUBJECT_PARTS.get(subject)?.parts : undefined;
   if (parts === undefined) {
     parts = {
-      patient: subject.patientRef === undefined ? undefined : shared({ what: { identifier: { system: SYSTEM.patientPseudonym, value: ctx.pseudonym(subject.patientRef) } }, type: ENTITY.person, role: ROLE.patient }),
+      patients: [...new Set([...(subject.patientRef === undefined ? [] : [subject.patientRef]), ...(subject.patientRefs ?? [])])].map((ref) =>
+        shared({ what: { identifier: { system: SYSTEM.patientPseudonym, value: ctx.pseudonym(ref) } }, type: ENTITY.person, role: ROLE.patient }),
+      ),
       resource: shared(resourceEntity(subject, ctx)),
       transaction: shared(transactionEntity(subject.messageId)),
     };
     SUBJECT_PARTS.set(subject, { ctx, parts });
   }
   const resource = detail !== undefined && detail.length > 0 ? { ...parts.resource, detail } : parts.resource;
-  return parts.patient === undefined ? [resource, parts.transaction] : [parts.patient, resource, parts.transaction];
+  return parts.patients.length === 0 ? [resource, parts.transaction] : [...parts.patients, resource, parts.transaction];
 }
 
 /**

@@ -23,6 +23,8 @@ export interface AuditSubject {
   /** The resource's logical id (not PHI, except a Patient's own id, which the builder never records). */
   readonly resourceId?: string;
   readonly patientRef?: string;
+  /** A Bundle that travels whole: the canonical patients of its entries (src/registry/bundle-patients.ts), recorded like `patientRef`. */
+  readonly patientRefs?: readonly string[];
 }
 
 /** A message the broker verified, validated and accepted from its publisher (BALP Create). */

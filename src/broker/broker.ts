@@ -16,17 +16,19 @@ import { ConsentView } from '../consent/view.js';
 import { disclosureMessages } from '../disclosures/record.js';
 import { BrokerError, isBrokerError } from '../errors.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../fhir/limits.js';
+import type { FhirResource } from '../fhir/resource.js';
 import { envelopeHash } from '../envelope/provenance.js';
 import { MESSAGE_ID_PATTERN } from '../envelope/types.js';
 import { errorFields, errorStack, type Logger } from '../log.js';
 import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../nats/names.js';
 import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDeliveryConsumer, ensureDisclosureStream, streamSettings } from '../nats/setup.js';
 import { pseudonymizer } from '../projection/pseudonymizer.js';
+import { patientParts } from '../registry/bundle-patients.js';
 import { resolvePatient } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
 import { RegistryRecorder } from '../registry/recorder.js';
 import { RegistryUnavailable } from '../registry/store.js';
-import { checkEnvelope, routeMessage, type CheckedEnvelope, type IngestMessage, type PipelineContext } from './pipeline.js';
+import { checkEnvelope, routeMessage, type CheckedEnvelope, type EntryPatient, type IngestMessage, type PipelineContext } from './pipeline.js';
 import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from './receipt.js';
 import { buildQuarantine, encodeRecordHeader } from './quarantine.js';
 import { ReplayCache } from './replay-cache.js';
@@ -108,7 +110,7 @@ export class Broker {
     for (const service of subscriberServices(routes)) await ensureDeliveryConsumer(nc, service);
     // Patient rights (45 CFR 164.522, 164.528): restrictions are loaded before the first message is routed.
     await ensureDisclosureStream(nc, { maxAgeMs: config.disclosureMaxAgeMs, duplicateWindowMs: config.duplicateWindowMs });
-    const consent = await ConsentView.start(await ensureConsentBucket(nc), opts.secrets, logger);
+    const consent = await ConsentView.start(await ensureConsentBucket(nc), opts.secrets, catalog.patients, logger);
     const pseudonymizers = new Map<string, (v: string) => string>();
     const ctx: PipelineContext = {
       keyring,
@@ -139,6 +141,17 @@ export class Broker {
       patientOf: (resource) => {
         const found = resolvePatient(resource, catalog.patients);
         return found.kind === 'patient' ? patientPseudonym(opts.secrets, found.ref) : undefined;
+      },
+      entryPatientsOf: (bundle) => {
+        const out = new Map<FhirResource, EntryPatient | undefined>();
+        const byRef = new Map<string, EntryPatient>();
+        for (const { resource, resolution: r } of patientParts(bundle, catalog.patients)) {
+          if (r.kind === 'none') continue;
+          let p = r.kind === 'patient' ? byRef.get(r.ref) : undefined;
+          if (r.kind === 'patient' && p === undefined) byRef.set(r.ref, (p = { ref: r.ref, pseudonym: patientPseudonym(opts.secrets, r.ref) }));
+          out.set(resource, p);
+        }
+        return out;
       },
     };
     const registry = await RegistryRecorder.open(nc, catalog.patients, opts.secrets, logger);

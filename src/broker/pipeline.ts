@@ -42,8 +42,20 @@ export interface PipelineContext {
   readonly accountedRecipients?: ReadonlySet<string>;
   /** The broker's keyed pseudonym of the resource's patient (src/registry/pseudonym.ts), if it has one. */
   readonly patientOf?: (resource: FhirResource) => string | undefined;
+  /**
+   * For a Bundle that travels whole: each entry resource about a patient → its canonical patient reference (PHI, in
+   * memory only) and pseudonym, or undefined when it does not resolve — resolved among the Bundle's entries as the
+   * registry does (src/registry/bundle-patients.ts).
+   */
+  readonly entryPatientsOf?: (bundle: FhirResource) => ReadonlyMap<FhirResource, EntryPatient | undefined>;
   /** The resource's patient under the catalog's canonical rule (src/registry/patient-key.ts; PHI, in memory only). Default: `Patient/<id>`. */
   readonly patientRefOf?: (resource: FhirResource) => string | undefined;
+}
+
+/** A Bundle entry's patient: the canonical reference (PHI) and the broker's pseudonym of it. */
+export interface EntryPatient {
+  readonly ref: string;
+  readonly pseudonym: string;
 }
 
 export interface IngestMessage {
@@ -73,8 +85,8 @@ export interface Delivery {
   readonly purpose: string;
   /** The KEK id the delivery's data key is wrapped under (`<broker enc kid>~<recipient enc kid>`): the key released to the recipient. */
   readonly kek: string;
-  /** Set for an accounted recipient: whom the delivery is about (pseudonym; undefined: unresolved) and what it disclosed. */
-  readonly disclosure?: { readonly patient: string | undefined; readonly elements: readonly string[] };
+  /** Set for an accounted recipient: whom the delivery is about (pseudonyms; undefined: unresolved; a Bundle's entries' patients) and what it disclosed. */
+  readonly disclosure?: { readonly patients: readonly (string | undefined)[]; readonly elements: readonly string[] };
 }
 
 export function checkEnvelope(msg: IngestMessage, ctx: PipelineContext): CheckedEnvelope {
@@ -148,6 +160,8 @@ export interface Routed {
   /** The resource's logical id and the canonical patient reference it is about, for the audit trail (never logged: PHI). */
   readonly resourceId: string | undefined;
   readonly patientRef: string | undefined;
+  /** For a Bundle that travels whole: the canonical patients of its entries (PHI, in memory only; for the audit trail). */
+  readonly patientRefs?: readonly string[];
   /** The KEK id the broker unwrapped the publisher's data key with (key use, for the audit trail). */
   readonly unwrapKek: string;
 }
@@ -182,7 +196,12 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
   const restricted: { service: string; purpose: string; denial: Denial }[] = [];
   let patient: { readonly id: string | undefined } | undefined;
   const patientOf = (): string | undefined => (patient ??= { id: ctx.patientOf?.(resource) }).id;
-  const restrict = ctx.restrictions === undefined ? undefined : restrictionCheck(ctx.restrictions, resource, (r) => (r === resource ? patientOf() : ctx.patientOf?.(r)));
+  // A Bundle that travels whole is about the patients of its entries (restrictions and disclosures, as the registry).
+  let entries: ReadonlyMap<FhirResource, EntryPatient | undefined> | undefined;
+  const entryPatients = (): ReadonlyMap<FhirResource, EntryPatient | undefined> => (entries ??= resource.resourceType === 'Bundle' && ctx.entryPatientsOf !== undefined ? ctx.entryPatientsOf(resource) : new Map());
+  const patientsOf = (): (string | undefined)[] => (resource.resourceType === 'Bundle' ? [...new Set([...entryPatients().values()].map((p) => p?.pseudonym))] : [patientOf()]);
+  const restrict =
+    ctx.restrictions === undefined ? undefined : restrictionCheck(ctx.restrictions, resource, (r) => (r === resource ? patientOf() : entryPatients().has(r) ? entryPatients().get(r)?.pseudonym : ctx.patientOf?.(r)));
   for (const sub of route.subscribers) {
     const denial = restrict?.(sub.service, sub.purpose);
     if (denial !== undefined) {
@@ -229,9 +248,19 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
       profileUrl: sub.profileUrl,
       purpose: sub.purpose,
       kek: recipientKek.id,
-      ...(ctx.accountedRecipients?.has(sub.service) === true ? { disclosure: { patient: patientOf(), elements: disclosedElements(projected) } } : {}),
+      ...(ctx.accountedRecipients?.has(sub.service) === true ? { disclosure: { patients: patientsOf(), elements: disclosedElements(projected) } } : {}),
     });
   }
   const patientRef = ctx.patientRefOf === undefined ? extractPatientRef(resource) : ctx.patientRefOf(resource);
-  return { deliveries, withheld, restricted, resource, resourceId: typeof resource.id === 'string' ? resource.id : undefined, patientRef, unwrapKek: kek.id };
+  const patientRefs = resource.resourceType === 'Bundle' ? [...new Set([...entryPatients().values()].flatMap((p) => (p === undefined ? [] : [p.ref])))] : undefined;
+  return {
+    deliveries,
+    withheld,
+    restricted,
+    resource,
+    resourceId: typeof resource.id === 'string' ? resource.id : undefined,
+    patientRef,
+    ...(patientRefs === undefined || patientRefs.length === 0 ? {} : { patientRefs }),
+    unwrapKek: kek.id,
+  };
 }

@@ -1,6 +1,8 @@
 // `phi-broker consent add|list|revoke`: patient restrictions (45 CFR 164.522(a)) stored as sealed FHIR Consent
 // resources in KV phi_consent (src/consent/store.ts). The output is the operator's own: it names the Consent id,
-// its status and what it denies; the patient reference appears only where the operator typed it.
+// its status and what it denies; the patient reference appears only where the operator typed it. `--patient` is
+// the patient in the catalog's canonical form (subjects/patients.yaml; src/registry/patient-key.ts), as for
+// `registry`, `access`, `audit` and `disclosures`.
 import type { Writable } from 'node:stream';
 import type { Consent } from 'fhir/r4.js';
 import type { BrokerConfig } from '../config.js';
@@ -21,10 +23,10 @@ export interface ConsentAddOptions {
 async function withStore<T>(config: BrokerConfig, fn: (store: ConsentStore) => Promise<T>): Promise<T> {
   await initCrypto();
   const secrets = existingBrokerSecrets(config);
-  const services = loadConfiguredCatalog(config).services.keys();
+  const catalog = loadConfiguredCatalog(config);
   const nc = await connectOperator(config, 'phi-broker consent');
   try {
-    return await fn(await ConsentStore.open(nc, secrets, services));
+    return await fn(await ConsentStore.open(nc, secrets, { services: catalog.services.keys(), patients: catalog.patients }));
   } finally {
     await nc.close();
   }

@@ -1,15 +1,16 @@
 // `phi-broker disclosures --patient <ref> [--since DATE] [--format text|fhir]`: the accounting of disclosures
-// (45 CFR 164.528) for one patient — every delivery to an accounted recipient (the catalog's external partners,
+// (45 CFR 164.528) for one patient, given in the catalog's canonical form (subjects/patients.yaml;
+// src/registry/patient-key.ts) — every delivery to an accounted recipient (the catalog's external partners,
 // or any service with accountDisclosures: true), six years back by default (164.528(a)(3)). Text: one line per
 // disclosure (date, recipient, resource type, purpose, message id, elements). FHIR: a Bundle of AuditEvents.
 import type { Writable } from 'node:stream';
 import type { BrokerConfig } from '../config.js';
-import { isPatientRef } from '../consent/patient-option.js';
 import { disclosureBundle } from '../disclosures/fhir.js';
 import { readDisclosures, type StoredDisclosure } from '../disclosures/read.js';
+import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
 import { existingBrokerSecrets } from './broker-secrets.js';
-import { connectOperator } from './runtime.js';
+import { connectOperator, loadConfiguredCatalog } from './runtime.js';
 
 /** Six years back (164.528(a)(3)): the same calendar date six years earlier. */
 export function defaultSince(now: number): Date {
@@ -36,8 +37,8 @@ export async function runDisclosures(
   out: Writable = process.stdout,
   now: number = Date.now(),
 ): Promise<void> {
-  if (!isPatientRef(opts.patient)) throw new TypeError('--patient: expected a patient reference Patient/<id>');
-  const patient = opts.patient;
+  // E_PATIENT_UNRESOLVED (naming no value) for a patient not in the rule's canonical form.
+  const patient = canonicalPatientRef(opts.patient, loadConfiguredCatalog(config).patients);
   const since = opts.since ?? defaultSince(now);
   const pseudonym = patientPseudonym(existingBrokerSecrets(config), patient);
   const nc = await connectOperator(config, 'phi-broker disclosures');

@@ -7,7 +7,6 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatIssue } from '../catalog/issues.js';
 import { checkCatalog } from '../catalog/load.js';
 import { configFromEnv, parseConfig, type BrokerConfig, type BrokerConfigInput } from '../config.js';
-import { isPatientRef } from '../consent/patient-option.js';
 import { isBrokerError } from '../errors.js';
 import { createLogger } from '../log.js';
 // `up` and `demo` run the broker, which loads the FHIR model (@fhir-typescript/r4-core, seconds to import):
@@ -116,7 +115,7 @@ const consent = program.command('consent').description('patient restrictions (45
 consent
   .command('add')
   .description('restrict deliveries about a patient: to a recipient, for a purpose of use, or of resources with a sensitivity label (each option repeatable; any match stops a delivery)')
-  .requiredOption('--patient <ref>', 'the patient, as Patient/<id>')
+  .requiredOption('--patient <ref>', "the patient in the catalog's canonical form: Patient/<id>, or the identifier (subjects/patients.yaml)")
   .option('--deny-recipient <service>', 'a catalog service that must not receive data about the patient', collect, [])
   .option('--deny-purpose <code>', 'an HL7 v3 PurposeOfUse code (e.g. HMARKT, HRESCH)', collect, [])
   .option('--deny-label <code>', 'an HL7 v3 ActCode sensitivity label (e.g. PSY, SUD, HIV, ETH)', collect, [])
@@ -128,7 +127,7 @@ consent
 consent
   .command('list')
   .description("a patient's restrictions, active and revoked")
-  .requiredOption('--patient <ref>', 'the patient, as Patient/<id>')
+  .requiredOption('--patient <ref>', "the patient in the catalog's canonical form: Patient/<id>, or the identifier (subjects/patients.yaml)")
   .option('--json', 'one FHIR Consent (JSON) per line')
   .action(async (opts: { patient: string; json?: boolean }, cmd: Command) => {
     const { runConsentList } = await import('./consent.js');
@@ -146,10 +145,7 @@ consent
 program
   .command('disclosures')
   .description('accounting of disclosures (45 CFR 164.528): deliveries about a patient to recipients outside the covered entity')
-  .requiredOption('--patient <ref>', 'the patient, as Patient/<id>', (v) => {
-    if (!isPatientRef(v)) throw new InvalidArgumentError('expected a patient reference Patient/<id>');
-    return v;
-  })
+  .requiredOption('--patient <ref>', "the patient in the catalog's canonical form: Patient/<id>, or the identifier (subjects/patients.yaml)")
   .option('--since <date>', 'ISO 8601 date or date-time (default: six years back)', (v) => {
     const d = parseSince(v);
     if (d === undefined) throw new InvalidArgumentError('expected an ISO 8601 date (YYYY-MM-DD) or date-time');

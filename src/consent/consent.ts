@@ -4,9 +4,15 @@
 // (provision.purpose, v3-ActReason) and sensitivity labels (provision.securityLabel, v3-ActCode). Repeats inside
 // one element are alternatives and nested provisions are exceptions to the base, so the Consent says exactly
 // what the broker enforces: a delivery is stopped when ANY denial matches. Revoking sets status `inactive`
-// (the Consent stays, with its history, as evidence). Pure: building, reading and revoking; I/O is store.ts.
+// (the Consent stays, with its history, as evidence). Consent.patient names the patient under the catalog's
+// canonical rule (src/registry/patient-key.ts): a literal `Patient/<id>` for `match: reference`, a logical
+// reference by identifier (`{ type: Patient, identifier: { system, value } }`) for `match: identifier` — so the
+// Consent resolves, as any resource in the Patient compartment does, to the patient the broker keys it under.
+// Pure: building, reading and revoking; I/O is store.ts.
 import type { Coding, Consent, ConsentProvision } from 'fhir/r4.js';
+import type { PatientMatchDef } from '../catalog/types.js';
 import { BrokerError } from '../errors.js';
+import type { FhirResource } from '../fhir/resource.js';
 import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../fhir/validate.js';
 import {
   CONSENT_CATEGORY,
@@ -20,12 +26,12 @@ import {
   isPurposeOfUse,
   isSensitivityLabel,
 } from './codes.js';
-import { patientRefOption } from './patient-option.js';
+import { canonicalPatientRef, patientReference, resolvePatient } from '../registry/patient-key.js';
 
 export interface RestrictionRequest {
   /** The Consent's logical id (a UUID). */
   readonly id: string;
-  /** `Patient/<id>`. */
+  /** The patient as an operator gives it (`--patient`): canonicalised under the catalog's rule. */
   readonly patient: string;
   readonly denyRecipients: readonly string[];
   readonly denyPurposes: readonly string[];
@@ -55,11 +61,12 @@ export function isConsentId(id: string): boolean {
 
 /**
  * Checks a request against what the broker can enforce (the catalog's services, its purposes of use, the known
- * sensitivity labels) and builds the Consent; E_CONSENT_INVALID names the option at fault.
+ * sensitivity labels, its patient matching rule) and builds the Consent; E_CONSENT_INVALID names the option at
+ * fault, E_PATIENT_UNRESOLVED a patient not in the rule's canonical form.
  */
-export function buildConsent(req: RestrictionRequest, services: ReadonlySet<string>): Consent {
+export function buildConsent(req: RestrictionRequest, services: ReadonlySet<string>, rule: PatientMatchDef): Consent {
   if (!isConsentId(req.id)) throw new TypeError('consent id must be a lower-case UUID');
-  patientRefOption(req.patient);
+  const patient = canonicalPatientRef(req.patient, rule);
   for (const s of req.denyRecipients) {
     if (!services.has(s)) throw new BrokerError('E_CONSENT_INVALID', `--deny-recipient: no service ${JSON.stringify(s)} in the catalog`, { path: '--deny-recipient' });
   }
@@ -87,7 +94,7 @@ export function buildConsent(req: RestrictionRequest, services: ReadonlySet<stri
     status: 'active',
     scope: { coding: [{ ...CONSENT_SCOPE }] },
     category: [{ coding: [{ ...CONSENT_CATEGORY }] }],
-    patient: { reference: req.patient },
+    patient: patientReference(patient),
     dateTime: new Date(req.at).toISOString(),
     policyRule: { coding: [{ ...CONSENT_POLICY }] },
     provision: { type: 'permit', provision: denials },
@@ -95,17 +102,31 @@ export function buildConsent(req: RestrictionRequest, services: ReadonlySet<stri
   if (req.reason !== undefined && req.reason.trim() !== '') {
     consent.text = { status: 'additional', div: `<div xmlns="http://www.w3.org/1999/xhtml"><p>${escapeXml(req.reason.trim())}</p></div>` };
   }
-  return checkConsent(consent);
+  return checkConsent(consent, rule);
 }
 
-/** FHIR R4 validation (src/fhir/validate.ts) plus the shape this module writes; returns the Consent. */
-export function checkConsent(json: unknown): Consent {
+/** FHIR R4 validation (src/fhir/validate.ts) plus the shape this module writes, under `rule`; returns the Consent. */
+export function checkConsent(json: unknown, rule: PatientMatchDef): Consent {
   const consent = validateResource(json, DEFAULT_VALIDATION_LIMITS) as unknown as Consent;
   if (consent.resourceType !== 'Consent') throw new BrokerError('E_CONSENT_INVALID', 'resourceType: expected Consent', { path: 'resourceType' });
   if (!isConsentId(consent.id ?? '')) throw new BrokerError('E_CONSENT_INVALID', 'Consent.id: expected a UUID', { path: 'Consent.id' });
-  patientRefOption(consent.patient?.reference ?? '', 'Consent.patient.reference');
+  consentPatient(consent, rule);
   restrictionOf(consent);
   return consent;
+}
+
+/**
+ * The canonical patient a Consent is about, read as the broker reads any resource's patient (resolvePatient over
+ * the Patient compartment element Consent.patient). E_CONSENT_INVALID when it does not resolve under `rule` (e.g.
+ * a Consent stored under another matching rule). PHI: the caller turns it into the keyed pseudonym at once.
+ */
+export function consentPatient(consent: Consent, rule: PatientMatchDef): string {
+  const found = resolvePatient(consent as unknown as FhirResource, rule);
+  if (found.kind !== 'patient') {
+    const expected = rule.match === 'reference' ? 'a reference Patient/<id>' : `a logical reference by an identifier of ${rule.system}`;
+    throw new BrokerError('E_CONSENT_INVALID', `Consent.patient: expected ${expected} (the catalog's patient matching rule)`, { path: 'Consent.patient' });
+  }
+  return found.ref;
 }
 
 /** The enforceable content of a Consent this module wrote; E_CONSENT_INVALID for any other shape. */

@@ -1,16 +1,18 @@
 // Patient restrictions in JetStream KV `phi_consent` (NATS ADR-8): key `<patient pseudonym>.<consent id>` — the
-// broker's keyed pseudonym (src/registry/pseudonym.ts), never a raw identifier — value the sealed Consent
-// (sealed.ts). Revoking rewrites the Consent as `inactive` with compare-and-set on the KV revision (the update
+// broker's keyed pseudonym (src/registry/pseudonym.ts) of the patient in the catalog's canonical form
+// (src/registry/patient-key.ts), the same pseudonym the broker computes for every resource about that patient,
+// never a raw identifier — value the sealed Consent (sealed.ts). Revoking rewrites the Consent as `inactive` with compare-and-set on the KV revision (the update
 // fails if anyone changed it in between), so the bucket's history keeps every state as evidence.
 import { randomUUID } from 'node:crypto';
 import type { Consent } from 'fhir/r4.js';
 import type { KV, NatsConnection } from 'nats';
 import type { BrokerSecrets } from '../broker/secrets.js';
+import type { PatientMatchDef } from '../catalog/types.js';
 import { BrokerError } from '../errors.js';
 import { ensureConsentBucket } from '../nats/setup.js';
+import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
-import { buildConsent, checkConsent, isConsentId, revokedConsent, type RestrictionRequest } from './consent.js';
-import { patientRefOption } from './patient-option.js';
+import { buildConsent, checkConsent, consentPatient, isConsentId, revokedConsent, type RestrictionRequest } from './consent.js';
 import { consentStoreKey, openConsentValue, sealConsentValue } from './sealed.js';
 
 export interface StoredConsent {
@@ -21,30 +23,41 @@ export interface StoredConsent {
 
 export type NewRestriction = Omit<RestrictionRequest, 'id' | 'at'>;
 
+/** What the store needs of the catalog: the services a restriction may name and the patient matching rule. */
+export interface ConsentCatalog {
+  readonly services: Iterable<string>;
+  readonly patients: PatientMatchDef;
+}
+
 export class ConsentStore {
   private constructor(
     private readonly kv: KV,
     private readonly secrets: BrokerSecrets,
     private readonly key: Uint8Array,
     private readonly services: ReadonlySet<string>,
+    private readonly rule: PatientMatchDef,
     private readonly now: () => number,
   ) {}
 
-  static async open(nc: NatsConnection, secrets: BrokerSecrets, services: Iterable<string>, now: () => number = Date.now): Promise<ConsentStore> {
-    return new ConsentStore(await ensureConsentBucket(nc), secrets, consentStoreKey(secrets), new Set(services), now);
+  static async open(nc: NatsConnection, secrets: BrokerSecrets, catalog: ConsentCatalog, now: () => number = Date.now): Promise<ConsentStore> {
+    return new ConsentStore(await ensureConsentBucket(nc), secrets, consentStoreKey(secrets), new Set(catalog.services), catalog.patients, now);
   }
 
-  /** Checks, builds and stores an active restriction (E_CONSENT_INVALID names the option at fault). */
+  /**
+   * Checks, builds and stores an active restriction: E_CONSENT_INVALID names the option at fault,
+   * E_PATIENT_UNRESOLVED a patient not in the catalog rule's canonical form.
+   */
   async add(req: NewRestriction): Promise<StoredConsent> {
-    const consent = buildConsent({ ...req, id: randomUUID(), at: this.now() }, this.services);
-    const kvKey = this.kvKey(req.patient, consent.id ?? '');
+    const consent = buildConsent({ ...req, id: randomUUID(), at: this.now() }, this.services, this.rule);
+    // Keyed by the patient the Consent itself resolves to: the one the broker's view checks deliveries against.
+    const kvKey = `${patientPseudonym(this.secrets, consentPatient(consent, this.rule))}.${consent.id ?? ''}`;
     const revision = await this.kv.create(kvKey, sealConsentValue(this.key, kvKey, consent));
     return { consent, revision };
   }
 
   /** Every restriction recorded for the patient, active or not, oldest first. */
   async list(patient: string): Promise<StoredConsent[]> {
-    const prefix = patientPseudonym(this.secrets, patientRefOption(patient));
+    const prefix = patientPseudonym(this.secrets, canonicalPatientRef(patient, this.rule));
     const out: StoredConsent[] = [];
     for (const kvKey of await this.keys(`${prefix}.*`)) {
       const stored = await this.read(kvKey);
@@ -66,10 +79,6 @@ export class ConsentStore {
     return { consent, revision, changed: true };
   }
 
-  private kvKey(patient: string, id: string): string {
-    return `${patientPseudonym(this.secrets, patientRefOption(patient))}.${id}`;
-  }
-
   private async keys(filter: string): Promise<string[]> {
     const out: string[] = [];
     for await (const k of await this.kv.keys(filter)) out.push(k);
@@ -79,6 +88,6 @@ export class ConsentStore {
   private async read(kvKey: string): Promise<StoredConsent | undefined> {
     const e = await this.kv.get(kvKey);
     if (e === null || e.operation !== 'PUT') return undefined;
-    return { consent: checkConsent(openConsentValue(this.key, kvKey, e.value)), revision: e.revision };
+    return { consent: checkConsent(openConsentValue(this.key, kvKey, e.value), this.rule), revision: e.revision };
   }
 }

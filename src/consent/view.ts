@@ -7,12 +7,15 @@
 // a revocation restores the flow for messages routed after it is applied. `revision` and `waitForRevision`
 // expose the point reached; every change is logged `consent.applied` with its revision, the initial load
 // `consent.loaded`. Broker start waits for the initial load, so no message is routed before the restrictions
-// already stored are known. A value that cannot be opened or checked (tampering, a foreign key) becomes a
+// already stored are known. A value that cannot be opened or checked (tampering, a foreign key, a Consent whose
+// patient does not resolve under the catalog's matching rule to the patient its key names) becomes a
 // restriction that denies every delivery about that patient, logged `consent.unreadable`: fail closed.
 import type { KV, KvEntry, QueuedIterator } from 'nats';
 import type { BrokerSecrets } from '../broker/secrets.js';
+import type { PatientMatchDef } from '../catalog/types.js';
 import { errorFields, type Logger } from '../log.js';
-import { checkConsent, denyAllRestriction, isConsentId, restrictionOf, type Restriction } from './consent.js';
+import { patientPseudonym } from '../registry/pseudonym.js';
+import { checkConsent, consentPatient, denyAllRestriction, isConsentId, restrictionOf, type Restriction } from './consent.js';
 import type { RestrictionPolicy } from './decide.js';
 import { consentStoreKey, openConsentValue } from './sealed.js';
 
@@ -27,13 +30,15 @@ export class ConsentView implements RestrictionPolicy {
 
   private constructor(
     private readonly kv: KV,
+    private readonly secrets: Pick<BrokerSecrets, 'pseudonymKey'>,
     private readonly key: Uint8Array,
+    private readonly rule: PatientMatchDef,
     private readonly logger: Logger,
   ) {}
 
-  /** Starts watching and resolves once every restriction already stored has been applied. */
-  static async start(kv: KV, secrets: Pick<BrokerSecrets, 'pseudonymKey'>, logger: Logger): Promise<ConsentView> {
-    const view = new ConsentView(kv, consentStoreKey(secrets), logger);
+  /** Starts watching and resolves once every restriction already stored has been applied. `rule`: the catalog's patient matching rule. */
+  static async start(kv: KV, secrets: Pick<BrokerSecrets, 'pseudonymKey'>, rule: PatientMatchDef, logger: Logger): Promise<ConsentView> {
+    const view = new ConsentView(kv, secrets, consentStoreKey(secrets), rule, logger);
     await view.watch();
     return view;
   }
@@ -101,8 +106,10 @@ export class ConsentView implements RestrictionPolicy {
     let restriction: Restriction | undefined;
     if (dot > 0 && e.operation === 'PUT') {
       try {
-        restriction = restrictionOf(checkConsent(openConsentValue(this.key, e.key, e.value)));
+        const consent = checkConsent(openConsentValue(this.key, e.key, e.value), this.rule);
+        restriction = restrictionOf(consent);
         if (restriction.id !== id) throw new TypeError('consent id differs from its key');
+        if (patientPseudonym(this.secrets, consentPatient(consent, this.rule)) !== patient) throw new TypeError('consent patient differs from its key');
       } catch (err) {
         this.logger.error({ event: 'consent.unreadable', revision: e.revision, consent: shownId, ...errorFields(err) }, 'a stored restriction could not be read: every delivery about its patient is withheld');
         restriction = denyAllRestriction(shownId);

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { AuditEvent, Bundle } from 'fhir/r4.js';
 import { BROKER_ID } from '../catalog/types.js';
 import { PURPOSE_SYSTEM, SERVICE_SYSTEM } from '../consent/codes.js';
+import { patientReference } from '../registry/patient-key.js';
 import type { StoredDisclosure } from './read.js';
 
 const DCM = 'http://dicom.nema.org/resources/ontology/DCM';
@@ -16,6 +17,7 @@ const ENTITY_TYPE = 'http://terminology.hl7.org/CodeSystem/audit-entity-type';
 /** Identifier system of phi-broker message ids (envelope `id`). */
 export const MESSAGE_SYSTEM = 'urn:phi-broker:message';
 
+/** `patientRef`: the canonical patient (src/registry/patient-key.ts), named as a literal or a logical reference. */
 export function disclosureAuditEvent(d: StoredDisclosure, patientRef: string): AuditEvent {
   const r = d.record;
   const broker = { identifier: { system: SERVICE_SYSTEM, value: BROKER_ID }, display: 'phi-broker' };
@@ -33,7 +35,7 @@ export function disclosureAuditEvent(d: StoredDisclosure, patientRef: string): A
     ],
     source: { observer: broker, type: [{ system: 'http://terminology.hl7.org/CodeSystem/security-source-type', code: '4', display: 'Application Server' }] },
     entity: [
-      { what: { reference: patientRef }, type: { system: ENTITY_TYPE, code: '1', display: 'Person' }, role: { system: OBJECT_ROLE, code: '1', display: 'Patient' } },
+      { what: patientReference(patientRef), type: { system: ENTITY_TYPE, code: '1', display: 'Person' }, role: { system: OBJECT_ROLE, code: '1', display: 'Patient' } },
       {
         what: { identifier: { system: MESSAGE_SYSTEM, value: r.messageId } },
         type: { system: 'http://hl7.org/fhir/resource-types', code: r.type },

@@ -2,7 +2,8 @@
 // (resource type and the element paths the applied profile let through) and the purpose, plus the ids that tie it
 // to the delivery and the original message. Names and codes only — never a value — so the record is stored as
 // plain JSON in PHI_DISCLOSURES, on subject `phi.disclosure.<patient pseudonym>.<recipient>`: the patient appears
-// only as the broker's keyed pseudonym. A delivery whose patient cannot be resolved is still recorded, under
+// only as the broker's keyed pseudonym. A delivery about several patients (a Bundle that travels whole) is
+// recorded once for each of them. A delivery whose patient cannot be resolved is still recorded, under
 // `_unresolved`, so nothing disclosed is left out of the trail.
 import { z } from 'zod';
 import type { PurposeOfUse } from '../catalog/types.js';
@@ -43,7 +44,8 @@ export interface DisclosedDelivery {
   readonly msgId: string;
   readonly profileUrl: string;
   readonly purpose: string;
-  readonly disclosure?: { readonly patient: string | undefined; readonly elements: readonly string[] };
+  /** `patients`: the pseudonyms of the patients the delivery is about (undefined: one that did not resolve); at least one. */
+  readonly disclosure?: { readonly patients: readonly (string | undefined)[]; readonly elements: readonly string[] };
 }
 
 /** The records for the accounted deliveries of one message (deliveries without `disclosure` are not disclosures). */
@@ -67,13 +69,17 @@ export function disclosureMessages(
       source: message.sender,
       messageId: message.id,
     };
-    const patient = d.disclosure.patient;
-    out.push({
-      subject: subjects.disclosure(patient ?? UNRESOLVED_PATIENT, d.service),
-      msgId: `disclosure.${d.msgId}`,
-      bytes: new TextEncoder().encode(JSON.stringify(record)),
-      unresolved: patient === undefined,
-    });
+    const patients = d.disclosure.patients.length === 0 ? [undefined] : d.disclosure.patients;
+    const bytes = new TextEncoder().encode(JSON.stringify(record));
+    for (const patient of patients) {
+      out.push({
+        subject: subjects.disclosure(patient ?? UNRESOLVED_PATIENT, d.service),
+        // One record per patient of the delivery, each with its own stable de-duplication id.
+        msgId: patients.length === 1 ? `disclosure.${d.msgId}` : `disclosure.${d.msgId}.${patient ?? UNRESOLVED_PATIENT}`,
+        bytes,
+        unresolved: patient === undefined,
+      });
+    }
   }
   return out;
 }

@@ -76,8 +76,11 @@ function tokenOf(identifier: unknown, system: string): string | undefined {
   return typeof value === 'string' && value !== '' ? `${system}|${value}` : undefined;
 }
 
-/** The first value `pick` finds in a Reference at one of the type's compartment paths, in the table's order. */
-function findInCompartment(resource: FhirResource, pick: (ref: Readonly<Record<string, unknown>>) => string | undefined): string | undefined {
+/**
+ * The first value `pick` finds in a Reference at one of the type's compartment paths, in the table's order
+ * (also used to resolve a Bundle entry's patient among the Bundle's own entries: src/registry/bundle-patients.ts).
+ */
+export function findInCompartment(resource: FhirResource, pick: (ref: Readonly<Record<string, unknown>>) => string | undefined): string | undefined {
   const paths = compartmentPaths().get(resource.resourceType);
   if (paths === undefined) return undefined;
   for (const path of paths) {

@@ -36,7 +36,8 @@ export interface RegistryRecord {
 export interface Observation {
   /** The ingest message id (envelope id). */
   readonly messageId: string;
-  readonly type: string;
+  /** The resource types about the patient: the resource's, or for a Bundle those of its entries about this patient. */
+  readonly types: readonly string[];
   readonly at: number;
   readonly source: string;
   readonly recipients: readonly { readonly service: string; readonly purpose: string }[];
@@ -67,17 +68,17 @@ export function applyObservation(record: RegistryRecord, obs: Observation): Regi
   const services: Record<string, ServiceRecord> = { ...record.services };
   const touch = (service: string, role: RegistryRole, purpose: string | undefined): void => {
     const current = services[service] ?? {};
-    services[service] = { ...current, [role]: mergeRole(current[role], obs.type, purpose, at) };
+    services[service] = { ...current, [role]: mergeRole(current[role], obs.types, purpose, at) };
   };
   touch(obs.source, 'source', undefined);
   for (const r of obs.recipients) touch(r.service, 'recipient', r.purpose);
   return { v: 1, services: sortKeys(services), recent: [...record.recent, obs.messageId].slice(-RECENT_IDS) };
 }
 
-function mergeRole(role: RoleRecord | undefined, type: string, purpose: string | undefined, at: string): RoleRecord {
-  if (role === undefined) return { types: [type], purposes: purpose === undefined ? [] : [purpose], firstSeen: at, lastSeen: at, count: 1 };
+function mergeRole(role: RoleRecord | undefined, types: readonly string[], purpose: string | undefined, at: string): RoleRecord {
+  if (role === undefined) return { types: addSorted([], ...types), purposes: purpose === undefined ? [] : [purpose], firstSeen: at, lastSeen: at, count: 1 };
   return {
-    types: addSorted(role.types, type),
+    types: addSorted(role.types, ...types),
     purposes: purpose === undefined ? role.purposes : addSorted(role.purposes, purpose),
     // Several brokers may apply messages out of order: first/last are min/max, not the latest write.
     firstSeen: at < role.firstSeen ? at : role.firstSeen,
@@ -86,8 +87,9 @@ function mergeRole(role: RoleRecord | undefined, type: string, purpose: string |
   };
 }
 
-function addSorted(list: readonly string[], item: string): string[] {
-  return list.includes(item) ? [...list] : [...list, item].sort();
+function addSorted(list: readonly string[], ...items: readonly string[]): string[] {
+  const added = items.filter((item, i) => !list.includes(item) && items.indexOf(item) === i);
+  return added.length === 0 ? [...list] : [...list, ...added].sort();
 }
 
 function sortKeys<V>(o: Record<string, V>): Record<string, V> {

@@ -89,6 +89,14 @@ describe('buildAuditEvent', () => {
     expect(JSON.stringify(e)).not.toContain('pat-7731-zz');
   });
 
+  it('a Bundle that travels whole names each entry patient (pseudonyms, once each)', () => {
+    const bundleSubject = { messageId: subject.messageId, resourceType: 'Bundle', resourceId: 'b-1', patientRefs: [PATIENT, 'Patient/other-7731', PATIENT] };
+    const e = buildAuditEvent({ kind: 'accepted', sender, subject: bundleSubject, ingestSeq: 1 }, ctx);
+    const patients = e.entity?.filter((x) => x.what?.identifier?.system === 'urn:phi-broker:patient-pseudonym').map((x) => x.what?.identifier?.value);
+    expect(patients).toEqual([patientPseudonym(secrets, PATIENT), patientPseudonym(secrets, 'Patient/other-7731')]);
+    expect(JSON.stringify(e)).not.toContain('7731');
+  });
+
   it('a Patient resource is recorded without its id (the patient id is PHI), only as the pseudonym', () => {
     const e = buildAuditEvent({ kind: 'accepted', sender, subject: { messageId: subject.messageId, resourceType: 'Patient', resourceId: 'pat-7731-zz', patientRef: PATIENT }, ingestSeq: 1 }, ctx);
     expect(JSON.stringify(e)).not.toContain('pat-7731-zz');

@@ -1,10 +1,13 @@
 // Restrictions as FHIR R4 Consent (pure): what add builds validates against R4, reads back to exactly what it
 // denies, refuses what the broker could not enforce with E_CONSENT_INVALID naming the option, and never echoes a
-// patient reference in an error. The decision and the sealed storage format are checked here too.
+// patient reference in an error. Under `match: identifier` the Consent names its patient by a logical reference
+// (identifier) that resolves back to the canonical `<system>|<value>`. The decision and the sealed storage format
+// are checked here too.
 import { describe, expect, it } from 'vitest';
 import type { Consent } from 'fhir/r4.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
-import { buildConsent, checkConsent, denyAllRestriction, restrictionOf, revokedConsent, type Restriction } from '../../src/consent/consent.js';
+import type { PatientMatchDef } from '../../src/catalog/types.js';
+import { buildConsent, checkConsent, consentPatient, denyAllRestriction, restrictionOf, revokedConsent, type Restriction } from '../../src/consent/consent.js';
 import { restrictionCheck, securityLabels, type RestrictionPolicy } from '../../src/consent/decide.js';
 import { consentStoreKey, openConsentValue, sealConsentValue } from '../../src/consent/sealed.js';
 import { BrokerError } from '../../src/errors.js';
@@ -14,6 +17,9 @@ const SERVICES = new Set(['ehr', 'billing', 'partner-payer', 'analytics']);
 const ID = '3f0c2d4e-1a2b-4c3d-8e9f-0123456789ab';
 const PATIENT = 'Patient/zq-restrict-7731';
 const base = { id: ID, patient: PATIENT, denyRecipients: [], denyPurposes: [], denyLabels: [], at: Date.UTC(2026, 11, 1) };
+const BY_REF: PatientMatchDef = { match: 'reference', unresolved: 'accept' };
+const MRN = 'http://hospital.example.org/mrn';
+const BY_MRN: PatientMatchDef = { match: 'identifier', system: MRN, unresolved: 'accept' };
 
 function thrown(fn: () => unknown): BrokerError {
   try {
@@ -27,7 +33,7 @@ function thrown(fn: () => unknown): BrokerError {
 
 describe('buildConsent', () => {
   it('builds an R4 Consent (scope patient-privacy, base permit, one deny provision per kind) that validates', () => {
-    const c = buildConsent({ ...base, denyRecipients: ['partner-payer'], denyPurposes: ['HRESCH'], denyLabels: ['PSY', 'HIV'], reason: 'paid <out> of pocket & "private"' }, SERVICES);
+    const c = buildConsent({ ...base, denyRecipients: ['partner-payer'], denyPurposes: ['HRESCH'], denyLabels: ['PSY', 'HIV'], reason: 'paid <out> of pocket & "private"' }, SERVICES, BY_REF);
     expect(validateResource(c, DEFAULT_VALIDATION_LIMITS)).toBe(c);
     expect(c).toMatchObject({ resourceType: 'Consent', id: ID, status: 'active', patient: { reference: PATIENT }, dateTime: '2026-12-01T00:00:00.000Z' });
     expect(c.scope.coding?.[0]).toMatchObject({ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' });
@@ -46,21 +52,37 @@ describe('buildConsent', () => {
     [{ denyLabels: ['XYZ'] }, '--deny-label', '--deny-label: "XYZ" is not a known sensitivity label (HL7 v3 ActCode)'],
     [{}, '--deny-recipient', 'a restriction needs at least one --deny-recipient, --deny-purpose or --deny-label'],
   ])('refuses %j with E_CONSENT_INVALID naming %s', (extra, path, message) => {
-    const e = thrown(() => buildConsent({ ...base, ...extra }, SERVICES));
+    const e = thrown(() => buildConsent({ ...base, ...extra }, SERVICES, BY_REF));
     expect([e.code, e.path, e.message]).toEqual(['E_CONSENT_INVALID', path, message]);
   });
 
-  it('refuses a patient that is not Patient/<id> without repeating it', () => {
-    const e = thrown(() => buildConsent({ ...base, patient: 'MRN-7731-SECRET', denyLabels: ['PSY'] }, SERVICES));
-    expect([e.code, e.path]).toEqual(['E_CONSENT_INVALID', '--patient']);
-    expect(e.message).not.toContain('7731');
+  it('refuses a patient not in the rule\'s canonical form without repeating it', () => {
+    const e = thrown(() => buildConsent({ ...base, patient: 'MRN-7731-SECRET', denyLabels: ['PSY'] }, SERVICES, BY_REF));
+    expect([e.code, e.path, e.message]).toEqual(['E_PATIENT_UNRESOLVED', 'patient', 'patient: expected Patient/<id> (the catalog matches patients by reference)']);
+    const byMrn = thrown(() => buildConsent({ ...base, patient: 'Patient/zq-7731', denyLabels: ['PSY'] }, SERVICES, BY_MRN));
+    expect([byMrn.code, byMrn.path]).toEqual(['E_PATIENT_UNRESOLVED', 'patient']);
+    expect(byMrn.message).toBe(`patient: expected <value> or ${MRN}|<value>, not Patient/<id> (the catalog matches patients by that identifier system)`);
+    for (const err of [e, byMrn]) expect(err.message).not.toContain('7731');
+  });
+
+  it('under match: identifier, names the patient by a logical reference that resolves back to <system>|<value>', () => {
+    for (const given of ['MRN-7731-SECRET', `${MRN}|MRN-7731-SECRET`]) {
+      const c = buildConsent({ ...base, patient: given, denyLabels: ['PSY'] }, SERVICES, BY_MRN);
+      expect(validateResource(c, DEFAULT_VALIDATION_LIMITS)).toBe(c);
+      expect(c.patient).toEqual({ type: 'Patient', identifier: { system: MRN, value: 'MRN-7731-SECRET' } });
+      expect(consentPatient(c, BY_MRN)).toBe(`${MRN}|MRN-7731-SECRET`);
+    }
+    // A Consent written under one rule does not read under the other (the broker's view fails closed on it).
+    const byRef = buildConsent({ ...base, denyLabels: ['PSY'] }, SERVICES, BY_REF);
+    expect(consentPatient(byRef, BY_REF)).toBe(PATIENT);
+    expect(thrown(() => checkConsent(byRef, BY_MRN))).toMatchObject({ code: 'E_CONSENT_INVALID', path: 'Consent.patient' });
   });
 
   it('revoking makes it inactive; a shape it does not write (two kinds in one deny provision) is refused', () => {
-    const c = buildConsent({ ...base, denyRecipients: ['billing'] }, SERVICES);
-    expect(restrictionOf(checkConsent(revokedConsent(c))).active).toBe(false);
+    const c = buildConsent({ ...base, denyRecipients: ['billing'] }, SERVICES, BY_REF);
+    expect(restrictionOf(checkConsent(revokedConsent(c), BY_REF)).active).toBe(false);
     const combined: Consent = { ...c, provision: { type: 'permit', provision: [{ type: 'deny', purpose: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'TREAT' }], securityLabel: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'PSY' }] }] } };
-    expect(thrown(() => checkConsent(combined))).toMatchObject({ code: 'E_CONSENT_INVALID', path: 'Consent.provision.provision[0]' });
+    expect(thrown(() => checkConsent(combined, BY_REF))).toMatchObject({ code: 'E_CONSENT_INVALID', path: 'Consent.provision.provision[0]' });
   });
 });
 
@@ -111,7 +133,7 @@ describe('sealed consent values', () => {
   it('open only under the KV key they were sealed for, and hold no readable patient data', async () => {
     await initCrypto();
     const key = consentStoreKey({ pseudonymKey: new Uint8Array(32).fill(3) });
-    const c = buildConsent({ ...base, denyLabels: ['PSY'], reason: 'Quillfeather asks' }, SERVICES);
+    const c = buildConsent({ ...base, denyLabels: ['PSY'], reason: 'Quillfeather asks' }, SERVICES, BY_REF);
     const sealed = sealConsentValue(key, 'pA.' + ID, c);
     expect(Buffer.from(sealed).toString('latin1')).not.toMatch(/zq-restrict|Quillfeather|Patient/);
     expect(openConsentValue(key, 'pA.' + ID, sealed)).toEqual(c);

@@ -85,7 +85,7 @@ const ALL_PATIENT_SUBSCRIBERS = ['billing', 'ehr', 'notification', 'pharmacy', '
 beforeAll(async () => {
   stack = await startTestStack();
   const nc = await stack.connect('operator');
-  store = await ConsentStore.open(nc, stack.secrets, stack.catalog.services.keys());
+  store = await ConsentStore.open(nc, stack.secrets, { services: stack.catalog.services.keys(), patients: stack.catalog.patients });
   registration = await stack.client('registration');
   ehr = await stack.client('ehr');
 });
@@ -207,7 +207,7 @@ describe('the CLI', () => {
   it('refuses a patient that is not Patient/<id> without repeating it, and an unknown id to revoke', async () => {
     const e = await cli('consent', 'list', '--patient', 'MRN-7731-DEMO').catch((err: { code: number; stderr: string }) => err);
     expect(e).toMatchObject({ code: 1 });
-    expect((e as { stderr: string }).stderr).toContain('E_CONSENT_INVALID: --patient: expected a patient reference Patient/<id>');
+    expect((e as { stderr: string }).stderr).toContain('E_PATIENT_UNRESOLVED: patient: expected Patient/<id> (the catalog matches patients by reference)');
     expect((e as { stderr: string }).stderr).not.toContain('MRN-7731');
     const r = await cli('consent', 'revoke', 'not-an-id').catch((err: { code: number; stderr: string }) => err);
     expect(r).toMatchObject({ code: 1 });

@@ -53,7 +53,7 @@ describe('disclosures in routeMessage', () => {
     const accounted = r.deliveries.filter((d) => d.disclosure !== undefined);
     expect(accounted.map((d) => d.service)).toEqual(['public-health']);
     const d = accounted[0]?.disclosure;
-    expect(d?.patient).toBe(P);
+    expect(d?.patients).toEqual([P]);
     expect(d?.elements).toContain('Patient.birthDate');
     expect(d?.elements).toContain('Patient.identifier.value');
     // patient-iis withholds telecom (masked mark present in the copy, but not a disclosure)
@@ -77,9 +77,9 @@ describe('disclosures in routeMessage', () => {
     const msgs = disclosureMessages(
       { id: 'm-1', sender: 'registration', type: 'Patient' },
       [
-        { service: 'public-health', msgId: 'm-1.public-health', profileUrl: 'urn:p', purpose: 'PUBHLTH', disclosure: { patient: P, elements: ['Patient.birthDate'] } },
+        { service: 'public-health', msgId: 'm-1.public-health', profileUrl: 'urn:p', purpose: 'PUBHLTH', disclosure: { patients: [P], elements: ['Patient.birthDate'] } },
         { service: 'ehr', msgId: 'm-1.ehr', profileUrl: 'urn:q', purpose: 'TREAT' },
-        { service: 'partner-payer', msgId: 'm-1.partner-payer', profileUrl: 'urn:r', purpose: 'HPAYMT', disclosure: { patient: undefined, elements: [] } },
+        { service: 'partner-payer', msgId: 'm-1.partner-payer', profileUrl: 'urn:r', purpose: 'HPAYMT', disclosure: { patients: [undefined], elements: [] } },
       ],
       NOW,
     );
@@ -91,6 +91,21 @@ describe('disclosures in routeMessage', () => {
       v: 1, id: 'm-1.public-health', at: NOW, recipient: 'public-health', type: 'Patient', purpose: 'PUBHLTH', profile: 'urn:p', elements: ['Patient.birthDate'], source: 'registration', messageId: 'm-1',
     });
     expect(decodeDisclosure(new TextEncoder().encode('{"v":1}'))).toBeUndefined();
+  });
+
+  it('a delivery about several patients (a whole Bundle) is recorded once per patient, each with its own de-duplication id', () => {
+    const Q = patientPseudonym(secrets, 'Patient/pat-broker-0002');
+    const msgs = disclosureMessages(
+      { id: 'm-2', sender: 'registration', type: 'Bundle' },
+      [{ service: 'public-health', msgId: 'm-2.public-health', profileUrl: 'urn:p', purpose: 'PUBHLTH', disclosure: { patients: [P, Q, undefined], elements: ['Bundle.type'] } }],
+      NOW,
+    );
+    expect(msgs.map((m) => [m.subject, m.msgId, m.unresolved])).toEqual([
+      [`phi.disclosure.${P}.public-health`, `disclosure.m-2.public-health.${P}`, false],
+      [`phi.disclosure.${Q}.public-health`, `disclosure.m-2.public-health.${Q}`, false],
+      ['phi.disclosure._unresolved.public-health', 'disclosure.m-2.public-health._unresolved', true],
+    ]);
+    expect(new Set(msgs.map((m) => decodeDisclosure(m.bytes)?.id))).toEqual(new Set(['m-2.public-health']));
   });
 });
 

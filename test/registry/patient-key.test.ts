@@ -1,7 +1,7 @@
 // The canonical patient of a resource under each catalog rule, and a person's --patient argument in canonical form.
 import { describe, expect, it } from 'vitest';
 import type { PatientMatchDef } from '../../src/catalog/types.js';
-import { canonicalPatientRef, resolvePatient } from '../../src/registry/patient-key.js';
+import { canonicalPatientRef, patientReference, resolvePatient } from '../../src/registry/patient-key.js';
 
 const BY_REF: PatientMatchDef = { match: 'reference', unresolved: 'accept' };
 const MRN = 'http://hospital.example.org/mrn';
@@ -33,7 +33,8 @@ describe('canonicalPatientRef', () => {
   });
 
   it('refuses anything else with E_PATIENT_UNRESOLVED, never repeating the input', () => {
-    for (const [input, rule] of [['Zephyrine', BY_REF], ['Patient/Zephyrine Q', BY_REF], ['urn:other|Zephyrine', BY_MRN], ['', BY_MRN]] as const) {
+    // Patient/<id> under the identifier rule is refused, not taken for an identifier value.
+    for (const [input, rule] of [['Zephyrine', BY_REF], ['Patient/Zephyrine Q', BY_REF], ['urn:other|Zephyrine', BY_MRN], ['', BY_MRN], ['Patient/Zephyrine', BY_MRN]] as const) {
       let caught: unknown;
       try {
         canonicalPatientRef(input, rule);
@@ -43,5 +44,15 @@ describe('canonicalPatientRef', () => {
       expect(caught).toMatchObject({ code: 'E_PATIENT_UNRESOLVED', path: 'patient' });
       expect(String((caught as Error).message)).not.toContain('Zephyrine');
     }
+  });
+});
+
+describe('patientReference', () => {
+  it('names the canonical patient as a literal or a logical reference that resolves back under its rule', () => {
+    expect(patientReference('Patient/p1')).toEqual({ reference: 'Patient/p1' });
+    expect(patientReference(`${MRN}|MRN-1`)).toEqual({ type: 'Patient', identifier: { system: MRN, value: 'MRN-1' } });
+    expect(resolvePatient({ resourceType: 'Consent', patient: patientReference('Patient/p1') }, BY_REF)).toEqual({ kind: 'patient', ref: 'Patient/p1' });
+    expect(resolvePatient({ resourceType: 'Consent', patient: patientReference(`${MRN}|a|b`) }, BY_MRN)).toEqual({ kind: 'patient', ref: `${MRN}|a|b` });
+    expect(() => patientReference('MRN-1')).toThrow(TypeError);
   });
 });

@@ -6,7 +6,7 @@ import { RECENT_IDS, applyObservation, decodeRecord, emptyRecord, encodeRecord, 
 const T0 = Date.UTC(2026, 0, 2, 3, 4, 5);
 const obs = (messageId: string, at: number, over: Partial<Observation> = {}): Observation => ({
   messageId,
-  type: 'Observation',
+  types: ['Observation'],
   at,
   source: 'ehr',
   recipients: [{ service: 'ehr', purpose: 'TREAT' }, { service: 'analytics', purpose: 'HRESCH' }],
@@ -30,7 +30,7 @@ describe('applyObservation', () => {
   });
 
   it('merges types and purposes, counts, and keeps first/last as min/max whatever the order of application', () => {
-    let r = applyObservation(emptyRecord(), obs('m2', T0 + 5000, { type: 'Condition', recipients: [{ service: 'billing', purpose: 'HPAYMT' }] }));
+    let r = applyObservation(emptyRecord(), obs('m2', T0 + 5000, { types: ['Condition'], recipients: [{ service: 'billing', purpose: 'HPAYMT' }] }));
     r = applyObservation(r, obs('m1', T0, { recipients: [{ service: 'billing', purpose: 'HOPERAT' }] }));
     expect(r.services['billing']?.recipient).toEqual({ types: ['Condition', 'Observation'], purposes: ['HOPERAT', 'HPAYMT'], firstSeen: new Date(T0).toISOString(), lastSeen: new Date(T0 + 5000).toISOString(), count: 2 });
     expect(r.services['ehr']?.source?.count).toBe(2);

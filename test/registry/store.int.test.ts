@@ -22,7 +22,7 @@ afterAll(async () => {
   await nats?.stop();
 });
 
-const obs = (messageId: string, source: string) => ({ messageId, type: 'Observation', at: Date.UTC(2026, 0, 1), source, recipients: [{ service: 'ehr', purpose: 'TREAT' }] });
+const obs = (messageId: string, source: string) => ({ messageId, types: ['Observation'], at: Date.UTC(2026, 0, 1), source, recipients: [{ service: 'ehr', purpose: 'TREAT' }] });
 
 it('two concurrent writers on one key lose no update: every conflict is retried on a fresh read', async () => {
   const PER_WRITER = 40;
