@@ -1,7 +1,8 @@
 // A broker process for the benchmark: the compiled Broker (the same class `phi-broker up` runs) against the
 // bench's nats-server, with a bench catalog and keys. `phi-broker up` has no way to take a catalog and keys
 // dir other than its data dir layout, and logs "ready" only on stdout, so the bench forks this runner and
-// talks to it over the IPC channel: `ready` (with seconds from process start), `stats` on request, and a
+// talks to it over the IPC channel: `ready` (with seconds from process start), `stats` on request, `heap` (the
+// live heap after a full garbage collection, when started with --expose-gc: the soak's growth check), and a
 // clean stop (in-flight messages finish) on `stop` — which also lets `--cpu-prof` write its profile.
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -24,7 +25,7 @@ export interface BrokerProcessArgs {
   readonly logFile: string;
 }
 
-type ToBroker = { cmd: 'stats' } | { cmd: 'stop' };
+type ToBroker = { cmd: 'stats' } | { cmd: 'heap' } | { cmd: 'stop' };
 
 async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? '{}') as BrokerProcessArgs;
@@ -46,6 +47,12 @@ async function main(): Promise<void> {
   process.send?.({ type: 'ready', seconds: process.uptime() });
   process.on('message', (m: ToBroker) => {
     if (m.cmd === 'stats') process.send?.({ type: 'stats', ...broker.stats });
+    if (m.cmd === 'heap') {
+      // What is still reachable, not garbage V8 has yet to collect; NaN without --expose-gc.
+      const gc = (globalThis as { gc?: () => void }).gc;
+      gc?.();
+      process.send?.({ type: 'heap', liveHeapMb: gc === undefined ? NaN : process.memoryUsage().heapUsed / 1e6 });
+    }
     if (m.cmd === 'stop') {
       void (async () => {
         await broker.stop();

@@ -42,7 +42,14 @@ export function markdown(r: BenchResults): string {
   }
   const soak = r.runs.find((x) => x.worker?.rssTimeline !== undefined);
   if (soak?.worker?.rssTimeline !== undefined) {
-    lines.push('', `Soak (${soak.name}): broker RSS MB over time: ${soak.worker.rssTimeline.map((p) => `${p.s}s ${n(p.rssMb)}`).join(', ')}`);
+    const w = soak.worker.rssWindowMb;
+    const offered = soak.shape.kind === 'open' ? `${soak.shape.rate}/s offered, ` : '';
+    const h = soak.worker.liveHeapWindowMb;
+    const delta = (d: number): string => `${d >= 0 ? '+' : ''}${n(d, 1)}`;
+    const window =
+      (w === undefined ? '' : `; measured window: ${n(w.start)} MB at its start, ${n(w.end)} MB at its end (${delta(w.end - w.start)} MB)`) +
+      (h === undefined ? '' : `; live heap after a full GC ${n(h.start, 1)} → ${n(h.end, 1)} MB (${delta(h.end - h.start)} MB)`);
+    lines.push('', `Soak (${soak.name}, ${offered}p95 ${n(soak.latencyMs.p95, 1)} ms): broker RSS MB over time: ${soak.worker.rssTimeline.map((p) => `${p.s}s ${n(p.rssMb)}`).join(', ')}${window}`);
   }
   return `${lines.join('\n')}\n`;
 }

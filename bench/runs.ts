@@ -34,6 +34,8 @@ export interface RunSpec {
   readonly rateFrom?: { readonly run: string; readonly fraction: number; readonly max: number };
   /** Write a V8 CPU profile of each broker process into this directory. */
   readonly cpuProfDir?: string;
+  /** Node/V8 flags for the broker processes (`--broker-flags`, e.g. heap sizes to compare). */
+  readonly brokerFlags?: readonly string[];
 }
 
 export interface Env {
@@ -77,6 +79,10 @@ export interface RunResult {
     readonly peakRssMb: number;
     readonly readySeconds: readonly number[];
     readonly rssTimeline?: readonly { readonly s: number; readonly rssMb: number }[];
+    /** With an RSS timeline: the broker processes' RSS when the measured window starts and when it ends. */
+    readonly rssWindowMb?: { readonly start: number; readonly end: number };
+    /** With an RSS timeline: their live JavaScript heap (after a full GC) at the same two moments. */
+    readonly liveHeapWindowMb?: { readonly start: number; readonly end: number };
   };
   /** Publishes rejected or refused (never expected: the bench sends only valid resources). */
   readonly failed: number;
@@ -94,11 +100,20 @@ export function percentiles(values: number[]): Latency {
   return { count: v.length, p50: at(0.5), p95: at(0.95), p99: at(0.99), max: v[v.length - 1] as number };
 }
 
+/** The summed RSS of the sampled processes, MB to one decimal. */
+const rssOf = (samples: readonly ProcSample[]): number => Math.round(samples.reduce((a, x) => a + x.rssMb, 0) * 10) / 10;
+
 const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
 interface Stats extends Message {
   readonly accepted: number;
   readonly deliveries: number;
+}
+
+/** The broker processes' summed live heap in MB (each collects fully first), to one decimal. */
+async function liveHeap(workers: readonly Child[]): Promise<number> {
+  const all = await Promise.all(workers.map((w) => w.request<Message>({ cmd: 'heap' }, 'heap')));
+  return Math.round(all.reduce((a, h) => a + Number(h['liveHeapMb']), 0) * 10) / 10;
 }
 
 async function sumStats(workers: readonly Child[]): Promise<{ accepted: number; deliveries: number }> {
@@ -116,7 +131,8 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     const workers: Child[] = [];
     if (spec.kind === 'broker') {
       for (let b = 0; b < spec.brokers; b++) {
-        const execArgv = spec.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${spec.cpuProfDir}`, `--cpu-prof-name=${spec.name}-broker${b}.cpuprofile`];
+        // --expose-gc lets the soak ask for the live heap (two full collections per run, at the window's edges).
+        const execArgv = [...(spec.rssEveryMs === undefined ? [] : ['--expose-gc']), ...(spec.brokerFlags ?? []), ...(spec.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${spec.cpuProfDir}`, `--cpu-prof-name=${spec.name}-broker${b}.cpuprofile`])];
         const args = { natsUrl: nats.url, subjectsDir: env.subjectsDir(spec.fanout), profilesDir: env.profilesDir, keysDir: env.keysDir, dataDir: join(dir, `broker${b}`), logFile: join(dir, `broker${b}.log`) };
         workers.push(new Child(`broker${b}`, './broker-process.js', args, execArgv));
       }
@@ -159,9 +175,11 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     await delay(window.start + window.warmupMs - now());
     const s0 = workers.map((w) => sample(w.pid)).filter((s): s is ProcSample => s !== undefined);
     const st0 = await sumStats(workers);
+    const heap0 = spec.rssEveryMs === undefined ? NaN : await liveHeap(workers);
     await delay(window.start + window.warmupMs + window.measureMs - now());
     const s1 = workers.map((w) => sample(w.pid)).filter((s): s is ProcSample => s !== undefined);
     const st1 = await sumStats(workers);
+    const heap1 = spec.rssEveryMs === undefined ? NaN : await liveHeap(workers);
     if (rssTimer !== undefined) clearInterval(rssTimer);
     const published = await pubResult;
 
@@ -222,7 +240,7 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
               cpuUsPerMsg: accepted > 0 ? (cpuSeconds * 1e6) / accepted : NaN,
               peakRssMb,
               readySeconds: ready,
-              ...(spec.rssEveryMs === undefined ? {} : { rssTimeline }),
+              ...(spec.rssEveryMs === undefined ? {} : { rssTimeline, rssWindowMb: { start: rssOf(s0), end: rssOf(s1) }, liveHeapWindowMb: { start: heap0, end: heap1 } }),
             },
           }),
     };

@@ -105,12 +105,18 @@ export class Broker {
       throw new BrokerError('E_CONFIG_INVALID', `no public encryption key for subscriber(s): ${missing.join(', ')} (add them to the JWKS)`);
     }
     const { seen } = await ensureBrokerInfrastructure(nc, streamSettings(config));
-    // Durable consumers for every subscriber exist from the start, so a subscriber that has never
-    // connected still finds everything published for it (retained for deliverMaxAgeMs).
-    for (const service of subscriberServices(routes)) await ensureDeliveryConsumer(nc, service);
-    // Patient rights (45 CFR 164.522, 164.528): restrictions are loaded before the first message is routed.
-    await ensureDisclosureStream(nc, { maxAgeMs: config.disclosureMaxAgeMs, duplicateWindowMs: config.duplicateWindowMs });
-    const consent = await ConsentView.start(await ensureConsentBucket(nc), opts.secrets, catalog.patients, logger);
+    // What follows is independent once the streams exist, so it is requested together (start-up time); all of
+    // it is in place before the first message is taken.
+    const [, , consent, registry, audit] = await Promise.all([
+      // Durable consumers for every subscriber exist from the start, so a subscriber that has never
+      // connected still finds everything published for it (retained for deliverMaxAgeMs).
+      Promise.all(subscriberServices(routes).map((service) => ensureDeliveryConsumer(nc, service))),
+      // Patient rights (45 CFR 164.522, 164.528): restrictions are loaded before the first message is routed.
+      ensureDisclosureStream(nc, { maxAgeMs: config.disclosureMaxAgeMs, duplicateWindowMs: config.duplicateWindowMs }),
+      ensureConsentBucket(nc).then((bucket) => ConsentView.start(bucket, opts.secrets, catalog.patients, logger)),
+      RegistryRecorder.open(nc, catalog.patients, opts.secrets, logger),
+      opts.audit ?? AuditTrail.open({ nc, settings: config, signer: opts.keys.sign, secrets: opts.secrets, logger, ...(opts.now === undefined ? {} : { now: opts.now }) }),
+    ]);
     const pseudonymizers = new Map<string, (v: string) => string>();
     const ctx: PipelineContext = {
       keyring,
@@ -154,9 +160,8 @@ export class Broker {
         return out;
       },
     };
-    const registry = await RegistryRecorder.open(nc, catalog.patients, opts.secrets, logger);
     const broker = new Broker(opts, nc.jetstream(), new ReplayCache(seen), ctx, consent, registry);
-    broker.audit = opts.audit ?? (await AuditTrail.open({ nc, settings: config, signer: opts.keys.sign, secrets: opts.secrets, logger, ...(opts.now === undefined ? {} : { now: opts.now }) }));
+    broker.audit = audit;
     broker.ownsAudit = opts.audit === undefined;
     broker.elementsOf = profileElements(catalog);
     await broker.audit.record(startFacts(catalog));

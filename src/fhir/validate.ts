@@ -7,9 +7,13 @@
 //   4. E_FHIR_INVALID           no logical id (when limits.requireId)
 //   5. E_FHIR_INVALID           @fhir-typescript/r4-core model validation (required elements, primitive
 //                               formats, required bindings) — src/fhir/model-issues.ts
-// The library takes over a second to import, so it is imported here once per process and nowhere else;
-// modules that only split bundles or read patient references do not load it.
-import { fhir } from '@fhir-typescript/r4-core';
+// The library's model classes are imported here once per process and nowhere else; modules that only split
+// bundles or read patient references do not load them. Only its `dist/fhir.js` module: the package root also
+// loads every ValueSet expansion (valueSetCodings.js, valueSetCodes.js: 1,096 modules, ~120 MB of source),
+// which model validation never reads — the classes import only the small `*VsValidation` code lists of their
+// required bindings. Same classes, same checks: ~230 MB less RSS and ~2 s less start-up
+// (docs/performance.md; test/fhir/validate.test.ts checks this namespace is the package root's `fhir`).
+import * as fhir from '@fhir-typescript/r4-core/dist/fhir.js';
 import { BrokerError } from '../errors.js';
 import type { ValidationLimits } from './limits.js';
 import type { ModelIssue } from './model-issues.js';

@@ -111,9 +111,12 @@ async function ensureReplayBucket(nc: NatsConnection, jsm: JetStreamManager, rep
 /** Streams, the broker's work-queue consumer and the replay KV bucket. */
 export async function ensureBrokerInfrastructure(nc: NatsConnection, settings: StreamSettings): Promise<{ seen: KV }> {
   const jsm = await nc.jetstreamManager();
-  for (const config of streamConfigs(settings)) await ensureStream(jsm, config);
-  await ensureBrokerConsumer(jsm, settings.ackWaitMs);
-  return { seen: await ensureReplayBucket(nc, jsm, settings.replayWindowMs) };
+  // Independent requests go out together (start-up time); only the consumer waits for its stream.
+  const [seen] = await Promise.all([
+    ensureReplayBucket(nc, jsm, settings.replayWindowMs),
+    Promise.all(streamConfigs(settings).map((config) => ensureStream(jsm, config))).then(() => ensureBrokerConsumer(jsm, settings.ackWaitMs)),
+  ]);
+  return { seen };
 }
 
 /**

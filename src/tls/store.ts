@@ -12,7 +12,9 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
-import { createCa, issueClientCertificate, issueServerCertificate, type CaMaterial, type IssuedCertificate } from './certificates.js';
+// Issuing loads @peculiar/x509 (~20 MB and up to a second to import): only issueAll needs it, so a process
+// that merely connects with existing files (the broker, every CLI command) does not load it.
+import type { CaMaterial, IssuedCertificate } from './certificates.js';
 import { ADMIN_IDENTITY, BROKER_IDENTITY, serviceIdentity, type Identity } from './identity.js';
 
 export const DEFAULT_LEAF_LIFETIME_MS = 24 * 3_600_000;
@@ -101,6 +103,7 @@ export function readCa(layout: TlsLayout): CaMaterial {
  * reloads (its user is gone from the generated config too).
  */
 export async function issueAll(layout: TlsLayout, services: readonly string[], opts: IssueOptions & { readonly createCaIfMissing: boolean }): Promise<IssueReport> {
+  const { createCa, issueClientCertificate, issueServerCertificate } = await import('./certificates.js');
   ensureDir(layout.dir);
   ensureDir(join(layout.dir, 'services'));
   let caCreated = false;

@@ -71,6 +71,11 @@ describe('npm run bench -- --quick', () => {
     const soak = results.runs.find((r) => r.worker?.rssTimeline !== undefined);
     expect(soak?.worker?.rssTimeline?.length).toBeGreaterThan(0);
     for (const p of soak?.worker?.rssTimeline ?? []) positive(p.rssMb, 'rss sample');
+    positive(soak?.worker?.rssWindowMb?.start, 'rss at the start of the measured window');
+    positive(soak?.worker?.rssWindowMb?.end, 'rss at the end of the measured window');
+    positive(soak?.worker?.liveHeapWindowMb?.start, 'live heap at the start of the measured window');
+    positive(soak?.worker?.liveHeapWindowMb?.end, 'live heap at the end of the measured window');
+    expect(stdout).toMatch(/measured window: \d+ MB at its start, \d+ MB at its end .*; live heap after a full GC [\d.]+ → [\d.]+ MB/);
   });
 
   it('reports the per-stage profile, the crypto floor and the ratios as positive finite numbers', () => {

@@ -1,6 +1,6 @@
 // Every third-party example resource either validates or is rejected for the documented reason
 // (docs/validation.md, "What the examples produce"). Expected outcomes are data, written by hand.
-import { fhir } from '@fhir-typescript/r4-core';
+import * as fhir from '@fhir-typescript/r4-core/dist/fhir.js';
 import { describe, expect, it } from 'vitest';
 import { BrokerError } from '../../src/errors.js';
 import { splitBundle } from '../../src/fhir/bundle.js';

@@ -1,5 +1,7 @@
 // validateResource on synthetic inputs: one bad input per check, each asserting the exact code and path,
 // and that the message carries no value from the input (the synthetic PHI below is distinctive on purpose).
+import { fhir as packageRootFhir } from '@fhir-typescript/r4-core';
+import * as fhirModelModule from '@fhir-typescript/r4-core/dist/fhir.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BrokerError, ERROR_CODES } from '../../src/errors.js';
@@ -254,5 +256,14 @@ describe('calendar days', () => {
     for (const birthDate of ['2024-02-29', '2000-02-29', '1990-12-31', '1990', '1990-02']) {
       expect(validateResource({ resourceType: 'Patient', id: 'p', birthDate }, DEFAULT_VALIDATION_LIMITS).resourceType).toBe('Patient');
     }
+  });
+});
+
+describe('the FHIR model classes', () => {
+  it('src/fhir/validate.ts imports r4-core\'s model module directly: the very namespace the package root exports as `fhir`', () => {
+    // The package root also loads every ValueSet expansion, which validation never reads (docs/performance.md);
+    // the deep import must be the same classes, not a copy or another version.
+    expect(fhirModelModule).toBe(packageRootFhir);
+    expect(typeof fhirModelModule.Patient).toBe('function');
   });
 });
