@@ -1,4 +1,5 @@
-// `phi-broker demo`: the whole story on an embedded NATS with the example catalog. registration publishes
+// `phi-broker demo`: the whole story on an embedded NATS (mTLS, each service as its own identity; plaintext only
+// with --insecure-plaintext) with the example catalog. registration publishes
 // a Patient and ehr an Observation; notification, billing, ehr and analytics each show what they received
 // (each its own minimum-necessary projection); one bad message is rejected with its code and quarantined.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -25,17 +26,17 @@ function example(name: string): unknown {
   return JSON.parse(readFileSync(join(packageRoot(), 'examples', name), 'utf8')) as unknown;
 }
 
-export async function runDemo(baseConfig: BrokerConfig, json: boolean): Promise<number> {
+export async function runDemo(baseConfig: BrokerConfig, json: boolean, opts: { readonly insecurePlaintext?: boolean } = {}): Promise<number> {
   const dataDir = mkdtempSync(join(tmpdir(), 'phi-broker-demo-'));
   const config = Object.freeze({ ...baseConfig, dataDir });
   const logger = createLogger({ level: baseConfig.logLevel });
   const out = (line: string): void => {
     if (!json) process.stdout.write(`${line}\n`);
   };
-  const stack = await startLocalStack(config, logger);
+  const stack = await startLocalStack(config, logger, opts);
   const summary: DemoSummary = { ok: false, published: [], received: {} };
   try {
-    out(`phi-broker demo — embedded NATS at ${stack.url}, catalog ${stack.catalog.hash.slice(0, 12)}`);
+    out(`phi-broker demo — NATS at ${stack.url} (${stack.tlsDir === undefined ? 'INSECURE PLAINTEXT' : 'mTLS, one identity per service'}), catalog ${stack.catalog.hash.slice(0, 12)}`);
     const received = new Map<string, Delivered[]>();
     let arrived = 0;
     let notify: () => void = () => undefined;

@@ -1,4 +1,4 @@
-// `phi-broker up --mtls`: the embedded nats-server on the config `nats-config` generates (docs/security-model.md),
+// `phi-broker up` (and `demo`): the embedded nats-server on the config `nats-config` generates (docs/security-model.md),
 // with certificates issued under <data-dir>/tls and the streams provisioned as the admin identity.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { defaultTlsDir, issueAll, tlsLayout } from '../tls/store.js';
 import { connectNats, layout } from './runtime.js';
 
 /**
- * `up --mtls`: the embedded nats-server on the generated mTLS config. Certificates are (re)issued at every start
+ * `up` (the default; `demo` too): the embedded nats-server on the generated mTLS config. Certificates are (re)issued at every start
  * (24 h), the config regenerated from the catalog, streams provisioned as the admin identity; server.json
  * records the TLS dir, so `publish`, `tail` and the operator commands (as the admin) connect over mTLS too.
  */

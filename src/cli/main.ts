@@ -51,21 +51,24 @@ const program = new Command('phi-broker')
 
 program
   .command('up')
-  .description('start an embedded nats-server (unless NATS_URL is set), create streams and dev keys, run the broker; Ctrl-C stops')
+  .description('start an embedded nats-server on the generated mTLS config (unless NATS_URL is set), create streams, certificates and dev keys, run the broker; Ctrl-C stops')
   .option('--port <port>', 'client port of the embedded nats-server (default: a free port)', (v) => Number.parseInt(v, 10))
-  .option('--mtls', 'run the embedded nats-server on the generated mTLS config (certificates under <data-dir>/tls)')
-  .action(async (opts: { port?: number; mtls?: boolean }, cmd: Command) => {
+  .option('--insecure-plaintext', 'INSECURE, development only: NATS without TLS, client certificates or permissions')
+  // The default since mTLS became it; kept so existing scripts run unchanged.
+  .addOption(new Option('--mtls', 'mutual TLS (the default)').hideHelp())
+  .action(async (opts: { port?: number; insecurePlaintext?: boolean }, cmd: Command) => {
     const { runUp } = await import('./up.js');
-    await runUp(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.port, { mtls: opts.mtls === true });
+    await runUp(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.port, { insecurePlaintext: opts.insecurePlaintext === true });
   });
 
 program
   .command('demo')
-  .description('run the whole story end to end on an embedded NATS with the example catalog, then exit')
+  .description('run the whole story end to end on an embedded NATS (mTLS) with the example catalog, then exit')
   .option('--json', 'print a machine-readable summary instead of text')
-  .action(async (opts: { json?: boolean }, cmd: Command) => {
+  .option('--insecure-plaintext', 'INSECURE, development only: NATS without TLS, client certificates or permissions')
+  .action(async (opts: { json?: boolean; insecurePlaintext?: boolean }, cmd: Command) => {
     const { runDemo } = await import('./demo.js');
-    const code = await runDemo(configFrom(cmd.optsWithGlobals<GlobalOptions>(), { logLevel: 'error' }), opts.json === true);
+    const code = await runDemo(configFrom(cmd.optsWithGlobals<GlobalOptions>(), { logLevel: 'error' }), opts.json === true, { insecurePlaintext: opts.insecurePlaintext === true });
     process.exitCode = code;
   });
 

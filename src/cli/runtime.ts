@@ -1,5 +1,5 @@
 // What every CLI command shares: the data dir layout, dev keys, the catalog, and finding (or starting)
-// NATS. `up` writes `<data-dir>/nats/server.json` so `publish` and `tail` find the embedded server;
+// NATS. `up` writes `<data-dir>/nats/server.json` (url, pid, TLS dir) so `publish` and `tail` find the embedded server;
 // NATS_URL points every command at an existing NATS instead.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -87,7 +87,7 @@ function isRunning(pid: number): boolean {
 }
 
 /**
- * A service's connection for `publish`/`tail`: mTLS as that service when PHI_BROKER_NATS_TLS_DIR is set, else the
+ * A service's connection for `publish`/`tail`: mTLS as that service when there is a TLS dir (PHI_BROKER_NATS_TLS_DIR, or the running `up`'s), else the
  * plaintext development connection — for which PhiClient needs (and warns about) `insecure: true`.
  */
 export async function connectService(config: BrokerConfig, service: string, name: string): Promise<{ nc: NatsConnection; insecure: boolean }> {
@@ -106,7 +106,7 @@ export async function connectOperator(config: BrokerConfig, name: string): Promi
   return connectNats(url, name, { files: tlsLayout(tlsDir).identity(ADMIN_IDENTITY), inbox: `_INBOX.${ADMIN_INBOX_ID}` });
 }
 
-/** PHI_BROKER_NATS_TLS_DIR, or the TLS dir of the embedded server `up --mtls` started (in server.json). */
+/** PHI_BROKER_NATS_TLS_DIR, or the TLS dir of the embedded server `up` started (in server.json; none under --insecure-plaintext). */
 export function cliTlsDir(config: BrokerConfig): string | undefined {
   if (config.natsTlsDir !== undefined || config.natsUrl !== undefined) return config.natsTlsDir;
   const file = layout(config).serverFile;

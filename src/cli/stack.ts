@@ -1,18 +1,23 @@
-// A whole phi-broker on one machine in one process: embedded nats-server (or NATS_URL), dev keys, the
-// broker, and SDK clients for any catalog service. Used by `demo`; tests compose the same parts.
+// A whole phi-broker on one machine in one process: embedded nats-server on the generated mTLS config (or
+// NATS_URL with its TLS dir), dev keys, the broker as the broker identity, and SDK clients for any catalog
+// service, each as its own identity. Plaintext only with `insecurePlaintext`. Used by `demo`; tests compose
+// the same parts.
 import { Broker } from '../broker/broker.js';
 import { ensureBrokerSecrets } from '../broker/secrets.js';
 import { BROKER_ID, type Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config.js';
 import { readServiceKeys, type PublicKeyRecord } from '../crypto/keys.js';
 import type { Logger } from '../log.js';
-import type { RunningNatsServer } from '../nats/server.js';
 import { PhiClient } from '../sdk/client.js';
-import { connectNats, devKeys, loadConfiguredCatalog, startEmbeddedNats } from './runtime.js';
+import { BROKER_IDENTITY, serviceIdentity } from '../tls/identity.js';
+import { openNatsTransport } from './nats-transport.js';
+import { devKeys, loadConfiguredCatalog } from './runtime.js';
 import type { NatsConnection } from 'nats';
 
 export interface LocalStack {
   readonly url: string;
+  /** The certificates, or undefined on plaintext. */
+  readonly tlsDir: string | undefined;
   readonly catalog: Catalog;
   readonly broker: Broker;
   readonly nc: NatsConnection;
@@ -20,26 +25,35 @@ export interface LocalStack {
   stop(): Promise<void>;
 }
 
-export async function startLocalStack(config: BrokerConfig, logger: Logger): Promise<LocalStack> {
+export async function startLocalStack(config: BrokerConfig, logger: Logger, opts: { readonly insecurePlaintext?: boolean } = {}): Promise<LocalStack> {
   const catalog = loadConfiguredCatalog(config);
   const { dir, peers } = await devKeys(config, catalog);
   const secrets = ensureBrokerSecrets(dir);
-  let server: RunningNatsServer | undefined;
-  const url = config.natsUrl ?? (server = await startEmbeddedNats(config)).url;
-  const nc = await connectNats(url, 'phi-broker');
-  const broker = await Broker.start({ config, catalog, nc, keys: readServiceKeys(dir, BROKER_ID), peers, secrets, logger });
+  const transport = await openNatsTransport(config, catalog, { insecurePlaintext: opts.insecurePlaintext === true });
+  const { url, tlsDir, server } = transport;
+  let nc: NatsConnection | undefined;
+  let broker: Broker;
+  try {
+    nc = await transport.connect(BROKER_IDENTITY, 'phi-broker');
+    broker = await Broker.start({ config, catalog, nc, keys: readServiceKeys(dir, BROKER_ID), peers, secrets, logger });
+  } catch (err) {
+    await nc?.close();
+    await server?.stop();
+    throw err;
+  }
   const clients: PhiClient[] = [];
   const extra: NatsConnection[] = [];
   const brokerPeers: PublicKeyRecord[] = peers;
   return {
     url,
+    tlsDir,
     catalog,
     broker,
     nc,
     async client(service: string) {
-      const cnc = await connectNats(url, `phi-broker ${service}`);
+      const cnc = await transport.connect(serviceIdentity(service), `phi-broker ${service}`);
       extra.push(cnc);
-      const c = await PhiClient.connect({ nc: cnc, service, keys: readServiceKeys(dir, service), peers: brokerPeers, logger, insecure: true });
+      const c = await PhiClient.connect({ nc: cnc, service, keys: readServiceKeys(dir, service), peers: brokerPeers, logger, ...(tlsDir === undefined ? { insecure: true } : {}) });
       clients.push(c);
       return c;
     },

@@ -1,6 +1,7 @@
-// `phi-broker up`: one machine, everything needed — embedded nats-server with JetStream (unless NATS_URL),
-// streams and consumers, development keys for the catalog's services, the broker. Prints a line with
-// `ready` once it accepts messages; SIGINT/SIGTERM stop it cleanly (in-flight messages finish first).
+// `phi-broker up`: one machine, everything needed — embedded nats-server with JetStream on the generated mTLS
+// config (unless NATS_URL), streams and consumers, development keys for the catalog's services, the broker.
+// Plaintext only with --insecure-plaintext (nats-transport.ts). Prints a line with `ready` once it accepts
+// messages; SIGINT/SIGTERM stop it cleanly (in-flight messages finish first).
 import { AccessDesk } from '../access/desk.js';
 import { Broker } from '../broker/broker.js';
 import { ensureBrokerSecrets } from '../broker/secrets.js';
@@ -8,33 +9,23 @@ import { BROKER_ID } from '../catalog/types.js';
 import type { BrokerConfig } from '../config.js';
 import { readServiceKeys } from '../crypto/keys.js';
 import { createLogger } from '../log.js';
-import { inboxPrefix } from '../nats/names.js';
 import { BROKER_IDENTITY } from '../tls/identity.js';
-import { tlsLayout } from '../tls/store.js';
-import type { RunningNatsServer } from '../nats/server.js';
-import { startEmbeddedMtlsNats } from './embedded-mtls.js';
-import { connectNats, devKeys, layout, loadConfiguredCatalog, startEmbeddedNats } from './runtime.js';
+import { openNatsTransport } from './nats-transport.js';
+import { devKeys, layout, loadConfiguredCatalog } from './runtime.js';
 
-export async function runUp(config: BrokerConfig, port?: number, opts: { readonly mtls?: boolean } = {}): Promise<void> {
+export async function runUp(config: BrokerConfig, port?: number, opts: { readonly insecurePlaintext?: boolean } = {}): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
   const catalog = loadConfiguredCatalog(config); // refuses to start on an invalid catalog
   const { dir, peers } = await devKeys(config, catalog);
   const secrets = ensureBrokerSecrets(dir);
-  let server: RunningNatsServer | undefined;
-  let url = config.natsUrl;
-  let tlsDir = config.natsTlsDir;
-  if (url === undefined && opts.mtls === true) {
-    const mtls = await startEmbeddedMtlsNats(config, catalog, port);
-    server = mtls;
-    url = mtls.url;
-    tlsDir = mtls.tlsDir;
-  } else if (url === undefined) {
-    server = await startEmbeddedNats(config, port);
-    url = server.url;
-  }
-  // With a TLS dir, the broker identity over mTLS (streams provisioned beforehand by the admin identity:
-  // `phi-broker nats-provision`, or `up --mtls` itself); otherwise the plaintext development connection.
-  const nc = await connectNats(url, 'phi-broker', tlsDir === undefined ? undefined : { files: tlsLayout(tlsDir).identity(BROKER_IDENTITY), inbox: inboxPrefix(BROKER_ID) });
+  const transport = await openNatsTransport(config, catalog, { insecurePlaintext: opts.insecurePlaintext === true, ...(port === undefined ? {} : { port }) });
+  const { server, url, tlsDir } = transport;
+  // The broker identity over mTLS (streams provisioned beforehand by the admin identity: the embedded server's
+  // start, or `phi-broker nats-provision` for NATS_URL); plaintext only with --insecure-plaintext.
+  const nc = await transport.connect(BROKER_IDENTITY, 'phi-broker').catch(async (err: unknown) => {
+    await server?.stop();
+    throw err;
+  });
   let broker: Broker | undefined;
   let desk: AccessDesk;
   try {
@@ -59,7 +50,7 @@ export async function runUp(config: BrokerConfig, port?: number, opts: { readonl
     await server?.stop();
     throw err;
   }
-  process.stdout.write(`phi-broker ready: nats ${url}${tlsDir === undefined ? '' : ' (mTLS)'}, data dir ${layout(config).root}, catalog ${catalog.hash.slice(0, 12)}\n`);
+  process.stdout.write(`phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, catalog ${catalog.hash.slice(0, 12)}\n`);
 
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();

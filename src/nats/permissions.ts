@@ -165,9 +165,9 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         // else message get), object metadata (message get, last by subject).
         ...[STREAMS.audit, STREAMS.disclosures, ...KV_STREAMS].flatMap((s) => [jsApi.streamMsgGet(s), jsApi.directGet(s), jsApi.directGetAll(s)]),
         jsApi.streamMsgGet(ACCESS_ANSWERS_STREAM),
-        // KV get/create/update (registry CAS, access requests, replay cache); consent is written by operators,
-        // but the broker's KV writes use the same subject space and the broker is trusted with it.
-        ...Object.values(KV_BUCKETS).map(jsApi.kv),
+        // KV get/create/update (registry CAS, access requests, replay cache). Not phi_consent: restrictions are
+        // written by operators only (consent add/revoke, the admin identity); the broker reads and watches them.
+        ...Object.values(KV_BUCKETS).filter((b) => b !== KV_BUCKETS.consent).map(jsApi.kv),
         // KV watch (restrictions, src/consent/view.ts) and keys (access list): ordered consumers, with flow control.
         ...[jsApi.kvStream(KV_BUCKETS.consent), jsApi.kvStream(KV_BUCKETS.access)].flatMap((s) => [...jsApi.consumerCreateEphemeral(s), jsApi.flowControl(s)]),
         // Right-of-access answers, sealed (src/access/store.ts putBlob): chunks and metadata.
@@ -192,7 +192,7 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         // phi.access.<service>.part.<token> (src/access/desk.ts, fetch-parts.ts).
         subjects.accessAll,
       ],
-      deny: [...MANAGEMENT, subjects.ingestAll, subjects.accessControl, subjects.requestAll],
+      deny: [...MANAGEMENT, subjects.ingestAll, subjects.accessControl, subjects.requestAll, jsApi.kv(KV_BUCKETS.consent)],
     },
     subscribe: {
       // Operator commands to the AccessDesk, only in the brokers' queue group (NATS "<subject> <queue>"

@@ -28,6 +28,8 @@ export interface NatsServerConfigOptions {
   readonly maxPayload?: number;
   /** Seconds allowed for the TLS handshake. */
   readonly tlsTimeoutSeconds?: number;
+  /** The users to write (default every identity of the catalog, natsPermissions). */
+  readonly identities?: readonly IdentityPermissions[];
 }
 
 export const DEFAULT_NATS_PORT = 4222;
@@ -83,7 +85,7 @@ export function natsServerConfig(catalog: Catalog, opts: NatsServerConfigOptions
     '',
     'authorization {',
     '  users = [',
-    ...natsPermissions(catalog).flatMap(user),
+    ...(opts.identities ?? natsPermissions(catalog)).flatMap(user),
     '  ]',
     '}',
     '',

@@ -13,6 +13,7 @@ import { BROKER_ID } from '../../src/catalog/types.js';
 import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../../src/fhir/validate.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import { filesUnder, startTestStack, type TestStack } from '../helpers/stack.js';
+import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 
 const PHI = ['Zanzibarova', 'Quenneville', 'MRN-AUDIT-9931', '1971-03-04', 'pat-audit-1', 'Bramblewick'];
 const PATIENT = {
@@ -51,7 +52,7 @@ beforeAll(async () => {
   // Stopping the broker writes broker-stop and the final checkpoint, and waits for everything in flight.
   await stack.broker?.stop();
   stack.broker = undefined;
-  const nc = await stack.connect('auditor');
+  const nc = await stack.connectAs(ADMIN_IDENTITY, 'auditor');
   records = [];
   for await (const rec of readAuditRecords(nc)) records.push(rec);
   events = records.flatMap((rec) => decodeRecord(rec.data)?.events ?? []);

@@ -10,6 +10,7 @@ import { Broker } from '../../src/broker/broker.js';
 import { parseConfig } from '../../src/config.js';
 import { BROKER_ID } from '../../src/catalog/types.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
+import { ADMIN_IDENTITY, BROKER_IDENTITY } from '../../src/tls/identity.js';
 
 const TOTAL = 300;
 let stack: TestStack;
@@ -32,7 +33,7 @@ it('both chains verify, and every accepted message is audited once with its deli
   await Promise.all([stack.broker?.stop(), second.stop()]);
   stack.broker = undefined;
 
-  const nc = await stack.connect('auditor');
+  const nc = await stack.connectAs(ADMIN_IDENTITY, 'auditor');
   const records: StoredRecord[] = [];
   for await (const r of readAuditRecords(nc)) records.push(r);
   const key = stack.peers.find((k) => k.service === BROKER_ID && k.use === 'sig');
@@ -54,12 +55,12 @@ it('both chains verify, and every accepted message is audited once with its deli
 }, 120_000);
 
 it('a broker whose chain another writer took over acknowledges nothing more; another broker audits its messages', async () => {
-  const nc = await stack.connect('slot-a');
+  const nc = await stack.connectAs(BROKER_IDENTITY, 'slot-a');
   const a = await Broker.start({ config: parseConfig({ ...stack.config, instanceId: 'slot-a' }), catalog: stack.catalog, nc, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger.child({ instance: 'a' }) });
   // A second writer on slot-a's chain (a misconfigured twin) appends first.
-  const twin = await ChainWriter.open({ nc: await stack.connect('twin'), chain: 'slot-a', signer: stack.keys(BROKER_ID).sign, checkpointEvery: 1000, checkpointMs: 60_000, maxRecordBytes: 65_536, now: Date.now, logger: stack.logger });
+  const twin = await ChainWriter.open({ nc: await stack.connectAs(BROKER_IDENTITY, 'twin'), chain: 'slot-a', signer: stack.keys(BROKER_ID).sign, checkpointEvery: 1000, checkpointMs: 60_000, maxRecordBytes: 65_536, now: Date.now, logger: stack.logger });
   await twin.append([JSON.stringify({ resourceType: 'AuditEvent', id: 'twin' })]);
-  const b = await Broker.start({ config: stack.config, catalog: stack.catalog, nc: await stack.connect('broker-b'), keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger.child({ instance: 'b' }) });
+  const b = await Broker.start({ config: stack.config, catalog: stack.catalog, nc: await stack.connectAs(BROKER_IDENTITY, 'broker-b'), keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger.child({ instance: 'b' }) });
   const pub = await stack.client('registration');
   const results = await Promise.all(Array.from({ length: 20 }, (_, i) => pub.publish({ resourceType: 'Patient', id: `slot-${i}`, name: [{ family: `Slottest${i}` }] })));
   expect(results.map((r) => r.status)).toEqual(Array<string>(20).fill('accepted'));
@@ -69,7 +70,7 @@ it('a broker whose chain another writer took over acknowledges nothing more; ano
   await Promise.all([a.stop(), b.stop(), twin.close()]);
 
   const records: StoredRecord[] = [];
-  for await (const r of readAuditRecords(await stack.connect('auditor-2'))) records.push(r);
+  for await (const r of readAuditRecords(await stack.connectAs(ADMIN_IDENTITY, 'auditor-2'))) records.push(r);
   const events = records.flatMap((r) => decodeRecord(r.data)?.events ?? []);
   // (The twin's record holds a bare stand-in event, without a type.)
   const acceptedIds = events.filter((e) => e.type?.code === 'rest' && e.outcome === '0' && e.agent[0]?.who?.identifier?.value === 'registration').map((e) => e.entity?.find((x) => x.name === 'message')?.what?.identifier?.value);

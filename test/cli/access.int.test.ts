@@ -14,6 +14,7 @@ import { ACCESS_DUE_MS, retryDelay } from '../../src/access/request.js';
 import { BROKER_ID } from '../../src/catalog/types.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
+import { BROKER_IDENTITY } from '../../src/tls/identity.js';
 
 const run = promisify(execFile);
 const CLI = join(ROOT, 'dist/src/cli/main.js');
@@ -43,7 +44,7 @@ beforeAll(async () => {
     expect((await clients.get('registration')?.publish({ resourceType: 'Patient', id, name: [{ family: `Fam${id}` }] }))?.status).toBe('accepted');
   }
   for (const s of HOLDERS) await serve(s);
-  desk = await AccessDesk.start({ nc: await stack.connect('desk'), catalog: stack.catalog, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger, now: () => clock, retryIntervalMs: 0, answerTimeoutMs: 2_000 });
+  desk = await AccessDesk.start({ nc: await stack.connectAs(BROKER_IDENTITY, 'desk'), catalog: stack.catalog, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger, now: () => clock, retryIntervalMs: 0, answerTimeoutMs: 2_000 });
 });
 
 afterAll(async () => {
@@ -52,7 +53,7 @@ afterAll(async () => {
 });
 
 function cli(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], { env: { ...process.env, NATS_URL: stack.nats.server.url } });
+  return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], { env: { ...process.env, ...stack.env } });
 }
 
 async function fails(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

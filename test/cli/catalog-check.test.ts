@@ -98,8 +98,8 @@ describe('phi-broker catalog check', () => {
 /** Options each command's help must name (besides -h, --help). A command found in the help but not listed here is still checked for a usage line. */
 const OPTIONS: Record<string, readonly string[]> = {
   '': ['--data-dir <dir>', '--subjects <dir>', '--profiles <dir>', '--log-level <level>'],
-  up: ['--port <port>'],
-  demo: ['--json'],
+  up: ['--port <port>', '--insecure-plaintext'],
+  demo: ['--json', '--insecure-plaintext'],
   publish: ['--as <service>', '--whole', '--timeout <ms>'],
   tail: ['--as <service>', '--type <type>', '--json', '--count <n>'],
   catalog: [],

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { freePort } from '../../src/nats/server.js';
-import { EXAMPLE_PHI, ROOT, isAlive, killLeftovers, runCli, startUp, stderrBesidesInsecureWarning, type UpProcess } from './run-cli.js';
+import { EXAMPLE_PHI, ROOT, isAlive, killLeftovers, runCli, startUp, type UpProcess } from './run-cli.js';
 
 const PATIENT_FILE = join(ROOT, 'examples', 'patient.json');
 const BAD_PATIENT_FILE = join(ROOT, 'examples', 'bad-patient.json');
@@ -54,10 +54,11 @@ afterAll(async () => {
 });
 
 describe('phi-broker up (embedded NATS)', () => {
-  it('prints a ready line naming the embedded NATS it wrote to <data-dir>/nats/server.json', () => {
-    const server = JSON.parse(readFileSync(join(dataDir, 'nats', 'server.json'), 'utf8')) as { url: string; pid: number };
+  it('prints a ready line naming the embedded NATS (mTLS, the default) it wrote to <data-dir>/nats/server.json', () => {
+    const server = JSON.parse(readFileSync(join(dataDir, 'nats', 'server.json'), 'utf8')) as { url: string; pid: number; tlsDir: string };
     expect(server.url).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
-    expect(up.readyLine).toContain(`nats ${server.url}`);
+    expect(server.tlsDir).toBe(join(dataDir, 'tls'));
+    expect(up.readyLine).toContain(`nats ${server.url} (mTLS)`);
     expect(up.readyLine).toContain(`data dir ${dataDir}`);
     expect(isAlive(server.pid)).toBe(true);
   });
@@ -68,7 +69,7 @@ describe('phi-broker publish / tail', () => {
 
   it('publish prints `accepted <id> (<n> deliveries)` and exits 0', async () => {
     const r = await runCli(['publish', '--as', 'registration', PATIENT_FILE, ...data()]);
-    expect(stderrBesidesInsecureWarning(r.stderr)).toBe('');
+    expect(r.stderr).toBe(''); // mTLS as the service: no insecure-transport warning
     expect(r.code).toBe(0);
     const m = ACCEPTED.exec(r.stdout.trimEnd());
     expect(m, r.stdout).not.toBeNull();
@@ -78,7 +79,7 @@ describe('phi-broker publish / tail', () => {
 
   it('tail started after the publish still receives it: the notification projection, one JSON line', async () => {
     const r = await runCli(['tail', '--as', 'notification', '--count', '1', '--json', ...data()]);
-    expect(stderrBesidesInsecureWarning(r.stderr)).toBe('');
+    expect(r.stderr).toBe(''); // mTLS as the service: no insecure-transport warning
     expect(r.code).toBe(0);
     const out = lines(r.stdout);
     expect(out).toHaveLength(1);
@@ -136,7 +137,7 @@ describe('phi-broker publish of a transaction Bundle', () => {
 
   it('prints one verdict per entry, in entry order, and exits 0 when all are accepted', async () => {
     const r = await runCli(['publish', '--as', 'registration', BUNDLE_FILE, ...data()]);
-    expect(stderrBesidesInsecureWarning(r.stderr)).toBe('');
+    expect(r.stderr).toBe(''); // mTLS as the service: no insecure-transport warning
     expect(r.code).toBe(0);
     const out = lines(r.stdout);
     expect(out).toHaveLength(2);

@@ -1,6 +1,7 @@
 // `phi-broker demo` (its own embedded nats-server, from a directory with no catalog, so it uses the shipped
 // one): the JSON summary says what was published and what each subscriber received, and its logs — at debug
-// level, so there are some — carry none of the example PHI. The text form ends with `demo ok`.
+// level, so there are some — carry none of the example PHI. The text form ends with `demo ok`. It runs on mTLS
+// (each service as its own identity); `--insecure-plaintext` runs it without TLS and says so on stderr.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,11 +19,17 @@ interface DemoSummary {
 let cwd: string;
 let json: CliResult;
 let text: CliResult;
+let plaintext: CliResult;
 
 beforeAll(async () => {
   cwd = mkdtempSync(join(tmpdir(), 'phi-broker-demo-cwd-'));
-  [json, text] = await Promise.all([runCli(['demo', '--json', '--log-level', 'debug'], { cwd }), runCli(['demo'], { cwd })]);
-});
+  // Three at once (each loads the FHIR model): generous timeouts on a loaded 2-core machine.
+  [json, text, plaintext] = await Promise.all([
+    runCli(['demo', '--json', '--log-level', 'debug'], { cwd, timeoutMs: 110_000 }),
+    runCli(['demo'], { cwd, timeoutMs: 110_000 }),
+    runCli(['demo', '--insecure-plaintext'], { cwd, timeoutMs: 110_000 }),
+  ]);
+}, 120_000);
 
 afterAll(async () => {
   await killLeftovers();
@@ -68,6 +75,16 @@ describe('phi-broker demo', () => {
     expect(text.code, text.stderr).toBe(0);
     expect(text.stderr).toBe('');
     expect(text.stdout.trimEnd().split('\n').at(-1)).toBe('demo ok');
+    expect(text.stdout.split('\n')[0]).toMatch(/^phi-broker demo — NATS at nats:\/\/127\.0\.0\.1:\d+ \(mTLS, one identity per service\), catalog /);
     expect(text.stdout).toMatch(/^registration publishes examples\/bad-patient\.json: rejected [0-9a-f-]{36} E_UNKNOWN_ELEMENT: Patient\.name\[0\]\.nickname: /m);
+  });
+});
+
+describe('phi-broker demo --insecure-plaintext', () => {
+  it('runs the same story without TLS, saying so: the first stdout line and a warning on stderr', () => {
+    expect(plaintext.code, plaintext.stderr).toBe(0);
+    expect(plaintext.stdout.trimEnd().split('\n').at(-1)).toBe('demo ok');
+    expect(plaintext.stdout.split('\n')[0]).toContain('(INSECURE PLAINTEXT)');
+    expect(plaintext.stderr).toMatch(/^WARNING: --insecure-plaintext: NATS without TLS .* Local development only\.\n$/);
   });
 });

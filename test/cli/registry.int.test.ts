@@ -29,7 +29,7 @@ afterAll(async () => {
 });
 
 function cli(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], { env: { ...process.env, NATS_URL: stack.nats.server.url } });
+  return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], { env: { ...process.env, ...stack.env } });
 }
 
 it('--json lists every service and role that holds the patient', async () => {

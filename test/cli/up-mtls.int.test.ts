@@ -1,4 +1,4 @@
-// `phi-broker up --mtls`: the embedded nats-server runs the generated mTLS config (certificates issued under
+// `phi-broker up` (mTLS is the default; `--mtls` is kept as a no-op alias, exercised here): the embedded nats-server runs the generated mTLS config (certificates issued under
 // <data-dir>/tls, streams provisioned by the admin identity, the broker as the broker identity), and publish,
 // tail and quarantine find it through server.json and connect over mTLS — no insecure-transport warning; the
 // operator commands connect as the admin identity.
@@ -15,7 +15,7 @@ const data = (): string[] => ['--data-dir', dataDir];
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'phi-broker-cli-upmtls-'));
-  up = await startUp(['--mtls', ...data()]);
+  up = await startUp(['--mtls', ...data()]); // the old flag still starts, and means the default
 }, 90_000);
 
 afterAll(async () => {
@@ -23,7 +23,7 @@ afterAll(async () => {
   if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
 });
 
-describe('phi-broker up --mtls', () => {
+describe('phi-broker up (mTLS)', () => {
   it('is ready on an embedded nats-server that refuses a client without a certificate', async () => {
     const server = JSON.parse(readFileSync(join(dataDir, 'nats', 'server.json'), 'utf8')) as { url: string; tlsDir: string };
     expect(up.readyLine).toContain(`nats ${server.url} (mTLS)`);

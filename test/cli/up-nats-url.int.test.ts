@@ -1,6 +1,8 @@
 // `phi-broker up` with NATS_URL: the broker runs against the NATS it is given (here the test's own nats-server)
 // and starts no embedded one — no <data-dir>/nats/, no server.json — while publish, with the same NATS_URL,
-// goes through it; stopping `up` leaves that NATS running.
+// goes through it; stopping `up` leaves that NATS running. Here the plaintext development path, which `up` takes
+// only with --insecure-plaintext (and says so on stderr); without a TLS dir and without the flag it refuses.
+// (`up` with NATS_URL and PHI_BROKER_NATS_TLS_DIR over mTLS: test/cli/mtls.int.test.ts.)
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,14 +11,16 @@ import { STREAMS } from '../../src/nats/names.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
 import { ROOT, isAlive, killLeftovers, runCli, startUp, stderrBesidesInsecureWarning, type UpProcess } from './run-cli.js';
 
+const PLAINTEXT_WARNING = /^WARNING: --insecure-plaintext: NATS without TLS and without client certificates .* Local development only\.$/m;
+
 let nats: TestNats;
 let dataDir: string;
 let up: UpProcess;
 
 beforeAll(async () => {
-  nats = await startTestNats();
+  nats = await startTestNats({ tls: false }); // the plaintext path is what this file tests
   dataDir = mkdtempSync(join(tmpdir(), 'phi-broker-cli-url-'));
-  up = await startUp(['--data-dir', dataDir], { env: { NATS_URL: nats.server.url } });
+  up = await startUp(['--insecure-plaintext', '--data-dir', dataDir], { env: { NATS_URL: nats.server.url } });
 });
 
 afterAll(async () => {
@@ -26,8 +30,22 @@ afterAll(async () => {
 });
 
 describe('phi-broker up with NATS_URL', () => {
-  it('is ready on the given NATS and starts no embedded nats-server', () => {
-    expect(up.readyLine).toContain(`nats ${nats.server.url}`);
+  it('without a TLS dir and without --insecure-plaintext: refuses (exit 1, E_CONFIG_INVALID naming both fixes)', async () => {
+    const r = await runCli(['up', '--data-dir', dataDir], { env: { NATS_URL: nats.server.url } });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^phi-broker: E_CONFIG_INVALID: natsTlsDir: NATS_URL is set without a TLS dir; set PHI_BROKER_NATS_TLS_DIR .* or pass --insecure-plaintext/);
+  });
+
+  it('--insecure-plaintext together with a TLS dir: refuses, naming the conflict', async () => {
+    const r = await runCli(['up', '--insecure-plaintext', '--data-dir', dataDir], { env: { NATS_URL: nats.server.url, PHI_BROKER_NATS_TLS_DIR: join(dataDir, 'tls') } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('E_CONFIG_INVALID: natsTlsDir: set (PHI_BROKER_NATS_TLS_DIR) together with --insecure-plaintext');
+  });
+
+  it('--insecure-plaintext: ready on the given NATS, says INSECURE PLAINTEXT (ready line and a warning on stderr), starts no embedded nats-server', () => {
+    expect(up.readyLine).toContain(`nats ${nats.server.url} (INSECURE PLAINTEXT)`);
+    expect(up.stderr()).toMatch(PLAINTEXT_WARNING);
     expect(existsSync(join(dataDir, 'nats'))).toBe(false);
     expect(existsSync(join(dataDir, 'keys', 'jwks.json'))).toBe(true);
   });

@@ -17,6 +17,7 @@ import { KV_BUCKETS } from '../../src/nats/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { ROOT, filesUnder, readJson, startTestStack, type TestStack } from '../helpers/stack.js';
+import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 
 const run = promisify(execFile);
 const CLI = join(ROOT, 'dist/src/cli/main.js');
@@ -55,7 +56,7 @@ async function deliveredTo(client: PhiClient, resource: Record<string, unknown>)
 
 /** The AuditEvents naming this Consent (the broker appends them before it acks, so before ingest.accepted). */
 async function auditEventsNaming(consent: string): Promise<AuditEvent[]> {
-  const nc = await stack.connect('auditor');
+  const nc = await stack.connectAs(ADMIN_IDENTITY, 'auditor');
   const events: AuditEvent[] = [];
   for await (const rec of readAuditRecords(nc)) events.push(...(decodeRecord(rec.data)?.events ?? []));
   await nc.close();
@@ -84,7 +85,7 @@ const ALL_PATIENT_SUBSCRIBERS = ['billing', 'ehr', 'notification', 'pharmacy', '
 
 beforeAll(async () => {
   stack = await startTestStack();
-  const nc = await stack.connect('operator');
+  const nc = await stack.connectAs(ADMIN_IDENTITY, 'operator');
   store = await ConsentStore.open(nc, stack.secrets, { services: stack.catalog.services.keys(), patients: stack.catalog.patients });
   registration = await stack.client('registration');
   ehr = await stack.client('ehr');
@@ -170,7 +171,7 @@ describe('fail closed', () => {
 
 describe('the CLI', () => {
   function cli(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-    return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir, '--log-level', 'silent'], { env: { ...process.env, NATS_URL: stack.nats.server.url } });
+    return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir, '--log-level', 'silent'], { env: { ...process.env, ...stack.env } });
   }
 
   it('adds, lists and revokes; the broker applies each change', async () => {
@@ -219,7 +220,7 @@ describe('nothing readable about the patient is stored or logged', () => {
   const secrets = [A, B, REASON, 'Quillfeather', '7731'];
 
   it('the consent KV stream holds sealed values under pseudonym keys', async () => {
-    const jsm = await (await stack.connect('inspect')).jetstreamManager();
+    const jsm = await (await stack.connectAs(ADMIN_IDENTITY, 'inspect')).jetstreamManager();
     const stream = `KV_${KV_BUCKETS.consent}`;
     const { state } = await jsm.streams.info(stream);
     expect(state.messages).toBeGreaterThan(5);

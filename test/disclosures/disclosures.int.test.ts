@@ -13,6 +13,7 @@ import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../../src/fhir/vali
 import { STREAMS } from '../../src/nats/names.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { ROOT, readJson, startTestStack, type TestStack } from '../helpers/stack.js';
+import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 
 const run = promisify(execFile);
 const CLI = join(ROOT, 'dist/src/cli/main.js');
@@ -68,7 +69,7 @@ async function flow(p: string, round: number): Promise<void> {
 }
 
 function cli(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return run(process.execPath, [CLI, 'disclosures', ...args, '--data-dir', stack.config.dataDir, '--log-level', 'silent'], { env: { ...process.env, NATS_URL: stack.nats.server.url } });
+  return run(process.execPath, [CLI, 'disclosures', ...args, '--data-dir', stack.config.dataDir, '--log-level', 'silent'], { env: { ...process.env, ...stack.env } });
 }
 
 /** `[recipient, type, purpose, message id]` of each text line, in order. */
@@ -155,7 +156,7 @@ describe('phi-broker disclosures', () => {
 
 describe('the PHI_DISCLOSURES stream', () => {
   it('refuses deletes and purges, keeps six years by default, and stores no patient data', async () => {
-    const nc = await stack.connect('inspector');
+    const nc = await stack.connectAs(ADMIN_IDENTITY, 'inspector');
     const jsm = await nc.jetstreamManager();
     const info = await jsm.streams.info(STREAMS.disclosures);
     expect([info.config.deny_delete, info.config.deny_purge]).toEqual([true, true]);

@@ -36,7 +36,9 @@ let tap: NatsConnection;
 const wire: { subject: string; headers: string; data: string }[] = [];
 
 beforeAll(async () => {
-  stack = await startTestStack();
+  // Plaintext on purpose: the broker's own checks (a service that is not a requester, a forged sender) are what
+  // this file tests, and over mTLS the server refuses those publishes first (test/e2e/access-mtls.test.ts).
+  stack = await startTestStack({ tls: false });
   tap = await stack.connect('tap');
   tap.subscribe('>', { callback: (_e, m) => wire.push({ subject: m.subject, headers: m.headers === undefined ? '' : [...m.headers.keys()].map((k) => `${k}: ${m.headers?.get(k)}`).join('\n'), data: Buffer.from(m.data).toString('latin1') }) });
   await tap.flush();

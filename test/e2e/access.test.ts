@@ -12,6 +12,7 @@ import { readAuditRecords } from '../../src/audit/read.js';
 import { decodeRecord } from '../../src/audit/record.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SOURCE_PREFIX, loadBundle } from '../../src/access/bundle.js';
+import { AccessStore } from '../../src/access/store.js';
 import { AccessDesk } from '../../src/access/desk.js';
 import { ACCESS_DUE_MS, ACCESS_EXTENSION_MS, retryDelay, type AccessRequest } from '../../src/access/request.js';
 import { accessKey, answerHash } from '../../src/access/sealing.js';
@@ -20,6 +21,7 @@ import { KV_BUCKETS, OBJECT_STORES, subjects } from '../../src/nats/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { filesUnder, startTestStack, type TestStack } from '../helpers/stack.js';
+import { ADMIN_IDENTITY, BROKER_IDENTITY } from '../../src/tls/identity.js';
 
 /** Distinctive planted patient ids. */
 const P1 = 'Zq7731Golf';
@@ -88,9 +90,9 @@ beforeAll(async () => {
   for (const s of HOLDERS) clients.set(s, await stack.client(s));
   for (const s of HOLDERS) await serve(s);
   for (const id of [P1, P2, P3, P4]) await publishPatient(id);
-  desk = await AccessDesk.start({ nc: await stack.connect('desk'), catalog: stack.catalog, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger, now: () => clock, retryIntervalMs: 0, answerTimeoutMs: 2_000, ...(stack.broker === undefined ? {} : { audit: stack.broker.auditTrail }) });
+  desk = await AccessDesk.start({ nc: await stack.connectAs(BROKER_IDENTITY, 'desk'), catalog: stack.catalog, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger, now: () => clock, retryIntervalMs: 0, answerTimeoutMs: 2_000, ...(stack.broker === undefined ? {} : { audit: stack.broker.auditTrail }) });
   // A second broker process's desk (its own connection), sharing the same state.
-  desk2 = await AccessDesk.start({ nc: await stack.connect('desk-2'), catalog: stack.catalog, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger.child({ instance: 2 }), now: () => clock, retryIntervalMs: 0, answerTimeoutMs: 2_000 });
+  desk2 = await AccessDesk.start({ nc: await stack.connectAs(BROKER_IDENTITY, 'desk-2'), catalog: stack.catalog, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger.child({ instance: 2 }), now: () => clock, retryIntervalMs: 0, answerTimeoutMs: 2_000 });
 });
 
 afterAll(async () => {
@@ -117,7 +119,8 @@ describe('right of access', () => {
       expect(r.services[s], s).toMatchObject({ state: 'answered', attempts: 1, resources: mine.length, sha256: answerHash(JSON.stringify(mine)) });
     }
     expect(r.services['ehr']).toMatchObject({ types: { Patient: 1, Observation: 1 } });
-    const bundle = await loadBundle(desk.store, accessKey(stack.secrets), r, clock);
+    // Read as `access export` does: the operator's (admin) identity; the broker only writes answers.
+    const bundle = await loadBundle(await AccessStore.open(await stack.connectAs(ADMIN_IDENTITY, 'exporter')), accessKey(stack.secrets), r, clock);
     expect(bundle).toMatchObject({ resourceType: 'Bundle', type: 'collection', id: r.id });
     const expected = HOLDERS.flatMap((s) => recordsOf(s, `Patient/${P1}`).map((res) => ({ ...res, meta: { source: `${SOURCE_PREFIX}${s}` } })));
     expect(bundle.entry?.map((e) => e.resource)).toEqual(expected);
@@ -141,7 +144,7 @@ describe('right of access', () => {
     expect(done).toMatchObject({ id: r.id, status: 'complete', services: { pharmacy: { state: 'answered', attempts: 3, resources: 0 } } });
     // Every step is in the audit trail (45 CFR 164.312(b)): created, each answer, each miss — by request id and
     // patient pseudonym only.
-    const nc = await stack.connect('auditor');
+    const nc = await stack.connectAs(ADMIN_IDENTITY, 'auditor');
     const events: AuditEvent[] = [];
     for await (const rec of readAuditRecords(nc)) events.push(...(decodeRecord(rec.data)?.events ?? []));
     const steps = events

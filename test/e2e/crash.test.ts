@@ -5,9 +5,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config.js';
 import { readJwks, readServiceKeys } from '../../src/crypto/keys.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
+import { provisionStreams } from '../../src/nats/provision.js';
 import { PhiClient, type PublishResult } from '../../src/sdk/client.js';
+import { ADMIN_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
 import { ROOT, Waiter } from '../helpers/stack.js';
 
@@ -21,7 +24,7 @@ let brokerLogs = '';
 
 function startBroker(): Promise<ChildProcess> {
   const child = spawn(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--log-level', 'info'], {
-    env: { ...process.env, NATS_URL: nats.server.url, PHI_BROKER_ACK_WAIT_MS: '2000' },
+    env: { ...process.env, ...nats.env, PHI_BROKER_ACK_WAIT_MS: '2000' },
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: ROOT,
   });
@@ -50,6 +53,10 @@ beforeAll(async () => {
   await initCrypto();
   nats = await startTestNats();
   dataDir = join(nats.dir, 'data');
+  // As deployed over mTLS: the admin identity provisions (`phi-broker nats-provision`), `up` runs as the broker identity.
+  const admin = await nats.connectAs(ADMIN_IDENTITY, 'provision');
+  await provisionStreams(admin, parseConfig({ dataDir, subjectsDir: join(ROOT, 'subjects'), profilesDir: join(ROOT, 'fhir-profiles'), ackWaitMs: 2000 }));
+  await admin.close();
 });
 
 afterAll(async () => {
@@ -62,8 +69,8 @@ it('SIGKILL mid-stream: every message delivered exactly once after restart', asy
   const first = await startBroker();
   const keysDir = join(dataDir, 'keys');
   const peers = readJwks(keysDir);
-  const sub = await PhiClient.connect({ nc: await nats.connect('notification'), service: 'notification', keys: readServiceKeys(keysDir, 'notification'), peers, insecure: true });
-  const pub = await PhiClient.connect({ nc: await nats.connect('registration'), service: 'registration', keys: readServiceKeys(keysDir, 'registration'), peers, receiptTimeoutMs: 120_000, insecure: true });
+  const sub = await PhiClient.connect({ nc: await nats.connectAs(serviceIdentity('notification')), service: 'notification', keys: readServiceKeys(keysDir, 'notification'), peers });
+  const pub = await PhiClient.connect({ nc: await nats.connectAs(serviceIdentity('registration')), service: 'registration', keys: readServiceKeys(keysDir, 'registration'), peers, receiptTimeoutMs: 120_000 });
   const handled = new Map<string, number>();
   const waiter = new Waiter();
   await sub.subscribe('Patient', (d) => {

@@ -15,6 +15,7 @@ import { ReceiptLog } from '../helpers/receipts.js';
 import { ROOT, Waiter, filesUnder, readJson, startTestStack, type TestStack } from '../helpers/stack.js';
 import { Keyring } from '../../src/crypto/keyring.js';
 import { signDetached } from '../../src/crypto/sign.js';
+import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 
 const PATIENT = readJson(join(ROOT, 'examples/patient.json'));
 const OBSERVATION = readJson(join(ROOT, 'examples/observation.json'));
@@ -273,7 +274,7 @@ describe('envelope attacks sent straight to NATS', () => {
 
 describe('quarantine and the absence of PHI', () => {
   it('every rejection is in PHI_QUARANTINE, sealed, and opens to the exact input with the broker key', async () => {
-    const jsm = await (await stack.connect('inspect')).jetstreamManager();
+    const jsm = await (await stack.connectAs(ADMIN_IDENTITY, 'inspect')).jetstreamManager();
     const info = await jsm.streams.info(STREAMS.quarantine);
     expect(info.state.messages).toBeGreaterThanOrEqual(stack.broker?.stats.rejected ?? Infinity);
     expect(info.state.messages).toBeGreaterThanOrEqual(16);
@@ -287,7 +288,7 @@ describe('quarantine and the absence of PHI', () => {
   });
 
   it('an oversized rejected input is quarantined whole, in parts, and reassembles', async () => {
-    const jsm = await (await stack.connect('inspect-2')).jetstreamManager();
+    const jsm = await (await stack.connectAs(ADMIN_IDENTITY, 'inspect-2')).jetstreamManager();
     const byRecord = new Map<string, { record: ReturnType<typeof decodeRecordHeader>; parts: Uint8Array[] }>();
     const { state } = await jsm.streams.info(STREAMS.quarantine);
     for (let seq = state.first_seq; seq <= state.last_seq; seq++) {

@@ -305,6 +305,18 @@ describe('the broker identity gets what the broker needs and no more', () => {
     await publishDenied(b.request('phi.control.access', new Uint8Array(1), { timeout: 5_000 }), 'phi.control.access');
   });
 
+  it('reads and watches the restrictions (KV phi_consent) but cannot write them: only operators (admin) add or revoke', async () => {
+    const b = await connectAs(BROKER_IDENTITY);
+    const consent = await b.jetstream().views.kv(KV_BUCKETS.consent, { bindOnly: true, allow_direct: true });
+    await expect(consent.get('absent')).resolves.toBeNull();
+    await publishDenied(consent.put('k', new Uint8Array(1)), `$KV.${KV_BUCKETS.consent}.k`);
+    await publishDenied(consent.delete('k'), `$KV.${KV_BUCKETS.consent}.k`);
+    const admin = await (await connectAs(ADMIN_IDENTITY)).jetstream().views.kv(KV_BUCKETS.consent, { bindOnly: true, allow_direct: true });
+    const rev = await admin.put('k', new Uint8Array(1));
+    expect((await consent.get('k'))?.revision).toBe(rev);
+    await admin.purge('k');
+  });
+
   it('subscribes to phi.control.access only in the brokers\' queue group', async () => {
     const b = await connectAs(BROKER_IDENTITY);
     const errors: NatsError[] = [];

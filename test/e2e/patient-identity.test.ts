@@ -171,7 +171,7 @@ describe('a Patient/<id> under the identifier rule', () => {
 
   it.skipIf(NOT_BUILT !== undefined)('the command prints the documented error and never the value', async () => {
     const args = ['consent', 'add', '--patient', 'Patient/Zq4471Echo', '--deny-recipient', 'billing', '--data-dir', stack.config.dataDir, '--subjects', subjectsDir, '--log-level', 'silent'];
-    const e = await run(process.execPath, [CLI, ...args], { env: { ...process.env, NATS_URL: stack.nats.server.url } }).then(
+    const e = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...stack.env } }).then(
       () => ({ code: 0, stderr: '' }),
       (err: { code: number; stderr: string }) => err,
     );

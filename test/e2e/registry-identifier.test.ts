@@ -9,6 +9,7 @@ import { STREAMS } from '../../src/nats/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import { RegistryStore } from '../../src/registry/store.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
+import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 
 const MRN = 'http://hospital.example.org/mrn';
 const PLANTED = 'MRN-Zq7731Echo';
@@ -33,14 +34,14 @@ it('registers by the MRN, and rejects a resource whose patient does not resolve 
   const logical = await ehr.publish({ resourceType: 'Observation', id: 'o-1', status: 'final', code: { text: 'pulse' }, subject: { identifier: { system: MRN, value: PLANTED } } });
   expect([patient.status, logical.status]).toEqual(['accepted', 'accepted']);
 
-  const jsm = await (await stack.connect('inspect')).jetstreamManager();
+  const jsm = await (await stack.connectAs(ADMIN_IDENTITY, 'inspect')).jetstreamManager();
   const delivered = (await jsm.streams.info(STREAMS.deliver)).state.messages;
   const literal = await ehr.publish({ resourceType: 'Observation', id: 'o-2', status: 'final', code: { text: 'pulse' }, subject: { reference: 'Patient/p-9' } });
   expect(literal).toMatchObject({ status: 'rejected', code: 'E_PATIENT_UNRESOLVED' });
   expect((await jsm.streams.info(STREAMS.deliver)).state.messages).toBe(delivered);
   expect((await jsm.streams.info(STREAMS.quarantine)).state.messages).toBe(1);
 
-  const store = await RegistryStore.open(await stack.connect('reader'));
+  const store = await RegistryStore.open(await stack.connectAs(ADMIN_IDENTITY, 'reader'));
   const record = await store.get(patientPseudonym(stack.secrets, `${MRN}|${PLANTED}`));
   expect(record?.services['registration']?.source).toMatchObject({ types: ['Patient'], count: 1 });
   expect(record?.services['ehr']?.source).toMatchObject({ types: ['Observation'], count: 1 });

@@ -17,6 +17,7 @@ import type { RegistryRecord, RoleRecord } from '../../src/registry/record.js';
 import { RegistryStore, UNRESOLVED_KEY } from '../../src/registry/store.js';
 import type { PhiClient, PublishResult } from '../../src/sdk/client.js';
 import { ROOT, filesUnder, startTestStack, type TestStack } from '../helpers/stack.js';
+import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 
 const SYNTHEA = join(ROOT, '../shared/fhir-examples/synthea/Alberto_Atencio_fc712d1f-5a2e-4407-9c55-a2a2bad623c2.json');
 
@@ -165,7 +166,7 @@ describe('registry after a mixed flow through two brokers', () => {
   });
 
   it('holds exactly the expected record for each patient, under its keyed pseudonym, and nothing else', async () => {
-    const store = await RegistryStore.open(await stack.connect('reader'));
+    const store = await RegistryStore.open(await stack.connectAs(ADMIN_IDENTITY, 'reader'));
     expect(expected.size).toBeGreaterThan(PATIENTS.length + 1); // the Synthea patient is there too
     for (const [ref, e] of expected) {
       const key = ref === UNRESOLVED_KEY ? ref : patientPseudonym(stack.secrets, ref);
@@ -186,7 +187,7 @@ describe('registry after a mixed flow through two brokers', () => {
   });
 
   it('no raw patient id in KV keys or values, subjects, headers, logs or the registry on disk', async () => {
-    const store = await RegistryStore.open(await stack.connect('reader-2'));
+    const store = await RegistryStore.open(await stack.connectAs(ADMIN_IDENTITY, 'reader-2'));
     const kvText: string[] = [];
     for await (const k of await store.kv.keys()) {
       kvText.push(k);

@@ -5,6 +5,7 @@ import { Broker } from '../../src/broker/broker.js';
 import { BROKER_ID } from '../../src/catalog/types.js';
 import type { PublishResult } from '../../src/sdk/client.js';
 import { Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
+import { BROKER_IDENTITY } from '../../src/tls/identity.js';
 
 const TOTAL = 400;
 let stack: TestStack;
@@ -47,6 +48,6 @@ it('two brokers split the work; each message reaches the subscriber once', async
 
 it('a broker refuses to start when a subscriber has no public encryption key', async () => {
   const peers = stack.peers.filter((p) => !(p.service === 'billing' && p.use === 'enc'));
-  const start = Broker.start({ config: stack.config, catalog: stack.catalog, nc: await stack.connect('broker-3'), keys: stack.keys(BROKER_ID), peers, secrets: stack.secrets, logger: stack.logger });
+  const start = Broker.start({ config: stack.config, catalog: stack.catalog, nc: await stack.connectAs(BROKER_IDENTITY, 'broker-3'), keys: stack.keys(BROKER_ID), peers, secrets: stack.secrets, logger: stack.logger });
   await expect(start).rejects.toMatchObject({ code: 'E_CONFIG_INVALID', message: expect.stringContaining('billing') as unknown });
 });

@@ -1,5 +1,10 @@
 // Test harness: a real nats-server, the shipped catalog (or another), dev keys in a temp dir, a broker
 // whose pino logs are captured (so tests can search them for PHI), and SDK clients for any service.
+// mTLS by default, as deployed (test/helpers/nats.ts): the server runs the config generated from the catalog,
+// streams are provisioned as the admin identity, the broker connects as the broker identity and each client as
+// its service's identity — so a permission the code needs and the generated config lacks fails the tests.
+// `stack.connect(name)` is the test's own inspector (every subject: tap, forge, inspect); `stack.connectAs`
+// connects as a deployment identity. `{ tls: false }`: the plaintext development path, SDK `insecure: true`.
 import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -12,7 +17,9 @@ import { parseConfig, type BrokerConfig, type BrokerConfigInput } from '../../sr
 import { ensureDevKeys, readJwks, readServiceKeys, type PublicKeyRecord, type ServiceKeys } from '../../src/crypto/keys.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
 import { createLogger, type Logger } from '../../src/log.js';
+import { provisionStreams } from '../../src/nats/provision.js';
 import { PhiClient } from '../../src/sdk/client.js';
+import { ADMIN_IDENTITY, BROKER_IDENTITY, serviceIdentity, type Identity } from '../../src/tls/identity.js';
 import { startTestNats, type TestNats } from './nats.js';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
@@ -52,22 +59,48 @@ export interface TestStack {
   startBroker(): Promise<Broker>;
   /** Another broker process's worth of broker (its own connection, logs tagged `instance: n`), sharing the work. */
   startAnotherBroker(n: number): Promise<Broker>;
+  /** An SDK client as that service (over mTLS as its identity; plaintext with `insecure` under `{ tls: false }`). */
   client(service: string, options?: { receiptTimeoutMs?: number }): Promise<PhiClient>;
+  /** The test inspector: every subject (tap the wire, forge input, inspect any stream); plaintext under `{ tls: false }`. */
   connect(name?: string): Promise<NatsConnection>;
+  /** A deployment identity (broker, admin, a service) held to its generated permissions (mTLS stacks only). */
+  connectAs(identity: Identity, name?: string): Promise<NatsConnection>;
+  /** What the CLI needs to reach this stack's NATS: NATS_URL, and PHI_BROKER_NATS_TLS_DIR over mTLS. */
+  readonly env: Readonly<Record<string, string>>;
   stop(): Promise<void>;
 }
 
-export async function startTestStack(options: { config?: Partial<BrokerConfigInput>; broker?: boolean; /** The server's max_payload (bytes). */ maxPayload?: number } = {}): Promise<TestStack> {
+export interface TestStackOptions {
+  config?: Partial<BrokerConfigInput>;
+  /** false: no broker started (the test starts one with startBroker). */
+  broker?: boolean;
+  /** false: plaintext NATS, the development path (default mTLS with the generated permissions). */
+  tls?: boolean;
+  /** The server's max_payload (bytes). */
+  maxPayload?: number;
+}
+
+export async function startTestStack(options: TestStackOptions = {}): Promise<TestStack> {
   await initCrypto();
-  const nats = await startTestNats(options.maxPayload === undefined ? {} : { maxPayload: options.maxPayload });
+  const catalogDirs = { subjects: options.config?.subjectsDir ?? join(ROOT, 'subjects'), profiles: options.config?.profilesDir ?? join(ROOT, 'fhir-profiles') };
+  const tls = options.tls !== false;
+  const catalog = loadCatalog(catalogDirs); // once (~0.7 s): the server's permissions and the broker share it
+  const nats = await startTestNats({ tls, catalog, ...(options.maxPayload === undefined ? {} : { maxPayload: options.maxPayload }) });
   const config = parseConfig({
     dataDir: join(nats.dir, 'data'),
     natsUrl: nats.server.url,
-    subjectsDir: join(ROOT, 'subjects'),
-    profilesDir: join(ROOT, 'fhir-profiles'),
+    subjectsDir: catalogDirs.subjects,
+    profilesDir: catalogDirs.profiles,
+    ...(nats.tls === undefined ? {} : { natsTlsDir: nats.tls.dir }),
     ...options.config,
   });
-  const catalog = loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
+  if (tls) {
+    // As deployed: only the admin identity creates streams, buckets and the broker's consumer (phi-broker nats-provision).
+    const admin = await nats.connectAs(ADMIN_IDENTITY, 'provision');
+    await provisionStreams(admin, config);
+    await admin.close();
+  }
+  const brokerConnection = (name: string): Promise<NatsConnection> => (tls ? nats.connectAs(BROKER_IDENTITY, name) : nats.connect(name));
   const keysDir = join(config.dataDir, 'keys');
   mkdirSync(keysDir, { recursive: true });
   ensureDevKeys(keysDir, [BROKER_ID, ...catalog.services.keys()]);
@@ -88,22 +121,24 @@ export async function startTestStack(options: { config?: Partial<BrokerConfigInp
     broker: undefined,
     keys: (service) => readServiceKeys(keysDir, service),
     async startBroker() {
-      const nc = await nats.connect('broker');
+      const nc = await brokerConnection('broker');
       stack.broker = await Broker.start({ config, catalog, nc, keys: readServiceKeys(keysDir, BROKER_ID), peers, secrets, logger });
       return stack.broker;
     },
     async startAnotherBroker(n) {
-      const nc = await nats.connect(`broker-${n}`);
+      const nc = await brokerConnection(`broker-${n}`);
       return Broker.start({ config, catalog, nc, keys: readServiceKeys(keysDir, BROKER_ID), peers, secrets, logger: logger.child({ instance: n }) });
     },
     async client(service, opts = {}) {
-      const nc = await nats.connect(service);
-      // The harness's NATS is plaintext (mTLS runs in test/e2e/mtls.test.ts): the development opt-in, explicitly.
-      const c = await PhiClient.connect({ nc, service, keys: readServiceKeys(keysDir, service), peers, logger, insecure: true, ...opts });
+      // Over mTLS as the service's own identity; on a plaintext stack the development opt-in, explicitly.
+      const nc = tls ? await nats.connectAs(serviceIdentity(service), service) : await nats.connect(service);
+      const c = await PhiClient.connect({ nc, service, keys: readServiceKeys(keysDir, service), peers, logger, ...(tls ? {} : { insecure: true }), ...opts });
       clients.push(c);
       return c;
     },
     connect: (name) => nats.connect(name),
+    connectAs: (identity, name) => nats.connectAs(identity, name),
+    env: nats.env,
     async stop() {
       for (const c of clients) await c.close().catch(() => undefined);
       await stack.broker?.stop();

@@ -83,6 +83,9 @@ describe('natsPermissions', () => {
       ['KV_phi_consent', 'KV_phi_access'].flatMap((st) => [`$JS.API.CONSUMER.CREATE.${st}`, `$JS.API.CONSUMER.CREATE.${st}.>`]).sort(),
     );
     expect(b.publish.allow).toEqual(expect.arrayContaining(['phi.audit.>', 'phi.alert.>', 'phi.disclosure.>', 'phi.access.>', '$O.phi_access_answers.>', '$KV.phi_registry.>', '$KV.phi_access.>']));
+    // Restrictions are written by operators (admin) alone; the broker reads and watches them.
+    expect(b.publish.allow.filter((x) => x.startsWith('$KV.')).sort()).toEqual(['$KV.phi_access.>', '$KV.phi_registry.>', '$KV.phi_seen.>']);
+    expect(b.publish.deny).toContain('$KV.phi_consent.>');
     expect(b.subscribe.allow).toEqual(['_INBOX.broker.>', 'phi.control.access phi-broker', 'phi.request.access.* phi-broker']);
     expect(b.publish.deny).toContain('phi.request.>');
     expect(b.allowResponses).toBe(true);

@@ -15,7 +15,7 @@ let broker: ServiceKeys;
 
 beforeAll(async () => {
   await initCrypto();
-  nats = await startTestNats();
+  nats = await startTestNats({ tls: false }); // the plaintext path is what this file tests
   keys = generateServiceKeys('registration');
   broker = generateServiceKeys('broker');
 });

@@ -7,6 +7,7 @@ import { Keyring } from '../../src/crypto/keyring.js';
 import { sealEnvelope } from '../../src/envelope/seal.js';
 import type { Delivered, PhiClient } from '../../src/sdk/client.js';
 import { Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
+import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 
 let stack: TestStack;
 let registration: PhiClient;
@@ -39,7 +40,7 @@ describe('PhiClient.subscribe', () => {
     await waiter.until(() => calls.length >= 2, 20_000, 'redelivery');
     expect(calls).toEqual([`${r.id}.ehr`, `${r.id}.ehr`]);
     await sub.stop();
-    const info = await (await (await stack.connect('check')).jetstreamManager()).consumers.info('PHI_DELIVER', 'deliver-ehr-Patient');
+    const info = await (await (await stack.connectAs(ADMIN_IDENTITY, 'check')).jetstreamManager()).consumers.info('PHI_DELIVER', 'deliver-ehr-Patient');
     expect(info.num_ack_pending).toBe(0);
     expect(info.num_pending).toBe(0);
     const handlerLog = stack.logs.records().filter((l) => l['event'] === 'sdk.handler.failed');
