@@ -19,6 +19,7 @@ import { DEFAULT_VALIDATION_LIMITS } from '../fhir/limits.js';
 import { envelopeHash } from '../envelope/provenance.js';
 import { MESSAGE_ID_PATTERN } from '../envelope/types.js';
 import { errorFields, errorStack, type Logger } from '../log.js';
+import { AckedPublisher } from '../nats/acked-publish.js';
 import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../nats/names.js';
 import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDeliveryConsumer, ensureDisclosureStream, streamSettings } from '../nats/setup.js';
 import { pseudonymizer } from '../projection/pseudonymizer.js';
@@ -77,6 +78,8 @@ export class Broker {
   private constructor(
     private readonly opts: BrokerOptions,
     private readonly js: JetStreamClient,
+    /** Every JetStream publish of the message path (deliveries, disclosures, receipts, quarantine). */
+    private readonly pub: AckedPublisher,
     private readonly replay: ReplayCache,
     private readonly ctx: PipelineContext,
     /** Patient restrictions in force (src/consent/view.ts): `consent.waitForRevision(r)` awaits a change. */
@@ -142,7 +145,8 @@ export class Broker {
       },
     };
     const registry = await RegistryRecorder.open(nc, catalog.patients, opts.secrets, logger);
-    const broker = new Broker(opts, nc.jetstream(), new ReplayCache(seen), ctx, consent, registry);
+    const pub = new AckedPublisher(nc);
+    const broker = new Broker(opts, nc.jetstream(), pub, new ReplayCache(seen, pub), ctx, consent, registry);
     broker.audit = opts.audit ?? (await AuditTrail.open({ nc, settings: config, signer: opts.keys.sign, secrets: opts.secrets, logger, ...(opts.now === undefined ? {} : { now: opts.now }) }));
     broker.ownsAudit = opts.audit === undefined;
     broker.elementsOf = profileElements(catalog);
@@ -219,9 +223,9 @@ export class Broker {
         ...deliveries.map((d) => {
           const h = natsHeaders();
           h.set(HEADERS.signature, d.sig);
-          return this.js.publish(d.subject, d.bytes, { msgID: d.msgId, headers: h });
+          return this.pub.publish(d.subject, d.bytes, { msgID: d.msgId, headers: h });
         }),
-        ...disclosures.map((d) => this.js.publish(d.subject, d.bytes, { msgID: d.msgId })),
+        ...disclosures.map((d) => this.pub.publish(d.subject, d.bytes, { msgID: d.msgId })),
       ]);
       await this.registry.persist(registration, deliveries, this.ctx.now());
       await Promise.all([
@@ -273,7 +277,7 @@ export class Broker {
       h.set(HEADERS.code, error.code);
       h.set(HEADERS.record, recordHeader);
       h.set(HEADERS.part, `${i + 1}/${parts.length}`);
-      await this.js.publish(subjects.quarantine(route?.service ?? ''), part, { msgID: `${record.id}.${i + 1}`, headers: h });
+      await this.pub.publish(subjects.quarantine(route?.service ?? ''), part, { msgID: `${record.id}.${i + 1}`, headers: h });
     }
     // No receipt for a replay: it would carry the id and hash of the genuine message, and a sniffed copy that
     // won the race would make the genuine publish look rejected. The quarantine record keeps the evidence.
@@ -291,7 +295,7 @@ export class Broker {
     const bytes = encodeReceipt(receipt);
     const h = natsHeaders();
     h.set(HEADERS.signature, Buffer.from(signDetached(bytes, this.opts.keys.sign.secretKey)).toString('base64url'));
-    await this.js.publish(subjects.receipt(service), bytes, { msgID: `r-${seq}`, headers: h });
+    await this.pub.publish(subjects.receipt(service), bytes, { msgID: `r-${seq}`, headers: h });
   }
 }
 
