@@ -2,7 +2,8 @@
 // verify, hash, decrypt, validate, project and seal + sign every delivery — a Patient to the 3 subscribers of
 // bench/catalog/fanout-3) of two builds, interleaved in one process in rounds of 100 messages, so other load
 // hits both alike; prints the median CPU µs per message of each and the median per-round ratio. Then the same
-// for the NATS client's JetStream publish with and without nats.js `noAsyncTraces`.
+// for the NATS client's JetStream publish with and without nats.js `noAsyncTraces`, nats.js `js.publish`
+// against src/nats/acked-publish.ts, and each build's registry update (src/registry/store.ts `record`).
 //   node dist/bench/ab-builds.js <root-of-build-A> [<root-of-build-B> = this checkout]
 // A build root is a checkout with `npm run build` done (dist/src and dist/bench), e.g. a `git worktree` of main.
 import { randomUUID } from 'node:crypto';
@@ -26,6 +27,7 @@ import { Keyring } from '../src/crypto/keyring.js';
 import { ensureDevKeys, readJwks, readServiceKeys } from '../src/crypto/keys.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { sealEnvelope } from '../src/envelope/seal.js';
+import { AckedPublisher } from '../src/nats/acked-publish.js';
 import { startNatsServer } from '../src/nats/server.js';
 import { patient } from './resources.js';
 
@@ -158,6 +160,39 @@ async function main(): Promise<void> {
       await batch(untraced)();
       const n = await interleave(30, batch(traced), batch(untraced));
       process.stdout.write(`JetStream publish: async traces ${(n.a / 200).toFixed(0)} µs, noAsyncTraces ${(n.b / 200).toFixed(0)} µs, ratio ${n.ratio.toFixed(3)}\n`);
+      const acked = new AckedPublisher(untraced);
+      const viaAcked = async (): Promise<void> => {
+        await Promise.all(
+          Array.from({ length: 200 }, () => {
+            const h = natsHeaders();
+            h.set('Phi-Sig', 'x'.repeat(86));
+            return acked.publish('ab.x', body, { msgID: randomUUID(), headers: h });
+          }),
+        );
+      };
+      await viaAcked();
+      const p2 = await interleave(30, batch(untraced), viaAcked);
+      process.stdout.write(`JetStream publish: nats.js js.publish ${(p2.a / 200).toFixed(0)} µs, AckedPublisher ${(p2.b / 200).toFixed(0)} µs, ratio ${p2.ratio.toFixed(3)}\n`);
+      // The registry update per message: each build's RegistryStore, 200 observations per round over 64 keys
+      // (each key written again every round, as a patient's messages keep coming), 64 in flight.
+      const storeOf = async (root: string): Promise<{ record(key: string, obs: unknown): Promise<void> }> =>
+        ((await import(join(root, 'dist', 'src', 'registry', 'store.js'))) as { RegistryStore: { open(nc: NatsConnection): Promise<{ record(key: string, obs: unknown): Promise<void> }> } }).RegistryStore.open(untraced);
+      const storeA = await storeOf(rootA);
+      const storeB = await storeOf(rootB);
+      let seq = 0;
+      const records = (store: { record(key: string, obs: unknown): Promise<void> }, tag: string) => async (): Promise<void> => {
+        for (let k = 0; k < 200; k += 64) {
+          await Promise.all(
+            Array.from({ length: Math.min(64, 200 - k) }, (_, j) =>
+              store.record(`${tag}-${j}`, { messageId: randomUUID(), type: 'Patient', at: Date.now() + seq++, source: 'registration', recipients: [{ service: 'sub1', purpose: 'TREAT' }, { service: 'sub2', purpose: 'HPAYMT' }, { service: 'sub3', purpose: 'HOPERAT' }] }),
+            ),
+          );
+        }
+      };
+      await records(storeA, 'a')();
+      await records(storeB, 'b')();
+      const g = await interleave(20, records(storeA, 'a'), records(storeB, 'b'));
+      process.stdout.write(`registry update: A ${(g.a / 200).toFixed(0)} µs, B ${(g.b / 200).toFixed(0)} µs, B/A ${g.ratio.toFixed(3)}\n`);
     } finally {
       await traced.close();
       await untraced.close();

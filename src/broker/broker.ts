@@ -20,6 +20,7 @@ import type { FhirResource } from '../fhir/resource.js';
 import { envelopeHash } from '../envelope/provenance.js';
 import { MESSAGE_ID_PATTERN } from '../envelope/types.js';
 import { errorFields, errorStack, type Logger } from '../log.js';
+import { AckedPublisher } from '../nats/acked-publish.js';
 import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../nats/names.js';
 import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDeliveryConsumer, ensureDisclosureStream, streamSettings } from '../nats/setup.js';
 import { pseudonymizer } from '../projection/pseudonymizer.js';
@@ -79,6 +80,8 @@ export class Broker {
   private constructor(
     private readonly opts: BrokerOptions,
     private readonly js: JetStreamClient,
+    /** Every JetStream publish of the message path (deliveries, disclosures, receipts, quarantine). */
+    private readonly pub: AckedPublisher,
     private readonly replay: ReplayCache,
     private readonly ctx: PipelineContext,
     /** Patient restrictions in force (src/consent/view.ts): `consent.waitForRevision(r)` awaits a change. */
@@ -160,7 +163,8 @@ export class Broker {
         return out;
       },
     };
-    const broker = new Broker(opts, nc.jetstream(), new ReplayCache(seen), ctx, consent, registry);
+    const pub = new AckedPublisher(nc);
+    const broker = new Broker(opts, nc.jetstream(), pub, new ReplayCache(seen, pub), ctx, consent, registry);
     broker.audit = audit;
     broker.ownsAudit = opts.audit === undefined;
     broker.elementsOf = profileElements(catalog);
@@ -237,9 +241,9 @@ export class Broker {
         ...deliveries.map((d) => {
           const h = natsHeaders();
           h.set(HEADERS.signature, d.sig);
-          return this.js.publish(d.subject, d.bytes, { msgID: d.msgId, headers: h });
+          return this.pub.publish(d.subject, d.bytes, { msgID: d.msgId, headers: h });
         }),
-        ...disclosures.map((d) => this.js.publish(d.subject, d.bytes, { msgID: d.msgId })),
+        ...disclosures.map((d) => this.pub.publish(d.subject, d.bytes, { msgID: d.msgId })),
       ]);
       await this.registry.persist(registration, deliveries, this.ctx.now());
       await Promise.all([
@@ -291,7 +295,7 @@ export class Broker {
       h.set(HEADERS.code, error.code);
       h.set(HEADERS.record, recordHeader);
       h.set(HEADERS.part, `${i + 1}/${parts.length}`);
-      await this.js.publish(subjects.quarantine(route?.service ?? ''), part, { msgID: `${record.id}.${i + 1}`, headers: h });
+      await this.pub.publish(subjects.quarantine(route?.service ?? ''), part, { msgID: `${record.id}.${i + 1}`, headers: h });
     }
     // No receipt for a replay: it would carry the id and hash of the genuine message, and a sniffed copy that
     // won the race would make the genuine publish look rejected. The quarantine record keeps the evidence.
@@ -309,7 +313,7 @@ export class Broker {
     const bytes = encodeReceipt(receipt);
     const h = natsHeaders();
     h.set(HEADERS.signature, Buffer.from(signDetached(bytes, this.opts.keys.sign.secretKey)).toString('base64url'));
-    await this.js.publish(subjects.receipt(service), bytes, { msgID: `r-${seq}`, headers: h });
+    await this.pub.publish(subjects.receipt(service), bytes, { msgID: `r-${seq}`, headers: h });
   }
 }
 

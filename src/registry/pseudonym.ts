@@ -10,10 +10,18 @@ export function patientPseudonymKey(master: Uint8Array): Uint8Array {
   return new Uint8Array(createHmac('sha256', master).update('patient-registry|v1').digest());
 }
 
+/** The derived key per master key, so the per-message path computes one HMAC, not three. */
+const derived = new WeakMap<Uint8Array, Uint8Array>();
+
 /**
  * base64url(HMAC-SHA256(key, "Patient/<id>")) — 43 characters, safe as a NATS subject token and a KV key.
  * `ref` is the canonical `Patient/<id>` form produced by extractPatientRef.
  */
 export function patientPseudonym(secrets: Pick<BrokerSecrets, 'pseudonymKey'>, ref: string): string {
-  return createHmac('sha256', patientPseudonymKey(secrets.pseudonymKey)).update(ref).digest('base64url');
+  let key = derived.get(secrets.pseudonymKey);
+  if (key === undefined) {
+    key = patientPseudonymKey(secrets.pseudonymKey);
+    derived.set(secrets.pseudonymKey, key);
+  }
+  return createHmac('sha256', key).update(ref).digest('base64url');
 }

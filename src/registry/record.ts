@@ -5,8 +5,13 @@
 // resource. Pure: merging an observation into a record, and the JSON form with its zod check.
 import { z } from 'zod';
 
-/** How many recent ingest message ids a record remembers, so a redelivered message counts once. */
-export const RECENT_IDS = 64;
+/**
+ * How many recent ingest message ids a record remembers, so a redelivered message counts once. Twice the
+ * broker's default in-flight limit: one group-committed write (src/registry/store.ts) can carry every message
+ * in flight about one patient, and a redelivery (ack wait expired under load, or a write that landed although
+ * its ack was lost) must still find its id after that batch and the next.
+ */
+export const RECENT_IDS = 128;
 
 export type RegistryRole = 'source' | 'recipient';
 

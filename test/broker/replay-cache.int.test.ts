@@ -2,6 +2,7 @@
 // ingest sequence is a redelivery, another sequence is E_REPLAY, and ids of any allowed shape work as keys.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReplayCache } from '../../src/broker/replay-cache.js';
+import { AckedPublisher } from '../../src/nats/acked-publish.js';
 import { ensureBrokerInfrastructure } from '../../src/nats/setup.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
 
@@ -11,7 +12,8 @@ let cache: ReplayCache;
 
 beforeAll(async () => {
   nats = await startTestNats();
-  const { seen } = await ensureBrokerInfrastructure(await nats.connect(), {
+  const nc = await nats.connect();
+  const { seen } = await ensureBrokerInfrastructure(nc, {
     deliverMaxAgeMs: 60 * MINUTE,
     quarantineMaxAgeMs: 60 * MINUTE,
     receiptMaxAgeMs: 60 * MINUTE,
@@ -19,7 +21,7 @@ beforeAll(async () => {
     replayWindowMs: 30 * MINUTE,
     ackWaitMs: 30_000,
   });
-  cache = new ReplayCache(seen);
+  cache = new ReplayCache(seen, new AckedPublisher(nc));
 });
 
 afterAll(async () => {

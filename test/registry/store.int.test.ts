@@ -58,3 +58,28 @@ it('re-creates a deleted key, and counts a redelivered message once', async () =
   expect(record?.recent).toEqual(['d-2']);
   expect(b.stats.duplicates).toBe(1);
 });
+
+it('writes on top of the revision it last wrote without reading, and a stale one is refused and retried on a fresh read', async () => {
+  await a.record('k-known', obs('n-1', 'ehr'));
+  const reads = a.stats.reads;
+  await a.record('k-known', obs('n-2', 'ehr'));
+  expect(a.stats.reads).toBe(reads); // the remembered revision: no read
+  await b.record('k-known', obs('n-3', 'ehr')); // a's revision is stale now
+  const conflicts = a.stats.conflicts;
+  await a.record('k-known', obs('n-4', 'ehr'));
+  expect(a.stats.conflicts).toBe(conflicts + 1);
+  expect(a.stats.reads).toBe(reads + 1);
+  const record = await b.get('k-known');
+  expect(record?.services['ehr']?.source?.count).toBe(4);
+  expect(record?.recent).toEqual(['n-1', 'n-2', 'n-3', 'n-4']);
+});
+
+it('group-commits the observations of one key that arrive while its write is in flight', async () => {
+  const writes = a.stats.writes;
+  const updates = a.stats.updates;
+  await Promise.all(Array.from({ length: 20 }, (_, i) => a.record('k-group', obs(`g-${i}`, 'registration'))));
+  // The first observation goes alone; the 19 queued behind it go in one compare-and-set.
+  expect(a.stats.writes - writes).toBe(2);
+  expect(a.stats.updates - updates).toBe(20);
+  expect((await b.get('k-group'))?.services['registration']?.source?.count).toBe(20);
+});
