@@ -16,7 +16,7 @@ import { ConsentStore } from '../../src/consent/store.js';
 import { KV_BUCKETS } from '../../src/nats/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import type { PhiClient } from '../../src/sdk/client.js';
-import { ROOT, filesUnder, readJson, startTestStack, type TestStack } from '../helpers/stack.js';
+import { ROOT, filesUnder, publishedTo, readJson, startTestStack, type TestStack } from '../helpers/stack.js';
 import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 
 const run = promisify(execFile);
@@ -45,14 +45,7 @@ function observation(patientId: string, labels: readonly object[] = []): Record<
   return { ...OBSERVATION, id: `obs-${n}`, subject: { reference: `Patient/${patientId}` }, ...(labels.length === 0 ? {} : { meta: { security: labels } }) };
 }
 
-/** Publishes and returns the services the broker delivered to, from its `ingest.accepted` record. */
-async function deliveredTo(client: PhiClient, resource: Record<string, unknown>): Promise<string[]> {
-  const r = await client.publish(resource);
-  expect(r.status).toBe('accepted');
-  await stack.logs.until((l) => l['event'] === 'ingest.accepted' && l['id'] === r.id, `acceptance of ${r.id}`);
-  const rec = stack.logs.records().find((l) => l['event'] === 'ingest.accepted' && l['id'] === r.id);
-  return [...((rec?.['deliveries'] as string[] | undefined) ?? [])].sort();
-}
+const deliveredTo = (client: PhiClient, resource: Record<string, unknown>): Promise<string[]> => publishedTo(stack, client, resource);
 
 /** The AuditEvents naming this Consent (the broker appends them before it acks, so before ingest.accepted). */
 async function auditEventsNaming(consent: string): Promise<AuditEvent[]> {

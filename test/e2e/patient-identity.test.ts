@@ -21,7 +21,7 @@ import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../../src/fhir/vali
 import { KV_BUCKETS } from '../../src/nats/names.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { CLI, NOT_BUILT } from '../cli/run-cli.js';
-import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
+import { ROOT, publishedTo, startTestStack, type TestStack } from '../helpers/stack.js';
 
 const run = promisify(execFile);
 const MRN = 'http://hospital.example.org/mrn';
@@ -39,14 +39,7 @@ let n = 0;
 const patient = (mrn: string): Record<string, unknown> => ({ resourceType: 'Patient', id: `p-${(n += 1)}`, identifier: [{ system: MRN, value: mrn }] });
 const observation = (mrn: string): Record<string, unknown> => ({ resourceType: 'Observation', id: `o-${(n += 1)}`, status: 'final', code: { text: 'pulse' }, subject: { identifier: { system: MRN, value: mrn } } });
 
-/** Publishes and returns the services the broker delivered to, from its `ingest.accepted` record. */
-async function deliveredTo(client: PhiClient, resource: Record<string, unknown>): Promise<string[]> {
-  const r = await client.publish(resource);
-  expect(r.status).toBe('accepted');
-  await stack.logs.until((l) => l['event'] === 'ingest.accepted' && l['id'] === r.id, `acceptance of ${r.id}`);
-  const rec = stack.logs.records().find((l) => l['event'] === 'ingest.accepted' && l['id'] === r.id);
-  return [...((rec?.['deliveries'] as string[] | undefined) ?? [])].sort();
-}
+const deliveredTo = (client: PhiClient, resource: Record<string, unknown>): Promise<string[]> => publishedTo(stack, client, resource);
 
 /** Runs a CLI function (the code the `phi-broker` command runs) and returns what it printed. */
 async function printed(fn: (out: PassThrough) => Promise<void>): Promise<string> {

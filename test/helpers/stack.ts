@@ -181,3 +181,15 @@ export function filesUnder(dir: string): string[] {
     return statSync(path).isDirectory() ? filesUnder(path) : [path];
   });
 }
+
+/**
+ * Publishes `resource` as `client`, expects it accepted, and returns the services the broker delivered it to
+ * (sorted), read from the broker's `ingest.accepted` log record.
+ */
+export async function publishedTo(stack: Pick<TestStack, 'logs'>, client: PhiClient, resource: Record<string, unknown>): Promise<string[]> {
+  const r = await client.publish(resource);
+  if (r.status !== 'accepted') throw new Error(`expected ${r.id} accepted, got ${r.status}`);
+  await stack.logs.until((l) => l['event'] === 'ingest.accepted' && l['id'] === r.id, `acceptance of ${r.id}`);
+  const rec = stack.logs.records().find((l) => l['event'] === 'ingest.accepted' && l['id'] === r.id);
+  return [...((rec?.['deliveries'] as string[] | undefined) ?? [])].sort();
+}
