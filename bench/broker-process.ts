@@ -57,7 +57,7 @@ async function main(): Promise<void> {
       void (async () => {
         await broker.stop();
         await nc.drain();
-        process.send?.({ type: 'stopped', ...broker.stats }, () => process.exit(0));
+        process.send?.({ type: 'stopped', ...broker.stats, registry: { ...broker.registry.store.stats } }, () => process.exit(0));
       })();
     }
   });

@@ -193,7 +193,10 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     }
     const subResult = await sub.request<SubResult & Message>({ cmd: 'stop' }, 'result');
     const peakRssMb = Math.max(0, ...workers.map((w) => sample(w.pid)?.peakRssMb ?? 0));
-    for (const w of workers) await w.request({ cmd: 'stop' }, 'stopped', 60_000);
+    for (const w of workers) {
+      const stopped = await w.request<Message>({ cmd: 'stop' }, 'stopped', 60_000);
+      if (process.env['PHI_BENCH_DEBUG_REGISTRY'] !== undefined) process.stderr.write(`${spec.name} registry ${JSON.stringify(stopped['registry'])}\n`);
+    }
     await Promise.all(children.map((c) => c.exited()));
 
     const seconds = spec.measureMs / 1000;

@@ -8,7 +8,10 @@
 // last wrote per key (a bounded LRU, RECENT_KEYS) and writes on top of that optimistically; only
 // a refused compare-and-set (another writer was there first) or a miss costs a fresh read. Updates of one key
 // within this process are serialised and group-committed: observations that arrive while the key's write is
-// in flight are merged into the next write, one compare-and-set for all of them. Writes go out through
+// in flight are merged into the next write, one compare-and-set for all of them. A key another writer keeps
+// changing (two broker processes taking turns with one patient's messages) is marked contended after its
+// optimistic write is refused: it is read before each write — two round trips, not a refused write, a read
+// and the retry — until a read shows that nobody else wrote since this store did, and then goes optimistic again. Writes go out through
 // src/nats/acked-publish.ts (the KV compare-and-set as a plain acknowledged publish).
 import { StorageType, type KV, type NatsConnection } from 'nats';
 import { AckedPublisher } from '../nats/acked-publish.js';
@@ -81,6 +84,8 @@ export class RegistryStore {
   readonly stats: RegistryStats = { updates: 0, writes: 0, conflicts: 0, duplicates: 0, reads: 0 };
   /** Last known record and revision per key, least recently used first. */
   private readonly known = new Map<string, Known>();
+  /** Keys whose remembered revision another writer made stale, least recently marked first: read before writing. */
+  private readonly contended = new Set<string>();
   /** Keys with a write in flight, and the batch that goes next. */
   private readonly writing = new Map<string, { next: Batch | undefined }>();
 
@@ -141,7 +146,9 @@ export class RegistryStore {
 
   private async write(key: string, observations: readonly Observation[]): Promise<void> {
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const base = this.recall(key) ?? (await this.read(key));
+      const remembered = this.recall(key);
+      const contended = this.contended.has(key);
+      const base = (contended ? undefined : remembered) ?? (await this.read(key));
       let next = base.record;
       let added = 0;
       for (const obs of observations) {
@@ -158,6 +165,8 @@ export class RegistryStore {
         this.pub ??= new AckedPublisher(this.nc);
         const revision = await this.pub.kvCompareAndSet(KV_BUCKETS.registry, key, encodeRecord(next), base.revision);
         this.remember(key, { record: next, revision });
+        // Nobody else wrote between this store's last write and the read: optimistic writes pay again.
+        if (contended && remembered?.revision === base.revision) this.contended.delete(key);
         this.stats.updates += added;
         this.stats.duplicates += observations.length - added;
         this.stats.writes += 1;
@@ -167,6 +176,7 @@ export class RegistryStore {
         this.known.delete(key);
         if (!isConflict(err)) throw err;
         this.stats.conflicts += 1;
+        if (base === remembered) this.markContended(key);
       }
     }
     throw new RegistryUnavailable(`the registry key stayed contended for ${MAX_ATTEMPTS} compare-and-set rounds`);
@@ -187,6 +197,15 @@ export class RegistryStore {
     if (this.known.size > RECENT_KEYS) {
       const oldest = this.known.keys().next();
       if (oldest.done !== true) this.known.delete(oldest.value);
+    }
+  }
+
+  private markContended(key: string): void {
+    this.contended.delete(key);
+    this.contended.add(key);
+    if (this.contended.size > RECENT_KEYS) {
+      const oldest = this.contended.keys().next();
+      if (oldest.done !== true) this.contended.delete(oldest.value);
     }
   }
 

@@ -74,6 +74,26 @@ it('writes on top of the revision it last wrote without reading, and a stale one
   expect(record?.recent).toEqual(['n-1', 'n-2', 'n-3', 'n-4']);
 });
 
+it('reads first on a key another writer keeps changing, and writes optimistically again once it stops', async () => {
+  await a.record('k-turns', obs('t-0', 'ehr'));
+  await b.record('k-turns', obs('t-1', 'ehr'));
+  const conflicts = a.stats.conflicts;
+  const reads = a.stats.reads;
+  await a.record('k-turns', obs('t-2', 'ehr')); // optimistic on a stale revision: refused, read, retried
+  expect(a.stats.conflicts - conflicts).toBe(1);
+  for (let i = 3; i < 9; i += 2) {
+    await b.record('k-turns', obs(`t-${i}`, 'ehr'));
+    await a.record('k-turns', obs(`t-${i + 1}`, 'ehr')); // contended: read, then a write that succeeds
+  }
+  expect(a.stats.conflicts - conflicts).toBe(1);
+  expect(a.stats.reads - reads).toBe(4);
+  await a.record('k-turns', obs('t-9', 'ehr')); // the read shows nobody else wrote: optimistic from now on
+  await a.record('k-turns', obs('t-10', 'ehr'));
+  expect(a.stats.reads - reads).toBe(5);
+  expect(a.stats.conflicts - conflicts).toBe(1);
+  expect((await b.get('k-turns'))?.services['ehr']?.source?.count).toBe(11);
+});
+
 it('group-commits the observations of one key that arrive while its write is in flight', async () => {
   const writes = a.stats.writes;
   const updates = a.stats.updates;
