@@ -20,6 +20,13 @@ export const configSchema = z.strictObject({
    * broker as the broker identity, after provisioning streams as the admin (`PHI_BROKER_NATS_TLS_DIR`).
    */
   natsTlsDir: z.string().min(1).optional(),
+  /**
+   * Which mTLS identity the read-only operator commands (audit, registry show, disclosures, access
+   * status|list|export, consent list, quarantine list|show) connect as (`PHI_BROKER_OPERATOR_IDENTITY`): `auto`, the
+   * auditor when its certificate is in the TLS dir, else the admin; `auditor` or `admin` always. Commands that
+   * write connect as the admin whatever this says.
+   */
+  operatorIdentity: z.enum(['auto', 'auditor', 'admin']).default('auto'),
   subjectsDir: z.string().min(1).default('subjects'),
   profilesDir: z.string().min(1).default('fhir-profiles'),
   /** Largest envelope accepted on ingest, bytes; larger ones are rejected E_TOO_LARGE (the streams take any size NATS carries). */
@@ -94,6 +101,7 @@ export const CONFIG_ENV = {
   PHI_BROKER_DATA_DIR: 'dataDir',
   NATS_URL: 'natsUrl',
   PHI_BROKER_NATS_TLS_DIR: 'natsTlsDir',
+  PHI_BROKER_OPERATOR_IDENTITY: 'operatorIdentity',
   PHI_BROKER_MAX_MESSAGE_BYTES: 'maxMessageBytes',
   PHI_BROKER_CLOCK_SKEW_MS: 'clockSkewMs',
   PHI_BROKER_DUPLICATE_WINDOW_MS: 'duplicateWindowMs',

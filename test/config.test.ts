@@ -23,6 +23,7 @@ describe('parseConfig', () => {
   it('pins every default (paths resolved against the working directory)', () => {
     expect(parseConfig({})).toEqual({
       dataDir: resolve(process.cwd(), '.phi-broker'),
+      operatorIdentity: 'auto',
       subjectsDir: resolve(process.cwd(), 'subjects'),
       profilesDir: resolve(process.cwd(), 'fhir-profiles'),
       maxMessageBytes: MiB,

@@ -15,7 +15,7 @@ import type { BrokerConfig } from '../config.js';
 import { sealBlob } from '../crypto/aead.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
-import { connectOperator, layout, loadConfiguredCatalog } from './runtime.js';
+import { connectOperator, layout, loadConfiguredCatalog, operatorIdentity } from './runtime.js';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -47,9 +47,26 @@ export function formatListRow(r: AccessRequest, now: number): string {
 }
 
 async function control(config: BrokerConfig, command: ControlCommand): Promise<{ requests: readonly AccessRequest[]; now: number }> {
-  const nc = await connectOperator(config, 'phi-broker access');
+  const nc = await connectOperator(config, 'phi-broker access', 'write');
   try {
     return await sendControl(nc, command);
+  } finally {
+    await nc.close();
+  }
+}
+
+/**
+ * status and list: as the read-only auditor (runtime.ts operatorIdentity), read KV phi_access directly — the
+ * auditor may not send phi.control.access, which also creates, extends and retries; as the admin, ask the broker.
+ */
+async function read(config: BrokerConfig, command: Extract<ControlCommand, { op: 'status' | 'list' }>): Promise<{ requests: readonly AccessRequest[]; now: number }> {
+  if (operatorIdentity(config, 'read')?.kind !== 'auditor') return control(config, command);
+  const nc = await connectOperator(config, 'phi-broker access', 'read');
+  try {
+    const store = await AccessStore.open(nc);
+    const now = Date.now();
+    if (command.op === 'status') return { requests: [await store.get(command.id)], now };
+    return { requests: (await store.list()).filter((r) => !command.overdue || isOverdue(r, now)), now };
   } finally {
     await nc.close();
   }
@@ -74,7 +91,7 @@ export async function runAccessRequest(config: BrokerConfig, patient: string, op
 }
 
 export async function runAccessStatus(config: BrokerConfig, id: string, opts: { json: boolean }, out: Writable = process.stdout): Promise<void> {
-  const { requests, now } = await control(config, { op: 'status', id: checkRequestId(id) });
+  const { requests, now } = await read(config, { op: 'status', id: checkRequestId(id) });
   print(out, opts.json, requests, now);
 }
 
@@ -84,7 +101,7 @@ export async function runAccessExtend(config: BrokerConfig, id: string, reason: 
 }
 
 export async function runAccessList(config: BrokerConfig, opts: { json: boolean; overdue: boolean }, out: Writable = process.stdout): Promise<void> {
-  const { requests, now } = await control(config, { op: 'list', overdue: opts.overdue });
+  const { requests, now } = await read(config, { op: 'list', overdue: opts.overdue });
   print(out, opts.json, requests, now, true);
 }
 
@@ -97,7 +114,7 @@ export async function runAccessRetry(config: BrokerConfig, opts: { json: boolean
 export async function runAccessExport(config: BrokerConfig, id: string, file: string, out: Writable = process.stdout, err: Writable = process.stderr): Promise<number> {
   await initCrypto();
   const key = accessKey(ensureBrokerSecrets(layout(config).keys));
-  const nc = await connectOperator(config, 'phi-broker access export');
+  const nc = await connectOperator(config, 'phi-broker access export', 'read');
   try {
     const store = await AccessStore.open(nc);
     const request = await store.get(checkRequestId(id));

@@ -29,8 +29,9 @@ export interface AuditIo {
   readonly err: Writable;
 }
 
-async function withNats<T>(config: BrokerConfig, run: (nc: NatsConnection) => Promise<T>): Promise<T> {
-  const nc = await connectOperator(config, 'phi-broker audit');
+/** PHI_AUDIT is read as the auditor (runtime.ts operatorIdentity); another `--stream` (a copy) as the admin, which may read any. */
+async function withNats<T>(config: BrokerConfig, stream: string, run: (nc: NatsConnection) => Promise<T>): Promise<T> {
+  const nc = await connectOperator(config, 'phi-broker audit', stream === STREAMS.audit ? 'read' : 'write');
   try {
     return await run(nc);
   } finally {
@@ -61,7 +62,7 @@ export function formatReport(report: VerifyReport): string {
 
 export async function runAuditVerify(config: BrokerConfig, opts: { stream: string; json: boolean; jwks?: string }, io: AuditIo): Promise<number> {
   const signingKey = brokerSigningKeys(config, opts.jwks);
-  return withNats(config, async (nc) => {
+  return withNats(config, opts.stream, async (nc) => {
     const { firstSeq } = await auditStreamState(nc, opts.stream);
     const records: StoredRecord[] = [];
     for await (const r of readAuditRecords(nc, { stream: opts.stream })) records.push(r);
@@ -120,7 +121,7 @@ async function* matchingEvents(nc: NatsConnection, stream: string, filter: Audit
 
 export async function runAuditQuery(config: BrokerConfig, q: QueryOptions & { json: boolean }, io: AuditIo): Promise<number> {
   const filter = auditFilter(config, q, Date.now());
-  return withNats(config, async (nc) => {
+  return withNats(config, q.stream, async (nc) => {
     let n = 0;
     for await (const e of matchingEvents(nc, q.stream, filter)) {
       io.out.write(`${q.json ? JSON.stringify(e) : formatEventLine(e)}\n`);
@@ -133,7 +134,7 @@ export async function runAuditQuery(config: BrokerConfig, q: QueryOptions & { js
 
 export async function runAuditExport(config: BrokerConfig, q: QueryOptions & { out: string }, io: AuditIo): Promise<number> {
   const filter = auditFilter(config, q, Date.now());
-  return withNats(config, async (nc) => {
+  return withNats(config, q.stream, async (nc) => {
     const events: AuditEvent[] = [];
     for await (const e of matchingEvents(nc, q.stream, filter)) events.push(e);
     writeFileSync(q.out, `${JSON.stringify(auditBundle(events, randomUUID(), Date.now()), null, 2)}\n`, { mode: 0o600 });

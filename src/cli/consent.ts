@@ -10,7 +10,7 @@ import { restrictionOf } from '../consent/consent.js';
 import { ConsentStore } from '../consent/store.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { existingBrokerSecrets } from './broker-secrets.js';
-import { connectOperator, loadConfiguredCatalog } from './runtime.js';
+import { connectOperator, loadConfiguredCatalog, type OperatorAccess } from './runtime.js';
 
 export interface ConsentAddOptions {
   readonly patient: string;
@@ -20,11 +20,11 @@ export interface ConsentAddOptions {
   readonly reason?: string;
 }
 
-async function withStore<T>(config: BrokerConfig, fn: (store: ConsentStore) => Promise<T>): Promise<T> {
+async function withStore<T>(config: BrokerConfig, access: OperatorAccess, fn: (store: ConsentStore) => Promise<T>): Promise<T> {
   await initCrypto();
   const secrets = existingBrokerSecrets(config);
   const catalog = loadConfiguredCatalog(config);
-  const nc = await connectOperator(config, 'phi-broker consent');
+  const nc = await connectOperator(config, 'phi-broker consent', access);
   try {
     return await fn(await ConsentStore.open(nc, secrets, { services: catalog.services.keys(), patients: catalog.patients }));
   } finally {
@@ -43,7 +43,7 @@ export function describeConsent(c: Consent): string {
 }
 
 export async function runConsentAdd(config: BrokerConfig, opts: ConsentAddOptions, out: Writable = process.stdout): Promise<void> {
-  const stored = await withStore(config, (store) =>
+  const stored = await withStore(config, 'write', (store) =>
     store.add({
       patient: opts.patient,
       denyRecipients: opts.denyRecipient,
@@ -57,12 +57,12 @@ export async function runConsentAdd(config: BrokerConfig, opts: ConsentAddOption
 }
 
 export async function runConsentList(config: BrokerConfig, opts: { readonly patient: string; readonly json: boolean }, out: Writable = process.stdout): Promise<void> {
-  const list = await withStore(config, (store) => store.list(opts.patient));
+  const list = await withStore(config, 'read', (store) => store.list(opts.patient));
   for (const s of list) out.write(`${opts.json ? JSON.stringify(s.consent) : describeConsent(s.consent)}\n`);
   if (!opts.json) out.write(`${list.length} restriction${list.length === 1 ? '' : 's'}\n`);
 }
 
 export async function runConsentRevoke(config: BrokerConfig, id: string, out: Writable = process.stdout): Promise<void> {
-  const r = await withStore(config, (store) => store.revoke(id));
+  const r = await withStore(config, 'write', (store) => store.revoke(id));
   out.write(r.changed ? `revoked ${describeConsent(r.consent)}\nkv revision ${r.revision}\n` : `already inactive: ${describeConsent(r.consent)}\n`);
 }

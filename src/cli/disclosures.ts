@@ -41,7 +41,7 @@ export async function runDisclosures(
   const patient = canonicalPatientRef(opts.patient, loadConfiguredCatalog(config).patients);
   const since = opts.since ?? defaultSince(now);
   const pseudonym = patientPseudonym(existingBrokerSecrets(config), patient);
-  const nc = await connectOperator(config, 'phi-broker disclosures');
+  const nc = await connectOperator(config, 'phi-broker disclosures', 'read');
   let result: Awaited<ReturnType<typeof readDisclosures>>;
   try {
     result = await readDisclosures(nc, pseudonym, since);

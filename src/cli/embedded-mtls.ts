@@ -15,7 +15,7 @@ import { connectNats, layout } from './runtime.js';
 /**
  * `up` (the default; `demo` too): the embedded nats-server on the generated mTLS config. Certificates are (re)issued at every start
  * (24 h), the config regenerated from the catalog, streams provisioned as the admin identity; server.json
- * records the TLS dir, so `publish`, `tail` and the operator commands (as the admin) connect over mTLS too.
+ * records the TLS dir, so `publish`, `tail` and the operator commands (as the admin, or the read-only auditor) connect over mTLS too.
  */
 export async function startEmbeddedMtlsNats(config: BrokerConfig, catalog: Catalog, port?: number): Promise<RunningNatsServer & { readonly tlsDir: string }> {
   const l = layout(config);

@@ -227,7 +227,7 @@ const certs = program.command('certs').description('development CA and mTLS cert
 for (const mode of ['init', 'rotate'] as const) {
   certs
     .command(mode)
-    .description(mode === 'init' ? 'create the CA (if missing), the server certificate and a client certificate per catalog service, broker and admin' : 'issue fresh server and client certificates (new keys) from the existing CA; then SIGHUP nats-server')
+    .description(mode === 'init' ? 'create the CA (if missing), the server certificate and a client certificate per catalog service, broker, admin and auditor' : 'issue fresh server and client certificates (new keys) from the existing CA; then SIGHUP nats-server')
     .option('--dir <dir>', 'TLS directory (default <data-dir>/tls)')
     .option('--lifetime <duration>', 'server and client certificate lifetime, e.g. 24h, 30m, 7d', '24h')
     .option('--ca-lifetime <duration>', 'lifetime of a newly created CA', '90d')

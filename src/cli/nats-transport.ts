@@ -6,8 +6,7 @@ import type { NatsConnection } from 'nats';
 import type { Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config.js';
 import { BrokerError } from '../errors.js';
-import { ADMIN_INBOX_ID } from '../nats/permissions.js';
-import { inboxPrefix } from '../nats/names.js';
+import { identityInbox } from '../nats/permissions.js';
 import type { RunningNatsServer } from '../nats/server.js';
 import type { Identity } from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
@@ -61,6 +60,6 @@ export async function openNatsTransport(config: BrokerConfig, catalog: Catalog, 
     tlsDir,
     server,
     connect: (identity, name) =>
-      connectNats(url, name, { files: files.identity(identity), inbox: identity.kind === 'admin' ? `_INBOX.${ADMIN_INBOX_ID}` : inboxPrefix(identity.id) }),
+      connectNats(url, name, { files: files.identity(identity), inbox: identityInbox(identity) }),
   };
 }

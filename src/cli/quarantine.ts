@@ -67,7 +67,7 @@ export function formatRecord(r: QuarantineRecord): string {
 }
 
 export async function runQuarantineList(config: BrokerConfig, opts: { json: boolean; limit: number }): Promise<void> {
-  const nc = await connectOperator(config, 'phi-broker quarantine');
+  const nc = await connectOperator(config, 'phi-broker quarantine', 'read');
   try {
     const unreadable = { count: 0 };
     const records = (await readParts(nc, opts.limit, unreadable)).filter((p) => p.index === 1).map((p) => p.record);
@@ -80,7 +80,7 @@ export async function runQuarantineList(config: BrokerConfig, opts: { json: bool
 }
 
 export async function runQuarantineShow(config: BrokerConfig, id: string, opts: { decrypt: boolean }): Promise<number> {
-  const nc = await connectOperator(config, 'phi-broker quarantine');
+  const nc = await connectOperator(config, 'phi-broker quarantine', 'read');
   try {
     const parts = (await readParts(nc, 1, { count: 0 }, id)).sort((a, b) => a.index - b.index);
     const record = parts[0]?.record;

@@ -47,7 +47,7 @@ export async function runRegistryShow(config: BrokerConfig, patient: string, opt
   const catalog = loadConfiguredCatalog(config);
   const ref = canonicalPatientRef(patient, catalog.patients);
   const pseudonym = patientPseudonym(ensureBrokerSecrets(layout(config).keys), ref);
-  const nc = await connectOperator(config, 'phi-broker registry');
+  const nc = await connectOperator(config, 'phi-broker registry', 'read');
   try {
     const store = await RegistryStore.open(nc);
     const rows = holdingRows(await store.get(pseudonym));

@@ -11,8 +11,8 @@ import { ensureDevKeys, readJwks, readServiceKeys, type PublicKeyRecord, type Se
 import { initCrypto } from '../crypto/sodium.js';
 import { mtlsConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
 import { inboxPrefix } from '../nats/names.js';
-import { ADMIN_INBOX_ID } from '../nats/permissions.js';
-import { ADMIN_IDENTITY, serviceIdentity } from '../tls/identity.js';
+import { identityInbox } from '../nats/permissions.js';
+import { ADMIN_IDENTITY, AUDITOR_IDENTITY, serviceIdentity, type Identity } from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
 import { startNatsServer, type RunningNatsServer } from '../nats/server.js';
 
@@ -98,12 +98,34 @@ export async function connectService(config: BrokerConfig, service: string, name
   return { nc: await connectNats(url, name, { files, inbox: inboxPrefix(service) }), insecure: false };
 }
 
-/** An operator's connection (quarantine, audit, disclosures, consent, registry, access): the admin identity over mTLS when there is a TLS dir. */
-export async function connectOperator(config: BrokerConfig, name: string): Promise<NatsConnection> {
+/**
+ * What an operator command does: `read` (audit verify|query|export, registry show, disclosures, access
+ * status|list|export, consent list, quarantine list|show) or `write` (everything else: consent add|revoke, access
+ * request|extend|retry, provisioning).
+ */
+export type OperatorAccess = 'read' | 'write';
+
+/**
+ * The identity an operator command connects as over mTLS. A `write` command: the admin. A `read` command: per
+ * `operatorIdentity` (PHI_BROKER_OPERATOR_IDENTITY) — `auto` (the default) takes the read-only auditor when its
+ * certificate is in the TLS dir (`certs init|rotate` and `up` issue it; a compliance officer may be given only
+ * ca.cert.pem and the auditor pair), else the admin. Undefined without a TLS dir (plaintext development).
+ */
+export function operatorIdentity(config: BrokerConfig, access: OperatorAccess): Identity | undefined {
+  const tlsDir = cliTlsDir(config);
+  if (tlsDir === undefined) return undefined;
+  if (access === 'write' || config.operatorIdentity === 'admin') return ADMIN_IDENTITY;
+  if (config.operatorIdentity === 'auditor' || existsSync(tlsLayout(tlsDir).identity(AUDITOR_IDENTITY).certFile)) return AUDITOR_IDENTITY;
+  return ADMIN_IDENTITY;
+}
+
+/** An operator's connection (quarantine, audit, disclosures, consent, registry, access): over mTLS as operatorIdentity when there is a TLS dir. */
+export async function connectOperator(config: BrokerConfig, name: string, access: OperatorAccess): Promise<NatsConnection> {
   const url = natsUrl(config);
   const tlsDir = cliTlsDir(config);
-  if (tlsDir === undefined) return connectNats(url, name);
-  return connectNats(url, name, { files: tlsLayout(tlsDir).identity(ADMIN_IDENTITY), inbox: `_INBOX.${ADMIN_INBOX_ID}` });
+  const identity = operatorIdentity(config, access);
+  if (tlsDir === undefined || identity === undefined) return connectNats(url, name);
+  return connectNats(url, name, { files: tlsLayout(tlsDir).identity(identity), inbox: identityInbox(identity) });
 }
 
 /** PHI_BROKER_NATS_TLS_DIR, or the TLS dir of the embedded server `up` started (in server.json; none under --insecure-plaintext). */

@@ -37,10 +37,10 @@ export const OBJECT_STORES = {
  * Reply-subject prefix of one NATS identity (a service id, or the broker's). Each identity may subscribe only
  * under its own prefix, so no client can read replies meant for another (JetStream API answers, pulled messages).
  * nats.js takes it as the `inboxPrefix` connection option. Service ids start with a letter, so they never
- * collide with the default `_INBOX.<NUID>` (upper case) or with `_INBOX._admin`.
+ * collide with the default `_INBOX.<NUID>` (upper case) or with `_INBOX._admin` / `_INBOX._auditor`.
  */
 export function inboxPrefix(identity: string): string {
-  if (identity !== '_admin' && !SERVICE_ID_PATTERN.test(identity)) throw new TypeError(`not an identity: ${JSON.stringify(identity)}`);
+  if (identity !== '_admin' && identity !== '_auditor' && !SERVICE_ID_PATTERN.test(identity)) throw new TypeError(`not an identity: ${JSON.stringify(identity)}`);
   return `_INBOX.${identity}`;
 }
 

@@ -9,7 +9,7 @@
 // dangerous API families are denied explicitly as well, so a future widening of an allow cannot reopen them.
 // 2.9.10 has no per-stream protection against update/delete: those are the admin identity's alone.
 import { BROKER_ID, type Catalog } from '../catalog/types.js';
-import { ADMIN_IDENTITY, BROKER_IDENTITY, natsUser, serviceIdentity, type Identity } from '../tls/identity.js';
+import { ADMIN_IDENTITY, AUDITOR_IDENTITY, BROKER_IDENTITY, natsUser, serviceIdentity, type Identity } from '../tls/identity.js';
 import { jsApi } from './jetstream-api.js';
 import { BROKER_CONSUMER, BROKER_QUEUE, KV_BUCKETS, OBJECT_STORES, STREAMS, deliveryConsumer, inboxPrefix, subjects } from './names.js';
 
@@ -32,6 +32,15 @@ export interface IdentityPermissions {
 
 /** The admin identity's inbox: `_` cannot start a service id, so it never collides with one. */
 export const ADMIN_INBOX_ID = '_admin';
+/** The auditor identity's inbox (as the admin's: never a service's). */
+export const AUDITOR_INBOX_ID = '_auditor';
+
+/** The inbox prefix an identity must connect with (nats.js `inboxPrefix`) under these permissions. */
+export function identityInbox(identity: Identity): string {
+  if (identity.kind === 'admin') return `_INBOX.${ADMIN_INBOX_ID}`;
+  if (identity.kind === 'auditor') return `_INBOX.${AUDITOR_INBOX_ID}`;
+  return inboxPrefix(identity.id);
+}
 
 /** The durable delivery consumers a subscriber may use, with the filter each must have. */
 export function deliveryDurables(catalog: Catalog, service: string): { readonly name: string; readonly filter: string }[] {
@@ -222,7 +231,61 @@ function adminPermissions(): IdentityPermissions {
   };
 }
 
-/** Every identity's permissions: one per catalog service, the broker, the admin. */
+/** The streams the read-only operator commands read (src/cli/audit.ts, disclosures.ts, quarantine.ts). */
+const AUDITOR_READ_STREAMS: readonly string[] = [STREAMS.audit, STREAMS.disclosures, STREAMS.quarantine];
+/** The KV buckets they read (registry show, access status/list/export, consent list). */
+const AUDITOR_KV_STREAMS: readonly string[] = [KV_BUCKETS.registry, KV_BUCKETS.access, KV_BUCKETS.consent].map(jsApi.kvStream);
+
+/**
+ * The read-only operator commands (audit verify|query|export, registry show, disclosures, access status|list|export,
+ * consent list, quarantine list|show), as the API subjects nats.js 2.29 sends for them and nothing else:
+ * - stream info (jsm.streams.info; every KV/object store view starts with it) and account info (jetstreamManager);
+ * - `$JS.API.STREAM.NAMES`: nats.js finds the stream of an object store's chunk subject by name lookup;
+ * - KV get: direct get (`DIRECT.GET.KV_<b>.$KV.<b>.<key>`) or message get; quarantine records and object
+ *   metadata: message get (by sequence, last by subject);
+ * - ephemeral consumers: the audit trail and disclosures are read through unnamed pull consumers
+ *   (`CONSUMER.CREATE.<stream>`, then `CONSUMER.INFO` and `CONSUMER.MSG.NEXT` on the generated name); KV keys
+ *   (consent list, access list) and object chunks (access export) through ordered push consumers
+ *   (`CONSUMER.CREATE.<stream>[.<name>.<filter>]`) with their flow-control replies on `$JS.FC.<stream>.>`.
+ * Denied: every data subject (phi.>, $KV.>, $O.>, acks), stream and consumer management — consumer delete too: the
+ * readers' ephemeral consumers go away by their inactive threshold — and phi.control.access (an operator command
+ * to the broker that can create, extend and retry requests). Limit of 2.9.10: `CONSUMER.CREATE.<stream>.<name>`
+ * cannot tell an ordered consumer from a durable one, so the auditor could leave a named consumer on a stream it
+ * reads; that reads, it writes nothing, and it cannot delete one.
+ */
+function auditorPermissions(): IdentityPermissions {
+  const inbox = identityInbox(AUDITOR_IDENTITY);
+  const pulled = [STREAMS.audit, STREAMS.disclosures];
+  const ordered = [jsApi.kvStream(KV_BUCKETS.consent), jsApi.kvStream(KV_BUCKETS.access), ACCESS_ANSWERS_STREAM];
+  return {
+    identity: AUDITOR_IDENTITY,
+    user: natsUser(AUDITOR_IDENTITY),
+    inboxPrefix: inbox,
+    publish: {
+      allow: [
+        jsApi.accountInfo,
+        jsApi.streamNames,
+        ...[...AUDITOR_READ_STREAMS, ...AUDITOR_KV_STREAMS, ACCESS_ANSWERS_STREAM].map(jsApi.streamInfo),
+        ...AUDITOR_KV_STREAMS.flatMap((s) => [jsApi.streamMsgGet(s), jsApi.directGet(s), jsApi.directGetAll(s)]),
+        jsApi.streamMsgGet(STREAMS.quarantine),
+        jsApi.streamMsgGet(ACCESS_ANSWERS_STREAM),
+        ...pulled.flatMap((s) => [...jsApi.consumerCreateEphemeral(s), jsApi.consumerInfo(s, '*'), jsApi.consumerNext(s, '*')]),
+        ...ordered.flatMap((s) => [...jsApi.consumerCreateEphemeral(s), jsApi.flowControl(s)]),
+      ],
+      deny: [
+        ...MANAGEMENT.filter((s) => s !== jsApi.streamNames),
+        '$JS.ACK.>',
+        jsApi.kvAny,
+        jsApi.objAny,
+        'phi.>',
+      ],
+    },
+    subscribe: { allow: [`${inbox}.>`], deny: ['$JS.>', jsApi.kvAny, jsApi.objAny, 'phi.>'] },
+    allowResponses: false,
+  };
+}
+
+/** Every identity's permissions: one per catalog service, the broker, the admin, the auditor. */
 export function natsPermissions(catalog: Catalog): IdentityPermissions[] {
-  return [...[...catalog.services.keys()].sort().map((s) => servicePermissions(catalog, s)), brokerPermissions(catalog), adminPermissions()];
+  return [...[...catalog.services.keys()].sort().map((s) => servicePermissions(catalog, s)), brokerPermissions(catalog), adminPermissions(), auditorPermissions()];
 }

@@ -7,17 +7,22 @@ import { BROKER_ID } from '../catalog/types.js';
 
 export const IDENTITY_ORGANIZATION = 'phi-broker';
 
-/** `service`: a catalog service; `broker`: the broker processes; `admin`: stream management, runs nothing else. */
-export type IdentityKind = 'service' | 'broker' | 'admin';
+/**
+ * `service`: a catalog service; `broker`: the broker processes; `admin`: stream management and the operator
+ * commands that write; `auditor`: the read-only operator commands (audit, registry show, disclosures, access
+ * status/list/export, consent list, quarantine list/show), reading and nothing else.
+ */
+export type IdentityKind = 'service' | 'broker' | 'admin' | 'auditor';
 
 export interface Identity {
   readonly kind: IdentityKind;
-  /** The service id, `broker`, or `admin`. */
+  /** The service id, `broker`, `admin` or `auditor`. */
   readonly id: string;
 }
 
 export const BROKER_IDENTITY: Identity = { kind: 'broker', id: BROKER_ID };
 export const ADMIN_IDENTITY: Identity = { kind: 'admin', id: 'admin' };
+export const AUDITOR_IDENTITY: Identity = { kind: 'auditor', id: 'auditor' };
 
 export function serviceIdentity(service: string): Identity {
   return { kind: 'service', id: service };

@@ -1,7 +1,8 @@
 // The deployment docker-compose.yml runs, through the CLI against a real nats-server: `certs init` →
 // `nats-config --out` → nats-server on that file → `nats-provision` (admin) → `up` with NATS_URL and
-// PHI_BROKER_NATS_TLS_DIR (broker identity) → `publish` and `tail` as services over mTLS — no insecure warning.
-import { mkdtempSync, rmSync } from 'node:fs';
+// PHI_BROKER_NATS_TLS_DIR (broker identity) → `publish` and `tail` as services over mTLS — no insecure warning;
+// then the read-only operator commands as the auditor identity, with the admin's certificate taken away.
+import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -64,5 +65,29 @@ describe('the docker-compose flow, over mTLS', () => {
     const stopped = await up.stop('SIGTERM');
     expect(stopped.code).toBe(0);
     for (const s of EXAMPLE_PHI) expect(stopped.stderr).not.toContain(s);
+  });
+});
+
+describe('the read-only operator commands connect as the auditor (src/cli/runtime.ts operatorIdentity)', () => {
+  it('with only the auditor certificate (no admin key), audit, registry, disclosures, consent list, access list and quarantine list work; consent add cannot connect', async () => {
+    const tls = join(dataDir, 'tls');
+    expect(existsSync(join(tls, 'auditor.cert.pem'))).toBe(true);
+    // A compliance officer's TLS dir: the CA and the auditor pair, no admin key.
+    for (const f of ['admin.cert.pem', 'admin.key.pem']) renameSync(join(tls, f), join(tls, `${f}.away`));
+    try {
+      const patient = ['--patient', 'Patient/demo-patient-1'];
+      for (const args of [['audit', 'verify'], ['audit', 'query', ...patient], ['registry', 'show', ...patient], ['disclosures', ...patient], ['consent', 'list', ...patient], ['access', 'list'], ['quarantine', 'list']]) {
+        const r = await runCli([...args, ...data()], { env });
+        expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+        expect(r.stderr, args.join(' ')).not.toMatch(/Violation|error/i);
+      }
+      const show = await runCli(['registry', 'show', ...patient, '--json', ...data()], { env });
+      expect((JSON.parse(show.stdout) as { services: { service: string }[] }).services.map((s) => s.service)).toContain('registration');
+      const add = await runCli(['consent', 'add', ...patient, '--deny-recipient', 'analytics', ...data()], { env });
+      expect(add.code).not.toBe(0);
+      expect(add.stderr).toContain('admin.cert.pem');
+    } finally {
+      for (const f of ['admin.cert.pem', 'admin.key.pem']) renameSync(join(tls, `${f}.away`), join(tls, f));
+    }
   });
 });

@@ -13,8 +13,7 @@ import { ensureDevKeys, readJwks, readServiceKeys, type PublicKeyRecord } from '
 import { initCrypto } from '../../src/crypto/sodium.js';
 import type { Logger } from '../../src/log.js';
 import { mtlsConnectionOptions } from '../../src/nats/connect-options.js';
-import { inboxPrefix } from '../../src/nats/names.js';
-import { ADMIN_INBOX_ID } from '../../src/nats/permissions.js';
+import { identityInbox } from '../../src/nats/permissions.js';
 import { provisionStreams } from '../../src/nats/provision.js';
 import { natsServerConfig } from '../../src/nats/server-config.js';
 import { freePort, startNatsServer, type RunningNatsServer } from '../../src/nats/server.js';
@@ -38,7 +37,7 @@ export interface MtlsStack {
 }
 
 export function inboxOf(identity: Identity): string {
-  return identity.kind === 'admin' ? `_INBOX.${ADMIN_INBOX_ID}` : inboxPrefix(identity.id);
+  return identityInbox(identity);
 }
 
 export async function startMtlsStack(onLog?: (text: string) => void): Promise<MtlsStack> {

@@ -11,8 +11,7 @@ import { connect, type NatsConnection } from 'nats';
 import { loadCatalog } from '../../src/catalog/load.js';
 import type { Catalog } from '../../src/catalog/types.js';
 import { mtlsConnectionOptions } from '../../src/nats/connect-options.js';
-import { ADMIN_INBOX_ID, natsPermissions, type IdentityPermissions } from '../../src/nats/permissions.js';
-import { inboxPrefix } from '../../src/nats/names.js';
+import { identityInbox, natsPermissions, type IdentityPermissions } from '../../src/nats/permissions.js';
 import { natsServerConfig } from '../../src/nats/server-config.js';
 import { freePort, startNatsServer, type RunningNatsServer } from '../../src/nats/server.js';
 import { issueClientCertificate } from '../../src/tls/certificates.js';
@@ -49,9 +48,8 @@ export interface TestNatsOptions {
 
 /** The inbox prefix an identity must connect with under the generated permissions. */
 export function inboxOf(identity: Identity): string {
-  if (identity.kind === 'admin') return `_INBOX.${ADMIN_INBOX_ID}`;
   if (identity === TEST_INSPECTOR) return '_INBOX';
-  return inboxPrefix(identity.id);
+  return identityInbox(identity);
 }
 
 const INSPECTOR_PERMISSIONS: IdentityPermissions = {

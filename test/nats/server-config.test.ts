@@ -25,9 +25,9 @@ function subscribedTypes(service: string): string[] {
 }
 
 describe('natsPermissions', () => {
-  it('one user per catalog service, plus the broker and the admin, each mapped from its certificate subject', () => {
+  it('one user per catalog service, plus the broker, the admin and the auditor, each mapped from its certificate subject', () => {
     expect(perms.map((p) => p.user).sort()).toEqual(
-      [...services.map((s) => natsUser(serviceIdentity(s))), 'CN=broker,OU=broker,O=phi-broker', 'CN=admin,OU=admin,O=phi-broker'].sort(),
+      [...services.map((s) => natsUser(serviceIdentity(s))), 'CN=broker,OU=broker,O=phi-broker', 'CN=admin,OU=admin,O=phi-broker', 'CN=auditor,OU=auditor,O=phi-broker'].sort(),
     );
   });
 
@@ -109,6 +109,23 @@ describe('natsPermissions', () => {
     expect(a?.publish.allow).toEqual(['$JS.API.>', '$JS.FC.>', '$KV.phi_consent.>', 'phi.control.access']);
     expect(a?.subscribe.allow).toEqual(['_INBOX._admin.>']);
   });
+
+  it('the auditor reads PHI_AUDIT, PHI_DISCLOSURES, PHI_QUARANTINE and the registry, access and consent buckets, and writes nothing', () => {
+    const a = perms.find((p) => p.identity.kind === 'auditor');
+    if (a === undefined) throw new Error('no auditor');
+    expect(a.inboxPrefix).toBe('_INBOX._auditor');
+    expect(a.subscribe.allow).toEqual(['_INBOX._auditor.>']);
+    expect(a.allowResponses).toBe(false);
+    // Nothing of phi.*, KV or object store data subjects, acks, or the management API is allowed …
+    for (const s of a.publish.allow) expect(s, s).toMatch(/^\$JS\.(API\.(INFO|STREAM\.(NAMES|INFO\.|MSG\.GET\.)|DIRECT\.GET\.|CONSUMER\.(CREATE|INFO|MSG\.NEXT)\.)|FC\.)/);
+    // … and each allowed stream-scoped subject names one of the streams the read-only commands read.
+    const streams = new Set(['PHI_AUDIT', 'PHI_DISCLOSURES', 'PHI_QUARANTINE', 'KV_phi_registry', 'KV_phi_access', 'KV_phi_consent', 'OBJ_phi_access_answers']);
+    for (const s of a.publish.allow.filter((x) => x !== '$JS.API.INFO' && x !== '$JS.API.STREAM.NAMES')) {
+      const stream = s.startsWith('$JS.FC.') ? s.split('.')[2] : s.replace(/^\$JS\.API\.(STREAM\.INFO|STREAM\.MSG\.GET|DIRECT\.GET|CONSUMER\.CREATE|CONSUMER\.INFO|CONSUMER\.MSG\.NEXT)\./, '').split('.')[0];
+      expect(streams.has(stream ?? ''), s).toBe(true);
+    }
+    for (const d of ['phi.>', '$KV.>', '$O.>', '$JS.ACK.>', '$JS.API.STREAM.DELETE.>', '$JS.API.STREAM.PURGE.>', '$JS.API.STREAM.UPDATE.>', '$JS.API.CONSUMER.DELETE.>']) expect(a.publish.deny).toContain(d);
+  });
 });
 
 describe('natsServerConfig', () => {
@@ -122,7 +139,7 @@ describe('natsServerConfig', () => {
       expect(text, key).not.toMatch(new RegExp(`^\\s*${key}\\s*[:{=]`, 'm'));
     }
     expect(text).toContain('store_dir: "/data/jetstream"');
-    expect(text.match(/^\s+user: /gm)).toHaveLength(services.length + 2);
+    expect(text.match(/^\s+user: /gm)).toHaveLength(services.length + 3);
   });
 
   it('nats-server 2.9 accepts it with real certificates (`nats-server -t` exits 0)', async () => {

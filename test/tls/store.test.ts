@@ -38,7 +38,7 @@ describe('issueAll', () => {
     const layout = tlsLayout(join(tempDir(), 'tls'));
     const r = await issueAll(layout, ['ehr', 'billing'], { now: NOW, createCaIfMissing: true });
     expect(r.caCreated).toBe(true);
-    expect(r.issued.map((i) => i.name)).toEqual(['server', 'broker', 'admin', 'service:ehr', 'service:billing']);
+    expect(r.issued.map((i) => i.name)).toEqual(['server', 'broker', 'admin', 'auditor', 'service:ehr', 'service:billing']);
     expect(mode(layout.dir)).toBe(0o700);
     expect(mode(join(layout.dir, 'services'))).toBe(0o700);
     const pairs = [layout.ca, layout.server, ...[BROKER_IDENTITY, ADMIN_IDENTITY, serviceIdentity('ehr'), serviceIdentity('billing')].map((i) => layout.identity(i))];
