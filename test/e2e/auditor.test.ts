@@ -2,7 +2,7 @@
 // generated config: what each read-only operator command reads (audit verify|query|export, registry show,
 // disclosures, access status|list|export, consent list, quarantine list) works as the auditor with no refusal in
 // the server's log, and every write it might try is refused by the server itself (the permission error observed).
-import { type NatsConnection, type NatsError } from 'nats';
+import { type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AccessDesk } from '../../src/access/desk.js';
 import { AccessStore } from '../../src/access/store.js';
@@ -19,7 +19,7 @@ import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import { RegistryStore } from '../../src/registry/store.js';
 import { PhiClient } from '../../src/sdk/client.js';
 import { ADMIN_IDENTITY, AUDITOR_IDENTITY, BROKER_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
-import { startMtlsStack, type MtlsStack } from '../helpers/mtls.js';
+import { publishDenied, startMtlsStack, type MtlsStack } from '../helpers/mtls.js';
 import { LogCapture, Waiter } from '../helpers/stack.js';
 
 let stack: MtlsStack;
@@ -49,18 +49,6 @@ async function refusalsSince(from: number): Promise<string[]> {
   await logWaiter.until(() => stack.log().slice(from).includes(`"${sentinel}"`), 10_000, `server log ${sentinel}`);
   const lines = stack.log().slice(from).match(/Violation[^\n]*/g) ?? [];
   return lines.filter((l) => !l.includes(`"${sentinel}"`) && !/"\$JS\.API\.CONSUMER\.DELETE\.(PHI_AUDIT|PHI_DISCLOSURES)\.[^".]+"/.test(l));
-}
-
-/** The server's `Permissions Violation for Publish to "<subject>"`, as nats.js rejects the request with it. */
-async function publishDenied(attempt: Promise<unknown>, subject: string): Promise<void> {
-  const err = await attempt.then(
-    () => {
-      throw new Error(`allowed: ${subject}`);
-    },
-    (e: unknown) => e as NatsError,
-  );
-  expect(err.code, String(err.message)).toBe('PERMISSIONS_VIOLATION');
-  expect(err.permissionContext).toEqual({ operation: 'publish', subject });
 }
 
 const req = (nc: NatsConnection, subject: string, body: unknown = {}): Promise<unknown> => nc.request(subject, new TextEncoder().encode(JSON.stringify(body)), { timeout: 5_000 });

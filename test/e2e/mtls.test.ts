@@ -19,7 +19,7 @@ import { PhiClient } from '../../src/sdk/client.js';
 import { createCa, issueClientCertificate, type IssuedCertificate } from '../../src/tls/certificates.js';
 import { ADMIN_IDENTITY, BROKER_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
 import { readCa } from '../../src/tls/store.js';
-import { startMtlsStack, type MtlsStack } from '../helpers/mtls.js';
+import { publishDenied, startMtlsStack, type MtlsStack } from '../helpers/mtls.js';
 import { LogCapture, Waiter } from '../helpers/stack.js';
 
 let stack: MtlsStack;
@@ -136,18 +136,6 @@ describe('refused at connect', () => {
     await nc.flush();
   });
 });
-
-/** The server's `-ERR 'Permissions Violation for Publish to "<subject>"'`, as nats.js rejects the request with it. */
-async function publishDenied(attempt: Promise<unknown>, subject: string): Promise<void> {
-  const err = await attempt.then(
-    () => {
-      throw new Error(`allowed: ${subject}`);
-    },
-    (e: unknown) => e as NatsError,
-  );
-  expect(err.code, String(err.message)).toBe('PERMISSIONS_VIOLATION');
-  expect(err.permissionContext).toEqual({ operation: 'publish', subject });
-}
 
 /**
  * The server's `Permissions Violation for Subscription to "<subject>"`, delivered to the subscription. The server

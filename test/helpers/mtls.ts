@@ -3,7 +3,8 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type NatsConnection } from 'nats';
+import { connect, type NatsConnection, type NatsError } from 'nats';
+import { expect } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
 import { ensureBrokerSecrets } from '../../src/broker/secrets.js';
 import { loadCatalog } from '../../src/catalog/load.js';
@@ -92,4 +93,19 @@ export async function startMtlsStack(onLog?: (text: string) => void): Promise<Mt
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Expects `attempt` (a request or JetStream call) to be refused by the server's
+ * `-ERR 'Permissions Violation for Publish to "<subject>"'`, as nats.js rejects it.
+ */
+export async function publishDenied(attempt: Promise<unknown>, subject: string): Promise<void> {
+  const err = await attempt.then(
+    () => {
+      throw new Error(`allowed: ${subject}`);
+    },
+    (e: unknown) => e as NatsError,
+  );
+  expect(err.code, String(err.message)).toBe('PERMISSIONS_VIOLATION');
+  expect(err.permissionContext).toEqual({ operation: 'publish', subject });
 }
