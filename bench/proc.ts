@@ -33,3 +33,26 @@ export function cpuPercent(a: ProcSample, b: ProcSample): number {
   const wall = (b.at - a.at) / 1000;
   return wall > 0 ? (100 * (b.cpuSeconds - a.cpuSeconds)) / wall : 0;
 }
+
+/** The whole machine's CPU time so far (proc(5) /proc/stat, first line), in seconds of one core. */
+export interface MachineSample {
+  readonly at: number;
+  /** user + nice + system + irq + softirq: time the cores ran something. */
+  readonly busySeconds: number;
+  /** steal: time the hypervisor ran something else while a core of this VM wanted to run. */
+  readonly stealSeconds: number;
+}
+
+export function machineSample(): MachineSample {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] as string;
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
+  return { at: Date.now(), busySeconds: (user + nice + system + irq + softirq) / CLK_TCK, stealSeconds: steal / CLK_TCK };
+}
+
+/** Busy and stolen time between two machine samples, % of one core (2 cores fully busy = 200 %). */
+export function machinePercent(a: MachineSample, b: MachineSample): { busy: number; steal: number } {
+  const wall = (b.at - a.at) / 1000;
+  if (wall <= 0) return { busy: 0, steal: 0 };
+  return { busy: (100 * (b.busySeconds - a.busySeconds)) / wall, steal: (100 * (b.stealSeconds - a.stealSeconds)) / wall };
+}

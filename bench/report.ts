@@ -19,6 +19,13 @@ export function markdown(r: BenchResults): string {
       `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${n(x.acceptedPerSec)} | ${n(x.deliveriesPerSec)} | ${n(x.completedPerSec)} | ${n(l.p50, 1)} / ${n(l.p95, 1)} / ${n(l.p99, 1)} | ${x.unfinished} / ${x.shed} | ${n(x.worker?.cpuPercent)} | ${n(x.worker?.cpuUsPerMsg)} | ${n(x.worker?.peakRssMb)} | ${x.worker === undefined ? '–' : x.worker.readySeconds.map((s) => s.toFixed(1)).join(', ')} |`,
     );
   }
+  lines.push('', `| where the CPU went (% of one core; ${m.nproc} cores = ${m.nproc * 100} %) | machine busy | stolen | nats-server | publisher | subscribers | worker(s) | rest |`);
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const x of r.runs) {
+    const c = x.cpu;
+    const rest = c.machine - c.natsServer - c.publisher - c.subscribers - c.workers;
+    lines.push(`| ${x.name} | ${n(c.machine)} | ${n(c.steal)} | ${n(c.natsServer)} | ${n(c.publisher)} | ${n(c.subscribers)} | ${n(c.workers)} | ${n(rest)} |`);
+  }
   lines.push('', '| broker run | × passthrough | × core NATS | × crypto floor | floor share of broker CPU | × one broker | deferred: −µs one signature | −µs native AEAD | projected msgs/core-s |');
   lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const c of r.comparisons) {

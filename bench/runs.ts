@@ -12,7 +12,7 @@ import { Child, type Message } from './child.js';
 import type { PubResult, SubResult } from './client-process.js';
 import { ensureRawStreams } from './raw.js';
 import { now, type LoadShape } from './load.js';
-import { cpuPercent, sample, type ProcSample } from './proc.js';
+import { cpuPercent, machinePercent, machineSample, sample, type ProcSample } from './proc.js';
 import type { SizeName } from './resources.js';
 
 export type RunKind = 'broker' | 'passthrough' | 'core';
@@ -84,12 +84,24 @@ export interface RunResult {
     /** With an RSS timeline: their live JavaScript heap (after a full GC) at the same two moments. */
     readonly liveHeapWindowMb?: { readonly start: number; readonly end: number };
   };
+  /**
+   * Where the machine's CPU went over the measured window, % of one core (this machine's cores fully busy = nproc ×
+   * 100 %): every core's busy time (/proc/stat) and time stolen by the hypervisor, and each process of the run —
+   * nats-server, the publisher, the subscribers and the worker(s) — from /proc/<pid>/stat. What the machine has left
+   * when one broker saturates is what a second broker process could use.
+   */
+  readonly cpu: { readonly machine: number; readonly steal: number; readonly natsServer: number; readonly publisher: number; readonly subscribers: number; readonly workers: number };
   /** Publishes rejected or refused (never expected: the bench sends only valid resources). */
   readonly failed: number;
   /** Publishes without a receipt (or JetStream ack) when the run ended: the system was behind. */
   readonly unfinished: number;
   /** Open loop: publishes not offered because 2,000 were already in flight (overload). */
   readonly shed: number;
+}
+
+/** CPU % of one core of one process between two samples; NaN when it was not sampled at both. */
+function between(a: ProcSample | undefined, b: ProcSample | undefined): number {
+  return a === undefined || b === undefined ? NaN : cpuPercent(a, b);
 }
 
 export function percentiles(values: number[]): Latency {
@@ -174,10 +186,14 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     }
     await delay(window.start + window.warmupMs - now());
     const s0 = workers.map((w) => sample(w.pid)).filter((s): s is ProcSample => s !== undefined);
+    const others0 = [nats.pid, pub.pid, sub.pid].map(sample);
+    const m0 = machineSample();
     const st0 = await sumStats(workers);
     const heap0 = spec.rssEveryMs === undefined ? NaN : await liveHeap(workers);
     await delay(window.start + window.warmupMs + window.measureMs - now());
     const s1 = workers.map((w) => sample(w.pid)).filter((s): s is ProcSample => s !== undefined);
+    const others1 = [nats.pid, pub.pid, sub.pid].map(sample);
+    const m1 = machineSample();
     const st1 = await sumStats(workers);
     const heap1 = spec.rssEveryMs === undefined ? NaN : await liveHeap(workers);
     if (rssTimer !== undefined) clearInterval(rssTimer);
@@ -232,6 +248,13 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
       completedPerSec: subResult.completed / seconds,
       latencyMs: percentiles(latencies),
       missing: Math.max(0, missing),
+      cpu: {
+        ...(({ busy, steal }) => ({ machine: busy, steal }))(machinePercent(m0, m1)),
+        natsServer: between(others0[0], others1[0]),
+        publisher: between(others0[1], others1[1]),
+        subscribers: between(others0[2], others1[2]),
+        workers: s0.reduce((a, s, i) => a + cpuPercent(s, s1[i] as ProcSample), 0),
+      },
       failed: published.failed,
       unfinished: published.unfinished,
       shed: published.shed,

@@ -61,7 +61,11 @@ describe('npm run bench -- --quick', () => {
         positive(r.latencyMs.count, `${r.name} latency samples`);
         for (const q of ['p50', 'p95', 'p99', 'max'] as const) positive(r.latencyMs[q], `${r.name} latency ${q}`);
       } else positive(r.missing, `${r.name} missing deliveries`);
+      // Every run has a nats-server, a publisher and subscribers doing work; stolen time may be zero.
+      for (const k of ['machine', 'natsServer', 'publisher', 'subscribers'] as const) positive(r.cpu[k], `${r.name} cpu.${k}`);
+      expect(Number.isFinite(r.cpu.steal) && r.cpu.steal >= 0, `${r.name} cpu.steal = ${r.cpu.steal}`).toBe(true);
       if (r.kind === 'core') continue;
+      positive(r.cpu.workers, `${r.name} cpu.workers`);
       expect(r.worker, r.name).toBeDefined();
       positive(r.worker?.cpuPercent, `${r.name} cpuPercent`);
       positive(r.worker?.cpuUsPerMsg, `${r.name} cpuUsPerMsg`);
