@@ -1,5 +1,6 @@
 // `phi-broker up` (and `demo`): the embedded nats-server on the config `nats-config` generates (docs/security-model.md),
-// with certificates issued under <data-dir>/tls and the streams provisioned as the admin identity.
+// with certificates issued under <data-dir>/tls (or the directory PHI_BROKER_NATS_TLS_DIR names) and the streams
+// provisioned as the admin identity.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Catalog } from '../catalog/types.js';
@@ -16,10 +17,12 @@ import { connectNats, layout } from './runtime.js';
  * `up` (the default; `demo` too): the embedded nats-server on the generated mTLS config. Certificates are (re)issued at every start
  * (24 h), the config regenerated from the catalog, streams provisioned as the admin identity; server.json
  * records the TLS dir, so `publish`, `tail` and the operator commands (as the admin, or the read-only auditor) connect over mTLS too.
+ * The TLS dir is `natsTlsDir` when set: the operator commands read certificates from there whenever the variable is
+ * set (runtime.ts cliTlsDir), so the embedded server must issue into the same place — an existing CA there is kept.
  */
 export async function startEmbeddedMtlsNats(config: BrokerConfig, catalog: Catalog, port?: number): Promise<RunningNatsServer & { readonly tlsDir: string }> {
   const l = layout(config);
-  const tls = tlsLayout(defaultTlsDir(config.dataDir));
+  const tls = tlsLayout(config.natsTlsDir ?? defaultTlsDir(config.dataDir));
   await issueAll(tls, [...catalog.services.keys()].sort(), { now: Date.now(), createCaIfMissing: true });
   const host = '127.0.0.1';
   const listen = port ?? (await freePort(host));

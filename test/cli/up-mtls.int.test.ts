@@ -2,7 +2,7 @@
 // <data-dir>/tls, streams provisioned by the admin identity, the broker as the broker identity), and publish,
 // tail and quarantine find it through server.json and connect over mTLS — no insecure-transport warning; the
 // operator commands connect as the admin identity.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'nats';
@@ -83,5 +83,27 @@ describe('phi-broker up (mTLS)', () => {
     for (const s of EXAMPLE_PHI) expect(r.stderr).not.toContain(s);
     // Nothing the broker does (audit chain, registry, consent watch, access desk) was refused by the permissions.
     expect(r.stderr).not.toMatch(/Permissions Violation|PERMISSIONS_VIOLATION/);
+  });
+});
+
+describe('phi-broker up with PHI_BROKER_NATS_TLS_DIR and no NATS_URL', () => {
+  it('issues the embedded server\'s certificates into that directory, so the operator commands (which read it) connect', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'phi-broker-cli-upmtls-dir-'));
+    const tlsDir = join(dir, 'certs');
+    const env = { PHI_BROKER_NATS_TLS_DIR: tlsDir };
+    const args = ['--data-dir', join(dir, 'data')];
+    const second = await startUp(args, { env });
+    try {
+      const server = JSON.parse(readFileSync(join(dir, 'data', 'nats', 'server.json'), 'utf8')) as { tlsDir: string };
+      expect(server.tlsDir).toBe(tlsDir);
+      expect(existsSync(join(dir, 'data', 'tls'))).toBe(false);
+      const verify = await runCli(['audit', 'verify', ...args], { env });
+      expect({ code: verify.code, stderr: verify.stderr }).toEqual({ code: 0, stderr: '' });
+      const pub = await runCli(['publish', '--as', 'registration', join(ROOT, 'examples', 'patient.json'), ...args], { env });
+      expect({ code: pub.code, stderr: pub.stderr }).toEqual({ code: 0, stderr: '' });
+    } finally {
+      await second.stop('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
