@@ -1,5 +1,8 @@
 // Test harness for the mTLS deployment: development certificates, the generated nats-server config, a real
-// nats-server running it, streams provisioned by the admin identity, and connections as any identity.
+// nats-server running it, streams provisioned by the admin identity, and connections as any identity. The
+// certificates are the deployment's set (issueAll: CA, server, broker, admin, auditor, services; no test inspector),
+// copied from the run's cache (test/helpers/test-pki.ts); tests of expiry, other CAs, removed services and rotation
+// issue those certificates themselves from this CA.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,8 +22,9 @@ import { provisionStreams } from '../../src/nats/provision.js';
 import { natsServerConfig } from '../../src/nats/server-config.js';
 import { freePort, startNatsServer, type RunningNatsServer } from '../../src/nats/server.js';
 import { ADMIN_IDENTITY, BROKER_IDENTITY, type Identity } from '../../src/tls/identity.js';
-import { issueAll, tlsLayout, type TlsLayout } from '../../src/tls/store.js';
+import type { TlsLayout } from '../../src/tls/store.js';
 import { ROOT } from './stack.js';
+import { testCertificates } from './test-pki.js';
 
 export interface MtlsStack {
   readonly dir: string;
@@ -46,8 +50,7 @@ export async function startMtlsStack(onLog?: (text: string) => void): Promise<Mt
   const dir = mkdtempSync(join(tmpdir(), 'phi-broker-mtls-'));
   const config = parseConfig({ dataDir: join(dir, 'data'), subjectsDir: join(ROOT, 'subjects'), profilesDir: join(ROOT, 'fhir-profiles') });
   const catalog = loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
-  const layout = tlsLayout(join(dir, 'tls'));
-  await issueAll(layout, [...catalog.services.keys()], { now: Date.now(), createCaIfMissing: true });
+  const layout = await testCertificates(join(dir, 'tls'), [...catalog.services.keys()], { inspector: false });
   const port = await freePort();
   const natsDir = join(dir, 'nats');
   mkdirSync(natsDir, { recursive: true });

@@ -1,9 +1,10 @@
 // Test harness: a real nats-server (JetStream) per test file, on a free port with its own store dir. By default it
 // runs the deployment's own configuration: mutual TLS only, one user per identity with the default-deny permissions
-// generated from the catalog (src/nats/server-config.ts, permissions.ts), certificates issued once per server
-// (ECDSA P-256, cheap). Beside the deployment's identities the test server has one more user that no deployment
-// has: the test's own inspector, allowed every subject, so a test can tap the wire, forge input or look into any
-// stream as before. `{ tls: false }` runs the plaintext development server instead (tests of the plaintext path).
+// generated from the catalog (src/nats/server-config.ts, permissions.ts), with its own copy of certificates issued
+// once per vitest run and service list (test/helpers/test-pki.ts; issuing per server cost each harness file ~1 s of
+// CPU). Beside the deployment's identities the test server has one more user that no deployment has: the test's
+// own inspector, allowed every subject, so a test can tap the wire, forge input or look into any stream as before.
+// `{ tls: false }` runs the plaintext development server instead (tests of the plaintext path).
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,14 +15,13 @@ import { mtlsConnectionOptions } from '../../src/nats/connect-options.js';
 import { identityInbox, natsPermissions, type IdentityPermissions } from '../../src/nats/permissions.js';
 import { natsServerConfig } from '../../src/nats/server-config.js';
 import { freePort, startNatsServer, type RunningNatsServer } from '../../src/nats/server.js';
-import { issueClientCertificate } from '../../src/tls/certificates.js';
-import { natsUser, type Identity, type IdentityKind } from '../../src/tls/identity.js';
-import { issueAll, readCa, tlsLayout, type TlsLayout } from '../../src/tls/store.js';
+import { natsUser, type Identity } from '../../src/tls/identity.js';
+import type { TlsLayout } from '../../src/tls/store.js';
+import { TEST_INSPECTOR, testCertificates } from './test-pki.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
-/** The test-only identity (OU=test): every subject, to tap, forge and inspect. Never part of a generated config. */
-export const TEST_INSPECTOR: Identity = { kind: 'test' as IdentityKind, id: 'inspector' };
+export { TEST_INSPECTOR };
 
 export interface TestNats {
   readonly server: RunningNatsServer;
@@ -71,13 +71,7 @@ export async function startTestNats(options: TestNatsOptions = {}): Promise<Test
     server = await startNatsServer({ dir: natsDir, ...maxPayload });
   } else {
     const catalog = options.catalog ?? loadCatalog({ subjects: join(ROOT, 'subjects'), profiles: join(ROOT, 'fhir-profiles') });
-    tls = tlsLayout(join(dir, 'tls'));
-    const now = Date.now();
-    await issueAll(tls, [...catalog.services.keys()].sort(), { now, createCaIfMissing: true });
-    const inspector = await issueClientCertificate(readCa(tls), TEST_INSPECTOR, { now, lifetimeMs: 24 * 3_600_000 });
-    const files = tls.identity(TEST_INSPECTOR);
-    writeFileSync(files.keyFile, inspector.keyPem, { mode: 0o600 });
-    writeFileSync(files.certFile, inspector.certPem);
+    tls = await testCertificates(join(dir, 'tls'), [...catalog.services.keys()], { inspector: true });
     const port = await freePort();
     mkdirSync(natsDir, { recursive: true });
     const configFile = join(natsDir, 'nats-server.conf');
