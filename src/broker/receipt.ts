@@ -44,8 +44,10 @@ export function rejectedReceipt(id: string, hash: string, error: BrokerError, at
   return error.path === undefined ? base : { ...base, path: error.path };
 }
 
+const utf8 = new TextEncoder();
+
 export function encodeReceipt(r: Receipt): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(r));
+  return utf8.encode(JSON.stringify(r));
 }
 
 export function decodeReceipt(bytes: Uint8Array): Receipt {

@@ -48,6 +48,8 @@ export interface DisclosedDelivery {
   readonly disclosure?: { readonly patients: readonly (string | undefined)[]; readonly elements: readonly string[] };
 }
 
+const utf8 = new TextEncoder();
+
 /** The records for the accounted deliveries of one message (deliveries without `disclosure` are not disclosures). */
 export function disclosureMessages(
   message: { readonly id: string; readonly sender: string; readonly type: string },
@@ -70,7 +72,7 @@ export function disclosureMessages(
       messageId: message.id,
     };
     const patients = d.disclosure.patients.length === 0 ? [undefined] : d.disclosure.patients;
-    const bytes = new TextEncoder().encode(JSON.stringify(record));
+    const bytes = utf8.encode(JSON.stringify(record));
     for (const patient of patients) {
       out.push({
         subject: subjects.disclosure(patient ?? UNRESOLVED_PATIENT, d.service),

@@ -71,20 +71,28 @@ export function applyObservation(record: RegistryRecord, obs: Observation): Regi
   if (record.recent.includes(obs.messageId)) return record;
   const at = new Date(obs.at).toISOString();
   const services: Record<string, ServiceRecord> = { ...record.services };
-  const touch = (service: string, role: RegistryRole, purpose: string | undefined): void => {
-    const current = services[service] ?? {};
-    services[service] = { ...current, [role]: mergeRole(current[role], obs.types, purpose, at) };
-  };
-  touch(obs.source, 'source', undefined);
-  for (const r of obs.recipients) touch(r.service, 'recipient', r.purpose);
-  return { v: 1, services: sortKeys(services), recent: [...record.recent, obs.messageId].slice(-RECENT_IDS) };
+  let newService = touch(services, obs.source, 'source', obs.types, undefined, at);
+  for (const r of obs.recipients) newService = touch(services, r.service, 'recipient', obs.types, r.purpose, at) || newService;
+  // The newest RECENT_IDS ids, this one last: one copy of the list (the record before it stays as it was).
+  const keep = Math.min(record.recent.length, RECENT_IDS - 1);
+  const recent = record.recent.slice(record.recent.length - keep);
+  recent.push(obs.messageId);
+  // Services stay in key order (a stable serialisation); only a service seen for the first time can break it.
+  return { v: 1, services: newService ? sortKeys(services) : services, recent };
+}
+
+/** Merges one role of one service into `services`; true when the service had no entry yet. */
+function touch(services: Record<string, ServiceRecord>, service: string, role: RegistryRole, types: readonly string[], purpose: string | undefined, at: string): boolean {
+  const current = services[service];
+  services[service] = current === undefined ? { [role]: mergeRole(undefined, types, purpose, at) } : { ...current, [role]: mergeRole(current[role], types, purpose, at) };
+  return current === undefined;
 }
 
 function mergeRole(role: RoleRecord | undefined, types: readonly string[], purpose: string | undefined, at: string): RoleRecord {
-  if (role === undefined) return { types: addSorted([], ...types), purposes: purpose === undefined ? [] : [purpose], firstSeen: at, lastSeen: at, count: 1 };
+  if (role === undefined) return { types: addSorted([], types), purposes: purpose === undefined ? [] : [purpose], firstSeen: at, lastSeen: at, count: 1 };
   return {
-    types: addSorted(role.types, ...types),
-    purposes: purpose === undefined ? role.purposes : addSorted(role.purposes, purpose),
+    types: addSorted(role.types, types),
+    purposes: purpose === undefined ? role.purposes : addSorted(role.purposes, [purpose]),
     // Several brokers may apply messages out of order: first/last are min/max, not the latest write.
     firstSeen: at < role.firstSeen ? at : role.firstSeen,
     lastSeen: at > role.lastSeen ? at : role.lastSeen,
@@ -92,17 +100,24 @@ function mergeRole(role: RoleRecord | undefined, types: readonly string[], purpo
   };
 }
 
-function addSorted(list: readonly string[], ...items: readonly string[]): string[] {
-  const added = items.filter((item, i) => !list.includes(item) && items.indexOf(item) === i);
-  return added.length === 0 ? [...list] : [...list, ...added].sort();
+/** `list` with the items it lacks, sorted; `list` itself when it lacks none (records are never mutated). */
+function addSorted(list: readonly string[], items: readonly string[]): readonly string[] {
+  let out: string[] | undefined;
+  for (const item of items) {
+    if (list.includes(item) || out?.includes(item) === true) continue;
+    (out ??= list.slice()).push(item);
+  }
+  return out === undefined ? list : out.sort();
 }
 
 function sortKeys<V>(o: Record<string, V>): Record<string, V> {
   return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
+const utf8 = new TextEncoder();
+
 export function encodeRecord(record: RegistryRecord): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(record));
+  return utf8.encode(JSON.stringify(record));
 }
 
 /** Parses a stored value; throws (a plain Error naming no content) when it is not a v1 registry record. */

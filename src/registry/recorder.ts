@@ -1,6 +1,7 @@
 // The broker's registry hook (DESIGN.md data flow: "registry: patient ↔ services", before the ingest ack).
-// `plan` runs before any delivery is published: it resolves the patient under the catalog's rule and, when
-// the catalog rejects unresolved patients, refuses the message (E_PATIENT_UNRESOLVED) so nothing goes out.
+// `plan` runs before any delivery is published: it takes the patients the pipeline resolved once for the message
+// under the catalog's rule (message-patients.ts) and, when the catalog rejects unresolved patients, refuses the
+// message (E_PATIENT_UNRESOLVED) so nothing goes out.
 // A Bundle that travels whole is planned entry by entry (bundle-patients.ts): each entry's patient gets its own
 // record, with the resource types of the entries about that patient (never the Bundle as a whole), and an entry
 // whose patient does not resolve follows the catalog's `unresolved` rule like any resource.
@@ -13,9 +14,8 @@ import type { NatsConnection } from 'nats';
 import type { BrokerSecrets } from '../broker/secrets.js';
 import type { PatientMatchDef } from '../catalog/types.js';
 import { BrokerError } from '../errors.js';
-import type { FhirResource } from '../fhir/resource.js';
 import type { Logger } from '../log.js';
-import { patientParts } from './bundle-patients.js';
+import type { MessagePatients } from './message-patients.js';
 import { patientPseudonym } from './pseudonym.js';
 import { RegistryStore, RegistryUnavailable, UNRESOLVED_KEY } from './store.js';
 
@@ -28,30 +28,36 @@ export interface Registration {
 }
 
 /**
- * The pure planning step: one record per patient the resource is about (for a Bundle, per entry), keyed by
- * `pseudonymOf` of the canonical reference, with the types of the parts about that patient; unresolved parts under
- * UNRESOLVED_KEY, or E_PATIENT_UNRESOLVED (naming the entry of a Bundle) when the catalog rejects them.
+ * The pure planning step: one record per patient the message is about (for a Bundle, per entry), keyed by the
+ * pseudonym message-patients.ts computed once for the message, with the types of the parts about that patient;
+ * unresolved parts under UNRESOLVED_KEY, or E_PATIENT_UNRESOLVED (naming the entry of a Bundle) when the catalog
+ * rejects them.
  */
 export function planRegistration(
   message: { readonly messageId: string; readonly sender: string; readonly type: string },
-  resource: FhirResource,
+  patients: MessagePatients,
   rule: PatientMatchDef,
-  pseudonymOf: (ref: string) => string,
 ): Registration {
   const byKey = new Map<string, Set<string>>();
-  for (const part of patientParts(resource, rule)) {
-    const r = part.resolution;
-    if (r.kind === 'none') continue;
-    if (r.kind === 'unresolved' && rule.unresolved === 'reject') {
-      const inBundle = resource.resourceType === 'Bundle';
+  for (const part of patients.parts) {
+    const p = part.patient;
+    if (p.kind === 'none') continue;
+    if (p.kind === 'unresolved' && rule.unresolved === 'reject') {
+      const inBundle = part.path !== part.type; // a Bundle entry's path, `Bundle.entry[i].resource`
       throw new BrokerError('E_PATIENT_UNRESOLVED', `${inBundle ? `${part.path}: ` : ''}no patient resolves under the catalog's matching rule (match ${rule.match})`, inBundle ? { path: part.path } : undefined);
     }
-    const key = r.kind === 'patient' ? pseudonymOf(r.ref) : UNRESOLVED_KEY;
+    let key = UNRESOLVED_KEY;
+    if (p.kind === 'patient') {
+      if (p.pseudonym === undefined) throw new TypeError('planRegistration: the message patients were resolved without a pseudonym');
+      key = p.pseudonym;
+    }
     let types = byKey.get(key);
     if (types === undefined) byKey.set(key, (types = new Set()));
     types.add(part.type);
   }
-  return { ...message, records: [...byKey].map(([key, types]) => ({ key, types: [...types] })) };
+  const records: { key: string; types: string[] }[] = [];
+  for (const [key, types] of byKey) records.push({ key, types: [...types] });
+  return { messageId: message.messageId, sender: message.sender, type: message.type, records };
 }
 
 export class RegistryRecorder {
@@ -66,9 +72,19 @@ export class RegistryRecorder {
     return new RegistryRecorder(await RegistryStore.open(nc), rule, secrets, logger);
   }
 
+  /** The catalog's canonical patient rule, for resolving a message's patients once (message-patients.ts). */
+  get patientRule(): PatientMatchDef {
+    return this.rule;
+  }
+
+  /** The broker's pseudonym of a canonical patient reference: the registry key. */
+  pseudonymOf(ref: string): string {
+    return patientPseudonym(this.secrets, ref);
+  }
+
   /** Throws E_PATIENT_UNRESOLVED when a patient (a Bundle entry's included) does not resolve and the catalog says `unresolved: reject`. */
-  plan(message: { readonly messageId: string; readonly sender: string; readonly type: string }, resource: FhirResource): Registration {
-    return planRegistration(message, resource, this.rule, (ref) => patientPseudonym(this.secrets, ref));
+  plan(message: { readonly messageId: string; readonly sender: string; readonly type: string }, patients: MessagePatients): Registration {
+    return planRegistration(message, patients, this.rule);
   }
 
   /**
@@ -77,7 +93,8 @@ export class RegistryRecorder {
    */
   async persist(reg: Registration, deliveries: readonly { readonly service: string; readonly purpose: string }[], at: number): Promise<void> {
     if (reg.records.length === 0) return;
-    const recipients = deliveries.map((d) => ({ service: d.service, purpose: d.purpose }));
+    // The deliveries themselves are the recipients (service and purpose are all an observation reads of them).
+    const recipients = deliveries;
     try {
       // One compare-and-set update per patient; a retried message re-applies them all and each record counts it once.
       await Promise.all(reg.records.map((r) => this.store.record(r.key, { messageId: reg.messageId, types: r.types, at, source: reg.sender, recipients })));

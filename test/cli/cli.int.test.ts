@@ -45,7 +45,9 @@ const data = (): string[] => ['--data-dir', dataDir];
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'phi-broker-cli-'));
-  up = await startUp(data());
+  // Debug: the per-message lines (ingest.accepted, delivery.restricted) are debug-level, and the logs test below
+  // must see them to prove they carry no PHI.
+  up = await startUp([...data(), '--log-level', 'debug']);
 });
 
 afterAll(async () => {

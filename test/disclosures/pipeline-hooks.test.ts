@@ -5,21 +5,17 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { checkEnvelope, routeMessage } from '../../src/broker/pipeline.js';
 import { compileCatalog } from '../../src/catalog/compile.js';
-import { accountsDisclosures } from '../../src/catalog/types.js';
+import { DEFAULT_PATIENT_MATCH, accountsDisclosures } from '../../src/catalog/types.js';
 import type { Restriction } from '../../src/consent/consent.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
 import { disclosedElements } from '../../src/disclosures/elements.js';
 import { decodeDisclosure, disclosureMessages } from '../../src/disclosures/record.js';
-import { extractPatientRef } from '../../src/fhir/patient-ref.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import { CLASSIFICATION, OBS_DEID, PATIENT_ALL, TOPICS } from '../catalog/fixtures.js';
 import { NOW, PSEUDONYM_MASTER, context, patient, publication } from '../broker/fixtures.js';
 
 const secrets = { pseudonymKey: PSEUDONYM_MASTER };
-const patientOf = (r: Parameters<typeof extractPatientRef>[0]): string | undefined => {
-  const ref = extractPatientRef(r);
-  return ref === undefined ? undefined : patientPseudonym(secrets, ref);
-};
+const patients = { rule: DEFAULT_PATIENT_MATCH, pseudonymOf: (ref: string): string => patientPseudonym(secrets, ref) };
 const P = patientPseudonym(secrets, 'Patient/pat-broker-0001');
 
 beforeAll(async () => {
@@ -36,20 +32,20 @@ describe('restrictions in routeMessage', () => {
   it('removes only the denied recipient and names the Consent', () => {
     const restrictions = { hasAny: () => true, restrictionsOf: (p: string) => (p === P ? [denyBilling] : undefined) };
     const all = route({}).deliveries.map((d) => d.service);
-    const r = route({ restrictions, patientOf });
+    const r = route({ restrictions, patients });
     expect(r.deliveries.map((d) => d.service)).toEqual(all.filter((s) => s !== 'billing'));
     expect(r.restricted).toEqual([{ service: 'billing', purpose: 'HPAYMT', denial: { consent: 'c-1', reason: 'recipient' } }]);
   });
 
   it('leaves another patient alone', () => {
     const restrictions = { hasAny: () => true, restrictionsOf: (p: string) => (p === 'someone-else' ? [denyBilling] : undefined) };
-    expect(route({ restrictions, patientOf }).restricted).toEqual([]);
+    expect(route({ restrictions, patients }).restricted).toEqual([]);
   });
 });
 
 describe('disclosures in routeMessage', () => {
   it('marks accounted recipients only, with the pseudonym and the disclosed element paths', () => {
-    const r = route({ accountedRecipients: new Set(['public-health']), patientOf });
+    const r = route({ accountedRecipients: new Set(['public-health']), patients });
     const accounted = r.deliveries.filter((d) => d.disclosure !== undefined);
     expect(accounted.map((d) => d.service)).toEqual(['public-health']);
     const d = accounted[0]?.disclosure;

@@ -23,7 +23,7 @@ const brokers: ChildProcess[] = [];
 let brokerLogs = '';
 
 function startBroker(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--log-level', 'info'], {
+  const child = spawn(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--log-level', 'debug'], {
     env: { ...process.env, ...nats.env, PHI_BROKER_ACK_WAIT_MS: '2000' },
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: ROOT,

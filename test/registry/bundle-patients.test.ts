@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { PatientMatchDef } from '../../src/catalog/types.js';
 import type { FhirResource } from '../../src/fhir/resource.js';
 import { patientParts } from '../../src/registry/bundle-patients.js';
+import { resolveMessagePatients } from '../../src/registry/message-patients.js';
 import { planRegistration } from '../../src/registry/recorder.js';
 import { UNRESOLVED_KEY } from '../../src/registry/store.js';
 
@@ -64,27 +65,28 @@ describe('patientParts', () => {
 describe('planRegistration', () => {
   const message = { messageId: 'm1', sender: 'registration', type: 'Bundle' };
   const pseudonym = (ref: string): string => `ps(${ref})`;
+  const plan = (m: typeof message, resource: FhirResource, rule: PatientMatchDef) => planRegistration(m, resolveMessagePatients(resource, rule, pseudonym), rule);
 
   it('one record per patient with the types of its entries; unresolved entries under _unresolved; no record for the Bundle', () => {
-    expect(planRegistration(message, bundle, BY_REF, pseudonym).records).toEqual([
+    expect(plan(message, bundle, BY_REF).records).toEqual([
       { key: 'ps(Patient/p1)', types: ['Patient', 'Observation'] },
       { key: 'ps(Patient/22222222-2222-4222-8222-222222222222)', types: ['Patient', 'Condition'] },
       { key: UNRESOLVED_KEY, types: ['Observation'] },
       { key: 'ps(Patient/p3)', types: ['Observation'] },
     ]);
-    expect(planRegistration(message, { resourceType: 'Bundle', type: 'collection' }, BY_REF, pseudonym).records).toEqual([]);
-    expect(planRegistration({ ...message, type: 'Organization' }, { resourceType: 'Organization' }, BY_REF, pseudonym).records).toEqual([]);
+    expect(plan(message, { resourceType: 'Bundle', type: 'collection' }, BY_REF).records).toEqual([]);
+    expect(plan({ ...message, type: 'Organization' }, { resourceType: 'Organization' }, BY_REF).records).toEqual([]);
   });
 
   it('unresolved: reject refuses the message naming the first unresolved entry', () => {
     let caught: unknown;
     try {
-      planRegistration(message, bundle, { ...BY_REF, unresolved: 'reject' }, pseudonym);
+      plan(message, bundle, { ...BY_REF, unresolved: 'reject' });
     } catch (e) {
       caught = e;
     }
     expect(caught).toMatchObject({ code: 'E_PATIENT_UNRESOLVED', path: 'Bundle.entry[6].resource', message: "Bundle.entry[6].resource: no patient resolves under the catalog's matching rule (match reference)" });
     const resolvable: FhirResource = { ...bundle, entry: (bundle['entry'] as unknown[]).slice(0, 6) };
-    expect(planRegistration(message, resolvable, { ...BY_REF, unresolved: 'reject' }, pseudonym).records.map((r) => r.key)).toEqual(['ps(Patient/p1)', 'ps(Patient/22222222-2222-4222-8222-222222222222)']);
+    expect(plan(message, resolvable, { ...BY_REF, unresolved: 'reject' }).records.map((r) => r.key)).toEqual(['ps(Patient/p1)', 'ps(Patient/22222222-2222-4222-8222-222222222222)']);
   });
 });
