@@ -101,13 +101,21 @@ function sourceOf(ctx: EventContext): AuditEvent['source'] {
 }
 
 export function buildAuditEvent(fact: AuditFact, ctx: EventContext): AuditEvent {
+  return buildAuditEventAs(fact, ctx, ctx.newId(), new Date(ctx.now()).toISOString());
+}
+
+/**
+ * The same with the event's `id` and `recorded` given: event-json.ts builds its templates through this (with
+ * placeholders in those two places), so the builder stays the one description of each event's shape.
+ */
+export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string, recorded: string): AuditEvent {
   const base = (type: Coding, subtype: Coding, action: AuditEvent['action'], outcome: Outcome, agent: AuditEventAgent[], entity: AuditEventEntity[] = [], outcomeDesc?: string): AuditEvent => ({
     resourceType: 'AuditEvent',
-    id: ctx.newId(),
+    id,
     type,
     subtype: [subtype],
     ...(action === undefined ? {} : { action }),
-    recorded: new Date(ctx.now()).toISOString(),
+    recorded,
     outcome,
     ...(outcomeDesc === undefined ? {} : { outcomeDesc }),
     agent,

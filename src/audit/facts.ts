@@ -4,7 +4,9 @@
 //
 // AuditFact is a discriminated union on `kind`. To audit a new decision (registry, consent, access requests,
 // transport authentication …): add a member here, a case in event.ts (the compiler's exhaustiveness check
-// points to it), and call `audit.record([...])` where the decision is made.
+// points to it), and call `audit.record([...])` where the decision is made. A new field of an accepted,
+// delivered or withheld fact also needs its place in event-json.ts (hole or template path; the compiler
+// points there too).
 
 /** A service acting in an event: its catalog id, and its network address when the broker knows it. */
 export interface AuditActor {

@@ -41,9 +41,24 @@ function header(chain: string, seq: number, prev: string | null, at: number): st
   return `{"v":${RECORD_VERSION},"chain":${JSON.stringify(chain)},"seq":${seq},"prev":${prev === null ? 'null' : JSON.stringify(prev)},"at":${at}`;
 }
 
-/** A block record from AuditEvents already serialised as JSON (each serialised once, when it is queued). */
+/**
+ * A block record from AuditEvents already serialised as JSON (each serialised once, when it is queued). The
+ * same bytes as the UTF-8 of `${header},"events":[${eventsJson.join(',')}]}`, each piece encoded straight into
+ * one buffer of the exact size: no joined string, no flattened copy of it.
+ */
 export function encodeEventsRecord(chain: string, seq: number, prev: string | null, at: number, eventsJson: readonly string[]): Uint8Array {
-  return Buffer.from(`${header(chain, seq, prev, at)},"events":[${eventsJson.join(',')}]}`, 'utf8');
+  const head = `${header(chain, seq, prev, at)},"events":[`;
+  let size = Buffer.byteLength(head, 'utf8') + Math.max(eventsJson.length - 1, 0) + 2;
+  for (const e of eventsJson) size += Buffer.byteLength(e, 'utf8');
+  const out = Buffer.allocUnsafe(size);
+  let offset = out.write(head, 0, 'utf8');
+  for (let i = 0; i < eventsJson.length; i++) {
+    if (i > 0) out[offset++] = 0x2c; // ,
+    offset += out.write(eventsJson[i] as string, offset, 'utf8');
+  }
+  out[offset++] = 0x5d; // ]
+  out[offset++] = 0x7d; // }
+  return out;
 }
 
 export function encodeCheckpointRecord(chain: string, seq: number, prev: string | null, at: number, checkpoint: Checkpoint): Uint8Array {

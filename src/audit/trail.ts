@@ -13,6 +13,7 @@ import { subjects } from '../nats/names.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
 import { AlertMonitor, loadAlertRules, type Alert } from './alerts.js';
 import { buildAuditEvent, type EventContext } from './event.js';
+import { AuditEventJson } from './event-json.js';
 import type { AuditFact } from './facts.js';
 import { defaultInstanceId } from './instance.js';
 import { ensureAuditStream } from './setup.js';
@@ -40,6 +41,8 @@ export class AuditTrail {
     readonly instanceId: string,
     private readonly writer: ChainWriter,
     private readonly ctx: EventContext,
+    /** The same events as JSON.stringify(buildAuditEvent(fact, ctx)), mostly from cached templates (event-json.ts). */
+    private readonly eventJson: AuditEventJson,
     private readonly nc: NatsConnection,
     private readonly monitor: AlertMonitor,
     private readonly logger: Logger,
@@ -70,13 +73,13 @@ export class AuditTrail {
     };
     const ctx: EventContext = { instanceId, host: hostname(), now, newId: randomUUID, pseudonym };
     logger.info({ event: 'audit.opened', chain: instanceId, seq: writer.chainSeq }, 'audit chain open');
-    return new AuditTrail(instanceId, writer, ctx, nc, monitor, logger);
+    return new AuditTrail(instanceId, writer, ctx, new AuditEventJson(ctx), nc, monitor, logger);
   }
 
   /** Builds, chains and stores one AuditEvent per fact; resolves once they are stored. */
   async record(facts: readonly AuditFact[]): Promise<void> {
     if (facts.length === 0) return;
-    await this.writer.append(facts.map((f) => JSON.stringify(buildAuditEvent(f, this.ctx))));
+    await this.writer.append(facts.map((f) => this.eventJson.json(f)));
     for (const alert of this.monitor.observe(facts)) this.raise(alert);
   }
 
