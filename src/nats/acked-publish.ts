@@ -45,6 +45,8 @@ export class AckedPublisher {
   ) {
     this.sweeper = setInterval(() => this.sweep(), Math.max(Math.floor(timeoutMs / 10), 10));
     this.sweeper.unref();
+    // Neither rejects: nats.js resolves closed() (with the error, if any) and ends the status iterator without
+    // one when the connection closes; close() and the loop's body do not throw.
     void nc.closed().then(() => this.close());
     void this.watchPermissions();
   }

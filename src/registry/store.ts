@@ -124,6 +124,7 @@ export class RegistryStore {
     this.writing.set(key, state);
     const first = newBatch();
     first.observations.push(obs);
+    // Cannot reject: drain settles each batch's promise with its write's outcome (callers get it via `done`).
     void this.drain(key, state, first);
     return first.done;
   }

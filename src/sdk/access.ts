@@ -22,6 +22,7 @@ export function serveAccessRequests(nc: NatsConnection, service: string, keys: S
   return nc.subscribe(subjects.access(service), {
     queue: service,
     callback: (err, msg) => {
+      // answer() cannot reject: it logs every failure itself (the broker asks again when no answer comes).
       if (err === null) void answer(nc, msg, service, keys, keyring, handler, logger);
     },
   });
