@@ -1,140 +1,321 @@
-// XChaCha20-Poly1305-IETF (src/crypto/aead.ts) for the envelope's leaves, text in and text out: the same
-// construction and the same bytes as sealBlobBase64url / openBlobText, without their per-call copies. The
-// UTF-8 plaintext and AAD are written straight into one scratch area of libsodium's WebAssembly memory, the
-// nonce is placed right before the ciphertext so `nonce || ciphertext || tag` is read out as base64url in one
-// call (and decoded into place when opening), and the scratch area is zeroed after every call (key and
-// plaintext never linger in the heap). libsodium-wrappers' own functions copy each argument into a fresh
-// allocation, copy the result out again and decode text with a new TextDecoder each time: on a ~1.6 KB
-// Patient with three subscribers those copies cost more than the cipher. When the libsodium build does not
-// expose what this needs, the wrapper's functions are used instead (same results, slower).
+// XChaCha20-Poly1305-IETF (src/crypto/aead.ts) for the envelope's leaves and wrapped data keys, text in and text
+// out: the same construction and the same bytes as sealBlobBase64url / openBlobText / sealBlob / openBlob, without
+// their per-call copies. A LeafCipher serves the leaves of one message under one key: the key and the constant
+// parts of the AAD (`v1|<id>|` before the element path and `|<dk>` after it, src/envelope/aad.ts) are written once
+// into a scratch block of libsodium's WebAssembly memory, the element path is extended and cut back in place as
+// the caller walks the resource, and each leaf then writes only its UTF-8 plaintext and its nonce; the nonce sits
+// right before the ciphertext so `nonce || ciphertext || tag` is read out as base64url in one call (and decoded
+// into place when opening). `dispose()` zeroes every byte the block held and frees it, so key, paths and
+// plaintext never outlive the message. libsodium-wrappers' own functions copy each argument into a fresh
+// allocation (freed without zeroing), copy the result out again and decode text with a new TextDecoder each time:
+// on a ~1.6 KB Patient with three subscribers those copies cost more than the cipher. When the libsodium build
+// does not expose what this needs, the wrapper's functions are used instead (same results, slower).
 import { base64urlDecodedLength, isCanonicalBase64url } from './base64url.js';
-import type { RandomSource } from './random.js';
+import { randomBytes, takeRandomInto, type RandomSource } from './random.js';
 import { getSodium } from './sodium.js';
+import { SHORT_SEALED, SHORT_TEXT, decodeBase64urlInto, heapOf, raw, readBase64url, readUtf8Lenient, writeBase64url, writeUtf8, zero, type HeapBuffer, type SodiumModule } from './wasm-heap.js';
 
 const KEY_BYTES = 32;
 const NONCE_BYTES = 24;
 const TAG_BYTES = 16;
-
-/** The raw libsodium module inside libsodium-wrappers (Emscripten): its heap and the C functions used here. */
-interface SodiumModule {
-  readonly HEAPU8: Uint8Array;
-  _malloc(size: number): number;
-  _free(ptr: number): void;
-  // 64-bit lengths are passed as two 32-bit halves (low, high), as libsodium-wrappers itself passes them.
-  _crypto_aead_xchacha20poly1305_ietf_encrypt(c: number, clenP: number, m: number, mlenLo: number, mlenHi: number, ad: number, adlenLo: number, adlenHi: number, nsec: number, npub: number, k: number): number;
-  _crypto_aead_xchacha20poly1305_ietf_decrypt(m: number, mlenP: number, nsec: number, c: number, clenLo: number, clenHi: number, ad: number, adlenLo: number, adlenHi: number, npub: number, k: number): number;
-}
-
-let module: SodiumModule | null | undefined;
-let scratch = 0;
-let scratchSize = 0;
-let heapView: Buffer | undefined;
 const utf8Fatal = new TextDecoder('utf-8', { fatal: true });
 
-function raw(): SodiumModule | null {
-  if (module === undefined) {
-    const m = (getSodium() as unknown as { libsodium?: Partial<SodiumModule> }).libsodium;
-    const ok =
-      m !== undefined &&
-      m.HEAPU8 instanceof Uint8Array &&
-      typeof m._malloc === 'function' &&
-      typeof m._free === 'function' &&
-      typeof m._crypto_aead_xchacha20poly1305_ietf_encrypt === 'function' &&
-      typeof m._crypto_aead_xchacha20poly1305_ietf_decrypt === 'function';
-    module = ok ? (m as SodiumModule) : null;
-  }
-  return module;
-}
+/**
+ * The leaves of one message under one key: AAD = UTF-8(aadPrefix + middle + aadSuffix). The middle (the element
+ * path) is built in place as the caller walks the resource — appendMiddle when it enters a member or an item,
+ * truncateMiddle when it leaves — so a path is written once per node, not once per leaf, and never exists as a
+ * string unless middle() is asked for it (to build an error). Not reentrant: one LeafCipher per sealing or
+ * opening, then dispose().
+ */
+export class LeafCipher {
+  readonly #key: Uint8Array;
+  readonly #prefix: string;
+  readonly #suffix: string;
+  readonly #m: SodiumModule | null;
+  /** The scratch block: key | aadPrefix | middle | aadSuffix | data. */
+  #p = 0;
+  #cap = 0;
+  /** Where the middle of the AAD starts (after key and prefix), and its length in bytes. */
+  #mid = 0;
+  #midLength = 0;
+  /** The middle as text, kept only when there is no scratch block (the wrapper's functions take text). */
+  #midText = '';
+  /** The suffix as UTF-8 bytes, copied after the middle for each leaf. */
+  readonly #suffixBytes: Uint8Array;
+  /** Where #decrypt left the plaintext. */
+  #plainAt = 0;
+  #plainLength = 0;
 
-/** The scratch area (at least `size` bytes) and a Buffer over the whole heap (re-read: the heap may have grown). */
-function area(m: SodiumModule, size: number): { p: number; heap: Buffer } {
-  if (size > scratchSize) {
-    if (scratch !== 0) m._free(scratch);
+  constructor(key: Uint8Array, aadPrefix: string, aadSuffix: string) {
+    if (!(key instanceof Uint8Array) || key.length !== KEY_BYTES) throw new TypeError(`AEAD key must be ${KEY_BYTES} bytes`);
+    this.#key = key;
+    this.#prefix = aadPrefix;
+    this.#suffix = aadSuffix;
+    this.#suffixBytes = Buffer.from(aadSuffix, 'utf8');
+    this.#m = raw();
+  }
+
+  /** The heap, with the scratch block holding at least `size` bytes after the end of the middle. */
+  #area(m: SodiumModule, size: number): HeapBuffer {
+    if (this.#p !== 0 && this.#mid + this.#midLength + size <= this.#p + this.#cap) return heapOf(m);
+    const frame = KEY_BYTES + this.#prefix.length * 3 + this.#midLength;
     let cap = 4096;
-    while (cap < size) cap *= 2;
-    scratch = m._malloc(cap);
-    if (scratch === 0) {
-      scratchSize = 0;
-      throw new RangeError('libsodium could not allocate scratch memory');
+    while (cap < frame + size) cap *= 2;
+    const p = m._malloc(cap);
+    if (p === 0) throw new RangeError('libsodium could not allocate scratch memory');
+    const heap = heapOf(m);
+    heap.set(this.#key, p);
+    const mid = p + KEY_BYTES + writeUtf8(heap, this.#prefix, p + KEY_BYTES, cap - KEY_BYTES);
+    if (this.#p !== 0) heap.copyWithin(mid, this.#mid, this.#mid + this.#midLength); // the path built so far
+    this.#release(m);
+    this.#p = p;
+    this.#cap = cap;
+    this.#mid = mid;
+    return heap;
+  }
+
+  /** Appends `text` (after the byte `lead` unless it is 0) to the middle; returns the mark to truncate back to. */
+  appendMiddle(text: string, lead = 0): number {
+    const mark = this.#midLength;
+    const m = this.#m;
+    if (m === null) {
+      this.#midText += (lead === 0 ? '' : String.fromCharCode(lead)) + text;
+      this.#midLength = this.#midText.length;
+      return mark;
     }
-    scratchSize = cap;
+    const heap = this.#area(m, text.length * 3 + 1);
+    let at = this.#mid + mark;
+    if (lead !== 0) heap[at++] = lead;
+    this.#midLength = at - this.#mid + writeUtf8(heap, text, at, text.length * 3);
+    return mark;
   }
-  if (heapView === undefined || heapView.buffer !== m.HEAPU8.buffer) heapView = Buffer.from(m.HEAPU8.buffer);
-  return { p: scratch, heap: heapView };
-}
 
-/**
- * base64url(nonce || XChaCha20-Poly1305(key, nonce, UTF-8(plaintext), UTF-8(aad))) with a fresh nonce from `random`:
- * byte for byte what sealBlobBase64url(key, utf8(plaintext), utf8(aad), random) returns.
- */
-export function sealTextBase64url(key: Uint8Array, plaintext: string, aad: string, random: RandomSource): string {
-  if (!(key instanceof Uint8Array) || key.length !== KEY_BYTES) throw new TypeError(`AEAD key must be ${KEY_BYTES} bytes`);
-  const nonce = random(NONCE_BYTES);
-  if (nonce.length !== NONCE_BYTES) throw new TypeError('random source returned the wrong number of bytes');
-  const m = raw();
-  if (m === null) {
-    const ct = getSodium().crypto_aead_xchacha20poly1305_ietf_encrypt(Buffer.from(plaintext, 'utf8'), Buffer.from(aad, 'utf8'), null, nonce, key);
-    return Buffer.from(nonce).toString('base64url') + Buffer.from(ct.buffer, ct.byteOffset, ct.byteLength).toString('base64url');
+  /** Appends `[index]` to the middle; returns the mark to truncate back to. */
+  appendIndex(index: number): number {
+    const m = this.#m;
+    if (m === null || index > 9) return this.appendMiddle(`[${index}]`);
+    const mark = this.#midLength;
+    const heap = this.#area(m, 3);
+    const at = this.#mid + mark;
+    heap[at] = 0x5b;
+    heap[at + 1] = 0x30 + index;
+    heap[at + 2] = 0x5d;
+    this.#midLength = mark + 3;
+    return mark;
   }
-  // Layout: key | aad | plaintext | nonce | ciphertext+tag. UTF-8 takes at most 3 bytes per UTF-16 unit.
-  const maxPlain = plaintext.length * 3;
-  const { p, heap } = area(m, KEY_BYTES + aad.length * 3 + maxPlain + NONCE_BYTES + maxPlain + TAG_BYTES);
-  heap.set(key, p);
-  const ap = p + KEY_BYTES;
-  const alen = heap.write(aad, ap, 'utf8');
-  const mp = ap + alen;
-  const mlen = heap.write(plaintext, mp, 'utf8');
-  const np = mp + mlen;
-  heap.set(nonce, np);
-  const cp = np + NONCE_BYTES;
-  const end = cp + mlen + TAG_BYTES;
-  try {
-    if (m._crypto_aead_xchacha20poly1305_ietf_encrypt(cp, 0, mp, mlen, 0, ap, alen, 0, 0, np, p) !== 0) throw new Error('libsodium refused to encrypt');
-    return heap.toString('base64url', np, end);
-  } finally {
-    heap.fill(0, p, end);
-  }
-}
 
-/**
- * Opens base64url(nonce || ciphertext || tag) sealed under `key` with UTF-8(aad) and returns the plaintext as text;
- * undefined when the text is not canonical base64url, is too short, does not authenticate or is not UTF-8 —
- * exactly when openBlobText(key, fromBase64url(sealed), utf8(aad)) gives undefined (or fromBase64url does).
- */
-export function openTextBase64url(key: Uint8Array, sealed: string, aad: string): string | undefined {
-  if (!(key instanceof Uint8Array) || key.length !== KEY_BYTES) throw new TypeError(`AEAD key must be ${KEY_BYTES} bytes`);
-  if (!isCanonicalBase64url(sealed)) return undefined;
-  const n = base64urlDecodedLength(sealed.length);
-  if (n < NONCE_BYTES + TAG_BYTES) return undefined;
-  const m = raw();
-  if (m === null) {
-    const bytes = Buffer.from(sealed, 'base64url');
+  /** Cuts the middle back to what it was when `mark` was returned. */
+  truncateMiddle(mark: number): void {
+    this.#midLength = mark;
+    if (this.#m === null) this.#midText = this.#midText.slice(0, mark);
+  }
+
+  /** The middle as text (for an error message, through shownPath: it may hold keys a sender wrote). */
+  middle(): string {
+    const m = this.#m;
+    if (m === null) return this.#midText;
+    if (this.#p === 0) return '';
+    return heapOf(m).toString('utf8', this.#mid, this.#mid + this.#midLength);
+  }
+
+  /** Writes the suffix after the middle; returns the AAD's end. */
+  #aad(heap: HeapBuffer): number {
+    let at = this.#mid + this.#midLength;
+    const s = this.#suffixBytes;
+    for (let i = 0; i < s.length; i++) heap[at++] = s[i] as number;
+    return at;
+  }
+
+  /**
+   * base64url(nonce || XChaCha20-Poly1305(key, nonce, UTF-8(plaintext), aad)) with a fresh nonce from `random`:
+   * byte for byte what sealBlobBase64url(key, utf8(plaintext), utf8(aad), random) returns.
+   */
+  seal(plaintext: string, random: RandomSource): string {
+    const m = this.#m;
+    if (m === null) return sealWithWrapper(this.#key, plaintext, this.#prefix + this.#midText + this.#suffix, random);
+    // Data after the AAD: plaintext | nonce | ciphertext+tag. UTF-8 takes at most 3 bytes per UTF-16 unit.
+    const maxPlain = plaintext.length * 3;
+    const heap = this.#area(m, this.#suffixBytes.length + maxPlain + NONCE_BYTES + maxPlain + TAG_BYTES);
+    const mp = this.#aad(heap);
+    return this.#encrypt(m, heap, mp, writeUtf8(heap, plaintext, mp, maxPlain), random);
+  }
+
+  /**
+   * seal(JSON.stringify(value), random) for a string leaf, without building that text when the string is short
+   * printable ASCII without `"` or `\\` (then its JSON text is the string in double quotes).
+   */
+  sealJsonString(value: string, random: RandomSource): string {
+    const m = this.#m;
+    const n = value.length;
+    if (m === null || n > SHORT_TEXT) return this.seal(JSON.stringify(value), random);
+    const heap = this.#area(m, this.#suffixBytes.length + 2 * (n + 2) + NONCE_BYTES + TAG_BYTES);
+    const mp = this.#aad(heap);
+    heap[mp] = 0x22;
+    for (let i = 0; i < n; i++) {
+      const c = value.charCodeAt(i);
+      if (c < 0x20 || c === 0x22 || c === 0x5c || c >= 0x80) return this.seal(JSON.stringify(value), random);
+      heap[mp + 1 + i] = c;
+    }
+    heap[mp + 1 + n] = 0x22;
+    return this.#encrypt(m, heap, mp, n + 2, random);
+  }
+
+  /**
+   * base64url(nonce || XChaCha20-Poly1305(key, nonce, plaintext, aad)) of bytes (a wrapped data key): byte for byte
+   * toBase64url(sealBlob(key, plaintext, utf8(aad), random)), with nothing left in the heap after dispose().
+   */
+  sealBytes(plaintext: Uint8Array, random: RandomSource): string {
+    const m = this.#m;
+    if (m === null) return sealBytesWithWrapper(this.#key, plaintext, this.#prefix + this.#midText + this.#suffix, random);
+    const n = plaintext.length;
+    const heap = this.#area(m, this.#suffixBytes.length + n + NONCE_BYTES + n + TAG_BYTES);
+    const mp = this.#aad(heap);
+    heap.set(plaintext, mp);
+    return this.#encrypt(m, heap, mp, n, random);
+  }
+
+  /** Draws the nonce (right after the plaintext at `mp`), encrypts, returns base64url(nonce || ciphertext || tag). */
+  #encrypt(m: SodiumModule, heap: HeapBuffer, mp: number, mlen: number, random: RandomSource): string {
+    const ap = this.#p + KEY_BYTES;
+    const np = mp + mlen;
+    if (random === randomBytes) takeRandomInto(heap, np, NONCE_BYTES);
+    else {
+      const nonce = random(NONCE_BYTES);
+      if (nonce.length !== NONCE_BYTES) throw new TypeError('random source returned the wrong number of bytes');
+      heap.set(nonce, np);
+    }
+    const cp = np + NONCE_BYTES;
+    const end = cp + mlen + TAG_BYTES;
+    if (m._crypto_aead_xchacha20poly1305_ietf_encrypt(cp, 0, mp, mlen, 0, ap, mp - ap, 0, 0, np, this.#p) !== 0) throw new Error('libsodium refused to encrypt');
+    return readBase64url(heap, np, end);
+  }
+
+  /**
+   * Opens base64url(nonce || ciphertext || tag) and returns the plaintext as text; undefined when the text is not
+   * canonical base64url, is too short, does not authenticate or is not UTF-8 — exactly when
+   * openBlobText(key, fromBase64url(sealed), utf8(aad)) gives undefined (or fromBase64url does).
+   */
+  open(sealed: string): string | undefined {
+    const m = this.#m;
+    if (m === null) return openWithWrapper(this.#key, sealed, this.#prefix + this.#midText + this.#suffix);
+    const heap = this.#decrypt(m, sealed);
+    if (heap === undefined) return undefined;
+    const mp = this.#plainAt;
+    const mlen = this.#plainLength;
+    const text = readUtf8Lenient(heap, mp, mp + mlen);
+    if (!text.includes('\ufffd')) return text;
+    // A replacement character: either in the plaintext or standing for bytes that are not UTF-8. Only a strict
+    // decode tells (libsodium-wrappers' 'text' output refuses the latter too).
     try {
-      return getSodium().crypto_aead_xchacha20poly1305_ietf_decrypt(null, bytes.subarray(NONCE_BYTES), Buffer.from(aad, 'utf8'), bytes.subarray(0, NONCE_BYTES), key, 'text');
+      return utf8Fatal.decode(heap.subarray(mp, mp + mlen));
     } catch {
       return undefined;
     }
   }
-  // Layout: key | aad | nonce | ciphertext+tag | plaintext.
-  const { p, heap } = area(m, KEY_BYTES + aad.length * 3 + n + n);
-  heap.set(key, p);
-  const ap = p + KEY_BYTES;
-  const alen = heap.write(aad, ap, 'utf8');
-  const np = ap + alen;
-  const written = heap.write(sealed, np, n, 'base64url');
-  const cp = np + NONCE_BYTES;
-  const clen = n - NONCE_BYTES;
-  const mp = np + n;
-  const mlen = clen - TAG_BYTES;
-  try {
+
+  /**
+   * Opens what sealBytes sealed; a copy of the plaintext bytes, or undefined exactly when
+   * openBlob(key, fromBase64url(sealed), utf8(aad)) would throw (or fromBase64url gives undefined).
+   */
+  openBytes(sealed: string): Uint8Array | undefined {
+    const m = this.#m;
+    if (m === null) return openBytesWithWrapper(this.#key, sealed, this.#prefix + this.#midText + this.#suffix);
+    const heap = this.#decrypt(m, sealed);
+    if (heap === undefined) return undefined;
+    return new Uint8Array(heap.buffer, heap.byteOffset + this.#plainAt, this.#plainLength).slice(); // a copy, not a Buffer
+  }
+
+  /** Decrypts into the scratch block (plaintext at #plainAt, #plainLength bytes); undefined for any failure. */
+  #decrypt(m: SodiumModule, sealed: string): HeapBuffer | undefined {
+    const n = base64urlDecodedLength(sealed.length);
+    if (sealed.length > SHORT_SEALED) {
+      if (!isCanonicalBase64url(sealed) || n < NONCE_BYTES + TAG_BYTES) return undefined;
+    } else if (sealed.length % 4 === 1 || n < NONCE_BYTES + TAG_BYTES) return undefined;
+    // Data after the AAD: nonce | ciphertext+tag | plaintext.
+    const heap = this.#area(m, this.#suffixBytes.length + n + n);
+    const ap = this.#p + KEY_BYTES;
+    const np = this.#aad(heap);
+    // A short text is checked (canonical base64url, as isCanonicalBase64url) and decoded in one loop.
+    const written = sealed.length > SHORT_SEALED ? writeBase64url(heap, sealed, np, n) : decodeBase64urlInto(heap, sealed, np);
+    const cp = np + NONCE_BYTES;
+    const clen = n - NONCE_BYTES;
+    const mp = np + n;
+    const mlen = clen - TAG_BYTES;
     if (written !== n) return undefined;
-    if (m._crypto_aead_xchacha20poly1305_ietf_decrypt(mp, 0, 0, cp, clen, 0, ap, alen, 0, np, p) !== 0) return undefined;
-    try {
-      return utf8Fatal.decode(heap.subarray(mp, mp + mlen));
-    } catch {
-      return undefined; // not UTF-8 (libsodium-wrappers' 'text' output throws here too)
-    }
+    if (m._crypto_aead_xchacha20poly1305_ietf_decrypt(mp, 0, 0, cp, clen, 0, ap, np - ap, 0, np, this.#p) !== 0) return undefined;
+    this.#plainAt = mp;
+    this.#plainLength = mlen;
+    return heap;
+  }
+
+  /** Zeroes what the scratch block held (key, AAD, plaintexts) and frees it. Safe to call more than once. */
+  dispose(): void {
+    if (this.#m !== null) this.#release(this.#m);
+    this.#midLength = 0;
+    this.#midText = '';
+  }
+
+  #release(m: SodiumModule): void {
+    if (this.#p === 0) return;
+    zero(heapOf(m), this.#p, this.#p + this.#cap); // the whole block: a throw mid-leaf leaves nothing behind either
+    m._free(this.#p);
+    this.#p = 0;
+    this.#cap = 0;
+  }
+}
+
+function sealWithWrapper(key: Uint8Array, plaintext: string, aad: string, random: RandomSource): string {
+  const nonce = random(NONCE_BYTES);
+  if (nonce.length !== NONCE_BYTES) throw new TypeError('random source returned the wrong number of bytes');
+  const ct = getSodium().crypto_aead_xchacha20poly1305_ietf_encrypt(Buffer.from(plaintext, 'utf8'), Buffer.from(aad, 'utf8'), null, nonce, key);
+  return Buffer.from(nonce).toString('base64url') + Buffer.from(ct.buffer, ct.byteOffset, ct.byteLength).toString('base64url');
+}
+
+function sealBytesWithWrapper(key: Uint8Array, plaintext: Uint8Array, aad: string, random: RandomSource): string {
+  const nonce = random(NONCE_BYTES);
+  if (nonce.length !== NONCE_BYTES) throw new TypeError('random source returned the wrong number of bytes');
+  const ct = getSodium().crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, Buffer.from(aad, 'utf8'), null, nonce, key);
+  return Buffer.from(nonce).toString('base64url') + Buffer.from(ct.buffer, ct.byteOffset, ct.byteLength).toString('base64url');
+}
+
+function openBytesWithWrapper(key: Uint8Array, sealed: string, aad: string): Uint8Array | undefined {
+  if (!isCanonicalBase64url(sealed) || base64urlDecodedLength(sealed.length) < NONCE_BYTES + TAG_BYTES) return undefined;
+  const bytes = Buffer.from(sealed, 'base64url');
+  try {
+    return getSodium().crypto_aead_xchacha20poly1305_ietf_decrypt(null, bytes.subarray(NONCE_BYTES), Buffer.from(aad, 'utf8'), bytes.subarray(0, NONCE_BYTES), key);
+  } catch {
+    return undefined;
+  }
+}
+
+function openWithWrapper(key: Uint8Array, sealed: string, aad: string): string | undefined {
+  if (!isCanonicalBase64url(sealed) || base64urlDecodedLength(sealed.length) < NONCE_BYTES + TAG_BYTES) return undefined;
+  const bytes = Buffer.from(sealed, 'base64url');
+  try {
+    return getSodium().crypto_aead_xchacha20poly1305_ietf_decrypt(null, bytes.subarray(NONCE_BYTES), Buffer.from(aad, 'utf8'), bytes.subarray(0, NONCE_BYTES), key, 'text');
+  } catch {
+    return undefined;
+  }
+}
+
+/** One leaf on its own (a LeafCipher for one call): byte for byte sealBlobBase64url(key, utf8(plaintext), utf8(aad), random). */
+export function sealTextBase64url(key: Uint8Array, plaintext: string, aad: string, random: RandomSource): string {
+  const cipher = new LeafCipher(key, '', '');
+  try {
+    cipher.appendMiddle(aad);
+    return cipher.seal(plaintext, random);
   } finally {
-    heap.fill(0, p, mp + mlen);
+    cipher.dispose();
+  }
+}
+
+/** One leaf on its own: exactly what openBlobText(key, fromBase64url(sealed), utf8(aad)) gives (undefined for any failure). */
+export function openTextBase64url(key: Uint8Array, sealed: string, aad: string): string | undefined {
+  const cipher = new LeafCipher(key, '', '');
+  try {
+    cipher.appendMiddle(aad);
+    return cipher.open(sealed);
+  } finally {
+    cipher.dispose();
   }
 }

@@ -5,7 +5,7 @@
 //   KEK id = kid_first + "~" + kid_second.
 // The raw X25519 output is never used as a key on its own (RFC 7748 section 6.1 advises hashing it with the public keys).
 import { BrokerError } from '../errors.js';
-import type { EncryptionKeyPair, PublicKeyRecord } from './keypairs.js';
+import { parseKid, type EncryptionKeyPair, type PublicKeyRecord } from './keypairs.js';
 import { getSodium } from './sodium.js';
 
 export const KEK_LABEL = 'phi-broker/kek/v1';
@@ -27,6 +27,35 @@ export function splitKekId(id: string): [string, string] | undefined {
   if (parts.length !== 2) return undefined;
   const [a, b] = parts as [string, string];
   return a <= b ? [a, b] : undefined;
+}
+
+/** KEK ids splitKekId accepted, remembered: the verdict depends on the id alone, so it cannot go stale. Bounded. */
+const SORTED_IDS = new Set<string>();
+const MEMO_LIMIT = 1024;
+
+/** splitKekId(id) !== undefined, remembered (sealing checks every recipient's KEK id of every message). */
+export function isKekId(id: string): boolean {
+  if (SORTED_IDS.has(id)) return true;
+  if (splitKekId(id) === undefined) return false;
+  if (SORTED_IDS.size >= MEMO_LIMIT) SORTED_IDS.clear();
+  SORTED_IDS.add(id);
+  return true;
+}
+
+/** KEK ids isEncKekId accepted (same reasoning as SORTED_IDS). */
+const ENC_IDS = new Set<string>();
+
+/**
+ * Whether `id` is a KEK id of two encryption keys, `<enc kid>~<enc kid>` in sorted order — what an envelope's
+ * `keys[].kek` must be — remembered.
+ */
+export function isEncKekId(id: string): boolean {
+  if (ENC_IDS.has(id)) return true;
+  const kids = splitKekId(id);
+  if (kids === undefined || parseKid(kids[0])?.use !== 'enc' || parseKid(kids[1])?.use !== 'enc') return false;
+  if (ENC_IDS.size >= MEMO_LIMIT) ENC_IDS.clear();
+  ENC_IDS.add(id);
+  return true;
 }
 
 /** Derives the KEK shared by `own` and `peer` (an asymmetric operation: callers cache the result, see Keyring). */

@@ -40,3 +40,21 @@ export function fixedRandom(bytes: Uint8Array): RandomSource & { remaining(): nu
   };
   return Object.assign(source, { remaining: () => bytes.length - pos });
 }
+
+/**
+ * Writes `n` fresh bytes of the default source into `target` at `at`: what `target.set(randomBytes(n), at)`
+ * does, without creating a view per call (the leaf cipher draws one 24-byte nonce per sealed leaf this way).
+ */
+export function takeRandomInto(target: Uint8Array, at: number, n: number): void {
+  if (n > CHUNK / 4) {
+    target.set(randomBytes(n), at);
+    return;
+  }
+  if (!Number.isSafeInteger(n) || n < 0 || at + n > target.length) throw new RangeError('takeRandomInto: n out of range or target too small');
+  if (offset + n > chunk.length) {
+    chunk = randomFillSync(new Uint8Array(CHUNK));
+    offset = 0;
+  }
+  for (let i = 0; i < n; i++) target[at + i] = chunk[offset + i] as number;
+  offset += n;
+}

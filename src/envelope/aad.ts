@@ -9,27 +9,57 @@
 // errors carry `shownPath(path)`, which shows only keys that look like FHIR element names (src/fhir/json-path.ts).
 import { formatPath } from '../fhir/json-path.js';
 
-const SIMPLE_KEY = /^[A-Za-z_$][A-Za-z0-9_$-]*$/;
+/**
+ * Whether `key` is written after a dot (`[A-Za-z_$][A-Za-z0-9_$-]*`): a scan of its characters, cheaper than the
+ * regular expression on the hot path (every key of every object of every sealing and opening). Such a key is
+ * also its own JSON string body (no character JSON escapes), which sealing relies on.
+ */
+export function isSimpleKey(key: string): boolean {
+  const n = key.length;
+  if (n === 0) return false;
+  let c = key.charCodeAt(0);
+  if (!((c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95 || c === 36)) return false;
+  for (let i = 1; i < n; i++) {
+    c = key.charCodeAt(i);
+    if (!((c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95 || c === 36 || c === 45)) return false;
+  }
+  return true;
+}
 
 export function childPath(parent: string, key: string): string {
-  return SIMPLE_KEY.test(key) ? `${parent}.${key}` : `${parent}[${JSON.stringify(key)}]`;
+  return isSimpleKey(key) ? `${parent}.${key}` : `${parent}[${JSON.stringify(key)}]`;
 }
 
 export function indexPath(parent: string, index: number): string {
   return `${parent}[${index}]`;
 }
 
-/** The leaf AAD as text (its UTF-8 bytes are the AAD): the hot path hands it to src/crypto/aead-text.ts as is. */
+/** The leaf AAD as text (its UTF-8 bytes are the AAD). The hot path writes the same bytes piecewise: LeafCipher holds prefix and suffix, leaves.ts builds the path between. */
 export function leafAadText(id: string, path: string, dk: string): string {
-  return `v1|${id}|${path}|${dk}`;
+  return `${leafAadPrefix(id)}${path}${leafAadSuffix(dk)}`;
+}
+
+/** What comes before the path in every leaf AAD of message `id` (written once per message by LeafCipher). */
+export function leafAadPrefix(id: string): string {
+  return `v1|${id}|`;
+}
+
+/** What comes after the path in every leaf AAD under data key `dk`. */
+export function leafAadSuffix(dk: string): string {
+  return `|${dk}`;
 }
 
 export function leafAad(id: string, path: string, dk: string): Uint8Array {
   return Buffer.from(leafAadText(id, path, dk), 'utf8');
 }
 
+/** The wrap AAD as text (its UTF-8 bytes are the AAD). */
+export function wrapAadText(id: string, to: string, kek: string, dk: string): string {
+  return `v1-wrap|${id}|${to}|${kek}|${dk}`;
+}
+
 export function wrapAad(id: string, to: string, kek: string, dk: string): Uint8Array {
-  return Buffer.from(`v1-wrap|${id}|${to}|${kek}|${dk}`, 'utf8');
+  return Buffer.from(wrapAadText(id, to, kek, dk), 'utf8');
 }
 
 const DOT_KEY = /\.([A-Za-z_$][A-Za-z0-9_$-]*)/y;

@@ -11,16 +11,15 @@
 // the profile array holds canonical URLs, all of which both sides see in plaintext — a sealed leaf is base64url,
 // never an R4 type name nor a URL (no ':') — so sealer and opener always agree on which leaves are sealed.
 // Errors name the element path through shownPath: a key that does not look like a FHIR element name is `[?]`.
-import { openTextBase64url, sealTextBase64url } from '../crypto/aead-text.js';
+import type { LeafCipher } from '../crypto/aead-text.js';
 import type { RandomSource } from '../crypto/random.js';
 import { BrokerError } from '../errors.js';
 import { isResourceType } from '../fhir/elements.js';
-import { childPath, indexPath, leafAadText, shownPath } from './aad.js';
+import { isSimpleKey, shownPath } from './aad.js';
 
 export interface LeafContext {
-  readonly id: string;
-  readonly dk: string;
-  readonly key: Uint8Array;
+  /** The message's data key with the AAD frame `v1|<id>|` … `|<dk>` (src/envelope/aad.ts); it holds the path between. */
+  readonly cipher: LeafCipher;
   readonly random: RandomSource;
 }
 
@@ -38,7 +37,7 @@ function isResourceObject(obj: Record<string, unknown>): boolean {
 
 /* ------------------------------------------------------------------ sealing: value → JSON text with sealed leaves */
 
-function leafText(value: unknown, path: string): string {
+function leafText(value: unknown, ctx: LeafContext): string {
   switch (typeof value) {
     case 'string':
     case 'boolean':
@@ -51,22 +50,36 @@ function leafText(value: unknown, path: string): string {
       break;
     default:
   }
-  throw new TypeError(`sealEnvelope: the value at ${shownPath(path)} is not JSON (undefined, non-finite number, bigint, function or symbol)`);
+  throw new TypeError(`sealEnvelope: the value at ${shownPath(ctx.cipher.middle())} is not JSON (undefined, non-finite number, bigint, function or symbol)`);
 }
 
-function sealLeaf(ctx: LeafContext, value: unknown, path: string): string {
-  return `"${sealTextBase64url(ctx.key, leafText(value, path), leafAadText(ctx.id, path, ctx.dk), ctx.random)}"`;
+/**
+ * Enters member `key` in the AAD path the cipher holds, in childPath's form (src/envelope/aad.ts): `.key` for a
+ * simple key, `["key"]` otherwise. Returns the mark to leave it by (LeafCipher.truncateMiddle).
+ */
+function enterKey(ctx: LeafContext, key: string, simple: boolean): number {
+  return simple ? ctx.cipher.appendMiddle(key, 0x2e) : ctx.cipher.appendMiddle(`[${JSON.stringify(key)}]`);
 }
 
-function sealNode(ctx: LeafContext, value: unknown, path: string): string {
-  if (value === null || typeof value !== 'object') return sealLeaf(ctx, value, path);
+function sealLeaf(ctx: LeafContext, value: unknown): string {
+  if (typeof value === 'string') return `"${ctx.cipher.sealJsonString(value, ctx.random)}"`;
+  return `"${ctx.cipher.seal(leafText(value, ctx), ctx.random)}"`;
+}
+
+/** Seals `value`, whose path the cipher holds. */
+function sealNode(ctx: LeafContext, value: unknown): string {
+  if (value === null || typeof value !== 'object') return sealLeaf(ctx, value);
   if (Array.isArray(value)) {
     let s = '[';
-    for (let i = 0; i < value.length; i++) s += (i === 0 ? '' : ',') + sealNode(ctx, value[i], indexPath(path, i));
+    for (let i = 0; i < value.length; i++) {
+      const mark = ctx.cipher.appendIndex(i);
+      s += (i === 0 ? '' : ',') + sealNode(ctx, value[i]);
+      ctx.cipher.truncateMiddle(mark);
+    }
     return `${s}]`;
   }
-  if (!isPlainObject(value)) throw new TypeError(`sealEnvelope: the value at ${shownPath(path)} is not a plain JSON object`);
-  return sealObject(ctx, value, path, isResourceObject(value) ? 'resource' : 'plain');
+  if (!isPlainObject(value)) throw new TypeError(`sealEnvelope: the value at ${shownPath(ctx.cipher.middle())} is not a plain JSON object`);
+  return sealObject(ctx, value, isResourceObject(value) ? 'resource' : 'plain');
 }
 
 type ObjectMode = 'plain' | 'resource' | 'meta' | 'coding';
@@ -85,32 +98,36 @@ function isPlainLeaf(mode: ObjectMode, key: string, v: unknown): boolean {
   return mode === 'coding' && (key === 'system' || key === 'code') && (v === null || typeof v !== 'object');
 }
 
-function sealObject(ctx: LeafContext, obj: Record<string, unknown>, path: string, mode: ObjectMode): string {
+function sealObject(ctx: LeafContext, obj: Record<string, unknown>, mode: ObjectMode): string {
   let s = '{';
   let first = true;
   for (const k of Object.keys(obj)) {
     const v = obj[k];
     if (v === undefined) continue; // as JSON.stringify does
-    const p = childPath(path, k);
+    // A simple key is its own JSON string body and is written after a dot in the path (aad.ts childPath).
+    const simple = isSimpleKey(k);
+    const mark = enterKey(ctx, k, simple);
     let text: string;
     if (mode === 'resource' && k === 'resourceType') text = JSON.stringify(v);
-    else if (mode === 'resource' && k === 'meta' && isObj(v)) text = sealObject(ctx, v, p, 'meta');
+    else if (mode === 'resource' && k === 'meta' && isObj(v)) text = sealObject(ctx, v, 'meta');
     else if (mode === 'meta' && k === 'profile' && Array.isArray(v) && isCanonicalList(v)) text = JSON.stringify(v);
-    else if (mode === 'meta' && k === 'security' && Array.isArray(v)) text = sealSecurity(ctx, v, p);
-    else if (isPlainLeaf(mode, k, v)) text = leafText(v, p);
-    else text = sealNode(ctx, v, p);
-    s += `${first ? '' : ','}${JSON.stringify(k)}:${text}`;
+    else if (mode === 'meta' && k === 'security' && Array.isArray(v)) text = sealSecurity(ctx, v);
+    else if (isPlainLeaf(mode, k, v)) text = leafText(v, ctx);
+    else text = sealNode(ctx, v);
+    ctx.cipher.truncateMiddle(mark);
+    s += `${first ? '' : ','}${simple ? `"${k}"` : JSON.stringify(k)}:${text}`;
     first = false;
   }
   return `${s}}`;
 }
 
-function sealSecurity(ctx: LeafContext, list: unknown[], path: string): string {
+function sealSecurity(ctx: LeafContext, list: unknown[]): string {
   let s = '[';
   for (let i = 0; i < list.length; i++) {
     const v = list[i];
-    const p = indexPath(path, i);
-    s += (i === 0 ? '' : ',') + (isObj(v) ? sealObject(ctx, v, p, 'coding') : sealNode(ctx, v, p));
+    const mark = ctx.cipher.appendIndex(i);
+    s += (i === 0 ? '' : ',') + (isObj(v) ? sealObject(ctx, v, 'coding') : sealNode(ctx, v));
+    ctx.cipher.truncateMiddle(mark);
   }
   return `${s}]`;
 }
@@ -121,44 +138,53 @@ function isObj(v: unknown): v is Record<string, unknown> {
 
 /** The resource as JSON text with every non-allow-listed leaf sealed. `rootPath` is its resourceType (= typ). */
 export function sealResource(ctx: LeafContext, resource: Record<string, unknown>, rootPath: string): string {
-  return sealObject(ctx, resource, rootPath, 'resource');
+  const mark = ctx.cipher.appendMiddle(rootPath);
+  const text = sealObject(ctx, resource, 'resource');
+  ctx.cipher.truncateMiddle(mark);
+  return text;
 }
 
 /* ------------------------------------------------------------------ opening: parsed sealed tree → resource */
 
-function invalidAt(path: string, expected: string): BrokerError {
-  const shown = shownPath(path);
+// Errors name the path the cipher holds, through shownPath (built only when an error is).
+function invalidAt(ctx: LeafContext, expected: string): BrokerError {
+  const shown = shownPath(ctx.cipher.middle());
   return new BrokerError('E_ENVELOPE_INVALID', `envelope body at ${shown}: expected ${expected}`, { path: shown });
 }
 
-function decryptFailed(path: string): BrokerError {
-  const shown = shownPath(path);
+function decryptFailed(ctx: LeafContext): BrokerError {
+  const shown = shownPath(ctx.cipher.middle());
   return new BrokerError('E_DECRYPT', `${shown} could not be decrypted or authenticated`, { path: shown });
 }
 
-function openLeaf(ctx: LeafContext, sealed: string, path: string): Json {
-  const text = openTextBase64url(ctx.key, sealed, leafAadText(ctx.id, path, ctx.dk));
-  if (text === undefined) throw decryptFailed(path);
+function openLeaf(ctx: LeafContext, sealed: string): Json {
+  const text = ctx.cipher.open(sealed);
+  if (text === undefined) throw decryptFailed(ctx);
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    throw invalidAt(path, 'a sealed JSON leaf');
+    throw invalidAt(ctx, 'a sealed JSON leaf');
   }
-  if (value !== null && typeof value === 'object') throw invalidAt(path, 'a sealed JSON leaf, not an object or array');
+  if (value !== null && typeof value === 'object') throw invalidAt(ctx, 'a sealed JSON leaf, not an object or array');
   return value as Json;
 }
 
-function openNode(ctx: LeafContext, node: unknown, path: string): Json {
-  if (typeof node === 'string') return openLeaf(ctx, node, path);
-  if (node === null || typeof node !== 'object') throw invalidAt(path, 'a sealed leaf (string), object or array');
+/** Opens `node`, whose path the cipher holds. */
+function openNode(ctx: LeafContext, node: unknown): Json {
+  if (typeof node === 'string') return openLeaf(ctx, node);
+  if (node === null || typeof node !== 'object') throw invalidAt(ctx, 'a sealed leaf (string), object or array');
   if (Array.isArray(node)) {
     const out: Json[] = new Array<Json>(node.length);
-    for (let i = 0; i < node.length; i++) out[i] = openNode(ctx, node[i], indexPath(path, i));
+    for (let i = 0; i < node.length; i++) {
+      const mark = ctx.cipher.appendIndex(i);
+      out[i] = openNode(ctx, node[i]);
+      ctx.cipher.truncateMiddle(mark);
+    }
     return out;
   }
   const obj = node as Record<string, unknown>;
-  return openObject(ctx, obj, path, isResourceObject(obj) ? 'resource' : 'plain');
+  return openObject(ctx, obj, isResourceObject(obj) ? 'resource' : 'plain');
 }
 
 function put(out: Record<string, Json>, k: string, v: Json): void {
@@ -166,32 +192,37 @@ function put(out: Record<string, Json>, k: string, v: Json): void {
   else out[k] = v;
 }
 
-function openObject(ctx: LeafContext, obj: Record<string, unknown>, path: string, mode: ObjectMode): { [key: string]: Json } {
+function openObject(ctx: LeafContext, obj: Record<string, unknown>, mode: ObjectMode): { [key: string]: Json } {
   const out: Record<string, Json> = {};
   for (const k of Object.keys(obj)) {
     const v = obj[k];
-    const p = childPath(path, k);
+    const mark = enterKey(ctx, k, isSimpleKey(k));
     if (mode === 'resource' && k === 'resourceType') put(out, k, v as string);
-    else if (mode === 'resource' && k === 'meta' && isObj(v)) put(out, k, openObject(ctx, v, p, 'meta'));
+    else if (mode === 'resource' && k === 'meta' && isObj(v)) put(out, k, openObject(ctx, v, 'meta'));
     else if (mode === 'meta' && k === 'profile' && Array.isArray(v) && isCanonicalList(v)) put(out, k, [...(v as string[])]);
-    else if (mode === 'meta' && k === 'security' && Array.isArray(v)) put(out, k, openSecurity(ctx, v, p));
+    else if (mode === 'meta' && k === 'security' && Array.isArray(v)) put(out, k, openSecurity(ctx, v));
     else if (isPlainLeaf(mode, k, v)) put(out, k, v as Json);
-    else put(out, k, openNode(ctx, v, p));
+    else put(out, k, openNode(ctx, v));
+    ctx.cipher.truncateMiddle(mark);
   }
   return out;
 }
 
-function openSecurity(ctx: LeafContext, list: unknown[], path: string): Json[] {
+function openSecurity(ctx: LeafContext, list: unknown[]): Json[] {
   const out: Json[] = new Array<Json>(list.length);
   for (let i = 0; i < list.length; i++) {
     const v = list[i];
-    const p = indexPath(path, i);
-    out[i] = isObj(v) ? openObject(ctx, v, p, 'coding') : openNode(ctx, v, p);
+    const mark = ctx.cipher.appendIndex(i);
+    out[i] = isObj(v) ? openObject(ctx, v, 'coding') : openNode(ctx, v);
+    ctx.cipher.truncateMiddle(mark);
   }
   return out;
 }
 
 /** The resource with every sealed leaf decrypted and checked against its path, message and data key. */
 export function openResource(ctx: LeafContext, body: Record<string, unknown>, rootPath: string): { [key: string]: Json } {
-  return openObject(ctx, body, rootPath, 'resource');
+  const mark = ctx.cipher.appendMiddle(rootPath);
+  const out = openObject(ctx, body, 'resource');
+  ctx.cipher.truncateMiddle(mark);
+  return out;
 }

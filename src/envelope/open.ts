@@ -3,11 +3,12 @@
 // key and decrypt each sealed leaf, checking it against its message id, element path and data key id.
 import { fromBase64url } from '../crypto/base64url.js';
 import { openBlob, KEY_BYTES } from '../crypto/aead.js';
+import { LeafCipher } from '../crypto/aead-text.js';
 import type { Kek } from '../crypto/kek.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { SIGNATURE_BYTES, verifyDetached } from '../crypto/sign.js';
 import { BrokerError } from '../errors.js';
-import { leafAad, wrapAad } from './aad.js';
+import { leafAad, leafAadPrefix, leafAadSuffix, wrapAadText } from './aad.js';
 import { openResource } from './leaves.js';
 import { parseEnvelope } from './parse.js';
 import { RAW_TYPE, type Envelope, type RawPayload } from './types.js';
@@ -47,10 +48,16 @@ function unwrapDataKey(env: Envelope, recipient: string, kek: Kek | ((kekId: str
   const path = `keys[${index}].wk`;
   const resolved = typeof kek === 'function' ? kek(entry.kek) : kek;
   if (resolved.id !== entry.kek) throw new BrokerError('E_KEY_UNKNOWN', `${path}: wrapped under KEK ${entry.kek}, not the one given`, { path: `keys[${index}].kek` });
-  const sealed = fromBase64url(entry.wk);
-  if (sealed === undefined) throw new BrokerError('E_DECRYPT', `${path} could not be decrypted or authenticated`, { path });
-  const key = openBlob(resolved.key, sealed, wrapAad(env.id, recipient, entry.kek, env.dk), path);
-  if (key.length !== KEY_BYTES) throw new BrokerError('E_DECRYPT', `${path} could not be decrypted or authenticated`, { path });
+  // Opened in a scratch block that is zeroed afterwards: neither KEK nor data key stays in WebAssembly memory.
+  const unwrapper = new LeafCipher(resolved.key, '', '');
+  let key: Uint8Array | undefined;
+  try {
+    unwrapper.appendMiddle(wrapAadText(env.id, recipient, entry.kek, env.dk));
+    key = unwrapper.openBytes(entry.wk);
+  } finally {
+    unwrapper.dispose();
+  }
+  if (key === undefined || key.length !== KEY_BYTES) throw new BrokerError('E_DECRYPT', `${path} could not be decrypted or authenticated`, { path });
   return key;
 }
 
@@ -69,7 +76,12 @@ export function openEnvelope(env: Envelope, recipient: string, kek: Kek | ((kekI
       return payload;
     }
     if (typeof env.body !== 'object') throw new BrokerError('E_ENVELOPE_INVALID', 'envelope field body: expected a sealed resource object', { path: 'body' });
-    return openResource({ id: env.id, dk: env.dk, key: dataKey, random: noRandom }, env.body, env.typ);
+    const cipher = new LeafCipher(dataKey, leafAadPrefix(env.id), leafAadSuffix(env.dk));
+    try {
+      return openResource({ cipher, random: noRandom }, env.body, env.typ);
+    } finally {
+      cipher.dispose();
+    }
   } finally {
     dataKey.fill(0);
   }

@@ -4,7 +4,7 @@
 // Parsing proves nothing about the sender: verify the signature over the same bytes (open.ts) before trusting it.
 import { base64urlLength } from '../crypto/base64url.js';
 import { NONCE_BYTES, TAG_BYTES } from '../crypto/aead.js';
-import { splitKekId } from '../crypto/kek.js';
+import { isEncKekId } from '../crypto/kek.js';
 import { parseKid } from '../crypto/keypairs.js';
 import { SERVICE_ID_PATTERN } from '../catalog/types.js';
 import { BrokerError } from '../errors.js';
@@ -26,6 +26,7 @@ const BASE64URL = /^[A-Za-z0-9_-]+$/;
 const HASH_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 const PURPOSE_PATTERN = /^[A-Z][A-Z0-9_-]{0,31}$/;
 const MAX_PROFILE_URL = 1024;
+const SIGNING_KID_PATTERN = /^[a-z][a-z0-9-]{0,62}:sig:[1-9][0-9]{0,8}$/;
 
 const FIELDS = new Set(['v', 'id', 'iss', 'iat', 'typ', 'kid', 'dk', 'keys', 'prov', 'body']);
 const KEY_FIELDS = new Set(['to', 'kek', 'wk']);
@@ -67,8 +68,7 @@ function parseKeys(value: unknown): WrappedKey[] {
     if (seen.has(to)) throw invalid(`${p}.to`, 'one wrapped key per recipient');
     seen.add(to);
     const kek = entry['kek'];
-    const kids = typeof kek === 'string' ? splitKekId(kek) : undefined;
-    if (kids === undefined || kids.some((kid) => parseKid(kid)?.use !== 'enc')) throw invalid(`${p}.kek`, 'a KEK id <enc kid>~<enc kid>, sorted');
+    if (typeof kek !== 'string' || !isEncKekId(kek)) throw invalid(`${p}.kek`, 'a KEK id <enc kid>~<enc kid>, sorted');
     const wk = str(entry, 'wk', `${p}.wk`, BASE64URL, `base64url of ${NONCE_BYTES + 32 + TAG_BYTES} bytes`);
     if (wk.length !== WK_LENGTH) throw invalid(`${p}.wk`, `base64url of ${NONCE_BYTES + 32 + TAG_BYTES} bytes`);
     return { to, kek: kek as string, wk };
@@ -110,7 +110,7 @@ export function parseEnvelope(bytes: Uint8Array): Envelope {
   const iss = str(json, 'iss', 'iss', SERVICE_ID_PATTERN, 'a service id');
   const iat = time(json, 'iat', 'iat');
   const typ = str(json, 'typ', 'typ', TYPE_PATTERN, 'a FHIR resource type or $raw');
-  const kid = str(json, 'kid', 'kid', /^[a-z][a-z0-9-]{0,62}:sig:[1-9][0-9]{0,8}$/, 'a signing key id <service>:sig:<n>');
+  const kid = str(json, 'kid', 'kid', SIGNING_KID_PATTERN, 'a signing key id <service>:sig:<n>');
   // A key of another service can never authenticate this issuer: a signature failure, not a shape error.
   if (parseKid(kid)?.service !== iss) throw new BrokerError('E_SIGNATURE', 'envelope field kid: the signing key does not belong to the issuer', { path: 'kid' });
   const dk = str(json, 'dk', 'dk', DATA_KEY_ID_PATTERN, 'a data key id');

@@ -4,13 +4,14 @@
 // signed with Ed25519 (RFC 8032). The hot path does one signature and symmetric operations only; nonces and keys come
 // from the pooled node:crypto source unless a RandomSource is injected (test vectors).
 import { sealBlob, KEY_BYTES } from '../crypto/aead.js';
+import { LeafCipher } from '../crypto/aead-text.js';
 import { toBase64url } from '../crypto/base64url.js';
-import { splitKekId, type Kek } from '../crypto/kek.js';
+import { isKekId, type Kek } from '../crypto/kek.js';
 import { parseKid, type SigningKeyPair } from '../crypto/keypairs.js';
 import { randomBytes, type RandomSource } from '../crypto/random.js';
 import { signDetached } from '../crypto/sign.js';
 import { SERVICE_ID_PATTERN } from '../catalog/types.js';
-import { wrapAad, leafAad } from './aad.js';
+import { wrapAadText, leafAad, leafAadPrefix, leafAadSuffix } from './aad.js';
 import { sealResource } from './leaves.js';
 import { MAX_RECIPIENTS, MESSAGE_ID_PATTERN, RAW_TYPE, TYPE_PATTERN, isRawPayload, type Provenance, type RawPayload } from './types.js';
 
@@ -46,25 +47,43 @@ export interface SealedEnvelope {
   readonly sig: string;
 }
 
+/** Signing kids seen, kid → the service a `sig` kid belongs to (undefined: not a signing kid). Pure in the kid; bounded. */
+const SIGNING_KIDS = new Map<string, string | undefined>();
+
+function signingKidService(kid: string): string | undefined {
+  if (SIGNING_KIDS.has(kid)) return SIGNING_KIDS.get(kid);
+  const parsed = parseKid(kid);
+  const service = parsed?.use === 'sig' ? parsed.service : undefined;
+  if (SIGNING_KIDS.size >= 1024) SIGNING_KIDS.clear();
+  SIGNING_KIDS.set(kid, service);
+  return service;
+}
+
 function checkInput(input: SealInput): void {
   if (!MESSAGE_ID_PATTERN.test(input.id)) throw new TypeError('sealEnvelope: id must match MESSAGE_ID_PATTERN');
   if (!SERVICE_ID_PATTERN.test(input.iss)) throw new TypeError('sealEnvelope: iss must be a service id');
   if (!Number.isSafeInteger(input.iat) || input.iat < 0) throw new TypeError('sealEnvelope: iat must be ms since the epoch');
-  const kid = parseKid(input.signer.kid);
-  if (kid === undefined || kid.use !== 'sig' || kid.service !== input.iss) throw new TypeError('sealEnvelope: signer must be a signing key of iss');
+  const kid = input.signer.kid;
+  if (typeof kid !== 'string' || signingKidService(kid) !== input.iss) throw new TypeError('sealEnvelope: signer must be a signing key of iss');
   const n = input.recipients.length;
   if (n === 0 || n > MAX_RECIPIENTS) throw new TypeError(`sealEnvelope: 1 to ${MAX_RECIPIENTS} recipients`);
   const seen = new Set<string>();
   for (const r of input.recipients) {
     if (!SERVICE_ID_PATTERN.test(r.id) || seen.has(r.id)) throw new TypeError('sealEnvelope: recipient ids must be distinct service ids');
     seen.add(r.id);
-    if (splitKekId(r.kek.id) === undefined || r.kek.key.length !== KEY_BYTES) throw new TypeError('sealEnvelope: recipient KEK must be { id: kidA~kidB, key: 32 bytes }');
+    if (typeof r.kek.id !== 'string' || !isKekId(r.kek.id) || r.kek.key.length !== KEY_BYTES) throw new TypeError('sealEnvelope: recipient KEK must be { id: kidA~kidB, key: 32 bytes }');
   }
 }
 
+/** JSON.stringify({ src, mid, hash, profile, purpose, at }) of `prov`, member by member (no object to build). */
 function provText(prov: Provenance): string {
-  // Fixed member order; undefined optional members are left out.
-  return JSON.stringify({ src: prov.src, mid: prov.mid, hash: prov.hash, profile: prov.profile, purpose: prov.purpose, at: prov.at });
+  // Fixed member order; undefined optional members are left out, as JSON.stringify leaves them out.
+  return (
+    `{"src":${JSON.stringify(prov.src)},"mid":${JSON.stringify(prov.mid)},"hash":${JSON.stringify(prov.hash)}` +
+    (prov.profile === undefined ? '' : `,"profile":${JSON.stringify(prov.profile)}`) +
+    (prov.purpose === undefined ? '' : `,"purpose":${JSON.stringify(prov.purpose)}`) +
+    `,"at":${JSON.stringify(prov.at)}}`
+  );
 }
 
 /** Seals, serialises and signs one message. Wrong arguments throw TypeError (programming errors, not bad data). */
@@ -80,16 +99,28 @@ export function sealEnvelope(input: SealInput): SealedEnvelope {
 
   const dataKey = Uint8Array.from(random(KEY_BYTES));
   const dk = toBase64url(random(DK_ID_BYTES));
+  let cipher: LeafCipher | undefined;
   try {
     let keys = '';
     for (const r of input.recipients) {
-      const wk = toBase64url(sealBlob(r.kek.key, dataKey, wrapAad(input.id, r.id, r.kek.id, dk), random));
+      // The data key sealed in a scratch block that is zeroed afterwards (libsodium-wrappers' sealBlob would leave
+      // it, and the KEK, in freed WebAssembly memory); the same bytes as toBase64url(sealBlob(...)).
+      const wrapper = new LeafCipher(r.kek.key, '', '');
+      let wk: string;
+      try {
+        wrapper.appendMiddle(wrapAadText(input.id, r.id, r.kek.id, dk));
+        wk = wrapper.sealBytes(dataKey, random);
+      } finally {
+        wrapper.dispose();
+      }
       keys += `${keys === '' ? '' : ','}{"to":${JSON.stringify(r.id)},"kek":${JSON.stringify(r.kek.id)},"wk":"${wk}"}`;
     }
-    const ctx = { id: input.id, dk, key: dataKey, random };
-    const body = raw
-      ? `"${toBase64url(sealBlob(dataKey, (input.resource as RawPayload).raw, leafAad(input.id, RAW_TYPE, dk), random))}"`
-      : sealResource(ctx, resource, input.typ);
+    let body: string;
+    if (raw) body = `"${toBase64url(sealBlob(dataKey, (input.resource as RawPayload).raw, leafAad(input.id, RAW_TYPE, dk), random))}"`;
+    else {
+      cipher = new LeafCipher(dataKey, leafAadPrefix(input.id), leafAadSuffix(dk));
+      body = sealResource({ cipher, random }, resource, input.typ);
+    }
     const text =
       `{"v":1,"id":${JSON.stringify(input.id)},"iss":${JSON.stringify(input.iss)},"iat":${input.iat},"typ":${JSON.stringify(input.typ)},` +
       `"kid":${JSON.stringify(input.signer.kid)},"dk":"${dk}","keys":[${keys}],` +
@@ -99,6 +130,7 @@ export function sealEnvelope(input: SealInput): SealedEnvelope {
     const out = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     return { bytes: out, sig: toBase64url(signDetached(out, input.signer.secretKey)) };
   } finally {
+    cipher?.dispose();
     dataKey.fill(0);
   }
 }

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openBlob, sealBlob, sealBlobBase64url } from '../../src/crypto/aead.js';
 import { fromBase64url, toBase64url } from '../../src/crypto/base64url.js';
-import { fixedRandom, randomBytes } from '../../src/crypto/random.js';
+import { fixedRandom, randomBytes, takeRandomInto } from '../../src/crypto/random.js';
 import { signDetached, sodiumEd25519, verifyDetached } from '../../src/crypto/sign.js';
 import { getSodium, initCrypto } from '../../src/crypto/sodium.js';
 import { signingKeyFromSeed } from '../../src/crypto/keys.js';
@@ -35,6 +35,21 @@ describe('random source', () => {
     const copy = Buffer.from(a);
     for (let i = 0; i < 5000; i++) randomBytes(24); // crosses several chunk refills
     expect(Buffer.from(a).equals(copy)).toBe(true);
+  });
+
+  it('takeRandomInto writes fresh bytes in place, never the same twice, and only where it is told', () => {
+    const target = new Uint8Array(64);
+    takeRandomInto(target, 8, 24);
+    takeRandomInto(target, 32, 24);
+    expect([...target.subarray(0, 8), ...target.subarray(56)]).toStrictEqual(new Array<number>(16).fill(0));
+    expect(Buffer.from(target.subarray(8, 32)).equals(Buffer.from(target.subarray(32, 56)))).toBe(false);
+    const seen = new Set<string>();
+    for (let i = 0; i < 5000; i++) { // crosses several chunk refills
+      takeRandomInto(target, 0, 24);
+      seen.add(Buffer.from(target.subarray(0, 24)).toString('hex'));
+    }
+    expect(seen.size).toBe(5000);
+    expect(() => takeRandomInto(target, 50, 24)).toThrow(RangeError);
   });
 
   it('fixedRandom replays recorded bytes and refuses to run past them', () => {
