@@ -184,7 +184,7 @@ async function main(): Promise<void> {
         for (let k = 0; k < 200; k += 64) {
           await Promise.all(
             Array.from({ length: Math.min(64, 200 - k) }, (_, j) =>
-              store.record(`${tag}-${j}`, { messageId: randomUUID(), type: 'Patient', at: Date.now() + seq++, source: 'registration', recipients: [{ service: 'sub1', purpose: 'TREAT' }, { service: 'sub2', purpose: 'HPAYMT' }, { service: 'sub3', purpose: 'HOPERAT' }] }),
+              store.record(`${tag}-${j}`, { messageId: randomUUID(), type: 'Patient', types: ['Patient'], at: Date.now() + seq++, source: 'registration', recipients: [{ service: 'sub1', purpose: 'TREAT' }, { service: 'sub2', purpose: 'HPAYMT' }, { service: 'sub3', purpose: 'HOPERAT' }] }),
             ),
           );
         }
