@@ -1,9 +1,9 @@
 // `npm run bench`: the broker over the real path against same-run baselines (docs/performance.md).
 //   node dist/bench/main.js [--quick] [--out <dir>] [--only <run-name-substring>] [--cpu-prof <dir>]
 //                           [--broker-flags '<node flags for the broker processes>']
-// Writes <out>/<date>-<machine>.json (default bench/results/) and prints a markdown summary.
+// Writes <out>/<date>-<machine>.json (default bench/results/; -2, -3 … for later runs that day) and prints a markdown summary.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -193,7 +193,10 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
     const m = machine();
     const host = hostname().replace(/[^A-Za-z0-9._-]/g, '_');
     mkdirSync(o.out, { recursive: true });
-    const file = join(o.out, `${date}-${host}${o.quick ? '-quick' : ''}.json`);
+    // A second run on the same day gets -2, -3 …: an earlier day's results stay where the docs cite them.
+    const base = `${date}-${host}${o.quick ? '-quick' : ''}`;
+    let file = join(o.out, `${base}.json`);
+    for (let k = 2; existsSync(file); k++) file = join(o.out, `${base}-${k}.json`);
     const results: BenchResults = {
       date: new Date().toISOString(),
       quick: o.quick,
