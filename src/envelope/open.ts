@@ -2,13 +2,13 @@
 // the exact bytes received before trusting anything parsed from them; then unwrap the recipient's copy of the data
 // key and decrypt each sealed leaf, checking it against its message id, element path and data key id.
 import { fromBase64url } from '../crypto/base64url.js';
-import { openBlob, KEY_BYTES } from '../crypto/aead.js';
+import { KEY_BYTES } from '../crypto/aead.js';
 import { LeafCipher } from '../crypto/aead-text.js';
 import type { Kek } from '../crypto/kek.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { SIGNATURE_BYTES, verifyDetached } from '../crypto/sign.js';
 import { BrokerError } from '../errors.js';
-import { leafAad, leafAadPrefix, leafAadSuffix, wrapAadText } from './aad.js';
+import { leafAadPrefix, leafAadSuffix, wrapAadText } from './aad.js';
 import { openResource } from './leaves.js';
 import { parseEnvelope } from './parse.js';
 import { RAW_TYPE, type Envelope, type RawPayload } from './types.js';
@@ -69,16 +69,19 @@ function unwrapDataKey(env: Envelope, recipient: string, kek: Kek | ((kekId: str
 export function openEnvelope(env: Envelope, recipient: string, kek: Kek | ((kekId: string) => Kek)): unknown {
   const dataKey = unwrapDataKey(env, recipient, kek);
   try {
-    if (env.typ === RAW_TYPE) {
-      const sealed = typeof env.body === 'string' ? fromBase64url(env.body) : undefined;
-      if (sealed === undefined) throw new BrokerError('E_DECRYPT', `${RAW_TYPE} could not be decrypted or authenticated`, { path: RAW_TYPE });
-      const payload: RawPayload = { raw: openBlob(dataKey, sealed, leafAad(env.id, RAW_TYPE, env.dk), RAW_TYPE) };
-      return payload;
-    }
-    if (typeof env.body !== 'object') throw new BrokerError('E_ENVELOPE_INVALID', 'envelope field body: expected a sealed resource object', { path: 'body' });
+    if (env.typ !== RAW_TYPE && typeof env.body !== 'object') throw new BrokerError('E_ENVELOPE_INVALID', 'envelope field body: expected a sealed resource object', { path: 'body' });
     const cipher = new LeafCipher(dataKey, leafAadPrefix(env.id), leafAadSuffix(env.dk));
     try {
-      return openResource({ cipher, random: noRandom }, env.body, env.typ);
+      if (env.typ === RAW_TYPE) {
+        // The one `$raw` leaf, opened in the zeroed scratch block (libsodium-wrappers' openBlob leaves key and
+        // plaintext in freed WebAssembly memory).
+        cipher.appendMiddle(RAW_TYPE);
+        const raw = typeof env.body === 'string' ? cipher.openBytes(env.body) : undefined;
+        if (raw === undefined) throw new BrokerError('E_DECRYPT', `${RAW_TYPE} could not be decrypted or authenticated`, { path: RAW_TYPE });
+        const payload: RawPayload = { raw };
+        return payload;
+      }
+      return openResource({ cipher, random: noRandom }, env.body as Record<string, unknown>, env.typ);
     } finally {
       cipher.dispose();
     }

@@ -3,7 +3,7 @@
 // with the sender (XChaCha20-Poly1305, AAD binds message, recipient, KEK and data key ids); the UTF-8 JSON bytes
 // signed with Ed25519 (RFC 8032). The hot path does one signature and symmetric operations only; nonces and keys come
 // from the pooled node:crypto source unless a RandomSource is injected (test vectors).
-import { sealBlob, KEY_BYTES } from '../crypto/aead.js';
+import { KEY_BYTES } from '../crypto/aead.js';
 import { LeafCipher } from '../crypto/aead-text.js';
 import { toBase64url } from '../crypto/base64url.js';
 import { isKekId, type Kek } from '../crypto/kek.js';
@@ -11,7 +11,7 @@ import { parseKid, type SigningKeyPair } from '../crypto/keypairs.js';
 import { randomBytes, type RandomSource } from '../crypto/random.js';
 import { signDetached } from '../crypto/sign.js';
 import { SERVICE_ID_PATTERN } from '../catalog/types.js';
-import { wrapAadText, leafAad, leafAadPrefix, leafAadSuffix } from './aad.js';
+import { wrapAadText, leafAadPrefix, leafAadSuffix } from './aad.js';
 import { sealResource } from './leaves.js';
 import { MAX_RECIPIENTS, MESSAGE_ID_PATTERN, RAW_TYPE, TYPE_PATTERN, isRawPayload, type Provenance, type RawPayload } from './types.js';
 
@@ -116,11 +116,12 @@ export function sealEnvelope(input: SealInput): SealedEnvelope {
       keys += `${keys === '' ? '' : ','}{"to":${JSON.stringify(r.id)},"kek":${JSON.stringify(r.kek.id)},"wk":"${wk}"}`;
     }
     let body: string;
-    if (raw) body = `"${toBase64url(sealBlob(dataKey, (input.resource as RawPayload).raw, leafAad(input.id, RAW_TYPE, dk), random))}"`;
-    else {
-      cipher = new LeafCipher(dataKey, leafAadPrefix(input.id), leafAadSuffix(dk));
-      body = sealResource({ cipher, random }, resource, input.typ);
-    }
+    cipher = new LeafCipher(dataKey, leafAadPrefix(input.id), leafAadSuffix(dk));
+    if (raw) {
+      // One leaf at path `$raw`: AAD v1|id|$raw|dk, the same bytes as sealBlob(dataKey, raw, leafAad(id, $raw, dk)).
+      cipher.appendMiddle(RAW_TYPE);
+      body = `"${cipher.sealBytes((input.resource as RawPayload).raw, random)}"`;
+    } else body = sealResource({ cipher, random }, resource, input.typ);
     const text =
       `{"v":1,"id":${JSON.stringify(input.id)},"iss":${JSON.stringify(input.iss)},"iat":${input.iat},"typ":${JSON.stringify(input.typ)},` +
       `"kid":${JSON.stringify(input.signer.kid)},"dk":"${dk}","keys":[${keys}],` +

@@ -42,6 +42,27 @@ describe('the WebAssembly heap after sealEnvelope and openEnvelope', () => {
   });
 });
 
+describe('the WebAssembly heap after a raw-mode ($raw) seal and open', () => {
+  it('holds neither the data key nor the raw payload', () => {
+    const random = new Uint8Array(32 + 9 + 24 * 2);
+    for (let i = 0; i < random.length; i++) random[i] = (i * 197 + 11) & 0xff;
+    const dataKey = Buffer.from(random.subarray(0, 32));
+    const payload = Buffer.from('MSH|^~\\&|RAW-7731-distinctive-hl7v2|PID|||Rawcheck-7731-distinctive', 'latin1');
+    const sealed = sealEnvelope({
+      id: 'heap-raw-1', iss: 'registration', iat: 1, typ: '$raw', resource: { raw: new Uint8Array(payload) }, signer: p.keys.registration.sign,
+      recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }], random: fixedRandom(random),
+    });
+    const env = verifySignedEnvelope(sealed.bytes, sealed.sig, p.rings.broker);
+    const opened = openEnvelope(env, 'broker', (id) => p.rings.broker.kekForId(id)) as { raw: Uint8Array };
+    expect(Buffer.from(opened.raw).equals(payload)).toBe(true);
+    const h = heap();
+    expect(h.indexOf(dataKey)).toBe(-1);
+    expect(h.indexOf(Buffer.from('7731-distinctive'))).toBe(-1);
+    // the check can fail: the opened copy (JavaScript memory, not the heap) holds the marker
+    expect(Buffer.from(opened.raw).indexOf(Buffer.from('7731-distinctive'))).toBeGreaterThan(0);
+  });
+});
+
 describe('the sealer\'s checks of signer and KEK ids (remembered per id)', () => {
   it('refuse a signer of another service after the same kid sealed for its own, every time', () => {
     const ok = { id: 'k-1', iss: 'registration', iat: 1, typ: 'Patient', resource: { resourceType: 'Patient' }, signer: p.keys.registration.sign, recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }] };
