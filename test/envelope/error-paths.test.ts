@@ -70,7 +70,7 @@ describe('opening: E_DECRYPT and E_ENVELOPE_INVALID name no sender key', () => {
   it('a tampered leaf under a PHI-looking key: E_DECRYPT at Patient.[?]', () => {
     const env = seal({ resourceType: 'Patient', 'Zebulon Quillfeather': 'x' });
     const leaf = env.body['Zebulon Quillfeather'] as string;
-    env.body['Zebulon Quillfeather'] = (leaf[5] === 'A' ? 'B' : 'A') + leaf.slice(1);
+    env.body['Zebulon Quillfeather'] = (leaf[0] === 'A' ? 'B' : 'A') + leaf.slice(1);
     const e = openError(env);
     expect([e.code, e.path, e.message]).toStrictEqual(['E_DECRYPT', 'Patient.[?]', 'Patient.[?] could not be decrypted or authenticated']);
     expectNoNames(e);

@@ -149,7 +149,7 @@ describe('property 3: a ciphertext is bound to its message, element path and key
     }
     const env = json(s.bytes);
     const leaf = env.body.name[0]!.given[1]!;
-    env.body.name[0]!.given[1] = (leaf[10] === 'A' ? 'B' : 'A') + leaf.slice(1);
+    env.body.name[0]!.given[1] = (leaf[0] === 'A' ? 'B' : 'A') + leaf.slice(1);
     expectCode(() => openUnverified(bytesOf(env)), 'E_DECRYPT', /given\[1\]/, 'Patient.name[0].given[1]');
   });
 
