@@ -26,9 +26,16 @@ function haystacks(bytes: Buffer): Buffer[] {
   return [bytes, ...tokens.map((t) => Buffer.from(t, 'base64url'))];
 }
 
+/**
+ * A short needle made only of base64url characters ("both", "home") turns up inside random ciphertext text by
+ * chance (~1 in 1,600 per needle per 10 KB envelope): in the bytes as sent it is searched as the JSON string a
+ * value left in clear would be (`"both"`, which base64url text cannot contain); in decoded tokens as it is.
+ */
+const CHANCE_IN_BASE64 = /^[A-Za-z0-9_-]{1,7}$/;
+
 function leaks(bytes: Buffer, needles: string[]): string[] {
-  const hay = haystacks(bytes);
-  return needles.filter((n) => hay.some((h) => h.includes(n)));
+  const [sent, ...decoded] = haystacks(bytes) as [Buffer, ...Buffer[]];
+  return needles.filter((n) => sent.includes(CHANCE_IN_BASE64.test(n) ? JSON.stringify(n) : n) || decoded.some((h) => h.includes(n)));
 }
 
 describe('no PHI in envelope bytes', () => {
@@ -58,6 +65,8 @@ describe('no PHI in envelope bytes', () => {
       const needles = stringValues(resource).filter((v) => v.length >= 4 && v !== resource['resourceType']);
       expect(needles.length).toBeGreaterThan(10);
       expect(leaks(sealed(resource), needles)).toStrictEqual([]);
+      // the check can fail for a short needle too: the plaintext resource type is found as the JSON string it is
+      expect(leaks(sealed(resource), ['Patient'])).toStrictEqual(['Patient']);
     }
   });
 });
