@@ -10,14 +10,11 @@
 // allocation (freed without zeroing), copy the result out again and decode text with a new TextDecoder each time:
 // on a ~1.6 KB Patient with three subscribers those copies cost more than the cipher. When the libsodium build
 // does not expose what this needs, the wrapper's functions are used instead (same results, slower).
-import { base64urlDecodedLength, isCanonicalBase64url } from './base64url.js';
+import { KEY_BYTES, NONCE_BYTES, TAG_BYTES, openBlob, openBlobText, sealBlobBase64url } from './aead.js';
+import { base64urlDecodedLength, fromBase64url, isCanonicalBase64url } from './base64url.js';
 import { randomBytes, takeRandomInto, type RandomSource } from './random.js';
-import { getSodium } from './sodium.js';
 import { SHORT_SEALED, SHORT_TEXT, decodeBase64urlInto, heapOf, raw, readBase64url, readUtf8Lenient, writeBase64url, writeUtf8, zero, type HeapBuffer, type SodiumModule } from './wasm-heap.js';
 
-const KEY_BYTES = 32;
-const NONCE_BYTES = 24;
-const TAG_BYTES = 16;
 const utf8Fatal = new TextDecoder('utf-8', { fatal: true });
 
 /**
@@ -132,7 +129,7 @@ export class LeafCipher {
    */
   seal(plaintext: string, random: RandomSource): string {
     const m = this.#m;
-    if (m === null) return sealWithWrapper(this.#key, plaintext, this.#prefix + this.#midText + this.#suffix, random);
+    if (m === null) return sealBlobBase64url(this.#key, utf8(plaintext), utf8(this.#prefix + this.#midText + this.#suffix), random);
     // Data after the AAD: plaintext | nonce | ciphertext+tag. UTF-8 takes at most 3 bytes per UTF-16 unit.
     const maxPlain = plaintext.length * 3;
     const heap = this.#area(m, this.#suffixBytes.length + maxPlain + NONCE_BYTES + maxPlain + TAG_BYTES);
@@ -166,7 +163,7 @@ export class LeafCipher {
    */
   sealBytes(plaintext: Uint8Array, random: RandomSource): string {
     const m = this.#m;
-    if (m === null) return sealBytesWithWrapper(this.#key, plaintext, this.#prefix + this.#midText + this.#suffix, random);
+    if (m === null) return sealBlobBase64url(this.#key, plaintext, utf8(this.#prefix + this.#midText + this.#suffix), random);
     const n = plaintext.length;
     const heap = this.#area(m, this.#suffixBytes.length + n + NONCE_BYTES + n + TAG_BYTES);
     const mp = this.#aad(heap);
@@ -197,7 +194,7 @@ export class LeafCipher {
    */
   open(sealed: string): string | undefined {
     const m = this.#m;
-    if (m === null) return openWithWrapper(this.#key, sealed, this.#prefix + this.#midText + this.#suffix);
+    if (m === null) return openTextOneCall(this.#key, sealed, this.#prefix + this.#midText + this.#suffix);
     const heap = this.#decrypt(m, sealed);
     if (heap === undefined) return undefined;
     const mp = this.#plainAt;
@@ -219,7 +216,7 @@ export class LeafCipher {
    */
   openBytes(sealed: string): Uint8Array | undefined {
     const m = this.#m;
-    if (m === null) return openBytesWithWrapper(this.#key, sealed, this.#prefix + this.#midText + this.#suffix);
+    if (m === null) return openBytesOneCall(this.#key, sealed, this.#prefix + this.#midText + this.#suffix);
     const heap = this.#decrypt(m, sealed);
     if (heap === undefined) return undefined;
     return new Uint8Array(heap.buffer, heap.byteOffset + this.#plainAt, this.#plainLength).slice(); // a copy, not a Buffer
@@ -264,38 +261,25 @@ export class LeafCipher {
   }
 }
 
-function sealWithWrapper(key: Uint8Array, plaintext: string, aad: string, random: RandomSource): string {
-  const nonce = random(NONCE_BYTES);
-  if (nonce.length !== NONCE_BYTES) throw new TypeError('random source returned the wrong number of bytes');
-  const ct = getSodium().crypto_aead_xchacha20poly1305_ietf_encrypt(Buffer.from(plaintext, 'utf8'), Buffer.from(aad, 'utf8'), null, nonce, key);
-  return Buffer.from(nonce).toString('base64url') + Buffer.from(ct.buffer, ct.byteOffset, ct.byteLength).toString('base64url');
+// Without the raw module (the LeafCipher's #m is null) the one-call functions of aead.ts serve: they then use
+// libsodium-wrappers' own functions, with the same bytes and the same verdicts.
+function utf8(text: string): Uint8Array {
+  return Buffer.from(text, 'utf8');
 }
 
-function sealBytesWithWrapper(key: Uint8Array, plaintext: Uint8Array, aad: string, random: RandomSource): string {
-  const nonce = random(NONCE_BYTES);
-  if (nonce.length !== NONCE_BYTES) throw new TypeError('random source returned the wrong number of bytes');
-  const ct = getSodium().crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, Buffer.from(aad, 'utf8'), null, nonce, key);
-  return Buffer.from(nonce).toString('base64url') + Buffer.from(ct.buffer, ct.byteOffset, ct.byteLength).toString('base64url');
-}
-
-function openBytesWithWrapper(key: Uint8Array, sealed: string, aad: string): Uint8Array | undefined {
-  if (!isCanonicalBase64url(sealed) || base64urlDecodedLength(sealed.length) < NONCE_BYTES + TAG_BYTES) return undefined;
-  const bytes = Buffer.from(sealed, 'base64url');
+function openBytesOneCall(key: Uint8Array, sealed: string, aad: string): Uint8Array | undefined {
+  const bytes = fromBase64url(sealed);
+  if (bytes === undefined) return undefined;
   try {
-    return getSodium().crypto_aead_xchacha20poly1305_ietf_decrypt(null, bytes.subarray(NONCE_BYTES), Buffer.from(aad, 'utf8'), bytes.subarray(0, NONCE_BYTES), key);
+    return openBlob(key, bytes, utf8(aad));
   } catch {
     return undefined;
   }
 }
 
-function openWithWrapper(key: Uint8Array, sealed: string, aad: string): string | undefined {
-  if (!isCanonicalBase64url(sealed) || base64urlDecodedLength(sealed.length) < NONCE_BYTES + TAG_BYTES) return undefined;
-  const bytes = Buffer.from(sealed, 'base64url');
-  try {
-    return getSodium().crypto_aead_xchacha20poly1305_ietf_decrypt(null, bytes.subarray(NONCE_BYTES), Buffer.from(aad, 'utf8'), bytes.subarray(0, NONCE_BYTES), key, 'text');
-  } catch {
-    return undefined;
-  }
+function openTextOneCall(key: Uint8Array, sealed: string, aad: string): string | undefined {
+  const bytes = fromBase64url(sealed);
+  return bytes === undefined ? undefined : openBlobText(key, bytes, utf8(aad));
 }
 
 /** One leaf on its own (a LeafCipher for one call): byte for byte sealBlobBase64url(key, utf8(plaintext), utf8(aad), random). */
