@@ -19,7 +19,7 @@ import { subscriberPseudonymKey } from '../src/broker/secrets.js';
 import { BROKER_ID, type Catalog } from '../src/catalog/types.js';
 import { fromBase64url, toBase64url } from '../src/crypto/base64url.js';
 import { openBlob, openBlobText } from '../src/crypto/aead.js';
-import { LeafCipher } from '../src/crypto/aead-text.js';
+import { withLeafCipher } from '../src/crypto/aead-text.js';
 import { Keyring } from '../src/crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../src/crypto/keys.js';
 import { randomBytes } from '../src/crypto/random.js';
@@ -275,22 +275,14 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
   // The AEAD work through the same cipher the broker uses (src/crypto/aead-text.ts LeafCipher: one zeroed
   // WebAssembly scratch block per key, the AAD's constant parts written once), with each leaf's whole path given
   // at once — the cheapest way this runtime has to do exactly these XChaCha20-Poly1305 operations.
-  const withCipher = <T>(key: Uint8Array, prefix: string, suffix: string, use: (c: LeafCipher) => T): T => {
-    const c = new LeafCipher(key, prefix, suffix);
-    try {
-      return use(c);
-    } finally {
-      c.dispose();
-    }
-  };
   const aeadUs = measure(budgetMs, (i) => {
     const msg = f(i);
-    const dk = withCipher(msg.kek, '', '', (c) => {
+    const dk = withLeafCipher(msg.kek, '', '', (c) => {
       c.appendMiddle(msg.wkAadText);
       return c.openBytes(msg.wkText);
     });
     if (dk === undefined) throw new Error('floor: data key did not open');
-    withCipher(dk, msg.aadPrefix, msg.aadSuffix, (c) => {
+    withLeafCipher(dk, msg.aadPrefix, msg.aadSuffix, (c) => {
       for (const l of msg.inLeaves) {
         const mark = c.appendMiddle(l.path);
         if (c.open(l.sealedText) === undefined) throw new Error('floor: leaf did not open');
@@ -299,11 +291,11 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
     });
     for (const o of msg.outs) {
       const key = randomBytes(32);
-      withCipher(o.kek, '', '', (c) => {
+      withLeafCipher(o.kek, '', '', (c) => {
         c.appendMiddle(o.wrapAadText);
         c.sealBytes(key, randomBytes);
       });
-      withCipher(key, o.aadPrefix, o.aadSuffix, (c) => {
+      withLeafCipher(key, o.aadPrefix, o.aadSuffix, (c) => {
         for (const l of o.leaves) {
           const mark = c.appendMiddle(l.path);
           c.seal(l.text, randomBytes);

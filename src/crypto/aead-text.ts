@@ -282,24 +282,28 @@ function openTextOneCall(key: Uint8Array, sealed: string, aad: string): string |
   return bytes === undefined ? undefined : openBlobText(key, bytes, utf8(aad));
 }
 
-/** One leaf on its own (a LeafCipher for one call): byte for byte sealBlobBase64url(key, utf8(plaintext), utf8(aad), random). */
-export function sealTextBase64url(key: Uint8Array, plaintext: string, aad: string, random: RandomSource): string {
-  const cipher = new LeafCipher(key, '', '');
+/** `use` with a LeafCipher over `key` and that AAD frame, disposed (zeroed and freed) however `use` ends. */
+export function withLeafCipher<T>(key: Uint8Array, aadPrefix: string, aadSuffix: string, use: (cipher: LeafCipher) => T): T {
+  const cipher = new LeafCipher(key, aadPrefix, aadSuffix);
   try {
-    cipher.appendMiddle(aad);
-    return cipher.seal(plaintext, random);
+    return use(cipher);
   } finally {
     cipher.dispose();
   }
 }
 
+/** One leaf on its own (a LeafCipher for one call): byte for byte sealBlobBase64url(key, utf8(plaintext), utf8(aad), random). */
+export function sealTextBase64url(key: Uint8Array, plaintext: string, aad: string, random: RandomSource): string {
+  return withLeafCipher(key, '', '', (cipher) => {
+    cipher.appendMiddle(aad);
+    return cipher.seal(plaintext, random);
+  });
+}
+
 /** One leaf on its own: exactly what openBlobText(key, fromBase64url(sealed), utf8(aad)) gives (undefined for any failure). */
 export function openTextBase64url(key: Uint8Array, sealed: string, aad: string): string | undefined {
-  const cipher = new LeafCipher(key, '', '');
-  try {
+  return withLeafCipher(key, '', '', (cipher) => {
     cipher.appendMiddle(aad);
     return cipher.open(sealed);
-  } finally {
-    cipher.dispose();
-  }
+  });
 }

@@ -3,7 +3,7 @@
 // key and decrypt each sealed leaf, checking it against its message id, element path and data key id.
 import { fromBase64url } from '../crypto/base64url.js';
 import { KEY_BYTES } from '../crypto/aead.js';
-import { LeafCipher } from '../crypto/aead-text.js';
+import { withLeafCipher } from '../crypto/aead-text.js';
 import type { Kek } from '../crypto/kek.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { SIGNATURE_BYTES, verifyDetached } from '../crypto/sign.js';
@@ -49,14 +49,10 @@ function unwrapDataKey(env: Envelope, recipient: string, kek: Kek | ((kekId: str
   const resolved = typeof kek === 'function' ? kek(entry.kek) : kek;
   if (resolved.id !== entry.kek) throw new BrokerError('E_KEY_UNKNOWN', `${path}: wrapped under KEK ${entry.kek}, not the one given`, { path: `keys[${index}].kek` });
   // Opened in a scratch block that is zeroed afterwards: neither KEK nor data key stays in WebAssembly memory.
-  const unwrapper = new LeafCipher(resolved.key, '', '');
-  let key: Uint8Array | undefined;
-  try {
+  const key = withLeafCipher(resolved.key, '', '', (unwrapper) => {
     unwrapper.appendMiddle(wrapAadText(env.id, recipient, entry.kek, env.dk));
-    key = unwrapper.openBytes(entry.wk);
-  } finally {
-    unwrapper.dispose();
-  }
+    return unwrapper.openBytes(entry.wk);
+  });
   if (key === undefined || key.length !== KEY_BYTES) throw new BrokerError('E_DECRYPT', `${path} could not be decrypted or authenticated`, { path });
   return key;
 }
@@ -70,21 +66,16 @@ export function openEnvelope(env: Envelope, recipient: string, kek: Kek | ((kekI
   const dataKey = unwrapDataKey(env, recipient, kek);
   try {
     if (env.typ !== RAW_TYPE && typeof env.body !== 'object') throw new BrokerError('E_ENVELOPE_INVALID', 'envelope field body: expected a sealed resource object', { path: 'body' });
-    const cipher = new LeafCipher(dataKey, leafAadPrefix(env.id), leafAadSuffix(env.dk));
-    try {
-      if (env.typ === RAW_TYPE) {
-        // The one `$raw` leaf, opened in the zeroed scratch block (libsodium-wrappers' openBlob leaves key and
-        // plaintext in freed WebAssembly memory).
-        cipher.appendMiddle(RAW_TYPE);
-        const raw = typeof env.body === 'string' ? cipher.openBytes(env.body) : undefined;
-        if (raw === undefined) throw new BrokerError('E_DECRYPT', `${RAW_TYPE} could not be decrypted or authenticated`, { path: RAW_TYPE });
-        const payload: RawPayload = { raw };
-        return payload;
-      }
-      return openResource({ cipher, random: noRandom }, env.body as Record<string, unknown>, env.typ);
-    } finally {
-      cipher.dispose();
-    }
+    return withLeafCipher(dataKey, leafAadPrefix(env.id), leafAadSuffix(env.dk), (cipher) => {
+      if (env.typ !== RAW_TYPE) return openResource({ cipher, random: noRandom }, env.body as Record<string, unknown>, env.typ);
+      // The one `$raw` leaf, opened in the zeroed scratch block (libsodium-wrappers' openBlob leaves key and
+      // plaintext in freed WebAssembly memory).
+      cipher.appendMiddle(RAW_TYPE);
+      const raw = typeof env.body === 'string' ? cipher.openBytes(env.body) : undefined;
+      if (raw === undefined) throw new BrokerError('E_DECRYPT', `${RAW_TYPE} could not be decrypted or authenticated`, { path: RAW_TYPE });
+      const payload: RawPayload = { raw };
+      return payload;
+    });
   } finally {
     dataKey.fill(0);
   }

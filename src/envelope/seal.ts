@@ -4,7 +4,7 @@
 // signed with Ed25519 (RFC 8032). The hot path does one signature and symmetric operations only; nonces and keys come
 // from the pooled node:crypto source unless a RandomSource is injected (test vectors).
 import { KEY_BYTES } from '../crypto/aead.js';
-import { LeafCipher } from '../crypto/aead-text.js';
+import { withLeafCipher } from '../crypto/aead-text.js';
 import { toBase64url } from '../crypto/base64url.js';
 import { isKekId, type Kek } from '../crypto/kek.js';
 import { parseKid, type SigningKeyPair } from '../crypto/keypairs.js';
@@ -99,29 +99,23 @@ export function sealEnvelope(input: SealInput): SealedEnvelope {
 
   const dataKey = Uint8Array.from(random(KEY_BYTES));
   const dk = toBase64url(random(DK_ID_BYTES));
-  let cipher: LeafCipher | undefined;
   try {
     let keys = '';
     for (const r of input.recipients) {
       // The data key sealed in a scratch block that is zeroed afterwards (libsodium-wrappers' sealBlob would leave
       // it, and the KEK, in freed WebAssembly memory); the same bytes as toBase64url(sealBlob(...)).
-      const wrapper = new LeafCipher(r.kek.key, '', '');
-      let wk: string;
-      try {
+      const wk = withLeafCipher(r.kek.key, '', '', (wrapper) => {
         wrapper.appendMiddle(wrapAadText(input.id, r.id, r.kek.id, dk));
-        wk = wrapper.sealBytes(dataKey, random);
-      } finally {
-        wrapper.dispose();
-      }
+        return wrapper.sealBytes(dataKey, random);
+      });
       keys += `${keys === '' ? '' : ','}{"to":${JSON.stringify(r.id)},"kek":${JSON.stringify(r.kek.id)},"wk":"${wk}"}`;
     }
-    let body: string;
-    cipher = new LeafCipher(dataKey, leafAadPrefix(input.id), leafAadSuffix(dk));
-    if (raw) {
+    const body = withLeafCipher(dataKey, leafAadPrefix(input.id), leafAadSuffix(dk), (cipher) => {
+      if (!raw) return sealResource({ cipher, random }, resource, input.typ);
       // One leaf at path `$raw`: AAD v1|id|$raw|dk, the same bytes as sealBlob(dataKey, raw, leafAad(id, $raw, dk)).
       cipher.appendMiddle(RAW_TYPE);
-      body = `"${cipher.sealBytes((input.resource as RawPayload).raw, random)}"`;
-    } else body = sealResource({ cipher, random }, resource, input.typ);
+      return `"${cipher.sealBytes((input.resource as RawPayload).raw, random)}"`;
+    });
     const text =
       `{"v":1,"id":${JSON.stringify(input.id)},"iss":${JSON.stringify(input.iss)},"iat":${input.iat},"typ":${JSON.stringify(input.typ)},` +
       `"kid":${JSON.stringify(input.signer.kid)},"dk":"${dk}","keys":[${keys}],` +
@@ -131,7 +125,6 @@ export function sealEnvelope(input: SealInput): SealedEnvelope {
     const out = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     return { bytes: out, sig: toBase64url(signDetached(out, input.signer.secretKey)) };
   } finally {
-    cipher?.dispose();
     dataKey.fill(0);
   }
 }
