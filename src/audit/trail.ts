@@ -65,13 +65,8 @@ export class AuditTrail {
       logger,
     });
     const secrets = opts.secrets;
-    // The facts of one message name the same patient: remember the last pseudonym instead of recomputing it.
-    let last: { ref: string; token: string } | undefined;
-    const pseudonym = (ref: string): string => {
-      if (last?.ref !== ref) last = { ref, token: patientPseudonym(secrets, ref) };
-      return last.token;
-    };
-    const ctx: EventContext = { instanceId, host: hostname(), now, newId: randomUUID, pseudonym };
+    // Computed once per message and reference: AuditEventJson remembers the pseudonyms of the message it writes.
+    const ctx: EventContext = { instanceId, host: hostname(), now, newId: randomUUID, pseudonym: (ref) => patientPseudonym(secrets, ref) };
     logger.info({ event: 'audit.opened', chain: instanceId, seq: writer.chainSeq }, 'audit chain open');
     return new AuditTrail(instanceId, writer, ctx, new AuditEventJson(ctx), nc, monitor, logger);
   }
