@@ -29,34 +29,32 @@ export function splitKekId(id: string): [string, string] | undefined {
   return a <= b ? [a, b] : undefined;
 }
 
-/** KEK ids splitKekId accepted, remembered: the verdict depends on the id alone, so it cannot go stale. Bounded. */
-const SORTED_IDS = new Set<string>();
-const MEMO_LIMIT = 1024;
-
-/** splitKekId(id) !== undefined, remembered (sealing checks every recipient's KEK id of every message). */
-export function isKekId(id: string): boolean {
-  if (SORTED_IDS.has(id)) return true;
-  if (splitKekId(id) === undefined) return false;
-  if (SORTED_IDS.size >= MEMO_LIMIT) SORTED_IDS.clear();
-  SORTED_IDS.add(id);
-  return true;
+/**
+ * `check`, with the ids it accepted remembered: its verdict depends on the id alone, so a remembered yes cannot go
+ * stale. Only yeses are kept (ids a sender made up do not fill it); bounded, cleared when full.
+ */
+function rememberAccepted(check: (id: string) => boolean): (id: string) => boolean {
+  const accepted = new Set<string>();
+  return (id) => {
+    if (accepted.has(id)) return true;
+    if (!check(id)) return false;
+    if (accepted.size >= 1024) accepted.clear();
+    accepted.add(id);
+    return true;
+  };
 }
 
-/** KEK ids isEncKekId accepted (same reasoning as SORTED_IDS). */
-const ENC_IDS = new Set<string>();
+/** splitKekId(id) !== undefined, remembered (sealing checks every recipient's KEK id of every message). */
+export const isKekId = rememberAccepted((id) => splitKekId(id) !== undefined);
 
 /**
  * Whether `id` is a KEK id of two encryption keys, `<enc kid>~<enc kid>` in sorted order — what an envelope's
  * `keys[].kek` must be — remembered.
  */
-export function isEncKekId(id: string): boolean {
-  if (ENC_IDS.has(id)) return true;
+export const isEncKekId = rememberAccepted((id) => {
   const kids = splitKekId(id);
-  if (kids === undefined || parseKid(kids[0])?.use !== 'enc' || parseKid(kids[1])?.use !== 'enc') return false;
-  if (ENC_IDS.size >= MEMO_LIMIT) ENC_IDS.clear();
-  ENC_IDS.add(id);
-  return true;
-}
+  return kids !== undefined && parseKid(kids[0])?.use === 'enc' && parseKid(kids[1])?.use === 'enc';
+});
 
 /** Derives the KEK shared by `own` and `peer` (an asymmetric operation: callers cache the result, see Keyring). */
 export function deriveKek(own: EncryptionKeyPair, peer: Pick<PublicKeyRecord, 'kid' | 'publicKey'>): Kek {
