@@ -161,8 +161,11 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     for (const w of workers) ready.push(Number((await w.next<Message>('ready', 60_000))['seconds']));
     const role = spec.kind === 'broker' ? 'sdk' : spec.kind === 'passthrough' ? 'raw' : 'core';
     const common = { natsUrl: nats.url, keysDir: env.keysDir, size: spec.size, subscribers };
-    const sub = new Child('sub', './client-process.js', { ...common, role: `${role}-sub` });
-    const pub = new Child('pub', './client-process.js', { ...common, role: `${role}-pub` });
+    // With --cpu-prof the SDK clients are profiled too: what the publisher and subscribers cost is half the
+    // machine at saturation (the *where the CPU went* table).
+    const clientProf = (who: string): string[] => (spec.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${spec.cpuProfDir}`, `--cpu-prof-name=${spec.name}-${who}.cpuprofile`]);
+    const sub = new Child('sub', './client-process.js', { ...common, role: `${role}-sub` }, clientProf('sub'));
+    const pub = new Child('pub', './client-process.js', { ...common, role: `${role}-pub` }, clientProf('pub'));
     children.push(sub, pub);
     await Promise.all([sub.next('spawned'), pub.next('spawned')]);
     const window = { start: now() + 1_000, warmupMs: spec.warmupMs, measureMs: spec.measureMs };
