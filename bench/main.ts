@@ -1,6 +1,6 @@
 // `npm run bench`: the broker over the real path against same-run baselines (docs/performance.md).
 //   node dist/bench/main.js [--quick] [--out <dir>] [--only <run-name-substring>] [--cpu-prof <dir>]
-//                           [--broker-flags '<node flags for the broker processes>']
+//                           [--broker-flags '<node flags for the broker processes>'] [--repeat <N>]
 // Writes <out>/<date>-<machine>.json (default bench/results/; -2, -3 … for later runs that day) and prints a markdown summary.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +14,8 @@ import { connectNats } from '../src/cli/runtime.js';
 import { ensureDevKeys, readJwks, readServiceKeys } from '../src/crypto/keys.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { startNatsServer } from '../src/nats/server.js';
+import { compare, type Comparison } from './compare.js';
+import { summarize, type Round } from './repeat.js';
 import { markdown } from './report.js';
 import { SIZES, type SizeName } from './resources.js';
 import { runOne, type Env, type RunResult, type RunSpec } from './runs.js';
@@ -27,32 +29,26 @@ export interface BenchOptions {
   readonly only?: string;
   readonly cpuProfDir?: string;
   readonly brokerFlags?: readonly string[];
+  /** Rounds of every selected run and stage profile, round-robin (default 1); the tables show medians. */
+  readonly repeat?: number;
 }
 
 export interface BenchResults {
   readonly date: string;
   readonly quick: boolean;
+  /** How many rounds ran (`--repeat`). */
+  readonly repeat: number;
   readonly machine: { readonly hostname: string; readonly nproc: number; readonly cpuModel: string; readonly node: string; readonly loadavgStart: readonly number[]; readonly loadavgEnd: readonly number[] };
+  /** Each figure's median over the rounds (bench/repeat.ts `summarize`); with one round, that round's figures. */
   readonly runs: readonly RunResult[];
   readonly stages: Readonly<Record<string, StageProfile>>;
   readonly comparisons: readonly Comparison[];
+  /** Every round's own figures, in the order they ran. */
+  readonly rounds: readonly Round[];
   readonly file: string;
 }
 
-/** A broker run set against its baselines on the same messages and fan-out. */
-export interface Comparison {
-  readonly run: string;
-  readonly vsPassthrough: number;
-  readonly vsCore: number;
-  /** Broker msgs/s over the crypto floor's msgs/s on one core. */
-  readonly vsFloor: number;
-  /** Floor CPU µs over the broker's CPU µs per message: the share of broker CPU that is unavoidable crypto. */
-  readonly floorShareOfCpu: number;
-  /** 2-broker runs: throughput over the matching 1-broker run. */
-  readonly scaleVsOneBroker?: number;
-  /** Estimated broker CPU µs per message saved by the deferred optimisations (docs/performance.md). */
-  readonly deferred: { readonly oneSignatureUs: number; readonly nativeAeadUs: number; readonly projectedMsgsPerCoreSec: number };
-}
+export type { Comparison } from './compare.js';
 
 function machine(): { cpuModel: string; nproc: number } {
   const info = readFileSync('/proc/cpuinfo', 'utf8');
@@ -114,33 +110,6 @@ function plan(o: BenchOptions): RunSpec[] {
   );
 }
 
-function ratio(a: number, b: number | undefined): number {
-  return b === undefined || !(b > 0) ? NaN : a / b;
-}
-
-function compare(runs: readonly RunResult[], stages: Readonly<Record<string, StageProfile>>): Comparison[] {
-  const out: Comparison[] = [];
-  for (const r of runs) {
-    if (r.kind !== 'broker' || r.shape.kind !== 'closed') continue;
-    const same = (kind: RunResult['kind']): RunResult | undefined => runs.find((x) => x.kind === kind && x.size === r.size && x.fanout === r.fanout && x.shape.kind === 'closed');
-    const stage = stages[`${r.size}-f${r.fanout}`];
-    const one = runs.find((x) => x.kind === 'broker' && x.brokers === 1 && x.size === r.size && x.fanout === r.fanout && x.shape.kind === 'closed');
-    const cpuUs = r.worker?.cpuUsPerMsg ?? NaN;
-    const oneSignatureUs = stage === undefined ? NaN : (stage.signPerDeliveryUs * Math.max(0, r.fanout - 1));
-    const nativeAeadUs = stage === undefined ? NaN : Math.max(0, stage.floor.aeadUs - stage.floor.nativeAeadUs);
-    out.push({
-      run: r.name,
-      vsPassthrough: ratio(r.acceptedPerSec, same('passthrough')?.acceptedPerSec),
-      vsCore: ratio(r.acceptedPerSec, same('core')?.acceptedPerSec),
-      vsFloor: ratio(r.acceptedPerSec, stage?.floor.msgsPerSec),
-      floorShareOfCpu: ratio(stage?.floor.us ?? NaN, cpuUs),
-      ...(r.brokers > 1 && one !== undefined && one !== r ? { scaleVsOneBroker: ratio(r.acceptedPerSec, one.acceptedPerSec) } : {}),
-      deferred: { oneSignatureUs, nativeAeadUs, projectedMsgsPerCoreSec: 1e6 / (cpuUs - oneSignatureUs - nativeAeadUs) },
-    });
-  }
-  return out;
-}
-
 export async function runBench(o: BenchOptions, log: (line: string) => void): Promise<BenchResults> {
   await initCrypto();
   const loadavgStart = loadavg();
@@ -157,37 +126,53 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
     const secrets = ensureBrokerSecrets(keysDir);
     const env: Env = { dir: scratch, keysDir, profilesDir, subjectsDir, subscribers: (f) => Array.from({ length: f }, (_, i) => `sub${i + 1}`) };
 
-    const runs: RunResult[] = [];
     const specs = plan(o);
-    for (const planned of specs) {
-      const base = planned.rateFrom === undefined ? undefined : runs.find((x) => x.name === planned.rateFrom?.run);
-      const spec: RunSpec =
-        planned.rateFrom === undefined || base === undefined
-          ? planned
-          : { ...planned, shape: { kind: 'open', rate: Math.max(10, Math.min(planned.rateFrom.max, Math.round(base.acceptedPerSec * planned.rateFrom.fraction))) } };
-      log(`run ${spec.name}${spec.shape.kind === 'open' ? ` at ${spec.shape.rate}/s` : ''} …`);
-      const r = await runOne(env, spec);
-      runs.push(r);
-      log(`  ${Math.round(r.acceptedPerSec)} msgs/s, ${Math.round(r.completedPerSec)} deliveries/s completed, p99 ${r.latencyMs.p99.toFixed(1)} ms`);
-    }
-
-    const stages: Record<string, StageProfile> = {};
     const combos = new Set(specs.filter((s) => s.kind === 'broker').map((s) => `${s.size}-f${s.fanout}`));
-    for (const key of combos) {
-      const [size, f] = key.split('-f') as [SizeName, string];
-      log(`stage profile ${key} …`);
-      const dir = join(scratch, `stages-${key}`);
-      const nats = await startNatsServer({ dir, maxPayload: 4 * 1024 * 1024 });
-      const nc = await connectNats(nats.url, 'bench stages');
-      try {
-        const catalog = catalogs.get(Number(f));
-        if (catalog === undefined || SIZES[size] === undefined) throw new Error(`no catalog for ${key}`);
-        stages[key] = await profileStages({ catalog, keys: (s) => readServiceKeys(keysDir, s), peers: readJwks(keysDir), secrets, size, nc, budgetMs: o.quick ? 25 : 400 });
-      } finally {
-        await nc.drain();
-        await nats.stop();
+    const repeat = o.repeat ?? 1;
+    // One round: every selected run once, then the stage profiles. Rounds follow one another (run1, run2, …,
+    // run1, run2, …) rather than each run repeated in place, so that a slow drift of a shared machine's load
+    // falls on every run alike; each round has its own scratch directory and (--cpu-prof) profile directory.
+    const round = async (k: number): Promise<Round> => {
+      const tag = repeat === 1 ? '' : `[${k}/${repeat}] `;
+      const dir = repeat === 1 ? scratch : join(scratch, `round-${k}`);
+      const profDir = (d: string): string => (repeat === 1 ? d : join(d, `round-${k}`));
+      const runs: RunResult[] = [];
+      for (const planned of specs) {
+        const base = planned.rateFrom === undefined ? undefined : runs.find((x) => x.name === planned.rateFrom?.run);
+        const spec: RunSpec = {
+          ...(planned.rateFrom === undefined || base === undefined
+            ? planned
+            : { ...planned, shape: { kind: 'open', rate: Math.max(10, Math.min(planned.rateFrom.max, Math.round(base.acceptedPerSec * planned.rateFrom.fraction))) } }),
+          ...(planned.cpuProfDir === undefined ? {} : { cpuProfDir: profDir(planned.cpuProfDir) }),
+        };
+        if (spec.cpuProfDir !== undefined) mkdirSync(spec.cpuProfDir, { recursive: true });
+        log(`${tag}run ${spec.name}${spec.shape.kind === 'open' ? ` at ${spec.shape.rate}/s` : ''} …`);
+        const r = await runOne({ ...env, dir }, spec);
+        runs.push(r);
+        log(`  ${Math.round(r.acceptedPerSec)} msgs/s, ${Math.round(r.completedPerSec)} deliveries/s completed, p99 ${r.latencyMs.p99.toFixed(1)} ms`);
       }
-    }
+
+      const stages: Record<string, StageProfile> = {};
+      for (const key of combos) {
+        const [size, f] = key.split('-f') as [SizeName, string];
+        log(`${tag}stage profile ${key} …`);
+        const nats = await startNatsServer({ dir: join(dir, `stages-${key}`), maxPayload: 4 * 1024 * 1024 });
+        const nc = await connectNats(nats.url, 'bench stages');
+        try {
+          const catalog = catalogs.get(Number(f));
+          if (catalog === undefined || SIZES[size] === undefined) throw new Error(`no catalog for ${key}`);
+          stages[key] = await profileStages({ catalog, keys: (s) => readServiceKeys(keysDir, s), peers: readJwks(keysDir), secrets, size, nc, budgetMs: o.quick ? 25 : 400 });
+        } finally {
+          await nc.drain();
+          await nats.stop();
+        }
+      }
+      // The ratios of this round's own figures: the summary takes their median, never a ratio of medians.
+      return { runs, stages, comparisons: compare(runs, stages) };
+    };
+    const rounds: Round[] = [];
+    for (let k = 1; k <= repeat; k++) rounds.push(await round(k));
+    const summary = summarize(rounds);
 
     const date = new Date().toISOString().slice(0, 10);
     const m = machine();
@@ -200,10 +185,12 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
     const results: BenchResults = {
       date: new Date().toISOString(),
       quick: o.quick,
+      repeat,
       machine: { hostname: host, nproc: m.nproc, cpuModel: m.cpuModel, node: process.version, loadavgStart, loadavgEnd: loadavg() },
-      runs,
-      stages,
-      comparisons: compare(runs, stages),
+      runs: summary.runs,
+      stages: summary.stages,
+      comparisons: summary.comparisons,
+      rounds,
       file,
     };
     writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
@@ -221,12 +208,15 @@ function parseArgs(argv: readonly string[]): BenchOptions {
   const only = value('--only');
   const cpuProfDir = value('--cpu-prof');
   const brokerFlags = value('--broker-flags')?.split(' ').filter((f) => f !== '');
+  const repeat = value('--repeat');
+  if (repeat !== undefined && !/^[1-9][0-9]*$/.test(repeat)) throw new TypeError(`--repeat takes a positive whole number of rounds, not ${JSON.stringify(repeat)}`);
   return {
     quick: argv.includes('--quick'),
     out: value('--out') ?? join(ROOT, 'bench', 'results'),
     ...(only === undefined ? {} : { only }),
     ...(cpuProfDir === undefined ? {} : { cpuProfDir }),
     ...(brokerFlags === undefined ? {} : { brokerFlags }),
+    ...(repeat === undefined ? {} : { repeat: Number(repeat) }),
   };
 }
 

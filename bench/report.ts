@@ -1,22 +1,37 @@
 // The bench's printed summary: markdown tables of the runs, the ratios to the baselines, the per-stage
-// CPU profile and the soak's RSS timeline (the JSON file holds everything).
+// CPU profile and the soak's RSS timeline (the JSON file holds everything). With `--repeat N` the tables show
+// each figure's median over the rounds, and the key figures their spread as `median [min–max]`.
 import type { BenchResults } from './main.js';
+import { spread, type Round } from './repeat.js';
 
 function n(v: number | undefined, digits = 0): string {
   return v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(digits);
 }
 
+/** A key figure: the median, and with several rounds its spread over them, `445 [412–470]`. */
+function spreadOf(r: BenchResults, median: number | undefined, pick: (round: Round) => number | undefined, digits = 0): string {
+  const s = r.repeat > 1 ? spread(r.rounds.map(pick)) : undefined;
+  return s === undefined ? n(median, digits) : `${n(median, digits)} [${n(s.min, digits)}–${n(s.max, digits)}]`;
+}
+
 export function markdown(r: BenchResults): string {
   const lines: string[] = [];
   const m = r.machine;
+  const run = (round: Round, name: string) => round.runs.find((x) => x.name === name);
   lines.push(`## phi-broker bench ${r.date}${r.quick ? ' (quick)' : ''}`, '');
   lines.push(`${m.nproc} × ${m.cpuModel}, Node ${m.node}; load average ${m.loadavgStart.map((x) => x.toFixed(2)).join(' ')} at start, ${m.loadavgEnd.map((x) => x.toFixed(2)).join(' ')} at end`, '');
+  if (r.repeat > 1) {
+    lines.push(
+      `Medians of ${r.repeat} rounds run round-robin (each round every run once, then the stage profiles); \`median [min–max]\` gives a key figure's spread over the rounds. Each figure is its own median: one row's figures may come from different rounds.`,
+      '',
+    );
+  }
   lines.push('| run | offered | msgs/s | deliveries/s (broker) | completed/s (subscribers) | p50 / p95 / p99 ms | unfinished / shed | worker CPU % | CPU µs/msg | peak RSS MB | ready s |');
   lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const x of r.runs) {
     const l = x.latencyMs;
     lines.push(
-      `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${n(x.acceptedPerSec)} | ${n(x.deliveriesPerSec)} | ${n(x.completedPerSec)} | ${n(l.p50, 1)} / ${n(l.p95, 1)} / ${n(l.p99, 1)} | ${x.unfinished} / ${x.shed} | ${n(x.worker?.cpuPercent)} | ${n(x.worker?.cpuUsPerMsg)} | ${n(x.worker?.peakRssMb)} | ${x.worker === undefined ? '–' : x.worker.readySeconds.map((s) => s.toFixed(1)).join(', ')} |`,
+      `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${spreadOf(r, x.acceptedPerSec, (k) => run(k, x.name)?.acceptedPerSec)} | ${n(x.deliveriesPerSec)} | ${n(x.completedPerSec)} | ${n(l.p50, 1)} / ${n(l.p95, 1)} / ${spreadOf(r, l.p99, (k) => run(k, x.name)?.latencyMs.p99, 1)} | ${x.unfinished} / ${x.shed} | ${n(x.worker?.cpuPercent)} | ${spreadOf(r, x.worker?.cpuUsPerMsg, (k) => run(k, x.name)?.worker?.cpuUsPerMsg)} | ${n(x.worker?.peakRssMb)} | ${x.worker === undefined ? '–' : x.worker.readySeconds.map((s) => s.toFixed(1)).join(', ')} |`,
     );
   }
   lines.push('', `| where the CPU went (% of one core; ${m.nproc} cores = ${m.nproc * 100} %) | machine busy | stolen | nats-server | publisher | subscribers | worker(s) | rest |`);
@@ -26,11 +41,12 @@ export function markdown(r: BenchResults): string {
     const rest = c.machine - c.natsServer - c.publisher - c.subscribers - c.workers;
     lines.push(`| ${x.name} | ${n(c.machine)} | ${n(c.steal)} | ${n(c.natsServer)} | ${n(c.publisher)} | ${n(c.subscribers)} | ${n(c.workers)} | ${n(rest)} |`);
   }
+  if (r.repeat > 1) lines.push('', 'Ratios: each round computes them from its own figures (the broker run, its baselines and its stage profile of that round); the table shows the median of those per-round ratios, not ratios of the medians.');
   lines.push('', '| broker run | × passthrough | × core NATS | × crypto floor | floor share of broker CPU | × one broker | deferred: −µs one signature | −µs native AEAD | projected msgs/core-s |');
   lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const c of r.comparisons) {
     lines.push(
-      `| ${c.run} | ${n(c.vsPassthrough, 2)} | ${n(c.vsCore, 3)} | ${n(c.vsFloor, 2)} | ${n(c.floorShareOfCpu * 100)} % | ${n(c.scaleVsOneBroker, 2)} | ${n(c.deferred.oneSignatureUs)} | ${n(c.deferred.nativeAeadUs)} | ${n(c.deferred.projectedMsgsPerCoreSec)} |`,
+      `| ${c.run} | ${n(c.vsPassthrough, 2)} | ${n(c.vsCore, 3)} | ${n(c.vsFloor, 2)} | ${spreadOf(r, c.floorShareOfCpu * 100, (k) => (k.comparisons.find((y) => y.run === c.run)?.floorShareOfCpu ?? NaN) * 100)} % | ${n(c.scaleVsOneBroker, 2)} | ${n(c.deferred.oneSignatureUs)} | ${n(c.deferred.nativeAeadUs)} | ${n(c.deferred.projectedMsgsPerCoreSec)} |`,
     );
   }
   const keys = Object.keys(r.stages);
@@ -43,7 +59,7 @@ export function markdown(r: BenchResults): string {
       if (s === undefined) continue;
       const f = s.floor;
       lines.push(
-        `| ${k} | ${names.map((x) => n(s.stages[x])).join(' | ')} | ${n(s.totalUs)} | ${n(f.us)} (${n(f.verifyUs)} / ${n(f.aeadUs)} / ${n(f.signUs)}) | ${n(f.msgsPerSec)} | ${n(f.nativeAeadUs)} | ${s.ingestBytes} / ${s.deliveryBytes} |`,
+        `| ${k} | ${names.map((x) => n(s.stages[x])).join(' | ')} | ${n(s.totalUs)} | ${spreadOf(r, f.us, (round) => round.stages[k]?.floor.us)} (${n(f.verifyUs)} / ${n(f.aeadUs)} / ${n(f.signUs)}) | ${n(f.msgsPerSec)} | ${n(f.nativeAeadUs)} | ${s.ingestBytes} / ${s.deliveryBytes} |`,
       );
     }
   }

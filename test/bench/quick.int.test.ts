@@ -50,6 +50,14 @@ describe('npm run bench -- --quick', () => {
     expect(Object.keys(results.stages)).toEqual(['medium-f3']);
   });
 
+  it('is one round by default: the JSON keeps it under rounds, the summary prints it without medians or spreads', () => {
+    expect(results.repeat).toBe(1);
+    expect(results.rounds).toHaveLength(1);
+    expect(results.rounds[0]).toEqual({ runs: results.runs, stages: results.stages, comparisons: results.comparisons });
+    expect(stdout).not.toContain('Medians of');
+    expect(stdout).not.toMatch(/\d \[\d/);
+  });
+
   it('reports throughput, latency and worker figures that are positive finite numbers', () => {
     for (const r of results.runs) {
       positive(r.acceptedPerSec, `${r.name} acceptedPerSec`);

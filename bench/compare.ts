@@ -1,0 +1,48 @@
+// The ratios of a broker run to its baselines (docs/performance.md, *Baselines and ratios*): pure arithmetic over
+// one round's run results and stage profiles, so that with `--repeat N` every ratio is taken from figures measured
+// in the same round (bench/repeat.ts takes the median afterwards).
+import type { RunResult } from './runs.js';
+import type { StageProfile } from './stages.js';
+
+/** A broker run set against its baselines on the same messages and fan-out. */
+export interface Comparison {
+  readonly run: string;
+  readonly vsPassthrough: number;
+  readonly vsCore: number;
+  /** Broker msgs/s over the crypto floor's msgs/s on one core. */
+  readonly vsFloor: number;
+  /** Floor CPU µs over the broker's CPU µs per message: the share of broker CPU that is unavoidable crypto. */
+  readonly floorShareOfCpu: number;
+  /** 2-broker runs: throughput over the matching 1-broker run. */
+  readonly scaleVsOneBroker?: number;
+  /** Estimated broker CPU µs per message saved by the deferred optimisations (docs/performance.md). */
+  readonly deferred: { readonly oneSignatureUs: number; readonly nativeAeadUs: number; readonly projectedMsgsPerCoreSec: number };
+}
+
+function ratio(a: number, b: number | undefined): number {
+  return b === undefined || !(b > 0) ? NaN : a / b;
+}
+
+/** Every closed-loop broker run of `runs` against the baselines and stage profile of the same `runs` and `stages`. */
+export function compare(runs: readonly RunResult[], stages: Readonly<Record<string, StageProfile>>): Comparison[] {
+  const out: Comparison[] = [];
+  for (const r of runs) {
+    if (r.kind !== 'broker' || r.shape.kind !== 'closed') continue;
+    const same = (kind: RunResult['kind']): RunResult | undefined => runs.find((x) => x.kind === kind && x.size === r.size && x.fanout === r.fanout && x.shape.kind === 'closed');
+    const stage = stages[`${r.size}-f${r.fanout}`];
+    const one = runs.find((x) => x.kind === 'broker' && x.brokers === 1 && x.size === r.size && x.fanout === r.fanout && x.shape.kind === 'closed');
+    const cpuUs = r.worker?.cpuUsPerMsg ?? NaN;
+    const oneSignatureUs = stage === undefined ? NaN : (stage.signPerDeliveryUs * Math.max(0, r.fanout - 1));
+    const nativeAeadUs = stage === undefined ? NaN : Math.max(0, stage.floor.aeadUs - stage.floor.nativeAeadUs);
+    out.push({
+      run: r.name,
+      vsPassthrough: ratio(r.acceptedPerSec, same('passthrough')?.acceptedPerSec),
+      vsCore: ratio(r.acceptedPerSec, same('core')?.acceptedPerSec),
+      vsFloor: ratio(r.acceptedPerSec, stage?.floor.msgsPerSec),
+      floorShareOfCpu: ratio(stage?.floor.us ?? NaN, cpuUs),
+      ...(r.brokers > 1 && one !== undefined && one !== r ? { scaleVsOneBroker: ratio(r.acceptedPerSec, one.acceptedPerSec) } : {}),
+      deferred: { oneSignatureUs, nativeAeadUs, projectedMsgsPerCoreSec: 1e6 / (cpuUs - oneSignatureUs - nativeAeadUs) },
+    });
+  }
+  return out;
+}
