@@ -2,8 +2,9 @@
 // verify, hash, decrypt, validate, project and seal + sign every delivery — a Patient to the 3 subscribers of
 // bench/catalog/fanout-3) of two builds, interleaved in one process in rounds of 100 messages, so other load
 // hits both alike; prints the median CPU µs per message of each and the median per-round ratio. Then the same
-// for the NATS client's JetStream publish with and without nats.js `noAsyncTraces`, nats.js `js.publish`
-// against src/nats/acked-publish.ts, and each build's registry update (src/registry/store.ts `record`).
+// for the audit trail's work per accepted message (facts and AuditEvent JSON), the NATS client's JetStream publish
+// with and without nats.js `noAsyncTraces`, nats.js `js.publish` against src/nats/acked-publish.ts, and each build's
+// registry update (src/registry/store.ts `record`).
 //   node dist/bench/ab-builds.js <root-of-build-A> [<root-of-build-B> = this checkout]
 // A build root is a checkout with `npm run build` done (dist/src and dist/bench), e.g. a `git worktree` of main.
 import { randomUUID } from 'node:crypto';
@@ -12,6 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, headers as natsHeaders, type NatsConnection } from 'nats';
+import type * as BrokerFactsModule from '../src/audit/broker-facts.js';
+import type * as EventJsonModule from '../src/audit/event-json.js';
+import type { EventContext } from '../src/audit/event.js';
 import type * as PipelineModule from '../src/broker/pipeline.js';
 import type * as RoutesModule from '../src/broker/routes.js';
 import type * as SecretsModule from '../src/broker/secrets.js';
@@ -20,6 +24,7 @@ import type * as KeysModule from '../src/crypto/keys.js';
 import type * as SodiumModule from '../src/crypto/sodium.js';
 import type * as LimitsModule from '../src/fhir/limits.js';
 import type * as PseudonymizerModule from '../src/projection/pseudonymizer.js';
+import type * as PseudonymModule from '../src/registry/pseudonym.js';
 import { ensureBrokerSecrets } from '../src/broker/secrets.js';
 import { loadCatalog } from '../src/catalog/load.js';
 import { BROKER_ID } from '../src/catalog/types.js';
@@ -42,6 +47,9 @@ interface Build {
   readonly sodium: typeof SodiumModule;
   readonly limits: typeof LimitsModule;
   readonly pseudonymizer: typeof PseudonymizerModule;
+  readonly pseudonym: typeof PseudonymModule;
+  readonly facts: typeof BrokerFactsModule;
+  readonly eventJson: typeof EventJsonModule;
 }
 
 async function load(root: string): Promise<Build> {
@@ -55,6 +63,9 @@ async function load(root: string): Promise<Build> {
     sodium: await m('crypto/sodium.js'),
     limits: await m('fhir/limits.js'),
     pseudonymizer: await m('projection/pseudonymizer.js'),
+    pseudonym: await m('registry/pseudonym.js'),
+    facts: await m('audit/broker-facts.js'),
+    eventJson: await m('audit/event-json.js'),
   };
 }
 
@@ -105,12 +116,11 @@ async function main(): Promise<void> {
       const s = sealEnvelope({ id: randomUUID(), iss: 'registration', iat: Date.now(), typ: 'Patient', resource: patient(i), signer: pubKeys.sign, recipients: [{ id: BROKER_ID, kek }] });
       return { subject: 'phi.ingest.registration.Patient', data: s.bytes, signature: s.sig, storedAtMs: Date.now() };
     });
-    const perMessage = async (root: string): Promise<() => void> => {
-      const m = await load(root);
+    const pipelineContext = async (m: Build): Promise<PipelineModule.PipelineContext> => {
       await m.sodium.initCrypto();
       const brokerKeys = m.keys.readServiceKeys(keysDir, BROKER_ID);
       const cache = new Map<string, (v: string) => string>();
-      const ctx: PipelineModule.PipelineContext = {
+      return {
         keyring: new m.keyring.Keyring(brokerKeys, m.keys.readJwks(keysDir)),
         signer: brokerKeys.sign,
         routes: m.routes.compileRoutes(catalog),
@@ -126,9 +136,35 @@ async function main(): Promise<void> {
         },
         now: Date.now,
       };
+    };
+    const perMessage = async (root: string): Promise<() => void> => {
+      const m = await load(root);
+      const ctx = await pipelineContext(m);
       let i = 0;
       return () => {
         for (let k = 0; k < 100; k++) m.pipeline.routeMessage(m.pipeline.checkEnvelope(messages[i++ % messages.length] as PipelineModule.IngestMessage, ctx), ctx);
+      };
+    };
+    // The audit trail's work per accepted message: acceptedFacts and AuditEventJson for each fact, on each build's own
+    // routeMessage output with the patients resolved and pseudonymised as the broker does. The writer's context also
+    // carries a pseudonym function, for builds whose trail computed its own (before the facts carried pseudonyms).
+    const auditPerMessage = async (root: string): Promise<() => void> => {
+      const m = await load(root);
+      const secrets = { pseudonymKey: master };
+      const pseudonymOf = (ref: string): string => m.pseudonym.patientPseudonym(secrets, ref);
+      const ctx = { ...(await pipelineContext(m)), patients: { rule: catalog.patients, pseudonymOf } };
+      const routed = messages.map((msg) => {
+        const checked = m.pipeline.checkEnvelope(msg, ctx);
+        return { checked, routed: m.pipeline.routeMessage(checked, ctx) };
+      });
+      const writer = new m.eventJson.AuditEventJson({ instanceId: 'ab', host: 'ab', now: Date.now, newId: randomUUID, pseudonym: pseudonymOf } as EventContext);
+      const elementsOf = m.facts.profileElements(catalog);
+      let i = 0;
+      return () => {
+        for (let k = 0; k < 100; k++) {
+          const r = routed[i++ % routed.length] as (typeof routed)[number];
+          for (const f of m.facts.acceptedFacts(r.checked, i, r.routed, elementsOf, 'broker:sig:1', pseudonymOf)) writer.json(f);
+        }
       };
     };
     const runA = await perMessage(rootA);
@@ -139,6 +175,14 @@ async function main(): Promise<void> {
     }
     const p = await interleave(40, runA, runB);
     process.stdout.write(`pipeline (Patient, fan-out 3): A ${(p.a / 100).toFixed(0)} µs/msg, B ${(p.b / 100).toFixed(0)} µs/msg, B/A ${p.ratio.toFixed(3)}\n`);
+    const auditA = await auditPerMessage(rootA);
+    const auditB = await auditPerMessage(rootB);
+    for (let k = 0; k < 20; k++) {
+      auditA();
+      auditB();
+    }
+    const au = await interleave(60, auditA, auditB);
+    process.stdout.write(`audit facts + AuditEvent JSON (Patient, fan-out 3): A ${(au.a / 100).toFixed(1)} µs/msg, B ${(au.b / 100).toFixed(1)} µs/msg, B/A ${au.ratio.toFixed(3)}\n`);
 
     const nats = await startNatsServer({ dir: join(dir, 'nats') });
     const traced = await connect({ servers: nats.url });

@@ -4,8 +4,8 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 
 /**
  * Field names that must never reach a log line with their content, at whatever depth they occur (a resource,
- * raw bytes, a secret or wrapped key, headers, a FHIR value, a patient or a `Patient/<id>` reference — audit facts
- * carry one until the event builder pseudonymises it).
+ * raw bytes, a secret or wrapped key, headers, a FHIR value, a patient or a `Patient/<id>` reference — the access
+ * desk's questions carry one; audit facts carry pseudonyms only, the names stay censored in case one ever does).
  */
 export const REDACTED_FIELDS: ReadonlySet<string> = new Set([
   'resource', 'body', 'data', 'bytes', 'raw', 'secretKey', 'd', 'key', 'kek', 'headers', 'value', 'patient', 'patientRef', 'patientRefs',

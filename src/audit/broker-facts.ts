@@ -16,16 +16,37 @@ export function startFacts(catalog: Catalog): AuditFact[] {
   return [{ kind: 'broker-start' }, { kind: 'catalog-loaded', hash: catalog.hash, services: catalog.services.size, types: catalog.topics.size }];
 }
 
-/** accepted, then one delivered per stored delivery and one withheld per subscriber denied its copy (profile, size or restriction). */
-export function acceptedFacts(checked: CheckedEnvelope, ingestSeq: number, routed: Routed, elementsOf: (profileUrl: string) => readonly string[], signerKid: string): AuditFact[] {
-  const sender = { service: checked.sender };
-  const subject: AuditSubject = {
+/**
+ * The message's subject, as pseudonyms only: its patients' as the pipeline computed them (Routed.patients, the
+ * registry's keys: no second HMAC), and `<Type>/<id>` through `pseudonymOf` (the same broker pseudonym,
+ * src/registry/pseudonym.ts) — never for a Patient, whose id is the patient's.
+ */
+export function auditSubject(checked: CheckedEnvelope, routed: Routed, pseudonymOf: (ref: string) => string): AuditSubject {
+  const { pseudonym, pseudonyms } = routed.patients;
+  const id = checked.type === 'Patient' ? undefined : routed.resourceId;
+  return {
     messageId: checked.env.id,
     resourceType: checked.type,
-    ...(routed.resourceId === undefined ? {} : { resourceId: routed.resourceId }),
-    ...(routed.patientRef === undefined ? {} : { patientRef: routed.patientRef }),
-    ...(routed.patientRefs === undefined ? {} : { patientRefs: routed.patientRefs }),
+    ...(id === undefined ? {} : { resourcePseudonym: pseudonymOf(`${checked.type}/${id}`) }),
+    ...(pseudonym === undefined ? {} : { patientPseudonym: pseudonym }),
+    ...(pseudonyms.length === 0 ? {} : { patientPseudonyms: pseudonyms }),
   };
+}
+
+/**
+ * accepted, then one delivered per stored delivery and one withheld per subscriber denied its copy (profile, size or
+ * restriction). `pseudonymOf` is the broker's keyed pseudonym (for the resource's id; see auditSubject).
+ */
+export function acceptedFacts(
+  checked: CheckedEnvelope,
+  ingestSeq: number,
+  routed: Routed,
+  elementsOf: (profileUrl: string) => readonly string[],
+  signerKid: string,
+  pseudonymOf: (ref: string) => string,
+): AuditFact[] {
+  const sender = { service: checked.sender };
+  const subject = auditSubject(checked, routed, pseudonymOf);
   return [
     { kind: 'accepted', sender, subject, ingestSeq, keys: { verified: checked.env.kid, unwrapped: routed.unwrapKek } },
     ...routed.deliveries.map((d): AuditFact => ({

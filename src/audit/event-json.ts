@@ -1,6 +1,7 @@
 // AuditEvent JSON without building and serialising every event: the facts of each accepted message (one
 // `accepted`, one `delivered` per subscriber) differ from the previous message's only in a few
-// strings — event id, time, message and delivery ids, pseudonyms, ingest sequence, key ids. For those kinds the
+// strings — event id, time, message and delivery ids, pseudonyms (computed before, carried by the fact), ingest
+// sequence, key ids. For those kinds the
 // text is composed from a template: the builder's own output (event.ts, buildAuditEventAs) for the fact with
 // placeholders where those strings go, serialised once and cut at the placeholders. So event.ts stays the one
 // description of each event's shape; this file only says which fact fields vary per event (holes) and which
@@ -16,20 +17,15 @@ import type { AuditEvent } from 'fhir/r4.js';
 import { buildAuditEventAs, type EventContext } from './event.js';
 import type { AuditActor, AuditFact, AuditSubject } from './facts.js';
 
-/** Placeholder characters: U+F000 + n for the n-th hole of a fact, U+F080 + n for the n-th pseudonym the builder asks for. */
+/** Placeholder characters: U+F000 + n for the n-th hole of a fact. */
 const HOLE = 0xf000;
-const PSEUDONYM = 0xf080;
+const MAX_HOLES = 0x100;
 const PLACEHOLDER = /[\uf000-\uf0ff]/g;
 
 /** Text cut at its placeholders: texts[0] slot[0] texts[1] … slot[n-1] texts[n]. */
-interface Cut {
+interface Template {
   readonly texts: readonly string[];
   readonly slots: readonly number[];
-}
-
-interface Template extends Cut {
-  /** Per pseudonym slot: the reference the builder pseudonymised, cut at the holes it contains. */
-  readonly pseudonyms: readonly Cut[];
 }
 
 /**
@@ -51,17 +47,6 @@ export class AuditEventJson {
   filled = 0;
   built = 0;
   private readonly cache = { root: newNode(), nodes: 0 };
-  // The facts of one message share their subject: its pseudonyms are computed once for all of them.
-  private subject: AuditSubject | undefined;
-  private readonly pseudonyms = new Map<string, string>();
-  private readonly pseudonymOf = (ref: string): string => {
-    let token = this.pseudonyms.get(ref);
-    if (token === undefined) {
-      token = this.ctx.pseudonym(ref);
-      this.pseudonyms.set(ref, token);
-    }
-    return token;
-  };
 
   constructor(private readonly ctx: EventContext) {}
 
@@ -74,23 +59,19 @@ export class AuditEventJson {
       this.cache.root = newNode();
       this.cache.nodes = 0;
     }
-    if ('subject' in fact && fact.subject !== this.subject) {
-      this.subject = fact.subject;
-      this.pseudonyms.clear();
-    }
     const holes = new Holes(id, recorded, this.cache);
     const skeleton = skeletonOf(fact, holes);
     if (skeleton === undefined) {
       this.built += 1;
-      return JSON.stringify(buildAuditEventAs(fact, 'subject' in fact ? { ...ctx, pseudonym: this.pseudonymOf } : ctx, id, recorded));
+      return JSON.stringify(buildAuditEventAs(fact, ctx, id, recorded));
     }
     const leaf = holes.node;
     let template = leaf.template;
     if (template === undefined) {
       // A new template: made from the skeleton, kept only if it reproduces the builder's text for this fact.
-      const expected = JSON.stringify(buildAuditEventAs(fact, { ...ctx, pseudonym: this.pseudonymOf }, id, recorded));
+      const expected = JSON.stringify(buildAuditEventAs(fact, ctx, id, recorded));
       template = templateOf(skeleton, holes.values.length, ctx);
-      if (template !== null && fill(template, holes.values, this.pseudonymOf) !== expected) template = null;
+      if (template !== null && fill(template, holes.values) !== expected) template = null;
       leaf.template = template;
       this.built += 1;
       return expected;
@@ -100,7 +81,7 @@ export class AuditEventJson {
       return JSON.stringify(buildAuditEventAs(fact, ctx, id, recorded));
     }
     this.filled += 1;
-    return fill(template, holes.values, this.pseudonymOf);
+    return fill(template, holes.values);
   }
 }
 
@@ -109,7 +90,7 @@ function newNode(): Node {
 }
 
 /** Placeholder characters, made once. */
-const HOLES = Array.from({ length: PSEUDONYM - HOLE }, (_, i) => String.fromCharCode(HOLE + i));
+const HOLES = Array.from({ length: MAX_HOLES }, (_, i) => String.fromCharCode(HOLE + i));
 
 /**
  * Collects, while a fact is walked, the values that vary per event (holes: a placeholder goes into the
@@ -196,13 +177,13 @@ function actor(a: AuditActor, h: Holes): AuditActor {
 }
 
 function subjectOf(s: AuditSubject, h: Holes): AuditSubject | undefined {
-  const { messageId, resourceType, resourceId, patientRef, patientRefs, ...rest } = s;
+  const { messageId, resourceType, resourcePseudonym, patientPseudonym, patientPseudonyms, ...rest } = s;
   none(rest);
   // A Bundle's entry patients are deduplicated by value: the builder branches on them.
-  if (patientRefs !== undefined) return undefined;
+  if (patientPseudonyms !== undefined) return undefined;
   const skeleton: { -readonly [K in keyof AuditSubject]: AuditSubject[K] } = { messageId: h.hole(STEP.message, messageId), resourceType: h.fixed(resourceType) };
-  if (resourceId !== undefined) skeleton.resourceId = h.hole(STEP.resource, resourceId);
-  if (patientRef !== undefined) skeleton.patientRef = h.hole(STEP.patient, patientRef);
+  if (resourcePseudonym !== undefined) skeleton.resourcePseudonym = h.hole(STEP.resource, resourcePseudonym);
+  if (patientPseudonym !== undefined) skeleton.patientPseudonym = h.hole(STEP.patient, patientPseudonym);
   return skeleton;
 }
 
@@ -243,20 +224,15 @@ function skeletonOf(fact: AuditFact, h: Holes): AuditFact | undefined {
 
 /** The builder's event for the skeleton, serialised and cut at its placeholders; null when it cannot be cut cleanly. */
 function templateOf(skeleton: AuditFact, holes: number, ctx: EventContext): Template | null {
-  const refs: string[] = [];
-  const pseudonym = (ref: string): string => String.fromCharCode(PSEUDONYM + refs.push(ref) - 1);
-  const event: AuditEvent = buildAuditEventAs(skeleton, { ...ctx, pseudonym }, String.fromCharCode(HOLE), String.fromCharCode(HOLE + 1));
+  const event: AuditEvent = buildAuditEventAs(skeleton, ctx, String.fromCharCode(HOLE), String.fromCharCode(HOLE + 1));
   const cut = cutAt(JSON.stringify(event));
-  const pseudonyms = refs.map(cutAt);
-  // Every placeholder must name a hole of this fact or a pseudonym the builder asked for, and a pseudonym's input
-  // is made of fact values only; a catalog value that happens to contain a placeholder character fails here or
-  // in the caller's comparison with the builder.
-  const isHole = (slot: number): boolean => slot >= HOLE && slot < HOLE + holes;
-  if (holes > PSEUDONYM - HOLE || !cut.slots.every((s) => isHole(s) || (s >= PSEUDONYM && s < PSEUDONYM + refs.length)) || !pseudonyms.every((p) => p.slots.every(isHole))) return null;
-  return { ...cut, pseudonyms };
+  // Every placeholder must name a hole of this fact; a catalog value that happens to contain a placeholder
+  // character fails here or in the caller's comparison with the builder.
+  if (holes > MAX_HOLES || !cut.slots.every((s) => s >= HOLE && s < HOLE + holes)) return null;
+  return cut;
 }
 
-function cutAt(text: string): Cut {
+function cutAt(text: string): Template {
   const texts: string[] = [];
   const slots: number[] = [];
   let from = 0;
@@ -278,20 +254,9 @@ function ownCopy(piece: string): string {
   return /^[\x00-\xff]*$/.test(piece) ? Buffer.from(piece, 'latin1').toString('latin1') : piece;
 }
 
-function fill(t: Template, values: readonly string[], pseudonymOf: (ref: string) => string): string {
+function fill(t: Template, values: readonly string[]): string {
   let out = t.texts[0] as string;
-  for (let i = 0; i < t.slots.length; i++) {
-    const slot = t.slots[i] as number;
-    const value = slot >= PSEUDONYM ? pseudonymOf(compose(t.pseudonyms[slot - PSEUDONYM] as Cut, values)) : (values[slot - HOLE] as string);
-    out += jsonText(value) + (t.texts[i + 1] as string);
-  }
-  return out;
-}
-
-/** The raw text of a cut with its holes filled (a pseudonym's input: not JSON). */
-function compose(c: Cut, values: readonly string[]): string {
-  let out = c.texts[0] as string;
-  for (let i = 0; i < c.slots.length; i++) out += (values[(c.slots[i] as number) - HOLE] as string) + (c.texts[i + 1] as string);
+  for (let i = 0; i < t.slots.length; i++) out += jsonText(values[(t.slots[i] as number) - HOLE] as string) + (t.texts[i + 1] as string);
   return out;
 }
 

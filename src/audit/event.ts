@@ -16,7 +16,9 @@
 //   access-refused → the same type, subtype `refused`, outcome 4: a service's request the broker refused
 // Entities: the patient as the broker's keyed pseudonym (entity type 1 Person, role 1 Patient) — never the
 // patient id; the resource (type 2 System Object, role 4 Domain Resource) by type and the keyed pseudonym of
-// `<Type>/<id>` (a logical id may embed an identifier), a Patient by type only; the message id as BALP's transaction entity. Pure: ids, clock and pseudonym are injected.
+// `<Type>/<id>` (a logical id may embed an identifier), a Patient by type only; the message id as BALP's transaction entity.
+// The facts carry those pseudonyms already computed (facts.ts): the builder holds no key and sees no reference.
+// Pure: ids and clock are injected.
 import type { AuditEvent, AuditEventAgent, AuditEventEntity, Coding } from 'fhir/r4.js';
 import { AGENT, BALP_ENTITY_TYPE, ENTITY_TYPE, OBJECT_ROLE, OUTCOME, PURPOSE_OF_USE, SOURCE_TYPE, SUBTYPE, SYSTEM, TYPE, type Outcome } from './codes.js';
 import type { AuditActor, AuditFact, AuditSubject } from './facts.js';
@@ -28,8 +30,6 @@ export interface EventContext {
   readonly host?: string;
   readonly now: () => number;
   readonly newId: () => string;
-  /** The broker's keyed pseudonym of a `Patient/<id>` reference (src/registry/pseudonym.ts). */
-  readonly pseudonym: (patientRef: string) => string;
 }
 
 /** The catalog's id of the broker itself as an agent. */
@@ -126,7 +126,7 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
   switch (fact.kind) {
     case 'accepted':
       return base(TYPE.rest, SUBTYPE.create, 'C', OUTCOME.success, [agent(fact.sender, AGENT.source, true), broker(AGENT.destination, false)], [
-        ...subjectEntities(fact.subject, ctx),
+        ...subjectEntities(fact.subject),
         detailEntity('ingest-seq', String(fact.ingestSeq)),
         // Key use (which key versions touched this message), for key-compromise investigations: ids only.
         ...(fact.keys === undefined ? [] : [keyEntity([['verified', fact.keys.verified], ['unwrapped', fact.keys.unwrapped]])]),
@@ -140,7 +140,7 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         [...(fact.sender === undefined ? [] : [agent(fact.sender, AGENT.source, true)]), broker(AGENT.destination, false)],
         [
           ...(fact.messageId === undefined ? [] : [transactionEntity(fact.messageId)]),
-          ...(fact.resourceType === undefined ? [] : [resourceEntity({ resourceType: fact.resourceType }, ctx)]),
+          ...(fact.resourceType === undefined ? [] : [resourceEntity({ resourceType: fact.resourceType })]),
           detailEntity('ingest-seq', String(fact.ingestSeq)),
         ],
         describe(fact.code, fact.path),
@@ -156,12 +156,12 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         [broker(AGENT.source, false), { ...agent(fact.recipient, AGENT.destination, true), ...(purpose === undefined ? {} : { purposeOfUse: purposes(purpose) }) }, agent(fact.sender, AGENT.application, false)],
         fact.kind === 'delivered'
           ? [
-              ...subjectEntities(fact.subject, ctx, profileDetail(fact.profileUrl, fact.elements)),
+              ...subjectEntities(fact.subject, profileDetail(fact.profileUrl, fact.elements)),
               transactionEntity(fact.deliveryId, 'delivery'),
               // Key release: the data key of this copy was wrapped to the recipient under this KEK.
               ...(fact.keys === undefined ? [] : [keyEntity([['released', fact.keys.released], ['signed', fact.keys.signed]])]),
             ]
-          : [...subjectEntities(fact.subject, ctx), ...(fact.consent === undefined ? [] : [consentEntity(fact.consent)])],
+          : [...subjectEntities(fact.subject), ...(fact.consent === undefined ? [] : [consentEntity(fact.consent)])],
         fact.kind === 'withheld' ? describe(fact.code, fact.path) : undefined,
       );
       return purpose === undefined ? event : { ...event, purposeOfEvent: purposes(purpose) };
@@ -275,24 +275,24 @@ interface SubjectParts {
   readonly transaction: AuditEventEntity;
 }
 
-/** The facts of one message share their subject object: its entities are built (and pseudonymised) once. */
-const SUBJECT_PARTS = new WeakMap<AuditSubject, { readonly ctx: EventContext; readonly parts: SubjectParts }>();
+/** The facts of one message share their subject object: its entities are built once. */
+const SUBJECT_PARTS = new WeakMap<AuditSubject, SubjectParts>();
 
 /**
- * The patient (as pseudonym) — or for a Bundle that travels whole, each entry's patient — and the resource; a
- * Patient resource's id is the patient id and is left out.
+ * The patient (as pseudonym) — or for a Bundle that travels whole, each entry's patient, once each — and the
+ * resource (as the pseudonym of `<Type>/<id>` when the subject has one).
  */
-function subjectEntities(subject: AuditSubject, ctx: EventContext, detail: AuditEventEntity['detail'] = []): AuditEventEntity[] {
-  let parts = SUBJECT_PARTS.get(subject)?.ctx === ctx ? SUBJECT_PARTS.get(subject)?.parts : undefined;
+function subjectEntities(subject: AuditSubject, detail: AuditEventEntity['detail'] = []): AuditEventEntity[] {
+  let parts = SUBJECT_PARTS.get(subject);
   if (parts === undefined) {
     parts = {
-      patients: [...new Set([...(subject.patientRef === undefined ? [] : [subject.patientRef]), ...(subject.patientRefs ?? [])])].map((ref) =>
-        shared({ what: { identifier: { system: SYSTEM.patientPseudonym, value: ctx.pseudonym(ref) } }, type: ENTITY.person, role: ROLE.patient }),
+      patients: [...new Set([...(subject.patientPseudonym === undefined ? [] : [subject.patientPseudonym]), ...(subject.patientPseudonyms ?? [])])].map((pseudonym) =>
+        shared({ what: { identifier: { system: SYSTEM.patientPseudonym, value: pseudonym } }, type: ENTITY.person, role: ROLE.patient }),
       ),
-      resource: shared(resourceEntity(subject, ctx)),
+      resource: shared(resourceEntity(subject)),
       transaction: shared(transactionEntity(subject.messageId)),
     };
-    SUBJECT_PARTS.set(subject, { ctx, parts });
+    SUBJECT_PARTS.set(subject, parts);
   }
   const resource = detail !== undefined && detail.length > 0 ? { ...parts.resource, detail } : parts.resource;
   return parts.patients.length === 0 ? [resource, parts.transaction] : [...parts.patients, resource, parts.transaction];
@@ -302,10 +302,10 @@ function subjectEntities(subject: AuditSubject, ctx: EventContext, detail: Audit
  * The resource by type and the keyed pseudonym of `<type>/<id>`: a logical id can carry an identifier (an MRN,
  * an accession number), so it is never written in clear; an auditor holding the id finds it by the same HMAC.
  */
-function resourceEntity(subject: Pick<AuditSubject, 'resourceType' | 'resourceId'>, ctx: EventContext): AuditEventEntity {
-  const id = subject.resourceType === 'Patient' ? undefined : subject.resourceId;
+function resourceEntity(subject: Pick<AuditSubject, 'resourceType' | 'resourcePseudonym'>): AuditEventEntity {
+  const pseudonym = subject.resourcePseudonym;
   return {
-    what: id === undefined ? { type: subject.resourceType } : { identifier: { system: SYSTEM.resourcePseudonym, value: ctx.pseudonym(`${subject.resourceType}/${id}`) }, type: subject.resourceType },
+    what: pseudonym === undefined ? { type: subject.resourceType } : { identifier: { system: SYSTEM.resourcePseudonym, value: pseudonym }, type: subject.resourceType },
     type: ENTITY.systemObject,
     role: ROLE.domainResource,
   };

@@ -16,17 +16,20 @@ export interface AuditActor {
 }
 
 /**
- * The resource a message carried. `patientRef` is the canonical `Patient/<id>` from extractPatientRef: it
- * never leaves the builder as is — the event carries only the broker's keyed pseudonym of it.
+ * The resource a message carried, by its type and keyed pseudonyms only: a fact never holds a patient reference or a
+ * logical id (either may be or embed an identifier), so nothing that reads, logs or keeps facts can leak one. The
+ * pseudonyms are the broker's (src/registry/pseudonym.ts: HMAC-SHA256 under the registry key), computed once per
+ * message by the pipeline (src/registry/message-patients.ts) — the patient's is the registry's key itself.
  */
 export interface AuditSubject {
   readonly messageId: string;
   readonly resourceType: string;
-  /** The resource's logical id (not PHI, except a Patient's own id, which the builder never records). */
-  readonly resourceId?: string;
-  readonly patientRef?: string;
-  /** A Bundle that travels whole: the canonical patients of its entries (src/registry/bundle-patients.ts), recorded like `patientRef`. */
-  readonly patientRefs?: readonly string[];
+  /** The keyed pseudonym of `<Type>/<id>`; absent for a resource without an id and for a Patient (its id is the patient's). */
+  readonly resourcePseudonym?: string;
+  /** The keyed pseudonym of the resource's canonical patient (`Patient/<id>`, or `<system>|<value>` under `match: identifier`). */
+  readonly patientPseudonym?: string;
+  /** A Bundle that travels whole: the pseudonyms of its entries' distinct patients (src/registry/bundle-patients.ts). */
+  readonly patientPseudonyms?: readonly string[];
 }
 
 /** A message the broker verified, validated and accepted from its publisher (BALP Create). */

@@ -5,12 +5,10 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { NatsConnection } from 'nats';
-import type { BrokerSecrets } from '../broker/secrets.js';
 import type { BrokerConfig } from '../config.js';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
 import type { Logger } from '../log.js';
 import { subjects } from '../nats/names.js';
-import { patientPseudonym } from '../registry/pseudonym.js';
 import { AlertMonitor, loadAlertRules, type Alert } from './alerts.js';
 import { buildAuditEvent, type EventContext } from './event.js';
 import { AuditEventJson } from './event-json.js';
@@ -26,8 +24,6 @@ export interface AuditTrailOptions {
   readonly settings: AuditSettings;
   /** The broker's Ed25519 key pair: signs the chain's checkpoints. */
   readonly signer: SigningKeyPair;
-  /** The pseudonym master key: patients appear in events only as the broker's keyed pseudonym. */
-  readonly secrets: Pick<BrokerSecrets, 'pseudonymKey'>;
   readonly logger: Logger;
   readonly now?: () => number;
 }
@@ -64,9 +60,8 @@ export class AuditTrail {
       now,
       logger,
     });
-    const secrets = opts.secrets;
-    // Computed once per message and reference: AuditEventJson remembers the pseudonyms of the message it writes.
-    const ctx: EventContext = { instanceId, host: hostname(), now, newId: randomUUID, pseudonym: (ref) => patientPseudonym(secrets, ref) };
+    // No pseudonym key here: facts arrive with their patients and resources already pseudonymised (facts.ts).
+    const ctx: EventContext = { instanceId, host: hostname(), now, newId: randomUUID };
     logger.info({ event: 'audit.opened', chain: instanceId, seq: writer.chainSeq }, 'audit chain open');
     return new AuditTrail(instanceId, writer, ctx, new AuditEventJson(ctx), nc, monitor, logger);
   }

@@ -72,6 +72,8 @@ export class Broker {
   }
   private ownsAudit = false;
   private elementsOf: (profileUrl: string) => readonly string[] = () => [];
+  /** The broker's keyed pseudonym (the registry's, src/registry/pseudonym.ts), for a resource's `<Type>/<id>` in its audit facts. */
+  private readonly resourcePseudonym = (ref: string): string => this.registry.pseudonymOf(ref);
 
   private constructor(
     private readonly opts: BrokerOptions,
@@ -114,7 +116,7 @@ export class Broker {
       ensureDisclosureStream(nc, { maxAgeMs: config.disclosureMaxAgeMs, duplicateWindowMs: config.duplicateWindowMs }),
       ensureConsentBucket(nc).then((bucket) => ConsentView.start(bucket, opts.secrets, catalog.patients, logger)),
       RegistryRecorder.open(nc, catalog.patients, opts.secrets, logger),
-      opts.audit ?? AuditTrail.open({ nc, settings: config, signer: opts.keys.sign, secrets: opts.secrets, logger, ...(opts.now === undefined ? {} : { now: opts.now }) }),
+      opts.audit ?? AuditTrail.open({ nc, settings: config, signer: opts.keys.sign, logger, ...(opts.now === undefined ? {} : { now: opts.now }) }),
     ]);
     const pseudonymizers = new Map<string, (v: string) => string>();
     const ctx: PipelineContext = {
@@ -204,7 +206,7 @@ export class Broker {
       await this.replay.check(checked.env.id, seq);
       const routed = routeMessage(checked, this.ctx);
       const { deliveries, withheld, restricted } = routed;
-      // Resolved before anything goes out: a catalog that rejects unresolved patients refuses the message here.
+      // routeMessage has already refused an unresolved patient (when the catalog says so) before sealing any copy.
       const registration = this.registry.plan({ messageId: checked.env.id, sender: checked.sender, type: checked.type }, routed.patients);
       for (const w of withheld) {
         log.warn({ event: 'delivery.withheld', id: checked.env.id, service: w.service, code: w.error.code, path: w.error.path }, 'delivery withheld');
@@ -228,7 +230,7 @@ export class Broker {
       await this.registry.persist(registration, deliveries, this.ctx.now());
       await Promise.all([
         this.sendReceipt(checked.sender, acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()), seq),
-        this.audit.record(acceptedFacts(checked, seq, routed, this.elementsOf, this.opts.keys.sign.kid)),
+        this.audit.record(acceptedFacts(checked, seq, routed, this.elementsOf, this.opts.keys.sign.kid, this.resourcePseudonym)),
       ]);
       m.ack();
       this.stats.accepted += 1;

@@ -1,8 +1,9 @@
 // The broker's per-message decision, as pure functions over bytes and the compiled catalog (no I/O):
 //   checkEnvelope: subject ↔ envelope sender ↔ signing key owner, signature over the exact bytes,
 //                  publish permission, clock skew (HIPAA 164.312(c) integrity, 164.312(d) authentication);
-//   routeMessage:  decrypt, validate FHIR R4, and for each subscriber project to its minimum-necessary
-//                  profile (164.502(b)) and seal + sign a delivery for it alone.
+//   routeMessage:  decrypt, validate FHIR R4, resolve the patients once (refusing an unresolved one when the
+//                  catalog says so), and for each subscriber project to its minimum-necessary profile
+//                  (164.502(b)) and seal + sign a delivery for it alone.
 // Replay detection needs shared state and lives at the edge (broker.ts), between the two.
 import { BROKER_ID, DEFAULT_PATIENT_MATCH, type PatientMatchDef } from '../catalog/types.js';
 import { restrictionCheck, type Denial, type RestrictionPolicy } from '../consent/decide.js';
@@ -19,7 +20,7 @@ import type { FhirResource } from '../fhir/resource.js';
 import type { ValidationLimits } from '../fhir/limits.js';
 import { validateResource } from '../fhir/validate.js';
 import { RAW_TYPE, parseIngestSubject, subjects } from '../nats/names.js';
-import { resolveMessagePatients, type MessagePatients } from '../registry/message-patients.js';
+import { refuseUnresolved, resolveMessagePatients, type MessagePatients } from '../registry/message-patients.js';
 import type { RouteTable } from './routes.js';
 
 export interface PipelineContext {
@@ -148,13 +149,10 @@ export interface Routed {
   readonly restricted: readonly { readonly service: string; readonly purpose: string; readonly denial: Denial }[];
   /** The validated resource (PHI, in memory only). */
   readonly resource: FhirResource;
-  /** The patients it is about, resolved and pseudonymised once (PHI, in memory only): for the registry plan; `patientRef(s)` below are its references. */
+  /** The patients it is about, resolved and pseudonymised once (PHI, in memory only): for the registry plan and, as pseudonyms only, the audit facts. */
   readonly patients: MessagePatients;
-  /** The resource's logical id and the canonical patient reference it is about, for the audit trail (never logged: PHI). */
+  /** The resource's logical id (for the audit trail, which records only its keyed pseudonym; never logged: it may be PHI). */
   readonly resourceId: string | undefined;
-  readonly patientRef: string | undefined;
-  /** For a Bundle that travels whole: the canonical patients of its entries (PHI, in memory only; for the audit trail). */
-  readonly patientRefs?: readonly string[];
   /** The KEK id the broker unwrapped the publisher's data key with (key use, for the audit trail). */
   readonly unwrapKek: string;
 }
@@ -187,7 +185,10 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
   const deliveries: Delivery[] = [];
   const withheld: { service: string; error: BrokerError }[] = [];
   const restricted: { service: string; purpose: string; denial: Denial }[] = [];
-  const patients = resolveMessagePatients(resource, ctx.patients?.rule ?? DEFAULT_PATIENT_MATCH, ctx.patients?.pseudonymOf);
+  const rule = ctx.patients?.rule ?? DEFAULT_PATIENT_MATCH;
+  const patients = resolveMessagePatients(resource, rule, ctx.patients?.pseudonymOf);
+  // A catalog that rejects unresolved patients decides here, before any subscriber's copy is projected, sealed or signed.
+  refuseUnresolved(patients, rule);
   const restrict = ctx.restrictions === undefined ? undefined : restrictionCheck(ctx.restrictions, resource, patients.pseudonymOf);
   const accounted = ctx.accountedRecipients;
   for (const sub of route.subscribers) {
@@ -239,15 +240,13 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
     };
     deliveries.push(accounted?.has(sub.service) === true ? { ...delivery, disclosure: { patients: patients.disclosed, elements: disclosedElements(projected) } } : delivery);
   }
-  const routed = {
+  return {
     deliveries,
     withheld,
     restricted,
     resource,
     patients,
     resourceId: typeof resource.id === 'string' ? resource.id : undefined,
-    patientRef: patients.ref,
     unwrapKek: kek.id,
   };
-  return patients.refs.length === 0 ? routed : { ...routed, patientRefs: patients.refs };
 }

@@ -1,10 +1,13 @@
 // Which patients one message is about, resolved once per message under the catalog's canonical rule
 // (patient-key.ts; a FHIR R4 Bundle that travels whole entry by entry, bundle-patients.ts), each distinct patient
 // pseudonymised once (pseudonym.ts: HMAC-SHA256, RFC 2104). Every consumer of the answer reads this one result:
-// the restriction check (45 CFR 164.522), the accounting of disclosures (164.528), the registry plan (recorder.ts)
-// and the audit facts — so they can never disagree about the patient, and the per-message path computes one
-// resolution and one HMAC per patient instead of one per consumer. Pure; the references are PHI (in memory only).
+// the catalog's `unresolved: reject` (decided here, before any copy is sealed), the restriction check (45 CFR
+// 164.522), the accounting of disclosures (164.528), the registry plan (recorder.ts) and the audit facts (which carry
+// the pseudonyms, never a reference) — so they can never disagree about the patient, and the per-message path
+// computes one resolution and one HMAC per patient instead of one per consumer. Pure; the references are PHI (in
+// memory only).
 import type { PatientMatchDef } from '../catalog/types.js';
+import { BrokerError } from '../errors.js';
 import type { FhirResource } from '../fhir/resource.js';
 import { patientParts } from './bundle-patients.js';
 
@@ -34,10 +37,10 @@ export interface MessagePatients {
    * standing for entries that did not resolve (empty: no entry about a patient).
    */
   readonly disclosed: readonly (string | undefined)[];
-  /** The canonical patient of a resource on its own (never of a Bundle), for the audit trail. */
-  readonly ref: string | undefined;
-  /** For a whole Bundle: its entries' distinct canonical patients, for the audit trail (empty otherwise). */
-  readonly refs: readonly string[];
+  /** The pseudonym of the patient of a resource on its own (never of a Bundle), for the audit trail. */
+  readonly pseudonym: string | undefined;
+  /** For a whole Bundle: the pseudonyms of its entries' distinct patients, for the audit trail (empty otherwise). */
+  readonly pseudonyms: readonly string[];
 }
 
 /**
@@ -63,7 +66,7 @@ export function resolveMessagePatients(resource: FhirResource, rule: PatientMatc
   if (!bundle) {
     const only = parts[0]?.patient;
     const own = only?.kind === 'patient' ? only : undefined;
-    return { parts, pseudonymOf: (r) => (r === resource ? own?.pseudonym : undefined), disclosed: [own?.pseudonym], ref: own?.ref, refs: [] };
+    return { parts, pseudonymOf: (r) => (r === resource ? own?.pseudonym : undefined), disclosed: [own?.pseudonym], pseudonym: own?.pseudonym, pseudonyms: [] };
   }
   const byResource = new Map<FhirResource, string | undefined>();
   const disclosed = new Set<string | undefined>();
@@ -73,5 +76,21 @@ export function resolveMessagePatients(resource: FhirResource, rule: PatientMatc
     byResource.set(part.resource, token);
     disclosed.add(token);
   }
-  return { parts, pseudonymOf: (r) => byResource.get(r), disclosed: [...disclosed], ref: undefined, refs: [...tokens.keys()] };
+  const pseudonyms: string[] = [];
+  for (const token of tokens.values()) if (token !== undefined) pseudonyms.push(token);
+  return { parts, pseudonymOf: (r) => byResource.get(r), disclosed: [...disclosed], pseudonym: undefined, pseudonyms };
+}
+
+/**
+ * The catalog's `unresolved: reject` (subjects/patients.yaml): E_PATIENT_UNRESOLVED for the first part whose patient
+ * does not resolve, naming the entry of a Bundle (the path). Called by routeMessage before any subscriber's copy is
+ * projected or sealed, and by the registry plan, which states the same rule.
+ */
+export function refuseUnresolved(patients: MessagePatients, rule: PatientMatchDef): void {
+  if (rule.unresolved !== 'reject') return;
+  for (const part of patients.parts) {
+    if (part.patient.kind !== 'unresolved') continue;
+    const inBundle = part.path !== part.type; // a Bundle entry's path, `Bundle.entry[i].resource`
+    throw new BrokerError('E_PATIENT_UNRESOLVED', `${inBundle ? `${part.path}: ` : ''}no patient resolves under the catalog's matching rule (match ${rule.match})`, inBundle ? { path: part.path } : undefined);
+  }
 }

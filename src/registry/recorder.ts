@@ -1,7 +1,8 @@
 // The broker's registry hook (DESIGN.md data flow: "registry: patient ↔ services", before the ingest ack).
 // `plan` runs before any delivery is published: it takes the patients the pipeline resolved once for the message
-// under the catalog's rule (message-patients.ts) and, when the catalog rejects unresolved patients, refuses the
-// message (E_PATIENT_UNRESOLVED) so nothing goes out.
+// under the catalog's rule (message-patients.ts). When the catalog rejects unresolved patients, routeMessage has
+// already refused such a message (E_PATIENT_UNRESOLVED, refuseUnresolved) before sealing any copy; the plan states
+// the same rule, so it never records what the catalog refuses.
 // A Bundle that travels whole is planned entry by entry (bundle-patients.ts): each entry's patient gets its own
 // record, with the resource types of the entries about that patient (never the Bundle as a whole), and an entry
 // whose patient does not resolve follows the catalog's `unresolved` rule like any resource.
@@ -13,9 +14,8 @@
 import type { NatsConnection } from 'nats';
 import type { BrokerSecrets } from '../broker/secrets.js';
 import type { PatientMatchDef } from '../catalog/types.js';
-import { BrokerError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { MessagePatients } from './message-patients.js';
+import { refuseUnresolved, type MessagePatients } from './message-patients.js';
 import { patientPseudonym } from './pseudonym.js';
 import { RegistryStore, RegistryUnavailable, UNRESOLVED_KEY } from './store.js';
 
@@ -38,14 +38,11 @@ export function planRegistration(
   patients: MessagePatients,
   rule: PatientMatchDef,
 ): Registration {
+  refuseUnresolved(patients, rule);
   const byKey = new Map<string, Set<string>>();
   for (const part of patients.parts) {
     const p = part.patient;
     if (p.kind === 'none') continue;
-    if (p.kind === 'unresolved' && rule.unresolved === 'reject') {
-      const inBundle = part.path !== part.type; // a Bundle entry's path, `Bundle.entry[i].resource`
-      throw new BrokerError('E_PATIENT_UNRESOLVED', `${inBundle ? `${part.path}: ` : ''}no patient resolves under the catalog's matching rule (match ${rule.match})`, inBundle ? { path: part.path } : undefined);
-    }
     let key = UNRESOLVED_KEY;
     if (p.kind === 'patient') {
       if (p.pseudonym === undefined) throw new TypeError('planRegistration: the message patients were resolved without a pseudonym');

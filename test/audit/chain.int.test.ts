@@ -183,7 +183,6 @@ describe('AuditTrail alerts', () => {
       nc,
       settings: { instanceId: 'alerting', auditMaxAgeMs: 2192 * DAY, auditCheckpointEvery: 1000, auditCheckpointMs: DAY, duplicateWindowMs: 120_000, alertRulesFile: file },
       signer,
-      secrets: { pseudonymKey: new Uint8Array(32).fill(1) },
       logger,
     });
     const watcher = await nats.connect('alert-watcher');

@@ -1,6 +1,6 @@
 // buildAuditEvent: every kind of fact becomes a FHIR R4 AuditEvent that passes the project's validator
 // (@fhir-typescript/r4-core model validation plus unknown-element rejection), in the BALP shape, carrying the
-// patient only as the broker's keyed pseudonym.
+// patient only as the broker's keyed pseudonym, which the fact already carries (the builder holds no key).
 import type { AuditEvent } from 'fhir/r4.js';
 import { describe, expect, it } from 'vitest';
 import { buildAuditEvent, type EventContext } from '../../src/audit/event.js';
@@ -11,10 +11,10 @@ import { patientPseudonym } from '../../src/registry/pseudonym.js';
 const secrets = { pseudonymKey: new Uint8Array(32).fill(9) };
 const AT = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
 let n = 0;
-const ctx: EventContext = { instanceId: 'host-1-abcdef', host: 'broker-host', now: () => AT, newId: () => `ev-${++n}`, pseudonym: (ref) => patientPseudonym(secrets, ref) };
+const ctx: EventContext = { instanceId: 'host-1-abcdef', host: 'broker-host', now: () => AT, newId: () => `ev-${++n}` };
 
 const PATIENT = 'Patient/pat-7731-zz';
-const subject = { messageId: '0b5e7c1e-54a4-4b59-9d0f-5f2a1c3e9a10', resourceType: 'Observation', resourceId: 'obs-1', patientRef: PATIENT };
+const subject = { messageId: '0b5e7c1e-54a4-4b59-9d0f-5f2a1c3e9a10', resourceType: 'Observation', resourcePseudonym: patientPseudonym(secrets, 'Observation/obs-1'), patientPseudonym: patientPseudonym(secrets, PATIENT) };
 const sender = { service: 'registration' };
 
 const FACTS: readonly AuditFact[] = [
@@ -90,16 +90,15 @@ describe('buildAuditEvent', () => {
   });
 
   it('a Bundle that travels whole names each entry patient (pseudonyms, once each)', () => {
-    const bundleSubject = { messageId: subject.messageId, resourceType: 'Bundle', resourceId: 'b-1', patientRefs: [PATIENT, 'Patient/other-7731', PATIENT] };
+    const bundleSubject = { messageId: subject.messageId, resourceType: 'Bundle', resourcePseudonym: patientPseudonym(secrets, 'Bundle/b-1'), patientPseudonyms: [PATIENT, 'Patient/other-7731', PATIENT].map((ref) => patientPseudonym(secrets, ref)) };
     const e = buildAuditEvent({ kind: 'accepted', sender, subject: bundleSubject, ingestSeq: 1 }, ctx);
     const patients = e.entity?.filter((x) => x.what?.identifier?.system === 'urn:phi-broker:patient-pseudonym').map((x) => x.what?.identifier?.value);
     expect(patients).toEqual([patientPseudonym(secrets, PATIENT), patientPseudonym(secrets, 'Patient/other-7731')]);
     expect(JSON.stringify(e)).not.toContain('7731');
   });
 
-  it('a Patient resource is recorded without its id (the patient id is PHI), only as the pseudonym', () => {
-    const e = buildAuditEvent({ kind: 'accepted', sender, subject: { messageId: subject.messageId, resourceType: 'Patient', resourceId: 'pat-7731-zz', patientRef: PATIENT }, ingestSeq: 1 }, ctx);
-    expect(JSON.stringify(e)).not.toContain('pat-7731-zz');
+  it('a subject without a resource pseudonym (a Patient, a resource without id: test/audit/broker-facts.test.ts) names the resource by type only', () => {
+    const e = buildAuditEvent({ kind: 'accepted', sender, subject: { messageId: subject.messageId, resourceType: 'Patient', patientPseudonym: patientPseudonym(secrets, PATIENT) }, ingestSeq: 1 }, ctx);
     expect(e.entity?.[1]?.what).toEqual({ type: 'Patient' });
   });
 

@@ -46,6 +46,12 @@ export function world(): World {
   return cached;
 }
 
+/** The shipped routes cut to the subscribers this world holds keys for (Observation's `analytics` is not one of them). */
+export function heldRoutes(): RouteTable {
+  const held: ReadonlySet<string> = new Set(SERVICES);
+  return new Map([...world().routes].map(([type, route]) => [type, { ...route, subscribers: route.subscribers.filter((s) => held.has(s.service)) }]));
+}
+
 export function context(overrides: Partial<PipelineContext> = {}): PipelineContext {
   const w = world();
   return {

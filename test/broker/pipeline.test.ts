@@ -10,7 +10,7 @@ import { verifyDetached } from '../../src/crypto/sign.js';
 import { openEnvelope, parseEnvelope } from '../../src/envelope/open.js';
 import { compileProfile } from '../../src/projection/compile.js';
 import { profile } from '../projection/fixtures.js';
-import { MAX_BYTES, NOW, SKEW_MS, context, patient, publication, rawPublication, thrown, world } from './fixtures.js';
+import { MAX_BYTES, NOW, SKEW_MS, context, heldRoutes, patient, publication, rawPublication, thrown, world } from './fixtures.js';
 
 beforeAll(async () => {
   await initCrypto();
@@ -392,5 +392,39 @@ describe('time bounds of the replay cache, and deliveries NATS cannot carry', ()
     expect(routed.withheld[0]?.error).toMatchObject({ code: 'E_TOO_LARGE' });
     expect(routed.withheld[0]?.error.message).toMatch(/^the sealed delivery is \d+ bytes; NATS carries at most \d+$/);
     for (const d of routed.deliveries) expect(d.bytes.byteLength).toBeLessThanOrEqual(limit);
+  });
+});
+
+describe('routeMessage: under unresolved: reject, a patient that does not resolve is refused before any copy is made', () => {
+  const pseudonymOf = (ref: string): string => `ps(${ref})`;
+  /** A context that records each subscriber whose copy routeMessage started (its projection asks for that subscriber's pseudonymizer first). */
+  function watched(unresolved: 'accept' | 'reject'): { ctx: ReturnType<typeof context>; started: string[] } {
+    const started: string[] = [];
+    const plain = context();
+    const ctx = context({ routes: heldRoutes(), patients: { rule: { match: 'reference', unresolved }, pseudonymOf }, pseudonymizerFor: (s) => (started.push(s), plain.pseudonymizerFor(s)) });
+    return { ctx, started };
+  }
+  const group = { resourceType: 'Observation', id: 'obs-g1', status: 'final', code: { text: 'pulse' }, subject: { reference: 'Group/g1' } };
+
+  it('a resource on its own: E_PATIENT_UNRESOLVED without a path, and no subscriber projected, sealed or signed', () => {
+    const msg = publication({ from: 'ehr', resource: group });
+    const { ctx, started } = watched('reject');
+    const e = thrown(() => routeMessage(checkEnvelope(msg, ctx), ctx));
+    expect([e.code, e.path, e.message]).toEqual(['E_PATIENT_UNRESOLVED', undefined, "no patient resolves under the catalog's matching rule (match reference)"]);
+    expect(started).toEqual([]);
+    // the same message under `unresolved: accept` is routed to every subscriber of Observation
+    const accepting = watched('accept');
+    const routed = routeMessage(checkEnvelope(msg, accepting.ctx), accepting.ctx);
+    expect(routed.deliveries.length).toBeGreaterThan(0);
+    expect(accepting.started).toEqual(heldRoutes().get('Observation')?.subscribers.map((s) => s.service));
+    expect(accepting.started.length).toBeGreaterThan(0);
+  });
+
+  it('a Bundle that travels whole: the first entry whose patient does not resolve is named by its path', () => {
+    const bundle = { resourceType: 'Bundle', id: 'b-1', type: 'collection', entry: [{ resource: { ...group, id: 'obs-p1', subject: { reference: 'Patient/p1' } } }, { resource: group }] };
+    const { ctx, started } = watched('reject');
+    const e = thrown(() => routeMessage(checkEnvelope(publication({ resource: bundle }), ctx), ctx));
+    expect([e.code, e.path, e.message]).toEqual(['E_PATIENT_UNRESOLVED', 'Bundle.entry[1].resource', "Bundle.entry[1].resource: no patient resolves under the catalog's matching rule (match reference)"]);
+    expect(started).toEqual([]);
   });
 });

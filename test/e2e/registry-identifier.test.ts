@@ -1,6 +1,7 @@
 // A catalog that matches patients by an MRN identifier system and rejects unresolved patients: a Patient and
 // the resources that reference it by that identifier meet in one registry record; a resource that names its
-// patient only by a literal reference is rejected E_PATIENT_UNRESOLVED before any delivery, and quarantined.
+// patient only by a literal reference is rejected E_PATIENT_UNRESOLVED before any delivery, and quarantined — so is a
+// Bundle published whole for its one entry that does not resolve (the receipt names that entry).
 import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +41,12 @@ it('registers by the MRN, and rejects a resource whose patient does not resolve 
   expect(literal).toMatchObject({ status: 'rejected', code: 'E_PATIENT_UNRESOLVED' });
   expect((await jsm.streams.info(STREAMS.deliver)).state.messages).toBe(delivered);
   expect((await jsm.streams.info(STREAMS.quarantine)).state.messages).toBe(1);
+  // A Bundle published whole: refused for its one entry that does not resolve, named by its path; nothing delivered.
+  const entry = (id: string, subject: object) => ({ resource: { resourceType: 'Observation', id, status: 'final', code: { text: 'pulse' }, subject } });
+  const bundle = await registration.publish({ resourceType: 'Bundle', id: 'b-1', type: 'collection', entry: [entry('o-3', { identifier: { system: MRN, value: PLANTED } }), entry('o-4', { reference: 'Patient/p-9' })] });
+  expect(bundle).toMatchObject({ status: 'rejected', code: 'E_PATIENT_UNRESOLVED', path: 'Bundle.entry[1].resource' });
+  expect((await jsm.streams.info(STREAMS.deliver)).state.messages).toBe(delivered);
+  expect((await jsm.streams.info(STREAMS.quarantine)).state.messages).toBe(2);
 
   const store = await RegistryStore.open(await stack.connectAs(ADMIN_IDENTITY, 'reader'));
   const record = await store.get(patientPseudonym(stack.secrets, `${MRN}|${PLANTED}`));
@@ -60,7 +67,7 @@ it('a registry write that fails retries the message (deliveries already out) ins
   const registration = await stack.client('registration', { receiptTimeoutMs: 60_000 });
   const published = registration.publish({ resourceType: 'Patient', id: 'p-10', identifier: [{ system: MRN, value }] });
   await stack.logs.until((r) => r['event'] === 'ingest.retry', 'the broker to retry the message');
-  expect(stack.logs.records().some((r) => r['event'] === 'ingest.rejected' && r['sender'] === 'registration')).toBe(false);
+  expect(stack.logs.records().some((r) => r['event'] === 'ingest.rejected' && r['sender'] === 'registration' && r['type'] === 'Patient')).toBe(false);
   await store.kv.delete(key); // the operator repairs the registry entry
   expect((await published).status).toBe('accepted');
   expect((await store.get(key))?.services['registration']?.source?.count).toBe(1);
