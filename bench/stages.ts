@@ -1,8 +1,9 @@
 // In-process measurements on the same messages and fan-out as a scenario, CPU time (process.cpuUsage, so
 // other processes on a shared machine do not inflate it) per message:
 //   - the broker's per-stage cost: parse, verify, hash, decrypt, validate, project, encrypt (sealing without
-//     its signature), sign (deliveries + receipt), and the NATS client work (publish the deliveries and the
-//     receipt, claim the id in the replay KV bucket);
+//     its signature), sign (deliveries + receipt), the NATS client work (publish the deliveries and the
+//     receipt, claim the id in the replay KV bucket), and the registry and audit writes (resolve and pseudonymise
+//     the patients, compare-and-set the registry record; build the AuditEvents and append them to a hash chain);
 //   - baseline 2, the crypto floor: only the cryptographic operations the message and fan-out need (one
 //     Ed25519 verify, unwrap the data key, open every sealed leaf; per subscriber wrap a data key, seal its
 //     leaves, sign; sign the receipt), in a tight loop;
@@ -11,6 +12,14 @@
 import { createCipheriv, randomUUID } from 'node:crypto';
 import type { NatsConnection } from 'nats';
 import { headers as natsHeaders } from 'nats';
+import { acceptedFacts, profileElements } from '../src/audit/broker-facts.js';
+import { AuditTrail } from '../src/audit/trail.js';
+import { checkEnvelope, routeMessage, type PipelineContext } from '../src/broker/pipeline.js';
+import { parseConfig } from '../src/config.js';
+import type { FhirResource } from '../src/fhir/resource.js';
+import { createLogger } from '../src/log.js';
+import { resolveMessagePatients, type MessagePatients } from '../src/registry/message-patients.js';
+import { RegistryRecorder } from '../src/registry/recorder.js';
 import { compileRoutes, type SubscriberRoute } from '../src/broker/routes.js';
 import { acceptedReceipt, encodeReceipt } from '../src/broker/receipt.js';
 import { ReplayCache } from '../src/broker/replay-cache.js';
@@ -223,6 +232,54 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
     h.set('Phi-Sig', 'x');
     await pub.publish(subjects.receipt(publisher), encodeReceipt(acceptedReceipt(msg.id, 'x'.repeat(43), subs.length, Date.now())), { msgID: `r-${i}`, headers: h });
   });
+
+  // The registry and the audit trail, as the broker writes them after the deliveries (src/broker/broker.ts), on the
+  // same fresh server with as many messages in flight as the pool has distinct patients (at most 64), so the
+  // registry's compare-and-set updates do not contend on one patient more than the broker's would:
+  //   - registry: the message's patients resolved and pseudonymised once (src/registry/message-patients.ts, one
+  //     HMAC per Patient), the plan, and the compare-and-set update of each patient's record in KV phi_registry;
+  //   - audit: the message's facts (accepted + one delivered per subscriber), their AuditEvent JSON and the append
+  //     to this process's hash chain in PHI_AUDIT (group commit: one record per batch, as under load).
+  const quiet = createLogger({ level: 'silent' });
+  const registry = await RegistryRecorder.open(input.nc, catalog.patients, input.secrets, quiet);
+  const patientsOf = (resource: unknown): MessagePatients => resolveMessagePatients(resource as FhirResource, registry.patientRule, (ref) => registry.pseudonymOf(ref));
+  const recipients = subs.map((s) => ({ service: s.service, purpose: s.purpose }));
+  const inFlight = Math.min(n, 64);
+  stages['registry'] = await measureAsync(budgetMs, inFlight, async (i) => {
+    const msg = m(i);
+    // A new message id each time, as every published message has: a record counts a message once, so a repeated
+    // id would find its record up to date and write nothing.
+    const reg = registry.plan({ messageId: `${msg.id}-${i}`, sender: publisher, type }, patientsOf(msg.opened));
+    await registry.persist(reg, recipients, Date.now());
+  });
+  const ctx: PipelineContext = {
+    keyring,
+    signer: brokerKeys.sign,
+    routes,
+    limits: DEFAULT_VALIDATION_LIMITS,
+    maxMessageBytes: 1 << 22,
+    maxDeliveryBytes: 1 << 22,
+    clockSkewMs: 300_000,
+    replayWindowMs: 6 * 3_600_000,
+    pseudonymizerFor: (service) => pseudo.get(service) as (v: string) => string,
+    now: Date.now,
+    patients: { rule: registry.patientRule, pseudonymOf: (ref) => registry.pseudonymOf(ref) },
+  };
+  const routedMsgs = msgs.map((msg) => {
+    const checked = checkEnvelope({ subject: subjects.ingest(publisher, type), data: msg.sealed.bytes, signature: msg.sealed.sig, storedAtMs: Date.now() }, ctx);
+    return { checked, routed: routeMessage(checked, ctx) };
+  });
+  const settings = { ...parseConfig({}), instanceId: `bench-stages-${size}` };
+  const audit = await AuditTrail.open({ nc: input.nc, settings, signer: brokerKeys.sign, logger: quiet });
+  const elementsOf = profileElements(catalog);
+  try {
+    stages['audit'] = await measureAsync(budgetMs, inFlight, async (i) => {
+      const r = routedMsgs[i % n] as (typeof routedMsgs)[number];
+      await audit.record(acceptedFacts(r.checked, i + 1, r.routed, elementsOf, brokerKeys.sign.kid, (ref) => registry.pseudonymOf(ref)));
+    });
+  } finally {
+    await audit.close();
+  }
   const totalUs = Object.values(stages).reduce((a, b) => a + b, 0);
 
   // The crypto floor, from the leaves of the same messages.
