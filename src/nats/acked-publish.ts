@@ -13,7 +13,7 @@
 // gives them (TIMEOUT, 503, CONNECTION_CLOSED, PERMISSIONS_VIOLATION, and for an API error its code with
 // `api_error`), so callers classify them exactly as before. At-least-once is unchanged: a publish resolves
 // only on the server's positive acknowledgement.
-import { createInbox, ErrorCode, headers as natsHeaders, NatsError, type ConnectionOptions, type Msg, type MsgHdrs, type NatsConnection, type PubAck, type Subscription } from 'nats';
+import { createInbox, ErrorCode, headers as natsHeaders, NatsError, type ConnectionOptions, type Msg, type MsgHdrs, type NatsConnection, type PubAck, type Status, type Subscription } from 'nats';
 
 export interface AckedPublishOptions {
   /** Nats-Msg-Id: the stream drops a second message with this id inside its duplicate window. */
@@ -38,6 +38,8 @@ export class AckedPublisher {
   private next = 0;
   private readonly sweeper: ReturnType<typeof setInterval>;
   private closedError: Error | undefined;
+  /** The connection's status events, watched for publish permission errors; stopped by close(). */
+  private readonly status: AsyncIterable<Status> & { stop(): void };
 
   constructor(
     private readonly nc: NatsConnection,
@@ -47,6 +49,7 @@ export class AckedPublisher {
     this.sweeper.unref();
     // Neither rejects: nats.js resolves closed() (with the error, if any) and ends the status iterator without
     // one when the connection closes; close() and the loop's body do not throw.
+    this.status = nc.status() as AsyncIterable<Status> & { stop(): void };
     void nc.closed().then(() => this.close());
     void this.watchPermissions();
   }
@@ -84,9 +87,13 @@ export class AckedPublisher {
     return (await this.publish(`$KV.${bucket}.${key}`, value, { headers: h })).seq;
   }
 
-  /** Rejects every waiting publish; later publishes reject at once. */
+  /**
+   * Rejects every waiting publish; later publishes reject at once. Leaves the connection open, with nothing of
+   * this publisher left on it (the SDK's client closes its publisher on a connection its caller keeps).
+   */
   close(): void {
     clearInterval(this.sweeper);
+    this.status.stop();
     this.closedError ??= NatsError.errorForCode(ErrorCode.ConnectionClosed);
     this.failAll(this.closedError);
     this.sub?.unsubscribe();
@@ -159,7 +166,7 @@ export class AckedPublisher {
 
   /** A publish the server refuses for permissions fails that publish (the oldest waiting on its subject). */
   private async watchPermissions(): Promise<void> {
-    for await (const s of this.nc.status()) {
+    for await (const s of this.status) {
       const ctx = (s as { permissionContext?: { operation?: string; subject?: string } }).permissionContext;
       if (ctx?.operation !== 'publish') continue;
       for (const [token, w] of this.waiting) {

@@ -3,7 +3,7 @@
 // the broker's signature, decrypted, already cut to the service's minimum-necessary profile — with its
 // provenance, acknowledging only after the handler succeeds (at-least-once; duplicates suppressed by id).
 import { randomUUID } from 'node:crypto';
-import { connect as natsConnect, headers as natsHeaders, type ConsumerMessages, type JetStreamClient, type JsMsg, type NatsConnection, type Subscription as NatsSubscription } from 'nats';
+import { connect as natsConnect, headers as natsHeaders, type ConsumerMessages, type JsMsg, type NatsConnection, type Subscription as NatsSubscription } from 'nats';
 import { BROKER_ID } from '../catalog/types.js';
 import { Keyring } from '../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
@@ -14,11 +14,13 @@ import { sealEnvelope } from '../envelope/seal.js';
 import { BrokerError, isBrokerError, type BrokerErrorCode } from '../errors.js';
 import { splitBundle } from '../fhir/bundle.js';
 import { errorFields, type Logger } from '../log.js';
+import { AckedPublisher } from '../nats/acked-publish.js';
 import { serviceConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
 import { HEADERS, STREAMS, inboxPrefix, subjects } from '../nats/names.js';
 import { ensureDeliveryConsumer } from '../nats/setup.js';
 import { decodeReceipt, type Receipt } from '../broker/receipt.js';
 import { serveAccessRequests, type AccessRequestHandler } from './access.js';
+import { AckBatch } from './ack-batch.js';
 import { sendAccessCommand, type AccessRequestSummary } from './access-requests.js';
 import { RecentIds } from './dedupe.js';
 import { openDelivery, redeliveryDelay, verifyDelivery, type Delivered, type ResourceOf, type ResourceType } from './delivery.js';
@@ -115,14 +117,18 @@ export class PhiClient {
   private readonly receiptSub: NatsSubscription;
   private readonly subscriptions = new Set<Subscription>();
   private readonly brokerSigningKeys: ReadonlySet<string>;
-  /** One JetStream client for every publish (nc.jetstream() builds a new one per call). */
-  private readonly js: JetStreamClient;
+  /**
+   * JetStream publishes with their PubAck awaited through one reply subscription (src/nats/acked-publish.ts, as
+   * the broker does): nats.js `js.publish` builds a request, a timer and, on every success, a NatsError with its
+   * stack trace per publish.
+   */
+  private readonly acked: AckedPublisher;
   private closing = false;
   private accessSub: NatsSubscription | undefined;
 
   private constructor(private readonly opts: PhiClientOptions & { readonly nc: NatsConnection }) {
     this.keyring = new Keyring(opts.keys, [...opts.peers]);
-    this.js = opts.nc.jetstream();
+    this.acked = new AckedPublisher(opts.nc);
     this.brokerSigningKeys = new Set(opts.peers.filter((p) => p.service === BROKER_ID && p.use === 'sig').map((p) => p.kid));
     if (this.brokerSigningKeys.size === 0) throw new TypeError('peers must include the broker public signing key');
     this.receiptSub = opts.nc.subscribe(subjects.receipt(opts.service), {
@@ -178,7 +184,14 @@ export class PhiClient {
 
   private onReceipt(data: Uint8Array, sig: string | undefined): void {
     try {
-      const verified = [...this.brokerSigningKeys].some((kid) => verifyDetached(data, Buffer.from(sig ?? '', 'base64url'), this.keyring.signingPublicKey(kid)));
+      const raw = Buffer.from(sig ?? '', 'base64url');
+      let verified = false;
+      for (const kid of this.brokerSigningKeys) {
+        if (verifyDetached(data, raw, this.keyring.signingPublicKey(kid))) {
+          verified = true;
+          break;
+        }
+      }
       if (!verified) throw new BrokerError('E_SIGNATURE', 'receipt signature does not verify');
       const receipt = decodeReceipt(data);
       const waiting = this.pending.get(receipt.id);
@@ -232,7 +245,7 @@ export class PhiClient {
     const h = natsHeaders();
     h.set(HEADERS.signature, sealed.sig);
     try {
-      await this.js.publish(subjects.ingest(this.opts.service, classified.type), sealed.bytes, { msgID: id, headers: h });
+      await this.acked.publish(subjects.ingest(this.opts.service, classified.type), sealed.bytes, { msgID: id, headers: h });
     } catch (err) {
       this.opts.logger?.warn({ event: 'sdk.publish.failed', id, ...errorFields(err) }, 'publish failed');
       // A publish whose acknowledgement timed out may still have been stored, and then the broker processes it:
@@ -283,8 +296,9 @@ export class PhiClient {
     // A small buffer: deliveries are handled one at a time, and each must be acked within ack_wait.
     const messages: ConsumerMessages = await consumer.consume({ max_messages: 64 });
     const seen = new RecentIds();
+    const acks = new AckBatch((err) => this.opts.logger?.warn({ event: 'sdk.ack.failed', ...errorFields(err) }, 'could not acknowledge a delivery; it will be redelivered'));
     const loop = (async () => {
-      for await (const m of messages) await this.handleDelivery(m, seen, handler);
+      for await (const m of messages) await this.handleDelivery(m, seen, acks, handler);
     })();
     // Ends with the subscription, or with the connection (which ends the iterator's source).
     const closed = Promise.race([loop, nc.closed().then(() => undefined)]);
@@ -292,6 +306,7 @@ export class PhiClient {
       stop: async () => {
         await messages.close();
         await closed;
+        acks.flush();
         // Round-trip to the server so every ack sent before stop() has reached it (a ping is answered
         // after the connection's earlier messages are processed): "stopped" means "acknowledged".
         if (!nc.isClosed()) await nc.flush();
@@ -303,12 +318,12 @@ export class PhiClient {
     return sub;
   }
 
-  private async handleDelivery<R>(m: JsMsg, seen: RecentIds, handler: DeliveryHandler<R>): Promise<void> {
+  private async handleDelivery<R>(m: JsMsg, seen: RecentIds, acks: AckBatch, handler: DeliveryHandler<R>): Promise<void> {
     let delivered: Delivered<R>;
     try {
       const env = verifyDelivery(m.data, m.headers?.get(HEADERS.signature) || undefined, this.keyring, this.brokerSigningKeys);
       if (seen.has(env.id)) {
-        m.ack();
+        acks.ack(m);
         return;
       }
       delivered = openDelivery<R>(env, this.opts.service, this.keyring);
@@ -325,7 +340,7 @@ export class PhiClient {
     try {
       await handler(delivered);
       seen.add(delivered.provenance.deliveryId);
-      m.ack();
+      acks.ack(m);
     } catch (err) {
       this.opts.logger?.warn({ event: 'sdk.handler.failed', id: delivered.provenance.deliveryId, ...(isBrokerError(err) ? errorFields(err) : {}) }, 'handler failed; redelivering');
       m.nak(redeliveryDelay(m.info.redeliveryCount));
@@ -383,8 +398,13 @@ export class PhiClient {
     // Publishes still waiting resolve as 'unknown': their messages are in PHI_INGEST and will be processed.
     for (const waiting of [...this.pending.values()]) waiting.settle(undefined);
     this.receiptSub.unsubscribe();
-    if (this.opts.ownsConnection === true) await this.opts.nc.drain();
-    // The UNSUB reaches the server before close() resolves: no receipt for this client arrives afterwards.
-    else if (!this.opts.nc.isClosed()) await this.opts.nc.flush().catch(() => undefined);
+    if (this.opts.ownsConnection === true) await this.opts.nc.drain(); // the publisher closes with the connection
+    else {
+      // A connection the caller keeps: its reply subscription and status watch go (a PubAck still awaited fails,
+      // and that publish resolves 'unknown', settled above).
+      this.acked.close();
+      // The UNSUB reaches the server before close() resolves: no receipt for this client arrives afterwards.
+      if (!this.opts.nc.isClosed()) await this.opts.nc.flush().catch(() => undefined);
+    }
   }
 }

@@ -72,6 +72,11 @@ describe('receipts', () => {
     ['an empty hash', { ...rejected, hash: '' }],
     ['a hash that is not a string', { ...accepted, hash: 12345 }],
     ['a null hash', { ...rejected, hash: null }],
+    ['a time that is a string', { ...accepted, at: '1' }],
+    ['a delivery count that is a string', { ...accepted, deliveries: '1' }],
+    ['an id that is a number', { ...accepted, id: 7 }],
+    ['a status with another case', { ...accepted, status: 'Accepted' }],
+    ['an extra __proto__ member (accepted)', JSON.parse(`{"__proto__":{"x":1},${JSON.stringify(accepted).slice(1)}`) as unknown],
     ['an array', [1]],
     ['null', null],
   ])('refuses %s with E_ENVELOPE_INVALID', (_name, value) => {

@@ -67,3 +67,30 @@ it('a closed connection fails what is waiting and what comes after with CONNECTI
   await expect(waiting).rejects.toMatchObject({ code: 'CONNECTION_CLOSED' });
   await expect(p.publish('acked.a', new Uint8Array([1]))).rejects.toMatchObject({ code: 'CONNECTION_CLOSED' });
 });
+
+it('close() on a connection that stays open leaves nothing of the publisher on it: no reply subscription, no status watch', async () => {
+  const own = await nats.connect('closing-open');
+  /** nats.js keeps one listener per status() iterator; the publisher's must go with it. */
+  const listeners = (): number => (own as unknown as { listeners: unknown[] }).listeners.length;
+  const before = listeners();
+  const p = new AckedPublisher(own);
+  expect(listeners()).toBe(before + 1);
+  await p.publish('acked.a', new Uint8Array([1]), { msgID: 'close-open-1' });
+  const prefix = (p as unknown as { prefix: string }).prefix;
+  const received = async (): Promise<number> => {
+    const inMsgs = own.stats().inMsgs;
+    nc.publish(`${prefix}zz`, new Uint8Array([1])); // a reply to the publisher's inbox, from another connection
+    await nc.flush();
+    await own.flush();
+    return own.stats().inMsgs - inMsgs;
+  };
+  expect(await received()).toBe(1);
+  p.close();
+  await own.flush();
+  expect(await received()).toBe(0);
+  await Promise.resolve(); // the status iterator removes its listener when it is stopped
+  expect(listeners()).toBe(before);
+  await expect(p.publish('acked.a', new Uint8Array([1]))).rejects.toMatchObject({ code: 'CONNECTION_CLOSED' });
+  expect(own.isClosed()).toBe(false);
+  await own.close();
+});

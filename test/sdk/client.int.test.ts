@@ -119,6 +119,31 @@ describe('PhiClient.subscribe', () => {
     expect(handled.map((d) => d.provenance.deliveryId)).not.toContain(`${r.id}.pharmacy`);
   }, 30_000);
 
+  it('a backlog is handled in order and every delivery is acknowledged by the time stop() resolves, even stopped from the last handler', async () => {
+    const ehr = await stack.client('ehr');
+    const published: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const r = await registration.publish(patient(100 + i));
+      expect(r.status).toBe('accepted');
+      published.push(`${r.id}.ehr`);
+    }
+    const handled: string[] = [];
+    let stopped: Promise<void> | undefined;
+    const waiter = new Waiter();
+    const sub = await ehr.subscribe('Patient', (d) => {
+      handled.push(d.provenance.deliveryId);
+      // Acks of one turn go out together after it (src/sdk/ack-batch.ts); stop() must still send them first.
+      if (d.provenance.deliveryId === published.at(-1)) stopped = sub.stop();
+      waiter.signal();
+    });
+    await waiter.until(() => stopped !== undefined, 20_000, 'the backlog');
+    await stopped;
+    // Copies of earlier tests' Patients (also sent to ehr) may come first; ours come in publishing order.
+    expect(handled.filter((id) => published.includes(id))).toEqual(published);
+    const info = await (await (await stack.connectAs(ADMIN_IDENTITY, 'check-acks')).jetstreamManager()).consumers.info('PHI_DELIVER', 'deliver-ehr-Patient');
+    expect([info.num_ack_pending, info.num_pending, info.num_redelivered]).toEqual([0, 0, 0]);
+  }, 30_000);
+
   it('after stop(), deliveries stay in PHI_DELIVER for the next subscription', async () => {
     const pharmacy = await stack.client('pharmacy');
     const first = await pharmacy.subscribe('Patient', () => undefined);

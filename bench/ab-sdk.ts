@@ -1,0 +1,165 @@
+// Before/after of the SDK's own CPU per message on a busy machine: two builds' PhiClient (src/sdk/client.ts)
+// in one process, alternating rounds, so other load hits both alike. One nats-server and one bench broker
+// process (this checkout's bench/broker-process.ts, fan-out 3) serve both; what is timed is this process's
+// CPU (process.cpuUsage) only:
+//   publish    N Patients through build X's PhiClient.publish, 256 in flight (seal, sign, JetStream ack, the
+//              broker's signed receipt verified and decoded), over N;
+//   subscribe  build X's three subscriber clients (sub1..sub3, as the bench's sdk-sub process) subscribe,
+//              verify, open and acknowledge the 3 N deliveries that round's publishes produced, then stop;
+//              over 3 N. They take a backlog (the broker finished before they start), so deliveries arrive in
+//              full pull batches: acks written together gain more here than at the bench's trickle.
+// Rounds alternate which build goes first. Prints each round and the medians of each build's µs and of the per-round ratio B/A.
+//   node dist/bench/ab-sdk.js <root-of-build-A> [<root-of-build-B> = this checkout] [--messages N] [--rounds R]
+import { fork } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import type * as ClientModule from '../src/sdk/client.js';
+import { ensureBrokerSecrets } from '../src/broker/secrets.js';
+import { loadCatalog } from '../src/catalog/load.js';
+import { BROKER_ID } from '../src/catalog/types.js';
+import { connectNats } from '../src/cli/runtime.js';
+import { ensureDevKeys, readJwks, readServiceKeys } from '../src/crypto/keys.js';
+import { initCrypto } from '../src/crypto/sodium.js';
+import { startNatsServer } from '../src/nats/server.js';
+import { patient } from './resources.js';
+
+const HERE = fileURLToPath(new URL('../../', import.meta.url));
+const SUBSCRIBERS = ['sub1', 'sub2', 'sub3'] as const;
+const IN_FLIGHT = 256;
+
+function flag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+function median(values: readonly number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+}
+
+function cpuUs(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
+interface Side {
+  readonly label: string;
+  readonly publisher: ClientModule.PhiClient;
+  readonly subscribers: readonly ClientModule.PhiClient[];
+}
+
+async function main(): Promise<void> {
+  const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !(all[i - 1] ?? '').startsWith('--'));
+  const rootA = positional[0];
+  const rootB = positional[1] ?? HERE;
+  if (rootA === undefined) throw new TypeError('usage: node dist/bench/ab-sdk.js <root-of-build-A> [<root-of-build-B>] [--messages N] [--rounds R]');
+  const n = flag('--messages', 600);
+  const rounds = flag('--rounds', 6);
+  await initCrypto();
+  const dir = mkdtempSync(join(tmpdir(), 'phi-broker-ab-sdk-'));
+  const silent = pino({ level: 'silent' });
+  try {
+    const keysDir = join(dir, 'keys');
+    mkdirSync(keysDir);
+    const subjectsDir = join(HERE, 'bench', 'catalog', 'fanout-3');
+    const profilesDir = join(HERE, 'fhir-profiles');
+    const catalog = loadCatalog({ subjects: subjectsDir, profiles: profilesDir });
+    ensureDevKeys(keysDir, [BROKER_ID, ...catalog.services.keys()]);
+    ensureBrokerSecrets(keysDir);
+    const peers = readJwks(keysDir);
+    const nats = await startNatsServer({ dir: join(dir, 'nats'), maxPayload: 4 * 1024 * 1024 });
+    const brokerArgs = { natsUrl: nats.url, subjectsDir, profilesDir, keysDir, dataDir: join(dir, 'broker'), logFile: join(dir, 'broker.log') };
+    const broker = fork(join(HERE, 'dist', 'bench', 'broker-process.js'), [JSON.stringify(brokerArgs)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const connections: { close(): Promise<void> }[] = [];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        broker.once('message', () => resolve());
+        broker.once('exit', (code) => reject(new Error(`bench broker exited (${code})`)));
+      });
+      const side = async (root: string, label: string): Promise<Side> => {
+        const m = (await import(join(root, 'dist', 'src', 'sdk', 'client.js'))) as typeof ClientModule;
+        await ((await import(join(root, 'dist', 'src', 'crypto', 'sodium.js'))) as { initCrypto(): Promise<void> }).initCrypto();
+        const client = async (service: string): Promise<ClientModule.PhiClient> => {
+          const nc = await connectNats(nats.url, `ab-sdk ${label} ${service}`);
+          connections.push(nc);
+          return m.PhiClient.connect({ nc, service, keys: readServiceKeys(keysDir, service), peers, insecure: true, logger: silent, receiptTimeoutMs: 120_000 });
+        };
+        return { label, publisher: await client('registration'), subscribers: await Promise.all(SUBSCRIBERS.map(client)) };
+      };
+      const a = await side(rootA, 'A');
+      const b = await side(rootB, 'B');
+
+      let next = 0;
+      const publishAll = async (s: Side): Promise<number> => {
+        const c0 = cpuUs();
+        let i = 0;
+        const worker = async (): Promise<void> => {
+          while (i < n) {
+            i++;
+            const r = await s.publisher.publish(patient(next++ % 256));
+            if (r.status !== 'accepted') throw new Error(`${s.label}: publish ${r.status}`);
+          }
+        };
+        await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+        return (cpuUs() - c0) / n;
+      };
+      const receiveAll = async (s: Side): Promise<number> => {
+        const c0 = cpuUs();
+        let left = n * SUBSCRIBERS.length;
+        let done: () => void = () => undefined;
+        const all = new Promise<void>((resolve) => (done = resolve));
+        const subs = await Promise.all(
+          s.subscribers.map((c) =>
+            c.subscribe('Patient', () => {
+              if (--left === 0) done();
+            }),
+          ),
+        );
+        await all;
+        for (const sub of subs) await sub.stop();
+        return (cpuUs() - c0) / (n * SUBSCRIBERS.length);
+      };
+      const round = async (s: Side): Promise<{ pub: number; sub: number }> => ({ pub: await publishAll(s), sub: await receiveAll(s) });
+
+      await round(a); // warm-up: JIT, key objects, consumers created
+      await round(b);
+      const pa: number[] = [];
+      const pb: number[] = [];
+      const sa: number[] = [];
+      const sb: number[] = [];
+      const pr: number[] = [];
+      const sr: number[] = [];
+      for (let r = 0; r < rounds; r++) {
+        // A then B in even rounds, B then A in odd ones: neither build always runs first after the other's work.
+        const ra = r % 2 === 0 ? await round(a) : undefined;
+        const rb = await round(b);
+        const rA = ra ?? (await round(a));
+        pa.push(rA.pub);
+        pb.push(rb.pub);
+        sa.push(rA.sub);
+        sb.push(rb.sub);
+        pr.push(rb.pub / rA.pub);
+        sr.push(rb.sub / rA.sub);
+        process.stdout.write(`round ${r + 1}: publish A ${rA.pub.toFixed(0)} B ${rb.pub.toFixed(0)} µs/msg; subscribe A ${rA.sub.toFixed(0)} B ${rb.sub.toFixed(0)} µs/delivery\n`);
+      }
+      process.stdout.write(`SDK publish (Patient, ${n} per round, ${IN_FLIGHT} in flight): A ${median(pa).toFixed(0)}, B ${median(pb).toFixed(0)} µs/msg, B/A ${median(pr).toFixed(3)}\n`);
+      process.stdout.write(`SDK subscribe (3 subscribers, ${n * SUBSCRIBERS.length} deliveries per round): A ${median(sa).toFixed(0)}, B ${median(sb).toFixed(0)} µs/delivery, B/A ${median(sr).toFixed(3)}\n`);
+      for (const c of [a, b]) for (const client of [c.publisher, ...c.subscribers]) await client.close();
+    } finally {
+      for (const nc of connections) await nc.close().catch(() => undefined);
+      broker.send({ cmd: 'stop' });
+      await new Promise((r) => setTimeout(r, 2_000));
+      broker.kill('SIGKILL');
+      await nats.stop();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`ab-sdk: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});
