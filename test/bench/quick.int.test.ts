@@ -93,7 +93,7 @@ describe('npm run bench -- --quick', () => {
   it('reports the per-stage profile, the crypto floor and the ratios as positive finite numbers', () => {
     const stage = results.stages['medium-f3'];
     for (const [name, us] of Object.entries(stage?.stages ?? {})) positive(us, `stage ${name}`);
-    expect(Object.keys(stage?.stages ?? {})).toEqual(['parse', 'verify', 'hash', 'decrypt', 'validate', 'project', 'encrypt', 'sign', 'publish']);
+    expect(Object.keys(stage?.stages ?? {})).toEqual(['parse', 'verify', 'hash', 'decrypt', 'validate', 'project', 'encrypt', 'sign', 'publish', 'registry', 'audit']);
     for (const [name, v] of Object.entries(stage?.floor ?? {})) positive(v, `floor ${name}`);
     positive(stage?.signPerDeliveryUs, 'signPerDeliveryUs');
     expect(results.comparisons).toHaveLength(1);
