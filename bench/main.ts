@@ -1,6 +1,11 @@
 // `npm run bench`: the broker over the real path against same-run baselines (docs/performance.md).
 //   node dist/bench/main.js [--quick] [--out <dir>] [--only <run-name-substring>] [--cpu-prof <dir>]
 //                           [--broker-flags '<node flags for the broker processes>'] [--repeat <N>]
+//                           [--rates 50,100,200] [--broker-build <root of another build>]
+// --rates runs Patient × 3 at those fixed offered rates (below saturation: what a message costs when it is not
+// sharing its writes, wake-ups and caches with others; 0: every process idle), and only those unless --only
+// selects more.
+// --broker-build forks the broker processes from another build (before/after under one runner; alternate the two).
 // Writes <out>/<date>-<machine>.json (default bench/results/; -2, -3 … for later runs that day) and prints a markdown summary.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,6 +36,10 @@ export interface BenchOptions {
   readonly brokerFlags?: readonly string[];
   /** Rounds of every selected run and stage profile, round-robin (default 1); the tables show medians. */
   readonly repeat?: number;
+  /** Extra open-loop runs at these offered rates (msgs/s), Patient × 3, one broker. */
+  readonly rates?: readonly number[];
+  /** Another build's root: its dist/bench/broker-process.js runs the broker. */
+  readonly brokerRoot?: string;
 }
 
 export interface BenchResults {
@@ -101,13 +110,19 @@ function plan(o: BenchOptions): RunSpec[] {
     runs.push({ name: 'broker-medium-f3-b1-halfsat', kind: 'broker', size: 'medium', fanout: 3, brokers: 1, shape: { kind: 'open', rate: 500 }, warmupMs, measureMs, drainMs, rateFrom: from(0.5, 1_000) });
     runs.push({ name: 'soak-medium-f3-b1', kind: 'broker', size: 'medium', fanout: 3, brokers: 1, shape: { kind: 'open', rate: 500 }, warmupMs: 10_000, measureMs: 60_000, drainMs, rssEveryMs: 5_000, rateFrom: from(0.5, 500) });
   }
-  const matching = o.only === undefined ? runs : runs.filter((r) => r.name.includes(o.only as string));
+  // Below saturation (issue 6): warmed up at 100/s (then settled at the rate), as a long-running service's JIT
+  // is — at 10/s a plain warm-up leaves V8 measuring its own optimisation —, and a longer window for enough
+  // latency samples.
+  const fixed = (o.rates ?? []).map((rate): RunSpec => ({ name: `broker-medium-f3-b1-${rate}ps`, kind: 'broker', size: 'medium', fanout: 3, brokers: 1, shape: { kind: 'open', rate, warmRate: Math.max(rate, 100) }, warmupMs: q ? warmupMs : 12_000, measureMs: q ? measureMs : 15_000, drainMs }));
+  for (const f of fixed) if (!runs.some((r) => r.name === f.name)) runs.push(f);
+  const matching = o.only === undefined ? (fixed.length > 0 ? runs.filter((r) => fixed.some((f) => f.name === r.name)) : runs) : runs.filter((r) => r.name.includes(o.only as string));
   // A run whose rate derives from another (the half-load run, the soak) brings that run along, first.
   const bases = runs.filter((r) => !matching.includes(r) && matching.some((m) => m.rateFrom?.run === r.name));
   const selected = [...bases, ...matching];
-  return selected.map((r) =>
-    r.kind !== 'broker' ? r : { ...r, ...(o.cpuProfDir === undefined ? {} : { cpuProfDir: o.cpuProfDir }), ...(o.brokerFlags === undefined ? {} : { brokerFlags: o.brokerFlags }) },
-  );
+  return selected.map((r) => ({
+    ...r,
+    ...(r.kind !== 'broker' ? {} : { ...(o.brokerRoot === undefined ? {} : { brokerRoot: o.brokerRoot }), ...(o.cpuProfDir === undefined ? {} : { cpuProfDir: o.cpuProfDir }), ...(o.brokerFlags === undefined ? {} : { brokerFlags: o.brokerFlags }) }),
+  }));
 }
 
 export async function runBench(o: BenchOptions, log: (line: string) => void): Promise<BenchResults> {
@@ -127,7 +142,8 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
     const env: Env = { dir: scratch, keysDir, profilesDir, subjectsDir, subscribers: (f) => Array.from({ length: f }, (_, i) => `sub${i + 1}`) };
 
     const specs = plan(o);
-    const combos = new Set(specs.filter((s) => s.kind === 'broker').map((s) => `${s.size}-f${s.fanout}`));
+    // Fixed-rate runs alone (--rates) need no stage profile: what they report is per process, not against the floor.
+    const combos = new Set(specs.filter((s) => s.kind === 'broker' && !(o.rates !== undefined && s.shape.kind === 'open' && o.rates.includes(s.shape.rate))).map((s) => `${s.size}-f${s.fanout}`));
     const repeat = o.repeat ?? 1;
     // One round: every selected run once, then the stage profiles. Rounds follow one another (run1, run2, …,
     // run1, run2, …) rather than each run repeated in place, so that a slow drift of a shared machine's load
@@ -210,6 +226,9 @@ function parseArgs(argv: readonly string[]): BenchOptions {
   const brokerFlags = value('--broker-flags')?.split(' ').filter((f) => f !== '');
   const repeat = value('--repeat');
   if (repeat !== undefined && !/^[1-9][0-9]*$/.test(repeat)) throw new TypeError(`--repeat takes a positive whole number of rounds, not ${JSON.stringify(repeat)}`);
+  const rates = value('--rates')?.split(',').map(Number);
+  if (rates !== undefined && !rates.every((r) => Number.isInteger(r) && r >= 0)) throw new TypeError('--rates: integers ≥ 0, comma-separated (e.g. 0,50,100,200; 0: idle)');
+  const brokerRoot = value('--broker-build');
   return {
     quick: argv.includes('--quick'),
     out: value('--out') ?? join(ROOT, 'bench', 'results'),
@@ -217,6 +236,8 @@ function parseArgs(argv: readonly string[]): BenchOptions {
     ...(cpuProfDir === undefined ? {} : { cpuProfDir }),
     ...(brokerFlags === undefined ? {} : { brokerFlags }),
     ...(repeat === undefined ? {} : { repeat: Number(repeat) }),
+    ...(rates === undefined ? {} : { rates }),
+    ...(brokerRoot === undefined ? {} : { brokerRoot }),
   };
 }
 

@@ -1,6 +1,7 @@
 // CPU time and memory of a process from Linux procfs (proc(5)): utime + stime from /proc/<pid>/stat (fields 14
-// and 15, in clock ticks), VmRSS and VmHWM (peak resident set) from /proc/<pid>/status.
-import { readFileSync } from 'node:fs';
+// and 15, in clock ticks), VmRSS and VmHWM (peak resident set) from /proc/<pid>/status, and context switches from
+// each thread's /proc/<pid>/task/<tid>/status.
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Clock ticks per second (sysconf(_SC_CLK_TCK)); 100 on every Linux this runs on. */
 const CLK_TCK = 100;
@@ -11,6 +12,8 @@ export interface ProcSample {
   readonly cpuSeconds: number;
   readonly rssMb: number;
   readonly peakRssMb: number;
+  /** Context switches so far (voluntary + nonvoluntary) per thread id: how often the process slept and woke. */
+  readonly switches: Readonly<Record<string, number>>;
 }
 
 export function sample(pid: number): ProcSample | undefined {
@@ -22,10 +25,30 @@ export function sample(pid: number): ProcSample | undefined {
     const stime = Number(fields[12]);
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-    return { at: Date.now(), cpuSeconds: (utime + stime) / CLK_TCK, rssMb: kb('VmRSS') / 1024, peakRssMb: kb('VmHWM') / 1024 };
+    // Per thread (a Go nats-server wakes on many; Node's libuv pool and GC threads too): summed over the tasks.
+    const switches: Record<string, number> = {};
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const t = readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8');
+        switches[task] = Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(t)?.[1] ?? 0) + Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(t)?.[1] ?? 0);
+      } catch {
+        // the thread ended between the listing and the read
+      }
+    }
+    return { at: Date.now(), cpuSeconds: (utime + stime) / CLK_TCK, rssMb: kb('VmRSS') / 1024, peakRssMb: kb('VmHWM') / 1024, switches };
   } catch {
     return undefined; // the process has exited
   }
+}
+
+/**
+ * Context switches between two samples, summed over the threads alive at the second (one that started since
+ * counts from zero; one that ended takes its switches with it: a slight undercount, never a negative figure).
+ */
+export function switchesBetween(a: ProcSample, b: ProcSample): number {
+  let n = 0;
+  for (const [task, count] of Object.entries(b.switches)) n += count - (a.switches[task] ?? 0);
+  return n;
 }
 
 /** CPU % of one core between two samples. */

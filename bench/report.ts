@@ -41,14 +41,17 @@ export function markdown(r: BenchResults): string {
     const rest = c.machine - c.natsServer - c.publisher - c.subscribers - c.workers;
     lines.push(`| ${x.name} | ${n(c.machine)} | ${n(c.steal)} | ${n(c.natsServer)} | ${n(c.publisher)} | ${n(c.subscribers)} | ${n(c.workers)} | ${n(rest)} |`);
   }
-  if (r.repeat > 1) lines.push('', 'Ratios: each round computes them from its own figures (the broker run, its baselines and its stage profile of that round); the table shows the median of those per-round ratios, not ratios of the medians.');
-  lines.push('', '| broker run | × passthrough | × core NATS | × crypto floor | floor share of broker CPU | × one broker | deferred: −µs one signature | −µs native AEAD | projected msgs/core-s |');
-  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  if (r.comparisons.length > 0) {
+    if (r.repeat > 1) lines.push('', 'Ratios: each round computes them from its own figures (the broker run, its baselines and its stage profile of that round); the table shows the median of those per-round ratios, not ratios of the medians.');
+    lines.push('', '| broker run | × passthrough | × core NATS | × crypto floor | floor share of broker CPU | × one broker | deferred: −µs one signature | −µs native AEAD | projected msgs/core-s |');
+    lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  }
   for (const c of r.comparisons) {
     lines.push(
       `| ${c.run} | ${n(c.vsPassthrough, 2)} | ${n(c.vsCore, 3)} | ${n(c.vsFloor, 2)} | ${spreadOf(r, c.floorShareOfCpu * 100, (k) => (k.comparisons.find((y) => y.run === c.run)?.floorShareOfCpu ?? NaN) * 100)} % | ${n(c.scaleVsOneBroker, 2)} | ${n(c.deferred.oneSignatureUs)} | ${n(c.deferred.nativeAeadUs)} | ${n(c.deferred.projectedMsgsPerCoreSec)} |`,
     );
   }
+  lines.push(...perMessage(r));
   const keys = Object.keys(r.stages);
   if (keys.length > 0) {
     const names = Object.keys(r.stages[keys[0] as string]?.stages ?? {});
@@ -75,4 +78,19 @@ export function markdown(r: BenchResults): string {
     lines.push('', `Soak (${soak.name}, ${offered}p95 ${n(soak.latencyMs.p95, 1)} ms): broker RSS MB over time: ${soak.worker.rssTimeline.map((p) => `${p.s}s ${n(p.rssMb)}`).join(', ')}${window}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** Per message accepted, each process's CPU µs and context switches (below saturation this is where the cost shows). */
+function perMessage(r: BenchResults): string[] {
+  const runs = r.runs.filter((x) => x.perMessage !== undefined && x.kind === 'broker');
+  if (runs.length === 0) return [];
+  const lines = ['', '| per message accepted: CPU µs / context switches | offered | nats-server | publisher | subscribers | worker(s) | all | p50 / p99 ms |', '|---|---:|---:|---:|---:|---:|---:|---:|'];
+  for (const x of runs) {
+    const p = x.perMessage;
+    if (p === undefined) continue;
+    const cell = (c: { cpuUs: number; switches: number }): string => `${n(c.cpuUs)} / ${n(c.switches, 1)}`;
+    const all = [p.natsServer, p.publisher, p.subscribers, p.workers].reduce((a, c) => ({ cpuUs: a.cpuUs + c.cpuUs, switches: a.switches + c.switches }), { cpuUs: 0, switches: 0 });
+    lines.push(`| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${cell(p.natsServer)} | ${cell(p.publisher)} | ${cell(p.subscribers)} | ${cell(p.workers)} | ${cell(all)} | ${n(x.latencyMs.p50, 1)} / ${n(x.latencyMs.p99, 1)} |`);
+  }
+  return lines;
 }

@@ -6,13 +6,14 @@
 // the subscriber holding the verified, decrypted copy, for messages published inside the window.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { startNatsServer } from '../src/nats/server.js';
 import { connectNats } from '../src/cli/runtime.js';
 import { Child, type Message } from './child.js';
 import type { PubResult, SubResult } from './client-process.js';
 import { ensureRawStreams } from './raw.js';
 import { now, type LoadShape } from './load.js';
-import { cpuPercent, machinePercent, machineSample, sample, type ProcSample } from './proc.js';
+import { cpuPercent, machinePercent, machineSample, sample, switchesBetween, type ProcSample } from './proc.js';
 import type { SizeName } from './resources.js';
 
 export type RunKind = 'broker' | 'passthrough' | 'core';
@@ -36,6 +37,12 @@ export interface RunSpec {
   readonly cpuProfDir?: string;
   /** Node/V8 flags for the broker processes (`--broker-flags`, e.g. heap sizes to compare). */
   readonly brokerFlags?: readonly string[];
+  /**
+   * Another build's root (`--broker-build`, a checkout with `npm run build` done): the broker processes are
+   * forked from its dist/bench, beside this build's publisher and subscribers, so two brokers run under the
+   * same load, runner and figures (before/after; alternate the two).
+   */
+  readonly brokerRoot?: string;
 }
 
 export interface Env {
@@ -91,12 +98,22 @@ export interface RunResult {
    * when one broker saturates is what a second broker process could use.
    */
   readonly cpu: { readonly machine: number; readonly steal: number; readonly natsServer: number; readonly publisher: number; readonly subscribers: number; readonly workers: number };
+  /**
+   * The same processes per message accepted in the window: CPU µs and context switches (every thread's, so
+   * wake-ups: below saturation a message's writes and round trips are no longer shared with others).
+   */
+  readonly perMessage?: Readonly<Record<'natsServer' | 'publisher' | 'subscribers' | 'workers', { readonly cpuUs: number; readonly switches: number }>>;
   /** Publishes rejected or refused (never expected: the bench sends only valid resources). */
   readonly failed: number;
   /** Publishes without a receipt (or JetStream ack) when the run ended: the system was behind. */
   readonly unfinished: number;
   /** Open loop: publishes not offered because 2,000 were already in flight (overload). */
   readonly shed: number;
+}
+
+/** The broker process's script: this build's, or `--broker-build`'s (the IPC protocol is the same). */
+function brokerScript(spec: RunSpec): string {
+  return spec.brokerRoot === undefined ? './broker-process.js' : pathToFileURL(join(spec.brokerRoot, 'dist', 'bench', 'broker-process.js')).href;
 }
 
 /** CPU % of one core of one process between two samples; NaN when it was not sampled at both. */
@@ -146,7 +163,7 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
         // --expose-gc lets the soak ask for the live heap (two full collections per run, at the window's edges).
         const execArgv = [...(spec.rssEveryMs === undefined ? [] : ['--expose-gc']), ...(spec.brokerFlags ?? []), ...(spec.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${spec.cpuProfDir}`, `--cpu-prof-name=${spec.name}-broker${b}.cpuprofile`])];
         const args = { natsUrl: nats.url, subjectsDir: env.subjectsDir(spec.fanout), profilesDir: env.profilesDir, keysDir: env.keysDir, dataDir: join(dir, `broker${b}`), logFile: join(dir, `broker${b}.log`) };
-        workers.push(new Child(`broker${b}`, './broker-process.js', args, execArgv));
+        workers.push(new Child(`broker${b}`, brokerScript(spec), args, execArgv));
       }
     } else if (spec.kind === 'passthrough') {
       const nc = await connectNats(nats.url, 'bench setup');
@@ -238,6 +255,16 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     }
     const accepted = spec.kind === 'core' ? published.completed : st1.accepted - st0.accepted;
     const cpuSeconds = s1.reduce((a, s) => a + s.cpuSeconds, 0) - s0.reduce((a, s) => a + s.cpuSeconds, 0);
+    const per = (a: readonly (ProcSample | undefined)[], b: readonly (ProcSample | undefined)[]): { cpuUs: number; switches: number } => {
+      let cpu = 0;
+      let switches = 0;
+      a.forEach((x, i) => {
+        const y = b[i];
+        cpu += x === undefined || y === undefined ? NaN : y.cpuSeconds - x.cpuSeconds;
+        switches += x === undefined || y === undefined ? NaN : switchesBetween(x, y);
+      });
+      return { cpuUs: (cpu * 1e6) / accepted, switches: switches / accepted };
+    };
     const result: RunResult = {
       name: spec.name,
       kind: spec.kind,
@@ -258,6 +285,9 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
         subscribers: between(others0[2], others1[2]),
         workers: s0.reduce((a, s, i) => a + cpuPercent(s, s1[i] as ProcSample), 0),
       },
+      ...(spec.kind === 'core' || !(accepted > 0)
+        ? {}
+        : { perMessage: { natsServer: per([others0[0]], [others1[0]]), publisher: per([others0[1]], [others1[1]]), subscribers: per([others0[2]], [others1[2]]), workers: per(s0, s1) } }),
       failed: published.failed,
       unfinished: published.unfinished,
       shed: published.shed,

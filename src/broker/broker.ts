@@ -25,7 +25,7 @@ import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDeliveryConsumer
 import { pseudonymizer } from '../projection/pseudonymizer.js';
 import { RegistryRecorder } from '../registry/recorder.js';
 import { RegistryUnavailable } from '../registry/store.js';
-import { checkEnvelope, routeMessage, type CheckedEnvelope, type IngestMessage, type PipelineContext } from './pipeline.js';
+import { checkEnvelope, routeMessage, type CheckedEnvelope, type IngestMessage, type PipelineContext, type Routed } from './pipeline.js';
 import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from './receipt.js';
 import { buildQuarantine, encodeRecordHeader } from './quarantine.js';
 import { ReplayCache } from './replay-cache.js';
@@ -203,8 +203,7 @@ export class Broker {
     let checked: CheckedEnvelope | undefined;
     try {
       checked = checkEnvelope(input, this.ctx);
-      await this.replay.check(checked.env.id, seq);
-      const routed = routeMessage(checked, this.ctx);
+      const routed = await this.routeWhileClaiming(checked, seq);
       const { deliveries, withheld, restricted } = routed;
       // routeMessage has already refused an unresolved patient (when the catalog says so) before sealing any copy.
       const registration = this.registry.plan({ messageId: checked.env.id, sender: checked.sender, type: checked.type }, routed.patients);
@@ -226,8 +225,17 @@ export class Broker {
         stored.push(this.pub.publish(d.subject, d.bytes, { msgID: d.msgId, headers: h }));
       }
       for (const d of disclosures) stored.push(this.pub.publish(d.subject, d.bytes, { msgID: d.msgId }));
-      await Promise.all(stored);
-      await this.registry.persist(registration, deliveries, this.ctx.now());
+      // The registry's compare-and-set goes out with the deliveries, in the same socket write (when the store
+      // knows the key's revision; else its read does), instead of one round trip later (below saturation every round trip is a write, a wake-up and a read of its own in the
+      // broker and in nats-server). Safe because the registry may over-approximate but never miss a holder: the
+      // ingest ack still waits for both, so a delivery that fails transiently is retried until it is stored (the
+      // record counts the retried message once: its id is among the record's recent ids); one refused for good
+      // (the message is then rejected) leaves a recipient named that holds nothing, which a right-of-access
+      // request asks in vain — the reverse, a holder missing, is what the registry must never allow. Every write
+      // is settled before the verdict, and a delivery's failure decides it before the registry's, as when the
+      // registry was written after them: a permanent delivery error rejects, a registry failure retries.
+      const registered = this.registry.persist(registration, deliveries, this.ctx.now());
+      await settledInOrder([Promise.all(stored), registered]);
       await Promise.all([
         this.sendReceipt(checked.sender, acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()), seq),
         this.audit.record(acceptedFacts(checked, seq, routed, this.elementsOf, this.opts.keys.sign.kid, this.resourcePseudonym)),
@@ -258,6 +266,28 @@ export class Broker {
         m.nak(RETRY_DELAY_MS);
       }
     }
+  }
+
+  /**
+   * Routes the message (projection, re-encryption, signatures: the CPU-heavy part) while its replay-cache claim
+   * is on its way to JetStream and back, instead of after the reply. Nothing leaves before the claim succeeds:
+   * routing is pure, and the deliveries are published only once this resolves. The verdict is the one of the
+   * two steps in their old order: E_REPLAY (or a NATS failure of the claim) first, then a routing error.
+   */
+  private async routeWhileClaiming(checked: CheckedEnvelope, seq: number): Promise<Routed> {
+    const claim = this.replay.check(checked.env.id, seq);
+    // The claim is only in nats.js's outbound buffer so far, which is written to the socket by a microtask queued
+    // at the publish: yield once so that it goes out before the synchronous routing starts, not after it.
+    await Promise.resolve();
+    let routed: Routed;
+    try {
+      routed = routeMessage(checked, this.ctx);
+    } catch (err) {
+      await claim;
+      throw err;
+    }
+    await claim;
+    return routed;
   }
 
   private async reject(input: IngestMessage, seq: number, error: BrokerError, checked: CheckedEnvelope | undefined, m: JsMsg): Promise<void> {
@@ -320,6 +350,15 @@ function claimedMessageId(data: Uint8Array, header: string | undefined): string 
     // not JSON: fall through to the header
   }
   return header !== undefined && UUID.test(header) ? header : undefined;
+}
+
+/**
+ * Waits for every promise to settle, then throws the first failure in array order (not in time order), so the
+ * verdict does not depend on which write the server answered first.
+ */
+async function settledInOrder(all: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(all);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -85,8 +85,9 @@ export class RegistryRecorder {
   }
 
   /**
-   * Records the sender and the recipients actually delivered to. Any failure is RegistryUnavailable: the
-   * deliveries are already out, so the message must be retried (never rejected, never acknowledged unrecorded).
+   * Records the sender and the recipients the message is delivered to (the broker writes this beside the
+   * deliveries and acknowledges only when both are stored). Any failure is RegistryUnavailable: the message must
+   * be retried (never rejected, never acknowledged unrecorded).
    */
   async persist(reg: Registration, deliveries: readonly { readonly service: string; readonly purpose: string }[], at: number): Promise<void> {
     if (reg.records.length === 0) return;

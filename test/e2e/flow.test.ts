@@ -173,7 +173,7 @@ describe('envelope attacks sent straight to NATS', () => {
   });
 
   /** A well-formed envelope from registration; `tamper` edits its bytes, which are then re-signed as `signAs`. */
-  function envelope(opts: { iat?: number; signAs?: string; kid?: string } = {}): { id: string; bytes: Uint8Array; sig: string } {
+  function envelope(opts: { iat?: number; signAs?: string; kid?: string; resource?: Record<string, unknown> } = {}): { id: string; bytes: Uint8Array; sig: string } {
     const iss = 'registration';
     const ring = new Keyring(stack.keys(iss), stack.peers);
     const id = randomUUID();
@@ -182,7 +182,7 @@ describe('envelope attacks sent straight to NATS', () => {
       iss,
       iat: opts.iat ?? Date.now(),
       typ: 'Patient',
-      resource: { resourceType: 'Patient', id: 'attack-1', name: [{ family: 'Zephyrine' }] },
+      resource: opts.resource ?? { resourceType: 'Patient', id: 'attack-1', name: [{ family: 'Zephyrine' }] },
       signer: stack.keys(iss).sign,
       recipients: [{ id: BROKER_ID, kek: ring.kekFor(ring.encryptionKeyOf(BROKER_ID).kid) }],
     });
@@ -232,6 +232,16 @@ describe('envelope attacks sent straight to NATS', () => {
     await stack.logs.until((r) => r['event'] === 'ingest.rejected' && r['id'] === e.id && r['code'] === 'E_REPLAY', 'the E_REPLAY rejection');
     await tap.flush();
     expect(receipts.byId.get(e.id)?.map((r) => r.status)).toEqual(['accepted']);
+  });
+  it('a replay of a message that also fails validation is refused as a replay (the claim decides before routing)', async () => {
+    // The broker routes a message while its replay claim is in flight; the verdict must still be the claim's.
+    const e = envelope({ resource: { resourceType: 'Patient', id: 'attack-2', birthDate: 'not-a-date' } });
+    await send('phi.ingest.registration.Patient', e.bytes, e.sig);
+    expect(await receipts.next(e.id, 1)).toMatchObject({ status: 'rejected', code: 'E_FHIR_INVALID' });
+    await send('phi.ingest.registration.Patient', e.bytes, e.sig);
+    await stack.logs.until((r) => r['event'] === 'ingest.rejected' && r['id'] === e.id && r['code'] === 'E_REPLAY', 'the E_REPLAY rejection');
+    await tap.flush();
+    expect(receipts.byId.get(e.id)?.map((r) => (r.status === 'rejected' ? r.code : r.status))).toEqual(['E_FHIR_INVALID']);
   });
   it('a bare FHIR resource sent in plaintext: rejected, and its id (PHI) is not used as a message id', async () => {
     const h = natsHeaders();
