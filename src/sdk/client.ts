@@ -152,10 +152,12 @@ export class PhiClient {
     if (nc === undefined) {
       if (opts.servers === undefined) throw new TypeError('PhiClient.connect: give nc, or servers (with tls)');
       if (opts.tls === undefined && opts.insecure !== true) throw insecureTransport(opts.service);
+      // noAsyncTraces, as on the broker's and the CLI's connections (src/cli/runtime.ts): nats.js captures no
+      // stack per request (every pull and consumer request is one); errors keep their codes, which is what the SDK reads.
       nc =
         opts.tls === undefined
-          ? await natsConnect({ servers: typeof opts.servers === 'string' ? opts.servers : [...opts.servers], name: opts.service, inboxPrefix: inboxPrefix(opts.service) })
-          : await natsConnect(serviceConnectionOptions(opts.servers, opts.tls, opts.service));
+          ? await natsConnect({ servers: typeof opts.servers === 'string' ? opts.servers : [...opts.servers], name: opts.service, inboxPrefix: inboxPrefix(opts.service), noAsyncTraces: true })
+          : await natsConnect({ ...serviceConnectionOptions(opts.servers, opts.tls, opts.service), noAsyncTraces: true });
     }
     const owns = opts.nc === undefined ? true : opts.ownsConnection === true;
     // nats.js upgrades to TLS whenever the server requires it and refuses to go on unencrypted
