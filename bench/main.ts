@@ -27,6 +27,8 @@ import { runOne, type Env, type RunResult, type RunSpec } from './runs.js';
 import { profileStages, type StageProfile } from './stages.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** Offered rate of the full run's light-load point (msgs/s): well below this 2-core machine's saturation. */
+const LIGHT_LOAD_RATE = 50;
 
 export interface BenchOptions {
   readonly quick: boolean;
@@ -113,7 +115,10 @@ function plan(o: BenchOptions): RunSpec[] {
   // Below saturation (issue 6): warmed up at 100/s (then settled at the rate), as a long-running service's JIT
   // is — at 10/s a plain warm-up leaves V8 measuring its own optimisation —, and a longer window for enough
   // latency samples.
-  const fixed = (o.rates ?? []).map((rate): RunSpec => ({ name: `broker-medium-f3-b1-${rate}ps`, kind: 'broker', size: 'medium', fanout: 3, brokers: 1, shape: { kind: 'open', rate, warmRate: Math.max(rate, 100) }, warmupMs: q ? warmupMs : 12_000, measureMs: q ? measureMs : 15_000, drainMs }));
+  const fixedRun = (rate: number): RunSpec => ({ name: `broker-medium-f3-b1-${rate}ps`, kind: 'broker', size: 'medium', fanout: 3, brokers: 1, shape: { kind: 'open', rate, warmRate: Math.max(rate, 100) }, warmupMs: q ? warmupMs : 12_000, measureMs: q ? measureMs : 15_000, drainMs });
+  // The full run always has one light-load point: the latency a message sees when the machine is not the queue.
+  if (!q) runs.push(fixedRun(LIGHT_LOAD_RATE));
+  const fixed = (o.rates ?? []).map(fixedRun);
   for (const f of fixed) if (!runs.some((r) => r.name === f.name)) runs.push(f);
   const matching = o.only === undefined ? (fixed.length > 0 ? runs.filter((r) => fixed.some((f) => f.name === r.name)) : runs) : runs.filter((r) => r.name.includes(o.only as string));
   // A run whose rate derives from another (the half-load run, the soak) brings that run along, first.
