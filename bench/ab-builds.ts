@@ -7,6 +7,7 @@
 // registry update (src/registry/store.ts `record`).
 //   node dist/bench/ab-builds.js <root-of-build-A> [<root-of-build-B> = this checkout]
 // A build root is a checkout with `npm run build` done (dist/src and dist/bench), e.g. a `git worktree` of main.
+import { median } from './repeat.js';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -72,10 +73,6 @@ async function load(root: string): Promise<Build> {
 function cpuUs(): number {
   const u = process.cpuUsage();
   return u.user + u.system;
-}
-
-function median(values: readonly number[]): number {
-  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 }
 
 /** Median CPU µs of `a` and `b` (alternating rounds) and the median of the per-round ratio b / a. */

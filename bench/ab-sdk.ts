@@ -10,11 +10,12 @@
 //              full pull batches: acks written together gain more here than at the bench's trickle.
 // Rounds alternate which build goes first. Prints each round and the medians of each build's µs and of the per-round ratio B/A.
 //   node dist/bench/ab-sdk.js <root-of-build-A> [<root-of-build-B> = this checkout] [--messages N] [--rounds R]
+import { abArgs, HERE } from './ab-args.js';
+import { median } from './repeat.js';
 import { fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import type * as ClientModule from '../src/sdk/client.js';
 import { ensureBrokerSecrets } from '../src/broker/secrets.js';
@@ -26,18 +27,8 @@ import { initCrypto } from '../src/crypto/sodium.js';
 import { startNatsServer } from '../src/nats/server.js';
 import { patient } from './resources.js';
 
-const HERE = fileURLToPath(new URL('../../', import.meta.url));
 const SUBSCRIBERS = ['sub1', 'sub2', 'sub3'] as const;
 const IN_FLIGHT = 256;
-
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
-
-function median(values: readonly number[]): number {
-  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
-}
 
 function cpuUs(): number {
   const u = process.cpuUsage();
@@ -51,12 +42,7 @@ interface Side {
 }
 
 async function main(): Promise<void> {
-  const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !(all[i - 1] ?? '').startsWith('--'));
-  const rootA = positional[0];
-  const rootB = positional[1] ?? HERE;
-  if (rootA === undefined) throw new TypeError('usage: node dist/bench/ab-sdk.js <root-of-build-A> [<root-of-build-B>] [--messages N] [--rounds R]');
-  const n = flag('--messages', 600);
-  const rounds = flag('--rounds', 6);
+  const { rootA, rootB, messages: n, rounds } = abArgs('ab-sdk', process.argv.slice(2), { messages: 600, rounds: 6 });
   await initCrypto();
   const dir = mkdtempSync(join(tmpdir(), 'phi-broker-ab-sdk-'));
   const silent = pino({ level: 'silent' });

@@ -8,12 +8,13 @@
 // `npm run bench`; what this measures is the broker's own work per message (everything `handle` does).
 //   node dist/bench/drain.js <root-of-build-A> [<root-of-build-B> = this checkout] [--messages N] [--rounds R]
 // A build root is a checkout with `npm run build` done (dist/src and dist/bench), e.g. a copy of main.
+import { abArgs, HERE } from './ab-args.js';
+import { median } from './repeat.js';
 import { fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { headers as natsHeaders } from 'nats';
 import { ensureBrokerSecrets } from '../src/broker/secrets.js';
 import { loadCatalog } from '../src/catalog/load.js';
@@ -28,26 +29,11 @@ import { startNatsServer } from '../src/nats/server.js';
 import { sample } from './proc.js';
 import { patient } from './resources.js';
 
-const HERE = fileURLToPath(new URL('../../', import.meta.url));
-
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
-
-function median(values: readonly number[]): number {
-  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
-}
 
 type FromBroker = { type: 'ready' } | { type: 'stats'; accepted: number; rejected: number } | { type: 'stopped' };
 
 async function main(): Promise<void> {
-  const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !(all[i - 1] ?? '').startsWith('--'));
-  const rootA = positional[0];
-  const rootB = positional[1] ?? HERE;
-  if (rootA === undefined) throw new TypeError('usage: node dist/bench/drain.js <root-of-build-A> [<root-of-build-B>] [--messages N] [--rounds R]');
-  const n = flag('--messages', 1500);
-  const rounds = flag('--rounds', 3);
+  const { rootA, rootB, messages: n, rounds } = abArgs('drain', process.argv.slice(2), { messages: 1500, rounds: 3 });
   await initCrypto();
   const dir = mkdtempSync(join(tmpdir(), 'phi-broker-drain-'));
   try {
