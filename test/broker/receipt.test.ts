@@ -1,8 +1,9 @@
 // Broker receipts (src/broker/receipt.ts): the signed verdict a publisher receives, carrying the id AND the SHA-256 of
 // the exact bytes it is about. Round trip, and a decoder that refuses anything else with a code (never a foreign
 // parser error).
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { acceptedReceipt, decodeReceipt, encodeReceipt, rejectedReceipt } from '../../src/broker/receipt.js';
+import { acceptedReceipt, decodeReceipt, decodeReceiptBySchema, encodeReceipt, rejectedReceipt } from '../../src/broker/receipt.js';
 import { envelopeHash } from '../../src/envelope/provenance.js';
 import { BrokerError } from '../../src/errors.js';
 import { thrown } from './fixtures.js';
@@ -74,6 +75,8 @@ describe('receipts', () => {
     ['a null hash', { ...rejected, hash: null }],
     ['a time that is a string', { ...accepted, at: '1' }],
     ['a delivery count that is a string', { ...accepted, deliveries: '1' }],
+    ['a delivery count beyond 2^53 − 1 (an integer to JavaScript, not to the schema)', { ...accepted, deliveries: 1e300 }],
+    ['a time that is not finite (1e999 parses to Infinity)', '{"v":1,"id":"m","hash":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","status":"accepted","deliveries":1,"at":1e999}'],
     ['an id that is a number', { ...accepted, id: 7 }],
     ['a status with another case', { ...accepted, status: 'Accepted' }],
     ['an extra __proto__ member (accepted)', JSON.parse(`{"__proto__":{"x":1},${JSON.stringify(accepted).slice(1)}`) as unknown],
@@ -91,5 +94,44 @@ describe('receipts', () => {
       expect(e).toBeInstanceOf(BrokerError);
       expect([e.code, e.message]).toEqual(['E_ENVELOPE_INVALID', 'not a broker receipt']);
     }
+  });
+
+  it('decodes exactly as the schema does (the accepted fast path never accepts what the schema refuses, or differs)', () => {
+    const outcome = (f: () => unknown): unknown => {
+      try {
+        return { ok: f() };
+      } catch (e) {
+        return { refused: (e as BrokerError).code };
+      }
+    };
+    // Mostly well-formed (so the fast path's acceptances are reached), else a near miss or any JSON value.
+    const mostly = (good: fc.Arbitrary<unknown>, miss: fc.Arbitrary<unknown>): fc.Arbitrary<unknown> =>
+      fc.oneof({ weight: 8, arbitrary: good }, { weight: 1, arbitrary: miss }, { weight: 1, arbitrary: fc.jsonValue() });
+    const fields = {
+      v: mostly(fc.constant(1), fc.constantFrom(2, 1.5, 0, '1')),
+      id: mostly(fc.string(), fc.constantFrom(7, null)),
+      hash: mostly(fc.constantFrom(H, H2), fc.constantFrom(H.slice(1), `${H}=`, '', H.replace('-', '+'))),
+      status: mostly(fc.constant('accepted'), fc.constantFrom('rejected', 'Accepted')),
+      deliveries: mostly(fc.nat(), fc.oneof(fc.integer(), fc.double(), fc.constantFrom(1e300, 2 ** 53, 2 ** 53 - 1, -0, -1))),
+      at: mostly(fc.nat(), fc.oneof(fc.double({ noNaN: true }), fc.constantFrom(1e308, -1, '1'))),
+    };
+    const receiptLike = fc.oneof(
+      // Accepted-shaped: the six fields, each mostly well-formed, sometimes not.
+      fc.record(fields),
+      // Anything near a receipt: any subset of its fields, a rejection's, and a stray one.
+      fc.record({ ...fields, code: mostly(fc.constant('E_REPLAY'), fc.constantFrom('E_SIGNATURE', 'nope')), message: mostly(fc.string(), fc.constant(3)), extra: fc.jsonValue() }, { requiredKeys: [] }),
+    );
+    let accepted = 0;
+    fc.assert(
+      fc.property(receiptLike, (r) => {
+        const bytes = enc(r);
+        const fast = outcome(() => decodeReceipt(bytes));
+        expect(fast).toEqual(outcome(() => decodeReceiptBySchema(bytes)));
+        if ((fast as { ok?: { status?: string } }).ok?.status === 'accepted') accepted += 1;
+      }),
+      { numRuns: 3000, seed: 20261202 },
+    );
+    // The generator reaches the fast path's acceptances, not only refusals.
+    expect(accepted).toBeGreaterThan(20);
   });
 });
