@@ -7,12 +7,10 @@
 // registry update (src/registry/store.ts `record`).
 //   node dist/bench/ab-builds.js <root-of-build-A> [<root-of-build-B> = this checkout]
 // A build root is a checkout with `npm run build` done (dist/src and dist/bench), e.g. a `git worktree` of main.
-import { median } from './repeat.js';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { connect, headers as natsHeaders, type NatsConnection } from 'nats';
 import type * as BrokerFactsModule from '../src/audit/broker-facts.js';
 import type * as EventJsonModule from '../src/audit/event-json.js';
@@ -26,18 +24,17 @@ import type * as SodiumModule from '../src/crypto/sodium.js';
 import type * as LimitsModule from '../src/fhir/limits.js';
 import type * as PseudonymizerModule from '../src/projection/pseudonymizer.js';
 import type * as PseudonymModule from '../src/registry/pseudonym.js';
-import { ensureBrokerSecrets } from '../src/broker/secrets.js';
-import { loadCatalog } from '../src/catalog/load.js';
 import { BROKER_ID } from '../src/catalog/types.js';
 import { Keyring } from '../src/crypto/keyring.js';
-import { ensureDevKeys, readJwks, readServiceKeys } from '../src/crypto/keys.js';
+import { readJwks, readServiceKeys } from '../src/crypto/keys.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { sealEnvelope } from '../src/envelope/seal.js';
 import { AckedPublisher } from '../src/nats/acked-publish.js';
 import { startNatsServer } from '../src/nats/server.js';
+import { HERE } from './ab-args.js';
+import { fanoutThree } from './ab-fixture.js';
+import { median } from './repeat.js';
 import { patient } from './resources.js';
-
-const HERE = fileURLToPath(new URL('../../', import.meta.url));
 
 interface Build {
   readonly pipeline: typeof PipelineModule;
@@ -101,11 +98,8 @@ async function main(): Promise<void> {
   await initCrypto();
   const dir = mkdtempSync(join(tmpdir(), 'phi-broker-ab-'));
   try {
-    const keysDir = join(dir, 'keys');
-    mkdirSync(keysDir);
-    const catalog = loadCatalog({ subjects: join(HERE, 'bench', 'catalog', 'fanout-3'), profiles: join(HERE, 'fhir-profiles') });
-    ensureDevKeys(keysDir, [BROKER_ID, ...catalog.services.keys()]);
-    const master = ensureBrokerSecrets(keysDir).pseudonymKey;
+    const { keysDir, catalog, secrets } = fanoutThree(dir);
+    const master = secrets.pseudonymKey;
     const pubKeys = readServiceKeys(keysDir, 'registration');
     const pubRing = new Keyring(pubKeys, readJwks(keysDir));
     const kek = pubRing.kekFor(pubRing.encryptionKeyOf(BROKER_ID).kid);

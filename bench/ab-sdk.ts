@@ -10,21 +10,19 @@
 //              full pull batches: acks written together gain more here than at the bench's trickle.
 // Rounds alternate which build goes first. Prints each round and the medians of each build's µs and of the per-round ratio B/A.
 //   node dist/bench/ab-sdk.js <root-of-build-A> [<root-of-build-B> = this checkout] [--messages N] [--rounds R]
-import { abArgs, HERE } from './ab-args.js';
-import { median } from './repeat.js';
 import { fork } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type * as ClientModule from '../src/sdk/client.js';
-import { ensureBrokerSecrets } from '../src/broker/secrets.js';
-import { loadCatalog } from '../src/catalog/load.js';
-import { BROKER_ID } from '../src/catalog/types.js';
 import { connectNats } from '../src/cli/runtime.js';
-import { ensureDevKeys, readJwks, readServiceKeys } from '../src/crypto/keys.js';
+import { readJwks, readServiceKeys } from '../src/crypto/keys.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { startNatsServer } from '../src/nats/server.js';
+import { abArgs, HERE } from './ab-args.js';
+import { fanoutThree } from './ab-fixture.js';
+import { median } from './repeat.js';
 import { patient } from './resources.js';
 
 const SUBSCRIBERS = ['sub1', 'sub2', 'sub3'] as const;
@@ -47,13 +45,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'phi-broker-ab-sdk-'));
   const silent = pino({ level: 'silent' });
   try {
-    const keysDir = join(dir, 'keys');
-    mkdirSync(keysDir);
-    const subjectsDir = join(HERE, 'bench', 'catalog', 'fanout-3');
-    const profilesDir = join(HERE, 'fhir-profiles');
-    const catalog = loadCatalog({ subjects: subjectsDir, profiles: profilesDir });
-    ensureDevKeys(keysDir, [BROKER_ID, ...catalog.services.keys()]);
-    ensureBrokerSecrets(keysDir);
+    const { keysDir, subjectsDir, profilesDir } = fanoutThree(dir);
     const peers = readJwks(keysDir);
     const nats = await startNatsServer({ dir: join(dir, 'nats'), maxPayload: 4 * 1024 * 1024 });
     const brokerArgs = { natsUrl: nats.url, subjectsDir, profilesDir, keysDir, dataDir: join(dir, 'broker'), logFile: join(dir, 'broker.log') };

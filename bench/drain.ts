@@ -8,24 +8,23 @@
 // `npm run bench`; what this measures is the broker's own work per message (everything `handle` does).
 //   node dist/bench/drain.js <root-of-build-A> [<root-of-build-B> = this checkout] [--messages N] [--rounds R]
 // A build root is a checkout with `npm run build` done (dist/src and dist/bench), e.g. a copy of main.
-import { abArgs, HERE } from './ab-args.js';
-import { median } from './repeat.js';
 import { fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { headers as natsHeaders } from 'nats';
-import { ensureBrokerSecrets } from '../src/broker/secrets.js';
-import { loadCatalog } from '../src/catalog/load.js';
 import { BROKER_ID } from '../src/catalog/types.js';
 import { connectNats } from '../src/cli/runtime.js';
 import { Keyring } from '../src/crypto/keyring.js';
-import { ensureDevKeys, readJwks, readServiceKeys } from '../src/crypto/keys.js';
+import { readJwks, readServiceKeys } from '../src/crypto/keys.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { sealEnvelope } from '../src/envelope/seal.js';
 import { HEADERS, subjects } from '../src/nats/names.js';
 import { startNatsServer } from '../src/nats/server.js';
+import { abArgs } from './ab-args.js';
+import { fanoutThree } from './ab-fixture.js';
+import { median } from './repeat.js';
 import { sample } from './proc.js';
 import { patient } from './resources.js';
 
@@ -37,13 +36,7 @@ async function main(): Promise<void> {
   await initCrypto();
   const dir = mkdtempSync(join(tmpdir(), 'phi-broker-drain-'));
   try {
-    const keysDir = join(dir, 'keys');
-    mkdirSync(keysDir);
-    const subjectsDir = join(HERE, 'bench', 'catalog', 'fanout-3');
-    const profilesDir = join(HERE, 'fhir-profiles');
-    const catalog = loadCatalog({ subjects: subjectsDir, profiles: profilesDir });
-    ensureDevKeys(keysDir, [BROKER_ID, ...catalog.services.keys()]);
-    ensureBrokerSecrets(keysDir);
+    const { keysDir, subjectsDir, profilesDir } = fanoutThree(dir);
     const pubKeys = readServiceKeys(keysDir, 'registration');
     const pubRing = new Keyring(pubKeys, readJwks(keysDir));
     const kek = pubRing.kekFor(pubRing.encryptionKeyOf(BROKER_ID).kid);
