@@ -2,9 +2,11 @@
 // to 3 subscribers), development keys for every service in it and the broker's secrets, in a scratch directory.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensureBrokerSecrets, type BrokerSecrets } from '../src/broker/secrets.js';
+import { type BrokerSecrets } from '../src/crypto/broker-secrets.js';
+import { ensureBrokerSecrets } from '../src/runtime/broker-secrets.js';
 import { loadCatalog } from '../src/catalog/load.js';
-import { BROKER_ID, type Catalog } from '../src/catalog/types.js';
+import { type Catalog } from '../src/catalog/types.js';
+import { BROKER_ID } from '../src/wire/ids.js';
 import { ensureDevKeys } from '../src/crypto/keys.js';
 import { HERE } from './ab-args.js';
 

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type * as ClientModule from '../src/sdk/client.js';
-import { connectNats } from '../src/cli/runtime.js';
+import { connectNats } from '../src/runtime/data-dir.js';
 import { readJwks, readServiceKeys } from '../src/crypto/keys.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { startNatsServer } from '../src/nats/server.js';

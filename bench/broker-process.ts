@@ -7,14 +7,14 @@
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Broker } from '../src/broker/broker.js';
-import { ensureBrokerSecrets } from '../src/broker/secrets.js';
+import { ensureBrokerSecrets } from '../src/runtime/broker-secrets.js';
 import { loadCatalog } from '../src/catalog/load.js';
-import { BROKER_ID } from '../src/catalog/types.js';
+import { BROKER_ID } from '../src/wire/ids.js';
 import { parseConfig } from '../src/config.js';
 import { readJwks, readServiceKeys } from '../src/crypto/keys.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { createLogger } from '../src/log.js';
-import { connectNats } from '../src/cli/runtime.js';
+import { connectNats } from '../src/runtime/data-dir.js';
 
 export interface BrokerProcessArgs {
   readonly natsUrl: string;

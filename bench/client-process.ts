@@ -6,8 +6,8 @@
 //   core-pub / core-sub baseline 3: the sealed ingest bytes over core NATS publish → subscribe
 // The parent sends one `run` command and gets one `result` back; timestamps are absolute (load.ts).
 import { headers as natsHeaders } from 'nats';
-import { BROKER_ID } from '../src/catalog/types.js';
-import { connectNats } from '../src/cli/runtime.js';
+import { BROKER_ID } from '../src/wire/ids.js';
+import { connectNats } from '../src/runtime/data-dir.js';
 import { Keyring } from '../src/crypto/keyring.js';
 import { readJwks, readServiceKeys } from '../src/crypto/keys.js';
 import { initCrypto } from '../src/crypto/sodium.js';

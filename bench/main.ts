@@ -12,10 +12,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { cpus, hostname, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureBrokerSecrets } from '../src/broker/secrets.js';
+import { ensureBrokerSecrets } from '../src/runtime/broker-secrets.js';
 import { loadCatalog } from '../src/catalog/load.js';
-import { BROKER_ID } from '../src/catalog/types.js';
-import { connectNats } from '../src/cli/runtime.js';
+import { BROKER_ID } from '../src/wire/ids.js';
+import { connectNats } from '../src/runtime/data-dir.js';
 import { ensureDevKeys, readJwks, readServiceKeys } from '../src/crypto/keys.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { startNatsServer } from '../src/nats/server.js';

@@ -3,7 +3,7 @@
 // every copy published and acknowledged by JetStream before the ingest message is acked) and no crypto, no
 // validation, no projection. It republishes each message unchanged to every subscriber's subject.
 import { headers as natsHeaders, type JsMsg } from 'nats';
-import { connectNats } from '../src/cli/runtime.js';
+import { connectNats } from '../src/runtime/data-dir.js';
 import { RAW, T0 } from './raw.js';
 
 interface PassthroughArgs {

@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { startNatsServer } from '../src/nats/server.js';
-import { connectNats } from '../src/cli/runtime.js';
+import { connectNats } from '../src/runtime/data-dir.js';
 import { Child, type Message } from './child.js';
 import type { PubResult, SubResult } from './client-process.js';
 import { ensureRawStreams } from './raw.js';

@@ -3,7 +3,7 @@
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_ENV, configFromEnv, parseConfig, type BrokerConfigInput } from '../src/config.js';
-import { BrokerError } from '../src/errors.js';
+import { BrokerError } from '../src/wire/errors.js';
 
 const MiB = 1024 * 1024;
 const MINUTE = 60 * 1000;

@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generateServiceKeys } from '../src/crypto/keys.js';
 import { initCrypto } from '../src/crypto/sodium.js';
-import { BrokerError } from '../src/errors.js';
+import { BrokerError } from '../src/wire/errors.js';
 import { createLogger, errorFields, errorStack, redactFields } from '../src/log.js';
 
 class Capture extends Writable {

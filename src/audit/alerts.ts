@@ -14,7 +14,7 @@
 // message.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import type { AuditFact } from './facts.js';
 
 const window = z.strictObject({ threshold: z.number().int().min(1), windowMs: z.number().int().min(1000) });

@@ -120,7 +120,7 @@ export interface AlertFact {
   readonly detail: string;
 }
 
-/** One step of a right-of-access request (45 CFR 164.524; src/access/desk.ts). */
+/** One step of a right-of-access request (45 CFR 164.524; src/access/desk/desk.ts). */
 export interface AccessStepFact {
   readonly kind: 'access';
   readonly step: 'created' | 'answered' | 'unanswered' | 'failed' | 'extended';
@@ -142,7 +142,7 @@ export interface AccessStepFact {
 /**
  * A service's right-of-access request (SDK, phi.request.access.<service>) the broker refused: not an access
  * requester, a signature or sender that does not verify, a patient reference not in the catalog's form, a status
- * asked about another's request (src/access/service-requests.ts). Ids and codes only.
+ * asked about another's request (src/access/desk/service-requests.ts). Ids and codes only.
  */
 export interface AccessRefusedFact {
   readonly kind: 'access-refused';

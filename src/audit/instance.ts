@@ -5,9 +5,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 
-/** A NATS subject token and a FHIR id fragment: letters, digits and hyphens, at most 40 characters. */
-export const INSTANCE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9-]{0,39}$/;
-
 /** `<host>-<pid>-<6 hex>`: the host name reduced to subject-safe characters and at most 20 of them. */
 export function defaultInstanceId(host: string = hostname(), pid: number = process.pid): string {
   const safeHost = host.replace(/[^A-Za-z0-9-]/g, '-').replace(/^-+/, '').slice(0, 20) || 'broker';

@@ -3,7 +3,7 @@
 // does not complete against nats-server 2.9. What the CLI's verify, query and export read; nothing here
 // interprets a record.
 import { AckPolicy, DeliverPolicy, nanos, type NatsConnection } from 'nats';
-import { STREAMS } from '../nats/names.js';
+import { STREAMS } from '../wire/names.js';
 import type { StoredRecord } from './verify.js';
 
 export interface ReadOptions {

@@ -5,8 +5,8 @@
 // applied, since applying it would destroy records at once: shortening retention is a deliberate act with
 // the NATS tools, never a side effect of a broker's configuration.
 import { DiscardPolicy, RetentionPolicy, StorageType, nanos, type NatsConnection, type StreamConfig } from 'nats';
-import { BrokerError } from '../errors.js';
-import { STREAMS, subjects } from '../nats/names.js';
+import { BrokerError } from '../wire/errors.js';
+import { STREAMS, subjects } from '../wire/names.js';
 
 export interface AuditStreamSettings {
   readonly maxAgeMs: number;

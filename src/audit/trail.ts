@@ -8,7 +8,7 @@ import type { NatsConnection } from 'nats';
 import type { BrokerConfig } from '../config.js';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
 import type { Logger } from '../log.js';
-import { subjects } from '../nats/names.js';
+import { subjects } from '../wire/names.js';
 import { AlertMonitor, loadAlertRules, type Alert } from './alerts.js';
 import { buildAuditEvent, type EventContext } from './event.js';
 import { AuditEventJson } from './event-json.js';

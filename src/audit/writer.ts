@@ -10,9 +10,9 @@
 import type { JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
 import { signDetached } from '../crypto/sign.js';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import type { Logger } from '../log.js';
-import { STREAMS, subjects } from '../nats/names.js';
+import { STREAMS, subjects } from '../wire/names.js';
 import { checkpointPayload, decodeRecord, encodeCheckpointRecord, encodeEventsRecord, recordHash } from './record.js';
 
 export interface ChainWriterOptions {

@@ -5,32 +5,33 @@
 // at-least-once end to end; deliveries carry a stable Nats-Msg-Id so a redelivered ingest message does not
 // duplicate them inside the duplicate window, and subscribers de-duplicate by message id beyond it.
 import { headers as natsHeaders, type ConsumerMessages, type JetStreamClient, type JsMsg, type NatsConnection } from 'nats';
-import { acceptedFacts, profileElements, rejectedFacts, startFacts } from '../audit/broker-facts.js';
+import { acceptedFacts, profileElements, rejectedFacts, startFacts } from './audit-facts.js';
 import { AuditTrail } from '../audit/trail.js';
-import { BROKER_ID, accountsDisclosures, type Catalog } from '../catalog/types.js';
+import { accountsDisclosures, type Catalog } from '../catalog/types.js';
+import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config.js';
 import { Keyring } from '../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { signDetached } from '../crypto/sign.js';
 import { ConsentView } from '../consent/view.js';
 import { disclosureMessages } from '../disclosures/record.js';
-import { BrokerError, isBrokerError } from '../errors.js';
+import { BrokerError, isBrokerError } from '../wire/errors.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../fhir/limits.js';
 import { envelopeHash } from '../envelope/provenance.js';
-import { MESSAGE_ID_PATTERN } from '../envelope/types.js';
+import { MESSAGE_ID_PATTERN } from '../wire/ids.js';
 import { errorFields, errorStack, type Logger } from '../log.js';
 import { AckedPublisher } from '../nats/acked-publish.js';
-import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../nats/names.js';
+import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../wire/names.js';
 import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDeliveryConsumer, ensureDisclosureStream, streamSettings } from '../nats/setup.js';
 import { pseudonymizer } from '../projection/pseudonymizer.js';
 import { RegistryRecorder } from '../registry/recorder.js';
 import { RegistryUnavailable } from '../registry/store.js';
 import { checkEnvelope, routeMessage, type CheckedEnvelope, type IngestMessage, type PipelineContext, type Routed } from './pipeline.js';
-import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from './receipt.js';
+import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from '../wire/receipt.js';
 import { buildQuarantine, encodeRecordHeader } from './quarantine.js';
 import { ReplayCache } from './replay-cache.js';
 import { compileRoutes, subscriberServices } from './routes.js';
-import { subscriberPseudonymKey, type BrokerSecrets } from './secrets.js';
+import { subscriberPseudonymKey, type BrokerSecrets } from '../crypto/broker-secrets.js';
 
 export interface BrokerOptions {
   readonly config: BrokerConfig;

@@ -5,21 +5,23 @@
 //                  catalog says so), and for each subscriber project to its minimum-necessary profile
 //                  (164.502(b)) and seal + sign a delivery for it alone.
 // Replay detection needs shared state and lives at the edge (broker.ts), between the two.
-import { BROKER_ID, DEFAULT_PATIENT_MATCH, type PatientMatchDef } from '../catalog/types.js';
+import { DEFAULT_PATIENT_MATCH, type PatientMatchDef } from '../catalog/types.js';
+import { BROKER_ID } from '../wire/ids.js';
 import { restrictionCheck, type Denial, type RestrictionPolicy } from '../consent/decide.js';
 import type { Keyring } from '../crypto/keyring.js';
 import type { SigningKeyPair } from '../crypto/keys.js';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import { openEnvelope, parseEnvelope, verifyEnvelope, type Envelope } from '../envelope/open.js';
 import { envelopeHash } from '../envelope/provenance.js';
 import { sealEnvelope } from '../envelope/seal.js';
-import { MESSAGE_ID_PATTERN, isRawPayload } from '../envelope/types.js';
+import { isRawPayload } from '../envelope/types.js';
+import { MESSAGE_ID_PATTERN } from '../wire/ids.js';
 import { disclosedElements } from '../disclosures/elements.js';
 import { isResourceType } from '../fhir/elements.js';
 import type { FhirResource } from '../fhir/resource.js';
 import type { ValidationLimits } from '../fhir/limits.js';
 import { validateResource } from '../fhir/validate.js';
-import { RAW_TYPE, parseIngestSubject, subjects } from '../nats/names.js';
+import { RAW_TYPE, parseIngestSubject, subjects } from '../wire/names.js';
 import { refuseUnresolved, resolveMessagePatients, type MessagePatients } from '../registry/message-patients.js';
 import type { RouteTable } from './routes.js';
 

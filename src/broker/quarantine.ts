@@ -7,7 +7,7 @@
 // in one NATS message, so an input that NATS carried in can always be kept.
 import { z } from 'zod';
 import { openBlob, sealBlob } from '../crypto/aead.js';
-import { BrokerError, isBrokerErrorCode, type BrokerErrorCode } from '../errors.js';
+import { BrokerError, isBrokerErrorCode, type BrokerErrorCode } from '../wire/errors.js';
 
 export interface QuarantineInput {
   readonly subject: string;

@@ -5,9 +5,9 @@
 // admit fewer characters than message ids).
 import { createHash } from 'node:crypto';
 import type { KV } from 'nats';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import type { AckedPublisher } from '../nats/acked-publish.js';
-import { KV_BUCKETS } from '../nats/names.js';
+import { KV_BUCKETS } from '../wire/names.js';
 
 /** JetStream API error "wrong last sequence" (10071): the key has an entry already. */
 const WRONG_LAST_SEQUENCE = 10071;

@@ -1,11 +1,12 @@
 // Who may ask for a patient's right of access (45 CFR 164.524) through the SDK: `access:` in a subjects file
 // (e.g. subjects/access.yaml), `requesters: [<service id> …]` — a patient portal acting on the patient's request.
 // Shape (schema.ts) and cross-file rules (each requester a declared service, listed once, not the broker), so
-// every mistake names its file, path and line. The broker enforces it (src/access/service-requests.ts), and
+// every mistake names its file, path and line. The broker enforces it (src/access/desk/service-requests.ts), and
 // the generated NATS permissions let only these services publish their request subject (src/nats/permissions.ts).
 import type { CatalogIssue } from './issues.js';
 import { accessSchema } from './schema.js';
-import { BROKER_ID, type AccessPolicyDef } from './types.js';
+import { type AccessPolicyDef } from './types.js';
+import { BROKER_ID } from '../wire/ids.js';
 import type { YamlSource } from './yaml-source.js';
 import { zodIssues } from './yaml-source.js';
 

@@ -2,7 +2,7 @@
 // the file, the path inside the file (`topics.Patient.subscribers[2].profile`) and what was expected. Loading
 // collects all of them and fails once with CatalogError (code E_CATALOG_INVALID), so one run shows every fix
 // to make. Catalog files are configuration, not PHI, so messages may quote ids and paths from them.
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 
 export interface CatalogIssue {
   /** The file, relative to the catalog folder's parent (`subjects/topics.yaml`, `fhir-profiles/patient-full.yaml`). */

@@ -2,7 +2,8 @@
 // (one ProfileDef each) and fhir-profiles/classification.yaml. Shape only: cross-file and FHIR checks live in
 // compile.ts, profile-check.ts and deidentification.ts. docs/catalog.md shows each format.
 import { z } from 'zod';
-import { PURPOSES_OF_USE, SERVICE_ID_PATTERN } from './types.js';
+import { PURPOSES_OF_USE } from './types.js';
+import { SERVICE_ID_PATTERN } from '../wire/ids.js';
 
 const serviceId = z.string().regex(SERVICE_ID_PATTERN, 'expected a service id: a lowercase letter, then lowercase letters, digits or dashes (at most 63)');
 

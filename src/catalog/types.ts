@@ -5,9 +5,6 @@
 export const PURPOSES_OF_USE = ['TREAT', 'ETREAT', 'HPAYMT', 'HOPERAT', 'HRESCH', 'PUBHLTH', 'HMARKT', 'PATRQT', 'HSYSADMIN', 'COC', 'CAREMGT'] as const;
 export type PurposeOfUse = (typeof PURPOSES_OF_USE)[number];
 
-/** Service ids are one NATS subject token: lowercase letters, digits and dashes. */
-export const SERVICE_ID_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
-
 export type DataClassification = 'phi' | 'deidentified' | 'internal' | 'public';
 
 export interface ServiceDef {
@@ -136,6 +133,3 @@ export interface Catalog {
   /** SHA-256 (hex) over the canonical form of everything above: recorded in the audit trail at start. */
   readonly hash: string;
 }
-
-/** The broker's own identity in the catalog's key space. */
-export const BROKER_ID = 'broker';

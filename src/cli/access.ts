@@ -1,21 +1,21 @@
 // `phi-broker access request|status|extend|list|retry|export`: the right-of-access workflow (45 CFR 164.524)
-// from the operator's terminal. Commands go to the broker processes on phi.control.access (src/access/control.ts);
+// from the operator's terminal. Commands go to the broker processes on phi.control.access (src/access/desk/control.ts);
 // the patient reference leaves this process only sealed under the broker's access key, which — like `registry
 // show` and `quarantine show --decrypt` — needs the broker secrets in the data dir. `export` opens the sealed
 // answers here, with those secrets, and writes the assembled FHIR Bundle to a file of the operator's choosing.
 import { writeFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
-import { loadBundle } from '../access/bundle.js';
-import { CONTROL_REF_AAD, sendControl, type ControlCommand } from '../access/control.js';
-import { isOverdue, unanswered, type AccessRequest, type ServiceState } from '../access/request.js';
-import { accessKey, checkRequestId } from '../access/sealing.js';
-import { AccessStore } from '../access/store.js';
-import { ensureBrokerSecrets } from '../broker/secrets.js';
+import { loadBundle } from '../access/desk/bundle.js';
+import { CONTROL_REF_AAD, sendControl, type ControlCommand } from '../access/desk/control.js';
+import { isOverdue, unanswered, type AccessRequest, type ServiceState } from '../access/protocol/request.js';
+import { accessKey, checkRequestId } from '../access/desk/sealing.js';
+import { AccessStore } from '../access/desk/store.js';
+import { ensureBrokerSecrets } from '../runtime/broker-secrets.js';
 import type { BrokerConfig } from '../config.js';
 import { sealBlob } from '../crypto/aead.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
-import { connectOperator, layout, loadConfiguredCatalog, operatorIdentity } from './runtime.js';
+import { connectOperator, layout, loadConfiguredCatalog, operatorIdentity } from '../runtime/data-dir.js';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 

@@ -14,15 +14,15 @@ import { OUTCOME_NAMES, auditBundle, formatEventLine, matchesFilter, parseTime, 
 import { auditStreamState, readAuditRecords } from '../audit/read.js';
 import { decodeRecord } from '../audit/record.js';
 import { verifyAuditRecords, type StoredRecord, type VerifyReport } from '../audit/verify.js';
-import { ensureBrokerSecrets, secretsFile } from '../broker/secrets.js';
-import { BROKER_ID } from '../catalog/types.js';
+import { ensureBrokerSecrets, secretsFile } from '../runtime/broker-secrets.js';
+import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config.js';
 import { recordsFromJwks } from '../crypto/jwk.js';
 import { readJwks } from '../crypto/keys.js';
-import { STREAMS } from '../nats/names.js';
+import { STREAMS } from '../wire/names.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
-import { connectOperator, layout, loadConfiguredCatalog } from './runtime.js';
+import { connectOperator, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
 
 export interface AuditIo {
   readonly out: Writable;

@@ -6,7 +6,7 @@ import type { Writable } from 'node:stream';
 import type { BrokerConfig } from '../config.js';
 import { parseDuration } from '../tls/duration.js';
 import { DEFAULT_CA_LIFETIME_MS, DEFAULT_LEAF_LIFETIME_MS, defaultTlsDir, issueAll, readCa, tlsLayout, type IssueReport } from '../tls/store.js';
-import { loadConfiguredCatalog } from './runtime.js';
+import { loadConfiguredCatalog } from '../runtime/data-dir.js';
 
 export interface CertsOptions {
   readonly dir?: string;

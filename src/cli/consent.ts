@@ -9,8 +9,8 @@ import type { BrokerConfig } from '../config.js';
 import { restrictionOf } from '../consent/consent.js';
 import { ConsentStore } from '../consent/store.js';
 import { initCrypto } from '../crypto/sodium.js';
-import { existingBrokerSecrets } from './broker-secrets.js';
-import { connectOperator, loadConfiguredCatalog, type OperatorAccess } from './runtime.js';
+import { existingBrokerSecrets } from '../runtime/broker-secrets.js';
+import { connectOperator, loadConfiguredCatalog, type OperatorAccess } from '../runtime/data-dir.js';
 
 export interface ConsentAddOptions {
   readonly patient: string;

@@ -8,11 +8,11 @@ import { join } from 'node:path';
 import type { FhirResource } from 'fhir/r4.js';
 import type { BrokerConfig } from '../config.js';
 import { createLogger } from '../log.js';
-import { STREAMS } from '../nats/names.js';
+import { STREAMS } from '../wire/names.js';
 import type { Delivered, PublishResult } from '../sdk/client.js';
-import { packageRoot } from './package-root.js';
+import { packageRoot } from '../runtime/package-root.js';
 import { formatResult } from './publish.js';
-import { startLocalStack } from './stack.js';
+import { startLocalStack } from '../runtime/stack.js';
 
 const SUBSCRIBERS = ['notification', 'billing', 'ehr', 'analytics'] as const;
 

@@ -9,8 +9,8 @@ import { disclosureBundle } from '../disclosures/fhir.js';
 import { readDisclosures, type StoredDisclosure } from '../disclosures/read.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
-import { existingBrokerSecrets } from './broker-secrets.js';
-import { connectOperator, loadConfiguredCatalog } from './runtime.js';
+import { existingBrokerSecrets } from '../runtime/broker-secrets.js';
+import { connectOperator, loadConfiguredCatalog } from '../runtime/data-dir.js';
 
 /** Six years back (164.528(a)(3)): the same calendar date six years earlier. */
 export function defaultSince(now: number): Date {

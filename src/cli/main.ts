@@ -7,11 +7,11 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatIssue } from '../catalog/issues.js';
 import { checkCatalog } from '../catalog/load.js';
 import { configFromEnv, parseConfig, type BrokerConfig, type BrokerConfigInput } from '../config.js';
-import { isBrokerError } from '../errors.js';
+import { isBrokerError } from '../wire/errors.js';
 import { createLogger } from '../log.js';
 // `up` and `demo` run the broker, which loads the FHIR model (@fhir-typescript/r4-core, seconds to import):
 // they import it on demand, so `--help`, `publish`, `tail` and `catalog check` start in well under a second.
-import { packageRoot } from './package-root.js';
+import { packageRoot } from '../runtime/package-root.js';
 import { parseSince, runDisclosures } from './disclosures.js';
 import { registerAuditCommands } from './audit.js';
 import { runPublish } from './publish.js';
@@ -247,7 +247,7 @@ program
   .option('--host <host>', 'listen address', '0.0.0.0')
   .option('--port <port>', 'client port', (v) => Number.parseInt(v, 10), 4222)
   .action(async (opts: { out?: string; tlsDir?: string; storeDir?: string; host: string; port: number }, cmd: Command) => {
-    const { runNatsConfig } = await import('./nats-config.js');
+    const { runNatsConfig } = await import('../runtime/nats-config.js');
     runNatsConfig(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts, process.stdout);
   });
 
@@ -255,7 +255,7 @@ program
   .command('nats-provision')
   .description('create/update every stream, KV bucket and object store the broker uses, and its consumer, as the admin identity over mTLS (needs NATS_URL and PHI_BROKER_NATS_TLS_DIR)')
   .action(async (_opts: unknown, cmd: Command) => {
-    const { runNatsProvision } = await import('./nats-provision.js');
+    const { runNatsProvision } = await import('../runtime/nats-provision.js');
     await runNatsProvision(configFrom(cmd.optsWithGlobals<GlobalOptions>()), process.stdout);
   });
 

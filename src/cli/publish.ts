@@ -2,7 +2,7 @@
 // A Bundle goes out as its entries (unless --whole). Prints each verdict; exit code 1 if any was not accepted.
 import { PhiClient, type PublishResult } from '../sdk/client.js';
 import type { BrokerConfig } from '../config.js';
-import { connectService, serviceKeys } from './runtime.js';
+import { connectService, serviceKeys } from '../runtime/data-dir.js';
 
 function isBundle(text: string): boolean {
   try {

@@ -2,17 +2,17 @@
 // quarantine key — the sealed original. `list` never decrypts anything; `show --decrypt` prints the
 // original input (which may contain PHI) to the operator's own terminal and nowhere else.
 import type { NatsConnection } from 'nats';
-import { ensureBrokerSecrets } from '../broker/secrets.js';
+import { ensureBrokerSecrets } from '../runtime/broker-secrets.js';
 import { decodeRecordHeader, openQuarantine, type QuarantineRecord } from '../broker/quarantine.js';
 import type { BrokerConfig } from '../config.js';
-import { BROKER_ID } from '../catalog/types.js';
+import { BROKER_ID } from '../wire/ids.js';
 import { Keyring } from '../crypto/keyring.js';
 import { readJwks, readServiceKeys } from '../crypto/keys.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { openEnvelope, parseEnvelope } from '../envelope/open.js';
 import { isRawPayload } from '../envelope/types.js';
-import { HEADERS, STREAMS } from '../nats/names.js';
-import { connectOperator, layout } from './runtime.js';
+import { HEADERS, STREAMS } from '../wire/names.js';
+import { connectOperator, layout } from '../runtime/data-dir.js';
 
 interface StoredPart {
   readonly record: QuarantineRecord;

@@ -2,7 +2,7 @@
 // with provenance) as they arrive. This is the subscriber's own data on its own terminal.
 import type { BrokerConfig } from '../config.js';
 import { PhiClient, type Delivered, type ResourceType } from '../sdk/client.js';
-import { connectService, serviceKeys } from './runtime.js';
+import { connectService, serviceKeys } from '../runtime/data-dir.js';
 
 export function formatDelivery(d: Delivered, json: boolean): string {
   if (json) return JSON.stringify({ provenance: d.provenance, resource: d.resource });
@@ -19,7 +19,7 @@ export async function runTail(config: BrokerConfig, service: string, opts: { typ
   const finished = new Promise<void>((resolve) => {
     done = resolve;
   });
-  // The type is checked where it becomes a subject (src/nats/names.ts): a bad one is refused there.
+  // The type is checked where it becomes a subject (src/wire/names.ts): a bad one is refused there.
   await client.subscribe(opts.type as ResourceType | '*', (d) => {
     // Past --count, deliveries already fetched are refused (not acknowledged), so the next tail gets them.
     if (opts.count !== undefined && seen >= opts.count) throw new Error('tail: --count reached');

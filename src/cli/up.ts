@@ -2,16 +2,16 @@
 // config (unless NATS_URL), streams and consumers, development keys for the catalog's services, the broker.
 // Plaintext only with --insecure-plaintext (nats-transport.ts). Prints a line with `ready` once it accepts
 // messages; SIGINT/SIGTERM stop it cleanly (in-flight messages finish first).
-import { AccessDesk } from '../access/desk.js';
+import { AccessDesk } from '../access/desk/desk.js';
 import { Broker } from '../broker/broker.js';
-import { ensureBrokerSecrets } from '../broker/secrets.js';
-import { BROKER_ID } from '../catalog/types.js';
+import { ensureBrokerSecrets } from '../runtime/broker-secrets.js';
+import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config.js';
 import { readServiceKeys } from '../crypto/keys.js';
 import { createLogger } from '../log.js';
 import { BROKER_IDENTITY } from '../tls/identity.js';
-import { openNatsTransport } from './nats-transport.js';
-import { devKeys, layout, loadConfiguredCatalog } from './runtime.js';
+import { openNatsTransport } from '../runtime/nats-transport.js';
+import { devKeys, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
 
 export async function runUp(config: BrokerConfig, port?: number, opts: { readonly insecurePlaintext?: boolean } = {}): Promise<void> {
   const logger = createLogger({ level: config.logLevel });

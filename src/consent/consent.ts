@@ -11,7 +11,7 @@
 // Pure: building, reading and revoking; I/O is store.ts.
 import type { Coding, Consent, ConsentProvision } from 'fhir/r4.js';
 import type { PatientMatchDef } from '../catalog/types.js';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import type { FhirResource } from '../fhir/resource.js';
 import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../fhir/validate.js';
 import {

@@ -4,10 +4,10 @@
 // bound by associated data to the bucket and the KV key, so a value moved under another key (another patient)
 // does not open. Value = version byte 0x01 || nonce || ciphertext || tag.
 import { createHmac } from 'node:crypto';
-import type { BrokerSecrets } from '../broker/secrets.js';
+import type { BrokerSecrets } from '../crypto/broker-secrets.js';
 import { openBlob, sealBlob } from '../crypto/aead.js';
-import { BrokerError } from '../errors.js';
-import { KV_BUCKETS } from '../nats/names.js';
+import { BrokerError } from '../wire/errors.js';
+import { KV_BUCKETS } from '../wire/names.js';
 
 const VERSION = 1;
 

@@ -6,9 +6,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Consent } from 'fhir/r4.js';
 import type { KV, NatsConnection } from 'nats';
-import type { BrokerSecrets } from '../broker/secrets.js';
+import type { BrokerSecrets } from '../crypto/broker-secrets.js';
 import type { PatientMatchDef } from '../catalog/types.js';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import { ensureConsentBucket } from '../nats/setup.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';

@@ -11,7 +11,7 @@
 // patient does not resolve under the catalog's matching rule to the patient its key names) becomes a
 // restriction that denies every delivery about that patient, logged `consent.unreadable`: fail closed.
 import type { KV, KvEntry, QueuedIterator } from 'nats';
-import type { BrokerSecrets } from '../broker/secrets.js';
+import type { BrokerSecrets } from '../crypto/broker-secrets.js';
 import type { PatientMatchDef } from '../catalog/types.js';
 import { errorFields, type Logger } from '../log.js';
 import { patientPseudonym } from '../registry/pseudonym.js';

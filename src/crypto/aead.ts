@@ -5,7 +5,7 @@
 // Both run in a scratch block of libsodium's WebAssembly memory that is zeroed and freed before they return:
 // libsodium-wrappers' own functions copy key, AAD and plaintext into heap allocations they free without
 // clearing, so key material and PHI would stay readable in that heap until overwritten.
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import { toBase64url } from './base64url.js';
 import { randomBytes, type RandomSource } from './random.js';
 import { getSodium } from './sodium.js';

@@ -1,7 +1,7 @@
 // JSON Web Key forms of service keys: OKP keys per RFC 8037 (Ed25519 for `use: "sig"`, X25519 for `use: "enc"`;
 // `x` = public key, `d` = private key, both base64url) in JWK Sets per RFC 7517 section 5. Pure conversions;
 // the files live in keyfiles.ts. Parsing is strict and checks that `d` really yields `x`.
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import { fromBase64url, toBase64url } from './base64url.js';
 import { encryptionKeyFromSecret, parseKid, signingKeyFromSeed, type KeyUse, type PublicKeyRecord, type ServiceKeys } from './keypairs.js';
 

@@ -4,7 +4,7 @@
 // where first/second order the two keys by kid (JS string order), so both parties derive the same key, and
 //   KEK id = kid_first + "~" + kid_second.
 // The raw X25519 output is never used as a key on its own (RFC 7748 section 6.1 advises hashing it with the public keys).
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import { parseKid, type EncryptionKeyPair, type PublicKeyRecord } from './keypairs.js';
 import { getSodium } from './sodium.js';
 

@@ -4,8 +4,8 @@
 // Synchronous on purpose: they run once at start-up, before any message.
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SERVICE_ID_PATTERN } from '../catalog/types.js';
-import { BrokerError } from '../errors.js';
+import { SERVICE_ID_PATTERN } from '../wire/ids.js';
+import { BrokerError } from '../wire/errors.js';
 import { privateJwks, publicJwk, recordsFromJwks, serviceKeysFromJwks } from './jwk.js';
 import { generateServiceKeys, keysVersion, publicRecords, type PublicKeyRecord, type ServiceKeys } from './keypairs.js';
 

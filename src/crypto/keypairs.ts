@@ -2,7 +2,7 @@
 // (RFC 7748), each versioned: `<service>:sig:<n>` and `<service>:enc:<n>` (n = 1, 2, …). Secret keys never reach a
 // log: key objects carry toJSON and util.inspect hooks that show only the kid and the public key.
 import { inspect } from 'node:util';
-import { SERVICE_ID_PATTERN } from '../catalog/types.js';
+import { SERVICE_ID_PATTERN } from '../wire/ids.js';
 import { toBase64url } from './base64url.js';
 import { randomBytes, type RandomSource } from './random.js';
 import { getSodium } from './sodium.js';

@@ -2,7 +2,7 @@
 // `<service>:<sig|enc>:<n>`. Old versions stay usable for opening and verifying until retired; a retired or never
 // issued kid is E_KEY_UNKNOWN. KEKs (src/crypto/kek.ts) are derived once per key pair and cached, so sealing and
 // opening a message do no asymmetric operation besides its one signature.
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import { deriveKek, kekId, splitKekId, type Kek } from './kek.js';
 import { parseKid, publicRecords, type EncryptionKeyPair, type PublicKeyRecord, type ServiceKeys, type SigningKeyPair } from './keypairs.js';
 

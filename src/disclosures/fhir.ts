@@ -6,7 +6,7 @@
 // http://hl7.org/fhir/R4/auditevent.html, https://profiles.ihe.net/ITI/BALP/
 import { randomUUID } from 'node:crypto';
 import type { AuditEvent, Bundle } from 'fhir/r4.js';
-import { BROKER_ID } from '../catalog/types.js';
+import { BROKER_ID } from '../wire/ids.js';
 import { PURPOSE_SYSTEM, SERVICE_SYSTEM } from '../consent/codes.js';
 import { patientReference } from '../registry/patient-key.js';
 import type { StoredDisclosure } from './read.js';

@@ -3,7 +3,7 @@
 // by start time) that is deleted afterwards. Records written twice (a redelivered ingest message beyond the
 // duplicate window) are listed once, by delivery id.
 import { AckPolicy, DeliverPolicy, nanos, type NatsConnection } from 'nats';
-import { STREAMS, subjects } from '../nats/names.js';
+import { STREAMS, subjects } from '../wire/names.js';
 import { decodeDisclosure, type DisclosureRecord } from './record.js';
 
 export interface StoredDisclosure {

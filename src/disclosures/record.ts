@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import type { PurposeOfUse } from '../catalog/types.js';
 import { PURPOSES_OF_USE } from '../catalog/types.js';
-import { UNRESOLVED_PATIENT, subjects } from '../nats/names.js';
+import { UNRESOLVED_PATIENT, subjects } from '../wire/names.js';
 
 export const DISCLOSURE_RECORD_VERSION = 1;
 

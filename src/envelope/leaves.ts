@@ -13,7 +13,7 @@
 // Errors name the element path through shownPath: a key that does not look like a FHIR element name is `[?]`.
 import type { LeafCipher } from '../crypto/aead-text.js';
 import type { RandomSource } from '../crypto/random.js';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import { isResourceType } from '../fhir/elements.js';
 import { isSimpleKey, shownPath } from './aad.js';
 

@@ -7,11 +7,12 @@ import { withLeafCipher } from '../crypto/aead-text.js';
 import type { Kek } from '../crypto/kek.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { SIGNATURE_BYTES, verifyDetached } from '../crypto/sign.js';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import { leafAadPrefix, leafAadSuffix, wrapAadText } from './aad.js';
 import { openResource } from './leaves.js';
 import { parseEnvelope } from './parse.js';
-import { RAW_TYPE, type Envelope, type RawPayload } from './types.js';
+import { type Envelope, type RawPayload } from './types.js';
+import { RAW_TYPE } from '../wire/ids.js';
 
 export { parseEnvelope };
 export type { Envelope, Provenance, RawPayload, SealedBody, WrappedKey } from './types.js';

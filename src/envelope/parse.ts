@@ -6,19 +6,11 @@ import { base64urlLength } from '../crypto/base64url.js';
 import { NONCE_BYTES, TAG_BYTES } from '../crypto/aead.js';
 import { isEncKekId } from '../crypto/kek.js';
 import { parseKid } from '../crypto/keypairs.js';
-import { SERVICE_ID_PATTERN } from '../catalog/types.js';
-import { BrokerError } from '../errors.js';
+import { SERVICE_ID_PATTERN } from '../wire/ids.js';
+import { BrokerError } from '../wire/errors.js';
 import { formatPath } from '../fhir/json-path.js';
-import {
-  DATA_KEY_ID_PATTERN,
-  MAX_RECIPIENTS,
-  MESSAGE_ID_PATTERN,
-  RAW_TYPE,
-  TYPE_PATTERN,
-  type Envelope,
-  type Provenance,
-  type WrappedKey,
-} from './types.js';
+import { DATA_KEY_ID_PATTERN, MAX_RECIPIENTS, type Envelope, type Provenance, type WrappedKey } from './types.js';
+import { MESSAGE_ID_PATTERN, RAW_TYPE, TYPE_PATTERN } from '../wire/ids.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const WK_LENGTH = base64urlLength(NONCE_BYTES + 32 + TAG_BYTES);

@@ -10,10 +10,11 @@ import { isKekId, type Kek } from '../crypto/kek.js';
 import { parseKid, type SigningKeyPair } from '../crypto/keypairs.js';
 import { randomBytes, type RandomSource } from '../crypto/random.js';
 import { signDetached } from '../crypto/sign.js';
-import { SERVICE_ID_PATTERN } from '../catalog/types.js';
+import { SERVICE_ID_PATTERN } from '../wire/ids.js';
 import { wrapAadText, leafAadPrefix, leafAadSuffix } from './aad.js';
 import { sealResource } from './leaves.js';
-import { MAX_RECIPIENTS, MESSAGE_ID_PATTERN, RAW_TYPE, TYPE_PATTERN, isRawPayload, type Provenance, type RawPayload } from './types.js';
+import { MAX_RECIPIENTS, isRawPayload, type Provenance, type RawPayload } from './types.js';
+import { MESSAGE_ID_PATTERN, RAW_TYPE, TYPE_PATTERN } from '../wire/ids.js';
 
 /** Bytes drawn for the data key id (12 base64url characters). */
 const DK_ID_BYTES = 9;

@@ -2,16 +2,7 @@
 // over its exact bytes. Field order in the bytes is fixed by seal.ts; readers must not depend on it.
 
 export const ENVELOPE_VERSION = 1;
-/** `typ` and leaf path of raw mode: the whole input sealed as one value. */
-export const RAW_TYPE = '$raw';
-
-/** Message ids (and `prov.mid`): no `|` or `~`, so the AAD and KEK ids built from them stay unambiguous. */
-export const MESSAGE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 export const DATA_KEY_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
-/** A FHIR resource type name or `$raw`. */
-/** The shape of a FHIR resource type name (whether R4 defines it is checked separately). */
-export const RESOURCE_TYPE_NAME_PATTERN = /^[A-Z][A-Za-z]{0,63}$/;
-export const TYPE_PATTERN = /^(?:[A-Z][A-Za-z]{0,63}|\$raw)$/;
 export const MAX_RECIPIENTS = 256;
 
 /** One wrapped copy of the message's data key. */

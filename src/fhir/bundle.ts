@@ -5,7 +5,7 @@
 // resource without an id whose fullUrl is such a URN gets the URN's value as its id (as a server does
 // on a transaction create). A nested Bundle is published as one Bundle resource, untouched inside:
 // its references resolve among its own entries. Pure: the input is not mutated.
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import { formatPath } from './json-path.js';
 import type { FhirResource } from './resource.js';
 import { hasResourceType, isJsonObject } from './resource.js';

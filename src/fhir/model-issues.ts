@@ -4,7 +4,7 @@
 // embed input (property names, and in places values), so the message is rebuilt from fixed wording:
 // only the issue code, the expression paths (element names and indices) and names that match strict
 // identifier patterns are used.
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import { fhirElements } from './elements.js';
 import { isJsonObject } from './resource.js';
 

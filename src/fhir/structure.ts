@@ -7,7 +7,7 @@
 // enforced in the same pass, so the walk stops as soon as an input exceeds what the limits allow.
 // r4-core model validation ignores unknown properties (it would silently drop them); this walk is what
 // rejects them. Errors name the concrete JSON path, never a value.
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import { choiceJsonName, fhirElements, isResourceType } from './elements.js';
 import { formatPath } from './json-path.js';
 import type { ValidationLimits } from './limits.js';

@@ -14,7 +14,7 @@
 // required bindings. Same classes, same checks: ~230 MB less RSS and ~2 s less start-up
 // (docs/performance.md; test/fhir/validate.test.ts checks this namespace is the package root's `fhir`).
 import * as fhir from '@fhir-typescript/r4-core/dist/fhir.js';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import type { ValidationLimits } from './limits.js';
 import type { ModelIssue } from './model-issues.js';
 import { modelIssuesToError } from './model-issues.js';

@@ -2,7 +2,7 @@
 // and key, the CA that verifies the server (RFC 8446 / RFC 5246 mutual authentication), and its own inbox
 // prefix — the generated permissions let each identity subscribe only under `_INBOX.<identity>.>`.
 import type { ConnectionOptions } from 'nats';
-import { inboxPrefix } from './names.js';
+import { inboxPrefix } from '../wire/names.js';
 
 /** PEM files: the CA that signed the server's certificate, and this identity's certificate and private key. */
 export interface NatsTlsFiles {

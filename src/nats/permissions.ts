@@ -5,13 +5,14 @@
 // `$JS.API.DIRECT.GET.*`, `$JS.API.STREAM.MSG.GET.*` or to create a consumer with any filter reads any stream
 // without ever subscribing to its subjects. So each identity gets exactly the API subjects the code it runs
 // sends (src/sdk/client.ts, src/nats/setup.ts, src/broker/broker.ts, src/audit/writer.ts, src/consent/view.ts,
-// src/registry/store.ts, src/access/store.ts and desk.ts, read against nats.js 2.29), each scoped to one stream, and the
+// src/registry/store.ts, src/access/desk/store.ts and desk.ts, read against nats.js 2.29), each scoped to one stream, and the
 // dangerous API families are denied explicitly as well, so a future widening of an allow cannot reopen them.
 // 2.9.10 has no per-stream protection against update/delete: those are the admin identity's alone.
-import { BROKER_ID, type Catalog } from '../catalog/types.js';
+import { type Catalog } from '../catalog/types.js';
+import { BROKER_ID } from '../wire/ids.js';
 import { ADMIN_IDENTITY, AUDITOR_IDENTITY, BROKER_IDENTITY, natsUser, serviceIdentity, type Identity } from '../tls/identity.js';
 import { jsApi } from './jetstream-api.js';
-import { BROKER_CONSUMER, BROKER_QUEUE, KV_BUCKETS, OBJECT_STORES, STREAMS, deliveryConsumer, inboxPrefix, subjects } from './names.js';
+import { BROKER_CONSUMER, BROKER_QUEUE, KV_BUCKETS, OBJECT_STORES, STREAMS, deliveryConsumer, inboxPrefix, subjects } from '../wire/names.js';
 
 export interface SubjectRule {
   readonly allow: readonly string[];
@@ -103,7 +104,7 @@ const BROKER_SUBJECTS: readonly string[] = [
 ];
 
 /**
- * Right of access from the SDK (src/access/requester.ts): a catalog access requester may publish its own
+ * Right of access from the SDK (src/access/protocol/service-request.ts): a catalog access requester may publish its own
  * phi.request.access.<service> (the broker answers on its inbox); every other service is denied all of phi.request.
  */
 function accessRequestRule(catalog: Catalog, service: string): { allow: string[]; deny: string[] } {
@@ -148,7 +149,7 @@ function servicePermissions(catalog: Catalog, service: string): IdentityPermissi
     },
     subscribe: {
       // phi.access.<self>: the broker's right-of-access requests to this service; phi.access.<self>.part.*: the
-      // broker's requests for the parts of an answer larger than one message (src/access/parts.ts). Both are
+      // broker's requests for the parts of an answer larger than one message (src/access/protocol/parts.ts). Both are
       // answered via allow_responses; only the broker may publish on phi.access.>.
       allow: [subjects.receipt(service), subjects.access(service), subjects.accessParts(service), `${inbox}.>`],
       deny: ['$JS.>', jsApi.kvAny, jsApi.objAny, subjects.ingestAll, subjects.deliverAll, subjects.quarantineAll, subjects.auditAll, subjects.alertAll, subjects.disclosuresAll, subjects.accessControl, subjects.requestAll],
@@ -179,7 +180,7 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         ...Object.values(KV_BUCKETS).filter((b) => b !== KV_BUCKETS.consent).map(jsApi.kv),
         // KV watch (restrictions, src/consent/view.ts) and keys (access list): ordered consumers, with flow control.
         ...[jsApi.kvStream(KV_BUCKETS.consent), jsApi.kvStream(KV_BUCKETS.access)].flatMap((s) => [...jsApi.consumerCreateEphemeral(s), jsApi.flowControl(s)]),
-        // Right-of-access answers, sealed (src/access/store.ts putBlob): chunks and metadata.
+        // Right-of-access answers, sealed (src/access/desk/store.ts putBlob): chunks and metadata.
         jsApi.obj(OBJECT_STORES.accessAnswers),
         // Its work queue.
         jsApi.consumerInfo(STREAMS.ingest, BROKER_CONSUMER),
@@ -198,7 +199,7 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         subjects.alertAll,
         subjects.disclosuresAll,
         // Requests to each service's phi.access.<service>, and for the parts of a large answer on
-        // phi.access.<service>.part.<token> (src/access/desk.ts, fetch-parts.ts).
+        // phi.access.<service>.part.<token> (src/access/desk/desk.ts, fetch-parts.ts).
         subjects.accessAll,
       ],
       deny: [...MANAGEMENT, subjects.ingestAll, subjects.accessControl, subjects.requestAll, jsApi.kv(KV_BUCKETS.consent)],
@@ -206,7 +207,7 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
     subscribe: {
       // Operator commands to the AccessDesk, only in the brokers' queue group (NATS "<subject> <queue>"
       // permission), answered via allow_responses.
-      // Services' access requests (SDK) likewise, queue group only (src/access/service-requests.ts).
+      // Services' access requests (SDK) likewise, queue group only (src/access/desk/service-requests.ts).
       allow: [`${inbox}.>`, `${subjects.accessControl} ${BROKER_QUEUE}`, `${subjects.accessRequestAll} ${BROKER_QUEUE}`],
       deny: ['$JS.>', subjects.ingestAll, subjects.deliverAll],
     },

@@ -14,7 +14,7 @@ import {
   type StreamConfig,
 } from 'nats';
 import type { BrokerConfig } from '../config.js';
-import { BROKER_CONSUMER, KV_BUCKETS, STREAMS, deliveryConsumer, subjects } from './names.js';
+import { BROKER_CONSUMER, KV_BUCKETS, STREAMS, deliveryConsumer, subjects } from '../wire/names.js';
 
 export interface StreamSettings {
   /** How long deliveries wait for an offline subscriber. */

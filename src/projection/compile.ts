@@ -4,7 +4,7 @@
 // (tree.ts) walked by project.ts.
 // Semantics and examples: docs/profiles.md.
 import type { ItemFilterDef, ProfileDef, TransformName } from '../catalog/types.js';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import { finalizeDeidTree } from './deid.js';
 import { stripLocalRefs } from './local-refs.js';
 import { maskTable, markWithheld } from './masked.js';

@@ -7,7 +7,7 @@
 // computes one resolution and one HMAC per patient instead of one per consumer. Pure; the references are PHI (in
 // memory only).
 import type { PatientMatchDef } from '../catalog/types.js';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import type { FhirResource } from '../fhir/resource.js';
 import { patientParts } from './bundle-patients.js';
 

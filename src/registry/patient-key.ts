@@ -6,7 +6,7 @@
 // Consent resources a restriction is stored as (`patientReference` writes what `resolvePatient` reads back).
 import type { Reference } from 'fhir/r4.js';
 import type { PatientMatchDef } from '../catalog/types.js';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 import { extractPatientIdentifier, extractPatientRef, patientCompartmentTypes } from '../fhir/patient-ref.js';
 import type { FhirResource } from '../fhir/resource.js';
 

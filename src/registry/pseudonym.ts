@@ -3,7 +3,7 @@
 // under a key derived from the broker's pseudonym master key for this purpose alone, so these tokens
 // never equal a subscriber's `pseudonym` transform output and cannot be joined with it.
 import { createHmac } from 'node:crypto';
-import type { BrokerSecrets } from '../broker/secrets.js';
+import type { BrokerSecrets } from '../crypto/broker-secrets.js';
 
 /** HMAC-SHA256(master, "patient-registry|v1"): the broker-internal patient pseudonym key. */
 export function patientPseudonymKey(master: Uint8Array): Uint8Array {

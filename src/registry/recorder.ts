@@ -12,7 +12,7 @@
 // registered; one whose patient does not resolve is counted under UNRESOLVED_KEY and logged — never silently
 // left out.
 import type { NatsConnection } from 'nats';
-import type { BrokerSecrets } from '../broker/secrets.js';
+import type { BrokerSecrets } from '../crypto/broker-secrets.js';
 import type { PatientMatchDef } from '../catalog/types.js';
 import type { Logger } from '../log.js';
 import { refuseUnresolved, type MessagePatients } from './message-patients.js';

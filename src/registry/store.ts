@@ -15,7 +15,7 @@
 // src/nats/acked-publish.ts (the KV compare-and-set as a plain acknowledged publish).
 import { StorageType, type KV, type NatsConnection } from 'nats';
 import { AckedPublisher } from '../nats/acked-publish.js';
-import { KV_BUCKETS } from '../nats/names.js';
+import { KV_BUCKETS } from '../wire/names.js';
 import { applyObservation, decodeRecord, emptyRecord, encodeRecord, type Observation, type RegistryRecord } from './record.js';
 
 /** The explicit record of patient-compartment resources whose patient did not resolve (catalog `unresolved: accept`). */
@@ -73,7 +73,7 @@ function newBatch(): Batch {
 }
 
 /**
- * The bucket, created when missing (by the admin identity's provisioning under mTLS, src/nats/provision.ts; the
+ * The bucket, created when missing (by the admin identity's provisioning under mTLS, src/runtime/provision.ts; the
  * broker then only reads its stream info). `views.kv` never updates an existing bucket.
  */
 export async function ensureRegistryBucket(nc: NatsConnection): Promise<KV> {

@@ -1,17 +1,17 @@
 // The requesting side of the right of access (45 CFR 164.524) in the SDK: a catalog access requester (e.g. the
 // patient portal) files a patient's request with the broker, or asks the status of one it filed, over NATS
-// request/reply on phi.request.access.<service> (src/access/requester.ts). The patient reference leaves this
+// request/reply on phi.request.access.<service> (src/access/protocol/service-request.ts). The patient reference leaves this
 // process only sealed to the broker inside the signed envelope; the broker's reply is checked against its signing
 // keys and against this command's id. Refusals throw a BrokerError with a stable code (docs/errors.md).
 import { randomUUID } from 'node:crypto';
 import { headers as natsHeaders, type NatsConnection } from 'nats';
-import { openAccessReply, sealAccessCommand, type AccessCommand, type AccessRequestSummary } from '../access/requester.js';
+import { openAccessReply, sealAccessCommand, type AccessCommand, type AccessRequestSummary } from '../access/protocol/service-request.js';
 import type { Keyring } from '../crypto/keyring.js';
 import type { ServiceKeys } from '../crypto/keys.js';
-import { BrokerError } from '../errors.js';
-import { HEADERS, subjects } from '../nats/names.js';
+import { BrokerError } from '../wire/errors.js';
+import { HEADERS, subjects } from '../wire/names.js';
 
-export type { AccessRequestSummary } from '../access/requester.js';
+export type { AccessRequestSummary } from '../access/protocol/service-request.js';
 
 export interface AccessRequester {
   readonly nc: NatsConnection;

@@ -1,18 +1,18 @@
 // The service side of the right of access (45 CFR 164.524): answers the broker's questions on
 // phi.access.<service> with the service's resources about the patient, sealed to the broker and signed
-// (src/access/protocol.ts). A question that does not verify as the broker's is ignored (logged); a handler
+// (src/access/protocol/holder-exchange.ts). A question that does not verify as the broker's is ignored (logged); a handler
 // that throws answers with an OperationOutcome, so the broker records the service as failed and retries. An answer
 // larger than one NATS message (the server's max_payload) is served in signed parts on a one-off subject
 // phi.access.<service>.part.<token> until the broker has fetched each, or PARTS_IDLE_MS passes without a fetch.
 import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription as NatsSubscription } from 'nats';
 import type { FhirResource } from 'fhir/r4.js';
-import { PART_HEADROOM, newPartsToken, parsePartRequest, splitAnswer, type SplitAnswer } from '../access/parts.js';
-import { openQuestion, sealAnswerEnvelope } from '../access/protocol.js';
+import { PART_HEADROOM, newPartsToken, parsePartRequest, splitAnswer, type SplitAnswer } from '../access/protocol/parts.js';
+import { openQuestion, sealAnswerEnvelope } from '../access/protocol/holder-exchange.js';
 import type { Keyring } from '../crypto/keyring.js';
 import type { ServiceKeys } from '../crypto/keys.js';
 import type { FhirResource as JsonResource } from '../fhir/resource.js';
 import { errorFields, type Logger } from '../log.js';
-import { HEADERS, subjects } from '../nats/names.js';
+import { HEADERS, subjects } from '../wire/names.js';
 
 /** Returns every resource this service holds about the patient (its part of the designated record set). */
 export type AccessRequestHandler = (patientRef: string) => readonly FhirResource[] | Promise<readonly FhirResource[]>;

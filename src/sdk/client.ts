@@ -4,21 +4,21 @@
 // provenance, acknowledging only after the handler succeeds (at-least-once; duplicates suppressed by id).
 import { randomUUID } from 'node:crypto';
 import { connect as natsConnect, headers as natsHeaders, type ConsumerMessages, type JsMsg, type NatsConnection, type Subscription as NatsSubscription } from 'nats';
-import { BROKER_ID } from '../catalog/types.js';
+import { BROKER_ID } from '../wire/ids.js';
 import { Keyring } from '../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { verifyDetached } from '../crypto/sign.js';
 import { envelopeHash } from '../envelope/provenance.js';
 import { sealEnvelope } from '../envelope/seal.js';
-import { BrokerError, isBrokerError, type BrokerErrorCode } from '../errors.js';
+import { BrokerError, isBrokerError, type BrokerErrorCode } from '../wire/errors.js';
 import { splitBundle } from '../fhir/bundle.js';
 import { errorFields, type Logger } from '../log.js';
 import { AckedPublisher } from '../nats/acked-publish.js';
 import { serviceConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
-import { HEADERS, STREAMS, inboxPrefix, subjects } from '../nats/names.js';
+import { HEADERS, STREAMS, inboxPrefix, subjects } from '../wire/names.js';
 import { ensureDeliveryConsumer } from '../nats/setup.js';
-import { decodeReceipt, type Receipt } from '../broker/receipt.js';
+import { decodeReceipt, type Receipt } from '../wire/receipt.js';
 import { serveAccessRequests, type AccessRequestHandler } from './access.js';
 import { AckBatch } from './ack-batch.js';
 import { sendAccessCommand, type AccessRequestSummary } from './access-requests.js';
@@ -152,7 +152,7 @@ export class PhiClient {
     if (nc === undefined) {
       if (opts.servers === undefined) throw new TypeError('PhiClient.connect: give nc, or servers (with tls)');
       if (opts.tls === undefined && opts.insecure !== true) throw insecureTransport(opts.service);
-      // noAsyncTraces, as on the broker's and the CLI's connections (src/cli/runtime.ts): nats.js captures no
+      // noAsyncTraces, as on the broker's and the CLI's connections (src/runtime/data-dir.ts): nats.js captures no
       // stack per request (every pull and consumer request is one); errors keep their codes, which is what the SDK reads.
       nc =
         opts.tls === undefined

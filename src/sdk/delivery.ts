@@ -2,10 +2,10 @@
 // addressed to this service, opened with the key it shares with the broker, with its provenance
 // (DESIGN.md wire-format property 4). Pure: no NATS here; src/sdk/client.ts acks, naks or terminates.
 import type { FhirResource } from 'fhir/r4.js';
-import { BROKER_ID } from '../catalog/types.js';
+import { BROKER_ID } from '../wire/ids.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { openEnvelope, parseEnvelope, verifyEnvelope, type Envelope } from '../envelope/open.js';
-import { BrokerError } from '../errors.js';
+import { BrokerError } from '../wire/errors.js';
 
 export interface Provenance {
   /** The service that published the original message. */

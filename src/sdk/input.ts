@@ -1,7 +1,7 @@
 // What a caller hands `PhiClient.publish`: a resource object, or JSON text or bytes. A resource goes out
 // typed; anything else goes out in raw mode (docs/wire-format.md), byte for byte, so the broker can reject
 // it with its own code and keep it in quarantine: nothing a caller sent vanishes.
-import { RAW_TYPE, RESOURCE_TYPE_NAME_PATTERN } from '../envelope/types.js';
+import { RAW_TYPE, RESOURCE_TYPE_NAME_PATTERN } from '../wire/ids.js';
 
 const encoder = new TextEncoder();
 

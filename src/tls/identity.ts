@@ -3,7 +3,7 @@
 // and URI SANs first, then the subject as Go prints it (`pkix.Name.ToRDNSequence().String()`, RFC 2253 order:
 // the last RDN of the DER sequence first). Client certificates here carry no SAN, so the subject decides; the
 // DER order is O, OU, CN, which Go prints as `CN=<id>,OU=<kind>,O=phi-broker` — the user name in the config.
-import { BROKER_ID } from '../catalog/types.js';
+import { BROKER_ID } from '../wire/ids.js';
 
 export const IDENTITY_ORGANIZATION = 'phi-broker';
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readAuditRecords } from '../../src/audit/read.js';
 import { decodeRecord } from '../../src/audit/record.js';
 import { verifyAuditRecords, type StoredRecord } from '../../src/audit/verify.js';
-import { BROKER_ID } from '../../src/catalog/types.js';
+import { BROKER_ID } from '../../src/wire/ids.js';
 import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../../src/fhir/validate.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import { filesUnder, startTestStack, type TestStack } from '../helpers/stack.js';

@@ -16,7 +16,7 @@ import { ChainWriter, type ChainWriterOptions } from '../../src/audit/writer.js'
 import { generateServiceKeys, type SigningKeyPair } from '../../src/crypto/keypairs.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
 import { createLogger } from '../../src/log.js';
-import { STREAMS } from '../../src/nats/names.js';
+import { STREAMS } from '../../src/wire/names.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
 import { LogCapture } from '../helpers/stack.js';
 

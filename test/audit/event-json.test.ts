@@ -20,7 +20,7 @@ function twinContexts(): [EventContext, EventContext] {
   return [make(), make()];
 }
 
-/** The subject the broker makes (src/audit/broker-facts.ts): the keyed pseudonyms of `<Type>/<id>` and of the patient. */
+/** The subject the broker makes (src/broker/audit-facts.ts): the keyed pseudonyms of `<Type>/<id>` and of the patient. */
 function subjectOf(messageId: string, resourceType: string, id: string | undefined, patientRef: string | undefined): AuditSubject {
   return {
     messageId,

@@ -97,7 +97,7 @@ describe('buildAuditEvent', () => {
     expect(JSON.stringify(e)).not.toContain('7731');
   });
 
-  it('a subject without a resource pseudonym (a Patient, a resource without id: test/audit/broker-facts.test.ts) names the resource by type only', () => {
+  it('a subject without a resource pseudonym (a Patient, a resource without id: test/broker/audit-facts.test.ts) names the resource by type only', () => {
     const e = buildAuditEvent({ kind: 'accepted', sender, subject: { messageId: subject.messageId, resourceType: 'Patient', patientPseudonym: patientPseudonym(secrets, PATIENT) }, ingestSeq: 1 }, ctx);
     expect(e.entity?.[1]?.what).toEqual({ type: 'Patient' });
   });

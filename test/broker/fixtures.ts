@@ -4,7 +4,7 @@
 import { fileURLToPath } from 'node:url';
 import type { IngestMessage, PipelineContext } from '../../src/broker/pipeline.js';
 import { compileRoutes, type RouteTable } from '../../src/broker/routes.js';
-import { subscriberPseudonymKey } from '../../src/broker/secrets.js';
+import { subscriberPseudonymKey } from '../../src/crypto/broker-secrets.js';
 import { loadCatalog } from '../../src/catalog/load.js';
 import type { Catalog } from '../../src/catalog/types.js';
 import { Keyring } from '../../src/crypto/keyring.js';

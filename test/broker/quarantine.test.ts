@@ -4,7 +4,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildQuarantine, decodeRecordHeader, encodeRecordHeader, openQuarantine, quarantineRecordId } from '../../src/broker/quarantine.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
-import { BrokerError } from '../../src/errors.js';
+import { BrokerError } from '../../src/wire/errors.js';
 import { thrown } from './fixtures.js';
 
 const KEY = new Uint8Array(32).fill(0x11);

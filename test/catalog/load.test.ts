@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CatalogError, formatIssue } from '../../src/catalog/issues.js';
 import { checkCatalog, loadCatalog } from '../../src/catalog/load.js';
 import { PURPOSES_OF_USE } from '../../src/catalog/types.js';
-import { isBrokerError } from '../../src/errors.js';
+import { isBrokerError } from '../../src/wire/errors.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const SHIPPED = { subjects: join(ROOT, 'subjects'), profiles: join(ROOT, 'fhir-profiles') };

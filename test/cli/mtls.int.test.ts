@@ -68,7 +68,7 @@ describe('the docker-compose flow, over mTLS', () => {
   });
 });
 
-describe('the read-only operator commands connect as the auditor (src/cli/runtime.ts operatorIdentity)', () => {
+describe('the read-only operator commands connect as the auditor (src/runtime/data-dir.ts operatorIdentity)', () => {
   it('with only the auditor certificate (no admin key), audit, registry, disclosures, consent list, access list and quarantine list work; consent add cannot connect', async () => {
     const tls = join(dataDir, 'tls');
     expect(existsSync(join(tls, 'auditor.cert.pem'))).toBe(true);

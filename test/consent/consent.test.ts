@@ -10,7 +10,7 @@ import type { PatientMatchDef } from '../../src/catalog/types.js';
 import { buildConsent, checkConsent, consentPatient, denyAllRestriction, restrictionOf, revokedConsent, type Restriction } from '../../src/consent/consent.js';
 import { restrictionCheck, securityLabels, type RestrictionPolicy } from '../../src/consent/decide.js';
 import { consentStoreKey, openConsentValue, sealConsentValue } from '../../src/consent/sealed.js';
-import { BrokerError } from '../../src/errors.js';
+import { BrokerError } from '../../src/wire/errors.js';
 import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../../src/fhir/validate.js';
 
 const SERVICES = new Set(['ehr', 'billing', 'partner-payer', 'analytics']);

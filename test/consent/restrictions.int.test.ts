@@ -13,7 +13,7 @@ import type { AuditEvent } from 'fhir/r4.js';
 import { readAuditRecords } from '../../src/audit/read.js';
 import { decodeRecord } from '../../src/audit/record.js';
 import { ConsentStore } from '../../src/consent/store.js';
-import { KV_BUCKETS } from '../../src/nats/names.js';
+import { KV_BUCKETS } from '../../src/wire/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { ROOT, filesUnder, publishedTo, readJson, startTestStack, type TestStack } from '../helpers/stack.js';

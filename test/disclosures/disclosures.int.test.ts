@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import type { AuditEvent, Bundle } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../../src/fhir/validate.js';
-import { STREAMS } from '../../src/nats/names.js';
+import { STREAMS } from '../../src/wire/names.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { ROOT, readJson, startTestStack, type TestStack } from '../helpers/stack.js';
 import { ADMIN_IDENTITY } from '../../src/tls/identity.js';

@@ -1,5 +1,5 @@
 // Right of access filed by a service through the SDK (45 CFR 164.524; src/sdk/access-requests.ts →
-// phi.request.access.<service> → src/access/service-requests.ts → AccessDesk.create), over a real nats-server. The
+// phi.request.access.<service> → src/access/desk/service-requests.ts → AccessDesk.create), over a real nats-server. The
 // harness's NATS is plaintext with no permissions, so every refusal here is the broker's own check (the server's
 // refusal under the generated mTLS config is test/e2e/access-mtls.test.ts): the catalog's requester (patient-portal)
 // files a request and reads its status; a service that is no requester, a patient reference not in the catalog's
@@ -8,16 +8,16 @@
 import type { AuditEvent, FhirResource } from 'fhir/r4.js';
 import { headers as natsHeaders, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadBundle } from '../../src/access/bundle.js';
-import { AccessDesk } from '../../src/access/desk.js';
-import { ACCESS_DUE_MS } from '../../src/access/request.js';
-import { openAccessReply, sealAccessCommand } from '../../src/access/requester.js';
-import { accessKey } from '../../src/access/sealing.js';
+import { loadBundle } from '../../src/access/desk/bundle.js';
+import { AccessDesk } from '../../src/access/desk/desk.js';
+import { ACCESS_DUE_MS } from '../../src/access/protocol/request.js';
+import { openAccessReply, sealAccessCommand } from '../../src/access/protocol/service-request.js';
+import { accessKey } from '../../src/access/desk/sealing.js';
 import { readAuditRecords } from '../../src/audit/read.js';
 import { decodeRecord } from '../../src/audit/record.js';
-import { BROKER_ID } from '../../src/catalog/types.js';
+import { BROKER_ID } from '../../src/wire/ids.js';
 import { Keyring } from '../../src/crypto/keyring.js';
-import { HEADERS, subjects } from '../../src/nats/names.js';
+import { HEADERS, subjects } from '../../src/wire/names.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 

@@ -4,17 +4,17 @@
 // the server's log, and every write it might try is refused by the server itself (the permission error observed).
 import { type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AccessDesk } from '../../src/access/desk.js';
-import { AccessStore } from '../../src/access/store.js';
+import { AccessDesk } from '../../src/access/desk/desk.js';
+import { AccessStore } from '../../src/access/desk/store.js';
 import { auditStreamState, readAuditRecords } from '../../src/audit/read.js';
 import { verifyAuditRecords } from '../../src/audit/verify.js';
-import { ensureBrokerSecrets } from '../../src/broker/secrets.js';
-import { BROKER_ID } from '../../src/catalog/types.js';
+import { ensureBrokerSecrets } from '../../src/runtime/broker-secrets.js';
+import { BROKER_ID } from '../../src/wire/ids.js';
 import { ConsentStore } from '../../src/consent/store.js';
 import { readJwks, readServiceKeys } from '../../src/crypto/keys.js';
 import { readDisclosures } from '../../src/disclosures/read.js';
 import { createLogger } from '../../src/log.js';
-import { KV_BUCKETS, STREAMS, subjects } from '../../src/nats/names.js';
+import { KV_BUCKETS, STREAMS, subjects } from '../../src/wire/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import { RegistryStore } from '../../src/registry/store.js';
 import { PhiClient } from '../../src/sdk/client.js';

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config.js';
 import { readJwks, readServiceKeys } from '../../src/crypto/keys.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
-import { provisionStreams } from '../../src/nats/provision.js';
+import { provisionStreams } from '../../src/runtime/provision.js';
 import { PhiClient, type PublishResult } from '../../src/sdk/client.js';
 import { ADMIN_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';

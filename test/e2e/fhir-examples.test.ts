@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { subscriberPseudonymKey } from '../../src/broker/secrets.js';
+import { subscriberPseudonymKey } from '../../src/crypto/broker-secrets.js';
 import { splitBundle } from '../../src/fhir/bundle.js';
 import { compileProfile } from '../../src/projection/compile.js';
 import { pseudonymizer } from '../../src/projection/pseudonymizer.js';

@@ -18,7 +18,7 @@ import { runConsentAdd, runConsentList, runConsentRevoke } from '../../src/cli/c
 import { runDisclosures } from '../../src/cli/disclosures.js';
 import { runRegistryShow } from '../../src/cli/registry.js';
 import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../../src/fhir/validate.js';
-import { KV_BUCKETS } from '../../src/nats/names.js';
+import { KV_BUCKETS } from '../../src/wire/names.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { CLI, NOT_BUILT } from '../cli/run-cli.js';
 import { ROOT, publishedTo, startTestStack, type TestStack } from '../helpers/stack.js';

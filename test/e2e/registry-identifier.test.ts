@@ -6,7 +6,7 @@ import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { STREAMS } from '../../src/nats/names.js';
+import { STREAMS } from '../../src/wire/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import { RegistryStore } from '../../src/registry/store.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';

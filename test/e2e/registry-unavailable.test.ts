@@ -4,7 +4,7 @@
 // delivery (Nats-Msg-Id de-duplication in PHI_DELIVER); and the registry counts it once.
 import type { JetStreamManager, NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KV_BUCKETS, STREAMS } from '../../src/nats/names.js';
+import { KV_BUCKETS, STREAMS } from '../../src/wire/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import { RegistryStore } from '../../src/registry/store.js';
 import type { PhiClient, PublishResult } from '../../src/sdk/client.js';

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import { splitBundle } from '../../src/fhir/bundle.js';
 import { extractPatientRef } from '../../src/fhir/patient-ref.js';
-import { KV_BUCKETS } from '../../src/nats/names.js';
+import { KV_BUCKETS } from '../../src/wire/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import type { RegistryRecord, RoleRecord } from '../../src/registry/record.js';
 import { RegistryStore, UNRESOLVED_KEY } from '../../src/registry/store.js';

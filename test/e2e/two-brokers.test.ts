@@ -2,7 +2,7 @@
 // consumer) share the ingest stream: both do work, and every message is delivered exactly once.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
-import { BROKER_ID } from '../../src/catalog/types.js';
+import { BROKER_ID } from '../../src/wire/ids.js';
 import type { PublishResult } from '../../src/sdk/client.js';
 import { Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
 import { BROKER_IDENTITY } from '../../src/tls/identity.js';

@@ -7,7 +7,7 @@ import { fixedRandom } from '../../src/crypto/random.js';
 import { sealBlobBase64url } from '../../src/crypto/aead.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
 import { leafAad, shownPath } from '../../src/envelope/aad.js';
-import { BrokerError } from '../../src/errors.js';
+import { BrokerError } from '../../src/wire/errors.js';
 import { openEnvelope, parseEnvelope } from '../../src/envelope/open.js';
 import { sealEnvelope } from '../../src/envelope/seal.js';
 import { makeParties, streamRandom, type Parties } from './parties.js';

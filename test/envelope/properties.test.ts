@@ -10,7 +10,7 @@ import { initCrypto } from '../../src/crypto/sodium.js';
 import { toBase64url } from '../../src/crypto/base64url.js';
 import { sealBlobBase64url } from '../../src/crypto/aead.js';
 import { leafAad } from '../../src/envelope/aad.js';
-import type { BrokerErrorCode } from '../../src/errors.js';
+import type { BrokerErrorCode } from '../../src/wire/errors.js';
 import { openEnvelope, parseEnvelope, verifyEnvelope, verifySignedEnvelope, type Envelope } from '../../src/envelope/open.js';
 import { sealEnvelope, type SealInput } from '../../src/envelope/seal.js';
 import { makeParties, streamRandom, syntheticPatient, type Parties } from './parties.js';

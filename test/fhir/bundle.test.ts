@@ -1,7 +1,7 @@
 // splitBundle: one publishable resource per Bundle entry, in-bundle urn:uuid/urn:oid references rewritten
 // to <Type>/<id>, request-only entries and dangling references reported as E_BUNDLE_INVALID.
 import { describe, expect, it } from 'vitest';
-import { BrokerError } from '../../src/errors.js';
+import { BrokerError } from '../../src/wire/errors.js';
 import { splitBundle } from '../../src/fhir/bundle.js';
 import type { BundleEntryResult } from '../../src/fhir/bundle.js';
 import { extractPatientRef } from '../../src/fhir/patient-ref.js';

@@ -2,7 +2,7 @@
 // (docs/validation.md, "What the examples produce"). Expected outcomes are data, written by hand.
 import * as fhir from '@fhir-typescript/r4-core/dist/fhir.js';
 import { describe, expect, it } from 'vitest';
-import { BrokerError } from '../../src/errors.js';
+import { BrokerError } from '../../src/wire/errors.js';
 import { splitBundle } from '../../src/fhir/bundle.js';
 import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../../src/fhir/validate.js';
 import { HAVE_EXAMPLES, listExamples, readExample, SKIP_NOTE } from './examples.js';

@@ -4,7 +4,7 @@ import { fhir as packageRootFhir } from '@fhir-typescript/r4-core';
 import * as fhirModelModule from '@fhir-typescript/r4-core/dist/fhir.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BrokerError, ERROR_CODES } from '../../src/errors.js';
+import { BrokerError, ERROR_CODES } from '../../src/wire/errors.js';
 import type { ValidationLimits } from '../../src/fhir/limits.js';
 import { DEFAULT_VALIDATION_LIMITS, validateResource, validationLimits } from '../../src/fhir/validate.js';
 

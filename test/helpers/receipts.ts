@@ -1,7 +1,7 @@
 // Collects every broker receipt (core NATS subscription on phi.receipt.>) so tests can await verdicts for
 // messages they published by hand, outside the SDK.
 import type { NatsConnection } from 'nats';
-import { decodeReceipt, type Receipt } from '../../src/broker/receipt.js';
+import { decodeReceipt, type Receipt } from '../../src/wire/receipt.js';
 import { Waiter } from './stack.js';
 
 export class ReceiptLog {

@@ -4,14 +4,14 @@
 // parsed, checked against its publisher's key and opened with the broker's keys; receipts go out as the broker sends
 // them (JetStream publish on phi.receipt.<service>, Ed25519 detached signature in the Phi-Sig header, base64url).
 import { headers as natsHeaders, type NatsConnection, type Subscription } from 'nats';
-import { encodeReceipt, type Receipt } from '../../src/broker/receipt.js';
+import { encodeReceipt, type Receipt } from '../../src/wire/receipt.js';
 import { Keyring } from '../../src/crypto/keyring.js';
 import { publicRecords, type ServiceKeys } from '../../src/crypto/keys.js';
 import { signDetached } from '../../src/crypto/sign.js';
 import { openEnvelope, parseEnvelope, verifyEnvelope } from '../../src/envelope/open.js';
 import { envelopeHash } from '../../src/envelope/provenance.js';
 import type { Envelope } from '../../src/envelope/types.js';
-import { HEADERS, subjects } from '../../src/nats/names.js';
+import { HEADERS, subjects } from '../../src/wire/names.js';
 
 /** One ingest message as the broker received it. */
 export interface Ingested {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadCatalog } from '../../src/catalog/load.js';
-import { deliveryConsumer } from '../../src/nats/names.js';
+import { deliveryConsumer } from '../../src/wire/names.js';
 import { deliveryDurables, natsPermissions } from '../../src/nats/permissions.js';
 import { natsServerConfig } from '../../src/nats/server-config.js';
 import { findNatsServerBinary } from '../../src/nats/server-binary.js';

@@ -3,7 +3,7 @@
 // observation-deid profile; then the rule on synthetic profiles, element by element.
 import { describe, expect, it } from 'vitest';
 import { loadCatalog } from '../../src/catalog/load.js';
-import { isBrokerError } from '../../src/errors.js';
+import { isBrokerError } from '../../src/wire/errors.js';
 import { compileProfile } from '../../src/projection/compile.js';
 import { pseudonymizer } from '../../src/projection/pseudonymizer.js';
 import type { Json } from './fixtures.js';

@@ -2,7 +2,7 @@
 // written by hand from the FHIR R4 spec, independently of src/projection.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isBrokerError } from '../../src/errors.js';
+import { isBrokerError } from '../../src/wire/errors.js';
 import { compileProfile } from '../../src/projection/compile.js';
 import { pseudonymizer } from '../../src/projection/pseudonymizer.js';
 import type { Json } from './fixtures.js';

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { expect, it } from 'vitest';
-import { subscriberPseudonymKey } from '../../src/broker/secrets.js';
+import { subscriberPseudonymKey } from '../../src/crypto/broker-secrets.js';
 import { patientPseudonym, patientPseudonymKey } from '../../src/registry/pseudonym.js';
 
 const master = new Uint8Array(32).fill(7);

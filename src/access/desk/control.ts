@@ -1,0 +1,32 @@
+// Operator commands to the broker processes for right-of-access requests: JSON request/reply on
+// phi.control.access, served by every broker process in the queue group phi-broker, so exactly one handles
+// each command. The patient reference never crosses NATS in clear: `create` carries it sealed under the
+// broker's access key (the operator's CLI runs on the broker's data dir, as `quarantine show --decrypt` does);
+// replies carry ids, dates, statuses, codes and counts. NATS permissions should let only operators publish here.
+import type { NatsConnection } from 'nats';
+import { BrokerError, isBrokerErrorCode } from '../../wire/errors.js';
+import { subjects } from '../../wire/names.js';
+import type { AccessRequest } from '../protocol/request.js';
+
+export type ControlCommand =
+  | { readonly op: 'create'; readonly sealedRef: string }
+  | { readonly op: 'status'; readonly id: string }
+  | { readonly op: 'extend'; readonly id: string; readonly reason: string }
+  | { readonly op: 'list'; readonly overdue: boolean }
+  | { readonly op: 'retry' };
+
+export type ControlReply =
+  | { readonly ok: true; readonly requests: readonly AccessRequest[]; readonly now: number }
+  | { readonly ok: false; readonly error: { readonly code: string; readonly message: string; readonly path?: string } };
+
+/** The associated data of a `create` command's sealed reference (not bound to a request id: none exists yet). */
+export const CONTROL_REF_AAD = 'phi-broker access control v1';
+
+/** Sends one command and returns the requests in the reply; a refusal comes back as its BrokerError. */
+export async function sendControl(nc: NatsConnection, command: ControlCommand, timeoutMs = 60_000): Promise<{ requests: readonly AccessRequest[]; now: number }> {
+  const msg = await nc.request(subjects.accessControl, new TextEncoder().encode(JSON.stringify(command)), { timeout: timeoutMs });
+  const reply = JSON.parse(new TextDecoder().decode(msg.data)) as ControlReply;
+  if (reply.ok) return { requests: reply.requests, now: reply.now };
+  const code = isBrokerErrorCode(reply.error.code) ? reply.error.code : 'E_INTERNAL';
+  throw new BrokerError(code, reply.error.message, reply.error.path === undefined ? undefined : { path: reply.error.path });
+}

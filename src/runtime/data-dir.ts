@@ -1,0 +1,152 @@
+// What every CLI command shares: the data dir layout, dev keys, the catalog, and finding (or starting)
+// NATS. `up` writes `<data-dir>/nats/server.json` (url, pid, TLS dir) so `publish` and `tail` find the embedded server;
+// NATS_URL points every command at an existing NATS instead.
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from 'nats';
+import { loadCatalog } from '../catalog/load.js';
+import { type Catalog } from '../catalog/types.js';
+import { BROKER_ID } from '../wire/ids.js';
+import type { BrokerConfig } from '../config.js';
+import { ensureDevKeys, readJwks, readServiceKeys, type PublicKeyRecord, type ServiceKeys } from '../crypto/keys.js';
+import { initCrypto } from '../crypto/sodium.js';
+import { mtlsConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
+import { inboxPrefix } from '../wire/names.js';
+import { identityInbox } from '../nats/permissions.js';
+import { ADMIN_IDENTITY, AUDITOR_IDENTITY, serviceIdentity, type Identity } from '../tls/identity.js';
+import { tlsLayout } from '../tls/store.js';
+import { startNatsServer, type RunningNatsServer } from '../nats/server.js';
+
+export interface DataDirLayout {
+  readonly root: string;
+  readonly keys: string;
+  readonly nats: string;
+  readonly serverFile: string;
+}
+
+export function layout(config: BrokerConfig): DataDirLayout {
+  const root = config.dataDir;
+  return { root, keys: join(root, 'keys'), nats: join(root, 'nats'), serverFile: join(root, 'nats', 'server.json') };
+}
+
+export function loadConfiguredCatalog(config: BrokerConfig): Catalog {
+  return loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
+}
+
+/** Development keys for the broker and every catalog service (created when missing, kept otherwise). */
+export async function devKeys(config: BrokerConfig, catalog: Catalog): Promise<{ dir: string; peers: PublicKeyRecord[] }> {
+  await initCrypto();
+  const dir = layout(config).keys;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensureDevKeys(dir, [BROKER_ID, ...catalog.services.keys()]);
+  return { dir, peers: readJwks(dir) };
+}
+
+export async function serviceKeys(config: BrokerConfig, service: string): Promise<{ keys: ServiceKeys; peers: PublicKeyRecord[] }> {
+  await initCrypto();
+  const dir = layout(config).keys;
+  if (!existsSync(join(dir, 'jwks.json'))) {
+    throw new Error(`no keys in ${dir}: run \`phi-broker up --data-dir ${config.dataDir}\` first (it creates development keys)`);
+  }
+  return { keys: readServiceKeys(dir, service), peers: readJwks(dir) };
+}
+
+export async function startEmbeddedNats(config: BrokerConfig, port?: number): Promise<RunningNatsServer> {
+  const l = layout(config);
+  const server = await startNatsServer({ dir: l.nats, maxPayload: Math.max(config.maxMessageBytes * 2, 1024 * 1024), ...(port === undefined ? {} : { port }) });
+  writeFileSync(l.serverFile, JSON.stringify({ url: server.url, pid: server.pid }));
+  return {
+    ...server,
+    async stop() {
+      rmSync(l.serverFile, { force: true });
+      await server.stop();
+    },
+  };
+}
+
+/** NATS_URL when set, else the embedded server that `up` started in this data dir. */
+export function natsUrl(config: BrokerConfig): string {
+  if (config.natsUrl !== undefined) return config.natsUrl;
+  const file = layout(config).serverFile;
+  if (!existsSync(file)) {
+    throw new Error(`no running phi-broker in ${config.dataDir}: start one with \`phi-broker up --data-dir ${config.dataDir}\`, or set NATS_URL`);
+  }
+  const server = JSON.parse(readFileSync(file, 'utf8')) as { url: string; pid?: number };
+  if (server.pid !== undefined && !isRunning(server.pid)) {
+    throw new Error(`no running phi-broker in ${config.dataDir} (${file} is left from one that did not stop cleanly): start one with \`phi-broker up --data-dir ${config.dataDir}\`, or set NATS_URL`);
+  }
+  return server.url;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, owned by another user
+  }
+}
+
+/**
+ * A service's connection for `publish`/`tail`: mTLS as that service when there is a TLS dir (PHI_BROKER_NATS_TLS_DIR, or the running `up`'s), else the
+ * plaintext development connection — for which PhiClient needs (and warns about) `insecure: true`.
+ */
+export async function connectService(config: BrokerConfig, service: string, name: string): Promise<{ nc: NatsConnection; insecure: boolean }> {
+  const url = natsUrl(config);
+  const tlsDir = cliTlsDir(config);
+  if (tlsDir === undefined) return { nc: await connectNats(url, name), insecure: true };
+  const files = tlsLayout(tlsDir).identity(serviceIdentity(service));
+  return { nc: await connectNats(url, name, { files, inbox: inboxPrefix(service) }), insecure: false };
+}
+
+/**
+ * What an operator command does: `read` (audit verify|query|export, registry show, disclosures, access
+ * status|list|export, consent list, quarantine list|show) or `write` (everything else: consent add|revoke, access
+ * request|extend|retry, provisioning).
+ */
+export type OperatorAccess = 'read' | 'write';
+
+/**
+ * The identity an operator command connects as over mTLS. A `write` command: the admin. A `read` command: per
+ * `operatorIdentity` (PHI_BROKER_OPERATOR_IDENTITY) — `auto` (the default) takes the read-only auditor when its
+ * certificate is in the TLS dir (`certs init|rotate` and `up` issue it; a compliance officer may be given only
+ * ca.cert.pem and the auditor pair), else the admin. Undefined without a TLS dir (plaintext development).
+ */
+export function operatorIdentity(config: BrokerConfig, access: OperatorAccess): Identity | undefined {
+  const tlsDir = cliTlsDir(config);
+  if (tlsDir === undefined) return undefined;
+  if (access === 'write' || config.operatorIdentity === 'admin') return ADMIN_IDENTITY;
+  if (config.operatorIdentity === 'auditor' || existsSync(tlsLayout(tlsDir).identity(AUDITOR_IDENTITY).certFile)) return AUDITOR_IDENTITY;
+  return ADMIN_IDENTITY;
+}
+
+/** An operator's connection (quarantine, audit, disclosures, consent, registry, access): over mTLS as operatorIdentity when there is a TLS dir. */
+export async function connectOperator(config: BrokerConfig, name: string, access: OperatorAccess): Promise<NatsConnection> {
+  const url = natsUrl(config);
+  const tlsDir = cliTlsDir(config);
+  const identity = operatorIdentity(config, access);
+  if (tlsDir === undefined || identity === undefined) return connectNats(url, name);
+  return connectNats(url, name, { files: tlsLayout(tlsDir).identity(identity), inbox: identityInbox(identity) });
+}
+
+/** PHI_BROKER_NATS_TLS_DIR, or the TLS dir of the embedded server `up` started (in server.json; none under --insecure-plaintext). */
+export function cliTlsDir(config: BrokerConfig): string | undefined {
+  if (config.natsTlsDir !== undefined || config.natsUrl !== undefined) return config.natsTlsDir;
+  const file = layout(config).serverFile;
+  if (!existsSync(file)) return undefined;
+  const server = JSON.parse(readFileSync(file, 'utf8')) as { tlsDir?: unknown };
+  return typeof server.tlsDir === 'string' ? server.tlsDir : undefined;
+}
+
+/** With `mtls`, connects as that identity over mutual TLS (src/nats/connect-options.ts); else plaintext. */
+export async function connectNats(url: string, name: string, mtls?: { readonly files: NatsTlsFiles; readonly inbox: string }): Promise<NatsConnection> {
+  try {
+    // noAsyncTraces: no stack captured per request (every JetStream publish is one); errors keep their codes,
+    // which is all phi-broker reads (src/log.ts errorFields). Profiled: ~7 % of the broker's CPU (docs/performance.md).
+    if (mtls !== undefined) return await connect({ ...mtlsConnectionOptions(url, mtls.files, mtls.inbox, name), noAsyncTraces: true });
+    return await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
+  } catch (err) {
+    // nats.js says only e.g. CONNECTION_REFUSED; say where.
+    throw new Error(`cannot connect to NATS at ${url}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}

@@ -1,0 +1,24 @@
+// `phi-broker nats-provision`: creates or updates every stream, KV bucket and object store the broker uses
+// (src/runtime/provision.ts) and the broker's consumer as the admin identity — under the generated mTLS
+// permissions the only identity that may — then exits. Run it before the broker starts and after a retention
+// setting changes (docker-compose.yml runs it once).
+import type { Writable } from 'node:stream';
+import type { BrokerConfig } from '../config.js';
+import { ADMIN_INBOX_ID } from '../nats/permissions.js';
+import { provisionStreams } from './provision.js';
+import { ADMIN_IDENTITY } from '../tls/identity.js';
+import { tlsLayout } from '../tls/store.js';
+import { connectNats } from './data-dir.js';
+
+export async function runNatsProvision(config: BrokerConfig, out: Writable): Promise<void> {
+  if (config.natsUrl === undefined || config.natsTlsDir === undefined) {
+    throw new Error('nats-provision needs NATS_URL and PHI_BROKER_NATS_TLS_DIR (it connects as the admin identity over mTLS)');
+  }
+  const nc = await connectNats(config.natsUrl, 'phi-broker-admin', { files: tlsLayout(config.natsTlsDir).identity(ADMIN_IDENTITY), inbox: `_INBOX.${ADMIN_INBOX_ID}` });
+  try {
+    await provisionStreams(nc, config);
+  } finally {
+    await nc.close();
+  }
+  out.write(`provisioned streams on ${config.natsUrl} as the admin identity\n`);
+}

@@ -1,0 +1,65 @@
+// How `up` and `demo` reach NATS (45 CFR 164.312(e)(1) transmission security, 164.312(d) entity authentication):
+// mutual TLS unless told otherwise. Without NATS_URL, the embedded nats-server on the generated mTLS config
+// (embedded-mtls.ts); with NATS_URL, that server with the TLS dir from `natsTlsDir` (PHI_BROKER_NATS_TLS_DIR).
+// Plaintext only with `--insecure-plaintext`, which says so loudly on stderr — the development escape hatch.
+import type { NatsConnection } from 'nats';
+import type { Catalog } from '../catalog/types.js';
+import type { BrokerConfig } from '../config.js';
+import { BrokerError } from '../wire/errors.js';
+import { identityInbox } from '../nats/permissions.js';
+import type { RunningNatsServer } from '../nats/server.js';
+import type { Identity } from '../tls/identity.js';
+import { tlsLayout } from '../tls/store.js';
+import { startEmbeddedMtlsNats } from './embedded-nats.js';
+import { connectNats, startEmbeddedNats } from './data-dir.js';
+
+export interface NatsTransport {
+  readonly url: string;
+  /** The certificates every identity connects with; undefined for plaintext (`--insecure-plaintext`). */
+  readonly tlsDir: string | undefined;
+  /** The embedded server this process started, if any. */
+  readonly server: RunningNatsServer | undefined;
+  /** Connects as an identity over mTLS (its certificate and inbox prefix), or plaintext. */
+  connect(identity: Identity, name: string): Promise<NatsConnection>;
+}
+
+export const INSECURE_PLAINTEXT_WARNING =
+  'WARNING: --insecure-plaintext: NATS without TLS and without client certificates — no transport encryption, no per-service identity, no subject permissions; PHI ciphertext and broker signatures travel in the clear. Local development only.';
+
+/** The mTLS default, or plaintext when `insecurePlaintext` (warned on stderr); refuses a NATS_URL without a TLS dir. */
+export async function openNatsTransport(config: BrokerConfig, catalog: Catalog, opts: { readonly insecurePlaintext: boolean; readonly port?: number }): Promise<NatsTransport> {
+  if (opts.insecurePlaintext) {
+    if (config.natsTlsDir !== undefined) {
+      throw new BrokerError('E_CONFIG_INVALID', 'natsTlsDir: set (PHI_BROKER_NATS_TLS_DIR) together with --insecure-plaintext; give one or the other');
+    }
+    process.stderr.write(`${INSECURE_PLAINTEXT_WARNING}\n`);
+    const server = config.natsUrl === undefined ? await startEmbeddedNats(config, opts.port) : undefined;
+    const url = config.natsUrl ?? server?.url ?? '';
+    return { url, tlsDir: undefined, server, connect: (_identity, name) => connectNats(url, name) };
+  }
+  let server: RunningNatsServer | undefined;
+  let url: string;
+  let tlsDir: string;
+  if (config.natsUrl === undefined) {
+    const mtls = await startEmbeddedMtlsNats(config, catalog, opts.port);
+    server = mtls;
+    url = mtls.url;
+    tlsDir = mtls.tlsDir;
+  } else if (config.natsTlsDir === undefined) {
+    throw new BrokerError(
+      'E_CONFIG_INVALID',
+      'natsTlsDir: NATS_URL is set without a TLS dir; set PHI_BROKER_NATS_TLS_DIR to the certificates (`phi-broker certs init`, the server on `phi-broker nats-config`), or pass --insecure-plaintext for local development only',
+    );
+  } else {
+    url = config.natsUrl;
+    tlsDir = config.natsTlsDir;
+  }
+  const files = tlsLayout(tlsDir);
+  return {
+    url,
+    tlsDir,
+    server,
+    connect: (identity, name) =>
+      connectNats(url, name, { files: files.identity(identity), inbox: identityInbox(identity) }),
+  };
+}

@@ -1,0 +1,27 @@
+// Stream provisioning as the admin identity. Under the generated mTLS permissions (permissions.ts) only the
+// admin may create or update streams, so a deployment runs this once (and after a catalog or retention change)
+// before the broker starts; the broker then finds every stream, KV bucket and object store as configured and
+// only checks them (each ensure* skips the update when nothing differs) and creates its durable consumers.
+// The very functions the broker's start calls (broker.ts, audit/trail.ts, registry/, access/), so the settings
+// never drift between the two.
+import type { NatsConnection } from 'nats';
+import type { BrokerConfig } from '../config.js';
+import { ensureAuditStream } from '../audit/setup.js';
+import { ensureAccessBuckets } from '../access/desk/store.js';
+import { ensureRegistryBucket } from '../registry/store.js';
+import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDisclosureStream, streamSettings } from '../nats/setup.js';
+
+
+/**
+ * Creates or updates PHI_INGEST, PHI_DELIVER, PHI_QUARANTINE, PHI_RECEIPTS, the broker consumer and phi_seen;
+ * PHI_DISCLOSURES, PHI_AUDIT (deny delete/purge, retention from the config; never shortened), the KV buckets
+ * phi_consent, phi_registry, phi_access and the object store phi_access_answers.
+ */
+export async function provisionStreams(adminNc: NatsConnection, config: BrokerConfig): Promise<void> {
+  await ensureBrokerInfrastructure(adminNc, streamSettings(config));
+  await ensureDisclosureStream(adminNc, { maxAgeMs: config.disclosureMaxAgeMs, duplicateWindowMs: config.duplicateWindowMs });
+  await ensureAuditStream(adminNc, { maxAgeMs: config.auditMaxAgeMs, duplicateWindowMs: config.duplicateWindowMs });
+  await ensureConsentBucket(adminNc);
+  await ensureRegistryBucket(adminNc);
+  await ensureAccessBuckets(adminNc);
+}

@@ -1,0 +1,69 @@
+// A whole phi-broker on one machine in one process: embedded nats-server on the generated mTLS config (or
+// NATS_URL with its TLS dir), dev keys, the broker as the broker identity, and SDK clients for any catalog
+// service, each as its own identity. Plaintext only with `insecurePlaintext`. Used by `demo`; tests compose
+// the same parts.
+import { Broker } from '../broker/broker.js';
+import { ensureBrokerSecrets } from './broker-secrets.js';
+import { type Catalog } from '../catalog/types.js';
+import { BROKER_ID } from '../wire/ids.js';
+import type { BrokerConfig } from '../config.js';
+import { readServiceKeys, type PublicKeyRecord } from '../crypto/keys.js';
+import type { Logger } from '../log.js';
+import { PhiClient } from '../sdk/client.js';
+import { BROKER_IDENTITY, serviceIdentity } from '../tls/identity.js';
+import { openNatsTransport } from './nats-transport.js';
+import { devKeys, loadConfiguredCatalog } from './data-dir.js';
+import type { NatsConnection } from 'nats';
+
+export interface LocalStack {
+  readonly url: string;
+  /** The certificates, or undefined on plaintext. */
+  readonly tlsDir: string | undefined;
+  readonly catalog: Catalog;
+  readonly broker: Broker;
+  readonly nc: NatsConnection;
+  client(service: string): Promise<PhiClient>;
+  stop(): Promise<void>;
+}
+
+export async function startLocalStack(config: BrokerConfig, logger: Logger, opts: { readonly insecurePlaintext?: boolean } = {}): Promise<LocalStack> {
+  const catalog = loadConfiguredCatalog(config);
+  const { dir, peers } = await devKeys(config, catalog);
+  const secrets = ensureBrokerSecrets(dir);
+  const transport = await openNatsTransport(config, catalog, { insecurePlaintext: opts.insecurePlaintext === true });
+  const { url, tlsDir, server } = transport;
+  let nc: NatsConnection | undefined;
+  let broker: Broker;
+  try {
+    nc = await transport.connect(BROKER_IDENTITY, 'phi-broker');
+    broker = await Broker.start({ config, catalog, nc, keys: readServiceKeys(dir, BROKER_ID), peers, secrets, logger });
+  } catch (err) {
+    await nc?.close();
+    await server?.stop();
+    throw err;
+  }
+  const clients: PhiClient[] = [];
+  const extra: NatsConnection[] = [];
+  const brokerPeers: PublicKeyRecord[] = peers;
+  return {
+    url,
+    tlsDir,
+    catalog,
+    broker,
+    nc,
+    async client(service: string) {
+      const cnc = await transport.connect(serviceIdentity(service), `phi-broker ${service}`);
+      extra.push(cnc);
+      const c = await PhiClient.connect({ nc: cnc, service, keys: readServiceKeys(dir, service), peers: brokerPeers, logger, ...(tlsDir === undefined ? { insecure: true } : {}) });
+      clients.push(c);
+      return c;
+    },
+    async stop() {
+      for (const c of clients) await c.close();
+      await broker.stop();
+      for (const c of extra) await c.drain();
+      await nc.drain();
+      await server?.stop();
+    },
+  };
+}

@@ -1,0 +1,197 @@
+// Every NATS subject, stream, consumer and KV bucket name phi-broker uses, in one place (DESIGN.md:
+// "nothing else spells a subject string"). Subjects carry only service ids and FHIR resource type names —
+// never a patient reference, an identifier or any other value (PHI must not appear in subjects).
+import { INSTANCE_ID_PATTERN, RAW_TYPE, RESOURCE_TYPE_NAME_PATTERN, SERVICE_ID_PATTERN } from './ids.js';
+
+export const STREAMS = {
+  ingest: 'PHI_INGEST',
+  deliver: 'PHI_DELIVER',
+  quarantine: 'PHI_QUARANTINE',
+  receipts: 'PHI_RECEIPTS',
+  /** Accounting of disclosures (45 CFR 164.528): one record per delivery to an accounted recipient; deny delete, deny purge. */
+  disclosures: 'PHI_DISCLOSURES',
+  /** The audit trail: write once (deny delete, deny purge), one hash chain per broker instance (docs/audit.md). */
+  audit: 'PHI_AUDIT',
+} as const;
+
+export const KV_BUCKETS = {
+  /** Message ids the broker has accepted, for replay detection beyond JetStream's duplicate window. */
+  seen: 'phi_seen',
+  /** Patient restrictions (45 CFR 164.522) as sealed FHIR Consent resources, keyed `<patient pseudonym>.<consent id>`. */
+  consent: 'phi_consent',
+  /** Patient-to-service registry: keyed patient pseudonym → services holding data (src/registry/). */
+  registry: 'phi_registry',
+  /** Right-of-access requests and their state (src/access/); the patient reference only sealed. */
+  access: 'phi_access',
+} as const;
+
+/** JetStream Object Store buckets (NATS ADR-20). */
+export const OBJECT_STORES = {
+  /** Each service's answer to a right-of-access request, sealed under the broker's access key (src/access/). */
+  accessAnswers: 'phi_access_answers',
+} as const;
+
+/**
+ * Reply-subject prefix of one NATS identity (a service id, or the broker's). Each identity may subscribe only
+ * under its own prefix, so no client can read replies meant for another (JetStream API answers, pulled messages).
+ * nats.js takes it as the `inboxPrefix` connection option. Service ids start with a letter, so they never
+ * collide with the default `_INBOX.<NUID>` (upper case) or with `_INBOX._admin` / `_INBOX._auditor`.
+ */
+export function inboxPrefix(identity: string): string {
+  if (identity !== '_admin' && identity !== '_auditor' && !SERVICE_ID_PATTERN.test(identity)) throw new TypeError(`not an identity: ${JSON.stringify(identity)}`);
+  return `_INBOX.${identity}`;
+}
+
+export const BROKER_CONSUMER = 'broker';
+
+/** Queue group of the broker processes' control subjects: each control request is handled by one of them. */
+export const BROKER_QUEUE = 'phi-broker';
+
+/** Raw (raw-mode) envelopes carry this in place of a resource type. */
+export { RAW_TYPE };
+const RAW_TOKEN = '_raw';
+
+
+export const HEADERS = {
+  /** JetStream de-duplication (NATS ADR-31): set to the message id. */
+  msgId: 'Nats-Msg-Id',
+  /** Ed25519 detached signature (base64url) over the exact message bytes (docs/wire-format.md). */
+  signature: 'Phi-Sig',
+  /** Quarantine records: the stable error code (never a value). */
+  code: 'Phi-Code',
+  /** Quarantine records: the record's facts as JSON (src/broker/quarantine.ts; never a value). */
+  record: 'Phi-Record',
+  /** Quarantine records and right-of-access answer parts: `i/n`, this message's place among the parts. */
+  part: 'Phi-Part',
+  /** A right-of-access answer sent in parts: on the manifest that replies to the question, the part count (src/access/protocol/parts.ts). */
+  parts: 'Phi-Parts',
+} as const;
+
+function assertService(service: string): void {
+  if (!SERVICE_ID_PATTERN.test(service)) throw new TypeError(`not a service id: ${JSON.stringify(service)}`);
+}
+
+/** A patient pseudonym token (src/registry/pseudonym.ts: 43 base64url characters), or `_unresolved`. */
+export const UNRESOLVED_PATIENT = '_unresolved';
+const PSEUDONYM_TOKEN = /^(?:[A-Za-z0-9_-]{43}|_unresolved)$/;
+
+function assertPseudonym(token: string): void {
+  if (!PSEUDONYM_TOKEN.test(token)) throw new TypeError('not a patient pseudonym token');
+}
+
+function typeToken(type: string): string {
+  if (type === RAW_TYPE) return RAW_TOKEN;
+  if (!RESOURCE_TYPE_NAME_PATTERN.test(type)) throw new TypeError(`not a resource type: ${JSON.stringify(type)}`);
+  return type;
+}
+
+export const subjects = {
+  ingestAll: 'phi.ingest.>',
+  ingest: (service: string, type: string): string => {
+    assertService(service);
+    return `phi.ingest.${service}.${typeToken(type)}`;
+  },
+  deliverAll: 'phi.deliver.>',
+  deliver: (service: string, type: string): string => {
+    assertService(service);
+    return `phi.deliver.${service}.${typeToken(type)}`;
+  },
+  deliverFilter: (service: string, type?: string): string => {
+    assertService(service);
+    return type === undefined ? `phi.deliver.${service}.>` : `phi.deliver.${service}.${typeToken(type)}`;
+  },
+  quarantineAll: 'phi.quarantine.>',
+  quarantine: (service: string): string => `phi.quarantine.${SERVICE_ID_PATTERN.test(service) ? service : '_unknown'}`,
+  /** Disclosure records: `phi.disclosure.<patient pseudonym>.<recipient>` (the broker's keyed pseudonym, never a raw id). */
+  disclosuresAll: 'phi.disclosure.>',
+  disclosure: (patient: string, recipient: string): string => {
+    assertPseudonym(patient);
+    assertService(recipient);
+    return `phi.disclosure.${patient}.${recipient}`;
+  },
+  disclosuresOf: (patient: string): string => {
+    assertPseudonym(patient);
+    return `phi.disclosure.${patient}.>`;
+  },
+  /** Right of access: the broker asks one service for a patient's data (request/reply; only that service may subscribe). */
+  access: (service: string): string => {
+    assertService(service);
+    return `phi.access.${service}`;
+  },
+  /**
+   * Right of access: where the service that answered serves the parts of an answer larger than one message, by
+   * request/reply (src/access/protocol/parts.ts); `token` is 32 random hex digits, one per answer (no PHI).
+   */
+  accessPart: (service: string, token: string): string => {
+    assertService(service);
+    if (!/^[0-9a-f]{32}$/.test(token)) throw new TypeError('not an answer parts token');
+    return `phi.access.${service}.part.${token}`;
+  },
+  /** Every parts subject of one service: what it may subscribe to (src/nats/permissions.ts). */
+  accessParts: (service: string): string => {
+    assertService(service);
+    return `phi.access.${service}.part.*`;
+  },
+  /** Right of access: operator commands to the broker processes (request/reply, queue group BROKER_QUEUE). */
+  accessControl: 'phi.control.access',
+  accessAll: 'phi.access.>',
+  /**
+   * Right of access from a service (the SDK's requestAccess / accessStatus): request/reply to the broker processes
+   * (queue group BROKER_QUEUE) on `phi.request.access.<requesting service>`; only the catalog's access requesters
+   * may publish there. The patient reference travels sealed in the body, never in the subject or a header.
+   */
+  accessRequest: (service: string): string => {
+    assertService(service);
+    return `phi.request.access.${service}`;
+  },
+  /** What the broker processes subscribe to: every service's access-request subject. */
+  accessRequestAll: 'phi.request.access.*',
+  /** Every subject under phi.request (denied to services that are not requesters, and to every subscriber). */
+  requestAll: 'phi.request.>',
+  receiptsAll: 'phi.receipt.>',
+  receipt: (service: string): string => {
+    assertService(service);
+    return `phi.receipt.${service}`;
+  },
+  auditAll: 'phi.audit.>',
+  /** One broker instance's audit chain. */
+  audit: (instanceId: string): string => {
+    if (!INSTANCE_ID_PATTERN.test(instanceId)) throw new TypeError(`not an instance id: ${JSON.stringify(instanceId)}`);
+    return `phi.audit.${instanceId}`;
+  },
+  alertAll: 'phi.alert.>',
+  /** Core NATS (not stored): an alert rule fired (src/audit/alerts.ts). */
+  alert: (rule: string): string => {
+    if (!/^[a-z][a-z0-9-]{0,39}$/.test(rule)) throw new TypeError(`not an alert rule: ${JSON.stringify(rule)}`);
+    return `phi.alert.${rule}`;
+  },
+} as const;
+
+export interface IngestSubject {
+  readonly service: string;
+  readonly type: string;
+}
+
+/** Parses `phi.ingest.<service>.<Type>`; undefined when the subject is not of that shape. */
+export function parseIngestSubject(subject: string): IngestSubject | undefined {
+  const parts = subject.split('.');
+  if (parts.length !== 4 || parts[0] !== 'phi' || parts[1] !== 'ingest') return undefined;
+  const [, , service, token] = parts as [string, string, string, string];
+  if (!SERVICE_ID_PATTERN.test(service)) return undefined;
+  if (token === RAW_TOKEN) return { service, type: RAW_TYPE };
+  return RESOURCE_TYPE_NAME_PATTERN.test(token) ? { service, type: token } : undefined;
+}
+
+/** The requesting service named by `phi.request.access.<service>`; undefined when the subject is not of that shape. */
+export function parseAccessRequestSubject(subject: string): string | undefined {
+  const parts = subject.split('.');
+  if (parts.length !== 4 || parts[0] !== 'phi' || parts[1] !== 'request' || parts[2] !== 'access') return undefined;
+  const service = parts[3] as string;
+  return SERVICE_ID_PATTERN.test(service) ? service : undefined;
+}
+
+/** Durable consumer of a subscriber's deliveries (all types, or one). */
+export function deliveryConsumer(service: string, type?: string): string {
+  assertService(service);
+  return type === undefined ? `deliver-${service}` : `deliver-${service}-${typeToken(type)}`;
+}
