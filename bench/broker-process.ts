@@ -10,10 +10,10 @@ import { Broker } from '../src/broker/broker.js';
 import { ensureBrokerSecrets } from '../src/runtime/broker-secrets.js';
 import { loadCatalog } from '../src/catalog/load.js';
 import { BROKER_ID } from '../src/wire/ids.js';
-import { parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/config/config.js';
 import { readJwks, readServiceKeys } from '../src/crypto/keys.js';
 import { initCrypto } from '../src/crypto/sodium.js';
-import { createLogger } from '../src/log.js';
+import { createLogger } from '../src/log/log.js';
 import { connectNats } from '../src/runtime/data-dir.js';
 
 export interface BrokerProcessArgs {

@@ -32,7 +32,7 @@ describe('eslint.config.js', () => {
   });
 
   it('forbids console.* in src/ only (STYLE §10): bench/ and test/ print by design', async () => {
-    expect((await severities(eslint, 'src/log.ts'))['no-console']).toBe(2);
+    expect((await severities(eslint, 'src/log/log.ts'))['no-console']).toBe(2);
     expect((await severities(eslint, 'bench/main.ts'))['no-console']).toBeUndefined();
     expect((await severities(eslint, 'test/index.test.ts'))['no-console']).toBeUndefined();
   });

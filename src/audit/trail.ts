@@ -5,9 +5,9 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { NatsConnection } from 'nats';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../log/log.js';
 import { subjects } from '../wire/names.js';
 import { AlertMonitor, loadAlertRules, type Alert } from './alerts.js';
 import { buildAuditEvent, type EventContext } from './event.js';

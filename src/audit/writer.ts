@@ -11,7 +11,7 @@ import type { JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
 import { signDetached } from '../crypto/sign.js';
 import { BrokerError } from '../wire/errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../log/log.js';
 import { STREAMS, subjects } from '../wire/names.js';
 import { checkpointPayload, decodeRecord, encodeCheckpointRecord, encodeEventsRecord, recordHash } from './record.js';
 

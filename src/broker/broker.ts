@@ -9,7 +9,7 @@ import { acceptedFacts, profileElements, rejectedFacts, startFacts } from './aud
 import { AuditTrail } from '../audit/trail.js';
 import { accountsDisclosures, type Catalog } from '../catalog/types.js';
 import { BROKER_ID } from '../wire/ids.js';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { Keyring } from '../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { signDetached } from '../crypto/sign.js';
@@ -19,7 +19,7 @@ import { BrokerError, isBrokerError } from '../wire/errors.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../fhir/limits.js';
 import { envelopeHash } from '../envelope/provenance.js';
 import { MESSAGE_ID_PATTERN } from '../wire/ids.js';
-import { errorFields, errorStack, type Logger } from '../log.js';
+import { errorFields, errorStack, type Logger } from '../log/log.js';
 import { AckedPublisher } from '../nats/acked-publish.js';
 import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../wire/names.js';
 import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDeliveryConsumer, ensureDisclosureStream, streamSettings } from '../nats/setup.js';

@@ -34,7 +34,7 @@ export interface PipelineContext {
   /** Largest delivery envelope that fits in one NATS message. */
   readonly maxDeliveryBytes: number;
   readonly clockSkewMs: number;
-  /** How long the replay cache remembers an id (src/config.ts). */
+  /** How long the replay cache remembers an id (src/config/config.ts). */
   readonly replayWindowMs: number;
   /** Keyed pseudonym function for one subscriber (a different key per subscriber, so tokens do not link across them). */
   readonly pseudonymizerFor: (service: string) => (value: string) => string;

@@ -11,7 +11,7 @@ import { isOverdue, unanswered, type AccessRequest, type ServiceState } from '..
 import { accessKey, checkRequestId } from '../access/desk/sealing.js';
 import { AccessStore } from '../access/desk/store.js';
 import { ensureBrokerSecrets } from '../runtime/broker-secrets.js';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { sealBlob } from '../crypto/aead.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';

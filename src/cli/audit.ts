@@ -16,7 +16,7 @@ import { decodeRecord } from '../audit/record.js';
 import { verifyAuditRecords, type StoredRecord, type VerifyReport } from '../audit/verify.js';
 import { ensureBrokerSecrets, secretsFile } from '../runtime/broker-secrets.js';
 import { BROKER_ID } from '../wire/ids.js';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { recordsFromJwks } from '../crypto/jwk.js';
 import { readJwks } from '../crypto/keys.js';
 import { STREAMS } from '../wire/names.js';

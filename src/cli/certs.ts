@@ -3,7 +3,7 @@
 // fresh server and client certificates (new keys) from it, then nats-server reloads on SIGHUP.
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { parseDuration } from '../tls/duration.js';
 import { DEFAULT_CA_LIFETIME_MS, DEFAULT_LEAF_LIFETIME_MS, defaultTlsDir, issueAll, readCa, tlsLayout, type IssueReport } from '../tls/store.js';
 import { loadConfiguredCatalog } from '../runtime/data-dir.js';

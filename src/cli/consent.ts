@@ -5,7 +5,7 @@
 // `registry`, `access`, `audit` and `disclosures`.
 import type { Writable } from 'node:stream';
 import type { Consent } from 'fhir/r4.js';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { restrictionOf } from '../consent/consent.js';
 import { ConsentStore } from '../consent/store.js';
 import { initCrypto } from '../crypto/sodium.js';

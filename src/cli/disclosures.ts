@@ -4,7 +4,7 @@
 // or any service with accountDisclosures: true), six years back by default (164.528(a)(3)). Text: one line per
 // disclosure (date, recipient, resource type, purpose, message id, elements). FHIR: a Bundle of AuditEvents.
 import type { Writable } from 'node:stream';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { disclosureBundle } from '../disclosures/fhir.js';
 import { readDisclosures, type StoredDisclosure } from '../disclosures/read.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';

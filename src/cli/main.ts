@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatIssue } from '../catalog/issues.js';
 import { checkCatalog } from '../catalog/load.js';
-import { configFromEnv, parseConfig, type BrokerConfig, type BrokerConfigInput } from '../config.js';
+import { configFromEnv, parseConfig, type BrokerConfig, type BrokerConfigInput } from '../config/config.js';
 import { isBrokerError } from '../wire/errors.js';
-import { createLogger } from '../log.js';
+import { createLogger } from '../log/log.js';
 // `up` and `demo` run the broker, which loads the FHIR model (@fhir-typescript/r4-core, seconds to import):
 // they import it on demand, so `--help`, `publish`, `tail` and `catalog check` start in well under a second.
 import { packageRoot } from '../runtime/package-root.js';

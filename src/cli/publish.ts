@@ -1,7 +1,7 @@
 // `phi-broker publish --as <service> [file|-]`: publish FHIR JSON as a service with its development keys.
 // A Bundle goes out as its entries (unless --whole). Prints each verdict; exit code 1 if any was not accepted.
 import { PhiClient, type PublishResult } from '../sdk/client.js';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { connectService, serviceKeys } from '../runtime/data-dir.js';
 
 function isBundle(text: string): boolean {

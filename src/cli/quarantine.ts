@@ -4,7 +4,7 @@
 import type { NatsConnection } from 'nats';
 import { ensureBrokerSecrets } from '../runtime/broker-secrets.js';
 import { decodeRecordHeader, openQuarantine, type QuarantineRecord } from '../broker/quarantine.js';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { BROKER_ID } from '../wire/ids.js';
 import { Keyring } from '../crypto/keyring.js';
 import { readJwks, readServiceKeys } from '../crypto/keys.js';

@@ -5,7 +5,7 @@
 // sent anywhere or printed.
 import type { Writable } from 'node:stream';
 import { ensureBrokerSecrets } from '../runtime/broker-secrets.js';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
 import type { RegistryRecord } from '../registry/record.js';

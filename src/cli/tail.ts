@@ -1,6 +1,6 @@
 // `phi-broker tail --as <service>`: prints a service's decrypted deliveries (its minimum-necessary view,
 // with provenance) as they arrive. This is the subscriber's own data on its own terminal.
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { PhiClient, type Delivered, type ResourceType } from '../sdk/client.js';
 import { connectService, serviceKeys } from '../runtime/data-dir.js';
 

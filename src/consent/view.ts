@@ -13,7 +13,7 @@
 import type { KV, KvEntry, QueuedIterator } from 'nats';
 import type { BrokerSecrets } from '../crypto/broker-secrets.js';
 import type { PatientMatchDef } from '../catalog/types.js';
-import { errorFields, type Logger } from '../log.js';
+import { errorFields, type Logger } from '../log/log.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
 import { checkConsent, consentPatient, denyAllRestriction, isConsentId, restrictionOf, type Restriction } from './consent.js';
 import type { RestrictionPolicy } from './decide.js';

@@ -13,7 +13,7 @@ import {
   type NatsConnection,
   type StreamConfig,
 } from 'nats';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { BROKER_CONSUMER, KV_BUCKETS, STREAMS, deliveryConsumer, subjects } from '../wire/names.js';
 
 export interface StreamSettings {

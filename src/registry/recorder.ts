@@ -14,7 +14,7 @@
 import type { NatsConnection } from 'nats';
 import type { BrokerSecrets } from '../crypto/broker-secrets.js';
 import type { PatientMatchDef } from '../catalog/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../log/log.js';
 import { refuseUnresolved, type MessagePatients } from './message-patients.js';
 import { patientPseudonym } from './pseudonym.js';
 import { RegistryStore, RegistryUnavailable, UNRESOLVED_KEY } from './store.js';

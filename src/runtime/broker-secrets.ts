@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { BrokerSecrets } from '../crypto/broker-secrets.js';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { BrokerError } from '../wire/errors.js';
 import { layout } from './data-dir.js';
 

@@ -7,7 +7,7 @@ import { connect, type NatsConnection } from 'nats';
 import { loadCatalog } from '../catalog/load.js';
 import { type Catalog } from '../catalog/types.js';
 import { BROKER_ID } from '../wire/ids.js';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { ensureDevKeys, readJwks, readServiceKeys, type PublicKeyRecord, type ServiceKeys } from '../crypto/keys.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { mtlsConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
@@ -142,7 +142,7 @@ export function cliTlsDir(config: BrokerConfig): string | undefined {
 export async function connectNats(url: string, name: string, mtls?: { readonly files: NatsTlsFiles; readonly inbox: string }): Promise<NatsConnection> {
   try {
     // noAsyncTraces: no stack captured per request (every JetStream publish is one); errors keep their codes,
-    // which is all phi-broker reads (src/log.ts errorFields). Profiled: ~7 % of the broker's CPU (docs/performance.md).
+    // which is all phi-broker reads (src/log/log.ts errorFields). Profiled: ~7 % of the broker's CPU (docs/performance.md).
     if (mtls !== undefined) return await connect({ ...mtlsConnectionOptions(url, mtls.files, mtls.inbox, name), noAsyncTraces: true });
     return await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
   } catch (err) {

@@ -4,7 +4,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Catalog } from '../catalog/types.js';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { ADMIN_INBOX_ID } from '../nats/permissions.js';
 import { provisionStreams } from './provision.js';
 import { natsServerConfig } from '../nats/server-config.js';

@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { natsServerConfig } from '../nats/server-config.js';
 import { defaultTlsDir, tlsLayout } from '../tls/store.js';
 import { loadConfiguredCatalog } from './data-dir.js';

@@ -3,7 +3,7 @@
 // permissions the only identity that may — then exits. Run it before the broker starts and after a retention
 // setting changes (docker-compose.yml runs it once).
 import type { Writable } from 'node:stream';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { ADMIN_INBOX_ID } from '../nats/permissions.js';
 import { provisionStreams } from './provision.js';
 import { ADMIN_IDENTITY } from '../tls/identity.js';

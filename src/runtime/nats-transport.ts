@@ -4,7 +4,7 @@
 // Plaintext only with `--insecure-plaintext`, which says so loudly on stderr — the development escape hatch.
 import type { NatsConnection } from 'nats';
 import type { Catalog } from '../catalog/types.js';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { BrokerError } from '../wire/errors.js';
 import { identityInbox } from '../nats/permissions.js';
 import type { RunningNatsServer } from '../nats/server.js';

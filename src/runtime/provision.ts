@@ -5,7 +5,7 @@
 // The very functions the broker's start calls (broker.ts, audit/trail.ts, registry/, access/), so the settings
 // never drift between the two.
 import type { NatsConnection } from 'nats';
-import type { BrokerConfig } from '../config.js';
+import type { BrokerConfig } from '../config/config.js';
 import { ensureAuditStream } from '../audit/setup.js';
 import { ensureAccessBuckets } from '../access/desk/store.js';
 import { ensureRegistryBucket } from '../registry/store.js';

@@ -11,7 +11,7 @@ import { openQuestion, sealAnswerEnvelope } from '../access/protocol/holder-exch
 import type { Keyring } from '../crypto/keyring.js';
 import type { ServiceKeys } from '../crypto/keys.js';
 import type { FhirResource as JsonResource } from '../fhir/resource.js';
-import { errorFields, type Logger } from '../log.js';
+import { errorFields, type Logger } from '../log/log.js';
 import { HEADERS, subjects } from '../wire/names.js';
 
 /** Returns every resource this service holds about the patient (its part of the designated record set). */

@@ -13,7 +13,7 @@ import { envelopeHash } from '../envelope/provenance.js';
 import { sealEnvelope } from '../envelope/seal.js';
 import { BrokerError, isBrokerError, type BrokerErrorCode } from '../wire/errors.js';
 import { splitBundle } from '../fhir/bundle.js';
-import { errorFields, type Logger } from '../log.js';
+import { errorFields, type Logger } from '../log/log.js';
 import { AckedPublisher } from '../nats/acked-publish.js';
 import { serviceConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
 import { HEADERS, STREAMS, inboxPrefix, subjects } from '../wire/names.js';

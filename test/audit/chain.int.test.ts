@@ -15,7 +15,7 @@ import { AuditTrail } from '../../src/audit/trail.js';
 import { ChainWriter, type ChainWriterOptions } from '../../src/audit/writer.js';
 import { generateServiceKeys, type SigningKeyPair } from '../../src/crypto/keypairs.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger } from '../../src/log/log.js';
 import { STREAMS } from '../../src/wire/names.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
 import { LogCapture } from '../helpers/stack.js';

@@ -7,7 +7,7 @@ import { decodeRecord } from '../../src/audit/record.js';
 import { verifyAuditRecords, type StoredRecord } from '../../src/audit/verify.js';
 import { ChainWriter } from '../../src/audit/writer.js';
 import { Broker } from '../../src/broker/broker.js';
-import { parseConfig } from '../../src/config.js';
+import { parseConfig } from '../../src/config/config.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { ADMIN_IDENTITY, BROKER_IDENTITY } from '../../src/tls/identity.js';

@@ -19,7 +19,7 @@ import type { Broker } from '../../src/broker/broker.js';
 import { ensureBrokerSecrets } from '../../src/runtime/broker-secrets.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
 import { readServiceKeys } from '../../src/crypto/keys.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger } from '../../src/log/log.js';
 import { subjects } from '../../src/wire/names.js';
 import { PhiClient } from '../../src/sdk/client.js';
 import { ADMIN_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';

@@ -13,7 +13,7 @@ import { BROKER_ID } from '../../src/wire/ids.js';
 import { ConsentStore } from '../../src/consent/store.js';
 import { readJwks, readServiceKeys } from '../../src/crypto/keys.js';
 import { readDisclosures } from '../../src/disclosures/read.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger } from '../../src/log/log.js';
 import { KV_BUCKETS, STREAMS, subjects } from '../../src/wire/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import { RegistryStore } from '../../src/registry/store.js';

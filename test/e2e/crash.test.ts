@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config.js';
+import { parseConfig } from '../../src/config/config.js';
 import { readJwks, readServiceKeys } from '../../src/crypto/keys.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
 import { provisionStreams } from '../../src/runtime/provision.js';

@@ -8,7 +8,7 @@ import { connect as tlsConnect } from 'node:tls';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readServiceKeys } from '../../src/crypto/keys.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger } from '../../src/log/log.js';
 import { PhiClient, type PublishResult } from '../../src/sdk/client.js';
 import { serviceIdentity } from '../../src/tls/identity.js';
 import { issueAll } from '../../src/tls/store.js';

@@ -11,7 +11,7 @@ import { AccessDesk } from '../../src/access/desk/desk.js';
 import { ensureBrokerSecrets } from '../../src/runtime/broker-secrets.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
 import { readServiceKeys } from '../../src/crypto/keys.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger } from '../../src/log/log.js';
 import { type NatsTlsFiles } from '../../src/nats/connect-options.js';
 import { KV_BUCKETS, OBJECT_STORES, STREAMS, subjects } from '../../src/wire/names.js';
 import { RegistryStore } from '../../src/registry/store.js';

@@ -15,7 +15,7 @@ import { verifyEnvelope } from '../../src/envelope/open.js';
 import { envelopeHash } from '../../src/envelope/provenance.js';
 import { sealEnvelope } from '../../src/envelope/seal.js';
 import { BrokerError, isBrokerError } from '../../src/wire/errors.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger } from '../../src/log/log.js';
 import { STREAMS } from '../../src/wire/names.js';
 import { ensureBrokerInfrastructure, type StreamSettings } from '../../src/nats/setup.js';
 import { PhiClient, type PublishResult } from '../../src/sdk/client.js';

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateServiceKeys, publicRecords, type ServiceKeys } from '../../src/crypto/keys.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger } from '../../src/log/log.js';
 import { PhiClient } from '../../src/sdk/client.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
 

@@ -15,7 +15,7 @@ import type { PublicKeyRecord, ServiceKeys } from '../../crypto/keys.js';
 import type { AccessStepFact, AuditFact } from '../../audit/facts.js';
 import { BrokerError, isBrokerError } from '../../wire/errors.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../../fhir/limits.js';
-import { errorFields, type Logger } from '../../log.js';
+import { errorFields, type Logger } from '../../log/log.js';
 import { BROKER_QUEUE, HEADERS, KV_BUCKETS, subjects } from '../../wire/names.js';
 import { canonicalPatientRef } from '../../registry/patient-key.js';
 import { patientPseudonym } from '../../registry/pseudonym.js';

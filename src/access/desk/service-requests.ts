@@ -13,7 +13,7 @@ import type { Keyring } from '../../crypto/keyring.js';
 import type { SigningKeyPair } from '../../crypto/keys.js';
 import { parseEnvelope } from '../../envelope/parse.js';
 import { BrokerError, isBrokerError } from '../../wire/errors.js';
-import { errorFields, type Logger } from '../../log.js';
+import { errorFields, type Logger } from '../../log/log.js';
 import { BROKER_QUEUE, HEADERS, parseAccessRequestSubject, subjects } from '../../wire/names.js';
 import { canonicalPatientRef } from '../../registry/patient-key.js';
 import type { AccessRequest } from '../protocol/request.js';

@@ -2,8 +2,8 @@
 // frozen and passed to constructors. Invalid configuration refuses to start, naming the setting.
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { INSTANCE_ID_PATTERN } from './wire/ids.js';
-import { BrokerError } from './wire/errors.js';
+import { INSTANCE_ID_PATTERN } from '../wire/ids.js';
+import { BrokerError } from '../wire/errors.js';
 
 const MiB = 1024 * 1024;
 const DAY = 24 * 60 * 60 * 1000;

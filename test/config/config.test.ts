@@ -1,9 +1,9 @@
-// Broker configuration (src/config.ts): every default pinned, every bad value refused with E_CONFIG_INVALID naming the
+// Broker configuration (src/config/config.ts): every default pinned, every bad value refused with E_CONFIG_INVALID naming the
 // setting, the result frozen (STYLE habit 3).
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CONFIG_ENV, configFromEnv, parseConfig, type BrokerConfigInput } from '../src/config.js';
-import { BrokerError } from '../src/wire/errors.js';
+import { CONFIG_ENV, configFromEnv, parseConfig, type BrokerConfigInput } from '../../src/config/config.js';
+import { BrokerError } from '../../src/wire/errors.js';
 
 const MiB = 1024 * 1024;
 const MINUTE = 60 * 1000;

@@ -1,11 +1,11 @@
-// Logging (src/log.ts): redaction as the second guard — a log call carrying a resource, raw data or a secret key
+// Logging (src/log/log.ts): redaction as the second guard — a log call carrying a resource, raw data or a secret key
 // writes none of its content — and error fields that never include a foreign error's message.
 import { Writable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { generateServiceKeys } from '../src/crypto/keys.js';
-import { initCrypto } from '../src/crypto/sodium.js';
-import { BrokerError } from '../src/wire/errors.js';
-import { createLogger, errorFields, errorStack, redactFields } from '../src/log.js';
+import { generateServiceKeys } from '../../src/crypto/keys.js';
+import { initCrypto } from '../../src/crypto/sodium.js';
+import { BrokerError } from '../../src/wire/errors.js';
+import { createLogger, errorFields, errorStack, redactFields } from '../../src/log/log.js';
 
 class Capture extends Writable {
   text = '';
