@@ -8,7 +8,7 @@
 //   node dist/bench/ab-builds.js <root-of-build-A> [<root-of-build-B> = this checkout]
 // A build root is a checkout with `npm run build` done (dist/src and dist/bench), e.g. a `git worktree` of main.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, headers as natsHeaders, type NatsConnection } from 'nats';
@@ -19,14 +19,14 @@ import type * as PipelineModule from '../src/broker/pipeline.js';
 import type * as RoutesModule from '../src/broker/routes.js';
 import type * as SecretsModule from '../src/crypto/broker-secrets.js';
 import type * as KeyringModule from '../src/crypto/keyring.js';
-import type * as KeysModule from '../src/crypto/keys.js';
+import type * as KeyFilesModule from '../src/runtime/key-files.js';
 import type * as SodiumModule from '../src/crypto/sodium.js';
 import type * as LimitsModule from '../src/fhir/limits.js';
 import type * as PseudonymizerModule from '../src/projection/pseudonymizer.js';
 import type * as PseudonymModule from '../src/registry/pseudonym.js';
 import { BROKER_ID } from '../src/wire/ids.js';
 import { Keyring } from '../src/crypto/keyring.js';
-import { readJwks, readServiceKeys } from '../src/crypto/keys.js';
+import { readJwks, readServiceKeys } from '../src/runtime/key-files.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { sealEnvelope } from '../src/envelope/seal.js';
 import { AckedPublisher } from '../src/nats/acked-publish.js';
@@ -41,7 +41,7 @@ interface Build {
   readonly routes: typeof RoutesModule;
   readonly secrets: typeof SecretsModule;
   readonly keyring: typeof KeyringModule;
-  readonly keys: typeof KeysModule;
+  readonly keys: typeof KeyFilesModule;
   readonly sodium: typeof SodiumModule;
   readonly limits: typeof LimitsModule;
   readonly pseudonymizer: typeof PseudonymizerModule;
@@ -51,18 +51,22 @@ interface Build {
 }
 
 async function load(root: string): Promise<Build> {
-  const m = async <T>(p: string): Promise<T> => (await import(join(root, 'dist', 'src', p))) as T;
+  // A module at its path in this layout, or at its path in a build from before src/wire/ and src/runtime/.
+  const m = async <T>(p: string, before?: string): Promise<T> => {
+    const at = join(root, 'dist', 'src', p);
+    return (await import(before !== undefined && !existsSync(at) ? join(root, 'dist', 'src', before) : at)) as T;
+  };
   return {
     pipeline: await m('broker/pipeline.js'),
     routes: await m('broker/routes.js'),
-    secrets: await m('broker/secrets.js'),
+    secrets: await m('crypto/broker-secrets.js', 'broker/secrets.js'),
     keyring: await m('crypto/keyring.js'),
-    keys: await m('crypto/keys.js'),
+    keys: await m('runtime/key-files.js', 'crypto/keys.js'),
     sodium: await m('crypto/sodium.js'),
     limits: await m('fhir/limits.js'),
     pseudonymizer: await m('projection/pseudonymizer.js'),
     pseudonym: await m('registry/pseudonym.js'),
-    facts: await m('audit/broker-facts.js'),
+    facts: await m('broker/audit-facts.js', 'audit/broker-facts.js'),
     eventJson: await m('audit/event-json.js'),
   };
 }

@@ -4,10 +4,10 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BrokerSecrets } from '../src/crypto/broker-secrets.js';
 import { ensureBrokerSecrets } from '../src/runtime/broker-secrets.js';
-import { loadCatalog } from '../src/catalog/load.js';
+import { loadCatalog } from '../src/runtime/catalog-dir.js';
 import { type Catalog } from '../src/catalog/types.js';
 import { BROKER_ID } from '../src/wire/ids.js';
-import { ensureDevKeys } from '../src/crypto/keys.js';
+import { ensureDevKeys } from '../src/runtime/key-files.js';
 import { HERE } from './ab-args.js';
 
 export interface FanoutThree {

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import type * as ClientModule from '../src/sdk/client.js';
 import { connectNats } from '../src/runtime/data-dir.js';
-import { readJwks, readServiceKeys } from '../src/crypto/keys.js';
+import { readJwks, readServiceKeys } from '../src/runtime/key-files.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { startNatsServer } from '../src/nats/server.js';
 import { abArgs, HERE } from './ab-args.js';

@@ -9,7 +9,7 @@ import { headers as natsHeaders } from 'nats';
 import { BROKER_ID } from '../src/wire/ids.js';
 import { connectNats } from '../src/runtime/data-dir.js';
 import { Keyring } from '../src/crypto/keyring.js';
-import { readJwks, readServiceKeys } from '../src/crypto/keys.js';
+import { readJwks, readServiceKeys } from '../src/runtime/key-files.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { sealEnvelope } from '../src/envelope/seal.js';
 import { PhiClient } from '../src/sdk/client.js';

@@ -9,5 +9,5 @@ export type { AccessRequestSummary } from './sdk/access-requests.js';
 export { BrokerError, ERROR_CODES, isBrokerError, isBrokerErrorCode } from './wire/errors.js';
 export type { BrokerErrorCode } from './wire/errors.js';
 export { initCrypto } from './crypto/sodium.js';
-export { readJwks, readServiceKeys } from './crypto/keys.js';
+export { readJwks, readServiceKeys } from './runtime/key-files.js';
 export type { PublicKeyRecord, ServiceKeys } from './crypto/keys.js';

@@ -1,5 +1,5 @@
 // The compiled catalog: what subjects/ and fhir-profiles/ declare, validated and frozen at start
-// (src/catalog/load.ts). Everything downstream (broker, SDK, projection, NATS names) reads only this.
+// (src/runtime/catalog-dir.ts). Everything downstream (broker, SDK, projection, NATS names) reads only this.
 
 /** HL7 v3 PurposeOfUse codes (http://terminology.hl7.org/CodeSystem/v3-ActReason) the catalog may use. */
 export const PURPOSES_OF_USE = ['TREAT', 'ETREAT', 'HPAYMT', 'HOPERAT', 'HRESCH', 'PUBHLTH', 'HMARKT', 'PATRQT', 'HSYSADMIN', 'COC', 'CAREMGT'] as const;

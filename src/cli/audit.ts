@@ -18,7 +18,7 @@ import { ensureBrokerSecrets, secretsFile } from '../runtime/broker-secrets.js';
 import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
 import { recordsFromJwks } from '../crypto/jwk.js';
-import { readJwks } from '../crypto/keys.js';
+import { readJwks } from '../runtime/key-files.js';
 import { STREAMS } from '../wire/names.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatIssue } from '../catalog/issues.js';
-import { checkCatalog } from '../catalog/load.js';
+import { checkCatalog } from '../runtime/catalog-dir.js';
 import { configFromEnv, parseConfig, type BrokerConfig, type BrokerConfigInput } from '../config/config.js';
 import { isBrokerError } from '../wire/errors.js';
 import { createLogger } from '../log/log.js';

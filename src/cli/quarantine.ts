@@ -7,7 +7,7 @@ import { decodeRecordHeader, openQuarantine, type QuarantineRecord } from '../br
 import type { BrokerConfig } from '../config/config.js';
 import { BROKER_ID } from '../wire/ids.js';
 import { Keyring } from '../crypto/keyring.js';
-import { readJwks, readServiceKeys } from '../crypto/keys.js';
+import { readJwks, readServiceKeys } from '../runtime/key-files.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { openEnvelope, parseEnvelope } from '../envelope/open.js';
 import { isRawPayload } from '../envelope/types.js';

@@ -7,7 +7,7 @@ import { Broker } from '../broker/broker.js';
 import { ensureBrokerSecrets } from '../runtime/broker-secrets.js';
 import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
-import { readServiceKeys } from '../crypto/keys.js';
+import { readServiceKeys } from '../runtime/key-files.js';
 import { createLogger } from '../log/log.js';
 import { BROKER_IDENTITY } from '../tls/identity.js';
 import { openNatsTransport } from '../runtime/nats-transport.js';

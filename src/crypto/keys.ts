@@ -1,5 +1,5 @@
-// Service keys, public surface: key pairs and kids (keypairs.ts), their RFC 8037 JWK forms (jwk.ts) and the
-// development key files (keyfiles.ts). Import from here unless you need one of those concepts alone.
+// Service keys, public surface: key pairs and kids (keypairs.ts) and their RFC 8037 JWK forms (jwk.ts). The key
+// files on disk are src/runtime/key-files.ts.
 export {
   encryptionKeyFromSecret,
   generateServiceKeys,
@@ -16,15 +16,3 @@ export {
   type SigningKeyPair,
 } from './keypairs.js';
 export { privateJwks, publicJwk, recordsFromJwks, serviceKeysFromJwks, type Jwks, type OkpJwk } from './jwk.js';
-export {
-  ensureDevKeys,
-  jwksFile,
-  privateKeyFile,
-  readJwks,
-  readServiceKeyVersions,
-  readServiceKeys,
-  rotateServiceKeys,
-  writeJwks,
-  writeServiceKeys,
-  type DevKeys,
-} from './keyfiles.js';

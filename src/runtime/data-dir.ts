@@ -4,11 +4,12 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
-import { loadCatalog } from '../catalog/load.js';
+import { loadCatalog } from './catalog-dir.js';
 import { type Catalog } from '../catalog/types.js';
 import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
-import { ensureDevKeys, readJwks, readServiceKeys, type PublicKeyRecord, type ServiceKeys } from '../crypto/keys.js';
+import { type PublicKeyRecord, type ServiceKeys } from '../crypto/keys.js';
+import { ensureDevKeys, readJwks, readServiceKeys } from './key-files.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { mtlsConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
 import { inboxPrefix } from '../wire/names.js';

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { IngestMessage, PipelineContext } from '../../src/broker/pipeline.js';
 import { compileRoutes, type RouteTable } from '../../src/broker/routes.js';
 import { subscriberPseudonymKey } from '../../src/crypto/broker-secrets.js';
-import { loadCatalog } from '../../src/catalog/load.js';
+import { loadCatalog } from '../../src/runtime/catalog-dir.js';
 import type { Catalog } from '../../src/catalog/types.js';
 import { Keyring } from '../../src/crypto/keyring.js';
 import { generateServiceKeys, publicRecords, type PublicKeyRecord, type ServiceKeys } from '../../src/crypto/keys.js';

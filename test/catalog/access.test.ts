@@ -2,7 +2,7 @@
 // mistake reported with its file, path and line; the list is part of the catalog hash only when it names anyone.
 import { describe, expect, it } from 'vitest';
 import { compileCatalog } from '../../src/catalog/compile.js';
-import { loadCatalog } from '../../src/catalog/load.js';
+import { loadCatalog } from '../../src/runtime/catalog-dir.js';
 import { ROOT } from '../helpers/stack.js';
 import { join } from 'node:path';
 import { catalogFiles } from './fixtures.js';

@@ -8,19 +8,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { toBase64url } from '../../src/crypto/base64url.js';
 import { KEK_LABEL } from '../../src/crypto/kek.js';
 import { Keyring } from '../../src/crypto/keyring.js';
-import {
-  ensureDevKeys,
-  generateServiceKeys,
-  parseKid,
-  privateKeyFile,
-  publicRecords,
-  readJwks,
-  readServiceKeyVersions,
-  readServiceKeys,
-  rotateServiceKeys,
-  writeJwks,
-  writeServiceKeys,
-} from '../../src/crypto/keys.js';
+import { generateServiceKeys, parseKid, publicRecords } from '../../src/crypto/keys.js';
+import { ensureDevKeys, privateKeyFile, readJwks, readServiceKeyVersions, readServiceKeys, rotateServiceKeys, writeJwks, writeServiceKeys } from '../../src/runtime/key-files.js';
 import { getSodium, initCrypto } from '../../src/crypto/sodium.js';
 import { streamRandom } from '../envelope/parties.js';
 

@@ -18,7 +18,7 @@ import { decodeRecord } from '../../src/audit/record.js';
 import type { Broker } from '../../src/broker/broker.js';
 import { ensureBrokerSecrets } from '../../src/runtime/broker-secrets.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
-import { readServiceKeys } from '../../src/crypto/keys.js';
+import { readServiceKeys } from '../../src/runtime/key-files.js';
 import { createLogger } from '../../src/log/log.js';
 import { subjects } from '../../src/wire/names.js';
 import { PhiClient } from '../../src/sdk/client.js';

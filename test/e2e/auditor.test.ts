@@ -11,7 +11,7 @@ import { verifyAuditRecords } from '../../src/audit/verify.js';
 import { ensureBrokerSecrets } from '../../src/runtime/broker-secrets.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
 import { ConsentStore } from '../../src/consent/store.js';
-import { readJwks, readServiceKeys } from '../../src/crypto/keys.js';
+import { readJwks, readServiceKeys } from '../../src/runtime/key-files.js';
 import { readDisclosures } from '../../src/disclosures/read.js';
 import { createLogger } from '../../src/log/log.js';
 import { KV_BUCKETS, STREAMS, subjects } from '../../src/wire/names.js';

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
-import { readJwks, readServiceKeys } from '../../src/crypto/keys.js';
+import { readJwks, readServiceKeys } from '../../src/runtime/key-files.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
 import { provisionStreams } from '../../src/runtime/provision.js';
 import { PhiClient, type PublishResult } from '../../src/sdk/client.js';

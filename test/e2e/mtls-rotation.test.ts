@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readServiceKeys } from '../../src/crypto/keys.js';
+import { readServiceKeys } from '../../src/runtime/key-files.js';
 import { createLogger } from '../../src/log/log.js';
 import { PhiClient, type PublishResult } from '../../src/sdk/client.js';
 import { serviceIdentity } from '../../src/tls/identity.js';

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AccessDesk } from '../../src/access/desk/desk.js';
 import { ensureBrokerSecrets } from '../../src/runtime/broker-secrets.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
-import { readServiceKeys } from '../../src/crypto/keys.js';
+import { readServiceKeys } from '../../src/runtime/key-files.js';
 import { createLogger } from '../../src/log/log.js';
 import { type NatsTlsFiles } from '../../src/nats/connect-options.js';
 import { KV_BUCKETS, OBJECT_STORES, STREAMS, subjects } from '../../src/wire/names.js';

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
-import { loadCatalog } from '../../src/catalog/load.js';
+import { loadCatalog } from '../../src/runtime/catalog-dir.js';
 import type { Catalog } from '../../src/catalog/types.js';
 import { mtlsConnectionOptions } from '../../src/nats/connect-options.js';
 import { identityInbox, natsPermissions, type IdentityPermissions } from '../../src/nats/permissions.js';

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadCatalog } from '../../src/catalog/load.js';
+import { loadCatalog } from '../../src/runtime/catalog-dir.js';
 import { deliveryConsumer } from '../../src/wire/names.js';
 import { deliveryDurables, natsPermissions } from '../../src/nats/permissions.js';
 import { natsServerConfig } from '../../src/nats/server-config.js';

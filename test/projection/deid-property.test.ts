@@ -4,7 +4,7 @@
 // extension, every present primitive a `_x` extension, every string/markdown child a value), not from src/projection.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { loadCatalog } from '../../src/catalog/load.js';
+import { loadCatalog } from '../../src/runtime/catalog-dir.js';
 import type { ProfileDef } from '../../src/catalog/types.js';
 import { choiceJsonName, fhirElements, isPrimitiveType } from '../../src/fhir/elements.js';
 import { compileProfile } from '../../src/projection/compile.js';

@@ -2,7 +2,7 @@
 // every depth inside allowed subtrees. First the four leaks a security review found, through the SHIPPED
 // observation-deid profile; then the rule on synthetic profiles, element by element.
 import { describe, expect, it } from 'vitest';
-import { loadCatalog } from '../../src/catalog/load.js';
+import { loadCatalog } from '../../src/runtime/catalog-dir.js';
 import { isBrokerError } from '../../src/wire/errors.js';
 import { compileProfile } from '../../src/projection/compile.js';
 import { pseudonymizer } from '../../src/projection/pseudonymizer.js';

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { loadCatalog } from '../../src/catalog/load.js';
+import { loadCatalog } from '../../src/runtime/catalog-dir.js';
 import type { ItemFilterDef } from '../../src/catalog/types.js';
 import { compileProfile } from '../../src/projection/compile.js';
 import { pseudonymizer } from '../../src/projection/pseudonymizer.js';

@@ -6,8 +6,8 @@ import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { SERVICE_ID_PATTERN } from '../wire/ids.js';
 import { BrokerError } from '../wire/errors.js';
-import { privateJwks, publicJwk, recordsFromJwks, serviceKeysFromJwks } from './jwk.js';
-import { generateServiceKeys, keysVersion, publicRecords, type PublicKeyRecord, type ServiceKeys } from './keypairs.js';
+import { privateJwks, publicJwk, recordsFromJwks, serviceKeysFromJwks } from '../crypto/jwk.js';
+import { generateServiceKeys, keysVersion, publicRecords, type PublicKeyRecord, type ServiceKeys } from '../crypto/keypairs.js';
 
 export function privateKeyFile(dir: string, serviceId: string): string {
   if (!SERVICE_ID_PATTERN.test(serviceId)) throw new TypeError('service id must match SERVICE_ID_PATTERN');

@@ -3,11 +3,11 @@
 // (E_CATALOG_INVALID) listing every problem. Runs once at start (STYLE: config parsed once at the edge).
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative, sep } from 'node:path';
-import { compileCatalog } from './compile.js';
-import type { CatalogSourceFile } from './compile.js';
-import { CatalogError } from './issues.js';
-import type { CatalogIssue } from './issues.js';
-import type { Catalog } from './types.js';
+import { compileCatalog } from '../catalog/compile.js';
+import type { CatalogSourceFile } from '../catalog/compile.js';
+import { CatalogError } from '../catalog/issues.js';
+import type { CatalogIssue } from '../catalog/issues.js';
+import type { Catalog } from '../catalog/types.js';
 
 export interface CatalogDirs {
   /** The subjects/ folder (services and topics). */

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CatalogError, formatIssue } from '../../src/catalog/issues.js';
-import { checkCatalog, loadCatalog } from '../../src/catalog/load.js';
+import { checkCatalog, loadCatalog } from '../../src/runtime/catalog-dir.js';
 import { PURPOSES_OF_USE } from '../../src/catalog/types.js';
 import { isBrokerError } from '../../src/wire/errors.js';
 
