@@ -12,13 +12,25 @@ export interface AbArgs {
   readonly rounds: number;
 }
 
-export function abArgs(tool: string, argv: readonly string[], defaults: { readonly messages: number; readonly rounds: number }): AbArgs {
+export function abArgs(
+  tool: string,
+  argv: readonly string[],
+  defaults: { readonly messages: number; readonly rounds: number },
+): AbArgs {
   const flag = (name: string, fallback: number): number => {
     const i = argv.indexOf(name);
     return i >= 0 ? Number(argv[i + 1]) : fallback;
   };
   const positional = argv.filter((a, i) => !a.startsWith('--') && !(argv[i - 1] ?? '').startsWith('--'));
   const rootA = positional[0];
-  if (rootA === undefined) throw new TypeError(`usage: node dist/bench/${tool}.js <root-of-build-A> [<root-of-build-B>] [--messages N] [--rounds R]`);
-  return { rootA, rootB: positional[1] ?? HERE, messages: flag('--messages', defaults.messages), rounds: flag('--rounds', defaults.rounds) };
+  if (rootA === undefined)
+    throw new TypeError(
+      `usage: node dist/bench/${tool}.js <root-of-build-A> [<root-of-build-B>] [--messages N] [--rounds R]`,
+    );
+  return {
+    rootA,
+    rootB: positional[1] ?? HERE,
+    messages: flag('--messages', defaults.messages),
+    rounds: flag('--rounds', defaults.rounds),
+  };
 }

@@ -77,7 +77,11 @@ function cpuUs(): number {
 }
 
 /** Median CPU µs of `a` and `b` (alternating rounds) and the median of the per-round ratio b / a. */
-async function interleave(rounds: number, a: () => Promise<void> | void, b: () => Promise<void> | void): Promise<{ a: number; b: number; ratio: number }> {
+async function interleave(
+  rounds: number,
+  a: () => Promise<void> | void,
+  b: () => Promise<void> | void,
+): Promise<{ a: number; b: number; ratio: number }> {
   const ta: number[] = [];
   const tb: number[] = [];
   const r: number[] = [];
@@ -98,7 +102,8 @@ async function interleave(rounds: number, a: () => Promise<void> | void, b: () =
 async function main(): Promise<void> {
   const rootA = process.argv[2];
   const rootB = process.argv[3] ?? HERE;
-  if (rootA === undefined) throw new TypeError('usage: node dist/bench/ab-builds.js <root-of-build-A> [<root-of-build-B>]');
+  if (rootA === undefined)
+    throw new TypeError('usage: node dist/bench/ab-builds.js <root-of-build-A> [<root-of-build-B>]');
   await initCrypto();
   const dir = mkdtempSync(join(tmpdir(), 'phi-broker-ab-'));
   try {
@@ -108,7 +113,15 @@ async function main(): Promise<void> {
     const pubRing = new Keyring(pubKeys, readJwks(keysDir));
     const kek = pubRing.kekFor(pubRing.encryptionKeyOf(BROKER_ID).kid);
     const messages = Array.from({ length: 64 }, (_, i) => {
-      const s = sealEnvelope({ id: randomUUID(), iss: 'registration', iat: Date.now(), typ: 'Patient', resource: patient(i), signer: pubKeys.sign, recipients: [{ id: BROKER_ID, kek }] });
+      const s = sealEnvelope({
+        id: randomUUID(),
+        iss: 'registration',
+        iat: Date.now(),
+        typ: 'Patient',
+        resource: patient(i),
+        signer: pubKeys.sign,
+        recipients: [{ id: BROKER_ID, kek }],
+      });
       return { subject: 'phi.ingest.registration.Patient', data: s.bytes, signature: s.sig, storedAtMs: Date.now() };
     });
     const pipelineContext = async (m: Build): Promise<PipelineModule.PipelineContext> => {
@@ -126,7 +139,8 @@ async function main(): Promise<void> {
         replayWindowMs: 6 * 3_600_000,
         pseudonymizerFor: (s) => {
           let p = cache.get(s);
-          if (p === undefined) cache.set(s, (p = m.pseudonymizer.pseudonymizer(m.secrets.subscriberPseudonymKey(master, s))));
+          if (p === undefined)
+            cache.set(s, (p = m.pseudonymizer.pseudonymizer(m.secrets.subscriberPseudonymKey(master, s))));
           return p;
         },
         now: Date.now,
@@ -137,7 +151,11 @@ async function main(): Promise<void> {
       const ctx = await pipelineContext(m);
       let i = 0;
       return () => {
-        for (let k = 0; k < 100; k++) m.pipeline.routeMessage(m.pipeline.checkEnvelope(messages[i++ % messages.length] as PipelineModule.IngestMessage, ctx), ctx);
+        for (let k = 0; k < 100; k++)
+          m.pipeline.routeMessage(
+            m.pipeline.checkEnvelope(messages[i++ % messages.length] as PipelineModule.IngestMessage, ctx),
+            ctx,
+          );
       };
     };
     // The audit trail's work per accepted message: acceptedFacts and AuditEventJson for each fact, on each build's own
@@ -152,13 +170,20 @@ async function main(): Promise<void> {
         const checked = m.pipeline.checkEnvelope(msg, ctx);
         return { checked, routed: m.pipeline.routeMessage(checked, ctx) };
       });
-      const writer = new m.eventJson.AuditEventJson({ instanceId: 'ab', host: 'ab', now: Date.now, newId: randomUUID, pseudonym: pseudonymOf } as EventContext);
+      const writer = new m.eventJson.AuditEventJson({
+        instanceId: 'ab',
+        host: 'ab',
+        now: Date.now,
+        newId: randomUUID,
+        pseudonym: pseudonymOf,
+      } as EventContext);
       const elementsOf = m.facts.profileElements(catalog);
       let i = 0;
       return () => {
         for (let k = 0; k < 100; k++) {
           const r = routed[i++ % routed.length] as (typeof routed)[number];
-          for (const f of m.facts.acceptedFacts(r.checked, i, r.routed, elementsOf, 'broker:sig:1', pseudonymOf)) writer.json(f);
+          for (const f of m.facts.acceptedFacts(r.checked, i, r.routed, elementsOf, 'broker:sig:1', pseudonymOf))
+            writer.json(f);
         }
       };
     };
@@ -169,7 +194,9 @@ async function main(): Promise<void> {
       runB();
     }
     const p = await interleave(40, runA, runB);
-    process.stdout.write(`pipeline (Patient, fan-out 3): A ${(p.a / 100).toFixed(0)} µs/msg, B ${(p.b / 100).toFixed(0)} µs/msg, B/A ${p.ratio.toFixed(3)}\n`);
+    process.stdout.write(
+      `pipeline (Patient, fan-out 3): A ${(p.a / 100).toFixed(0)} µs/msg, B ${(p.b / 100).toFixed(0)} µs/msg, B/A ${p.ratio.toFixed(3)}\n`,
+    );
     const auditA = await auditPerMessage(rootA);
     const auditB = await auditPerMessage(rootB);
     for (let k = 0; k < 20; k++) {
@@ -177,7 +204,9 @@ async function main(): Promise<void> {
       auditB();
     }
     const au = await interleave(60, auditA, auditB);
-    process.stdout.write(`audit facts + AuditEvent JSON (Patient, fan-out 3): A ${(au.a / 100).toFixed(1)} µs/msg, B ${(au.b / 100).toFixed(1)} µs/msg, B/A ${au.ratio.toFixed(3)}\n`);
+    process.stdout.write(
+      `audit facts + AuditEvent JSON (Patient, fan-out 3): A ${(au.a / 100).toFixed(1)} µs/msg, B ${(au.b / 100).toFixed(1)} µs/msg, B/A ${au.ratio.toFixed(3)}\n`,
+    );
 
     const nats = await startNatsServer({ dir: join(dir, 'nats') });
     const traced = await connect({ servers: nats.url });
@@ -198,7 +227,9 @@ async function main(): Promise<void> {
       await batch(traced)();
       await batch(untraced)();
       const n = await interleave(30, batch(traced), batch(untraced));
-      process.stdout.write(`JetStream publish: async traces ${(n.a / 200).toFixed(0)} µs, noAsyncTraces ${(n.b / 200).toFixed(0)} µs, ratio ${n.ratio.toFixed(3)}\n`);
+      process.stdout.write(
+        `JetStream publish: async traces ${(n.a / 200).toFixed(0)} µs, noAsyncTraces ${(n.b / 200).toFixed(0)} µs, ratio ${n.ratio.toFixed(3)}\n`,
+      );
       const acked = new AckedPublisher(untraced);
       const viaAcked = async (): Promise<void> => {
         await Promise.all(
@@ -211,27 +242,47 @@ async function main(): Promise<void> {
       };
       await viaAcked();
       const p2 = await interleave(30, batch(untraced), viaAcked);
-      process.stdout.write(`JetStream publish: nats.js js.publish ${(p2.a / 200).toFixed(0)} µs, AckedPublisher ${(p2.b / 200).toFixed(0)} µs, ratio ${p2.ratio.toFixed(3)}\n`);
+      process.stdout.write(
+        `JetStream publish: nats.js js.publish ${(p2.a / 200).toFixed(0)} µs, AckedPublisher ${(p2.b / 200).toFixed(0)} µs, ratio ${p2.ratio.toFixed(3)}\n`,
+      );
       // The registry update per message: each build's RegistryStore, 200 observations per round over 64 keys
       // (each key written again every round, as a patient's messages keep coming), 64 in flight.
       const storeOf = async (root: string): Promise<{ record(key: string, obs: unknown): Promise<void> }> =>
-        ((await import(join(root, 'dist', 'src', 'registry', 'store.js'))) as { RegistryStore: { open(nc: NatsConnection): Promise<{ record(key: string, obs: unknown): Promise<void> }> } }).RegistryStore.open(untraced);
+        (
+          (await import(join(root, 'dist', 'src', 'registry', 'store.js'))) as {
+            RegistryStore: { open(nc: NatsConnection): Promise<{ record(key: string, obs: unknown): Promise<void> }> };
+          }
+        ).RegistryStore.open(untraced);
       const storeA = await storeOf(rootA);
       const storeB = await storeOf(rootB);
       let seq = 0;
-      const records = (store: { record(key: string, obs: unknown): Promise<void> }, tag: string) => async (): Promise<void> => {
-        for (let k = 0; k < 200; k += 64) {
-          await Promise.all(
-            Array.from({ length: Math.min(64, 200 - k) }, (_, j) =>
-              store.record(`${tag}-${j}`, { messageId: randomUUID(), type: 'Patient', types: ['Patient'], at: Date.now() + seq++, source: 'registration', recipients: [{ service: 'sub1', purpose: 'TREAT' }, { service: 'sub2', purpose: 'HPAYMT' }, { service: 'sub3', purpose: 'HOPERAT' }] }),
-            ),
-          );
-        }
-      };
+      const records =
+        (store: { record(key: string, obs: unknown): Promise<void> }, tag: string) => async (): Promise<void> => {
+          for (let k = 0; k < 200; k += 64) {
+            await Promise.all(
+              Array.from({ length: Math.min(64, 200 - k) }, (_, j) =>
+                store.record(`${tag}-${j}`, {
+                  messageId: randomUUID(),
+                  type: 'Patient',
+                  types: ['Patient'],
+                  at: Date.now() + seq++,
+                  source: 'registration',
+                  recipients: [
+                    { service: 'sub1', purpose: 'TREAT' },
+                    { service: 'sub2', purpose: 'HPAYMT' },
+                    { service: 'sub3', purpose: 'HOPERAT' },
+                  ],
+                }),
+              ),
+            );
+          }
+        };
       await records(storeA, 'a')();
       await records(storeB, 'b')();
       const g = await interleave(20, records(storeA, 'a'), records(storeB, 'b'));
-      process.stdout.write(`registry update: A ${(g.a / 200).toFixed(0)} µs, B ${(g.b / 200).toFixed(0)} µs, B/A ${g.ratio.toFixed(3)}\n`);
+      process.stdout.write(
+        `registry update: A ${(g.a / 200).toFixed(0)} µs, B ${(g.b / 200).toFixed(0)} µs, B/A ${g.ratio.toFixed(3)}\n`,
+      );
     } finally {
       await traced.close();
       await untraced.close();

@@ -48,8 +48,17 @@ async function main(): Promise<void> {
     const { keysDir, subjectsDir, profilesDir } = fanoutThree(dir);
     const peers = readJwks(keysDir);
     const nats = await startNatsServer({ dir: join(dir, 'nats'), maxPayload: 4 * 1024 * 1024 });
-    const brokerArgs = { natsUrl: nats.url, subjectsDir, profilesDir, keysDir, dataDir: join(dir, 'broker'), logFile: join(dir, 'broker.log') };
-    const broker = fork(join(HERE, 'dist', 'bench', 'broker-process.js'), [JSON.stringify(brokerArgs)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const brokerArgs = {
+      natsUrl: nats.url,
+      subjectsDir,
+      profilesDir,
+      keysDir,
+      dataDir: join(dir, 'broker'),
+      logFile: join(dir, 'broker.log'),
+    };
+    const broker = fork(join(HERE, 'dist', 'bench', 'broker-process.js'), [JSON.stringify(brokerArgs)], {
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
     const connections: { close(): Promise<void> }[] = [];
     try {
       await new Promise<void>((resolve, reject) => {
@@ -58,13 +67,27 @@ async function main(): Promise<void> {
       });
       const side = async (root: string, label: string): Promise<Side> => {
         const m = (await import(join(root, 'dist', 'src', 'sdk', 'client.js'))) as typeof ClientModule;
-        await ((await import(join(root, 'dist', 'src', 'crypto', 'sodium.js'))) as { initCrypto(): Promise<void> }).initCrypto();
+        await (
+          (await import(join(root, 'dist', 'src', 'crypto', 'sodium.js'))) as { initCrypto(): Promise<void> }
+        ).initCrypto();
         const client = async (service: string): Promise<ClientModule.PhiClient> => {
           const nc = await connectNats(nats.url, `ab-sdk ${label} ${service}`);
           connections.push(nc);
-          return m.PhiClient.connect({ nc, service, keys: readServiceKeys(keysDir, service), peers, insecure: true, logger: silent, receiptTimeoutMs: 120_000 });
+          return m.PhiClient.connect({
+            nc,
+            service,
+            keys: readServiceKeys(keysDir, service),
+            peers,
+            insecure: true,
+            logger: silent,
+            receiptTimeoutMs: 120_000,
+          });
         };
-        return { label, publisher: await client('registration'), subscribers: await Promise.all(SUBSCRIBERS.map(client)) };
+        return {
+          label,
+          publisher: await client('registration'),
+          subscribers: await Promise.all(SUBSCRIBERS.map(client)),
+        };
       };
       const a = await side(rootA, 'A');
       const b = await side(rootB, 'B');
@@ -99,7 +122,10 @@ async function main(): Promise<void> {
         for (const sub of subs) await sub.stop();
         return (cpuUs() - c0) / (n * SUBSCRIBERS.length);
       };
-      const round = async (s: Side): Promise<{ pub: number; sub: number }> => ({ pub: await publishAll(s), sub: await receiveAll(s) });
+      const round = async (s: Side): Promise<{ pub: number; sub: number }> => ({
+        pub: await publishAll(s),
+        sub: await receiveAll(s),
+      });
 
       await round(a); // warm-up: JIT, key objects, consumers created
       await round(b);
@@ -120,10 +146,16 @@ async function main(): Promise<void> {
         sb.push(rb.sub);
         pr.push(rb.pub / rA.pub);
         sr.push(rb.sub / rA.sub);
-        process.stdout.write(`round ${r + 1}: publish A ${rA.pub.toFixed(0)} B ${rb.pub.toFixed(0)} µs/msg; subscribe A ${rA.sub.toFixed(0)} B ${rb.sub.toFixed(0)} µs/delivery\n`);
+        process.stdout.write(
+          `round ${r + 1}: publish A ${rA.pub.toFixed(0)} B ${rb.pub.toFixed(0)} µs/msg; subscribe A ${rA.sub.toFixed(0)} B ${rb.sub.toFixed(0)} µs/delivery\n`,
+        );
       }
-      process.stdout.write(`SDK publish (Patient, ${n} per round, ${IN_FLIGHT} in flight): A ${median(pa).toFixed(0)}, B ${median(pb).toFixed(0)} µs/msg, B/A ${median(pr).toFixed(3)}\n`);
-      process.stdout.write(`SDK subscribe (3 subscribers, ${n * SUBSCRIBERS.length} deliveries per round): A ${median(sa).toFixed(0)}, B ${median(sb).toFixed(0)} µs/delivery, B/A ${median(sr).toFixed(3)}\n`);
+      process.stdout.write(
+        `SDK publish (Patient, ${n} per round, ${IN_FLIGHT} in flight): A ${median(pa).toFixed(0)}, B ${median(pb).toFixed(0)} µs/msg, B/A ${median(pr).toFixed(3)}\n`,
+      );
+      process.stdout.write(
+        `SDK subscribe (3 subscribers, ${n * SUBSCRIBERS.length} deliveries per round): A ${median(sa).toFixed(0)}, B ${median(sb).toFixed(0)} µs/delivery, B/A ${median(sr).toFixed(3)}\n`,
+      );
       for (const c of [a, b]) for (const client of [c.publisher, ...c.subscribers]) await client.close();
     } finally {
       for (const nc of connections) await nc.close().catch(() => undefined);

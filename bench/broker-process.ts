@@ -30,10 +30,19 @@ type ToBroker = { cmd: 'stats' } | { cmd: 'heap' } | { cmd: 'stop' };
 async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? '{}') as BrokerProcessArgs;
   await initCrypto();
-  const config = parseConfig({ dataDir: args.dataDir, natsUrl: args.natsUrl, subjectsDir: args.subjectsDir, profilesDir: args.profilesDir, logLevel: 'info' });
+  const config = parseConfig({
+    dataDir: args.dataDir,
+    natsUrl: args.natsUrl,
+    subjectsDir: args.subjectsDir,
+    profilesDir: args.profilesDir,
+    logLevel: 'info',
+  });
   const catalog = loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
   // Production logs at info (one line per accepted message); the bench keeps that cost, writing to a file.
-  const logger = createLogger({ level: config.logLevel, destination: pino.destination({ dest: args.logFile, sync: true }) });
+  const logger = createLogger({
+    level: config.logLevel,
+    destination: pino.destination({ dest: args.logFile, sync: true }),
+  });
   const nc = await connectNats(args.natsUrl, 'phi-broker bench');
   const broker = await Broker.start({
     config,
@@ -57,7 +66,9 @@ async function main(): Promise<void> {
       void (async () => {
         await broker.stop();
         await nc.drain();
-        process.send?.({ type: 'stopped', ...broker.stats, registry: { ...broker.registry.store.stats } }, () => process.exit(0));
+        process.send?.({ type: 'stopped', ...broker.stats, registry: { ...broker.registry.store.stats } }, () =>
+          process.exit(0),
+        );
       })();
     }
   });

@@ -10,7 +10,12 @@ export class Child {
   private exitError: Error | undefined;
   readonly proc: ChildProcess;
 
-  constructor(readonly name: string, script: string, args: unknown, execArgv: readonly string[] = []) {
+  constructor(
+    readonly name: string,
+    script: string,
+    args: unknown,
+    execArgv: readonly string[] = [],
+  ) {
     this.proc = fork(fileURLToPath(new URL(script, import.meta.url)), [JSON.stringify(args)], {
       execArgv: [...execArgv],
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
@@ -39,7 +44,10 @@ export class Child {
     if (i >= 0) return Promise.resolve(this.queue.splice(i, 1)[0] as T);
     if (this.exitError !== undefined) return Promise.reject(this.exitError);
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`bench process ${this.name}: no '${type}' within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`bench process ${this.name}: no '${type}' within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       this.waiters.push({
         type,
         resolve: (m) => {

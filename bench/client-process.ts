@@ -67,7 +67,14 @@ export interface SubResult {
 async function sdkPub(args: ClientArgs, run: RunCommand): Promise<PubResult> {
   const { type, publisher } = SIZES[args.size];
   const nc = await connectNats(args.natsUrl, `bench ${publisher}`);
-  const client = await PhiClient.connect({ nc, service: publisher, keys: readServiceKeys(args.keysDir, publisher), peers: readJwks(args.keysDir), receiptTimeoutMs: 120_000, insecure: true });
+  const client = await PhiClient.connect({
+    nc,
+    service: publisher,
+    keys: readServiceKeys(args.keysDir, publisher),
+    peers: readJwks(args.keysDir),
+    receiptTimeoutMs: 120_000,
+    insecure: true,
+  });
   const pool = Array.from({ length: poolSize(args.size) }, (_, i) => resourceOf(args.size, i));
   void type;
   let sent = 0;
@@ -106,7 +113,13 @@ async function sdkSub(args: ClientArgs, run: RunCommand, ready: () => void): Pro
   const stops: (() => Promise<void>)[] = [];
   for (const service of args.subscribers) {
     const nc = await connectNats(args.natsUrl, `bench ${service}`);
-    const client = await PhiClient.connect({ nc, service, keys: readServiceKeys(args.keysDir, service), peers, insecure: true });
+    const client = await PhiClient.connect({
+      nc,
+      service,
+      keys: readServiceKeys(args.keysDir, service),
+      peers,
+      insecure: true,
+    });
     await client.subscribe('*', (d) => {
       const t = now();
       received.push([d.provenance.messageId, t]);
@@ -127,7 +140,9 @@ async function sdkSub(args: ClientArgs, run: RunCommand, ready: () => void): Pro
 async function rawPub(args: ClientArgs, run: RunCommand): Promise<PubResult> {
   const nc = await connectNats(args.natsUrl, 'bench raw-pub');
   const js = nc.jetstream();
-  const pool = Array.from({ length: poolSize(args.size) }, (_, i) => Buffer.from(JSON.stringify(resourceOf(args.size, i))));
+  const pool = Array.from({ length: poolSize(args.size) }, (_, i) =>
+    Buffer.from(JSON.stringify(resourceOf(args.size, i))),
+  );
   let sent = 0;
   let completed = 0;
   let failed = 0;
@@ -199,8 +214,18 @@ async function sealedPool(args: ClientArgs): Promise<Uint8Array[]> {
   const keys = readServiceKeys(args.keysDir, publisher);
   const keyring = new Keyring(keys, readJwks(args.keysDir));
   const kek = keyring.kekFor(keyring.encryptionKeyOf(BROKER_ID).kid);
-  return Array.from({ length: poolSize(args.size) }, (_, i) =>
-    sealEnvelope({ id: `bench-${i}`, iss: publisher, iat: Date.now(), typ: type, resource: resourceOf(args.size, i), signer: keys.sign, recipients: [{ id: BROKER_ID, kek }] }).bytes,
+  return Array.from(
+    { length: poolSize(args.size) },
+    (_, i) =>
+      sealEnvelope({
+        id: `bench-${i}`,
+        iss: publisher,
+        iat: Date.now(),
+        typ: type,
+        resource: resourceOf(args.size, i),
+        signer: keys.sign,
+        recipients: [{ id: BROKER_ID, kek }],
+      }).bytes,
   );
 }
 
@@ -211,7 +236,10 @@ async function corePub(args: ClientArgs, run: RunCommand): Promise<PubResult> {
   let completed = 0;
   // A closed loop for core NATS (no acknowledgement): batches of 64 publishes, each batch ending with a flush
   // (a PING/PONG round trip), so the publisher cannot outrun the server; `concurrency` batches in flight.
-  const shape: LoadShape = run.shape.kind === 'closed' ? { kind: 'closed', concurrency: Math.max(1, Math.ceil(run.shape.concurrency / 64)) } : run.shape;
+  const shape: LoadShape =
+    run.shape.kind === 'closed'
+      ? { kind: 'closed', concurrency: Math.max(1, Math.ceil(run.shape.concurrency / 64)) }
+      : run.shape;
   const batch = run.shape.kind === 'closed' ? 64 : 1;
   const { shed } = await drive(
     shape,

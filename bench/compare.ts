@@ -16,7 +16,11 @@ export interface Comparison {
   /** 2-broker runs: throughput over the matching 1-broker run. */
   readonly scaleVsOneBroker?: number;
   /** Estimated broker CPU µs per message saved by the deferred optimisations (docs/performance.md). */
-  readonly deferred: { readonly oneSignatureUs: number; readonly nativeAeadUs: number; readonly projectedMsgsPerCoreSec: number };
+  readonly deferred: {
+    readonly oneSignatureUs: number;
+    readonly nativeAeadUs: number;
+    readonly projectedMsgsPerCoreSec: number;
+  };
 }
 
 function ratio(a: number, b: number | undefined): number {
@@ -28,11 +32,19 @@ export function compare(runs: readonly RunResult[], stages: Readonly<Record<stri
   const out: Comparison[] = [];
   for (const r of runs) {
     if (r.kind !== 'broker' || r.shape.kind !== 'closed') continue;
-    const same = (kind: RunResult['kind']): RunResult | undefined => runs.find((x) => x.kind === kind && x.size === r.size && x.fanout === r.fanout && x.shape.kind === 'closed');
+    const same = (kind: RunResult['kind']): RunResult | undefined =>
+      runs.find((x) => x.kind === kind && x.size === r.size && x.fanout === r.fanout && x.shape.kind === 'closed');
     const stage = stages[`${r.size}-f${r.fanout}`];
-    const one = runs.find((x) => x.kind === 'broker' && x.brokers === 1 && x.size === r.size && x.fanout === r.fanout && x.shape.kind === 'closed');
+    const one = runs.find(
+      (x) =>
+        x.kind === 'broker' &&
+        x.brokers === 1 &&
+        x.size === r.size &&
+        x.fanout === r.fanout &&
+        x.shape.kind === 'closed',
+    );
     const cpuUs = r.worker?.cpuUsPerMsg ?? NaN;
-    const oneSignatureUs = stage === undefined ? NaN : (stage.signPerDeliveryUs * Math.max(0, r.fanout - 1));
+    const oneSignatureUs = stage === undefined ? NaN : stage.signPerDeliveryUs * Math.max(0, r.fanout - 1);
     const nativeAeadUs = stage === undefined ? NaN : Math.max(0, stage.floor.aeadUs - stage.floor.nativeAeadUs);
     out.push({
       run: r.name,
@@ -40,8 +52,14 @@ export function compare(runs: readonly RunResult[], stages: Readonly<Record<stri
       vsCore: ratio(r.acceptedPerSec, same('core')?.acceptedPerSec),
       vsFloor: ratio(r.acceptedPerSec, stage?.floor.msgsPerSec),
       floorShareOfCpu: ratio(stage?.floor.us ?? NaN, cpuUs),
-      ...(r.brokers > 1 && one !== undefined && one !== r ? { scaleVsOneBroker: ratio(r.acceptedPerSec, one.acceptedPerSec) } : {}),
-      deferred: { oneSignatureUs, nativeAeadUs, projectedMsgsPerCoreSec: 1e6 / (cpuUs - oneSignatureUs - nativeAeadUs) },
+      ...(r.brokers > 1 && one !== undefined && one !== r
+        ? { scaleVsOneBroker: ratio(r.acceptedPerSec, one.acceptedPerSec) }
+        : {}),
+      deferred: {
+        oneSignatureUs,
+        nativeAeadUs,
+        projectedMsgsPerCoreSec: 1e6 / (cpuUs - oneSignatureUs - nativeAeadUs),
+      },
     });
   }
   return out;

@@ -28,7 +28,6 @@ import { median } from './repeat.js';
 import { sample } from './proc.js';
 import { patient } from './resources.js';
 
-
 type FromBroker = { type: 'ready' } | { type: 'stats'; accepted: number; rejected: number } | { type: 'stopped' };
 
 async function main(): Promise<void> {
@@ -45,19 +44,40 @@ async function main(): Promise<void> {
     const once = async (root: string, label: string): Promise<number> => {
       const messages = Array.from({ length: n }, (_, i) => {
         const id = randomUUID();
-        return { id, ...sealEnvelope({ id, iss: 'registration', iat: Date.now(), typ: 'Patient', resource: patient(i % 256), signer: pubKeys.sign, recipients: [{ id: BROKER_ID, kek }] }) };
+        return {
+          id,
+          ...sealEnvelope({
+            id,
+            iss: 'registration',
+            iat: Date.now(),
+            typ: 'Patient',
+            resource: patient(i % 256),
+            signer: pubKeys.sign,
+            recipients: [{ id: BROKER_ID, kek }],
+          }),
+        };
       });
       const run = join(dir, `${label}-${Date.now()}`);
       const nats = await startNatsServer({ dir: join(run, 'nats'), maxPayload: 4 * 1024 * 1024 });
-      const args = { natsUrl: nats.url, subjectsDir, profilesDir, keysDir, dataDir: join(run, 'broker'), logFile: join(run, 'broker.log') };
-      const child = fork(join(root, 'dist', 'bench', 'broker-process.js'), [JSON.stringify(args)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      const args = {
+        natsUrl: nats.url,
+        subjectsDir,
+        profilesDir,
+        keysDir,
+        dataDir: join(run, 'broker'),
+        logFile: join(run, 'broker.log'),
+      };
+      const child = fork(join(root, 'dist', 'bench', 'broker-process.js'), [JSON.stringify(args)], {
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      });
       const waiting = new Map<string, (m: FromBroker) => void>();
       child.on('message', (m: FromBroker) => {
         const w = waiting.get(m.type);
         waiting.delete(m.type);
         w?.(m);
       });
-      const next = <T extends FromBroker>(type: T['type']): Promise<T> => new Promise((resolve) => waiting.set(type, resolve as (m: FromBroker) => void));
+      const next = <T extends FromBroker>(type: T['type']): Promise<T> =>
+        new Promise((resolve) => waiting.set(type, resolve as (m: FromBroker) => void));
       const nc = await connectNats(nats.url, 'drain publisher');
       try {
         await next('ready');
@@ -106,7 +126,9 @@ async function main(): Promise<void> {
       b.push(ub);
       ratio.push(ub / ua);
     }
-    process.stdout.write(`broker CPU µs/msg (Patient, fan-out 3, ${n} messages): A ${median(a).toFixed(0)}, B ${median(b).toFixed(0)}, B/A ${median(ratio).toFixed(3)} (medians of ${rounds} rounds)\n`);
+    process.stdout.write(
+      `broker CPU µs/msg (Patient, fan-out 3, ${n} messages): A ${median(a).toFixed(0)}, B ${median(b).toFixed(0)}, B/A ${median(ratio).toFixed(3)} (medians of ${rounds} rounds)\n`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

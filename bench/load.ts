@@ -41,13 +41,21 @@ export interface Driven {
  * keeps at most `maxInFlight` ops in flight and sheds the rest, so overload shows as shed load, not as a
  * publisher holding tens of thousands of requests.
  */
-export async function drive(shape: LoadShape, window: LoadWindow, op: (i: number) => Promise<void>, graceMs: number, maxInFlight = 2_000): Promise<Driven> {
+export async function drive(
+  shape: LoadShape,
+  window: LoadWindow,
+  op: (i: number) => Promise<void>,
+  graceMs: number,
+  maxInFlight = 2_000,
+): Promise<Driven> {
   const end = window.start + window.warmupMs + window.measureMs;
   let started = 0;
   let shed = 0;
   const pending = new Set<Promise<void>>();
   const launch = (): void => {
-    const p = op(started++).catch(() => undefined).finally(() => pending.delete(p));
+    const p = op(started++)
+      .catch(() => undefined)
+      .finally(() => pending.delete(p));
     pending.add(p);
   };
   const wait = window.start - now();
@@ -66,8 +74,10 @@ export async function drive(shape: LoadShape, window: LoadWindow, op: (i: number
     const warm = shape.warmRate ?? shape.rate;
     const tw = shape.warmRate === undefined ? t0 : Math.max(t0, window.start + (window.warmupMs * 2) / 3);
     const warmCount = Math.floor(((tw - t0) / 1000) * warm);
-    const dueAt = (t: number): number => (t < tw ? Math.floor(((t - t0) / 1000) * warm) : warmCount + Math.floor(((t - tw) / 1000) * shape.rate));
-    const timeOf = (k: number): number => (k <= warmCount ? t0 + (k * 1000) / warm : shape.rate > 0 ? tw + ((k - warmCount) * 1000) / shape.rate : end);
+    const dueAt = (t: number): number =>
+      t < tw ? Math.floor(((t - t0) / 1000) * warm) : warmCount + Math.floor(((t - tw) / 1000) * shape.rate);
+    const timeOf = (k: number): number =>
+      k <= warmCount ? t0 + (k * 1000) / warm : shape.rate > 0 ? tw + ((k - warmCount) * 1000) / shape.rate : end;
     let scheduled = 0;
     while (now() < end) {
       const due = dueAt(now());

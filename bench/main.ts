@@ -49,7 +49,14 @@ export interface BenchResults {
   readonly quick: boolean;
   /** How many rounds ran (`--repeat`). */
   readonly repeat: number;
-  readonly machine: { readonly hostname: string; readonly nproc: number; readonly cpuModel: string; readonly node: string; readonly loadavgStart: readonly number[]; readonly loadavgEnd: readonly number[] };
+  readonly machine: {
+    readonly hostname: string;
+    readonly nproc: number;
+    readonly cpuModel: string;
+    readonly node: string;
+    readonly loadavgStart: readonly number[];
+    readonly loadavgEnd: readonly number[];
+  };
   /** Each figure's median over the rounds (bench/repeat.ts `summarize`); with one round, that round's figures. */
   readonly runs: readonly RunResult[];
   readonly stages: Readonly<Record<string, StageProfile>>;
@@ -83,11 +90,37 @@ function plan(o: BenchOptions): RunSpec[] {
   // latency samples; a quiet one never waits it out.
   const drainMs = 10_000;
   const sat = (size: SizeName) => ({ kind: 'closed' as const, concurrency: size === 'large' ? 16 : 256 });
-  const add = (kind: RunSpec['kind'], size: SizeName, fanout: number, brokers: number, shape: RunSpec['shape'], extra: Partial<RunSpec> = {}): void => {
+  const add = (
+    kind: RunSpec['kind'],
+    size: SizeName,
+    fanout: number,
+    brokers: number,
+    shape: RunSpec['shape'],
+    extra: Partial<RunSpec> = {},
+  ): void => {
     const load = shape.kind === 'open' ? `${shape.rate}ps` : 'sat';
-    runs.push({ name: `${kind}-${size}-f${fanout}${kind === 'broker' ? `-b${brokers}` : ''}-${load}`, kind, size, fanout, brokers, shape, warmupMs, measureMs, drainMs, ...extra });
+    runs.push({
+      name: `${kind}-${size}-f${fanout}${kind === 'broker' ? `-b${brokers}` : ''}-${load}`,
+      kind,
+      size,
+      fanout,
+      brokers,
+      shape,
+      warmupMs,
+      measureMs,
+      drainMs,
+      ...extra,
+    });
   };
-  const combos: [SizeName, number][] = q ? [['medium', 3]] : [['medium', 3], ['medium', 1], ['medium', 6], ['small', 3], ['large', 3]];
+  const combos: [SizeName, number][] = q
+    ? [['medium', 3]]
+    : [
+        ['medium', 3],
+        ['medium', 1],
+        ['medium', 6],
+        ['small', 3],
+        ['large', 3],
+      ];
   for (const [size, fanout] of combos) {
     // --quick has no separate soak: its one saturation run samples RSS instead.
     add('broker', size, fanout, 1, sat(size), q ? { rssEveryMs: 1_000 } : {});
@@ -109,24 +142,68 @@ function plan(o: BenchOptions): RunSpec[] {
     // 70 % of it the queue, latency and RSS still swung with the load), and a soak at the edge of saturation
     // measures the backlog, not whether the broker's memory grows.
     const from = (fraction: number, max: number) => ({ run: 'broker-medium-f3-b1-sat', fraction, max });
-    runs.push({ name: 'broker-medium-f3-b1-halfsat', kind: 'broker', size: 'medium', fanout: 3, brokers: 1, shape: { kind: 'open', rate: 500 }, warmupMs, measureMs, drainMs, rateFrom: from(0.5, 1_000) });
-    runs.push({ name: 'soak-medium-f3-b1', kind: 'broker', size: 'medium', fanout: 3, brokers: 1, shape: { kind: 'open', rate: 500 }, warmupMs: 10_000, measureMs: 60_000, drainMs, rssEveryMs: 5_000, rateFrom: from(0.5, 500) });
+    runs.push({
+      name: 'broker-medium-f3-b1-halfsat',
+      kind: 'broker',
+      size: 'medium',
+      fanout: 3,
+      brokers: 1,
+      shape: { kind: 'open', rate: 500 },
+      warmupMs,
+      measureMs,
+      drainMs,
+      rateFrom: from(0.5, 1_000),
+    });
+    runs.push({
+      name: 'soak-medium-f3-b1',
+      kind: 'broker',
+      size: 'medium',
+      fanout: 3,
+      brokers: 1,
+      shape: { kind: 'open', rate: 500 },
+      warmupMs: 10_000,
+      measureMs: 60_000,
+      drainMs,
+      rssEveryMs: 5_000,
+      rateFrom: from(0.5, 500),
+    });
   }
   // Below saturation (issue 6): warmed up at 100/s (then settled at the rate), as a long-running service's JIT
   // is — at 10/s a plain warm-up leaves V8 measuring its own optimisation —, and a longer window for enough
   // latency samples.
-  const fixedRun = (rate: number): RunSpec => ({ name: `broker-medium-f3-b1-${rate}ps`, kind: 'broker', size: 'medium', fanout: 3, brokers: 1, shape: { kind: 'open', rate, warmRate: Math.max(rate, 100) }, warmupMs: q ? warmupMs : 12_000, measureMs: q ? measureMs : 15_000, drainMs });
+  const fixedRun = (rate: number): RunSpec => ({
+    name: `broker-medium-f3-b1-${rate}ps`,
+    kind: 'broker',
+    size: 'medium',
+    fanout: 3,
+    brokers: 1,
+    shape: { kind: 'open', rate, warmRate: Math.max(rate, 100) },
+    warmupMs: q ? warmupMs : 12_000,
+    measureMs: q ? measureMs : 15_000,
+    drainMs,
+  });
   // The full run always has one light-load point: the latency a message sees when the machine is not the queue.
   if (!q) runs.push(fixedRun(LIGHT_LOAD_RATE));
   const fixed = (o.rates ?? []).map(fixedRun);
   for (const f of fixed) if (!runs.some((r) => r.name === f.name)) runs.push(f);
-  const matching = o.only === undefined ? (fixed.length > 0 ? runs.filter((r) => fixed.some((f) => f.name === r.name)) : runs) : runs.filter((r) => r.name.includes(o.only as string));
+  const matching =
+    o.only === undefined
+      ? fixed.length > 0
+        ? runs.filter((r) => fixed.some((f) => f.name === r.name))
+        : runs
+      : runs.filter((r) => r.name.includes(o.only as string));
   // A run whose rate derives from another (the half-load run, the soak) brings that run along, first.
   const bases = runs.filter((r) => !matching.includes(r) && matching.some((m) => m.rateFrom?.run === r.name));
   const selected = [...bases, ...matching];
   return selected.map((r) => ({
     ...r,
-    ...(r.kind !== 'broker' ? {} : { ...(o.brokerRoot === undefined ? {} : { brokerRoot: o.brokerRoot }), ...(o.cpuProfDir === undefined ? {} : { cpuProfDir: o.cpuProfDir }), ...(o.brokerFlags === undefined ? {} : { brokerFlags: o.brokerFlags }) }),
+    ...(r.kind !== 'broker'
+      ? {}
+      : {
+          ...(o.brokerRoot === undefined ? {} : { brokerRoot: o.brokerRoot }),
+          ...(o.cpuProfDir === undefined ? {} : { cpuProfDir: o.cpuProfDir }),
+          ...(o.brokerFlags === undefined ? {} : { brokerFlags: o.brokerFlags }),
+        }),
   }));
 }
 
@@ -139,16 +216,32 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
     mkdirSync(keysDir, { recursive: true, mode: 0o700 });
     const subjectsDir = (fanout: number): string => join(ROOT, 'bench', 'catalog', `fanout-${fanout}`);
     const profilesDir = join(ROOT, 'fhir-profiles');
-    const catalogs = new Map([1, 3, 6].map((f) => [f, loadCatalog({ subjects: subjectsDir(f), profiles: profilesDir })]));
+    const catalogs = new Map(
+      [1, 3, 6].map((f) => [f, loadCatalog({ subjects: subjectsDir(f), profiles: profilesDir })]),
+    );
     const services = new Set<string>([BROKER_ID]);
     for (const c of catalogs.values()) for (const s of c.services.keys()) services.add(s);
     ensureDevKeys(keysDir, [...services]);
     const secrets = ensureBrokerSecrets(keysDir);
-    const env: Env = { dir: scratch, keysDir, profilesDir, subjectsDir, subscribers: (f) => Array.from({ length: f }, (_, i) => `sub${i + 1}`) };
+    const env: Env = {
+      dir: scratch,
+      keysDir,
+      profilesDir,
+      subjectsDir,
+      subscribers: (f) => Array.from({ length: f }, (_, i) => `sub${i + 1}`),
+    };
 
     const specs = plan(o);
     // Fixed-rate runs alone (--rates) need no stage profile: what they report is per process, not against the floor.
-    const combos = new Set(specs.filter((s) => s.kind === 'broker' && !(o.rates !== undefined && s.shape.kind === 'open' && o.rates.includes(s.shape.rate))).map((s) => `${s.size}-f${s.fanout}`));
+    const combos = new Set(
+      specs
+        .filter(
+          (s) =>
+            s.kind === 'broker' &&
+            !(o.rates !== undefined && s.shape.kind === 'open' && o.rates.includes(s.shape.rate)),
+        )
+        .map((s) => `${s.size}-f${s.fanout}`),
+    );
     const repeat = o.repeat ?? 1;
     // One round: every selected run once, then the stage profiles. Rounds follow one another (run1, run2, …,
     // run1, run2, …) rather than each run repeated in place, so that a slow drift of a shared machine's load
@@ -163,14 +256,25 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
         const spec: RunSpec = {
           ...(planned.rateFrom === undefined || base === undefined
             ? planned
-            : { ...planned, shape: { kind: 'open', rate: Math.max(10, Math.min(planned.rateFrom.max, Math.round(base.acceptedPerSec * planned.rateFrom.fraction))) } }),
+            : {
+                ...planned,
+                shape: {
+                  kind: 'open',
+                  rate: Math.max(
+                    10,
+                    Math.min(planned.rateFrom.max, Math.round(base.acceptedPerSec * planned.rateFrom.fraction)),
+                  ),
+                },
+              }),
           ...(planned.cpuProfDir === undefined ? {} : { cpuProfDir: profDir(planned.cpuProfDir) }),
         };
         if (spec.cpuProfDir !== undefined) mkdirSync(spec.cpuProfDir, { recursive: true });
         log(`${tag}run ${spec.name}${spec.shape.kind === 'open' ? ` at ${spec.shape.rate}/s` : ''} …`);
         const r = await runOne({ ...env, dir }, spec);
         runs.push(r);
-        log(`  ${Math.round(r.acceptedPerSec)} msgs/s, ${Math.round(r.completedPerSec)} deliveries/s completed, p99 ${r.latencyMs.p99.toFixed(1)} ms`);
+        log(
+          `  ${Math.round(r.acceptedPerSec)} msgs/s, ${Math.round(r.completedPerSec)} deliveries/s completed, p99 ${r.latencyMs.p99.toFixed(1)} ms`,
+        );
       }
 
       const stages: Record<string, StageProfile> = {};
@@ -182,7 +286,15 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
         try {
           const catalog = catalogs.get(Number(f));
           if (catalog === undefined || SIZES[size] === undefined) throw new Error(`no catalog for ${key}`);
-          stages[key] = await profileStages({ catalog, keys: (s) => readServiceKeys(keysDir, s), peers: readJwks(keysDir), secrets, size, nc, budgetMs: o.quick ? 25 : 400 });
+          stages[key] = await profileStages({
+            catalog,
+            keys: (s) => readServiceKeys(keysDir, s),
+            peers: readJwks(keysDir),
+            secrets,
+            size,
+            nc,
+            budgetMs: o.quick ? 25 : 400,
+          });
         } finally {
           await nc.drain();
           await nats.stop();
@@ -207,7 +319,14 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
       date: new Date().toISOString(),
       quick: o.quick,
       repeat,
-      machine: { hostname: host, nproc: m.nproc, cpuModel: m.cpuModel, node: process.version, loadavgStart, loadavgEnd: loadavg() },
+      machine: {
+        hostname: host,
+        nproc: m.nproc,
+        cpuModel: m.cpuModel,
+        node: process.version,
+        loadavgStart,
+        loadavgEnd: loadavg(),
+      },
       runs: summary.runs,
       stages: summary.stages,
       comparisons: summary.comparisons,
@@ -228,11 +347,15 @@ function parseArgs(argv: readonly string[]): BenchOptions {
   };
   const only = value('--only');
   const cpuProfDir = value('--cpu-prof');
-  const brokerFlags = value('--broker-flags')?.split(' ').filter((f) => f !== '');
+  const brokerFlags = value('--broker-flags')
+    ?.split(' ')
+    .filter((f) => f !== '');
   const repeat = value('--repeat');
-  if (repeat !== undefined && !/^[1-9][0-9]*$/.test(repeat)) throw new TypeError(`--repeat takes a positive whole number of rounds, not ${JSON.stringify(repeat)}`);
+  if (repeat !== undefined && !/^[1-9][0-9]*$/.test(repeat))
+    throw new TypeError(`--repeat takes a positive whole number of rounds, not ${JSON.stringify(repeat)}`);
   const rates = value('--rates')?.split(',').map(Number);
-  if (rates !== undefined && !rates.every((r) => Number.isInteger(r) && r >= 0)) throw new TypeError('--rates: integers ≥ 0, comma-separated (e.g. 0,50,100,200; 0: idle)');
+  if (rates !== undefined && !rates.every((r) => Number.isInteger(r) && r >= 0))
+    throw new TypeError('--rates: integers ≥ 0, comma-separated (e.g. 0,50,100,200; 0: idle)');
   const brokerRoot = value('--broker-build');
   return {
     quick: argv.includes('--quick'),

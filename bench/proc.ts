@@ -30,12 +30,20 @@ export function sample(pid: number): ProcSample | undefined {
     for (const task of readdirSync(`/proc/${pid}/task`)) {
       try {
         const t = readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8');
-        switches[task] = Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(t)?.[1] ?? 0) + Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(t)?.[1] ?? 0);
+        switches[task] =
+          Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(t)?.[1] ?? 0) +
+          Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(t)?.[1] ?? 0);
       } catch {
         // the thread ended between the listing and the read
       }
     }
-    return { at: Date.now(), cpuSeconds: (utime + stime) / CLK_TCK, rssMb: kb('VmRSS') / 1024, peakRssMb: kb('VmHWM') / 1024, switches };
+    return {
+      at: Date.now(),
+      cpuSeconds: (utime + stime) / CLK_TCK,
+      rssMb: kb('VmRSS') / 1024,
+      peakRssMb: kb('VmHWM') / 1024,
+      switches,
+    };
   } catch {
     return undefined; // the process has exited
   }
@@ -70,12 +78,19 @@ export function machineSample(): MachineSample {
   const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] as string;
   const f = line.trim().split(/\s+/).slice(1).map(Number);
   const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
-  return { at: Date.now(), busySeconds: (user + nice + system + irq + softirq) / CLK_TCK, stealSeconds: steal / CLK_TCK };
+  return {
+    at: Date.now(),
+    busySeconds: (user + nice + system + irq + softirq) / CLK_TCK,
+    stealSeconds: steal / CLK_TCK,
+  };
 }
 
 /** Busy and stolen time between two machine samples, % of one core (2 cores fully busy = 200 %). */
 export function machinePercent(a: MachineSample, b: MachineSample): { busy: number; steal: number } {
   const wall = (b.at - a.at) / 1000;
   if (wall <= 0) return { busy: 0, steal: 0 };
-  return { busy: (100 * (b.busySeconds - a.busySeconds)) / wall, steal: (100 * (b.stealSeconds - a.stealSeconds)) / wall };
+  return {
+    busy: (100 * (b.busySeconds - a.busySeconds)) / wall,
+    steal: (100 * (b.stealSeconds - a.stealSeconds)) / wall,
+  };
 }

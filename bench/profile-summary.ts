@@ -34,7 +34,10 @@ export interface ProfileShare {
   readonly share: number;
 }
 
-export function summarise(profile: CpuProfile, skipSeconds = 0): { byFunction: ProfileShare[]; byArea: ProfileShare[]; busyShare: number } {
+export function summarise(
+  profile: CpuProfile,
+  skipSeconds = 0,
+): { byFunction: ProfileShare[]; byArea: ProfileShare[]; busyShare: number } {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const fn = new Map<string, number>();
   const ar = new Map<string, number>();
@@ -56,7 +59,8 @@ export function summarise(profile: CpuProfile, skipSeconds = 0): { byFunction: P
     const a = area(url, functionName);
     ar.set(a, (ar.get(a) ?? 0) + dt);
   });
-  const sorted = (m: Map<string, number>): ProfileShare[] => [...m.entries()].map(([name, t]) => ({ name, share: t / total })).sort((a, b) => b.share - a.share);
+  const sorted = (m: Map<string, number>): ProfileShare[] =>
+    [...m.entries()].map(([name, t]) => ({ name, share: t / total })).sort((a, b) => b.share - a.share);
   return { byFunction: sorted(fn), byArea: sorted(ar), busyShare: total > 0 ? 1 - idle / total : 0 };
 }
 

@@ -73,7 +73,8 @@ function aligned<T>(rounds: readonly Round[], items: (r: Round) => readonly T[],
   return first.map((x, i) =>
     rounds.map((r) => {
       const y = items(r)[i];
-      if (y === undefined || name(y) !== name(x)) throw new TypeError(`rounds differ at ${name(x)}: every round must run the same plan`);
+      if (y === undefined || name(y) !== name(x))
+        throw new TypeError(`rounds differ at ${name(x)}: every round must run the same plan`);
       return y;
     }),
   );
@@ -91,14 +92,23 @@ export function summarize(rounds: readonly Round[]): Round {
     stages[key] = medianOf(
       rounds.map((r) => {
         const s = r.stages[key];
-        if (s === undefined) throw new TypeError(`rounds differ at stage profile ${key}: every round must run the same plan`);
+        if (s === undefined)
+          throw new TypeError(`rounds differ at stage profile ${key}: every round must run the same plan`);
         return s;
       }),
     );
   }
   return {
-    runs: aligned(rounds, (r) => r.runs, (x) => x.name).map((xs) => medianOf(xs)),
+    runs: aligned(
+      rounds,
+      (r) => r.runs,
+      (x) => x.name,
+    ).map((xs) => medianOf(xs)),
     stages,
-    comparisons: aligned(rounds, (r) => r.comparisons, (x) => x.run).map((xs) => medianOf(xs)),
+    comparisons: aligned(
+      rounds,
+      (r) => r.comparisons,
+      (x) => x.run,
+    ).map((xs) => medianOf(xs)),
   };
 }

@@ -9,7 +9,12 @@ function n(v: number | undefined, digits = 0): string {
 }
 
 /** A key figure: the median, and with several rounds its spread over them, `445 [412–470]`. */
-function spreadOf(r: BenchResults, median: number | undefined, pick: (round: Round) => number | undefined, digits = 0): string {
+function spreadOf(
+  r: BenchResults,
+  median: number | undefined,
+  pick: (round: Round) => number | undefined,
+  digits = 0,
+): string {
   const s = r.repeat > 1 ? spread(r.rounds.map(pick)) : undefined;
   return s === undefined ? n(median, digits) : `${n(median, digits)} [${n(s.min, digits)}–${n(s.max, digits)}]`;
 }
@@ -19,14 +24,19 @@ export function markdown(r: BenchResults): string {
   const m = r.machine;
   const run = (round: Round, name: string) => round.runs.find((x) => x.name === name);
   lines.push(`## phi-broker bench ${r.date}${r.quick ? ' (quick)' : ''}`, '');
-  lines.push(`${m.nproc} × ${m.cpuModel}, Node ${m.node}; load average ${m.loadavgStart.map((x) => x.toFixed(2)).join(' ')} at start, ${m.loadavgEnd.map((x) => x.toFixed(2)).join(' ')} at end`, '');
+  lines.push(
+    `${m.nproc} × ${m.cpuModel}, Node ${m.node}; load average ${m.loadavgStart.map((x) => x.toFixed(2)).join(' ')} at start, ${m.loadavgEnd.map((x) => x.toFixed(2)).join(' ')} at end`,
+    '',
+  );
   if (r.repeat > 1) {
     lines.push(
       `Medians of ${r.repeat} rounds run round-robin (each round every run once, then the stage profiles); \`median [min–max]\` gives a key figure's spread over the rounds. Each figure is its own median: one row's figures may come from different rounds.`,
       '',
     );
   }
-  lines.push('| run | offered | msgs/s | deliveries/s (broker) | completed/s (subscribers) | p50 / p95 / p99 ms | unfinished / shed | worker CPU % | CPU µs/msg | peak RSS MB | ready s |');
+  lines.push(
+    '| run | offered | msgs/s | deliveries/s (broker) | completed/s (subscribers) | p50 / p95 / p99 ms | unfinished / shed | worker CPU % | CPU µs/msg | peak RSS MB | ready s |',
+  );
   lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const x of r.runs) {
     const l = x.latencyMs;
@@ -34,16 +44,28 @@ export function markdown(r: BenchResults): string {
       `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${spreadOf(r, x.acceptedPerSec, (k) => run(k, x.name)?.acceptedPerSec)} | ${n(x.deliveriesPerSec)} | ${n(x.completedPerSec)} | ${n(l.p50, 1)} / ${n(l.p95, 1)} / ${spreadOf(r, l.p99, (k) => run(k, x.name)?.latencyMs.p99, 1)} | ${x.unfinished} / ${x.shed} | ${n(x.worker?.cpuPercent)} | ${spreadOf(r, x.worker?.cpuUsPerMsg, (k) => run(k, x.name)?.worker?.cpuUsPerMsg)} | ${n(x.worker?.peakRssMb)} | ${x.worker === undefined ? '–' : x.worker.readySeconds.map((s) => s.toFixed(1)).join(', ')} |`,
     );
   }
-  lines.push('', `| where the CPU went (% of one core; ${m.nproc} cores = ${m.nproc * 100} %) | machine busy | stolen | nats-server | publisher | subscribers | worker(s) | rest |`);
+  lines.push(
+    '',
+    `| where the CPU went (% of one core; ${m.nproc} cores = ${m.nproc * 100} %) | machine busy | stolen | nats-server | publisher | subscribers | worker(s) | rest |`,
+  );
   lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const x of r.runs) {
     const c = x.cpu;
     const rest = c.machine - c.natsServer - c.publisher - c.subscribers - c.workers;
-    lines.push(`| ${x.name} | ${n(c.machine)} | ${n(c.steal)} | ${n(c.natsServer)} | ${n(c.publisher)} | ${n(c.subscribers)} | ${n(c.workers)} | ${n(rest)} |`);
+    lines.push(
+      `| ${x.name} | ${n(c.machine)} | ${n(c.steal)} | ${n(c.natsServer)} | ${n(c.publisher)} | ${n(c.subscribers)} | ${n(c.workers)} | ${n(rest)} |`,
+    );
   }
   if (r.comparisons.length > 0) {
-    if (r.repeat > 1) lines.push('', 'Ratios: each round computes them from its own figures (the broker run, its baselines and its stage profile of that round); the table shows the median of those per-round ratios, not ratios of the medians.');
-    lines.push('', '| broker run | × passthrough | × core NATS | × crypto floor | floor share of broker CPU | × one broker | deferred: −µs one signature | −µs native AEAD | projected msgs/core-s |');
+    if (r.repeat > 1)
+      lines.push(
+        '',
+        'Ratios: each round computes them from its own figures (the broker run, its baselines and its stage profile of that round); the table shows the median of those per-round ratios, not ratios of the medians.',
+      );
+    lines.push(
+      '',
+      '| broker run | × passthrough | × core NATS | × crypto floor | floor share of broker CPU | × one broker | deferred: −µs one signature | −µs native AEAD | projected msgs/core-s |',
+    );
     lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   }
   for (const c of r.comparisons) {
@@ -55,7 +77,10 @@ export function markdown(r: BenchResults): string {
   const keys = Object.keys(r.stages);
   if (keys.length > 0) {
     const names = Object.keys(r.stages[keys[0] as string]?.stages ?? {});
-    lines.push('', `| CPU µs/msg | ${names.join(' | ')} | sum | crypto floor (verify / AEAD / sign) | floor msgs/s | native-AEAD floor part | bytes in / out |`);
+    lines.push(
+      '',
+      `| CPU µs/msg | ${names.join(' | ')} | sum | crypto floor (verify / AEAD / sign) | floor msgs/s | native-AEAD floor part | bytes in / out |`,
+    );
     lines.push(`|---|${names.map(() => '---:').join('|')}|---:|---:|---:|---:|---:|`);
     for (const k of keys) {
       const s = r.stages[k];
@@ -73,9 +98,16 @@ export function markdown(r: BenchResults): string {
     const h = soak.worker.liveHeapWindowMb;
     const delta = (d: number): string => `${d >= 0 ? '+' : ''}${n(d, 1)}`;
     const window =
-      (w === undefined ? '' : `; measured window: ${n(w.start)} MB at its start, ${n(w.end)} MB at its end (${delta(w.end - w.start)} MB)`) +
-      (h === undefined ? '' : `; live heap after a full GC ${n(h.start, 1)} → ${n(h.end, 1)} MB (${delta(h.end - h.start)} MB)`);
-    lines.push('', `Soak (${soak.name}, ${offered}p95 ${n(soak.latencyMs.p95, 1)} ms): broker RSS MB over time: ${soak.worker.rssTimeline.map((p) => `${p.s}s ${n(p.rssMb)}`).join(', ')}${window}`);
+      (w === undefined
+        ? ''
+        : `; measured window: ${n(w.start)} MB at its start, ${n(w.end)} MB at its end (${delta(w.end - w.start)} MB)`) +
+      (h === undefined
+        ? ''
+        : `; live heap after a full GC ${n(h.start, 1)} → ${n(h.end, 1)} MB (${delta(h.end - h.start)} MB)`);
+    lines.push(
+      '',
+      `Soak (${soak.name}, ${offered}p95 ${n(soak.latencyMs.p95, 1)} ms): broker RSS MB over time: ${soak.worker.rssTimeline.map((p) => `${p.s}s ${n(p.rssMb)}`).join(', ')}${window}`,
+    );
   }
   return `${lines.join('\n')}\n`;
 }
@@ -84,13 +116,22 @@ export function markdown(r: BenchResults): string {
 function perMessage(r: BenchResults): string[] {
   const runs = r.runs.filter((x) => x.perMessage !== undefined && x.kind === 'broker');
   if (runs.length === 0) return [];
-  const lines = ['', '| per message accepted: CPU µs / context switches | offered | nats-server | publisher | subscribers | worker(s) | all | p50 / p99 ms |', '|---|---:|---:|---:|---:|---:|---:|---:|'];
+  const lines = [
+    '',
+    '| per message accepted: CPU µs / context switches | offered | nats-server | publisher | subscribers | worker(s) | all | p50 / p99 ms |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
   for (const x of runs) {
     const p = x.perMessage;
     if (p === undefined) continue;
     const cell = (c: { cpuUs: number; switches: number }): string => `${n(c.cpuUs)} / ${n(c.switches, 1)}`;
-    const all = [p.natsServer, p.publisher, p.subscribers, p.workers].reduce((a, c) => ({ cpuUs: a.cpuUs + c.cpuUs, switches: a.switches + c.switches }), { cpuUs: 0, switches: 0 });
-    lines.push(`| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${cell(p.natsServer)} | ${cell(p.publisher)} | ${cell(p.subscribers)} | ${cell(p.workers)} | ${cell(all)} | ${n(x.latencyMs.p50, 1)} / ${n(x.latencyMs.p99, 1)} |`);
+    const all = [p.natsServer, p.publisher, p.subscribers, p.workers].reduce(
+      (a, c) => ({ cpuUs: a.cpuUs + c.cpuUs, switches: a.switches + c.switches }),
+      { cpuUs: 0, switches: 0 },
+    );
+    lines.push(
+      `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${cell(p.natsServer)} | ${cell(p.publisher)} | ${cell(p.subscribers)} | ${cell(p.workers)} | ${cell(all)} | ${n(x.latencyMs.p50, 1)} / ${n(x.latencyMs.p99, 1)} |`,
+    );
   }
   return lines;
 }

@@ -7,7 +7,12 @@ import type { Coverage, DiagnosticReport, FhirResource, Observation, Patient } f
 export type SizeName = 'small' | 'medium' | 'large' | 'observation';
 
 /** Which resource type each size sends, and its publisher in the bench catalogs (bench/catalog/fanout-N). */
-export const SIZES: Readonly<Record<SizeName, { readonly type: 'Coverage' | 'Patient' | 'DiagnosticReport' | 'Observation'; readonly publisher: string }>> = {
+export const SIZES: Readonly<
+  Record<
+    SizeName,
+    { readonly type: 'Coverage' | 'Patient' | 'DiagnosticReport' | 'Observation'; readonly publisher: string }
+  >
+> = {
   small: { type: 'Coverage', publisher: 'registration' },
   medium: { type: 'Patient', publisher: 'registration' },
   large: { type: 'DiagnosticReport', publisher: 'ehr' },
@@ -26,7 +31,16 @@ export function seeded(seed: number): () => number {
   };
 }
 
-const FAMILY = ['Quillfeather', 'Ravensloe', 'Northgate', 'Ashcombe', 'Fenwright', 'Larkspur', 'Moorcroft', 'Thistlewood'];
+const FAMILY = [
+  'Quillfeather',
+  'Ravensloe',
+  'Northgate',
+  'Ashcombe',
+  'Fenwright',
+  'Larkspur',
+  'Moorcroft',
+  'Thistlewood',
+];
 const GIVEN = ['Marisol', 'Zephyrine', 'Tobin', 'Ilsa', 'Oswin', 'Perpetua', 'Caspian', 'Wren'];
 const STREET = ['Lantern Row', 'Heron Lane', 'Copper Street', 'Millrace Road', 'Orchard Way'];
 const CITY = ['Brightwater', 'Stonebridge', 'Eastmere', 'Fallowfield'];
@@ -60,10 +74,21 @@ export function patient(i: number): Patient {
       profile: ['http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient'],
       security: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'N' }],
     },
-    extension: [{ url: 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex', valueCode: rnd() < 0.5 ? 'F' : 'M' }],
+    extension: [
+      { url: 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex', valueCode: rnd() < 0.5 ? 'F' : 'M' },
+    ],
     identifier: [
-      { use: 'usual', type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'MR' }] }, system: 'urn:oid:2.16.840.1.113883.19.5', value: mrn },
-      { type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'SS' }] }, system: 'http://hl7.org/fhir/sid/us-ssn', value: `999-${digits(rnd, 2)}-${digits(rnd, 4)}` },
+      {
+        use: 'usual',
+        type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'MR' }] },
+        system: 'urn:oid:2.16.840.1.113883.19.5',
+        value: mrn,
+      },
+      {
+        type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'SS' }] },
+        system: 'http://hl7.org/fhir/sid/us-ssn',
+        value: `999-${digits(rnd, 2)}-${digits(rnd, 4)}`,
+      },
     ],
     active: true,
     name: [{ use: 'official', family, given: [given, pick(rnd, GIVEN)] }],
@@ -75,11 +100,20 @@ export function patient(i: number): Patient {
     gender: rnd() < 0.5 ? 'female' : 'male',
     birthDate: date(rnd, 1930, 2020),
     address: [
-      { use: 'home', line: [`${1 + Math.floor(rnd() * 200)} ${pick(rnd, STREET)}`, `Apt ${1 + Math.floor(rnd() * 40)}`], city: pick(rnd, CITY), state: 'MA', postalCode: `02${digits(rnd, 3)}`, country: 'US' },
+      {
+        use: 'home',
+        line: [`${1 + Math.floor(rnd() * 200)} ${pick(rnd, STREET)}`, `Apt ${1 + Math.floor(rnd() * 40)}`],
+        city: pick(rnd, CITY),
+        state: 'MA',
+        postalCode: `02${digits(rnd, 3)}`,
+        country: 'US',
+      },
     ],
     maritalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-MaritalStatus', code: 'M' }] },
     communication: [{ language: { coding: [{ system: 'urn:ietf:bcp:47', code: 'en-US' }] }, preferred: true }],
-    generalPractitioner: [{ reference: `Practitioner/bench-gp-${i % 50}`, display: `Dr. ${pick(rnd, GIVEN)} ${pick(rnd, FAMILY)}` }],
+    generalPractitioner: [
+      { reference: `Practitioner/bench-gp-${i % 50}`, display: `Dr. ${pick(rnd, GIVEN)} ${pick(rnd, FAMILY)}` },
+    ],
   };
 }
 
@@ -91,7 +125,9 @@ export function coverage(i: number): Coverage {
     status: 'active',
     subscriberId: `SUB-${digits(rnd, 9)}`,
     beneficiary: { reference: `Patient/bench-patient-${i}` },
-    relationship: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/subscriber-relationship', code: 'self' }] },
+    relationship: {
+      coding: [{ system: 'http://terminology.hl7.org/CodeSystem/subscriber-relationship', code: 'self' }],
+    },
     period: { start: date(rnd, 2024, 2026) },
     payor: [{ reference: 'Organization/bench-payer-1' }],
   };
@@ -107,12 +143,17 @@ export function observation(i: number): Observation {
     resourceType: 'Observation',
     id: `bench-bp-${i}`,
     status: 'final',
-    category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'vital-signs' }] }],
+    category: [
+      { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'vital-signs' }] },
+    ],
     code: { coding: [{ system: 'http://loinc.org', code: '85354-9', display: 'Blood pressure panel' }] },
     subject: { reference: `Patient/bench-patient-${i}` },
     effectiveDateTime: `${date(rnd, 2025, 2027)}T09:30:00Z`,
     performer: [{ reference: `Practitioner/bench-gp-${i % 50}` }],
-    component: [component('8480-6', 'Systolic blood pressure', 100 + Math.floor(rnd() * 60)), component('8462-4', 'Diastolic blood pressure', 60 + Math.floor(rnd() * 40))],
+    component: [
+      component('8480-6', 'Systolic blood pressure', 100 + Math.floor(rnd() * 60)),
+      component('8462-4', 'Diastolic blood pressure', 60 + Math.floor(rnd() * 40)),
+    ],
   };
 }
 

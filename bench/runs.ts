@@ -97,12 +97,24 @@ export interface RunResult {
    * nats-server, the publisher, the subscribers and the worker(s) — from /proc/<pid>/stat. What the machine has left
    * when one broker saturates is what a second broker process could use.
    */
-  readonly cpu: { readonly machine: number; readonly steal: number; readonly natsServer: number; readonly publisher: number; readonly subscribers: number; readonly workers: number };
+  readonly cpu: {
+    readonly machine: number;
+    readonly steal: number;
+    readonly natsServer: number;
+    readonly publisher: number;
+    readonly subscribers: number;
+    readonly workers: number;
+  };
   /**
    * The same processes per message accepted in the window: CPU µs and context switches (every thread's, so
    * wake-ups: below saturation a message's writes and round trips are no longer shared with others).
    */
-  readonly perMessage?: Readonly<Record<'natsServer' | 'publisher' | 'subscribers' | 'workers', { readonly cpuUs: number; readonly switches: number }>>;
+  readonly perMessage?: Readonly<
+    Record<
+      'natsServer' | 'publisher' | 'subscribers' | 'workers',
+      { readonly cpuUs: number; readonly switches: number }
+    >
+  >;
   /** Publishes rejected or refused (never expected: the bench sends only valid resources). */
   readonly failed: number;
   /** Publishes without a receipt (or JetStream ack) when the run ended: the system was behind. */
@@ -113,7 +125,9 @@ export interface RunResult {
 
 /** The broker process's script: this build's, or `--broker-build`'s (the IPC protocol is the same). */
 function brokerScript(spec: RunSpec): string {
-  return spec.brokerRoot === undefined ? './broker-process.js' : pathToFileURL(join(spec.brokerRoot, 'dist', 'bench', 'broker-process.js')).href;
+  return spec.brokerRoot === undefined
+    ? './broker-process.js'
+    : pathToFileURL(join(spec.brokerRoot, 'dist', 'bench', 'broker-process.js')).href;
 }
 
 /** CPU % of one core of one process between two samples; NaN when it was not sampled at both. */
@@ -130,7 +144,8 @@ export function percentiles(values: number[]): Latency {
 }
 
 /** The summed RSS of the sampled processes, MB to one decimal. */
-const rssOf = (samples: readonly ProcSample[]): number => Math.round(samples.reduce((a, x) => a + x.rssMb, 0) * 10) / 10;
+const rssOf = (samples: readonly ProcSample[]): number =>
+  Math.round(samples.reduce((a, x) => a + x.rssMb, 0) * 10) / 10;
 
 const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
@@ -161,15 +176,34 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     if (spec.kind === 'broker') {
       for (let b = 0; b < spec.brokers; b++) {
         // --expose-gc lets the soak ask for the live heap (two full collections per run, at the window's edges).
-        const execArgv = [...(spec.rssEveryMs === undefined ? [] : ['--expose-gc']), ...(spec.brokerFlags ?? []), ...(spec.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${spec.cpuProfDir}`, `--cpu-prof-name=${spec.name}-broker${b}.cpuprofile`])];
-        const args = { natsUrl: nats.url, subjectsDir: env.subjectsDir(spec.fanout), profilesDir: env.profilesDir, keysDir: env.keysDir, dataDir: join(dir, `broker${b}`), logFile: join(dir, `broker${b}.log`) };
+        const execArgv = [
+          ...(spec.rssEveryMs === undefined ? [] : ['--expose-gc']),
+          ...(spec.brokerFlags ?? []),
+          ...(spec.cpuProfDir === undefined
+            ? []
+            : [
+                '--cpu-prof',
+                `--cpu-prof-dir=${spec.cpuProfDir}`,
+                `--cpu-prof-name=${spec.name}-broker${b}.cpuprofile`,
+              ]),
+        ];
+        const args = {
+          natsUrl: nats.url,
+          subjectsDir: env.subjectsDir(spec.fanout),
+          profilesDir: env.profilesDir,
+          keysDir: env.keysDir,
+          dataDir: join(dir, `broker${b}`),
+          logFile: join(dir, `broker${b}.log`),
+        };
         workers.push(new Child(`broker${b}`, brokerScript(spec), args, execArgv));
       }
     } else if (spec.kind === 'passthrough') {
       const nc = await connectNats(nats.url, 'bench setup');
       await ensureRawStreams(nc, subscribers);
       await nc.drain();
-      workers.push(new Child('passthrough', './passthrough-process.js', { natsUrl: nats.url, subscribers, concurrency: 64 }));
+      workers.push(
+        new Child('passthrough', './passthrough-process.js', { natsUrl: nats.url, subscribers, concurrency: 64 }),
+      );
     }
     children.push(...workers);
     // Brokers start one after the other's streams exist (ensureBrokerInfrastructure is idempotent, but two at
@@ -180,7 +214,10 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     const common = { natsUrl: nats.url, keysDir: env.keysDir, size: spec.size, subscribers };
     // With --cpu-prof the SDK clients are profiled too: what the publisher and subscribers cost is half the
     // machine at saturation (the *where the CPU went* table).
-    const clientProf = (who: string): string[] => (spec.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${spec.cpuProfDir}`, `--cpu-prof-name=${spec.name}-${who}.cpuprofile`]);
+    const clientProf = (who: string): string[] =>
+      spec.cpuProfDir === undefined
+        ? []
+        : ['--cpu-prof', `--cpu-prof-dir=${spec.cpuProfDir}`, `--cpu-prof-name=${spec.name}-${who}.cpuprofile`];
     const sub = new Child('sub', './client-process.js', { ...common, role: `${role}-sub` }, clientProf('sub'));
     const pub = new Child('pub', './client-process.js', { ...common, role: `${role}-pub` }, clientProf('pub'));
     children.push(sub, pub);
@@ -231,7 +268,8 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     const peakRssMb = Math.max(0, ...workers.map((w) => sample(w.pid)?.peakRssMb ?? 0));
     for (const w of workers) {
       const stopped = await w.request<Message>({ cmd: 'stop' }, 'stopped', 60_000);
-      if (process.env['PHI_BENCH_DEBUG_REGISTRY'] !== undefined) process.stderr.write(`${spec.name} registry ${JSON.stringify(stopped['registry'])}\n`);
+      if (process.env['PHI_BENCH_DEBUG_REGISTRY'] !== undefined)
+        process.stderr.write(`${spec.name} registry ${JSON.stringify(stopped['registry'])}\n`);
     }
     await Promise.all(children.map((c) => c.exited()));
 
@@ -255,7 +293,10 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     }
     const accepted = spec.kind === 'core' ? published.completed : st1.accepted - st0.accepted;
     const cpuSeconds = s1.reduce((a, s) => a + s.cpuSeconds, 0) - s0.reduce((a, s) => a + s.cpuSeconds, 0);
-    const per = (a: readonly (ProcSample | undefined)[], b: readonly (ProcSample | undefined)[]): { cpuUs: number; switches: number } => {
+    const per = (
+      a: readonly (ProcSample | undefined)[],
+      b: readonly (ProcSample | undefined)[],
+    ): { cpuUs: number; switches: number } => {
       let cpu = 0;
       let switches = 0;
       a.forEach((x, i) => {
@@ -274,7 +315,8 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
       shape: spec.shape,
       measureSeconds: seconds,
       acceptedPerSec: accepted / seconds,
-      deliveriesPerSec: spec.kind === 'core' ? subResult.completed / seconds : (st1.deliveries - st0.deliveries) / seconds,
+      deliveriesPerSec:
+        spec.kind === 'core' ? subResult.completed / seconds : (st1.deliveries - st0.deliveries) / seconds,
       completedPerSec: subResult.completed / seconds,
       latencyMs: percentiles(latencies),
       missing: Math.max(0, missing),
@@ -287,7 +329,14 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
       },
       ...(spec.kind === 'core' || !(accepted > 0)
         ? {}
-        : { perMessage: { natsServer: per([others0[0]], [others1[0]]), publisher: per([others0[1]], [others1[1]]), subscribers: per([others0[2]], [others1[2]]), workers: per(s0, s1) } }),
+        : {
+            perMessage: {
+              natsServer: per([others0[0]], [others1[0]]),
+              publisher: per([others0[1]], [others1[1]]),
+              subscribers: per([others0[2]], [others1[2]]),
+              workers: per(s0, s1),
+            },
+          }),
       failed: published.failed,
       unfinished: published.unfinished,
       shed: published.shed,
@@ -299,7 +348,13 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
               cpuUsPerMsg: accepted > 0 ? (cpuSeconds * 1e6) / accepted : NaN,
               peakRssMb,
               readySeconds: ready,
-              ...(spec.rssEveryMs === undefined ? {} : { rssTimeline, rssWindowMb: { start: rssOf(s0), end: rssOf(s1) }, liveHeapWindowMb: { start: heap0, end: heap1 } }),
+              ...(spec.rssEveryMs === undefined
+                ? {}
+                : {
+                    rssTimeline,
+                    rssWindowMb: { start: rssOf(s0), end: rssOf(s1) },
+                    liveHeapWindowMb: { start: heap0, end: heap1 },
+                  }),
             },
           }),
     };

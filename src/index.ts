@@ -3,7 +3,16 @@
 export { PhiClient } from './sdk/client.js';
 export { serviceConnectionOptions } from './nats/connect-options.js';
 export type { NatsTlsFiles } from './nats/connect-options.js';
-export type { Delivered, DeliveryHandler, PhiClientOptions, Provenance, PublishResult, ResourceOf, ResourceType, Subscription } from './sdk/client.js';
+export type {
+  Delivered,
+  DeliveryHandler,
+  PhiClientOptions,
+  Provenance,
+  PublishResult,
+  ResourceOf,
+  ResourceType,
+  Subscription,
+} from './sdk/client.js';
 export type { AccessRequestHandler } from './sdk/access.js';
 export type { AccessRequestSummary } from './sdk/access-requests.js';
 export { BrokerError, ERROR_CODES, isBrokerError, isBrokerErrorCode } from './wire/errors.js';

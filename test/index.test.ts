@@ -5,7 +5,17 @@ import * as api from '../src/index.js';
 
 describe('public API', () => {
   it('exports exactly the documented runtime names', () => {
-    expect(Object.keys(api).sort()).toEqual(['BrokerError', 'ERROR_CODES', 'PhiClient', 'initCrypto', 'isBrokerError', 'isBrokerErrorCode', 'readJwks', 'readServiceKeys', 'serviceConnectionOptions']);
+    expect(Object.keys(api).sort()).toEqual([
+      'BrokerError',
+      'ERROR_CODES',
+      'PhiClient',
+      'initCrypto',
+      'isBrokerError',
+      'isBrokerErrorCode',
+      'readJwks',
+      'readServiceKeys',
+      'serviceConnectionOptions',
+    ]);
   });
 
   it("every name the README's SDK example imports is exported", () => {
@@ -22,7 +32,11 @@ describe('from plain JavaScript', () => {
     const root = new URL('..', import.meta.url).pathname;
     const out = execFileSync(
       process.execPath,
-      ['--input-type=module', '-e', "import { PhiClient, ERROR_CODES } from 'phi-broker'; console.log(typeof PhiClient.connect, Object.keys(ERROR_CODES).length)"],
+      [
+        '--input-type=module',
+        '-e',
+        "import { PhiClient, ERROR_CODES } from 'phi-broker'; console.log(typeof PhiClient.connect, Object.keys(ERROR_CODES).length)",
+      ],
       { cwd: root, encoding: 'utf8' },
     );
     expect(out.trim()).toBe(`function ${Object.keys(api.ERROR_CODES).length}`);

@@ -14,7 +14,8 @@ const TYPED_RULES = [
 
 /** The severity of each rule for `file` (2 = error), as ESLint resolves eslint.config.js. */
 async function severities(eslint: ESLint, file: string): Promise<Record<string, number | undefined>> {
-  const config = (await eslint.calculateConfigForFile(file)) as { rules?: Record<string, [number, ...unknown[]] | undefined> } | undefined;
+  const config = (await eslint.calculateConfigForFile(file)) as
+    { rules?: Record<string, [number, ...unknown[]] | undefined> } | undefined;
   return Object.fromEntries(Object.entries(config?.rules ?? {}).map(([name, entry]) => [name, entry?.[0]]));
 }
 
@@ -26,7 +27,9 @@ describe('eslint.config.js', () => {
       expect(await eslint.isPathIgnored(file), file).toBe(false);
       const rules = await severities(eslint, file);
       for (const rule of TYPED_RULES) expect(rules[rule], `${rule} for ${file}`).toBe(2);
-      const config = (await eslint.calculateConfigForFile(file)) as { languageOptions?: { parserOptions?: { project?: unknown } } };
+      const config = (await eslint.calculateConfigForFile(file)) as {
+        languageOptions?: { parserOptions?: { project?: unknown } };
+      };
       expect(config.languageOptions?.parserOptions?.project, file).toEqual(['./tsconfig.json']);
     }
   });

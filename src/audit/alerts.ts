@@ -34,9 +34,19 @@ export const alertRulesSchema = z.strictObject({
     })
     .default({ windowMs: 5 * 60_000, factor: 10, minCount: 100, learnWindows: 12 }),
   /** Deliveries are expected from `startHour` to `endHour` (0-24, in UTC + utcOffsetMinutes). Unset: rule off. */
-  offHours: z.strictObject({ startHour: z.number().int().min(0).max(23), endHour: z.number().int().min(1).max(24), utcOffsetMinutes: z.number().int().min(-840).max(840).default(0) }).optional(),
+  offHours: z
+    .strictObject({
+      startHour: z.number().int().min(0).max(23),
+      endHour: z.number().int().min(1).max(24),
+      utcOffsetMinutes: z.number().int().min(-840).max(840).default(0),
+    })
+    .optional(),
   quarantineSpike: window.default({ threshold: 50, windowMs: 5 * 60_000 }),
-  cooldownMs: z.number().int().min(0).default(5 * 60_000),
+  cooldownMs: z
+    .number()
+    .int()
+    .min(0)
+    .default(5 * 60_000),
 });
 
 export type AlertRules = z.output<typeof alertRulesSchema>;
@@ -55,7 +65,13 @@ export interface Alert {
 }
 
 /** Codes that mean the sender could not be authenticated or was not authorised (docs/errors.md). */
-const AUTH_CODES: ReadonlySet<string> = new Set(['E_SIGNATURE', 'E_SENDER_MISMATCH', 'E_KEY_UNKNOWN', 'E_NOT_AUTHORIZED', 'E_REPLAY']);
+const AUTH_CODES: ReadonlySet<string> = new Set([
+  'E_SIGNATURE',
+  'E_SENDER_MISMATCH',
+  'E_KEY_UNKNOWN',
+  'E_NOT_AUTHORIZED',
+  'E_REPLAY',
+]);
 const EWMA_ALPHA = 0.3;
 
 interface VolumeState {
@@ -92,18 +108,32 @@ export class AlertMonitor {
           const who = f.sender?.service ?? '_unknown';
           const r = this.rules.rejections;
           const n = this.count(`rejections|${who}`, at, r.windowMs);
-          if (n >= r.threshold) fire({ rule: 'rejections', service: who, detail: `${n} rejected messages within ${r.windowMs} ms (threshold ${r.threshold})` });
+          if (n >= r.threshold)
+            fire({
+              rule: 'rejections',
+              service: who,
+              detail: `${n} rejected messages within ${r.windowMs} ms (threshold ${r.threshold})`,
+            });
           if (AUTH_CODES.has(f.code)) {
             const a = this.rules.authFailures;
             const m = this.count(`auth|${who}`, at, a.windowMs);
-            if (m >= a.threshold) fire({ rule: 'auth-failures', service: who, detail: `${m} authentication or authorisation failures within ${a.windowMs} ms (threshold ${a.threshold})` });
+            if (m >= a.threshold)
+              fire({
+                rule: 'auth-failures',
+                service: who,
+                detail: `${m} authentication or authorisation failures within ${a.windowMs} ms (threshold ${a.threshold})`,
+              });
           }
           break;
         }
         case 'quarantined': {
           const q = this.rules.quarantineSpike;
           const n = this.count('quarantine', at, q.windowMs);
-          if (n >= q.threshold) fire({ rule: 'quarantine-spike', detail: `${n} inputs quarantined within ${q.windowMs} ms (threshold ${q.threshold})` });
+          if (n >= q.threshold)
+            fire({
+              rule: 'quarantine-spike',
+              detail: `${n} inputs quarantined within ${q.windowMs} ms (threshold ${q.threshold})`,
+            });
           break;
         }
         case 'delivered': {
@@ -112,7 +142,11 @@ export class AlertMonitor {
           if (v !== undefined) fire({ rule: 'volume', service, detail: v });
           const hours = this.rules.offHours;
           if (hours !== undefined && !withinHours(at, hours.startHour, hours.endHour, hours.utcOffsetMinutes)) {
-            fire({ rule: 'off-hours', service, detail: `a delivery outside ${hours.startHour}:00-${hours.endHour}:00 (UTC${hours.utcOffsetMinutes >= 0 ? '+' : '-'}${Math.abs(hours.utcOffsetMinutes)} min)` });
+            fire({
+              rule: 'off-hours',
+              service,
+              detail: `a delivery outside ${hours.startHour}:00-${hours.endHour}:00 (UTC${hours.utcOffsetMinutes >= 0 ? '+' : '-'}${Math.abs(hours.utcOffsetMinutes)} min)`,
+            });
           }
           break;
         }
@@ -155,7 +189,9 @@ export class AlertMonitor {
     s.count += 1;
     if (s.windows < r.learnWindows || s.count < r.minCount) return undefined;
     const limit = Math.max(s.baseline, 1) * r.factor;
-    return s.count > limit ? `${s.count} deliveries within ${r.windowMs} ms, over ${r.factor} × its baseline of ${s.baseline.toFixed(1)}` : undefined;
+    return s.count > limit
+      ? `${s.count} deliveries within ${r.windowMs} ms, over ${r.factor} × its baseline of ${s.baseline.toFixed(1)}`
+      : undefined;
   }
 }
 
@@ -176,7 +212,10 @@ export function loadAlertRules(file: string | undefined): AlertRules {
   }
   const parsed = alertRulesSchema.safeParse(json);
   if (!parsed.success) {
-    throw new BrokerError('E_CONFIG_INVALID', `${file}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+    throw new BrokerError(
+      'E_CONFIG_INVALID',
+      `${file}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`,
+    );
   }
   return parsed.data;
 }

@@ -181,7 +181,10 @@ function subjectOf(s: AuditSubject, h: Holes): AuditSubject | undefined {
   none(rest);
   // A Bundle's entry patients are deduplicated by value: the builder branches on them.
   if (patientPseudonyms !== undefined) return undefined;
-  const skeleton: { -readonly [K in keyof AuditSubject]: AuditSubject[K] } = { messageId: h.hole(STEP.message, messageId), resourceType: h.fixed(resourceType) };
+  const skeleton: { -readonly [K in keyof AuditSubject]: AuditSubject[K] } = {
+    messageId: h.hole(STEP.message, messageId),
+    resourceType: h.fixed(resourceType),
+  };
   if (resourcePseudonym !== undefined) skeleton.resourcePseudonym = h.hole(STEP.resource, resourcePseudonym);
   if (patientPseudonym !== undefined) skeleton.patientPseudonym = h.hole(STEP.patient, patientPseudonym);
   return skeleton;
@@ -201,7 +204,13 @@ function skeletonOf(fact: AuditFact, h: Holes): AuditFact | undefined {
       if (keys === undefined) return { kind, sender: actor(sender, h), subject: s, ingestSeq: seq };
       const { verified, unwrapped, ...restKeys } = keys;
       none(restKeys);
-      return { kind, sender: actor(sender, h), subject: s, ingestSeq: seq, keys: { verified: h.hole(STEP.verified, verified), unwrapped: h.hole(STEP.unwrapped, unwrapped) } };
+      return {
+        kind,
+        sender: actor(sender, h),
+        subject: s,
+        ingestSeq: seq,
+        keys: { verified: h.hole(STEP.verified, verified), unwrapped: h.hole(STEP.unwrapped, unwrapped) },
+      };
     }
     case 'delivered': {
       const { kind, sender, recipient, subject, profileUrl, purpose, elements, deliveryId, keys, ...rest } = fact;
@@ -209,7 +218,16 @@ function skeletonOf(fact: AuditFact, h: Holes): AuditFact | undefined {
       h.fixed(kind);
       const s = subjectOf(subject, h);
       if (s === undefined) return undefined;
-      const common = { kind, sender: actor(sender, h), recipient: actor(recipient, h), subject: s, profileUrl: h.fixed(profileUrl), purpose: h.fixed(purpose), elements: h.list(elements), deliveryId: h.hole(STEP.delivery, deliveryId) };
+      const common = {
+        kind,
+        sender: actor(sender, h),
+        recipient: actor(recipient, h),
+        subject: s,
+        profileUrl: h.fixed(profileUrl),
+        purpose: h.fixed(purpose),
+        elements: h.list(elements),
+        deliveryId: h.hole(STEP.delivery, deliveryId),
+      };
       if (keys === undefined) return common;
       const { released, signed, ...restKeys } = keys;
       none(restKeys);
@@ -256,7 +274,8 @@ function ownCopy(piece: string): string {
 
 function fill(t: Template, values: readonly string[]): string {
   let out = t.texts[0] as string;
-  for (let i = 0; i < t.slots.length; i++) out += jsonText(values[(t.slots[i] as number) - HOLE] as string) + (t.texts[i + 1] as string);
+  for (let i = 0; i < t.slots.length; i++)
+    out += jsonText(values[(t.slots[i] as number) - HOLE] as string) + (t.texts[i + 1] as string);
   return out;
 }
 

@@ -20,7 +20,19 @@
 // The facts carry those pseudonyms already computed (facts.ts): the builder holds no key and sees no reference.
 // Pure: ids and clock are injected.
 import type { AuditEvent, AuditEventAgent, AuditEventEntity, Coding } from 'fhir/r4.js';
-import { AGENT, BALP_ENTITY_TYPE, ENTITY_TYPE, OBJECT_ROLE, OUTCOME, PURPOSE_OF_USE, SOURCE_TYPE, SUBTYPE, SYSTEM, TYPE, type Outcome } from './codes.js';
+import {
+  AGENT,
+  BALP_ENTITY_TYPE,
+  ENTITY_TYPE,
+  OBJECT_ROLE,
+  OUTCOME,
+  PURPOSE_OF_USE,
+  SOURCE_TYPE,
+  SUBTYPE,
+  SYSTEM,
+  TYPE,
+  type Outcome,
+} from './codes.js';
 import type { AuditActor, AuditFact, AuditSubject } from './facts.js';
 
 export interface EventContext {
@@ -57,7 +69,10 @@ const ROLE = {
 const SOURCE_TYPES: Coding[] = shared([{ system: SOURCE_TYPE, code: '4', display: 'Application Server' }]);
 const ROLE_CONCEPTS = new Map<Coding, { coding: Coding[] }>();
 const PURPOSES = new Map<string, { coding: Coding[] }[]>();
-const PROFILE_DETAILS = new Map<string, { readonly elements: readonly string[]; readonly detail: NonNullable<AuditEventEntity['detail']> }>();
+const PROFILE_DETAILS = new Map<
+  string,
+  { readonly elements: readonly string[]; readonly detail: NonNullable<AuditEventEntity['detail']> }
+>();
 const SOURCES = new WeakMap<EventContext, AuditEvent['source']>();
 
 function roleConcept(role: Coding): { coding: Coding[] } {
@@ -94,7 +109,13 @@ function profileDetail(profileUrl: string, elements: readonly string[]): NonNull
 function sourceOf(ctx: EventContext): AuditEvent['source'] {
   let source = SOURCES.get(ctx);
   if (source === undefined) {
-    source = shared({ observer: { identifier: { system: SYSTEM.instance, value: ctx.instanceId }, display: `phi-broker ${ctx.instanceId}` }, type: SOURCE_TYPES });
+    source = shared({
+      observer: {
+        identifier: { system: SYSTEM.instance, value: ctx.instanceId },
+        display: `phi-broker ${ctx.instanceId}`,
+      },
+      type: SOURCE_TYPES,
+    });
     SOURCES.set(ctx, source);
   }
   return source;
@@ -109,7 +130,15 @@ export function buildAuditEvent(fact: AuditFact, ctx: EventContext): AuditEvent 
  * placeholders in those two places), so the builder stays the one description of each event's shape.
  */
 export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string, recorded: string): AuditEvent {
-  const base = (type: Coding, subtype: Coding, action: AuditEvent['action'], outcome: Outcome, agent: AuditEventAgent[], entity: AuditEventEntity[] = [], outcomeDesc?: string): AuditEvent => ({
+  const base = (
+    type: Coding,
+    subtype: Coding,
+    action: AuditEvent['action'],
+    outcome: Outcome,
+    agent: AuditEventAgent[],
+    entity: AuditEventEntity[] = [],
+    outcomeDesc?: string,
+  ): AuditEvent => ({
     resourceType: 'AuditEvent',
     id,
     type,
@@ -122,22 +151,40 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
     source: sourceOf(ctx),
     ...(entity.length === 0 ? {} : { entity }),
   });
-  const broker = (role: Coding, requestor: boolean): AuditEventAgent => agent({ service: BROKER_SERVICE, ...(ctx.host === undefined ? {} : { address: ctx.host }) }, role, requestor);
+  const broker = (role: Coding, requestor: boolean): AuditEventAgent =>
+    agent({ service: BROKER_SERVICE, ...(ctx.host === undefined ? {} : { address: ctx.host }) }, role, requestor);
   switch (fact.kind) {
     case 'accepted':
-      return base(TYPE.rest, SUBTYPE.create, 'C', OUTCOME.success, [agent(fact.sender, AGENT.source, true), broker(AGENT.destination, false)], [
-        ...subjectEntities(fact.subject),
-        detailEntity('ingest-seq', String(fact.ingestSeq)),
-        // Key use (which key versions touched this message), for key-compromise investigations: ids only.
-        ...(fact.keys === undefined ? [] : [keyEntity([['verified', fact.keys.verified], ['unwrapped', fact.keys.unwrapped]])]),
-      ]);
+      return base(
+        TYPE.rest,
+        SUBTYPE.create,
+        'C',
+        OUTCOME.success,
+        [agent(fact.sender, AGENT.source, true), broker(AGENT.destination, false)],
+        [
+          ...subjectEntities(fact.subject),
+          detailEntity('ingest-seq', String(fact.ingestSeq)),
+          // Key use (which key versions touched this message), for key-compromise investigations: ids only.
+          ...(fact.keys === undefined
+            ? []
+            : [
+                keyEntity([
+                  ['verified', fact.keys.verified],
+                  ['unwrapped', fact.keys.unwrapped],
+                ]),
+              ]),
+        ],
+      );
     case 'rejected':
       return base(
         TYPE.rest,
         SUBTYPE.create,
         'C',
         fact.code === 'E_INTERNAL' ? OUTCOME.serious : OUTCOME.minor,
-        [...(fact.sender === undefined ? [] : [agent(fact.sender, AGENT.source, true)]), broker(AGENT.destination, false)],
+        [
+          ...(fact.sender === undefined ? [] : [agent(fact.sender, AGENT.source, true)]),
+          broker(AGENT.destination, false),
+        ],
         [
           ...(fact.messageId === undefined ? [] : [transactionEntity(fact.messageId)]),
           ...(fact.resourceType === undefined ? [] : [resourceEntity({ resourceType: fact.resourceType })]),
@@ -153,13 +200,27 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         SUBTYPE.disclose,
         'R',
         fact.kind === 'delivered' ? OUTCOME.success : OUTCOME.minor,
-        [broker(AGENT.source, false), { ...agent(fact.recipient, AGENT.destination, true), ...(purpose === undefined ? {} : { purposeOfUse: purposes(purpose) }) }, agent(fact.sender, AGENT.application, false)],
+        [
+          broker(AGENT.source, false),
+          {
+            ...agent(fact.recipient, AGENT.destination, true),
+            ...(purpose === undefined ? {} : { purposeOfUse: purposes(purpose) }),
+          },
+          agent(fact.sender, AGENT.application, false),
+        ],
         fact.kind === 'delivered'
           ? [
               ...subjectEntities(fact.subject, profileDetail(fact.profileUrl, fact.elements)),
               transactionEntity(fact.deliveryId, 'delivery'),
               // Key release: the data key of this copy was wrapped to the recipient under this KEK.
-              ...(fact.keys === undefined ? [] : [keyEntity([['released', fact.keys.released], ['signed', fact.keys.signed]])]),
+              ...(fact.keys === undefined
+                ? []
+                : [
+                    keyEntity([
+                      ['released', fact.keys.released],
+                      ['signed', fact.keys.signed],
+                    ]),
+                  ]),
             ]
           : [...subjectEntities(fact.subject), ...(fact.consent === undefined ? [] : [consentEntity(fact.consent)])],
         fact.kind === 'withheld' ? describe(fact.code, fact.path) : undefined,
@@ -172,9 +233,16 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         SUBTYPE.create,
         'C',
         OUTCOME.success,
-        [broker(AGENT.source, true), ...(fact.sender === undefined ? [] : [agent(fact.sender, AGENT.application, false)])],
         [
-          { what: { identifier: { system: SYSTEM.quarantineRecord, value: fact.recordId } }, type: ENTITY.systemObject, detail: [{ type: 'code', valueString: fact.code }] },
+          broker(AGENT.source, true),
+          ...(fact.sender === undefined ? [] : [agent(fact.sender, AGENT.application, false)]),
+        ],
+        [
+          {
+            what: { identifier: { system: SYSTEM.quarantineRecord, value: fact.recordId } },
+            type: ENTITY.systemObject,
+            detail: [{ type: 'code', valueString: fact.code }],
+          },
           ...(fact.messageId === undefined ? [] : [transactionEntity(fact.messageId)]),
           detailEntity('ingest-seq', String(fact.ingestSeq)),
         ],
@@ -196,19 +264,34 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
           ...fact.services.map((s) => agent({ service: s }, AGENT.destination, false)),
         ],
         [
-          shared({ what: { identifier: { system: SYSTEM.patientPseudonym, value: fact.patientPseudonym } }, type: ENTITY.person, role: ROLE.patient }),
+          shared({
+            what: { identifier: { system: SYSTEM.patientPseudonym, value: fact.patientPseudonym } },
+            type: ENTITY.person,
+            role: ROLE.patient,
+          }),
           {
             what: { identifier: { system: SYSTEM.accessRequest, value: fact.requestId } },
             type: ENTITY.systemObject,
             role: ROLE.job,
             ...(fact.resources === undefined && fact.sha256 === undefined
               ? {}
-              : { detail: [...(fact.resources === undefined ? [] : [{ type: 'resources', valueString: String(fact.resources) }]), ...(fact.sha256 === undefined ? [] : [{ type: 'sha256', valueString: fact.sha256 }])] }),
+              : {
+                  detail: [
+                    ...(fact.resources === undefined
+                      ? []
+                      : [{ type: 'resources', valueString: String(fact.resources) }]),
+                    ...(fact.sha256 === undefined ? [] : [{ type: 'sha256', valueString: fact.sha256 }]),
+                  ],
+                }),
           },
         ],
         ok ? undefined : `access ${fact.step}${fact.detail === undefined ? '' : `: ${fact.detail}`}`,
       );
-      return { ...event, purposeOfEvent: purposes('PATRQT'), ...(ok && fact.detail !== undefined ? { outcomeDesc: fact.detail } : {}) };
+      return {
+        ...event,
+        purposeOfEvent: purposes('PATRQT'),
+        ...(ok && fact.detail !== undefined ? { outcomeDesc: fact.detail } : {}),
+      };
     }
     case 'access-refused':
       // A service's request the broker refused: the service (as the subject named it) is the requestor, the broker decided.
@@ -226,25 +309,44 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
       };
     case 'broker-start':
     case 'broker-stop':
-      return base(TYPE.application, fact.kind === 'broker-start' ? SUBTYPE.applicationStart : SUBTYPE.applicationStop, 'E', OUTCOME.success, [broker(AGENT.application, true)]);
+      return base(
+        TYPE.application,
+        fact.kind === 'broker-start' ? SUBTYPE.applicationStart : SUBTYPE.applicationStop,
+        'E',
+        OUTCOME.success,
+        [broker(AGENT.application, true)],
+      );
     case 'catalog-loaded':
-      return base(TYPE.securityAlert, SUBTYPE.securityConfiguration, 'E', OUTCOME.success, [broker(AGENT.application, true)], [
-        {
-          what: { identifier: { system: SYSTEM.catalog, value: fact.hash }, display: 'catalog (subjects/, fhir-profiles/)' },
-          type: ENTITY.systemObject,
-          detail: [
-            { type: 'services', valueString: String(fact.services) },
-            { type: 'types', valueString: String(fact.types) },
-          ],
-        },
-      ]);
+      return base(
+        TYPE.securityAlert,
+        SUBTYPE.securityConfiguration,
+        'E',
+        OUTCOME.success,
+        [broker(AGENT.application, true)],
+        [
+          {
+            what: {
+              identifier: { system: SYSTEM.catalog, value: fact.hash },
+              display: 'catalog (subjects/, fhir-profiles/)',
+            },
+            type: ENTITY.systemObject,
+            detail: [
+              { type: 'services', valueString: String(fact.services) },
+              { type: 'types', valueString: String(fact.types) },
+            ],
+          },
+        ],
+      );
     case 'alert':
       return base(
         TYPE.securityAlert,
         { system: SYSTEM.alertRule, code: fact.rule },
         'E',
         OUTCOME.minor,
-        [broker(AGENT.application, false), ...(fact.service === undefined ? [] : [agent({ service: fact.service }, AGENT.source, true)])],
+        [
+          broker(AGENT.application, false),
+          ...(fact.service === undefined ? [] : [agent({ service: fact.service }, AGENT.source, true)]),
+        ],
         [detailEntity('alert', fact.detail)],
         `alert ${fact.rule}`,
       );
@@ -257,7 +359,9 @@ function agent(actor: AuditActor, role: Coding, requestor: boolean): AuditEventA
     who: { identifier: { system: SYSTEM.service, value: actor.service }, display: actor.service },
     requestor,
     // R4 AuditEvent.agent.network.type: 1 machine name, 2 IP address.
-    ...(actor.address === undefined ? {} : { network: { address: actor.address, type: isIpAddress(actor.address) ? '2' : '1' } }),
+    ...(actor.address === undefined
+      ? {}
+      : { network: { address: actor.address, type: isIpAddress(actor.address) ? '2' : '1' } }),
   };
 }
 
@@ -286,8 +390,17 @@ function subjectEntities(subject: AuditSubject, detail: AuditEventEntity['detail
   let parts = SUBJECT_PARTS.get(subject);
   if (parts === undefined) {
     parts = {
-      patients: [...new Set([...(subject.patientPseudonym === undefined ? [] : [subject.patientPseudonym]), ...(subject.patientPseudonyms ?? [])])].map((pseudonym) =>
-        shared({ what: { identifier: { system: SYSTEM.patientPseudonym, value: pseudonym } }, type: ENTITY.person, role: ROLE.patient }),
+      patients: [
+        ...new Set([
+          ...(subject.patientPseudonym === undefined ? [] : [subject.patientPseudonym]),
+          ...(subject.patientPseudonyms ?? []),
+        ]),
+      ].map((pseudonym) =>
+        shared({
+          what: { identifier: { system: SYSTEM.patientPseudonym, value: pseudonym } },
+          type: ENTITY.person,
+          role: ROLE.patient,
+        }),
       ),
       resource: shared(resourceEntity(subject)),
       transaction: shared(transactionEntity(subject.messageId)),
@@ -305,7 +418,10 @@ function subjectEntities(subject: AuditSubject, detail: AuditEventEntity['detail
 function resourceEntity(subject: Pick<AuditSubject, 'resourceType' | 'resourcePseudonym'>): AuditEventEntity {
   const pseudonym = subject.resourcePseudonym;
   return {
-    what: pseudonym === undefined ? { type: subject.resourceType } : { identifier: { system: SYSTEM.resourcePseudonym, value: pseudonym }, type: subject.resourceType },
+    what:
+      pseudonym === undefined
+        ? { type: subject.resourceType }
+        : { identifier: { system: SYSTEM.resourcePseudonym, value: pseudonym }, type: subject.resourceType },
     type: ENTITY.systemObject,
     role: ROLE.domainResource,
   };
@@ -313,7 +429,11 @@ function resourceEntity(subject: Pick<AuditSubject, 'resourceType' | 'resourcePs
 
 /** The patient restriction (FHIR Consent, 45 CFR 164.522) that decided: object role 13 Security Resource. */
 function consentEntity(id: string): AuditEventEntity {
-  return { what: { identifier: { system: SYSTEM.consent, value: id }, type: 'Consent' }, type: ENTITY.systemObject, role: ROLE.securityResource };
+  return {
+    what: { identifier: { system: SYSTEM.consent, value: id }, type: 'Consent' },
+    type: ENTITY.systemObject,
+    role: ROLE.securityResource,
+  };
 }
 
 /** BALP's transaction entity: the message id (the request id of a message flow). */
@@ -327,7 +447,11 @@ function transactionEntity(messageId: string, name = 'message'): AuditEventEntit
 
 /** The key ids a step used (`<service>:<use>:<version>`, KEK `kidA~kidB`; src/crypto/): never key material. */
 function keyEntity(uses: readonly (readonly [string, string])[]): AuditEventEntity {
-  return { what: { display: 'keys' }, type: ENTITY.other, detail: uses.map(([type, kid]) => ({ type: `key-${type}`, valueString: kid })) };
+  return {
+    what: { display: 'keys' },
+    type: ENTITY.other,
+    detail: uses.map(([type, kid]) => ({ type: `key-${type}`, valueString: kid })),
+  };
 }
 
 function detailEntity(type: string, value: string): AuditEventEntity {

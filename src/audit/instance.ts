@@ -7,6 +7,10 @@ import { hostname } from 'node:os';
 
 /** `<host>-<pid>-<6 hex>`: the host name reduced to subject-safe characters and at most 20 of them. */
 export function defaultInstanceId(host: string = hostname(), pid: number = process.pid): string {
-  const safeHost = host.replace(/[^A-Za-z0-9-]/g, '-').replace(/^-+/, '').slice(0, 20) || 'broker';
+  const safeHost =
+    host
+      .replace(/[^A-Za-z0-9-]/g, '-')
+      .replace(/^-+/, '')
+      .slice(0, 20) || 'broker';
   return `${safeHost}-${pid}-${randomBytes(3).toString('hex')}`;
 }

@@ -27,8 +27,18 @@ export const OUTCOME_NAMES: Readonly<Record<string, readonly string[]>> = {
 };
 
 export function matchesFilter(e: AuditEvent, f: AuditFilter): boolean {
-  if (f.patientPseudonym !== undefined && !(e.entity ?? []).some((x) => x.what?.identifier?.system === SYSTEM.patientPseudonym && x.what.identifier.value === f.patientPseudonym)) return false;
-  if (f.service !== undefined && !e.agent.some((a) => a.who?.identifier?.system === SYSTEM.service && a.who.identifier.value === f.service)) return false;
+  if (
+    f.patientPseudonym !== undefined &&
+    !(e.entity ?? []).some(
+      (x) => x.what?.identifier?.system === SYSTEM.patientPseudonym && x.what.identifier.value === f.patientPseudonym,
+    )
+  )
+    return false;
+  if (
+    f.service !== undefined &&
+    !e.agent.some((a) => a.who?.identifier?.system === SYSTEM.service && a.who.identifier.value === f.service)
+  )
+    return false;
   if (f.sinceMs !== undefined || f.untilMs !== undefined) {
     const at = Date.parse(e.recorded);
     if (f.sinceMs !== undefined && at < f.sinceMs) return false;
@@ -40,8 +50,13 @@ export function matchesFilter(e: AuditEvent, f: AuditFilter): boolean {
 
 /** `<recorded>  <event>  <outcome>  <agents>  <entities>`: ids, codes and pseudonyms only. */
 export function formatEventLine(e: AuditEvent): string {
-  const kind = [e.type.display ?? e.type.code, e.subtype?.[0]?.display ?? e.subtype?.[0]?.code].filter(Boolean).join('/');
-  const outcome = e.outcome === '0' ? 'success' : `failure(${e.outcome ?? '?'})${e.outcomeDesc === undefined ? '' : ` ${e.outcomeDesc}`}`;
+  const kind = [e.type.display ?? e.type.code, e.subtype?.[0]?.display ?? e.subtype?.[0]?.code]
+    .filter(Boolean)
+    .join('/');
+  const outcome =
+    e.outcome === '0'
+      ? 'success'
+      : `failure(${e.outcome ?? '?'})${e.outcomeDesc === undefined ? '' : ` ${e.outcomeDesc}`}`;
   const agents = e.agent.map((a) => `${a.requestor ? '*' : ''}${a.who?.identifier?.value ?? '?'}`).join(',');
   const entities = (e.entity ?? [])
     .map((x) => {
@@ -55,7 +70,14 @@ export function formatEventLine(e: AuditEvent): string {
     })
     .filter((s): s is string => s !== undefined);
   const purpose = e.purposeOfEvent?.[0]?.coding?.[0]?.code;
-  return [e.recorded, kind, outcome, agents, entities.join(' '), ...(purpose === undefined ? [] : [`purpose:${purpose}`])].join('  ');
+  return [
+    e.recorded,
+    kind,
+    outcome,
+    agents,
+    entities.join(' '),
+    ...(purpose === undefined ? [] : [`purpose:${purpose}`]),
+  ].join('  ');
 }
 
 /** A FHIR R4 Bundle of type collection holding the events, for an auditor. */
@@ -72,7 +94,8 @@ export function auditBundle(events: readonly AuditEvent[], id: string, nowMs: nu
 /** `2026-01-02`, `2026-01-02T03:04:05Z`, or a duration before `nowMs`: `90m`, `24h`, `7d`. */
 export function parseTime(text: string, nowMs: number): number | undefined {
   const rel = /^(\d{1,6})(m|h|d)$/.exec(text);
-  if (rel !== null) return nowMs - Number(rel[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 'm' | 'h' | 'd'];
+  if (rel !== null)
+    return nowMs - Number(rel[1]) * { m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 'm' | 'h' | 'd'];
   if (!/^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text)) return undefined;
   const ms = Date.parse(text);
   return Number.isNaN(ms) ? undefined : ms;

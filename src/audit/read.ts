@@ -32,7 +32,9 @@ export async function* readAuditRecords(nc: NatsConnection, opts: ReadOptions = 
   const info = await jsm.consumers.add(stream, {
     ack_policy: AckPolicy.None,
     inactive_threshold: nanos(30_000),
-    ...(opts.sinceMs === undefined ? { deliver_policy: DeliverPolicy.All } : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(opts.sinceMs).toISOString() }),
+    ...(opts.sinceMs === undefined
+      ? { deliver_policy: DeliverPolicy.All }
+      : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(opts.sinceMs).toISOString() }),
   });
   try {
     const consumer = await nc.jetstream().consumers.get(stream, info.name);

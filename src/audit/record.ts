@@ -46,7 +46,13 @@ function header(chain: string, seq: number, prev: string | null, at: number): st
  * same bytes as the UTF-8 of `${header},"events":[${eventsJson.join(',')}]}`, each piece encoded straight into
  * one buffer of the exact size: no joined string, no flattened copy of it.
  */
-export function encodeEventsRecord(chain: string, seq: number, prev: string | null, at: number, eventsJson: readonly string[]): Uint8Array {
+export function encodeEventsRecord(
+  chain: string,
+  seq: number,
+  prev: string | null,
+  at: number,
+  eventsJson: readonly string[],
+): Uint8Array {
   const head = `${header(chain, seq, prev, at)},"events":[`;
   let size = Buffer.byteLength(head, 'utf8') + Math.max(eventsJson.length - 1, 0) + 2;
   for (const e of eventsJson) size += Buffer.byteLength(e, 'utf8');
@@ -61,7 +67,13 @@ export function encodeEventsRecord(chain: string, seq: number, prev: string | nu
   return out;
 }
 
-export function encodeCheckpointRecord(chain: string, seq: number, prev: string | null, at: number, checkpoint: Checkpoint): Uint8Array {
+export function encodeCheckpointRecord(
+  chain: string,
+  seq: number,
+  prev: string | null,
+  at: number,
+  checkpoint: Checkpoint,
+): Uint8Array {
   return Buffer.from(`${header(chain, seq, prev, at)},"checkpoint":${JSON.stringify(checkpoint)}}`, 'utf8');
 }
 
@@ -80,13 +92,27 @@ export function decodeRecord(bytes: Uint8Array): ChainRecord | undefined {
   }
   if (typeof json !== 'object' || json === null) return undefined;
   const r = json as Record<string, unknown>;
-  if (r['v'] !== RECORD_VERSION || typeof r['chain'] !== 'string' || !Number.isSafeInteger(r['seq']) || (r['seq'] as number) < 1) return undefined;
+  if (
+    r['v'] !== RECORD_VERSION ||
+    typeof r['chain'] !== 'string' ||
+    !Number.isSafeInteger(r['seq']) ||
+    (r['seq'] as number) < 1
+  )
+    return undefined;
   if (r['prev'] !== null && typeof r['prev'] !== 'string') return undefined;
   if (typeof r['at'] !== 'number') return undefined;
   const events = r['events'];
   const cp = r['checkpoint'] as Record<string, unknown> | undefined;
   if (events !== undefined && !Array.isArray(events)) return undefined;
   if ((events === undefined) === (cp === undefined)) return undefined;
-  if (cp !== undefined && (typeof cp !== 'object' || cp === null || !Number.isSafeInteger(cp['head']) || typeof cp['kid'] !== 'string' || typeof cp['sig'] !== 'string')) return undefined;
+  if (
+    cp !== undefined &&
+    (typeof cp !== 'object' ||
+      cp === null ||
+      !Number.isSafeInteger(cp['head']) ||
+      typeof cp['kid'] !== 'string' ||
+      typeof cp['sig'] !== 'string')
+  )
+    return undefined;
   return json as ChainRecord;
 }

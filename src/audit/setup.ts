@@ -45,10 +45,18 @@ export async function ensureAuditStream(nc: NatsConnection, settings: AuditStrea
     return;
   }
   if (existing.max_age !== 0 && (config.max_age ?? 0) < existing.max_age) {
-    throw new BrokerError('E_CONFIG_INVALID', `auditMaxAgeMs: shorter than the retention ${STREAMS.audit} already has; refusing to shorten audit retention at start (change the stream deliberately with the NATS tools)`);
+    throw new BrokerError(
+      'E_CONFIG_INVALID',
+      `auditMaxAgeMs: shorter than the retention ${STREAMS.audit} already has; refusing to shorten audit retention at start (change the stream deliberately with the NATS tools)`,
+    );
   }
   if (existing.max_age !== config.max_age || !existing.deny_delete || !existing.deny_purge) {
-    await jsm.streams.update(STREAMS.audit, { ...existing, max_age: config.max_age ?? existing.max_age, deny_delete: true, deny_purge: true });
+    await jsm.streams.update(STREAMS.audit, {
+      ...existing,
+      max_age: config.max_age ?? existing.max_age,
+      deny_delete: true,
+      deny_purge: true,
+    });
   }
 }
 

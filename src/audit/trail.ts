@@ -17,7 +17,10 @@ import { defaultInstanceId } from './instance.js';
 import { ensureAuditStream } from './setup.js';
 import { ChainWriter } from './writer.js';
 
-export type AuditSettings = Pick<BrokerConfig, 'instanceId' | 'auditMaxAgeMs' | 'auditCheckpointEvery' | 'auditCheckpointMs' | 'duplicateWindowMs' | 'alertRulesFile'>;
+export type AuditSettings = Pick<
+  BrokerConfig,
+  'instanceId' | 'auditMaxAgeMs' | 'auditCheckpointEvery' | 'auditCheckpointMs' | 'duplicateWindowMs' | 'alertRulesFile'
+>;
 
 export interface AuditTrailOptions {
   readonly nc: NatsConnection;
@@ -56,7 +59,10 @@ export class AuditTrail {
       signer: opts.signer,
       checkpointEvery: settings.auditCheckpointEvery,
       checkpointMs: settings.auditCheckpointMs,
-      maxRecordBytes: Math.max(Math.min((nc.info?.max_payload ?? 1024 * 1024) - RECORD_HEADROOM, MAX_RECORD_BYTES), 16 * 1024),
+      maxRecordBytes: Math.max(
+        Math.min((nc.info?.max_payload ?? 1024 * 1024) - RECORD_HEADROOM, MAX_RECORD_BYTES),
+        16 * 1024,
+      ),
       now,
       logger,
     });
@@ -78,13 +84,24 @@ export class AuditTrail {
    * watches) and an AuditEvent in the chain. Not awaited by the caller: an alert never holds up a message.
    */
   private raise(alert: Alert): void {
-    const fact: AuditFact = { kind: 'alert', rule: alert.rule, ...(alert.service === undefined ? {} : { service: alert.service }), detail: alert.detail };
-    this.logger.warn({ event: 'audit.alert', rule: alert.rule, service: alert.service, detail: alert.detail }, 'audit alert');
+    const fact: AuditFact = {
+      kind: 'alert',
+      rule: alert.rule,
+      ...(alert.service === undefined ? {} : { service: alert.service }),
+      detail: alert.detail,
+    };
+    this.logger.warn(
+      { event: 'audit.alert', rule: alert.rule, service: alert.service, detail: alert.detail },
+      'audit alert',
+    );
     const event = buildAuditEvent(fact, this.ctx);
     const json = JSON.stringify(event);
     if (!this.nc.isClosed()) this.nc.publish(subjects.alert(alert.rule), json);
     this.writer.append([json]).catch((err: unknown) => {
-      this.logger.error({ event: 'audit.alert.unrecorded', rule: alert.rule, code: (err as { code?: unknown }).code }, 'alert not recorded in the audit trail');
+      this.logger.error(
+        { event: 'audit.alert.unrecorded', rule: alert.rule, code: (err as { code?: unknown }).code },
+        'alert not recorded in the audit trail',
+      );
     });
   }
 

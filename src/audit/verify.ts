@@ -78,28 +78,63 @@ export function verifyAuditRecords(input: Iterable<StoredRecord>, opts: VerifyOp
   const all = [...input];
   const parsed: Parsed[] = [];
   const summaries = (states: Map<string, ChainState>): ChainSummary[] =>
-    [...states].map(([chain, s]) => ({ chain, first: s.first, last: s.seq, records: s.records, events: s.events, checkpoints: s.checkpoints, unsealed: s.unsealed, closed: s.closed }));
+    [...states].map(([chain, s]) => ({
+      chain,
+      first: s.first,
+      last: s.seq,
+      records: s.records,
+      events: s.events,
+      checkpoints: s.checkpoints,
+      unsealed: s.unsealed,
+      closed: s.closed,
+    }));
   const states = new Map<string, ChainState>();
-  const fail = (b: ChainBreak): VerifyReport => ({ ok: false, records: all.length, chains: summaries(states), broken: b });
+  const fail = (b: ChainBreak): VerifyReport => ({
+    ok: false,
+    records: all.length,
+    chains: summaries(states),
+    broken: b,
+  });
   for (const stored of all) {
     const record = decodeRecord(stored.data);
     if (record === undefined || !stored.subject.endsWith(`.${record.chain}`)) {
-      return fail({ kind: 'malformed', chain: record?.chain, seq: record?.seq, streamSeq: stored.streamSeq, message: record === undefined ? 'not an audit chain record' : `record names chain ${record.chain} but sits on ${stored.subject}` });
+      return fail({
+        kind: 'malformed',
+        chain: record?.chain,
+        seq: record?.seq,
+        streamSeq: stored.streamSeq,
+        message:
+          record === undefined
+            ? 'not an audit chain record'
+            : `record names chain ${record.chain} but sits on ${stored.subject}`,
+      });
     }
     parsed.push({ stored, record });
   }
   for (const [i, { stored, record }] of parsed.entries()) {
     const { chain, seq } = record;
     const state = states.get(chain);
-    const at = (kind: BreakKind, s: number, message: string, streamSeq = stored.streamSeq): VerifyReport => fail({ kind, chain, seq: s, streamSeq, message });
-    const later = (s: number): Parsed | undefined => parsed.slice(i + 1).find((p) => p.record.chain === chain && p.record.seq === s);
+    const at = (kind: BreakKind, s: number, message: string, streamSeq = stored.streamSeq): VerifyReport =>
+      fail({ kind, chain, seq: s, streamSeq, message });
+    const later = (s: number): Parsed | undefined =>
+      parsed.slice(i + 1).find((p) => p.record.chain === chain && p.record.seq === s);
     if (state === undefined) {
       if (!opts.agedOut && (seq !== 1 || record.prev !== null)) {
-        return seq !== 1 ? at(later(1) === undefined ? 'removed' : 'reordered', 1, `chain ${chain} starts at seq ${seq}: record 1 is missing here`) : at('changed', 1, 'the first record of a chain has a previous hash');
+        return seq !== 1
+          ? at(
+              later(1) === undefined ? 'removed' : 'reordered',
+              1,
+              `chain ${chain} starts at seq ${seq}: record 1 is missing here`,
+            )
+          : at('changed', 1, 'the first record of a chain has a previous hash');
       }
     } else if (seq > state.seq + 1) {
       const missing = state.seq + 1;
-      return at(later(missing) === undefined ? 'removed' : 'reordered', missing, `record ${missing} is missing: ${seq} follows ${state.seq}`);
+      return at(
+        later(missing) === undefined ? 'removed' : 'reordered',
+        missing,
+        `record ${missing} is missing: ${seq} follows ${state.seq}`,
+      );
     } else if (seq <= state.seq) {
       return at('inserted', seq, `a second record claims seq ${seq} (after ${state.seq})`);
     } else if (record.prev !== state.hash) {
@@ -107,16 +142,45 @@ export function verifyAuditRecords(input: Iterable<StoredRecord>, opts: VerifyOp
       // before it was changed after its successor committed to its hash.
       const genuine = later(seq);
       return genuine !== undefined && genuine.record.prev === state.hash
-        ? at('inserted', seq, `record ${seq} does not link to record ${state.seq}; another record ${seq} that does follows`)
-        : at('changed', state.seq, `record ${state.seq} differs from what record ${seq} committed to (SHA-256 mismatch)`, state.streamSeq);
+        ? at(
+            'inserted',
+            seq,
+            `record ${seq} does not link to record ${state.seq}; another record ${seq} that does follows`,
+          )
+        : at(
+            'changed',
+            state.seq,
+            `record ${state.seq} differs from what record ${seq} committed to (SHA-256 mismatch)`,
+            state.streamSeq,
+          );
     }
     if (record.checkpoint !== undefined) {
       const cp = record.checkpoint;
       const key = opts.signingKey(cp.kid);
-      const signed = key !== undefined && cp.head === seq - 1 && verifyDetached(checkpointPayload(chain, cp.head, record.prev), Buffer.from(cp.sig, 'base64url'), key);
-      if (!signed) return at('checkpoint', seq, key === undefined ? `checkpoint ${seq} is signed with an unknown key ${cp.kid}` : `checkpoint ${seq} does not verify (signature or head)`);
+      const signed =
+        key !== undefined &&
+        cp.head === seq - 1 &&
+        verifyDetached(checkpointPayload(chain, cp.head, record.prev), Buffer.from(cp.sig, 'base64url'), key);
+      if (!signed)
+        return at(
+          'checkpoint',
+          seq,
+          key === undefined
+            ? `checkpoint ${seq} is signed with an unknown key ${cp.kid}`
+            : `checkpoint ${seq} does not verify (signature or head)`,
+        );
     }
-    const next: ChainState = state ?? { first: seq, seq: 0, hash: '', records: 0, events: 0, checkpoints: 0, unsealed: 0, closed: false, streamSeq: 0 };
+    const next: ChainState = state ?? {
+      first: seq,
+      seq: 0,
+      hash: '',
+      records: 0,
+      events: 0,
+      checkpoints: 0,
+      unsealed: 0,
+      closed: false,
+      streamSeq: 0,
+    };
     next.seq = seq;
     next.streamSeq = stored.streamSeq;
     next.hash = recordHash(stored.data);

@@ -55,9 +55,12 @@ export class ChainWriter {
   ) {
     this.subject = subjects.audit(opts.chain);
     this.lastCheckpointAt = opts.now();
-    this.timer = setInterval(() => {
-      if (this.checkpointDue()) this.kick();
-    }, Math.max(opts.checkpointMs, 10));
+    this.timer = setInterval(
+      () => {
+        if (this.checkpointDue()) this.kick();
+      },
+      Math.max(opts.checkpointMs, 10),
+    );
     this.timer.unref();
   }
 
@@ -71,7 +74,10 @@ export class ChainWriter {
       if (last !== undefined) {
         const record = decodeRecord(last.data);
         if (record === undefined || record.chain !== opts.chain) {
-          throw new BrokerError('E_AUDIT_CHAIN', `the last record on audit chain ${opts.chain} is not a record of that chain; refusing to continue it`);
+          throw new BrokerError(
+            'E_AUDIT_CHAIN',
+            `the last record on audit chain ${opts.chain} is not a record of that chain; refusing to continue it`,
+          );
         }
         writer.head = { seq: record.seq, hash: recordHash(last.data), streamSeq: last.seq };
       }
@@ -89,10 +95,16 @@ export class ChainWriter {
   /** Appends AuditEvents (each already JSON); resolves once the record holding them is stored. */
   append(eventsJson: readonly string[]): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
-    if (this.closed) return Promise.reject(new BrokerError('E_AUDIT_CHAIN', `audit chain ${this.opts.chain} is closed`));
+    if (this.closed)
+      return Promise.reject(new BrokerError('E_AUDIT_CHAIN', `audit chain ${this.opts.chain} is closed`));
     if (eventsJson.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ events: eventsJson, bytes: eventsJson.reduce((n, e) => n + e.length + 1, 0), resolve, reject });
+      this.pending.push({
+        events: eventsJson,
+        bytes: eventsJson.reduce((n, e) => n + e.length + 1, 0),
+        resolve,
+        reject,
+      });
       this.kick();
     });
   }
@@ -116,7 +128,10 @@ export class ChainWriter {
 
   private checkpointDue(): boolean {
     if (this.sinceCheckpoint === 0 || this.failure !== undefined) return false;
-    return this.sinceCheckpoint >= this.opts.checkpointEvery || this.opts.now() - this.lastCheckpointAt >= this.opts.checkpointMs;
+    return (
+      this.sinceCheckpoint >= this.opts.checkpointEvery ||
+      this.opts.now() - this.lastCheckpointAt >= this.opts.checkpointMs
+    );
   }
 
   private async drain(): Promise<void> {
@@ -130,7 +145,10 @@ export class ChainWriter {
           await this.writeCheckpoint(false);
         } catch (err) {
           // The records it would seal are stored; the next checkpoint seals them too.
-          this.opts.logger.warn({ event: 'audit.checkpoint.failed', chain: this.opts.chain, code: (err as { code?: unknown }).code }, 'audit checkpoint not written; will retry');
+          this.opts.logger.warn(
+            { event: 'audit.checkpoint.failed', chain: this.opts.chain, code: (err as { code?: unknown }).code },
+            'audit checkpoint not written; will retry',
+          );
           if (this.pending.length === 0) return;
         }
         continue;
@@ -138,7 +156,15 @@ export class ChainWriter {
       const batch = this.takeBatch();
       const at = this.opts.now();
       try {
-        await this.write((seq, prev) => encodeEventsRecord(this.opts.chain, seq, prev, at, batch.flatMap((p) => p.events)));
+        await this.write((seq, prev) =>
+          encodeEventsRecord(
+            this.opts.chain,
+            seq,
+            prev,
+            at,
+            batch.flatMap((p) => p.events),
+          ),
+        );
         this.sinceCheckpoint += 1;
         for (const p of batch) p.resolve();
       } catch (err) {
@@ -163,8 +189,17 @@ export class ChainWriter {
     const { seq: head, hash } = this.head;
     if (head === 0) return;
     const { kid, secretKey } = this.opts.signer;
-    const sig = Buffer.from(signDetached(checkpointPayload(this.opts.chain, head, hash), secretKey)).toString('base64url');
-    await this.write((seq, prev) => encodeCheckpointRecord(this.opts.chain, seq, prev, this.opts.now(), { head, kid, sig, ...(final ? { final: true as const } : {}) }));
+    const sig = Buffer.from(signDetached(checkpointPayload(this.opts.chain, head, hash), secretKey)).toString(
+      'base64url',
+    );
+    await this.write((seq, prev) =>
+      encodeCheckpointRecord(this.opts.chain, seq, prev, this.opts.now(), {
+        head,
+        kid,
+        sig,
+        ...(final ? { final: true as const } : {}),
+      }),
+    );
     this.sinceCheckpoint = 0;
     this.lastCheckpointAt = this.opts.now();
     this.opts.logger.debug({ event: 'audit.checkpoint', chain: this.opts.chain, head, final }, 'audit checkpoint');
@@ -181,20 +216,36 @@ export class ChainWriter {
     const bytes = build(seq, this.head.hash);
     let streamSeq: number;
     try {
-      const ack = await this.js.publish(this.subject, bytes, { expect: { streamName: STREAMS.audit, lastSubjectSequence: this.head.streamSeq } });
+      const ack = await this.js.publish(this.subject, bytes, {
+        expect: { streamName: STREAMS.audit, lastSubjectSequence: this.head.streamSeq },
+      });
       streamSeq = ack.seq;
     } catch (err) {
       const last = await this.lastStored().catch(() => {
-        throw new BrokerError('E_AUDIT_CHAIN', `JetStream did not confirm audit record ${seq} of chain ${this.opts.chain}`, { cause: err });
+        throw new BrokerError(
+          'E_AUDIT_CHAIN',
+          `JetStream did not confirm audit record ${seq} of chain ${this.opts.chain}`,
+          { cause: err },
+        );
       });
       if (last !== undefined && Buffer.compare(Buffer.from(last.data), Buffer.from(bytes)) === 0) {
         streamSeq = last.seq;
       } else if ((last?.seq ?? 0) === this.head.streamSeq) {
         // Nothing was stored: the caller retries (the broker leaves its ingest message unacknowledged).
-        throw new BrokerError('E_AUDIT_CHAIN', `JetStream did not store audit record ${seq} of chain ${this.opts.chain}`, { cause: err });
+        throw new BrokerError(
+          'E_AUDIT_CHAIN',
+          `JetStream did not store audit record ${seq} of chain ${this.opts.chain}`,
+          { cause: err },
+        );
       } else {
-        this.failure = new BrokerError('E_AUDIT_CHAIN', `another writer appended to audit chain ${this.opts.chain} (two broker processes with one instanceId?); this broker writes no more audit records`);
-        this.opts.logger.error({ event: 'audit.chain.conflict', chain: this.opts.chain, seq, code: this.failure.code }, 'audit chain taken over by another writer');
+        this.failure = new BrokerError(
+          'E_AUDIT_CHAIN',
+          `another writer appended to audit chain ${this.opts.chain} (two broker processes with one instanceId?); this broker writes no more audit records`,
+        );
+        this.opts.logger.error(
+          { event: 'audit.chain.conflict', chain: this.opts.chain, seq, code: this.failure.code },
+          'audit chain taken over by another writer',
+        );
         throw this.failure;
       }
     }

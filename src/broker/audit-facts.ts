@@ -13,7 +13,10 @@ export function profileElements(catalog: Catalog): (profileUrl: string) => reado
 
 /** broker-start, then the catalog the broker runs with (its hash pins every route and profile). */
 export function startFacts(catalog: Catalog): AuditFact[] {
-  return [{ kind: 'broker-start' }, { kind: 'catalog-loaded', hash: catalog.hash, services: catalog.services.size, types: catalog.topics.size }];
+  return [
+    { kind: 'broker-start' },
+    { kind: 'catalog-loaded', hash: catalog.hash, services: catalog.services.size, types: catalog.topics.size },
+  ];
 }
 
 /**
@@ -21,7 +24,11 @@ export function startFacts(catalog: Catalog): AuditFact[] {
  * registry's keys: no second HMAC), and `<Type>/<id>` through `pseudonymOf` (the same broker pseudonym,
  * src/registry/pseudonym.ts) — never for a Patient, whose id is the patient's.
  */
-export function auditSubject(checked: CheckedEnvelope, routed: Routed, pseudonymOf: (ref: string) => string): AuditSubject {
+export function auditSubject(
+  checked: CheckedEnvelope,
+  routed: Routed,
+  pseudonymOf: (ref: string) => string,
+): AuditSubject {
   const { pseudonym, pseudonyms } = routed.patients;
   const id = checked.type === 'Patient' ? undefined : routed.resourceId;
   return {
@@ -94,7 +101,22 @@ export function rejectedFacts(error: BrokerError, r: RejectionContext): AuditFac
   const sender = r.sender === undefined ? {} : { sender: { service: r.sender } };
   const messageId = r.messageId === undefined ? {} : { messageId: r.messageId };
   return [
-    { kind: 'rejected', ...sender, ...messageId, ...(r.type === undefined ? {} : { resourceType: r.type }), code: error.code, ...(error.path === undefined ? {} : { path: error.path }), ingestSeq: r.ingestSeq },
-    { kind: 'quarantined', recordId: r.quarantineId, code: error.code, ...sender, ...messageId, ingestSeq: r.ingestSeq },
+    {
+      kind: 'rejected',
+      ...sender,
+      ...messageId,
+      ...(r.type === undefined ? {} : { resourceType: r.type }),
+      code: error.code,
+      ...(error.path === undefined ? {} : { path: error.path }),
+      ingestSeq: r.ingestSeq,
+    },
+    {
+      kind: 'quarantined',
+      recordId: r.quarantineId,
+      code: error.code,
+      ...sender,
+      ...messageId,
+      ingestSeq: r.ingestSeq,
+    },
   ];
 }

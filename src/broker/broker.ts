@@ -4,7 +4,13 @@
 // persisted by JetStream acknowledges the ingest message —
 // at-least-once end to end; deliveries carry a stable Nats-Msg-Id so a redelivered ingest message does not
 // duplicate them inside the duplicate window, and subscribers de-duplicate by message id beyond it.
-import { headers as natsHeaders, type ConsumerMessages, type JetStreamClient, type JsMsg, type NatsConnection } from 'nats';
+import {
+  headers as natsHeaders,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JsMsg,
+  type NatsConnection,
+} from 'nats';
 import { acceptedFacts, profileElements, rejectedFacts, startFacts } from './audit-facts.js';
 import { AuditTrail } from '../audit/trail.js';
 import { accountsDisclosures, type Catalog } from '../catalog/types.js';
@@ -22,11 +28,24 @@ import { MESSAGE_ID_PATTERN } from '../wire/ids.js';
 import { errorFields, errorStack, type Logger } from '../log/log.js';
 import { AckedPublisher } from '../nats/acked-publish.js';
 import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../wire/names.js';
-import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDeliveryConsumer, ensureDisclosureStream, streamSettings } from '../nats/setup.js';
+import {
+  ensureBrokerInfrastructure,
+  ensureConsentBucket,
+  ensureDeliveryConsumer,
+  ensureDisclosureStream,
+  streamSettings,
+} from '../nats/setup.js';
 import { pseudonymizer } from '../projection/pseudonymizer.js';
 import { RegistryRecorder } from '../registry/recorder.js';
 import { RegistryUnavailable } from '../registry/store.js';
-import { checkEnvelope, routeMessage, type CheckedEnvelope, type IngestMessage, type PipelineContext, type Routed } from './pipeline.js';
+import {
+  checkEnvelope,
+  routeMessage,
+  type CheckedEnvelope,
+  type IngestMessage,
+  type PipelineContext,
+  type Routed,
+} from './pipeline.js';
 import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from '../wire/receipt.js';
 import { buildQuarantine, encodeRecordHeader } from './quarantine.js';
 import { ReplayCache } from './replay-cache.js';
@@ -104,7 +123,10 @@ export class Broker {
       }
     });
     if (missing.length > 0) {
-      throw new BrokerError('E_CONFIG_INVALID', `no public encryption key for subscriber(s): ${missing.join(', ')} (add them to the JWKS)`);
+      throw new BrokerError(
+        'E_CONFIG_INVALID',
+        `no public encryption key for subscriber(s): ${missing.join(', ')} (add them to the JWKS)`,
+      );
     }
     const { seen } = await ensureBrokerInfrastructure(nc, streamSettings(config));
     // What follows is independent once the streams exist, so it is requested together (start-up time); all of
@@ -117,7 +139,14 @@ export class Broker {
       ensureDisclosureStream(nc, { maxAgeMs: config.disclosureMaxAgeMs, duplicateWindowMs: config.duplicateWindowMs }),
       ensureConsentBucket(nc).then((bucket) => ConsentView.start(bucket, opts.secrets, catalog.patients, logger)),
       RegistryRecorder.open(nc, catalog.patients, opts.secrets, logger),
-      opts.audit ?? AuditTrail.open({ nc, settings: config, signer: opts.keys.sign, logger, ...(opts.now === undefined ? {} : { now: opts.now }) }),
+      opts.audit ??
+        AuditTrail.open({
+          nc,
+          settings: config,
+          signer: opts.keys.sign,
+          logger,
+          ...(opts.now === undefined ? {} : { now: opts.now }),
+        }),
     ]);
     const pseudonymizers = new Map<string, (v: string) => string>();
     const ctx: PipelineContext = {
@@ -169,10 +198,17 @@ export class Broker {
       }
     })().then(
       () => {
-        if (!this.stopping) this.opts.logger.error({ event: 'broker.consumer.ended' }, 'the ingest consumer ended; this broker takes no more messages');
+        if (!this.stopping)
+          this.opts.logger.error(
+            { event: 'broker.consumer.ended' },
+            'the ingest consumer ended; this broker takes no more messages',
+          );
       },
       (err: unknown) => {
-        this.opts.logger.error({ event: 'broker.consumer.failed', ...errorFields(err) }, 'the ingest consumer failed; this broker takes no more messages');
+        this.opts.logger.error(
+          { event: 'broker.consumer.failed', ...errorFields(err) },
+          'the ingest consumer failed; this broker takes no more messages',
+        );
       },
     );
   }
@@ -188,7 +224,10 @@ export class Broker {
       await this.audit.record([{ kind: 'broker-stop' }]);
       if (this.ownsAudit) await this.audit.close();
     } catch (err) {
-      this.opts.logger.error({ event: 'audit.stop.failed', ...errorFields(err) }, 'could not record the stop in the audit trail');
+      this.opts.logger.error(
+        { event: 'audit.stop.failed', ...errorFields(err) },
+        'could not record the stop in the audit trail',
+      );
     }
   }
 
@@ -207,18 +246,51 @@ export class Broker {
       const routed = await this.routeWhileClaiming(checked, seq);
       const { deliveries, withheld, restricted } = routed;
       // routeMessage has already refused an unresolved patient (when the catalog says so) before sealing any copy.
-      const registration = this.registry.plan({ messageId: checked.env.id, sender: checked.sender, type: checked.type }, routed.patients);
+      const registration = this.registry.plan(
+        { messageId: checked.env.id, sender: checked.sender, type: checked.type },
+        routed.patients,
+      );
       for (const w of withheld) {
-        log.warn({ event: 'delivery.withheld', id: checked.env.id, service: w.service, code: w.error.code, path: w.error.path }, 'delivery withheld');
+        log.warn(
+          {
+            event: 'delivery.withheld',
+            id: checked.env.id,
+            service: w.service,
+            code: w.error.code,
+            path: w.error.path,
+          },
+          'delivery withheld',
+        );
       }
       for (const r of restricted) {
         // The restriction decision (45 CFR 164.522): ids and codes only; the audit trail turns it into an AuditEvent.
         // At debug, like ingest.accepted: a normal per-message decision, recorded as an AuditEvent already.
-        log.debug({ event: 'delivery.restricted', id: checked.env.id, service: r.service, type: checked.type, purpose: r.purpose, consent: r.denial.consent, reason: r.denial.reason, code: r.denial.code }, 'delivery stopped by a patient restriction');
+        log.debug(
+          {
+            event: 'delivery.restricted',
+            id: checked.env.id,
+            service: r.service,
+            type: checked.type,
+            purpose: r.purpose,
+            consent: r.denial.consent,
+            reason: r.denial.reason,
+            code: r.denial.code,
+          },
+          'delivery stopped by a patient restriction',
+        );
       }
       // Disclosure records (45 CFR 164.528) are persisted with the deliveries, before the ingest is acknowledged.
-      const disclosures = disclosureMessages({ id: checked.env.id, sender: checked.sender, type: checked.type }, deliveries, this.ctx.now());
-      for (const d of disclosures) if (d.unresolved) log.warn({ event: 'disclosure.unresolved', id: checked.env.id, type: checked.type }, 'a disclosure about no resolvable patient, recorded under _unresolved');
+      const disclosures = disclosureMessages(
+        { id: checked.env.id, sender: checked.sender, type: checked.type },
+        deliveries,
+        this.ctx.now(),
+      );
+      for (const d of disclosures)
+        if (d.unresolved)
+          log.warn(
+            { event: 'disclosure.unresolved', id: checked.env.id, type: checked.type },
+            'a disclosure about no resolvable patient, recorded under _unresolved',
+          );
       const stored: Promise<unknown>[] = [];
       for (const d of deliveries) {
         const h = natsHeaders();
@@ -238,8 +310,14 @@ export class Broker {
       const registered = this.registry.persist(registration, deliveries, this.ctx.now());
       await settledInOrder([Promise.all(stored), registered]);
       await Promise.all([
-        this.sendReceipt(checked.sender, acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()), seq),
-        this.audit.record(acceptedFacts(checked, seq, routed, this.elementsOf, this.opts.keys.sign.kid, this.resourcePseudonym)),
+        this.sendReceipt(
+          checked.sender,
+          acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()),
+          seq,
+        ),
+        this.audit.record(
+          acceptedFacts(checked, seq, routed, this.elementsOf, this.opts.keys.sign.kid, this.resourcePseudonym),
+        ),
       ]);
       m.ack();
       this.stats.accepted += 1;
@@ -248,7 +326,18 @@ export class Broker {
       // carries what an operator acts on (start, stop, configuration and restriction changes), warn every message
       // that left the normal path (rejected, withheld, unresolved, retried). The guard spares building the line.
       if (log.isLevelEnabled('debug')) {
-        log.debug({ event: 'ingest.accepted', id: checked.env.id, sender: checked.sender, type: checked.type, seq, deliveries: deliveries.map((d) => d.service), disclosures: disclosures.length }, 'accepted');
+        log.debug(
+          {
+            event: 'ingest.accepted',
+            id: checked.env.id,
+            sender: checked.sender,
+            type: checked.type,
+            seq,
+            deliveries: deliveries.map((d) => d.service),
+            disclosures: disclosures.length,
+          },
+          'accepted',
+        );
       }
     } catch (err) {
       if (isTransient(err)) {
@@ -256,8 +345,11 @@ export class Broker {
         m.nak(RETRY_DELAY_MS);
         return;
       }
-      const error = isBrokerError(err) ? err : new BrokerError('E_INTERNAL', 'the broker could not process this message');
-      if (!isBrokerError(err)) log.error({ event: 'ingest.internal', seq, ...errorFields(err), stack: errorStack(err) }, 'internal error');
+      const error = isBrokerError(err)
+        ? err
+        : new BrokerError('E_INTERNAL', 'the broker could not process this message');
+      if (!isBrokerError(err))
+        log.error({ event: 'ingest.internal', seq, ...errorFields(err), stack: errorStack(err) }, 'internal error');
       try {
         await this.reject(input, seq, error, checked, m);
         m.ack();
@@ -291,7 +383,13 @@ export class Broker {
     return routed;
   }
 
-  private async reject(input: IngestMessage, seq: number, error: BrokerError, checked: CheckedEnvelope | undefined, m: JsMsg): Promise<void> {
+  private async reject(
+    input: IngestMessage,
+    seq: number,
+    error: BrokerError,
+    checked: CheckedEnvelope | undefined,
+    m: JsMsg,
+  ): Promise<void> {
     const route = parseIngestSubject(input.subject);
     const messageId = checked?.env.id ?? claimedMessageId(input.data, m.headers?.get(HEADERS.msgId) || undefined);
     // Parts leave room for headers under the server's max_payload, so whatever NATS carried in fits out.
@@ -313,16 +411,40 @@ export class Broker {
       h.set(HEADERS.code, error.code);
       h.set(HEADERS.record, recordHeader);
       h.set(HEADERS.part, `${i + 1}/${parts.length}`);
-      await this.pub.publish(subjects.quarantine(route?.service ?? ''), part, { msgID: `${record.id}.${i + 1}`, headers: h });
+      await this.pub.publish(subjects.quarantine(route?.service ?? ''), part, {
+        msgID: `${record.id}.${i + 1}`,
+        headers: h,
+      });
     }
     // No receipt for a replay: it would carry the id and hash of the genuine message, and a sniffed copy that
     // won the race would make the genuine publish look rejected. The quarantine record keeps the evidence.
     if (route !== undefined && messageId !== undefined && error.code !== 'E_REPLAY') {
-      await this.sendReceipt(route.service, rejectedReceipt(messageId, envelopeHash(input.data), error, this.ctx.now()), seq);
+      await this.sendReceipt(
+        route.service,
+        rejectedReceipt(messageId, envelopeHash(input.data), error, this.ctx.now()),
+        seq,
+      );
     }
-    await this.audit.record(rejectedFacts(error, { sender: route?.service, type: route?.type, messageId, quarantineId: record.id, ingestSeq: seq }));
+    await this.audit.record(
+      rejectedFacts(error, {
+        sender: route?.service,
+        type: route?.type,
+        messageId,
+        quarantineId: record.id,
+        ingestSeq: seq,
+      }),
+    );
     this.opts.logger.warn(
-      { event: 'ingest.rejected', seq, id: messageId, sender: route?.service, type: route?.type, code: error.code, path: error.path, quarantine: record.id },
+      {
+        event: 'ingest.rejected',
+        seq,
+        id: messageId,
+        sender: route?.service,
+        type: route?.type,
+        code: error.code,
+        path: error.path,
+        quarantine: record.id,
+      },
       'rejected',
     );
   }
@@ -344,7 +466,14 @@ export class Broker {
 function claimedMessageId(data: Uint8Array, header: string | undefined): string | undefined {
   try {
     const json = JSON.parse(new TextDecoder().decode(data)) as Record<string, unknown> | null;
-    const envelopeShaped = typeof json === 'object' && json !== null && json['v'] === 1 && 'iss' in json && 'kid' in json && 'keys' in json && !('resourceType' in json);
+    const envelopeShaped =
+      typeof json === 'object' &&
+      json !== null &&
+      json['v'] === 1 &&
+      'iss' in json &&
+      'kid' in json &&
+      'keys' in json &&
+      !('resourceType' in json);
     const id = envelopeShaped ? json['id'] : undefined;
     if (typeof id === 'string' && MESSAGE_ID_PATTERN.test(id)) return id;
   } catch {
@@ -369,7 +498,16 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  * retried (nak); anything else — a permanent NATS refusal such as MAX_PAYLOAD_EXCEEDED included — is a verdict
  * on the message, which is then rejected and quarantined instead of retried forever.
  */
-const TRANSIENT_NATS_CODES: ReadonlySet<string> = new Set(['TIMEOUT', '503', 'CONNECTION_CLOSED', 'CONNECTION_DRAINING', 'DISCONNECT', 'CONNECTION_REFUSED', 'CONNECTION_TIMEOUT', 'NO_RESPONDERS']);
+const TRANSIENT_NATS_CODES: ReadonlySet<string> = new Set([
+  'TIMEOUT',
+  '503',
+  'CONNECTION_CLOSED',
+  'CONNECTION_DRAINING',
+  'DISCONNECT',
+  'CONNECTION_REFUSED',
+  'CONNECTION_TIMEOUT',
+  'NO_RESPONDERS',
+]);
 
 function isTransient(err: unknown): boolean {
   // A broker that cannot audit acknowledges nothing: the message waits for another broker (docs/audit.md).

@@ -87,36 +87,60 @@ export function checkEnvelope(msg: IngestMessage, ctx: PipelineContext): Checked
   const route = parseIngestSubject(msg.subject);
   if (route === undefined) throw new BrokerError('E_ENVELOPE_INVALID', 'subject is not phi.ingest.<service>.<Type>');
   if (msg.data.byteLength > ctx.maxMessageBytes) {
-    throw new BrokerError('E_TOO_LARGE', `message is ${msg.data.byteLength} bytes; the limit is ${ctx.maxMessageBytes}`);
+    throw new BrokerError(
+      'E_TOO_LARGE',
+      `message is ${msg.data.byteLength} bytes; the limit is ${ctx.maxMessageBytes}`,
+    );
   }
   const env = parseEnvelope(msg.data);
   if (env.iss !== route.service) {
-    throw new BrokerError('E_SENDER_MISMATCH', 'envelope iss differs from the sender named by the subject', { path: 'iss' });
+    throw new BrokerError('E_SENDER_MISMATCH', 'envelope iss differs from the sender named by the subject', {
+      path: 'iss',
+    });
   }
   if (env.typ !== route.type) {
-    throw new BrokerError('E_ENVELOPE_INVALID', 'envelope typ differs from the resource type named by the subject', { path: 'typ' });
+    throw new BrokerError('E_ENVELOPE_INVALID', 'envelope typ differs from the resource type named by the subject', {
+      path: 'typ',
+    });
   }
   // parseEnvelope has already refused a kid of another service than iss (E_SIGNATURE), and iss is the subject's.
   verifyEnvelope(msg.data, msg.signature, ctx.keyring.signingPublicKey(env.kid));
   if (env.typ !== RAW_TYPE && !isResourceType(env.typ)) {
-    throw new BrokerError('E_UNKNOWN_RESOURCE_TYPE', 'resourceType names no FHIR R4 resource', { path: 'resourceType' });
+    throw new BrokerError('E_UNKNOWN_RESOURCE_TYPE', 'resourceType names no FHIR R4 resource', {
+      path: 'resourceType',
+    });
   }
   const typeRoute = env.typ === RAW_TYPE ? undefined : ctx.routes.get(env.typ);
   if (env.typ !== RAW_TYPE && (typeRoute === undefined || !typeRoute.publishers.has(route.service))) {
     throw new BrokerError('E_NOT_AUTHORIZED', `service ${route.service} may not publish ${env.typ}`, { path: 'typ' });
   }
   if (Math.abs(env.iat - msg.storedAtMs) > ctx.clockSkewMs) {
-    throw new BrokerError('E_CLOCK_SKEW', `iat is more than ${ctx.clockSkewMs} ms from the time the message was stored`, { path: 'iat' });
+    throw new BrokerError(
+      'E_CLOCK_SKEW',
+      `iat is more than ${ctx.clockSkewMs} ms from the time the message was stored`,
+      { path: 'iat' },
+    );
   }
   // Each delivery's id is `<id>.<subscriber>` and must itself be a message id (at most 128 characters): an id
   // too long for that is refused here with a code, rather than failing later as an internal error.
-  if (typeRoute !== undefined && !typeRoute.subscribers.every((s) => MESSAGE_ID_PATTERN.test(`${env.id}.${s.service}`))) {
-    throw new BrokerError('E_ENVELOPE_INVALID', 'envelope field id: too long to form the delivery ids <id>.<subscriber> (128 characters at most)', { path: 'id' });
+  if (
+    typeRoute !== undefined &&
+    !typeRoute.subscribers.every((s) => MESSAGE_ID_PATTERN.test(`${env.id}.${s.service}`))
+  ) {
+    throw new BrokerError(
+      'E_ENVELOPE_INVALID',
+      'envelope field id: too long to form the delivery ids <id>.<subscriber> (128 characters at most)',
+      { path: 'id' },
+    );
   }
   // The replay cache remembers an id for replayWindowMs after its first processing (at or after iat − skew):
   // beyond that a copy could pass unnoticed, so a message that old is refused rather than trusted.
   if (ctx.now() - env.iat > ctx.replayWindowMs - ctx.clockSkewMs) {
-    throw new BrokerError('E_CLOCK_SKEW', `iat is older than the replay window (${ctx.replayWindowMs} ms): it can no longer be checked for replay; publish it again`, { path: 'iat' });
+    throw new BrokerError(
+      'E_CLOCK_SKEW',
+      `iat is older than the replay window (${ctx.replayWindowMs} ms): it can no longer be checked for replay; publish it again`,
+      { path: 'iat' },
+    );
   }
   const hash = envelopeHash(msg.data);
   return { env, sender: route.service, type: env.typ, hash };
@@ -162,21 +186,28 @@ export interface Routed {
 export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Routed {
   const { env, sender } = checked;
   const wrap = env.keys.find((k) => k.to === BROKER_ID);
-  if (wrap === undefined) throw new BrokerError('E_KEY_UNKNOWN', 'no data key is wrapped for the broker', { path: 'keys' });
+  if (wrap === undefined)
+    throw new BrokerError('E_KEY_UNKNOWN', 'no data key is wrapped for the broker', { path: 'keys' });
   const kek = ctx.keyring.kekForId(wrap.kek);
   const opened = openEnvelope(env, BROKER_ID, kek);
   let json: unknown = opened;
   if (isRawPayload(opened)) {
     json = parseRaw(opened.raw);
     if (isBundleEntry(json)) {
-      throw new BrokerError('E_BUNDLE_INVALID', 'Bundle.entry: an entry that cannot stand alone (no resource, or an unresolved reference)', { path: 'Bundle.entry' });
+      throw new BrokerError(
+        'E_BUNDLE_INVALID',
+        'Bundle.entry: an entry that cannot stand alone (no resource, or an unresolved reference)',
+        { path: 'Bundle.entry' },
+      );
     }
     // A raw envelope that does hold a FHIR resource still goes through every check below, but a sender
     // that could not state its type is never routed: it is rejected after validation tells it why.
   }
   const resource = validateResource(json, ctx.limits);
   if (env.typ === RAW_TYPE) {
-    throw new BrokerError('E_ENVELOPE_INVALID', 'raw input is never routed; publish it as a typed resource', { path: 'typ' });
+    throw new BrokerError('E_ENVELOPE_INVALID', 'raw input is never routed; publish it as a typed resource', {
+      path: 'typ',
+    });
   }
   if (resource.resourceType !== env.typ) {
     throw new BrokerError('E_ENVELOPE_INVALID', 'envelope typ differs from resourceType', { path: 'resourceType' });
@@ -191,7 +222,8 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
   const patients = resolveMessagePatients(resource, rule, ctx.patients?.pseudonymOf);
   // A catalog that rejects unresolved patients decides here, before any subscriber's copy is projected, sealed or signed.
   refuseUnresolved(patients, rule);
-  const restrict = ctx.restrictions === undefined ? undefined : restrictionCheck(ctx.restrictions, resource, patients.pseudonymOf);
+  const restrict =
+    ctx.restrictions === undefined ? undefined : restrictionCheck(ctx.restrictions, resource, patients.pseudonymOf);
   const accounted = ctx.accountedRecipients;
   for (const sub of route.subscribers) {
     const denial = restrict?.(sub.service, sub.purpose);
@@ -201,7 +233,9 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
     }
     let projected: Record<string, unknown>;
     try {
-      projected = sub.project(resource as unknown as Record<string, unknown>, { pseudonymize: ctx.pseudonymizerFor(sub.service) });
+      projected = sub.project(resource as unknown as Record<string, unknown>, {
+        pseudonymize: ctx.pseudonymizerFor(sub.service),
+      });
     } catch (err) {
       // A profile that cannot carry the resource faithfully (e.g. it withholds a modifierExtension that
       // changes the meaning of what remains) denies this one subscriber; the others still get their copy.
@@ -222,12 +256,25 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
       resource: projected,
       signer: ctx.signer,
       recipients: [{ id: sub.service, kek: recipientKek }],
-      prov: { src: sender, mid: env.id, hash: checked.hash, profile: sub.profileUrl, purpose: sub.purpose, at: env.iat },
+      prov: {
+        src: sender,
+        mid: env.id,
+        hash: checked.hash,
+        profile: sub.profileUrl,
+        purpose: sub.purpose,
+        at: env.iat,
+      },
     });
     if (sealed.bytes.byteLength > ctx.maxDeliveryBytes) {
       // Sealing grows a resource (per-field nonces and tags): a copy NATS cannot carry is withheld for this
       // subscriber (logged), never retried forever; smaller projections for the others still go out.
-      withheld.push({ service: sub.service, error: new BrokerError('E_TOO_LARGE', `the sealed delivery is ${sealed.bytes.byteLength} bytes; NATS carries at most ${ctx.maxDeliveryBytes}`) });
+      withheld.push({
+        service: sub.service,
+        error: new BrokerError(
+          'E_TOO_LARGE',
+          `the sealed delivery is ${sealed.bytes.byteLength} bytes; NATS carries at most ${ctx.maxDeliveryBytes}`,
+        ),
+      });
       continue;
     }
     const delivery: Delivery = {
@@ -240,7 +287,11 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
       purpose: sub.purpose,
       kek: recipientKek.id,
     };
-    deliveries.push(accounted?.has(sub.service) === true ? { ...delivery, disclosure: { patients: patients.disclosed, elements: disclosedElements(projected) } } : delivery);
+    deliveries.push(
+      accounted?.has(sub.service) === true
+        ? { ...delivery, disclosure: { patients: patients.disclosed, elements: disclosedElements(projected) } }
+        : delivery,
+    );
   }
   return {
     deliveries,

@@ -72,7 +72,8 @@ function frame(input: QuarantineInput): Uint8Array {
 
 function unframe(bytes: Uint8Array): QuarantinedOriginal {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const bad = (): BrokerError => new BrokerError('E_DECRYPT', 'quarantine copy is not in the expected frame', { path: 'sealed' });
+  const bad = (): BrokerError =>
+    new BrokerError('E_DECRYPT', 'quarantine copy is not in the expected frame', { path: 'sealed' });
   if (b.length < 8) throw bad();
   const subjectLen = b.readUInt32BE(0);
   if (4 + subjectLen + 4 > b.length) throw bad();
@@ -93,7 +94,8 @@ export function buildQuarantine(
   key: Uint8Array,
   maxPartBytes = Number.MAX_SAFE_INTEGER,
 ): { record: QuarantineRecord; parts: Uint8Array[] } {
-  if (!Number.isInteger(maxPartBytes) || maxPartBytes < 1024) throw new TypeError('maxPartBytes must be an integer >= 1024');
+  if (!Number.isInteger(maxPartBytes) || maxPartBytes < 1024)
+    throw new TypeError('maxPartBytes must be an integer >= 1024');
   const id = quarantineRecordId(input.ingestSeq);
   const sealed = sealBlob(key, frame(input), aad(id));
   const parts: Uint8Array[] = [];
@@ -120,13 +122,24 @@ export function encodeRecordHeader(record: QuarantineRecord): string {
 
 export function decodeRecordHeader(text: string): QuarantineRecord {
   const parsed = recordSchema.safeParse(JSON.parse(text));
-  if (!parsed.success) throw new BrokerError('E_ENVELOPE_INVALID', 'not a quarantine record header', { path: 'Phi-Record' });
+  if (!parsed.success)
+    throw new BrokerError('E_ENVELOPE_INVALID', 'not a quarantine record header', { path: 'Phi-Record' });
   return parsed.data as QuarantineRecord;
 }
 
 /** For an operator with the broker's quarantine key: the original input from the record's parts, in order. */
-export function openQuarantine(record: QuarantineRecord, parts: readonly Uint8Array[], key: Uint8Array): QuarantinedOriginal {
-  if (parts.length !== record.parts) throw new BrokerError('E_DECRYPT', `quarantine record ${record.id} has ${record.parts} parts; ${parts.length} given`, { path: 'parts' });
-  const sealed = parts.length === 1 ? (parts[0] as Uint8Array) : new Uint8Array(Buffer.concat(parts.map((p) => Buffer.from(p))));
+export function openQuarantine(
+  record: QuarantineRecord,
+  parts: readonly Uint8Array[],
+  key: Uint8Array,
+): QuarantinedOriginal {
+  if (parts.length !== record.parts)
+    throw new BrokerError(
+      'E_DECRYPT',
+      `quarantine record ${record.id} has ${record.parts} parts; ${parts.length} given`,
+      { path: 'parts' },
+    );
+  const sealed =
+    parts.length === 1 ? (parts[0] as Uint8Array) : new Uint8Array(Buffer.concat(parts.map((p) => Buffer.from(p))));
   return unframe(openBlob(key, sealed, aad(record.id), 'sealed'));
 }

@@ -29,7 +29,8 @@ export class ReplayCache {
       const entry = await this.kv.get(key);
       if (entry === null) throw err;
       // A deleted or purged claim is claimed anew on top of its marker (what nats.js kv.create does).
-      if (entry.operation !== 'PUT') return void (await this.pub.kvCompareAndSet(KV_BUCKETS.seen, key, mark, entry.revision));
+      if (entry.operation !== 'PUT')
+        return void (await this.pub.kvCompareAndSet(KV_BUCKETS.seen, key, mark, entry.revision));
       if (new TextDecoder().decode(entry.value) === String(seq)) return; // our own redelivery
       throw new BrokerError('E_REPLAY', 'a message with this id was already received', { path: 'id' });
     }

@@ -11,22 +11,31 @@ import type { YamlSource } from './yaml-source.js';
 import { zodIssues } from './yaml-source.js';
 
 /** The `access` declaration of one file, shape-checked; the services it names are checked by `checkAccess`. */
-export function parseAccess(source: YamlSource, raw: unknown): { requesters?: readonly string[]; issues: CatalogIssue[] } {
+export function parseAccess(
+  source: YamlSource,
+  raw: unknown,
+): { requesters?: readonly string[]; issues: CatalogIssue[] } {
   const r = accessSchema.safeParse(raw ?? {});
   if (!r.success) return { issues: zodIssues(source, ['access'], r.error) };
   return { requesters: r.data.requesters, issues: [] };
 }
 
 /** The compiled policy, or the issues: a requester must be a declared service (`isService`), listed once. */
-export function checkAccess(source: YamlSource, requesters: readonly string[], isService: (id: string) => boolean): { def: AccessPolicyDef; issues: CatalogIssue[] } {
+export function checkAccess(
+  source: YamlSource,
+  requesters: readonly string[],
+  isService: (id: string) => boolean,
+): { def: AccessPolicyDef; issues: CatalogIssue[] } {
   const issues: CatalogIssue[] = [];
   const seen = new Set<string>();
   requesters.forEach((id, i) => {
     const at = ['access', 'requesters', i];
     if (seen.has(id)) issues.push(source.issue(at, `'${id}' is listed twice`));
     seen.add(id);
-    if (id === BROKER_ID) issues.push(source.issue(at, `'${BROKER_ID}' is the broker itself, not a requesting service`));
-    else if (!isService(id)) issues.push(source.issue(at, `'${id}' is not a declared service (expected an id from services)`));
+    if (id === BROKER_ID)
+      issues.push(source.issue(at, `'${BROKER_ID}' is the broker itself, not a requesting service`));
+    else if (!isService(id))
+      issues.push(source.issue(at, `'${id}' is not a declared service (expected an id from services)`));
   });
   return { def: Object.freeze({ requesters: Object.freeze([...seen].sort()) }), issues };
 }

@@ -15,7 +15,10 @@ import type { YamlSource } from './yaml-source.js';
 export const REQUIRED_PLAINTEXT = ['resourceType', 'meta.profile', 'meta.security'] as const;
 
 /** Checks every classification path; returns the frozen definition (even when issues were found). */
-export function checkClassification(source: YamlSource, input: ClassificationInput): { def: ClassificationDef; issues: CatalogIssue[] } {
+export function checkClassification(
+  source: YamlSource,
+  input: ClassificationInput,
+): { def: ClassificationDef; issues: CatalogIssue[] } {
   const issues: CatalogIssue[] = [];
   for (const list of ['directIdentifiers', 'quasiIdentifiers'] as const) {
     const seen = new Set<string>();
@@ -32,15 +35,27 @@ export function checkClassification(source: YamlSource, input: ClassificationInp
     seen.add(path);
     if (path === 'resourceType') return;
     const r = resolveRelativePath('Resource', path);
-    if (!r.ok) issues.push(source.issue(['plaintext', i], `expected 'resourceType' or an element every resource has (meta.profile, meta.security): ${r.error}`));
+    if (!r.ok)
+      issues.push(
+        source.issue(
+          ['plaintext', i],
+          `expected 'resourceType' or an element every resource has (meta.profile, meta.security): ${r.error}`,
+        ),
+      );
     // The wire format (docs/wire-format.md, v1) leaves exactly these readable; the list documents that and
     // cannot widen it — a longer list would promise plaintext the envelope never gives.
     else if (!(REQUIRED_PLAINTEXT as readonly string[]).includes(path)) {
-      issues.push(source.issue(['plaintext', i], `'${path}' cannot be plaintext: envelope v1 leaves exactly ${REQUIRED_PLAINTEXT.join(', ')} unencrypted`));
+      issues.push(
+        source.issue(
+          ['plaintext', i],
+          `'${path}' cannot be plaintext: envelope v1 leaves exactly ${REQUIRED_PLAINTEXT.join(', ')} unencrypted`,
+        ),
+      );
     }
   });
   for (const required of REQUIRED_PLAINTEXT) {
-    if (!input.plaintext.includes(required)) issues.push(source.issue(['plaintext'], `missing '${required}': the wire format routes and checks policy on it`));
+    if (!input.plaintext.includes(required))
+      issues.push(source.issue(['plaintext'], `missing '${required}': the wire format routes and checks policy on it`));
   }
   const def: ClassificationDef = Object.freeze({
     directIdentifiers: Object.freeze([...input.directIdentifiers]),

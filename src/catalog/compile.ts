@@ -15,7 +15,16 @@ import { classificationSchema, profileSchema, serviceSchema, subjectsFileSchema,
 import type { TopicInput } from './schema.js';
 import { DEFAULT_ACCESS_POLICY, DEFAULT_PATIENT_MATCH } from './types.js';
 import { BROKER_ID } from '../wire/ids.js';
-import type { AccessPolicyDef, Catalog, ClassificationDef, PatientMatchDef, ProfileDef, ServiceDef, SubscriptionDef, TopicDef } from './types.js';
+import type {
+  AccessPolicyDef,
+  Catalog,
+  ClassificationDef,
+  PatientMatchDef,
+  ProfileDef,
+  ServiceDef,
+  SubscriptionDef,
+  TopicDef,
+} from './types.js';
 import { parseYamlSource, zodIssues } from './yaml-source.js';
 import type { YamlSource } from './yaml-source.js';
 
@@ -55,7 +64,12 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
   // Classification first: profiles are checked against it.
   let classification: ClassificationDef | undefined;
   const classificationFiles = files.filter((f) => f.kind === 'classification');
-  if (classificationFiles.length === 0) issues.push({ file: '(catalog)', path: '', message: 'no element classification: expected fhir-profiles/classification.yaml' });
+  if (classificationFiles.length === 0)
+    issues.push({
+      file: '(catalog)',
+      path: '',
+      message: 'no element classification: expected fhir-profiles/classification.yaml',
+    });
   for (const { source } of parsed.filter((p) => p.kind === 'classification')) {
     const r = classificationSchema.safeParse(source.data ?? {});
     if (!r.success) {
@@ -64,7 +78,8 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
     }
     const checked = checkClassification(source, r.data);
     issues.push(...checked.issues);
-    if (classification !== undefined) issues.push(source.issue([], `a second classification file (expected exactly one)`));
+    if (classification !== undefined)
+      issues.push(source.issue([], `a second classification file (expected exactly one)`));
     classification ??= checked.def;
   }
 
@@ -84,7 +99,10 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
       continue;
     }
     if (top.data.patients !== undefined) {
-      if (patients !== undefined) issues.push(source.issue(['patients'], `a second patients declaration (first in ${patients.file}; expected exactly one)`));
+      if (patients !== undefined)
+        issues.push(
+          source.issue(['patients'], `a second patients declaration (first in ${patients.file}; expected exactly one)`),
+        );
       else {
         const r = compilePatients(source, top.data.patients);
         issues.push(...r.issues);
@@ -92,7 +110,13 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
       }
     }
     if (top.data.access !== undefined) {
-      if (accessAt !== undefined) issues.push(source.issue(['access'], `a second access declaration (first in ${accessAt.source.file}; expected exactly one)`));
+      if (accessAt !== undefined)
+        issues.push(
+          source.issue(
+            ['access'],
+            `a second access declaration (first in ${accessAt.source.file}; expected exactly one)`,
+          ),
+        );
       else {
         const r = parseAccess(source, top.data.access);
         issues.push(...r.issues);
@@ -109,11 +133,35 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
       }
       const s = r.data;
       const where = `${source.file} services[${i}]`;
-      if (s.id === BROKER_ID) issues.push(source.issue(['services', i, 'id'], `'${BROKER_ID}' is reserved for the broker itself and cannot be declared`));
-      else if (serviceAt.has(s.id)) issues.push(source.issue(['services', i, 'id'], `duplicate service id '${s.id}' (first declared at ${serviceAt.get(s.id) ?? '?'})`));
+      if (s.id === BROKER_ID)
+        issues.push(
+          source.issue(
+            ['services', i, 'id'],
+            `'${BROKER_ID}' is reserved for the broker itself and cannot be declared`,
+          ),
+        );
+      else if (serviceAt.has(s.id))
+        issues.push(
+          source.issue(
+            ['services', i, 'id'],
+            `duplicate service id '${s.id}' (first declared at ${serviceAt.get(s.id) ?? '?'})`,
+          ),
+        );
       else {
         serviceAt.set(s.id, where);
-        services.set(s.id, Object.freeze({ id: s.id, owner: s.owner, description: s.description, classification: s.classification, external: s.external, ...(s.accountDisclosures === undefined ? {} : { accountDisclosures: s.accountDisclosures }), keyDir: s.keyDir ?? `keys/${s.id}`, file: source.file }));
+        services.set(
+          s.id,
+          Object.freeze({
+            id: s.id,
+            owner: s.owner,
+            description: s.description,
+            classification: s.classification,
+            external: s.external,
+            ...(s.accountDisclosures === undefined ? {} : { accountDisclosures: s.accountDisclosures }),
+            keyDir: s.keyDir ?? `keys/${s.id}`,
+            file: source.file,
+          }),
+        );
       }
     });
     for (const [type, raw] of Object.entries(top.data.topics ?? {})) {
@@ -146,8 +194,12 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
       if (typeof rawId !== 'string') unreadable.add('profile');
       continue;
     }
-    const base = source.file.split('/').pop()?.replace(/\.ya?ml$/, '');
-    if (base !== r.data.id) issues.push(source.issue(['id'], `profile id '${r.data.id}' must match its file name (${base ?? '?'}.yaml)`));
+    const base = source.file
+      .split('/')
+      .pop()
+      ?.replace(/\.ya?ml$/, '');
+    if (base !== r.data.id)
+      issues.push(source.issue(['id'], `profile id '${r.data.id}' must match its file name (${base ?? '?'}.yaml)`));
     const first = profiles.get(r.data.id);
     if (first !== undefined) {
       issues.push(source.issue(['id'], `duplicate profile id '${r.data.id}' (first declared in ${first.file})`));
@@ -168,29 +220,68 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
     input.publishers.forEach((p, i) => {
       if (seenPublishers.has(p)) issues.push(source.issue([...base, 'publishers', i], `'${p}' is listed twice`));
       seenPublishers.add(p);
-      if (p === BROKER_ID) issues.push(source.issue([...base, 'publishers', i], `'${BROKER_ID}' is the broker itself, not a publishing service`));
-      else if (!isService(p)) issues.push(source.issue([...base, 'publishers', i], `'${p}' is not a declared service (expected an id from services)`));
+      if (p === BROKER_ID)
+        issues.push(
+          source.issue([...base, 'publishers', i], `'${BROKER_ID}' is the broker itself, not a publishing service`),
+        );
+      else if (!isService(p))
+        issues.push(
+          source.issue([...base, 'publishers', i], `'${p}' is not a declared service (expected an id from services)`),
+        );
     });
     const seenSubscribers = new Map<string, number>();
     input.subscribers.forEach((s, i) => {
       const at = [...base, 'subscribers', i];
       const earlier = seenSubscribers.get(s.service);
-      if (earlier !== undefined) issues.push(source.issue([...at, 'service'], `'${s.service}' already subscribes to ${type} (subscribers[${earlier}]): one subscription per service and type`));
+      if (earlier !== undefined)
+        issues.push(
+          source.issue(
+            [...at, 'service'],
+            `'${s.service}' already subscribes to ${type} (subscribers[${earlier}]): one subscription per service and type`,
+          ),
+        );
       else seenSubscribers.set(s.service, i);
       const service = services.get(s.service);
-      if (!isService(s.service)) issues.push(source.issue([...at, 'service'], `'${s.service}' is not a declared service (expected an id from services)`));
+      if (!isService(s.service))
+        issues.push(
+          source.issue([...at, 'service'], `'${s.service}' is not a declared service (expected an id from services)`),
+        );
       const profile = profiles.get(s.profile);
       if (profile === undefined) {
-        if (!isProfile(s.profile)) issues.push(source.issue([...at, 'profile'], `unknown profile '${s.profile}': expected the id of a profile in fhir-profiles/`));
+        if (!isProfile(s.profile))
+          issues.push(
+            source.issue(
+              [...at, 'profile'],
+              `unknown profile '${s.profile}': expected the id of a profile in fhir-profiles/`,
+            ),
+          );
         return;
       }
-      if (profile.resourceType !== type) issues.push(source.issue([...at, 'profile'], `profile '${s.profile}' is for ${profile.resourceType}, not ${type}`));
+      if (profile.resourceType !== type)
+        issues.push(
+          source.issue([...at, 'profile'], `profile '${s.profile}' is for ${profile.resourceType}, not ${type}`),
+        );
       if (service !== undefined && service.classification !== 'phi' && !profile.deidentified) {
-        issues.push(source.issue([...at, 'profile'], `service '${s.service}' is classified '${service.classification}': it may only receive through deidentified profiles, and '${s.profile}' is not`));
+        issues.push(
+          source.issue(
+            [...at, 'profile'],
+            `service '${s.service}' is classified '${service.classification}': it may only receive through deidentified profiles, and '${s.profile}' is not`,
+          ),
+        );
       }
     });
-    const subscribers: SubscriptionDef[] = input.subscribers.map((s) => Object.freeze({ service: s.service, profile: s.profile, purpose: s.purpose }));
-    compiledTopics.set(type, Object.freeze({ resourceType: type, publishers: Object.freeze([...input.publishers]), subscribers: Object.freeze(subscribers), file: source.file }));
+    const subscribers: SubscriptionDef[] = input.subscribers.map((s) =>
+      Object.freeze({ service: s.service, profile: s.profile, purpose: s.purpose }),
+    );
+    compiledTopics.set(
+      type,
+      Object.freeze({
+        resourceType: type,
+        publishers: Object.freeze([...input.publishers]),
+        subscribers: Object.freeze(subscribers),
+        file: source.file,
+      }),
+    );
   }
 
   let access: AccessPolicyDef = DEFAULT_ACCESS_POLICY;
@@ -200,7 +291,8 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
     access = r.def;
   }
 
-  if (issues.length > 0 || classification === undefined) return { catalog: undefined, issues: Object.freeze(sortIssues(issues)) };
+  if (issues.length > 0 || classification === undefined)
+    return { catalog: undefined, issues: Object.freeze(sortIssues(issues)) };
   const body = {
     services: frozenMap(services),
     topics: frozenMap(compiledTopics),

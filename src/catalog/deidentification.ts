@@ -51,14 +51,20 @@ export function deidentificationFindings(
       const region = overlap(a.key, d);
       if (region === undefined) continue;
       for (const u of uncovered(region, transforms, DIRECT_OK, false)) {
-        add(a.yamlPath, `lets direct identifier ${renderPath(d)} through at ${renderPath(u)}: a de-identified profile must pseudonymise or drop it (transforms: {${renderPath(u)}: drop|pseudonym})`);
+        add(
+          a.yamlPath,
+          `lets direct identifier ${renderPath(d)} through at ${renderPath(u)}: a de-identified profile must pseudonymise or drop it (transforms: {${renderPath(u)}: drop|pseudonym})`,
+        );
       }
     }
     for (const q of quasi) {
       const region = overlap(a.key, q);
       if (region === undefined) continue;
       for (const u of uncovered(region, transforms, QUASI_OK, true)) {
-        add(a.yamlPath, `lets quasi-identifier ${renderPath(q)} through at ${renderPath(u)} untransformed: a de-identified profile must generalise it (year for dates, zip3 for postal codes) or drop it`);
+        add(
+          a.yamlPath,
+          `lets quasi-identifier ${renderPath(q)} through at ${renderPath(u)} untransformed: a de-identified profile must generalise it (year for dates, zip3 for postal codes) or drop it`,
+        );
       }
     }
   }
@@ -66,13 +72,20 @@ export function deidentificationFindings(
 }
 
 /** The parts of `region` no acceptable transform covers (empty when all are covered). */
-function uncovered(region: PathKey, transforms: readonly TransformAt[], ok: ReadonlySet<TransformName>, lookIntoPeriod: boolean): PathKey[] {
+function uncovered(
+  region: PathKey,
+  transforms: readonly TransformAt[],
+  ok: ReadonlySet<TransformName>,
+  lookIntoPeriod: boolean,
+): PathKey[] {
   if (transforms.some((t) => ok.has(t.transform) && covers(t.key, region))) return [];
   const variants = expandChoice(region);
   if (variants !== undefined) return variants.flatMap((v) => uncovered(v, transforms, ok, lookIntoPeriod));
   const last = region.steps[region.steps.length - 1];
   if (lookIntoPeriod && last !== undefined && last.typeCodes.length === 1 && last.typeCodes[0] === 'Period') {
-    return ['start', 'end'].flatMap((name) => uncovered(child(region, name, 'Period', 'dateTime'), transforms, ok, lookIntoPeriod));
+    return ['start', 'end'].flatMap((name) =>
+      uncovered(child(region, name, 'Period', 'dateTime'), transforms, ok, lookIntoPeriod),
+    );
   }
   return [region];
 }
@@ -101,7 +114,12 @@ export function unnamedExtensionFindings(allowed: readonly AllowedPath[]): DeidF
   const out: DeidFinding[] = [];
   for (const a of allowed) {
     const last = a.key.steps[a.key.steps.length - 1];
-    if (last === undefined || last.url !== undefined || (last.name !== 'extension' && last.name !== 'modifierExtension')) continue;
+    if (
+      last === undefined ||
+      last.url !== undefined ||
+      (last.name !== 'extension' && last.name !== 'modifierExtension')
+    )
+      continue;
     out.push({
       yamlPath: a.yamlPath,
       message: `allows ${renderPath(a.key)} without a URL: a de-identified profile passes only the extensions it names (${renderPath(a.key)}(<url>)), so this allows nothing`,

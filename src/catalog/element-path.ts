@@ -75,7 +75,12 @@ export function splitPath(path: string): { steps: RawStep[] } | { error: string 
       const text = path.slice(start, i);
       const m = /^([A-Za-z][A-Za-z0-9_]*(?:\[x\])?)(?:\(([^()\s]+)\))?$/.exec(text);
       if (m === null) {
-        return { error: text === '' ? `empty step ${steps.length + 1} (two dots, or a dot at an end)` : `step ${steps.length + 1} '${text}' is not an element name, name[x] or extension(url)` };
+        return {
+          error:
+            text === ''
+              ? `empty step ${steps.length + 1} (two dots, or a dot at an end)`
+              : `step ${steps.length + 1} '${text}' is not an element name, name[x] or extension(url)`,
+        };
       }
       steps.push(m[2] === undefined ? { text, name: m[1] ?? '' } : { text, name: m[1] ?? '', url: m[2] });
       start = i + 1;
@@ -99,14 +104,20 @@ export function resolveElementPath(path: string): ResolvedPath | PathError {
 
 /** Resolves a path relative to a type (`resolveRelativePath('Resource', 'meta.profile')`); '' is the type itself. */
 export function resolveRelativePath(typeCode: string, relative: string): ResolvedPath | PathError {
-  if (fhirElements().types[typeCode] === undefined) return { ok: false, error: `'${typeCode}' is not a FHIR R4 type with elements`, step: 0 };
+  if (fhirElements().types[typeCode] === undefined)
+    return { ok: false, error: `'${typeCode}' is not a FHIR R4 type with elements`, step: 0 };
   if (relative === '') return { ok: true, path: '', root: typeCode, steps: [], typeCodes: [typeCode], repeats: false };
   const split = splitPath(relative);
   if ('error' in split) return { ok: false, error: split.error, step: 0 };
   return resolveSteps(relative, typeCode, split.steps, 0);
 }
 
-function resolveSteps(path: string, root: string, raw: readonly RawStep[], firstIndex: number): ResolvedPath | PathError {
+function resolveSteps(
+  path: string,
+  root: string,
+  raw: readonly RawStep[],
+  firstIndex: number,
+): ResolvedPath | PathError {
   const types = fhirElements().types;
   const steps: PathStep[] = [];
   let current: readonly string[] = [root];
@@ -114,14 +125,22 @@ function resolveSteps(path: string, root: string, raw: readonly RawStep[], first
   for (let i = 0; i < raw.length; i++) {
     const step = raw[i] as RawStep;
     const index = i + firstIndex;
-    const fail = (error: string): PathError => ({ ok: false, error: `step ${index + 1} '${step.text}': ${error}`, step: index });
+    const fail = (error: string): PathError => ({
+      ok: false,
+      error: `step ${index + 1} '${step.text}': ${error}`,
+      step: index,
+    });
     if (current.length !== 1) {
-      return fail(`${where} has several types (${current.join(', ')}); name one (e.g. ${choiceExample(steps)}) to descend into it`);
+      return fail(
+        `${where} has several types (${current.join(', ')}); name one (e.g. ${choiceExample(steps)}) to descend into it`,
+      );
     }
     const owner = current[0] as string;
     if (isPrimitiveType(owner)) return fail(`${where} is a primitive (${owner}) and has no child elements`);
     if (owner === 'Resource' && i > 0) {
-      return fail(`${where} holds whole resources; list them in the profile's contained map instead of descending into them`);
+      return fail(
+        `${where} holds whole resources; list them in the profile's contained map instead of descending into them`,
+      );
     }
     const children = types[owner];
     if (children === undefined) return fail(`${where} is of type ${owner}, which the FHIR R4 index does not describe`);
@@ -143,13 +162,29 @@ function resolveStep(owner: string, children: Readonly<Record<string, ElementDef
     if (def === undefined) return `${ownerName} has no element '${base}[x]'${suggest(base, Object.keys(children))}`;
     if (def.x !== 1) return `${ownerName}.${base} is not a choice element: write '${base}' without [x]`;
     if (step.url !== undefined) return 'only extension and modifierExtension take a (url)';
-    return { name: base, owner, jsonNames: def.t.map((t) => choiceJsonName(base, t)), typeCodes: def.t, repeats: def.m === 1, choice: true };
+    return {
+      name: base,
+      owner,
+      jsonNames: def.t.map((t) => choiceJsonName(base, t)),
+      typeCodes: def.t,
+      repeats: def.m === 1,
+      choice: true,
+    };
   }
   const def = children[step.name];
   if (def !== undefined) {
-    if (def.x === 1) return `${ownerName}.${step.name} is a choice element: write '${step.name}[x]' or name one type (e.g. ${choiceJsonName(step.name, def.t[0] ?? '')})`;
-    if (step.url !== undefined && !(def.t.length === 1 && def.t[0] === 'Extension')) return `'${step.name}' is not an extension: only extension and modifierExtension take a (url)`;
-    const base = { name: step.name, owner, jsonNames: [step.name], typeCodes: def.t, repeats: def.m === 1, choice: false };
+    if (def.x === 1)
+      return `${ownerName}.${step.name} is a choice element: write '${step.name}[x]' or name one type (e.g. ${choiceJsonName(step.name, def.t[0] ?? '')})`;
+    if (step.url !== undefined && !(def.t.length === 1 && def.t[0] === 'Extension'))
+      return `'${step.name}' is not an extension: only extension and modifierExtension take a (url)`;
+    const base = {
+      name: step.name,
+      owner,
+      jsonNames: [step.name],
+      typeCodes: def.t,
+      repeats: def.m === 1,
+      choice: false,
+    };
     return step.url === undefined ? base : { ...base, url: step.url };
   }
   for (const [base, choice] of Object.entries(children)) {
@@ -157,9 +192,19 @@ function resolveStep(owner: string, children: Readonly<Record<string, ElementDef
     const type = choice.t.find((t) => choiceJsonName(base, t) === step.name);
     if (type === undefined) continue;
     if (step.url !== undefined) return 'only extension and modifierExtension take a (url)';
-    return { name: base, owner, jsonNames: [step.name], typeCodes: [type], repeats: choice.m === 1, choice: true, choiceType: type };
+    return {
+      name: base,
+      owner,
+      jsonNames: [step.name],
+      typeCodes: [type],
+      repeats: choice.m === 1,
+      choice: true,
+      choiceType: type,
+    };
   }
-  const names = Object.entries(children).flatMap(([n, d]) => (d.x === 1 ? [`${n}[x]`, ...d.t.map((t) => choiceJsonName(n, t))] : [n]));
+  const names = Object.entries(children).flatMap(([n, d]) =>
+    d.x === 1 ? [`${n}[x]`, ...d.t.map((t) => choiceJsonName(n, t))] : [n],
+  );
   return `${ownerName} has no element '${step.name}'${suggest(step.name, names)}`;
 }
 
@@ -188,7 +233,9 @@ function editDistance(a: string, b: string, cap: number): number {
   for (let i = 1; i <= a.length; i++) {
     const row = [i];
     for (let j = 1; j <= b.length; j++) {
-      row.push(Math.min((prev[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1)));
+      row.push(
+        Math.min((prev[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1)),
+      );
     }
     prev = row;
   }

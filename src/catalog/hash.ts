@@ -7,7 +7,9 @@ import canonicalizeModule from 'canonicalize';
 import type { Catalog } from './types.js';
 
 // canonicalize is CommonJS (`module.exports = fn`) typed as an ES default export; Node hands ESM the function itself.
-const canonicalize = ((canonicalizeModule as unknown as { default?: unknown }).default ?? canonicalizeModule) as (input: unknown) => string | undefined;
+const canonicalize = ((canonicalizeModule as unknown as { default?: unknown }).default ?? canonicalizeModule) as (
+  input: unknown,
+) => string | undefined;
 
 /** The canonical JSON the hash is taken over (stable key order, maps as objects keyed by id). */
 export function catalogCanonicalJson(catalog: Omit<Catalog, 'hash'>): string {
@@ -23,7 +25,9 @@ export function catalogCanonicalJson(catalog: Omit<Catalog, 'hash'>): string {
     classification: catalog.classification,
     patients: catalog.patients,
     // Only when declared, so a catalog without access requesters keeps the hash it had before they existed.
-    ...(catalog.access.requesters.length === 0 ? {} : { access: { requesters: [...catalog.access.requesters].sort() } }),
+    ...(catalog.access.requesters.length === 0
+      ? {}
+      : { access: { requesters: [...catalog.access.requesters].sort() } }),
   };
   const json = canonicalize(form);
   if (json === undefined) throw new TypeError('catalog has no JSON form');

@@ -23,7 +23,9 @@ export function formatIssue(issue: CatalogIssue): string {
 
 /** Orders issues by file, then line, then path, so reports are stable. */
 export function sortIssues(issues: readonly CatalogIssue[]): CatalogIssue[] {
-  return [...issues].sort((a, b) => cmp(a.file, b.file) || (a.line ?? 0) - (b.line ?? 0) || cmp(a.path, b.path) || cmp(a.message, b.message));
+  return [...issues].sort(
+    (a, b) => cmp(a.file, b.file) || (a.line ?? 0) - (b.line ?? 0) || cmp(a.path, b.path) || cmp(a.message, b.message),
+  );
 }
 
 function cmp(a: string, b: string): number {
@@ -37,7 +39,11 @@ export class CatalogError extends BrokerError {
   constructor(issues: readonly CatalogIssue[]) {
     const sorted = sortIssues(issues);
     const head = `catalog invalid: ${sorted.length} problem${sorted.length === 1 ? '' : 's'}`;
-    super('E_CATALOG_INVALID', [head, ...sorted.map((i) => `  ${formatIssue(i)}`)].join('\n'), sorted[0] === undefined ? undefined : { path: sorted[0].file });
+    super(
+      'E_CATALOG_INVALID',
+      [head, ...sorted.map((i) => `  ${formatIssue(i)}`)].join('\n'),
+      sorted[0] === undefined ? undefined : { path: sorted[0].file },
+    );
     this.issues = Object.freeze(sorted.map((i) => Object.freeze({ ...i })));
   }
 }

@@ -77,11 +77,17 @@ export function expandChoice(key: PathKey): PathKey[] | undefined {
   if (last === undefined || !last.choice || last.choiceType !== undefined) return undefined;
   return last.typeCodes.map((t) => ({
     root: key.root,
-    steps: [...key.steps.slice(0, -1), { ...last, jsonNames: [choiceJsonName(last.name, t)], typeCodes: [t], choiceType: t }],
+    steps: [
+      ...key.steps.slice(0, -1),
+      { ...last, jsonNames: [choiceJsonName(last.name, t)], typeCodes: [t], choiceType: t },
+    ],
   }));
 }
 
 /** `key` + one child element of the type it reaches (used to look inside a Period). */
 export function child(key: PathKey, name: string, owner: string, typeCode: string): PathKey {
-  return { root: key.root, steps: [...key.steps, { name, owner, jsonNames: [name], typeCodes: [typeCode], repeats: false, choice: false }] };
+  return {
+    root: key.root,
+    steps: [...key.steps, { name, owner, jsonNames: [name], typeCodes: [typeCode], repeats: false, choice: false }],
+  };
 }

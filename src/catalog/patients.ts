@@ -23,10 +23,31 @@ export function compilePatients(source: YamlSource, raw: unknown): { def?: Patie
   if (!r.success) return { issues: zodIssues(source, ['patients'], r.error) };
   const { match, system, unresolved } = r.data;
   if (match === 'identifier') {
-    if (system === undefined) return { issues: [source.issue(['patients', 'system'], "missing: match 'identifier' needs the identifier system (a URI, e.g. an MRN system)")] };
-    if (system.includes('|')) return { issues: [source.issue(['patients', 'system'], "expected a URI without '|' (it separates system and value in the canonical form)")] };
+    if (system === undefined)
+      return {
+        issues: [
+          source.issue(
+            ['patients', 'system'],
+            "missing: match 'identifier' needs the identifier system (a URI, e.g. an MRN system)",
+          ),
+        ],
+      };
+    if (system.includes('|'))
+      return {
+        issues: [
+          source.issue(
+            ['patients', 'system'],
+            "expected a URI without '|' (it separates system and value in the canonical form)",
+          ),
+        ],
+      };
     return { def: Object.freeze({ match, system, unresolved }), issues: [] };
   }
-  if (system !== undefined) return { issues: [source.issue(['patients', 'system'], "only with match 'identifier' (match 'reference' uses Patient/<id>)")] };
+  if (system !== undefined)
+    return {
+      issues: [
+        source.issue(['patients', 'system'], "only with match 'identifier' (match 'reference' uses Patient/<id>)"),
+      ],
+    };
   return { def: Object.freeze({ match, unresolved }), issues: [] };
 }

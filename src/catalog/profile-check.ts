@@ -21,7 +21,19 @@ export const DEFAULT_PROFILE_URL_BASE = 'https://phi-broker.dev/fhir/StructureDe
 /** year: dates and dateTimes become `YYYY` (still valid); a Period keeps the years of start and end. `instant` cannot hold a bare year: drop it. */
 const YEAR_TYPES: ReadonlySet<string> = new Set(['date', 'dateTime', 'Period']);
 /** pseudonym: string-valued primitives that are not dates/times/binary/narrative, and whole Reference or Identifier elements. */
-export const PSEUDONYM_TYPES: ReadonlySet<string> = new Set(['string', 'id', 'code', 'uri', 'url', 'canonical', 'oid', 'uuid', 'markdown', 'Reference', 'Identifier']);
+export const PSEUDONYM_TYPES: ReadonlySet<string> = new Set([
+  'string',
+  'id',
+  'code',
+  'uri',
+  'url',
+  'canonical',
+  'oid',
+  'uuid',
+  'markdown',
+  'Reference',
+  'Identifier',
+]);
 
 /** Why `transform` does not suit the element at `resolved`, or undefined when it does. */
 export function transformTypeError(transform: TransformName, resolved: ResolvedPath): string | undefined {
@@ -32,9 +44,13 @@ export function transformTypeError(transform: TransformName, resolved: ResolvedP
     case 'drop':
       return undefined;
     case 'year':
-      return types.every((t) => YEAR_TYPES.has(t)) ? undefined : `year applies to date, dateTime and Period elements (an instant cannot hold a bare year: drop it); ${resolved.path} is ${types.join('|')}`;
+      return types.every((t) => YEAR_TYPES.has(t))
+        ? undefined
+        : `year applies to date, dateTime and Period elements (an instant cannot hold a bare year: drop it); ${resolved.path} is ${types.join('|')}`;
     case 'zip3':
-      return last.owner === 'Address' && last.name === 'postalCode' ? undefined : `zip3 applies only to Address.postalCode; ${resolved.path} is ${last.owner}.${last.name}`;
+      return last.owner === 'Address' && last.name === 'postalCode'
+        ? undefined
+        : `zip3 applies only to Address.postalCode; ${resolved.path} is ${last.owner}.${last.name}`;
     case 'pseudonym':
       return types.every((t) => PSEUDONYM_TYPES.has(t))
         ? undefined
@@ -43,7 +59,11 @@ export function transformTypeError(transform: TransformName, resolved: ResolvedP
 }
 
 /** Issues for one profile file, and its ProfileDef (built even when issues were found, for cross-checks). */
-export function checkProfile(source: YamlSource, input: ProfileInput, classification: ClassificationDef | undefined): { def: ProfileDef; issues: CatalogIssue[] } {
+export function checkProfile(
+  source: YamlSource,
+  input: ProfileInput,
+  classification: ClassificationDef | undefined,
+): { def: ProfileDef; issues: CatalogIssue[] } {
   const issues: CatalogIssue[] = [];
   const type = input.resourceType;
   const typeOk = isResourceType(type);
@@ -77,7 +97,12 @@ export function checkProfile(source: YamlSource, input: ProfileInput, classifica
         return covers(key, p.key) && !(input.deidentified && namesWithheldPart(p.key));
       });
       if (earlier !== undefined) {
-        issues.push(source.issue([...base, i], `'${path}' overlaps ${renderPath(earlier.key)} (${String(earlier.yamlPath.at(-1))}): allowing a path allows its whole subtree; keep one`));
+        issues.push(
+          source.issue(
+            [...base, i],
+            `'${path}' overlaps ${renderPath(earlier.key)} (${String(earlier.yamlPath.at(-1))}): allowing a path allows its whole subtree; keep one`,
+          ),
+        );
         return;
       }
       list.push({ key, yamlPath: [...base, i] });
@@ -94,8 +119,16 @@ export function checkProfile(source: YamlSource, input: ProfileInput, classifica
     addAllowed(paths, ctype, ['contained', ctype]);
   }
   if (typeOk && Object.keys(input.contained).length > 0) {
-    const containedOk = (allowed.get(type) ?? []).some((a) => overlap(a.key, { root: type, steps: stepsOf(`${type}.contained`) }) !== undefined);
-    if (!containedOk) issues.push(source.issue(['contained'], `contained resources are listed but ${type}.contained is not allowed: add it to allow (or remove contained)`));
+    const containedOk = (allowed.get(type) ?? []).some(
+      (a) => overlap(a.key, { root: type, steps: stepsOf(`${type}.contained`) }) !== undefined,
+    );
+    if (!containedOk)
+      issues.push(
+        source.issue(
+          ['contained'],
+          `contained resources are listed but ${type}.contained is not allowed: add it to allow (or remove contained)`,
+        ),
+      );
   }
 
   // Transforms: type-checked, inside an allowed path, not nested in one another.
@@ -106,7 +139,12 @@ export function checkProfile(source: YamlSource, input: ProfileInput, classifica
   const rootOf = (path: string, at: (string | number)[]): string | undefined => {
     const root = path.split('.')[0] ?? '';
     if (roots.includes(root)) return root;
-    issues.push(source.issue(at, `'${path}' must start with ${type}${roots.length > 1 ? ` or a contained type (${roots.slice(1).join(', ')})` : ''}`));
+    issues.push(
+      source.issue(
+        at,
+        `'${path}' must start with ${type}${roots.length > 1 ? ` or a contained type (${roots.slice(1).join(', ')})` : ''}`,
+      ),
+    );
     return undefined;
   };
   for (const [path, transform] of Object.entries(input.transforms)) {
@@ -122,9 +160,11 @@ export function checkProfile(source: YamlSource, input: ProfileInput, classifica
     }
     const key = pathKey(r);
     const inAllowed = (allowed.get(root) ?? []).some((a) => overlap(a.key, key) !== undefined);
-    if (!inAllowed) issues.push(source.issue(at, `'${path}' is not inside any allowed path: the transform would never apply`));
+    if (!inAllowed)
+      issues.push(source.issue(at, `'${path}' is not inside any allowed path: the transform would never apply`));
     const nested = transformPaths.find((t) => covers(t.key, key) || covers(key, t.key));
-    if (nested !== undefined) issues.push(source.issue(at, `'${path}' is inside or around the transform on '${nested.path}': keep one`));
+    if (nested !== undefined)
+      issues.push(source.issue(at, `'${path}' is inside or around the transform on '${nested.path}': keep one`));
     transformPaths.push({ key, path });
     const list = transforms.get(root) ?? [];
     list.push({ key, transform });
@@ -154,8 +194,14 @@ export function checkProfile(source: YamlSource, input: ProfileInput, classifica
 
   if (input.deidentified && classification !== undefined) {
     for (const [root, list] of allowed) {
-      const findings = deidentificationFindings(list, transforms.get(root) ?? [], classifiedFor(classification.directIdentifiers, root), classifiedFor(classification.quasiIdentifiers, root));
-      for (const f of [...findings, ...unnamedExtensionFindings(list)]) issues.push(source.issue(f.yamlPath, f.message));
+      const findings = deidentificationFindings(
+        list,
+        transforms.get(root) ?? [],
+        classifiedFor(classification.directIdentifiers, root),
+        classifiedFor(classification.quasiIdentifiers, root),
+      );
+      for (const f of [...findings, ...unnamedExtensionFindings(list)])
+        issues.push(source.issue(f.yamlPath, f.message));
     }
   }
 
@@ -168,8 +214,17 @@ export function checkProfile(source: YamlSource, input: ProfileInput, classifica
     markMasked: input.markMasked,
     allow: Object.freeze([...input.allow]),
     transforms: Object.freeze({ ...input.transforms }),
-    contained: Object.freeze(Object.fromEntries(Object.entries(input.contained).map(([k, v]) => [k, Object.freeze([...v])]))),
-    where: Object.freeze(Object.fromEntries(Object.entries(input.where).map(([p, f]) => [p, Object.freeze(Object.fromEntries(Object.entries(f).map(([d, v]) => [d, Object.freeze([...v])])))]))),
+    contained: Object.freeze(
+      Object.fromEntries(Object.entries(input.contained).map(([k, v]) => [k, Object.freeze([...v])])),
+    ),
+    where: Object.freeze(
+      Object.fromEntries(
+        Object.entries(input.where).map(([p, f]) => [
+          p,
+          Object.freeze(Object.fromEntries(Object.entries(f).map(([d, v]) => [d, Object.freeze([...v])]))),
+        ]),
+      ),
+    ),
     file: source.file,
   });
   return { def, issues };

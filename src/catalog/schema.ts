@@ -5,16 +5,26 @@ import { z } from 'zod';
 import { PURPOSES_OF_USE } from './types.js';
 import { SERVICE_ID_PATTERN } from '../wire/ids.js';
 
-const serviceId = z.string().regex(SERVICE_ID_PATTERN, 'expected a service id: a lowercase letter, then lowercase letters, digits or dashes (at most 63)');
+const serviceId = z
+  .string()
+  .regex(
+    SERVICE_ID_PATTERN,
+    'expected a service id: a lowercase letter, then lowercase letters, digits or dashes (at most 63)',
+  );
 
 /** FHIR `id` (R4 §2.24.0.1): the profile id is also the StructureDefinition id it exports as. */
 export const PROFILE_ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
-const profileId = z.string().regex(PROFILE_ID_PATTERN, 'expected a profile id: letters, digits, dashes or dots (FHIR id, at most 64)');
+const profileId = z
+  .string()
+  .regex(PROFILE_ID_PATTERN, 'expected a profile id: letters, digits, dashes or dots (FHIR id, at most 64)');
 
 const relativeDir = z
   .string()
   .min(1)
-  .refine((s) => !s.startsWith('/') && !s.split(/[\\/]/).includes('..'), 'expected a relative folder inside the data dir (no leading /, no ..)');
+  .refine(
+    (s) => !s.startsWith('/') && !s.split(/[\\/]/).includes('..'),
+    'expected a relative folder inside the data dir (no leading /, no ..)',
+  );
 
 export const serviceSchema = z.strictObject({
   id: serviceId,
@@ -46,7 +56,10 @@ export const subjectsFileSchema = z
     patients: z.unknown().optional(),
     access: z.unknown().optional(),
   })
-  .refine((f) => f.services !== undefined || f.topics !== undefined || f.patients !== undefined || f.access !== undefined, 'expected services, topics, patients and/or access');
+  .refine(
+    (f) => f.services !== undefined || f.topics !== undefined || f.patients !== undefined || f.access !== undefined,
+    'expected services, topics, patients and/or access',
+  );
 
 /**
  * Right of access from the SDK (45 CFR 164.524; `access:` in a subjects file, e.g. subjects/access.yaml): the
@@ -72,7 +85,10 @@ export const profileSchema = z.strictObject({
     .record(
       z.string(),
       z
-        .record(z.string(), z.array(z.string().min(1, 'expected a non-empty value')).min(1, 'expected at least one value to keep'))
+        .record(
+          z.string(),
+          z.array(z.string().min(1, 'expected a non-empty value')).min(1, 'expected at least one value to keep'),
+        )
         .refine((d) => Object.keys(d).length > 0, 'expected at least one discriminator: { <child element>: [values] }'),
     )
     .default({}),

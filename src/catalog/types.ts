@@ -2,7 +2,19 @@
 // (src/runtime/catalog-dir.ts). Everything downstream (broker, SDK, projection, NATS names) reads only this.
 
 /** HL7 v3 PurposeOfUse codes (http://terminology.hl7.org/CodeSystem/v3-ActReason) the catalog may use. */
-export const PURPOSES_OF_USE = ['TREAT', 'ETREAT', 'HPAYMT', 'HOPERAT', 'HRESCH', 'PUBHLTH', 'HMARKT', 'PATRQT', 'HSYSADMIN', 'COC', 'CAREMGT'] as const;
+export const PURPOSES_OF_USE = [
+  'TREAT',
+  'ETREAT',
+  'HPAYMT',
+  'HOPERAT',
+  'HRESCH',
+  'PUBHLTH',
+  'HMARKT',
+  'PATRQT',
+  'HSYSADMIN',
+  'COC',
+  'CAREMGT',
+] as const;
 export type PurposeOfUse = (typeof PURPOSES_OF_USE)[number];
 
 export type DataClassification = 'phi' | 'deidentified' | 'internal' | 'public';

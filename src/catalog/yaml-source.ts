@@ -38,7 +38,9 @@ export function parseYamlSource(file: string, text: string): { source: YamlSourc
     lineOf,
     issue(path, message) {
       const line = lineOf(path);
-      return line === undefined ? { file, path: formatYamlPath(path), message } : { file, path: formatYamlPath(path), message, line };
+      return line === undefined
+        ? { file, path: formatYamlPath(path), message }
+        : { file, path: formatYamlPath(path), message, line };
     },
   };
   return { source };
@@ -58,7 +60,8 @@ export function zodIssues(source: YamlSource, base: readonly PropertyKey[], erro
     const path = [...base, ...i.path];
     let message = i.message;
     if (i.code === 'invalid_type' && /received undefined$/.test(i.message)) message = `missing: expected ${i.expected}`;
-    else if (i.code === 'unrecognized_keys') message = `unknown key${i.keys.length === 1 ? '' : 's'} ${i.keys.map((k) => `'${k}'`).join(', ')}`;
+    else if (i.code === 'unrecognized_keys')
+      message = `unknown key${i.keys.length === 1 ? '' : 's'} ${i.keys.map((k) => `'${k}'`).join(', ')}`;
     return source.issue(path, message);
   });
 }

@@ -22,7 +22,11 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 function describeService(name: string, s: ServiceState): string {
   switch (s.state) {
     case 'answered':
-      return `  ${name}: answered ${iso(s.answeredAt)}, ${s.resources} resource${s.resources === 1 ? '' : 's'} (${Object.entries(s.types).map(([t, n]) => `${t} ${n}`).join(', ') || 'none'}), sha256 ${s.sha256}`;
+      return `  ${name}: answered ${iso(s.answeredAt)}, ${s.resources} resource${s.resources === 1 ? '' : 's'} (${
+        Object.entries(s.types)
+          .map(([t, n]) => `${t} ${n}`)
+          .join(', ') || 'none'
+      }), sha256 ${s.sha256}`;
     case 'pending':
       return `  ${name}: not yet answered (${s.attempts} attempt${s.attempts === 1 ? '' : 's'}${s.code === undefined ? '' : `, last ${s.code}`}), next attempt ${iso(s.nextAttemptAt)}`;
     case 'failed':
@@ -38,15 +42,26 @@ export function formatRequest(r: AccessRequest, now: number): string {
     `  received ${iso(r.receivedAt)}, due ${iso(r.dueAt)}${r.extension === undefined ? '' : ` (extended ${iso(r.extension.at)} from ${iso(r.extension.previousDueAt)}: ${r.extension.reason})`}`,
     ...Object.entries(r.services).map(([name, s]) => describeService(name, s)),
   ];
-  if (Object.keys(r.services).length === 0) lines.push('  no service holds data about this patient in the designated record set');
+  if (Object.keys(r.services).length === 0)
+    lines.push('  no service holds data about this patient in the designated record set');
   return `${lines.join('\n')}\n`;
 }
 
 export function formatListRow(r: AccessRequest, now: number): string {
-  return [r.id, r.status, iso(r.receivedAt), iso(r.dueAt), isOverdue(r, now) ? 'overdue' : '-', unanswered(r).join(',') || '-'].join('  ');
+  return [
+    r.id,
+    r.status,
+    iso(r.receivedAt),
+    iso(r.dueAt),
+    isOverdue(r, now) ? 'overdue' : '-',
+    unanswered(r).join(',') || '-',
+  ].join('  ');
 }
 
-async function control(config: BrokerConfig, command: ControlCommand): Promise<{ requests: readonly AccessRequest[]; now: number }> {
+async function control(
+  config: BrokerConfig,
+  command: ControlCommand,
+): Promise<{ requests: readonly AccessRequest[]; now: number }> {
   const nc = await connectOperator(config, 'phi-broker access', 'write');
   try {
     return await sendControl(nc, command);
@@ -59,7 +74,10 @@ async function control(config: BrokerConfig, command: ControlCommand): Promise<{
  * status and list: as the read-only auditor (runtime.ts operatorIdentity), read KV phi_access directly — the
  * auditor may not send phi.control.access, which also creates, extends and retries; as the admin, ask the broker.
  */
-async function read(config: BrokerConfig, command: Extract<ControlCommand, { op: 'status' | 'list' }>): Promise<{ requests: readonly AccessRequest[]; now: number }> {
+async function read(
+  config: BrokerConfig,
+  command: Extract<ControlCommand, { op: 'status' | 'list' }>,
+): Promise<{ requests: readonly AccessRequest[]; now: number }> {
   if (operatorIdentity(config, 'read')?.kind !== 'auditor') return control(config, command);
   const nc = await connectOperator(config, 'phi-broker access', 'read');
   try {
@@ -74,44 +92,77 @@ async function read(config: BrokerConfig, command: Extract<ControlCommand, { op:
 
 function print(out: Writable, json: boolean, requests: readonly AccessRequest[], now: number, list = false): void {
   if (json) {
-    for (const r of requests) out.write(`${JSON.stringify({ ...r, overdue: isOverdue(r, now), unanswered: unanswered(r) })}\n`);
+    for (const r of requests)
+      out.write(`${JSON.stringify({ ...r, overdue: isOverdue(r, now), unanswered: unanswered(r) })}\n`);
     return;
   }
   for (const r of requests) out.write(list ? `${formatListRow(r, now)}\n` : formatRequest(r, now));
   if (list) out.write(`${requests.length} request${requests.length === 1 ? '' : 's'}\n`);
 }
 
-export async function runAccessRequest(config: BrokerConfig, patient: string, opts: { json: boolean }, out: Writable = process.stdout): Promise<void> {
+export async function runAccessRequest(
+  config: BrokerConfig,
+  patient: string,
+  opts: { json: boolean },
+  out: Writable = process.stdout,
+): Promise<void> {
   const ref = canonicalPatientRef(patient, loadConfiguredCatalog(config).patients);
   await initCrypto();
   const key = accessKey(ensureBrokerSecrets(layout(config).keys));
-  const sealedRef = Buffer.from(sealBlob(key, new TextEncoder().encode(ref), new TextEncoder().encode(CONTROL_REF_AAD))).toString('base64url');
+  const sealedRef = Buffer.from(
+    sealBlob(key, new TextEncoder().encode(ref), new TextEncoder().encode(CONTROL_REF_AAD)),
+  ).toString('base64url');
   const { requests, now } = await control(config, { op: 'create', sealedRef });
   print(out, opts.json, requests, now);
 }
 
-export async function runAccessStatus(config: BrokerConfig, id: string, opts: { json: boolean }, out: Writable = process.stdout): Promise<void> {
+export async function runAccessStatus(
+  config: BrokerConfig,
+  id: string,
+  opts: { json: boolean },
+  out: Writable = process.stdout,
+): Promise<void> {
   const { requests, now } = await read(config, { op: 'status', id: checkRequestId(id) });
   print(out, opts.json, requests, now);
 }
 
-export async function runAccessExtend(config: BrokerConfig, id: string, reason: string, opts: { json: boolean }, out: Writable = process.stdout): Promise<void> {
+export async function runAccessExtend(
+  config: BrokerConfig,
+  id: string,
+  reason: string,
+  opts: { json: boolean },
+  out: Writable = process.stdout,
+): Promise<void> {
   const { requests, now } = await control(config, { op: 'extend', id: checkRequestId(id), reason });
   print(out, opts.json, requests, now);
 }
 
-export async function runAccessList(config: BrokerConfig, opts: { json: boolean; overdue: boolean }, out: Writable = process.stdout): Promise<void> {
+export async function runAccessList(
+  config: BrokerConfig,
+  opts: { json: boolean; overdue: boolean },
+  out: Writable = process.stdout,
+): Promise<void> {
   const { requests, now } = await read(config, { op: 'list', overdue: opts.overdue });
   print(out, opts.json, requests, now, true);
 }
 
-export async function runAccessRetry(config: BrokerConfig, opts: { json: boolean }, out: Writable = process.stdout): Promise<void> {
+export async function runAccessRetry(
+  config: BrokerConfig,
+  opts: { json: boolean },
+  out: Writable = process.stdout,
+): Promise<void> {
   const { requests, now } = await control(config, { op: 'retry' });
   print(out, opts.json, requests, now, true);
 }
 
 /** Writes the assembled Bundle; returns 0 when the request is complete, 2 when it holds only some services' answers. */
-export async function runAccessExport(config: BrokerConfig, id: string, file: string, out: Writable = process.stdout, err: Writable = process.stderr): Promise<number> {
+export async function runAccessExport(
+  config: BrokerConfig,
+  id: string,
+  file: string,
+  out: Writable = process.stdout,
+  err: Writable = process.stderr,
+): Promise<number> {
   await initCrypto();
   const key = accessKey(ensureBrokerSecrets(layout(config).keys));
   const nc = await connectOperator(config, 'phi-broker access export', 'read');
@@ -120,9 +171,13 @@ export async function runAccessExport(config: BrokerConfig, id: string, file: st
     const request = await store.get(checkRequestId(id));
     const bundle = await loadBundle(store, key, request, Date.now());
     writeFileSync(file, `${JSON.stringify(bundle, null, 2)}\n`, { mode: 0o600 });
-    out.write(`${id}: ${bundle.entry?.length ?? 0} resources from ${Object.values(request.services).filter((s) => s.state === 'answered').length} service(s) written to ${file}\n`);
+    out.write(
+      `${id}: ${bundle.entry?.length ?? 0} resources from ${Object.values(request.services).filter((s) => s.state === 'answered').length} service(s) written to ${file}\n`,
+    );
     if (request.status === 'complete') return 0;
-    err.write(`phi-broker: ${id} is ${request.status}: not yet answered by ${unanswered(request).join(', ')}; the Bundle holds only the answers so far\n`);
+    err.write(
+      `phi-broker: ${id} is ${request.status}: not yet answered by ${unanswered(request).join(', ')}; the Bundle holds only the answers so far\n`,
+    );
     return 2;
   } finally {
     await nc.close();

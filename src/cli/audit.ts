@@ -10,7 +10,14 @@ import type { Writable } from 'node:stream';
 import { Option, type Command } from 'commander';
 import type { AuditEvent } from 'fhir/r4.js';
 import type { NatsConnection } from 'nats';
-import { OUTCOME_NAMES, auditBundle, formatEventLine, matchesFilter, parseTime, type AuditFilter } from '../audit/query.js';
+import {
+  OUTCOME_NAMES,
+  auditBundle,
+  formatEventLine,
+  matchesFilter,
+  parseTime,
+  type AuditFilter,
+} from '../audit/query.js';
 import { auditStreamState, readAuditRecords } from '../audit/read.js';
 import { decodeRecord } from '../audit/record.js';
 import { verifyAuditRecords, type StoredRecord, type VerifyReport } from '../audit/verify.js';
@@ -40,9 +47,17 @@ async function withNats<T>(config: BrokerConfig, stream: string, run: (nc: NatsC
 }
 
 /** The broker's public signing keys: from `--jwks <file>`, else the data dir's keys/jwks.json. */
-function brokerSigningKeys(config: BrokerConfig, jwksPath: string | undefined): (kid: string) => Uint8Array | undefined {
-  const records = jwksPath === undefined ? readJwks(layout(config).keys) : recordsFromJwks(jwksPath, JSON.parse(readFileSync(jwksPath, 'utf8')) as unknown);
-  const keys = new Map(records.filter((r) => r.service === BROKER_ID && r.use === 'sig').map((r) => [r.kid, r.publicKey]));
+function brokerSigningKeys(
+  config: BrokerConfig,
+  jwksPath: string | undefined,
+): (kid: string) => Uint8Array | undefined {
+  const records =
+    jwksPath === undefined
+      ? readJwks(layout(config).keys)
+      : recordsFromJwks(jwksPath, JSON.parse(readFileSync(jwksPath, 'utf8')) as unknown);
+  const keys = new Map(
+    records.filter((r) => r.service === BROKER_ID && r.use === 'sig').map((r) => [r.kid, r.publicKey]),
+  );
   return (kid) => keys.get(kid);
 }
 
@@ -60,7 +75,11 @@ export function formatReport(report: VerifyReport): string {
   return `${lines.join('\n')}\n`;
 }
 
-export async function runAuditVerify(config: BrokerConfig, opts: { stream: string; json: boolean; jwks?: string }, io: AuditIo): Promise<number> {
+export async function runAuditVerify(
+  config: BrokerConfig,
+  opts: { stream: string; json: boolean; jwks?: string },
+  io: AuditIo,
+): Promise<number> {
   const signingKey = brokerSigningKeys(config, opts.jwks);
   return withNats(config, opts.stream, async (nc) => {
     const { firstSeq } = await auditStreamState(nc, opts.stream);
@@ -88,7 +107,8 @@ export function auditFilter(config: BrokerConfig, q: QueryOptions, nowMs: number
   const time = (flag: string, text: string | undefined): number | undefined => {
     if (text === undefined) return undefined;
     const ms = parseTime(text, nowMs);
-    if (ms === undefined) throw new Error(`${flag}: expected an ISO 8601 date or time, or a duration such as 90m, 24h, 7d`);
+    if (ms === undefined)
+      throw new Error(`${flag}: expected an ISO 8601 date or time, or a duration such as 90m, 24h, 7d`);
     return ms;
   };
   let patientPseudonymValue: string | undefined;
@@ -96,11 +116,13 @@ export function auditFilter(config: BrokerConfig, q: QueryOptions, nowMs: number
     // The catalog's canonical patient rule (subjects/patients.yaml), as for the registry: one pseudonym per patient.
     const ref = canonicalPatientRef(q.patient, loadConfiguredCatalog(config).patients);
     const keysDir = layout(config).keys;
-    if (!existsSync(secretsFile(keysDir))) throw new Error(`--patient needs the broker's secrets (${secretsFile(keysDir)}); run on the broker's data dir`);
+    if (!existsSync(secretsFile(keysDir)))
+      throw new Error(`--patient needs the broker's secrets (${secretsFile(keysDir)}); run on the broker's data dir`);
     patientPseudonymValue = patientPseudonym(ensureBrokerSecrets(keysDir), ref);
   }
   const outcomes = q.outcome === undefined ? undefined : OUTCOME_NAMES[q.outcome];
-  if (q.outcome !== undefined && outcomes === undefined) throw new Error('--outcome: expected success, failure, 0, 4, 8 or 12');
+  if (q.outcome !== undefined && outcomes === undefined)
+    throw new Error('--outcome: expected success, failure, 0, 4, 8 or 12');
   const sinceMs = time('--since', q.since);
   const untilMs = time('--until', q.until);
   return {
@@ -114,12 +136,19 @@ export function auditFilter(config: BrokerConfig, q: QueryOptions, nowMs: number
 
 async function* matchingEvents(nc: NatsConnection, stream: string, filter: AuditFilter): AsyncGenerator<AuditEvent> {
   // A record is stored after its events are recorded, so starting the read at `since` misses none.
-  for await (const r of readAuditRecords(nc, { stream, ...(filter.sinceMs === undefined ? {} : { sinceMs: filter.sinceMs }) })) {
+  for await (const r of readAuditRecords(nc, {
+    stream,
+    ...(filter.sinceMs === undefined ? {} : { sinceMs: filter.sinceMs }),
+  })) {
     for (const e of decodeRecord(r.data)?.events ?? []) if (matchesFilter(e, filter)) yield e;
   }
 }
 
-export async function runAuditQuery(config: BrokerConfig, q: QueryOptions & { json: boolean }, io: AuditIo): Promise<number> {
+export async function runAuditQuery(
+  config: BrokerConfig,
+  q: QueryOptions & { json: boolean },
+  io: AuditIo,
+): Promise<number> {
   const filter = auditFilter(config, q, Date.now());
   return withNats(config, q.stream, async (nc) => {
     let n = 0;
@@ -132,12 +161,18 @@ export async function runAuditQuery(config: BrokerConfig, q: QueryOptions & { js
   });
 }
 
-export async function runAuditExport(config: BrokerConfig, q: QueryOptions & { out: string }, io: AuditIo): Promise<number> {
+export async function runAuditExport(
+  config: BrokerConfig,
+  q: QueryOptions & { out: string },
+  io: AuditIo,
+): Promise<number> {
   const filter = auditFilter(config, q, Date.now());
   return withNats(config, q.stream, async (nc) => {
     const events: AuditEvent[] = [];
     for await (const e of matchingEvents(nc, q.stream, filter)) events.push(e);
-    writeFileSync(q.out, `${JSON.stringify(auditBundle(events, randomUUID(), Date.now()), null, 2)}\n`, { mode: 0o600 });
+    writeFileSync(q.out, `${JSON.stringify(auditBundle(events, randomUUID(), Date.now()), null, 2)}\n`, {
+      mode: 0o600,
+    });
     io.out.write(`wrote ${events.length} AuditEvent(s) to ${q.out}\n`);
     return 0;
   });
@@ -146,14 +181,19 @@ export async function runAuditExport(config: BrokerConfig, q: QueryOptions & { o
 /** Registers `audit verify|query|export` under `audit`; `configOf` resolves the global options. */
 export function registerAuditCommands(audit: Command, configOf: (cmd: Command) => BrokerConfig): void {
   const io: AuditIo = { out: process.stdout, err: process.stderr };
-  const streamOption = (): Option => new Option('--stream <name>', 'the audit stream (a copy, for instance)').default(STREAMS.audit);
+  const streamOption = (): Option =>
+    new Option('--stream <name>', 'the audit stream (a copy, for instance)').default(STREAMS.audit);
   const filters = (cmd: Command): Command =>
     cmd
       .option('--patient <ref>', 'events about this patient (Patient/<id>; matched by the broker pseudonym)')
       .option('--service <id>', 'events a service took part in')
       .option('--since <time>', 'recorded at or after (ISO 8601, or 90m / 24h / 7d ago)')
       .option('--until <time>', 'recorded before (ISO 8601, or a duration ago)')
-      .addOption(new Option('--outcome <outcome>', 'success, failure, or an AuditEvent.outcome code').choices(Object.keys(OUTCOME_NAMES)))
+      .addOption(
+        new Option('--outcome <outcome>', 'success, failure, or an AuditEvent.outcome code').choices(
+          Object.keys(OUTCOME_NAMES),
+        ),
+      )
       .addOption(streamOption());
   audit
     .command('verify')
@@ -162,16 +202,26 @@ export function registerAuditCommands(audit: Command, configOf: (cmd: Command) =
     .option('--jwks <file>', "the broker's public keys (default: <data-dir>/keys/jwks.json)")
     .addOption(streamOption())
     .action(async (opts: { json?: boolean; jwks?: string; stream: string }, cmd: Command) => {
-      process.exitCode = await runAuditVerify(configOf(cmd), { stream: opts.stream, json: opts.json === true, ...(opts.jwks === undefined ? {} : { jwks: opts.jwks }) }, io);
+      process.exitCode = await runAuditVerify(
+        configOf(cmd),
+        { stream: opts.stream, json: opts.json === true, ...(opts.jwks === undefined ? {} : { jwks: opts.jwks }) },
+        io,
+      );
     });
-  filters(audit.command('query').description('print matching AuditEvents (text, or NDJSON of FHIR AuditEvent JSON)').option('--json', 'one FHIR AuditEvent JSON per line')).action(
-    async (opts: QueryOptions & { json?: boolean }, cmd: Command) => {
-      process.exitCode = await runAuditQuery(configOf(cmd), { ...opts, json: opts.json === true }, io);
-    },
-  );
-  filters(audit.command('export').description('write matching AuditEvents as a FHIR R4 Bundle (collection) for an auditor').requiredOption('--out <file>', 'the Bundle JSON file to write')).action(
-    async (opts: QueryOptions & { out: string }, cmd: Command) => {
-      process.exitCode = await runAuditExport(configOf(cmd), opts, io);
-    },
-  );
+  filters(
+    audit
+      .command('query')
+      .description('print matching AuditEvents (text, or NDJSON of FHIR AuditEvent JSON)')
+      .option('--json', 'one FHIR AuditEvent JSON per line'),
+  ).action(async (opts: QueryOptions & { json?: boolean }, cmd: Command) => {
+    process.exitCode = await runAuditQuery(configOf(cmd), { ...opts, json: opts.json === true }, io);
+  });
+  filters(
+    audit
+      .command('export')
+      .description('write matching AuditEvents as a FHIR R4 Bundle (collection) for an auditor')
+      .requiredOption('--out <file>', 'the Bundle JSON file to write'),
+  ).action(async (opts: QueryOptions & { out: string }, cmd: Command) => {
+    process.exitCode = await runAuditExport(configOf(cmd), opts, io);
+  });
 }

@@ -5,7 +5,15 @@ import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { BrokerConfig } from '../config/config.js';
 import { parseDuration } from '../tls/duration.js';
-import { DEFAULT_CA_LIFETIME_MS, DEFAULT_LEAF_LIFETIME_MS, defaultTlsDir, issueAll, readCa, tlsLayout, type IssueReport } from '../tls/store.js';
+import {
+  DEFAULT_CA_LIFETIME_MS,
+  DEFAULT_LEAF_LIFETIME_MS,
+  defaultTlsDir,
+  issueAll,
+  readCa,
+  tlsLayout,
+  type IssueReport,
+} from '../tls/store.js';
 import { loadConfiguredCatalog } from '../runtime/data-dir.js';
 
 export interface CertsOptions {
@@ -17,13 +25,21 @@ export interface CertsOptions {
 }
 
 function report(out: Writable, r: IssueReport): void {
-  out.write(`CA ${r.caCreated ? 'created' : 'kept'}: ${r.dir}/ca.cert.pem, valid until ${r.caNotAfter.toISOString()}\n`);
-  for (const i of r.issued) out.write(`issued ${i.name}: serial ${i.serial}, valid until ${i.notAfter.toISOString()}\n`);
+  out.write(
+    `CA ${r.caCreated ? 'created' : 'kept'}: ${r.dir}/ca.cert.pem, valid until ${r.caNotAfter.toISOString()}\n`,
+  );
+  for (const i of r.issued)
+    out.write(`issued ${i.name}: serial ${i.serial}, valid until ${i.notAfter.toISOString()}\n`);
   for (const s of r.removed) out.write(`removed service:${s} (no longer in the catalog)\n`);
   out.write(`private keys: mode 0600 in ${r.dir} (directory 0700)\n`);
 }
 
-export async function runCerts(config: BrokerConfig, mode: 'init' | 'rotate', opts: CertsOptions, out: Writable): Promise<void> {
+export async function runCerts(
+  config: BrokerConfig,
+  mode: 'init' | 'rotate',
+  opts: CertsOptions,
+  out: Writable,
+): Promise<void> {
   const catalog = loadConfiguredCatalog(config);
   const layout = tlsLayout(resolve(opts.dir ?? defaultTlsDir(config.dataDir)));
   if (mode === 'rotate') readCa(layout); // throws, naming `certs init`, when there is no CA

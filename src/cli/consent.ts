@@ -20,13 +20,19 @@ export interface ConsentAddOptions {
   readonly reason?: string;
 }
 
-async function withStore<T>(config: BrokerConfig, access: OperatorAccess, fn: (store: ConsentStore) => Promise<T>): Promise<T> {
+async function withStore<T>(
+  config: BrokerConfig,
+  access: OperatorAccess,
+  fn: (store: ConsentStore) => Promise<T>,
+): Promise<T> {
   await initCrypto();
   const secrets = existingBrokerSecrets(config);
   const catalog = loadConfiguredCatalog(config);
   const nc = await connectOperator(config, 'phi-broker consent', access);
   try {
-    return await fn(await ConsentStore.open(nc, secrets, { services: catalog.services.keys(), patients: catalog.patients }));
+    return await fn(
+      await ConsentStore.open(nc, secrets, { services: catalog.services.keys(), patients: catalog.patients }),
+    );
   } finally {
     await nc.close();
   }
@@ -42,7 +48,11 @@ export function describeConsent(c: Consent): string {
   return `${c.id ?? '-'}  ${c.status}  ${c.dateTime ?? '-'}  denies: ${denies}`;
 }
 
-export async function runConsentAdd(config: BrokerConfig, opts: ConsentAddOptions, out: Writable = process.stdout): Promise<void> {
+export async function runConsentAdd(
+  config: BrokerConfig,
+  opts: ConsentAddOptions,
+  out: Writable = process.stdout,
+): Promise<void> {
   const stored = await withStore(config, 'write', (store) =>
     store.add({
       patient: opts.patient,
@@ -53,16 +63,30 @@ export async function runConsentAdd(config: BrokerConfig, opts: ConsentAddOption
     }),
   );
   out.write(`added ${describeConsent(stored.consent)}\n`);
-  out.write(`kv revision ${stored.revision}: brokers apply it once their view reaches this revision (logged consent.applied)\n`);
+  out.write(
+    `kv revision ${stored.revision}: brokers apply it once their view reaches this revision (logged consent.applied)\n`,
+  );
 }
 
-export async function runConsentList(config: BrokerConfig, opts: { readonly patient: string; readonly json: boolean }, out: Writable = process.stdout): Promise<void> {
+export async function runConsentList(
+  config: BrokerConfig,
+  opts: { readonly patient: string; readonly json: boolean },
+  out: Writable = process.stdout,
+): Promise<void> {
   const list = await withStore(config, 'read', (store) => store.list(opts.patient));
   for (const s of list) out.write(`${opts.json ? JSON.stringify(s.consent) : describeConsent(s.consent)}\n`);
   if (!opts.json) out.write(`${list.length} restriction${list.length === 1 ? '' : 's'}\n`);
 }
 
-export async function runConsentRevoke(config: BrokerConfig, id: string, out: Writable = process.stdout): Promise<void> {
+export async function runConsentRevoke(
+  config: BrokerConfig,
+  id: string,
+  out: Writable = process.stdout,
+): Promise<void> {
   const r = await withStore(config, 'write', (store) => store.revoke(id));
-  out.write(r.changed ? `revoked ${describeConsent(r.consent)}\nkv revision ${r.revision}\n` : `already inactive: ${describeConsent(r.consent)}\n`);
+  out.write(
+    r.changed
+      ? `revoked ${describeConsent(r.consent)}\nkv revision ${r.revision}\n`
+      : `already inactive: ${describeConsent(r.consent)}\n`,
+  );
 }

@@ -19,14 +19,21 @@ const SUBSCRIBERS = ['notification', 'billing', 'ehr', 'analytics'] as const;
 interface DemoSummary {
   ok: boolean;
   published: { file: string; as: string; result: PublishResult }[];
-  received: Record<string, { type: string; profile: string; purpose: string; publisher: string; resource: FhirResource }[]>;
+  received: Record<
+    string,
+    { type: string; profile: string; purpose: string; publisher: string; resource: FhirResource }[]
+  >;
 }
 
 function example(name: string): unknown {
   return JSON.parse(readFileSync(join(packageRoot(), 'examples', name), 'utf8')) as unknown;
 }
 
-export async function runDemo(baseConfig: BrokerConfig, json: boolean, opts: { readonly insecurePlaintext?: boolean } = {}): Promise<number> {
+export async function runDemo(
+  baseConfig: BrokerConfig,
+  json: boolean,
+  opts: { readonly insecurePlaintext?: boolean } = {},
+): Promise<number> {
   const dataDir = mkdtempSync(join(tmpdir(), 'phi-broker-demo-'));
   const config = Object.freeze({ ...baseConfig, dataDir });
   const logger = createLogger({ level: baseConfig.logLevel });
@@ -36,7 +43,9 @@ export async function runDemo(baseConfig: BrokerConfig, json: boolean, opts: { r
   const stack = await startLocalStack(config, logger, opts);
   const summary: DemoSummary = { ok: false, published: [], received: {} };
   try {
-    out(`phi-broker demo — NATS at ${stack.url} (${stack.tlsDir === undefined ? 'INSECURE PLAINTEXT' : 'mTLS, one identity per service'}), catalog ${stack.catalog.hash.slice(0, 12)}`);
+    out(
+      `phi-broker demo — NATS at ${stack.url} (${stack.tlsDir === undefined ? 'INSECURE PLAINTEXT' : 'mTLS, one identity per service'}), catalog ${stack.catalog.hash.slice(0, 12)}`,
+    );
     const received = new Map<string, Delivered[]>();
     let arrived = 0;
     let notify: () => void = () => undefined;
@@ -62,7 +71,10 @@ export async function runDemo(baseConfig: BrokerConfig, json: boolean, opts: { r
       summary.published.push({ file: step.file, as: step.as, result });
       // Deliveries this demo waits for: those to the subscribers it shows (the catalog has more).
       if (result.status === 'accepted') {
-        expected += stack.catalog.topics.get(step.type)?.subscribers.filter((s) => (SUBSCRIBERS as readonly string[]).includes(s.service)).length ?? 0;
+        expected +=
+          stack.catalog.topics
+            .get(step.type)
+            ?.subscribers.filter((s) => (SUBSCRIBERS as readonly string[]).includes(s.service)).length ?? 0;
       }
       out(`\n${step.as} publishes examples/${step.file}: ${formatResult(result)}`);
     }
@@ -87,17 +99,22 @@ export async function runDemo(baseConfig: BrokerConfig, json: boolean, opts: { r
       }));
       out(`\n=== ${service} received ${list.length} deliver${list.length === 1 ? 'y' : 'ies'}`);
       for (const d of list) {
-        out(`--- ${String(d.resource['resourceType'])} from ${d.provenance.publisher}, purpose ${d.provenance.purpose}, profile ${d.provenance.profile}`);
+        out(
+          `--- ${String(d.resource['resourceType'])} from ${d.provenance.publisher}, purpose ${d.provenance.purpose}, profile ${d.provenance.profile}`,
+        );
         out(JSON.stringify(d.resource, null, 2));
       }
     }
     const statuses = summary.published.map((p) => p.result.status);
-    summary.ok = statuses[0] === 'accepted' && statuses[1] === 'accepted' && statuses[2] === 'rejected' && arrived === expected;
+    summary.ok =
+      statuses[0] === 'accepted' && statuses[1] === 'accepted' && statuses[2] === 'rejected' && arrived === expected;
     const accepted = statuses.filter((x) => x === 'accepted').length;
     const rejected = statuses.filter((x) => x === 'rejected').length;
     const quarantined = (await (await stack.nc.jetstreamManager()).streams.info(STREAMS.quarantine)).state.messages;
     summary.ok = summary.ok && quarantined === rejected;
-    out(`\n${accepted} accepted, ${rejected} rejected; PHI_QUARANTINE holds ${quarantined} sealed record${quarantined === 1 ? '' : 's'}`);
+    out(
+      `\n${accepted} accepted, ${rejected} rejected; PHI_QUARANTINE holds ${quarantined} sealed record${quarantined === 1 ? '' : 's'}`,
+    );
     out(summary.ok ? 'demo ok' : 'demo FAILED');
   } finally {
     await stack.stop();

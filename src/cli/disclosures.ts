@@ -21,7 +21,8 @@ export function defaultSince(now: number): Date {
 
 /** An ISO 8601 date or date-time (`2026-01-31`, `2026-01-31T08:00:00Z`), or undefined. */
 export function parseSince(value: string): Date | undefined {
-  if (!/^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+-]\d{2}:\d{2}))?$/.test(value)) return undefined;
+  if (!/^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+-]\d{2}:\d{2}))?$/.test(value))
+    return undefined;
   const d = new Date(value);
   return Number.isNaN(d.getTime()) ? undefined : d;
 }
@@ -54,5 +55,7 @@ export async function runDisclosures(
   }
   for (const d of result.disclosures) out.write(`${formatDisclosure(d)}\n`);
   const n = result.disclosures.length;
-  out.write(`${n} disclosure${n === 1 ? '' : 's'} since ${since.toISOString()}${result.skipped > 0 ? ` (${result.skipped} unreadable message(s) skipped)` : ''}\n`);
+  out.write(
+    `${n} disclosure${n === 1 ? '' : 's'} since ${since.toISOString()}${result.skipped > 0 ? ` (${result.skipped} unreadable message(s) skipped)` : ''}\n`,
+  );
 }

@@ -17,7 +17,14 @@ import { registerAuditCommands } from './audit.js';
 import { runPublish } from './publish.js';
 import { runQuarantineList, runQuarantineShow } from './quarantine.js';
 import { runRegistryShow } from './registry.js';
-import { runAccessExport, runAccessExtend, runAccessList, runAccessRequest, runAccessRetry, runAccessStatus } from './access.js';
+import {
+  runAccessExport,
+  runAccessExtend,
+  runAccessList,
+  runAccessRequest,
+  runAccessRetry,
+  runAccessStatus,
+} from './access.js';
 import { runTail } from './tail.js';
 
 interface GlobalOptions {
@@ -32,7 +39,8 @@ function configFrom(opts: GlobalOptions, extra: Partial<BrokerConfigInput> = {})
   if (opts.dataDir !== undefined) input.dataDir = opts.dataDir;
   // The catalog in the working directory when there is one, else the example catalog shipped with phi-broker.
   input.subjectsDir = opts.subjects ?? (existsSync('subjects') ? 'subjects' : join(packageRoot(), 'subjects'));
-  input.profilesDir = opts.profiles ?? (existsSync('fhir-profiles') ? 'fhir-profiles' : join(packageRoot(), 'fhir-profiles'));
+  input.profilesDir =
+    opts.profiles ?? (existsSync('fhir-profiles') ? 'fhir-profiles' : join(packageRoot(), 'fhir-profiles'));
   if (opts.logLevel !== undefined) input.logLevel = opts.logLevel as BrokerConfig['logLevel'];
   return parseConfig(input);
 }
@@ -42,23 +50,45 @@ function readInput(file: string | undefined): Buffer {
 }
 
 const program = new Command('phi-broker')
-  .description('Event-driven broker for PHI: signed, per-field-encrypted FHIR R4 over NATS JetStream with minimum-necessary projections')
-  .option('--data-dir <dir>', 'data directory: embedded NATS store, development keys (env PHI_BROKER_DATA_DIR)', undefined)
+  .description(
+    'Event-driven broker for PHI: signed, per-field-encrypted FHIR R4 over NATS JetStream with minimum-necessary projections',
+  )
+  .option(
+    '--data-dir <dir>',
+    'data directory: embedded NATS store, development keys (env PHI_BROKER_DATA_DIR)',
+    undefined,
+  )
   .option('--subjects <dir>', 'catalog: services and subscriptions', undefined)
   .option('--profiles <dir>', 'catalog: projection profiles', undefined)
-  .addOption(new Option('--log-level <level>', 'pino log level (logs go to stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+  .addOption(
+    new Option('--log-level <level>', 'pino log level (logs go to stderr)').choices([
+      'fatal',
+      'error',
+      'warn',
+      'info',
+      'debug',
+      'trace',
+      'silent',
+    ]),
+  )
   .showHelpAfterError();
 
 program
   .command('up')
-  .description('start an embedded nats-server on the generated mTLS config (unless NATS_URL is set), create streams, certificates and dev keys, run the broker; Ctrl-C stops')
-  .option('--port <port>', 'client port of the embedded nats-server (default: a free port)', (v) => Number.parseInt(v, 10))
+  .description(
+    'start an embedded nats-server on the generated mTLS config (unless NATS_URL is set), create streams, certificates and dev keys, run the broker; Ctrl-C stops',
+  )
+  .option('--port <port>', 'client port of the embedded nats-server (default: a free port)', (v) =>
+    Number.parseInt(v, 10),
+  )
   .option('--insecure-plaintext', 'INSECURE, development only: NATS without TLS, client certificates or permissions')
   // The default since mTLS became it; kept so existing scripts run unchanged.
   .addOption(new Option('--mtls', 'mutual TLS (the default)').hideHelp())
   .action(async (opts: { port?: number; insecurePlaintext?: boolean }, cmd: Command) => {
     const { runUp } = await import('./up.js');
-    await runUp(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.port, { insecurePlaintext: opts.insecurePlaintext === true });
+    await runUp(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.port, {
+      insecurePlaintext: opts.insecurePlaintext === true,
+    });
   });
 
 program
@@ -68,7 +98,11 @@ program
   .option('--insecure-plaintext', 'INSECURE, development only: NATS without TLS, client certificates or permissions')
   .action(async (opts: { json?: boolean; insecurePlaintext?: boolean }, cmd: Command) => {
     const { runDemo } = await import('./demo.js');
-    const code = await runDemo(configFrom(cmd.optsWithGlobals<GlobalOptions>(), { logLevel: 'error' }), opts.json === true, { insecurePlaintext: opts.insecurePlaintext === true });
+    const code = await runDemo(
+      configFrom(cmd.optsWithGlobals<GlobalOptions>(), { logLevel: 'error' }),
+      opts.json === true,
+      { insecurePlaintext: opts.insecurePlaintext === true },
+    );
     process.exitCode = code;
   });
 
@@ -80,7 +114,10 @@ program
   .option('--timeout <ms>', 'how long to wait for the broker receipt', (v) => Number.parseInt(v, 10), 30_000)
   .argument('[file]', 'JSON file, or - for standard input', '-')
   .action(async (file: string, opts: { as: string; whole?: boolean; timeout: number }, cmd: Command) => {
-    process.exitCode = await runPublish(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.as, readInput(file), { whole: opts.whole === true, timeoutMs: opts.timeout });
+    process.exitCode = await runPublish(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.as, readInput(file), {
+      whole: opts.whole === true,
+      timeoutMs: opts.timeout,
+    });
   });
 
 program
@@ -91,7 +128,11 @@ program
   .option('--json', 'one JSON object per line: {provenance, resource}')
   .option('--count <n>', 'exit after n deliveries', (v) => Number.parseInt(v, 10))
   .action(async (opts: { as: string; type?: string; json?: boolean; count?: number }, cmd: Command) => {
-    await runTail(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.as, { type: opts.type ?? '*', json: opts.json === true, ...(opts.count === undefined ? {} : { count: opts.count }) });
+    await runTail(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.as, {
+      type: opts.type ?? '*',
+      json: opts.json === true,
+      ...(opts.count === undefined ? {} : { count: opts.count }),
+    });
   });
 
 const quarantine = program.command('quarantine').description('rejected input kept in PHI_QUARANTINE');
@@ -101,40 +142,67 @@ quarantine
   .option('--json', 'one JSON object per line')
   .option('--limit <n>', 'the newest n records', (v) => Number.parseInt(v, 10), 100)
   .action(async (opts: { json?: boolean; limit: number }, cmd: Command) => {
-    await runQuarantineList(configFrom(cmd.optsWithGlobals<GlobalOptions>()), { json: opts.json === true, limit: opts.limit });
+    await runQuarantineList(configFrom(cmd.optsWithGlobals<GlobalOptions>()), {
+      json: opts.json === true,
+      limit: opts.limit,
+    });
   });
 quarantine
   .command('show')
-  .description('one record; with --decrypt also the original input (needs the broker keys in the data dir; may print PHI)')
+  .description(
+    'one record; with --decrypt also the original input (needs the broker keys in the data dir; may print PHI)',
+  )
   .argument('<id>', 'record id, e.g. q-42')
   .option('--decrypt', 'decrypt the sealed original with the broker quarantine key')
   .action(async (id: string, opts: { decrypt?: boolean }, cmd: Command) => {
-    process.exitCode = await runQuarantineShow(configFrom(cmd.optsWithGlobals<GlobalOptions>()), id, { decrypt: opts.decrypt === true });
+    process.exitCode = await runQuarantineShow(configFrom(cmd.optsWithGlobals<GlobalOptions>()), id, {
+      decrypt: opts.decrypt === true,
+    });
   });
 
 // Patient rights (45 CFR 164.522, 164.528): docs/patient-rights.md.
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
-const consent = program.command('consent').description('patient restrictions (45 CFR 164.522) as FHIR Consent resources, applied by the broker at projection time');
+const consent = program
+  .command('consent')
+  .description(
+    'patient restrictions (45 CFR 164.522) as FHIR Consent resources, applied by the broker at projection time',
+  );
 consent
   .command('add')
-  .description('restrict deliveries about a patient: to a recipient, for a purpose of use, or of resources with a sensitivity label (each option repeatable; any match stops a delivery)')
-  .requiredOption('--patient <ref>', "the patient in the catalog's canonical form: Patient/<id>, or the identifier (subjects/patients.yaml)")
+  .description(
+    'restrict deliveries about a patient: to a recipient, for a purpose of use, or of resources with a sensitivity label (each option repeatable; any match stops a delivery)',
+  )
+  .requiredOption(
+    '--patient <ref>',
+    "the patient in the catalog's canonical form: Patient/<id>, or the identifier (subjects/patients.yaml)",
+  )
   .option('--deny-recipient <service>', 'a catalog service that must not receive data about the patient', collect, [])
   .option('--deny-purpose <code>', 'an HL7 v3 PurposeOfUse code (e.g. HMARKT, HRESCH)', collect, [])
   .option('--deny-label <code>', 'an HL7 v3 ActCode sensitivity label (e.g. PSY, SUD, HIV, ETH)', collect, [])
   .option('--reason <text>', "the patient's stated reason (kept sealed in the Consent)")
-  .action(async (opts: { patient: string; denyRecipient: string[]; denyPurpose: string[]; denyLabel: string[]; reason?: string }, cmd: Command) => {
-    const { runConsentAdd } = await import('./consent.js'); // loads the FHIR model (validates the Consent)
-    await runConsentAdd(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts);
-  });
+  .action(
+    async (
+      opts: { patient: string; denyRecipient: string[]; denyPurpose: string[]; denyLabel: string[]; reason?: string },
+      cmd: Command,
+    ) => {
+      const { runConsentAdd } = await import('./consent.js'); // loads the FHIR model (validates the Consent)
+      await runConsentAdd(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts);
+    },
+  );
 consent
   .command('list')
   .description("a patient's restrictions, active and revoked")
-  .requiredOption('--patient <ref>', "the patient in the catalog's canonical form: Patient/<id>, or the identifier (subjects/patients.yaml)")
+  .requiredOption(
+    '--patient <ref>',
+    "the patient in the catalog's canonical form: Patient/<id>, or the identifier (subjects/patients.yaml)",
+  )
   .option('--json', 'one FHIR Consent (JSON) per line')
   .action(async (opts: { patient: string; json?: boolean }, cmd: Command) => {
     const { runConsentList } = await import('./consent.js');
-    await runConsentList(configFrom(cmd.optsWithGlobals<GlobalOptions>()), { patient: opts.patient, json: opts.json === true });
+    await runConsentList(configFrom(cmd.optsWithGlobals<GlobalOptions>()), {
+      patient: opts.patient,
+      json: opts.json === true,
+    });
   });
 consent
   .command('revoke')
@@ -147,36 +215,63 @@ consent
 
 program
   .command('disclosures')
-  .description('accounting of disclosures (45 CFR 164.528): deliveries about a patient to recipients outside the covered entity')
-  .requiredOption('--patient <ref>', "the patient in the catalog's canonical form: Patient/<id>, or the identifier (subjects/patients.yaml)")
+  .description(
+    'accounting of disclosures (45 CFR 164.528): deliveries about a patient to recipients outside the covered entity',
+  )
+  .requiredOption(
+    '--patient <ref>',
+    "the patient in the catalog's canonical form: Patient/<id>, or the identifier (subjects/patients.yaml)",
+  )
   .option('--since <date>', 'ISO 8601 date or date-time (default: six years back)', (v) => {
     const d = parseSince(v);
     if (d === undefined) throw new InvalidArgumentError('expected an ISO 8601 date (YYYY-MM-DD) or date-time');
     return d;
   })
-  .addOption(new Option('--format <format>', 'text, or fhir (a Bundle of AuditEvents)').choices(['text', 'fhir']).default('text'))
+  .addOption(
+    new Option('--format <format>', 'text, or fhir (a Bundle of AuditEvents)')
+      .choices(['text', 'fhir'])
+      .default('text'),
+  )
   .action(async (opts: { patient: string; since?: Date; format: 'text' | 'fhir' }, cmd: Command) => {
-    await runDisclosures(configFrom(cmd.optsWithGlobals<GlobalOptions>()), { patient: opts.patient, format: opts.format, ...(opts.since === undefined ? {} : { since: opts.since }) });
+    await runDisclosures(configFrom(cmd.optsWithGlobals<GlobalOptions>()), {
+      patient: opts.patient,
+      format: opts.format,
+      ...(opts.since === undefined ? {} : { since: opts.since }),
+    });
   });
 
-const registry = program.command('registry').description('the patient-to-service registry (KV phi_registry; docs/patient-rights.md)');
+const registry = program
+  .command('registry')
+  .description('the patient-to-service registry (KV phi_registry; docs/patient-rights.md)');
 registry
   .command('show')
-  .description('which services hold data about a patient: role, resource types, purposes, counts (needs the broker secrets in the data dir)')
-  .requiredOption('--patient <ref>', "the patient in the catalog's canonical form: Patient/<id>, or the identifier (subjects/patients.yaml)")
+  .description(
+    'which services hold data about a patient: role, resource types, purposes, counts (needs the broker secrets in the data dir)',
+  )
+  .requiredOption(
+    '--patient <ref>',
+    "the patient in the catalog's canonical form: Patient/<id>, or the identifier (subjects/patients.yaml)",
+  )
   .option('--json', 'one JSON object')
   .action(async (opts: { patient: string; json?: boolean }, cmd: Command) => {
     await runRegistryShow(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.patient, { json: opts.json === true });
   });
 
-const access = program.command('access').description('right of access, 45 CFR 164.524: requests, due dates, per-service answers (docs/patient-rights.md)');
+const access = program
+  .command('access')
+  .description('right of access, 45 CFR 164.524: requests, due dates, per-service answers (docs/patient-rights.md)');
 access
   .command('request')
   .description('create a request: the broker asks every service the registry names for the patient; due in 30 days')
-  .requiredOption('--patient <ref>', "the patient in the catalog's canonical form (needs the broker secrets in the data dir)")
+  .requiredOption(
+    '--patient <ref>',
+    "the patient in the catalog's canonical form (needs the broker secrets in the data dir)",
+  )
   .option('--json', 'one JSON object')
   .action(async (opts: { patient: string; json?: boolean }, cmd: Command) => {
-    await runAccessRequest(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.patient, { json: opts.json === true });
+    await runAccessRequest(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.patient, {
+      json: opts.json === true,
+    });
   });
 access
   .command('status')
@@ -193,7 +288,9 @@ access
   .requiredOption('--reason <text>', 'the reasons for the delay, as told to the individual (no PHI)')
   .option('--json', 'one JSON object')
   .action(async (id: string, opts: { reason: string; json?: boolean }, cmd: Command) => {
-    await runAccessExtend(configFrom(cmd.optsWithGlobals<GlobalOptions>()), id, opts.reason, { json: opts.json === true });
+    await runAccessExtend(configFrom(cmd.optsWithGlobals<GlobalOptions>()), id, opts.reason, {
+      json: opts.json === true,
+    });
   });
 access
   .command('list')
@@ -201,7 +298,10 @@ access
   .option('--overdue', 'only requests past their due date and not complete')
   .option('--json', 'one JSON object per line')
   .action(async (opts: { overdue?: boolean; json?: boolean }, cmd: Command) => {
-    await runAccessList(configFrom(cmd.optsWithGlobals<GlobalOptions>()), { overdue: opts.overdue === true, json: opts.json === true });
+    await runAccessList(configFrom(cmd.optsWithGlobals<GlobalOptions>()), {
+      overdue: opts.overdue === true,
+      json: opts.json === true,
+    });
   });
 access
   .command('retry')
@@ -212,30 +312,45 @@ access
   });
 access
   .command('export')
-  .description('write the assembled FHIR Bundle (type collection) of the answers (PHI: choose where it goes); exit 2 when not complete')
+  .description(
+    'write the assembled FHIR Bundle (type collection) of the answers (PHI: choose where it goes); exit 2 when not complete',
+  )
   .argument('<id>', 'request id')
   .requiredOption('--out <file>', 'where to write the Bundle JSON (mode 0600)')
   .action(async (id: string, opts: { out: string }, cmd: Command) => {
     process.exitCode = await runAccessExport(configFrom(cmd.optsWithGlobals<GlobalOptions>()), id, opts.out);
   });
 registerAuditCommands(
-  program.command('audit').description('the tamper-evident audit trail in PHI_AUDIT: verify, query, export (docs/audit.md)'),
+  program
+    .command('audit')
+    .description('the tamper-evident audit trail in PHI_AUDIT: verify, query, export (docs/audit.md)'),
   (cmd) => configFrom(cmd.optsWithGlobals<GlobalOptions>()),
 );
 
-const certs = program.command('certs').description('development CA and mTLS certificates under <data-dir>/tls (docs/security-model.md)');
+const certs = program
+  .command('certs')
+  .description('development CA and mTLS certificates under <data-dir>/tls (docs/security-model.md)');
 for (const mode of ['init', 'rotate'] as const) {
   certs
     .command(mode)
-    .description(mode === 'init' ? 'create the CA (if missing), the server certificate and a client certificate per catalog service, broker, admin and auditor' : 'issue fresh server and client certificates (new keys) from the existing CA; then SIGHUP nats-server')
+    .description(
+      mode === 'init'
+        ? 'create the CA (if missing), the server certificate and a client certificate per catalog service, broker, admin and auditor'
+        : 'issue fresh server and client certificates (new keys) from the existing CA; then SIGHUP nats-server',
+    )
     .option('--dir <dir>', 'TLS directory (default <data-dir>/tls)')
     .option('--lifetime <duration>', 'server and client certificate lifetime, e.g. 24h, 30m, 7d', '24h')
     .option('--ca-lifetime <duration>', 'lifetime of a newly created CA', '90d')
-    .option('--server-host <names...>', 'DNS names / IP addresses in the server certificate', ['localhost', '127.0.0.1'])
-    .action(async (opts: { dir?: string; lifetime: string; caLifetime: string; serverHost: string[] }, cmd: Command) => {
-      const { runCerts } = await import('./certs.js');
-      await runCerts(configFrom(cmd.optsWithGlobals<GlobalOptions>()), mode, opts, process.stdout);
-    });
+    .option('--server-host <names...>', 'DNS names / IP addresses in the server certificate', [
+      'localhost',
+      '127.0.0.1',
+    ])
+    .action(
+      async (opts: { dir?: string; lifetime: string; caLifetime: string; serverHost: string[] }, cmd: Command) => {
+        const { runCerts } = await import('./certs.js');
+        await runCerts(configFrom(cmd.optsWithGlobals<GlobalOptions>()), mode, opts, process.stdout);
+      },
+    );
 }
 
 program
@@ -246,14 +361,18 @@ program
   .option('--store-dir <dir>', 'JetStream store directory (default <data-dir>/nats/jetstream, absolute)')
   .option('--host <host>', 'listen address', '0.0.0.0')
   .option('--port <port>', 'client port', (v) => Number.parseInt(v, 10), 4222)
-  .action(async (opts: { out?: string; tlsDir?: string; storeDir?: string; host: string; port: number }, cmd: Command) => {
-    const { runNatsConfig } = await import('../runtime/nats-config.js');
-    runNatsConfig(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts, process.stdout);
-  });
+  .action(
+    async (opts: { out?: string; tlsDir?: string; storeDir?: string; host: string; port: number }, cmd: Command) => {
+      const { runNatsConfig } = await import('../runtime/nats-config.js');
+      runNatsConfig(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts, process.stdout);
+    },
+  );
 
 program
   .command('nats-provision')
-  .description('create/update every stream, KV bucket and object store the broker uses, and its consumer, as the admin identity over mTLS (needs NATS_URL and PHI_BROKER_NATS_TLS_DIR)')
+  .description(
+    'create/update every stream, KV bucket and object store the broker uses, and its consumer, as the admin identity over mTLS (needs NATS_URL and PHI_BROKER_NATS_TLS_DIR)',
+  )
   .action(async (_opts: unknown, cmd: Command) => {
     const { runNatsProvision } = await import('../runtime/nats-provision.js');
     await runNatsProvision(configFrom(cmd.optsWithGlobals<GlobalOptions>()), process.stdout);

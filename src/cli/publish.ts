@@ -24,13 +24,27 @@ export function formatResult(r: PublishResult): string {
   }
 }
 
-export async function runPublish(config: BrokerConfig, service: string, input: Buffer, opts: { whole: boolean; timeoutMs: number }): Promise<number> {
+export async function runPublish(
+  config: BrokerConfig,
+  service: string,
+  input: Buffer,
+  opts: { whole: boolean; timeoutMs: number },
+): Promise<number> {
   const { keys, peers } = await serviceKeys(config, service);
   const { nc, insecure } = await connectService(config, service, `phi-broker publish ${service}`);
-  const client = await PhiClient.connect({ nc, ownsConnection: true, service, keys, peers, receiptTimeoutMs: opts.timeoutMs, insecure });
+  const client = await PhiClient.connect({
+    nc,
+    ownsConnection: true,
+    service,
+    keys,
+    peers,
+    receiptTimeoutMs: opts.timeoutMs,
+    insecure,
+  });
   try {
     const text = input.toString('utf8');
-    const results = !opts.whole && isBundle(text) ? await client.publishBundle(JSON.parse(text)) : [await client.publish(input)];
+    const results =
+      !opts.whole && isBundle(text) ? await client.publishBundle(JSON.parse(text)) : [await client.publish(input)];
     for (const r of results) process.stdout.write(`${formatResult(r)}\n`);
     return results.every((r) => r.status === 'accepted') ? 0 : 1;
   } finally {

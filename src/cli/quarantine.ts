@@ -21,7 +21,12 @@ interface StoredPart {
 }
 
 /** Every quarantine message from the newest back, until `limit` records are complete (first part seen). */
-async function readParts(nc: NatsConnection, limit: number, unreadable: { count: number }, recordId?: string): Promise<StoredPart[]> {
+async function readParts(
+  nc: NatsConnection,
+  limit: number,
+  unreadable: { count: number },
+  recordId?: string,
+): Promise<StoredPart[]> {
   const jsm = await nc.jetstreamManager();
   const { state } = await jsm.streams.info(STREAMS.quarantine);
   const out: StoredPart[] = [];
@@ -63,7 +68,15 @@ function describeOriginal(data: Uint8Array, keysDir: string): string {
 }
 
 export function formatRecord(r: QuarantineRecord): string {
-  return [new Date(r.at).toISOString(), r.id, r.code, r.path ?? '-', r.sender ?? '-', r.type ?? '-', r.messageId ?? '-'].join('  ');
+  return [
+    new Date(r.at).toISOString(),
+    r.id,
+    r.code,
+    r.path ?? '-',
+    r.sender ?? '-',
+    r.type ?? '-',
+    r.messageId ?? '-',
+  ].join('  ');
 }
 
 export async function runQuarantineList(config: BrokerConfig, opts: { json: boolean; limit: number }): Promise<void> {
@@ -73,7 +86,10 @@ export async function runQuarantineList(config: BrokerConfig, opts: { json: bool
     const records = (await readParts(nc, opts.limit, unreadable)).filter((p) => p.index === 1).map((p) => p.record);
     for (const r of records) process.stdout.write(`${opts.json ? JSON.stringify(r) : formatRecord(r)}\n`);
     if (!opts.json) process.stdout.write(`${records.length} record${records.length === 1 ? '' : 's'}\n`);
-    if (unreadable.count > 0) process.stderr.write(`phi-broker: skipped ${unreadable.count} message(s) in PHI_QUARANTINE that are not broker records\n`);
+    if (unreadable.count > 0)
+      process.stderr.write(
+        `phi-broker: skipped ${unreadable.count} message(s) in PHI_QUARANTINE that are not broker records\n`,
+      );
   } finally {
     await nc.close();
   }
@@ -92,7 +108,11 @@ export async function runQuarantineShow(config: BrokerConfig, id: string, opts: 
     if (opts.decrypt) {
       await initCrypto();
       const keysDir = layout(config).keys;
-      const original = openQuarantine(record, parts.map((p) => p.data), ensureBrokerSecrets(keysDir).quarantineKey);
+      const original = openQuarantine(
+        record,
+        parts.map((p) => p.data),
+        ensureBrokerSecrets(keysDir).quarantineKey,
+      );
       process.stdout.write(`subject: ${original.subject}\n${describeOriginal(original.data, keysDir)}\n`);
     }
     return 0;

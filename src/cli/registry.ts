@@ -28,7 +28,16 @@ export function holdingRows(record: RegistryRecord | undefined): HoldingRow[] {
   for (const [service, s] of Object.entries(record?.services ?? {})) {
     for (const role of ['source', 'recipient'] as const) {
       const r = s[role];
-      if (r !== undefined) rows.push({ service, role, types: r.types, purposes: r.purposes, count: r.count, firstSeen: r.firstSeen, lastSeen: r.lastSeen });
+      if (r !== undefined)
+        rows.push({
+          service,
+          role,
+          types: r.types,
+          purposes: r.purposes,
+          count: r.count,
+          firstSeen: r.firstSeen,
+          lastSeen: r.lastSeen,
+        });
     }
   }
   return rows;
@@ -36,14 +45,32 @@ export function holdingRows(record: RegistryRecord | undefined): HoldingRow[] {
 
 export function formatHoldings(pseudonym: string, rows: readonly HoldingRow[]): string {
   if (rows.length === 0) return `patient ${pseudonym}: no service holds data about this patient (nothing recorded)\n`;
-  const table = [['SERVICE', 'ROLE', 'TYPES', 'PURPOSES', 'COUNT', 'FIRST SEEN', 'LAST SEEN'], ...rows.map((r) => [r.service, r.role, r.types.join(','), r.purposes.join(',') || '-', String(r.count), r.firstSeen, r.lastSeen])];
+  const table = [
+    ['SERVICE', 'ROLE', 'TYPES', 'PURPOSES', 'COUNT', 'FIRST SEEN', 'LAST SEEN'],
+    ...rows.map((r) => [
+      r.service,
+      r.role,
+      r.types.join(','),
+      r.purposes.join(',') || '-',
+      String(r.count),
+      r.firstSeen,
+      r.lastSeen,
+    ]),
+  ];
   const widths = table[0]?.map((_, i) => Math.max(...table.map((row) => (row[i] ?? '').length))) ?? [];
-  const lines = table.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  '));
+  const lines = table.map((row) =>
+    row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  '),
+  );
   const services = new Set(rows.map((r) => r.service)).size;
   return `patient ${pseudonym}: ${services} service${services === 1 ? '' : 's'}\n${lines.join('\n')}\n`;
 }
 
-export async function runRegistryShow(config: BrokerConfig, patient: string, opts: { json: boolean }, out: Writable = process.stdout): Promise<void> {
+export async function runRegistryShow(
+  config: BrokerConfig,
+  patient: string,
+  opts: { json: boolean },
+  out: Writable = process.stdout,
+): Promise<void> {
   const catalog = loadConfiguredCatalog(config);
   const ref = canonicalPatientRef(patient, catalog.patients);
   const pseudonym = patientPseudonym(ensureBrokerSecrets(layout(config).keys), ref);
@@ -51,7 +78,11 @@ export async function runRegistryShow(config: BrokerConfig, patient: string, opt
   try {
     const store = await RegistryStore.open(nc);
     const rows = holdingRows(await store.get(pseudonym));
-    out.write(opts.json ? `${JSON.stringify({ patient: pseudonym, match: catalog.patients.match, services: rows })}\n` : formatHoldings(pseudonym, rows));
+    out.write(
+      opts.json
+        ? `${JSON.stringify({ patient: pseudonym, match: catalog.patients.match, services: rows })}\n`
+        : formatHoldings(pseudonym, rows),
+    );
   } finally {
     await nc.close();
   }

@@ -10,7 +10,11 @@ export function formatDelivery(d: Delivered, json: boolean): string {
   return `── ${String(d.resource['resourceType'])} from ${p.publisher} (message ${p.messageId}, purpose ${p.purpose}, profile ${p.profile})\n${JSON.stringify(d.resource, null, 2)}`;
 }
 
-export async function runTail(config: BrokerConfig, service: string, opts: { type: string; json: boolean; count?: number }): Promise<void> {
+export async function runTail(
+  config: BrokerConfig,
+  service: string,
+  opts: { type: string; json: boolean; count?: number },
+): Promise<void> {
   const { keys, peers } = await serviceKeys(config, service);
   const { nc, insecure } = await connectService(config, service, `phi-broker tail ${service}`);
   const client = await PhiClient.connect({ nc, ownsConnection: true, service, keys, peers, insecure });

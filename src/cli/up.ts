@@ -13,12 +13,19 @@ import { BROKER_IDENTITY } from '../tls/identity.js';
 import { openNatsTransport } from '../runtime/nats-transport.js';
 import { devKeys, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
 
-export async function runUp(config: BrokerConfig, port?: number, opts: { readonly insecurePlaintext?: boolean } = {}): Promise<void> {
+export async function runUp(
+  config: BrokerConfig,
+  port?: number,
+  opts: { readonly insecurePlaintext?: boolean } = {},
+): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
   const catalog = loadConfiguredCatalog(config); // refuses to start on an invalid catalog
   const { dir, peers } = await devKeys(config, catalog);
   const secrets = ensureBrokerSecrets(dir);
-  const transport = await openNatsTransport(config, catalog, { insecurePlaintext: opts.insecurePlaintext === true, ...(port === undefined ? {} : { port }) });
+  const transport = await openNatsTransport(config, catalog, {
+    insecurePlaintext: opts.insecurePlaintext === true,
+    ...(port === undefined ? {} : { port }),
+  });
   const { server, url, tlsDir } = transport;
   // The broker identity over mTLS (streams provisioned beforehand by the admin identity: the embedded server's
   // start, or `phi-broker nats-provision` for NATS_URL); plaintext only with --insecure-plaintext.
@@ -50,7 +57,9 @@ export async function runUp(config: BrokerConfig, port?: number, opts: { readonl
     await server?.stop();
     throw err;
   }
-  process.stdout.write(`phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, catalog ${catalog.hash.slice(0, 12)}\n`);
+  process.stdout.write(
+    `phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, catalog ${catalog.hash.slice(0, 12)}\n`,
+  );
 
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();

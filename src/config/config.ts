@@ -30,30 +30,71 @@ export const configSchema = z.strictObject({
   subjectsDir: z.string().min(1).default('subjects'),
   profilesDir: z.string().min(1).default('fhir-profiles'),
   /** Largest envelope accepted on ingest, bytes; larger ones are rejected E_TOO_LARGE (the streams take any size NATS carries). */
-  maxMessageBytes: z.number().int().min(1024).max(64 * MiB).default(MiB),
+  maxMessageBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * MiB)
+    .default(MiB),
   /** Allowed difference between an envelope's iat and the time NATS stored it. */
-  clockSkewMs: z.number().int().min(1000).max(DAY).default(5 * 60 * 1000),
-  duplicateWindowMs: z.number().int().min(1000).default(2 * 60 * 1000),
+  clockSkewMs: z
+    .number()
+    .int()
+    .min(1000)
+    .max(DAY)
+    .default(5 * 60 * 1000),
+  duplicateWindowMs: z
+    .number()
+    .int()
+    .min(1000)
+    .default(2 * 60 * 1000),
   /**
    * How long an accepted message id is remembered (KV phi_seen). A message whose iat is older than this
    * less clockSkewMs can no longer be checked for replay and is rejected E_CLOCK_SKEW (quarantined; the
    * publisher re-publishes it under a new id): the bound on how long a backlog may wait in PHI_INGEST.
    */
-  replayWindowMs: z.number().int().min(60_000).max(30 * DAY).default(6 * 60 * 60 * 1000),
-  deliverMaxAgeMs: z.number().int().min(60_000).default(7 * DAY),
-  quarantineMaxAgeMs: z.number().int().min(60_000).default(90 * DAY),
+  replayWindowMs: z
+    .number()
+    .int()
+    .min(60_000)
+    .max(30 * DAY)
+    .default(6 * 60 * 60 * 1000),
+  deliverMaxAgeMs: z
+    .number()
+    .int()
+    .min(60_000)
+    .default(7 * DAY),
+  quarantineMaxAgeMs: z
+    .number()
+    .int()
+    .min(60_000)
+    .default(90 * DAY),
   receiptMaxAgeMs: z.number().int().min(60_000).default(DAY),
   /**
    * Retention of the accounting of disclosures (stream PHI_DISCLOSURES). 45 CFR 164.528(a) gives a patient
    * the disclosures of the six years before the request: the default is six years, leap days included.
    */
-  disclosureMaxAgeMs: z.number().int().min(60_000).default(DISCLOSURE_RETENTION_DAYS * DAY),
+  disclosureMaxAgeMs: z
+    .number()
+    .int()
+    .min(60_000)
+    .default(DISCLOSURE_RETENTION_DAYS * DAY),
   /** How long JetStream waits for a broker's ack before redelivering to another broker (after a crash). */
-  ackWaitMs: z.number().int().min(1000).max(10 * 60 * 1000).default(30_000),
+  ackWaitMs: z
+    .number()
+    .int()
+    .min(1000)
+    .max(10 * 60 * 1000)
+    .default(30_000),
   /** Ingest messages processed concurrently by one broker process. */
   concurrency: z.number().int().min(1).max(4096).default(64),
   /** Right of access: how long one service has to answer the broker's question (docs/patient-rights.md). */
-  accessAnswerTimeoutMs: z.number().int().min(100).max(10 * 60 * 1000).default(10_000),
+  accessAnswerTimeoutMs: z
+    .number()
+    .int()
+    .min(100)
+    .max(10 * 60 * 1000)
+    .default(10_000),
   /** Right of access: how often each broker process asks again the services whose next attempt is due; 0: only on `access retry`. */
   accessRetryIntervalMs: z.number().int().min(0).max(DAY).default(30_000),
   /**
@@ -62,7 +103,11 @@ export const configSchema = z.strictObject({
    */
   instanceId: z.string().regex(INSTANCE_ID_PATTERN, 'letters, digits and hyphens, at most 40').optional(),
   /** Retention of PHI_AUDIT: six years (45 CFR 164.316(b)(2)(i)), 2,192 days. */
-  auditMaxAgeMs: z.number().int().min(DAY).default(2192 * DAY),
+  auditMaxAgeMs: z
+    .number()
+    .int()
+    .min(DAY)
+    .default(2192 * DAY),
   /** The broker signs a checkpoint of its audit chain head after this many records … */
   auditCheckpointEvery: z.number().int().min(1).max(1_000_000).default(1000),
   /** … or when this long has passed with unsealed records, whichever comes first. */
@@ -84,16 +129,36 @@ export function parseConfig(input: BrokerConfigInput): BrokerConfig {
   }
   const c = result.data;
   // JetStream refuses a stream whose de-duplication window exceeds its max age, so the broker could not start.
-  const ages = { deliverMaxAgeMs: c.deliverMaxAgeMs, quarantineMaxAgeMs: c.quarantineMaxAgeMs, receiptMaxAgeMs: c.receiptMaxAgeMs, disclosureMaxAgeMs: c.disclosureMaxAgeMs };
-  const shorter = Object.entries(ages).filter(([, age]) => c.duplicateWindowMs > age).map(([name]) => name);
+  const ages = {
+    deliverMaxAgeMs: c.deliverMaxAgeMs,
+    quarantineMaxAgeMs: c.quarantineMaxAgeMs,
+    receiptMaxAgeMs: c.receiptMaxAgeMs,
+    disclosureMaxAgeMs: c.disclosureMaxAgeMs,
+  };
+  const shorter = Object.entries(ages)
+    .filter(([, age]) => c.duplicateWindowMs > age)
+    .map(([name]) => name);
   if (shorter.length > 0) {
-    throw new BrokerError('E_CONFIG_INVALID', `invalid configuration: duplicateWindowMs: must not exceed ${shorter.join(', ')}`);
+    throw new BrokerError(
+      'E_CONFIG_INVALID',
+      `invalid configuration: duplicateWindowMs: must not exceed ${shorter.join(', ')}`,
+    );
   }
   // The replay cache must outlive any message that can still pass the skew check.
   if (c.replayWindowMs < 2 * c.clockSkewMs + c.duplicateWindowMs) {
-    throw new BrokerError('E_CONFIG_INVALID', 'invalid configuration: replayWindowMs: must be at least 2 × clockSkewMs + duplicateWindowMs');
+    throw new BrokerError(
+      'E_CONFIG_INVALID',
+      'invalid configuration: replayWindowMs: must be at least 2 × clockSkewMs + duplicateWindowMs',
+    );
   }
-  return Object.freeze({ ...c, ...(c.natsTlsDir === undefined ? {} : { natsTlsDir: resolve(c.natsTlsDir) }), dataDir: resolve(c.dataDir), subjectsDir: resolve(c.subjectsDir), profilesDir: resolve(c.profilesDir), ...(c.alertRulesFile === undefined ? {} : { alertRulesFile: resolve(c.alertRulesFile) }) });
+  return Object.freeze({
+    ...c,
+    ...(c.natsTlsDir === undefined ? {} : { natsTlsDir: resolve(c.natsTlsDir) }),
+    dataDir: resolve(c.dataDir),
+    subjectsDir: resolve(c.subjectsDir),
+    profilesDir: resolve(c.profilesDir),
+    ...(c.alertRulesFile === undefined ? {} : { alertRulesFile: resolve(c.alertRulesFile) }),
+  });
 }
 
 /** Environment variables, one per setting (the CLI's flags override them). */
@@ -122,7 +187,23 @@ export const CONFIG_ENV = {
   PHI_BROKER_ALERT_RULES_FILE: 'alertRulesFile',
 } as const satisfies Record<string, keyof BrokerConfigInput>;
 
-const NUMERIC: ReadonlySet<string> = new Set(['maxMessageBytes', 'clockSkewMs', 'duplicateWindowMs', 'replayWindowMs', 'deliverMaxAgeMs', 'quarantineMaxAgeMs', 'receiptMaxAgeMs', 'disclosureMaxAgeMs', 'ackWaitMs', 'concurrency', 'accessAnswerTimeoutMs', 'accessRetryIntervalMs', 'auditMaxAgeMs', 'auditCheckpointEvery', 'auditCheckpointMs']);
+const NUMERIC: ReadonlySet<string> = new Set([
+  'maxMessageBytes',
+  'clockSkewMs',
+  'duplicateWindowMs',
+  'replayWindowMs',
+  'deliverMaxAgeMs',
+  'quarantineMaxAgeMs',
+  'receiptMaxAgeMs',
+  'disclosureMaxAgeMs',
+  'ackWaitMs',
+  'concurrency',
+  'accessAnswerTimeoutMs',
+  'accessRetryIntervalMs',
+  'auditMaxAgeMs',
+  'auditCheckpointEvery',
+  'auditCheckpointMs',
+]);
 
 /**
  * The settings the environment sets. A numeric variable that is not a number is E_CONFIG_INVALID naming
@@ -135,7 +216,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): BrokerConfigInput {
     if (raw === undefined || raw === '') continue;
     if (NUMERIC.has(setting)) {
       const n = Number(raw);
-      if (!Number.isFinite(n)) throw new BrokerError('E_CONFIG_INVALID', `invalid configuration: ${variable} (${setting}): expected a number`);
+      if (!Number.isFinite(n))
+        throw new BrokerError('E_CONFIG_INVALID', `invalid configuration: ${variable} (${setting}): expected a number`);
       input[setting] = n;
     } else {
       input[setting] = raw;

@@ -4,13 +4,25 @@
 import { PURPOSES_OF_USE, type PurposeOfUse } from '../catalog/types.js';
 
 /** Consent.scope: a privacy consent (R4 consent-scope). */
-export const CONSENT_SCOPE = { system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy', display: 'Privacy Consent' } as const;
+export const CONSENT_SCOPE = {
+  system: 'http://terminology.hl7.org/CodeSystem/consentscope',
+  code: 'patient-privacy',
+  display: 'Privacy Consent',
+} as const;
 /** Consent.category: LOINC 59284-0 "Patient Consent" (R4 consent-category example binding). */
 export const CONSENT_CATEGORY = { system: 'http://loinc.org', code: '59284-0', display: 'Patient Consent' } as const;
 /** Consent.policyRule: the HIPAA right to request restrictions (45 CFR 164.522(a); R4 consent-policy codes). */
-export const CONSENT_POLICY = { system: 'http://terminology.hl7.org/CodeSystem/consentpolicycodes', code: 'hipaa-restrictions', display: 'HIPAA Restrictions' } as const;
+export const CONSENT_POLICY = {
+  system: 'http://terminology.hl7.org/CodeSystem/consentpolicycodes',
+  code: 'hipaa-restrictions',
+  display: 'HIPAA Restrictions',
+} as const;
 /** provision.actor.role: the recipient of the information (HL7 v3 ParticipationType IRCP). */
-export const RECIPIENT_ROLE = { system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP', display: 'information recipient' } as const;
+export const RECIPIENT_ROLE = {
+  system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType',
+  code: 'IRCP',
+  display: 'information recipient',
+} as const;
 /** provision.purpose: HL7 v3 ActReason (PurposeOfUse), the codes the catalog routes with. */
 export const PURPOSE_SYSTEM = 'http://terminology.hl7.org/CodeSystem/v3-ActReason';
 /** provision.securityLabel and meta.security sensitivity labels: HL7 v3 ActCode (ActInformationSensitivityPolicy). */

@@ -68,26 +68,58 @@ export function buildConsent(req: RestrictionRequest, services: ReadonlySet<stri
   if (!isConsentId(req.id)) throw new TypeError('consent id must be a lower-case UUID');
   const patient = canonicalPatientRef(req.patient, rule);
   for (const s of req.denyRecipients) {
-    if (!services.has(s)) throw new BrokerError('E_CONSENT_INVALID', `--deny-recipient: no service ${JSON.stringify(s)} in the catalog`, { path: '--deny-recipient' });
+    if (!services.has(s))
+      throw new BrokerError('E_CONSENT_INVALID', `--deny-recipient: no service ${JSON.stringify(s)} in the catalog`, {
+        path: '--deny-recipient',
+      });
   }
   for (const p of req.denyPurposes) {
-    if (!isPurposeOfUse(p)) throw new BrokerError('E_CONSENT_INVALID', `--deny-purpose: ${JSON.stringify(p)} is not a purpose of use the catalog routes with (HL7 v3 ActReason)`, { path: '--deny-purpose' });
+    if (!isPurposeOfUse(p))
+      throw new BrokerError(
+        'E_CONSENT_INVALID',
+        `--deny-purpose: ${JSON.stringify(p)} is not a purpose of use the catalog routes with (HL7 v3 ActReason)`,
+        { path: '--deny-purpose' },
+      );
   }
   for (const l of req.denyLabels) {
-    if (!isSensitivityLabel(l)) throw new BrokerError('E_CONSENT_INVALID', `--deny-label: ${JSON.stringify(l)} is not a known sensitivity label (HL7 v3 ActCode)`, { path: '--deny-label' });
+    if (!isSensitivityLabel(l))
+      throw new BrokerError(
+        'E_CONSENT_INVALID',
+        `--deny-label: ${JSON.stringify(l)} is not a known sensitivity label (HL7 v3 ActCode)`,
+        { path: '--deny-label' },
+      );
   }
   const denials: ConsentProvision[] = [];
   const recipients = unique(req.denyRecipients);
   const purposes = unique(req.denyPurposes);
   const labels = unique(req.denyLabels);
   if (recipients.length > 0) {
-    denials.push({ type: 'deny', actor: recipients.map((s) => ({ role: { coding: [{ ...RECIPIENT_ROLE }] }, reference: { identifier: { system: SERVICE_SYSTEM, value: s }, display: s } })) });
+    denials.push({
+      type: 'deny',
+      actor: recipients.map((s) => ({
+        role: { coding: [{ ...RECIPIENT_ROLE }] },
+        reference: { identifier: { system: SERVICE_SYSTEM, value: s }, display: s },
+      })),
+    });
   }
-  if (purposes.length > 0) denials.push({ type: 'deny', purpose: purposes.map((code) => ({ system: PURPOSE_SYSTEM, code })) });
+  if (purposes.length > 0)
+    denials.push({ type: 'deny', purpose: purposes.map((code) => ({ system: PURPOSE_SYSTEM, code })) });
   if (labels.length > 0) {
-    denials.push({ type: 'deny', securityLabel: labels.map((code) => ({ system: LABEL_SYSTEM, code, display: SENSITIVITY_LABELS[code as keyof typeof SENSITIVITY_LABELS] })) });
+    denials.push({
+      type: 'deny',
+      securityLabel: labels.map((code) => ({
+        system: LABEL_SYSTEM,
+        code,
+        display: SENSITIVITY_LABELS[code as keyof typeof SENSITIVITY_LABELS],
+      })),
+    });
   }
-  if (denials.length === 0) throw new BrokerError('E_CONSENT_INVALID', 'a restriction needs at least one --deny-recipient, --deny-purpose or --deny-label', { path: '--deny-recipient' });
+  if (denials.length === 0)
+    throw new BrokerError(
+      'E_CONSENT_INVALID',
+      'a restriction needs at least one --deny-recipient, --deny-purpose or --deny-label',
+      { path: '--deny-recipient' },
+    );
   const consent: Consent = {
     resourceType: 'Consent',
     id: req.id,
@@ -100,7 +132,10 @@ export function buildConsent(req: RestrictionRequest, services: ReadonlySet<stri
     provision: { type: 'permit', provision: denials },
   };
   if (req.reason !== undefined && req.reason.trim() !== '') {
-    consent.text = { status: 'additional', div: `<div xmlns="http://www.w3.org/1999/xhtml"><p>${escapeXml(req.reason.trim())}</p></div>` };
+    consent.text = {
+      status: 'additional',
+      div: `<div xmlns="http://www.w3.org/1999/xhtml"><p>${escapeXml(req.reason.trim())}</p></div>`,
+    };
   }
   return checkConsent(consent, rule);
 }
@@ -108,8 +143,10 @@ export function buildConsent(req: RestrictionRequest, services: ReadonlySet<stri
 /** FHIR R4 validation (src/fhir/validate.ts) plus the shape this module writes, under `rule`; returns the Consent. */
 export function checkConsent(json: unknown, rule: PatientMatchDef): Consent {
   const consent = validateResource(json, DEFAULT_VALIDATION_LIMITS) as unknown as Consent;
-  if (consent.resourceType !== 'Consent') throw new BrokerError('E_CONSENT_INVALID', 'resourceType: expected Consent', { path: 'resourceType' });
-  if (!isConsentId(consent.id ?? '')) throw new BrokerError('E_CONSENT_INVALID', 'Consent.id: expected a UUID', { path: 'Consent.id' });
+  if (consent.resourceType !== 'Consent')
+    throw new BrokerError('E_CONSENT_INVALID', 'resourceType: expected Consent', { path: 'resourceType' });
+  if (!isConsentId(consent.id ?? ''))
+    throw new BrokerError('E_CONSENT_INVALID', 'Consent.id: expected a UUID', { path: 'Consent.id' });
   consentPatient(consent, rule);
   restrictionOf(consent);
   return consent;
@@ -123,8 +160,15 @@ export function checkConsent(json: unknown, rule: PatientMatchDef): Consent {
 export function consentPatient(consent: Consent, rule: PatientMatchDef): string {
   const found = resolvePatient(consent as unknown as FhirResource, rule);
   if (found.kind !== 'patient') {
-    const expected = rule.match === 'reference' ? 'a reference Patient/<id>' : `a logical reference by an identifier of ${rule.system}`;
-    throw new BrokerError('E_CONSENT_INVALID', `Consent.patient: expected ${expected} (the catalog's patient matching rule)`, { path: 'Consent.patient' });
+    const expected =
+      rule.match === 'reference'
+        ? 'a reference Patient/<id>'
+        : `a logical reference by an identifier of ${rule.system}`;
+    throw new BrokerError(
+      'E_CONSENT_INVALID',
+      `Consent.patient: expected ${expected} (the catalog's patient matching rule)`,
+      { path: 'Consent.patient' },
+    );
   }
   return found.ref;
 }
@@ -132,8 +176,17 @@ export function consentPatient(consent: Consent, rule: PatientMatchDef): string 
 /** The enforceable content of a Consent this module wrote; E_CONSENT_INVALID for any other shape. */
 export function restrictionOf(consent: Consent): Restriction {
   const root = consent.provision;
-  if (root?.type !== 'permit' || root.actor !== undefined || root.purpose !== undefined || root.securityLabel !== undefined) {
-    throw new BrokerError('E_CONSENT_INVALID', 'Consent.provision: expected a base permit with nested deny provisions', { path: 'Consent.provision' });
+  if (
+    root?.type !== 'permit' ||
+    root.actor !== undefined ||
+    root.purpose !== undefined ||
+    root.securityLabel !== undefined
+  ) {
+    throw new BrokerError(
+      'E_CONSENT_INVALID',
+      'Consent.provision: expected a base permit with nested deny provisions',
+      { path: 'Consent.provision' },
+    );
   }
   const recipients = new Set<string>();
   const purposes = new Set<string>();
@@ -144,11 +197,18 @@ export function restrictionOf(consent: Consent): Restriction {
     // One kind per nested provision: two kinds in one provision would mean "both at once" (FHIR ANDs a
     // provision's elements), which the broker does not evaluate, so such a Consent is refused, not misread.
     if (p.type !== 'deny' || kinds !== 1 || p.provision !== undefined) {
-      throw new BrokerError('E_CONSENT_INVALID', `${path}: expected a deny provision with one of actor, purpose or securityLabel`, { path });
+      throw new BrokerError(
+        'E_CONSENT_INVALID',
+        `${path}: expected a deny provision with one of actor, purpose or securityLabel`,
+        { path },
+      );
     }
     for (const a of p.actor ?? []) {
       const id = a.reference.identifier;
-      if (id?.system !== SERVICE_SYSTEM || id.value === undefined) throw new BrokerError('E_CONSENT_INVALID', `${path}.actor: expected a service identifier`, { path: `${path}.actor` });
+      if (id?.system !== SERVICE_SYSTEM || id.value === undefined)
+        throw new BrokerError('E_CONSENT_INVALID', `${path}.actor: expected a service identifier`, {
+          path: `${path}.actor`,
+        });
       recipients.add(id.value);
     }
     for (const c of p.purpose ?? []) purposes.add(codeOf(c, PURPOSE_SYSTEM, `${path}.purpose`));
@@ -168,7 +228,8 @@ export function denyAllRestriction(id: string): Restriction {
 }
 
 function codeOf(c: Coding, system: string, path: string): string {
-  if (c.system !== system || c.code === undefined) throw new BrokerError('E_CONSENT_INVALID', `${path}: expected a code from ${system}`, { path });
+  if (c.system !== system || c.code === undefined)
+    throw new BrokerError('E_CONSENT_INVALID', `${path}: expected a code from ${system}`, { path });
   return c.code;
 }
 

@@ -36,7 +36,11 @@ export type RestrictionCheck = (service: string, purpose: string) => Denial | un
  * any entry's patient applies to the whole Bundle, with the labels of that entry and of the Bundle itself.
  * `patientOf` is called only when some restriction exists.
  */
-export function restrictionCheck(policy: RestrictionPolicy, resource: FhirResource, patientOf: (r: FhirResource) => string | undefined): RestrictionCheck | undefined {
+export function restrictionCheck(
+  policy: RestrictionPolicy,
+  resource: FhirResource,
+  patientOf: (r: FhirResource) => string | undefined,
+): RestrictionCheck | undefined {
   if (!policy.hasAny()) return undefined;
   const parts: { readonly restrictions: readonly Restriction[]; readonly resource: FhirResource }[] = [];
   for (const r of resourcesIn(resource)) {
@@ -62,7 +66,9 @@ export function restrictionCheck(policy: RestrictionPolicy, resource: FhirResour
         if (r.all) return { consent: r.id, reason: 'unreadable' };
         if (r.recipients.has(service)) return { consent: r.id, reason: 'recipient' };
         if (r.purposes.has(purpose)) return { consent: r.id, reason: 'purpose', code: purpose };
-        if (r.labels.size > 0) for (const l of labels(part.resource)) if (r.labels.has(l)) return { consent: r.id, reason: 'label', code: l };
+        if (r.labels.size > 0)
+          for (const l of labels(part.resource))
+            if (r.labels.has(l)) return { consent: r.id, reason: 'label', code: l };
       }
     }
     return undefined;

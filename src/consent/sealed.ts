@@ -30,7 +30,8 @@ export function sealConsentValue(key: Uint8Array, kvKey: string, json: unknown):
 
 /** The JSON sealed under `kvKey`; E_DECRYPT when it is not a value this key sealed for this KV key. */
 export function openConsentValue(key: Uint8Array, kvKey: string, value: Uint8Array): unknown {
-  if (value[0] !== VERSION) throw new BrokerError('E_DECRYPT', 'consent value: unknown format version', { path: 'consent' });
+  if (value[0] !== VERSION)
+    throw new BrokerError('E_DECRYPT', 'consent value: unknown format version', { path: 'consent' });
   const plain = openBlob(key, value.subarray(1), aad(kvKey), 'consent');
   try {
     return JSON.parse(new TextDecoder().decode(plain)) as unknown;

@@ -12,7 +12,14 @@ import { BrokerError } from '../wire/errors.js';
 import { ensureConsentBucket } from '../nats/setup.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
-import { buildConsent, checkConsent, consentPatient, isConsentId, revokedConsent, type RestrictionRequest } from './consent.js';
+import {
+  buildConsent,
+  checkConsent,
+  consentPatient,
+  isConsentId,
+  revokedConsent,
+  type RestrictionRequest,
+} from './consent.js';
 import { consentStoreKey, openConsentValue, sealConsentValue } from './sealed.js';
 
 export interface StoredConsent {
@@ -39,8 +46,20 @@ export class ConsentStore {
     private readonly now: () => number,
   ) {}
 
-  static async open(nc: NatsConnection, secrets: BrokerSecrets, catalog: ConsentCatalog, now: () => number = Date.now): Promise<ConsentStore> {
-    return new ConsentStore(await ensureConsentBucket(nc), secrets, consentStoreKey(secrets), new Set(catalog.services), catalog.patients, now);
+  static async open(
+    nc: NatsConnection,
+    secrets: BrokerSecrets,
+    catalog: ConsentCatalog,
+    now: () => number = Date.now,
+  ): Promise<ConsentStore> {
+    return new ConsentStore(
+      await ensureConsentBucket(nc),
+      secrets,
+      consentStoreKey(secrets),
+      new Set(catalog.services),
+      catalog.patients,
+      now,
+    );
   }
 
   /**
@@ -68,7 +87,10 @@ export class ConsentStore {
 
   /** Sets the restriction `inactive`; `changed` is false when it already was. E_CONSENT_UNKNOWN for an unknown id. */
   async revoke(id: string): Promise<StoredConsent & { readonly changed: boolean }> {
-    const unknown = new BrokerError('E_CONSENT_UNKNOWN', `no restriction with id ${isConsentId(id) ? id : '(not a consent id)'}`);
+    const unknown = new BrokerError(
+      'E_CONSENT_UNKNOWN',
+      `no restriction with id ${isConsentId(id) ? id : '(not a consent id)'}`,
+    );
     if (!isConsentId(id)) throw unknown;
     const [kvKey] = await this.keys(`*.${id}`);
     const stored = kvKey === undefined ? undefined : await this.read(kvKey);

@@ -15,7 +15,14 @@ import type { BrokerSecrets } from '../crypto/broker-secrets.js';
 import type { PatientMatchDef } from '../catalog/types.js';
 import { errorFields, type Logger } from '../log/log.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
-import { checkConsent, consentPatient, denyAllRestriction, isConsentId, restrictionOf, type Restriction } from './consent.js';
+import {
+  checkConsent,
+  consentPatient,
+  denyAllRestriction,
+  isConsentId,
+  restrictionOf,
+  type Restriction,
+} from './consent.js';
 import type { RestrictionPolicy } from './decide.js';
 import { consentStoreKey, openConsentValue } from './sealed.js';
 
@@ -37,7 +44,12 @@ export class ConsentView implements RestrictionPolicy {
   ) {}
 
   /** Starts watching and resolves once every restriction already stored has been applied. `rule`: the catalog's patient matching rule. */
-  static async start(kv: KV, secrets: Pick<BrokerSecrets, 'pseudonymKey'>, rule: PatientMatchDef, logger: Logger): Promise<ConsentView> {
+  static async start(
+    kv: KV,
+    secrets: Pick<BrokerSecrets, 'pseudonymKey'>,
+    rule: PatientMatchDef,
+    logger: Logger,
+  ): Promise<ConsentView> {
     const view = new ConsentView(kv, secrets, consentStoreKey(secrets), rule, logger);
     await view.watch();
     return view;
@@ -74,7 +86,10 @@ export class ConsentView implements RestrictionPolicy {
     const iterator = await this.kv.watch({
       initializedFn: () => {
         ready = true;
-        this.logger.info({ event: 'consent.loaded', revision: this.current, restrictions: this.active }, 'patient restrictions loaded');
+        this.logger.info(
+          { event: 'consent.loaded', revision: this.current, restrictions: this.active },
+          'patient restrictions loaded',
+        );
         loaded();
       },
     });
@@ -93,8 +108,16 @@ export class ConsentView implements RestrictionPolicy {
   /** The watch ended without stop(): restart it, so the view does not silently freeze. */
   private ended(err?: unknown): void {
     if (this.stopping) return;
-    this.logger.error({ event: 'consent.watch.ended', revision: this.current, ...(err === undefined ? {} : errorFields(err)) }, 'consent watch ended; restarting');
-    this.watch().catch((e: unknown) => this.logger.error({ event: 'consent.watch.failed', ...errorFields(e) }, 'consent watch could not restart; restrictions are frozen at the last revision'));
+    this.logger.error(
+      { event: 'consent.watch.ended', revision: this.current, ...(err === undefined ? {} : errorFields(err)) },
+      'consent watch ended; restarting',
+    );
+    this.watch().catch((e: unknown) =>
+      this.logger.error(
+        { event: 'consent.watch.failed', ...errorFields(e) },
+        'consent watch could not restart; restrictions are frozen at the last revision',
+      ),
+    );
   }
 
   private apply(e: KvEntry, ready: boolean): void {
@@ -109,15 +132,28 @@ export class ConsentView implements RestrictionPolicy {
         const consent = checkConsent(openConsentValue(this.key, e.key, e.value), this.rule);
         restriction = restrictionOf(consent);
         if (restriction.id !== id) throw new TypeError('consent id differs from its key');
-        if (patientPseudonym(this.secrets, consentPatient(consent, this.rule)) !== patient) throw new TypeError('consent patient differs from its key');
+        if (patientPseudonym(this.secrets, consentPatient(consent, this.rule)) !== patient)
+          throw new TypeError('consent patient differs from its key');
       } catch (err) {
-        this.logger.error({ event: 'consent.unreadable', revision: e.revision, consent: shownId, ...errorFields(err) }, 'a stored restriction could not be read: every delivery about its patient is withheld');
+        this.logger.error(
+          { event: 'consent.unreadable', revision: e.revision, consent: shownId, ...errorFields(err) },
+          'a stored restriction could not be read: every delivery about its patient is withheld',
+        );
         restriction = denyAllRestriction(shownId);
       }
     }
     this.set(patient, id, restriction?.active === true ? restriction : undefined);
     this.current = Math.max(this.current, e.revision);
-    if (ready) this.logger.info({ event: 'consent.applied', revision: e.revision, consent: shownId, status: restriction === undefined ? 'deleted' : restriction.active ? 'active' : 'inactive' }, 'patient restriction applied');
+    if (ready)
+      this.logger.info(
+        {
+          event: 'consent.applied',
+          revision: e.revision,
+          consent: shownId,
+          status: restriction === undefined ? 'deleted' : restriction.active ? 'active' : 'inactive',
+        },
+        'patient restriction applied',
+      );
     this.waiters = this.waiters.filter((w) => {
       if (w.revision > this.current) return true;
       w.resolve();

@@ -13,7 +13,20 @@
 import { KEY_BYTES, NONCE_BYTES, TAG_BYTES, openBlob, openBlobText, sealBlobBase64url } from './aead.js';
 import { base64urlDecodedLength, fromBase64url, isCanonicalBase64url } from './base64url.js';
 import { randomBytes, takeRandomInto, type RandomSource } from './random.js';
-import { SHORT_SEALED, SHORT_TEXT, decodeBase64urlInto, heapOf, raw, readBase64url, readUtf8Lenient, writeBase64url, writeUtf8, zero, type HeapBuffer, type SodiumModule } from './wasm-heap.js';
+import {
+  SHORT_SEALED,
+  SHORT_TEXT,
+  decodeBase64urlInto,
+  heapOf,
+  raw,
+  readBase64url,
+  readUtf8Lenient,
+  writeBase64url,
+  writeUtf8,
+  zero,
+  type HeapBuffer,
+  type SodiumModule,
+} from './wasm-heap.js';
 
 const utf8Fatal = new TextDecoder('utf-8', { fatal: true });
 
@@ -44,7 +57,8 @@ export class LeafCipher {
   #plainLength = 0;
 
   constructor(key: Uint8Array, aadPrefix: string, aadSuffix: string) {
-    if (!(key instanceof Uint8Array) || key.length !== KEY_BYTES) throw new TypeError(`AEAD key must be ${KEY_BYTES} bytes`);
+    if (!(key instanceof Uint8Array) || key.length !== KEY_BYTES)
+      throw new TypeError(`AEAD key must be ${KEY_BYTES} bytes`);
     this.#key = key;
     this.#prefix = aadPrefix;
     this.#suffix = aadSuffix;
@@ -129,7 +143,8 @@ export class LeafCipher {
    */
   seal(plaintext: string, random: RandomSource): string {
     const m = this.#m;
-    if (m === null) return sealBlobBase64url(this.#key, utf8(plaintext), utf8(this.#prefix + this.#midText + this.#suffix), random);
+    if (m === null)
+      return sealBlobBase64url(this.#key, utf8(plaintext), utf8(this.#prefix + this.#midText + this.#suffix), random);
     // Data after the AAD: plaintext | nonce | ciphertext+tag. UTF-8 takes at most 3 bytes per UTF-16 unit.
     const maxPlain = plaintext.length * 3;
     const heap = this.#area(m, this.#suffixBytes.length + maxPlain + NONCE_BYTES + maxPlain + TAG_BYTES);
@@ -163,7 +178,8 @@ export class LeafCipher {
    */
   sealBytes(plaintext: Uint8Array, random: RandomSource): string {
     const m = this.#m;
-    if (m === null) return sealBlobBase64url(this.#key, plaintext, utf8(this.#prefix + this.#midText + this.#suffix), random);
+    if (m === null)
+      return sealBlobBase64url(this.#key, plaintext, utf8(this.#prefix + this.#midText + this.#suffix), random);
     const n = plaintext.length;
     const heap = this.#area(m, this.#suffixBytes.length + n + NONCE_BYTES + n + TAG_BYTES);
     const mp = this.#aad(heap);
@@ -183,7 +199,8 @@ export class LeafCipher {
     }
     const cp = np + NONCE_BYTES;
     const end = cp + mlen + TAG_BYTES;
-    if (m._crypto_aead_xchacha20poly1305_ietf_encrypt(cp, 0, mp, mlen, 0, ap, mp - ap, 0, 0, np, this.#p) !== 0) throw new Error('libsodium refused to encrypt');
+    if (m._crypto_aead_xchacha20poly1305_ietf_encrypt(cp, 0, mp, mlen, 0, ap, mp - ap, 0, 0, np, this.#p) !== 0)
+      throw new Error('libsodium refused to encrypt');
     return readBase64url(heap, np, end);
   }
 
@@ -233,13 +250,15 @@ export class LeafCipher {
     const ap = this.#p + KEY_BYTES;
     const np = this.#aad(heap);
     // A short text is checked (canonical base64url, as isCanonicalBase64url) and decoded in one loop.
-    const written = sealed.length > SHORT_SEALED ? writeBase64url(heap, sealed, np, n) : decodeBase64urlInto(heap, sealed, np);
+    const written =
+      sealed.length > SHORT_SEALED ? writeBase64url(heap, sealed, np, n) : decodeBase64urlInto(heap, sealed, np);
     const cp = np + NONCE_BYTES;
     const clen = n - NONCE_BYTES;
     const mp = np + n;
     const mlen = clen - TAG_BYTES;
     if (written !== n) return undefined;
-    if (m._crypto_aead_xchacha20poly1305_ietf_decrypt(mp, 0, 0, cp, clen, 0, ap, np - ap, 0, np, this.#p) !== 0) return undefined;
+    if (m._crypto_aead_xchacha20poly1305_ietf_decrypt(mp, 0, 0, cp, clen, 0, ap, np - ap, 0, np, this.#p) !== 0)
+      return undefined;
     this.#plainAt = mp;
     this.#plainLength = mlen;
     return heap;
@@ -283,7 +302,12 @@ function openTextOneCall(key: Uint8Array, sealed: string, aad: string): string |
 }
 
 /** `use` with a LeafCipher over `key` and that AAD frame, disposed (zeroed and freed) however `use` ends. */
-export function withLeafCipher<T>(key: Uint8Array, aadPrefix: string, aadSuffix: string, use: (cipher: LeafCipher) => T): T {
+export function withLeafCipher<T>(
+  key: Uint8Array,
+  aadPrefix: string,
+  aadSuffix: string,
+  use: (cipher: LeafCipher) => T,
+): T {
   const cipher = new LeafCipher(key, aadPrefix, aadSuffix);
   try {
     return use(cipher);

@@ -16,11 +16,17 @@ export const NONCE_BYTES = 24;
 export const TAG_BYTES = 16;
 
 function checkKey(key: Uint8Array): void {
-  if (!(key instanceof Uint8Array) || key.length !== KEY_BYTES) throw new TypeError(`AEAD key must be ${KEY_BYTES} bytes`);
+  if (!(key instanceof Uint8Array) || key.length !== KEY_BYTES)
+    throw new TypeError(`AEAD key must be ${KEY_BYTES} bytes`);
 }
 
 /** Encrypts `plaintext` bound to `aad`; returns `nonce || ciphertext || tag`. */
-export function sealBlob(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, random: RandomSource = randomBytes): Uint8Array {
+export function sealBlob(
+  key: Uint8Array,
+  plaintext: Uint8Array,
+  aad: Uint8Array,
+  random: RandomSource = randomBytes,
+): Uint8Array {
   checkKey(key);
   const nonce = random(NONCE_BYTES);
   if (nonce.length !== NONCE_BYTES) throw new TypeError('random source returned the wrong number of bytes');
@@ -39,7 +45,12 @@ function copyOut(heap: Uint8Array, start: number, end: number): Uint8Array {
 }
 
 /** `nonce || ciphertext || tag` computed in a zeroed scratch block; undefined when the raw module is not exposed. */
-function sealInHeap(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, nonce: Uint8Array): Uint8Array | undefined {
+function sealInHeap(
+  key: Uint8Array,
+  plaintext: Uint8Array,
+  aad: Uint8Array,
+  nonce: Uint8Array,
+): Uint8Array | undefined {
   const m = raw();
   if (m === null) return undefined;
   const mlen = plaintext.length;
@@ -57,7 +68,8 @@ function sealInHeap(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, non
     heap.set(aad, ap);
     heap.set(plaintext, mp);
     heap.set(nonce, np);
-    if (m._crypto_aead_xchacha20poly1305_ietf_encrypt(cp, 0, mp, mlen, 0, ap, aad.length, 0, 0, np, p) !== 0) throw new Error('libsodium refused to encrypt');
+    if (m._crypto_aead_xchacha20poly1305_ietf_encrypt(cp, 0, mp, mlen, 0, ap, aad.length, 0, 0, np, p) !== 0)
+      throw new Error('libsodium refused to encrypt');
     return copyOut(heap, np, cp + mlen + TAG_BYTES);
   } finally {
     zero(heap, p, p + size);
@@ -83,7 +95,22 @@ function openInHeap(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8
     heap.set(key, p);
     heap.set(aad, ap);
     heap.set(sealed, sp);
-    if (m._crypto_aead_xchacha20poly1305_ietf_decrypt(mp, 0, 0, sp + NONCE_BYTES, n - NONCE_BYTES, 0, ap, aad.length, 0, sp, p) !== 0) return null;
+    if (
+      m._crypto_aead_xchacha20poly1305_ietf_decrypt(
+        mp,
+        0,
+        0,
+        sp + NONCE_BYTES,
+        n - NONCE_BYTES,
+        0,
+        ap,
+        aad.length,
+        0,
+        sp,
+        p,
+      ) !== 0
+    )
+      return null;
     return copyOut(heap, mp, mp + mlen);
   } finally {
     zero(heap, p, p + size);
@@ -102,14 +129,25 @@ export function openBlob(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array, p
   if (inHeap === null) throw decryptError(path);
   if (inHeap !== undefined) return inHeap;
   try {
-    return getSodium().crypto_aead_xchacha20poly1305_ietf_decrypt(null, sealed.subarray(NONCE_BYTES), aad, sealed.subarray(0, NONCE_BYTES), key);
+    return getSodium().crypto_aead_xchacha20poly1305_ietf_decrypt(
+      null,
+      sealed.subarray(NONCE_BYTES),
+      aad,
+      sealed.subarray(0, NONCE_BYTES),
+      key,
+    );
   } catch (cause) {
     throw decryptError(path, cause);
   }
 }
 
 /** sealBlob, returned as base64url text. */
-export function sealBlobBase64url(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, random: RandomSource): string {
+export function sealBlobBase64url(
+  key: Uint8Array,
+  plaintext: Uint8Array,
+  aad: Uint8Array,
+  random: RandomSource,
+): string {
   return toBase64url(sealBlob(key, plaintext, aad, random));
 }
 
@@ -123,7 +161,14 @@ export function openBlobText(key: Uint8Array, sealed: Uint8Array, aad: Uint8Arra
   if (inHeap === null) return undefined;
   try {
     if (inHeap !== undefined) return utf8Fatal.decode(inHeap); // not UTF-8: undefined, as libsodium's 'text' output throws
-    return getSodium().crypto_aead_xchacha20poly1305_ietf_decrypt(null, sealed.subarray(NONCE_BYTES), aad, sealed.subarray(0, NONCE_BYTES), key, 'text');
+    return getSodium().crypto_aead_xchacha20poly1305_ietf_decrypt(
+      null,
+      sealed.subarray(NONCE_BYTES),
+      aad,
+      sealed.subarray(0, NONCE_BYTES),
+      key,
+      'text',
+    );
   } catch {
     return undefined;
   }
@@ -132,5 +177,9 @@ export function openBlobText(key: Uint8Array, sealed: Uint8Array, aad: Uint8Arra
 const utf8Fatal = new TextDecoder('utf-8', { fatal: true });
 
 function decryptError(path: string, cause?: unknown): BrokerError {
-  return new BrokerError('E_DECRYPT', `${path} could not be decrypted or authenticated`, cause === undefined ? { path } : { path, cause });
+  return new BrokerError(
+    'E_DECRYPT',
+    `${path} could not be decrypted or authenticated`,
+    cause === undefined ? { path } : { path, cause },
+  );
 }

@@ -3,7 +3,14 @@
 // the files live in keyfiles.ts. Parsing is strict and checks that `d` really yields `x`.
 import { BrokerError } from '../wire/errors.js';
 import { fromBase64url, toBase64url } from './base64url.js';
-import { encryptionKeyFromSecret, parseKid, signingKeyFromSeed, type KeyUse, type PublicKeyRecord, type ServiceKeys } from './keypairs.js';
+import {
+  encryptionKeyFromSecret,
+  parseKid,
+  signingKeyFromSeed,
+  type KeyUse,
+  type PublicKeyRecord,
+  type ServiceKeys,
+} from './keypairs.js';
 
 export interface OkpJwk {
   kty: 'OKP';
@@ -22,7 +29,13 @@ export interface Jwks {
 const CRV: Record<KeyUse, OkpJwk['crv']> = { sig: 'Ed25519', enc: 'X25519' };
 
 export function publicJwk(record: PublicKeyRecord): OkpJwk {
-  const jwk: OkpJwk = { kty: 'OKP', crv: CRV[record.use], kid: record.kid, use: record.use, x: toBase64url(record.publicKey) };
+  const jwk: OkpJwk = {
+    kty: 'OKP',
+    crv: CRV[record.use],
+    kid: record.kid,
+    use: record.use,
+    x: toBase64url(record.publicKey),
+  };
   if (record.use === 'sig') jwk.alg = 'EdDSA';
   return jwk;
 }
@@ -31,8 +44,23 @@ export function publicJwk(record: PublicKeyRecord): OkpJwk {
 export function privateJwks(versions: readonly ServiceKeys[]): Jwks {
   const keys: OkpJwk[] = [];
   for (const v of versions) {
-    keys.push({ kty: 'OKP', crv: 'Ed25519', kid: v.sign.kid, use: 'sig', alg: 'EdDSA', x: toBase64url(v.sign.publicKey), d: toBase64url(v.sign.secretKey.subarray(0, 32)) });
-    keys.push({ kty: 'OKP', crv: 'X25519', kid: v.enc.kid, use: 'enc', x: toBase64url(v.enc.publicKey), d: toBase64url(v.enc.secretKey) });
+    keys.push({
+      kty: 'OKP',
+      crv: 'Ed25519',
+      kid: v.sign.kid,
+      use: 'sig',
+      alg: 'EdDSA',
+      x: toBase64url(v.sign.publicKey),
+      d: toBase64url(v.sign.secretKey.subarray(0, 32)),
+    });
+    keys.push({
+      kty: 'OKP',
+      crv: 'X25519',
+      kid: v.enc.kid,
+      use: 'enc',
+      x: toBase64url(v.enc.publicKey),
+      d: toBase64url(v.enc.secretKey),
+    });
   }
   return { keys };
 }
@@ -72,7 +100,8 @@ function checkJwk(file: string, path: string, value: unknown, wantPrivate: boole
 }
 
 function keysArray(file: string, json: unknown): unknown[] {
-  if (typeof json !== 'object' || json === null || !Array.isArray((json as { keys?: unknown }).keys)) throw invalid(file, 'keys', 'a JWK Set { "keys": [...] }');
+  if (typeof json !== 'object' || json === null || !Array.isArray((json as { keys?: unknown }).keys))
+    throw invalid(file, 'keys', 'a JWK Set { "keys": [...] }');
   return (json as { keys: unknown[] }).keys;
 }
 
@@ -101,7 +130,8 @@ export function serviceKeysFromJwks(file: string, serviceId: string, json: unkno
   return versions.map((v) => {
     const sign = sig.get(v);
     const e = enc.get(v);
-    if (sign === undefined || e === undefined) throw invalid(file, 'keys', `both a sig and an enc key for version ${v}`);
+    if (sign === undefined || e === undefined)
+      throw invalid(file, 'keys', `both a sig and an enc key for version ${v}`);
     return Object.freeze({ service: serviceId, sign, enc: e });
   });
 }

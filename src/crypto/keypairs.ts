@@ -56,13 +56,18 @@ export function parseKid(kid: string): ParsedKid | undefined {
 
 export function makeKid(service: string, use: KeyUse, version: number): string {
   if (!SERVICE_ID_PATTERN.test(service)) throw new TypeError('service id must match SERVICE_ID_PATTERN');
-  if (!Number.isSafeInteger(version) || version < 1 || version > 999_999_999) throw new TypeError('key version must be an integer from 1');
+  if (!Number.isSafeInteger(version) || version < 1 || version > 999_999_999)
+    throw new TypeError('key version must be an integer from 1');
   return `${service}:${use}:${version}`;
 }
 
 /** Attaches toJSON and inspect hooks that hide the secret key (non-enumerable, so spreading a key drops them). */
 function redacted<T extends { kid: string; publicKey: Uint8Array; secretKey: Uint8Array }>(pair: T): T {
-  const shown = (): { kid: string; publicKey: string; secretKey: '[redacted]' } => ({ kid: pair.kid, publicKey: toBase64url(pair.publicKey), secretKey: '[redacted]' });
+  const shown = (): { kid: string; publicKey: string; secretKey: '[redacted]' } => ({
+    kid: pair.kid,
+    publicKey: toBase64url(pair.publicKey),
+    secretKey: '[redacted]',
+  });
   Object.defineProperty(pair, 'toJSON', { value: shown, enumerable: false });
   Object.defineProperty(pair, inspect.custom, { value: () => `KeyPair ${JSON.stringify(shown())}`, enumerable: false });
   return Object.freeze(pair);

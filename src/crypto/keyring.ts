@@ -4,7 +4,14 @@
 // opening a message do no asymmetric operation besides its one signature.
 import { BrokerError } from '../wire/errors.js';
 import { deriveKek, kekId, splitKekId, type Kek } from './kek.js';
-import { parseKid, publicRecords, type EncryptionKeyPair, type PublicKeyRecord, type ServiceKeys, type SigningKeyPair } from './keypairs.js';
+import {
+  parseKid,
+  publicRecords,
+  type EncryptionKeyPair,
+  type PublicKeyRecord,
+  type ServiceKeys,
+  type SigningKeyPair,
+} from './keypairs.js';
 
 function unknownKey(kid: string): BrokerError {
   return new BrokerError('E_KEY_UNKNOWN', `key ${kid} is not held (never issued, or retired)`);

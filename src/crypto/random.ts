@@ -50,7 +50,8 @@ export function takeRandomInto(target: Uint8Array, at: number, n: number): void 
     target.set(randomBytes(n), at);
     return;
   }
-  if (!Number.isSafeInteger(n) || n < 0 || at + n > target.length) throw new RangeError('takeRandomInto: n out of range or target too small');
+  if (!Number.isSafeInteger(n) || n < 0 || at + n > target.length)
+    throw new RangeError('takeRandomInto: n out of range or target too small');
   if (offset + n > chunk.length) {
     chunk = randomFillSync(new Uint8Array(CHUNK));
     offset = 0;

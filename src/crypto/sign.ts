@@ -20,8 +20,13 @@ const publicCache = new WeakMap<Uint8Array, KeyObject>();
 function privateKeyObject(secretKey: Uint8Array): KeyObject {
   let key = privateCache.get(secretKey);
   if (key === undefined) {
-    if (secretKey.length !== SIGN_SECRET_BYTES) throw new TypeError(`Ed25519 secret key must be ${SIGN_SECRET_BYTES} bytes (seed || public key)`);
-    key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, secretKey.subarray(0, 32)]), format: 'der', type: 'pkcs8' });
+    if (secretKey.length !== SIGN_SECRET_BYTES)
+      throw new TypeError(`Ed25519 secret key must be ${SIGN_SECRET_BYTES} bytes (seed || public key)`);
+    key = createPrivateKey({
+      key: Buffer.concat([PKCS8_PREFIX, secretKey.subarray(0, 32)]),
+      format: 'der',
+      type: 'pkcs8',
+    });
     privateCache.set(secretKey, key);
   }
   return key;
@@ -30,7 +35,8 @@ function privateKeyObject(secretKey: Uint8Array): KeyObject {
 function publicKeyObject(publicKey: Uint8Array): KeyObject | undefined {
   let key = publicCache.get(publicKey);
   if (key === undefined) {
-    if (publicKey.length !== SIGN_PUBLIC_BYTES) throw new TypeError(`Ed25519 public key must be ${SIGN_PUBLIC_BYTES} bytes`);
+    if (publicKey.length !== SIGN_PUBLIC_BYTES)
+      throw new TypeError(`Ed25519 public key must be ${SIGN_PUBLIC_BYTES} bytes`);
     try {
       key = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' });
     } catch {

@@ -11,8 +11,32 @@ export interface SodiumModule {
   _malloc(size: number): number;
   _free(ptr: number): void;
   // 64-bit lengths are passed as two 32-bit halves (low, high), as libsodium-wrappers itself passes them.
-  _crypto_aead_xchacha20poly1305_ietf_encrypt(c: number, clenP: number, m: number, mlenLo: number, mlenHi: number, ad: number, adlenLo: number, adlenHi: number, nsec: number, npub: number, k: number): number;
-  _crypto_aead_xchacha20poly1305_ietf_decrypt(m: number, mlenP: number, nsec: number, c: number, clenLo: number, clenHi: number, ad: number, adlenLo: number, adlenHi: number, npub: number, k: number): number;
+  _crypto_aead_xchacha20poly1305_ietf_encrypt(
+    c: number,
+    clenP: number,
+    m: number,
+    mlenLo: number,
+    mlenHi: number,
+    ad: number,
+    adlenLo: number,
+    adlenHi: number,
+    nsec: number,
+    npub: number,
+    k: number,
+  ): number;
+  _crypto_aead_xchacha20poly1305_ietf_decrypt(
+    m: number,
+    mlenP: number,
+    nsec: number,
+    c: number,
+    clenLo: number,
+    clenHi: number,
+    ad: number,
+    adlenLo: number,
+    adlenHi: number,
+    npub: number,
+    k: number,
+  ): number;
 }
 
 /**
@@ -26,8 +50,15 @@ export interface HeapBuffer extends Buffer {
   base64urlSlice?(start: number, end: number): string;
   utf8Slice?(start: number, end: number): string;
 }
-const direct = typeof (Buffer.prototype as HeapBuffer).utf8Write === 'function' && typeof (Buffer.prototype as HeapBuffer).base64urlWrite === 'function' && typeof (Buffer.prototype as HeapBuffer).base64urlSlice === 'function' && typeof (Buffer.prototype as HeapBuffer).utf8Slice === 'function';
-const writeUtf8Native = direct ? (h: HeapBuffer, s: string, at: number, max: number): number => (h.utf8Write as NonNullable<HeapBuffer['utf8Write']>)(s, at, max) : (h: HeapBuffer, s: string, at: number, max: number): number => h.write(s, at, max, 'utf8');
+const direct =
+  typeof (Buffer.prototype as HeapBuffer).utf8Write === 'function' &&
+  typeof (Buffer.prototype as HeapBuffer).base64urlWrite === 'function' &&
+  typeof (Buffer.prototype as HeapBuffer).base64urlSlice === 'function' &&
+  typeof (Buffer.prototype as HeapBuffer).utf8Slice === 'function';
+const writeUtf8Native = direct
+  ? (h: HeapBuffer, s: string, at: number, max: number): number =>
+      (h.utf8Write as NonNullable<HeapBuffer['utf8Write']>)(s, at, max)
+  : (h: HeapBuffer, s: string, at: number, max: number): number => h.write(s, at, max, 'utf8');
 /** Below this many UTF-16 units a JavaScript loop writes ASCII text faster than a call into C++ does. */
 export const SHORT_TEXT = 64;
 
@@ -42,16 +73,27 @@ export function writeUtf8(h: HeapBuffer, s: string, at: number, max: number): nu
   }
   return n;
 }
-export const writeBase64url = direct ? (h: HeapBuffer, s: string, at: number, max: number): number => (h.base64urlWrite as NonNullable<HeapBuffer['base64urlWrite']>)(s, at, max) : (h: HeapBuffer, s: string, at: number, max: number): number => h.write(s, at, max, 'base64url');
-export const readBase64url = direct ? (h: HeapBuffer, start: number, end: number): string => (h.base64urlSlice as NonNullable<HeapBuffer['base64urlSlice']>)(start, end) : (h: HeapBuffer, start: number, end: number): string => h.toString('base64url', start, end);
-export const readUtf8Lenient = direct ? (h: HeapBuffer, start: number, end: number): string => (h.utf8Slice as NonNullable<HeapBuffer['utf8Slice']>)(start, end) : (h: HeapBuffer, start: number, end: number): string => h.toString('utf8', start, end);
-export const zero = (h: Uint8Array, start: number, end: number): void => void Uint8Array.prototype.fill.call(h, 0, start, end);
+export const writeBase64url = direct
+  ? (h: HeapBuffer, s: string, at: number, max: number): number =>
+      (h.base64urlWrite as NonNullable<HeapBuffer['base64urlWrite']>)(s, at, max)
+  : (h: HeapBuffer, s: string, at: number, max: number): number => h.write(s, at, max, 'base64url');
+export const readBase64url = direct
+  ? (h: HeapBuffer, start: number, end: number): string =>
+      (h.base64urlSlice as NonNullable<HeapBuffer['base64urlSlice']>)(start, end)
+  : (h: HeapBuffer, start: number, end: number): string => h.toString('base64url', start, end);
+export const readUtf8Lenient = direct
+  ? (h: HeapBuffer, start: number, end: number): string =>
+      (h.utf8Slice as NonNullable<HeapBuffer['utf8Slice']>)(start, end)
+  : (h: HeapBuffer, start: number, end: number): string => h.toString('utf8', start, end);
+export const zero = (h: Uint8Array, start: number, end: number): void =>
+  void Uint8Array.prototype.fill.call(h, 0, start, end);
 
 /** Up to this many characters a sealed leaf is decoded by decodeBase64urlInto (a leaf of a typical resource is 60–120). */
 export const SHORT_SEALED = 512;
 /** base64url (RFC 4648 section 5) character code → 6-bit value, -1 outside the alphabet. */
 const B64URL = new Int8Array(128).fill(-1);
-for (let i = 0; i < 64; i++) B64URL['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.charCodeAt(i)] = i;
+for (let i = 0; i < 64; i++)
+  B64URL['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.charCodeAt(i)] = i;
 
 function sextet(text: string, i: number): number {
   const c = text.charCodeAt(i);

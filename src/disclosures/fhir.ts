@@ -31,11 +31,28 @@ export function disclosureAuditEvent(d: StoredDisclosure, patientRef: string): A
     purposeOfEvent: [{ coding: [{ system: PURPOSE_SYSTEM, code: r.purpose }] }],
     agent: [
       { type: { coding: [{ system: DCM, code: '110153', display: 'Source Role ID' }] }, who: broker, requestor: false },
-      { type: { coding: [{ system: DCM, code: '110152', display: 'Destination Role ID' }] }, who: { identifier: { system: SERVICE_SYSTEM, value: r.recipient }, display: r.recipient }, requestor: false },
+      {
+        type: { coding: [{ system: DCM, code: '110152', display: 'Destination Role ID' }] },
+        who: { identifier: { system: SERVICE_SYSTEM, value: r.recipient }, display: r.recipient },
+        requestor: false,
+      },
     ],
-    source: { observer: broker, type: [{ system: 'http://terminology.hl7.org/CodeSystem/security-source-type', code: '4', display: 'Application Server' }] },
+    source: {
+      observer: broker,
+      type: [
+        {
+          system: 'http://terminology.hl7.org/CodeSystem/security-source-type',
+          code: '4',
+          display: 'Application Server',
+        },
+      ],
+    },
     entity: [
-      { what: patientReference(patientRef), type: { system: ENTITY_TYPE, code: '1', display: 'Person' }, role: { system: OBJECT_ROLE, code: '1', display: 'Patient' } },
+      {
+        what: patientReference(patientRef),
+        type: { system: ENTITY_TYPE, code: '1', display: 'Person' },
+        role: { system: OBJECT_ROLE, code: '1', display: 'Patient' },
+      },
       {
         what: { identifier: { system: MESSAGE_SYSTEM, value: r.messageId } },
         type: { system: 'http://hl7.org/fhir/resource-types', code: r.type },

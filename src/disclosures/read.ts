@@ -15,7 +15,11 @@ export interface StoredDisclosure {
 const BATCH = 256;
 
 /** Oldest first; records whose date is before `since` are left out. `skipped` counts messages that are not records. */
-export async function readDisclosures(nc: NatsConnection, patient: string, since: Date): Promise<{ disclosures: StoredDisclosure[]; skipped: number }> {
+export async function readDisclosures(
+  nc: NatsConnection,
+  patient: string,
+  since: Date,
+): Promise<{ disclosures: StoredDisclosure[]; skipped: number }> {
   const jsm = await nc.jetstreamManager();
   try {
     await jsm.streams.info(STREAMS.disclosures);

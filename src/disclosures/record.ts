@@ -77,7 +77,8 @@ export function disclosureMessages(
       out.push({
         subject: subjects.disclosure(patient ?? UNRESOLVED_PATIENT, d.service),
         // One record per patient of the delivery, each with its own stable de-duplication id.
-        msgId: patients.length === 1 ? `disclosure.${d.msgId}` : `disclosure.${d.msgId}.${patient ?? UNRESOLVED_PATIENT}`,
+        msgId:
+          patients.length === 1 ? `disclosure.${d.msgId}` : `disclosure.${d.msgId}.${patient ?? UNRESOLVED_PATIENT}`,
         bytes,
         unresolved: patient === undefined,
       });

@@ -50,7 +50,9 @@ function leafText(value: unknown, ctx: LeafContext): string {
       break;
     default:
   }
-  throw new TypeError(`sealEnvelope: the value at ${shownPath(ctx.cipher.middle())} is not JSON (undefined, non-finite number, bigint, function or symbol)`);
+  throw new TypeError(
+    `sealEnvelope: the value at ${shownPath(ctx.cipher.middle())} is not JSON (undefined, non-finite number, bigint, function or symbol)`,
+  );
 }
 
 /**
@@ -78,7 +80,8 @@ function sealNode(ctx: LeafContext, value: unknown): string {
     }
     return `${s}]`;
   }
-  if (!isPlainObject(value)) throw new TypeError(`sealEnvelope: the value at ${shownPath(ctx.cipher.middle())} is not a plain JSON object`);
+  if (!isPlainObject(value))
+    throw new TypeError(`sealEnvelope: the value at ${shownPath(ctx.cipher.middle())} is not a plain JSON object`);
   return sealObject(ctx, value, isResourceObject(value) ? 'resource' : 'plain');
 }
 
@@ -188,7 +191,8 @@ function openNode(ctx: LeafContext, node: unknown): Json {
 }
 
 function put(out: Record<string, Json>, k: string, v: Json): void {
-  if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+  if (k === '__proto__')
+    Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
   else out[k] = v;
 }
 
@@ -199,7 +203,8 @@ function openObject(ctx: LeafContext, obj: Record<string, unknown>, mode: Object
     const mark = enterKey(ctx, k, isSimpleKey(k));
     if (mode === 'resource' && k === 'resourceType') put(out, k, v as string);
     else if (mode === 'resource' && k === 'meta' && isObj(v)) put(out, k, openObject(ctx, v, 'meta'));
-    else if (mode === 'meta' && k === 'profile' && Array.isArray(v) && isCanonicalList(v)) put(out, k, [...(v as string[])]);
+    else if (mode === 'meta' && k === 'profile' && Array.isArray(v) && isCanonicalList(v))
+      put(out, k, [...(v as string[])]);
     else if (mode === 'meta' && k === 'security' && Array.isArray(v)) put(out, k, openSecurity(ctx, v));
     else if (isPlainLeaf(mode, k, v)) put(out, k, v as Json);
     else put(out, k, openNode(ctx, v));
@@ -220,7 +225,11 @@ function openSecurity(ctx: LeafContext, list: unknown[]): Json[] {
 }
 
 /** The resource with every sealed leaf decrypted and checked against its path, message and data key. */
-export function openResource(ctx: LeafContext, body: Record<string, unknown>, rootPath: string): { [key: string]: Json } {
+export function openResource(
+  ctx: LeafContext,
+  body: Record<string, unknown>,
+  rootPath: string,
+): { [key: string]: Json } {
   const mark = ctx.cipher.appendMiddle(rootPath);
   const out = openObject(ctx, body, 'resource');
   ctx.cipher.truncateMiddle(mark);

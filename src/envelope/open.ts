@@ -45,16 +45,23 @@ export function verifySignedEnvelope(bytes: Uint8Array, sig: string | undefined,
 function unwrapDataKey(env: Envelope, recipient: string, kek: Kek | ((kekId: string) => Kek)): Uint8Array {
   const index = env.keys.findIndex((k) => k.to === recipient);
   const entry = env.keys[index];
-  if (entry === undefined) throw new BrokerError('E_KEY_UNKNOWN', `the envelope holds no data key for recipient ${recipient}`, { path: 'keys' });
+  if (entry === undefined)
+    throw new BrokerError('E_KEY_UNKNOWN', `the envelope holds no data key for recipient ${recipient}`, {
+      path: 'keys',
+    });
   const path = `keys[${index}].wk`;
   const resolved = typeof kek === 'function' ? kek(entry.kek) : kek;
-  if (resolved.id !== entry.kek) throw new BrokerError('E_KEY_UNKNOWN', `${path}: wrapped under KEK ${entry.kek}, not the one given`, { path: `keys[${index}].kek` });
+  if (resolved.id !== entry.kek)
+    throw new BrokerError('E_KEY_UNKNOWN', `${path}: wrapped under KEK ${entry.kek}, not the one given`, {
+      path: `keys[${index}].kek`,
+    });
   // Opened in a scratch block that is zeroed afterwards: neither KEK nor data key stays in WebAssembly memory.
   const key = withLeafCipher(resolved.key, '', '', (unwrapper) => {
     unwrapper.appendMiddle(wrapAadText(env.id, recipient, entry.kek, env.dk));
     return unwrapper.openBytes(entry.wk);
   });
-  if (key === undefined || key.length !== KEY_BYTES) throw new BrokerError('E_DECRYPT', `${path} could not be decrypted or authenticated`, { path });
+  if (key === undefined || key.length !== KEY_BYTES)
+    throw new BrokerError('E_DECRYPT', `${path} could not be decrypted or authenticated`, { path });
   return key;
 }
 
@@ -66,14 +73,19 @@ function unwrapDataKey(env: Envelope, recipient: string, kek: Kek | ((kekId: str
 export function openEnvelope(env: Envelope, recipient: string, kek: Kek | ((kekId: string) => Kek)): unknown {
   const dataKey = unwrapDataKey(env, recipient, kek);
   try {
-    if (env.typ !== RAW_TYPE && typeof env.body !== 'object') throw new BrokerError('E_ENVELOPE_INVALID', 'envelope field body: expected a sealed resource object', { path: 'body' });
+    if (env.typ !== RAW_TYPE && typeof env.body !== 'object')
+      throw new BrokerError('E_ENVELOPE_INVALID', 'envelope field body: expected a sealed resource object', {
+        path: 'body',
+      });
     return withLeafCipher(dataKey, leafAadPrefix(env.id), leafAadSuffix(env.dk), (cipher) => {
-      if (env.typ !== RAW_TYPE) return openResource({ cipher, random: noRandom }, env.body as Record<string, unknown>, env.typ);
+      if (env.typ !== RAW_TYPE)
+        return openResource({ cipher, random: noRandom }, env.body as Record<string, unknown>, env.typ);
       // The one `$raw` leaf, opened in the zeroed scratch block (libsodium-wrappers' openBlob leaves key and
       // plaintext in freed WebAssembly memory).
       cipher.appendMiddle(RAW_TYPE);
       const raw = typeof env.body === 'string' ? cipher.openBytes(env.body) : undefined;
-      if (raw === undefined) throw new BrokerError('E_DECRYPT', `${RAW_TYPE} could not be decrypted or authenticated`, { path: RAW_TYPE });
+      if (raw === undefined)
+        throw new BrokerError('E_DECRYPT', `${RAW_TYPE} could not be decrypted or authenticated`, { path: RAW_TYPE });
       const payload: RawPayload = { raw };
       return payload;
     });

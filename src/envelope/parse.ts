@@ -33,7 +33,11 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 /** Refuses members outside `allowed`; the path shows an unknown key only if it looks like an element name. */
-function onlyFields(obj: Record<string, unknown>, allowed: ReadonlySet<string>, at: readonly (string | number)[]): void {
+function onlyFields(
+  obj: Record<string, unknown>,
+  allowed: ReadonlySet<string>,
+  at: readonly (string | number)[],
+): void {
   for (const k of Object.keys(obj)) if (!allowed.has(k)) throw invalid(formatPath([...at, k]), 'no such field');
 }
 
@@ -45,12 +49,14 @@ function str(obj: Record<string, unknown>, key: string, path: string, pattern: R
 
 function time(obj: Record<string, unknown>, key: string, path: string): number {
   const v = obj[key];
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw invalid(path, 'milliseconds since the epoch (non-negative integer)');
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    throw invalid(path, 'milliseconds since the epoch (non-negative integer)');
   return v;
 }
 
 function parseKeys(value: unknown): WrappedKey[] {
-  if (!Array.isArray(value) || value.length === 0 || value.length > MAX_RECIPIENTS) throw invalid('keys', `an array of 1 to ${MAX_RECIPIENTS} wrapped keys`);
+  if (!Array.isArray(value) || value.length === 0 || value.length > MAX_RECIPIENTS)
+    throw invalid('keys', `an array of 1 to ${MAX_RECIPIENTS} wrapped keys`);
   const seen = new Set<string>();
   return value.map((entry: unknown, i) => {
     const p = `keys[${i}]`;
@@ -78,7 +84,12 @@ function parseProv(value: unknown): Provenance {
   };
   if ('profile' in value) {
     const profile = value['profile'];
-    if (typeof profile !== 'string' || profile.length === 0 || profile.length > MAX_PROFILE_URL || !/^[\x21-\x7e]+$/.test(profile)) {
+    if (
+      typeof profile !== 'string' ||
+      profile.length === 0 ||
+      profile.length > MAX_PROFILE_URL ||
+      !/^[\x21-\x7e]+$/.test(profile)
+    ) {
       throw invalid('prov.profile', 'a canonical URL');
     }
     prov.profile = profile;
@@ -104,7 +115,10 @@ export function parseEnvelope(bytes: Uint8Array): Envelope {
   const typ = str(json, 'typ', 'typ', TYPE_PATTERN, 'a FHIR resource type or $raw');
   const kid = str(json, 'kid', 'kid', SIGNING_KID_PATTERN, 'a signing key id <service>:sig:<n>');
   // A key of another service can never authenticate this issuer: a signature failure, not a shape error.
-  if (parseKid(kid)?.service !== iss) throw new BrokerError('E_SIGNATURE', 'envelope field kid: the signing key does not belong to the issuer', { path: 'kid' });
+  if (parseKid(kid)?.service !== iss)
+    throw new BrokerError('E_SIGNATURE', 'envelope field kid: the signing key does not belong to the issuer', {
+      path: 'kid',
+    });
   const dk = str(json, 'dk', 'dk', DATA_KEY_ID_PATTERN, 'a data key id');
   const keys = parseKeys(json['keys']);
   const body = json['body'];

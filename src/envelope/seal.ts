@@ -63,16 +63,20 @@ function signingKidService(kid: string): string | undefined {
 function checkInput(input: SealInput): void {
   if (!MESSAGE_ID_PATTERN.test(input.id)) throw new TypeError('sealEnvelope: id must match MESSAGE_ID_PATTERN');
   if (!SERVICE_ID_PATTERN.test(input.iss)) throw new TypeError('sealEnvelope: iss must be a service id');
-  if (!Number.isSafeInteger(input.iat) || input.iat < 0) throw new TypeError('sealEnvelope: iat must be ms since the epoch');
+  if (!Number.isSafeInteger(input.iat) || input.iat < 0)
+    throw new TypeError('sealEnvelope: iat must be ms since the epoch');
   const kid = input.signer.kid;
-  if (typeof kid !== 'string' || signingKidService(kid) !== input.iss) throw new TypeError('sealEnvelope: signer must be a signing key of iss');
+  if (typeof kid !== 'string' || signingKidService(kid) !== input.iss)
+    throw new TypeError('sealEnvelope: signer must be a signing key of iss');
   const n = input.recipients.length;
   if (n === 0 || n > MAX_RECIPIENTS) throw new TypeError(`sealEnvelope: 1 to ${MAX_RECIPIENTS} recipients`);
   const seen = new Set<string>();
   for (const r of input.recipients) {
-    if (!SERVICE_ID_PATTERN.test(r.id) || seen.has(r.id)) throw new TypeError('sealEnvelope: recipient ids must be distinct service ids');
+    if (!SERVICE_ID_PATTERN.test(r.id) || seen.has(r.id))
+      throw new TypeError('sealEnvelope: recipient ids must be distinct service ids');
     seen.add(r.id);
-    if (typeof r.kek.id !== 'string' || !isKekId(r.kek.id) || r.kek.key.length !== KEY_BYTES) throw new TypeError('sealEnvelope: recipient KEK must be { id: kidA~kidB, key: 32 bytes }');
+    if (typeof r.kek.id !== 'string' || !isKekId(r.kek.id) || r.kek.key.length !== KEY_BYTES)
+      throw new TypeError('sealEnvelope: recipient KEK must be { id: kidA~kidB, key: 32 bytes }');
   }
 }
 
@@ -92,10 +96,20 @@ export function sealEnvelope(input: SealInput): SealedEnvelope {
   checkInput(input);
   const random = input.random ?? randomBytes;
   const raw = input.typ === RAW_TYPE;
-  if (raw && !isRawPayload(input.resource)) throw new TypeError('sealEnvelope: typ $raw needs resource { raw: Uint8Array }');
+  if (raw && !isRawPayload(input.resource))
+    throw new TypeError('sealEnvelope: typ $raw needs resource { raw: Uint8Array }');
   const resource = input.resource as Record<string, unknown>;
-  if (!raw && (!TYPE_PATTERN.test(input.typ) || typeof resource !== 'object' || resource === null || Array.isArray(resource) || resource['resourceType'] !== input.typ)) {
-    throw new TypeError('sealEnvelope: typ must be a resource type name equal to resource.resourceType (or $raw with { raw })');
+  if (
+    !raw &&
+    (!TYPE_PATTERN.test(input.typ) ||
+      typeof resource !== 'object' ||
+      resource === null ||
+      Array.isArray(resource) ||
+      resource['resourceType'] !== input.typ)
+  ) {
+    throw new TypeError(
+      'sealEnvelope: typ must be a resource type name equal to resource.resourceType (or $raw with { raw })',
+    );
   }
 
   const dataKey = Uint8Array.from(random(KEY_BYTES));

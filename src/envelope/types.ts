@@ -53,5 +53,10 @@ export interface RawPayload {
 }
 
 export function isRawPayload(value: unknown): value is RawPayload {
-  return typeof value === 'object' && value !== null && (value as { raw?: unknown }).raw instanceof Uint8Array && !('resourceType' in value);
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { raw?: unknown }).raw instanceof Uint8Array &&
+    !('resourceType' in value)
+  );
 }

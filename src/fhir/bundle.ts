@@ -53,7 +53,8 @@ export function splitBundle(bundle: unknown): BundleEntryResult[] {
   }
   const entries = bundle['entry'];
   if (entries === undefined) return [];
-  if (!Array.isArray(entries)) throw new BrokerError('E_BUNDLE_INVALID', 'Bundle.entry: must be a JSON array', { path: 'Bundle.entry' });
+  if (!Array.isArray(entries))
+    throw new BrokerError('E_BUNDLE_INVALID', 'Bundle.entry: must be a JSON array', { path: 'Bundle.entry' });
 
   // fullUrl (URN) → `<Type>/<id>`; the first entry claiming a fullUrl owns it.
   const targets = new Map<string, string>();
@@ -75,12 +76,20 @@ export function splitBundle(bundle: unknown): BundleEntryResult[] {
     const path = `Bundle.entry[${index}]`;
     const failed = (segments: readonly (string | number)[], what: string): BundleEntryResult => {
       const at = formatPath(['Bundle', 'entry', index, ...segments]);
-      return { ok: false, index, path, entry, error: new BrokerError('E_BUNDLE_INVALID', `${at}: ${what}`, { path: at }) };
+      return {
+        ok: false,
+        index,
+        path,
+        entry,
+        error: new BrokerError('E_BUNDLE_INVALID', `${at}: ${what}`, { path: at }),
+      };
     };
     if (!isJsonObject(entry)) return failed([], 'the entry is not a JSON object');
     const resource = entry['resource'];
-    if (resource === undefined) return failed([], 'the entry has no resource (a request-only entry, e.g. DELETE or GET, cannot be published)');
-    if (!hasResourceType(resource)) return failed(['resource'], 'not a resource (a JSON object with a string resourceType)');
+    if (resource === undefined)
+      return failed([], 'the entry has no resource (a request-only entry, e.g. DELETE or GET, cannot be published)');
+    if (!hasResourceType(resource))
+      return failed(['resource'], 'not a resource (a JSON object with a string resourceType)');
     if (duplicates.has(index)) return failed(['fullUrl'], 'the fullUrl of an earlier entry again');
 
     const id = resource.id === undefined ? urnId(entry['fullUrl']) : undefined;
@@ -126,7 +135,8 @@ function rewrite(node: unknown, targets: ReadonlyMap<string, string>, segments: 
       const item = rewrite(value, targets, segments);
       if (item === UNRESOLVED) return UNRESOLVED;
       // JSON.parse makes `__proto__` an own property; plain assignment would set the prototype instead.
-      if (key === '__proto__') Object.defineProperty(out, key, { value: item, enumerable: true, writable: true, configurable: true });
+      if (key === '__proto__')
+        Object.defineProperty(out, key, { value: item, enumerable: true, writable: true, configurable: true });
       else out[key] = item;
     }
     segments.pop();

@@ -29,7 +29,9 @@ let cached: FhirElementIndex | undefined;
 
 /** Loads the index once per process. */
 export function fhirElements(): FhirElementIndex {
-  cached ??= Object.freeze(JSON.parse(readFileSync(new URL('./r4-elements.json', import.meta.url), 'utf8')) as FhirElementIndex);
+  cached ??= Object.freeze(
+    JSON.parse(readFileSync(new URL('./r4-elements.json', import.meta.url), 'utf8')) as FhirElementIndex,
+  );
   return cached;
 }
 

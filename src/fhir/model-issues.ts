@@ -39,7 +39,10 @@ const INVALID_PRIMITIVE = /^Invalid value in primitive type ([A-Za-z0-9]+)$/;
  * The error for the first rejecting issue, or undefined when none rejects. `resource` is the JSON the
  * issues were computed from (used to name choice elements by their JSON name and to re-check strings).
  */
-export function modelIssuesToError(issues: readonly ModelIssue[], resource: Record<string, unknown>): BrokerError | undefined {
+export function modelIssuesToError(
+  issues: readonly ModelIssue[],
+  resource: Record<string, unknown>,
+): BrokerError | undefined {
   for (const issue of issues) {
     if (issue.severity === null || !REJECTING.has(issue.severity)) continue;
     if (isFalseStringRejection(issue, resource)) continue;
@@ -138,8 +141,11 @@ function isFalseStringRejection(issue: ModelIssue, resource: Record<string, unkn
   const type = INVALID_PRIMITIVE.exec(issue.details?.text ?? '')?.[1];
   if (type !== 'string' && type !== 'markdown') return false;
   const exprs = issue.expression ?? [];
-  return exprs.length > 0 && exprs.every((e) => {
-    const v = valueAt(e, resource);
-    return typeof v === 'string' && v.length > 0;
-  });
+  return (
+    exprs.length > 0 &&
+    exprs.every((e) => {
+      const v = valueAt(e, resource);
+      return typeof v === 'string' && v.length > 0;
+    })
+  );
 }

@@ -17,7 +17,9 @@ let compiled: ReadonlyMap<string, readonly (readonly string[])[]> | undefined;
 /** Resource type → element paths split into names; loaded once per process. */
 function compartmentPaths(): ReadonlyMap<string, readonly (readonly string[])[]> {
   if (compiled === undefined) {
-    const table = JSON.parse(readFileSync(new URL('./patient-compartment.json', import.meta.url), 'utf8')) as CompartmentTable;
+    const table = JSON.parse(
+      readFileSync(new URL('./patient-compartment.json', import.meta.url), 'utf8'),
+    ) as CompartmentTable;
     compiled = new Map(Object.entries(table.resources).map(([type, paths]) => [type, paths.map((p) => p.split('.'))]));
   }
   return compiled;
@@ -80,7 +82,10 @@ function tokenOf(identifier: unknown, system: string): string | undefined {
  * The first value `pick` finds in a Reference at one of the type's compartment paths, in the table's order
  * (also used to resolve a Bundle entry's patient among the Bundle's own entries: src/registry/bundle-patients.ts).
  */
-export function findInCompartment(resource: FhirResource, pick: (ref: Readonly<Record<string, unknown>>) => string | undefined): string | undefined {
+export function findInCompartment(
+  resource: FhirResource,
+  pick: (ref: Readonly<Record<string, unknown>>) => string | undefined,
+): string | undefined {
   const paths = compartmentPaths().get(resource.resourceType);
   if (paths === undefined) return undefined;
   for (const path of paths) {
@@ -90,7 +95,12 @@ export function findInCompartment(resource: FhirResource, pick: (ref: Readonly<R
   return undefined;
 }
 
-function findReference(node: unknown, path: readonly string[], at: number, pick: (ref: Readonly<Record<string, unknown>>) => string | undefined): string | undefined {
+function findReference(
+  node: unknown,
+  path: readonly string[],
+  at: number,
+  pick: (ref: Readonly<Record<string, unknown>>) => string | undefined,
+): string | undefined {
   if (Array.isArray(node)) {
     for (const item of node) {
       const found = findReference(item, path, at, pick);

@@ -84,7 +84,11 @@ interface Walk {
   size: number;
 }
 
-function fail(w: Walk, code: 'E_UNKNOWN_ELEMENT' | 'E_FHIR_INVALID' | 'E_TOO_LARGE' | 'E_UNKNOWN_RESOURCE_TYPE', what: string): never {
+function fail(
+  w: Walk,
+  code: 'E_UNKNOWN_ELEMENT' | 'E_FHIR_INVALID' | 'E_TOO_LARGE' | 'E_UNKNOWN_RESOURCE_TYPE',
+  what: string,
+): never {
   const path = formatPath(w.segs);
   throw new BrokerError(code, `${path}: ${what}`, { path });
 }
@@ -117,12 +121,14 @@ function walkObject(w: Walk, obj: Record<string, unknown>, typeKey: string, dept
     addSize(w, key.length + 4);
     const child = children.get(key);
     if (child === undefined) {
-      if (!(isResource && key === 'resourceType')) fail(w, 'E_UNKNOWN_ELEMENT', `unknown element (FHIR R4 ${typeKey} defines no such element)`);
+      if (!(isResource && key === 'resourceType'))
+        fail(w, 'E_UNKNOWN_ELEMENT', `unknown element (FHIR R4 ${typeKey} defines no such element)`);
       addSize(w, (value as string).length + 2); // checked to be a string before the walk reached this object
     } else if (child.repeats) {
       if (!Array.isArray(value)) fail(w, 'E_FHIR_INVALID', 'must be a JSON array (the element repeats)');
       if (value.length === 0) fail(w, 'E_FHIR_INVALID', 'must not be an empty array');
-      if (value.length > w.limits.maxArrayLength) fail(w, 'E_TOO_LARGE', `array longer than the limit (${w.limits.maxArrayLength})`);
+      if (value.length > w.limits.maxArrayLength)
+        fail(w, 'E_TOO_LARGE', `array longer than the limit (${w.limits.maxArrayLength})`);
       if (depth + 1 > w.limits.maxDepth) fail(w, 'E_TOO_LARGE', `nested deeper than the limit (${w.limits.maxDepth})`);
       addSize(w, value.length + 1);
       if (child.kind === PRIMITIVE || child.kind === EXTENSION_SIBLING) checkAligned(w, obj, key, value, child.kind);
@@ -140,14 +146,22 @@ function walkObject(w: Walk, obj: Record<string, unknown>, typeKey: string, dept
 }
 
 /** `given` and `_given` are parallel arrays; `null` only fills a gap the other array covers. */
-function checkAligned(w: Walk, obj: Record<string, unknown>, key: string, value: readonly unknown[], kind: number): void {
+function checkAligned(
+  w: Walk,
+  obj: Record<string, unknown>,
+  key: string,
+  value: readonly unknown[],
+  kind: number,
+): void {
   const otherKey = kind === PRIMITIVE ? '_' + key : key.slice(1);
   const other = obj[otherKey];
   if (other === undefined) {
-    if (value.includes(null)) fail(w, 'E_FHIR_INVALID', `null item without a matching ${kind === PRIMITIVE ? '_' : ''}sibling array item`);
+    if (value.includes(null))
+      fail(w, 'E_FHIR_INVALID', `null item without a matching ${kind === PRIMITIVE ? '_' : ''}sibling array item`);
     return;
   }
-  if (!Array.isArray(other) || other.length !== value.length) fail(w, 'E_FHIR_INVALID', 'array and its primitive-extension sibling differ in length');
+  if (!Array.isArray(other) || other.length !== value.length)
+    fail(w, 'E_FHIR_INVALID', 'array and its primitive-extension sibling differ in length');
   if (kind === PRIMITIVE) {
     for (let i = 0; i < value.length; i++) {
       if (value[i] === null && other[i] === null) {
@@ -166,11 +180,14 @@ function walkValue(w: Walk, value: unknown, child: Child, depth: number, inArray
   }
   switch (child.kind) {
     case PRIMITIVE: {
-      if (typeof value !== child.json) fail(w, 'E_FHIR_INVALID', `must be a JSON ${child.json ?? 'value'} (FHIR ${child.type})`);
+      if (typeof value !== child.json)
+        fail(w, 'E_FHIR_INVALID', `must be a JSON ${child.json ?? 'value'} (FHIR ${child.type})`);
       if (typeof value === 'string') {
         if (value.length === 0) fail(w, 'E_FHIR_INVALID', 'must not be an empty string');
-        if (value.length > w.limits.maxStringLength) fail(w, 'E_TOO_LARGE', `string longer than the limit (${w.limits.maxStringLength})`);
-        if (DATE_TYPES.has(child.type) && !isCalendarDay(value)) fail(w, 'E_FHIR_INVALID', `not a day of the calendar (FHIR ${child.type})`);
+        if (value.length > w.limits.maxStringLength)
+          fail(w, 'E_TOO_LARGE', `string longer than the limit (${w.limits.maxStringLength})`);
+        if (DATE_TYPES.has(child.type) && !isCalendarDay(value))
+          fail(w, 'E_FHIR_INVALID', `not a day of the calendar (FHIR ${child.type})`);
         return addSize(w, value.length + 2);
       }
       return addSize(w, typeof value === 'number' ? String(value).length : 5);
@@ -180,7 +197,8 @@ function walkValue(w: Walk, value: unknown, child: Child, depth: number, inArray
       if (!isJsonObject(value)) fail(w, 'E_FHIR_INVALID', `must be a JSON object (FHIR ${child.type})`);
       return walkObject(w, value, child.type, depth + 1, false);
     case RESOURCE: {
-      if (!isJsonObject(value) || typeof value['resourceType'] !== 'string') fail(w, 'E_FHIR_INVALID', 'must be a resource (a JSON object with a string resourceType)');
+      if (!isJsonObject(value) || typeof value['resourceType'] !== 'string')
+        fail(w, 'E_FHIR_INVALID', 'must be a resource (a JSON object with a string resourceType)');
       const type = value['resourceType'];
       if (!isR4ResourceType(type)) {
         w.segs.push('resourceType');

@@ -36,11 +36,14 @@ const models = fhir as unknown as Readonly<Record<string, ModelClass | undefined
  */
 export function validateResource(json: unknown, limits: ValidationLimits): FhirResource {
   if (!isJsonObject(json)) throw new BrokerError('E_NOT_FHIR', 'the input is not a JSON object');
-  if (!hasResourceType(json)) throw new BrokerError('E_NOT_FHIR', 'resourceType: missing or not a string', { path: 'resourceType' });
+  if (!hasResourceType(json))
+    throw new BrokerError('E_NOT_FHIR', 'resourceType: missing or not a string', { path: 'resourceType' });
   const type = json.resourceType;
   const model = models[type];
   if (!isR4ResourceType(type) || typeof model !== 'function') {
-    throw new BrokerError('E_UNKNOWN_RESOURCE_TYPE', 'resourceType: names no FHIR R4 resource', { path: 'resourceType' });
+    throw new BrokerError('E_UNKNOWN_RESOURCE_TYPE', 'resourceType: names no FHIR R4 resource', {
+      path: 'resourceType',
+    });
   }
   checkStructure(json, limits);
   if (limits.requireId && json.id === undefined) {

@@ -8,7 +8,20 @@ import { pino, type DestinationStream, type Logger } from 'pino';
  * desk's questions carry one; audit facts carry pseudonyms only, the names stay censored in case one ever does).
  */
 export const REDACTED_FIELDS: ReadonlySet<string> = new Set([
-  'resource', 'body', 'data', 'bytes', 'raw', 'secretKey', 'd', 'key', 'kek', 'headers', 'value', 'patient', 'patientRef', 'patientRefs',
+  'resource',
+  'body',
+  'data',
+  'bytes',
+  'raw',
+  'secretKey',
+  'd',
+  'key',
+  'kek',
+  'headers',
+  'value',
+  'patient',
+  'patientRef',
+  'patientRefs',
 ]);
 
 const CENSOR = '[redacted]';
@@ -62,7 +75,11 @@ export function createLogger(options: { level?: string; name?: string; destinati
   // bindings formatter): redact them there. Children inherit this `child` (pino creates them with Object.create), so
   // grandchildren are covered too.
   const pinoChild = logger.child;
-  logger.child = function child(this: Logger, bindings: Parameters<Logger['child']>[0], childOptions?: Parameters<Logger['child']>[1]) {
+  logger.child = function child(
+    this: Logger,
+    bindings: Parameters<Logger['child']>[0],
+    childOptions?: Parameters<Logger['child']>[1],
+  ) {
     return pinoChild.call(this, redactFields(bindings), childOptions);
   } as Logger['child'];
   return logger;
@@ -70,12 +87,21 @@ export function createLogger(options: { level?: string; name?: string; destinati
 
 /** A logger for error objects: code and path only; a foreign error logs its class name, never its message. */
 export function errorFields(err: unknown): Record<string, unknown> {
-  if (typeof err === 'object' && err !== null && 'code' in err && typeof (err as { code: unknown }).code === 'string' && String((err as { code: string }).code).startsWith('E_')) {
+  if (
+    typeof err === 'object' &&
+    err !== null &&
+    'code' in err &&
+    typeof (err as { code: unknown }).code === 'string' &&
+    String((err as { code: string }).code).startsWith('E_')
+  ) {
     const e = err as { code: string; path?: string };
     return { code: e.code, path: e.path };
   }
   // NATS client errors carry short protocol codes (TIMEOUT, 503, CONNECTION_CLOSED …): safe and useful.
-  const natsCode = (err as { name?: unknown; code?: unknown } | null)?.name === 'NatsError' ? (err as { code?: unknown }).code : undefined;
+  const natsCode =
+    (err as { name?: unknown; code?: unknown } | null)?.name === 'NatsError'
+      ? (err as { code?: unknown }).code
+      : undefined;
   return typeof natsCode === 'string' && /^[A-Z0-9_]{1,40}$/.test(natsCode)
     ? { errorClass: err instanceof Error ? err.constructor.name : typeof err, natsCode }
     : { errorClass: err instanceof Error ? err.constructor.name : typeof err };
@@ -87,5 +113,8 @@ export function errorFields(err: unknown): Record<string, unknown> {
  */
 export function errorStack(err: unknown): string | undefined {
   if (!(err instanceof Error) || typeof err.stack !== 'string') return undefined;
-  return err.stack.split('\n').filter((line) => /^\s+at /.test(line)).join('\n');
+  return err.stack
+    .split('\n')
+    .filter((line) => /^\s+at /.test(line))
+    .join('\n');
 }

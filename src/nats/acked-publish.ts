@@ -13,7 +13,19 @@
 // gives them (TIMEOUT, 503, CONNECTION_CLOSED, PERMISSIONS_VIOLATION, and for an API error its code with
 // `api_error`), so callers classify them exactly as before. At-least-once is unchanged: a publish resolves
 // only on the server's positive acknowledgement.
-import { createInbox, ErrorCode, headers as natsHeaders, NatsError, type ConnectionOptions, type Msg, type MsgHdrs, type NatsConnection, type PubAck, type Status, type Subscription } from 'nats';
+import {
+  createInbox,
+  ErrorCode,
+  headers as natsHeaders,
+  NatsError,
+  type ConnectionOptions,
+  type Msg,
+  type MsgHdrs,
+  type NatsConnection,
+  type PubAck,
+  type Status,
+  type Subscription,
+} from 'nats';
 
 export interface AckedPublishOptions {
   /** Nats-Msg-Id: the stream drops a second message with this id inside its duplicate window. */
@@ -127,7 +139,13 @@ export class AckedPublisher {
       w.reject(NatsError.errorForCode(ErrorCode.NoResponders));
       return;
     }
-    let ack: { stream?: string; seq?: number; duplicate?: boolean; domain?: string; error?: { code: number; err_code?: number; description?: string } };
+    let ack: {
+      stream?: string;
+      seq?: number;
+      duplicate?: boolean;
+      domain?: string;
+      error?: { code: number; err_code?: number; description?: string };
+    };
     try {
       ack = msg.json();
     } catch {
@@ -137,7 +155,11 @@ export class AckedPublisher {
     if (ack.error !== undefined) {
       // As nats.js reports a JetStream API error: the code as a string, the server's error in api_error.
       const e = new NatsError(ack.error.description ?? 'JetStream API error', String(ack.error.code));
-      e.api_error = { code: ack.error.code, err_code: ack.error.err_code ?? 0, description: ack.error.description ?? '' };
+      e.api_error = {
+        code: ack.error.code,
+        err_code: ack.error.err_code ?? 0,
+        description: ack.error.description ?? '',
+      };
       w.reject(e);
       return;
     }

@@ -11,19 +11,30 @@ export interface NatsTlsFiles {
   readonly keyFile: string;
 }
 
-export function mtlsConnectionOptions(servers: string | readonly string[], tls: NatsTlsFiles, inbox: string, name: string): ConnectionOptions {
+export function mtlsConnectionOptions(
+  servers: string | readonly string[],
+  tls: NatsTlsFiles,
+  inbox: string,
+  name: string,
+): ConnectionOptions {
   return {
     servers: typeof servers === 'string' ? servers : [...servers],
     name,
     inboxPrefix: inbox,
     // Node's TLS options pass through nats.js; TLS 1.2 is the floor on this side too.
-    tls: { caFile: tls.caFile, certFile: tls.certFile, keyFile: tls.keyFile, minVersion: 'TLSv1.2' } as NonNullable<ConnectionOptions['tls']>,
+    tls: { caFile: tls.caFile, certFile: tls.certFile, keyFile: tls.keyFile, minVersion: 'TLSv1.2' } as NonNullable<
+      ConnectionOptions['tls']
+    >,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
   };
 }
 
 /** A catalog service's connection options: its certificate, the CA, and its inbox prefix `_INBOX.<service>`. */
-export function serviceConnectionOptions(servers: string | readonly string[], tls: NatsTlsFiles, service: string): ConnectionOptions {
+export function serviceConnectionOptions(
+  servers: string | readonly string[],
+  tls: NatsTlsFiles,
+  service: string,
+): ConnectionOptions {
   return mtlsConnectionOptions(servers, tls, inboxPrefix(service), service);
 }

@@ -16,12 +16,17 @@ export const jsApi = {
   consumerInfo: (stream: string, consumer: string): string => `${API}.CONSUMER.INFO.${stream}.${consumer}`,
   /** Create/update of a named consumer, with its filter subject when it has one. */
   consumerCreate: (stream: string, consumer: string, filter?: string): string =>
-    filter === undefined ? `${API}.CONSUMER.CREATE.${stream}.${consumer}` : `${API}.CONSUMER.CREATE.${stream}.${consumer}.${filter}`,
+    filter === undefined
+      ? `${API}.CONSUMER.CREATE.${stream}.${consumer}`
+      : `${API}.CONSUMER.CREATE.${stream}.${consumer}.${filter}`,
   /**
    * Create of an ephemeral or ordered consumer on one stream (KV watch/keys: nats.js sends the bare form, or
    * `.<name>.<filter>` on 2.9+, and the bare form again when an ordered consumer resets).
    */
-  consumerCreateEphemeral: (stream: string): readonly string[] => [`${API}.CONSUMER.CREATE.${stream}`, `${API}.CONSUMER.CREATE.${stream}.>`],
+  consumerCreateEphemeral: (stream: string): readonly string[] => [
+    `${API}.CONSUMER.CREATE.${stream}`,
+    `${API}.CONSUMER.CREATE.${stream}.>`,
+  ],
   /** Flow-control replies of a push consumer on one stream (`$JS.FC.<stream>.<consumer>.<id>`; ordered consumers). */
   flowControl: (stream: string): string => `$JS.FC.${stream}.>`,
   consumerNext: (stream: string, consumer: string): string => `${API}.CONSUMER.MSG.NEXT.${stream}.${consumer}`,

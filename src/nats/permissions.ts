@@ -10,9 +10,25 @@
 // 2.9.10 has no per-stream protection against update/delete: those are the admin identity's alone.
 import { type Catalog } from '../catalog/types.js';
 import { BROKER_ID } from '../wire/ids.js';
-import { ADMIN_IDENTITY, AUDITOR_IDENTITY, BROKER_IDENTITY, natsUser, serviceIdentity, type Identity } from '../tls/identity.js';
+import {
+  ADMIN_IDENTITY,
+  AUDITOR_IDENTITY,
+  BROKER_IDENTITY,
+  natsUser,
+  serviceIdentity,
+  type Identity,
+} from '../tls/identity.js';
 import { jsApi } from './jetstream-api.js';
-import { BROKER_CONSUMER, BROKER_QUEUE, KV_BUCKETS, OBJECT_STORES, STREAMS, deliveryConsumer, inboxPrefix, subjects } from '../wire/names.js';
+import {
+  BROKER_CONSUMER,
+  BROKER_QUEUE,
+  KV_BUCKETS,
+  OBJECT_STORES,
+  STREAMS,
+  deliveryConsumer,
+  inboxPrefix,
+  subjects,
+} from '../wire/names.js';
 
 export interface SubjectRule {
   readonly allow: readonly string[];
@@ -44,8 +60,14 @@ export function identityInbox(identity: Identity): string {
 }
 
 /** The durable delivery consumers a subscriber may use, with the filter each must have. */
-export function deliveryDurables(catalog: Catalog, service: string): { readonly name: string; readonly filter: string }[] {
-  const types = [...catalog.topics.values()].filter((t) => t.subscribers.some((s) => s.service === service)).map((t) => t.resourceType).sort();
+export function deliveryDurables(
+  catalog: Catalog,
+  service: string,
+): { readonly name: string; readonly filter: string }[] {
+  const types = [...catalog.topics.values()]
+    .filter((t) => t.subscribers.some((s) => s.service === service))
+    .map((t) => t.resourceType)
+    .sort();
   if (types.length === 0) return [];
   return [
     { name: deliveryConsumer(service), filter: subjects.deliverFilter(service) },
@@ -108,7 +130,9 @@ const BROKER_SUBJECTS: readonly string[] = [
  * phi.request.access.<service> (the broker answers on its inbox); every other service is denied all of phi.request.
  */
 function accessRequestRule(catalog: Catalog, service: string): { allow: string[]; deny: string[] } {
-  return catalog.access.requesters.includes(service) ? { allow: [subjects.accessRequest(service)], deny: [] } : { allow: [], deny: [subjects.requestAll] };
+  return catalog.access.requesters.includes(service)
+    ? { allow: [subjects.accessRequest(service)], deny: [] }
+    : { allow: [], deny: [subjects.requestAll] };
 }
 
 function servicePermissions(catalog: Catalog, service: string): IdentityPermissions {
@@ -152,7 +176,19 @@ function servicePermissions(catalog: Catalog, service: string): IdentityPermissi
       // broker's requests for the parts of an answer larger than one message (src/access/protocol/parts.ts). Both are
       // answered via allow_responses; only the broker may publish on phi.access.>.
       allow: [subjects.receipt(service), subjects.access(service), subjects.accessParts(service), `${inbox}.>`],
-      deny: ['$JS.>', jsApi.kvAny, jsApi.objAny, subjects.ingestAll, subjects.deliverAll, subjects.quarantineAll, subjects.auditAll, subjects.alertAll, subjects.disclosuresAll, subjects.accessControl, subjects.requestAll],
+      deny: [
+        '$JS.>',
+        jsApi.kvAny,
+        jsApi.objAny,
+        subjects.ingestAll,
+        subjects.deliverAll,
+        subjects.quarantineAll,
+        subjects.auditAll,
+        subjects.alertAll,
+        subjects.disclosuresAll,
+        subjects.accessControl,
+        subjects.requestAll,
+      ],
     },
     allowResponses: true,
   };
@@ -160,7 +196,9 @@ function servicePermissions(catalog: Catalog, service: string): IdentityPermissi
 
 function brokerPermissions(catalog: Catalog): IdentityPermissions {
   const inbox = inboxPrefix(BROKER_ID);
-  const subscribers = [...new Set([...catalog.topics.values()].flatMap((t) => t.subscribers.map((s) => s.service)))].sort();
+  const subscribers = [
+    ...new Set([...catalog.topics.values()].flatMap((t) => t.subscribers.map((s) => s.service))),
+  ].sort();
   return {
     identity: BROKER_IDENTITY,
     user: natsUser(BROKER_IDENTITY),
@@ -173,13 +211,22 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         ...BROKER_ONLY_STREAMS.map(jsApi.streamInfo),
         // Reads: the audit chain head (writer.ts, last by subject), KV get (direct get when the bucket allows it,
         // else message get), object metadata (message get, last by subject).
-        ...[STREAMS.audit, STREAMS.disclosures, ...KV_STREAMS].flatMap((s) => [jsApi.streamMsgGet(s), jsApi.directGet(s), jsApi.directGetAll(s)]),
+        ...[STREAMS.audit, STREAMS.disclosures, ...KV_STREAMS].flatMap((s) => [
+          jsApi.streamMsgGet(s),
+          jsApi.directGet(s),
+          jsApi.directGetAll(s),
+        ]),
         jsApi.streamMsgGet(ACCESS_ANSWERS_STREAM),
         // KV get/create/update (registry CAS, access requests, replay cache). Not phi_consent: restrictions are
         // written by operators only (consent add/revoke, the admin identity); the broker reads and watches them.
-        ...Object.values(KV_BUCKETS).filter((b) => b !== KV_BUCKETS.consent).map(jsApi.kv),
+        ...Object.values(KV_BUCKETS)
+          .filter((b) => b !== KV_BUCKETS.consent)
+          .map(jsApi.kv),
         // KV watch (restrictions, src/consent/view.ts) and keys (access list): ordered consumers, with flow control.
-        ...[jsApi.kvStream(KV_BUCKETS.consent), jsApi.kvStream(KV_BUCKETS.access)].flatMap((s) => [...jsApi.consumerCreateEphemeral(s), jsApi.flowControl(s)]),
+        ...[jsApi.kvStream(KV_BUCKETS.consent), jsApi.kvStream(KV_BUCKETS.access)].flatMap((s) => [
+          ...jsApi.consumerCreateEphemeral(s),
+          jsApi.flowControl(s),
+        ]),
         // Right-of-access answers, sealed (src/access/desk/store.ts putBlob): chunks and metadata.
         jsApi.obj(OBJECT_STORES.accessAnswers),
         // Its work queue.
@@ -202,13 +249,23 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         // phi.access.<service>.part.<token> (src/access/desk/desk.ts, fetch-parts.ts).
         subjects.accessAll,
       ],
-      deny: [...MANAGEMENT, subjects.ingestAll, subjects.accessControl, subjects.requestAll, jsApi.kv(KV_BUCKETS.consent)],
+      deny: [
+        ...MANAGEMENT,
+        subjects.ingestAll,
+        subjects.accessControl,
+        subjects.requestAll,
+        jsApi.kv(KV_BUCKETS.consent),
+      ],
     },
     subscribe: {
       // Operator commands to the AccessDesk, only in the brokers' queue group (NATS "<subject> <queue>"
       // permission), answered via allow_responses.
       // Services' access requests (SDK) likewise, queue group only (src/access/desk/service-requests.ts).
-      allow: [`${inbox}.>`, `${subjects.accessControl} ${BROKER_QUEUE}`, `${subjects.accessRequestAll} ${BROKER_QUEUE}`],
+      allow: [
+        `${inbox}.>`,
+        `${subjects.accessControl} ${BROKER_QUEUE}`,
+        `${subjects.accessRequestAll} ${BROKER_QUEUE}`,
+      ],
       deny: ['$JS.>', subjects.ingestAll, subjects.deliverAll],
     },
     allowResponses: true,
@@ -226,7 +283,10 @@ function adminPermissions(): IdentityPermissions {
     identity: ADMIN_IDENTITY,
     user: natsUser(ADMIN_IDENTITY),
     inboxPrefix: inbox,
-    publish: { allow: [jsApi.all, jsApi.flowControlAny, jsApi.kv(KV_BUCKETS.consent), subjects.accessControl], deny: [] },
+    publish: {
+      allow: [jsApi.all, jsApi.flowControlAny, jsApi.kv(KV_BUCKETS.consent), subjects.accessControl],
+      deny: [],
+    },
     subscribe: { allow: [`${inbox}.>`], deny: [] },
     allowResponses: false,
   };
@@ -235,7 +295,9 @@ function adminPermissions(): IdentityPermissions {
 /** The streams the read-only operator commands read (src/cli/audit.ts, disclosures.ts, quarantine.ts). */
 const AUDITOR_READ_STREAMS: readonly string[] = [STREAMS.audit, STREAMS.disclosures, STREAMS.quarantine];
 /** The KV buckets they read (registry show, access status/list/export, consent list). */
-const AUDITOR_KV_STREAMS: readonly string[] = [KV_BUCKETS.registry, KV_BUCKETS.access, KV_BUCKETS.consent].map(jsApi.kvStream);
+const AUDITOR_KV_STREAMS: readonly string[] = [KV_BUCKETS.registry, KV_BUCKETS.access, KV_BUCKETS.consent].map(
+  jsApi.kvStream,
+);
 
 /**
  * The read-only operator commands (audit verify|query|export, registry show, disclosures, access status|list|export,
@@ -270,16 +332,14 @@ function auditorPermissions(): IdentityPermissions {
         ...AUDITOR_KV_STREAMS.flatMap((s) => [jsApi.streamMsgGet(s), jsApi.directGet(s), jsApi.directGetAll(s)]),
         jsApi.streamMsgGet(STREAMS.quarantine),
         jsApi.streamMsgGet(ACCESS_ANSWERS_STREAM),
-        ...pulled.flatMap((s) => [...jsApi.consumerCreateEphemeral(s), jsApi.consumerInfo(s, '*'), jsApi.consumerNext(s, '*')]),
+        ...pulled.flatMap((s) => [
+          ...jsApi.consumerCreateEphemeral(s),
+          jsApi.consumerInfo(s, '*'),
+          jsApi.consumerNext(s, '*'),
+        ]),
         ...ordered.flatMap((s) => [...jsApi.consumerCreateEphemeral(s), jsApi.flowControl(s)]),
       ],
-      deny: [
-        ...MANAGEMENT.filter((s) => s !== jsApi.streamNames),
-        '$JS.ACK.>',
-        jsApi.kvAny,
-        jsApi.objAny,
-        'phi.>',
-      ],
+      deny: [...MANAGEMENT.filter((s) => s !== jsApi.streamNames), '$JS.ACK.>', jsApi.kvAny, jsApi.objAny, 'phi.>'],
     },
     subscribe: { allow: [`${inbox}.>`], deny: ['$JS.>', jsApi.kvAny, jsApi.objAny, 'phi.>'] },
     allowResponses: false,
@@ -288,5 +348,10 @@ function auditorPermissions(): IdentityPermissions {
 
 /** Every identity's permissions: one per catalog service, the broker, the admin, the auditor. */
 export function natsPermissions(catalog: Catalog): IdentityPermissions[] {
-  return [...[...catalog.services.keys()].sort().map((s) => servicePermissions(catalog, s)), brokerPermissions(catalog), adminPermissions(), auditorPermissions()];
+  return [
+    ...[...catalog.services.keys()].sort().map((s) => servicePermissions(catalog, s)),
+    brokerPermissions(catalog),
+    adminPermissions(),
+    auditorPermissions(),
+  ];
 }

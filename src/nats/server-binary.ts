@@ -18,7 +18,8 @@ function isExecutable(path: string): boolean {
 export function findNatsServerBinary(env: NodeJS.ProcessEnv = process.env): string {
   const explicit = env['NATS_SERVER_BIN'];
   if (explicit !== undefined && explicit !== '') {
-    if (!isExecutable(explicit)) throw new Error(`NATS_SERVER_BIN=${explicit} is not an executable file. ${NATS_SERVER_HINT}`);
+    if (!isExecutable(explicit))
+      throw new Error(`NATS_SERVER_BIN=${explicit} is not an executable file. ${NATS_SERVER_HINT}`);
     return explicit;
   }
   for (const dir of (env['PATH'] ?? '').split(delimiter)) {

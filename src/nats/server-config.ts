@@ -69,7 +69,7 @@ export function natsServerConfig(catalog: Catalog, opts: NatsServerConfigOptions
     `server_name: ${q(opts.serverName ?? `phi-broker-${port}`)}`,
     `max_payload: ${opts.maxPayload ?? 1024 * 1024}`,
     '',
-    '# TLS 1.2 is the minimum: 2.9.10 has no min_version option and fixes Go\'s MinVersion at TLS 1.2.',
+    "# TLS 1.2 is the minimum: 2.9.10 has no min_version option and fixes Go's MinVersion at TLS 1.2.",
     'tls {',
     `  cert_file: ${q(opts.tls.certFile)}`,
     `  key_file: ${q(opts.tls.keyFile)}`,

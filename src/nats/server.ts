@@ -71,7 +71,8 @@ function waitForExit(child: ChildProcess): Promise<void> {
 
 export async function startNatsServer(options: NatsServerOptions): Promise<RunningNatsServer> {
   const host = options.host ?? '127.0.0.1';
-  if (options.configFile !== undefined && options.port === undefined) throw new TypeError('startNatsServer: configFile needs the port it listens on');
+  if (options.configFile !== undefined && options.port === undefined)
+    throw new TypeError('startNatsServer: configFile needs the port it listens on');
   const port = options.port ?? (await freePort(host));
   const storeDir = join(options.dir, 'jetstream');
   mkdirSync(storeDir, { recursive: true });

@@ -44,10 +44,27 @@ export function streamSettings(config: Pick<BrokerConfig, keyof StreamSettings>)
 function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
   // Streams take anything NATS carries (max_payload): an oversized message must reach the broker, which
   // rejects it with E_TOO_LARGE and quarantines it, rather than bounce off the stream unrecorded.
-  const common = { storage: StorageType.File, num_replicas: 1, max_msg_size: -1, duplicate_window: nanos(s.duplicateWindowMs) };
+  const common = {
+    storage: StorageType.File,
+    num_replicas: 1,
+    max_msg_size: -1,
+    duplicate_window: nanos(s.duplicateWindowMs),
+  };
   return [
-    { ...common, name: STREAMS.ingest, subjects: [subjects.ingestAll], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New },
-    { ...common, name: STREAMS.deliver, subjects: [subjects.deliverAll], retention: RetentionPolicy.Limits, max_age: nanos(s.deliverMaxAgeMs) },
+    {
+      ...common,
+      name: STREAMS.ingest,
+      subjects: [subjects.ingestAll],
+      retention: RetentionPolicy.Workqueue,
+      discard: DiscardPolicy.New,
+    },
+    {
+      ...common,
+      name: STREAMS.deliver,
+      subjects: [subjects.deliverAll],
+      retention: RetentionPolicy.Limits,
+      max_age: nanos(s.deliverMaxAgeMs),
+    },
     {
       ...common,
       name: STREAMS.quarantine,
@@ -57,7 +74,13 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
       deny_delete: true,
       deny_purge: true,
     },
-    { ...common, name: STREAMS.receipts, subjects: [subjects.receiptsAll], retention: RetentionPolicy.Limits, max_age: nanos(s.receiptMaxAgeMs) },
+    {
+      ...common,
+      name: STREAMS.receipts,
+      subjects: [subjects.receiptsAll],
+      retention: RetentionPolicy.Limits,
+      max_age: nanos(s.receiptMaxAgeMs),
+    },
   ];
 }
 
@@ -86,7 +109,11 @@ async function ensureBrokerConsumer(jsm: JetStreamManager, ackWaitMs: number): P
     await jsm.consumers.info(STREAMS.ingest, BROKER_CONSUMER);
   } catch (err) {
     if (!isNotFound(err)) throw err;
-    await jsm.consumers.add(STREAMS.ingest, { durable_name: BROKER_CONSUMER, ack_policy: AckPolicy.Explicit, ...settings });
+    await jsm.consumers.add(STREAMS.ingest, {
+      durable_name: BROKER_CONSUMER,
+      ack_policy: AckPolicy.Explicit,
+      ...settings,
+    });
     return;
   }
   await jsm.consumers.update(STREAMS.ingest, BROKER_CONSUMER, settings);
@@ -98,7 +125,9 @@ async function ensureBrokerConsumer(jsm: JetStreamManager, ackWaitMs: number): P
  * be forgotten while their messages still pass the skew check, and a replay would be accepted.
  */
 async function ensureReplayBucket(nc: NatsConnection, jsm: JetStreamManager, replayWindowMs: number): Promise<KV> {
-  const seen = await nc.jetstream().views.kv(KV_BUCKETS.seen, { ttl: replayWindowMs, history: 1, storage: StorageType.File });
+  const seen = await nc
+    .jetstream()
+    .views.kv(KV_BUCKETS.seen, { ttl: replayWindowMs, history: 1, storage: StorageType.File });
   const stream = `KV_${KV_BUCKETS.seen}`;
   const { config } = await jsm.streams.info(stream);
   const maxAge = nanos(replayWindowMs);
@@ -114,7 +143,9 @@ export async function ensureBrokerInfrastructure(nc: NatsConnection, settings: S
   // Independent requests go out together (start-up time); only the consumer waits for its stream.
   const [seen] = await Promise.all([
     ensureReplayBucket(nc, jsm, settings.replayWindowMs),
-    Promise.all(streamConfigs(settings).map((config) => ensureStream(jsm, config))).then(() => ensureBrokerConsumer(jsm, settings.ackWaitMs)),
+    Promise.all(streamConfigs(settings).map((config) => ensureStream(jsm, config))).then(() =>
+      ensureBrokerConsumer(jsm, settings.ackWaitMs),
+    ),
   ]);
   return { seen };
 }
@@ -124,7 +155,10 @@ export async function ensureBrokerInfrastructure(nc: NatsConnection, settings: S
  * deny purge, so no record can be removed before it ages out; de-duplication by Nats-Msg-Id (ADR-31) keeps a
  * redelivered ingest message from recording one disclosure twice inside the duplicate window.
  */
-export async function ensureDisclosureStream(nc: NatsConnection, settings: { readonly maxAgeMs: number; readonly duplicateWindowMs: number }): Promise<void> {
+export async function ensureDisclosureStream(
+  nc: NatsConnection,
+  settings: { readonly maxAgeMs: number; readonly duplicateWindowMs: number },
+): Promise<void> {
   const jsm = await nc.jetstreamManager();
   await ensureStream(jsm, {
     name: STREAMS.disclosures,

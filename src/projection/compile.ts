@@ -33,7 +33,16 @@ interface Options {
 }
 
 /** Meta rules when the whole resource is withheld: only security labels and the profile. */
-const DROPPED_META: Node = Object.freeze({ all: false, kids: undefined, byUrl: undefined, leaf: undefined, drop: false, sparse: false, companions: undefined, where: undefined });
+const DROPPED_META: Node = Object.freeze({
+  all: false,
+  kids: undefined,
+  byUrl: undefined,
+  leaf: undefined,
+  drop: false,
+  sparse: false,
+  companions: undefined,
+  where: undefined,
+});
 
 function projectMeta(meta: unknown, n: Node, ctx: ProjectionContext, profileUrl: string | undefined): Json | undefined {
   const out: Json = {};
@@ -42,7 +51,8 @@ function projectMeta(meta: unknown, n: Node, ctx: ProjectionContext, profileUrl:
     const k = n.kids?.['meta'];
     const projected = k !== undefined ? projectValue(m, k, ctx) : n.all ? copyJson(m) : undefined;
     if (typeof projected === 'object' && projected !== null) {
-      for (const [key, v] of Object.entries(projected)) if (key !== 'profile' && key !== '_profile' && key !== 'security') out[key] = v;
+      for (const [key, v] of Object.entries(projected))
+        if (key !== 'profile' && key !== '_profile' && key !== 'security') out[key] = v;
     }
     // Policy labels always travel (FHIR R4 §2.5.0.1 security labels; the subscriber must honour them).
     const security = Array.isArray(m['security']) ? copyJson(m['security']) : undefined;
@@ -98,7 +108,11 @@ function compileResource(tree: TypeTree, options: Options): ResourceProjector {
   };
 }
 
-function projectContained(v: unknown, subs: Readonly<Record<string, ResourceProjector>> | undefined, ctx: ProjectionContext): unknown[] | undefined {
+function projectContained(
+  v: unknown,
+  subs: Readonly<Record<string, ResourceProjector>> | undefined,
+  ctx: ProjectionContext,
+): unknown[] | undefined {
   if (!Array.isArray(v) || subs === undefined) return undefined;
   const out: unknown[] = [];
   for (const item of v) {
@@ -170,7 +184,12 @@ export function compileProfile(profile: ProfileDef): Projector {
     for (const [type, allow] of Object.entries(profile.contained)) {
       const sub = buildTree(type, allow, byType.get(type));
       sub.containedAllowed = false;
-      contained[type] = compileResource(sub, { profileUrl: undefined, contained: undefined, mask: undefined, deidentified: profile.deidentified });
+      contained[type] = compileResource(sub, {
+        profileUrl: undefined,
+        contained: undefined,
+        mask: undefined,
+        deidentified: profile.deidentified,
+      });
     }
   }
   const project = compileResource(tree, {
@@ -186,7 +205,11 @@ export function compileProfile(profile: ProfileDef): Projector {
     }
     const out = project(resource, ctx);
     if (out === WITHHELD_MODIFIER) {
-      throw new BrokerError('E_MODIFIER_WITHHELD', `${rootType} carries a modifier element (${path} or implicitRules) that profile ${profile.id} withholds`, { path });
+      throw new BrokerError(
+        'E_MODIFIER_WITHHELD',
+        `${rootType} carries a modifier element (${path} or implicitRules) that profile ${profile.id} withholds`,
+        { path },
+      );
     }
     return out ?? { resourceType: rootType };
   };

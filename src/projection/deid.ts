@@ -54,7 +54,16 @@ function inheritedNode(type: string): Node | undefined {
     return undefined;
   }
   const kids = Object.create(null) as Record<string, Node>;
-  const node: Node = Object.freeze({ all: false, kids, byUrl: undefined, leaf: undefined, drop: false, sparse: false, companions: companionsOf(type), where: undefined });
+  const node: Node = Object.freeze({
+    all: false,
+    kids,
+    byUrl: undefined,
+    leaf: undefined,
+    drop: false,
+    sparse: false,
+    companions: companionsOf(type),
+    where: undefined,
+  });
   inherited.set(type, node);
   let n = 0;
   for (const [name, d] of Object.entries(defs)) {
@@ -89,7 +98,16 @@ function extensionElement(m: MNode): Node | undefined {
     if (f !== undefined) (byUrl ??= Object.create(null) as Record<string, Node>)[url] = f;
   }
   if (byUrl === undefined) return undefined;
-  return Object.freeze({ all: false, kids: undefined, byUrl: Object.freeze(byUrl), leaf: undefined, drop: false, sparse: m.sparse, companions: undefined, where: itemFilter(m.where) });
+  return Object.freeze({
+    all: false,
+    kids: undefined,
+    byUrl: Object.freeze(byUrl),
+    leaf: undefined,
+    drop: false,
+    sparse: m.sparse,
+    companions: undefined,
+    where: itemFilter(m.where),
+  });
 }
 
 /**
@@ -107,12 +125,29 @@ function node(m: MNode, inheritedAll: boolean, named: boolean, byUrl: boolean): 
   if (isPrimitiveType(m.type)) {
     if (!all || (FREE_CONTENT_TYPES.has(m.type) && !named && !m.named)) return undefined;
     if (leaf === undefined && m.where === undefined && !m.sparse) return NAMED_PRIMITIVE;
-    return Object.freeze({ all: true, kids: undefined, byUrl: undefined, leaf, drop: false, sparse: m.sparse, companions: undefined, where: itemFilter(m.where) });
+    return Object.freeze({
+      all: true,
+      kids: undefined,
+      byUrl: undefined,
+      leaf,
+      drop: false,
+      sparse: m.sparse,
+      companions: undefined,
+      where: itemFilter(m.where),
+    });
   }
   const consumed = consumedBy(m);
   // The value of an extension allowed by its URL is what the URL defines: it is named.
   const valueNamed = byUrl && m.all;
-  if (all && m.kids.size === 0 && leaf === undefined && m.where === undefined && !m.sparse && consumed === undefined && !valueNamed) {
+  if (
+    all &&
+    m.kids.size === 0 &&
+    leaf === undefined &&
+    m.where === undefined &&
+    !m.sparse &&
+    consumed === undefined &&
+    !valueNamed
+  ) {
     // Allowed whole with no rule below it: the shared per-type node.
     return inheritedNode(m.type);
   }
@@ -135,7 +170,16 @@ function node(m: MNode, inheritedAll: boolean, named: boolean, byUrl: boolean): 
     }
   }
   if (kids === undefined) return undefined;
-  return Object.freeze({ all: false, kids: Object.freeze(kids), byUrl: undefined, leaf, drop: false, sparse: m.sparse, companions: companionsOf(m.type), where: itemFilter(m.where) });
+  return Object.freeze({
+    all: false,
+    kids: Object.freeze(kids),
+    byUrl: undefined,
+    leaf,
+    drop: false,
+    sparse: m.sparse,
+    companions: companionsOf(m.type),
+    where: itemFilter(m.where),
+  });
 }
 
 /** The runtime node for a whole resource under a de-identified profile (DROP when a fail-safe withholds all of it). */

@@ -12,7 +12,8 @@ const TOKEN_BYTES = 20;
 
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 /** `[base/]Type/id[/_history/version]` (FHIR R4 §2.3.0.1 literal references). */
-const LITERAL_REF = /^(?:[a-z][a-z0-9+.-]*:\/\/[^\s]*\/)?([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[A-Za-z0-9\-.]{1,64})?$/;
+const LITERAL_REF =
+  /^(?:[a-z][a-z0-9+.-]*:\/\/[^\s]*\/)?([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[A-Za-z0-9\-.]{1,64})?$/;
 const URN_UUID = 'urn:uuid:';
 
 /** RFC 4648 base32, lowercase, no padding. */
@@ -52,7 +53,8 @@ function uuidFrom(bytes: Uint8Array): string {
  * The key must be at least 16 bytes (TypeError otherwise: a caller mistake).
  */
 export function pseudonymizer(key: Uint8Array): (value: string) => string {
-  if (!(key instanceof Uint8Array) || key.length < 16) throw new TypeError('pseudonymizer: key must be a Uint8Array of at least 16 bytes');
+  if (!(key instanceof Uint8Array) || key.length < 16)
+    throw new TypeError('pseudonymizer: key must be a Uint8Array of at least 16 bytes');
   const k = Buffer.from(key);
   const token = (value: string): string => {
     const mac = createHmac('sha256', k).update(value, 'utf8').digest();
@@ -66,7 +68,8 @@ export function pseudonymizer(key: Uint8Array): (value: string) => string {
       return '#' + token(value.slice(1));
     } else {
       const m = LITERAL_REF.exec(value);
-      if (m !== null && m[1] !== undefined && m[2] !== undefined && isResourceType(m[1])) return `${m[1]}/${token(m[2])}`;
+      if (m !== null && m[1] !== undefined && m[2] !== undefined && isResourceType(m[1]))
+        return `${m[1]}/${token(m[2])}`;
     }
     return token(value);
   };

@@ -35,7 +35,16 @@ interface Hit {
 }
 
 export function mnode(type: string): MNode {
-  return { type, all: false, named: false, transform: undefined, sparse: false, kids: new Map(), byUrl: undefined, where: undefined };
+  return {
+    type,
+    all: false,
+    named: false,
+    transform: undefined,
+    sparse: false,
+    kids: new Map(),
+    byUrl: undefined,
+    where: undefined,
+  };
 }
 
 function kid(parent: MNode, key: string, type: string): MNode {
@@ -158,7 +167,11 @@ export function allowPath(tree: TypeTree, path: string): void {
  * The nodes a transform or filter path names. Fail safe: a path that cannot be read (or is shorter than
  * `minSteps`) withholds the whole resource; one that resolves only part way withholds the deepest part found.
  */
-function resolveOrWithhold(tree: TypeTree, steps: ReturnType<typeof parsePath>, minSteps: number): ReturnType<typeof resolve>['hits'] {
+function resolveOrWithhold(
+  tree: TypeTree,
+  steps: ReturnType<typeof parsePath>,
+  minSteps: number,
+): ReturnType<typeof resolve>['hits'] {
   if (steps === undefined || steps.length < minSteps) {
     tree.root.transform = 'drop';
     return [];
@@ -232,8 +245,26 @@ export function merge(a: MNode, b: MNode): MNode {
   return m;
 }
 
-export const FULL: Node = Object.freeze({ all: true, kids: undefined, byUrl: undefined, leaf: undefined, drop: false, sparse: false, companions: undefined, where: undefined });
-export const DROP: Node = Object.freeze({ all: false, kids: undefined, byUrl: undefined, leaf: undefined, drop: true, sparse: false, companions: undefined, where: undefined });
+export const FULL: Node = Object.freeze({
+  all: true,
+  kids: undefined,
+  byUrl: undefined,
+  leaf: undefined,
+  drop: false,
+  sparse: false,
+  companions: undefined,
+  where: undefined,
+});
+export const DROP: Node = Object.freeze({
+  all: false,
+  kids: undefined,
+  byUrl: undefined,
+  leaf: undefined,
+  drop: true,
+  sparse: false,
+  companions: undefined,
+  where: undefined,
+});
 export const EXTENSION_COMPANIONS: readonly string[] = Object.freeze(['url']);
 export const RESOURCE_COMPANIONS: readonly string[] = Object.freeze(['resourceType']);
 
@@ -267,12 +298,31 @@ export function finalize(m: MNode, inherited: boolean): Node | undefined {
   }
   if (!all && kids === undefined && byUrl === undefined) return undefined;
   if (all && kids === undefined && byUrl === undefined && leaf === undefined && m.where === undefined) return FULL;
-  const companions = m.type === 'Extension' ? EXTENSION_COMPANIONS : m.type === 'Resource' ? RESOURCE_COMPANIONS : undefined;
-  return Object.freeze({ all, kids, byUrl, leaf, drop: false, sparse: m.sparse, companions, where: itemFilter(m.where) });
+  const companions =
+    m.type === 'Extension' ? EXTENSION_COMPANIONS : m.type === 'Resource' ? RESOURCE_COMPANIONS : undefined;
+  return Object.freeze({
+    all,
+    kids,
+    byUrl,
+    leaf,
+    drop: false,
+    sparse: m.sparse,
+    companions,
+    where: itemFilter(m.where),
+  });
 }
 
 /** Keeps nothing (a profile whose paths resolve to nothing). */
-export const EMPTY: Node = Object.freeze({ all: false, kids: undefined, byUrl: undefined, leaf: undefined, drop: false, sparse: false, companions: undefined, where: undefined });
+export const EMPTY: Node = Object.freeze({
+  all: false,
+  kids: undefined,
+  byUrl: undefined,
+  leaf: undefined,
+  drop: false,
+  sparse: false,
+  companions: undefined,
+  where: undefined,
+});
 
 /** The runtime node for a whole resource (DROP when a fail-safe withholds all of it). */
 export function finalizeTree(tree: TypeTree): Node {

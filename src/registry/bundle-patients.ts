@@ -24,7 +24,15 @@ export interface PatientPart {
 
 /** One part per resource about (or possibly about) a patient; a Bundle's entries in order, nested ones depth first. */
 export function patientParts(resource: FhirResource, rule: PatientMatchDef): PatientPart[] {
-  if (resource.resourceType !== 'Bundle') return [{ type: resource.resourceType, path: resource.resourceType, resolution: resolvePatient(resource, rule), resource }];
+  if (resource.resourceType !== 'Bundle')
+    return [
+      {
+        type: resource.resourceType,
+        path: resource.resourceType,
+        resolution: resolvePatient(resource, rule),
+        resource,
+      },
+    ];
   const out: PatientPart[] = [];
   collect(resource, 'Bundle', rule, out);
   return out;
@@ -46,7 +54,10 @@ function collect(bundle: FhirResource, path: string, rule: PatientMatchDef, out:
     }
     let resolution = resolvePatient(resource, rule);
     if (resolution.kind === 'unresolved') {
-      const own = resource.resourceType === 'Patient' ? patients.get(fullUrlOf(entry)) : findInCompartment(resource, (ref) => patients.get(ref['reference']));
+      const own =
+        resource.resourceType === 'Patient'
+          ? patients.get(fullUrlOf(entry))
+          : findInCompartment(resource, (ref) => patients.get(ref['reference']));
       if (own !== undefined) resolution = { kind: 'patient', ref: own };
     }
     out.push({ type: resource.resourceType, path: at, resolution, resource });
@@ -60,9 +71,19 @@ function patientEntries(entries: readonly unknown[], rule: PatientMatchDef): Map
     const resource = isJsonObject(entry) ? entry['resource'] : undefined;
     if (!hasResourceType(resource) || resource.resourceType !== 'Patient') continue;
     const fullUrl = fullUrlOf(entry);
-    const id = typeof resource.id === 'string' && ID.test(resource.id) ? resource.id : typeof fullUrl === 'string' ? URN.exec(fullUrl)?.[1] : undefined;
+    const id =
+      typeof resource.id === 'string' && ID.test(resource.id)
+        ? resource.id
+        : typeof fullUrl === 'string'
+          ? URN.exec(fullUrl)?.[1]
+          : undefined;
     const found = resolvePatient(resource, rule);
-    const ref = found.kind === 'patient' ? found.ref : rule.match === 'reference' && id !== undefined ? `Patient/${id}` : undefined;
+    const ref =
+      found.kind === 'patient'
+        ? found.ref
+        : rule.match === 'reference' && id !== undefined
+          ? `Patient/${id}`
+          : undefined;
     if (ref === undefined) continue;
     // The first entry claiming a fullUrl owns it (as src/fhir/bundle.ts decides).
     if (typeof fullUrl === 'string' && !map.has(fullUrl)) map.set(fullUrl, ref);

@@ -47,7 +47,11 @@ export interface MessagePatients {
  * Resolves every part once and pseudonymises each distinct patient once with `pseudonymOf` (without it, parts carry
  * no pseudonym: nothing can be restricted or keyed — what a test of the pure pipeline may want).
  */
-export function resolveMessagePatients(resource: FhirResource, rule: PatientMatchDef, pseudonymOf?: (ref: string) => string): MessagePatients {
+export function resolveMessagePatients(
+  resource: FhirResource,
+  rule: PatientMatchDef,
+  pseudonymOf?: (ref: string) => string,
+): MessagePatients {
   const bundle = resource.resourceType === 'Bundle';
   const tokens = new Map<string, string | undefined>();
   const parts: MessagePart[] = [];
@@ -66,7 +70,13 @@ export function resolveMessagePatients(resource: FhirResource, rule: PatientMatc
   if (!bundle) {
     const only = parts[0]?.patient;
     const own = only?.kind === 'patient' ? only : undefined;
-    return { parts, pseudonymOf: (r) => (r === resource ? own?.pseudonym : undefined), disclosed: [own?.pseudonym], pseudonym: own?.pseudonym, pseudonyms: [] };
+    return {
+      parts,
+      pseudonymOf: (r) => (r === resource ? own?.pseudonym : undefined),
+      disclosed: [own?.pseudonym],
+      pseudonym: own?.pseudonym,
+      pseudonyms: [],
+    };
   }
   const byResource = new Map<FhirResource, string | undefined>();
   const disclosed = new Set<string | undefined>();
@@ -91,6 +101,10 @@ export function refuseUnresolved(patients: MessagePatients, rule: PatientMatchDe
   for (const part of patients.parts) {
     if (part.patient.kind !== 'unresolved') continue;
     const inBundle = part.path !== part.type; // a Bundle entry's path, `Bundle.entry[i].resource`
-    throw new BrokerError('E_PATIENT_UNRESOLVED', `${inBundle ? `${part.path}: ` : ''}no patient resolves under the catalog's matching rule (match ${rule.match})`, inBundle ? { path: part.path } : undefined);
+    throw new BrokerError(
+      'E_PATIENT_UNRESOLVED',
+      `${inBundle ? `${part.path}: ` : ''}no patient resolves under the catalog's matching rule (match ${rule.match})`,
+      inBundle ? { path: part.path } : undefined,
+    );
   }
 }

@@ -23,7 +23,8 @@ let compartment: ReadonlySet<string> | undefined;
 export function resolvePatient(resource: FhirResource, rule: PatientMatchDef): PatientResolution {
   compartment ??= new Set(patientCompartmentTypes());
   if (!compartment.has(resource.resourceType)) return { kind: 'none' };
-  const ref = rule.match === 'reference' ? extractPatientRef(resource) : extractPatientIdentifier(resource, rule.system);
+  const ref =
+    rule.match === 'reference' ? extractPatientRef(resource) : extractPatientIdentifier(resource, rule.system);
   return ref === undefined ? { kind: 'unresolved' } : { kind: 'patient', ref };
 }
 
@@ -38,17 +39,29 @@ export function canonicalPatientRef(input: string, rule: PatientMatchDef): strin
   const s = input.trim();
   if (rule.match === 'reference') {
     if (PATIENT_REF.test(s)) return s;
-    throw new BrokerError('E_PATIENT_UNRESOLVED', "patient: expected Patient/<id> (the catalog matches patients by reference)", { path: 'patient' });
+    throw new BrokerError(
+      'E_PATIENT_UNRESOLVED',
+      'patient: expected Patient/<id> (the catalog matches patients by reference)',
+      { path: 'patient' },
+    );
   }
   // A literal reference names no identifier, and the broker keeps no id-to-identifier table: refused, not taken
   // for an identifier value that happens to look like one (it would key a restriction nothing ever matches).
   if (PATIENT_REF.test(s)) {
-    throw new BrokerError('E_PATIENT_UNRESOLVED', `patient: expected <value> or ${rule.system}|<value>, not Patient/<id> (the catalog matches patients by that identifier system)`, { path: 'patient' });
+    throw new BrokerError(
+      'E_PATIENT_UNRESOLVED',
+      `patient: expected <value> or ${rule.system}|<value>, not Patient/<id> (the catalog matches patients by that identifier system)`,
+      { path: 'patient' },
+    );
   }
   const bar = s.indexOf('|');
   if (bar < 0 && s !== '') return `${rule.system}|${s}`;
   if (bar > 0 && s.slice(0, bar) === rule.system && s.length > bar + 1) return s;
-  throw new BrokerError('E_PATIENT_UNRESOLVED', `patient: expected <value> or ${rule.system}|<value> (the catalog matches patients by that identifier system)`, { path: 'patient' });
+  throw new BrokerError(
+    'E_PATIENT_UNRESOLVED',
+    `patient: expected <value> or ${rule.system}|<value> (the catalog matches patients by that identifier system)`,
+    { path: 'patient' },
+  );
 }
 
 /**
@@ -59,6 +72,7 @@ export function canonicalPatientRef(input: string, rule: PatientMatchDef): strin
 export function patientReference(ref: string): Reference {
   if (ref.startsWith('Patient/')) return { reference: ref };
   const bar = ref.indexOf('|');
-  if (bar <= 0 || bar === ref.length - 1) throw new TypeError('patientReference: expected Patient/<id> or <system>|<value>');
+  if (bar <= 0 || bar === ref.length - 1)
+    throw new TypeError('patientReference: expected Patient/<id> or <system>|<value>');
   return { type: 'Patient', identifier: { system: ref.slice(0, bar), value: ref.slice(bar + 1) } };
 }

@@ -72,7 +72,8 @@ export function applyObservation(record: RegistryRecord, obs: Observation): Regi
   const at = new Date(obs.at).toISOString();
   const services: Record<string, ServiceRecord> = { ...record.services };
   let newService = touch(services, obs.source, 'source', obs.types, undefined, at);
-  for (const r of obs.recipients) newService = touch(services, r.service, 'recipient', obs.types, r.purpose, at) || newService;
+  for (const r of obs.recipients)
+    newService = touch(services, r.service, 'recipient', obs.types, r.purpose, at) || newService;
   // The newest RECENT_IDS ids, this one last: one copy of the list (the record before it stays as it was).
   const keep = Math.min(record.recent.length, RECENT_IDS - 1);
   const recent = record.recent.slice(record.recent.length - keep);
@@ -82,14 +83,36 @@ export function applyObservation(record: RegistryRecord, obs: Observation): Regi
 }
 
 /** Merges one role of one service into `services`; true when the service had no entry yet. */
-function touch(services: Record<string, ServiceRecord>, service: string, role: RegistryRole, types: readonly string[], purpose: string | undefined, at: string): boolean {
+function touch(
+  services: Record<string, ServiceRecord>,
+  service: string,
+  role: RegistryRole,
+  types: readonly string[],
+  purpose: string | undefined,
+  at: string,
+): boolean {
   const current = services[service];
-  services[service] = current === undefined ? { [role]: mergeRole(undefined, types, purpose, at) } : { ...current, [role]: mergeRole(current[role], types, purpose, at) };
+  services[service] =
+    current === undefined
+      ? { [role]: mergeRole(undefined, types, purpose, at) }
+      : { ...current, [role]: mergeRole(current[role], types, purpose, at) };
   return current === undefined;
 }
 
-function mergeRole(role: RoleRecord | undefined, types: readonly string[], purpose: string | undefined, at: string): RoleRecord {
-  if (role === undefined) return { types: addSorted([], types), purposes: purpose === undefined ? [] : [purpose], firstSeen: at, lastSeen: at, count: 1 };
+function mergeRole(
+  role: RoleRecord | undefined,
+  types: readonly string[],
+  purpose: string | undefined,
+  at: string,
+): RoleRecord {
+  if (role === undefined)
+    return {
+      types: addSorted([], types),
+      purposes: purpose === undefined ? [] : [purpose],
+      firstSeen: at,
+      lastSeen: at,
+      count: 1,
+    };
   return {
     types: addSorted(role.types, types),
     purposes: purpose === undefined ? role.purposes : addSorted(role.purposes, [purpose]),
@@ -129,6 +152,7 @@ export function decodeRecord(bytes: Uint8Array): RegistryRecord {
     throw new Error('registry value is not JSON');
   }
   const r = recordSchema.safeParse(json);
-  if (!r.success) throw new Error(`registry value is not a v1 record (at ${r.error.issues[0]?.path.join('.') ?? '(root)'})`);
+  if (!r.success)
+    throw new Error(`registry value is not a v1 record (at ${r.error.issues[0]?.path.join('.') ?? '(root)'})`);
   return r.data as RegistryRecord;
 }

@@ -45,7 +45,8 @@ export function planRegistration(
     if (p.kind === 'none') continue;
     let key = UNRESOLVED_KEY;
     if (p.kind === 'patient') {
-      if (p.pseudonym === undefined) throw new TypeError('planRegistration: the message patients were resolved without a pseudonym');
+      if (p.pseudonym === undefined)
+        throw new TypeError('planRegistration: the message patients were resolved without a pseudonym');
       key = p.pseudonym;
     }
     let types = byKey.get(key);
@@ -65,7 +66,12 @@ export class RegistryRecorder {
     private readonly logger: Logger,
   ) {}
 
-  static async open(nc: NatsConnection, rule: PatientMatchDef, secrets: Pick<BrokerSecrets, 'pseudonymKey'>, logger: Logger): Promise<RegistryRecorder> {
+  static async open(
+    nc: NatsConnection,
+    rule: PatientMatchDef,
+    secrets: Pick<BrokerSecrets, 'pseudonymKey'>,
+    logger: Logger,
+  ): Promise<RegistryRecorder> {
     return new RegistryRecorder(await RegistryStore.open(nc), rule, secrets, logger);
   }
 
@@ -80,7 +86,10 @@ export class RegistryRecorder {
   }
 
   /** Throws E_PATIENT_UNRESOLVED when a patient (a Bundle entry's included) does not resolve and the catalog says `unresolved: reject`. */
-  plan(message: { readonly messageId: string; readonly sender: string; readonly type: string }, patients: MessagePatients): Registration {
+  plan(
+    message: { readonly messageId: string; readonly sender: string; readonly type: string },
+    patients: MessagePatients,
+  ): Registration {
     return planRegistration(message, patients, this.rule);
   }
 
@@ -89,19 +98,30 @@ export class RegistryRecorder {
    * deliveries and acknowledges only when both are stored). Any failure is RegistryUnavailable: the message must
    * be retried (never rejected, never acknowledged unrecorded).
    */
-  async persist(reg: Registration, deliveries: readonly { readonly service: string; readonly purpose: string }[], at: number): Promise<void> {
+  async persist(
+    reg: Registration,
+    deliveries: readonly { readonly service: string; readonly purpose: string }[],
+    at: number,
+  ): Promise<void> {
     if (reg.records.length === 0) return;
     // The deliveries themselves are the recipients (service and purpose are all an observation reads of them).
     const recipients = deliveries;
     try {
       // One compare-and-set update per patient; a retried message re-applies them all and each record counts it once.
-      await Promise.all(reg.records.map((r) => this.store.record(r.key, { messageId: reg.messageId, types: r.types, at, source: reg.sender, recipients })));
+      await Promise.all(
+        reg.records.map((r) =>
+          this.store.record(r.key, { messageId: reg.messageId, types: r.types, at, source: reg.sender, recipients }),
+        ),
+      );
     } catch (err) {
       if (err instanceof RegistryUnavailable) throw err;
       throw new RegistryUnavailable('the registry could not be written', { cause: err });
     }
     if (reg.records.some((r) => r.key === UNRESOLVED_KEY)) {
-      this.logger.warn({ event: 'registry.unresolved', id: reg.messageId, sender: reg.sender, type: reg.type }, 'no patient resolved; counted under the unresolved record');
+      this.logger.warn(
+        { event: 'registry.unresolved', id: reg.messageId, sender: reg.sender, type: reg.type },
+        'no patient resolved; counted under the unresolved record',
+      );
     }
   }
 }

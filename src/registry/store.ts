@@ -16,7 +16,14 @@
 import { StorageType, type KV, type NatsConnection } from 'nats';
 import { AckedPublisher } from '../nats/acked-publish.js';
 import { KV_BUCKETS } from '../wire/names.js';
-import { applyObservation, decodeRecord, emptyRecord, encodeRecord, type Observation, type RegistryRecord } from './record.js';
+import {
+  applyObservation,
+  decodeRecord,
+  emptyRecord,
+  encodeRecord,
+  type Observation,
+  type RegistryRecord,
+} from './record.js';
 
 /** The explicit record of patient-compartment resources whose patient did not resolve (catalog `unresolved: accept`). */
 export const UNRESOLVED_KEY = '_unresolved';

@@ -9,7 +9,11 @@ import type { BrokerConfig } from '../config/config.js';
 import { BrokerError } from '../wire/errors.js';
 import { layout } from './data-dir.js';
 
-const fileSchema = z.strictObject({ v: z.literal(1), quarantineKey: z.string().length(43), pseudonymKey: z.string().length(43) });
+const fileSchema = z.strictObject({
+  v: z.literal(1),
+  quarantineKey: z.string().length(43),
+  pseudonymKey: z.string().length(43),
+});
 
 export function secretsFile(keysDir: string): string {
   return join(keysDir, 'broker.secrets.json');
@@ -19,7 +23,11 @@ export function ensureBrokerSecrets(keysDir: string): BrokerSecrets {
   const file = secretsFile(keysDir);
   if (!existsSync(file)) {
     mkdirSync(keysDir, { recursive: true, mode: 0o700 });
-    const content = { v: 1, quarantineKey: randomBytes(32).toString('base64url'), pseudonymKey: randomBytes(32).toString('base64url') };
+    const content = {
+      v: 1,
+      quarantineKey: randomBytes(32).toString('base64url'),
+      pseudonymKey: randomBytes(32).toString('base64url'),
+    };
     writeFileSync(file, JSON.stringify(content), { mode: 0o600, flag: 'wx' });
   }
   // Never echo the file's content in an error: it holds the quarantine and pseudonym keys.
@@ -27,7 +35,10 @@ export function ensureBrokerSecrets(keysDir: string): BrokerSecrets {
   try {
     parsed = fileSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
   } catch {
-    throw new BrokerError('E_CONFIG_INVALID', `${file} is not a phi-broker secrets file (v1: quarantineKey, pseudonymKey)`);
+    throw new BrokerError(
+      'E_CONFIG_INVALID',
+      `${file} is not a phi-broker secrets file (v1: quarantineKey, pseudonymKey)`,
+    );
   }
   const secrets = {
     quarantineKey: new Uint8Array(Buffer.from(parsed.quarantineKey, 'base64url')),
@@ -42,7 +53,10 @@ export function ensureBrokerSecrets(keysDir: string): BrokerSecrets {
 export function existingBrokerSecrets(config: BrokerConfig): BrokerSecrets {
   const keys = layout(config).keys;
   if (!existsSync(secretsFile(keys))) {
-    throw new BrokerError('E_CONFIG_INVALID', `no broker secrets in ${keys}: run this on the broker's data dir (--data-dir)`);
+    throw new BrokerError(
+      'E_CONFIG_INVALID',
+      `no broker secrets in ${keys}: run this on the broker's data dir (--data-dir)`,
+    );
   }
   return ensureBrokerSecrets(keys);
 }

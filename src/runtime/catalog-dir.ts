@@ -26,13 +26,20 @@ export const CLASSIFICATION_FILE = 'classification.yaml';
 export function readCatalogFiles(dir: CatalogDirs): { files: CatalogSourceFile[]; issues: CatalogIssue[] } {
   const files: CatalogSourceFile[] = [];
   const issues: CatalogIssue[] = [];
-  for (const [root, isProfiles] of [[dir.subjects, false], [dir.profiles, true]] as const) {
+  for (const [root, isProfiles] of [
+    [dir.subjects, false],
+    [dir.profiles, true],
+  ] as const) {
     const label = basename(root);
     let paths: string[];
     try {
       paths = yamlFiles(root);
     } catch (e) {
-      issues.push({ file: label, path: '', message: `cannot read the folder (${(e as NodeJS.ErrnoException).code ?? 'error'}): expected a folder of YAML files` });
+      issues.push({
+        file: label,
+        path: '',
+        message: `cannot read the folder (${(e as NodeJS.ErrnoException).code ?? 'error'}): expected a folder of YAML files`,
+      });
       continue;
     }
     for (const path of paths) {
@@ -42,7 +49,11 @@ export function readCatalogFiles(dir: CatalogDirs): { files: CatalogSourceFile[]
       try {
         files.push({ file, kind, text: readFileSync(path, 'utf8') });
       } catch (e) {
-        issues.push({ file, path: '', message: `cannot read the file (${(e as NodeJS.ErrnoException).code ?? 'error'})` });
+        issues.push({
+          file,
+          path: '',
+          message: `cannot read the file (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+        });
       }
     }
   }
@@ -51,7 +62,9 @@ export function readCatalogFiles(dir: CatalogDirs): { files: CatalogSourceFile[]
 
 function yamlFiles(root: string): string[] {
   const out: string[] = [];
-  for (const entry of readdirSync(root, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+  for (const entry of readdirSync(root, { withFileTypes: true }).sort((a, b) =>
+    a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+  )) {
     const path = join(root, entry.name);
     if (entry.name.startsWith('.')) continue;
     if (entry.isDirectory()) out.push(...yamlFiles(path));
@@ -71,6 +84,7 @@ export function checkCatalog(dir: CatalogDirs): readonly CatalogIssue[] {
 export function loadCatalog(dir: CatalogDirs): Catalog {
   const read = readCatalogFiles(dir);
   const compiled = compileCatalog(read.files);
-  if (read.issues.length > 0 || compiled.catalog === undefined) throw new CatalogError([...read.issues, ...compiled.issues]);
+  if (read.issues.length > 0 || compiled.catalog === undefined)
+    throw new CatalogError([...read.issues, ...compiled.issues]);
   return compiled.catalog;
 }

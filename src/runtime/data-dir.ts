@@ -35,7 +35,10 @@ export function loadConfiguredCatalog(config: BrokerConfig): Catalog {
 }
 
 /** Development keys for the broker and every catalog service (created when missing, kept otherwise). */
-export async function devKeys(config: BrokerConfig, catalog: Catalog): Promise<{ dir: string; peers: PublicKeyRecord[] }> {
+export async function devKeys(
+  config: BrokerConfig,
+  catalog: Catalog,
+): Promise<{ dir: string; peers: PublicKeyRecord[] }> {
   await initCrypto();
   const dir = layout(config).keys;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -43,18 +46,27 @@ export async function devKeys(config: BrokerConfig, catalog: Catalog): Promise<{
   return { dir, peers: readJwks(dir) };
 }
 
-export async function serviceKeys(config: BrokerConfig, service: string): Promise<{ keys: ServiceKeys; peers: PublicKeyRecord[] }> {
+export async function serviceKeys(
+  config: BrokerConfig,
+  service: string,
+): Promise<{ keys: ServiceKeys; peers: PublicKeyRecord[] }> {
   await initCrypto();
   const dir = layout(config).keys;
   if (!existsSync(join(dir, 'jwks.json'))) {
-    throw new Error(`no keys in ${dir}: run \`phi-broker up --data-dir ${config.dataDir}\` first (it creates development keys)`);
+    throw new Error(
+      `no keys in ${dir}: run \`phi-broker up --data-dir ${config.dataDir}\` first (it creates development keys)`,
+    );
   }
   return { keys: readServiceKeys(dir, service), peers: readJwks(dir) };
 }
 
 export async function startEmbeddedNats(config: BrokerConfig, port?: number): Promise<RunningNatsServer> {
   const l = layout(config);
-  const server = await startNatsServer({ dir: l.nats, maxPayload: Math.max(config.maxMessageBytes * 2, 1024 * 1024), ...(port === undefined ? {} : { port }) });
+  const server = await startNatsServer({
+    dir: l.nats,
+    maxPayload: Math.max(config.maxMessageBytes * 2, 1024 * 1024),
+    ...(port === undefined ? {} : { port }),
+  });
   writeFileSync(l.serverFile, JSON.stringify({ url: server.url, pid: server.pid }));
   return {
     ...server,
@@ -70,11 +82,15 @@ export function natsUrl(config: BrokerConfig): string {
   if (config.natsUrl !== undefined) return config.natsUrl;
   const file = layout(config).serverFile;
   if (!existsSync(file)) {
-    throw new Error(`no running phi-broker in ${config.dataDir}: start one with \`phi-broker up --data-dir ${config.dataDir}\`, or set NATS_URL`);
+    throw new Error(
+      `no running phi-broker in ${config.dataDir}: start one with \`phi-broker up --data-dir ${config.dataDir}\`, or set NATS_URL`,
+    );
   }
   const server = JSON.parse(readFileSync(file, 'utf8')) as { url: string; pid?: number };
   if (server.pid !== undefined && !isRunning(server.pid)) {
-    throw new Error(`no running phi-broker in ${config.dataDir} (${file} is left from one that did not stop cleanly): start one with \`phi-broker up --data-dir ${config.dataDir}\`, or set NATS_URL`);
+    throw new Error(
+      `no running phi-broker in ${config.dataDir} (${file} is left from one that did not stop cleanly): start one with \`phi-broker up --data-dir ${config.dataDir}\`, or set NATS_URL`,
+    );
   }
   return server.url;
 }
@@ -92,7 +108,11 @@ function isRunning(pid: number): boolean {
  * A service's connection for `publish`/`tail`: mTLS as that service when there is a TLS dir (PHI_BROKER_NATS_TLS_DIR, or the running `up`'s), else the
  * plaintext development connection — for which PhiClient needs (and warns about) `insecure: true`.
  */
-export async function connectService(config: BrokerConfig, service: string, name: string): Promise<{ nc: NatsConnection; insecure: boolean }> {
+export async function connectService(
+  config: BrokerConfig,
+  service: string,
+  name: string,
+): Promise<{ nc: NatsConnection; insecure: boolean }> {
   const url = natsUrl(config);
   const tlsDir = cliTlsDir(config);
   if (tlsDir === undefined) return { nc: await connectNats(url, name), insecure: true };
@@ -117,12 +137,17 @@ export function operatorIdentity(config: BrokerConfig, access: OperatorAccess): 
   const tlsDir = cliTlsDir(config);
   if (tlsDir === undefined) return undefined;
   if (access === 'write' || config.operatorIdentity === 'admin') return ADMIN_IDENTITY;
-  if (config.operatorIdentity === 'auditor' || existsSync(tlsLayout(tlsDir).identity(AUDITOR_IDENTITY).certFile)) return AUDITOR_IDENTITY;
+  if (config.operatorIdentity === 'auditor' || existsSync(tlsLayout(tlsDir).identity(AUDITOR_IDENTITY).certFile))
+    return AUDITOR_IDENTITY;
   return ADMIN_IDENTITY;
 }
 
 /** An operator's connection (quarantine, audit, disclosures, consent, registry, access): over mTLS as operatorIdentity when there is a TLS dir. */
-export async function connectOperator(config: BrokerConfig, name: string, access: OperatorAccess): Promise<NatsConnection> {
+export async function connectOperator(
+  config: BrokerConfig,
+  name: string,
+  access: OperatorAccess,
+): Promise<NatsConnection> {
   const url = natsUrl(config);
   const tlsDir = cliTlsDir(config);
   const identity = operatorIdentity(config, access);
@@ -140,14 +165,21 @@ export function cliTlsDir(config: BrokerConfig): string | undefined {
 }
 
 /** With `mtls`, connects as that identity over mutual TLS (src/nats/connect-options.ts); else plaintext. */
-export async function connectNats(url: string, name: string, mtls?: { readonly files: NatsTlsFiles; readonly inbox: string }): Promise<NatsConnection> {
+export async function connectNats(
+  url: string,
+  name: string,
+  mtls?: { readonly files: NatsTlsFiles; readonly inbox: string },
+): Promise<NatsConnection> {
   try {
     // noAsyncTraces: no stack captured per request (every JetStream publish is one); errors keep their codes,
     // which is all phi-broker reads (src/log/log.ts errorFields). Profiled: ~7 % of the broker's CPU (docs/performance.md).
-    if (mtls !== undefined) return await connect({ ...mtlsConnectionOptions(url, mtls.files, mtls.inbox, name), noAsyncTraces: true });
+    if (mtls !== undefined)
+      return await connect({ ...mtlsConnectionOptions(url, mtls.files, mtls.inbox, name), noAsyncTraces: true });
     return await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
   } catch (err) {
     // nats.js says only e.g. CONNECTION_REFUSED; say where.
-    throw new Error(`cannot connect to NATS at ${url}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new Error(`cannot connect to NATS at ${url}: ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+    });
   }
 }

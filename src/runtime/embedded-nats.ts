@@ -20,7 +20,11 @@ import { connectNats, layout } from './data-dir.js';
  * The TLS dir is `natsTlsDir` when set: the operator commands read certificates from there whenever the variable is
  * set (runtime.ts cliTlsDir), so the embedded server must issue into the same place — an existing CA there is kept.
  */
-export async function startEmbeddedMtlsNats(config: BrokerConfig, catalog: Catalog, port?: number): Promise<RunningNatsServer & { readonly tlsDir: string }> {
+export async function startEmbeddedMtlsNats(
+  config: BrokerConfig,
+  catalog: Catalog,
+  port?: number,
+): Promise<RunningNatsServer & { readonly tlsDir: string }> {
   const l = layout(config);
   const tls = tlsLayout(config.natsTlsDir ?? defaultTlsDir(config.dataDir));
   await issueAll(tls, [...catalog.services.keys()].sort(), { now: Date.now(), createCaIfMissing: true });
@@ -40,7 +44,10 @@ export async function startEmbeddedMtlsNats(config: BrokerConfig, catalog: Catal
   );
   const server = await startNatsServer({ dir: l.nats, configFile, host, port: listen });
   try {
-    const admin = await connectNats(server.url, 'phi-broker-admin', { files: tls.identity(ADMIN_IDENTITY), inbox: `_INBOX.${ADMIN_INBOX_ID}` });
+    const admin = await connectNats(server.url, 'phi-broker-admin', {
+      files: tls.identity(ADMIN_IDENTITY),
+      inbox: `_INBOX.${ADMIN_INBOX_ID}`,
+    });
     await provisionStreams(admin, config);
     await admin.close();
   } catch (err) {

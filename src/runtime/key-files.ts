@@ -7,7 +7,13 @@ import { join } from 'node:path';
 import { SERVICE_ID_PATTERN } from '../wire/ids.js';
 import { BrokerError } from '../wire/errors.js';
 import { privateJwks, publicJwk, recordsFromJwks, serviceKeysFromJwks } from '../crypto/jwk.js';
-import { generateServiceKeys, keysVersion, publicRecords, type PublicKeyRecord, type ServiceKeys } from '../crypto/keypairs.js';
+import {
+  generateServiceKeys,
+  keysVersion,
+  publicRecords,
+  type PublicKeyRecord,
+  type ServiceKeys,
+} from '../crypto/keypairs.js';
 
 export function privateKeyFile(dir: string, serviceId: string): string {
   if (!SERVICE_ID_PATTERN.test(serviceId)) throw new TypeError('service id must match SERVICE_ID_PATTERN');
@@ -44,7 +50,8 @@ function readJson(file: string): unknown {
 export function writeServiceKeys(dir: string, keys: ServiceKeys | readonly ServiceKeys[]): void {
   const list = Array.isArray(keys) ? (keys as readonly ServiceKeys[]) : [keys as ServiceKeys];
   const first = list[0];
-  if (first === undefined || list.some((k) => k.service !== first.service)) throw new TypeError('writeServiceKeys: one or more versions of one service');
+  if (first === undefined || list.some((k) => k.service !== first.service))
+    throw new TypeError('writeServiceKeys: one or more versions of one service');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   writeAtomic(privateKeyFile(dir, first.service), `${JSON.stringify(privateJwks(list), null, 2)}\n`, 0o600);
 }
@@ -53,7 +60,8 @@ export function writeServiceKeys(dir: string, keys: ServiceKeys | readonly Servi
 export function readServiceKeyVersions(dir: string, serviceId: string): ServiceKeys[] {
   const file = privateKeyFile(dir, serviceId);
   const json = readJson(file);
-  if (json === undefined) throw new BrokerError('E_KEY_UNKNOWN', `no private key file for service ${serviceId}`, { path: file });
+  if (json === undefined)
+    throw new BrokerError('E_KEY_UNKNOWN', `no private key file for service ${serviceId}`, { path: file });
   return serviceKeysFromJwks(file, serviceId, json);
 }
 

@@ -32,5 +32,7 @@ export function runNatsConfig(config: BrokerConfig, opts: NatsConfigOptions, out
     return;
   }
   writeFileSync(opts.out, text, { mode: 0o644 });
-  out.write(`wrote ${opts.out}: ${catalog.services.size} services + broker + admin, mTLS (verify_and_map), JetStream\n`);
+  out.write(
+    `wrote ${opts.out}: ${catalog.services.size} services + broker + admin, mTLS (verify_and_map), JetStream\n`,
+  );
 }

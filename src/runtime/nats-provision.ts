@@ -12,9 +12,14 @@ import { connectNats } from './data-dir.js';
 
 export async function runNatsProvision(config: BrokerConfig, out: Writable): Promise<void> {
   if (config.natsUrl === undefined || config.natsTlsDir === undefined) {
-    throw new Error('nats-provision needs NATS_URL and PHI_BROKER_NATS_TLS_DIR (it connects as the admin identity over mTLS)');
+    throw new Error(
+      'nats-provision needs NATS_URL and PHI_BROKER_NATS_TLS_DIR (it connects as the admin identity over mTLS)',
+    );
   }
-  const nc = await connectNats(config.natsUrl, 'phi-broker-admin', { files: tlsLayout(config.natsTlsDir).identity(ADMIN_IDENTITY), inbox: `_INBOX.${ADMIN_INBOX_ID}` });
+  const nc = await connectNats(config.natsUrl, 'phi-broker-admin', {
+    files: tlsLayout(config.natsTlsDir).identity(ADMIN_IDENTITY),
+    inbox: `_INBOX.${ADMIN_INBOX_ID}`,
+  });
   try {
     await provisionStreams(nc, config);
   } finally {

@@ -27,10 +27,17 @@ export const INSECURE_PLAINTEXT_WARNING =
   'WARNING: --insecure-plaintext: NATS without TLS and without client certificates — no transport encryption, no per-service identity, no subject permissions; PHI ciphertext and broker signatures travel in the clear. Local development only.';
 
 /** The mTLS default, or plaintext when `insecurePlaintext` (warned on stderr); refuses a NATS_URL without a TLS dir. */
-export async function openNatsTransport(config: BrokerConfig, catalog: Catalog, opts: { readonly insecurePlaintext: boolean; readonly port?: number }): Promise<NatsTransport> {
+export async function openNatsTransport(
+  config: BrokerConfig,
+  catalog: Catalog,
+  opts: { readonly insecurePlaintext: boolean; readonly port?: number },
+): Promise<NatsTransport> {
   if (opts.insecurePlaintext) {
     if (config.natsTlsDir !== undefined) {
-      throw new BrokerError('E_CONFIG_INVALID', 'natsTlsDir: set (PHI_BROKER_NATS_TLS_DIR) together with --insecure-plaintext; give one or the other');
+      throw new BrokerError(
+        'E_CONFIG_INVALID',
+        'natsTlsDir: set (PHI_BROKER_NATS_TLS_DIR) together with --insecure-plaintext; give one or the other',
+      );
     }
     process.stderr.write(`${INSECURE_PLAINTEXT_WARNING}\n`);
     const server = config.natsUrl === undefined ? await startEmbeddedNats(config, opts.port) : undefined;

@@ -9,8 +9,12 @@ import type { BrokerConfig } from '../config/config.js';
 import { ensureAuditStream } from '../audit/setup.js';
 import { ensureAccessBuckets } from '../access/desk/store.js';
 import { ensureRegistryBucket } from '../registry/store.js';
-import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDisclosureStream, streamSettings } from '../nats/setup.js';
-
+import {
+  ensureBrokerInfrastructure,
+  ensureConsentBucket,
+  ensureDisclosureStream,
+  streamSettings,
+} from '../nats/setup.js';
 
 /**
  * Creates or updates PHI_INGEST, PHI_DELIVER, PHI_QUARANTINE, PHI_RECEIPTS, the broker consumer and phi_seen;
@@ -19,7 +23,10 @@ import { ensureBrokerInfrastructure, ensureConsentBucket, ensureDisclosureStream
  */
 export async function provisionStreams(adminNc: NatsConnection, config: BrokerConfig): Promise<void> {
   await ensureBrokerInfrastructure(adminNc, streamSettings(config));
-  await ensureDisclosureStream(adminNc, { maxAgeMs: config.disclosureMaxAgeMs, duplicateWindowMs: config.duplicateWindowMs });
+  await ensureDisclosureStream(adminNc, {
+    maxAgeMs: config.disclosureMaxAgeMs,
+    duplicateWindowMs: config.duplicateWindowMs,
+  });
   await ensureAuditStream(adminNc, { maxAgeMs: config.auditMaxAgeMs, duplicateWindowMs: config.duplicateWindowMs });
   await ensureConsentBucket(adminNc);
   await ensureRegistryBucket(adminNc);

@@ -27,7 +27,11 @@ export interface LocalStack {
   stop(): Promise<void>;
 }
 
-export async function startLocalStack(config: BrokerConfig, logger: Logger, opts: { readonly insecurePlaintext?: boolean } = {}): Promise<LocalStack> {
+export async function startLocalStack(
+  config: BrokerConfig,
+  logger: Logger,
+  opts: { readonly insecurePlaintext?: boolean } = {},
+): Promise<LocalStack> {
   const catalog = loadConfiguredCatalog(config);
   const { dir, peers } = await devKeys(config, catalog);
   const secrets = ensureBrokerSecrets(dir);
@@ -55,7 +59,14 @@ export async function startLocalStack(config: BrokerConfig, logger: Logger, opts
     async client(service: string) {
       const cnc = await transport.connect(serviceIdentity(service), `phi-broker ${service}`);
       extra.push(cnc);
-      const c = await PhiClient.connect({ nc: cnc, service, keys: readServiceKeys(dir, service), peers: brokerPeers, logger, ...(tlsDir === undefined ? { insecure: true } : {}) });
+      const c = await PhiClient.connect({
+        nc: cnc,
+        service,
+        keys: readServiceKeys(dir, service),
+        peers: brokerPeers,
+        logger,
+        ...(tlsDir === undefined ? { insecure: true } : {}),
+      });
       clients.push(c);
       return c;
     },

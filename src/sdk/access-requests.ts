@@ -5,7 +5,12 @@
 // keys and against this command's id. Refusals throw a BrokerError with a stable code (docs/errors.md).
 import { randomUUID } from 'node:crypto';
 import { headers as natsHeaders, type NatsConnection } from 'nats';
-import { openAccessReply, sealAccessCommand, type AccessCommand, type AccessRequestSummary } from '../access/protocol/service-request.js';
+import {
+  openAccessReply,
+  sealAccessCommand,
+  type AccessCommand,
+  type AccessRequestSummary,
+} from '../access/protocol/service-request.js';
 import type { Keyring } from '../crypto/keyring.js';
 import type { ServiceKeys } from '../crypto/keys.js';
 import { BrokerError } from '../wire/errors.js';
@@ -26,7 +31,14 @@ export interface AccessRequester {
 /** One command, one signed reply. NATS refusing the publish (the service is no requester) is E_ACCESS_NOT_ALLOWED. */
 export async function sendAccessCommand(r: AccessRequester, command: AccessCommand): Promise<AccessRequestSummary> {
   const id = randomUUID();
-  const sealed = sealAccessCommand({ id, service: r.service, command, now: Date.now(), signer: r.keys.sign, keyring: r.keyring });
+  const sealed = sealAccessCommand({
+    id,
+    service: r.service,
+    command,
+    now: Date.now(),
+    signer: r.keys.sign,
+    keyring: r.keyring,
+  });
   const h = natsHeaders();
   h.set(HEADERS.signature, sealed.sig);
   let msg;
@@ -43,8 +55,21 @@ export async function sendAccessCommand(r: AccessRequester, command: AccessComma
 function natsFailure(err: unknown, service: string): BrokerError {
   const code = (err as { code?: unknown } | null)?.code;
   if (code === 'PERMISSIONS_VIOLATION') {
-    return new BrokerError('E_ACCESS_NOT_ALLOWED', `iss: the NATS server refused ${service} publishing an access request (not among the catalog's access requesters)`, { path: 'iss', cause: err });
+    return new BrokerError(
+      'E_ACCESS_NOT_ALLOWED',
+      `iss: the NATS server refused ${service} publishing an access request (not among the catalog's access requesters)`,
+      { path: 'iss', cause: err },
+    );
   }
-  if (code === '503' || code === 'NO_RESPONDERS') return new BrokerError('E_TIMEOUT', 'no broker process serves access requests (no responders); nothing was created', { cause: err });
-  return new BrokerError('E_TIMEOUT', 'no reply from the broker in time; the request may still have been created (ask the operator: access list)', { cause: err });
+  if (code === '503' || code === 'NO_RESPONDERS')
+    return new BrokerError(
+      'E_TIMEOUT',
+      'no broker process serves access requests (no responders); nothing was created',
+      { cause: err },
+    );
+  return new BrokerError(
+    'E_TIMEOUT',
+    'no reply from the broker in time; the request may still have been created (ask the operator: access list)',
+    { cause: err },
+  );
 }

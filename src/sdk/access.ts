@@ -6,7 +6,13 @@
 // phi.access.<service>.part.<token> until the broker has fetched each, or PARTS_IDLE_MS passes without a fetch.
 import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription as NatsSubscription } from 'nats';
 import type { FhirResource } from 'fhir/r4.js';
-import { PART_HEADROOM, newPartsToken, parsePartRequest, splitAnswer, type SplitAnswer } from '../access/protocol/parts.js';
+import {
+  PART_HEADROOM,
+  newPartsToken,
+  parsePartRequest,
+  splitAnswer,
+  type SplitAnswer,
+} from '../access/protocol/parts.js';
 import { openQuestion, sealAnswerEnvelope } from '../access/protocol/holder-exchange.js';
 import type { Keyring } from '../crypto/keyring.js';
 import type { ServiceKeys } from '../crypto/keys.js';
@@ -17,7 +23,14 @@ import { HEADERS, subjects } from '../wire/names.js';
 /** Returns every resource this service holds about the patient (its part of the designated record set). */
 export type AccessRequestHandler = (patientRef: string) => readonly FhirResource[] | Promise<readonly FhirResource[]>;
 
-export function serveAccessRequests(nc: NatsConnection, service: string, keys: ServiceKeys, keyring: Keyring, handler: AccessRequestHandler, logger: Logger | undefined): NatsSubscription {
+export function serveAccessRequests(
+  nc: NatsConnection,
+  service: string,
+  keys: ServiceKeys,
+  keyring: Keyring,
+  handler: AccessRequestHandler,
+  logger: Logger | undefined,
+): NatsSubscription {
   // One instance of a replicated service answers each question (queue group = the service id).
   return nc.subscribe(subjects.access(service), {
     queue: service,
@@ -28,27 +41,51 @@ export function serveAccessRequests(nc: NatsConnection, service: string, keys: S
   });
 }
 
-async function answer(nc: NatsConnection, msg: Msg, service: string, keys: ServiceKeys, keyring: Keyring, handler: AccessRequestHandler, logger: Logger | undefined): Promise<void> {
+async function answer(
+  nc: NatsConnection,
+  msg: Msg,
+  service: string,
+  keys: ServiceKeys,
+  keyring: Keyring,
+  handler: AccessRequestHandler,
+  logger: Logger | undefined,
+): Promise<void> {
   let question;
   try {
     question = openQuestion(msg.data, msg.headers?.get(HEADERS.signature) || undefined, keyring, service);
   } catch (err) {
-    logger?.warn({ event: 'sdk.access.invalid', ...errorFields(err) }, 'ignored an access question that does not verify');
+    logger?.warn(
+      { event: 'sdk.access.invalid', ...errorFields(err) },
+      'ignored an access question that does not verify',
+    );
     return;
   }
   let resources: readonly JsonResource[] | undefined;
   try {
     resources = (await handler(question.patientRef)) as unknown as readonly JsonResource[];
   } catch (err) {
-    logger?.warn({ event: 'sdk.access.handler.failed', question: question.id, ...errorFields(err) }, 'access handler failed; answering with an OperationOutcome');
+    logger?.warn(
+      { event: 'sdk.access.handler.failed', question: question.id, ...errorFields(err) },
+      'access handler failed; answering with an OperationOutcome',
+    );
     resources = undefined;
   }
   if (resources !== undefined && !Array.isArray(resources)) {
-    logger?.warn({ event: 'sdk.access.handler.failed', question: question.id }, 'access handler did not return an array of resources; answering with an OperationOutcome');
+    logger?.warn(
+      { event: 'sdk.access.handler.failed', question: question.id },
+      'access handler did not return an array of resources; answering with an OperationOutcome',
+    );
     resources = undefined;
   }
   try {
-    const sealed = sealAnswerEnvelope({ questionId: question.id, service, resources, now: Date.now(), signer: keys.sign, keyring });
+    const sealed = sealAnswerEnvelope({
+      questionId: question.id,
+      service,
+      resources,
+      now: Date.now(),
+      signer: keys.sign,
+      keyring,
+    });
     const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     const h = natsHeaders();
     if (sealed.bytes.length + PART_HEADROOM <= maxPayload) {
@@ -57,15 +94,29 @@ async function answer(nc: NatsConnection, msg: Msg, service: string, keys: Servi
       return;
     }
     // Larger than one message: serve the parts first, then reply with the manifest that names them.
-    const split = splitAnswer({ id: `${question.id}.a`, service, bytes: sealed.bytes, sig: sealed.sig, maxPart: maxPayload - PART_HEADROOM, signer: keys.sign, token: newPartsToken() });
+    const split = splitAnswer({
+      id: `${question.id}.a`,
+      service,
+      bytes: sealed.bytes,
+      sig: sealed.sig,
+      maxPart: maxPayload - PART_HEADROOM,
+      signer: keys.sign,
+      token: newPartsToken(),
+    });
     await serveParts(nc, service, split, logger);
     h.set(HEADERS.signature, split.manifest.sig);
     h.set(HEADERS.parts, String(split.parts.length));
     msg.respond(split.manifest.bytes, { headers: h });
-    logger?.debug({ event: 'sdk.access.parts', question: question.id, parts: split.parts.length, bytes: sealed.bytes.length }, 'answer sent in parts');
+    logger?.debug(
+      { event: 'sdk.access.parts', question: question.id, parts: split.parts.length, bytes: sealed.bytes.length },
+      'answer sent in parts',
+    );
   } catch (err) {
     // Nothing sent: the broker records no answer and asks again later.
-    logger?.error({ event: 'sdk.access.answer.failed', question: question.id, ...errorFields(err) }, 'could not seal or send the access answer');
+    logger?.error(
+      { event: 'sdk.access.answer.failed', question: question.id, ...errorFields(err) },
+      'could not seal or send the access answer',
+    );
   }
 }
 
@@ -73,13 +124,27 @@ async function answer(nc: NatsConnection, msg: Msg, service: string, keys: Servi
 export const PARTS_IDLE_MS = 60_000;
 
 /** Serves the parts of one answer on its one-off subject; resolves once the server has the subscription. */
-async function serveParts(nc: NatsConnection, service: string, split: SplitAnswer, logger: Logger | undefined): Promise<void> {
+async function serveParts(
+  nc: NatsConnection,
+  service: string,
+  split: SplitAnswer,
+  logger: Logger | undefined,
+): Promise<void> {
   const served = new Set<number>();
   let timer: NodeJS.Timeout | undefined;
   const done = (why: string): void => {
     if (timer !== undefined) clearTimeout(timer);
     if (!sub.isClosed()) sub.unsubscribe();
-    if (why === 'idle') logger?.warn({ event: 'sdk.access.parts.expired', answer: split.manifest.value.id, served: served.size, parts: split.parts.length }, 'answer parts expired before the broker fetched them all');
+    if (why === 'idle')
+      logger?.warn(
+        {
+          event: 'sdk.access.parts.expired',
+          answer: split.manifest.value.id,
+          served: served.size,
+          parts: split.parts.length,
+        },
+        'answer parts expired before the broker fetched them all',
+      );
   };
   const idle = (): void => {
     if (timer !== undefined) clearTimeout(timer);

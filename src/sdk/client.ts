@@ -3,7 +3,14 @@
 // the broker's signature, decrypted, already cut to the service's minimum-necessary profile — with its
 // provenance, acknowledging only after the handler succeeds (at-least-once; duplicates suppressed by id).
 import { randomUUID } from 'node:crypto';
-import { connect as natsConnect, headers as natsHeaders, type ConsumerMessages, type JsMsg, type NatsConnection, type Subscription as NatsSubscription } from 'nats';
+import {
+  connect as natsConnect,
+  headers as natsHeaders,
+  type ConsumerMessages,
+  type JsMsg,
+  type NatsConnection,
+  type Subscription as NatsSubscription,
+} from 'nats';
 import { BROKER_ID } from '../wire/ids.js';
 import { Keyring } from '../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
@@ -23,7 +30,14 @@ import { serveAccessRequests, type AccessRequestHandler } from './access.js';
 import { AckBatch } from './ack-batch.js';
 import { sendAccessCommand, type AccessRequestSummary } from './access-requests.js';
 import { RecentIds } from './dedupe.js';
-import { openDelivery, redeliveryDelay, verifyDelivery, type Delivered, type ResourceOf, type ResourceType } from './delivery.js';
+import {
+  openDelivery,
+  redeliveryDelay,
+  verifyDelivery,
+  type Delivered,
+  type ResourceOf,
+  type ResourceType,
+} from './delivery.js';
 import { classifyInput } from './input.js';
 import type { FhirResource } from 'fhir/r4.js';
 
@@ -61,7 +75,13 @@ export interface PhiClientOptions {
 
 export type PublishResult =
   | { readonly status: 'accepted'; readonly id: string; readonly deliveries: number }
-  | { readonly status: 'rejected'; readonly id: string; readonly code: BrokerErrorCode; readonly message: string; readonly path?: string }
+  | {
+      readonly status: 'rejected';
+      readonly id: string;
+      readonly code: BrokerErrorCode;
+      readonly message: string;
+      readonly path?: string;
+    }
   /** No receipt in time: the message is in PHI_INGEST and will be processed; look its id up later. */
   | { readonly status: 'unknown'; readonly id: string; readonly code: 'E_TIMEOUT'; readonly message: string };
 
@@ -113,7 +133,10 @@ function warnInsecure(service: string, logger: Logger | undefined): void {
 export class PhiClient {
   private readonly keyring: Keyring;
   /** Publishes awaiting their receipt, by message id; a receipt must also match the hash of the bytes sent. */
-  private readonly pending = new Map<string, { readonly hash: string; readonly settle: (r: Receipt | undefined) => void }>();
+  private readonly pending = new Map<
+    string,
+    { readonly hash: string; readonly settle: (r: Receipt | undefined) => void }
+  >();
   private readonly receiptSub: NatsSubscription;
   private readonly subscriptions = new Set<Subscription>();
   private readonly brokerSigningKeys: ReadonlySet<string>;
@@ -129,7 +152,9 @@ export class PhiClient {
   private constructor(private readonly opts: PhiClientOptions & { readonly nc: NatsConnection }) {
     this.keyring = new Keyring(opts.keys, [...opts.peers]);
     this.acked = new AckedPublisher(opts.nc);
-    this.brokerSigningKeys = new Set(opts.peers.filter((p) => p.service === BROKER_ID && p.use === 'sig').map((p) => p.kid));
+    this.brokerSigningKeys = new Set(
+      opts.peers.filter((p) => p.service === BROKER_ID && p.use === 'sig').map((p) => p.kid),
+    );
     if (this.brokerSigningKeys.size === 0) throw new TypeError('peers must include the broker public signing key');
     this.receiptSub = opts.nc.subscribe(subjects.receipt(opts.service), {
       callback: (err, msg) => {
@@ -156,8 +181,16 @@ export class PhiClient {
       // stack per request (every pull and consumer request is one); errors keep their codes, which is what the SDK reads.
       nc =
         opts.tls === undefined
-          ? await natsConnect({ servers: typeof opts.servers === 'string' ? opts.servers : [...opts.servers], name: opts.service, inboxPrefix: inboxPrefix(opts.service), noAsyncTraces: true })
-          : await natsConnect({ ...serviceConnectionOptions(opts.servers, opts.tls, opts.service), noAsyncTraces: true });
+          ? await natsConnect({
+              servers: typeof opts.servers === 'string' ? opts.servers : [...opts.servers],
+              name: opts.service,
+              inboxPrefix: inboxPrefix(opts.service),
+              noAsyncTraces: true,
+            })
+          : await natsConnect({
+              ...serviceConnectionOptions(opts.servers, opts.tls, opts.service),
+              noAsyncTraces: true,
+            });
     }
     const owns = opts.nc === undefined ? true : opts.ownsConnection === true;
     // nats.js upgrades to TLS whenever the server requires it and refuses to go on unencrypted
@@ -247,18 +280,31 @@ export class PhiClient {
     const h = natsHeaders();
     h.set(HEADERS.signature, sealed.sig);
     try {
-      await this.acked.publish(subjects.ingest(this.opts.service, classified.type), sealed.bytes, { msgID: id, headers: h });
+      await this.acked.publish(subjects.ingest(this.opts.service, classified.type), sealed.bytes, {
+        msgID: id,
+        headers: h,
+      });
     } catch (err) {
       this.opts.logger?.warn({ event: 'sdk.publish.failed', id, ...errorFields(err) }, 'publish failed');
       // A publish whose acknowledgement timed out may still have been stored, and then the broker processes it:
       // wait for its receipt (or report 'unknown'), never 'rejected', or the caller would publish it twice.
       if (definitelyNotStored(err)) {
-        this.pending.get(id)?.settle({ v: 1, id, hash, status: 'rejected', code: 'E_INTERNAL', message: 'NATS did not accept the message', at: Date.now() });
+        this.pending.get(id)?.settle({
+          v: 1,
+          id,
+          hash,
+          status: 'rejected',
+          code: 'E_INTERNAL',
+          message: 'NATS did not accept the message',
+          at: Date.now(),
+        });
       }
     }
     const r = await receipt;
     if (r === undefined) {
-      const message = this.closing ? 'the client closed before a receipt arrived' : 'no receipt from the broker in time';
+      const message = this.closing
+        ? 'the client closed before a receipt arrived'
+        : 'no receipt from the broker in time';
       return { status: 'unknown', id, code: 'E_TIMEOUT', message };
     }
     if (r.status === 'accepted') return { status: 'accepted', id, deliveries: r.deliveries };
@@ -291,14 +337,22 @@ export class PhiClient {
    * Receives this service's deliveries of one resource type (or all with '*') from its durable consumer.
    * The handler's promise settling successfully acknowledges the delivery; a throw redelivers it later.
    */
-  async subscribe<T extends ResourceType | '*'>(type: T, handler: DeliveryHandler<ResourceOf<T>>): Promise<Subscription> {
+  async subscribe<T extends ResourceType | '*'>(
+    type: T,
+    handler: DeliveryHandler<ResourceOf<T>>,
+  ): Promise<Subscription> {
     const nc = this.opts.nc;
     const durable = await ensureDeliveryConsumer(nc, this.opts.service, type === '*' ? undefined : type);
     const consumer = await nc.jetstream().consumers.get(STREAMS.deliver, durable);
     // A small buffer: deliveries are handled one at a time, and each must be acked within ack_wait.
     const messages: ConsumerMessages = await consumer.consume({ max_messages: 64 });
     const seen = new RecentIds();
-    const acks = new AckBatch((err) => this.opts.logger?.warn({ event: 'sdk.ack.failed', ...errorFields(err) }, 'could not acknowledge a delivery; it will be redelivered'));
+    const acks = new AckBatch((err) =>
+      this.opts.logger?.warn(
+        { event: 'sdk.ack.failed', ...errorFields(err) },
+        'could not acknowledge a delivery; it will be redelivered',
+      ),
+    );
     const loop = (async () => {
       for await (const m of messages) await this.handleDelivery(m, seen, acks, handler);
     })();
@@ -320,10 +374,20 @@ export class PhiClient {
     return sub;
   }
 
-  private async handleDelivery<R>(m: JsMsg, seen: RecentIds, acks: AckBatch, handler: DeliveryHandler<R>): Promise<void> {
+  private async handleDelivery<R>(
+    m: JsMsg,
+    seen: RecentIds,
+    acks: AckBatch,
+    handler: DeliveryHandler<R>,
+  ): Promise<void> {
     let delivered: Delivered<R>;
     try {
-      const env = verifyDelivery(m.data, m.headers?.get(HEADERS.signature) || undefined, this.keyring, this.brokerSigningKeys);
+      const env = verifyDelivery(
+        m.data,
+        m.headers?.get(HEADERS.signature) || undefined,
+        this.keyring,
+        this.brokerSigningKeys,
+      );
       if (seen.has(env.id)) {
         acks.ack(m);
         return;
@@ -334,7 +398,10 @@ export class PhiClient {
       // before a rotated key was installed) is retried later; anything else is terminated — the message
       // stays in PHI_DELIVER for inspection.
       const keyProblem = isBrokerError(err) && err.code === 'E_KEY_UNKNOWN';
-      this.opts.logger?.error({ event: 'sdk.delivery.invalid', seq: m.info.streamSequence, ...errorFields(err) }, keyProblem ? 'cannot open a delivery yet' : 'rejected a delivery');
+      this.opts.logger?.error(
+        { event: 'sdk.delivery.invalid', seq: m.info.streamSequence, ...errorFields(err) },
+        keyProblem ? 'cannot open a delivery yet' : 'rejected a delivery',
+      );
       if (keyProblem) m.nak(redeliveryDelay(m.info.redeliveryCount));
       else m.term();
       return;
@@ -344,7 +411,14 @@ export class PhiClient {
       seen.add(delivered.provenance.deliveryId);
       acks.ack(m);
     } catch (err) {
-      this.opts.logger?.warn({ event: 'sdk.handler.failed', id: delivered.provenance.deliveryId, ...(isBrokerError(err) ? errorFields(err) : {}) }, 'handler failed; redelivering');
+      this.opts.logger?.warn(
+        {
+          event: 'sdk.handler.failed',
+          id: delivered.provenance.deliveryId,
+          ...(isBrokerError(err) ? errorFields(err) : {}),
+        },
+        'handler failed; redelivering',
+      );
       m.nak(redeliveryDelay(m.info.redeliveryCount));
     }
   }
@@ -356,7 +430,14 @@ export class PhiClient {
    */
   async onAccessRequest(handler: AccessRequestHandler): Promise<{ stop(): Promise<void> }> {
     if (this.accessSub !== undefined) throw new TypeError('onAccessRequest: a handler is already registered');
-    const sub = serveAccessRequests(this.opts.nc, this.opts.service, this.opts.keys, this.keyring, handler, this.opts.logger);
+    const sub = serveAccessRequests(
+      this.opts.nc,
+      this.opts.service,
+      this.opts.keys,
+      this.keyring,
+      handler,
+      this.opts.logger,
+    );
     this.accessSub = sub;
     await this.opts.nc.flush(); // registered with the server before the caller goes on
     return {
@@ -378,7 +459,8 @@ export class PhiClient {
    * requester), E_PATIENT_UNRESOLVED (not in the catalog's form), E_SIGNATURE, E_TIMEOUT …
    */
   async requestAccess(patientRef: string): Promise<AccessRequestSummary> {
-    if (typeof patientRef !== 'string' || patientRef.trim() === '') throw new TypeError('requestAccess: patientRef must be a non-empty string');
+    if (typeof patientRef !== 'string' || patientRef.trim() === '')
+      throw new TypeError('requestAccess: patientRef must be a non-empty string');
     return sendAccessCommand(this.accessRequester(), { op: 'create', patient: patientRef });
   }
 
@@ -390,7 +472,14 @@ export class PhiClient {
 
   private accessRequester(): Parameters<typeof sendAccessCommand>[0] {
     if (this.closing) throw new TypeError('PhiClient access request after close()');
-    return { nc: this.opts.nc, service: this.opts.service, keys: this.opts.keys, keyring: this.keyring, brokerSigningKeys: this.brokerSigningKeys, timeoutMs: this.opts.accessTimeoutMs ?? 60_000 };
+    return {
+      nc: this.opts.nc,
+      service: this.opts.service,
+      keys: this.opts.keys,
+      keyring: this.keyring,
+      brokerSigningKeys: this.brokerSigningKeys,
+      timeoutMs: this.opts.accessTimeoutMs ?? 60_000,
+    };
   }
 
   async close(): Promise<void> {
@@ -400,7 +489,8 @@ export class PhiClient {
     // Publishes still waiting resolve as 'unknown': their messages are in PHI_INGEST and will be processed.
     for (const waiting of [...this.pending.values()]) waiting.settle(undefined);
     this.receiptSub.unsubscribe();
-    if (this.opts.ownsConnection === true) await this.opts.nc.drain(); // the publisher closes with the connection
+    if (this.opts.ownsConnection === true)
+      await this.opts.nc.drain(); // the publisher closes with the connection
     else {
       // A connection the caller keeps: its reply subscription and status watch go (a PubAck still awaited fails,
       // and that publish resolves 'unknown', settled above).

@@ -25,7 +25,9 @@ export interface Provenance {
 /** A FHIR R4 resource type name, e.g. `'Patient'` (from the FHIR R4 type definitions, @types/fhir). */
 export type ResourceType = FhirResource['resourceType'];
 /** The FHIR R4 type of a resource type name; `'*'` is any resource. */
-export type ResourceOf<T extends ResourceType | '*'> = T extends ResourceType ? Extract<FhirResource, { resourceType: T }> : FhirResource;
+export type ResourceOf<T extends ResourceType | '*'> = T extends ResourceType
+  ? Extract<FhirResource, { resourceType: T }>
+  : FhirResource;
 
 export interface Delivered<R = FhirResource> {
   readonly resource: R;
@@ -36,10 +38,19 @@ export interface Delivered<R = FhirResource> {
  * Parses and verifies a delivery: issued by the broker (E_SIGNATURE), under a broker key this client holds
  * (E_KEY_UNKNOWN: the broker may have rotated; retry later), with a valid signature (E_SIGNATURE).
  */
-export function verifyDelivery(data: Uint8Array, sig: string | undefined, keyring: Keyring, brokerSigningKeys: ReadonlySet<string>): Envelope {
+export function verifyDelivery(
+  data: Uint8Array,
+  sig: string | undefined,
+  keyring: Keyring,
+  brokerSigningKeys: ReadonlySet<string>,
+): Envelope {
   const env = parseEnvelope(data);
-  if (env.iss !== BROKER_ID) throw new BrokerError('E_SIGNATURE', 'delivery is not signed by the broker', { path: 'iss' });
-  if (!brokerSigningKeys.has(env.kid)) throw new BrokerError('E_KEY_UNKNOWN', 'delivery is signed with a broker key this client does not hold', { path: 'kid' });
+  if (env.iss !== BROKER_ID)
+    throw new BrokerError('E_SIGNATURE', 'delivery is not signed by the broker', { path: 'iss' });
+  if (!brokerSigningKeys.has(env.kid))
+    throw new BrokerError('E_KEY_UNKNOWN', 'delivery is signed with a broker key this client does not hold', {
+      path: 'kid',
+    });
   verifyEnvelope(data, sig, keyring.signingPublicKey(env.kid));
   return env;
 }
@@ -47,11 +58,14 @@ export function verifyDelivery(data: Uint8Array, sig: string | undefined, keyrin
 /** Opens a verified delivery for `service`; one not addressed to it is E_ENVELOPE_INVALID (permanent). */
 export function openDelivery<R>(env: Envelope, service: string, keyring: Keyring): Delivered<R> {
   const wrap = env.keys.find((k) => k.to === service);
-  if (wrap === undefined) throw new BrokerError('E_ENVELOPE_INVALID', 'delivery is not addressed to this service', { path: 'keys' });
+  if (wrap === undefined)
+    throw new BrokerError('E_ENVELOPE_INVALID', 'delivery is not addressed to this service', { path: 'keys' });
   const resource = openEnvelope(env, service, keyring.kekForId(wrap.kek)) as R;
   const prov = env.prov;
   if (prov?.profile === undefined || prov.purpose === undefined) {
-    throw new BrokerError('E_ENVELOPE_INVALID', 'delivery has no provenance (publisher, profile, purpose)', { path: 'prov' });
+    throw new BrokerError('E_ENVELOPE_INVALID', 'delivery has no provenance (publisher, profile, purpose)', {
+      path: 'prov',
+    });
   }
   return {
     resource,

@@ -6,7 +6,9 @@ import { RAW_TYPE, RESOURCE_TYPE_NAME_PATTERN } from '../wire/ids.js';
 const encoder = new TextEncoder();
 
 /** Normalises what a caller hands `publish`: a resource object, JSON text or bytes. */
-export function classifyInput(input: unknown): { type: string; resource: unknown } | { type: typeof RAW_TYPE; raw: Uint8Array } {
+export function classifyInput(
+  input: unknown,
+): { type: string; resource: unknown } | { type: typeof RAW_TYPE; raw: Uint8Array } {
   let value = input;
   // Text and bytes that are not a resource go out byte for byte as the caller gave them (raw mode).
   let original: Uint8Array | undefined;
@@ -24,4 +26,3 @@ export function classifyInput(input: unknown): { type: string; resource: unknown
   }
   return { type: RAW_TYPE, raw: original ?? encoder.encode(JSON.stringify(value) ?? 'undefined') };
 }
-

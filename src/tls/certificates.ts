@@ -91,14 +91,22 @@ export async function createCa(v: Validity, name = 'phi-broker development CA'):
   return issued(cert, await privateKeyPem(keys.privateKey), serial);
 }
 
-async function issueLeaf(ca: CaMaterial, subject: string, usage: 'server' | 'client', v: Validity, sans: x509.JsonGeneralName[]): Promise<IssuedCertificate> {
+async function issueLeaf(
+  ca: CaMaterial,
+  subject: string,
+  usage: 'server' | 'client',
+  v: Validity,
+  sans: x509.JsonGeneralName[],
+): Promise<IssuedCertificate> {
   const { cert: caCert, key: caKey } = await importCa(ca);
   const keys = await newKeyPair();
   const serial = serialNumber();
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-    new x509.ExtendedKeyUsageExtension([usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
+    new x509.ExtendedKeyUsageExtension([
+      usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth,
+    ]),
     await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     await x509.AuthorityKeyIdentifierExtension.create(caCert),
   ];
@@ -117,13 +125,23 @@ async function issueLeaf(ca: CaMaterial, subject: string, usage: 'server' | 'cli
 }
 
 /** nats-server's certificate: serverAuth, with a SAN per host (DNS name or IP address, RFC 6125). */
-export async function issueServerCertificate(ca: CaMaterial, hosts: readonly string[], v: Validity): Promise<IssuedCertificate> {
+export async function issueServerCertificate(
+  ca: CaMaterial,
+  hosts: readonly string[],
+  v: Validity,
+): Promise<IssuedCertificate> {
   if (hosts.length === 0) throw new TypeError('a server certificate needs at least one host');
-  const sans = hosts.map((h): x509.JsonGeneralName => (isIP(h) === 0 ? { type: 'dns', value: h } : { type: 'ip', value: h }));
+  const sans = hosts.map((h): x509.JsonGeneralName =>
+    isIP(h) === 0 ? { type: 'dns', value: h } : { type: 'ip', value: h },
+  );
   return issueLeaf(ca, `O=phi-broker, OU=server, CN=${hosts[0] as string}`, 'server', v, sans);
 }
 
 /** A client certificate for one identity: clientAuth, no SAN, so nats-server maps its subject (identity.ts). */
-export async function issueClientCertificate(ca: CaMaterial, identity: Identity, v: Validity): Promise<IssuedCertificate> {
+export async function issueClientCertificate(
+  ca: CaMaterial,
+  identity: Identity,
+  v: Validity,
+): Promise<IssuedCertificate> {
   return issueLeaf(ca, certificateSubject(identity), 'client', v, []);
 }

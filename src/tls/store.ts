@@ -10,7 +10,16 @@
 // Files are replaced atomically (write to a temporary name, then rename), so a nats-server reloading on SIGHUP
 // or a reconnecting client reads either the old or the new file, never half of one. The pure building is in
 // certificates.ts; this module only decides names and writes.
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 // Issuing loads @peculiar/x509 (~20 MB and up to a second to import): only issueAll needs it, so a process
@@ -50,7 +59,8 @@ export function tlsLayout(dir: string): TlsLayout {
     dir,
     ca: { certFile: caFile, keyFile: join(dir, 'ca.key.pem') },
     server: pair(join(dir, 'server')),
-    identity: (identity) => pair(identity.kind === 'service' ? join(dir, 'services', identity.id) : join(dir, identity.kind)),
+    identity: (identity) =>
+      pair(identity.kind === 'service' ? join(dir, 'services', identity.id) : join(dir, identity.kind)),
   };
 }
 
@@ -103,7 +113,11 @@ export function readCa(layout: TlsLayout): CaMaterial {
  * Certificates of services no longer listed are deleted, so a removed service cannot connect once NATS
  * reloads (its user is gone from the generated config too).
  */
-export async function issueAll(layout: TlsLayout, services: readonly string[], opts: IssueOptions & { readonly createCaIfMissing: boolean }): Promise<IssueReport> {
+export async function issueAll(
+  layout: TlsLayout,
+  services: readonly string[],
+  opts: IssueOptions & { readonly createCaIfMissing: boolean },
+): Promise<IssueReport> {
   const { createCa, issueClientCertificate, issueServerCertificate } = await import('./certificates.js');
   ensureDir(layout.dir);
   ensureDir(join(layout.dir, 'services'));
@@ -123,7 +137,11 @@ export async function issueAll(layout: TlsLayout, services: readonly string[], o
   for (const identity of identities) {
     const cert = await issueClientCertificate(ca, identity, validity);
     writePair(layout.identity(identity), cert);
-    issued.push({ name: identity.kind === 'service' ? `service:${identity.id}` : identity.kind, serial: cert.serial, notAfter: cert.notAfter });
+    issued.push({
+      name: identity.kind === 'service' ? `service:${identity.id}` : identity.kind,
+      serial: cert.serial,
+      notAfter: cert.notAfter,
+    });
   }
 
   const keep = new Set(services);

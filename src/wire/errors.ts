@@ -7,32 +7,45 @@ export const ERROR_CODES = {
   E_JSON_MALFORMED: 'The input is not well-formed JSON.',
   E_NOT_FHIR: 'The input is JSON but not a FHIR resource (not an object, or no string resourceType).',
   E_UNKNOWN_RESOURCE_TYPE: 'resourceType names no FHIR R4 resource.',
-  E_FHIR_INVALID: 'The resource fails FHIR R4 model validation (required element missing, bad primitive, code outside a required value set).',
-  E_UNKNOWN_ELEMENT: 'An element that FHIR R4 does not define for that type; it would be lost, so the whole resource is rejected.',
+  E_FHIR_INVALID:
+    'The resource fails FHIR R4 model validation (required element missing, bad primitive, code outside a required value set).',
+  E_UNKNOWN_ELEMENT:
+    'An element that FHIR R4 does not define for that type; it would be lost, so the whole resource is rejected.',
   E_TOO_LARGE: 'The message, the resource or one of its values exceeds a configured size limit.',
   E_ENVELOPE_INVALID: 'The message is not a phi-broker envelope (see docs/wire-format.md).',
-  E_SIGNATURE: 'The signature is missing, malformed, or does not verify with the key the envelope names for its sender.',
+  E_SIGNATURE:
+    'The signature is missing, malformed, or does not verify with the key the envelope names for its sender.',
   E_SENDER_MISMATCH: 'The sender named by the NATS subject differs from the sender in the envelope.',
   E_REPLAY: 'A message with this id was already received.',
   E_CLOCK_SKEW: 'The envelope timestamp is outside the allowed skew window of the time NATS stored it.',
   E_KEY_UNKNOWN: 'A key id that the keyring does not hold (never issued, or retired).',
   E_DECRYPT: 'A field or a wrapped key could not be decrypted or authenticated.',
   E_NOT_AUTHORIZED: 'The sender may not publish this resource type (catalog).',
-  E_BUNDLE_INVALID: 'A Bundle entry cannot be published on its own (no resource, or a reference to an entry that is not there).',
-  E_MODIFIER_WITHHELD: 'The resource carries a modifier (modifierExtension, implicitRules) the subscriber\'s profile withholds; the rest would change meaning, so nothing is delivered to that subscriber.',
+  E_BUNDLE_INVALID:
+    'A Bundle entry cannot be published on its own (no resource, or a reference to an entry that is not there).',
+  E_MODIFIER_WITHHELD:
+    "The resource carries a modifier (modifierExtension, implicitRules) the subscriber's profile withholds; the rest would change meaning, so nothing is delivered to that subscriber.",
   E_CATALOG_INVALID: 'The catalog (subjects/, fhir-profiles/) is invalid.',
   E_CONFIG_INVALID: 'The configuration is invalid.',
-  E_TIMEOUT: 'The broker did not answer in time; the message may still be processed (it is never lost: see PHI_INGEST).',
+  E_TIMEOUT:
+    'The broker did not answer in time; the message may still be processed (it is never lost: see PHI_INGEST).',
   E_INTERNAL: 'An unexpected failure inside the broker; details are in its logs, never in the reply.',
-  E_CONSENT_INVALID: 'A patient restriction (FHIR Consent) is invalid: an unknown recipient service, purpose of use or sensitivity label, no denial at all, or a stored Consent whose patient does not resolve under the catalog\'s rule.',
+  E_CONSENT_INVALID:
+    "A patient restriction (FHIR Consent) is invalid: an unknown recipient service, purpose of use or sensitivity label, no denial at all, or a stored Consent whose patient does not resolve under the catalog's rule.",
   E_CONSENT_UNKNOWN: 'No patient restriction (FHIR Consent) has that id.',
-  E_PATIENT_UNRESOLVED: 'No patient resolves under the catalog\'s canonical matching rule (subjects/patients.yaml), which rejects such resources or references.',
+  E_PATIENT_UNRESOLVED:
+    "No patient resolves under the catalog's canonical matching rule (subjects/patients.yaml), which rejects such resources or references.",
   E_ACCESS_UNKNOWN: 'No right-of-access request has this id.',
-  E_ACCESS_EXTENDED: 'A right-of-access request may be extended once (45 CFR 164.524(b)(2)(ii)); this one already was, or is closed.',
-  E_ACCESS_NOT_ALLOWED: 'The service may not create right-of-access requests (not among the catalog\'s access requesters), or asked about a request it did not create.',
-  E_ACCESS_PARTS: 'A right-of-access answer sent in parts does not reassemble: a part missing, marked as another part, or the whole not of the length and SHA-256 its manifest declared.',
-  E_ACCESS_OTHER_PATIENT: 'A right-of-access answer holds a resource about another patient than the one asked (the catalog\'s canonical matching rule); none of that answer is kept.',
-  E_AUDIT_CHAIN: 'The broker could not append to its audit chain (JetStream did not store the record, or another writer appended to the chain); nothing is acknowledged until it can.',
+  E_ACCESS_EXTENDED:
+    'A right-of-access request may be extended once (45 CFR 164.524(b)(2)(ii)); this one already was, or is closed.',
+  E_ACCESS_NOT_ALLOWED:
+    "The service may not create right-of-access requests (not among the catalog's access requesters), or asked about a request it did not create.",
+  E_ACCESS_PARTS:
+    'A right-of-access answer sent in parts does not reassemble: a part missing, marked as another part, or the whole not of the length and SHA-256 its manifest declared.',
+  E_ACCESS_OTHER_PATIENT:
+    "A right-of-access answer holds a resource about another patient than the one asked (the catalog's canonical matching rule); none of that answer is kept.",
+  E_AUDIT_CHAIN:
+    'The broker could not append to its audit chain (JetStream did not store the record, or another writer appended to the chain); nothing is acknowledged until it can.',
 } as const satisfies Record<`E_${string}`, string>;
 
 export type BrokerErrorCode = keyof typeof ERROR_CODES;
@@ -58,7 +71,9 @@ export class BrokerError extends Error {
 
   /** The shape sent over the wire: code, message and path only (never a cause or a stack). */
   toJSON(): { code: BrokerErrorCode; message: string; path?: string } {
-    return this.path === undefined ? { code: this.code, message: this.message } : { code: this.code, message: this.message, path: this.path };
+    return this.path === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, path: this.path };
   }
 }
 

@@ -38,7 +38,8 @@ export const OBJECT_STORES = {
  * collide with the default `_INBOX.<NUID>` (upper case) or with `_INBOX._admin` / `_INBOX._auditor`.
  */
 export function inboxPrefix(identity: string): string {
-  if (identity !== '_admin' && identity !== '_auditor' && !SERVICE_ID_PATTERN.test(identity)) throw new TypeError(`not an identity: ${JSON.stringify(identity)}`);
+  if (identity !== '_admin' && identity !== '_auditor' && !SERVICE_ID_PATTERN.test(identity))
+    throw new TypeError(`not an identity: ${JSON.stringify(identity)}`);
   return `_INBOX.${identity}`;
 }
 
@@ -50,7 +51,6 @@ export const BROKER_QUEUE = 'phi-broker';
 /** Raw (raw-mode) envelopes carry this in place of a resource type. */
 export { RAW_TYPE };
 const RAW_TOKEN = '_raw';
-
 
 export const HEADERS = {
   /** JetStream de-duplication (NATS ADR-31): set to the message id. */

@@ -7,7 +7,14 @@ import { z } from 'zod';
 import { BrokerError, isBrokerErrorCode, type BrokerErrorCode } from './errors.js';
 
 export type Receipt =
-  | { readonly v: 1; readonly id: string; readonly hash: string; readonly status: 'accepted'; readonly deliveries: number; readonly at: number }
+  | {
+      readonly v: 1;
+      readonly id: string;
+      readonly hash: string;
+      readonly status: 'accepted';
+      readonly deliveries: number;
+      readonly at: number;
+    }
   | {
       readonly v: 1;
       readonly id: string;
@@ -23,7 +30,14 @@ const HASH_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 const HASH = z.string().regex(HASH_PATTERN);
 
 const receiptSchema = z.union([
-  z.strictObject({ v: z.literal(1), id: z.string(), hash: HASH, status: z.literal('accepted'), deliveries: z.number().int().min(0), at: z.number() }),
+  z.strictObject({
+    v: z.literal(1),
+    id: z.string(),
+    hash: HASH,
+    status: z.literal('accepted'),
+    deliveries: z.number().int().min(0),
+    at: z.number(),
+  }),
   z.strictObject({
     v: z.literal(1),
     id: z.string(),
@@ -61,9 +75,23 @@ function acceptedReceiptOf(json: unknown): Receipt | undefined {
   if (typeof json !== 'object' || json === null) return undefined;
   const r = json as Record<string, unknown>;
   const { v, id, hash, status, deliveries, at } = r;
-  if (v !== 1 || status !== 'accepted' || typeof id !== 'string' || typeof hash !== 'string' || !HASH_PATTERN.test(hash)) return undefined;
+  if (
+    v !== 1 ||
+    status !== 'accepted' ||
+    typeof id !== 'string' ||
+    typeof hash !== 'string' ||
+    !HASH_PATTERN.test(hash)
+  )
+    return undefined;
   // zod's .int() is a safe integer (±2^53 − 1), not merely Number.isInteger (1e300 is an integer).
-  if (typeof deliveries !== 'number' || !Number.isSafeInteger(deliveries) || deliveries < 0 || typeof at !== 'number' || !Number.isFinite(at)) return undefined;
+  if (
+    typeof deliveries !== 'number' ||
+    !Number.isSafeInteger(deliveries) ||
+    deliveries < 0 ||
+    typeof at !== 'number' ||
+    !Number.isFinite(at)
+  )
+    return undefined;
   if (Object.keys(r).length !== 6) return undefined;
   return { v, id, hash, status, deliveries, at };
 }

@@ -3,7 +3,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AlertMonitor, DEFAULT_ALERT_RULES, alertRulesSchema, loadAlertRules, type AlertRules } from '../../src/audit/alerts.js';
+import {
+  AlertMonitor,
+  DEFAULT_ALERT_RULES,
+  alertRulesSchema,
+  loadAlertRules,
+  type AlertRules,
+} from '../../src/audit/alerts.js';
 import type { AuditFact } from '../../src/audit/facts.js';
 
 const SECOND = 1000;
@@ -15,7 +21,12 @@ function monitor(rules: AlertRules = DEFAULT_ALERT_RULES): { m: AlertMonitor; cl
   return { m: new AlertMonitor(rules, () => clock.now), clock };
 }
 
-const rejected = (service: string, code = 'E_FHIR_INVALID'): AuditFact => ({ kind: 'rejected', sender: { service }, code, ingestSeq: 1 });
+const rejected = (service: string, code = 'E_FHIR_INVALID'): AuditFact => ({
+  kind: 'rejected',
+  sender: { service },
+  code,
+  ingestSeq: 1,
+});
 const quarantined = (): AuditFact => ({ kind: 'quarantined', recordId: 'q-1', code: 'E_FHIR_INVALID', ingestSeq: 1 });
 const delivered = (service: string): AuditFact => ({
   kind: 'delivered',
@@ -29,7 +40,13 @@ const delivered = (service: string): AuditFact => ({
 });
 
 /** Feeds `n` facts spaced `everyMs` apart; returns every alert raised. */
-function feed(m: AlertMonitor, clock: { now: number }, n: number, everyMs: number, fact: () => AuditFact): ReturnType<AlertMonitor['observe']> {
+function feed(
+  m: AlertMonitor,
+  clock: { now: number },
+  n: number,
+  everyMs: number,
+  fact: () => AuditFact,
+): ReturnType<AlertMonitor['observe']> {
   const out = [];
   for (let i = 0; i < n; i++) {
     out.push(...m.observe([fact()]));
@@ -42,7 +59,9 @@ describe('rejections', () => {
   it('fires once for 20 rejections from one sender within a minute', () => {
     const { m, clock } = monitor();
     const alerts = feed(m, clock, 25, SECOND, () => rejected('registration'));
-    expect(alerts).toEqual([{ rule: 'rejections', service: 'registration', detail: '20 rejected messages within 60000 ms (threshold 20)' }]);
+    expect(alerts).toEqual([
+      { rule: 'rejections', service: 'registration', detail: '20 rejected messages within 60000 ms (threshold 20)' },
+    ]);
   });
 
   it('stays quiet for the same number spread out over time, or spread over senders', () => {
@@ -57,7 +76,13 @@ describe('auth-failures', () => {
   it('fires for 5 signature failures claimed by one identity within a minute', () => {
     const { m, clock } = monitor();
     const alerts = feed(m, clock, 5, SECOND, () => rejected('billing', 'E_SIGNATURE'));
-    expect(alerts).toEqual([{ rule: 'auth-failures', service: 'billing', detail: '5 authentication or authorisation failures within 60000 ms (threshold 5)' }]);
+    expect(alerts).toEqual([
+      {
+        rule: 'auth-failures',
+        service: 'billing',
+        detail: '5 authentication or authorisation failures within 60000 ms (threshold 5)',
+      },
+    ]);
   });
 
   it('does not count validation failures, nor sparse authentication failures', () => {
@@ -78,7 +103,9 @@ describe('quarantine-spike', () => {
     const quiet = monitor();
     expect(feed(quiet.m, quiet.clock, 200, 10 * SECOND, quarantined)).toEqual([]);
     const { m, clock } = monitor();
-    expect(feed(m, clock, 60, SECOND, quarantined)).toEqual([{ rule: 'quarantine-spike', detail: '50 inputs quarantined within 300000 ms (threshold 50)' }]);
+    expect(feed(m, clock, 60, SECOND, quarantined)).toEqual([
+      { rule: 'quarantine-spike', detail: '50 inputs quarantined within 300000 ms (threshold 50)' },
+    ]);
   });
 });
 
@@ -92,7 +119,11 @@ describe('volume', () => {
     // Then 400 in one minute: more than 10 × 20.
     const alerts = feed(m, clock, 400, 100, () => delivered('billing'));
     expect(alerts).toHaveLength(1);
-    expect(alerts[0]).toMatchObject({ rule: 'volume', service: 'billing', detail: expect.stringMatching(/^201 deliveries within 60000 ms, over 10 × its baseline of 20\.0$/) as unknown });
+    expect(alerts[0]).toMatchObject({
+      rule: 'volume',
+      service: 'billing',
+      detail: expect.stringMatching(/^201 deliveries within 60000 ms, over 10 × its baseline of 20\.0$/) as unknown,
+    });
   });
 
   it('stays quiet on steady traffic, while learning, and for another subscriber with a higher baseline', () => {
@@ -119,7 +150,9 @@ describe('off-hours', () => {
     const { m, clock } = monitor(rules);
     expect(feed(m, clock, 50, MINUTE, () => delivered('billing'))).toEqual([]);
     clock.now = Date.UTC(2026, 5, 2, 3, 0, 0);
-    expect(m.observe([delivered('billing')])).toEqual([{ rule: 'off-hours', service: 'billing', detail: 'a delivery outside 7:00-19:00 (UTC+0 min)' }]);
+    expect(m.observe([delivered('billing')])).toEqual([
+      { rule: 'off-hours', service: 'billing', detail: 'a delivery outside 7:00-19:00 (UTC+0 min)' },
+    ]);
   });
 
   it('honours the UTC offset (12:00 UTC is 02:00 at UTC-10)', () => {
@@ -136,7 +169,12 @@ describe('loadAlertRules', () => {
     expect(loadAlertRules(good)).toEqual({ ...DEFAULT_ALERT_RULES, authFailures: { threshold: 2, windowMs: 10_000 } });
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, JSON.stringify({ rejections: { threshold: 0, windowMs: 10_000 } }));
-    expect(() => loadAlertRules(bad)).toThrow(expect.objectContaining({ code: 'E_CONFIG_INVALID', message: expect.stringContaining('rejections.threshold') as unknown }));
+    expect(() => loadAlertRules(bad)).toThrow(
+      expect.objectContaining({
+        code: 'E_CONFIG_INVALID',
+        message: expect.stringContaining('rejections.threshold') as unknown,
+      }),
+    );
     expect(loadAlertRules(undefined)).toBe(DEFAULT_ALERT_RULES);
   });
 });

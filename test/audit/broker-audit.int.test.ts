@@ -46,7 +46,11 @@ beforeAll(async () => {
   const ehr = await stack.client('ehr');
   const p = await registration.publish(PATIENT);
   const o = await ehr.publish(OBSERVATION);
-  const r = await registration.publish({ ...PATIENT, id: 'pat-audit-2', name: [{ family: 'Zanzibarova', nickname: 'Z' }] });
+  const r = await registration.publish({
+    ...PATIENT,
+    id: 'pat-audit-2',
+    name: [{ family: 'Zanzibarova', nickname: 'Z' }],
+  });
   expect([p.status, o.status, r.status]).toEqual(['accepted', 'accepted', 'rejected']);
   ids = { patient: p.id, observation: o.id, rejected: r.id };
   // Stopping the broker writes broker-stop and the final checkpoint, and waits for everything in flight.
@@ -63,9 +67,11 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-const about = (messageId: string): AuditEvent[] => events.filter((e) => e.entity?.some((x) => x.what?.identifier?.value === messageId));
+const about = (messageId: string): AuditEvent[] =>
+  events.filter((e) => e.entity?.some((x) => x.what?.identifier?.value === messageId));
 const codeOf = (e: AuditEvent): string => `${e.type.code}/${e.subtype?.[0]?.code ?? ''}/${e.outcome ?? ''}`;
-const recipient = (e: AuditEvent): string | undefined => e.agent.find((a) => a.type?.coding?.[0]?.code === '110152')?.who?.identifier?.value;
+const recipient = (e: AuditEvent): string | undefined =>
+  e.agent.find((a) => a.type?.coding?.[0]?.code === '110152')?.who?.identifier?.value;
 
 it('the flow produces exactly the expected AuditEvents, in order, each valid FHIR R4', () => {
   expect(events.map((e) => codeOf(e))).toEqual([
@@ -80,7 +86,8 @@ it('the flow produces exactly the expected AuditEvents, in order, each valid FHI
     'rest/create/0', // … quarantined
     '110100/110121/0', // broker stop
   ]);
-  for (const e of events) expect(() => validateResource(JSON.parse(JSON.stringify(e)), DEFAULT_VALIDATION_LIMITS)).not.toThrow();
+  for (const e of events)
+    expect(() => validateResource(JSON.parse(JSON.stringify(e)), DEFAULT_VALIDATION_LIMITS)).not.toThrow();
   expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
   expect(events.every((e) => e.source.observer.identifier?.value === instanceId)).toBe(true);
 });
@@ -112,10 +119,18 @@ it('the Patient: accepted from registration, delivered to each subscriber with i
 
 it('the Observation: delivered to ehr, withheld from analytics with the code and path, both about the same patient', () => {
   const evs = about(ids.observation);
-  expect(evs.map((e) => [e.outcome, recipient(e) ?? null])).toEqual([['0', 'broker'], ['0', 'ehr'], ['4', 'analytics']]);
+  expect(evs.map((e) => [e.outcome, recipient(e) ?? null])).toEqual([
+    ['0', 'broker'],
+    ['0', 'ehr'],
+    ['4', 'analytics'],
+  ]);
   expect(evs[2]?.outcomeDesc).toBe('E_MODIFIER_WITHHELD at Observation.modifierExtension');
-  expect(evs[0]?.entity?.find((x) => x.role?.code === '4')?.what?.identifier?.value).toBe(patientPseudonym(stack.secrets, 'Observation/obs-audit-1'));
-  expect(evs[2]?.entity?.find((x) => x.role?.code === '1')?.what?.identifier?.value).toBe(patientPseudonym(stack.secrets, 'Patient/pat-audit-1'));
+  expect(evs[0]?.entity?.find((x) => x.role?.code === '4')?.what?.identifier?.value).toBe(
+    patientPseudonym(stack.secrets, 'Observation/obs-audit-1'),
+  );
+  expect(evs[2]?.entity?.find((x) => x.role?.code === '1')?.what?.identifier?.value).toBe(
+    patientPseudonym(stack.secrets, 'Patient/pat-audit-1'),
+  );
 });
 
 it('the rejection: refused with its code and path, and its quarantine record', () => {
@@ -124,13 +139,19 @@ it('the rejection: refused with its code and path, and its quarantine record', (
   // The quarantine record is named after the ingest sequence (src/broker/quarantine.ts), which both events carry.
   const ingestSeq = rejected?.entity?.flatMap((x) => x.detail ?? []).find((d) => d.type === 'ingest-seq')?.valueString;
   expect(ingestSeq).toMatch(/^\d+$/);
-  expect(quarantined?.entity?.[0]?.what?.identifier).toEqual({ system: 'urn:phi-broker:quarantine-record', value: `q-${ingestSeq}` });
+  expect(quarantined?.entity?.[0]?.what?.identifier).toEqual({
+    system: 'urn:phi-broker:quarantine-record',
+    value: `q-${ingestSeq}`,
+  });
 });
 
 it('the chain verifies under the broker key and ends with its final checkpoint', () => {
   const key = stack.peers.find((k) => k.service === BROKER_ID && k.use === 'sig');
   const report = verifyAuditRecords(records, { signingKey: (kid) => (kid === key?.kid ? key.publicKey : undefined) });
-  expect(report).toMatchObject({ ok: true, chains: [{ chain: instanceId, closed: true, unsealed: 0, events: events.length }] });
+  expect(report).toMatchObject({
+    ok: true,
+    chains: [{ chain: instanceId, closed: true, unsealed: 0, events: events.length }],
+  });
 });
 
 it('no planted PHI value in the stored audit records, the JetStream files on disk, or the logs', () => {
@@ -145,4 +166,3 @@ it('no planted PHI value in the stored audit records, the JetStream files on dis
     expect(stack.logs.text()).not.toContain(phi);
   }
 });
-

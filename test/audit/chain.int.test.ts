@@ -56,7 +56,8 @@ const keyOf = (kid: string): Uint8Array | undefined => (kid === signer.kid ? sig
 
 async function stored(chain?: string): Promise<StoredRecord[]> {
   const out: StoredRecord[] = [];
-  for await (const r of readAuditRecords(nc)) if (chain === undefined || r.subject === `phi.audit.${chain}`) out.push(r);
+  for await (const r of readAuditRecords(nc))
+    if (chain === undefined || r.subject === `phi.audit.${chain}`) out.push(r);
   return out;
 }
 
@@ -71,13 +72,20 @@ describe('PHI_AUDIT', () => {
     await expect(jsm.streams.purge(STREAMS.audit)).rejects.toThrow(/purge/i);
     await expect(jsm.streams.purge(STREAMS.audit, { filter: 'phi.audit.probe' })).rejects.toThrow(/purge/i);
     // Nor can the protection be lifted by a configuration update.
-    await expect(jsm.streams.update(STREAMS.audit, { ...config, deny_delete: false })).rejects.toThrow(/deny message deletes/);
-    await expect(jsm.streams.update(STREAMS.audit, { ...config, deny_purge: false })).rejects.toThrow(/deny stream purge|purge/i);
+    await expect(jsm.streams.update(STREAMS.audit, { ...config, deny_delete: false })).rejects.toThrow(
+      /deny message deletes/,
+    );
+    await expect(jsm.streams.update(STREAMS.audit, { ...config, deny_purge: false })).rejects.toThrow(
+      /deny stream purge|purge/i,
+    );
     expect((await jsm.streams.info(STREAMS.audit)).state.messages).toBe(state.messages);
   });
 
   it('a broker configured with a shorter retention refuses to start rather than shorten it', async () => {
-    await expect(ensureAuditStream(nc, { maxAgeMs: 30 * DAY, duplicateWindowMs: 120_000 })).rejects.toMatchObject({ code: 'E_CONFIG_INVALID', message: expect.stringContaining('auditMaxAgeMs') as unknown });
+    await expect(ensureAuditStream(nc, { maxAgeMs: 30 * DAY, duplicateWindowMs: 120_000 })).rejects.toMatchObject({
+      code: 'E_CONFIG_INVALID',
+      message: expect.stringContaining('auditMaxAgeMs') as unknown,
+    });
     expect((await (await nc.jetstreamManager()).streams.info(STREAMS.audit)).config.max_age).toBe(2192 * DAY * 1e6);
   });
 });
@@ -104,13 +112,17 @@ describe('ChainWriter', () => {
 
   it('a checkpoint is written when checkpointMs has passed (injected clock), not only every N records', async () => {
     let now = 1_000_000;
-    const writer = await ChainWriter.open(options('w-time', { checkpointEvery: 1000, checkpointMs: 60_000, now: () => now }));
+    const writer = await ChainWriter.open(
+      options('w-time', { checkpointEvery: 1000, checkpointMs: 60_000, now: () => now }),
+    );
     await writer.append([event(1)]);
     now += 60_000;
     await writer.append([event(2)]);
     await logs.until((r) => r['event'] === 'audit.checkpoint' && r['chain'] === 'w-time', 'the timed checkpoint');
     await writer.close();
-    const kinds = (await stored('w-time')).map((r) => (decodeRecord(r.data)?.checkpoint === undefined ? 'events' : 'checkpoint'));
+    const kinds = (await stored('w-time')).map((r) =>
+      decodeRecord(r.data)?.checkpoint === undefined ? 'events' : 'checkpoint',
+    );
     // The second append found the interval passed: the head (record 1) is sealed before record 3 is written.
     expect(kinds).toEqual(['events', 'checkpoint', 'events', 'checkpoint']);
   });
@@ -148,7 +160,10 @@ describe('ChainWriter', () => {
     await second.close();
     const records = await stored('restart');
     expect(records.map((r) => decodeRecord(r.data)?.seq)).toEqual([1, 2, 3, 4]);
-    expect(verifyAuditRecords(records, { signingKey: keyOf })).toMatchObject({ ok: true, chains: [{ chain: 'restart', records: 4, checkpoints: 2, closed: true }] });
+    expect(verifyAuditRecords(records, { signingKey: keyOf })).toMatchObject({
+      ok: true,
+      chains: [{ chain: 'restart', records: 4, checkpoints: 2, closed: true }],
+    });
   });
 
   it('a forged copy of the stored chain is caught at the altered, removed, reordered or inserted sequence', async () => {
@@ -162,7 +177,11 @@ describe('ChainWriter', () => {
     const altered = copy();
     const target = altered[3] as StoredRecord;
     altered[3] = { ...target, data: Buffer.from(Buffer.from(target.data).toString('utf8').replace('"e-', '"x-')) };
-    expect(verifyAuditRecords(altered, { signingKey: keyOf }).broken).toMatchObject({ kind: 'changed', chain: 'forge', seq: 4 });
+    expect(verifyAuditRecords(altered, { signingKey: keyOf }).broken).toMatchObject({
+      kind: 'changed',
+      chain: 'forge',
+      seq: 4,
+    });
     const removed = copy();
     removed.splice(3, 1);
     expect(verifyAuditRecords(removed, { signingKey: keyOf }).broken).toMatchObject({ kind: 'removed', seq: 4 });
@@ -181,14 +200,22 @@ describe('AuditTrail alerts', () => {
     writeFileSync(file, JSON.stringify({ authFailures: { threshold: 2, windowMs: 60_000 } }));
     const trail = await AuditTrail.open({
       nc,
-      settings: { instanceId: 'alerting', auditMaxAgeMs: 2192 * DAY, auditCheckpointEvery: 1000, auditCheckpointMs: DAY, duplicateWindowMs: 120_000, alertRulesFile: file },
+      settings: {
+        instanceId: 'alerting',
+        auditMaxAgeMs: 2192 * DAY,
+        auditCheckpointEvery: 1000,
+        auditCheckpointMs: DAY,
+        duplicateWindowMs: 120_000,
+        alertRulesFile: file,
+      },
       signer,
       logger,
     });
     const watcher = await nats.connect('alert-watcher');
     const sub = watcher.subscribe('phi.alert.>', { max: 1 });
     const received = (async () => {
-      for await (const m of sub) return { subject: m.subject, event: JSON.parse(new TextDecoder().decode(m.data)) as AuditEvent };
+      for await (const m of sub)
+        return { subject: m.subject, event: JSON.parse(new TextDecoder().decode(m.data)) as AuditEvent };
       return undefined;
     })();
     await watcher.flush();
@@ -197,8 +224,15 @@ describe('AuditTrail alerts', () => {
     await trail.record([failure]);
     const got = await received;
     expect(got?.subject).toBe('phi.alert.auth-failures');
-    expect(got?.event).toMatchObject({ resourceType: 'AuditEvent', type: { code: '110113' }, subtype: [{ code: 'auth-failures' }] });
-    await logs.until((r) => r['event'] === 'audit.alert' && r['rule'] === 'auth-failures' && r['service'] === 'billing', 'the alert log line');
+    expect(got?.event).toMatchObject({
+      resourceType: 'AuditEvent',
+      type: { code: '110113' },
+      subtype: [{ code: 'auth-failures' }],
+    });
+    await logs.until(
+      (r) => r['event'] === 'audit.alert' && r['rule'] === 'auth-failures' && r['service'] === 'billing',
+      'the alert log line',
+    );
     await trail.close();
     const events = (await stored('alerting')).flatMap((r) => decodeRecord(r.data)?.events ?? []);
     expect(events.map((e) => e.subtype?.[0]?.code)).toEqual(['create', 'create', 'auth-failures']);

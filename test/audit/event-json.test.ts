@@ -21,7 +21,12 @@ function twinContexts(): [EventContext, EventContext] {
 }
 
 /** The subject the broker makes (src/broker/audit-facts.ts): the keyed pseudonyms of `<Type>/<id>` and of the patient. */
-function subjectOf(messageId: string, resourceType: string, id: string | undefined, patientRef: string | undefined): AuditSubject {
+function subjectOf(
+  messageId: string,
+  resourceType: string,
+  id: string | undefined,
+  patientRef: string | undefined,
+): AuditSubject {
   return {
     messageId,
     resourceType,
@@ -34,27 +39,92 @@ const elements = ['Observation.code', 'Observation.subject', 'Observation.value[
 const sender = { service: 'ehr' };
 
 function messageFacts(i: number, shape: (s: AuditSubject) => AuditSubject = (s) => s): AuditFact[] {
-  const subject = shape(subjectOf(`0b5e7c1e-54a4-4b59-9d0f-${String(i).padStart(12, '0')}`, 'Observation', `obs-${i}`, `Patient/p-${i}`));
+  const subject = shape(
+    subjectOf(`0b5e7c1e-54a4-4b59-9d0f-${String(i).padStart(12, '0')}`, 'Observation', `obs-${i}`, `Patient/p-${i}`),
+  );
   return [
-    { kind: 'accepted', sender, subject, ingestSeq: 100 + i, keys: { verified: 'ehr:sig:1', unwrapped: `broker:enc:1~ehr:enc:${i}` } },
-    { kind: 'delivered', sender, recipient: { service: 'sub1' }, subject, profileUrl: 'https://example.org/p/full', purpose: 'TREAT', elements, deliveryId: `${subject.messageId}.sub1`, keys: { released: 'broker:enc:1~sub1:enc:1', signed: 'broker:sig:1' } },
-    { kind: 'delivered', sender, recipient: { service: 'billing', address: '10.0.0.7' }, subject, profileUrl: 'https://example.org/p/billing', purpose: 'HPAYMT', elements: ['Observation.code'], deliveryId: `${subject.messageId}.billing` },
-    { kind: 'withheld', sender, recipient: { service: 'analytics', address: 'analytics.internal' }, subject, code: 'E_MODIFIER_WITHHELD', path: `Observation.component[${i}].modifierExtension` },
-    { kind: 'withheld', sender, recipient: { service: 'research' }, subject, code: 'restricted:purpose:HRESCH', purpose: 'HRESCH', consent: `consent-${i}` },
+    {
+      kind: 'accepted',
+      sender,
+      subject,
+      ingestSeq: 100 + i,
+      keys: { verified: 'ehr:sig:1', unwrapped: `broker:enc:1~ehr:enc:${i}` },
+    },
+    {
+      kind: 'delivered',
+      sender,
+      recipient: { service: 'sub1' },
+      subject,
+      profileUrl: 'https://example.org/p/full',
+      purpose: 'TREAT',
+      elements,
+      deliveryId: `${subject.messageId}.sub1`,
+      keys: { released: 'broker:enc:1~sub1:enc:1', signed: 'broker:sig:1' },
+    },
+    {
+      kind: 'delivered',
+      sender,
+      recipient: { service: 'billing', address: '10.0.0.7' },
+      subject,
+      profileUrl: 'https://example.org/p/billing',
+      purpose: 'HPAYMT',
+      elements: ['Observation.code'],
+      deliveryId: `${subject.messageId}.billing`,
+    },
+    {
+      kind: 'withheld',
+      sender,
+      recipient: { service: 'analytics', address: 'analytics.internal' },
+      subject,
+      code: 'E_MODIFIER_WITHHELD',
+      path: `Observation.component[${i}].modifierExtension`,
+    },
+    {
+      kind: 'withheld',
+      sender,
+      recipient: { service: 'research' },
+      subject,
+      code: 'restricted:purpose:HRESCH',
+      purpose: 'HRESCH',
+      consent: `consent-${i}`,
+    },
     { kind: 'withheld', sender, recipient: { service: 'sub3' }, subject, code: 'E_TOO_LARGE' },
   ];
 }
 
 const OTHER_FACTS: readonly AuditFact[] = [
-  { kind: 'rejected', sender, messageId: 'm-1', resourceType: 'Patient', code: 'E_UNKNOWN_ELEMENT', path: 'Patient.name[0].nickname', ingestSeq: 13 },
+  {
+    kind: 'rejected',
+    sender,
+    messageId: 'm-1',
+    resourceType: 'Patient',
+    code: 'E_UNKNOWN_ELEMENT',
+    path: 'Patient.name[0].nickname',
+    ingestSeq: 13,
+  },
   { kind: 'rejected', code: 'E_ENVELOPE_INVALID', ingestSeq: 14 },
   { kind: 'quarantined', recordId: 'q-4', code: 'E_SIGNATURE', sender, messageId: 'm-1', ingestSeq: 15 },
   { kind: 'broker-start' },
   { kind: 'broker-stop' },
   { kind: 'catalog-loaded', hash: 'sha256-abc', services: 5, types: 3 },
   { kind: 'alert', rule: 'rejections', service: 'registration', detail: '10 rejections in 60000 ms (threshold 10)' },
-  { kind: 'access', step: 'answered', requestId: 'ar-1', patientPseudonym: 'pseudo-1', services: ['billing'], resources: 3, sha256: 'abc' },
-  { kind: 'access-refused', requester: 'billing', op: 'create', code: 'E_ACCESS_NOT_ALLOWED', path: 'iss', messageId: 'm-2' },
+  {
+    kind: 'access',
+    step: 'answered',
+    requestId: 'ar-1',
+    patientPseudonym: 'pseudo-1',
+    services: ['billing'],
+    resources: 3,
+    sha256: 'abc',
+  },
+  {
+    kind: 'access-refused',
+    requester: 'billing',
+    op: 'create',
+    code: 'E_ACCESS_NOT_ALLOWED',
+    path: 'iss',
+    messageId: 'm-2',
+  },
 ];
 
 /** Every fact through both paths, in order; returns the texts and the writer (its counts). */
@@ -86,20 +156,59 @@ describe('AuditEventJson', () => {
       facts.push(...messageFacts(i, ({ resourcePseudonym: _, ...s }) => ({ ...s, resourceType: 'Patient' })));
       facts.push(...messageFacts(i, ({ resourcePseudonym: _, ...s }) => s));
       facts.push(...messageFacts(i, ({ patientPseudonym: _, ...s }) => s));
-      facts.push(...messageFacts(i, ({ patientPseudonym: _, ...s }) => ({ ...s, resourceType: 'Bundle', patientPseudonyms: [`Patient/p-${i}`, 'Patient/other', `Patient/p-${i}`].map((ref) => patientPseudonym(secrets, ref)) })));
-      facts.push({ kind: 'accepted', sender, subject: subjectOf(`m-${i}`, 'Patient', undefined, `Patient/q-${i}`), ingestSeq: i });
+      facts.push(
+        ...messageFacts(i, ({ patientPseudonym: _, ...s }) => ({
+          ...s,
+          resourceType: 'Bundle',
+          patientPseudonyms: [`Patient/p-${i}`, 'Patient/other', `Patient/p-${i}`].map((ref) =>
+            patientPseudonym(secrets, ref),
+          ),
+        })),
+      );
+      facts.push({
+        kind: 'accepted',
+        sender,
+        subject: subjectOf(`m-${i}`, 'Patient', undefined, `Patient/q-${i}`),
+        ingestSeq: i,
+      });
     }
     const { writer } = compare(facts);
     expect(writer.filled).toBeGreaterThan(0);
   });
 
   it('escapes values as JSON does (quotes, backslashes, control and non-ASCII characters, lone surrogates)', () => {
-    const odd = ['plain', 'a"b', 'back\\slash', 'tab\there', 'naïve–Ü', 'emoji 😀', 'lone \ud800 surrogate', 'nul \u0000', 'pua \uf000\uf081'];
+    const odd = [
+      'plain',
+      'a"b',
+      'back\\slash',
+      'tab\there',
+      'naïve–Ü',
+      'emoji 😀',
+      'lone \ud800 surrogate',
+      'nul \u0000',
+      'pua \uf000\uf081',
+    ];
     // the first (plain) pair makes the templates; every odd value goes through a template's holes
     const { writer } = compare(
       odd.flatMap((v, i): AuditFact[] => [
-        { kind: 'accepted', sender, subject: { messageId: v, resourceType: 'Observation', resourcePseudonym: v, patientPseudonym: `P${v}` }, ingestSeq: i, keys: { verified: v, unwrapped: v } },
-        { kind: 'delivered', sender, recipient: { service: 'sub1' }, subject: { messageId: `m-${i}`, resourceType: 'Observation', resourcePseudonym: v, patientPseudonym: v }, profileUrl: 'https://example.org/p/a', purpose: 'TREAT', elements, deliveryId: v, keys: { released: v, signed: v } },
+        {
+          kind: 'accepted',
+          sender,
+          subject: { messageId: v, resourceType: 'Observation', resourcePseudonym: v, patientPseudonym: `P${v}` },
+          ingestSeq: i,
+          keys: { verified: v, unwrapped: v },
+        },
+        {
+          kind: 'delivered',
+          sender,
+          recipient: { service: 'sub1' },
+          subject: { messageId: `m-${i}`, resourceType: 'Observation', resourcePseudonym: v, patientPseudonym: v },
+          profileUrl: 'https://example.org/p/a',
+          purpose: 'TREAT',
+          elements,
+          deliveryId: v,
+          keys: { released: v, signed: v },
+        },
       ]),
     );
     expect([writer.filled, writer.built]).toEqual([2 * (odd.length - 1), 2]);
@@ -107,7 +216,16 @@ describe('AuditEventJson', () => {
 
   it('a fact that differs from a templated one in any value the builder reads gets its own event text', () => {
     const subject = (i: number): AuditSubject => subjectOf(`m-${i}`, 'Observation', `o-${i}`, `Patient/p-${i}`);
-    const base = (i: number): Extract<AuditFact, { kind: 'delivered' }> => ({ kind: 'delivered', sender, recipient: { service: 'sub1' }, subject: subject(i), profileUrl: 'https://example.org/p/a', purpose: 'TREAT', elements, deliveryId: `m-${i}.sub1` });
+    const base = (i: number): Extract<AuditFact, { kind: 'delivered' }> => ({
+      kind: 'delivered',
+      sender,
+      recipient: { service: 'sub1' },
+      subject: subject(i),
+      profileUrl: 'https://example.org/p/a',
+      purpose: 'TREAT',
+      elements,
+      deliveryId: `m-${i}.sub1`,
+    });
     const variants: ((i: number) => AuditFact)[] = [
       base,
       (i) => ({ ...base(i), purpose: 'HPAYMT' }),
@@ -119,7 +237,14 @@ describe('AuditEventJson', () => {
       (i) => ({ ...base(i), subject: { ...subject(i), resourceType: 'Condition' } }),
       (i) => ({ ...base(i), keys: { released: 'k1', signed: 'k2' } }),
       (i) => ({ kind: 'withheld', sender, recipient: { service: 'sub1' }, subject: subject(i), code: 'E_TOO_LARGE' }),
-      (i) => ({ kind: 'withheld', sender, recipient: { service: 'sub1' }, subject: subject(i), code: 'E_TOO_LARGE', purpose: 'TREAT' }),
+      (i) => ({
+        kind: 'withheld',
+        sender,
+        recipient: { service: 'sub1' },
+        subject: subject(i),
+        code: 'E_TOO_LARGE',
+        purpose: 'TREAT',
+      }),
       (i) => ({ kind: 'accepted', sender, subject: subject(i), ingestSeq: i }),
     ];
     // each variant twice, interleaved: the second round is written from the first round's templates
@@ -130,7 +255,11 @@ describe('AuditEventJson', () => {
 
   it('catalog values that look like placeholders do not corrupt an event (the template is refused, the builder writes it)', () => {
     const url = 'https://example.org/p/\uf001\uf080\uf0ff\uf07f';
-    const facts = [1, 2, 3].flatMap((i) => messageFacts(i).map((f): AuditFact => (f.kind === 'delivered' ? { ...f, profileUrl: url, recipient: { service: '\uf002' } } : f)));
+    const facts = [1, 2, 3].flatMap((i) =>
+      messageFacts(i).map((f): AuditFact =>
+        f.kind === 'delivered' ? { ...f, profileUrl: url, recipient: { service: '\uf002' } } : f,
+      ),
+    );
     const { texts, writer } = compare(facts);
     expect(texts[7]).toContain(url);
     // the two delivered of each message are built (their templates refused) and so are the three withheld; accepted is filled after message 1

@@ -14,22 +14,65 @@ let n = 0;
 const ctx: EventContext = { instanceId: 'host-1-abcdef', host: 'broker-host', now: () => AT, newId: () => `ev-${++n}` };
 
 const PATIENT = 'Patient/pat-7731-zz';
-const subject = { messageId: '0b5e7c1e-54a4-4b59-9d0f-5f2a1c3e9a10', resourceType: 'Observation', resourcePseudonym: patientPseudonym(secrets, 'Observation/obs-1'), patientPseudonym: patientPseudonym(secrets, PATIENT) };
+const subject = {
+  messageId: '0b5e7c1e-54a4-4b59-9d0f-5f2a1c3e9a10',
+  resourceType: 'Observation',
+  resourcePseudonym: patientPseudonym(secrets, 'Observation/obs-1'),
+  patientPseudonym: patientPseudonym(secrets, PATIENT),
+};
 const sender = { service: 'registration' };
 
 const FACTS: readonly AuditFact[] = [
   { kind: 'accepted', sender, subject, ingestSeq: 12 },
-  { kind: 'rejected', sender, messageId: subject.messageId, resourceType: 'Patient', code: 'E_UNKNOWN_ELEMENT', path: 'Patient.name[0].nickname', ingestSeq: 13 },
+  {
+    kind: 'rejected',
+    sender,
+    messageId: subject.messageId,
+    resourceType: 'Patient',
+    code: 'E_UNKNOWN_ELEMENT',
+    path: 'Patient.name[0].nickname',
+    ingestSeq: 13,
+  },
   { kind: 'rejected', code: 'E_ENVELOPE_INVALID', ingestSeq: 14 },
-  { kind: 'delivered', sender, recipient: { service: 'billing', address: '10.0.0.7' }, subject, profileUrl: 'https://example.org/p/billing', purpose: 'HPAYMT', elements: ['Observation.code', 'Observation.subject'], deliveryId: `${subject.messageId}.billing` },
-  { kind: 'withheld', sender, recipient: { service: 'analytics' }, subject, code: 'E_MODIFIER_WITHHELD', path: 'Observation.modifierExtension' },
+  {
+    kind: 'delivered',
+    sender,
+    recipient: { service: 'billing', address: '10.0.0.7' },
+    subject,
+    profileUrl: 'https://example.org/p/billing',
+    purpose: 'HPAYMT',
+    elements: ['Observation.code', 'Observation.subject'],
+    deliveryId: `${subject.messageId}.billing`,
+  },
+  {
+    kind: 'withheld',
+    sender,
+    recipient: { service: 'analytics' },
+    subject,
+    code: 'E_MODIFIER_WITHHELD',
+    path: 'Observation.modifierExtension',
+  },
   { kind: 'quarantined', recordId: 'q-4', code: 'E_SIGNATURE', sender, messageId: subject.messageId, ingestSeq: 15 },
   { kind: 'broker-start' },
   { kind: 'broker-stop' },
   { kind: 'catalog-loaded', hash: 'sha256-abc', services: 5, types: 3 },
   { kind: 'alert', rule: 'rejections', service: 'registration', detail: '10 rejections in 60000 ms (threshold 10)' },
-  { kind: 'access', step: 'created', requestId: 'ar-00000000-0000-4000-8000-000000000001', patientPseudonym: 'pseudo-1', services: ['billing', 'ehr'], requester: 'patient-portal' },
-  { kind: 'access-refused', requester: 'billing', op: 'create', code: 'E_ACCESS_NOT_ALLOWED', path: 'iss', messageId: subject.messageId },
+  {
+    kind: 'access',
+    step: 'created',
+    requestId: 'ar-00000000-0000-4000-8000-000000000001',
+    patientPseudonym: 'pseudo-1',
+    services: ['billing', 'ehr'],
+    requester: 'patient-portal',
+  },
+  {
+    kind: 'access-refused',
+    requester: 'billing',
+    op: 'create',
+    code: 'E_ACCESS_NOT_ALLOWED',
+    path: 'iss',
+    messageId: subject.messageId,
+  },
 ];
 
 const byKind = (kind: AuditFact['kind']): AuditEvent => {
@@ -42,12 +85,18 @@ describe('buildAuditEvent', () => {
   it.each(FACTS.map((f, i) => [`${f.kind} #${i}`, f] as const))('%s is a valid FHIR R4 AuditEvent', (_name, fact) => {
     const event = buildAuditEvent(fact, ctx);
     expect(() => validateResource(JSON.parse(JSON.stringify(event)), DEFAULT_VALIDATION_LIMITS)).not.toThrow();
-    expect(event).toMatchObject({ resourceType: 'AuditEvent', recorded: '2026-01-02T03:04:05.678Z', source: { observer: { identifier: { value: 'host-1-abcdef' } } } });
+    expect(event).toMatchObject({
+      resourceType: 'AuditEvent',
+      recorded: '2026-01-02T03:04:05.678Z',
+      source: { observer: { identifier: { value: 'host-1-abcdef' } } },
+    });
   });
 
   it('the validator does refuse a broken AuditEvent (so the test above can fail)', () => {
     const broken = { ...byKind('accepted'), outcome: '99', action: 'X' };
-    expect(() => validateResource(JSON.parse(JSON.stringify(broken)), DEFAULT_VALIDATION_LIMITS)).toThrow(expect.objectContaining({ code: 'E_FHIR_INVALID' }));
+    expect(() => validateResource(JSON.parse(JSON.stringify(broken)), DEFAULT_VALIDATION_LIMITS)).toThrow(
+      expect.objectContaining({ code: 'E_FHIR_INVALID' }),
+    );
   });
 
   it('access created by a service (SDK): that service is the requesting source, the broker acts, the services asked are destinations', () => {
@@ -63,8 +112,17 @@ describe('buildAuditEvent', () => {
 
   it('access refused: Patient Record / refused, outcome 4 with code and path, the asking service as requestor, the message id only', () => {
     const e = byKind('access-refused');
-    expect([e.type.code, e.subtype?.[0], e.action, e.outcome, e.outcomeDesc]).toEqual(['110110', { system: 'urn:phi-broker:access-step', code: 'refused' }, 'C', '4', 'access refused: E_ACCESS_NOT_ALLOWED at iss']);
-    expect(e.agent.map((a) => [a.who?.identifier?.value, a.requestor])).toEqual([['billing', true], ['broker', false]]);
+    expect([e.type.code, e.subtype?.[0], e.action, e.outcome, e.outcomeDesc]).toEqual([
+      '110110',
+      { system: 'urn:phi-broker:access-step', code: 'refused' },
+      'C',
+      '4',
+      'access refused: E_ACCESS_NOT_ALLOWED at iss',
+    ]);
+    expect(e.agent.map((a) => [a.who?.identifier?.value, a.requestor])).toEqual([
+      ['billing', true],
+      ['broker', false],
+    ]);
     expect(e.entity?.map((x) => x.what?.identifier?.value)).toEqual([subject.messageId]);
     expect(e.purposeOfEvent?.[0]?.coding?.[0]?.code).toBe('PATRQT');
   });
@@ -72,10 +130,20 @@ describe('buildAuditEvent', () => {
   it('accepted: BALP create, publisher as requesting source, patient as pseudonym, resource and message id', () => {
     const e = byKind('accepted');
     expect(e.type).toMatchObject({ system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest' });
-    expect(e.subtype).toEqual([{ system: 'http://hl7.org/fhir/restful-interaction', code: 'create', display: 'create' }]);
+    expect(e.subtype).toEqual([
+      { system: 'http://hl7.org/fhir/restful-interaction', code: 'create', display: 'create' },
+    ]);
     expect([e.action, e.outcome]).toEqual(['C', '0']);
-    expect(e.agent[0]).toMatchObject({ who: { identifier: { value: 'registration' } }, requestor: true, type: { coding: [{ code: '110153' }] } });
-    expect(e.agent[1]).toMatchObject({ who: { identifier: { value: 'broker' } }, requestor: false, network: { address: 'broker-host', type: '1' } });
+    expect(e.agent[0]).toMatchObject({
+      who: { identifier: { value: 'registration' } },
+      requestor: true,
+      type: { coding: [{ code: '110153' }] },
+    });
+    expect(e.agent[1]).toMatchObject({
+      who: { identifier: { value: 'broker' } },
+      requestor: false,
+      network: { address: 'broker-host', type: '1' },
+    });
     const entities = e.entity ?? [];
     expect(entities[0]).toEqual({
       what: { identifier: { system: 'urn:phi-broker:patient-pseudonym', value: patientPseudonym(secrets, PATIENT) } },
@@ -83,22 +151,49 @@ describe('buildAuditEvent', () => {
       role: { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '1', display: 'Patient' },
     });
     // the logical id as the keyed pseudonym of Observation/obs-1, never in clear (an id may embed an identifier)
-    expect(entities[1]?.what).toEqual({ identifier: { system: 'urn:phi-broker:resource-pseudonym', value: patientPseudonym(secrets, 'Observation/obs-1') }, type: 'Observation' });
+    expect(entities[1]?.what).toEqual({
+      identifier: {
+        system: 'urn:phi-broker:resource-pseudonym',
+        value: patientPseudonym(secrets, 'Observation/obs-1'),
+      },
+      type: 'Observation',
+    });
     expect(JSON.stringify(e)).not.toContain('obs-1');
-    expect(entities[2]?.what).toEqual({ identifier: { system: 'urn:phi-broker:message-id', value: subject.messageId } });
+    expect(entities[2]?.what).toEqual({
+      identifier: { system: 'urn:phi-broker:message-id', value: subject.messageId },
+    });
     expect(JSON.stringify(e)).not.toContain('pat-7731-zz');
   });
 
   it('a Bundle that travels whole names each entry patient (pseudonyms, once each)', () => {
-    const bundleSubject = { messageId: subject.messageId, resourceType: 'Bundle', resourcePseudonym: patientPseudonym(secrets, 'Bundle/b-1'), patientPseudonyms: [PATIENT, 'Patient/other-7731', PATIENT].map((ref) => patientPseudonym(secrets, ref)) };
+    const bundleSubject = {
+      messageId: subject.messageId,
+      resourceType: 'Bundle',
+      resourcePseudonym: patientPseudonym(secrets, 'Bundle/b-1'),
+      patientPseudonyms: [PATIENT, 'Patient/other-7731', PATIENT].map((ref) => patientPseudonym(secrets, ref)),
+    };
     const e = buildAuditEvent({ kind: 'accepted', sender, subject: bundleSubject, ingestSeq: 1 }, ctx);
-    const patients = e.entity?.filter((x) => x.what?.identifier?.system === 'urn:phi-broker:patient-pseudonym').map((x) => x.what?.identifier?.value);
+    const patients = e.entity
+      ?.filter((x) => x.what?.identifier?.system === 'urn:phi-broker:patient-pseudonym')
+      .map((x) => x.what?.identifier?.value);
     expect(patients).toEqual([patientPseudonym(secrets, PATIENT), patientPseudonym(secrets, 'Patient/other-7731')]);
     expect(JSON.stringify(e)).not.toContain('7731');
   });
 
   it('a subject without a resource pseudonym (a Patient, a resource without id: test/broker/audit-facts.test.ts) names the resource by type only', () => {
-    const e = buildAuditEvent({ kind: 'accepted', sender, subject: { messageId: subject.messageId, resourceType: 'Patient', patientPseudonym: patientPseudonym(secrets, PATIENT) }, ingestSeq: 1 }, ctx);
+    const e = buildAuditEvent(
+      {
+        kind: 'accepted',
+        sender,
+        subject: {
+          messageId: subject.messageId,
+          resourceType: 'Patient',
+          patientPseudonym: patientPseudonym(secrets, PATIENT),
+        },
+        ingestSeq: 1,
+      },
+      ctx,
+    );
     expect(e.entity?.[1]?.what).toEqual({ type: 'Patient' });
   });
 
@@ -112,10 +207,18 @@ describe('buildAuditEvent', () => {
     const e = byKind('delivered');
     expect(e.type).toMatchObject({ system: 'http://dicom.nema.org/resources/ontology/DCM', code: '110106' });
     expect(e.subtype?.[0]).toMatchObject({ code: 'disclose' });
-    expect(e.purposeOfEvent).toEqual([{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'HPAYMT' }] }]);
+    expect(e.purposeOfEvent).toEqual([
+      { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'HPAYMT' }] },
+    ]);
     const recipient = e.agent.find((a) => a.who?.identifier?.value === 'billing');
-    expect(recipient).toMatchObject({ type: { coding: [{ code: '110152' }] }, network: { address: '10.0.0.7', type: '2' }, purposeOfUse: [{ coding: [{ code: 'HPAYMT' }] }] });
-    const resource = e.entity?.find((x) => x.what?.identifier?.value === patientPseudonym(secrets, 'Observation/obs-1'));
+    expect(recipient).toMatchObject({
+      type: { coding: [{ code: '110152' }] },
+      network: { address: '10.0.0.7', type: '2' },
+      purposeOfUse: [{ coding: [{ code: 'HPAYMT' }] }],
+    });
+    const resource = e.entity?.find(
+      (x) => x.what?.identifier?.value === patientPseudonym(secrets, 'Observation/obs-1'),
+    );
     expect(resource?.detail).toEqual([
       { type: 'profile', valueString: 'https://example.org/p/billing' },
       { type: 'elements', valueString: 'Observation.code Observation.subject' },
@@ -124,12 +227,22 @@ describe('buildAuditEvent', () => {
   });
 
   it('withheld, quarantined, lifecycle, catalog and alert events carry their codes', () => {
-    expect(byKind('withheld')).toMatchObject({ outcome: '4', outcomeDesc: 'E_MODIFIER_WITHHELD at Observation.modifierExtension' });
-    expect(byKind('quarantined').entity?.[0]?.what?.identifier).toEqual({ system: 'urn:phi-broker:quarantine-record', value: 'q-4' });
+    expect(byKind('withheld')).toMatchObject({
+      outcome: '4',
+      outcomeDesc: 'E_MODIFIER_WITHHELD at Observation.modifierExtension',
+    });
+    expect(byKind('quarantined').entity?.[0]?.what?.identifier).toEqual({
+      system: 'urn:phi-broker:quarantine-record',
+      value: 'q-4',
+    });
     expect(byKind('broker-start').subtype?.[0]?.code).toBe('110120');
     expect(byKind('broker-stop').subtype?.[0]?.code).toBe('110121');
     const catalog = byKind('catalog-loaded');
-    expect([catalog.type.code, catalog.subtype?.[0]?.code, catalog.entity?.[0]?.what?.identifier?.value]).toEqual(['110113', '110129', 'sha256-abc']);
+    expect([catalog.type.code, catalog.subtype?.[0]?.code, catalog.entity?.[0]?.what?.identifier?.value]).toEqual([
+      '110113',
+      '110129',
+      'sha256-abc',
+    ]);
     expect(byKind('alert').subtype?.[0]).toEqual({ system: 'urn:phi-broker:alert-rule', code: 'rejections' });
   });
 });

@@ -28,7 +28,11 @@ afterAll(async () => {
 
 it('both chains verify, and every accepted message is audited once with its deliveries', async () => {
   const pub = await stack.client('registration');
-  const results = await Promise.all(Array.from({ length: TOTAL }, (_, i) => pub.publish({ resourceType: 'Patient', id: `load-${i}`, name: [{ family: `Loadtest${i}` }] })));
+  const results = await Promise.all(
+    Array.from({ length: TOTAL }, (_, i) =>
+      pub.publish({ resourceType: 'Patient', id: `load-${i}`, name: [{ family: `Loadtest${i}` }] }),
+    ),
+  );
   expect(results.filter((r) => r.status !== 'accepted')).toEqual([]);
   await Promise.all([stack.broker?.stop(), second.stop()]);
   stack.broker = undefined;
@@ -44,7 +48,9 @@ it('both chains verify, and every accepted message is audited once with its deli
   expect(report.chains.every((c) => c.closed && c.checkpoints > 1)).toBe(true);
 
   const events = records.flatMap((r) => decodeRecord(r.data)?.events ?? []);
-  const accepted = events.filter((e) => e.type.code === 'rest' && e.outcome === '0' && e.agent[0]?.who?.identifier?.value === 'registration');
+  const accepted = events.filter(
+    (e) => e.type.code === 'rest' && e.outcome === '0' && e.agent[0]?.who?.identifier?.value === 'registration',
+  );
   const messageIds = accepted.map((e) => e.entity?.find((x) => x.name === 'message')?.what?.identifier?.value);
   expect(new Set(messageIds)).toEqual(new Set(results.map((r) => r.id)));
   expect(messageIds).toHaveLength(TOTAL);
@@ -56,15 +62,47 @@ it('both chains verify, and every accepted message is audited once with its deli
 
 it('a broker whose chain another writer took over acknowledges nothing more; another broker audits its messages', async () => {
   const nc = await stack.connectAs(BROKER_IDENTITY, 'slot-a');
-  const a = await Broker.start({ config: parseConfig({ ...stack.config, instanceId: 'slot-a' }), catalog: stack.catalog, nc, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger.child({ instance: 'a' }) });
+  const a = await Broker.start({
+    config: parseConfig({ ...stack.config, instanceId: 'slot-a' }),
+    catalog: stack.catalog,
+    nc,
+    keys: stack.keys(BROKER_ID),
+    peers: stack.peers,
+    secrets: stack.secrets,
+    logger: stack.logger.child({ instance: 'a' }),
+  });
   // A second writer on slot-a's chain (a misconfigured twin) appends first.
-  const twin = await ChainWriter.open({ nc: await stack.connectAs(BROKER_IDENTITY, 'twin'), chain: 'slot-a', signer: stack.keys(BROKER_ID).sign, checkpointEvery: 1000, checkpointMs: 60_000, maxRecordBytes: 65_536, now: Date.now, logger: stack.logger });
+  const twin = await ChainWriter.open({
+    nc: await stack.connectAs(BROKER_IDENTITY, 'twin'),
+    chain: 'slot-a',
+    signer: stack.keys(BROKER_ID).sign,
+    checkpointEvery: 1000,
+    checkpointMs: 60_000,
+    maxRecordBytes: 65_536,
+    now: Date.now,
+    logger: stack.logger,
+  });
   await twin.append([JSON.stringify({ resourceType: 'AuditEvent', id: 'twin' })]);
-  const b = await Broker.start({ config: stack.config, catalog: stack.catalog, nc: await stack.connectAs(BROKER_IDENTITY, 'broker-b'), keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger.child({ instance: 'b' }) });
+  const b = await Broker.start({
+    config: stack.config,
+    catalog: stack.catalog,
+    nc: await stack.connectAs(BROKER_IDENTITY, 'broker-b'),
+    keys: stack.keys(BROKER_ID),
+    peers: stack.peers,
+    secrets: stack.secrets,
+    logger: stack.logger.child({ instance: 'b' }),
+  });
   const pub = await stack.client('registration');
-  const results = await Promise.all(Array.from({ length: 20 }, (_, i) => pub.publish({ resourceType: 'Patient', id: `slot-${i}`, name: [{ family: `Slottest${i}` }] })));
+  const results = await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      pub.publish({ resourceType: 'Patient', id: `slot-${i}`, name: [{ family: `Slottest${i}` }] }),
+    ),
+  );
   expect(results.map((r) => r.status)).toEqual(Array<string>(20).fill('accepted'));
-  await stack.logs.until((r) => r['event'] === 'audit.chain.conflict' && r['chain'] === 'slot-a', 'broker a to meet the twin');
+  await stack.logs.until(
+    (r) => r['event'] === 'audit.chain.conflict' && r['chain'] === 'slot-a',
+    'broker a to meet the twin',
+  );
   await stack.logs.waiter.until(() => b.stats.accepted === 20, 60_000, 'broker b to take every message');
   expect(a.stats.accepted).toBe(0);
   await Promise.all([a.stop(), b.stop(), twin.close()]);
@@ -73,9 +111,15 @@ it('a broker whose chain another writer took over acknowledges nothing more; ano
   for await (const r of readAuditRecords(await stack.connectAs(ADMIN_IDENTITY, 'auditor-2'))) records.push(r);
   const events = records.flatMap((r) => decodeRecord(r.data)?.events ?? []);
   // (The twin's record holds a bare stand-in event, without a type.)
-  const acceptedIds = events.filter((e) => e.type?.code === 'rest' && e.outcome === '0' && e.agent[0]?.who?.identifier?.value === 'registration').map((e) => e.entity?.find((x) => x.name === 'message')?.what?.identifier?.value);
+  const acceptedIds = events
+    .filter(
+      (e) => e.type?.code === 'rest' && e.outcome === '0' && e.agent[0]?.who?.identifier?.value === 'registration',
+    )
+    .map((e) => e.entity?.find((x) => x.name === 'message')?.what?.identifier?.value);
   for (const r of results) expect(acceptedIds).toContain(r.id);
   // slot-a's chain holds its start events and the twin's record, never an interleaving of the two writers.
   const key = stack.peers.find((k) => k.service === BROKER_ID && k.use === 'sig');
-  expect(verifyAuditRecords(records, { signingKey: (kid) => (kid === key?.kid ? key.publicKey : undefined) }).ok).toBe(true);
+  expect(verifyAuditRecords(records, { signingKey: (kid) => (kid === key?.kid ? key.publicKey : undefined) }).ok).toBe(
+    true,
+  );
 }, 120_000);

@@ -20,7 +20,10 @@ beforeAll(async () => {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first`);
   out = mkdtempSync(join(tmpdir(), 'phi-broker-bench-test-'));
   const code = await new Promise<number | null>((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, '--quick', '--out', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [MAIN, '--quick', '--out', out], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString('utf8')).slice(-4000)));
@@ -70,7 +73,8 @@ describe('npm run bench -- --quick', () => {
         for (const q of ['p50', 'p95', 'p99', 'max'] as const) positive(r.latencyMs[q], `${r.name} latency ${q}`);
       } else positive(r.missing, `${r.name} missing deliveries`);
       // Every run has a nats-server, a publisher and subscribers doing work; stolen time may be zero.
-      for (const k of ['machine', 'natsServer', 'publisher', 'subscribers'] as const) positive(r.cpu[k], `${r.name} cpu.${k}`);
+      for (const k of ['machine', 'natsServer', 'publisher', 'subscribers'] as const)
+        positive(r.cpu[k], `${r.name} cpu.${k}`);
       expect(Number.isFinite(r.cpu.steal) && r.cpu.steal >= 0, `${r.name} cpu.steal = ${r.cpu.steal}`).toBe(true);
       if (r.kind === 'core') continue;
       positive(r.cpu.workers, `${r.name} cpu.workers`);
@@ -87,13 +91,27 @@ describe('npm run bench -- --quick', () => {
     positive(soak?.worker?.rssWindowMb?.end, 'rss at the end of the measured window');
     positive(soak?.worker?.liveHeapWindowMb?.start, 'live heap at the start of the measured window');
     positive(soak?.worker?.liveHeapWindowMb?.end, 'live heap at the end of the measured window');
-    expect(stdout).toMatch(/measured window: \d+ MB at its start, \d+ MB at its end .*; live heap after a full GC [\d.]+ → [\d.]+ MB/);
+    expect(stdout).toMatch(
+      /measured window: \d+ MB at its start, \d+ MB at its end .*; live heap after a full GC [\d.]+ → [\d.]+ MB/,
+    );
   });
 
   it('reports the per-stage profile, the crypto floor and the ratios as positive finite numbers', () => {
     const stage = results.stages['medium-f3'];
     for (const [name, us] of Object.entries(stage?.stages ?? {})) positive(us, `stage ${name}`);
-    expect(Object.keys(stage?.stages ?? {})).toEqual(['parse', 'verify', 'hash', 'decrypt', 'validate', 'project', 'encrypt', 'sign', 'publish', 'registry', 'audit']);
+    expect(Object.keys(stage?.stages ?? {})).toEqual([
+      'parse',
+      'verify',
+      'hash',
+      'decrypt',
+      'validate',
+      'project',
+      'encrypt',
+      'sign',
+      'publish',
+      'registry',
+      'audit',
+    ]);
     for (const [name, v] of Object.entries(stage?.floor ?? {})) positive(v, `floor ${name}`);
     positive(stage?.signPerDeliveryUs, 'signPerDeliveryUs');
     expect(results.comparisons).toHaveLength(1);

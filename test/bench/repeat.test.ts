@@ -9,7 +9,14 @@ import { markdown } from '../../bench/report.js';
 import type { RunKind, RunResult } from '../../bench/runs.js';
 import type { StageProfile } from '../../bench/stages.js';
 
-function run(name: string, kind: RunKind, acceptedPerSec: number, cpuUsPerMsg: number, p99: number, brokers = 1): RunResult {
+function run(
+  name: string,
+  kind: RunKind,
+  acceptedPerSec: number,
+  cpuUsPerMsg: number,
+  p99: number,
+  brokers = 1,
+): RunResult {
   return {
     name,
     kind,
@@ -27,7 +34,16 @@ function run(name: string, kind: RunKind, acceptedPerSec: number, cpuUsPerMsg: n
     failed: 0,
     unfinished: 0,
     shed: 0,
-    ...(kind === 'core' ? {} : { worker: { cpuPercent: 75, cpuUsPerMsg, peakRssMb: 200, readySeconds: Array.from({ length: brokers }, () => 1.2) } }),
+    ...(kind === 'core'
+      ? {}
+      : {
+          worker: {
+            cpuPercent: 75,
+            cpuUsPerMsg,
+            peakRssMb: 200,
+            readySeconds: Array.from({ length: brokers }, () => 1.2),
+          },
+        }),
   };
 }
 
@@ -36,14 +52,28 @@ function stage(floorUs: number): StageProfile {
     stages: { parse: 20, verify: 200 },
     totalUs: 220,
     signPerDeliveryUs: 60,
-    floor: { us: floorUs, verifyUs: 170, aeadUs: floorUs - 390, signUs: 220, msgsPerSec: 1e6 / floorUs, nativeAeadUs: 900, leavesIn: 41, leavesOut: 80 },
+    floor: {
+      us: floorUs,
+      verifyUs: 170,
+      aeadUs: floorUs - 390,
+      signUs: 220,
+      msgsPerSec: 1e6 / floorUs,
+      nativeAeadUs: 900,
+      leavesIn: 41,
+      leavesOut: 80,
+    },
     ingestBytes: 4269,
     deliveryBytes: 8202,
   };
 }
 
 /** One round as main.ts builds it: the runs, the stage profile, and the ratios of that round's own figures. */
-function round(broker: { msgs: number; cpu: number; p99: number }, passthrough: number, floorUs: number, twoBrokers = 300): Round {
+function round(
+  broker: { msgs: number; cpu: number; p99: number },
+  passthrough: number,
+  floorUs: number,
+  twoBrokers = 300,
+): Round {
   const runs = [
     run('broker-medium-f3-b1-sat', 'broker', broker.msgs, broker.cpu, broker.p99),
     run('passthrough-medium-f3-sat', 'passthrough', passthrough, 250, 9),
@@ -60,7 +90,14 @@ function results(rounds: readonly Round[]): BenchResults {
     date: '2026-12-02T05:00:00.000Z',
     quick: false,
     repeat: rounds.length,
-    machine: { hostname: 'vm', nproc: 2, cpuModel: 'Test CPU', node: 'v20.0.0', loadavgStart: [1, 1, 1], loadavgEnd: [2, 2, 2] },
+    machine: {
+      hostname: 'vm',
+      nproc: 2,
+      cpuModel: 'Test CPU',
+      node: 'v20.0.0',
+      loadavgStart: [1, 1, 1],
+      loadavgEnd: [2, 2, 2],
+    },
     runs: s.runs,
     stages: s.stages,
     comparisons: s.comparisons,
@@ -95,10 +132,51 @@ describe('median and spread', () => {
   });
 
   it('takes every number of same-shaped records as its own median: objects by member, arrays by item up to the shortest', () => {
-    const a = { name: 'soak', rate: 220, w: { rss: [{ s: 5, mb: 150 }, { s: 10, mb: 170 }, { s: 15, mb: 171 }] }, note: undefined };
-    const b = { name: 'soak', rate: 230, w: { rss: [{ s: 5, mb: 160 }, { s: 10, mb: 168 }] }, note: undefined };
-    const c = { name: 'soak', rate: 200, w: { rss: [{ s: 5.1, mb: 140 }, { s: 10.1, mb: 190 }] }, note: undefined };
-    expect(medianOf([a, b, c])).toEqual({ name: 'soak', rate: 220, w: { rss: [{ s: 5, mb: 150 }, { s: 10, mb: 170 }] }, note: undefined });
+    const a = {
+      name: 'soak',
+      rate: 220,
+      w: {
+        rss: [
+          { s: 5, mb: 150 },
+          { s: 10, mb: 170 },
+          { s: 15, mb: 171 },
+        ],
+      },
+      note: undefined,
+    };
+    const b = {
+      name: 'soak',
+      rate: 230,
+      w: {
+        rss: [
+          { s: 5, mb: 160 },
+          { s: 10, mb: 168 },
+        ],
+      },
+      note: undefined,
+    };
+    const c = {
+      name: 'soak',
+      rate: 200,
+      w: {
+        rss: [
+          { s: 5.1, mb: 140 },
+          { s: 10.1, mb: 190 },
+        ],
+      },
+      note: undefined,
+    };
+    expect(medianOf([a, b, c])).toEqual({
+      name: 'soak',
+      rate: 220,
+      w: {
+        rss: [
+          { s: 5, mb: 150 },
+          { s: 10, mb: 170 },
+        ],
+      },
+      note: undefined,
+    });
     expect(() => medianOf([])).toThrow(TypeError);
   });
 });
@@ -145,7 +223,9 @@ describe('summarize', () => {
   it('refuses rounds that ran different plans', () => {
     const other: Round = { ...(rounds[1] as Round), runs: [...(rounds[1] as Round).runs].reverse() };
     expect(() => summarize([rounds[0] as Round, other])).toThrow(/rounds differ at broker-medium-f3-b1-sat/);
-    expect(() => summarize([rounds[0] as Round, { ...(rounds[1] as Round), stages: {} }])).toThrow(/rounds differ at stage profile medium-f3/);
+    expect(() => summarize([rounds[0] as Round, { ...(rounds[1] as Round), stages: {} }])).toThrow(
+      /rounds differ at stage profile medium-f3/,
+    );
     expect(() => summarize([])).toThrow(TypeError);
   });
 });

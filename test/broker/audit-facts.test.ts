@@ -31,7 +31,10 @@ function accepted(msg: IngestMessage, pseudonymOf: (ref: string) => string): { r
   const ctx = context({ routes: heldRoutes(), patients: { rule: DEFAULT_PATIENT_MATCH, pseudonymOf } });
   const checked = checkEnvelope(msg, ctx);
   const routed = routeMessage(checked, ctx);
-  return { routed, facts: acceptedFacts(checked, 7, routed, profileElements(world().catalog), 'broker:sig:1', pseudonymOf) };
+  return {
+    routed,
+    facts: acceptedFacts(checked, 7, routed, profileElements(world().catalog), 'broker:sig:1', pseudonymOf),
+  };
 }
 
 /** The events the trail writes for the facts, checked byte for byte against the builder. */
@@ -51,13 +54,24 @@ function written(facts: readonly AuditFact[]): string[] {
 describe('acceptedFacts: the audit subject as pseudonyms computed once', () => {
   it('an Observation: the patient as the pipeline computed it (no second HMAC), the resource as Observation/<id>; no reference or id in a fact', () => {
     const c = counted();
-    const obs = { resourceType: 'Observation', id: 'obs-Zq8801', status: 'final', code: { text: 'pulse' }, subject: { reference: 'Patient/pat-Zq7701' } };
+    const obs = {
+      resourceType: 'Observation',
+      id: 'obs-Zq8801',
+      status: 'final',
+      code: { text: 'pulse' },
+      subject: { reference: 'Patient/pat-Zq7701' },
+    };
     const { routed, facts } = accepted(publication({ from: 'ehr', id: 'msg-obs-1', resource: obs }), c.pseudonymOf);
     // one HMAC per message for the patient (the registry's key, read by the audit facts too), one for the resource id
     expect(c.inputs).toEqual(['Patient/pat-Zq7701', 'Observation/obs-Zq8801']);
     const patientToken = patientPseudonym(secrets, 'Patient/pat-Zq7701');
     expect(routed.patients.parts[0]?.patient).toMatchObject({ kind: 'patient', pseudonym: patientToken });
-    const subject = { messageId: 'msg-obs-1', resourceType: 'Observation', resourcePseudonym: patientPseudonym(secrets, 'Observation/obs-Zq8801'), patientPseudonym: patientToken };
+    const subject = {
+      messageId: 'msg-obs-1',
+      resourceType: 'Observation',
+      resourcePseudonym: patientPseudonym(secrets, 'Observation/obs-Zq8801'),
+      patientPseudonym: patientToken,
+    };
     expect(facts.length).toBe(1 + routed.deliveries.length + routed.withheld.length + routed.restricted.length);
     for (const f of facts) expect('subject' in f ? f.subject : undefined).toEqual(subject);
     // the facts hold no raw reference and no logical id, at any depth
@@ -78,8 +92,19 @@ describe('acceptedFacts: the audit subject as pseudonyms computed once', () => {
     const p = patient();
     const { facts } = accepted(publication({ id: 'msg-pat-1', resource: p }), c.pseudonymOf);
     expect(c.inputs).toEqual([`Patient/${String(p['id'])}`]);
-    expect(facts[0]).toMatchObject({ kind: 'accepted', subject: { messageId: 'msg-pat-1', resourceType: 'Patient', patientPseudonym: patientPseudonym(secrets, `Patient/${String(p['id'])}`) } });
-    expect(facts[0] !== undefined && 'subject' in facts[0] ? Object.keys(facts[0].subject) : []).toEqual(['messageId', 'resourceType', 'patientPseudonym']);
+    expect(facts[0]).toMatchObject({
+      kind: 'accepted',
+      subject: {
+        messageId: 'msg-pat-1',
+        resourceType: 'Patient',
+        patientPseudonym: patientPseudonym(secrets, `Patient/${String(p['id'])}`),
+      },
+    });
+    expect(facts[0] !== undefined && 'subject' in facts[0] ? Object.keys(facts[0].subject) : []).toEqual([
+      'messageId',
+      'resourceType',
+      'patientPseudonym',
+    ]);
     expect(JSON.stringify(facts)).not.toContain(String(p['id']));
     const [event] = written(facts);
     expect(event).toContain('"what":{"type":"Patient"}');
@@ -87,11 +112,28 @@ describe('acceptedFacts: the audit subject as pseudonyms computed once', () => {
 
   it('a Bundle that travels whole: each entry patient once, as a pseudonym; no entry reference in a fact', () => {
     const c = counted();
-    const entry = (id: string, ref: string) => ({ resource: { resourceType: 'Observation', id, status: 'final', code: { text: 'pulse' }, subject: { reference: ref } } });
-    const bundle = { resourceType: 'Bundle', id: 'b-Zq9901', type: 'collection', entry: [entry('o-1', 'Patient/p-Zq11'), entry('o-2', 'Patient/p-Zq22'), entry('o-3', 'Patient/p-Zq11')] };
+    const entry = (id: string, ref: string) => ({
+      resource: {
+        resourceType: 'Observation',
+        id,
+        status: 'final',
+        code: { text: 'pulse' },
+        subject: { reference: ref },
+      },
+    });
+    const bundle = {
+      resourceType: 'Bundle',
+      id: 'b-Zq9901',
+      type: 'collection',
+      entry: [entry('o-1', 'Patient/p-Zq11'), entry('o-2', 'Patient/p-Zq22'), entry('o-3', 'Patient/p-Zq11')],
+    };
     const { facts } = accepted(publication({ id: 'msg-bundle-1', resource: bundle }), c.pseudonymOf);
     expect(c.inputs).toEqual(['Patient/p-Zq11', 'Patient/p-Zq22', 'Bundle/b-Zq9901']);
-    expect(facts[0]).toMatchObject({ subject: { patientPseudonyms: [patientPseudonym(secrets, 'Patient/p-Zq11'), patientPseudonym(secrets, 'Patient/p-Zq22')] } });
+    expect(facts[0]).toMatchObject({
+      subject: {
+        patientPseudonyms: [patientPseudonym(secrets, 'Patient/p-Zq11'), patientPseudonym(secrets, 'Patient/p-Zq22')],
+      },
+    });
     expect(JSON.stringify(facts)).not.toContain('Zq');
     for (const e of written(facts)) expect(e).not.toContain('Zq');
   });

@@ -21,7 +21,16 @@ export const SKEW_MS = 5 * 60 * 1000;
 export const MAX_BYTES = 256 * 1024;
 export const PSEUDONYM_MASTER = new Uint8Array(32).fill(7);
 
-export const SERVICES = ['broker', 'registration', 'ehr', 'notification', 'billing', 'pharmacy', 'public-health', 'directory'] as const;
+export const SERVICES = [
+  'broker',
+  'registration',
+  'ehr',
+  'notification',
+  'billing',
+  'pharmacy',
+  'public-health',
+  'directory',
+] as const;
 export type Service = (typeof SERVICES)[number];
 
 export interface World {
@@ -39,7 +48,10 @@ export function world(): World {
   if (cached !== undefined) return cached;
   const catalog = loadCatalog({ subjects: `${ROOT}subjects`, profiles: `${ROOT}fhir-profiles` });
   const random = streamRandom('broker-tests');
-  const keys = Object.fromEntries(SERVICES.map((s) => [s, generateServiceKeys(s, 1, random)])) as Record<Service, ServiceKeys>;
+  const keys = Object.fromEntries(SERVICES.map((s) => [s, generateServiceKeys(s, 1, random)])) as Record<
+    Service,
+    ServiceKeys
+  >;
   const publics = SERVICES.flatMap((s) => publicRecords(keys[s]));
   const rings = Object.fromEntries(SERVICES.map((s) => [s, new Keyring(keys[s], publics)])) as Record<Service, Keyring>;
   cached = { catalog, routes: compileRoutes(catalog), keys, rings, publics };
@@ -49,7 +61,12 @@ export function world(): World {
 /** The shipped routes cut to the subscribers this world holds keys for (Observation's `analytics` is not one of them). */
 export function heldRoutes(): RouteTable {
   const held: ReadonlySet<string> = new Set(SERVICES);
-  return new Map([...world().routes].map(([type, route]) => [type, { ...route, subscribers: route.subscribers.filter((s) => held.has(s.service)) }]));
+  return new Map(
+    [...world().routes].map(([type, route]) => [
+      type,
+      { ...route, subscribers: route.subscribers.filter((s) => held.has(s.service)) },
+    ]),
+  );
 }
 
 export function context(overrides: Partial<PipelineContext> = {}): PipelineContext {
@@ -107,7 +124,10 @@ export function publication(p: Publication): IngestMessage {
 }
 
 /** Raw mode, as the SDK sends input it cannot type: the bytes sealed whole. */
-export function rawPublication(raw: Uint8Array | string, more: Omit<Publication, 'resource' | 'typ'> = {}): IngestMessage {
+export function rawPublication(
+  raw: Uint8Array | string,
+  more: Omit<Publication, 'resource' | 'typ'> = {},
+): IngestMessage {
   const bytes = typeof raw === 'string' ? new TextEncoder().encode(raw) : raw;
   return publication({ ...more, typ: '$raw', resource: { raw: bytes } });
 }

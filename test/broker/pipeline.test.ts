@@ -10,7 +10,18 @@ import { verifyDetached } from '../../src/crypto/sign.js';
 import { openEnvelope, parseEnvelope } from '../../src/envelope/open.js';
 import { compileProfile } from '../../src/projection/compile.js';
 import { profile } from '../projection/fixtures.js';
-import { MAX_BYTES, NOW, SKEW_MS, context, heldRoutes, patient, publication, rawPublication, thrown, world } from './fixtures.js';
+import {
+  MAX_BYTES,
+  NOW,
+  SKEW_MS,
+  context,
+  heldRoutes,
+  patient,
+  publication,
+  rawPublication,
+  thrown,
+  world,
+} from './fixtures.js';
 
 beforeAll(async () => {
   await initCrypto();
@@ -40,8 +51,19 @@ describe('checkEnvelope: each check in order', () => {
   });
 
   it('1. subject shape first: E_ENVELOPE_INVALID even for an oversized non-JSON body', () => {
-    for (const subject of ['phi.ingest.registration', 'phi.deliver.registration.Patient', 'phi.ingest.Registration.Patient', 'phi.ingest.registration.patient', 'phi.ingest.registration.Patient.x']) {
-      const e = thrown(() => checkEnvelope({ subject, data: new Uint8Array(MAX_BYTES + 1), signature: undefined, storedAtMs: NOW }, context()));
+    for (const subject of [
+      'phi.ingest.registration',
+      'phi.deliver.registration.Patient',
+      'phi.ingest.Registration.Patient',
+      'phi.ingest.registration.patient',
+      'phi.ingest.registration.Patient.x',
+    ]) {
+      const e = thrown(() =>
+        checkEnvelope(
+          { subject, data: new Uint8Array(MAX_BYTES + 1), signature: undefined, storedAtMs: NOW },
+          context(),
+        ),
+      );
       expect(e.code, subject).toBe('E_ENVELOPE_INVALID');
       expect(e.message).toBe('subject is not phi.ingest.<service>.<Type>');
     }
@@ -49,27 +71,62 @@ describe('checkEnvelope: each check in order', () => {
 
   it('2. size before parsing: E_TOO_LARGE names both sizes, never content', () => {
     const data = new Uint8Array(MAX_BYTES + 1).fill(0x41);
-    const e = thrown(() => checkEnvelope({ subject: 'phi.ingest.registration.Patient', data, signature: undefined, storedAtMs: NOW }, context()));
+    const e = thrown(() =>
+      checkEnvelope(
+        { subject: 'phi.ingest.registration.Patient', data, signature: undefined, storedAtMs: NOW },
+        context(),
+      ),
+    );
     expect(e.code).toBe('E_TOO_LARGE');
     expect(e.message).toBe(`message is ${MAX_BYTES + 1} bytes; the limit is ${MAX_BYTES}`);
     // exactly at the limit the size check passes (and the parse fails instead)
-    const atLimit = thrown(() => checkEnvelope({ subject: 'phi.ingest.registration.Patient', data: data.subarray(0, MAX_BYTES), signature: undefined, storedAtMs: NOW }, context()));
+    const atLimit = thrown(() =>
+      checkEnvelope(
+        {
+          subject: 'phi.ingest.registration.Patient',
+          data: data.subarray(0, MAX_BYTES),
+          signature: undefined,
+          storedAtMs: NOW,
+        },
+        context(),
+      ),
+    );
     expect(atLimit.code).toBe('E_JSON_MALFORMED');
   });
 
   it('3. parse: not JSON is E_JSON_MALFORMED; JSON that is no envelope is E_ENVELOPE_INVALID with the field', () => {
-    const notJson = thrown(() => checkEnvelope({ subject: 'phi.ingest.registration.Patient', data: new TextEncoder().encode('{"v":1,'), signature: 'x', storedAtMs: NOW }, context()));
+    const notJson = thrown(() =>
+      checkEnvelope(
+        {
+          subject: 'phi.ingest.registration.Patient',
+          data: new TextEncoder().encode('{"v":1,'),
+          signature: 'x',
+          storedAtMs: NOW,
+        },
+        context(),
+      ),
+    );
     expect(notJson.code).toBe('E_JSON_MALFORMED');
     expect(notJson.message).toBe('the message is not well-formed UTF-8 JSON');
     const plain = new TextEncoder().encode(JSON.stringify(patient()));
-    const e = thrown(() => checkEnvelope({ subject: 'phi.ingest.registration.Patient', data: plain, signature: 'x', storedAtMs: NOW }, context()));
+    const e = thrown(() =>
+      checkEnvelope(
+        { subject: 'phi.ingest.registration.Patient', data: plain, signature: 'x', storedAtMs: NOW },
+        context(),
+      ),
+    );
     expect(e.code).toBe('E_ENVELOPE_INVALID');
     expect(e.path).toBe('resourceType');
     expect(e.message).not.toContain('Vexlander');
   });
 
   it('4. sender match: iss differs from the subject → E_SENDER_MISMATCH (before type, signature, skew)', () => {
-    const msg = publication({ resource: patient(), subject: 'phi.ingest.ehr.Observation', signature: 'bad', iat: NOW - 10 * SKEW_MS });
+    const msg = publication({
+      resource: patient(),
+      subject: 'phi.ingest.ehr.Observation',
+      signature: 'bad',
+      iat: NOW - 10 * SKEW_MS,
+    });
     const e = thrown(() => checkEnvelope(msg, context()));
     expect(e.code).toBe('E_SENDER_MISMATCH');
     expect(e.path).toBe('iss');
@@ -87,12 +144,16 @@ describe('checkEnvelope: each check in order', () => {
   it('6. key owner: a kid of another service is E_SIGNATURE path kid; a kid never issued is E_KEY_UNKNOWN (before the signature)', () => {
     // sealEnvelope refuses a signer of another service, so the bytes are forged by editing the kid after sealing.
     const honest = publication({ resource: patient() });
-    const forged = new TextEncoder().encode(new TextDecoder().decode(honest.data).replace('"kid":"registration:sig:1"', '"kid":"ehr:sig:1"'));
+    const forged = new TextEncoder().encode(
+      new TextDecoder().decode(honest.data).replace('"kid":"registration:sig:1"', '"kid":"ehr:sig:1"'),
+    );
     const e = thrown(() => checkEnvelope({ ...honest, data: forged }, context()));
     expect(e.code).toBe('E_SIGNATURE');
     expect(e.path).toBe('kid');
 
-    const unknown = new TextEncoder().encode(new TextDecoder().decode(honest.data).replace('"kid":"registration:sig:1"', '"kid":"registration:sig:9"'));
+    const unknown = new TextEncoder().encode(
+      new TextDecoder().decode(honest.data).replace('"kid":"registration:sig:1"', '"kid":"registration:sig:9"'),
+    );
     const u = thrown(() => checkEnvelope({ ...honest, data: unknown, signature: 'garbage' }, context()));
     expect(u.code).toBe('E_KEY_UNKNOWN');
     expect(u.message).toBe('key registration:sig:9 is not held (never issued, or retired)');
@@ -107,7 +168,10 @@ describe('checkEnvelope: each check in order', () => {
     expect([malformed.code, malformed.message]).toEqual(['E_SIGNATURE', 'envelope signature is malformed']);
     const good = publication(base);
     const wrong = thrown(() => checkEnvelope({ ...good, signature: corrupt(good.signature as string) }, context()));
-    expect([wrong.code, wrong.message]).toEqual(['E_SIGNATURE', 'envelope signature does not verify with the named key']);
+    expect([wrong.code, wrong.message]).toEqual([
+      'E_SIGNATURE',
+      'envelope signature does not verify with the named key',
+    ]);
     // A signature over other bytes (one byte of the body changed) does not verify either.
     const tampered = new Uint8Array(good.data);
     const at = new TextDecoder().decode(tampered).indexOf('"iat":') + 6;
@@ -129,8 +193,13 @@ describe('checkEnvelope: each check in order', () => {
     expect(e.code).toBe('E_NOT_AUTHORIZED');
     expect(e.path).toBe('typ');
     expect(e.message).toBe('service registration may not publish Observation');
-    const noTopic = thrown(() => checkEnvelope(publication({ resource: { resourceType: 'Specimen', id: 's1' } }), context()));
-    expect([noTopic.code, noTopic.message]).toEqual(['E_NOT_AUTHORIZED', 'service registration may not publish Specimen']);
+    const noTopic = thrown(() =>
+      checkEnvelope(publication({ resource: { resourceType: 'Specimen', id: 's1' } }), context()),
+    );
+    expect([noTopic.code, noTopic.message]).toEqual([
+      'E_NOT_AUTHORIZED',
+      'service registration may not publish Specimen',
+    ]);
     // a publisher listed for another type only (directory publishes Organization, not Patient)
     const dir = thrown(() => checkEnvelope(publication({ from: 'directory', resource: patient() }), context()));
     expect([dir.code, dir.message]).toEqual(['E_NOT_AUTHORIZED', 'service directory may not publish Patient']);
@@ -143,7 +212,8 @@ describe('checkEnvelope: each check in order', () => {
       expect(e.path).toBe('iat');
       expect(e.message).toBe(`iat is more than ${SKEW_MS} ms from the time the message was stored`);
     }
-    for (const iat of [NOW - SKEW_MS, NOW + SKEW_MS]) expect(checkEnvelope(publication({ resource: patient(), iat }), context()).env.iat).toBe(iat);
+    for (const iat of [NOW - SKEW_MS, NOW + SKEW_MS])
+      expect(checkEnvelope(publication({ resource: patient(), iat }), context()).env.iat).toBe(iat);
     // the reference is the time NATS stored the message, not the broker's clock
     const late = publication({ resource: patient(), iat: NOW - 3 * SKEW_MS, storedAtMs: NOW - 3 * SKEW_MS });
     expect(checkEnvelope(late, context()).env.iat).toBe(NOW - 3 * SKEW_MS);
@@ -151,7 +221,9 @@ describe('checkEnvelope: each check in order', () => {
 
   it('11. an id too long for its delivery ids <id>.<subscriber> → E_ENVELOPE_INVALID path id (was an internal error)', () => {
     // The longest Patient subscriber id in the shipped catalog decides; a delivery id is at most 128 characters.
-    const longest = Math.max(...(world().catalog.topics.get('Patient')?.subscribers ?? []).map((s) => s.service.length));
+    const longest = Math.max(
+      ...(world().catalog.topics.get('Patient')?.subscribers ?? []).map((s) => s.service.length),
+    );
     const fits = 'a'.repeat(128 - 1 - longest);
     const ctx = context();
     const ok = routeMessage(checkEnvelope(publication({ resource: patient(), id: fits }), ctx), ctx);
@@ -159,7 +231,9 @@ describe('checkEnvelope: each check in order', () => {
     const e = thrown(() => checkEnvelope(publication({ resource: patient(), id: `${fits}b` }), ctx));
     expect(e.code).toBe('E_ENVELOPE_INVALID');
     expect(e.path).toBe('id');
-    expect(e.message).toBe('envelope field id: too long to form the delivery ids <id>.<subscriber> (128 characters at most)');
+    expect(e.message).toBe(
+      'envelope field id: too long to form the delivery ids <id>.<subscriber> (128 characters at most)',
+    );
     // raw input is never routed, so its id only has to be a message id
     expect(checkEnvelope(rawPublication('x', { id: 'r'.repeat(128) }), ctx).type).toBe('$raw');
   });
@@ -167,7 +241,9 @@ describe('checkEnvelope: each check in order', () => {
   it('raw envelopes skip authorisation (they are never routed) but not the signature', () => {
     const raw = rawPublication('not json at all');
     expect(checkEnvelope(raw, context()).type).toBe('$raw');
-    expect(thrown(() => checkEnvelope({ ...raw, signature: corrupt(raw.signature as string) }, context())).code).toBe('E_SIGNATURE');
+    expect(thrown(() => checkEnvelope({ ...raw, signature: corrupt(raw.signature as string) }, context())).code).toBe(
+      'E_SIGNATURE',
+    );
   });
 });
 
@@ -206,10 +282,18 @@ describe('routeMessage: one delivery per subscriber of the shipped catalog', () 
       expect(env.kid).toBe(w.keys.broker.sign.kid);
       expect(env.id).toBe(d.msgId);
       expect(env.iat).toBe(NOW); // the frozen clock
-      expect(env.prov).toEqual({ src: 'registration', mid: 'pat-msg-43', hash: ingestHash, profile: d.profileUrl, purpose: d.purpose, at: NOW - 1234 });
+      expect(env.prov).toEqual({
+        src: 'registration',
+        mid: 'pat-msg-43',
+        hash: ingestHash,
+        profile: d.profileUrl,
+        purpose: d.purpose,
+        at: NOW - 1234,
+      });
       expect(env.keys.map((k) => k.to)).toEqual([d.service]);
       const text = new TextDecoder().decode(d.bytes);
-      for (const phi of ['Vexlander', 'Orsolya', '1961-07-04', 'MRN-ZZ-77123', '4242', 'Imaginary']) expect(text).not.toContain(phi);
+      for (const phi of ['Vexlander', 'Orsolya', '1961-07-04', 'MRN-ZZ-77123', '4242', 'Imaginary'])
+        expect(text).not.toContain(phi);
     }
   });
 
@@ -220,14 +304,18 @@ describe('routeMessage: one delivery per subscriber of the shipped catalog', () 
     const ehrEnv = byService.get('ehr');
     const billingEnv = byService.get('billing');
     const contactEnv = byService.get('notification');
-    if (ehrEnv === undefined || billingEnv === undefined || contactEnv === undefined) throw new Error('missing delivery');
+    if (ehrEnv === undefined || billingEnv === undefined || contactEnv === undefined)
+      throw new Error('missing delivery');
 
     const ehr = openEnvelope(ehrEnv, 'ehr', (id) => w.rings.ehr.kekForId(id)) as Record<string, unknown>;
     expect(ehr['name']).toEqual([{ family: 'Vexlander', given: ['Orsolya'] }]);
     expect(ehr['telecom']).toEqual(patient()['telecom']);
     expect((ehr['meta'] as { profile: string[] }).profile).toContain(w.catalog.profiles.get('patient-full')?.url);
 
-    const contact = openEnvelope(contactEnv, 'notification', (id) => w.rings.notification.kekForId(id)) as Record<string, unknown>;
+    const contact = openEnvelope(contactEnv, 'notification', (id) => w.rings.notification.kekForId(id)) as Record<
+      string,
+      unknown
+    >;
     expect(Object.keys(contact).sort()).toEqual(['meta', 'name', 'resourceType', 'telecom']);
     expect(JSON.stringify(contact)).not.toContain('1961');
 
@@ -245,7 +333,10 @@ describe('routeMessage: one delivery per subscriber of the shipped catalog', () 
     expect(forged.code).toBe('E_DECRYPT');
     expect(forged.path).toBe('keys[0].wk');
     // the billing copy opens for billing
-    const billing = openEnvelope(billingEnv, 'billing', (id) => w.rings.billing.kekForId(id)) as Record<string, unknown>;
+    const billing = openEnvelope(billingEnv, 'billing', (id) => w.rings.billing.kekForId(id)) as Record<
+      string,
+      unknown
+    >;
     expect(billing['birthDate']).toBe('1961-07-04');
     expect(billing['telecom']).toBeUndefined();
   });
@@ -271,12 +362,18 @@ describe('routeMessage: one delivery per subscriber of the shipped catalog', () 
 
   it('no data key wrapped for the broker → E_KEY_UNKNOWN path keys; a wrap under a wrong key → E_DECRYPT', () => {
     const w = world();
-    const toEhr = publication({ resource: patient(), seal: { recipients: [{ id: 'ehr', kek: w.rings.registration.kekFor(w.keys.ehr.enc.kid) }] } });
+    const toEhr = publication({
+      resource: patient(),
+      seal: { recipients: [{ id: 'ehr', kek: w.rings.registration.kekFor(w.keys.ehr.enc.kid) }] },
+    });
     const ctx = context();
     const e = thrown(() => routeMessage(checkEnvelope(toEhr, ctx), ctx));
     expect([e.code, e.path, e.message]).toEqual(['E_KEY_UNKNOWN', 'keys', 'no data key is wrapped for the broker']);
     const realKek = w.rings.registration.kekFor(w.keys.broker.enc.kid);
-    const wrongKey = publication({ resource: patient(), seal: { recipients: [{ id: 'broker', kek: { id: realKek.id, key: new Uint8Array(32).fill(9) } }] } });
+    const wrongKey = publication({
+      resource: patient(),
+      seal: { recipients: [{ id: 'broker', kek: { id: realKek.id, key: new Uint8Array(32).fill(9) } }] },
+    });
     const d = thrown(() => routeMessage(checkEnvelope(wrongKey, ctx), ctx));
     expect([d.code, d.path]).toEqual(['E_DECRYPT', 'keys[0].wk']);
   });
@@ -296,7 +393,12 @@ describe('routeMessage: raw mode', () => {
   });
 
   it('a Bundle.entry shape (no resourceType; fullUrl/request/resource/response) → E_BUNDLE_INVALID path Bundle.entry', () => {
-    for (const entry of [{ fullUrl: 'urn:uuid:1' }, { request: { method: 'POST', url: 'Patient' } }, { resource: 'x' }, { response: { status: '201' } }]) {
+    for (const entry of [
+      { fullUrl: 'urn:uuid:1' },
+      { request: { method: 'POST', url: 'Patient' } },
+      { resource: 'x' },
+      { response: { status: '201' } },
+    ]) {
       const e = thrown(() => routeRaw(JSON.stringify(entry)));
       expect(e.code, JSON.stringify(entry)).toBe('E_BUNDLE_INVALID');
       expect(e.path).toBe('Bundle.entry');
@@ -322,10 +424,18 @@ describe('routeMessage: E_MODIFIER_WITHHELD denies one subscriber only', () => {
 
   function table(): RouteTable {
     const full = compileProfile(profile('Patient', ['Patient'], { id: 'pt-all', url: 'urn:example:profile:all' }));
-    const namesOnly = compileProfile(profile('Patient', ['Patient.name'], { id: 'pt-names', url: 'urn:example:profile:names' }));
+    const namesOnly = compileProfile(
+      profile('Patient', ['Patient.name'], { id: 'pt-names', url: 'urn:example:profile:names' }),
+    );
     const subs: SubscriberRoute[] = [
       { service: 'ehr', profileId: 'pt-all', profileUrl: 'urn:example:profile:all', purpose: 'TREAT', project: full },
-      { service: 'notification', profileId: 'pt-names', profileUrl: 'urn:example:profile:names', purpose: 'HOPERAT', project: namesOnly },
+      {
+        service: 'notification',
+        profileId: 'pt-names',
+        profileUrl: 'urn:example:profile:names',
+        purpose: 'HOPERAT',
+        project: namesOnly,
+      },
     ];
     const route: TypeRoute = { resourceType: 'Patient', publishers: new Set(['registration']), subscribers: subs };
     return new Map([['Patient', route]]);
@@ -345,7 +455,10 @@ describe('routeMessage: E_MODIFIER_WITHHELD denies one subscriber only', () => {
     expect(w0?.error.message).toContain('pt-names');
     const d = routed.deliveries[0];
     if (d === undefined) throw new Error('no delivery');
-    const opened = openEnvelope(parseEnvelope(d.bytes), 'ehr', (id) => w.rings.ehr.kekForId(id)) as Record<string, unknown>;
+    const opened = openEnvelope(parseEnvelope(d.bytes), 'ehr', (id) => w.rings.ehr.kekForId(id)) as Record<
+      string,
+      unknown
+    >;
     expect(opened['modifierExtension']).toEqual([{ url: MODIFIER_URL, valueBoolean: true }]);
   });
 
@@ -359,8 +472,15 @@ describe('routeMessage: E_MODIFIER_WITHHELD denies one subscriber only', () => {
   it('any other projector failure is not swallowed: it rejects the whole message', () => {
     const base = table().get('Patient');
     if (base === undefined) throw new Error('no route');
-    const boom: SubscriberRoute = { ...(base.subscribers[1] as SubscriberRoute), project: () => { throw new TypeError('projector bug'); } };
-    const ctx = context({ routes: new Map([['Patient', { ...base, subscribers: [base.subscribers[0] as SubscriberRoute, boom] }]]) });
+    const boom: SubscriberRoute = {
+      ...(base.subscribers[1] as SubscriberRoute),
+      project: () => {
+        throw new TypeError('projector bug');
+      },
+    };
+    const ctx = context({
+      routes: new Map([['Patient', { ...base, subscribers: [base.subscribers[0] as SubscriberRoute, boom] }]]),
+    });
     const e = thrown(() => routeMessage(checkEnvelope(publication({ resource: patient() }), ctx), ctx));
     expect(e.name).toBe('TypeError');
   });
@@ -401,30 +521,57 @@ describe('routeMessage: under unresolved: reject, a patient that does not resolv
   function watched(unresolved: 'accept' | 'reject'): { ctx: ReturnType<typeof context>; started: string[] } {
     const started: string[] = [];
     const plain = context();
-    const ctx = context({ routes: heldRoutes(), patients: { rule: { match: 'reference', unresolved }, pseudonymOf }, pseudonymizerFor: (s) => (started.push(s), plain.pseudonymizerFor(s)) });
+    const ctx = context({
+      routes: heldRoutes(),
+      patients: { rule: { match: 'reference', unresolved }, pseudonymOf },
+      pseudonymizerFor: (s) => (started.push(s), plain.pseudonymizerFor(s)),
+    });
     return { ctx, started };
   }
-  const group = { resourceType: 'Observation', id: 'obs-g1', status: 'final', code: { text: 'pulse' }, subject: { reference: 'Group/g1' } };
+  const group = {
+    resourceType: 'Observation',
+    id: 'obs-g1',
+    status: 'final',
+    code: { text: 'pulse' },
+    subject: { reference: 'Group/g1' },
+  };
 
   it('a resource on its own: E_PATIENT_UNRESOLVED without a path, and no subscriber projected, sealed or signed', () => {
     const msg = publication({ from: 'ehr', resource: group });
     const { ctx, started } = watched('reject');
     const e = thrown(() => routeMessage(checkEnvelope(msg, ctx), ctx));
-    expect([e.code, e.path, e.message]).toEqual(['E_PATIENT_UNRESOLVED', undefined, "no patient resolves under the catalog's matching rule (match reference)"]);
+    expect([e.code, e.path, e.message]).toEqual([
+      'E_PATIENT_UNRESOLVED',
+      undefined,
+      "no patient resolves under the catalog's matching rule (match reference)",
+    ]);
     expect(started).toEqual([]);
     // the same message under `unresolved: accept` is routed to every subscriber of Observation
     const accepting = watched('accept');
     const routed = routeMessage(checkEnvelope(msg, accepting.ctx), accepting.ctx);
     expect(routed.deliveries.length).toBeGreaterThan(0);
-    expect(accepting.started).toEqual(heldRoutes().get('Observation')?.subscribers.map((s) => s.service));
+    expect(accepting.started).toEqual(
+      heldRoutes()
+        .get('Observation')
+        ?.subscribers.map((s) => s.service),
+    );
     expect(accepting.started.length).toBeGreaterThan(0);
   });
 
   it('a Bundle that travels whole: the first entry whose patient does not resolve is named by its path', () => {
-    const bundle = { resourceType: 'Bundle', id: 'b-1', type: 'collection', entry: [{ resource: { ...group, id: 'obs-p1', subject: { reference: 'Patient/p1' } } }, { resource: group }] };
+    const bundle = {
+      resourceType: 'Bundle',
+      id: 'b-1',
+      type: 'collection',
+      entry: [{ resource: { ...group, id: 'obs-p1', subject: { reference: 'Patient/p1' } } }, { resource: group }],
+    };
     const { ctx, started } = watched('reject');
     const e = thrown(() => routeMessage(checkEnvelope(publication({ resource: bundle }), ctx), ctx));
-    expect([e.code, e.path, e.message]).toEqual(['E_PATIENT_UNRESOLVED', 'Bundle.entry[1].resource', "Bundle.entry[1].resource: no patient resolves under the catalog's matching rule (match reference)"]);
+    expect([e.code, e.path, e.message]).toEqual([
+      'E_PATIENT_UNRESOLVED',
+      'Bundle.entry[1].resource',
+      "Bundle.entry[1].resource: no patient resolves under the catalog's matching rule (match reference)",
+    ]);
     expect(started).toEqual([]);
   });
 });

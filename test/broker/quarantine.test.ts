@@ -2,7 +2,13 @@
 // original input is sealed in binary, split into parts when large, and opens with the broker's quarantine
 // key, that record's id and all of its parts in order — with nothing else.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildQuarantine, decodeRecordHeader, encodeRecordHeader, openQuarantine, quarantineRecordId } from '../../src/broker/quarantine.js';
+import {
+  buildQuarantine,
+  decodeRecordHeader,
+  encodeRecordHeader,
+  openQuarantine,
+  quarantineRecordId,
+} from '../../src/broker/quarantine.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
 import { BrokerError } from '../../src/wire/errors.js';
 import { thrown } from './fixtures.js';
@@ -10,8 +16,11 @@ import { thrown } from './fixtures.js';
 const KEY = new Uint8Array(32).fill(0x11);
 const OTHER_KEY = new Uint8Array(32).fill(0x22);
 // Plaintext PHI a careless publisher might send (synthetic person): it must not appear in the record.
-const INPUT = '{"resourceType":"Patient","name":[{"family":"Brightwater","given":["Ysolde"]}],"birthDate":"1955-02-28"}';
-const ERROR = new BrokerError('E_ENVELOPE_INVALID', 'envelope field resourceType: no such field', { path: 'resourceType' });
+const INPUT =
+  '{"resourceType":"Patient","name":[{"family":"Brightwater","given":["Ysolde"]}],"birthDate":"1955-02-28"}';
+const ERROR = new BrokerError('E_ENVELOPE_INVALID', 'envelope field resourceType: no such field', {
+  path: 'resourceType',
+});
 
 beforeAll(initCrypto);
 

@@ -32,7 +32,10 @@ describe('ReplayCache', () => {
   it('the first claim wins; the same ingest sequence again is a redelivery, another one is E_REPLAY', async () => {
     await cache.check('6f1c2a9e-3b7d-4e21-9a55-0c8d7e6f5a41', 10);
     await expect(cache.check('6f1c2a9e-3b7d-4e21-9a55-0c8d7e6f5a41', 10)).resolves.toBeUndefined();
-    await expect(cache.check('6f1c2a9e-3b7d-4e21-9a55-0c8d7e6f5a41', 11)).rejects.toMatchObject({ code: 'E_REPLAY', path: 'id' });
+    await expect(cache.check('6f1c2a9e-3b7d-4e21-9a55-0c8d7e6f5a41', 11)).rejects.toMatchObject({
+      code: 'E_REPLAY',
+      path: 'id',
+    });
   });
 
   it('ids with characters KV keys do not allow (":" and "." runs) are keyed by their hash', async () => {

@@ -32,7 +32,9 @@ describe('compileRoutes', () => {
 
   it('lists every subscriber service once, sorted', () => {
     const { catalog, routes } = world();
-    const expected = [...new Set([...catalog.topics.values()].flatMap((t) => t.subscribers.map((s) => s.service)))].sort();
+    const expected = [
+      ...new Set([...catalog.topics.values()].flatMap((t) => t.subscribers.map((s) => s.service))),
+    ].sort();
     expect(subscriberServices(routes)).toEqual(expected);
   });
 

@@ -30,11 +30,23 @@ describe('access: who may create right-of-access requests from the SDK', () => {
 
   it('names the file, path and line of each mistake', () => {
     expect(compile('access:\n  requesters:\n    - clinic\n    - kiosk\n    - clinic\n    - broker\n').issues).toEqual([
-      { file: 'subjects/access.yaml', path: 'access.requesters[1]', message: "'kiosk' is not a declared service (expected an id from services)", line: 4 },
+      {
+        file: 'subjects/access.yaml',
+        path: 'access.requesters[1]',
+        message: "'kiosk' is not a declared service (expected an id from services)",
+        line: 4,
+      },
       { file: 'subjects/access.yaml', path: 'access.requesters[2]', message: "'clinic' is listed twice", line: 5 },
-      { file: 'subjects/access.yaml', path: 'access.requesters[3]', message: "'broker' is the broker itself, not a requesting service", line: 6 },
+      {
+        file: 'subjects/access.yaml',
+        path: 'access.requesters[3]',
+        message: "'broker' is the broker itself, not a requesting service",
+        line: 6,
+      },
     ]);
-    expect(compile('access:\n  requesters: [Not_An_Id]\n').issues.map((i) => [i.path, i.line])).toEqual([['access.requesters[0]', 2]]);
+    expect(compile('access:\n  requesters: [Not_An_Id]\n').issues.map((i) => [i.path, i.line])).toEqual([
+      ['access.requesters[0]', 2],
+    ]);
     expect(compile('access:\n  askers: [clinic]\n').issues.map((i) => [i.path, i.message])).toEqual([
       ['access', "unknown key 'askers'"],
       ['access.requesters', 'missing: expected array'],
@@ -42,8 +54,20 @@ describe('access: who may create right-of-access requests from the SDK', () => {
   });
 
   it('refuses a second declaration', () => {
-    const r = compileCatalog(catalogFiles({ 'subjects/access.yaml': 'access: { requesters: [clinic] }\n', 'subjects/z-more.yaml': 'access: { requesters: [clinic] }\n' }));
-    expect(r.issues).toEqual([{ file: 'subjects/z-more.yaml', path: 'access', message: 'a second access declaration (first in subjects/access.yaml; expected exactly one)', line: 1 }]);
+    const r = compileCatalog(
+      catalogFiles({
+        'subjects/access.yaml': 'access: { requesters: [clinic] }\n',
+        'subjects/z-more.yaml': 'access: { requesters: [clinic] }\n',
+      }),
+    );
+    expect(r.issues).toEqual([
+      {
+        file: 'subjects/z-more.yaml',
+        path: 'access',
+        message: 'a second access declaration (first in subjects/access.yaml; expected exactly one)',
+        line: 1,
+      },
+    ]);
   });
 
   it('the example catalog lets the patient portal, and only it, ask', () => {

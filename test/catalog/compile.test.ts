@@ -23,16 +23,37 @@ describe('compileCatalog: the base fixture', () => {
     const r = compileCatalog(catalogFiles());
     expect(r.issues).toEqual([]);
     const c = r.catalog;
-    expect(c?.services.get('clinic')).toEqual({ id: 'clinic', owner: 'clinical', description: 'Care.', classification: 'phi', external: false, keyDir: 'keys/clinic', file: 'subjects/services.yaml' });
-    expect(c?.profiles.get('patient-all')).toMatchObject({ url: 'https://phi-broker.dev/fhir/StructureDefinition/patient-all', deidentified: false, markMasked: false, transforms: {}, contained: {} });
-    expect(c?.topics.get('Patient')).toEqual({ resourceType: 'Patient', publishers: ['front-desk'], subscribers: [{ service: 'clinic', profile: 'patient-all', purpose: 'TREAT' }], file: 'subjects/topics.yaml' });
+    expect(c?.services.get('clinic')).toEqual({
+      id: 'clinic',
+      owner: 'clinical',
+      description: 'Care.',
+      classification: 'phi',
+      external: false,
+      keyDir: 'keys/clinic',
+      file: 'subjects/services.yaml',
+    });
+    expect(c?.profiles.get('patient-all')).toMatchObject({
+      url: 'https://phi-broker.dev/fhir/StructureDefinition/patient-all',
+      deidentified: false,
+      markMasked: false,
+      transforms: {},
+      contained: {},
+    });
+    expect(c?.topics.get('Patient')).toEqual({
+      resourceType: 'Patient',
+      publishers: ['front-desk'],
+      subscribers: [{ service: 'clinic', profile: 'patient-all', purpose: 'TREAT' }],
+      file: 'subjects/topics.yaml',
+    });
     expect(c?.hash).toMatch(/^[0-9a-f]{64}$/);
   });
 });
 
 describe('compileCatalog: one issue per broken thing', () => {
   it('YAML syntax error, with its line', () => {
-    expect(only({ 'subjects/topics.yaml': 'topics:\n  Patient:\n    publishers: [front-desk\n    subscribers: []\n' })).toMatchObject({
+    expect(
+      only({ 'subjects/topics.yaml': 'topics:\n  Patient:\n    publishers: [front-desk\n    subscribers: []\n' }),
+    ).toMatchObject({
       file: 'subjects/topics.yaml',
       path: '',
       message: expect.stringMatching(/^YAML syntax: /),
@@ -40,28 +61,59 @@ describe('compileCatalog: one issue per broken thing', () => {
     });
     // A second `services:` key is a YAML error too; what the file declares is then unknown, so the topics that
     // name its services are not reported as naming undeclared ones.
-    expect(only({ 'subjects/services.yaml': `${SERVICES}services: []\n` })).toEqual({ file: 'subjects/services.yaml', path: '', message: 'YAML syntax: Map keys must be unique', line: 14 });
+    expect(only({ 'subjects/services.yaml': `${SERVICES}services: []\n` })).toEqual({
+      file: 'subjects/services.yaml',
+      path: '',
+      message: 'YAML syntax: Map keys must be unique',
+      line: 14,
+    });
   });
 
   it('schema violations map to the YAML path and line', () => {
     const issues = issuesOf({
-      'subjects/services.yaml': SERVICES.replace('classification: deidentified', 'classification: secret').replace('owner: clinical', "owner: ''"),
+      'subjects/services.yaml': SERVICES.replace('classification: deidentified', 'classification: secret').replace(
+        'owner: clinical',
+        "owner: ''",
+      ),
     });
     expect(issues).toEqual([
       { file: 'subjects/services.yaml', path: 'services[1].owner', message: 'expected the owning team', line: 7 },
-      { file: 'subjects/services.yaml', path: 'services[2].classification', message: 'Invalid option: expected one of "phi"|"deidentified"|"internal"|"public"', line: 13 },
+      {
+        file: 'subjects/services.yaml',
+        path: 'services[2].classification',
+        message: 'Invalid option: expected one of "phi"|"deidentified"|"internal"|"public"',
+        line: 13,
+      },
     ]);
     // A service id that is itself invalid is reported where it is declared, and where it is used.
     const badId = issuesOf({ 'subjects/services.yaml': SERVICES.replace('id: research', 'id: Research') });
-    expect(badId).toContainEqual({ file: 'subjects/services.yaml', path: 'services[2].id', message: 'expected a service id: a lowercase letter, then lowercase letters, digits or dashes (at most 63)', line: 10 });
-    expect(badId).toContainEqual({ file: 'subjects/topics.yaml', path: 'topics.Observation.subscribers[0].service', message: "'research' is not a declared service (expected an id from services)", line: 11 });
+    expect(badId).toContainEqual({
+      file: 'subjects/services.yaml',
+      path: 'services[2].id',
+      message: 'expected a service id: a lowercase letter, then lowercase letters, digits or dashes (at most 63)',
+      line: 10,
+    });
+    expect(badId).toContainEqual({
+      file: 'subjects/topics.yaml',
+      path: 'topics.Observation.subscribers[0].service',
+      message: "'research' is not a declared service (expected an id from services)",
+      line: 11,
+    });
   });
 
   it('unknown key and wrong type', () => {
-    const issues = issuesOf({ 'fhir-profiles/patient-all.yaml': 'id: patient-all\nresourceType: Patient\ndescription: x\nallow: Patient\nmask: true\n' });
+    const issues = issuesOf({
+      'fhir-profiles/patient-all.yaml':
+        'id: patient-all\nresourceType: Patient\ndescription: x\nallow: Patient\nmask: true\n',
+    });
     expect(issues).toEqual([
       { file: 'fhir-profiles/patient-all.yaml', path: '', message: "unknown key 'mask'", line: 1 },
-      { file: 'fhir-profiles/patient-all.yaml', path: 'allow', message: 'Invalid input: expected array, received string', line: 4 },
+      {
+        file: 'fhir-profiles/patient-all.yaml',
+        path: 'allow',
+        message: 'Invalid input: expected array, received string',
+        line: 4,
+      },
     ]);
   });
 
@@ -84,10 +136,12 @@ describe('compileCatalog: one issue per broken thing', () => {
   });
 
   it('a profile for another resource type than the topic', () => {
-    expect(only({ 'subjects/topics.yaml': TOPICS.replace('profile: patient-all', 'profile: obs-deid') })).toMatchObject({
-      path: 'topics.Patient.subscribers[0].profile',
-      message: "profile 'obs-deid' is for Observation, not Patient",
-    });
+    expect(only({ 'subjects/topics.yaml': TOPICS.replace('profile: patient-all', 'profile: obs-deid') })).toMatchObject(
+      {
+        path: 'topics.Patient.subscribers[0].profile',
+        message: "profile 'obs-deid' is for Observation, not Patient",
+      },
+    );
   });
 
   it('an unknown resource type as a topic', () => {
@@ -100,24 +154,62 @@ describe('compileCatalog: one issue per broken thing', () => {
   });
 
   it('publishers and subscribers must be declared services', () => {
-    const issues = issuesOf({ 'subjects/topics.yaml': TOPICS.replace('publishers: [front-desk]', 'publishers: [front-desk, lab, broker]').replace('service: clinic', 'service: ward') });
+    const issues = issuesOf({
+      'subjects/topics.yaml': TOPICS.replace(
+        'publishers: [front-desk]',
+        'publishers: [front-desk, lab, broker]',
+      ).replace('service: clinic', 'service: ward'),
+    });
     expect(issues).toEqual([
-      { file: 'subjects/topics.yaml', path: 'topics.Patient.publishers[1]', message: "'lab' is not a declared service (expected an id from services)", line: 3 },
-      { file: 'subjects/topics.yaml', path: 'topics.Patient.publishers[2]', message: "'broker' is the broker itself, not a publishing service", line: 3 },
-      { file: 'subjects/topics.yaml', path: 'topics.Patient.subscribers[0].service', message: "'ward' is not a declared service (expected an id from services)", line: 5 },
+      {
+        file: 'subjects/topics.yaml',
+        path: 'topics.Patient.publishers[1]',
+        message: "'lab' is not a declared service (expected an id from services)",
+        line: 3,
+      },
+      {
+        file: 'subjects/topics.yaml',
+        path: 'topics.Patient.publishers[2]',
+        message: "'broker' is the broker itself, not a publishing service",
+        line: 3,
+      },
+      {
+        file: 'subjects/topics.yaml',
+        path: 'topics.Patient.subscribers[0].service',
+        message: "'ward' is not a declared service (expected an id from services)",
+        line: 5,
+      },
     ]);
   });
 
   it('duplicate service id, the reserved broker id', () => {
-    const issues = issuesOf({ 'subjects/zz-more.yaml': 'services:\n  - { id: clinic, owner: o, description: d, classification: phi }\n  - { id: broker, owner: o, description: d, classification: internal }\n' });
+    const issues = issuesOf({
+      'subjects/zz-more.yaml':
+        'services:\n  - { id: clinic, owner: o, description: d, classification: phi }\n  - { id: broker, owner: o, description: d, classification: internal }\n',
+    });
     expect(issues).toEqual([
-      { file: 'subjects/zz-more.yaml', path: 'services[0].id', message: "duplicate service id 'clinic' (first declared at subjects/services.yaml services[1])", line: 2 },
-      { file: 'subjects/zz-more.yaml', path: 'services[1].id', message: "'broker' is reserved for the broker itself and cannot be declared", line: 3 },
+      {
+        file: 'subjects/zz-more.yaml',
+        path: 'services[0].id',
+        message: "duplicate service id 'clinic' (first declared at subjects/services.yaml services[1])",
+        line: 2,
+      },
+      {
+        file: 'subjects/zz-more.yaml',
+        path: 'services[1].id',
+        message: "'broker' is reserved for the broker itself and cannot be declared",
+        line: 3,
+      },
     ]);
   });
 
   it('duplicate topic across files', () => {
-    expect(only({ 'subjects/zz.yaml': 'topics:\n  Patient:\n    publishers: [clinic]\n    subscribers: [{ service: clinic, profile: patient-all, purpose: TREAT }]\n' })).toEqual({
+    expect(
+      only({
+        'subjects/zz.yaml':
+          'topics:\n  Patient:\n    publishers: [clinic]\n    subscribers: [{ service: clinic, profile: patient-all, purpose: TREAT }]\n',
+      }),
+    ).toEqual({
       file: 'subjects/zz.yaml',
       path: 'topics.Patient',
       message: 'duplicate topic Patient (first declared in subjects/topics.yaml)',
@@ -126,58 +218,113 @@ describe('compileCatalog: one issue per broken thing', () => {
   });
 
   it('duplicate profile id, and an id that does not match its file name', () => {
-    const issues = issuesOf({ 'fhir-profiles/patient-copy.yaml': profile('patient-all', 'Patient', 'allow: [Patient.name]\n') });
+    const issues = issuesOf({
+      'fhir-profiles/patient-copy.yaml': profile('patient-all', 'Patient', 'allow: [Patient.name]\n'),
+    });
     expect(issues).toEqual([
-      { file: 'fhir-profiles/patient-copy.yaml', path: 'id', message: "duplicate profile id 'patient-all' (first declared in fhir-profiles/patient-all.yaml)", line: 1 },
-      { file: 'fhir-profiles/patient-copy.yaml', path: 'id', message: "profile id 'patient-all' must match its file name (patient-copy.yaml)", line: 1 },
+      {
+        file: 'fhir-profiles/patient-copy.yaml',
+        path: 'id',
+        message: "duplicate profile id 'patient-all' (first declared in fhir-profiles/patient-all.yaml)",
+        line: 1,
+      },
+      {
+        file: 'fhir-profiles/patient-copy.yaml',
+        path: 'id',
+        message: "profile id 'patient-all' must match its file name (patient-copy.yaml)",
+        line: 1,
+      },
     ]);
   });
 
   it('one subscription per service and type', () => {
-    const topics = TOPICS.replace('        purpose: TREAT\n', '        purpose: TREAT\n      - { service: clinic, profile: patient-all, purpose: HPAYMT }\n');
-    expect(only({ 'subjects/topics.yaml': topics })).toMatchObject({ path: 'topics.Patient.subscribers[1].service', message: "'clinic' already subscribes to Patient (subscribers[0]): one subscription per service and type" });
+    const topics = TOPICS.replace(
+      '        purpose: TREAT\n',
+      '        purpose: TREAT\n      - { service: clinic, profile: patient-all, purpose: HPAYMT }\n',
+    );
+    expect(only({ 'subjects/topics.yaml': topics })).toMatchObject({
+      path: 'topics.Patient.subscribers[1].service',
+      message: "'clinic' already subscribes to Patient (subscribers[0]): one subscription per service and type",
+    });
   });
 
   it('a de-identified service may not receive through an identified profile', () => {
     const topics = TOPICS.replace('service: clinic', 'service: research');
     expect(only({ 'subjects/topics.yaml': topics })).toMatchObject({
       path: 'topics.Patient.subscribers[0].profile',
-      message: "service 'research' is classified 'deidentified': it may only receive through deidentified profiles, and 'patient-all' is not",
+      message:
+        "service 'research' is classified 'deidentified': it may only receive through deidentified profiles, and 'patient-all' is not",
     });
   });
 
   it('an element path that does not exist in FHIR R4 names the step and the type', () => {
-    expect(only({ 'fhir-profiles/patient-all.yaml': profile('patient-all', 'Patient', 'allow:\n  - Patient.name.surname\n') })).toEqual({
+    expect(
+      only({
+        'fhir-profiles/patient-all.yaml': profile('patient-all', 'Patient', 'allow:\n  - Patient.name.surname\n'),
+      }),
+    ).toEqual({
       file: 'fhir-profiles/patient-all.yaml',
       path: 'allow[0]',
-      message: "'Patient.name.surname' is not a FHIR R4 element path: step 3 'surname': HumanName has no element 'surname'",
+      message:
+        "'Patient.name.surname' is not a FHIR R4 element path: step 3 'surname': HumanName has no element 'surname'",
       line: 5,
     });
   });
 
   it('allow paths start with the profile type and do not repeat each other', () => {
-    const issues = issuesOf({ 'fhir-profiles/patient-all.yaml': profile('patient-all', 'Patient', 'allow:\n  - Patient.name\n  - Observation.code\n  - Patient.name.family\n') });
+    const issues = issuesOf({
+      'fhir-profiles/patient-all.yaml': profile(
+        'patient-all',
+        'Patient',
+        'allow:\n  - Patient.name\n  - Observation.code\n  - Patient.name.family\n',
+      ),
+    });
     expect(issues.map((i) => [i.path, i.message])).toEqual([
       ['allow[1]', "'Observation.code' must start with Patient"],
-      ['allow[2]', "'Patient.name.family' overlaps Patient.name (0): allowing a path allows its whole subtree; keep one"],
+      [
+        'allow[2]',
+        "'Patient.name.family' overlaps Patient.name (0): allowing a path allows its whole subtree; keep one",
+      ],
     ]);
   });
 
   it('an unknown resourceType in a profile', () => {
-    const issues = issuesOf({ 'fhir-profiles/patient-all.yaml': profile('patient-all', 'Patientt', 'allow: [Patientt]\n') });
-    expect(issues).toContainEqual({ file: 'fhir-profiles/patient-all.yaml', path: 'resourceType', message: "'Patientt' is not a FHIR R4 resource type", line: 2 });
+    const issues = issuesOf({
+      'fhir-profiles/patient-all.yaml': profile('patient-all', 'Patientt', 'allow: [Patientt]\n'),
+    });
+    expect(issues).toContainEqual({
+      file: 'fhir-profiles/patient-all.yaml',
+      path: 'resourceType',
+      message: "'Patientt' is not a FHIR R4 resource type",
+      line: 2,
+    });
   });
 
   it('contained resources need <Type>.contained allowed and a real type', () => {
-    const issues = issuesOf({ 'fhir-profiles/patient-all.yaml': profile('patient-all', 'Patient', 'allow: [Patient.name]\ncontained:\n  Organization: [Organization.name]\n  Widget: [Widget.id]\n') });
+    const issues = issuesOf({
+      'fhir-profiles/patient-all.yaml': profile(
+        'patient-all',
+        'Patient',
+        'allow: [Patient.name]\ncontained:\n  Organization: [Organization.name]\n  Widget: [Widget.id]\n',
+      ),
+    });
     expect(issues.map((i) => [i.path, i.message])).toEqual([
-      ['contained', 'contained resources are listed but Patient.contained is not allowed: add it to allow (or remove contained)'],
+      [
+        'contained',
+        'contained resources are listed but Patient.contained is not allowed: add it to allow (or remove contained)',
+      ],
       ['contained.Widget', "'Widget' is not a FHIR R4 resource type"],
     ]);
   });
 
   it('missing classification file', () => {
-    expect(only({ 'fhir-profiles/classification.yaml': null, 'fhir-profiles/obs-deid.yaml': null, 'subjects/topics.yaml': TOPICS.split('  Observation:')[0] ?? '' })).toEqual({
+    expect(
+      only({
+        'fhir-profiles/classification.yaml': null,
+        'fhir-profiles/obs-deid.yaml': null,
+        'subjects/topics.yaml': TOPICS.split('  Observation:')[0] ?? '',
+      }),
+    ).toEqual({
       file: '(catalog)',
       path: '',
       message: 'no element classification: expected fhir-profiles/classification.yaml',
@@ -185,25 +332,53 @@ describe('compileCatalog: one issue per broken thing', () => {
   });
 
   it('classification paths are checked too', () => {
-    const issues = issuesOf({ 'fhir-profiles/classification.yaml': CLASSIFICATION.replace('  - Patient.name\n', '  - Patient.nam\n  - "*.nothing"\n').replace('plaintext: [resourceType, meta.profile, meta.security]', 'plaintext: [resourceType, meta.profile, meta.bogus]') });
+    const issues = issuesOf({
+      'fhir-profiles/classification.yaml': CLASSIFICATION.replace(
+        '  - Patient.name\n',
+        '  - Patient.nam\n  - "*.nothing"\n',
+      ).replace(
+        'plaintext: [resourceType, meta.profile, meta.security]',
+        'plaintext: [resourceType, meta.profile, meta.bogus]',
+      ),
+    });
     expect(issues.map((i) => [i.path, i.message])).toEqual([
-      ['directIdentifiers[3]', "not a FHIR R4 element path: step 2 'nam': Patient has no element 'nam' (did you mean 'name'?)"],
-      ['directIdentifiers[4]', "no FHIR R4 resource type has 'nothing' (step 1 'nothing': DomainResource has no element 'nothing')"],
+      [
+        'directIdentifiers[3]',
+        "not a FHIR R4 element path: step 2 'nam': Patient has no element 'nam' (did you mean 'name'?)",
+      ],
+      [
+        'directIdentifiers[4]',
+        "no FHIR R4 resource type has 'nothing' (step 1 'nothing': DomainResource has no element 'nothing')",
+      ],
       ['plaintext', "missing 'meta.security': the wire format routes and checks policy on it"],
-      ['plaintext[2]', "expected 'resourceType' or an element every resource has (meta.profile, meta.security): step 2 'bogus': Meta has no element 'bogus'"],
+      [
+        'plaintext[2]',
+        "expected 'resourceType' or an element every resource has (meta.profile, meta.security): step 2 'bogus': Meta has no element 'bogus'",
+      ],
     ]);
   });
 
   it('plaintext cannot name more than the wire format leaves unencrypted', () => {
-    const issues = issuesOf({ 'fhir-profiles/classification.yaml': CLASSIFICATION.replace('plaintext: [resourceType, meta.profile, meta.security]', 'plaintext: [resourceType, meta.profile, meta.security, meta.lastUpdated]') });
+    const issues = issuesOf({
+      'fhir-profiles/classification.yaml': CLASSIFICATION.replace(
+        'plaintext: [resourceType, meta.profile, meta.security]',
+        'plaintext: [resourceType, meta.profile, meta.security, meta.lastUpdated]',
+      ),
+    });
     expect(issues.map((i) => [i.path, i.message])).toEqual([
-      ['plaintext[3]', "'meta.lastUpdated' cannot be plaintext: envelope v1 leaves exactly resourceType, meta.profile, meta.security unencrypted"],
+      [
+        'plaintext[3]',
+        "'meta.lastUpdated' cannot be plaintext: envelope v1 leaves exactly resourceType, meta.profile, meta.security unencrypted",
+      ],
     ]);
   });
 
   it('lists every problem at once, sorted by file and line', () => {
     const issues = issuesOf({
-      'subjects/topics.yaml': TOPICS.replace('profile: patient-all', 'profile: nope').replace('publishers: [clinic]', 'publishers: [nobody]'),
+      'subjects/topics.yaml': TOPICS.replace('profile: patient-all', 'profile: nope').replace(
+        'publishers: [clinic]',
+        'publishers: [nobody]',
+      ),
       'fhir-profiles/obs-deid.yaml': OBS_DEID.replace('Observation.code\n', 'Observation.cod\n'),
     });
     expect(issues.map((i) => `${i.file}:${i.line ?? 0}:${i.path}`)).toEqual([

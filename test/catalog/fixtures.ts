@@ -81,7 +81,11 @@ export function catalogFiles(overrides: Record<string, string | null> = {}): Cat
     .map(([file, text]) => ({
       file,
       text,
-      kind: file.startsWith('subjects/') ? 'subjects' : file === 'fhir-profiles/classification.yaml' ? 'classification' : 'profile',
+      kind: file.startsWith('subjects/')
+        ? 'subjects'
+        : file === 'fhir-profiles/classification.yaml'
+          ? 'classification'
+          : 'profile',
     }));
 }
 

@@ -30,10 +30,15 @@ function only(body: string): [string, string, number | undefined] {
 
 describe('where: accepted filters', () => {
   it('compiles into a frozen ProfileDef.where; no where is an empty map', () => {
-    const r = withPatient('allow: [Patient.name, Patient.telecom, Patient.identifier]\nwhere:\n  Patient.telecom: { system: [phone, email] }\n  Patient.identifier: { system: [urn:oid:2.16.840.1.113883.19.5] }\n');
+    const r = withPatient(
+      'allow: [Patient.name, Patient.telecom, Patient.identifier]\nwhere:\n  Patient.telecom: { system: [phone, email] }\n  Patient.identifier: { system: [urn:oid:2.16.840.1.113883.19.5] }\n',
+    );
     expect(r.issues).toEqual([]);
     const where = r.catalog?.profiles.get('patient-all')?.where;
-    expect(where).toEqual({ 'Patient.telecom': { system: ['phone', 'email'] }, 'Patient.identifier': { system: ['urn:oid:2.16.840.1.113883.19.5'] } });
+    expect(where).toEqual({
+      'Patient.telecom': { system: ['phone', 'email'] },
+      'Patient.identifier': { system: ['urn:oid:2.16.840.1.113883.19.5'] },
+    });
     expect(Object.isFrozen(where)).toBe(true);
     expect(Object.isFrozen(where?.['Patient.telecom'])).toBe(true);
     expect(Object.isFrozen(where?.['Patient.telecom']?.['system'])).toBe(true);
@@ -41,12 +46,29 @@ describe('where: accepted filters', () => {
   });
 
   it('several discriminators, a filter around an allowed descendant, under an allowed ancestor, nested, and on a contained type', () => {
-    expect(withPatient('allow: [Patient.telecom.value]\nwhere:\n  Patient.telecom: { system: [phone], use: [home, mobile] }\n').issues).toEqual([]);
-    expect(withPatient('allow: [Patient]\nwhere:\n  Patient.contact.telecom: { system: [phone] }\n  Patient.address: { use: [billing] }\n').issues).toEqual([]);
-    const obs = profile('obs-contained', 'Observation', 'allow: [Observation.code, Observation.contained]\ncontained:\n  Patient: [Patient.telecom]\nwhere:\n  Patient.telecom: { system: [email] }\n  Observation.component: { id: [c1] }\n');
+    expect(
+      withPatient(
+        'allow: [Patient.telecom.value]\nwhere:\n  Patient.telecom: { system: [phone], use: [home, mobile] }\n',
+      ).issues,
+    ).toEqual([]);
+    expect(
+      withPatient(
+        'allow: [Patient]\nwhere:\n  Patient.contact.telecom: { system: [phone] }\n  Patient.address: { use: [billing] }\n',
+      ).issues,
+    ).toEqual([]);
+    const obs = profile(
+      'obs-contained',
+      'Observation',
+      'allow: [Observation.code, Observation.contained]\ncontained:\n  Patient: [Patient.telecom]\nwhere:\n  Patient.telecom: { system: [email] }\n  Observation.component: { id: [c1] }\n',
+    );
     // component is not allowed: only that filter is reported.
     const r = compileCatalog(catalogFiles({ 'fhir-profiles/obs-contained.yaml': obs }));
-    expect(r.issues.map((i) => [i.path, i.message])).toEqual([['where["Observation.component"]', "'Observation.component' is not inside any allowed path: the filter would never apply"]]);
+    expect(r.issues.map((i) => [i.path, i.message])).toEqual([
+      [
+        'where["Observation.component"]',
+        "'Observation.component' is not inside any allowed path: the filter would never apply",
+      ],
+    ]);
   });
 });
 
@@ -57,7 +79,11 @@ describe('where: rejected filters name the file, the path inside it, the line an
       "'Patient.telecoms' is not a FHIR R4 element path: step 2 'telecoms': Patient has no element 'telecoms' (did you mean 'telecom'?)",
       6,
     ]);
-    expect(only('allow: [Patient.telecom]\nwhere:\n  Observation.component: { id: [x] }\n')).toEqual(['where["Observation.component"]', "'Observation.component' must start with Patient", 6]);
+    expect(only('allow: [Patient.telecom]\nwhere:\n  Observation.component: { id: [x] }\n')).toEqual([
+      'where["Observation.component"]',
+      "'Observation.component' must start with Patient",
+      6,
+    ]);
   });
 
   it('the element must lie inside, at or around an allowed path', () => {
@@ -71,41 +97,99 @@ describe('where: rejected filters name the file, the path inside it, the line an
   it('the element must repeat and hold items of one complex type', () => {
     const cases: [string, string][] = [
       ['Patient', 'a value filter needs a repeating element, not the whole resource'],
-      ['Patient.maritalStatus', 'Patient.maritalStatus does not repeat (max 1): a value filter keeps some items of a repeating element'],
-      ['Patient.name.given', 'Patient.name.given is a repeating primitive (string): its items have no child element to discriminate on'],
-      ['Patient.extension', 'Patient.extension holds extensions: keep some by URL with extension(<url>) in allow instead'],
-      ['Patient.contained', "Patient.contained holds whole resources: list their types in the profile's contained map instead"],
+      [
+        'Patient.maritalStatus',
+        'Patient.maritalStatus does not repeat (max 1): a value filter keeps some items of a repeating element',
+      ],
+      [
+        'Patient.name.given',
+        'Patient.name.given is a repeating primitive (string): its items have no child element to discriminate on',
+      ],
+      [
+        'Patient.extension',
+        'Patient.extension holds extensions: keep some by URL with extension(<url>) in allow instead',
+      ],
+      [
+        'Patient.contained',
+        "Patient.contained holds whole resources: list their types in the profile's contained map instead",
+      ],
     ];
     for (const [path, message] of cases) {
       // A key without dots is written as a plain step in the issue path.
-      expect(only(`allow: [Patient]\nwhere:\n  ${path}: { id: [x] }\n`)).toEqual([path === 'Patient' ? 'where.Patient' : `where["${path}"]`, message, 6]);
+      expect(only(`allow: [Patient]\nwhere:\n  ${path}: { id: [x] }\n`)).toEqual([
+        path === 'Patient' ? 'where.Patient' : `where["${path}"]`,
+        message,
+        6,
+      ]);
     }
   });
 
   it('the discriminator must be a direct, single, string-valued primitive child of the item type', () => {
     const cases: [string, string, string][] = [
-      ['Patient.telecom', 'sytem', "'sytem' is not a child element of Patient.telecom (ContactPoint): ContactPoint has no element 'sytem' (did you mean 'system'?)"],
-      ['Patient.identifier', 'type.coding.code', "'type.coding.code' must be a direct child element of Patient.identifier (Identifier), not a path"],
-      ['Patient.identifier', 'type', 'Patient.identifier.type is CodeableConcept: a discriminator is a primitive matched as an exact string (code, string, uri, url, canonical, id, oid, uuid)'],
-      ['Patient.telecom', 'rank', 'Patient.telecom.rank is positiveInt: a discriminator is a primitive matched as an exact string (code, string, uri, url, canonical, id, oid, uuid)'],
+      [
+        'Patient.telecom',
+        'sytem',
+        "'sytem' is not a child element of Patient.telecom (ContactPoint): ContactPoint has no element 'sytem' (did you mean 'system'?)",
+      ],
+      [
+        'Patient.identifier',
+        'type.coding.code',
+        "'type.coding.code' must be a direct child element of Patient.identifier (Identifier), not a path",
+      ],
+      [
+        'Patient.identifier',
+        'type',
+        'Patient.identifier.type is CodeableConcept: a discriminator is a primitive matched as an exact string (code, string, uri, url, canonical, id, oid, uuid)',
+      ],
+      [
+        'Patient.telecom',
+        'rank',
+        'Patient.telecom.rank is positiveInt: a discriminator is a primitive matched as an exact string (code, string, uri, url, canonical, id, oid, uuid)',
+      ],
       ['Patient.name', 'given', 'Patient.name.given repeats: a discriminator has one value per item'],
-      ['Patient.contact', 'modifierExtension', 'Patient.contact.modifierExtension repeats: a discriminator has one value per item'],
-      ['Patient.link', 'other', 'Patient.link.other is Reference: a discriminator is a primitive matched as an exact string (code, string, uri, url, canonical, id, oid, uuid)'],
+      [
+        'Patient.contact',
+        'modifierExtension',
+        'Patient.contact.modifierExtension repeats: a discriminator has one value per item',
+      ],
+      [
+        'Patient.link',
+        'other',
+        'Patient.link.other is Reference: a discriminator is a primitive matched as an exact string (code, string, uri, url, canonical, id, oid, uuid)',
+      ],
     ];
     for (const [path, name, message] of cases) {
       const key = name.includes('.') ? `["${name}"]` : `.${name}`;
-      expect(only(`allow: [Patient]\nwhere:\n  ${path}:\n    ${name}: [x]\n`)).toEqual([`where["${path}"]${key}`, message, 7]);
+      expect(only(`allow: [Patient]\nwhere:\n  ${path}:\n    ${name}: [x]\n`)).toEqual([
+        `where["${path}"]${key}`,
+        message,
+        7,
+      ]);
     }
-    const obs = profile('obs-component', 'Observation', 'allow: [Observation.component]\nwhere:\n  Observation.component:\n    value[x]: [x]\n    valueString: [x]\n');
+    const obs = profile(
+      'obs-component',
+      'Observation',
+      'allow: [Observation.component]\nwhere:\n  Observation.component:\n    value[x]: [x]\n    valueString: [x]\n',
+    );
     const r = compileCatalog(catalogFiles({ 'fhir-profiles/obs-component.yaml': obs }));
     expect(r.issues.map((i) => [i.path, i.message])).toEqual([
-      ['where["Observation.component"]["value[x]"]', 'Observation.component.value[x] is a choice element: a discriminator has one type'],
-      ['where["Observation.component"].valueString', 'Observation.component.valueString is a choice element: a discriminator has one type'],
+      [
+        'where["Observation.component"]["value[x]"]',
+        'Observation.component.value[x] is a choice element: a discriminator has one type',
+      ],
+      [
+        'where["Observation.component"].valueString',
+        'Observation.component.valueString is a choice element: a discriminator has one type',
+      ],
     ]);
   });
 
   it('the shape: at least one discriminator, at least one non-empty string value each', () => {
-    expect(issuesOf('allow: [Patient]\nwhere:\n  Patient.telecom: {}\n  Patient.address: { use: [] }\n  Patient.name: { use: [official, ""] }\n  Patient.identifier: { system: [1] }\n  Patient.link: [type]\n').map((i) => [i.path, i.message, i.line])).toEqual([
+    expect(
+      issuesOf(
+        'allow: [Patient]\nwhere:\n  Patient.telecom: {}\n  Patient.address: { use: [] }\n  Patient.name: { use: [official, ""] }\n  Patient.identifier: { system: [1] }\n  Patient.link: [type]\n',
+      ).map((i) => [i.path, i.message, i.line]),
+    ).toEqual([
       ['where["Patient.telecom"]', 'expected at least one discriminator: { <child element>: [values] }', 6],
       ['where["Patient.address"].use', 'expected at least one value to keep', 7],
       ['where["Patient.name"].use[1]', 'expected a non-empty value', 8],
@@ -115,8 +199,14 @@ describe('where: rejected filters name the file, the path inside it, the line an
   });
 
   it('every problem at once', () => {
-    const issues = issuesOf('allow: [Patient.name]\nwhere:\n  Patient.name: { given: [x], sytem: [y] }\n  Patient.telecom: { system: [phone] }\n');
-    expect(issues.map((i) => i.path)).toEqual(['where["Patient.name"].given', 'where["Patient.name"].sytem', 'where["Patient.telecom"]']);
+    const issues = issuesOf(
+      'allow: [Patient.name]\nwhere:\n  Patient.name: { given: [x], sytem: [y] }\n  Patient.telecom: { system: [phone] }\n',
+    );
+    expect(issues.map((i) => i.path)).toEqual([
+      'where["Patient.name"].given',
+      'where["Patient.name"].sytem',
+      'where["Patient.telecom"]',
+    ]);
   });
 });
 

@@ -31,20 +31,42 @@ const out = mkdtempSync(join(tmpdir(), 'phi-access-export-'));
 
 async function serve(service: string): Promise<void> {
   const c = clients.get(service) as PhiClient;
-  handles.set(service, await c.onAccessRequest((ref) => {
-    if (failing.has(service)) throw new Error('unavailable');
-    return [{ resourceType: 'Patient', id: ref.slice('Patient/'.length), meta: { source: `urn:test:${service}` } } as FhirResource];
-  }));
+  handles.set(
+    service,
+    await c.onAccessRequest((ref) => {
+      if (failing.has(service)) throw new Error('unavailable');
+      return [
+        {
+          resourceType: 'Patient',
+          id: ref.slice('Patient/'.length),
+          meta: { source: `urn:test:${service}` },
+        } as FhirResource,
+      ];
+    }),
+  );
 }
 
 beforeAll(async () => {
   stack = await startTestStack();
   for (const s of HOLDERS) clients.set(s, await stack.client(s));
   for (const id of [X, Y]) {
-    expect((await clients.get('registration')?.publish({ resourceType: 'Patient', id, name: [{ family: `Fam${id}` }] }))?.status).toBe('accepted');
+    expect(
+      (await clients.get('registration')?.publish({ resourceType: 'Patient', id, name: [{ family: `Fam${id}` }] }))
+        ?.status,
+    ).toBe('accepted');
   }
   for (const s of HOLDERS) await serve(s);
-  desk = await AccessDesk.start({ nc: await stack.connectAs(BROKER_IDENTITY, 'desk'), catalog: stack.catalog, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger, now: () => clock, retryIntervalMs: 0, answerTimeoutMs: 2_000 });
+  desk = await AccessDesk.start({
+    nc: await stack.connectAs(BROKER_IDENTITY, 'desk'),
+    catalog: stack.catalog,
+    keys: stack.keys(BROKER_ID),
+    peers: stack.peers,
+    secrets: stack.secrets,
+    logger: stack.logger,
+    now: () => clock,
+    retryIntervalMs: 0,
+    answerTimeoutMs: 2_000,
+  });
 });
 
 afterAll(async () => {
@@ -55,7 +77,9 @@ afterAll(async () => {
 // As the admin: status and list then go to the desk on phi.control.access, whose clock this file injects (as the
 // read-only auditor they read KV phi_access with the CLI's own clock: test/cli/mtls.int.test.ts, test/e2e/auditor.test.ts).
 function cli(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], { env: { ...process.env, ...stack.env, PHI_BROKER_OPERATOR_IDENTITY: 'admin' } });
+  return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], {
+    env: { ...process.env, ...stack.env, PHI_BROKER_OPERATOR_IDENTITY: 'admin' },
+  });
 }
 
 async function fails(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -72,9 +96,20 @@ let id: string;
 it('request: partial while a service is down, naming it; the reference never printed', async () => {
   await handles.get('pharmacy')?.stop();
   const { stdout } = await cli('access', 'request', '--patient', `Patient/${X}`, '--json');
-  const r = JSON.parse(stdout) as { id: string; status: string; unanswered: string[]; dueAt: number; receivedAt: number };
+  const r = JSON.parse(stdout) as {
+    id: string;
+    status: string;
+    unanswered: string[];
+    dueAt: number;
+    receivedAt: number;
+  };
   id = r.id;
-  expect(r).toMatchObject({ status: 'partial', unanswered: ['pharmacy'], receivedAt: clock, dueAt: clock + ACCESS_DUE_MS });
+  expect(r).toMatchObject({
+    status: 'partial',
+    unanswered: ['pharmacy'],
+    receivedAt: clock,
+    dueAt: clock + ACCESS_DUE_MS,
+  });
   expect(stdout).not.toContain(X);
   const status = await cli('access', 'status', id);
   expect(status.stdout).toContain(`${id}  partial (waiting for: pharmacy)`);
@@ -88,9 +123,18 @@ it('export of a partial request writes the answers so far and exits 2', async ()
   const e = await fails('access', 'export', id, '--out', file);
   expect(e.code).toBe(2);
   expect(e.stderr).toContain(`${id} is partial: not yet answered by pharmacy`);
-  const bundle = JSON.parse(readFileSync(file, 'utf8')) as { resourceType: string; type: string; entry: { resource: { meta: { source: string } } }[] };
+  const bundle = JSON.parse(readFileSync(file, 'utf8')) as {
+    resourceType: string;
+    type: string;
+    entry: { resource: { meta: { source: string } } }[];
+  };
   expect(bundle).toMatchObject({ resourceType: 'Bundle', type: 'collection' });
-  expect(bundle.entry.map((e) => e.resource.meta.source)).toEqual(['urn:test:billing', 'urn:test:ehr', 'urn:test:notification', 'urn:test:registration']);
+  expect(bundle.entry.map((e) => e.resource.meta.source)).toEqual([
+    'urn:test:billing',
+    'urn:test:ehr',
+    'urn:test:notification',
+    'urn:test:registration',
+  ]);
 });
 
 it('extend: once with a reason; a second time refused with E_ACCESS_EXTENDED', async () => {
@@ -99,7 +143,9 @@ it('extend: once with a reason; a second time refused with E_ACCESS_EXTENDED', a
   expect(stdout).toContain(': records held off site)');
   const e = await fails('access', 'extend', id, '--reason', 'again');
   expect(e.code).toBe(1);
-  expect(e.stderr).toContain('E_ACCESS_EXTENDED: extension: the request was already extended once (45 CFR 164.524(b)(2)(ii))');
+  expect(e.stderr).toContain(
+    'E_ACCESS_EXTENDED: extension: the request was already extended once (45 CFR 164.524(b)(2)(ii))',
+  );
   const unknown = await fails('access', 'status', 'ar-00000000-0000-4000-8000-000000000000');
   expect(unknown.stderr).toContain('E_ACCESS_UNKNOWN');
 });
@@ -123,7 +169,10 @@ it('list --overdue shows a request past its due date that is not complete, and o
   expect(late.status).toBe('partial');
   expect((await cli('access', 'list', '--overdue', '--json')).stdout).toBe('');
   clock += ACCESS_DUE_MS + 1;
-  const overdue = (await cli('access', 'list', '--overdue', '--json')).stdout.trim().split('\n').map((l) => JSON.parse(l) as { id: string; overdue: boolean });
+  const overdue = (await cli('access', 'list', '--overdue', '--json')).stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { id: string; overdue: boolean });
   expect(overdue.map((r) => [r.id, r.overdue])).toEqual([[late.id, true]]);
   const text = await cli('access', 'list');
   expect(text.stdout).toMatch(new RegExp(`^${late.id}  partial  .*  overdue  billing$`, 'm'));

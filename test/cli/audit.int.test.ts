@@ -24,9 +24,24 @@ beforeAll(async () => {
   const registration = await stack.client('registration');
   const ehr = await stack.client('ehr');
   const results = [
-    await registration.publish({ resourceType: 'Patient', id: 'pat-cli-1', name: [{ family: 'Oakenshield-Vrey' }], birthDate: '1966-06-06' }),
-    await ehr.publish({ resourceType: 'Observation', id: 'obs-cli-1', status: 'final', code: { text: 'x' }, subject: { reference: 'Patient/pat-cli-1' } }),
-    await registration.publish({ resourceType: 'Patient', id: 'pat-cli-2', name: [{ family: 'Oakenshield-Vrey', nickname: 'O' }] }),
+    await registration.publish({
+      resourceType: 'Patient',
+      id: 'pat-cli-1',
+      name: [{ family: 'Oakenshield-Vrey' }],
+      birthDate: '1966-06-06',
+    }),
+    await ehr.publish({
+      resourceType: 'Observation',
+      id: 'obs-cli-1',
+      status: 'final',
+      code: { text: 'x' },
+      subject: { reference: 'Patient/pat-cli-1' },
+    }),
+    await registration.publish({
+      resourceType: 'Patient',
+      id: 'pat-cli-2',
+      name: [{ family: 'Oakenshield-Vrey', nickname: 'O' }],
+    }),
   ];
   expect(results.map((r) => r.status)).toEqual(['accepted', 'accepted', 'rejected']);
   await stack.broker?.stop();
@@ -41,7 +56,9 @@ afterAll(async () => {
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], { env: { ...process.env, ...stack.env } });
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], {
+      env: { ...process.env, ...stack.env },
+    });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -49,7 +66,12 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
   }
 }
 
-const ndjson = (text: string): AuditEvent[] => text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditEvent);
+const ndjson = (text: string): AuditEvent[] =>
+  text
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as AuditEvent);
 
 it('verify: the genuine trail verifies (exit 0)', async () => {
   const r = await cli('audit', 'verify');
@@ -66,7 +88,12 @@ it('verify: a forged copy is reported at the altered sequence (exit 1)', async (
   for await (const rec of readAuditRecords(nc)) {
     i += 1;
     const text = Buffer.from(rec.data).toString('utf8');
-    await nc.jetstream().publish(rec.subject.replace(/^phi\./, 'copy.'), Buffer.from(i === 3 ? text.replace('"outcome":"0"', '"outcome":"4"') : text));
+    await nc
+      .jetstream()
+      .publish(
+        rec.subject.replace(/^phi\./, 'copy.'),
+        Buffer.from(i === 3 ? text.replace('"outcome":"0"', '"outcome":"4"') : text),
+      );
   }
   const r = await cli('audit', 'verify', '--stream', 'AUDIT_COPY');
   expect(r.code).toBe(1);
@@ -103,7 +130,9 @@ it('query prints one text line per event with ids and codes only', async () => {
   const r = await cli('audit', 'query');
   const lines = r.stdout.trim().split('\n');
   expect(r.stderr).toContain(`${lines.length} event(s)`);
-  expect(lines.some((l) => l.includes('Export/Disclose Record Lifecycle Event') && l.includes('purpose:HPAYMT'))).toBe(true);
+  expect(lines.some((l) => l.includes('Export/Disclose Record Lifecycle Event') && l.includes('purpose:HPAYMT'))).toBe(
+    true,
+  );
   for (const phi of PHI) expect(r.stdout).not.toContain(phi);
 });
 

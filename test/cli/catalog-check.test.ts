@@ -54,7 +54,9 @@ describe('phi-broker catalog check', () => {
       const contact = parseYaml(readFileSync(join(profiles, 'patient-contact.yaml'), 'utf8')) as { allow: string[] };
       allowIndex = contact.allow.indexOf('Patient.name');
       replaceOnce(join(profiles, 'patient-contact.yaml'), '  - Patient.name\n', '  - Patient.nmae\n');
-      const admin = parseYaml(readFileSync(join(subjects, 'administrative.yaml'), 'utf8')) as { topics: { Patient: { subscribers: { service: string }[] } } };
+      const admin = parseYaml(readFileSync(join(subjects, 'administrative.yaml'), 'utf8')) as {
+        topics: { Patient: { subscribers: { service: string }[] } };
+      };
       billingIndex = admin.topics.Patient.subscribers.findIndex((s) => s.service === 'billing');
       replaceOnce(join(subjects, 'administrative.yaml'), 'profile: patient-billing,', 'profile: patient-nobody,');
       expect(allowIndex).toBeGreaterThanOrEqual(0);
@@ -67,10 +69,14 @@ describe('phi-broker catalog check', () => {
       const out = r.stdout.split('\n').filter((l) => l !== '');
       const problems = out.slice(0, -1);
       expect(out.at(-1)).toBe(`${problems.length} problems`);
-      const profileLine = problems.find((l) => l.startsWith(`fhir-profiles/patient-contact.yaml: allow[${allowIndex}]: `));
+      const profileLine = problems.find((l) =>
+        l.startsWith(`fhir-profiles/patient-contact.yaml: allow[${allowIndex}]: `),
+      );
       expect(profileLine, r.stdout).toBeDefined();
       expect(profileLine).toContain('Patient.nmae');
-      const topicLine = problems.find((l) => l.startsWith(`subjects/administrative.yaml: topics.Patient.subscribers[${billingIndex}].profile: `));
+      const topicLine = problems.find((l) =>
+        l.startsWith(`subjects/administrative.yaml: topics.Patient.subscribers[${billingIndex}].profile: `),
+      );
       expect(topicLine, r.stdout).toBeDefined();
       expect(topicLine).toContain('patient-nobody');
       for (const l of problems) expect(l).toMatch(/^(subjects|fhir-profiles)\/[\w./-]+\.yaml: \S.*: \S/);
@@ -89,7 +95,14 @@ describe('phi-broker catalog check', () => {
   });
 
   it('a folder that is not there: a whole-file problem, printed as `(file)`', async () => {
-    const r = await runCli(['catalog', 'check', '--subjects', join(tmp, 'no-such-subjects'), '--profiles', join(ROOT, 'fhir-profiles')]);
+    const r = await runCli([
+      'catalog',
+      'check',
+      '--subjects',
+      join(tmp, 'no-such-subjects'),
+      '--profiles',
+      join(ROOT, 'fhir-profiles'),
+    ]);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^no-such-subjects: \(file\): cannot read the folder \(ENOENT\)/m);
   });
@@ -122,7 +135,9 @@ describe('--help', () => {
     // Breadth first through the command tree, each level's helps in parallel.
     let level = [''];
     while (level.length > 0) {
-      const results = await Promise.all(level.map((path) => runCli([...(path === '' ? [] : path.split(' ')), '--help'])));
+      const results = await Promise.all(
+        level.map((path) => runCli([...(path === '' ? [] : path.split(' ')), '--help'])),
+      );
       const next: string[] = [];
       level.forEach((path, i) => {
         const r = results[i];

@@ -22,7 +22,9 @@ const PHI = [...EXAMPLE_PHI, 'Wrenfield', 'Odalys', '555-0199-2468', '1977-03-08
 function subscriberCount(type: string): number {
   let n = 0;
   for (const file of ['administrative.yaml', 'clinical.yaml']) {
-    const doc = parseYaml(readFileSync(join(ROOT, 'subjects', file), 'utf8')) as { topics?: Record<string, { subscribers?: unknown[] }> };
+    const doc = parseYaml(readFileSync(join(ROOT, 'subjects', file), 'utf8')) as {
+      topics?: Record<string, { subscribers?: unknown[] }>;
+    };
     n += doc.topics?.[type]?.subscribers?.length ?? 0;
   }
   return n;
@@ -57,7 +59,11 @@ afterAll(async () => {
 
 describe('phi-broker up (embedded NATS)', () => {
   it('prints a ready line naming the embedded NATS (mTLS, the default) it wrote to <data-dir>/nats/server.json', () => {
-    const server = JSON.parse(readFileSync(join(dataDir, 'nats', 'server.json'), 'utf8')) as { url: string; pid: number; tlsDir: string };
+    const server = JSON.parse(readFileSync(join(dataDir, 'nats', 'server.json'), 'utf8')) as {
+      url: string;
+      pid: number;
+      tlsDir: string;
+    };
     expect(server.url).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
     expect(server.tlsDir).toBe(join(dataDir, 'tls'));
     expect(up.readyLine).toContain(`nats ${server.url} (mTLS)`);
@@ -99,9 +105,14 @@ describe('phi-broker publish / tail', () => {
   });
 
   it('tail --count n prints exactly n deliveries and leaves the rest for the next tail', async () => {
-    const published = await Promise.all([1, 2].map(() => runCli(['publish', '--as', 'registration', PATIENT_FILE, ...data()])));
+    const published = await Promise.all(
+      [1, 2].map(() => runCli(['publish', '--as', 'registration', PATIENT_FILE, ...data()])),
+    );
     const ids = published.map((p) => ACCEPTED.exec(p.stdout.trimEnd())?.[1]);
-    expect(ids.every((id) => id !== undefined), published.map((p) => p.stdout + p.stderr).join('\n')).toBe(true);
+    expect(
+      ids.every((id) => id !== undefined),
+      published.map((p) => p.stdout + p.stderr).join('\n'),
+    ).toBe(true);
     const first = await runCli(['tail', '--as', 'notification', '--count', '1', '--json', ...data()]);
     expect(first.code).toBe(0);
     expect(lines(first.stdout)).toHaveLength(1);
@@ -115,13 +126,17 @@ describe('phi-broker publish / tail', () => {
   it('an unknown element: exit 1, `rejected <id> E_UNKNOWN_ELEMENT: <path>: …`, no value in the message', async () => {
     const r = await runCli(['publish', '--as', 'registration', BAD_PATIENT_FILE, ...data()]);
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/^rejected [0-9a-f-]{36} E_UNKNOWN_ELEMENT: Patient\.name\[0\]\.nickname: unknown element/);
+    expect(r.stdout).toMatch(
+      /^rejected [0-9a-f-]{36} E_UNKNOWN_ELEMENT: Patient\.name\[0\]\.nickname: unknown element/,
+    );
     expect(lines(r.stdout)).toHaveLength(1);
     for (const s of PHI) expect(r.stdout).not.toContain(s);
   });
 
   it('malformed JSON from stdin (`-`): exit 1 with E_JSON_MALFORMED', async () => {
-    const r = await runCli(['publish', '--as', 'registration', '-', ...data()], { input: '{"resourceType":"Patient","name":[{"family":"Zephyrine"' });
+    const r = await runCli(['publish', '--as', 'registration', '-', ...data()], {
+      input: '{"resourceType":"Patient","name":[{"family":"Zephyrine"',
+    });
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^rejected [0-9a-f-]{36} E_JSON_MALFORMED: \S/);
     expect(r.stdout).not.toContain('Zephyrine');
@@ -130,7 +145,9 @@ describe('phi-broker publish / tail', () => {
   it('a type the service may not publish: exit 1 with E_NOT_AUTHORIZED naming service and type', async () => {
     const r = await runCli(['publish', '--as', 'notification', PATIENT_FILE, ...data()]);
     expect(r.code).toBe(1);
-    expect(r.stdout.trimEnd()).toMatch(/^rejected [0-9a-f-]{36} E_NOT_AUTHORIZED: service notification may not publish Patient( \[typ\])?$/);
+    expect(r.stdout.trimEnd()).toMatch(
+      /^rejected [0-9a-f-]{36} E_NOT_AUTHORIZED: service notification may not publish Patient( \[typ\])?$/,
+    );
   });
 });
 
@@ -160,7 +177,12 @@ describe('phi-broker publish of a transaction Bundle', () => {
     const bundle = JSON.parse(BUNDLE_TEXT) as { entry: Record<string, unknown>[] };
     bundle.entry.push({
       fullUrl: 'urn:uuid:c3a1e5f7-0d2b-4e69-8f14-a7b9c2d4e6f8',
-      resource: { resourceType: 'Coverage', status: 'active', beneficiary: { reference: 'urn:uuid:00000000-0000-4000-8000-000000000000' }, payor: [{ reference: `urn:uuid:${PATIENT_UUID}` }] },
+      resource: {
+        resourceType: 'Coverage',
+        status: 'active',
+        beneficiary: { reference: 'urn:uuid:00000000-0000-4000-8000-000000000000' },
+        payor: [{ reference: `urn:uuid:${PATIENT_UUID}` }],
+      },
     });
     const r = await runCli(['publish', '--as', 'registration', '-', ...data()], { input: JSON.stringify(bundle) });
     expect(r.code).toBe(1);
@@ -168,7 +190,9 @@ describe('phi-broker publish of a transaction Bundle', () => {
     expect(out).toHaveLength(3);
     expect(out[0]).toMatch(ACCEPTED);
     expect(out[1]).toMatch(ACCEPTED);
-    expect(out[2]).toMatch(/^rejected [0-9a-f-]{36} E_BUNDLE_INVALID: Bundle\.entry\[2\]\.resource\.beneficiary\.reference: /);
+    expect(out[2]).toMatch(
+      /^rejected [0-9a-f-]{36} E_BUNDLE_INVALID: Bundle\.entry\[2\]\.resource\.beneficiary\.reference: /,
+    );
   });
 });
 
@@ -210,7 +234,9 @@ describe('phi-broker up: logs and stopping', () => {
 
   it('a NATS that refuses the connection is named in the message', async () => {
     const port = await freePort();
-    const r = await runCli(['publish', '--as', 'registration', PATIENT_FILE, ...data()], { env: { NATS_URL: `nats://127.0.0.1:${port}` } });
+    const r = await runCli(['publish', '--as', 'registration', PATIENT_FILE, ...data()], {
+      env: { NATS_URL: `nats://127.0.0.1:${port}` },
+    });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`cannot connect to NATS at nats://127.0.0.1:${port}`);
   });

@@ -12,8 +12,15 @@ const PATIENT = JSON.parse(readFileSync(join(ROOT, 'examples', 'patient.json'), 
 
 interface DemoSummary {
   ok: boolean;
-  published: { file: string; as: string; result: { status: string; id: string; code?: string; path?: string; message?: string; deliveries?: number } }[];
-  received: Record<string, { type: string; profile: string; purpose: string; publisher: string; resource: Record<string, unknown> }[]>;
+  published: {
+    file: string;
+    as: string;
+    result: { status: string; id: string; code?: string; path?: string; message?: string; deliveries?: number };
+  }[];
+  received: Record<
+    string,
+    { type: string; profile: string; purpose: string; publisher: string; resource: Record<string, unknown> }[]
+  >;
 }
 
 let cwd: string;
@@ -75,8 +82,12 @@ describe('phi-broker demo', () => {
     expect(text.code, text.stderr).toBe(0);
     expect(text.stderr).toBe('');
     expect(text.stdout.trimEnd().split('\n').at(-1)).toBe('demo ok');
-    expect(text.stdout.split('\n')[0]).toMatch(/^phi-broker demo — NATS at nats:\/\/127\.0\.0\.1:\d+ \(mTLS, one identity per service\), catalog /);
-    expect(text.stdout).toMatch(/^registration publishes examples\/bad-patient\.json: rejected [0-9a-f-]{36} E_UNKNOWN_ELEMENT: Patient\.name\[0\]\.nickname: /m);
+    expect(text.stdout.split('\n')[0]).toMatch(
+      /^phi-broker demo — NATS at nats:\/\/127\.0\.0\.1:\d+ \(mTLS, one identity per service\), catalog /,
+    );
+    expect(text.stdout).toMatch(
+      /^registration publishes examples\/bad-patient\.json: rejected [0-9a-f-]{36} E_UNKNOWN_ELEMENT: Patient\.name\[0\]\.nickname: /m,
+    );
   });
 });
 

@@ -21,7 +21,16 @@ beforeAll(async () => {
   expect(init.code, init.stderr).toBe(0);
   const port = await freePort();
   const configFile = join(dataDir, 'nats.conf');
-  const cfg = await runCli(['nats-config', ...data(), '--host', '127.0.0.1', '--port', String(port), '--out', configFile]);
+  const cfg = await runCli([
+    'nats-config',
+    ...data(),
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--out',
+    configFile,
+  ]);
   expect(cfg.code, cfg.stderr).toBe(0);
   server = await startNatsServer({ dir: join(dataDir, 'nats'), configFile, port });
   env = { NATS_URL: server.url, PHI_BROKER_NATS_TLS_DIR: join(dataDir, 'tls') };
@@ -53,7 +62,9 @@ describe('the docker-compose flow, over mTLS', () => {
   it('up (broker identity) is ready; publish and tail as services go through, with nothing on stderr', async () => {
     up = await startUp(data(), { env });
     expect(up.readyLine).toContain(`nats ${server.url}`);
-    const pub = await runCli(['publish', '--as', 'registration', join(ROOT, 'examples', 'patient.json'), ...data()], { env });
+    const pub = await runCli(['publish', '--as', 'registration', join(ROOT, 'examples', 'patient.json'), ...data()], {
+      env,
+    });
     expect(pub.stderr).toBe(''); // no insecure-transport warning: this is mTLS
     expect(pub.code).toBe(0);
     expect(pub.stdout).toMatch(/^accepted [0-9a-f-]{36} \(\d+ deliveries\)\n$/);
@@ -76,13 +87,23 @@ describe('the read-only operator commands connect as the auditor (src/runtime/da
     for (const f of ['admin.cert.pem', 'admin.key.pem']) renameSync(join(tls, f), join(tls, `${f}.away`));
     try {
       const patient = ['--patient', 'Patient/demo-patient-1'];
-      for (const args of [['audit', 'verify'], ['audit', 'query', ...patient], ['registry', 'show', ...patient], ['disclosures', ...patient], ['consent', 'list', ...patient], ['access', 'list'], ['quarantine', 'list']]) {
+      for (const args of [
+        ['audit', 'verify'],
+        ['audit', 'query', ...patient],
+        ['registry', 'show', ...patient],
+        ['disclosures', ...patient],
+        ['consent', 'list', ...patient],
+        ['access', 'list'],
+        ['quarantine', 'list'],
+      ]) {
         const r = await runCli([...args, ...data()], { env });
         expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
         expect(r.stderr, args.join(' ')).not.toMatch(/Violation|error/i);
       }
       const show = await runCli(['registry', 'show', ...patient, '--json', ...data()], { env });
-      expect((JSON.parse(show.stdout) as { services: { service: string }[] }).services.map((s) => s.service)).toContain('registration');
+      expect((JSON.parse(show.stdout) as { services: { service: string }[] }).services.map((s) => s.service)).toContain(
+        'registration',
+      );
       const add = await runCli(['consent', 'add', ...patient, '--deny-recipient', 'analytics', ...data()], { env });
       expect(add.code).not.toBe(0);
       expect(add.stderr).toContain('admin.cert.pem');

@@ -14,7 +14,11 @@ let rejectedId: string;
 beforeAll(async () => {
   stack = await startTestStack();
   const registration = await stack.client('registration');
-  const r = await registration.publish({ resourceType: 'Patient', id: 'q1', name: [{ family: 'Quarantinova', nickname: 'Q' }] });
+  const r = await registration.publish({
+    resourceType: 'Patient',
+    id: 'q1',
+    name: [{ family: 'Quarantinova', nickname: 'Q' }],
+  });
   expect(r).toMatchObject({ status: 'rejected', code: 'E_UNKNOWN_ELEMENT' });
   rejectedId = r.id;
 });
@@ -24,14 +28,25 @@ afterAll(async () => {
 });
 
 function cli(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], { env: { ...process.env, ...stack.env } });
+  return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], {
+    env: { ...process.env, ...stack.env },
+  });
 }
 
 it('list shows code, path, sender and message id, and no input', async () => {
   const { stdout } = await cli('quarantine', 'list', '--json');
-  const records = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const records = stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   expect(records).toHaveLength(1);
-  expect(records[0]).toMatchObject({ code: 'E_UNKNOWN_ELEMENT', path: 'Patient.name[0].nickname', sender: 'registration', type: 'Patient', messageId: rejectedId });
+  expect(records[0]).toMatchObject({
+    code: 'E_UNKNOWN_ELEMENT',
+    path: 'Patient.name[0].nickname',
+    sender: 'registration',
+    type: 'Patient',
+    messageId: rejectedId,
+  });
   expect(records[0]).not.toHaveProperty('sealed');
   expect(stdout).not.toContain('Quarantinova');
   const text = await cli('quarantine', 'list');

@@ -18,8 +18,20 @@ beforeAll(async () => {
   const ehr = await stack.client('ehr');
   const results = [
     await registration.publish({ resourceType: 'Patient', id: ID, name: [{ family: 'Registrova' }] }),
-    await ehr.publish({ resourceType: 'Observation', id: 'o1', status: 'final', code: { text: 'pulse' }, subject: { reference: `Patient/${ID}` } }),
-    await ehr.publish({ resourceType: 'Observation', id: 'o2', status: 'final', code: { text: 'pulse' }, subject: { reference: `Patient/${ID}` } }),
+    await ehr.publish({
+      resourceType: 'Observation',
+      id: 'o1',
+      status: 'final',
+      code: { text: 'pulse' },
+      subject: { reference: `Patient/${ID}` },
+    }),
+    await ehr.publish({
+      resourceType: 'Observation',
+      id: 'o2',
+      status: 'final',
+      code: { text: 'pulse' },
+      subject: { reference: `Patient/${ID}` },
+    }),
   ];
   expect(results.map((r) => r.status)).toEqual(['accepted', 'accepted', 'accepted']);
 });
@@ -29,15 +41,23 @@ afterAll(async () => {
 });
 
 function cli(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], { env: { ...process.env, ...stack.env } });
+  return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], {
+    env: { ...process.env, ...stack.env },
+  });
 }
 
 it('--json lists every service and role that holds the patient', async () => {
   const { stdout } = await cli('registry', 'show', '--patient', `Patient/${ID}`, '--json');
-  const out = JSON.parse(stdout) as { patient: string; match: string; services: { service: string; role: string; types: string[]; purposes: string[]; count: number }[] };
+  const out = JSON.parse(stdout) as {
+    patient: string;
+    match: string;
+    services: { service: string; role: string; types: string[]; purposes: string[]; count: number }[];
+  };
   expect(out.patient).toBe(patientPseudonym(stack.secrets, `Patient/${ID}`));
   expect(out.match).toBe('reference');
-  expect(out.services.map(({ service, role, types, purposes, count }) => ({ service, role, types, purposes, count }))).toEqual([
+  expect(
+    out.services.map(({ service, role, types, purposes, count }) => ({ service, role, types, purposes, count })),
+  ).toEqual([
     { service: 'analytics', role: 'recipient', types: ['Observation'], purposes: ['HRESCH'], count: 2 },
     { service: 'billing', role: 'recipient', types: ['Patient'], purposes: ['HPAYMT'], count: 1 },
     { service: 'ehr', role: 'source', types: ['Observation'], purposes: [], count: 2 },
@@ -61,7 +81,9 @@ it('text: a table, one row per service and role; an unknown patient holds nothin
 });
 
 it('refuses a reference not in the canonical form with E_PATIENT_UNRESOLVED, without echoing it', async () => {
-  const failed = await cli('registry', 'show', '--patient', 'Zephyrine Registrova').catch((e: { code: number; stderr: string }) => e);
+  const failed = await cli('registry', 'show', '--patient', 'Zephyrine Registrova').catch(
+    (e: { code: number; stderr: string }) => e,
+  );
   expect(failed).toMatchObject({ code: 1 });
   expect((failed as { stderr: string }).stderr).toContain('E_PATIENT_UNRESOLVED: patient: expected Patient/<id>');
   expect((failed as { stderr: string }).stderr).not.toContain('Zephyrine');

@@ -58,14 +58,22 @@ function childEnv(extra: Readonly<Record<string, string>> = {}): NodeJS.ProcessE
 
 function spawnCli(args: readonly string[], opts: CliOptions): ChildProcess {
   if (NOT_BUILT !== undefined) throw new Error(NOT_BUILT);
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? ROOT, env: childEnv(opts.env), stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: opts.cwd ?? ROOT,
+    env: childEnv(opts.env),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   child.stdin?.end(opts.input ?? '');
   return child;
 }
 
 const running = new Set<ChildProcess>();
 
-function collect(child: ChildProcess): { stdout: () => string; stderr: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
+function collect(child: ChildProcess): {
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+} {
   let out = '';
   let err = '';
   child.stdout?.setEncoding('utf8').on('data', (c: string) => (out += c));
@@ -91,7 +99,11 @@ export async function runCli(args: readonly string[], opts: CliOptions = {}): Pr
   const timedOut = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`phi-broker ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout:\n${io.stdout()}\nstderr:\n${io.stderr()}`));
+      reject(
+        new Error(
+          `phi-broker ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout:\n${io.stdout()}\nstderr:\n${io.stderr()}`,
+        ),
+      );
     }, timeoutMs);
   });
   try {
@@ -120,10 +132,17 @@ export async function startUp(args: readonly string[], opts: CliOptions = {}): P
   const readyLine = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`phi-broker up printed no ready line within ${timeoutMs} ms\nstdout:\n${io.stdout()}\nstderr:\n${io.stderr()}`));
+      reject(
+        new Error(
+          `phi-broker up printed no ready line within ${timeoutMs} ms\nstdout:\n${io.stdout()}\nstderr:\n${io.stderr()}`,
+        ),
+      );
     }, timeoutMs);
     const check = (): void => {
-      const line = io.stdout().split('\n').find((l) => /\bready\b/.test(l));
+      const line = io
+        .stdout()
+        .split('\n')
+        .find((l) => /\bready\b/.test(l));
       if (line === undefined) return;
       clearTimeout(timer);
       child.stdout?.off('data', check);
@@ -132,7 +151,11 @@ export async function startUp(args: readonly string[], opts: CliOptions = {}): P
     child.stdout?.on('data', check);
     void io.exited.then(({ code, signal }) => {
       clearTimeout(timer);
-      reject(new Error(`phi-broker up exited (code ${code}, signal ${signal}) before ready\nstdout:\n${io.stdout()}\nstderr:\n${io.stderr()}`));
+      reject(
+        new Error(
+          `phi-broker up exited (code ${code}, signal ${signal}) before ready\nstdout:\n${io.stdout()}\nstderr:\n${io.stderr()}`,
+        ),
+      );
     });
   });
   const pid = child.pid;
@@ -181,7 +204,8 @@ export function isAlive(pid: number): boolean {
  * process warning is the one thing allowed on stderr; it must be there (the SDK says so loudly).
  */
 export function stderrBesidesInsecureWarning(stderr: string): string {
-  const warning = /^\(node:\d+\) \[PHI_BROKER_INSECURE_TRANSPORT\] Warning: INSECURE: .*\n(?:\(Use `node --trace-warnings.*\n)?/m;
+  const warning =
+    /^\(node:\d+\) \[PHI_BROKER_INSECURE_TRANSPORT\] Warning: INSECURE: .*\n(?:\(Use `node --trace-warnings.*\n)?/m;
   expect(stderr).toMatch(warning);
   return stderr.replace(warning, '');
 }

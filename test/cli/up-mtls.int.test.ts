@@ -25,7 +25,10 @@ afterAll(async () => {
 
 describe('phi-broker up (mTLS)', () => {
   it('is ready on an embedded nats-server that refuses a client without a certificate', async () => {
-    const server = JSON.parse(readFileSync(join(dataDir, 'nats', 'server.json'), 'utf8')) as { url: string; tlsDir: string };
+    const server = JSON.parse(readFileSync(join(dataDir, 'nats', 'server.json'), 'utf8')) as {
+      url: string;
+      tlsDir: string;
+    };
     expect(up.readyLine).toContain(`nats ${server.url} (mTLS)`);
     expect(server.tlsDir).toBe(join(dataDir, 'tls'));
     expect(readFileSync(join(dataDir, 'nats', 'nats-server.conf'), 'utf8')).toContain('verify_and_map: true');
@@ -47,11 +50,19 @@ describe('phi-broker up (mTLS)', () => {
     const tail = await runCli(['tail', '--as', 'notification', '--count', '1', '--json', ...data()]);
     expect(tail.stderr).toBe('');
     expect(tail.code).toBe(0);
-    expect((JSON.parse(tail.stdout.trim()) as { provenance: { publisher: string } }).provenance.publisher).toBe('registration');
+    expect((JSON.parse(tail.stdout.trim()) as { provenance: { publisher: string } }).provenance.publisher).toBe(
+      'registration',
+    );
   });
 
   it('quarantine list connects as the admin identity', async () => {
-    const bad = await runCli(['publish', '--as', 'registration', join(ROOT, 'examples', 'bad-patient.json'), ...data()]);
+    const bad = await runCli([
+      'publish',
+      '--as',
+      'registration',
+      join(ROOT, 'examples', 'bad-patient.json'),
+      ...data(),
+    ]);
     expect(bad.code).toBe(1);
     const list = await runCli(['quarantine', 'list', '--json', ...data()]);
     expect(list.stderr).toBe('');
@@ -67,7 +78,9 @@ describe('phi-broker up (mTLS)', () => {
     };
     // Writes KV phi_consent; the broker's watch (an ordered consumer on KV_phi_consent) sees it.
     await ok('consent', 'add', '--patient', 'Patient/demo-patient-1', '--deny-recipient', 'notification');
-    expect(await ok('consent', 'list', '--patient', 'Patient/demo-patient-1', '--json')).toContain('"resourceType":"Consent"');
+    expect(await ok('consent', 'list', '--patient', 'Patient/demo-patient-1', '--json')).toContain(
+      '"resourceType":"Consent"',
+    );
     // The broker recorded the patient (KV phi_registry) while delivering it, under the broker identity.
     expect(await ok('registry', 'show', '--patient', 'Patient/demo-patient-1', '--json')).toContain('notification');
     await ok('disclosures', '--patient', 'Patient/demo-patient-1');
@@ -87,7 +100,7 @@ describe('phi-broker up (mTLS)', () => {
 });
 
 describe('phi-broker up with PHI_BROKER_NATS_TLS_DIR and no NATS_URL', () => {
-  it('issues the embedded server\'s certificates into that directory, so the operator commands (which read it) connect', async () => {
+  it("issues the embedded server's certificates into that directory, so the operator commands (which read it) connect", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'phi-broker-cli-upmtls-dir-'));
     const tlsDir = join(dir, 'certs');
     const env = { PHI_BROKER_NATS_TLS_DIR: tlsDir };
@@ -99,7 +112,9 @@ describe('phi-broker up with PHI_BROKER_NATS_TLS_DIR and no NATS_URL', () => {
       expect(existsSync(join(dir, 'data', 'tls'))).toBe(false);
       const verify = await runCli(['audit', 'verify', ...args], { env });
       expect({ code: verify.code, stderr: verify.stderr }).toEqual({ code: 0, stderr: '' });
-      const pub = await runCli(['publish', '--as', 'registration', join(ROOT, 'examples', 'patient.json'), ...args], { env });
+      const pub = await runCli(['publish', '--as', 'registration', join(ROOT, 'examples', 'patient.json'), ...args], {
+        env,
+      });
       expect({ code: pub.code, stderr: pub.stderr }).toEqual({ code: 0, stderr: '' });
     } finally {
       await second.stop('SIGTERM');

@@ -9,9 +9,18 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STREAMS } from '../../src/wire/names.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
-import { ROOT, isAlive, killLeftovers, runCli, startUp, stderrBesidesInsecureWarning, type UpProcess } from './run-cli.js';
+import {
+  ROOT,
+  isAlive,
+  killLeftovers,
+  runCli,
+  startUp,
+  stderrBesidesInsecureWarning,
+  type UpProcess,
+} from './run-cli.js';
 
-const PLAINTEXT_WARNING = /^WARNING: --insecure-plaintext: NATS without TLS and without client certificates .* Local development only\.$/m;
+const PLAINTEXT_WARNING =
+  /^WARNING: --insecure-plaintext: NATS without TLS and without client certificates .* Local development only\.$/m;
 
 let nats: TestNats;
 let dataDir: string;
@@ -34,13 +43,19 @@ describe('phi-broker up with NATS_URL', () => {
     const r = await runCli(['up', '--data-dir', dataDir], { env: { NATS_URL: nats.server.url } });
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/^phi-broker: E_CONFIG_INVALID: natsTlsDir: NATS_URL is set without a TLS dir; set PHI_BROKER_NATS_TLS_DIR .* or pass --insecure-plaintext/);
+    expect(r.stderr).toMatch(
+      /^phi-broker: E_CONFIG_INVALID: natsTlsDir: NATS_URL is set without a TLS dir; set PHI_BROKER_NATS_TLS_DIR .* or pass --insecure-plaintext/,
+    );
   });
 
   it('--insecure-plaintext together with a TLS dir: refuses, naming the conflict', async () => {
-    const r = await runCli(['up', '--insecure-plaintext', '--data-dir', dataDir], { env: { NATS_URL: nats.server.url, PHI_BROKER_NATS_TLS_DIR: join(dataDir, 'tls') } });
+    const r = await runCli(['up', '--insecure-plaintext', '--data-dir', dataDir], {
+      env: { NATS_URL: nats.server.url, PHI_BROKER_NATS_TLS_DIR: join(dataDir, 'tls') },
+    });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('E_CONFIG_INVALID: natsTlsDir: set (PHI_BROKER_NATS_TLS_DIR) together with --insecure-plaintext');
+    expect(r.stderr).toContain(
+      'E_CONFIG_INVALID: natsTlsDir: set (PHI_BROKER_NATS_TLS_DIR) together with --insecure-plaintext',
+    );
   });
 
   it('--insecure-plaintext: ready on the given NATS, says INSECURE PLAINTEXT (ready line and a warning on stderr), starts no embedded nats-server', () => {
@@ -57,7 +72,10 @@ describe('phi-broker up with NATS_URL', () => {
   });
 
   it('publish with the same NATS_URL is accepted by it', async () => {
-    const r = await runCli(['publish', '--as', 'registration', join(ROOT, 'examples', 'patient.json'), '--data-dir', dataDir], { env: { NATS_URL: nats.server.url } });
+    const r = await runCli(
+      ['publish', '--as', 'registration', join(ROOT, 'examples', 'patient.json'), '--data-dir', dataDir],
+      { env: { NATS_URL: nats.server.url } },
+    );
     expect(stderrBesidesInsecureWarning(r.stderr)).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^accepted [0-9a-f-]{36} \(\d+ deliveries\)\n$/);

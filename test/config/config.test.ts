@@ -50,7 +50,13 @@ describe('parseConfig', () => {
   });
 
   it('keeps given values, resolves relative paths and keeps natsUrl', () => {
-    const c = parseConfig({ dataDir: 'x/y', natsUrl: 'nats://127.0.0.1:4222', concurrency: 1, logLevel: 'silent', maxMessageBytes: 1024 });
+    const c = parseConfig({
+      dataDir: 'x/y',
+      natsUrl: 'nats://127.0.0.1:4222',
+      concurrency: 1,
+      logLevel: 'silent',
+      maxMessageBytes: 1024,
+    });
     expect(c.dataDir).toBe(resolve(process.cwd(), 'x/y'));
     expect(c.natsUrl).toBe('nats://127.0.0.1:4222');
     expect([c.concurrency, c.logLevel, c.maxMessageBytes]).toEqual([1, 'silent', 1024]);
@@ -113,23 +119,47 @@ describe('parseConfig', () => {
     const e = configError({ receiptMaxAgeMs: 60_000 }); // the default window is 2 minutes
     expect(e.code).toBe('E_CONFIG_INVALID');
     expect(e.message).toBe('invalid configuration: duplicateWindowMs: must not exceed receiptMaxAgeMs');
-    const both = configError({ duplicateWindowMs: 10 * MINUTE, receiptMaxAgeMs: 5 * MINUTE, deliverMaxAgeMs: 5 * MINUTE });
-    expect(both.message).toBe('invalid configuration: duplicateWindowMs: must not exceed deliverMaxAgeMs, receiptMaxAgeMs');
+    const both = configError({
+      duplicateWindowMs: 10 * MINUTE,
+      receiptMaxAgeMs: 5 * MINUTE,
+      deliverMaxAgeMs: 5 * MINUTE,
+    });
+    expect(both.message).toBe(
+      'invalid configuration: duplicateWindowMs: must not exceed deliverMaxAgeMs, receiptMaxAgeMs',
+    );
     // equal is allowed
     expect(parseConfig({ duplicateWindowMs: 60_000, receiptMaxAgeMs: 60_000 }).duplicateWindowMs).toBe(60_000);
   });
 
   it('the replay window must cover 2 × clock skew + the de-duplication window', () => {
-    expect(parseConfig({ clockSkewMs: 10 * MINUTE, duplicateWindowMs: 2 * MINUTE, replayWindowMs: 22 * MINUTE }).replayWindowMs).toBe(22 * MINUTE);
+    expect(
+      parseConfig({ clockSkewMs: 10 * MINUTE, duplicateWindowMs: 2 * MINUTE, replayWindowMs: 22 * MINUTE })
+        .replayWindowMs,
+    ).toBe(22 * MINUTE);
     const e = configError({ clockSkewMs: 10 * MINUTE, duplicateWindowMs: 2 * MINUTE, replayWindowMs: 21 * MINUTE });
-    expect(e.message).toBe('invalid configuration: replayWindowMs: must be at least 2 × clockSkewMs + duplicateWindowMs');
+    expect(e.message).toBe(
+      'invalid configuration: replayWindowMs: must be at least 2 × clockSkewMs + duplicateWindowMs',
+    );
   });
 });
 
 describe('configFromEnv', () => {
   it('reads one variable per setting, numbers as numbers', () => {
-    const input = configFromEnv({ PHI_BROKER_DATA_DIR: '/d', NATS_URL: 'nats://x:1', PHI_BROKER_ACK_WAIT_MS: '2000', PHI_BROKER_REPLAY_WINDOW_MS: '3600000', PHI_BROKER_LOG_LEVEL: 'warn', UNRELATED: 'x' });
-    expect(input).toEqual({ dataDir: '/d', natsUrl: 'nats://x:1', ackWaitMs: 2000, replayWindowMs: 3_600_000, logLevel: 'warn' });
+    const input = configFromEnv({
+      PHI_BROKER_DATA_DIR: '/d',
+      NATS_URL: 'nats://x:1',
+      PHI_BROKER_ACK_WAIT_MS: '2000',
+      PHI_BROKER_REPLAY_WINDOW_MS: '3600000',
+      PHI_BROKER_LOG_LEVEL: 'warn',
+      UNRELATED: 'x',
+    });
+    expect(input).toEqual({
+      dataDir: '/d',
+      natsUrl: 'nats://x:1',
+      ackWaitMs: 2000,
+      replayWindowMs: 3_600_000,
+      logLevel: 'warn',
+    });
     expect(parseConfig(input).ackWaitMs).toBe(2000);
     expect(configFromEnv({ PHI_BROKER_CONCURRENCY: '' })).toEqual({});
   });
@@ -143,10 +173,18 @@ describe('configFromEnv', () => {
       }
       throw new Error('expected E_CONFIG_INVALID');
     })();
-    expect(e).toMatchObject({ code: 'E_CONFIG_INVALID', message: 'invalid configuration: PHI_BROKER_CLOCK_SKEW_MS (clockSkewMs): expected a number' });
+    expect(e).toMatchObject({
+      code: 'E_CONFIG_INVALID',
+      message: 'invalid configuration: PHI_BROKER_CLOCK_SKEW_MS (clockSkewMs): expected a number',
+    });
   });
 
   it('covers every setting but the catalog dirs (flags) with a variable', () => {
-    expect(Object.values(CONFIG_ENV).sort()).toEqual(Object.keys(parseConfig({})).filter((k) => k !== 'subjectsDir' && k !== 'profilesDir').concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir').sort());
+    expect(Object.values(CONFIG_ENV).sort()).toEqual(
+      Object.keys(parseConfig({}))
+        .filter((k) => k !== 'subjectsDir' && k !== 'profilesDir')
+        .concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir')
+        .sort(),
+    );
   });
 });

@@ -42,10 +42,16 @@ function patient(id: string): Record<string, unknown> {
 
 function observation(patientId: string, labels: readonly object[] = []): Record<string, unknown> {
   n += 1;
-  return { ...OBSERVATION, id: `obs-${n}`, subject: { reference: `Patient/${patientId}` }, ...(labels.length === 0 ? {} : { meta: { security: labels } }) };
+  return {
+    ...OBSERVATION,
+    id: `obs-${n}`,
+    subject: { reference: `Patient/${patientId}` },
+    ...(labels.length === 0 ? {} : { meta: { security: labels } }),
+  };
 }
 
-const deliveredTo = (client: PhiClient, resource: Record<string, unknown>): Promise<string[]> => publishedTo(stack, client, resource);
+const deliveredTo = (client: PhiClient, resource: Record<string, unknown>): Promise<string[]> =>
+  publishedTo(stack, client, resource);
 
 /** The AuditEvents naming this Consent (the broker appends them before it acks, so before ingest.accepted). */
 async function auditEventsNaming(consent: string): Promise<AuditEvent[]> {
@@ -53,7 +59,11 @@ async function auditEventsNaming(consent: string): Promise<AuditEvent[]> {
   const events: AuditEvent[] = [];
   for await (const rec of readAuditRecords(nc)) events.push(...(decodeRecord(rec.data)?.events ?? []));
   await nc.close();
-  return events.filter((e) => e.entity?.some((x) => x.what?.identifier?.system === 'urn:phi-broker:consent' && x.what.identifier.value === consent));
+  return events.filter((e) =>
+    e.entity?.some(
+      (x) => x.what?.identifier?.system === 'urn:phi-broker:consent' && x.what.identifier.value === consent,
+    ),
+  );
 }
 
 function restrictedLogs(consent: string): Record<string, unknown>[] {
@@ -64,7 +74,10 @@ function restrictedLogs(consent: string): Record<string, unknown>[] {
 async function restrict(req: Parameters<ConsentStore['add']>[0]): Promise<string> {
   const stored = await store.add(req);
   await stack.broker?.consent.waitForRevision(stored.revision);
-  await stack.logs.until((l) => l['event'] === 'consent.applied' && l['revision'] === stored.revision, `consent.applied ${stored.revision}`);
+  await stack.logs.until(
+    (l) => l['event'] === 'consent.applied' && l['revision'] === stored.revision,
+    `consent.applied ${stored.revision}`,
+  );
   return stored.consent.id ?? '';
 }
 
@@ -79,7 +92,10 @@ const ALL_PATIENT_SUBSCRIBERS = ['billing', 'ehr', 'notification', 'pharmacy', '
 beforeAll(async () => {
   stack = await startTestStack();
   const nc = await stack.connectAs(ADMIN_IDENTITY, 'operator');
-  store = await ConsentStore.open(nc, stack.secrets, { services: stack.catalog.services.keys(), patients: stack.catalog.patients });
+  store = await ConsentStore.open(nc, stack.secrets, {
+    services: stack.catalog.services.keys(),
+    patients: stack.catalog.patients,
+  });
   registration = await stack.client('registration');
   ehr = await stack.client('ehr');
 });
@@ -95,38 +111,66 @@ describe('a restriction stops the matching deliveries and only those', () => {
 
   it('by recipient: billing gets nothing about patient A; A to the others and B to all still flow; revoking restores', async () => {
     expect(await deliveredTo(registration, patient(A))).toEqual(ALL_PATIENT_SUBSCRIBERS);
-    const id = await restrict({ patient: `Patient/${A}`, denyRecipients: ['billing'], denyPurposes: [], denyLabels: [], reason: REASON });
+    const id = await restrict({
+      patient: `Patient/${A}`,
+      denyRecipients: ['billing'],
+      denyPurposes: [],
+      denyLabels: [],
+      reason: REASON,
+    });
     expect(await deliveredTo(registration, patient(A))).toEqual(['ehr', 'notification', 'pharmacy', 'public-health']);
     expect(await deliveredTo(registration, patient(B))).toEqual(ALL_PATIENT_SUBSCRIBERS);
     expect(restrictedLogs(id)).toHaveLength(1);
-    expect(restrictedLogs(id)[0]).toMatchObject({ service: 'billing', type: 'Patient', purpose: 'HPAYMT', reason: 'recipient' });
+    expect(restrictedLogs(id)[0]).toMatchObject({
+      service: 'billing',
+      type: 'Patient',
+      purpose: 'HPAYMT',
+      reason: 'recipient',
+    });
     // The decision is in the audit trail: a failed disclosure to billing, naming the Consent and the patient pseudonym.
     const audited = await auditEventsNaming(id);
     expect(audited).toHaveLength(1);
-    expect(audited[0]).toMatchObject({ outcome: '4', outcomeDesc: 'restricted:recipient', purposeOfEvent: [{ coding: [{ code: 'HPAYMT' }] }] });
+    expect(audited[0]).toMatchObject({
+      outcome: '4',
+      outcomeDesc: 'restricted:recipient',
+      purposeOfEvent: [{ coding: [{ code: 'HPAYMT' }] }],
+    });
     expect(audited[0]?.agent.some((a) => a.who?.identifier?.value === 'billing' && a.requestor === true)).toBe(true);
-    expect(audited[0]?.entity?.some((x) => x.what?.identifier?.value === patientPseudonym(stack.secrets, `Patient/${A}`))).toBe(true);
+    expect(
+      audited[0]?.entity?.some((x) => x.what?.identifier?.value === patientPseudonym(stack.secrets, `Patient/${A}`)),
+    ).toBe(true);
     await revoke(id);
     expect(await deliveredTo(registration, patient(A))).toEqual(ALL_PATIENT_SUBSCRIBERS);
     expect(restrictedLogs(id)).toHaveLength(1);
   });
 
   it('by purpose: research (HRESCH) on patient A stops; treatment of A, and research on B, go on', async () => {
-    const id = await restrict({ patient: `Patient/${A}`, denyRecipients: [], denyPurposes: ['HRESCH'], denyLabels: [] });
+    const id = await restrict({
+      patient: `Patient/${A}`,
+      denyRecipients: [],
+      denyPurposes: ['HRESCH'],
+      denyLabels: [],
+    });
     expect(await deliveredTo(ehr, observation(A))).toEqual(['ehr']);
     expect(await deliveredTo(ehr, observation(B))).toEqual(['analytics', 'ehr']);
     expect(await deliveredTo(registration, patient(A))).toEqual(ALL_PATIENT_SUBSCRIBERS);
-    expect(restrictedLogs(id).map((l) => [l['service'], l['reason'], l['code']])).toEqual([['analytics', 'purpose', 'HRESCH']]);
+    expect(restrictedLogs(id).map((l) => [l['service'], l['reason'], l['code']])).toEqual([
+      ['analytics', 'purpose', 'HRESCH'],
+    ]);
     await revoke(id);
     expect(await deliveredTo(ehr, observation(A))).toEqual(['analytics', 'ehr']);
   });
 
-  it('by label: resources about patient A labelled PSY reach no one; unlabelled ones, and B\'s labelled ones, flow', async () => {
+  it("by label: resources about patient A labelled PSY reach no one; unlabelled ones, and B's labelled ones, flow", async () => {
     const id = await restrict({ patient: `Patient/${A}`, denyRecipients: [], denyPurposes: [], denyLabels: ['PSY'] });
     expect(await deliveredTo(ehr, observation(A, [PSY]))).toEqual([]);
     expect(await deliveredTo(ehr, observation(A))).toEqual(['analytics', 'ehr']);
     expect(await deliveredTo(ehr, observation(B, [PSY]))).toEqual(['analytics', 'ehr']);
-    expect(restrictedLogs(id).map((l) => [l['service'], l['reason'], l['code']]).sort()).toEqual([
+    expect(
+      restrictedLogs(id)
+        .map((l) => [l['service'], l['reason'], l['code']])
+        .sort(),
+    ).toEqual([
       ['analytics', 'label', 'PSY'],
       ['ehr', 'label', 'PSY'],
     ]);
@@ -140,7 +184,9 @@ describe('a restriction stops the matching deliveries and only those', () => {
     expect(await store.list(`Patient/${B}`)).toEqual([]);
     const again = await store.revoke(list[0]?.consent.id ?? '');
     expect(again.changed).toBe(false);
-    await expect(store.revoke('00000000-0000-4000-8000-000000000000')).rejects.toMatchObject({ code: 'E_CONSENT_UNKNOWN' });
+    await expect(store.revoke('00000000-0000-4000-8000-000000000000')).rejects.toMatchObject({
+      code: 'E_CONSENT_UNKNOWN',
+    });
   });
 });
 
@@ -164,11 +210,24 @@ describe('fail closed', () => {
 
 describe('the CLI', () => {
   function cli(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-    return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir, '--log-level', 'silent'], { env: { ...process.env, ...stack.env } });
+    return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir, '--log-level', 'silent'], {
+      env: { ...process.env, ...stack.env },
+    });
   }
 
   it('adds, lists and revokes; the broker applies each change', async () => {
-    const added = await cli('consent', 'add', '--patient', `Patient/${B}`, '--deny-recipient', 'notification', '--deny-label', 'HIV', '--reason', REASON);
+    const added = await cli(
+      'consent',
+      'add',
+      '--patient',
+      `Patient/${B}`,
+      '--deny-recipient',
+      'notification',
+      '--deny-label',
+      'HIV',
+      '--reason',
+      REASON,
+    );
     const id = /^added (\S+)\s+active/m.exec(added.stdout)?.[1] ?? '';
     const revision = Number(/kv revision (\d+)/.exec(added.stdout)?.[1]);
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
@@ -178,7 +237,11 @@ describe('the CLI', () => {
     expect(listed.stdout).toContain(`${id}  active`);
     expect(listed.stdout).toContain('denies: recipient notification, label HIV');
     const json = await cli('consent', 'list', '--patient', `Patient/${B}`, '--json');
-    expect(JSON.parse(json.stdout.trim())).toMatchObject({ resourceType: 'Consent', id, patient: { reference: `Patient/${B}` } });
+    expect(JSON.parse(json.stdout.trim())).toMatchObject({
+      resourceType: 'Consent',
+      id,
+      patient: { reference: `Patient/${B}` },
+    });
     const revoked = await cli('consent', 'revoke', id);
     expect(revoked.stdout).toContain(`revoked ${id}  inactive`);
     await stack.broker?.consent.waitForRevision(Number(/kv revision (\d+)/.exec(revoked.stdout)?.[1]));
@@ -187,21 +250,31 @@ describe('the CLI', () => {
 
   // Every refusal is covered without NATS in test/consent/consent.test.ts; here, that the command reports them.
   it.each([
-    [['--deny-recipient', 'partner-x', '--deny-label', 'PSY'], '--deny-recipient: no service "partner-x" in the catalog'],
+    [
+      ['--deny-recipient', 'partner-x', '--deny-label', 'PSY'],
+      '--deny-recipient: no service "partner-x" in the catalog',
+    ],
     [['--deny-purpose', 'TREAT', '--deny-label', 'XYZ'], '--deny-label: "XYZ" is not a known sensitivity label'],
   ])('refuses %j with E_CONSENT_INVALID naming the option, and stores nothing', async (...args) => {
     const [options, message] = args;
     const before = (await store.list(`Patient/${B}`)).length;
-    const e = await cli('consent', 'add', '--patient', `Patient/${B}`, ...options).then(() => ({ code: 0, stderr: '' }), (err: { code: number; stderr: string }) => err);
+    const e = await cli('consent', 'add', '--patient', `Patient/${B}`, ...options).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
+    );
     expect(e.code).toBe(1);
     expect(e.stderr).toContain(`E_CONSENT_INVALID: ${message}`);
     expect((await store.list(`Patient/${B}`)).length).toBe(before);
   });
 
   it('refuses a patient that is not Patient/<id> without repeating it, and an unknown id to revoke', async () => {
-    const e = await cli('consent', 'list', '--patient', 'MRN-7731-DEMO').catch((err: { code: number; stderr: string }) => err);
+    const e = await cli('consent', 'list', '--patient', 'MRN-7731-DEMO').catch(
+      (err: { code: number; stderr: string }) => err,
+    );
     expect(e).toMatchObject({ code: 1 });
-    expect((e as { stderr: string }).stderr).toContain('E_PATIENT_UNRESOLVED: patient: expected Patient/<id> (the catalog matches patients by reference)');
+    expect((e as { stderr: string }).stderr).toContain(
+      'E_PATIENT_UNRESOLVED: patient: expected Patient/<id> (the catalog matches patients by reference)',
+    );
     expect((e as { stderr: string }).stderr).not.toContain('MRN-7731');
     const r = await cli('consent', 'revoke', 'not-an-id').catch((err: { code: number; stderr: string }) => err);
     expect(r).toMatchObject({ code: 1 });

@@ -86,7 +86,13 @@ describe('openTextBase64url', () => {
   });
 
   it('refuses a plaintext that is not UTF-8, as the reference does', () => {
-    const ct = getSodium().crypto_aead_xchacha20poly1305_ietf_encrypt(Uint8Array.of(0x22, 0xff, 0x22), Buffer.from('a'), null, NONCE, KEY);
+    const ct = getSodium().crypto_aead_xchacha20poly1305_ietf_encrypt(
+      Uint8Array.of(0x22, 0xff, 0x22),
+      Buffer.from('a'),
+      null,
+      NONCE,
+      KEY,
+    );
     const sealed = toBase64url(NONCE) + toBase64url(ct);
     expect(referenceOpen(KEY, sealed, 'a')).toBeUndefined();
     expect(openTextBase64url(KEY, sealed, 'a')).toBeUndefined();
@@ -94,7 +100,8 @@ describe('openTextBase64url', () => {
 });
 
 describe('the WebAssembly heap', () => {
-  const heap = (): Buffer => Buffer.from((getSodium() as unknown as { libsodium: { HEAPU8: Uint8Array } }).libsodium.HEAPU8);
+  const heap = (): Buffer =>
+    Buffer.from((getSodium() as unknown as { libsodium: { HEAPU8: Uint8Array } }).libsodium.HEAPU8);
 
   it('keeps neither the key nor the plaintext after sealing and opening', () => {
     const key = Uint8Array.from({ length: 32 }, (_, i) => 0xa0 + i);
@@ -111,14 +118,22 @@ describe('the WebAssembly heap', () => {
     const sealed = sealBlob(key, plain, Buffer.from('quarantine|q-1'), fixedRandom(NONCE));
     expect(Buffer.from(openBlob(key, sealed, Buffer.from('quarantine|q-1'))).equals(plain)).toBe(true);
     expect(openBlobText(key, sealed, Buffer.from('quarantine|q-1'))).toBe(plain.toString('utf8'));
-    expect(() => openBlob(key, sealed, Buffer.from('quarantine|q-2'))).toThrow(expect.objectContaining({ code: 'E_DECRYPT' }));
+    expect(() => openBlob(key, sealed, Buffer.from('quarantine|q-2'))).toThrow(
+      expect.objectContaining({ code: 'E_DECRYPT' }),
+    );
     expect(heap().indexOf(Buffer.from('Blobcheck-7731-distinctive'))).toBe(-1);
     expect(heap().indexOf(Buffer.from(key))).toBe(-1);
   });
 
-  it('(the check can fail: libsodium-wrappers\' own functions leave both behind in freed memory)', () => {
+  it("(the check can fail: libsodium-wrappers' own functions leave both behind in freed memory)", () => {
     const key = Uint8Array.from({ length: 32 }, (_, i) => 0x40 + i);
-    getSodium().crypto_aead_xchacha20poly1305_ietf_encrypt(Buffer.from(secret.replace(/Ravensloe/g, 'Wrapperleft')), Buffer.from('a'), null, NONCE, key);
+    getSodium().crypto_aead_xchacha20poly1305_ietf_encrypt(
+      Buffer.from(secret.replace(/Ravensloe/g, 'Wrapperleft')),
+      Buffer.from('a'),
+      null,
+      NONCE,
+      key,
+    );
     expect(heap().indexOf(Buffer.from('Wrapperleft-7731-distinctive'))).toBeGreaterThanOrEqual(0);
     expect(heap().indexOf(Buffer.from(key))).toBeGreaterThanOrEqual(0);
   });
@@ -134,26 +149,32 @@ describe('LeafCipher (one message: key and AAD frame written once, the path buil
     fc.nat({ max: 40 }).map((i) => ({ index: i })),
   );
   type Segment = { key: string } | { text: string } | { index: number };
-  const enter = (c: LeafCipher, s: Segment): number => ('key' in s ? c.appendMiddle(s.key, 0x2e) : 'text' in s ? c.appendMiddle(s.text) : c.appendIndex(s.index));
+  const enter = (c: LeafCipher, s: Segment): number =>
+    'key' in s ? c.appendMiddle(s.key, 0x2e) : 'text' in s ? c.appendMiddle(s.text) : c.appendIndex(s.index);
   const shown = (s: Segment): string => ('key' in s ? `.${s.key}` : 'text' in s ? s.text : `[${s.index}]`);
 
   it('seals with AAD = prefix + the segments entered (and not yet left) + suffix, as the one-shot reference', () => {
     fc.assert(
-      fc.property(fc.array(segment, { maxLength: 6 }), fc.array(segment, { maxLength: 4 }), fc.string({ unit: 'grapheme', maxLength: 80 }), (kept, left, text) => {
-        const c = new LeafCipher(KEY, prefix, suffix);
-        try {
-          c.appendMiddle('Patient');
-          for (const s of kept) enter(c, s);
-          const marks = left.map((s) => enter(c, s));
-          if (marks.length > 0) c.truncateMiddle(marks[0] as number);
-          const path = `Patient${kept.map(shown).join('')}`;
-          expect(c.middle()).toBe(path);
-          expect(c.seal(text, fixedRandom(NONCE))).toBe(reference(KEY, text, prefix + path + suffix));
-          expect(c.open(reference(KEY, text, prefix + path + suffix))).toBe(text);
-        } finally {
-          c.dispose();
-        }
-      }),
+      fc.property(
+        fc.array(segment, { maxLength: 6 }),
+        fc.array(segment, { maxLength: 4 }),
+        fc.string({ unit: 'grapheme', maxLength: 80 }),
+        (kept, left, text) => {
+          const c = new LeafCipher(KEY, prefix, suffix);
+          try {
+            c.appendMiddle('Patient');
+            for (const s of kept) enter(c, s);
+            const marks = left.map((s) => enter(c, s));
+            if (marks.length > 0) c.truncateMiddle(marks[0] as number);
+            const path = `Patient${kept.map(shown).join('')}`;
+            expect(c.middle()).toBe(path);
+            expect(c.seal(text, fixedRandom(NONCE))).toBe(reference(KEY, text, prefix + path + suffix));
+            expect(c.open(reference(KEY, text, prefix + path + suffix))).toBe(text);
+          } finally {
+            c.dispose();
+          }
+        },
+      ),
     );
   });
 
@@ -164,7 +185,19 @@ describe('LeafCipher (one message: key and AAD frame written once, the path buil
       const check = (s: string): void => {
         expect(c.sealJsonString(s, fixedRandom(NONCE))).toBe(c.seal(JSON.stringify(s), fixedRandom(NONCE)));
       };
-      for (const s of ['', 'Quillfeather', 'a"b', 'back\\slash', 'tab\there', '\u007f', 'Zéphyrine', '\ud800', 'x'.repeat(64), 'y'.repeat(65)]) check(s);
+      for (const s of [
+        '',
+        'Quillfeather',
+        'a"b',
+        'back\\slash',
+        'tab\there',
+        '\u007f',
+        'Zéphyrine',
+        '\ud800',
+        'x'.repeat(64),
+        'y'.repeat(65),
+      ])
+        check(s);
       fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 100 }), check));
     } finally {
       c.dispose();
@@ -186,7 +219,9 @@ describe('LeafCipher (one message: key and AAD frame written once, the path buil
       const huge = `"${'B'.repeat(3_000_000)}"`;
       const before = (getSodium() as unknown as { libsodium: { HEAPU8: Uint8Array } }).libsodium.HEAPU8.length;
       expect(c.seal(huge, fixedRandom(NONCE))).toBe(reference(KEY, huge, aad));
-      expect((getSodium() as unknown as { libsodium: { HEAPU8: Uint8Array } }).libsodium.HEAPU8.length).toBeGreaterThan(before);
+      expect((getSodium() as unknown as { libsodium: { HEAPU8: Uint8Array } }).libsodium.HEAPU8.length).toBeGreaterThan(
+        before,
+      );
       expect(c.middle()).toBe('DiagnosticReport.presentedForm[0].data');
       expect(c.seal('"after"', fixedRandom(NONCE))).toBe(reference(KEY, '"after"', aad));
     } finally {

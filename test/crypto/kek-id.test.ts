@@ -21,7 +21,7 @@ const expectedEnc = (id: string): boolean => {
 };
 
 describe('KEK id checks', () => {
-  it('give splitKekId\'s verdict, asked once, again (remembered) and after the memo filled up and was cleared', () => {
+  it("give splitKekId's verdict, asked once, again (remembered) and after the memo filled up and was cleared", () => {
     const verdicts = (): [boolean, boolean][] => IDS.map((id) => [isKekId(id), isEncKekId(id)]);
     const expected = IDS.map((id): [boolean, boolean] => [splitKekId(id) !== undefined, expectedEnc(id)]);
     expect(verdicts()).toStrictEqual(expected);

@@ -14,16 +14,21 @@ beforeAll(async () => {
 
 describe('base64url', () => {
   it('round-trips any bytes and matches Node encoding', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 100 }), (bytes) => {
-      const text = toBase64url(bytes);
-      expect(text).toBe(Buffer.from(bytes).toString('base64url'));
-      expect(Buffer.from(fromBase64url(text) ?? [1, 2, 3]).equals(Buffer.from(bytes))).toBe(true);
-    }));
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 100 }), (bytes) => {
+        const text = toBase64url(bytes);
+        expect(text).toBe(Buffer.from(bytes).toString('base64url'));
+        expect(Buffer.from(fromBase64url(text) ?? [1, 2, 3]).equals(Buffer.from(bytes))).toBe(true);
+      }),
+    );
   });
 
-  it.each(['AA==', 'A', 'AB', 'AAB', 'A+B/', 'AA AA', 'Zm9v\n'])('refuses %j (padding, bad length, non-canonical bits, other alphabets)', (text) => {
-    expect(fromBase64url(text)).toBeUndefined();
-  });
+  it.each(['AA==', 'A', 'AB', 'AAB', 'A+B/', 'AA AA', 'Zm9v\n'])(
+    'refuses %j (padding, bad length, non-canonical bits, other alphabets)',
+    (text) => {
+      expect(fromBase64url(text)).toBeUndefined();
+    },
+  );
 });
 
 describe('random source', () => {
@@ -44,7 +49,8 @@ describe('random source', () => {
     expect([...target.subarray(0, 8), ...target.subarray(56)]).toStrictEqual(new Array<number>(16).fill(0));
     expect(Buffer.from(target.subarray(8, 32)).equals(Buffer.from(target.subarray(32, 56)))).toBe(false);
     const seen = new Set<string>();
-    for (let i = 0; i < 5000; i++) { // crosses several chunk refills
+    for (let i = 0; i < 5000; i++) {
+      // crosses several chunk refills
       takeRandomInto(target, 0, 24);
       seen.add(Buffer.from(target.subarray(0, 24)).toString('hex'));
     }
@@ -74,9 +80,13 @@ describe('sealBlob / openBlob (XChaCha20-Poly1305)', () => {
   });
 
   it('draft-irtf-cfrg-xchacha-03 appendix A.3.1 test vector', () => {
-    const pt = Buffer.from("Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.");
+    const pt = Buffer.from(
+      "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.",
+    );
     const sealed = sealBlob(
-      Buffer.from('808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f', 'hex'), pt, Buffer.from('50515253c0c1c2c3c4c5c6c7', 'hex'),
+      Buffer.from('808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f', 'hex'),
+      pt,
+      Buffer.from('50515253c0c1c2c3c4c5c6c7', 'hex'),
       fixedRandom(Buffer.from('404142434445464748494a4b4c4d4e4f5051525354555657', 'hex')),
     );
     const ciphertext =
@@ -93,15 +103,35 @@ describe('sealBlob / openBlob (XChaCha20-Poly1305)', () => {
   });
 
   it.each<[string, (s: Uint8Array) => [Uint8Array, Uint8Array, Uint8Array]]>([
-    ['a flipped ciphertext byte', (s) => { const b = Uint8Array.from(s); b[30] = (b[30] as number) ^ 1; return [key, b, aad]; }],
-    ['a flipped nonce byte', (s) => { const b = Uint8Array.from(s); b[0] = (b[0] as number) ^ 1; return [key, b, aad]; }],
+    [
+      'a flipped ciphertext byte',
+      (s) => {
+        const b = Uint8Array.from(s);
+        b[30] = (b[30] as number) ^ 1;
+        return [key, b, aad];
+      },
+    ],
+    [
+      'a flipped nonce byte',
+      (s) => {
+        const b = Uint8Array.from(s);
+        b[0] = (b[0] as number) ^ 1;
+        return [key, b, aad];
+      },
+    ],
     ['another aad', (s) => [key, s, Buffer.from('quarantine|m-2')]],
     ['another key', (s) => [new Uint8Array(32).fill(8), s, aad]],
     ['a truncated blob', (s) => [key, s.subarray(0, s.length - 1), aad]],
     ['a blob shorter than nonce + tag', (s) => [key, s.subarray(0, 39), aad]],
   ])('%s → E_DECRYPT naming the path', (_name, change) => {
     const [k, s, a] = change(sealBlob(key, Buffer.from('secret value'), aad));
-    expect(() => openBlob(k, s, a, 'quarantine[m-1]')).toThrow(expect.objectContaining({ code: 'E_DECRYPT', path: 'quarantine[m-1]', message: 'quarantine[m-1] could not be decrypted or authenticated' }));
+    expect(() => openBlob(k, s, a, 'quarantine[m-1]')).toThrow(
+      expect.objectContaining({
+        code: 'E_DECRYPT',
+        path: 'quarantine[m-1]',
+        message: 'quarantine[m-1] could not be decrypted or authenticated',
+      }),
+    );
   });
 
   it('a key of the wrong length is a TypeError', () => {
@@ -113,24 +143,30 @@ describe('Ed25519 (RFC 8032)', () => {
   it('RFC 8032 section 7.1 TEST 1: empty message', () => {
     const seed = Buffer.from('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60', 'hex');
     const key = signingKeyFromSeed('t:sig:1', seed);
-    expect(Buffer.from(key.publicKey).toString('hex')).toBe('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a');
-    const expected = 'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b';
+    expect(Buffer.from(key.publicKey).toString('hex')).toBe(
+      'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a',
+    );
+    const expected =
+      'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b';
     expect(Buffer.from(signDetached(new Uint8Array(0), key.secretKey)).toString('hex')).toBe(expected);
     expect(Buffer.from(sodiumEd25519.sign(new Uint8Array(0), key.secretKey)).toString('hex')).toBe(expected);
   });
 
   it('node:crypto and libsodium backends agree on signatures and verdicts', () => {
     const key = signingKeyFromSeed('t:sig:1', new Uint8Array(32).fill(3));
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat(), (msg, flip) => {
-      const sig = signDetached(msg, key.secretKey);
-      expect(Buffer.from(sodiumEd25519.sign(msg, key.secretKey)).equals(Buffer.from(sig))).toBe(true);
-      expect(verifyDetached(msg, sig, key.publicKey)).toBe(true);
-      expect(sodiumEd25519.verify(msg, sig, key.publicKey)).toBe(true);
-      const bad = Uint8Array.from(sig);
-      bad[flip % 64] = (bad[flip % 64] as number) ^ 0x80;
-      expect(verifyDetached(msg, bad, key.publicKey)).toBe(false);
-      expect(sodiumEd25519.verify(msg, bad, key.publicKey)).toBe(false);
-    }), { numRuns: 50 });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat(), (msg, flip) => {
+        const sig = signDetached(msg, key.secretKey);
+        expect(Buffer.from(sodiumEd25519.sign(msg, key.secretKey)).equals(Buffer.from(sig))).toBe(true);
+        expect(verifyDetached(msg, sig, key.publicKey)).toBe(true);
+        expect(sodiumEd25519.verify(msg, sig, key.publicKey)).toBe(true);
+        const bad = Uint8Array.from(sig);
+        bad[flip % 64] = (bad[flip % 64] as number) ^ 0x80;
+        expect(verifyDetached(msg, bad, key.publicKey)).toBe(false);
+        expect(sodiumEd25519.verify(msg, bad, key.publicKey)).toBe(false);
+      }),
+      { numRuns: 50 },
+    );
   });
 
   it('a wrong-length signature, another key or an invalid public key never verify', () => {

@@ -38,7 +38,14 @@ async function publish(client: PhiClient, resource: Record<string, unknown>): Pr
   return r.id;
 }
 
-const coverage = (p: string, id: string) => ({ resourceType: 'Coverage', id, status: 'active', subscriberId: 'SUB-4417-SECRET', beneficiary: { reference: `Patient/${p}` }, payor: [{ reference: 'Organization/payer-1' }] });
+const coverage = (p: string, id: string) => ({
+  resourceType: 'Coverage',
+  id,
+  status: 'active',
+  subscriberId: 'SUB-4417-SECRET',
+  beneficiary: { reference: `Patient/${p}` },
+  payor: [{ reference: 'Organization/payer-1' }],
+});
 const claim = (p: string, id: string) => ({
   resourceType: 'Claim',
   id,
@@ -52,7 +59,15 @@ const claim = (p: string, id: string) => ({
   priority: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/processpriority', code: 'normal' }] },
   insurance: [{ sequence: 1, focal: true, coverage: { reference: `Coverage/cov-${p}` } }],
 });
-const immunization = (p: string, id: string) => ({ resourceType: 'Immunization', id, status: 'completed', vaccineCode: { coding: [{ system: 'http://hl7.org/fhir/sid/cvx', code: '140' }] }, patient: { reference: `Patient/${p}` }, occurrenceDateTime: '2026-10-01', lotNumber: 'LOT-4417-SECRET' });
+const immunization = (p: string, id: string) => ({
+  resourceType: 'Immunization',
+  id,
+  status: 'completed',
+  vaccineCode: { coding: [{ system: 'http://hl7.org/fhir/sid/cvx', code: '140' }] },
+  patient: { reference: `Patient/${p}` },
+  occurrenceDateTime: '2026-10-01',
+  lotNumber: 'LOT-4417-SECRET',
+});
 const observation = (p: string, id: string) => ({ ...OBSERVATION, id, subject: { reference: `Patient/${p}` } });
 
 /** The mixed flow: every resource type here goes to internal services; some also to a partner. */
@@ -69,7 +84,11 @@ async function flow(p: string, round: number): Promise<void> {
 }
 
 function cli(...args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return run(process.execPath, [CLI, 'disclosures', ...args, '--data-dir', stack.config.dataDir, '--log-level', 'silent'], { env: { ...process.env, ...stack.env } });
+  return run(
+    process.execPath,
+    [CLI, 'disclosures', ...args, '--data-dir', stack.config.dataDir, '--log-level', 'silent'],
+    { env: { ...process.env, ...stack.env } },
+  );
 }
 
 /** `[recipient, type, purpose, message id]` of each text line, in order. */
@@ -134,7 +153,9 @@ describe('phi-broker disclosures', () => {
     const since = dates[before.length] ?? '';
     const { stdout } = await cli('--patient', `Patient/${A}`, '--since', since);
     expect(parsed(stdout)).toEqual(expectedFor(A).slice(before.length));
-    const e = await cli('--patient', `Patient/${A}`, '--since', 'last tuesday').catch((err: { code: number; stderr: string }) => err);
+    const e = await cli('--patient', `Patient/${A}`, '--since', 'last tuesday').catch(
+      (err: { code: number; stderr: string }) => err,
+    );
     expect(e).toMatchObject({ code: 1 });
     expect((e as { stderr: string }).stderr).toContain("option '--since <date>' argument 'last tuesday' is invalid");
   });
@@ -145,7 +166,14 @@ describe('phi-broker disclosures', () => {
     expect(validateResource(bundle, DEFAULT_VALIDATION_LIMITS)).toBe(bundle);
     expect(bundle.type).toBe('collection');
     const events = (bundle.entry ?? []).map((e) => e.resource as AuditEvent);
-    expect(events.map((ev) => [ev.agent[1]?.who?.identifier?.value, ev.entity?.[1]?.type?.code, ev.purposeOfEvent?.[0]?.coding?.[0]?.code, ev.entity?.[1]?.what?.identifier?.value])).toEqual(expectedFor(A));
+    expect(
+      events.map((ev) => [
+        ev.agent[1]?.who?.identifier?.value,
+        ev.entity?.[1]?.type?.code,
+        ev.purposeOfEvent?.[0]?.coding?.[0]?.code,
+        ev.entity?.[1]?.what?.identifier?.value,
+      ]),
+    ).toEqual(expectedFor(A));
     for (const ev of events) {
       expect(validateResource(ev, DEFAULT_VALIDATION_LIMITS)).toBe(ev);
       expect(ev.type).toMatchObject({ system: 'http://dicom.nema.org/resources/ontology/DCM', code: '110106' });

@@ -27,18 +27,30 @@ function route(extra: Parameters<typeof context>[0]) {
 }
 
 describe('restrictions in routeMessage', () => {
-  const denyBilling: Restriction = { id: 'c-1', active: true, recipients: new Set(['billing']), purposes: new Set(), labels: new Set(), all: false };
+  const denyBilling: Restriction = {
+    id: 'c-1',
+    active: true,
+    recipients: new Set(['billing']),
+    purposes: new Set(),
+    labels: new Set(),
+    all: false,
+  };
 
   it('removes only the denied recipient and names the Consent', () => {
     const restrictions = { hasAny: () => true, restrictionsOf: (p: string) => (p === P ? [denyBilling] : undefined) };
     const all = route({}).deliveries.map((d) => d.service);
     const r = route({ restrictions, patients });
     expect(r.deliveries.map((d) => d.service)).toEqual(all.filter((s) => s !== 'billing'));
-    expect(r.restricted).toEqual([{ service: 'billing', purpose: 'HPAYMT', denial: { consent: 'c-1', reason: 'recipient' } }]);
+    expect(r.restricted).toEqual([
+      { service: 'billing', purpose: 'HPAYMT', denial: { consent: 'c-1', reason: 'recipient' } },
+    ]);
   });
 
   it('leaves another patient alone', () => {
-    const restrictions = { hasAny: () => true, restrictionsOf: (p: string) => (p === 'someone-else' ? [denyBilling] : undefined) };
+    const restrictions = {
+      hasAny: () => true,
+      restrictionsOf: (p: string) => (p === 'someone-else' ? [denyBilling] : undefined),
+    };
     expect(route({ restrictions, patients }).restricted).toEqual([]);
   });
 });
@@ -63,8 +75,12 @@ describe('disclosures in routeMessage', () => {
         resourceType: 'Patient',
         id: 'x',
         name: [{ family: 'F', given: ['a', 'b'] }, { family: 'G' }],
-        telecom: [{ extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'masked' }] }],
-        _birthDate: { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'masked' }] },
+        telecom: [
+          { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'masked' }] },
+        ],
+        _birthDate: {
+          extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'masked' }],
+        },
       }),
     ).toEqual(['Patient.id', 'Patient.name.family', 'Patient.name.given']);
   });
@@ -73,9 +89,21 @@ describe('disclosures in routeMessage', () => {
     const msgs = disclosureMessages(
       { id: 'm-1', sender: 'registration', type: 'Patient' },
       [
-        { service: 'public-health', msgId: 'm-1.public-health', profileUrl: 'urn:p', purpose: 'PUBHLTH', disclosure: { patients: [P], elements: ['Patient.birthDate'] } },
+        {
+          service: 'public-health',
+          msgId: 'm-1.public-health',
+          profileUrl: 'urn:p',
+          purpose: 'PUBHLTH',
+          disclosure: { patients: [P], elements: ['Patient.birthDate'] },
+        },
         { service: 'ehr', msgId: 'm-1.ehr', profileUrl: 'urn:q', purpose: 'TREAT' },
-        { service: 'partner-payer', msgId: 'm-1.partner-payer', profileUrl: 'urn:r', purpose: 'HPAYMT', disclosure: { patients: [undefined], elements: [] } },
+        {
+          service: 'partner-payer',
+          msgId: 'm-1.partner-payer',
+          profileUrl: 'urn:r',
+          purpose: 'HPAYMT',
+          disclosure: { patients: [undefined], elements: [] },
+        },
       ],
       NOW,
     );
@@ -84,7 +112,16 @@ describe('disclosures in routeMessage', () => {
       ['phi.disclosure._unresolved.partner-payer', 'disclosure.m-1.partner-payer', true],
     ]);
     expect(decodeDisclosure(msgs[0]?.bytes ?? new Uint8Array())).toEqual({
-      v: 1, id: 'm-1.public-health', at: NOW, recipient: 'public-health', type: 'Patient', purpose: 'PUBHLTH', profile: 'urn:p', elements: ['Patient.birthDate'], source: 'registration', messageId: 'm-1',
+      v: 1,
+      id: 'm-1.public-health',
+      at: NOW,
+      recipient: 'public-health',
+      type: 'Patient',
+      purpose: 'PUBHLTH',
+      profile: 'urn:p',
+      elements: ['Patient.birthDate'],
+      source: 'registration',
+      messageId: 'm-1',
     });
     expect(decodeDisclosure(new TextEncoder().encode('{"v":1}'))).toBeUndefined();
   });
@@ -93,7 +130,15 @@ describe('disclosures in routeMessage', () => {
     const Q = patientPseudonym(secrets, 'Patient/pat-broker-0002');
     const msgs = disclosureMessages(
       { id: 'm-2', sender: 'registration', type: 'Bundle' },
-      [{ service: 'public-health', msgId: 'm-2.public-health', profileUrl: 'urn:p', purpose: 'PUBHLTH', disclosure: { patients: [P, Q, undefined], elements: ['Bundle.type'] } }],
+      [
+        {
+          service: 'public-health',
+          msgId: 'm-2.public-health',
+          profileUrl: 'urn:p',
+          purpose: 'PUBHLTH',
+          disclosure: { patients: [P, Q, undefined], elements: ['Bundle.type'] },
+        },
+      ],
       NOW,
     );
     expect(msgs.map((m) => [m.subject, m.msgId, m.unresolved])).toEqual([

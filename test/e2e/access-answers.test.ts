@@ -10,7 +10,13 @@ import { headers as natsHeaders } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SOURCE_PREFIX, loadBundle } from '../../src/access/desk/bundle.js';
 import { AccessDesk } from '../../src/access/desk/desk.js';
-import { PART_HEADROOM, newPartsToken, parsePartRequest, splitAnswer, type AnswerPart } from '../../src/access/protocol/parts.js';
+import {
+  PART_HEADROOM,
+  newPartsToken,
+  parsePartRequest,
+  splitAnswer,
+  type AnswerPart,
+} from '../../src/access/protocol/parts.js';
 import { openQuestion, sealAnswerEnvelope } from '../../src/access/protocol/holder-exchange.js';
 import { retryDelay } from '../../src/access/protocol/request.js';
 import { accessKey } from '../../src/access/desk/sealing.js';
@@ -42,7 +48,17 @@ const key = (service: string, ref: string): string => `${service}|${ref}`;
 
 /** `n` Observations of about 2 KB each about `ref`: a designated record set far larger than one message. */
 function manyObservations(ref: string, n: number): FhirResource[] {
-  return Array.from({ length: n }, (_, i) => ({ resourceType: 'Observation', id: `big-${i}`, status: 'final', code: { text: `${PLANTED} ${'note '.repeat(400)}` }, subject: { reference: ref } }) as FhirResource);
+  return Array.from(
+    { length: n },
+    (_, i) =>
+      ({
+        resourceType: 'Observation',
+        id: `big-${i}`,
+        status: 'final',
+        code: { text: `${PLANTED} ${'note '.repeat(400)}` },
+        subject: { reference: ref },
+      }) as FhirResource,
+  );
 }
 
 async function serve(service: string): Promise<void> {
@@ -53,7 +69,13 @@ async function serve(service: string): Promise<void> {
 async function publishPatient(id: string): Promise<void> {
   const ref = `Patient/${id}`;
   const patient: FhirResource = { resourceType: 'Patient', id, name: [{ family: `Fam${id}` }] };
-  const observation: FhirResource = { resourceType: 'Observation', id: `obs-${id}`, status: 'final', code: { text: 'pulse' }, subject: { reference: ref } };
+  const observation: FhirResource = {
+    resourceType: 'Observation',
+    id: `obs-${id}`,
+    status: 'final',
+    code: { text: 'pulse' },
+    subject: { reference: ref },
+  };
   expect((await clients.get('registration')?.publish(patient))?.status).toBe('accepted');
   expect((await clients.get('ehr')?.publish(observation))?.status).toBe('accepted');
   for (const s of HOLDERS) records.set(key(s, ref), [patient]);
@@ -64,7 +86,11 @@ async function publishPatient(id: string): Promise<void> {
  * Answers `service`'s questions in its place with its keys (as a faulty or compromised instance of it would): a
  * large answer whose parts `tamper` may change before they are served.
  */
-async function faultyService(service: string, resources: (ref: string) => FhirResource[], tamper: (parts: AnswerPart[], k: number, sub: Subscription) => AnswerPart | undefined): Promise<{ stop(): void; fetched: number[] }> {
+async function faultyService(
+  service: string,
+  resources: (ref: string) => FhirResource[],
+  tamper: (parts: AnswerPart[], k: number, sub: Subscription) => AnswerPart | undefined,
+): Promise<{ stop(): void; fetched: number[] }> {
   const nc: NatsConnection = await stack.connect(`faulty-${service}`);
   const keys = stack.keys(service);
   const keyring = new Keyring(keys, stack.peers);
@@ -74,8 +100,23 @@ async function faultyService(service: string, resources: (ref: string) => FhirRe
     queue: service,
     callback: (_e, msg: Msg) => {
       const q = openQuestion(msg.data, msg.headers?.get(HEADERS.signature), keyring, service);
-      const sealed = sealAnswerEnvelope({ questionId: q.id, service, resources: resources(q.patientRef) as unknown as JsonResource[], now: Date.now(), signer: keys.sign, keyring });
-      const split = splitAnswer({ id: `${q.id}.a`, service, bytes: sealed.bytes, sig: sealed.sig, maxPart: MAX_PAYLOAD - PART_HEADROOM, signer: keys.sign, token: newPartsToken() });
+      const sealed = sealAnswerEnvelope({
+        questionId: q.id,
+        service,
+        resources: resources(q.patientRef) as unknown as JsonResource[],
+        now: Date.now(),
+        signer: keys.sign,
+        keyring,
+      });
+      const split = splitAnswer({
+        id: `${q.id}.a`,
+        service,
+        bytes: sealed.bytes,
+        sig: sealed.sig,
+        maxPart: MAX_PAYLOAD - PART_HEADROOM,
+        signer: keys.sign,
+        token: newPartsToken(),
+      });
       const partSub = nc.subscribe(subjects.accessPart(service, split.manifest.value.token), {
         callback: (_err, m) => {
           const k = parsePartRequest(m.data) as number;
@@ -101,7 +142,9 @@ async function faultyService(service: string, resources: (ref: string) => FhirRe
   return { fetched, stop: () => [sub, ...parts].forEach((s) => s.isClosed() || s.unsubscribe()) };
 }
 
-async function auditSteps(requestId: string): Promise<{ step: string | undefined; service: string | undefined; desc: string | undefined }[]> {
+async function auditSteps(
+  requestId: string,
+): Promise<{ step: string | undefined; service: string | undefined; desc: string | undefined }[]> {
   const nc = await stack.connect('auditor');
   const events: AuditEvent[] = [];
   for await (const rec of readAuditRecords(nc)) events.push(...(decodeRecord(rec.data)?.events ?? []));
@@ -155,7 +198,12 @@ describe('answers larger than max_payload', () => {
     const r = await desk.create(ref);
     await tap.close();
     expect(r.status).toBe('complete');
-    expect(r.services['ehr']).toMatchObject({ state: 'answered', attempts: 1, resources: 2502, types: { Patient: 1, Observation: 2501 } });
+    expect(r.services['ehr']).toMatchObject({
+      state: 'answered',
+      attempts: 1,
+      resources: 2502,
+      types: { Patient: 1, Observation: 2501 },
+    });
     // Several MB in parts of at most max_payload less the headroom, each fetched once, in order, on one one-off subject.
     const answerBytes = replies.reduce((n, x) => n + x.data.length, 0);
     expect(answerBytes).toBeGreaterThan(5 * 1024 * 1024);
@@ -165,7 +213,9 @@ describe('answers larger than max_payload', () => {
     expect(new Set(requests).size).toBe(1);
     expect(Buffer.concat(replies.map((x) => x.data)).toString('latin1')).not.toContain(PLANTED);
     const bundle = await loadBundle(desk.store, accessKey(stack.secrets), r, clock);
-    const ehr = (bundle.entry ?? []).map((e) => e.resource as unknown as FhirResource).filter((x) => (x['meta'] as { source?: string } | undefined)?.source === `${SOURCE_PREFIX}ehr`);
+    const ehr = (bundle.entry ?? [])
+      .map((e) => e.resource as unknown as FhirResource)
+      .filter((x) => (x['meta'] as { source?: string } | undefined)?.source === `${SOURCE_PREFIX}ehr`);
     expect(ehr.map(({ meta: _meta, ...rest }) => rest)).toEqual(records.get(key('ehr', ref)));
     expect(bundle.entry?.length).toBe(2502 + HOLDERS.length - 1);
     // The planted text never reached a log line (the parts on the wire are sealed: checked in test/e2e/access.test.ts).
@@ -184,14 +234,24 @@ describe('answers larger than max_payload', () => {
     const first = await desk.create(ref);
     altered.stop();
     expect(first.status).toBe('partial');
-    expect(first.services['billing']).toMatchObject({ state: 'failed', attempts: 1, code: 'E_SIGNATURE', path: 'part[2]' });
+    expect(first.services['billing']).toMatchObject({
+      state: 'failed',
+      attempts: 1,
+      code: 'E_SIGNATURE',
+      path: 'part[2]',
+    });
     expect(altered.fetched).toEqual([1, 2]); // stopped at the altered part
 
     clock += retryDelay(1);
     const reordered = await faultyService('billing', big, (parts, k) => parts[k === 2 ? 2 : k - 1]);
     await desk.retryDue();
     reordered.stop();
-    expect((await desk.store.get(first.id)).services['billing']).toMatchObject({ state: 'failed', attempts: 2, code: 'E_ACCESS_PARTS', path: 'part[2]' });
+    expect((await desk.store.get(first.id)).services['billing']).toMatchObject({
+      state: 'failed',
+      attempts: 2,
+      code: 'E_ACCESS_PARTS',
+      path: 'part[2]',
+    });
 
     clock += retryDelay(2);
     // The instance goes away after serving part 2: part 3 finds no responder.
@@ -201,7 +261,12 @@ describe('answers larger than max_payload', () => {
     });
     await desk.retryDue();
     missing.stop();
-    expect((await desk.store.get(first.id)).services['billing']).toMatchObject({ state: 'failed', attempts: 3, code: 'E_ACCESS_PARTS', path: 'part[3]' });
+    expect((await desk.store.get(first.id)).services['billing']).toMatchObject({
+      state: 'failed',
+      attempts: 3,
+      code: 'E_ACCESS_PARTS',
+      path: 'part[3]',
+    });
 
     // The real service is back: the next attempt gets its whole answer.
     records.set(key('billing', ref), [...(records.get(key('billing', ref)) ?? []), ...big(ref)]);
@@ -211,7 +276,9 @@ describe('answers larger than max_payload', () => {
     const done = await desk.store.get(first.id);
     expect(done.status).toBe('complete');
     expect(done.services['billing']).toMatchObject({ state: 'answered', attempts: 4, resources: 101 });
-    const steps = (await auditSteps(first.id)).filter((s) => s.service === 'billing' && s.step !== 'created').map((s) => [s.step, s.desc]);
+    const steps = (await auditSteps(first.id))
+      .filter((s) => s.service === 'billing' && s.step !== 'created')
+      .map((s) => [s.step, s.desc]);
     expect(steps).toEqual([
       ['failed', 'access failed: E_SIGNATURE at part[2]'],
       ['failed', 'access failed: E_ACCESS_PARTS at part[2]'],
@@ -224,7 +291,13 @@ describe('answers larger than max_payload', () => {
 describe('the answer must be about the patient asked', () => {
   it('an answer with a resource about another patient is refused whole, audited, and kept out of the Bundle; the request stays partial naming the service', async () => {
     const ref = `Patient/${P3}`;
-    const other: FhirResource = { resourceType: 'Observation', id: 'stray', status: 'final', code: { text: 'pulse' }, subject: { reference: `Patient/${P1}` } };
+    const other: FhirResource = {
+      resourceType: 'Observation',
+      id: 'stray',
+      status: 'final',
+      code: { text: 'pulse' },
+      subject: { reference: `Patient/${P1}` },
+    };
     records.set(key('ehr', ref), [...(records.get(key('ehr', ref)) ?? []), other]);
     // Resources about no patient are part of the record set's context: kept.
     const organization: FhirResource = { resourceType: 'Organization', id: 'pharmacy-org', name: 'Dispensary' };
@@ -232,17 +305,35 @@ describe('the answer must be about the patient asked', () => {
     records.set(key('pharmacy', ref), [...(records.get(key('pharmacy', ref)) ?? []), organization, practitioner]);
     const r = await desk.create(ref);
     expect(r.status).toBe('partial');
-    expect(Object.entries(r.services).filter(([, s]) => s.state !== 'answered').map(([n]) => n)).toEqual(['ehr']);
-    expect(r.services['ehr']).toMatchObject({ state: 'failed', code: 'E_ACCESS_OTHER_PATIENT', path: 'Bundle.entry[2].resource' });
-    expect(r.services['pharmacy']).toMatchObject({ state: 'answered', resources: 3, types: { Patient: 1, Organization: 1, Practitioner: 1 } });
+    expect(
+      Object.entries(r.services)
+        .filter(([, s]) => s.state !== 'answered')
+        .map(([n]) => n),
+    ).toEqual(['ehr']);
+    expect(r.services['ehr']).toMatchObject({
+      state: 'failed',
+      code: 'E_ACCESS_OTHER_PATIENT',
+      path: 'Bundle.entry[2].resource',
+    });
+    expect(r.services['pharmacy']).toMatchObject({
+      state: 'answered',
+      resources: 3,
+      types: { Patient: 1, Organization: 1, Practitioner: 1 },
+    });
     const bundle = await loadBundle(desk.store, accessKey(stack.secrets), r, clock);
     const sources = (bundle.entry ?? []).map((e) => (e.resource?.meta?.source ?? '').replace(SOURCE_PREFIX, ''));
     expect(sources).not.toContain('ehr');
     expect(sources.sort()).toEqual(['billing', 'notification', 'pharmacy', 'pharmacy', 'pharmacy', 'registration']);
     expect((bundle.entry ?? []).map((e) => e.resource?.id)).not.toContain('stray');
-    const logged = stack.logs.records().find((x) => x['event'] === 'access.failed' && x['request'] === r.id && x['service'] === 'ehr');
+    const logged = stack.logs
+      .records()
+      .find((x) => x['event'] === 'access.failed' && x['request'] === r.id && x['service'] === 'ehr');
     expect(logged).toMatchObject({ code: 'E_ACCESS_OTHER_PATIENT', path: 'Bundle.entry[2].resource' });
-    expect(await auditSteps(r.id)).toContainEqual({ step: 'failed', service: 'ehr', desc: 'access failed: E_ACCESS_OTHER_PATIENT at Bundle.entry[2].resource' });
+    expect(await auditSteps(r.id)).toContainEqual({
+      step: 'failed',
+      service: 'ehr',
+      desc: 'access failed: E_ACCESS_OTHER_PATIENT at Bundle.entry[2].resource',
+    });
     // Neither patient's id is in the logs, the audit trail or the request state.
     for (const id of [P1, P3]) {
       expect(stack.logs.text(), id).not.toContain(id);

@@ -38,7 +38,15 @@ const clients = new Map<string, PhiClient>();
 const serverLog = new Waiter();
 
 async function client(service: string): Promise<PhiClient> {
-  const c = await PhiClient.connect({ servers: stack.server.url, tls: stack.layout.identity(serviceIdentity(service)), service, keys: readServiceKeys(stack.keysDir, service), peers: stack.peers, logger, accessTimeoutMs: 30_000 });
+  const c = await PhiClient.connect({
+    servers: stack.server.url,
+    tls: stack.layout.identity(serviceIdentity(service)),
+    service,
+    keys: readServiceKeys(stack.keysDir, service),
+    peers: stack.peers,
+    logger,
+    accessTimeoutMs: 30_000,
+  });
   clients.set(service, c);
   return c;
 }
@@ -48,11 +56,23 @@ beforeAll(async () => {
   const started = await stack.startBroker(logger);
   broker = started.broker;
   // The broker process's access desk on its own mTLS connection (as `up` runs it beside the broker).
-  desk = await AccessDesk.start({ nc: started.nc, catalog: stack.catalog, keys: readServiceKeys(stack.keysDir, BROKER_ID), peers: stack.peers, secrets: ensureBrokerSecrets(stack.keysDir), logger, retryIntervalMs: 0, answerTimeoutMs: 10_000, audit: broker.auditTrail });
+  desk = await AccessDesk.start({
+    nc: started.nc,
+    catalog: stack.catalog,
+    keys: readServiceKeys(stack.keysDir, BROKER_ID),
+    peers: stack.peers,
+    secrets: ensureBrokerSecrets(stack.keysDir),
+    logger,
+    retryIntervalMs: 0,
+    answerTimeoutMs: 10_000,
+    audit: broker.auditTrail,
+  });
   const patient: FhirResource = { resourceType: 'Patient', id: P, name: [{ family: 'Zq7731Famsierra' }] };
   for (const s of HOLDERS) {
     const c = await client(s);
-    await c.onAccessRequest((ref) => (ref === `Patient/${P}` ? [{ ...patient, meta: { source: `urn:example:${s}` } } as FhirResource] : []));
+    await c.onAccessRequest((ref) =>
+      ref === `Patient/${P}` ? [{ ...patient, meta: { source: `urn:example:${s}` } } as FhirResource] : [],
+    );
   }
   expect((await clients.get('registration')?.publish(patient))?.status).toBe('accepted');
 }, 90_000);
@@ -73,9 +93,16 @@ describe('over mTLS with the generated permissions', () => {
     expect(await portal.accessStatus(summary.id)).toEqual(summary);
     const request = await desk.store.get(summary.id);
     expect(request.requester).toBe('patient-portal');
-    expect(Object.entries(request.services).map(([s, st]) => [s, st.state])).toEqual(HOLDERS.map((s) => [s, 'answered']));
+    expect(Object.entries(request.services).map(([s, st]) => [s, st.state])).toEqual(
+      HOLDERS.map((s) => [s, 'answered']),
+    );
     // The answers are read back as the operator's `access export` reads them: the admin identity (the broker only writes them).
-    const bundle = await loadBundle(await AccessStore.open(await stack.connectAs(ADMIN_IDENTITY)), accessKey(ensureBrokerSecrets(stack.keysDir)), request, Date.now());
+    const bundle = await loadBundle(
+      await AccessStore.open(await stack.connectAs(ADMIN_IDENTITY)),
+      accessKey(ensureBrokerSecrets(stack.keysDir)),
+      request,
+      Date.now(),
+    );
     expect(bundle.entry?.map((e) => e.resource?.meta?.source)).toEqual(HOLDERS.map((s) => `urn:example:${s}`));
     // nats-server logs every refusal as "Publish Violation" / "Subscription Violation": none on this path.
     expect(stack.log().slice(from)).not.toMatch(/Violation/);
@@ -86,24 +113,42 @@ describe('over mTLS with the generated permissions', () => {
     if (billing === undefined) throw new Error('no billing client');
     const from = stack.log().length;
     const before = (await desk.list(false)).length;
-    const err = await billing.requestAccess(`Patient/${P}`).then(() => undefined, (e: unknown) => e as Error & { code: string; path?: string; cause?: NatsError });
+    const err = await billing.requestAccess(`Patient/${P}`).then(
+      () => undefined,
+      (e: unknown) => e as Error & { code: string; path?: string; cause?: NatsError },
+    );
     expect(err).toMatchObject({ code: 'E_ACCESS_NOT_ALLOWED', path: 'iss' });
     expect(err?.cause?.permissionContext).toEqual({ operation: 'publish', subject: subjects.accessRequest('billing') });
-    await serverLog.until(() => /Publish Violation.*phi\.request\.access\.billing/.test(stack.log().slice(from)), 10_000, 'the server logs the violation');
+    await serverLog.until(
+      () => /Publish Violation.*phi\.request\.access\.billing/.test(stack.log().slice(from)),
+      10_000,
+      'the server logs the violation',
+    );
     expect((await desk.list(false)).length).toBe(before);
     expect(logs.records().filter((r) => r['event'] === 'access.service.refused')).toEqual([]);
   });
 
   it('the requester may publish only its own request subject; no service may read the request subjects', async () => {
     const portal = await stack.connectAs(serviceIdentity('patient-portal'));
-    const denied = await portal.request(subjects.accessRequest('ehr'), new Uint8Array(1), { timeout: 5_000 }).then(() => undefined, (e: unknown) => e as NatsError);
+    const denied = await portal.request(subjects.accessRequest('ehr'), new Uint8Array(1), { timeout: 5_000 }).then(
+      () => undefined,
+      (e: unknown) => e as NatsError,
+    );
     expect(denied?.permissionContext).toEqual({ operation: 'publish', subject: subjects.accessRequest('ehr') });
-    for (const [service, subject] of [['billing', 'phi.request.access.*'], ['ehr', subjects.accessRequest('patient-portal')], ['patient-portal', 'phi.request.>']] as const) {
-      const nc: NatsConnection = service === 'patient-portal' ? portal : await stack.connectAs(serviceIdentity(service));
+    for (const [service, subject] of [
+      ['billing', 'phi.request.access.*'],
+      ['ehr', subjects.accessRequest('patient-portal')],
+      ['patient-portal', 'phi.request.>'],
+    ] as const) {
+      const nc: NatsConnection =
+        service === 'patient-portal' ? portal : await stack.connectAs(serviceIdentity(service));
       const errors: NatsError[] = [];
       nc.subscribe(subject, { queue: 'phi-broker', callback: (e) => e !== null && errors.push(e) });
       await nc.flush();
-      expect(errors.map((e) => e.permissionContext), `${service} ${subject}`).toEqual([{ operation: 'subscription', subject, queue: 'phi-broker' }]);
+      expect(
+        errors.map((e) => e.permissionContext),
+        `${service} ${subject}`,
+      ).toEqual([{ operation: 'subscription', subject, queue: 'phi-broker' }]);
     }
   });
 
@@ -112,7 +157,9 @@ describe('over mTLS with the generated permissions', () => {
     const events: AuditEvent[] = [];
     for await (const rec of readAuditRecords(admin)) events.push(...(decodeRecord(rec.data)?.events ?? []));
     const created = events.filter((e) => e.subtype?.[0]?.code === 'created');
-    expect(created.map((e) => e.agent.filter((a) => a.requestor).map((a) => a.who?.identifier?.value))).toEqual([['patient-portal']]);
+    expect(created.map((e) => e.agent.filter((a) => a.requestor).map((a) => a.who?.identifier?.value))).toEqual([
+      ['patient-portal'],
+    ]);
     expect(JSON.stringify(events)).not.toContain(P);
     expect(logs.text()).not.toContain(P);
   });

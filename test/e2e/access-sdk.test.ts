@@ -40,17 +40,38 @@ beforeAll(async () => {
   // this file tests, and over mTLS the server refuses those publishes first (test/e2e/access-mtls.test.ts).
   stack = await startTestStack({ tls: false });
   tap = await stack.connect('tap');
-  tap.subscribe('>', { callback: (_e, m) => wire.push({ subject: m.subject, headers: m.headers === undefined ? '' : [...m.headers.keys()].map((k) => `${k}: ${m.headers?.get(k)}`).join('\n'), data: Buffer.from(m.data).toString('latin1') }) });
+  tap.subscribe('>', {
+    callback: (_e, m) =>
+      wire.push({
+        subject: m.subject,
+        headers:
+          m.headers === undefined ? '' : [...m.headers.keys()].map((k) => `${k}: ${m.headers?.get(k)}`).join('\n'),
+        data: Buffer.from(m.data).toString('latin1'),
+      }),
+  });
   await tap.flush();
   const patient: FhirResource = { resourceType: 'Patient', id: P, name: [{ family: FAMILY }] };
   for (const s of HOLDERS) {
     const c = await stack.client(s);
-    await c.onAccessRequest((ref) => (ref === `Patient/${P}` ? [{ ...patient, id: P, meta: { source: `urn:example:${s}` } } as FhirResource] : []));
+    await c.onAccessRequest((ref) =>
+      ref === `Patient/${P}` ? [{ ...patient, id: P, meta: { source: `urn:example:${s}` } } as FhirResource] : [],
+    );
     if (s === 'registration') expect((await c.publish(patient)).status).toBe('accepted');
     if (s === 'billing') billing = c;
   }
   portal = await stack.client('patient-portal');
-  desk = await AccessDesk.start({ nc: await stack.connect('desk'), catalog: stack.catalog, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger, now: () => clock, retryIntervalMs: 0, answerTimeoutMs: 5_000, ...(stack.broker === undefined ? {} : { audit: stack.broker.auditTrail }) });
+  desk = await AccessDesk.start({
+    nc: await stack.connect('desk'),
+    catalog: stack.catalog,
+    keys: stack.keys(BROKER_ID),
+    peers: stack.peers,
+    secrets: stack.secrets,
+    logger: stack.logger,
+    now: () => clock,
+    retryIntervalMs: 0,
+    answerTimeoutMs: 5_000,
+    ...(stack.broker === undefined ? {} : { audit: stack.broker.auditTrail }),
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -66,7 +87,8 @@ async function auditEvents(): Promise<AuditEvent[]> {
   return events;
 }
 
-const who = (e: AuditEvent): string[] => e.agent.map((a) => `${a.who?.identifier?.value ?? '?'}${a.requestor ? '*' : ''}`);
+const who = (e: AuditEvent): string[] =>
+  e.agent.map((a) => `${a.who?.identifier?.value ?? '?'}${a.requestor ? '*' : ''}`);
 
 let filed: string;
 
@@ -74,7 +96,12 @@ describe('a requester files a request from the SDK', () => {
   it('patient-portal gets an id, status, received time and a due date 30 days on; every holder answers into one Bundle', async () => {
     const summary = await portal.requestAccess(`Patient/${P}`);
     filed = summary.id;
-    expect(summary).toEqual({ id: expect.stringMatching(/^ar-[0-9a-f-]{36}$/) as unknown, status: 'complete', receivedAt: new Date(clock).toISOString(), due: new Date(clock + ACCESS_DUE_MS).toISOString() });
+    expect(summary).toEqual({
+      id: expect.stringMatching(/^ar-[0-9a-f-]{36}$/) as unknown,
+      status: 'complete',
+      receivedAt: new Date(clock).toISOString(),
+      due: new Date(clock + ACCESS_DUE_MS).toISOString(),
+    });
     // The same request as an operator's: in KV phi_access, with every holding service asked, and who filed it.
     const stored = await desk.store.get(summary.id);
     expect(stored.requester).toBe('patient-portal');
@@ -84,67 +111,116 @@ describe('a requester files a request from the SDK', () => {
   });
 
   it('reads the status of its own request', async () => {
-    expect(await portal.accessStatus(filed)).toEqual({ id: filed, status: 'complete', receivedAt: new Date(clock).toISOString(), due: new Date(clock + ACCESS_DUE_MS).toISOString() });
+    expect(await portal.accessStatus(filed)).toEqual({
+      id: filed,
+      status: 'complete',
+      receivedAt: new Date(clock).toISOString(),
+      due: new Date(clock + ACCESS_DUE_MS).toISOString(),
+    });
   });
 
   it('the audit trail records the portal as the requestor of the created step', async () => {
-    const created = (await auditEvents()).find((e) => e.subtype?.[0]?.code === 'created' && e.entity?.some((x) => x.what?.identifier?.value === filed));
+    const created = (await auditEvents()).find(
+      (e) => e.subtype?.[0]?.code === 'created' && e.entity?.some((x) => x.what?.identifier?.value === filed),
+    );
     expect(created === undefined ? [] : who(created)).toEqual(['patient-portal*', 'broker', ...HOLDERS]);
     expect(created?.purposeOfEvent?.[0]?.coding?.[0]?.code).toBe('PATRQT');
   });
 });
 
-describe('refusals: the broker\'s own checks, each with a stable code, none creating a request', () => {
+describe("refusals: the broker's own checks, each with a stable code, none creating a request", () => {
   let before: number;
   beforeAll(async () => {
     before = (await desk.list(false)).length;
   });
 
   it('a service that is no access requester (billing): E_ACCESS_NOT_ALLOWED', async () => {
-    await expect(billing.requestAccess(`Patient/${P}`)).rejects.toMatchObject({ code: 'E_ACCESS_NOT_ALLOWED', path: 'iss', message: "iss: billing is not among the catalog's access requesters (subjects/access.yaml)" });
+    await expect(billing.requestAccess(`Patient/${P}`)).rejects.toMatchObject({
+      code: 'E_ACCESS_NOT_ALLOWED',
+      path: 'iss',
+      message: "iss: billing is not among the catalog's access requesters (subjects/access.yaml)",
+    });
     await expect(billing.accessStatus(filed)).rejects.toMatchObject({ code: 'E_ACCESS_NOT_ALLOWED', path: 'iss' });
   });
 
-  it('a patient reference not in the catalog\'s form: E_PATIENT_UNRESOLVED, never quoting it', async () => {
-    const err = await portal.requestAccess(`${P}-bare`).then(() => undefined, (e: unknown) => e as Error & { code: string });
+  it("a patient reference not in the catalog's form: E_PATIENT_UNRESOLVED, never quoting it", async () => {
+    const err = await portal.requestAccess(`${P}-bare`).then(
+      () => undefined,
+      (e: unknown) => e as Error & { code: string },
+    );
     expect(err).toMatchObject({ code: 'E_PATIENT_UNRESOLVED', path: 'patient' });
     expect(err?.message).not.toContain(P);
   });
 
-  it('the status of a request the portal did not file (an operator\'s): E_ACCESS_NOT_ALLOWED; an unknown id: E_ACCESS_UNKNOWN', async () => {
+  it("the status of a request the portal did not file (an operator's): E_ACCESS_NOT_ALLOWED; an unknown id: E_ACCESS_UNKNOWN", async () => {
     const operators = await desk.create(`Patient/${P}`);
     before += 1;
     await expect(portal.accessStatus(operators.id)).rejects.toMatchObject({ code: 'E_ACCESS_NOT_ALLOWED', path: 'id' });
-    await expect(portal.accessStatus('ar-00000000-0000-4000-8000-000000000000')).rejects.toMatchObject({ code: 'E_ACCESS_UNKNOWN' });
+    await expect(portal.accessStatus('ar-00000000-0000-4000-8000-000000000000')).rejects.toMatchObject({
+      code: 'E_ACCESS_UNKNOWN',
+    });
     await expect(portal.accessStatus('not-an-id')).rejects.toMatchObject({ code: 'E_ACCESS_UNKNOWN', path: 'id' });
   });
 
-  it('a bad signature (E_SIGNATURE) and another service\'s envelope on the portal\'s subject (E_SENDER_MISMATCH)', async () => {
+  it("a bad signature (E_SIGNATURE) and another service's envelope on the portal's subject (E_SENDER_MISMATCH)", async () => {
     const nc = await stack.connect('raw');
     const keyring = (service: string) => new Keyring(stack.keys(service), stack.peers);
-    const brokerKeys = stack.peers.filter((k) => k.service === BROKER_ID && k.use === 'sig').map((k) => keyring('patient-portal').signingPublicKey(k.kid));
+    const brokerKeys = stack.peers
+      .filter((k) => k.service === BROKER_ID && k.use === 'sig')
+      .map((k) => keyring('patient-portal').signingPublicKey(k.kid));
     const send = async (service: string, signedBy: string, sig?: string) => {
-      const sealed = sealAccessCommand({ id: `raw-${signedBy}`, service, command: { op: 'create', patient: `Patient/${P}` }, now: Date.now(), signer: stack.keys(service).sign, keyring: keyring(service) });
+      const sealed = sealAccessCommand({
+        id: `raw-${signedBy}`,
+        service,
+        command: { op: 'create', patient: `Patient/${P}` },
+        now: Date.now(),
+        signer: stack.keys(service).sign,
+        keyring: keyring(service),
+      });
       const h = natsHeaders();
       h.set(HEADERS.signature, sig ?? sealed.sig);
       const m = await nc.request(subjects.accessRequest(signedBy), sealed.bytes, { headers: h, timeout: 10_000 });
-      return () => openAccessReply(m.data, m.headers?.get(HEADERS.signature) || undefined, brokerKeys, `raw-${signedBy}`);
+      return () =>
+        openAccessReply(m.data, m.headers?.get(HEADERS.signature) || undefined, brokerKeys, `raw-${signedBy}`);
     };
-    const other = sealAccessCommand({ id: 'x', service: 'patient-portal', command: { op: 'status', id: filed }, now: Date.now(), signer: stack.keys('patient-portal').sign, keyring: keyring('patient-portal') });
-    expect(await send('patient-portal', 'patient-portal', other.sig)).toThrow(expect.objectContaining({ code: 'E_SIGNATURE' }) as Error);
-    expect(await send('billing', 'patient-portal')).toThrow(expect.objectContaining({ code: 'E_SENDER_MISMATCH', path: 'iss' }) as Error);
+    const other = sealAccessCommand({
+      id: 'x',
+      service: 'patient-portal',
+      command: { op: 'status', id: filed },
+      now: Date.now(),
+      signer: stack.keys('patient-portal').sign,
+      keyring: keyring('patient-portal'),
+    });
+    expect(await send('patient-portal', 'patient-portal', other.sig)).toThrow(
+      expect.objectContaining({ code: 'E_SIGNATURE' }) as Error,
+    );
+    expect(await send('billing', 'patient-portal')).toThrow(
+      expect.objectContaining({ code: 'E_SENDER_MISMATCH', path: 'iss' }) as Error,
+    );
     await nc.close();
   });
 
   it('a captured request sent again: E_REPLAY (its id is claimed once in phi_seen), no second request', async () => {
     const nc = await stack.connect('replayer');
     const keyring = new Keyring(stack.keys('patient-portal'), stack.peers);
-    const brokerKeys = stack.peers.filter((k) => k.service === BROKER_ID && k.use === 'sig').map((k) => keyring.signingPublicKey(k.kid));
-    const sealed = sealAccessCommand({ id: 'replayed-1', service: 'patient-portal', command: { op: 'status', id: filed }, now: Date.now(), signer: stack.keys('patient-portal').sign, keyring });
+    const brokerKeys = stack.peers
+      .filter((k) => k.service === BROKER_ID && k.use === 'sig')
+      .map((k) => keyring.signingPublicKey(k.kid));
+    const sealed = sealAccessCommand({
+      id: 'replayed-1',
+      service: 'patient-portal',
+      command: { op: 'status', id: filed },
+      now: Date.now(),
+      signer: stack.keys('patient-portal').sign,
+      keyring,
+    });
     const h = natsHeaders();
     h.set(HEADERS.signature, sealed.sig);
     const ask = async () => {
-      const m = await nc.request(subjects.accessRequest('patient-portal'), sealed.bytes, { headers: h, timeout: 10_000 });
+      const m = await nc.request(subjects.accessRequest('patient-portal'), sealed.bytes, {
+        headers: h,
+        timeout: 10_000,
+      });
       return () => openAccessReply(m.data, m.headers?.get(HEADERS.signature) || undefined, brokerKeys, 'replayed-1');
     };
     expect((await ask())()).toMatchObject({ id: filed });
@@ -166,7 +242,9 @@ describe('refusals: the broker\'s own checks, each with a stable code, none crea
       ['patient-portal*,broker', '4', 'access refused: E_SENDER_MISMATCH at iss'],
       ['patient-portal*,broker', '4', 'access refused: E_REPLAY at id'],
     ]);
-    expect(refused.every((e) => e.type.code === '110110' && e.purposeOfEvent?.[0]?.coding?.[0]?.code === 'PATRQT')).toBe(true);
+    expect(
+      refused.every((e) => e.type.code === '110110' && e.purposeOfEvent?.[0]?.coding?.[0]?.code === 'PATRQT'),
+    ).toBe(true);
   });
 });
 

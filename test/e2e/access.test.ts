@@ -14,7 +14,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SOURCE_PREFIX, loadBundle } from '../../src/access/desk/bundle.js';
 import { AccessStore } from '../../src/access/desk/store.js';
 import { AccessDesk } from '../../src/access/desk/desk.js';
-import { ACCESS_DUE_MS, ACCESS_EXTENSION_MS, retryDelay, type AccessRequest } from '../../src/access/protocol/request.js';
+import {
+  ACCESS_DUE_MS,
+  ACCESS_EXTENSION_MS,
+  retryDelay,
+  type AccessRequest,
+} from '../../src/access/protocol/request.js';
 import { accessKey, answerHash } from '../../src/access/desk/sealing.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
 import { KV_BUCKETS, OBJECT_STORES, subjects } from '../../src/wire/names.js';
@@ -52,11 +57,14 @@ function recordsOf(service: string, ref: string): FhirResource[] {
 async function serve(service: string): Promise<void> {
   const c = clients.get(service) ?? (await stack.client(service));
   clients.set(service, c);
-  handles.set(service, await c.onAccessRequest((ref) => {
-    asked.set(`${service}|${ref}`, (asked.get(`${service}|${ref}`) ?? 0) + 1);
-    if (failing.has(service)) throw new Error(`${service} database unavailable`);
-    return recordsOf(service, ref);
-  }));
+  handles.set(
+    service,
+    await c.onAccessRequest((ref) => {
+      asked.set(`${service}|${ref}`, (asked.get(`${service}|${ref}`) ?? 0) + 1);
+      if (failing.has(service)) throw new Error(`${service} database unavailable`);
+      return recordsOf(service, ref);
+    }),
+  );
 }
 
 function hold(service: string, ref: string, resources: FhirResource[]): void {
@@ -69,13 +77,21 @@ async function publishPatient(id: string): Promise<void> {
   const registration = clients.get('registration') ?? (await stack.client('registration'));
   const ehr = clients.get('ehr') ?? (await stack.client('ehr'));
   const patient: FhirResource = { resourceType: 'Patient', id, name: [{ family: `Fam${id}` }] };
-  const observation: FhirResource = { resourceType: 'Observation', id: `obs-${id}`, status: 'final', code: { text: 'pulse' }, subject: { reference: `Patient/${id}` } };
+  const observation: FhirResource = {
+    resourceType: 'Observation',
+    id: `obs-${id}`,
+    status: 'final',
+    code: { text: 'pulse' },
+    subject: { reference: `Patient/${id}` },
+  };
   expect((await registration.publish(patient)).status).toBe('accepted');
   expect((await ehr.publish(observation)).status).toBe('accepted');
   const ref = `Patient/${id}`;
   hold('registration', ref, [patient]);
   hold('ehr', ref, [patient, observation]);
-  hold('notification', ref, [{ resourceType: 'Patient', id, telecom: [{ system: 'sms', value: `555-${id}` }] } as FhirResource]);
+  hold('notification', ref, [
+    { resourceType: 'Patient', id, telecom: [{ system: 'sms', value: `555-${id}` }] } as FhirResource,
+  ]);
   hold('billing', ref, [{ resourceType: 'Patient', id, name: [{ family: `Fam${id}` }] } as FhirResource]);
   hold('pharmacy', ref, []);
 }
@@ -84,15 +100,44 @@ beforeAll(async () => {
   stack = await startTestStack();
   tap = await stack.connect('tap');
   tap.subscribe('>', {
-    callback: (_e, m) => wire.push({ subject: m.subject, headers: m.headers === undefined ? '' : [...m.headers.keys()].map((k) => `${k}: ${m.headers?.values(k).join(',')}`).join('\n'), data: Buffer.from(m.data) }),
+    callback: (_e, m) =>
+      wire.push({
+        subject: m.subject,
+        headers:
+          m.headers === undefined
+            ? ''
+            : [...m.headers.keys()].map((k) => `${k}: ${m.headers?.values(k).join(',')}`).join('\n'),
+        data: Buffer.from(m.data),
+      }),
   });
   await tap.flush();
   for (const s of HOLDERS) clients.set(s, await stack.client(s));
   for (const s of HOLDERS) await serve(s);
   for (const id of [P1, P2, P3, P4]) await publishPatient(id);
-  desk = await AccessDesk.start({ nc: await stack.connectAs(BROKER_IDENTITY, 'desk'), catalog: stack.catalog, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger, now: () => clock, retryIntervalMs: 0, answerTimeoutMs: 2_000, ...(stack.broker === undefined ? {} : { audit: stack.broker.auditTrail }) });
+  desk = await AccessDesk.start({
+    nc: await stack.connectAs(BROKER_IDENTITY, 'desk'),
+    catalog: stack.catalog,
+    keys: stack.keys(BROKER_ID),
+    peers: stack.peers,
+    secrets: stack.secrets,
+    logger: stack.logger,
+    now: () => clock,
+    retryIntervalMs: 0,
+    answerTimeoutMs: 2_000,
+    ...(stack.broker === undefined ? {} : { audit: stack.broker.auditTrail }),
+  });
   // A second broker process's desk (its own connection), sharing the same state.
-  desk2 = await AccessDesk.start({ nc: await stack.connectAs(BROKER_IDENTITY, 'desk-2'), catalog: stack.catalog, keys: stack.keys(BROKER_ID), peers: stack.peers, secrets: stack.secrets, logger: stack.logger.child({ instance: 2 }), now: () => clock, retryIntervalMs: 0, answerTimeoutMs: 2_000 });
+  desk2 = await AccessDesk.start({
+    nc: await stack.connectAs(BROKER_IDENTITY, 'desk-2'),
+    catalog: stack.catalog,
+    keys: stack.keys(BROKER_ID),
+    peers: stack.peers,
+    secrets: stack.secrets,
+    logger: stack.logger.child({ instance: 2 }),
+    now: () => clock,
+    retryIntervalMs: 0,
+    answerTimeoutMs: 2_000,
+  });
 });
 
 afterAll(async () => {
@@ -116,13 +161,25 @@ describe('right of access', () => {
     expect(Object.keys(r.services)).toEqual(HOLDERS);
     for (const s of HOLDERS) {
       const mine = recordsOf(s, `Patient/${P1}`);
-      expect(r.services[s], s).toMatchObject({ state: 'answered', attempts: 1, resources: mine.length, sha256: answerHash(JSON.stringify(mine)) });
+      expect(r.services[s], s).toMatchObject({
+        state: 'answered',
+        attempts: 1,
+        resources: mine.length,
+        sha256: answerHash(JSON.stringify(mine)),
+      });
     }
     expect(r.services['ehr']).toMatchObject({ types: { Patient: 1, Observation: 1 } });
     // Read as `access export` does: the operator's (admin) identity; the broker only writes answers.
-    const bundle = await loadBundle(await AccessStore.open(await stack.connectAs(ADMIN_IDENTITY, 'exporter')), accessKey(stack.secrets), r, clock);
+    const bundle = await loadBundle(
+      await AccessStore.open(await stack.connectAs(ADMIN_IDENTITY, 'exporter')),
+      accessKey(stack.secrets),
+      r,
+      clock,
+    );
     expect(bundle).toMatchObject({ resourceType: 'Bundle', type: 'collection', id: r.id });
-    const expected = HOLDERS.flatMap((s) => recordsOf(s, `Patient/${P1}`).map((res) => ({ ...res, meta: { source: `${SOURCE_PREFIX}${s}` } })));
+    const expected = HOLDERS.flatMap((s) =>
+      recordsOf(s, `Patient/${P1}`).map((res) => ({ ...res, meta: { source: `${SOURCE_PREFIX}${s}` } })),
+    );
     expect(bundle.entry?.map((e) => e.resource)).toEqual(expected);
   });
 
@@ -131,8 +188,17 @@ describe('right of access', () => {
     const r = await desk.create(`Patient/${P2}`);
     expect(r.status).toBe('partial');
     // No responder (503); or, with this test's wiretap subscribed to '>', no answer in time (TIMEOUT).
-    expect(r.services['pharmacy']).toEqual({ state: 'pending', attempts: 1, nextAttemptAt: clock + retryDelay(1), code: expect.stringMatching(/^(503|TIMEOUT)$/) as unknown });
-    expect(Object.entries(r.services).filter(([, s]) => s.state !== 'answered').map(([n]) => n)).toEqual(['pharmacy']);
+    expect(r.services['pharmacy']).toEqual({
+      state: 'pending',
+      attempts: 1,
+      nextAttemptAt: clock + retryDelay(1),
+      code: expect.stringMatching(/^(503|TIMEOUT)$/) as unknown,
+    });
+    expect(
+      Object.entries(r.services)
+        .filter(([, s]) => s.state !== 'answered')
+        .map(([n]) => n),
+    ).toEqual(['pharmacy']);
     // Not due yet: the retry step asks nobody.
     expect(await desk.retryDue()).toEqual([]);
     clock += retryDelay(1);
@@ -141,20 +207,47 @@ describe('right of access', () => {
     await serve('pharmacy');
     clock += retryDelay(2);
     const [done] = await desk.retryDue();
-    expect(done).toMatchObject({ id: r.id, status: 'complete', services: { pharmacy: { state: 'answered', attempts: 3, resources: 0 } } });
+    expect(done).toMatchObject({
+      id: r.id,
+      status: 'complete',
+      services: { pharmacy: { state: 'answered', attempts: 3, resources: 0 } },
+    });
     // Every step is in the audit trail (45 CFR 164.312(b)): created, each answer, each miss — by request id and
     // patient pseudonym only.
     const nc = await stack.connectAs(ADMIN_IDENTITY, 'auditor');
     const events: AuditEvent[] = [];
     for await (const rec of readAuditRecords(nc)) events.push(...(decodeRecord(rec.data)?.events ?? []));
     const steps = events
-      .filter((e) => e.entity?.some((x) => x.what?.identifier?.system === 'urn:phi-broker:access-request' && x.what.identifier.value === r.id))
-      .map((e) => [e.subtype?.[0]?.code, e.agent.slice(1).map((a) => a.who?.identifier?.value).join(','), e.outcome]);
+      .filter((e) =>
+        e.entity?.some(
+          (x) => x.what?.identifier?.system === 'urn:phi-broker:access-request' && x.what.identifier.value === r.id,
+        ),
+      )
+      .map((e) => [
+        e.subtype?.[0]?.code,
+        e.agent
+          .slice(1)
+          .map((a) => a.who?.identifier?.value)
+          .join(','),
+        e.outcome,
+      ]);
     // created first; the services are asked in parallel, so their answers are compared as a set
     expect(steps[0]).toEqual(['created', HOLDERS.join(','), '0']);
-    const expected = [...HOLDERS.filter((h) => h !== 'pharmacy').map((h) => ['answered', h, '0']), ['unanswered', 'pharmacy', '4'], ['unanswered', 'pharmacy', '4'], ['answered', 'pharmacy', '0']];
-    expect(steps.slice(1).map((x) => x.join(' ')).sort()).toEqual(expected.map((x) => x.join(' ')).sort());
-    const created = events.find((e) => e.subtype?.[0]?.code === 'created' && e.entity?.some((x) => x.what?.identifier?.value === r.id));
+    const expected = [
+      ...HOLDERS.filter((h) => h !== 'pharmacy').map((h) => ['answered', h, '0']),
+      ['unanswered', 'pharmacy', '4'],
+      ['unanswered', 'pharmacy', '4'],
+      ['answered', 'pharmacy', '0'],
+    ];
+    expect(
+      steps
+        .slice(1)
+        .map((x) => x.join(' '))
+        .sort(),
+    ).toEqual(expected.map((x) => x.join(' ')).sort());
+    const created = events.find(
+      (e) => e.subtype?.[0]?.code === 'created' && e.entity?.some((x) => x.what?.identifier?.value === r.id),
+    );
     expect(created?.entity?.[0]?.what?.identifier?.value).toBe(patientPseudonym(stack.secrets, `Patient/${P2}`));
     expect(JSON.stringify(events)).not.toContain(P2);
   });
@@ -164,7 +257,9 @@ describe('right of access', () => {
     await handles.get('ehr')?.stop();
     // An impostor answering on ehr's subject (NATS permissions should prevent it) with bytes the broker cannot verify.
     const impostor = await stack.connect('impostor');
-    const sub = impostor.subscribe(subjects.access('ehr'), { callback: (_e, m) => m.respond(new TextEncoder().encode('{"resourceType":"Bundle"}')) });
+    const sub = impostor.subscribe(subjects.access('ehr'), {
+      callback: (_e, m) => m.respond(new TextEncoder().encode('{"resourceType":"Bundle"}')),
+    });
     await impostor.flush();
     partial = await desk.create(`Patient/${P3}`);
     sub.unsubscribe();
@@ -179,10 +274,18 @@ describe('right of access', () => {
     await expect(desk.extend(partial.id, '')).rejects.toMatchObject({ code: 'E_ACCESS_EXTENDED', path: 'reason' });
     const extended = await desk.extend(partial.id, 'two systems are being migrated');
     expect(extended.dueAt).toBe(partial.receivedAt + ACCESS_DUE_MS + ACCESS_EXTENSION_MS);
-    expect(extended.extension).toMatchObject({ reason: 'two systems are being migrated', previousDueAt: partial.dueAt });
-    await expect(desk.extend(partial.id, 'again')).rejects.toMatchObject({ code: 'E_ACCESS_EXTENDED', path: 'extension' });
+    expect(extended.extension).toMatchObject({
+      reason: 'two systems are being migrated',
+      previousDueAt: partial.dueAt,
+    });
+    await expect(desk.extend(partial.id, 'again')).rejects.toMatchObject({
+      code: 'E_ACCESS_EXTENDED',
+      path: 'extension',
+    });
     await expect(desk.extend(complete.id, 'late')).rejects.toMatchObject({ code: 'E_ACCESS_EXTENDED' });
-    await expect(desk.extend('ar-00000000-0000-4000-8000-000000000000', 'x')).rejects.toMatchObject({ code: 'E_ACCESS_UNKNOWN' });
+    await expect(desk.extend('ar-00000000-0000-4000-8000-000000000000', 'x')).rejects.toMatchObject({
+      code: 'E_ACCESS_UNKNOWN',
+    });
   });
 
   it('lists a request past its due date that is not complete as overdue', async () => {
@@ -220,7 +323,9 @@ describe('right of access', () => {
     for await (const k of await store.kv.keys()) keys.push(k);
     for (const k of keys) kvText.push(k, new TextDecoder().decode((await store.kv.get(k))?.value));
     expect(kvText.length).toBe(8);
-    const disk = filesUnder(join(stack.nats.dir, 'nats')).filter((f) => f.includes(`KV_${KV_BUCKETS.access}`) || f.includes(`OBJ_${OBJECT_STORES.accessAnswers}`));
+    const disk = filesUnder(join(stack.nats.dir, 'nats')).filter(
+      (f) => f.includes(`KV_${KV_BUCKETS.access}`) || f.includes(`OBJ_${OBJECT_STORES.accessAnswers}`),
+    );
     expect(disk.length).toBeGreaterThan(0);
     const diskText = disk.map((f) => readFileSync(f).toString('latin1')).join('\n');
     const wireText = wire.map((w) => `${w.subject}\n${w.headers}\n${w.data.toString('latin1')}`).join('\n');
@@ -231,7 +336,9 @@ describe('right of access', () => {
       expect(wireText, id).not.toContain(id);
       expect(stack.logs.text(), id).not.toContain(id);
     }
-    expect(stack.logs.records().filter((r) => typeof r['event'] === 'string' && (r['event'] as string).startsWith('access.')).length).toBeGreaterThan(10);
+    expect(
+      stack.logs.records().filter((r) => typeof r['event'] === 'string' && (r['event'] as string).startsWith('access.'))
+        .length,
+    ).toBeGreaterThan(10);
   });
 });
-

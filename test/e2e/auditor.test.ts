@@ -47,29 +47,66 @@ async function refusalsSince(from: number): Promise<string[]> {
   auditor.publish(sentinel, bytes);
   await auditor.flush();
   await logWaiter.until(() => stack.log().slice(from).includes(`"${sentinel}"`), 10_000, `server log ${sentinel}`);
-  const lines = stack.log().slice(from).match(/Violation[^\n]*/g) ?? [];
-  return lines.filter((l) => !l.includes(`"${sentinel}"`) && !/"\$JS\.API\.CONSUMER\.DELETE\.(PHI_AUDIT|PHI_DISCLOSURES)\.[^".]+"/.test(l));
+  const lines =
+    stack
+      .log()
+      .slice(from)
+      .match(/Violation[^\n]*/g) ?? [];
+  return lines.filter(
+    (l) =>
+      !l.includes(`"${sentinel}"`) && !/"\$JS\.API\.CONSUMER\.DELETE\.(PHI_AUDIT|PHI_DISCLOSURES)\.[^".]+"/.test(l),
+  );
 }
 
-const req = (nc: NatsConnection, subject: string, body: unknown = {}): Promise<unknown> => nc.request(subject, new TextEncoder().encode(JSON.stringify(body)), { timeout: 5_000 });
+const req = (nc: NatsConnection, subject: string, body: unknown = {}): Promise<unknown> =>
+  nc.request(subject, new TextEncoder().encode(JSON.stringify(body)), { timeout: 5_000 });
 
 beforeAll(async () => {
   stack = await startMtlsStack(() => logWaiter.signal());
   await stack.startBroker(logger);
   const client = async (service: string): Promise<PhiClient> => {
-    const c = await PhiClient.connect({ servers: stack.server.url, tls: stack.layout.identity(serviceIdentity(service)), service, keys: readServiceKeys(stack.keysDir, service), peers: stack.peers, logger });
+    const c = await PhiClient.connect({
+      servers: stack.server.url,
+      tls: stack.layout.identity(serviceIdentity(service)),
+      service,
+      keys: readServiceKeys(stack.keysDir, service),
+      peers: stack.peers,
+      logger,
+    });
     clients.push(c);
     return c;
   };
   // An immunization from ehr: delivered to public-health (external: a disclosure), recorded in the registry and audited.
   const ehr = await client('ehr');
-  const r = await ehr.publish({ resourceType: 'Immunization', id: 'i-auditor-1', status: 'completed', vaccineCode: { coding: [{ system: 'http://hl7.org/fhir/sid/cvx', code: '140' }] }, patient: { reference: PATIENT }, occurrenceDateTime: '2026-10-01' });
+  const r = await ehr.publish({
+    resourceType: 'Immunization',
+    id: 'i-auditor-1',
+    status: 'completed',
+    vaccineCode: { coding: [{ system: 'http://hl7.org/fhir/sid/cvx', code: '140' }] },
+    patient: { reference: PATIENT },
+    occurrenceDateTime: '2026-10-01',
+  });
   expect(r.status).toBe('accepted');
   // About 2 MB: large enough that reading the stored answer back (access export) takes the ordered consumer's flow control.
-  const many = Array.from({ length: 1000 }, (_, i) => ({ resourceType: 'Observation' as const, id: `o-${i}`, status: 'final' as const, code: { text: 'note '.repeat(400) }, subject: { reference: PATIENT } }));
+  const many = Array.from({ length: 1000 }, (_, i) => ({
+    resourceType: 'Observation' as const,
+    id: `o-${i}`,
+    status: 'final' as const,
+    code: { text: 'note '.repeat(400) },
+    subject: { reference: PATIENT },
+  }));
   await ehr.onAccessRequest((ref) => (ref === PATIENT ? many : []));
   const secrets = ensureBrokerSecrets(stack.keysDir);
-  const desk = await AccessDesk.start({ nc: await stack.connectAs(BROKER_IDENTITY), catalog: stack.catalog, keys: readServiceKeys(stack.keysDir, BROKER_ID), peers: stack.peers, secrets, logger, retryIntervalMs: 0, answerTimeoutMs: 30_000 });
+  const desk = await AccessDesk.start({
+    nc: await stack.connectAs(BROKER_IDENTITY),
+    catalog: stack.catalog,
+    keys: readServiceKeys(stack.keysDir, BROKER_ID),
+    peers: stack.peers,
+    secrets,
+    logger,
+    retryIntervalMs: 0,
+    answerTimeoutMs: 30_000,
+  });
   try {
     const request = await desk.create(PATIENT);
     requestId = request.id;
@@ -79,8 +116,13 @@ beforeAll(async () => {
   }
   // A restriction, written by the admin (consent add).
   const admin = await stack.connectAs(ADMIN_IDENTITY);
-  const consent = await ConsentStore.open(admin, secrets, { services: stack.catalog.services.keys(), patients: stack.catalog.patients });
-  consentId = (await consent.add({ patient: PATIENT, denyRecipients: ['analytics'], denyPurposes: [], denyLabels: [] })).consent.id ?? '';
+  const consent = await ConsentStore.open(admin, secrets, {
+    services: stack.catalog.services.keys(),
+    patients: stack.catalog.patients,
+  });
+  consentId =
+    (await consent.add({ patient: PATIENT, denyRecipients: ['analytics'], denyPurposes: [], denyLabels: [] })).consent
+      .id ?? '';
   auditor = await stack.connectAs(AUDITOR_IDENTITY);
 }, 180_000);
 
@@ -97,7 +139,11 @@ describe('the auditor reads what the read-only commands read, without one refusa
     const records = [];
     for await (const rec of readAuditRecords(auditor)) records.push(rec);
     expect(records).toHaveLength(state.messages);
-    const keys = new Map(readJwks(stack.keysDir).filter((k) => k.service === BROKER_ID && k.use === 'sig').map((k) => [k.kid, k.publicKey]));
+    const keys = new Map(
+      readJwks(stack.keysDir)
+        .filter((k) => k.service === BROKER_ID && k.use === 'sig')
+        .map((k) => [k.kid, k.publicKey]),
+    );
     expect(verifyAuditRecords(records, { signingKey: (kid) => keys.get(kid), agedOut: false }).broken).toBeUndefined();
     // Its reader's consumer delete is refused (the consumer goes by its inactive threshold); nothing else is.
     expect(await refusalsSince(from)).toEqual([]);
@@ -113,7 +159,11 @@ describe('the auditor reads what the read-only commands read, without one refusa
 
   it('disclosures: the delivery to public-health, from PHI_DISCLOSURES', async () => {
     const from = serverLogSize();
-    const r = await readDisclosures(auditor, patientPseudonym(ensureBrokerSecrets(stack.keysDir), PATIENT), new Date(0));
+    const r = await readDisclosures(
+      auditor,
+      patientPseudonym(ensureBrokerSecrets(stack.keysDir), PATIENT),
+      new Date(0),
+    );
     expect(r.disclosures.map((d) => d.record.recipient)).toEqual(['public-health']);
     expect(await refusalsSince(from)).toEqual([]);
   });
@@ -123,7 +173,9 @@ describe('the auditor reads what the read-only commands read, without one refusa
     const store = await AccessStore.open(auditor);
     expect((await store.get(requestId)).id).toBe(requestId);
     expect((await store.list()).map((r) => r.id)).toEqual([requestId]);
-    const answered = Object.entries((await store.get(requestId)).services).filter(([, s]) => s.state === 'answered').map(([name]) => name);
+    const answered = Object.entries((await store.get(requestId)).services)
+      .filter(([, s]) => s.state === 'answered')
+      .map(([name]) => name);
     expect(answered.length).toBeGreaterThan(0);
     for (const service of answered) expect((await store.getAnswer(requestId, service))?.length).toBeGreaterThan(0);
     expect(await refusalsSince(from)).toEqual([]);
@@ -131,7 +183,10 @@ describe('the auditor reads what the read-only commands read, without one refusa
 
   it('consent list: the restriction in KV phi_consent (keys, get)', async () => {
     const from = serverLogSize();
-    const store = await ConsentStore.open(auditor, ensureBrokerSecrets(stack.keysDir), { services: stack.catalog.services.keys(), patients: stack.catalog.patients });
+    const store = await ConsentStore.open(auditor, ensureBrokerSecrets(stack.keysDir), {
+      services: stack.catalog.services.keys(),
+      patients: stack.catalog.patients,
+    });
     expect((await store.list(PATIENT)).map((s) => s.consent.id)).toEqual([consentId]);
     expect(await refusalsSince(from)).toEqual([]);
   });
@@ -160,7 +215,13 @@ describe('the auditor is refused every write', () => {
 
   it('publish on ingest, delivery, audit and disclosure subjects', async () => {
     const js = auditor.jetstream();
-    for (const subject of [subjects.ingest('ehr', 'Immunization'), subjects.deliver('public-health', 'Immunization'), 'phi.audit.x', 'phi.disclosure.x.public-health', 'phi.quarantine.ehr']) {
+    for (const subject of [
+      subjects.ingest('ehr', 'Immunization'),
+      subjects.deliver('public-health', 'Immunization'),
+      'phi.audit.x',
+      'phi.disclosure.x.public-health',
+      'phi.quarantine.ehr',
+    ]) {
       await publishDenied(js.publish(subject, bytes), subject);
     }
   });
@@ -171,8 +232,14 @@ describe('the auditor is refused every write', () => {
     await publishDenied(jsm.streams.purge(STREAMS.audit), `$JS.API.STREAM.PURGE.${STREAMS.audit}`);
     await publishDenied(jsm.streams.deleteMessage(STREAMS.audit, 1), `$JS.API.STREAM.MSG.DELETE.${STREAMS.audit}`);
     const { config } = await jsm.streams.info(STREAMS.audit);
-    await publishDenied(jsm.streams.update(STREAMS.audit, { ...config, deny_delete: false }), `$JS.API.STREAM.UPDATE.${STREAMS.audit}`);
-    await publishDenied(req(auditor, `$JS.API.STREAM.CREATE.X`, { name: 'X', subjects: ['x.>'] }), '$JS.API.STREAM.CREATE.X');
+    await publishDenied(
+      jsm.streams.update(STREAMS.audit, { ...config, deny_delete: false }),
+      `$JS.API.STREAM.UPDATE.${STREAMS.audit}`,
+    );
+    await publishDenied(
+      req(auditor, `$JS.API.STREAM.CREATE.X`, { name: 'X', subjects: ['x.>'] }),
+      '$JS.API.STREAM.CREATE.X',
+    );
   });
 
   it('phi.control.access (create, extend, retry go to the broker there)', async () => {
@@ -180,7 +247,16 @@ describe('the auditor is refused every write', () => {
   });
 
   it('a durable consumer through the legacy create subject, and consumer delete', async () => {
-    await publishDenied(req(auditor, `$JS.API.CONSUMER.DURABLE.CREATE.${STREAMS.audit}.d`, { stream_name: STREAMS.audit, config: { durable_name: 'd' } }), `$JS.API.CONSUMER.DURABLE.CREATE.${STREAMS.audit}.d`);
-    await publishDenied(req(auditor, `$JS.API.CONSUMER.DELETE.${STREAMS.audit}.d`), `$JS.API.CONSUMER.DELETE.${STREAMS.audit}.d`);
+    await publishDenied(
+      req(auditor, `$JS.API.CONSUMER.DURABLE.CREATE.${STREAMS.audit}.d`, {
+        stream_name: STREAMS.audit,
+        config: { durable_name: 'd' },
+      }),
+      `$JS.API.CONSUMER.DURABLE.CREATE.${STREAMS.audit}.d`,
+    );
+    await publishDenied(
+      req(auditor, `$JS.API.CONSUMER.DELETE.${STREAMS.audit}.d`),
+      `$JS.API.CONSUMER.DELETE.${STREAMS.audit}.d`,
+    );
   });
 });

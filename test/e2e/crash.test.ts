@@ -45,7 +45,9 @@ function startBroker(): Promise<ChildProcess> {
 }
 
 function exited(child: ChildProcess): Promise<void> {
-  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', () => r()));
+  return child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise((r) => child.once('exit', () => r()));
 }
 
 beforeAll(async () => {
@@ -55,7 +57,15 @@ beforeAll(async () => {
   dataDir = join(nats.dir, 'data');
   // As deployed over mTLS: the admin identity provisions (`phi-broker nats-provision`), `up` runs as the broker identity.
   const admin = await nats.connectAs(ADMIN_IDENTITY, 'provision');
-  await provisionStreams(admin, parseConfig({ dataDir, subjectsDir: join(ROOT, 'subjects'), profilesDir: join(ROOT, 'fhir-profiles'), ackWaitMs: 2000 }));
+  await provisionStreams(
+    admin,
+    parseConfig({
+      dataDir,
+      subjectsDir: join(ROOT, 'subjects'),
+      profilesDir: join(ROOT, 'fhir-profiles'),
+      ackWaitMs: 2000,
+    }),
+  );
   await admin.close();
 });
 
@@ -69,8 +79,19 @@ it('SIGKILL mid-stream: every message delivered exactly once after restart', asy
   const first = await startBroker();
   const keysDir = join(dataDir, 'keys');
   const peers = readJwks(keysDir);
-  const sub = await PhiClient.connect({ nc: await nats.connectAs(serviceIdentity('notification')), service: 'notification', keys: readServiceKeys(keysDir, 'notification'), peers });
-  const pub = await PhiClient.connect({ nc: await nats.connectAs(serviceIdentity('registration')), service: 'registration', keys: readServiceKeys(keysDir, 'registration'), peers, receiptTimeoutMs: 120_000 });
+  const sub = await PhiClient.connect({
+    nc: await nats.connectAs(serviceIdentity('notification')),
+    service: 'notification',
+    keys: readServiceKeys(keysDir, 'notification'),
+    peers,
+  });
+  const pub = await PhiClient.connect({
+    nc: await nats.connectAs(serviceIdentity('registration')),
+    service: 'registration',
+    keys: readServiceKeys(keysDir, 'registration'),
+    peers,
+    receiptTimeoutMs: 120_000,
+  });
   const handled = new Map<string, number>();
   const waiter = new Waiter();
   await sub.subscribe('Patient', (d) => {
@@ -81,7 +102,14 @@ it('SIGKILL mid-stream: every message delivered exactly once after restart', asy
   const results: Promise<PublishResult>[] = [];
   let killed = false;
   for (let i = 0; i < TOTAL; i++) {
-    results.push(pub.publish({ resourceType: 'Patient', id: `crash-${i}`, name: [{ family: `Crashtest${i}` }], telecom: [{ system: 'phone', value: `555-01${i}` }] }));
+    results.push(
+      pub.publish({
+        resourceType: 'Patient',
+        id: `crash-${i}`,
+        name: [{ family: `Crashtest${i}` }],
+        telecom: [{ system: 'phone', value: `555-01${i}` }],
+      }),
+    );
     if (i % 20 === 19) await new Promise((r) => setImmediate(r));
     if (!killed && handled.size >= 100) {
       first.kill('SIGKILL');

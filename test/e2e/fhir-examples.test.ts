@@ -18,7 +18,11 @@ const present = existsSync(EXAMPLES);
 
 /** Files expected to be rejected as a whole, with the reason (see docs/validation.md). */
 const EXPECTED_REJECTIONS: Record<string, { code: string; path: string; reason: string }> = {
-  'json-edge-cases.json': { code: 'E_FHIR_INVALID', path: 'Patient.id', reason: 'a Patient with no id: the broker names every resource <Type>/<id> (docs/validation.md)' },
+  'json-edge-cases.json': {
+    code: 'E_FHIR_INVALID',
+    path: 'Patient.id',
+    reason: 'a Patient with no id: the broker names every resource <Type>/<id> (docs/validation.md)',
+  },
 };
 
 describe.skipIf(!present)(`fhir-examples through the broker (${EXAMPLES})`, () => {
@@ -64,24 +68,47 @@ describe.skipIf(!present)(`fhir-examples through the broker (${EXAMPLES})`, () =
     return publisher;
   }
 
-  async function checkDeliveries(resource: Record<string, unknown>, result: PublishResult, label: string): Promise<void> {
+  async function checkDeliveries(
+    resource: Record<string, unknown>,
+    result: PublishResult,
+    label: string,
+  ): Promise<void> {
     expect(result.status, `${label}: ${JSON.stringify(result)}`).toBe('accepted');
     if (result.status !== 'accepted') return;
     const topic = stack.catalog.topics.get(String(resource['resourceType']));
     expect(result.deliveries).toBe(topic?.subscribers.length);
-    await waiter.until(() => (delivered.get(result.id)?.length ?? 0) === result.deliveries, 60_000, `deliveries of ${label}`);
+    await waiter.until(
+      () => (delivered.get(result.id)?.length ?? 0) === result.deliveries,
+      60_000,
+      `deliveries of ${label}`,
+    );
     for (const sub of topic?.subscribers ?? []) {
-      const got = delivered.get(result.id)?.filter((d) => d.provenance.purpose === sub.purpose && d.provenance.profile === stack.catalog.profiles.get(sub.profile)?.url);
+      const got = delivered
+        .get(result.id)
+        ?.filter(
+          (d) =>
+            d.provenance.purpose === sub.purpose &&
+            d.provenance.profile === stack.catalog.profiles.get(sub.profile)?.url,
+        );
       expect(got?.length, `${label} → ${sub.service}`).toBeGreaterThanOrEqual(1);
       const profile = stack.catalog.profiles.get(sub.profile);
       if (profile === undefined) throw new Error('unreachable');
-      const expected = compileProfile(profile)(resource, { pseudonymize: pseudonymizer(subscriberPseudonymKey(stack.secrets.pseudonymKey, sub.service)) });
-      expect(got?.map((d) => d.resource), `${label} → ${sub.service}`).toContainEqual(expected);
+      const expected = compileProfile(profile)(resource, {
+        pseudonymize: pseudonymizer(subscriberPseudonymKey(stack.secrets.pseudonymKey, sub.service)),
+      });
+      expect(
+        got?.map((d) => d.resource),
+        `${label} → ${sub.service}`,
+      ).toContainEqual(expected);
     }
   }
 
   const hl7Dir = join(EXAMPLES, 'hl7');
-  const hl7Files = present ? readdirSync(hl7Dir).filter((f) => f.endsWith('.json')).sort() : [];
+  const hl7Files = present
+    ? readdirSync(hl7Dir)
+        .filter((f) => f.endsWith('.json'))
+        .sort()
+    : [];
   it.each(hl7Files)('hl7/%s', async (file) => {
     const json = JSON.parse(readFileSync(join(hl7Dir, file), 'utf8')) as Record<string, unknown>;
     const type = String(json['resourceType']);
@@ -92,7 +119,8 @@ describe.skipIf(!present)(`fhir-examples through the broker (${EXAMPLES})`, () =
       for (const [i, part] of parts.entries()) {
         const r = results[i];
         if (r === undefined) throw new Error('missing result');
-        if (part.ok) await checkDeliveries(part.resource as unknown as Record<string, unknown>, r, `${file} entry ${i}`);
+        if (part.ok)
+          await checkDeliveries(part.resource as unknown as Record<string, unknown>, r, `${file} entry ${i}`);
         else expect(r).toMatchObject({ status: 'rejected', code: 'E_BUNDLE_INVALID', path: part.path });
       }
       return;
@@ -107,7 +135,11 @@ describe.skipIf(!present)(`fhir-examples through the broker (${EXAMPLES})`, () =
   });
 
   const syntheaDir = join(EXAMPLES, 'synthea');
-  const syntheaFiles = present ? readdirSync(syntheaDir).filter((f) => f.endsWith('.json')).sort() : [];
+  const syntheaFiles = present
+    ? readdirSync(syntheaDir)
+        .filter((f) => f.endsWith('.json'))
+        .sort()
+    : [];
   it.each(syntheaFiles)('synthea/%s: every entry, published as a split Bundle', async (file) => {
     const bundle = JSON.parse(readFileSync(join(syntheaDir, file), 'utf8')) as Record<string, unknown>;
     const parts = splitBundle(bundle);
@@ -126,7 +158,12 @@ describe.skipIf(!present)(`fhir-examples through the broker (${EXAMPLES})`, () =
       indexes.forEach((i, k) => results.set(i, rs[k] as PublishResult));
     }
     for (const [i, p] of parts.entries()) {
-      if (p.ok) await checkDeliveries(p.resource as unknown as Record<string, unknown>, results.get(i) as PublishResult, `${file} entry ${i} (${p.resource.resourceType})`);
+      if (p.ok)
+        await checkDeliveries(
+          p.resource as unknown as Record<string, unknown>,
+          results.get(i) as PublishResult,
+          `${file} entry ${i} (${p.resource.resourceType})`,
+        );
     }
     expect(total).toBeGreaterThan(0);
   });

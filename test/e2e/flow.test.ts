@@ -20,7 +20,20 @@ import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 const PATIENT = readJson(join(ROOT, 'examples/patient.json'));
 const OBSERVATION = readJson(join(ROOT, 'examples/observation.json'));
 /** Distinctive synthetic PHI in the examples above (and in inputs below): none may leak anywhere. */
-const PHI = ['Quillfeather', 'Marisol', '555-0142-7731', 'MRN-7731-DEMO', '999-41-7731', '42 Lantern Row', 'Brightwater', 'marisol.quillfeather@example.org', 'Ilsa Northgate', 'Ravensloe', 'Zephyrine', '555-0199-7731'];
+const PHI = [
+  'Quillfeather',
+  'Marisol',
+  '555-0142-7731',
+  'MRN-7731-DEMO',
+  '999-41-7731',
+  '42 Lantern Row',
+  'Brightwater',
+  'marisol.quillfeather@example.org',
+  'Ilsa Northgate',
+  'Ravensloe',
+  'Zephyrine',
+  '555-0199-7731',
+];
 
 /** Just under the test server's 1 MiB max_payload, leaving room for headers. */
 const NEAR_MAX_PAYLOAD = 1024 * 1024 - 512;
@@ -56,7 +69,14 @@ beforeAll(async () => {
   wire = [];
   tap.subscribe('>', {
     callback: (_e, m) => {
-      wire.push({ subject: m.subject, headers: m.headers === undefined ? '' : [...m.headers.keys()].map((k) => `${k}: ${m.headers?.values(k).join(',')}`).join('\n'), data: Buffer.from(m.data) });
+      wire.push({
+        subject: m.subject,
+        headers:
+          m.headers === undefined
+            ? ''
+            : [...m.headers.keys()].map((k) => `${k}: ${m.headers?.values(k).join(',')}`).join('\n'),
+        data: Buffer.from(m.data),
+      });
     },
   });
   receipts = new ReceiptLog(tap);
@@ -81,7 +101,13 @@ describe('minimum-necessary projections', () => {
     const o = await ehrPublisher.publish(OBSERVATION);
     expect(o.status).toBe('accepted');
     observationId = o.id;
-    await waiter.until(() => deliveriesOf('notification', patientId).length === 1 && deliveriesOf('ehr', patientId).length === 1 && deliveriesOf('analytics', observationId).length === 1 && deliveriesOf('ehr', observationId).length === 1);
+    await waiter.until(
+      () =>
+        deliveriesOf('notification', patientId).length === 1 &&
+        deliveriesOf('ehr', patientId).length === 1 &&
+        deliveriesOf('analytics', observationId).length === 1 &&
+        deliveriesOf('ehr', observationId).length === 1,
+    );
   });
 
   it('notification gets name and phone/email telecom only', () => {
@@ -130,7 +156,11 @@ describe('minimum-necessary projections', () => {
 });
 
 describe('bad input: a stable code, a receipt, and an encrypted copy in quarantine', () => {
-  async function expectRejected(result: Promise<{ status: string; id: string; code?: string; path?: string; message?: string }>, code: string, path?: string): Promise<string> {
+  async function expectRejected(
+    result: Promise<{ status: string; id: string; code?: string; path?: string; message?: string }>,
+    code: string,
+    path?: string,
+  ): Promise<string> {
     const r = await result;
     expect(r).toMatchObject({ status: 'rejected', code });
     if (path !== undefined) expect(r.path).toBe(path);
@@ -139,30 +169,61 @@ describe('bad input: a stable code, a receipt, and an encrypted copy in quaranti
   }
 
   it('malformed JSON', async () => {
-    await expectRejected(registration.publish('{"resourceType":"Patient","name":[{"family":"Zephyrine"'), 'E_JSON_MALFORMED');
+    await expectRejected(
+      registration.publish('{"resourceType":"Patient","name":[{"family":"Zephyrine"'),
+      'E_JSON_MALFORMED',
+    );
   });
   it('not FHIR', async () => {
     await expectRejected(registration.publish({ family: 'Zephyrine' }), 'E_NOT_FHIR');
   });
   it('unknown resource type', async () => {
-    await expectRejected(registration.publish({ resourceType: 'Patientish', name: 'Zephyrine' }), 'E_UNKNOWN_RESOURCE_TYPE', 'resourceType');
+    await expectRejected(
+      registration.publish({ resourceType: 'Patientish', name: 'Zephyrine' }),
+      'E_UNKNOWN_RESOURCE_TYPE',
+      'resourceType',
+    );
   });
   it('invalid FHIR (bad date)', async () => {
-    await expectRejected(registration.publish({ resourceType: 'Patient', id: 'bad-date', name: [{ family: 'Zephyrine' }], birthDate: '19-84-07' }), 'E_FHIR_INVALID', 'Patient.birthDate');
+    await expectRejected(
+      registration.publish({
+        resourceType: 'Patient',
+        id: 'bad-date',
+        name: [{ family: 'Zephyrine' }],
+        birthDate: '19-84-07',
+      }),
+      'E_FHIR_INVALID',
+      'Patient.birthDate',
+    );
   });
   it('invalid FHIR (missing required element)', async () => {
-    await expectRejected(ehrPublisher.publish({ resourceType: 'Observation', id: 'no-status', code: { text: 'Zephyrine' } }), 'E_FHIR_INVALID');
+    await expectRejected(
+      ehrPublisher.publish({ resourceType: 'Observation', id: 'no-status', code: { text: 'Zephyrine' } }),
+      'E_FHIR_INVALID',
+    );
   });
   it('unknown element', async () => {
-    await expectRejected(registration.publish({ resourceType: 'Patient', id: 'nick', name: [{ family: 'Zephyrine', nickname: 'Zeph' }] }), 'E_UNKNOWN_ELEMENT', 'Patient.name[0].nickname');
+    await expectRejected(
+      registration.publish({ resourceType: 'Patient', id: 'nick', name: [{ family: 'Zephyrine', nickname: 'Zeph' }] }),
+      'E_UNKNOWN_ELEMENT',
+      'Patient.name[0].nickname',
+    );
   });
   it('oversized message', async () => {
-    const big = { resourceType: 'Patient', id: 'big', name: [{ family: 'Zephyrine', given: Array.from({ length: 400 }, (_, i) => `given-${i}-${'x'.repeat(900)}`) }] };
+    const big = {
+      resourceType: 'Patient',
+      id: 'big',
+      name: [{ family: 'Zephyrine', given: Array.from({ length: 400 }, (_, i) => `given-${i}-${'x'.repeat(900)}`) }],
+    };
     await expectRejected(registration.publish(big), 'E_TOO_LARGE');
   });
   it('a resource type the sender may not publish', async () => {
     const notification = await stack.client('notification');
-    await expectRejected(notification.publish({ resourceType: 'Patient', id: 'not-mine', name: [{ family: 'Zephyrine' }] }), 'E_NOT_AUTHORIZED', 'typ');
+    await expectRejected(
+      notification.publish({ resourceType: 'Patient', id: 'not-mine', name: [{ family: 'Zephyrine' }] }),
+      'E_NOT_AUTHORIZED',
+      'typ',
+    );
   });
 });
 
@@ -173,7 +234,11 @@ describe('envelope attacks sent straight to NATS', () => {
   });
 
   /** A well-formed envelope from registration; `tamper` edits its bytes, which are then re-signed as `signAs`. */
-  function envelope(opts: { iat?: number; signAs?: string; kid?: string; resource?: Record<string, unknown> } = {}): { id: string; bytes: Uint8Array; sig: string } {
+  function envelope(opts: { iat?: number; signAs?: string; kid?: string; resource?: Record<string, unknown> } = {}): {
+    id: string;
+    bytes: Uint8Array;
+    sig: string;
+  } {
     const iss = 'registration';
     const ring = new Keyring(stack.keys(iss), stack.peers);
     const id = randomUUID();
@@ -189,7 +254,9 @@ describe('envelope attacks sent straight to NATS', () => {
     if (opts.kid === undefined && opts.signAs === undefined) return { id, bytes: sealed.bytes, sig: sealed.sig };
     const signer = stack.keys(opts.signAs ?? iss).sign;
     const kid = opts.kid ?? signer.kid;
-    const text = Buffer.from(sealed.bytes).toString('utf8').replace(`"kid":"${stack.keys(iss).sign.kid}"`, `"kid":"${kid}"`);
+    const text = Buffer.from(sealed.bytes)
+      .toString('utf8')
+      .replace(`"kid":"${stack.keys(iss).sign.kid}"`, `"kid":"${kid}"`);
     expect(text).toContain(`"kid":"${kid}"`);
     const bytes = new TextEncoder().encode(text);
     return { id, bytes, sig: Buffer.from(signDetached(bytes, signer.secretKey)).toString('base64url') };
@@ -229,7 +296,10 @@ describe('envelope attacks sent straight to NATS', () => {
     expect(await receipts.next(e.id, 1)).toMatchObject({ status: 'accepted' });
     await send('phi.ingest.registration.Patient', e.bytes, e.sig);
     // Rejected and quarantined, but with no receipt: one would carry the genuine message's id and hash.
-    await stack.logs.until((r) => r['event'] === 'ingest.rejected' && r['id'] === e.id && r['code'] === 'E_REPLAY', 'the E_REPLAY rejection');
+    await stack.logs.until(
+      (r) => r['event'] === 'ingest.rejected' && r['id'] === e.id && r['code'] === 'E_REPLAY',
+      'the E_REPLAY rejection',
+    );
     await tap.flush();
     expect(receipts.byId.get(e.id)?.map((r) => r.status)).toEqual(['accepted']);
   });
@@ -239,17 +309,34 @@ describe('envelope attacks sent straight to NATS', () => {
     await send('phi.ingest.registration.Patient', e.bytes, e.sig);
     expect(await receipts.next(e.id, 1)).toMatchObject({ status: 'rejected', code: 'E_FHIR_INVALID' });
     await send('phi.ingest.registration.Patient', e.bytes, e.sig);
-    await stack.logs.until((r) => r['event'] === 'ingest.rejected' && r['id'] === e.id && r['code'] === 'E_REPLAY', 'the E_REPLAY rejection');
+    await stack.logs.until(
+      (r) => r['event'] === 'ingest.rejected' && r['id'] === e.id && r['code'] === 'E_REPLAY',
+      'the E_REPLAY rejection',
+    );
     await tap.flush();
-    expect(receipts.byId.get(e.id)?.map((r) => (r.status === 'rejected' ? r.code : r.status))).toEqual(['E_FHIR_INVALID']);
+    expect(receipts.byId.get(e.id)?.map((r) => (r.status === 'rejected' ? r.code : r.status))).toEqual([
+      'E_FHIR_INVALID',
+    ]);
   });
   it('a bare FHIR resource sent in plaintext: rejected, and its id (PHI) is not used as a message id', async () => {
     const h = natsHeaders();
     h.set(HEADERS.msgId, 'Ysolde Brightfen 1961-03-02');
-    await nc.jetstream().publish('phi.ingest.registration.Patient', Buffer.from(JSON.stringify({ resourceType: 'Patient', id: 'MRN-LEAK-4242' })), { headers: h });
-    await stack.logs.until((r) => r['event'] === 'ingest.rejected' && r['code'] === 'E_ENVELOPE_INVALID' && r['id'] === undefined, 'the rejection');
+    await nc
+      .jetstream()
+      .publish(
+        'phi.ingest.registration.Patient',
+        Buffer.from(JSON.stringify({ resourceType: 'Patient', id: 'MRN-LEAK-4242' })),
+        { headers: h },
+      );
+    await stack.logs.until(
+      (r) => r['event'] === 'ingest.rejected' && r['code'] === 'E_ENVELOPE_INVALID' && r['id'] === undefined,
+      'the rejection',
+    );
     await tap.flush();
-    const quarantineHeaders = wire.filter((m) => m.subject.startsWith('phi.quarantine.')).map((m) => m.headers).join('\n');
+    const quarantineHeaders = wire
+      .filter((m) => m.subject.startsWith('phi.quarantine.'))
+      .map((m) => m.headers)
+      .join('\n');
     for (const leaked of ['MRN-LEAK-4242', 'Ysolde Brightfen']) {
       expect(quarantineHeaders).not.toContain(leaked);
       expect(stack.logs.text()).not.toContain(leaked);
@@ -270,14 +357,18 @@ describe('envelope attacks sent straight to NATS', () => {
     const id = randomUUID();
     const h = natsHeaders();
     h.set(HEADERS.msgId, id);
-    await nc.jetstream().publish('phi.ingest.registration.Patient', new Uint8Array(NEAR_MAX_PAYLOAD).fill(0x41), { headers: h });
+    await nc
+      .jetstream()
+      .publish('phi.ingest.registration.Patient', new Uint8Array(NEAR_MAX_PAYLOAD).fill(0x41), { headers: h });
     expect(await receipts.next(id)).toMatchObject({ status: 'rejected', code: 'E_TOO_LARGE' });
   });
   it('garbage bytes', async () => {
     const id = randomUUID();
     const h = natsHeaders();
     h.set(HEADERS.msgId, id);
-    await nc.jetstream().publish('phi.ingest.registration.Patient', Buffer.from('this is not an envelope'), { headers: h });
+    await nc
+      .jetstream()
+      .publish('phi.ingest.registration.Patient', Buffer.from('this is not an envelope'), { headers: h });
     expect(await receipts.next(id)).toMatchObject({ status: 'rejected', code: 'E_JSON_MALFORMED' });
   });
 });

@@ -54,7 +54,13 @@ async function presentedServerSerial(): Promise<string> {
     };
     socket.on('data', onData);
   });
-  const tls = tlsConnect({ socket, servername: 'localhost', ca: readFileSync(files.caFile), cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) });
+  const tls = tlsConnect({
+    socket,
+    servername: 'localhost',
+    ca: readFileSync(files.caFile),
+    cert: readFileSync(files.certFile),
+    key: readFileSync(files.keyFile),
+  });
   await new Promise<void>((resolve, reject) => {
     tls.once('secureConnect', () => resolve());
     tls.once('error', reject);
@@ -70,8 +76,21 @@ describe('certificate rotation under load', () => {
     const pubNc = await stack.connectAs(serviceIdentity('registration'));
     const subNc = await stack.connectAs(serviceIdentity('notification'));
     const peers = stack.peers;
-    const pub = await PhiClient.connect({ nc: pubNc, service: 'registration', keys: readServiceKeys(stack.keysDir, 'registration'), peers, receiptTimeoutMs: 20_000, logger });
-    const sub = await PhiClient.connect({ nc: subNc, service: 'notification', keys: readServiceKeys(stack.keysDir, 'notification'), peers, logger });
+    const pub = await PhiClient.connect({
+      nc: pubNc,
+      service: 'registration',
+      keys: readServiceKeys(stack.keysDir, 'registration'),
+      peers,
+      receiptTimeoutMs: 20_000,
+      logger,
+    });
+    const sub = await PhiClient.connect({
+      nc: subNc,
+      service: 'notification',
+      keys: readServiceKeys(stack.keysDir, 'notification'),
+      peers,
+      logger,
+    });
     const got = new Map<string, number>();
     await sub.subscribe('Patient', ({ provenance }) => {
       got.set(provenance.messageId, (got.get(provenance.messageId) ?? 0) + 1);
@@ -99,10 +118,17 @@ describe('certificate rotation under load', () => {
 
     await waiter.until(() => results.length >= 40, 60_000, '40 publishes before the rotation');
     const serialBefore = await presentedServerSerial();
-    const report = await issueAll(stack.layout, [...stack.catalog.services.keys()], { now: Date.now(), createCaIfMissing: false });
+    const report = await issueAll(stack.layout, [...stack.catalog.services.keys()], {
+      now: Date.now(),
+      createCaIfMissing: false,
+    });
     const logFrom = stack.log().length;
     stack.server.reload();
-    await waiter.until(() => /Reloaded server configuration/.test(stack.log().slice(logFrom)), 20_000, 'nats-server reloaded');
+    await waiter.until(
+      () => /Reloaded server configuration/.test(stack.log().slice(logFrom)),
+      20_000,
+      'nats-server reloaded',
+    );
     await Promise.all([reconnect(brokerNc), reconnect(pubNc), reconnect(subNc)]);
     rotated = true;
     await load;

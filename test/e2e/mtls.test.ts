@@ -46,7 +46,8 @@ const serverLogSize = (): number => stack.log().length;
 let brokerStartLog = '';
 let strays: { otherCa: NatsTlsFiles; expired: NatsTlsFiles; removed: NatsTlsFiles };
 
-const connectAs = (identity: Parameters<MtlsStack['connectAs']>[0]): Promise<NatsConnection> => stack.connectAs(identity);
+const connectAs = (identity: Parameters<MtlsStack['connectAs']>[0]): Promise<NatsConnection> =>
+  stack.connectAs(identity);
 
 async function connectFails(options: Parameters<typeof connect>[0]): Promise<NatsError> {
   const err = await connect({ ...options, maxReconnectAttempts: 0, reconnect: false, timeout: 5_000 }).then(
@@ -66,9 +67,25 @@ beforeAll(async () => {
   const now = Date.now();
   const ca = readCa(stack.layout);
   strays = {
-    otherCa: writeStray('other-ca', await issueClientCertificate(await createCa({ now, lifetimeMs: 86_400_000 }, 'another CA'), serviceIdentity('billing'), { now, lifetimeMs: 3_600_000 })),
-    expired: writeStray('expired', await issueClientCertificate(ca, serviceIdentity('billing'), { now: now - 2 * 86_400_000, lifetimeMs: 3_600_000 })),
-    removed: writeStray('removed', await issueClientCertificate(ca, serviceIdentity('retired-service'), { now, lifetimeMs: 3_600_000 })),
+    otherCa: writeStray(
+      'other-ca',
+      await issueClientCertificate(
+        await createCa({ now, lifetimeMs: 86_400_000 }, 'another CA'),
+        serviceIdentity('billing'),
+        { now, lifetimeMs: 3_600_000 },
+      ),
+    ),
+    expired: writeStray(
+      'expired',
+      await issueClientCertificate(ca, serviceIdentity('billing'), {
+        now: now - 2 * 86_400_000,
+        lifetimeMs: 3_600_000,
+      }),
+    ),
+    removed: writeStray(
+      'removed',
+      await issueClientCertificate(ca, serviceIdentity('retired-service'), { now, lifetimeMs: 3_600_000 }),
+    ),
   };
   // The admin provisioned every stream, bucket and object store (startMtlsStack); the broker starts under its own,
   // narrower identity, finds them as configured and changes none (it may not).
@@ -98,7 +115,10 @@ describe('refused at connect', () => {
     const before = serverLogSize();
     await closed;
     expect(sent).toBe(true);
-    const info = JSON.parse(received.slice(5, received.indexOf('\r\n'))) as { tls_required?: boolean; tls_verify?: boolean };
+    const info = JSON.parse(received.slice(5, received.indexOf('\r\n'))) as {
+      tls_required?: boolean;
+      tls_verify?: boolean;
+    };
     expect(info.tls_required).toBe(true);
     expect(info.tls_verify).toBe(true);
     expect(received.slice(received.indexOf('\r\n') + 2)).toBe(''); // nothing after INFO: no PONG, no +OK
@@ -106,7 +126,11 @@ describe('refused at connect', () => {
   });
 
   it.each([
-    ['no client certificate', () => ({ caFile: stack.layout.ca.certFile }), /didn't provide a certificate|certificate required/],
+    [
+      'no client certificate',
+      () => ({ caFile: stack.layout.ca.certFile }),
+      /didn't provide a certificate|certificate required/,
+    ],
     ['a certificate from another CA', () => strays.otherCa, /certificate signed by unknown authority/],
     ['an expired certificate', () => strays.expired, /certificate has expired/],
   ])('%s: the TLS handshake fails, for that reason', async (_name, tls, reason) => {
@@ -119,7 +143,10 @@ describe('refused at connect', () => {
     const before = serverLogSize();
     const files = stack.layout.identity(serviceIdentity('billing'));
     // Node's OpenSSL offers TLS 1.1 only at security level 0; the refusal must come from the server.
-    await connectFails({ servers: stack.server.url, tls: { ...files, minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' } as never });
+    await connectFails({
+      servers: stack.server.url,
+      tls: { ...files, minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' } as never,
+    });
     await serverLogged(before, /TLS handshake error.*(protocol version|unsupported versions)/);
   });
 
@@ -143,12 +170,18 @@ describe('refused at connect', () => {
  */
 async function subscribeDenied(nc: NatsConnection, subject: string): Promise<void> {
   const errors: NatsError[] = [];
-  nc.subscribe(subject, { callback: (err) => errors.push(err ?? Object.assign(new Error('a message arrived'), { code: 'MESSAGE' }) as NatsError) });
+  nc.subscribe(subject, {
+    callback: (err) =>
+      errors.push(err ?? (Object.assign(new Error('a message arrived'), { code: 'MESSAGE' }) as NatsError)),
+  });
   await nc.flush();
-  expect(errors.map((e) => [e.code, e.permissionContext])).toEqual([['PERMISSIONS_VIOLATION', { operation: 'subscription', subject }]]);
+  expect(errors.map((e) => [e.code, e.permissionContext])).toEqual([
+    ['PERMISSIONS_VIOLATION', { operation: 'subscription', subject }],
+  ]);
 }
 
-const req = (nc: NatsConnection, subject: string, body: unknown = {}): Promise<unknown> => nc.request(subject, new TextEncoder().encode(JSON.stringify(body)), { timeout: 5_000 });
+const req = (nc: NatsConnection, subject: string, body: unknown = {}): Promise<unknown> =>
+  nc.request(subject, new TextEncoder().encode(JSON.stringify(body)), { timeout: 5_000 });
 
 describe('service A (notification) is confined to its own subjects', () => {
   let a: NatsConnection;
@@ -166,28 +199,59 @@ describe('service A (notification) is confined to its own subjects', () => {
   it("cannot create or read B's consumer (info, next message)", async () => {
     const jsm = await a.jetstreamManager();
     await publishDenied(
-      jsm.consumers.add(STREAMS.deliver, { durable_name: 'deliver-billing', filter_subject: 'phi.deliver.billing.>', ack_policy: AckPolicy.Explicit }),
+      jsm.consumers.add(STREAMS.deliver, {
+        durable_name: 'deliver-billing',
+        filter_subject: 'phi.deliver.billing.>',
+        ack_policy: AckPolicy.Explicit,
+      }),
       '$JS.API.CONSUMER.CREATE.PHI_DELIVER.deliver-billing.phi.deliver.billing.>',
     );
-    await publishDenied(jsm.consumers.info(STREAMS.deliver, 'deliver-billing'), '$JS.API.CONSUMER.INFO.PHI_DELIVER.deliver-billing');
-    await publishDenied(req(a, '$JS.API.CONSUMER.MSG.NEXT.PHI_DELIVER.deliver-billing', { batch: 1 }), '$JS.API.CONSUMER.MSG.NEXT.PHI_DELIVER.deliver-billing');
-    await publishDenied(req(a, '$JS.API.CONSUMER.DURABLE.CREATE.PHI_DELIVER.deliver-billing'), '$JS.API.CONSUMER.DURABLE.CREATE.PHI_DELIVER.deliver-billing');
+    await publishDenied(
+      jsm.consumers.info(STREAMS.deliver, 'deliver-billing'),
+      '$JS.API.CONSUMER.INFO.PHI_DELIVER.deliver-billing',
+    );
+    await publishDenied(
+      req(a, '$JS.API.CONSUMER.MSG.NEXT.PHI_DELIVER.deliver-billing', { batch: 1 }),
+      '$JS.API.CONSUMER.MSG.NEXT.PHI_DELIVER.deliver-billing',
+    );
+    await publishDenied(
+      req(a, '$JS.API.CONSUMER.DURABLE.CREATE.PHI_DELIVER.deliver-billing'),
+      '$JS.API.CONSUMER.DURABLE.CREATE.PHI_DELIVER.deliver-billing',
+    );
   });
 
   it('cannot create a consumer on PHI_DELIVER with another filter, with none, or an ephemeral one', async () => {
     const jsm = await a.jetstreamManager();
     await publishDenied(
-      jsm.consumers.add(STREAMS.deliver, { durable_name: 'deliver-notification', filter_subject: 'phi.deliver.billing.>', ack_policy: AckPolicy.Explicit }),
+      jsm.consumers.add(STREAMS.deliver, {
+        durable_name: 'deliver-notification',
+        filter_subject: 'phi.deliver.billing.>',
+        ack_policy: AckPolicy.Explicit,
+      }),
       '$JS.API.CONSUMER.CREATE.PHI_DELIVER.deliver-notification.phi.deliver.billing.>',
     );
-    await publishDenied(jsm.consumers.add(STREAMS.deliver, { durable_name: 'deliver-notification', ack_policy: AckPolicy.Explicit }), '$JS.API.CONSUMER.CREATE.PHI_DELIVER.deliver-notification');
-    await publishDenied(req(a, '$JS.API.CONSUMER.CREATE.PHI_DELIVER', { stream_name: STREAMS.deliver, config: { ack_policy: 'explicit' } }), '$JS.API.CONSUMER.CREATE.PHI_DELIVER');
+    await publishDenied(
+      jsm.consumers.add(STREAMS.deliver, { durable_name: 'deliver-notification', ack_policy: AckPolicy.Explicit }),
+      '$JS.API.CONSUMER.CREATE.PHI_DELIVER.deliver-notification',
+    );
+    await publishDenied(
+      req(a, '$JS.API.CONSUMER.CREATE.PHI_DELIVER', {
+        stream_name: STREAMS.deliver,
+        config: { ack_policy: 'explicit' },
+      }),
+      '$JS.API.CONSUMER.CREATE.PHI_DELIVER',
+    );
   });
 
   it('an allowed create subject with another filter in the body is refused by the server (the filter is pinned)', async () => {
     const subject = '$JS.API.CONSUMER.CREATE.PHI_DELIVER.deliver-notification.phi.deliver.notification.>';
-    const body = { stream_name: STREAMS.deliver, config: { durable_name: 'deliver-notification', filter_subject: 'phi.deliver.billing.>', ack_policy: 'explicit' } };
-    const reply = JSON.parse(new TextDecoder().decode(((await req(a, subject, body)) as { data: Uint8Array }).data)) as { error?: { code: number; description: string } };
+    const body = {
+      stream_name: STREAMS.deliver,
+      config: { durable_name: 'deliver-notification', filter_subject: 'phi.deliver.billing.>', ack_policy: 'explicit' },
+    };
+    const reply = JSON.parse(
+      new TextDecoder().decode(((await req(a, subject, body)) as { data: Uint8Array }).data),
+    ) as { error?: { code: number; description: string } };
     expect(reply.error?.code).toBe(400);
     expect(reply.error?.description).toMatch(/filter/i);
   });
@@ -195,7 +259,14 @@ describe('service A (notification) is confined to its own subjects', () => {
   it("cannot publish on B's ingest subject, nor on delivery, receipt, quarantine or audit subjects", async () => {
     const js = a.jetstream();
     const bytes = new TextEncoder().encode('{}');
-    for (const subject of ['phi.ingest.billing.Claim', 'phi.deliver.notification.Patient', 'phi.deliver.billing.Patient', 'phi.receipt.registration', 'phi.quarantine.notification', 'phi.audit.x']) {
+    for (const subject of [
+      'phi.ingest.billing.Claim',
+      'phi.deliver.notification.Patient',
+      'phi.deliver.billing.Patient',
+      'phi.receipt.registration',
+      'phi.quarantine.notification',
+      'phi.audit.x',
+    ]) {
       await publishDenied(js.publish(subject, bytes), subject);
     }
   });
@@ -210,34 +281,54 @@ describe('service A (notification) is confined to its own subjects', () => {
     `KV_${KV_BUCKETS.registry}`,
     `KV_${KV_BUCKETS.access}`,
     `OBJ_${OBJECT_STORES.accessAnswers}`,
-  ])('cannot read %s: stream info, direct get, message get, a consumer of its own (named or ephemeral)', async (stream) => {
-    await publishDenied(req(a, `$JS.API.STREAM.INFO.${stream}`), `$JS.API.STREAM.INFO.${stream}`);
-    await publishDenied(req(a, `$JS.API.DIRECT.GET.${stream}`, { seq: 1 }), `$JS.API.DIRECT.GET.${stream}`);
-    await publishDenied(req(a, `$JS.API.STREAM.MSG.GET.${stream}`, { seq: 1 }), `$JS.API.STREAM.MSG.GET.${stream}`);
-    const jsm = await a.jetstreamManager();
-    await publishDenied(jsm.consumers.add(stream, { durable_name: 'peek', ack_policy: AckPolicy.None }), `$JS.API.CONSUMER.CREATE.${stream}.peek`);
-    await publishDenied(req(a, `$JS.API.CONSUMER.CREATE.${stream}`, { stream_name: stream, config: { ack_policy: 'none', deliver_subject: '_INBOX.notification.peek' } }), `$JS.API.CONSUMER.CREATE.${stream}`);
-  });
+  ])(
+    'cannot read %s: stream info, direct get, message get, a consumer of its own (named or ephemeral)',
+    async (stream) => {
+      await publishDenied(req(a, `$JS.API.STREAM.INFO.${stream}`), `$JS.API.STREAM.INFO.${stream}`);
+      await publishDenied(req(a, `$JS.API.DIRECT.GET.${stream}`, { seq: 1 }), `$JS.API.DIRECT.GET.${stream}`);
+      await publishDenied(req(a, `$JS.API.STREAM.MSG.GET.${stream}`, { seq: 1 }), `$JS.API.STREAM.MSG.GET.${stream}`);
+      const jsm = await a.jetstreamManager();
+      await publishDenied(
+        jsm.consumers.add(stream, { durable_name: 'peek', ack_policy: AckPolicy.None }),
+        `$JS.API.CONSUMER.CREATE.${stream}.peek`,
+      );
+      await publishDenied(
+        req(a, `$JS.API.CONSUMER.CREATE.${stream}`, {
+          stream_name: stream,
+          config: { ack_policy: 'none', deliver_subject: '_INBOX.notification.peek' },
+        }),
+        `$JS.API.CONSUMER.CREATE.${stream}`,
+      );
+    },
+  );
 
   it('cannot use the KV buckets or the object store through the client views (get, put)', async () => {
     const js = a.jetstream();
     // Binding skips the stream-info call, so each operation is refused on its own subject.
     const registry = await js.views.kv(KV_BUCKETS.registry, { bindOnly: true, allow_direct: true });
-    await publishDenied(registry.get('any'), `$JS.API.DIRECT.GET.KV_${KV_BUCKETS.registry}.$KV.${KV_BUCKETS.registry}.any`);
+    await publishDenied(
+      registry.get('any'),
+      `$JS.API.DIRECT.GET.KV_${KV_BUCKETS.registry}.$KV.${KV_BUCKETS.registry}.any`,
+    );
     for (const bucket of [KV_BUCKETS.consent, KV_BUCKETS.registry, KV_BUCKETS.access]) {
       await publishDenied(js.publish(`$KV.${bucket}.x`, new Uint8Array(1)), `$KV.${bucket}.x`);
     }
     // nats.js swallows the refused stream info of views.os; reading an object then is refused on its own subject.
     const answers = await js.views.os(OBJECT_STORES.accessAnswers);
     await publishDenied(answers.getBlob('x'), `$JS.API.STREAM.MSG.GET.OBJ_${OBJECT_STORES.accessAnswers}`);
-    await publishDenied(js.publish(`$O.${OBJECT_STORES.accessAnswers}.M.x`, new Uint8Array(1)), `$O.${OBJECT_STORES.accessAnswers}.M.x`);
+    await publishDenied(
+      js.publish(`$O.${OBJECT_STORES.accessAnswers}.M.x`, new Uint8Array(1)),
+      `$O.${OBJECT_STORES.accessAnswers}.M.x`,
+    );
   });
 
   it('cannot publish on the audit chain, alerts, disclosures, access requests (answer parts included) or the access control subject', async () => {
     const bytes = new TextEncoder().encode('{}');
     const billingPart = subjects.accessPart('billing', '0123456789abcdef0123456789abcdef');
-    for (const subject of ['phi.audit.x', 'phi.disclosure.x.notification', 'phi.access.billing']) await publishDenied(a.jetstream().publish(subject, bytes), subject);
-    for (const subject of ['phi.control.access', 'phi.access.billing', billingPart]) await publishDenied(a.request(subject, bytes, { timeout: 5_000 }), subject);
+    for (const subject of ['phi.audit.x', 'phi.disclosure.x.notification', 'phi.access.billing'])
+      await publishDenied(a.jetstream().publish(subject, bytes), subject);
+    for (const subject of ['phi.control.access', 'phi.access.billing', billingPart])
+      await publishDenied(a.request(subject, bytes, { timeout: 5_000 }), subject);
   });
 
   it("may subscribe to its own phi.access.<self> and its answer parts, not to another service's, nor to the control subject, alerts, audit or disclosures", async () => {
@@ -247,7 +338,19 @@ describe('service A (notification) is confined to its own subjects', () => {
     expect(own.isClosed() || ownPart.isClosed()).toBe(false);
     own.unsubscribe();
     ownPart.unsubscribe();
-    for (const subject of ['phi.access.billing', 'phi.access.>', subjects.accessPart('billing', '0123456789abcdef0123456789abcdef'), 'phi.access.billing.part.*', 'phi.access.notification.>', 'phi.control.access', 'phi.alert.>', 'phi.audit.>', 'phi.disclosure.>', `$KV.${KV_BUCKETS.consent}.>`, `$O.${OBJECT_STORES.accessAnswers}.>`]) {
+    for (const subject of [
+      'phi.access.billing',
+      'phi.access.>',
+      subjects.accessPart('billing', '0123456789abcdef0123456789abcdef'),
+      'phi.access.billing.part.*',
+      'phi.access.notification.>',
+      'phi.control.access',
+      'phi.alert.>',
+      'phi.audit.>',
+      'phi.disclosure.>',
+      `$KV.${KV_BUCKETS.consent}.>`,
+      `$O.${OBJECT_STORES.accessAnswers}.>`,
+    ]) {
       await subscribeDenied(a, subject);
     }
   });
@@ -265,9 +368,15 @@ describe('service A (notification) is confined to its own subjects', () => {
     const jsm = await a.jetstreamManager();
     await publishDenied(jsm.streams.delete(STREAMS.deliver), `$JS.API.STREAM.DELETE.${STREAMS.deliver}`);
     await publishDenied(jsm.streams.purge(STREAMS.quarantine), `$JS.API.STREAM.PURGE.${STREAMS.quarantine}`);
-    await publishDenied(req(a, `$JS.API.STREAM.UPDATE.${STREAMS.audit}`, { name: STREAMS.audit, subjects: ['phi.audit.>'], max_age: 1 }), `$JS.API.STREAM.UPDATE.${STREAMS.audit}`);
+    await publishDenied(
+      req(a, `$JS.API.STREAM.UPDATE.${STREAMS.audit}`, { name: STREAMS.audit, subjects: ['phi.audit.>'], max_age: 1 }),
+      `$JS.API.STREAM.UPDATE.${STREAMS.audit}`,
+    );
     await publishDenied(jsm.streams.deleteMessage(STREAMS.audit, 1), `$JS.API.STREAM.MSG.DELETE.${STREAMS.audit}`);
-    await publishDenied(jsm.consumers.delete(STREAMS.deliver, 'deliver-notification'), '$JS.API.CONSUMER.DELETE.PHI_DELIVER.deliver-notification');
+    await publishDenied(
+      jsm.consumers.delete(STREAMS.deliver, 'deliver-notification'),
+      '$JS.API.CONSUMER.DELETE.PHI_DELIVER.deliver-notification',
+    );
   });
 });
 
@@ -277,19 +386,46 @@ describe('the broker identity gets what the broker needs and no more', () => {
     const jsm = await b.jetstreamManager();
     await publishDenied(jsm.streams.delete(STREAMS.audit), `$JS.API.STREAM.DELETE.${STREAMS.audit}`);
     await publishDenied(jsm.streams.purge(STREAMS.quarantine), `$JS.API.STREAM.PURGE.${STREAMS.quarantine}`);
-    await publishDenied(req(b, `$JS.API.STREAM.UPDATE.${STREAMS.audit}`, { name: STREAMS.audit, subjects: ['phi.audit.>'], max_age: 1 }), `$JS.API.STREAM.UPDATE.${STREAMS.audit}`);
-    await publishDenied(jsm.streams.deleteMessage(STREAMS.quarantine, 1), `$JS.API.STREAM.MSG.DELETE.${STREAMS.quarantine}`);
-    await publishDenied(b.jetstream().publish('phi.ingest.registration.Patient', new Uint8Array(1)), 'phi.ingest.registration.Patient');
+    await publishDenied(
+      req(b, `$JS.API.STREAM.UPDATE.${STREAMS.audit}`, { name: STREAMS.audit, subjects: ['phi.audit.>'], max_age: 1 }),
+      `$JS.API.STREAM.UPDATE.${STREAMS.audit}`,
+    );
+    await publishDenied(
+      jsm.streams.deleteMessage(STREAMS.quarantine, 1),
+      `$JS.API.STREAM.MSG.DELETE.${STREAMS.quarantine}`,
+    );
+    await publishDenied(
+      b.jetstream().publish('phi.ingest.registration.Patient', new Uint8Array(1)),
+      'phi.ingest.registration.Patient',
+    );
   });
 
   it('cannot create, update or delete the new streams and buckets, nor read streams through an ephemeral consumer beyond its buckets', async () => {
     const b = await connectAs(BROKER_IDENTITY);
     const jsm = await b.jetstreamManager();
-    await publishDenied(jsm.streams.add({ name: STREAMS.audit, subjects: ['phi.audit.>'] }), `$JS.API.STREAM.CREATE.${STREAMS.audit}`);
-    await publishDenied(req(b, `$JS.API.STREAM.UPDATE.${STREAMS.disclosures}`, { name: STREAMS.disclosures, max_age: 1 }), `$JS.API.STREAM.UPDATE.${STREAMS.disclosures}`);
-    await publishDenied(jsm.streams.delete(`KV_${KV_BUCKETS.registry}`), `$JS.API.STREAM.DELETE.KV_${KV_BUCKETS.registry}`);
-    await publishDenied(jsm.streams.purge(`OBJ_${OBJECT_STORES.accessAnswers}`), `$JS.API.STREAM.PURGE.OBJ_${OBJECT_STORES.accessAnswers}`);
-    await publishDenied(req(b, `$JS.API.CONSUMER.CREATE.${STREAMS.deliver}`, { stream_name: STREAMS.deliver, config: { ack_policy: 'none', deliver_subject: '_INBOX.broker.peek' } }), `$JS.API.CONSUMER.CREATE.${STREAMS.deliver}`);
+    await publishDenied(
+      jsm.streams.add({ name: STREAMS.audit, subjects: ['phi.audit.>'] }),
+      `$JS.API.STREAM.CREATE.${STREAMS.audit}`,
+    );
+    await publishDenied(
+      req(b, `$JS.API.STREAM.UPDATE.${STREAMS.disclosures}`, { name: STREAMS.disclosures, max_age: 1 }),
+      `$JS.API.STREAM.UPDATE.${STREAMS.disclosures}`,
+    );
+    await publishDenied(
+      jsm.streams.delete(`KV_${KV_BUCKETS.registry}`),
+      `$JS.API.STREAM.DELETE.KV_${KV_BUCKETS.registry}`,
+    );
+    await publishDenied(
+      jsm.streams.purge(`OBJ_${OBJECT_STORES.accessAnswers}`),
+      `$JS.API.STREAM.PURGE.OBJ_${OBJECT_STORES.accessAnswers}`,
+    );
+    await publishDenied(
+      req(b, `$JS.API.CONSUMER.CREATE.${STREAMS.deliver}`, {
+        stream_name: STREAMS.deliver,
+        config: { ack_policy: 'none', deliver_subject: '_INBOX.broker.peek' },
+      }),
+      `$JS.API.CONSUMER.CREATE.${STREAMS.deliver}`,
+    );
     await publishDenied(b.request('phi.control.access', new Uint8Array(1), { timeout: 5_000 }), 'phi.control.access');
   });
 
@@ -299,13 +435,17 @@ describe('the broker identity gets what the broker needs and no more', () => {
     await expect(consent.get('absent')).resolves.toBeNull();
     await publishDenied(consent.put('k', new Uint8Array(1)), `$KV.${KV_BUCKETS.consent}.k`);
     await publishDenied(consent.delete('k'), `$KV.${KV_BUCKETS.consent}.k`);
-    const admin = await (await connectAs(ADMIN_IDENTITY)).jetstream().views.kv(KV_BUCKETS.consent, { bindOnly: true, allow_direct: true });
+    const admin = await (
+      await connectAs(ADMIN_IDENTITY)
+    )
+      .jetstream()
+      .views.kv(KV_BUCKETS.consent, { bindOnly: true, allow_direct: true });
     const rev = await admin.put('k', new Uint8Array(1));
     expect((await consent.get('k'))?.revision).toBe(rev);
     await admin.purge('k');
   });
 
-  it('subscribes to phi.control.access only in the brokers\' queue group', async () => {
+  it("subscribes to phi.control.access only in the brokers' queue group", async () => {
     const b = await connectAs(BROKER_IDENTITY);
     const errors: NatsError[] = [];
     b.subscribe('phi.control.access', { queue: 'phi-broker', callback: (err) => err && errors.push(err) });
@@ -344,7 +484,14 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
   it('registration publishes a Patient; notification receives its projection; the receipt says accepted', async () => {
     const logFrom = serverLogSize();
     const client = async (service: string): Promise<PhiClient> => {
-      const c = await PhiClient.connect({ servers: stack.server.url, tls: stack.layout.identity(serviceIdentity(service)), service, keys: readServiceKeys(stack.keysDir, service), peers: stack.peers, logger });
+      const c = await PhiClient.connect({
+        servers: stack.server.url,
+        tls: stack.layout.identity(serviceIdentity(service)),
+        service,
+        keys: readServiceKeys(stack.keysDir, service),
+        peers: stack.peers,
+        logger,
+      });
       clients.push(c);
       return c;
     };
@@ -358,7 +505,13 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
     await notification.subscribe('Patient', ({ resource, provenance }) => {
       resolveDelivery({ resource: resource as unknown as Record<string, unknown>, publisher: provenance.publisher });
     });
-    const result = await registration.publish({ resourceType: 'Patient', id: 'p-mtls-1', name: [{ family: 'Quillfeather', given: ['Orsolya'] }], birthDate: '1961-04-09', telecom: [{ system: 'phone', value: '555-0142-7788' }] });
+    const result = await registration.publish({
+      resourceType: 'Patient',
+      id: 'p-mtls-1',
+      name: [{ family: 'Quillfeather', given: ['Orsolya'] }],
+      birthDate: '1961-04-09',
+      telecom: [{ system: 'phone', value: '555-0142-7788' }],
+    });
     expect(result.status).toBe('accepted');
     const d = await delivered;
     expect(d.publisher).toBe('registration');
@@ -374,19 +527,43 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
     const keys: string[] = [];
     for await (const k of await registry.kv.keys()) keys.push(k);
     expect(keys.length).toBeGreaterThan(0);
-    const audit = await (await admin.jetstreamManager()).streams.info(STREAMS.audit, { subjects_filter: 'phi.audit.>' });
+    const audit = await (
+      await admin.jetstreamManager()
+    ).streams.info(STREAMS.audit, { subjects_filter: 'phi.audit.>' });
     expect(Object.keys(audit.state.subjects ?? {})).toHaveLength(1); // the broker's one chain, phi.audit.<instance>
     expect(audit.state.messages).toBeGreaterThan(0);
   });
 
   it('a right-of-access answer larger than max_payload travels in parts: the broker may ask for them, the service may serve them', async () => {
     const logFrom = serverLogSize();
-    const registration = await PhiClient.connect({ servers: stack.server.url, tls: stack.layout.identity(serviceIdentity('registration')), service: 'registration', keys: readServiceKeys(stack.keysDir, 'registration'), peers: stack.peers, logger });
+    const registration = await PhiClient.connect({
+      servers: stack.server.url,
+      tls: stack.layout.identity(serviceIdentity('registration')),
+      service: 'registration',
+      keys: readServiceKeys(stack.keysDir, 'registration'),
+      peers: stack.peers,
+      logger,
+    });
     clients.push(registration);
     // About 2 MB: two messages' worth at the generated config's max_payload (1 MiB).
-    const many = Array.from({ length: 1000 }, (_, i) => ({ resourceType: 'Observation' as const, id: `o-${i}`, status: 'final' as const, code: { text: 'note '.repeat(400) }, subject: { reference: 'Patient/p-mtls-1' } }));
+    const many = Array.from({ length: 1000 }, (_, i) => ({
+      resourceType: 'Observation' as const,
+      id: `o-${i}`,
+      status: 'final' as const,
+      code: { text: 'note '.repeat(400) },
+      subject: { reference: 'Patient/p-mtls-1' },
+    }));
     await registration.onAccessRequest((ref) => (ref === 'Patient/p-mtls-1' ? many : []));
-    const desk = await AccessDesk.start({ nc: await connectAs(BROKER_IDENTITY), catalog: stack.catalog, keys: readServiceKeys(stack.keysDir, BROKER_ID), peers: stack.peers, secrets: ensureBrokerSecrets(stack.keysDir), logger, retryIntervalMs: 0, answerTimeoutMs: 30_000 });
+    const desk = await AccessDesk.start({
+      nc: await connectAs(BROKER_IDENTITY),
+      catalog: stack.catalog,
+      keys: readServiceKeys(stack.keysDir, BROKER_ID),
+      peers: stack.peers,
+      secrets: ensureBrokerSecrets(stack.keysDir),
+      logger,
+      retryIntervalMs: 0,
+      answerTimeoutMs: 30_000,
+    });
     try {
       const r = await desk.create('Patient/p-mtls-1');
       expect(r.services['registration']).toMatchObject({ state: 'answered', resources: 1000 });
@@ -398,7 +575,14 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
   }, 120_000);
 
   it('the SDK refuses a plaintext-only setup without insecure, naming the fix', async () => {
-    await expect(PhiClient.connect({ servers: stack.server.url, service: 'registration', keys: readServiceKeys(stack.keysDir, 'registration'), peers: stack.peers })).rejects.toMatchObject({
+    await expect(
+      PhiClient.connect({
+        servers: stack.server.url,
+        service: 'registration',
+        keys: readServiceKeys(stack.keysDir, 'registration'),
+        peers: stack.peers,
+      }),
+    ).rejects.toMatchObject({
       code: 'E_CONFIG_INVALID',
       message: expect.stringContaining('refusing to connect to NATS without TLS') as unknown as string,
     });

@@ -36,10 +36,21 @@ let registration: PhiClient;
 let ehr: PhiClient;
 let n = 0;
 
-const patient = (mrn: string): Record<string, unknown> => ({ resourceType: 'Patient', id: `p-${(n += 1)}`, identifier: [{ system: MRN, value: mrn }] });
-const observation = (mrn: string): Record<string, unknown> => ({ resourceType: 'Observation', id: `o-${(n += 1)}`, status: 'final', code: { text: 'pulse' }, subject: { identifier: { system: MRN, value: mrn } } });
+const patient = (mrn: string): Record<string, unknown> => ({
+  resourceType: 'Patient',
+  id: `p-${(n += 1)}`,
+  identifier: [{ system: MRN, value: mrn }],
+});
+const observation = (mrn: string): Record<string, unknown> => ({
+  resourceType: 'Observation',
+  id: `o-${(n += 1)}`,
+  status: 'final',
+  code: { text: 'pulse' },
+  subject: { identifier: { system: MRN, value: mrn } },
+});
 
-const deliveredTo = (client: PhiClient, resource: Record<string, unknown>): Promise<string[]> => publishedTo(stack, client, resource);
+const deliveredTo = (client: PhiClient, resource: Record<string, unknown>): Promise<string[]> =>
+  publishedTo(stack, client, resource);
 
 /** Runs a CLI function (the code the `phi-broker` command runs) and returns what it printed. */
 async function printed(fn: (out: PassThrough) => Promise<void>): Promise<string> {
@@ -53,7 +64,13 @@ async function printed(fn: (out: PassThrough) => Promise<void>): Promise<string>
 
 /** `consent add` by MRN; waits until the running broker has applied it; returns the consent id. */
 async function restrict(mrn: string, opts: { denyRecipient?: string[]; denyPurpose?: string[] }): Promise<string> {
-  const text = await printed((out) => runConsentAdd(stack.config, { patient: mrn, denyRecipient: opts.denyRecipient ?? [], denyPurpose: opts.denyPurpose ?? [], denyLabel: [] }, out));
+  const text = await printed((out) =>
+    runConsentAdd(
+      stack.config,
+      { patient: mrn, denyRecipient: opts.denyRecipient ?? [], denyPurpose: opts.denyPurpose ?? [], denyLabel: [] },
+      out,
+    ),
+  );
   const id = /^added (\S+)\s+active/m.exec(text)?.[1] ?? '';
   expect(id).toMatch(/^[0-9a-f-]{36}$/);
   await stack.broker?.consent.waitForRevision(Number(/kv revision (\d+)/.exec(text)?.[1]));
@@ -76,7 +93,10 @@ function caught(p: Promise<unknown>): Promise<{ code?: string; path?: string; me
 beforeAll(async () => {
   subjectsDir = join(mkdtempSync(join(tmpdir(), 'phi-subjects-')), 'subjects');
   cpSync(join(ROOT, 'subjects'), subjectsDir, { recursive: true });
-  writeFileSync(join(subjectsDir, 'patients.yaml'), `patients:\n  match: identifier\n  system: ${MRN}\n  unresolved: accept\n`);
+  writeFileSync(
+    join(subjectsDir, 'patients.yaml'),
+    `patients:\n  match: identifier\n  system: ${MRN}\n  unresolved: accept\n`,
+  );
   stack = await startTestStack({ config: { subjectsDir } });
   registration = await stack.client('registration');
   ehr = await stack.client('ehr');
@@ -94,7 +114,12 @@ describe('consent by MRN under match: identifier', () => {
     expect(await deliveredTo(registration, patient(A))).toEqual(['ehr', 'notification', 'pharmacy', 'public-health']);
     expect(await deliveredTo(registration, patient(B))).toEqual(ALL_PATIENT_SUBSCRIBERS);
     // The restriction applies to every resource that names the patient by that MRN, not only to the Patient.
-    expect(stack.logs.records().filter((l) => l['event'] === 'delivery.restricted' && l['consent'] === id).map((l) => l['service'])).toEqual(['billing']);
+    expect(
+      stack.logs
+        .records()
+        .filter((l) => l['event'] === 'delivery.restricted' && l['consent'] === id)
+        .map((l) => l['service']),
+    ).toEqual(['billing']);
     await revoke(id);
     expect(await deliveredTo(registration, patient(A))).toEqual(ALL_PATIENT_SUBSCRIBERS);
   });
@@ -109,13 +134,18 @@ describe('consent by MRN under match: identifier', () => {
 
   it('list by MRN: the stored Consent names its patient by identifier (a logical reference)', async () => {
     const text = await printed((out) => runConsentList(stack.config, { patient: A, json: true }, out));
-    const consents = text.trim().split('\n').map((l) => JSON.parse(l) as Consent);
+    const consents = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Consent);
     expect(consents.map((c) => c.status)).toEqual(['inactive', 'inactive']);
     for (const c of consents) {
       expect(c.patient).toEqual({ type: 'Patient', identifier: { system: MRN, value: A } });
       expect(validateResource(c, DEFAULT_VALIDATION_LIMITS)).toBe(c);
     }
-    expect(await printed((out) => runConsentList(stack.config, { patient: B, json: false }, out))).toBe('0 restrictions\n');
+    expect(await printed((out) => runConsentList(stack.config, { patient: B, json: false }, out))).toBe(
+      '0 restrictions\n',
+    );
   });
 });
 
@@ -132,15 +162,20 @@ describe('disclosures and the registry by MRN', () => {
     expect(text).toContain('3 disclosures since');
     const b = await printed((out) => runDisclosures(stack.config, { patient: `${MRN}|${B}`, format: 'text' }, out));
     expect(b).toContain('1 disclosure since');
-    const fhir = JSON.parse(await printed((out) => runDisclosures(stack.config, { patient: A, format: 'fhir' }, out))) as Bundle;
+    const fhir = JSON.parse(
+      await printed((out) => runDisclosures(stack.config, { patient: A, format: 'fhir' }, out)),
+    ) as Bundle;
     expect(validateResource(fhir, DEFAULT_VALIDATION_LIMITS)).toBe(fhir);
     const events = (fhir.entry ?? []).map((e) => e.resource as AuditEvent);
     expect(events).toHaveLength(3);
-    for (const ev of events) expect(ev.entity?.[0]?.what).toEqual({ type: 'Patient', identifier: { system: MRN, value: A } });
+    for (const ev of events)
+      expect(ev.entity?.[0]?.what).toEqual({ type: 'Patient', identifier: { system: MRN, value: A } });
   });
 
   it('registry show by the same MRN finds the same patient', async () => {
-    const out = JSON.parse(await printed((o) => runRegistryShow(stack.config, A, { json: true }, o))) as { services: { service: string; role: string; count: number }[] };
+    const out = JSON.parse(await printed((o) => runRegistryShow(stack.config, A, { json: true }, o))) as {
+      services: { service: string; role: string; count: number }[];
+    };
     expect(out.services.find((s) => s.service === 'registration' && s.role === 'source')?.count).toBe(3);
     expect(out.services.find((s) => s.service === 'billing' && s.role === 'recipient')?.count).toBe(2);
   });
@@ -153,7 +188,13 @@ describe('a Patient/<id> under the identifier rule', () => {
     const kv = await (await stack.connect('inspect')).jetstream().views.kv(KV_BUCKETS.consent);
     const before = (await kv.status()).values;
     for (const e of [
-      await caught(runConsentAdd(stack.config, { patient: 'Patient/p-1', denyRecipient: ['billing'], denyPurpose: [], denyLabel: [] }, new PassThrough())),
+      await caught(
+        runConsentAdd(
+          stack.config,
+          { patient: 'Patient/p-1', denyRecipient: ['billing'], denyPurpose: [], denyLabel: [] },
+          new PassThrough(),
+        ),
+      ),
       await caught(runConsentList(stack.config, { patient: 'Patient/p-1', json: false }, new PassThrough())),
       await caught(runDisclosures(stack.config, { patient: 'Patient/p-1', format: 'text' }, new PassThrough())),
     ]) {
@@ -163,7 +204,20 @@ describe('a Patient/<id> under the identifier rule', () => {
   });
 
   it.skipIf(NOT_BUILT !== undefined)('the command prints the documented error and never the value', async () => {
-    const args = ['consent', 'add', '--patient', 'Patient/Zq4471Echo', '--deny-recipient', 'billing', '--data-dir', stack.config.dataDir, '--subjects', subjectsDir, '--log-level', 'silent'];
+    const args = [
+      'consent',
+      'add',
+      '--patient',
+      'Patient/Zq4471Echo',
+      '--deny-recipient',
+      'billing',
+      '--data-dir',
+      stack.config.dataDir,
+      '--subjects',
+      subjectsDir,
+      '--log-level',
+      'silent',
+    ];
     const e = await run(process.execPath, [CLI, ...args], { env: { ...process.env, ...stack.env } }).then(
       () => ({ code: 0, stderr: '' }),
       (err: { code: number; stderr: string }) => err,

@@ -36,7 +36,13 @@ interface SyntheaBundle {
   readonly entry: readonly Entry[];
 }
 interface Shown {
-  readonly services: readonly { readonly service: string; readonly role: string; readonly types: readonly string[]; readonly purposes: readonly string[]; readonly count: number }[];
+  readonly services: readonly {
+    readonly service: string;
+    readonly role: string;
+    readonly types: readonly string[];
+    readonly purposes: readonly string[];
+    readonly count: number;
+  }[];
 }
 
 /** Entry types outside the FHIR R4 Patient compartment (about no patient) in these Synthea records. */
@@ -46,8 +52,10 @@ let stack: TestStack;
 let registration: PhiClient;
 
 const load = (path: string): SyntheaBundle => JSON.parse(readFileSync(path, 'utf8')) as SyntheaBundle;
-const patientIdOf = (b: SyntheaBundle): string => b.entry.find((e) => e.resource.resourceType === 'Patient')?.resource.id ?? '';
-const typesAboutThePatient = (b: SyntheaBundle): string[] => [...new Set(b.entry.map((e) => e.resource.resourceType))].filter((t) => !NOT_ABOUT_A_PATIENT.has(t)).sort();
+const patientIdOf = (b: SyntheaBundle): string =>
+  b.entry.find((e) => e.resource.resourceType === 'Patient')?.resource.id ?? '';
+const typesAboutThePatient = (b: SyntheaBundle): string[] =>
+  [...new Set(b.entry.map((e) => e.resource.resourceType))].filter((t) => !NOT_ABOUT_A_PATIENT.has(t)).sort();
 
 async function show(patient: string): Promise<Shown> {
   const out = new PassThrough();
@@ -80,9 +88,19 @@ describe.skipIf(!present)('a Bundle published whole', () => {
     const r = await registration.publish({ ...bundle, id: 'synthea-buster-whole' });
     expect(r, JSON.stringify(r)).toMatchObject({ status: 'accepted', deliveries: 1 });
     const types = typesAboutThePatient(bundle);
-    expect(types).toEqual(expect.arrayContaining(['Claim', 'Condition', 'Encounter', 'ExplanationOfBenefit', 'Observation', 'Patient']));
+    expect(types).toEqual(
+      expect.arrayContaining(['Claim', 'Condition', 'Encounter', 'ExplanationOfBenefit', 'Observation', 'Patient']),
+    );
     const shown = await show(`Patient/${patientIdOf(bundle)}`);
-    expect(shown.services.map(({ service, role, types: t, purposes, count }) => ({ service, role, types: t, purposes, count }))).toEqual([
+    expect(
+      shown.services.map(({ service, role, types: t, purposes, count }) => ({
+        service,
+        role,
+        types: t,
+        purposes,
+        count,
+      })),
+    ).toEqual([
       { service: 'ehr', role: 'recipient', types, purposes: ['TREAT'], count: 1 },
       { service: 'registration', role: 'source', types, purposes: [], count: 1 },
     ]);
@@ -96,42 +114,100 @@ describe.skipIf(!present)('a Bundle published whole', () => {
     const ofMessage = events.filter((e) => e.entity?.some((x) => x.what?.identifier?.value === r.id));
     expect(ofMessage.length).toBe(2);
     for (const e of ofMessage) {
-      expect(e.entity?.filter((x) => x.what?.identifier?.system === 'urn:phi-broker:patient-pseudonym').map((x) => x.what?.identifier?.value)).toEqual([patientPseudonym(stack.secrets, `Patient/${patientIdOf(bundle)}`)]);
+      expect(
+        e.entity
+          ?.filter((x) => x.what?.identifier?.system === 'urn:phi-broker:patient-pseudonym')
+          .map((x) => x.what?.identifier?.value),
+      ).toEqual([patientPseudonym(stack.secrets, `Patient/${patientIdOf(bundle)}`)]);
     }
   });
 
   it('a collection of two Synthea records and an entry about no resolvable patient: one record each, and _unresolved', async () => {
     const alberto = load(ALBERTO);
     const buster = load(BUSTER);
-    const stray = { resource: { resourceType: 'Observation', id: 'stray-1', status: 'final', code: { text: 'pulse' }, subject: { reference: 'urn:uuid:00000000-0000-4000-8000-00000000dead' } } };
+    const stray = {
+      resource: {
+        resourceType: 'Observation',
+        id: 'stray-1',
+        status: 'final',
+        code: { text: 'pulse' },
+        subject: { reference: 'urn:uuid:00000000-0000-4000-8000-00000000dead' },
+      },
+    };
     // Buster's Observations only (his Patient entry left out): they name him by urn:uuid, which no entry has, so
     // they are unresolved here; Alberto's entries resolve among themselves.
     const busterObservations = buster.entry.filter((e) => e.resource.resourceType === 'Observation').slice(0, 2);
-    const collection = { resourceType: 'Bundle', id: 'synthea-collection', type: 'collection', entry: [...alberto.entry.map(({ fullUrl, resource }) => ({ fullUrl, resource })), stray, ...busterObservations] };
+    const collection = {
+      resourceType: 'Bundle',
+      id: 'synthea-collection',
+      type: 'collection',
+      entry: [...alberto.entry.map(({ fullUrl, resource }) => ({ fullUrl, resource })), stray, ...busterObservations],
+    };
     const r = await registration.publish(collection);
     expect(r, JSON.stringify(r)).toMatchObject({ status: 'accepted', deliveries: 1 });
     const albertoTypes = typesAboutThePatient(alberto);
     const shown = await show(`Patient/${patientIdOf(alberto)}`);
-    expect(shown.services.find((s) => s.service === 'registration')).toMatchObject({ role: 'source', types: albertoTypes, count: 1 });
-    expect(shown.services.find((s) => s.service === 'ehr')).toMatchObject({ role: 'recipient', types: albertoTypes, count: 1 });
+    expect(shown.services.find((s) => s.service === 'registration')).toMatchObject({
+      role: 'source',
+      types: albertoTypes,
+      count: 1,
+    });
+    expect(shown.services.find((s) => s.service === 'ehr')).toMatchObject({
+      role: 'recipient',
+      types: albertoTypes,
+      count: 1,
+    });
     // Buster's record is unchanged by this message (his entries here do not resolve to him).
-    expect((await show(`Patient/${patientIdOf(buster)}`)).services.find((s) => s.service === 'registration')?.count).toBe(1);
+    expect(
+      (await show(`Patient/${patientIdOf(buster)}`)).services.find((s) => s.service === 'registration')?.count,
+    ).toBe(1);
     const store = await RegistryStore.open(await stack.connect('reader'));
-    expect((await store.get(UNRESOLVED_KEY))?.services['registration']?.source).toMatchObject({ types: ['Observation'], count: 1 });
-    expect(await registryKeys()).toEqual([patientPseudonym(stack.secrets, `Patient/${patientIdOf(alberto)}`), patientPseudonym(stack.secrets, `Patient/${patientIdOf(buster)}`), UNRESOLVED_KEY].sort());
+    expect((await store.get(UNRESOLVED_KEY))?.services['registration']?.source).toMatchObject({
+      types: ['Observation'],
+      count: 1,
+    });
+    expect(await registryKeys()).toEqual(
+      [
+        patientPseudonym(stack.secrets, `Patient/${patientIdOf(alberto)}`),
+        patientPseudonym(stack.secrets, `Patient/${patientIdOf(buster)}`),
+        UNRESOLVED_KEY,
+      ].sort(),
+    );
     await stack.logs.until((l) => l['event'] === 'registry.unresolved' && l['id'] === r.id, 'registry.unresolved');
   });
 
   it('a label restriction of the Synthea patient withholds a whole Bundle in which one of his entries carries the label', async () => {
     const buster = load(BUSTER);
-    const store = await ConsentStore.open(await stack.connect('operator'), stack.secrets, { services: stack.catalog.services.keys(), patients: stack.catalog.patients });
-    const added = await store.add({ patient: `Patient/${patientIdOf(buster)}`, denyRecipients: [], denyPurposes: [], denyLabels: ['PSY'] });
+    const store = await ConsentStore.open(await stack.connect('operator'), stack.secrets, {
+      services: stack.catalog.services.keys(),
+      patients: stack.catalog.patients,
+    });
+    const added = await store.add({
+      patient: `Patient/${patientIdOf(buster)}`,
+      denyRecipients: [],
+      denyPurposes: [],
+      denyLabels: ['PSY'],
+    });
     await stack.broker?.consent.waitForRevision(added.revision);
     const psy = { meta: { security: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'PSY' }] } };
-    const labelled = buster.entry.map((e, i) => (i === buster.entry.findIndex((x) => x.resource.resourceType === 'Observation') ? { ...e, resource: { ...e.resource, ...psy } } : e));
+    const labelled = buster.entry.map((e, i) =>
+      i === buster.entry.findIndex((x) => x.resource.resourceType === 'Observation')
+        ? { ...e, resource: { ...e.resource, ...psy } }
+        : e,
+    );
     const withheld = await registration.publish({ ...buster, id: 'synthea-buster-labelled', entry: labelled });
     expect(withheld).toMatchObject({ status: 'accepted', deliveries: 0 });
-    expect(stack.logs.records().some((l) => l['event'] === 'delivery.restricted' && l['id'] === withheld.id && l['reason'] === 'label' && l['code'] === 'PSY')).toBe(true);
+    expect(
+      stack.logs
+        .records()
+        .some(
+          (l) =>
+            l['event'] === 'delivery.restricted' &&
+            l['id'] === withheld.id &&
+            l['reason'] === 'label' &&
+            l['code'] === 'PSY',
+        ),
+    ).toBe(true);
     const unlabelled = await registration.publish({ ...buster, id: 'synthea-buster-again' });
     expect(unlabelled).toMatchObject({ status: 'accepted', deliveries: 1 });
   });

@@ -39,11 +39,19 @@ describe('a registry write that fails beside the deliveries', () => {
     await jsm.streams.delete(`KV_${KV_BUCKETS.registry}`);
     const before = (await jsm.streams.info(STREAMS.deliver)).state.messages;
     let settled = false;
-    const publishing = registration.publish({ resourceType: 'Patient', id: PATIENT_ID, name: [{ family: 'Echo' }] }).finally(() => {
-      settled = true;
-    });
+    const publishing = registration
+      .publish({ resourceType: 'Patient', id: PATIENT_ID, name: [{ family: 'Echo' }] })
+      .finally(() => {
+        settled = true;
+      });
     // Two attempts, each with its deliveries published beside the failing registry write (RETRY_DELAY_MS apart).
-    await stack.logs.waiter.until(() => stack.logs.records().filter((r) => r['event'] === 'ingest.retry' && r['errorClass'] === 'RegistryUnavailable').length >= 2, 20_000, 'two retries');
+    await stack.logs.waiter.until(
+      () =>
+        stack.logs.records().filter((r) => r['event'] === 'ingest.retry' && r['errorClass'] === 'RegistryUnavailable')
+          .length >= 2,
+      20_000,
+      'two retries',
+    );
     await inspector.flush();
     expect(settled).toBe(false);
     expect(stack.logs.records().some((r) => r['event'] === 'ingest.rejected')).toBe(false);

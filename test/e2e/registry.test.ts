@@ -28,10 +28,27 @@ const OBSERVATIONS = [5, 1, 3, 8];
 
 /** The example catalog's subscriptions for the hand-made types, written out independently of the code under test. */
 const SUBSCRIBERS: Record<string, [string, string][]> = {
-  Patient: [['ehr', 'TREAT'], ['notification', 'HOPERAT'], ['billing', 'HPAYMT'], ['pharmacy', 'TREAT'], ['public-health', 'PUBHLTH']],
-  Coverage: [['ehr', 'TREAT'], ['billing', 'HPAYMT'], ['partner-payer', 'HPAYMT']],
-  Observation: [['ehr', 'TREAT'], ['analytics', 'HRESCH']],
-  Condition: [['ehr', 'TREAT'], ['billing', 'HPAYMT'], ['analytics', 'HRESCH']],
+  Patient: [
+    ['ehr', 'TREAT'],
+    ['notification', 'HOPERAT'],
+    ['billing', 'HPAYMT'],
+    ['pharmacy', 'TREAT'],
+    ['public-health', 'PUBHLTH'],
+  ],
+  Coverage: [
+    ['ehr', 'TREAT'],
+    ['billing', 'HPAYMT'],
+    ['partner-payer', 'HPAYMT'],
+  ],
+  Observation: [
+    ['ehr', 'TREAT'],
+    ['analytics', 'HRESCH'],
+  ],
+  Condition: [
+    ['ehr', 'TREAT'],
+    ['billing', 'HPAYMT'],
+    ['analytics', 'HRESCH'],
+  ],
 };
 
 let stack: TestStack;
@@ -50,7 +67,10 @@ async function client(service: string): Promise<PhiClient> {
 }
 
 /** Registry records without their times (never asserted against the clock) and recent ids. */
-type Shape = Record<string, { source?: Omit<RoleRecord, 'firstSeen' | 'lastSeen'>; recipient?: Omit<RoleRecord, 'firstSeen' | 'lastSeen'> }>;
+type Shape = Record<
+  string,
+  { source?: Omit<RoleRecord, 'firstSeen' | 'lastSeen'>; recipient?: Omit<RoleRecord, 'firstSeen' | 'lastSeen'> }
+>;
 function shape(record: RegistryRecord | undefined): Shape {
   const out: Shape = {};
   for (const [service, s] of Object.entries(record?.services ?? {})) {
@@ -67,7 +87,13 @@ function shape(record: RegistryRecord | undefined): Shape {
 
 /** Accumulates the expected record from what was published and the subscriptions of its type. */
 class Expected {
-  readonly services = new Map<string, { source?: { types: Set<string>; purposes: Set<string>; count: number }; recipient?: { types: Set<string>; purposes: Set<string>; count: number } }>();
+  readonly services = new Map<
+    string,
+    {
+      source?: { types: Set<string>; purposes: Set<string>; count: number };
+      recipient?: { types: Set<string>; purposes: Set<string>; count: number };
+    }
+  >();
   add(sender: string, type: string, subscribers: readonly (readonly [string, string])[]): void {
     this.role(sender, 'source', type, undefined);
     for (const [service, purpose] of subscribers) this.role(service, 'recipient', type, purpose);
@@ -87,7 +113,8 @@ class Expected {
       out[service] = {};
       for (const role of ['source', 'recipient'] as const) {
         const r = s[role];
-        if (r !== undefined) out[service][role] = { types: [...r.types].sort(), purposes: [...r.purposes].sort(), count: r.count };
+        if (r !== undefined)
+          out[service][role] = { types: [...r.types].sort(), purposes: [...r.purposes].sort(), count: r.count };
       }
     }
     return out;
@@ -111,7 +138,10 @@ beforeAll(async () => {
   second = await stack.startAnotherBroker(2);
   tap = await stack.connect('tap');
   tap.subscribe('>', {
-    callback: (_e, m) => wire.push(`${m.subject}\n${m.headers === undefined ? '' : [...m.headers.keys()].map((k) => `${k}: ${m.headers?.values(k).join(',')}`).join('\n')}`),
+    callback: (_e, m) =>
+      wire.push(
+        `${m.subject}\n${m.headers === undefined ? '' : [...m.headers.keys()].map((k) => `${k}: ${m.headers?.values(k).join(',')}`).join('\n')}`,
+      ),
   });
   await tap.flush();
 
@@ -126,16 +156,40 @@ beforeAll(async () => {
       sends.push(client(sender).then((c) => c.publish(resource)));
     };
     publish('registration', { resourceType: 'Patient', id, name: [{ family: `Fam${id}` }] });
-    publish('registration', { resourceType: 'Coverage', id: `cov-${p}`, status: 'active', beneficiary: subject, payor: [{ reference: 'Organization/payer-1' }] });
+    publish('registration', {
+      resourceType: 'Coverage',
+      id: `cov-${p}`,
+      status: 'active',
+      beneficiary: subject,
+      payor: [{ reference: 'Organization/payer-1' }],
+    });
     for (let i = 0; i < (OBSERVATIONS[p] ?? 0); i++) {
-      publish('ehr', { resourceType: 'Observation', id: `obs-${p}-${i}`, status: 'final', code: { text: 'pulse' }, subject, valueQuantity: { value: 60 + i, unit: '/min' } });
+      publish('ehr', {
+        resourceType: 'Observation',
+        id: `obs-${p}-${i}`,
+        status: 'final',
+        code: { text: 'pulse' },
+        subject,
+        valueQuantity: { value: 60 + i, unit: '/min' },
+      });
     }
-    if (p % 2 === 0) publish('ehr', { resourceType: 'Condition', id: `cond-${p}`, code: { text: 'hypertension' }, subject });
+    if (p % 2 === 0)
+      publish('ehr', { resourceType: 'Condition', id: `cond-${p}`, code: { text: 'hypertension' }, subject });
   });
   // Not about a patient: not registered. About a group, not a patient: counted under the unresolved record.
   sends.push(client('directory').then((c) => c.publish({ resourceType: 'Organization', id: 'org-1', name: 'Clinic' })));
   expect_(UNRESOLVED_KEY).add('ehr', 'Observation', SUBSCRIBERS['Observation'] ?? []);
-  sends.push(client('ehr').then((c) => c.publish({ resourceType: 'Observation', id: 'obs-group', status: 'final', code: { text: 'census' }, subject: { reference: 'Group/ward-3' } })));
+  sends.push(
+    client('ehr').then((c) =>
+      c.publish({
+        resourceType: 'Observation',
+        id: 'obs-group',
+        status: 'final',
+        code: { text: 'census' },
+        subject: { reference: 'Group/ward-3' },
+      }),
+    ),
+  );
 
   // A Synthea patient record, each entry published by the catalog's publisher of its type.
   if (existsSync(SYNTHEA)) {
@@ -145,7 +199,12 @@ beforeAll(async () => {
       const sender = topic?.publishers[0];
       if (topic === undefined || sender === undefined) continue;
       const ref = extractPatientRef(entry.resource);
-      if (ref !== undefined) expect_(ref).add(sender, topic.resourceType, topic.subscribers.map((s) => [s.service, s.purpose] as const));
+      if (ref !== undefined)
+        expect_(ref).add(
+          sender,
+          topic.resourceType,
+          topic.subscribers.map((s) => [s.service, s.purpose] as const),
+        );
       sends.push(client(sender).then((c) => c.publish(entry.resource)));
     }
   }
@@ -174,9 +233,13 @@ describe('registry after a mixed flow through two brokers', () => {
     }
     const keys: string[] = [];
     for await (const k of await store.kv.keys()) keys.push(k);
-    expect(keys.sort()).toEqual([...expected.keys()].map((ref) => (ref === UNRESOLVED_KEY ? ref : patientPseudonym(stack.secrets, ref))).sort());
+    expect(keys.sort()).toEqual(
+      [...expected.keys()].map((ref) => (ref === UNRESOLVED_KEY ? ref : patientPseudonym(stack.secrets, ref))).sort(),
+    );
     // Concurrent writers really met on these keys (both brokers' stores retried stale writes).
-    expect((stack.broker?.registry.store.stats.conflicts ?? 0) + second.registry.store.stats.conflicts).toBeGreaterThan(0);
+    expect((stack.broker?.registry.store.stats.conflicts ?? 0) + second.registry.store.stats.conflicts).toBeGreaterThan(
+      0,
+    );
   });
 
   it('logs each unresolved message (ids and codes only)', async () => {
@@ -197,7 +260,9 @@ describe('registry after a mixed flow through two brokers', () => {
     const disk = filesUnder(join(stack.nats.dir, 'nats')).filter((f) => f.includes(`KV_${KV_BUCKETS.registry}`));
     expect(disk.length).toBeGreaterThan(0);
     const diskText = disk.map((f) => readFileSync(f).toString('latin1')).join('\n');
-    const synthea = [...expected.keys()].filter((r) => r.startsWith('Patient/') && !PATIENTS.some((p) => r.endsWith(p))).map((r) => r.slice('Patient/'.length));
+    const synthea = [...expected.keys()]
+      .filter((r) => r.startsWith('Patient/') && !PATIENTS.some((p) => r.endsWith(p)))
+      .map((r) => r.slice('Patient/'.length));
     for (const id of [...PATIENTS, ...synthea]) {
       expect(kvText.join('\n'), id).not.toContain(id);
       expect(wire.join('\n'), id).not.toContain(id);
@@ -206,4 +271,3 @@ describe('registry after a mixed flow through two brokers', () => {
     }
   });
 });
-

@@ -31,7 +31,9 @@ it('two brokers split the work; each message reaches the subscriber once', async
     waiter.signal();
   });
   const results: PublishResult[] = await Promise.all(
-    Array.from({ length: TOTAL }, (_, i) => pub.publish({ resourceType: 'Patient', id: `two-${i}`, name: [{ family: `Twobroker${i}` }] })),
+    Array.from({ length: TOTAL }, (_, i) =>
+      pub.publish({ resourceType: 'Patient', id: `two-${i}`, name: [{ family: `Twobroker${i}` }] }),
+    ),
   );
   expect(results.filter((r) => r.status !== 'accepted')).toEqual([]);
   await waiter.until(() => handled.size === TOTAL, 60_000, 'all deliveries');
@@ -48,6 +50,17 @@ it('two brokers split the work; each message reaches the subscriber once', async
 
 it('a broker refuses to start when a subscriber has no public encryption key', async () => {
   const peers = stack.peers.filter((p) => !(p.service === 'billing' && p.use === 'enc'));
-  const start = Broker.start({ config: stack.config, catalog: stack.catalog, nc: await stack.connectAs(BROKER_IDENTITY, 'broker-3'), keys: stack.keys(BROKER_ID), peers, secrets: stack.secrets, logger: stack.logger });
-  await expect(start).rejects.toMatchObject({ code: 'E_CONFIG_INVALID', message: expect.stringContaining('billing') as unknown });
+  const start = Broker.start({
+    config: stack.config,
+    catalog: stack.catalog,
+    nc: await stack.connectAs(BROKER_IDENTITY, 'broker-3'),
+    keys: stack.keys(BROKER_ID),
+    peers,
+    secrets: stack.secrets,
+    logger: stack.logger,
+  });
+  await expect(start).rejects.toMatchObject({
+    code: 'E_CONFIG_INVALID',
+    message: expect.stringContaining('billing') as unknown,
+  });
 });

@@ -20,17 +20,30 @@ beforeAll(async () => {
 
 const NAMES = ['Zebulon', 'Quillfeather', 'Ottoline', '1977'];
 
-function seal(resource: Record<string, unknown>, random = streamRandom('ep')): Record<string, unknown> & { body: Record<string, unknown> } {
+function seal(
+  resource: Record<string, unknown>,
+  random = streamRandom('ep'),
+): Record<string, unknown> & { body: Record<string, unknown> } {
   const s = sealEnvelope({
-    id: 'ep-1', iss: 'registration', iat: 1, typ: resource['resourceType'] as string, resource, random,
-    signer: p.keys.registration.sign, recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }],
+    id: 'ep-1',
+    iss: 'registration',
+    iat: 1,
+    typ: resource['resourceType'] as string,
+    resource,
+    random,
+    signer: p.keys.registration.sign,
+    recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }],
   });
-  return JSON.parse(Buffer.from(s.bytes).toString('utf8')) as Record<string, unknown> & { body: Record<string, unknown> };
+  return JSON.parse(Buffer.from(s.bytes).toString('utf8')) as Record<string, unknown> & {
+    body: Record<string, unknown>;
+  };
 }
 
 function openError(env: unknown): BrokerError {
   try {
-    openEnvelope(parseEnvelope(Buffer.from(JSON.stringify(env), 'utf8')), 'broker', (id) => p.rings.broker.kekForId(id));
+    openEnvelope(parseEnvelope(Buffer.from(JSON.stringify(env), 'utf8')), 'broker', (id) =>
+      p.rings.broker.kekForId(id),
+    );
   } catch (e) {
     if (e instanceof BrokerError) return e;
     throw e;
@@ -41,7 +54,8 @@ function openError(env: unknown): BrokerError {
 /** Nothing the error carries (message, path, wire form, cause chain) names the planted key. */
 function expectNoNames(e: unknown): void {
   const seen: string[] = [];
-  for (let c: unknown = e; c instanceof Error; c = c.cause) seen.push(c.message, String((c as { path?: unknown }).path), JSON.stringify(c));
+  for (let c: unknown = e; c instanceof Error; c = c.cause)
+    seen.push(c.message, String((c as { path?: unknown }).path), JSON.stringify(c));
   for (const name of NAMES) expect(seen.join('\n')).not.toContain(name);
 }
 
@@ -72,15 +86,23 @@ describe('opening: E_DECRYPT and E_ENVELOPE_INVALID name no sender key', () => {
     const leaf = env.body['Zebulon Quillfeather'] as string;
     env.body['Zebulon Quillfeather'] = (leaf[0] === 'A' ? 'B' : 'A') + leaf.slice(1);
     const e = openError(env);
-    expect([e.code, e.path, e.message]).toStrictEqual(['E_DECRYPT', 'Patient.[?]', 'Patient.[?] could not be decrypted or authenticated']);
+    expect([e.code, e.path, e.message]).toStrictEqual([
+      'E_DECRYPT',
+      'Patient.[?]',
+      'Patient.[?] could not be decrypted or authenticated',
+    ]);
     expectNoNames(e);
   });
 
   it('a leaf that is not base64url under a nested PHI-looking key: E_DECRYPT at Patient.name[0].[?][1]', () => {
     const env = seal({ resourceType: 'Patient', name: [{ 'Ottoline-1977': ['a', 'b'] }] });
-    ((env.body['name'] as Record<string, string[]>[])[0]!['Ottoline-1977'])![1] = '!!';
+    (env.body['name'] as Record<string, string[]>[])[0]!['Ottoline-1977']![1] = '!!';
     const e = openError(env);
-    expect([e.code, e.path, e.message]).toStrictEqual(['E_DECRYPT', 'Patient.name[0].[?][1]', 'Patient.name[0].[?][1] could not be decrypted or authenticated']);
+    expect([e.code, e.path, e.message]).toStrictEqual([
+      'E_DECRYPT',
+      'Patient.name[0].[?][1]',
+      'Patient.name[0].[?][1] could not be decrypted or authenticated',
+    ]);
     expectNoNames(e);
   });
 
@@ -88,7 +110,11 @@ describe('opening: E_DECRYPT and E_ENVELOPE_INVALID name no sender key', () => {
     const env = seal({ resourceType: 'Patient', 'Quillfeather, Zebulon (1977)': 'x' });
     env.body['Quillfeather, Zebulon (1977)'] = 5;
     const e = openError(env);
-    expect([e.code, e.path, e.message]).toStrictEqual(['E_ENVELOPE_INVALID', 'Patient.[?]', 'envelope body at Patient.[?]: expected a sealed leaf (string), object or array']);
+    expect([e.code, e.path, e.message]).toStrictEqual([
+      'E_ENVELOPE_INVALID',
+      'Patient.[?]',
+      'envelope body at Patient.[?]: expected a sealed leaf (string), object or array',
+    ]);
     expectNoNames(e);
   });
 
@@ -96,9 +122,18 @@ describe('opening: E_DECRYPT and E_ENVELOPE_INVALID name no sender key', () => {
     const rand = streamRandom('ep-forge').call(null, 4096);
     const env = seal({ resourceType: 'Patient', 'Zebulon Quillfeather': 'x' }, fixedRandom(rand));
     // sealed under the exact AAD path: it authenticates, so the refusal is the leaf-type rule
-    env.body['Zebulon Quillfeather'] = sealBlobBase64url(rand.slice(0, 32), Buffer.from('{"a":1}'), leafAad('ep-1', 'Patient["Zebulon Quillfeather"]', env['dk'] as string), streamRandom('n'));
+    env.body['Zebulon Quillfeather'] = sealBlobBase64url(
+      rand.slice(0, 32),
+      Buffer.from('{"a":1}'),
+      leafAad('ep-1', 'Patient["Zebulon Quillfeather"]', env['dk'] as string),
+      streamRandom('n'),
+    );
     const e = openError(env);
-    expect([e.code, e.path, e.message]).toStrictEqual(['E_ENVELOPE_INVALID', 'Patient.[?]', 'envelope body at Patient.[?]: expected a sealed JSON leaf, not an object or array']);
+    expect([e.code, e.path, e.message]).toStrictEqual([
+      'E_ENVELOPE_INVALID',
+      'Patient.[?]',
+      'envelope body at Patient.[?]: expected a sealed JSON leaf, not an object or array',
+    ]);
     expectNoNames(e);
   });
 
@@ -116,7 +151,10 @@ describe('parsing and sealing name no sender key either', () => {
     const cases: [(e: Record<string, unknown>) => void, string][] = [
       [(e) => (e['Zebulon Quillfeather'] = 1), '[?]'],
       [(e) => ((e['keys'] as Record<string, unknown>[])[0]!['Ottoline 1977'] = 1), 'keys[0].[?]'],
-      [(e) => (e['prov'] = { src: 'registration', mid: 'm', hash: 'A'.repeat(43), at: 1, 'Quillfeather-Z': 1 }), 'prov.[?]'],
+      [
+        (e) => (e['prov'] = { src: 'registration', mid: 'm', hash: 'A'.repeat(43), at: 1, 'Quillfeather-Z': 1 }),
+        'prov.[?]',
+      ],
       [(e) => (e['extra'] = 1), 'extra'],
     ];
     for (const [change, path] of cases) {
@@ -128,13 +166,21 @@ describe('parsing and sealing name no sender key either', () => {
       } catch (e) {
         caught = e;
       }
-      expect(caught).toMatchObject({ code: 'E_ENVELOPE_INVALID', path, message: `envelope field ${path}: expected no such field` });
+      expect(caught).toMatchObject({
+        code: 'E_ENVELOPE_INVALID',
+        path,
+        message: `envelope field ${path}: expected no such field`,
+      });
       expectNoNames(caught);
     }
   });
 
-  it('a value that is not JSON under a PHI-looking key: the sealer\'s TypeError names Patient.[?][0]', () => {
+  it("a value that is not JSON under a PHI-looking key: the sealer's TypeError names Patient.[?][0]", () => {
     const f = () => seal({ resourceType: 'Patient', 'Zebulon Quillfeather': [undefined] });
-    expect(f).toThrow(new TypeError('sealEnvelope: the value at Patient.[?][0] is not JSON (undefined, non-finite number, bigint, function or symbol)'));
+    expect(f).toThrow(
+      new TypeError(
+        'sealEnvelope: the value at Patient.[?][0] is not JSON (undefined, non-finite number, bigint, function or symbol)',
+      ),
+    );
   });
 });

@@ -15,7 +15,8 @@ beforeAll(async () => {
   p = makeParties('heap');
 });
 
-const heap = (): Buffer => Buffer.from((getSodium() as unknown as { libsodium: { HEAPU8: Uint8Array } }).libsodium.HEAPU8);
+const heap = (): Buffer =>
+  Buffer.from((getSodium() as unknown as { libsodium: { HEAPU8: Uint8Array } }).libsodium.HEAPU8);
 
 describe('the WebAssembly heap after sealEnvelope and openEnvelope', () => {
   it('holds neither the data key, nor a plaintext, nor a PHI-looking key of the path', () => {
@@ -29,8 +30,14 @@ describe('the WebAssembly heap after sealEnvelope and openEnvelope', () => {
       'Heapkey-4412-distinctive': 'x',
     };
     const sealed = sealEnvelope({
-      id: 'heap-1', iss: 'registration', iat: 1, typ: 'Patient', resource, signer: p.keys.registration.sign,
-      recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }], random: fixedRandom(random),
+      id: 'heap-1',
+      iss: 'registration',
+      iat: 1,
+      typ: 'Patient',
+      resource,
+      signer: p.keys.registration.sign,
+      recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }],
+      random: fixedRandom(random),
     });
     const env = verifySignedEnvelope(sealed.bytes, sealed.sig, p.rings.broker);
     expect(openEnvelope(env, 'broker', (id) => p.rings.broker.kekForId(id))).toStrictEqual(resource);
@@ -49,8 +56,14 @@ describe('the WebAssembly heap after a raw-mode ($raw) seal and open', () => {
     const dataKey = Buffer.from(random.subarray(0, 32));
     const payload = Buffer.from('MSH|^~\\&|RAW-7731-distinctive-hl7v2|PID|||Rawcheck-7731-distinctive', 'latin1');
     const sealed = sealEnvelope({
-      id: 'heap-raw-1', iss: 'registration', iat: 1, typ: '$raw', resource: { raw: new Uint8Array(payload) }, signer: p.keys.registration.sign,
-      recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }], random: fixedRandom(random),
+      id: 'heap-raw-1',
+      iss: 'registration',
+      iat: 1,
+      typ: '$raw',
+      resource: { raw: new Uint8Array(payload) },
+      signer: p.keys.registration.sign,
+      recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }],
+      random: fixedRandom(random),
     });
     const env = verifySignedEnvelope(sealed.bytes, sealed.sig, p.rings.broker);
     const opened = openEnvelope(env, 'broker', (id) => p.rings.broker.kekForId(id)) as { raw: Uint8Array };
@@ -63,14 +76,31 @@ describe('the WebAssembly heap after a raw-mode ($raw) seal and open', () => {
   });
 });
 
-describe('the sealer\'s checks of signer and KEK ids (remembered per id)', () => {
+describe("the sealer's checks of signer and KEK ids (remembered per id)", () => {
   it('refuse a signer of another service after the same kid sealed for its own, every time', () => {
-    const ok = { id: 'k-1', iss: 'registration', iat: 1, typ: 'Patient', resource: { resourceType: 'Patient' }, signer: p.keys.registration.sign, recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }] };
+    const ok = {
+      id: 'k-1',
+      iss: 'registration',
+      iat: 1,
+      typ: 'Patient',
+      resource: { resourceType: 'Patient' },
+      signer: p.keys.registration.sign,
+      recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }],
+    };
     expect(sealEnvelope(ok).bytes.length).toBeGreaterThan(0);
     for (let i = 0; i < 2; i++) {
-      expect(() => sealEnvelope({ ...ok, iss: 'billing' })).toThrow(new TypeError('sealEnvelope: signer must be a signing key of iss'));
-      expect(() => sealEnvelope({ ...ok, signer: { ...p.keys.registration.sign, kid: 'registration:enc:1' } })).toThrow(new TypeError('sealEnvelope: signer must be a signing key of iss'));
-      expect(() => sealEnvelope({ ...ok, recipients: [{ id: 'broker', kek: { id: 'registration:enc:1~broker:enc:1', key: new Uint8Array(32) } }] })).toThrow(TypeError);
+      expect(() => sealEnvelope({ ...ok, iss: 'billing' })).toThrow(
+        new TypeError('sealEnvelope: signer must be a signing key of iss'),
+      );
+      expect(() => sealEnvelope({ ...ok, signer: { ...p.keys.registration.sign, kid: 'registration:enc:1' } })).toThrow(
+        new TypeError('sealEnvelope: signer must be a signing key of iss'),
+      );
+      expect(() =>
+        sealEnvelope({
+          ...ok,
+          recipients: [{ id: 'broker', kek: { id: 'registration:enc:1~broker:enc:1', key: new Uint8Array(32) } }],
+        }),
+      ).toThrow(TypeError);
       expect(sealEnvelope(ok).bytes.length).toBeGreaterThan(0);
     }
   });

@@ -45,7 +45,16 @@ function mutate(f: (env: Record<string, unknown>) => void): Uint8Array {
 describe('parseEnvelope', () => {
   it('accepts a sealed envelope and returns its fields', () => {
     const env = parseEnvelope(enc(good));
-    expect([env.v, env.id, env.iss, env.iat, env.typ, env.kid, env.keys.length, env.prov?.mid]).toStrictEqual([1, 'msg-1', 'registration', 5, 'Patient', 'registration:sig:1', 1, 'orig-1']);
+    expect([env.v, env.id, env.iss, env.iat, env.typ, env.kid, env.keys.length, env.prov?.mid]).toStrictEqual([
+      1,
+      'msg-1',
+      'registration',
+      5,
+      'Patient',
+      'registration:sig:1',
+      1,
+      'orig-1',
+    ]);
   });
 
   it.each([
@@ -53,7 +62,10 @@ describe('parseEnvelope', () => {
     ['invalid UTF-8', Buffer.from([0x7b, 0xff, 0x7d])],
     ['empty', Buffer.alloc(0)],
   ])('%s → E_JSON_MALFORMED', (_name, bytes) => {
-    expect(parseError(new Uint8Array(bytes))).toMatchObject({ code: 'E_JSON_MALFORMED', message: 'the message is not well-formed UTF-8 JSON' });
+    expect(parseError(new Uint8Array(bytes))).toMatchObject({
+      code: 'E_JSON_MALFORMED',
+      message: 'the message is not well-formed UTF-8 JSON',
+    });
   });
 
   it.each<[string, (e: Record<string, unknown>) => void, string]>([
@@ -69,8 +81,16 @@ describe('parseEnvelope', () => {
     ['dk empty', (e) => (e['dk'] = ''), 'dk'],
     ['keys empty', (e) => (e['keys'] = []), 'keys'],
     ['keys[0] extra field', (e) => ((e['keys'] as Record<string, unknown>[])[0]!['x'] = 1), 'keys[0].x'],
-    ['keys[0].kek unsorted', (e) => ((e['keys'] as Record<string, unknown>[])[0]!['kek'] = 'registration:enc:1~broker:enc:1'), 'keys[0].kek'],
-    ['keys[0].kek of sig keys', (e) => ((e['keys'] as Record<string, unknown>[])[0]!['kek'] = 'broker:sig:1~registration:sig:1'), 'keys[0].kek'],
+    [
+      'keys[0].kek unsorted',
+      (e) => ((e['keys'] as Record<string, unknown>[])[0]!['kek'] = 'registration:enc:1~broker:enc:1'),
+      'keys[0].kek',
+    ],
+    [
+      'keys[0].kek of sig keys',
+      (e) => ((e['keys'] as Record<string, unknown>[])[0]!['kek'] = 'broker:sig:1~registration:sig:1'),
+      'keys[0].kek',
+    ],
     ['keys[0].wk short', (e) => ((e['keys'] as Record<string, unknown>[])[0]!['wk'] = 'AAAA'), 'keys[0].wk'],
     ['duplicate recipient', (e) => (e['keys'] as unknown[]).push((e['keys'] as unknown[])[0]), 'keys[1].to'],
     ['prov.hash short', (e) => ((e['prov'] as Record<string, unknown>)['hash'] = 'abc'), 'prov.hash'],
@@ -78,7 +98,11 @@ describe('parseEnvelope', () => {
     ['prov.purpose lowercase', (e) => ((e['prov'] as Record<string, unknown>)['purpose'] = 'treat'), 'prov.purpose'],
     ['unknown top-level field', (e) => (e['extra'] = 1), 'extra'],
     ['body not an object', (e) => (e['body'] = 'x'), 'body'],
-    ['body of another type', (e) => ((e['body'] as Record<string, unknown>)['resourceType'] = 'Observation'), 'body.resourceType'],
+    [
+      'body of another type',
+      (e) => ((e['body'] as Record<string, unknown>)['resourceType'] = 'Observation'),
+      'body.resourceType',
+    ],
     ['raw typ with object body', (e) => (e['typ'] = '$raw'), 'body'],
   ])('%s → E_ENVELOPE_INVALID at %s', (_name, change, path) => {
     const err = parseError(mutate(change));
@@ -93,13 +117,21 @@ describe('parseEnvelope', () => {
 
   it('a well-formed typ that names no R4 resource parses (the broker rejects it after verifying the signature)', () => {
     const s = sealEnvelope({
-      id: 'm', iss: 'registration', iat: 1, typ: 'Foo', resource: { resourceType: 'Foo', x: 'y' },
-      signer: p.keys.registration.sign, recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }],
+      id: 'm',
+      iss: 'registration',
+      iat: 1,
+      typ: 'Foo',
+      resource: { resourceType: 'Foo', x: 'y' },
+      signer: p.keys.registration.sign,
+      recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }],
     });
     const env = verifySignedEnvelope(s.bytes, s.sig, p.rings.broker);
     expect(env.typ).toBe('Foo');
     expect((env.body as Record<string, unknown>)['resourceType']).toBe('Foo');
-    expect(openEnvelope(env, 'broker', (id) => p.rings.broker.kekForId(id))).toStrictEqual({ resourceType: 'Foo', x: 'y' });
+    expect(openEnvelope(env, 'broker', (id) => p.rings.broker.kekForId(id))).toStrictEqual({
+      resourceType: 'Foo',
+      x: 'y',
+    });
   });
 });
 
@@ -107,8 +139,13 @@ describe('raw mode', () => {
   it('seals arbitrary bytes whole at $raw and returns them as { raw }', () => {
     const input = new Uint8Array(Buffer.from('{"resourceType":"Patient", name: Zebulon Quillfeather', 'utf8'));
     const s = sealEnvelope({
-      id: 'raw-1', iss: 'registration', iat: 1, typ: '$raw', resource: { raw: input },
-      signer: p.keys.registration.sign, recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }],
+      id: 'raw-1',
+      iss: 'registration',
+      iat: 1,
+      typ: '$raw',
+      resource: { raw: input },
+      signer: p.keys.registration.sign,
+      recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }],
     });
     expect(Buffer.from(s.bytes).includes('Quillfeather')).toBe(false);
     const env = verifySignedEnvelope(s.bytes, s.sig, p.rings.broker);
@@ -119,10 +156,22 @@ describe('raw mode', () => {
   });
 
   it('refuses a mismatched typ/resource as a programming error (TypeError)', () => {
-    const base = { id: 'x', iss: 'registration', iat: 1, signer: p.keys.registration.sign, recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }] };
+    const base = {
+      id: 'x',
+      iss: 'registration',
+      iat: 1,
+      signer: p.keys.registration.sign,
+      recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }],
+    };
     expect(() => sealEnvelope({ ...base, typ: '$raw', resource: syntheticPatient() })).toThrow(TypeError);
-    expect(() => sealEnvelope({ ...base, typ: 'Observation', resource: syntheticPatient() })).toThrow(/resource\.resourceType/);
-    expect(() => sealEnvelope({ ...base, typ: 'Patient', resource: { resourceType: 'Patient', x: Number.NaN } })).toThrow(/Patient\.x is not JSON/);
-    expect(() => sealEnvelope({ ...base, signer: p.keys.billing.sign, typ: 'Patient', resource: syntheticPatient() })).toThrow(/signing key of iss/);
+    expect(() => sealEnvelope({ ...base, typ: 'Observation', resource: syntheticPatient() })).toThrow(
+      /resource\.resourceType/,
+    );
+    expect(() =>
+      sealEnvelope({ ...base, typ: 'Patient', resource: { resourceType: 'Patient', x: Number.NaN } }),
+    ).toThrow(/Patient\.x is not JSON/);
+    expect(() =>
+      sealEnvelope({ ...base, signer: p.keys.billing.sign, typ: 'Patient', resource: syntheticPatient() }),
+    ).toThrow(/signing key of iss/);
   });
 });

@@ -34,7 +34,10 @@ export interface Parties {
 
 export function makeParties(label = 'parties'): Parties {
   const random = streamRandom(label);
-  const keys = Object.fromEntries(SERVICES.map((s) => [s, generateServiceKeys(s, 1, random)])) as Record<Party, ServiceKeys>;
+  const keys = Object.fromEntries(SERVICES.map((s) => [s, generateServiceKeys(s, 1, random)])) as Record<
+    Party,
+    ServiceKeys
+  >;
   const publics = SERVICES.flatMap((s) => publicRecords(keys[s]));
   const rings = Object.fromEntries(SERVICES.map((s) => [s, new Keyring(keys[s], publics)])) as Record<Party, Keyring>;
   return { keys, rings, publics };
@@ -47,7 +50,9 @@ export function syntheticPatient(): Record<string, unknown> {
     id: 'pat-zz-0001',
     meta: {
       profile: ['http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient'],
-      security: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'R', display: 'restricted' }],
+      security: [
+        { system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'R', display: 'restricted' },
+      ],
       tag: [{ system: 'urn:example:tags', code: 'synthetic' }],
     },
     identifier: [{ system: 'http://hl7.org/fhir/sid/us-ssn', value: '999-12-3456' }],

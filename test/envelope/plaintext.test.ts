@@ -18,13 +18,21 @@ const SEALED = /^[A-Za-z0-9_-]{54,}$/;
 const CONF = 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality';
 const ACT = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
 
-type Body = { meta: { profile?: unknown[]; security?: unknown[]; tag?: unknown[]; versionId?: unknown }; contained?: { meta: Body['meta'] }[] };
+type Body = {
+  meta: { profile?: unknown[]; security?: unknown[]; tag?: unknown[]; versionId?: unknown };
+  contained?: { meta: Body['meta'] }[];
+};
 
 /** Seals `resource`, checks it opens deep-equal, and returns the sealed body as sent. */
 function sealedBody(resource: Record<string, unknown>): Body {
   const s = sealEnvelope({
-    id: 'pt-1', iss: 'registration', iat: 1, typ: resource['resourceType'] as string, resource,
-    signer: p.keys.registration.sign, recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }],
+    id: 'pt-1',
+    iss: 'registration',
+    iat: 1,
+    typ: resource['resourceType'] as string,
+    resource,
+    signer: p.keys.registration.sign,
+    recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }],
   });
   const env = verifySignedEnvelope(s.bytes, s.sig, p.rings.broker);
   expect(openEnvelope(env, 'broker', (id) => p.rings.broker.kekForId(id))).toStrictEqual(resource);
@@ -34,8 +42,13 @@ function sealedBody(resource: Record<string, unknown>): Body {
 describe('meta.security: only system and code of each coding stay readable', () => {
   it('seals display, version, userSelected, id and extension of a coding; keeps system and code', () => {
     const coding = {
-      id: 'sec-1', extension: [{ url: 'urn:example:who', valueString: 'Zebulon Quillfeather' }],
-      system: ACT, version: '2018-08-12', code: 'PSY', display: 'Zebulon Quillfeather', userSelected: true,
+      id: 'sec-1',
+      extension: [{ url: 'urn:example:who', valueString: 'Zebulon Quillfeather' }],
+      system: ACT,
+      version: '2018-08-12',
+      code: 'PSY',
+      display: 'Zebulon Quillfeather',
+      userSelected: true,
     };
     const body = sealedBody({ resourceType: 'Patient', meta: { security: [coding, { system: CONF, code: 'R' }] } });
     const [first, second] = body.meta.security as Record<string, unknown>[];
@@ -52,11 +65,18 @@ describe('meta.security: only system and code of each coding stay readable', () 
   it('seals the primitive extensions of system and code, and anything that is not a coding object', () => {
     const body = sealedBody({
       resourceType: 'Patient',
-      meta: { security: [{ system: CONF, _code: { extension: [{ url: 'urn:x', valueString: 'note' }] }, code: 'R' }, 'R', [CONF, 'R'], null] },
+      meta: {
+        security: [
+          { system: CONF, _code: { extension: [{ url: 'urn:x', valueString: 'note' }] }, code: 'R' },
+          'R',
+          [CONF, 'R'],
+          null,
+        ],
+      },
     });
     const [coding, str, arr, nul] = body.meta.security as unknown[];
     expect((coding as Record<string, unknown>)['code']).toBe('R');
-    const ext = ((coding as { _code: { extension: Record<string, unknown>[] } })._code.extension)[0];
+    const ext = (coding as { _code: { extension: Record<string, unknown>[] } })._code.extension[0];
     expect(ext?.['url']).toMatch(SEALED);
     expect(str).toMatch(SEALED);
     expect((arr as unknown[])[0]).toMatch(SEALED);
@@ -67,8 +87,14 @@ describe('meta.security: only system and code of each coding stay readable', () 
   it('a contained resource follows the same rule; meta.tag, versionId and other meta members are sealed', () => {
     const body = sealedBody({
       resourceType: 'Observation',
-      meta: { versionId: '3', tag: [{ system: CONF, code: 'R' }], security: [{ system: CONF, code: 'N', display: 'normal' }] },
-      contained: [{ resourceType: 'Patient', meta: { security: [{ system: CONF, code: 'V', display: 'very restricted' }] } }],
+      meta: {
+        versionId: '3',
+        tag: [{ system: CONF, code: 'R' }],
+        security: [{ system: CONF, code: 'N', display: 'normal' }],
+      },
+      contained: [
+        { resourceType: 'Patient', meta: { security: [{ system: CONF, code: 'V', display: 'very restricted' }] } },
+      ],
     });
     expect(body.meta.versionId).toMatch(SEALED);
     expect((body.meta.tag as Record<string, unknown>[])[0]?.['code']).toMatch(SEALED);
@@ -80,7 +106,11 @@ describe('meta.security: only system and code of each coding stay readable', () 
 
 describe('meta.profile: readable only as an array of canonical URLs', () => {
   it('keeps an array of http(s) / urn canonical URLs (with |version) readable', () => {
-    const profile = ['http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient', 'https://example.org/fhir/StructureDefinition/p|1.0.0', 'urn:uuid:53fefa32-fcbb-4ff8-8a92-55ee120877b7'];
+    const profile = [
+      'http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient',
+      'https://example.org/fhir/StructureDefinition/p|1.0.0',
+      'urn:uuid:53fefa32-fcbb-4ff8-8a92-55ee120877b7',
+    ];
     expect(sealedBody({ resourceType: 'Patient', meta: { profile } }).meta.profile).toStrictEqual(profile);
   });
 
@@ -101,8 +131,13 @@ describe('meta.profile: readable only as an array of canonical URLs', () => {
   });
 
   it('seals a meta.profile that is not an array, and _profile', () => {
-    const body = sealedBody({ resourceType: 'Patient', meta: { profile: 'http://hl7.org/fhir/StructureDefinition/Patient', _profile: [{ id: 'x' }] } });
+    const body = sealedBody({
+      resourceType: 'Patient',
+      meta: { profile: 'http://hl7.org/fhir/StructureDefinition/Patient', _profile: [{ id: 'x' }] },
+    });
     expect(body.meta.profile).toMatch(SEALED);
-    expect(((body.meta as Record<string, unknown>)['_profile'] as Record<string, unknown>[])[0]?.['id']).toMatch(SEALED);
+    expect(((body.meta as Record<string, unknown>)['_profile'] as Record<string, unknown>[])[0]?.['id']).toMatch(
+      SEALED,
+    );
   });
 });

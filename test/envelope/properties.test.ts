@@ -11,7 +11,13 @@ import { toBase64url } from '../../src/crypto/base64url.js';
 import { sealBlobBase64url } from '../../src/crypto/aead.js';
 import { leafAad } from '../../src/envelope/aad.js';
 import type { BrokerErrorCode } from '../../src/wire/errors.js';
-import { openEnvelope, parseEnvelope, verifyEnvelope, verifySignedEnvelope, type Envelope } from '../../src/envelope/open.js';
+import {
+  openEnvelope,
+  parseEnvelope,
+  verifyEnvelope,
+  verifySignedEnvelope,
+  type Envelope,
+} from '../../src/envelope/open.js';
 import { sealEnvelope, type SealInput } from '../../src/envelope/seal.js';
 import { makeParties, streamRandom, syntheticPatient, type Parties } from './parties.js';
 
@@ -37,7 +43,9 @@ function seal(over: Partial<SealInput> = {}): { bytes: Uint8Array; sig: string }
   });
 }
 
-type Mutable = Record<string, unknown> & { body: Record<string, unknown> & { name: { given: string[] }[]; telecom?: unknown[] } };
+type Mutable = Record<string, unknown> & {
+  body: Record<string, unknown> & { name: { given: string[] }[]; telecom?: unknown[] };
+};
 const json = (bytes: Uint8Array): Mutable => JSON.parse(Buffer.from(bytes).toString('utf8')) as Mutable;
 const bytesOf = (obj: unknown): Uint8Array => new Uint8Array(Buffer.from(JSON.stringify(obj), 'utf8'));
 const brokerKek = (id: string) => p.rings.broker.kekForId(id);
@@ -71,7 +79,10 @@ describe('sanity: the attacks below change only what they say', () => {
 
 describe('property 1: every PHI leaf sealed on its own, structure readable', () => {
   it('keeps keys and array lengths, seals every leaf but the plaintext allow-list', () => {
-    const body = json(seal().bytes).body as unknown as Record<string, unknown> & { name: { given: string[] }[]; meta: { profile: string[]; security: Record<string, string>[]; tag: Record<string, string>[] } };
+    const body = json(seal().bytes).body as unknown as Record<string, unknown> & {
+      name: { given: string[] }[];
+      meta: { profile: string[]; security: Record<string, string>[]; tag: Record<string, string>[] };
+    };
     expect(Object.keys(body)).toStrictEqual(Object.keys(syntheticPatient()));
     expect(body['resourceType']).toBe('Patient');
     expect(body.meta.profile).toStrictEqual(['http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient']);
@@ -80,14 +91,27 @@ describe('property 1: every PHI leaf sealed on its own, structure readable', () 
     expect(body.meta.security[0]?.['display']).toMatch(/^[A-Za-z0-9_-]{54,}$/);
     expect(body.meta.tag[0]?.['code']).not.toBe('synthetic');
     expect(body.name[0]?.given).toHaveLength(2);
-    for (const sealedLeaf of [body['id'], body['active'], body['multipleBirthInteger'], body['_birthDate'], body.name[0]?.given[0]]) {
+    for (const sealedLeaf of [
+      body['id'],
+      body['active'],
+      body['multipleBirthInteger'],
+      body['_birthDate'],
+      body.name[0]?.given[0],
+    ]) {
       expect(sealedLeaf).toMatch(/^[A-Za-z0-9_-]{54,}$/);
     }
   });
 
   it('a contained resource keeps its resourceType readable; a non-resource resourceType is sealed', () => {
-    const resource = { resourceType: 'Observation', contained: [{ resourceType: 'Patient', id: 'p1' }], extension: [{ resourceType: 'NotAType' }] };
-    const body = json(seal({ typ: 'Observation', resource }).bytes).body as unknown as { contained: Record<string, string>[]; extension: Record<string, string>[] };
+    const resource = {
+      resourceType: 'Observation',
+      contained: [{ resourceType: 'Patient', id: 'p1' }],
+      extension: [{ resourceType: 'NotAType' }],
+    };
+    const body = json(seal({ typ: 'Observation', resource }).bytes).body as unknown as {
+      contained: Record<string, string>[];
+      extension: Record<string, string>[];
+    };
     expect(body.contained[0]?.['resourceType']).toBe('Patient');
     expect(body.contained[0]?.['id']).not.toBe('p1');
     expect(body.extension[0]?.['resourceType']).not.toBe('NotAType');
@@ -99,11 +123,26 @@ describe('property 1: every PHI leaf sealed on its own, structure readable', () 
     const rand = streamRandom('forge').call(null, 4096);
     const s = seal({ random: fixedRandom(rand) });
     const env = json(s.bytes);
-    const forged = sealBlobBase64url(rand.slice(0, 32), Buffer.from('{"family":"x"}'), leafAad('msg-1', 'Patient.gender', env['dk'] as string), streamRandom('n'));
+    const forged = sealBlobBase64url(
+      rand.slice(0, 32),
+      Buffer.from('{"family":"x"}'),
+      leafAad('msg-1', 'Patient.gender', env['dk'] as string),
+      streamRandom('n'),
+    );
     env.body['gender'] = forged;
-    expectCode(() => openUnverified(bytesOf(env)), 'E_ENVELOPE_INVALID', /Patient\.gender: expected a sealed JSON leaf/, 'Patient.gender');
+    expectCode(
+      () => openUnverified(bytesOf(env)),
+      'E_ENVELOPE_INVALID',
+      /Patient\.gender: expected a sealed JSON leaf/,
+      'Patient.gender',
+    );
     // the same forged value at its own path with a primitive inside opens: the refusal above is the type rule
-    env.body['gender'] = sealBlobBase64url(rand.slice(0, 32), Buffer.from('"forged"'), leafAad('msg-1', 'Patient.gender', env['dk'] as string), streamRandom('n'));
+    env.body['gender'] = sealBlobBase64url(
+      rand.slice(0, 32),
+      Buffer.from('"forged"'),
+      leafAad('msg-1', 'Patient.gender', env['dk'] as string),
+      streamRandom('n'),
+    );
     expect((openUnverified(bytesOf(env)) as { gender: string }).gender).toBe('forged');
   });
 
@@ -121,7 +160,11 @@ describe('property 3: a ciphertext is bound to its message, element path and key
     [given[0], given[1]] = [given[1]!, given[0]!];
     const bytes = bytesOf(env);
     expectCode(() => openUnverified(bytes), 'E_DECRYPT', /Patient\.name\[0\]\.given\[0\]/, 'Patient.name[0].given[0]');
-    expectCode(() => verifyEnvelope(bytes, seal().sig, p.keys.registration.sign.publicKey), 'E_SIGNATURE', /does not verify/);
+    expectCode(
+      () => verifyEnvelope(bytes, seal().sig, p.keys.registration.sign.publicKey),
+      'E_SIGNATURE',
+      /does not verify/,
+    );
   });
 
   it('moving a ciphertext to the same path of another message with the SAME data key fails (message id in the AAD)', () => {
@@ -162,7 +205,9 @@ describe('property 3: a ciphertext is bound to its message, element path and key
     // only the signature does — which is why opening must follow verification.
     const dropLast = json(s.bytes);
     dropLast.body.name[0]!.given.pop();
-    expect((openUnverified(bytesOf(dropLast)) as { name: { given: string[] }[] }).name[0]?.given).toStrictEqual(['Zebulon']);
+    expect((openUnverified(bytesOf(dropLast)) as { name: { given: string[] }[] }).name[0]?.given).toStrictEqual([
+      'Zebulon',
+    ]);
     expectCode(() => verifyEnvelope(bytesOf(dropLast), s.sig, p.keys.registration.sign.publicKey), 'E_SIGNATURE');
     const dropFirst = json(s.bytes);
     dropFirst.body.name[0]!.given.shift();
@@ -180,7 +225,11 @@ describe('property 3: a ciphertext is bound to its message, element path and key
 
   it('a truncated signature or a missing one is E_SIGNATURE', () => {
     const s = seal();
-    expectCode(() => verifyEnvelope(s.bytes, s.sig.slice(0, 40), p.keys.registration.sign.publicKey), 'E_SIGNATURE', /malformed/);
+    expectCode(
+      () => verifyEnvelope(s.bytes, s.sig.slice(0, 40), p.keys.registration.sign.publicKey),
+      'E_SIGNATURE',
+      /malformed/,
+    );
     expectCode(() => verifyEnvelope(s.bytes, undefined, p.keys.registration.sign.publicKey), 'E_SIGNATURE', /missing/);
   });
 });
@@ -193,7 +242,10 @@ describe('replay: id and iat are exposed and covered by the signature', () => {
 
   it('changing id or iat to slip past replay and skew checks breaks the signature', () => {
     const s = seal();
-    for (const [field, value] of [['id', 'msg-2'], ['iat', 1_700_000_999_999]] as const) {
+    for (const [field, value] of [
+      ['id', 'msg-2'],
+      ['iat', 1_700_000_999_999],
+    ] as const) {
       const env = json(s.bytes);
       env[field] = value;
       expectCode(() => verifySignedEnvelope(bytesOf(env), s.sig, p.rings.broker), 'E_SIGNATURE', /does not verify/);
@@ -219,12 +271,29 @@ describe('property 4: every envelope is signed by its sender', () => {
   it('an unknown signing kid is E_KEY_UNKNOWN', () => {
     const env = json(seal().bytes);
     env['kid'] = 'registration:sig:7';
-    expectCode(() => verifySignedEnvelope(bytesOf(env), seal().sig, p.rings.broker), 'E_KEY_UNKNOWN', /registration:sig:7/);
+    expectCode(
+      () => verifySignedEnvelope(bytesOf(env), seal().sig, p.rings.broker),
+      'E_KEY_UNKNOWN',
+      /registration:sig:7/,
+    );
   });
 
   it('deliveries carry provenance, covered by the broker signature', () => {
-    const prov = { src: 'registration', mid: 'msg-1', hash: 'A'.repeat(43), profile: 'https://example.org/fhir/StructureDefinition/billing-patient', purpose: 'HPAYMT', at: 1 };
-    const s = seal({ id: 'msg-1.billing', iss: 'broker', signer: p.keys.broker.sign, recipients: [{ id: 'billing', kek: p.rings.broker.kekFor('billing:enc:1') }], prov });
+    const prov = {
+      src: 'registration',
+      mid: 'msg-1',
+      hash: 'A'.repeat(43),
+      profile: 'https://example.org/fhir/StructureDefinition/billing-patient',
+      purpose: 'HPAYMT',
+      at: 1,
+    };
+    const s = seal({
+      id: 'msg-1.billing',
+      iss: 'broker',
+      signer: p.keys.broker.sign,
+      recipients: [{ id: 'billing', kek: p.rings.broker.kekFor('billing:enc:1') }],
+      prov,
+    });
     const env = verifySignedEnvelope(s.bytes, s.sig, p.rings.billing);
     expect(env.prov).toStrictEqual(prov);
     const changed = json(s.bytes);
@@ -236,22 +305,40 @@ describe('property 4: every envelope is signed by its sender', () => {
 describe('property 2 (envelope side): only recipients in keys can open', () => {
   it('a recipient not in keys gets E_KEY_UNKNOWN', () => {
     const env = parseEnvelope(seal().bytes);
-    expectCode(() => openEnvelope(env, 'research', (id) => p.rings.research.kekForId(id)), 'E_KEY_UNKNOWN', /research/, 'keys');
+    expectCode(
+      () => openEnvelope(env, 'research', (id) => p.rings.research.kekForId(id)),
+      'E_KEY_UNKNOWN',
+      /research/,
+      'keys',
+    );
   });
 
   it('the wrong KEK for a listed recipient is refused; a wrap relabelled for another recipient does not decrypt', () => {
     const s = seal();
-    expectCode(() => openEnvelope(parseEnvelope(s.bytes), 'broker', p.rings.research.kekFor('registration:enc:1')), 'E_KEY_UNKNOWN', /KEK/);
+    expectCode(
+      () => openEnvelope(parseEnvelope(s.bytes), 'broker', p.rings.research.kekFor('registration:enc:1')),
+      'E_KEY_UNKNOWN',
+      /KEK/,
+    );
     const env = json(s.bytes);
     const keys = env['keys'] as { to: string; kek: string }[];
     keys[0] = { ...keys[0]!, to: 'research', kek: 'registration:enc:1~research:enc:1' };
-    expectCode(() => openEnvelope(parseEnvelope(bytesOf(env)), 'research', (id) => p.rings.research.kekForId(id)), 'E_DECRYPT', /keys\[0\]\.wk/, 'keys[0].wk');
+    expectCode(
+      () => openEnvelope(parseEnvelope(bytesOf(env)), 'research', (id) => p.rings.research.kekForId(id)),
+      'E_DECRYPT',
+      /keys\[0\]\.wk/,
+      'keys[0].wk',
+    );
   });
 
   it('a recipient that does not hold the KEK own half cannot derive it', () => {
     const env = parseEnvelope(seal().bytes);
     const entry = env.keys.find((k) => k.to === 'broker')!;
-    expectCode(() => p.rings.research.kekForId(entry.kek), 'E_KEY_UNKNOWN', /uses none of the encryption keys of research/);
+    expectCode(
+      () => p.rings.research.kekForId(entry.kek),
+      'E_KEY_UNKNOWN',
+      /uses none of the encryption keys of research/,
+    );
   });
 });
 
@@ -265,7 +352,11 @@ describe('property 5: keys have ids and versions; old messages open until retire
     expect(broker.encryptionKeyOf('registration').kid).toBe('registration:enc:2');
     const sender = new Keyring([v2, p.keys.registration], p.publics);
     expect(sender.signer().kid).toBe('registration:sig:2');
-    const fresh = seal({ id: 'msg-v2', signer: sender.signer(), recipients: [{ id: 'broker', kek: sender.kekFor('broker:enc:1') }] });
+    const fresh = seal({
+      id: 'msg-v2',
+      signer: sender.signer(),
+      recipients: [{ id: 'broker', kek: sender.kekFor('broker:enc:1') }],
+    });
     for (const m of [old, fresh]) {
       const env: Envelope = verifySignedEnvelope(m.bytes, m.sig, broker);
       expect(openEnvelope(env, 'broker', (id) => broker.kekForId(id))).toStrictEqual(syntheticPatient());
@@ -273,8 +364,14 @@ describe('property 5: keys have ids and versions; old messages open until retire
     broker.retire('registration:sig:1');
     expectCode(() => verifySignedEnvelope(old.bytes, old.sig, broker), 'E_KEY_UNKNOWN', /registration:sig:1/);
     broker.retire('registration:enc:1');
-    expectCode(() => openEnvelope(parseEnvelope(old.bytes), 'broker', (id) => broker.kekForId(id)), 'E_KEY_UNKNOWN', /registration:enc:1/);
-    expect(openEnvelope(verifySignedEnvelope(fresh.bytes, fresh.sig, broker), 'broker', (id) => broker.kekForId(id))).toStrictEqual(syntheticPatient());
+    expectCode(
+      () => openEnvelope(parseEnvelope(old.bytes), 'broker', (id) => broker.kekForId(id)),
+      'E_KEY_UNKNOWN',
+      /registration:enc:1/,
+    );
+    expect(
+      openEnvelope(verifySignedEnvelope(fresh.bytes, fresh.sig, broker), 'broker', (id) => broker.kekForId(id)),
+    ).toStrictEqual(syntheticPatient());
   });
 
   it('a recipient that rotates its own encryption key still opens messages wrapped to the old one until it retires it', () => {
@@ -282,8 +379,14 @@ describe('property 5: keys have ids and versions; old messages open until retire
     const old = seal();
     const broker = new Keyring([v2, p.keys.broker], p.publics);
     expect(broker.ownEncryptionKey().kid).toBe('broker:enc:2');
-    expect(openEnvelope(parseEnvelope(old.bytes), 'broker', (id) => broker.kekForId(id))).toStrictEqual(syntheticPatient());
+    expect(openEnvelope(parseEnvelope(old.bytes), 'broker', (id) => broker.kekForId(id))).toStrictEqual(
+      syntheticPatient(),
+    );
     broker.retire('broker:enc:1');
-    expectCode(() => openEnvelope(parseEnvelope(old.bytes), 'broker', (id) => broker.kekForId(id)), 'E_KEY_UNKNOWN', /broker:enc:1/);
+    expectCode(
+      () => openEnvelope(parseEnvelope(old.bytes), 'broker', (id) => broker.kekForId(id)),
+      'E_KEY_UNKNOWN',
+      /broker:enc:1/,
+    );
   });
 });

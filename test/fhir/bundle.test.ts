@@ -36,25 +36,28 @@ function okResources(results: readonly BundleEntryResult[]): FhirResource[] {
 }
 
 describe.skipIf(!HAVE_EXAMPLES)(`splitBundle on the examples${SKIP_NOTE}`, () => {
-  it.each(Object.entries(SYNTHEA_PATIENT))('synthea/%s: every reference resolved, every entry linked to Patient/%s', (file, patientId) => {
-    const bundle = readExample(`synthea/${file}`) as { entry: { resource: FhirResource }[] };
-    const before = JSON.stringify(bundle);
-    const results = splitBundle(bundle);
-    expect(JSON.stringify(bundle)).toBe(before); // pure
-    expect(results.filter((r) => !r.ok)).toEqual([]);
-    const resources = okResources(results);
-    expect(resources.map((r) => r.resourceType)).toEqual(bundle.entry.map((e) => e.resource.resourceType));
-    expect(stringValues(resources).filter((s) => s.includes('urn:uuid:'))).toEqual([]);
+  it.each(Object.entries(SYNTHEA_PATIENT))(
+    'synthea/%s: every reference resolved, every entry linked to Patient/%s',
+    (file, patientId) => {
+      const bundle = readExample(`synthea/${file}`) as { entry: { resource: FhirResource }[] };
+      const before = JSON.stringify(bundle);
+      const results = splitBundle(bundle);
+      expect(JSON.stringify(bundle)).toBe(before); // pure
+      expect(results.filter((r) => !r.ok)).toEqual([]);
+      const resources = okResources(results);
+      expect(resources.map((r) => r.resourceType)).toEqual(bundle.entry.map((e) => e.resource.resourceType));
+      expect(stringValues(resources).filter((s) => s.includes('urn:uuid:'))).toEqual([]);
 
-    const ids = new Set(resources.map((r) => `${r.resourceType}/${String(r.id)}`));
-    for (const r of resources) {
-      expect(extractPatientRef(r)).toBe(NOT_ABOUT_A_PATIENT.has(r.resourceType) ? undefined : `Patient/${patientId}`);
-    }
-    // Every reference names an entry of the same bundle, or (`#…`) a resource contained in its own entry.
-    const refs = references(resources).filter((ref) => !ref.startsWith('#'));
-    expect(refs.length).toBeGreaterThan(resources.length);
-    expect(refs.filter((ref) => !ids.has(ref))).toEqual([]);
-  });
+      const ids = new Set(resources.map((r) => `${r.resourceType}/${String(r.id)}`));
+      for (const r of resources) {
+        expect(extractPatientRef(r)).toBe(NOT_ABOUT_A_PATIENT.has(r.resourceType) ? undefined : `Patient/${patientId}`);
+      }
+      // Every reference names an entry of the same bundle, or (`#…`) a resource contained in its own entry.
+      const refs = references(resources).filter((ref) => !ref.startsWith('#'));
+      expect(refs.length).toBeGreaterThan(resources.length);
+      expect(refs.filter((ref) => !ids.has(ref))).toEqual([]);
+    },
+  );
 
   it('hl7/bundle-transaction.json: DELETE and GET entries are E_BUNDLE_INVALID with their entry path and original JSON', () => {
     const bundle = readExample('hl7/bundle-transaction.json') as { entry: unknown[] };
@@ -69,7 +72,9 @@ describe.skipIf(!HAVE_EXAMPLES)(`splitBundle on the examples${SKIP_NOTE}`, () =>
     ]);
     for (const r of failed) {
       expect(r.entry).toBe(bundle.entry[r.index]);
-      expect(r.error?.message).toBe(`Bundle.entry[${r.index}]: the entry has no resource (a request-only entry, e.g. DELETE or GET, cannot be published)`);
+      expect(r.error?.message).toBe(
+        `Bundle.entry[${r.index}]: the entry has no resource (a request-only entry, e.g. DELETE or GET, cannot be published)`,
+      );
     }
     // POSTed entries without id take the id of their urn:uuid fullUrl; PUT entries keep theirs.
     expect(okResources(results).map((r) => `${r.resourceType}/${String(r.id)}`)).toEqual([
@@ -109,7 +114,9 @@ describe('splitBundle on synthetic bundles', () => {
           subject: { reference: P_URN },
           serviceProvider: { reference: 'urn:oid:1.2.840.99999.7' },
           extension: [{ url: 'http://example.org/x', valueReference: { reference: P_URN } }],
-          contained: [{ resourceType: 'Observation', id: 'c1', subject: { reference: P_URN }, performer: [{ reference: '#c1' }] }],
+          contained: [
+            { resourceType: 'Observation', id: 'c1', subject: { reference: P_URN }, performer: [{ reference: '#c1' }] },
+          ],
         },
       },
     ]);
@@ -117,57 +124,94 @@ describe('splitBundle on synthetic bundles', () => {
     const results = splitBundle(bundle);
     expect(JSON.stringify(bundle)).toBe(before);
     const [patient, org, encounter] = okResources(results);
-    expect(patient).toEqual({ resourceType: 'Patient', name: [{ family: 'Quillfeather' }], id: '3f1c9a52-7d4e-4b8a-9c61-0e2f5d7a8b93' });
+    expect(patient).toEqual({
+      resourceType: 'Patient',
+      name: [{ family: 'Quillfeather' }],
+      id: '3f1c9a52-7d4e-4b8a-9c61-0e2f5d7a8b93',
+    });
     expect(org).toEqual({ resourceType: 'Organization', id: 'org-7' });
     expect(encounter).toEqual({
       resourceType: 'Encounter',
       subject: { reference: 'Patient/3f1c9a52-7d4e-4b8a-9c61-0e2f5d7a8b93' },
       serviceProvider: { reference: 'Organization/org-7' },
-      extension: [{ url: 'http://example.org/x', valueReference: { reference: 'Patient/3f1c9a52-7d4e-4b8a-9c61-0e2f5d7a8b93' } }],
-      contained: [{ resourceType: 'Observation', id: 'c1', subject: { reference: 'Patient/3f1c9a52-7d4e-4b8a-9c61-0e2f5d7a8b93' }, performer: [{ reference: '#c1' }] }],
+      extension: [
+        { url: 'http://example.org/x', valueReference: { reference: 'Patient/3f1c9a52-7d4e-4b8a-9c61-0e2f5d7a8b93' } },
+      ],
+      contained: [
+        {
+          resourceType: 'Observation',
+          id: 'c1',
+          subject: { reference: 'Patient/3f1c9a52-7d4e-4b8a-9c61-0e2f5d7a8b93' },
+          performer: [{ reference: '#c1' }],
+        },
+      ],
       id: 'b27e4c10-95a3-4f6d-8e1b-6c0d2a9f3e75',
     });
     expect(extractPatientRef(encounter as FhirResource)).toBe('Patient/3f1c9a52-7d4e-4b8a-9c61-0e2f5d7a8b93');
   });
 
   it('an entry whose resource has an id is referenced by that id, not by its fullUrl', () => {
-    const results = splitBundle(transaction([
-      { fullUrl: P_URN, resource: { resourceType: 'Patient', id: 'pat-42' } },
-      { resource: { resourceType: 'Observation', subject: { reference: P_URN } } },
-    ]));
+    const results = splitBundle(
+      transaction([
+        { fullUrl: P_URN, resource: { resourceType: 'Patient', id: 'pat-42' } },
+        { resource: { resourceType: 'Observation', subject: { reference: P_URN } } },
+      ]),
+    );
     expect(okResources(results)[1]).toEqual({ resourceType: 'Observation', subject: { reference: 'Patient/pat-42' } });
   });
 
   it('a reference to a urn:uuid no entry has: E_BUNDLE_INVALID at the reference, original entry returned', () => {
-    const entry = { fullUrl: E_URN, resource: { resourceType: 'Encounter', subject: { reference: 'urn:uuid:00000000-0000-4000-8000-000000000000' } } };
+    const entry = {
+      fullUrl: E_URN,
+      resource: { resourceType: 'Encounter', subject: { reference: 'urn:uuid:00000000-0000-4000-8000-000000000000' } },
+    };
     const results = splitBundle(transaction([{ fullUrl: P_URN, resource: { resourceType: 'Patient' } }, entry]));
     const bad = results[1];
     expect(bad?.ok).toBe(false);
     expect(bad?.entry).toBe(entry);
     expect(bad?.error).toBeInstanceOf(BrokerError);
-    expect([bad?.error?.code, bad?.error?.path]).toEqual(['E_BUNDLE_INVALID', 'Bundle.entry[1].resource.subject.reference']);
+    expect([bad?.error?.code, bad?.error?.path]).toEqual([
+      'E_BUNDLE_INVALID',
+      'Bundle.entry[1].resource.subject.reference',
+    ]);
     expect(bad?.error?.message).not.toContain('00000000');
     expect(results[0]?.ok).toBe(true);
   });
 
   it('a dangling reference deep inside an array and an extension names that path', () => {
-    const results = splitBundle(transaction([
-      { resource: { resourceType: 'Observation', id: 'o1', performer: [{ reference: 'Practitioner/1' }, { extension: [{ url: 'x', valueReference: { reference: 'urn:oid:1.2.3' } }] }] } },
-    ]));
+    const results = splitBundle(
+      transaction([
+        {
+          resource: {
+            resourceType: 'Observation',
+            id: 'o1',
+            performer: [
+              { reference: 'Practitioner/1' },
+              { extension: [{ url: 'x', valueReference: { reference: 'urn:oid:1.2.3' } }] },
+            ],
+          },
+        },
+      ]),
+    );
     expect(results[0]?.error?.path).toBe('Bundle.entry[0].resource.performer[1].extension[0].valueReference.reference');
   });
 
   it('a second entry with the same urn fullUrl is E_BUNDLE_INVALID at its fullUrl', () => {
-    const results = splitBundle(transaction([
-      { fullUrl: P_URN, resource: { resourceType: 'Patient', id: 'a' } },
-      { fullUrl: P_URN, resource: { resourceType: 'Patient', id: 'b' } },
-    ]));
+    const results = splitBundle(
+      transaction([
+        { fullUrl: P_URN, resource: { resourceType: 'Patient', id: 'a' } },
+        { fullUrl: P_URN, resource: { resourceType: 'Patient', id: 'b' } },
+      ]),
+    );
     expect(results.map((r) => (r.ok ? 'ok' : r.error.path))).toEqual(['ok', 'Bundle.entry[1].fullUrl']);
   });
 
   it('entries that are not objects or whose resource has no resourceType', () => {
     const results = splitBundle(transaction(['Quillfeather', { resource: { id: 'x' } }]));
-    expect(results.map((r) => [r.ok, r.error?.path])).toEqual([[false, 'Bundle.entry[0]'], [false, 'Bundle.entry[1].resource']]);
+    expect(results.map((r) => [r.ok, r.error?.path])).toEqual([
+      [false, 'Bundle.entry[0]'],
+      [false, 'Bundle.entry[1].resource'],
+    ]);
   });
 
   it('a Bundle without entries splits into nothing; a non-Bundle throws E_BUNDLE_INVALID', () => {
@@ -175,11 +219,15 @@ describe('splitBundle on synthetic bundles', () => {
     for (const input of [{ resourceType: 'Patient' }, null, [], 'Bundle']) {
       expect(() => splitBundle(input)).toThrow(expect.objectContaining({ code: 'E_BUNDLE_INVALID', path: 'Bundle' }));
     }
-    expect(() => splitBundle({ resourceType: 'Bundle', entry: {} })).toThrow(expect.objectContaining({ code: 'E_BUNDLE_INVALID', path: 'Bundle.entry' }));
+    expect(() => splitBundle({ resourceType: 'Bundle', entry: {} })).toThrow(
+      expect.objectContaining({ code: 'E_BUNDLE_INVALID', path: 'Bundle.entry' }),
+    );
   });
 
   it('a __proto__ key is copied as data, not as a prototype', () => {
-    const bundle = JSON.parse('{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Basic","id":"b","__proto__":{"polluted":1}}}]}') as unknown;
+    const bundle = JSON.parse(
+      '{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Basic","id":"b","__proto__":{"polluted":1}}}]}',
+    ) as unknown;
     const [basic] = okResources(splitBundle(bundle));
     expect(Object.getPrototypeOf(basic)).toBe(Object.prototype);
     expect(Object.keys(basic ?? {})).toEqual(['resourceType', 'id', '__proto__']);

@@ -3,16 +3,23 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-export const EXAMPLES_DIR = process.env['PHI_BROKER_FHIR_EXAMPLES'] ?? resolve(import.meta.dirname, '../../../shared/fhir-examples');
+export const EXAMPLES_DIR =
+  process.env['PHI_BROKER_FHIR_EXAMPLES'] ?? resolve(import.meta.dirname, '../../../shared/fhir-examples');
 export const HAVE_EXAMPLES = existsSync(join(EXAMPLES_DIR, 'hl7')) && existsSync(join(EXAMPLES_DIR, 'synthea'));
-export const SKIP_NOTE = HAVE_EXAMPLES ? '' : ` (SKIPPED: no FHIR examples at ${EXAMPLES_DIR}; set PHI_BROKER_FHIR_EXAMPLES)`;
+export const SKIP_NOTE = HAVE_EXAMPLES
+  ? ''
+  : ` (SKIPPED: no FHIR examples at ${EXAMPLES_DIR}; set PHI_BROKER_FHIR_EXAMPLES)`;
 
 export function readExample(relative: string): unknown {
   return JSON.parse(readFileSync(join(EXAMPLES_DIR, relative), 'utf8')) as unknown;
 }
 
 export function listExamples(folder: 'hl7' | 'synthea'): string[] {
-  return HAVE_EXAMPLES ? readdirSync(join(EXAMPLES_DIR, folder)).filter((f) => f.endsWith('.json')).sort() : [];
+  return HAVE_EXAMPLES
+    ? readdirSync(join(EXAMPLES_DIR, folder))
+        .filter((f) => f.endsWith('.json'))
+        .sort()
+    : [];
 }
 
 /** Every string value anywhere in `json` (not keys). */

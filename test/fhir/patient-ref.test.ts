@@ -16,7 +16,13 @@ describe('extractPatientRef on synthetic resources', () => {
   it('Observation.subject, Encounter.subject, Claim.patient', () => {
     expect(ref({ resourceType: 'Observation', subject: { reference: 'Patient/p-1' } })).toBe('Patient/p-1');
     expect(ref({ resourceType: 'Encounter', subject: { reference: 'Patient/p-2' } })).toBe('Patient/p-2');
-    expect(ref({ resourceType: 'Claim', patient: { reference: 'Patient/p-3' }, provider: { reference: 'Organization/o-1' } })).toBe('Patient/p-3');
+    expect(
+      ref({
+        resourceType: 'Claim',
+        patient: { reference: 'Patient/p-3' },
+        provider: { reference: 'Organization/o-1' },
+      }),
+    ).toBe('Patient/p-3');
   });
 
   it('Coverage: the beneficiary, not the policy holder or subscriber listed before it', () => {
@@ -30,9 +36,18 @@ describe('extractPatientRef on synthetic resources', () => {
   });
 
   it('falls back to later compartment elements and walks arrays (Appointment.participant.actor)', () => {
-    const appt = { resourceType: 'Appointment', participant: [{ actor: { reference: 'Practitioner/d-1' } }, { actor: { reference: 'Patient/p-9' } }] };
+    const appt = {
+      resourceType: 'Appointment',
+      participant: [{ actor: { reference: 'Practitioner/d-1' } }, { actor: { reference: 'Patient/p-9' } }],
+    };
     expect(ref(appt)).toBe('Patient/p-9');
-    expect(ref({ resourceType: 'Observation', subject: { reference: 'Group/g-1' }, performer: [{ reference: 'Patient/p-4' }] })).toBe('Patient/p-4');
+    expect(
+      ref({
+        resourceType: 'Observation',
+        subject: { reference: 'Group/g-1' },
+        performer: [{ reference: 'Patient/p-4' }],
+      }),
+    ).toBe('Patient/p-4');
   });
 
   it('a version-specific reference yields the plain one', () => {
@@ -44,9 +59,18 @@ describe('extractPatientRef on synthetic resources', () => {
     ['Practitioner (not in the compartment)', { resourceType: 'Practitioner', id: 'd-1' }],
     ['a subject that is a Group', { resourceType: 'Observation', subject: { reference: 'Group/g-1' } }],
     ['a contained patient (#p1)', { resourceType: 'Observation', subject: { reference: '#p1' } }],
-    ['an absolute URL (another server)', { resourceType: 'Observation', subject: { reference: 'https://other.example/fhir/Patient/p-1' } }],
-    ['an unresolved urn:uuid', { resourceType: 'Observation', subject: { reference: 'urn:uuid:0b8e5c6e-3d4f-4a8e-9f3c-2a1b0c9d8e7f' } }],
-    ['an identifier-only reference', { resourceType: 'Observation', subject: { type: 'Patient', identifier: { value: '999-41-7283' } } }],
+    [
+      'an absolute URL (another server)',
+      { resourceType: 'Observation', subject: { reference: 'https://other.example/fhir/Patient/p-1' } },
+    ],
+    [
+      'an unresolved urn:uuid',
+      { resourceType: 'Observation', subject: { reference: 'urn:uuid:0b8e5c6e-3d4f-4a8e-9f3c-2a1b0c9d8e7f' } },
+    ],
+    [
+      'an identifier-only reference',
+      { resourceType: 'Observation', subject: { type: 'Patient', identifier: { value: '999-41-7283' } } },
+    ],
     ['a malformed Patient reference', { resourceType: 'Observation', subject: { reference: 'Patient/has space' } }],
   ])('undefined for %s', (_, resource) => {
     expect(ref(resource)).toBeUndefined();
@@ -55,12 +79,15 @@ describe('extractPatientRef on synthetic resources', () => {
   it('the compartment table covers the 66 R4 resource types of the definition plus Patient', () => {
     const types = patientCompartmentTypes();
     expect(types).toHaveLength(67);
-    for (const t of ['Patient', 'Observation', 'Coverage', 'Claim', 'ExplanationOfBenefit', 'Encounter', 'AuditEvent']) expect(types).toContain(t);
+    for (const t of ['Patient', 'Observation', 'Coverage', 'Claim', 'ExplanationOfBenefit', 'Encounter', 'AuditEvent'])
+      expect(types).toContain(t);
     expect(types).not.toContain('Organization');
   });
 
   it('the committed table says where it came from', () => {
-    const table = JSON.parse(readFileSync(new URL('../../src/fhir/patient-compartment.json', import.meta.url), 'utf8')) as { source: string; resources: Record<string, string[]> };
+    const table = JSON.parse(
+      readFileSync(new URL('../../src/fhir/patient-compartment.json', import.meta.url), 'utf8'),
+    ) as { source: string; resources: Record<string, string[]> };
     expect(table.source).toMatch(/^http:\/\/hl7\.org\/fhir\/CompartmentDefinition\/patient 4\.0\.1 /);
     expect(table.resources['Coverage']).toEqual(['beneficiary', 'policyHolder', 'subscriber', 'payor']);
   });

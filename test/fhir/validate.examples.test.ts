@@ -27,7 +27,8 @@ const HL7: Record<string, Outcome> = {
     valid: false,
     code: 'E_FHIR_INVALID',
     path: 'Patient.id',
-    reason: 'no logical id: the broker publishes resources by <Type>/<id> (limits.requireId). Its one r4-core issue (U+202F in a string) is a validator false positive and does not reject',
+    reason:
+      'no logical id: the broker publishes resources by <Type>/<id> (limits.requireId). Its one r4-core issue (U+202F in a string) is a validator false positive and does not reject',
   },
   'observation-example-1minute-apgar-score.json': VALID,
   'observation-example-bloodgroup.json': VALID,
@@ -81,24 +82,33 @@ describe.skipIf(!HAVE_EXAMPLES)(`FHIR examples${SKIP_NOTE}`, () => {
   it('json-edge-cases.json: r4-core reports exactly one issue (U+202F), which the broker does not count', () => {
     const json = readExample('hl7/json-edge-cases.json') as Record<string, unknown>;
     const issues = new fhir.Patient(json).doModelValidation();
-    expect(issues.map((i) => [i.severity, i.code, i.expression])).toEqual([['error', 'invalid', ['Patient.identifier[0].assigner.display']]]);
+    expect(issues.map((i) => [i.severity, i.code, i.expression])).toEqual([
+      ['error', 'invalid', ['Patient.identifier[0].assigner.display']],
+    ]);
     // With an id the resource is valid: every other edge case (_given with nulls, contained, modifierExtension …) passes.
     expect(outcome({ ...json, id: 'edge-cases' })).toEqual(VALID);
   });
 
-  it.each(['bundle-transaction.json', 'bundle-response-medsallergies.json'])('hl7/%s: every split entry with a resource validates', (file) => {
-    const results = splitBundle(readExample(`hl7/${file}`));
-    const resources = results.flatMap((r) => (r.ok ? [r.resource] : []));
-    expect(resources.length).toBe(file === 'bundle-transaction.json' ? 6 : 5);
-    for (const r of resources) expect(outcome(r)).toEqual(VALID);
-  });
+  it.each(['bundle-transaction.json', 'bundle-response-medsallergies.json'])(
+    'hl7/%s: every split entry with a resource validates',
+    (file) => {
+      const results = splitBundle(readExample(`hl7/${file}`));
+      const resources = results.flatMap((r) => (r.ok ? [r.resource] : []));
+      expect(resources.length).toBe(file === 'bundle-transaction.json' ? 6 : 5);
+      for (const r of resources) expect(outcome(r)).toEqual(VALID);
+    },
+  );
 
   it.each(Object.entries(SYNTHEA))('synthea/%s: all %i entries split and validate', (file, count) => {
     const results = splitBundle(readExample(`synthea/${file}`));
     expect(results).toHaveLength(count);
-    const failures = results.map((r, i) => (r.ok ? undefined : { i, code: r.error.code })).filter((x) => x !== undefined);
+    const failures = results
+      .map((r, i) => (r.ok ? undefined : { i, code: r.error.code }))
+      .filter((x) => x !== undefined);
     expect(failures).toEqual([]);
-    const invalid = results.flatMap((r) => (r.ok ? [{ path: r.path, got: outcome(r.resource) }] : [])).filter((x) => !x.got.valid);
+    const invalid = results
+      .flatMap((r) => (r.ok ? [{ path: r.path, got: outcome(r.resource) }] : []))
+      .filter((x) => !x.got.valid);
     expect(invalid).toEqual([]);
   });
 });

@@ -22,8 +22,15 @@ function patient(): Record<string, unknown> {
     name: [{ family: 'Quillfeather-Oyelaran', given: ['Zephyrine'], text: NAME }],
     gender: 'female',
     birthDate: DOB,
-    contact: [{ name: { family: 'Quillfeather', given: ['Ignatius'] }, telecom: [{ system: 'phone', value: '+1 555 0199 7283' }] }],
-    extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName', valueString: 'Quillfeather-Moss' }],
+    contact: [
+      {
+        name: { family: 'Quillfeather', given: ['Ignatius'] },
+        telecom: [{ system: 'phone', value: '+1 555 0199 7283' }],
+      },
+    ],
+    extension: [
+      { url: 'http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName', valueString: 'Quillfeather-Moss' },
+    ],
   };
 }
 
@@ -59,7 +66,12 @@ function rejection(input: unknown, limits: ValidationLimits = DEFAULT_VALIDATION
   throw new Error('expected a rejection');
 }
 
-function expectRejected(input: unknown, code: keyof typeof ERROR_CODES, path: string | undefined, limits?: ValidationLimits): BrokerError {
+function expectRejected(
+  input: unknown,
+  code: keyof typeof ERROR_CODES,
+  path: string | undefined,
+  limits?: ValidationLimits,
+): BrokerError {
   const err = rejection(input, limits);
   expect({ code: err.code, path: err.path }).toEqual({ code, path });
   if (path !== undefined) expect(err.message.startsWith(`${path}: `)).toBe(true);
@@ -79,7 +91,9 @@ describe('validateResource accepts', () => {
   });
 
   it('aligned primitive-extension arrays with null gaps, and extension-only primitives', () => {
-    const ext = { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/iso21090-EN-qualifier', valueCode: 'BR' }] };
+    const ext = {
+      extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/iso21090-EN-qualifier', valueCode: 'BR' }],
+    };
     const p = { ...patient(), name: [{ given: ['Zephyrine', 'Ada'], _given: [null, ext] }], _active: ext };
     expect(validateResource(p, DEFAULT_VALIDATION_LIMITS)).toBe(p);
   });
@@ -91,7 +105,12 @@ describe('validateResource accepts', () => {
 });
 
 describe('validateResource rejects', () => {
-  it.each([['a string', NAME], ['a number', 7283], ['null', null], ['an array', [patient()]]])('%s: E_NOT_FHIR', (_, input) => {
+  it.each([
+    ['a string', NAME],
+    ['a number', 7283],
+    ['null', null],
+    ['an array', [patient()]],
+  ])('%s: E_NOT_FHIR', (_, input) => {
     expectRejected(input, 'E_NOT_FHIR', undefined);
   });
 
@@ -108,31 +127,105 @@ describe('validateResource rejects', () => {
 
   it.each([
     ['at the top', (p: Record<string, unknown>) => ({ ...p, nickname: NAME }), 'Patient.nickname'],
-    ['in a datatype', (p: Record<string, unknown>) => ({ ...p, name: [{ family: 'Quillfeather', bogus: NAME }] }), 'Patient.name[0].bogus'],
-    ['in a backbone element', (p: Record<string, unknown>) => ({ ...p, contact: [{ gender: 'male', bogus: SSN }] }), 'Patient.contact[0].bogus'],
-    ['in a datatype inside a backbone element', (p: Record<string, unknown>) => ({ ...p, contact: [{ name: { family: 'Q', bogus: NAME } }] }), 'Patient.contact[0].name.bogus'],
-    ['in an extension', (p: Record<string, unknown>) => ({ ...p, extension: [{ url: 'http://example.org/x', valueString: NAME, note: SSN }] }), 'Patient.extension[0].note'],
-    ['in a nested extension', (p: Record<string, unknown>) => ({ ...p, extension: [{ url: 'http://example.org/x', extension: [{ url: 'a', valueString: 'x1x1' }, { url: 'b', bogus: NAME }] }] }), 'Patient.extension[0].extension[1].bogus'],
-    ['in a modifierExtension', (p: Record<string, unknown>) => ({ ...p, modifierExtension: [{ url: 'http://example.org/x', bogus: NAME }] }), 'Patient.modifierExtension[0].bogus'],
-    ['a bad choice suffix', (p: Record<string, unknown>) => ({ ...p, extension: [{ url: 'http://example.org/x', valueFoo: NAME }] }), 'Patient.extension[0].valueFoo'],
-    ['a choice type the element does not allow', (p: Record<string, unknown>) => ({ ...p, deceasedString: DOB }), 'Patient.deceasedString'],
-    ['in a contained resource', (p: Record<string, unknown>) => ({ ...p, contained: [{ resourceType: 'Organization', id: 'o1', name: 'Quill Clinic', bogus: SSN }] }), 'Patient.contained[0].bogus'],
-    ['in a primitive extension', (p: Record<string, unknown>) => ({ ...p, _birthDate: { bogus: DOB } }), 'Patient._birthDate.bogus'],
+    [
+      'in a datatype',
+      (p: Record<string, unknown>) => ({ ...p, name: [{ family: 'Quillfeather', bogus: NAME }] }),
+      'Patient.name[0].bogus',
+    ],
+    [
+      'in a backbone element',
+      (p: Record<string, unknown>) => ({ ...p, contact: [{ gender: 'male', bogus: SSN }] }),
+      'Patient.contact[0].bogus',
+    ],
+    [
+      'in a datatype inside a backbone element',
+      (p: Record<string, unknown>) => ({ ...p, contact: [{ name: { family: 'Q', bogus: NAME } }] }),
+      'Patient.contact[0].name.bogus',
+    ],
+    [
+      'in an extension',
+      (p: Record<string, unknown>) => ({
+        ...p,
+        extension: [{ url: 'http://example.org/x', valueString: NAME, note: SSN }],
+      }),
+      'Patient.extension[0].note',
+    ],
+    [
+      'in a nested extension',
+      (p: Record<string, unknown>) => ({
+        ...p,
+        extension: [
+          {
+            url: 'http://example.org/x',
+            extension: [
+              { url: 'a', valueString: 'x1x1' },
+              { url: 'b', bogus: NAME },
+            ],
+          },
+        ],
+      }),
+      'Patient.extension[0].extension[1].bogus',
+    ],
+    [
+      'in a modifierExtension',
+      (p: Record<string, unknown>) => ({ ...p, modifierExtension: [{ url: 'http://example.org/x', bogus: NAME }] }),
+      'Patient.modifierExtension[0].bogus',
+    ],
+    [
+      'a bad choice suffix',
+      (p: Record<string, unknown>) => ({ ...p, extension: [{ url: 'http://example.org/x', valueFoo: NAME }] }),
+      'Patient.extension[0].valueFoo',
+    ],
+    [
+      'a choice type the element does not allow',
+      (p: Record<string, unknown>) => ({ ...p, deceasedString: DOB }),
+      'Patient.deceasedString',
+    ],
+    [
+      'in a contained resource',
+      (p: Record<string, unknown>) => ({
+        ...p,
+        contained: [{ resourceType: 'Organization', id: 'o1', name: 'Quill Clinic', bogus: SSN }],
+      }),
+      'Patient.contained[0].bogus',
+    ],
+    [
+      'in a primitive extension',
+      (p: Record<string, unknown>) => ({ ...p, _birthDate: { bogus: DOB } }),
+      'Patient._birthDate.bogus',
+    ],
     ['`_` on a non-primitive', (p: Record<string, unknown>) => ({ ...p, _name: { id: 'n1' } }), 'Patient._name'],
-    ['a Medplum-only Meta element', (p: Record<string, unknown>) => ({ ...p, meta: { project: 'p-1234' } }), 'Patient.meta.project'],
-    ['a key that is not an element name (shown as [?])', (p: Record<string, unknown>) => ({ ...p, [NAME]: SSN }), 'Patient.[?]'],
+    [
+      'a Medplum-only Meta element',
+      (p: Record<string, unknown>) => ({ ...p, meta: { project: 'p-1234' } }),
+      'Patient.meta.project',
+    ],
+    [
+      'a key that is not an element name (shown as [?])',
+      (p: Record<string, unknown>) => ({ ...p, [NAME]: SSN }),
+      'Patient.[?]',
+    ],
   ])('an unknown element %s: E_UNKNOWN_ELEMENT', (_, make, path) => {
     const err = expectRejected(make(patient()), 'E_UNKNOWN_ELEMENT', path);
     expect(err.message).not.toContain(NAME);
   });
 
   it('an unknown element inside a Bundle entry resource', () => {
-    const bundle = { resourceType: 'Bundle', id: 'b1', type: 'collection', entry: [{ resource: { ...observation(), bogus: NAME } }] };
+    const bundle = {
+      resourceType: 'Bundle',
+      id: 'b1',
+      type: 'collection',
+      entry: [{ resource: { ...observation(), bogus: NAME } }],
+    };
     expectRejected(bundle, 'E_UNKNOWN_ELEMENT', 'Bundle.entry[0].resource.bogus');
   });
 
   it('a contained resource of unknown type or without resourceType', () => {
-    expectRejected({ ...patient(), contained: [{ resourceType: 'Quillfeather', id: 'c' }] }, 'E_UNKNOWN_RESOURCE_TYPE', 'Patient.contained[0].resourceType');
+    expectRejected(
+      { ...patient(), contained: [{ resourceType: 'Quillfeather', id: 'c' }] },
+      'E_UNKNOWN_RESOURCE_TYPE',
+      'Patient.contained[0].resourceType',
+    );
     expectRejected({ ...patient(), contained: [{ id: 'c', name: NAME }] }, 'E_FHIR_INVALID', 'Patient.contained[0]');
   });
 
@@ -147,9 +240,21 @@ describe('validateResource rejects', () => {
     ['an empty array', { identifier: [] }, 'Patient.identifier'],
     ['an empty string', { name: [{ family: '' }] }, 'Patient.name[0].family'],
     ['a primitive extension that is not an object', { _birthDate: DOB }, 'Patient._birthDate'],
-    ['primitive-extension arrays of different length', { name: [{ given: [NAME, 'Ada'], _given: [null] }] }, 'Patient.name[0].given'],
-    ['null on both sides of a primitive-extension pair', { name: [{ given: [null, 'Ada'], _given: [null, { id: 'g2' }] }] }, 'Patient.name[0].given[0]'],
-    ['null in a primitive array without extension sibling', { name: [{ given: [NAME, null] }] }, 'Patient.name[0].given'],
+    [
+      'primitive-extension arrays of different length',
+      { name: [{ given: [NAME, 'Ada'], _given: [null] }] },
+      'Patient.name[0].given',
+    ],
+    [
+      'null on both sides of a primitive-extension pair',
+      { name: [{ given: [null, 'Ada'], _given: [null, { id: 'g2' }] }] },
+      'Patient.name[0].given[0]',
+    ],
+    [
+      'null in a primitive array without extension sibling',
+      { name: [{ given: [NAME, null] }] },
+      'Patient.name[0].given',
+    ],
   ])('%s: E_FHIR_INVALID', (_, change, path) => {
     expectRejected({ ...patient(), ...change }, 'E_FHIR_INVALID', path);
   });
@@ -160,7 +265,11 @@ describe('validateResource rejects', () => {
   });
 
   it('a bad dateTime in a choice element is named by its JSON name', () => {
-    expectRejected({ ...observation(), effectiveDateTime: `${DOB}T25:61:00Z` }, 'E_FHIR_INVALID', 'Observation.effectiveDateTime');
+    expectRejected(
+      { ...observation(), effectiveDateTime: `${DOB}T25:61:00Z` },
+      'E_FHIR_INVALID',
+      'Observation.effectiveDateTime',
+    );
   });
 
   it('a code outside a required binding: E_FHIR_INVALID naming the element, not the code', () => {
@@ -170,7 +279,9 @@ describe('validateResource rejects', () => {
 
   it('a missing required element (Observation.status, Extension.url)', () => {
     const { status: _, ...obs } = observation();
-    expect(expectRejected(obs, 'E_FHIR_INVALID', 'Observation.status').message).toBe('Observation.status: a required element is missing');
+    expect(expectRejected(obs, 'E_FHIR_INVALID', 'Observation.status').message).toBe(
+      'Observation.status: a required element is missing',
+    );
     expectRejected({ ...patient(), extension: [{ valueString: NAME }] }, 'E_FHIR_INVALID', 'Patient.extension[0].url');
   });
 
@@ -183,16 +294,31 @@ describe('validateResource rejects', () => {
     const limits = validationLimits({ maxResourceSize: 400 });
     expectRejected({ ...patient(), address: [{ text: NAME.repeat(20) }] }, 'E_TOO_LARGE', 'Patient', limits);
     expect(JSON.stringify(patient()).length).toBeLessThan(800); // the default limit is far above
-    expectRejected({ ...patient(), address: [{ line: Array.from({ length: 600 }, () => NAME.repeat(4)) }] }, 'E_TOO_LARGE', 'Patient', validationLimits({ maxResourceSize: 65_536 }));
+    expectRejected(
+      { ...patient(), address: [{ line: Array.from({ length: 600 }, () => NAME.repeat(4)) }] },
+      'E_TOO_LARGE',
+      'Patient',
+      validationLimits({ maxResourceSize: 65_536 }),
+    );
   });
 
   it('too long: one string, reported at its element', () => {
-    expectRejected({ ...patient(), name: [{ family: NAME.repeat(30) }] }, 'E_TOO_LARGE', 'Patient.name[0].family', validationLimits({ maxStringLength: 500 }));
+    expectRejected(
+      { ...patient(), name: [{ family: NAME.repeat(30) }] },
+      'E_TOO_LARGE',
+      'Patient.name[0].family',
+      validationLimits({ maxStringLength: 500 }),
+    );
     expectRejected({ ...patient(), photo: [{ data: 'QUJD'.repeat(150_000) }] }, 'E_TOO_LARGE', 'Patient.photo[0].data');
   });
 
   it('too many items in one array', () => {
-    expectRejected({ ...patient(), name: Array.from({ length: 11 }, () => ({ text: NAME })) }, 'E_TOO_LARGE', 'Patient.name', validationLimits({ maxArrayLength: 10 }));
+    expectRejected(
+      { ...patient(), name: Array.from({ length: 11 }, () => ({ text: NAME })) },
+      'E_TOO_LARGE',
+      'Patient.name',
+      validationLimits({ maxArrayLength: 10 }),
+    );
   });
 
   it('too deep: nested extensions beyond maxDepth', () => {
@@ -208,13 +334,21 @@ describe('validateResource rejects', () => {
   it('never puts a value into the message (property: random PHI in a bad code, date, unknown element)', () => {
     fc.assert(
       // '#' keeps the value from being a valid code or date by chance, and from matching fixed message text.
-      fc.property(fc.string({ minLength: 3, maxLength: 40 }).map((s) => `#${s}`), (phi) => {
-        for (const bad of [{ gender: phi }, { birthDate: phi }, { name: [{ bogus: phi }] }, { telecom: [{ system: phi }] }]) {
-          const err = rejection({ ...patient(), ...bad });
-          expect(err.message).not.toContain(phi);
-          expect(JSON.stringify(err.toJSON())).not.toContain(JSON.stringify(phi).slice(1, -1));
-        }
-      }),
+      fc.property(
+        fc.string({ minLength: 3, maxLength: 40 }).map((s) => `#${s}`),
+        (phi) => {
+          for (const bad of [
+            { gender: phi },
+            { birthDate: phi },
+            { name: [{ bogus: phi }] },
+            { telecom: [{ system: phi }] },
+          ]) {
+            const err = rejection({ ...patient(), ...bad });
+            expect(err.message).not.toContain(phi);
+            expect(JSON.stringify(err.toJSON())).not.toContain(JSON.stringify(phi).slice(1, -1));
+          }
+        },
+      ),
       { numRuns: 60 },
     );
   });
@@ -222,13 +356,21 @@ describe('validateResource rejects', () => {
 
 describe('validation limits', () => {
   it('defaults are pinned and frozen', () => {
-    expect(DEFAULT_VALIDATION_LIMITS).toEqual({ maxResourceSize: 1_048_576, maxDepth: 32, maxStringLength: 524_288, maxArrayLength: 10_000, requireId: true });
+    expect(DEFAULT_VALIDATION_LIMITS).toEqual({
+      maxResourceSize: 1_048_576,
+      maxDepth: 32,
+      maxStringLength: 524_288,
+      maxArrayLength: 10_000,
+      requireId: true,
+    });
     expect(Object.isFrozen(DEFAULT_VALIDATION_LIMITS)).toBe(true);
     expect(Object.isFrozen(validationLimits({ maxDepth: 8 }))).toBe(true);
   });
 
   it('a wrong override is a caller mistake (TypeError)', () => {
-    expect(() => validationLimits({ maxDepth: 0 })).toThrow(new TypeError('ValidationLimits.maxDepth must be a positive integer'));
+    expect(() => validationLimits({ maxDepth: 0 })).toThrow(
+      new TypeError('ValidationLimits.maxDepth must be a positive integer'),
+    );
     expect(() => validationLimits({ maxResourceSize: 1.5 })).toThrow(TypeError);
   });
 });
@@ -239,7 +381,10 @@ describe('calendar days', () => {
       [{ resourceType: 'Patient', id: 'p', birthDate: '1990-02-30' }, 'Patient.birthDate'],
       [{ resourceType: 'Patient', id: 'p', birthDate: '2023-02-29' }, 'Patient.birthDate'],
       [{ resourceType: 'Patient', id: 'p', deceasedDateTime: '2020-04-31T10:00:00Z' }, 'Patient.deceasedDateTime'],
-      [{ resourceType: 'Observation', id: 'o', status: 'final', code: { text: 'x' }, issued: '2021-13-01T00:00:00Z' }, 'Observation.issued'],
+      [
+        { resourceType: 'Observation', id: 'o', status: 'final', code: { text: 'x' }, issued: '2021-13-01T00:00:00Z' },
+        'Observation.issued',
+      ],
     ] as const) {
       let err: unknown;
       try {
@@ -254,13 +399,15 @@ describe('calendar days', () => {
 
   it('real days, leap days and partial dates pass', () => {
     for (const birthDate of ['2024-02-29', '2000-02-29', '1990-12-31', '1990', '1990-02']) {
-      expect(validateResource({ resourceType: 'Patient', id: 'p', birthDate }, DEFAULT_VALIDATION_LIMITS).resourceType).toBe('Patient');
+      expect(
+        validateResource({ resourceType: 'Patient', id: 'p', birthDate }, DEFAULT_VALIDATION_LIMITS).resourceType,
+      ).toBe('Patient');
     }
   });
 });
 
 describe('the FHIR model classes', () => {
-  it('src/fhir/validate.ts imports r4-core\'s model module directly: the very namespace the package root exports as `fhir`', () => {
+  it("src/fhir/validate.ts imports r4-core's model module directly: the very namespace the package root exports as `fhir`", () => {
     // The package root also loads every ValueSet expansion, which validation never reads (docs/performance.md);
     // the deep import must be the same classes, not a copy or another version.
     expect(fhirModelModule).toBe(packageRootFhir);

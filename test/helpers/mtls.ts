@@ -50,7 +50,11 @@ export function inboxOf(identity: Identity): string {
 export async function startMtlsStack(onLog?: (text: string) => void): Promise<MtlsStack> {
   await initCrypto();
   const dir = mkdtempSync(join(tmpdir(), 'phi-broker-mtls-'));
-  const config = parseConfig({ dataDir: join(dir, 'data'), subjectsDir: join(ROOT, 'subjects'), profilesDir: join(ROOT, 'fhir-profiles') });
+  const config = parseConfig({
+    dataDir: join(dir, 'data'),
+    subjectsDir: join(ROOT, 'subjects'),
+    profilesDir: join(ROOT, 'fhir-profiles'),
+  });
   const catalog = loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
   const layout = await testCertificates(join(dir, 'tls'), [...catalog.services.keys()], { inspector: false });
   const port = await freePort();
@@ -58,13 +62,26 @@ export async function startMtlsStack(onLog?: (text: string) => void): Promise<Mt
   mkdirSync(natsDir, { recursive: true });
   const configFile = join(natsDir, 'nats-server.conf');
   const tls = { caFile: layout.ca.certFile, certFile: layout.server.certFile, keyFile: layout.server.keyFile };
-  writeFileSync(configFile, natsServerConfig(catalog, { tls, storeDir: join(natsDir, 'jetstream'), host: '127.0.0.1', port }));
+  writeFileSync(
+    configFile,
+    natsServerConfig(catalog, { tls, storeDir: join(natsDir, 'jetstream'), host: '127.0.0.1', port }),
+  );
   let log = '';
-  const server = await startNatsServer({ dir: natsDir, configFile, port, onLog: (t) => { log += t; onLog?.(t); } });
+  const server = await startNatsServer({
+    dir: natsDir,
+    configFile,
+    port,
+    onLog: (t) => {
+      log += t;
+      onLog?.(t);
+    },
+  });
   const connections: NatsConnection[] = [];
   const brokers: Broker[] = [];
   const connectAs = async (identity: Identity): Promise<NatsConnection> => {
-    const nc = await connect(mtlsConnectionOptions(server.url, layout.identity(identity), inboxOf(identity), identity.id));
+    const nc = await connect(
+      mtlsConnectionOptions(server.url, layout.identity(identity), inboxOf(identity), identity.id),
+    );
     connections.push(nc);
     return nc;
   };
@@ -87,7 +104,15 @@ export async function startMtlsStack(onLog?: (text: string) => void): Promise<Mt
     connectAs,
     async startBroker(logger) {
       const nc = await connectAs(BROKER_IDENTITY);
-      const broker = await Broker.start({ config, catalog, nc, keys: readServiceKeys(keysDir, BROKER_ID), peers, secrets: ensureBrokerSecrets(keysDir), logger });
+      const broker = await Broker.start({
+        config,
+        catalog,
+        nc,
+        keys: readServiceKeys(keysDir, BROKER_ID),
+        peers,
+        secrets: ensureBrokerSecrets(keysDir),
+        logger,
+      });
       brokers.push(broker);
       return { broker, nc };
     },

@@ -70,7 +70,8 @@ export async function startTestNats(options: TestNatsOptions = {}): Promise<Test
   if (options.tls === false) {
     server = await startNatsServer({ dir: natsDir, ...maxPayload });
   } else {
-    const catalog = options.catalog ?? loadCatalog({ subjects: join(ROOT, 'subjects'), profiles: join(ROOT, 'fhir-profiles') });
+    const catalog =
+      options.catalog ?? loadCatalog({ subjects: join(ROOT, 'subjects'), profiles: join(ROOT, 'fhir-profiles') });
     tls = await testCertificates(join(dir, 'tls'), [...catalog.services.keys()], { inspector: true });
     const port = await freePort();
     mkdirSync(natsDir, { recursive: true });
@@ -91,7 +92,10 @@ export async function startTestNats(options: TestNatsOptions = {}): Promise<Test
   const connections: NatsConnection[] = [];
   const connectAs = async (identity: Identity, name = identity.id): Promise<NatsConnection> => {
     if (tls === undefined) throw new TypeError('connectAs: this test server is plaintext ({ tls: false })');
-    const nc = await connect({ ...mtlsConnectionOptions(server.url, tls.identity(identity), inboxOf(identity), name), reconnectTimeWait: 100 });
+    const nc = await connect({
+      ...mtlsConnectionOptions(server.url, tls.identity(identity), inboxOf(identity), name),
+      reconnectTimeWait: 100,
+    });
     connections.push(nc);
     return nc;
   };

@@ -73,7 +73,15 @@ export class ScriptedBroker {
           const env = parseEnvelope(msg.data);
           verifyEnvelope(msg.data, sig, this.publisher.sign.publicKey);
           const opened = openEnvelope(env, this.keys.service, (id) => this.ring.kekForId(id));
-          const m: Ingested = { subject: msg.subject, data: msg.data, sig, msgId: msg.headers?.get(HEADERS.msgId) || undefined, env, hash: envelopeHash(msg.data), opened };
+          const m: Ingested = {
+            subject: msg.subject,
+            data: msg.data,
+            sig,
+            msgId: msg.headers?.get(HEADERS.msgId) || undefined,
+            env,
+            hash: envelopeHash(msg.data),
+            opened,
+          };
           this.seen.push(m);
           this.track(Promise.resolve().then(() => this.answer(m)));
         } catch (e) {

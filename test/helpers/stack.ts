@@ -32,7 +32,12 @@ export class LogCapture extends Writable {
   /** Signalled on every line, so a test can await a log event instead of sleeping. */
   readonly waiter = new Waiter();
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
-    this.lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+    this.lines.push(
+      ...chunk
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l !== ''),
+    );
     this.waiter.signal();
     cb();
   }
@@ -85,10 +90,17 @@ export interface TestStackOptions {
 
 export async function startTestStack(options: TestStackOptions = {}): Promise<TestStack> {
   await initCrypto();
-  const catalogDirs = { subjects: options.config?.subjectsDir ?? join(ROOT, 'subjects'), profiles: options.config?.profilesDir ?? join(ROOT, 'fhir-profiles') };
+  const catalogDirs = {
+    subjects: options.config?.subjectsDir ?? join(ROOT, 'subjects'),
+    profiles: options.config?.profilesDir ?? join(ROOT, 'fhir-profiles'),
+  };
   const tls = options.tls !== false;
   const catalog = loadCatalog(catalogDirs); // once (~0.7 s): the server's permissions and the broker share it
-  const nats = await startTestNats({ tls, catalog, ...(options.maxPayload === undefined ? {} : { maxPayload: options.maxPayload }) });
+  const nats = await startTestNats({
+    tls,
+    catalog,
+    ...(options.maxPayload === undefined ? {} : { maxPayload: options.maxPayload }),
+  });
   const config = parseConfig({
     dataDir: join(nats.dir, 'data'),
     natsUrl: nats.server.url,
@@ -103,7 +115,8 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     await provisionStreams(admin, config);
     await admin.close();
   }
-  const brokerConnection = (name: string): Promise<NatsConnection> => (tls ? nats.connectAs(BROKER_IDENTITY, name) : nats.connect(name));
+  const brokerConnection = (name: string): Promise<NatsConnection> =>
+    tls ? nats.connectAs(BROKER_IDENTITY, name) : nats.connect(name);
   const keysDir = join(config.dataDir, 'keys');
   mkdirSync(keysDir, { recursive: true });
   ensureDevKeys(keysDir, [BROKER_ID, ...catalog.services.keys()]);
@@ -125,17 +138,41 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     keys: (service) => readServiceKeys(keysDir, service),
     async startBroker() {
       const nc = await brokerConnection('broker');
-      stack.broker = await Broker.start({ config, catalog, nc, keys: readServiceKeys(keysDir, BROKER_ID), peers, secrets, logger });
+      stack.broker = await Broker.start({
+        config,
+        catalog,
+        nc,
+        keys: readServiceKeys(keysDir, BROKER_ID),
+        peers,
+        secrets,
+        logger,
+      });
       return stack.broker;
     },
     async startAnotherBroker(n) {
       const nc = await brokerConnection(`broker-${n}`);
-      return Broker.start({ config, catalog, nc, keys: readServiceKeys(keysDir, BROKER_ID), peers, secrets, logger: logger.child({ instance: n }) });
+      return Broker.start({
+        config,
+        catalog,
+        nc,
+        keys: readServiceKeys(keysDir, BROKER_ID),
+        peers,
+        secrets,
+        logger: logger.child({ instance: n }),
+      });
     },
     async client(service, opts = {}) {
       // Over mTLS as the service's own identity; on a plaintext stack the development opt-in, explicitly.
       const nc = tls ? await nats.connectAs(serviceIdentity(service), service) : await nats.connect(service);
-      const c = await PhiClient.connect({ nc, service, keys: readServiceKeys(keysDir, service), peers, logger, ...(tls ? {} : { insecure: true }), ...opts });
+      const c = await PhiClient.connect({
+        nc,
+        service,
+        keys: readServiceKeys(keysDir, service),
+        peers,
+        logger,
+        ...(tls ? {} : { insecure: true }),
+        ...opts,
+      });
       clients.push(c);
       return c;
     },
@@ -168,7 +205,13 @@ export class Waiter {
     if (predicate()) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
-      this.waiters.push({ predicate, resolve: () => { clearTimeout(timer); resolve(); } });
+      this.waiters.push({
+        predicate,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
     });
   }
 }
@@ -189,7 +232,11 @@ export function filesUnder(dir: string): string[] {
  * Publishes `resource` as `client`, expects it accepted, and returns the services the broker delivered it to
  * (sorted), read from the broker's `ingest.accepted` log record.
  */
-export async function publishedTo(stack: Pick<TestStack, 'logs'>, client: PhiClient, resource: Record<string, unknown>): Promise<string[]> {
+export async function publishedTo(
+  stack: Pick<TestStack, 'logs'>,
+  client: PhiClient,
+  resource: Record<string, unknown>,
+): Promise<string[]> {
   const r = await client.publish(resource);
   if (r.status !== 'accepted') throw new Error(`expected ${r.id} accepted, got ${r.status}`);
   await stack.logs.until((l) => l['event'] === 'ingest.accepted' && l['id'] === r.id, `acceptance of ${r.id}`);

@@ -19,7 +19,9 @@ const cert = (file: string): X509Certificate => new X509Certificate(readFileSync
 const mode = (path: string): number => statSync(path).mode & 0o777;
 
 function allFiles(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => join(dir, f)).filter((p) => lstatSync(p).isFile());
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .map((f) => join(dir, f))
+    .filter((p) => lstatSync(p).isFile());
 }
 
 describe('testCertificates', () => {
@@ -43,7 +45,14 @@ describe('testCertificates', () => {
   it('holds the deployment set for the list and the inspector, all from its CA, private keys 0600, directories 0700', async () => {
     const layout = await testCertificates(freshDir(), ['ehr', 'billing'], { inspector: true });
     const ca = cert(layout.ca.certFile);
-    const identities = [BROKER_IDENTITY, ADMIN_IDENTITY, AUDITOR_IDENTITY, serviceIdentity('ehr'), serviceIdentity('billing'), TEST_INSPECTOR];
+    const identities = [
+      BROKER_IDENTITY,
+      ADMIN_IDENTITY,
+      AUDITOR_IDENTITY,
+      serviceIdentity('ehr'),
+      serviceIdentity('billing'),
+      TEST_INSPECTOR,
+    ];
     const pairs = [layout.server, ...identities.map((i) => layout.identity(i))];
     for (const files of pairs) {
       expect(cert(files.certFile).verify(ca.publicKey)).toBe(true);
@@ -53,7 +62,12 @@ describe('testCertificates', () => {
     expect(mode(layout.ca.keyFile)).toBe(0o600);
     expect(mode(layout.dir)).toBe(0o700);
     expect(mode(join(layout.dir, 'services'))).toBe(0o700);
-    expect(readdirSync(join(layout.dir, 'services')).sort()).toEqual(['billing.cert.pem', 'billing.key.pem', 'ehr.cert.pem', 'ehr.key.pem']);
+    expect(readdirSync(join(layout.dir, 'services')).sort()).toEqual([
+      'billing.cert.pem',
+      'billing.key.pem',
+      'ehr.cert.pem',
+      'ehr.key.pem',
+    ]);
     const keys = allFiles(layout.dir).filter((f) => f.endsWith('.key.pem'));
     expect(keys.map(mode)).toEqual(keys.map(() => 0o600));
   });

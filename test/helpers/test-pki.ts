@@ -21,7 +21,14 @@ import { cpSync, existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } fr
 import { basename, join } from 'node:path';
 import { inject } from 'vitest';
 import type { Identity, IdentityKind } from '../../src/tls/identity.js';
-import { DEFAULT_LEAF_LIFETIME_MS, DEFAULT_SERVER_HOSTS, issueAll, readCa, tlsLayout, type TlsLayout } from '../../src/tls/store.js';
+import {
+  DEFAULT_LEAF_LIFETIME_MS,
+  DEFAULT_SERVER_HOSTS,
+  issueAll,
+  readCa,
+  tlsLayout,
+  type TlsLayout,
+} from '../../src/tls/store.js';
 
 /** The test-only identity (OU=test): every subject, to tap, forge and inspect. Never part of a generated config. */
 export const TEST_INSPECTOR: Identity = { kind: 'test' as IdentityKind, id: 'inspector' };
@@ -41,7 +48,10 @@ async function issueSet(dir: string, services: readonly string[], inspector: boo
   if (inspector) {
     // issueAll loaded certificates.js already; the dynamic import keeps @peculiar/x509 out of workers that only copy.
     const { issueClientCertificate } = await import('../../src/tls/certificates.js');
-    const cert = await issueClientCertificate(readCa(layout), TEST_INSPECTOR, { now, lifetimeMs: DEFAULT_LEAF_LIFETIME_MS });
+    const cert = await issueClientCertificate(readCa(layout), TEST_INSPECTOR, {
+      now,
+      lifetimeMs: DEFAULT_LEAF_LIFETIME_MS,
+    });
     const files = layout.identity(TEST_INSPECTOR);
     writeFileSync(files.keyFile, cert.keyPem, { mode: 0o600 });
     writeFileSync(files.certFile, cert.certPem);
@@ -55,7 +65,11 @@ function cacheRoot(): string | undefined {
 }
 
 function cacheKey(services: readonly string[]): string {
-  const what = { services: [...services].sort(), hosts: DEFAULT_SERVER_HOSTS, window: Math.floor(Date.now() / WINDOW_MS) };
+  const what = {
+    services: [...services].sort(),
+    hosts: DEFAULT_SERVER_HOSTS,
+    window: Math.floor(Date.now() / WINDOW_MS),
+  };
   return createHash('sha256').update(JSON.stringify(what)).digest('hex').slice(0, 32);
 }
 
@@ -85,11 +99,20 @@ const isInspectorFile = (path: string): boolean => /^test\.(cert|key)\.pem$/.tes
  * Certificates for a test server and its clients in `dir` (which must not exist yet): the CA, the server
  * certificate, broker, admin, auditor, one per service in `services`, and the inspector's when asked.
  */
-export async function testCertificates(dir: string, services: readonly string[], options: TestCertificateOptions): Promise<TlsLayout> {
+export async function testCertificates(
+  dir: string,
+  services: readonly string[],
+  options: TestCertificateOptions,
+): Promise<TlsLayout> {
   const root = cacheRoot();
   if (root === undefined) return issueSet(dir, services, options.inspector);
   const entry = await cachedSet(root, services);
   // cpSync keeps each file's and directory's mode (0600 keys, 0700 directories).
-  cpSync(entry, dir, { recursive: true, errorOnExist: true, force: false, filter: (src) => options.inspector || !isInspectorFile(src) });
+  cpSync(entry, dir, {
+    recursive: true,
+    errorOnExist: true,
+    force: false,
+    filter: (src) => options.inspector || !isInspectorFile(src),
+  });
   return tlsLayout(dir);
 }

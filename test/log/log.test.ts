@@ -14,7 +14,10 @@ class Capture extends Writable {
     cb();
   }
   records(): Record<string, unknown>[] {
-    return this.text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+    return this.text
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 }
 
@@ -51,11 +54,24 @@ describe('createLogger redaction', () => {
     ['raw', { raw: JSON.stringify(resource) }],
     ['value', { value: 'Thistlewood' }],
     ['patient', { patient: resource }],
-    ['an audit fact (its patientRef, one or two levels down)', { fact: { subject: { patientRef: 'Patient/Thistlewood' } }, patientRef: 'Patient/Thistlewood' }],
+    [
+      'an audit fact (its patientRef, one or two levels down)',
+      { fact: { subject: { patientRef: 'Patient/Thistlewood' } }, patientRef: 'Patient/Thistlewood' },
+    ],
     ['nested one level: msg.resource / msg.data', { msg: { resource, data: JSON.stringify(resource) } }],
     ['headers', { headers: { 'Phi-Note': 'Thistlewood' } }],
-    ['deeper than two levels, and inside arrays', { a: { b: { c: { resource } } }, list: [{ data: JSON.stringify(resource) }, [{ value: 'Thistlewood' }]] }],
-    ['a class instance holding one', { holder: new (class Holder { readonly patient = resource; })() }],
+    [
+      'deeper than two levels, and inside arrays',
+      { a: { b: { c: { resource } } }, list: [{ data: JSON.stringify(resource) }, [{ value: 'Thistlewood' }]] },
+    ],
+    [
+      'a class instance holding one',
+      {
+        holder: new (class Holder {
+          readonly patient = resource;
+        })(),
+      },
+    ],
   ])('a log call with %s writes none of its content', (_n, fields) => {
     const out = logged((log) => log.info({ event: 'x', ...fields }, 'message'));
     expectNoPhi(out.text);
@@ -67,7 +83,13 @@ describe('createLogger redaction', () => {
     const keys = generateServiceKeys('ehr');
     const sk = Buffer.from(keys.sign.secretKey);
     const enc = Buffer.from(keys.enc.secretKey);
-    const forms = [sk.toString('base64'), sk.toString('base64url'), sk.toString('hex'), enc.toString('base64url'), enc.toString('hex')];
+    const forms = [
+      sk.toString('base64'),
+      sk.toString('base64url'),
+      sk.toString('hex'),
+      enc.toString('base64url'),
+      enc.toString('hex'),
+    ];
     const out = logged((log) => {
       log.info({ secretKey: sk.toString('base64url') }, 'a');
       log.info({ signer: { kid: keys.sign.kid, secretKey: sk.toString('hex') } }, 'b');
@@ -85,20 +107,29 @@ describe('createLogger redaction', () => {
     const before = JSON.stringify(fields);
     const out = logged((log) => log.info(fields, 'm'));
     expect(JSON.stringify(fields)).toBe(before);
-    expect(out.records()[0]).toMatchObject({ event: 'x', message: { resource: '[redacted]', id: 'm-1' }, ids: ['a', 'b'] });
+    expect(out.records()[0]).toMatchObject({
+      event: 'x',
+      message: { resource: '[redacted]', id: 'm-1' },
+      ids: ['a', 'b'],
+    });
     expect(redactFields({ event: 'y', n: 1, list: [1, 'two'] })).toEqual({ event: 'y', n: 1, list: [1, 'two'] });
     const bytes = Buffer.from('not walked');
     expect(redactFields({ b: bytes }).b).toBe(bytes);
   });
 
-  it('a child logger\'s bindings are redacted like a line\'s fields', () => {
+  it("a child logger's bindings are redacted like a line's fields", () => {
     const out = logged((log) => {
       const child = log.child({ component: 'c', patient: 'Thistlewood', job: { resource } });
       child.info({ event: 'y' }, 'm');
       child.child({ step: 2, value: '88 Vanishing Court' }).info({ event: 'z' }, 'n');
     });
     expectNoPhi(out.text);
-    expect(out.records()[0]).toMatchObject({ component: 'c', patient: '[redacted]', job: { resource: '[redacted]' }, event: 'y' });
+    expect(out.records()[0]).toMatchObject({
+      component: 'c',
+      patient: '[redacted]',
+      job: { resource: '[redacted]' },
+      event: 'y',
+    });
     expect(out.records()[1]).toMatchObject({ component: 'c', step: 2, value: '[redacted]', event: 'z' });
   });
 
@@ -114,13 +145,24 @@ describe('createLogger redaction', () => {
     log.warn({ event: 'ingest.rejected', id: 'msg-1', code: 'E_FHIR_INVALID', path: 'Patient.gender' }, 'rejected');
     const recs = out.records();
     expect(recs).toHaveLength(1);
-    expect(recs[0]).toMatchObject({ name: 'unit', level: 40, event: 'ingest.rejected', id: 'msg-1', code: 'E_FHIR_INVALID', path: 'Patient.gender', msg: 'rejected' });
+    expect(recs[0]).toMatchObject({
+      name: 'unit',
+      level: 40,
+      event: 'ingest.rejected',
+      id: 'msg-1',
+      code: 'E_FHIR_INVALID',
+      path: 'Patient.gender',
+      msg: 'rejected',
+    });
   });
 });
 
 describe('errorFields', () => {
   it('a BrokerError logs code and path only (not its message)', () => {
-    const e = new BrokerError('E_FHIR_INVALID', 'Patient.gender: not a code of the required value set', { path: 'Patient.gender', cause: new Error('Thistlewood') });
+    const e = new BrokerError('E_FHIR_INVALID', 'Patient.gender: not a code of the required value set', {
+      path: 'Patient.gender',
+      cause: new Error('Thistlewood'),
+    });
     expect(errorFields(e)).toEqual({ code: 'E_FHIR_INVALID', path: 'Patient.gender' });
   });
 
@@ -150,9 +192,14 @@ describe('errorFields', () => {
   });
 
   it('an object shaped like a coded error logs its code and path only', () => {
-    expect(errorFields({ code: 'E_REPLAY', path: 'id', message: 'Thistlewood' })).toEqual({ code: 'E_REPLAY', path: 'id' });
+    expect(errorFields({ code: 'E_REPLAY', path: 'id', message: 'Thistlewood' })).toEqual({
+      code: 'E_REPLAY',
+      path: 'id',
+    });
     // a code that is not ours is not trusted as one
-    expect(errorFields(Object.assign(new Error('Thistlewood'), { code: 'ENOENT', path: '/data/Thistlewood.json' }))).toEqual({ errorClass: 'Error' });
+    expect(
+      errorFields(Object.assign(new Error('Thistlewood'), { code: 'ENOENT', path: '/data/Thistlewood.json' })),
+    ).toEqual({ errorClass: 'Error' });
   });
 });
 
@@ -181,7 +228,10 @@ describe('errorStack', () => {
 
 describe('errorFields for NATS client errors', () => {
   it('keeps the short protocol code of a NatsError and never its message', () => {
-    const err = Object.assign(new Error('TIMEOUT while publishing Thistlewood'), { name: 'NatsError', code: 'TIMEOUT' });
+    const err = Object.assign(new Error('TIMEOUT while publishing Thistlewood'), {
+      name: 'NatsError',
+      code: 'TIMEOUT',
+    });
     expect(errorFields(err)).toEqual({ errorClass: 'Error', natsCode: 'TIMEOUT' });
     const odd = Object.assign(new Error('x'), { name: 'NatsError', code: 'not a code: Thistlewood' });
     expect(errorFields(odd)).toEqual({ errorClass: 'Error' });

@@ -26,7 +26,14 @@ afterAll(async () => {
 it('resolves with the PubAck once stored, headers kept, and reports a duplicate Nats-Msg-Id as such', async () => {
   const h = natsHeaders();
   h.set('Phi-Sig', 'sig-1');
-  const acks = await Promise.all(Array.from({ length: 50 }, (_, i) => pub.publish('acked.a', new TextEncoder().encode(`m${i}`), { msgID: `id-${i}`, ...(i === 0 ? { headers: h } : {}) })));
+  const acks = await Promise.all(
+    Array.from({ length: 50 }, (_, i) =>
+      pub.publish('acked.a', new TextEncoder().encode(`m${i}`), {
+        msgID: `id-${i}`,
+        ...(i === 0 ? { headers: h } : {}),
+      }),
+    ),
+  );
   expect(acks.map((a) => a.stream)).toEqual(Array.from({ length: 50 }, () => 'ACKED'));
   expect(new Set(acks.map((a) => a.seq)).size).toBe(50);
   expect(acks.every((a) => !a.duplicate)).toBe(true);
@@ -43,8 +50,13 @@ it('a KV compare-and-set creates at revision 0, updates at the current revision,
   const r2 = await pub.kvCompareAndSet('acked_kv', 'k', new TextEncoder().encode('two'), r1);
   expect(new TextDecoder().decode((await kv.get('k'))?.value)).toBe('two');
   expect((await kv.get('k'))?.revision).toBe(r2);
-  await expect(pub.kvCompareAndSet('acked_kv', 'k', new TextEncoder().encode('stale'), r1)).rejects.toMatchObject({ code: '400', api_error: { err_code: 10071 } });
-  await expect(pub.kvCompareAndSet('acked_kv', 'k', new TextEncoder().encode('again'), 0)).rejects.toMatchObject({ api_error: { err_code: 10071 } });
+  await expect(pub.kvCompareAndSet('acked_kv', 'k', new TextEncoder().encode('stale'), r1)).rejects.toMatchObject({
+    code: '400',
+    api_error: { err_code: 10071 },
+  });
+  await expect(pub.kvCompareAndSet('acked_kv', 'k', new TextEncoder().encode('again'), 0)).rejects.toMatchObject({
+    api_error: { err_code: 10071 },
+  });
 });
 
 it('no stream on the subject: 503 (no responders), as nats.js reports it', async () => {

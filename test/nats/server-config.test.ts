@@ -21,86 +21,172 @@ const perms = natsPermissions(catalog);
 const TLS = { caFile: '/tls/ca.cert.pem', certFile: '/tls/server.cert.pem', keyFile: '/tls/server.key.pem' };
 
 function subscribedTypes(service: string): string[] {
-  return [...catalog.topics.values()].filter((t) => t.subscribers.some((s) => s.service === service)).map((t) => t.resourceType);
+  return [...catalog.topics.values()]
+    .filter((t) => t.subscribers.some((s) => s.service === service))
+    .map((t) => t.resourceType);
 }
 
 describe('natsPermissions', () => {
   it('one user per catalog service, plus the broker, the admin and the auditor, each mapped from its certificate subject', () => {
     expect(perms.map((p) => p.user).sort()).toEqual(
-      [...services.map((s) => natsUser(serviceIdentity(s))), 'CN=broker,OU=broker,O=phi-broker', 'CN=admin,OU=admin,O=phi-broker', 'CN=auditor,OU=auditor,O=phi-broker'].sort(),
+      [
+        ...services.map((s) => natsUser(serviceIdentity(s))),
+        'CN=broker,OU=broker,O=phi-broker',
+        'CN=admin,OU=admin,O=phi-broker',
+        'CN=auditor,OU=auditor,O=phi-broker',
+      ].sort(),
     );
   });
 
-  it.each(services)('%s: publishes only its own ingest subjects and uses only its own durables, with their filters', (service) => {
-    const p = perms.find((x) => x.identity.kind === 'service' && x.identity.id === service);
-    if (p === undefined) throw new Error('no permissions');
-    const durables = deliveryDurables(catalog, service);
-    expect(durables.map((d) => d.name).sort()).toEqual(
-      subscribedTypes(service).length === 0 ? [] : [deliveryConsumer(service), ...subscribedTypes(service).map((t) => deliveryConsumer(service, t))].sort(),
-    );
-    const expected = [
-      `phi.ingest.${service}.>`,
-      '$JS.API.INFO',
-      ...durables.flatMap((d) => [
-        `$JS.API.CONSUMER.INFO.PHI_DELIVER.${d.name}`,
-        `$JS.API.CONSUMER.CREATE.PHI_DELIVER.${d.name}.${d.filter}`,
-        `$JS.API.CONSUMER.MSG.NEXT.PHI_DELIVER.${d.name}`,
-        `$JS.ACK.PHI_DELIVER.${d.name}.>`,
-      ]),
-      // Its own access-request subject only when the catalog lists it as an access requester (subjects/access.yaml).
-      ...(catalog.access.requesters.includes(service) ? [`phi.request.access.${service}`] : []),
-    ];
-    expect([...p.publish.allow].sort()).toEqual(expected.sort());
-    // phi.access.<self>.part.*: the one-off subjects it serves the parts of a large access answer on.
-    expect([...p.subscribe.allow].sort()).toEqual([`phi.receipt.${service}`, `phi.access.${service}`, `phi.access.${service}.part.*`, `_INBOX.${service}.>`].sort());
-    expect(p.publish.deny).toEqual(expect.arrayContaining(['$JS.API.DIRECT.GET.>', '$JS.API.STREAM.MSG.GET.>', '$JS.API.STREAM.INFO.>', '$JS.API.STREAM.LIST', '$JS.API.STREAM.DELETE.>', '$JS.API.STREAM.PURGE.>', '$JS.API.STREAM.UPDATE.>', '$JS.API.STREAM.MSG.DELETE.>', 'phi.deliver.>', 'phi.audit.>']));
-    expect(p.allowResponses).toBe(true);
-    // No token of any allowed subject names another service.
-    for (const other of services.filter((s) => s !== service)) {
-      for (const subject of [...p.publish.allow, ...p.subscribe.allow]) {
-        const tokens = subject.split('.');
-        expect(tokens.includes(other) || tokens.some((t) => t === `deliver-${other}` || t.startsWith(`deliver-${other}-`)), `${service}: ${subject} names ${other}`).toBe(false);
+  it.each(services)(
+    '%s: publishes only its own ingest subjects and uses only its own durables, with their filters',
+    (service) => {
+      const p = perms.find((x) => x.identity.kind === 'service' && x.identity.id === service);
+      if (p === undefined) throw new Error('no permissions');
+      const durables = deliveryDurables(catalog, service);
+      expect(durables.map((d) => d.name).sort()).toEqual(
+        subscribedTypes(service).length === 0
+          ? []
+          : [deliveryConsumer(service), ...subscribedTypes(service).map((t) => deliveryConsumer(service, t))].sort(),
+      );
+      const expected = [
+        `phi.ingest.${service}.>`,
+        '$JS.API.INFO',
+        ...durables.flatMap((d) => [
+          `$JS.API.CONSUMER.INFO.PHI_DELIVER.${d.name}`,
+          `$JS.API.CONSUMER.CREATE.PHI_DELIVER.${d.name}.${d.filter}`,
+          `$JS.API.CONSUMER.MSG.NEXT.PHI_DELIVER.${d.name}`,
+          `$JS.ACK.PHI_DELIVER.${d.name}.>`,
+        ]),
+        // Its own access-request subject only when the catalog lists it as an access requester (subjects/access.yaml).
+        ...(catalog.access.requesters.includes(service) ? [`phi.request.access.${service}`] : []),
+      ];
+      expect([...p.publish.allow].sort()).toEqual(expected.sort());
+      // phi.access.<self>.part.*: the one-off subjects it serves the parts of a large access answer on.
+      expect([...p.subscribe.allow].sort()).toEqual(
+        [
+          `phi.receipt.${service}`,
+          `phi.access.${service}`,
+          `phi.access.${service}.part.*`,
+          `_INBOX.${service}.>`,
+        ].sort(),
+      );
+      expect(p.publish.deny).toEqual(
+        expect.arrayContaining([
+          '$JS.API.DIRECT.GET.>',
+          '$JS.API.STREAM.MSG.GET.>',
+          '$JS.API.STREAM.INFO.>',
+          '$JS.API.STREAM.LIST',
+          '$JS.API.STREAM.DELETE.>',
+          '$JS.API.STREAM.PURGE.>',
+          '$JS.API.STREAM.UPDATE.>',
+          '$JS.API.STREAM.MSG.DELETE.>',
+          'phi.deliver.>',
+          'phi.audit.>',
+        ]),
+      );
+      expect(p.allowResponses).toBe(true);
+      // No token of any allowed subject names another service.
+      for (const other of services.filter((s) => s !== service)) {
+        for (const subject of [...p.publish.allow, ...p.subscribe.allow]) {
+          const tokens = subject.split('.');
+          expect(
+            tokens.includes(other) || tokens.some((t) => t === `deliver-${other}` || t.startsWith(`deliver-${other}-`)),
+            `${service}: ${subject} names ${other}`,
+          ).toBe(false);
+        }
       }
-    }
-  });
+    },
+  );
 
   it('the broker may not create, update, delete or purge streams, read with stream info on anything but its own, or publish ingest', () => {
     const b = perms.find((p) => p.identity.kind === 'broker');
     if (b === undefined) throw new Error('no broker');
-    expect(b.publish.allow.filter((s) => /^\$JS\.API\.STREAM\.(CREATE|UPDATE|DELETE|PURGE|MSG\.DELETE)\b/.test(s))).toEqual([]);
+    expect(
+      b.publish.allow.filter((s) => /^\$JS\.API\.STREAM\.(CREATE|UPDATE|DELETE|PURGE|MSG\.DELETE)\b/.test(s)),
+    ).toEqual([]);
     expect(b.publish.allow.filter((s) => s.startsWith('$JS.API.STREAM.INFO.')).sort()).toEqual(
-      ['PHI_INGEST', 'PHI_DELIVER', 'PHI_QUARANTINE', 'PHI_RECEIPTS', 'PHI_AUDIT', 'PHI_DISCLOSURES', 'KV_phi_seen', 'KV_phi_registry', 'KV_phi_access', 'KV_phi_consent', 'OBJ_phi_access_answers']
+      [
+        'PHI_INGEST',
+        'PHI_DELIVER',
+        'PHI_QUARANTINE',
+        'PHI_RECEIPTS',
+        'PHI_AUDIT',
+        'PHI_DISCLOSURES',
+        'KV_phi_seen',
+        'KV_phi_registry',
+        'KV_phi_access',
+        'KV_phi_consent',
+        'OBJ_phi_access_answers',
+      ]
         .map((s) => `$JS.API.STREAM.INFO.${s}`)
         .sort(),
     );
-    expect(b.publish.deny).toEqual(expect.arrayContaining(['$JS.API.STREAM.DELETE.>', '$JS.API.STREAM.PURGE.>', '$JS.API.STREAM.UPDATE.>', '$JS.API.CONSUMER.DELETE.>', 'phi.ingest.>', 'phi.control.access']));
+    expect(b.publish.deny).toEqual(
+      expect.arrayContaining([
+        '$JS.API.STREAM.DELETE.>',
+        '$JS.API.STREAM.PURGE.>',
+        '$JS.API.STREAM.UPDATE.>',
+        '$JS.API.CONSUMER.DELETE.>',
+        'phi.ingest.>',
+        'phi.control.access',
+      ]),
+    );
     // Every JetStream API allow names one stream: no family is open over all streams.
     for (const subject of b.publish.allow.filter((x) => x.startsWith('$JS.API.') && x !== '$JS.API.INFO')) {
-      expect(subject, subject).toMatch(/^\$JS\.API\.(STREAM\.INFO|STREAM\.MSG\.GET|DIRECT\.GET|CONSUMER\.(INFO|CREATE|MSG\.NEXT))\.(PHI_[A-Z]+|KV_phi_[a-z]+|OBJ_phi_[a-z_]+)(\.|$)/);
+      expect(subject, subject).toMatch(
+        /^\$JS\.API\.(STREAM\.INFO|STREAM\.MSG\.GET|DIRECT\.GET|CONSUMER\.(INFO|CREATE|MSG\.NEXT))\.(PHI_[A-Z]+|KV_phi_[a-z]+|OBJ_phi_[a-z_]+)(\.|$)/,
+      );
     }
     // Ephemeral/ordered consumers (KV watch, keys) only on the two KV streams the broker watches or lists.
     expect(b.publish.allow.filter((x) => /^\$JS\.API\.CONSUMER\.CREATE\.[^.]+(\.>)?$/.test(x)).sort()).toEqual(
-      ['KV_phi_consent', 'KV_phi_access'].flatMap((st) => [`$JS.API.CONSUMER.CREATE.${st}`, `$JS.API.CONSUMER.CREATE.${st}.>`]).sort(),
+      ['KV_phi_consent', 'KV_phi_access']
+        .flatMap((st) => [`$JS.API.CONSUMER.CREATE.${st}`, `$JS.API.CONSUMER.CREATE.${st}.>`])
+        .sort(),
     );
-    expect(b.publish.allow).toEqual(expect.arrayContaining(['phi.audit.>', 'phi.alert.>', 'phi.disclosure.>', 'phi.access.>', '$O.phi_access_answers.>', '$KV.phi_registry.>', '$KV.phi_access.>']));
+    expect(b.publish.allow).toEqual(
+      expect.arrayContaining([
+        'phi.audit.>',
+        'phi.alert.>',
+        'phi.disclosure.>',
+        'phi.access.>',
+        '$O.phi_access_answers.>',
+        '$KV.phi_registry.>',
+        '$KV.phi_access.>',
+      ]),
+    );
     // Restrictions are written by operators (admin) alone; the broker reads and watches them.
-    expect(b.publish.allow.filter((x) => x.startsWith('$KV.')).sort()).toEqual(['$KV.phi_access.>', '$KV.phi_registry.>', '$KV.phi_seen.>']);
+    expect(b.publish.allow.filter((x) => x.startsWith('$KV.')).sort()).toEqual([
+      '$KV.phi_access.>',
+      '$KV.phi_registry.>',
+      '$KV.phi_seen.>',
+    ]);
     expect(b.publish.deny).toContain('$KV.phi_consent.>');
-    expect(b.subscribe.allow).toEqual(['_INBOX.broker.>', 'phi.control.access phi-broker', 'phi.request.access.* phi-broker']);
+    expect(b.subscribe.allow).toEqual([
+      '_INBOX.broker.>',
+      'phi.control.access phi-broker',
+      'phi.request.access.* phi-broker',
+    ]);
     expect(b.publish.deny).toContain('phi.request.>');
     expect(b.allowResponses).toBe(true);
   });
 
-  it('access requests from the SDK: only the catalog\'s requesters may publish phi.request.access.<self>; the rest are denied all of phi.request', () => {
+  it("access requests from the SDK: only the catalog's requesters may publish phi.request.access.<self>; the rest are denied all of phi.request", () => {
     expect(catalog.access.requesters).toEqual(['patient-portal']);
     for (const p of perms.filter((x) => x.identity.kind === 'service')) {
       const service = p.identity.id;
       const requester = catalog.access.requesters.includes(service);
-      expect(p.publish.allow.filter((x) => x.startsWith('phi.request.')), service).toEqual(requester ? [`phi.request.access.${service}`] : []);
+      expect(
+        p.publish.allow.filter((x) => x.startsWith('phi.request.')),
+        service,
+      ).toEqual(requester ? [`phi.request.access.${service}`] : []);
       expect(p.publish.deny.includes('phi.request.>'), service).toBe(!requester);
       // Nobody may subscribe to requests (another service's, or all): only the broker's queue group reads them.
       expect(p.subscribe.deny, service).toContain('phi.request.>');
-      expect(p.subscribe.allow.some((x) => x.startsWith('phi.request')), service).toBe(false);
+      expect(
+        p.subscribe.allow.some((x) => x.startsWith('phi.request')),
+        service,
+      ).toBe(false);
     }
   });
 
@@ -117,14 +203,42 @@ describe('natsPermissions', () => {
     expect(a.subscribe.allow).toEqual(['_INBOX._auditor.>']);
     expect(a.allowResponses).toBe(false);
     // Nothing of phi.*, KV or object store data subjects, acks, or the management API is allowed …
-    for (const s of a.publish.allow) expect(s, s).toMatch(/^\$JS\.(API\.(INFO|STREAM\.(NAMES|INFO\.|MSG\.GET\.)|DIRECT\.GET\.|CONSUMER\.(CREATE|INFO|MSG\.NEXT)\.)|FC\.)/);
+    for (const s of a.publish.allow)
+      expect(s, s).toMatch(
+        /^\$JS\.(API\.(INFO|STREAM\.(NAMES|INFO\.|MSG\.GET\.)|DIRECT\.GET\.|CONSUMER\.(CREATE|INFO|MSG\.NEXT)\.)|FC\.)/,
+      );
     // … and each allowed stream-scoped subject names one of the streams the read-only commands read.
-    const streams = new Set(['PHI_AUDIT', 'PHI_DISCLOSURES', 'PHI_QUARANTINE', 'KV_phi_registry', 'KV_phi_access', 'KV_phi_consent', 'OBJ_phi_access_answers']);
+    const streams = new Set([
+      'PHI_AUDIT',
+      'PHI_DISCLOSURES',
+      'PHI_QUARANTINE',
+      'KV_phi_registry',
+      'KV_phi_access',
+      'KV_phi_consent',
+      'OBJ_phi_access_answers',
+    ]);
     for (const s of a.publish.allow.filter((x) => x !== '$JS.API.INFO' && x !== '$JS.API.STREAM.NAMES')) {
-      const stream = s.startsWith('$JS.FC.') ? s.split('.')[2] : s.replace(/^\$JS\.API\.(STREAM\.INFO|STREAM\.MSG\.GET|DIRECT\.GET|CONSUMER\.CREATE|CONSUMER\.INFO|CONSUMER\.MSG\.NEXT)\./, '').split('.')[0];
+      const stream = s.startsWith('$JS.FC.')
+        ? s.split('.')[2]
+        : s
+            .replace(
+              /^\$JS\.API\.(STREAM\.INFO|STREAM\.MSG\.GET|DIRECT\.GET|CONSUMER\.CREATE|CONSUMER\.INFO|CONSUMER\.MSG\.NEXT)\./,
+              '',
+            )
+            .split('.')[0];
       expect(streams.has(stream ?? ''), s).toBe(true);
     }
-    for (const d of ['phi.>', '$KV.>', '$O.>', '$JS.ACK.>', '$JS.API.STREAM.DELETE.>', '$JS.API.STREAM.PURGE.>', '$JS.API.STREAM.UPDATE.>', '$JS.API.CONSUMER.DELETE.>']) expect(a.publish.deny).toContain(d);
+    for (const d of [
+      'phi.>',
+      '$KV.>',
+      '$O.>',
+      '$JS.ACK.>',
+      '$JS.API.STREAM.DELETE.>',
+      '$JS.API.STREAM.PURGE.>',
+      '$JS.API.STREAM.UPDATE.>',
+      '$JS.API.CONSUMER.DELETE.>',
+    ])
+      expect(a.publish.deny).toContain(d);
   });
 });
 
@@ -134,8 +248,21 @@ describe('natsServerConfig', () => {
   it('one TLS listener with client certificates verified and mapped; no other listener; no anonymous user', () => {
     expect(text.match(/^listen: /gm)).toHaveLength(1);
     expect(text).toContain('listen: "127.0.0.1:4999"');
-    expect(text).toMatch(/tls \{\n {2}cert_file: "\/tls\/server\.cert\.pem"\n {2}key_file: "\/tls\/server\.key\.pem"\n {2}ca_file: "\/tls\/ca\.cert\.pem"\n {2}verify_and_map: true\n/);
-    for (const key of ['no_auth_user', 'http', 'https', 'http_port', 'cluster', 'leafnodes', 'gateway', 'websocket', 'mqtt', 'accounts']) {
+    expect(text).toMatch(
+      /tls \{\n {2}cert_file: "\/tls\/server\.cert\.pem"\n {2}key_file: "\/tls\/server\.key\.pem"\n {2}ca_file: "\/tls\/ca\.cert\.pem"\n {2}verify_and_map: true\n/,
+    );
+    for (const key of [
+      'no_auth_user',
+      'http',
+      'https',
+      'http_port',
+      'cluster',
+      'leafnodes',
+      'gateway',
+      'websocket',
+      'mqtt',
+      'accounts',
+    ]) {
       expect(text, key).not.toMatch(new RegExp(`^\\s*${key}\\s*[:{=]`, 'm'));
     }
     expect(text).toContain('store_dir: "/data/jetstream"');

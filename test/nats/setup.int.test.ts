@@ -34,11 +34,28 @@ describe('ensureBrokerInfrastructure', () => {
   it('creates the four streams as designed', async () => {
     await ensureBrokerInfrastructure(nc, SETTINGS);
     const ingest = (await jsm.streams.info('PHI_INGEST')).config;
-    expect(ingest).toMatchObject({ subjects: ['phi.ingest.>'], retention: RetentionPolicy.Workqueue, storage: StorageType.File, max_msg_size: -1, duplicate_window: nanos(2 * MINUTE) });
+    expect(ingest).toMatchObject({
+      subjects: ['phi.ingest.>'],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      max_msg_size: -1,
+      duplicate_window: nanos(2 * MINUTE),
+    });
     const deliver = (await jsm.streams.info('PHI_DELIVER')).config;
-    expect(deliver).toMatchObject({ subjects: ['phi.deliver.>'], retention: RetentionPolicy.Limits, max_age: nanos(7 * DAY), max_msg_size: -1 });
+    expect(deliver).toMatchObject({
+      subjects: ['phi.deliver.>'],
+      retention: RetentionPolicy.Limits,
+      max_age: nanos(7 * DAY),
+      max_msg_size: -1,
+    });
     const quarantine = (await jsm.streams.info('PHI_QUARANTINE')).config;
-    expect(quarantine).toMatchObject({ subjects: ['phi.quarantine.>'], retention: RetentionPolicy.Limits, max_age: nanos(90 * DAY), deny_delete: true, deny_purge: true });
+    expect(quarantine).toMatchObject({
+      subjects: ['phi.quarantine.>'],
+      retention: RetentionPolicy.Limits,
+      max_age: nanos(90 * DAY),
+      deny_delete: true,
+      deny_purge: true,
+    });
     // NATS itself refuses to purge or delete quarantine records.
     await expect(jsm.streams.purge('PHI_QUARANTINE')).rejects.toThrow(/purge/i);
     await expect(jsm.streams.deleteMessage('PHI_QUARANTINE', 1)).rejects.toThrow();
@@ -49,7 +66,13 @@ describe('ensureBrokerInfrastructure', () => {
   it('creates the broker consumer (explicit ack, unlimited redelivery, the ack wait) and the replay bucket (TTL = replay window)', async () => {
     await ensureBrokerInfrastructure(nc, SETTINGS);
     const c = (await jsm.consumers.info('PHI_INGEST', 'broker')).config;
-    expect(c).toMatchObject({ durable_name: 'broker', ack_policy: AckPolicy.Explicit, ack_wait: nanos(30_000), max_deliver: -1, max_ack_pending: 2_000 });
+    expect(c).toMatchObject({
+      durable_name: 'broker',
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(30_000),
+      max_deliver: -1,
+      max_ack_pending: 2_000,
+    });
     const kv = await jsm.streams.info('KV_phi_seen');
     expect(kv.config.max_age).toBe(nanos(12 * MINUTE));
     expect(kv.config.max_msgs_per_subject).toBe(1);
@@ -92,7 +115,9 @@ describe('ensureBrokerInfrastructure', () => {
   });
 
   it('JetStream refuses a de-duplication window longer than a stream max age (why parseConfig refuses it)', async () => {
-    await expect(ensureBrokerInfrastructure(nc, { ...SETTINGS, receiptMaxAgeMs: MINUTE })).rejects.toThrow(/duplicates window can not be larger then max age/);
+    await expect(ensureBrokerInfrastructure(nc, { ...SETTINGS, receiptMaxAgeMs: MINUTE })).rejects.toThrow(
+      /duplicates window can not be larger then max age/,
+    );
     await ensureBrokerInfrastructure(nc, SETTINGS);
   });
 });
@@ -100,9 +125,15 @@ describe('ensureBrokerInfrastructure', () => {
 describe('ensureDeliveryConsumer', () => {
   it('creates a durable per service (all types) or per service and type, filtered to its subjects', async () => {
     expect(await ensureDeliveryConsumer(nc, 'ehr')).toBe('deliver-ehr');
-    expect((await jsm.consumers.info('PHI_DELIVER', 'deliver-ehr')).config).toMatchObject({ filter_subject: 'phi.deliver.ehr.>', ack_policy: AckPolicy.Explicit, max_deliver: -1 });
+    expect((await jsm.consumers.info('PHI_DELIVER', 'deliver-ehr')).config).toMatchObject({
+      filter_subject: 'phi.deliver.ehr.>',
+      ack_policy: AckPolicy.Explicit,
+      max_deliver: -1,
+    });
     expect(await ensureDeliveryConsumer(nc, 'ehr', 'Patient')).toBe('deliver-ehr-Patient');
-    expect((await jsm.consumers.info('PHI_DELIVER', 'deliver-ehr-Patient')).config.filter_subject).toBe('phi.deliver.ehr.Patient');
+    expect((await jsm.consumers.info('PHI_DELIVER', 'deliver-ehr-Patient')).config.filter_subject).toBe(
+      'phi.deliver.ehr.Patient',
+    );
   });
 
   it('is idempotent and keeps the consumer position', async () => {

@@ -27,7 +27,8 @@ function childType(type: string, key: string): { t: string; repeats: boolean } |
   const defs = fhirElements().types[type];
   if (defs === undefined) return undefined;
   const d = Object.hasOwn(defs, key) ? defs[key] : undefined;
-  if (d !== undefined && d.x !== 1 && d.t.length === 1 && d.t[0] !== undefined) return { t: d.t[0], repeats: d.m === 1 };
+  if (d !== undefined && d.x !== 1 && d.t.length === 1 && d.t[0] !== undefined)
+    return { t: d.t[0], repeats: d.m === 1 };
   for (const [base, e] of Object.entries(defs)) {
     if (e.x !== 1) continue;
     for (const t of e.t) if (choiceJsonName(base, t) === key) return { t, repeats: e.m === 1 };
@@ -42,17 +43,28 @@ function sites(res: Json): Site[] {
     const defs = fhirElements().types[type];
     if (defs === undefined) return;
     if (Object.hasOwn(defs, 'extension')) {
-      out.push({ path: `${path}.extension(${EXT})`, plant: (r, s) => void ((at(r)['extension'] ??= []) as Json[]).push({ url: EXT, valueString: s }) });
+      out.push({
+        path: `${path}.extension(${EXT})`,
+        plant: (r, s) => void ((at(r)['extension'] ??= []) as Json[]).push({ url: EXT, valueString: s }),
+      });
     }
     if (defs['text']?.t[0] === 'Narrative') {
-      out.push({ path: `${path}.text`, plant: (r, s) => void (at(r)['text'] = { status: 'generated', div: `<div xmlns="http://www.w3.org/1999/xhtml">${s}</div>` }) });
+      out.push({
+        path: `${path}.text`,
+        plant: (r, s) =>
+          void (at(r)['text'] = { status: 'generated', div: `<div xmlns="http://www.w3.org/1999/xhtml">${s}</div>` }),
+      });
     }
     for (const [name, d] of Object.entries(defs)) {
       // A string child, present or not (a choice only when no other type of it is present).
       for (const t of d.t) {
         if (t !== 'string' && t !== 'markdown') continue;
         const key = d.x === 1 ? choiceJsonName(name, t) : name;
-        if (d.x === 1 && Object.keys(obj).some((k) => k !== key && childType(type, k) !== undefined && k.startsWith(name))) continue;
+        if (
+          d.x === 1 &&
+          Object.keys(obj).some((k) => k !== key && childType(type, k) !== undefined && k.startsWith(name))
+        )
+          continue;
         out.push({ path: `${path}.${key}`, plant: (r, s) => void (at(r)[key] = d.m === 1 ? [s] : s) });
       }
     }
@@ -60,13 +72,19 @@ function sites(res: Json): Site[] {
       const c = childType(type, key);
       if (c === undefined || key === 'contained') continue;
       if (isPrimitiveType(c.t)) {
-        if (!Array.isArray(v)) out.push({ path: `${path}.${key}.extension(${EXT})`, plant: (r, s) => void (at(r)[`_${key}`] = { extension: [{ url: EXT, valueString: s }] }) });
+        if (!Array.isArray(v))
+          out.push({
+            path: `${path}.${key}.extension(${EXT})`,
+            plant: (r, s) => void (at(r)[`_${key}`] = { extension: [{ url: EXT, valueString: s }] }),
+          });
         continue;
       }
       const items = Array.isArray(v) ? v : [v];
       items.forEach((item, i) => {
         if (typeof item !== 'object' || item === null) return;
-        const get = Array.isArray(v) ? (r: Json): Json => (at(r)[key] as Json[])[i] as Json : (r: Json): Json => at(r)[key] as Json;
+        const get = Array.isArray(v)
+          ? (r: Json): Json => (at(r)[key] as Json[])[i] as Json
+          : (r: Json): Json => at(r)[key] as Json;
         walk(item as Json, c.t, `${path}.${key}`, get);
       });
     }
@@ -77,17 +95,32 @@ function sites(res: Json): Site[] {
 }
 
 const catalog = loadCatalog(SHIPPED);
-const deid: ProfileDef[] = [...catalog.profiles.values()].filter((p) => p.deidentified).sort((a, b) => (a.id < b.id ? -1 : 1));
+const deid: ProfileDef[] = [...catalog.profiles.values()]
+  .filter((p) => p.deidentified)
+  .sort((a, b) => (a.id < b.id ? -1 : 1));
 const ctx = { pseudonymize: pseudonymizer(KEY_A) };
 
 describe.skipIf(!HAVE_EXAMPLES)(`planted free text never reaches a de-identified subscriber${SKIP_NOTE}`, () => {
   const all = HAVE_EXAMPLES ? syntheaResources() : [];
   const cases = deid
-    .map((p) => ({ p, project: compileProfile(p), named: new Set(p.allow), resources: all.filter((r) => r['resourceType'] === p.resourceType) }))
+    .map((p) => ({
+      p,
+      project: compileProfile(p),
+      named: new Set(p.allow),
+      resources: all.filter((r) => r['resourceType'] === p.resourceType),
+    }))
     .filter((c) => c.resources.length > 0);
 
   it('covers every shipped de-identified profile whose type Synthea has', () => {
-    expect(cases.map((c) => c.p.id)).toEqual(['condition-deid', 'diagnosticreport-deid', 'encounter-deid', 'immunization-deid', 'medicationrequest-deid', 'observation-deid', 'procedure-deid']);
+    expect(cases.map((c) => c.p.id)).toEqual([
+      'condition-deid',
+      'diagnosticreport-deid',
+      'encounter-deid',
+      'immunization-deid',
+      'medicationrequest-deid',
+      'observation-deid',
+      'procedure-deid',
+    ]);
   });
 
   it.each(cases.map((c) => [c.p.id, c] as const))('%s', (_id, c) => {

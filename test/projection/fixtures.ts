@@ -6,10 +6,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ProfileDef } from '../../src/catalog/types.js';
 
-export const EXAMPLES = process.env['PHI_BROKER_FHIR_EXAMPLES'] ?? fileURLToPath(new URL('../../../shared/fhir-examples', import.meta.url));
+export const EXAMPLES =
+  process.env['PHI_BROKER_FHIR_EXAMPLES'] ?? fileURLToPath(new URL('../../../shared/fhir-examples', import.meta.url));
 export const HAVE_EXAMPLES = existsSync(join(EXAMPLES, 'hl7')) && existsSync(join(EXAMPLES, 'synthea'));
 /** Suffix for describe names when the examples are absent (the suite is then skipped, visibly). */
-export const SKIP_NOTE = HAVE_EXAMPLES ? '' : ` (SKIPPED: no FHIR examples at ${EXAMPLES}; set PHI_BROKER_FHIR_EXAMPLES)`;
+export const SKIP_NOTE = HAVE_EXAMPLES
+  ? ''
+  : ` (SKIPPED: no FHIR examples at ${EXAMPLES}; set PHI_BROKER_FHIR_EXAMPLES)`;
 
 /** The repository's own catalog folders (the shipped profiles). */
 export const SHIPPED = {
@@ -41,7 +44,11 @@ export function syntheaResources(): Json[] {
 
 export const PROFILE_URL = 'https://phi-broker.example/fhir/StructureDefinition/test-profile';
 
-export function profile(resourceType: string, allow: string[], more: Partial<Omit<ProfileDef, 'resourceType' | 'allow'>> = {}): ProfileDef {
+export function profile(
+  resourceType: string,
+  allow: string[],
+  more: Partial<Omit<ProfileDef, 'resourceType' | 'allow'>> = {},
+): ProfileDef {
   return {
     id: 'test-profile',
     resourceType,

@@ -9,17 +9,26 @@ describe('parsePath', () => {
       { name: 'family', choice: false, url: undefined },
     ]);
     expect(parsePath('Observation.value[x]')?.[1]).toEqual({ name: 'value', choice: true, url: undefined });
-    expect(parsePath('Patient.extension(http://hl7.org/fhir/us/core/StructureDefinition/us-core-race).extension(ombCategory)')).toEqual([
+    expect(
+      parsePath(
+        'Patient.extension(http://hl7.org/fhir/us/core/StructureDefinition/us-core-race).extension(ombCategory)',
+      ),
+    ).toEqual([
       { name: 'Patient', choice: false, url: undefined },
       { name: 'extension', choice: false, url: 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-race' },
       { name: 'extension', choice: false, url: 'ombCategory' },
     ]);
   });
 
-  it.each([['Patient..name'], ['Patient.name['], ['Patient.extension(http://x'], ['Patient.extension)x('], ['Patient.value[x](u)'], [''], ['Patient.name[0]']])(
-    'cannot read %j',
-    (p) => {
-      expect(parsePath(p)).toBeUndefined();
-    },
-  );
+  it.each([
+    ['Patient..name'],
+    ['Patient.name['],
+    ['Patient.extension(http://x'],
+    ['Patient.extension)x('],
+    ['Patient.value[x](u)'],
+    [''],
+    ['Patient.name[0]'],
+  ])('cannot read %j', (p) => {
+    expect(parsePath(p)).toBeUndefined();
+  });
 });

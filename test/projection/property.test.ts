@@ -38,11 +38,19 @@ const POOL: Record<string, string[]> = {
   'Patient.address.extension': ['address.extension'],
   'Patient.maritalStatus': ['maritalStatus'],
   'Patient.maritalStatus.coding.code': ['maritalStatus.coding.code', 'maritalStatus.coding._code'],
-  'Patient.multipleBirth[x]': ['multipleBirthBoolean', '_multipleBirthBoolean', 'multipleBirthInteger', '_multipleBirthInteger'],
+  'Patient.multipleBirth[x]': [
+    'multipleBirthBoolean',
+    '_multipleBirthBoolean',
+    'multipleBirthInteger',
+    '_multipleBirthInteger',
+  ],
   'Patient.communication.language': ['communication.language'],
   'Patient.extension': ['extension'],
   [`Patient.extension(${RACE})`]: [`extension(${RACE})`],
-  [`Patient.extension(${BIRTH_PLACE}).valueAddress.city`]: [`extension(${BIRTH_PLACE}).valueAddress.city`, `extension(${BIRTH_PLACE}).valueAddress._city`],
+  [`Patient.extension(${BIRTH_PLACE}).valueAddress.city`]: [
+    `extension(${BIRTH_PLACE}).valueAddress.city`,
+    `extension(${BIRTH_PLACE}).valueAddress._city`,
+  ],
   'Patient.modifierExtension': ['modifierExtension'],
   'Patient.contact.name.family': ['contact.name.family', 'contact.name._family'],
   'Patient.contact.name.given': ['contact.name.given', 'contact.name._given'],
@@ -84,7 +92,13 @@ describe.skipIf(!HAVE_EXAMPLES)(`nothing outside the allow-list leaks (fast-chec
   const inputs = HAVE_EXAMPLES
     ? [
         ...syntheaResources().filter((r) => r['resourceType'] === 'Patient'),
-        ...['patient-example.json', 'json-edge-cases.json', 'patient-example-b.json', 'patient-example-animal.json', 'patient-example-f001-pieter.json'].map(hl7),
+        ...[
+          'patient-example.json',
+          'json-edge-cases.json',
+          'patient-example-b.json',
+          'patient-example-animal.json',
+          'patient-example-f001-pieter.json',
+        ].map(hl7),
       ].map((r) => deepFreeze(r))
     : [];
   const ctx = { pseudonymize: pseudonymizer(KEY_A) };
@@ -108,7 +122,9 @@ describe.skipIf(!HAVE_EXAMPLES)(`nothing outside the allow-list leaks (fast-chec
             // Only a withheld modifierExtension may stop a projection.
             expect(isBrokerError(e) && e.code === 'E_MODIFIER_WITHHELD').toBe(true);
             expect(input['modifierExtension']).toBeDefined();
-            expect(allow.includes('Patient.modifierExtension') && !drops.includes('Patient.modifierExtension')).toBe(false);
+            expect(allow.includes('Patient.modifierExtension') && !drops.includes('Patient.modifierExtension')).toBe(
+              false,
+            );
             return;
           }
           const allowed = allow.flatMap((p) => POOL[p] ?? []);
@@ -121,15 +137,29 @@ describe.skipIf(!HAVE_EXAMPLES)(`nothing outside the allow-list leaks (fast-chec
             }
             // An Extension's url travels with anything kept inside that extension.
             const extUrl = /^(.*\))\.url$/.exec(leaf)?.[1];
-            const ok = allowed.some((a) => under(leaf, a) || (extUrl !== undefined && under(a, extUrl)) || (extUrl !== undefined && under(extUrl, a)));
+            const ok = allowed.some(
+              (a) =>
+                under(leaf, a) ||
+                (extUrl !== undefined && under(a, extUrl)) ||
+                (extUrl !== undefined && under(extUrl, a)),
+            );
             expect(ok, `${leaf} is not allowed by ${JSON.stringify(allow)}`).toBe(true);
-            expect(dropped.some((d) => under(leaf, d) || (extUrl !== undefined && under(extUrl, d))), `${leaf} was dropped`).toBe(false);
+            expect(
+              dropped.some((d) => under(leaf, d) || (extUrl !== undefined && under(extUrl, d))),
+              `${leaf} was dropped`,
+            ).toBe(false);
           }
           expect(out).not.toHaveProperty('contained');
           expect(hasEmpty(out)).toBe(false);
           // A value filter on telecom: no more items than the input has with an allowed system, none with another one.
-          if (systems !== undefined && Array.isArray(out['telecom']) && (out['telecom'] as Json[])[0]?.['extension'] === undefined) {
-            const passing = (input['telecom'] as Json[]).filter((t) => typeof t['system'] === 'string' && systems.includes(t['system']));
+          if (
+            systems !== undefined &&
+            Array.isArray(out['telecom']) &&
+            (out['telecom'] as Json[])[0]?.['extension'] === undefined
+          ) {
+            const passing = (input['telecom'] as Json[]).filter(
+              (t) => typeof t['system'] === 'string' && systems.includes(t['system']),
+            );
             expect((out['telecom'] as Json[]).length).toBeLessThanOrEqual(passing.length);
             for (const t of out['telecom'] as Json[]) if ('system' in t) expect(systems).toContain(t['system']);
           }

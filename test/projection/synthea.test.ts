@@ -16,7 +16,9 @@ describe.skipIf(!HAVE_EXAMPLES)(`Synthea bundles${SKIP_NOTE}`, () => {
   const fullFor = (t: string): ReturnType<typeof compileProfile> => {
     let p = full.get(t);
     if (p === undefined) {
-      p = compileProfile(profile(t, [t], { contained: { Coverage: ['Coverage'], ServiceRequest: ['ServiceRequest'] } }));
+      p = compileProfile(
+        profile(t, [t], { contained: { Coverage: ['Coverage'], ServiceRequest: ['ServiceRequest'] } }),
+      );
       full.set(t, p);
     }
     return p;
@@ -26,16 +28,36 @@ describe.skipIf(!HAVE_EXAMPLES)(`Synthea bundles${SKIP_NOTE}`, () => {
     if (p === undefined) {
       // Transforms only on elements the type has (a transform whose path does not resolve withholds everything).
       const has = fhirElements().types[t] ?? {};
-      const wanted: [string, TransformName][] = [['subject', 'pseudonym'], ['patient', 'pseudonym'], ['effective', 'year'], ['birthDate', 'year'], ['address', 'zip3']];
+      const wanted: [string, TransformName][] = [
+        ['subject', 'pseudonym'],
+        ['patient', 'pseudonym'],
+        ['effective', 'year'],
+        ['birthDate', 'year'],
+        ['address', 'zip3'],
+      ];
       const transforms = Object.fromEntries(
-        wanted.filter(([e]) => Object.hasOwn(has, e)).map(([e, tr]) => [`${t}.${e}${e === 'effective' ? '[x]' : e === 'address' ? '.postalCode' : ''}`, tr]),
+        wanted
+          .filter(([e]) => Object.hasOwn(has, e))
+          .map(([e, tr]) => [`${t}.${e}${e === 'effective' ? '[x]' : e === 'address' ? '.postalCode' : ''}`, tr]),
       );
       p = compileProfile(
-        profile(t, [`${t}.status`, `${t}.code`, `${t}.subject`, `${t}.patient`, `${t}.effective[x]`, `${t}.birthDate`, `${t}.address.postalCode`], {
-          deidentified: true,
-          markMasked: true,
-          transforms,
-        }),
+        profile(
+          t,
+          [
+            `${t}.status`,
+            `${t}.code`,
+            `${t}.subject`,
+            `${t}.patient`,
+            `${t}.effective[x]`,
+            `${t}.birthDate`,
+            `${t}.address.postalCode`,
+          ],
+          {
+            deidentified: true,
+            markMasked: true,
+            transforms,
+          },
+        ),
       );
       restrictive.set(t, p);
     }
@@ -63,17 +85,25 @@ describe.skipIf(!HAVE_EXAMPLES)(`Synthea bundles${SKIP_NOTE}`, () => {
           expect(ref).not.toBe((res[k] as Json)['reference']);
           expect(Object.keys(v as Json)).toEqual(['reference']);
         } else if (k.startsWith('effective')) {
-          expect(v).toEqual(k === 'effectivePeriod' ? expect.objectContaining({}) : expect.stringMatching(/^[0-9]{4}$/));
+          expect(v).toEqual(
+            k === 'effectivePeriod' ? expect.objectContaining({}) : expect.stringMatching(/^[0-9]{4}$/),
+          );
           if (k === 'effectivePeriod') for (const d of Object.values(v as Json)) expect(d).toMatch(/^[0-9]{4}$/);
         } else if (k === 'address') {
           // A postal code that is not a 5-digit ZIP (Synthea has `1020`, a ZIP that lost its leading 0) is withheld.
-          const zips = (res['address'] as Json[]).map((a) => a['postalCode'] as string).filter((z) => /^[0-9]{5}$/.test(z));
-          const mark = { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'masked' }] };
+          const zips = (res['address'] as Json[])
+            .map((a) => a['postalCode'] as string)
+            .filter((z) => /^[0-9]{5}$/.test(z));
+          const mark = {
+            extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'masked' }],
+          };
           expect(v).toEqual(zips.length === 0 ? [mark] : zips.map((z) => ({ postalCode: z.slice(0, 3) })));
         } else {
           // Everything else the resource had is only a data-absent-reason mark.
           const mark = Array.isArray(v) ? v[0] : v;
-          expect(mark).toEqual({ extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'masked' }] });
+          expect(mark).toEqual({
+            extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'masked' }],
+          });
         }
       }
       if (t === 'Patient') expect(r['birthDate']).toBe((res['birthDate'] as string).slice(0, 4));

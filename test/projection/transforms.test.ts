@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { RESTRICTED_ZIP3, pseudonym, pseudonymIdentifier, pseudonymReference, year, yearPeriod, zip3 } from '../../src/projection/transforms.js';
+import {
+  RESTRICTED_ZIP3,
+  pseudonym,
+  pseudonymIdentifier,
+  pseudonymReference,
+  year,
+  yearPeriod,
+  zip3,
+} from '../../src/projection/transforms.js';
 
 const ctx = { pseudonymize: (v: string): string => `P(${v})` };
 
@@ -24,7 +32,9 @@ describe('year (45 CFR 164.514(b)(2)(i)(C))', () => {
   });
 
   it('yearPeriod keeps only the years of start and end', () => {
-    expect(yearPeriod({ id: 'p', start: '2013-04-02T09:30:10+01:00', end: '2014-01-01', _start: { extension: [] } })).toEqual({ start: '2013', end: '2014' });
+    expect(
+      yearPeriod({ id: 'p', start: '2013-04-02T09:30:10+01:00', end: '2014-01-01', _start: { extension: [] } }),
+    ).toEqual({ start: '2013', end: '2014' });
     expect(yearPeriod({ end: '2002' })).toEqual({ end: '2002' });
     expect(yearPeriod({ id: 'p' })).toBeUndefined();
   });
@@ -38,7 +48,25 @@ describe('zip3 (45 CFR 164.514(b)(2)(i)(B))', () => {
   });
 
   it('turns each of the 17 restricted prefixes HHS lists into 000', () => {
-    const hhs = ['036', '059', '063', '102', '203', '556', '692', '790', '821', '823', '830', '831', '878', '879', '884', '890', '893'];
+    const hhs = [
+      '036',
+      '059',
+      '063',
+      '102',
+      '203',
+      '556',
+      '692',
+      '790',
+      '821',
+      '823',
+      '830',
+      '831',
+      '878',
+      '879',
+      '884',
+      '890',
+      '893',
+    ];
     expect([...RESTRICTED_ZIP3].sort()).toEqual(hhs);
     for (const p of hhs) expect(zip3(`${p}42`)).toBe('000');
     expect(zip3('03601-1234')).toBe('000');

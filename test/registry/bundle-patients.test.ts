@@ -16,7 +16,12 @@ const BY_MRN: PatientMatchDef = { match: 'identifier', system: MRN, unresolved: 
 const U1 = 'urn:uuid:11111111-1111-4111-8111-111111111111';
 const U2 = 'urn:uuid:22222222-2222-4222-8222-222222222222';
 
-const obs = (subject: object): object => ({ resourceType: 'Observation', status: 'final', code: { text: 'pulse' }, subject });
+const obs = (subject: object): object => ({
+  resourceType: 'Observation',
+  status: 'final',
+  code: { text: 'pulse' },
+  subject,
+});
 /** Two patients by urn:uuid (the first with an id, the second only its fullUrl), an Organization, a nested Bundle. */
 const bundle: FhirResource = {
   resourceType: 'Bundle',
@@ -24,22 +29,37 @@ const bundle: FhirResource = {
   entry: [
     { fullUrl: U1, resource: { resourceType: 'Patient', id: 'p1', identifier: [{ system: MRN, value: 'M1' }] } },
     { fullUrl: U2, resource: { resourceType: 'Patient', identifier: [{ system: MRN, value: 'M2' }] } },
-    { fullUrl: 'urn:uuid:33333333-3333-4333-8333-333333333333', resource: { resourceType: 'Organization', name: 'Clinic' } },
+    {
+      fullUrl: 'urn:uuid:33333333-3333-4333-8333-333333333333',
+      resource: { resourceType: 'Organization', name: 'Clinic' },
+    },
     { resource: obs({ reference: U1 }) },
     { resource: { resourceType: 'Condition', subject: { reference: U2 } } },
     { resource: obs({ reference: 'Patient/p1' }) },
     { resource: obs({ reference: 'urn:uuid:99999999-9999-4999-8999-999999999999' }) },
-    { resource: { resourceType: 'Bundle', type: 'collection', entry: [{ resource: obs({ reference: 'Patient/p3' }) }, { resource: obs({ reference: U1 }) }] } },
+    {
+      resource: {
+        resourceType: 'Bundle',
+        type: 'collection',
+        entry: [{ resource: obs({ reference: 'Patient/p3' }) }, { resource: obs({ reference: U1 }) }],
+      },
+    },
   ],
 };
 
 const kinds = (rule: PatientMatchDef): [string, string, string][] =>
-  patientParts(bundle, rule).map((p) => [p.path, p.type, p.resolution.kind === 'patient' ? p.resolution.ref : p.resolution.kind]);
+  patientParts(bundle, rule).map((p) => [
+    p.path,
+    p.type,
+    p.resolution.kind === 'patient' ? p.resolution.ref : p.resolution.kind,
+  ]);
 
 describe('patientParts', () => {
   it('a resource on its own is one part', () => {
     const o = { resourceType: 'Observation', subject: { reference: 'Patient/p1' } };
-    expect(patientParts(o, BY_REF)).toEqual([{ type: 'Observation', path: 'Observation', resolution: { kind: 'patient', ref: 'Patient/p1' }, resource: o }]);
+    expect(patientParts(o, BY_REF)).toEqual([
+      { type: 'Observation', path: 'Observation', resolution: { kind: 'patient', ref: 'Patient/p1' }, resource: o },
+    ]);
   });
 
   it('match reference: each entry, urn:uuid references resolved to the Patient entry (its id, or the one its fullUrl implies)', () => {
@@ -58,14 +78,25 @@ describe('patientParts', () => {
   });
 
   it("match identifier: a reference to a Patient entry (fullUrl or Patient/<id>) resolves to that Patient's identifier", () => {
-    expect(kinds(BY_MRN).map(([, , k]) => k)).toEqual([`${MRN}|M1`, `${MRN}|M2`, 'none', `${MRN}|M1`, `${MRN}|M2`, `${MRN}|M1`, 'unresolved', 'unresolved', 'unresolved']);
+    expect(kinds(BY_MRN).map(([, , k]) => k)).toEqual([
+      `${MRN}|M1`,
+      `${MRN}|M2`,
+      'none',
+      `${MRN}|M1`,
+      `${MRN}|M2`,
+      `${MRN}|M1`,
+      'unresolved',
+      'unresolved',
+      'unresolved',
+    ]);
   });
 });
 
 describe('planRegistration', () => {
   const message = { messageId: 'm1', sender: 'registration', type: 'Bundle' };
   const pseudonym = (ref: string): string => `ps(${ref})`;
-  const plan = (m: typeof message, resource: FhirResource, rule: PatientMatchDef) => planRegistration(m, resolveMessagePatients(resource, rule, pseudonym), rule);
+  const plan = (m: typeof message, resource: FhirResource, rule: PatientMatchDef) =>
+    planRegistration(m, resolveMessagePatients(resource, rule, pseudonym), rule);
 
   it('one record per patient with the types of its entries; unresolved entries under _unresolved; no record for the Bundle', () => {
     expect(plan(message, bundle, BY_REF).records).toEqual([
@@ -85,8 +116,15 @@ describe('planRegistration', () => {
     } catch (e) {
       caught = e;
     }
-    expect(caught).toMatchObject({ code: 'E_PATIENT_UNRESOLVED', path: 'Bundle.entry[6].resource', message: "Bundle.entry[6].resource: no patient resolves under the catalog's matching rule (match reference)" });
+    expect(caught).toMatchObject({
+      code: 'E_PATIENT_UNRESOLVED',
+      path: 'Bundle.entry[6].resource',
+      message: "Bundle.entry[6].resource: no patient resolves under the catalog's matching rule (match reference)",
+    });
     const resolvable: FhirResource = { ...bundle, entry: (bundle['entry'] as unknown[]).slice(0, 6) };
-    expect(plan(message, resolvable, { ...BY_REF, unresolved: 'reject' }).records.map((r) => r.key)).toEqual(['ps(Patient/p1)', 'ps(Patient/22222222-2222-4222-8222-222222222222)']);
+    expect(plan(message, resolvable, { ...BY_REF, unresolved: 'reject' }).records.map((r) => r.key)).toEqual([
+      'ps(Patient/p1)',
+      'ps(Patient/22222222-2222-4222-8222-222222222222)',
+    ]);
   });
 });

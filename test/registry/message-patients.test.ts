@@ -16,7 +16,12 @@ function counting(): { readonly calls: string[]; readonly pseudonymOf: (ref: str
   return { calls, pseudonymOf: (ref) => (calls.push(ref), `ps(${ref})`) };
 }
 
-const obs = (reference: string): FhirResource => ({ resourceType: 'Observation', status: 'final', code: { text: 'pulse' }, subject: { reference } });
+const obs = (reference: string): FhirResource => ({
+  resourceType: 'Observation',
+  status: 'final',
+  code: { text: 'pulse' },
+  subject: { reference },
+});
 
 describe('resolveMessagePatients: a resource on its own', () => {
   it('its patient: reference, one pseudonym, the disclosure subject and the audit pseudonym', () => {
@@ -24,7 +29,14 @@ describe('resolveMessagePatients: a resource on its own', () => {
     const o = obs('Patient/p1');
     const m = resolveMessagePatients(o, BY_REF, c.pseudonymOf);
     expect(c.calls).toEqual(['Patient/p1']);
-    expect(m.parts).toEqual([{ type: 'Observation', path: 'Observation', resource: o, patient: { kind: 'patient', ref: 'Patient/p1', pseudonym: 'ps(Patient/p1)' } }]);
+    expect(m.parts).toEqual([
+      {
+        type: 'Observation',
+        path: 'Observation',
+        resource: o,
+        patient: { kind: 'patient', ref: 'Patient/p1', pseudonym: 'ps(Patient/p1)' },
+      },
+    ]);
     expect(m.pseudonymOf(o)).toBe('ps(Patient/p1)');
     expect(m.pseudonymOf(obs('Patient/p1'))).toBeUndefined(); // another object: not a part of this message
     expect(m.disclosed).toEqual(['ps(Patient/p1)']);
@@ -34,7 +46,11 @@ describe('resolveMessagePatients: a resource on its own', () => {
 
   it('unresolved and outside the compartment: no pseudonym computed, disclosed as unresolved', () => {
     const c = counting();
-    const unresolved = resolveMessagePatients({ resourceType: 'Observation', status: 'final', code: { text: 'x' } }, BY_REF, c.pseudonymOf);
+    const unresolved = resolveMessagePatients(
+      { resourceType: 'Observation', status: 'final', code: { text: 'x' } },
+      BY_REF,
+      c.pseudonymOf,
+    );
     expect(unresolved.parts.map((p) => p.patient)).toEqual([{ kind: 'unresolved' }]);
     expect(unresolved.disclosed).toEqual([undefined]);
     expect(unresolved.pseudonym).toBeUndefined();
@@ -71,7 +87,14 @@ describe('resolveMessagePatients: a Bundle that travels whole', () => {
 
   it('each entry answers its own patient; the Bundle itself and an entry outside the compartment none', () => {
     const m = resolveMessagePatients(bundle, BY_REF, counting().pseudonymOf);
-    expect(entries.map((e) => m.pseudonymOf(e.resource as FhirResource))).toEqual(['ps(Patient/p1)', 'ps(Patient/p1)', 'ps(Patient/p1)', 'ps(Patient/p2)', undefined, undefined]);
+    expect(entries.map((e) => m.pseudonymOf(e.resource as FhirResource))).toEqual([
+      'ps(Patient/p1)',
+      'ps(Patient/p1)',
+      'ps(Patient/p1)',
+      'ps(Patient/p2)',
+      undefined,
+      undefined,
+    ]);
     expect(m.pseudonymOf(bundle)).toBeUndefined();
   });
 
@@ -88,13 +111,17 @@ describe('resolveMessagePatients: a Bundle that travels whole', () => {
   });
 
   it('a Bundle with no entry about a patient discloses about no one and names no one', () => {
-    const m = resolveMessagePatients({ resourceType: 'Bundle', type: 'collection', entry: [entries[5]] }, BY_REF, counting().pseudonymOf);
+    const m = resolveMessagePatients(
+      { resourceType: 'Bundle', type: 'collection', entry: [entries[5]] },
+      BY_REF,
+      counting().pseudonymOf,
+    );
     expect(m.disclosed).toEqual([]);
     expect(m.pseudonyms).toEqual([]);
   });
 });
 
-describe('refuseUnresolved: the catalog\'s unresolved: reject, one rule for the pipeline and the registry plan', () => {
+describe("refuseUnresolved: the catalog's unresolved: reject, one rule for the pipeline and the registry plan", () => {
   const REJECT: PatientMatchDef = { match: 'reference', unresolved: 'reject' };
   const unresolvedObs: FhirResource = { resourceType: 'Observation', status: 'final', code: { text: 'x' } };
 
@@ -109,10 +136,18 @@ describe('refuseUnresolved: the catalog\'s unresolved: reject, one rule for the 
       }
       throw new Error('expected E_PATIENT_UNRESOLVED');
     })();
-    expect([e.code, e.path, e.message]).toEqual(['E_PATIENT_UNRESOLVED', undefined, "no patient resolves under the catalog's matching rule (match reference)"]);
+    expect([e.code, e.path, e.message]).toEqual([
+      'E_PATIENT_UNRESOLVED',
+      undefined,
+      "no patient resolves under the catalog's matching rule (match reference)",
+    ]);
     // the registry plan states the same rule with the same error
     expect(() => planRegistration({ messageId: 'm', sender: 's', type: 'Observation' }, m, REJECT)).toThrow(e.message);
-    expect(() => refuseUnresolved(resolveMessagePatients({ resourceType: 'Organization', name: 'Clinic' }, REJECT), REJECT)).not.toThrow();
-    expect(() => refuseUnresolved(resolveMessagePatients(obs('Patient/p1'), REJECT, counting().pseudonymOf), REJECT)).not.toThrow();
+    expect(() =>
+      refuseUnresolved(resolveMessagePatients({ resourceType: 'Organization', name: 'Clinic' }, REJECT), REJECT),
+    ).not.toThrow();
+    expect(() =>
+      refuseUnresolved(resolveMessagePatients(obs('Patient/p1'), REJECT, counting().pseudonymOf), REJECT),
+    ).not.toThrow();
   });
 });

@@ -17,7 +17,9 @@ it('is a keyed, stable, token-safe pseudonym that does not contain the reference
 
 it('matches HMAC-SHA256 under the derived key, which differs from every subscriber pseudonym key', () => {
   const key = patientPseudonymKey(master);
-  expect(patientPseudonym(secrets, 'Patient/x')).toBe(createHmac('sha256', key).update('Patient/x').digest('base64url'));
+  expect(patientPseudonym(secrets, 'Patient/x')).toBe(
+    createHmac('sha256', key).update('Patient/x').digest('base64url'),
+  );
   expect(Buffer.from(key).equals(Buffer.from(subscriberPseudonymKey(master, 'analytics')))).toBe(false);
   expect(Buffer.from(key).equals(Buffer.from(master))).toBe(false);
 });

@@ -1,7 +1,14 @@
 // The registry record (pure): merging observations by role, type and purpose; min/max times whatever the
 // order; a redelivered message counted once; the stored form checked on read.
 import { describe, expect, it } from 'vitest';
-import { RECENT_IDS, applyObservation, decodeRecord, emptyRecord, encodeRecord, type Observation } from '../../src/registry/record.js';
+import {
+  RECENT_IDS,
+  applyObservation,
+  decodeRecord,
+  emptyRecord,
+  encodeRecord,
+  type Observation,
+} from '../../src/registry/record.js';
 
 const T0 = Date.UTC(2026, 0, 2, 3, 4, 5);
 const obs = (messageId: string, at: number, over: Partial<Observation> = {}): Observation => ({
@@ -9,7 +16,10 @@ const obs = (messageId: string, at: number, over: Partial<Observation> = {}): Ob
   types: ['Observation'],
   at,
   source: 'ehr',
-  recipients: [{ service: 'ehr', purpose: 'TREAT' }, { service: 'analytics', purpose: 'HRESCH' }],
+  recipients: [
+    { service: 'ehr', purpose: 'TREAT' },
+    { service: 'analytics', purpose: 'HRESCH' },
+  ],
   ...over,
 });
 
@@ -19,10 +29,30 @@ describe('applyObservation', () => {
     expect(r).toEqual({
       v: 1,
       services: {
-        analytics: { recipient: { types: ['Observation'], purposes: ['HRESCH'], firstSeen: '2026-01-02T03:04:05.000Z', lastSeen: '2026-01-02T03:04:05.000Z', count: 1 } },
+        analytics: {
+          recipient: {
+            types: ['Observation'],
+            purposes: ['HRESCH'],
+            firstSeen: '2026-01-02T03:04:05.000Z',
+            lastSeen: '2026-01-02T03:04:05.000Z',
+            count: 1,
+          },
+        },
         ehr: {
-          source: { types: ['Observation'], purposes: [], firstSeen: '2026-01-02T03:04:05.000Z', lastSeen: '2026-01-02T03:04:05.000Z', count: 1 },
-          recipient: { types: ['Observation'], purposes: ['TREAT'], firstSeen: '2026-01-02T03:04:05.000Z', lastSeen: '2026-01-02T03:04:05.000Z', count: 1 },
+          source: {
+            types: ['Observation'],
+            purposes: [],
+            firstSeen: '2026-01-02T03:04:05.000Z',
+            lastSeen: '2026-01-02T03:04:05.000Z',
+            count: 1,
+          },
+          recipient: {
+            types: ['Observation'],
+            purposes: ['TREAT'],
+            firstSeen: '2026-01-02T03:04:05.000Z',
+            lastSeen: '2026-01-02T03:04:05.000Z',
+            count: 1,
+          },
         },
       },
       recent: ['m1'],
@@ -30,9 +60,18 @@ describe('applyObservation', () => {
   });
 
   it('merges types and purposes, counts, and keeps first/last as min/max whatever the order of application', () => {
-    let r = applyObservation(emptyRecord(), obs('m2', T0 + 5000, { types: ['Condition'], recipients: [{ service: 'billing', purpose: 'HPAYMT' }] }));
+    let r = applyObservation(
+      emptyRecord(),
+      obs('m2', T0 + 5000, { types: ['Condition'], recipients: [{ service: 'billing', purpose: 'HPAYMT' }] }),
+    );
     r = applyObservation(r, obs('m1', T0, { recipients: [{ service: 'billing', purpose: 'HOPERAT' }] }));
-    expect(r.services['billing']?.recipient).toEqual({ types: ['Condition', 'Observation'], purposes: ['HOPERAT', 'HPAYMT'], firstSeen: new Date(T0).toISOString(), lastSeen: new Date(T0 + 5000).toISOString(), count: 2 });
+    expect(r.services['billing']?.recipient).toEqual({
+      types: ['Condition', 'Observation'],
+      purposes: ['HOPERAT', 'HPAYMT'],
+      firstSeen: new Date(T0).toISOString(),
+      lastSeen: new Date(T0 + 5000).toISOString(),
+      count: 2,
+    });
     expect(r.services['ehr']?.source?.count).toBe(2);
     expect(r.services['ehr']?.recipient).toBeUndefined();
   });
@@ -53,6 +92,8 @@ describe('encodeRecord / decodeRecord', () => {
     const r = applyObservation(emptyRecord(), obs('m1', T0));
     expect(decodeRecord(encodeRecord(r))).toEqual(r);
     expect(() => decodeRecord(new TextEncoder().encode('Zephyrine'))).toThrow('registry value is not JSON');
-    expect(() => decodeRecord(new TextEncoder().encode('{"v":2,"services":{},"recent":[]}'))).toThrow(/not a v1 record \(at v\)/);
+    expect(() => decodeRecord(new TextEncoder().encode('{"v":2,"services":{},"recent":[]}'))).toThrow(
+      /not a v1 record \(at v\)/,
+    );
   });
 });

@@ -22,7 +22,13 @@ afterAll(async () => {
   await nats?.stop();
 });
 
-const obs = (messageId: string, source: string) => ({ messageId, types: ['Observation'], at: Date.UTC(2026, 0, 1), source, recipients: [{ service: 'ehr', purpose: 'TREAT' }] });
+const obs = (messageId: string, source: string) => ({
+  messageId,
+  types: ['Observation'],
+  at: Date.UTC(2026, 0, 1),
+  source,
+  recipients: [{ service: 'ehr', purpose: 'TREAT' }],
+});
 
 it('two concurrent writers on one key lose no update: every conflict is retried on a fresh read', async () => {
   const PER_WRITER = 40;
@@ -43,7 +49,9 @@ it('a write based on a stale read is refused by the server (the guarantee the re
   await a.record('k-stale', obs('s-1', 'ehr'));
   const stale = await a.kv.get('k-stale');
   await b.record('k-stale', obs('s-2', 'ehr'));
-  await expect(a.kv.update('k-stale', new Uint8Array([1]), stale?.revision ?? 0)).rejects.toMatchObject({ api_error: { err_code: 10071 } });
+  await expect(a.kv.update('k-stale', new Uint8Array([1]), stale?.revision ?? 0)).rejects.toMatchObject({
+    api_error: { err_code: 10071 },
+  });
   expect((await a.get('k-stale'))?.services['ehr']?.source?.count).toBe(2);
 });
 

@@ -53,7 +53,10 @@ describe('broker secrets', () => {
     const keysDir = tempKeysDir();
     ensureBrokerSecrets(keysDir);
     const { writeFileSync } = await import('node:fs');
-    writeFileSync(secretsFile(keysDir), JSON.stringify({ v: 1, quarantineKey: 'shortsecretvalue', pseudonymKey: 'shortsecretvalue' }));
+    writeFileSync(
+      secretsFile(keysDir),
+      JSON.stringify({ v: 1, quarantineKey: 'shortsecretvalue', pseudonymKey: 'shortsecretvalue' }),
+    );
     let error: unknown;
     try {
       ensureBrokerSecrets(keysDir);
@@ -71,9 +74,13 @@ describe('broker secrets', () => {
     const b = subscriberPseudonymKey(master, 'billing');
     expect(a).toHaveLength(32);
     expect(Buffer.from(a).equals(Buffer.from(b))).toBe(false);
-    expect(Buffer.from(a).toString('hex')).toBe(createHmac('sha256', Buffer.from(master)).update('pseudonym|v1|analytics').digest('hex'));
+    expect(Buffer.from(a).toString('hex')).toBe(
+      createHmac('sha256', Buffer.from(master)).update('pseudonym|v1|analytics').digest('hex'),
+    );
     expect(Buffer.from(subscriberPseudonymKey(master, 'analytics')).equals(Buffer.from(a))).toBe(true);
-    expect(Buffer.from(subscriberPseudonymKey(new Uint8Array(32).fill(4), 'analytics')).equals(Buffer.from(a))).toBe(false);
+    expect(Buffer.from(subscriberPseudonymKey(new Uint8Array(32).fill(4), 'analytics')).equals(Buffer.from(a))).toBe(
+      false,
+    );
   });
 });
 
@@ -84,7 +91,10 @@ describe('a damaged secrets file', () => {
     const { join } = await import('node:path');
     const { ensureBrokerSecrets, secretsFile } = await import('../../src/runtime/broker-secrets.js');
     const dir = mkdtempSync(join(tmpdir(), 'secrets-'));
-    writeFileSync(secretsFile(dir), '{"v":1,"quarantineKey":"c2VjcmV0LXF1YXJhbnRpbmUta2V5LW1hdGVyaWFsLXh4","pseudonymKey":');
+    writeFileSync(
+      secretsFile(dir),
+      '{"v":1,"quarantineKey":"c2VjcmV0LXF1YXJhbnRpbmUta2V5LW1hdGVyaWFsLXh4","pseudonymKey":',
+    );
     let err: unknown;
     try {
       ensureBrokerSecrets(dir);

@@ -168,7 +168,8 @@ function forgedVerdict(id: string): Receipt {
   } catch (e) {
     error = e;
   }
-  if (!isBrokerError(error) || error.code !== 'E_SIGNATURE') throw new Error('the forged message should fail verification');
+  if (!isBrokerError(error) || error.code !== 'E_SIGNATURE')
+    throw new Error('the forged message should fail verification');
   return rejectedReceipt(id, envelopeHash(forged.bytes), error, Date.now());
 }
 
@@ -176,9 +177,9 @@ describe('PhiClient.connect', () => {
   it('refuses peers without the broker signing key (TypeError naming what is missing)', async () => {
     const nc = await nats.connect('no-broker-key');
     for (const peers of [[], publicRecords(registration), publicRecords(broker).filter((p) => p.use === 'enc')]) {
-      await expect(PhiClient.connect({ nc, service: 'registration', keys: registration, peers, insecure: true })).rejects.toThrow(
-        new TypeError('peers must include the broker public signing key'),
-      );
+      await expect(
+        PhiClient.connect({ nc, service: 'registration', keys: registration, peers, insecure: true }),
+      ).rejects.toThrow(new TypeError('peers must include the broker public signing key'));
     }
     await nc.close();
   });
@@ -219,10 +220,13 @@ describe('PhiClient.publish: what goes out', () => {
       } catch {
         code = 'E_JSON_MALFORMED';
       }
-      return scripted.send(scripted.signed(rejectedReceipt(m.env.id, m.hash, new BrokerError(code, 'raw input'), Date.now())));
+      return scripted.send(
+        scripted.signed(rejectedReceipt(m.env.id, m.hash, new BrokerError(code, 'raw input'), Date.now())),
+      );
     };
     const results: PublishResult[] = [];
-    for (const input of ['not json', bytesOf('{"a":1}'), [1, 2], { resourceType: 'lower' }]) results.push(await client.publish(input));
+    for (const input of ['not json', bytesOf('{"a":1}'), [1, 2], { resourceType: 'lower' }])
+      results.push(await client.publish(input));
     expect(results.map((r) => [r.status, 'code' in r ? r.code : undefined])).toEqual([
       ['rejected', 'E_JSON_MALFORMED'],
       ['rejected', 'E_NOT_FHIR'],
@@ -251,9 +255,20 @@ describe('PhiClient.publish: receipts', () => {
       return scripted.send(scripted.signed(rejectedReceipt(m.env.id, m.hash, error, Date.now())));
     };
     const first = await client.publish(patient);
-    expect(first).toEqual({ status: 'rejected', id: scripted.seen[0]?.env.id, code: 'E_UNKNOWN_ELEMENT', message: 'Patient.x: no such element', path: 'Patient.x' });
+    expect(first).toEqual({
+      status: 'rejected',
+      id: scripted.seen[0]?.env.id,
+      code: 'E_UNKNOWN_ELEMENT',
+      message: 'Patient.x: no such element',
+      path: 'Patient.x',
+    });
     const second = await client.publish(patient);
-    expect(second).toEqual({ status: 'rejected', id: scripted.seen[1]?.env.id, code: 'E_REPLAY', message: 'a message with this id was already received' });
+    expect(second).toEqual({
+      status: 'rejected',
+      id: scripted.seen[1]?.env.id,
+      code: 'E_REPLAY',
+      message: 'a message with this id was already received',
+    });
     expect('path' in second).toBe(false);
     expect(pendingCount(client)).toBe(0);
   });
@@ -277,7 +292,8 @@ describe('PhiClient.publish: receipts', () => {
     [
       'without a hash',
       'E_ENVELOPE_INVALID',
-      (r) => scripted.signedBytes(bytesOf(JSON.stringify({ v: 1, id: r.id, status: 'accepted', deliveries: 1, at: r.at }))),
+      (r) =>
+        scripted.signedBytes(bytesOf(JSON.stringify({ v: 1, id: r.id, status: 'accepted', deliveries: 1, at: r.at }))),
     ],
   ];
 
@@ -285,7 +301,12 @@ describe('PhiClient.publish: receipts', () => {
     const { nc, client, logs } = await setup(300);
     scripted.answer = (m) => scripted.send(make(acceptedReceipt(m.env.id, m.hash, 1, Date.now())));
     const result = await client.publish(patient);
-    expect(result).toEqual({ status: 'unknown', id: scripted.seen[0]?.env.id, code: 'E_TIMEOUT', message: 'no receipt from the broker in time' });
+    expect(result).toEqual({
+      status: 'unknown',
+      id: scripted.seen[0]?.env.id,
+      code: 'E_TIMEOUT',
+      message: 'no receipt from the broker in time',
+    });
     await scripted.settled(); // the bad receipt is on the server …
     await nc.flush(); // … and, being before the PONG, has reached the client
     const logged = logs.records().filter((r) => r['event'] === 'sdk.receipt.invalid');
@@ -294,20 +315,38 @@ describe('PhiClient.publish: receipts', () => {
     expect(pendingCount(client)).toBe(0);
   });
 
-  it.each(invalid)('ignores a receipt %s (%s): the genuine receipt after it settles the publish', async (_n, code, make) => {
-    const { client, logs } = await setup(5_000);
-    scripted.answer = async (m) => {
-      await scripted.send(make(acceptedReceipt(m.env.id, m.hash, 1, Date.now())));
-      await scripted.send(scripted.signed(acceptedReceipt(m.env.id, m.hash, 7, Date.now())));
-    };
-    expect(await client.publish(patient)).toEqual({ status: 'accepted', id: scripted.seen[0]?.env.id, deliveries: 7 });
-    expect(logs.records().filter((r) => r['event'] === 'sdk.receipt.invalid').map((r) => r['code'])).toEqual([code]);
-  });
+  it.each(invalid)(
+    'ignores a receipt %s (%s): the genuine receipt after it settles the publish',
+    async (_n, code, make) => {
+      const { client, logs } = await setup(5_000);
+      scripted.answer = async (m) => {
+        await scripted.send(make(acceptedReceipt(m.env.id, m.hash, 1, Date.now())));
+        await scripted.send(scripted.signed(acceptedReceipt(m.env.id, m.hash, 7, Date.now())));
+      };
+      expect(await client.publish(patient)).toEqual({
+        status: 'accepted',
+        id: scripted.seen[0]?.env.id,
+        deliveries: 7,
+      });
+      expect(
+        logs
+          .records()
+          .filter((r) => r['event'] === 'sdk.receipt.invalid')
+          .map((r) => r['code']),
+      ).toEqual([code]);
+    },
+  );
 
   const notOurs: [string, (m: Ingested) => { receipt: Receipt; service?: string }][] = [
     ['a receipt for another message id', (m) => ({ receipt: acceptedReceipt('someone-else', m.hash, 1, Date.now()) })],
-    ['a receipt with our id but the hash of other bytes (a forgery reusing the id)', (m) => ({ receipt: forgedVerdict(m.env.id) })],
-    ['our receipt sent to another service (phi.receipt.ehr)', (m) => ({ receipt: acceptedReceipt(m.env.id, m.hash, 1, Date.now()), service: 'ehr' })],
+    [
+      'a receipt with our id but the hash of other bytes (a forgery reusing the id)',
+      (m) => ({ receipt: forgedVerdict(m.env.id) }),
+    ],
+    [
+      'our receipt sent to another service (phi.receipt.ehr)',
+      (m) => ({ receipt: acceptedReceipt(m.env.id, m.hash, 1, Date.now()), service: 'ehr' }),
+    ],
   ];
 
   it.each(notOurs)('%s does not settle this publish: unknown on timeout', async (_n, make) => {
@@ -340,11 +379,14 @@ describe('PhiClient.publish: receipts', () => {
     const { client } = await setup(5_000);
     scripted.answer = async (m) => {
       if (m !== scripted.seen[2]) return; // answer all three at once, newest first
-      for (const [i, s] of [...scripted.seen].reverse().entries()) await scripted.send(scripted.signed(acceptedReceipt(s.env.id, s.hash, 10 + i, Date.now())));
+      for (const [i, s] of [...scripted.seen].reverse().entries())
+        await scripted.send(scripted.signed(acceptedReceipt(s.env.id, s.hash, 10 + i, Date.now())));
     };
     const results = await Promise.all([client.publish(patient), client.publish(patient), client.publish(patient)]);
     const byId = new Map(scripted.seen.map((s, i) => [s.env.id, 12 - i]));
-    expect(results.map((r) => (r.status === 'accepted' ? r.deliveries : r.status))).toEqual(results.map((r) => byId.get(r.id)));
+    expect(results.map((r) => (r.status === 'accepted' ? r.deliveries : r.status))).toEqual(
+      results.map((r) => byId.get(r.id)),
+    );
     expect(new Set(results.map((r) => r.id)).size).toBe(3);
     expect(pendingCount(client)).toBe(0);
   });
@@ -366,7 +408,12 @@ describe('PhiClient.publish: JetStream failures', () => {
     try {
       await withoutIngestStream(async () => {
         const result = await client.publish(patient);
-        expect(result).toEqual({ status: 'rejected', id: expect.any(String), code: 'E_INTERNAL', message: 'NATS did not accept the message' });
+        expect(result).toEqual({
+          status: 'rejected',
+          id: expect.any(String),
+          code: 'E_INTERNAL',
+          message: 'NATS did not accept the message',
+        });
         // 'rejected' (not 'unknown'): settled by the failure itself, not by the receipt timeout.
         const failed = logs.records().filter((r) => r['event'] === 'sdk.publish.failed');
         expect(failed.map((r) => [r['id'], r['errorClass']])).toEqual([[result.id, 'NatsError']]);
@@ -393,7 +440,12 @@ describe('PhiClient.publish: JetStream failures', () => {
         client.publish({ ...patient, id: 'p-ack-lost-silent' }),
       ]);
       expect(answered).toMatchObject({ status: 'accepted', deliveries: 2 });
-      expect(silent).toEqual({ status: 'unknown', id: expect.any(String), code: 'E_TIMEOUT', message: 'no receipt from the broker in time' });
+      expect(silent).toEqual({
+        status: 'unknown',
+        id: expect.any(String),
+        code: 'E_TIMEOUT',
+        message: 'no receipt from the broker in time',
+      });
       const failed = logs.records().filter((r) => r['event'] === 'sdk.publish.failed');
       expect(failed.map((r) => r['id']).sort()).toEqual([answered.id, silent.id].sort());
       expect(pendingCount(client)).toBe(0);
@@ -445,7 +497,11 @@ describe('PhiClient.publish: max_payload', () => {
     const { client } = await setup(5_000);
     const result = await client.publish({ ...patient, name: [{ family: 'K'.repeat(2 * MAX_PAYLOAD) }] });
     expect(result).toMatchObject({ status: 'rejected', code: 'E_TOO_LARGE' });
-    const size = Number(/^sealed message is (\d+) bytes; the limit is 64512 \(NATS max_payload 65536 less room for headers\)$/.exec((result as { message: string }).message)?.[1]);
+    const size = Number(
+      /^sealed message is (\d+) bytes; the limit is 64512 \(NATS max_payload 65536 less room for headers\)$/.exec(
+        (result as { message: string }).message,
+      )?.[1],
+    );
     expect(size).toBeGreaterThan(2 * MAX_PAYLOAD);
     expect(scripted.seen).toHaveLength(0);
     expect(pendingCount(client)).toBe(0);
@@ -459,7 +515,12 @@ describe('PhiClient.close', () => {
     await scripted.waitForSeen(1);
     expect(pendingCount(client)).toBe(1);
     await client.close();
-    expect(await pending).toEqual({ status: 'unknown', id: scripted.seen[0]?.env.id, code: 'E_TIMEOUT', message: 'the client closed before a receipt arrived' });
+    expect(await pending).toEqual({
+      status: 'unknown',
+      id: scripted.seen[0]?.env.id,
+      code: 'E_TIMEOUT',
+      message: 'the client closed before a receipt arrived',
+    });
     // A closed client refuses to publish (a caller mistake), instead of sending and waiting for nothing.
     await expect(client.publish({ resourceType: 'Patient', id: 'late' })).rejects.toThrow(TypeError);
     expect(pendingCount(client)).toBe(0);

@@ -27,17 +27,21 @@ afterAll(async () => {
 class Lines extends Writable {
   readonly records: Record<string, unknown>[] = [];
   override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
-    for (const l of chunk.toString('utf8').split('\n')) if (l !== '') this.records.push(JSON.parse(l) as Record<string, unknown>);
+    for (const l of chunk.toString('utf8').split('\n'))
+      if (l !== '') this.records.push(JSON.parse(l) as Record<string, unknown>);
     cb();
   }
 }
 
-const REFUSAL = /^service registration: refusing to connect to NATS without TLS; give tls \(CA, certificate and key files\), or insecure: true for local development only$/;
+const REFUSAL =
+  /^service registration: refusing to connect to NATS without TLS; give tls \(CA, certificate and key files\), or insecure: true for local development only$/;
 
 describe('PhiClient.connect without TLS', () => {
   it('refuses a plaintext connection it is handed (E_CONFIG_INVALID naming the fix) and leaves it to its owner', async () => {
     const nc = await nats.connect('plain');
-    const err = await PhiClient.connect({ nc, service: 'registration', keys, peers: publicRecords(broker) }).catch((e: unknown) => e);
+    const err = await PhiClient.connect({ nc, service: 'registration', keys, peers: publicRecords(broker) }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toMatchObject({ code: 'E_CONFIG_INVALID' });
     expect((err as Error).message).toMatch(REFUSAL);
     expect(nc.isClosed()).toBe(false);
@@ -45,14 +49,28 @@ describe('PhiClient.connect without TLS', () => {
   });
 
   it('refuses to open a plaintext connection itself (servers without tls)', async () => {
-    const err = await PhiClient.connect({ servers: nats.server.url, service: 'registration', keys, peers: publicRecords(broker) }).catch((e: unknown) => e);
+    const err = await PhiClient.connect({
+      servers: nats.server.url,
+      service: 'registration',
+      keys,
+      peers: publicRecords(broker),
+    }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'E_CONFIG_INVALID' });
     expect((err as Error).message).toMatch(REFUSAL);
   });
 
   it('refuses nc together with servers/tls (a caller mistake: TypeError)', async () => {
     const nc = await nats.connect('both');
-    await expect(PhiClient.connect({ nc, servers: nats.server.url, service: 'registration', keys, peers: publicRecords(broker), insecure: true })).rejects.toThrow(TypeError);
+    await expect(
+      PhiClient.connect({
+        nc,
+        servers: nats.server.url,
+        service: 'registration',
+        keys,
+        peers: publicRecords(broker),
+        insecure: true,
+      }),
+    ).rejects.toThrow(TypeError);
     await nc.close();
   });
 
@@ -60,7 +78,14 @@ describe('PhiClient.connect without TLS', () => {
     const lines = new Lines();
     const logger = createLogger({ level: 'info', destination: lines });
     for (let i = 0; i < 2; i += 1) {
-      const client = await PhiClient.connect({ servers: nats.server.url, service: 'registration', keys, peers: publicRecords(broker), insecure: true, logger });
+      const client = await PhiClient.connect({
+        servers: nats.server.url,
+        service: 'registration',
+        keys,
+        peers: publicRecords(broker),
+        insecure: true,
+        logger,
+      });
       await client.close();
     }
     const warnings = lines.records.filter((r) => r['event'] === 'sdk.transport.insecure');
@@ -72,7 +97,13 @@ describe('PhiClient.connect without TLS', () => {
   it('with insecure: true and no logger it emits a process warning (code PHI_BROKER_INSECURE_TRANSPORT)', async () => {
     const warned = new Promise<Error & { code?: string }>((resolve) => process.once('warning', resolve));
     const nc = await nats.connect('insecure-no-logger');
-    const client = await PhiClient.connect({ nc, service: 'registration', keys, peers: publicRecords(broker), insecure: true });
+    const client = await PhiClient.connect({
+      nc,
+      service: 'registration',
+      keys,
+      peers: publicRecords(broker),
+      insecure: true,
+    });
     const w = await warned;
     expect(w.code).toBe('PHI_BROKER_INSECURE_TRANSPORT');
     expect(w.message).toMatch(/^INSECURE: service registration/);

@@ -40,7 +40,9 @@ describe('PhiClient.subscribe', () => {
     await waiter.until(() => calls.length >= 2, 20_000, 'redelivery');
     expect(calls).toEqual([`${r.id}.ehr`, `${r.id}.ehr`]);
     await sub.stop();
-    const info = await (await (await stack.connectAs(ADMIN_IDENTITY, 'check')).jetstreamManager()).consumers.info('PHI_DELIVER', 'deliver-ehr-Patient');
+    const info = await (
+      await (await stack.connectAs(ADMIN_IDENTITY, 'check')).jetstreamManager()
+    ).consumers.info('PHI_DELIVER', 'deliver-ehr-Patient');
     expect(info.num_ack_pending).toBe(0);
     expect(info.num_pending).toBe(0);
     const handlerLog = stack.logs.records().filter((l) => l['event'] === 'sdk.handler.failed');
@@ -59,11 +61,36 @@ describe('PhiClient.subscribe', () => {
     const regKeys = stack.keys('registration');
     const ring = new Keyring(regKeys, stack.peers);
     const kek = ring.kekFor(ring.encryptionKeyOf('billing').kid);
-    const prov = { src: 'registration', mid: 'forged-1', hash: 'A'.repeat(43), profile: 'urn:x', purpose: 'HPAYMT', at: Date.now() };
+    const prov = {
+      src: 'registration',
+      mid: 'forged-1',
+      hash: 'A'.repeat(43),
+      profile: 'urn:x',
+      purpose: 'HPAYMT',
+      at: Date.now(),
+    };
     // 1: signed by registration under its own name; 2: claims to be the broker, signed with registration's key
     const forgeries = [
-      sealEnvelope({ id: 'forged-1.billing', iss: 'registration', iat: Date.now(), typ: 'Patient', resource: patient(2), signer: regKeys.sign, recipients: [{ id: 'billing', kek }], prov }),
-      sealEnvelope({ id: 'forged-2.billing', iss: 'broker', iat: Date.now(), typ: 'Patient', resource: patient(3), signer: { ...regKeys.sign, kid: 'broker:sig:1' }, recipients: [{ id: 'billing', kek }], prov }),
+      sealEnvelope({
+        id: 'forged-1.billing',
+        iss: 'registration',
+        iat: Date.now(),
+        typ: 'Patient',
+        resource: patient(2),
+        signer: regKeys.sign,
+        recipients: [{ id: 'billing', kek }],
+        prov,
+      }),
+      sealEnvelope({
+        id: 'forged-2.billing',
+        iss: 'broker',
+        iat: Date.now(),
+        typ: 'Patient',
+        resource: patient(3),
+        signer: { ...regKeys.sign, kid: 'broker:sig:1' },
+        recipients: [{ id: 'billing', kek }],
+        prov,
+      }),
     ];
     const nc = await stack.connect('forger');
     for (const f of forgeries) {
@@ -87,7 +114,7 @@ describe('PhiClient.subscribe', () => {
     expect(info.num_redelivered).toBe(0);
   }, 30_000);
 
-  it("a broker key the client lacks is retried later (nak), a delivery addressed to another service is terminated", async () => {
+  it('a broker key the client lacks is retried later (nak), a delivery addressed to another service is terminated', async () => {
     const notification = await stack.client('notification');
     const handled: Delivered[] = [];
     const waiter = new Waiter();
@@ -109,8 +136,14 @@ describe('PhiClient.subscribe', () => {
     const rotated = natsHeaders();
     rotated.set('Phi-Sig', original.header.get('Phi-Sig'));
     await nc.jetstream().publish('phi.deliver.notification.Patient', Buffer.from(text), { headers: rotated });
-    await stack.logs.until((l) => l['event'] === 'sdk.delivery.invalid' && l['code'] === 'E_KEY_UNKNOWN', 'the unknown-key delivery');
-    await stack.logs.until((l) => l['event'] === 'sdk.delivery.invalid' && l['code'] === 'E_ENVELOPE_INVALID', 'the misaddressed delivery');
+    await stack.logs.until(
+      (l) => l['event'] === 'sdk.delivery.invalid' && l['code'] === 'E_KEY_UNKNOWN',
+      'the unknown-key delivery',
+    );
+    await stack.logs.until(
+      (l) => l['event'] === 'sdk.delivery.invalid' && l['code'] === 'E_ENVELOPE_INVALID',
+      'the misaddressed delivery',
+    );
     await waiter.until(() => handled.some((d) => d.provenance.messageId === r.id), 20_000, 'the genuine delivery');
     await sub.stop();
     const info = await jsm.consumers.info('PHI_DELIVER', 'deliver-notification-Patient');
@@ -140,7 +173,9 @@ describe('PhiClient.subscribe', () => {
     await stopped;
     // Copies of earlier tests' Patients (also sent to ehr) may come first; ours come in publishing order.
     expect(handled.filter((id) => published.includes(id))).toEqual(published);
-    const info = await (await (await stack.connectAs(ADMIN_IDENTITY, 'check-acks')).jetstreamManager()).consumers.info('PHI_DELIVER', 'deliver-ehr-Patient');
+    const info = await (
+      await (await stack.connectAs(ADMIN_IDENTITY, 'check-acks')).jetstreamManager()
+    ).consumers.info('PHI_DELIVER', 'deliver-ehr-Patient');
     expect([info.num_ack_pending, info.num_pending, info.num_redelivered]).toEqual([0, 0, 0]);
   }, 30_000);
 
@@ -157,9 +192,17 @@ describe('PhiClient.subscribe', () => {
       got.push(d);
       waiter.signal();
     });
-    await waiter.until(() => got.some((d) => d.provenance.messageId === r.id), 20_000, 'the delivery after resubscribing');
+    await waiter.until(
+      () => got.some((d) => d.provenance.messageId === r.id),
+      20_000,
+      'the delivery after resubscribing',
+    );
     const d = got.find((x) => x.provenance.messageId === r.id);
-    expect(d?.provenance).toMatchObject({ publisher: 'registration', deliveryId: `${r.id}.pharmacy`, purpose: 'TREAT' });
+    expect(d?.provenance).toMatchObject({
+      publisher: 'registration',
+      deliveryId: `${r.id}.pharmacy`,
+      purpose: 'TREAT',
+    });
     expect(d?.resource.resourceType === 'Patient' ? d.resource.name : undefined).toEqual([{ family: 'Glimmerstone5' }]);
     await again.stop();
   }, 30_000);

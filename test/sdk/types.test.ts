@@ -18,7 +18,11 @@ describe('SDK types', () => {
     expectTypeOf<Parameters<Subscribe>[0]>().toEqualTypeOf<ResourceType | '*'>();
     const handler = (d: Delivered<Patient>): string | undefined => d.resource.birthDate;
     expectTypeOf(handler).parameter(0).toEqualTypeOf<Delivered<ResourceOf<'Patient'>>>();
-    expectTypeOf<PhiClient['publish']>().toBeCallableWith({ resourceType: 'Patient', id: 'p1', birthDate: '1984-07-19' } satisfies Patient);
+    expectTypeOf<PhiClient['publish']>().toBeCallableWith({
+      resourceType: 'Patient',
+      id: 'p1',
+      birthDate: '1984-07-19',
+    } satisfies Patient);
   });
 
   it('a requester files a right-of-access request with a patient reference and gets id, status and dates back', () => {

@@ -38,10 +38,23 @@ describe('issueAll', () => {
     const layout = tlsLayout(join(tempDir(), 'tls'));
     const r = await issueAll(layout, ['ehr', 'billing'], { now: NOW, createCaIfMissing: true });
     expect(r.caCreated).toBe(true);
-    expect(r.issued.map((i) => i.name)).toEqual(['server', 'broker', 'admin', 'auditor', 'service:ehr', 'service:billing']);
+    expect(r.issued.map((i) => i.name)).toEqual([
+      'server',
+      'broker',
+      'admin',
+      'auditor',
+      'service:ehr',
+      'service:billing',
+    ]);
     expect(mode(layout.dir)).toBe(0o700);
     expect(mode(join(layout.dir, 'services'))).toBe(0o700);
-    const pairs = [layout.ca, layout.server, ...[BROKER_IDENTITY, ADMIN_IDENTITY, serviceIdentity('ehr'), serviceIdentity('billing')].map((i) => layout.identity(i))];
+    const pairs = [
+      layout.ca,
+      layout.server,
+      ...[BROKER_IDENTITY, ADMIN_IDENTITY, serviceIdentity('ehr'), serviceIdentity('billing')].map((i) =>
+        layout.identity(i),
+      ),
+    ];
     for (const p of pairs) {
       expect(mode(p.keyFile), p.keyFile).toBe(0o600);
       expect(mode(p.certFile), p.certFile).toBe(0o644);
@@ -53,7 +66,9 @@ describe('issueAll', () => {
 
   it('without a CA and without createCaIfMissing it refuses, naming `certs init`', async () => {
     const layout = tlsLayout(join(tempDir(), 'tls'));
-    await expect(issueAll(layout, ['ehr'], { now: NOW, createCaIfMissing: false })).rejects.toThrow(/phi-broker certs init/);
+    await expect(issueAll(layout, ['ehr'], { now: NOW, createCaIfMissing: false })).rejects.toThrow(
+      /phi-broker certs init/,
+    );
   });
 
   it('rotation keeps the CA, issues new keys and serials signed by it, and deletes a removed service', async () => {
@@ -63,7 +78,11 @@ describe('issueAll', () => {
     const ehr = layout.identity(serviceIdentity('ehr'));
     const keyBefore = readFileSync(ehr.keyFile, 'utf8');
     const serialBefore = new X509Certificate(readFileSync(ehr.certFile)).serialNumber;
-    const r = await issueAll(layout, ['ehr'], { now: NOW + 3_600_000, lifetimeMs: 7_200_000, createCaIfMissing: false });
+    const r = await issueAll(layout, ['ehr'], {
+      now: NOW + 3_600_000,
+      lifetimeMs: 7_200_000,
+      createCaIfMissing: false,
+    });
     expect(r.caCreated).toBe(false);
     expect(readCa(layout)).toEqual(caBefore);
     expect(readFileSync(ehr.keyFile, 'utf8')).not.toBe(keyBefore);
@@ -79,21 +98,33 @@ describe('issueAll', () => {
 
 describe('phi-broker certs', () => {
   it('init then rotate: reports names, serials and expiry, never key material', async () => {
-    const config = parseConfig({ dataDir: tempDir(), subjectsDir: join(ROOT, 'subjects'), profilesDir: join(ROOT, 'fhir-profiles') });
+    const config = parseConfig({
+      dataDir: tempDir(),
+      subjectsDir: join(ROOT, 'subjects'),
+      profilesDir: join(ROOT, 'fhir-profiles'),
+    });
     const out = new Collect();
     await runCerts(config, 'init', { lifetime: '2h', now: NOW }, out);
     await runCerts(config, 'rotate', { lifetime: '2h', now: NOW + 1000 }, out);
     expect(out.text).toMatch(/^CA created: .*ca\.cert\.pem, valid until 2026-04-15T12:00:00\.000Z$/m);
     expect(out.text).toMatch(/^CA kept: /m);
-    expect(out.text).toMatch(/^issued service:registration: serial [0-9a-f]{32}, valid until 2026-01-15T14:00:00\.000Z$/m);
+    expect(out.text).toMatch(
+      /^issued service:registration: serial [0-9a-f]{32}, valid until 2026-01-15T14:00:00\.000Z$/m,
+    );
     const layout = tlsLayout(join(config.dataDir, 'tls'));
-    const keys = [layout.ca.keyFile, layout.server.keyFile, layout.identity(BROKER_IDENTITY).keyFile].map((f) => readFileSync(f, 'utf8'));
+    const keys = [layout.ca.keyFile, layout.server.keyFile, layout.identity(BROKER_IDENTITY).keyFile].map((f) =>
+      readFileSync(f, 'utf8'),
+    );
     expect(out.text).not.toContain('PRIVATE KEY');
     for (const k of keys) expect(out.text).not.toContain(k.split('\n')[1] as string);
   });
 
   it('rotate without a CA refuses, naming `certs init`', async () => {
-    const config = parseConfig({ dataDir: tempDir(), subjectsDir: join(ROOT, 'subjects'), profilesDir: join(ROOT, 'fhir-profiles') });
+    const config = parseConfig({
+      dataDir: tempDir(),
+      subjectsDir: join(ROOT, 'subjects'),
+      profilesDir: join(ROOT, 'fhir-profiles'),
+    });
     await expect(runCerts(config, 'rotate', {}, new Collect())).rejects.toThrow(/phi-broker certs init/);
   });
 });

@@ -11,10 +11,37 @@ import { sealEnvelope } from '../../src/envelope/seal.js';
 import type { Provenance } from '../../src/envelope/types.js';
 import { streamRandom } from '../envelope/parties.js';
 
-export interface PartyVector { sigSeed: string; sigPublic: string; encSecret: string; encPublic: string }
-export interface CaseInput { id: string; iss: string; iat: number; typ: string; resource?: unknown; rawUtf8?: string; recipients: string[]; prov?: Provenance }
-export interface CaseVector { name: string; input: CaseInput; random: string; envelope: string; sig: string; sha256: string }
-export interface AeadVector { key: string; nonce: string; aad: string; plaintext: string; sealed: string }
+export interface PartyVector {
+  sigSeed: string;
+  sigPublic: string;
+  encSecret: string;
+  encPublic: string;
+}
+export interface CaseInput {
+  id: string;
+  iss: string;
+  iat: number;
+  typ: string;
+  resource?: unknown;
+  rawUtf8?: string;
+  recipients: string[];
+  prov?: Provenance;
+}
+export interface CaseVector {
+  name: string;
+  input: CaseInput;
+  random: string;
+  envelope: string;
+  sig: string;
+  sha256: string;
+}
+export interface AeadVector {
+  key: string;
+  nonce: string;
+  aad: string;
+  plaintext: string;
+  sealed: string;
+}
 export interface VectorFile {
   description: string;
   parties: Record<string, PartyVector>;
@@ -25,31 +52,63 @@ export interface VectorFile {
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 export const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
-const fixedBytes = (label: string): Uint8Array => new Uint8Array(createHash('sha256').update(`phi-broker test vector ${label}`).digest());
+const fixedBytes = (label: string): Uint8Array =>
+  new Uint8Array(createHash('sha256').update(`phi-broker test vector ${label}`).digest());
 
 export function partyKeys(service: string, v: PartyVector): ServiceKeys {
-  return { service, sign: signingKeyFromSeed(`${service}:sig:1`, unhex(v.sigSeed)), enc: encryptionKeyFromSecret(`${service}:enc:1`, unhex(v.encSecret)) };
+  return {
+    service,
+    sign: signingKeyFromSeed(`${service}:sig:1`, unhex(v.sigSeed)),
+    enc: encryptionKeyFromSecret(`${service}:enc:1`, unhex(v.encSecret)),
+  };
 }
 
 /** Replays `random` (hex) and reports what was drawn — the envelope's randomness, recorded for the vector. */
 function recording(source: RandomSource): RandomSource & { drawn: Uint8Array[] } {
   const drawn: Uint8Array[] = [];
-  return Object.assign((n: number) => {
-    const b = source(n);
-    drawn.push(Uint8Array.from(b));
-    return b;
-  }, { drawn });
+  return Object.assign(
+    (n: number) => {
+      const b = source(n);
+      drawn.push(Uint8Array.from(b));
+      return b;
+    },
+    { drawn },
+  );
 }
 
 const SPECS: { name: string; input: CaseInput }[] = [
   {
     name: 'patient-two-recipients',
     input: {
-      id: 'vec-0001', iss: 'registration', iat: 1_700_000_000_000, typ: 'Patient', recipients: ['broker', 'billing'],
+      id: 'vec-0001',
+      iss: 'registration',
+      iat: 1_700_000_000_000,
+      typ: 'Patient',
+      recipients: ['broker', 'billing'],
       resource: {
-        resourceType: 'Patient', id: 'vec-pat', active: true, multipleBirthInteger: 2,
-        meta: { profile: ['http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient'], security: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', version: '2018-08-12', code: 'PSY', display: 'psychiatry information sensitivity', userSelected: false }] },
-        name: [{ family: 'Testperson', given: ['Vector', 'Quinn'], _given: [null, { extension: [{ url: 'urn:x', valueBoolean: false }] }] }],
+        resourceType: 'Patient',
+        id: 'vec-pat',
+        active: true,
+        multipleBirthInteger: 2,
+        meta: {
+          profile: ['http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient'],
+          security: [
+            {
+              system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode',
+              version: '2018-08-12',
+              code: 'PSY',
+              display: 'psychiatry information sensitivity',
+              userSelected: false,
+            },
+          ],
+        },
+        name: [
+          {
+            family: 'Testperson',
+            given: ['Vector', 'Quinn'],
+            _given: [null, { extension: [{ url: 'urn:x', valueBoolean: false }] }],
+          },
+        ],
         birthDate: '1980-02-29',
       },
     },
@@ -57,17 +116,39 @@ const SPECS: { name: string; input: CaseInput }[] = [
   {
     name: 'observation-contained-broker-delivery',
     input: {
-      id: 'vec-0002.billing', iss: 'broker', iat: 1_700_000_000_500, typ: 'Observation', recipients: ['billing'],
-      prov: { src: 'registration', mid: 'vec-0002', hash: toBase64url(fixedBytes('original')), profile: 'https://example.org/fhir/StructureDefinition/billing-observation', purpose: 'HPAYMT', at: 1_700_000_000_000 },
+      id: 'vec-0002.billing',
+      iss: 'broker',
+      iat: 1_700_000_000_500,
+      typ: 'Observation',
+      recipients: ['billing'],
+      prov: {
+        src: 'registration',
+        mid: 'vec-0002',
+        hash: toBase64url(fixedBytes('original')),
+        profile: 'https://example.org/fhir/StructureDefinition/billing-observation',
+        purpose: 'HPAYMT',
+        at: 1_700_000_000_000,
+      },
       resource: {
-        resourceType: 'Observation', status: 'final', contained: [{ resourceType: 'Patient', id: 'p1', gender: 'female' }],
-        code: { text: 'Glucose' }, subject: { reference: '#p1' }, valueQuantity: { value: 6.3, unit: 'mmol/l' },
+        resourceType: 'Observation',
+        status: 'final',
+        contained: [{ resourceType: 'Patient', id: 'p1', gender: 'female' }],
+        code: { text: 'Glucose' },
+        subject: { reference: '#p1' },
+        valueQuantity: { value: 6.3, unit: 'mmol/l' },
       },
     },
   },
   {
     name: 'raw-not-json',
-    input: { id: 'vec-0003', iss: 'registration', iat: 1_700_000_001_000, typ: '$raw', recipients: ['broker'], rawUtf8: '{"resourceType":"Patient", name: Vector Testperson' },
+    input: {
+      id: 'vec-0003',
+      iss: 'registration',
+      iat: 1_700_000_001_000,
+      typ: '$raw',
+      recipients: ['broker'],
+      rawUtf8: '{"resourceType":"Patient", name: Vector Testperson',
+    },
   },
 ];
 
@@ -77,32 +158,72 @@ export function buildVectors(): VectorFile {
   for (const service of ['registration', 'broker', 'billing']) {
     const seed = fixedBytes(`${service} sig`);
     const secret = fixedBytes(`${service} enc`);
-    const k: ServiceKeys = { service, sign: signingKeyFromSeed(`${service}:sig:1`, seed), enc: encryptionKeyFromSecret(`${service}:enc:1`, secret) };
+    const k: ServiceKeys = {
+      service,
+      sign: signingKeyFromSeed(`${service}:sig:1`, seed),
+      enc: encryptionKeyFromSecret(`${service}:enc:1`, secret),
+    };
     keys[service] = k;
-    parties[service] = { sigSeed: hex(seed), sigPublic: hex(k.sign.publicKey), encSecret: hex(secret), encPublic: hex(k.enc.publicKey) };
+    parties[service] = {
+      sigSeed: hex(seed),
+      sigPublic: hex(k.sign.publicKey),
+      encSecret: hex(secret),
+      encPublic: hex(k.enc.publicKey),
+    };
   }
   const kekOf = (a: string, b: string) => deriveKek((keys[a] as ServiceKeys).enc, (keys[b] as ServiceKeys).enc);
-  const keks = [kekOf('registration', 'broker'), kekOf('registration', 'billing'), kekOf('broker', 'billing')].map((k) => ({ id: k.id, key: hex(k.key) }));
+  const keks = [kekOf('registration', 'broker'), kekOf('registration', 'billing'), kekOf('broker', 'billing')].map(
+    (k) => ({ id: k.id, key: hex(k.key) }),
+  );
 
   const aeadKey = fixedBytes('aead key');
   const aeadNonce = fixedBytes('aead nonce').subarray(0, 24);
   const aad = Buffer.from('v1|vec-0001|Patient.name[0].family|dk', 'utf8');
   const plaintext = Buffer.from('"Testperson"', 'utf8');
-  const aead = [{ key: hex(aeadKey), nonce: hex(aeadNonce), aad: hex(aad), plaintext: hex(plaintext), sealed: hex(sealBlob(aeadKey, plaintext, aad, fixedRandom(aeadNonce))) }];
+  const aead = [
+    {
+      key: hex(aeadKey),
+      nonce: hex(aeadNonce),
+      aad: hex(aad),
+      plaintext: hex(plaintext),
+      sealed: hex(sealBlob(aeadKey, plaintext, aad, fixedRandom(aeadNonce))),
+    },
+  ];
 
   const cases = SPECS.map(({ name, input }) => {
     const random = recording(streamRandom(`vector ${name}`));
     const sealed = sealCase(input, keys, random);
-    return { name, input, random: Buffer.concat(random.drawn).toString('hex'), envelope: Buffer.from(sealed.bytes).toString('base64'), sig: sealed.sig, sha256: createHash('sha256').update(sealed.bytes).digest('base64url') };
+    return {
+      name,
+      input,
+      random: Buffer.concat(random.drawn).toString('hex'),
+      envelope: Buffer.from(sealed.bytes).toString('base64'),
+      sig: sealed.sig,
+      sha256: createHash('sha256').update(sealed.bytes).digest('base64url'),
+    };
   });
-  return { description: 'phi-broker envelope v1 test vectors; see docs/wire-format.md. Hex unless named base64/base64url.', parties, keks, aead, cases };
+  return {
+    description: 'phi-broker envelope v1 test vectors; see docs/wire-format.md. Hex unless named base64/base64url.',
+    parties,
+    keks,
+    aead,
+    cases,
+  };
 }
 
-export function sealCase(input: CaseInput, keys: Record<string, ServiceKeys>, random: RandomSource): { bytes: Uint8Array; sig: string } {
+export function sealCase(
+  input: CaseInput,
+  keys: Record<string, ServiceKeys>,
+  random: RandomSource,
+): { bytes: Uint8Array; sig: string } {
   const sender = keys[input.iss] as ServiceKeys;
   return sealEnvelope({
-    id: input.id, iss: input.iss, iat: input.iat, typ: input.typ,
-    resource: input.rawUtf8 === undefined ? input.resource : { raw: new Uint8Array(Buffer.from(input.rawUtf8, 'utf8')) },
+    id: input.id,
+    iss: input.iss,
+    iat: input.iat,
+    typ: input.typ,
+    resource:
+      input.rawUtf8 === undefined ? input.resource : { raw: new Uint8Array(Buffer.from(input.rawUtf8, 'utf8')) },
     signer: sender.sign,
     recipients: input.recipients.map((id) => ({ id, kek: deriveKek(sender.enc, (keys[id] as ServiceKeys).enc) })),
     ...(input.prov === undefined ? {} : { prov: input.prov }),

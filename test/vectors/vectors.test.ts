@@ -21,7 +21,8 @@ let keys: Record<string, ServiceKeys>;
 beforeAll(async () => {
   await initCrypto();
   if (process.env['UPDATE_VECTORS'] === '1') writeFileSync(FILE, `${JSON.stringify(buildVectors(), null, 2)}\n`);
-  if (!existsSync(FILE)) throw new Error('test/vectors/envelope-v1.json is missing: run UPDATE_VECTORS=1 npx vitest run test/vectors');
+  if (!existsSync(FILE))
+    throw new Error('test/vectors/envelope-v1.json is missing: run UPDATE_VECTORS=1 npx vitest run test/vectors');
   vectors = JSON.parse(readFileSync(FILE, 'utf8')) as VectorFile;
   keys = Object.fromEntries(Object.entries(vectors.parties).map(([s, v]) => [s, partyKeys(s, v)]));
 });
@@ -33,7 +34,10 @@ describe('envelope v1 vectors', () => {
 
   it('keys: the recorded public keys follow from the recorded secrets', () => {
     for (const [service, v] of Object.entries(vectors.parties)) {
-      expect([Buffer.from(keys[service]!.sign.publicKey).toString('hex'), Buffer.from(keys[service]!.enc.publicKey).toString('hex')]).toStrictEqual([v.sigPublic, v.encPublic]);
+      expect([
+        Buffer.from(keys[service]!.sign.publicKey).toString('hex'),
+        Buffer.from(keys[service]!.enc.publicKey).toString('hex'),
+      ]).toStrictEqual([v.sigPublic, v.encPublic]);
     }
   });
 
@@ -52,24 +56,27 @@ describe('envelope v1 vectors', () => {
     }
   });
 
-  it.each(['patient-two-recipients', 'observation-contained-broker-delivery', 'raw-not-json'])('case %s: regenerates byte for byte, verifies, opens', (name) => {
-    const c = vectors.cases.find((x) => x.name === name)!;
-    const random = fixedRandom(unhex(c.random));
-    const sealed = sealCase(c.input, keys, random);
-    expect(random.remaining()).toBe(0);
-    expect(Buffer.from(sealed.bytes).toString('base64')).toBe(c.envelope);
-    expect(sealed.sig).toBe(c.sig);
-    const bytes = new Uint8Array(Buffer.from(c.envelope, 'base64'));
-    expect(createHash('sha256').update(bytes).digest('base64url')).toBe(c.sha256);
-    const sender = keys[c.input.iss]!.sign.publicKey;
-    verifyEnvelope(bytes, c.sig, sender);
-    expect(sodiumEd25519.verify(bytes, fromBase64url(c.sig)!, sender)).toBe(true);
-    expect(verifyDetached(bytes, fromBase64url(c.sig)!, sender)).toBe(true);
-    const env = parseEnvelope(bytes);
-    for (const to of c.input.recipients) {
-      const opened = openEnvelope(env, to, deriveKek(keys[to]!.enc, keys[c.input.iss]!.enc));
-      if (c.input.rawUtf8 === undefined) expect(opened).toStrictEqual(c.input.resource);
-      else expect(Buffer.from((opened as { raw: Uint8Array }).raw).toString('utf8')).toBe(c.input.rawUtf8);
-    }
-  });
+  it.each(['patient-two-recipients', 'observation-contained-broker-delivery', 'raw-not-json'])(
+    'case %s: regenerates byte for byte, verifies, opens',
+    (name) => {
+      const c = vectors.cases.find((x) => x.name === name)!;
+      const random = fixedRandom(unhex(c.random));
+      const sealed = sealCase(c.input, keys, random);
+      expect(random.remaining()).toBe(0);
+      expect(Buffer.from(sealed.bytes).toString('base64')).toBe(c.envelope);
+      expect(sealed.sig).toBe(c.sig);
+      const bytes = new Uint8Array(Buffer.from(c.envelope, 'base64'));
+      expect(createHash('sha256').update(bytes).digest('base64url')).toBe(c.sha256);
+      const sender = keys[c.input.iss]!.sign.publicKey;
+      verifyEnvelope(bytes, c.sig, sender);
+      expect(sodiumEd25519.verify(bytes, fromBase64url(c.sig)!, sender)).toBe(true);
+      expect(verifyDetached(bytes, fromBase64url(c.sig)!, sender)).toBe(true);
+      const env = parseEnvelope(bytes);
+      for (const to of c.input.recipients) {
+        const opened = openEnvelope(env, to, deriveKek(keys[to]!.enc, keys[c.input.iss]!.enc));
+        if (c.input.rawUtf8 === undefined) expect(opened).toStrictEqual(c.input.resource);
+        else expect(Buffer.from((opened as { raw: Uint8Array }).raw).toString('utf8')).toBe(c.input.rawUtf8);
+      }
+    },
+  );
 });

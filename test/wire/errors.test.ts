@@ -42,7 +42,8 @@ describe('ERROR_CODES', () => {
 
   it('isBrokerErrorCode accepts exactly the codes (not inherited property names)', () => {
     for (const code of CODES) expect(isBrokerErrorCode(code)).toBe(true);
-    for (const other of ['E_NOPE', 'e_json_malformed', 'toString', 'constructor', '__proto__', '', 42, undefined]) expect(isBrokerErrorCode(other)).toBe(false);
+    for (const other of ['E_NOPE', 'e_json_malformed', 'toString', 'constructor', '__proto__', '', 42, undefined])
+      expect(isBrokerErrorCode(other)).toBe(false);
   });
 });
 
@@ -65,7 +66,8 @@ describe('docs/errors.md', () => {
   it.each(CODES)('%s: states the registry description, meaning, origin, path, an example and what to do', (code) => {
     const text = section(code);
     expect(text).toContain(ERROR_CODES[code as keyof typeof ERROR_CODES]);
-    for (const label of ['**Means:**', '**Arises:**', '**Path:**', '**Example:**', '**What to do:**']) expect(text, `${code} ${label}`).toContain(label);
+    for (const label of ['**Means:**', '**Arises:**', '**Path:**', '**Example:**', '**What to do:**'])
+      expect(text, `${code} ${label}`).toContain(label);
     expect(text, `${code}: the example shows the code`).toMatch(new RegExp(`\\*\\*Example:\\*\\*[\\s\\S]*${code}`));
   });
 });
@@ -75,9 +77,16 @@ describe('BrokerError', () => {
 
   it('toJSON carries code, message and path, never the cause or a stack', () => {
     const cause = new Error(`parser choked on ${secret}`);
-    const e = new BrokerError('E_FHIR_INVALID', 'Patient.birthDate: not a valid FHIR date', { path: 'Patient.birthDate', cause });
+    const e = new BrokerError('E_FHIR_INVALID', 'Patient.birthDate: not a valid FHIR date', {
+      path: 'Patient.birthDate',
+      cause,
+    });
     expect(e.cause).toBe(cause);
-    expect(e.toJSON()).toEqual({ code: 'E_FHIR_INVALID', message: 'Patient.birthDate: not a valid FHIR date', path: 'Patient.birthDate' });
+    expect(e.toJSON()).toEqual({
+      code: 'E_FHIR_INVALID',
+      message: 'Patient.birthDate: not a valid FHIR date',
+      path: 'Patient.birthDate',
+    });
     const wire = JSON.stringify(e);
     expect(JSON.parse(wire)).toEqual(e.toJSON());
     expect(wire).not.toContain(secret);

@@ -1,7 +1,18 @@
 // NATS names (src/wire/names.ts): every subject, stream and consumer name, spelled out here independently, and the
 // parser of ingest subjects refusing every token that is not a service id or a resource type.
 import { describe, expect, it } from 'vitest';
-import { BROKER_CONSUMER, BROKER_QUEUE, HEADERS, KV_BUCKETS, OBJECT_STORES, RAW_TYPE, STREAMS, deliveryConsumer, parseIngestSubject, subjects } from '../../src/wire/names.js';
+import {
+  BROKER_CONSUMER,
+  BROKER_QUEUE,
+  HEADERS,
+  KV_BUCKETS,
+  OBJECT_STORES,
+  RAW_TYPE,
+  STREAMS,
+  deliveryConsumer,
+  parseIngestSubject,
+  subjects,
+} from '../../src/wire/names.js';
 
 describe('subjects', () => {
   it('are built from a service id and a resource type token', () => {
@@ -16,9 +27,16 @@ describe('subjects', () => {
     expect(subjects.quarantine('Not.A*Service')).toBe('phi.quarantine._unknown');
     expect(subjects.access('pharmacy')).toBe('phi.access.pharmacy');
     expect(subjects.accessControl).toBe('phi.control.access');
-    expect(subjects.accessPart('pharmacy', '0123456789abcdef0123456789abcdef')).toBe('phi.access.pharmacy.part.0123456789abcdef0123456789abcdef');
+    expect(subjects.accessPart('pharmacy', '0123456789abcdef0123456789abcdef')).toBe(
+      'phi.access.pharmacy.part.0123456789abcdef0123456789abcdef',
+    );
     expect(subjects.accessParts('pharmacy')).toBe('phi.access.pharmacy.part.*');
-    expect([subjects.ingestAll, subjects.deliverAll, subjects.quarantineAll, subjects.receiptsAll]).toEqual(['phi.ingest.>', 'phi.deliver.>', 'phi.quarantine.>', 'phi.receipt.>']);
+    expect([subjects.ingestAll, subjects.deliverAll, subjects.quarantineAll, subjects.receiptsAll]).toEqual([
+      'phi.ingest.>',
+      'phi.deliver.>',
+      'phi.quarantine.>',
+      'phi.receipt.>',
+    ]);
   });
 
   it.each([
@@ -42,16 +60,39 @@ describe('subjects', () => {
   });
 
   it('audit chains and alerts have their own subjects', () => {
-    expect([subjects.auditAll, subjects.audit('host-42-a1b2c3'), subjects.alert('rejections')]).toEqual(['phi.audit.>', 'phi.audit.host-42-a1b2c3', 'phi.alert.rejections']);
+    expect([subjects.auditAll, subjects.audit('host-42-a1b2c3'), subjects.alert('rejections')]).toEqual([
+      'phi.audit.>',
+      'phi.audit.host-42-a1b2c3',
+      'phi.alert.rejections',
+    ]);
   });
 
   it('streams, bucket, consumer and header names are fixed', () => {
-    expect(STREAMS).toEqual({ ingest: 'PHI_INGEST', deliver: 'PHI_DELIVER', quarantine: 'PHI_QUARANTINE', receipts: 'PHI_RECEIPTS', disclosures: 'PHI_DISCLOSURES', audit: 'PHI_AUDIT' });
-    expect(KV_BUCKETS).toEqual({ seen: 'phi_seen', consent: 'phi_consent', registry: 'phi_registry', access: 'phi_access' });
+    expect(STREAMS).toEqual({
+      ingest: 'PHI_INGEST',
+      deliver: 'PHI_DELIVER',
+      quarantine: 'PHI_QUARANTINE',
+      receipts: 'PHI_RECEIPTS',
+      disclosures: 'PHI_DISCLOSURES',
+      audit: 'PHI_AUDIT',
+    });
+    expect(KV_BUCKETS).toEqual({
+      seen: 'phi_seen',
+      consent: 'phi_consent',
+      registry: 'phi_registry',
+      access: 'phi_access',
+    });
     expect(OBJECT_STORES).toEqual({ accessAnswers: 'phi_access_answers' });
     expect(BROKER_CONSUMER).toBe('broker');
     expect(BROKER_QUEUE).toBe('phi-broker');
-    expect(HEADERS).toEqual({ msgId: 'Nats-Msg-Id', signature: 'Phi-Sig', code: 'Phi-Code', record: 'Phi-Record', part: 'Phi-Part', parts: 'Phi-Parts' });
+    expect(HEADERS).toEqual({
+      msgId: 'Nats-Msg-Id',
+      signature: 'Phi-Sig',
+      code: 'Phi-Code',
+      record: 'Phi-Record',
+      part: 'Phi-Part',
+      parts: 'Phi-Parts',
+    });
   });
 });
 
@@ -64,21 +105,31 @@ describe('disclosure subjects', () => {
     expect(subjects.disclosuresOf(pseudonym)).toBe(`phi.disclosure.${pseudonym}.>`);
   });
 
-  it.each(['Patient/123', 'MRN-7731', '*', '>', 'a.b', 'A'.repeat(44)])('refuse %s as a patient token (only a pseudonym enters a subject)', (token) => {
-    expect(() => subjects.disclosure(token, 'partner-payer')).toThrow(TypeError);
-    expect(() => subjects.disclosuresOf(token)).toThrow(TypeError);
-  });
+  it.each(['Patient/123', 'MRN-7731', '*', '>', 'a.b', 'A'.repeat(44)])(
+    'refuse %s as a patient token (only a pseudonym enters a subject)',
+    (token) => {
+      expect(() => subjects.disclosure(token, 'partner-payer')).toThrow(TypeError);
+      expect(() => subjects.disclosuresOf(token)).toThrow(TypeError);
+    },
+  );
 });
 
 describe('parseIngestSubject', () => {
   it('parses phi.ingest.<service>.<Type> and the raw token', () => {
     expect(parseIngestSubject('phi.ingest.registration.Patient')).toEqual({ service: 'registration', type: 'Patient' });
-    expect(parseIngestSubject('phi.ingest.public-health.ExplanationOfBenefit')).toEqual({ service: 'public-health', type: 'ExplanationOfBenefit' });
+    expect(parseIngestSubject('phi.ingest.public-health.ExplanationOfBenefit')).toEqual({
+      service: 'public-health',
+      type: 'ExplanationOfBenefit',
+    });
     expect(parseIngestSubject('phi.ingest.ehr._raw')).toEqual({ service: 'ehr', type: RAW_TYPE });
   });
 
   it('round-trips every subject it builds', () => {
-    for (const [service, type] of [['a', 'Patient'], ['x-1', RAW_TYPE], ['z'.repeat(63), 'Bundle']] as const) {
+    for (const [service, type] of [
+      ['a', 'Patient'],
+      ['x-1', RAW_TYPE],
+      ['z'.repeat(63), 'Bundle'],
+    ] as const) {
       expect(parseIngestSubject(subjects.ingest(service, type))).toEqual({ service, type });
     }
   });
@@ -106,7 +157,7 @@ describe('parseIngestSubject', () => {
 });
 
 describe('type tokens follow the wire format rule (RESOURCE_TYPE_NAME_PATTERN)', () => {
-  it('a one-letter type name parses (whether R4 defines it is the broker pipeline\'s question: E_UNKNOWN_RESOURCE_TYPE)', () => {
+  it("a one-letter type name parses (whether R4 defines it is the broker pipeline's question: E_UNKNOWN_RESOURCE_TYPE)", () => {
     expect(parseIngestSubject('phi.ingest.registration.P')).toEqual({ service: 'registration', type: 'P' });
   });
 });

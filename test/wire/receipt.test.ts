@@ -3,7 +3,13 @@
 // parser error).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { acceptedReceipt, decodeReceipt, decodeReceiptBySchema, encodeReceipt, rejectedReceipt } from '../../src/wire/receipt.js';
+import {
+  acceptedReceipt,
+  decodeReceipt,
+  decodeReceiptBySchema,
+  encodeReceipt,
+  rejectedReceipt,
+} from '../../src/wire/receipt.js';
 import { envelopeHash } from '../../src/envelope/provenance.js';
 import { BrokerError } from '../../src/wire/errors.js';
 import { thrown } from '../broker/fixtures.js';
@@ -37,15 +43,34 @@ describe('receipts', () => {
 
   it('accepted: encode → decode round trip, and the wire JSON has exactly these fields', () => {
     const r = acceptedReceipt('msg-1', H2, 3, 1_700_000_000_123);
-    expect(JSON.parse(new TextDecoder().decode(encodeReceipt(r)))).toEqual({ v: 1, id: 'msg-1', hash: H2, status: 'accepted', deliveries: 3, at: 1_700_000_000_123 });
+    expect(JSON.parse(new TextDecoder().decode(encodeReceipt(r)))).toEqual({
+      v: 1,
+      id: 'msg-1',
+      hash: H2,
+      status: 'accepted',
+      deliveries: 3,
+      at: 1_700_000_000_123,
+    });
     expect(decodeReceipt(encodeReceipt(r))).toEqual(r);
   });
 
   it('rejected: hash, code, message and path travel; a cause never does', () => {
-    const err = new BrokerError('E_UNKNOWN_ELEMENT', 'Patient.foo: not an element of Patient', { path: 'Patient.foo', cause: new Error('secret detail') });
+    const err = new BrokerError('E_UNKNOWN_ELEMENT', 'Patient.foo: not an element of Patient', {
+      path: 'Patient.foo',
+      cause: new Error('secret detail'),
+    });
     const r = rejectedReceipt('msg-2', H, err, 5);
     const wire = JSON.parse(new TextDecoder().decode(encodeReceipt(r))) as Record<string, unknown>;
-    expect(wire).toEqual({ v: 1, id: 'msg-2', hash: H, status: 'rejected', code: 'E_UNKNOWN_ELEMENT', message: 'Patient.foo: not an element of Patient', path: 'Patient.foo', at: 5 });
+    expect(wire).toEqual({
+      v: 1,
+      id: 'msg-2',
+      hash: H,
+      status: 'rejected',
+      code: 'E_UNKNOWN_ELEMENT',
+      message: 'Patient.foo: not an element of Patient',
+      path: 'Patient.foo',
+      at: 5,
+    });
     expect(decodeReceipt(encodeReceipt(r))).toEqual(r);
     const noPath = rejectedReceipt('msg-3', H2, new BrokerError('E_REPLAY', 'seen'), 6);
     expect('path' in noPath).toBe(false);
@@ -75,11 +100,20 @@ describe('receipts', () => {
     ['a null hash', { ...rejected, hash: null }],
     ['a time that is a string', { ...accepted, at: '1' }],
     ['a delivery count that is a string', { ...accepted, deliveries: '1' }],
-    ['a delivery count beyond 2^53 − 1 (an integer to JavaScript, not to the schema)', { ...accepted, deliveries: 1e300 }],
-    ['a time that is not finite (1e999 parses to Infinity)', '{"v":1,"id":"m","hash":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","status":"accepted","deliveries":1,"at":1e999}'],
+    [
+      'a delivery count beyond 2^53 − 1 (an integer to JavaScript, not to the schema)',
+      { ...accepted, deliveries: 1e300 },
+    ],
+    [
+      'a time that is not finite (1e999 parses to Infinity)',
+      '{"v":1,"id":"m","hash":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","status":"accepted","deliveries":1,"at":1e999}',
+    ],
     ['an id that is a number', { ...accepted, id: 7 }],
     ['a status with another case', { ...accepted, status: 'Accepted' }],
-    ['an extra __proto__ member (accepted)', JSON.parse(`{"__proto__":{"x":1},${JSON.stringify(accepted).slice(1)}`) as unknown],
+    [
+      'an extra __proto__ member (accepted)',
+      JSON.parse(`{"__proto__":{"x":1},${JSON.stringify(accepted).slice(1)}`) as unknown,
+    ],
     ['an array', [1]],
     ['null', null],
   ])('refuses %s with E_ENVELOPE_INVALID', (_name, value) => {
@@ -106,20 +140,35 @@ describe('receipts', () => {
     };
     // Mostly well-formed (so the fast path's acceptances are reached), else a near miss or any JSON value.
     const mostly = (good: fc.Arbitrary<unknown>, miss: fc.Arbitrary<unknown>): fc.Arbitrary<unknown> =>
-      fc.oneof({ weight: 8, arbitrary: good }, { weight: 1, arbitrary: miss }, { weight: 1, arbitrary: fc.jsonValue() });
+      fc.oneof(
+        { weight: 8, arbitrary: good },
+        { weight: 1, arbitrary: miss },
+        { weight: 1, arbitrary: fc.jsonValue() },
+      );
     const fields = {
       v: mostly(fc.constant(1), fc.constantFrom(2, 1.5, 0, '1')),
       id: mostly(fc.string(), fc.constantFrom(7, null)),
       hash: mostly(fc.constantFrom(H, H2), fc.constantFrom(H.slice(1), `${H}=`, '', H.replace('-', '+'))),
       status: mostly(fc.constant('accepted'), fc.constantFrom('rejected', 'Accepted')),
-      deliveries: mostly(fc.nat(), fc.oneof(fc.integer(), fc.double(), fc.constantFrom(1e300, 2 ** 53, 2 ** 53 - 1, -0, -1))),
+      deliveries: mostly(
+        fc.nat(),
+        fc.oneof(fc.integer(), fc.double(), fc.constantFrom(1e300, 2 ** 53, 2 ** 53 - 1, -0, -1)),
+      ),
       at: mostly(fc.nat(), fc.oneof(fc.double({ noNaN: true }), fc.constantFrom(1e308, -1, '1'))),
     };
     const receiptLike = fc.oneof(
       // Accepted-shaped: the six fields, each mostly well-formed, sometimes not.
       fc.record(fields),
       // Anything near a receipt: any subset of its fields, a rejection's, and a stray one.
-      fc.record({ ...fields, code: mostly(fc.constant('E_REPLAY'), fc.constantFrom('E_SIGNATURE', 'nope')), message: mostly(fc.string(), fc.constant(3)), extra: fc.jsonValue() }, { requiredKeys: [] }),
+      fc.record(
+        {
+          ...fields,
+          code: mostly(fc.constant('E_REPLAY'), fc.constantFrom('E_SIGNATURE', 'nope')),
+          message: mostly(fc.string(), fc.constant(3)),
+          extra: fc.jsonValue(),
+        },
+        { requiredKeys: [] },
+      ),
     );
     let accepted = 0;
     fc.assert(

@@ -16,17 +16,30 @@ import { hasResourceType, isJsonObject, type FhirResource } from '../../fhir/res
 import { resolvePatient } from '../../registry/patient-key.js';
 
 /** Throws E_ACCESS_OTHER_PATIENT or E_PATIENT_UNRESOLVED for the first resource not shown to be about `patientRef`. */
-export function checkAboutPatient(resources: readonly (FhirResource | undefined)[], patientRef: string, rule: PatientMatchDef, path = 'Bundle'): void {
+export function checkAboutPatient(
+  resources: readonly (FhirResource | undefined)[],
+  patientRef: string,
+  rule: PatientMatchDef,
+  path = 'Bundle',
+): void {
   resources.forEach((resource, i) => {
     if (resource === undefined) return;
     const at = `${path}.entry[${i}].resource`;
     const type = resource.resourceType;
     const r = resolvePatient(resource, rule);
     if (r.kind === 'patient' && r.ref !== patientRef) {
-      throw new BrokerError('E_ACCESS_OTHER_PATIENT', `${at}: this ${type} is about another patient than the one asked`, { path: at });
+      throw new BrokerError(
+        'E_ACCESS_OTHER_PATIENT',
+        `${at}: this ${type} is about another patient than the one asked`,
+        { path: at },
+      );
     }
     if (r.kind === 'unresolved') {
-      throw new BrokerError('E_PATIENT_UNRESOLVED', `${at}: no patient resolves for this ${type} under the catalog's matching rule (match ${rule.match}), so it cannot be shown to be about the patient asked`, { path: at });
+      throw new BrokerError(
+        'E_PATIENT_UNRESOLVED',
+        `${at}: no patient resolves for this ${type} under the catalog's matching rule (match ${rule.match}), so it cannot be shown to be about the patient asked`,
+        { path: at },
+      );
     }
     if (r.kind === 'none' && type === 'Bundle') checkAboutPatient(entriesOf(resource), patientRef, rule, at);
   });

@@ -13,7 +13,8 @@ import { isJsonObject, type FhirResource } from '../../fhir/resource.js';
 import { validateResource } from '../../fhir/validate.js';
 import { checkAboutPatient } from './about-patient.js';
 
-export type OpenedAnswer = { readonly ok: true; readonly resources: readonly FhirResource[] } | { readonly ok: false; readonly code: string };
+export type OpenedAnswer =
+  { readonly ok: true; readonly resources: readonly FhirResource[] } | { readonly ok: false; readonly code: string };
 
 export interface ExpectedAnswer {
   readonly questionId: string;
@@ -35,8 +36,17 @@ function bundleInvalid(path: string, message: string): BrokerError {
 function entryError(err: unknown, i: number, type: string): unknown {
   if (!isBrokerError(err)) return err;
   const at = `Bundle.entry[${i}].resource`;
-  const inner = err.path === undefined ? undefined : err.path === type ? '' : err.path.startsWith(`${type}.`) ? err.path.slice(type.length) : undefined;
-  return new BrokerError(err.code, `${at} (${type}): ${err.message}`, { path: inner === undefined ? at : `${at}${inner}` });
+  const inner =
+    err.path === undefined
+      ? undefined
+      : err.path === type
+        ? ''
+        : err.path.startsWith(`${type}.`)
+          ? err.path.slice(type.length)
+          : undefined;
+  return new BrokerError(err.code, `${at} (${type}): ${err.message}`, {
+    path: inner === undefined ? at : `${at}${inner}`,
+  });
 }
 
 /**
@@ -45,22 +55,33 @@ function entryError(err: unknown, i: number, type: string): unknown {
  * OperationOutcome (the service could not answer). Throws a coded BrokerError when the answer is not acceptable
  * (E_SIGNATURE, E_ENVELOPE_INVALID, E_FHIR_INVALID, E_ACCESS_OTHER_PATIENT, E_PATIENT_UNRESOLVED …).
  */
-export function openAnswerEnvelope(data: Uint8Array, sig: string | undefined, keyring: Keyring, expected: ExpectedAnswer, limits: ValidationLimits): OpenedAnswer {
+export function openAnswerEnvelope(
+  data: Uint8Array,
+  sig: string | undefined,
+  keyring: Keyring,
+  expected: ExpectedAnswer,
+  limits: ValidationLimits,
+): OpenedAnswer {
   const env = verifySignedEnvelope(data, sig, keyring);
-  if (env.iss !== expected.service) throw new BrokerError('E_SENDER_MISMATCH', 'access answer is not from the service asked', { path: 'iss' });
-  if (env.id !== `${expected.questionId}.a`) throw new BrokerError('E_ENVELOPE_INVALID', 'access answer does not answer this question', { path: 'id' });
+  if (env.iss !== expected.service)
+    throw new BrokerError('E_SENDER_MISMATCH', 'access answer is not from the service asked', { path: 'iss' });
+  if (env.id !== `${expected.questionId}.a`)
+    throw new BrokerError('E_ENVELOPE_INVALID', 'access answer does not answer this question', { path: 'id' });
   const wrap = env.keys.find((k) => k.to === BROKER_ID);
-  if (wrap === undefined) throw new BrokerError('E_KEY_UNKNOWN', 'no data key is wrapped for the broker', { path: 'keys' });
+  if (wrap === undefined)
+    throw new BrokerError('E_KEY_UNKNOWN', 'no data key is wrapped for the broker', { path: 'keys' });
   const opened = openEnvelope(env, BROKER_ID, keyring.kekForId(wrap.kek));
   if (env.typ === 'OperationOutcome') return { ok: false, code: 'SERVICE_ERROR' };
-  if (env.typ !== 'Bundle' || !isJsonObject(opened) || opened['resourceType'] !== 'Bundle') throw bundleInvalid('typ', 'expected a Bundle of type collection');
+  if (env.typ !== 'Bundle' || !isJsonObject(opened) || opened['resourceType'] !== 'Bundle')
+    throw bundleInvalid('typ', 'expected a Bundle of type collection');
   const extra = Object.keys(opened).find((k) => !BUNDLE_FIELDS.has(k));
   if (extra !== undefined) throw bundleInvalid('Bundle', `only ${[...BUNDLE_FIELDS].join(', ')}`);
   if (opened['type'] !== 'collection') throw bundleInvalid('Bundle.type', 'expected a Bundle of type collection');
   const entry = opened['entry'] ?? [];
   if (!Array.isArray(entry)) throw bundleInvalid('Bundle.entry', 'expected an array');
   const resources = entry.map((e: unknown, i): FhirResource => {
-    if (!isJsonObject(e) || !isJsonObject(e['resource']) || Object.keys(e).some((k) => !ENTRY_FIELDS.has(k))) throw bundleInvalid(`Bundle.entry[${i}]`, 'expected an entry with a resource');
+    if (!isJsonObject(e) || !isJsonObject(e['resource']) || Object.keys(e).some((k) => !ENTRY_FIELDS.has(k)))
+      throw bundleInvalid(`Bundle.entry[${i}]`, 'expected an entry with a resource');
     const type = typeof e['resource']['resourceType'] === 'string' ? e['resource']['resourceType'] : 'resource';
     try {
       return validateResource(e['resource'], limits);

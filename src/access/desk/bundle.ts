@@ -11,25 +11,44 @@ import type { AccessStore } from './store.js';
 
 export const SOURCE_PREFIX = 'urn:phi-broker:service:';
 
-export function assembleBundle(request: AccessRequest, answers: ReadonlyMap<string, readonly FhirResource[]>, now: number): Bundle {
+export function assembleBundle(
+  request: AccessRequest,
+  answers: ReadonlyMap<string, readonly FhirResource[]>,
+  now: number,
+): Bundle {
   const entry: NonNullable<Bundle['entry']> = [];
   for (const service of [...answers.keys()].sort()) {
     for (const resource of answers.get(service) ?? []) {
       const meta = (resource['meta'] ?? {}) as Record<string, unknown>;
-      const sourced = meta['source'] === undefined ? { ...resource, meta: { ...meta, source: `${SOURCE_PREFIX}${service}` } } : resource;
+      const sourced =
+        meta['source'] === undefined
+          ? { ...resource, meta: { ...meta, source: `${SOURCE_PREFIX}${service}` } }
+          : resource;
       entry.push({ resource: sourced as unknown as NonNullable<NonNullable<Bundle['entry']>[number]['resource']> });
     }
   }
-  return { resourceType: 'Bundle', id: request.id, type: 'collection', timestamp: new Date(now).toISOString(), ...(entry.length === 0 ? {} : { entry }) } as Bundle;
+  return {
+    resourceType: 'Bundle',
+    id: request.id,
+    type: 'collection',
+    timestamp: new Date(now).toISOString(),
+    ...(entry.length === 0 ? {} : { entry }),
+  } as Bundle;
 }
 
 /** Opens every answered service's sealed answer and assembles the Bundle. */
-export async function loadBundle(store: AccessStore, key: Uint8Array, request: AccessRequest, now: number): Promise<Bundle> {
+export async function loadBundle(
+  store: AccessStore,
+  key: Uint8Array,
+  request: AccessRequest,
+  now: number,
+): Promise<Bundle> {
   const answers = new Map<string, FhirResource[]>();
   for (const [service, s] of Object.entries(request.services)) {
     if (s.state !== 'answered') continue;
     const sealed = await store.getAnswer(request.id, service);
-    if (sealed === undefined) throw new Error(`the answer of ${service} to ${request.id} is missing from the answer store`);
+    if (sealed === undefined)
+      throw new Error(`the answer of ${service} to ${request.id} is missing from the answer store`);
     answers.set(service, JSON.parse(openAnswer(key, request.id, service, sealed)) as FhirResource[]);
   }
   return assembleBundle(request, answers, now);

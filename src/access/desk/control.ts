@@ -23,10 +23,20 @@ export type ControlReply =
 export const CONTROL_REF_AAD = 'phi-broker access control v1';
 
 /** Sends one command and returns the requests in the reply; a refusal comes back as its BrokerError. */
-export async function sendControl(nc: NatsConnection, command: ControlCommand, timeoutMs = 60_000): Promise<{ requests: readonly AccessRequest[]; now: number }> {
-  const msg = await nc.request(subjects.accessControl, new TextEncoder().encode(JSON.stringify(command)), { timeout: timeoutMs });
+export async function sendControl(
+  nc: NatsConnection,
+  command: ControlCommand,
+  timeoutMs = 60_000,
+): Promise<{ requests: readonly AccessRequest[]; now: number }> {
+  const msg = await nc.request(subjects.accessControl, new TextEncoder().encode(JSON.stringify(command)), {
+    timeout: timeoutMs,
+  });
   const reply = JSON.parse(new TextDecoder().decode(msg.data)) as ControlReply;
   if (reply.ok) return { requests: reply.requests, now: reply.now };
   const code = isBrokerErrorCode(reply.error.code) ? reply.error.code : 'E_INTERNAL';
-  throw new BrokerError(code, reply.error.message, reply.error.path === undefined ? undefined : { path: reply.error.path });
+  throw new BrokerError(
+    code,
+    reply.error.message,
+    reply.error.path === undefined ? undefined : { path: reply.error.path },
+  );
 }

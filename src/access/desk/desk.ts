@@ -25,7 +25,16 @@ import { openAnswerEnvelope } from './answer.js';
 import { fetchParts } from './fetch-parts.js';
 import { openManifest } from '../protocol/parts.js';
 import { sealQuestion } from '../protocol/holder-exchange.js';
-import { claimAttempt, dueServices, extendRequest, isOverdue, newRequest, recordAnswer, recordMiss, type AccessRequest } from '../protocol/request.js';
+import {
+  claimAttempt,
+  dueServices,
+  extendRequest,
+  isOverdue,
+  newRequest,
+  recordAnswer,
+  recordMiss,
+  type AccessRequest,
+} from '../protocol/request.js';
 import { accessKey, answerHash, checkRequestId, openPatientRef, sealAnswer, sealPatientRef } from './sealing.js';
 import { serveServiceRequests } from './service-requests.js';
 import { AccessStore } from './store.js';
@@ -75,11 +84,16 @@ export class AccessDesk {
 
   static async start(opts: AccessDeskOptions): Promise<AccessDesk> {
     const desk = new AccessDesk(opts, await AccessStore.open(opts.nc), await RegistryStore.open(opts.nc));
-    desk.control = opts.nc.subscribe(subjects.accessControl, { queue: BROKER_QUEUE, callback: (err, msg) => {
-      if (err !== null) return;
-      const p = desk.handleControl(msg.data).then((reply) => msg.respond(new TextEncoder().encode(JSON.stringify(reply))));
-      desk.track(p);
-    } });
+    desk.control = opts.nc.subscribe(subjects.accessControl, {
+      queue: BROKER_QUEUE,
+      callback: (err, msg) => {
+        if (err !== null) return;
+        const p = desk
+          .handleControl(msg.data)
+          .then((reply) => msg.respond(new TextEncoder().encode(JSON.stringify(reply))));
+        desk.track(p);
+      },
+    });
     // Requests from the catalog's access requesters through the SDK (service-requests.ts): the same create() below.
     desk.serviceRequests = serveServiceRequests({
       nc: opts.nc,
@@ -115,7 +129,11 @@ export class AccessDesk {
   }
 
   private track(p: Promise<unknown>): void {
-    const t = p.catch((err: unknown) => this.opts.logger.error({ event: 'access.step.failed', ...errorFields(err) }, 'access desk step failed')).finally(() => this.inflight.delete(t));
+    const t = p
+      .catch((err: unknown) =>
+        this.opts.logger.error({ event: 'access.step.failed', ...errorFields(err) }, 'access desk step failed'),
+      )
+      .finally(() => this.inflight.delete(t));
     this.inflight.add(t);
   }
 
@@ -129,10 +147,26 @@ export class AccessDesk {
     const record = await this.registry.get(pseudonym);
     const holders = Object.keys(record?.services ?? {}).filter((s) => this.inDesignatedRecordSet(s));
     const id = `ar-${randomUUID()}`;
-    const request = newRequest({ id, patient: pseudonym, sealedRef: sealPatientRef(this.key, id, ref), services: holders, now: this.now(), ...(requester === undefined ? {} : { requester }) });
+    const request = newRequest({
+      id,
+      patient: pseudonym,
+      sealedRef: sealPatientRef(this.key, id, ref),
+      services: holders,
+      now: this.now(),
+      ...(requester === undefined ? {} : { requester }),
+    });
     await this.store.create(request);
-    await this.audited({ step: 'created', requestId: id, patientPseudonym: pseudonym, services: holders, ...(requester === undefined ? {} : { requester }) });
-    this.opts.logger.info({ event: 'access.created', request: id, services: holders, ...(requester === undefined ? {} : { requester }) }, 'access request created');
+    await this.audited({
+      step: 'created',
+      requestId: id,
+      patientPseudonym: pseudonym,
+      services: holders,
+      ...(requester === undefined ? {} : { requester }),
+    });
+    this.opts.logger.info(
+      { event: 'access.created', request: id, services: holders, ...(requester === undefined ? {} : { requester }) },
+      'access request created',
+    );
     await Promise.all(holders.map((s) => this.ask(id, s)));
     return this.store.get(id);
   }
@@ -159,8 +193,17 @@ export class AccessDesk {
   async extend(id: string, reason: string): Promise<AccessRequest> {
     const { request } = await this.store.update(checkRequestId(id), (r) => extendRequest(r, reason, this.now()));
     // The written reason stays in the request (it is told to the individual); the trail records the new due date.
-    await this.audited({ step: 'extended', requestId: id, patientPseudonym: request.patient, services: [], detail: `due ${new Date(request.dueAt).toISOString()}` });
-    this.opts.logger.info({ event: 'access.extended', request: id, due: new Date(request.dueAt).toISOString() }, 'access request extended');
+    await this.audited({
+      step: 'extended',
+      requestId: id,
+      patientPseudonym: request.patient,
+      services: [],
+      detail: `due ${new Date(request.dueAt).toISOString()}`,
+    });
+    this.opts.logger.info(
+      { event: 'access.extended', request: id, due: new Date(request.dueAt).toISOString() },
+      'access request extended',
+    );
     return request;
   }
 
@@ -173,11 +216,21 @@ export class AccessDesk {
   private async ask(id: string, service: string): Promise<void> {
     const log = this.opts.logger;
     const now = this.now();
-    const { request, changed } = await this.store.update(id, (r) => (dueServices(r, now).includes(service) ? claimAttempt(r, service, now) : r));
+    const { request, changed } = await this.store.update(id, (r) =>
+      dueServices(r, now).includes(service) ? claimAttempt(r, service, now) : r,
+    );
     const state = request.services[service];
     if (!changed || state === undefined) return;
     const patientRef = openPatientRef(this.key, id, request.sealedRef);
-    const question = sealQuestion({ requestId: id, service, attempt: state.attempts, patientRef, now, signer: this.opts.keys.sign, keyring: this.keyring });
+    const question = sealQuestion({
+      requestId: id,
+      service,
+      attempt: state.attempts,
+      patientRef,
+      now,
+      signer: this.opts.keys.sign,
+      keyring: this.keyring,
+    });
     const h = natsHeaders();
     h.set(HEADERS.signature, question.sig);
     const timeout = this.opts.answerTimeoutMs ?? 10_000;
@@ -187,23 +240,61 @@ export class AccessDesk {
     } catch (err) {
       const code = String((err as { code?: unknown }).code ?? 'ERROR');
       await this.store.update(id, (r) => recordMiss(r, service, { failed: false, code }));
-      await this.audited({ step: 'unanswered', requestId: id, patientPseudonym: request.patient, services: [service], detail: code });
-      log.warn({ event: 'access.unanswered', request: id, service, attempt: state.attempts, natsCode: code }, 'service did not answer; will retry');
+      await this.audited({
+        step: 'unanswered',
+        requestId: id,
+        patientPseudonym: request.patient,
+        services: [service],
+        detail: code,
+      });
+      log.warn(
+        { event: 'access.unanswered', request: id, service, attempt: state.attempts, natsCode: code },
+        'service did not answer; will retry',
+      );
       return;
     }
     try {
       // An answer larger than one message comes as a manifest (Phi-Parts), its parts fetched one by one (parts.ts).
       let answer = { bytes: reply.data, sig: reply.headers?.get(HEADERS.signature) || undefined };
       if (reply.headers?.has(HEADERS.parts) === true) {
-        const manifest = openManifest(reply.data, answer.sig, this.keyring, { questionId: question.id, service, maxBytes: this.opts.maxAnswerBytes ?? MAX_ANSWER_BYTES });
-        log.debug({ event: 'access.parts', request: id, service, attempt: state.attempts, parts: manifest.parts, bytes: manifest.bytes }, 'fetching an answer sent in parts');
+        const manifest = openManifest(reply.data, answer.sig, this.keyring, {
+          questionId: question.id,
+          service,
+          maxBytes: this.opts.maxAnswerBytes ?? MAX_ANSWER_BYTES,
+        });
+        log.debug(
+          {
+            event: 'access.parts',
+            request: id,
+            service,
+            attempt: state.attempts,
+            parts: manifest.parts,
+            bytes: manifest.bytes,
+          },
+          'fetching an answer sent in parts',
+        );
         answer = await fetchParts(this.opts.nc, service, manifest, this.keyring, timeout);
       }
-      const opened = openAnswerEnvelope(answer.bytes, answer.sig, this.keyring, { questionId: question.id, service, patientRef, rule: this.opts.catalog.patients }, DEFAULT_VALIDATION_LIMITS);
+      const opened = openAnswerEnvelope(
+        answer.bytes,
+        answer.sig,
+        this.keyring,
+        { questionId: question.id, service, patientRef, rule: this.opts.catalog.patients },
+        DEFAULT_VALIDATION_LIMITS,
+      );
       if (!opened.ok) {
         await this.store.update(id, (r) => recordMiss(r, service, { failed: true, code: opened.code }));
-        await this.audited({ step: 'failed', requestId: id, patientPseudonym: request.patient, services: [service], detail: opened.code });
-        log.warn({ event: 'access.failed', request: id, service, attempt: state.attempts, code: opened.code }, 'service could not answer; will retry');
+        await this.audited({
+          step: 'failed',
+          requestId: id,
+          patientPseudonym: request.patient,
+          services: [service],
+          detail: opened.code,
+        });
+        log.warn(
+          { event: 'access.failed', request: id, service, attempt: state.attempts, code: opened.code },
+          'service could not answer; will retry',
+        );
         return;
       }
       const json = JSON.stringify(opened.resources);
@@ -211,17 +302,47 @@ export class AccessDesk {
       for (const r of opened.resources) types[r.resourceType] = (types[r.resourceType] ?? 0) + 1;
       await this.store.putAnswer(id, service, sealAnswer(this.key, id, service, json));
       const sha256 = answerHash(json);
-      const after = await this.store.update(id, (r) => recordAnswer(r, service, { at: this.now(), resources: opened.resources.length, types, sha256 }));
-      await this.audited({ step: 'answered', requestId: id, patientPseudonym: request.patient, services: [service], resources: opened.resources.length, sha256, detail: `request ${after.request.status}` });
-      log.info({ event: 'access.answered', request: id, service, attempt: state.attempts, resources: opened.resources.length, sha256, status: after.request.status }, 'service answered');
+      const after = await this.store.update(id, (r) =>
+        recordAnswer(r, service, { at: this.now(), resources: opened.resources.length, types, sha256 }),
+      );
+      await this.audited({
+        step: 'answered',
+        requestId: id,
+        patientPseudonym: request.patient,
+        services: [service],
+        resources: opened.resources.length,
+        sha256,
+        detail: `request ${after.request.status}`,
+      });
+      log.info(
+        {
+          event: 'access.answered',
+          request: id,
+          service,
+          attempt: state.attempts,
+          resources: opened.resources.length,
+          sha256,
+          status: after.request.status,
+        },
+        'service answered',
+      );
     } catch (err) {
       const code = isBrokerError(err) ? err.code : 'E_INTERNAL';
       const path = isBrokerError(err) ? err.path : undefined;
       await this.store.update(id, (r) => recordMiss(r, service, { failed: true, code, path }));
-      await this.audited({ step: 'failed', requestId: id, patientPseudonym: request.patient, services: [service], detail: path === undefined ? code : `${code} at ${path}` });
+      await this.audited({
+        step: 'failed',
+        requestId: id,
+        patientPseudonym: request.patient,
+        services: [service],
+        detail: path === undefined ? code : `${code} at ${path}`,
+      });
       // An answer with a resource about another patient (E_ACCESS_OTHER_PATIENT) or none that resolves is refused
       // whole: nothing of it is stored, so none of it can reach the Bundle; the request stays partial, naming it.
-      log.warn({ event: 'access.failed', request: id, service, attempt: state.attempts, ...errorFields(err) }, 'refused an answer; will retry');
+      log.warn(
+        { event: 'access.failed', request: id, service, attempt: state.attempts, ...errorFields(err) },
+        'refused an answer; will retry',
+      );
     }
   }
 
@@ -231,7 +352,14 @@ export class AccessDesk {
       const now = this.now();
       switch (cmd.op) {
         case 'create': {
-          const ref = new TextDecoder().decode(openBlob(this.key, new Uint8Array(Buffer.from(String(cmd.sealedRef), 'base64url')), new TextEncoder().encode(CONTROL_REF_AAD), 'sealedRef'));
+          const ref = new TextDecoder().decode(
+            openBlob(
+              this.key,
+              new Uint8Array(Buffer.from(String(cmd.sealedRef), 'base64url')),
+              new TextEncoder().encode(CONTROL_REF_AAD),
+              'sealedRef',
+            ),
+          );
           return { ok: true, requests: [await this.create(ref)], now };
         }
         case 'status':
@@ -243,12 +371,17 @@ export class AccessDesk {
         case 'retry':
           return { ok: true, requests: await this.retryDue(), now };
         default:
-          throw new BrokerError('E_ENVELOPE_INVALID', 'op: expected create, status, extend, list or retry', { path: 'op' });
+          throw new BrokerError('E_ENVELOPE_INVALID', 'op: expected create, status, extend, list or retry', {
+            path: 'op',
+          });
       }
     } catch (err) {
       if (isBrokerError(err)) return { ok: false, error: err.toJSON() };
       this.opts.logger.error({ event: 'access.control.failed', ...errorFields(err) }, 'access command failed');
-      return { ok: false, error: { code: 'E_INTERNAL', message: 'the broker could not carry out this access command' } };
+      return {
+        ok: false,
+        error: { code: 'E_INTERNAL', message: 'the broker could not carry out this access command' },
+      };
     }
   }
 }

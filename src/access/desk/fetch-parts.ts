@@ -9,7 +9,13 @@ import { BrokerError } from '../../wire/errors.js';
 import { HEADERS, subjects } from '../../wire/names.js';
 import { PartsAssembly, partRequest, type PartsManifest } from '../protocol/parts.js';
 
-export async function fetchParts(nc: NatsConnection, service: string, manifest: PartsManifest, keyring: Keyring, timeoutMs: number): Promise<{ bytes: Uint8Array; sig: string }> {
+export async function fetchParts(
+  nc: NatsConnection,
+  service: string,
+  manifest: PartsManifest,
+  keyring: Keyring,
+  timeoutMs: number,
+): Promise<{ bytes: Uint8Array; sig: string }> {
   const assembly = new PartsAssembly(manifest, keyring);
   const subject = subjects.accessPart(service, manifest.token);
   for (let k = assembly.next; k !== undefined; k = assembly.next) {
@@ -18,9 +24,16 @@ export async function fetchParts(nc: NatsConnection, service: string, manifest: 
       reply = await nc.request(subject, partRequest(k), { timeout: timeoutMs });
     } catch (err) {
       const code = String((err as { code?: unknown }).code ?? 'ERROR');
-      throw new BrokerError('E_ACCESS_PARTS', `part ${k}/${manifest.parts}: not received (${code})`, { path: `part[${k}]` });
+      throw new BrokerError('E_ACCESS_PARTS', `part ${k}/${manifest.parts}: not received (${code})`, {
+        path: `part[${k}]`,
+      });
     }
-    assembly.add(k, reply.data, reply.headers?.get(HEADERS.part) || undefined, reply.headers?.get(HEADERS.signature) || undefined);
+    assembly.add(
+      k,
+      reply.data,
+      reply.headers?.get(HEADERS.part) || undefined,
+      reply.headers?.get(HEADERS.signature) || undefined,
+    );
   }
   return { bytes: assembly.assemble(), sig: manifest.sig };
 }

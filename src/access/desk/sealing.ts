@@ -17,11 +17,20 @@ export function accessKey(secrets: Pick<BrokerSecrets, 'pseudonymKey'>): Uint8Ar
 }
 
 export function sealPatientRef(key: Uint8Array, requestId: string, ref: string): string {
-  return Buffer.from(sealBlob(key, text.encode(ref), text.encode(`phi-broker access ref v1|${requestId}`))).toString('base64url');
+  return Buffer.from(sealBlob(key, text.encode(ref), text.encode(`phi-broker access ref v1|${requestId}`))).toString(
+    'base64url',
+  );
 }
 
 export function openPatientRef(key: Uint8Array, requestId: string, sealed: string): string {
-  return new TextDecoder().decode(openBlob(key, new Uint8Array(Buffer.from(sealed, 'base64url')), text.encode(`phi-broker access ref v1|${requestId}`), 'sealedRef'));
+  return new TextDecoder().decode(
+    openBlob(
+      key,
+      new Uint8Array(Buffer.from(sealed, 'base64url')),
+      text.encode(`phi-broker access ref v1|${requestId}`),
+      'sealedRef',
+    ),
+  );
 }
 
 /** A service's answer (the JSON of its resources) sealed for the answer store. */
@@ -30,7 +39,9 @@ export function sealAnswer(key: Uint8Array, requestId: string, service: string, 
 }
 
 export function openAnswer(key: Uint8Array, requestId: string, service: string, sealed: Uint8Array): string {
-  return new TextDecoder().decode(openBlob(key, sealed, text.encode(`phi-broker access answer v1|${requestId}|${service}`), 'answer'));
+  return new TextDecoder().decode(
+    openBlob(key, sealed, text.encode(`phi-broker access answer v1|${requestId}|${service}`), 'answer'),
+  );
 }
 
 /** SHA-256 (hex) of an answer's JSON, as the request records it. */
@@ -42,6 +53,7 @@ export function answerHash(json: string): string {
 export const REQUEST_ID_PATTERN = /^ar-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function checkRequestId(id: string): string {
-  if (!REQUEST_ID_PATTERN.test(id)) throw new BrokerError('E_ACCESS_UNKNOWN', 'id: not an access request id (ar-<uuid>)', { path: 'id' });
+  if (!REQUEST_ID_PATTERN.test(id))
+    throw new BrokerError('E_ACCESS_UNKNOWN', 'id: not an access request id (ar-<uuid>)', { path: 'id' });
   return id;
 }

@@ -17,7 +17,13 @@ import { errorFields, type Logger } from '../../log/log.js';
 import { BROKER_QUEUE, HEADERS, parseAccessRequestSubject, subjects } from '../../wire/names.js';
 import { canonicalPatientRef } from '../../registry/patient-key.js';
 import type { AccessRequest } from '../protocol/request.js';
-import { openAccessCommand, sealAccessReply, summarize, type AccessCommand, type AccessReply } from '../protocol/service-request.js';
+import {
+  openAccessCommand,
+  sealAccessReply,
+  summarize,
+  type AccessCommand,
+  type AccessReply,
+} from '../protocol/service-request.js';
 import { checkRequestId } from './sealing.js';
 
 export interface ServiceRequestsOptions {
@@ -86,18 +92,47 @@ async function handle(o: ServiceRequestsOptions, msg: Msg): Promise<void> {
       request = await o.create(canonicalPatientRef(command.patient, o.catalog.patients), opened.iss);
     } else {
       request = await o.get(checkRequestId(command.id));
-      if (request.requester !== opened.iss) throw new BrokerError('E_ACCESS_NOT_ALLOWED', 'id: not an access request this service created', { path: 'id' });
+      if (request.requester !== opened.iss)
+        throw new BrokerError('E_ACCESS_NOT_ALLOWED', 'id: not an access request this service created', { path: 'id' });
     }
     reply = { v: 1, re: env.id, ok: true, request: summarize(request) };
-    if (command.op === 'create') o.logger.info({ event: 'access.service.created', requester, request: request.id }, 'access request filed by a service');
+    if (command.op === 'create')
+      o.logger.info(
+        { event: 'access.service.created', requester, request: request.id },
+        'access request filed by a service',
+      );
   } catch (err) {
-    const error = isBrokerError(err) ? err.toJSON() : { code: 'E_INTERNAL' as const, message: 'the broker could not carry out this access request' };
+    const error = isBrokerError(err)
+      ? err.toJSON()
+      : { code: 'E_INTERNAL' as const, message: 'the broker could not carry out this access request' };
     reply = { v: 1, ...(messageId === undefined ? {} : { re: messageId }), ok: false, error };
-    if (isBrokerError(err)) o.logger.warn({ event: 'access.service.refused', requester, id: messageId, op, ...errorFields(err) }, 'refused a service\'s access request');
-    else o.logger.error({ event: 'access.service.failed', requester, id: messageId, op, ...errorFields(err) }, 'a service\'s access request failed');
+    if (isBrokerError(err))
+      o.logger.warn(
+        { event: 'access.service.refused', requester, id: messageId, op, ...errorFields(err) },
+        "refused a service's access request",
+      );
+    else
+      o.logger.error(
+        { event: 'access.service.failed', requester, id: messageId, op, ...errorFields(err) },
+        "a service's access request failed",
+      );
     await o.audit
-      ?.record([{ kind: 'access-refused', requester, code: error.code, ...(error.path === undefined ? {} : { path: error.path }), ...(op === undefined ? {} : { op }), ...(messageId === undefined ? {} : { messageId }) }])
-      .catch((e: unknown) => o.logger.error({ event: 'access.service.audit.failed', requester, ...errorFields(e) }, 'could not audit a refused access request'));
+      ?.record([
+        {
+          kind: 'access-refused',
+          requester,
+          code: error.code,
+          ...(error.path === undefined ? {} : { path: error.path }),
+          ...(op === undefined ? {} : { op }),
+          ...(messageId === undefined ? {} : { messageId }),
+        },
+      ])
+      .catch((e: unknown) =>
+        o.logger.error(
+          { event: 'access.service.audit.failed', requester, ...errorFields(e) },
+          'could not audit a refused access request',
+        ),
+      );
   }
   const sealed = sealAccessReply(reply, o.signer);
   const h = natsHeaders();

@@ -39,7 +39,8 @@ export class AccessStore {
 
   async get(id: string): Promise<AccessRequest> {
     const entry = await this.kv.get(id);
-    if (entry === null || entry.operation !== 'PUT') throw new BrokerError('E_ACCESS_UNKNOWN', `id: no access request ${id} (see access list)`, { path: 'id' });
+    if (entry === null || entry.operation !== 'PUT')
+      throw new BrokerError('E_ACCESS_UNKNOWN', `id: no access request ${id} (see access list)`, { path: 'id' });
     return decodeRequest(entry.value);
   }
 
@@ -47,10 +48,14 @@ export class AccessStore {
    * Applies `change` by compare-and-set, re-reading and re-applying on a concurrent write. `change` may throw
    * (e.g. E_ACCESS_EXTENDED) or return the same object to write nothing. Returns the request as stored.
    */
-  async update(id: string, change: (r: AccessRequest) => AccessRequest): Promise<{ request: AccessRequest; changed: boolean }> {
+  async update(
+    id: string,
+    change: (r: AccessRequest) => AccessRequest,
+  ): Promise<{ request: AccessRequest; changed: boolean }> {
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const entry = await this.kv.get(id);
-      if (entry === null || entry.operation !== 'PUT') throw new BrokerError('E_ACCESS_UNKNOWN', `id: no access request ${id} (see access list)`, { path: 'id' });
+      if (entry === null || entry.operation !== 'PUT')
+        throw new BrokerError('E_ACCESS_UNKNOWN', `id: no access request ${id} (see access list)`, { path: 'id' });
       const current = decodeRequest(entry.value);
       const next = change(current);
       if (next === current) return { request: current, changed: false };
@@ -58,7 +63,8 @@ export class AccessStore {
         await this.kv.update(id, encodeRequest(next), entry.revision);
         return { request: next, changed: true };
       } catch (err) {
-        if ((err as { api_error?: { err_code?: number } } | null)?.api_error?.err_code !== WRONG_LAST_SEQUENCE) throw err;
+        if ((err as { api_error?: { err_code?: number } } | null)?.api_error?.err_code !== WRONG_LAST_SEQUENCE)
+          throw err;
       }
     }
     throw new Error(`access request ${id} stayed contended for ${MAX_ATTEMPTS} compare-and-set rounds`);

@@ -29,35 +29,91 @@ export function questionId(requestId: string, service: string, attempt: number):
   return `${requestId}.${service}.${attempt}`;
 }
 
-export function sealQuestion(q: { requestId: string; service: string; attempt: number; patientRef: string; now: number; signer: SigningKeyPair; keyring: Keyring }): SealedEnvelope & { id: string } {
+export function sealQuestion(q: {
+  requestId: string;
+  service: string;
+  attempt: number;
+  patientRef: string;
+  now: number;
+  signer: SigningKeyPair;
+  keyring: Keyring;
+}): SealedEnvelope & { id: string } {
   const id = questionId(q.requestId, q.service, q.attempt);
-  const resource: Parameters = { resourceType: 'Parameters', parameter: [{ name: 'patient', valueString: q.patientRef }] };
-  const sealed = sealEnvelope({ id, iss: BROKER_ID, iat: q.now, typ: 'Parameters', resource, signer: q.signer, recipients: [{ id: q.service, kek: q.keyring.kekFor(q.keyring.encryptionKeyOf(q.service).kid) }] });
+  const resource: Parameters = {
+    resourceType: 'Parameters',
+    parameter: [{ name: 'patient', valueString: q.patientRef }],
+  };
+  const sealed = sealEnvelope({
+    id,
+    iss: BROKER_ID,
+    iat: q.now,
+    typ: 'Parameters',
+    resource,
+    signer: q.signer,
+    recipients: [{ id: q.service, kek: q.keyring.kekFor(q.keyring.encryptionKeyOf(q.service).kid) }],
+  });
   return { ...sealed, id };
 }
 
 /** The service's side: verifies the broker's signature and opens the question addressed to `service`. */
 export function openQuestion(data: Uint8Array, sig: string | undefined, keyring: Keyring, service: string): Question {
   const env = verifySignedEnvelope(data, sig, keyring);
-  if (env.iss !== BROKER_ID) throw new BrokerError('E_SIGNATURE', 'access question is not signed by the broker', { path: 'iss' });
-  if (env.typ !== 'Parameters') throw new BrokerError('E_ENVELOPE_INVALID', 'access question: expected a Parameters resource', { path: 'typ' });
+  if (env.iss !== BROKER_ID)
+    throw new BrokerError('E_SIGNATURE', 'access question is not signed by the broker', { path: 'iss' });
+  if (env.typ !== 'Parameters')
+    throw new BrokerError('E_ENVELOPE_INVALID', 'access question: expected a Parameters resource', { path: 'typ' });
   const wrap = env.keys.find((k) => k.to === service);
-  if (wrap === undefined) throw new BrokerError('E_ENVELOPE_INVALID', 'access question is not addressed to this service', { path: 'keys' });
+  if (wrap === undefined)
+    throw new BrokerError('E_ENVELOPE_INVALID', 'access question is not addressed to this service', { path: 'keys' });
   const params = openEnvelope(env, service, keyring.kekForId(wrap.kek)) as Parameters;
   const patientRef = params.parameter?.find((p) => p.name === 'patient')?.valueString;
-  if (typeof patientRef !== 'string' || patientRef === '') throw new BrokerError('E_ENVELOPE_INVALID', 'access question: parameter patient is missing', { path: 'Parameters.parameter' });
+  if (typeof patientRef !== 'string' || patientRef === '')
+    throw new BrokerError('E_ENVELOPE_INVALID', 'access question: parameter patient is missing', {
+      path: 'Parameters.parameter',
+    });
   return { id: env.id, patientRef };
 }
 
 /** The service's answer: its resources as a collection Bundle, or (error) an OperationOutcome. */
-export function sealAnswerEnvelope(a: { questionId: string; service: string; resources: readonly FhirResource[] | undefined; now: number; signer: SigningKeyPair; keyring: Keyring }): SealedEnvelope {
+export function sealAnswerEnvelope(a: {
+  questionId: string;
+  service: string;
+  resources: readonly FhirResource[] | undefined;
+  now: number;
+  signer: SigningKeyPair;
+  keyring: Keyring;
+}): SealedEnvelope {
   const id = `${a.questionId}.a`;
   const recipients = [{ id: BROKER_ID, kek: a.keyring.kekFor(a.keyring.encryptionKeyOf(BROKER_ID).kid) }];
   if (a.resources === undefined) {
-    const outcome: OperationOutcome = { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception' }] };
-    return sealEnvelope({ id, iss: a.service, iat: a.now, typ: 'OperationOutcome', resource: outcome, signer: a.signer, recipients });
+    const outcome: OperationOutcome = {
+      resourceType: 'OperationOutcome',
+      issue: [{ severity: 'error', code: 'exception' }],
+    };
+    return sealEnvelope({
+      id,
+      iss: a.service,
+      iat: a.now,
+      typ: 'OperationOutcome',
+      resource: outcome,
+      signer: a.signer,
+      recipients,
+    });
   }
   // FHIR: a resource the broker validates has an id; an empty array is not valid JSON FHIR, so no entry at all.
-  const bundle = { resourceType: 'Bundle', id: randomUUID(), type: 'collection', ...(a.resources.length === 0 ? {} : { entry: a.resources.map((resource) => ({ resource })) }) } as unknown as Bundle;
-  return sealEnvelope({ id, iss: a.service, iat: a.now, typ: 'Bundle', resource: bundle, signer: a.signer, recipients });
+  const bundle = {
+    resourceType: 'Bundle',
+    id: randomUUID(),
+    type: 'collection',
+    ...(a.resources.length === 0 ? {} : { entry: a.resources.map((resource) => ({ resource })) }),
+  } as unknown as Bundle;
+  return sealEnvelope({
+    id,
+    iss: a.service,
+    iat: a.now,
+    typ: 'Bundle',
+    resource: bundle,
+    signer: a.signer,
+    recipients,
+  });
 }

@@ -85,29 +85,65 @@ export function parsePartRequest(data: Uint8Array): number | undefined {
 }
 
 /** Splits a sealed answer (bytes and signature as sealAnswerEnvelope made them) into parts of at most `maxPart` bytes. */
-export function splitAnswer(a: { id: string; service: string; bytes: Uint8Array; sig: string; maxPart: number; signer: SigningKeyPair; token: string }): SplitAnswer {
-  if (!Number.isSafeInteger(a.maxPart) || a.maxPart < 1) throw new TypeError('splitAnswer: maxPart must be a positive integer');
+export function splitAnswer(a: {
+  id: string;
+  service: string;
+  bytes: Uint8Array;
+  sig: string;
+  maxPart: number;
+  signer: SigningKeyPair;
+  token: string;
+}): SplitAnswer {
+  if (!Number.isSafeInteger(a.maxPart) || a.maxPart < 1)
+    throw new TypeError('splitAnswer: maxPart must be a positive integer');
   if (!TOKEN.test(a.token)) throw new TypeError('splitAnswer: token must be 32 hex digits');
   const n = Math.max(1, Math.ceil(a.bytes.length / a.maxPart));
   if (n > MAX_PARTS) throw new TypeError(`splitAnswer: more than ${MAX_PARTS} parts`);
   const parts: AnswerPart[] = [];
   for (let k = 1; k <= n; k++) {
     const data = a.bytes.subarray((k - 1) * a.maxPart, k * a.maxPart);
-    parts.push({ data, place: `${k}/${n}`, sig: toBase64url(signDetached(partInput(a.id, k, n, data), a.signer.secretKey)) });
+    parts.push({
+      data,
+      place: `${k}/${n}`,
+      sig: toBase64url(signDetached(partInput(a.id, k, n, data), a.signer.secretKey)),
+    });
   }
-  const value: PartsManifest = { v: 1, id: a.id, iss: a.service, kid: a.signer.kid, sha256: sha256(a.bytes), bytes: a.bytes.length, parts: n, sig: a.sig, token: a.token };
+  const value: PartsManifest = {
+    v: 1,
+    id: a.id,
+    iss: a.service,
+    kid: a.signer.kid,
+    sha256: sha256(a.bytes),
+    bytes: a.bytes.length,
+    parts: n,
+    sig: a.sig,
+    token: a.token,
+  };
   const bytes = new TextEncoder().encode(JSON.stringify(value));
   return { manifest: { bytes, sig: toBase64url(signDetached(bytes, a.signer.secretKey)), value }, parts };
 }
 
 function manifestInvalid(path: string, expected: string): BrokerError {
-  return new BrokerError('E_ENVELOPE_INVALID', `access answer manifest field ${path}: expected ${expected}`, { path: `manifest.${path}` });
+  return new BrokerError('E_ENVELOPE_INVALID', `access answer manifest field ${path}: expected ${expected}`, {
+    path: `manifest.${path}`,
+  });
 }
 
-function verifyWith(keyring: Keyring, kid: string, bytes: Uint8Array, sig: string | undefined, what: string, path?: string): void {
+function verifyWith(
+  keyring: Keyring,
+  kid: string,
+  bytes: Uint8Array,
+  sig: string | undefined,
+  what: string,
+  path?: string,
+): void {
   const raw = sig === undefined ? undefined : fromBase64url(sig);
   if (raw === undefined || !verifyDetached(bytes, raw, keyring.signingPublicKey(kid))) {
-    throw new BrokerError('E_SIGNATURE', `${what} signature is missing, malformed or does not verify`, path === undefined ? undefined : { path });
+    throw new BrokerError(
+      'E_SIGNATURE',
+      `${what} signature is missing, malformed or does not verify`,
+      path === undefined ? undefined : { path },
+    );
   }
 }
 
@@ -115,7 +151,12 @@ function verifyWith(keyring: Keyring, kid: string, bytes: Uint8Array, sig: strin
  * The broker's check of a manifest: well formed, from the service asked, answering this question, signed by a key of
  * that service, and no larger than `maxBytes` (E_TOO_LARGE).
  */
-export function openManifest(data: Uint8Array, sig: string | undefined, keyring: Keyring, expected: { questionId: string; service: string; maxBytes: number }): PartsManifest {
+export function openManifest(
+  data: Uint8Array,
+  sig: string | undefined,
+  keyring: Keyring,
+  expected: { questionId: string; service: string; maxBytes: number },
+): PartsManifest {
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data));
@@ -130,17 +171,29 @@ export function openManifest(data: Uint8Array, sig: string | undefined, keyring:
   if (typeof m['iss'] !== 'string') throw manifestInvalid('iss', 'a service id');
   if (typeof m['kid'] !== 'string') throw manifestInvalid('kid', 'a signing key id');
   // Who signed it first, before anything else it says is trusted.
-  if (keyring.ownerOf(m['kid']) !== m['iss']) throw new BrokerError('E_SIGNATURE', 'access answer manifest key does not belong to the issuer', { path: 'manifest.kid' });
+  if (keyring.ownerOf(m['kid']) !== m['iss'])
+    throw new BrokerError('E_SIGNATURE', 'access answer manifest key does not belong to the issuer', {
+      path: 'manifest.kid',
+    });
   verifyWith(keyring, m['kid'], data, sig, 'access answer manifest');
-  if (m['iss'] !== expected.service) throw new BrokerError('E_SENDER_MISMATCH', 'access answer is not from the service asked', { path: 'manifest.iss' });
-  if (m['id'] !== `${expected.questionId}.a`) throw new BrokerError('E_ENVELOPE_INVALID', 'access answer does not answer this question', { path: 'manifest.id' });
-  if (typeof m['sha256'] !== 'string' || !HEX64.test(m['sha256'])) throw manifestInvalid('sha256', '64 lower-case hex digits');
+  if (m['iss'] !== expected.service)
+    throw new BrokerError('E_SENDER_MISMATCH', 'access answer is not from the service asked', { path: 'manifest.iss' });
+  if (m['id'] !== `${expected.questionId}.a`)
+    throw new BrokerError('E_ENVELOPE_INVALID', 'access answer does not answer this question', { path: 'manifest.id' });
+  if (typeof m['sha256'] !== 'string' || !HEX64.test(m['sha256']))
+    throw manifestInvalid('sha256', '64 lower-case hex digits');
   const bytes = m['bytes'];
   const parts = m['parts'];
-  if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 1) throw manifestInvalid('bytes', 'a positive integer');
-  if (bytes > expected.maxBytes) throw new BrokerError('E_TOO_LARGE', `access answer of ${bytes} bytes exceeds the limit of ${expected.maxBytes}`, { path: 'manifest.bytes' });
-  if (typeof parts !== 'number' || !Number.isSafeInteger(parts) || parts < 1 || parts > Math.min(bytes, MAX_PARTS)) throw manifestInvalid('parts', `an integer from 1 to min(bytes, ${MAX_PARTS})`);
-  if (typeof m['sig'] !== 'string' || fromBase64url(m['sig']) === undefined) throw manifestInvalid('sig', 'a base64url signature');
+  if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 1)
+    throw manifestInvalid('bytes', 'a positive integer');
+  if (bytes > expected.maxBytes)
+    throw new BrokerError('E_TOO_LARGE', `access answer of ${bytes} bytes exceeds the limit of ${expected.maxBytes}`, {
+      path: 'manifest.bytes',
+    });
+  if (typeof parts !== 'number' || !Number.isSafeInteger(parts) || parts < 1 || parts > Math.min(bytes, MAX_PARTS))
+    throw manifestInvalid('parts', `an integer from 1 to min(bytes, ${MAX_PARTS})`);
+  if (typeof m['sig'] !== 'string' || fromBase64url(m['sig']) === undefined)
+    throw manifestInvalid('sig', 'a base64url signature');
   if (typeof m['token'] !== 'string' || !TOKEN.test(m['token'])) throw manifestInvalid('token', '32 hex digits');
   return m as unknown as PartsManifest;
 }
@@ -164,9 +217,17 @@ export class PartsAssembly {
   add(k: number, data: Uint8Array, place: string | undefined, sig: string | undefined): void {
     const { id, parts: n, bytes, kid } = this.manifest;
     if (k !== this.next) throw new TypeError('PartsAssembly.add: parts are added in order');
-    if (place !== `${k}/${n}`) throw new BrokerError('E_ACCESS_PARTS', `part ${k}/${n}: the reply is marked as another part`, { path: `part[${k}]` });
+    if (place !== `${k}/${n}`)
+      throw new BrokerError('E_ACCESS_PARTS', `part ${k}/${n}: the reply is marked as another part`, {
+        path: `part[${k}]`,
+      });
     verifyWith(this.keyring, kid, partInput(id, k, n, data), sig, `access answer part ${k}/${n}`, `part[${k}]`);
-    if (data.length === 0 || this.received + data.length > bytes) throw new BrokerError('E_ACCESS_PARTS', `part ${k}/${n}: the parts are longer than the ${bytes} bytes the manifest declared`, { path: `part[${k}]` });
+    if (data.length === 0 || this.received + data.length > bytes)
+      throw new BrokerError(
+        'E_ACCESS_PARTS',
+        `part ${k}/${n}: the parts are longer than the ${bytes} bytes the manifest declared`,
+        { path: `part[${k}]` },
+      );
     this.chunks.push(data.slice());
     this.received += data.length;
   }
@@ -174,7 +235,10 @@ export class PartsAssembly {
   /** The whole answer, once every part has arrived and it has the length and SHA-256 the manifest declared. */
   assemble(): Uint8Array {
     const { parts: n, bytes } = this.manifest;
-    if (this.chunks.length !== n) throw new BrokerError('E_ACCESS_PARTS', `${this.chunks.length} of ${n} parts received`, { path: `part[${this.chunks.length + 1}]` });
+    if (this.chunks.length !== n)
+      throw new BrokerError('E_ACCESS_PARTS', `${this.chunks.length} of ${n} parts received`, {
+        path: `part[${this.chunks.length + 1}]`,
+      });
     const whole = new Uint8Array(this.received);
     let at = 0;
     for (const c of this.chunks) {
@@ -182,7 +246,11 @@ export class PartsAssembly {
       at += c.length;
     }
     if (whole.length !== bytes || sha256(whole) !== this.manifest.sha256) {
-      throw new BrokerError('E_ACCESS_PARTS', `the ${n} parts are ${whole.length} bytes whose SHA-256 differs from what the manifest declared (${bytes} bytes): a part is missing, truncated or not this answer's`, { path: 'manifest.sha256' });
+      throw new BrokerError(
+        'E_ACCESS_PARTS',
+        `the ${n} parts are ${whole.length} bytes whose SHA-256 differs from what the manifest declared (${bytes} bytes): a part is missing, truncated or not this answer's`,
+        { path: 'manifest.sha256' },
+      );
     }
     return whole;
   }

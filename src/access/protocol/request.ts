@@ -20,8 +20,21 @@ export function retryDelay(attempts: number): number {
 
 export type ServiceState =
   | { readonly state: 'pending'; readonly attempts: number; readonly nextAttemptAt: number; readonly code?: string }
-  | { readonly state: 'failed'; readonly attempts: number; readonly nextAttemptAt: number; readonly code: string; /** The element path of a refused answer (e.g. `Bundle.entry[3].resource`): never a value. */ readonly path?: string }
-  | { readonly state: 'answered'; readonly attempts: number; readonly answeredAt: number; readonly resources: number; readonly types: Readonly<Record<string, number>>; readonly sha256: string };
+  | {
+      readonly state: 'failed';
+      readonly attempts: number;
+      readonly nextAttemptAt: number;
+      readonly code: string;
+      /** The element path of a refused answer (e.g. `Bundle.entry[3].resource`): never a value. */ readonly path?: string;
+    }
+  | {
+      readonly state: 'answered';
+      readonly attempts: number;
+      readonly answeredAt: number;
+      readonly resources: number;
+      readonly types: Readonly<Record<string, number>>;
+      readonly sha256: string;
+    };
 
 export type RequestStatus = 'open' | 'partial' | 'complete';
 
@@ -43,9 +56,27 @@ export interface AccessRequest {
 }
 
 const serviceState = z.discriminatedUnion('state', [
-  z.strictObject({ state: z.literal('pending'), attempts: z.number().int().min(0), nextAttemptAt: z.number(), code: z.string().optional() }),
-  z.strictObject({ state: z.literal('failed'), attempts: z.number().int().min(0), nextAttemptAt: z.number(), code: z.string(), path: z.string().optional() }),
-  z.strictObject({ state: z.literal('answered'), attempts: z.number().int().min(0), answeredAt: z.number(), resources: z.number().int().min(0), types: z.record(z.string(), z.number().int()), sha256: z.string() }),
+  z.strictObject({
+    state: z.literal('pending'),
+    attempts: z.number().int().min(0),
+    nextAttemptAt: z.number(),
+    code: z.string().optional(),
+  }),
+  z.strictObject({
+    state: z.literal('failed'),
+    attempts: z.number().int().min(0),
+    nextAttemptAt: z.number(),
+    code: z.string(),
+    path: z.string().optional(),
+  }),
+  z.strictObject({
+    state: z.literal('answered'),
+    attempts: z.number().int().min(0),
+    answeredAt: z.number(),
+    resources: z.number().int().min(0),
+    types: z.record(z.string(), z.number().int()),
+    sha256: z.string(),
+  }),
 ]);
 
 const requestSchema = z.strictObject({
@@ -61,9 +92,30 @@ const requestSchema = z.strictObject({
   requester: z.string().optional(),
 });
 
-export function newRequest(input: { id: string; patient: string; sealedRef: string; services: readonly string[]; now: number; requester?: string }): AccessRequest {
-  const services = Object.fromEntries([...input.services].sort().map((s) => [s, { state: 'pending', attempts: 0, nextAttemptAt: input.now } as ServiceState]));
-  return withStatus({ v: 1, id: input.id, patient: input.patient, sealedRef: input.sealedRef, receivedAt: input.now, dueAt: input.now + ACCESS_DUE_MS, status: 'open', services, ...(input.requester === undefined ? {} : { requester: input.requester }) });
+export function newRequest(input: {
+  id: string;
+  patient: string;
+  sealedRef: string;
+  services: readonly string[];
+  now: number;
+  requester?: string;
+}): AccessRequest {
+  const services = Object.fromEntries(
+    [...input.services]
+      .sort()
+      .map((s) => [s, { state: 'pending', attempts: 0, nextAttemptAt: input.now } as ServiceState]),
+  );
+  return withStatus({
+    v: 1,
+    id: input.id,
+    patient: input.patient,
+    sealedRef: input.sealedRef,
+    receivedAt: input.now,
+    dueAt: input.now + ACCESS_DUE_MS,
+    status: 'open',
+    services,
+    ...(input.requester === undefined ? {} : { requester: input.requester }),
+  });
 }
 
 /** complete: every service answered (or none holds data); partial: some answered; open: none yet. */
@@ -76,12 +128,16 @@ function withStatus(r: AccessRequest): AccessRequest {
 
 /** Services not (yet) answered: what a `partial` request names. */
 export function unanswered(r: AccessRequest): string[] {
-  return Object.entries(r.services).filter(([, s]) => s.state !== 'answered').map(([name]) => name);
+  return Object.entries(r.services)
+    .filter(([, s]) => s.state !== 'answered')
+    .map(([name]) => name);
 }
 
 /** Services whose next attempt is due at `now`. */
 export function dueServices(r: AccessRequest, now: number): string[] {
-  return Object.entries(r.services).filter(([, s]) => s.state !== 'answered' && s.nextAttemptAt <= now).map(([name]) => name);
+  return Object.entries(r.services)
+    .filter(([, s]) => s.state !== 'answered' && s.nextAttemptAt <= now)
+    .map(([name]) => name);
 }
 
 /** Claims the next attempt at `service` (counted now, the one after it due after the backoff), before asking it. */
@@ -93,31 +149,71 @@ export function claimAttempt(r: AccessRequest, service: string, now: number): Ac
   return { ...r, services: { ...r.services, [service]: next } };
 }
 
-export function recordAnswer(r: AccessRequest, service: string, answer: { at: number; resources: number; types: Record<string, number>; sha256: string }): AccessRequest {
+export function recordAnswer(
+  r: AccessRequest,
+  service: string,
+  answer: { at: number; resources: number; types: Record<string, number>; sha256: string },
+): AccessRequest {
   const s = r.services[service];
   if (s === undefined) return r;
-  return withStatus({ ...r, services: { ...r.services, [service]: { state: 'answered', attempts: s.attempts, answeredAt: answer.at, resources: answer.resources, types: answer.types, sha256: answer.sha256 } } });
+  return withStatus({
+    ...r,
+    services: {
+      ...r.services,
+      [service]: {
+        state: 'answered',
+        attempts: s.attempts,
+        answeredAt: answer.at,
+        resources: answer.resources,
+        types: answer.types,
+        sha256: answer.sha256,
+      },
+    },
+  });
 }
 
 /**
  * An attempt that got no answer (`pending` with the code, e.g. NO_RESPONDERS, TIMEOUT) or a refused one (`failed`:
  * E_SIGNATURE, E_FHIR_INVALID, the service's own error …); both are retried at the time claimAttempt set.
  */
-export function recordMiss(r: AccessRequest, service: string, outcome: { failed: boolean; code: string; path?: string | undefined }): AccessRequest {
+export function recordMiss(
+  r: AccessRequest,
+  service: string,
+  outcome: { failed: boolean; code: string; path?: string | undefined },
+): AccessRequest {
   const s = r.services[service];
   if (s === undefined || s.state === 'answered') return r;
   const next: ServiceState = outcome.failed
-    ? { state: 'failed', attempts: s.attempts, nextAttemptAt: s.nextAttemptAt, code: outcome.code, ...(outcome.path === undefined ? {} : { path: outcome.path }) }
+    ? {
+        state: 'failed',
+        attempts: s.attempts,
+        nextAttemptAt: s.nextAttemptAt,
+        code: outcome.code,
+        ...(outcome.path === undefined ? {} : { path: outcome.path }),
+      }
     : { state: 'pending', attempts: s.attempts, nextAttemptAt: s.nextAttemptAt, code: outcome.code };
   return withStatus({ ...r, services: { ...r.services, [service]: next } });
 }
 
 /** The single 30-day extension with its written reason; E_ACCESS_EXTENDED when already extended, complete, or no reason. */
 export function extendRequest(r: AccessRequest, reason: string, now: number): AccessRequest {
-  if (r.extension !== undefined) throw new BrokerError('E_ACCESS_EXTENDED', 'extension: the request was already extended once (45 CFR 164.524(b)(2)(ii))', { path: 'extension' });
-  if (r.status === 'complete') throw new BrokerError('E_ACCESS_EXTENDED', 'extension: the request is complete; there is nothing to extend', { path: 'extension' });
+  if (r.extension !== undefined)
+    throw new BrokerError(
+      'E_ACCESS_EXTENDED',
+      'extension: the request was already extended once (45 CFR 164.524(b)(2)(ii))',
+      { path: 'extension' },
+    );
+  if (r.status === 'complete')
+    throw new BrokerError('E_ACCESS_EXTENDED', 'extension: the request is complete; there is nothing to extend', {
+      path: 'extension',
+    });
   const text = reason.trim();
-  if (text === '') throw new BrokerError('E_ACCESS_EXTENDED', 'reason: a written statement of the reasons for the delay is required (45 CFR 164.524(b)(2)(ii))', { path: 'reason' });
+  if (text === '')
+    throw new BrokerError(
+      'E_ACCESS_EXTENDED',
+      'reason: a written statement of the reasons for the delay is required (45 CFR 164.524(b)(2)(ii))',
+      { path: 'reason' },
+    );
   return { ...r, dueAt: r.dueAt + ACCESS_EXTENSION_MS, extension: { at: now, reason: text, previousDueAt: r.dueAt } };
 }
 
@@ -137,6 +233,7 @@ export function decodeRequest(bytes: Uint8Array): AccessRequest {
     throw new Error('access request value is not JSON');
   }
   const r = requestSchema.safeParse(json);
-  if (!r.success) throw new Error(`access request value is not a v1 record (at ${r.error.issues[0]?.path.join('.') ?? '(root)'})`);
+  if (!r.success)
+    throw new Error(`access request value is not a v1 record (at ${r.error.issues[0]?.path.join('.') ?? '(root)'})`);
   return r.data as AccessRequest;
 }

@@ -22,7 +22,8 @@ import type { Envelope } from '../../envelope/types.js';
 import { BrokerError, isBrokerErrorCode } from '../../wire/errors.js';
 import type { AccessRequest, RequestStatus } from './request.js';
 
-export type AccessCommand = { readonly op: 'create'; readonly patient: string } | { readonly op: 'status'; readonly id: string };
+export type AccessCommand =
+  { readonly op: 'create'; readonly patient: string } | { readonly op: 'status'; readonly id: string };
 
 /** What a requesting service learns about a request: never the patient, nor which services hold data. */
 export interface AccessRequestSummary {
@@ -35,16 +36,39 @@ export interface AccessRequestSummary {
 }
 
 export function summarize(r: AccessRequest): AccessRequestSummary {
-  return { id: r.id, status: r.status, receivedAt: new Date(r.receivedAt).toISOString(), due: new Date(r.dueAt).toISOString() };
+  return {
+    id: r.id,
+    status: r.status,
+    receivedAt: new Date(r.receivedAt).toISOString(),
+    due: new Date(r.dueAt).toISOString(),
+  };
 }
 
 const PARAMETER = { create: 'patient', status: 'request' } as const;
 
 /** The service's side: the command as a Parameters resource, sealed to the broker and signed. */
-export function sealAccessCommand(c: { id: string; service: string; command: AccessCommand; now: number; signer: SigningKeyPair; keyring: Keyring }): SealedEnvelope {
+export function sealAccessCommand(c: {
+  id: string;
+  service: string;
+  command: AccessCommand;
+  now: number;
+  signer: SigningKeyPair;
+  keyring: Keyring;
+}): SealedEnvelope {
   const value = c.command.op === 'create' ? c.command.patient : c.command.id;
-  const resource: Parameters = { resourceType: 'Parameters', parameter: [{ name: PARAMETER[c.command.op], valueString: value }] };
-  return sealEnvelope({ id: c.id, iss: c.service, iat: c.now, typ: 'Parameters', resource, signer: c.signer, recipients: [{ id: BROKER_ID, kek: c.keyring.kekFor(c.keyring.encryptionKeyOf(BROKER_ID).kid) }] });
+  const resource: Parameters = {
+    resourceType: 'Parameters',
+    parameter: [{ name: PARAMETER[c.command.op], valueString: value }],
+  };
+  return sealEnvelope({
+    id: c.id,
+    iss: c.service,
+    iat: c.now,
+    typ: 'Parameters',
+    resource,
+    signer: c.signer,
+    recipients: [{ id: BROKER_ID, kek: c.keyring.kekFor(c.keyring.encryptionKeyOf(BROKER_ID).kid) }],
+  });
 }
 
 export interface CommandCheck {
@@ -61,29 +85,66 @@ export interface CommandCheck {
  * (subject = envelope iss, E_SENDER_MISMATCH), the catalog (E_ACCESS_NOT_ALLOWED), freshness (E_CLOCK_SKEW), then the
  * sealed body opened (E_DECRYPT …) and read (E_ENVELOPE_INVALID). Nothing is decrypted for a sender not allowed.
  */
-export function openAccessCommand(env: Envelope, bytes: Uint8Array, sig: string | undefined, keyring: Keyring, check: CommandCheck): { readonly iss: string; readonly command: AccessCommand } {
+export function openAccessCommand(
+  env: Envelope,
+  bytes: Uint8Array,
+  sig: string | undefined,
+  keyring: Keyring,
+  check: CommandCheck,
+): { readonly iss: string; readonly command: AccessCommand } {
   const publicKey = keyring.signingPublicKey(env.kid);
-  if (keyring.ownerOf(env.kid) !== env.iss) throw new BrokerError('E_SIGNATURE', 'envelope signature key does not belong to the issuer', { path: 'kid' });
+  if (keyring.ownerOf(env.kid) !== env.iss)
+    throw new BrokerError('E_SIGNATURE', 'envelope signature key does not belong to the issuer', { path: 'kid' });
   verifyEnvelope(bytes, sig, publicKey);
-  if (env.iss !== check.subjectService) throw new BrokerError('E_SENDER_MISMATCH', 'envelope iss differs from the sender named by the subject', { path: 'iss' });
-  if (!check.requesters.includes(env.iss)) throw new BrokerError('E_ACCESS_NOT_ALLOWED', `iss: ${env.iss} is not among the catalog's access requesters (subjects/access.yaml)`, { path: 'iss' });
-  if (Math.abs(check.now - env.iat) > check.clockSkewMs) throw new BrokerError('E_CLOCK_SKEW', `iat is more than ${check.clockSkewMs} ms from the broker's clock`, { path: 'iat' });
-  if (env.typ !== 'Parameters') throw new BrokerError('E_ENVELOPE_INVALID', 'access request: expected a Parameters resource', { path: 'typ' });
+  if (env.iss !== check.subjectService)
+    throw new BrokerError('E_SENDER_MISMATCH', 'envelope iss differs from the sender named by the subject', {
+      path: 'iss',
+    });
+  if (!check.requesters.includes(env.iss))
+    throw new BrokerError(
+      'E_ACCESS_NOT_ALLOWED',
+      `iss: ${env.iss} is not among the catalog's access requesters (subjects/access.yaml)`,
+      { path: 'iss' },
+    );
+  if (Math.abs(check.now - env.iat) > check.clockSkewMs)
+    throw new BrokerError('E_CLOCK_SKEW', `iat is more than ${check.clockSkewMs} ms from the broker's clock`, {
+      path: 'iat',
+    });
+  if (env.typ !== 'Parameters')
+    throw new BrokerError('E_ENVELOPE_INVALID', 'access request: expected a Parameters resource', { path: 'typ' });
   const wrap = env.keys.find((k) => k.to === BROKER_ID);
-  if (wrap === undefined) throw new BrokerError('E_KEY_UNKNOWN', 'no data key is wrapped for the broker', { path: 'keys' });
+  if (wrap === undefined)
+    throw new BrokerError('E_KEY_UNKNOWN', 'no data key is wrapped for the broker', { path: 'keys' });
   const params = openEnvelope(env, BROKER_ID, keyring.kekForId(wrap.kek)) as Parameters;
   const given = params.parameter ?? [];
   const one = given.length === 1 ? given[0] : undefined;
   const value = one?.valueString;
-  if (one === undefined || typeof value !== 'string' || value === '' || (one.name !== PARAMETER.create && one.name !== PARAMETER.status)) {
-    throw new BrokerError('E_ENVELOPE_INVALID', 'access request: expected one parameter, patient or request, with a valueString', { path: 'Parameters.parameter' });
+  if (
+    one === undefined ||
+    typeof value !== 'string' ||
+    value === '' ||
+    (one.name !== PARAMETER.create && one.name !== PARAMETER.status)
+  ) {
+    throw new BrokerError(
+      'E_ENVELOPE_INVALID',
+      'access request: expected one parameter, patient or request, with a valueString',
+      { path: 'Parameters.parameter' },
+    );
   }
-  return { iss: env.iss, command: one.name === PARAMETER.create ? { op: 'create', patient: value } : { op: 'status', id: value } };
+  return {
+    iss: env.iss,
+    command: one.name === PARAMETER.create ? { op: 'create', patient: value } : { op: 'status', id: value },
+  };
 }
 
 export type AccessReply =
   | { readonly v: 1; readonly re: string; readonly ok: true; readonly request: AccessRequestSummary }
-  | { readonly v: 1; readonly re?: string; readonly ok: false; readonly error: { readonly code: string; readonly message: string; readonly path?: string } };
+  | {
+      readonly v: 1;
+      readonly re?: string;
+      readonly ok: false;
+      readonly error: { readonly code: string; readonly message: string; readonly path?: string };
+    };
 
 /** The broker's reply: JSON, signed with the broker's key over the exact bytes. */
 export function sealAccessReply(reply: AccessReply, signer: SigningKeyPair): { bytes: Uint8Array; sig: string } {
@@ -95,20 +156,32 @@ export function sealAccessReply(reply: AccessReply, signer: SigningKeyPair): { b
  * The service's side: the reply must verify under one of the broker's signing keys and answer this command (`re`);
  * a refusal comes back as its BrokerError. A reply that does not verify is E_SIGNATURE.
  */
-export function openAccessReply(data: Uint8Array, sig: string | undefined, brokerKeys: readonly Uint8Array[], commandId: string): AccessRequestSummary {
+export function openAccessReply(
+  data: Uint8Array,
+  sig: string | undefined,
+  brokerKeys: readonly Uint8Array[],
+  commandId: string,
+): AccessRequestSummary {
   const raw = sig === undefined ? undefined : fromBase64url(sig);
-  if (raw === undefined || !brokerKeys.some((k) => verifyDetached(data, raw, k))) throw new BrokerError('E_SIGNATURE', 'access reply signature does not verify with the broker\'s keys');
+  if (raw === undefined || !brokerKeys.some((k) => verifyDetached(data, raw, k)))
+    throw new BrokerError('E_SIGNATURE', "access reply signature does not verify with the broker's keys");
   let reply: AccessReply;
   try {
     reply = JSON.parse(new TextDecoder().decode(data)) as AccessReply;
   } catch {
     throw new BrokerError('E_JSON_MALFORMED', 'access reply is not JSON');
   }
-  if (reply.re !== undefined && reply.re !== commandId) throw new BrokerError('E_ENVELOPE_INVALID', 'access reply answers another request', { path: 're' });
+  if (reply.re !== undefined && reply.re !== commandId)
+    throw new BrokerError('E_ENVELOPE_INVALID', 'access reply answers another request', { path: 're' });
   if (!reply.ok) {
     const code = isBrokerErrorCode(reply.error.code) ? reply.error.code : 'E_INTERNAL';
-    throw new BrokerError(code, reply.error.message, reply.error.path === undefined ? undefined : { path: reply.error.path });
+    throw new BrokerError(
+      code,
+      reply.error.message,
+      reply.error.path === undefined ? undefined : { path: reply.error.path },
+    );
   }
-  if (reply.re !== commandId) throw new BrokerError('E_ENVELOPE_INVALID', 'access reply answers another request', { path: 're' });
+  if (reply.re !== commandId)
+    throw new BrokerError('E_ENVELOPE_INVALID', 'access reply answers another request', { path: 're' });
   return reply.request;
 }

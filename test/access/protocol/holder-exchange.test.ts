@@ -20,7 +20,15 @@ beforeAll(async () => {
 });
 
 function question(service: 'billing' | 'registration' = 'billing') {
-  return sealQuestion({ requestId: 'ar-1', service, attempt: 2, patientRef: REF, now: NOW, signer: p.keys.broker.sign, keyring: p.rings.broker });
+  return sealQuestion({
+    requestId: 'ar-1',
+    service,
+    attempt: 2,
+    patientRef: REF,
+    now: NOW,
+    signer: p.keys.broker.sign,
+    keyring: p.rings.broker,
+  });
 }
 
 const resources: FhirResource[] = [{ resourceType: 'Patient', id: 'Zq7731Mike', name: [{ family: 'Protocolova' }] }];
@@ -35,35 +43,129 @@ describe('question', () => {
 
   it('is refused by another service, and when not signed by the broker', () => {
     const q = question();
-    expect(() => openQuestion(q.bytes, q.sig, p.rings.registration, 'registration')).toThrow(expect.objectContaining({ code: 'E_ENVELOPE_INVALID', path: 'keys' }) as Error);
-    expect(() => openQuestion(q.bytes, undefined, p.rings.billing, 'billing')).toThrow(expect.objectContaining({ code: 'E_SIGNATURE' }) as Error);
+    expect(() => openQuestion(q.bytes, q.sig, p.rings.registration, 'registration')).toThrow(
+      expect.objectContaining({ code: 'E_ENVELOPE_INVALID', path: 'keys' }) as Error,
+    );
+    expect(() => openQuestion(q.bytes, undefined, p.rings.billing, 'billing')).toThrow(
+      expect.objectContaining({ code: 'E_SIGNATURE' }) as Error,
+    );
     // A service cannot pose as the broker: a "question" it signs is refused.
-    const forged = sealAnswerEnvelope({ questionId: 'x', service: 'registration', resources, now: NOW, signer: p.keys.registration.sign, keyring: p.rings.registration });
-    expect(() => openQuestion(forged.bytes, forged.sig, p.rings.billing, 'billing')).toThrow(expect.objectContaining({ code: 'E_SIGNATURE', path: 'iss' }) as Error);
+    const forged = sealAnswerEnvelope({
+      questionId: 'x',
+      service: 'registration',
+      resources,
+      now: NOW,
+      signer: p.keys.registration.sign,
+      keyring: p.rings.registration,
+    });
+    expect(() => openQuestion(forged.bytes, forged.sig, p.rings.billing, 'billing')).toThrow(
+      expect.objectContaining({ code: 'E_SIGNATURE', path: 'iss' }) as Error,
+    );
   });
 });
 
 describe('answer', () => {
   it('is accepted from the service asked, for that question, as its resources', () => {
-    const a = sealAnswerEnvelope({ questionId: 'ar-1.billing.2', service: 'billing', resources, now: NOW, signer: p.keys.billing.sign, keyring: p.rings.billing });
-    expect(openAnswerEnvelope(a.bytes, a.sig, p.rings.broker, { questionId: 'ar-1.billing.2', service: 'billing', patientRef: REF, rule: DEFAULT_PATIENT_MATCH }, DEFAULT_VALIDATION_LIMITS)).toEqual({ ok: true, resources });
+    const a = sealAnswerEnvelope({
+      questionId: 'ar-1.billing.2',
+      service: 'billing',
+      resources,
+      now: NOW,
+      signer: p.keys.billing.sign,
+      keyring: p.rings.billing,
+    });
+    expect(
+      openAnswerEnvelope(
+        a.bytes,
+        a.sig,
+        p.rings.broker,
+        { questionId: 'ar-1.billing.2', service: 'billing', patientRef: REF, rule: DEFAULT_PATIENT_MATCH },
+        DEFAULT_VALIDATION_LIMITS,
+      ),
+    ).toEqual({ ok: true, resources });
     expect(Buffer.from(a.bytes).toString('latin1')).not.toContain('Protocolova');
-    const none = sealAnswerEnvelope({ questionId: 'ar-1.billing.2', service: 'billing', resources: [], now: NOW, signer: p.keys.billing.sign, keyring: p.rings.billing });
-    expect(openAnswerEnvelope(none.bytes, none.sig, p.rings.broker, { questionId: 'ar-1.billing.2', service: 'billing', patientRef: REF, rule: DEFAULT_PATIENT_MATCH }, DEFAULT_VALIDATION_LIMITS)).toEqual({ ok: true, resources: [] });
+    const none = sealAnswerEnvelope({
+      questionId: 'ar-1.billing.2',
+      service: 'billing',
+      resources: [],
+      now: NOW,
+      signer: p.keys.billing.sign,
+      keyring: p.rings.billing,
+    });
+    expect(
+      openAnswerEnvelope(
+        none.bytes,
+        none.sig,
+        p.rings.broker,
+        { questionId: 'ar-1.billing.2', service: 'billing', patientRef: REF, rule: DEFAULT_PATIENT_MATCH },
+        DEFAULT_VALIDATION_LIMITS,
+      ),
+    ).toEqual({ ok: true, resources: [] });
   });
 
   it('is refused from another service, for another question, or unsigned; a service error is a coded miss', () => {
     const expected = { questionId: 'ar-1.billing.2', service: 'billing', patientRef: REF, rule: DEFAULT_PATIENT_MATCH };
-    const other = sealAnswerEnvelope({ questionId: 'ar-1.billing.2', service: 'registration', resources, now: NOW, signer: p.keys.registration.sign, keyring: p.rings.registration });
-    expect(() => openAnswerEnvelope(other.bytes, other.sig, p.rings.broker, expected, DEFAULT_VALIDATION_LIMITS)).toThrow(expect.objectContaining({ code: 'E_SENDER_MISMATCH' }) as Error);
-    const stale = sealAnswerEnvelope({ questionId: 'ar-1.billing.1', service: 'billing', resources, now: NOW, signer: p.keys.billing.sign, keyring: p.rings.billing });
-    expect(() => openAnswerEnvelope(stale.bytes, stale.sig, p.rings.broker, expected, DEFAULT_VALIDATION_LIMITS)).toThrow(expect.objectContaining({ code: 'E_ENVELOPE_INVALID', path: 'id' }) as Error);
-    expect(() => openAnswerEnvelope(stale.bytes, undefined, p.rings.broker, expected, DEFAULT_VALIDATION_LIMITS)).toThrow(expect.objectContaining({ code: 'E_SIGNATURE' }) as Error);
-    const failed = sealAnswerEnvelope({ questionId: 'ar-1.billing.2', service: 'billing', resources: undefined, now: NOW, signer: p.keys.billing.sign, keyring: p.rings.billing });
-    expect(openAnswerEnvelope(failed.bytes, failed.sig, p.rings.broker, expected, DEFAULT_VALIDATION_LIMITS)).toEqual({ ok: false, code: 'SERVICE_ERROR' });
-    const invalid = sealAnswerEnvelope({ questionId: 'ar-1.billing.2', service: 'billing', resources: [{ resourceType: 'Patient', id: 'x', nickname: 'Z' }], now: NOW, signer: p.keys.billing.sign, keyring: p.rings.billing });
-    expect(() => openAnswerEnvelope(invalid.bytes, invalid.sig, p.rings.broker, expected, DEFAULT_VALIDATION_LIMITS)).toThrow(expect.objectContaining({ code: 'E_UNKNOWN_ELEMENT', path: 'Bundle.entry[0].resource.nickname' }) as Error);
-    const badDate = sealAnswerEnvelope({ questionId: 'ar-1.billing.2', service: 'billing', resources: [resources[0] as FhirResource, { resourceType: 'Patient', id: 'Zq7731Mike', birthDate: 'Zq7731-not-a-date' }], now: NOW, signer: p.keys.billing.sign, keyring: p.rings.billing });
+    const other = sealAnswerEnvelope({
+      questionId: 'ar-1.billing.2',
+      service: 'registration',
+      resources,
+      now: NOW,
+      signer: p.keys.registration.sign,
+      keyring: p.rings.registration,
+    });
+    expect(() =>
+      openAnswerEnvelope(other.bytes, other.sig, p.rings.broker, expected, DEFAULT_VALIDATION_LIMITS),
+    ).toThrow(expect.objectContaining({ code: 'E_SENDER_MISMATCH' }) as Error);
+    const stale = sealAnswerEnvelope({
+      questionId: 'ar-1.billing.1',
+      service: 'billing',
+      resources,
+      now: NOW,
+      signer: p.keys.billing.sign,
+      keyring: p.rings.billing,
+    });
+    expect(() =>
+      openAnswerEnvelope(stale.bytes, stale.sig, p.rings.broker, expected, DEFAULT_VALIDATION_LIMITS),
+    ).toThrow(expect.objectContaining({ code: 'E_ENVELOPE_INVALID', path: 'id' }) as Error);
+    expect(() =>
+      openAnswerEnvelope(stale.bytes, undefined, p.rings.broker, expected, DEFAULT_VALIDATION_LIMITS),
+    ).toThrow(expect.objectContaining({ code: 'E_SIGNATURE' }) as Error);
+    const failed = sealAnswerEnvelope({
+      questionId: 'ar-1.billing.2',
+      service: 'billing',
+      resources: undefined,
+      now: NOW,
+      signer: p.keys.billing.sign,
+      keyring: p.rings.billing,
+    });
+    expect(openAnswerEnvelope(failed.bytes, failed.sig, p.rings.broker, expected, DEFAULT_VALIDATION_LIMITS)).toEqual({
+      ok: false,
+      code: 'SERVICE_ERROR',
+    });
+    const invalid = sealAnswerEnvelope({
+      questionId: 'ar-1.billing.2',
+      service: 'billing',
+      resources: [{ resourceType: 'Patient', id: 'x', nickname: 'Z' }],
+      now: NOW,
+      signer: p.keys.billing.sign,
+      keyring: p.rings.billing,
+    });
+    expect(() =>
+      openAnswerEnvelope(invalid.bytes, invalid.sig, p.rings.broker, expected, DEFAULT_VALIDATION_LIMITS),
+    ).toThrow(
+      expect.objectContaining({ code: 'E_UNKNOWN_ELEMENT', path: 'Bundle.entry[0].resource.nickname' }) as Error,
+    );
+    const badDate = sealAnswerEnvelope({
+      questionId: 'ar-1.billing.2',
+      service: 'billing',
+      resources: [
+        resources[0] as FhirResource,
+        { resourceType: 'Patient', id: 'Zq7731Mike', birthDate: 'Zq7731-not-a-date' },
+      ],
+      now: NOW,
+      signer: p.keys.billing.sign,
+      keyring: p.rings.billing,
+    });
     let err: unknown;
     try {
       openAnswerEnvelope(badDate.bytes, badDate.sig, p.rings.broker, expected, DEFAULT_VALIDATION_LIMITS);
@@ -76,23 +178,59 @@ describe('answer', () => {
   });
 
   it('validates resource by resource: an answer larger than one resource may be (1 MiB) is accepted', () => {
-    const many: FhirResource[] = Array.from({ length: 3000 }, (_, i) => ({ resourceType: 'Observation', id: `obs-${i}`, status: 'final', code: { text: 'x'.repeat(400) }, subject: { reference: REF } }));
-    const a = sealAnswerEnvelope({ questionId: 'ar-1.billing.2', service: 'billing', resources: many, now: NOW, signer: p.keys.billing.sign, keyring: p.rings.billing });
+    const many: FhirResource[] = Array.from({ length: 3000 }, (_, i) => ({
+      resourceType: 'Observation',
+      id: `obs-${i}`,
+      status: 'final',
+      code: { text: 'x'.repeat(400) },
+      subject: { reference: REF },
+    }));
+    const a = sealAnswerEnvelope({
+      questionId: 'ar-1.billing.2',
+      service: 'billing',
+      resources: many,
+      now: NOW,
+      signer: p.keys.billing.sign,
+      keyring: p.rings.billing,
+    });
     expect(a.bytes.length).toBeGreaterThan(DEFAULT_VALIDATION_LIMITS.maxResourceSize);
-    const opened = openAnswerEnvelope(a.bytes, a.sig, p.rings.broker, { questionId: 'ar-1.billing.2', service: 'billing', patientRef: REF, rule: DEFAULT_PATIENT_MATCH }, DEFAULT_VALIDATION_LIMITS);
+    const opened = openAnswerEnvelope(
+      a.bytes,
+      a.sig,
+      p.rings.broker,
+      { questionId: 'ar-1.billing.2', service: 'billing', patientRef: REF, rule: DEFAULT_PATIENT_MATCH },
+      DEFAULT_VALIDATION_LIMITS,
+    );
     expect(opened).toEqual({ ok: true, resources: many });
   });
 
   it('is refused whole when a resource is about another patient, or about no patient the rule resolves', () => {
     const expected = { questionId: 'ar-1.billing.2', service: 'billing', patientRef: REF, rule: DEFAULT_PATIENT_MATCH };
-    const other: FhirResource = { resourceType: 'Observation', id: 'o2', status: 'final', code: { text: 'pulse' }, subject: { reference: 'Patient/Zq7731Oscar' } };
-    const a = sealAnswerEnvelope({ questionId: 'ar-1.billing.2', service: 'billing', resources: [...resources, other], now: NOW, signer: p.keys.billing.sign, keyring: p.rings.billing });
+    const other: FhirResource = {
+      resourceType: 'Observation',
+      id: 'o2',
+      status: 'final',
+      code: { text: 'pulse' },
+      subject: { reference: 'Patient/Zq7731Oscar' },
+    };
+    const a = sealAnswerEnvelope({
+      questionId: 'ar-1.billing.2',
+      service: 'billing',
+      resources: [...resources, other],
+      now: NOW,
+      signer: p.keys.billing.sign,
+      keyring: p.rings.billing,
+    });
     let err: unknown;
     try {
       openAnswerEnvelope(a.bytes, a.sig, p.rings.broker, expected, DEFAULT_VALIDATION_LIMITS);
     } catch (e) {
       err = e;
     }
-    expect(err).toMatchObject({ code: 'E_ACCESS_OTHER_PATIENT', path: 'Bundle.entry[1].resource', message: 'Bundle.entry[1].resource: this Observation is about another patient than the one asked' });
+    expect(err).toMatchObject({
+      code: 'E_ACCESS_OTHER_PATIENT',
+      path: 'Bundle.entry[1].resource',
+      message: 'Bundle.entry[1].resource: this Observation is about another patient than the one asked',
+    });
   });
 });

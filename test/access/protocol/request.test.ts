@@ -18,7 +18,8 @@ import {
 } from '../../../src/access/protocol/request.js';
 
 const T0 = Date.UTC(2026, 5, 1);
-const base = () => newRequest({ id: 'ar-1', patient: 'pseudo', sealedRef: 'sealed', services: ['ehr', 'billing'], now: T0 });
+const base = () =>
+  newRequest({ id: 'ar-1', patient: 'pseudo', sealedRef: 'sealed', services: ['ehr', 'billing'], now: T0 });
 const answer = { at: T0 + 1, resources: 2, types: { Patient: 1, Observation: 1 }, sha256: 'ab' };
 
 describe('access request state', () => {
@@ -36,7 +37,9 @@ describe('access request state', () => {
     r = recordMiss(r, 'billing', { failed: false, code: '503' });
     expect(dueServices(r, T0 + retryDelay(1) - 1)).toEqual(['ehr']);
     expect(dueServices(r, T0 + retryDelay(1))).toEqual(['billing', 'ehr']);
-    expect([retryDelay(1), retryDelay(2), retryDelay(3), retryDelay(30)]).toEqual([60_000, 120_000, 240_000, 3_600_000]);
+    expect([retryDelay(1), retryDelay(2), retryDelay(3), retryDelay(30)]).toEqual([
+      60_000, 120_000, 240_000, 3_600_000,
+    ]);
     r = recordAnswer(claimAttempt(r, 'ehr', T0), 'ehr', answer);
     expect(r.status).toBe('partial');
     expect(unanswered(r)).toEqual(['billing']);
@@ -53,11 +56,23 @@ describe('access request state', () => {
   });
 
   it('is extended once by 30 days with a written reason; a second extension, or none without a reason, is refused', () => {
-    expect(() => extendRequest(base(), '  ', T0)).toThrow(expect.objectContaining({ code: 'E_ACCESS_EXTENDED', path: 'reason' }) as Error);
+    expect(() => extendRequest(base(), '  ', T0)).toThrow(
+      expect.objectContaining({ code: 'E_ACCESS_EXTENDED', path: 'reason' }) as Error,
+    );
     const once = extendRequest(base(), 'records are held off site', T0 + 5);
     expect(once.dueAt).toBe(T0 + ACCESS_DUE_MS + ACCESS_EXTENSION_MS);
-    expect(once.extension).toEqual({ at: T0 + 5, reason: 'records are held off site', previousDueAt: T0 + ACCESS_DUE_MS });
-    expect(() => extendRequest(once, 'again', T0 + 6)).toThrow(expect.objectContaining({ code: 'E_ACCESS_EXTENDED', path: 'extension', message: 'extension: the request was already extended once (45 CFR 164.524(b)(2)(ii))' }) as Error);
+    expect(once.extension).toEqual({
+      at: T0 + 5,
+      reason: 'records are held off site',
+      previousDueAt: T0 + ACCESS_DUE_MS,
+    });
+    expect(() => extendRequest(once, 'again', T0 + 6)).toThrow(
+      expect.objectContaining({
+        code: 'E_ACCESS_EXTENDED',
+        path: 'extension',
+        message: 'extension: the request was already extended once (45 CFR 164.524(b)(2)(ii))',
+      }) as Error,
+    );
   });
 
   it('is overdue after its due date unless complete', () => {
@@ -72,10 +87,22 @@ describe('access request state', () => {
     const r = recordMiss(claimAttempt(base(), 'ehr', T0), 'ehr', { failed: false, code: 'TIMEOUT' });
     expect(decodeRequest(encodeRequest(r))).toEqual(r);
     // A refused answer keeps its element path (never a value); a pending miss has none.
-    const refused = recordMiss(claimAttempt(base(), 'ehr', T0), 'ehr', { failed: true, code: 'E_ACCESS_OTHER_PATIENT', path: 'Bundle.entry[2].resource' });
-    expect(refused.services['ehr']).toEqual({ state: 'failed', attempts: 1, nextAttemptAt: T0 + retryDelay(1), code: 'E_ACCESS_OTHER_PATIENT', path: 'Bundle.entry[2].resource' });
+    const refused = recordMiss(claimAttempt(base(), 'ehr', T0), 'ehr', {
+      failed: true,
+      code: 'E_ACCESS_OTHER_PATIENT',
+      path: 'Bundle.entry[2].resource',
+    });
+    expect(refused.services['ehr']).toEqual({
+      state: 'failed',
+      attempts: 1,
+      nextAttemptAt: T0 + retryDelay(1),
+      code: 'E_ACCESS_OTHER_PATIENT',
+      path: 'Bundle.entry[2].resource',
+    });
     expect(decodeRequest(encodeRequest(refused))).toEqual(refused);
-    expect(recordMiss(claimAttempt(base(), 'ehr', T0), 'ehr', { failed: false, code: 'TIMEOUT', path: 'x' }).services['ehr']).not.toHaveProperty('path');
+    expect(
+      recordMiss(claimAttempt(base(), 'ehr', T0), 'ehr', { failed: false, code: 'TIMEOUT', path: 'x' }).services['ehr'],
+    ).not.toHaveProperty('path');
     expect(() => decodeRequest(new TextEncoder().encode('{"v":1}'))).toThrow(/not a v1 record/);
   });
 });
