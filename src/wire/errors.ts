@@ -38,6 +38,8 @@ export const ERROR_CODES = {
   E_ACCESS_UNKNOWN: 'No right-of-access request has this id.',
   E_ACCESS_EXTENDED:
     'A right-of-access request may be extended once (45 CFR 164.524(b)(2)(ii)); this one already was, or is closed.',
+  E_ACCESS_EXTENSION_LATE:
+    'A right-of-access request may be extended only within its first 30 days (45 CFR 164.524(b)(2)(ii)); its due date has passed.',
   E_ACCESS_NOT_ALLOWED:
     "The service may not create right-of-access requests (not among the catalog's access requesters), or asked about a request it did not create.",
   E_ACCESS_PARTS:

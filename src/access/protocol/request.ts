@@ -207,6 +207,12 @@ export function extendRequest(r: AccessRequest, reason: string, now: number): Ac
     throw new BrokerError('E_ACCESS_EXTENDED', 'extension: the request is complete; there is nothing to extend', {
       path: 'extension',
     });
+  if (now > r.dueAt)
+    throw new BrokerError(
+      'E_ACCESS_EXTENSION_LATE',
+      'extension: the due date has passed; an extension must be made within the first 30 days (45 CFR 164.524(b)(2)(ii))',
+      { path: 'extension' },
+    );
   const text = reason.trim();
   if (text === '')
     throw new BrokerError(
