@@ -1,9 +1,10 @@
 // The assembled answer to a right-of-access request: one FHIR R4 Bundle of type `collection`
-// (http://hl7.org/fhir/R4/bundle.html) holding every answered service's resources, in service order. Each
+// (http://hl7.org/fhir/R4/bundle.html) holding every answered service's resources, in service order, each entry with a name-based fullUrl. Each
 // resource keeps its content; where it has no `meta.source`, that is set to the service that answered
 // (meta.source: "a uri that identifies the source system of the resource"), so the reader can tell where
 // each came from. Built from the sealed answers by whoever holds the broker secrets.
 import type { Bundle } from 'fhir/r4.js';
+import { entryFullUrl } from '../../fhir/full-url.js';
 import type { FhirResource } from '../../fhir/resource.js';
 import type { AccessRequest } from '../protocol/request.js';
 import { openAnswer } from './sealing.js';
@@ -18,13 +19,16 @@ export function assembleBundle(
 ): Bundle {
   const entry: NonNullable<Bundle['entry']> = [];
   for (const service of [...answers.keys()].sort()) {
-    for (const resource of answers.get(service) ?? []) {
+    for (const [i, resource] of (answers.get(service) ?? []).entries()) {
       const meta = (resource['meta'] ?? {}) as Record<string, unknown>;
       const sourced =
         meta['source'] === undefined
           ? { ...resource, meta: { ...meta, source: `${SOURCE_PREFIX}${service}` } }
           : resource;
-      entry.push({ resource: sourced as unknown as NonNullable<NonNullable<Bundle['entry']>[number]['resource']> });
+      entry.push({
+        fullUrl: entryFullUrl(`access:${request.id}:${service}`, resource, i),
+        resource: sourced as unknown as NonNullable<NonNullable<Bundle['entry']>[number]['resource']>,
+      });
     }
   }
   return {
