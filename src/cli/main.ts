@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The `phi-broker` command: up, demo, publish, tail, quarantine, consent, disclosures, registry show, access, audit, certs, nats-config, nats-provision, catalog check. Every command takes --data-dir
 // (default .phi-broker/, or PHI_BROKER_DATA_DIR); NATS_URL points them at an existing NATS.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatIssue } from '../catalog/issues.js';
 import { checkCatalog } from '../runtime/catalog-dir.js';
@@ -49,7 +50,8 @@ function readInput(file: string | undefined): Buffer {
   return file === undefined || file === '-' ? readFileSync(0) : readFileSync(file);
 }
 
-const program = new Command('phi-broker')
+/** The whole command tree, built without parsing: test/cli/help-docs.test.ts checks it against docs/cli.md. */
+export const program = new Command('phi-broker')
   .description(
     'Event-driven broker for PHI: signed, per-field-encrypted FHIR R4 over NATS JetStream with minimum-necessary projections',
   )
@@ -394,13 +396,23 @@ catalog
     process.exitCode = 1;
   });
 
-program.parseAsync(process.argv).catch((err: unknown) => {
-  const log = createLogger({ level: 'error' });
-  if (isBrokerError(err)) {
-    process.stderr.write(`phi-broker: ${err.code}: ${err.message}\n`);
-  } else {
-    process.stderr.write(`phi-broker: ${err instanceof Error ? err.message : String(err)}\n`);
-    log.debug({ errorClass: err instanceof Error ? err.constructor.name : typeof err }, 'command failed');
-  }
-  process.exitCode = 1;
-});
+/** True when this module is the process's entry (npm's `bin` is a symlink, so real paths are compared). */
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  return (
+    script !== undefined && existsSync(script) && realpathSync(script) === realpathSync(fileURLToPath(import.meta.url))
+  );
+}
+
+if (isEntryPoint()) {
+  program.parseAsync(process.argv).catch((err: unknown) => {
+    const log = createLogger({ level: 'error' });
+    if (isBrokerError(err)) {
+      process.stderr.write(`phi-broker: ${err.code}: ${err.message}\n`);
+    } else {
+      process.stderr.write(`phi-broker: ${err instanceof Error ? err.message : String(err)}\n`);
+      log.debug({ errorClass: err instanceof Error ? err.constructor.name : typeof err }, 'command failed');
+    }
+    process.exitCode = 1;
+  });
+}
