@@ -5,7 +5,7 @@
 // The records hold no PHI (patients appear as the broker's keyed pseudonym): `--patient Patient/<id>` is turned
 // into that pseudonym here, with the broker's secrets from the data dir, and never leaves this process.
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { Option, type Command } from 'commander';
 import type { AuditEvent } from 'fhir/r4.js';
@@ -21,8 +21,9 @@ import {
 import { auditStreamState, readAuditRecords } from '../audit/read.js';
 import { decodeRecord } from '../audit/record.js';
 import { verifyAuditRecords, type StoredRecord, type VerifyReport } from '../audit/verify.js';
-import { ensureBrokerSecrets, secretsFile } from '../runtime/broker-secrets.js';
+import { existingBrokerSecrets } from '../runtime/broker-secrets.js';
 import { BROKER_ID } from '../wire/ids.js';
+import { BrokerError } from '../wire/errors.js';
 import type { BrokerConfig } from '../config/config.js';
 import { recordsFromJwks } from '../crypto/jwk.js';
 import { readJwks } from '../runtime/key-files.js';
@@ -108,21 +109,28 @@ export function auditFilter(config: BrokerConfig, q: QueryOptions, nowMs: number
     if (text === undefined) return undefined;
     const ms = parseTime(text, nowMs);
     if (ms === undefined)
-      throw new Error(`${flag}: expected an ISO 8601 date or time, or a duration such as 90m, 24h, 7d`);
+      throw new BrokerError(
+        'E_USAGE',
+        `${flag}: expected an ISO 8601 date or time, or a duration such as 90m, 24h, 7d`,
+        {
+          path: flag,
+        },
+      );
     return ms;
   };
   let patientPseudonymValue: string | undefined;
   if (q.patient !== undefined) {
     // The catalog's canonical patient rule (subjects/patients.yaml), as for the registry: one pseudonym per patient.
     const ref = canonicalPatientRef(q.patient, loadConfiguredCatalog(config).patients);
-    const keysDir = layout(config).keys;
-    if (!existsSync(secretsFile(keysDir)))
-      throw new Error(`--patient needs the broker's secrets (${secretsFile(keysDir)}); run on the broker's data dir`);
-    patientPseudonymValue = patientPseudonym(ensureBrokerSecrets(keysDir), ref);
+    patientPseudonymValue = patientPseudonym(existingBrokerSecrets(config), ref);
   }
   const outcomes = q.outcome === undefined ? undefined : OUTCOME_NAMES[q.outcome];
   if (q.outcome !== undefined && outcomes === undefined)
-    throw new Error('--outcome: expected success, failure, 0, 4, 8 or 12');
+    throw new BrokerError('E_USAGE', '--outcome: expected success, failure, 0, 4, 8 or 12', { path: '--outcome' });
+  if (q.service !== undefined && q.service !== BROKER_ID && !loadConfiguredCatalog(config).services.has(q.service))
+    throw new BrokerError('E_USAGE', '--service: not a service of the catalog (subjects/services.yaml)', {
+      path: '--service',
+    });
   const sinceMs = time('--since', q.since);
   const untilMs = time('--until', q.until);
   return {

@@ -404,7 +404,18 @@ function isEntryPoint(): boolean {
   );
 }
 
+/** A reader that stops early (`| head -1`) closes the pipe: end quietly, as other command-line tools do. */
+function endQuietlyOnClosedPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      process.exit(process.exitCode ?? 0);
+    });
+  }
+}
+
 if (isEntryPoint()) {
+  endQuietlyOnClosedPipe();
   program.parseAsync(process.argv).catch((err: unknown) => {
     const log = createLogger({ level: 'error' });
     if (isBrokerError(err)) {

@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   E_CONFIG_INVALID: 'The configuration is invalid.',
   E_TIMEOUT:
     'The broker did not answer in time; the message may still be processed (it is never lost: see PHI_INGEST).',
+  E_USAGE:
+    'A command was given an option value it cannot use (an unknown service, a malformed date or outcome); the message names the option.',
   E_INTERNAL: 'An unexpected failure inside the broker; details are in its logs, never in the reply.',
   E_CONSENT_INVALID:
     "A patient restriction (FHIR Consent) is invalid: an unknown recipient service, purpose of use or sensitivity label, no denial at all, or a stored Consent whose patient does not resolve under the catalog's rule.",
