@@ -579,14 +579,18 @@ export class PhiClient {
     // Publishes still waiting for a receipt were stored: they resolve as 'stored'.
     for (const waiting of [...this.pending.values()]) waiting.settle(undefined);
     this.receiptSub.unsubscribe();
+    // During an outage nothing waits for the server (a drain or flush would wait for the reconnect).
+    const live = this.watch.connected;
     this.watch.stop();
-    if (this.opts.ownsConnection === true)
-      await this.opts.nc.drain(); // the publisher closes with the connection
-    else {
+    if (this.opts.ownsConnection === true) {
+      if (live)
+        await this.opts.nc.drain(); // the publisher closes with the connection
+      else await this.opts.nc.close();
+    } else {
       // A connection the caller keeps: its reply subscription and status watch go.
       this.acked.close();
       // The UNSUB reaches the server before close() resolves: no receipt for this client arrives afterwards.
-      if (!this.opts.nc.isClosed()) await this.opts.nc.flush().catch(() => undefined);
+      if (live) await this.opts.nc.flush().catch(() => undefined);
     }
   }
 }
