@@ -113,12 +113,17 @@ program
   .description('publish a FHIR JSON resource (a Bundle goes out as its entries) as a service, with its dev keys')
   .requiredOption('--as <service>', 'the publishing service id')
   .option('--whole', 'send a Bundle as one Bundle resource instead of its entries')
-  .option('--timeout <ms>', 'how long to wait for the broker receipt', (v) => Number.parseInt(v, 10), 30_000)
+  .option(
+    '--deadline <ms>',
+    'how long to keep trying to store each message and wait for its receipt (at most 120000)',
+    (v) => Number.parseInt(v, 10),
+    30_000,
+  )
   .argument('[file]', 'JSON file, or - for standard input', '-')
-  .action(async (file: string, opts: { as: string; whole?: boolean; timeout: number }, cmd: Command) => {
+  .action(async (file: string, opts: { as: string; whole?: boolean; deadline: number }, cmd: Command) => {
     process.exitCode = await runPublish(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.as, readInput(file), {
       whole: opts.whole === true,
-      timeoutMs: opts.timeout,
+      deadlineMs: opts.deadline,
     });
   });
 

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { INSTANCE_ID_PATTERN } from '../wire/ids.js';
 import { BrokerError } from '../wire/errors.js';
+import { DUPLICATE_WINDOW_MIN_MS } from '../wire/publish.js';
 
 const MiB = 1024 * 1024;
 const DAY = 24 * 60 * 60 * 1000;
@@ -43,11 +44,11 @@ export const configSchema = z.strictObject({
     .min(1000)
     .max(DAY)
     .default(5 * 60 * 1000),
-  duplicateWindowMs: z
-    .number()
-    .int()
-    .min(1000)
-    .default(2 * 60 * 1000),
+  /**
+   * JetStream de-duplication window of the streams (Nats-Msg-Id). At least the longest SDK publish deadline, so a
+   * publisher's resends of one message are stored once (src/wire/publish.ts, docs/publishing.md).
+   */
+  duplicateWindowMs: z.number().int().min(DUPLICATE_WINDOW_MIN_MS).default(DUPLICATE_WINDOW_MIN_MS),
   /**
    * How long an accepted message id is remembered (KV phi_seen). A message whose iat is older than this
    * less clockSkewMs can no longer be checked for replay and is rejected E_CLOCK_SKEW (quarantined; the

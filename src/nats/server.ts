@@ -35,6 +35,8 @@ export interface RunningNatsServer {
   reload(): void;
   /** Stops with SIGTERM (JetStream flushes) and waits for the process to exit. */
   stop(): Promise<void>;
+  /** Kills with SIGKILL (no flush: a crash, for fault tests) and waits for the process to exit. */
+  kill(): Promise<void>;
 }
 
 export async function freePort(host = '127.0.0.1'): Promise<number> {
@@ -126,6 +128,10 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await waitForExit(child);
       clearTimeout(timer);
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await waitForExit(child);
     },
   };
 }

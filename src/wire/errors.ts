@@ -28,7 +28,11 @@ export const ERROR_CODES = {
   E_CATALOG_INVALID: 'The catalog (subjects/, fhir-profiles/) is invalid.',
   E_CONFIG_INVALID: 'The configuration is invalid.',
   E_TIMEOUT:
-    'The broker did not answer in time; the message may still be processed (it is never lost: see PHI_INGEST).',
+    'The broker did not answer a request (right of access) in time; the request may still have been carried out.',
+  E_NOT_STORED:
+    'JetStream acknowledged no attempt to store the message by the publish deadline (or refused it): it is not in PHI_INGEST unless the result says inDoubt; safe to publish again.',
+  E_QUEUE_FULL:
+    'The client already holds maxPendingPublishes messages waiting for JetStream; this one was not sent (backpressure); publish it again later.',
   E_USAGE:
     'A command was given an option value it cannot use (an unknown service, a malformed date or outcome); the message names the option.',
   E_INTERNAL: 'An unexpected failure inside the broker; details are in its logs, never in the reply.',

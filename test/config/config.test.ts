@@ -77,6 +77,7 @@ describe('parseConfig', () => {
     ['clockSkewMs', 999],
     ['clockSkewMs', DAY + 1],
     ['duplicateWindowMs', 999],
+    ['duplicateWindowMs', 119_999], // shorter than the longest publish deadline (src/wire/publish.ts)
     ['deliverMaxAgeMs', 59_999],
     ['quarantineMaxAgeMs', 59_999],
     ['receiptMaxAgeMs', 59_999],
@@ -116,7 +117,7 @@ describe('parseConfig', () => {
   });
 
   it('refuses a de-duplication window longer than a stream retention (JetStream would refuse the stream)', () => {
-    const e = configError({ receiptMaxAgeMs: 60_000 }); // the default window is 2 minutes
+    const e = configError({ receiptMaxAgeMs: 119_999 }); // the default window is 2 minutes
     expect(e.code).toBe('E_CONFIG_INVALID');
     expect(e.message).toBe('invalid configuration: duplicateWindowMs: must not exceed receiptMaxAgeMs');
     const both = configError({
@@ -128,7 +129,7 @@ describe('parseConfig', () => {
       'invalid configuration: duplicateWindowMs: must not exceed deliverMaxAgeMs, receiptMaxAgeMs',
     );
     // equal is allowed
-    expect(parseConfig({ duplicateWindowMs: 60_000, receiptMaxAgeMs: 60_000 }).duplicateWindowMs).toBe(60_000);
+    expect(parseConfig({ duplicateWindowMs: 150_000, receiptMaxAgeMs: 150_000 }).duplicateWindowMs).toBe(150_000);
   });
 
   it('the replay window must cover 2 × clock skew + the de-duplication window', () => {
