@@ -157,16 +157,25 @@ describe('phi-broker up owns its nats-server', () => {
     notification.publish('phi.ingest.registration.Patient', StringCodec().encode(`{"family":"${PLANTED}"}`));
     await notification.flush().catch(() => {});
     await notification.close();
-    // A client without a certificate: refused at the TLS handshake.
-    const refused = await connect({ servers: serverJson().url, reconnect: false, timeout: 3_000 }).then(
+    // A client that trusts the CA but has no certificate of its own: refused by the server at the TLS handshake.
+    const caFile = tlsLayout(join(dataDir, 'tls')).ca.certFile;
+    const refused = await connect({
+      servers: serverJson().url,
+      reconnect: false,
+      timeout: 3_000,
+      tls: { caFile },
+    }).then(
       (nc) => nc.close().then(() => false),
       () => true,
     );
     expect(refused).toBe(true);
-    await until('the violation in the log', () => /Publish Violation/.test(readFileSync(logFile(), 'utf8')));
+    await until('the violation and the refused handshake in the log', () => {
+      const text = readFileSync(logFile(), 'utf8');
+      return text.includes('Publish Violation') && text.includes('TLS handshake error');
+    });
     const log = readFileSync(logFile(), 'utf8');
     expect(log).toMatch(/Publish Violation.*CN=notification.*phi\.ingest\.registration\.Patient/);
-    expect(log).toMatch(/TLS handshake error/);
+    expect(log).toMatch(/TLS handshake error: .*certificate/);
     expect(log).toMatch(/Server is ready/);
     for (const s of [...EXAMPLE_PHI, PLANTED]) expect(log).not.toContain(s);
   });
