@@ -188,6 +188,16 @@ describe('phi-broker up owns its nats-server', () => {
     const killed = await up.stop();
     expect(killed.signal).toBe('SIGKILL');
     expect(running(orphan)).toBe(true); // left behind, still on the store
+    // Stored by the orphan while no broker runs: JetStream acknowledges it, no receipt comes.
+    const stored = await runCli(
+      ['publish', '--as', 'registration', '--timeout', '1500', join(ROOT, 'examples', 'patient.json'), ...data()],
+      { env },
+    );
+    expect(stored.code).toBe(1);
+    const storedId = /^unknown ([0-9a-f-]{36}) E_TIMEOUT: no receipt from the broker in time\n$/.exec(
+      stored.stdout,
+    )?.[1];
+    expect(storedId).toBeDefined();
 
     up = await startUp(data(), { env });
     expect(running(orphan)).toBe(false);
@@ -198,8 +208,12 @@ describe('phi-broker up owns its nats-server', () => {
 
     await publishPatient(); // the broker consumes new messages
     const after = await ingestState();
-    expect(after.lastSeq).toBeGreaterThan(before.lastSeq); // no sequence reset
+    expect(after.lastSeq).toBe(before.lastSeq + 2); // no sequence reset: the orphan's message and the new one
     expect(after.audit).toBeGreaterThan(before.audit); // the audit trail kept its records and grew
+    // The message the orphan stored was handed over with the store and processed by the new broker.
+    const audit = await runCli(['audit', 'query', '--service', 'registration', '--json', ...data()], { env });
+    expect({ code: audit.code, stderr: audit.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(audit.stdout).toContain(storedId);
   });
 
   it('kill -9 of the nats-server under up: up restarts it and the next message is processed', async () => {
