@@ -116,6 +116,18 @@ export const configSchema = z.strictObject({
   /** JSON file overriding the default alert rules (src/audit/alerts.ts, docs/audit.md). Unset: the defaults. */
   alertRulesFile: z.string().min(1).optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** The embedded nats-server's log file rotates past this size (nats-server `logfile_size_limit`), bytes. */
+  natsLogMaxBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(10 * 1024 * 1024),
+  /** Rotated nats-server log files kept beside the current one (docs/operations.md). */
+  natsLogFiles: z.number().int().min(1).max(1000).default(10),
+  /** Restarts of an embedded nats-server that exits unexpectedly before `up` gives up and exits 1; 0: none. */
+  natsRestartAttempts: z.number().int().min(0).max(100).default(5),
+  /** Upper bound on how long `up` takes to stop after SIGTERM/SIGINT (drain, stop nats-server, release the lock). */
+  stopTimeoutMs: z.number().int().min(2000).max(300_000).default(15_000),
 });
 
 export type BrokerConfig = Readonly<z.output<typeof configSchema>>;
@@ -186,6 +198,10 @@ export const CONFIG_ENV = {
   PHI_BROKER_AUDIT_CHECKPOINT_EVERY: 'auditCheckpointEvery',
   PHI_BROKER_AUDIT_CHECKPOINT_MS: 'auditCheckpointMs',
   PHI_BROKER_ALERT_RULES_FILE: 'alertRulesFile',
+  PHI_BROKER_NATS_LOG_MAX_BYTES: 'natsLogMaxBytes',
+  PHI_BROKER_NATS_LOG_FILES: 'natsLogFiles',
+  PHI_BROKER_NATS_RESTART_ATTEMPTS: 'natsRestartAttempts',
+  PHI_BROKER_STOP_TIMEOUT_MS: 'stopTimeoutMs',
 } as const satisfies Record<string, keyof BrokerConfigInput>;
 
 const NUMERIC: ReadonlySet<string> = new Set([
@@ -204,6 +220,10 @@ const NUMERIC: ReadonlySet<string> = new Set([
   'auditMaxAgeMs',
   'auditCheckpointEvery',
   'auditCheckpointMs',
+  'natsLogMaxBytes',
+  'natsLogFiles',
+  'natsRestartAttempts',
+  'stopTimeoutMs',
 ]);
 
 /**

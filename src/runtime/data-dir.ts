@@ -1,7 +1,7 @@
 // What every CLI command shares: the data dir layout, dev keys, the catalog, and finding (or starting)
 // NATS. `up` writes `<data-dir>/nats/server.json` (url, pid, TLS dir) so `publish` and `tail` find the embedded server;
 // NATS_URL points every command at an existing NATS instead.
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { loadCatalog } from './catalog-dir.js';
@@ -16,18 +16,31 @@ import { inboxPrefix } from '../wire/names.js';
 import { identityInbox } from '../nats/permissions.js';
 import { ADMIN_IDENTITY, AUDITOR_IDENTITY, serviceIdentity, type Identity } from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
-import { startNatsServer, type RunningNatsServer } from '../nats/server.js';
+import { isProcessAlive } from './process-info.js';
 
 export interface DataDirLayout {
   readonly root: string;
   readonly keys: string;
   readonly nats: string;
   readonly serverFile: string;
+  /** The embedded nats-server's config, log file (rotated beside it) and pid file. */
+  readonly natsConfig: string;
+  readonly natsLog: string;
+  readonly natsPid: string;
 }
 
 export function layout(config: BrokerConfig): DataDirLayout {
   const root = config.dataDir;
-  return { root, keys: join(root, 'keys'), nats: join(root, 'nats'), serverFile: join(root, 'nats', 'server.json') };
+  const nats = join(root, 'nats');
+  return {
+    root,
+    keys: join(root, 'keys'),
+    nats,
+    serverFile: join(nats, 'server.json'),
+    natsConfig: join(nats, 'nats-server.conf'),
+    natsLog: join(nats, 'nats-server.log'),
+    natsPid: join(nats, 'nats-server.pid'),
+  };
 }
 
 export function loadConfiguredCatalog(config: BrokerConfig): Catalog {
@@ -60,23 +73,6 @@ export async function serviceKeys(
   return { keys: readServiceKeys(dir, service), peers: readJwks(dir) };
 }
 
-export async function startEmbeddedNats(config: BrokerConfig, port?: number): Promise<RunningNatsServer> {
-  const l = layout(config);
-  const server = await startNatsServer({
-    dir: l.nats,
-    maxPayload: Math.max(config.maxMessageBytes * 2, 1024 * 1024),
-    ...(port === undefined ? {} : { port }),
-  });
-  writeFileSync(l.serverFile, JSON.stringify({ url: server.url, pid: server.pid }));
-  return {
-    ...server,
-    async stop() {
-      rmSync(l.serverFile, { force: true });
-      await server.stop();
-    },
-  };
-}
-
 /** NATS_URL when set, else the embedded server that `up` started in this data dir. */
 export function natsUrl(config: BrokerConfig): string {
   if (config.natsUrl !== undefined) return config.natsUrl;
@@ -87,21 +83,12 @@ export function natsUrl(config: BrokerConfig): string {
     );
   }
   const server = JSON.parse(readFileSync(file, 'utf8')) as { url: string; pid?: number };
-  if (server.pid !== undefined && !isRunning(server.pid)) {
+  if (server.pid !== undefined && !isProcessAlive(server.pid)) {
     throw new Error(
       `no running phi-broker in ${config.dataDir} (${file} is left from one that did not stop cleanly): start one with \`phi-broker up --data-dir ${config.dataDir}\`, or set NATS_URL`,
     );
   }
   return server.url;
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, owned by another user
-  }
 }
 
 /**

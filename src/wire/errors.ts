@@ -54,6 +54,10 @@ export const ERROR_CODES = {
     "A right-of-access answer holds a resource about another patient than the one asked (the catalog's canonical matching rule); none of that answer is kept.",
   E_AUDIT_CHAIN:
     'The broker could not append to its audit chain (JetStream did not store the record, or another writer appended to the chain); nothing is acknowledged until it can.',
+  E_DATA_DIR_LOCKED:
+    'Another phi-broker process holds the data directory (its up.lock names a live process); a second embedded nats-server on one JetStream store would lose messages.',
+  E_NATS_SERVER_FAILED:
+    'The embedded nats-server could not be run: it exited and was not back within the restart bound, or a nats-server left on the same store would not stop.',
 } as const satisfies Record<`E_${string}`, string>;
 
 export type BrokerErrorCode = keyof typeof ERROR_CODES;

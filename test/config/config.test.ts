@@ -42,6 +42,10 @@ describe('parseConfig', () => {
       auditCheckpointEvery: 1000,
       auditCheckpointMs: 60_000,
       logLevel: 'info',
+      natsLogMaxBytes: 10 * MiB,
+      natsLogFiles: 10,
+      natsRestartAttempts: 5,
+      stopTimeoutMs: 15_000,
     });
     expect('natsUrl' in parseConfig({})).toBe(false);
     expect('instanceId' in parseConfig({})).toBe(false);
