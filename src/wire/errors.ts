@@ -46,6 +46,8 @@ export const ERROR_CODES = {
     "A right-of-access answer holds a resource about another patient than the one asked (the catalog's canonical matching rule); none of that answer is kept.",
   E_AUDIT_CHAIN:
     'The broker could not append to its audit chain (JetStream did not store the record, or another writer appended to the chain); nothing is acknowledged until it can.',
+  E_AUDIT_INTEGRITY:
+    'The audit trail is weaker or shorter than it must be: PHI_AUDIT or PHI_AUDIT_WITNESS has lost a setting (retention, deny delete/purge, storage, replicas), or a chain ends before its last witnessed head.',
 } as const satisfies Record<`E_${string}`, string>;
 
 export type BrokerErrorCode = keyof typeof ERROR_CODES;
