@@ -25,7 +25,7 @@ beforeAll(async () => {
 function chain(name: string, tag = ''): { records: StoredRecord[]; heads: WitnessHead[] } {
   const records: StoredRecord[] = [];
   const heads: WitnessHead[] = [];
-  let prev: string | null = null;
+  let prev = null as string | null;
   let seq = 0;
   const push = (bytes: Uint8Array): void => {
     seq += 1;
