@@ -59,7 +59,7 @@ export async function runUp(
   const armDeadline = (): void => {
     deadline ??= setTimeout(() => {
       // The last resort: the orderly stop did not finish in time.
-      server?.kill();
+      void server?.kill(); // SIGKILL is sent before kill() first awaits
       lock?.release();
       process.stderr.write(`phi-broker: stop took longer than ${config.stopTimeoutMs} ms; nats-server killed\n`);
       process.exit(1);

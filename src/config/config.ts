@@ -22,12 +22,13 @@ export const configSchema = z.strictObject({
    */
   natsTlsDir: z.string().min(1).optional(),
   /**
-   * Which mTLS identity the read-only operator commands (audit, registry show, disclosures, access
-   * status|list|export, consent list, quarantine list|show) connect as (`PHI_BROKER_OPERATOR_IDENTITY`): `auto`, the
-   * auditor when its certificate is in the TLS dir, else the admin; `auditor` or `admin` always. Commands that
-   * write connect as the admin whatever this says.
+   * Which mTLS identity the operator commands connect as (`PHI_BROKER_OPERATOR_IDENTITY`). `auto`: the read-only
+   * commands (audit, registry show, disclosures, access status|list|export, consent list, quarantine list|show) as
+   * the auditor when its certificate is in the TLS dir, else as the operator; the commands that write (consent
+   * add|revoke, access request|extend|retry) as the operator. `auditor` or `operator`: the read-only commands as that
+   * one. `admin`: every command as the admin (break-glass; the admin is otherwise for provisioning alone).
    */
-  operatorIdentity: z.enum(['auto', 'auditor', 'admin']).default('auto'),
+  operatorIdentity: z.enum(['auto', 'auditor', 'operator', 'admin']).default('auto'),
   subjectsDir: z.string().min(1).default('subjects'),
   profilesDir: z.string().min(1).default('fhir-profiles'),
   /** Largest envelope accepted on ingest, bytes; larger ones are rejected E_TOO_LARGE (the streams take any size NATS carries). */
@@ -113,6 +114,16 @@ export const configSchema = z.strictObject({
   auditCheckpointEvery: z.number().int().min(1).max(1_000_000).default(1000),
   /** … or when this long has passed with unsealed records, whichever comes first. */
   auditCheckpointMs: z.number().int().min(100).max(DAY).default(60_000),
+  /**
+   * How often each broker checks PHI_AUDIT's and PHI_AUDIT_WITNESS's settings and its chain against its last
+   * witnessed head (src/audit/integrity.ts; a problem raises the `audit-integrity` alert); 0: at start only.
+   */
+  auditIntegrityCheckMs: z
+    .number()
+    .int()
+    .min(0)
+    .max(DAY)
+    .default(5 * 60_000),
   /** JSON file overriding the default alert rules (src/audit/alerts.ts, docs/audit.md). Unset: the defaults. */
   alertRulesFile: z.string().min(1).optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -197,6 +208,7 @@ export const CONFIG_ENV = {
   PHI_BROKER_AUDIT_MAX_AGE_MS: 'auditMaxAgeMs',
   PHI_BROKER_AUDIT_CHECKPOINT_EVERY: 'auditCheckpointEvery',
   PHI_BROKER_AUDIT_CHECKPOINT_MS: 'auditCheckpointMs',
+  PHI_BROKER_AUDIT_INTEGRITY_CHECK_MS: 'auditIntegrityCheckMs',
   PHI_BROKER_ALERT_RULES_FILE: 'alertRulesFile',
   PHI_BROKER_NATS_LOG_MAX_BYTES: 'natsLogMaxBytes',
   PHI_BROKER_NATS_LOG_FILES: 'natsLogFiles',
@@ -224,6 +236,7 @@ const NUMERIC: ReadonlySet<string> = new Set([
   'natsLogFiles',
   'natsRestartAttempts',
   'stopTimeoutMs',
+  'auditIntegrityCheckMs',
 ]);
 
 /**

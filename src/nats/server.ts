@@ -197,8 +197,8 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
       clearTimeout(timer);
     },
     async kill() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      await waitForExit(child);
+      if (running()) child.kill('SIGKILL');
+      await exited;
     },
   };
 }

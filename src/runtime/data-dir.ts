@@ -14,7 +14,13 @@ import { initCrypto } from '../crypto/sodium.js';
 import { mtlsConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
 import { inboxPrefix } from '../wire/names.js';
 import { identityInbox } from '../nats/permissions.js';
-import { ADMIN_IDENTITY, AUDITOR_IDENTITY, serviceIdentity, type Identity } from '../tls/identity.js';
+import {
+  ADMIN_IDENTITY,
+  AUDITOR_IDENTITY,
+  OPERATOR_IDENTITY,
+  serviceIdentity,
+  type Identity,
+} from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
 import { isProcessAlive } from './process-info.js';
 
@@ -108,25 +114,28 @@ export async function connectService(
 }
 
 /**
- * What an operator command does: `read` (audit verify|query|export, registry show, disclosures, access
- * status|list|export, consent list, quarantine list|show) or `write` (everything else: consent add|revoke, access
- * request|extend|retry, provisioning).
+ * What an operator command does: `read` (audit verify|query|export|witness, registry show, disclosures, access
+ * status|list|export, consent list, quarantine list|show), `write` (consent add|revoke, access
+ * request|extend|retry), or `admin` (reading a stream no operator identity may read: `audit --stream <copy>`).
+ * Provisioning does not come here: it connects as the admin itself (nats-provision.ts, embedded-nats.ts).
  */
-export type OperatorAccess = 'read' | 'write';
+export type OperatorAccess = 'read' | 'write' | 'admin';
 
 /**
- * The identity an operator command connects as over mTLS. A `write` command: the admin. A `read` command: per
- * `operatorIdentity` (PHI_BROKER_OPERATOR_IDENTITY) — `auto` (the default) takes the read-only auditor when its
- * certificate is in the TLS dir (`certs init|rotate` and `up` issue it; a compliance officer may be given only
- * ca.cert.pem and the auditor pair), else the admin. Undefined without a TLS dir (plaintext development).
+ * The identity an operator command connects as over mTLS. `write`: the operator, which may write restrictions and
+ * send access commands but manage no stream. `read`: per `operatorIdentity` (PHI_BROKER_OPERATOR_IDENTITY) — `auto`
+ * (the default) takes the read-only auditor when its certificate is in the TLS dir (a compliance officer may be
+ * given only ca.cert.pem and the auditor pair), else the operator. `operatorIdentity: admin` is break-glass: every
+ * command as the admin. Undefined without a TLS dir (plaintext development).
  */
 export function operatorIdentity(config: BrokerConfig, access: OperatorAccess): Identity | undefined {
   const tlsDir = cliTlsDir(config);
   if (tlsDir === undefined) return undefined;
-  if (access === 'write' || config.operatorIdentity === 'admin') return ADMIN_IDENTITY;
+  if (access === 'admin' || config.operatorIdentity === 'admin') return ADMIN_IDENTITY;
+  if (access === 'write' || config.operatorIdentity === 'operator') return OPERATOR_IDENTITY;
   if (config.operatorIdentity === 'auditor' || existsSync(tlsLayout(tlsDir).identity(AUDITOR_IDENTITY).certFile))
     return AUDITOR_IDENTITY;
-  return ADMIN_IDENTITY;
+  return OPERATOR_IDENTITY;
 }
 
 /** An operator's connection (quarantine, audit, disclosures, consent, registry, access): over mTLS as operatorIdentity when there is a TLS dir. */

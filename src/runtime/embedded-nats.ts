@@ -35,7 +35,7 @@ export interface EmbeddedNats extends RunningNatsServer {
   /** Settles with E_NATS_SERVER_FAILED once the server exited and could not be restarted within the bound. */
   readonly failed: Promise<BrokerError>;
   /** SIGKILLs the current nats-server at once (the last resort of a stop past its time bound). */
-  kill(): void;
+  kill(): Promise<void>;
 }
 
 interface EmbeddedOptions {
@@ -230,14 +230,15 @@ async function supervise<T extends string | undefined>(
     reload() {
       current.reload();
     },
-    kill() {
+    async kill() {
       stopping = true;
       if (!isOurNatsServer(current.pid, l.natsConfig)) return; // exited already; the pid may be another's now
       try {
         process.kill(current.pid, 'SIGKILL');
       } catch {
-        // gone meanwhile
+        return; // gone meanwhile
       }
+      await current.exited;
     },
     async stop() {
       stopping = true;

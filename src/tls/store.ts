@@ -3,7 +3,8 @@
 //   ca.cert.pem      ca.key.pem          the development CA (longer-lived; `certs rotate` keeps it)
 //   server.cert.pem  server.key.pem      nats-server (serverAuth; SAN localhost, 127.0.0.1)
 //   broker.cert.pem  broker.key.pem      the broker processes
-//   admin.cert.pem   admin.key.pem       stream management and the operator commands that write
+//   admin.cert.pem   admin.key.pem       provisioning: stream, bucket and consumer management
+//   operator.cert.pem operator.key.pem   the routine operator commands (consent, access, registry, audit, ...)
 //   auditor.cert.pem auditor.key.pem     the read-only operator commands (audit, registry show, disclosures, ...)
 //   services/<id>.cert.pem, services/<id>.key.pem    one per catalog service
 //
@@ -25,7 +26,14 @@ import { join } from 'node:path';
 // Issuing loads @peculiar/x509 (~20 MB and up to a second to import): only issueAll needs it, so a process
 // that merely connects with existing files (the broker, every CLI command) does not load it.
 import type { CaMaterial, IssuedCertificate } from './certificates.js';
-import { ADMIN_IDENTITY, AUDITOR_IDENTITY, BROKER_IDENTITY, serviceIdentity, type Identity } from './identity.js';
+import {
+  ADMIN_IDENTITY,
+  AUDITOR_IDENTITY,
+  BROKER_IDENTITY,
+  OPERATOR_IDENTITY,
+  serviceIdentity,
+  type Identity,
+} from './identity.js';
 
 export const DEFAULT_LEAF_LIFETIME_MS = 24 * 3_600_000;
 export const DEFAULT_CA_LIFETIME_MS = 90 * 86_400_000;
@@ -77,7 +85,7 @@ export interface IssueReport {
   readonly dir: string;
   readonly caCreated: boolean;
   readonly caNotAfter: Date;
-  /** `server`, `broker`, `admin`, `auditor`, `service:<id>` with the expiry of each certificate issued. */
+  /** `server`, `broker`, `admin`, `operator`, `auditor`, `service:<id>` with the expiry of each certificate issued. */
   readonly issued: readonly { readonly name: string; readonly serial: string; readonly notAfter: Date }[];
   /** Service certificates deleted because the service is no longer in the catalog. */
   readonly removed: readonly string[];
@@ -108,7 +116,7 @@ export function readCa(layout: TlsLayout): CaMaterial {
 }
 
 /**
- * Issues the server certificate and a client certificate for the broker, the admin, the auditor and every service in
+ * Issues the server certificate and a client certificate for the broker, the admin, the operator, the auditor and every service in
  * `services`, signed by the CA in the layout — creating the CA first when `createCaIfMissing` and there is none.
  * Certificates of services no longer listed are deleted, so a removed service cannot connect once NATS
  * reloads (its user is gone from the generated config too).
@@ -133,7 +141,13 @@ export async function issueAll(
   const server = await issueServerCertificate(ca, opts.serverHosts ?? DEFAULT_SERVER_HOSTS, validity);
   writePair(layout.server, server);
   issued.push({ name: 'server', serial: server.serial, notAfter: server.notAfter });
-  const identities: Identity[] = [BROKER_IDENTITY, ADMIN_IDENTITY, AUDITOR_IDENTITY, ...services.map(serviceIdentity)];
+  const identities: Identity[] = [
+    BROKER_IDENTITY,
+    ADMIN_IDENTITY,
+    OPERATOR_IDENTITY,
+    AUDITOR_IDENTITY,
+    ...services.map(serviceIdentity),
+  ];
   for (const identity of identities) {
     const cert = await issueClientCertificate(ca, identity, validity);
     writePair(layout.identity(identity), cert);

@@ -58,6 +58,8 @@ export const ERROR_CODES = {
     'Another phi-broker process holds the data directory (its up.lock names a live process); a second embedded nats-server on one JetStream store would lose messages.',
   E_NATS_SERVER_FAILED:
     'The embedded nats-server could not be run: it exited and was not back within the restart bound, or a nats-server left on the same store would not stop.',
+  E_AUDIT_INTEGRITY:
+    'The audit trail is weaker or shorter than it must be: PHI_AUDIT or PHI_AUDIT_WITNESS has lost a setting (retention, deny delete/purge, storage, replicas), or a chain ends before its last witnessed head.',
 } as const satisfies Record<`E_${string}`, string>;
 
 export type BrokerErrorCode = keyof typeof ERROR_CODES;

@@ -41,6 +41,7 @@ describe('parseConfig', () => {
       auditMaxAgeMs: 2192 * DAY,
       auditCheckpointEvery: 1000,
       auditCheckpointMs: 60_000,
+      auditIntegrityCheckMs: 5 * MINUTE,
       logLevel: 'info',
       natsLogMaxBytes: 10 * MiB,
       natsLogFiles: 10,
