@@ -46,6 +46,10 @@ export const ERROR_CODES = {
     "A right-of-access answer holds a resource about another patient than the one asked (the catalog's canonical matching rule); none of that answer is kept.",
   E_AUDIT_CHAIN:
     'The broker could not append to its audit chain (JetStream did not store the record, or another writer appended to the chain); nothing is acknowledged until it can.',
+  E_KV_CONTENDED:
+    'A compare-and-set on a JetStream KV key lost to other writers in every one of its bounded attempts; nothing was written, and the operation may be tried again.',
+  E_STORED_INVALID:
+    'A value read back from a JetStream stream or KV bucket is not in the shape phi-broker writes (damaged, or written by another version); it is not used.',
 } as const satisfies Record<`E_${string}`, string>;
 
 export type BrokerErrorCode = keyof typeof ERROR_CODES;
