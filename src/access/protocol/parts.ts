@@ -12,11 +12,13 @@
 // and SHA-256 as the manifest declared (else E_ACCESS_PARTS: truncated or padded), then S over A as for any answer.
 // Nothing in a manifest or a part header is PHI: ids, counts, hashes; the parts are slices of the sealed envelope.
 import { createHash, randomBytes } from 'node:crypto';
+import { z } from 'zod';
 import { fromBase64url, toBase64url } from '../../crypto/base64url.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { SigningKeyPair } from '../../crypto/keys.js';
 import { signDetached, verifyDetached } from '../../crypto/sign.js';
 import { BrokerError } from '../../wire/errors.js';
+import { decodeJsonBytes, tryDecodeJson } from '../../wire/decode-json.js';
 
 export interface PartsManifest {
   readonly v: 1;
@@ -53,6 +55,8 @@ export interface SplitAnswer {
 export const PART_HEADROOM = 1024;
 /** At most this many parts per answer (with 1 MiB messages: about 100 GB; the broker's maxAnswerBytes binds first). */
 export const MAX_PARTS = 100_000;
+/** A part request: `{part: k}`, 1-based (zod's int() is a safe integer). */
+const partRequestSchema = z.object({ part: z.number().int().min(1) });
 const TOKEN = /^[0-9a-f]{32}$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 const MANIFEST_FIELDS = ['v', 'id', 'iss', 'kid', 'sha256', 'bytes', 'parts', 'sig', 'token'];
@@ -76,12 +80,8 @@ export function partRequest(k: number): Uint8Array {
 
 /** Reads a part request's part number; undefined when it is not one. */
 export function parsePartRequest(data: Uint8Array): number | undefined {
-  try {
-    const json = JSON.parse(new TextDecoder().decode(data)) as { part?: unknown };
-    return typeof json.part === 'number' && Number.isSafeInteger(json.part) && json.part >= 1 ? json.part : undefined;
-  } catch {
-    return undefined;
-  }
+  const r = tryDecodeJson(data, partRequestSchema, { what: 'part request', code: 'E_ENVELOPE_INVALID' });
+  return r.ok ? r.value.part : undefined;
 }
 
 /** Splits a sealed answer (bytes and signature as sealAnswerEnvelope made them) into parts of at most `maxPart` bytes. */
@@ -157,12 +157,7 @@ export function openManifest(
   keyring: Keyring,
   expected: { questionId: string; service: string; maxBytes: number },
 ): PartsManifest {
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data));
-  } catch {
-    throw new BrokerError('E_JSON_MALFORMED', 'access answer manifest is not UTF-8 JSON');
-  }
+  const json = decodeJsonBytes(data, { what: 'access answer manifest' });
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw manifestInvalid('(root)', 'an object');
   const m = json as Record<string, unknown>;
   const extra = Object.keys(m).find((k) => !MANIFEST_FIELDS.includes(k));
