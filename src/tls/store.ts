@@ -26,6 +26,7 @@ import { join } from 'node:path';
 // that merely connects with existing files (the broker, every CLI command) does not load it.
 import type { CaMaterial, IssuedCertificate } from './certificates.js';
 import { ADMIN_IDENTITY, AUDITOR_IDENTITY, BROKER_IDENTITY, serviceIdentity, type Identity } from './identity.js';
+import { BrokerError } from '../wire/errors.js';
 
 export const DEFAULT_LEAF_LIFETIME_MS = 24 * 3_600_000;
 export const DEFAULT_CA_LIFETIME_MS = 90 * 86_400_000;
@@ -102,7 +103,7 @@ function ensureDir(dir: string): void {
 
 export function readCa(layout: TlsLayout): CaMaterial {
   if (!existsSync(layout.ca.certFile) || !existsSync(layout.ca.keyFile)) {
-    throw new Error(`no development CA in ${layout.dir}: run \`phi-broker certs init\` first`);
+    throw new BrokerError('E_SETUP_MISSING', `no development CA in ${layout.dir}: run \`phi-broker certs init\` first`);
   }
   return { certPem: readFileSync(layout.ca.certFile, 'utf8'), keyPem: readFileSync(layout.ca.keyFile, 'utf8') };
 }
