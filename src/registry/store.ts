@@ -1,18 +1,5 @@
-// The patient-to-service registry in the JetStream KV bucket phi_registry. Several broker processes write
-// it at once, so every update is a compare-and-set on the key's revision (KV `create` for the first write,
-// `update(key, value, revision)` after; NATS ADR-8: the Nats-Expected-Last-Subject-Sequence header): a
-// write based on a stale revision is refused by the server and retried on a fresh read, so no update is lost.
-// Keys are keyed patient pseudonyms (pseudonym.ts) or UNRESOLVED_KEY — never a raw identifier.
-//
-// The hot path (one update per ingest message) avoids the read: the store remembers the record and revision
-// last wrote per key (a bounded LRU, RECENT_KEYS) and writes on top of that optimistically; only
-// a refused compare-and-set (another writer was there first) or a miss costs a fresh read. Updates of one key
-// within this process are serialised and group-committed: observations that arrive while the key's write is
-// in flight are merged into the next write, one compare-and-set for all of them. A key another writer keeps
-// changing (two broker processes taking turns with one patient's messages) is marked contended after its
-// optimistic write is refused: it is read before each write — two round trips, not a refused write, a read
-// and the retry — until a read shows that nobody else wrote since this store did, and then goes optimistic again. Writes go out through
-// src/nats/acked-publish.ts (the KV compare-and-set as a plain acknowledged publish).
+// The patient-to-service registry in the JetStream KV bucket phi_registry, written by compare-and-set (NATS ADR-8)
+// from several broker processes; remembered revisions, contended keys and group commit: docs/patient-rights.md#registry.
 import { StorageType, type KV, type NatsConnection } from 'nats';
 import { AckedPublisher } from '../nats/acked-publish.js';
 import { isWrongLastSequence } from '../nats/jetstream-errors.js';

@@ -1,16 +1,5 @@
-// A right-of-access answer larger than one NATS message (the server's max_payload), sent in parts — pure: no NATS
-// here (src/sdk/access.ts serves the parts, fetch-parts.ts fetches them). The service seals and signs its answer
-// exactly as when it fits in one message (protocol.ts: envelope bytes A, Ed25519 signature S over A, RFC 8032), then
-//   - replies to the question with a manifest (header Phi-Parts: n): JSON naming the answer id, the SHA-256 of A
-//     (FIPS 180-4), its length, the part count n, S, and a one-off subject token; signed with the service's key
-//     (Phi-Sig over the manifest's exact bytes, like an envelope);
-//   - serves part k of n (1-based, consecutive slices of A) on phi.access.<service>.part.<token> by request/reply
-//     (NATS request/reply, https://docs.nats.io/nats-concepts/core-nats/reqreply): header Phi-Part `k/n`, and
-//     Phi-Sig over `phi-broker access part v1|<answer id>|<k>|<n>|<SHA-256 of the slice>`.
-// The broker checks each part as it arrives — its place (`k/n`, else E_ACCESS_PARTS), its signature bound to answer,
-// place and count (else E_SIGNATURE: a part substituted from elsewhere, altered or moved) — then the whole: length
-// and SHA-256 as the manifest declared (else E_ACCESS_PARTS: truncated or padded), then S over A as for any answer.
-// Nothing in a manifest or a part header is PHI: ids, counts, hashes; the parts are slices of the sealed envelope.
+// A right-of-access answer larger than one NATS message, cut into signed parts and checked part by part and whole —
+// pure: no NATS here. The protocol and its checks: docs/patient-rights.md#answers-larger-than-one-message.
 import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { fromBase64url, toBase64url } from '../../crypto/base64url.js';
