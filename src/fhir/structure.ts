@@ -60,7 +60,7 @@ function childrenOf(typeKey: string): ReadonlyMap<string, Child> {
   if (hit !== undefined) return hit;
   const { types, primitives } = fhirElements();
   const defs = types[typeKey];
-  if (defs === undefined) throw new Error(`element index has no entry for ${typeKey}`); // index bug, not input
+  if (defs === undefined) throw new BrokerError('E_INTERNAL', `element index has no entry for ${typeKey}`); // index bug, not input
   const map = new Map<string, Child>();
   for (const [name, def] of Object.entries(defs)) {
     const repeats = def.m === 1;

@@ -6,6 +6,7 @@ import type { Writable } from 'node:stream';
 import type { BrokerConfig } from '../config/config.js';
 import { natsServerConfig } from '../nats/server-config.js';
 import { defaultTlsDir, tlsLayout } from '../tls/store.js';
+import { maxPayloadFor } from '../wire/max-payload.js';
 import { loadConfiguredCatalog } from './data-dir.js';
 
 export interface NatsConfigOptions {
@@ -23,7 +24,7 @@ export function runNatsConfig(config: BrokerConfig, opts: NatsConfigOptions, out
   const text = natsServerConfig(catalog, {
     tls: { caFile: layout.ca.certFile, certFile: layout.server.certFile, keyFile: layout.server.keyFile },
     storeDir: opts.storeDir ?? resolve(join(config.dataDir, 'nats', 'jetstream')),
-    maxPayload: Math.max(config.maxMessageBytes * 2, 1024 * 1024),
+    maxPayload: maxPayloadFor(config.maxMessageBytes),
     ...(opts.host === undefined ? {} : { host: opts.host }),
     ...(opts.port === undefined ? {} : { port: opts.port }),
   });

@@ -34,6 +34,7 @@ import {
   serviceIdentity,
   type Identity,
 } from './identity.js';
+import { BrokerError } from '../wire/errors.js';
 
 export const DEFAULT_LEAF_LIFETIME_MS = 24 * 3_600_000;
 export const DEFAULT_CA_LIFETIME_MS = 90 * 86_400_000;
@@ -110,7 +111,7 @@ function ensureDir(dir: string): void {
 
 export function readCa(layout: TlsLayout): CaMaterial {
   if (!existsSync(layout.ca.certFile) || !existsSync(layout.ca.keyFile)) {
-    throw new Error(`no development CA in ${layout.dir}: run \`phi-broker certs init\` first`);
+    throw new BrokerError('E_SETUP_MISSING', `no development CA in ${layout.dir}: run \`phi-broker certs init\` first`);
   }
   return { certPem: readFileSync(layout.ca.certFile, 'utf8'), keyPem: readFileSync(layout.ca.keyFile, 'utf8') };
 }

@@ -60,6 +60,12 @@ export const ERROR_CODES = {
     'The embedded nats-server could not be run: it exited and was not back within the restart bound, or a nats-server left on the same store would not stop.',
   E_AUDIT_INTEGRITY:
     'The audit trail is weaker or shorter than it must be: PHI_AUDIT or PHI_AUDIT_WITNESS has lost a setting (retention, deny delete/purge, storage, replicas), or a chain ends before its last witnessed head.',
+  E_KV_CONTENDED:
+    'A compare-and-set on a JetStream KV key lost to other writers in every one of its bounded attempts; nothing was written, and the operation may be tried again.',
+  E_STORED_INVALID:
+    'A value read back from a JetStream stream, KV bucket or object store is missing or not in the shape phi-broker writes (damaged, or written by another version); it is not used.',
+  E_SETUP_MISSING:
+    'Something phi-broker needs on this machine is missing (the nats-server executable, development certificates, its own package files); the message names the command that provides it.',
 } as const satisfies Record<`E_${string}`, string>;
 
 export type BrokerErrorCode = keyof typeof ERROR_CODES;

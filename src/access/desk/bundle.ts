@@ -9,6 +9,7 @@ import type { FhirResource } from '../../fhir/resource.js';
 import type { AccessRequest } from '../protocol/request.js';
 import { openAnswer } from './sealing.js';
 import type { AccessStore } from './store.js';
+import { BrokerError } from '../../wire/errors.js';
 
 export const SOURCE_PREFIX = 'urn:phi-broker:service:';
 
@@ -52,7 +53,11 @@ export async function loadBundle(
     if (s.state !== 'answered') continue;
     const sealed = await store.getAnswer(request.id, service);
     if (sealed === undefined)
-      throw new Error(`the answer of ${service} to ${request.id} is missing from the answer store`);
+      throw new BrokerError(
+        'E_STORED_INVALID',
+        `the answer of ${service} to ${request.id} is missing from the answer store`,
+        { path: `services.${service}` },
+      );
     answers.set(service, JSON.parse(openAnswer(key, request.id, service, sealed)) as FhirResource[]);
   }
   return assembleBundle(request, answers, now);

@@ -112,6 +112,8 @@ describe('access request state', () => {
     expect(
       recordMiss(claimAttempt(base(), 'ehr', T0), 'ehr', { failed: false, code: 'TIMEOUT', path: 'x' }).services['ehr'],
     ).not.toHaveProperty('path');
-    expect(() => decodeRequest(new TextEncoder().encode('{"v":1}'))).toThrow(/not a v1 record/);
+    expect(() => decodeRequest(new TextEncoder().encode('{"v":1}'))).toThrow(
+      expect.objectContaining({ code: 'E_STORED_INVALID', path: 'id' }),
+    );
   });
 });
