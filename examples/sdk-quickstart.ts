@@ -22,3 +22,4 @@ await ehr.subscribe('Observation', async ({ resource, provenance }) => {
 
 const result = await ehr.publish(readFileSync('examples/observation.json', 'utf8')); // signed, sealed per field
 if (result.status === 'rejected') console.error(result.code, result.path, result.message); // paths, never values
+if (result.status === 'not_stored') console.error(result.code, 'not stored: safe to publish again');
