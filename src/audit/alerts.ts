@@ -10,6 +10,8 @@
 //                     windows), once that baseline has been learned
 //   off-hours         deliveries outside configured hours (off unless hours are configured)
 //   quarantine-spike  N quarantined inputs (from anyone) within a window
+//   audit-unavailable the broker cannot append to its audit trail, so it delivers nothing (raised by the broker,
+//                     src/broker/broker.ts, not by a fact; recorded in the chain once the trail is writable again)
 // After a rule fires for an identity it stays quiet for `cooldownMs`, so a burst raises one alert, not one per
 // message.
 import { readFileSync } from 'node:fs';
@@ -54,7 +56,14 @@ export type AlertRulesInput = z.input<typeof alertRulesSchema>;
 
 export const DEFAULT_ALERT_RULES: AlertRules = alertRulesSchema.parse({});
 
-export const ALERT_RULE_NAMES = ['rejections', 'auth-failures', 'volume', 'off-hours', 'quarantine-spike'] as const;
+export const ALERT_RULE_NAMES = [
+  'rejections',
+  'auth-failures',
+  'volume',
+  'off-hours',
+  'quarantine-spike',
+  'audit-unavailable',
+] as const;
 export type AlertRuleName = (typeof ALERT_RULE_NAMES)[number];
 
 export interface Alert {

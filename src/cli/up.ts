@@ -58,7 +58,7 @@ export async function runUp(
     throw err;
   }
   process.stdout.write(
-    `phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, catalog ${catalog.hash.slice(0, 12)}\n`,
+    `phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, catalog ${catalog.hash.slice(0, 12)}${broker.healthPort === undefined ? '' : `, health http://${config.healthHost}:${broker.healthPort}/readyz`}\n`,
   );
 
   await new Promise<void>((resolve) => {

@@ -41,12 +41,15 @@ describe('parseConfig', () => {
       auditMaxAgeMs: 2192 * DAY,
       auditCheckpointEvery: 1000,
       auditCheckpointMs: 60_000,
+      healthHost: '127.0.0.1',
+      healthCheckMs: 5_000,
       logLevel: 'info',
     });
     expect('natsUrl' in parseConfig({})).toBe(false);
     expect('instanceId' in parseConfig({})).toBe(false);
     expect('alertRulesFile' in parseConfig({})).toBe(false);
     expect('natsTlsDir' in parseConfig({})).toBe(false);
+    expect('healthPort' in parseConfig({})).toBe(false); // no endpoints in library use
   });
 
   it('keeps given values, resolves relative paths and keeps natsUrl', () => {
@@ -97,6 +100,10 @@ describe('parseConfig', () => {
     ['auditCheckpointEvery', 0],
     ['auditCheckpointMs', 99],
     ['natsTlsDir', ''],
+    ['healthPort', -1],
+    ['healthPort', 65536],
+    ['healthHost', ''],
+    ['healthCheckMs', 99],
   ])('refuses %s = %j with E_CONFIG_INVALID naming the setting', (key, value) => {
     const e = configError({ [key]: value });
     expect(e.code).toBe('E_CONFIG_INVALID');
@@ -183,7 +190,7 @@ describe('configFromEnv', () => {
     expect(Object.values(CONFIG_ENV).sort()).toEqual(
       Object.keys(parseConfig({}))
         .filter((k) => k !== 'subjectsDir' && k !== 'profilesDir')
-        .concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir')
+        .concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir', 'healthPort')
         .sort(),
     );
   });
