@@ -221,7 +221,8 @@ export class ChainWriter {
       });
       streamSeq = ack.seq;
     } catch (err) {
-      const last = await this.lastStored().catch(() => {
+      const last = await this.lastStored().catch((e: unknown) => {
+        if (e instanceof BrokerError) throw e; // PHI_AUDIT does not exist
         throw new BrokerError(
           'E_AUDIT_CHAIN',
           `JetStream did not confirm audit record ${seq} of chain ${this.opts.chain}`,

@@ -433,6 +433,10 @@ export class Broker {
     if (!this.auditWritable) {
       // Nothing is decided while the audit trail cannot hold the decision: the message waits, unrouted.
       this.metrics.retries.inc({ reason: 'E_AUDIT_CHAIN' });
+      this.opts.logger.debug(
+        { event: 'ingest.held', seq, code: 'E_AUDIT_CHAIN' },
+        'held: the audit trail is unwritable',
+      );
       m.nak(RETRY_DELAY_MS);
       return;
     }
