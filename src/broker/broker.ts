@@ -76,6 +76,8 @@ export interface BrokerOptions {
   readonly audit?: AuditTrail;
   /** Readiness conditions (health.ts); by default the broker's own. Another component adds its condition to it. */
   readonly health?: Health;
+  /** Also export the standard process metrics (CPU, memory, event loop) on /metrics: for one broker per process (`up`). */
+  readonly processMetrics?: boolean;
 }
 
 export interface BrokerStats {
@@ -131,7 +133,10 @@ export class Broker {
     readonly registry: RegistryRecorder,
   ) {
     this.health = opts.health ?? new Health(opts.now);
-    this.metrics = new BrokerMetrics({ inflight: () => this.inflight.size });
+    this.metrics = new BrokerMetrics(
+      { inflight: () => this.inflight.size },
+      { processMetrics: opts.processMetrics === true },
+    );
     this.health.setCondition(CONDITIONS.consuming, false, 'starting');
     this.health.onChange((name, state) => {
       this.metrics.ready.set(this.health.ready ? 1 : 0);

@@ -36,7 +36,16 @@ export async function runUp(
   let broker: Broker | undefined;
   let desk: AccessDesk;
   try {
-    broker = await Broker.start({ config, catalog, nc, keys: readServiceKeys(dir, BROKER_ID), peers, secrets, logger });
+    broker = await Broker.start({
+      config,
+      catalog,
+      nc,
+      keys: readServiceKeys(dir, BROKER_ID),
+      peers,
+      secrets,
+      logger,
+      processMetrics: true,
+    });
     // Right of access (45 CFR 164.524): this broker process also serves phi.control.access and retries unanswered services.
     desk = await AccessDesk.start({
       nc,
