@@ -6,7 +6,8 @@
 // `expect.lastSubjectSequence`): the server stores the record only if the chain's last record is the one this
 // writer wrote, so a second writer on the same chain (a duplicate instance id, a forked process) is refused
 // and detected instead of interleaving. Every `checkpointEvery` records or `checkpointMs` the writer appends
-// an Ed25519-signed checkpoint of the chain head; on close a final one.
+// an Ed25519-signed checkpoint of the chain head; on close a final one. While PHI_AUDIT is missing every append
+// fails (E_AUDIT_CHAIN, retried by the caller); once it is recreated the chain continues there from its head.
 import type { JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
 import { signDetached } from '../crypto/sign.js';
