@@ -2,9 +2,9 @@
 //  - normal flow: every delivery (and receipt) is stored after the audit record of its acceptance; /metrics parses
 //    as Prometheus text and its counters match the counted flow (5 accepted, 2 rejected by code, deliveries per
 //    subscriber, one timing per stage a message went through);
-//  - PHI_AUDIT deleted as the admin identity (as an operator did): a publish is delivered to nobody, /readyz
+//  - PHI_AUDIT deleted as the admin identity (as an operator did): publishes are delivered to nobody, /readyz
 //    answers 503 naming the audit condition, the audit-unavailable alert goes out; once provisioning recreates
-//    PHI_AUDIT the broker recovers by itself and delivers the held message exactly once, its AuditEvent first.
+//    PHI_AUDIT the broker recovers by itself and delivers each held message exactly once, its AuditEvent first.
 import { AckPolicy, DeliverPolicy, nanos, type NatsConnection } from 'nats';
 import parsePrometheusTextFormat, { type ParsedFamily } from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -216,7 +216,8 @@ describe('normal flow', () => {
 
 describe('PHI_AUDIT deleted', () => {
   let admin: NatsConnection;
-  let heldId: string;
+  /** Published while PHI_AUDIT is gone. */
+  let held: string[] = [];
   const alerts: string[] = [];
   let deliveredBefore = 0;
 
@@ -234,18 +235,20 @@ describe('PHI_AUDIT deleted', () => {
       'the audit condition to fail',
     );
     const registration = await stack.client('registration', { receiptTimeoutMs: 500 });
-    const r = await registration.publish(patient(7));
-    expect(r.status).toBe('unknown'); // stored in PHI_INGEST, no receipt: the broker decides nothing without its audit trail
-    heldId = r.id;
-    // Held (and retried) at least twice after the publish: it had every chance to go out.
+    const results = await Promise.all([7, 8, 9].map((n) => registration.publish(patient(n))));
+    // Stored in PHI_INGEST, no receipt: the broker decides nothing without its audit trail.
+    expect(results.map((r) => r.status)).toEqual(['unknown', 'unknown', 'unknown']);
+    held = results.map((r) => r.id);
+    // Each held (and retried) at least twice after the publish: they had every chance to go out.
     await stack.logs.waiter.until(
       () =>
         stack.logs
           .records()
           .slice(logsBefore)
-          .filter((l) => l['event'] === 'ingest.held').length >= 2,
+          .filter((l) => l['event'] === 'ingest.held').length >=
+        2 * held.length,
       20_000,
-      'the message held twice',
+      'the messages held twice each',
     );
     sub.unsubscribe();
   });
@@ -257,7 +260,7 @@ describe('PHI_AUDIT deleted', () => {
   it('delivers nothing, answers 503 on /readyz naming the audit condition, and raises the alert', async () => {
     const info = await (await inspector.jetstreamManager()).streams.info(STREAMS.deliver);
     expect(info.state.messages).toBe(deliveredBefore);
-    for (const s of PATIENT_SUBSCRIBERS) expect(received.get(s)).not.toContain(heldId);
+    for (const s of PATIENT_SUBSCRIBERS) for (const id of held) expect(received.get(s)).not.toContain(id);
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(503);
     const body = (await ready.json()) as {
@@ -275,41 +278,40 @@ describe('PHI_AUDIT deleted', () => {
     expect(byLabel(m, 'phi_broker_ready')).toEqual({ '': 0 });
     expect(byLabel(m, 'phi_broker_audit_writable')).toEqual({ '': 0 });
     expect(byLabel(m, 'phi_broker_alerts_total', 'rule')).toEqual({ 'audit-unavailable': 1 });
-    expect(byLabel(m, 'phi_broker_retries_total', 'reason')['E_AUDIT_CHAIN']).toBeGreaterThanOrEqual(2);
+    expect(byLabel(m, 'phi_broker_retries_total', 'reason')['E_AUDIT_CHAIN']).toBeGreaterThanOrEqual(2 * held.length);
     expect(byLabel(m, 'phi_broker_accepted_total')).toEqual({ '': 5 });
   });
 
-  it('recovers once provisioning recreates PHI_AUDIT: the held message goes out exactly once, its AuditEvent first', async () => {
+  it('recovers once provisioning recreates PHI_AUDIT: each held message goes out exactly once, its AuditEvent first', async () => {
     await provisionStreams(admin, stack.config);
     await stack.logs.until((l) => l['event'] === 'broker.audit.recovered', 'the audit trail to come back');
-    await stack.logs.until((l) => l['event'] === 'ingest.accepted' && l['id'] === heldId, 'the held message accepted');
+    for (const id of held)
+      await stack.logs.until((l) => l['event'] === 'ingest.accepted' && l['id'] === id, `held message ${id} accepted`);
     await arrived.until(
-      () => PATIENT_SUBSCRIBERS.every((s) => received.get(s)?.includes(heldId)),
+      () => PATIENT_SUBSCRIBERS.every((s) => held.every((id) => received.get(s)?.includes(id))),
       20_000,
-      'the held message at every subscriber',
+      'the held messages at every subscriber',
     );
-    for (const s of PATIENT_SUBSCRIBERS) expect(received.get(s)?.filter((id) => id === heldId)).toHaveLength(1);
-    const deliveries = (await readStream(inspector, STREAMS.deliver)).filter((d) => d.msgId?.startsWith(`${heldId}.`));
-    expect(deliveries).toHaveLength(PATIENT_SUBSCRIBERS.length);
-    expect(deliveries.length + deliveredBefore).toBe(
-      (await (await inspector.jetstreamManager()).streams.info(STREAMS.deliver)).state.messages,
-    );
-    // The recreated PHI_AUDIT: the outage's alert event first, then the acceptance, both before any delivery.
+    for (const s of PATIENT_SUBSCRIBERS)
+      for (const id of held) expect(received.get(s)?.filter((x) => x === id)).toHaveLength(1);
+    const stored = await readStream(inspector, STREAMS.deliver);
+    expect(stored).toHaveLength(deliveredBefore + held.length * PATIENT_SUBSCRIBERS.length);
+    // The recreated PHI_AUDIT: the outage's alert event first, then each acceptance, before any of its deliveries.
     const audit = await readStream(inspector, STREAMS.audit);
     expect(decodeRecord((audit[0] as StoredMessage).data)?.seq).toBeGreaterThan(1); // the chain goes on where it was
     const outage = audit.find((r) => decodeRecord(r.data)?.events?.[0]?.subtype?.[0]?.code === 'audit-unavailable');
-    const record = acceptanceRecord(audit, heldId);
     expect(outage).toBeDefined();
-    expect(record).toBeDefined();
-    expect(outage?.seq).toBeLessThan(record?.seq ?? 0);
-    for (const d of deliveries) expect(d.storedNs).toBeGreaterThan(record?.storedNs ?? 0n);
-    await stack.logs.until(
-      (l) => l['event'] === 'broker.condition' && l['condition'] === 'audit' && l['ok'] === true,
-      'the audit condition to hold',
-    );
+    for (const id of held) {
+      const record = acceptanceRecord(audit, id);
+      expect(record, `audit record of ${id}`).toBeDefined();
+      expect(outage?.seq).toBeLessThan(record?.seq ?? 0);
+      const deliveries = stored.filter((d) => d.msgId?.startsWith(`${id}.`));
+      expect(deliveries).toHaveLength(PATIENT_SUBSCRIBERS.length);
+      for (const d of deliveries) expect(d.storedNs).toBeGreaterThan(record?.storedNs ?? 0n);
+    }
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
     const m = await metrics();
-    expect(byLabel(m, 'phi_broker_accepted_total')).toEqual({ '': 6 });
+    expect(byLabel(m, 'phi_broker_accepted_total')).toEqual({ '': 5 + held.length });
     expect(byLabel(m, 'phi_broker_audit_writable')).toEqual({ '': 1 });
   });
 });
