@@ -10,6 +10,8 @@
 //                     windows), once that baseline has been learned
 //   off-hours         deliveries outside configured hours (off unless hours are configured)
 //   quarantine-spike  N quarantined inputs (from anyone) within a window
+//   audit-unavailable the broker cannot append to its audit trail, so it delivers nothing (raised by the broker,
+//                     src/broker/broker.ts, not by a fact; recorded in the chain once the trail is writable again)
 // After a rule fires for an identity it stays quiet for `cooldownMs`, so a burst raises one alert, not one per
 // message.
 import { readFileSync } from 'node:fs';
@@ -62,6 +64,7 @@ export const ALERT_RULE_NAMES = [
   'quarantine-spike',
   // Raised by the audit trail's own periodic check (integrity.ts), not by a rule over facts.
   'audit-integrity',
+  'audit-unavailable',
 ] as const;
 export type AlertRuleName = (typeof ALERT_RULE_NAMES)[number];
 

@@ -173,19 +173,7 @@ export class AuditTrail {
    * watches) and an AuditEvent in the chain. Not awaited by the caller: an alert never holds up a message.
    */
   private raise(alert: Alert): void {
-    const fact: AuditFact = {
-      kind: 'alert',
-      rule: alert.rule,
-      ...(alert.service === undefined ? {} : { service: alert.service }),
-      detail: alert.detail,
-    };
-    this.logger.warn(
-      { event: 'audit.alert', rule: alert.rule, service: alert.service, detail: alert.detail },
-      'audit alert',
-    );
-    const event = buildAuditEvent(fact, this.ctx);
-    const json = JSON.stringify(event);
-    if (!this.nc.isClosed()) this.nc.publish(subjects.alert(alert.rule), json);
+    const json = this.announce(alert);
     this.writer.append([json]).catch((err: unknown) => {
       this.logger.error(
         { event: 'audit.alert.unrecorded', rule: alert.rule, code: (err as { code?: unknown }).code },
@@ -194,10 +182,36 @@ export class AuditTrail {
     });
   }
 
+  /**
+   * Announces an alert without appending it: the pino warning `audit.alert` and the core NATS message on
+   * `phi.alert.<rule>`. Returns the alert's AuditEvent JSON. For an alert about the trail itself
+   * (`audit-unavailable`), whose AuditEvent the caller records once the trail is writable again.
+   */
+  announce(alert: Alert): string {
+    const fact = alertFact(alert);
+    this.logger.warn(
+      { event: 'audit.alert', rule: alert.rule, service: alert.service, detail: alert.detail },
+      'audit alert',
+    );
+    const json = JSON.stringify(buildAuditEvent(fact, this.ctx));
+    if (!this.nc.isClosed()) this.nc.publish(subjects.alert(alert.rule), json);
+    return json;
+  }
+
   /** Waits for pending records, then seals the chain with a final signed checkpoint. */
   async close(): Promise<void> {
     clearInterval(this.integrityTimer);
     await this.integrityRun;
     await this.writer.close();
   }
+}
+
+/** The alert as an audit fact (DCM Security Alert; event.ts). */
+export function alertFact(alert: Alert): AuditFact {
+  return {
+    kind: 'alert',
+    rule: alert.rule,
+    ...(alert.service === undefined ? {} : { service: alert.service }),
+    detail: alert.detail,
+  };
 }

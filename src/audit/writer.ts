@@ -7,7 +7,8 @@
 // writer wrote, so a second writer on the same chain (a duplicate instance id, a forked process) is refused
 // and detected instead of interleaving. Every `checkpointEvery` records or `checkpointMs` the writer appends
 // an Ed25519-signed checkpoint of the chain head; on close a final one. Each stored checkpoint's head is then
-// published to PHI_AUDIT_WITNESS (witness.ts), so a later cut of the chain shows against it.
+// published to PHI_AUDIT_WITNESS (witness.ts), so a later cut of the chain shows against it. While PHI_AUDIT is
+// missing every append fails (E_AUDIT_CHAIN, retried by the caller); once recreated the chain continues from its head.
 import type { JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
 import { signDetached } from '../crypto/sign.js';
@@ -256,7 +257,8 @@ export class ChainWriter {
       });
       streamSeq = ack.seq;
     } catch (err) {
-      const last = await this.lastStored().catch(() => {
+      const last = await this.lastStored().catch((e: unknown) => {
+        if (e instanceof BrokerError) throw e; // PHI_AUDIT does not exist
         throw new BrokerError(
           'E_AUDIT_CHAIN',
           `JetStream did not confirm audit record ${seq} of chain ${this.opts.chain}`,
@@ -265,6 +267,20 @@ export class ChainWriter {
       });
       if (last !== undefined && Buffer.compare(Buffer.from(last.data), Buffer.from(bytes)) === 0) {
         streamSeq = last.seq;
+      } else if (last === undefined && this.head.streamSeq > 0) {
+        // The chain's records are gone while PHI_AUDIT exists: the stream was deleted and created again. The chain
+        // goes on in the new stream from this writer's head (seq and prev continue, so `audit verify` shows the
+        // break where records were destroyed); the next write expects an empty chain.
+        this.opts.logger.error(
+          { event: 'audit.chain.lost', chain: this.opts.chain, seq: this.head.seq, code: 'E_AUDIT_CHAIN' },
+          "the audit chain's earlier records are no longer in PHI_AUDIT (stream deleted and recreated); continuing the chain",
+        );
+        this.head = { ...this.head, streamSeq: 0 };
+        throw new BrokerError(
+          'E_AUDIT_CHAIN',
+          `audit chain ${this.opts.chain} restarts in a recreated ${STREAMS.audit}; record ${seq} not stored yet`,
+          { cause: err },
+        );
       } else if ((last?.seq ?? 0) === this.head.streamSeq) {
         // Nothing was stored: the caller retries (the broker leaves its ingest message unacknowledged).
         throw new BrokerError(
@@ -293,6 +309,16 @@ export class ChainWriter {
       return { seq: m.seq, data: m.data };
     } catch (err) {
       const e = err as { code?: unknown; api_error?: { err_code?: number } };
+      // JetStream API errors 10059 "stream not found" (PHI_AUDIT is gone: nothing can be appended) and 10037 "no
+      // message found" (the chain is empty).
+      if (e.api_error?.err_code === 10059)
+        throw new BrokerError(
+          'E_AUDIT_CHAIN',
+          `${STREAMS.audit} does not exist; audit chain ${this.opts.chain} waits for it`,
+          {
+            cause: err,
+          },
+        );
       if (e.code === '404' || e.api_error?.err_code === 10037) return undefined;
       throw err;
     }

@@ -1,13 +1,16 @@
 // The broker process: consumes PHI_INGEST (a JetStream work queue shared by every broker process, so they
-// split the work and survive each other's crashes), runs the pure pipeline, and only after every delivery
-// (or the quarantine record), the patient-to-service registry update (src/registry/) and the receipt are
-// persisted by JetStream acknowledges the ingest message —
-// at-least-once end to end; deliveries carry a stable Nats-Msg-Id so a redelivered ingest message does not
-// duplicate them inside the duplicate window, and subscribers de-duplicate by message id beyond it.
+// split the work and survive each other's crashes) and runs the pure pipeline. Per message: its AuditEvents are
+// stored first (audit before disclosure: no delivery the trail does not hold), then its deliveries and the
+// patient-to-service registry update (src/registry/), then its receipt, and only then is the ingest message
+// acknowledged — at-least-once end to end; deliveries carry a stable Nats-Msg-Id so a redelivered ingest message
+// does not duplicate them inside the duplicate window, and subscribers de-duplicate by message id beyond it.
+// A broker that cannot append to its audit trail delivers nothing, is not ready, and raises an alert until it can
+// (docs/broker.md, docs/health-and-metrics.md).
 import {
   headers as natsHeaders,
   type ConsumerMessages,
   type JetStreamClient,
+  type JetStreamManager,
   type JsMsg,
   type NatsConnection,
 } from 'nats';
@@ -26,6 +29,10 @@ import { DEFAULT_VALIDATION_LIMITS } from '../fhir/limits.js';
 import { envelopeHash } from '../envelope/provenance.js';
 import { MESSAGE_ID_PATTERN } from '../wire/ids.js';
 import { errorFields, errorStack, type Logger } from '../log/log.js';
+import { alertFact } from '../audit/trail.js';
+import { CONDITIONS, Health } from './health.js';
+import { HealthServer } from './health-server.js';
+import { BrokerMetrics } from './metrics.js';
 import { AckedPublisher } from '../nats/acked-publish.js';
 import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../wire/names.js';
 import {
@@ -33,6 +40,7 @@ import {
   ensureConsentBucket,
   ensureDeliveryConsumer,
   ensureDisclosureStream,
+  streamDrift,
   streamSettings,
 } from '../nats/setup.js';
 import { pseudonymizer } from '../projection/pseudonymizer.js';
@@ -40,7 +48,8 @@ import { RegistryRecorder } from '../registry/recorder.js';
 import { RegistryUnavailable } from '../registry/store.js';
 import {
   checkEnvelope,
-  routeMessage,
+  openMessage,
+  projectMessage,
   type CheckedEnvelope,
   type IngestMessage,
   type PipelineContext,
@@ -65,6 +74,10 @@ export interface BrokerOptions {
   readonly now?: () => number;
   /** The audit trail (docs/audit.md); by default the broker opens its own chain and closes it on stop. */
   readonly audit?: AuditTrail;
+  /** Readiness conditions (health.ts); by default the broker's own. Another component adds its condition to it. */
+  readonly health?: Health;
+  /** Also export the standard process metrics (CPU, memory, event loop) on /metrics: for one broker per process (`up`). */
+  readonly processMetrics?: boolean;
 }
 
 export interface BrokerStats {
@@ -81,6 +94,18 @@ const QUARANTINE_HEADROOM = 16 * 1024;
 
 export class Broker {
   readonly stats: BrokerStats = { accepted: 0, rejected: 0, deliveries: 0 };
+  /** Readiness (/readyz): the broker's conditions, and any another component registers. */
+  readonly health: Health;
+  /** Prometheus metrics (/metrics), in a registry of this broker's own. */
+  readonly metrics: BrokerMetrics;
+  private healthServer: HealthServer | undefined;
+  private healthTimer: NodeJS.Timeout | undefined;
+  private checking: Promise<void> | undefined;
+  /** True once an append is stored (broker-start); false from a failed one (or PHI_AUDIT found missing) until one succeeds. */
+  private auditWritable = false;
+  private auditDownSince = 0;
+  private auditProbe: NodeJS.Timeout | undefined;
+  private probing = false;
   private messages: ConsumerMessages | undefined;
   private loop: Promise<void> | undefined;
   private readonly inflight = new Set<Promise<void>>();
@@ -106,7 +131,25 @@ export class Broker {
     readonly consent: ConsentView,
     /** The patient-to-service registry (src/registry/): written before every ingest ack. */
     readonly registry: RegistryRecorder,
-  ) {}
+  ) {
+    this.health = opts.health ?? new Health(opts.now);
+    this.metrics = new BrokerMetrics(
+      { inflight: () => this.inflight.size },
+      { processMetrics: opts.processMetrics === true },
+    );
+    this.health.setCondition(CONDITIONS.consuming, false, 'starting');
+    this.health.onChange((name, state) => {
+      this.metrics.ready.set(this.health.ready ? 1 : 0);
+      const fields = { event: 'broker.condition', condition: name, ok: state.ok, reason: state.reason };
+      if (state.ok) opts.logger.info(fields, 'readiness condition holds');
+      else opts.logger.warn(fields, 'readiness condition fails');
+    });
+  }
+
+  /** The port /healthz, /readyz and /metrics listen on (config healthPort), or undefined when not served. */
+  get healthPort(): number | undefined {
+    return this.healthServer?.port;
+  }
 
   static async start(opts: BrokerOptions): Promise<Broker> {
     const { config, catalog, nc, logger } = opts;
@@ -180,10 +223,158 @@ export class Broker {
     broker.audit = audit;
     broker.ownsAudit = opts.audit === undefined;
     broker.elementsOf = profileElements(catalog);
-    await broker.audit.record(startFacts(catalog));
-    await broker.run();
+    try {
+      await broker.recordAudit(startFacts(catalog));
+      broker.health.setCondition(CONDITIONS.jetstream, true);
+      await broker.checkHealth();
+      if (config.healthPort !== undefined) {
+        broker.healthServer = await HealthServer.start({
+          host: config.healthHost,
+          port: config.healthPort,
+          health: broker.health,
+          registry: broker.metrics.registry,
+          logger,
+        });
+      }
+      await broker.run();
+    } catch (err) {
+      broker.stopTimers();
+      await broker.healthServer?.stop();
+      throw err;
+    }
+    broker.health.setCondition(CONDITIONS.consuming, true);
+    broker.healthTimer = setInterval(() => void broker.checkHealth(), config.healthCheckMs);
+    broker.healthTimer.unref();
     logger.info({ catalogHash: catalog.hash, types: routes.size, event: 'broker.ready' }, 'broker ready');
     return broker;
+  }
+
+  private stopTimers(): void {
+    clearInterval(this.healthTimer);
+    clearInterval(this.auditProbe);
+    this.auditProbe = undefined;
+  }
+
+  /**
+   * The periodic readiness check: JetStream answers, the broker's streams have the configured settings, PHI_AUDIT
+   * exists (a missing one makes the audit condition fail at once, before a message finds out), and the backlog on
+   * the broker's consumer (a gauge). One check at a time.
+   */
+  checkHealth(): Promise<void> {
+    this.checking ??= this.runHealthCheck().finally(() => {
+      this.checking = undefined;
+    });
+    return this.checking;
+  }
+
+  private async runHealthCheck(): Promise<void> {
+    const { nc, config } = this.opts;
+    if (nc.isClosed()) {
+      this.health.setCondition(CONDITIONS.jetstream, false, 'connection closed');
+      return;
+    }
+    let jsm: JetStreamManager;
+    try {
+      jsm = await nc.jetstreamManager();
+      await jsm.getAccountInfo();
+      this.health.setCondition(CONDITIONS.jetstream, true);
+    } catch (err) {
+      this.health.setCondition(CONDITIONS.jetstream, false, `JetStream unavailable (${natsCode(err)})`);
+      return;
+    }
+    const [drift, audit, consumer] = await Promise.allSettled([
+      streamDrift(jsm, streamSettings(config), {
+        maxAgeMs: config.disclosureMaxAgeMs,
+        duplicateWindowMs: config.duplicateWindowMs,
+      }),
+      jsm.streams.info(STREAMS.audit),
+      jsm.consumers.info(STREAMS.ingest, BROKER_CONSUMER),
+    ]);
+    if (drift.status === 'fulfilled')
+      this.health.setCondition(
+        CONDITIONS.streams,
+        drift.value.length === 0,
+        drift.value.length === 0 ? undefined : `not as configured: ${drift.value.join(', ')}`,
+      );
+    else
+      this.health.setCondition(CONDITIONS.streams, false, `could not read stream settings (${natsCode(drift.reason)})`);
+    if (audit.status === 'rejected' && isStreamNotFound(audit.reason))
+      this.auditUnavailable(`${STREAMS.audit} does not exist`);
+    if (consumer.status === 'fulfilled') {
+      this.metrics.ingestPending.set({ state: 'waiting' }, consumer.value.num_pending);
+      this.metrics.ingestPending.set({ state: 'unacknowledged' }, consumer.value.num_ack_pending);
+    }
+  }
+
+  /** Appends AuditEvents, timed and counted; a refused append makes the broker stop delivering until one succeeds. */
+  private async recordAudit(facts: Parameters<AuditTrail['record']>[0]): Promise<void> {
+    try {
+      await this.metrics.timeAsync('audit_append', this.audit.record(facts));
+    } catch (err) {
+      this.metrics.auditAppends.inc({ outcome: 'failed' });
+      if (isBrokerError(err) && err.code === 'E_AUDIT_CHAIN') this.auditUnavailable(err.message);
+      throw err;
+    }
+    this.metrics.auditAppends.inc({ outcome: 'ok' });
+    this.auditAvailable();
+  }
+
+  /**
+   * The audit trail cannot be written: from now on every message waits (nak) without being routed, /readyz fails on
+   * `audit`, and the `audit-unavailable` alert goes out (log, phi.alert.audit-unavailable, metric). A probe appends
+   * the alert's AuditEvent every second; when it is stored, the broker takes messages again.
+   */
+  private auditUnavailable(reason: string): void {
+    this.health.setCondition(CONDITIONS.audit, false, reason);
+    if (!this.auditWritable) return;
+    this.auditWritable = false;
+    this.auditDownSince = this.ctx.now();
+    this.metrics.auditWritable.set(0);
+    this.metrics.alerts.inc({ rule: 'audit-unavailable' });
+    this.opts.logger.error(
+      { event: 'broker.audit.unavailable', chain: this.audit.instanceId, reason },
+      'cannot append to the audit trail: delivering nothing until it can',
+    );
+    this.audit.announce({
+      rule: 'audit-unavailable',
+      detail: 'the broker cannot append to its audit trail; it delivers nothing until it can',
+    });
+    if (this.auditProbe === undefined && !this.stopping) {
+      this.auditProbe = setInterval(() => void this.probeAudit(), RETRY_DELAY_MS);
+      this.auditProbe.unref();
+    }
+  }
+
+  private auditAvailable(): void {
+    if (this.auditWritable) return;
+    this.auditWritable = true;
+    clearInterval(this.auditProbe);
+    this.auditProbe = undefined;
+    this.metrics.auditWritable.set(1);
+    this.health.setCondition(CONDITIONS.audit, true);
+    if (this.auditDownSince === 0) return; // the first append (broker-start)
+    this.opts.logger.warn(
+      { event: 'broker.audit.recovered', chain: this.audit.instanceId, downMs: this.ctx.now() - this.auditDownSince },
+      'the audit trail is writable again: taking messages',
+    );
+  }
+
+  /** While the trail is unwritable: records the outage as an alert AuditEvent; its storing ends the outage. */
+  private async probeAudit(): Promise<void> {
+    if (this.probing || this.auditWritable) return;
+    this.probing = true;
+    try {
+      await this.recordAudit([
+        alertFact({
+          rule: 'audit-unavailable',
+          detail: `the audit trail could not be written for ${this.ctx.now() - this.auditDownSince} ms; nothing was delivered meanwhile`,
+        }),
+      ]);
+    } catch {
+      // still unwritable: recordAudit kept the condition failing; the next probe tries again
+    } finally {
+      this.probing = false;
+    }
   }
 
   private async run(): Promise<void> {
@@ -217,9 +408,13 @@ export class Broker {
   /** Stops taking messages, finishes those in flight. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.health.setCondition(CONDITIONS.consuming, false, 'stopping');
+    this.stopTimers();
     await this.messages?.close();
     await this.loop;
     await Promise.allSettled([...this.inflight]);
+    await this.checking;
+    await this.healthServer?.stop();
     await this.consent.stop();
     try {
       await this.audit.record([{ kind: 'broker-stop' }]);
@@ -241,9 +436,19 @@ export class Broker {
       storedAtMs: Math.floor(m.info.timestampNanos / 1e6),
     };
     const seq = m.info.streamSequence;
+    if (!this.auditWritable) {
+      // Nothing is decided while the audit trail cannot hold the decision: the message waits, unrouted.
+      this.metrics.retries.inc({ reason: 'E_AUDIT_CHAIN' });
+      this.opts.logger.debug(
+        { event: 'ingest.held', seq, code: 'E_AUDIT_CHAIN' },
+        'held: the audit trail is unwritable',
+      );
+      m.nak(RETRY_DELAY_MS);
+      return;
+    }
     let checked: CheckedEnvelope | undefined;
     try {
-      checked = checkEnvelope(input, this.ctx);
+      checked = this.metrics.time('verify', () => checkEnvelope(input, this.ctx));
       const routed = await this.routeWhileClaiming(checked, seq);
       const { deliveries, withheld, restricted } = routed;
       // routeMessage has already refused an unresolved patient (when the catalog says so) before sealing any copy.
@@ -292,6 +497,11 @@ export class Broker {
             { event: 'disclosure.unresolved', id: checked.env.id, type: checked.type },
             'a disclosure about no resolvable patient, recorded under _unresolved',
           );
+      // Audit before disclosure: the message's AuditEvents (accepted, delivered, withheld) are stored — JetStream
+      // acknowledged — before any delivery is published. A failure here publishes nothing (the message is retried).
+      await this.recordAudit(
+        acceptedFacts(checked, seq, routed, this.elementsOf, this.opts.keys.sign.kid, this.resourcePseudonym),
+      );
       const stored: Promise<unknown>[] = [];
       for (const d of deliveries) {
         const h = natsHeaders();
@@ -309,20 +519,21 @@ export class Broker {
       // is settled before the verdict, and a delivery's failure decides it before the registry's, as when the
       // registry was written after them: a permanent delivery error rejects, a registry failure retries.
       const registered = this.registry.persist(registration, deliveries, this.ctx.now());
-      await settledInOrder([Promise.all(stored), registered]);
-      await Promise.all([
-        this.sendReceipt(
-          checked.sender,
-          acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()),
-          seq,
-        ),
-        this.audit.record(
-          acceptedFacts(checked, seq, routed, this.elementsOf, this.opts.keys.sign.kid, this.resourcePseudonym),
-        ),
+      await settledInOrder([
+        this.metrics.timeAsync('publish_deliveries', Promise.all(stored)),
+        this.metrics.timeAsync('registry', registered),
       ]);
+      // The receipt says "accepted" only once the AuditEvents, the deliveries and the registry are stored.
+      await this.sendReceipt(
+        checked.sender,
+        acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()),
+        seq,
+      );
       m.ack();
       this.stats.accepted += 1;
       this.stats.deliveries += deliveries.length;
+      this.metrics.accepted.inc();
+      for (const d of deliveries) this.metrics.deliveries.inc({ subscriber: d.service });
       // Debug, not info: the record of each accepted message is its AuditEvent (hash-chained, in PHI_AUDIT); info
       // carries what an operator acts on (start, stop, configuration and restriction changes), warn every message
       // that left the normal path (rejected, withheld, unresolved, retried). The guard spares building the line.
@@ -343,6 +554,7 @@ export class Broker {
     } catch (err) {
       if (isTransient(err)) {
         log.warn({ event: 'ingest.retry', seq, ...errorFields(err) }, 'transient failure; will retry');
+        this.metrics.retries.inc({ reason: retryReason(err) });
         m.nak(RETRY_DELAY_MS);
         return;
       }
@@ -355,8 +567,10 @@ export class Broker {
         await this.reject(input, seq, error, checked, m);
         m.ack();
         this.stats.rejected += 1;
+        this.metrics.rejected.inc({ code: error.code });
       } catch (e) {
         log.warn({ event: 'quarantine.retry', seq, ...errorFields(e) }, 'could not quarantine; will retry');
+        this.metrics.retries.inc({ reason: retryReason(e) });
         m.nak(RETRY_DELAY_MS);
       }
     }
@@ -375,7 +589,8 @@ export class Broker {
     await Promise.resolve();
     let routed: Routed;
     try {
-      routed = routeMessage(checked, this.ctx);
+      const opened = this.metrics.time('validate', () => openMessage(checked, this.ctx));
+      routed = this.metrics.time('project_seal', () => projectMessage(checked, opened, this.ctx));
     } catch (err) {
       await claim;
       throw err;
@@ -417,6 +632,16 @@ export class Broker {
         headers: h,
       });
     }
+    // The rejection is in the audit trail before its receipt goes out, as an acceptance is.
+    await this.recordAudit(
+      rejectedFacts(error, {
+        sender: route?.service,
+        type: route?.type,
+        messageId,
+        quarantineId: record.id,
+        ingestSeq: seq,
+      }),
+    );
     // No receipt for a replay: it would carry the id and hash of the genuine message, and a sniffed copy that
     // won the race would make the genuine publish look rejected. The quarantine record keeps the evidence.
     if (route !== undefined && messageId !== undefined && error.code !== 'E_REPLAY') {
@@ -426,15 +651,6 @@ export class Broker {
         seq,
       );
     }
-    await this.audit.record(
-      rejectedFacts(error, {
-        sender: route?.service,
-        type: route?.type,
-        messageId,
-        quarantineId: record.id,
-        ingestSeq: seq,
-      }),
-    );
     this.opts.logger.warn(
       {
         event: 'ingest.rejected',
@@ -509,6 +725,24 @@ const TRANSIENT_NATS_CODES: ReadonlySet<string> = new Set([
   'CONNECTION_TIMEOUT',
   'NO_RESPONDERS',
 ]);
+
+/** The `reason` label of a retry: an error code, `registry`, or the NATS code (a bounded set: TRANSIENT_NATS_CODES and a few more). */
+function retryReason(err: unknown): string {
+  if (isBrokerError(err)) return err.code;
+  if (err instanceof RegistryUnavailable) return 'registry';
+  return natsCode(err);
+}
+
+/** A NATS error's code (e.g. TIMEOUT, 503), or `unknown`: for reasons and labels, never a message text. */
+function natsCode(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code) ? code : 'unknown';
+}
+
+/** JetStream API error 10059, "stream not found". */
+function isStreamNotFound(err: unknown): boolean {
+  return (err as { api_error?: { err_code?: number } } | null)?.api_error?.err_code === 10059;
+}
 
 function isTransient(err: unknown): boolean {
   // A broker that cannot audit acknowledges nothing: the message waits for another broker (docs/audit.md).

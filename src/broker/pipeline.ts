@@ -183,8 +183,20 @@ export interface Routed {
   readonly unwrapKek: string;
 }
 
+/** A verified message opened and validated: the resource (PHI, in memory only) and the KEK that unwrapped it. */
+export interface Opened {
+  readonly resource: FhirResource;
+  readonly unwrapKek: string;
+}
+
+/** Decrypts, validates FHIR R4, projects and seals: openMessage then projectMessage (the broker times them apart). */
 export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Routed {
-  const { env, sender } = checked;
+  return projectMessage(checked, openMessage(checked, ctx), ctx);
+}
+
+/** Decrypts the fields and validates the resource (FHIR R4, the catalog's limits). */
+export function openMessage(checked: CheckedEnvelope, ctx: PipelineContext): Opened {
+  const { env } = checked;
   const wrap = env.keys.find((k) => k.to === BROKER_ID);
   if (wrap === undefined)
     throw new BrokerError('E_KEY_UNKNOWN', 'no data key is wrapped for the broker', { path: 'keys' });
@@ -212,6 +224,13 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
   if (resource.resourceType !== env.typ) {
     throw new BrokerError('E_ENVELOPE_INVALID', 'envelope typ differs from resourceType', { path: 'resourceType' });
   }
+  return { resource, unwrapKek: kek.id };
+}
+
+/** Resolves the patients, applies restrictions, and projects, seals and signs one delivery per subscriber. */
+export function projectMessage(checked: CheckedEnvelope, opened: Opened, ctx: PipelineContext): Routed {
+  const { env, sender } = checked;
+  const { resource } = opened;
   const route = ctx.routes.get(env.typ);
   if (route === undefined) throw new BrokerError('E_NOT_AUTHORIZED', `no route for ${env.typ}`, { path: 'typ' });
   const now = ctx.now();
@@ -300,6 +319,6 @@ export function routeMessage(checked: CheckedEnvelope, ctx: PipelineContext): Ro
     resource,
     patients,
     resourceId: typeof resource.id === 'string' ? resource.id : undefined,
-    unwrapKek: kek.id,
+    unwrapKek: opened.unwrapKek,
   };
 }

@@ -7,7 +7,13 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatIssue } from '../catalog/issues.js';
 import { checkCatalog } from '../runtime/catalog-dir.js';
-import { configFromEnv, parseConfig, type BrokerConfig, type BrokerConfigInput } from '../config/config.js';
+import {
+  UP_HEALTH_PORT,
+  configFromEnv,
+  parseConfig,
+  type BrokerConfig,
+  type BrokerConfigInput,
+} from '../config/config.js';
 import { isBrokerError } from '../wire/errors.js';
 import { createLogger } from '../log/log.js';
 // `up` and `demo` run the broker, which loads the FHIR model (@fhir-typescript/r4-core, seconds to import):
@@ -44,6 +50,17 @@ function configFrom(opts: GlobalOptions, extra: Partial<BrokerConfigInput> = {})
     opts.profiles ?? (existsSync('fhir-profiles') ? 'fhir-profiles' : join(packageRoot(), 'fhir-profiles'));
   if (opts.logLevel !== undefined) input.logLevel = opts.logLevel as BrokerConfig['logLevel'];
   return parseConfig(input);
+}
+
+/** `up` serves /healthz, /readyz and /metrics: on --health-port, else PHI_BROKER_HEALTH_PORT, else UP_HEALTH_PORT; none with --no-health. */
+function upConfig(opts: GlobalOptions, flags: { healthPort?: number; health: boolean }): BrokerConfig {
+  if (!flags.health) {
+    const { healthPort: _off, ...rest } = configFrom(opts);
+    return Object.freeze(rest);
+  }
+  return configFrom(opts, {
+    healthPort: flags.healthPort ?? configFromEnv(process.env).healthPort ?? UP_HEALTH_PORT,
+  });
 }
 
 function readInput(file: string | undefined): Buffer {
@@ -86,12 +103,23 @@ program
   .option('--insecure-plaintext', 'INSECURE, development only: NATS without TLS, client certificates or permissions')
   // The default since mTLS became it; kept so existing scripts run unchanged.
   .addOption(new Option('--mtls', 'mutual TLS (the default)').hideHelp())
-  .action(async (opts: { port?: number; insecurePlaintext?: boolean }, cmd: Command) => {
-    const { runUp } = await import('./up.js');
-    await runUp(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.port, {
-      insecurePlaintext: opts.insecurePlaintext === true,
-    });
-  });
+  .option(
+    '--health-port <port>',
+    'port of /healthz, /readyz and /metrics (default: PHI_BROKER_HEALTH_PORT, else 9464; 0: any free port)',
+    (v) => Number.parseInt(v, 10),
+  )
+  .option('--no-health', 'serve no /healthz, /readyz or /metrics')
+  .action(
+    async (
+      opts: { port?: number; insecurePlaintext?: boolean; healthPort?: number; health: boolean },
+      cmd: Command,
+    ) => {
+      const { runUp } = await import('./up.js');
+      await runUp(upConfig(cmd.optsWithGlobals<GlobalOptions>(), opts), opts.port, {
+        insecurePlaintext: opts.insecurePlaintext === true,
+      });
+    },
+  );
 
 program
   .command('demo')

@@ -134,7 +134,16 @@ async function start(
   const nc = await transport.connect(BROKER_IDENTITY, 'phi-broker');
   let broker: Broker | undefined;
   try {
-    broker = await Broker.start({ config, catalog, nc, keys: readServiceKeys(dir, BROKER_ID), peers, secrets, logger });
+    broker = await Broker.start({
+      config,
+      catalog,
+      nc,
+      keys: readServiceKeys(dir, BROKER_ID),
+      peers,
+      secrets,
+      logger,
+      processMetrics: true,
+    });
     // Right of access (45 CFR 164.524): this broker process also serves phi.control.access and retries unanswered services.
     const desk = await AccessDesk.start({
       nc,
@@ -148,7 +157,7 @@ async function start(
       retryIntervalMs: config.accessRetryIntervalMs,
       clockSkewMs: config.clockSkewMs,
     });
-    const readyLine = `phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, catalog ${catalog.hash.slice(0, 12)}`;
+    const readyLine = `phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, catalog ${catalog.hash.slice(0, 12)}${broker.healthPort === undefined ? '' : `, health http://${config.healthHost}:${broker.healthPort}/readyz`}`;
     return { readyLine, nc, broker, desk, link: trackConnection(nc) };
   } catch (err) {
     // e.g. streams not provisioned under the mTLS permissions: exit with the error instead of hanging on the open connection

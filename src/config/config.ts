@@ -126,6 +126,15 @@ export const configSchema = z.strictObject({
     .default(5 * 60_000),
   /** JSON file overriding the default alert rules (src/audit/alerts.ts, docs/audit.md). Unset: the defaults. */
   alertRulesFile: z.string().min(1).optional(),
+  /**
+   * Port of the broker's /healthz, /readyz and /metrics (docs/health-and-metrics.md); 0: any free port. Unset: no
+   * endpoints (library use); `phi-broker up` then serves them on UP_HEALTH_PORT.
+   */
+  healthPort: z.number().int().min(0).max(65535).optional(),
+  /** Address the endpoints bind to: loopback unless a scraper elsewhere must reach them. */
+  healthHost: z.string().min(1).default('127.0.0.1'),
+  /** How often the broker checks JetStream, its streams' settings and PHI_AUDIT for /readyz (and the consumer's backlog). */
+  healthCheckMs: z.number().int().min(100).max(60_000).default(5_000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** The embedded nats-server's log file rotates past this size (nats-server `logfile_size_limit`), bytes. */
   natsLogMaxBytes: z
@@ -140,6 +149,9 @@ export const configSchema = z.strictObject({
   /** Upper bound on how long `up` takes to stop after SIGTERM/SIGINT (drain, stop nats-server, release the lock). */
   stopTimeoutMs: z.number().int().min(2000).max(300_000).default(15_000),
 });
+
+/** The port `phi-broker up` serves /healthz, /readyz and /metrics on when `healthPort` is unset (Prometheus exporter range). */
+export const UP_HEALTH_PORT = 9464;
 
 export type BrokerConfig = Readonly<z.output<typeof configSchema>>;
 export type BrokerConfigInput = z.input<typeof configSchema>;
@@ -214,6 +226,9 @@ export const CONFIG_ENV = {
   PHI_BROKER_NATS_LOG_FILES: 'natsLogFiles',
   PHI_BROKER_NATS_RESTART_ATTEMPTS: 'natsRestartAttempts',
   PHI_BROKER_STOP_TIMEOUT_MS: 'stopTimeoutMs',
+  PHI_BROKER_HEALTH_PORT: 'healthPort',
+  PHI_BROKER_HEALTH_HOST: 'healthHost',
+  PHI_BROKER_HEALTH_CHECK_MS: 'healthCheckMs',
 } as const satisfies Record<string, keyof BrokerConfigInput>;
 
 const NUMERIC: ReadonlySet<string> = new Set([
@@ -237,6 +252,8 @@ const NUMERIC: ReadonlySet<string> = new Set([
   'natsRestartAttempts',
   'stopTimeoutMs',
   'auditIntegrityCheckMs',
+  'healthPort',
+  'healthCheckMs',
 ]);
 
 /**

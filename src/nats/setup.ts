@@ -171,7 +171,14 @@ export async function ensureDisclosureStream(
   settings: { readonly maxAgeMs: number; readonly duplicateWindowMs: number },
 ): Promise<void> {
   const jsm = await nc.jetstreamManager();
-  await ensureStream(jsm, {
+  await ensureStream(jsm, disclosureStreamConfig(settings));
+}
+
+function disclosureStreamConfig(settings: {
+  readonly maxAgeMs: number;
+  readonly duplicateWindowMs: number;
+}): Partial<StreamConfig> {
+  return {
     name: STREAMS.disclosures,
     subjects: [subjects.disclosuresAll],
     storage: StorageType.File,
@@ -181,7 +188,7 @@ export async function ensureDisclosureStream(
     duplicate_window: nanos(Math.min(settings.duplicateWindowMs, settings.maxAgeMs)),
     deny_delete: true,
     deny_purge: true,
-  });
+  };
 }
 
 /** How many revisions of one restriction the consent bucket keeps (added, revoked, …: its history). */
@@ -213,8 +220,41 @@ export async function ensureDeliveryConsumer(nc: NatsConnection, service: string
 
 /** True when `current` (as the server reports it) lacks any setting of `wanted` or holds another value. */
 function differs(current: StreamConfig, wanted: Partial<StreamConfig>): boolean {
+  return differingSettings(current, wanted).length > 0;
+}
+
+/** The settings of `wanted` that `current` lacks or holds another value of (names only). */
+function differingSettings(current: StreamConfig, wanted: Partial<StreamConfig>): string[] {
   const have = current as unknown as Record<string, unknown>;
-  return Object.entries(wanted).some(([key, value]) => JSON.stringify(have[key]) !== JSON.stringify(value));
+  return Object.entries(wanted)
+    .filter(([key, value]) => JSON.stringify(have[key]) !== JSON.stringify(value))
+    .map(([key]) => key);
+}
+
+/**
+ * How the broker's streams (PHI_INGEST, PHI_DELIVER, PHI_QUARANTINE, PHI_RECEIPTS, PHI_DISCLOSURES) differ from the
+ * configuration: `<stream>: missing` or `<stream>.<setting>` (names only, never values), empty when they match.
+ * The readiness check (src/broker/health.ts); PHI_AUDIT's settings are the audit-integrity check's.
+ */
+export async function streamDrift(
+  jsm: JetStreamManager,
+  settings: StreamSettings,
+  disclosures: { readonly maxAgeMs: number; readonly duplicateWindowMs: number },
+): Promise<string[]> {
+  const wanted = [...streamConfigs(settings), disclosureStreamConfig(disclosures)];
+  const found = await Promise.all(
+    wanted.map(async (config): Promise<string[]> => {
+      const name = config.name as string;
+      try {
+        const { config: current } = await jsm.streams.info(name);
+        return differingSettings(current, config).map((key) => `${name}.${key}`);
+      } catch (err) {
+        if (isNotFound(err)) return [`${name}: missing`];
+        throw err;
+      }
+    }),
+  );
+  return found.flat();
 }
 
 /** JetStream "consumer not found" (API error 10014) or "stream not found" (10059), as nats.js reports them. */

@@ -53,7 +53,8 @@ function childEnv(extra: Readonly<Record<string, string>> = {}): NodeJS.ProcessE
     if (k === 'NATS_URL' || k.startsWith('PHI_BROKER_')) continue;
     env[k] = v;
   }
-  return { ...env, ...extra };
+  // `up` serves /healthz, /readyz and /metrics on a fixed default port; tests run several at once, so any free one.
+  return { ...env, PHI_BROKER_HEALTH_PORT: '0', ...extra };
 }
 
 function spawnCli(args: readonly string[], opts: CliOptions): ChildProcess {

@@ -6,6 +6,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STREAMS } from '../../src/wire/names.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
@@ -63,6 +64,18 @@ describe('phi-broker up with NATS_URL', () => {
     expect(up.stderr()).toMatch(PLAINTEXT_WARNING);
     expect(existsSync(join(dataDir, 'nats'))).toBe(false);
     expect(existsSync(join(dataDir, 'keys', 'jwks.json'))).toBe(true);
+  });
+
+  it('serves /readyz and /metrics on the port its ready line names (a free one here: PHI_BROKER_HEALTH_PORT=0)', async () => {
+    const url = /health (http:\/\/127\.0\.0\.1:\d+)\/readyz/.exec(up.readyLine)?.[1];
+    expect(url).toBeDefined();
+    const ready = await fetch(`${String(url)}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(((await ready.json()) as { failing: string[] }).failing).toEqual([]);
+    const metrics = parsePrometheusTextFormat(await (await fetch(`${String(url)}/metrics`)).text());
+    expect(metrics.find((f) => f.name === 'phi_broker_ready')?.metrics[0]?.value).toBe('1');
+    // `up` also exports the standard process metrics.
+    expect(metrics.some((f) => f.name === 'phi_broker_process_cpu_seconds_total')).toBe(true);
   });
 
   it('created the streams on that NATS', async () => {

@@ -42,6 +42,8 @@ describe('parseConfig', () => {
       auditCheckpointEvery: 1000,
       auditCheckpointMs: 60_000,
       auditIntegrityCheckMs: 5 * MINUTE,
+      healthHost: '127.0.0.1',
+      healthCheckMs: 5_000,
       logLevel: 'info',
       natsLogMaxBytes: 10 * MiB,
       natsLogFiles: 10,
@@ -52,6 +54,7 @@ describe('parseConfig', () => {
     expect('instanceId' in parseConfig({})).toBe(false);
     expect('alertRulesFile' in parseConfig({})).toBe(false);
     expect('natsTlsDir' in parseConfig({})).toBe(false);
+    expect('healthPort' in parseConfig({})).toBe(false); // no endpoints in library use
   });
 
   it('keeps given values, resolves relative paths and keeps natsUrl', () => {
@@ -103,6 +106,10 @@ describe('parseConfig', () => {
     ['auditCheckpointEvery', 0],
     ['auditCheckpointMs', 99],
     ['natsTlsDir', ''],
+    ['healthPort', -1],
+    ['healthPort', 65536],
+    ['healthHost', ''],
+    ['healthCheckMs', 99],
   ])('refuses %s = %j with E_CONFIG_INVALID naming the setting', (key, value) => {
     const e = configError({ [key]: value });
     expect(e.code).toBe('E_CONFIG_INVALID');
@@ -189,7 +196,7 @@ describe('configFromEnv', () => {
     expect(Object.values(CONFIG_ENV).sort()).toEqual(
       Object.keys(parseConfig({}))
         .filter((k) => k !== 'subjectsDir' && k !== 'profilesDir')
-        .concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir')
+        .concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir', 'healthPort')
         .sort(),
     );
   });

@@ -24,7 +24,7 @@ let brokerLogs = '';
 
 function startBroker(): Promise<ChildProcess> {
   const child = spawn(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--log-level', 'debug'], {
-    env: { ...process.env, ...nats.env, PHI_BROKER_ACK_WAIT_MS: '2000' },
+    env: { ...process.env, ...nats.env, PHI_BROKER_ACK_WAIT_MS: '2000', PHI_BROKER_HEALTH_PORT: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: ROOT,
   });
