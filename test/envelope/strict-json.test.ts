@@ -78,7 +78,7 @@ describe('duplicate members in an envelope', () => {
     ['iat', '1700000000001', 'iat'],
     ['to', '"billing"', 'keys[0].to'],
     ['status', '"Quillfeather"', 'body.status'],
-  ])('a second %s → E_ENVELOPE_INVALID at %s, naming no value', (member, other, path) => {
+  ])('a second %s (%s) → E_ENVELOPE_INVALID at %s, naming no value', (member, other, path) => {
     const text = duplicated(sealedText(OBS), member, other);
     const err = thrown(() => parseEnvelope(bytes(text)));
     expect({ code: err.code, path: err.path }).toStrictEqual({ code: 'E_ENVELOPE_INVALID', path });
