@@ -11,6 +11,8 @@ import { restrictionCheck, type Denial, type RestrictionPolicy } from '../consen
 import type { Keyring } from '../crypto/keyring.js';
 import type { SigningKeyPair } from '../crypto/keys.js';
 import { BrokerError } from '../wire/errors.js';
+import { parseResourceJson } from '../wire/json.js';
+import { formatPath } from '../fhir/json-path.js';
 import { openEnvelope, parseEnvelope, verifyEnvelope, type Envelope } from '../envelope/open.js';
 import { envelopeHash } from '../envelope/provenance.js';
 import { sealEnvelope } from '../envelope/seal.js';
@@ -146,7 +148,7 @@ export function checkEnvelope(msg: IngestMessage, ctx: PipelineContext): Checked
   return { env, sender: route.service, type: env.typ, hash };
 }
 
-/** Parses raw-mode input so that what is not JSON, or not FHIR, is rejected with its own code. */
+/** Parses raw-mode input so that what is not JSON (or repeats a member name), or not FHIR, is rejected with its own code. */
 function parseRaw(raw: Uint8Array): unknown {
   let text: string;
   try {
@@ -154,11 +156,7 @@ function parseRaw(raw: Uint8Array): unknown {
   } catch {
     throw new BrokerError('E_JSON_MALFORMED', 'input is not UTF-8 text');
   }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new BrokerError('E_JSON_MALFORMED', 'input is not well-formed JSON');
-  }
+  return parseResourceJson(text, formatPath);
 }
 
 /** A Bundle.entry the SDK could not publish on its own (it sends those raw, to be quarantined). */

@@ -4,6 +4,7 @@
 // in dotted FHIR form without indices (`Patient.name.family`), sorted, each once. Names only, never values.
 // A data-absent-reason `masked` mark (src/projection/masked.ts) says an element was withheld: it is not a disclosure.
 import { formatPath } from '../fhir/json-path.js';
+import { isJsonNumber } from '../wire/json.js';
 import { DATA_ABSENT_REASON_URL } from '../projection/masked.js';
 
 function isMaskedMark(node: object): boolean {
@@ -23,7 +24,7 @@ export function disclosedElements(projected: Readonly<Record<string, unknown>>):
       for (const item of node) walk(item, path);
       return;
     }
-    if (typeof node === 'object' && node !== null) {
+    if (typeof node === 'object' && node !== null && !isJsonNumber(node)) {
       if (isMaskedMark(node)) return;
       for (const [k, v] of Object.entries(node)) {
         if (k === 'resourceType') continue;

@@ -1,6 +1,7 @@
 // Per-leaf sealing of a FHIR resource (DESIGN.md wire-format property 1). Every JSON leaf (string, number, boolean,
 // null) is encrypted on its own with XChaCha20-Poly1305 under the message's data key and replaced by the string
-// base64url(nonce || ciphertext); plaintext = the leaf's JSON text, so its type round-trips. Object keys, array
+// base64url(nonce || ciphertext); plaintext = the leaf's JSON text, so its type round-trips, and a number's text is
+// its lexeme (a JsonNumber opens from it and seals back to it, byte for byte). Object keys, array
 // lengths and the plaintext allow-list stay readable (docs/wire-format.md, "Plaintext allow-list"):
 //   - `resourceType` of the root (it equals the envelope's plaintext `typ`) and of every nested object whose
 //     resourceType names an R4 resource (contained resources, Bundle entries, Parameters resources);
@@ -14,6 +15,7 @@
 import type { LeafCipher } from '../crypto/aead-text.js';
 import type { RandomSource } from '../crypto/random.js';
 import { BrokerError } from '../wire/errors.js';
+import { JSON_NUMBER, JsonNumber, isJsonNumber, numberLexeme } from '../wire/json.js';
 import { isResourceType } from '../fhir/elements.js';
 import { isSimpleKey, shownPath } from './aad.js';
 
@@ -23,7 +25,7 @@ export interface LeafContext {
   readonly random: RandomSource;
 }
 
-type Json = null | string | number | boolean | Json[] | { [key: string]: Json };
+type Json = null | string | number | boolean | JsonNumber | Json[] | { [key: string]: Json };
 
 function isPlainObject(v: object): v is Record<string, unknown> {
   const proto: unknown = Object.getPrototypeOf(v);
@@ -42,11 +44,17 @@ function leafText(value: unknown, ctx: LeafContext): string {
     case 'string':
     case 'boolean':
       return JSON.stringify(value);
-    case 'number':
-      if (Number.isFinite(value)) return JSON.stringify(value);
+    case 'number': {
+      const lexeme = numberLexeme(value);
+      if (lexeme !== undefined) return lexeme;
       break;
+    }
     case 'object':
       if (value === null) return 'null';
+      if (isJsonNumber(value)) {
+        const lexeme = numberLexeme(value);
+        if (lexeme !== undefined) return lexeme;
+      }
       break;
     default:
   }
@@ -70,7 +78,7 @@ function sealLeaf(ctx: LeafContext, value: unknown): string {
 
 /** Seals `value`, whose path the cipher holds. */
 function sealNode(ctx: LeafContext, value: unknown): string {
-  if (value === null || typeof value !== 'object') return sealLeaf(ctx, value);
+  if (value === null || typeof value !== 'object' || isJsonNumber(value)) return sealLeaf(ctx, value);
   if (Array.isArray(value)) {
     let s = '[';
     for (let i = 0; i < value.length; i++) {
@@ -98,7 +106,11 @@ function isCanonicalList(list: unknown[]): boolean {
 
 /** Whether `obj[key]` (obj in `mode`) is a plaintext leaf. */
 function isPlainLeaf(mode: ObjectMode, key: string, v: unknown): boolean {
-  return mode === 'coding' && (key === 'system' || key === 'code') && (v === null || typeof v !== 'object');
+  return (
+    mode === 'coding' &&
+    (key === 'system' || key === 'code') &&
+    (v === null || typeof v !== 'object' || isJsonNumber(v))
+  );
 }
 
 function sealObject(ctx: LeafContext, obj: Record<string, unknown>, mode: ObjectMode): string {
@@ -163,6 +175,8 @@ function decryptFailed(ctx: LeafContext): BrokerError {
 function openLeaf(ctx: LeafContext, sealed: string): Json {
   const text = ctx.cipher.open(sealed);
   if (text === undefined) throw decryptFailed(ctx);
+  // A number keeps the lexeme the sender sealed (never a Number() round trip).
+  if (JSON_NUMBER.test(text)) return new JsonNumber(text);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -170,13 +184,15 @@ function openLeaf(ctx: LeafContext, sealed: string): Json {
     throw invalidAt(ctx, 'a sealed JSON leaf');
   }
   if (value !== null && typeof value === 'object') throw invalidAt(ctx, 'a sealed JSON leaf, not an object or array');
+  if (typeof value === 'number') throw invalidAt(ctx, 'a sealed JSON leaf: a number exactly as its lexeme');
   return value as Json;
 }
 
 /** Opens `node`, whose path the cipher holds. */
 function openNode(ctx: LeafContext, node: unknown): Json {
   if (typeof node === 'string') return openLeaf(ctx, node);
-  if (node === null || typeof node !== 'object') throw invalidAt(ctx, 'a sealed leaf (string), object or array');
+  if (node === null || typeof node !== 'object' || isJsonNumber(node))
+    throw invalidAt(ctx, 'a sealed leaf (string), object or array');
   if (Array.isArray(node)) {
     const out: Json[] = new Array<Json>(node.length);
     for (let i = 0; i < node.length; i++) {

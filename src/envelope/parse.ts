@@ -1,6 +1,6 @@
 // Strict structural parse of an envelope (docs/wire-format.md, "Envelope fields"): UTF-8 JSON object with exactly the
-// v1 fields, each checked for type and shape. Not JSON (or not UTF-8) → E_JSON_MALFORMED; anything else wrong →
-// E_ENVELOPE_INVALID naming the field path. The body's leaves are checked when opened (src/envelope/leaves.ts).
+// v1 fields, each checked for type and shape. Not JSON (or not UTF-8) → E_JSON_MALFORMED; a duplicate member name or
+// anything else wrong → E_ENVELOPE_INVALID naming the field path. Numbers keep their lexemes (src/wire/json.ts). The body's leaves are checked when opened (src/envelope/leaves.ts).
 // Parsing proves nothing about the sender: verify the signature over the same bytes (open.ts) before trusting it.
 import { base64urlLength } from '../crypto/base64url.js';
 import { NONCE_BYTES, TAG_BYTES } from '../crypto/aead.js';
@@ -8,10 +8,12 @@ import { isEncKekId } from '../crypto/kek.js';
 import { parseKid } from '../crypto/keypairs.js';
 import { SERVICE_ID_PATTERN } from '../wire/ids.js';
 import { BrokerError } from '../wire/errors.js';
+import { isJsonNumber, parseJsonText } from '../wire/json.js';
 import { formatPath } from '../fhir/json-path.js';
 import { DATA_KEY_ID_PATTERN, MAX_RECIPIENTS, type Envelope, type Provenance, type WrappedKey } from './types.js';
 import { MESSAGE_ID_PATTERN, RAW_TYPE, TYPE_PATTERN } from '../wire/ids.js';
-import { decodeJsonBytes } from '../wire/decode-json.js';
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 const WK_LENGTH = base64urlLength(NONCE_BYTES + 32 + TAG_BYTES);
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
@@ -29,7 +31,7 @@ function invalid(path: string, expected: string): BrokerError {
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !isJsonNumber(v);
 }
 
 /** Refuses members outside `allowed`; the path shows an unknown key only if it looks like an element name. */
@@ -47,11 +49,13 @@ function str(obj: Record<string, unknown>, key: string, path: string, pattern: R
   return v;
 }
 
+const EPOCH_MS = /^(?:0|[1-9][0-9]{0,15})$/;
+
 function time(obj: Record<string, unknown>, key: string, path: string): number {
   const v = obj[key];
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
-    throw invalid(path, 'milliseconds since the epoch (non-negative integer)');
-  return v;
+  const n = isJsonNumber(v) && EPOCH_MS.test(v.value) ? Number(v.value) : -1;
+  if (!Number.isSafeInteger(n) || n < 0) throw invalid(path, 'milliseconds since the epoch (non-negative integer)');
+  return n;
 }
 
 function parseKeys(value: unknown): WrappedKey[] {
@@ -100,10 +104,23 @@ function parseProv(value: unknown): Provenance {
 
 /** Decodes and structurally checks envelope bytes. */
 export function parseEnvelope(bytes: Uint8Array): Envelope {
-  const json = decodeJsonBytes(bytes, { what: 'the message' });
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw new BrokerError('E_JSON_MALFORMED', 'the message is not well-formed UTF-8 JSON');
+  }
+  const parsed = parseJsonText(text);
+  if ('fault' in parsed) {
+    if (parsed.fault.kind === 'syntax')
+      throw new BrokerError('E_JSON_MALFORMED', 'the message is not well-formed UTF-8 JSON');
+    throw invalid(formatPath(parsed.fault.segments), 'one member of this name (duplicate member, RFC 7493 §2.3)');
+  }
+  const json = parsed.value;
   if (!isRecord(json)) throw invalid('$', 'a JSON object');
   onlyFields(json, FIELDS, []);
-  if (json['v'] !== 1) throw invalid('v', 'version 1');
+  const v = json['v'];
+  if (!isJsonNumber(v) || v.value !== '1') throw invalid('v', 'version 1');
   const id = str(json, 'id', 'id', MESSAGE_ID_PATTERN, 'a message id');
   const iss = str(json, 'iss', 'iss', SERVICE_ID_PATTERN, 'a service id');
   const iat = time(json, 'iat', 'iat');

@@ -8,6 +8,7 @@
 // r4-core model validation ignores unknown properties (it would silently drop them); this walk is what
 // rejects them. Errors name the concrete JSON path, never a value.
 import { BrokerError } from '../wire/errors.js';
+import { isJsonNumber, numberLexeme } from '../wire/json.js';
 import { choiceJsonName, fhirElements, isResourceType } from './elements.js';
 import { formatPath } from './json-path.js';
 import type { ValidationLimits } from './limits.js';
@@ -91,6 +92,33 @@ interface Walk {
   /** Path segments from the root: property names and array indices. */
   readonly segs: (string | number)[];
   size: number;
+  /** Number leaves seen. */
+  numbers: number;
+}
+
+/**
+ * FHIR R4 integer types by their lexical form (datatypes.html#primitive; JSON has no `+`) and range (32-bit signed,
+ * at least 0 or 1). Checked on the lexeme, so `1.0`, `1e2` and `2147483648` are refused however a parser would read them.
+ */
+const INTEGER_TYPES: Readonly<Record<string, { readonly pattern: RegExp; readonly min: bigint }>> = {
+  integer: { pattern: /^-?(?:0|[1-9][0-9]{0,9})$/, min: -2147483648n },
+  unsignedInt: { pattern: /^(?:0|[1-9][0-9]{0,9})$/, min: 0n },
+  positiveInt: { pattern: /^[1-9][0-9]{0,9}$/, min: 1n },
+};
+const INT_MAX = 2147483647n;
+
+/** Checks a number leaf by its lexeme: any RFC 8259 number is a FHIR decimal; the integer types as above. */
+function checkNumber(w: Walk, value: unknown, type: string): void {
+  const lexeme = typeof value === 'number' || isJsonNumber(value) ? numberLexeme(value) : undefined;
+  if (lexeme === undefined) fail(w, 'E_FHIR_INVALID', `must be a JSON number (FHIR ${type})`);
+  const int = INTEGER_TYPES[type];
+  if (int !== undefined) {
+    const n = int.pattern.test(lexeme) ? BigInt(lexeme) : undefined;
+    if (n === undefined || n < int.min || n > INT_MAX)
+      fail(w, 'E_FHIR_INVALID', `not a FHIR ${type} (digits only, ${int.min} to ${INT_MAX})`);
+  }
+  w.numbers++;
+  addSize(w, lexeme.length);
 }
 
 function fail(
@@ -115,9 +143,10 @@ function addSize(w: Walk, n: number): void {
  * first problem found in document order: E_UNKNOWN_ELEMENT, E_UNKNOWN_RESOURCE_TYPE (nested),
  * E_FHIR_INVALID (JSON shape) or E_TOO_LARGE.
  */
-export function checkStructure(resource: FhirResource, limits: ValidationLimits): void {
-  const w: Walk = { limits, segs: [resource.resourceType], size: 0 };
+export function checkStructure(resource: FhirResource, limits: ValidationLimits): { readonly numbers: number } {
+  const w: Walk = { limits, segs: [resource.resourceType], size: 0, numbers: 0 };
   walkObject(w, resource, resource.resourceType, 1, true);
+  return { numbers: w.numbers };
 }
 
 function walkObject(w: Walk, obj: Record<string, unknown>, typeKey: string, depth: number, isResource: boolean): void {
@@ -198,6 +227,7 @@ function walkValue(w: Walk, value: unknown, child: Child, depth: number, inArray
   }
   switch (child.kind) {
     case PRIMITIVE: {
+      if (child.json === 'number') return checkNumber(w, value, child.type);
       if (typeof value !== child.json)
         fail(w, 'E_FHIR_INVALID', `must be a JSON ${child.json ?? 'value'} (FHIR ${child.type})`);
       if (typeof value === 'string') {
@@ -208,7 +238,7 @@ function walkValue(w: Walk, value: unknown, child: Child, depth: number, inArray
           fail(w, 'E_FHIR_INVALID', `not a day of the calendar (FHIR ${child.type})`);
         return addSize(w, value.length + 2);
       }
-      return addSize(w, typeof value === 'number' ? String(value).length : 5);
+      return addSize(w, 5);
     }
     case EXTENSION_SIBLING:
     case COMPLEX:

@@ -15,6 +15,7 @@
 // (docs/performance.md; test/fhir/validate.test.ts checks this namespace is the package root's `fhir`).
 import * as fhir from '@fhir-typescript/r4-core/dist/fhir.js';
 import { BrokerError } from '../wire/errors.js';
+import { isJsonNumber } from '../wire/json.js';
 import type { ValidationLimits } from './limits.js';
 import type { ModelIssue } from './model-issues.js';
 import { modelIssuesToError } from './model-issues.js';
@@ -31,6 +32,26 @@ type ModelClass = new (json: unknown) => { doModelValidation(): readonly ModelIs
 const models = fhir as unknown as Readonly<Record<string, ModelClass | undefined>>;
 
 /**
+ * r4-core reads numbers as JS numbers; the structural walk has already checked every number leaf by its lexeme
+ * (decimal grammar, integer range), which is stricter. So r4-core gets a copy with each JsonNumber as a double,
+ * and a decimal beyond the double range as 0 (a valid decimal, so r4-core neither refuses nor reads it).
+ */
+function withJsNumbers(node: unknown): unknown {
+  if (typeof node !== 'object' || node === null) return node;
+  if (isJsonNumber(node)) {
+    const n = Number(node.value);
+    return Number.isFinite(n) ? n : 0;
+  }
+  if (Array.isArray(node)) return node.map(withJsNumbers);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) {
+    if (k === '__proto__') Object.defineProperty(out, k, { value: withJsNumbers(v), enumerable: true, writable: true });
+    else out[k] = withJsNumbers(v);
+  }
+  return out;
+}
+
+/**
  * Checks `json` as a FHIR R4 resource and returns it unchanged (not copied) typed as one; throws a
  * BrokerError whose message and path name elements, never values.
  */
@@ -45,14 +66,14 @@ export function validateResource(json: unknown, limits: ValidationLimits): FhirR
       path: 'resourceType',
     });
   }
-  checkStructure(json, limits);
+  const { numbers } = checkStructure(json, limits);
   if (limits.requireId && json.id === undefined) {
     const path = `${type}.id`;
     throw new BrokerError('E_FHIR_INVALID', `${path}: a published resource must have a logical id`, { path });
   }
   let issues: readonly ModelIssue[];
   try {
-    issues = new model(json).doModelValidation();
+    issues = new model(numbers === 0 ? json : withJsNumbers(json)).doModelValidation();
   } catch {
     // The library failed on input the structural walk let through; its message may quote the input, so
     // it is neither kept nor passed on.

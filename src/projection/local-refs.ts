@@ -1,10 +1,11 @@
 // Keeps local references (FHIR R4 §2.3.0.3 `#id`, a resource contained in the same resource) from dangling after
 // projection: when a contained resource was removed, every `reference` pointing at it is removed too, together with
 // any object (and extension) left without content. `display` stays if the profile allowed it.
+import { isJsonNumber } from '../wire/json.js';
 import type { Json } from './project.js';
 
 function strip(value: unknown, removed: ReadonlySet<string>): boolean {
-  if (typeof value !== 'object' || value === null) return false;
+  if (typeof value !== 'object' || value === null || isJsonNumber(value)) return false;
   if (Array.isArray(value)) {
     const sparse = value.includes(null);
     for (let i = value.length - 1; i >= 0; i--) {

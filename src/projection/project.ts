@@ -1,6 +1,7 @@
 // The per-message walk of a compiled projection: a tree of allowed nodes keyed by FHIR JSON property name
 // (FHIR R4 §2.6 JSON representation), built once by tree.ts. No string parsing, no index lookups here: one
 // property lookup per input key (plus one per discriminator of a value-filtered item). Everything emitted is a fresh copy; nothing of the input is mutated or shared.
+import { isJsonNumber } from '../wire/json.js';
 import type { ProjectionContext } from './types.js';
 
 export type Json = Record<string, unknown>;
@@ -30,9 +31,9 @@ export interface Node {
   readonly where: ItemFilter | undefined;
 }
 
-/** Deep copy of JSON data; drops empty objects/arrays (never emitted) and `__proto__` keys. */
+/** Deep copy of JSON data; drops empty objects/arrays (never emitted) and `__proto__` keys. A JsonNumber (a lexeme, immutable in use) is shared. */
 export function copyJson(v: unknown): unknown {
-  if (typeof v !== 'object' || v === null) return v;
+  if (typeof v !== 'object' || v === null || isJsonNumber(v)) return v;
   if (Array.isArray(v)) {
     if (v.length === 0) return undefined;
     const a: unknown[] = new Array<unknown>(v.length);
@@ -69,7 +70,7 @@ function projectItem(v: unknown, n: Node, ctx: ProjectionContext): unknown {
   if (n.where !== undefined && !passes(v, n.where)) return undefined;
   let out: unknown;
   let m = n;
-  if (typeof v === 'object' && v !== null) {
+  if (typeof v === 'object' && v !== null && !isJsonNumber(v)) {
     m = pick(v as Json, n);
     out = Array.isArray(v) ? undefined : projectObject(v as Json, m, ctx);
   } else {

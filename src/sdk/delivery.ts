@@ -6,6 +6,7 @@ import { BROKER_ID } from '../wire/ids.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { openEnvelope, parseEnvelope, verifyEnvelope, type Envelope } from '../envelope/open.js';
 import { BrokerError } from '../wire/errors.js';
+import { stringifyJson } from '../wire/json.js';
 
 export interface Provenance {
   /** The service that published the original message. */
@@ -30,7 +31,17 @@ export type ResourceOf<T extends ResourceType | '*'> = T extends ResourceType
   : FhirResource;
 
 export interface Delivered<R = FhirResource> {
+  /**
+   * The resource as `JSON.parse(resourceJson)` gives it: numbers are JS numbers (doubles), so `6.30` reads as `6.3`
+   * and an integer beyond 2^53 is rounded. Use `resourceJson` where a decimal's precision matters.
+   */
   readonly resource: R;
+  /**
+   * The resource as FHIR JSON text with every number exactly as its publisher wrote it (`6.30`, `1.0e2`, `-0`):
+   * FHIR R4 keeps a decimal's precision (datatypes.html#decimal). Parse it with a lexeme-keeping parser
+   * (e.g. lossless-json) or store it as it is.
+   */
+  readonly resourceJson: string;
   readonly provenance: Provenance;
 }
 
@@ -60,7 +71,8 @@ export function openDelivery<R>(env: Envelope, service: string, keyring: Keyring
   const wrap = env.keys.find((k) => k.to === service);
   if (wrap === undefined)
     throw new BrokerError('E_ENVELOPE_INVALID', 'delivery is not addressed to this service', { path: 'keys' });
-  const resource = openEnvelope(env, service, keyring.kekForId(wrap.kek)) as R;
+  const resourceJson = stringifyJson(openEnvelope(env, service, keyring.kekForId(wrap.kek)));
+  const resource = JSON.parse(resourceJson) as R;
   const prov = env.prov;
   if (prov?.profile === undefined || prov.purpose === undefined) {
     throw new BrokerError('E_ENVELOPE_INVALID', 'delivery has no provenance (publisher, profile, purpose)', {
@@ -69,6 +81,7 @@ export function openDelivery<R>(env: Envelope, service: string, keyring: Keyring
   }
   return {
     resource,
+    resourceJson,
     provenance: {
       publisher: prov.src,
       messageId: prov.mid,

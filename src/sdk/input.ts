@@ -1,7 +1,9 @@
 // What a caller hands `PhiClient.publish`: a resource object, or JSON text or bytes. A resource goes out
 // typed; anything else goes out in raw mode (docs/wire-format.md), byte for byte, so the broker can reject
-// it with its own code and keep it in quarantine: nothing a caller sent vanishes.
+// it with its own code and keep it in quarantine: nothing a caller sent vanishes. Text keeps every number's
+// lexeme (`6.30` stays `6.30`); text that repeats a member name goes raw, and the broker names the path.
 import { RAW_TYPE, RESOURCE_TYPE_NAME_PATTERN } from '../wire/ids.js';
+import { parseJsonText } from '../wire/json.js';
 
 const encoder = new TextEncoder();
 
@@ -14,11 +16,14 @@ export function classifyInput(
   let original: Uint8Array | undefined;
   if (typeof input === 'string' || input instanceof Uint8Array) {
     original = typeof input === 'string' ? encoder.encode(input) : input;
+    let parsed: ReturnType<typeof parseJsonText>;
     try {
-      value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(original)) as unknown;
+      parsed = parseJsonText(new TextDecoder('utf-8', { fatal: true }).decode(original));
     } catch {
       return { type: RAW_TYPE, raw: original };
     }
+    if ('fault' in parsed) return { type: RAW_TYPE, raw: original };
+    value = parsed.value;
   }
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
     const rt = (value as { resourceType?: unknown }).resourceType;

@@ -7,6 +7,7 @@ import { initCrypto } from '../../src/crypto/sodium.js';
 import { openEnvelope, verifySignedEnvelope } from '../../src/envelope/open.js';
 import { sealEnvelope } from '../../src/envelope/seal.js';
 import { makeParties, type Parties } from './parties.js';
+import { withJsNumbers } from '../helpers/json.js';
 
 let p: Parties;
 beforeAll(async () => {
@@ -35,7 +36,7 @@ function sealedBody(resource: Record<string, unknown>): Body {
     recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }],
   });
   const env = verifySignedEnvelope(s.bytes, s.sig, p.rings.broker);
-  expect(openEnvelope(env, 'broker', (id) => p.rings.broker.kekForId(id))).toStrictEqual(resource);
+  expect(withJsNumbers(openEnvelope(env, 'broker', (id) => p.rings.broker.kekForId(id)))).toStrictEqual(resource);
   return (JSON.parse(Buffer.from(s.bytes).toString('utf8')) as { body: Body }).body;
 }
 

@@ -20,6 +20,7 @@ import {
 } from '../../src/envelope/open.js';
 import { sealEnvelope, type SealInput } from '../../src/envelope/seal.js';
 import { makeParties, streamRandom, syntheticPatient, type Parties } from './parties.js';
+import { withJsNumbers } from '../helpers/json.js';
 
 let p: Parties;
 beforeAll(async () => {
@@ -73,7 +74,7 @@ describe('sanity: the attacks below change only what they say', () => {
     const same = bytesOf(json(s.bytes));
     expect(Buffer.from(same).equals(Buffer.from(s.bytes))).toBe(true);
     verifyEnvelope(same, s.sig, p.keys.registration.sign.publicKey);
-    expect(openUnverified(same)).toStrictEqual(syntheticPatient());
+    expect(withJsNumbers(openUnverified(same))).toStrictEqual(syntheticPatient());
   });
 });
 
@@ -115,7 +116,7 @@ describe('property 1: every PHI leaf sealed on its own, structure readable', () 
     expect(body.contained[0]?.['resourceType']).toBe('Patient');
     expect(body.contained[0]?.['id']).not.toBe('p1');
     expect(body.extension[0]?.['resourceType']).not.toBe('NotAType');
-    expect(openUnverified(seal({ typ: 'Observation', resource }).bytes)).toStrictEqual(resource);
+    expect(withJsNumbers(openUnverified(seal({ typ: 'Observation', resource }).bytes))).toStrictEqual(resource);
   });
 
   it('a leaf that decrypts to an object or array is refused (structure cannot hide inside a leaf)', () => {
@@ -359,7 +360,7 @@ describe('property 5: keys have ids and versions; old messages open until retire
     });
     for (const m of [old, fresh]) {
       const env: Envelope = verifySignedEnvelope(m.bytes, m.sig, broker);
-      expect(openEnvelope(env, 'broker', (id) => broker.kekForId(id))).toStrictEqual(syntheticPatient());
+      expect(withJsNumbers(openEnvelope(env, 'broker', (id) => broker.kekForId(id)))).toStrictEqual(syntheticPatient());
     }
     broker.retire('registration:sig:1');
     expectCode(() => verifySignedEnvelope(old.bytes, old.sig, broker), 'E_KEY_UNKNOWN', /registration:sig:1/);
@@ -370,7 +371,9 @@ describe('property 5: keys have ids and versions; old messages open until retire
       /registration:enc:1/,
     );
     expect(
-      openEnvelope(verifySignedEnvelope(fresh.bytes, fresh.sig, broker), 'broker', (id) => broker.kekForId(id)),
+      withJsNumbers(
+        openEnvelope(verifySignedEnvelope(fresh.bytes, fresh.sig, broker), 'broker', (id) => broker.kekForId(id)),
+      ),
     ).toStrictEqual(syntheticPatient());
   });
 
@@ -379,7 +382,7 @@ describe('property 5: keys have ids and versions; old messages open until retire
     const old = seal();
     const broker = new Keyring([v2, p.keys.broker], p.publics);
     expect(broker.ownEncryptionKey().kid).toBe('broker:enc:2');
-    expect(openEnvelope(parseEnvelope(old.bytes), 'broker', (id) => broker.kekForId(id))).toStrictEqual(
+    expect(withJsNumbers(openEnvelope(parseEnvelope(old.bytes), 'broker', (id) => broker.kekForId(id)))).toStrictEqual(
       syntheticPatient(),
     );
     broker.retire('broker:enc:1');

@@ -6,6 +6,7 @@ import { openEnvelope, parseEnvelope, verifyEnvelope, verifySignedEnvelope } fro
 import { sealEnvelope } from '../../src/envelope/seal.js';
 import { HAVE_EXAMPLES, SKIP_NOTE, listExamples, readExample } from '../fhir/examples.js';
 import { makeParties, syntheticPatient, type Parties } from './parties.js';
+import { withJsNumbers } from '../helpers/json.js';
 
 let p: Parties;
 beforeAll(async () => {
@@ -28,10 +29,12 @@ function roundTrip(resource: Record<string, unknown>, id: string): void {
     ],
   });
   const env = verifySignedEnvelope(sealed.bytes, sealed.sig, p.rings.broker);
-  expect(openEnvelope(env, 'broker', (kekId) => p.rings.broker.kekForId(kekId))).toStrictEqual(resource);
+  expect(withJsNumbers(openEnvelope(env, 'broker', (kekId) => p.rings.broker.kekForId(kekId)))).toStrictEqual(resource);
   const again = parseEnvelope(sealed.bytes);
   verifyEnvelope(sealed.bytes, sealed.sig, p.keys.registration.sign.publicKey);
-  expect(openEnvelope(again, 'billing', p.rings.billing.kekFor('registration:enc:1'))).toStrictEqual(resource);
+  expect(withJsNumbers(openEnvelope(again, 'billing', p.rings.billing.kekFor('registration:enc:1')))).toStrictEqual(
+    resource,
+  );
 }
 
 describe('round trip, synthetic', () => {

@@ -7,7 +7,9 @@ import { sealBlob } from '../../src/crypto/aead.js';
 import { deriveKek } from '../../src/crypto/kek.js';
 import { encryptionKeyFromSecret, signingKeyFromSeed, type ServiceKeys } from '../../src/crypto/keys.js';
 import { fixedRandom, type RandomSource } from '../../src/crypto/random.js';
+import { signDetached } from '../../src/crypto/sign.js';
 import { sealEnvelope } from '../../src/envelope/seal.js';
+import { parseJsonText } from '../../src/wire/json.js';
 import type { Provenance } from '../../src/envelope/types.js';
 import { streamRandom } from '../envelope/parties.js';
 
@@ -23,6 +25,8 @@ export interface CaseInput {
   iat: number;
   typ: string;
   resource?: unknown;
+  /** The resource as JSON text, for number lexemes a JS object cannot hold (`6.30`, `-0`); parsed with src/wire/json.ts. */
+  resourceJson?: string;
   rawUtf8?: string;
   recipients: string[];
   prov?: Provenance;
@@ -42,12 +46,23 @@ export interface AeadVector {
   plaintext: string;
   sealed: string;
 }
+/** Signed bytes a reader must refuse before anything else (docs/wire-format.md, "Numbers and duplicate members"). */
+export interface RefusedVector {
+  name: string;
+  /** base64 of the bytes, signed by `iss` (the signature verifies: only the parse refuses them). */
+  envelope: string;
+  iss: string;
+  sig: string;
+  code: string;
+  path: string;
+}
 export interface VectorFile {
   description: string;
   parties: Record<string, PartyVector>;
   keks: { id: string; key: string }[];
   aead: AeadVector[];
   cases: CaseVector[];
+  refused: RefusedVector[];
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -150,7 +165,38 @@ const SPECS: { name: string; input: CaseInput }[] = [
       rawUtf8: '{"resourceType":"Patient", name: Vector Testperson',
     },
   },
+  {
+    // Number lexemes a double cannot hold, a non-ASCII key (written as UTF-8) and a lone-surrogate key (written as
+    // the escape \ud800, as JSON.stringify writes it; its AAD path is Basic["\ud800"], ASCII).
+    name: 'basic-number-lexemes-and-keys',
+    input: {
+      id: 'vec-0004',
+      iss: 'registration',
+      iat: 1_700_000_002_000,
+      typ: 'Basic',
+      recipients: ['broker'],
+      resourceJson:
+        '{"resourceType":"Basic","id":"vec-lexemes","trailingZero":6.30,"bigInteger":12345678901234567890,' +
+        '"negativeZero":-0,"exponent":1.0e2,"Größe":"non-ASCII key","\\ud800":"lone-surrogate key"}',
+    },
+  },
 ];
+
+/** The `basic-number-lexemes-and-keys` envelope with a second `body` member: signed, and refused by the parser. */
+function duplicateBody(c: CaseVector, keys: Record<string, ServiceKeys>): RefusedVector {
+  const text = Buffer.from(c.envelope, 'base64').toString('utf8');
+  const at = text.indexOf('"body":');
+  const bytes = Buffer.from(`${text.slice(0, at)}"body":{"resourceType":"Basic"},${text.slice(at)}`, 'utf8');
+  const signer = (keys[c.input.iss] as ServiceKeys).sign;
+  return {
+    name: 'duplicate-body-member',
+    envelope: bytes.toString('base64'),
+    iss: c.input.iss,
+    sig: toBase64url(signDetached(new Uint8Array(bytes), signer.secretKey)),
+    code: 'E_ENVELOPE_INVALID',
+    path: 'body',
+  };
+}
 
 export function buildVectors(): VectorFile {
   const parties: Record<string, PartyVector> = {};
@@ -202,13 +248,21 @@ export function buildVectors(): VectorFile {
       sha256: createHash('sha256').update(sealed.bytes).digest('base64url'),
     };
   });
+  const lexemes = cases.find((c) => c.name === 'basic-number-lexemes-and-keys') as CaseVector;
   return {
     description: 'phi-broker envelope v1 test vectors; see docs/wire-format.md. Hex unless named base64/base64url.',
     parties,
     keks,
     aead,
     cases,
+    refused: [duplicateBody(lexemes, keys)],
   };
+}
+
+function resourceOf(text: string): unknown {
+  const r = parseJsonText(text);
+  if (!('value' in r)) throw new Error('vector resourceJson is not strict JSON');
+  return r.value;
 }
 
 export function sealCase(
@@ -223,7 +277,11 @@ export function sealCase(
     iat: input.iat,
     typ: input.typ,
     resource:
-      input.rawUtf8 === undefined ? input.resource : { raw: new Uint8Array(Buffer.from(input.rawUtf8, 'utf8')) },
+      input.rawUtf8 !== undefined
+        ? { raw: new Uint8Array(Buffer.from(input.rawUtf8, 'utf8')) }
+        : input.resourceJson !== undefined
+          ? resourceOf(input.resourceJson)
+          : input.resource,
     signer: sender.sign,
     recipients: input.recipients.map((id) => ({ id, kek: deriveKek(sender.enc, (keys[id] as ServiceKeys).enc) })),
     ...(input.prov === undefined ? {} : { prov: input.prov }),
