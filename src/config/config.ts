@@ -114,6 +114,19 @@ export const configSchema = z.strictObject({
   auditCheckpointMs: z.number().int().min(100).max(DAY).default(60_000),
   /** JSON file overriding the default alert rules (src/audit/alerts.ts, docs/audit.md). Unset: the defaults. */
   alertRulesFile: z.string().min(1).optional(),
+  /** Port the partner gateway (`phi-broker gateway`) listens on with HTTPS (`PHI_BROKER_GATEWAY_PORT`); 0: any free port. */
+  gatewayPort: z.number().int().min(0).max(65535).default(8443),
+  /** Address the gateway binds (`PHI_BROKER_GATEWAY_HOST`); loopback unless a deployment says otherwise. */
+  gatewayHost: z.string().min(1).default('127.0.0.1'),
+  /**
+   * The gateway's public base URL as partners reach it (`PHI_BROKER_GATEWAY_BASE_URL`): the FHIR base, the issuer of
+   * its access tokens, and (with `/auth/token`) the `aud` every client assertion must carry. Default
+   * `https://localhost:<gatewayPort>`.
+   */
+  gatewayBaseUrl: z
+    .url({ protocol: /^https$/, error: 'expected an https URL' })
+    .refine((u) => !u.endsWith('/'), 'expected no trailing /')
+    .optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -185,6 +198,9 @@ export const CONFIG_ENV = {
   PHI_BROKER_AUDIT_CHECKPOINT_EVERY: 'auditCheckpointEvery',
   PHI_BROKER_AUDIT_CHECKPOINT_MS: 'auditCheckpointMs',
   PHI_BROKER_ALERT_RULES_FILE: 'alertRulesFile',
+  PHI_BROKER_GATEWAY_PORT: 'gatewayPort',
+  PHI_BROKER_GATEWAY_HOST: 'gatewayHost',
+  PHI_BROKER_GATEWAY_BASE_URL: 'gatewayBaseUrl',
 } as const satisfies Record<string, keyof BrokerConfigInput>;
 
 const NUMERIC: ReadonlySet<string> = new Set([
@@ -203,6 +219,7 @@ const NUMERIC: ReadonlySet<string> = new Set([
   'auditMaxAgeMs',
   'auditCheckpointEvery',
   'auditCheckpointMs',
+  'gatewayPort',
 ]);
 
 /**
