@@ -41,12 +41,15 @@ describe('parseConfig', () => {
       auditMaxAgeMs: 2192 * DAY,
       auditCheckpointEvery: 1000,
       auditCheckpointMs: 60_000,
+      gatewayPort: 8443,
+      gatewayHost: '127.0.0.1',
       logLevel: 'info',
     });
     expect('natsUrl' in parseConfig({})).toBe(false);
     expect('instanceId' in parseConfig({})).toBe(false);
     expect('alertRulesFile' in parseConfig({})).toBe(false);
     expect('natsTlsDir' in parseConfig({})).toBe(false);
+    expect('gatewayBaseUrl' in parseConfig({})).toBe(false);
   });
 
   it('keeps given values, resolves relative paths and keeps natsUrl', () => {
@@ -183,7 +186,7 @@ describe('configFromEnv', () => {
     expect(Object.values(CONFIG_ENV).sort()).toEqual(
       Object.keys(parseConfig({}))
         .filter((k) => k !== 'subjectsDir' && k !== 'profilesDir')
-        .concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir')
+        .concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir', 'gatewayBaseUrl')
         .sort(),
     );
   });
