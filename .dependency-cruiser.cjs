@@ -52,6 +52,8 @@ const MAY_IMPORT = {
     'registry',
   ],
   sdk: ['wire', 'crypto', 'fhir', 'catalog', 'config', 'log', 'envelope', 'nats', 'access/protocol'],
+  // The partner HTTPS edge (fastify, jose): an edge like the broker, never importing it.
+  gateway: ['wire', 'crypto', 'fhir', 'catalog', 'config', 'log', 'envelope', 'projection', 'nats', 'sdk', 'audit'],
   // Start-up: data dir, key files, embedded nats-server, provisioning, a whole stack in one process.
   runtime: [
     'wire',
@@ -69,6 +71,7 @@ const MAY_IMPORT = {
     'access/desk',
     'broker',
     'sdk',
+    'gateway',
   ],
   // Commands only.
   cli: [
@@ -90,6 +93,7 @@ const MAY_IMPORT = {
     'access/desk',
     'broker',
     'sdk',
+    'gateway',
     'runtime',
   ],
 };

@@ -24,6 +24,8 @@ export const TYPE = {
   application: { system: DICOM, code: '110100', display: 'Application Activity' },
   /** DCM 110113 Security Alert (configuration changes, alerts). */
   securityAlert: { system: DICOM, code: '110113', display: 'Security Alert' },
+  /** DCM 110114 User Authentication: a partner authenticating to the gateway's token endpoint. */
+  userAuthentication: { system: DICOM, code: '110114', display: 'User Authentication' },
   /** DCM 110110 Patient Record: a patient's record created, read, updated (the right-of-access workflow). */
   patientRecord: { system: DICOM, code: '110110', display: 'Patient Record' },
 } as const satisfies Record<string, Coding>;
@@ -35,6 +37,7 @@ export const SUBTYPE = {
   applicationStart: { system: DICOM, code: '110120', display: 'Application Start' },
   applicationStop: { system: DICOM, code: '110121', display: 'Application Stop' },
   securityConfiguration: { system: DICOM, code: '110129', display: 'Security Configuration' },
+  login: { system: DICOM, code: '110122', display: 'Login' },
 } as const satisfies Record<string, Coding>;
 
 /** Agent roles (AuditEvent.agent.type): DICOM's Source / Destination Role ID as BALP uses them. */
@@ -66,4 +69,10 @@ export const SYSTEM = {
   quarantineRecord: 'urn:phi-broker:quarantine-record',
   catalog: 'urn:phi-broker:catalog-sha256',
   alertRule: 'urn:phi-broker:alert-rule',
+  /** phi-broker's own components as agents (`gateway`), apart from catalog service ids. */
+  component: 'urn:phi-broker:component',
+  /** A partner's OAuth client id (the catalog's partner.clientId). */
+  oauthClient: 'urn:phi-broker:oauth-client',
+  /** An access token the partner gateway issued, by its jti. */
+  accessToken: 'urn:phi-broker:access-token',
 } as const;

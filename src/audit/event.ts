@@ -307,6 +307,57 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         ),
         purposeOfEvent: purposes('PATRQT'),
       };
+    case 'partner-token': {
+      // SMART Backend Services token request (DCM User Authentication / Login): the partner is the requestor, the
+      // gateway the authenticating application; the client and the token issued are security resources.
+      const details: { type: string; valueString: string }[] = [
+        ...(fact.scopes === undefined ? [] : [{ type: 'scope', valueString: fact.scopes.join(' ') }]),
+        ...(fact.kid === undefined ? [] : [{ type: 'kid', valueString: fact.kid }]),
+      ];
+      return base(
+        TYPE.userAuthentication,
+        SUBTYPE.login,
+        'E',
+        fact.granted ? OUTCOME.success : OUTCOME.minor,
+        [
+          fact.service === undefined
+            ? {
+                type: roleConcept(AGENT.source),
+                who: { display: 'unauthenticated client' },
+                requestor: true,
+                network: { address: fact.address, type: isIpAddress(fact.address) ? '2' : '1' },
+              }
+            : agent({ service: fact.service, address: fact.address }, AGENT.source, true),
+          {
+            type: roleConcept(AGENT.application),
+            who: { identifier: { system: SYSTEM.component, value: 'gateway' }, display: 'phi-broker partner gateway' },
+            requestor: false,
+          },
+        ],
+        [
+          ...(fact.clientId === undefined
+            ? []
+            : [
+                {
+                  what: { identifier: { system: SYSTEM.oauthClient, value: fact.clientId } },
+                  type: ENTITY.systemObject,
+                  role: ROLE.securityResource,
+                  ...(details.length === 0 ? {} : { detail: details }),
+                },
+              ]),
+          ...(fact.tokenId === undefined
+            ? []
+            : [
+                {
+                  what: { identifier: { system: SYSTEM.accessToken, value: fact.tokenId } },
+                  type: ENTITY.systemObject,
+                  role: ROLE.securityResource,
+                },
+              ]),
+        ],
+        fact.granted ? undefined : describe(fact.code ?? 'E_PARTNER_AUTH', fact.path),
+      );
+    }
     case 'broker-start':
     case 'broker-stop':
       return base(

@@ -156,7 +156,32 @@ export interface AccessRefusedFact {
   readonly messageId?: string;
 }
 
+/**
+ * A SMART Backend Services token request at the partner gateway (src/gateway/token.ts), granted or refused: who asked
+ * (the partner its verified assertion names; a refused request names a client only when its claimed client id is a
+ * registered one), from where, which scopes, and for a refusal the code and the request field it is about.
+ */
+export interface PartnerTokenFact {
+  readonly kind: 'partner-token';
+  /** The gateway's network address as the partner reached it is not known; the partner's is. */
+  readonly address: string;
+  /** The partner's catalog service id, once its client assertion verified. */
+  readonly service?: string;
+  /** The registered client id the request named (verified or not). */
+  readonly clientId?: string;
+  readonly granted: boolean;
+  /** Granted scopes, or for a refusal the scopes asked for when they were read (SMART v2 scope strings, no values). */
+  readonly scopes?: readonly string[];
+  /** The key id the assertion was verified with. */
+  readonly kid?: string;
+  /** The access token's own id (its jti), when granted. */
+  readonly tokenId?: string;
+  readonly code?: string;
+  readonly path?: string;
+}
+
 export type AuditFact =
+  | PartnerTokenFact
   | AccessStepFact
   | AccessRefusedFact
   | AcceptedFact

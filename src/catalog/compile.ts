@@ -10,6 +10,7 @@ import { catalogHash } from './hash.js';
 import type { CatalogIssue } from './issues.js';
 import { sortIssues } from './issues.js';
 import { compilePatients } from './patients.js';
+import { checkPartners, type PartnerAt } from './partner.js';
 import { checkProfile } from './profile-check.js';
 import { classificationSchema, profileSchema, serviceSchema, subjectsFileSchema, topicSchema } from './schema.js';
 import type { TopicInput } from './schema.js';
@@ -91,6 +92,7 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
   const topicSeen = new Map<string, string>();
   let patients: { def: PatientMatchDef | undefined; file: string } | undefined;
   let accessAt: { requesters: readonly string[] | undefined; source: YamlSource } | undefined;
+  const partnersAt: PartnerAt[] = [];
   for (const { source } of parsed.filter((p) => p.kind === 'subjects')) {
     const top = subjectsFileSchema.safeParse(source.data ?? {});
     if (!top.success) {
@@ -149,6 +151,8 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
         );
       else {
         serviceAt.set(s.id, where);
+        if (s.partner !== undefined)
+          partnersAt.push({ service: s.id, external: s.external, input: s.partner, source, index: i });
         services.set(
           s.id,
           Object.freeze({
@@ -289,6 +293,14 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
     const r = checkAccess(accessAt.source, accessAt.requesters, isService);
     issues.push(...r.issues);
     access = r.def;
+  }
+
+  // Partners against the compiled topics: their scopes never wider than what they publish and receive.
+  const partners = checkPartners(partnersAt, compiledTopics);
+  issues.push(...partners.issues);
+  for (const [id, partner] of partners.defs) {
+    const service = services.get(id);
+    if (service !== undefined) services.set(id, Object.freeze({ ...service, partner }));
   }
 
   if (issues.length > 0 || classification === undefined)

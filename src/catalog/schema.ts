@@ -26,6 +26,56 @@ const relativeDir = z
     'expected a relative folder inside the data dir (no leading /, no ..)',
   );
 
+/** An OAuth client_id: also a NATS KV key token (the gateway's jti bucket keys on it), so no dots or spaces. */
+export const CLIENT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * A public JWK of a partner (RFC 7517): the signature algorithms SMART Backend Services names (RS384, ES384) and
+ * EdDSA. Only the public members are accepted; `d`, `p`, `q`, … (private parts) are unknown keys and refused.
+ */
+const partnerJwkSchema = z.discriminatedUnion('kty', [
+  z.strictObject({
+    kty: z.literal('EC'),
+    crv: z.literal('P-384', 'expected crv P-384 (ES384)'),
+    x: z.string().min(1),
+    y: z.string().min(1),
+    kid: z.string().min(1, 'expected a kid'),
+    alg: z.literal('ES384').optional(),
+    use: z.literal('sig').optional(),
+  }),
+  z.strictObject({
+    kty: z.literal('RSA'),
+    n: z.string().min(342, 'expected an RSA modulus of at least 2048 bits'),
+    e: z.string().min(1),
+    kid: z.string().min(1, 'expected a kid'),
+    alg: z.literal('RS384').optional(),
+    use: z.literal('sig').optional(),
+  }),
+  z.strictObject({
+    kty: z.literal('OKP'),
+    crv: z.literal('Ed25519', 'expected crv Ed25519 (EdDSA)'),
+    x: z.string().min(1),
+    kid: z.string().min(1, 'expected a kid'),
+    alg: z.literal('EdDSA').optional(),
+    use: z.literal('sig').optional(),
+  }),
+]);
+
+/** The `partner:` block of an external service (docs/partner-gateway.md): how it authenticates and what it may ask. */
+export const partnerSchema = z.strictObject({
+  clientId: z.string().regex(CLIENT_ID_PATTERN, 'expected a client id: letters, digits, _ or - (at most 64)'),
+  jwks: z.strictObject({ keys: z.array(partnerJwkSchema).min(1, 'expected at least one public key') }),
+  /** SMART v2 system scopes (`system/Coverage.rs`); checked against the topics in compile.ts. */
+  scopes: z.array(z.string()).min(1, 'expected at least one scope'),
+  rateLimit: z
+    .strictObject({
+      max: z.number().int().min(1).max(100_000),
+      windowSeconds: z.number().int().min(1).max(3600),
+    })
+    .default({ max: 60, windowSeconds: 60 }),
+  restHooks: z.array(z.url({ protocol: /^https$/, error: 'expected an https URL' })).default([]),
+});
+
 export const serviceSchema = z.strictObject({
   id: serviceId,
   owner: z.string().min(1, 'expected the owning team'),
@@ -35,6 +85,7 @@ export const serviceSchema = z.strictObject({
   /** Account every delivery to this service as a disclosure (45 CFR 164.528); default: the value of `external`. */
   accountDisclosures: z.boolean().optional(),
   keyDir: relativeDir.optional(),
+  partner: partnerSchema.optional(),
 });
 
 export const subscriberSchema = z.strictObject({
@@ -100,6 +151,7 @@ export const classificationSchema = z.strictObject({
   plaintext: z.array(z.string()),
 });
 
+export type PartnerInput = z.output<typeof partnerSchema>;
 export type ServiceInput = z.output<typeof serviceSchema>;
 export type TopicInput = z.output<typeof topicSchema>;
 export type ProfileInput = z.output<typeof profileSchema>;

@@ -34,6 +34,8 @@ export interface ServiceDef {
   readonly accountDisclosures?: boolean;
   /** Where this service's dev keys live, relative to the data dir (default `keys/<id>`). */
   readonly keyDir: string;
+  /** An external service's registration with the partner gateway (src/catalog/partner.ts). */
+  readonly partner?: PartnerDef;
   /** The file the service was declared in (for error messages). */
   readonly file: string;
 }
@@ -41,6 +43,23 @@ export interface ServiceDef {
 /** Whether every delivery to `service` is a disclosure recorded for the accounting (45 CFR 164.528). */
 export function accountsDisclosures(service: ServiceDef): boolean {
   return service.accountDisclosures ?? service.external;
+}
+
+/** A public JWK of a partner (RFC 7517), as declared: EC P-384, RSA or OKP Ed25519, with a kid. */
+export type PartnerJwk = Readonly<Record<string, string>> & { readonly kid: string; readonly kty: string };
+
+/**
+ * A partner's registration (SMART Backend Services, http://hl7.org/fhir/smart-app-launch/backend-services.html):
+ * its OAuth client id, the public keys its client assertions are signed with, the SMART v2 scopes it may be
+ * granted (never wider than what the topics let it publish and receive), its rate limit and rest-hook endpoints.
+ */
+export interface PartnerDef {
+  readonly clientId: string;
+  readonly jwks: { readonly keys: readonly PartnerJwk[] };
+  /** SMART v2 system scopes, as declared (`system/Coverage.rs`). */
+  readonly scopes: readonly string[];
+  readonly rateLimit: { readonly max: number; readonly windowSeconds: number };
+  readonly restHooks: readonly string[];
 }
 
 export interface SubscriptionDef {

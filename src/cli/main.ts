@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `phi-broker` command: up, demo, publish, tail, quarantine, consent, disclosures, registry show, access, audit, certs, nats-config, nats-provision, catalog check. Every command takes --data-dir
+// The `phi-broker` command: up, gateway, demo, publish, tail, quarantine, consent, disclosures, registry show, access, audit, certs, nats-config, nats-provision, catalog check. Every command takes --data-dir
 // (default .phi-broker/, or PHI_BROKER_DATA_DIR); NATS_URL points them at an existing NATS.
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
@@ -120,6 +120,21 @@ program
       });
     },
   );
+
+program
+  .command('gateway')
+  .description(
+    'run the partner HTTPS gateway (SMART Backend Services token endpoint, /metadata) against the running NATS; Ctrl-C stops',
+  )
+  .option('--port <port>', 'HTTPS port (default 8443, or PHI_BROKER_GATEWAY_PORT; 0: a free port)', (v) =>
+    Number.parseInt(v, 10),
+  )
+  .action(async (opts: { port?: number }, cmd: Command) => {
+    const { runGateway } = await import('../runtime/gateway.js');
+    await runGateway(
+      configFrom(cmd.optsWithGlobals<GlobalOptions>(), opts.port === undefined ? {} : { gatewayPort: opts.port }),
+    );
+  });
 
 program
   .command('demo')

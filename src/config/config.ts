@@ -135,6 +135,19 @@ export const configSchema = z.strictObject({
   healthHost: z.string().min(1).default('127.0.0.1'),
   /** How often the broker checks JetStream, its streams' settings and PHI_AUDIT for /readyz (and the consumer's backlog). */
   healthCheckMs: z.number().int().min(100).max(60_000).default(5_000),
+  /** Port the partner gateway (`phi-broker gateway`) listens on with HTTPS (`PHI_BROKER_GATEWAY_PORT`); 0: any free port. */
+  gatewayPort: z.number().int().min(0).max(65535).default(8443),
+  /** Address the gateway binds (`PHI_BROKER_GATEWAY_HOST`); loopback unless a deployment says otherwise. */
+  gatewayHost: z.string().min(1).default('127.0.0.1'),
+  /**
+   * The gateway's public base URL as partners reach it (`PHI_BROKER_GATEWAY_BASE_URL`): the FHIR base, the issuer of
+   * its access tokens, and (with `/auth/token`) the `aud` every client assertion must carry. Default
+   * `https://localhost:<gatewayPort>`.
+   */
+  gatewayBaseUrl: z
+    .url({ protocol: /^https$/, error: 'expected an https URL' })
+    .refine((u) => !u.endsWith('/'), 'expected no trailing /')
+    .optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** The embedded nats-server's log file rotates past this size (nats-server `logfile_size_limit`), bytes. */
   natsLogMaxBytes: z
@@ -229,6 +242,9 @@ export const CONFIG_ENV = {
   PHI_BROKER_HEALTH_PORT: 'healthPort',
   PHI_BROKER_HEALTH_HOST: 'healthHost',
   PHI_BROKER_HEALTH_CHECK_MS: 'healthCheckMs',
+  PHI_BROKER_GATEWAY_PORT: 'gatewayPort',
+  PHI_BROKER_GATEWAY_HOST: 'gatewayHost',
+  PHI_BROKER_GATEWAY_BASE_URL: 'gatewayBaseUrl',
 } as const satisfies Record<string, keyof BrokerConfigInput>;
 
 const NUMERIC: ReadonlySet<string> = new Set([
@@ -254,6 +270,7 @@ const NUMERIC: ReadonlySet<string> = new Set([
   'auditIntegrityCheckMs',
   'healthPort',
   'healthCheckMs',
+  'gatewayPort',
 ]);
 
 /**

@@ -263,3 +263,19 @@ function isNotFound(err: unknown): boolean {
   const apiCode = e?.api_error?.err_code;
   return e?.code === '404' || apiCode === 10014 || apiCode === 10059 || /not found/i.test(String(e?.message ?? ''));
 }
+
+/**
+ * How long a client-assertion jti is remembered (KV phi_gateway_jti): an assertion may expire at most 5 minutes
+ * ahead (SMART Backend Services) of a gateway clock that may lag the partner's by the allowed skew, and it is
+ * accepted until exp plus that skew; one more skew of margin. src/gateway/assertion.ts holds the same bounds.
+ */
+export const GATEWAY_ASSERTION_MAX_LIFETIME_MS = 5 * 60_000;
+export const GATEWAY_CLOCK_SKEW_MS = 60_000;
+export const GATEWAY_JTI_TTL_MS = GATEWAY_ASSERTION_MAX_LIFETIME_MS + 3 * GATEWAY_CLOCK_SKEW_MS;
+
+/** The gateways' jti bucket (src/gateway/jti.ts): one revision per key, each expiring after GATEWAY_JTI_TTL_MS. */
+export async function ensureGatewayJtiBucket(nc: NatsConnection): Promise<KV> {
+  return nc
+    .jetstream()
+    .views.kv(KV_BUCKETS.gatewayJti, { ttl: GATEWAY_JTI_TTL_MS, history: 1, storage: StorageType.File });
+}

@@ -13,13 +13,15 @@ import {
   ensureBrokerInfrastructure,
   ensureConsentBucket,
   ensureDisclosureStream,
+  ensureGatewayJtiBucket,
   streamSettings,
 } from '../nats/setup.js';
 
 /**
  * Creates or updates PHI_INGEST, PHI_DELIVER, PHI_QUARANTINE, PHI_RECEIPTS, the broker consumer and phi_seen;
  * PHI_DISCLOSURES, PHI_AUDIT (deny delete/purge, retention from the config; never shortened), the KV buckets
- * phi_consent, phi_registry, phi_access and the object store phi_access_answers.
+ * phi_consent, phi_registry, phi_access, phi_gateway_jti (the partner gateways') and the object store
+ * phi_access_answers.
  */
 export async function provisionStreams(adminNc: NatsConnection, config: BrokerConfig): Promise<void> {
   await ensureBrokerInfrastructure(adminNc, streamSettings(config));
@@ -31,4 +33,5 @@ export async function provisionStreams(adminNc: NatsConnection, config: BrokerCo
   await ensureConsentBucket(adminNc);
   await ensureRegistryBucket(adminNc);
   await ensureAccessBuckets(adminNc);
+  await ensureGatewayJtiBucket(adminNc);
 }

@@ -2,6 +2,7 @@
 //
 //   ca.cert.pem      ca.key.pem          the development CA (longer-lived; `certs rotate` keeps it)
 //   server.cert.pem  server.key.pem      nats-server (serverAuth; SAN localhost, 127.0.0.1)
+//   gateway.cert.pem gateway.key.pem     the partner gateway's HTTPS (serverAuth; the same SANs)
 //   broker.cert.pem  broker.key.pem      the broker processes
 //   admin.cert.pem   admin.key.pem       provisioning: stream, bucket and consumer management
 //   operator.cert.pem operator.key.pem   the routine operator commands (consent, access, registry, audit, ...)
@@ -51,6 +52,8 @@ export interface TlsLayout {
   readonly dir: string;
   readonly ca: { readonly certFile: string; readonly keyFile: string };
   readonly server: TlsFiles;
+  /** The partner gateway's HTTPS server certificate (`phi-broker gateway`). */
+  readonly gateway: TlsFiles;
   /** Files an identity connects to NATS with. */
   identity(identity: Identity): TlsFiles;
 }
@@ -68,6 +71,7 @@ export function tlsLayout(dir: string): TlsLayout {
     dir,
     ca: { certFile: caFile, keyFile: join(dir, 'ca.key.pem') },
     server: pair(join(dir, 'server')),
+    gateway: pair(join(dir, 'gateway')),
     identity: (identity) =>
       pair(identity.kind === 'service' ? join(dir, 'services', identity.id) : join(dir, identity.kind)),
   };
@@ -86,7 +90,7 @@ export interface IssueReport {
   readonly dir: string;
   readonly caCreated: boolean;
   readonly caNotAfter: Date;
-  /** `server`, `broker`, `admin`, `operator`, `auditor`, `service:<id>` with the expiry of each certificate issued. */
+  /** `server`, `gateway`, `broker`, `admin`, `operator`, `auditor`, `service:<id>` with the expiry of each certificate issued. */
   readonly issued: readonly { readonly name: string; readonly serial: string; readonly notAfter: Date }[];
   /** Service certificates deleted because the service is no longer in the catalog. */
   readonly removed: readonly string[];
@@ -117,7 +121,7 @@ export function readCa(layout: TlsLayout): CaMaterial {
 }
 
 /**
- * Issues the server certificate and a client certificate for the broker, the admin, the operator, the auditor and every service in
+ * Issues the server certificates (nats-server, partner gateway) and a client certificate for the broker, the admin, the operator, the auditor and every service in
  * `services`, signed by the CA in the layout — creating the CA first when `createCaIfMissing` and there is none.
  * Certificates of services no longer listed are deleted, so a removed service cannot connect once NATS
  * reloads (its user is gone from the generated config too).
@@ -142,6 +146,9 @@ export async function issueAll(
   const server = await issueServerCertificate(ca, opts.serverHosts ?? DEFAULT_SERVER_HOSTS, validity);
   writePair(layout.server, server);
   issued.push({ name: 'server', serial: server.serial, notAfter: server.notAfter });
+  const gateway = await issueServerCertificate(ca, opts.serverHosts ?? DEFAULT_SERVER_HOSTS, validity);
+  writePair(layout.gateway, gateway);
+  issued.push({ name: 'gateway', serial: gateway.serial, notAfter: gateway.notAfter });
   const identities: Identity[] = [
     BROKER_IDENTITY,
     ADMIN_IDENTITY,

@@ -66,6 +66,13 @@ export const ERROR_CODES = {
     'A value read back from a JetStream stream, KV bucket or object store is missing or not in the shape phi-broker writes (damaged, or written by another version); it is not used.',
   E_SETUP_MISSING:
     'Something phi-broker needs on this machine is missing (the nats-server executable, development certificates, its own package files); the message names the command that provides it.',
+  E_PARTNER_AUTH:
+    "A partner's SMART Backend Services client assertion is refused: not a JWT, an algorithm other than RS384/ES384/EdDSA, a kid not among that client's registered keys, a signature that does not verify, iss/sub not the client id, aud not the token URL, expired or more than five minutes ahead, or a jti already used.",
+  E_PARTNER_SCOPE: 'A partner asked for a scope wider than its catalog registration (partner.scopes), or for none.',
+  E_PARTNER_REQUEST:
+    'A request to the partner gateway is malformed: a missing or repeated parameter, an unsupported grant type or client assertion type, a body that is not the expected media type.',
+  E_RATE_LIMITED:
+    "A partner exceeded its catalog rate limit (partner.rateLimit); retry after the Retry-After header's seconds.",
 } as const satisfies Record<`E_${string}`, string>;
 
 export type BrokerErrorCode = keyof typeof ERROR_CODES;

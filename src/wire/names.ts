@@ -28,6 +28,11 @@ export const KV_BUCKETS = {
   registry: 'phi_registry',
   /** Right-of-access requests and their state (src/access/); the patient reference only sealed. */
   access: 'phi_access',
+  /**
+   * SMART Backend Services client-assertion ids the partner gateways have accepted, keyed `<client id>.<SHA-256 of
+   * the jti>`, with a TTL past any assertion's exp plus the allowed skew: a jti is used once across all gateways.
+   */
+  gatewayJti: 'phi_gateway_jti',
 } as const;
 
 /** JetStream Object Store buckets (NATS ADR-20). */

@@ -44,6 +44,8 @@ describe('parseConfig', () => {
       auditIntegrityCheckMs: 5 * MINUTE,
       healthHost: '127.0.0.1',
       healthCheckMs: 5_000,
+      gatewayPort: 8443,
+      gatewayHost: '127.0.0.1',
       logLevel: 'info',
       natsLogMaxBytes: 10 * MiB,
       natsLogFiles: 10,
@@ -55,6 +57,7 @@ describe('parseConfig', () => {
     expect('alertRulesFile' in parseConfig({})).toBe(false);
     expect('natsTlsDir' in parseConfig({})).toBe(false);
     expect('healthPort' in parseConfig({})).toBe(false); // no endpoints in library use
+    expect('gatewayBaseUrl' in parseConfig({})).toBe(false);
   });
 
   it('keeps given values, resolves relative paths and keeps natsUrl', () => {
@@ -196,7 +199,7 @@ describe('configFromEnv', () => {
     expect(Object.values(CONFIG_ENV).sort()).toEqual(
       Object.keys(parseConfig({}))
         .filter((k) => k !== 'subjectsDir' && k !== 'profilesDir')
-        .concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir', 'healthPort')
+        .concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir', 'healthPort', 'gatewayBaseUrl')
         .sort(),
     );
   });

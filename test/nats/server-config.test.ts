@@ -119,6 +119,8 @@ describe('natsPermissions', () => {
         'KV_phi_registry',
         'KV_phi_access',
         'KV_phi_consent',
+        // The partner gateway's jti bucket: the gateway connects as the broker identity (docs/partner-gateway.md).
+        'KV_phi_gateway_jti',
         'OBJ_phi_access_answers',
       ]
         .map((s) => `$JS.API.STREAM.INFO.${s}`)
@@ -137,7 +139,7 @@ describe('natsPermissions', () => {
     // Every JetStream API allow names one stream: no family is open over all streams.
     for (const subject of b.publish.allow.filter((x) => x.startsWith('$JS.API.') && x !== '$JS.API.INFO')) {
       expect(subject, subject).toMatch(
-        /^\$JS\.API\.(STREAM\.INFO|STREAM\.MSG\.GET|DIRECT\.GET|CONSUMER\.(INFO|CREATE|MSG\.NEXT))\.(PHI_[A-Z_]+|KV_phi_[a-z]+|OBJ_phi_[a-z_]+)(\.|$)/,
+        /^\$JS\.API\.(STREAM\.INFO|STREAM\.MSG\.GET|DIRECT\.GET|CONSUMER\.(INFO|CREATE|MSG\.NEXT))\.(PHI_[A-Z_]+|KV_phi_[a-z_]+|OBJ_phi_[a-z_]+)(\.|$)/,
       );
     }
     // Ephemeral/ordered consumers (KV watch, keys) only on the two KV streams the broker watches or lists.
@@ -161,6 +163,7 @@ describe('natsPermissions', () => {
     // Restrictions are written by operators (admin) alone; the broker reads and watches them.
     expect(b.publish.allow.filter((x) => x.startsWith('$KV.')).sort()).toEqual([
       '$KV.phi_access.>',
+      '$KV.phi_gateway_jti.>',
       '$KV.phi_registry.>',
       '$KV.phi_seen.>',
     ]);

@@ -40,6 +40,7 @@ describe('issueAll', () => {
     expect(r.caCreated).toBe(true);
     expect(r.issued.map((i) => i.name)).toEqual([
       'server',
+      'gateway',
       'broker',
       'admin',
       'operator',
@@ -52,6 +53,7 @@ describe('issueAll', () => {
     const pairs = [
       layout.ca,
       layout.server,
+      layout.gateway,
       ...[BROKER_IDENTITY, ADMIN_IDENTITY, serviceIdentity('ehr'), serviceIdentity('billing')].map((i) =>
         layout.identity(i),
       ),
@@ -63,6 +65,11 @@ describe('issueAll', () => {
     }
     expect(layout.identity(serviceIdentity('ehr')).certFile).toBe(join(layout.dir, 'services', 'ehr.cert.pem'));
     expect(layout.identity(BROKER_IDENTITY).certFile).toBe(join(layout.dir, 'broker.cert.pem'));
+    // The gateway's HTTPS certificate: serverAuth for the same hosts as nats-server's, from the same CA.
+    const gateway = new X509Certificate(readFileSync(layout.gateway.certFile));
+    expect(gateway.checkHost('localhost')).toBe('localhost');
+    expect(gateway.checkIP('127.0.0.1')).toBe('127.0.0.1');
+    expect(gateway.verify(new X509Certificate(readFileSync(layout.ca.certFile)).publicKey)).toBe(true);
   });
 
   it('without a CA and without createCaIfMissing it refuses, naming `certs init`', async () => {

@@ -88,6 +88,7 @@ describe('subjects', () => {
       consent: 'phi_consent',
       registry: 'phi_registry',
       access: 'phi_access',
+      gatewayJti: 'phi_gateway_jti',
     });
     expect(OBJECT_STORES).toEqual({ accessAnswers: 'phi_access_answers' });
     expect(BROKER_CONSUMER).toBe('broker');

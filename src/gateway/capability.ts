@@ -1,0 +1,66 @@
+// The CapabilityStatement at `/metadata` (FHIR R4 capabilitystatement.html), generated from the catalog: what this
+// gateway supports and nothing more. Today that is SMART Backend Services authorization (rest.security, with the
+// token endpoint in the oauth-uris extension) and, per resource type a partner exchanges, the partner profiles
+// that shape it (supportedProfile) — with no interaction listed until the gateway serves one.
+import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/r4.js';
+import { parseScope } from '../catalog/partner.js';
+import type { Catalog } from '../catalog/types.js';
+
+const OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris';
+
+export function capabilityStatement(
+  catalog: Catalog,
+  urls: { baseUrl: string; tokenUrl: string },
+  date: string,
+  version: string,
+): CapabilityStatement {
+  const types = new Map<string, Set<string>>();
+  for (const service of catalog.services.values()) {
+    if (service.partner === undefined) continue;
+    for (const scope of service.partner.scopes) {
+      const type = parseScope(scope)?.resourceType;
+      if (type === undefined) continue;
+      const profiles = types.get(type) ?? new Set<string>();
+      types.set(type, profiles);
+      // The profile that shapes what this partner receives of the type (its minimum-necessary contract).
+      const sub = catalog.topics.get(type)?.subscribers.find((s) => s.service === service.id);
+      const url = sub === undefined ? undefined : catalog.profiles.get(sub.profile)?.url;
+      if (url !== undefined) profiles.add(url);
+    }
+  }
+  const resource: CapabilityStatementRestResource[] = [...types]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([type, profiles]) => ({
+      // The catalog admits only FHIR R4 resource type names as topics (compile.ts).
+      type: type as CapabilityStatementRestResource['type'],
+      ...(profiles.size === 0 ? {} : { supportedProfile: [...profiles].sort() }),
+    }));
+  return {
+    resourceType: 'CapabilityStatement',
+    status: 'active',
+    date,
+    publisher: 'phi-broker',
+    kind: 'instance',
+    software: { name: 'phi-broker partner gateway', version },
+    implementation: { description: 'phi-broker partner FHIR gateway', url: urls.baseUrl },
+    fhirVersion: '4.0.1',
+    format: ['application/fhir+json'],
+    rest: [
+      {
+        mode: 'server',
+        security: {
+          extension: [{ url: OAUTH_URIS, extension: [{ url: 'token', valueUri: urls.tokenUrl }] }],
+          service: [
+            {
+              coding: [
+                { system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' },
+              ],
+            },
+          ],
+          description: 'SMART Backend Services (client_credentials with private_key_jwt); system scopes only',
+        },
+        ...(resource.length === 0 ? {} : { resource }),
+      },
+    ],
+  };
+}

@@ -1,0 +1,152 @@
+// The partner gateway's HTTPS server (fastify): security headers (@fastify/helmet), per-client rate limits from the
+// catalog (@fastify/rate-limit; 429 with Retry-After), and the routes of this increment — SMART configuration, the
+// gateway's JWKS, the token endpoint and the CapabilityStatement (docs/partner-gateway.md). Errors answer in the
+// route's own vocabulary: RFC 6749 JSON on the token endpoint, a FHIR OperationOutcome elsewhere; neither echoes input.
+import helmet from '@fastify/helmet';
+import rateLimit from '@fastify/rate-limit';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { decodeJwt } from 'jose';
+import type { AuditTrail } from '../audit/trail.js';
+import type { Catalog } from '../catalog/types.js';
+import type { Logger } from '../log/log.js';
+import { partnersByClientId } from './assertion.js';
+import { capabilityStatement } from './capability.js';
+import { OAuthError } from './oauth-error.js';
+import { operationOutcome } from './operation-outcome.js';
+import { smartConfiguration } from './smart-configuration.js';
+import { handleTokenRequest, type TokenContext } from './token.js';
+import type { JtiStore } from './jti.js';
+import type { TokenSigner } from './token-signer.js';
+
+export const TOKEN_PATH = '/auth/token';
+const FHIR_JSON = 'application/fhir+json; charset=utf-8';
+/** A token request is a few form fields and one JWT. */
+const TOKEN_BODY_LIMIT = 16 * 1024;
+/** Requests from a client the catalog does not name: counted per address. */
+const UNKNOWN_CLIENT_LIMIT = { max: 30, windowSeconds: 60 };
+
+export interface GatewayServerOptions {
+  readonly catalog: Catalog;
+  readonly tls: { readonly key: string; readonly cert: string };
+  /** The public base URL partners use (the FHIR base; the token URL is `<baseUrl>/auth/token`), once listening. */
+  readonly baseUrl: () => string;
+  readonly jti: JtiStore;
+  readonly signer: TokenSigner;
+  readonly audit: AuditTrail;
+  readonly logger: Logger;
+  readonly version: string;
+  readonly now: () => number;
+}
+
+export async function buildGatewayServer(opts: GatewayServerOptions): Promise<FastifyInstance> {
+  const { catalog, logger } = opts;
+  const urls = (): { baseUrl: string; tokenUrl: string } => ({
+    baseUrl: opts.baseUrl(),
+    tokenUrl: `${opts.baseUrl()}${TOKEN_PATH}`,
+  });
+  const partners = partnersByClientId(catalog);
+  const started = new Date(opts.now()).toISOString();
+  const ctx = (): TokenContext => ({ ...urls(), partners, jti: opts.jti, signer: opts.signer, now: opts.now });
+  const app = Fastify({ https: { key: opts.tls.key, cert: opts.tls.cert }, logger: false, bodyLimit: 1024 * 1024 });
+
+  // RFC 6749 §4.4.2: the token request is form-encoded; kept as URLSearchParams so repeated parameters are seen.
+  app.addContentTypeParser(
+    'application/x-www-form-urlencoded',
+    { parseAs: 'string', bodyLimit: TOKEN_BODY_LIMIT },
+    (_req, body, done) => done(null, new URLSearchParams(body as string)),
+  );
+
+  await app.register(helmet, { contentSecurityPolicy: { directives: { defaultSrc: ["'none'"] } } });
+  const clientOf = (req: FastifyRequest): string | undefined => {
+    const assertion = req.body instanceof URLSearchParams ? req.body.get('client_assertion') : null;
+    if (assertion === null) return undefined;
+    try {
+      const iss = decodeJwt(assertion).iss;
+      return iss !== undefined && partners.has(iss) ? iss : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const limitOf = (key: string): { max: number; windowSeconds: number } => {
+    const client = key.split('|')[0] ?? '';
+    return partners.get(client)?.partner.rateLimit ?? UNKNOWN_CLIENT_LIMIT;
+  };
+  // After the body is parsed (preHandler), so the limit is the named client's from its catalog registration; keyed
+  // by client and address together, so nobody exhausts a partner's budget by naming it.
+  await app.register(rateLimit, {
+    global: true,
+    hook: 'preHandler',
+    keyGenerator: (req) => `${clientOf(req) ?? ''}|${req.ip}`,
+    max: (_req, key) => limitOf(key).max,
+    timeWindow: (_req, key) => limitOf(key).windowSeconds * 1000,
+    errorResponseBuilder: (_req, context) => ({
+      statusCode: 429,
+      code: 'E_RATE_LIMITED',
+      message: `rate limit exceeded, retry in ${Math.ceil(context.ttl / 1000)} seconds`,
+    }),
+  });
+
+  app.setErrorHandler((err: { statusCode?: number; code?: string; message?: string }, req, reply) => {
+    const status =
+      typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    if (status >= 500)
+      logger.error({ event: 'gateway.error', route: req.routeOptions.url, code: err.code }, 'gateway error');
+    const limited = status === 429;
+    const description = limited
+      ? (err.message ?? 'rate limit exceeded')
+      : status >= 500
+        ? 'internal error'
+        : 'malformed request';
+    if (req.url.startsWith(TOKEN_PATH)) {
+      const e = limited
+        ? { error: 'E_RATE_LIMITED', error_description: description }
+        : new OAuthError('invalid_request', 'E_PARTNER_REQUEST', 'body', description).body();
+      return reply.code(status).send(e);
+    }
+    return sendFhir(
+      reply.code(status),
+      operationOutcome(
+        limited ? 'throttled' : status >= 500 ? 'exception' : 'invalid',
+        limited ? 'E_RATE_LIMITED' : undefined,
+        description,
+      ),
+    );
+  });
+  app.setNotFoundHandler((_req, reply) =>
+    sendFhir(reply.code(404), operationOutcome('not-supported', undefined, 'this gateway serves no such endpoint')),
+  );
+
+  app.get('/.well-known/smart-configuration', () => smartConfiguration(catalog, urls()));
+  app.get('/.well-known/jwks.json', () => opts.signer.jwks());
+  app.get('/metadata', (_req, reply) => sendFhir(reply, capabilityStatement(catalog, urls(), started, opts.version)));
+  app.post(TOKEN_PATH, async (req, reply) => {
+    reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+    if (!(req.body instanceof URLSearchParams)) {
+      const e = new OAuthError(
+        'invalid_request',
+        'E_PARTNER_REQUEST',
+        'body',
+        'expected application/x-www-form-urlencoded',
+      );
+      return reply.code(e.status).send(e.body());
+    }
+    const answer = await handleTokenRequest(req.body, req.ip, ctx());
+    // Stored before answering: no token leaves that the audit trail does not hold (45 CFR 164.312(b)).
+    await opts.audit.record([answer.fact]);
+    logger.info(
+      {
+        event: answer.fact.granted ? 'gateway.token.granted' : 'gateway.token.refused',
+        client: answer.fact.clientId,
+        code: answer.fact.code,
+        path: answer.fact.path,
+      },
+      answer.fact.granted ? 'access token granted' : 'token request refused',
+    );
+    return reply.code(answer.status).send(answer.body);
+  });
+  return app;
+}
+
+function sendFhir(reply: FastifyReply, resource: object): FastifyReply {
+  return reply.header('content-type', FHIR_JSON).send(resource);
+}

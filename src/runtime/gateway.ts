@@ -1,0 +1,55 @@
+// `phi-broker gateway`: the partner HTTPS gateway as its own process against the running NATS (NATS_URL, or the
+// embedded server `up` started in the data dir), over mTLS as the broker identity — this increment's gateway uses
+// the broker's jti bucket and audit permissions — with the gateway certificate `certs init` issued. Several may run
+// side by side on copies of the data dir's keys. SIGINT/SIGTERM stop it (requests in flight finish, the chain is sealed).
+import type { BrokerConfig } from '../config/config.js';
+import { Gateway } from '../gateway/gateway.js';
+import { createLogger } from '../log/log.js';
+import { identityInbox } from '../nats/permissions.js';
+import { BROKER_IDENTITY } from '../tls/identity.js';
+import { tlsLayout } from '../tls/store.js';
+import { BROKER_ID } from '../wire/ids.js';
+import { cliTlsDir, connectNats, layout, loadConfiguredCatalog, natsUrl } from './data-dir.js';
+import { readServiceKeys } from './key-files.js';
+import { initCrypto } from '../crypto/sodium.js';
+
+export async function runGateway(config: BrokerConfig): Promise<void> {
+  const logger = createLogger({ level: config.logLevel });
+  const catalog = loadConfiguredCatalog(config);
+  await initCrypto();
+  const keysDir = layout(config).keys;
+  const natsTls = cliTlsDir(config);
+  if (natsTls === undefined)
+    throw new Error(
+      'the gateway connects over mTLS only: set PHI_BROKER_NATS_TLS_DIR, or run it beside `phi-broker up`',
+    );
+  const nc = await connectNats(natsUrl(config), 'phi-broker gateway', {
+    files: tlsLayout(natsTls).identity(BROKER_IDENTITY),
+    inbox: identityInbox(BROKER_IDENTITY),
+  });
+  let gateway: Gateway;
+  try {
+    gateway = await Gateway.start({
+      config,
+      catalog,
+      nc,
+      auditSigner: readServiceKeys(keysDir, BROKER_ID).sign,
+      keysDir,
+      tls: tlsLayout(natsTls).gateway,
+      logger,
+    });
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+  process.stdout.write(
+    `phi-broker gateway ready: ${gateway.url} (base URL ${gateway.baseUrl}), audit chain ${gateway.instanceId}\n`,
+  );
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  process.stdout.write('phi-broker gateway stopping\n');
+  await gateway.stop();
+  await nc.drain();
+}

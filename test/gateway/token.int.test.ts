@@ -1,0 +1,403 @@
+// The partner gateway's token endpoint (SMART Backend Services) against a real nats-server (mTLS, provisioned as
+// deployed) and two real HTTPS gateways on loopback ports: every edge case of the client assertion is refused with
+// its OAuth error, code and field path; a jti is usable once across both gateways; a granted token verifies against
+// the gateway's JWKS with jose; every request is an AuditEvent in the gateway's chain; /metadata and every
+// OperationOutcome validate against the FHIR R4 JSON schema.
+import { randomUUID } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, type CryptoKey, type JWK } from 'jose';
+import type { AuditEvent } from 'fhir/r4.js';
+import { parseDocument } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readAuditRecords } from '../../src/audit/read.js';
+import { decodeRecord } from '../../src/audit/record.js';
+import { Gateway } from '../../src/gateway/gateway.js';
+import { BROKER_IDENTITY } from '../../src/tls/identity.js';
+import { BROKER_ID } from '../../src/wire/ids.js';
+import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
+import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
+
+interface Client {
+  readonly clientId: string;
+  readonly kid: string;
+  readonly alg: 'ES384' | 'RS384';
+  readonly key: CryptoKey;
+}
+
+const BASE_URL = 'https://partners.example.test';
+let stack: TestStack;
+let gw: Gateway;
+let gw2: Gateway;
+let ca: string;
+let payer: Client;
+let health: Client;
+
+/** The shipped catalog with each partner's placeholder key replaced by a key this test holds. */
+async function partnerCatalog(): Promise<{ subjects: string; payer: Client; health: Client }> {
+  const dir = mkdtempSync(join(tmpdir(), 'phi-gateway-catalog-'));
+  cpSync(join(ROOT, 'subjects'), dir, { recursive: true });
+  const file = join(dir, 'services.yaml');
+  const doc = parseDocument(readFileSync(file, 'utf8'));
+  const clients: Client[] = [];
+  for (const [id, alg] of [
+    ['partner-payer', 'ES384'],
+    ['public-health', 'RS384'],
+  ] as const) {
+    const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
+    const jwk: JWK = { ...(await exportJWK(publicKey)), kid: `${id}-test`, alg };
+    const services = doc.get('services') as {
+      items: { get(k: string): unknown; setIn(p: unknown[], v: unknown): void }[];
+    };
+    const service = services.items.find((s) => s.get('id') === id);
+    service?.setIn(['partner', 'jwks', 'keys'], doc.createNode([jwk]));
+    clients.push({ clientId: id, kid: `${id}-test`, alg, key: privateKey });
+  }
+  writeFileSync(file, doc.toString());
+  return { subjects: dir, payer: clients[0] as Client, health: clients[1] as Client };
+}
+
+function post(url: string, form: Record<string, string | string[]>, contentType = 'application/x-www-form-urlencoded') {
+  const body = new URLSearchParams();
+  for (const [k, v] of Object.entries(form)) for (const one of Array.isArray(v) ? v : [v]) body.append(k, one);
+  return send(url, 'POST', body.toString(), contentType);
+}
+
+function send(
+  url: string,
+  method: string,
+  body?: string,
+  contentType?: string,
+): Promise<{ status: number; headers: Record<string, unknown>; json: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      { method, ca, headers: contentType === undefined ? {} : { 'content-type': contentType } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            json: JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown>,
+          }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** A client assertion as SMART Backend Services describes it, with any claim or header overridden. */
+async function assertion(
+  client: Client,
+  aud: string,
+  over: { claims?: Record<string, unknown>; header?: Record<string, unknown>; expIn?: number } = {},
+): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ jti: randomUUID(), ...over.claims })
+    .setProtectedHeader({ alg: client.alg, kid: client.kid, typ: 'JWT', ...over.header })
+    .setIssuer((over.claims?.['iss'] as string | undefined) ?? client.clientId)
+    .setSubject((over.claims?.['sub'] as string | undefined) ?? client.clientId)
+    .setAudience((over.claims?.['aud'] as string | undefined) ?? aud)
+    .setExpirationTime(now + (over.expIn ?? 240))
+    .sign(client.key);
+}
+
+const tokenUrl = (g: Gateway): string => `${g.baseUrl}/auth/token`;
+const form = (a: string, scope = 'system/Coverage.rs'): Record<string, string> => ({
+  grant_type: 'client_credentials',
+  client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+  client_assertion: a,
+  scope,
+});
+
+/** Sends to the gateway's listening address the request whose assertion names its public token URL. */
+let audited = 0;
+const token = async (g: Gateway, f: Record<string, string | string[]>) => {
+  const r = await post(`${g.url}/auth/token`, f);
+  if (r.status !== 429) audited += 1; // every form request the rate limit lets through is audited
+  return r;
+};
+
+beforeAll(async () => {
+  const catalog = await partnerCatalog();
+  payer = catalog.payer;
+  health = catalog.health;
+  stack = await startTestStack({ broker: false, config: { subjectsDir: catalog.subjects, gatewayPort: 0 } });
+  const tls = stack.nats.tls;
+  if (tls === undefined) throw new Error('expected an mTLS stack');
+  ca = readFileSync(tls.ca.certFile, 'utf8');
+  const start = async (n: number): Promise<Gateway> =>
+    Gateway.start({
+      // One public base URL for both, as behind a load balancer: an assertion is for either gateway.
+      config: { ...stack.config, gatewayBaseUrl: BASE_URL },
+      catalog: stack.catalog,
+      nc: await stack.connectAs(BROKER_IDENTITY, `gateway-${n}`),
+      auditSigner: stack.keys(BROKER_ID).sign,
+      keysDir: stack.keysDir,
+      tls: tls.gateway,
+      logger: stack.logger.child({ gateway: n }),
+      instanceId: `gw-test-${n}`,
+    });
+  gw = await start(1);
+  gw2 = await start(2);
+}, 60_000);
+
+afterAll(async () => {
+  await gw?.stop();
+  await gw2?.stop();
+  await stack?.stop();
+});
+
+function expectRefused(
+  r: { status: number; json: Record<string, unknown> },
+  status: number,
+  error: string,
+  description: string,
+): void {
+  expect({ status: r.status, error: r.json['error'], description: r.json['error_description'] }).toEqual({
+    status,
+    error,
+    description,
+  });
+}
+
+describe('token endpoint: the client assertion checks of SMART Backend Services', () => {
+  it('grants a token of at most five minutes that verifies against the gateway JWKS, with exactly the scopes asked', async () => {
+    const r = await token(
+      gw,
+      form(await assertion(payer, tokenUrl(gw)), 'system/Coverage.r system/ExplanationOfBenefit.c'),
+    );
+    expect(r.status).toBe(200);
+    expect(r.headers['cache-control']).toBe('no-store');
+    expect(r.json).toMatchObject({
+      token_type: 'bearer',
+      expires_in: 300,
+      scope: 'system/Coverage.r system/ExplanationOfBenefit.c',
+    });
+    const jwks = await send(`${gw2.url}/.well-known/jwks.json`, 'GET');
+    const { payload, protectedHeader } = await jwtVerify(
+      r.json['access_token'] as string,
+      createLocalJWKSet(jwks.json as { keys: JWK[] }),
+      { issuer: gw.baseUrl, audience: gw.baseUrl, algorithms: ['ES384'] },
+    );
+    expect(protectedHeader.typ).toBe('at+jwt');
+    expect(payload.sub).toBe('partner-payer');
+    expect(payload.scope).toBe('system/Coverage.r system/ExplanationOfBenefit.c');
+    expect((payload.exp as number) - (payload.iat as number)).toBeLessThanOrEqual(300);
+    // An RS384 partner too.
+    const h = await token(gw2, form(await assertion(health, tokenUrl(gw2)), 'system/Immunization.rs'));
+    expect(h.status).toBe(200);
+  });
+
+  it('refuses each broken assertion with invalid_client, naming the claim', async () => {
+    const aud = tokenUrl(gw);
+    const cases: [string, Promise<string>, string][] = [
+      [
+        'wrong aud',
+        assertion(payer, 'https://elsewhere.example/auth/token'),
+        'client_assertion.aud: not the URL of this token endpoint',
+      ],
+      ['expired', assertion(payer, aud, { expIn: -600 }), 'client_assertion.exp: expired'],
+      [
+        'exp too far',
+        assertion(payer, aud, { expIn: 30 * 60 }),
+        'client_assertion.exp: more than five minutes in the future',
+      ],
+      [
+        'unknown kid',
+        assertion(payer, aud, { header: { kid: 'nobody' } }),
+        "client_assertion.header.kid: not a key id of this client's registered keys",
+      ],
+      // public-health's kid, signed by payer's key and naming payer: a kid is looked up in the client's own keys only.
+      [
+        'another client kid',
+        assertion(payer, aud, { header: { kid: health.kid } }),
+        "client_assertion.header.kid: not a key id of this client's registered keys",
+      ],
+      [
+        'sub not iss',
+        assertion(payer, aud, { claims: { sub: 'public-health' } }),
+        'client_assertion.sub: expected the client id',
+      ],
+      // Another partner's client id with this partner's key: the signature does not verify with public-health's key.
+      [
+        'other client_id',
+        assertion(payer, aud, { claims: { iss: 'public-health', sub: 'public-health' }, header: { kid: health.kid } }),
+        'client_assertion: the signature does not verify with the registered key',
+      ],
+      ['no jti', assertion(payer, aud, { claims: { jti: undefined } }), 'client_assertion.jti: missing'],
+    ];
+    for (const [name, a, description] of cases) {
+      const r = await token(gw, form(await a));
+      expect({ name, ...r.json }).toEqual({
+        name,
+        error: 'invalid_client',
+        error_description: `E_PARTNER_AUTH at ${description}`,
+      });
+      expect(r.status).toBe(401);
+    }
+    // client_id naming another partner than the assertion's iss.
+    const mismatch = await token(gw, { ...form(await assertion(payer, aud)), client_id: 'public-health' });
+    expectRefused(
+      mismatch,
+      401,
+      'invalid_client',
+      'E_PARTNER_AUTH at client_id: names another client than the assertion',
+    );
+  });
+
+  it('refuses HS256 and alg none, whatever the key', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { iss: 'partner-payer', sub: 'partner-payer', aud: tokenUrl(gw), exp: now + 60, jti: randomUUID() };
+    const hs = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'HS256', kid: payer.kid })
+      .sign(new TextEncoder().encode('x'.repeat(32)));
+    const b64 = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const none = `${b64({ alg: 'none', kid: payer.kid })}.${b64(claims)}.`;
+    for (const a of [hs, none]) {
+      expectRefused(
+        await token(gw, form(a)),
+        401,
+        'invalid_client',
+        'E_PARTNER_AUTH at client_assertion.header.alg: algorithm not allowed: expected one of RS384, ES384, EdDSA',
+      );
+    }
+  });
+
+  it('uses a jti once across gateway instances', async () => {
+    const a = await assertion(payer, tokenUrl(gw));
+    expect((await token(gw, form(a))).status).toBe(200);
+    expectRefused(
+      await token(gw, form(a)),
+      401,
+      'invalid_client',
+      'E_PARTNER_AUTH at client_assertion.jti: already used',
+    );
+    // A jti spent on the second gateway fails on the first.
+    const a2 = await assertion(payer, tokenUrl(gw2));
+    expect((await token(gw2, form(a2))).status).toBe(200);
+    expectRefused(
+      await token(gw, form(a2)),
+      401,
+      'invalid_client',
+      'E_PARTNER_AUTH at client_assertion.jti: already used',
+    );
+  });
+
+  it('refuses a scope wider than registered, and malformed requests', async () => {
+    const wider = await token(gw, form(await assertion(payer, tokenUrl(gw)), 'system/Coverage.rs system/Patient.rs'));
+    expectRefused(
+      wider,
+      400,
+      'invalid_scope',
+      'E_PARTNER_SCOPE at scope: system/Patient.rs is not registered for this client',
+    );
+    const write = await token(gw, form(await assertion(payer, tokenUrl(gw)), 'system/Coverage.c'));
+    expectRefused(
+      write,
+      400,
+      'invalid_scope',
+      'E_PARTNER_SCOPE at scope: system/Coverage.c is not registered for this client',
+    );
+    const grant = await token(gw, { ...form(await assertion(payer, tokenUrl(gw))), grant_type: 'password' });
+    expectRefused(grant, 400, 'unsupported_grant_type', 'E_PARTNER_REQUEST at grant_type: expected client_credentials');
+    const twice = await token(gw, { ...form('a'), scope: ['system/Coverage.r', 'system/Claim.r'] });
+    expectRefused(twice, 400, 'invalid_request', 'E_PARTNER_REQUEST at scope: repeated (each parameter once)');
+    const json = await send(`${gw.url}/auth/token`, 'POST', JSON.stringify(form('a')), 'application/json');
+    expectRefused(
+      json,
+      400,
+      'invalid_request',
+      'E_PARTNER_REQUEST at body: expected application/x-www-form-urlencoded',
+    );
+  });
+});
+
+describe('discovery and FHIR answers', () => {
+  it('serves the SMART configuration and a CapabilityStatement that validates as FHIR R4', async () => {
+    const smart = await send(`${gw.url}/.well-known/smart-configuration`, 'GET');
+    expect(smart.json).toMatchObject({
+      token_endpoint: tokenUrl(gw),
+      grant_types_supported: ['client_credentials'],
+      token_endpoint_auth_methods_supported: ['private_key_jwt'],
+      token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384', 'EdDSA'],
+    });
+    expect(smart.headers['strict-transport-security']).toBeDefined();
+    const meta = await send(`${gw.url}/metadata`, 'GET');
+    expect(meta.headers['content-type']).toMatch(/^application\/fhir\+json/);
+    expect(fhirSchemaErrors(meta.json)).toEqual([]);
+    const rest = (
+      meta.json['rest'] as { resource: { type: string; supportedProfile?: string[]; interaction?: unknown }[] }[]
+    )[0];
+    expect(rest?.resource.map((r) => r.type)).toEqual([
+      'Claim',
+      'Coverage',
+      'ExplanationOfBenefit',
+      'Immunization',
+      'Patient',
+    ]);
+    expect(rest?.resource.every((r) => r.interaction === undefined)).toBe(true);
+    expect(rest?.resource.find((r) => r.type === 'Coverage')?.supportedProfile).toEqual([
+      stack.catalog.profiles.get('coverage-payer')?.url,
+    ]);
+    const missing = await send(`${gw.url}/Patient/123`, 'GET');
+    expect(missing.status).toBe(404);
+    expect(fhirSchemaErrors(missing.json)).toEqual([]);
+    expect(missing.json).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ code: 'not-supported' }] });
+  });
+});
+
+describe('rate limit', () => {
+  it('answers 429 with Retry-After once a client exceeds its catalog limit, counted per client and address', async () => {
+    // public-health has the default limit (60 per 60 s) and used one request above.
+    let limited: Awaited<ReturnType<typeof token>> | undefined;
+    let sent = 0;
+    while (limited === undefined && sent < 80) {
+      sent += 1;
+      const r = await token(gw, form(await assertion(health, 'https://elsewhere.example/auth/token')));
+      if (r.status === 429) limited = r;
+      else expect(r.status).toBe(401);
+    }
+    expect(sent).toBe(60);
+    const retryAfter = Number(limited?.headers['retry-after']);
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+    expect(limited?.json['error']).toBe('E_RATE_LIMITED');
+    // Another partner's budget is its own.
+    expect((await token(gw, form(await assertion(payer, tokenUrl(gw))))).status).toBe(200);
+  });
+});
+
+describe('audit', () => {
+  it('records every token request, granted or refused, as a FHIR R4 AuditEvent in the gateway chains', async () => {
+    await gw.stop();
+    await gw2.stop();
+    const nc = await stack.connect('audit-reader');
+    const events: AuditEvent[] = [];
+    for await (const r of readAuditRecords(nc)) {
+      if (!r.subject.includes('gw-test-')) continue;
+      events.push(...(decodeRecord(r.data)?.events ?? []));
+    }
+    await nc.close();
+    const logins = events.filter((e) => e.subtype?.[0]?.code === '110122');
+    // Every form request that was not rate-limited (the JSON body never reached the handler).
+    expect(logins.length).toBe(audited);
+    expect(logins.filter((e) => e.outcome === '0').length).toBe(5);
+    for (const e of logins) expect(fhirSchemaErrors(e)).toEqual([]);
+    const replay = logins.find((e) => e.outcomeDesc === 'E_PARTNER_AUTH at client_assertion.jti');
+    expect(replay?.entity?.[0]?.what?.identifier).toEqual({
+      system: 'urn:phi-broker:oauth-client',
+      value: 'partner-payer',
+    });
+    const granted = logins.find((e) => e.outcome === '0');
+    expect(granted?.agent[0]?.who?.identifier?.value).toBe('partner-payer');
+    expect(granted?.agent[0]?.network?.address).toBe('127.0.0.1');
+    expect(gw.baseUrl).toBe(BASE_URL);
+  });
+});
