@@ -509,15 +509,8 @@ export class Broker {
         stored.push(this.pub.publish(d.subject, d.bytes, { msgID: d.msgId, headers: h }));
       }
       for (const d of disclosures) stored.push(this.pub.publish(d.subject, d.bytes, { msgID: d.msgId }));
-      // The registry's compare-and-set goes out with the deliveries, in the same socket write (when the store
-      // knows the key's revision; else its read does), instead of one round trip later (below saturation every round trip is a write, a wake-up and a read of its own in the
-      // broker and in nats-server). Safe because the registry may over-approximate but never miss a holder: the
-      // ingest ack still waits for both, so a delivery that fails transiently is retried until it is stored (the
-      // record counts the retried message once: its id is among the record's recent ids); one refused for good
-      // (the message is then rejected) leaves a recipient named that holds nothing, which a right-of-access
-      // request asks in vain — the reverse, a holder missing, is what the registry must never allow. Every write
-      // is settled before the verdict, and a delivery's failure decides it before the registry's, as when the
-      // registry was written after them: a permanent delivery error rejects, a registry failure retries.
+      // The registry write goes out with the deliveries (one round trip): it may over-count a holder, never miss
+      // one, and a delivery's failure still decides before the registry's (docs/broker.md, step 4).
       const registered = this.registry.persist(registration, deliveries, this.ctx.now());
       await settledInOrder([
         this.metrics.timeAsync('publish_deliveries', Promise.all(stored)),
@@ -579,8 +572,8 @@ export class Broker {
   /**
    * Routes the message (projection, re-encryption, signatures: the CPU-heavy part) while its replay-cache claim
    * is on its way to JetStream and back, instead of after the reply. Nothing leaves before the claim succeeds:
-   * routing is pure, and the deliveries are published only once this resolves. The verdict is the one of the
-   * two steps in their old order: E_REPLAY (or a NATS failure of the claim) first, then a routing error.
+   * routing is pure, and the deliveries are published only once this resolves. E_REPLAY (or a NATS failure of the
+   * claim) decides before a routing error.
    */
   private async routeWhileClaiming(checked: CheckedEnvelope, seq: number): Promise<Routed> {
     const claim = this.replay.check(checked.env.id, seq);
@@ -746,7 +739,7 @@ function isStreamNotFound(err: unknown): boolean {
 
 function isTransient(err: unknown): boolean {
   // A broker that cannot audit acknowledges nothing: the message waits for another broker (docs/audit.md).
-  if (isBrokerError(err)) return err.code === 'E_AUDIT_CHAIN';
+  if (isBrokerError(err)) return err.code === 'E_AUDIT_CHAIN' || err.code === 'E_KV_CONTENDED';
   if (err instanceof RegistryUnavailable) return true; // deliveries are out; the registry write is retried, never skipped
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && TRANSIENT_NATS_CODES.has(code);

@@ -11,8 +11,7 @@
 // subscription under the connection's inbox prefix takes every reply, a token in the reply subject finds the
 // waiting publish, and one sweep timer times out the ones left unanswered. Errors carry the codes nats.js
 // gives them (TIMEOUT, 503, CONNECTION_CLOSED, PERMISSIONS_VIOLATION, and for an API error its code with
-// `api_error`), so callers classify them exactly as before. At-least-once is unchanged: a publish resolves
-// only on the server's positive acknowledgement.
+// `api_error`). A publish resolves only on the server's positive acknowledgement.
 import {
   createInbox,
   ErrorCode,
