@@ -18,6 +18,7 @@ import { ensureAuditStream } from './setup.js';
 import { checkAuditIntegrity, type IntegrityCheckOptions, type IntegrityReport } from './integrity.js';
 import { BrokerError } from '../wire/errors.js';
 import { ChainWriter } from './writer.js';
+import { serverMaxPayload } from '../wire/max-payload.js';
 
 export type AuditSettings = Pick<
   BrokerConfig,
@@ -96,10 +97,7 @@ export class AuditTrail {
       signer: opts.signer,
       checkpointEvery: settings.auditCheckpointEvery,
       checkpointMs: settings.auditCheckpointMs,
-      maxRecordBytes: Math.max(
-        Math.min((nc.info?.max_payload ?? 1024 * 1024) - RECORD_HEADROOM, MAX_RECORD_BYTES),
-        16 * 1024,
-      ),
+      maxRecordBytes: Math.max(Math.min(serverMaxPayload(nc.info) - RECORD_HEADROOM, MAX_RECORD_BYTES), 16 * 1024),
       now,
       logger,
     });

@@ -60,6 +60,7 @@ import { buildQuarantine, encodeRecordHeader } from './quarantine.js';
 import { ReplayCache } from './replay-cache.js';
 import { compileRoutes, subscriberServices } from './routes.js';
 import { subscriberPseudonymKey, type BrokerSecrets } from '../crypto/broker-secrets.js';
+import { serverMaxPayload } from '../wire/max-payload.js';
 
 export interface BrokerOptions {
   readonly config: BrokerConfig;
@@ -200,7 +201,7 @@ export class Broker {
       limits: DEFAULT_VALIDATION_LIMITS,
       maxMessageBytes: config.maxMessageBytes,
       // A delivery must fit in one NATS message with its headers.
-      maxDeliveryBytes: (nc.info?.max_payload ?? 1024 * 1024) - DELIVERY_HEADROOM,
+      maxDeliveryBytes: serverMaxPayload(nc.info) - DELIVERY_HEADROOM,
       clockSkewMs: config.clockSkewMs,
       replayWindowMs: config.replayWindowMs,
       pseudonymizerFor: (service) => {
@@ -602,7 +603,7 @@ export class Broker {
     const route = parseIngestSubject(input.subject);
     const messageId = checked?.env.id ?? claimedMessageId(input.data, m.headers?.get(HEADERS.msgId) || undefined);
     // Parts leave room for headers under the server's max_payload, so whatever NATS carried in fits out.
-    const maxPart = Math.max((this.opts.nc.info?.max_payload ?? 1024 * 1024) - QUARANTINE_HEADROOM, 1024);
+    const maxPart = Math.max(serverMaxPayload(this.opts.nc.info) - QUARANTINE_HEADROOM, 1024);
     const { record, parts } = buildQuarantine(
       { subject: input.subject, data: input.data, signature: input.signature, ingestSeq: seq },
       error,

@@ -10,6 +10,7 @@
 // 45 CFR 164.312(e)(1) transmission security; 164.312(d) entity authentication.
 import type { Catalog } from '../catalog/types.js';
 import { natsPermissions, type IdentityPermissions, type SubjectRule } from './permissions.js';
+import { DEFAULT_MAX_PAYLOAD } from '../wire/max-payload.js';
 
 export interface ServerTlsPaths {
   /** The CA that client certificates must chain to. */
@@ -90,7 +91,7 @@ export function natsServerConfig(catalog: Catalog, opts: NatsServerConfigOptions
     '# mTLS only: every client presents a certificate from the phi-broker CA, mapped to one user below.',
     `listen: ${q(`${host}:${port}`)}`,
     `server_name: ${q(opts.serverName ?? `phi-broker-${port}`)}`,
-    `max_payload: ${opts.maxPayload ?? 1024 * 1024}`,
+    `max_payload: ${opts.maxPayload ?? DEFAULT_MAX_PAYLOAD}`,
     ...(opts.log === undefined ? [] : logConfigLines(opts.log)),
     '',
     "# TLS 1.2 is the minimum: 2.9.10 has no min_version option and fixes Go's MinVersion at TLS 1.2.",

@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { findNatsServerBinary } from './server-binary.js';
 import { logConfigLines, type NatsServerLogOptions } from './server-config.js';
+import { DEFAULT_MAX_PAYLOAD } from '../wire/max-payload.js';
 
 export interface NatsServerOptions {
   /** Directory for the config file and the JetStream store (`<dir>/jetstream`). */
@@ -124,7 +125,7 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
   let configFile = options.configFile;
   if (configFile === undefined) {
     configFile = join(options.dir, 'nats-server.conf');
-    writeFileSync(configFile, configText(host, port, storeDir, options.maxPayload ?? 1024 * 1024, options.log));
+    writeFileSync(configFile, configText(host, port, storeDir, options.maxPayload ?? DEFAULT_MAX_PAYLOAD, options.log));
   }
   const log = options.log;
   if (log !== undefined) {

@@ -19,6 +19,7 @@ import { connectNats, layout } from './data-dir.js';
 import { pruneRotatedLogs } from './nats-log.js';
 import { isOurNatsServer, stopOrphanNatsServers } from './nats-orphans.js';
 import { provisionStreams } from './provision.js';
+import { maxPayloadFor } from '../wire/max-payload.js';
 
 /** Backoff before restart n (1-based): 0.25 s doubling, at most 4 s. */
 export function restartDelayMs(n: number): number {
@@ -78,7 +79,7 @@ export async function startEmbeddedMtlsNats(
         storeDir: join(l.nats, 'jetstream'),
         host,
         port,
-        maxPayload: Math.max(config.maxMessageBytes * 2, 1024 * 1024),
+        maxPayload: maxPayloadFor(config.maxMessageBytes),
         log,
       }),
     );
@@ -103,7 +104,7 @@ export async function startEmbeddedPlaintextNats(config: BrokerConfig, opts: Emb
     startNatsServer({
       dir: l.nats,
       port,
-      maxPayload: Math.max(config.maxMessageBytes * 2, 1024 * 1024),
+      maxPayload: maxPayloadFor(config.maxMessageBytes),
       log,
       detached: true,
     });

@@ -49,6 +49,7 @@ import {
 } from './delivery.js';
 import { classifyInput } from './input.js';
 import type { FhirResource } from 'fhir/r4.js';
+import { serverMaxPayload } from '../wire/max-payload.js';
 
 export interface PhiClientOptions {
   /**
@@ -317,7 +318,7 @@ export class PhiClient {
       signer: this.opts.keys.sign,
       recipients: [{ id: BROKER_ID, kek: this.keyring.kekFor(brokerEnc.kid) }],
     });
-    const maxPayload = this.opts.nc.info?.max_payload ?? 1024 * 1024;
+    const maxPayload = serverMaxPayload(this.opts.nc.info);
     if (sealed.bytes.byteLength > maxPayload - 1024) {
       // NATS cannot carry it, so it cannot reach the quarantine either: the caller still holds it.
       return {
