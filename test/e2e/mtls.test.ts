@@ -468,6 +468,7 @@ describe('the broker identity gets what the broker needs and no more', () => {
         STREAMS.quarantine,
         STREAMS.receipts,
         STREAMS.audit,
+        STREAMS.auditWitness,
         STREAMS.disclosures,
         ...Object.values(KV_BUCKETS).map((b) => `KV_${b}`),
         `OBJ_${OBJECT_STORES.accessAnswers}`,
