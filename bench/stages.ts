@@ -52,6 +52,7 @@ import { AckedPublisher } from '../src/nats/acked-publish.js';
 import { ensureBrokerInfrastructure } from '../src/nats/setup.js';
 import { pseudonymizer } from '../src/projection/pseudonymizer.js';
 import { SIZES, poolSize, resourceOf, type SizeName } from './resources.js';
+import { DUPLICATE_WINDOW_MIN_MS } from '../src/wire/publish.js';
 
 export interface StageProfile {
   /** CPU µs per message, by stage. */
@@ -263,7 +264,7 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
     deliverMaxAgeMs: 3_600_000,
     quarantineMaxAgeMs: 3_600_000,
     receiptMaxAgeMs: 3_600_000,
-    duplicateWindowMs: 60_000,
+    duplicateWindowMs: DUPLICATE_WINDOW_MIN_MS,
     replayWindowMs: 3_600_000,
     ackWaitMs: 30_000,
   });
