@@ -4,21 +4,22 @@
 // broker process calls it at start. A shorter max age than the stream already has is refused rather than
 // applied, since applying it would destroy records at once: shortening retention is a deliberate act with
 // the NATS tools, never a side effect of a broker's configuration.
-import { DiscardPolicy, RetentionPolicy, StorageType, nanos, type NatsConnection, type StreamConfig } from 'nats';
+import { DiscardPolicy, RetentionPolicy, nanos, type NatsConnection, type StreamConfig } from 'nats';
+import { streamPlacement, type Replicas } from '../nats/setup.js';
 import { BrokerError } from '../wire/errors.js';
 import { STREAMS, subjects } from '../wire/names.js';
 
 export interface AuditStreamSettings {
   readonly maxAgeMs: number;
   readonly duplicateWindowMs: number;
+  readonly replicas: Replicas;
 }
 
 export function auditStreamConfig(s: AuditStreamSettings): Partial<StreamConfig> {
   return {
     name: STREAMS.audit,
     subjects: [subjects.auditAll],
-    storage: StorageType.File,
-    num_replicas: 1,
+    ...streamPlacement(s.replicas),
     retention: RetentionPolicy.Limits,
     discard: DiscardPolicy.New,
     max_age: nanos(s.maxAgeMs),
@@ -50,10 +51,16 @@ export async function ensureAuditStream(nc: NatsConnection, settings: AuditStrea
       `auditMaxAgeMs: shorter than the retention ${STREAMS.audit} already has; refusing to shorten audit retention at start (change the stream deliberately with the NATS tools)`,
     );
   }
-  if (existing.max_age !== config.max_age || !existing.deny_delete || !existing.deny_purge) {
+  if (
+    existing.max_age !== config.max_age ||
+    existing.num_replicas !== settings.replicas ||
+    !existing.deny_delete ||
+    !existing.deny_purge
+  ) {
     await jsm.streams.update(STREAMS.audit, {
       ...existing,
       max_age: config.max_age ?? existing.max_age,
+      num_replicas: settings.replicas,
       deny_delete: true,
       deny_purge: true,
     });

@@ -19,7 +19,13 @@ import { ChainWriter } from './writer.js';
 
 export type AuditSettings = Pick<
   BrokerConfig,
-  'instanceId' | 'auditMaxAgeMs' | 'auditCheckpointEvery' | 'auditCheckpointMs' | 'duplicateWindowMs' | 'alertRulesFile'
+  | 'instanceId'
+  | 'auditMaxAgeMs'
+  | 'auditCheckpointEvery'
+  | 'auditCheckpointMs'
+  | 'duplicateWindowMs'
+  | 'alertRulesFile'
+  | 'replicas'
 >;
 
 export interface AuditTrailOptions {
@@ -52,7 +58,11 @@ export class AuditTrail {
     const now = opts.now ?? Date.now;
     const monitor = new AlertMonitor(loadAlertRules(settings.alertRulesFile), now);
     const instanceId = settings.instanceId ?? defaultInstanceId();
-    await ensureAuditStream(nc, { maxAgeMs: settings.auditMaxAgeMs, duplicateWindowMs: settings.duplicateWindowMs });
+    await ensureAuditStream(nc, {
+      maxAgeMs: settings.auditMaxAgeMs,
+      duplicateWindowMs: settings.duplicateWindowMs,
+      replicas: settings.replicas,
+    });
     const writer = await ChainWriter.open({
       nc,
       chain: instanceId,

@@ -49,6 +49,7 @@ export async function runUp(
       audit: broker.auditTrail,
       retryIntervalMs: config.accessRetryIntervalMs,
       clockSkewMs: config.clockSkewMs,
+      replicas: config.replicas,
     });
   } catch (err) {
     // e.g. streams not provisioned under the mTLS permissions: exit with the error instead of hanging on the open connection

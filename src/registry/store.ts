@@ -13,7 +13,8 @@
 // optimistic write is refused: it is read before each write — two round trips, not a refused write, a read
 // and the retry — until a read shows that nobody else wrote since this store did, and then goes optimistic again. Writes go out through
 // src/nats/acked-publish.ts (the KV compare-and-set as a plain acknowledged publish).
-import { StorageType, type KV, type NatsConnection } from 'nats';
+import { type KV, type NatsConnection } from 'nats';
+import { SINGLE_NODE_REPLICAS, bucketPlacement, type Replicas } from '../nats/setup.js';
 import { AckedPublisher } from '../nats/acked-publish.js';
 import { KV_BUCKETS } from '../wire/names.js';
 import {
@@ -83,8 +84,8 @@ function newBatch(): Batch {
  * The bucket, created when missing (by the admin identity's provisioning under mTLS, src/runtime/provision.ts; the
  * broker then only reads its stream info). `views.kv` never updates an existing bucket.
  */
-export async function ensureRegistryBucket(nc: NatsConnection): Promise<KV> {
-  return nc.jetstream().views.kv(KV_BUCKETS.registry, { history: 1, storage: StorageType.File });
+export async function ensureRegistryBucket(nc: NatsConnection, replicas: Replicas = SINGLE_NODE_REPLICAS): Promise<KV> {
+  return nc.jetstream().views.kv(KV_BUCKETS.registry, { history: 1, ...bucketPlacement(replicas) });
 }
 
 export class RegistryStore {
@@ -105,8 +106,8 @@ export class RegistryStore {
   ) {}
 
   /** Binds to (creating when missing) the bucket; history 1 — the registry is state, the audit trail is the history. */
-  static async open(nc: NatsConnection): Promise<RegistryStore> {
-    return new RegistryStore(await ensureRegistryBucket(nc), nc);
+  static async open(nc: NatsConnection, replicas: Replicas = SINGLE_NODE_REPLICAS): Promise<RegistryStore> {
+    return new RegistryStore(await ensureRegistryBucket(nc, replicas), nc);
   }
 
   /** The key's record as stored now (always read from the server). */

@@ -30,6 +30,7 @@ const SETTINGS: StreamSettings = {
   duplicateWindowMs: 60_000,
   replayWindowMs: 60_000,
   ackWaitMs: 30_000,
+  replicas: 1,
 };
 /** JetStream's publish-acknowledgement timeout in nats.js (PhiClient uses `nc.jetstream()` with its defaults). */
 const JS_ACK_TIMEOUT_MS = 5_000;
