@@ -13,7 +13,7 @@ const DISCLOSURE_RETENTION_DAYS = 6 * 365 + 2;
 export const configSchema = z.strictObject({
   /** Where `up` keeps the embedded NATS store, dev keys and state (`PHI_BROKER_DATA_DIR`). */
   dataDir: z.string().min(1).default('.phi-broker'),
-  /** An existing NATS to use instead of the embedded one (`NATS_URL`). */
+  /** An existing NATS to use instead of the embedded one (`NATS_URL`); a cluster as comma-separated URLs. */
   natsUrl: z.string().min(1).optional(),
   /**
    * The mTLS files (`phi-broker certs init`, layout in src/tls/store.ts) the CLI connects to `natsUrl` with: the
