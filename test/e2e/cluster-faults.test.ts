@@ -239,7 +239,6 @@ async function publishThrough(label: string, fault: Fault, attempts: Map<string,
   };
 }
 
-/** Waits until every subscriber has every logical message, then counts and prints; asserts exactly-once. */
 /** Deliveries stored in PHI_DELIVER per subscriber (for Patient), to count what one scenario adds. */
 async function storedDeliveries(): Promise<Map<string, number>> {
   const jsm = await admin.jetstreamManager();
@@ -252,6 +251,7 @@ async function storedDeliveries(): Promise<Map<string, number>> {
   return stored;
 }
 
+/** Waits until every subscriber has every logical message, then counts and prints; asserts exactly-once. */
 async function expectExactlyOnce(
   label: string,
   outcome: Outcome,
