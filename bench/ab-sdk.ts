@@ -80,7 +80,8 @@ async function main(): Promise<void> {
             peers,
             insecure: true,
             logger: silent,
-            receiptTimeoutMs: 120_000,
+            // Each build reads the option it knows: receiptTimeoutMs before publish deadlines, publishDeadlineMs after.
+            ...({ receiptTimeoutMs: 120_000, publishDeadlineMs: 120_000 } as object),
           });
         };
         return {

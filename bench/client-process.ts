@@ -72,7 +72,7 @@ async function sdkPub(args: ClientArgs, run: RunCommand): Promise<PubResult> {
     service: publisher,
     keys: readServiceKeys(args.keysDir, publisher),
     peers: readJwks(args.keysDir),
-    receiptTimeoutMs: 120_000,
+    publishDeadlineMs: 120_000,
     insecure: true,
   });
   const pool = Array.from({ length: poolSize(args.size) }, (_, i) => resourceOf(args.size, i));
@@ -89,7 +89,8 @@ async function sdkPub(args: ClientArgs, run: RunCommand): Promise<PubResult> {
       const t0 = now();
       const r = await client.publish(pool[i % pool.length]);
       const t1 = now();
-      if (r.status === 'unknown') return; // the client closed first: counted as unfinished
+      // The client closed first (stored, no verdict yet; or never stored): counted as unfinished.
+      if (r.status === 'stored' || r.status === 'not_stored') return;
       settled++;
       if (inWindow(t0, run.window)) {
         sent++;

@@ -8,6 +8,7 @@ export type {
   DeliveryHandler,
   PhiClientOptions,
   Provenance,
+  PublishOptions,
   PublishResult,
   ResourceOf,
   ResourceType,

@@ -54,7 +54,15 @@ export type AlertRulesInput = z.input<typeof alertRulesSchema>;
 
 export const DEFAULT_ALERT_RULES: AlertRules = alertRulesSchema.parse({});
 
-export const ALERT_RULE_NAMES = ['rejections', 'auth-failures', 'volume', 'off-hours', 'quarantine-spike'] as const;
+export const ALERT_RULE_NAMES = [
+  'rejections',
+  'auth-failures',
+  'volume',
+  'off-hours',
+  'quarantine-spike',
+  // Raised by the audit trail's own periodic check (integrity.ts), not by a rule over facts.
+  'audit-integrity',
+] as const;
 export type AlertRuleName = (typeof ALERT_RULE_NAMES)[number];
 
 export interface Alert {

@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import type { NatsConnection } from 'nats';
 import type { BrokerConfig } from '../config/config.js';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
-import type { Logger } from '../log/log.js';
+import { errorFields, type Logger } from '../log/log.js';
 import { subjects } from '../wire/names.js';
 import { AlertMonitor, loadAlertRules, type Alert } from './alerts.js';
 import { buildAuditEvent, type EventContext } from './event.js';
@@ -15,6 +15,8 @@ import { AuditEventJson } from './event-json.js';
 import type { AuditFact } from './facts.js';
 import { defaultInstanceId } from './instance.js';
 import { ensureAuditStream } from './setup.js';
+import { checkAuditIntegrity, type IntegrityCheckOptions, type IntegrityReport } from './integrity.js';
+import { BrokerError } from '../wire/errors.js';
 import { ChainWriter } from './writer.js';
 
 export type AuditSettings = Pick<
@@ -23,6 +25,7 @@ export type AuditSettings = Pick<
   | 'auditMaxAgeMs'
   | 'auditCheckpointEvery'
   | 'auditCheckpointMs'
+  | 'auditIntegrityCheckMs'
   | 'duplicateWindowMs'
   | 'alertRulesFile'
   | 'replicas'
@@ -33,6 +36,8 @@ export interface AuditTrailOptions {
   readonly settings: AuditSettings;
   /** The broker's Ed25519 key pair: signs the chain's checkpoints. */
   readonly signer: SigningKeyPair;
+  /** The broker's public signing keys by kid (witnessed heads of earlier keys); default the signer's alone. */
+  readonly publicKeys?: (kid: string) => Uint8Array | undefined;
   readonly logger: Logger;
   readonly now?: () => number;
 }
@@ -51,18 +56,45 @@ export class AuditTrail {
     private readonly nc: NatsConnection,
     private readonly monitor: AlertMonitor,
     private readonly logger: Logger,
+    private readonly integrityOptions: IntegrityCheckOptions,
   ) {}
+
+  private integrityTimer: NodeJS.Timeout | undefined;
+  private integrityRun: Promise<IntegrityReport> | undefined;
+  private lastIntegrity: IntegrityReport = { ok: true, problems: [] };
+  private alerted = '';
+
+  /** The last integrity check's result (readiness: a broker whose audit trail fails it is not ready). */
+  get integrity(): IntegrityReport {
+    return this.lastIntegrity;
+  }
 
   static async open(opts: AuditTrailOptions): Promise<AuditTrail> {
     const { nc, settings, logger } = opts;
     const now = opts.now ?? Date.now;
     const monitor = new AlertMonitor(loadAlertRules(settings.alertRulesFile), now);
     const instanceId = settings.instanceId ?? defaultInstanceId();
-    await ensureAuditStream(nc, {
+    const streamSettings = {
       maxAgeMs: settings.auditMaxAgeMs,
       duplicateWindowMs: settings.duplicateWindowMs,
       replicas: settings.replicas,
-    });
+    };
+    const { signer } = opts;
+    const integrityOptions: IntegrityCheckOptions = {
+      settings: streamSettings,
+      chain: instanceId,
+      signingKey: opts.publicKeys ?? ((kid) => (kid === signer.kid ? signer.publicKey : undefined)),
+    };
+    // Before anything is created or continued: a weakened stream or a cut chain refuses the start.
+    const before = await checkAuditIntegrity(nc, { ...integrityOptions, allowMissingStreams: true });
+    if (!before.ok) {
+      logger.error(
+        { event: 'audit.integrity', chain: instanceId, problems: before.problems },
+        'audit trail fails its check',
+      );
+      throw new BrokerError('E_AUDIT_INTEGRITY', `the audit trail fails its check: ${before.problems.join('; ')}`);
+    }
+    await ensureAuditStream(nc, streamSettings);
     const writer = await ChainWriter.open({
       nc,
       chain: instanceId,
@@ -79,7 +111,59 @@ export class AuditTrail {
     // No pseudonym key here: facts arrive with their patients and resources already pseudonymised (facts.ts).
     const ctx: EventContext = { instanceId, host: hostname(), now, newId: randomUUID };
     logger.info({ event: 'audit.opened', chain: instanceId, seq: writer.chainSeq }, 'audit chain open');
-    return new AuditTrail(instanceId, writer, ctx, new AuditEventJson(ctx), nc, monitor, logger);
+    const trail = new AuditTrail(
+      instanceId,
+      writer,
+      ctx,
+      new AuditEventJson(ctx),
+      nc,
+      monitor,
+      logger,
+      integrityOptions,
+    );
+    if (settings.auditIntegrityCheckMs > 0) {
+      trail.integrityTimer = setInterval(() => {
+        void trail.checkIntegrity();
+      }, settings.auditIntegrityCheckMs);
+      trail.integrityTimer.unref();
+    }
+    return trail;
+  }
+
+  /**
+   * Checks the audit streams' settings and this chain against its last witnessed head (integrity.ts); a problem
+   * is logged (`audit.integrity`) and raises the `audit-integrity` alert once per distinct set of problems. A
+   * check that cannot run (NATS unavailable) is reported as a problem too, and alerts nothing.
+   */
+  async checkIntegrity(): Promise<IntegrityReport> {
+    this.integrityRun ??= (async () => {
+      let report: IntegrityReport;
+      try {
+        report = await checkAuditIntegrity(this.nc, this.integrityOptions);
+      } catch (err) {
+        this.logger.warn(
+          { event: 'audit.integrity.unchecked', chain: this.instanceId, ...errorFields(err) },
+          'audit trail not checked',
+        );
+        report = { ok: false, problems: ['the audit trail could not be checked (see the broker log)'] };
+        this.lastIntegrity = report;
+        return report;
+      }
+      this.lastIntegrity = report;
+      const key = report.problems.join('\n');
+      if (!report.ok && key !== this.alerted) {
+        this.logger.error(
+          { event: 'audit.integrity', chain: this.instanceId, problems: report.problems },
+          'audit trail fails its check',
+        );
+        this.raise({ rule: 'audit-integrity', detail: report.problems.join('; ') });
+      }
+      this.alerted = key;
+      return report;
+    })().finally(() => {
+      this.integrityRun = undefined;
+    });
+    return this.integrityRun;
   }
 
   /** Builds, chains and stores one AuditEvent per fact; resolves once they are stored. */
@@ -117,6 +201,8 @@ export class AuditTrail {
 
   /** Waits for pending records, then seals the chain with a final signed checkpoint. */
   async close(): Promise<void> {
+    clearInterval(this.integrityTimer);
+    await this.integrityRun;
     await this.writer.close();
   }
 }

@@ -133,7 +133,9 @@ export function verifyAuditRecords(input: Iterable<StoredRecord>, opts: VerifyOp
       return at(
         later(missing) === undefined ? 'removed' : 'reordered',
         missing,
-        `record ${missing} is missing: ${seq} follows ${state.seq}`,
+        seq - 1 > missing
+          ? `records ${missing}..${seq - 1} are missing (${seq - missing}): ${seq} follows ${state.seq}`
+          : `record ${missing} is missing: ${seq} follows ${state.seq}`,
       );
     } else if (seq <= state.seq) {
       return at('inserted', seq, `a second record claims seq ${seq} (after ${state.seq})`);

@@ -6,7 +6,8 @@
 // `expect.lastSubjectSequence`): the server stores the record only if the chain's last record is the one this
 // writer wrote, so a second writer on the same chain (a duplicate instance id, a forked process) is refused
 // and detected instead of interleaving. Every `checkpointEvery` records or `checkpointMs` the writer appends
-// an Ed25519-signed checkpoint of the chain head; on close a final one.
+// an Ed25519-signed checkpoint of the chain head; on close a final one. Each stored checkpoint's head is then
+// published to PHI_AUDIT_WITNESS (witness.ts), so a later cut of the chain shows against it.
 import type { JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
 import { signDetached } from '../crypto/sign.js';
@@ -14,6 +15,7 @@ import { BrokerError } from '../wire/errors.js';
 import type { Logger } from '../log/log.js';
 import { STREAMS, subjects } from '../wire/names.js';
 import { checkpointPayload, decodeRecord, encodeCheckpointRecord, encodeEventsRecord, recordHash } from './record.js';
+import { WITNESS_VERSION, encodeWitnessHead, type WitnessHead } from './witness.js';
 
 export interface ChainWriterOptions {
   readonly nc: NatsConnection;
@@ -192,8 +194,9 @@ export class ChainWriter {
     const sig = Buffer.from(signDetached(checkpointPayload(this.opts.chain, head, hash), secretKey)).toString(
       'base64url',
     );
+    const at = this.opts.now();
     await this.write((seq, prev) =>
-      encodeCheckpointRecord(this.opts.chain, seq, prev, this.opts.now(), {
+      encodeCheckpointRecord(this.opts.chain, seq, prev, at, {
         head,
         kid,
         sig,
@@ -203,6 +206,38 @@ export class ChainWriter {
     this.sinceCheckpoint = 0;
     this.lastCheckpointAt = this.opts.now();
     this.opts.logger.debug({ event: 'audit.checkpoint', chain: this.opts.chain, head, final }, 'audit checkpoint');
+    await this.witness({
+      v: WITNESS_VERSION,
+      chain: this.opts.chain,
+      head,
+      hash: hash as string,
+      at,
+      kid,
+      sig,
+      ...(final ? { final: true as const } : {}),
+    });
+  }
+
+  /**
+   * Publishes a stored checkpoint's head to PHI_AUDIT_WITNESS (witness.ts). A failure is logged and not retried:
+   * the witness then lags by one checkpoint, and the next one witnesses a later head, which implies this one.
+   */
+  private async witness(head: WitnessHead): Promise<void> {
+    try {
+      await this.js.publish(subjects.witness(this.opts.chain), encodeWitnessHead(head), {
+        expect: { streamName: STREAMS.auditWitness },
+      });
+    } catch (err) {
+      this.opts.logger.warn(
+        {
+          event: 'audit.witness.failed',
+          chain: this.opts.chain,
+          head: head.head,
+          code: (err as { code?: unknown }).code,
+        },
+        'audit head not witnessed; the next checkpoint is',
+      );
+    }
   }
 
   /**

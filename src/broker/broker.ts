@@ -150,6 +150,7 @@ export class Broker {
           nc,
           settings: config,
           signer: opts.keys.sign,
+          publicKeys: brokerSigningKeys(opts.keys, opts.peers),
           logger,
           ...(opts.now === undefined ? {} : { now: opts.now }),
         }),
@@ -524,3 +525,15 @@ function isTransient(err: unknown): boolean {
 }
 
 export { BROKER_ID };
+
+/** The broker's public Ed25519 keys by kid — its own, and earlier ones in the JWKS — for its witnessed heads. */
+function brokerSigningKeys(
+  keys: ServiceKeys,
+  peers: readonly PublicKeyRecord[],
+): (kid: string) => Uint8Array | undefined {
+  const byKid = new Map(
+    peers.filter((r) => r.service === BROKER_ID && r.use === 'sig').map((r) => [r.kid, r.publicKey]),
+  );
+  byKid.set(keys.sign.kid, keys.sign.publicKey);
+  return (kid) => byKid.get(kid);
+}

@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { openBlob, sealBlob } from '../crypto/aead.js';
 import { BrokerError, isBrokerErrorCode, type BrokerErrorCode } from '../wire/errors.js';
+import { tryDecodeJson } from '../wire/decode-json.js';
 
 export interface QuarantineInput {
   readonly subject: string;
@@ -121,10 +122,12 @@ export function encodeRecordHeader(record: QuarantineRecord): string {
 }
 
 export function decodeRecordHeader(text: string): QuarantineRecord {
-  const parsed = recordSchema.safeParse(JSON.parse(text));
-  if (!parsed.success)
-    throw new BrokerError('E_ENVELOPE_INVALID', 'not a quarantine record header', { path: 'Phi-Record' });
-  return parsed.data as QuarantineRecord;
+  const parsed = tryDecodeJson(new TextEncoder().encode(text), recordSchema, {
+    what: 'quarantine record header',
+    code: 'E_ENVELOPE_INVALID',
+  });
+  if (!parsed.ok) throw new BrokerError('E_ENVELOPE_INVALID', 'not a quarantine record header', { path: 'Phi-Record' });
+  return parsed.value as QuarantineRecord;
 }
 
 /** For an operator with the broker's quarantine key: the original input from the record's parts, in order. */

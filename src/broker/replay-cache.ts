@@ -7,10 +7,8 @@ import { createHash } from 'node:crypto';
 import type { KV } from 'nats';
 import { BrokerError } from '../wire/errors.js';
 import type { AckedPublisher } from '../nats/acked-publish.js';
+import { isWrongLastSequence } from '../nats/jetstream-errors.js';
 import { KV_BUCKETS } from '../wire/names.js';
-
-/** JetStream API error "wrong last sequence" (10071): the key has an entry already. */
-const WRONG_LAST_SEQUENCE = 10071;
 
 export class ReplayCache {
   constructor(
@@ -25,7 +23,7 @@ export class ReplayCache {
     try {
       await this.pub.kvCompareAndSet(KV_BUCKETS.seen, key, mark, 0);
     } catch (err) {
-      if ((err as { api_error?: { err_code?: number } } | null)?.api_error?.err_code !== WRONG_LAST_SEQUENCE) throw err; // a NATS failure, retried by the caller
+      if (!isWrongLastSequence(err)) throw err; // a NATS failure, retried by the caller
       const entry = await this.kv.get(key);
       if (entry === null) throw err;
       // A deleted or purged claim is claimed anew on top of its marker (what nats.js kv.create does).

@@ -10,12 +10,12 @@ import { CONTROL_REF_AAD, sendControl, type ControlCommand } from '../access/des
 import { isOverdue, unanswered, type AccessRequest, type ServiceState } from '../access/protocol/request.js';
 import { accessKey, checkRequestId } from '../access/desk/sealing.js';
 import { AccessStore } from '../access/desk/store.js';
-import { ensureBrokerSecrets } from '../runtime/broker-secrets.js';
+import { existingBrokerSecrets } from '../runtime/broker-secrets.js';
 import type { BrokerConfig } from '../config/config.js';
 import { sealBlob } from '../crypto/aead.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
-import { connectOperator, layout, loadConfiguredCatalog, operatorIdentity } from '../runtime/data-dir.js';
+import { connectOperator, loadConfiguredCatalog, operatorIdentity } from '../runtime/data-dir.js';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -108,7 +108,7 @@ export async function runAccessRequest(
 ): Promise<void> {
   const ref = canonicalPatientRef(patient, loadConfiguredCatalog(config).patients);
   await initCrypto();
-  const key = accessKey(ensureBrokerSecrets(layout(config).keys));
+  const key = accessKey(existingBrokerSecrets(config));
   const sealedRef = Buffer.from(
     sealBlob(key, new TextEncoder().encode(ref), new TextEncoder().encode(CONTROL_REF_AAD)),
   ).toString('base64url');
@@ -164,7 +164,7 @@ export async function runAccessExport(
   err: Writable = process.stderr,
 ): Promise<number> {
   await initCrypto();
-  const key = accessKey(ensureBrokerSecrets(layout(config).keys));
+  const key = accessKey(existingBrokerSecrets(config));
   const nc = await connectOperator(config, 'phi-broker access export', 'read');
   try {
     const store = await AccessStore.open(nc, config.replicas);

@@ -1,11 +1,13 @@
-// `phi-broker audit verify|query|export`: the auditor's tools over PHI_AUDIT (docs/audit.md).
-//   verify  walks every chain and checkpoint; prints the first broken link with its sequence; exit 1 if broken
+// `phi-broker audit verify|query|export|witness`: the auditor's tools over PHI_AUDIT (docs/audit.md).
+//   verify  walks every chain and checkpoint, compares the chains with their witnessed heads (PHI_AUDIT_WITNESS
+//           and `--witness <file>`) and the streams' settings with the configuration; exit 1 on any problem
+//   witness appends the current signed chain heads to a file the operator keeps outside NATS (JSON lines)
 //   query   prints the AuditEvents that match (text, or NDJSON of FHIR AuditEvent JSON)
 //   export  writes a FHIR R4 Bundle (type collection) of the AuditEvents in a time window
 // The records hold no PHI (patients appear as the broker's keyed pseudonym): `--patient Patient/<id>` is turned
 // into that pseudonym here, with the broker's secrets from the data dir, and never leaves this process.
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { Option, type Command } from 'commander';
 import type { AuditEvent } from 'fhir/r4.js';
@@ -21,8 +23,20 @@ import {
 import { auditStreamState, readAuditRecords } from '../audit/read.js';
 import { decodeRecord } from '../audit/record.js';
 import { verifyAuditRecords, type StoredRecord, type VerifyReport } from '../audit/verify.js';
-import { ensureBrokerSecrets, secretsFile } from '../runtime/broker-secrets.js';
+import { auditStreamConfig, streamConfigOf, witnessStreamConfig } from '../audit/setup.js';
+import { streamSettingProblems, type SettingProblem } from '../audit/stream-check.js';
+import {
+  bestHeads,
+  compareWithWitness,
+  decodeWitnessHead,
+  encodeWitnessHead,
+  parseWitnessLines,
+  type WitnessFinding,
+  type WitnessHead,
+} from '../audit/witness.js';
+import { existingBrokerSecrets } from '../runtime/broker-secrets.js';
 import { BROKER_ID } from '../wire/ids.js';
+import { BrokerError } from '../wire/errors.js';
 import type { BrokerConfig } from '../config/config.js';
 import { recordsFromJwks } from '../crypto/jwk.js';
 import { readJwks } from '../runtime/key-files.js';
@@ -36,9 +50,9 @@ export interface AuditIo {
   readonly err: Writable;
 }
 
-/** PHI_AUDIT is read as the auditor (runtime.ts operatorIdentity); another `--stream` (a copy) as the admin, which may read any. */
+/** PHI_AUDIT is read as the auditor or operator (data-dir.ts operatorIdentity); another `--stream` (a copy) as the admin, which may read any. */
 async function withNats<T>(config: BrokerConfig, stream: string, run: (nc: NatsConnection) => Promise<T>): Promise<T> {
-  const nc = await connectOperator(config, 'phi-broker audit', stream === STREAMS.audit ? 'read' : 'write');
+  const nc = await connectOperator(config, 'phi-broker audit', stream === STREAMS.audit ? 'read' : 'admin');
   try {
     return await run(nc);
   } finally {
@@ -61,35 +75,135 @@ function brokerSigningKeys(
   return (kid) => keys.get(kid);
 }
 
-export function formatReport(report: VerifyReport): string {
+/** What `audit verify` found: the chain walk, the streams' settings and the comparison with witnessed heads. */
+export interface AuditVerifyReport extends VerifyReport {
+  /** Chain walk, settings and witness all clean (warnings allowed). */
+  readonly ok: boolean;
+  readonly chainsOk: boolean;
+  readonly settings: readonly SettingProblem[];
+  readonly witness: readonly WitnessFinding[];
+  /** Lines of a `--witness` file that are not witnessed heads (1-based). */
+  readonly badWitnessLines: readonly number[];
+}
+
+export function formatReport(report: AuditVerifyReport): string {
   const lines = report.chains.map((c) => {
     const state = c.closed ? 'closed' : `open, ${c.unsealed} record(s) after the last checkpoint`;
     return `chain ${c.chain}: records ${c.first}..${c.last} (${c.records} records, ${c.events} events, ${c.checkpoints} checkpoints), ${state}`;
   });
+  for (const p of report.settings) lines.push(`WEAKENED: ${p.message}`);
+  for (const f of report.witness)
+    lines.push(`${f.severity === 'problem' ? f.kind.toUpperCase() : 'warning'}: ${f.message}`);
+  for (const n of report.badWitnessLines) lines.push(`WITNESS FILE: line ${n} is not a witnessed head`);
   const b = report.broken;
-  lines.push(
-    b === undefined
-      ? `ok: ${report.chains.length} chain(s), ${report.records} record(s) verified`
-      : `BROKEN: chain ${b.chain ?? '?'} seq ${b.seq ?? '?'} (${b.kind}; stream sequence ${b.streamSeq}): ${b.message}`,
-  );
+  if (b !== undefined)
+    lines.push(
+      `BROKEN: chain ${b.chain ?? '?'} seq ${b.seq ?? '?'} (${b.kind}; stream sequence ${b.streamSeq}): ${b.message}`,
+    );
+  else if (report.ok) lines.push(`ok: ${report.chains.length} chain(s), ${report.records} record(s) verified`);
+  else
+    lines.push(
+      `FAILED: ${report.chains.length} chain(s), ${report.records} record(s) read; ${report.settings.length + report.witness.filter((f) => f.severity === 'problem').length + report.badWitnessLines.length} problem(s) above`,
+    );
   return `${lines.join('\n')}\n`;
+}
+
+/** Every message of a stream (witnessed heads); none when the stream does not exist. */
+async function readAll(nc: NatsConnection, stream: string): Promise<StoredRecord[]> {
+  const jsm = await nc.jetstreamManager();
+  if ((await streamConfigOf(jsm, stream)) === undefined) return [];
+  const out: StoredRecord[] = [];
+  for await (const r of readAuditRecords(nc, { stream })) out.push(r);
+  return out;
+}
+
+function headsOf(stored: readonly StoredRecord[]): WitnessHead[] {
+  return stored.flatMap((r) => decodeWitnessHead(Buffer.from(r.data).toString('utf8')) ?? []);
 }
 
 export async function runAuditVerify(
   config: BrokerConfig,
-  opts: { stream: string; json: boolean; jwks?: string },
+  opts: { stream: string; json: boolean; jwks?: string; witness?: string },
   io: AuditIo,
 ): Promise<number> {
   const signingKey = brokerSigningKeys(config, opts.jwks);
+  const file = opts.witness === undefined ? undefined : parseWitnessLines(readFileSync(opts.witness, 'utf8'));
   return withNats(config, opts.stream, async (nc) => {
     const { firstSeq } = await auditStreamState(nc, opts.stream);
     const records: StoredRecord[] = [];
     for await (const r of readAuditRecords(nc, { stream: opts.stream })) records.push(r);
     // A stream whose first sequence is above 1 lost its oldest records to retention (deny_delete and
     // deny_purge leave no other way): chains may then begin mid-way.
-    const report = verifyAuditRecords(records, { signingKey, agedOut: firstSeq > 1 });
+    const walk = verifyAuditRecords(records, { signingKey, agedOut: firstSeq > 1 });
+    const settings: SettingProblem[] = [];
+    const heads: WitnessHead[] = [...(file?.heads ?? [])];
+    // The live stream is checked against the configuration and its witness stream; a copy (`--stream`) only
+    // against the witness file.
+    if (opts.stream === STREAMS.audit) {
+      const jsm = await nc.jetstreamManager();
+      const streamSettings = {
+        maxAgeMs: config.auditMaxAgeMs,
+        duplicateWindowMs: config.duplicateWindowMs,
+        replicas: config.replicas,
+      };
+      for (const wanted of [auditStreamConfig(streamSettings), witnessStreamConfig(streamSettings)]) {
+        const name = wanted.name as string;
+        settings.push(...streamSettingProblems(name, await streamConfigOf(jsm, name), wanted));
+      }
+      heads.push(...headsOf(await readAll(nc, STREAMS.auditWitness)));
+    }
+    const witness = compareWithWitness(records, walk.chains, heads, {
+      signingKey,
+      agedOutBefore: Date.now() - config.auditMaxAgeMs,
+    });
+    const badWitnessLines = file?.badLines ?? [];
+    const report: AuditVerifyReport = {
+      ...walk,
+      chainsOk: walk.ok,
+      ok:
+        walk.ok &&
+        settings.length === 0 &&
+        badWitnessLines.length === 0 &&
+        witness.every((f) => f.severity === 'warning'),
+      settings,
+      witness,
+      badWitnessLines,
+    };
     io.out.write(opts.json ? `${JSON.stringify(report)}\n` : formatReport(report));
     return report.ok ? 0 : 1;
+  });
+}
+
+/**
+ * `audit witness --out <file>`: appends the newest verified head of every chain in PHI_AUDIT_WITNESS to the file
+ * (JSON lines, one WitnessHead each), skipping heads the file already holds. Exit 1 when there is no head to
+ * witness or a stored head does not verify (it is not copied).
+ */
+export async function runAuditWitness(
+  config: BrokerConfig,
+  opts: { out: string; jwks?: string },
+  io: AuditIo,
+): Promise<number> {
+  const signingKey = brokerSigningKeys(config, opts.jwks);
+  const have = existsSync(opts.out) ? parseWitnessLines(readFileSync(opts.out, 'utf8')).heads : [];
+  const known = new Set(have.map((h) => `${h.chain}\n${h.head}\n${h.sig}`));
+  return withNats(config, STREAMS.audit, async (nc) => {
+    const { best, bad } = bestHeads(headsOf(await readAll(nc, STREAMS.auditWitness)), signingKey);
+    for (const h of bad)
+      io.err.write(`a witnessed head of chain ${h.chain} (head ${h.head}) does not verify; not copied\n`);
+    if (best.size === 0) {
+      io.err.write(`no verified head in ${STREAMS.auditWitness}: nothing witnessed\n`);
+      return 1;
+    }
+    const fresh = [...best.values()].filter((h) => !known.has(`${h.chain}\n${h.head}\n${h.sig}`));
+    if (fresh.length > 0)
+      appendFileSync(opts.out, fresh.map((h) => `${encodeWitnessHead(h)}\n`).join(''), { mode: 0o644 });
+    for (const h of [...best.values()].sort((a, b) => a.chain.localeCompare(b.chain)))
+      io.out.write(
+        `chain ${h.chain}: head ${h.head}${h.final === true ? ' (final)' : ''} at ${new Date(h.at).toISOString()}\n`,
+      );
+    io.out.write(`witnessed ${best.size} chain head(s) in ${opts.out} (${fresh.length} new)\n`);
+    return bad.length === 0 ? 0 : 1;
   });
 }
 
@@ -108,21 +222,28 @@ export function auditFilter(config: BrokerConfig, q: QueryOptions, nowMs: number
     if (text === undefined) return undefined;
     const ms = parseTime(text, nowMs);
     if (ms === undefined)
-      throw new Error(`${flag}: expected an ISO 8601 date or time, or a duration such as 90m, 24h, 7d`);
+      throw new BrokerError(
+        'E_USAGE',
+        `${flag}: expected an ISO 8601 date or time, or a duration such as 90m, 24h, 7d`,
+        {
+          path: flag,
+        },
+      );
     return ms;
   };
   let patientPseudonymValue: string | undefined;
   if (q.patient !== undefined) {
     // The catalog's canonical patient rule (subjects/patients.yaml), as for the registry: one pseudonym per patient.
     const ref = canonicalPatientRef(q.patient, loadConfiguredCatalog(config).patients);
-    const keysDir = layout(config).keys;
-    if (!existsSync(secretsFile(keysDir)))
-      throw new Error(`--patient needs the broker's secrets (${secretsFile(keysDir)}); run on the broker's data dir`);
-    patientPseudonymValue = patientPseudonym(ensureBrokerSecrets(keysDir), ref);
+    patientPseudonymValue = patientPseudonym(existingBrokerSecrets(config), ref);
   }
   const outcomes = q.outcome === undefined ? undefined : OUTCOME_NAMES[q.outcome];
   if (q.outcome !== undefined && outcomes === undefined)
-    throw new Error('--outcome: expected success, failure, 0, 4, 8 or 12');
+    throw new BrokerError('E_USAGE', '--outcome: expected success, failure, 0, 4, 8 or 12', { path: '--outcome' });
+  if (q.service !== undefined && q.service !== BROKER_ID && !loadConfiguredCatalog(config).services.has(q.service))
+    throw new BrokerError('E_USAGE', '--service: not a service of the catalog (subjects/services.yaml)', {
+      path: '--service',
+    });
   const sinceMs = time('--since', q.since);
   const untilMs = time('--until', q.until);
   return {
@@ -178,7 +299,7 @@ export async function runAuditExport(
   });
 }
 
-/** Registers `audit verify|query|export` under `audit`; `configOf` resolves the global options. */
+/** Registers `audit verify|query|export|witness` under `audit`; `configOf` resolves the global options. */
 export function registerAuditCommands(audit: Command, configOf: (cmd: Command) => BrokerConfig): void {
   const io: AuditIo = { out: process.stdout, err: process.stderr };
   const streamOption = (): Option =>
@@ -197,14 +318,34 @@ export function registerAuditCommands(audit: Command, configOf: (cmd: Command) =
       .addOption(streamOption());
   audit
     .command('verify')
-    .description('walk every hash chain and signed checkpoint in PHI_AUDIT; report the first broken link (exit 1)')
+    .description(
+      'walk every hash chain and signed checkpoint in PHI_AUDIT, compare them with their witnessed heads and the streams with their configured settings (exit 1 on any problem)',
+    )
     .option('--json', 'the report as JSON')
     .option('--jwks <file>', "the broker's public keys (default: <data-dir>/keys/jwks.json)")
+    .option('--witness <file>', 'also compare the chains with the heads in this witness file (audit witness --out)')
     .addOption(streamOption())
-    .action(async (opts: { json?: boolean; jwks?: string; stream: string }, cmd: Command) => {
+    .action(async (opts: { json?: boolean; jwks?: string; witness?: string; stream: string }, cmd: Command) => {
       process.exitCode = await runAuditVerify(
         configOf(cmd),
-        { stream: opts.stream, json: opts.json === true, ...(opts.jwks === undefined ? {} : { jwks: opts.jwks }) },
+        {
+          stream: opts.stream,
+          json: opts.json === true,
+          ...(opts.jwks === undefined ? {} : { jwks: opts.jwks }),
+          ...(opts.witness === undefined ? {} : { witness: opts.witness }),
+        },
+        io,
+      );
+    });
+  audit
+    .command('witness')
+    .description('append the current signed head of every audit chain to a file kept outside NATS (JSON lines)')
+    .requiredOption('--out <file>', 'the witness file to append to')
+    .option('--jwks <file>', "the broker's public keys (default: <data-dir>/keys/jwks.json)")
+    .action(async (opts: { out: string; jwks?: string }, cmd: Command) => {
+      process.exitCode = await runAuditWitness(
+        configOf(cmd),
+        { out: opts.out, ...(opts.jwks === undefined ? {} : { jwks: opts.jwks }) },
         io,
       );
     });

@@ -6,11 +6,27 @@
 import type { Writable } from 'node:stream';
 import type { Consent } from 'fhir/r4.js';
 import type { BrokerConfig } from '../config/config.js';
-import { restrictionOf } from '../consent/consent.js';
+import { DENY_PATHS, restrictionOf } from '../consent/consent.js';
 import { ConsentStore } from '../consent/store.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { existingBrokerSecrets } from '../runtime/broker-secrets.js';
 import { connectOperator, loadConfiguredCatalog, type OperatorAccess } from '../runtime/data-dir.js';
+import { BrokerError, isBrokerError } from '../wire/errors.js';
+
+/** The option that fills each Consent element, so a refusal names what the operator typed. */
+const FLAG_OF: ReadonlyMap<string, string> = new Map([
+  [DENY_PATHS.recipient, '--deny-recipient'],
+  [DENY_PATHS.purpose, '--deny-purpose'],
+  [DENY_PATHS.label, '--deny-label'],
+  [DENY_PATHS.any, '--deny-recipient, --deny-purpose or --deny-label'],
+]);
+
+function asOptionError(err: unknown): unknown {
+  const flag = isBrokerError(err) && err.path !== undefined ? FLAG_OF.get(err.path) : undefined;
+  if (flag === undefined || !isBrokerError(err) || err.path === undefined) return err;
+  const message = err.message.startsWith(`${err.path}:`) ? flag + err.message.slice(err.path.length) : err.message;
+  return new BrokerError(err.code, message, { path: flag, cause: err });
+}
 
 export interface ConsentAddOptions {
   readonly patient: string;
@@ -60,13 +76,17 @@ export async function runConsentAdd(
   out: Writable = process.stdout,
 ): Promise<void> {
   const stored = await withStore(config, 'write', (store) =>
-    store.add({
-      patient: opts.patient,
-      denyRecipients: opts.denyRecipient,
-      denyPurposes: opts.denyPurpose,
-      denyLabels: opts.denyLabel,
-      ...(opts.reason === undefined ? {} : { reason: opts.reason }),
-    }),
+    store
+      .add({
+        patient: opts.patient,
+        denyRecipients: opts.denyRecipient,
+        denyPurposes: opts.denyPurpose,
+        denyLabels: opts.denyLabel,
+        ...(opts.reason === undefined ? {} : { reason: opts.reason }),
+      })
+      .catch((err: unknown) => {
+        throw asOptionError(err);
+      }),
   );
   out.write(`added ${describeConsent(stored.consent)}\n`);
   out.write(

@@ -9,6 +9,7 @@ import type { FhirResource } from 'fhir/r4.js';
 import type { BrokerConfig } from '../config/config.js';
 import { createLogger } from '../log/log.js';
 import { STREAMS } from '../wire/names.js';
+import { BrokerError } from '../wire/errors.js';
 import type { Delivered, PublishResult } from '../sdk/client.js';
 import { packageRoot } from '../runtime/package-root.js';
 import { formatResult } from './publish.js';
@@ -79,7 +80,10 @@ export async function runDemo(
       out(`\n${step.as} publishes examples/${step.file}: ${formatResult(result)}`);
     }
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`only ${arrived} of ${expected} deliveries arrived`)), 20_000);
+      const timer = setTimeout(
+        () => reject(new BrokerError('E_TIMEOUT', `only ${arrived} of ${expected} deliveries arrived`)),
+        20_000,
+      );
       notify = () => {
         if (arrived >= expected) {
           clearTimeout(timer);

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The `phi-broker` command: up, demo, publish, tail, quarantine, consent, disclosures, registry show, access, audit, certs, nats-config, nats-provision, catalog check. Every command takes --data-dir
 // (default .phi-broker/, or PHI_BROKER_DATA_DIR); NATS_URL points them at an existing NATS.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatIssue } from '../catalog/issues.js';
 import { checkCatalog } from '../runtime/catalog-dir.js';
@@ -49,7 +50,8 @@ function readInput(file: string | undefined): Buffer {
   return file === undefined || file === '-' ? readFileSync(0) : readFileSync(file);
 }
 
-const program = new Command('phi-broker')
+/** The whole command tree, built without parsing: test/cli/help-docs.test.ts checks it against docs/cli.md. */
+export const program = new Command('phi-broker')
   .description(
     'Event-driven broker for PHI: signed, per-field-encrypted FHIR R4 over NATS JetStream with minimum-necessary projections',
   )
@@ -111,12 +113,17 @@ program
   .description('publish a FHIR JSON resource (a Bundle goes out as its entries) as a service, with its dev keys')
   .requiredOption('--as <service>', 'the publishing service id')
   .option('--whole', 'send a Bundle as one Bundle resource instead of its entries')
-  .option('--timeout <ms>', 'how long to wait for the broker receipt', (v) => Number.parseInt(v, 10), 30_000)
+  .option(
+    '--deadline <ms>',
+    'how long to keep trying to store each message and wait for its receipt (at most 120000)',
+    (v) => Number.parseInt(v, 10),
+    30_000,
+  )
   .argument('[file]', 'JSON file, or - for standard input', '-')
-  .action(async (file: string, opts: { as: string; whole?: boolean; timeout: number }, cmd: Command) => {
+  .action(async (file: string, opts: { as: string; whole?: boolean; deadline: number }, cmd: Command) => {
     process.exitCode = await runPublish(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts.as, readInput(file), {
       whole: opts.whole === true,
-      timeoutMs: opts.timeout,
+      deadlineMs: opts.deadline,
     });
   });
 
@@ -335,7 +342,7 @@ for (const mode of ['init', 'rotate'] as const) {
     .command(mode)
     .description(
       mode === 'init'
-        ? 'create the CA (if missing), the server certificate and a client certificate per catalog service, broker, admin and auditor'
+        ? 'create the CA (if missing), the server certificate and a client certificate per catalog service, broker, admin, operator and auditor'
         : 'issue fresh server and client certificates (new keys) from the existing CA; then SIGHUP nats-server',
     )
     .option('--dir <dir>', 'TLS directory (default <data-dir>/tls)')
@@ -441,13 +448,34 @@ catalog
     process.exitCode = 1;
   });
 
-program.parseAsync(process.argv).catch((err: unknown) => {
-  const log = createLogger({ level: 'error' });
-  if (isBrokerError(err)) {
-    process.stderr.write(`phi-broker: ${err.code}: ${err.message}\n`);
-  } else {
-    process.stderr.write(`phi-broker: ${err instanceof Error ? err.message : String(err)}\n`);
-    log.debug({ errorClass: err instanceof Error ? err.constructor.name : typeof err }, 'command failed');
+/** True when this module is the process's entry (npm's `bin` is a symlink, so real paths are compared). */
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  return (
+    script !== undefined && existsSync(script) && realpathSync(script) === realpathSync(fileURLToPath(import.meta.url))
+  );
+}
+
+/** A reader that stops early (`| head -1`) closes the pipe: end quietly, as other command-line tools do. */
+function endQuietlyOnClosedPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      process.exit(process.exitCode ?? 0);
+    });
   }
-  process.exitCode = 1;
-});
+}
+
+if (isEntryPoint()) {
+  endQuietlyOnClosedPipe();
+  program.parseAsync(process.argv).catch((err: unknown) => {
+    const log = createLogger({ level: 'error' });
+    if (isBrokerError(err)) {
+      process.stderr.write(`phi-broker: ${err.code}: ${err.message}\n`);
+    } else {
+      process.stderr.write(`phi-broker: ${err instanceof Error ? err.message : String(err)}\n`);
+      log.debug({ errorClass: err instanceof Error ? err.constructor.name : typeof err }, 'command failed');
+    }
+    process.exitCode = 1;
+  });
+}

@@ -1,5 +1,7 @@
 // `phi-broker publish --as <service> [file|-]`: publish FHIR JSON as a service with its development keys.
-// A Bundle goes out as its entries (unless --whole). Prints each verdict; exit code 1 if any was not accepted.
+// A Bundle goes out as its entries (unless --whole). Prints each result (docs/publishing.md); the exit code says
+// what a script may do next: 0 all accepted, 1 a rejection, 3 stored without a verdict yet (do not resend),
+// 4 not stored (safe to resend that entry).
 import { PhiClient, type PublishResult } from '../sdk/client.js';
 import type { BrokerConfig } from '../config/config.js';
 import { connectService, serviceKeys } from '../runtime/data-dir.js';
@@ -19,16 +21,27 @@ export function formatResult(r: PublishResult): string {
       return `accepted ${r.id} (${r.deliveries} deliveries)`;
     case 'rejected':
       return `rejected ${r.id} ${r.code}: ${r.message}${r.path === undefined || r.message.startsWith(r.path) ? '' : ` [${r.path}]`}`;
-    case 'unknown':
-      return `unknown ${r.id} ${r.code}: ${r.message}`;
+    case 'stored':
+      return `stored ${r.id}: ${r.message}`;
+    case 'not_stored':
+      return `not_stored ${r.id} ${r.code}: ${r.message}${r.inDoubt ? ' (in doubt: an attempt reached NATS unanswered)' : ''}`;
   }
+}
+
+/** The exit code for a set of results: the one that asks the most of the caller wins. */
+export function exitCodeOf(results: readonly PublishResult[]): number {
+  const has = (status: PublishResult['status']): boolean => results.some((r) => r.status === status);
+  if (has('not_stored')) return 4;
+  if (has('rejected')) return 1;
+  if (has('stored')) return 3;
+  return 0;
 }
 
 export async function runPublish(
   config: BrokerConfig,
   service: string,
   input: Buffer,
-  opts: { whole: boolean; timeoutMs: number },
+  opts: { whole: boolean; deadlineMs: number },
 ): Promise<number> {
   const { keys, peers } = await serviceKeys(config, service);
   const { nc, insecure } = await connectService(config, service, `phi-broker publish ${service}`);
@@ -38,7 +51,7 @@ export async function runPublish(
     service,
     keys,
     peers,
-    receiptTimeoutMs: opts.timeoutMs,
+    publishDeadlineMs: opts.deadlineMs,
     insecure,
   });
   try {
@@ -46,7 +59,7 @@ export async function runPublish(
     const results =
       !opts.whole && isBundle(text) ? await client.publishBundle(JSON.parse(text)) : [await client.publish(input)];
     for (const r of results) process.stdout.write(`${formatResult(r)}\n`);
-    return results.every((r) => r.status === 'accepted') ? 0 : 1;
+    return exitCodeOf(results);
   } finally {
     await client.close();
   }

@@ -2,7 +2,7 @@
 // quarantine key — the sealed original. `list` never decrypts anything; `show --decrypt` prints the
 // original input (which may contain PHI) to the operator's own terminal and nowhere else.
 import type { NatsConnection } from 'nats';
-import { ensureBrokerSecrets } from '../runtime/broker-secrets.js';
+import { existingBrokerSecrets } from '../runtime/broker-secrets.js';
 import { decodeRecordHeader, openQuarantine, type QuarantineRecord } from '../broker/quarantine.js';
 import type { BrokerConfig } from '../config/config.js';
 import { BROKER_ID } from '../wire/ids.js';
@@ -111,7 +111,7 @@ export async function runQuarantineShow(config: BrokerConfig, id: string, opts: 
       const original = openQuarantine(
         record,
         parts.map((p) => p.data),
-        ensureBrokerSecrets(keysDir).quarantineKey,
+        existingBrokerSecrets(config).quarantineKey,
       );
       process.stdout.write(`subject: ${original.subject}\n${describeOriginal(original.data, keysDir)}\n`);
     }

@@ -4,13 +4,13 @@
 // pseudonym (it needs the broker secrets in the data dir) and looked up in KV phi_registry; it is never
 // sent anywhere or printed.
 import type { Writable } from 'node:stream';
-import { ensureBrokerSecrets } from '../runtime/broker-secrets.js';
+import { existingBrokerSecrets } from '../runtime/broker-secrets.js';
 import type { BrokerConfig } from '../config/config.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
 import type { RegistryRecord } from '../registry/record.js';
 import { RegistryStore } from '../registry/store.js';
-import { connectOperator, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
+import { connectOperator, loadConfiguredCatalog } from '../runtime/data-dir.js';
 
 /** One row per service and role, as `registry show` prints them. */
 export interface HoldingRow {
@@ -73,7 +73,7 @@ export async function runRegistryShow(
 ): Promise<void> {
   const catalog = loadConfiguredCatalog(config);
   const ref = canonicalPatientRef(patient, catalog.patients);
-  const pseudonym = patientPseudonym(ensureBrokerSecrets(layout(config).keys), ref);
+  const pseudonym = patientPseudonym(existingBrokerSecrets(config), ref);
   const nc = await connectOperator(config, 'phi-broker registry', 'read');
   try {
     const store = await RegistryStore.open(nc, config.replicas);

@@ -1,17 +1,48 @@
 // `phi-broker up`: one machine, everything needed — embedded nats-server with JetStream on the generated mTLS
 // config (unless NATS_URL), streams and consumers, development keys for the catalog's services, the broker.
 // Plaintext only with --insecure-plaintext (nats-transport.ts). Prints a line with `ready` once it accepts
-// messages; SIGINT/SIGTERM stop it cleanly (in-flight messages finish first).
+// messages. It owns its nats-server (docs/operations.md): an exclusive lock on the data directory, restarts of a
+// server that exits (bounded), and a stop on SIGINT/SIGTERM within `stopTimeoutMs`, exit code 0 — or 1 when the
+// server could not be kept running or the stop ran past its bound.
+import type { NatsConnection } from 'nats';
 import { AccessDesk } from '../access/desk/desk.js';
 import { Broker } from '../broker/broker.js';
 import { ensureBrokerSecrets } from '../runtime/broker-secrets.js';
 import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
 import { readServiceKeys } from '../runtime/key-files.js';
-import { createLogger } from '../log/log.js';
+import { createLogger, errorFields, type Logger } from '../log/log.js';
 import { BROKER_IDENTITY } from '../tls/identity.js';
 import { openNatsTransport } from '../runtime/nats-transport.js';
+import { acquireDataDirLock, type DataDirLock } from '../runtime/data-dir-lock.js';
+import type { EmbeddedNats } from '../runtime/embedded-nats.js';
 import { devKeys, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
+import type { BrokerError } from '../wire/errors.js';
+
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+
+/** Resolves with `fallback` when `work` has not settled within `ms`. */
+async function within<T>(ms: number, work: Promise<T>, fallback: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<T>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)));
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Follows the broker connection's state (nats.js status events), so a stop with NATS down does not wait to drain. */
+function trackConnection(nc: NatsConnection): { connected(): boolean } {
+  let connected = true;
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') connected = false;
+      else if (s.type === 'reconnect') connected = true;
+    }
+  })().catch(() => {});
+  return { connected: () => connected && !nc.isClosed() };
+}
 
 export async function runUp(
   config: BrokerConfig,
@@ -19,26 +50,93 @@ export async function runUp(
   opts: { readonly insecurePlaintext?: boolean } = {},
 ): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
+  // Signals are taken from the first line: a stop asked for while starting ends the start, within the same bound.
+  let signalled: (sig: NodeJS.Signals) => void = () => {};
+  const stopRequested = new Promise<NodeJS.Signals>((resolve) => (signalled = resolve));
+  let lock: DataDirLock | undefined;
+  let server: EmbeddedNats | undefined;
+  let deadline: NodeJS.Timeout | undefined;
+  const armDeadline = (): void => {
+    deadline ??= setTimeout(() => {
+      // The last resort: the orderly stop did not finish in time.
+      void server?.kill(); // SIGKILL is sent before kill() first awaits
+      lock?.release();
+      process.stderr.write(`phi-broker: stop took longer than ${config.stopTimeoutMs} ms; nats-server killed\n`);
+      process.exit(1);
+    }, config.stopTimeoutMs);
+  };
+  const onSignal = (sig: NodeJS.Signals): void => {
+    armDeadline();
+    signalled(sig);
+  };
+  for (const s of STOP_SIGNALS) process.on(s, onSignal);
+
+  try {
+    // Only the embedded server needs the lock: brokers on NATS_URL share a data dir's keys and scale out.
+    if (config.natsUrl === undefined) lock = acquireDataDirLock(config.dataDir, 'phi-broker up');
+    const starting = start(config, logger, port, opts.insecurePlaintext === true, lock, (s) => (server = s));
+    const started = await Promise.race([starting, stopRequested.then(() => undefined)]);
+    if (started === undefined) {
+      // Stopped while starting: let the start settle (the deadline bounds it), then stop what it started.
+      logger.warn({ event: 'up.stop.during_start' }, 'stop requested while starting');
+      const r = await starting.catch(() => undefined);
+      if (r !== undefined) await stopRunning(config, logger, r);
+      return;
+    }
+    process.stdout.write(`${started.readyLine}\n`);
+    const failed = server?.failed ?? new Promise<BrokerError>(() => {});
+    const outcome = await Promise.race([
+      stopRequested.then((signal) => ({ signal }) as const),
+      failed.then((error) => ({ error }) as const),
+    ]);
+    armDeadline();
+    if ('signal' in outcome) process.stdout.write('phi-broker stopping\n');
+    await stopRunning(config, logger, started);
+    if ('error' in outcome) throw outcome.error;
+  } finally {
+    // Reached on every path; the server's stop is idempotent.
+    await server?.stop();
+    lock?.release();
+    if (deadline !== undefined) clearTimeout(deadline);
+    for (const s of STOP_SIGNALS) process.off(s, onSignal);
+  }
+}
+
+interface Running {
+  readonly readyLine: string;
+  readonly nc: NatsConnection;
+  readonly broker: Broker;
+  readonly desk: AccessDesk;
+  readonly link: { connected(): boolean };
+}
+
+async function start(
+  config: BrokerConfig,
+  logger: Logger,
+  port: number | undefined,
+  insecurePlaintext: boolean,
+  lock: DataDirLock | undefined,
+  onServer: (s: EmbeddedNats) => void,
+): Promise<Running> {
   const catalog = loadConfiguredCatalog(config); // refuses to start on an invalid catalog
   const { dir, peers } = await devKeys(config, catalog);
   const secrets = ensureBrokerSecrets(dir);
   const transport = await openNatsTransport(config, catalog, {
-    insecurePlaintext: opts.insecurePlaintext === true,
+    insecurePlaintext,
+    logger,
+    ...(lock === undefined ? {} : { lock }),
     ...(port === undefined ? {} : { port }),
   });
   const { server, url, tlsDir } = transport;
+  if (server !== undefined) onServer(server);
   // The broker identity over mTLS (streams provisioned beforehand by the admin identity: the embedded server's
   // start, or `phi-broker nats-provision` for NATS_URL); plaintext only with --insecure-plaintext.
-  const nc = await transport.connect(BROKER_IDENTITY, 'phi-broker').catch(async (err: unknown) => {
-    await server?.stop();
-    throw err;
-  });
+  const nc = await transport.connect(BROKER_IDENTITY, 'phi-broker');
   let broker: Broker | undefined;
-  let desk: AccessDesk;
   try {
     broker = await Broker.start({ config, catalog, nc, keys: readServiceKeys(dir, BROKER_ID), peers, secrets, logger });
     // Right of access (45 CFR 164.524): this broker process also serves phi.control.access and retries unanswered services.
-    desk = await AccessDesk.start({
+    const desk = await AccessDesk.start({
       nc,
       catalog,
       keys: readServiceKeys(dir, BROKER_ID),
@@ -51,26 +149,41 @@ export async function runUp(
       clockSkewMs: config.clockSkewMs,
       replicas: config.replicas,
     });
+    const readyLine = `phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, catalog ${catalog.hash.slice(0, 12)}`;
+    return { readyLine, nc, broker, desk, link: trackConnection(nc) };
   } catch (err) {
     // e.g. streams not provisioned under the mTLS permissions: exit with the error instead of hanging on the open connection
     await broker?.stop();
     await nc.close();
-    await server?.stop();
     throw err;
   }
-  process.stdout.write(
-    `phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, catalog ${catalog.hash.slice(0, 12)}\n`,
-  );
+}
 
-  await new Promise<void>((resolve) => {
-    const stop = (): void => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
-  process.stdout.write('phi-broker stopping\n');
-  await desk.stop();
-  await broker.stop();
-  await nc.drain();
-  await server?.stop();
-  logger.info({ event: 'broker.stopped', ...broker.stats }, 'stopped');
+/**
+ * Drains the broker (in-flight messages finish and are acknowledged) within the stop bound less the time kept for
+ * nats-server's own stop. With NATS down there is nothing to drain into: the connection closes first, and the
+ * unacknowledged messages stay in PHI_INGEST for the next start.
+ */
+async function stopRunning(config: BrokerConfig, logger: Logger, r: Running): Promise<void> {
+  const drainMs = config.stopTimeoutMs - Math.min(5000, Math.floor(config.stopTimeoutMs / 3));
+  const connected = r.link.connected();
+  if (!connected) await r.nc.close();
+  const drained = await within(
+    drainMs,
+    (async () => {
+      await r.desk.stop();
+      await r.broker.stop();
+      if (!r.nc.isClosed()) await r.nc.drain();
+      return true;
+    })().catch((err: unknown) => {
+      logger.warn({ event: 'up.stop.drain_failed', ...errorFields(err) }, 'stopping the broker failed');
+      return false;
+    }),
+    false,
+  );
+  if (!drained) {
+    logger.warn({ event: 'up.stop.drain_incomplete', connected }, 'stopping without a full drain');
+    await r.nc.close().catch(() => {});
+  }
+  logger.info({ event: 'broker.stopped', ...r.broker.stats }, 'stopped');
 }

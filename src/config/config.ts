@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { INSTANCE_ID_PATTERN } from '../wire/ids.js';
 import { BrokerError } from '../wire/errors.js';
+import { DUPLICATE_WINDOW_MIN_MS } from '../wire/publish.js';
 
 const MiB = 1024 * 1024;
 const DAY = 24 * 60 * 60 * 1000;
@@ -21,12 +22,13 @@ export const configSchema = z.strictObject({
    */
   natsTlsDir: z.string().min(1).optional(),
   /**
-   * Which mTLS identity the read-only operator commands (audit, registry show, disclosures, access
-   * status|list|export, consent list, quarantine list|show) connect as (`PHI_BROKER_OPERATOR_IDENTITY`): `auto`, the
-   * auditor when its certificate is in the TLS dir, else the admin; `auditor` or `admin` always. Commands that
-   * write connect as the admin whatever this says.
+   * Which mTLS identity the operator commands connect as (`PHI_BROKER_OPERATOR_IDENTITY`). `auto`: the read-only
+   * commands (audit, registry show, disclosures, access status|list|export, consent list, quarantine list|show) as
+   * the auditor when its certificate is in the TLS dir, else as the operator; the commands that write (consent
+   * add|revoke, access request|extend|retry) as the operator. `auditor` or `operator`: the read-only commands as that
+   * one. `admin`: every command as the admin (break-glass; the admin is otherwise for provisioning alone).
    */
-  operatorIdentity: z.enum(['auto', 'auditor', 'admin']).default('auto'),
+  operatorIdentity: z.enum(['auto', 'auditor', 'operator', 'admin']).default('auto'),
   subjectsDir: z.string().min(1).default('subjects'),
   profilesDir: z.string().min(1).default('fhir-profiles'),
   /** Largest envelope accepted on ingest, bytes; larger ones are rejected E_TOO_LARGE (the streams take any size NATS carries). */
@@ -43,11 +45,11 @@ export const configSchema = z.strictObject({
     .min(1000)
     .max(DAY)
     .default(5 * 60 * 1000),
-  duplicateWindowMs: z
-    .number()
-    .int()
-    .min(1000)
-    .default(2 * 60 * 1000),
+  /**
+   * JetStream de-duplication window of the streams (Nats-Msg-Id). At least the longest SDK publish deadline, so a
+   * publisher's resends of one message are stored once (src/wire/publish.ts, docs/publishing.md).
+   */
+  duplicateWindowMs: z.number().int().min(DUPLICATE_WINDOW_MIN_MS).default(DUPLICATE_WINDOW_MIN_MS),
   /**
    * How long an accepted message id is remembered (KV phi_seen). A message whose iat is older than this
    * less clockSkewMs can no longer be checked for replay and is rejected E_CLOCK_SKEW (quarantined; the
@@ -118,9 +120,31 @@ export const configSchema = z.strictObject({
   auditCheckpointEvery: z.number().int().min(1).max(1_000_000).default(1000),
   /** … or when this long has passed with unsealed records, whichever comes first. */
   auditCheckpointMs: z.number().int().min(100).max(DAY).default(60_000),
+  /**
+   * How often each broker checks PHI_AUDIT's and PHI_AUDIT_WITNESS's settings and its chain against its last
+   * witnessed head (src/audit/integrity.ts; a problem raises the `audit-integrity` alert); 0: at start only.
+   */
+  auditIntegrityCheckMs: z
+    .number()
+    .int()
+    .min(0)
+    .max(DAY)
+    .default(5 * 60_000),
   /** JSON file overriding the default alert rules (src/audit/alerts.ts, docs/audit.md). Unset: the defaults. */
   alertRulesFile: z.string().min(1).optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** The embedded nats-server's log file rotates past this size (nats-server `logfile_size_limit`), bytes. */
+  natsLogMaxBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(10 * 1024 * 1024),
+  /** Rotated nats-server log files kept beside the current one (docs/operations.md). */
+  natsLogFiles: z.number().int().min(1).max(1000).default(10),
+  /** Restarts of an embedded nats-server that exits unexpectedly before `up` gives up and exits 1; 0: none. */
+  natsRestartAttempts: z.number().int().min(0).max(100).default(5),
+  /** Upper bound on how long `up` takes to stop after SIGTERM/SIGINT (drain, stop nats-server, release the lock). */
+  stopTimeoutMs: z.number().int().min(2000).max(300_000).default(15_000),
 });
 
 export type BrokerConfig = Readonly<z.output<typeof configSchema>>;
@@ -191,7 +215,12 @@ export const CONFIG_ENV = {
   PHI_BROKER_AUDIT_MAX_AGE_MS: 'auditMaxAgeMs',
   PHI_BROKER_AUDIT_CHECKPOINT_EVERY: 'auditCheckpointEvery',
   PHI_BROKER_AUDIT_CHECKPOINT_MS: 'auditCheckpointMs',
+  PHI_BROKER_AUDIT_INTEGRITY_CHECK_MS: 'auditIntegrityCheckMs',
   PHI_BROKER_ALERT_RULES_FILE: 'alertRulesFile',
+  PHI_BROKER_NATS_LOG_MAX_BYTES: 'natsLogMaxBytes',
+  PHI_BROKER_NATS_LOG_FILES: 'natsLogFiles',
+  PHI_BROKER_NATS_RESTART_ATTEMPTS: 'natsRestartAttempts',
+  PHI_BROKER_STOP_TIMEOUT_MS: 'stopTimeoutMs',
 } as const satisfies Record<string, keyof BrokerConfigInput>;
 
 const NUMERIC: ReadonlySet<string> = new Set([
@@ -211,6 +240,11 @@ const NUMERIC: ReadonlySet<string> = new Set([
   'auditMaxAgeMs',
   'auditCheckpointEvery',
   'auditCheckpointMs',
+  'natsLogMaxBytes',
+  'natsLogFiles',
+  'natsRestartAttempts',
+  'stopTimeoutMs',
+  'auditIntegrityCheckMs',
 ]);
 
 /**

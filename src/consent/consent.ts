@@ -31,7 +31,7 @@ import { canonicalPatientRef, patientReference, resolvePatient } from '../regist
 export interface RestrictionRequest {
   /** The Consent's logical id (a UUID). */
   readonly id: string;
-  /** The patient as an operator gives it (`--patient`): canonicalised under the catalog's rule. */
+  /** The patient as an operator gives it: canonicalised under the catalog's rule. */
   readonly patient: string;
   readonly denyRecipients: readonly string[];
   readonly denyPurposes: readonly string[];
@@ -59,34 +59,46 @@ export function isConsentId(id: string): boolean {
   return CONSENT_ID.test(id);
 }
 
+/** The FHIR element each part of a RestrictionRequest becomes, as E_CONSENT_INVALID names it. */
+export const DENY_PATHS = {
+  recipient: 'Consent.provision.provision.actor.reference',
+  purpose: 'Consent.provision.provision.purpose',
+  label: 'Consent.provision.provision.securityLabel',
+  any: 'Consent.provision.provision',
+} as const;
+
 /**
  * Checks a request against what the broker can enforce (the catalog's services, its purposes of use, the known
- * sensitivity labels, its patient matching rule) and builds the Consent; E_CONSENT_INVALID names the option at
- * fault, E_PATIENT_UNRESOLVED a patient not in the rule's canonical form.
+ * sensitivity labels, its patient matching rule) and builds the Consent; E_CONSENT_INVALID names the Consent element
+ * at fault (DENY_PATHS), E_PATIENT_UNRESOLVED a patient not in the rule's canonical form.
  */
 export function buildConsent(req: RestrictionRequest, services: ReadonlySet<string>, rule: PatientMatchDef): Consent {
   if (!isConsentId(req.id)) throw new TypeError('consent id must be a lower-case UUID');
   const patient = canonicalPatientRef(req.patient, rule);
   for (const s of req.denyRecipients) {
     if (!services.has(s))
-      throw new BrokerError('E_CONSENT_INVALID', `--deny-recipient: no service ${JSON.stringify(s)} in the catalog`, {
-        path: '--deny-recipient',
-      });
+      throw new BrokerError(
+        'E_CONSENT_INVALID',
+        `${DENY_PATHS.recipient}: no service ${JSON.stringify(s)} in the catalog`,
+        {
+          path: DENY_PATHS.recipient,
+        },
+      );
   }
   for (const p of req.denyPurposes) {
     if (!isPurposeOfUse(p))
       throw new BrokerError(
         'E_CONSENT_INVALID',
-        `--deny-purpose: ${JSON.stringify(p)} is not a purpose of use the catalog routes with (HL7 v3 ActReason)`,
-        { path: '--deny-purpose' },
+        `${DENY_PATHS.purpose}: ${JSON.stringify(p)} is not a purpose of use the catalog routes with (HL7 v3 ActReason)`,
+        { path: DENY_PATHS.purpose },
       );
   }
   for (const l of req.denyLabels) {
     if (!isSensitivityLabel(l))
       throw new BrokerError(
         'E_CONSENT_INVALID',
-        `--deny-label: ${JSON.stringify(l)} is not a known sensitivity label (HL7 v3 ActCode)`,
-        { path: '--deny-label' },
+        `${DENY_PATHS.label}: ${JSON.stringify(l)} is not a known sensitivity label (HL7 v3 ActCode)`,
+        { path: DENY_PATHS.label },
       );
   }
   const denials: ConsentProvision[] = [];
@@ -117,8 +129,8 @@ export function buildConsent(req: RestrictionRequest, services: ReadonlySet<stri
   if (denials.length === 0)
     throw new BrokerError(
       'E_CONSENT_INVALID',
-      'a restriction needs at least one --deny-recipient, --deny-purpose or --deny-label',
-      { path: '--deny-recipient' },
+      `${DENY_PATHS.any}: a restriction denies at least one recipient, purpose of use or sensitivity label`,
+      { path: DENY_PATHS.any },
     );
   const consent: Consent = {
     resourceType: 'Consent',

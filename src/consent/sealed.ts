@@ -8,6 +8,7 @@ import type { BrokerSecrets } from '../crypto/broker-secrets.js';
 import { openBlob, sealBlob } from '../crypto/aead.js';
 import { BrokerError } from '../wire/errors.js';
 import { KV_BUCKETS } from '../wire/names.js';
+import { decodeJsonBytes } from '../wire/decode-json.js';
 
 const VERSION = 1;
 
@@ -33,9 +34,10 @@ export function openConsentValue(key: Uint8Array, kvKey: string, value: Uint8Arr
   if (value[0] !== VERSION)
     throw new BrokerError('E_DECRYPT', 'consent value: unknown format version', { path: 'consent' });
   const plain = openBlob(key, value.subarray(1), aad(kvKey), 'consent');
-  try {
-    return JSON.parse(new TextDecoder().decode(plain)) as unknown;
-  } catch {
-    throw new BrokerError('E_DECRYPT', 'consent value: not JSON after opening', { path: 'consent' });
-  }
+  return decodeJsonBytes(plain, {
+    what: 'consent value',
+    malformedCode: 'E_DECRYPT',
+    path: 'consent',
+    message: 'consent value: not JSON after opening',
+  });
 }

@@ -10,6 +10,7 @@
 // allocation (freed without zeroing), copy the result out again and decode text with a new TextDecoder each time:
 // on a ~1.6 KB Patient with three subscribers those copies cost more than the cipher. When the libsodium build
 // does not expose what this needs, the wrapper's functions are used instead (same results, slower).
+import { BrokerError } from '../wire/errors.js';
 import { KEY_BYTES, NONCE_BYTES, TAG_BYTES, openBlob, openBlobText, sealBlobBase64url } from './aead.js';
 import { base64urlDecodedLength, fromBase64url, isCanonicalBase64url } from './base64url.js';
 import { randomBytes, takeRandomInto, type RandomSource } from './random.js';
@@ -200,7 +201,7 @@ export class LeafCipher {
     const cp = np + NONCE_BYTES;
     const end = cp + mlen + TAG_BYTES;
     if (m._crypto_aead_xchacha20poly1305_ietf_encrypt(cp, 0, mp, mlen, 0, ap, mp - ap, 0, 0, np, this.#p) !== 0)
-      throw new Error('libsodium refused to encrypt');
+      throw new BrokerError('E_INTERNAL', 'libsodium refused to encrypt');
     return readBase64url(heap, np, end);
   }
 

@@ -69,7 +69,7 @@ function sealInHeap(
     heap.set(plaintext, mp);
     heap.set(nonce, np);
     if (m._crypto_aead_xchacha20poly1305_ietf_encrypt(cp, 0, mp, mlen, 0, ap, aad.length, 0, 0, np, p) !== 0)
-      throw new Error('libsodium refused to encrypt');
+      throw new BrokerError('E_INTERNAL', 'libsodium refused to encrypt');
     return copyOut(heap, np, cp + mlen + TAG_BYTES);
   } finally {
     zero(heap, p, p + size);

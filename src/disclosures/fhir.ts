@@ -6,6 +6,7 @@
 // http://hl7.org/fhir/R4/auditevent.html, https://profiles.ihe.net/ITI/BALP/
 import { randomUUID } from 'node:crypto';
 import type { AuditEvent, Bundle } from 'fhir/r4.js';
+import { entryFullUrl } from '../fhir/full-url.js';
 import { BROKER_ID } from '../wire/ids.js';
 import { PURPOSE_SYSTEM, SERVICE_SYSTEM } from '../consent/codes.js';
 import { patientReference } from '../registry/patient-key.js';
@@ -74,6 +75,9 @@ export function disclosureBundle(disclosures: readonly StoredDisclosure[], patie
     id: randomUUID(),
     type: 'collection',
     timestamp: new Date(now).toISOString(),
-    entry: disclosures.map((d) => ({ resource: disclosureAuditEvent(d, patientRef) })),
+    entry: disclosures.map((d) => {
+      const resource = disclosureAuditEvent(d, patientRef);
+      return { fullUrl: entryFullUrl('disclosures', resource, 0), resource };
+    }),
   };
 }

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { PurposeOfUse } from '../catalog/types.js';
 import { PURPOSES_OF_USE } from '../catalog/types.js';
 import { UNRESOLVED_PATIENT, subjects } from '../wire/names.js';
+import { tryDecodeJson } from '../wire/decode-json.js';
 
 export const DISCLOSURE_RECORD_VERSION = 1;
 
@@ -89,10 +90,6 @@ export function disclosureMessages(
 
 /** Parses a stored record; undefined for anything that is not one (another writer on phi.disclosure.*). */
 export function decodeDisclosure(bytes: Uint8Array): DisclosureRecord | undefined {
-  try {
-    const r = recordSchema.safeParse(JSON.parse(new TextDecoder().decode(bytes)));
-    return r.success ? r.data : undefined;
-  } catch {
-    return undefined;
-  }
+  const r = tryDecodeJson(bytes, recordSchema, { what: 'disclosure record', code: 'E_STORED_INVALID' });
+  return r.ok ? r.value : undefined;
 }

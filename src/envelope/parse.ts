@@ -11,8 +11,8 @@ import { BrokerError } from '../wire/errors.js';
 import { formatPath } from '../fhir/json-path.js';
 import { DATA_KEY_ID_PATTERN, MAX_RECIPIENTS, type Envelope, type Provenance, type WrappedKey } from './types.js';
 import { MESSAGE_ID_PATTERN, RAW_TYPE, TYPE_PATTERN } from '../wire/ids.js';
+import { decodeJsonBytes } from '../wire/decode-json.js';
 
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const WK_LENGTH = base64urlLength(NONCE_BYTES + 32 + TAG_BYTES);
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 const HASH_PATTERN = /^[A-Za-z0-9_-]{43}$/;
@@ -100,12 +100,7 @@ function parseProv(value: unknown): Provenance {
 
 /** Decodes and structurally checks envelope bytes. */
 export function parseEnvelope(bytes: Uint8Array): Envelope {
-  let json: unknown;
-  try {
-    json = JSON.parse(utf8.decode(bytes));
-  } catch {
-    throw new BrokerError('E_JSON_MALFORMED', 'the message is not well-formed UTF-8 JSON');
-  }
+  const json = decodeJsonBytes(bytes, { what: 'the message' });
   if (!isRecord(json)) throw invalid('$', 'a JSON object');
   onlyFields(json, FIELDS, []);
   if (json['v'] !== 1) throw invalid('v', 'version 1');

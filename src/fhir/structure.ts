@@ -48,6 +48,8 @@ interface Child {
   readonly repeats: boolean;
   /** JSON type of a primitive's value. */
   readonly json: 'string' | 'number' | 'boolean' | undefined;
+  /** For a choice element `name[x]`: its base name, and this property's form (`valueQuantity` for `_valueQuantity`). */
+  readonly choice?: { readonly base: string; readonly form: string };
 }
 
 const compiled = new Map<string, ReadonlyMap<string, Child>>();
@@ -58,18 +60,25 @@ function childrenOf(typeKey: string): ReadonlyMap<string, Child> {
   if (hit !== undefined) return hit;
   const { types, primitives } = fhirElements();
   const defs = types[typeKey];
-  if (defs === undefined) throw new Error(`element index has no entry for ${typeKey}`); // index bug, not input
+  if (defs === undefined) throw new BrokerError('E_INTERNAL', `element index has no entry for ${typeKey}`); // index bug, not input
   const map = new Map<string, Child>();
   for (const [name, def] of Object.entries(defs)) {
     const repeats = def.m === 1;
     for (const type of def.t) {
       const jsonName = def.x === 1 ? choiceJsonName(name, type) : name;
+      const choice = def.x === 1 ? { choice: { base: name, form: jsonName } } : {};
       const json = primitives[type];
       if (json !== undefined) {
-        map.set(jsonName, { kind: PRIMITIVE, type, repeats, json });
-        map.set('_' + jsonName, { kind: EXTENSION_SIBLING, type: 'Element', repeats, json: undefined });
+        map.set(jsonName, { kind: PRIMITIVE, type, repeats, json, ...choice });
+        map.set('_' + jsonName, { kind: EXTENSION_SIBLING, type: 'Element', repeats, json: undefined, ...choice });
       } else {
-        map.set(jsonName, { kind: type === 'Resource' ? RESOURCE : COMPLEX, type, repeats, json: undefined });
+        map.set(jsonName, {
+          kind: type === 'Resource' ? RESOURCE : COMPLEX,
+          type,
+          repeats,
+          json: undefined,
+          ...choice,
+        });
       }
     }
   }
@@ -115,11 +124,20 @@ function walkObject(w: Walk, obj: Record<string, unknown>, typeKey: string, dept
   if (depth > w.limits.maxDepth) fail(w, 'E_TOO_LARGE', `nested deeper than the limit (${w.limits.maxDepth})`);
   const children = childrenOf(typeKey);
   addSize(w, 2);
+  let choices: Map<string, string> | undefined; // choice base name → the form seen first
   for (const key of Object.keys(obj)) {
     const value = obj[key];
     w.segs.push(key);
     addSize(w, key.length + 4);
     const child = children.get(key);
+    if (child?.choice !== undefined) {
+      const first = (choices ??= new Map()).get(child.choice.base);
+      if (first === undefined) choices.set(child.choice.base, child.choice.form);
+      else if (first !== child.choice.form) {
+        const other = formatPath([...w.segs.slice(0, -1), first]);
+        fail(w, 'E_FHIR_INVALID', `a second form of the choice element ${child.choice.base}[x] (${other} is present)`);
+      }
+    }
     if (child === undefined) {
       if (!(isResource && key === 'resourceType'))
         fail(w, 'E_UNKNOWN_ELEMENT', `unknown element (FHIR R4 ${typeKey} defines no such element)`);

@@ -14,6 +14,7 @@ import {
   ADMIN_IDENTITY,
   AUDITOR_IDENTITY,
   BROKER_IDENTITY,
+  OPERATOR_IDENTITY,
   natsUser,
   serviceIdentity,
   type Identity,
@@ -49,12 +50,15 @@ export interface IdentityPermissions {
 
 /** The admin identity's inbox: `_` cannot start a service id, so it never collides with one. */
 export const ADMIN_INBOX_ID = '_admin';
+/** The operator identity's inbox (as the admin's: never a service's). */
+export const OPERATOR_INBOX_ID = '_operator';
 /** The auditor identity's inbox (as the admin's: never a service's). */
 export const AUDITOR_INBOX_ID = '_auditor';
 
 /** The inbox prefix an identity must connect with (nats.js `inboxPrefix`) under these permissions. */
 export function identityInbox(identity: Identity): string {
   if (identity.kind === 'admin') return `_INBOX.${ADMIN_INBOX_ID}`;
+  if (identity.kind === 'operator') return `_INBOX.${OPERATOR_INBOX_ID}`;
   if (identity.kind === 'auditor') return `_INBOX.${AUDITOR_INBOX_ID}`;
   return inboxPrefix(identity.id);
 }
@@ -108,6 +112,7 @@ const BROKER_ONLY_STREAMS: readonly string[] = [
   STREAMS.quarantine,
   STREAMS.receipts,
   STREAMS.audit,
+  STREAMS.auditWitness,
   STREAMS.disclosures,
   ...KV_STREAMS,
   ACCESS_ANSWERS_STREAM,
@@ -119,6 +124,7 @@ const BROKER_SUBJECTS: readonly string[] = [
   subjects.quarantineAll,
   subjects.receiptsAll,
   subjects.auditAll,
+  subjects.witnessAll,
   subjects.alertAll,
   subjects.disclosuresAll,
   subjects.accessAll,
@@ -184,6 +190,7 @@ function servicePermissions(catalog: Catalog, service: string): IdentityPermissi
         subjects.deliverAll,
         subjects.quarantineAll,
         subjects.auditAll,
+        subjects.witnessAll,
         subjects.alertAll,
         subjects.disclosuresAll,
         subjects.accessControl,
@@ -209,9 +216,9 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         // Streams are created and updated by the admin identity; the broker checks them (setup.ts skips an
         // update when nothing changed) and reads its KV buckets.
         ...BROKER_ONLY_STREAMS.map(jsApi.streamInfo),
-        // Reads: the audit chain head (writer.ts, last by subject), KV get (direct get when the bucket allows it,
-        // else message get), object metadata (message get, last by subject).
-        ...[STREAMS.audit, STREAMS.disclosures, ...KV_STREAMS].flatMap((s) => [
+        // Reads: the audit chain head and its last witnessed head (writer.ts, integrity.ts: last by subject), KV get
+        // (direct get when the bucket allows it, else message get), object metadata (message get, last by subject).
+        ...[STREAMS.audit, STREAMS.auditWitness, STREAMS.disclosures, ...KV_STREAMS].flatMap((s) => [
           jsApi.streamMsgGet(s),
           jsApi.directGet(s),
           jsApi.directGetAll(s),
@@ -243,6 +250,7 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         subjects.quarantineAll,
         subjects.receiptsAll,
         subjects.auditAll,
+        subjects.witnessAll,
         subjects.alertAll,
         subjects.disclosuresAll,
         // Requests to each service's phi.access.<service>, and for the parts of a large answer on
@@ -273,9 +281,9 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
 }
 
 /**
- * Stream and consumer management (provisioning), and the operator CLI (quarantine, audit, disclosures, consent,
- * registry, access): the whole JetStream API, flow control of its ordered consumers, writes to the consent bucket
- * (consent add/revoke) and the access commands to the broker. Never a PHI subject of the message path.
+ * Provisioning (nats-provision, up's own provisioning step): the whole JetStream API and flow control of its
+ * ordered consumers. It can also run the operator commands as break-glass (PHI_BROKER_OPERATOR_IDENTITY=admin):
+ * writes to the consent bucket and the access commands to the broker. Never a PHI subject of the message path.
  */
 function adminPermissions(): IdentityPermissions {
   const inbox = `_INBOX.${ADMIN_INBOX_ID}`;
@@ -293,65 +301,119 @@ function adminPermissions(): IdentityPermissions {
 }
 
 /** The streams the read-only operator commands read (src/cli/audit.ts, disclosures.ts, quarantine.ts). */
-const AUDITOR_READ_STREAMS: readonly string[] = [STREAMS.audit, STREAMS.disclosures, STREAMS.quarantine];
+const AUDITOR_READ_STREAMS: readonly string[] = [
+  STREAMS.audit,
+  STREAMS.auditWitness,
+  STREAMS.disclosures,
+  STREAMS.quarantine,
+];
 /** The KV buckets they read (registry show, access status/list/export, consent list). */
 const AUDITOR_KV_STREAMS: readonly string[] = [KV_BUCKETS.registry, KV_BUCKETS.access, KV_BUCKETS.consent].map(
   jsApi.kvStream,
 );
 
 /**
- * The read-only operator commands (audit verify|query|export, registry show, disclosures, access status|list|export,
- * consent list, quarantine list|show), as the API subjects nats.js 2.29 sends for them and nothing else:
+ * What the operator commands read, as the API subjects nats.js 2.29 sends for them and nothing else:
  * - stream info (jsm.streams.info; every KV/object store view starts with it) and account info (jetstreamManager);
  * - `$JS.API.STREAM.NAMES`: nats.js finds the stream of an object store's chunk subject by name lookup;
  * - KV get: direct get (`DIRECT.GET.KV_<b>.$KV.<b>.<key>`) or message get; quarantine records and object
  *   metadata: message get (by sequence, last by subject);
- * - ephemeral consumers: the audit trail and disclosures are read through unnamed pull consumers
- *   (`CONSUMER.CREATE.<stream>`, then `CONSUMER.INFO` and `CONSUMER.MSG.NEXT` on the generated name); KV keys
- *   (consent list, access list) and object chunks (access export) through ordered push consumers
+ * - ephemeral consumers: the audit trail, its witnessed heads and disclosures are read through unnamed pull
+ *   consumers (`CONSUMER.CREATE.<stream>`, then `CONSUMER.INFO` and `CONSUMER.MSG.NEXT` on the generated name); KV
+ *   keys (consent list, access list) and object chunks (access export) through ordered push consumers
  *   (`CONSUMER.CREATE.<stream>[.<name>.<filter>]`) with their flow-control replies on `$JS.FC.<stream>.>`.
- * Denied: every data subject (phi.>, $KV.>, $O.>, acks), stream and consumer management — consumer delete too: the
- * readers' ephemeral consumers go away by their inactive threshold — and phi.control.access (an operator command
- * to the broker that can create, extend and retry requests). Limit of 2.9.10: `CONSUMER.CREATE.<stream>.<name>`
- * cannot tell an ordered consumer from a durable one, so the auditor could leave a named consumer on a stream it
- * reads; that reads, it writes nothing, and it cannot delete one.
+ * Limit of 2.9.10: `CONSUMER.CREATE.<stream>.<name>` cannot tell an ordered consumer from a durable one, so a
+ * reader could leave a named consumer on a stream it reads; that reads, it writes nothing, and it cannot delete one.
+ */
+function operatorReads(): string[] {
+  const pulled = [STREAMS.audit, STREAMS.auditWitness, STREAMS.disclosures];
+  const ordered = [jsApi.kvStream(KV_BUCKETS.consent), jsApi.kvStream(KV_BUCKETS.access), ACCESS_ANSWERS_STREAM];
+  return [
+    jsApi.accountInfo,
+    jsApi.streamNames,
+    ...[...AUDITOR_READ_STREAMS, ...AUDITOR_KV_STREAMS, ACCESS_ANSWERS_STREAM].map(jsApi.streamInfo),
+    ...AUDITOR_KV_STREAMS.flatMap((s) => [jsApi.streamMsgGet(s), jsApi.directGet(s), jsApi.directGetAll(s)]),
+    jsApi.streamMsgGet(STREAMS.quarantine),
+    jsApi.streamMsgGet(ACCESS_ANSWERS_STREAM),
+    ...pulled.flatMap((s) => [
+      ...jsApi.consumerCreateEphemeral(s),
+      jsApi.consumerInfo(s, '*'),
+      jsApi.consumerNext(s, '*'),
+    ]),
+    ...ordered.flatMap((s) => [...jsApi.consumerCreateEphemeral(s), jsApi.flowControl(s)]),
+  ];
+}
+
+/**
+ * Stream, consumer and bucket management no operator command needs: create, update, delete, purge, message delete,
+ * snapshot, restore, leader moves, legacy durable create, consumer delete and list. Denied explicitly (deny wins
+ * over allow in NATS), so the admin identity alone can change a stream — PHI_AUDIT's max_age or its existence.
+ */
+const OPERATOR_MANAGEMENT: readonly string[] = MANAGEMENT.filter((s) => s !== jsApi.streamNames);
+
+/**
+ * The read-only operator commands (audit verify|query|export|witness, registry show, disclosures, access
+ * status|list|export, consent list, quarantine list|show): operatorReads and nothing else. Denied: every data
+ * subject (phi.>, $KV.>, $O.>, acks), stream and consumer management — consumer delete too: the readers' ephemeral
+ * consumers go away by their inactive threshold — and phi.control.access (an operator command to the broker that
+ * can create, extend and retry requests).
  */
 function auditorPermissions(): IdentityPermissions {
   const inbox = identityInbox(AUDITOR_IDENTITY);
-  const pulled = [STREAMS.audit, STREAMS.disclosures];
-  const ordered = [jsApi.kvStream(KV_BUCKETS.consent), jsApi.kvStream(KV_BUCKETS.access), ACCESS_ANSWERS_STREAM];
   return {
     identity: AUDITOR_IDENTITY,
     user: natsUser(AUDITOR_IDENTITY),
     inboxPrefix: inbox,
     publish: {
-      allow: [
-        jsApi.accountInfo,
-        jsApi.streamNames,
-        ...[...AUDITOR_READ_STREAMS, ...AUDITOR_KV_STREAMS, ACCESS_ANSWERS_STREAM].map(jsApi.streamInfo),
-        ...AUDITOR_KV_STREAMS.flatMap((s) => [jsApi.streamMsgGet(s), jsApi.directGet(s), jsApi.directGetAll(s)]),
-        jsApi.streamMsgGet(STREAMS.quarantine),
-        jsApi.streamMsgGet(ACCESS_ANSWERS_STREAM),
-        ...pulled.flatMap((s) => [
-          ...jsApi.consumerCreateEphemeral(s),
-          jsApi.consumerInfo(s, '*'),
-          jsApi.consumerNext(s, '*'),
-        ]),
-        ...ordered.flatMap((s) => [...jsApi.consumerCreateEphemeral(s), jsApi.flowControl(s)]),
-      ],
-      deny: [...MANAGEMENT.filter((s) => s !== jsApi.streamNames), '$JS.ACK.>', jsApi.kvAny, jsApi.objAny, 'phi.>'],
+      allow: operatorReads(),
+      deny: [...OPERATOR_MANAGEMENT, '$JS.ACK.>', jsApi.kvAny, jsApi.objAny, 'phi.>'],
     },
     subscribe: { allow: [`${inbox}.>`], deny: ['$JS.>', jsApi.kvAny, jsApi.objAny, 'phi.>'] },
     allowResponses: false,
   };
 }
 
-/** Every identity's permissions: one per catalog service, the broker, the admin, the auditor. */
+/**
+ * The routine operator commands (consent add|revoke|list, access request|extend|retry|status|list|export, registry
+ * show, disclosures, quarantine list|show, audit verify|query|export|witness): the auditor's reads, plus the two
+ * writes those commands make — restrictions (KV puts on `$KV.phi_consent.>`, which are stream publishes:
+ * create and compare-and-set update) and the access commands to the broker (`phi.control.access`, request/reply to
+ * its inbox). It creates, updates, deletes and purges no stream, bucket or consumer (OPERATOR_MANAGEMENT), writes no
+ * other bucket or object store, and publishes on no other phi subject.
+ */
+function operatorPermissions(): IdentityPermissions {
+  const inbox = identityInbox(OPERATOR_IDENTITY);
+  const otherBuckets = Object.values(KV_BUCKETS)
+    .filter((b) => b !== KV_BUCKETS.consent)
+    .map(jsApi.kv);
+  return {
+    identity: OPERATOR_IDENTITY,
+    user: natsUser(OPERATOR_IDENTITY),
+    inboxPrefix: inbox,
+    publish: {
+      allow: [...operatorReads(), jsApi.kv(KV_BUCKETS.consent), subjects.accessControl],
+      deny: [
+        ...OPERATOR_MANAGEMENT,
+        '$JS.ACK.>',
+        ...otherBuckets,
+        jsApi.objAny,
+        subjects.ingestAll,
+        ...BROKER_SUBJECTS.filter((s) => s !== subjects.accessControl),
+        subjects.requestAll,
+      ],
+    },
+    subscribe: { allow: [`${inbox}.>`], deny: ['$JS.>', jsApi.kvAny, jsApi.objAny, 'phi.>'] },
+    allowResponses: false,
+  };
+}
+
+/** Every identity's permissions: one per catalog service, the broker, the admin, the operator, the auditor. */
 export function natsPermissions(catalog: Catalog): IdentityPermissions[] {
   return [
     ...[...catalog.services.keys()].sort().map((s) => servicePermissions(catalog, s)),
     brokerPermissions(catalog),
     adminPermissions(),
+    operatorPermissions(),
     auditorPermissions(),
   ];
 }

@@ -2,6 +2,7 @@
 // package installs /usr/bin/nats-server; scripts/ensure-nats-server.mjs installs it when missing).
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { BrokerError } from '../wire/errors.js';
 
 export const NATS_SERVER_HINT =
   'nats-server not found: install it (Debian/Ubuntu: `apt-get install nats-server`, or run `node scripts/ensure-nats-server.mjs` as root), or set NATS_SERVER_BIN to its path.';
@@ -19,7 +20,13 @@ export function findNatsServerBinary(env: NodeJS.ProcessEnv = process.env): stri
   const explicit = env['NATS_SERVER_BIN'];
   if (explicit !== undefined && explicit !== '') {
     if (!isExecutable(explicit))
-      throw new Error(`NATS_SERVER_BIN=${explicit} is not an executable file. ${NATS_SERVER_HINT}`);
+      throw new BrokerError(
+        'E_CONFIG_INVALID',
+        `NATS_SERVER_BIN=${explicit} is not an executable file. ${NATS_SERVER_HINT}`,
+        {
+          path: 'NATS_SERVER_BIN',
+        },
+      );
     return explicit;
   }
   for (const dir of (env['PATH'] ?? '').split(delimiter)) {
@@ -27,5 +34,5 @@ export function findNatsServerBinary(env: NodeJS.ProcessEnv = process.env): stri
     const candidate = join(dir, 'nats-server');
     if (isExecutable(candidate)) return candidate;
   }
-  throw new Error(NATS_SERVER_HINT);
+  throw new BrokerError('E_SETUP_MISSING', NATS_SERVER_HINT);
 }

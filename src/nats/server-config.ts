@@ -34,6 +34,8 @@ export interface NatsServerConfigOptions {
   readonly identities?: readonly IdentityPermissions[];
   /** This server as one node of a cluster (cluster-config.ts builds it). */
   readonly cluster?: ClusterBlock;
+  /** Log to a size-rotated file, with a pid file and a ports file (the embedded server of `up`); default stderr. */
+  readonly log?: NatsServerLogOptions;
 }
 
 /** A node's NATS cluster block (https://docs.nats.io/running-a-nats-service/configuration/clustering/cluster_config). */
@@ -48,6 +50,27 @@ export interface ClusterBlock {
   readonly routes: readonly string[];
   /** This node's route certificate and key, and the CA that peers' route certificates chain to. */
   readonly tls: ServerTlsPaths;
+}
+
+export interface NatsServerLogOptions {
+  readonly logFile: string;
+  /** nats-server `logfile_size_limit`: bytes after which it renames the file and starts a new one. */
+  readonly sizeLimit: number;
+  /** nats-server `pid_file`. */
+  readonly pidFile: string;
+  /** nats-server `ports_file_dir`: it writes `<binary>_<pid>.ports` there once ready. */
+  readonly portsFileDir: string;
+}
+
+/** The nats-server config lines for NatsServerLogOptions. */
+export function logConfigLines(log: NatsServerLogOptions): string[] {
+  return [
+    `log_file: ${JSON.stringify(log.logFile)}`,
+    `logfile_size_limit: ${log.sizeLimit}`,
+    'logtime: true',
+    `pid_file: ${JSON.stringify(log.pidFile)}`,
+    `ports_file_dir: ${JSON.stringify(log.portsFileDir)}`,
+  ];
 }
 
 export const DEFAULT_NATS_PORT = 4222;
@@ -110,6 +133,7 @@ export function natsServerConfig(catalog: Catalog, opts: NatsServerConfigOptions
     `server_name: ${q(opts.serverName ?? `phi-broker-${port}`)}`,
     ...(opts.cluster === undefined ? [] : [`client_advertise: ${q(opts.cluster.clientAdvertise)}`]),
     `max_payload: ${opts.maxPayload ?? 1024 * 1024}`,
+    ...(opts.log === undefined ? [] : logConfigLines(opts.log)),
     '',
     "# TLS 1.2 is the minimum: 2.9.10 has no min_version option and fixes Go's MinVersion at TLS 1.2.",
     'tls {',

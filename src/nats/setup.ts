@@ -15,7 +15,9 @@ import {
   type StreamConfig,
 } from 'nats';
 import type { BrokerConfig } from '../config/config.js';
+import { BrokerError } from '../wire/errors.js';
 import { BROKER_CONSUMER, KV_BUCKETS, STREAMS, deliveryConsumer, subjects } from '../wire/names.js';
+import { DUPLICATE_WINDOW_MIN_MS } from '../wire/publish.js';
 
 /**
  * Copies JetStream keeps of every stream, KV bucket and object store: 1 on one node; 3 (or 5) on a cluster, where
@@ -52,7 +54,10 @@ export interface StreamSettings {
   readonly deliverMaxAgeMs: number;
   readonly quarantineMaxAgeMs: number;
   readonly receiptMaxAgeMs: number;
-  /** JetStream de-duplication window (publisher retries and broker redeliveries inside it are dropped). */
+  /**
+   * JetStream de-duplication window (publisher retries and broker redeliveries inside it are dropped); at least the
+   * longest SDK publish deadline (src/wire/publish.ts), so every resend of one published message is stored once.
+   */
   readonly duplicateWindowMs: number;
   /** How long an accepted message id is remembered for replay detection (must exceed 2 × clock skew). */
   readonly replayWindowMs: number;
@@ -74,6 +79,12 @@ export function streamSettings(config: Pick<BrokerConfig, keyof StreamSettings>)
 }
 
 function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
+  if (s.duplicateWindowMs < DUPLICATE_WINDOW_MIN_MS) {
+    throw new BrokerError(
+      'E_CONFIG_INVALID',
+      `duplicateWindowMs: must be at least ${DUPLICATE_WINDOW_MIN_MS} (the longest SDK publish deadline)`,
+    );
+  }
   // Streams take anything NATS carries (max_payload): an oversized message must reach the broker, which
   // rejects it with E_TOO_LARGE and quarantines it, rather than bounce off the stream unrecorded.
   const common = {

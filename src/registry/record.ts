@@ -4,6 +4,7 @@
 // first and last seen, and how many messages. Ids, type names, codes and times only — never a value from a
 // resource. Pure: merging an observation into a record, and the JSON form with its zod check.
 import { z } from 'zod';
+import { decodeJson } from '../wire/decode-json.js';
 
 /**
  * How many recent ingest message ids a record remembers, so a redelivered message counts once. Twice the
@@ -143,16 +144,7 @@ export function encodeRecord(record: RegistryRecord): Uint8Array {
   return utf8.encode(JSON.stringify(record));
 }
 
-/** Parses a stored value; throws (a plain Error naming no content) when it is not a v1 registry record. */
+/** Parses a stored value; E_JSON_MALFORMED or E_STORED_INVALID (naming the element) when it is not a v1 record. */
 export function decodeRecord(bytes: Uint8Array): RegistryRecord {
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder().decode(bytes));
-  } catch {
-    throw new Error('registry value is not JSON');
-  }
-  const r = recordSchema.safeParse(json);
-  if (!r.success)
-    throw new Error(`registry value is not a v1 record (at ${r.error.issues[0]?.path.join('.') ?? '(root)'})`);
-  return r.data as RegistryRecord;
+  return decodeJson(bytes, recordSchema, { what: 'registry record', code: 'E_STORED_INVALID' }) as RegistryRecord;
 }

@@ -1,21 +1,11 @@
-// The patient-to-service registry in the JetStream KV bucket phi_registry. Several broker processes write
-// it at once, so every update is a compare-and-set on the key's revision (KV `create` for the first write,
-// `update(key, value, revision)` after; NATS ADR-8: the Nats-Expected-Last-Subject-Sequence header): a
-// write based on a stale revision is refused by the server and retried on a fresh read, so no update is lost.
-// Keys are keyed patient pseudonyms (pseudonym.ts) or UNRESOLVED_KEY — never a raw identifier.
-//
-// The hot path (one update per ingest message) avoids the read: the store remembers the record and revision
-// last wrote per key (a bounded LRU, RECENT_KEYS) and writes on top of that optimistically; only
-// a refused compare-and-set (another writer was there first) or a miss costs a fresh read. Updates of one key
-// within this process are serialised and group-committed: observations that arrive while the key's write is
-// in flight are merged into the next write, one compare-and-set for all of them. A key another writer keeps
-// changing (two broker processes taking turns with one patient's messages) is marked contended after its
-// optimistic write is refused: it is read before each write — two round trips, not a refused write, a read
-// and the retry — until a read shows that nobody else wrote since this store did, and then goes optimistic again. Writes go out through
-// src/nats/acked-publish.ts (the KV compare-and-set as a plain acknowledged publish).
+// The patient-to-service registry in the JetStream KV bucket phi_registry, written by compare-and-set (NATS ADR-8)
+// from several broker processes; remembered revisions, contended keys and group commit: docs/patient-rights.md#registry.
 import { type KV, type NatsConnection } from 'nats';
 import { SINGLE_NODE_REPLICAS, bucketPlacement, type Replicas } from '../nats/setup.js';
 import { AckedPublisher } from '../nats/acked-publish.js';
+import { isWrongLastSequence } from '../nats/jetstream-errors.js';
+import { retryOnConflict } from '../nats/kv-cas.js';
+import { isBrokerError } from '../wire/errors.js';
 import { KV_BUCKETS } from '../wire/names.js';
 import {
   applyObservation,
@@ -29,16 +19,10 @@ import {
 /** The explicit record of patient-compartment resources whose patient did not resolve (catalog `unresolved: accept`). */
 export const UNRESOLVED_KEY = '_unresolved';
 
-/** JetStream API error "wrong last sequence" (10071): another writer changed the key since our read. */
-const WRONG_LAST_SEQUENCE = 10071;
-
-/** How many compare-and-set rounds one update tries before reporting the registry busy. */
-const MAX_ATTEMPTS = 100;
-
 /** How many keys' last known record and revision the store remembers (least recently used dropped first). */
 export const RECENT_KEYS = 1024;
 
-/** The registry could not be written (busy beyond MAX_ATTEMPTS, or a stored value unreadable): retry the message. */
+/** The registry could not be written (contended beyond the compare-and-set attempts, or a stored value unreadable): retry the message. */
 export class RegistryUnavailable extends Error {
   override readonly name = 'RegistryUnavailable';
 }
@@ -154,41 +138,50 @@ export class RegistryStore {
   }
 
   private async write(key: string, observations: readonly Observation[]): Promise<void> {
-    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const remembered = this.recall(key);
-      const contended = this.contended.has(key);
-      const base = (contended ? undefined : remembered) ?? (await this.read(key));
-      let next = base.record;
-      let added = 0;
-      for (const obs of observations) {
-        const merged = applyObservation(next, obs);
-        if (merged !== next) added += 1;
-        next = merged;
-      }
-      if (added === 0) {
-        this.stats.duplicates += observations.length;
-        return;
-      }
-      try {
-        // Revision 0 creates the key; a deleted or purged key is re-created on top of its tombstone's revision.
-        this.pub ??= new AckedPublisher(this.nc);
-        const revision = await this.pub.kvCompareAndSet(KV_BUCKETS.registry, key, encodeRecord(next), base.revision);
-        this.remember(key, { record: next, revision });
-        // Nobody else wrote between this store's last write and the read: optimistic writes pay again.
-        if (contended && remembered?.revision === base.revision) this.contended.delete(key);
-        this.stats.updates += added;
-        this.stats.duplicates += observations.length - added;
-        this.stats.writes += 1;
-        return;
-      } catch (err) {
-        // Whatever happened, what this store knew about the key may be stale now: read it afresh next time.
-        this.known.delete(key);
-        if (!isConflict(err)) throw err;
+    try {
+      await retryOnConflict(() => this.writeOnce(key, observations), { path: KV_BUCKETS.registry });
+    } catch (err) {
+      if (isBrokerError(err) && err.code === 'E_KV_CONTENDED')
+        throw new RegistryUnavailable(err.message, { cause: err });
+      throw err;
+    }
+  }
+
+  /** One compare-and-set round: on top of the remembered revision, or of a fresh read when there is none or the key is contended. */
+  private async writeOnce(key: string, observations: readonly Observation[]): Promise<void> {
+    const remembered = this.recall(key);
+    const contended = this.contended.has(key);
+    const base = (contended ? undefined : remembered) ?? (await this.read(key));
+    let next = base.record;
+    let added = 0;
+    for (const obs of observations) {
+      const merged = applyObservation(next, obs);
+      if (merged !== next) added += 1;
+      next = merged;
+    }
+    if (added === 0) {
+      this.stats.duplicates += observations.length;
+      return;
+    }
+    try {
+      // Revision 0 creates the key; a deleted or purged key is re-created on top of its tombstone's revision.
+      this.pub ??= new AckedPublisher(this.nc);
+      const revision = await this.pub.kvCompareAndSet(KV_BUCKETS.registry, key, encodeRecord(next), base.revision);
+      this.remember(key, { record: next, revision });
+      // Nobody else wrote between this store's last write and the read: optimistic writes pay again.
+      if (contended && remembered?.revision === base.revision) this.contended.delete(key);
+      this.stats.updates += added;
+      this.stats.duplicates += observations.length - added;
+      this.stats.writes += 1;
+    } catch (err) {
+      // Whatever happened, what this store knew about the key may be stale now: read it afresh next time.
+      this.known.delete(key);
+      if (isWrongLastSequence(err)) {
         this.stats.conflicts += 1;
         if (base === remembered) this.markContended(key);
       }
+      throw err;
     }
-    throw new RegistryUnavailable(`the registry key stayed contended for ${MAX_ATTEMPTS} compare-and-set rounds`);
   }
 
   private recall(key: string): Known | undefined {
@@ -229,8 +222,4 @@ export class RegistryStore {
       throw new RegistryUnavailable(`the registry record is unreadable: ${(err as Error).message}`);
     }
   }
-}
-
-function isConflict(err: unknown): boolean {
-  return (err as { api_error?: { err_code?: number } } | null)?.api_error?.err_code === WRONG_LAST_SEQUENCE;
 }

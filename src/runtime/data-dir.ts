@@ -1,7 +1,7 @@
 // What every CLI command shares: the data dir layout, dev keys, the catalog, and finding (or starting)
 // NATS. `up` writes `<data-dir>/nats/server.json` (url, pid, TLS dir) so `publish` and `tail` find the embedded server;
 // NATS_URL points every command at an existing NATS instead.
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { loadCatalog } from './catalog-dir.js';
@@ -14,20 +14,39 @@ import { initCrypto } from '../crypto/sodium.js';
 import { mtlsConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
 import { inboxPrefix } from '../wire/names.js';
 import { identityInbox } from '../nats/permissions.js';
-import { ADMIN_IDENTITY, AUDITOR_IDENTITY, serviceIdentity, type Identity } from '../tls/identity.js';
+import {
+  ADMIN_IDENTITY,
+  AUDITOR_IDENTITY,
+  OPERATOR_IDENTITY,
+  serviceIdentity,
+  type Identity,
+} from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
-import { startNatsServer, type RunningNatsServer } from '../nats/server.js';
+import { isProcessAlive } from './process-info.js';
 
 export interface DataDirLayout {
   readonly root: string;
   readonly keys: string;
   readonly nats: string;
   readonly serverFile: string;
+  /** The embedded nats-server's config, log file (rotated beside it) and pid file. */
+  readonly natsConfig: string;
+  readonly natsLog: string;
+  readonly natsPid: string;
 }
 
 export function layout(config: BrokerConfig): DataDirLayout {
   const root = config.dataDir;
-  return { root, keys: join(root, 'keys'), nats: join(root, 'nats'), serverFile: join(root, 'nats', 'server.json') };
+  const nats = join(root, 'nats');
+  return {
+    root,
+    keys: join(root, 'keys'),
+    nats,
+    serverFile: join(nats, 'server.json'),
+    natsConfig: join(nats, 'nats-server.conf'),
+    natsLog: join(nats, 'nats-server.log'),
+    natsPid: join(nats, 'nats-server.pid'),
+  };
 }
 
 export function loadConfiguredCatalog(config: BrokerConfig): Catalog {
@@ -60,23 +79,6 @@ export async function serviceKeys(
   return { keys: readServiceKeys(dir, service), peers: readJwks(dir) };
 }
 
-export async function startEmbeddedNats(config: BrokerConfig, port?: number): Promise<RunningNatsServer> {
-  const l = layout(config);
-  const server = await startNatsServer({
-    dir: l.nats,
-    maxPayload: Math.max(config.maxMessageBytes * 2, 1024 * 1024),
-    ...(port === undefined ? {} : { port }),
-  });
-  writeFileSync(l.serverFile, JSON.stringify({ url: server.url, pid: server.pid }));
-  return {
-    ...server,
-    async stop() {
-      rmSync(l.serverFile, { force: true });
-      await server.stop();
-    },
-  };
-}
-
 /** NATS_URL when set, else the embedded server that `up` started in this data dir. */
 export function natsUrl(config: BrokerConfig): string {
   if (config.natsUrl !== undefined) return config.natsUrl;
@@ -87,21 +89,12 @@ export function natsUrl(config: BrokerConfig): string {
     );
   }
   const server = JSON.parse(readFileSync(file, 'utf8')) as { url: string; pid?: number };
-  if (server.pid !== undefined && !isRunning(server.pid)) {
+  if (server.pid !== undefined && !isProcessAlive(server.pid)) {
     throw new Error(
       `no running phi-broker in ${config.dataDir} (${file} is left from one that did not stop cleanly): start one with \`phi-broker up --data-dir ${config.dataDir}\`, or set NATS_URL`,
     );
   }
   return server.url;
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, owned by another user
-  }
 }
 
 /**
@@ -121,25 +114,28 @@ export async function connectService(
 }
 
 /**
- * What an operator command does: `read` (audit verify|query|export, registry show, disclosures, access
- * status|list|export, consent list, quarantine list|show) or `write` (everything else: consent add|revoke, access
- * request|extend|retry, provisioning).
+ * What an operator command does: `read` (audit verify|query|export|witness, registry show, disclosures, access
+ * status|list|export, consent list, quarantine list|show), `write` (consent add|revoke, access
+ * request|extend|retry), or `admin` (reading a stream no operator identity may read: `audit --stream <copy>`).
+ * Provisioning does not come here: it connects as the admin itself (nats-provision.ts, embedded-nats.ts).
  */
-export type OperatorAccess = 'read' | 'write';
+export type OperatorAccess = 'read' | 'write' | 'admin';
 
 /**
- * The identity an operator command connects as over mTLS. A `write` command: the admin. A `read` command: per
- * `operatorIdentity` (PHI_BROKER_OPERATOR_IDENTITY) — `auto` (the default) takes the read-only auditor when its
- * certificate is in the TLS dir (`certs init|rotate` and `up` issue it; a compliance officer may be given only
- * ca.cert.pem and the auditor pair), else the admin. Undefined without a TLS dir (plaintext development).
+ * The identity an operator command connects as over mTLS. `write`: the operator, which may write restrictions and
+ * send access commands but manage no stream. `read`: per `operatorIdentity` (PHI_BROKER_OPERATOR_IDENTITY) — `auto`
+ * (the default) takes the read-only auditor when its certificate is in the TLS dir (a compliance officer may be
+ * given only ca.cert.pem and the auditor pair), else the operator. `operatorIdentity: admin` is break-glass: every
+ * command as the admin. Undefined without a TLS dir (plaintext development).
  */
 export function operatorIdentity(config: BrokerConfig, access: OperatorAccess): Identity | undefined {
   const tlsDir = cliTlsDir(config);
   if (tlsDir === undefined) return undefined;
-  if (access === 'write' || config.operatorIdentity === 'admin') return ADMIN_IDENTITY;
+  if (access === 'admin' || config.operatorIdentity === 'admin') return ADMIN_IDENTITY;
+  if (access === 'write' || config.operatorIdentity === 'operator') return OPERATOR_IDENTITY;
   if (config.operatorIdentity === 'auditor' || existsSync(tlsLayout(tlsDir).identity(AUDITOR_IDENTITY).certFile))
     return AUDITOR_IDENTITY;
-  return ADMIN_IDENTITY;
+  return OPERATOR_IDENTITY;
 }
 
 /** An operator's connection (quarantine, audit, disclosures, consent, registry, access): over mTLS as operatorIdentity when there is a TLS dir. */

@@ -14,6 +14,7 @@ import {
 } from '../nats/cluster-config.js';
 import { DEFAULT_NATS_PORT, natsServerConfig } from '../nats/server-config.js';
 import { defaultTlsDir, tlsLayout } from '../tls/store.js';
+import { maxPayloadFor } from '../wire/max-payload.js';
 import { loadConfiguredCatalog } from './data-dir.js';
 
 export interface NatsConfigOptions {
@@ -39,7 +40,7 @@ export function runNatsConfig(config: BrokerConfig, opts: NatsConfigOptions, out
   const layout = tlsLayout(opts.tlsDir ?? resolve(defaultTlsDir(config.dataDir)));
   const tls = { caFile: layout.ca.certFile, certFile: layout.server.certFile, keyFile: layout.server.keyFile };
   const storeDir = opts.storeDir ?? resolve(join(config.dataDir, 'nats', 'jetstream'));
-  const maxPayload = Math.max(config.maxMessageBytes * 2, 1024 * 1024);
+  const maxPayload = maxPayloadFor(config.maxMessageBytes);
   if (opts.cluster === true) {
     if (opts.outDir === undefined) throw new TypeError('nats-config --cluster needs --out-dir <dir>');
     const port = opts.port ?? DEFAULT_NATS_PORT;

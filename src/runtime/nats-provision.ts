@@ -9,11 +9,14 @@ import { provisionStreams } from './provision.js';
 import { ADMIN_IDENTITY } from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
 import { connectNats } from './data-dir.js';
+import { BrokerError } from '../wire/errors.js';
 
 export async function runNatsProvision(config: BrokerConfig, out: Writable): Promise<void> {
   if (config.natsUrl === undefined || config.natsTlsDir === undefined) {
-    throw new Error(
+    throw new BrokerError(
+      'E_CONFIG_INVALID',
       'nats-provision needs NATS_URL and PHI_BROKER_NATS_TLS_DIR (it connects as the admin identity over mTLS)',
+      { path: config.natsUrl === undefined ? 'natsUrl' : 'natsTlsDir' },
     );
   }
   const nc = await connectNats(config.natsUrl, 'phi-broker-admin', {

@@ -7,18 +7,19 @@ import type { Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config/config.js';
 import { BrokerError } from '../wire/errors.js';
 import { identityInbox } from '../nats/permissions.js';
-import type { RunningNatsServer } from '../nats/server.js';
+import type { Logger } from '../log/log.js';
 import type { Identity } from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
-import { startEmbeddedMtlsNats } from './embedded-nats.js';
-import { connectNats, startEmbeddedNats } from './data-dir.js';
+import type { DataDirLock } from './data-dir-lock.js';
+import { startEmbeddedMtlsNats, startEmbeddedPlaintextNats, type EmbeddedNats } from './embedded-nats.js';
+import { connectNats } from './data-dir.js';
 
 export interface NatsTransport {
   readonly url: string;
   /** The certificates every identity connects with; undefined for plaintext (`--insecure-plaintext`). */
   readonly tlsDir: string | undefined;
-  /** The embedded server this process started, if any. */
-  readonly server: RunningNatsServer | undefined;
+  /** The embedded server this process started and supervises, if any. */
+  readonly server: EmbeddedNats | undefined;
   /** Connects as an identity over mTLS (its certificate and inbox prefix), or plaintext. */
   connect(identity: Identity, name: string): Promise<NatsConnection>;
 }
@@ -30,8 +31,23 @@ export const INSECURE_PLAINTEXT_WARNING =
 export async function openNatsTransport(
   config: BrokerConfig,
   catalog: Catalog,
-  opts: { readonly insecurePlaintext: boolean; readonly port?: number },
+  opts: {
+    readonly insecurePlaintext: boolean;
+    readonly port?: number;
+    /** The data-dir lock (runtime/data-dir-lock.ts): required to run the embedded server, i.e. without NATS_URL. */
+    readonly lock?: DataDirLock;
+    readonly logger?: Logger;
+  },
 ): Promise<NatsTransport> {
+  const embedded = () => {
+    if (opts.lock === undefined)
+      throw new TypeError('openNatsTransport: the embedded nats-server needs the data-dir lock');
+    return {
+      lock: opts.lock,
+      ...(opts.port === undefined ? {} : { port: opts.port }),
+      ...(opts.logger === undefined ? {} : { logger: opts.logger }),
+    };
+  };
   if (opts.insecurePlaintext) {
     if (config.natsTlsDir !== undefined) {
       throw new BrokerError(
@@ -40,15 +56,15 @@ export async function openNatsTransport(
       );
     }
     process.stderr.write(`${INSECURE_PLAINTEXT_WARNING}\n`);
-    const server = config.natsUrl === undefined ? await startEmbeddedNats(config, opts.port) : undefined;
+    const server = config.natsUrl === undefined ? await startEmbeddedPlaintextNats(config, embedded()) : undefined;
     const url = config.natsUrl ?? server?.url ?? '';
     return { url, tlsDir: undefined, server, connect: (_identity, name) => connectNats(url, name) };
   }
-  let server: RunningNatsServer | undefined;
+  let server: EmbeddedNats | undefined;
   let url: string;
   let tlsDir: string;
   if (config.natsUrl === undefined) {
-    const mtls = await startEmbeddedMtlsNats(config, catalog, opts.port);
+    const mtls = await startEmbeddedMtlsNats(config, catalog, embedded());
     server = mtls;
     url = mtls.url;
     tlsDir = mtls.tlsDir;

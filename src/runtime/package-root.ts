@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BrokerError } from '../wire/errors.js';
 
 let cached: string | undefined;
 
@@ -16,7 +17,8 @@ export function packageRoot(): string {
       return dir;
     }
     const parent = dirname(dir);
-    if (parent === dir) throw new Error('cannot find the phi-broker package root');
+    if (parent === dir)
+      throw new BrokerError('E_SETUP_MISSING', 'cannot find the phi-broker package root (reinstall phi-broker)');
     dir = parent;
   }
 }

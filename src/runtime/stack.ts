@@ -12,7 +12,8 @@ import { readServiceKeys } from './key-files.js';
 import type { Logger } from '../log/log.js';
 import { PhiClient } from '../sdk/client.js';
 import { BROKER_IDENTITY, serviceIdentity } from '../tls/identity.js';
-import { openNatsTransport } from './nats-transport.js';
+import { openNatsTransport, type NatsTransport } from './nats-transport.js';
+import { acquireDataDirLock } from './data-dir-lock.js';
 import { devKeys, loadConfiguredCatalog } from './data-dir.js';
 import type { NatsConnection } from 'nats';
 
@@ -35,7 +36,19 @@ export async function startLocalStack(
   const catalog = loadConfiguredCatalog(config);
   const { dir, peers } = await devKeys(config, catalog);
   const secrets = ensureBrokerSecrets(dir);
-  const transport = await openNatsTransport(config, catalog, { insecurePlaintext: opts.insecurePlaintext === true });
+  // The embedded server runs under the data-dir lock, as `up`'s does (data-dir-lock.ts).
+  const lock = config.natsUrl === undefined ? acquireDataDirLock(config.dataDir, 'phi-broker demo') : undefined;
+  let transport: NatsTransport;
+  try {
+    transport = await openNatsTransport(config, catalog, {
+      insecurePlaintext: opts.insecurePlaintext === true,
+      logger,
+      ...(lock === undefined ? {} : { lock }),
+    });
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
   const { url, tlsDir, server } = transport;
   let nc: NatsConnection | undefined;
   let broker: Broker;
@@ -45,6 +58,7 @@ export async function startLocalStack(
   } catch (err) {
     await nc?.close();
     await server?.stop();
+    lock?.release();
     throw err;
   }
   const clients: PhiClient[] = [];
@@ -76,6 +90,7 @@ export async function startLocalStack(
       for (const c of extra) await c.drain();
       await nc.drain();
       await server?.stop();
+      lock?.release();
     },
   };
 }

@@ -18,6 +18,7 @@ import type { Keyring } from '../crypto/keyring.js';
 import type { ServiceKeys } from '../crypto/keys.js';
 import type { FhirResource as JsonResource } from '../fhir/resource.js';
 import { errorFields, type Logger } from '../log/log.js';
+import { serverMaxPayload } from '../wire/max-payload.js';
 import { HEADERS, subjects } from '../wire/names.js';
 
 /** Returns every resource this service holds about the patient (its part of the designated record set). */
@@ -86,7 +87,7 @@ async function answer(
       signer: keys.sign,
       keyring,
     });
-    const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+    const maxPayload = serverMaxPayload(nc.info);
     const h = natsHeaders();
     if (sealed.bytes.length + PART_HEADROOM <= maxPayload) {
       h.set(HEADERS.signature, sealed.sig);

@@ -1,5 +1,6 @@
-// What a service imports. `publish` signs and encrypts a FHIR resource field by field to the broker and
-// resolves with the broker's signed verdict; `subscribe` hands a handler each delivery — verified against
+// What a service imports. `publish` signs and encrypts a FHIR resource field by field to the broker, carries it
+// into JetStream through outages (src/sdk/durable-publish.ts) and resolves with exactly what is known of it
+// (docs/publishing.md): the broker's signed verdict, stored, or not stored; `subscribe` hands a handler each delivery — verified against
 // the broker's signature, decrypted, already cut to the service's minimum-necessary profile — with its
 // provenance, acknowledging only after the handler succeeds (at-least-once; duplicates suppressed by id).
 import { randomUUID } from 'node:crypto';
@@ -22,12 +23,20 @@ import { BrokerError, isBrokerError, type BrokerErrorCode } from '../wire/errors
 import { splitBundle } from '../fhir/bundle.js';
 import { errorFields, type Logger } from '../log/log.js';
 import { AckedPublisher } from '../nats/acked-publish.js';
+import {
+  PENDING_PUBLISHES_DEFAULT,
+  PENDING_PUBLISHES_MAX,
+  PUBLISH_DEADLINE_DEFAULT_MS,
+  PUBLISH_DEADLINE_MAX_MS,
+} from '../wire/publish.js';
 import { serviceConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
 import { HEADERS, STREAMS, inboxPrefix, subjects } from '../wire/names.js';
 import { ensureDeliveryConsumer } from '../nats/setup.js';
 import { decodeReceipt, type Receipt } from '../wire/receipt.js';
 import { serveAccessRequests, type AccessRequestHandler } from './access.js';
 import { AckBatch } from './ack-batch.js';
+import { ConnectionWatch } from './connection-watch.js';
+import { DurablePublisher } from './durable-publish.js';
 import { sendAccessCommand, type AccessRequestSummary } from './access-requests.js';
 import { RecentIds } from './dedupe.js';
 import {
@@ -63,8 +72,17 @@ export interface PhiClientOptions {
   readonly keys: ServiceKeys;
   /** Public keys of the broker (and optionally of other services), e.g. from the JWKS. */
   readonly peers: readonly PublicKeyRecord[];
-  /** How long `publish` waits for the broker's receipt. */
-  readonly receiptTimeoutMs?: number;
+  /**
+   * How long a `publish` may take, in ms, unless the call gives its own `deadlineMs`: storing the message in JetStream
+   * (resending it through disconnects) and waiting for the broker's receipt. Default 30 000; at most 120 000, which
+   * the streams' de-duplication window covers (docs/publishing.md).
+   */
+  readonly publishDeadlineMs?: number;
+  /**
+   * How many publishes may wait for JetStream's acknowledgement at once (default 10 000, at most 1 000 000). One more
+   * resolves at once as `not_stored` with E_QUEUE_FULL, unsent: backpressure the caller sees.
+   */
+  readonly maxPendingPublishes?: number;
   /**
    * How long `requestAccess` / `accessStatus` wait for the broker (default 60 s: creating a request asks every
    * holding service once before the broker replies).
@@ -73,8 +91,11 @@ export interface PhiClientOptions {
   readonly logger?: Logger;
 }
 
+/** What is known of a publish when it resolves (docs/publishing.md). */
 export type PublishResult =
+  /** The broker's signed receipt: accepted, delivered to `deliveries` subscribers. */
   | { readonly status: 'accepted'; readonly id: string; readonly deliveries: number }
+  /** The broker's signed receipt (or a local check before sending): rejected, with a code and element path. */
   | {
       readonly status: 'rejected';
       readonly id: string;
@@ -82,8 +103,25 @@ export type PublishResult =
       readonly message: string;
       readonly path?: string;
     }
-  /** No receipt in time: the message is in PHI_INGEST and will be processed; look its id up later. */
-  | { readonly status: 'unknown'; readonly id: string; readonly code: 'E_TIMEOUT'; readonly message: string };
+  /** JetStream acknowledged storage in PHI_INGEST; no receipt came by the deadline. The broker will process it. */
+  | { readonly status: 'stored'; readonly id: string; readonly message: string }
+  /**
+   * JetStream acknowledged no attempt by the deadline (E_NOT_STORED), or the client held too many publishes and sent
+   * nothing (E_QUEUE_FULL). Safe to publish again. `inDoubt`: an attempt reached NATS unanswered, so it may have been
+   * stored just before a failure (then subscribers may receive the content twice, under two ids).
+   */
+  | {
+      readonly status: 'not_stored';
+      readonly id: string;
+      readonly code: 'E_NOT_STORED' | 'E_QUEUE_FULL';
+      readonly message: string;
+      readonly inDoubt: boolean;
+    };
+
+export interface PublishOptions {
+  /** This call's deadline in ms (default the client's `publishDeadlineMs`; at most 120 000). */
+  readonly deadlineMs?: number;
+}
 
 export type { Delivered, Provenance, ResourceOf, ResourceType } from './delivery.js';
 export { redeliveryDelay } from './delivery.js';
@@ -99,15 +137,11 @@ export interface Subscription {
   readonly closed: Promise<void>;
 }
 
-/**
- * A publish error after which the message is certainly not in PHI_INGEST: no stream answered (503, no
- * responders) or JetStream refused it with an API error. Anything else (an ack timeout, a connection lost
- * mid-flight) may have been stored and processed, so the caller must not be told "rejected" and publish
- * it again under a new id.
- */
-function definitelyNotStored(err: unknown): boolean {
-  const e = err as { code?: unknown; api_error?: unknown } | null;
-  return e?.code === '503' || e?.code === 'NO_RESPONDERS' || (typeof e?.api_error === 'object' && e.api_error !== null);
+/** A whole number of ms in [1, max], or a TypeError naming the option (a caller mistake). */
+function boundedInteger(name: string, value: number, max: number): number {
+  if (!Number.isSafeInteger(value) || value < 1 || value > max)
+    throw new TypeError(`${name} must be a whole number from 1 to ${max}`);
+  return value;
 }
 
 function insecureTransport(service: string): BrokerError {
@@ -137,6 +171,10 @@ export class PhiClient {
     string,
     { readonly hash: string; readonly settle: (r: Receipt | undefined) => void }
   >();
+  private readonly watch: ConnectionWatch;
+  /** Resends each message until JetStream acknowledges it or its deadline passes; bounds the publishes held. */
+  private readonly durable: DurablePublisher;
+  private readonly deadlineMs: number;
   private readonly receiptSub: NatsSubscription;
   private readonly subscriptions = new Set<Subscription>();
   private readonly brokerSigningKeys: ReadonlySet<string>;
@@ -151,11 +189,24 @@ export class PhiClient {
 
   private constructor(private readonly opts: PhiClientOptions & { readonly nc: NatsConnection }) {
     this.keyring = new Keyring(opts.keys, [...opts.peers]);
-    this.acked = new AckedPublisher(opts.nc);
+    this.deadlineMs = boundedInteger(
+      'publishDeadlineMs',
+      opts.publishDeadlineMs ?? PUBLISH_DEADLINE_DEFAULT_MS,
+      PUBLISH_DEADLINE_MAX_MS,
+    );
+    const limit = boundedInteger(
+      'maxPendingPublishes',
+      opts.maxPendingPublishes ?? PENDING_PUBLISHES_DEFAULT,
+      PENDING_PUBLISHES_MAX,
+    );
     this.brokerSigningKeys = new Set(
       opts.peers.filter((p) => p.service === BROKER_ID && p.use === 'sig').map((p) => p.kid),
     );
     if (this.brokerSigningKeys.size === 0) throw new TypeError('peers must include the broker public signing key');
+    // Nothing is attached to the connection until every option has been checked.
+    this.acked = new AckedPublisher(opts.nc);
+    this.watch = new ConnectionWatch(opts.nc);
+    this.durable = new DurablePublisher(this.acked, this.watch, limit, opts.logger);
     this.receiptSub = opts.nc.subscribe(subjects.receipt(opts.service), {
       callback: (err, msg) => {
         if (err !== null) return;
@@ -186,6 +237,9 @@ export class PhiClient {
               name: opts.service,
               inboxPrefix: inboxPrefix(opts.service),
               noAsyncTraces: true,
+              // As serviceConnectionOptions: reconnect for ever, every 250 ms (publishes wait for it; docs/publishing.md).
+              maxReconnectAttempts: -1,
+              reconnectTimeWait: 250,
             })
           : await natsConnect({
               ...serviceConnectionOptions(opts.servers, opts.tls, opts.service),
@@ -239,12 +293,18 @@ export class PhiClient {
 
   /**
    * Publishes one resource (an object, or JSON text/bytes). Input that is not a FHIR resource is still sent —
-   * sealed whole — so the broker rejects it with a code and keeps it in quarantine: nothing vanishes.
+   * sealed whole — so the broker rejects it with a code and keeps it in quarantine: nothing vanishes. Resolves by the
+   * deadline with exactly what is known (docs/publishing.md); a deadline outside [1, 120 000] ms is a TypeError.
    */
-  async publish(resource: FhirResource): Promise<PublishResult>;
-  async publish(input: unknown): Promise<PublishResult>;
-  async publish(input: unknown): Promise<PublishResult> {
+  async publish(resource: FhirResource, options?: PublishOptions): Promise<PublishResult>;
+  async publish(input: unknown, options?: PublishOptions): Promise<PublishResult>;
+  async publish(input: unknown, options: PublishOptions = {}): Promise<PublishResult> {
     if (this.closing) throw new TypeError('PhiClient.publish called after close()');
+    const deadlineMs =
+      options.deadlineMs === undefined
+        ? this.deadlineMs
+        : boundedInteger('deadlineMs', options.deadlineMs, PUBLISH_DEADLINE_MAX_MS);
+    const deadline = Date.now() + deadlineMs;
     const id = randomUUID();
     const classified = classifyInput(input);
     const brokerEnc = this.keyring.encryptionKeyOf(BROKER_ID);
@@ -268,46 +328,71 @@ export class PhiClient {
       };
     }
     const hash = envelopeHash(sealed.bytes);
+    // Waiting for the receipt starts before the first attempt: a receipt may arrive before the PubAck (or instead
+    // of it, when the PubAck is lost), and then it proves storage, so attempts stop.
+    let prove!: () => void;
+    const proven = new Promise<void>((resolve) => (prove = resolve));
     const receipt = new Promise<Receipt | undefined>((resolve) => {
-      const timer = setTimeout(() => settle(undefined), this.opts.receiptTimeoutMs ?? 30_000);
-      const settle = (r: Receipt | undefined): void => {
-        clearTimeout(timer);
-        this.pending.delete(id);
-        resolve(r);
-      };
-      this.pending.set(id, { hash, settle });
+      this.pending.set(id, {
+        hash,
+        settle: (r) => {
+          this.pending.delete(id);
+          if (r !== undefined) prove();
+          resolve(r);
+        },
+      });
     });
     const h = natsHeaders();
     h.set(HEADERS.signature, sealed.sig);
-    try {
-      await this.acked.publish(subjects.ingest(this.opts.service, classified.type), sealed.bytes, {
-        msgID: id,
-        headers: h,
-      });
-    } catch (err) {
-      this.opts.logger?.warn({ event: 'sdk.publish.failed', id, ...errorFields(err) }, 'publish failed');
-      // A publish whose acknowledgement timed out may still have been stored, and then the broker processes it:
-      // wait for its receipt (or report 'unknown'), never 'rejected', or the caller would publish it twice.
-      if (definitelyNotStored(err)) {
-        this.pending.get(id)?.settle({
-          v: 1,
+    const outcome = await this.durable.store({
+      id,
+      subject: subjects.ingest(this.opts.service, classified.type),
+      data: sealed.bytes,
+      headers: h,
+      deadline,
+      proven,
+    });
+    if (!outcome.stored) {
+      this.pending.get(id)?.settle(undefined);
+      this.opts.logger?.warn(
+        {
+          event: 'sdk.publish.not_stored',
           id,
-          hash,
-          status: 'rejected',
-          code: 'E_INTERNAL',
-          message: 'NATS did not accept the message',
-          at: Date.now(),
-        });
-      }
+          reason: outcome.reason,
+          inDoubt: outcome.inDoubt,
+          attempts: outcome.attempts,
+        },
+        'JetStream did not store the message',
+      );
+      return {
+        status: 'not_stored',
+        id,
+        code: outcome.reason === 'queue_full' ? 'E_QUEUE_FULL' : 'E_NOT_STORED',
+        message: outcome.detail,
+        inDoubt: outcome.inDoubt,
+      };
     }
+    const timer = setTimeout(() => this.pending.get(id)?.settle(undefined), Math.max(0, deadline - Date.now()));
     const r = await receipt;
+    clearTimeout(timer);
     if (r === undefined) {
       const message = this.closing
-        ? 'the client closed before a receipt arrived'
-        : 'no receipt from the broker in time';
-      return { status: 'unknown', id, code: 'E_TIMEOUT', message };
+        ? "JetStream stored the message; the client closed before the broker's receipt arrived"
+        : 'JetStream stored the message; no receipt from the broker by the deadline';
+      return { status: 'stored', id, message };
     }
     if (r.status === 'accepted') return { status: 'accepted', id, deliveries: r.deliveries };
+    if (r.code === 'E_REPLAY' && outcome.attempts > 1) {
+      // These exact bytes (id and hash) were claimed before: a resend stored again after JetStream forgot the id (a
+      // restart drops the de-duplication state of messages the broker already took off PHI_INGEST). The broker
+      // processed the first copy; its verdict is in PHI_RECEIPTS.
+      return {
+        status: 'stored',
+        id,
+        message:
+          'JetStream stored the message; the broker processed an earlier copy whose receipt did not reach this client',
+      };
+    }
     return r.path === undefined
       ? { status: 'rejected', id, code: r.code, message: r.message }
       : { status: 'rejected', id, code: r.code, message: r.message, path: r.path };
@@ -316,15 +401,15 @@ export class PhiClient {
   /**
    * Publishes a Bundle as its entries, each a message of its own type, with `urn:uuid:` references between
    * entries resolved (src/fhir/bundle.ts). An entry that cannot stand alone is sent raw, so the broker
-   * rejects and quarantines it. Results are in entry order.
+   * rejects and quarantines it. Results are in entry order; each entry is a publish with the same deadline.
    */
-  async publishBundle(bundle: unknown): Promise<PublishResult[]> {
+  async publishBundle(bundle: unknown, options: PublishOptions = {}): Promise<PublishResult[]> {
     const entries = splitBundle(bundle);
     return Promise.all(
       entries.map(async (e): Promise<PublishResult> => {
-        if (e.ok) return this.publish(e.resource);
+        if (e.ok) return this.publish(e.resource, options);
         // Sent raw so the broker quarantines it; the caller gets the precise local reason once it has.
-        const r = await this.publish({ ...(e.entry as object) });
+        const r = await this.publish({ ...(e.entry as object) }, options);
         if (r.status !== 'rejected') return r;
         return e.error.path === undefined
           ? { status: 'rejected', id: r.id, code: e.error.code, message: e.error.message }
@@ -482,21 +567,30 @@ export class PhiClient {
     };
   }
 
+  /**
+   * Stops the client. Every publish still pending resolves exactly: one between attempts as `not_stored`, one with an
+   * attempt on the wire once that attempt is answered or times out, one waiting for its receipt as `stored`.
+   */
   async close(): Promise<void> {
     this.closing = true;
     this.accessSub?.unsubscribe();
     for (const sub of [...this.subscriptions]) await sub.stop();
-    // Publishes still waiting resolve as 'unknown': their messages are in PHI_INGEST and will be processed.
+    await this.durable.close();
+    // Publishes still waiting for a receipt were stored: they resolve as 'stored'.
     for (const waiting of [...this.pending.values()]) waiting.settle(undefined);
     this.receiptSub.unsubscribe();
-    if (this.opts.ownsConnection === true)
-      await this.opts.nc.drain(); // the publisher closes with the connection
-    else {
-      // A connection the caller keeps: its reply subscription and status watch go (a PubAck still awaited fails,
-      // and that publish resolves 'unknown', settled above).
+    // During an outage nothing waits for the server (a drain or flush would wait for the reconnect).
+    const live = this.watch.connected;
+    this.watch.stop();
+    if (this.opts.ownsConnection === true) {
+      if (live)
+        await this.opts.nc.drain(); // the publisher closes with the connection
+      else await this.opts.nc.close();
+    } else {
+      // A connection the caller keeps: its reply subscription and status watch go.
       this.acked.close();
       // The UNSUB reaches the server before close() resolves: no receipt for this client arrives afterwards.
-      if (!this.opts.nc.isClosed()) await this.opts.nc.flush().catch(() => undefined);
+      if (live) await this.opts.nc.flush().catch(() => undefined);
     }
   }
 }

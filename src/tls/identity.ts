@@ -8,20 +8,23 @@ import { BROKER_ID } from '../wire/ids.js';
 export const IDENTITY_ORGANIZATION = 'phi-broker';
 
 /**
- * `service`: a catalog service; `broker`: the broker processes; `admin`: stream management and the operator
- * commands that write; `auditor`: the read-only operator commands (audit, registry show, disclosures, access
- * status/list/export, consent list, quarantine list/show), reading and nothing else.
+ * `service`: a catalog service; `broker`: the broker processes; `admin`: provisioning alone (creating and changing
+ * streams, buckets, consumers); `operator`: the routine operator commands (consent, access, registry, disclosures,
+ * quarantine, audit), which write restrictions and access commands but manage no stream; `auditor`: the read-only
+ * operator commands (audit, registry show, disclosures, access status/list/export, consent list, quarantine
+ * list/show), reading and nothing else.
  */
-export type IdentityKind = 'service' | 'broker' | 'admin' | 'auditor';
+export type IdentityKind = 'service' | 'broker' | 'admin' | 'operator' | 'auditor';
 
 export interface Identity {
   readonly kind: IdentityKind;
-  /** The service id, `broker`, `admin` or `auditor`. */
+  /** The service id, `broker`, `admin`, `operator` or `auditor`. */
   readonly id: string;
 }
 
 export const BROKER_IDENTITY: Identity = { kind: 'broker', id: BROKER_ID };
 export const ADMIN_IDENTITY: Identity = { kind: 'admin', id: 'admin' };
+export const OPERATOR_IDENTITY: Identity = { kind: 'operator', id: 'operator' };
 export const AUDITOR_IDENTITY: Identity = { kind: 'auditor', id: 'auditor' };
 
 export function serviceIdentity(service: string): Identity {

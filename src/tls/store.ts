@@ -3,7 +3,8 @@
 //   ca.cert.pem      ca.key.pem          the development CA (longer-lived; `certs rotate` keeps it)
 //   server.cert.pem  server.key.pem      nats-server (serverAuth; SAN localhost, 127.0.0.1)
 //   broker.cert.pem  broker.key.pem      the broker processes
-//   admin.cert.pem   admin.key.pem       stream management and the operator commands that write
+//   admin.cert.pem   admin.key.pem       provisioning: stream, bucket and consumer management
+//   operator.cert.pem operator.key.pem   the routine operator commands (consent, access, registry, audit, ...)
 //   auditor.cert.pem auditor.key.pem     the read-only operator commands (audit, registry show, disclosures, ...)
 //   services/<id>.cert.pem, services/<id>.key.pem    one per catalog service
 //   routes/<node>.cert.pem, routes/<node>.key.pem     one per cluster node (`certs init --cluster-nodes 3`)
@@ -26,7 +27,15 @@ import { join } from 'node:path';
 // Issuing loads @peculiar/x509 (~20 MB and up to a second to import): only issueAll needs it, so a process
 // that merely connects with existing files (the broker, every CLI command) does not load it.
 import type { CaMaterial, IssuedCertificate } from './certificates.js';
-import { ADMIN_IDENTITY, AUDITOR_IDENTITY, BROKER_IDENTITY, serviceIdentity, type Identity } from './identity.js';
+import {
+  ADMIN_IDENTITY,
+  AUDITOR_IDENTITY,
+  BROKER_IDENTITY,
+  OPERATOR_IDENTITY,
+  serviceIdentity,
+  type Identity,
+} from './identity.js';
+import { BrokerError } from '../wire/errors.js';
 
 export const DEFAULT_LEAF_LIFETIME_MS = 24 * 3_600_000;
 export const DEFAULT_CA_LIFETIME_MS = 90 * 86_400_000;
@@ -88,7 +97,7 @@ export interface IssueReport {
   readonly dir: string;
   readonly caCreated: boolean;
   readonly caNotAfter: Date;
-  /** `server`, `route:<node>`, `broker`, `admin`, `auditor`, `service:<id>` with the expiry of each certificate issued. */
+  /** `server`, `route:<node>`, `broker`, `admin`, `operator`, `auditor`, `service:<id>` with the expiry of each certificate issued. */
   readonly issued: readonly { readonly name: string; readonly serial: string; readonly notAfter: Date }[];
   /** Service certificates deleted because the service is no longer in the catalog. */
   readonly removed: readonly string[];
@@ -113,13 +122,13 @@ function ensureDir(dir: string): void {
 
 export function readCa(layout: TlsLayout): CaMaterial {
   if (!existsSync(layout.ca.certFile) || !existsSync(layout.ca.keyFile)) {
-    throw new Error(`no development CA in ${layout.dir}: run \`phi-broker certs init\` first`);
+    throw new BrokerError('E_SETUP_MISSING', `no development CA in ${layout.dir}: run \`phi-broker certs init\` first`);
   }
   return { certPem: readFileSync(layout.ca.certFile, 'utf8'), keyPem: readFileSync(layout.ca.keyFile, 'utf8') };
 }
 
 /**
- * Issues the server certificate and a client certificate for the broker, the admin, the auditor and every service in
+ * Issues the server certificate and a client certificate for the broker, the admin, the operator, the auditor and every service in
  * `services`, signed by the CA in the layout — creating the CA first when `createCaIfMissing` and there is none.
  * Certificates of services no longer listed are deleted, so a removed service cannot connect once NATS
  * reloads (its user is gone from the generated config too).
@@ -151,7 +160,13 @@ export async function issueAll(
     writePair(layout.route(node.name), route);
     issued.push({ name: `route:${node.name}`, serial: route.serial, notAfter: route.notAfter });
   }
-  const identities: Identity[] = [BROKER_IDENTITY, ADMIN_IDENTITY, AUDITOR_IDENTITY, ...services.map(serviceIdentity)];
+  const identities: Identity[] = [
+    BROKER_IDENTITY,
+    ADMIN_IDENTITY,
+    OPERATOR_IDENTITY,
+    AUDITOR_IDENTITY,
+    ...services.map(serviceIdentity),
+  ];
   for (const identity of identities) {
     const cert = await issueClientCertificate(ca, identity, validity);
     writePair(layout.identity(identity), cert);

@@ -28,7 +28,13 @@ export const ERROR_CODES = {
   E_CATALOG_INVALID: 'The catalog (subjects/, fhir-profiles/) is invalid.',
   E_CONFIG_INVALID: 'The configuration is invalid.',
   E_TIMEOUT:
-    'The broker did not answer in time; the message may still be processed (it is never lost: see PHI_INGEST).',
+    'The broker did not answer a request (right of access) in time; the request may still have been carried out.',
+  E_NOT_STORED:
+    'JetStream acknowledged no attempt to store the message by the publish deadline (or refused it): it is not in PHI_INGEST unless the result says inDoubt; safe to publish again.',
+  E_QUEUE_FULL:
+    'The client already holds maxPendingPublishes messages waiting for JetStream; this one was not sent (backpressure); publish it again later.',
+  E_USAGE:
+    'A command was given an option value it cannot use (an unknown service, a malformed date or outcome); the message names the option.',
   E_INTERNAL: 'An unexpected failure inside the broker; details are in its logs, never in the reply.',
   E_CONSENT_INVALID:
     "A patient restriction (FHIR Consent) is invalid: an unknown recipient service, purpose of use or sensitivity label, no denial at all, or a stored Consent whose patient does not resolve under the catalog's rule.",
@@ -38,6 +44,8 @@ export const ERROR_CODES = {
   E_ACCESS_UNKNOWN: 'No right-of-access request has this id.',
   E_ACCESS_EXTENDED:
     'A right-of-access request may be extended once (45 CFR 164.524(b)(2)(ii)); this one already was, or is closed.',
+  E_ACCESS_EXTENSION_LATE:
+    'A right-of-access request may be extended only within its first 30 days (45 CFR 164.524(b)(2)(ii)); its due date has passed.',
   E_ACCESS_NOT_ALLOWED:
     "The service may not create right-of-access requests (not among the catalog's access requesters), or asked about a request it did not create.",
   E_ACCESS_PARTS:
@@ -46,6 +54,18 @@ export const ERROR_CODES = {
     "A right-of-access answer holds a resource about another patient than the one asked (the catalog's canonical matching rule); none of that answer is kept.",
   E_AUDIT_CHAIN:
     'The broker could not append to its audit chain (JetStream did not store the record, or another writer appended to the chain); nothing is acknowledged until it can.',
+  E_DATA_DIR_LOCKED:
+    'Another phi-broker process holds the data directory (its up.lock names a live process); a second embedded nats-server on one JetStream store would lose messages.',
+  E_NATS_SERVER_FAILED:
+    'The embedded nats-server could not be run: it exited and was not back within the restart bound, or a nats-server left on the same store would not stop.',
+  E_AUDIT_INTEGRITY:
+    'The audit trail is weaker or shorter than it must be: PHI_AUDIT or PHI_AUDIT_WITNESS has lost a setting (retention, deny delete/purge, storage, replicas), or a chain ends before its last witnessed head.',
+  E_KV_CONTENDED:
+    'A compare-and-set on a JetStream KV key lost to other writers in every one of its bounded attempts; nothing was written, and the operation may be tried again.',
+  E_STORED_INVALID:
+    'A value read back from a JetStream stream, KV bucket or object store is missing or not in the shape phi-broker writes (damaged, or written by another version); it is not used.',
+  E_SETUP_MISSING:
+    'Something phi-broker needs on this machine is missing (the nats-server executable, development certificates, its own package files); the message names the command that provides it.',
 } as const satisfies Record<`E_${string}`, string>;
 
 export type BrokerErrorCode = keyof typeof ERROR_CODES;

@@ -12,6 +12,11 @@ export const STREAMS = {
   disclosures: 'PHI_DISCLOSURES',
   /** The audit trail: write once (deny delete, deny purge), one hash chain per broker instance (docs/audit.md). */
   audit: 'PHI_AUDIT',
+  /**
+   * Signed heads of the audit chains, kept apart from PHI_AUDIT (deny delete, deny purge): a truncated chain is
+   * shorter than its last witnessed head (docs/audit.md, "Witnessed heads").
+   */
+  auditWitness: 'PHI_AUDIT_WITNESS',
 } as const;
 
 export const KV_BUCKETS = {
@@ -35,10 +40,15 @@ export const OBJECT_STORES = {
  * Reply-subject prefix of one NATS identity (a service id, or the broker's). Each identity may subscribe only
  * under its own prefix, so no client can read replies meant for another (JetStream API answers, pulled messages).
  * nats.js takes it as the `inboxPrefix` connection option. Service ids start with a letter, so they never
- * collide with the default `_INBOX.<NUID>` (upper case) or with `_INBOX._admin` / `_INBOX._auditor`.
+ * collide with the default `_INBOX.<NUID>` (upper case) or with `_INBOX._admin` / `_INBOX._operator` / `_INBOX._auditor`.
  */
 export function inboxPrefix(identity: string): string {
-  if (identity !== '_admin' && identity !== '_auditor' && !SERVICE_ID_PATTERN.test(identity))
+  if (
+    identity !== '_admin' &&
+    identity !== '_operator' &&
+    identity !== '_auditor' &&
+    !SERVICE_ID_PATTERN.test(identity)
+  )
     throw new TypeError(`not an identity: ${JSON.stringify(identity)}`);
   return `_INBOX.${identity}`;
 }
@@ -158,6 +168,13 @@ export const subjects = {
   audit: (instanceId: string): string => {
     if (!INSTANCE_ID_PATTERN.test(instanceId)) throw new TypeError(`not an instance id: ${JSON.stringify(instanceId)}`);
     return `phi.audit.${instanceId}`;
+  },
+  /** Witnessed heads of the audit chains (stream PHI_AUDIT_WITNESS); outside phi.audit.> so PHI_AUDIT never holds them. */
+  witnessAll: 'phi.witness.audit.>',
+  /** The witnessed heads of one broker instance's audit chain. */
+  witness: (instanceId: string): string => {
+    if (!INSTANCE_ID_PATTERN.test(instanceId)) throw new TypeError(`not an instance id: ${JSON.stringify(instanceId)}`);
+    return `phi.witness.audit.${instanceId}`;
   },
   alertAll: 'phi.alert.>',
   /** Core NATS (not stored): an alert rule fired (src/audit/alerts.ts). */

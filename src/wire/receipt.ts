@@ -5,6 +5,7 @@
 // id (and fails verification) cannot make the genuine message look rejected.
 import { z } from 'zod';
 import { BrokerError, isBrokerErrorCode, type BrokerErrorCode } from './errors.js';
+import { decodeJsonBytes } from './decode-json.js';
 
 export type Receipt =
   | {
@@ -60,7 +61,6 @@ export function rejectedReceipt(id: string, hash: string, error: BrokerError, at
 }
 
 const utf8 = new TextEncoder();
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 
 export function encodeReceipt(r: Receipt): Uint8Array {
   return utf8.encode(JSON.stringify(r));
@@ -97,11 +97,11 @@ function acceptedReceiptOf(json: unknown): Receipt | undefined {
 }
 
 function receiptJson(bytes: Uint8Array): unknown {
-  try {
-    return JSON.parse(utf8Strict.decode(bytes));
-  } catch {
-    throw new BrokerError('E_ENVELOPE_INVALID', 'not a broker receipt');
-  }
+  return decodeJsonBytes(bytes, {
+    what: 'receipt',
+    malformedCode: 'E_ENVELOPE_INVALID',
+    message: 'not a broker receipt',
+  });
 }
 
 function bySchema(json: unknown): Receipt {

@@ -205,6 +205,7 @@ describe('AuditTrail alerts', () => {
       settings: {
         instanceId: 'alerting',
         auditMaxAgeMs: 2192 * DAY,
+        auditIntegrityCheckMs: 0,
         auditCheckpointEvery: 1000,
         auditCheckpointMs: DAY,
         duplicateWindowMs: 120_000,

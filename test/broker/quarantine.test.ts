@@ -110,5 +110,12 @@ describe('quarantine records', () => {
 
   it('refuses a header that is not a record', () => {
     expect(thrown(() => decodeRecordHeader(JSON.stringify({ v: 1, id: 'x' }))).code).toBe('E_ENVELOPE_INVALID');
+    // Not JSON at all (a header cut short): the same coded refusal, not a SyntaxError quoting the text.
+    const cut = thrown(() => decodeRecordHeader('{"v":1,"id":"Quillfeather'));
+    expect([cut.code, cut.message, cut.path]).toEqual([
+      'E_ENVELOPE_INVALID',
+      'not a quarantine record header',
+      'Phi-Record',
+    ]);
   });
 });

@@ -74,11 +74,11 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-// As the admin: status and list then go to the desk on phi.control.access, whose clock this file injects (as the
+// As the operator: status and list then go to the desk on phi.control.access, whose clock this file injects (as the
 // read-only auditor they read KV phi_access with the CLI's own clock: test/cli/mtls.int.test.ts, test/e2e/auditor.test.ts).
 function cli(...args: string[]): Promise<{ stdout: string; stderr: string }> {
   return run(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], {
-    env: { ...process.env, ...stack.env, PHI_BROKER_OPERATOR_IDENTITY: 'admin' },
+    env: { ...process.env, ...stack.env, PHI_BROKER_OPERATOR_IDENTITY: 'operator' },
   });
 }
 

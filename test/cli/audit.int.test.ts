@@ -1,7 +1,7 @@
 // `phi-broker audit verify|query|export` (the compiled CLI) against a real broker's PHI_AUDIT: verify passes the
 // genuine chain and exits 1 naming the sequence on a forged copy; query filters by patient (pseudonym), service,
 // outcome and time; export writes a valid FHIR Bundle; nothing printed carries a planted PHI value.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -126,6 +126,16 @@ it('query --service, --outcome, --since/--until select what they say', async () 
   expect(before).toEqual([]);
 });
 
+it('query --service naming no catalog service: E_USAGE naming the option, exit 1; the broker itself is one', async () => {
+  const unknown = await cli('audit', 'query', '--service', 'nosuch');
+  expect(unknown).toMatchObject({
+    code: 1,
+    stdout: '',
+    stderr: 'phi-broker: E_USAGE: --service: not a service of the catalog (subjects/services.yaml)\n',
+  });
+  expect((await cli('audit', 'query', '--service', 'broker', '--json')).code).toBe(0);
+});
+
 it('query prints one text line per event with ids and codes only', async () => {
   const r = await cli('audit', 'query');
   const lines = r.stdout.trim().split('\n');
@@ -154,4 +164,21 @@ it('a bad time or patient reference is refused with exit 1, naming the flag', as
   expect(r.code).toBe(1);
   expect(r.stderr).toContain('--since: expected an ISO 8601 date or time');
   expect((await cli('audit', 'query', '--patient', 'Patient/a b')).stderr).toContain('expected Patient/<id>');
+});
+
+it('query into a pipe its reader closed (`| head -1`) ends quietly: exit 0, no stack trace', async () => {
+  for (const args of [
+    ['audit', 'query'],
+    ['quarantine', 'list'],
+  ]) {
+    const child = spawn(process.execPath, [CLI, ...args, '--data-dir', stack.config.dataDir], {
+      env: { ...process.env, ...stack.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.destroy(); // the reader is gone before the first line is written
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    expect({ args, code, stderr }).toEqual({ args, code: 0, stderr: '' });
+  }
 });

@@ -113,7 +113,7 @@ const OPTIONS: Record<string, readonly string[]> = {
   '': ['--data-dir <dir>', '--subjects <dir>', '--profiles <dir>', '--log-level <level>'],
   up: ['--port <port>', '--insecure-plaintext'],
   demo: ['--json', '--insecure-plaintext'],
-  publish: ['--as <service>', '--whole', '--timeout <ms>'],
+  publish: ['--as <service>', '--whole', '--deadline <ms>'],
   tail: ['--as <service>', '--type <type>', '--json', '--count <n>'],
   catalog: [],
   'catalog check': [],

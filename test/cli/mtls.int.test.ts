@@ -80,11 +80,12 @@ describe('the docker-compose flow, over mTLS', () => {
 });
 
 describe('the read-only operator commands connect as the auditor (src/runtime/data-dir.ts operatorIdentity)', () => {
-  it('with only the auditor certificate (no admin key), audit, registry, disclosures, consent list, access list and quarantine list work; consent add cannot connect', async () => {
+  it('with only the auditor certificate (no admin or operator key), audit, registry, disclosures, consent list, access list and quarantine list work; consent add cannot connect', async () => {
     const tls = join(dataDir, 'tls');
     expect(existsSync(join(tls, 'auditor.cert.pem'))).toBe(true);
-    // A compliance officer's TLS dir: the CA and the auditor pair, no admin key.
-    for (const f of ['admin.cert.pem', 'admin.key.pem']) renameSync(join(tls, f), join(tls, `${f}.away`));
+    // A compliance officer's TLS dir: the CA and the auditor pair, no admin or operator key.
+    const away = ['admin.cert.pem', 'admin.key.pem', 'operator.cert.pem', 'operator.key.pem'];
+    for (const f of away) renameSync(join(tls, f), join(tls, `${f}.away`));
     try {
       const patient = ['--patient', 'Patient/demo-patient-1'];
       for (const args of [
@@ -106,9 +107,9 @@ describe('the read-only operator commands connect as the auditor (src/runtime/da
       );
       const add = await runCli(['consent', 'add', ...patient, '--deny-recipient', 'analytics', ...data()], { env });
       expect(add.code).not.toBe(0);
-      expect(add.stderr).toContain('admin.cert.pem');
+      expect(add.stderr).toContain('operator.cert.pem');
     } finally {
-      for (const f of ['admin.cert.pem', 'admin.key.pem']) renameSync(join(tls, `${f}.away`), join(tls, f));
+      for (const f of away) renameSync(join(tls, `${f}.away`), join(tls, f));
     }
   });
 });

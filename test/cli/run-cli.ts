@@ -122,6 +122,8 @@ export interface UpProcess {
   stderr(): string;
   /** Sends `signal` and resolves with the exit status and everything printed. */
   stop(signal?: NodeJS.Signals): Promise<CliResult>;
+  /** Resolves with the exit status and everything printed once it exits on its own (no signal sent). */
+  exited(): Promise<CliResult>;
 }
 
 /** Starts `phi-broker up <args>` and resolves once it prints its ready line (rejects if it exits first). */
@@ -167,6 +169,10 @@ export async function startUp(args: readonly string[], opts: CliOptions = {}): P
     stderr: io.stderr,
     async stop(signal = 'SIGINT') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const { code, signal: sig } = await io.exited;
+      return { code, signal: sig, stdout: io.stdout(), stderr: io.stderr() };
+    },
+    async exited() {
       const { code, signal: sig } = await io.exited;
       return { code, signal: sig, stdout: io.stdout(), stderr: io.stderr() };
     },

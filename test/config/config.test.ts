@@ -42,7 +42,12 @@ describe('parseConfig', () => {
       auditMaxAgeMs: 2192 * DAY,
       auditCheckpointEvery: 1000,
       auditCheckpointMs: 60_000,
+      auditIntegrityCheckMs: 5 * MINUTE,
       logLevel: 'info',
+      natsLogMaxBytes: 10 * MiB,
+      natsLogFiles: 10,
+      natsRestartAttempts: 5,
+      stopTimeoutMs: 15_000,
     });
     expect('natsUrl' in parseConfig({})).toBe(false);
     expect('instanceId' in parseConfig({})).toBe(false);
@@ -78,6 +83,7 @@ describe('parseConfig', () => {
     ['clockSkewMs', 999],
     ['clockSkewMs', DAY + 1],
     ['duplicateWindowMs', 999],
+    ['duplicateWindowMs', 119_999], // shorter than the longest publish deadline (src/wire/publish.ts)
     ['deliverMaxAgeMs', 59_999],
     ['quarantineMaxAgeMs', 59_999],
     ['receiptMaxAgeMs', 59_999],
@@ -122,7 +128,7 @@ describe('parseConfig', () => {
   });
 
   it('refuses a de-duplication window longer than a stream retention (JetStream would refuse the stream)', () => {
-    const e = configError({ receiptMaxAgeMs: 60_000 }); // the default window is 2 minutes
+    const e = configError({ receiptMaxAgeMs: 119_999 }); // the default window is 2 minutes
     expect(e.code).toBe('E_CONFIG_INVALID');
     expect(e.message).toBe('invalid configuration: duplicateWindowMs: must not exceed receiptMaxAgeMs');
     const both = configError({
@@ -134,7 +140,7 @@ describe('parseConfig', () => {
       'invalid configuration: duplicateWindowMs: must not exceed deliverMaxAgeMs, receiptMaxAgeMs',
     );
     // equal is allowed
-    expect(parseConfig({ duplicateWindowMs: 60_000, receiptMaxAgeMs: 60_000 }).duplicateWindowMs).toBe(60_000);
+    expect(parseConfig({ duplicateWindowMs: 150_000, receiptMaxAgeMs: 150_000 }).duplicateWindowMs).toBe(150_000);
   });
 
   it('the replay window must cover 2 × clock skew + the de-duplication window', () => {

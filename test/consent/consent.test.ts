@@ -90,14 +90,26 @@ describe('buildConsent', () => {
   });
 
   it.each([
-    [{ denyRecipients: ['partner-x'] }, '--deny-recipient', '--deny-recipient: no service "partner-x" in the catalog'],
+    [
+      { denyRecipients: ['partner-x'] },
+      'Consent.provision.provision.actor.reference',
+      'Consent.provision.provision.actor.reference: no service "partner-x" in the catalog',
+    ],
     [
       { denyPurposes: ['SHOPPING'] },
-      '--deny-purpose',
-      '--deny-purpose: "SHOPPING" is not a purpose of use the catalog routes with (HL7 v3 ActReason)',
+      'Consent.provision.provision.purpose',
+      'Consent.provision.provision.purpose: "SHOPPING" is not a purpose of use the catalog routes with (HL7 v3 ActReason)',
     ],
-    [{ denyLabels: ['XYZ'] }, '--deny-label', '--deny-label: "XYZ" is not a known sensitivity label (HL7 v3 ActCode)'],
-    [{}, '--deny-recipient', 'a restriction needs at least one --deny-recipient, --deny-purpose or --deny-label'],
+    [
+      { denyLabels: ['XYZ'] },
+      'Consent.provision.provision.securityLabel',
+      'Consent.provision.provision.securityLabel: "XYZ" is not a known sensitivity label (HL7 v3 ActCode)',
+    ],
+    [
+      {},
+      'Consent.provision.provision',
+      'Consent.provision.provision: a restriction denies at least one recipient, purpose of use or sensitivity label',
+    ],
   ])('refuses %j with E_CONSENT_INVALID naming %s', (extra, path, message) => {
     const e = thrown(() => buildConsent({ ...base, ...extra }, SERVICES, BY_REF));
     expect([e.code, e.path, e.message]).toEqual(['E_CONSENT_INVALID', path, message]);

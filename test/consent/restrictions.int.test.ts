@@ -17,7 +17,7 @@ import { KV_BUCKETS } from '../../src/wire/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { ROOT, filesUnder, publishedTo, readJson, startTestStack, type TestStack } from '../helpers/stack.js';
-import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
+import { ADMIN_IDENTITY, OPERATOR_IDENTITY } from '../../src/tls/identity.js';
 
 const run = promisify(execFile);
 const CLI = join(ROOT, 'dist/src/cli/main.js');
@@ -91,7 +91,7 @@ const ALL_PATIENT_SUBSCRIBERS = ['billing', 'ehr', 'notification', 'pharmacy', '
 
 beforeAll(async () => {
   stack = await startTestStack();
-  const nc = await stack.connectAs(ADMIN_IDENTITY, 'operator');
+  const nc = await stack.connectAs(OPERATOR_IDENTITY, 'operator');
   store = await ConsentStore.open(nc, stack.secrets, {
     services: stack.catalog.services.keys(),
     patients: stack.catalog.patients,

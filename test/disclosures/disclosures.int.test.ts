@@ -2,7 +2,7 @@
 // partner recipients, several patients — `phi-broker disclosures --patient` lists exactly the deliveries about that
 // patient to the catalog's external partners (public-health, partner-payer) and nothing internal; each record names
 // date, recipient, resource type, purpose, message id and the element paths the profile let through, never a value;
-// `--since` bounds the list; `--format fhir` is a Bundle of AuditEvents that passes FHIR R4 validation; the stream
+// `--since` bounds the list; `--format fhir` is a Bundle of AuditEvents that passes FHIR R4 validation and the R4 JSON schema; the stream
 // refuses deletes and purges; and nothing readable about a patient is in the stream or the logs.
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { STREAMS } from '../../src/wire/names.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { ROOT, readJson, startTestStack, type TestStack } from '../helpers/stack.js';
 import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
+import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 
 const run = promisify(execFile);
 const CLI = join(ROOT, 'dist/src/cli/main.js');
@@ -164,7 +165,14 @@ describe('phi-broker disclosures', () => {
     const { stdout } = await cli('--patient', `Patient/${A}`, '--format', 'fhir');
     const bundle = JSON.parse(stdout) as Bundle;
     expect(validateResource(bundle, DEFAULT_VALIDATION_LIMITS)).toBe(bundle);
+    expect(fhirSchemaErrors(bundle)).toEqual([]);
     expect(bundle.type).toBe('collection');
+    // R4 bundle.html: every entry SHALL have a fullUrl; distinct, and stable across two exports.
+    const urls = (bundle.entry ?? []).map((e) => e.fullUrl);
+    expect(urls.every((u) => typeof u === 'string' && /^urn:uuid:[0-9a-f-]{36}$/.test(u))).toBe(true);
+    expect(new Set(urls).size).toBe(urls.length);
+    const again = JSON.parse((await cli('--patient', `Patient/${A}`, '--format', 'fhir')).stdout) as Bundle;
+    expect(again.entry?.map((e) => e.fullUrl)).toEqual(urls);
     const events = (bundle.entry ?? []).map((e) => e.resource as AuditEvent);
     expect(
       events.map((ev) => [

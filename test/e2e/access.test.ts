@@ -27,6 +27,7 @@ import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { filesUnder, startTestStack, type TestStack } from '../helpers/stack.js';
 import { ADMIN_IDENTITY, BROKER_IDENTITY } from '../../src/tls/identity.js';
+import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 
 /** Distinctive planted patient ids. */
 const P1 = 'Zq7731Golf';
@@ -181,6 +182,11 @@ describe('right of access', () => {
       recordsOf(s, `Patient/${P1}`).map((res) => ({ ...res, meta: { source: `${SOURCE_PREFIX}${s}` } })),
     );
     expect(bundle.entry?.map((e) => e.resource)).toEqual(expected);
+    expect(fhirSchemaErrors(bundle)).toEqual([]);
+    // R4 bundle.html: every entry SHALL have a fullUrl; name-based, so distinct per service and resource.
+    const urls = bundle.entry?.map((e) => e.fullUrl) ?? [];
+    expect(urls.every((u) => typeof u === 'string' && /^urn:uuid:[0-9a-f-]{36}$/.test(u))).toBe(true);
+    expect(new Set(urls).size).toBe(expected.length);
   });
 
   it('stays partial naming a service that is down, and completes once a retry reaches it', async () => {

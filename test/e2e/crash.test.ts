@@ -90,7 +90,7 @@ it('SIGKILL mid-stream: every message delivered exactly once after restart', asy
     service: 'registration',
     keys: readServiceKeys(keysDir, 'registration'),
     peers,
-    receiptTimeoutMs: 120_000,
+    publishDeadlineMs: 120_000,
   });
   const handled = new Map<string, number>();
   const waiter = new Waiter();

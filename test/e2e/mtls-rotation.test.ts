@@ -81,7 +81,7 @@ describe('certificate rotation under load', () => {
       service: 'registration',
       keys: readServiceKeys(stack.keysDir, 'registration'),
       peers,
-      receiptTimeoutMs: 20_000,
+      publishDeadlineMs: 20_000,
       logger,
     });
     const sub = await PhiClient.connect({

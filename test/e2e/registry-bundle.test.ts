@@ -1,5 +1,5 @@
 // A Bundle that travels whole is registered entry by entry (docs/patient-rights.md), over the real path: a real
-// Synthea transaction Bundle (third-party, /work/wt/shared/fhir-examples/synthea) published as one Bundle by the
+// Synthea transaction Bundle (third-party, ../shared/fhir-examples/synthea) published as one Bundle by the
 // registration service — which the example catalog routes to ehr — gives its patient a registry record listing
 // the publisher as source and ehr as recipient with the resource types of the entries (their urn:uuid patient
 // references resolved among the Bundle's entries), not the Bundle as a whole and not `_unresolved`. A collection
@@ -19,9 +19,9 @@ import { ConsentStore } from '../../src/consent/store.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import { RegistryStore, UNRESOLVED_KEY } from '../../src/registry/store.js';
 import type { PhiClient } from '../../src/sdk/client.js';
-import { startTestStack, type TestStack } from '../helpers/stack.js';
+import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
 
-const SYNTHEA = '/work/wt/shared/fhir-examples/synthea';
+const SYNTHEA = join(ROOT, '../shared/fhir-examples/synthea');
 const BUSTER = join(SYNTHEA, 'Buster_Hoeger_ad2e3fc5-2b5d-4cb9-8d03-9ea0f4ac8423.json');
 const ALBERTO = join(SYNTHEA, 'Alberto_Atencio_fc712d1f-5a2e-4407-9c55-a2a2bad623c2.json');
 const present = existsSync(BUSTER) && existsSync(ALBERTO);

@@ -94,7 +94,7 @@ it('a registry write that fails retries the message (deliveries already out) ins
   const key = patientPseudonym(stack.secrets, `${MRN}|${value}`);
   const store = await RegistryStore.open(await stack.connect('corrupter'));
   await store.kv.put(key, new TextEncoder().encode('not a registry record'));
-  const registration = await stack.client('registration', { receiptTimeoutMs: 60_000 });
+  const registration = await stack.client('registration', { publishDeadlineMs: 60_000 });
   const published = registration.publish({ resourceType: 'Patient', id: 'p-10', identifier: [{ system: MRN, value }] });
   await stack.logs.until((r) => r['event'] === 'ingest.retry', 'the broker to retry the message');
   expect(

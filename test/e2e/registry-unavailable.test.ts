@@ -23,7 +23,7 @@ beforeAll(async () => {
   stack = await startTestStack();
   inspector = await stack.connect('inspector');
   jsm = await inspector.jetstreamManager();
-  registration = await stack.client('registration', { receiptTimeoutMs: 60_000 });
+  registration = await stack.client('registration', { publishDeadlineMs: 60_000 });
 }, 60_000);
 
 afterAll(async () => {

@@ -60,7 +60,7 @@ const clients = new Map<string, PhiClient>();
 async function client(service: string): Promise<PhiClient> {
   let c = clients.get(service);
   if (c === undefined) {
-    c = await stack.client(service, { receiptTimeoutMs: 120_000 });
+    c = await stack.client(service, { publishDeadlineMs: 120_000 });
     clients.set(service, c);
   }
   return c;

@@ -272,6 +272,59 @@ describe('validateResource rejects', () => {
     );
   });
 
+  describe('two forms of one choice element (FHIR R4 json.html: only one of name[x])', () => {
+    it('deceasedBoolean and deceasedDateTime: E_FHIR_INVALID at the second, naming both', () => {
+      const err = expectRejected(
+        { ...patient(), deceasedBoolean: true, deceasedDateTime: `${DOB}T10:00:00Z` },
+        'E_FHIR_INVALID',
+        'Patient.deceasedDateTime',
+      );
+      expect(err.message).toBe(
+        'Patient.deceasedDateTime: a second form of the choice element deceased[x] (Patient.deceasedBoolean is present)',
+      );
+    });
+
+    it('effectivePeriod and effectiveDateTime, in either order', () => {
+      const period = { start: `${DOB}T10:00:00Z` };
+      expectRejected(
+        { ...observation(), effectivePeriod: period, effectiveDateTime: `${DOB}T10:00:00Z` },
+        'E_FHIR_INVALID',
+        'Observation.effectiveDateTime',
+      );
+      expectRejected(
+        { ...observation(), effectiveDateTime: `${DOB}T10:00:00Z`, effectivePeriod: period },
+        'E_FHIR_INVALID',
+        'Observation.effectivePeriod',
+      );
+    });
+
+    it('at depth: two value[x] forms in an extension and in a component', () => {
+      expectRejected(
+        { ...patient(), extension: [{ url: 'http://example.org/x', valueString: NAME, valueCode: 'a' }] },
+        'E_FHIR_INVALID',
+        'Patient.extension[0].valueCode',
+      );
+      const component = { code: { text: 'c' }, valueString: 'a', valueBoolean: true };
+      expectRejected(
+        { ...observation(), component: [component] },
+        'E_FHIR_INVALID',
+        'Observation.component[0].valueBoolean',
+      );
+    });
+
+    it("a primitive and its own _extension sibling are one form, not two; another form's sibling is a second", () => {
+      const ext = { extension: [{ url: 'http://example.org/x', valueString: 'a' }] };
+      expect(() =>
+        validateResource({ ...patient(), deceasedBoolean: true, _deceasedBoolean: ext }, DEFAULT_VALIDATION_LIMITS),
+      ).not.toThrow();
+      expectRejected(
+        { ...patient(), deceasedBoolean: true, _deceasedDateTime: ext },
+        'E_FHIR_INVALID',
+        'Patient._deceasedDateTime',
+      );
+    });
+  });
+
   it('a code outside a required binding: E_FHIR_INVALID naming the element, not the code', () => {
     const err = expectRejected({ ...patient(), gender: 'quillfeathered' }, 'E_FHIR_INVALID', 'Patient.gender');
     expect(err.message).toBe('Patient.gender: code not in the required value set (AdministrativeGender)');

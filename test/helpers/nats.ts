@@ -24,6 +24,7 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 export { TEST_INSPECTOR };
 
 export interface TestNats {
+  /** The running server (another process after `restart()`, on the same port and store). */
   readonly server: RunningNatsServer;
   readonly dir: string;
   /** The certificates (TLS dir as `PHI_BROKER_NATS_TLS_DIR` expects it); undefined when the server is plaintext. */
@@ -34,6 +35,10 @@ export interface TestNats {
   connect(name?: string): Promise<NatsConnection>;
   /** One of the deployment's identities over mTLS, held to its generated permissions (mTLS servers only). */
   connectAs(identity: Identity, name?: string): Promise<NatsConnection>;
+  /** Kills the server with SIGKILL (by its PID) and waits for it to exit: a crash, JetStream unflushed. */
+  kill(): Promise<void>;
+  /** Starts the server again on the same port, config and JetStream store (after `kill()`). */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -67,8 +72,10 @@ export async function startTestNats(options: TestNatsOptions = {}): Promise<Test
   const maxPayload = options.maxPayload === undefined ? {} : { maxPayload: options.maxPayload };
   let server: RunningNatsServer;
   let tls: TlsLayout | undefined;
+  let start: (port?: number) => Promise<RunningNatsServer>;
   if (options.tls === false) {
-    server = await startNatsServer({ dir: natsDir, ...maxPayload });
+    start = (port) => startNatsServer({ dir: natsDir, ...maxPayload, ...(port === undefined ? {} : { port }) });
+    server = await start();
   } else {
     const catalog =
       options.catalog ?? loadCatalog({ subjects: join(ROOT, 'subjects'), profiles: join(ROOT, 'fhir-profiles') });
@@ -87,7 +94,8 @@ export async function startTestNats(options: TestNatsOptions = {}): Promise<Test
       ...maxPayload,
     });
     writeFileSync(configFile, text);
-    server = await startNatsServer({ dir: natsDir, configFile, port });
+    start = () => startNatsServer({ dir: natsDir, configFile, port });
+    server = await start();
   }
   const connections: NatsConnection[] = [];
   const connectAs = async (identity: Identity, name = identity.id): Promise<NatsConnection> => {
@@ -100,7 +108,9 @@ export async function startTestNats(options: TestNatsOptions = {}): Promise<Test
     return nc;
   };
   return {
-    server,
+    get server() {
+      return server;
+    },
     dir,
     tls,
     env: tls === undefined ? { NATS_URL: server.url } : { NATS_URL: server.url, PHI_BROKER_NATS_TLS_DIR: tls.dir },
@@ -111,6 +121,10 @@ export async function startTestNats(options: TestNatsOptions = {}): Promise<Test
       return nc;
     },
     connectAs,
+    kill: () => server.kill(),
+    async restart() {
+      server = await start(server.port);
+    },
     async stop() {
       await Promise.allSettled(connections.map((nc) => (nc.isClosed() ? Promise.resolve() : nc.close())));
       await server.stop();

@@ -68,7 +68,7 @@ export interface TestStack {
   /** Another broker process's worth of broker (its own connection, logs tagged `instance: n`), sharing the work. */
   startAnotherBroker(n: number): Promise<Broker>;
   /** An SDK client as that service (over mTLS as its identity; plaintext with `insecure` under `{ tls: false }`). */
-  client(service: string, options?: { receiptTimeoutMs?: number }): Promise<PhiClient>;
+  client(service: string, options?: { publishDeadlineMs?: number }): Promise<PhiClient>;
   /** The test inspector: every subject (tap the wire, forge input, inspect any stream); plaintext under `{ tls: false }`. */
   connect(name?: string): Promise<NatsConnection>;
   /** A deployment identity (broker, admin, a service) held to its generated permissions (mTLS stacks only). */

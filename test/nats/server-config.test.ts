@@ -27,12 +27,13 @@ function subscribedTypes(service: string): string[] {
 }
 
 describe('natsPermissions', () => {
-  it('one user per catalog service, plus the broker, the admin and the auditor, each mapped from its certificate subject', () => {
+  it('one user per catalog service, plus the broker, the admin, the operator and the auditor, each mapped from its certificate subject', () => {
     expect(perms.map((p) => p.user).sort()).toEqual(
       [
         ...services.map((s) => natsUser(serviceIdentity(s))),
         'CN=broker,OU=broker,O=phi-broker',
         'CN=admin,OU=admin,O=phi-broker',
+        'CN=operator,OU=operator,O=phi-broker',
         'CN=auditor,OU=auditor,O=phi-broker',
       ].sort(),
     );
@@ -112,6 +113,7 @@ describe('natsPermissions', () => {
         'PHI_QUARANTINE',
         'PHI_RECEIPTS',
         'PHI_AUDIT',
+        'PHI_AUDIT_WITNESS',
         'PHI_DISCLOSURES',
         'KV_phi_seen',
         'KV_phi_registry',
@@ -135,7 +137,7 @@ describe('natsPermissions', () => {
     // Every JetStream API allow names one stream: no family is open over all streams.
     for (const subject of b.publish.allow.filter((x) => x.startsWith('$JS.API.') && x !== '$JS.API.INFO')) {
       expect(subject, subject).toMatch(
-        /^\$JS\.API\.(STREAM\.INFO|STREAM\.MSG\.GET|DIRECT\.GET|CONSUMER\.(INFO|CREATE|MSG\.NEXT))\.(PHI_[A-Z]+|KV_phi_[a-z]+|OBJ_phi_[a-z_]+)(\.|$)/,
+        /^\$JS\.API\.(STREAM\.INFO|STREAM\.MSG\.GET|DIRECT\.GET|CONSUMER\.(INFO|CREATE|MSG\.NEXT))\.(PHI_[A-Z_]+|KV_phi_[a-z]+|OBJ_phi_[a-z_]+)(\.|$)/,
       );
     }
     // Ephemeral/ordered consumers (KV watch, keys) only on the two KV streams the broker watches or lists.
@@ -147,6 +149,7 @@ describe('natsPermissions', () => {
     expect(b.publish.allow).toEqual(
       expect.arrayContaining([
         'phi.audit.>',
+        'phi.witness.audit.>',
         'phi.alert.>',
         'phi.disclosure.>',
         'phi.access.>',
@@ -210,6 +213,7 @@ describe('natsPermissions', () => {
     // … and each allowed stream-scoped subject names one of the streams the read-only commands read.
     const streams = new Set([
       'PHI_AUDIT',
+      'PHI_AUDIT_WITNESS',
       'PHI_DISCLOSURES',
       'PHI_QUARANTINE',
       'KV_phi_registry',
@@ -242,6 +246,51 @@ describe('natsPermissions', () => {
   });
 });
 
+describe('the operator identity (routine operator commands)', () => {
+  const op = perms.find((p) => p.identity.kind === 'operator');
+  const auditor = perms.find((p) => p.identity.kind === 'auditor');
+  if (op === undefined || auditor === undefined) throw new Error('no operator or auditor');
+
+  it('reads what the auditor reads, and writes only restrictions and the access commands', () => {
+    expect(op.inboxPrefix).toBe('_INBOX._operator');
+    expect(op.subscribe.allow).toEqual(['_INBOX._operator.>']);
+    expect(op.allowResponses).toBe(false);
+    const extra = op.publish.allow.filter((s) => !auditor.publish.allow.includes(s));
+    expect(extra.sort()).toEqual(['$KV.phi_consent.>', 'phi.control.access']);
+    expect(auditor.publish.allow.every((s) => op.publish.allow.includes(s))).toBe(true);
+  });
+
+  it('may not create, update, delete or purge a stream, delete a message or consumer, or write another bucket or phi subject', () => {
+    for (const d of [
+      '$JS.API.STREAM.CREATE.>',
+      '$JS.API.STREAM.UPDATE.>',
+      '$JS.API.STREAM.DELETE.>',
+      '$JS.API.STREAM.PURGE.>',
+      '$JS.API.STREAM.MSG.DELETE.>',
+      '$JS.API.STREAM.RESTORE.>',
+      '$JS.API.CONSUMER.DELETE.>',
+      '$JS.API.CONSUMER.DURABLE.CREATE.>',
+      '$JS.ACK.>',
+      '$KV.phi_registry.>',
+      '$KV.phi_access.>',
+      '$KV.phi_seen.>',
+      '$O.>',
+      'phi.ingest.>',
+      'phi.audit.>',
+      'phi.witness.audit.>',
+      'phi.deliver.>',
+      'phi.request.>',
+    ])
+      expect(op.publish.deny, d).toContain(d);
+    // No allow reaches the management API (deny also wins, but an allow would be a mistake to find here).
+    expect(
+      op.publish.allow.filter((s) => /^\$JS\.API\.(STREAM\.(CREATE|UPDATE|DELETE|PURGE)|CONSUMER\.DELETE)/.test(s)),
+    ).toEqual([]);
+    expect(op.publish.deny).not.toContain('$KV.phi_consent.>');
+    expect(op.publish.deny).not.toContain('phi.control.access');
+  });
+});
+
 describe('natsServerConfig', () => {
   const text = natsServerConfig(catalog, { tls: TLS, storeDir: '/data/jetstream', host: '127.0.0.1', port: 4999 });
 
@@ -266,7 +315,7 @@ describe('natsServerConfig', () => {
       expect(text, key).not.toMatch(new RegExp(`^\\s*${key}\\s*[:{=]`, 'm'));
     }
     expect(text).toContain('store_dir: "/data/jetstream"');
-    expect(text.match(/^\s+user: /gm)).toHaveLength(services.length + 3);
+    expect(text.match(/^\s+user: /gm)).toHaveLength(services.length + 4);
   });
 
   it('nats-server 2.9 accepts it with real certificates (`nats-server -t` exits 0)', async () => {

@@ -4,6 +4,7 @@ import { AckPolicy, RetentionPolicy, StorageType, nanos, type JetStreamManager, 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBrokerInfrastructure, ensureDeliveryConsumer, type StreamSettings } from '../../src/nats/setup.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
+import { PUBLISH_DEADLINE_MAX_MS } from '../../src/wire/publish.js';
 
 const MINUTE = 60_000;
 const DAY = 24 * 60 * MINUTE;
@@ -120,6 +121,18 @@ describe('ensureBrokerInfrastructure', () => {
       /duplicates window can not be larger then max age/,
     );
     await ensureBrokerInfrastructure(nc, SETTINGS);
+  });
+
+  it('refuses a de-duplication window shorter than the longest SDK publish deadline, changing nothing', async () => {
+    const before = (await jsm.streams.info('PHI_INGEST')).config.duplicate_window;
+    await expect(
+      ensureBrokerInfrastructure(nc, { ...SETTINGS, duplicateWindowMs: PUBLISH_DEADLINE_MAX_MS - 1 }),
+    ).rejects.toMatchObject({
+      code: 'E_CONFIG_INVALID',
+      message: `duplicateWindowMs: must be at least ${PUBLISH_DEADLINE_MAX_MS} (the longest SDK publish deadline)`,
+    });
+    expect((await jsm.streams.info('PHI_INGEST')).config.duplicate_window).toBe(before);
+    expect(before).toBeGreaterThanOrEqual(nanos(PUBLISH_DEADLINE_MAX_MS));
   });
 });
 

@@ -1,6 +1,7 @@
 // The registry record (pure): merging observations by role, type and purpose; min/max times whatever the
 // order; a redelivered message counted once; the stored form checked on read.
 import { describe, expect, it } from 'vitest';
+import { BrokerError } from '../../src/wire/errors.js';
 import {
   RECENT_IDS,
   applyObservation,
@@ -88,12 +89,27 @@ describe('applyObservation', () => {
 });
 
 describe('encodeRecord / decodeRecord', () => {
-  it('round-trips, and refuses what is not a v1 record without quoting it', () => {
+  it('round-trips, and refuses what is not a v1 record with a code, naming the element, without quoting it', () => {
     const r = applyObservation(emptyRecord(), obs('m1', T0));
     expect(decodeRecord(encodeRecord(r))).toEqual(r);
-    expect(() => decodeRecord(new TextEncoder().encode('Zephyrine'))).toThrow('registry value is not JSON');
-    expect(() => decodeRecord(new TextEncoder().encode('{"v":2,"services":{},"recent":[]}'))).toThrow(
-      /not a v1 record \(at v\)/,
-    );
+    const notJson = thrown(() => decodeRecord(new TextEncoder().encode('Zephyrine')));
+    expect(notJson).toMatchObject({
+      code: 'E_JSON_MALFORMED',
+      message: 'registry record is not well-formed UTF-8 JSON',
+    });
+    const v2 = thrown(() => decodeRecord(new TextEncoder().encode('{"v":2,"services":{},"recent":["Zephyrine"]}')));
+    expect(v2).toMatchObject({ code: 'E_STORED_INVALID', path: 'v' });
+    expect(v2.message).toMatch(/^registry record v: /);
+    expect(v2.message).not.toContain('Zephyrine');
   });
 });
+
+function thrown(f: () => unknown): BrokerError {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof BrokerError) return e;
+    throw e;
+  }
+  throw new Error('expected a BrokerError');
+}

@@ -1,7 +1,8 @@
 // PhiClient.publish (src/sdk/client.ts) against a real nats-server with the broker's JetStream streams: the test plays
 // the broker (test/helpers/scripted-broker.ts) over a real connection and decides each receipt — genuine, rejected,
-// forged, for another message, or none — so sealing, receipt verification and matching (id AND hash), timeouts, real
-// JetStream publish failures, NATS's max_payload and close() are checked without a stand-in connection.
+// forged, for another message, or none — so sealing, receipt verification and matching (id AND hash), deadlines, real
+// JetStream publish failures, NATS's max_payload and close() are checked without a stand-in connection. Outages and
+// lost acknowledgements are in publish-durable.int.test.ts.
 // One server per file, started with max_payload 64 KiB so a message NATS cannot carry is cheap to build.
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
@@ -17,6 +18,7 @@ import { sealEnvelope } from '../../src/envelope/seal.js';
 import { BrokerError, isBrokerError } from '../../src/wire/errors.js';
 import { createLogger } from '../../src/log/log.js';
 import { STREAMS } from '../../src/wire/names.js';
+import { DUPLICATE_WINDOW_MIN_MS } from '../../src/wire/publish.js';
 import { ensureBrokerInfrastructure, type StreamSettings } from '../../src/nats/setup.js';
 import { PhiClient, type PublishResult } from '../../src/sdk/client.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
@@ -24,16 +26,14 @@ import { ScriptedBroker, type Ingested, type WireReceipt } from '../helpers/scri
 
 const MAX_PAYLOAD = 64 * 1024;
 const SETTINGS: StreamSettings = {
-  deliverMaxAgeMs: 60_000,
-  quarantineMaxAgeMs: 60_000,
-  receiptMaxAgeMs: 60_000,
-  duplicateWindowMs: 60_000,
-  replayWindowMs: 60_000,
+  deliverMaxAgeMs: DUPLICATE_WINDOW_MIN_MS,
+  quarantineMaxAgeMs: DUPLICATE_WINDOW_MIN_MS,
+  receiptMaxAgeMs: DUPLICATE_WINDOW_MIN_MS,
+  duplicateWindowMs: DUPLICATE_WINDOW_MIN_MS,
+  replayWindowMs: DUPLICATE_WINDOW_MIN_MS,
   ackWaitMs: 30_000,
   replicas: 1,
 };
-/** JetStream's publish-acknowledgement timeout in nats.js (PhiClient uses `nc.jetstream()` with its defaults). */
-const JS_ACK_TIMEOUT_MS = 5_000;
 
 /** pino output, parsed per line; `until` resolves when a logged record matches (no sleeps). */
 class Capture extends Writable {
@@ -111,7 +111,7 @@ afterEach(async () => {
 
 const patient = { resourceType: 'Patient', id: 'p-sdk-1', name: [{ family: 'Kettleburn' }] };
 
-async function setup(receiptTimeoutMs: number): Promise<{ nc: NatsConnection; client: PhiClient; logs: Capture }> {
+async function setup(publishDeadlineMs: number): Promise<{ nc: NatsConnection; client: PhiClient; logs: Capture }> {
   const nc = await nats.connect('registration');
   const logs = new Capture();
   const client = await PhiClient.connect({
@@ -119,7 +119,7 @@ async function setup(receiptTimeoutMs: number): Promise<{ nc: NatsConnection; cl
     service: 'registration',
     keys: registration,
     peers: publicRecords(broker),
-    receiptTimeoutMs,
+    publishDeadlineMs,
     logger: createLogger({ destination: logs, level: 'debug' }),
     insecure: true,
   });
@@ -298,23 +298,25 @@ describe('PhiClient.publish: receipts', () => {
     ],
   ];
 
-  it.each(invalid)('ignores a receipt %s (%s logged) and reports unknown on timeout', async (_n, code, make) => {
-    const { nc, client, logs } = await setup(300);
-    scripted.answer = (m) => scripted.send(make(acceptedReceipt(m.env.id, m.hash, 1, Date.now())));
-    const result = await client.publish(patient);
-    expect(result).toEqual({
-      status: 'unknown',
-      id: scripted.seen[0]?.env.id,
-      code: 'E_TIMEOUT',
-      message: 'no receipt from the broker in time',
-    });
-    await scripted.settled(); // the bad receipt is on the server …
-    await nc.flush(); // … and, being before the PONG, has reached the client
-    const logged = logs.records().filter((r) => r['event'] === 'sdk.receipt.invalid');
-    expect(logged.map((r) => r['code'])).toEqual([code]);
-    expect(logs.text).not.toContain('Kettleburn');
-    expect(pendingCount(client)).toBe(0);
-  });
+  it.each(invalid)(
+    'ignores a receipt %s (%s logged): stored (JetStream acknowledged) at the deadline',
+    async (_n, code, make) => {
+      const { nc, client, logs } = await setup(300);
+      scripted.answer = (m) => scripted.send(make(acceptedReceipt(m.env.id, m.hash, 1, Date.now())));
+      const result = await client.publish(patient);
+      expect(result).toEqual({
+        status: 'stored',
+        id: scripted.seen[0]?.env.id,
+        message: 'JetStream stored the message; no receipt from the broker by the deadline',
+      });
+      await scripted.settled(); // the bad receipt is on the server …
+      await nc.flush(); // … and, being before the PONG, has reached the client
+      const logged = logs.records().filter((r) => r['event'] === 'sdk.receipt.invalid');
+      expect(logged.map((r) => r['code'])).toEqual([code]);
+      expect(logs.text).not.toContain('Kettleburn');
+      expect(pendingCount(client)).toBe(0);
+    },
+  );
 
   it.each(invalid)(
     'ignores a receipt %s (%s): the genuine receipt after it settles the publish',
@@ -350,14 +352,14 @@ describe('PhiClient.publish: receipts', () => {
     ],
   ];
 
-  it.each(notOurs)('%s does not settle this publish: unknown on timeout', async (_n, make) => {
+  it.each(notOurs)('%s does not settle this publish: stored at the deadline', async (_n, make) => {
     const { nc, client, logs } = await setup(300);
     scripted.answer = (m) => {
       const { receipt, service } = make(m);
       return scripted.send(scripted.signed(receipt), service);
     };
     const result = await client.publish(patient);
-    expect(result).toMatchObject({ status: 'unknown', code: 'E_TIMEOUT' });
+    expect(result).toMatchObject({ status: 'stored', id: scripted.seen[0]?.env.id });
     await scripted.settled();
     await nc.flush();
     // a genuine receipt, just not about this message: nothing to warn about
@@ -403,21 +405,26 @@ describe('PhiClient.publish: JetStream failures', () => {
     }
   }
 
-  it('a publish NATS refuses (no stream, no responder: 503) is rejected with E_INTERNAL at once and leaves nothing pending', async () => {
-    const { client, logs } = await setup(20_000);
+  it('no stream and no responder (503): the same message is sent again with backoff until the deadline, then not_stored, not in doubt', async () => {
+    const { client, logs } = await setup(1_500);
     await scripted.stopListening(); // with no core subscriber either, the server answers "no responders"
     try {
       await withoutIngestStream(async () => {
         const result = await client.publish(patient);
         expect(result).toEqual({
-          status: 'rejected',
+          status: 'not_stored',
           id: expect.any(String),
-          code: 'E_INTERNAL',
-          message: 'NATS did not accept the message',
+          code: 'E_NOT_STORED',
+          message: expect.stringMatching(
+            /^JetStream did not acknowledge the message by the deadline \(\d+ attempts?; last: no stream answered \(no responders\)\)$/,
+          ),
+          inDoubt: false,
         });
-        // 'rejected' (not 'unknown'): settled by the failure itself, not by the receipt timeout.
-        const failed = logs.records().filter((r) => r['event'] === 'sdk.publish.failed');
-        expect(failed.map((r) => [r['id'], r['errorClass']])).toEqual([[result.id, 'NatsError']]);
+        const retries = logs.records().filter((r) => r['event'] === 'sdk.publish.retry' && r['id'] === result.id);
+        expect(retries.length).toBeGreaterThanOrEqual(2);
+        expect(retries.map((r) => r['attempt'])).toEqual(retries.map((_r, i) => i + 1));
+        const notStored = logs.records().filter((r) => r['event'] === 'sdk.publish.not_stored');
+        expect(notStored.map((r) => [r['id'], r['reason'], r['inDoubt']])).toEqual([[result.id, 'deadline', false]]);
         expect(pendingCount(client)).toBe(0);
       });
     } finally {
@@ -425,33 +432,52 @@ describe('PhiClient.publish: JetStream failures', () => {
     }
   });
 
-  it('a publish whose acknowledgement timed out is never "rejected": a receipt after the timeout settles it, none leaves it unknown', async () => {
-    // No stream stores it, but the scripted broker listens (core) and never answers the request: the ack times out.
-    const receiptTimeoutMs = JS_ACK_TIMEOUT_MS + 1_500;
-    const { client, logs } = await setup(receiptTimeoutMs);
+  it('an unacknowledged publish is never "rejected": a receipt proves storage (accepted, attempts stop); silence ends not_stored, in doubt', async () => {
+    // No stream stores it, but the scripted broker listens (core): it receives each attempt and no PubAck comes.
+    const { client, logs } = await setup(2_000);
     await withoutIngestStream(async () => {
       scripted.answer = async (m) => {
         if ((m.opened as { id?: unknown }).id !== 'p-ack-lost-answered') return;
-        // the broker answers only once the publisher has given up on the acknowledgement
-        await logs.until((r) => r['event'] === 'sdk.publish.failed' && r['id'] === m.env.id);
         await scripted.send(scripted.signed(acceptedReceipt(m.env.id, m.hash, 2, Date.now())));
       };
       const [answered, silent] = await Promise.all([
         client.publish({ ...patient, id: 'p-ack-lost-answered' }),
         client.publish({ ...patient, id: 'p-ack-lost-silent' }),
       ]);
-      expect(answered).toMatchObject({ status: 'accepted', deliveries: 2 });
+      expect(answered).toEqual({ status: 'accepted', id: expect.any(String), deliveries: 2 });
       expect(silent).toEqual({
-        status: 'unknown',
+        status: 'not_stored',
         id: expect.any(String),
-        code: 'E_TIMEOUT',
-        message: 'no receipt from the broker in time',
+        code: 'E_NOT_STORED',
+        message:
+          'JetStream did not acknowledge the message by the deadline (1 attempt; last: no acknowledgement by the deadline)',
+        inDoubt: true,
       });
-      const failed = logs.records().filter((r) => r['event'] === 'sdk.publish.failed');
-      expect(failed.map((r) => r['id']).sort()).toEqual([answered.id, silent.id].sort());
+      // one attempt each: the receipt stopped the first; the second waited for its acknowledgement until the deadline
+      expect(scripted.seen.map((m) => m.env.id).sort()).toEqual([answered.id, silent.id].sort());
+      const notStored = logs.records().filter((r) => r['event'] === 'sdk.publish.not_stored');
+      expect(notStored.map((r) => [r['id'], r['inDoubt']])).toEqual([[silent.id, true]]);
       expect(pendingCount(client)).toBe(0);
     });
   }, 20_000);
+
+  it('deadlines and the queue bound outside their range are caller mistakes (TypeError naming the option)', async () => {
+    const { client } = await setup(5_000);
+    for (const deadlineMs of [0, -1, 1.5, 120_001, Number.NaN])
+      await expect(client.publish(patient, { deadlineMs })).rejects.toThrow(
+        new TypeError('deadlineMs must be a whole number from 1 to 120000'),
+      );
+    const nc = await nats.connect('bad-options');
+    const base = { nc, service: 'registration', keys: registration, peers: publicRecords(broker), insecure: true };
+    await expect(PhiClient.connect({ ...base, publishDeadlineMs: 120_001 })).rejects.toThrow(
+      new TypeError('publishDeadlineMs must be a whole number from 1 to 120000'),
+    );
+    await expect(PhiClient.connect({ ...base, maxPendingPublishes: 0 })).rejects.toThrow(
+      new TypeError('maxPendingPublishes must be a whole number from 1 to 1000000'),
+    );
+    expect(scripted.seen).toHaveLength(0);
+    await nc.close();
+  });
 });
 
 describe('PhiClient.publish: max_payload', () => {
@@ -510,18 +536,19 @@ describe('PhiClient.publish: max_payload', () => {
 });
 
 describe('PhiClient.close', () => {
-  it('settles a publish still waiting for its receipt as unknown, and leaves a connection it does not own open', async () => {
+  it('settles a publish JetStream stored and still waiting for its receipt as stored, and leaves a connection it does not own open', async () => {
     const { nc, client } = await setup(30_000);
     const pending = client.publish(patient);
     await scripted.waitForSeen(1);
     expect(pendingCount(client)).toBe(1);
     await client.close();
     expect(await pending).toEqual({
-      status: 'unknown',
+      status: 'stored',
       id: scripted.seen[0]?.env.id,
-      code: 'E_TIMEOUT',
-      message: 'the client closed before a receipt arrived',
+      message: "JetStream stored the message; the client closed before the broker's receipt arrived",
     });
+    const stored = await jsm.streams.getMessage(STREAMS.ingest, { last_by_subj: 'phi.ingest.registration.Patient' });
+    expect(stored.header.get('Nats-Msg-Id')).toBe(scripted.seen[0]?.env.id);
     // A closed client refuses to publish (a caller mistake), instead of sending and waiting for nothing.
     await expect(client.publish({ resourceType: 'Patient', id: 'late' })).rejects.toThrow(TypeError);
     expect(pendingCount(client)).toBe(0);

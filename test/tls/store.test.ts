@@ -42,6 +42,7 @@ describe('issueAll', () => {
       'server',
       'broker',
       'admin',
+      'operator',
       'auditor',
       'service:ehr',
       'service:billing',

@@ -65,6 +65,12 @@ describe('subjects', () => {
       'phi.audit.host-42-a1b2c3',
       'phi.alert.rejections',
     ]);
+    // Witnessed heads sit outside phi.audit.>, so PHI_AUDIT never holds them and PHI_AUDIT_WITNESS never a record.
+    expect([subjects.witnessAll, subjects.witness('host-42-a1b2c3')]).toEqual([
+      'phi.witness.audit.>',
+      'phi.witness.audit.host-42-a1b2c3',
+    ]);
+    expect(() => subjects.witness('a.b')).toThrow(TypeError);
   });
 
   it('streams, bucket, consumer and header names are fixed', () => {
@@ -75,6 +81,7 @@ describe('subjects', () => {
       receipts: 'PHI_RECEIPTS',
       disclosures: 'PHI_DISCLOSURES',
       audit: 'PHI_AUDIT',
+      auditWitness: 'PHI_AUDIT_WITNESS',
     });
     expect(KV_BUCKETS).toEqual({
       seen: 'phi_seen',

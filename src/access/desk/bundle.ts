@@ -1,13 +1,15 @@
 // The assembled answer to a right-of-access request: one FHIR R4 Bundle of type `collection`
-// (http://hl7.org/fhir/R4/bundle.html) holding every answered service's resources, in service order. Each
+// (http://hl7.org/fhir/R4/bundle.html) holding every answered service's resources, in service order, each entry with a name-based fullUrl. Each
 // resource keeps its content; where it has no `meta.source`, that is set to the service that answered
 // (meta.source: "a uri that identifies the source system of the resource"), so the reader can tell where
 // each came from. Built from the sealed answers by whoever holds the broker secrets.
 import type { Bundle } from 'fhir/r4.js';
+import { entryFullUrl } from '../../fhir/full-url.js';
 import type { FhirResource } from '../../fhir/resource.js';
 import type { AccessRequest } from '../protocol/request.js';
 import { openAnswer } from './sealing.js';
 import type { AccessStore } from './store.js';
+import { BrokerError } from '../../wire/errors.js';
 
 export const SOURCE_PREFIX = 'urn:phi-broker:service:';
 
@@ -18,13 +20,16 @@ export function assembleBundle(
 ): Bundle {
   const entry: NonNullable<Bundle['entry']> = [];
   for (const service of [...answers.keys()].sort()) {
-    for (const resource of answers.get(service) ?? []) {
+    for (const [i, resource] of (answers.get(service) ?? []).entries()) {
       const meta = (resource['meta'] ?? {}) as Record<string, unknown>;
       const sourced =
         meta['source'] === undefined
           ? { ...resource, meta: { ...meta, source: `${SOURCE_PREFIX}${service}` } }
           : resource;
-      entry.push({ resource: sourced as unknown as NonNullable<NonNullable<Bundle['entry']>[number]['resource']> });
+      entry.push({
+        fullUrl: entryFullUrl(`access:${request.id}:${service}`, resource, i),
+        resource: sourced as unknown as NonNullable<NonNullable<Bundle['entry']>[number]['resource']>,
+      });
     }
   }
   return {
@@ -48,7 +53,11 @@ export async function loadBundle(
     if (s.state !== 'answered') continue;
     const sealed = await store.getAnswer(request.id, service);
     if (sealed === undefined)
-      throw new Error(`the answer of ${service} to ${request.id} is missing from the answer store`);
+      throw new BrokerError(
+        'E_STORED_INVALID',
+        `the answer of ${service} to ${request.id} is missing from the answer store`,
+        { path: `services.${service}` },
+      );
     answers.set(service, JSON.parse(openAnswer(key, request.id, service, sealed)) as FhirResource[]);
   }
   return assembleBundle(request, answers, now);

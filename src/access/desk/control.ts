@@ -6,7 +6,9 @@
 import type { NatsConnection } from 'nats';
 import { BrokerError, isBrokerErrorCode } from '../../wire/errors.js';
 import { subjects } from '../../wire/names.js';
-import type { AccessRequest } from '../protocol/request.js';
+import { requestSchema, type AccessRequest } from '../protocol/request.js';
+import { z } from 'zod';
+import { decodeJson } from '../../wire/decode-json.js';
 
 export type ControlCommand =
   | { readonly op: 'create'; readonly sealedRef: string }
@@ -18,6 +20,27 @@ export type ControlCommand =
 export type ControlReply =
   | { readonly ok: true; readonly requests: readonly AccessRequest[]; readonly now: number }
   | { readonly ok: false; readonly error: { readonly code: string; readonly message: string; readonly path?: string } };
+
+/** A ControlCommand as the broker checks it (JSON from NATS). */
+export const controlCommandSchema = z.discriminatedUnion(
+  'op',
+  [
+    z.object({ op: z.literal('create'), sealedRef: z.string() }),
+    z.object({ op: z.literal('status'), id: z.string() }),
+    z.object({ op: z.literal('extend'), id: z.string(), reason: z.string().default('') }),
+    z.object({ op: z.literal('list'), overdue: z.boolean().optional() }),
+    z.object({ op: z.literal('retry') }),
+  ],
+  { error: 'expected create, status, extend, list or retry' },
+);
+
+const controlReplySchema = z.discriminatedUnion('ok', [
+  z.object({ ok: z.literal(true), requests: z.array(requestSchema), now: z.number() }),
+  z.object({
+    ok: z.literal(false),
+    error: z.object({ code: z.string(), message: z.string(), path: z.string().optional() }),
+  }),
+]);
 
 /** The associated data of a `create` command's sealed reference (not bound to a request id: none exists yet). */
 export const CONTROL_REF_AAD = 'phi-broker access control v1';
@@ -31,8 +54,8 @@ export async function sendControl(
   const msg = await nc.request(subjects.accessControl, new TextEncoder().encode(JSON.stringify(command)), {
     timeout: timeoutMs,
   });
-  const reply = JSON.parse(new TextDecoder().decode(msg.data)) as ControlReply;
-  if (reply.ok) return { requests: reply.requests, now: reply.now };
+  const reply = decodeJson(msg.data, controlReplySchema, { what: 'access reply', code: 'E_ENVELOPE_INVALID' });
+  if (reply.ok) return { requests: reply.requests as AccessRequest[], now: reply.now };
   const code = isBrokerErrorCode(reply.error.code) ? reply.error.code : 'E_INTERNAL';
   throw new BrokerError(
     code,

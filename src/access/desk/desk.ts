@@ -13,14 +13,14 @@ import { openBlob } from '../../crypto/aead.js';
 import { Keyring } from '../../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../../crypto/keys.js';
 import type { AccessStepFact, AuditFact } from '../../audit/facts.js';
-import { BrokerError, isBrokerError } from '../../wire/errors.js';
+import { isBrokerError } from '../../wire/errors.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../../fhir/limits.js';
 import { errorFields, type Logger } from '../../log/log.js';
 import { BROKER_QUEUE, HEADERS, KV_BUCKETS, subjects } from '../../wire/names.js';
 import { canonicalPatientRef } from '../../registry/patient-key.js';
 import { patientPseudonym } from '../../registry/pseudonym.js';
 import { RegistryStore } from '../../registry/store.js';
-import { CONTROL_REF_AAD, type ControlCommand, type ControlReply } from './control.js';
+import { CONTROL_REF_AAD, controlCommandSchema, type ControlReply } from './control.js';
 import { openAnswerEnvelope } from './answer.js';
 import { fetchParts } from './fetch-parts.js';
 import { openManifest } from '../protocol/parts.js';
@@ -39,6 +39,7 @@ import { accessKey, answerHash, checkRequestId, openPatientRef, sealAnswer, seal
 import { serveServiceRequests } from './service-requests.js';
 import { AccessStore } from './store.js';
 import type { Replicas } from '../../nats/setup.js';
+import { decodeJson } from '../../wire/decode-json.js';
 
 export interface AccessDeskOptions {
   readonly nc: NatsConnection;
@@ -355,14 +356,14 @@ export class AccessDesk {
 
   private async handleControl(data: Uint8Array): Promise<ControlReply> {
     try {
-      const cmd = JSON.parse(new TextDecoder().decode(data)) as ControlCommand;
+      const cmd = decodeJson(data, controlCommandSchema, { what: 'access command', code: 'E_ENVELOPE_INVALID' });
       const now = this.now();
       switch (cmd.op) {
         case 'create': {
           const ref = new TextDecoder().decode(
             openBlob(
               this.key,
-              new Uint8Array(Buffer.from(String(cmd.sealedRef), 'base64url')),
+              new Uint8Array(Buffer.from(cmd.sealedRef, 'base64url')),
               new TextEncoder().encode(CONTROL_REF_AAD),
               'sealedRef',
             ),
@@ -370,17 +371,13 @@ export class AccessDesk {
           return { ok: true, requests: [await this.create(ref)], now };
         }
         case 'status':
-          return { ok: true, requests: [await this.store.get(checkRequestId(String(cmd.id)))], now };
+          return { ok: true, requests: [await this.store.get(checkRequestId(cmd.id))], now };
         case 'extend':
-          return { ok: true, requests: [await this.extend(String(cmd.id), String(cmd.reason ?? ''))], now };
+          return { ok: true, requests: [await this.extend(cmd.id, cmd.reason)], now };
         case 'list':
           return { ok: true, requests: await this.list(cmd.overdue === true), now };
         case 'retry':
           return { ok: true, requests: await this.retryDue(), now };
-        default:
-          throw new BrokerError('E_ENVELOPE_INVALID', 'op: expected create, status, extend, list or retry', {
-            path: 'op',
-          });
       }
     } catch (err) {
       if (isBrokerError(err)) return { ok: false, error: err.toJSON() };

@@ -3,13 +3,11 @@
 // each service's sealed answer in the JetStream Object Store phi_access_answers (NATS ADR-20; answers may be
 // larger than one message), named `<request id>.<service>`.
 import { type KV, type NatsConnection, type ObjectStore } from 'nats';
+import { kvCompareAndSet } from '../../nats/kv-cas.js';
 import { SINGLE_NODE_REPLICAS, bucketPlacement, type Replicas } from '../../nats/setup.js';
 import { BrokerError } from '../../wire/errors.js';
 import { KV_BUCKETS, OBJECT_STORES } from '../../wire/names.js';
 import { decodeRequest, encodeRequest, type AccessRequest } from '../protocol/request.js';
-
-const WRONG_LAST_SEQUENCE = 10071;
-const MAX_ATTEMPTS = 100;
 
 /**
  * KV phi_access and the object store phi_access_answers, created when missing (by the admin identity's provisioning
@@ -49,29 +47,27 @@ export class AccessStore {
   }
 
   /**
-   * Applies `change` by compare-and-set, re-reading and re-applying on a concurrent write. `change` may throw
-   * (e.g. E_ACCESS_EXTENDED) or return the same object to write nothing. Returns the request as stored.
+   * Applies `change` by compare-and-set (src/nats/kv-cas.ts). `change` may throw (e.g. E_ACCESS_EXTENDED) or return
+   * the same object to write nothing. Returns the request as stored.
    */
   async update(
     id: string,
     change: (r: AccessRequest) => AccessRequest,
   ): Promise<{ request: AccessRequest; changed: boolean }> {
-    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const entry = await this.kv.get(id);
-      if (entry === null || entry.operation !== 'PUT')
-        throw new BrokerError('E_ACCESS_UNKNOWN', `id: no access request ${id} (see access list)`, { path: 'id' });
-      const current = decodeRequest(entry.value);
-      const next = change(current);
-      if (next === current) return { request: current, changed: false };
-      try {
-        await this.kv.update(id, encodeRequest(next), entry.revision);
-        return { request: next, changed: true };
-      } catch (err) {
-        if ((err as { api_error?: { err_code?: number } } | null)?.api_error?.err_code !== WRONG_LAST_SEQUENCE)
-          throw err;
-      }
-    }
-    throw new Error(`access request ${id} stayed contended for ${MAX_ATTEMPTS} compare-and-set rounds`);
+    const { value, changed } = await kvCompareAndSet(
+      this.kv,
+      id,
+      { decode: decodeRequest, encode: encodeRequest },
+      (current) => {
+        if (current === undefined)
+          throw new BrokerError('E_ACCESS_UNKNOWN', `id: no access request ${id} (see access list)`, { path: 'id' });
+        return change(current);
+      },
+      { path: 'id' },
+    );
+    if (value === undefined)
+      throw new BrokerError('E_ACCESS_UNKNOWN', `id: no access request ${id} (see access list)`, { path: 'id' });
+    return { request: value, changed };
   }
 
   async list(): Promise<AccessRequest[]> {

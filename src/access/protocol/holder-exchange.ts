@@ -18,6 +18,7 @@ import type { SigningKeyPair } from '../../crypto/keys.js';
 import { openEnvelope, verifySignedEnvelope } from '../../envelope/open.js';
 import { sealEnvelope, type SealedEnvelope } from '../../envelope/seal.js';
 import { BrokerError } from '../../wire/errors.js';
+import { entryFullUrl } from '../../fhir/full-url.js';
 import type { FhirResource } from '../../fhir/resource.js';
 
 export interface Question {
@@ -105,7 +106,14 @@ export function sealAnswerEnvelope(a: {
     resourceType: 'Bundle',
     id: randomUUID(),
     type: 'collection',
-    ...(a.resources.length === 0 ? {} : { entry: a.resources.map((resource) => ({ resource })) }),
+    ...(a.resources.length === 0
+      ? {}
+      : {
+          entry: a.resources.map((resource, i) => ({
+            fullUrl: entryFullUrl(`answer:${id}`, resource, i),
+            resource,
+          })),
+        }),
   } as unknown as Bundle;
   return sealEnvelope({
     id,

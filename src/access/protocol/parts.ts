@@ -1,22 +1,13 @@
-// A right-of-access answer larger than one NATS message (the server's max_payload), sent in parts — pure: no NATS
-// here (src/sdk/access.ts serves the parts, fetch-parts.ts fetches them). The service seals and signs its answer
-// exactly as when it fits in one message (protocol.ts: envelope bytes A, Ed25519 signature S over A, RFC 8032), then
-//   - replies to the question with a manifest (header Phi-Parts: n): JSON naming the answer id, the SHA-256 of A
-//     (FIPS 180-4), its length, the part count n, S, and a one-off subject token; signed with the service's key
-//     (Phi-Sig over the manifest's exact bytes, like an envelope);
-//   - serves part k of n (1-based, consecutive slices of A) on phi.access.<service>.part.<token> by request/reply
-//     (NATS request/reply, https://docs.nats.io/nats-concepts/core-nats/reqreply): header Phi-Part `k/n`, and
-//     Phi-Sig over `phi-broker access part v1|<answer id>|<k>|<n>|<SHA-256 of the slice>`.
-// The broker checks each part as it arrives — its place (`k/n`, else E_ACCESS_PARTS), its signature bound to answer,
-// place and count (else E_SIGNATURE: a part substituted from elsewhere, altered or moved) — then the whole: length
-// and SHA-256 as the manifest declared (else E_ACCESS_PARTS: truncated or padded), then S over A as for any answer.
-// Nothing in a manifest or a part header is PHI: ids, counts, hashes; the parts are slices of the sealed envelope.
+// A right-of-access answer larger than one NATS message, cut into signed parts and checked part by part and whole —
+// pure: no NATS here. The protocol and its checks: docs/patient-rights.md#answers-larger-than-one-message.
 import { createHash, randomBytes } from 'node:crypto';
+import { z } from 'zod';
 import { fromBase64url, toBase64url } from '../../crypto/base64url.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import type { SigningKeyPair } from '../../crypto/keys.js';
 import { signDetached, verifyDetached } from '../../crypto/sign.js';
 import { BrokerError } from '../../wire/errors.js';
+import { decodeJsonBytes, tryDecodeJson } from '../../wire/decode-json.js';
 
 export interface PartsManifest {
   readonly v: 1;
@@ -53,6 +44,8 @@ export interface SplitAnswer {
 export const PART_HEADROOM = 1024;
 /** At most this many parts per answer (with 1 MiB messages: about 100 GB; the broker's maxAnswerBytes binds first). */
 export const MAX_PARTS = 100_000;
+/** A part request: `{part: k}`, 1-based (zod's int() is a safe integer). */
+const partRequestSchema = z.object({ part: z.number().int().min(1) });
 const TOKEN = /^[0-9a-f]{32}$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 const MANIFEST_FIELDS = ['v', 'id', 'iss', 'kid', 'sha256', 'bytes', 'parts', 'sig', 'token'];
@@ -76,12 +69,8 @@ export function partRequest(k: number): Uint8Array {
 
 /** Reads a part request's part number; undefined when it is not one. */
 export function parsePartRequest(data: Uint8Array): number | undefined {
-  try {
-    const json = JSON.parse(new TextDecoder().decode(data)) as { part?: unknown };
-    return typeof json.part === 'number' && Number.isSafeInteger(json.part) && json.part >= 1 ? json.part : undefined;
-  } catch {
-    return undefined;
-  }
+  const r = tryDecodeJson(data, partRequestSchema, { what: 'part request', code: 'E_ENVELOPE_INVALID' });
+  return r.ok ? r.value.part : undefined;
 }
 
 /** Splits a sealed answer (bytes and signature as sealAnswerEnvelope made them) into parts of at most `maxPart` bytes. */
@@ -157,12 +146,7 @@ export function openManifest(
   keyring: Keyring,
   expected: { questionId: string; service: string; maxBytes: number },
 ): PartsManifest {
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data));
-  } catch {
-    throw new BrokerError('E_JSON_MALFORMED', 'access answer manifest is not UTF-8 JSON');
-  }
+  const json = decodeJsonBytes(data, { what: 'access answer manifest' });
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw manifestInvalid('(root)', 'an object');
   const m = json as Record<string, unknown>;
   const extra = Object.keys(m).find((k) => !MANIFEST_FIELDS.includes(k));

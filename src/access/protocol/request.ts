@@ -6,6 +6,7 @@
 // The patient appears only as the registry pseudonym and as a sealed reference (sealing.ts).
 import { z } from 'zod';
 import { BrokerError } from '../../wire/errors.js';
+import { decodeJson } from '../../wire/decode-json.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 /** 164.524(b)(2)(i): act on a request no later than 30 days after receipt. */
@@ -79,7 +80,8 @@ const serviceState = z.discriminatedUnion('state', [
   }),
 ]);
 
-const requestSchema = z.strictObject({
+/** A stored access request (version 1). */
+export const requestSchema = z.strictObject({
   v: z.literal(1),
   id: z.string(),
   patient: z.string(),
@@ -207,6 +209,12 @@ export function extendRequest(r: AccessRequest, reason: string, now: number): Ac
     throw new BrokerError('E_ACCESS_EXTENDED', 'extension: the request is complete; there is nothing to extend', {
       path: 'extension',
     });
+  if (now > r.dueAt)
+    throw new BrokerError(
+      'E_ACCESS_EXTENSION_LATE',
+      'extension: the due date has passed; an extension must be made within the first 30 days (45 CFR 164.524(b)(2)(ii))',
+      { path: 'extension' },
+    );
   const text = reason.trim();
   if (text === '')
     throw new BrokerError(
@@ -225,15 +233,7 @@ export function encodeRequest(r: AccessRequest): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(r));
 }
 
+/** Parses a stored value; E_JSON_MALFORMED or E_STORED_INVALID (naming the element) when it is not a v1 request. */
 export function decodeRequest(bytes: Uint8Array): AccessRequest {
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder().decode(bytes));
-  } catch {
-    throw new Error('access request value is not JSON');
-  }
-  const r = requestSchema.safeParse(json);
-  if (!r.success)
-    throw new Error(`access request value is not a v1 record (at ${r.error.issues[0]?.path.join('.') ?? '(root)'})`);
-  return r.data as AccessRequest;
+  return decodeJson(bytes, requestSchema, { what: 'access request', code: 'E_STORED_INVALID' }) as AccessRequest;
 }

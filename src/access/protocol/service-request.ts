@@ -21,6 +21,8 @@ import { sealEnvelope, type SealedEnvelope } from '../../envelope/seal.js';
 import type { Envelope } from '../../envelope/types.js';
 import { BrokerError, isBrokerErrorCode } from '../../wire/errors.js';
 import type { AccessRequest, RequestStatus } from './request.js';
+import { z } from 'zod';
+import { decodeJson } from '../../wire/decode-json.js';
 
 export type AccessCommand =
   { readonly op: 'create'; readonly patient: string } | { readonly op: 'status'; readonly id: string };
@@ -45,6 +47,24 @@ export function summarize(r: AccessRequest): AccessRequestSummary {
 }
 
 const PARAMETER = { create: 'patient', status: 'request' } as const;
+
+const errorSchema = z.object({ code: z.string(), message: z.string(), path: z.string().optional() });
+
+/** An AccessReply as the service checks it (the broker signed it; the shape is checked all the same). */
+const accessReplySchema = z.discriminatedUnion('ok', [
+  z.object({
+    v: z.literal(1),
+    re: z.string(),
+    ok: z.literal(true),
+    request: z.object({
+      id: z.string(),
+      status: z.enum(['open', 'partial', 'complete']),
+      receivedAt: z.string(),
+      due: z.string(),
+    }),
+  }),
+  z.object({ v: z.literal(1), re: z.string().optional(), ok: z.literal(false), error: errorSchema }),
+]);
 
 /** The service's side: the command as a Parameters resource, sealed to the broker and signed. */
 export function sealAccessCommand(c: {
@@ -165,12 +185,7 @@ export function openAccessReply(
   const raw = sig === undefined ? undefined : fromBase64url(sig);
   if (raw === undefined || !brokerKeys.some((k) => verifyDetached(data, raw, k)))
     throw new BrokerError('E_SIGNATURE', "access reply signature does not verify with the broker's keys");
-  let reply: AccessReply;
-  try {
-    reply = JSON.parse(new TextDecoder().decode(data)) as AccessReply;
-  } catch {
-    throw new BrokerError('E_JSON_MALFORMED', 'access reply is not JSON');
-  }
+  const reply = decodeJson(data, accessReplySchema, { what: 'access reply', code: 'E_ENVELOPE_INVALID' });
   if (reply.re !== undefined && reply.re !== commandId)
     throw new BrokerError('E_ENVELOPE_INVALID', 'access reply answers another request', { path: 're' });
   if (!reply.ok) {

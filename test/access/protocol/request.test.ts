@@ -75,6 +75,15 @@ describe('access request state', () => {
     );
   });
 
+  it('is not extended after its due date (164.524(b)(2)(ii): within the first 30 days), so it stays overdue', () => {
+    const r = base();
+    expect(extendRequest(r, 'records are held off site', r.dueAt).dueAt).toBe(r.dueAt + ACCESS_EXTENSION_MS);
+    expect(() => extendRequest(r, 'records are held off site', r.dueAt + 1)).toThrow(
+      expect.objectContaining({ code: 'E_ACCESS_EXTENSION_LATE', path: 'extension' }) as Error,
+    );
+    expect(isOverdue(r, r.dueAt + 1)).toBe(true);
+  });
+
   it('is overdue after its due date unless complete', () => {
     const r = base();
     expect(isOverdue(r, r.dueAt)).toBe(false);
@@ -103,6 +112,8 @@ describe('access request state', () => {
     expect(
       recordMiss(claimAttempt(base(), 'ehr', T0), 'ehr', { failed: false, code: 'TIMEOUT', path: 'x' }).services['ehr'],
     ).not.toHaveProperty('path');
-    expect(() => decodeRequest(new TextEncoder().encode('{"v":1}'))).toThrow(/not a v1 record/);
+    expect(() => decodeRequest(new TextEncoder().encode('{"v":1}'))).toThrow(
+      expect.objectContaining({ code: 'E_STORED_INVALID', path: 'id' }),
+    );
   });
 });
