@@ -2,7 +2,7 @@
 // stream, KV bucket and object store at R3, two `phi-broker up` processes sharing PHI_INGEST, three SDK subscribers
 // counting unique message ids, and a publisher at a steady rate. `kill -9` of the PHI_INGEST stream leader mid-run,
 // then its restart, and `kill -9` of one broker process mid-run: every message reaches every subscriber exactly once.
-// PHI_CHAOS=1 (`npm run chaos`) runs the long form: more messages, and a rolling restart of all three nodes and a
+// PHI_CHAOS=1 (`npm run chaos:cluster`, part of `npm run chaos`) runs the long form: more messages, and a rolling restart of all three nodes and a
 // `kill -9` of both brokers as well.
 //
 // The SDK's publish resends the same bytes under the same Nats-Msg-Id until JetStream acknowledges or its deadline
