@@ -267,6 +267,7 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
     duplicateWindowMs: DUPLICATE_WINDOW_MIN_MS,
     replayWindowMs: 3_600_000,
     ackWaitMs: 30_000,
+    replicas: 1,
   });
   const pub = new AckedPublisher(input.nc);
   const replay = new ReplayCache(seen, pub);

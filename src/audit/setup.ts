@@ -8,26 +8,26 @@
 import {
   DiscardPolicy,
   RetentionPolicy,
-  StorageType,
   nanos,
   type JetStreamManager,
   type NatsConnection,
   type StreamConfig,
 } from 'nats';
+import { streamPlacement, type Replicas } from '../nats/setup.js';
 import { BrokerError } from '../wire/errors.js';
 import { STREAMS, subjects } from '../wire/names.js';
 
 export interface AuditStreamSettings {
   readonly maxAgeMs: number;
   readonly duplicateWindowMs: number;
+  readonly replicas: Replicas;
 }
 
 export function auditStreamConfig(s: AuditStreamSettings): Partial<StreamConfig> {
   return {
     name: STREAMS.audit,
     subjects: [subjects.auditAll],
-    storage: StorageType.File,
-    num_replicas: 1,
+    ...streamPlacement(s.replicas),
     retention: RetentionPolicy.Limits,
     discard: DiscardPolicy.New,
     max_age: nanos(s.maxAgeMs),
@@ -85,10 +85,16 @@ async function ensureWriteOnce(jsm: JetStreamManager, config: Partial<StreamConf
       `auditMaxAgeMs: shorter than the retention ${name} already has; refusing to shorten audit retention at start (change the stream deliberately with the NATS tools)`,
     );
   }
-  if (existing.max_age !== config.max_age || !existing.deny_delete || !existing.deny_purge) {
+  if (
+    existing.max_age !== config.max_age ||
+    existing.num_replicas !== config.num_replicas ||
+    !existing.deny_delete ||
+    !existing.deny_purge
+  ) {
     await jsm.streams.update(name, {
       ...existing,
       max_age: config.max_age ?? existing.max_age,
+      num_replicas: config.num_replicas ?? existing.num_replicas,
       deny_delete: true,
       deny_purge: true,
     });

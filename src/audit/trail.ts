@@ -29,6 +29,7 @@ export type AuditSettings = Pick<
   | 'auditIntegrityCheckMs'
   | 'duplicateWindowMs'
   | 'alertRulesFile'
+  | 'replicas'
 >;
 
 export interface AuditTrailOptions {
@@ -74,7 +75,11 @@ export class AuditTrail {
     const now = opts.now ?? Date.now;
     const monitor = new AlertMonitor(loadAlertRules(settings.alertRulesFile), now);
     const instanceId = settings.instanceId ?? defaultInstanceId();
-    const streamSettings = { maxAgeMs: settings.auditMaxAgeMs, duplicateWindowMs: settings.duplicateWindowMs };
+    const streamSettings = {
+      maxAgeMs: settings.auditMaxAgeMs,
+      duplicateWindowMs: settings.duplicateWindowMs,
+      replicas: settings.replicas,
+    };
     const { signer } = opts;
     const integrityOptions: IntegrityCheckOptions = {
       settings: streamSettings,

@@ -180,9 +180,15 @@ export class Broker {
       // connected still finds everything published for it (retained for deliverMaxAgeMs).
       Promise.all(subscriberServices(routes).map((service) => ensureDeliveryConsumer(nc, service))),
       // Patient rights (45 CFR 164.522, 164.528): restrictions are loaded before the first message is routed.
-      ensureDisclosureStream(nc, { maxAgeMs: config.disclosureMaxAgeMs, duplicateWindowMs: config.duplicateWindowMs }),
-      ensureConsentBucket(nc).then((bucket) => ConsentView.start(bucket, opts.secrets, catalog.patients, logger)),
-      RegistryRecorder.open(nc, catalog.patients, opts.secrets, logger),
+      ensureDisclosureStream(nc, {
+        maxAgeMs: config.disclosureMaxAgeMs,
+        duplicateWindowMs: config.duplicateWindowMs,
+        replicas: config.replicas,
+      }),
+      ensureConsentBucket(nc, config.replicas).then((bucket) =>
+        ConsentView.start(bucket, opts.secrets, catalog.patients, logger),
+      ),
+      RegistryRecorder.open(nc, catalog.patients, opts.secrets, logger, config.replicas),
       opts.audit ??
         AuditTrail.open({
           nc,
@@ -287,6 +293,7 @@ export class Broker {
       streamDrift(jsm, streamSettings(config), {
         maxAgeMs: config.disclosureMaxAgeMs,
         duplicateWindowMs: config.duplicateWindowMs,
+        replicas: config.replicas,
       }),
       jsm.streams.info(STREAMS.audit),
       jsm.consumers.info(STREAMS.ingest, BROKER_CONSUMER),

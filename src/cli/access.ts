@@ -81,7 +81,7 @@ async function read(
   if (operatorIdentity(config, 'read')?.kind !== 'auditor') return control(config, command);
   const nc = await connectOperator(config, 'phi-broker access', 'read');
   try {
-    const store = await AccessStore.open(nc);
+    const store = await AccessStore.open(nc, config.replicas);
     const now = Date.now();
     if (command.op === 'status') return { requests: [await store.get(command.id)], now };
     return { requests: (await store.list()).filter((r) => !command.overdue || isOverdue(r, now)), now };
@@ -167,7 +167,7 @@ export async function runAccessExport(
   const key = accessKey(existingBrokerSecrets(config));
   const nc = await connectOperator(config, 'phi-broker access export', 'read');
   try {
-    const store = await AccessStore.open(nc);
+    const store = await AccessStore.open(nc, config.replicas);
     const request = await store.get(checkRequestId(id));
     const bundle = await loadBundle(store, key, request, Date.now());
     writeFileSync(file, `${JSON.stringify(bundle, null, 2)}\n`, { mode: 0o600 });

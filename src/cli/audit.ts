@@ -141,7 +141,11 @@ export async function runAuditVerify(
     // against the witness file.
     if (opts.stream === STREAMS.audit) {
       const jsm = await nc.jetstreamManager();
-      const streamSettings = { maxAgeMs: config.auditMaxAgeMs, duplicateWindowMs: config.duplicateWindowMs };
+      const streamSettings = {
+        maxAgeMs: config.auditMaxAgeMs,
+        duplicateWindowMs: config.duplicateWindowMs,
+        replicas: config.replicas,
+      };
       for (const wanted of [auditStreamConfig(streamSettings), witnessStreamConfig(streamSettings)]) {
         const name = wanted.name as string;
         settings.push(...streamSettingProblems(name, await streamConfigOf(jsm, name), wanted));

@@ -8,6 +8,7 @@ import { parseDuration } from '../tls/duration.js';
 import {
   DEFAULT_CA_LIFETIME_MS,
   DEFAULT_LEAF_LIFETIME_MS,
+  DEFAULT_SERVER_HOSTS,
   defaultTlsDir,
   issueAll,
   readCa,
@@ -15,12 +16,15 @@ import {
   type IssueReport,
 } from '../tls/store.js';
 import { loadConfiguredCatalog } from '../runtime/data-dir.js';
+import { clusterNodeNames } from '../nats/cluster-config.js';
 
 export interface CertsOptions {
   readonly dir?: string;
   readonly lifetime?: string;
   readonly caLifetime?: string;
   readonly serverHost?: readonly string[];
+  /** Issue route certificates for a cluster of this many nodes (nats-1 … nats-<n>). */
+  readonly clusterNodes?: number;
   readonly now?: number;
 }
 
@@ -43,12 +47,16 @@ export async function runCerts(
   const catalog = loadConfiguredCatalog(config);
   const layout = tlsLayout(resolve(opts.dir ?? defaultTlsDir(config.dataDir)));
   if (mode === 'rotate') readCa(layout); // throws, naming `certs init`, when there is no CA
+  const hosts = opts.serverHost ?? DEFAULT_SERVER_HOSTS;
+  const nodes = opts.clusterNodes === undefined ? [] : clusterNodeNames(opts.clusterNodes);
   const r = await issueAll(layout, [...catalog.services.keys()].sort(), {
     now: opts.now ?? Date.now(),
     lifetimeMs: opts.lifetime === undefined ? DEFAULT_LEAF_LIFETIME_MS : parseDuration(opts.lifetime),
     caLifetimeMs: opts.caLifetime === undefined ? DEFAULT_CA_LIFETIME_MS : parseDuration(opts.caLifetime),
     createCaIfMissing: mode === 'init',
-    ...(opts.serverHost === undefined ? {} : { serverHosts: opts.serverHost }),
+    // Clients reach a cluster node by its name: the server certificate names every node.
+    serverHosts: [...new Set([...nodes, ...hosts])],
+    clusterNodes: nodes.map((name) => ({ name, hosts: [...new Set([name, ...hosts])] })),
   });
   report(out, r);
 }

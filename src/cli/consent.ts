@@ -47,7 +47,13 @@ async function withStore<T>(
   const nc = await connectOperator(config, 'phi-broker consent', access);
   try {
     return await fn(
-      await ConsentStore.open(nc, secrets, { services: catalog.services.keys(), patients: catalog.patients }),
+      await ConsentStore.open(
+        nc,
+        secrets,
+        { services: catalog.services.keys(), patients: catalog.patients },
+        Date.now,
+        config.replicas,
+      ),
     );
   } finally {
     await nc.close();

@@ -395,10 +395,30 @@ for (const mode of ['init', 'rotate'] as const) {
       'localhost',
       '127.0.0.1',
     ])
+    .addOption(
+      new Option(
+        '--cluster-nodes <n>',
+        'also a route certificate per node nats-1 … nats-<n> (SAN: its name and the server hosts), and the node names in the server certificate',
+      ).choices(['3', '5']),
+    )
     .action(
-      async (opts: { dir?: string; lifetime: string; caLifetime: string; serverHost: string[] }, cmd: Command) => {
+      async (
+        opts: { dir?: string; lifetime: string; caLifetime: string; serverHost: string[]; clusterNodes?: string },
+        cmd: Command,
+      ) => {
         const { runCerts } = await import('./certs.js');
-        await runCerts(configFrom(cmd.optsWithGlobals<GlobalOptions>()), mode, opts, process.stdout);
+        await runCerts(
+          configFrom(cmd.optsWithGlobals<GlobalOptions>()),
+          mode,
+          {
+            serverHost: opts.serverHost,
+            lifetime: opts.lifetime,
+            caLifetime: opts.caLifetime,
+            ...(opts.dir === undefined ? {} : { dir: opts.dir }),
+            ...(opts.clusterNodes === undefined ? {} : { clusterNodes: Number(opts.clusterNodes) }),
+          },
+          process.stdout,
+        );
       },
     );
 }
@@ -411,10 +431,37 @@ program
   .option('--store-dir <dir>', 'JetStream store directory (default <data-dir>/nats/jetstream, absolute)')
   .option('--host <host>', 'listen address', '0.0.0.0')
   .option('--port <port>', 'client port', (v) => Number.parseInt(v, 10), 4222)
+  .option('--cluster', 'a NATS cluster: one config per node, routes over mTLS (docs/deployment.md)')
+  .addOption(
+    new Option('--nodes <n>', 'cluster size; nodes are named nats-1 … nats-<n> and reached by that name')
+      .choices(['3', '5'])
+      .default('3'),
+  )
+  .option('--out-dir <dir>', 'with --cluster: where to write <node>.conf for each node')
+  .option('--cluster-port <port>', 'with --cluster: route port of every node', (v) => Number.parseInt(v, 10), 6222)
+  .option('--cluster-name <name>', 'with --cluster: the NATS cluster name', 'phi-broker')
   .action(
-    async (opts: { out?: string; tlsDir?: string; storeDir?: string; host: string; port: number }, cmd: Command) => {
+    async (
+      opts: {
+        out?: string;
+        tlsDir?: string;
+        storeDir?: string;
+        host: string;
+        port: number;
+        cluster?: boolean;
+        nodes: string;
+        outDir?: string;
+        clusterPort: number;
+        clusterName: string;
+      },
+      cmd: Command,
+    ) => {
       const { runNatsConfig } = await import('../runtime/nats-config.js');
-      runNatsConfig(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts, process.stdout);
+      runNatsConfig(
+        configFrom(cmd.optsWithGlobals<GlobalOptions>()),
+        { ...opts, cluster: opts.cluster === true, nodes: Number(opts.nodes) },
+        process.stdout,
+      );
     },
   );
 

@@ -76,7 +76,7 @@ export async function runRegistryShow(
   const pseudonym = patientPseudonym(existingBrokerSecrets(config), ref);
   const nc = await connectOperator(config, 'phi-broker registry', 'read');
   try {
-    const store = await RegistryStore.open(nc);
+    const store = await RegistryStore.open(nc, config.replicas);
     const rows = holdingRows(await store.get(pseudonym));
     out.write(
       opts.json

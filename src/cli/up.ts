@@ -156,6 +156,7 @@ async function start(
       audit: broker.auditTrail,
       retryIntervalMs: config.accessRetryIntervalMs,
       clockSkewMs: config.clockSkewMs,
+      replicas: config.replicas,
     });
     const readyLine = `phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, catalog ${catalog.hash.slice(0, 12)}${broker.healthPort === undefined ? '' : `, health http://${config.healthHost}:${broker.healthPort}/readyz`}`;
     return { readyLine, nc, broker, desk, link: trackConnection(nc) };

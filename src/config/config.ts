@@ -14,7 +14,7 @@ const DISCLOSURE_RETENTION_DAYS = 6 * 365 + 2;
 export const configSchema = z.strictObject({
   /** Where `up` keeps the embedded NATS store, dev keys and state (`PHI_BROKER_DATA_DIR`). */
   dataDir: z.string().min(1).default('.phi-broker'),
-  /** An existing NATS to use instead of the embedded one (`NATS_URL`). */
+  /** An existing NATS to use instead of the embedded one (`NATS_URL`); a cluster as comma-separated URLs. */
   natsUrl: z.string().min(1).optional(),
   /**
    * The mTLS files (`phi-broker certs init`, layout in src/tls/store.ts) the CLI connects to `natsUrl` with: the
@@ -88,6 +88,12 @@ export const configSchema = z.strictObject({
     .min(1000)
     .max(10 * 60 * 1000)
     .default(30_000),
+  /**
+   * Copies JetStream keeps of every stream, KV bucket and object store (`PHI_BROKER_REPLICAS`): 1 on one nats-server,
+   * 3 on a 3-node cluster (survives one lost node), 5 on five (survives two). An odd count: each is a RAFT group that
+   * needs a majority. Applied by provisioning (docs/deployment.md).
+   */
+  replicas: z.union([z.literal(1), z.literal(3), z.literal(5)], { error: 'expected 1, 3 or 5' }).default(1),
   /** Ingest messages processed concurrently by one broker process. */
   concurrency: z.number().int().min(1).max(4096).default(64),
   /** Right of access: how long one service has to answer the broker's question (docs/patient-rights.md). */
@@ -226,6 +232,7 @@ export const CONFIG_ENV = {
   PHI_BROKER_DISCLOSURE_MAX_AGE_MS: 'disclosureMaxAgeMs',
   PHI_BROKER_ACK_WAIT_MS: 'ackWaitMs',
   PHI_BROKER_CONCURRENCY: 'concurrency',
+  PHI_BROKER_REPLICAS: 'replicas',
   PHI_BROKER_ACCESS_ANSWER_TIMEOUT_MS: 'accessAnswerTimeoutMs',
   PHI_BROKER_ACCESS_RETRY_INTERVAL_MS: 'accessRetryIntervalMs',
   PHI_BROKER_LOG_LEVEL: 'logLevel',
@@ -258,6 +265,7 @@ const NUMERIC: ReadonlySet<string> = new Set([
   'disclosureMaxAgeMs',
   'ackWaitMs',
   'concurrency',
+  'replicas',
   'accessAnswerTimeoutMs',
   'accessRetryIntervalMs',
   'auditMaxAgeMs',

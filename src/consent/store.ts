@@ -9,7 +9,7 @@ import type { KV, NatsConnection } from 'nats';
 import type { BrokerSecrets } from '../crypto/broker-secrets.js';
 import type { PatientMatchDef } from '../catalog/types.js';
 import { BrokerError } from '../wire/errors.js';
-import { ensureConsentBucket } from '../nats/setup.js';
+import { SINGLE_NODE_REPLICAS, ensureConsentBucket, type Replicas } from '../nats/setup.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
 import {
@@ -51,9 +51,10 @@ export class ConsentStore {
     secrets: BrokerSecrets,
     catalog: ConsentCatalog,
     now: () => number = Date.now,
+    replicas: Replicas = SINGLE_NODE_REPLICAS,
   ): Promise<ConsentStore> {
     return new ConsentStore(
-      await ensureConsentBucket(nc),
+      await ensureConsentBucket(nc, replicas),
       secrets,
       consentStoreKey(secrets),
       new Set(catalog.services),

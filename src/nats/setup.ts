@@ -1,7 +1,8 @@
 // Creates (or updates) the JetStream streams, durable consumers and KV buckets phi-broker runs on.
 // Idempotent: every broker process calls it at start. JetStream features used: work-queue retention
 // (PHI_INGEST), limits retention by age (PHI_DELIVER), message de-duplication by Nats-Msg-Id (ADR-31),
-// deny-delete on quarantine, KV (replay cache with TTL).
+// deny-delete on quarantine, KV (replay cache with TTL), replicated file storage (R1 on one node, R3/R5 on a
+// cluster: docs/deployment.md). Every stream, KV bucket and object store takes its placement from here.
 import {
   AckPolicy,
   DiscardPolicy,
@@ -18,7 +19,37 @@ import { BrokerError } from '../wire/errors.js';
 import { BROKER_CONSUMER, KV_BUCKETS, STREAMS, deliveryConsumer, subjects } from '../wire/names.js';
 import { DUPLICATE_WINDOW_MIN_MS } from '../wire/publish.js';
 
+/**
+ * Copies JetStream keeps of every stream, KV bucket and object store: 1 on one node; 3 (or 5) on a cluster, where
+ * each stream is a RAFT group that needs a majority, so an odd count survives (n - 1) / 2 lost nodes.
+ */
+export type Replicas = 1 | 3 | 5;
+export const REPLICA_COUNTS: readonly Replicas[] = [1, 3, 5];
+/** One nats-server: the development default, and what a bucket opened outside provisioning is created with. */
+export const SINGLE_NODE_REPLICAS: Replicas = 1;
+
+/** Storage and replica count of a stream (JetStream StreamConfig `storage`, `num_replicas`). */
+export function streamPlacement(replicas: Replicas): { storage: StorageType; num_replicas: Replicas } {
+  return { storage: StorageType.File, num_replicas: replicas };
+}
+
+/** The same placement for a KV bucket or object store (nats.js KvOptions / ObjectStoreOptions `replicas`). */
+export function bucketPlacement(replicas: Replicas): { storage: StorageType; replicas: Replicas } {
+  return { storage: StorageType.File, replicas };
+}
+
+/**
+ * Scales an existing bucket's stream to `replicas` (JetStream stream update; 2.9 moves the data itself). nats.js
+ * `views.kv`/`views.os` bind to an existing bucket unchanged, so provisioning calls this after them.
+ */
+export async function ensureBucketReplicas(jsm: JetStreamManager, stream: string, replicas: Replicas): Promise<void> {
+  const { config } = await jsm.streams.info(stream);
+  if (config.num_replicas !== replicas) await jsm.streams.update(stream, { ...config, num_replicas: replicas });
+}
+
 export interface StreamSettings {
+  /** Copies of every stream and bucket (1 on one node, 3 or 5 on a cluster). */
+  readonly replicas: Replicas;
   /** How long deliveries wait for an offline subscriber. */
   readonly deliverMaxAgeMs: number;
   readonly quarantineMaxAgeMs: number;
@@ -43,6 +74,7 @@ export function streamSettings(config: Pick<BrokerConfig, keyof StreamSettings>)
     duplicateWindowMs: config.duplicateWindowMs,
     replayWindowMs: config.replayWindowMs,
     ackWaitMs: config.ackWaitMs,
+    replicas: config.replicas,
   };
 }
 
@@ -56,8 +88,7 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
   // Streams take anything NATS carries (max_payload): an oversized message must reach the broker, which
   // rejects it with E_TOO_LARGE and quarantines it, rather than bounce off the stream unrecorded.
   const common = {
-    storage: StorageType.File,
-    num_replicas: 1,
+    ...streamPlacement(s.replicas),
     max_msg_size: -1,
     duplicate_window: nanos(s.duplicateWindowMs),
   };
@@ -135,15 +166,25 @@ async function ensureBrokerConsumer(jsm: JetStreamManager, ackWaitMs: number): P
  * it, so a longer window (e.g. a larger clock skew) would otherwise leave the old, shorter TTL in place: ids would
  * be forgotten while their messages still pass the skew check, and a replay would be accepted.
  */
-async function ensureReplayBucket(nc: NatsConnection, jsm: JetStreamManager, replayWindowMs: number): Promise<KV> {
+async function ensureReplayBucket(
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  replayWindowMs: number,
+  replicas: Replicas,
+): Promise<KV> {
   const seen = await nc
     .jetstream()
-    .views.kv(KV_BUCKETS.seen, { ttl: replayWindowMs, history: 1, storage: StorageType.File });
+    .views.kv(KV_BUCKETS.seen, { ttl: replayWindowMs, history: 1, ...bucketPlacement(replicas) });
   const stream = `KV_${KV_BUCKETS.seen}`;
   const { config } = await jsm.streams.info(stream);
   const maxAge = nanos(replayWindowMs);
-  if (config.max_age !== maxAge) {
-    await jsm.streams.update(stream, { max_age: maxAge, duplicate_window: Math.min(config.duplicate_window, maxAge) });
+  if (config.max_age !== maxAge || config.num_replicas !== replicas) {
+    await jsm.streams.update(stream, {
+      ...config,
+      max_age: maxAge,
+      duplicate_window: Math.min(config.duplicate_window, maxAge),
+      num_replicas: replicas,
+    });
   }
   return seen;
 }
@@ -153,7 +194,7 @@ export async function ensureBrokerInfrastructure(nc: NatsConnection, settings: S
   const jsm = await nc.jetstreamManager();
   // Independent requests go out together (start-up time); only the consumer waits for its stream.
   const [seen] = await Promise.all([
-    ensureReplayBucket(nc, jsm, settings.replayWindowMs),
+    ensureReplayBucket(nc, jsm, settings.replayWindowMs, settings.replicas),
     Promise.all(streamConfigs(settings).map((config) => ensureStream(jsm, config))).then(() =>
       ensureBrokerConsumer(jsm, settings.ackWaitMs),
     ),
@@ -168,7 +209,7 @@ export async function ensureBrokerInfrastructure(nc: NatsConnection, settings: S
  */
 export async function ensureDisclosureStream(
   nc: NatsConnection,
-  settings: { readonly maxAgeMs: number; readonly duplicateWindowMs: number },
+  settings: { readonly maxAgeMs: number; readonly duplicateWindowMs: number; readonly replicas: Replicas },
 ): Promise<void> {
   const jsm = await nc.jetstreamManager();
   await ensureStream(jsm, disclosureStreamConfig(settings));
@@ -177,12 +218,12 @@ export async function ensureDisclosureStream(
 function disclosureStreamConfig(settings: {
   readonly maxAgeMs: number;
   readonly duplicateWindowMs: number;
+  readonly replicas: Replicas;
 }): Partial<StreamConfig> {
   return {
     name: STREAMS.disclosures,
     subjects: [subjects.disclosuresAll],
-    storage: StorageType.File,
-    num_replicas: 1,
+    ...streamPlacement(settings.replicas),
     retention: RetentionPolicy.Limits,
     max_age: nanos(settings.maxAgeMs),
     duplicate_window: nanos(Math.min(settings.duplicateWindowMs, settings.maxAgeMs)),
@@ -194,9 +235,12 @@ function disclosureStreamConfig(settings: {
 /** How many revisions of one restriction the consent bucket keeps (added, revoked, …: its history). */
 const CONSENT_HISTORY = 16;
 
-/** The patient-restriction bucket (src/consent/store.ts). Values are sealed; keys are pseudonyms and consent ids. */
-export async function ensureConsentBucket(nc: NatsConnection): Promise<KV> {
-  return nc.jetstream().views.kv(KV_BUCKETS.consent, { history: CONSENT_HISTORY, storage: StorageType.File });
+/**
+ * The patient-restriction bucket (src/consent/store.ts). Values are sealed; keys are pseudonyms and consent ids.
+ * Binds to the provisioned bucket; `replicas` applies only when it is missing and created here.
+ */
+export async function ensureConsentBucket(nc: NatsConnection, replicas: Replicas = SINGLE_NODE_REPLICAS): Promise<KV> {
+  return nc.jetstream().views.kv(KV_BUCKETS.consent, { history: CONSENT_HISTORY, ...bucketPlacement(replicas) });
 }
 
 /** The durable consumer a subscriber reads its deliveries from (created by the subscriber's SDK or by `up`). */
@@ -239,7 +283,7 @@ function differingSettings(current: StreamConfig, wanted: Partial<StreamConfig>)
 export async function streamDrift(
   jsm: JetStreamManager,
   settings: StreamSettings,
-  disclosures: { readonly maxAgeMs: number; readonly duplicateWindowMs: number },
+  disclosures: { readonly maxAgeMs: number; readonly duplicateWindowMs: number; readonly replicas: Replicas },
 ): Promise<string[]> {
   const wanted = [...streamConfigs(settings), disclosureStreamConfig(disclosures)];
   const found = await Promise.all(
@@ -274,8 +318,11 @@ export const GATEWAY_CLOCK_SKEW_MS = 60_000;
 export const GATEWAY_JTI_TTL_MS = GATEWAY_ASSERTION_MAX_LIFETIME_MS + 3 * GATEWAY_CLOCK_SKEW_MS;
 
 /** The gateways' jti bucket (src/gateway/jti.ts): one revision per key, each expiring after GATEWAY_JTI_TTL_MS. */
-export async function ensureGatewayJtiBucket(nc: NatsConnection): Promise<KV> {
+export async function ensureGatewayJtiBucket(
+  nc: NatsConnection,
+  replicas: Replicas = SINGLE_NODE_REPLICAS,
+): Promise<KV> {
   return nc
     .jetstream()
-    .views.kv(KV_BUCKETS.gatewayJti, { ttl: GATEWAY_JTI_TTL_MS, history: 1, storage: StorageType.File });
+    .views.kv(KV_BUCKETS.gatewayJti, { ttl: GATEWAY_JTI_TTL_MS, history: 1, ...bucketPlacement(replicas) });
 }

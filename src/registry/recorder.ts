@@ -15,6 +15,7 @@ import type { NatsConnection } from 'nats';
 import type { BrokerSecrets } from '../crypto/broker-secrets.js';
 import type { PatientMatchDef } from '../catalog/types.js';
 import type { Logger } from '../log/log.js';
+import { SINGLE_NODE_REPLICAS, type Replicas } from '../nats/setup.js';
 import { refuseUnresolved, type MessagePatients } from './message-patients.js';
 import { patientPseudonym } from './pseudonym.js';
 import { RegistryStore, RegistryUnavailable, UNRESOLVED_KEY } from './store.js';
@@ -71,8 +72,9 @@ export class RegistryRecorder {
     rule: PatientMatchDef,
     secrets: Pick<BrokerSecrets, 'pseudonymKey'>,
     logger: Logger,
+    replicas: Replicas = SINGLE_NODE_REPLICAS,
   ): Promise<RegistryRecorder> {
-    return new RegistryRecorder(await RegistryStore.open(nc), rule, secrets, logger);
+    return new RegistryRecorder(await RegistryStore.open(nc, replicas), rule, secrets, logger);
   }
 
   /** The catalog's canonical patient rule, for resolving a message's patients once (message-patients.ts). */

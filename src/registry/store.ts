@@ -1,6 +1,7 @@
 // The patient-to-service registry in the JetStream KV bucket phi_registry, written by compare-and-set (NATS ADR-8)
 // from several broker processes; remembered revisions, contended keys and group commit: docs/patient-rights.md#registry.
-import { StorageType, type KV, type NatsConnection } from 'nats';
+import { type KV, type NatsConnection } from 'nats';
+import { SINGLE_NODE_REPLICAS, bucketPlacement, type Replicas } from '../nats/setup.js';
 import { AckedPublisher } from '../nats/acked-publish.js';
 import { isWrongLastSequence } from '../nats/jetstream-errors.js';
 import { retryOnConflict } from '../nats/kv-cas.js';
@@ -67,8 +68,8 @@ function newBatch(): Batch {
  * The bucket, created when missing (by the admin identity's provisioning under mTLS, src/runtime/provision.ts; the
  * broker then only reads its stream info). `views.kv` never updates an existing bucket.
  */
-export async function ensureRegistryBucket(nc: NatsConnection): Promise<KV> {
-  return nc.jetstream().views.kv(KV_BUCKETS.registry, { history: 1, storage: StorageType.File });
+export async function ensureRegistryBucket(nc: NatsConnection, replicas: Replicas = SINGLE_NODE_REPLICAS): Promise<KV> {
+  return nc.jetstream().views.kv(KV_BUCKETS.registry, { history: 1, ...bucketPlacement(replicas) });
 }
 
 export class RegistryStore {
@@ -89,8 +90,8 @@ export class RegistryStore {
   ) {}
 
   /** Binds to (creating when missing) the bucket; history 1 — the registry is state, the audit trail is the history. */
-  static async open(nc: NatsConnection): Promise<RegistryStore> {
-    return new RegistryStore(await ensureRegistryBucket(nc), nc);
+  static async open(nc: NatsConnection, replicas: Replicas = SINGLE_NODE_REPLICAS): Promise<RegistryStore> {
+    return new RegistryStore(await ensureRegistryBucket(nc, replicas), nc);
   }
 
   /** The key's record as stored now (always read from the server). */

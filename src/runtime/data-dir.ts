@@ -166,12 +166,18 @@ export async function connectNats(
   name: string,
   mtls?: { readonly files: NatsTlsFiles; readonly inbox: string },
 ): Promise<NatsConnection> {
+  // NATS_URL may list several servers, comma-separated (a cluster's nodes); nats.js tries them in turn and learns
+  // the rest from the cluster.
+  const servers = url
+    .split(',')
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
   try {
     // noAsyncTraces: no stack captured per request (every JetStream publish is one); errors keep their codes,
     // which is all phi-broker reads (src/log/log.ts errorFields). Profiled: ~7 % of the broker's CPU (docs/performance.md).
     if (mtls !== undefined)
-      return await connect({ ...mtlsConnectionOptions(url, mtls.files, mtls.inbox, name), noAsyncTraces: true });
-    return await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
+      return await connect({ ...mtlsConnectionOptions(servers, mtls.files, mtls.inbox, name), noAsyncTraces: true });
+    return await connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
   } catch (err) {
     // nats.js says only e.g. CONNECTION_REFUSED; say where.
     throw new Error(`cannot connect to NATS at ${url}: ${err instanceof Error ? err.message : String(err)}`, {

@@ -11,27 +11,44 @@ import { ensureAccessBuckets } from '../access/desk/store.js';
 import { ensureRegistryBucket } from '../registry/store.js';
 import {
   ensureBrokerInfrastructure,
+  ensureBucketReplicas,
   ensureConsentBucket,
   ensureDisclosureStream,
   ensureGatewayJtiBucket,
   streamSettings,
 } from '../nats/setup.js';
+import { jsApi } from '../nats/jetstream-api.js';
+import { KV_BUCKETS, OBJECT_STORES } from '../wire/names.js';
 
 /**
  * Creates or updates PHI_INGEST, PHI_DELIVER, PHI_QUARANTINE, PHI_RECEIPTS, the broker consumer and phi_seen;
  * PHI_DISCLOSURES, PHI_AUDIT (deny delete/purge, retention from the config; never shortened), the KV buckets
  * phi_consent, phi_registry, phi_access, phi_gateway_jti (the partner gateways') and the object store
- * phi_access_answers.
+ * phi_access_answers — each with `config.replicas` copies, an existing one scaled to it.
  */
 export async function provisionStreams(adminNc: NatsConnection, config: BrokerConfig): Promise<void> {
+  const { replicas } = config;
   await ensureBrokerInfrastructure(adminNc, streamSettings(config));
   await ensureDisclosureStream(adminNc, {
     maxAgeMs: config.disclosureMaxAgeMs,
     duplicateWindowMs: config.duplicateWindowMs,
+    replicas,
   });
-  await ensureAuditStream(adminNc, { maxAgeMs: config.auditMaxAgeMs, duplicateWindowMs: config.duplicateWindowMs });
-  await ensureConsentBucket(adminNc);
-  await ensureRegistryBucket(adminNc);
-  await ensureAccessBuckets(adminNc);
-  await ensureGatewayJtiBucket(adminNc);
+  await ensureAuditStream(adminNc, {
+    maxAgeMs: config.auditMaxAgeMs,
+    duplicateWindowMs: config.duplicateWindowMs,
+    replicas,
+  });
+  await ensureConsentBucket(adminNc, replicas);
+  await ensureRegistryBucket(adminNc, replicas);
+  await ensureAccessBuckets(adminNc, replicas);
+  await ensureGatewayJtiBucket(adminNc, replicas);
+  // views.kv / views.os bind to an existing bucket unchanged: scale the ones provisioned with another count.
+  const jsm = await adminNc.jetstreamManager();
+  for (const stream of [
+    ...[KV_BUCKETS.consent, KV_BUCKETS.registry, KV_BUCKETS.access, KV_BUCKETS.gatewayJti].map(jsApi.kvStream),
+    jsApi.objStream(OBJECT_STORES.accessAnswers),
+  ]) {
+    await ensureBucketReplicas(jsm, stream, replicas);
+  }
 }

@@ -7,7 +7,7 @@
 import { randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
-import { certificateSubject, type Identity } from './identity.js';
+import { ROUTE_SUBJECT, certificateSubject, type Identity } from './identity.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
@@ -94,7 +94,7 @@ export async function createCa(v: Validity, name = 'phi-broker development CA'):
 async function issueLeaf(
   ca: CaMaterial,
   subject: string,
-  usage: 'server' | 'client',
+  usage: 'server' | 'client' | 'route',
   v: Validity,
   sans: x509.JsonGeneralName[],
 ): Promise<IssuedCertificate> {
@@ -104,9 +104,11 @@ async function issueLeaf(
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-    new x509.ExtendedKeyUsageExtension([
-      usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth,
-    ]),
+    new x509.ExtendedKeyUsageExtension(
+      usage === 'route'
+        ? [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]
+        : [usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth],
+    ),
     await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     await x509.AuthorityKeyIdentifierExtension.create(caCert),
   ];
@@ -124,6 +126,10 @@ async function issueLeaf(
   return issued(cert, await privateKeyPem(keys.privateKey), serial);
 }
 
+function hostSans(hosts: readonly string[]): x509.JsonGeneralName[] {
+  return hosts.map((h): x509.JsonGeneralName => (isIP(h) === 0 ? { type: 'dns', value: h } : { type: 'ip', value: h }));
+}
+
 /** nats-server's certificate: serverAuth, with a SAN per host (DNS name or IP address, RFC 6125). */
 export async function issueServerCertificate(
   ca: CaMaterial,
@@ -131,10 +137,21 @@ export async function issueServerCertificate(
   v: Validity,
 ): Promise<IssuedCertificate> {
   if (hosts.length === 0) throw new TypeError('a server certificate needs at least one host');
-  const sans = hosts.map((h): x509.JsonGeneralName =>
-    isIP(h) === 0 ? { type: 'dns', value: h } : { type: 'ip', value: h },
-  );
-  return issueLeaf(ca, `O=phi-broker, OU=server, CN=${hosts[0] as string}`, 'server', v, sans);
+  return issueLeaf(ca, `O=phi-broker, OU=server, CN=${hosts[0] as string}`, 'server', v, hostSans(hosts));
+}
+
+/**
+ * One cluster node's route certificate: a route is TLS both ways (the node dials its peers and accepts them), so
+ * serverAuth and clientAuth; a SAN per host its peers dial it by (the dialling node checks it, RFC 6125); the
+ * shared route subject, which the peers map to the route user (identity.ts ROUTE_SUBJECT).
+ */
+export async function issueRouteCertificate(
+  ca: CaMaterial,
+  hosts: readonly string[],
+  v: Validity,
+): Promise<IssuedCertificate> {
+  if (hosts.length === 0) throw new TypeError('a route certificate needs at least one host');
+  return issueLeaf(ca, ROUTE_SUBJECT, 'route', v, hostSans(hosts));
 }
 
 /** A client certificate for one identity: clientAuth, no SAN, so nats-server maps its subject (identity.ts). */

@@ -31,6 +31,15 @@ export function serviceIdentity(service: string): Identity {
   return { kind: 'service', id: service };
 }
 
+/**
+ * The one NATS route identity of a cluster (docs/deployment.md). nats-server 2.9 maps a route's certificate to a single
+ * expected user (`cluster.authorization.user` with `tls.verify_and_map`), so every node's route certificate carries
+ * this subject; a client certificate from the same CA maps to its own user and is refused as a route.
+ */
+export const ROUTE_SUBJECT = `O=${IDENTITY_ORGANIZATION}, OU=route, CN=route`;
+/** The user nats-server derives from ROUTE_SUBJECT (RFC 2253 order, as natsUser). */
+export const ROUTE_USER = `CN=route,OU=route,O=${IDENTITY_ORGANIZATION}`;
+
 /** Subject as written into the certificate (@peculiar/x509 keeps this order in the DER encoding). */
 export function certificateSubject(identity: Identity): string {
   return `O=${IDENTITY_ORGANIZATION}, OU=${identity.kind}, CN=${identity.id}`;

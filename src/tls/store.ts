@@ -8,6 +8,7 @@
 //   operator.cert.pem operator.key.pem   the routine operator commands (consent, access, registry, audit, ...)
 //   auditor.cert.pem auditor.key.pem     the read-only operator commands (audit, registry show, disclosures, ...)
 //   services/<id>.cert.pem, services/<id>.key.pem    one per catalog service
+//   routes/<node>.cert.pem, routes/<node>.key.pem     one per cluster node (`certs init --cluster-nodes 3`)
 //
 // Files are replaced atomically (write to a temporary name, then rename), so a nats-server reloading on SIGHUP
 // or a reconnecting client reads either the old or the new file, never half of one. The pure building is in
@@ -56,6 +57,8 @@ export interface TlsLayout {
   readonly gateway: TlsFiles;
   /** Files an identity connects to NATS with. */
   identity(identity: Identity): TlsFiles;
+  /** A cluster node's route certificate and key (docs/deployment.md). */
+  route(node: string): TlsFiles;
 }
 
 /** `<dataDir>/tls`, where `certs init` writes unless told otherwise. */
@@ -74,6 +77,7 @@ export function tlsLayout(dir: string): TlsLayout {
     gateway: pair(join(dir, 'gateway')),
     identity: (identity) =>
       pair(identity.kind === 'service' ? join(dir, 'services', identity.id) : join(dir, identity.kind)),
+    route: (node) => pair(join(dir, 'routes', node)),
   };
 }
 
@@ -84,13 +88,20 @@ export interface IssueOptions {
   /** Lifetime of a newly created CA (default 90 days). */
   readonly caLifetimeMs?: number;
   readonly serverHosts?: readonly string[];
+  /** Cluster nodes to issue route certificates for, each with the hosts its peers dial it by. */
+  readonly clusterNodes?: readonly ClusterNodeHosts[];
+}
+
+export interface ClusterNodeHosts {
+  readonly name: string;
+  readonly hosts: readonly string[];
 }
 
 export interface IssueReport {
   readonly dir: string;
   readonly caCreated: boolean;
   readonly caNotAfter: Date;
-  /** `server`, `gateway`, `broker`, `admin`, `operator`, `auditor`, `service:<id>` with the expiry of each certificate issued. */
+  /** `server`, `gateway`, `route:<node>`, `broker`, `admin`, `operator`, `auditor`, `service:<id>` with the expiry of each certificate issued. */
   readonly issued: readonly { readonly name: string; readonly serial: string; readonly notAfter: Date }[];
   /** Service certificates deleted because the service is no longer in the catalog. */
   readonly removed: readonly string[];
@@ -131,7 +142,8 @@ export async function issueAll(
   services: readonly string[],
   opts: IssueOptions & { readonly createCaIfMissing: boolean },
 ): Promise<IssueReport> {
-  const { createCa, issueClientCertificate, issueServerCertificate } = await import('./certificates.js');
+  const { createCa, issueClientCertificate, issueRouteCertificate, issueServerCertificate } =
+    await import('./certificates.js');
   ensureDir(layout.dir);
   ensureDir(join(layout.dir, 'services'));
   let caCreated = false;
@@ -149,6 +161,12 @@ export async function issueAll(
   const gateway = await issueServerCertificate(ca, opts.serverHosts ?? DEFAULT_SERVER_HOSTS, validity);
   writePair(layout.gateway, gateway);
   issued.push({ name: 'gateway', serial: gateway.serial, notAfter: gateway.notAfter });
+  if ((opts.clusterNodes ?? []).length > 0) ensureDir(join(layout.dir, 'routes'));
+  for (const node of opts.clusterNodes ?? []) {
+    const route = await issueRouteCertificate(ca, node.hosts, validity);
+    writePair(layout.route(node.name), route);
+    issued.push({ name: `route:${node.name}`, serial: route.serial, notAfter: route.notAfter });
+  }
   const identities: Identity[] = [
     BROKER_IDENTITY,
     ADMIN_IDENTITY,

@@ -32,7 +32,7 @@ beforeAll(async () => {
   signer = generateServiceKeys('broker').sign;
   nats = await startTestNats();
   nc = await nats.connect('audit-test');
-  await ensureAuditStream(nc, { maxAgeMs: 2192 * DAY, duplicateWindowMs: 120_000 });
+  await ensureAuditStream(nc, { maxAgeMs: 2192 * DAY, duplicateWindowMs: 120_000, replicas: 1 });
 });
 
 afterAll(async () => {
@@ -82,7 +82,9 @@ describe('PHI_AUDIT', () => {
   });
 
   it('a broker configured with a shorter retention refuses to start rather than shorten it', async () => {
-    await expect(ensureAuditStream(nc, { maxAgeMs: 30 * DAY, duplicateWindowMs: 120_000 })).rejects.toMatchObject({
+    await expect(
+      ensureAuditStream(nc, { maxAgeMs: 30 * DAY, duplicateWindowMs: 120_000, replicas: 1 }),
+    ).rejects.toMatchObject({
       code: 'E_CONFIG_INVALID',
       message: expect.stringContaining('auditMaxAgeMs') as unknown,
     });
@@ -208,6 +210,7 @@ describe('AuditTrail alerts', () => {
         auditCheckpointMs: DAY,
         duplicateWindowMs: 120_000,
         alertRulesFile: file,
+        replicas: 1,
       },
       signer,
       logger,

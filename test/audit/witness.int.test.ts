@@ -52,9 +52,10 @@ async function auditRecords(): Promise<StoredRecord[]> {
   return out;
 }
 
-const settings = (): { maxAgeMs: number; duplicateWindowMs: number } => ({
+const settings = (): { maxAgeMs: number; duplicateWindowMs: number; replicas: 1 | 3 | 5 } => ({
   maxAgeMs: stack.config.auditMaxAgeMs,
   duplicateWindowMs: stack.config.duplicateWindowMs,
+  replicas: stack.config.replicas,
 });
 
 /**

@@ -101,7 +101,7 @@ describe('compareWithWitness', () => {
 
 describe('streamSettingProblems', () => {
   const DAY = 86_400_000;
-  const wanted = auditStreamConfig({ maxAgeMs: 2192 * DAY, duplicateWindowMs: 120_000 });
+  const wanted = auditStreamConfig({ maxAgeMs: 2192 * DAY, duplicateWindowMs: 120_000, replicas: 1 });
   const actual = (over: Partial<StreamConfig>): StreamConfig => ({ ...wanted, ...over }) as StreamConfig;
 
   it('finds every weakening, names the stream and setting, and accepts stronger settings', () => {

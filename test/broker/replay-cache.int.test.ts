@@ -20,6 +20,7 @@ beforeAll(async () => {
     duplicateWindowMs: 2 * MINUTE,
     replayWindowMs: 30 * MINUTE,
     ackWaitMs: 30_000,
+    replicas: 1,
   });
   cache = new ReplayCache(seen, new AckedPublisher(nc));
 });

@@ -1,4 +1,4 @@
-// The deployment docker-compose.yml runs, through the CLI against a real nats-server: `certs init` →
+// The single-node deployment flow (docs/deployment.md) through the CLI against a real nats-server: `certs init` →
 // `nats-config --out` → nats-server on that file → `nats-provision` (admin) → `up` with NATS_URL and
 // PHI_BROKER_NATS_TLS_DIR (broker identity) → `publish` and `tail` as services over mTLS — no insecure warning;
 // then the read-only operator commands as the auditor identity, with the admin's certificate taken away.

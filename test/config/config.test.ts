@@ -36,6 +36,7 @@ describe('parseConfig', () => {
       disclosureMaxAgeMs: (6 * 365 + 2) * DAY, // six years, leap days included (45 CFR 164.528)
       ackWaitMs: 30_000,
       concurrency: 64,
+      replicas: 1,
       accessAnswerTimeoutMs: 10_000,
       accessRetryIntervalMs: 30_000,
       auditMaxAgeMs: 2192 * DAY,
@@ -98,6 +99,11 @@ describe('parseConfig', () => {
     ['concurrency', 0],
     ['concurrency', 4097],
     ['concurrency', '8'],
+    ['replicas', 0],
+    ['replicas', 2],
+    ['replicas', 4],
+    ['replicas', 7],
+    ['replicas', '3'],
     ['logLevel', 'verbose'],
     ['dataDir', ''],
     ['subjectsDir', ''],
@@ -156,6 +162,17 @@ describe('parseConfig', () => {
     expect(e.message).toBe(
       'invalid configuration: replayWindowMs: must be at least 2 × clockSkewMs + duplicateWindowMs',
     );
+  });
+});
+
+describe('replicas', () => {
+  it.each([1, 3, 5] as const)('accepts %i (PHI_BROKER_REPLICAS), an odd count a RAFT majority survives', (n) => {
+    expect(parseConfig(configFromEnv({ PHI_BROKER_REPLICAS: String(n) })).replicas).toBe(n);
+  });
+
+  it('refuses 2 from the environment, saying what is allowed', () => {
+    const e = configError(configFromEnv({ PHI_BROKER_REPLICAS: '2' }));
+    expect(e.message).toBe('invalid configuration: replicas: expected 1, 3 or 5');
   });
 });
 

@@ -15,6 +15,7 @@ const SETTINGS: StreamSettings = {
   duplicateWindowMs: 2 * MINUTE,
   replayWindowMs: 12 * MINUTE,
   ackWaitMs: 30_000,
+  replicas: 1,
 };
 
 let nats: TestNats;

@@ -32,6 +32,7 @@ const SETTINGS: StreamSettings = {
   duplicateWindowMs: DUPLICATE_WINDOW_MIN_MS,
   replayWindowMs: DUPLICATE_WINDOW_MIN_MS,
   ackWaitMs: 30_000,
+  replicas: 1,
 };
 
 /** pino output, parsed per line; `until` resolves when a logged record matches (no sleeps). */

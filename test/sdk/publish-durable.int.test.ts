@@ -27,6 +27,7 @@ const SETTINGS: StreamSettings = {
   duplicateWindowMs: DUPLICATE_WINDOW_MIN_MS,
   replayWindowMs: DUPLICATE_WINDOW_MIN_MS,
   ackWaitMs: 30_000,
+  replicas: 1,
 };
 
 class Lines extends Writable {

@@ -38,6 +38,7 @@ import {
 import { accessKey, answerHash, checkRequestId, openPatientRef, sealAnswer, sealPatientRef } from './sealing.js';
 import { serveServiceRequests } from './service-requests.js';
 import { AccessStore } from './store.js';
+import type { Replicas } from '../../nats/setup.js';
 import { decodeJson } from '../../wire/decode-json.js';
 
 export interface AccessDeskOptions {
@@ -59,6 +60,8 @@ export interface AccessDeskOptions {
   readonly audit?: { record(facts: readonly AuditFact[]): Promise<void> };
   /** How far a service's access request (SDK) may be timestamped from this clock (config clockSkewMs; default 5 min). */
   readonly clockSkewMs?: number;
+  /** Copies of phi_access, phi_access_answers and phi_registry if this process creates them (config replicas; default 1). */
+  readonly replicas?: Replicas;
 }
 
 /** Default bound on one service's sealed answer: the broker holds it in memory while checking it. */
@@ -84,7 +87,11 @@ export class AccessDesk {
   }
 
   static async start(opts: AccessDeskOptions): Promise<AccessDesk> {
-    const desk = new AccessDesk(opts, await AccessStore.open(opts.nc), await RegistryStore.open(opts.nc));
+    const desk = new AccessDesk(
+      opts,
+      await AccessStore.open(opts.nc, opts.replicas),
+      await RegistryStore.open(opts.nc, opts.replicas),
+    );
     desk.control = opts.nc.subscribe(subjects.accessControl, {
       queue: BROKER_QUEUE,
       callback: (err, msg) => {

@@ -2,8 +2,9 @@
 // on the key's revision so several broker processes never overwrite each other (as src/registry/store.ts);
 // each service's sealed answer in the JetStream Object Store phi_access_answers (NATS ADR-20; answers may be
 // larger than one message), named `<request id>.<service>`.
-import { StorageType, type KV, type NatsConnection, type ObjectStore } from 'nats';
+import { type KV, type NatsConnection, type ObjectStore } from 'nats';
 import { kvCompareAndSet } from '../../nats/kv-cas.js';
+import { SINGLE_NODE_REPLICAS, bucketPlacement, type Replicas } from '../../nats/setup.js';
 import { BrokerError } from '../../wire/errors.js';
 import { KV_BUCKETS, OBJECT_STORES } from '../../wire/names.js';
 import { decodeRequest, encodeRequest, type AccessRequest } from '../protocol/request.js';
@@ -13,10 +14,13 @@ import { decodeRequest, encodeRequest, type AccessRequest } from '../protocol/re
  * under mTLS, src/runtime/provision.ts; the broker then only reads their stream info). Neither view updates an
  * existing stream.
  */
-export async function ensureAccessBuckets(nc: NatsConnection): Promise<{ kv: KV; answers: ObjectStore }> {
+export async function ensureAccessBuckets(
+  nc: NatsConnection,
+  replicas: Replicas = SINGLE_NODE_REPLICAS,
+): Promise<{ kv: KV; answers: ObjectStore }> {
   const js = nc.jetstream();
-  const kv = await js.views.kv(KV_BUCKETS.access, { history: 1, storage: StorageType.File });
-  const answers = await js.views.os(OBJECT_STORES.accessAnswers, { storage: StorageType.File });
+  const kv = await js.views.kv(KV_BUCKETS.access, { history: 1, ...bucketPlacement(replicas) });
+  const answers = await js.views.os(OBJECT_STORES.accessAnswers, bucketPlacement(replicas));
   return { kv, answers };
 }
 
@@ -26,8 +30,8 @@ export class AccessStore {
     readonly answers: ObjectStore,
   ) {}
 
-  static async open(nc: NatsConnection): Promise<AccessStore> {
-    const { kv, answers } = await ensureAccessBuckets(nc);
+  static async open(nc: NatsConnection, replicas: Replicas = SINGLE_NODE_REPLICAS): Promise<AccessStore> {
+    const { kv, answers } = await ensureAccessBuckets(nc, replicas);
     return new AccessStore(kv, answers);
   }
 
