@@ -4,7 +4,7 @@
 // (NATS ADR-8 compare-and-set on "no entry"); its TTL outlasts any assertion that can still pass the exp check.
 import { createHash } from 'node:crypto';
 import type { KV } from 'nats';
-import { isWrongLastSequence } from '../nats/kv-conflict.js';
+import { isWrongLastSequence } from '../nats/jetstream-errors.js';
 import { OAuthError } from './oauth-error.js';
 
 export class JtiStore {

@@ -57,6 +57,7 @@ function startBroker(): Promise<{ child: ChildProcess; exited: Promise<void> }> 
       ...cluster.env,
       PHI_BROKER_REPLICAS: '3',
       PHI_BROKER_ACK_WAIT_MS: String(ACK_WAIT_MS),
+      PHI_BROKER_HEALTH_PORT: '0', // two brokers on one host: each its own free port
     },
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: ROOT,
