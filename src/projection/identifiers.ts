@@ -4,10 +4,10 @@
 // that carry it to every Identifier an allowed-whole subtree can hold (Reference.identifier, valueIdentifier …).
 import { V2_0203_SYSTEM } from '../catalog/identifier-rule.js';
 import type { IdentifierMatcherDef, IdentifierRuleDef } from '../catalog/types.js';
-import { fhirElements, isPrimitiveType } from '../fhir/elements.js';
+import { fhirElements, isPrimitiveType, isResourceType } from '../fhir/elements.js';
 import type { IdentifierTest, Json, Node } from './project.js';
 import type { IdentifierScope } from './tree.js';
-import { EXTENSION_COMPANIONS, FULL, RESOURCE_COMPANIONS, jsonKeys } from './tree.js';
+import { DROP, EXTENSION_COMPANIONS, FULL, RESOURCE_COMPANIONS, jsonKeys } from './tree.js';
 
 type Matcher = (id: Json, types: ReadonlySet<string>) => boolean;
 
@@ -76,6 +76,15 @@ function allowedWhole(type: string, test: IdentifierTest, cache: TypedCache): No
   if (isPrimitiveType(type) || !reachesIdentifier(type)) return FULL;
   const hit = cache.get(type);
   if (hit !== undefined) return hit;
+  if (type === 'Resource') {
+    // A whole resource in an element (Bundle.entry.resource): judged by its own type; an unknown type is withheld.
+    const byType: Node = Object.freeze({
+      ...FULL,
+      byResourceType: (rt: string) => (isResourceType(rt) ? allowedWhole(rt, test, cache) : DROP),
+    });
+    cache.set(type, byType);
+    return byType;
+  }
   const kids = Object.create(null) as Record<string, Node>;
   const node: Node = Object.freeze({
     all: true,

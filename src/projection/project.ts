@@ -34,6 +34,8 @@ export interface Node {
   readonly where: ItemFilter | undefined;
   /** On elements of type Identifier under a profile with `identifiers:`: items failing it are removed, like `where`. */
   readonly ident?: IdentifierTest | undefined;
+  /** On elements of type Resource (`Bundle.entry.resource`) under an identifier rule: the node for the item's own type. */
+  readonly byResourceType?: ((resourceType: string) => Node) | undefined;
 }
 
 /** Deep copy of JSON data; drops empty objects/arrays (never emitted) and `__proto__` keys. A JsonNumber (a lexeme, immutable in use) is shared. */
@@ -78,6 +80,11 @@ function projectItem(v: unknown, n: Node, ctx: ProjectionContext): unknown {
   let m = n;
   if (typeof v === 'object' && v !== null && !isJsonNumber(v)) {
     m = pick(v as Json, n);
+    if (m.byResourceType !== undefined) {
+      const rt = (v as Json)['resourceType'];
+      if (typeof rt !== 'string') return undefined;
+      m = m.byResourceType(rt);
+    }
     out = Array.isArray(v) ? undefined : projectObject(v as Json, m, ctx);
   } else {
     out = n.all ? v : undefined;

@@ -183,6 +183,26 @@ describe('identifiers: at any depth', () => {
     ]);
   });
 
+  it('resources inside an element (Bundle.entry.resource) are judged by their own type; an unknown type is withheld', () => {
+    const bundle = deepFreeze({
+      resourceType: 'Bundle',
+      type: 'collection',
+      identifier: SSN_SYSTEM,
+      entry: [
+        { fullUrl: 'urn:uuid:1', resource: { resourceType: 'Patient', identifier: [SSN_TYPED, MR_LOCAL] } },
+        { fullUrl: 'urn:uuid:2', resource: { resourceType: 'Coverage', beneficiary: { identifier: SSN_TYPED } } },
+        { fullUrl: 'urn:uuid:3', resource: { resourceType: 'NotAType', identifier: [SSN_TYPED] } },
+      ],
+    });
+    const out = project(keepMr, bundle);
+    expect(out['identifier']).toBeUndefined();
+    expect(out['entry']).toEqual([
+      { fullUrl: 'urn:uuid:1', resource: { resourceType: 'Patient', identifier: [MR_LOCAL] } },
+      { fullUrl: 'urn:uuid:2', resource: { resourceType: 'Coverage' } },
+      { fullUrl: 'urn:uuid:3' },
+    ]);
+  });
+
   it('a de-identified profile applies the rule before pseudonym', () => {
     const p = profile('Patient', ['Patient.identifier'], {
       deidentified: true,
