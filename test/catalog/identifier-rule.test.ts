@@ -4,6 +4,7 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { compileCatalog } from '../../src/catalog/compile.js';
+import { catalogCanonicalJson } from '../../src/catalog/hash.js';
 import type { CatalogIssue } from '../../src/catalog/issues.js';
 import { loadCatalog } from '../../src/runtime/catalog-dir.js';
 import { catalogFiles, profile } from './fixtures.js';
@@ -47,6 +48,8 @@ describe('identifiers: accepted rules', () => {
   it('a profile without identifiers has none, and keeps its catalog hash; adding a rule changes the hash', () => {
     const plain = withPatient(ALLOW);
     expect(plain.catalog?.profiles.get('patient-all')).not.toHaveProperty('identifiers');
+    if (plain.catalog === undefined) throw new Error('the base catalog does not compile');
+    expect(catalogCanonicalJson(plain.catalog)).not.toContain('identifiers');
     const ruled = withPatient(ALLOW + 'identifiers:\n  keep: [{ type: MR }]\n');
     const other = withPatient(ALLOW + 'identifiers:\n  keep: [{ type: MB }]\n');
     expect(ruled.catalog?.hash).not.toBe(plain.catalog?.hash);

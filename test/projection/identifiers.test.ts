@@ -2,6 +2,7 @@
 // a drop matcher overrides any keep, an identifier matching no keep matcher is withheld (default deny), and the rule
 // reaches every Identifier the profile delivers at any depth (nested backbone elements, Reference.identifier,
 // extensions, contained resources, de-identified profiles). Then the shipped billing profile on a Synthea patient.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { IdentifierRuleDef } from '../../src/catalog/types.js';
 import { compileProfile } from '../../src/projection/compile.js';
@@ -220,6 +221,51 @@ describe('identifiers: at any depth', () => {
   it('without an identifiers rule, identifiers pass as allowed (unchanged behaviour)', () => {
     const out = compileProfile(profile('Patient', ['Patient']))(patientWith([SSN_TYPED, UNTYPED]), ctx);
     expect(out['identifier']).toEqual([SSN_TYPED, UNTYPED]);
+  });
+});
+
+describe('identifiers: property (fast-check) against an independent oracle', () => {
+  const CODES = ['MR', 'SS', 'DL', 'PPN', 'MB'];
+  const SYSTEMS = ['urn:a', 'urn:b', 'http://hl7.org/fhir/sid/us-ssn'];
+  const coding = fc.record({
+    system: fc.constantFrom(V2, 'urn:other-types'),
+    code: fc.constantFrom(...CODES, 'mr'),
+  });
+  const identifier = fc.record(
+    {
+      type: fc.record({ coding: fc.array(coding, { minLength: 1, maxLength: 3 }) }),
+      system: fc.constantFrom(...SYSTEMS),
+      value: fc.stringMatching(/^[A-Z0-9-]{1,10}$/),
+    },
+    { requiredKeys: ['value'] },
+  );
+  const matcher = fc
+    .record({ type: fc.constantFrom(...CODES), system: fc.constantFrom(...SYSTEMS) }, { requiredKeys: [] })
+    .filter((m) => m.type !== undefined || m.system !== undefined);
+  /** The rule as docs/profiles.md states it, written apart from src/. */
+  function oracle(r: IdentifierRuleDef, id: Json): boolean {
+    const codings = ((id['type'] as Json | undefined)?.['coding'] as Json[] | undefined) ?? [];
+    const holds = (m: IdentifierRuleDef['keep'][number]): boolean =>
+      (m.type === undefined || codings.some((c) => c['system'] === V2 && c['code'] === m.type)) &&
+      (m.system === undefined || id['system'] === m.system);
+    return r.keep.some(holds) && !r.drop.some(holds);
+  }
+
+  it('the delivered identifiers are exactly the input ones the rule keeps, in order, unchanged', () => {
+    fc.assert(
+      fc.property(
+        fc.array(identifier, { maxLength: 6 }),
+        fc.array(matcher, { minLength: 1, maxLength: 3 }),
+        fc.array(matcher, { maxLength: 2 }),
+        (ids, keep, drop) => {
+          const r = rule(keep as IdentifierRuleDef['keep'], drop as IdentifierRuleDef['drop']);
+          const out = project(r, patientWith(structuredClone(ids) as Json[]));
+          const expected = (ids as Json[]).filter((i) => oracle(r, i));
+          expect(out['identifier']).toEqual(expected.length === 0 ? undefined : expected);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
 
