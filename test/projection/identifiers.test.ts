@@ -113,6 +113,15 @@ describe('identifiers: keep and drop on Patient.identifier', () => {
     expect(out['identifier']).toEqual([{ value: 'MRN-A-0001' }]);
   });
 
+  it('with a where filter on the same element, both must hold', () => {
+    const p = profile('Patient', ['Patient.identifier'], {
+      identifiers: rule([{ type: 'MR' }]),
+      where: { 'Patient.identifier': { system: ['https://mrn.example.org/b', 'urn:example:unknown'] } },
+    });
+    const out = compileProfile(p)(patientWith([MR_LOCAL, MR_OTHER, UNTYPED]), ctx);
+    expect(out['identifier']).toEqual([MR_OTHER]);
+  });
+
   it('markMasked marks the element when every identifier is withheld', () => {
     const p = profile('Patient', ['Patient.identifier', 'Patient.gender'], {
       identifiers: rule([{ type: 'MR' }]),
