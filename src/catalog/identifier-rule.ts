@@ -12,13 +12,21 @@ export const V2_0203_SYSTEM = 'http://terminology.hl7.org/CodeSystem/v2-0203';
 /** The codes of HL7 v2 table 0203 (HL7 Terminology, CodeSystem v2-0203): an unknown code is a typo, not a new type. */
 export const V2_0203_CODES: ReadonlySet<string> = new Set(
   (
-    'AC ACSN AIN AM AMA AN ANC AND ANON ANT APRN ASID BA BC BCFN BCT BR BRN BSNR CAII CC CONM CY CZ DC DCFN DDS DEA ' +
+    'AC ACSN AIN AM AMA AN ANC AND ANON ANT APRN ASID BA BC BCFN BCT BR BRN BSNR CAAI CC CONM CY CZ DC DCFN DDS DEA ' +
     'DFN DI DL DN DO DP DPM DR DS DSG EI EN ESN FDR FDRFN FGN FI FILL GI GIN GL GN HC IND IRISTEM JHN L&I LACSN LANR ' +
     'LI LN LR MA MB MC MCD MCN MCR MCT MD MI MR MRT MS NBSNR NCT NE NH NI NII NIIP NP NPI OBI OD PA PC PCN PE PEN PGN ' +
     'PHC PHE PHO PI PIN PLAC PN PNT PPIN PPN PRC PRN PT QA RI RN RPH RR RRI RRP SAMN SB SID SL SN SNBSN SNO SP SR ' +
     'SRX SS STN TAX TN TPR TRL U UDI UPIN USID VN VP VS WC WCN WP XV XX'
   ).split(' '),
 );
+
+/** `NNxxx` of table 0203: a national person identifier, xxx the ISO 3166 alpha-3 country code (`NNUSA`, `NNGBR`). */
+const NATIONAL_PERSON = /^NN[A-Z]{3}$/;
+
+/** True when `code` is a code of HL7 v2 table 0203. */
+export function isV2IdentifierType(code: string): boolean {
+  return V2_0203_CODES.has(code) || NATIONAL_PERSON.test(code);
+}
 
 /** An absolute URI (RFC 3986 §3: a scheme, a colon, then no white space): `urn:oid:…`, `http://…`. */
 const ABSOLUTE_URI = /^[A-Za-z][A-Za-z0-9+.-]*:\S+$/;
@@ -56,7 +64,7 @@ export function checkIdentifierRule(
   for (const list of ['keep', 'drop'] as const) {
     input[list].forEach((m, i) => {
       const at = ['identifiers', list, i];
-      if (m.type !== undefined && !V2_0203_CODES.has(m.type)) {
+      if (m.type !== undefined && !isV2IdentifierType(m.type)) {
         issues.push(
           source.issue(
             [...at, 'type'],

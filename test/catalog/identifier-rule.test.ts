@@ -41,8 +41,11 @@ describe('identifiers: accepted rules', () => {
     expect(Object.isFrozen(rule)).toBe(true);
     expect(Object.isFrozen(rule?.keep)).toBe(true);
     expect(Object.isFrozen(rule?.keep[1])).toBe(true);
-    const keepOnly = withPatient(ALLOW + 'identifiers:\n  keep: [{ type: PT }]\n');
-    expect(keepOnly.catalog?.profiles.get('patient-all')?.identifiers).toEqual({ keep: [{ type: 'PT' }], drop: [] });
+    const keepOnly = withPatient(ALLOW + 'identifiers:\n  keep: [{ type: PT }, { type: CAAI }, { type: NNGBR }]\n');
+    expect(keepOnly.catalog?.profiles.get('patient-all')?.identifiers).toEqual({
+      keep: [{ type: 'PT' }, { type: 'CAAI' }, { type: 'NNGBR' }],
+      drop: [],
+    });
   });
 
   it('a profile without identifiers has none, and keeps its catalog hash; adding a rule changes the hash', () => {
