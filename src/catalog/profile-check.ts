@@ -8,6 +8,7 @@ import { classifiedFor } from './classification.js';
 import { deidentificationFindings, namesWithheldPart, unnamedExtensionFindings } from './deidentification.js';
 import type { AllowedPath, TransformAt } from './deidentification.js';
 import { resolveElementPath } from './element-path.js';
+import { checkIdentifierRule } from './identifier-rule.js';
 import { discriminatorError, filterTargetError } from './item-filter.js';
 import type { ResolvedPath } from './element-path.js';
 import { covers, overlap, pathKey, renderPath } from './path-match.js';
@@ -192,6 +193,9 @@ export function checkProfile(
     }
   }
 
+  const identifiers = input.identifiers === undefined ? undefined : checkIdentifierRule(input.identifiers, source);
+  if (identifiers !== undefined) issues.push(...identifiers.issues);
+
   if (input.deidentified && classification !== undefined) {
     for (const [root, list] of allowed) {
       const findings = deidentificationFindings(
@@ -225,6 +229,7 @@ export function checkProfile(
         ]),
       ),
     ),
+    ...(identifiers === undefined ? {} : { identifiers: identifiers.def }),
     file: source.file,
   });
   return { def, issues };

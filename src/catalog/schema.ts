@@ -122,6 +122,14 @@ export const accessSchema = z.strictObject({
 
 export const TRANSFORM_NAMES = ['year', 'zip3', 'pseudonym', 'drop'] as const;
 
+/** One identifier matcher: a v2-0203 type code and/or a system URI; both named → both must hold. */
+const identifierMatcherSchema = z
+  .strictObject({
+    type: z.string().min(1, 'expected a v2-0203 code').optional(),
+    system: z.string().min(1, 'expected a system URI').optional(),
+  })
+  .refine((m) => m.type !== undefined || m.system !== undefined, 'expected type and/or system');
+
 export const profileSchema = z.strictObject({
   id: profileId,
   resourceType: z.string().min(1),
@@ -143,6 +151,13 @@ export const profileSchema = z.strictObject({
         .refine((d) => Object.keys(d).length > 0, 'expected at least one discriminator: { <child element>: [values] }'),
     )
     .default({}),
+  /** Which Identifier elements pass, at any depth (identifier-rule.ts). Absent: no rule beyond allow/where. */
+  identifiers: z
+    .strictObject({
+      keep: z.array(identifierMatcherSchema).min(1, 'expected at least one keep matcher (default deny)'),
+      drop: z.array(identifierMatcherSchema).default([]),
+    })
+    .optional(),
 });
 
 export const classificationSchema = z.strictObject({

@@ -109,7 +109,26 @@ export interface ProfileDef {
    * `{ 'Patient.telecom': { system: ['phone', 'email'] } }`. Paths start with the profile's type or a contained type.
    */
   readonly where: Readonly<Record<string, ItemFilterDef>>;
+  /**
+   * Which Identifier elements pass, wherever the profile delivers one (any depth, contained resources too): an
+   * identifier is kept iff some `keep` matcher holds and no `drop` matcher does. Absent: allow/where alone decide.
+   */
+  readonly identifiers?: IdentifierRuleDef;
   readonly file: string;
+}
+
+/**
+ * Matches an Identifier by its type (a code of HL7 v2 table 0203 among `Identifier.type.coding` with system
+ * http://terminology.hl7.org/CodeSystem/v2-0203) and/or its `system` (exact). Both named → both must hold.
+ */
+export interface IdentifierMatcherDef {
+  readonly type?: string;
+  readonly system?: string;
+}
+
+export interface IdentifierRuleDef {
+  readonly keep: readonly IdentifierMatcherDef[];
+  readonly drop: readonly IdentifierMatcherDef[];
 }
 
 /** Discriminator child name → allowed values (exact string match), for one repeating element. */

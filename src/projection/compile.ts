@@ -13,7 +13,8 @@ import { parsePath } from './path.js';
 import { copyJson, modifiersIntact, projectValue } from './project.js';
 import type { Json, Node } from './project.js';
 import { allowPath, finalizeTree, newTypeTree, transformPath, wherePath } from './tree.js';
-import type { TypeTree } from './tree.js';
+import type { IdentifierScope, TypeTree } from './tree.js';
+import { identifierScope } from './identifiers.js';
 import type { ProjectionContext, Projector } from './types.js';
 
 export type { ProjectionContext, Projector } from './types.js';
@@ -30,6 +31,8 @@ interface Options {
   readonly mask: MaskTable | undefined;
   /** `deidentified: true`: free text and unnamed extensions withheld at every depth (deid.ts). */
   readonly deidentified: boolean;
+  /** The profile's `identifiers:` rule, compiled once and shared by the resource and its contained types. */
+  readonly ids: IdentifierScope | undefined;
 }
 
 /** Meta rules when the whole resource is withheld: only security labels and the profile. */
@@ -63,7 +66,7 @@ function projectMeta(meta: unknown, n: Node, ctx: ProjectionContext, profileUrl:
 }
 
 function compileResource(tree: TypeTree, options: Options): ResourceProjector {
-  const node = options.deidentified ? finalizeDeidTree(tree) : finalizeTree(tree);
+  const node = options.deidentified ? finalizeDeidTree(tree, options.ids) : finalizeTree(tree, options.ids);
   const { profileUrl, contained, mask } = options;
   const isContained = profileUrl === undefined;
   const containedAllowed = tree.containedAllowed && contained !== undefined;
@@ -176,6 +179,7 @@ export function compileProfile(profile: ProfileDef): Projector {
   };
   for (const [path, t] of Object.entries(profile.transforms)) rulesOf(path)?.transforms.push([path, t]);
   for (const [path, f] of Object.entries(profile.where)) rulesOf(path)?.where.push([path, f]);
+  const ids = profile.identifiers === undefined ? undefined : identifierScope(profile.identifiers);
   const tree = buildTree(rootType, profile.allow, byType.get(rootType));
   if (unreadable) tree.root.transform = 'drop';
   let contained: Record<string, ResourceProjector> | undefined;
@@ -189,6 +193,7 @@ export function compileProfile(profile: ProfileDef): Projector {
         contained: undefined,
         mask: undefined,
         deidentified: profile.deidentified,
+        ids,
       });
     }
   }
@@ -197,6 +202,7 @@ export function compileProfile(profile: ProfileDef): Projector {
     contained,
     mask: profile.markMasked ? maskTable(rootType) : undefined,
     deidentified: profile.deidentified,
+    ids,
   });
   const path = `${rootType}.modifierExtension`;
   return (resource, ctx) => {

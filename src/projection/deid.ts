@@ -9,22 +9,23 @@
 // Elements allowed whole are expanded into explicit per-type nodes here, once per type and cached, so the
 // per-message walk (project.ts) is the same property lookup as for any profile. Semantics: docs/profiles.md.
 import { FREE_CONTENT_TYPES } from '../catalog/deidentification.js';
-import { choiceJsonName, fhirElements, isPrimitiveType } from '../fhir/elements.js';
+import { fhirElements, isPrimitiveType } from '../fhir/elements.js';
 import type { Leaf, Node } from './project.js';
-import { DROP, EMPTY, EXTENSION_COMPANIONS, FULL, RESOURCE_COMPANIONS, itemFilter, leafFor, merge } from './tree.js';
-import type { MNode, TypeTree } from './tree.js';
+import {
+  DROP,
+  EMPTY,
+  EXTENSION_COMPANIONS,
+  FULL,
+  RESOURCE_COMPANIONS,
+  itemFilter,
+  jsonKeys,
+  leafFor,
+  merge,
+} from './tree.js';
+import type { IdentifierScope, MNode, TypeTree } from './tree.js';
 
 const NARRATIVE = 'Narrative';
 const EXTENSION_KEYS: ReadonlySet<string> = new Set(['extension', 'modifierExtension']);
-
-type Def = { readonly t: readonly string[]; readonly x?: 1 };
-
-/** JSON property name → type for one element definition (`value[x]` → valueQuantity, valueString …). */
-function jsonKeys(name: string, d: Def): [string, string][] {
-  if (d.x === 1) return d.t.map((t) => [choiceJsonName(name, t), t]);
-  const t = d.t[0];
-  return d.t.length === 1 && t !== undefined ? [[name, t]] : [];
-}
 
 function companionsOf(type: string): readonly string[] | undefined {
   return type === 'Extension' ? EXTENSION_COMPANIONS : type === 'Resource' ? RESOURCE_COMPANIONS : undefined;
@@ -33,14 +34,27 @@ function companionsOf(type: string): readonly string[] | undefined {
 const NAMED_PRIMITIVE: Node = FULL;
 
 /** Type → the node for an element of that type allowed by an ancestor only (null: nothing of it passes). */
-const inherited = new Map<string, Node | null>();
+const inheritedPlain = new Map<string, Node | null>();
+/** The same, per identifier rule (its Identifier nodes carry the rule's test). */
+const inheritedScoped = new WeakMap<IdentifierScope, Map<string, Node | null>>();
+
+function cacheFor(ids: IdentifierScope | undefined): Map<string, Node | null> {
+  if (ids === undefined) return inheritedPlain;
+  let c = inheritedScoped.get(ids);
+  if (c === undefined) {
+    c = new Map();
+    inheritedScoped.set(ids, c);
+  }
+  return c;
+}
 
 /**
  * The node for an element of `type` that an ancestor allows: structured children only, recursively. Cached per type
  * (the index is static); recursive types (Reference → Identifier → Reference) share one node, which is safe because
  * the walk follows the finite input.
  */
-function inheritedNode(type: string): Node | undefined {
+function inheritedNode(type: string, ids: IdentifierScope | undefined): Node | undefined {
+  const inherited = cacheFor(ids);
   const hit = inherited.get(type);
   if (hit !== undefined) return hit ?? undefined;
   if (isPrimitiveType(type)) {
@@ -63,13 +77,14 @@ function inheritedNode(type: string): Node | undefined {
     sparse: false,
     companions: companionsOf(type),
     where: undefined,
+    ident: type === 'Identifier' ? ids?.test : undefined,
   });
   inherited.set(type, node);
   let n = 0;
   for (const [name, d] of Object.entries(defs)) {
     if (EXTENSION_KEYS.has(name)) continue;
     for (const [key, t] of jsonKeys(name, d)) {
-      const k = inheritedNode(t);
+      const k = inheritedNode(t, ids);
       if (k === undefined) continue;
       kids[key] = k;
       n++;
@@ -87,14 +102,14 @@ function consumedBy(m: MNode): string | undefined {
 }
 
 /** An `extension` / `modifierExtension` element: only the URLs a path names; every other item is withheld. */
-function extensionElement(m: MNode): Node | undefined {
+function extensionElement(m: MNode, ids: IdentifierScope | undefined): Node | undefined {
   if (m.transform !== undefined && (m.transform === 'drop' || leafFor(m.transform, m.type) === undefined)) return DROP;
   if (m.byUrl === undefined) return undefined;
   // The element's own rules (a drop below it) apply to every URL; allowing it without a URL allows none of them.
   const general: MNode = { ...m, all: false, named: false, byUrl: undefined };
   let byUrl: Record<string, Node> | undefined;
   for (const [url, um] of m.byUrl) {
-    const f = node(merge(general, um), false, false, true);
+    const f = node(merge(general, um), false, false, true, ids);
     if (f !== undefined) (byUrl ??= Object.create(null) as Record<string, Node>)[url] = f;
   }
   if (byUrl === undefined) return undefined;
@@ -114,7 +129,13 @@ function extensionElement(m: MNode): Node | undefined {
  * One node of a de-identified tree. `named`: the parent's rule names this element (the value of an extension allowed
  * by URL, the part a transform consumes). `byUrl`: `m` is an extension reached through its URL.
  */
-function node(m: MNode, inheritedAll: boolean, named: boolean, byUrl: boolean): Node | undefined {
+function node(
+  m: MNode,
+  inheritedAll: boolean,
+  named: boolean,
+  byUrl: boolean,
+  ids: IdentifierScope | undefined,
+): Node | undefined {
   if (m.transform === 'drop' || m.type === NARRATIVE) return DROP;
   const all = m.all || inheritedAll;
   let leaf: Leaf | undefined;
@@ -149,7 +170,7 @@ function node(m: MNode, inheritedAll: boolean, named: boolean, byUrl: boolean): 
     !valueNamed
   ) {
     // Allowed whole with no rule below it: the shared per-type node.
-    return inheritedNode(m.type);
+    return inheritedNode(m.type, ids);
   }
   let kids: Record<string, Node> | undefined;
   const put = (key: string, n: Node | undefined): void => {
@@ -157,7 +178,7 @@ function node(m: MNode, inheritedAll: boolean, named: boolean, byUrl: boolean): 
   };
   for (const [key, km] of m.kids) {
     const kidNamed = key === consumed || (valueNamed && key.startsWith('value'));
-    put(key, EXTENSION_KEYS.has(key) ? extensionElement(km) : node(km, all, kidNamed, false));
+    put(key, EXTENSION_KEYS.has(key) ? extensionElement(km, ids) : node(km, all, kidNamed, false, ids));
   }
   if (all) {
     for (const [name, d] of Object.entries(fhirElements().types[m.type] ?? {})) {
@@ -165,7 +186,7 @@ function node(m: MNode, inheritedAll: boolean, named: boolean, byUrl: boolean): 
       for (const [key, t] of jsonKeys(name, d)) {
         if (m.kids.has(key)) continue;
         const kidNamed = key === consumed || (valueNamed && name === 'value');
-        put(key, kidNamed && isPrimitiveType(t) ? NAMED_PRIMITIVE : inheritedNode(t));
+        put(key, kidNamed && isPrimitiveType(t) ? NAMED_PRIMITIVE : inheritedNode(t, ids));
       }
     }
   }
@@ -179,10 +200,11 @@ function node(m: MNode, inheritedAll: boolean, named: boolean, byUrl: boolean): 
     sparse: m.sparse,
     companions: companionsOf(m.type),
     where: itemFilter(m.where),
+    ident: m.type === 'Identifier' ? ids?.test : undefined,
   });
 }
 
 /** The runtime node for a whole resource under a de-identified profile (DROP when a fail-safe withholds all of it). */
-export function finalizeDeidTree(tree: TypeTree): Node {
-  return node(tree.root, false, false, false) ?? EMPTY;
+export function finalizeDeidTree(tree: TypeTree, ids?: IdentifierScope): Node {
+  return node(tree.root, false, false, false, ids) ?? EMPTY;
 }

@@ -12,6 +12,9 @@ export type Leaf = (value: unknown, ctx: ProjectionContext) => unknown;
 /** A value filter (profile `where`): each [discriminator child, allowed values] must hold for an item to be kept. */
 export type ItemFilter = readonly (readonly [string, ReadonlySet<string>])[];
 
+/** A profile's identifier rule (identifiers.ts): true when this input Identifier may be delivered. */
+export type IdentifierTest = (v: unknown) => boolean;
+
 export interface Node {
   /** Keep every child not listed in `kids`, whole (the path or an ancestor is allowed). */
   readonly all: boolean;
@@ -29,6 +32,10 @@ export interface Node {
   readonly companions: readonly string[] | undefined;
   /** Items that fail this filter are removed before anything else applies (judged on the input item). */
   readonly where: ItemFilter | undefined;
+  /** On elements of type Identifier under a profile with `identifiers:`: items failing it are removed, like `where`. */
+  readonly ident?: IdentifierTest | undefined;
+  /** On elements of type Resource (`Bundle.entry.resource`) under an identifier rule: the node for the item's own type. */
+  readonly byResourceType?: ((resourceType: string) => Node) | undefined;
 }
 
 /** Deep copy of JSON data; drops empty objects/arrays (never emitted) and `__proto__` keys. A JsonNumber (a lexeme, immutable in use) is shared. */
@@ -68,10 +75,16 @@ function passes(v: unknown, where: ItemFilter): boolean {
 
 function projectItem(v: unknown, n: Node, ctx: ProjectionContext): unknown {
   if (n.where !== undefined && !passes(v, n.where)) return undefined;
+  if (n.ident !== undefined && !n.ident(v)) return undefined;
   let out: unknown;
   let m = n;
   if (typeof v === 'object' && v !== null && !isJsonNumber(v)) {
     m = pick(v as Json, n);
+    if (m.byResourceType !== undefined) {
+      const rt = (v as Json)['resourceType'];
+      if (typeof rt !== 'string') return undefined;
+      m = m.byResourceType(rt);
+    }
     out = Array.isArray(v) ? undefined : projectObject(v as Json, m, ctx);
   } else {
     out = n.all ? v : undefined;
@@ -83,7 +96,7 @@ function projectItem(v: unknown, n: Node, ctx: ProjectionContext): unknown {
 function projectArray(arr: readonly unknown[], n: Node, ctx: ProjectionContext): unknown[] | undefined {
   const out: unknown[] = [];
   let kept = 0;
-  const keepNull = n.sparse || (n.all && n.leaf === undefined && n.where === undefined);
+  const keepNull = n.sparse || (n.all && n.leaf === undefined && n.where === undefined && n.ident === undefined);
   for (const item of arr) {
     if (item === null) {
       if (keepNull) out.push(null);

@@ -8,7 +8,7 @@ import type { ItemFilterDef, TransformName } from '../catalog/types.js';
 import { choiceJsonName, fhirElements, isPrimitiveType } from '../fhir/elements.js';
 import { parsePath } from './path.js';
 import type { PathStep } from './path.js';
-import type { ItemFilter, Leaf, Node } from './project.js';
+import type { IdentifierTest, ItemFilter, Leaf, Node } from './project.js';
 import { pseudonym, pseudonymIdentifier, pseudonymReference, year, yearPeriod, zip3 } from './transforms.js';
 
 export interface MNode {
@@ -115,6 +115,15 @@ function step(cur: MNode, s: PathStep, hits: Hit[]): void {
     if (d.x !== 1) continue;
     for (const t of d.t) if (choiceJsonName(base, t) === s.name) add(s.name, t, d.m === 1);
   }
+}
+
+type Def = { readonly t: readonly string[]; readonly x?: 1 };
+
+/** JSON property name → type for one element definition (`value[x]` → valueQuantity, valueString …). */
+export function jsonKeys(name: string, d: Def): [string, string][] {
+  if (d.x === 1) return d.t.map((t) => [choiceJsonName(name, t), t]);
+  const t = d.t[0];
+  return d.t.length === 1 && t !== undefined ? [[name, t]] : [];
 }
 
 /** Resolves steps after the resource type; `undefined` hits mean the path did not resolve. */
@@ -273,8 +282,17 @@ export function itemFilter(where: MNode['where']): ItemFilter | undefined {
   return where === undefined ? undefined : Object.freeze([...where].map((e) => Object.freeze(e)));
 }
 
+/**
+ * A profile's identifier rule at finalize time: `test` goes on every Identifier node, and `whole(type)` is the node
+ * for an element of `type` allowed whole (identifiers.ts: FULL unless it can hold an Identifier).
+ */
+export interface IdentifierScope {
+  readonly test: IdentifierTest;
+  readonly whole: (type: string) => Node;
+}
+
 /** Turns the mutable tree into frozen runtime nodes; undefined when nothing at or below `m` is kept. */
-export function finalize(m: MNode, inherited: boolean): Node | undefined {
+export function finalize(m: MNode, inherited: boolean, ids?: IdentifierScope): Node | undefined {
   if (m.transform === 'drop') return DROP;
   const all = m.all || inherited;
   let leaf: Leaf | undefined;
@@ -284,20 +302,32 @@ export function finalize(m: MNode, inherited: boolean): Node | undefined {
   }
   let kids: Record<string, Node> | undefined;
   for (const [key, km] of m.kids) {
-    const f = finalize(km, all);
+    const f = finalize(km, all, ids);
     if (f === undefined || (all && f === FULL)) continue;
     (kids ??= Object.create(null) as Record<string, Node>)[key] = f;
+  }
+  if (all && ids !== undefined) {
+    // Children allowed whole through this node still have their Identifiers judged.
+    for (const [name, d] of Object.entries(fhirElements().types[m.type] ?? {})) {
+      for (const [key, t] of jsonKeys(name, d)) {
+        if (m.kids.has(key)) continue;
+        const w = ids.whole(t);
+        if (w !== FULL) (kids ??= Object.create(null) as Record<string, Node>)[key] = w;
+      }
+    }
   }
   let byUrl: Record<string, Node> | undefined;
   if (m.byUrl !== undefined) {
     const general: MNode = { ...m, byUrl: undefined, kids: m.kids };
     for (const [url, um] of m.byUrl) {
-      const f = finalize(merge(general, um), inherited);
+      const f = finalize(merge(general, um), inherited, ids);
       if (f !== undefined) (byUrl ??= Object.create(null) as Record<string, Node>)[url] = f;
     }
   }
+  const ident = ids !== undefined && m.type === 'Identifier' ? ids.test : undefined;
   if (!all && kids === undefined && byUrl === undefined) return undefined;
-  if (all && kids === undefined && byUrl === undefined && leaf === undefined && m.where === undefined) return FULL;
+  if (all && kids === undefined && byUrl === undefined && leaf === undefined && m.where === undefined && !ident)
+    return FULL;
   const companions =
     m.type === 'Extension' ? EXTENSION_COMPANIONS : m.type === 'Resource' ? RESOURCE_COMPANIONS : undefined;
   return Object.freeze({
@@ -309,6 +339,7 @@ export function finalize(m: MNode, inherited: boolean): Node | undefined {
     sparse: m.sparse,
     companions,
     where: itemFilter(m.where),
+    ident,
   });
 }
 
@@ -325,6 +356,6 @@ export const EMPTY: Node = Object.freeze({
 });
 
 /** The runtime node for a whole resource (DROP when a fail-safe withholds all of it). */
-export function finalizeTree(tree: TypeTree): Node {
-  return finalize(tree.root, false) ?? EMPTY;
+export function finalizeTree(tree: TypeTree, ids?: IdentifierScope): Node {
+  return finalize(tree.root, false, ids) ?? EMPTY;
 }

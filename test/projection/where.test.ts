@@ -213,7 +213,7 @@ describe('where: fail safe (what the loader rejects, if it ever reached the proj
   });
 });
 
-describe('where: the shipped profiles on examples/patient.json', () => {
+describe('the shipped profiles on examples/patient.json (patient-contact by where, patient-billing by identifiers)', () => {
   const catalog = loadCatalog({
     subjects: new URL('../../subjects', import.meta.url).pathname,
     profiles: new URL('../../fhir-profiles', import.meta.url).pathname,
