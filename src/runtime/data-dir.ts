@@ -23,6 +23,7 @@ import {
 } from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
 import { isProcessAlive } from './process-info.js';
+import { BrokerError } from '../wire/errors.js';
 
 export interface DataDirLayout {
   readonly root: string;
@@ -72,7 +73,8 @@ export async function serviceKeys(
   await initCrypto();
   const dir = layout(config).keys;
   if (!existsSync(join(dir, 'jwks.json'))) {
-    throw new Error(
+    throw new BrokerError(
+      'E_SETUP_MISSING',
       `no keys in ${dir}: run \`phi-broker up --data-dir ${config.dataDir}\` first (it creates development keys)`,
     );
   }
@@ -84,13 +86,15 @@ export function natsUrl(config: BrokerConfig): string {
   if (config.natsUrl !== undefined) return config.natsUrl;
   const file = layout(config).serverFile;
   if (!existsSync(file)) {
-    throw new Error(
+    throw new BrokerError(
+      'E_SETUP_MISSING',
       `no running phi-broker in ${config.dataDir}: start one with \`phi-broker up --data-dir ${config.dataDir}\`, or set NATS_URL`,
     );
   }
   const server = JSON.parse(readFileSync(file, 'utf8')) as { url: string; pid?: number };
   if (server.pid !== undefined && !isProcessAlive(server.pid)) {
-    throw new Error(
+    throw new BrokerError(
+      'E_SETUP_MISSING',
       `no running phi-broker in ${config.dataDir} (${file} is left from one that did not stop cleanly): start one with \`phi-broker up --data-dir ${config.dataDir}\`, or set NATS_URL`,
     );
   }
@@ -180,8 +184,10 @@ export async function connectNats(
     return await connect({ servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, noAsyncTraces: true });
   } catch (err) {
     // nats.js says only e.g. CONNECTION_REFUSED; say where.
-    throw new Error(`cannot connect to NATS at ${url}: ${err instanceof Error ? err.message : String(err)}`, {
-      cause: err,
-    });
+    throw new BrokerError(
+      'E_NATS_UNREACHABLE',
+      `cannot connect to NATS at ${url}: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
   }
 }

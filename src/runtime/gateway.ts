@@ -12,6 +12,7 @@ import { BROKER_ID } from '../wire/ids.js';
 import { cliTlsDir, connectNats, layout, loadConfiguredCatalog, natsUrl } from './data-dir.js';
 import { readServiceKeys } from './key-files.js';
 import { initCrypto } from '../crypto/sodium.js';
+import { BrokerError } from '../wire/errors.js';
 
 export async function runGateway(config: BrokerConfig): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
@@ -20,8 +21,10 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
   const keysDir = layout(config).keys;
   const natsTls = cliTlsDir(config);
   if (natsTls === undefined)
-    throw new Error(
+    throw new BrokerError(
+      'E_CONFIG_INVALID',
       'the gateway connects over mTLS only: set PHI_BROKER_NATS_TLS_DIR, or run it beside `phi-broker up`',
+      { path: 'natsTlsDir' },
     );
   const nc = await connectNats(natsUrl(config), 'phi-broker gateway', {
     files: tlsLayout(natsTls).identity(BROKER_IDENTITY),

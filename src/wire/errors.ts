@@ -64,6 +64,8 @@ export const ERROR_CODES = {
     'A compare-and-set on a JetStream KV key lost to other writers in every one of its bounded attempts; nothing was written, and the operation may be tried again.',
   E_STORED_INVALID:
     'A value read back from a JetStream stream, KV bucket or object store is missing or not in the shape phi-broker writes (damaged, or written by another version); it is not used.',
+  E_NATS_UNREACHABLE:
+    'No NATS server answered at the URL the command uses (NATS_URL, or the running up of the data dir); the message names the URL and the reason.',
   E_SETUP_MISSING:
     'Something phi-broker needs on this machine is missing (the nats-server executable, development certificates, its own package files); the message names the command that provides it.',
   E_PARTNER_AUTH:

@@ -219,7 +219,7 @@ describe('phi-broker up: logs and stopping', () => {
     const r = await runCli(['publish', '--as', 'registration', PATIENT_FILE, ...data()]);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toContain(`no running phi-broker in ${dataDir}`);
+    expect(r.stderr).toContain(`phi-broker: E_SETUP_MISSING: no running phi-broker in ${dataDir}`);
     expect(r.stderr).toContain(`phi-broker up --data-dir ${dataDir}`);
   });
 
@@ -238,7 +238,7 @@ describe('phi-broker up: logs and stopping', () => {
       env: { NATS_URL: `nats://127.0.0.1:${port}` },
     });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`cannot connect to NATS at nats://127.0.0.1:${port}`);
+    expect(r.stderr).toContain(`phi-broker: E_NATS_UNREACHABLE: cannot connect to NATS at nats://127.0.0.1:${port}`);
   });
 });
 
