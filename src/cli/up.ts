@@ -18,7 +18,8 @@ import { acquireDataDirLock, type DataDirLock } from '../runtime/data-dir-lock.j
 import type { EmbeddedNats } from '../runtime/embedded-nats.js';
 import { devKeys, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
 import type { BrokerError } from '../wire/errors.js';
-import { logPosition } from '../runtime/log-follower.js';
+import { logStart } from '../runtime/log-follower.js';
+import { rotatedLogs } from '../runtime/nats-log.js';
 import { startSecurityLog, type SecurityLog } from '../runtime/security-log.js';
 
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
@@ -126,7 +127,7 @@ async function start(
   const secrets = ensureBrokerSecrets(dir);
   // nats-server's log, followed for security incidents (docs/audit.md): the embedded server's, or natsLogFile's.
   const natsLog = config.natsUrl === undefined ? layout(config).natsLog : config.natsLogFile;
-  const natsLogFrom = natsLog === undefined ? undefined : logPosition(natsLog);
+  const natsLogFrom = natsLog === undefined ? undefined : logStart(natsLog, rotatedLogs);
   const transport = await openNatsTransport(config, catalog, {
     insecurePlaintext,
     logger,

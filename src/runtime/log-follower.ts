@@ -9,14 +9,31 @@ import { StringDecoder } from 'node:string_decoder';
 /** Where a file ended at some moment: a follower started later begins there if the file is still the same one. */
 export interface LogPosition {
   readonly ino: number;
+  /** Creation time where the file system records it (0 where not): an inode number can be reused. */
+  readonly birthtimeMs: number;
   readonly size: number;
+}
+
+export interface LogStart {
+  readonly position: LogPosition | undefined;
+  /** The rotated copies that existed then (by path). */
+  readonly rotated: readonly string[];
+}
+
+/** The file and its rotated copies as they are now: where a follower started later begins. */
+export function logStart(file: string, rotated: (file: string) => readonly string[]): LogStart {
+  return { position: logPosition(file), rotated: [...rotated(file)] };
+}
+
+function sameFile(a: LogPosition, b: { readonly ino: number; readonly birthtimeMs: number }): boolean {
+  return a.ino === b.ino && a.birthtimeMs === b.birthtimeMs;
 }
 
 /** The file's current inode and size, or undefined when it does not exist. */
 export function logPosition(file: string): LogPosition | undefined {
   try {
     const st = statSync(file);
-    return { ino: st.ino, size: st.size };
+    return { ino: st.ino, birthtimeMs: st.birthtimeMs, size: st.size };
   } catch {
     return undefined;
   }
@@ -24,13 +41,22 @@ export function logPosition(file: string): LogPosition | undefined {
 
 export interface LogFollowerOptions {
   readonly file: string;
-  /** Begin where the file stood then (same inode), else at the start of the file found. */
-  readonly from?: LogPosition;
+  /**
+   * Where to begin (logStart): where the file stood then (`position`, undefined when it did not exist) and the
+   * rotated copies there were. Lines written since are read, also when the file rotated before the first poll: from
+   * the position in the copy it became, then every newer copy, then the current file. Unset: the whole current file.
+   */
+  readonly from?: LogStart;
   readonly onLine: (line: string) => void;
   /** Longest line kept; the rest of a longer line is dropped and reported by `onOverlong`. */
   readonly maxLineBytes?: number;
   readonly onOverlong?: () => void;
   readonly maxBytesPerPoll?: number;
+  /**
+   * The rotated copies of the file, oldest first (src/runtime/nats-log.ts rotatedLogs): when the file rotated more
+   * than once between two polls, the copies newer than the one being read are read whole before the current file.
+   */
+  readonly rotated?: () => readonly string[];
 }
 
 const CHUNK = 64 * 1024;
@@ -50,20 +76,84 @@ export class LogFollower {
   /** Reads what is new (across a rotation); returns the bytes read. */
   poll(): number {
     let read = 0;
-    if (this.fd === undefined && !this.openCurrent()) return 0;
+    if (this.first) read += this.catchUp();
+    if (this.fd === undefined && !this.openCurrent()) return read;
     read += this.readAvailable();
     const now = logPosition(this.opts.file);
     if (now === undefined || now.ino !== this.ino) {
-      // Rotated (or removed): finish the old file, then start on the new one.
-      read += this.readAvailable();
+      // Rotated (or removed): finish the old file, then any copies rotated after it, then start on the new one.
+      read += this.readToEnd();
       this.endOfFile();
       this.close();
+      read += this.readRotatedSince(this.ino);
       if (now !== undefined && this.openCurrent()) read += this.readAvailable();
     } else if (now.size < this.offset) {
       this.offset = 0; // truncated in place
       this.partial = '';
       this.decoder = new StringDecoder('utf8');
       read += this.readAvailable();
+    }
+    return read;
+  }
+
+  /**
+   * Before the first open: the copies rotated since `from` — from the position in the one the file was then, whole
+   * when they are newer — so lines written between `from` and the first poll are not lost to a rotation.
+   */
+  private catchUp(): number {
+    const from = this.opts.from;
+    if (from === undefined) return 0;
+    const current = logPosition(this.opts.file);
+    if (from.position !== undefined && current !== undefined && sameFile(from.position, current)) return 0;
+    const copies = this.opts.rotated?.() ?? [];
+    const before = new Set(from.rotated);
+    let read = 0;
+    for (const file of copies) {
+      let fd: number;
+      try {
+        fd = openSync(file, 'r');
+      } catch {
+        continue;
+      }
+      const st = fstatSync(fd);
+      const was = from.position !== undefined && sameFile(from.position, st);
+      if (!was && before.has(file)) {
+        closeSync(fd);
+        continue; // rotated before `from`
+      }
+      this.fd = fd;
+      this.offset = was && from.position !== undefined ? Math.min(from.position.size, st.size) : 0;
+      this.partial = '';
+      this.decoder = new StringDecoder('utf8');
+      read += this.readToEnd();
+      this.endOfFile();
+      this.close();
+    }
+    this.first = false; // the current file is read from its start
+    return read;
+  }
+
+  /** Reads whole every rotated copy newer than the one with inode `ino` (none when that copy is not found). */
+  private readRotatedSince(ino: number): number {
+    const copies = this.opts.rotated?.() ?? [];
+    const inos = copies.map((f) => logPosition(f)?.ino);
+    const at = inos.indexOf(ino);
+    if (at === -1) return 0;
+    let read = 0;
+    for (const file of copies.slice(at + 1)) {
+      let fd: number;
+      try {
+        fd = openSync(file, 'r');
+      } catch {
+        continue; // pruned meanwhile
+      }
+      this.fd = fd;
+      this.offset = 0;
+      this.partial = '';
+      this.decoder = new StringDecoder('utf8');
+      read += this.readToEnd();
+      this.endOfFile();
+      this.close();
     }
     return read;
   }
@@ -83,9 +173,9 @@ export class LogFollower {
     const st = fstatSync(fd);
     this.fd = fd;
     this.ino = st.ino;
-    const from = this.first ? this.opts.from : undefined;
+    const from = this.first ? this.opts.from?.position : undefined;
     this.first = false;
-    this.offset = from !== undefined && from.ino === st.ino && from.size <= st.size ? from.size : 0;
+    this.offset = from !== undefined && sameFile(from, st) && from.size <= st.size ? from.size : 0;
     this.partial = '';
     this.decoder = new StringDecoder('utf8');
     return true;
@@ -106,6 +196,13 @@ export class LogFollower {
     return total;
   }
 
+  /** A file that will not grow any more (rotated away) is read whole, past the per-poll bound. */
+  private readToEnd(): number {
+    let read = 0;
+    for (let n = this.readAvailable(); n > 0; n = this.readAvailable()) read += n;
+    return read;
+  }
+
   private take(text: string): void {
     const max = this.opts.maxLineBytes ?? 64 * 1024;
     let start = 0;
@@ -115,6 +212,10 @@ export class LogFollower {
       this.partial = '';
       if (this.overlong) {
         this.overlong = false; // the end of an overlong line
+        continue;
+      }
+      if (line.length > max) {
+        this.opts.onOverlong?.();
         continue;
       }
       this.opts.onLine(line.endsWith('\r') ? line.slice(0, -1) : line);

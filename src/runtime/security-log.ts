@@ -13,12 +13,13 @@ import type { Catalog } from '../catalog/types.js';
 import { errorFields, type Logger } from '../log/log.js';
 import { parseSecurityLogLine, UNRECOGNISED } from '../nats/server-log.js';
 import { subjectGrammar } from '../wire/names.js';
-import { LogFollower, type LogPosition } from './log-follower.js';
+import { LogFollower, type LogStart } from './log-follower.js';
+import { rotatedLogs } from './nats-log.js';
 
 export interface SecurityLogOptions {
   readonly file: string;
-  /** Where the file stood before the server started: lines before it are not this run's. */
-  readonly from?: LogPosition;
+  /** Where the file stood before the server started (src/runtime/log-follower.ts): lines before it are not this run's. */
+  readonly from?: LogStart;
   readonly catalog: Catalog;
   readonly trail: AuditTrail;
   readonly metrics: BrokerMetrics;
@@ -53,6 +54,7 @@ export function startSecurityLog(opts: SecurityLogOptions): SecurityLog {
   let unrecognised = 0;
   const follower = new LogFollower({
     file: opts.file,
+    rotated: () => rotatedLogs(opts.file),
     ...(opts.from === undefined ? {} : { from: opts.from }),
     onLine(line) {
       let e: ReturnType<typeof parseSecurityLogLine>;
