@@ -48,8 +48,8 @@ export interface LogFollowerOptions {
    */
   readonly from?: LogStart;
   readonly onLine: (line: string) => void;
-  /** Longest line kept; the rest of a longer line is dropped and reported by `onOverlong`. */
-  readonly maxLineBytes?: number;
+  /** Longest line kept (UTF-16 units, default 64 Ki); a longer line is dropped whole and reported by `onOverlong`. */
+  readonly maxLineChars?: number;
   readonly onOverlong?: () => void;
   readonly maxBytesPerPoll?: number;
   /**
@@ -204,7 +204,7 @@ export class LogFollower {
   }
 
   private take(text: string): void {
-    const max = this.opts.maxLineBytes ?? 64 * 1024;
+    const max = this.opts.maxLineChars ?? 64 * 1024;
     let start = 0;
     for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
       const line = this.partial + text.slice(start, nl);

@@ -3,7 +3,7 @@
 // server rotates its log during the test). Provoked: (a) a service publishing and subscribing where its permissions
 // deny, with a planted value in the payload and as a subject; (b) a TLS client without a certificate; (c) a
 // certificate of the right CA for an identity the server does not know; a burst of 50 denied publishes from one
-// service. Read back from PHI_AUDIT as the auditor: the identities and kinds, no planted value, every event valid
+// service; a certificate of another CA in a real service's name. Read back from PHI_AUDIT as the auditor: the identities and kinds, no planted value, every event valid
 // against the FHIR R4 JSON schema, the burst's counts summing to 50 in a bounded number of events, the alert.
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import { decodeRecord } from '../../src/audit/record.js';
 import { readAuditRecords } from '../../src/audit/read.js';
 import { mtlsConnectionOptions } from '../../src/nats/connect-options.js';
 import { identityInbox } from '../../src/nats/permissions.js';
-import { issueClientCertificate } from '../../src/tls/certificates.js';
+import { createCa, issueClientCertificate } from '../../src/tls/certificates.js';
 import { AUDITOR_IDENTITY, serviceIdentity, type Identity } from '../../src/tls/identity.js';
 import { readCa, tlsLayout } from '../../src/tls/store.js';
 import { NOT_A_PHI_BROKER_SUBJECT } from '../../src/wire/names.js';
@@ -128,6 +128,24 @@ describe('nats-server refusals in the audit trail', () => {
       () => 'refused',
     );
     expect(unknown).toBe('refused');
+    // (c') A certificate of another CA, for a real identity's name: refused at the handshake.
+    const otherCa = await createCa({ now: Date.now(), lifetimeMs: 3_600_000 });
+    const forged = await issueClientCertificate(otherCa, serviceIdentity('billing'), {
+      now: Date.now(),
+      lifetimeMs: 3_600_000,
+    });
+    writeFileSync(join(dir, 'forged.cert.pem'), forged.certPem);
+    writeFileSync(join(dir, 'forged.key.pem'), forged.keyPem, { mode: 0o600 });
+    const forgedResult = await connect({
+      servers: serverUrl(),
+      reconnect: false,
+      timeout: 3_000,
+      tls: { caFile: tls().ca.certFile, certFile: join(dir, 'forged.cert.pem'), keyFile: join(dir, 'forged.key.pem') },
+    }).then(
+      (nc) => nc.close().then(() => 'connected'),
+      () => 'refused',
+    );
+    expect(forgedResult).toBe('refused');
     // A burst: 50 denied publishes from billing, on one connection.
     const billing = await connectAs(serviceIdentity('billing'));
     for (let i = 0; i < 50; i++) billing.publish('phi.ingest.registration.Patient', sc.encode(`{"n":${i}}`));
@@ -142,7 +160,7 @@ describe('nats-server refusals in the audit trail', () => {
         sumOf(ev, 'billing', 'publish-violation') >= 50 &&
         sumOf(ev, 'notification', 'publish-violation') >= 2 &&
         sumOf(ev, 'notification', 'subscription-violation') >= 1 &&
-        ev.some((e) => kind(e) === 'tls-handshake') &&
+        ev.filter((e) => kind(e) === 'tls-handshake').reduce((n, e) => n + count(e), 0) >= 2 &&
         ev.some((e) => kind(e) === 'authentication') &&
         ev.some((e) => e.subtype?.[0]?.code === 'security-incidents'),
     );
@@ -167,18 +185,19 @@ describe('nats-server refusals in the audit trail', () => {
     expect(new Set(subjects)).toEqual(new Set(['phi.ingest.registration.Patient', NOT_A_PHI_BROKER_SUBJECT]));
     expect(sumOf(events, 'notification', 'publish-violation')).toBe(2);
     expect(sumOf(events, 'notification', 'subscription-violation')).toBe(1);
-    // (b) and (c): unauthenticated clients, by address, with the TLS refusal from the closed set.
+    // (b), (c) and (c'): unauthenticated clients, by address, with the TLS refusal from the closed set.
     const handshake = incidents.filter((e) => kind(e) === 'tls-handshake');
     expect(handshake[0]?.agent[0]).toMatchObject({
       who: { display: 'unauthenticated client' },
       network: { address: '127.0.0.1' },
     });
-    expect(
-      handshake
-        .flatMap((e) => e.entity?.flatMap((x) => x.detail ?? []) ?? [])
-        .filter((d) => d.type === 'tls-refusal')
-        .map((d) => d.valueString),
-    ).toContain('no-certificate');
+    const refusals = handshake
+      .flatMap((e) => e.entity?.flatMap((x) => x.detail ?? []) ?? [])
+      .filter((d) => d.type === 'tls-refusal')
+      .map((d) => d.valueString);
+    expect(refusals).toContain('no-certificate');
+    expect(refusals).toContain('unknown-authority');
+    expect(handshake.every((e) => agentId(e) === undefined)).toBe(true); // the forged billing is not taken for billing
     expect(incidents.filter((e) => kind(e) === 'authentication').map((e) => e.subtype?.[0]?.code)).toEqual(['110126']);
     // The alert: for billing (50 ≥ 10 in a minute), not for notification (3).
     const alerts = events.filter((e) => e.subtype?.[0]?.code === 'security-incidents');

@@ -119,7 +119,7 @@ describe('LogFollower', () => {
   it('reads a file truncated in place from its start, and drops an overlong line', () => {
     const file = join(dir, 'd.log');
     writeFileSync(file, 'aaaa\nbbbb\n');
-    const { f, lines, overlong } = follow(file, { maxLineBytes: 16 });
+    const { f, lines, overlong } = follow(file, { maxLineChars: 16 });
     f.poll();
     writeFileSync(file, 'c\n'); // shorter than what was read
     f.poll();
