@@ -159,13 +159,13 @@ export class AlertMonitor {
         case 'security-incident': {
           // One fact stands for `count` refused lines: the rule counts the lines.
           const r = this.rules.securityIncidents;
-          const who = f.identity ?? `@${f.address}`;
+          const who = f.identity ?? (f.manyClients === true ? '*' : `@${f.address}`);
           const n = this.count(`security|${who}`, at, r.windowMs, f.count);
           if (n >= r.threshold)
             fire({
               rule: 'security-incidents',
               ...(f.identity === undefined ? {} : { service: f.identity }),
-              detail: `${n} clients refused by nats-server within ${r.windowMs} ms (threshold ${r.threshold}) from ${f.identity === undefined ? `an unauthenticated client at ${f.address}` : f.identity}`,
+              detail: `${n} clients refused by nats-server within ${r.windowMs} ms (threshold ${r.threshold}) from ${f.identity ?? (f.manyClients === true ? 'many clients' : `an unauthenticated client at ${f.address}`)}`,
             });
           break;
         }

@@ -404,7 +404,7 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         fact.identity === undefined
           ? {
               type: roleConcept(AGENT.source),
-              who: { display: 'unauthenticated client' },
+              who: { display: fact.manyClients === true ? 'many clients' : 'unauthenticated client' },
               requestor: true,
               network: { address: fact.address, type: isIpAddress(fact.address) ? '2' : '1' },
             }
@@ -417,6 +417,7 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         ...(fact.moreSubjects === undefined ? [] : [{ type: 'more-subjects', valueString: String(fact.moreSubjects) }]),
         ...(fact.refusals ?? []).map((r) => ({ type: 'tls-refusal', valueString: r })),
         ...(fact.unknownUser === true ? [{ type: 'user', valueString: 'not a phi-broker identity' }] : []),
+        ...(fact.manyClients === true ? [{ type: 'clients', valueString: 'many, counted together' }] : []),
       ];
       const event = base(
         TYPE.securityAlert,

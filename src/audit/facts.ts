@@ -207,6 +207,8 @@ export interface SecurityIncidentFact {
   readonly refusals?: readonly TlsRefusal[];
   /** The logged user was not a phi-broker identity. */
   readonly unknownUser?: true;
+  /** Lines of clients beyond the open-window cap, counted together (`address` is the last one's). */
+  readonly manyClients?: true;
 }
 
 export type AuditFact =

@@ -15,12 +15,15 @@ export interface IncidentWindowOptions {
   readonly now: () => number;
   /** Distinct subjects listed per event; more are counted (default 5). */
   readonly maxSubjects?: number;
+  /** Windows open at once (default 1,000); lines of further clients share one window per kind (`manyClients`). */
+  readonly maxWindows?: number;
 }
 
 interface Window {
   readonly opened: number;
   readonly incident: SecurityLogEvent['kind'];
   readonly identity: string | undefined;
+  readonly manyClients: boolean;
   address: string;
   count: number;
   last: number;
@@ -45,13 +48,20 @@ export class IncidentWindows {
   add(e: SecurityLogEvent): void {
     const at = this.opts.now();
     const client = e.identity === undefined ? `@${e.address}` : e.identity;
-    const key = `${e.kind}|${client}`;
+    let key = `${e.kind}|${client}`;
     let w = this.open.get(key);
+    // A flood from many clients (a scan) must not grow the windows without bound: past the cap they share one.
+    const many = w === undefined && this.open.size >= (this.opts.maxWindows ?? 1000);
+    if (many) {
+      key = `${e.kind}|*`;
+      w = this.open.get(key);
+    }
     if (w === undefined) {
       w = {
         opened: at,
         incident: e.kind,
-        identity: e.identity,
+        identity: many ? undefined : e.identity,
+        manyClients: many,
         address: e.address,
         count: 0,
         last: at,
@@ -87,6 +97,7 @@ export class IncidentWindows {
         kind: 'security-incident',
         incident: w.incident,
         ...(w.identity === undefined ? {} : { identity: w.identity }),
+        ...(w.manyClients ? { manyClients: true as const } : {}),
         address: w.address,
         count: w.count,
         firstSeen: new Date(w.opened).toISOString(),

@@ -110,6 +110,28 @@ describe('IncidentWindows', () => {
     expect(fact?.count).toBe(7);
     expect(w.close(true)).toEqual([]);
   });
+
+  it('past the open-window cap, further clients share one window per kind, marked manyClients; counts still sum', () => {
+    const clock = { now: T0 };
+    const w = new IncidentWindows({
+      intervalMs: 1000,
+      isPhiBrokerSubject: grammar,
+      now: () => clock.now,
+      maxWindows: 3,
+    });
+    for (let i = 1; i <= 10; i++) w.add({ kind: 'tls-handshake', address: `10.0.0.${i}`, refusal: 'no-certificate' });
+    const facts = w.close(true);
+    expect(facts.map((f) => [f.address, f.count, f.manyClients])).toEqual([
+      ['10.0.0.1', 1, undefined],
+      ['10.0.0.2', 1, undefined],
+      ['10.0.0.3', 1, undefined],
+      ['10.0.0.10', 7, true],
+    ]);
+    const ctx = { instanceId: 'b-1', now: () => T0, newId: () => 'ev-2' };
+    const event = buildAuditEvent(facts[3] as (typeof facts)[number], ctx);
+    expect(event.agent[0]?.who?.display).toBe('many clients');
+    expect(fhirSchemaErrors(event)).toEqual([]);
+  });
 });
 
 describe('a security incident as an AuditEvent', () => {
