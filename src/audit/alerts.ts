@@ -10,6 +10,8 @@
 //                     windows), once that baseline has been learned
 //   off-hours         deliveries outside configured hours (off unless hours are configured)
 //   quarantine-spike  N quarantined inputs (from anyone) within a window
+//   security-incidents N clients refused by nats-server (permission violations, refused TLS handshakes, failed
+//                     authentication; src/audit/incidents.ts) from one identity, or one address, within a window
 //   audit-unavailable the broker cannot append to its audit trail, so it delivers nothing (raised by the broker,
 //                     src/broker/broker.ts, not by a fact; recorded in the chain once the trail is writable again)
 // After a rule fires for an identity it stays quiet for `cooldownMs`, so a burst raises one alert, not one per
@@ -44,6 +46,7 @@ export const alertRulesSchema = z.strictObject({
     })
     .optional(),
   quarantineSpike: window.default({ threshold: 50, windowMs: 5 * 60_000 }),
+  securityIncidents: window.default({ threshold: 10, windowMs: 60_000 }),
   cooldownMs: z
     .number()
     .int()
@@ -62,6 +65,7 @@ export const ALERT_RULE_NAMES = [
   'volume',
   'off-hours',
   'quarantine-spike',
+  'security-incidents',
   // Raised by the audit trail's own periodic check (integrity.ts), not by a rule over facts.
   'audit-integrity',
   'audit-unavailable',
@@ -85,6 +89,11 @@ const AUTH_CODES: ReadonlySet<string> = new Set([
 ]);
 const EWMA_ALPHA = 0.3;
 
+interface Counted {
+  readonly at: number;
+  readonly n: number;
+}
+
 interface VolumeState {
   windowStart: number;
   count: number;
@@ -93,7 +102,7 @@ interface VolumeState {
 }
 
 export class AlertMonitor {
-  private readonly events = new Map<string, number[]>();
+  private readonly events = new Map<string, Counted[]>();
   private readonly lastFired = new Map<string, number>();
   private readonly volume = new Map<string, VolumeState>();
 
@@ -147,6 +156,19 @@ export class AlertMonitor {
             });
           break;
         }
+        case 'security-incident': {
+          // One fact stands for `count` refused lines: the rule counts the lines.
+          const r = this.rules.securityIncidents;
+          const who = f.identity ?? (f.manyClients === true ? '*' : `@${f.address}`);
+          const n = this.count(`security|${who}`, at, r.windowMs, f.count);
+          if (n >= r.threshold)
+            fire({
+              rule: 'security-incidents',
+              ...(f.identity === undefined ? {} : { service: f.identity }),
+              detail: `${n} clients refused by nats-server within ${r.windowMs} ms (threshold ${r.threshold}) from ${f.identity ?? (f.manyClients === true ? 'many clients' : `an unauthenticated client at ${f.address}`)}`,
+            });
+          break;
+        }
         case 'delivered': {
           const service = f.recipient.service;
           const v = this.observeVolume(service, at);
@@ -168,15 +190,17 @@ export class AlertMonitor {
     return out;
   }
 
-  /** Adds one event at `at` under `key` and returns how many fall within the last `windowMs`. */
-  private count(key: string, at: number, windowMs: number): number {
+  /** Adds `weight` events at `at` under `key` and returns how many fall within the last `windowMs`. */
+  private count(key: string, at: number, windowMs: number, weight = 1): number {
     const list = this.events.get(key) ?? [];
-    list.push(at);
+    list.push({ at, n: weight });
     let drop = 0;
-    while (drop < list.length && (list[drop] as number) <= at - windowMs) drop += 1;
+    while (drop < list.length && (list[drop] as Counted).at <= at - windowMs) drop += 1;
     if (drop > 0) list.splice(0, drop);
     this.events.set(key, list);
-    return list.length;
+    let total = 0;
+    for (const e of list) total += e.n;
+    return total;
   }
 
   /** Counts a delivery in the recipient's current window; a detail string when the window is far above baseline. */

@@ -38,6 +38,10 @@ export const SUBTYPE = {
   applicationStop: { system: DICOM, code: '110121', display: 'Application Stop' },
   securityConfiguration: { system: DICOM, code: '110129', display: 'Security Configuration' },
   login: { system: DICOM, code: '110122', display: 'Login' },
+  /** DICOM CID 403 (Security Alert Type): a node (a NATS client) failed to authenticate (TLS, certificate mapping). */
+  nodeAuthentication: { system: DICOM, code: '110126', display: 'Node Authentication' },
+  /** DICOM CID 403: an authenticated client tried what its permissions deny (publish or subscribe). */
+  restrictedFunction: { system: DICOM, code: '110132', display: 'Use of Restricted Function' },
 } as const satisfies Record<string, Coding>;
 
 /** Agent roles (AuditEvent.agent.type): DICOM's Source / Destination Role ID as BALP uses them. */
@@ -69,6 +73,8 @@ export const SYSTEM = {
   quarantineRecord: 'urn:phi-broker:quarantine-record',
   catalog: 'urn:phi-broker:catalog-sha256',
   alertRule: 'urn:phi-broker:alert-rule',
+  /** What nats-server refused (AuditEvent.subtype beside the DICOM code): src/nats/server-log.ts SECURITY_LOG_KINDS. */
+  securityIncident: 'urn:phi-broker:security-incident',
   /** phi-broker's own components as agents (`gateway`), apart from catalog service ids. */
   component: 'urn:phi-broker:component',
   /** A partner's OAuth client id (the catalog's partner.clientId). */

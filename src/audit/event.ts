@@ -11,6 +11,10 @@
 //   broker-start/stop → DCM 110100 Application Activity, subtype 110120 / 110121, action E
 //   catalog-loaded    → DCM 110113 Security Alert, subtype 110129 Security Configuration, with the catalog hash
 //   alert        → DCM 110113 Security Alert, subtype the rule (urn:phi-broker:alert-rule)
+//   security-incident → DCM 110113 Security Alert, subtype DCM 110132 Use of Restricted Function (permission
+//                  violation) or 110126 Node Authentication (TLS, authentication) and the kind
+//                  (urn:phi-broker:security-incident), action E, outcome 4; agents: the client (requestor) and
+//                  nats-server (the application that refused it); entities: the subjects refused and the count
 //   access       → DCM 110110 Patient Record, subtype the step (urn:phi-broker:access-step), purposeOfEvent PATRQT;
 //                  agents: the requesting service (source, requestor) when a service filed it, the broker, the services asked
 //   access-refused → the same type, subtype `refused`, outcome 4: a service's request the broker refused
@@ -66,6 +70,12 @@ const ROLE = {
   securityResource: shared({ system: OBJECT_ROLE, code: '13', display: 'Security Resource' }),
   job: shared({ system: OBJECT_ROLE, code: '20', display: 'Job' }),
 };
+/** nats-server, the application that refused the client (DCM Application role). */
+const NATS_SERVER_AGENT: AuditEventAgent = shared({
+  type: { coding: [AGENT.application] },
+  who: { identifier: { system: SYSTEM.component, value: 'nats-server' }, display: 'nats-server' },
+  requestor: false,
+});
 const SOURCE_TYPES: Coding[] = shared([{ system: SOURCE_TYPE, code: '4', display: 'Application Server' }]);
 const ROLE_CONCEPTS = new Map<Coding, { coding: Coding[] }>();
 const PURPOSES = new Map<string, { coding: Coding[] }[]>();
@@ -388,6 +398,50 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
           },
         ],
       );
+    case 'security-incident': {
+      const violation = fact.incident === 'publish-violation' || fact.incident === 'subscription-violation';
+      const client: AuditEventAgent =
+        fact.identity === undefined
+          ? {
+              type: roleConcept(AGENT.source),
+              who: { display: fact.manyClients === true ? 'many clients' : 'unauthenticated client' },
+              requestor: true,
+              network: { address: fact.address, type: isIpAddress(fact.address) ? '2' : '1' },
+            }
+          : agent({ service: fact.identity, address: fact.address }, AGENT.source, true);
+      const operation = fact.incident === 'publish-violation' ? 'publish' : 'subscribe';
+      const details: { type: string; valueString: string }[] = [
+        { type: 'count', valueString: String(fact.count) },
+        { type: 'first-seen', valueString: fact.firstSeen },
+        { type: 'last-seen', valueString: fact.lastSeen },
+        ...(fact.moreSubjects === undefined ? [] : [{ type: 'more-subjects', valueString: String(fact.moreSubjects) }]),
+        ...(fact.refusals ?? []).map((r) => ({ type: 'tls-refusal', valueString: r })),
+        ...(fact.unknownUser === true ? [{ type: 'user', valueString: 'not a phi-broker identity' }] : []),
+        ...(fact.manyClients === true ? [{ type: 'clients', valueString: 'many, counted together' }] : []),
+      ];
+      const event = base(
+        TYPE.securityAlert,
+        violation ? SUBTYPE.restrictedFunction : SUBTYPE.nodeAuthentication,
+        'E',
+        OUTCOME.minor,
+        [client, NATS_SERVER_AGENT],
+        [
+          ...(fact.subjects ?? []).map((subject): AuditEventEntity => ({
+            what: { display: subject },
+            type: ENTITY.systemObject,
+            role: ROLE.securityResource,
+            name: subject,
+            detail: [{ type: 'operation', valueString: operation }],
+          })),
+          { type: ENTITY.other, detail: details },
+        ],
+        `${fact.incident}: ${fact.count} refused by nats-server`,
+      );
+      return {
+        ...event,
+        subtype: [...(event.subtype ?? []), { system: SYSTEM.securityIncident, code: fact.incident }],
+      };
+    }
     case 'alert':
       return base(
         TYPE.securityAlert,

@@ -2,6 +2,8 @@
 // paths only — never a resource value. The builder (event.ts) turns each fact into a FHIR R4 AuditEvent in
 // the IHE Basic Audit Log Patterns shape; the trail (trail.ts) chains and stores it.
 //
+import type { SecurityLogKind, TlsRefusal } from '../nats/server-log.js';
+
 // AuditFact is a discriminated union on `kind`. To audit a new decision (registry, consent, access requests,
 // transport authentication …): add a member here, a case in event.ts (the compiler's exhaustiveness check
 // points to it), and call `audit.record([...])` where the decision is made. A new field of an accepted,
@@ -180,7 +182,37 @@ export interface PartnerTokenFact {
   readonly path?: string;
 }
 
+/**
+ * Clients nats-server refused, as its log recorded them (src/nats/server-log.ts), aggregated per kind and identity
+ * (or, unauthenticated, per address) over an interval (src/audit/incidents.ts): a security incident under 45 CFR
+ * 164.308(a)(6). Service ids, addresses, closed-set codes and catalog-grammar subjects only (docs/audit.md).
+ */
+export interface SecurityIncidentFact {
+  readonly kind: 'security-incident';
+  readonly incident: SecurityLogKind;
+  /** The phi-broker identity the client's certificate mapped to; absent when the client was not authenticated. */
+  readonly identity?: string;
+  /** The client's IP address (the last one seen in the interval). */
+  readonly address: string;
+  /** How many log lines of this kind from this client the interval held. */
+  readonly count: number;
+  /** First and last line of the interval, as this process read them (ISO 8601). */
+  readonly firstSeen: string;
+  readonly lastSeen: string;
+  /** Distinct subjects refused (catalog grammar, else NOT_A_PHI_BROKER_SUBJECT), at most a few. */
+  readonly subjects?: readonly string[];
+  /** Further distinct subjects the interval held beyond those listed. */
+  readonly moreSubjects?: number;
+  /** Distinct TLS refusals (a closed set). */
+  readonly refusals?: readonly TlsRefusal[];
+  /** The logged user was not a phi-broker identity. */
+  readonly unknownUser?: true;
+  /** Lines of clients beyond the open-window cap, counted together (`address` is the last one's). */
+  readonly manyClients?: true;
+}
+
 export type AuditFact =
+  | SecurityIncidentFact
   | PartnerTokenFact
   | AccessStepFact
   | AccessRefusedFact

@@ -36,24 +36,22 @@ export async function* readAuditRecords(nc: NatsConnection, opts: ReadOptions = 
       ? { deliver_policy: DeliverPolicy.All }
       : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(opts.sinceMs).toISOString() }),
   });
-  try {
-    const consumer = await nc.jetstream().consumers.get(stream, info.name);
-    let done = false;
-    while (!done) {
-      // A fetch ends when its batch is full or it expires; an empty batch means nothing is left at or after the start.
-      const batch = await consumer.fetch({ max_messages: 256, expires: 2_000 });
-      let got = 0;
-      for await (const m of batch) {
-        got += 1;
-        yield { streamSeq: m.seq, subject: m.subject, data: m.data };
-        if (m.seq >= lastSeq) {
-          done = true;
-          break;
-        }
+  // Not deleted after the read: the server removes it once idle (inactive_threshold). The read-only auditor may not
+  // delete consumers (src/nats/permissions.ts), and a denied delete is a permission violation the audit trail records.
+  const consumer = await nc.jetstream().consumers.get(stream, info.name);
+  let done = false;
+  while (!done) {
+    // A fetch ends when its batch is full or it expires; an empty batch means nothing is left at or after the start.
+    const batch = await consumer.fetch({ max_messages: 256, expires: 2_000 });
+    let got = 0;
+    for await (const m of batch) {
+      got += 1;
+      yield { streamSeq: m.seq, subject: m.subject, data: m.data };
+      if (m.seq >= lastSeq) {
+        done = true;
+        break;
       }
-      if (got === 0) done = true;
     }
-  } finally {
-    await jsm.consumers.delete(stream, info.name).catch(() => undefined);
+    if (got === 0) done = true;
   }
 }

@@ -26,6 +26,7 @@ export class BrokerMetrics {
   readonly auditAppends: Counter<'outcome'>;
   readonly retries: Counter<'reason'>;
   readonly alerts: Counter<'rule'>;
+  readonly securityIncidents: Counter<'kind'>;
   readonly ingestPending: Gauge<'state'>;
   readonly auditWritable: Gauge;
   readonly ready: Gauge;
@@ -66,6 +67,12 @@ export class BrokerMetrics {
       name: 'phi_broker_alerts_total',
       help: 'Alerts raised by this broker, by rule.',
       labelNames: ['rule'],
+      registers,
+    });
+    this.securityIncidents = new Counter({
+      name: 'phi_broker_security_incidents_total',
+      help: 'Clients nats-server refused, read from its log (docs/audit.md), by kind (publish-violation, subscription-violation, tls-handshake, authentication; unrecognised: a security line in an unknown format).',
+      labelNames: ['kind'],
       registers,
     });
     this.ingestPending = new Gauge({

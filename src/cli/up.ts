@@ -18,6 +18,9 @@ import { acquireDataDirLock, type DataDirLock } from '../runtime/data-dir-lock.j
 import type { EmbeddedNats } from '../runtime/embedded-nats.js';
 import { devKeys, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
 import type { BrokerError } from '../wire/errors.js';
+import { logStart } from '../runtime/log-follower.js';
+import { rotatedLogs } from '../runtime/nats-log.js';
+import { startSecurityLog, type SecurityLog } from '../runtime/security-log.js';
 
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 
@@ -107,6 +110,7 @@ interface Running {
   readonly nc: NatsConnection;
   readonly broker: Broker;
   readonly desk: AccessDesk;
+  readonly security: SecurityLog | undefined;
   readonly link: { connected(): boolean };
 }
 
@@ -121,6 +125,9 @@ async function start(
   const catalog = loadConfiguredCatalog(config); // refuses to start on an invalid catalog
   const { dir, peers } = await devKeys(config, catalog);
   const secrets = ensureBrokerSecrets(dir);
+  // nats-server's log, followed for security incidents (docs/audit.md): the embedded server's, or natsLogFile's.
+  const natsLog = config.natsUrl === undefined ? layout(config).natsLog : config.natsLogFile;
+  const natsLogFrom = natsLog === undefined ? undefined : logStart(natsLog, rotatedLogs);
   const transport = await openNatsTransport(config, catalog, {
     insecurePlaintext,
     logger,
@@ -133,6 +140,7 @@ async function start(
   // start, or `phi-broker nats-provision` for NATS_URL); plaintext only with --insecure-plaintext.
   const nc = await transport.connect(BROKER_IDENTITY, 'phi-broker');
   let broker: Broker | undefined;
+  let security: SecurityLog | undefined;
   try {
     broker = await Broker.start({
       config,
@@ -158,9 +166,22 @@ async function start(
       clockSkewMs: config.clockSkewMs,
       replicas: config.replicas,
     });
+    security =
+      natsLog === undefined
+        ? undefined
+        : startSecurityLog({
+            file: natsLog,
+            ...(natsLogFrom === undefined ? {} : { from: natsLogFrom }),
+            catalog,
+            trail: broker.auditTrail,
+            metrics: broker.metrics,
+            intervalMs: config.securityLogIntervalMs,
+            logger,
+          });
     const readyLine = `phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, catalog ${catalog.hash.slice(0, 12)}${broker.healthPort === undefined ? '' : `, health http://${config.healthHost}:${broker.healthPort}/readyz`}`;
-    return { readyLine, nc, broker, desk, link: trackConnection(nc) };
+    return { readyLine, nc, broker, desk, security, link: trackConnection(nc) };
   } catch (err) {
+    await security?.stop();
     // e.g. streams not provisioned under the mTLS permissions: exit with the error instead of hanging on the open connection
     await broker?.stop();
     await nc.close();
@@ -181,6 +202,7 @@ async function stopRunning(config: BrokerConfig, logger: Logger, r: Running): Pr
     drainMs,
     (async () => {
       await r.desk.stop();
+      await r.security?.stop(); // its last aggregates go into the trail before the broker closes it
       await r.broker.stop();
       if (!r.nc.isClosed()) await r.nc.drain();
       return true;

@@ -163,6 +163,16 @@ export const configSchema = z.strictObject({
     .default(10 * 1024 * 1024),
   /** Rotated nats-server log files kept beside the current one (docs/operations.md). */
   natsLogFiles: z.number().int().min(1).max(1000).default(10),
+  /**
+   * Security incidents from nats-server's log (docs/audit.md): lines are aggregated per kind and client over this
+   * interval, so a flood of refused clients writes one AuditEvent per client and kind per interval.
+   */
+  securityLogIntervalMs: z.number().int().min(100).max(3_600_000).default(10_000),
+  /**
+   * A nats-server log file `up` follows for security incidents when it runs on NATS_URL (a server on this machine,
+   * or its log on a shared volume). The embedded server's log is always followed. Unset: none.
+   */
+  natsLogFile: z.string().min(1).optional(),
   /** Restarts of an embedded nats-server that exits unexpectedly before `up` gives up and exits 1; 0: none. */
   natsRestartAttempts: z.number().int().min(0).max(100).default(5),
   /** Upper bound on how long `up` takes to stop after SIGTERM/SIGINT (drain, stop nats-server, release the lock). */
@@ -213,6 +223,7 @@ export function parseConfig(input: BrokerConfigInput): BrokerConfig {
     subjectsDir: resolve(c.subjectsDir),
     profilesDir: resolve(c.profilesDir),
     ...(c.alertRulesFile === undefined ? {} : { alertRulesFile: resolve(c.alertRulesFile) }),
+    ...(c.natsLogFile === undefined ? {} : { natsLogFile: resolve(c.natsLogFile) }),
   });
 }
 
@@ -244,6 +255,8 @@ export const CONFIG_ENV = {
   PHI_BROKER_ALERT_RULES_FILE: 'alertRulesFile',
   PHI_BROKER_NATS_LOG_MAX_BYTES: 'natsLogMaxBytes',
   PHI_BROKER_NATS_LOG_FILES: 'natsLogFiles',
+  PHI_BROKER_NATS_LOG_FILE: 'natsLogFile',
+  PHI_BROKER_SECURITY_LOG_INTERVAL_MS: 'securityLogIntervalMs',
   PHI_BROKER_NATS_RESTART_ATTEMPTS: 'natsRestartAttempts',
   PHI_BROKER_STOP_TIMEOUT_MS: 'stopTimeoutMs',
   PHI_BROKER_HEALTH_PORT: 'healthPort',
@@ -273,6 +286,7 @@ const NUMERIC: ReadonlySet<string> = new Set([
   'auditCheckpointMs',
   'natsLogMaxBytes',
   'natsLogFiles',
+  'securityLogIntervalMs',
   'natsRestartAttempts',
   'stopTimeoutMs',
   'auditIntegrityCheckMs',

@@ -37,26 +37,23 @@ export async function readDisclosures(
   const seen = new Set<string>();
   const out: StoredDisclosure[] = [];
   let skipped = 0;
-  try {
-    const consumer = await nc.jetstream().consumers.get(STREAMS.disclosures, info.name);
-    let remaining = info.num_pending;
-    while (remaining > 0) {
-      const batch = await consumer.fetch({ max_messages: Math.min(remaining, BATCH), expires: 5_000 });
-      let got = 0;
-      for await (const m of batch) {
-        got += 1;
-        const record = decodeDisclosure(m.data);
-        if (record === undefined) skipped += 1;
-        else if (record.at >= since.getTime() && !seen.has(record.id)) {
-          seen.add(record.id);
-          out.push({ seq: m.seq, record });
-        }
+  // Left to the server's inactive_threshold, as src/audit/read.ts does: the auditor may not delete consumers.
+  const consumer = await nc.jetstream().consumers.get(STREAMS.disclosures, info.name);
+  let remaining = info.num_pending;
+  while (remaining > 0) {
+    const batch = await consumer.fetch({ max_messages: Math.min(remaining, BATCH), expires: 5_000 });
+    let got = 0;
+    for await (const m of batch) {
+      got += 1;
+      const record = decodeDisclosure(m.data);
+      if (record === undefined) skipped += 1;
+      else if (record.at >= since.getTime() && !seen.has(record.id)) {
+        seen.add(record.id);
+        out.push({ seq: m.seq, record });
       }
-      if (got === 0) break; // the records aged out while we read
-      remaining -= got;
     }
-  } finally {
-    await jsm.consumers.delete(STREAMS.disclosures, info.name).catch(() => undefined);
+    if (got === 0) break; // the records aged out while we read
+    remaining -= got;
   }
   return { disclosures: out.sort((a, b) => a.record.at - b.record.at || a.seq - b.seq), skipped };
 }

@@ -217,3 +217,105 @@ export function deliveryConsumer(service: string, type?: string): string {
   assertService(service);
   return type === undefined ? `deliver-${service}` : `deliver-${service}-${typeToken(type)}`;
 }
+
+/** Written where a subject named in a log line does not fit the grammar below: it may be anything a client sent. */
+export const NOT_A_PHI_BROKER_SUBJECT = '(not a phi-broker subject)';
+
+/** The closed sets a subject's tokens are checked against: the catalog's names and this deployment's instance ids. */
+export interface SubjectVocabulary {
+  readonly services: ReadonlySet<string>;
+  readonly types: ReadonlySet<string>;
+  readonly instances: ReadonlySet<string>;
+  readonly alertRules: ReadonlySet<string>;
+}
+
+type TokenTest = (token: string) => boolean;
+
+/** JetStream API verbs and object words (NATS ADR-1, `$JS.API.>`): a closed set, so no token carries free text. */
+const JS_API_WORDS = new Set([
+  'INFO',
+  'STREAM',
+  'CONSUMER',
+  'CREATE',
+  'UPDATE',
+  'DELETE',
+  'PURGE',
+  'NAMES',
+  'LIST',
+  'MSG',
+  'GET',
+  'NEXT',
+  'DURABLE',
+  'SNAPSHOT',
+  'RESTORE',
+  'LEADER',
+  'STEPDOWN',
+  'PEER',
+  'REMOVE',
+  'DIRECT',
+]);
+
+/**
+ * Whether `subject` (a subject or a subscription pattern named in a nats-server log line) is one of phi-broker's
+ * subjects with every variable token from the vocabulary: catalog service ids and resource types, instance ids,
+ * stream and bucket names, JetStream API words, answer-part tokens (random hex), or a wildcard. Such a subject
+ * holds no value a client chose, so it may be written into the audit trail; anything else is written as
+ * NOT_A_PHI_BROKER_SUBJECT (docs/audit.md, "Security incidents"). Pseudonym-keyed subjects (disclosures, KV keys)
+ * and inboxes never pass: a client could choose their variable tokens.
+ */
+export function subjectGrammar(vocabulary: SubjectVocabulary): (subject: string) => boolean {
+  const lit =
+    (word: string): TokenTest =>
+    (t) =>
+      t === word;
+  const service: TokenTest = (t) => vocabulary.services.has(t);
+  const type: TokenTest = (t) => vocabulary.types.has(t) || t === RAW_TOKEN;
+  const instance: TokenTest = (t) => vocabulary.instances.has(t);
+  const partToken: TokenTest = (t) => /^[0-9a-f]{32}$/.test(t);
+  const streamNames = new Set<string>([
+    ...Object.values(STREAMS),
+    ...Object.values(KV_BUCKETS).map((b) => `KV_${b}`),
+    ...Object.values(OBJECT_STORES).map((b) => `OBJ_${b}`),
+  ]);
+  const jsToken: TokenTest = (t) =>
+    JS_API_WORDS.has(t) || streamNames.has(t) || t === BROKER_CONSUMER || consumers.has(t);
+  // Durable consumer names of the catalog's subscribers (deliveryConsumer), all types or one.
+  const consumers = new Set<string>();
+  for (const s of vocabulary.services) {
+    consumers.add(deliveryConsumer(s));
+    for (const ty of vocabulary.types) consumers.add(deliveryConsumer(s, ty));
+  }
+  const patterns: TokenTest[][] = [
+    [lit('phi'), lit('ingest'), service, type],
+    [lit('phi'), lit('deliver'), service, type],
+    [lit('phi'), lit('quarantine'), service],
+    [lit('phi'), lit('receipt'), service],
+    [lit('phi'), lit('access'), service],
+    [lit('phi'), lit('access'), service, lit('part'), partToken],
+    [lit('phi'), lit('control'), lit('access')],
+    [lit('phi'), lit('request'), lit('access'), service],
+    [lit('phi'), lit('audit'), instance],
+    [lit('phi'), lit('witness'), lit('audit'), instance],
+    [lit('phi'), lit('alert'), (t) => vocabulary.alertRules.has(t)],
+  ];
+  const js: TokenTest[] = [lit('$JS'), lit('API')];
+  return (subject) => {
+    const tokens = subject.split('.');
+    if (tokens.some((t) => t.length === 0)) return false;
+    const fits = (pattern: readonly TokenTest[]): boolean => {
+      for (let i = 0; i < tokens.length; i++) {
+        const t = tokens[i] as string;
+        if (t === '>') return i === tokens.length - 1 && i <= pattern.length;
+        const test = pattern[i];
+        if (test === undefined) return false;
+        if (t !== '*' && !test(t)) return false;
+      }
+      return tokens.length === pattern.length;
+    };
+    if (patterns.some(fits)) return true;
+    // `$JS.API.` then up to five tokens from the closed JetStream vocabulary.
+    return (
+      tokens.length <= 7 && fits([...js, ...Array.from({ length: Math.max(0, tokens.length - 2) }, () => jsToken)])
+    );
+  };
+}

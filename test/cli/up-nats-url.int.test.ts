@@ -1,13 +1,16 @@
 // `phi-broker up` with NATS_URL: the broker runs against the NATS it is given (here the test's own nats-server)
 // and starts no embedded one — no <data-dir>/nats/, no server.json — while publish, with the same NATS_URL,
 // goes through it; stopping `up` leaves that NATS running. Here the plaintext development path, which `up` takes
-// only with --insecure-plaintext (and says so on stderr); without a TLS dir and without the flag it refuses.
+// only with --insecure-plaintext (and says so on stderr); without a TLS dir and without the flag it refuses. With
+// natsLogFile it follows that nats-server log for security incidents.
 // (`up` with NATS_URL and PHI_BROKER_NATS_TLS_DIR over mTLS: test/cli/mtls.int.test.ts.)
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readAuditRecords } from '../../src/audit/read.js';
+import { decodeRecord } from '../../src/audit/record.js';
 import { STREAMS } from '../../src/wire/names.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
 import {
@@ -30,7 +33,13 @@ let up: UpProcess;
 beforeAll(async () => {
   nats = await startTestNats({ tls: false }); // the plaintext path is what this file tests
   dataDir = mkdtempSync(join(tmpdir(), 'phi-broker-cli-url-'));
-  up = await startUp(['--insecure-plaintext', '--data-dir', dataDir], { env: { NATS_URL: nats.server.url } });
+  up = await startUp(['--insecure-plaintext', '--data-dir', dataDir], {
+    env: {
+      NATS_URL: nats.server.url,
+      PHI_BROKER_NATS_LOG_FILE: join(dataDir, 'cluster-nats.log'),
+      PHI_BROKER_SECURITY_LOG_INTERVAL_MS: '500',
+    },
+  });
 });
 
 afterAll(async () => {
@@ -92,6 +101,27 @@ describe('phi-broker up with NATS_URL', () => {
     expect(stderrBesidesInsecureWarning(r.stderr)).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^accepted [0-9a-f-]{36} \(\d+ deliveries\)\n$/);
+  });
+
+  it('follows the nats-server log natsLogFile names: its refused clients become security-incident AuditEvents', async () => {
+    // nats-server 2.9.10 lines captured from a real server (test/nats/fixtures/), appended as a server on this host would.
+    const lines = readFileSync(join(ROOT, 'test', 'nats', 'fixtures', 'nats-server-2.9.10-security.log'), 'utf8');
+    appendFileSync(join(dataDir, 'cluster-nats.log'), lines);
+    const nc = await nats.connect('audit-reader');
+    let kinds: string[] = [];
+    try {
+      for (let i = 0; i < 60 && kinds.length < 4; i++) {
+        kinds = [];
+        for await (const r of readAuditRecords(nc))
+          for (const e of decodeRecord(r.data)?.events ?? [])
+            for (const c of e.subtype ?? [])
+              if (c.system === 'urn:phi-broker:security-incident') kinds.push(c.code ?? '');
+        if (kinds.length < 4) await new Promise((r) => setTimeout(r, 250));
+      }
+    } finally {
+      await nc.close();
+    }
+    expect(kinds.sort()).toEqual(['authentication', 'publish-violation', 'subscription-violation', 'tls-handshake']);
   });
 
   it('stops on SIGTERM with exit 0 and leaves the NATS it did not start running', async () => {

@@ -50,6 +50,7 @@ describe('parseConfig', () => {
       logLevel: 'info',
       natsLogMaxBytes: 10 * MiB,
       natsLogFiles: 10,
+      securityLogIntervalMs: 10_000,
       natsRestartAttempts: 5,
       stopTimeoutMs: 15_000,
     });
@@ -59,6 +60,7 @@ describe('parseConfig', () => {
     expect('natsTlsDir' in parseConfig({})).toBe(false);
     expect('healthPort' in parseConfig({})).toBe(false); // no endpoints in library use
     expect('gatewayBaseUrl' in parseConfig({})).toBe(false);
+    expect('natsLogFile' in parseConfig({})).toBe(false);
   });
 
   it('keeps given values, resolves relative paths and keeps natsUrl', () => {
@@ -216,7 +218,7 @@ describe('configFromEnv', () => {
     expect(Object.values(CONFIG_ENV).sort()).toEqual(
       Object.keys(parseConfig({}))
         .filter((k) => k !== 'subjectsDir' && k !== 'profilesDir')
-        .concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir', 'healthPort', 'gatewayBaseUrl')
+        .concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir', 'healthPort', 'gatewayBaseUrl', 'natsLogFile')
         .sort(),
     );
   });

@@ -11,6 +11,7 @@ import {
   STREAMS,
   deliveryConsumer,
   parseIngestSubject,
+  subjectGrammar,
   subjects,
 } from '../../src/wire/names.js';
 
@@ -183,5 +184,55 @@ describe('deliveryConsumer', () => {
     expect(() => deliveryConsumer('a', 'b')).toThrow(TypeError);
     expect(() => deliveryConsumer('A')).toThrow(TypeError);
     expect(() => deliveryConsumer('ehr', 'Patient.x')).toThrow(TypeError);
+  });
+});
+
+describe('subjectGrammar (what a security incident may name)', () => {
+  const fits = subjectGrammar({
+    services: new Set(['registration', 'lab']),
+    types: new Set(['Patient', 'Observation']),
+    instances: new Set(['broker-1']),
+    alertRules: new Set(['rejections']),
+  });
+
+  it("accepts phi-broker's subjects whose tokens are the catalog's names, and wildcards", () => {
+    for (const s of [
+      'phi.ingest.registration.Patient',
+      'phi.deliver.lab.Observation',
+      'phi.ingest.lab._raw',
+      'phi.deliver.*.Patient',
+      'phi.deliver.>',
+      '>',
+      'phi.receipt.lab',
+      'phi.quarantine.registration',
+      'phi.access.lab.part.0123456789abcdef0123456789abcdef',
+      'phi.control.access',
+      'phi.request.access.lab',
+      'phi.audit.broker-1',
+      'phi.witness.audit.*',
+      'phi.alert.rejections',
+      '$JS.API.STREAM.PURGE.PHI_AUDIT',
+      '$JS.API.CONSUMER.INFO.PHI_DELIVER.deliver-lab-Observation',
+      '$JS.API.>',
+    ])
+      expect({ s, fits: fits(s) }).toEqual({ s, fits: true });
+  });
+
+  it('refuses any token a client could have chosen: names outside the catalog, pseudonyms, inboxes, free text', () => {
+    for (const s of [
+      'phi.ingest.johnsmith.Patient', // a well-formed service id that is not the catalog's
+      'phi.ingest.registration.Smith',
+      'phi.audit.Jane-Doe',
+      'phi.disclosure.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.lab',
+      '_INBOX.lab.abc',
+      '$KV.phi_registry.key',
+      '$JS.API.STREAM.INFO.SMITH',
+      'Zephyrine.Oakhollow',
+      'phi.ingest.registration.Patient.extra',
+      'phi..ingest',
+      'phi.>.x',
+      '',
+    ])
+      expect({ s, fits: fits(s) }).toEqual({ s, fits: false });
   });
 });
