@@ -63,11 +63,43 @@ export interface StreamSettings {
   readonly replayWindowMs: number;
   /** Redelivery delay of an unacknowledged ingest message (a crashed broker's work moves on after it). */
   readonly ackWaitMs: number;
+  /** JetStream `max_bytes` of each stream; unset: unlimited (-1). docs/broker.md "Storage limits". */
+  readonly maxBytes?: StreamByteLimits;
+}
+
+export interface StreamByteLimits {
+  readonly ingest: number;
+  readonly deliver: number;
+  readonly quarantine: number;
+  readonly receipts: number;
+}
+
+/** The disclosure stream's settings (PHI_DISCLOSURES); `maxBytes` unset: unlimited. */
+export interface DisclosureStreamSettings {
+  readonly maxAgeMs: number;
+  readonly duplicateWindowMs: number;
+  readonly replicas: Replicas;
+  readonly maxBytes?: number;
 }
 
 /** The stream settings of a broker configuration: one place, so the admin's provisioning and the broker never drift. */
-export function streamSettings(config: Pick<BrokerConfig, keyof StreamSettings>): StreamSettings {
+export function streamSettings(
+  config: Pick<
+    BrokerConfig,
+    | Exclude<keyof StreamSettings, 'maxBytes'>
+    | 'ingestMaxBytes'
+    | 'deliverMaxBytes'
+    | 'quarantineMaxBytes'
+    | 'receiptMaxBytes'
+  >,
+): StreamSettings {
   return {
+    maxBytes: {
+      ingest: config.ingestMaxBytes,
+      deliver: config.deliverMaxBytes,
+      quarantine: config.quarantineMaxBytes,
+      receipts: config.receiptMaxBytes,
+    },
     deliverMaxAgeMs: config.deliverMaxAgeMs,
     quarantineMaxAgeMs: config.quarantineMaxAgeMs,
     receiptMaxAgeMs: config.receiptMaxAgeMs,
@@ -98,6 +130,8 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
       name: STREAMS.ingest,
       subjects: [subjects.ingestAll],
       retention: RetentionPolicy.Workqueue,
+      // Full: publishers' publishes are refused (the SDK reports the failure); nothing stored is dropped.
+      max_bytes: s.maxBytes?.ingest ?? -1,
       discard: DiscardPolicy.New,
     },
     {
@@ -106,6 +140,10 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
       subjects: [subjects.deliverAll],
       retention: RetentionPolicy.Limits,
       max_age: nanos(s.deliverMaxAgeMs),
+      // Full: the broker's delivery publish is refused and the ingest message retried (backpressure), so an
+      // offline subscriber's deliveries are never dropped to make room.
+      max_bytes: s.maxBytes?.deliver ?? -1,
+      discard: DiscardPolicy.New,
     },
     {
       ...common,
@@ -113,6 +151,9 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
       subjects: [subjects.quarantineAll],
       retention: RetentionPolicy.Limits,
       max_age: nanos(s.quarantineMaxAgeMs),
+      // Full: old evidence is never dropped; the broker answers further rejections E_QUARANTINE_FULL.
+      max_bytes: s.maxBytes?.quarantine ?? -1,
+      discard: DiscardPolicy.New,
       deny_delete: true,
       deny_purge: true,
     },
@@ -122,6 +163,9 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
       subjects: [subjects.receiptsAll],
       retention: RetentionPolicy.Limits,
       max_age: nanos(s.receiptMaxAgeMs),
+      // Receipts are notices (the audit trail is the record): the oldest give way.
+      max_bytes: s.maxBytes?.receipts ?? -1,
+      discard: DiscardPolicy.Old,
     },
   ];
 }
@@ -207,19 +251,12 @@ export async function ensureBrokerInfrastructure(nc: NatsConnection, settings: S
  * deny purge, so no record can be removed before it ages out; de-duplication by Nats-Msg-Id (ADR-31) keeps a
  * redelivered ingest message from recording one disclosure twice inside the duplicate window.
  */
-export async function ensureDisclosureStream(
-  nc: NatsConnection,
-  settings: { readonly maxAgeMs: number; readonly duplicateWindowMs: number; readonly replicas: Replicas },
-): Promise<void> {
+export async function ensureDisclosureStream(nc: NatsConnection, settings: DisclosureStreamSettings): Promise<void> {
   const jsm = await nc.jetstreamManager();
   await ensureStream(jsm, disclosureStreamConfig(settings));
 }
 
-function disclosureStreamConfig(settings: {
-  readonly maxAgeMs: number;
-  readonly duplicateWindowMs: number;
-  readonly replicas: Replicas;
-}): Partial<StreamConfig> {
+function disclosureStreamConfig(settings: DisclosureStreamSettings): Partial<StreamConfig> {
   return {
     name: STREAMS.disclosures,
     subjects: [subjects.disclosuresAll],
@@ -227,6 +264,9 @@ function disclosureStreamConfig(settings: {
     retention: RetentionPolicy.Limits,
     max_age: nanos(settings.maxAgeMs),
     duplicate_window: nanos(Math.min(settings.duplicateWindowMs, settings.maxAgeMs)),
+    // Full: a disclosure is never dropped; the broker's write is refused and the ingest message retried.
+    max_bytes: settings.maxBytes ?? -1,
+    discard: DiscardPolicy.New,
     deny_delete: true,
     deny_purge: true,
   };
@@ -283,7 +323,7 @@ function differingSettings(current: StreamConfig, wanted: Partial<StreamConfig>)
 export async function streamDrift(
   jsm: JetStreamManager,
   settings: StreamSettings,
-  disclosures: { readonly maxAgeMs: number; readonly duplicateWindowMs: number; readonly replicas: Replicas },
+  disclosures: DisclosureStreamSettings,
 ): Promise<string[]> {
   const wanted = [...streamConfigs(settings), disclosureStreamConfig(disclosures)];
   const found = await Promise.all(
