@@ -173,10 +173,18 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>): Promise<void> {
   const name = config.name as string;
   try {
-    const { config: current } = await jsm.streams.info(name);
+    const { config: current, state } = await jsm.streams.info(name);
     // Updated only when a setting differs: under the generated mTLS permissions only the admin identity may
     // update streams (src/nats/permissions.ts), and a broker starting against provisioned streams needs not.
     if (!differs(current, config)) return;
+    // The server enforces a lowered max_bytes by removing the oldest messages, whatever the discard policy: a
+    // stream that must never drop what it holds is not shrunk below its contents.
+    const maxBytes = config.max_bytes ?? -1;
+    if (config.discard === DiscardPolicy.New && maxBytes > 0 && state.bytes > maxBytes)
+      throw new BrokerError(
+        'E_CONFIG_INVALID',
+        `${name}.max_bytes: the stream holds ${state.bytes} bytes, more than the configured ${maxBytes}; lowering it would drop its oldest messages`,
+      );
     await jsm.streams.update(name, config);
   } catch (err) {
     if (!isNotFound(err)) throw err;

@@ -6,6 +6,8 @@ import { DiscardPolicy } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeRecordHeader } from '../../src/broker/quarantine.js';
 import { isStreamFull } from '../../src/nats/jetstream-errors.js';
+import { ensureBrokerInfrastructure, streamSettings } from '../../src/nats/setup.js';
+import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { HEADERS, STREAMS } from '../../src/wire/names.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
@@ -157,5 +159,22 @@ describe('a full quarantine (discard new)', () => {
     const after = (await jsm.streams.info(STREAMS.quarantine)).state;
     expect(after.first_seq).toBe(before.first_seq);
     expect(after.messages).toBe(before.messages);
+  });
+
+  it('is not shrunk below its contents by provisioning (the server would drop its oldest messages)', async () => {
+    const admin = await stack.connectAs(ADMIN_IDENTITY, 'reprovision');
+    try {
+      const before = (await jsm.streams.info(STREAMS.quarantine)).state;
+      const settings = streamSettings({ ...stack.config, quarantineMaxBytes: MiB });
+      await expect(ensureBrokerInfrastructure(admin, settings)).rejects.toMatchObject({
+        code: 'E_CONFIG_INVALID',
+        message: expect.stringContaining('PHI_QUARANTINE.max_bytes'),
+      });
+      const { config, state } = await jsm.streams.info(STREAMS.quarantine);
+      expect(config.max_bytes).toBe(LIMITS.quarantineMaxBytes);
+      expect([state.first_seq, state.messages]).toEqual([before.first_seq, before.messages]);
+    } finally {
+      await admin.close();
+    }
   });
 });
