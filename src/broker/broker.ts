@@ -678,7 +678,7 @@ export class Broker {
         sender: route?.service,
         type: route?.type,
         messageId,
-        quarantineId: record.id,
+        quarantineId: answer.code === 'E_QUARANTINE_FULL' ? undefined : record.id,
         ingestSeq: seq,
       }),
     );
@@ -700,7 +700,7 @@ export class Broker {
         type: route?.type,
         code: answer.code,
         path: answer.path,
-        quarantine: record.id,
+        ...(answer.code === 'E_QUARANTINE_FULL' ? {} : { quarantine: record.id }),
       },
       'rejected',
     );

@@ -66,6 +66,17 @@ async function quarantined(subject: string): Promise<{ code: string; parts: numb
   return out;
 }
 
+/** How many PHI_AUDIT records name `code` (the AuditEvent JSON carries the code of a rejection). */
+async function auditedWith(code: string): Promise<number> {
+  const { state } = await jsm.streams.info(STREAMS.audit);
+  let n = 0;
+  for (let seq = state.first_seq; seq <= state.last_seq && seq > 0; seq++) {
+    const m = await jsm.streams.getMessage(STREAMS.audit, { seq });
+    n += new TextDecoder().decode(m.data).split(code).length - 1;
+  }
+  return n;
+}
+
 describe('provisioned streams', () => {
   it('carry the configured max_bytes and discard policy; the audit streams stay unlimited', async () => {
     const want: [string, number, DiscardPolicy][] = [
@@ -124,13 +135,8 @@ describe('per-sender quarantine quota', () => {
     );
     await tap.flush();
     expect(alerts).toEqual(['phi.alert.quarantine-quota']);
-    const { state } = await jsm.streams.info(STREAMS.audit);
-    let audited = 0;
-    for (let seq = state.first_seq; seq <= state.last_seq && seq > 0; seq++) {
-      const m = await jsm.streams.getMessage(STREAMS.audit, { seq });
-      if (new TextDecoder().decode(m.data).includes('E_QUARANTINE_QUOTA')) audited += 1;
-    }
-    expect(audited).toBeGreaterThan(0);
+    // Each answer is audited twice by code: the rejection and its small quarantine record.
+    expect(await auditedWith('E_QUARANTINE_QUOTA')).toBe(2 * (8 - kept));
   });
 });
 
@@ -159,6 +165,8 @@ describe('a full quarantine (discard new)', () => {
     const after = (await jsm.streams.info(STREAMS.quarantine)).state;
     expect(after.first_seq).toBe(before.first_seq);
     expect(after.messages).toBe(before.messages);
+    // The rejection alone: no quarantine record was kept.
+    expect(await auditedWith('E_QUARANTINE_FULL')).toBe(1);
   });
 
   it('is not shrunk below its contents by provisioning (the server would drop its oldest messages)', async () => {
