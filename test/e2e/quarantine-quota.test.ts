@@ -1,6 +1,9 @@
 // Storage limits over a real nats-server (docs/broker.md "Storage limits"): provisioned streams carry the configured
 // max_bytes and discard policy; a sender over its quarantine quota gets E_QUARANTINE_QUOTA receipts and only small
 // records are stored; another sender is unaffected; the alert fires once; a full quarantine answers E_QUARANTINE_FULL.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { JetStreamManager, NatsConnection } from 'nats';
 import { DiscardPolicy } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +13,9 @@ import { ensureBrokerInfrastructure, streamSettings } from '../../src/nats/setup
 import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { HEADERS, STREAMS } from '../../src/wire/names.js';
-import { startTestStack, type TestStack } from '../helpers/stack.js';
+import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
+
+const run = promisify(execFile);
 
 const MiB = 1024 * 1024;
 const QUOTA_BYTES = 8 * 1024;
@@ -54,14 +59,14 @@ afterAll(async () => {
 });
 
 /** Every message of PHI_QUARANTINE on `subject`: its record and its payload size. */
-async function quarantined(subject: string): Promise<{ code: string; parts: number; bytes: number }[]> {
+async function quarantined(subject: string): Promise<{ id: string; code: string; parts: number; bytes: number }[]> {
   const { state } = await jsm.streams.info(STREAMS.quarantine);
-  const out: { code: string; parts: number; bytes: number }[] = [];
+  const out: { id: string; code: string; parts: number; bytes: number }[] = [];
   for (let seq = state.first_seq; seq <= state.last_seq && seq > 0; seq++) {
     const m = await jsm.streams.getMessage(STREAMS.quarantine, { seq });
     if (m.subject !== subject) continue;
     const r = decodeRecordHeader(m.header.get(HEADERS.record));
-    out.push({ code: r.code, parts: r.parts, bytes: m.data.byteLength });
+    out.push({ id: r.id, code: r.code, parts: r.parts, bytes: m.data.byteLength });
   }
   return out;
 }
@@ -122,6 +127,23 @@ describe('per-sender quarantine quota', () => {
     expect(small.every((s) => s.bytes === 0)).toBe(true);
     const oneMessage = Math.max(...whole.map((s) => s.bytes));
     expect(whole.reduce((n, s) => n + s.bytes, 0)).toBeLessThanOrEqual(QUOTA_BYTES + oneMessage);
+
+    // The operator's view of a small record: its facts, and that the original was not kept.
+    const { stdout } = await run(
+      process.execPath,
+      [
+        join(ROOT, 'dist/src/cli/main.js'),
+        'quarantine',
+        'show',
+        small[0]?.id ?? '',
+        '--decrypt',
+        '--data-dir',
+        stack.config.dataDir,
+      ],
+      { env: { ...process.env, ...stack.env } },
+    );
+    expect(stdout).toContain('E_QUARANTINE_QUOTA');
+    expect(stdout).toMatch(/the original was not kept \(E_NOT_FHIR, \d+ bytes\)/);
 
     // Another sender has its own quota.
     const other = await ehr.publish(BAD);
