@@ -104,6 +104,8 @@ export const configSchema = z.strictObject({
     .int()
     .min(MiB)
     .default(4 * GiB),
+  /** KV phi_seen (the replay cache): one small entry per accepted message within replayWindowMs. */
+  seenMaxBytes: z.number().int().min(MiB).default(GiB),
   /**
    * Per-sender quarantine quota, a token bucket in each broker process: a sender may have this many bytes and this
    * many rejected inputs quarantined whole per window; beyond it only a small record is kept (E_QUARANTINE_QUOTA).
@@ -274,6 +276,7 @@ export const CONFIG_ENV = {
   PHI_BROKER_QUARANTINE_MAX_BYTES: 'quarantineMaxBytes',
   PHI_BROKER_RECEIPT_MAX_BYTES: 'receiptMaxBytes',
   PHI_BROKER_DISCLOSURE_MAX_BYTES: 'disclosureMaxBytes',
+  PHI_BROKER_SEEN_MAX_BYTES: 'seenMaxBytes',
   PHI_BROKER_QUARANTINE_SENDER_MAX_BYTES: 'quarantineSenderMaxBytes',
   PHI_BROKER_QUARANTINE_SENDER_MAX_MESSAGES: 'quarantineSenderMaxMessages',
   PHI_BROKER_QUARANTINE_SENDER_WINDOW_MS: 'quarantineSenderWindowMs',
@@ -315,6 +318,7 @@ const NUMERIC: ReadonlySet<string> = new Set([
   'quarantineMaxBytes',
   'receiptMaxBytes',
   'disclosureMaxBytes',
+  'seenMaxBytes',
   'quarantineSenderMaxBytes',
   'quarantineSenderMaxMessages',
   'quarantineSenderWindowMs',

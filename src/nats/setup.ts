@@ -72,6 +72,8 @@ export interface StreamByteLimits {
   readonly deliver: number;
   readonly quarantine: number;
   readonly receipts: number;
+  /** The replay bucket (KV phi_seen; discard new: a full bucket refuses claims and the ingest message is retried). */
+  readonly seen: number;
 }
 
 /** The disclosure stream's settings (PHI_DISCLOSURES); `maxBytes` unset: unlimited. */
@@ -91,6 +93,7 @@ export function streamSettings(
     | 'deliverMaxBytes'
     | 'quarantineMaxBytes'
     | 'receiptMaxBytes'
+    | 'seenMaxBytes'
   >,
 ): StreamSettings {
   return {
@@ -99,6 +102,7 @@ export function streamSettings(
       deliver: config.deliverMaxBytes,
       quarantine: config.quarantineMaxBytes,
       receipts: config.receiptMaxBytes,
+      seen: config.seenMaxBytes,
     },
     deliverMaxAgeMs: config.deliverMaxAgeMs,
     quarantineMaxAgeMs: config.quarantineMaxAgeMs,
@@ -223,19 +227,27 @@ async function ensureReplayBucket(
   jsm: JetStreamManager,
   replayWindowMs: number,
   replicas: Replicas,
+  maxBytes: number,
 ): Promise<KV> {
   const seen = await nc
     .jetstream()
-    .views.kv(KV_BUCKETS.seen, { ttl: replayWindowMs, history: 1, ...bucketPlacement(replicas) });
+    .views.kv(KV_BUCKETS.seen, { ttl: replayWindowMs, history: 1, max_bytes: maxBytes, ...bucketPlacement(replicas) });
   const stream = `KV_${KV_BUCKETS.seen}`;
-  const { config } = await jsm.streams.info(stream);
+  const { config, state } = await jsm.streams.info(stream);
   const maxAge = nanos(replayWindowMs);
-  if (config.max_age !== maxAge || config.num_replicas !== replicas) {
+  if (config.max_age !== maxAge || config.num_replicas !== replicas || config.max_bytes !== maxBytes) {
+    // As ensureStream: a lowered limit would drop remembered ids (and let their replays through).
+    if (maxBytes > 0 && state.bytes > maxBytes)
+      throw new BrokerError(
+        'E_CONFIG_INVALID',
+        `${stream}.max_bytes: the bucket holds ${state.bytes} bytes, more than the configured ${maxBytes}; lowering it would forget accepted message ids`,
+      );
     await jsm.streams.update(stream, {
       ...config,
       max_age: maxAge,
       duplicate_window: Math.min(config.duplicate_window, maxAge),
       num_replicas: replicas,
+      max_bytes: maxBytes,
     });
   }
   return seen;
@@ -246,7 +258,7 @@ export async function ensureBrokerInfrastructure(nc: NatsConnection, settings: S
   const jsm = await nc.jetstreamManager();
   // Independent requests go out together (start-up time); only the consumer waits for its stream.
   const [seen] = await Promise.all([
-    ensureReplayBucket(nc, jsm, settings.replayWindowMs, settings.replicas),
+    ensureReplayBucket(nc, jsm, settings.replayWindowMs, settings.replicas, settings.maxBytes?.seen ?? -1),
     Promise.all(streamConfigs(settings).map((config) => ensureStream(jsm, config))).then(() =>
       ensureBrokerConsumer(jsm, settings.ackWaitMs),
     ),

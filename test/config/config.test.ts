@@ -39,6 +39,7 @@ describe('parseConfig', () => {
       quarantineMaxBytes: 1024 * MiB,
       receiptMaxBytes: 256 * MiB,
       disclosureMaxBytes: 4 * 1024 * MiB,
+      seenMaxBytes: 1024 * MiB,
       quarantineSenderMaxBytes: 64 * MiB,
       quarantineSenderMaxMessages: 1000,
       quarantineSenderWindowMs: 60 * MINUTE,

@@ -12,7 +12,7 @@ import { isStreamFull } from '../../src/nats/jetstream-errors.js';
 import { ensureBrokerInfrastructure, streamSettings } from '../../src/nats/setup.js';
 import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 import type { PhiClient } from '../../src/sdk/client.js';
-import { HEADERS, STREAMS } from '../../src/wire/names.js';
+import { HEADERS, KV_BUCKETS, STREAMS } from '../../src/wire/names.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
 
 const run = promisify(execFile);
@@ -25,6 +25,7 @@ const LIMITS = {
   quarantineMaxBytes: 2 * MiB,
   receiptMaxBytes: 3 * MiB,
   disclosureMaxBytes: 4 * MiB,
+  seenMaxBytes: 5 * MiB,
 };
 /** A rejected input (no resourceType: E_NOT_FHIR) of about 2 KiB, so the byte quota admits three or four. */
 const BAD = { family: 'Zephyrine', note: 'x'.repeat(2000) };
@@ -90,6 +91,7 @@ describe('provisioned streams', () => {
       [STREAMS.quarantine, LIMITS.quarantineMaxBytes, DiscardPolicy.New],
       [STREAMS.receipts, LIMITS.receiptMaxBytes, DiscardPolicy.Old],
       [STREAMS.disclosures, LIMITS.disclosureMaxBytes, DiscardPolicy.New],
+      [`KV_${KV_BUCKETS.seen}`, LIMITS.seenMaxBytes, DiscardPolicy.New],
     ];
     for (const [name, maxBytes, discard] of want) {
       const { config } = await jsm.streams.info(name);
