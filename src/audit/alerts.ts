@@ -12,6 +12,7 @@
 //   quarantine-spike  N quarantined inputs (from anyone) within a window
 //   security-incidents N clients refused by nats-server (permission violations, refused TLS handshakes, failed
 //                     authentication; src/audit/incidents.ts) from one identity, or one address, within a window
+//   quarantine-quota  a sender went over its quarantine quota (a rejection answered E_QUARANTINE_QUOTA)
 //   audit-unavailable the broker cannot append to its audit trail, so it delivers nothing (raised by the broker,
 //                     src/broker/broker.ts, not by a fact; recorded in the chain once the trail is writable again)
 // After a rule fires for an identity it stays quiet for `cooldownMs`, so a burst raises one alert, not one per
@@ -66,6 +67,7 @@ export const ALERT_RULE_NAMES = [
   'off-hours',
   'quarantine-spike',
   'security-incidents',
+  'quarantine-quota',
   // Raised by the audit trail's own periodic check (integrity.ts), not by a rule over facts.
   'audit-integrity',
   'audit-unavailable',
@@ -133,6 +135,12 @@ export class AlertMonitor {
               rule: 'rejections',
               service: who,
               detail: `${n} rejected messages within ${r.windowMs} ms (threshold ${r.threshold})`,
+            });
+          if (f.code === 'E_QUARANTINE_QUOTA')
+            fire({
+              rule: 'quarantine-quota',
+              service: who,
+              detail: 'over its quarantine quota: further rejected inputs are kept as records only',
             });
           if (AUTH_CODES.has(f.code)) {
             const a = this.rules.authFailures;

@@ -92,24 +92,27 @@ export interface RejectionContext {
   readonly sender: string | undefined;
   readonly type: string | undefined;
   readonly messageId: string | undefined;
-  readonly quarantineId: string;
+  /** The record kept in PHI_QUARANTINE; undefined when none could be (E_QUARANTINE_FULL). */
+  readonly quarantineId: string | undefined;
   readonly ingestSeq: number;
 }
 
-/** rejected (with code and path), then quarantined (the sealed copy kept in PHI_QUARANTINE). */
+/** rejected (with code and path), then quarantined (the record kept in PHI_QUARANTINE), when one was. */
 export function rejectedFacts(error: BrokerError, r: RejectionContext): AuditFact[] {
   const sender = r.sender === undefined ? {} : { sender: { service: r.sender } };
   const messageId = r.messageId === undefined ? {} : { messageId: r.messageId };
+  const rejected: AuditFact = {
+    kind: 'rejected',
+    ...sender,
+    ...messageId,
+    ...(r.type === undefined ? {} : { resourceType: r.type }),
+    code: error.code,
+    ...(error.path === undefined ? {} : { path: error.path }),
+    ingestSeq: r.ingestSeq,
+  };
+  if (r.quarantineId === undefined) return [rejected];
   return [
-    {
-      kind: 'rejected',
-      ...sender,
-      ...messageId,
-      ...(r.type === undefined ? {} : { resourceType: r.type }),
-      code: error.code,
-      ...(error.path === undefined ? {} : { path: error.path }),
-      ingestSeq: r.ingestSeq,
-    },
+    rejected,
     {
       kind: 'quarantined',
       recordId: r.quarantineId,

@@ -56,7 +56,9 @@ import {
   type Routed,
 } from './pipeline.js';
 import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from '../wire/receipt.js';
-import { buildQuarantine, encodeRecordHeader } from './quarantine.js';
+import { buildQuarantine, buildQuotaRecord, encodeRecordHeader, type QuarantineRecord } from './quarantine.js';
+import { QuarantineQuota } from './quarantine-quota.js';
+import { isStreamFull } from '../nats/jetstream-errors.js';
 import { ReplayCache } from './replay-cache.js';
 import { compileRoutes, subscriberServices } from './routes.js';
 import { subscriberPseudonymKey, type BrokerSecrets } from '../crypto/broker-secrets.js';
@@ -117,6 +119,8 @@ export class Broker {
     return this.audit;
   }
   private ownsAudit = false;
+  /** Per-sender quarantine quota (config quarantineSender*): in this process's memory. */
+  private readonly quarantineQuota: QuarantineQuota;
   private elementsOf: (profileUrl: string) => readonly string[] = () => [];
   /** The broker's keyed pseudonym (the registry's, src/registry/pseudonym.ts), for a resource's `<Type>/<id>` in its audit facts. */
   private readonly resourcePseudonym = (ref: string): string => this.registry.pseudonymOf(ref);
@@ -134,6 +138,14 @@ export class Broker {
     readonly registry: RegistryRecorder,
   ) {
     this.health = opts.health ?? new Health(opts.now);
+    this.quarantineQuota = new QuarantineQuota(
+      {
+        maxBytes: opts.config.quarantineSenderMaxBytes,
+        maxMessages: opts.config.quarantineSenderMaxMessages,
+        windowMs: opts.config.quarantineSenderWindowMs,
+      },
+      ctx.now,
+    );
     this.metrics = new BrokerMetrics(
       { inflight: () => this.inflight.size },
       { processMetrics: opts.processMetrics === true },
@@ -182,6 +194,7 @@ export class Broker {
       // Patient rights (45 CFR 164.522, 164.528): restrictions are loaded before the first message is routed.
       ensureDisclosureStream(nc, {
         maxAgeMs: config.disclosureMaxAgeMs,
+        maxBytes: config.disclosureMaxBytes,
         duplicateWindowMs: config.duplicateWindowMs,
         replicas: config.replicas,
       }),
@@ -292,6 +305,7 @@ export class Broker {
     const [drift, audit, consumer] = await Promise.allSettled([
       streamDrift(jsm, streamSettings(config), {
         maxAgeMs: config.disclosureMaxAgeMs,
+        maxBytes: config.disclosureMaxBytes,
         duplicateWindowMs: config.duplicateWindowMs,
         replicas: config.replicas,
       }),
@@ -609,37 +623,62 @@ export class Broker {
   ): Promise<void> {
     const route = parseIngestSubject(input.subject);
     const messageId = checked?.env.id ?? claimedMessageId(input.data, m.headers?.get(HEADERS.msgId) || undefined);
-    // Parts leave room for headers under the server's max_payload, so whatever NATS carried in fits out.
-    const maxPart = Math.max(serverMaxPayload(this.opts.nc.info) - QUARANTINE_HEADROOM, 1024);
-    const { record, parts } = buildQuarantine(
-      { subject: input.subject, data: input.data, signature: input.signature, ingestSeq: seq },
-      error,
-      {
-        ...(route === undefined ? {} : { sender: route.service, type: route.type }),
-        ...(messageId === undefined ? {} : { messageId }),
-        at: this.ctx.now(),
-      },
-      this.opts.secrets.quarantineKey,
-      maxPart,
-    );
-    const recordHeader = encodeRecordHeader(record);
-    for (const [i, part] of parts.entries()) {
-      const h = natsHeaders();
-      h.set(HEADERS.code, error.code);
-      h.set(HEADERS.record, recordHeader);
-      h.set(HEADERS.part, `${i + 1}/${parts.length}`);
-      await this.pub.publish(subjects.quarantine(route?.service ?? ''), part, {
-        msgID: `${record.id}.${i + 1}`,
-        headers: h,
-      });
+    const quarantineInput = { subject: input.subject, data: input.data, signature: input.signature, ingestSeq: seq };
+    const facts = {
+      ...(route === undefined ? {} : { sender: route.service, type: route.type }),
+      ...(messageId === undefined ? {} : { messageId }),
+      at: this.ctx.now(),
+    };
+    let record: QuarantineRecord;
+    let parts: Uint8Array[];
+    if (this.quarantineQuota.take(route?.service ?? '', input.data.byteLength)) {
+      // Parts leave room for headers under the server's max_payload, so whatever NATS carried in fits out.
+      const maxPart = Math.max(serverMaxPayload(this.opts.nc.info) - QUARANTINE_HEADROOM, 1024);
+      ({ record, parts } = buildQuarantine(quarantineInput, error, facts, this.opts.secrets.quarantineKey, maxPart));
+    } else {
+      // Over the sender's quota: a small record (id, code, path, size) stands for the input, which is not kept.
+      record = buildQuotaRecord(quarantineInput, error, facts);
+      parts = [new Uint8Array(0)];
     }
+    const recordHeader = encodeRecordHeader(record);
+    // What the receipt and the audit trail say: the rejection, or that the input was not kept.
+    let answer = error;
+    try {
+      for (const [i, part] of parts.entries()) {
+        const h = natsHeaders();
+        h.set(HEADERS.code, record.code);
+        h.set(HEADERS.record, recordHeader);
+        h.set(HEADERS.part, `${record.parts === 0 ? 0 : i + 1}/${record.parts}`);
+        await this.pub.publish(subjects.quarantine(route?.service ?? ''), part, {
+          msgID: `${record.id}.${i + 1}`,
+          headers: h,
+        });
+      }
+    } catch (err) {
+      // PHI_QUARANTINE is full (discard new): old evidence stays; this rejection is answered and audited, not
+      // retried forever in front of every later message.
+      if (!isStreamFull(err)) throw err;
+      const where = error.path === undefined ? '' : `${error.path}: `;
+      answer = new BrokerError(
+        'E_QUARANTINE_FULL',
+        `${where}the quarantine is full; the input (${error.code}, ${input.data.byteLength} bytes) was not kept`,
+        error.path === undefined ? undefined : { path: error.path },
+      );
+      this.opts.logger.error({ event: 'quarantine.full', seq, sender: route?.service }, 'quarantine stream is full');
+    }
+    if (record.code === 'E_QUARANTINE_QUOTA' && answer.code !== 'E_QUARANTINE_FULL')
+      answer = new BrokerError(
+        'E_QUARANTINE_QUOTA',
+        record.message,
+        record.path === undefined ? undefined : { path: record.path },
+      );
     // The rejection is in the audit trail before its receipt goes out, as an acceptance is.
     await this.recordAudit(
-      rejectedFacts(error, {
+      rejectedFacts(answer, {
         sender: route?.service,
         type: route?.type,
         messageId,
-        quarantineId: record.id,
+        quarantineId: answer.code === 'E_QUARANTINE_FULL' ? undefined : record.id,
         ingestSeq: seq,
       }),
     );
@@ -648,7 +687,7 @@ export class Broker {
     if (route !== undefined && messageId !== undefined && error.code !== 'E_REPLAY') {
       await this.sendReceipt(
         route.service,
-        rejectedReceipt(messageId, envelopeHash(input.data), error, this.ctx.now()),
+        rejectedReceipt(messageId, envelopeHash(input.data), answer, this.ctx.now()),
         seq,
       );
     }
@@ -659,9 +698,9 @@ export class Broker {
         id: messageId,
         sender: route?.service,
         type: route?.type,
-        code: error.code,
-        path: error.path,
-        quarantine: record.id,
+        code: answer.code,
+        path: answer.path,
+        ...(answer.code === 'E_QUARANTINE_FULL' ? {} : { quarantine: record.id }),
       },
       'rejected',
     );

@@ -27,8 +27,12 @@ export interface QuarantineRecord {
   readonly type?: string;
   readonly messageId?: string;
   readonly at: number;
-  /** How many messages carry the sealed original (`Phi-Part: i/n`). */
+  /** How many messages carry the sealed original (`Phi-Part: i/n`); 0 when the original was not kept. */
   readonly parts: number;
+  /** When the original was not kept (E_QUARANTINE_QUOTA): the code it was rejected with … */
+  readonly cause?: BrokerErrorCode;
+  /** … and its size in bytes. */
+  readonly size?: number;
 }
 
 export interface QuarantinedOriginal {
@@ -47,7 +51,9 @@ const recordSchema = z.strictObject({
   type: z.string().optional(),
   messageId: z.string().optional(),
   at: z.number(),
-  parts: z.number().int().min(1),
+  parts: z.number().int().min(0),
+  cause: z.string().refine(isBrokerErrorCode).optional(),
+  size: z.number().int().min(0).optional(),
 });
 
 function aad(recordId: string): Uint8Array {
@@ -116,6 +122,32 @@ export function buildQuarantine(
   return { record, parts };
 }
 
+/**
+ * The small record kept instead of the original when its sender is over its quarantine quota: the facts of the
+ * rejection (`cause`), the input's size and no part of it.
+ */
+export function buildQuotaRecord(
+  input: QuarantineInput,
+  cause: BrokerError,
+  facts: { sender?: string; type?: string; messageId?: string; at: number },
+): QuarantineRecord {
+  const where = cause.path === undefined ? '' : `${cause.path}: `;
+  return {
+    v: 1,
+    id: quarantineRecordId(input.ingestSeq),
+    code: 'E_QUARANTINE_QUOTA',
+    message: `${where}sender over its quarantine quota; the input (${cause.code}, ${input.data.byteLength} bytes) was not kept`,
+    ...(cause.path === undefined ? {} : { path: cause.path }),
+    ...(facts.sender === undefined ? {} : { sender: facts.sender }),
+    ...(facts.type === undefined ? {} : { type: facts.type }),
+    ...(facts.messageId === undefined ? {} : { messageId: facts.messageId }),
+    at: facts.at,
+    parts: 0,
+    cause: cause.code,
+    size: input.data.byteLength,
+  };
+}
+
 /** The `Phi-Record` header value: JSON (no line breaks: JSON.stringify escapes them). */
 export function encodeRecordHeader(record: QuarantineRecord): string {
   return JSON.stringify(record);
@@ -136,6 +168,10 @@ export function openQuarantine(
   parts: readonly Uint8Array[],
   key: Uint8Array,
 ): QuarantinedOriginal {
+  if (record.parts === 0)
+    throw new BrokerError('E_QUARANTINE_QUOTA', `quarantine record ${record.id}: the original was not kept`, {
+      path: 'parts',
+    });
   if (parts.length !== record.parts)
     throw new BrokerError(
       'E_DECRYPT',

@@ -49,7 +49,7 @@ async function readParts(
     if (recordId !== undefined && record.id !== recordId) continue;
     const index = Number.parseInt(m.header.get(HEADERS.part).split('/')[0] ?? '1', 10);
     out.push({ record, index, data: m.data });
-    if (index === 1) complete += 1;
+    if (index <= 1) complete += 1;
   }
   return out.reverse();
 }
@@ -105,7 +105,9 @@ export async function runQuarantineShow(config: BrokerConfig, id: string, opts: 
       return 1;
     }
     process.stdout.write(`${formatRecord(record)}\n${record.message}\n`);
-    if (opts.decrypt) {
+    if (opts.decrypt && record.parts === 0) {
+      process.stdout.write(`the original was not kept (${record.cause ?? record.code}, ${record.size ?? 0} bytes)\n`);
+    } else if (opts.decrypt) {
       await initCrypto();
       const keysDir = layout(config).keys;
       const original = openQuarantine(

@@ -7,6 +7,7 @@ import { BrokerError } from '../wire/errors.js';
 import { DUPLICATE_WINDOW_MIN_MS } from '../wire/publish.js';
 
 const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
 const DAY = 24 * 60 * 60 * 1000;
 /** Six years of days, two leap days included (45 CFR 164.528(a)(3); 164.530(j)(2)). */
 const DISCLOSURE_RETENTION_DAYS = 6 * 365 + 2;
@@ -81,6 +82,46 @@ export const configSchema = z.strictObject({
     .int()
     .min(60_000)
     .default(DISCLOSURE_RETENTION_DAYS * DAY),
+  /**
+   * Size limits (JetStream `max_bytes`) of the streams the broker provisions, sized for one machine; what happens at
+   * each is in docs/broker.md "Storage limits". PHI_AUDIT and PHI_AUDIT_WITNESS stay unlimited (the audit-integrity
+   * check treats a byte limit as a weakening: records of six-year retention are never dropped or refused).
+   */
+  ingestMaxBytes: z.number().int().min(MiB).default(GiB),
+  deliverMaxBytes: z
+    .number()
+    .int()
+    .min(MiB)
+    .default(4 * GiB),
+  quarantineMaxBytes: z.number().int().min(MiB).default(GiB),
+  receiptMaxBytes: z
+    .number()
+    .int()
+    .min(MiB)
+    .default(256 * MiB),
+  disclosureMaxBytes: z
+    .number()
+    .int()
+    .min(MiB)
+    .default(4 * GiB),
+  /** KV phi_seen (the replay cache): one small entry per accepted message within replayWindowMs. */
+  seenMaxBytes: z.number().int().min(MiB).default(GiB),
+  /**
+   * Per-sender quarantine quota, a token bucket in each broker process: a sender may have this many bytes and this
+   * many rejected inputs quarantined whole per window; beyond it only a small record is kept (E_QUARANTINE_QUOTA).
+   */
+  quarantineSenderMaxBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(64 * MiB),
+  quarantineSenderMaxMessages: z.number().int().min(1).default(1000),
+  quarantineSenderWindowMs: z
+    .number()
+    .int()
+    .min(1000)
+    .max(DAY)
+    .default(60 * 60_000),
   /** How long JetStream waits for a broker's ack before redelivering to another broker (after a crash). */
   ackWaitMs: z
     .number()
@@ -241,6 +282,15 @@ export const CONFIG_ENV = {
   PHI_BROKER_QUARANTINE_MAX_AGE_MS: 'quarantineMaxAgeMs',
   PHI_BROKER_RECEIPT_MAX_AGE_MS: 'receiptMaxAgeMs',
   PHI_BROKER_DISCLOSURE_MAX_AGE_MS: 'disclosureMaxAgeMs',
+  PHI_BROKER_INGEST_MAX_BYTES: 'ingestMaxBytes',
+  PHI_BROKER_DELIVER_MAX_BYTES: 'deliverMaxBytes',
+  PHI_BROKER_QUARANTINE_MAX_BYTES: 'quarantineMaxBytes',
+  PHI_BROKER_RECEIPT_MAX_BYTES: 'receiptMaxBytes',
+  PHI_BROKER_DISCLOSURE_MAX_BYTES: 'disclosureMaxBytes',
+  PHI_BROKER_SEEN_MAX_BYTES: 'seenMaxBytes',
+  PHI_BROKER_QUARANTINE_SENDER_MAX_BYTES: 'quarantineSenderMaxBytes',
+  PHI_BROKER_QUARANTINE_SENDER_MAX_MESSAGES: 'quarantineSenderMaxMessages',
+  PHI_BROKER_QUARANTINE_SENDER_WINDOW_MS: 'quarantineSenderWindowMs',
   PHI_BROKER_ACK_WAIT_MS: 'ackWaitMs',
   PHI_BROKER_CONCURRENCY: 'concurrency',
   PHI_BROKER_REPLICAS: 'replicas',
@@ -276,6 +326,15 @@ const NUMERIC: ReadonlySet<string> = new Set([
   'quarantineMaxAgeMs',
   'receiptMaxAgeMs',
   'disclosureMaxAgeMs',
+  'ingestMaxBytes',
+  'deliverMaxBytes',
+  'quarantineMaxBytes',
+  'receiptMaxBytes',
+  'disclosureMaxBytes',
+  'seenMaxBytes',
+  'quarantineSenderMaxBytes',
+  'quarantineSenderMaxMessages',
+  'quarantineSenderWindowMs',
   'ackWaitMs',
   'concurrency',
   'replicas',

@@ -16,3 +16,13 @@ export function jetStreamErrorCode(err: unknown): number | undefined {
 export function isWrongLastSequence(err: unknown): boolean {
   return jetStreamErrorCode(err) === JS_WRONG_LAST_SEQUENCE;
 }
+
+/** `JSStreamStoreFailedF`: the stream refused to store a message (with discard new: its max_bytes is reached). */
+export const JS_STREAM_STORE_FAILED = 10077;
+
+/** True when a publish was refused because the stream is full (max_bytes or max_msgs with discard new). */
+export function isStreamFull(err: unknown): boolean {
+  if (jetStreamErrorCode(err) !== JS_STREAM_STORE_FAILED) return false;
+  const description = (err as { api_error?: { description?: unknown } }).api_error?.description;
+  return /maximum (bytes|messages) exceeded/i.test(String(description ?? ''));
+}

@@ -63,11 +63,47 @@ export interface StreamSettings {
   readonly replayWindowMs: number;
   /** Redelivery delay of an unacknowledged ingest message (a crashed broker's work moves on after it). */
   readonly ackWaitMs: number;
+  /** JetStream `max_bytes` of each stream; unset: unlimited (-1). docs/broker.md "Storage limits". */
+  readonly maxBytes?: StreamByteLimits;
+}
+
+export interface StreamByteLimits {
+  readonly ingest: number;
+  readonly deliver: number;
+  readonly quarantine: number;
+  readonly receipts: number;
+  /** The replay bucket (KV phi_seen; discard new: a full bucket refuses claims and the ingest message is retried). */
+  readonly seen: number;
+}
+
+/** The disclosure stream's settings (PHI_DISCLOSURES); `maxBytes` unset: unlimited. */
+export interface DisclosureStreamSettings {
+  readonly maxAgeMs: number;
+  readonly duplicateWindowMs: number;
+  readonly replicas: Replicas;
+  readonly maxBytes?: number;
 }
 
 /** The stream settings of a broker configuration: one place, so the admin's provisioning and the broker never drift. */
-export function streamSettings(config: Pick<BrokerConfig, keyof StreamSettings>): StreamSettings {
+export function streamSettings(
+  config: Pick<
+    BrokerConfig,
+    | Exclude<keyof StreamSettings, 'maxBytes'>
+    | 'ingestMaxBytes'
+    | 'deliverMaxBytes'
+    | 'quarantineMaxBytes'
+    | 'receiptMaxBytes'
+    | 'seenMaxBytes'
+  >,
+): StreamSettings {
   return {
+    maxBytes: {
+      ingest: config.ingestMaxBytes,
+      deliver: config.deliverMaxBytes,
+      quarantine: config.quarantineMaxBytes,
+      receipts: config.receiptMaxBytes,
+      seen: config.seenMaxBytes,
+    },
     deliverMaxAgeMs: config.deliverMaxAgeMs,
     quarantineMaxAgeMs: config.quarantineMaxAgeMs,
     receiptMaxAgeMs: config.receiptMaxAgeMs,
@@ -98,6 +134,8 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
       name: STREAMS.ingest,
       subjects: [subjects.ingestAll],
       retention: RetentionPolicy.Workqueue,
+      // Full: publishers' publishes are refused (the SDK reports the failure); nothing stored is dropped.
+      max_bytes: s.maxBytes?.ingest ?? -1,
       discard: DiscardPolicy.New,
     },
     {
@@ -106,6 +144,10 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
       subjects: [subjects.deliverAll],
       retention: RetentionPolicy.Limits,
       max_age: nanos(s.deliverMaxAgeMs),
+      // Full: the broker's delivery publish is refused and the ingest message retried (backpressure), so an
+      // offline subscriber's deliveries are never dropped to make room.
+      max_bytes: s.maxBytes?.deliver ?? -1,
+      discard: DiscardPolicy.New,
     },
     {
       ...common,
@@ -113,6 +155,9 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
       subjects: [subjects.quarantineAll],
       retention: RetentionPolicy.Limits,
       max_age: nanos(s.quarantineMaxAgeMs),
+      // Full: old evidence is never dropped; the broker answers further rejections E_QUARANTINE_FULL.
+      max_bytes: s.maxBytes?.quarantine ?? -1,
+      discard: DiscardPolicy.New,
       deny_delete: true,
       deny_purge: true,
     },
@@ -122,6 +167,9 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
       subjects: [subjects.receiptsAll],
       retention: RetentionPolicy.Limits,
       max_age: nanos(s.receiptMaxAgeMs),
+      // Receipts are notices (the audit trail is the record): the oldest give way.
+      max_bytes: s.maxBytes?.receipts ?? -1,
+      discard: DiscardPolicy.Old,
     },
   ];
 }
@@ -129,10 +177,18 @@ function streamConfigs(s: StreamSettings): Partial<StreamConfig>[] {
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>): Promise<void> {
   const name = config.name as string;
   try {
-    const { config: current } = await jsm.streams.info(name);
+    const { config: current, state } = await jsm.streams.info(name);
     // Updated only when a setting differs: under the generated mTLS permissions only the admin identity may
     // update streams (src/nats/permissions.ts), and a broker starting against provisioned streams needs not.
     if (!differs(current, config)) return;
+    // The server enforces a lowered max_bytes by removing the oldest messages, whatever the discard policy: a
+    // stream that must never drop what it holds is not shrunk below its contents.
+    const maxBytes = config.max_bytes ?? -1;
+    if (config.discard === DiscardPolicy.New && maxBytes > 0 && state.bytes > maxBytes)
+      throw new BrokerError(
+        'E_CONFIG_INVALID',
+        `${name}.max_bytes: the stream holds ${state.bytes} bytes, more than the configured ${maxBytes}; lowering it would drop its oldest messages`,
+      );
     await jsm.streams.update(name, config);
   } catch (err) {
     if (!isNotFound(err)) throw err;
@@ -171,19 +227,27 @@ async function ensureReplayBucket(
   jsm: JetStreamManager,
   replayWindowMs: number,
   replicas: Replicas,
+  maxBytes: number,
 ): Promise<KV> {
   const seen = await nc
     .jetstream()
-    .views.kv(KV_BUCKETS.seen, { ttl: replayWindowMs, history: 1, ...bucketPlacement(replicas) });
+    .views.kv(KV_BUCKETS.seen, { ttl: replayWindowMs, history: 1, max_bytes: maxBytes, ...bucketPlacement(replicas) });
   const stream = `KV_${KV_BUCKETS.seen}`;
-  const { config } = await jsm.streams.info(stream);
+  const { config, state } = await jsm.streams.info(stream);
   const maxAge = nanos(replayWindowMs);
-  if (config.max_age !== maxAge || config.num_replicas !== replicas) {
+  if (config.max_age !== maxAge || config.num_replicas !== replicas || config.max_bytes !== maxBytes) {
+    // As ensureStream: a lowered limit would drop remembered ids (and let their replays through).
+    if (maxBytes > 0 && state.bytes > maxBytes)
+      throw new BrokerError(
+        'E_CONFIG_INVALID',
+        `${stream}.max_bytes: the bucket holds ${state.bytes} bytes, more than the configured ${maxBytes}; lowering it would forget accepted message ids`,
+      );
     await jsm.streams.update(stream, {
       ...config,
       max_age: maxAge,
       duplicate_window: Math.min(config.duplicate_window, maxAge),
       num_replicas: replicas,
+      max_bytes: maxBytes,
     });
   }
   return seen;
@@ -194,7 +258,7 @@ export async function ensureBrokerInfrastructure(nc: NatsConnection, settings: S
   const jsm = await nc.jetstreamManager();
   // Independent requests go out together (start-up time); only the consumer waits for its stream.
   const [seen] = await Promise.all([
-    ensureReplayBucket(nc, jsm, settings.replayWindowMs, settings.replicas),
+    ensureReplayBucket(nc, jsm, settings.replayWindowMs, settings.replicas, settings.maxBytes?.seen ?? -1),
     Promise.all(streamConfigs(settings).map((config) => ensureStream(jsm, config))).then(() =>
       ensureBrokerConsumer(jsm, settings.ackWaitMs),
     ),
@@ -207,19 +271,12 @@ export async function ensureBrokerInfrastructure(nc: NatsConnection, settings: S
  * deny purge, so no record can be removed before it ages out; de-duplication by Nats-Msg-Id (ADR-31) keeps a
  * redelivered ingest message from recording one disclosure twice inside the duplicate window.
  */
-export async function ensureDisclosureStream(
-  nc: NatsConnection,
-  settings: { readonly maxAgeMs: number; readonly duplicateWindowMs: number; readonly replicas: Replicas },
-): Promise<void> {
+export async function ensureDisclosureStream(nc: NatsConnection, settings: DisclosureStreamSettings): Promise<void> {
   const jsm = await nc.jetstreamManager();
   await ensureStream(jsm, disclosureStreamConfig(settings));
 }
 
-function disclosureStreamConfig(settings: {
-  readonly maxAgeMs: number;
-  readonly duplicateWindowMs: number;
-  readonly replicas: Replicas;
-}): Partial<StreamConfig> {
+function disclosureStreamConfig(settings: DisclosureStreamSettings): Partial<StreamConfig> {
   return {
     name: STREAMS.disclosures,
     subjects: [subjects.disclosuresAll],
@@ -227,6 +284,9 @@ function disclosureStreamConfig(settings: {
     retention: RetentionPolicy.Limits,
     max_age: nanos(settings.maxAgeMs),
     duplicate_window: nanos(Math.min(settings.duplicateWindowMs, settings.maxAgeMs)),
+    // Full: a disclosure is never dropped; the broker's write is refused and the ingest message retried.
+    max_bytes: settings.maxBytes ?? -1,
+    discard: DiscardPolicy.New,
     deny_delete: true,
     deny_purge: true,
   };
@@ -283,7 +343,7 @@ function differingSettings(current: StreamConfig, wanted: Partial<StreamConfig>)
 export async function streamDrift(
   jsm: JetStreamManager,
   settings: StreamSettings,
-  disclosures: { readonly maxAgeMs: number; readonly duplicateWindowMs: number; readonly replicas: Replicas },
+  disclosures: DisclosureStreamSettings,
 ): Promise<string[]> {
   const wanted = [...streamConfigs(settings), disclosureStreamConfig(disclosures)];
   const found = await Promise.all(

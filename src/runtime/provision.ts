@@ -31,6 +31,7 @@ export async function provisionStreams(adminNc: NatsConnection, config: BrokerCo
   await ensureBrokerInfrastructure(adminNc, streamSettings(config));
   await ensureDisclosureStream(adminNc, {
     maxAgeMs: config.disclosureMaxAgeMs,
+    maxBytes: config.disclosureMaxBytes,
     duplicateWindowMs: config.duplicateWindowMs,
     replicas,
   });

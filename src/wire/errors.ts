@@ -75,6 +75,10 @@ export const ERROR_CODES = {
     'A request to the partner gateway is malformed: a missing or repeated parameter, an unsupported grant type or client assertion type, a body that is not the expected media type.',
   E_RATE_LIMITED:
     "A partner exceeded its catalog rate limit (partner.rateLimit); retry after the Retry-After header's seconds.",
+  E_QUARANTINE_QUOTA:
+    'The message was rejected and its sender is over its quarantine quota (bytes or count per window, per broker process): only a small record (id, code, path, size) is kept, not the input.',
+  E_QUARANTINE_FULL:
+    'The message was rejected and PHI_QUARANTINE is full (quarantineMaxBytes, discard new): nothing of the input is kept; the rejection is in the audit trail.',
 } as const satisfies Record<`E_${string}`, string>;
 
 export type BrokerErrorCode = keyof typeof ERROR_CODES;

@@ -109,6 +109,27 @@ describe('quarantine-spike', () => {
   });
 });
 
+describe('quarantine-quota', () => {
+  it('fires for a sender over its quarantine quota once per cooldown, per sender, and not for other codes', () => {
+    const { m, clock } = monitor();
+    expect(feed(m, clock, 5, SECOND, () => rejected('billing'))).toEqual([]);
+    const alerts = feed(m, clock, 10 * 60, SECOND, () => rejected('billing', 'E_QUARANTINE_QUOTA'));
+    expect(alerts.filter((a) => a.rule === 'quarantine-quota')).toEqual([
+      {
+        rule: 'quarantine-quota',
+        service: 'billing',
+        detail: 'over its quarantine quota: further rejected inputs are kept as records only',
+      },
+      {
+        rule: 'quarantine-quota',
+        service: 'billing',
+        detail: 'over its quarantine quota: further rejected inputs are kept as records only',
+      },
+    ]); // at once, then after the 5-minute cooldown
+    expect(m.observe([rejected('ehr', 'E_QUARANTINE_QUOTA')]).map((a) => a.service)).toEqual(['ehr']);
+  });
+});
+
 describe('volume', () => {
   const rules = alertRulesSchema.parse({ volume: { windowMs: MINUTE, factor: 10, minCount: 100, learnWindows: 5 } });
 

@@ -3,7 +3,8 @@
 // pipeline computed once for the message — and never a patient reference or a logical id in clear; the AuditEvents
 // written from them (templates or builder, byte for byte the same) name the patient and the resource by those.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { acceptedFacts, profileElements } from '../../src/broker/audit-facts.js';
+import { acceptedFacts, profileElements, rejectedFacts } from '../../src/broker/audit-facts.js';
+import { BrokerError } from '../../src/wire/errors.js';
 import { AuditEventJson } from '../../src/audit/event-json.js';
 import { buildAuditEvent, type EventContext } from '../../src/audit/event.js';
 import type { AuditFact } from '../../src/audit/facts.js';
@@ -136,5 +137,33 @@ describe('acceptedFacts: the audit subject as pseudonyms computed once', () => {
     });
     expect(JSON.stringify(facts)).not.toContain('Zq');
     for (const e of written(facts)) expect(e).not.toContain('Zq');
+  });
+});
+
+describe('rejectedFacts', () => {
+  const error = new BrokerError('E_QUARANTINE_FULL', 'Patient.birthDate: the quarantine is full', {
+    path: 'Patient.birthDate',
+  });
+  const base = { sender: 'registration', type: 'Patient', messageId: 'm-1', ingestSeq: 9 };
+
+  it('rejected, then quarantined with the record id', () => {
+    expect(rejectedFacts(error, { ...base, quarantineId: 'q-9' }).map((f) => f.kind)).toEqual([
+      'rejected',
+      'quarantined',
+    ]);
+  });
+
+  it('rejected alone when no record was kept (a full quarantine)', () => {
+    expect(rejectedFacts(error, { ...base, quarantineId: undefined })).toEqual([
+      {
+        kind: 'rejected',
+        sender: { service: 'registration' },
+        messageId: 'm-1',
+        resourceType: 'Patient',
+        code: 'E_QUARANTINE_FULL',
+        path: 'Patient.birthDate',
+        ingestSeq: 9,
+      },
+    ]);
   });
 });
