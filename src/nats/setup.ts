@@ -304,7 +304,9 @@ function missingConsumer(name: string): BrokerError {
 
 /**
  * Binds to a subscriber's provisioned durable consumer (JetStream consumer info, nothing else): the SDK never creates
- * or updates one, so a service cannot turn it into a push consumer aimed elsewhere. Missing: E_SETUP_MISSING.
+ * or updates one, so a service cannot turn it into a push consumer aimed elsewhere. Missing: E_SETUP_MISSING; one
+ * its identity may not read (a type the catalog does not deliver to it, under the generated permissions):
+ * E_NOT_AUTHORIZED.
  */
 export async function bindDeliveryConsumer(nc: NatsConnection, service: string, type?: string): Promise<Consumer> {
   const name = deliveryConsumer(service, type);
@@ -312,6 +314,12 @@ export async function bindDeliveryConsumer(nc: NatsConnection, service: string, 
     return await nc.jetstream().consumers.get(STREAMS.deliver, name);
   } catch (err) {
     if (isNotFound(err)) throw missingConsumer(name);
+    if (isPermissionViolation(err)) {
+      throw new BrokerError(
+        'E_NOT_AUTHORIZED',
+        `service ${service} may not read consumer ${STREAMS.deliver}/${name}: the catalog delivers ${type ?? 'nothing'} to it`,
+      );
+    }
     throw err;
   }
 }
