@@ -317,7 +317,7 @@ export async function bindDeliveryConsumer(nc: NatsConnection, service: string, 
     if (isPermissionViolation(err)) {
       throw new BrokerError(
         'E_NOT_AUTHORIZED',
-        `service ${service} may not read consumer ${STREAMS.deliver}/${name}: the catalog delivers ${type ?? 'nothing'} to it`,
+        `service ${service} may not read consumer ${STREAMS.deliver}/${name}: the catalog delivers it no ${type ?? 'resource type'}`,
       );
     }
     throw err;

@@ -591,6 +591,7 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
     // A type the catalog does not deliver to it: its identity may not even read that consumer.
     const denied = await payer.subscribe('Patient', () => undefined).catch((e: unknown) => e);
     expect(denied).toMatchObject({ code: 'E_NOT_AUTHORIZED' });
+    expect((denied as Error).message).toContain('PHI_DELIVER/deliver-partner-payer-Patient');
     // Provisioning again (what `phi-broker nats-provision` runs) restores it, and the subscriber binds.
     await provisionStreams(admin, stack.config, stack.catalog);
     const sub = await payer.subscribe('Claim', () => undefined);
