@@ -592,6 +592,10 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
     const denied = await payer.subscribe('Patient', () => undefined).catch((e: unknown) => e);
     expect(denied).toMatchObject({ code: 'E_NOT_AUTHORIZED' });
     expect((denied as Error).message).toContain('PHI_DELIVER/deliver-partner-payer-Patient');
+    // A broker starting now stops with the same error: under its identity it may check the consumer, not create it.
+    const brokerErr = await stack.startBroker(logger).catch((e: unknown) => e);
+    expect(brokerErr).toMatchObject({ code: 'E_SETUP_MISSING' });
+    expect((brokerErr as Error).message).toContain('PHI_DELIVER/deliver-partner-payer-Claim');
     // Provisioning again (what `phi-broker nats-provision` runs) restores it, and the subscriber binds.
     await provisionStreams(admin, stack.config, stack.catalog);
     const sub = await payer.subscribe('Claim', () => undefined);
