@@ -128,7 +128,7 @@ async function main(): Promise<void> {
         sub: await receiveAll(s),
       });
 
-      await round(a); // warm-up: JIT, key objects, consumers created
+      await round(a); // warm-up: JIT, key objects, consumers bound
       await round(b);
       const pa: number[] = [];
       const pb: number[] = [];

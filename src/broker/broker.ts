@@ -38,7 +38,7 @@ import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from 
 import {
   ensureBrokerInfrastructure,
   ensureConsentBucket,
-  ensureDeliveryConsumer,
+  ensureDeliveryConsumers,
   ensureDisclosureStream,
   streamDrift,
   streamSettings,
@@ -188,9 +188,10 @@ export class Broker {
     // What follows is independent once the streams exist, so it is requested together (start-up time); all of
     // it is in place before the first message is taken.
     const [, , consent, registry, audit] = await Promise.all([
-      // Durable consumers for every subscriber exist from the start, so a subscriber that has never
-      // connected still finds everything published for it (retained for deliverMaxAgeMs).
-      Promise.all(subscriberServices(routes).map((service) => ensureDeliveryConsumer(nc, service))),
+      // Every subscriber's durables exist before the first delivery (provisioned by the admin; created here only on
+      // the plaintext development server), so a subscriber that has never connected still finds everything
+      // published for it (retained for deliverMaxAgeMs).
+      ensureDeliveryConsumers(nc, catalog, config.replicas),
       // Patient rights (45 CFR 164.522, 164.528): restrictions are loaded before the first message is routed.
       ensureDisclosureStream(nc, {
         maxAgeMs: config.disclosureMaxAgeMs,

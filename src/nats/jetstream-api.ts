@@ -37,6 +37,7 @@ export const jsApi = {
   streamAny: `${API}.STREAM.>`,
   streamList: `${API}.STREAM.LIST`,
   streamNames: `${API}.STREAM.NAMES`,
+  consumerCreateAny: `${API}.CONSUMER.CREATE.>`,
   consumerDurableCreateAny: `${API}.CONSUMER.DURABLE.CREATE.>`,
   consumerDeleteAny: `${API}.CONSUMER.DELETE.>`,
   consumerListAny: `${API}.CONSUMER.LIST.>`,

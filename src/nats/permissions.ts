@@ -156,9 +156,10 @@ function servicePermissions(catalog: Catalog, service: string): IdentityPermissi
         // rejects it with E_NOT_AUTHORIZED and quarantines it (nothing vanishes at the transport).
         `phi.ingest.${service}.>`,
         jsApi.accountInfo,
+        // Bind, fetch and ack on its own provisioned durables; never create or update one (a service could
+        // otherwise turn it into a push consumer with a deliver subject of its choosing).
         ...durables.flatMap((d) => [
           jsApi.consumerInfo(STREAMS.deliver, d.name),
-          jsApi.consumerCreate(STREAMS.deliver, d.name, d.filter),
           jsApi.consumerNext(STREAMS.deliver, d.name),
           jsApi.ack(STREAMS.deliver, d.name),
         ]),
@@ -166,6 +167,7 @@ function servicePermissions(catalog: Catalog, service: string): IdentityPermissi
       ],
       deny: [
         ...MANAGEMENT,
+        jsApi.consumerCreateAny,
         // The reads of #4225/#3202: direct get, message get, stream info.
         jsApi.directGetAny,
         `$JS.API.STREAM.INFO.>`,
@@ -241,10 +243,10 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         jsApi.consumerCreate(STREAMS.ingest, BROKER_CONSUMER),
         jsApi.consumerNext(STREAMS.ingest, BROKER_CONSUMER),
         jsApi.ack(STREAMS.ingest, BROKER_CONSUMER),
-        // Every subscriber's all-types durable exists from the start (setup.ts ensureDeliveryConsumer).
+        // Checks that every subscriber's durables are provisioned (setup.ts ensureDeliveryConsumers; the admin
+        // creates them), and publishes the deliveries.
         ...subscribers.flatMap((s) => [
-          jsApi.consumerInfo(STREAMS.deliver, deliveryConsumer(s)),
-          jsApi.consumerCreate(STREAMS.deliver, deliveryConsumer(s), subjects.deliverFilter(s)),
+          ...deliveryDurables(catalog, s).map((d) => jsApi.consumerInfo(STREAMS.deliver, d.name)),
           subjects.deliverFilter(s),
         ]),
         subjects.quarantineAll,

@@ -9,15 +9,19 @@ import {
   RetentionPolicy,
   StorageType,
   nanos,
+  type Consumer,
+  type ConsumerConfig,
   type JetStreamManager,
   type KV,
   type NatsConnection,
   type StreamConfig,
 } from 'nats';
+import type { Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config/config.js';
 import { BrokerError } from '../wire/errors.js';
 import { BROKER_CONSUMER, KV_BUCKETS, STREAMS, deliveryConsumer, subjects } from '../wire/names.js';
 import { DUPLICATE_WINDOW_MIN_MS } from '../wire/publish.js';
+import { deliveryDurables } from './permissions.js';
 
 /**
  * Copies JetStream keeps of every stream, KV bucket and object store: 1 on one node; 3 (or 5) on a cluster, where
@@ -303,23 +307,87 @@ export async function ensureConsentBucket(nc: NatsConnection, replicas: Replicas
   return nc.jetstream().views.kv(KV_BUCKETS.consent, { history: CONSENT_HISTORY, ...bucketPlacement(replicas) });
 }
 
-/** The durable consumer a subscriber reads its deliveries from (created by the subscriber's SDK or by `up`). */
-export async function ensureDeliveryConsumer(nc: NatsConnection, service: string, type?: string): Promise<string> {
+/** How long a delivery may stay unacknowledged before PHI_DELIVER redelivers it to the subscriber. */
+export const DELIVERY_ACK_WAIT_MS = 30_000;
+
+/** A subscriber's durable pull consumer on PHI_DELIVER: explicit acks, redelivered without limit, one filter. */
+function deliveryConsumerConfig(name: string, filter: string, replicas: Replicas): Partial<ConsumerConfig> {
+  return {
+    durable_name: name,
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(DELIVERY_ACK_WAIT_MS),
+    max_deliver: -1,
+    filter_subject: filter,
+    num_replicas: replicas,
+  };
+}
+
+/**
+ * Creates every subscriber's durable pull consumers on PHI_DELIVER that the catalog names (deliveryDurables: the
+ * all-types one and one per subscribed type) and that do not exist yet; an existing one is left as it is. The admin
+ * runs it at provisioning (src/runtime/provision.ts); the broker at start, where under the generated permissions it
+ * only checks (consumer info) and a missing consumer is E_SETUP_MISSING. Services never create one (docs/sdk.md).
+ */
+export async function ensureDeliveryConsumers(
+  nc: NatsConnection,
+  catalog: Catalog,
+  replicas: Replicas = SINGLE_NODE_REPLICAS,
+): Promise<string[]> {
   const jsm = await nc.jetstreamManager();
+  const services = [...catalog.services.keys()].sort();
+  const durables = services.flatMap((service) => deliveryDurables(catalog, service));
+  await Promise.all(
+    durables.map(async ({ name, filter }) => {
+      try {
+        await jsm.consumers.info(STREAMS.deliver, name);
+        return;
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+      try {
+        await jsm.consumers.add(STREAMS.deliver, deliveryConsumerConfig(name, filter, replicas));
+      } catch (err) {
+        if (!isPermissionViolation(err)) throw err;
+        throw missingConsumer(name);
+      }
+    }),
+  );
+  return durables.map((d) => d.name);
+}
+
+function missingConsumer(name: string): BrokerError {
+  return new BrokerError(
+    'E_SETUP_MISSING',
+    `consumer ${STREAMS.deliver}/${name} is not provisioned: run \`phi-broker nats-provision\` (the admin identity creates it from the catalog)`,
+  );
+}
+
+/**
+ * Binds to a subscriber's provisioned durable consumer (JetStream consumer info, nothing else): the SDK never creates
+ * or updates one, so a service cannot turn it into a push consumer aimed elsewhere. Missing: E_SETUP_MISSING; one
+ * its identity may not read (a type the catalog does not deliver to it, under the generated permissions):
+ * E_NOT_AUTHORIZED.
+ */
+export async function bindDeliveryConsumer(nc: NatsConnection, service: string, type?: string): Promise<Consumer> {
   const name = deliveryConsumer(service, type);
   try {
-    await jsm.consumers.info(STREAMS.deliver, name);
+    return await nc.jetstream().consumers.get(STREAMS.deliver, name);
   } catch (err) {
-    if (!isNotFound(err)) throw err;
-    await jsm.consumers.add(STREAMS.deliver, {
-      durable_name: name,
-      ack_policy: AckPolicy.Explicit,
-      ack_wait: nanos(30_000),
-      max_deliver: -1,
-      filter_subject: subjects.deliverFilter(service, type),
-    });
+    if (isNotFound(err)) throw missingConsumer(name);
+    if (isPermissionViolation(err)) {
+      throw new BrokerError(
+        'E_NOT_AUTHORIZED',
+        `service ${service} may not read consumer ${STREAMS.deliver}/${name}: the catalog delivers it no ${type ?? 'resource type'}`,
+      );
+    }
+    throw err;
   }
-  return name;
+}
+
+/** A NATS permissions violation (nats.js reports the server's -ERR 'Permissions Violation' on the request). */
+function isPermissionViolation(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  return e?.code === 'PERMISSIONS_VIOLATION' || /permissions violation/i.test(String(e?.message ?? ''));
 }
 
 /** True when `current` (as the server reports it) lacks any setting of `wanted` or holds another value. */

@@ -1,7 +1,8 @@
 // `phi-broker nats-provision`: creates or updates every stream, KV bucket and object store the broker uses
-// (src/runtime/provision.ts) and the broker's consumer as the admin identity — under the generated mTLS
-// permissions the only identity that may — then exits. Run it before the broker starts and after a retention
-// setting changes (docker-compose.yml runs it once).
+// (src/runtime/provision.ts), the broker's consumer and every subscriber's delivery consumers (from the catalog),
+// as the admin identity — under the generated mTLS permissions the only identity that may — then exits. Run it
+// before the broker starts and after a retention setting or the catalog's subscribers change (docker-compose.yml
+// runs it once).
 import type { Writable } from 'node:stream';
 import type { BrokerConfig } from '../config/config.js';
 import { ADMIN_INBOX_ID } from '../nats/permissions.js';
@@ -28,5 +29,5 @@ export async function runNatsProvision(config: BrokerConfig, out: Writable): Pro
   } finally {
     await nc.close();
   }
-  out.write(`provisioned streams on ${config.natsUrl} as the admin identity\n`);
+  out.write(`provisioned streams and delivery consumers on ${config.natsUrl} as the admin identity\n`);
 }

@@ -1,10 +1,12 @@
 // Stream provisioning as the admin identity. Under the generated mTLS permissions (permissions.ts) only the
 // admin may create or update streams, so a deployment runs this once (and after a catalog or retention change)
 // before the broker starts; the broker then finds every stream, KV bucket and object store as configured and
-// only checks them (each ensure* skips the update when nothing differs) and creates its durable consumers.
+// only checks them (each ensure* skips the update when nothing differs). Every subscriber's delivery consumers are
+// created here too, from the catalog: services may only bind to theirs (docs/security-model.md).
 // The very functions the broker's start calls (broker.ts, audit/trail.ts, registry/, access/), so the settings
 // never drift between the two.
 import type { NatsConnection } from 'nats';
+import type { Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config/config.js';
 import { ensureAuditStream } from '../audit/setup.js';
 import { ensureAccessBuckets } from '../access/desk/store.js';
@@ -13,22 +15,34 @@ import {
   ensureBrokerInfrastructure,
   ensureBucketReplicas,
   ensureConsentBucket,
+  ensureDeliveryConsumers,
   ensureDisclosureStream,
   ensureGatewayJtiBucket,
   streamSettings,
 } from '../nats/setup.js';
 import { jsApi } from '../nats/jetstream-api.js';
 import { KV_BUCKETS, OBJECT_STORES } from '../wire/names.js';
+import { loadCatalog } from './catalog-dir.js';
 
 /**
  * Creates or updates PHI_INGEST, PHI_DELIVER, PHI_QUARANTINE, PHI_RECEIPTS, the broker consumer and phi_seen;
  * PHI_DISCLOSURES, PHI_AUDIT (deny delete/purge, retention from the config; never shortened), the KV buckets
  * phi_consent, phi_registry, phi_access, phi_gateway_jti (the partner gateways') and the object store
- * phi_access_answers — each with `config.replicas` copies, an existing one scaled to it.
+ * phi_access_answers — each with `config.replicas` copies, an existing one scaled to it — and every subscriber's
+ * durable pull consumers on PHI_DELIVER from the catalog (loaded from the config's directories when not given).
  */
-export async function provisionStreams(adminNc: NatsConnection, config: BrokerConfig): Promise<void> {
+export async function provisionStreams(
+  adminNc: NatsConnection,
+  config: BrokerConfig,
+  catalog?: Catalog,
+): Promise<void> {
   const { replicas } = config;
   await ensureBrokerInfrastructure(adminNc, streamSettings(config));
+  await ensureDeliveryConsumers(
+    adminNc,
+    catalog ?? loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir }),
+    replicas,
+  );
   await ensureDisclosureStream(adminNc, {
     maxAgeMs: config.disclosureMaxAgeMs,
     maxBytes: config.disclosureMaxBytes,

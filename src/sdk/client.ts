@@ -30,8 +30,8 @@ import {
   PUBLISH_DEADLINE_MAX_MS,
 } from '../wire/publish.js';
 import { serviceConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
-import { HEADERS, STREAMS, inboxPrefix, subjects } from '../wire/names.js';
-import { ensureDeliveryConsumer } from '../nats/setup.js';
+import { HEADERS, inboxPrefix, subjects } from '../wire/names.js';
+import { bindDeliveryConsumer } from '../nats/setup.js';
 import { decodeReceipt, type Receipt } from '../wire/receipt.js';
 import { serveAccessRequests, type AccessRequestHandler } from './access.js';
 import { AckBatch } from './ack-batch.js';
@@ -422,14 +422,15 @@ export class PhiClient {
   /**
    * Receives this service's deliveries of one resource type (or all with '*') from its durable consumer.
    * The handler's promise settling successfully acknowledges the delivery; a throw redelivers it later.
+   * Binds to the consumer provisioned from the catalog (`phi-broker nats-provision`); never creates one:
+   * E_SETUP_MISSING when it does not exist.
    */
   async subscribe<T extends ResourceType | '*'>(
     type: T,
     handler: DeliveryHandler<ResourceOf<T>>,
   ): Promise<Subscription> {
     const nc = this.opts.nc;
-    const durable = await ensureDeliveryConsumer(nc, this.opts.service, type === '*' ? undefined : type);
-    const consumer = await nc.jetstream().consumers.get(STREAMS.deliver, durable);
+    const consumer = await bindDeliveryConsumer(nc, this.opts.service, type === '*' ? undefined : type);
     // A small buffer: deliveries are handled one at a time, and each must be acked within ack_wait.
     const messages: ConsumerMessages = await consumer.consume({ max_messages: 64 });
     const seen = new RecentIds();

@@ -20,7 +20,7 @@ export const ERROR_CODES = {
   E_CLOCK_SKEW: 'The envelope timestamp is outside the allowed skew window of the time NATS stored it.',
   E_KEY_UNKNOWN: 'A key id that the keyring does not hold (never issued, or retired).',
   E_DECRYPT: 'A field or a wrapped key could not be decrypted or authenticated.',
-  E_NOT_AUTHORIZED: 'The sender may not publish this resource type (catalog).',
+  E_NOT_AUTHORIZED: 'The sender may not publish this resource type, or the subscriber may not receive it (catalog).',
   E_BUNDLE_INVALID:
     'A Bundle entry cannot be published on its own (no resource, or a reference to an entry that is not there).',
   E_MODIFIER_WITHHELD:
@@ -67,7 +67,7 @@ export const ERROR_CODES = {
   E_NATS_UNREACHABLE:
     'No NATS server answered at the URL the command uses (NATS_URL, or the running up of the data dir); the message names the URL and the reason.',
   E_SETUP_MISSING:
-    'Something phi-broker needs on this machine is missing (the nats-server executable, development certificates, its own package files); the message names the command that provides it.',
+    'Something phi-broker needs is missing (the nats-server executable, development certificates, its own package files, a delivery consumer not yet provisioned); the message names the command that provides it.',
   E_PARTNER_AUTH:
     "A partner's SMART Backend Services client assertion is refused: not a JWT, an algorithm other than RS384/ES384/EdDSA, a kid not among that client's registered keys, a signature that does not verify, iss/sub not the client id, aud not the token URL, expired or more than five minutes ahead, or a jti already used.",
   E_PARTNER_SCOPE: 'A partner asked for a scope wider than its catalog registration (partner.scopes), or for none.',

@@ -52,11 +52,11 @@ describe('the docker-compose flow, over mTLS', () => {
     expect(err.message).toMatch(/Permissions Violation for Publish to "\$JS\.API\.STREAM\.CREATE\.PHI_INGEST"/);
   });
 
-  it('nats-provision (admin) creates the streams', async () => {
+  it('nats-provision (admin) creates the streams and the delivery consumers', async () => {
     const r = await runCli(['nats-provision', ...data()], { env });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`provisioned streams on ${server.url} as the admin identity\n`);
+    expect(r.stdout).toBe(`provisioned streams and delivery consumers on ${server.url} as the admin identity\n`);
   });
 
   it('up (broker identity) is ready; publish and tail as services go through, with nothing on stderr', async () => {

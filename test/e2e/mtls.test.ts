@@ -16,6 +16,7 @@ import { type NatsTlsFiles } from '../../src/nats/connect-options.js';
 import { KV_BUCKETS, OBJECT_STORES, STREAMS, subjects } from '../../src/wire/names.js';
 import { RegistryStore } from '../../src/registry/store.js';
 import { PhiClient } from '../../src/sdk/client.js';
+import { provisionStreams } from '../../src/runtime/provision.js';
 import { createCa, issueClientCertificate, type IssuedCertificate } from '../../src/tls/certificates.js';
 import { ADMIN_IDENTITY, BROKER_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
 import { readCa } from '../../src/tls/store.js';
@@ -243,17 +244,45 @@ describe('service A (notification) is confined to its own subjects', () => {
     );
   });
 
-  it('an allowed create subject with another filter in the body is refused by the server (the filter is pinned)', async () => {
-    const subject = '$JS.API.CONSUMER.CREATE.PHI_DELIVER.deliver-notification.phi.deliver.notification.>';
-    const body = {
+  it('cannot create, update or delete its own consumers: refused by nats-server, the consumer unchanged', async () => {
+    const jsm = await a.jetstreamManager();
+    const own = 'deliver-notification';
+    const filter = 'phi.deliver.notification.>';
+    // A new durable with its own filter (the create form nats.js 2.29 sends for a filtered durable).
+    await publishDenied(
+      jsm.consumers.add(STREAMS.deliver, {
+        durable_name: 'deliver-notification-extra',
+        filter_subject: filter,
+        ack_policy: AckPolicy.Explicit,
+      }),
+      `$JS.API.CONSUMER.CREATE.PHI_DELIVER.deliver-notification-extra.${filter}`,
+    );
+    // Its own durable turned into a push consumer aimed at the broker's command subject or another's receipts:
+    // every create/update form the server answers.
+    const push = (deliver: string) => ({
       stream_name: STREAMS.deliver,
-      config: { durable_name: 'deliver-notification', filter_subject: 'phi.deliver.billing.>', ack_policy: 'explicit' },
-    };
-    const reply = JSON.parse(
-      new TextDecoder().decode(((await req(a, subject, body)) as { data: Uint8Array }).data),
-    ) as { error?: { code: number; description: string } };
-    expect(reply.error?.code).toBe(400);
-    expect(reply.error?.description).toMatch(/filter/i);
+      config: { durable_name: own, filter_subject: filter, ack_policy: 'explicit', deliver_subject: deliver },
+    });
+    for (const [subject, deliver] of <[string, string][]>[
+      [`$JS.API.CONSUMER.CREATE.PHI_DELIVER.${own}.${filter}`, 'phi.control.access'],
+      [`$JS.API.CONSUMER.CREATE.PHI_DELIVER.${own}`, 'phi.receipt.billing'],
+      [`$JS.API.CONSUMER.CREATE.PHI_DELIVER`, 'phi.control.access'],
+      [`$JS.API.CONSUMER.DURABLE.CREATE.PHI_DELIVER.${own}`, 'phi.control.access'],
+    ]) {
+      await publishDenied(req(a, subject, push(deliver)), subject);
+    }
+    await publishDenied(
+      jsm.consumers.update(STREAMS.deliver, own, { deliver_subject: 'phi.control.access' } as never),
+      `$JS.API.CONSUMER.CREATE.PHI_DELIVER.${own}.${filter}`,
+    );
+    await publishDenied(jsm.consumers.delete(STREAMS.deliver, own), `$JS.API.CONSUMER.DELETE.PHI_DELIVER.${own}`);
+    // What it may do: bind (consumer info) to its own.
+    expect((await jsm.consumers.info(STREAMS.deliver, own)).name).toBe(own);
+    const admin = await (await connectAs(ADMIN_IDENTITY)).jetstreamManager();
+    const info = await admin.consumers.info(STREAMS.deliver, own);
+    expect(info.config.deliver_subject).toBeUndefined();
+    expect(info.config.filter_subject).toBe(filter);
+    await expect(admin.consumers.info(STREAMS.deliver, 'deliver-notification-extra')).rejects.toThrow(/not found/i);
   });
 
   it("cannot publish on B's ingest subject, nor on delivery, receipt, quarantine or audit subjects", async () => {
@@ -502,8 +531,8 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
     const delivered = new Promise<{ resource: Record<string, unknown>; publisher: string }>((resolve) => {
       resolveDelivery = resolve;
     });
-    // The type-specific durable: the SDK creates it, through the exact create subject its identity may use.
-    await notification.subscribe('Patient', ({ resource, provenance }) => {
+    // The type-specific durable, provisioned by the admin: the SDK binds to it (info), fetches and acks.
+    const sub = await notification.subscribe('Patient', ({ resource, provenance }) => {
       resolveDelivery({ resource: resource as unknown as Record<string, unknown>, publisher: provenance.publisher });
     });
     const result = await registration.publish({
@@ -519,11 +548,19 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
     expect(d.resource['name']).toEqual([{ family: 'Quillfeather', given: ['Orsolya'] }]);
     expect(d.resource['birthDate']).toBeUndefined(); // notification's minimum-necessary profile
     expect(logs.text()).not.toContain('Quillfeather');
+    // Acknowledged through $JS.ACK.PHI_DELIVER.deliver-notification-Patient.> (stop() waits for the server to take it).
+    await sub.stop();
+    const admin = await connectAs(ADMIN_IDENTITY);
+    const consumer = await (
+      await admin.jetstreamManager()
+    ).consumers.info(STREAMS.deliver, 'deliver-notification-Patient');
+    expect(consumer.delivered.consumer_seq).toBeGreaterThanOrEqual(1);
+    expect(consumer.ack_floor.consumer_seq).toBe(consumer.delivered.consumer_seq);
+    expect(consumer.num_ack_pending).toBe(0);
     // nats-server logs every refusal as "Publish Violation" / "Subscription Violation": none on this path.
     expect(stack.log().slice(logFrom)).not.toMatch(/Violation/);
     // The broker recorded the patient in the registry (KV phi_registry, compare-and-set) and audited the
     // delivery on its own chain in PHI_AUDIT, all under the broker identity.
-    const admin = await connectAs(ADMIN_IDENTITY);
     const registry = await RegistryStore.open(admin);
     const keys: string[] = [];
     for await (const k of await registry.kv.keys()) keys.push(k);
@@ -533,6 +570,36 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
     ).streams.info(STREAMS.audit, { subjects_filter: 'phi.audit.>' });
     expect(Object.keys(audit.state.subjects ?? {})).toHaveLength(1); // the broker's one chain, phi.audit.<instance>
     expect(audit.state.messages).toBeGreaterThan(0);
+  });
+
+  it('a subscriber whose consumer was not provisioned gets E_SETUP_MISSING naming it; nats-provision creates it', async () => {
+    const admin = await connectAs(ADMIN_IDENTITY);
+    const jsm = await admin.jetstreamManager();
+    expect(await jsm.consumers.delete(STREAMS.deliver, 'deliver-partner-payer-Claim')).toBe(true);
+    const payer = await PhiClient.connect({
+      servers: stack.server.url,
+      tls: stack.layout.identity(serviceIdentity('partner-payer')),
+      service: 'partner-payer',
+      keys: readServiceKeys(stack.keysDir, 'partner-payer'),
+      peers: stack.peers,
+      logger,
+    });
+    clients.push(payer);
+    const err = await payer.subscribe('Claim', () => undefined).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'E_SETUP_MISSING' });
+    expect((err as Error).message).toMatch(/PHI_DELIVER\/deliver-partner-payer-Claim .*nats-provision/);
+    // A type the catalog does not deliver to it: its identity may not even read that consumer.
+    const denied = await payer.subscribe('Patient', () => undefined).catch((e: unknown) => e);
+    expect(denied).toMatchObject({ code: 'E_NOT_AUTHORIZED' });
+    expect((denied as Error).message).toContain('PHI_DELIVER/deliver-partner-payer-Patient');
+    // A broker starting now stops with the same error: under its identity it may check the consumer, not create it.
+    const brokerErr = await stack.startBroker(logger).catch((e: unknown) => e);
+    expect(brokerErr).toMatchObject({ code: 'E_SETUP_MISSING' });
+    expect((brokerErr as Error).message).toContain('PHI_DELIVER/deliver-partner-payer-Claim');
+    // Provisioning again (what `phi-broker nats-provision` runs) restores it, and the subscriber binds.
+    await provisionStreams(admin, stack.config, stack.catalog);
+    const sub = await payer.subscribe('Claim', () => undefined);
+    await sub.stop();
   });
 
   it('a right-of-access answer larger than max_payload travels in parts: the broker may ask for them, the service may serve them', async () => {

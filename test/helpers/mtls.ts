@@ -86,7 +86,7 @@ export async function startMtlsStack(onLog?: (text: string) => void): Promise<Mt
     return nc;
   };
   const admin = await connectAs(ADMIN_IDENTITY);
-  await provisionStreams(admin, config);
+  await provisionStreams(admin, config, catalog);
   await admin.close();
   const keysDir = join(dir, 'keys');
   mkdirSync(keysDir, { recursive: true });

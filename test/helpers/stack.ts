@@ -112,7 +112,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   if (tls) {
     // As deployed: only the admin identity creates streams, buckets and the broker's consumer (phi-broker nats-provision).
     const admin = await nats.connectAs(ADMIN_IDENTITY, 'provision');
-    await provisionStreams(admin, config);
+    await provisionStreams(admin, config, catalog);
     await admin.close();
   }
   const brokerConnection = (name: string): Promise<NatsConnection> =>

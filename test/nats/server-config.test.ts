@@ -40,7 +40,7 @@ describe('natsPermissions', () => {
   });
 
   it.each(services)(
-    '%s: publishes only its own ingest subjects and uses only its own durables, with their filters',
+    '%s: publishes only its own ingest subjects and binds, fetches and acks only its own durables, creating none',
     (service) => {
       const p = perms.find((x) => x.identity.kind === 'service' && x.identity.id === service);
       if (p === undefined) throw new Error('no permissions');
@@ -55,7 +55,6 @@ describe('natsPermissions', () => {
         '$JS.API.INFO',
         ...durables.flatMap((d) => [
           `$JS.API.CONSUMER.INFO.PHI_DELIVER.${d.name}`,
-          `$JS.API.CONSUMER.CREATE.PHI_DELIVER.${d.name}.${d.filter}`,
           `$JS.API.CONSUMER.MSG.NEXT.PHI_DELIVER.${d.name}`,
           `$JS.ACK.PHI_DELIVER.${d.name}.>`,
         ]),
@@ -82,10 +81,15 @@ describe('natsPermissions', () => {
           '$JS.API.STREAM.PURGE.>',
           '$JS.API.STREAM.UPDATE.>',
           '$JS.API.STREAM.MSG.DELETE.>',
+          // Consumers are the admin's to create, update and delete (src/runtime/provision.ts).
+          '$JS.API.CONSUMER.CREATE.>',
+          '$JS.API.CONSUMER.DURABLE.CREATE.>',
+          '$JS.API.CONSUMER.DELETE.>',
           'phi.deliver.>',
           'phi.audit.>',
         ]),
       );
+      expect(p.publish.allow.filter((x) => /^\$JS\.API\.CONSUMER\.(CREATE|DURABLE|DELETE)/.test(x))).toEqual([]);
       expect(p.allowResponses).toBe(true);
       // No token of any allowed subject names another service.
       for (const other of services.filter((s) => s !== service)) {
@@ -142,6 +146,14 @@ describe('natsPermissions', () => {
         /^\$JS\.API\.(STREAM\.INFO|STREAM\.MSG\.GET|DIRECT\.GET|CONSUMER\.(INFO|CREATE|MSG\.NEXT))\.(PHI_[A-Z_]+|KV_phi_[a-z_]+|OBJ_phi_[a-z_]+)(\.|$)/,
       );
     }
+    // Its subscribers' durables on PHI_DELIVER are provisioned by the admin: the broker checks (info) them only.
+    expect(b.publish.allow.filter((x) => x.startsWith('$JS.API.CONSUMER.CREATE.PHI_DELIVER'))).toEqual([]);
+    expect(b.publish.allow.filter((x) => x.startsWith('$JS.API.CONSUMER.INFO.PHI_DELIVER.')).sort()).toEqual(
+      services
+        .flatMap((s) => deliveryDurables(catalog, s))
+        .map((d) => `$JS.API.CONSUMER.INFO.PHI_DELIVER.${d.name}`)
+        .sort(),
+    );
     // Ephemeral/ordered consumers (KV watch, keys) only on the two KV streams the broker watches or lists.
     expect(b.publish.allow.filter((x) => /^\$JS\.API\.CONSUMER\.CREATE\.[^.]+(\.>)?$/.test(x)).sort()).toEqual(
       ['KV_phi_consent', 'KV_phi_access']

@@ -1,8 +1,17 @@
-// JetStream setup against a real nats-server (src/nats/setup.ts): the streams, the broker's work-queue consumer and the
-// replay bucket as configured; idempotent; and what a restart with changed settings does to each of them.
+// JetStream setup against a real nats-server (src/nats/setup.ts): the streams, the broker's work-queue consumer, the
+// subscribers' delivery consumers and the replay bucket as configured; idempotent; and what a restart with changed settings does to each of them.
 import { AckPolicy, RetentionPolicy, StorageType, nanos, type JetStreamManager, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBrokerInfrastructure, ensureDeliveryConsumer, type StreamSettings } from '../../src/nats/setup.js';
+import { join } from 'node:path';
+import {
+  DELIVERY_ACK_WAIT_MS,
+  bindDeliveryConsumer,
+  ensureBrokerInfrastructure,
+  ensureDeliveryConsumers,
+  type StreamSettings,
+} from '../../src/nats/setup.js';
+import { loadCatalog } from '../../src/runtime/catalog-dir.js';
+import { ROOT } from '../helpers/stack.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
 import { PUBLISH_DEADLINE_MAX_MS } from '../../src/wire/publish.js';
 
@@ -136,29 +145,54 @@ describe('ensureBrokerInfrastructure', () => {
   });
 });
 
-describe('ensureDeliveryConsumer', () => {
-  it('creates a durable per service (all types) or per service and type, filtered to its subjects', async () => {
-    expect(await ensureDeliveryConsumer(nc, 'ehr')).toBe('deliver-ehr');
-    expect((await jsm.consumers.info('PHI_DELIVER', 'deliver-ehr')).config).toMatchObject({
-      filter_subject: 'phi.deliver.ehr.>',
+describe('ensureDeliveryConsumers', () => {
+  const catalog = loadCatalog({ subjects: join(ROOT, 'subjects'), profiles: join(ROOT, 'fhir-profiles') });
+
+  it("creates every subscriber's all-types durable and one per subscribed type, filtered to its subjects", async () => {
+    const names = await ensureDeliveryConsumers(nc, catalog, 1);
+    expect(names).toEqual(expect.arrayContaining(['deliver-notification', 'deliver-notification-Patient']));
+    // A service that subscribes to nothing gets no consumer.
+    expect(names.filter((n) => n.startsWith('deliver-registration'))).toEqual([]);
+    const listed: string[] = [];
+    for await (const c of jsm.consumers.list('PHI_DELIVER')) listed.push(c.name);
+    expect(listed.sort()).toEqual([...names].sort());
+    expect((await jsm.consumers.info('PHI_DELIVER', 'deliver-notification')).config).toMatchObject({
+      filter_subject: 'phi.deliver.notification.>',
       ack_policy: AckPolicy.Explicit,
       max_deliver: -1,
+      ack_wait: nanos(DELIVERY_ACK_WAIT_MS),
     });
-    expect(await ensureDeliveryConsumer(nc, 'ehr', 'Patient')).toBe('deliver-ehr-Patient');
-    expect((await jsm.consumers.info('PHI_DELIVER', 'deliver-ehr-Patient')).config.filter_subject).toBe(
-      'phi.deliver.ehr.Patient',
-    );
+    const perType = await jsm.consumers.info('PHI_DELIVER', 'deliver-notification-Patient');
+    expect(perType.config.filter_subject).toBe('phi.deliver.notification.Patient');
+    expect(perType.config.deliver_subject).toBeUndefined();
   });
 
   it('is idempotent and keeps the consumer position', async () => {
-    await nc.jetstream().publish('phi.deliver.billing.Patient', new TextEncoder().encode('x'));
-    await ensureDeliveryConsumer(nc, 'billing');
-    const consumer = await nc.jetstream().consumers.get('PHI_DELIVER', 'deliver-billing');
+    await nc.jetstream().publish('phi.deliver.pharmacy.Patient', new TextEncoder().encode('x'));
+    await ensureDeliveryConsumers(nc, catalog, 1);
+    const consumer = await nc.jetstream().consumers.get('PHI_DELIVER', 'deliver-pharmacy');
     const m = await consumer.next({ expires: 5_000 });
     expect(await m?.ackAck()).toBe(true);
-    await ensureDeliveryConsumer(nc, 'billing');
-    const info = await jsm.consumers.info('PHI_DELIVER', 'deliver-billing');
+    await ensureDeliveryConsumers(nc, catalog, 1);
+    const info = await jsm.consumers.info('PHI_DELIVER', 'deliver-pharmacy');
     expect(info.num_pending).toBe(0);
     expect(info.delivered.stream_seq).toBeGreaterThan(0);
+  });
+});
+
+describe('bindDeliveryConsumer', () => {
+  it('binds to a provisioned consumer without changing it', async () => {
+    const before = await jsm.consumers.info('PHI_DELIVER', 'deliver-pharmacy');
+    const consumer = await bindDeliveryConsumer(nc, 'pharmacy');
+    expect((await consumer.info()).name).toBe('deliver-pharmacy');
+    expect((await jsm.consumers.info('PHI_DELIVER', 'deliver-pharmacy')).config).toEqual(before.config);
+  });
+
+  it('a missing consumer is E_SETUP_MISSING naming it, and none is created', async () => {
+    const err = await bindDeliveryConsumer(nc, 'registration', 'Patient').catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'E_SETUP_MISSING' });
+    expect((err as Error).message).toContain('PHI_DELIVER/deliver-registration-Patient');
+    expect((err as Error).message).toContain('nats-provision');
+    await expect(jsm.consumers.info('PHI_DELIVER', 'deliver-registration-Patient')).rejects.toThrow(/not found/i);
   });
 });
