@@ -12,7 +12,7 @@ import type { MaskTable } from './masked.js';
 import { parsePath } from './path.js';
 import { copyJson, modifiersIntact, projectValue } from './project.js';
 import type { Json, Node } from './project.js';
-import { allowPath, finalizeTree, newTypeTree, transformPath, wherePath } from './tree.js';
+import { EMPTY, allowPath, finalizeTree, newTypeTree, transformPath, wherePath } from './tree.js';
 import type { IdentifierScope, TypeTree } from './tree.js';
 import { identifierScope } from './identifiers.js';
 import type { ProjectionContext, Projector } from './types.js';
@@ -34,18 +34,6 @@ interface Options {
   /** The profile's `identifiers:` rule, compiled once and shared by the resource and its contained types. */
   readonly ids: IdentifierScope | undefined;
 }
-
-/** Meta rules when the whole resource is withheld: only security labels and the profile. */
-const DROPPED_META: Node = Object.freeze({
-  all: false,
-  kids: undefined,
-  byUrl: undefined,
-  leaf: undefined,
-  drop: false,
-  sparse: false,
-  companions: undefined,
-  where: undefined,
-});
 
 function projectMeta(meta: unknown, n: Node, ctx: ProjectionContext, profileUrl: string | undefined): Json | undefined {
   const out: Json = {};
@@ -80,7 +68,8 @@ function compileResource(tree: TypeTree, options: Options): ResourceProjector {
       const r = idNode !== undefined ? projectValue(id, idNode, ctx) : node.all ? id : undefined;
       if (r !== undefined) out['id'] = r;
     }
-    const meta = projectMeta(res['meta'], node.drop ? DROPPED_META : node, ctx, profileUrl);
+    // Withheld whole: meta keeps only security labels and the profile.
+    const meta = projectMeta(res['meta'], node.drop ? EMPTY : node, ctx, profileUrl);
     if (meta !== undefined) out['meta'] = meta;
     let content = 0;
     let removed: Set<string> | undefined;
