@@ -114,11 +114,8 @@ export function bestHeads(
 }
 
 /**
- * Compares the stored chains (the records and verifyAuditRecords' summaries of them) with witnessed heads:
- * a chain that ends before its last witnessed head's checkpoint is `truncated` (naming the missing sequences),
- * a record whose hash differs from a head signed over it is `rewritten`, a head that does not verify is
- * `unverifiable` (all problems). A chain without its final checkpoint that reaches its last witnessed head
- * ended by a crash, or its broker is still running (`crash`, a warning); a chain no head covers is `unwitnessed`.
+ * The stored chains against their witnessed heads: `truncated`, `rewritten`, `unverifiable` (problems), `crash`,
+ * `unwitnessed` (warnings); the rules are in docs/audit.md, "Witnessed heads".
  */
 export function compareWithWitness(
   records: readonly StoredRecord[],

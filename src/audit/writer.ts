@@ -242,10 +242,8 @@ export class ChainWriter {
   }
 
   /**
-   * Stores the next record, expecting the chain's last record to be this writer's head. On any failure it
-   * asks the stream what the chain's last record now is: the record itself (only the ack was lost) →
-   * success; the old head → nothing was stored (E_AUDIT_CHAIN for this write; the caller retries); anything
-   * else → another writer appended: the chain is refused from now on (E_AUDIT_CHAIN for every write).
+   * Stores the next record expecting this writer's head last; after a failure the chain's last record says whether it
+   * was stored (lost ack), not stored (E_AUDIT_CHAIN, retried) or another writer appended (chain refused from now on).
    */
   private async write(build: (seq: number, prev: string | null) => Uint8Array): Promise<void> {
     const seq = this.head.seq + 1;

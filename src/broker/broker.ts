@@ -593,10 +593,8 @@ export class Broker {
   }
 
   /**
-   * Routes the message (projection, re-encryption, signatures: the CPU-heavy part) while its replay-cache claim
-   * is on its way to JetStream and back, instead of after the reply. Nothing leaves before the claim succeeds:
-   * routing is pure, and the deliveries are published only once this resolves. E_REPLAY (or a NATS failure of the
-   * claim) decides before a routing error.
+   * Routes the message (pure) while its replay claim is in flight; nothing is published before the claim succeeds,
+   * and E_REPLAY decides before a routing error.
    */
   private async routeWhileClaiming(checked: CheckedEnvelope, seq: number): Promise<Routed> {
     const claim = this.replay.check(checked.env.id, seq);

@@ -315,17 +315,8 @@ const AUDITOR_KV_STREAMS: readonly string[] = [KV_BUCKETS.registry, KV_BUCKETS.a
 );
 
 /**
- * What the operator commands read, as the API subjects nats.js 2.29 sends for them and nothing else:
- * - stream info (jsm.streams.info; every KV/object store view starts with it) and account info (jetstreamManager);
- * - `$JS.API.STREAM.NAMES`: nats.js finds the stream of an object store's chunk subject by name lookup;
- * - KV get: direct get (`DIRECT.GET.KV_<b>.$KV.<b>.<key>`) or message get; quarantine records and object
- *   metadata: message get (by sequence, last by subject);
- * - ephemeral consumers: the audit trail, its witnessed heads and disclosures are read through unnamed pull
- *   consumers (`CONSUMER.CREATE.<stream>`, then `CONSUMER.INFO` and `CONSUMER.MSG.NEXT` on the generated name); KV
- *   keys (consent list, access list) and object chunks (access export) through ordered push consumers
- *   (`CONSUMER.CREATE.<stream>[.<name>.<filter>]`) with their flow-control replies on `$JS.FC.<stream>.>`.
- * Limit of 2.9.10: `CONSUMER.CREATE.<stream>.<name>` cannot tell an ordered consumer from a durable one, so a
- * reader could leave a named consumer on a stream it reads; that reads, it writes nothing, and it cannot delete one.
+ * The JetStream API subjects nats.js 2.29 sends for the operator commands' reads, and no others: stream and account
+ * info, stream names, direct and message get, ephemeral and ordered consumers (docs/security-model.md, auditor row).
  */
 function operatorReads(): string[] {
   const pulled = [STREAMS.audit, STREAMS.auditWitness, STREAMS.disclosures];
@@ -353,13 +344,7 @@ function operatorReads(): string[] {
  */
 const OPERATOR_MANAGEMENT: readonly string[] = MANAGEMENT.filter((s) => s !== jsApi.streamNames);
 
-/**
- * The read-only operator commands (audit verify|query|export|witness, registry show, disclosures, access
- * status|list|export, consent list, quarantine list|show): operatorReads and nothing else. Denied: every data
- * subject (phi.>, $KV.>, $O.>, acks), stream and consumer management — consumer delete too: the readers' ephemeral
- * consumers go away by their inactive threshold — and phi.control.access (an operator command to the broker that
- * can create, extend and retry requests).
- */
+/** The read-only operator commands: operatorReads and nothing else (no data subject, no management, no phi.control.access). */
 function auditorPermissions(): IdentityPermissions {
   const inbox = identityInbox(AUDITOR_IDENTITY);
   return {
@@ -376,12 +361,8 @@ function auditorPermissions(): IdentityPermissions {
 }
 
 /**
- * The routine operator commands (consent add|revoke|list, access request|extend|retry|status|list|export, registry
- * show, disclosures, quarantine list|show, audit verify|query|export|witness): the auditor's reads, plus the two
- * writes those commands make — restrictions (KV puts on `$KV.phi_consent.>`, which are stream publishes:
- * create and compare-and-set update) and the access commands to the broker (`phi.control.access`, request/reply to
- * its inbox). It creates, updates, deletes and purges no stream, bucket or consumer (OPERATOR_MANAGEMENT), writes no
- * other bucket or object store, and publishes on no other phi subject.
+ * The routine operator commands: the auditor's reads plus their two writes, restrictions (`$KV.phi_consent.>`) and
+ * access commands (`phi.control.access`); no stream, bucket or consumer management (docs/security-model.md).
  */
 function operatorPermissions(): IdentityPermissions {
   const inbox = identityInbox(OPERATOR_IDENTITY);

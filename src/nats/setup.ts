@@ -323,10 +323,8 @@ function deliveryConsumerConfig(name: string, filter: string, replicas: Replicas
 }
 
 /**
- * Creates every subscriber's durable pull consumers on PHI_DELIVER that the catalog names (deliveryDurables: the
- * all-types one and one per subscribed type) and that do not exist yet; an existing one is left as it is. The admin
- * runs it at provisioning (src/runtime/provision.ts); the broker at start, where under the generated permissions it
- * only checks (consumer info) and a missing consumer is E_SETUP_MISSING. Services never create one (docs/sdk.md).
+ * Creates the catalog's missing delivery durables on PHI_DELIVER, leaving existing ones as they are: the admin at
+ * provisioning; under the broker's permissions only a check, a missing one E_SETUP_MISSING (docs/sdk.md).
  */
 export async function ensureDeliveryConsumers(
   nc: NatsConnection,
@@ -363,10 +361,8 @@ function missingConsumer(name: string): BrokerError {
 }
 
 /**
- * Binds to a subscriber's provisioned durable consumer (JetStream consumer info, nothing else): the SDK never creates
- * or updates one, so a service cannot turn it into a push consumer aimed elsewhere. Missing: E_SETUP_MISSING; one
- * its identity may not read (a type the catalog does not deliver to it, under the generated permissions):
- * E_NOT_AUTHORIZED.
+ * Binds to a provisioned delivery durable (consumer info only; the SDK never creates or updates one): missing is
+ * E_SETUP_MISSING, one the identity may not read E_NOT_AUTHORIZED.
  */
 export async function bindDeliveryConsumer(nc: NatsConnection, service: string, type?: string): Promise<Consumer> {
   const name = deliveryConsumer(service, type);

@@ -117,20 +117,12 @@ export async function connectService(
   return { nc: await connectNats(url, name, { files, inbox: inboxPrefix(service) }), insecure: false };
 }
 
-/**
- * What an operator command does: `read` (audit verify|query|export|witness, registry show, disclosures, access
- * status|list|export, consent list, quarantine list|show), `write` (consent add|revoke, access
- * request|extend|retry), or `admin` (reading a stream no operator identity may read: `audit --stream <copy>`).
- * Provisioning does not come here: it connects as the admin itself (nats-provision.ts, embedded-nats.ts).
- */
+/** What an operator command does: `read`, `write`, or `admin` (`audit --stream <copy>`); docs/cli.md lists which is which. */
 export type OperatorAccess = 'read' | 'write' | 'admin';
 
 /**
- * The identity an operator command connects as over mTLS. `write`: the operator, which may write restrictions and
- * send access commands but manage no stream. `read`: per `operatorIdentity` (PHI_BROKER_OPERATOR_IDENTITY) — `auto`
- * (the default) takes the read-only auditor when its certificate is in the TLS dir (a compliance officer may be
- * given only ca.cert.pem and the auditor pair), else the operator. `operatorIdentity: admin` is break-glass: every
- * command as the admin. Undefined without a TLS dir (plaintext development).
+ * The identity an operator command connects as over mTLS: `write` the operator; `read` per `operatorIdentity` (the
+ * auditor when its certificate is there, else the operator); `admin` break-glass (docs/configuration.md).
  */
 export function operatorIdentity(config: BrokerConfig, access: OperatorAccess): Identity | undefined {
   const tlsDir = cliTlsDir(config);

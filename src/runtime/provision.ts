@@ -25,11 +25,8 @@ import { KV_BUCKETS, OBJECT_STORES } from '../wire/names.js';
 import { loadCatalog } from './catalog-dir.js';
 
 /**
- * Creates or updates PHI_INGEST, PHI_DELIVER, PHI_QUARANTINE, PHI_RECEIPTS, the broker consumer and phi_seen;
- * PHI_DISCLOSURES, PHI_AUDIT (deny delete/purge, retention from the config; never shortened), the KV buckets
- * phi_consent, phi_registry, phi_access, phi_gateway_jti (the partner gateways') and the object store
- * phi_access_answers — each with `config.replicas` copies, an existing one scaled to it — and every subscriber's
- * durable pull consumers on PHI_DELIVER from the catalog (loaded from the config's directories when not given).
+ * Creates or updates every stream, KV bucket, object store and consumer the broker and subscribers use, with
+ * `config.replicas` copies (the list: docs/cli.md, `nats-provision`); the catalog is loaded when not given.
  */
 export async function provisionStreams(
   adminNc: NatsConnection,

@@ -256,12 +256,8 @@ const JS_API_WORDS = new Set([
 ]);
 
 /**
- * Whether `subject` (a subject or a subscription pattern named in a nats-server log line) is one of phi-broker's
- * subjects with every variable token from the vocabulary: catalog service ids and resource types, instance ids,
- * stream and bucket names, JetStream API words, answer-part tokens (random hex), or a wildcard. Such a subject
- * holds no value a client chose, so it may be written into the audit trail; anything else is written as
- * NOT_A_PHI_BROKER_SUBJECT (docs/audit.md, "Security incidents"). Pseudonym-keyed subjects (disclosures, KV keys)
- * and inboxes never pass: a client could choose their variable tokens.
+ * Whether a subject from a nats-server log line is one of ours with every variable token from `vocabulary` (or a
+ * wildcard), so it holds no client-chosen value and may enter the audit trail (docs/audit.md, "Security incidents").
  */
 export function subjectGrammar(vocabulary: SubjectVocabulary): (subject: string) => boolean {
   const lit =
