@@ -12,7 +12,9 @@ import {
   type JWK,
   type JWTPayload,
 } from 'jose';
-import type { Catalog, PartnerDef, ServiceDef } from '../catalog/types.js';
+import type { Catalog, PartnerDef, PartnerJwk, ServiceDef } from '../catalog/types.js';
+import { fromBase64url } from '../crypto/base64url.js';
+import { verifyEd25519Strict } from '../crypto/verify-strict.js';
 import { GATEWAY_ASSERTION_MAX_LIFETIME_MS, GATEWAY_CLOCK_SKEW_MS } from '../nats/setup.js';
 import { OAuthError } from './oauth-error.js';
 
@@ -82,6 +84,8 @@ export async function verifyClientAssertion(
   // The key comes from this partner's keys only: another partner's kid is as unknown here as a made-up one.
   const keys = found.partner.jwks.keys.filter((k) => k.kid === header.kid);
   if (keys.length === 0) throw refuse('client_assertion.header.kid', "not a key id of this client's registered keys");
+  // EdDSA under phi-broker's one Ed25519 rule (docs/wire-format.md "Signature strictness") before jose's own check.
+  if (alg === 'EdDSA' && !ed25519Strict(assertion, keys)) throw joseRefusal(undefined);
   let payload: JWTPayload;
   try {
     ({ payload } = await jwtVerify(assertion, createLocalJWKSet({ keys: keys as unknown as JWK[] }), {
@@ -103,6 +107,20 @@ export async function verifyClientAssertion(
   if (typeof jti !== 'string' || jti === '' || jti.length > 256)
     throw refuse('client_assertion.jti', 'expected a string of 1 to 256 characters');
   return { service: found.service, partner: found.partner, jti, expMs, kid: header.kid };
+}
+
+/** Whether one of `keys` (OKP Ed25519 JWKs) verifies the compact JWS by the strict rule (src/crypto/verify-strict.ts). */
+function ed25519Strict(assertion: string, keys: readonly PartnerJwk[]): boolean {
+  const cut = assertion.lastIndexOf('.');
+  const sig = fromBase64url(assertion.slice(cut + 1));
+  const input = new TextEncoder().encode(assertion.slice(0, cut));
+  return (
+    sig !== undefined &&
+    keys.some((k) => {
+      const x = k['crv'] === 'Ed25519' && k['x'] !== undefined ? fromBase64url(k['x']) : undefined;
+      return x !== undefined && verifyEd25519Strict(input, sig, x);
+    })
+  );
 }
 
 /** jose's verification failures as the claim they are about; anything else is a signature that does not verify. */
