@@ -2,7 +2,8 @@
 // (http://hl7.org/fhir/R4/auditevent.html) in the shape of IHE Basic Audit Log Patterns (BALP):
 //   accepted     → type rest, subtype restful-interaction#create, action C, outcome 0; agents: the publisher
 //                  (Source Role ID, requestor) and the broker (Destination Role ID)   — BALP Create
-//   rejected     → the same with outcome 4 (8 for E_INTERNAL) and outcomeDesc = code and element path
+//   rejected     → the same with outcome 4 (8 for E_INTERNAL) and outcomeDesc = code and element path; a throttled
+//                  window's summary (E_SENDER_THROTTLED) carries the count and the codes instead
 //   delivered    → type DCM 110106 Export, subtype ISO 21089 disclose, action R, purposeOfEvent; agents: the
 //                  broker (source) and the subscriber (destination, with purposeOfUse)
 //                                                                  — BALP Privacy Disclosure at the source
@@ -199,8 +200,9 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
           ...(fact.messageId === undefined ? [] : [transactionEntity(fact.messageId)]),
           ...(fact.resourceType === undefined ? [] : [resourceEntity({ resourceType: fact.resourceType })]),
           detailEntity('ingest-seq', String(fact.ingestSeq)),
+          ...(fact.count === undefined ? [] : [detailEntity('refused-count', String(fact.count))]),
         ],
-        describe(fact.code, fact.path),
+        fact.count === undefined ? describe(fact.code, fact.path) : describeSummary(fact.code, fact.count, fact.codes),
       );
     case 'delivered':
     case 'withheld': {
@@ -476,6 +478,15 @@ function isIpAddress(address: string): boolean {
 
 function describe(code: string, path: string | undefined): string {
   return path === undefined ? code : `${code} at ${path}`;
+}
+
+/** A throttled window's summary: `E_SENDER_THROTTLED: 37 rejections refused (E_NOT_FHIR × 30, E_VALUE_INVALID × 7)`. */
+function describeSummary(code: string, count: number, codes: Readonly<Record<string, number>> = {}): string {
+  const by = Object.entries(codes)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([c, n]) => `${c} × ${n}`)
+    .join(', ');
+  return `${code}: ${count} rejection${count === 1 ? '' : 's'} refused${by === '' ? '' : ` (${by})`}`;
 }
 
 interface SubjectParts {

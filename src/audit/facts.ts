@@ -55,6 +55,12 @@ export interface RejectedFact {
   readonly code: string;
   readonly path?: string;
   readonly ingestSeq: number;
+  /**
+   * A throttled window's summary (E_SENDER_THROTTLED, docs/broker.md "Storage limits"): how many rejections it
+   * stands for, by code; `ingestSeq` is the first one's.
+   */
+  readonly count?: number;
+  readonly codes?: Readonly<Record<string, number>>;
 }
 
 /** A projected copy delivered to one subscriber (BALP Privacy Disclosure at the source). */

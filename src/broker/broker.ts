@@ -56,8 +56,15 @@ import {
   type Routed,
 } from './pipeline.js';
 import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from '../wire/receipt.js';
-import { buildQuarantine, buildQuotaRecord, encodeRecordHeader, type QuarantineRecord } from './quarantine.js';
+import {
+  buildQuarantine,
+  buildQuotaRecord,
+  buildThrottleRecord,
+  encodeRecordHeader,
+  type QuarantineRecord,
+} from './quarantine.js';
 import { QuarantineQuota } from './quarantine-quota.js';
+import { RejectionThrottle, type RejectionThrottleSettings, type ThrottleSummary } from './rejection-throttle.js';
 import { isStreamFull } from '../nats/jetstream-errors.js';
 import { ReplayCache } from './replay-cache.js';
 import { compileRoutes, subscriberServices } from './routes.js';
@@ -121,6 +128,11 @@ export class Broker {
   private ownsAudit = false;
   /** Per-sender quarantine quota (config quarantineSender*): in this process's memory. */
   private readonly quarantineQuota: QuarantineQuota;
+  /** Per-sender rejection rate limit (config rejectionSender*): in this process's memory. */
+  private readonly rejectionThrottle: RejectionThrottle;
+  private readonly throttleSettings: RejectionThrottleSettings;
+  private throttleTimer: NodeJS.Timeout | undefined;
+  private flushingThrottled: Promise<void> | undefined;
   private elementsOf: (profileUrl: string) => readonly string[] = () => [];
   /** The broker's keyed pseudonym (the registry's, src/registry/pseudonym.ts), for a resource's `<Type>/<id>` in its audit facts. */
   private readonly resourcePseudonym = (ref: string): string => this.registry.pseudonymOf(ref);
@@ -146,6 +158,11 @@ export class Broker {
       },
       ctx.now,
     );
+    this.throttleSettings = {
+      maxRejections: opts.config.rejectionSenderMaxMessages,
+      windowMs: opts.config.rejectionSenderWindowMs,
+    };
+    this.rejectionThrottle = new RejectionThrottle(this.throttleSettings, ctx.now);
     this.metrics = new BrokerMetrics(
       { inflight: () => this.inflight.size },
       { processMetrics: opts.processMetrics === true },
@@ -266,12 +283,19 @@ export class Broker {
     broker.health.setCondition(CONDITIONS.consuming, true);
     broker.healthTimer = setInterval(() => void broker.checkHealth(), config.healthCheckMs);
     broker.healthTimer.unref();
+    // Closed throttle windows are written within a second of closing.
+    broker.throttleTimer = setInterval(
+      () => void broker.flushThrottled(false),
+      Math.min(1000, config.rejectionSenderWindowMs),
+    );
+    broker.throttleTimer.unref();
     logger.info({ catalogHash: catalog.hash, types: routes.size, event: 'broker.ready' }, 'broker ready');
     return broker;
   }
 
   private stopTimers(): void {
     clearInterval(this.healthTimer);
+    clearInterval(this.throttleTimer);
     clearInterval(this.auditProbe);
     this.auditProbe = undefined;
   }
@@ -439,6 +463,8 @@ export class Broker {
     await this.checking;
     await this.healthServer?.stop();
     await this.consent.stop();
+    await this.flushingThrottled;
+    await this.flushThrottled(true);
     try {
       await this.audit.record([{ kind: 'broker-stop' }]);
       if (this.ownsAudit) await this.audit.close();
@@ -622,6 +648,10 @@ export class Broker {
   ): Promise<void> {
     const route = parseIngestSubject(input.subject);
     const messageId = checked?.env.id ?? claimedMessageId(input.data, m.headers?.get(HEADERS.msgId) || undefined);
+    if (!this.rejectionThrottle.admit(route?.service ?? '')) {
+      await this.throttled(input, seq, error, route?.service, messageId);
+      return;
+    }
     const quarantineInput = { subject: input.subject, data: input.data, signature: input.signature, ingestSeq: seq };
     const facts = {
       ...(route === undefined ? {} : { sender: route.service, type: route.type }),
@@ -702,6 +732,111 @@ export class Broker {
         ...(answer.code === 'E_QUARANTINE_FULL' ? {} : { quarantine: record.id }),
       },
       'rejected',
+    );
+  }
+
+  /**
+   * A rejection over its sender's rate (docs/broker.md "Storage limits"): its own coded receipt, no quarantine copy
+   * and no AuditEvent of its own; it is counted into the sender's window summary, and a new window raises the alert.
+   */
+  private async throttled(
+    input: IngestMessage,
+    seq: number,
+    error: BrokerError,
+    sender: string | undefined,
+    messageId: string | undefined,
+  ): Promise<void> {
+    const { maxRejections, windowMs } = this.throttleSettings;
+    const where = error.path === undefined ? '' : `${error.path}: `;
+    const answer = new BrokerError(
+      'E_SENDER_THROTTLED',
+      `${where}sender over its rejection rate (${maxRejections} per ${windowMs} ms); rejected with ${error.code}; not kept, counted in the window's summary`,
+      error.path === undefined ? undefined : { path: error.path },
+    );
+    // As for any rejection: no receipt for a replay (reject() explains why).
+    if (sender !== undefined && messageId !== undefined && error.code !== 'E_REPLAY')
+      await this.sendReceipt(sender, rejectedReceipt(messageId, envelopeHash(input.data), answer, this.ctx.now()), seq);
+    // Counted once the receipt is out, so a redelivery after a failed receipt is not counted twice.
+    if (this.rejectionThrottle.count(sender ?? '', error.code, seq, input.data.byteLength)) {
+      const alert = {
+        rule: 'sender-throttled',
+        ...(sender === undefined ? {} : { service: sender }),
+        detail: `over its rejection rate (${maxRejections} per ${windowMs} ms): rejections are answered E_SENDER_THROTTLED and summarised for ${windowMs} ms`,
+      } as const;
+      this.metrics.alerts.inc({ rule: alert.rule });
+      this.audit.announce(alert);
+      this.recordAudit([alertFact(alert)]).catch((err: unknown) =>
+        this.opts.logger.error(
+          { event: 'audit.alert.unrecorded', rule: alert.rule, ...errorFields(err) },
+          'alert not recorded in the audit trail',
+        ),
+      );
+    }
+    this.opts.logger.debug(
+      { event: 'ingest.throttled', seq, id: messageId, sender, code: error.code, path: error.path },
+      'rejected over the sender rejection rate',
+    );
+  }
+
+  /** Writes the throttle windows that have closed (all open ones with `all`, at stop); a failed one is kept. */
+  private flushThrottled(all: boolean): Promise<void> {
+    if (this.flushingThrottled !== undefined) return this.flushingThrottled;
+    const run = (async () => {
+      for (const summary of this.rejectionThrottle.due(all)) {
+        try {
+          await this.writeThrottleSummary(summary);
+        } catch (err) {
+          this.rejectionThrottle.restore(summary);
+          this.opts.logger.warn(
+            { event: 'quarantine.throttle.retry', sender: summary.sender, count: summary.count, ...errorFields(err) },
+            'could not write a throttle summary; will retry',
+          );
+        }
+      }
+    })().finally(() => {
+      this.flushingThrottled = undefined;
+    });
+    this.flushingThrottled = run;
+    return run;
+  }
+
+  /** One quarantine record and one AuditEvent for a sender's closed window of throttled rejections. */
+  private async writeThrottleSummary(summary: ThrottleSummary): Promise<void> {
+    const record = buildThrottleRecord(summary, this.throttleSettings);
+    const h = natsHeaders();
+    h.set(HEADERS.code, record.code);
+    h.set(HEADERS.record, encodeRecordHeader(record));
+    h.set(HEADERS.part, '0/0');
+    let kept = true;
+    try {
+      await this.pub.publish(subjects.quarantine(summary.sender), new Uint8Array(0), {
+        msgID: `${record.id}.1`,
+        headers: h,
+      });
+    } catch (err) {
+      // A full quarantine (discard new) keeps the AuditEvent as the only summary.
+      if (!isStreamFull(err)) throw err;
+      kept = false;
+    }
+    await this.recordAudit([
+      {
+        kind: 'rejected',
+        ...(summary.sender === '' ? {} : { sender: { service: summary.sender } }),
+        code: 'E_SENDER_THROTTLED',
+        ingestSeq: summary.firstSeq,
+        count: summary.count,
+        codes: summary.codes,
+      },
+    ]);
+    this.opts.logger.warn(
+      {
+        event: 'ingest.throttled.summary',
+        sender: summary.sender,
+        count: summary.count,
+        codes: summary.codes,
+        ...(kept ? { quarantine: record.id } : {}),
+      },
+      'throttled rejections summarised',
     );
   }
 

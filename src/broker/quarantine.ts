@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { openBlob, sealBlob } from '../crypto/aead.js';
 import { BrokerError, isBrokerErrorCode, type BrokerErrorCode } from '../wire/errors.js';
 import { tryDecodeJson } from '../wire/decode-json.js';
+import type { RejectionThrottleSettings, ThrottleSummary } from './rejection-throttle.js';
 
 export interface QuarantineInput {
   readonly subject: string;
@@ -31,8 +32,12 @@ export interface QuarantineRecord {
   readonly parts: number;
   /** When the original was not kept (E_QUARANTINE_QUOTA): the code it was rejected with … */
   readonly cause?: BrokerErrorCode;
-  /** … and its size in bytes. */
+  /** … and its size in bytes (a throttle summary: all its inputs'). */
   readonly size?: number;
+  /** A throttle summary (E_SENDER_THROTTLED): how many rejections it stands for, by code, since when. */
+  readonly count?: number;
+  readonly codes?: Readonly<Record<string, number>>;
+  readonly since?: number;
 }
 
 export interface QuarantinedOriginal {
@@ -54,6 +59,9 @@ const recordSchema = z.strictObject({
   parts: z.number().int().min(0),
   cause: z.string().refine(isBrokerErrorCode).optional(),
   size: z.number().int().min(0).optional(),
+  count: z.number().int().min(1).optional(),
+  codes: z.record(z.string().refine(isBrokerErrorCode), z.number().int().min(1)).optional(),
+  since: z.number().optional(),
 });
 
 function aad(recordId: string): Uint8Array {
@@ -145,6 +153,30 @@ export function buildQuotaRecord(
     parts: 0,
     cause: cause.code,
     size: input.data.byteLength,
+  };
+}
+
+/**
+ * The one record that stands for a sender's throttled window (docs/broker.md "Storage limits"): how many rejections
+ * were refused and their codes, with no part of any input. Its id is the first throttled input's.
+ */
+export function buildThrottleRecord(summary: ThrottleSummary, settings: RejectionThrottleSettings): QuarantineRecord {
+  const codes = Object.entries(summary.codes)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([c, n]) => `${c} × ${n}`)
+    .join(', ');
+  return {
+    v: 1,
+    id: quarantineRecordId(summary.firstSeq),
+    code: 'E_SENDER_THROTTLED',
+    message: `${summary.count} rejection${summary.count === 1 ? '' : 's'} refused over the sender's rejection rate (${settings.maxRejections} per ${settings.windowMs} ms): ${codes}; the inputs were not kept`,
+    ...(summary.sender === '' ? {} : { sender: summary.sender }),
+    at: summary.until,
+    parts: 0,
+    size: summary.bytes,
+    count: summary.count,
+    codes: summary.codes,
+    since: summary.since,
   };
 }
 

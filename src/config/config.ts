@@ -122,6 +122,13 @@ export const configSchema = z.strictObject({
     .min(1000)
     .max(DAY)
     .default(60 * 60_000),
+  /**
+   * Per-sender rejection rate limit, a token bucket in each broker process: this many rejections per window are
+   * handled in full (quarantined, audited one by one); beyond it each is answered E_SENDER_THROTTLED and counted
+   * into one summary record and AuditEvent per sender per window.
+   */
+  rejectionSenderMaxMessages: z.number().int().min(1).default(100),
+  rejectionSenderWindowMs: z.number().int().min(1000).max(DAY).default(60_000),
   /** How long JetStream waits for a broker's ack before redelivering to another broker (after a crash). */
   ackWaitMs: z
     .number()
@@ -291,6 +298,8 @@ export const CONFIG_ENV = {
   PHI_BROKER_QUARANTINE_SENDER_MAX_BYTES: 'quarantineSenderMaxBytes',
   PHI_BROKER_QUARANTINE_SENDER_MAX_MESSAGES: 'quarantineSenderMaxMessages',
   PHI_BROKER_QUARANTINE_SENDER_WINDOW_MS: 'quarantineSenderWindowMs',
+  PHI_BROKER_REJECTION_SENDER_MAX_MESSAGES: 'rejectionSenderMaxMessages',
+  PHI_BROKER_REJECTION_SENDER_WINDOW_MS: 'rejectionSenderWindowMs',
   PHI_BROKER_ACK_WAIT_MS: 'ackWaitMs',
   PHI_BROKER_CONCURRENCY: 'concurrency',
   PHI_BROKER_REPLICAS: 'replicas',
@@ -335,6 +344,8 @@ const NUMERIC: ReadonlySet<string> = new Set([
   'quarantineSenderMaxBytes',
   'quarantineSenderMaxMessages',
   'quarantineSenderWindowMs',
+  'rejectionSenderMaxMessages',
+  'rejectionSenderWindowMs',
   'ackWaitMs',
   'concurrency',
   'replicas',

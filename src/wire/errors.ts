@@ -79,6 +79,8 @@ export const ERROR_CODES = {
     'The message was rejected and its sender is over its quarantine quota (bytes or count per window, per broker process): only a small record (id, code, path, size) is kept, not the input.',
   E_QUARANTINE_FULL:
     'The message was rejected and PHI_QUARANTINE is full (quarantineMaxBytes, discard new): nothing of the input is kept; the rejection is in the audit trail.',
+  E_SENDER_THROTTLED:
+    "The message was rejected and its sender is over its rejection rate (rejections per window, per broker process): the input is not kept; the rejection is counted in one summary quarantine record and AuditEvent per sender per window, and the receipt's message names the code it was rejected with.",
 } as const satisfies Record<`E_${string}`, string>;
 
 export type BrokerErrorCode = keyof typeof ERROR_CODES;

@@ -43,6 +43,8 @@ describe('parseConfig', () => {
       quarantineSenderMaxBytes: 64 * MiB,
       quarantineSenderMaxMessages: 1000,
       quarantineSenderWindowMs: 60 * MINUTE,
+      rejectionSenderMaxMessages: 100,
+      rejectionSenderWindowMs: MINUTE,
       ackWaitMs: 30_000,
       concurrency: 64,
       replicas: 1,
