@@ -465,6 +465,15 @@ export class Broker {
     await this.consent.stop();
     await this.flushingThrottled;
     await this.flushThrottled(true);
+    const unwritten = this.rejectionThrottle.due(true);
+    if (unwritten.length > 0)
+      this.opts.logger.error(
+        {
+          event: 'quarantine.throttle.lost',
+          summaries: unwritten.map((u) => ({ sender: u.sender, count: u.count, codes: u.codes })),
+        },
+        'throttle summaries could not be written before the stop; each message had its receipt',
+      );
     try {
       await this.audit.record([{ kind: 'broker-stop' }]);
       if (this.ownsAudit) await this.audit.close();
