@@ -385,7 +385,7 @@ for (const mode of ['init', 'rotate'] as const) {
     .command(mode)
     .description(
       mode === 'init'
-        ? 'create the CA (if missing), the server certificate and a client certificate per catalog service, broker, admin, operator and auditor'
+        ? 'create the CA (if missing), the server certificate and a client certificate per catalog service, broker, admin, operator, auditor and gateway'
         : 'issue fresh server and client certificates (new keys) from the existing CA; then SIGHUP nats-server',
     )
     .option('--dir <dir>', 'TLS directory (default <data-dir>/tls)')

@@ -18,7 +18,7 @@ import { TokenSigner } from './token-signer.js';
 export interface GatewayOptions {
   readonly config: BrokerConfig;
   readonly catalog: Catalog;
-  /** A connection allowed the jti bucket and an audit chain (the broker identity, in this increment). */
+  /** A connection as the gateway identity: its buckets, its audit chain, each partner's ingest and receipt subjects. */
   readonly nc: NatsConnection;
   /** Signs the audit chain's checkpoints (the broker's Ed25519 key). */
   readonly auditSigner: SigningKeyPair;

@@ -1,12 +1,12 @@
 // `phi-broker gateway`: the partner HTTPS gateway as its own process against the running NATS (NATS_URL, or the
-// embedded server `up` started in the data dir), over mTLS as the broker identity — this increment's gateway uses
-// the broker's jti bucket and audit permissions — with the gateway certificate `certs init` issued. Several may run
-// side by side on copies of the data dir's keys. SIGINT/SIGTERM stop it (requests in flight finish, the chain is sealed).
+// embedded server `up` started in the data dir), over mTLS as the gateway identity (its own narrow permissions,
+// src/nats/permissions.ts), serving HTTPS with the gateway certificate `certs init` issued. Several may run side by
+// side on copies of the data dir's keys. SIGINT/SIGTERM stop it (requests in flight finish, the chain is sealed).
 import type { BrokerConfig } from '../config/config.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger } from '../log/log.js';
 import { identityInbox } from '../nats/permissions.js';
-import { BROKER_IDENTITY } from '../tls/identity.js';
+import { GATEWAY_IDENTITY } from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
 import { BROKER_ID } from '../wire/ids.js';
 import { cliTlsDir, connectNats, layout, loadConfiguredCatalog, natsUrl } from './data-dir.js';
@@ -27,8 +27,8 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
       { path: 'natsTlsDir' },
     );
   const nc = await connectNats(natsUrl(config), 'phi-broker gateway', {
-    files: tlsLayout(natsTls).identity(BROKER_IDENTITY),
-    inbox: identityInbox(BROKER_IDENTITY),
+    files: tlsLayout(natsTls).identity(GATEWAY_IDENTITY),
+    inbox: identityInbox(GATEWAY_IDENTITY),
   });
   let gateway: Gateway;
   try {

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readAuditRecords } from '../../src/audit/read.js';
 import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
-import { BROKER_IDENTITY } from '../../src/tls/identity.js';
+import { GATEWAY_IDENTITY } from '../../src/tls/identity.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
@@ -137,7 +137,7 @@ beforeAll(async () => {
       // One public base URL for both, as behind a load balancer: an assertion is for either gateway.
       config: { ...stack.config, gatewayBaseUrl: BASE_URL },
       catalog: stack.catalog,
-      nc: await stack.connectAs(BROKER_IDENTITY, `gateway-${n}`),
+      nc: await stack.connectAs(GATEWAY_IDENTITY, `gateway-${n}`),
       auditSigner: stack.keys(BROKER_ID).sign,
       keysDir: stack.keysDir,
       tls: tls.gateway,
