@@ -10,7 +10,7 @@
 // 2.9.10 has no per-stream protection against update/delete: those are the admin identity's alone.
 import { parseScope } from '../catalog/partner.js';
 import { type Catalog } from '../catalog/types.js';
-import { BROKER_ID } from '../wire/ids.js';
+import { BROKER_ID, RAW_TYPE } from '../wire/ids.js';
 import {
   ADMIN_IDENTITY,
   AUDITOR_IDENTITY,
@@ -398,14 +398,18 @@ function operatorPermissions(): IdentityPermissions {
   };
 }
 
-/** The ingest subjects the gateway may publish on: each partner's, for each type a `c` scope of its registration names. */
+/**
+ * The ingest subjects the gateway may publish on: each partner's, for each type a `c` scope of its registration
+ * names, and its raw subject (input that is not JSON goes out raw, so the broker rejects and quarantines it).
+ */
 export function gatewayIngestSubjects(catalog: Catalog): string[] {
   const out: string[] = [];
   for (const service of [...catalog.services.values()].sort((a, b) => (a.id < b.id ? -1 : 1))) {
-    for (const scope of service.partner?.scopes ?? []) {
-      const parsed = parseScope(scope);
-      if (parsed?.permissions.includes('c') === true) out.push(subjects.ingest(service.id, parsed.resourceType));
-    }
+    const types = (service.partner?.scopes ?? [])
+      .map(parseScope)
+      .filter((p) => p?.permissions.includes('c') === true)
+      .map((p) => p?.resourceType as string);
+    if (types.length > 0) out.push(...[...types, RAW_TYPE].map((t) => subjects.ingest(service.id, t)));
   }
   return out;
 }

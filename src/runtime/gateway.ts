@@ -10,9 +10,20 @@ import { GATEWAY_IDENTITY } from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
 import { BROKER_ID } from '../wire/ids.js';
 import { cliTlsDir, connectNats, layout, loadConfiguredCatalog, natsUrl } from './data-dir.js';
-import { readServiceKeys } from './key-files.js';
+import { readJwks, readServiceKeys } from './key-files.js';
+import type { Catalog } from '../catalog/types.js';
+import type { ServiceKeys } from '../crypto/keys.js';
+import { creatingPartners } from '../gateway/scopes.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { BrokerError } from '../wire/errors.js';
+
+/**
+ * The service keys of every partner the gateway publishes for, from the data dir's keys (as every service's are,
+ * `<keys>/<service>.private.jwk.json`, mode 0600): E_KEY_UNKNOWN names a missing one.
+ */
+export function gatewayPartnerKeys(keysDir: string, catalog: Catalog): Map<string, ServiceKeys> {
+  return new Map(creatingPartners(catalog).map((id) => [id, readServiceKeys(keysDir, id)]));
+}
 
 export async function runGateway(config: BrokerConfig): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
@@ -37,6 +48,8 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
       catalog,
       nc,
       auditSigner: readServiceKeys(keysDir, BROKER_ID).sign,
+      partnerKeys: gatewayPartnerKeys(keysDir, catalog),
+      peers: readJwks(keysDir),
       keysDir,
       tls: tlsLayout(natsTls).gateway,
       logger,

@@ -41,7 +41,10 @@ const req = (nc: NatsConnection, subject: string, body: unknown = {}): Promise<u
 
 describe('the gateway identity', () => {
   it('may publish only the partners’ create scopes: partner-payer ExplanationOfBenefit, stored by JetStream', async () => {
-    expect(gatewayIngestSubjects(stack.catalog)).toEqual(['phi.ingest.partner-payer.ExplanationOfBenefit']);
+    expect(gatewayIngestSubjects(stack.catalog)).toEqual([
+      'phi.ingest.partner-payer.ExplanationOfBenefit',
+      'phi.ingest.partner-payer._raw',
+    ]);
     const ack = await gw.jetstream().publish('phi.ingest.partner-payer.ExplanationOfBenefit', new Uint8Array(1));
     expect(ack.stream).toBe(STREAMS.ingest);
   });

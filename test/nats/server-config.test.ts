@@ -215,6 +215,7 @@ describe('natsPermissions', () => {
     ]);
     expect(g?.publish.allow.filter((x) => x.startsWith('phi.ingest.'))).toEqual([
       'phi.ingest.partner-payer.ExplanationOfBenefit',
+      'phi.ingest.partner-payer._raw',
     ]);
     expect([...(g?.subscribe.allow ?? [])].sort()).toEqual([
       '_INBOX._gateway.>',
