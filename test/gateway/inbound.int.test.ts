@@ -475,7 +475,9 @@ describe('audit and logs', () => {
       const record = decodeRecord(rec.data);
       if (record === undefined) continue;
       const list = events.get(record.chain) ?? [];
-      list.push(...(record.events ?? []).filter((e) => e.subtype?.[0]?.system === 'http://hl7.org/fhir/restful-interaction'));
+      list.push(
+        ...(record.events ?? []).filter((e) => e.subtype?.[0]?.system === 'http://hl7.org/fhir/restful-interaction'),
+      );
       events.set(record.chain, list);
     }
     await nc.close();
