@@ -10,6 +10,7 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { Client } from 'fhir-kit-client';
 import type { AuditEvent, Bundle, ExplanationOfBenefit, OperationOutcome } from 'fhir/r4.js';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
@@ -20,6 +21,7 @@ import { readAuditRecords } from '../../src/audit/read.js';
 import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
 import { INBOUND_BODY_LIMIT } from '../../src/gateway/inbound.js';
+import { runPartnerToken } from '../../src/cli/partner.js';
 import { gatewayPartnerKeys } from '../../src/runtime/gateway.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { GATEWAY_IDENTITY } from '../../src/tls/identity.js';
@@ -464,6 +466,51 @@ describe('rate limit', () => {
     for (const a of accepted) expect(received.has(String(a.headers['location']).split('/')[4] ?? '')).toBe(true);
     await settle();
     expect(received.size).toBe(before + accepted.length + 1);
+  });
+});
+
+describe('phi-broker partner token', () => {
+  it("signs with the partner's key, prints a token the gateway takes; an unregistered key is refused", async () => {
+    // A gateway on its default base URL (https://localhost:<port>), as `phi-broker gateway` runs by hand.
+    const local = await Gateway.start({
+      config: stack.config,
+      catalog: stack.catalog,
+      nc: await stack.connectAs(GATEWAY_IDENTITY, 'gateway-3'),
+      auditSigner: stack.keys(BROKER_ID).sign,
+      partnerKeys: gatewayPartnerKeys(stack.keysDir, stack.catalog),
+      peers: stack.peers,
+      keysDir: stack.keysDir,
+      tls: (stack.nats.tls as NonNullable<typeof stack.nats.tls>).gateway,
+      logger: stack.logger.child({ gateway: 3 }),
+      instanceId: 'gw-inbound-3',
+    });
+    try {
+      const dir = mkdtempSync(join(tmpdir(), 'phi-partner-key-'));
+      const file = join(dir, 'payer.private.jwk.json');
+      writeFileSync(file, JSON.stringify({ ...(await exportJWK(key)), kid: 'payer-test', alg: 'ES384' }), {
+        mode: 0o600,
+      });
+      const out = new PassThrough();
+      await runPartnerToken(stack.config, { as: 'partner-payer', key: file, url: local.baseUrl }, out);
+      const printed = String(out.read()).trim();
+      expect(printed).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+      const created = await send(local, '/ExplanationOfBenefit', JSON.stringify(eob()), {
+        'content-type': 'application/fhir+json',
+        authorization: `Bearer ${printed}`,
+      });
+      expect(created.status, created.text).toBe(201);
+      const other = join(dir, 'other.private.jwk.json');
+      const { privateKey } = await generateKeyPair('ES384', { extractable: true });
+      writeFileSync(other, JSON.stringify({ ...(await exportJWK(privateKey)), kid: 'payer-test', alg: 'ES384' }));
+      await expect(
+        runPartnerToken(stack.config, { as: 'partner-payer', key: other, url: local.baseUrl }, new PassThrough()),
+      ).rejects.toMatchObject({ code: 'E_PARTNER_AUTH' });
+      await expect(
+        runPartnerToken(stack.config, { as: 'billing', key: file, url: local.baseUrl }, new PassThrough()),
+      ).rejects.toMatchObject({ code: 'E_USAGE', path: '--as' });
+    } finally {
+      await local.stop();
+    }
   });
 });
 
