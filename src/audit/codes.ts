@@ -33,6 +33,9 @@ export const TYPE = {
 /** Event subtypes (AuditEvent.subtype). */
 export const SUBTYPE = {
   create: { system: RESTFUL, code: 'create', display: 'create' },
+  transaction: { system: RESTFUL, code: 'transaction', display: 'transaction' },
+  batch: { system: RESTFUL, code: 'batch', display: 'batch' },
+  operation: { system: RESTFUL, code: 'operation', display: 'operation' },
   disclose: { system: LIFECYCLE, code: 'disclose', display: 'Disclose Record Lifecycle Event' },
   applicationStart: { system: DICOM, code: '110120', display: 'Application Start' },
   applicationStop: { system: DICOM, code: '110121', display: 'Application Stop' },

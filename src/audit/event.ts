@@ -370,6 +370,62 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         fact.granted ? undefined : describe(fact.code ?? 'E_PARTNER_AUTH', fact.path),
       );
     }
+    case 'partner-request': {
+      // BALP RESTful interaction by a partner through the gateway: the partner is the requestor, the gateway the
+      // application that answered; the OAuth client, the access token and each broker message id are entities.
+      const ok = fact.status < 400;
+      return base(
+        TYPE.rest,
+        fact.interaction === 'create'
+          ? SUBTYPE.create
+          : fact.interaction === 'process-message'
+            ? SUBTYPE.operation
+            : SUBTYPE[fact.interaction],
+        fact.interaction === 'process-message' ? 'E' : 'C',
+        ok ? OUTCOME.success : fact.status >= 500 ? OUTCOME.serious : OUTCOME.minor,
+        [
+          fact.service === undefined
+            ? {
+                type: roleConcept(AGENT.source),
+                who: { display: 'unauthenticated client' },
+                requestor: true,
+                network: { address: fact.address, type: isIpAddress(fact.address) ? '2' : '1' },
+              }
+            : agent({ service: fact.service, address: fact.address }, AGENT.source, true),
+          {
+            type: roleConcept(AGENT.application),
+            who: { identifier: { system: SYSTEM.component, value: 'gateway' }, display: 'phi-broker partner gateway' },
+            requestor: false,
+          },
+        ],
+        [
+          ...(fact.clientId === undefined
+            ? []
+            : [
+                {
+                  what: { identifier: { system: SYSTEM.oauthClient, value: fact.clientId } },
+                  type: ENTITY.systemObject,
+                  role: ROLE.securityResource,
+                  detail: [
+                    { type: 'http-status', valueString: String(fact.status) },
+                    ...(fact.replayed === true ? [{ type: 'replayed', valueString: 'true' }] : []),
+                  ],
+                },
+              ]),
+          ...(fact.tokenId === undefined
+            ? []
+            : [
+                {
+                  what: { identifier: { system: SYSTEM.accessToken, value: fact.tokenId } },
+                  type: ENTITY.systemObject,
+                  role: ROLE.securityResource,
+                },
+              ]),
+          ...fact.messageIds.map((id) => transactionEntity(id)),
+        ],
+        fact.code === undefined ? undefined : describe(fact.code, fact.path),
+      );
+    }
     case 'broker-start':
     case 'broker-stop':
       return base(

@@ -189,6 +189,29 @@ export interface PartnerTokenFact {
 }
 
 /**
+ * A partner's FHIR write on the gateway (src/gateway/inbound.ts), answered or refused: the HTTP status, the broker
+ * message ids it published, and for a refusal the code and element path — never a value the partner sent.
+ */
+export interface PartnerRequestFact {
+  readonly kind: 'partner-request';
+  readonly address: string;
+  /** The partner's catalog service id, once its access token verified. */
+  readonly service?: string;
+  readonly clientId?: string;
+  /** The access token's id (its jti). */
+  readonly tokenId?: string;
+  /** FHIR RESTful interaction: create (POST /[type]), transaction or batch (POST /), or the $process-message operation. */
+  readonly interaction: 'create' | 'transaction' | 'batch' | 'process-message';
+  readonly status: number;
+  /** The broker message ids published for it, in entry order. */
+  readonly messageIds: readonly string[];
+  /** A retry answered with the answer stored for its idempotency key (nothing published again). */
+  readonly replayed?: boolean;
+  readonly code?: string;
+  readonly path?: string;
+}
+
+/**
  * Clients nats-server refused, as its log recorded them (src/nats/server-log.ts), aggregated per kind and identity
  * (or, unauthenticated, per address) over an interval (src/audit/incidents.ts): a security incident under 45 CFR
  * 164.308(a)(6). Service ids, addresses, closed-set codes and catalog-grammar subjects only (docs/audit.md).
@@ -220,6 +243,7 @@ export interface SecurityIncidentFact {
 export type AuditFact =
   | SecurityIncidentFact
   | PartnerTokenFact
+  | PartnerRequestFact
   | AccessStepFact
   | AccessRefusedFact
   | AcceptedFact

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `phi-broker` command: up, gateway, demo, publish, tail, quarantine, consent, disclosures, registry show, access, audit, certs, nats-config, nats-provision, catalog check. Every command takes --data-dir
+// The `phi-broker` command: up, gateway, partner token, demo, publish, tail, quarantine, consent, disclosures, registry show, access, audit, certs, nats-config, nats-provision, catalog check. Every command takes --data-dir
 // (default .phi-broker/, or PHI_BROKER_DATA_DIR); NATS_URL points them at an existing NATS.
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
@@ -134,6 +134,26 @@ program
     await runGateway(
       configFrom(cmd.optsWithGlobals<GlobalOptions>(), opts.port === undefined ? {} : { gatewayPort: opts.port }),
     );
+  });
+
+const partner = program
+  .command('partner')
+  .description('try the partner gateway by hand, as a partner would (docs/partner-gateway.md)');
+partner
+  .command('token')
+  .description(
+    "sign a SMART Backend Services client assertion with the partner's key, get an access token from the gateway and print it",
+  )
+  .requiredOption('--as <partner>', 'the partner (a catalog service with a partner: block)')
+  .option('--key <file>', "the partner's private JWK (its kid registered in partner.jwks)")
+  .option('--scope <scopes>', "space-separated SMART scopes (default: all the partner's registered scopes)")
+  .option(
+    '--url <base-url>',
+    "the gateway's base URL (default PHI_BROKER_GATEWAY_BASE_URL or https://localhost:<port>)",
+  )
+  .action(async (opts: { as: string; key?: string; scope?: string; url?: string }, cmd: Command) => {
+    const { runPartnerToken } = await import('./partner.js');
+    await runPartnerToken(configFrom(cmd.optsWithGlobals<GlobalOptions>()), opts, process.stdout);
   });
 
 program
@@ -385,7 +405,7 @@ for (const mode of ['init', 'rotate'] as const) {
     .command(mode)
     .description(
       mode === 'init'
-        ? 'create the CA (if missing), the server certificate and a client certificate per catalog service, broker, admin, operator and auditor'
+        ? 'create the CA (if missing), the server certificate and a client certificate per catalog service, broker, admin, operator, auditor and gateway'
         : 'issue fresh server and client certificates (new keys) from the existing CA; then SIGHUP nats-server',
     )
     .option('--dir <dir>', 'TLS directory (default <data-dir>/tls)')

@@ -1,7 +1,8 @@
 // The CapabilityStatement at `/metadata` (FHIR R4 capabilitystatement.html), generated from the catalog: what this
-// gateway supports and nothing more. Today that is SMART Backend Services authorization (rest.security, with the
-// token endpoint in the oauth-uris extension) and, per resource type a partner exchanges, the partner profiles
-// that shape it (supportedProfile) — with no interaction listed until the gateway serves one.
+// gateway supports and nothing more: SMART Backend Services authorization (rest.security, with the token endpoint
+// in the oauth-uris extension); per resource type a partner exchanges, the partner profiles that shape it
+// (supportedProfile) and `create` where a partner's scopes allow it (system/<Type>.c); and, when any partner may
+// create, the system interactions transaction and batch and the $process-message operation (inbound.ts).
 import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/r4.js';
 import { parseScope } from '../catalog/partner.js';
 import type { Catalog } from '../catalog/types.js';
@@ -15,11 +16,14 @@ export function capabilityStatement(
   version: string,
 ): CapabilityStatement {
   const types = new Map<string, Set<string>>();
+  const creatable = new Set<string>();
   for (const service of catalog.services.values()) {
     if (service.partner === undefined) continue;
     for (const scope of service.partner.scopes) {
-      const type = parseScope(scope)?.resourceType;
+      const parsed = parseScope(scope);
+      const type = parsed?.resourceType;
       if (type === undefined) continue;
+      if (parsed?.permissions.includes('c') === true) creatable.add(type);
       const profiles = types.get(type) ?? new Set<string>();
       types.set(type, profiles);
       // The profile that shapes what this partner receives of the type (its minimum-necessary contract).
@@ -34,6 +38,7 @@ export function capabilityStatement(
       // The catalog admits only FHIR R4 resource type names as topics (compile.ts).
       type: type as CapabilityStatementRestResource['type'],
       ...(profiles.size === 0 ? {} : { supportedProfile: [...profiles].sort() }),
+      ...(creatable.has(type) ? { interaction: [{ code: 'create' as const }] } : {}),
     }));
   return {
     resourceType: 'CapabilityStatement',
@@ -60,6 +65,17 @@ export function capabilityStatement(
           description: 'SMART Backend Services (client_credentials with private_key_jwt); system scopes only',
         },
         ...(resource.length === 0 ? {} : { resource }),
+        ...(creatable.size === 0
+          ? {}
+          : {
+              interaction: [{ code: 'transaction' as const }, { code: 'batch' as const }],
+              operation: [
+                {
+                  name: 'process-message',
+                  definition: 'http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message',
+                },
+              ],
+            }),
       },
     ],
   };

@@ -10,7 +10,11 @@ import type { Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config/config.js';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
 import type { Logger } from '../log/log.js';
-import { ensureGatewayJtiBucket } from '../nats/setup.js';
+import { ensureGatewayJtiBucket, ensureGatewayRequestsBucket } from '../nats/setup.js';
+import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
+import { PhiClient } from '../sdk/client.js';
+import { PUBLISH_DEADLINE_DEFAULT_MS } from '../wire/publish.js';
+import { RequestStore } from './idempotency.js';
 import { JtiStore } from './jti.js';
 import { buildGatewayServer } from './server.js';
 import { TokenSigner } from './token-signer.js';
@@ -18,10 +22,17 @@ import { TokenSigner } from './token-signer.js';
 export interface GatewayOptions {
   readonly config: BrokerConfig;
   readonly catalog: Catalog;
-  /** A connection allowed the jti bucket and an audit chain (the broker identity, in this increment). */
+  /** A connection as the gateway identity: its buckets, its audit chain, each partner's ingest and receipt subjects. */
   readonly nc: NatsConnection;
   /** Signs the audit chain's checkpoints (the broker's Ed25519 key). */
   readonly auditSigner: SigningKeyPair;
+  /**
+   * The service keys of each partner the gateway publishes for (a partner with a `c` scope), by service id: it seals
+   * and signs as that partner (docs/security-model.md, "Partner keys").
+   */
+  readonly partnerKeys: ReadonlyMap<string, ServiceKeys>;
+  /** Public keys of the broker (its receipts' signatures and the key it seals to). */
+  readonly peers: readonly PublicKeyRecord[];
   /** Where the shared token key file lives (the data dir's keys/). */
   readonly keysDir: string;
   readonly tls: { readonly certFile: string; readonly keyFile: string };
@@ -36,6 +47,7 @@ export class Gateway {
   private constructor(
     private readonly app: FastifyInstance,
     private readonly audit: AuditTrail,
+    private readonly clients: readonly PhiClient[],
     /** Where it listens, e.g. `https://127.0.0.1:8443`. */
     readonly url: string,
     /** The public base URL partners use. */
@@ -48,7 +60,19 @@ export class Gateway {
     const now = opts.now ?? Date.now;
     const instanceId = opts.instanceId ?? `gw-${defaultInstanceId()}`.slice(0, 40);
     const kv = await ensureGatewayJtiBucket(opts.nc);
+    const requests = new RequestStore(
+      await ensureGatewayRequestsBucket(opts.nc),
+      // A claim outlives any publish it covers (the SDK's deadline) before another gateway may take it over.
+      PUBLISH_DEADLINE_DEFAULT_MS + 60_000,
+      now,
+    );
     const signer = await TokenSigner.open(opts.keysDir);
+    const clients = new Map<string, PhiClient>();
+    for (const [service, keys] of opts.partnerKeys)
+      clients.set(
+        service,
+        await PhiClient.connect({ nc: opts.nc, service, keys, peers: opts.peers, logger: opts.logger }),
+      );
     const audit = await AuditTrail.open({
       nc: opts.nc,
       settings: { ...config, instanceId },
@@ -72,6 +96,7 @@ export class Gateway {
         logger,
         version: opts.version ?? '0.1.0',
         now,
+        inbound: { clients, requests },
       });
       await app.listen({ host: config.gatewayHost, port });
       const address = app.server.address();
@@ -80,9 +105,10 @@ export class Gateway {
       holder.baseUrl = baseUrl;
       const url = `https://${config.gatewayHost.includes(':') ? `[${config.gatewayHost}]` : config.gatewayHost}:${bound}`;
       logger.info({ event: 'gateway.listening', url, baseUrl, chain: instanceId }, 'partner gateway listening');
-      return new Gateway(app, audit, url, baseUrl, instanceId);
+      return new Gateway(app, audit, [...clients.values()], url, baseUrl, instanceId);
     } catch (err) {
       await app?.close();
+      for (const c of clients.values()) await c.close();
       await audit.close();
       throw err;
     }
@@ -91,6 +117,7 @@ export class Gateway {
   /** Stops taking requests, finishes those in flight, then seals the audit chain. */
   async stop(): Promise<void> {
     await this.app.close();
+    for (const c of this.clients) await c.close();
     await this.audit.close();
   }
 }

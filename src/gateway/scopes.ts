@@ -2,7 +2,7 @@
 // the partner's registration: each asked scope must lie within a registered one — same resource type, permission
 // letters a subset — so a grant is never wider than the catalog (whose scopes are never wider than the topics).
 import { parseScope } from '../catalog/partner.js';
-import type { PartnerDef } from '../catalog/types.js';
+import type { Catalog, PartnerDef } from '../catalog/types.js';
 import { OAuthError } from './oauth-error.js';
 
 /** The scopes to grant for the request's `scope` parameter; throws invalid_scope (E_PARTNER_SCOPE) otherwise. */
@@ -31,4 +31,12 @@ export function grantScopes(requested: string, partner: PartnerDef): readonly st
       );
   }
   return [...new Set(asked)];
+}
+
+/** The partners the gateway publishes for: those with at least one create (`c`) scope, by service id. */
+export function creatingPartners(catalog: Catalog): string[] {
+  return [...catalog.services.values()]
+    .filter((s) => s.partner?.scopes.some((scope) => parseScope(scope)?.permissions.includes('c') === true))
+    .map((s) => s.id)
+    .sort();
 }

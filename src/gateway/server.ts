@@ -1,6 +1,6 @@
 // The partner gateway's HTTPS server (fastify): security headers (@fastify/helmet), per-client rate limits from the
-// catalog (@fastify/rate-limit; 429 with Retry-After), and the routes of this increment — SMART configuration, the
-// gateway's JWKS, the token endpoint and the CapabilityStatement (docs/partner-gateway.md). Errors answer in the
+// catalog (@fastify/rate-limit; 429 with Retry-After), and the routes — SMART configuration, the gateway's JWKS, the
+// token endpoint, the CapabilityStatement and the inbound FHIR writes of inbound.ts (docs/partner-gateway.md). Errors answer in the
 // route's own vocabulary: RFC 6749 JSON on the token endpoint, a FHIR OperationOutcome elsewhere; neither echoes input.
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
@@ -17,6 +17,9 @@ import { smartConfiguration } from './smart-configuration.js';
 import { handleTokenRequest, type TokenContext } from './token.js';
 import type { JtiStore } from './jti.js';
 import type { TokenSigner } from './token-signer.js';
+import type { RequestStore } from './idempotency.js';
+import { registerInboundRoutes } from './inbound.js';
+import type { PhiClient } from '../sdk/client.js';
 
 export const TOKEN_PATH = '/auth/token';
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
@@ -36,6 +39,8 @@ export interface GatewayServerOptions {
   readonly logger: Logger;
   readonly version: string;
   readonly now: () => number;
+  /** Publishing as each partner that may create (inbound.ts), and the idempotent answers. */
+  readonly inbound: { readonly clients: ReadonlyMap<string, PhiClient>; readonly requests: RequestStore };
 }
 
 export async function buildGatewayServer(opts: GatewayServerOptions): Promise<FastifyInstance> {
@@ -57,11 +62,14 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
   );
 
   await app.register(helmet, { contentSecurityPolicy: { directives: { defaultSrc: ["'none'"] } } });
+  // The client a request names: its client assertion's iss (token endpoint) or its bearer token's sub (FHIR routes).
   const clientOf = (req: FastifyRequest): string | undefined => {
-    const assertion = req.body instanceof URLSearchParams ? req.body.get('client_assertion') : null;
+    const bearer = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1];
+    const assertion = req.body instanceof URLSearchParams ? req.body.get('client_assertion') : (bearer ?? null);
     if (assertion === null) return undefined;
     try {
-      const iss = decodeJwt(assertion).iss;
+      const claims = decodeJwt(assertion);
+      const iss = req.body instanceof URLSearchParams ? claims.iss : claims.sub;
       return iss !== undefined && partners.has(iss) ? iss : undefined;
     } catch {
       return undefined;
@@ -143,6 +151,17 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
       answer.fact.granted ? 'access token granted' : 'token request refused',
     );
     return reply.code(answer.status).send(answer.body);
+  });
+  await registerInboundRoutes(app, {
+    catalog,
+    partners,
+    clients: opts.inbound.clients,
+    requests: opts.inbound.requests,
+    audit: opts.audit,
+    logger,
+    signer: opts.signer,
+    baseUrl: opts.baseUrl,
+    now: opts.now,
   });
   return app;
 }

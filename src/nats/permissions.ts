@@ -8,12 +8,14 @@
 // src/registry/store.ts, src/access/desk/store.ts and desk.ts, read against nats.js 2.29), each scoped to one stream, and the
 // dangerous API families are denied explicitly as well, so a future widening of an allow cannot reopen them.
 // 2.9.10 has no per-stream protection against update/delete: those are the admin identity's alone.
+import { parseScope } from '../catalog/partner.js';
 import { type Catalog } from '../catalog/types.js';
-import { BROKER_ID } from '../wire/ids.js';
+import { BROKER_ID, RAW_TYPE } from '../wire/ids.js';
 import {
   ADMIN_IDENTITY,
   AUDITOR_IDENTITY,
   BROKER_IDENTITY,
+  GATEWAY_IDENTITY,
   OPERATOR_IDENTITY,
   natsUser,
   serviceIdentity,
@@ -54,12 +56,15 @@ export const ADMIN_INBOX_ID = '_admin';
 export const OPERATOR_INBOX_ID = '_operator';
 /** The auditor identity's inbox (as the admin's: never a service's). */
 export const AUDITOR_INBOX_ID = '_auditor';
+/** The partner gateways' inbox (as the admin's: never a service's). */
+export const GATEWAY_INBOX_ID = '_gateway';
 
 /** The inbox prefix an identity must connect with (nats.js `inboxPrefix`) under these permissions. */
 export function identityInbox(identity: Identity): string {
   if (identity.kind === 'admin') return `_INBOX.${ADMIN_INBOX_ID}`;
   if (identity.kind === 'operator') return `_INBOX.${OPERATOR_INBOX_ID}`;
   if (identity.kind === 'auditor') return `_INBOX.${AUDITOR_INBOX_ID}`;
+  if (identity.kind === 'gateway') return `_INBOX.${GATEWAY_INBOX_ID}`;
   return inboxPrefix(identity.id);
 }
 
@@ -102,7 +107,11 @@ const MANAGEMENT: readonly string[] = [
   jsApi.accountAny,
 ];
 
-const KV_STREAMS: readonly string[] = Object.values(KV_BUCKETS).map(jsApi.kvStream);
+/** The partner gateways' buckets (jti replay, idempotent answers): the gateway identity's, not the broker's. */
+const GATEWAY_BUCKETS: readonly string[] = [KV_BUCKETS.gatewayJti, KV_BUCKETS.gatewayRequests];
+/** The broker's KV buckets. */
+const BROKER_BUCKETS: readonly string[] = Object.values(KV_BUCKETS).filter((b) => !GATEWAY_BUCKETS.includes(b));
+const KV_STREAMS: readonly string[] = BROKER_BUCKETS.map(jsApi.kvStream);
 const ACCESS_ANSWERS_STREAM = jsApi.objStream(OBJECT_STORES.accessAnswers);
 
 /** Streams and buckets only the broker (and the admin) touches. */
@@ -228,9 +237,7 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         jsApi.streamMsgGet(ACCESS_ANSWERS_STREAM),
         // KV get/create/update (registry CAS, access requests, replay cache). Not phi_consent: restrictions are
         // written by operators only (consent add/revoke, the admin identity); the broker reads and watches them.
-        ...Object.values(KV_BUCKETS)
-          .filter((b) => b !== KV_BUCKETS.consent)
-          .map(jsApi.kv),
+        ...BROKER_BUCKETS.filter((b) => b !== KV_BUCKETS.consent).map(jsApi.kv),
         // KV watch (restrictions, src/consent/view.ts) and keys (access list): ordered consumers, with flow control.
         ...[jsApi.kvStream(KV_BUCKETS.consent), jsApi.kvStream(KV_BUCKETS.access)].flatMap((s) => [
           ...jsApi.consumerCreateEphemeral(s),
@@ -265,6 +272,7 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         subjects.accessControl,
         subjects.requestAll,
         jsApi.kv(KV_BUCKETS.consent),
+        ...GATEWAY_BUCKETS.map(jsApi.kv),
       ],
     },
     subscribe: {
@@ -390,11 +398,101 @@ function operatorPermissions(): IdentityPermissions {
   };
 }
 
-/** Every identity's permissions: one per catalog service, the broker, the admin, the operator, the auditor. */
+/**
+ * The ingest subjects the gateway may publish on: each partner's, for each type a `c` scope of its registration
+ * names, and its raw subject (input that is not JSON goes out raw, so the broker rejects and quarantines it).
+ */
+export function gatewayIngestSubjects(catalog: Catalog): string[] {
+  const out: string[] = [];
+  for (const service of [...catalog.services.values()].sort((a, b) => (a.id < b.id ? -1 : 1))) {
+    const types = (service.partner?.scopes ?? [])
+      .map(parseScope)
+      .filter((p) => p?.permissions.includes('c') === true)
+      .map((p) => p?.resourceType as string);
+    if (types.length > 0) out.push(...[...types, RAW_TYPE].map((t) => subjects.ingest(service.id, t)));
+  }
+  return out;
+}
+
+/**
+ * The partner gateways (docs/security-model.md, gateway row): the jti and idempotency buckets, their own audit
+ * chains, and the SDK's two subjects as each partner it fronts — that partner's ingest subject of each type it may
+ * create, and its receipt subject. No delivery, no other bucket, no management, no control subject.
+ */
+function gatewayPermissions(catalog: Catalog): IdentityPermissions {
+  const inbox = identityInbox(GATEWAY_IDENTITY);
+  const partners = [...catalog.services.values()]
+    .filter((s) => s.partner !== undefined)
+    .map((s) => s.id)
+    .sort();
+  const buckets = GATEWAY_BUCKETS;
+  return {
+    identity: GATEWAY_IDENTITY,
+    user: natsUser(GATEWAY_IDENTITY),
+    inboxPrefix: inbox,
+    publish: {
+      allow: [
+        jsApi.accountInfo,
+        // KV bind (stream info), get (direct or message get), create: src/gateway/jti.ts, idempotency.ts.
+        ...buckets
+          .map(jsApi.kvStream)
+          .flatMap((s) => [jsApi.streamInfo(s), jsApi.streamMsgGet(s), jsApi.directGet(s), jsApi.directGetAll(s)]),
+        ...buckets.map(jsApi.kv),
+        // Its audit chains (src/audit/writer.ts): the chain head (last by subject), the records and witnessed heads.
+        ...[STREAMS.audit, STREAMS.auditWitness].flatMap((s) => [
+          jsApi.streamInfo(s),
+          jsApi.streamMsgGet(s),
+          jsApi.directGet(s),
+          jsApi.directGetAll(s),
+        ]),
+        subjects.auditAll,
+        subjects.witnessAll,
+        subjects.alertAll,
+        ...gatewayIngestSubjects(catalog),
+      ],
+      deny: [
+        ...MANAGEMENT,
+        jsApi.consumerCreateAny,
+        '$JS.ACK.>',
+        jsApi.objAny,
+        ...BROKER_BUCKETS.map(jsApi.kv),
+        subjects.deliverAll,
+        subjects.quarantineAll,
+        subjects.receiptsAll,
+        subjects.disclosuresAll,
+        subjects.accessAll,
+        subjects.accessControl,
+        subjects.requestAll,
+      ],
+    },
+    subscribe: {
+      allow: [`${inbox}.>`, ...partners.map((p) => subjects.receipt(p))],
+      deny: [
+        '$JS.>',
+        jsApi.kvAny,
+        jsApi.objAny,
+        subjects.ingestAll,
+        subjects.deliverAll,
+        subjects.quarantineAll,
+        subjects.auditAll,
+        subjects.witnessAll,
+        subjects.alertAll,
+        subjects.disclosuresAll,
+        subjects.accessAll,
+        subjects.accessControl,
+        subjects.requestAll,
+      ],
+    },
+    allowResponses: false,
+  };
+}
+
+/** Every identity's permissions: one per catalog service, the broker, the admin, the operator, the auditor, the gateway. */
 export function natsPermissions(catalog: Catalog): IdentityPermissions[] {
   return [
     ...[...catalog.services.keys()].sort().map((s) => servicePermissions(catalog, s)),
     brokerPermissions(catalog),
+    gatewayPermissions(catalog),
     adminPermissions(),
     operatorPermissions(),
     auditorPermissions(),

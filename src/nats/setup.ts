@@ -450,3 +450,16 @@ export async function ensureGatewayJtiBucket(
     .jetstream()
     .views.kv(KV_BUCKETS.gatewayJti, { ttl: GATEWAY_JTI_TTL_MS, history: 1, ...bucketPlacement(replicas) });
 }
+
+/** How long a gateway keeps an inbound request's answer for retries with the same idempotency key. */
+export const GATEWAY_REQUEST_TTL_MS = 24 * 3_600_000;
+
+/** The gateways' idempotency bucket (src/gateway/idempotency.ts): one answer per key, kept GATEWAY_REQUEST_TTL_MS. */
+export async function ensureGatewayRequestsBucket(
+  nc: NatsConnection,
+  replicas: Replicas = SINGLE_NODE_REPLICAS,
+): Promise<KV> {
+  return nc
+    .jetstream()
+    .views.kv(KV_BUCKETS.gatewayRequests, { ttl: GATEWAY_REQUEST_TTL_MS, history: 1, ...bucketPlacement(replicas) });
+}

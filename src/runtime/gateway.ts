@@ -1,18 +1,29 @@
 // `phi-broker gateway`: the partner HTTPS gateway as its own process against the running NATS (NATS_URL, or the
-// embedded server `up` started in the data dir), over mTLS as the broker identity — this increment's gateway uses
-// the broker's jti bucket and audit permissions — with the gateway certificate `certs init` issued. Several may run
-// side by side on copies of the data dir's keys. SIGINT/SIGTERM stop it (requests in flight finish, the chain is sealed).
+// embedded server `up` started in the data dir), over mTLS as the gateway identity (its own narrow permissions,
+// src/nats/permissions.ts), serving HTTPS with the gateway certificate `certs init` issued. Several may run side by
+// side on copies of the data dir's keys. SIGINT/SIGTERM stop it (requests in flight finish, the chain is sealed).
 import type { BrokerConfig } from '../config/config.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger } from '../log/log.js';
 import { identityInbox } from '../nats/permissions.js';
-import { BROKER_IDENTITY } from '../tls/identity.js';
+import { GATEWAY_IDENTITY } from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
 import { BROKER_ID } from '../wire/ids.js';
 import { cliTlsDir, connectNats, layout, loadConfiguredCatalog, natsUrl } from './data-dir.js';
-import { readServiceKeys } from './key-files.js';
+import { readJwks, readServiceKeys } from './key-files.js';
+import type { Catalog } from '../catalog/types.js';
+import type { ServiceKeys } from '../crypto/keys.js';
+import { creatingPartners } from '../gateway/scopes.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { BrokerError } from '../wire/errors.js';
+
+/**
+ * The service keys of every partner the gateway publishes for, from the data dir's keys (as every service's are,
+ * `<keys>/<service>.private.jwk.json`, mode 0600): E_KEY_UNKNOWN names a missing one.
+ */
+export function gatewayPartnerKeys(keysDir: string, catalog: Catalog): Map<string, ServiceKeys> {
+  return new Map(creatingPartners(catalog).map((id) => [id, readServiceKeys(keysDir, id)]));
+}
 
 export async function runGateway(config: BrokerConfig): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
@@ -27,8 +38,8 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
       { path: 'natsTlsDir' },
     );
   const nc = await connectNats(natsUrl(config), 'phi-broker gateway', {
-    files: tlsLayout(natsTls).identity(BROKER_IDENTITY),
-    inbox: identityInbox(BROKER_IDENTITY),
+    files: tlsLayout(natsTls).identity(GATEWAY_IDENTITY),
+    inbox: identityInbox(GATEWAY_IDENTITY),
   });
   let gateway: Gateway;
   try {
@@ -37,6 +48,8 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
       catalog,
       nc,
       auditSigner: readServiceKeys(keysDir, BROKER_ID).sign,
+      partnerKeys: gatewayPartnerKeys(keysDir, catalog),
+      peers: readJwks(keysDir),
       keysDir,
       tls: tlsLayout(natsTls).gateway,
       logger,

@@ -12,13 +12,14 @@ export const IDENTITY_ORGANIZATION = 'phi-broker';
  * streams, buckets, consumers); `operator`: the routine operator commands (consent, access, registry, disclosures,
  * quarantine, audit), which write restrictions and access commands but manage no stream; `auditor`: the read-only
  * operator commands (audit, registry show, disclosures, access status/list/export, consent list, quarantine
- * list/show), reading and nothing else.
+ * list/show), reading and nothing else; `gateway`: the partner gateways (its jti and idempotency buckets, its audit
+ * chain, and publishing as each partner it fronts).
  */
-export type IdentityKind = 'service' | 'broker' | 'admin' | 'operator' | 'auditor';
+export type IdentityKind = 'service' | 'broker' | 'admin' | 'operator' | 'auditor' | 'gateway';
 
 export interface Identity {
   readonly kind: IdentityKind;
-  /** The service id, `broker`, `admin`, `operator` or `auditor`. */
+  /** The service id, `broker`, `admin`, `operator`, `auditor` or `gateway`. */
   readonly id: string;
 }
 
@@ -26,6 +27,7 @@ export const BROKER_IDENTITY: Identity = { kind: 'broker', id: BROKER_ID };
 export const ADMIN_IDENTITY: Identity = { kind: 'admin', id: 'admin' };
 export const OPERATOR_IDENTITY: Identity = { kind: 'operator', id: 'operator' };
 export const AUDITOR_IDENTITY: Identity = { kind: 'auditor', id: 'auditor' };
+export const GATEWAY_IDENTITY: Identity = { kind: 'gateway', id: 'gateway' };
 
 export function serviceIdentity(service: string): Identity {
   return { kind: 'service', id: service };

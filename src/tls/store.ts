@@ -7,6 +7,7 @@
 //   admin.cert.pem   admin.key.pem       provisioning: stream, bucket and consumer management
 //   operator.cert.pem operator.key.pem   the routine operator commands (consent, access, registry, audit, ...)
 //   auditor.cert.pem auditor.key.pem     the read-only operator commands (audit, registry show, disclosures, ...)
+//   gateway-client.cert.pem gateway-client.key.pem   the partner gateways' NATS identity
 //   services/<id>.cert.pem, services/<id>.key.pem    one per catalog service
 //   routes/<node>.cert.pem, routes/<node>.key.pem     one per cluster node (`certs init --cluster-nodes 3`)
 //
@@ -32,6 +33,7 @@ import {
   ADMIN_IDENTITY,
   AUDITOR_IDENTITY,
   BROKER_IDENTITY,
+  GATEWAY_IDENTITY,
   OPERATOR_IDENTITY,
   serviceIdentity,
   type Identity,
@@ -75,8 +77,13 @@ export function tlsLayout(dir: string): TlsLayout {
     ca: { certFile: caFile, keyFile: join(dir, 'ca.key.pem') },
     server: pair(join(dir, 'server')),
     gateway: pair(join(dir, 'gateway')),
+    // The gateway's NATS client pair is not `gateway.*`: those are its HTTPS server certificate.
     identity: (identity) =>
-      pair(identity.kind === 'service' ? join(dir, 'services', identity.id) : join(dir, identity.kind)),
+      pair(
+        identity.kind === 'service'
+          ? join(dir, 'services', identity.id)
+          : join(dir, identity.kind === 'gateway' ? 'gateway-client' : identity.kind),
+      ),
     route: (node) => pair(join(dir, 'routes', node)),
   };
 }
@@ -101,7 +108,7 @@ export interface IssueReport {
   readonly dir: string;
   readonly caCreated: boolean;
   readonly caNotAfter: Date;
-  /** `server`, `gateway`, `route:<node>`, `broker`, `admin`, `operator`, `auditor`, `service:<id>` with the expiry of each certificate issued. */
+  /** `server`, `gateway`, `route:<node>`, `broker`, `admin`, `operator`, `auditor`, `gateway-client`, `service:<id>` with the expiry of each certificate issued. */
   readonly issued: readonly { readonly name: string; readonly serial: string; readonly notAfter: Date }[];
   /** Service certificates deleted because the service is no longer in the catalog. */
   readonly removed: readonly string[];
@@ -132,7 +139,8 @@ export function readCa(layout: TlsLayout): CaMaterial {
 }
 
 /**
- * Issues the server certificates (nats-server, partner gateway) and a client certificate for the broker, the admin, the operator, the auditor and every service in
+ * Issues the server certificates (nats-server, partner gateway) and a client certificate for the broker, the admin, the
+ * operator, the auditor, the partner gateways and every service in
  * `services`, signed by the CA in the layout — creating the CA first when `createCaIfMissing` and there is none.
  * Certificates of services no longer listed are deleted, so a removed service cannot connect once NATS
  * reloads (its user is gone from the generated config too).
@@ -172,13 +180,19 @@ export async function issueAll(
     ADMIN_IDENTITY,
     OPERATOR_IDENTITY,
     AUDITOR_IDENTITY,
+    GATEWAY_IDENTITY,
     ...services.map(serviceIdentity),
   ];
   for (const identity of identities) {
     const cert = await issueClientCertificate(ca, identity, validity);
     writePair(layout.identity(identity), cert);
     issued.push({
-      name: identity.kind === 'service' ? `service:${identity.id}` : identity.kind,
+      name:
+        identity.kind === 'service'
+          ? `service:${identity.id}`
+          : identity.kind === 'gateway'
+            ? 'gateway-client'
+            : identity.kind,
       serial: cert.serial,
       notAfter: cert.notAfter,
     });

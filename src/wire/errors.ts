@@ -75,6 +75,10 @@ export const ERROR_CODES = {
     'A request to the partner gateway is malformed: a missing or repeated parameter, an unsupported grant type or client assertion type, a body that is not the expected media type.',
   E_RATE_LIMITED:
     "A partner exceeded its catalog rate limit (partner.rateLimit); retry after the Retry-After header's seconds.",
+  E_PARTNER_TOKEN:
+    "A partner's FHIR request carries no access token, or one the gateway did not issue, for another audience, or expired (RFC 6750 invalid_token).",
+  E_PARTNER_IDEMPOTENCY:
+    'A partner request reuses an idempotency key (Idempotency-Key, If-None-Exist, Bundle.id or MessageHeader.id) with another body, or while the first request with that key is still being answered.',
   E_QUARANTINE_QUOTA:
     'The message was rejected and its sender is over its quarantine quota (bytes or count per window, per broker process): only a small record (id, code, path, size) is kept, not the input.',
   E_QUARANTINE_FULL:

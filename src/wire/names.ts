@@ -33,6 +33,12 @@ export const KV_BUCKETS = {
    * the jti>`, with a TTL past any assertion's exp plus the allowed skew: a jti is used once across all gateways.
    */
   gatewayJti: 'phi_gateway_jti',
+  /**
+   * Inbound partner requests the gateways have answered, keyed `<client id>.<SHA-256 of the idempotency key>`, holding
+   * the answer (status, Location, OperationOutcome or response Bundle: no resource content), so a retry on any gateway
+   * gets the same answer (src/gateway/idempotency.ts).
+   */
+  gatewayRequests: 'phi_gateway_requests',
 } as const;
 
 /** JetStream Object Store buckets (NATS ADR-20). */
@@ -45,13 +51,14 @@ export const OBJECT_STORES = {
  * Reply-subject prefix of one NATS identity (a service id, or the broker's). Each identity may subscribe only
  * under its own prefix, so no client can read replies meant for another (JetStream API answers, pulled messages).
  * nats.js takes it as the `inboxPrefix` connection option. Service ids start with a letter, so they never
- * collide with the default `_INBOX.<NUID>` (upper case) or with `_INBOX._admin` / `_INBOX._operator` / `_INBOX._auditor`.
+ * collide with the default `_INBOX.<NUID>` (upper case) or with `_INBOX._admin` / `_INBOX._operator` / `_INBOX._auditor` / `_INBOX._gateway`.
  */
 export function inboxPrefix(identity: string): string {
   if (
     identity !== '_admin' &&
     identity !== '_operator' &&
     identity !== '_auditor' &&
+    identity !== '_gateway' &&
     !SERVICE_ID_PATTERN.test(identity)
   )
     throw new TypeError(`not an identity: ${JSON.stringify(identity)}`);

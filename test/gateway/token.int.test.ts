@@ -15,7 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readAuditRecords } from '../../src/audit/read.js';
 import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
-import { BROKER_IDENTITY } from '../../src/tls/identity.js';
+import { gatewayPartnerKeys } from '../../src/runtime/gateway.js';
+import { GATEWAY_IDENTITY } from '../../src/tls/identity.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
@@ -137,8 +138,10 @@ beforeAll(async () => {
       // One public base URL for both, as behind a load balancer: an assertion is for either gateway.
       config: { ...stack.config, gatewayBaseUrl: BASE_URL },
       catalog: stack.catalog,
-      nc: await stack.connectAs(BROKER_IDENTITY, `gateway-${n}`),
+      nc: await stack.connectAs(GATEWAY_IDENTITY, `gateway-${n}`),
       auditSigner: stack.keys(BROKER_ID).sign,
+      partnerKeys: gatewayPartnerKeys(stack.keysDir, stack.catalog),
+      peers: stack.peers,
       keysDir: stack.keysDir,
       tls: tls.gateway,
       logger: stack.logger.child({ gateway: n }),
@@ -333,7 +336,11 @@ describe('discovery and FHIR answers', () => {
     expect(meta.headers['content-type']).toMatch(/^application\/fhir\+json/);
     expect(fhirSchemaErrors(meta.json)).toEqual([]);
     const rest = (
-      meta.json['rest'] as { resource: { type: string; supportedProfile?: string[]; interaction?: unknown }[] }[]
+      meta.json['rest'] as {
+        resource: { type: string; supportedProfile?: string[]; interaction?: unknown }[];
+        interaction?: unknown;
+        operation?: unknown;
+      }[]
     )[0];
     expect(rest?.resource.map((r) => r.type)).toEqual([
       'Claim',
@@ -342,7 +349,15 @@ describe('discovery and FHIR answers', () => {
       'Immunization',
       'Patient',
     ]);
-    expect(rest?.resource.every((r) => r.interaction === undefined)).toBe(true);
+    // create exactly where a partner's scopes say c (partner-payer: system/ExplanationOfBenefit.c), and the
+    // whole-system writes of inbound.ts.
+    expect(rest?.resource.filter((r) => r.interaction !== undefined)).toEqual([
+      expect.objectContaining({ type: 'ExplanationOfBenefit', interaction: [{ code: 'create' }] }),
+    ]);
+    expect(rest?.interaction).toEqual([{ code: 'transaction' }, { code: 'batch' }]);
+    expect(rest?.operation).toEqual([
+      { name: 'process-message', definition: 'http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message' },
+    ]);
     expect(rest?.resource.find((r) => r.type === 'Coverage')?.supportedProfile).toEqual([
       stack.catalog.profiles.get('coverage-payer')?.url,
     ]);

@@ -67,6 +67,8 @@ function cacheRoot(): string | undefined {
 function cacheKey(services: readonly string[]): string {
   const what = {
     services: [...services].sort(),
+    // The deployment identities issueAll writes beside the services: a set cached before one was added lacks it.
+    identities: ['broker', 'admin', 'operator', 'auditor', 'gateway'],
     hosts: DEFAULT_SERVER_HOSTS,
     window: Math.floor(Date.now() / WINDOW_MS),
   };

@@ -27,7 +27,7 @@ function subscribedTypes(service: string): string[] {
 }
 
 describe('natsPermissions', () => {
-  it('one user per catalog service, plus the broker, the admin, the operator and the auditor, each mapped from its certificate subject', () => {
+  it('one user per catalog service, plus the broker, the admin, the operator, the auditor and the gateway, each mapped from its certificate subject', () => {
     expect(perms.map((p) => p.user).sort()).toEqual(
       [
         ...services.map((s) => natsUser(serviceIdentity(s))),
@@ -35,6 +35,7 @@ describe('natsPermissions', () => {
         'CN=admin,OU=admin,O=phi-broker',
         'CN=operator,OU=operator,O=phi-broker',
         'CN=auditor,OU=auditor,O=phi-broker',
+        'CN=gateway,OU=gateway,O=phi-broker',
       ].sort(),
     );
   });
@@ -123,8 +124,6 @@ describe('natsPermissions', () => {
         'KV_phi_registry',
         'KV_phi_access',
         'KV_phi_consent',
-        // The partner gateway's jti bucket: the gateway connects as the broker identity (docs/partner-gateway.md).
-        'KV_phi_gateway_jti',
         'OBJ_phi_access_answers',
       ]
         .map((s) => `$JS.API.STREAM.INFO.${s}`)
@@ -175,7 +174,6 @@ describe('natsPermissions', () => {
     // Restrictions are written by operators (admin) alone; the broker reads and watches them.
     expect(b.publish.allow.filter((x) => x.startsWith('$KV.')).sort()).toEqual([
       '$KV.phi_access.>',
-      '$KV.phi_gateway_jti.>',
       '$KV.phi_registry.>',
       '$KV.phi_seen.>',
     ]);
@@ -206,6 +204,28 @@ describe('natsPermissions', () => {
         service,
       ).toBe(false);
     }
+  });
+
+  it("the gateway: its two buckets, the audit chain, each partner's create-scope ingest subject and receipts, nothing of the broker's", () => {
+    const g = perms.find((p) => p.identity.kind === 'gateway');
+    expect(g?.inboxPrefix).toBe('_INBOX._gateway');
+    expect(g?.publish.allow.filter((x) => x.startsWith('$KV.')).sort()).toEqual([
+      '$KV.phi_gateway_jti.>',
+      '$KV.phi_gateway_requests.>',
+    ]);
+    expect(g?.publish.allow.filter((x) => x.startsWith('phi.ingest.'))).toEqual([
+      'phi.ingest.partner-payer.ExplanationOfBenefit',
+      'phi.ingest.partner-payer._raw',
+    ]);
+    expect([...(g?.subscribe.allow ?? [])].sort()).toEqual([
+      '_INBOX._gateway.>',
+      'phi.receipt.partner-payer',
+      'phi.receipt.public-health',
+    ]);
+    expect(g?.publish.deny).toEqual(
+      expect.arrayContaining(['$KV.phi_registry.>', 'phi.deliver.>', 'phi.control.access']),
+    );
+    expect(g?.allowResponses).toBe(false);
   });
 
   it('the admin has the JetStream API, consent writes and the access commands, and nothing else of phi.* (it runs nothing else)', () => {
@@ -330,7 +350,7 @@ describe('natsServerConfig', () => {
       expect(text, key).not.toMatch(new RegExp(`^\\s*${key}\\s*[:{=]`, 'm'));
     }
     expect(text).toContain('store_dir: "/data/jetstream"');
-    expect(text.match(/^\s+user: /gm)).toHaveLength(services.length + 4);
+    expect(text.match(/^\s+user: /gm)).toHaveLength(services.length + 5);
   });
 
   it('nats-server 2.9 accepts it with real certificates (`nats-server -t` exits 0)', async () => {

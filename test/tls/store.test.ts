@@ -45,6 +45,7 @@ describe('issueAll', () => {
       'admin',
       'operator',
       'auditor',
+      'gateway-client',
       'service:ehr',
       'service:billing',
     ]);
