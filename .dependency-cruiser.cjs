@@ -29,6 +29,7 @@ const MAY_IMPORT = {
     'fhir',
     'catalog',
     'envelope',
+    'projection',
     'log',
     'nats',
     'audit',

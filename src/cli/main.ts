@@ -355,10 +355,13 @@ access
   });
 access
   .command('retry')
-  .description('ask now every service whose next attempt is due (brokers also do this on their own every 30 s)')
+  .description(
+    'ask now every service whose next attempt is due (brokers also do this on their own every 30 s); with an id, every service of that request not answered in full, refused ones included',
+  )
+  .argument('[id]', 'request id')
   .option('--json', 'one JSON object per line')
-  .action(async (opts: { json?: boolean }, cmd: Command) => {
-    await runAccessRetry(configFrom(cmd.optsWithGlobals<GlobalOptions>()), { json: opts.json === true });
+  .action(async (id: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+    await runAccessRetry(configFrom(cmd.optsWithGlobals<GlobalOptions>()), { json: opts.json === true, id });
   });
 access
   .command('export')

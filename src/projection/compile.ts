@@ -65,7 +65,13 @@ function compileResource(tree: TypeTree, options: Options): ResourceProjector {
     if (isContained) {
       if (typeof id === 'string') out['id'] = id;
     } else if (typeof id === 'string') {
-      const r = node.drop ? undefined : idNode !== undefined ? projectValue(id, idNode, ctx) : node.all ? id : undefined;
+      const r = node.drop
+        ? undefined
+        : idNode !== undefined
+          ? projectValue(id, idNode, ctx)
+          : node.all
+            ? id
+            : undefined;
       // Every delivered copy has an id its holder can keep it by and answer an access request with: where the
       // profile does not deliver the id, the subscriber's keyed pseudonym of it (docs/profiles.md, "Resource id").
       out['id'] = typeof r === 'string' ? r : ctx.pseudonymize(id);

@@ -1,7 +1,8 @@
 // The broker's check of a service's answer to a right-of-access question (protocol.ts): signed by the service
 // asked, answering exactly this question, a FHIR R4 Bundle of type `collection` whose every entry resource is valid
 // (validated like any ingest, one resource at a time: a designated record set may be far larger than one resource
-// may be) and about the patient asked (about-patient.ts). Apart from protocol.ts because validation loads the FHIR
+// may be; a minimum-necessary copy the broker delivered to that service may lack required elements its profile
+// withholds) and about the patient asked (about-patient.ts). Apart from protocol.ts because validation loads the FHIR
 // R4 model, which the SDK must not pay for.
 import { type PatientMatchDef } from '../../catalog/types.js';
 import { BROKER_ID } from '../../wire/ids.js';
@@ -22,6 +23,19 @@ export interface ExpectedAnswer {
   /** The patient asked, in the canonical form of `rule` (the catalog's matching rule). */
   readonly patientRef: string;
   readonly rule: PatientMatchDef;
+  /** The patient as the broker's copies to this service name it: its keyed pseudonym of `patientRef` (patient-forms.ts). */
+  readonly pseudonymousRef?: string;
+  /** The profile URLs the broker delivers to this service, by resource type: a resource naming one is a projected copy. */
+  readonly deliveredProfiles?: ReadonlyMap<string, ReadonlySet<string>>;
+}
+
+/** A minimum-necessary copy the broker delivered to this service: its meta.profile names one of that service's profiles. */
+function isProjectedCopy(resource: Record<string, unknown>, expected: ExpectedAnswer): boolean {
+  const type = resource['resourceType'];
+  const urls = typeof type === 'string' ? expected.deliveredProfiles?.get(type) : undefined;
+  const meta = resource['meta'];
+  const profiles = isJsonObject(meta) ? meta['profile'] : undefined;
+  return urls !== undefined && Array.isArray(profiles) && profiles.some((u) => typeof u === 'string' && urls.has(u));
 }
 
 /** Bundle members the SDK's answer may carry besides its entries (protocol.ts sealAnswerEnvelope). */
@@ -84,11 +98,15 @@ export function openAnswerEnvelope(
       throw bundleInvalid(`Bundle.entry[${i}]`, 'expected an entry with a resource');
     const type = typeof e['resource']['resourceType'] === 'string' ? e['resource']['resourceType'] : 'resource';
     try {
-      return validateResource(e['resource'], limits);
+      return validateResource(e['resource'], limits, { partial: isProjectedCopy(e['resource'], expected) });
     } catch (err) {
       throw entryError(err, i, type);
     }
   });
-  checkAboutPatient(resources, expected.patientRef, expected.rule);
+  checkAboutPatient(
+    resources,
+    expected.pseudonymousRef === undefined ? expected.patientRef : [expected.patientRef, expected.pseudonymousRef],
+    expected.rule,
+  );
   return { ok: true, resources };
 }

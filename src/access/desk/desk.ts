@@ -13,7 +13,7 @@ import { openBlob } from '../../crypto/aead.js';
 import { Keyring } from '../../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../../crypto/keys.js';
 import type { AccessStepFact, AuditFact } from '../../audit/facts.js';
-import { isBrokerError } from '../../wire/errors.js';
+import { isBrokerError, type BrokerErrorCode } from '../../wire/errors.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../../fhir/limits.js';
 import { errorFields, type Logger } from '../../log/log.js';
 import { BROKER_QUEUE, HEADERS, KV_BUCKETS, subjects } from '../../wire/names.js';
@@ -33,8 +33,12 @@ import {
   newRequest,
   recordAnswer,
   recordMiss,
+  recordRefusal,
+  reopen,
   type AccessRequest,
 } from '../protocol/request.js';
+import { deliveredProfiles, pseudonymousPatientRef } from './patient-forms.js';
+import { typesCovered } from './types-covered.js';
 import { accessKey, answerHash, checkRequestId, openPatientRef, sealAnswer, sealPatientRef } from './sealing.js';
 import { serveServiceRequests } from './service-requests.js';
 import { AccessStore } from './store.js';
@@ -67,6 +71,9 @@ export interface AccessDeskOptions {
 /** Default bound on one service's sealed answer: the broker holds it in memory while checking it. */
 export const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 
+/** Failures of getting an answer, not of the answer itself: asked again with backoff instead of refused. */
+const TRANSIENT: ReadonlySet<BrokerErrorCode> = new Set(['E_TIMEOUT', 'E_INTERNAL', 'E_ACCESS_PARTS']);
+
 export class AccessDesk {
   private readonly keyring: Keyring;
   private readonly key: Uint8Array;
@@ -75,6 +82,7 @@ export class AccessDesk {
   private serviceRequests: Subscription | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly inflight = new Set<Promise<unknown>>();
+  private readonly profilesOf = new Map<string, ReadonlyMap<string, ReadonlySet<string>>>();
 
   private constructor(
     private readonly opts: AccessDeskOptions,
@@ -154,6 +162,13 @@ export class AccessDesk {
     const pseudonym = patientPseudonym(this.opts.secrets, ref);
     const record = await this.registry.get(pseudonym);
     const holders = Object.keys(record?.services ?? {}).filter((s) => this.inDesignatedRecordSet(s));
+    // What each holder should answer with: every type it published or received about the patient.
+    const holds = Object.fromEntries(
+      holders.map((s) => {
+        const r = record?.services[s];
+        return [s, [...new Set([...(r?.source?.types ?? []), ...(r?.recipient?.types ?? [])])].sort()];
+      }),
+    );
     const id = `ar-${randomUUID()}`;
     const request = newRequest({
       id,
@@ -161,6 +176,7 @@ export class AccessDesk {
       sealedRef: sealPatientRef(this.key, id, ref),
       services: holders,
       now: this.now(),
+      holds,
       ...(requester === undefined ? {} : { requester }),
     });
     await this.store.create(request);
@@ -196,6 +212,20 @@ export class AccessDesk {
       touched.push(await this.store.get(r.id));
     }
     return touched;
+  }
+
+  /** The operator's `access retry <id>`: asks now every service of the request not answered in full, refused ones too. */
+  async reopen(id: string): Promise<AccessRequest> {
+    const { request } = await this.store.update(checkRequestId(id), (r) => reopen(r, this.now()));
+    const now = this.now();
+    await Promise.all(dueServices(request, now).map((s) => this.ask(request.id, s)));
+    return this.store.get(request.id);
+  }
+
+  private deliveredProfilesOf(service: string): ReadonlyMap<string, ReadonlySet<string>> {
+    let p = this.profilesOf.get(service);
+    if (p === undefined) this.profilesOf.set(service, (p = deliveredProfiles(this.opts.catalog, service)));
+    return p;
   }
 
   async extend(id: string, reason: string): Promise<AccessRequest> {
@@ -261,6 +291,9 @@ export class AccessDesk {
       );
       return;
     }
+    // The answer, checked: a failure of the answer itself is a coded refusal (not asked again on its own); a failure
+    // to get it (parts not fetched, a timeout) is asked again with backoff.
+    let opened;
     try {
       // An answer larger than one message comes as a manifest (Phi-Parts), its parts fetched one by one (parts.ts).
       let answer = { bytes: reply.data, sig: reply.headers?.get(HEADERS.signature) || undefined };
@@ -283,75 +316,103 @@ export class AccessDesk {
         );
         answer = await fetchParts(this.opts.nc, service, manifest, this.keyring, timeout);
       }
-      const opened = openAnswerEnvelope(
+      const rule = this.opts.catalog.patients;
+      opened = openAnswerEnvelope(
         answer.bytes,
         answer.sig,
         this.keyring,
-        { questionId: question.id, service, patientRef, rule: this.opts.catalog.patients },
-        DEFAULT_VALIDATION_LIMITS,
-      );
-      if (!opened.ok) {
-        await this.store.update(id, (r) => recordMiss(r, service, { failed: true, code: opened.code }));
-        await this.audited({
-          step: 'failed',
-          requestId: id,
-          patientPseudonym: request.patient,
-          services: [service],
-          detail: opened.code,
-        });
-        log.warn(
-          { event: 'access.failed', request: id, service, attempt: state.attempts, code: opened.code },
-          'service could not answer; will retry',
-        );
-        return;
-      }
-      const json = JSON.stringify(opened.resources);
-      const types: Record<string, number> = {};
-      for (const r of opened.resources) types[r.resourceType] = (types[r.resourceType] ?? 0) + 1;
-      await this.store.putAnswer(id, service, sealAnswer(this.key, id, service, json));
-      const sha256 = answerHash(json);
-      const after = await this.store.update(id, (r) =>
-        recordAnswer(r, service, { at: this.now(), resources: opened.resources.length, types, sha256 }),
-      );
-      await this.audited({
-        step: 'answered',
-        requestId: id,
-        patientPseudonym: request.patient,
-        services: [service],
-        resources: opened.resources.length,
-        sha256,
-        detail: `request ${after.request.status}`,
-      });
-      log.info(
         {
-          event: 'access.answered',
-          request: id,
+          questionId: question.id,
           service,
-          attempt: state.attempts,
-          resources: opened.resources.length,
-          sha256,
-          status: after.request.status,
+          patientRef,
+          rule,
+          pseudonymousRef: pseudonymousPatientRef(patientRef, rule, this.opts.secrets.pseudonymKey, service),
+          deliveredProfiles: this.deliveredProfilesOf(service),
         },
-        'service answered',
+        DEFAULT_VALIDATION_LIMITS,
       );
     } catch (err) {
       const code = isBrokerError(err) ? err.code : 'E_INTERNAL';
       const path = isBrokerError(err) ? err.path : undefined;
-      await this.store.update(id, (r) => recordMiss(r, service, { failed: true, code, path }));
+      const refused = isBrokerError(err) && !TRANSIENT.has(err.code);
+      await this.store.update(id, (r) =>
+        refused
+          ? recordRefusal(r, service, { at: this.now(), code, path })
+          : recordMiss(r, service, { failed: true, code, path }),
+      );
+      // An answer with a resource about another patient (E_ACCESS_OTHER_PATIENT) or none that resolves is refused
+      // whole: nothing of it is stored, so none of it can reach the Bundle; the request stays partial, naming it.
       await this.audited({
         step: 'failed',
         requestId: id,
         patientPseudonym: request.patient,
         services: [service],
-        detail: path === undefined ? code : `${code} at ${path}`,
+        detail: `${path === undefined ? code : `${code} at ${path}`}${refused ? '; refused, not asked again until access retry' : ''}`,
       });
-      // An answer with a resource about another patient (E_ACCESS_OTHER_PATIENT) or none that resolves is refused
-      // whole: nothing of it is stored, so none of it can reach the Bundle; the request stays partial, naming it.
       log.warn(
-        { event: 'access.failed', request: id, service, attempt: state.attempts, ...errorFields(err) },
-        'refused an answer; will retry',
+        {
+          event: refused ? 'access.refused' : 'access.failed',
+          request: id,
+          service,
+          attempt: state.attempts,
+          ...errorFields(err),
+        },
+        refused ? 'refused an answer; not asked again until access retry <id>' : 'could not get an answer; will retry',
       );
+      return;
     }
+    if (!opened.ok) {
+      await this.store.update(id, (r) => recordMiss(r, service, { failed: true, code: opened.code }));
+      await this.audited({
+        step: 'failed',
+        requestId: id,
+        patientPseudonym: request.patient,
+        services: [service],
+        detail: opened.code,
+      });
+      log.warn(
+        { event: 'access.failed', request: id, service, attempt: state.attempts, code: opened.code },
+        'service could not answer; will retry',
+      );
+      return;
+    }
+    const json = JSON.stringify(opened.resources);
+    const types: Record<string, number> = {};
+    for (const r of opened.resources) types[r.resourceType] = (types[r.resourceType] ?? 0) + 1;
+    await this.store.putAnswer(id, service, sealAnswer(this.key, id, service, json));
+    const sha256 = answerHash(json);
+    const after = await this.store.update(id, (r) =>
+      recordAnswer(r, service, {
+        at: this.now(),
+        resources: opened.resources.length,
+        types,
+        sha256,
+        covers: typesCovered(opened.resources),
+      }),
+    );
+    const stateAfter = after.request.services[service];
+    const missing = stateAfter?.state === 'incomplete' ? stateAfter.missing : [];
+    await this.audited({
+      step: 'answered',
+      requestId: id,
+      patientPseudonym: request.patient,
+      services: [service],
+      resources: opened.resources.length,
+      sha256,
+      detail: `${missing.length === 0 ? '' : `incomplete: no ${missing.join(', ')}; `}request ${after.request.status}`,
+    });
+    const fields = {
+      event: missing.length === 0 ? 'access.answered' : 'access.incomplete',
+      request: id,
+      service,
+      attempt: state.attempts,
+      resources: opened.resources.length,
+      sha256,
+      status: after.request.status,
+      ...(missing.length === 0 ? {} : { missing }),
+    };
+    if (missing.length === 0) log.info(fields, 'service answered');
+    else log.warn(fields, 'service answered without types the registry says it holds; will ask again');
   }
 
   private async handleControl(data: Uint8Array): Promise<ControlReply> {
@@ -377,7 +438,11 @@ export class AccessDesk {
         case 'list':
           return { ok: true, requests: await this.list(cmd.overdue === true), now };
         case 'retry':
-          return { ok: true, requests: await this.retryDue(), now };
+          return {
+            ok: true,
+            requests: cmd.id === undefined ? await this.retryDue() : [await this.reopen(cmd.id)],
+            now,
+          };
       }
     } catch (err) {
       if (isBrokerError(err)) return { ok: false, error: err.toJSON() };
