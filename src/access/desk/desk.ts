@@ -260,11 +260,14 @@ export class AccessDesk {
     const state = request.services[service];
     if (!changed || state === undefined) return;
     const patientRef = openPatientRef(this.key, id, request.sealedRef);
+    const rule = this.opts.catalog.patients;
+    const patientPseudonym = pseudonymousPatientRef(patientRef, rule, this.opts.secrets.pseudonymKey, service);
     const question = sealQuestion({
       requestId: id,
       service,
       attempt: state.attempts,
       patientRef,
+      patientPseudonym,
       now,
       signer: this.opts.keys.sign,
       keyring: this.keyring,
@@ -316,7 +319,6 @@ export class AccessDesk {
         );
         answer = await fetchParts(this.opts.nc, service, manifest, this.keyring, timeout);
       }
-      const rule = this.opts.catalog.patients;
       opened = openAnswerEnvelope(
         answer.bytes,
         answer.sig,
@@ -326,7 +328,7 @@ export class AccessDesk {
           service,
           patientRef,
           rule,
-          pseudonymousRef: pseudonymousPatientRef(patientRef, rule, this.opts.secrets.pseudonymKey, service),
+          pseudonymousRef: patientPseudonym,
           deliveredProfiles: this.deliveredProfilesOf(service),
         },
         DEFAULT_VALIDATION_LIMITS,
