@@ -63,19 +63,23 @@ function entryError(err: unknown, i: number, type: string): unknown {
   });
 }
 
+/** An answer that verified as the service's, opened: its envelope type and its decrypted body. */
+export interface AuthenticAnswer {
+  readonly typ: string;
+  readonly body: unknown;
+}
+
 /**
- * The broker's side: the answer must be signed by `service` with one of its keys, answer exactly this question,
- * and hold a collection Bundle of valid FHIR R4 resources, each about the patient asked (or about no patient), or an
- * OperationOutcome (the service could not answer). Throws a coded BrokerError when the answer is not acceptable
- * (E_SIGNATURE, E_ENVELOPE_INVALID, E_FHIR_INVALID, E_ACCESS_OTHER_PATIENT, E_PATIENT_UNRESOLVED …).
+ * First half of the broker's check: the answer must be signed by `service` with one of its keys, answer exactly this
+ * question and open with the broker's key. A failure here says the bytes are not that service's answer (forged,
+ * damaged, stale): E_SIGNATURE, E_SENDER_MISMATCH, E_ENVELOPE_INVALID, E_KEY_UNKNOWN, E_DECRYPT …
  */
-export function openAnswerEnvelope(
+export function verifyAnswer(
   data: Uint8Array,
   sig: string | undefined,
   keyring: Keyring,
-  expected: ExpectedAnswer,
-  limits: ValidationLimits,
-): OpenedAnswer {
+  expected: Pick<ExpectedAnswer, 'questionId' | 'service'>,
+): AuthenticAnswer {
   const env = verifySignedEnvelope(data, sig, keyring);
   if (env.iss !== expected.service)
     throw new BrokerError('E_SENDER_MISMATCH', 'access answer is not from the service asked', { path: 'iss' });
@@ -84,9 +88,19 @@ export function openAnswerEnvelope(
   const wrap = env.keys.find((k) => k.to === BROKER_ID);
   if (wrap === undefined)
     throw new BrokerError('E_KEY_UNKNOWN', 'no data key is wrapped for the broker', { path: 'keys' });
-  const opened = openEnvelope(env, BROKER_ID, keyring.kekForId(wrap.kek));
-  if (env.typ === 'OperationOutcome') return { ok: false, code: 'SERVICE_ERROR' };
-  if (env.typ !== 'Bundle' || !isJsonObject(opened) || opened['resourceType'] !== 'Bundle')
+  return { typ: env.typ, body: openEnvelope(env, BROKER_ID, keyring.kekForId(wrap.kek)) };
+}
+
+/**
+ * Second half: what the service answered must be a collection Bundle of valid FHIR R4 resources (a projected copy
+ * may lack required elements its profile withholds), each about the patient asked (or about no patient), or an
+ * OperationOutcome (the service could not answer). A failure here is the service's answer refused: E_FHIR_INVALID,
+ * E_UNKNOWN_ELEMENT, E_ACCESS_OTHER_PATIENT, E_PATIENT_UNRESOLVED, E_ENVELOPE_INVALID (not a collection Bundle) …
+ */
+export function checkAnswer(answer: AuthenticAnswer, expected: ExpectedAnswer, limits: ValidationLimits): OpenedAnswer {
+  const opened = answer.body;
+  if (answer.typ === 'OperationOutcome') return { ok: false, code: 'SERVICE_ERROR' };
+  if (answer.typ !== 'Bundle' || !isJsonObject(opened) || opened['resourceType'] !== 'Bundle')
     throw bundleInvalid('typ', 'expected a Bundle of type collection');
   const extra = Object.keys(opened).find((k) => !BUNDLE_FIELDS.has(k));
   if (extra !== undefined) throw bundleInvalid('Bundle', `only ${[...BUNDLE_FIELDS].join(', ')}`);
@@ -109,4 +123,15 @@ export function openAnswerEnvelope(
     expected.rule,
   );
   return { ok: true, resources };
+}
+
+/** Both halves: verifyAnswer, then checkAnswer. Throws a coded BrokerError when the answer is not acceptable. */
+export function openAnswerEnvelope(
+  data: Uint8Array,
+  sig: string | undefined,
+  keyring: Keyring,
+  expected: ExpectedAnswer,
+  limits: ValidationLimits,
+): OpenedAnswer {
+  return checkAnswer(verifyAnswer(data, sig, keyring, expected), expected, limits);
 }

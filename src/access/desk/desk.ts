@@ -13,7 +13,7 @@ import { openBlob } from '../../crypto/aead.js';
 import { Keyring } from '../../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../../crypto/keys.js';
 import type { AccessStepFact, AuditFact } from '../../audit/facts.js';
-import { isBrokerError, type BrokerErrorCode } from '../../wire/errors.js';
+import { isBrokerError } from '../../wire/errors.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../../fhir/limits.js';
 import { errorFields, type Logger } from '../../log/log.js';
 import { BROKER_QUEUE, HEADERS, KV_BUCKETS, subjects } from '../../wire/names.js';
@@ -21,7 +21,7 @@ import { canonicalPatientRef } from '../../registry/patient-key.js';
 import { patientPseudonym } from '../../registry/pseudonym.js';
 import { RegistryStore } from '../../registry/store.js';
 import { CONTROL_REF_AAD, controlCommandSchema, type ControlReply } from './control.js';
-import { openAnswerEnvelope } from './answer.js';
+import { checkAnswer, verifyAnswer, type AuthenticAnswer } from './answer.js';
 import { fetchParts } from './fetch-parts.js';
 import { openManifest } from '../protocol/parts.js';
 import { sealQuestion } from '../protocol/holder-exchange.js';
@@ -70,9 +70,6 @@ export interface AccessDeskOptions {
 
 /** Default bound on one service's sealed answer: the broker holds it in memory while checking it. */
 export const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
-
-/** Failures of getting an answer, not of the answer itself: asked again with backoff instead of refused. */
-const TRANSIENT: ReadonlySet<BrokerErrorCode> = new Set(['E_TIMEOUT', 'E_INTERNAL', 'E_ACCESS_PARTS']);
 
 export class AccessDesk {
   private readonly keyring: Keyring;
@@ -294,8 +291,10 @@ export class AccessDesk {
       );
       return;
     }
-    // The answer, checked: a failure of the answer itself is a coded refusal (not asked again on its own); a failure
-    // to get it (parts not fetched, a timeout) is asked again with backoff.
+    // Getting the service's authentic answer (parts fetched, signature, sender, question, decryption): a failure is
+    // asked again with backoff (bytes that are not its answer say nothing about the service). Then checking what it
+    // answered: a failure is a coded refusal, not asked again until the operator's `access retry <id>`.
+    let authentic: AuthenticAnswer | undefined;
     let opened;
     try {
       // An answer larger than one message comes as a manifest (Phi-Parts), its parts fetched one by one (parts.ts).
@@ -319,10 +318,9 @@ export class AccessDesk {
         );
         answer = await fetchParts(this.opts.nc, service, manifest, this.keyring, timeout);
       }
-      opened = openAnswerEnvelope(
-        answer.bytes,
-        answer.sig,
-        this.keyring,
+      authentic = verifyAnswer(answer.bytes, answer.sig, this.keyring, { questionId: question.id, service });
+      opened = checkAnswer(
+        authentic,
         {
           questionId: question.id,
           service,
@@ -336,7 +334,7 @@ export class AccessDesk {
     } catch (err) {
       const code = isBrokerError(err) ? err.code : 'E_INTERNAL';
       const path = isBrokerError(err) ? err.path : undefined;
-      const refused = isBrokerError(err) && !TRANSIENT.has(err.code);
+      const refused = authentic !== undefined && isBrokerError(err);
       await this.store.update(id, (r) =>
         refused
           ? recordRefusal(r, service, { at: this.now(), code, path })
