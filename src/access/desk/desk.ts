@@ -2,7 +2,8 @@
 // a patient, looks the patient up in the registry, asks each service that holds the patient's data in the
 // designated record set (catalog classification `phi`, inside the covered entity: not de-identified consumers
 // or external partners) over NATS request/reply, verifies and stores each answer sealed, and keeps per-service
-// state; unanswered services are asked again with backoff (retryDue, on a timer or on command). Every step is
+// state; unanswered or incompletely answered services are asked again with backoff (retryDue, on a timer or on
+// command), a service whose answer fails the check only on the operator's `access retry <id>` (reopen). Every step is
 // logged with ids and codes only (access.*). State changes are compare-and-set (store.ts), and an attempt is
 // claimed before it is made, so several broker processes never ask twice for the same attempt.
 import { randomUUID } from 'node:crypto';
