@@ -29,6 +29,7 @@ const MAY_IMPORT = {
     'fhir',
     'catalog',
     'envelope',
+    'projection',
     'log',
     'nats',
     'audit',
@@ -54,6 +55,8 @@ const MAY_IMPORT = {
   sdk: ['wire', 'crypto', 'fhir', 'catalog', 'config', 'log', 'envelope', 'nats', 'access/protocol'],
   // The partner HTTPS edge (fastify, jose): an edge like the broker, never importing it.
   gateway: ['wire', 'crypto', 'fhir', 'catalog', 'config', 'log', 'envelope', 'projection', 'nats', 'sdk', 'audit'],
+  // Example catalog services built on the SDK (`phi-broker serve-example`), for trying the workflow by hand.
+  examples: ['wire', 'fhir', 'catalog', 'log', 'registry', 'sdk'],
   // Start-up: data dir, key files, embedded nats-server, provisioning, a whole stack in one process.
   runtime: [
     'wire',
@@ -95,6 +98,7 @@ const MAY_IMPORT = {
     'sdk',
     'gateway',
     'runtime',
+    'examples',
   ],
 };
 

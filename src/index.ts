@@ -14,7 +14,7 @@ export type {
   ResourceType,
   Subscription,
 } from './sdk/client.js';
-export type { AccessRequestHandler } from './sdk/access.js';
+export type { AccessQuestion, AccessRequestHandler } from './sdk/access.js';
 export type { AccessRequestSummary } from './sdk/access-requests.js';
 export { BrokerError, ERROR_CODES, isBrokerError, isBrokerErrorCode } from './wire/errors.js';
 export type { BrokerErrorCode } from './wire/errors.js';

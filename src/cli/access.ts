@@ -19,7 +19,7 @@ import { connectOperator, loadConfiguredCatalog, operatorIdentity } from '../run
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
-function describeService(name: string, s: ServiceState): string {
+function describeService(id: string, name: string, s: ServiceState): string {
   switch (s.state) {
     case 'answered':
       return `  ${name}: answered ${iso(s.answeredAt)}, ${s.resources} resource${s.resources === 1 ? '' : 's'} (${
@@ -31,6 +31,10 @@ function describeService(name: string, s: ServiceState): string {
       return `  ${name}: not yet answered (${s.attempts} attempt${s.attempts === 1 ? '' : 's'}${s.code === undefined ? '' : `, last ${s.code}`}), next attempt ${iso(s.nextAttemptAt)}`;
     case 'failed':
       return `  ${name}: failed (${s.code}${s.path === undefined ? '' : ` at ${s.path}`}; ${s.attempts} attempt${s.attempts === 1 ? '' : 's'}), next attempt ${iso(s.nextAttemptAt)}`;
+    case 'refused':
+      return `  ${name}: REFUSED ${iso(s.refusedAt)} (${s.code}${s.path === undefined ? '' : ` at ${s.path}`}; ${s.attempts} attempt${s.attempts === 1 ? '' : 's'}), not asked again until \`access retry ${id}\``;
+    case 'incomplete':
+      return `  ${name}: INCOMPLETE answer ${iso(s.answeredAt)}, ${s.resources} resource${s.resources === 1 ? '' : 's'}, missing ${s.missing.join(', ')} (the registry says it holds them), next attempt ${iso(s.nextAttemptAt)}`;
   }
 }
 
@@ -40,7 +44,7 @@ export function formatRequest(r: AccessRequest, now: number): string {
     `${r.id}  ${r.status}${r.status === 'partial' || r.status === 'open' ? ` (waiting for: ${missing.join(', ')})` : ''}${isOverdue(r, now) ? '  OVERDUE' : ''}`,
     `  patient ${r.patient}${r.requester === undefined ? '' : `, requested by ${r.requester} (SDK)`}`,
     `  received ${iso(r.receivedAt)}, due ${iso(r.dueAt)}${r.extension === undefined ? '' : ` (extended ${iso(r.extension.at)} from ${iso(r.extension.previousDueAt)}: ${r.extension.reason})`}`,
-    ...Object.entries(r.services).map(([name, s]) => describeService(name, s)),
+    ...Object.entries(r.services).map(([name, s]) => describeService(r.id, name, s)),
   ];
   if (Object.keys(r.services).length === 0)
     lines.push('  no service holds data about this patient in the designated record set');
@@ -148,10 +152,13 @@ export async function runAccessList(
 
 export async function runAccessRetry(
   config: BrokerConfig,
-  opts: { json: boolean },
+  opts: { json: boolean; id?: string | undefined },
   out: Writable = process.stdout,
 ): Promise<void> {
-  const { requests, now } = await control(config, { op: 'retry' });
+  const { requests, now } = await control(
+    config,
+    opts.id === undefined ? { op: 'retry' } : { op: 'retry', id: checkRequestId(opts.id) },
+  );
   print(out, opts.json, requests, now, true);
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `phi-broker` command: up, gateway, partner token, demo, publish, tail, quarantine, consent, disclosures, registry show, access, audit, certs, nats-config, nats-provision, catalog check. Every command takes --data-dir
+// The `phi-broker` command: every command and option is listed in docs/cli.md. Every command takes --data-dir
 // (default .phi-broker/, or PHI_BROKER_DATA_DIR); NATS_URL points them at an existing NATS.
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,6 +33,7 @@ import {
   runAccessStatus,
 } from './access.js';
 import { runTail } from './tail.js';
+import { runServeExample } from './serve-example.js';
 
 interface GlobalOptions {
   dataDir?: string;
@@ -205,6 +206,26 @@ program
     });
   });
 
+program
+  .command('serve-example')
+  .description(
+    'run a catalog service as an SDK example: keep its deliveries, publish --publish files as its records, answer access requests from what it keeps',
+  )
+  .argument('<service>', 'the catalog service id')
+  .option('--publish <file...>', 'FHIR JSON resources to publish as this service once it is up')
+  .action(async (service: string, opts: { publish?: string[] }, cmd: Command) => {
+    const until = new Promise<void>((resolve) => {
+      process.once('SIGINT', () => resolve());
+      process.once('SIGTERM', () => resolve());
+    });
+    process.exitCode = await runServeExample(
+      configFrom(cmd.optsWithGlobals<GlobalOptions>()),
+      service,
+      { publish: opts.publish ?? [] },
+      until,
+    );
+  });
+
 const quarantine = program.command('quarantine').description('rejected input kept in PHI_QUARANTINE');
 quarantine
   .command('list')
@@ -375,10 +396,13 @@ access
   });
 access
   .command('retry')
-  .description('ask now every service whose next attempt is due (brokers also do this on their own every 30 s)')
+  .description(
+    'ask now every service whose next attempt is due (brokers also do this on their own every 30 s); with an id, every service of that request not answered in full, refused ones included',
+  )
+  .argument('[id]', 'request id')
   .option('--json', 'one JSON object per line')
-  .action(async (opts: { json?: boolean }, cmd: Command) => {
-    await runAccessRetry(configFrom(cmd.optsWithGlobals<GlobalOptions>()), { json: opts.json === true });
+  .action(async (id: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+    await runAccessRetry(configFrom(cmd.optsWithGlobals<GlobalOptions>()), { json: opts.json === true, id });
   });
 access
   .command('export')

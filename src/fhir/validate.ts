@@ -53,9 +53,13 @@ function withJsNumbers(node: unknown): unknown {
 
 /**
  * Checks `json` as a FHIR R4 resource and returns it unchanged (not copied) typed as one; throws a
- * BrokerError whose message and path name elements, never values.
+ * BrokerError whose message and path name elements, never values. `partial`: missing required elements pass.
  */
-export function validateResource(json: unknown, limits: ValidationLimits): FhirResource {
+export function validateResource(
+  json: unknown,
+  limits: ValidationLimits,
+  options: { readonly partial?: boolean } = {},
+): FhirResource {
   if (!isJsonObject(json)) throw new BrokerError('E_NOT_FHIR', 'the input is not a JSON object');
   if (!hasResourceType(json))
     throw new BrokerError('E_NOT_FHIR', 'resourceType: missing or not a string', { path: 'resourceType' });
@@ -79,7 +83,11 @@ export function validateResource(json: unknown, limits: ValidationLimits): FhirR
     // it is neither kept nor passed on.
     throw new BrokerError('E_FHIR_INVALID', `${type}: could not be read as a FHIR R4 ${type}`, { path: type });
   }
-  const error = modelIssuesToError(issues, json);
+  // A partial resource (a minimum-necessary copy, docs/patient-rights.md) may lack required elements its profile withholds.
+  const error = modelIssuesToError(
+    options.partial === true ? issues.filter((i) => i.code !== 'required') : issues,
+    json,
+  );
   if (error !== undefined) throw error;
   return json;
 }

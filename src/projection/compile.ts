@@ -64,9 +64,17 @@ function compileResource(tree: TypeTree, options: Options): ResourceProjector {
     const idNode = node.kids?.['id'];
     if (isContained) {
       if (typeof id === 'string') out['id'] = id;
-    } else if (id !== undefined && !node.drop) {
-      const r = idNode !== undefined ? projectValue(id, idNode, ctx) : node.all ? id : undefined;
-      if (r !== undefined) out['id'] = r;
+    } else if (typeof id === 'string') {
+      const r = node.drop
+        ? undefined
+        : idNode !== undefined
+          ? projectValue(id, idNode, ctx)
+          : node.all
+            ? id
+            : undefined;
+      // Every delivered copy has an id its holder can keep it by and answer an access request with: where the
+      // profile does not deliver the id, the subscriber's keyed pseudonym of it (docs/profiles.md, "Resource id").
+      out['id'] = typeof r === 'string' ? r : ctx.pseudonymize(id);
     }
     // Withheld whole: meta keeps only security labels and the profile.
     const meta = projectMeta(res['meta'], node.drop ? EMPTY : node, ctx, profileUrl);

@@ -21,8 +21,21 @@ import { errorFields, type Logger } from '../log/log.js';
 import { serverMaxPayload } from '../wire/max-payload.js';
 import { HEADERS, subjects } from '../wire/names.js';
 
-/** Returns every resource this service holds about the patient (its part of the designated record set). */
-export type AccessRequestHandler = (patientRef: string) => readonly FhirResource[] | Promise<readonly FhirResource[]>;
+/** The patient as a question names it: `patientPseudonym` is how the broker's copies to this service name it. */
+export interface AccessQuestion {
+  readonly patientRef: string;
+  readonly patientPseudonym?: string;
+}
+
+/**
+ * Returns every resource this service holds about the patient (its part of the designated record set): its own
+ * records about `patientRef`, and the copies the broker delivered, whose ids and references may be the service's
+ * pseudonym of it (`question.patientPseudonym`; docs/patient-rights.md).
+ */
+export type AccessRequestHandler = (
+  patientRef: string,
+  question: AccessQuestion,
+) => readonly FhirResource[] | Promise<readonly FhirResource[]>;
 
 export function serveAccessRequests(
   nc: NatsConnection,
@@ -63,7 +76,11 @@ async function answer(
   }
   let resources: readonly JsonResource[] | undefined;
   try {
-    resources = (await handler(question.patientRef)) as unknown as readonly JsonResource[];
+    const asked: AccessQuestion = {
+      patientRef: question.patientRef,
+      ...(question.patientPseudonym === undefined ? {} : { patientPseudonym: question.patientPseudonym }),
+    };
+    resources = (await handler(question.patientRef, asked)) as unknown as readonly JsonResource[];
   } catch (err) {
     logger?.warn(
       { event: 'sdk.access.handler.failed', question: question.id, ...errorFields(err) },

@@ -316,7 +316,10 @@ describe('routeMessage: one delivery per subscriber of the shipped catalog', () 
       string,
       unknown
     >;
-    expect(Object.keys(contact).sort()).toEqual(['meta', 'name', 'resourceType', 'telecom']);
+    expect(Object.keys(contact).sort()).toEqual(['id', 'meta', 'name', 'resourceType', 'telecom']);
+    // patient-contact does not deliver the id: notification gets its own keyed pseudonym of it, not the id.
+    expect(contact['id']).toBe(context().pseudonymizerFor('notification')(String(patient()['id'])));
+    expect(contact['id']).not.toBe(patient()['id']);
     expect(JSON.stringify(contact)).not.toContain('1961');
 
     // billing holds no wrapped key in ehr's copy …

@@ -92,7 +92,8 @@ describe('phi-broker publish / tail', () => {
     const out = lines(r.stdout);
     expect(out).toHaveLength(1);
     const d = JSON.parse(out[0] ?? '') as TailLine;
-    expect(Object.keys(d.resource).sort()).toEqual(['meta', 'name', 'resourceType', 'telecom']);
+    expect(Object.keys(d.resource).sort()).toEqual(['id', 'meta', 'name', 'resourceType', 'telecom']);
+    expect(d.resource['id']).not.toBe(PATIENT['id']); // notification's keyed pseudonym of it
     expect(d.resource['resourceType']).toBe('Patient');
     expect(d.resource['name']).toEqual(PATIENT['name']);
     // patient-contact keeps phone and email contact points only (its `where` filter): the fax number stays behind.

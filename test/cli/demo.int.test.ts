@@ -65,7 +65,8 @@ describe('phi-broker demo --json', () => {
     const [first] = summary.received['notification'] ?? [];
     expect(first).toMatchObject({ type: 'Patient', publisher: 'registration', purpose: 'HOPERAT' });
     const resource = first?.resource ?? {};
-    expect(Object.keys(resource).sort()).toEqual(['meta', 'name', 'resourceType', 'telecom']);
+    expect(Object.keys(resource).sort()).toEqual(['id', 'meta', 'name', 'resourceType', 'telecom']);
+    expect(resource['id']).not.toBe(PATIENT['id']); // notification's keyed pseudonym of it
     expect(resource['name']).toEqual(PATIENT['name']);
     expect((resource['meta'] as { profile?: unknown }).profile).toEqual([first?.profile]);
   });

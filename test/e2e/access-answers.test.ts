@@ -1,8 +1,8 @@
 // Right-of-access answers over a real nats-server with a small max_payload (64 KiB): a service's answer of several
 // MB travels in signed parts the broker fetches one by one, and the exported Bundle holds every resource; a part
 // altered, reordered or missing is detected (the service recorded `failed` with a stable code) and a retry
-// recovers. An answer holding a resource about another patient is refused whole (E_ACCESS_OTHER_PATIENT naming the
-// entry, never a value), audited, kept out of the Bundle, and the request stays `partial` naming that service;
+// recovers. An answer holding a resource about another patient is refused whole (`refused`, E_ACCESS_OTHER_PATIENT
+// naming the entry, never a value), audited, kept out of the Bundle, and the request stays `partial` naming that service;
 // resources about no patient (Organization, Practitioner) are kept.
 import type { AuditEvent, FhirResource } from 'fhir/r4.js';
 import type { Msg, NatsConnection, Subscription } from 'nats';
@@ -311,7 +311,7 @@ describe('the answer must be about the patient asked', () => {
         .map(([n]) => n),
     ).toEqual(['ehr']);
     expect(r.services['ehr']).toMatchObject({
-      state: 'failed',
+      state: 'refused',
       code: 'E_ACCESS_OTHER_PATIENT',
       path: 'Bundle.entry[2].resource',
     });
@@ -327,12 +327,12 @@ describe('the answer must be about the patient asked', () => {
     expect((bundle.entry ?? []).map((e) => e.resource?.id)).not.toContain('stray');
     const logged = stack.logs
       .records()
-      .find((x) => x['event'] === 'access.failed' && x['request'] === r.id && x['service'] === 'ehr');
+      .find((x) => x['event'] === 'access.refused' && x['request'] === r.id && x['service'] === 'ehr');
     expect(logged).toMatchObject({ code: 'E_ACCESS_OTHER_PATIENT', path: 'Bundle.entry[2].resource' });
     expect(await auditSteps(r.id)).toContainEqual({
       step: 'failed',
       service: 'ehr',
-      desc: 'access failed: E_ACCESS_OTHER_PATIENT at Bundle.entry[2].resource',
+      desc: 'access failed: E_ACCESS_OTHER_PATIENT at Bundle.entry[2].resource; refused, not asked again until access retry',
     });
     // Neither patient's id is in the logs, the audit trail or the request state.
     for (const id of [P1, P3]) {

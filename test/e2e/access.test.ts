@@ -1,8 +1,8 @@
 // Right of access (45 CFR 164.524) over a real nats-server: the broker asks every service the registry names
 // (in the designated record set) over request/reply, each answers through the SDK handler signed and sealed to
 // the broker, and the request completes with one Bundle holding every answer. A service that is down leaves the
-// request partial, naming it, until a retry (explicit step, injected clock) reaches it; a refused answer is
-// `failed`; the single extension and overdue listing follow the clock. No raw patient id reaches KV keys or
+// request partial, naming it, until a retry (explicit step, injected clock) reaches it; a service's own error is
+// `failed`, and so is a forged answer (both asked again); the single extension and overdue listing follow the clock. No raw patient id reaches KV keys or
 // values, the answer store, subjects, headers, message bytes or logs.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -94,7 +94,9 @@ async function publishPatient(id: string): Promise<void> {
     { resourceType: 'Patient', id, telecom: [{ system: 'sms', value: `555-${id}` }] } as FhirResource,
   ]);
   hold('billing', ref, [{ resourceType: 'Patient', id, name: [{ family: `Fam${id}` }] } as FhirResource]);
-  hold('pharmacy', ref, []);
+  hold('pharmacy', ref, [
+    { resourceType: 'Patient', id, telecom: [{ system: 'phone', value: `555-${id}` }] } as FhirResource,
+  ]);
 }
 
 beforeAll(async () => {
@@ -216,7 +218,7 @@ describe('right of access', () => {
     expect(done).toMatchObject({
       id: r.id,
       status: 'complete',
-      services: { pharmacy: { state: 'answered', attempts: 3, resources: 0 } },
+      services: { pharmacy: { state: 'answered', attempts: 3, resources: 1 } },
     });
     // Every step is in the audit trail (45 CFR 164.312(b)): created, each answer, each miss — by request id and
     // patient pseudonym only.
@@ -271,6 +273,7 @@ describe('right of access', () => {
     sub.unsubscribe();
     expect(partial.status).toBe('partial');
     expect(partial.services['billing']).toMatchObject({ state: 'failed', code: 'SERVICE_ERROR', attempts: 1 });
+    // Bytes that are not ehr's answer say nothing about ehr: asked again (only an authentic bad answer is refused).
     expect(partial.services['ehr']).toMatchObject({ state: 'failed', code: 'E_ENVELOPE_INVALID', attempts: 1 });
     failing.delete('billing');
     await serve('ehr');

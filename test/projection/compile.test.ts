@@ -21,6 +21,8 @@ import {
 const ctxA = { pseudonymize: pseudonymizer(KEY_A) };
 const ctxB = { pseudonymize: pseudonymizer(KEY_B) };
 const META = { profile: [PROFILE_URL] };
+/** The id a profile that does not deliver it gives: the subscriber's keyed pseudonym of the input id. */
+const pid = (r: Json): string => ctxA.pseudonymize(String(r['id']));
 const DAR = { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'masked' }] };
 const RACE = 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-race';
 const BIRTH_PLACE = 'http://hl7.org/fhir/StructureDefinition/patient-birthPlace';
@@ -51,7 +53,33 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
   describe('typical profiles', () => {
     it('notification: exactly name + telecom (and resourceType, meta.profile)', () => {
       const out = run(profile('Patient', ['Patient.name', 'Patient.telecom']), patient);
-      expect(out).toEqual({ resourceType: 'Patient', meta: META, name: patient['name'], telecom: patient['telecom'] });
+      expect(out).toEqual({
+        resourceType: 'Patient',
+        id: pid(patient),
+        meta: META,
+        name: patient['name'],
+        telecom: patient['telecom'],
+      });
+    });
+
+    it('every copy has an id: the input id where the profile delivers it, else the subscriber keyed pseudonym of it', () => {
+      const contact = profile('Patient', ['Patient.name']);
+      const a = run(contact, patient)['id'];
+      expect(a).toBe(ctxA.pseudonymize('example'));
+      expect(a).not.toBe('example');
+      expect(run(contact, patient, ctxB)['id']).not.toBe(a);
+      // The same token the subscriber gets for references to that Patient, so its copies link.
+      expect(ctxA.pseudonymize('Patient/example')).toBe(`Patient/${String(a)}`);
+      expect(run(profile('Patient', ['Patient.id', 'Patient.name']), patient)['id']).toBe('example');
+      expect(
+        run(profile('Patient', ['Patient.id'], { transforms: { 'Patient.id': 'pseudonym' } }), patient)['id'],
+      ).toBe(a);
+      // A profile that withholds the resource whole (an unreadable rule) still names it by the pseudonym.
+      expect(run(profile('Patient', ['Patient.gender'], { transforms: { 'Patient..x': 'drop' } }), patient)['id']).toBe(
+        a,
+      );
+      const { id: _id, ...noId } = patient;
+      expect(run(contact, noId)).not.toHaveProperty('id');
     });
 
     it('billing: identifier, name, address, birthDate (with its primitive extension)', () => {
@@ -61,6 +89,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       );
       expect(out).toEqual({
         resourceType: 'Patient',
+        id: pid(patient),
         meta: META,
         identifier: patient['identifier'],
         name: patient['name'],
@@ -88,6 +117,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       );
       expect(run(p, obs)).toEqual({
         resourceType: 'Observation',
+        id: pid(obs),
         meta: META,
         status: 'final',
         // De-identified: Coding.display and Quantity.unit are free text (string), withheld unless named exactly.
@@ -103,6 +133,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       );
       expect(run(named, obs)).toEqual({
         resourceType: 'Observation',
+        id: pid(obs),
         meta: META,
         code: { coding: [{ system: 'http://loinc.org', code: '15074-8', display: 'Glucose [Moles/volume] in Blood' }] },
         valueQuantity: { unit: 'mmol/l' },
@@ -136,37 +167,44 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       const qty = profile('Observation', ['Observation.valueQuantity']);
       expect(run(any, glucose)).toEqual({
         resourceType: 'Observation',
+        id: pid(glucose),
         meta: META,
         valueQuantity: glucose['valueQuantity'],
       });
       expect(run(any, group)).toEqual({
         resourceType: 'Observation',
+        id: pid(group),
         meta: META,
         valueCodeableConcept: group['valueCodeableConcept'],
       });
       expect(run(qty, glucose)).toEqual({
         resourceType: 'Observation',
+        id: pid(glucose),
         meta: META,
         valueQuantity: glucose['valueQuantity'],
       });
-      expect(run(qty, group)).toEqual({ resourceType: 'Observation', meta: META });
+      expect(run(qty, group)).toEqual({ resourceType: 'Observation', id: pid(group), meta: META });
       expect(run(profile('Observation', ['Observation.value']), group)).toEqual({
         resourceType: 'Observation',
+        id: pid(group),
         meta: META,
         valueCodeableConcept: group['valueCodeableConcept'],
       });
       expect(run(profile('Observation', ['Observation.valueQuantity.unit']), glucose)).toEqual({
         resourceType: 'Observation',
+        id: pid(glucose),
         meta: META,
         valueQuantity: { unit: 'mmol/l' },
       });
       expect(run(profile('Patient', ['Patient.deceased[x]']), patient)).toEqual({
         resourceType: 'Patient',
+        id: pid(patient),
         meta: META,
         deceasedBoolean: false,
       });
       expect(run(profile('Patient', ['Patient.deceasedDateTime']), patient)).toEqual({
         resourceType: 'Patient',
+        id: pid(patient),
         meta: META,
       });
     });
@@ -202,6 +240,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       expect(race).toBeDefined();
       expect(run(profile('Patient', [`Patient.extension(${RACE})`]), p)).toEqual({
         resourceType: 'Patient',
+        id: pid(p),
         meta: META,
         extension: [race],
       });
@@ -213,6 +252,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       expect(city['extension']).toEqual([{ url: BIRTH_PLACE, valueAddress: { city: bp['city'] } }]);
       expect(run(profile('Patient', ['Patient.extension(http://example.org/none)']), p)).toEqual({
         resourceType: 'Patient',
+        id: pid(p),
         meta: META,
       });
     });
@@ -221,6 +261,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       const kept = run(profile('Patient', ['Patient.birthDate']), patient);
       expect(kept).toEqual({
         resourceType: 'Patient',
+        id: pid(patient),
         meta: META,
         birthDate: '1974-12-25',
         _birthDate: patient['_birthDate'],
@@ -229,7 +270,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
         profile('Patient', ['Patient.birthDate'], { transforms: { 'Patient.birthDate': 'year' } }),
         patient,
       );
-      expect(yr).toEqual({ resourceType: 'Patient', meta: META, birthDate: '1974' });
+      expect(yr).toEqual({ resourceType: 'Patient', id: pid(patient), meta: META, birthDate: '1974' });
       const fam = run(profile('Patient', ['Patient.contact.name.family']), patient);
       expect(fam['contact']).toEqual([
         { name: { family: 'du Marché', _family: ((patient['contact'] as Json[])[0]?.['name'] as Json)['_family'] } },
@@ -305,13 +346,14 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       ]);
       expect(
         run(profile('Patient', ['Patient.name'], { transforms: { 'Patient.name.nonsense': 'year' } }), patient),
-      ).toEqual({ resourceType: 'Patient', meta: META });
+      ).toEqual({ resourceType: 'Patient', id: pid(patient), meta: META });
       expect(run(profile('Patient', ['Patient.nonsense', 'Observation.status', 'Patient.name[0]']), patient)).toEqual({
         resourceType: 'Patient',
+        id: pid(patient),
         meta: META,
       });
       const bad = run(profile('Patient', ['Patient.gender'], { transforms: { 'Patient..x': 'drop' } }), patient);
-      expect(bad).toEqual({ resourceType: 'Patient', meta: META });
+      expect(bad).toEqual({ resourceType: 'Patient', id: pid(patient), meta: META });
     });
 
     it('year withholds an instant (no valid instant has only a year)', () => {
@@ -322,13 +364,13 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
         }),
         glucose,
       );
-      expect(out).toEqual({ resourceType: 'Observation', meta: META, status: 'final' });
+      expect(out).toEqual({ resourceType: 'Observation', id: pid(glucose), meta: META, status: 'final' });
     });
 
     it('transforms never allow: a transformed path outside the allow-list stays withheld', () => {
       expect(
         run(profile('Patient', ['Patient.gender'], { transforms: { 'Patient.birthDate': 'year' } }), patient),
-      ).toEqual({ resourceType: 'Patient', meta: META, gender: 'male' });
+      ).toEqual({ resourceType: 'Patient', id: pid(patient), meta: META, gender: 'male' });
     });
   });
 
@@ -345,11 +387,13 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       };
       expect(run(profile('Patient', ['Patient.gender']), p)).toEqual({
         resourceType: 'Patient',
+        id: pid(p),
         meta: { security, profile: [PROFILE_URL] },
         gender: 'male',
       });
       expect(run(profile('Patient', ['Patient.meta.lastUpdated']), p)).toEqual({
         resourceType: 'Patient',
+        id: pid(p),
         meta: { lastUpdated: '2024-01-02T03:04:05Z', security, profile: [PROFILE_URL] },
       });
       expect(run(profile('Patient', ['Patient.id']), p)).toEqual({
@@ -370,6 +414,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       );
       expect(withLoc).toEqual({
         resourceType: 'Encounter',
+        id: pid(enc),
         meta: META,
         contained: [{ resourceType: 'Location', id: 'home', description: "Client's home" }],
         location: [loc],
@@ -382,6 +427,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       const notListed = run(profile('Encounter', ['Encounter.location', 'Encounter.contained']), enc);
       expect(notListed).toEqual({
         resourceType: 'Encounter',
+        id: pid(enc),
         meta: META,
         location: [{ ...loc, location: { display: "Client's home" } }],
       });
@@ -391,7 +437,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       );
       expect(notAllowed).toEqual(notListed);
       const refOnly = run(profile('Encounter', ['Encounter.status', 'Encounter.location.location.reference']), enc);
-      expect(refOnly).toEqual({ resourceType: 'Encounter', meta: META, status: 'finished' });
+      expect(refOnly).toEqual({ resourceType: 'Encounter', id: pid(enc), meta: META, status: 'finished' });
     });
 
     it('contained resources are projected by their own rules (apgar: contained Patient, year drops _birthDate)', () => {
@@ -402,6 +448,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       });
       expect(run(p, apgar)).toEqual({
         resourceType: 'Observation',
+        id: pid(apgar),
         meta: META,
         contained: [{ resourceType: 'Patient', id: 'newborn', gender: 'male', birthDate: '2016' }],
         subject: { reference: '#newborn' },
@@ -412,7 +459,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
         }),
         apgar,
       );
-      expect(empty).toEqual({ resourceType: 'Observation', meta: META });
+      expect(empty).toEqual({ resourceType: 'Observation', id: pid(apgar), meta: META });
     });
 
     it('a contained resource carrying a withheld modifierExtension is removed, and so is the reference to it', () => {
@@ -424,7 +471,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       const p = profile('Observation', ['Observation.status', 'Observation.subject', 'Observation.contained'], {
         contained: { Patient: ['Patient.gender'] },
       });
-      expect(run(p, apgar)).toEqual({ resourceType: 'Observation', meta: META, status: 'final' });
+      expect(run(p, apgar)).toEqual({ resourceType: 'Observation', id: pid(apgar), meta: META, status: 'final' });
       const withMod = profile('Observation', ['Observation.status', 'Observation.subject', 'Observation.contained'], {
         contained: { Patient: ['Patient.gender', 'Patient.modifierExtension'] },
       });
@@ -459,6 +506,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       expect(catchError(() => run(profile('Patient', ['Patient.name']), p)).code).toBe('E_MODIFIER_WITHHELD');
       expect(run(profile('Patient', ['Patient.gender', 'Patient.implicitRules']), p)).toEqual({
         resourceType: 'Patient',
+        id: pid(p),
         meta: META,
         implicitRules: 'http://example.org/rules',
         gender: 'male',
@@ -488,6 +536,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`compileProfile on HL7 and Synthea examples${SKI
       const out = run(profile('Patient', ['Patient.name'], { markMasked: true }), patient);
       expect(out).toEqual({
         resourceType: 'Patient',
+        id: pid(patient),
         meta: META,
         name: patient['name'],
         identifier: [DAR],

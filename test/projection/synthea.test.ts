@@ -79,6 +79,10 @@ describe.skipIf(!HAVE_EXAMPLES)(`Synthea bundles${SKIP_NOTE}`, () => {
       expect(hasEmpty(r)).toBe(false);
       for (const [k, v] of Object.entries(r)) {
         if (['resourceType', 'meta', 'status', 'code', 'birthDate'].includes(k)) continue;
+        if (k === 'id') {
+          expect(v).toBe(ctx.pseudonymize(res['id'] as string));
+          continue;
+        }
         if (k === 'subject' || k === 'patient') {
           const ref = (v as Json)['reference'] as string;
           expect(ref).toMatch(/^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);

@@ -13,6 +13,8 @@ import type { Json } from './fixtures.js';
 import { KEY_A, PROFILE_URL, containers, deepFreeze, hasEmpty, profile, refToken } from './fixtures.js';
 
 const ctx = { pseudonymize: pseudonymizer(KEY_A) };
+/** The id the profiles below give the Patient (none delivers its id): the subscriber's keyed pseudonym of it. */
+const ID = ctx.pseudonymize('where-test-1');
 const META = { profile: [PROFILE_URL] };
 const DAR = { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'masked' }] };
 
@@ -58,6 +60,7 @@ describe('where: keeping some items of a repeating element', () => {
   it('keeps the items whose discriminator is listed, in order; absent, extension-only or unlisted systems go', () => {
     expect(run(['Patient.telecom'], { 'Patient.telecom': { system: ['phone', 'email'] } })).toEqual({
       resourceType: 'Patient',
+      id: ID,
       meta: META,
       telecom: [PHONE, EMAIL, MOBILE],
     });
@@ -74,6 +77,7 @@ describe('where: keeping some items of a repeating element', () => {
     const out = run(['Patient.telecom.value'], { 'Patient.telecom': { system: ['email'] } });
     expect(out).toEqual({
       resourceType: 'Patient',
+      id: ID,
       meta: META,
       telecom: [{ value: EMAIL.value, _value: EMAIL._value }],
     });
@@ -100,6 +104,7 @@ describe('where: keeping some items of a repeating element', () => {
     const where = { 'Patient.telecom': { system: ['pager'] } };
     expect(run(['Patient.name', 'Patient.telecom'], where)).toEqual({
       resourceType: 'Patient',
+      id: ID,
       meta: META,
       name: PATIENT['name'],
     });
@@ -172,13 +177,15 @@ describe('where: fail safe (what the loader rejects, if it ever reached the proj
     ]);
     expect(run(['Patient.telecom'], { 'Patient.telecom': { period: ['x'] } })).toEqual({
       resourceType: 'Patient',
+      id: ID,
       meta: META,
     });
     expect(
       run(['Patient.telecom'], { 'Patient.telecom': { toString: ['x'], __proto__: ['x'] } as ItemFilterDef }),
-    ).toEqual({ resourceType: 'Patient', meta: META });
+    ).toEqual({ resourceType: 'Patient', id: ID, meta: META });
     expect(run(['Patient.telecom'], { 'Patient.telecom': { system: [] } })).toEqual({
       resourceType: 'Patient',
+      id: ID,
       meta: META,
     });
   });
@@ -190,15 +197,18 @@ describe('where: fail safe (what the loader rejects, if it ever reached the proj
     ]);
     expect(run(['Patient.name', 'Patient.telecom'], { 'Patient.telecom.nonsense': { system: ['phone'] } })).toEqual({
       resourceType: 'Patient',
+      id: ID,
       meta: META,
       name: PATIENT['name'],
     });
     expect(run(['Patient.name', 'Patient.telecom'], { Patient: { id: ['where-test-1'] } })).toEqual({
       resourceType: 'Patient',
+      id: ID,
       meta: META,
     });
     expect(run(['Patient.name', 'Patient.telecom'], { 'Patient..telecom': { system: ['phone'] } })).toEqual({
       resourceType: 'Patient',
+      id: ID,
       meta: META,
     });
   });
@@ -207,6 +217,7 @@ describe('where: fail safe (what the loader rejects, if it ever reached the proj
     const odd = { ...PATIENT, telecom: FAX };
     expect(run(['Patient.name', 'Patient.telecom'], { 'Patient.telecom': { system: ['phone'] } }, {}, odd)).toEqual({
       resourceType: 'Patient',
+      id: ID,
       meta: META,
       name: PATIENT['name'],
     });

@@ -15,19 +15,24 @@ import { BrokerError } from '../../wire/errors.js';
 import { hasResourceType, isJsonObject, type FhirResource } from '../../fhir/resource.js';
 import { resolvePatient } from '../../registry/patient-key.js';
 
-/** Throws E_ACCESS_OTHER_PATIENT or E_PATIENT_UNRESOLVED for the first resource not shown to be about `patientRef`. */
+/**
+ * Throws E_ACCESS_OTHER_PATIENT or E_PATIENT_UNRESOLVED for the first resource not shown to be about the patient.
+ * `patientRef`: the canonical reference, or every form that names the patient (the canonical one and the answering
+ * service's keyed pseudonym of it, which the broker's copies to that service carry: docs/patient-rights.md).
+ */
 export function checkAboutPatient(
   resources: readonly (FhirResource | undefined)[],
-  patientRef: string,
+  patientRef: string | readonly string[],
   rule: PatientMatchDef,
   path = 'Bundle',
 ): void {
+  const forms: readonly string[] = typeof patientRef === 'string' ? [patientRef] : patientRef;
   resources.forEach((resource, i) => {
     if (resource === undefined) return;
     const at = `${path}.entry[${i}].resource`;
     const type = resource.resourceType;
     const r = resolvePatient(resource, rule);
-    if (r.kind === 'patient' && r.ref !== patientRef) {
+    if (r.kind === 'patient' && !forms.includes(r.ref)) {
       throw new BrokerError(
         'E_ACCESS_OTHER_PATIENT',
         `${at}: this ${type} is about another patient than the one asked`,
@@ -41,7 +46,7 @@ export function checkAboutPatient(
         { path: at },
       );
     }
-    if (r.kind === 'none' && type === 'Bundle') checkAboutPatient(entriesOf(resource), patientRef, rule, at);
+    if (r.kind === 'none' && type === 'Bundle') checkAboutPatient(entriesOf(resource), forms, rule, at);
   });
 }
 

@@ -1,7 +1,8 @@
 // The broker's check of a service's answer to a right-of-access question (protocol.ts): signed by the service
 // asked, answering exactly this question, a FHIR R4 Bundle of type `collection` whose every entry resource is valid
 // (validated like any ingest, one resource at a time: a designated record set may be far larger than one resource
-// may be) and about the patient asked (about-patient.ts). Apart from protocol.ts because validation loads the FHIR
+// may be; a minimum-necessary copy the broker delivered to that service may lack required elements its profile
+// withholds) and about the patient asked (about-patient.ts). Apart from protocol.ts because validation loads the FHIR
 // R4 model, which the SDK must not pay for.
 import { type PatientMatchDef } from '../../catalog/types.js';
 import { BROKER_ID } from '../../wire/ids.js';
@@ -22,6 +23,19 @@ export interface ExpectedAnswer {
   /** The patient asked, in the canonical form of `rule` (the catalog's matching rule). */
   readonly patientRef: string;
   readonly rule: PatientMatchDef;
+  /** The patient as the broker's copies to this service name it: its keyed pseudonym of `patientRef` (patient-forms.ts). */
+  readonly pseudonymousRef?: string;
+  /** The profile URLs the broker delivers to this service, by resource type: a resource naming one is a projected copy. */
+  readonly deliveredProfiles?: ReadonlyMap<string, ReadonlySet<string>>;
+}
+
+/** A minimum-necessary copy the broker delivered to this service: its meta.profile names one of that service's profiles. */
+function isProjectedCopy(resource: Record<string, unknown>, expected: ExpectedAnswer): boolean {
+  const type = resource['resourceType'];
+  const urls = typeof type === 'string' ? expected.deliveredProfiles?.get(type) : undefined;
+  const meta = resource['meta'];
+  const profiles = isJsonObject(meta) ? meta['profile'] : undefined;
+  return urls !== undefined && Array.isArray(profiles) && profiles.some((u) => typeof u === 'string' && urls.has(u));
 }
 
 /** Bundle members the SDK's answer may carry besides its entries (protocol.ts sealAnswerEnvelope). */
@@ -49,19 +63,23 @@ function entryError(err: unknown, i: number, type: string): unknown {
   });
 }
 
+/** An answer that verified as the service's, opened: its envelope type and its decrypted body. */
+export interface AuthenticAnswer {
+  readonly typ: string;
+  readonly body: unknown;
+}
+
 /**
- * The broker's side: the answer must be signed by `service` with one of its keys, answer exactly this question,
- * and hold a collection Bundle of valid FHIR R4 resources, each about the patient asked (or about no patient), or an
- * OperationOutcome (the service could not answer). Throws a coded BrokerError when the answer is not acceptable
- * (E_SIGNATURE, E_ENVELOPE_INVALID, E_FHIR_INVALID, E_ACCESS_OTHER_PATIENT, E_PATIENT_UNRESOLVED …).
+ * First half of the broker's check: the answer must be signed by `service` with one of its keys, answer exactly this
+ * question and open with the broker's key. A failure here says the bytes are not that service's answer (forged,
+ * damaged, stale): E_SIGNATURE, E_SENDER_MISMATCH, E_ENVELOPE_INVALID, E_KEY_UNKNOWN, E_DECRYPT …
  */
-export function openAnswerEnvelope(
+export function verifyAnswer(
   data: Uint8Array,
   sig: string | undefined,
   keyring: Keyring,
-  expected: ExpectedAnswer,
-  limits: ValidationLimits,
-): OpenedAnswer {
+  expected: Pick<ExpectedAnswer, 'questionId' | 'service'>,
+): AuthenticAnswer {
   const env = verifySignedEnvelope(data, sig, keyring);
   if (env.iss !== expected.service)
     throw new BrokerError('E_SENDER_MISMATCH', 'access answer is not from the service asked', { path: 'iss' });
@@ -70,9 +88,19 @@ export function openAnswerEnvelope(
   const wrap = env.keys.find((k) => k.to === BROKER_ID);
   if (wrap === undefined)
     throw new BrokerError('E_KEY_UNKNOWN', 'no data key is wrapped for the broker', { path: 'keys' });
-  const opened = openEnvelope(env, BROKER_ID, keyring.kekForId(wrap.kek));
-  if (env.typ === 'OperationOutcome') return { ok: false, code: 'SERVICE_ERROR' };
-  if (env.typ !== 'Bundle' || !isJsonObject(opened) || opened['resourceType'] !== 'Bundle')
+  return { typ: env.typ, body: openEnvelope(env, BROKER_ID, keyring.kekForId(wrap.kek)) };
+}
+
+/**
+ * Second half: what the service answered must be a collection Bundle of valid FHIR R4 resources (a projected copy
+ * may lack required elements its profile withholds), each about the patient asked (or about no patient), or an
+ * OperationOutcome (the service could not answer). A failure here is the service's answer refused: E_FHIR_INVALID,
+ * E_UNKNOWN_ELEMENT, E_ACCESS_OTHER_PATIENT, E_PATIENT_UNRESOLVED, E_ENVELOPE_INVALID (not a collection Bundle) …
+ */
+export function checkAnswer(answer: AuthenticAnswer, expected: ExpectedAnswer, limits: ValidationLimits): OpenedAnswer {
+  const opened = answer.body;
+  if (answer.typ === 'OperationOutcome') return { ok: false, code: 'SERVICE_ERROR' };
+  if (answer.typ !== 'Bundle' || !isJsonObject(opened) || opened['resourceType'] !== 'Bundle')
     throw bundleInvalid('typ', 'expected a Bundle of type collection');
   const extra = Object.keys(opened).find((k) => !BUNDLE_FIELDS.has(k));
   if (extra !== undefined) throw bundleInvalid('Bundle', `only ${[...BUNDLE_FIELDS].join(', ')}`);
@@ -84,11 +112,26 @@ export function openAnswerEnvelope(
       throw bundleInvalid(`Bundle.entry[${i}]`, 'expected an entry with a resource');
     const type = typeof e['resource']['resourceType'] === 'string' ? e['resource']['resourceType'] : 'resource';
     try {
-      return validateResource(e['resource'], limits);
+      return validateResource(e['resource'], limits, { partial: isProjectedCopy(e['resource'], expected) });
     } catch (err) {
       throw entryError(err, i, type);
     }
   });
-  checkAboutPatient(resources, expected.patientRef, expected.rule);
+  checkAboutPatient(
+    resources,
+    expected.pseudonymousRef === undefined ? expected.patientRef : [expected.patientRef, expected.pseudonymousRef],
+    expected.rule,
+  );
   return { ok: true, resources };
+}
+
+/** Both halves: verifyAnswer, then checkAnswer. Throws a coded BrokerError when the answer is not acceptable. */
+export function openAnswerEnvelope(
+  data: Uint8Array,
+  sig: string | undefined,
+  keyring: Keyring,
+  expected: ExpectedAnswer,
+  limits: ValidationLimits,
+): OpenedAnswer {
+  return checkAnswer(verifyAnswer(data, sig, keyring, expected), expected, limits);
 }

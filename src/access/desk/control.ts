@@ -15,7 +15,7 @@ export type ControlCommand =
   | { readonly op: 'status'; readonly id: string }
   | { readonly op: 'extend'; readonly id: string; readonly reason: string }
   | { readonly op: 'list'; readonly overdue: boolean }
-  | { readonly op: 'retry' };
+  | { readonly op: 'retry'; readonly id?: string };
 
 export type ControlReply =
   | { readonly ok: true; readonly requests: readonly AccessRequest[]; readonly now: number }
@@ -29,7 +29,7 @@ export const controlCommandSchema = z.discriminatedUnion(
     z.object({ op: z.literal('status'), id: z.string() }),
     z.object({ op: z.literal('extend'), id: z.string(), reason: z.string().default('') }),
     z.object({ op: z.literal('list'), overdue: z.boolean().optional() }),
-    z.object({ op: z.literal('retry') }),
+    z.object({ op: z.literal('retry'), id: z.string().optional() }),
   ],
   { error: 'expected create, status, extend, list or retry' },
 );

@@ -2,7 +2,8 @@
 // a patient, looks the patient up in the registry, asks each service that holds the patient's data in the
 // designated record set (catalog classification `phi`, inside the covered entity: not de-identified consumers
 // or external partners) over NATS request/reply, verifies and stores each answer sealed, and keeps per-service
-// state; unanswered services are asked again with backoff (retryDue, on a timer or on command). Every step is
+// state; unanswered or incompletely answered services are asked again with backoff (retryDue, on a timer or on
+// command), a service whose answer fails the check only on the operator's `access retry <id>` (reopen). Every step is
 // logged with ids and codes only (access.*). State changes are compare-and-set (store.ts), and an attempt is
 // claimed before it is made, so several broker processes never ask twice for the same attempt.
 import { randomUUID } from 'node:crypto';
@@ -21,7 +22,7 @@ import { canonicalPatientRef } from '../../registry/patient-key.js';
 import { patientPseudonym } from '../../registry/pseudonym.js';
 import { RegistryStore } from '../../registry/store.js';
 import { CONTROL_REF_AAD, controlCommandSchema, type ControlReply } from './control.js';
-import { openAnswerEnvelope } from './answer.js';
+import { checkAnswer, verifyAnswer, type AuthenticAnswer } from './answer.js';
 import { fetchParts } from './fetch-parts.js';
 import { openManifest } from '../protocol/parts.js';
 import { sealQuestion } from '../protocol/holder-exchange.js';
@@ -33,8 +34,12 @@ import {
   newRequest,
   recordAnswer,
   recordMiss,
+  recordRefusal,
+  reopen,
   type AccessRequest,
 } from '../protocol/request.js';
+import { deliveredProfiles, pseudonymousPatientRef } from './patient-forms.js';
+import { typesCovered } from './types-covered.js';
 import { accessKey, answerHash, checkRequestId, openPatientRef, sealAnswer, sealPatientRef } from './sealing.js';
 import { serveServiceRequests } from './service-requests.js';
 import { AccessStore } from './store.js';
@@ -75,6 +80,7 @@ export class AccessDesk {
   private serviceRequests: Subscription | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly inflight = new Set<Promise<unknown>>();
+  private readonly profilesOf = new Map<string, ReadonlyMap<string, ReadonlySet<string>>>();
 
   private constructor(
     private readonly opts: AccessDeskOptions,
@@ -154,6 +160,13 @@ export class AccessDesk {
     const pseudonym = patientPseudonym(this.opts.secrets, ref);
     const record = await this.registry.get(pseudonym);
     const holders = Object.keys(record?.services ?? {}).filter((s) => this.inDesignatedRecordSet(s));
+    // What each holder should answer with: every type it published or received about the patient.
+    const holds = Object.fromEntries(
+      holders.map((s) => {
+        const r = record?.services[s];
+        return [s, [...new Set([...(r?.source?.types ?? []), ...(r?.recipient?.types ?? [])])].sort()];
+      }),
+    );
     const id = `ar-${randomUUID()}`;
     const request = newRequest({
       id,
@@ -161,6 +174,7 @@ export class AccessDesk {
       sealedRef: sealPatientRef(this.key, id, ref),
       services: holders,
       now: this.now(),
+      holds,
       ...(requester === undefined ? {} : { requester }),
     });
     await this.store.create(request);
@@ -198,6 +212,20 @@ export class AccessDesk {
     return touched;
   }
 
+  /** The operator's `access retry <id>`: asks now every service of the request not answered in full, refused ones too. */
+  async reopen(id: string): Promise<AccessRequest> {
+    const { request } = await this.store.update(checkRequestId(id), (r) => reopen(r, this.now()));
+    const now = this.now();
+    await Promise.all(dueServices(request, now).map((s) => this.ask(request.id, s)));
+    return this.store.get(request.id);
+  }
+
+  private deliveredProfilesOf(service: string): ReadonlyMap<string, ReadonlySet<string>> {
+    let p = this.profilesOf.get(service);
+    if (p === undefined) this.profilesOf.set(service, (p = deliveredProfiles(this.opts.catalog, service)));
+    return p;
+  }
+
   async extend(id: string, reason: string): Promise<AccessRequest> {
     const { request } = await this.store.update(checkRequestId(id), (r) => extendRequest(r, reason, this.now()));
     // The written reason stays in the request (it is told to the individual); the trail records the new due date.
@@ -230,11 +258,14 @@ export class AccessDesk {
     const state = request.services[service];
     if (!changed || state === undefined) return;
     const patientRef = openPatientRef(this.key, id, request.sealedRef);
+    const rule = this.opts.catalog.patients;
+    const patientPseudonym = pseudonymousPatientRef(patientRef, rule, this.opts.secrets.pseudonymKey, service);
     const question = sealQuestion({
       requestId: id,
       service,
       attempt: state.attempts,
       patientRef,
+      patientPseudonym,
       now,
       signer: this.opts.keys.sign,
       keyring: this.keyring,
@@ -261,6 +292,11 @@ export class AccessDesk {
       );
       return;
     }
+    // Getting the service's authentic answer (parts fetched, signature, sender, question, decryption): a failure is
+    // asked again with backoff (bytes that are not its answer say nothing about the service). Then checking what it
+    // answered: a failure is a coded refusal, not asked again until the operator's `access retry <id>`.
+    let authentic: AuthenticAnswer | undefined;
+    let opened;
     try {
       // An answer larger than one message comes as a manifest (Phi-Parts), its parts fetched one by one (parts.ts).
       let answer = { bytes: reply.data, sig: reply.headers?.get(HEADERS.signature) || undefined };
@@ -283,75 +319,101 @@ export class AccessDesk {
         );
         answer = await fetchParts(this.opts.nc, service, manifest, this.keyring, timeout);
       }
-      const opened = openAnswerEnvelope(
-        answer.bytes,
-        answer.sig,
-        this.keyring,
-        { questionId: question.id, service, patientRef, rule: this.opts.catalog.patients },
-        DEFAULT_VALIDATION_LIMITS,
-      );
-      if (!opened.ok) {
-        await this.store.update(id, (r) => recordMiss(r, service, { failed: true, code: opened.code }));
-        await this.audited({
-          step: 'failed',
-          requestId: id,
-          patientPseudonym: request.patient,
-          services: [service],
-          detail: opened.code,
-        });
-        log.warn(
-          { event: 'access.failed', request: id, service, attempt: state.attempts, code: opened.code },
-          'service could not answer; will retry',
-        );
-        return;
-      }
-      const json = JSON.stringify(opened.resources);
-      const types: Record<string, number> = {};
-      for (const r of opened.resources) types[r.resourceType] = (types[r.resourceType] ?? 0) + 1;
-      await this.store.putAnswer(id, service, sealAnswer(this.key, id, service, json));
-      const sha256 = answerHash(json);
-      const after = await this.store.update(id, (r) =>
-        recordAnswer(r, service, { at: this.now(), resources: opened.resources.length, types, sha256 }),
-      );
-      await this.audited({
-        step: 'answered',
-        requestId: id,
-        patientPseudonym: request.patient,
-        services: [service],
-        resources: opened.resources.length,
-        sha256,
-        detail: `request ${after.request.status}`,
-      });
-      log.info(
+      authentic = verifyAnswer(answer.bytes, answer.sig, this.keyring, { questionId: question.id, service });
+      opened = checkAnswer(
+        authentic,
         {
-          event: 'access.answered',
-          request: id,
+          questionId: question.id,
           service,
-          attempt: state.attempts,
-          resources: opened.resources.length,
-          sha256,
-          status: after.request.status,
+          patientRef,
+          rule,
+          pseudonymousRef: patientPseudonym,
+          deliveredProfiles: this.deliveredProfilesOf(service),
         },
-        'service answered',
+        DEFAULT_VALIDATION_LIMITS,
       );
     } catch (err) {
       const code = isBrokerError(err) ? err.code : 'E_INTERNAL';
       const path = isBrokerError(err) ? err.path : undefined;
-      await this.store.update(id, (r) => recordMiss(r, service, { failed: true, code, path }));
+      const refused = authentic !== undefined && isBrokerError(err);
+      await this.store.update(id, (r) =>
+        refused
+          ? recordRefusal(r, service, { at: this.now(), code, path })
+          : recordMiss(r, service, { failed: true, code, path }),
+      );
+      // An answer with a resource about another patient (E_ACCESS_OTHER_PATIENT) or none that resolves is refused
+      // whole: nothing of it is stored, so none of it can reach the Bundle; the request stays partial, naming it.
       await this.audited({
         step: 'failed',
         requestId: id,
         patientPseudonym: request.patient,
         services: [service],
-        detail: path === undefined ? code : `${code} at ${path}`,
+        detail: `${path === undefined ? code : `${code} at ${path}`}${refused ? '; refused, not asked again until access retry' : ''}`,
       });
-      // An answer with a resource about another patient (E_ACCESS_OTHER_PATIENT) or none that resolves is refused
-      // whole: nothing of it is stored, so none of it can reach the Bundle; the request stays partial, naming it.
       log.warn(
-        { event: 'access.failed', request: id, service, attempt: state.attempts, ...errorFields(err) },
-        'refused an answer; will retry',
+        {
+          event: refused ? 'access.refused' : 'access.failed',
+          request: id,
+          service,
+          attempt: state.attempts,
+          ...errorFields(err),
+        },
+        refused ? 'refused an answer; not asked again until access retry <id>' : 'could not get an answer; will retry',
       );
+      return;
     }
+    if (!opened.ok) {
+      await this.store.update(id, (r) => recordMiss(r, service, { failed: true, code: opened.code }));
+      await this.audited({
+        step: 'failed',
+        requestId: id,
+        patientPseudonym: request.patient,
+        services: [service],
+        detail: opened.code,
+      });
+      log.warn(
+        { event: 'access.failed', request: id, service, attempt: state.attempts, code: opened.code },
+        'service could not answer; will retry',
+      );
+      return;
+    }
+    const json = JSON.stringify(opened.resources);
+    const types: Record<string, number> = {};
+    for (const r of opened.resources) types[r.resourceType] = (types[r.resourceType] ?? 0) + 1;
+    await this.store.putAnswer(id, service, sealAnswer(this.key, id, service, json));
+    const sha256 = answerHash(json);
+    const after = await this.store.update(id, (r) =>
+      recordAnswer(r, service, {
+        at: this.now(),
+        resources: opened.resources.length,
+        types,
+        sha256,
+        covers: typesCovered(opened.resources),
+      }),
+    );
+    const stateAfter = after.request.services[service];
+    const missing = stateAfter?.state === 'incomplete' ? stateAfter.missing : [];
+    await this.audited({
+      step: 'answered',
+      requestId: id,
+      patientPseudonym: request.patient,
+      services: [service],
+      resources: opened.resources.length,
+      sha256,
+      detail: `${missing.length === 0 ? '' : `incomplete: no ${missing.join(', ')}; `}request ${after.request.status}`,
+    });
+    const fields = {
+      event: missing.length === 0 ? 'access.answered' : 'access.incomplete',
+      request: id,
+      service,
+      attempt: state.attempts,
+      resources: opened.resources.length,
+      sha256,
+      status: after.request.status,
+      ...(missing.length === 0 ? {} : { missing }),
+    };
+    if (missing.length === 0) log.info(fields, 'service answered');
+    else log.warn(fields, 'service answered without types the registry says it holds; will ask again');
   }
 
   private async handleControl(data: Uint8Array): Promise<ControlReply> {
@@ -377,7 +439,11 @@ export class AccessDesk {
         case 'list':
           return { ok: true, requests: await this.list(cmd.overdue === true), now };
         case 'retry':
-          return { ok: true, requests: await this.retryDue(), now };
+          return {
+            ok: true,
+            requests: cmd.id === undefined ? await this.retryDue() : [await this.reopen(cmd.id)],
+            now,
+          };
       }
     } catch (err) {
       if (isBrokerError(err)) return { ok: false, error: err.toJSON() };

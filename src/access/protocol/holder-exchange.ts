@@ -4,8 +4,9 @@
 // signed by the sender (Phi-Sig header). Pure: no NATS here (desk.ts and src/sdk/access.ts do the I/O). The broker's
 // check of an answer (FHIR validation, which loads the R4 model) lives in answer.ts, so the SDK does not load it.
 //   question: broker → service, a FHIR Parameters resource with the `patient` parameter (the canonical
-//             reference, like the input of Patient/$everything, http://hl7.org/fhir/R4/patient-operation-everything.html),
-//             id `<request id>.<service>.<attempt>`;
+//             reference, like the input of Patient/$everything, http://hl7.org/fhir/R4/patient-operation-everything.html)
+//             and `patient-pseudonym` (the same patient as the broker's copies to that service name it, where its
+//             profiles pseudonymise ids and references), id `<request id>.<service>.<attempt>`;
 //   answer:   service → broker, a FHIR Bundle of type `collection` holding the service's resources about that
 //             patient (its part of the designated record set, 45 CFR 164.501), id `<question id>.a`; or an
 //             OperationOutcome when the service could not answer (no diagnostics: they could quote PHI). An answer
@@ -24,6 +25,8 @@ import type { FhirResource } from '../../fhir/resource.js';
 export interface Question {
   readonly id: string;
   readonly patientRef: string;
+  /** The patient as the broker's copies to this service name it (its keyed pseudonym), when the broker sent it. */
+  readonly patientPseudonym?: string;
 }
 
 export function questionId(requestId: string, service: string, attempt: number): string {
@@ -35,6 +38,7 @@ export function sealQuestion(q: {
   service: string;
   attempt: number;
   patientRef: string;
+  patientPseudonym?: string;
   now: number;
   signer: SigningKeyPair;
   keyring: Keyring;
@@ -42,7 +46,10 @@ export function sealQuestion(q: {
   const id = questionId(q.requestId, q.service, q.attempt);
   const resource: Parameters = {
     resourceType: 'Parameters',
-    parameter: [{ name: 'patient', valueString: q.patientRef }],
+    parameter: [
+      { name: 'patient', valueString: q.patientRef },
+      ...(q.patientPseudonym === undefined ? [] : [{ name: 'patient-pseudonym', valueString: q.patientPseudonym }]),
+    ],
   };
   const sealed = sealEnvelope({
     id,
@@ -72,7 +79,12 @@ export function openQuestion(data: Uint8Array, sig: string | undefined, keyring:
     throw new BrokerError('E_ENVELOPE_INVALID', 'access question: parameter patient is missing', {
       path: 'Parameters.parameter',
     });
-  return { id: env.id, patientRef };
+  const pseudonym = params.parameter?.find((p) => p.name === 'patient-pseudonym')?.valueString;
+  return {
+    id: env.id,
+    patientRef,
+    ...(typeof pseudonym === 'string' && pseudonym !== '' ? { patientPseudonym: pseudonym } : {}),
+  };
 }
 
 /** The service's answer: its resources as a collection Bundle, or (error) an OperationOutcome. */

@@ -234,3 +234,74 @@ describe('answer', () => {
     });
   });
 });
+
+describe("answers made of the broker's minimum-necessary copies", () => {
+  const PROFILE = 'https://phi-broker.example/fhir/StructureDefinition/observation-brief';
+  const TOKEN = 'Patient/ab3cde7fghijklmnopqrstuvwxyz2345';
+  const expected = {
+    questionId: 'ar-1.billing.2',
+    service: 'billing',
+    patientRef: REF,
+    rule: DEFAULT_PATIENT_MATCH,
+    pseudonymousRef: TOKEN,
+    deliveredProfiles: new Map([['Observation', new Set([PROFILE])]]),
+  };
+  // A copy as a profile without status and with the subject pseudonymised delivers it: required status withheld.
+  const copy = (profile: string): FhirResource => ({
+    resourceType: 'Observation',
+    id: 'q4k2',
+    meta: { profile: [profile] },
+    code: { text: 'pulse' },
+    subject: { reference: TOKEN },
+  });
+  const seal = (rs: FhirResource[]) =>
+    sealAnswerEnvelope({
+      questionId: 'ar-1.billing.2',
+      service: 'billing',
+      resources: rs,
+      now: NOW,
+      signer: p.keys.billing.sign,
+      keyring: p.rings.billing,
+    });
+  const open = (rs: FhirResource[], exp: Parameters<typeof openAnswerEnvelope>[3] = expected) => {
+    const a = seal(rs);
+    return openAnswerEnvelope(a.bytes, a.sig, p.rings.broker, exp, DEFAULT_VALIDATION_LIMITS);
+  };
+
+  it('the question also names the patient as the copies to that service do', () => {
+    const q = sealQuestion({
+      requestId: 'ar-1',
+      service: 'billing',
+      attempt: 1,
+      patientRef: REF,
+      patientPseudonym: TOKEN,
+      now: NOW,
+      signer: p.keys.broker.sign,
+      keyring: p.rings.broker,
+    });
+    expect(openQuestion(q.bytes, q.sig, p.rings.billing, 'billing')).toEqual({
+      id: 'ar-1.billing.1',
+      patientRef: REF,
+      patientPseudonym: TOKEN,
+    });
+    expect(Buffer.from(q.bytes).toString('latin1')).not.toContain('ab3cde7');
+  });
+
+  it("accepts a copy named by the service's pseudonym of the patient, lacking a required element its profile withholds", () => {
+    expect(open([copy(PROFILE)])).toEqual({ ok: true, resources: [copy(PROFILE)] });
+  });
+
+  it('holds everything else to the full check: another profile, no pseudonym expected, no id', () => {
+    expect(() => open([copy('https://elsewhere.example/StructureDefinition/obs')])).toThrow(
+      expect.objectContaining({ code: 'E_FHIR_INVALID', path: 'Bundle.entry[0].resource.status' }) as Error,
+    );
+    const { pseudonymousRef: _p, ...withoutPseudonym } = expected;
+    expect(() => open([copy(PROFILE)], withoutPseudonym)).toThrow(
+      expect.objectContaining({ code: 'E_ACCESS_OTHER_PATIENT', path: 'Bundle.entry[0].resource' }) as Error,
+    );
+    const { id: _id, ...noId } = copy(PROFILE);
+    expect(() => open([noId as FhirResource])).toThrow(
+      expect.objectContaining({ code: 'E_FHIR_INVALID', path: 'Bundle.entry[0].resource.id' }) as Error,
+    );
+  });
+});

@@ -1,5 +1,6 @@
 // The right-of-access request as pure state: due dates (45 CFR 164.524(b)(2)), the single extension with its
-// reason, per-service answered / pending / failed with backoff, and the request status that names what is missing.
+// reason, per-service answered / incomplete / pending / failed with backoff / refused, and the request status that
+// names what is missing.
 import { describe, expect, it } from 'vitest';
 import {
   ACCESS_DUE_MS,
@@ -13,6 +14,8 @@ import {
   newRequest,
   recordAnswer,
   recordMiss,
+  recordRefusal,
+  reopen,
   retryDelay,
   unanswered,
 } from '../../../src/access/protocol/request.js';
@@ -49,6 +52,64 @@ describe('access request state', () => {
     r = recordAnswer(r, 'billing', answer);
     expect(r.status).toBe('complete');
     expect(dueServices(r, T0 + ACCESS_DUE_MS)).toEqual([]);
+  });
+
+  it('an answer without a type the registry says the service holds is incomplete: partial, asked again, never complete', () => {
+    const holds = { ehr: ['Observation', 'Patient'], billing: ['Patient'] };
+    let r = newRequest({ id: 'ar-2', patient: 'p', sealedRef: 's', services: ['ehr', 'billing'], now: T0, holds });
+    r = claimAttempt(claimAttempt(r, 'ehr', T0), 'billing', T0);
+    r = recordAnswer(r, 'ehr', answer);
+    // billing holds a Patient and answers nothing: incomplete, the request partial and naming it.
+    r = recordAnswer(r, 'billing', { at: T0 + 2, resources: 0, types: {}, sha256: 'e3' });
+    expect(r.services['billing']).toEqual({
+      state: 'incomplete',
+      attempts: 1,
+      nextAttemptAt: T0 + retryDelay(1),
+      answeredAt: T0 + 2,
+      resources: 0,
+      types: {},
+      sha256: 'e3',
+      missing: ['Patient'],
+    });
+    expect(r.status).toBe('partial');
+    expect(unanswered(r)).toEqual(['billing']);
+    expect(dueServices(r, T0 + retryDelay(1))).toEqual(['billing']);
+    expect(decodeRequest(encodeRequest(r))).toEqual(r);
+    // A later attempt that gets nothing keeps the incomplete answer on record.
+    r = recordMiss(claimAttempt(r, 'billing', T0 + retryDelay(1)), 'billing', { failed: false, code: 'TIMEOUT' });
+    expect(r.services['billing']).toMatchObject({ state: 'incomplete', attempts: 2 });
+    // A type found only inside a Bundle the service keeps counts (covers).
+    const nested = recordAnswer(r, 'billing', { ...answer, types: { Bundle: 1 }, covers: ['Bundle', 'Patient'] });
+    expect(nested.services['billing']).toMatchObject({ state: 'answered', attempts: 2 });
+    expect(nested.status).toBe('complete');
+  });
+
+  it('a refused answer is coded, never due again on its own, never complete; reopen asks it again', () => {
+    let r = claimAttempt(claimAttempt(base(), 'ehr', T0), 'billing', T0);
+    r = recordAnswer(r, 'ehr', answer);
+    r = recordRefusal(r, 'billing', { at: T0 + 5, code: 'E_FHIR_INVALID', path: 'Bundle.entry[0].resource.status' });
+    expect(r.services['billing']).toEqual({
+      state: 'refused',
+      attempts: 1,
+      refusedAt: T0 + 5,
+      code: 'E_FHIR_INVALID',
+      path: 'Bundle.entry[0].resource.status',
+    });
+    expect(r.status).toBe('partial');
+    expect(unanswered(r)).toEqual(['billing']);
+    expect(dueServices(r, T0 + 365 * 86_400_000)).toEqual([]);
+    expect(decodeRequest(encodeRequest(r))).toEqual(r);
+    expect(claimAttempt(r, 'billing', T0 + 10)).toBe(r);
+    expect(recordMiss(r, 'billing', { failed: false, code: '503' })).toBe(r);
+    const again = reopen(r, T0 + 10);
+    expect(again.services['billing']).toMatchObject({
+      state: 'failed',
+      code: 'E_FHIR_INVALID',
+      nextAttemptAt: T0 + 10,
+    });
+    expect(again.services['ehr']).toBe(r.services['ehr']);
+    expect(dueServices(again, T0 + 10)).toEqual(['billing']);
+    expect(recordAnswer(claimAttempt(again, 'billing', T0 + 10), 'billing', answer).status).toBe('complete');
   });
 
   it('a request no service holds data for is complete at once', () => {
