@@ -3,6 +3,7 @@
 // the patient reference leaves this process only sealed under the broker's access key, which — like `registry
 // show` and `quarantine show --decrypt` — needs the broker secrets in the data dir. `export` opens the sealed
 // answers here, with those secrets, and writes the assembled FHIR Bundle to a file of the operator's choosing.
+import { stringifyJson } from '../wire/json.js';
 import { writeFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { loadBundle } from '../access/desk/bundle.js';
@@ -177,7 +178,7 @@ export async function runAccessExport(
     const store = await AccessStore.open(nc, config.replicas);
     const request = await store.get(checkRequestId(id));
     const bundle = await loadBundle(store, key, request, Date.now());
-    writeFileSync(file, `${JSON.stringify(bundle, null, 2)}\n`, { mode: 0o600 });
+    writeFileSync(file, `${stringifyJson(bundle, 2)}\n`, { mode: 0o600 });
     out.write(
       `${id}: ${bundle.entry?.length ?? 0} resources from ${Object.values(request.services).filter((s) => s.state === 'answered').length} service(s) written to ${file}\n`,
     );

@@ -105,7 +105,7 @@ export function parseResourceJson(text: string, format: (segments: readonly (str
   throw new BrokerError('E_JSON_MALFORMED', `${path}: duplicate member name (RFC 7493 §2.3)`, { path });
 }
 
-/** JSON text of a value holding JsonNumbers, each written as its lexeme. */
-export function stringifyJson(value: unknown): string {
-  return stringify(value) ?? 'null';
+/** JSON text of a value holding JsonNumbers, each written as its lexeme; `indent` as JSON.stringify's space. */
+export function stringifyJson(value: unknown, indent?: number): string {
+  return stringify(value, undefined, indent) ?? 'null';
 }

@@ -4,6 +4,7 @@
 // A request is complete only when every holder the registry names answered with every type it holds; the export
 // holds each holder's copy in its projected shape and is valid FHIR R4; a holder that answers empty while holding
 // data keeps the request partial; an answer that fails the broker's check is a coded refusal, not asked again.
+import { JsonNumber, stringifyJson } from '../../src/wire/json.js';
 import type { AuditEvent, FhirResource } from 'fhir/r4.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SOURCE_PREFIX, loadBundle } from '../../src/access/desk/bundle.js';
@@ -73,8 +74,13 @@ function observation(id: string): FhirResource {
     code: { coding: [{ system: 'http://loinc.org', code: '8867-4', display: 'Heart rate' }] },
     subject: { reference: `Patient/${id}` },
     effectiveDateTime: '2026-10-30T08:15:00Z',
-    valueQuantity: { value: 72.0, unit: 'beats/minute', system: 'http://unitsofmeasure.org', code: '/min' },
-  } as FhirResource;
+    valueQuantity: {
+      value: new JsonNumber('72.0'),
+      unit: 'beats/minute',
+      system: 'http://unitsofmeasure.org',
+      code: '/min',
+    },
+  } as unknown as FhirResource;
 }
 
 /** Publishes the patient's resources through the example services and waits until every subscriber kept its copy. */
@@ -168,6 +174,8 @@ describe('right of access answered by every holder of a projected copy', () => {
       clock,
     );
     expect(fhirSchemaErrors(bundle)).toEqual([]);
+    // The publisher's decimal lexeme survives the holder's answer, the desk's store and the export (FHIR R4 decimal).
+    expect(stringifyJson(bundle)).toContain('"value":72.0,');
     const question = { patientRef: `Patient/${P1}` };
     const expected = HOLDERS.flatMap((s) =>
       example(s)

@@ -10,6 +10,7 @@ import type { AccessRequest } from '../protocol/request.js';
 import { openAnswer } from './sealing.js';
 import type { AccessStore } from './store.js';
 import { BrokerError } from '../../wire/errors.js';
+import { parseJsonText } from '../../wire/json.js';
 
 export const SOURCE_PREFIX = 'urn:phi-broker:service:';
 
@@ -58,7 +59,12 @@ export async function loadBundle(
         `the answer of ${service} to ${request.id} is missing from the answer store`,
         { path: `services.${service}` },
       );
-    answers.set(service, JSON.parse(openAnswer(key, request.id, service, sealed)) as FhirResource[]);
+    const parsed = parseJsonText(openAnswer(key, request.id, service, sealed));
+    if (!('value' in parsed))
+      throw new BrokerError('E_STORED_INVALID', `the stored answer of ${service} to ${request.id} is not JSON`, {
+        path: `services.${service}`,
+      });
+    answers.set(service, parsed.value as FhirResource[]);
   }
   return assembleBundle(request, answers, now);
 }

@@ -45,6 +45,7 @@ import { serveServiceRequests } from './service-requests.js';
 import { AccessStore } from './store.js';
 import type { Replicas } from '../../nats/setup.js';
 import { decodeJson } from '../../wire/decode-json.js';
+import { stringifyJson } from '../../wire/json.js';
 
 export interface AccessDeskOptions {
   readonly nc: NatsConnection;
@@ -377,7 +378,7 @@ export class AccessDesk {
       );
       return;
     }
-    const json = JSON.stringify(opened.resources);
+    const json = stringifyJson(opened.resources);
     const types: Record<string, number> = {};
     for (const r of opened.resources) types[r.resourceType] = (types[r.resourceType] ?? 0) + 1;
     await this.store.putAnswer(id, service, sealAnswer(this.key, id, service, json));
