@@ -1,48 +1,37 @@
 // XChaCha20-Poly1305-IETF (src/crypto/aead.ts) for the envelope's leaves and wrapped data keys, text in and text
 // out: the same construction and the same bytes as sealBlobBase64url / openBlobText / sealBlob / openBlob, without
-// their per-call copies. A LeafCipher serves the leaves of one message under one key: the constant parts of the AAD
-// (`v1|<id>|` before the element path and `|<dk>` after it, src/envelope/aad.ts) are written once into a scratch
-// Buffer, the element path is extended and cut back in place as the caller walks the resource, and each leaf then
-// writes only its UTF-8 plaintext and its nonce; the nonce sits right before the ciphertext so
-// `nonce || ciphertext || tag` is read out as base64url in one call (and decoded into place when opening). The
-// backend in use (src/crypto/backend.ts) encrypts between views of that Buffer. `dispose()` zeroes it, so paths
-// and plaintexts never outlive the message.
-import { KEY_BYTES, NONCE_BYTES, TAG_BYTES } from './aead.js';
-import type { CryptoBackend } from './backend.js';
-import { base64urlDecodedLength, isCanonicalBase64url } from './base64url.js';
+// their per-call copies. A LeafCipher serves the leaves of one message under one key: the key and the constant
+// parts of the AAD (`v1|<id>|` before the element path and `|<dk>` after it, src/envelope/aad.ts) are written once
+// into a scratch block of libsodium's WebAssembly memory, the element path is extended and cut back in place as
+// the caller walks the resource, and each leaf then writes only its UTF-8 plaintext and its nonce; the nonce sits
+// right before the ciphertext so `nonce || ciphertext || tag` is read out as base64url in one call (and decoded
+// into place when opening). `dispose()` zeroes every byte the block held and frees it, so key, paths and
+// plaintext never outlive the message. libsodium-wrappers' own functions copy each argument into a fresh
+// allocation (freed without zeroing), copy the result out again and decode text with a new TextDecoder each time:
+// on a ~1.6 KB Patient with three subscribers those copies cost more than the cipher. It stays on WebAssembly with
+// either backend: for leaves of tens of bytes a call into WebAssembly costs less than sodium-native's N-API call
+// (docs/performance.md, "Native libsodium"). When the libsodium build does not expose what this needs, aead.ts's
+// functions (the backend in use) serve instead: same results, slower.
+import { BrokerError } from '../wire/errors.js';
+import { KEY_BYTES, NONCE_BYTES, TAG_BYTES, openBlob, openBlobText, sealBlobBase64url } from './aead.js';
+import { base64urlDecodedLength, fromBase64url, isCanonicalBase64url } from './base64url.js';
 import { randomBytes, takeRandomInto, type RandomSource } from './random.js';
 import {
   SHORT_SEALED,
   SHORT_TEXT,
   decodeBase64urlInto,
+  heapOf,
+  raw,
   readBase64url,
   readUtf8Lenient,
   writeBase64url,
   writeUtf8,
-  type ScratchBuffer,
-} from './scratch-text.js';
-import { cryptoBackend } from './sodium.js';
+  zero,
+  type HeapBuffer,
+  type SodiumModule,
+} from './wasm-heap.js';
 
 const utf8Fatal = new TextDecoder('utf-8', { fatal: true });
-
-/** One zeroed scratch Buffer kept between messages (a LeafCipher takes it, or allocates, and gives it back zeroed). */
-let spare: ScratchBuffer | undefined;
-
-function takeScratch(size: number): ScratchBuffer {
-  if (spare !== undefined && spare.length >= size) {
-    const s = spare;
-    spare = undefined;
-    return s;
-  }
-  let cap = 4096;
-  while (cap < size) cap *= 2;
-  return Buffer.alloc(cap) as ScratchBuffer; // never from Buffer's shared pool
-}
-
-function giveBack(s: ScratchBuffer, used: number): void {
-  s.fill(0, 0, used);
-  if (spare === undefined || spare.length < s.length) spare = s;
-}
 
 /**
  * The leaves of one message under one key: AAD = UTF-8(aadPrefix + middle + aadSuffix). The middle (the element
@@ -53,14 +42,17 @@ function giveBack(s: ScratchBuffer, used: number): void {
  */
 export class LeafCipher {
   readonly #key: Uint8Array;
-  readonly #backend: CryptoBackend;
-  /** The scratch Buffer: aadPrefix | middle | aadSuffix | data; undefined after dispose(). */
-  #s: ScratchBuffer | undefined;
-  /** Where the middle of the AAD starts (after the prefix), and its length in bytes. */
-  readonly #mid: number;
+  readonly #prefix: string;
+  readonly #suffix: string;
+  readonly #m: SodiumModule | null;
+  /** The scratch block: key | aadPrefix | middle | aadSuffix | data. */
+  #p = 0;
+  #cap = 0;
+  /** Where the middle of the AAD starts (after key and prefix), and its length in bytes. */
+  #mid = 0;
   #midLength = 0;
-  /** How far the scratch Buffer has been written (what dispose() zeroes). */
-  #used = 0;
+  /** The middle as text, kept only when there is no scratch block (the wrapper's functions take text). */
+  #midText = '';
   /** The suffix as UTF-8 bytes, copied after the middle for each leaf. */
   readonly #suffixBytes: Uint8Array;
   /** Where #decrypt left the plaintext. */
@@ -71,48 +63,57 @@ export class LeafCipher {
     if (!(key instanceof Uint8Array) || key.length !== KEY_BYTES)
       throw new TypeError(`AEAD key must be ${KEY_BYTES} bytes`);
     this.#key = key;
-    this.#backend = cryptoBackend();
+    this.#prefix = aadPrefix;
+    this.#suffix = aadSuffix;
     this.#suffixBytes = Buffer.from(aadSuffix, 'utf8');
-    const s = takeScratch(aadPrefix.length * 3 + 256);
-    this.#mid = writeUtf8(s, aadPrefix, 0, s.length);
-    this.#used = this.#mid;
-    this.#s = s;
+    this.#m = raw();
   }
 
-  /** The scratch Buffer, holding at least `size` bytes after the end of the middle. */
-  #area(size: number): ScratchBuffer {
-    const s = this.#s;
-    if (s === undefined) throw new TypeError('LeafCipher used after dispose()');
-    const need = this.#mid + this.#midLength + size;
-    if (need > this.#used) this.#used = Math.min(need, s.length);
-    if (need <= s.length) return s;
-    const grown = takeScratch(need);
-    s.copy(grown, 0, 0, this.#mid + this.#midLength); // prefix and the path built so far
-    giveBack(s, s.length);
-    this.#s = grown;
-    this.#used = need;
-    return grown;
+  /** The heap, with the scratch block holding at least `size` bytes after the end of the middle. */
+  #area(m: SodiumModule, size: number): HeapBuffer {
+    if (this.#p !== 0 && this.#mid + this.#midLength + size <= this.#p + this.#cap) return heapOf(m);
+    const frame = KEY_BYTES + this.#prefix.length * 3 + this.#midLength;
+    let cap = 4096;
+    while (cap < frame + size) cap *= 2;
+    const p = m._malloc(cap);
+    if (p === 0) throw new RangeError('libsodium could not allocate scratch memory');
+    const heap = heapOf(m);
+    heap.set(this.#key, p);
+    const mid = p + KEY_BYTES + writeUtf8(heap, this.#prefix, p + KEY_BYTES, cap - KEY_BYTES);
+    if (this.#p !== 0) heap.copyWithin(mid, this.#mid, this.#mid + this.#midLength); // the path built so far
+    this.#release(m);
+    this.#p = p;
+    this.#cap = cap;
+    this.#mid = mid;
+    return heap;
   }
 
   /** Appends `text` (after the byte `lead` unless it is 0) to the middle; returns the mark to truncate back to. */
   appendMiddle(text: string, lead = 0): number {
     const mark = this.#midLength;
-    const s = this.#area(text.length * 3 + 1);
+    const m = this.#m;
+    if (m === null) {
+      this.#midText += (lead === 0 ? '' : String.fromCharCode(lead)) + text;
+      this.#midLength = this.#midText.length;
+      return mark;
+    }
+    const heap = this.#area(m, text.length * 3 + 1);
     let at = this.#mid + mark;
-    if (lead !== 0) s[at++] = lead;
-    this.#midLength = at - this.#mid + writeUtf8(s, text, at, text.length * 3);
+    if (lead !== 0) heap[at++] = lead;
+    this.#midLength = at - this.#mid + writeUtf8(heap, text, at, text.length * 3);
     return mark;
   }
 
   /** Appends `[index]` to the middle; returns the mark to truncate back to. */
   appendIndex(index: number): number {
-    if (index > 9) return this.appendMiddle(`[${index}]`);
+    const m = this.#m;
+    if (m === null || index > 9) return this.appendMiddle(`[${index}]`);
     const mark = this.#midLength;
-    const s = this.#area(3);
+    const heap = this.#area(m, 3);
     const at = this.#mid + mark;
-    s[at] = 0x5b;
-    s[at + 1] = 0x30 + index;
-    s[at + 2] = 0x5d;
+    heap[at] = 0x5b;
+    heap[at + 1] = 0x30 + index;
+    heap[at + 2] = 0x5d;
     this.#midLength = mark + 3;
     return mark;
   }
@@ -120,19 +121,22 @@ export class LeafCipher {
   /** Cuts the middle back to what it was when `mark` was returned. */
   truncateMiddle(mark: number): void {
     this.#midLength = mark;
+    if (this.#m === null) this.#midText = this.#midText.slice(0, mark);
   }
 
   /** The middle as text (for an error message, through shownPath: it may hold keys a sender wrote). */
   middle(): string {
-    const s = this.#s;
-    return s === undefined ? '' : s.toString('utf8', this.#mid, this.#mid + this.#midLength);
+    const m = this.#m;
+    if (m === null) return this.#midText;
+    if (this.#p === 0) return '';
+    return heapOf(m).toString('utf8', this.#mid, this.#mid + this.#midLength);
   }
 
   /** Writes the suffix after the middle; returns the AAD's end. */
-  #aad(s: ScratchBuffer): number {
+  #aad(heap: HeapBuffer): number {
     let at = this.#mid + this.#midLength;
-    const x = this.#suffixBytes;
-    for (let i = 0; i < x.length; i++) s[at++] = x[i] as number;
+    const s = this.#suffixBytes;
+    for (let i = 0; i < s.length; i++) heap[at++] = s[i] as number;
     return at;
   }
 
@@ -141,11 +145,14 @@ export class LeafCipher {
    * byte for byte what sealBlobBase64url(key, utf8(plaintext), utf8(aad), random) returns.
    */
   seal(plaintext: string, random: RandomSource): string {
+    const m = this.#m;
+    if (m === null)
+      return sealBlobBase64url(this.#key, utf8(plaintext), utf8(this.#prefix + this.#midText + this.#suffix), random);
     // Data after the AAD: plaintext | nonce | ciphertext+tag. UTF-8 takes at most 3 bytes per UTF-16 unit.
     const maxPlain = plaintext.length * 3;
-    const s = this.#area(this.#suffixBytes.length + maxPlain + NONCE_BYTES + maxPlain + TAG_BYTES);
-    const mp = this.#aad(s);
-    return this.#encrypt(s, mp, writeUtf8(s, plaintext, mp, maxPlain), random);
+    const heap = this.#area(m, this.#suffixBytes.length + maxPlain + NONCE_BYTES + maxPlain + TAG_BYTES);
+    const mp = this.#aad(heap);
+    return this.#encrypt(m, heap, mp, writeUtf8(heap, plaintext, mp, maxPlain), random);
   }
 
   /**
@@ -153,51 +160,51 @@ export class LeafCipher {
    * printable ASCII without `"` or `\\` (then its JSON text is the string in double quotes).
    */
   sealJsonString(value: string, random: RandomSource): string {
+    const m = this.#m;
     const n = value.length;
-    if (n > SHORT_TEXT) return this.seal(JSON.stringify(value), random);
-    const s = this.#area(this.#suffixBytes.length + 2 * (n + 2) + NONCE_BYTES + TAG_BYTES);
-    const mp = this.#aad(s);
-    s[mp] = 0x22;
+    if (m === null || n > SHORT_TEXT) return this.seal(JSON.stringify(value), random);
+    const heap = this.#area(m, this.#suffixBytes.length + 2 * (n + 2) + NONCE_BYTES + TAG_BYTES);
+    const mp = this.#aad(heap);
+    heap[mp] = 0x22;
     for (let i = 0; i < n; i++) {
       const c = value.charCodeAt(i);
       if (c < 0x20 || c === 0x22 || c === 0x5c || c >= 0x80) return this.seal(JSON.stringify(value), random);
-      s[mp + 1 + i] = c;
+      heap[mp + 1 + i] = c;
     }
-    s[mp + 1 + n] = 0x22;
-    return this.#encrypt(s, mp, n + 2, random);
+    heap[mp + 1 + n] = 0x22;
+    return this.#encrypt(m, heap, mp, n + 2, random);
   }
 
   /**
    * base64url(nonce || XChaCha20-Poly1305(key, nonce, plaintext, aad)) of bytes (a wrapped data key): byte for byte
-   * toBase64url(sealBlob(key, plaintext, utf8(aad), random)), with no copy left after dispose().
+   * toBase64url(sealBlob(key, plaintext, utf8(aad), random)), with nothing left in the heap after dispose().
    */
   sealBytes(plaintext: Uint8Array, random: RandomSource): string {
+    const m = this.#m;
+    if (m === null)
+      return sealBlobBase64url(this.#key, plaintext, utf8(this.#prefix + this.#midText + this.#suffix), random);
     const n = plaintext.length;
-    const s = this.#area(this.#suffixBytes.length + n + NONCE_BYTES + n + TAG_BYTES);
-    const mp = this.#aad(s);
-    s.set(plaintext, mp);
-    return this.#encrypt(s, mp, n, random);
+    const heap = this.#area(m, this.#suffixBytes.length + n + NONCE_BYTES + n + TAG_BYTES);
+    const mp = this.#aad(heap);
+    heap.set(plaintext, mp);
+    return this.#encrypt(m, heap, mp, n, random);
   }
 
   /** Draws the nonce (right after the plaintext at `mp`), encrypts, returns base64url(nonce || ciphertext || tag). */
-  #encrypt(s: ScratchBuffer, mp: number, mlen: number, random: RandomSource): string {
+  #encrypt(m: SodiumModule, heap: HeapBuffer, mp: number, mlen: number, random: RandomSource): string {
+    const ap = this.#p + KEY_BYTES;
     const np = mp + mlen;
-    if (random === randomBytes) takeRandomInto(s, np, NONCE_BYTES);
+    if (random === randomBytes) takeRandomInto(heap, np, NONCE_BYTES);
     else {
       const nonce = random(NONCE_BYTES);
       if (nonce.length !== NONCE_BYTES) throw new TypeError('random source returned the wrong number of bytes');
-      s.set(nonce, np);
+      heap.set(nonce, np);
     }
     const cp = np + NONCE_BYTES;
     const end = cp + mlen + TAG_BYTES;
-    this.#backend.aeadEncrypt(
-      s.subarray(cp, end),
-      s.subarray(mp, np),
-      s.subarray(0, mp),
-      s.subarray(np, cp),
-      this.#key,
-    );
-    return readBase64url(s, np, end);
+    if (m._crypto_aead_xchacha20poly1305_ietf_encrypt(cp, 0, mp, mlen, 0, ap, mp - ap, 0, 0, np, this.#p) !== 0)
+      throw new BrokerError('E_INTERNAL', 'libsodium refused to encrypt');
+    return readBase64url(heap, np, end);
   }
 
   /**
@@ -206,16 +213,18 @@ export class LeafCipher {
    * openBlobText(key, fromBase64url(sealed), utf8(aad)) gives undefined (or fromBase64url does).
    */
   open(sealed: string): string | undefined {
-    const s = this.#decrypt(sealed);
-    if (s === undefined) return undefined;
+    const m = this.#m;
+    if (m === null) return openTextOneCall(this.#key, sealed, this.#prefix + this.#midText + this.#suffix);
+    const heap = this.#decrypt(m, sealed);
+    if (heap === undefined) return undefined;
     const mp = this.#plainAt;
     const mlen = this.#plainLength;
-    const text = readUtf8Lenient(s, mp, mp + mlen);
+    const text = readUtf8Lenient(heap, mp, mp + mlen);
     if (!text.includes('\ufffd')) return text;
     // A replacement character: either in the plaintext or standing for bytes that are not UTF-8. Only a strict
-    // decode tells.
+    // decode tells (libsodium-wrappers' 'text' output refuses the latter too).
     try {
-      return utf8Fatal.decode(s.subarray(mp, mp + mlen));
+      return utf8Fatal.decode(heap.subarray(mp, mp + mlen));
     } catch {
       return undefined;
     }
@@ -226,50 +235,73 @@ export class LeafCipher {
    * openBlob(key, fromBase64url(sealed), utf8(aad)) would throw (or fromBase64url gives undefined).
    */
   openBytes(sealed: string): Uint8Array | undefined {
-    const s = this.#decrypt(sealed);
-    if (s === undefined) return undefined;
-    return new Uint8Array(s.buffer, s.byteOffset + this.#plainAt, this.#plainLength).slice(); // a copy, not a Buffer
+    const m = this.#m;
+    if (m === null) return openBytesOneCall(this.#key, sealed, this.#prefix + this.#midText + this.#suffix);
+    const heap = this.#decrypt(m, sealed);
+    if (heap === undefined) return undefined;
+    return new Uint8Array(heap.buffer, heap.byteOffset + this.#plainAt, this.#plainLength).slice(); // a copy, not a Buffer
   }
 
-  /** Decrypts into the scratch Buffer (plaintext at #plainAt, #plainLength bytes); undefined for any failure. */
-  #decrypt(sealed: string): ScratchBuffer | undefined {
+  /** Decrypts into the scratch block (plaintext at #plainAt, #plainLength bytes); undefined for any failure. */
+  #decrypt(m: SodiumModule, sealed: string): HeapBuffer | undefined {
     const n = base64urlDecodedLength(sealed.length);
     if (sealed.length > SHORT_SEALED) {
       if (!isCanonicalBase64url(sealed) || n < NONCE_BYTES + TAG_BYTES) return undefined;
     } else if (sealed.length % 4 === 1 || n < NONCE_BYTES + TAG_BYTES) return undefined;
     // Data after the AAD: nonce | ciphertext+tag | plaintext.
-    const s = this.#area(this.#suffixBytes.length + n + n);
-    const np = this.#aad(s);
+    const heap = this.#area(m, this.#suffixBytes.length + n + n);
+    const ap = this.#p + KEY_BYTES;
+    const np = this.#aad(heap);
     // A short text is checked (canonical base64url, as isCanonicalBase64url) and decoded in one loop.
     const written =
-      sealed.length > SHORT_SEALED ? writeBase64url(s, sealed, np, n) : decodeBase64urlInto(s, sealed, np);
-    if (written !== n) return undefined;
+      sealed.length > SHORT_SEALED ? writeBase64url(heap, sealed, np, n) : decodeBase64urlInto(heap, sealed, np);
     const cp = np + NONCE_BYTES;
+    const clen = n - NONCE_BYTES;
     const mp = np + n;
-    const mlen = n - NONCE_BYTES - TAG_BYTES;
-    if (
-      !this.#backend.aeadDecrypt(
-        s.subarray(mp, mp + mlen),
-        s.subarray(cp, mp),
-        s.subarray(0, np),
-        s.subarray(np, cp),
-        this.#key,
-      )
-    )
+    const mlen = clen - TAG_BYTES;
+    if (written !== n) return undefined;
+    if (m._crypto_aead_xchacha20poly1305_ietf_decrypt(mp, 0, 0, cp, clen, 0, ap, np - ap, 0, np, this.#p) !== 0)
       return undefined;
     this.#plainAt = mp;
     this.#plainLength = mlen;
-    return s;
+    return heap;
   }
 
-  /** Zeroes what the scratch Buffer held (AAD, plaintexts) and gives it back. Safe to call more than once. */
+  /** Zeroes what the scratch block held (key, AAD, plaintexts) and frees it. Safe to call more than once. */
   dispose(): void {
-    const s = this.#s;
-    if (s === undefined) return;
-    this.#s = undefined;
+    if (this.#m !== null) this.#release(this.#m);
     this.#midLength = 0;
-    giveBack(s, this.#used);
+    this.#midText = '';
   }
+
+  #release(m: SodiumModule): void {
+    if (this.#p === 0) return;
+    zero(heapOf(m), this.#p, this.#p + this.#cap); // the whole block: a throw mid-leaf leaves nothing behind either
+    m._free(this.#p);
+    this.#p = 0;
+    this.#cap = 0;
+  }
+}
+
+// Without the raw module (the LeafCipher's #m is null) the one-call functions of aead.ts serve: they then use
+// libsodium-wrappers' own functions, with the same bytes and the same verdicts.
+function utf8(text: string): Uint8Array {
+  return Buffer.from(text, 'utf8');
+}
+
+function openBytesOneCall(key: Uint8Array, sealed: string, aad: string): Uint8Array | undefined {
+  const bytes = fromBase64url(sealed);
+  if (bytes === undefined) return undefined;
+  try {
+    return openBlob(key, bytes, utf8(aad));
+  } catch {
+    return undefined;
+  }
+}
+
+function openTextOneCall(key: Uint8Array, sealed: string, aad: string): string | undefined {
+  const bytes = fromBase64url(sealed);
+  return bytes === undefined ? undefined : openBlobText(key, bytes, utf8(aad));
 }
 
 /** `use` with a LeafCipher over `key` and that AAD frame, disposed (zeroed and freed) however `use` ends. */

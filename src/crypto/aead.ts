@@ -1,8 +1,8 @@
 // XChaCha20-Poly1305-IETF authenticated encryption (draft-irtf-cfrg-xchacha-03 over RFC 8439 ChaCha20-Poly1305):
 // 32-byte key, random 24-byte nonce, 16-byte tag. A sealed value is `nonce || ciphertext || tag`. The extended nonce
 // makes random nonces safe for any number of messages per key. sealBlob/openBlob serve the broker's quarantine
-// copies, access answers and references; the envelope's own AEADs go through aead-text.ts (LeafCipher). Both use
-// the backend in use (src/crypto/backend.ts); a plaintext copy made here is zeroed before it is dropped.
+// copies, access answers and references through the backend in use (src/crypto/backend.ts); a plaintext copy made
+// here is zeroed before it is dropped. The envelope's leaves go through aead-text.ts (LeafCipher).
 import { BrokerError } from '../wire/errors.js';
 import { toBase64url } from './base64url.js';
 import { randomBytes, type RandomSource } from './random.js';

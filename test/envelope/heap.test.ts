@@ -1,7 +1,7 @@
-// Under the native backend nothing of an envelope passes through libsodium-wrappers' WebAssembly memory (whose
-// functions leave their arguments in freed memory): neither the data key nor a leaf's plaintext nor an element
-// path is found there after sealing and opening. Also: the sealer's remembered kid checks still refuse a signer of
-// another service.
+// What sealing and opening an envelope leave in libsodium's WebAssembly memory: neither the data key nor a leaf's
+// plaintext nor an element path may outlive the call (src/crypto/aead-text.ts zeroes its scratch blocks; the data
+// key is wrapped and unwrapped there too, not by libsodium-wrappers, whose functions leave arguments in freed
+// memory). Also: the sealer's remembered kid checks still refuse a signer of another service.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fixedRandom } from '../../src/crypto/random.js';
 import { getSodium, initCrypto } from '../../src/crypto/sodium.js';
@@ -11,7 +11,7 @@ import { makeParties, type Parties } from './parties.js';
 
 let p: Parties;
 beforeAll(async () => {
-  await initCrypto('native');
+  await initCrypto();
   p = makeParties('heap');
 });
 
