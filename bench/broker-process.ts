@@ -14,7 +14,8 @@ import { parseConfig } from '../src/config/config.js';
 import { readJwks, readServiceKeys } from '../src/runtime/key-files.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { createLogger } from '../src/log/log.js';
-import { connectNats } from '../src/runtime/data-dir.js';
+import { BROKER_IDENTITY } from '../src/tls/identity.js';
+import { connectBench } from './tls.js';
 
 export interface BrokerProcessArgs {
   readonly natsUrl: string;
@@ -23,6 +24,8 @@ export interface BrokerProcessArgs {
   readonly keysDir: string;
   readonly dataDir: string;
   readonly logFile: string;
+  /** The mTLS certificates (bench/tls.ts): connect as the broker identity; plaintext without. */
+  readonly tlsDir?: string;
 }
 
 type ToBroker = { cmd: 'stats' } | { cmd: 'heap' } | { cmd: 'stop' };
@@ -43,7 +46,7 @@ async function main(): Promise<void> {
     level: config.logLevel,
     destination: pino.destination({ dest: args.logFile, sync: true }),
   });
-  const nc = await connectNats(args.natsUrl, 'phi-broker bench');
+  const nc = await connectBench(args.natsUrl, 'phi-broker bench', BROKER_IDENTITY, args.tlsDir);
   const broker = await Broker.start({
     config,
     catalog,

@@ -7,13 +7,14 @@
 // The parent sends one `run` command and gets one `result` back; timestamps are absolute (load.ts).
 import { headers as natsHeaders } from 'nats';
 import { BROKER_ID } from '../src/wire/ids.js';
-import { connectNats } from '../src/runtime/data-dir.js';
 import { Keyring } from '../src/crypto/keyring.js';
 import { readJwks, readServiceKeys } from '../src/runtime/key-files.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { sealEnvelope } from '../src/envelope/seal.js';
 import { PhiClient } from '../src/sdk/client.js';
 import { RAW, T0 } from './raw.js';
+import { BENCH_IDENTITY, connectBench } from './tls.js';
+import { serviceIdentity } from '../src/tls/identity.js';
 import { drive, inWindow, now, type LoadShape, type LoadWindow } from './load.js';
 import { SIZES, poolSize, resourceOf, type SizeName } from './resources.js';
 
@@ -26,6 +27,8 @@ export interface ClientArgs {
   readonly size: SizeName;
   /** Subscriber service ids (sub roles). */
   readonly subscribers: readonly string[];
+  /** The mTLS certificates (bench/tls.ts); plaintext without. */
+  readonly tlsDir?: string;
 }
 
 export interface RunCommand {
@@ -62,18 +65,17 @@ export interface SubResult {
   readonly invalid: number;
 }
 
-// The bench runs a local plaintext nats-server (`insecure: true`): it measures the broker's per-message cost;
-// TLS adds a per-connection handshake and symmetric record encryption that the baselines would share.
+// Each client connects as its own identity over mTLS (bench/tls.ts), or in plaintext with --no-tls.
 async function sdkPub(args: ClientArgs, run: RunCommand): Promise<PubResult> {
   const { type, publisher } = SIZES[args.size];
-  const nc = await connectNats(args.natsUrl, `bench ${publisher}`);
+  const nc = await connectBench(args.natsUrl, `bench ${publisher}`, serviceIdentity(publisher), args.tlsDir);
   const client = await PhiClient.connect({
     nc,
     service: publisher,
     keys: readServiceKeys(args.keysDir, publisher),
     peers: readJwks(args.keysDir),
     publishDeadlineMs: 120_000,
-    insecure: true,
+    insecure: args.tlsDir === undefined,
   });
   const pool = Array.from({ length: poolSize(args.size) }, (_, i) => resourceOf(args.size, i));
   void type;
@@ -113,13 +115,13 @@ async function sdkSub(args: ClientArgs, run: RunCommand, ready: () => void): Pro
   let completed = 0;
   const stops: (() => Promise<void>)[] = [];
   for (const service of args.subscribers) {
-    const nc = await connectNats(args.natsUrl, `bench ${service}`);
+    const nc = await connectBench(args.natsUrl, `bench ${service}`, serviceIdentity(service), args.tlsDir);
     const client = await PhiClient.connect({
       nc,
       service,
       keys: readServiceKeys(args.keysDir, service),
       peers,
-      insecure: true,
+      insecure: args.tlsDir === undefined,
     });
     await client.subscribe('*', (d) => {
       const t = now();
@@ -139,7 +141,7 @@ async function sdkSub(args: ClientArgs, run: RunCommand, ready: () => void): Pro
 }
 
 async function rawPub(args: ClientArgs, run: RunCommand): Promise<PubResult> {
-  const nc = await connectNats(args.natsUrl, 'bench raw-pub');
+  const nc = await connectBench(args.natsUrl, 'bench raw-pub', BENCH_IDENTITY, args.tlsDir);
   const js = nc.jetstream();
   const pool = Array.from({ length: poolSize(args.size) }, (_, i) =>
     Buffer.from(JSON.stringify(resourceOf(args.size, i))),
@@ -172,7 +174,7 @@ async function rawPub(args: ClientArgs, run: RunCommand): Promise<PubResult> {
 }
 
 async function rawSub(args: ClientArgs, run: RunCommand, ready: () => void): Promise<SubResult> {
-  const nc = await connectNats(args.natsUrl, 'bench raw-sub');
+  const nc = await connectBench(args.natsUrl, 'bench raw-sub', BENCH_IDENTITY, args.tlsDir);
   const js = nc.jetstream();
   const latencies: number[] = [];
   let completed = 0;
@@ -231,7 +233,7 @@ async function sealedPool(args: ClientArgs): Promise<Uint8Array[]> {
 }
 
 async function corePub(args: ClientArgs, run: RunCommand): Promise<PubResult> {
-  const nc = await connectNats(args.natsUrl, 'bench core-pub');
+  const nc = await connectBench(args.natsUrl, 'bench core-pub', BENCH_IDENTITY, args.tlsDir);
   const pool = await sealedPool(args);
   let sent = 0;
   let completed = 0;
@@ -263,7 +265,7 @@ async function corePub(args: ClientArgs, run: RunCommand): Promise<PubResult> {
 }
 
 async function coreSub(args: ClientArgs, run: RunCommand, ready: () => void): Promise<SubResult> {
-  const nc = await connectNats(args.natsUrl, 'bench core-sub');
+  const nc = await connectBench(args.natsUrl, 'bench core-sub', BENCH_IDENTITY, args.tlsDir);
   const latencies: number[] = [];
   let completed = 0;
   for (let s = 0; s < args.subscribers.length; s++) {

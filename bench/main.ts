@@ -1,7 +1,9 @@
 // `npm run bench`: the broker over the real path against same-run baselines (docs/performance.md).
-//   node dist/bench/main.js [--quick] [--out <dir>] [--only <run-name-substring>] [--cpu-prof <dir>]
+//   node dist/bench/main.js [--quick] [--out <dir>] [--only <run-name-substring>[,…]] [--cpu-prof <dir>]
 //                           [--broker-flags '<node flags for the broker processes>'] [--repeat <N>]
-//                           [--rates 50,100,200] [--broker-build <root of another build>]
+//                           [--rates 50,100,200] [--broker-build <root of another build>] [--no-tls]
+// Every run connects over mTLS as users run it (bench/tls.ts); --no-tls runs them in plaintext instead.
+// PHI_BROKER_CRYPTO (native|wasm) chooses the crypto backend of every process of the run (docs/configuration.md).
 // --rates runs Patient × 3 at those fixed offered rates (below saturation: what a message costs when it is not
 // sharing its writes, wake-ups and caches with others; 0: every process idle), and only those unless --only
 // selects more.
@@ -17,7 +19,8 @@ import { loadCatalog } from '../src/runtime/catalog-dir.js';
 import { BROKER_ID } from '../src/wire/ids.js';
 import { connectNats } from '../src/runtime/data-dir.js';
 import { ensureDevKeys, readJwks, readServiceKeys } from '../src/runtime/key-files.js';
-import { initCrypto } from '../src/crypto/sodium.js';
+import { cryptoBackend, initCrypto } from '../src/crypto/sodium.js';
+import { issueBenchCertificates } from './tls.js';
 import { startNatsServer } from '../src/nats/server.js';
 import { compare, type Comparison } from './compare.js';
 import { summarize, type Round } from './repeat.js';
@@ -42,6 +45,8 @@ export interface BenchOptions {
   readonly rates?: readonly number[];
   /** Another build's root: its dist/bench/broker-process.js runs the broker. */
   readonly brokerRoot?: string;
+  /** Plaintext connections instead of mTLS (`--no-tls`). */
+  readonly noTls?: boolean;
 }
 
 export interface BenchResults {
@@ -49,6 +54,10 @@ export interface BenchResults {
   readonly quick: boolean;
   /** How many rounds ran (`--repeat`). */
   readonly repeat: number;
+  /** Whether every connection was mTLS (false: `--no-tls`). */
+  readonly tls: boolean;
+  /** The crypto backend every process of the run used, and its libsodium. */
+  readonly crypto: { readonly backend: string; readonly libsodium: string };
   readonly machine: {
     readonly hostname: string;
     readonly nproc: number;
@@ -191,7 +200,7 @@ function plan(o: BenchOptions): RunSpec[] {
       ? fixed.length > 0
         ? runs.filter((r) => fixed.some((f) => f.name === r.name))
         : runs
-      : runs.filter((r) => r.name.includes(o.only as string));
+      : runs.filter((r) => (o.only as string).split(',').some((part) => r.name.includes(part)));
   // A run whose rate derives from another (the half-load run, the soak) brings that run along, first.
   const bases = runs.filter((r) => !matching.includes(r) && matching.some((m) => m.rateFrom?.run === r.name));
   const selected = [...bases, ...matching];
@@ -223,7 +232,20 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
     for (const c of catalogs.values()) for (const s of c.services.keys()) services.add(s);
     ensureDevKeys(keysDir, [...services]);
     const secrets = ensureBrokerSecrets(keysDir);
+    const tlsDir =
+      o.noTls === true
+        ? undefined
+        : await issueBenchCertificates(
+            join(scratch, 'tls'),
+            [...services].filter((s) => s !== BROKER_ID),
+          );
     const env: Env = {
+      ...(tlsDir === undefined ? {} : { tlsDir }),
+      catalog: (f) => {
+        const c = catalogs.get(f);
+        if (c === undefined) throw new Error(`no bench catalog for fan-out ${f}`);
+        return c;
+      },
       dir: scratch,
       keysDir,
       profilesDir,
@@ -319,6 +341,8 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
       date: new Date().toISOString(),
       quick: o.quick,
       repeat,
+      tls: tlsDir !== undefined,
+      crypto: { backend: cryptoBackend().name, libsodium: cryptoBackend().libsodium },
       machine: {
         hostname: host,
         nproc: m.nproc,
@@ -366,6 +390,7 @@ function parseArgs(argv: readonly string[]): BenchOptions {
     ...(repeat === undefined ? {} : { repeat: Number(repeat) }),
     ...(rates === undefined ? {} : { rates }),
     ...(brokerRoot === undefined ? {} : { brokerRoot }),
+    ...(argv.includes('--no-tls') ? { noTls: true } : {}),
   };
 }
 

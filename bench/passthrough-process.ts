@@ -3,7 +3,7 @@
 // every copy published and acknowledged by JetStream before the ingest message is acked) and no crypto, no
 // validation, no projection. It republishes each message unchanged to every subscriber's subject.
 import { headers as natsHeaders, type JsMsg } from 'nats';
-import { connectNats } from '../src/runtime/data-dir.js';
+import { BENCH_IDENTITY, connectBench } from './tls.js';
 import { RAW, T0 } from './raw.js';
 
 interface PassthroughArgs {
@@ -11,11 +11,13 @@ interface PassthroughArgs {
   readonly subscribers: readonly string[];
   /** In-flight limit, as the broker's `concurrency` setting. */
   readonly concurrency: number;
+  /** The mTLS certificates (bench/tls.ts); plaintext without. */
+  readonly tlsDir?: string;
 }
 
 async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? '{}') as PassthroughArgs;
-  const nc = await connectNats(args.natsUrl, 'bench passthrough');
+  const nc = await connectBench(args.natsUrl, 'bench passthrough', BENCH_IDENTITY, args.tlsDir);
   const js = nc.jetstream();
   const consumer = await js.consumers.get(RAW.inStream, RAW.consumer);
   const messages = await consumer.consume({ max_messages: Math.max(args.concurrency * 2, 16) });

@@ -27,6 +27,8 @@ export function markdown(r: BenchResults): string {
   lines.push(
     `${m.nproc} × ${m.cpuModel}, Node ${m.node}; load average ${m.loadavgStart.map((x) => x.toFixed(2)).join(' ')} at start, ${m.loadavgEnd.map((x) => x.toFixed(2)).join(' ')} at end`,
     '',
+    `Connections: ${r.tls ? 'mTLS (every process as its own identity)' : 'plaintext (--no-tls)'}; crypto: ${r.crypto.backend} (${r.crypto.libsodium})`,
+    '',
   );
   if (r.repeat > 1) {
     lines.push(

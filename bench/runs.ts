@@ -1,4 +1,5 @@
-// One measured run over the real path, on its own fresh nats-server (own port, own store dir):
+// One measured run over the real path, on its own fresh nats-server (own port, own store dir), over mTLS as
+// users run it (bench/tls.ts) unless --no-tls:
 //   broker:      sdk-pub → PHI_INGEST → broker process(es) → PHI_DELIVER → sdk-sub (verify + decrypt)
 //   passthrough: raw-pub → BENCH_IN → passthrough process → BENCH_OUT → raw-sub   (baseline 1)
 //   core:        core-pub → core NATS subject → core-sub                            (baseline 3)
@@ -7,8 +8,11 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { startNatsServer } from '../src/nats/server.js';
-import { connectNats } from '../src/runtime/data-dir.js';
+import type { Catalog } from '../src/catalog/types.js';
+import { parseConfig } from '../src/config/config.js';
+import { provisionStreams } from '../src/runtime/provision.js';
+import { ADMIN_IDENTITY } from '../src/tls/identity.js';
+import { BENCH_IDENTITY, connectBench, startBenchNats } from './tls.js';
 import { Child, type Message } from './child.js';
 import type { PubResult, SubResult } from './client-process.js';
 import { ensureRawStreams } from './raw.js';
@@ -52,6 +56,9 @@ export interface Env {
   readonly profilesDir: string;
   readonly subjectsDir: (fanout: number) => string;
   readonly subscribers: (fanout: number) => string[];
+  readonly catalog: (fanout: number) => Catalog;
+  /** The mTLS certificates (bench/tls.ts); undefined: plaintext (--no-tls). */
+  readonly tlsDir?: string;
 }
 
 export interface Latency {
@@ -168,12 +175,25 @@ async function sumStats(workers: readonly Child[]): Promise<{ accepted: number; 
 export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
   const dir = join(env.dir, spec.name);
   mkdirSync(dir, { recursive: true });
-  const nats = await startNatsServer({ dir: join(dir, 'nats'), maxPayload: 4 * 1024 * 1024 });
+  const tlsDir = env.tlsDir;
+  const nats = await startBenchNats(join(dir, 'nats'), env.catalog(spec.fanout), tlsDir, 4 * 1024 * 1024);
   const subscribers = env.subscribers(spec.fanout);
   const children: Child[] = [];
   try {
     const workers: Child[] = [];
     if (spec.kind === 'broker') {
+      if (tlsDir !== undefined) {
+        // As `up` does: the admin provisions streams, buckets and consumers; the broker identity may not.
+        const admin = await connectBench(nats.url, 'bench admin', ADMIN_IDENTITY, tlsDir);
+        const config = parseConfig({
+          dataDir: join(dir, 'broker0'),
+          natsUrl: nats.url,
+          subjectsDir: env.subjectsDir(spec.fanout),
+          profilesDir: env.profilesDir,
+        });
+        await provisionStreams(admin, config, env.catalog(spec.fanout));
+        await admin.drain();
+      }
       for (let b = 0; b < spec.brokers; b++) {
         // --expose-gc lets the soak ask for the live heap (two full collections per run, at the window's edges).
         const execArgv = [
@@ -194,15 +214,21 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
           keysDir: env.keysDir,
           dataDir: join(dir, `broker${b}`),
           logFile: join(dir, `broker${b}.log`),
+          ...(tlsDir === undefined ? {} : { tlsDir }),
         };
         workers.push(new Child(`broker${b}`, brokerScript(spec), args, execArgv));
       }
     } else if (spec.kind === 'passthrough') {
-      const nc = await connectNats(nats.url, 'bench setup');
+      const nc = await connectBench(nats.url, 'bench setup', BENCH_IDENTITY, tlsDir);
       await ensureRawStreams(nc, subscribers);
       await nc.drain();
       workers.push(
-        new Child('passthrough', './passthrough-process.js', { natsUrl: nats.url, subscribers, concurrency: 64 }),
+        new Child('passthrough', './passthrough-process.js', {
+          natsUrl: nats.url,
+          subscribers,
+          concurrency: 64,
+          ...(tlsDir === undefined ? {} : { tlsDir }),
+        }),
       );
     }
     children.push(...workers);
@@ -211,7 +237,13 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     const ready: number[] = [];
     for (const w of workers) ready.push(Number((await w.next<Message>('ready', 60_000))['seconds']));
     const role = spec.kind === 'broker' ? 'sdk' : spec.kind === 'passthrough' ? 'raw' : 'core';
-    const common = { natsUrl: nats.url, keysDir: env.keysDir, size: spec.size, subscribers };
+    const common = {
+      natsUrl: nats.url,
+      keysDir: env.keysDir,
+      size: spec.size,
+      subscribers,
+      ...(tlsDir === undefined ? {} : { tlsDir }),
+    };
     // With --cpu-prof the SDK clients are profiled too: what the publisher and subscribers cost is half the
     // machine at saturation (the *where the CPU went* table).
     const clientProf = (who: string): string[] =>

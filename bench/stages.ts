@@ -7,8 +7,8 @@
 //   - baseline 2, the crypto floor: only the cryptographic operations the message and fan-out need (one
 //     Ed25519 verify, unwrap the data key, open every sealed leaf; per subscriber wrap a data key, seal its
 //     leaves, sign; sign the receipt), in a tight loop;
-//   - what native AEAD would save: the floor's AEAD work timed with node:crypto ChaCha20-Poly1305 (OpenSSL,
-//     the IETF 12-byte-nonce variant — XChaCha20 adds one HChaCha20 block) as a stand-in for sodium-native.
+//   - the floor's AEAD work timed with node:crypto ChaCha20-Poly1305 (OpenSSL, the IETF 12-byte-nonce variant —
+//     XChaCha20 adds one HChaCha20 block): what OpenSSL's cipher would cost against the leaf path in use.
 import { createCipheriv, randomUUID } from 'node:crypto';
 import type { NatsConnection } from 'nats';
 import { headers as natsHeaders } from 'nats';

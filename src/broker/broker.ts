@@ -22,6 +22,7 @@ import type { BrokerConfig } from '../config/config.js';
 import { Keyring } from '../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { signDetached } from '../crypto/sign.js';
+import { cryptoBackend, nativeLoadError } from '../crypto/sodium.js';
 import { ConsentView } from '../consent/view.js';
 import { disclosureMessages } from '../disclosures/record.js';
 import { BrokerError, isBrokerError } from '../wire/errors.js';
@@ -289,7 +290,23 @@ export class Broker {
       Math.min(1000, config.rejectionSenderWindowMs),
     );
     broker.throttleTimer.unref();
-    logger.info({ catalogHash: catalog.hash, types: routes.size, event: 'broker.ready' }, 'broker ready');
+    const crypto = cryptoBackend();
+    const fallback = nativeLoadError();
+    if (fallback !== undefined)
+      logger.warn(
+        { event: 'crypto.fallback', crypto: crypto.name, reason: fallback.message },
+        'sodium-native could not load; using libsodium-wrappers (WebAssembly)',
+      );
+    logger.info(
+      {
+        catalogHash: catalog.hash,
+        types: routes.size,
+        crypto: crypto.name,
+        libsodium: crypto.libsodium,
+        event: 'broker.ready',
+      },
+      'broker ready',
+    );
     return broker;
   }
 

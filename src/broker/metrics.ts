@@ -3,6 +3,7 @@
 // codes from the closed union (src/wire/errors.ts), catalog service ids, stage and outcome names — never a value
 // from a message. Every name is listed in docs/health-and-metrics.md.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { cryptoBackend } from '../crypto/sodium.js';
 
 /** Stages of one message, each timed on its own (seconds). */
 export const STAGES = ['verify', 'validate', 'project_seal', 'audit_append', 'publish_deliveries', 'registry'] as const;
@@ -87,6 +88,17 @@ export class BrokerMetrics {
       registers,
       collect() {
         this.set(sources.inflight());
+      },
+    });
+    new Gauge({
+      name: 'phi_broker_crypto_backend_info',
+      help: 'Always 1; labels name the libsodium backend in use (native: sodium-native; wasm: libsodium-wrappers) and its version.',
+      labelNames: ['backend', 'libsodium'],
+      registers,
+      collect() {
+        const b = cryptoBackend();
+        this.reset();
+        this.set({ backend: b.name, libsodium: b.libsodium }, 1);
       },
     });
     this.auditWritable = new Gauge({

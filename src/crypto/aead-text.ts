@@ -8,8 +8,10 @@
 // into place when opening). `dispose()` zeroes every byte the block held and frees it, so key, paths and
 // plaintext never outlive the message. libsodium-wrappers' own functions copy each argument into a fresh
 // allocation (freed without zeroing), copy the result out again and decode text with a new TextDecoder each time:
-// on a ~1.6 KB Patient with three subscribers those copies cost more than the cipher. When the libsodium build
-// does not expose what this needs, the wrapper's functions are used instead (same results, slower).
+// on a ~1.6 KB Patient with three subscribers those copies cost more than the cipher. It stays on WebAssembly with
+// either backend: for leaves of tens of bytes a call into WebAssembly costs less than sodium-native's N-API call
+// (docs/performance.md, "Native libsodium"). When the libsodium build does not expose what this needs, aead.ts's
+// functions (the backend in use) serve instead: same results, slower.
 import { BrokerError } from '../wire/errors.js';
 import { KEY_BYTES, NONCE_BYTES, TAG_BYTES, openBlob, openBlobText, sealBlobBase64url } from './aead.js';
 import { base64urlDecodedLength, fromBase64url, isCanonicalBase64url } from './base64url.js';

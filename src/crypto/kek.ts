@@ -6,7 +6,7 @@
 // The raw X25519 output is never used as a key on its own (RFC 7748 section 6.1 advises hashing it with the public keys).
 import { BrokerError } from '../wire/errors.js';
 import { parseKid, type EncryptionKeyPair, type PublicKeyRecord } from './keypairs.js';
-import { getSodium } from './sodium.js';
+import { cryptoBackend } from './sodium.js';
 
 export const KEK_LABEL = 'phi-broker/kek/v1';
 const LABEL_BYTES = new TextEncoder().encode(KEK_LABEL);
@@ -58,10 +58,10 @@ export const isEncKekId = rememberAccepted((id) => {
 
 /** Derives the KEK shared by `own` and `peer` (an asymmetric operation: callers cache the result, see Keyring). */
 export function deriveKek(own: EncryptionKeyPair, peer: Pick<PublicKeyRecord, 'kid' | 'publicKey'>): Kek {
-  const sodium = getSodium();
+  const sodium = cryptoBackend();
   let shared: Uint8Array;
   try {
-    shared = sodium.crypto_scalarmult(own.secretKey, peer.publicKey);
+    shared = sodium.scalarmult(own.secretKey, peer.publicKey);
   } catch (cause) {
     // libsodium refuses an all-zero result: the peer key is a low-order point (RFC 7748 section 6.1).
     throw new BrokerError('E_KEY_UNKNOWN', `encryption key ${peer.kid} is not a usable X25519 public key`, { cause });
@@ -74,7 +74,7 @@ export function deriveKek(own: EncryptionKeyPair, peer: Pick<PublicKeyRecord, 'k
   input.set(shared, LABEL_BYTES.length);
   input.set(first, LABEL_BYTES.length + 32);
   input.set(second, LABEL_BYTES.length + 64);
-  const key = sodium.crypto_generichash(32, input, null);
+  const key = sodium.generichash(32, input);
   shared.fill(0);
   input.fill(0);
   return Object.freeze({ id: kekId(own.kid, peer.kid), key });

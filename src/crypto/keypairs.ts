@@ -5,7 +5,7 @@ import { inspect } from 'node:util';
 import { SERVICE_ID_PATTERN } from '../wire/ids.js';
 import { toBase64url } from './base64url.js';
 import { randomBytes, type RandomSource } from './random.js';
-import { getSodium } from './sodium.js';
+import { cryptoBackend } from './sodium.js';
 
 export type KeyUse = 'sig' | 'enc';
 
@@ -76,7 +76,7 @@ function redacted<T extends { kid: string; publicKey: Uint8Array; secretKey: Uin
 /** Ed25519 key pair from a 32-byte seed (RFC 8032 section 5.1.5). */
 export function signingKeyFromSeed(kid: string, seed: Uint8Array): SigningKeyPair {
   if (seed.length !== 32) throw new TypeError('Ed25519 seed must be 32 bytes');
-  const kp = getSodium().crypto_sign_seed_keypair(seed);
+  const kp = cryptoBackend().signSeedKeypair(seed);
   return redacted({ kid, publicKey: kp.publicKey, secretKey: kp.privateKey });
 }
 
@@ -84,7 +84,7 @@ export function signingKeyFromSeed(kid: string, seed: Uint8Array): SigningKeyPai
 export function encryptionKeyFromSecret(kid: string, secret: Uint8Array): EncryptionKeyPair {
   if (secret.length !== 32) throw new TypeError('X25519 private key must be 32 bytes');
   const secretKey = Uint8Array.from(secret);
-  return redacted({ kid, publicKey: getSodium().crypto_scalarmult_base(secretKey), secretKey });
+  return redacted({ kid, publicKey: cryptoBackend().scalarmultBase(secretKey), secretKey });
 }
 
 /** Fresh keys for one service version (random from node:crypto unless injected). */

@@ -53,6 +53,12 @@ describe('npm run bench -- --quick', () => {
     expect(Object.keys(results.stages)).toEqual(['medium-f3']);
   });
 
+  it('runs over mTLS with the native crypto backend, and says so', () => {
+    expect(results.tls).toBe(true);
+    expect(results.crypto.backend).toBe('native');
+    expect(stdout).toContain('Connections: mTLS');
+  });
+
   it('is one round by default: the JSON keeps it under rounds, the summary prints it without medians or spreads', () => {
     expect(results.repeat).toBe(1);
     expect(results.rounds).toHaveLength(1);

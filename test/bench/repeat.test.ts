@@ -90,6 +90,8 @@ function results(rounds: readonly Round[]): BenchResults {
     date: '2026-12-02T05:00:00.000Z',
     quick: false,
     repeat: rounds.length,
+    tls: true,
+    crypto: { backend: 'native', libsodium: 'sodium-native 5.1.0' },
     machine: {
       hostname: 'vm',
       nproc: 2,

@@ -1,6 +1,6 @@
 // The envelope vectors again, on the path a libsodium build without the raw Emscripten exports takes: LeafCipher
-// (src/crypto/aead-text.ts) then seals and opens through aead.ts's one-call functions, which use libsodium-wrappers'
-// own. Same bytes, same openings. The exports are hidden for this file only (vitest runs it in a module graph of
+// (src/crypto/aead-text.ts) then seals and opens through aead.ts's one-call functions, which use the crypto backend
+// in use. Same bytes, same openings. The exports are hidden for this file only (vitest runs it in a module graph of
 // its own; the shared libsodium-wrappers object is restored afterwards).
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
