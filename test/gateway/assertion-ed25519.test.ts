@@ -2,7 +2,8 @@
 // strictness"): a JWT that jose (OpenSSL) alone accepts under a small-order key is refused; an honest one passes.
 import { createPublicKey, randomUUID, verify as nodeVerify } from 'node:crypto';
 import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initCrypto } from '../../src/crypto/sodium.js';
 import type { PartnerDef, ServiceDef } from '../../src/catalog/types.js';
 import { toBase64url } from '../../src/crypto/base64url.js';
 import { verifyClientAssertion } from '../../src/gateway/assertion.js';
@@ -37,6 +38,9 @@ const claims = (jti: string): Record<string, unknown> => ({
 });
 
 describe('gateway EdDSA assertions', () => {
+  beforeAll(async () => {
+    await initCrypto();
+  });
   it('an honest EdDSA assertion verifies', async () => {
     const { publicKey, privateKey } = await generateKeyPair('EdDSA', { extractable: true });
     const jwt = await new SignJWT(claims(randomUUID()))
