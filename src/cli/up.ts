@@ -7,10 +7,11 @@
 import type { NatsConnection } from 'nats';
 import { AccessDesk } from '../access/desk/desk.js';
 import { Broker } from '../broker/broker.js';
-import { ensureBrokerSecrets } from '../runtime/broker-secrets.js';
+import { openBrokerSecrets } from '../runtime/broker-secrets.js';
 import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
-import { readServiceKeys } from '../runtime/key-files.js';
+import { openServiceKeys } from '../runtime/key-files.js';
+import { announceKeyProtection, keysAtRest } from '../runtime/key-protection.js';
 import { createLogger, errorFields, type Logger } from '../log/log.js';
 import { BROKER_IDENTITY } from '../tls/identity.js';
 import { openNatsTransport } from '../runtime/nats-transport.js';
@@ -18,6 +19,7 @@ import { acquireDataDirLock, type DataDirLock } from '../runtime/data-dir-lock.j
 import type { EmbeddedNats } from '../runtime/embedded-nats.js';
 import { devKeys, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
 import type { BrokerError } from '../wire/errors.js';
+import type { BrokerSecrets } from '../crypto/broker-secrets.js';
 import { logStart } from '../runtime/log-follower.js';
 import { rotatedLogs } from '../runtime/nats-log.js';
 import { startSecurityLog, type SecurityLog } from '../runtime/security-log.js';
@@ -123,8 +125,10 @@ async function start(
   onServer: (s: EmbeddedNats) => void,
 ): Promise<Running> {
   const catalog = loadConfiguredCatalog(config); // refuses to start on an invalid catalog
-  const { dir, peers } = await devKeys(config, catalog);
-  const secrets = ensureBrokerSecrets(dir);
+  const { dir, peers, protection } = await devKeys(config, catalog);
+  announceKeyProtection(protection, logger);
+  const secrets = (await openBrokerSecrets(dir, protection, true)) as BrokerSecrets;
+  const brokerKeys = await openServiceKeys(dir, BROKER_ID, protection);
   // nats-server's log, followed for security incidents (docs/audit.md): the embedded server's, or natsLogFile's.
   const natsLog = config.natsUrl === undefined ? layout(config).natsLog : config.natsLogFile;
   const natsLogFrom = natsLog === undefined ? undefined : logStart(natsLog, rotatedLogs);
@@ -146,7 +150,7 @@ async function start(
       config,
       catalog,
       nc,
-      keys: readServiceKeys(dir, BROKER_ID),
+      keys: brokerKeys,
       peers,
       secrets,
       logger,
@@ -156,7 +160,7 @@ async function start(
     const desk = await AccessDesk.start({
       nc,
       catalog,
-      keys: readServiceKeys(dir, BROKER_ID),
+      keys: brokerKeys,
       peers,
       secrets,
       logger,
@@ -178,7 +182,7 @@ async function start(
             intervalMs: config.securityLogIntervalMs,
             logger,
           });
-    const readyLine = `phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, catalog ${catalog.hash.slice(0, 12)}${broker.healthPort === undefined ? '' : `, health http://${config.healthHost}:${broker.healthPort}/readyz`}`;
+    const readyLine = `phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, keys ${keysAtRest(protection)}, catalog ${catalog.hash.slice(0, 12)}${broker.healthPort === undefined ? '' : `, health http://${config.healthHost}:${broker.healthPort}/readyz`}`;
     return { readyLine, nc, broker, desk, security, link: trackConnection(nc) };
   } catch (err) {
     await security?.stop();

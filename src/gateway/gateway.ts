@@ -1,6 +1,7 @@
 // A partner gateway process's worth of parts (DESIGN.md "Partner gateway"): its own audit chain in PHI_AUDIT, the
 // shared jti bucket, the shared token key and the HTTPS server. Stateless between requests — what a second
 // instance needs lives in NATS (jti) or in the data dir (the token key) — so gateways run side by side.
+import type { KeyFileStore } from '../crypto/key-envelope.js';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { NatsConnection } from 'nats';
@@ -24,6 +25,8 @@ export interface GatewayOptions {
   readonly auditSigner: SigningKeyPair;
   /** Where the shared token key file lives (the data dir's keys/). */
   readonly keysDir: string;
+  /** How the token key file is read and created: sealed under the key provider, or plain (the default). */
+  readonly keyFiles?: KeyFileStore;
   readonly tls: { readonly certFile: string; readonly keyFile: string };
   readonly logger: Logger;
   /** This gateway's audit chain; default `gw-<host>-<pid>-<random>`. */
@@ -48,7 +51,7 @@ export class Gateway {
     const now = opts.now ?? Date.now;
     const instanceId = opts.instanceId ?? `gw-${defaultInstanceId()}`.slice(0, 40);
     const kv = await ensureGatewayJtiBucket(opts.nc);
-    const signer = await TokenSigner.open(opts.keysDir);
+    const signer = await TokenSigner.open(opts.keysDir, opts.keyFiles);
     const audit = await AuditTrail.open({
       nc: opts.nc,
       settings: { ...config, instanceId },

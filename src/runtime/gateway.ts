@@ -10,7 +10,8 @@ import { BROKER_IDENTITY } from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
 import { BROKER_ID } from '../wire/ids.js';
 import { cliTlsDir, connectNats, layout, loadConfiguredCatalog, natsUrl } from './data-dir.js';
-import { readServiceKeys } from './key-files.js';
+import { openServiceKeys } from './key-files.js';
+import { configuredKeyProtection, keyFileStore } from './key-protection.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { BrokerError } from '../wire/errors.js';
 
@@ -19,6 +20,8 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
   const catalog = loadConfiguredCatalog(config);
   await initCrypto();
   const keysDir = layout(config).keys;
+  const protection = configuredKeyProtection(config);
+  const auditSigner = (await openServiceKeys(keysDir, BROKER_ID, protection)).sign;
   const natsTls = cliTlsDir(config);
   if (natsTls === undefined)
     throw new BrokerError(
@@ -36,8 +39,9 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
       config,
       catalog,
       nc,
-      auditSigner: readServiceKeys(keysDir, BROKER_ID).sign,
+      auditSigner,
       keysDir,
+      keyFiles: keyFileStore(protection),
       tls: tlsLayout(natsTls).gateway,
       logger,
     });
