@@ -56,6 +56,8 @@ describe('parseConfig', () => {
       healthCheckMs: 5_000,
       gatewayPort: 8443,
       gatewayHost: '127.0.0.1',
+      keyProvider: 'plain',
+      keyKdf: 'moderate',
       logLevel: 'info',
       natsLogMaxBytes: 10 * MiB,
       natsLogFiles: 10,
