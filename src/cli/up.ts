@@ -11,7 +11,7 @@ import { openBrokerSecrets } from '../runtime/broker-secrets.js';
 import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
 import { openServiceKeys } from '../runtime/key-files.js';
-import { announceKeyProtection, keysAtRest } from '../runtime/key-protection.js';
+import { announceKeyProtection, keysAtRest, registerKeyProtectionMetric } from '../runtime/key-protection.js';
 import { createLogger, errorFields, type Logger } from '../log/log.js';
 import { BROKER_IDENTITY } from '../tls/identity.js';
 import { openNatsTransport } from '../runtime/nats-transport.js';
@@ -156,6 +156,7 @@ async function start(
       logger,
       processMetrics: true,
     });
+    registerKeyProtectionMetric(broker.metrics.registry, protection);
     // Right of access (45 CFR 164.524): this broker process also serves phi.control.access and retries unanswered services.
     const desk = await AccessDesk.start({
       nc,

@@ -18,6 +18,7 @@ import {
 import { basename, dirname, join } from 'node:path';
 import type { BrokerConfig } from '../config/config.js';
 import type { Logger } from '../log/log.js';
+import { Gauge, type Registry } from 'prom-client';
 import {
   isProtectedKeyFile,
   keyFileProvider,
@@ -320,4 +321,14 @@ export function announceKeyProtection(protection: KeyProtection, logger: Logger)
       'DEVELOPMENT KEYS: private key files are plain JWK on disk; start with --key-provider passphrase|keyfile in production (docs/keys-at-rest.md)',
     );
   else logger.info({ event: 'keys.sealed', keyProvider: protection.mode }, 'private key files sealed at rest');
+}
+
+/** `phi_broker_keys_sealed{provider}` on /metrics: 1 when the private key files are sealed, 0 in plain mode. */
+export function registerKeyProtectionMetric(registry: Registry, protection: KeyProtection): void {
+  new Gauge({
+    name: 'phi_broker_keys_sealed',
+    help: 'Whether the private key files are sealed at rest (1) or plain development files (0), by key provider.',
+    labelNames: ['provider'],
+    registers: [registry],
+  }).set({ provider: protection.mode }, protection.provider === undefined ? 0 : 1);
 }

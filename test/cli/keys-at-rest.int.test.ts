@@ -21,6 +21,15 @@ const sealedEnv = {
   PHI_BROKER_KEY_KDF: 'interactive',
 };
 
+/** phi_broker_keys_sealed from the /metrics of the `up` whose ready line names its health port. */
+async function keysSealedMetric(readyLine: string): Promise<{ provider: string; value: string }> {
+  const url = /health (http:\/\/127\.0\.0\.1:\d+)\/readyz/.exec(readyLine)?.[1];
+  expect(url).toBeDefined();
+  const text = await (await fetch(`${String(url)}/metrics`)).text();
+  const m = /^phi_broker_keys_sealed\{provider="([a-z]+)"\} (\d)$/m.exec(text);
+  return { provider: m?.[1] ?? 'none', value: m?.[2] ?? 'none' };
+}
+
 function refused(r: { code: number | null; stderr: string }, code: string): void {
   expect(r.code).toBe(1);
   expect(r.stderr).toContain(`phi-broker: ${code}: `);
@@ -42,6 +51,7 @@ describe('phi-broker keys at rest', () => {
   it('up uses plain development keys by default and says so (ready line and a warning)', async () => {
     const plain = await startUp(data());
     expect(plain.readyLine).toContain('keys plain (DEVELOPMENT)');
+    expect(await keysSealedMetric(plain.readyLine)).toEqual({ provider: 'plain', value: '0' });
     const stopped = await plain.stop();
     expect(stopped.code).toBe(0);
     expect(stopped.stderr).toContain('"event":"keys.plain"');
@@ -78,6 +88,7 @@ describe('phi-broker keys at rest', () => {
       env: { PHI_BROKER_KEY_PASSPHRASE: PASS },
     });
     expect(up.readyLine).toContain('keys sealed (passphrase)');
+    expect(await keysSealedMetric(up.readyLine)).toEqual({ provider: 'passphrase', value: '1' });
     expect(up.stderr()).toContain('"event":"keys.sealed"');
     expect(up.stderr()).not.toContain('"event":"keys.plain"');
     const pub = await runCli(['publish', '--as', 'registration', join(ROOT, 'examples', 'patient.json'), ...data()], {
