@@ -1,5 +1,6 @@
 // `phi-broker up`: one machine, everything needed — embedded nats-server with JetStream on the generated mTLS
-// config (unless NATS_URL), streams and consumers, development keys for the catalog's services, the broker.
+// config (unless NATS_URL), streams and consumers, keys for the catalog's services (plain development files, or
+// sealed under --key-provider: docs/keys-at-rest.md), the broker.
 // Plaintext only with --insecure-plaintext (nats-transport.ts). Prints a line with `ready` once it accepts
 // messages. It owns its nats-server (docs/operations.md): an exclusive lock on the data directory, restarts of a
 // server that exits (bounded), and a stop on SIGINT/SIGTERM within `stopTimeoutMs`, exit code 0 — or 1 when the
@@ -19,7 +20,6 @@ import { acquireDataDirLock, type DataDirLock } from '../runtime/data-dir-lock.j
 import type { EmbeddedNats } from '../runtime/embedded-nats.js';
 import { devKeys, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
 import type { BrokerError } from '../wire/errors.js';
-import type { BrokerSecrets } from '../crypto/broker-secrets.js';
 import { logStart } from '../runtime/log-follower.js';
 import { rotatedLogs } from '../runtime/nats-log.js';
 import { startSecurityLog, type SecurityLog } from '../runtime/security-log.js';
@@ -127,7 +127,7 @@ async function start(
   const catalog = loadConfiguredCatalog(config); // refuses to start on an invalid catalog
   const { dir, peers, protection } = await devKeys(config, catalog);
   announceKeyProtection(protection, logger);
-  const secrets = (await openBrokerSecrets(dir, protection, true)) as BrokerSecrets;
+  const secrets = await openBrokerSecrets(dir, protection, true);
   const brokerKeys = await openServiceKeys(dir, BROKER_ID, protection);
   // nats-server's log, followed for security incidents (docs/audit.md): the embedded server's, or natsLogFile's.
   const natsLog = config.natsUrl === undefined ? layout(config).natsLog : config.natsLogFile;

@@ -75,6 +75,16 @@ export function ensureBrokerSecrets(keysDir: string): BrokerSecrets {
 export async function openBrokerSecrets(
   keysDir: string,
   protection: KeyProtection,
+  create: true,
+): Promise<BrokerSecrets>;
+export async function openBrokerSecrets(
+  keysDir: string,
+  protection: KeyProtection,
+  create: boolean,
+): Promise<BrokerSecrets | undefined>;
+export async function openBrokerSecrets(
+  keysDir: string,
+  protection: KeyProtection,
   create: boolean,
 ): Promise<BrokerSecrets | undefined> {
   const file = secretsFile(keysDir);

@@ -37,7 +37,8 @@ export const MIN_PASSPHRASE_CHARS = 12;
 
 /** How this process reads and writes private key files: plain (development) or through a provider. */
 export interface KeyProtection {
-  readonly mode: BrokerConfig['keyProvider'];
+  /** `plain`, or the provider's name (`passphrase`, `keyfile`, or a plugged-in one's). */
+  readonly mode: string;
   /** Undefined in `plain` mode. */
   readonly provider: KeyProvider | undefined;
 }
@@ -279,7 +280,7 @@ export interface ProtectResult {
 export async function protectKeysDir(keysDir: string, provider: KeyProvider): Promise<ProtectResult> {
   const sealed: string[] = [];
   const already: string[] = [];
-  const protection: KeyProtection = { mode: provider.name as KeyProtection['mode'], provider };
+  const protection: KeyProtection = { mode: provider.name, provider };
   for (const file of privateKeyFiles(keysDir)) {
     const text = readText(file);
     if (text === undefined) continue;

@@ -9,7 +9,6 @@ import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
 import { type PublicKeyRecord } from '../crypto/keys.js';
 import { openServiceKeys } from './key-files.js';
-import type { BrokerSecrets } from '../crypto/broker-secrets.js';
 import type { Logger } from '../log/log.js';
 import { PhiClient } from '../sdk/client.js';
 import { BROKER_IDENTITY, serviceIdentity } from '../tls/identity.js';
@@ -36,7 +35,7 @@ export async function startLocalStack(
 ): Promise<LocalStack> {
   const catalog = loadConfiguredCatalog(config);
   const { dir, peers, protection } = await devKeys(config, catalog);
-  const secrets = (await openBrokerSecrets(dir, protection, true)) as BrokerSecrets;
+  const secrets = await openBrokerSecrets(dir, protection, true);
   const brokerKeys = await openServiceKeys(dir, BROKER_ID, protection);
   // The embedded server runs under the data-dir lock, as `up`'s does (data-dir-lock.ts).
   const lock = config.natsUrl === undefined ? acquireDataDirLock(config.dataDir, 'phi-broker demo') : undefined;
