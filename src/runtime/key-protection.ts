@@ -253,6 +253,14 @@ export function privateKeyFiles(keysDir: string): string[] {
     .map((n) => join(keysDir, n));
 }
 
+const WIPE_SUFFIX = '.plain-wipe';
+
+/** Zeroes a file in place, then removes it. */
+function wipeFile(file: string): void {
+  overwriteInPlace(file);
+  unlinkSync(file);
+}
+
 /** Overwrites a file's bytes with zeros in place and syncs, so its old content is not left in the freed blocks. */
 function overwriteInPlace(file: string): void {
   const size = statSync(file).size;
@@ -275,9 +283,12 @@ export interface ProtectResult {
 
 /**
  * Seals every plain private key file of a keys dir with `provider` (docs/keys-at-rest.md, migration): the sealed copy
- * is written and synced beside it, the plain file is overwritten with zeros, then the copy is renamed over it.
+ * is written and synced beside it and renamed over the plain file, whose old inode is then overwritten with zeros.
  */
 export async function protectKeysDir(keysDir: string, provider: KeyProvider): Promise<ProtectResult> {
+  // Plain copies an interrupted run left to wipe.
+  for (const name of readdirSync(keysDir))
+    if (name.startsWith('.') && name.endsWith(WIPE_SUFFIX)) wipeFile(join(keysDir, name));
   const sealed: string[] = [];
   const already: string[] = [];
   const protection: KeyProtection = { mode: provider.name, provider };
@@ -296,8 +307,12 @@ export async function protectKeysDir(keysDir: string, provider: KeyProvider): Pr
       continue;
     }
     const tmp = writeTmp(file, new TextEncoder().encode(await sealKeyFile(new TextEncoder().encode(text), provider)));
-    overwriteInPlace(file);
+    // A second name keeps the plain inode reachable until it is zeroed: at every instant the key file's name is the
+    // plain or the sealed file, never a zeroed one.
+    const wipe = join(dirname(file), `.${basename(file)}${WIPE_SUFFIX}`);
+    linkSync(file, wipe);
     renameSync(tmp, file);
+    wipeFile(wipe);
     sealed.push(file);
   }
   const dirFd = openSync(keysDir, 'r');

@@ -1,7 +1,7 @@
 // Key files protected at rest (src/runtime/key-protection.ts, docs/keys-at-rest.md), on real files in temp dirs:
 // keys created sealed open only with the right passphrase or key file; plain and sealed files are never mixed up;
 // `protectKeysDir` leaves no private key byte sequence anywhere on disk and zeroes the plain file it replaces.
-import { chmodSync, linkSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -113,7 +113,7 @@ describe('keys created under a provider', () => {
 });
 
 describe('keys protect (protectKeysDir)', () => {
-  it('seals every private file, leaves no private byte sequence on disk, and zeroes the plain files it replaces', async () => {
+  it("seals every private file, leaves no private byte sequence on disk, zeroes the plain files it replaces and wipes an interrupted run's leftovers", async () => {
     const dir = freshDir();
     ensureDevKeys(dir, ['broker', 'registration', 'notification']);
     ensureBrokerSecrets(dir);
@@ -125,6 +125,9 @@ describe('keys protect (protectKeysDir)', () => {
     const witness = join(root, `witness-${n}`);
     linkSync(privateKeyFile(dir, 'registration'), witness);
     const before = readFileSync(witness).length;
+    // What an interrupted run leaves: a plain copy under the wipe name, wiped by the next run.
+    const leftover = join(dir, '.notification.private.jwk.json.plain-wipe');
+    writeFileSync(leftover, readFileSync(privateKeyFile(dir, 'notification')), { mode: 0o600 });
 
     const key = new Uint8Array(randomBytes(32));
     const p = keyProtection('keyfile', { ...cfg, keyProviderFile: writeKey(key) }, {});
@@ -138,6 +141,7 @@ describe('keys protect (protectKeysDir)', () => {
     ]);
     expect(privateKeyFiles(dir)).toEqual(result.protected);
     expect(findNeedles(dir, needles)).toEqual([]);
+    expect(existsSync(leftover)).toBe(false);
     const old = readFileSync(witness);
     expect(old.length).toBe(before);
     expect(old.every((b) => b === 0)).toBe(true);
