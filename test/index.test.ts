@@ -12,6 +12,8 @@ describe('public API', () => {
       'initCrypto',
       'isBrokerError',
       'isBrokerErrorCode',
+      'keyProtection',
+      'openServiceKeys',
       'readJwks',
       'readServiceKeys',
       'serviceConnectionOptions',

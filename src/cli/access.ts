@@ -113,7 +113,7 @@ export async function runAccessRequest(
 ): Promise<void> {
   const ref = canonicalPatientRef(patient, loadConfiguredCatalog(config).patients);
   await initCrypto();
-  const key = accessKey(existingBrokerSecrets(config));
+  const key = accessKey(await existingBrokerSecrets(config));
   const sealedRef = Buffer.from(
     sealBlob(key, new TextEncoder().encode(ref), new TextEncoder().encode(CONTROL_REF_AAD)),
   ).toString('base64url');
@@ -172,7 +172,7 @@ export async function runAccessExport(
   err: Writable = process.stderr,
 ): Promise<number> {
   await initCrypto();
-  const key = accessKey(existingBrokerSecrets(config));
+  const key = accessKey(await existingBrokerSecrets(config));
   const nc = await connectOperator(config, 'phi-broker access export', 'read');
   try {
     const store = await AccessStore.open(nc, config.replicas);

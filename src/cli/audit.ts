@@ -217,7 +217,7 @@ export interface QueryOptions {
 }
 
 /** Turns the command's options into a filter; `--patient` becomes the broker's pseudonym of that patient. */
-export function auditFilter(config: BrokerConfig, q: QueryOptions, nowMs: number): AuditFilter {
+export async function auditFilter(config: BrokerConfig, q: QueryOptions, nowMs: number): Promise<AuditFilter> {
   const time = (flag: string, text: string | undefined): number | undefined => {
     if (text === undefined) return undefined;
     const ms = parseTime(text, nowMs);
@@ -235,7 +235,7 @@ export function auditFilter(config: BrokerConfig, q: QueryOptions, nowMs: number
   if (q.patient !== undefined) {
     // The catalog's canonical patient rule (subjects/patients.yaml), as for the registry: one pseudonym per patient.
     const ref = canonicalPatientRef(q.patient, loadConfiguredCatalog(config).patients);
-    patientPseudonymValue = patientPseudonym(existingBrokerSecrets(config), ref);
+    patientPseudonymValue = patientPseudonym(await existingBrokerSecrets(config), ref);
   }
   const outcomes = q.outcome === undefined ? undefined : OUTCOME_NAMES[q.outcome];
   if (q.outcome !== undefined && outcomes === undefined)
@@ -270,7 +270,7 @@ export async function runAuditQuery(
   q: QueryOptions & { json: boolean },
   io: AuditIo,
 ): Promise<number> {
-  const filter = auditFilter(config, q, Date.now());
+  const filter = await auditFilter(config, q, Date.now());
   return withNats(config, q.stream, async (nc) => {
     let n = 0;
     for await (const e of matchingEvents(nc, q.stream, filter)) {
@@ -287,7 +287,7 @@ export async function runAuditExport(
   q: QueryOptions & { out: string },
   io: AuditIo,
 ): Promise<number> {
-  const filter = auditFilter(config, q, Date.now());
+  const filter = await auditFilter(config, q, Date.now());
   return withNats(config, q.stream, async (nc) => {
     const events: AuditEvent[] = [];
     for await (const e of matchingEvents(nc, q.stream, filter)) events.push(e);

@@ -42,7 +42,7 @@ async function withStore<T>(
   fn: (store: ConsentStore) => Promise<T>,
 ): Promise<T> {
   await initCrypto();
-  const secrets = existingBrokerSecrets(config);
+  const secrets = await existingBrokerSecrets(config);
   const catalog = loadConfiguredCatalog(config);
   const nc = await connectOperator(config, 'phi-broker consent', access);
   try {

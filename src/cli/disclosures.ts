@@ -41,7 +41,7 @@ export async function runDisclosures(
   // E_PATIENT_UNRESOLVED (naming no value) for a patient not in the rule's canonical form.
   const patient = canonicalPatientRef(opts.patient, loadConfiguredCatalog(config).patients);
   const since = opts.since ?? defaultSince(now);
-  const pseudonym = patientPseudonym(existingBrokerSecrets(config), patient);
+  const pseudonym = patientPseudonym(await existingBrokerSecrets(config), patient);
   const nc = await connectOperator(config, 'phi-broker disclosures', 'read');
   let result: Awaited<ReturnType<typeof readDisclosures>>;
   try {

@@ -21,6 +21,7 @@ import { createLogger } from '../log/log.js';
 import { packageRoot } from '../runtime/package-root.js';
 import { parseSince, runDisclosures } from './disclosures.js';
 import { registerAuditCommands } from './audit.js';
+import { registerKeyProtectCommands } from './keys-protect.js';
 import { runPublish } from './publish.js';
 import { runQuarantineList, runQuarantineShow } from './quarantine.js';
 import { runRegistryShow } from './registry.js';
@@ -54,12 +55,17 @@ function configFrom(opts: GlobalOptions, extra: Partial<BrokerConfigInput> = {})
 }
 
 /** `up` serves /healthz, /readyz and /metrics: on --health-port, else PHI_BROKER_HEALTH_PORT, else UP_HEALTH_PORT; none with --no-health. */
-function upConfig(opts: GlobalOptions, flags: { healthPort?: number; health: boolean }): BrokerConfig {
+function upConfig(
+  opts: GlobalOptions,
+  flags: { healthPort?: number; health: boolean; keyProvider?: BrokerConfig['keyProvider'] },
+): BrokerConfig {
+  const keys = flags.keyProvider === undefined ? {} : { keyProvider: flags.keyProvider };
   if (!flags.health) {
-    const { healthPort: _off, ...rest } = configFrom(opts);
+    const { healthPort: _off, ...rest } = configFrom(opts, keys);
     return Object.freeze(rest);
   }
   return configFrom(opts, {
+    ...keys,
     healthPort: flags.healthPort ?? configFromEnv(process.env).healthPort ?? UP_HEALTH_PORT,
   });
 }
@@ -110,9 +116,21 @@ program
     (v) => Number.parseInt(v, 10),
   )
   .option('--no-health', 'serve no /healthz, /readyz or /metrics')
+  .addOption(
+    new Option(
+      '--key-provider <provider>',
+      'how private key files are protected at rest (default: PHI_BROKER_KEY_PROVIDER, else plain, development only)',
+    ).choices(['plain', 'passphrase', 'keyfile']),
+  )
   .action(
     async (
-      opts: { port?: number; insecurePlaintext?: boolean; healthPort?: number; health: boolean },
+      opts: {
+        port?: number;
+        insecurePlaintext?: boolean;
+        healthPort?: number;
+        health: boolean;
+        keyProvider?: BrokerConfig['keyProvider'];
+      },
       cmd: Command,
     ) => {
       const { runUp } = await import('./up.js');
@@ -418,6 +436,11 @@ registerAuditCommands(
   program
     .command('audit')
     .description('the tamper-evident audit trail in PHI_AUDIT: verify, query, export (docs/audit.md)'),
+  (cmd) => configFrom(cmd.optsWithGlobals<GlobalOptions>()),
+);
+
+registerKeyProtectCommands(
+  program.command('keys').description('private key files: protection at rest (docs/keys-at-rest.md)'),
   (cmd) => configFrom(cmd.optsWithGlobals<GlobalOptions>()),
 );
 

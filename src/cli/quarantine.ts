@@ -7,7 +7,9 @@ import { decodeRecordHeader, openQuarantine, type QuarantineRecord } from '../br
 import type { BrokerConfig } from '../config/config.js';
 import { BROKER_ID } from '../wire/ids.js';
 import { Keyring } from '../crypto/keyring.js';
-import { readJwks, readServiceKeys } from '../runtime/key-files.js';
+import { openServiceKeys, readJwks } from '../runtime/key-files.js';
+import { configuredKeyProtection } from '../runtime/key-protection.js';
+import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { openEnvelope, parseEnvelope } from '../envelope/open.js';
 import { isRawPayload } from '../envelope/types.js';
@@ -55,10 +57,10 @@ async function readParts(
 }
 
 /** The original input: the resource inside when it is an envelope the broker can open, else its text. */
-function describeOriginal(data: Uint8Array, keysDir: string): string {
+function describeOriginal(data: Uint8Array, keys: ServiceKeys, peers: PublicKeyRecord[]): string {
   try {
     const env = parseEnvelope(data);
-    const keyring = new Keyring(readServiceKeys(keysDir, BROKER_ID), readJwks(keysDir));
+    const keyring = new Keyring(keys, peers);
     const opened = openEnvelope(env, BROKER_ID, (kekId) => keyring.kekForId(kekId));
     const content = isRawPayload(opened) ? new TextDecoder().decode(opened.raw) : JSON.stringify(opened, null, 2);
     return `envelope ${env.id} from ${env.iss} (${env.typ}):\n${content}`;
@@ -113,9 +115,12 @@ export async function runQuarantineShow(config: BrokerConfig, id: string, opts: 
       const original = openQuarantine(
         record,
         parts.map((p) => p.data),
-        existingBrokerSecrets(config).quarantineKey,
+        (await existingBrokerSecrets(config)).quarantineKey,
       );
-      process.stdout.write(`subject: ${original.subject}\n${describeOriginal(original.data, keysDir)}\n`);
+      const brokerKeys = await openServiceKeys(keysDir, BROKER_ID, configuredKeyProtection(config));
+      process.stdout.write(
+        `subject: ${original.subject}\n${describeOriginal(original.data, brokerKeys, readJwks(keysDir))}\n`,
+      );
     }
     return 0;
   } finally {

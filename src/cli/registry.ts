@@ -73,7 +73,7 @@ export async function runRegistryShow(
 ): Promise<void> {
   const catalog = loadConfiguredCatalog(config);
   const ref = canonicalPatientRef(patient, catalog.patients);
-  const pseudonym = patientPseudonym(existingBrokerSecrets(config), ref);
+  const pseudonym = patientPseudonym(await existingBrokerSecrets(config), ref);
   const nc = await connectOperator(config, 'phi-broker registry', 'read');
   try {
     const store = await RegistryStore.open(nc, config.replicas);

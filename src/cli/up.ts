@@ -1,5 +1,6 @@
 // `phi-broker up`: one machine, everything needed — embedded nats-server with JetStream on the generated mTLS
-// config (unless NATS_URL), streams and consumers, development keys for the catalog's services, the broker.
+// config (unless NATS_URL), streams and consumers, keys for the catalog's services (plain development files, or
+// sealed under --key-provider: docs/keys-at-rest.md), the broker.
 // Plaintext only with --insecure-plaintext (nats-transport.ts). Prints a line with `ready` once it accepts
 // messages. It owns its nats-server (docs/operations.md): an exclusive lock on the data directory, restarts of a
 // server that exits (bounded), and a stop on SIGINT/SIGTERM within `stopTimeoutMs`, exit code 0 — or 1 when the
@@ -7,10 +8,11 @@
 import type { NatsConnection } from 'nats';
 import { AccessDesk } from '../access/desk/desk.js';
 import { Broker } from '../broker/broker.js';
-import { ensureBrokerSecrets } from '../runtime/broker-secrets.js';
+import { openBrokerSecrets } from '../runtime/broker-secrets.js';
 import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
-import { readServiceKeys } from '../runtime/key-files.js';
+import { openServiceKeys } from '../runtime/key-files.js';
+import { announceKeyProtection, keysAtRest, registerKeyProtectionMetric } from '../runtime/key-protection.js';
 import { createLogger, errorFields, type Logger } from '../log/log.js';
 import { BROKER_IDENTITY } from '../tls/identity.js';
 import { openNatsTransport } from '../runtime/nats-transport.js';
@@ -123,8 +125,10 @@ async function start(
   onServer: (s: EmbeddedNats) => void,
 ): Promise<Running> {
   const catalog = loadConfiguredCatalog(config); // refuses to start on an invalid catalog
-  const { dir, peers } = await devKeys(config, catalog);
-  const secrets = ensureBrokerSecrets(dir);
+  const { dir, peers, protection } = await devKeys(config, catalog);
+  announceKeyProtection(protection, logger);
+  const secrets = await openBrokerSecrets(dir, protection, true);
+  const brokerKeys = await openServiceKeys(dir, BROKER_ID, protection);
   // nats-server's log, followed for security incidents (docs/audit.md): the embedded server's, or natsLogFile's.
   const natsLog = config.natsUrl === undefined ? layout(config).natsLog : config.natsLogFile;
   const natsLogFrom = natsLog === undefined ? undefined : logStart(natsLog, rotatedLogs);
@@ -146,17 +150,18 @@ async function start(
       config,
       catalog,
       nc,
-      keys: readServiceKeys(dir, BROKER_ID),
+      keys: brokerKeys,
       peers,
       secrets,
       logger,
       processMetrics: true,
     });
+    registerKeyProtectionMetric(broker.metrics.registry, protection);
     // Right of access (45 CFR 164.524): this broker process also serves phi.control.access and retries unanswered services.
     const desk = await AccessDesk.start({
       nc,
       catalog,
-      keys: readServiceKeys(dir, BROKER_ID),
+      keys: brokerKeys,
       peers,
       secrets,
       logger,
@@ -178,7 +183,7 @@ async function start(
             intervalMs: config.securityLogIntervalMs,
             logger,
           });
-    const readyLine = `phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, catalog ${catalog.hash.slice(0, 12)}${broker.healthPort === undefined ? '' : `, health http://${config.healthHost}:${broker.healthPort}/readyz`}`;
+    const readyLine = `phi-broker ready: nats ${url}${tlsDir === undefined ? ' (INSECURE PLAINTEXT)' : ' (mTLS)'}, data dir ${layout(config).root}, keys ${keysAtRest(protection)}, catalog ${catalog.hash.slice(0, 12)}${broker.healthPort === undefined ? '' : `, health http://${config.healthHost}:${broker.healthPort}/readyz`}`;
     return { readyLine, nc, broker, desk, security, link: trackConnection(nc) };
   } catch (err) {
     await security?.stop();

@@ -202,6 +202,16 @@ export const configSchema = z.strictObject({
     .url({ protocol: /^https$/, error: 'expected an https URL' })
     .refine((u) => !u.endsWith('/'), 'expected no trailing /')
     .optional(),
+  /**
+   * How private key files in `<data-dir>/keys` are protected at rest (`PHI_BROKER_KEY_PROVIDER`,
+   * docs/keys-at-rest.md): `plain` (development only, the default, said at start-up), `passphrase`
+   * (PHI_BROKER_KEY_PASSPHRASE or PHI_BROKER_KEY_PASSPHRASE_FILE) or `keyfile` (keyProviderFile).
+   */
+  keyProvider: z.enum(['plain', 'passphrase', 'keyfile']).default('plain'),
+  /** The 32-byte key of the `keyfile` provider, mode 0600 (`PHI_BROKER_KEY_PROVIDER_FILE`). */
+  keyProviderFile: z.string().min(1).optional(),
+  /** Argon2id cost of files the `passphrase` provider seals (`PHI_BROKER_KEY_KDF`): libsodium's named limits. */
+  keyKdf: z.enum(['interactive', 'moderate', 'sensitive']).default('moderate'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** The embedded nats-server's log file rotates past this size (nats-server `logfile_size_limit`), bytes. */
   natsLogMaxBytes: z
@@ -272,6 +282,7 @@ export function parseConfig(input: BrokerConfigInput): BrokerConfig {
     profilesDir: resolve(c.profilesDir),
     ...(c.alertRulesFile === undefined ? {} : { alertRulesFile: resolve(c.alertRulesFile) }),
     ...(c.natsLogFile === undefined ? {} : { natsLogFile: resolve(c.natsLogFile) }),
+    ...(c.keyProviderFile === undefined ? {} : { keyProviderFile: resolve(c.keyProviderFile) }),
   });
 }
 
@@ -305,6 +316,9 @@ export const CONFIG_ENV = {
   PHI_BROKER_REPLICAS: 'replicas',
   PHI_BROKER_ACCESS_ANSWER_TIMEOUT_MS: 'accessAnswerTimeoutMs',
   PHI_BROKER_ACCESS_RETRY_INTERVAL_MS: 'accessRetryIntervalMs',
+  PHI_BROKER_KEY_PROVIDER: 'keyProvider',
+  PHI_BROKER_KEY_PROVIDER_FILE: 'keyProviderFile',
+  PHI_BROKER_KEY_KDF: 'keyKdf',
   PHI_BROKER_LOG_LEVEL: 'logLevel',
   PHI_BROKER_INSTANCE_ID: 'instanceId',
   PHI_BROKER_AUDIT_MAX_AGE_MS: 'auditMaxAgeMs',

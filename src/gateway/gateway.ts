@@ -1,6 +1,7 @@
 // A partner gateway process's worth of parts (DESIGN.md "Partner gateway"): its own audit chain in PHI_AUDIT, the
 // shared jti bucket, the shared token key and the HTTPS server. Stateless between requests — what a second
 // instance needs lives in NATS (jti) or in the data dir (the token key) — so gateways run side by side.
+import type { KeyFileStore } from '../crypto/key-envelope.js';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { NatsConnection } from 'nats';
@@ -35,6 +36,8 @@ export interface GatewayOptions {
   readonly peers: readonly PublicKeyRecord[];
   /** Where the shared token key file lives (the data dir's keys/). */
   readonly keysDir: string;
+  /** How the token key file is read and created: sealed under the key provider, or plain (the default). */
+  readonly keyFiles?: KeyFileStore;
   readonly tls: { readonly certFile: string; readonly keyFile: string };
   readonly logger: Logger;
   /** This gateway's audit chain; default `gw-<host>-<pid>-<random>`. */
@@ -66,7 +69,7 @@ export class Gateway {
       PUBLISH_DEADLINE_DEFAULT_MS + 60_000,
       now,
     );
-    const signer = await TokenSigner.open(opts.keysDir);
+    const signer = await TokenSigner.open(opts.keysDir, opts.keyFiles);
     const clients = new Map<string, PhiClient>();
     for (const [service, keys] of opts.partnerKeys)
       clients.set(

@@ -2,11 +2,13 @@
 // `<keys>/gateway.token-signing.jwk.json` (mode 0600; made by the first gateway to start). It signs access tokens as
 // JWTs (RFC 9068 `at+jwt`) of at most five minutes; its public half is the gateway's JWKS (`/.well-known/jwks.json`),
 // with the RFC 7638 thumbprint as kid. Gateways on other machines get a copy of the file, as they do the broker's keys.
+// Under a key provider the file is sealed at rest (docs/keys-at-rest.md); the KeyFileStore given does the I/O.
 import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import { BrokerError } from '../wire/errors.js';
+import type { KeyFileStore } from '../crypto/key-envelope.js';
 
 export const TOKEN_ALGORITHM = 'ES384';
 /** SMART Backend Services: access tokens live at most five minutes. */
@@ -29,24 +31,19 @@ export class TokenSigner {
   ) {}
 
   /** Reads the key file, or creates it when no gateway has yet (exclusive create: two racing gateways keep one). */
-  static async open(keysDir: string): Promise<TokenSigner> {
+  static async open(keysDir: string, store: KeyFileStore = PLAIN_STORE): Promise<TokenSigner> {
     const file = tokenKeyFile(keysDir);
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    let bytes = await store.read(file);
+    if (bytes === undefined) {
       const { privateKey } = await generateKeyPair(TOKEN_ALGORITHM, { extractable: true });
       const jwk = await exportJWK(privateKey);
       mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-      try {
-        writeFileSync(file, JSON.stringify({ ...jwk, alg: TOKEN_ALGORITHM }), { mode: 0o600, flag: 'wx' });
-        chmodSync(file, 0o600);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      }
-      text = readFileSync(file, 'utf8');
+      await store.create(file, new TextEncoder().encode(JSON.stringify({ ...jwk, alg: TOKEN_ALGORITHM })));
+      bytes = await store.read(file);
+      if (bytes === undefined) throw new BrokerError('E_INTERNAL', `${file} vanished after it was created`);
     }
+    const text = new TextDecoder().decode(bytes);
+    bytes.fill(0);
     let jwk: JWK;
     try {
       jwk = JSON.parse(text) as JWK;
@@ -88,3 +85,25 @@ export class TokenSigner {
     return { accessToken, tokenId, expiresIn: ACCESS_TOKEN_LIFETIME_S };
   }
 }
+
+/** The plain (development) token key file: mode 0600, exclusive create. */
+const PLAIN_STORE: KeyFileStore = {
+  read(file) {
+    try {
+      return Promise.resolve(new Uint8Array(readFileSync(file)));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return Promise.resolve(undefined);
+      return Promise.reject(err as Error);
+    }
+  },
+  create(file, bytes) {
+    try {
+      writeFileSync(file, bytes, { mode: 0o600, flag: 'wx' });
+      chmodSync(file, 0o600);
+      return Promise.resolve(true);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return Promise.resolve(false);
+      return Promise.reject(e as Error);
+    }
+  },
+};

@@ -9,7 +9,8 @@ import { type Catalog } from '../catalog/types.js';
 import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
 import { type PublicKeyRecord, type ServiceKeys } from '../crypto/keys.js';
-import { ensureDevKeys, readJwks, readServiceKeys } from './key-files.js';
+import { ensureKeys, openServiceKeys, readJwks } from './key-files.js';
+import { configuredKeyProtection, type KeyProtection } from './key-protection.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { mtlsConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
 import { inboxPrefix } from '../wire/names.js';
@@ -54,16 +55,20 @@ export function loadConfiguredCatalog(config: BrokerConfig): Catalog {
   return loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
 }
 
-/** Development keys for the broker and every catalog service (created when missing, kept otherwise). */
+/**
+ * Keys for the broker and every catalog service (created when missing, kept otherwise), through the configured key
+ * protection (plain development files unless config.keyProvider says otherwise).
+ */
 export async function devKeys(
   config: BrokerConfig,
   catalog: Catalog,
-): Promise<{ dir: string; peers: PublicKeyRecord[] }> {
+  protection: KeyProtection = configuredKeyProtection(config),
+): Promise<{ dir: string; peers: PublicKeyRecord[]; protection: KeyProtection }> {
   await initCrypto();
   const dir = layout(config).keys;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  ensureDevKeys(dir, [BROKER_ID, ...catalog.services.keys()]);
-  return { dir, peers: readJwks(dir) };
+  await ensureKeys(dir, [BROKER_ID, ...catalog.services.keys()], protection);
+  return { dir, peers: readJwks(dir), protection };
 }
 
 export async function serviceKeys(
@@ -78,7 +83,7 @@ export async function serviceKeys(
       `no keys in ${dir}: run \`phi-broker up --data-dir ${config.dataDir}\` first (it creates development keys)`,
     );
   }
-  return { keys: readServiceKeys(dir, service), peers: readJwks(dir) };
+  return { keys: await openServiceKeys(dir, service, configuredKeyProtection(config)), peers: readJwks(dir) };
 }
 
 /** NATS_URL when set, else the embedded server that `up` started in this data dir. */

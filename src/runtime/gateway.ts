@@ -10,7 +10,8 @@ import { GATEWAY_IDENTITY } from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
 import { BROKER_ID } from '../wire/ids.js';
 import { cliTlsDir, connectNats, layout, loadConfiguredCatalog, natsUrl } from './data-dir.js';
-import { readJwks, readServiceKeys } from './key-files.js';
+import { openServiceKeys, readJwks } from './key-files.js';
+import { configuredKeyProtection, keyFileStore, type KeyProtection } from './key-protection.js';
 import type { Catalog } from '../catalog/types.js';
 import type { ServiceKeys } from '../crypto/keys.js';
 import { creatingPartners } from '../gateway/scopes.js';
@@ -21,8 +22,14 @@ import { BrokerError } from '../wire/errors.js';
  * The service keys of every partner the gateway publishes for, from the data dir's keys (as every service's are,
  * `<keys>/<service>.private.jwk.json`, mode 0600): E_KEY_UNKNOWN names a missing one.
  */
-export function gatewayPartnerKeys(keysDir: string, catalog: Catalog): Map<string, ServiceKeys> {
-  return new Map(creatingPartners(catalog).map((id) => [id, readServiceKeys(keysDir, id)]));
+export async function gatewayPartnerKeys(
+  keysDir: string,
+  catalog: Catalog,
+  protection: KeyProtection,
+): Promise<Map<string, ServiceKeys>> {
+  const keys = new Map<string, ServiceKeys>();
+  for (const id of creatingPartners(catalog)) keys.set(id, await openServiceKeys(keysDir, id, protection));
+  return keys;
 }
 
 export async function runGateway(config: BrokerConfig): Promise<void> {
@@ -30,6 +37,8 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
   const catalog = loadConfiguredCatalog(config);
   await initCrypto();
   const keysDir = layout(config).keys;
+  const protection = configuredKeyProtection(config);
+  const auditSigner = (await openServiceKeys(keysDir, BROKER_ID, protection)).sign;
   const natsTls = cliTlsDir(config);
   if (natsTls === undefined)
     throw new BrokerError(
@@ -47,10 +56,11 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
       config,
       catalog,
       nc,
-      auditSigner: readServiceKeys(keysDir, BROKER_ID).sign,
-      partnerKeys: gatewayPartnerKeys(keysDir, catalog),
+      auditSigner,
+      partnerKeys: await gatewayPartnerKeys(keysDir, catalog, protection),
       peers: readJwks(keysDir),
       keysDir,
+      keyFiles: keyFileStore(protection),
       tls: tlsLayout(natsTls).gateway,
       logger,
     });

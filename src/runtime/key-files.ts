@@ -1,11 +1,13 @@
-// Development key files (I/O edge of src/crypto): one private JWK Set per service, `<dir>/<service>.private.jwk.json`,
-// written with mode 0600, and one public JWK Set of every service, `<dir>/jwks.json` (RFC 7517 section 5, RFC 8037
-// OKP keys). Production deployments hold private keys elsewhere; these files are for `phi-broker up` and tests.
-// Synchronous on purpose: they run once at start-up, before any message.
+// Key files (I/O edge of src/crypto): one private JWK Set per service, `<dir>/<service>.private.jwk.json`, mode 0600,
+// and one public JWK Set of every service, `<dir>/jwks.json` (RFC 7517 section 5, RFC 8037 OKP keys). The synchronous
+// functions read and write plain (development) files; the `open*`/`ensureKeys` ones go through a KeyProtection
+// (key-protection.ts), which seals private files at rest. They run once at start-up, before any message.
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SERVICE_ID_PATTERN } from '../wire/ids.js';
 import { BrokerError } from '../wire/errors.js';
+import { isProtectedKeyFile } from '../crypto/key-envelope.js';
+import { readKeyFile, writeKeyFile, type KeyProtection } from './key-protection.js';
 import { privateJwks, publicJwk, recordsFromJwks, serviceKeysFromJwks } from '../crypto/jwk.js';
 import {
   generateServiceKeys,
@@ -39,10 +41,32 @@ function readJson(file: string): unknown {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
+  const json = parseJson(file, text);
+  if (isProtectedKeyFile(json))
+    throw new BrokerError(
+      'E_KEY_PROTECTION',
+      `${file} is encrypted at rest: open it through its key provider (--key-provider, docs/keys-at-rest.md)`,
+      { path: file },
+    );
+  return json;
+}
+
+function parseJson(file: string, text: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch {
     throw new BrokerError('E_CONFIG_INVALID', `${file}: not well-formed JSON`, { path: file });
+  }
+}
+
+/** A private key file's JSON through `protection`; undefined when it does not exist. */
+async function openJson(file: string, protection: KeyProtection): Promise<unknown> {
+  const bytes = await readKeyFile(file, protection);
+  if (bytes === undefined) return undefined;
+  try {
+    return parseJson(file, new TextDecoder().decode(bytes));
+  } finally {
+    bytes.fill(0);
   }
 }
 
@@ -121,6 +145,57 @@ export function ensureDevKeys(dir: string, serviceIds: readonly string[]): DevKe
       created.push(id);
     } else {
       keys.set(id, serviceKeysFromJwks(privateKeyFile(dir, id), id, json));
+    }
+  }
+  const jwks = new Map<string, PublicKeyRecord>();
+  mergeRecords(jwks, readJwks(dir));
+  for (const versions of keys.values()) for (const v of versions) mergeRecords(jwks, publicRecords(v));
+  const all = [...jwks.values()];
+  writeJwks(dir, all);
+  return { created, keys, jwks: all };
+}
+
+/** Every key version of a service through `protection`, highest first; E_KEY_UNKNOWN when there is no file. */
+export async function openServiceKeyVersions(
+  dir: string,
+  serviceId: string,
+  protection: KeyProtection,
+): Promise<ServiceKeys[]> {
+  const file = privateKeyFile(dir, serviceId);
+  const json = await openJson(file, protection);
+  if (json === undefined)
+    throw new BrokerError('E_KEY_UNKNOWN', `no private key file for service ${serviceId}`, { path: file });
+  return serviceKeysFromJwks(file, serviceId, json);
+}
+
+/** The current (highest) key version of a service, through `protection`. */
+export async function openServiceKeys(dir: string, serviceId: string, protection: KeyProtection): Promise<ServiceKeys> {
+  return (await openServiceKeyVersions(dir, serviceId, protection))[0] as ServiceKeys;
+}
+
+/** ensureDevKeys through `protection`: missing keys are created sealed (or plain in plain mode). */
+export async function ensureKeys(
+  dir: string,
+  serviceIds: readonly string[],
+  protection: KeyProtection,
+): Promise<DevKeys> {
+  const created: string[] = [];
+  const keys = new Map<string, ServiceKeys[]>();
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  for (const id of serviceIds) {
+    const file = privateKeyFile(dir, id);
+    const json = await openJson(file, protection);
+    if (json === undefined) {
+      const fresh = generateServiceKeys(id, 1);
+      await writeKeyFile(
+        file,
+        new TextEncoder().encode(`${JSON.stringify(privateJwks([fresh]), null, 2)}\n`),
+        protection,
+      );
+      keys.set(id, [fresh]);
+      created.push(id);
+    } else {
+      keys.set(id, serviceKeysFromJwks(file, id, json));
     }
   }
   const jwks = new Map<string, PublicKeyRecord>();

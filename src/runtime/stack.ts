@@ -3,12 +3,12 @@
 // service, each as its own identity. Plaintext only with `insecurePlaintext`. Used by `demo`; tests compose
 // the same parts.
 import { Broker } from '../broker/broker.js';
-import { ensureBrokerSecrets } from './broker-secrets.js';
+import { openBrokerSecrets } from './broker-secrets.js';
 import { type Catalog } from '../catalog/types.js';
 import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
 import { type PublicKeyRecord } from '../crypto/keys.js';
-import { readServiceKeys } from './key-files.js';
+import { openServiceKeys } from './key-files.js';
 import type { Logger } from '../log/log.js';
 import { PhiClient } from '../sdk/client.js';
 import { BROKER_IDENTITY, serviceIdentity } from '../tls/identity.js';
@@ -34,8 +34,9 @@ export async function startLocalStack(
   opts: { readonly insecurePlaintext?: boolean } = {},
 ): Promise<LocalStack> {
   const catalog = loadConfiguredCatalog(config);
-  const { dir, peers } = await devKeys(config, catalog);
-  const secrets = ensureBrokerSecrets(dir);
+  const { dir, peers, protection } = await devKeys(config, catalog);
+  const secrets = await openBrokerSecrets(dir, protection, true);
+  const brokerKeys = await openServiceKeys(dir, BROKER_ID, protection);
   // The embedded server runs under the data-dir lock, as `up`'s does (data-dir-lock.ts).
   const lock = config.natsUrl === undefined ? acquireDataDirLock(config.dataDir, 'phi-broker demo') : undefined;
   let transport: NatsTransport;
@@ -54,7 +55,7 @@ export async function startLocalStack(
   let broker: Broker;
   try {
     nc = await transport.connect(BROKER_IDENTITY, 'phi-broker');
-    broker = await Broker.start({ config, catalog, nc, keys: readServiceKeys(dir, BROKER_ID), peers, secrets, logger });
+    broker = await Broker.start({ config, catalog, nc, keys: brokerKeys, peers, secrets, logger });
   } catch (err) {
     await nc?.close();
     await server?.stop();
@@ -76,7 +77,7 @@ export async function startLocalStack(
       const c = await PhiClient.connect({
         nc: cnc,
         service,
-        keys: readServiceKeys(dir, service),
+        keys: await openServiceKeys(dir, service, protection),
         peers: brokerPeers,
         logger,
         ...(tlsDir === undefined ? { insecure: true } : {}),

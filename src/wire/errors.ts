@@ -27,6 +27,12 @@ export const ERROR_CODES = {
     "The resource carries a modifier (modifierExtension, implicitRules) the subscriber's profile withholds; the rest would change meaning, so nothing is delivered to that subscriber.",
   E_CATALOG_INVALID: 'The catalog (subjects/, fhir-profiles/) is invalid.',
   E_CONFIG_INVALID: 'The configuration is invalid.',
+  E_KEY_PROTECTION:
+    'A private key file is not protected the way the start asks: a plain key file where a key provider is configured (or an encrypted one with none), a file sealed by another provider, or a provider without its secret (passphrase unset, key file missing or readable by others).',
+  E_KEY_UNLOCK:
+    "The key provider could not unwrap a protected key file's data key: a wrong passphrase or key file, or a wrapped key that was altered.",
+  E_KEY_FILE_INVALID:
+    'A protected key file is damaged or altered: its header is not the documented format, or its ciphertext does not authenticate under its data key.',
   E_TIMEOUT:
     'The broker did not answer a request (right of access) in time; the request may still have been carried out.',
   E_NOT_STORED:

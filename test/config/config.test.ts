@@ -58,6 +58,8 @@ describe('parseConfig', () => {
       healthCheckMs: 5_000,
       gatewayPort: 8443,
       gatewayHost: '127.0.0.1',
+      keyProvider: 'plain',
+      keyKdf: 'moderate',
       logLevel: 'info',
       natsLogMaxBytes: 10 * MiB,
       natsLogFiles: 10,
@@ -229,7 +231,16 @@ describe('configFromEnv', () => {
     expect(Object.values(CONFIG_ENV).sort()).toEqual(
       Object.keys(parseConfig({}))
         .filter((k) => k !== 'subjectsDir' && k !== 'profilesDir')
-        .concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir', 'healthPort', 'gatewayBaseUrl', 'natsLogFile')
+        .concat(
+          'natsUrl',
+          'instanceId',
+          'alertRulesFile',
+          'natsTlsDir',
+          'healthPort',
+          'gatewayBaseUrl',
+          'natsLogFile',
+          'keyProviderFile',
+        )
         .sort(),
     );
   });

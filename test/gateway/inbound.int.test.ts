@@ -23,6 +23,7 @@ import { Gateway } from '../../src/gateway/gateway.js';
 import { INBOUND_BODY_LIMIT } from '../../src/gateway/inbound.js';
 import { runPartnerToken } from '../../src/cli/partner.js';
 import { gatewayPartnerKeys } from '../../src/runtime/gateway.js';
+import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { GATEWAY_IDENTITY } from '../../src/tls/identity.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
@@ -173,7 +174,7 @@ beforeAll(async () => {
       catalog: stack.catalog,
       nc: await stack.connectAs(GATEWAY_IDENTITY, `gateway-${n}`),
       auditSigner: stack.keys(BROKER_ID).sign,
-      partnerKeys: gatewayPartnerKeys(stack.keysDir, stack.catalog),
+      partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
       peers: stack.peers,
       keysDir: stack.keysDir,
       tls: tls.gateway,
@@ -477,7 +478,7 @@ describe('phi-broker partner token', () => {
       catalog: stack.catalog,
       nc: await stack.connectAs(GATEWAY_IDENTITY, 'gateway-3'),
       auditSigner: stack.keys(BROKER_ID).sign,
-      partnerKeys: gatewayPartnerKeys(stack.keysDir, stack.catalog),
+      partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
       peers: stack.peers,
       keysDir: stack.keysDir,
       tls: (stack.nats.tls as NonNullable<typeof stack.nats.tls>).gateway,

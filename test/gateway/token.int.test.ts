@@ -16,6 +16,7 @@ import { readAuditRecords } from '../../src/audit/read.js';
 import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
 import { gatewayPartnerKeys } from '../../src/runtime/gateway.js';
+import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
 import { GATEWAY_IDENTITY } from '../../src/tls/identity.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
@@ -140,7 +141,7 @@ beforeAll(async () => {
       catalog: stack.catalog,
       nc: await stack.connectAs(GATEWAY_IDENTITY, `gateway-${n}`),
       auditSigner: stack.keys(BROKER_ID).sign,
-      partnerKeys: gatewayPartnerKeys(stack.keysDir, stack.catalog),
+      partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
       peers: stack.peers,
       keysDir: stack.keysDir,
       tls: tls.gateway,
