@@ -1,12 +1,12 @@
 #!/usr/bin/env node
-// The `phi-broker` command: up, gateway, demo, publish, tail, quarantine, consent, disclosures, registry show, access, audit, certs, nats-config, nats-provision, catalog check. Every command takes --data-dir
+// The `phi-broker` command: up, gateway, demo, publish, tail, quarantine, consent, disclosures, registry show, access, audit, certs, nats-config, nats-provision, catalog check/export-profiles. Every command takes --data-dir
 // (default .phi-broker/, or PHI_BROKER_DATA_DIR); NATS_URL points them at an existing NATS.
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatIssue } from '../catalog/issues.js';
-import { checkCatalog } from '../runtime/catalog-dir.js';
+import { checkCatalog, loadCatalog } from '../runtime/catalog-dir.js';
 import {
   UP_HEALTH_PORT,
   configFromEnv,
@@ -489,6 +489,17 @@ catalog
     for (const i of issues) process.stdout.write(`${formatIssue(i)}\n`);
     process.stdout.write(`${issues.length} problem${issues.length === 1 ? '' : 's'}\n`);
     process.exitCode = 1;
+  });
+
+catalog
+  .command('export-profiles')
+  .description('write each profile a partner receives as a FHIR R4 StructureDefinition (StructureDefinition-<id>.json)')
+  .requiredOption('--out <dir>', 'the directory to write into (created if missing)')
+  .action(async (opts: { out: string }, cmd: Command) => {
+    const config = configFrom(cmd.optsWithGlobals<GlobalOptions>());
+    const { runExportProfiles } = await import('./catalog.js');
+    const catalog = loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
+    runExportProfiles(catalog, opts.out, process.stdout);
   });
 
 /** True when this module is the process's entry (npm's `bin` is a symlink, so real paths are compared). */

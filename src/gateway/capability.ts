@@ -1,7 +1,7 @@
 // The CapabilityStatement at `/metadata` (FHIR R4 capabilitystatement.html), generated from the catalog: what this
-// gateway supports and nothing more. Today that is SMART Backend Services authorization (rest.security, with the
-// token endpoint in the oauth-uris extension) and, per resource type a partner exchanges, the partner profiles
-// that shape it (supportedProfile) — with no interaction listed until the gateway serves one.
+// gateway supports and nothing more: SMART Backend Services authorization (rest.security, with the
+// token endpoint in the oauth-uris extension), per resource type a partner exchanges the partner profiles that
+// shape it (supportedProfile), and the read of those profiles as StructureDefinitions.
 import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/r4.js';
 import { parseScope } from '../catalog/partner.js';
 import type { Catalog } from '../catalog/types.js';
@@ -35,6 +35,13 @@ export function capabilityStatement(
       type: type as CapabilityStatementRestResource['type'],
       ...(profiles.size === 0 ? {} : { supportedProfile: [...profiles].sort() }),
     }));
+  // The partner profiles themselves, readable at /StructureDefinition/[id] (src/gateway/profiles/routes.ts).
+  if (resource.some((r) => r.supportedProfile !== undefined))
+    resource.push({
+      type: 'StructureDefinition',
+      interaction: [{ code: 'read' }],
+      profile: 'http://hl7.org/fhir/StructureDefinition/StructureDefinition',
+    });
   return {
     resourceType: 'CapabilityStatement',
     status: 'active',

@@ -13,6 +13,7 @@ import { partnersByClientId } from './assertion.js';
 import { capabilityStatement } from './capability.js';
 import { OAuthError } from './oauth-error.js';
 import { operationOutcome } from './operation-outcome.js';
+import { registerProfileRoutes } from './profiles/routes.js';
 import { smartConfiguration } from './smart-configuration.js';
 import { handleTokenRequest, type TokenContext } from './token.js';
 import type { JtiStore } from './jti.js';
@@ -119,6 +120,7 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
   app.get('/.well-known/smart-configuration', () => smartConfiguration(catalog, urls()));
   app.get('/.well-known/jwks.json', () => opts.signer.jwks());
   app.get('/metadata', (_req, reply) => sendFhir(reply, capabilityStatement(catalog, urls(), started, opts.version)));
+  registerProfileRoutes(app, catalog);
   app.post(TOKEN_PATH, async (req, reply) => {
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
     if (!(req.body instanceof URLSearchParams)) {
