@@ -1,10 +1,12 @@
 // The CapabilityStatement at `/metadata` (FHIR R4 capabilitystatement.html), generated from the catalog: what this
 // gateway supports and nothing more: SMART Backend Services authorization (rest.security, with the
 // token endpoint in the oauth-uris extension), per resource type a partner exchanges the partner profiles that
-// shape it (supportedProfile), and the read of those profiles as StructureDefinitions.
+// shape it (supportedProfile), the read of those profiles as StructureDefinitions, and Subscriptions with
+// the topics partners may subscribe to (Subscriptions Backport IG).
 import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/r4.js';
 import { parseScope } from '../catalog/partner.js';
 import type { Catalog } from '../catalog/types.js';
+import { BACKPORT_SUBSCRIPTION, TOPIC_CANONICAL, allPartnerTopics } from './subscriptions/model.js';
 
 const OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris';
 
@@ -35,6 +37,25 @@ export function capabilityStatement(
       type: type as CapabilityStatementRestResource['type'],
       ...(profiles.size === 0 ? {} : { supportedProfile: [...profiles].sort() }),
     }));
+  // R4 topic-based Subscriptions (Subscriptions Backport IG): the topics partners may subscribe to, by canonical.
+  const topics = allPartnerTopics(catalog);
+  if (topics.length > 0)
+    resource.push({
+      type: 'Subscription',
+      profile: BACKPORT_SUBSCRIPTION,
+      extension: topics.map((url) => ({ url: TOPIC_CANONICAL, valueCanonical: url })),
+      interaction: [{ code: 'create' }, { code: 'read' }],
+      operation: [
+        {
+          name: 'status',
+          definition: 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status',
+        },
+        {
+          name: 'events',
+          definition: 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events',
+        },
+      ],
+    });
   // The partner profiles themselves, readable at /StructureDefinition/[id] (src/gateway/profiles/routes.ts).
   if (resource.some((r) => r.supportedProfile !== undefined))
     resource.push({

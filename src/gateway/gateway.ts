@@ -10,7 +10,20 @@ import type { Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config/config.js';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
 import type { Logger } from '../log/log.js';
-import { ensureGatewayJtiBucket } from '../nats/setup.js';
+import { ensureGatewayJtiBucket, ensureGatewaySubscriptionBuckets } from '../nats/setup.js';
+import { Keyring } from '../crypto/keyring.js';
+import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
+import { BROKER_ID } from '../wire/ids.js';
+import { httpsDeliverer } from './subscriptions/rest-hook.js';
+import { SubscriptionStore } from './subscriptions/store.js';
+import {
+  DEFAULT_LEASE_MS,
+  DEFAULT_RETRY,
+  TopicWorker,
+  type Deliverer,
+  type RetryPolicy,
+  type WorkerOptions,
+} from './subscriptions/worker.js';
 import { JtiStore } from './jti.js';
 import { buildGatewayServer } from './server.js';
 import { TokenSigner } from './token-signer.js';
@@ -30,12 +43,29 @@ export interface GatewayOptions {
   readonly instanceId?: string;
   readonly version?: string;
   readonly now?: () => number;
+  /**
+   * What the gateway needs to deliver a partner's notifications: a connection as the partner's own NATS identity
+   * (it reads and acknowledges the partner's delivery durables) and the partner's keys. Absent: no notifications.
+   */
+  readonly partnerAccess?: (service: string) => Promise<PartnerAccess>;
+  /** PEM CA certificates rest-hook endpoints are verified with (default: Node's root store). */
+  readonly restHookCa?: string;
+  readonly retry?: RetryPolicy;
+  /** How long a gateway holds a topic's delivery lease between renewals. */
+  readonly leaseMs?: number;
+}
+
+export interface PartnerAccess {
+  readonly nc: NatsConnection;
+  readonly keys: ServiceKeys;
+  readonly peers: readonly PublicKeyRecord[];
 }
 
 export class Gateway {
   private constructor(
     private readonly app: FastifyInstance,
     private readonly audit: AuditTrail,
+    private readonly workers: readonly TopicWorker[],
     /** Where it listens, e.g. `https://127.0.0.1:8443`. */
     readonly url: string,
     /** The public base URL partners use. */
@@ -48,6 +78,25 @@ export class Gateway {
     const now = opts.now ?? Date.now;
     const instanceId = opts.instanceId ?? `gw-${defaultInstanceId()}`.slice(0, 40);
     const kv = await ensureGatewayJtiBucket(opts.nc);
+    const buckets = await ensureGatewaySubscriptionBuckets(opts.nc, config.deliverMaxAgeMs);
+    const store = new SubscriptionStore(buckets.subscriptions, buckets.events);
+    const deliverer: Deliverer = httpsDeliverer(opts.restHookCa);
+    // Each partner's keyring (opened once), for workers and for $events.
+    const openers = new Map<string, Pick<WorkerOptions, 'partner' | 'keyring' | 'brokerSigningKeys'>>();
+    const access = new Map<string, PartnerAccess>();
+    if (opts.partnerAccess !== undefined)
+      for (const s of opts.catalog.services.values()) {
+        if (s.partner === undefined) continue;
+        const a = await opts.partnerAccess(s.id);
+        access.set(s.id, a);
+        openers.set(s.id, {
+          partner: s.id,
+          keyring: new Keyring(a.keys, [...a.peers]),
+          brokerSigningKeys: new Set(
+            a.peers.filter((p) => p.service === BROKER_ID && p.use === 'sig').map((p) => p.kid),
+          ),
+        });
+      }
     const signer = await TokenSigner.open(opts.keysDir);
     const audit = await AuditTrail.open({
       nc: opts.nc,
@@ -68,6 +117,12 @@ export class Gateway {
         baseUrl: () => holder.baseUrl,
         jti: new JtiStore(kv),
         signer,
+        subscriptions: {
+          store,
+          deliverer,
+          opener: (partner) => openers.get(partner),
+          onRead: async () => undefined,
+        },
         audit,
         logger,
         version: opts.version ?? '0.1.0',
@@ -80,7 +135,32 @@ export class Gateway {
       holder.baseUrl = baseUrl;
       const url = `https://${config.gatewayHost.includes(':') ? `[${config.gatewayHost}]` : config.gatewayHost}:${bound}`;
       logger.info({ event: 'gateway.listening', url, baseUrl, chain: instanceId }, 'partner gateway listening');
-      return new Gateway(app, audit, url, baseUrl, instanceId);
+      // One worker per topic each partner receives; the KV lease picks which instance delivers it.
+      const workers: TopicWorker[] = [];
+      for (const [partner, a] of access) {
+        const opener = openers.get(partner);
+        if (opener === undefined) continue;
+        for (const topic of opts.catalog.topics.values()) {
+          if (!topic.subscribers.some((sub) => sub.service === partner)) continue;
+          workers.push(
+            new TopicWorker({
+              ...opener,
+              type: topic.resourceType,
+              partnerNc: a.nc,
+              store,
+              holder: instanceId,
+              baseUrl: () => holder.baseUrl,
+              sign: (body) => signer.signDetached(body),
+              deliverer,
+              onNotified: async () => undefined,
+              logger,
+              retry: opts.retry ?? DEFAULT_RETRY,
+              leaseMs: opts.leaseMs ?? DEFAULT_LEASE_MS,
+            }),
+          );
+        }
+      }
+      return new Gateway(app, audit, workers, url, baseUrl, instanceId);
     } catch (err) {
       await app?.close();
       await audit.close();
@@ -88,8 +168,9 @@ export class Gateway {
     }
   }
 
-  /** Stops taking requests, finishes those in flight, then seals the audit chain. */
+  /** Stops notifying (giving up its leases), stops taking requests, finishes those in flight, seals the audit chain. */
   async stop(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.stop()));
     await this.app.close();
     await this.audit.close();
   }

@@ -18,6 +18,7 @@ import {
   ensureDeliveryConsumers,
   ensureDisclosureStream,
   ensureGatewayJtiBucket,
+  ensureGatewaySubscriptionBuckets,
   streamSettings,
 } from '../nats/setup.js';
 import { jsApi } from '../nats/jetstream-api.js';
@@ -55,10 +56,18 @@ export async function provisionStreams(
   await ensureRegistryBucket(adminNc, replicas);
   await ensureAccessBuckets(adminNc, replicas);
   await ensureGatewayJtiBucket(adminNc, replicas);
+  await ensureGatewaySubscriptionBuckets(adminNc, config.deliverMaxAgeMs, replicas);
   // views.kv / views.os bind to an existing bucket unchanged: scale the ones provisioned with another count.
   const jsm = await adminNc.jetstreamManager();
   for (const stream of [
-    ...[KV_BUCKETS.consent, KV_BUCKETS.registry, KV_BUCKETS.access, KV_BUCKETS.gatewayJti].map(jsApi.kvStream),
+    ...[
+      KV_BUCKETS.consent,
+      KV_BUCKETS.registry,
+      KV_BUCKETS.access,
+      KV_BUCKETS.gatewayJti,
+      KV_BUCKETS.gatewaySubscriptions,
+      KV_BUCKETS.gatewayEvents,
+    ].map(jsApi.kvStream),
     jsApi.objStream(OBJECT_STORES.accessAnswers),
   ]) {
     await ensureBucketReplicas(jsm, stream, replicas);

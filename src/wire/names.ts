@@ -33,6 +33,16 @@ export const KV_BUCKETS = {
    * the jti>`, with a TTL past any assertion's exp plus the allowed skew: a jti is used once across all gateways.
    */
   gatewayJti: 'phi_gateway_jti',
+  /**
+   * Partner R4 Subscriptions (src/gateway/subscriptions/), keyed `sub.<id>` (the resource and its event counter)
+   * and `lease.<partner>.<Type>` (which gateway delivers that topic's notifications). Never expires.
+   */
+  gatewaySubscriptions: 'phi_gateway_subscriptions',
+  /**
+   * Each subscription's notification events, keyed `<subscription id>.<event number>`: the sealed, broker-signed
+   * delivery (never plaintext) and its PHI_DELIVER sequence, kept as long as PHI_DELIVER keeps deliveries.
+   */
+  gatewayEvents: 'phi_gateway_events',
 } as const;
 
 /** JetStream Object Store buckets (NATS ADR-20). */

@@ -341,9 +341,11 @@ describe('discovery and FHIR answers', () => {
       'ExplanationOfBenefit',
       'Immunization',
       'Patient',
+      'Subscription',
       'StructureDefinition',
     ]);
     expect(rest?.resource.filter((r) => r.interaction !== undefined).map((r) => r.type)).toEqual([
+      'Subscription',
       'StructureDefinition',
     ]);
     expect(rest?.resource.find((r) => r.type === 'Coverage')?.supportedProfile).toEqual([
