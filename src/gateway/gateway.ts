@@ -16,6 +16,8 @@ import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { BROKER_ID } from '../wire/ids.js';
 import { httpsDeliverer } from './subscriptions/rest-hook.js';
 import { SubscriptionStore } from './subscriptions/store.js';
+import type { SubscriptionRecord } from './subscriptions/model.js';
+import type { NotificationEvent } from './subscriptions/notify.js';
 import {
   DEFAULT_LEASE_MS,
   DEFAULT_RETRY,
@@ -105,6 +107,28 @@ export class Gateway {
       logger,
       now,
     });
+    // Every notification and $events read is an AuditEvent in this gateway's chain, stored before it returns.
+    const disclosed = async (
+      operation: 'notify' | 'events',
+      sub: SubscriptionRecord,
+      events: readonly NotificationEvent[],
+    ): Promise<void> => {
+      const profile = opts.catalog.topics
+        .get(sub.resourceType)
+        ?.subscribers.find((x) => x.service === sub.partner)?.profile;
+      const profileUrl = profile === undefined ? undefined : opts.catalog.profiles.get(profile)?.url;
+      await audit.record([
+        {
+          kind: 'partner-notification',
+          operation,
+          service: sub.partner,
+          subscription: sub.id,
+          events: events.map((e) => e.number),
+          deliveryIds: events.map((e) => e.deliveryId),
+          ...(profileUrl === undefined ? {} : { profileUrl }),
+        },
+      ]);
+    };
     let app: FastifyInstance | undefined;
     try {
       const port = config.gatewayPort;
@@ -121,7 +145,7 @@ export class Gateway {
           store,
           deliverer,
           opener: (partner) => openers.get(partner),
-          onRead: async () => undefined,
+          onRead: (sub, events) => disclosed('events', sub, events),
         },
         audit,
         logger,
@@ -152,7 +176,7 @@ export class Gateway {
               baseUrl: () => holder.baseUrl,
               sign: (body) => signer.signDetached(body),
               deliverer,
-              onNotified: async () => undefined,
+              onNotified: (sub, events) => disclosed('notify', sub, events),
               logger,
               retry: opts.retry ?? DEFAULT_RETRY,
               leaseMs: opts.leaseMs ?? DEFAULT_LEASE_MS,

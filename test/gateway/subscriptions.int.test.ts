@@ -13,6 +13,9 @@ import type { Bundle, Immunization, Parameters } from 'fhir/r4.js';
 import { SignJWT, compactVerify, createLocalJWKSet, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { parseDocument } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditEvent } from 'fhir/r4.js';
+import { readAuditRecords } from '../../src/audit/read.js';
+import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
 import { TOPIC_BASE } from '../../src/gateway/subscriptions/model.js';
 import { SIGNATURE_HEADER } from '../../src/gateway/subscriptions/worker.js';
@@ -425,5 +428,43 @@ describe('R4 topic-based Subscriptions (Backport IG)', () => {
     );
     const after = deliveredBy();
     expect([7, 8].map((n) => after.get(n))).toEqual([[other.instanceId], [other.instanceId]]);
+  });
+
+  it('records every notification and every $events read as a disclosure AuditEvent naming the deliveries', async () => {
+    for (const g of gws) await g.stop(); // seals each gateway's chain
+    gws = [];
+    const nc = await stack.connect('audit-reader');
+    const events: AuditEvent[] = [];
+    for await (const r of readAuditRecords(nc)) {
+      if (!r.subject.includes('gw-subs-')) continue;
+      events.push(...(decodeRecord(r.data)?.events ?? []));
+    }
+    await nc.close();
+    const disclosures = events.filter((e) => e.subtype?.[0]?.code === 'disclose');
+    for (const e of disclosures) expect(fhirSchemaErrors(e)).toEqual([]);
+    expect(JSON.stringify(events)).not.toContain(PLANTED);
+    const numbersOf = (e: AuditEvent): string =>
+      e.entity?.find((x) => x.what?.identifier?.value === subId)?.detail?.find((d) => d.type === 'event-numbers')
+        ?.valueString ?? '';
+    // One pushed notification per event number, each naming its one broker delivery; the partner is the recipient.
+    const pushed = disclosures.filter((e) => e.action === 'E');
+    expect(pushed.map(numbersOf).sort((a, b) => Number(a) - Number(b))).toEqual([
+      '1',
+      '2',
+      '3',
+      '4',
+      '5',
+      '6',
+      '7',
+      '8',
+    ]);
+    for (const e of pushed) {
+      expect(e.entity?.filter((x) => x.name === 'delivery')).toHaveLength(1);
+      expect(e.agent.find((a) => a.who?.identifier?.value === 'public-health')).toBeDefined();
+    }
+    // The $events read of 2..4, asked by the partner.
+    const read = disclosures.filter((e) => e.action === 'R');
+    expect(read.map(numbersOf)).toEqual(['2 3 4']);
+    expect(read[0]?.agent.find((a) => a.who?.identifier?.value === 'public-health')?.requestor).toBe(true);
   });
 });

@@ -125,6 +125,9 @@ describe('natsPermissions', () => {
         'KV_phi_consent',
         // The partner gateway's jti bucket: the gateway connects as the broker identity (docs/partner-gateway.md).
         'KV_phi_gateway_jti',
+        // Partner Subscriptions and their events (src/gateway/subscriptions/store.ts), for the same reason.
+        'KV_phi_gateway_subscriptions',
+        'KV_phi_gateway_events',
         'OBJ_phi_access_answers',
       ]
         .map((s) => `$JS.API.STREAM.INFO.${s}`)
@@ -175,7 +178,9 @@ describe('natsPermissions', () => {
     // Restrictions are written by operators (admin) alone; the broker reads and watches them.
     expect(b.publish.allow.filter((x) => x.startsWith('$KV.')).sort()).toEqual([
       '$KV.phi_access.>',
+      '$KV.phi_gateway_events.>',
       '$KV.phi_gateway_jti.>',
+      '$KV.phi_gateway_subscriptions.>',
       '$KV.phi_registry.>',
       '$KV.phi_seen.>',
     ]);

@@ -90,6 +90,8 @@ describe('subjects', () => {
       registry: 'phi_registry',
       access: 'phi_access',
       gatewayJti: 'phi_gateway_jti',
+      gatewaySubscriptions: 'phi_gateway_subscriptions',
+      gatewayEvents: 'phi_gateway_events',
     });
     expect(OBJECT_STORES).toEqual({ accessAnswers: 'phi_access_answers' });
     expect(BROKER_CONSUMER).toBe('broker');

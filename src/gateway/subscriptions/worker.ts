@@ -192,6 +192,8 @@ export class TopicWorker {
       const signature = await o.sign(new TextEncoder().encode(body));
       const status = await o.deliverer.post(current, body, signature);
       if (status >= 200 && status < 300) {
+        // Audited before the acknowledgement: a notification the trail does not hold is sent again, never lost.
+        await o.onNotified(current, [numbered]);
         await m.ackAck();
         current = await o.store.update(sub.id, (r) => ({
           ...r,
@@ -199,7 +201,6 @@ export class TopicWorker {
           failures: 0,
           status: r.status === 'off' ? 'off' : 'active',
         }));
-        await o.onNotified(current, [numbered]);
         o.logger.info(
           { event: 'gateway.subscription.notified', subscription: sub.id, number: numbered.number, holder: o.holder },
           'notification delivered',
