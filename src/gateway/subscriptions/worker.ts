@@ -129,17 +129,33 @@ export class TopicWorker {
   private async run(): Promise<void> {
     const { o } = this;
     let consumer: Consumer | undefined;
+    let failures = 0;
     while (!this.stopping) {
-      const sub = await o.store.forTopic(o.partner, o.type);
-      if (sub === undefined || !(await this.holds())) {
-        await this.pause(Math.max(50, Math.floor(o.leaseMs / 3)));
-        continue;
+      try {
+        const sub = await o.store.forTopic(o.partner, o.type);
+        if (sub === undefined || !(await this.holds())) {
+          await this.pause(Math.max(50, Math.floor(o.leaseMs / 3)));
+          continue;
+        }
+        consumer ??= await bindDeliveryConsumer(o.partnerNc, o.partner, o.type);
+        // Short waits, so the lease is renewed well within its term.
+        const m = await consumer.next({ expires: Math.max(1_000, Math.floor(o.leaseMs / 3)) });
+        if (m !== null) await this.handle(m, sub);
+        failures = 0;
+      } catch (err) {
+        // NATS unreachable, KV contended, a setup problem: an unacknowledged delivery is redelivered; try again.
+        failures++;
+        o.logger.warn(
+          {
+            event: 'gateway.subscription.worker.retry',
+            partner: o.partner,
+            type: o.type,
+            code: isBrokerError(err) ? err.code : undefined,
+          },
+          'notification worker failed a round; retrying',
+        );
+        await this.pause(retryDelay(failures, o.retry));
       }
-      consumer ??= await bindDeliveryConsumer(o.partnerNc, o.partner, o.type);
-      // Short waits, so the lease is renewed well within its term.
-      const m = await consumer.next({ expires: Math.max(1_000, Math.floor(o.leaseMs / 3)) });
-      if (m === null) continue;
-      await this.handle(m, sub);
     }
   }
 
