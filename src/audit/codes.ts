@@ -73,6 +73,8 @@ export const SYSTEM = {
   /** The step of a right-of-access request (AuditEvent.subtype): created, answered, unanswered, failed, extended, refused. */
   accessStep: 'urn:phi-broker:access-step',
   messageId: 'urn:phi-broker:message-id',
+  /** A partner's Subscription id at the partner gateway (KV phi_gateway_subscriptions). */
+  subscription: 'urn:phi-broker:subscription',
   quarantineRecord: 'urn:phi-broker:quarantine-record',
   catalog: 'urn:phi-broker:catalog-sha256',
   alertRule: 'urn:phi-broker:alert-rule',

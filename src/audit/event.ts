@@ -426,6 +426,35 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         fact.code === undefined ? undefined : describe(fact.code, fact.path),
       );
     }
+    case 'partner-notification':
+      // BALP Privacy Disclosure at the source (DCM 110106 Export, lifecycle disclose): the gateway passed the broker's
+      // deliveries to the partner, pushed (the gateway acts) or read by the partner with $events (the partner asks).
+      return base(
+        TYPE.export,
+        SUBTYPE.disclose,
+        fact.operation === 'notify' ? 'E' : 'R',
+        OUTCOME.success,
+        [
+          {
+            type: roleConcept(AGENT.source),
+            who: { identifier: { system: SYSTEM.component, value: 'gateway' }, display: 'phi-broker partner gateway' },
+            requestor: fact.operation === 'notify',
+          },
+          agent({ service: fact.service }, AGENT.destination, fact.operation === 'events'),
+        ],
+        [
+          {
+            what: { identifier: { system: SYSTEM.subscription, value: fact.subscription } },
+            type: ENTITY.systemObject,
+            role: ROLE.domainResource,
+            detail: [
+              { type: 'event-numbers', valueString: fact.events.join(' ') },
+              ...(fact.profileUrl === undefined ? [] : [{ type: 'profile', valueString: fact.profileUrl }]),
+            ],
+          },
+          ...fact.deliveryIds.map((id) => transactionEntity(id, 'delivery')),
+        ],
+      );
     case 'broker-start':
     case 'broker-stop':
       return base(

@@ -212,6 +212,25 @@ export interface PartnerRequestFact {
 }
 
 /**
+ * Deliveries the partner gateway passed on to a partner (src/gateway/subscriptions/): pushed to its rest-hook and
+ * answered 2xx (`notify`), or read back with `$events` (`events`). Each names the broker's delivery ids, which the
+ * broker's own `delivered` AuditEvent and disclosure record of the same copy carry (with the patient).
+ */
+export interface PartnerNotificationFact {
+  readonly kind: 'partner-notification';
+  readonly operation: 'notify' | 'events';
+  /** The partner's catalog service id. */
+  readonly service: string;
+  readonly subscription: string;
+  /** The event numbers, as the partner sees them. */
+  readonly events: readonly number[];
+  /** The broker deliveries (`<message id>.<subscriber>`) those events carried. */
+  readonly deliveryIds: readonly string[];
+  /** The profile that shaped the copies. */
+  readonly profileUrl?: string;
+}
+
+/**
  * Clients nats-server refused, as its log recorded them (src/nats/server-log.ts), aggregated per kind and identity
  * (or, unauthenticated, per address) over an interval (src/audit/incidents.ts): a security incident under 45 CFR
  * 164.308(a)(6). Service ids, addresses, closed-set codes and catalog-grammar subjects only (docs/audit.md).
@@ -244,6 +263,7 @@ export type AuditFact =
   | SecurityIncidentFact
   | PartnerTokenFact
   | PartnerRequestFact
+  | PartnerNotificationFact
   | AccessStepFact
   | AccessRefusedFact
   | AcceptedFact

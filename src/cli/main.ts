@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatIssue } from '../catalog/issues.js';
-import { checkCatalog } from '../runtime/catalog-dir.js';
+import { checkCatalog, loadCatalog } from '../runtime/catalog-dir.js';
 import {
   UP_HEALTH_PORT,
   configFromEnv,
@@ -556,6 +556,17 @@ catalog
     for (const i of issues) process.stdout.write(`${formatIssue(i)}\n`);
     process.stdout.write(`${issues.length} problem${issues.length === 1 ? '' : 's'}\n`);
     process.exitCode = 1;
+  });
+
+catalog
+  .command('export-profiles')
+  .description('write each profile a partner receives as a FHIR R4 StructureDefinition (StructureDefinition-<id>.json)')
+  .requiredOption('--out <dir>', 'the directory to write into (created if missing)')
+  .action(async (opts: { out: string }, cmd: Command) => {
+    const config = configFrom(cmd.optsWithGlobals<GlobalOptions>());
+    const { runExportProfiles } = await import('./catalog.js');
+    const catalog = loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
+    runExportProfiles(catalog, opts.out, process.stdout);
   });
 
 /** True when this module is the process's entry (npm's `bin` is a symlink, so real paths are compared). */

@@ -2,10 +2,12 @@
 // gateway supports and nothing more: SMART Backend Services authorization (rest.security, with the token endpoint
 // in the oauth-uris extension); per resource type a partner exchanges, the partner profiles that shape it
 // (supportedProfile) and `create` where a partner's scopes allow it (system/<Type>.c); and, when any partner may
-// create, the system interactions transaction and batch and the $process-message operation (inbound.ts).
+// create, the system interactions transaction and batch and the $process-message operation (inbound.ts); the read
+// of the partner profiles as StructureDefinitions; Subscriptions with their topics (Subscriptions Backport IG).
 import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/r4.js';
 import { parseScope } from '../catalog/partner.js';
 import type { Catalog } from '../catalog/types.js';
+import { BACKPORT_SUBSCRIPTION, TOPIC_CANONICAL, allPartnerTopics } from './subscriptions/model.js';
 
 const OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris';
 
@@ -40,6 +42,32 @@ export function capabilityStatement(
       ...(profiles.size === 0 ? {} : { supportedProfile: [...profiles].sort() }),
       ...(creatable.has(type) ? { interaction: [{ code: 'create' as const }] } : {}),
     }));
+  // R4 topic-based Subscriptions (Subscriptions Backport IG): the topics partners may subscribe to, by canonical.
+  const topics = allPartnerTopics(catalog);
+  if (topics.length > 0)
+    resource.push({
+      type: 'Subscription',
+      profile: BACKPORT_SUBSCRIPTION,
+      extension: topics.map((url) => ({ url: TOPIC_CANONICAL, valueCanonical: url })),
+      interaction: [{ code: 'create' }, { code: 'read' }],
+      operation: [
+        {
+          name: 'status',
+          definition: 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status',
+        },
+        {
+          name: 'events',
+          definition: 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events',
+        },
+      ],
+    });
+  // The partner profiles themselves, readable at /StructureDefinition/[id] (src/gateway/profiles/routes.ts).
+  if (resource.some((r) => r.supportedProfile !== undefined))
+    resource.push({
+      type: 'StructureDefinition',
+      interaction: [{ code: 'read' }],
+      profile: 'http://hl7.org/fhir/StructureDefinition/StructureDefinition',
+    });
   return {
     resourceType: 'CapabilityStatement',
     status: 'active',

@@ -11,11 +11,29 @@ import type { Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config/config.js';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
 import type { Logger } from '../log/log.js';
-import { ensureGatewayJtiBucket, ensureGatewayRequestsBucket } from '../nats/setup.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { PhiClient } from '../sdk/client.js';
 import { PUBLISH_DEADLINE_DEFAULT_MS } from '../wire/publish.js';
 import { RequestStore } from './idempotency.js';
+import {
+  ensureGatewayJtiBucket,
+  ensureGatewayRequestsBucket,
+  ensureGatewaySubscriptionBuckets,
+} from '../nats/setup.js';
+import { Keyring } from '../crypto/keyring.js';
+import { BROKER_ID } from '../wire/ids.js';
+import { httpsDeliverer } from './subscriptions/rest-hook.js';
+import { SubscriptionStore } from './subscriptions/store.js';
+import type { SubscriptionRecord } from './subscriptions/model.js';
+import type { NotificationEvent } from './subscriptions/notify.js';
+import {
+  DEFAULT_LEASE_MS,
+  DEFAULT_RETRY,
+  TopicWorker,
+  type Deliverer,
+  type RetryPolicy,
+  type WorkerOptions,
+} from './subscriptions/worker.js';
 import { JtiStore } from './jti.js';
 import { buildGatewayServer } from './server.js';
 import { TokenSigner } from './token-signer.js';
@@ -44,6 +62,22 @@ export interface GatewayOptions {
   readonly instanceId?: string;
   readonly version?: string;
   readonly now?: () => number;
+  /**
+   * What the gateway needs to deliver a partner's notifications: a connection as the partner's own NATS identity
+   * (it reads and acknowledges the partner's delivery durables) and the partner's keys. Absent: no notifications.
+   */
+  readonly partnerAccess?: (service: string) => Promise<PartnerAccess>;
+  /** PEM CA certificates rest-hook endpoints are verified with (default: Node's root store). */
+  readonly restHookCa?: string;
+  readonly retry?: RetryPolicy;
+  /** How long a gateway holds a topic's delivery lease between renewals. */
+  readonly leaseMs?: number;
+}
+
+export interface PartnerAccess {
+  readonly nc: NatsConnection;
+  readonly keys: ServiceKeys;
+  readonly peers: readonly PublicKeyRecord[];
 }
 
 export class Gateway {
@@ -51,6 +85,7 @@ export class Gateway {
     private readonly app: FastifyInstance,
     private readonly audit: AuditTrail,
     private readonly clients: readonly PhiClient[],
+    private readonly workers: readonly TopicWorker[],
     /** Where it listens, e.g. `https://127.0.0.1:8443`. */
     readonly url: string,
     /** The public base URL partners use. */
@@ -76,6 +111,25 @@ export class Gateway {
         service,
         await PhiClient.connect({ nc: opts.nc, service, keys, peers: opts.peers, logger: opts.logger }),
       );
+    const buckets = await ensureGatewaySubscriptionBuckets(opts.nc, config.deliverMaxAgeMs);
+    const store = new SubscriptionStore(buckets.subscriptions, buckets.events);
+    const deliverer: Deliverer = httpsDeliverer(opts.restHookCa);
+    // Each partner's keyring (opened once), for workers and for $events.
+    const openers = new Map<string, Pick<WorkerOptions, 'partner' | 'keyring' | 'brokerSigningKeys'>>();
+    const access = new Map<string, PartnerAccess>();
+    if (opts.partnerAccess !== undefined)
+      for (const s of opts.catalog.services.values()) {
+        if (s.partner === undefined) continue;
+        const a = await opts.partnerAccess(s.id);
+        access.set(s.id, a);
+        openers.set(s.id, {
+          partner: s.id,
+          keyring: new Keyring(a.keys, [...a.peers]),
+          brokerSigningKeys: new Set(
+            a.peers.filter((p) => p.service === BROKER_ID && p.use === 'sig').map((p) => p.kid),
+          ),
+        });
+      }
     const audit = await AuditTrail.open({
       nc: opts.nc,
       settings: { ...config, instanceId },
@@ -83,6 +137,28 @@ export class Gateway {
       logger,
       now,
     });
+    // Every notification and $events read is an AuditEvent in this gateway's chain, stored before it returns.
+    const disclosed = async (
+      operation: 'notify' | 'events',
+      sub: SubscriptionRecord,
+      events: readonly NotificationEvent[],
+    ): Promise<void> => {
+      const profile = opts.catalog.topics
+        .get(sub.resourceType)
+        ?.subscribers.find((x) => x.service === sub.partner)?.profile;
+      const profileUrl = profile === undefined ? undefined : opts.catalog.profiles.get(profile)?.url;
+      await audit.record([
+        {
+          kind: 'partner-notification',
+          operation,
+          service: sub.partner,
+          subscription: sub.id,
+          events: events.map((e) => e.number),
+          deliveryIds: events.map((e) => e.deliveryId),
+          ...(profileUrl === undefined ? {} : { profileUrl }),
+        },
+      ]);
+    };
     let app: FastifyInstance | undefined;
     try {
       const port = config.gatewayPort;
@@ -95,6 +171,12 @@ export class Gateway {
         baseUrl: () => holder.baseUrl,
         jti: new JtiStore(kv),
         signer,
+        subscriptions: {
+          store,
+          deliverer,
+          opener: (partner) => openers.get(partner),
+          onRead: (sub, events) => disclosed('events', sub, events),
+        },
         audit,
         logger,
         version: opts.version ?? '0.1.0',
@@ -108,7 +190,32 @@ export class Gateway {
       holder.baseUrl = baseUrl;
       const url = `https://${config.gatewayHost.includes(':') ? `[${config.gatewayHost}]` : config.gatewayHost}:${bound}`;
       logger.info({ event: 'gateway.listening', url, baseUrl, chain: instanceId }, 'partner gateway listening');
-      return new Gateway(app, audit, [...clients.values()], url, baseUrl, instanceId);
+      // One worker per topic each partner receives; the KV lease picks which instance delivers it.
+      const workers: TopicWorker[] = [];
+      for (const [partner, a] of access) {
+        const opener = openers.get(partner);
+        if (opener === undefined) continue;
+        for (const topic of opts.catalog.topics.values()) {
+          if (!topic.subscribers.some((sub) => sub.service === partner)) continue;
+          workers.push(
+            new TopicWorker({
+              ...opener,
+              type: topic.resourceType,
+              partnerNc: a.nc,
+              store,
+              holder: instanceId,
+              baseUrl: () => holder.baseUrl,
+              sign: (body) => signer.signDetached(body),
+              deliverer,
+              onNotified: (sub, events) => disclosed('notify', sub, events),
+              logger,
+              retry: opts.retry ?? DEFAULT_RETRY,
+              leaseMs: opts.leaseMs ?? DEFAULT_LEASE_MS,
+            }),
+          );
+        }
+      }
+      return new Gateway(app, audit, [...clients.values()], workers, url, baseUrl, instanceId);
     } catch (err) {
       await app?.close();
       for (const c of clients.values()) await c.close();
@@ -117,8 +224,9 @@ export class Gateway {
     }
   }
 
-  /** Stops taking requests, finishes those in flight, then seals the audit chain. */
+  /** Stops notifying (giving up its leases), stops taking requests, finishes those in flight, seals the audit chain. */
   async stop(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.stop()));
     await this.app.close();
     for (const c of this.clients) await c.close();
     await this.audit.close();

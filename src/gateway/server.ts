@@ -13,6 +13,8 @@ import { partnersByClientId } from './assertion.js';
 import { capabilityStatement } from './capability.js';
 import { OAuthError } from './oauth-error.js';
 import { operationOutcome } from './operation-outcome.js';
+import { registerProfileRoutes } from './profiles/routes.js';
+import { registerSubscriptionRoutes, type SubscriptionRouteOptions } from './subscriptions/routes.js';
 import { smartConfiguration } from './smart-configuration.js';
 import { handleTokenRequest, type TokenContext } from './token.js';
 import type { JtiStore } from './jti.js';
@@ -41,6 +43,7 @@ export interface GatewayServerOptions {
   readonly now: () => number;
   /** Publishing as each partner that may create (inbound.ts), and the idempotent answers. */
   readonly inbound: { readonly clients: ReadonlyMap<string, PhiClient>; readonly requests: RequestStore };
+  readonly subscriptions: Pick<SubscriptionRouteOptions, 'store' | 'deliverer' | 'opener' | 'onRead'>;
 }
 
 export async function buildGatewayServer(opts: GatewayServerOptions): Promise<FastifyInstance> {
@@ -127,6 +130,15 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
   app.get('/.well-known/smart-configuration', () => smartConfiguration(catalog, urls()));
   app.get('/.well-known/jwks.json', () => opts.signer.jwks());
   app.get('/metadata', (_req, reply) => sendFhir(reply, capabilityStatement(catalog, urls(), started, opts.version)));
+  registerProfileRoutes(app, catalog);
+  registerSubscriptionRoutes(app, {
+    ...opts.subscriptions,
+    catalog,
+    signer: opts.signer,
+    baseUrl: opts.baseUrl,
+    now: opts.now,
+    logger,
+  });
   app.post(TOKEN_PATH, async (req, reply) => {
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
     if (!(req.body instanceof URLSearchParams)) {

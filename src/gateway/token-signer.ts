@@ -6,7 +6,18 @@
 import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
+import {
+  CompactSign,
+  SignJWT,
+  calculateJwkThumbprint,
+  jwtVerify,
+  type JWTPayload,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  type CryptoKey,
+  type JWK,
+} from 'jose';
 import { BrokerError } from '../wire/errors.js';
 import type { KeyFileStore } from '../crypto/key-envelope.js';
 
@@ -83,6 +94,30 @@ export class TokenSigner {
       .setJti(tokenId)
       .sign(this.key);
     return { accessToken, tokenId, expiresIn: ACCESS_TOKEN_LIFETIME_S };
+  }
+
+  /** Verifies an access token this gateway issued (signature, `at+jwt`, issuer, audience, expiry); throws if not. */
+  async verifyAccessToken(token: string, issuer: string, audience: string, now: number): Promise<JWTPayload> {
+    const { payload } = await jwtVerify(token, this.publicJwk, {
+      algorithms: [TOKEN_ALGORITHM],
+      typ: 'at+jwt',
+      issuer,
+      audience,
+      currentDate: new Date(now),
+    });
+    return payload;
+  }
+
+  /**
+   * A detached JWS over `payload` (RFC 7515 Appendix F): the compact serialization with its payload part empty,
+   * `<header>..<signature>`, standard base64url payload encoding (b64 true), ES384 with this key's kid.
+   */
+  async signDetached(payload: Uint8Array): Promise<string> {
+    const jws = await new CompactSign(payload)
+      .setProtectedHeader({ alg: TOKEN_ALGORITHM, kid: this.publicJwk.kid as string })
+      .sign(this.key);
+    const [header, , signature] = jws.split('.');
+    return `${header}..${signature}`;
   }
 }
 

@@ -107,8 +107,13 @@ const MANAGEMENT: readonly string[] = [
   jsApi.accountAny,
 ];
 
-/** The partner gateways' buckets (jti replay, idempotent answers): the gateway identity's, not the broker's. */
-const GATEWAY_BUCKETS: readonly string[] = [KV_BUCKETS.gatewayJti, KV_BUCKETS.gatewayRequests];
+/** The partner gateways' buckets (jti replay, idempotent answers, Subscriptions and their events): the gateway's. */
+const GATEWAY_BUCKETS: readonly string[] = [
+  KV_BUCKETS.gatewayJti,
+  KV_BUCKETS.gatewayRequests,
+  KV_BUCKETS.gatewaySubscriptions,
+  KV_BUCKETS.gatewayEvents,
+];
 /** The broker's KV buckets. */
 const BROKER_BUCKETS: readonly string[] = Object.values(KV_BUCKETS).filter((b) => !GATEWAY_BUCKETS.includes(b));
 const KV_STREAMS: readonly string[] = BROKER_BUCKETS.map(jsApi.kvStream);
@@ -415,7 +420,7 @@ export function gatewayIngestSubjects(catalog: Catalog): string[] {
 }
 
 /**
- * The partner gateways (docs/security-model.md, gateway row): the jti and idempotency buckets, their own audit
+ * The partner gateways (docs/security-model.md, gateway row): their buckets (GATEWAY_BUCKETS), their own audit
  * chains, and the SDK's two subjects as each partner it fronts — that partner's ingest subject of each type it may
  * create, and its receipt subject. No delivery, no other bucket, no management, no control subject.
  */

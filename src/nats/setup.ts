@@ -441,6 +441,20 @@ export const GATEWAY_ASSERTION_MAX_LIFETIME_MS = 5 * 60_000;
 export const GATEWAY_CLOCK_SKEW_MS = 60_000;
 export const GATEWAY_JTI_TTL_MS = GATEWAY_ASSERTION_MAX_LIFETIME_MS + 3 * GATEWAY_CLOCK_SKEW_MS;
 
+/** The partner subscriptions bucket (src/gateway/subscriptions/store.ts): latest revision per key, no expiry. */
+export async function ensureGatewaySubscriptionBuckets(
+  nc: NatsConnection,
+  eventsMaxAgeMs: number,
+  replicas: Replicas = SINGLE_NODE_REPLICAS,
+): Promise<{ subscriptions: KV; events: KV }> {
+  const kv = nc.jetstream().views;
+  return {
+    subscriptions: await kv.kv(KV_BUCKETS.gatewaySubscriptions, { history: 1, ...bucketPlacement(replicas) }),
+    // Events expire with the deliveries they copy (PHI_DELIVER max_age): $events returns what is retained.
+    events: await kv.kv(KV_BUCKETS.gatewayEvents, { history: 1, ttl: eventsMaxAgeMs, ...bucketPlacement(replicas) }),
+  };
+}
+
 /** The gateways' jti bucket (src/gateway/jti.ts): one revision per key, each expiring after GATEWAY_JTI_TTL_MS. */
 export async function ensureGatewayJtiBucket(
   nc: NatsConnection,

@@ -1,7 +1,8 @@
 // `phi-broker gateway`: the partner HTTPS gateway as its own process against the running NATS (NATS_URL, or the
 // embedded server `up` started in the data dir), over mTLS as the gateway identity (its own narrow permissions,
 // src/nats/permissions.ts), serving HTTPS with the gateway certificate `certs init` issued. Several may run side by
-// side on copies of the data dir's keys. SIGINT/SIGTERM stop it (requests in flight finish, the chain is sealed).
+// side on copies of the data dir's keys; partner notifications are read as each partner's own identity.
+// SIGINT/SIGTERM stop it (requests in flight finish, the chain is sealed).
 import type { BrokerConfig } from '../config/config.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger } from '../log/log.js';
@@ -9,12 +10,14 @@ import { identityInbox } from '../nats/permissions.js';
 import { GATEWAY_IDENTITY } from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
 import { BROKER_ID } from '../wire/ids.js';
-import { cliTlsDir, connectNats, layout, loadConfiguredCatalog, natsUrl } from './data-dir.js';
+import { cliTlsDir, connectNats, layout, loadConfiguredCatalog, natsUrl, serviceKeys } from './data-dir.js';
 import { openServiceKeys, readJwks } from './key-files.js';
 import { configuredKeyProtection, keyFileStore, type KeyProtection } from './key-protection.js';
 import type { Catalog } from '../catalog/types.js';
 import type { ServiceKeys } from '../crypto/keys.js';
 import { creatingPartners } from '../gateway/scopes.js';
+import { serviceIdentity } from '../tls/identity.js';
+import type { NatsConnection } from 'nats';
 import { initCrypto } from '../crypto/sodium.js';
 import { BrokerError } from '../wire/errors.js';
 
@@ -50,6 +53,17 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
     files: tlsLayout(natsTls).identity(GATEWAY_IDENTITY),
     inbox: identityInbox(GATEWAY_IDENTITY),
   });
+  // Notifications: each partner's deliveries are read as the partner's own identity, with its keys.
+  const partnerNcs: NatsConnection[] = [];
+  const partnerAccess = async (service: string) => {
+    const identity = serviceIdentity(service);
+    const pnc = await connectNats(natsUrl(config), `phi-broker gateway (${service})`, {
+      files: tlsLayout(natsTls).identity(identity),
+      inbox: identityInbox(identity),
+    });
+    partnerNcs.push(pnc);
+    return { nc: pnc, ...(await serviceKeys(config, service)) };
+  };
   let gateway: Gateway;
   try {
     gateway = await Gateway.start({
@@ -63,8 +77,10 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
       keyFiles: keyFileStore(protection),
       tls: tlsLayout(natsTls).gateway,
       logger,
+      partnerAccess,
     });
   } catch (err) {
+    await Promise.all(partnerNcs.map((p) => p.close()));
     await nc.close();
     throw err;
   }
@@ -77,5 +93,6 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
   });
   process.stdout.write('phi-broker gateway stopping\n');
   await gateway.stop();
+  await Promise.all(partnerNcs.map((p) => p.drain()));
   await nc.drain();
 }

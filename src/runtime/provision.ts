@@ -19,6 +19,7 @@ import {
   ensureDisclosureStream,
   ensureGatewayJtiBucket,
   ensureGatewayRequestsBucket,
+  ensureGatewaySubscriptionBuckets,
   streamSettings,
 } from '../nats/setup.js';
 import { jsApi } from '../nats/jetstream-api.js';
@@ -57,6 +58,7 @@ export async function provisionStreams(
   await ensureAccessBuckets(adminNc, replicas);
   await ensureGatewayJtiBucket(adminNc, replicas);
   await ensureGatewayRequestsBucket(adminNc, replicas);
+  await ensureGatewaySubscriptionBuckets(adminNc, config.deliverMaxAgeMs, replicas);
   // views.kv / views.os bind to an existing bucket unchanged: scale the ones provisioned with another count.
   const jsm = await adminNc.jetstreamManager();
   for (const stream of [
@@ -66,6 +68,8 @@ export async function provisionStreams(
       KV_BUCKETS.access,
       KV_BUCKETS.gatewayJti,
       KV_BUCKETS.gatewayRequests,
+      KV_BUCKETS.gatewaySubscriptions,
+      KV_BUCKETS.gatewayEvents,
     ].map(jsApi.kvStream),
     jsApi.objStream(OBJECT_STORES.accessAnswers),
   ]) {

@@ -79,6 +79,9 @@ export const ERROR_CODES = {
   E_PARTNER_SCOPE: 'A partner asked for a scope wider than its catalog registration (partner.scopes), or for none.',
   E_PARTNER_REQUEST:
     'A request to the partner gateway is malformed: a missing or repeated parameter, an unsupported grant type or client assertion type, a body that is not the expected media type.',
+  E_SUBSCRIPTION_INVALID:
+    'A Subscription a partner posted does not follow the R4 Subscriptions Backport profile the gateway serves (topic, channel, endpoint, payload).',
+  E_SUBSCRIPTION_UNKNOWN: 'No subscription of this partner has that id.',
   E_RATE_LIMITED:
     "A partner exceeded its catalog rate limit (partner.rateLimit); retry after the Retry-After header's seconds.",
   E_PARTNER_TOKEN:

@@ -39,6 +39,16 @@ export const KV_BUCKETS = {
    * gets the same answer (src/gateway/idempotency.ts).
    */
   gatewayRequests: 'phi_gateway_requests',
+  /**
+   * Partner R4 Subscriptions (src/gateway/subscriptions/), keyed `sub.<id>` (the resource and its event counter)
+   * and `lease.<partner>.<Type>` (which gateway delivers that topic's notifications). Never expires.
+   */
+  gatewaySubscriptions: 'phi_gateway_subscriptions',
+  /**
+   * Each subscription's notification events, keyed `<subscription id>.<event number>`: the sealed, broker-signed
+   * delivery (never plaintext) and its PHI_DELIVER sequence, kept as long as PHI_DELIVER keeps deliveries.
+   */
+  gatewayEvents: 'phi_gateway_events',
 } as const;
 
 /** JetStream Object Store buckets (NATS ADR-20). */

@@ -349,6 +349,12 @@ describe('discovery and FHIR answers', () => {
       'ExplanationOfBenefit',
       'Immunization',
       'Patient',
+      'Subscription',
+      'StructureDefinition',
+    ]);
+    expect(rest?.resource.filter((r) => r.interaction !== undefined).map((r) => r.type)).toEqual([
+      'Subscription',
+      'StructureDefinition',
     ]);
     // create exactly where a partner's scopes say c (partner-payer: system/ExplanationOfBenefit.c), and the
     // whole-system writes of inbound.ts.
@@ -362,6 +368,14 @@ describe('discovery and FHIR answers', () => {
     expect(rest?.resource.find((r) => r.type === 'Coverage')?.supportedProfile).toEqual([
       stack.catalog.profiles.get('coverage-payer')?.url,
     ]);
+    // Each listed profile is readable as a StructureDefinition; other ids are not.
+    const sd = await send(`${gw.url}/StructureDefinition/coverage-payer`, 'GET');
+    expect(sd.status).toBe(200);
+    expect(fhirSchemaErrors(sd.json)).toEqual([]);
+    expect(sd.json).toMatchObject({ url: stack.catalog.profiles.get('coverage-payer')?.url, derivation: 'constraint' });
+    const internal = await send(`${gw.url}/StructureDefinition/patient-full`, 'GET');
+    expect(internal.status).toBe(404);
+    expect(fhirSchemaErrors(internal.json)).toEqual([]);
     const missing = await send(`${gw.url}/Patient/123`, 'GET');
     expect(missing.status).toBe(404);
     expect(fhirSchemaErrors(missing.json)).toEqual([]);

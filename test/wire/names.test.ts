@@ -91,6 +91,8 @@ describe('subjects', () => {
       access: 'phi_access',
       gatewayJti: 'phi_gateway_jti',
       gatewayRequests: 'phi_gateway_requests',
+      gatewaySubscriptions: 'phi_gateway_subscriptions',
+      gatewayEvents: 'phi_gateway_events',
     });
     expect(OBJECT_STORES).toEqual({ accessAnswers: 'phi_access_answers' });
     expect(BROKER_CONSUMER).toBe('broker');

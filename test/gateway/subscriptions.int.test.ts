@@ -1,0 +1,474 @@
+// R4 topic-based Subscriptions at the partner gateway, end to end on one real stack: nats-server (mTLS), the
+// broker, two HTTPS gateways sharing NATS, and a loopback HTTPS rest-hook receiver standing in for the partner.
+// ehr publishes Immunizations; public-health (partner) subscribes to its Immunization topic and receives signed
+// history Bundles holding exactly its projection; the receiver failing (503, then a closed port) loses nothing and
+// duplicates nothing; $events replays; stopping the gateway that holds the lease hands delivery to the other.
+import { randomUUID } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Bundle, Immunization, Parameters } from 'fhir/r4.js';
+import { SignJWT, compactVerify, createLocalJWKSet, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
+import { parseDocument } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditEvent } from 'fhir/r4.js';
+import { readAuditRecords } from '../../src/audit/read.js';
+import { decodeRecord } from '../../src/audit/record.js';
+import { Gateway } from '../../src/gateway/gateway.js';
+import { gatewayPartnerKeys } from '../../src/runtime/gateway.js';
+import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
+import { TOPIC_BASE } from '../../src/gateway/subscriptions/model.js';
+import { SIGNATURE_HEADER } from '../../src/gateway/subscriptions/worker.js';
+import { GATEWAY_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
+import { BROKER_ID } from '../../src/wire/ids.js';
+import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
+import { ROOT, Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
+
+const BASE_URL = 'https://partners.example.test';
+const PLANTED = 'PLANTED-SSN-078-05-1120';
+const TOPIC = `${TOPIC_BASE}Immunization`;
+const MASKED = {
+  extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'masked' }],
+};
+
+let stack: TestStack;
+let gws: Gateway[] = [];
+let ca: string;
+let key: CryptoKey;
+let hookUrl: string;
+
+/** The partner's rest-hook: records every request; answers `mode` (a status), or is closed. */
+const receiver = {
+  server: undefined as Server | undefined,
+  port: 0,
+  mode: 200,
+  /** Every request, in arrival order, with the status it was answered. */
+  got: [] as { body: string; signature: string | undefined; status: number }[],
+  waiter: new Waiter(),
+  pem: undefined as { key: string; cert: string } | undefined,
+  /** Listens (on the same port once it has one); the certificate may be set later (`secure`). */
+  async listen(): Promise<void> {
+    const server = createServer(this.pem ?? {}, (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const status = this.mode;
+        this.got.push({
+          body: Buffer.concat(chunks).toString('utf8'),
+          signature: req.headers[SIGNATURE_HEADER.toLowerCase()] as string | undefined,
+          status,
+        });
+        res.writeHead(status).end();
+        this.waiter.signal();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
+    this.port = (server.address() as AddressInfo).port;
+    this.server = server;
+  },
+  secure(pem: { key: string; cert: string }): void {
+    this.pem = pem;
+    this.server?.setSecureContext(pem);
+  },
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    s?.closeAllConnections();
+    await new Promise<void>((resolve) => s?.close(() => resolve()) ?? resolve());
+  },
+  /** Accepted (2xx) event notifications: [event number, bundle]. */
+  accepted(): [number, Bundle][] {
+    return this.got
+      .filter((g) => g.status >= 200 && g.status < 300)
+      .map((g) => JSON.parse(g.body) as Bundle)
+      .filter((b) => statusOf(b).type === 'event-notification')
+      .map((b) => [statusOf(b).numbers[0] as number, b]);
+  },
+};
+
+function statusOf(b: Bundle): { type: string; numbers: number[]; status: string } {
+  const p = b.entry?.[0]?.resource as Parameters;
+  const get = (n: string) => p.parameter?.find((x) => x.name === n);
+  return {
+    type: get('type')?.valueCode ?? '',
+    status: get('status')?.valueCode ?? '',
+    numbers: (p.parameter ?? [])
+      .filter((x) => x.name === 'notification-event')
+      .map((x) => Number(x.part?.find((q) => q.name === 'event-number')?.valueString)),
+  };
+}
+
+async function partnerCatalog(): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'phi-gw-subs-catalog-'));
+  cpSync(join(ROOT, 'subjects'), dir, { recursive: true });
+  const file = join(dir, 'services.yaml');
+  const doc = parseDocument(readFileSync(file, 'utf8'));
+  const pair = await generateKeyPair('ES384', { extractable: true });
+  key = pair.privateKey;
+  const jwk: JWK = { ...(await exportJWK(pair.publicKey)), kid: 'ph-test', alg: 'ES384' };
+  const services = doc.get('services') as {
+    items: { get(k: string): unknown; setIn(p: unknown[], v: unknown): void }[];
+  };
+  const ph = services.items.find((s) => s.get('id') === 'public-health');
+  ph?.setIn(['partner', 'jwks', 'keys'], doc.createNode([jwk]));
+  ph?.setIn(['partner', 'restHooks'], doc.createNode([hookUrl]));
+  ph?.setIn(['partner', 'rateLimit'], doc.createNode({ max: 1000, windowSeconds: 60 }));
+  writeFileSync(file, doc.toString());
+  return dir;
+}
+
+function call(
+  url: string,
+  method: string,
+  opts: { body?: unknown; token?: string } = {},
+): Promise<{ status: number; headers: Record<string, unknown>; text: string; json: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = {};
+    if (opts.token !== undefined) headers['authorization'] = `Bearer ${opts.token}`;
+    if (opts.body !== undefined) headers['content-type'] = 'application/fhir+json';
+    const req = request(url, { method, ca, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          text,
+          json: JSON.parse(text || '{}') as Record<string, unknown>,
+        });
+      });
+    });
+    req.on('error', reject);
+    req.end(opts.body === undefined ? undefined : JSON.stringify(opts.body));
+  });
+}
+
+async function accessToken(g: Gateway): Promise<string> {
+  const assertion = await new SignJWT({ jti: randomUUID() })
+    .setProtectedHeader({ alg: 'ES384', kid: 'ph-test', typ: 'JWT' })
+    .setIssuer('public-health')
+    .setSubject('public-health')
+    .setAudience(`${BASE_URL}/auth/token`)
+    .setExpirationTime('4m')
+    .sign(key);
+  const form = new URLSearchParams({
+    grant_type: 'client_credentials',
+    client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+    client_assertion: assertion,
+    scope: 'system/Immunization.rs',
+  });
+  const r = await new Promise<{ status: number; json: Record<string, unknown> }>((resolve, reject) => {
+    const req = request(
+      `${g.url}/auth/token`,
+      { method: 'POST', ca, headers: { 'content-type': 'application/x-www-form-urlencoded' } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            json: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>,
+          }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(form.toString());
+  });
+  expect(r.status).toBe(200);
+  return r.json['access_token'] as string;
+}
+
+/** An Immunization with a direct identifier planted in elements outside the immunization-iis profile. */
+function immunization(n: number): Immunization {
+  return {
+    resourceType: 'Immunization',
+    id: `imm-${n}`,
+    status: 'completed',
+    vaccineCode: { coding: [{ system: 'http://hl7.org/fhir/sid/cvx', code: '140' }], text: `dose ${n}` },
+    patient: { reference: 'Patient/p-1' },
+    occurrenceDateTime: '2024-10-01',
+    lotNumber: `LOT-${n}`,
+    note: [{ text: `patient SSN ${PLANTED}` }],
+    text: { status: 'generated', div: `<div xmlns="http://www.w3.org/1999/xhtml">${PLANTED}</div>` },
+    extension: [{ url: 'http://example.org/ssn', valueString: PLANTED }],
+  };
+}
+
+let ehr: Awaited<ReturnType<TestStack['client']>> | undefined;
+async function publish(from: number, to: number): Promise<void> {
+  ehr ??= await stack.client('ehr');
+  for (let n = from; n <= to; n++) {
+    const r = await ehr.publish(immunization(n));
+    expect(r.status).toBe('accepted');
+  }
+}
+
+/** Waits until the receiver accepted notifications numbered 1..n (bounded). */
+function acceptedUpTo(n: number): Promise<void> {
+  return receiver.waiter.until(() => receiver.accepted().length >= n, 30_000, `${n} accepted notifications`);
+}
+
+let token: string;
+let subId: string;
+
+beforeAll(async () => {
+  // The receiver's port must be in the catalog (restHooks) before the stack loads it; its certificate (the
+  // stack's gateway certificate, for 127.0.0.1) exists only after.
+  await receiver.listen();
+  hookUrl = `https://127.0.0.1:${receiver.port}/notify`;
+  stack = await startTestStack({ config: { subjectsDir: await partnerCatalog(), gatewayPort: 0 } });
+  const t = stack.nats.tls;
+  if (t === undefined) throw new Error('expected an mTLS stack');
+  ca = readFileSync(t.ca.certFile, 'utf8');
+  receiver.secure({ key: readFileSync(t.gateway.keyFile, 'utf8'), cert: readFileSync(t.gateway.certFile, 'utf8') });
+  const start = async (n: number): Promise<Gateway> =>
+    Gateway.start({
+      config: { ...stack.config, gatewayBaseUrl: BASE_URL },
+      catalog: stack.catalog,
+      nc: await stack.connectAs(GATEWAY_IDENTITY, `gateway-${n}`),
+      auditSigner: stack.keys(BROKER_ID).sign,
+      partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
+      peers: stack.peers,
+      keysDir: stack.keysDir,
+      tls: t.gateway,
+      logger: stack.logger.child({ gateway: n }),
+      instanceId: `gw-subs-${n}`,
+      partnerAccess: async (service) => ({
+        nc: await stack.connectAs(serviceIdentity(service), `gateway-${n}-${service}`),
+        keys: stack.keys(service),
+        peers: stack.peers,
+      }),
+      restHookCa: ca,
+      retry: { baseMs: 20, maxMs: 200 },
+      leaseMs: 1_500,
+    });
+  gws = [await start(1), await start(2)];
+  token = await accessToken(gws[0] as Gateway);
+}, 120_000);
+
+afterAll(async () => {
+  for (const g of gws) await g.stop();
+  await receiver.close();
+  await stack?.stop();
+});
+
+describe('R4 topic-based Subscriptions (Backport IG)', () => {
+  it('lists the partner topics in the CapabilityStatement and refuses a Subscription outside the registration', async () => {
+    const g = gws[0] as Gateway;
+    const meta = await call(`${g.url}/metadata`, 'GET');
+    expect(fhirSchemaErrors(meta.json)).toEqual([]);
+    const rest = (
+      meta.json['rest'] as { resource: { type: string; extension?: { valueCanonical?: string }[] }[] }[]
+    )[0];
+    const sub = rest?.resource.find((r) => r.type === 'Subscription');
+    expect(sub?.extension?.map((e) => e.valueCanonical)).toContain(TOPIC);
+
+    const good = {
+      resourceType: 'Subscription',
+      status: 'requested',
+      reason: 'IIS feed',
+      criteria: TOPIC,
+      channel: {
+        type: 'rest-hook',
+        endpoint: hookUrl,
+        payload: 'application/fhir+json',
+        _payload: {
+          extension: [
+            {
+              url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content',
+              valueCode: 'full-resource',
+            },
+          ],
+        },
+      },
+    };
+    const noToken = await call(`${g.url}/Subscription`, 'POST', { body: good });
+    expect(noToken.status).toBe(401);
+    expect(fhirSchemaErrors(noToken.json)).toEqual([]);
+    for (const [body, path] of [
+      [
+        { ...good, channel: { ...good.channel, endpoint: 'https://elsewhere.example/hook' } },
+        'Subscription.channel.endpoint',
+      ],
+      [{ ...good, criteria: `${TOPIC_BASE}Coverage` }, 'Subscription.criteria'],
+      [{ ...good, channel: { ...good.channel, type: 'websocket' } }, 'Subscription.channel.type'],
+    ] as const) {
+      const r = await call(`${g.url}/Subscription`, 'POST', { body, token });
+      expect(r.status).toBe(400);
+      expect(fhirSchemaErrors(r.json)).toEqual([]);
+      expect(r.json).toMatchObject({
+        issue: [{ details: { coding: [{ code: 'E_SUBSCRIPTION_INVALID' }] }, expression: [path] }],
+      });
+      expect(r.text).not.toContain('elsewhere.example');
+    }
+    expect(receiver.got).toEqual([]); // no handshake for a refused subscription
+
+    const created = await call(`${g.url}/Subscription`, 'POST', { body: good, token });
+    expect(created.status).toBe(201);
+    expect(fhirSchemaErrors(created.json)).toEqual([]);
+    expect(created.json).toMatchObject({ resourceType: 'Subscription', status: 'active', criteria: TOPIC });
+    subId = created.json['id'] as string;
+    expect(created.headers['location']).toBe(`${BASE_URL}/Subscription/${subId}`);
+    // The handshake reached the endpoint first.
+    const handshake = JSON.parse(receiver.got[0]?.body ?? '{}') as Bundle;
+    expect(fhirSchemaErrors(handshake)).toEqual([]);
+    expect(statusOf(handshake)).toMatchObject({ type: 'handshake', numbers: [] });
+    // A second instance reads the same subscription from NATS.
+    const read = await call(`${(gws[1] as Gateway).url}/Subscription/${subId}`, 'GET', { token });
+    expect(read.status).toBe(200);
+    expect(read.json).toMatchObject({ id: subId, status: 'active' });
+  });
+
+  it('notifies with signed history Bundles holding only the profile’s elements, numbered 1, 2, 3', async () => {
+    await publish(1, 3);
+    await acceptedUpTo(3);
+    const jwks = createLocalJWKSet(
+      (await call(`${(gws[0] as Gateway).url}/.well-known/jwks.json`, 'GET')).json as { keys: JWK[] },
+    );
+    for (const g of receiver.got) {
+      expect(g.body).not.toContain(PLANTED);
+      // RFC 7515 Appendix F: the detached payload is put back (base64url) between the two dots.
+      const [h, , s] = (g.signature ?? '').split('.');
+      const { payload } = await compactVerify(`${h}.${Buffer.from(g.body).toString('base64url')}.${s}`, jwks);
+      expect(Buffer.from(payload).toString('utf8')).toBe(g.body);
+    }
+    const acc = receiver.accepted();
+    expect(acc.map(([n]) => n)).toEqual([1, 2, 3]);
+    for (const [, b] of acc) {
+      expect(fhirSchemaErrors(b)).toEqual([]);
+      expect(b.type).toBe('history');
+      expect(b.entry?.[0]?.resource?.resourceType).toBe('Parameters');
+      const imm = b.entry?.[1]?.resource as Immunization & Record<string, unknown>;
+      expect(imm.meta?.profile).toEqual([stack.catalog.profiles.get('immunization-iis')?.url]);
+      // Withheld top-level elements arrive as data-absent-reason markers only (markMasked), never their values.
+      expect(imm['note']).toEqual([MASKED]);
+      expect(imm['extension']).toBeUndefined();
+      expect(imm['text']).toBeUndefined();
+      expect(imm.lotNumber).toMatch(/^LOT-[123]$/);
+    }
+    expect(acc.map(([, b]) => (b.entry?.[1]?.resource as Immunization).lotNumber)).toEqual(['LOT-1', 'LOT-2', 'LOT-3']);
+  });
+
+  it('keeps every event while the receiver fails (503, then a closed port) and delivers each once, in order', async () => {
+    const g = gws[0] as Gateway;
+    receiver.mode = 503;
+    const before = receiver.got.length;
+    await publish(4, 5);
+    await receiver.waiter.until(() => receiver.got.length >= before + 4, 30_000, 'four refused attempts');
+    const st = await call(`${g.url}/Subscription/${subId}/$status`, 'GET', { token });
+    expect(fhirSchemaErrors(st.json)).toEqual([]);
+    const status = (st.json as unknown as Bundle).entry?.[0]?.resource as Parameters;
+    expect(status.parameter?.find((p) => p.name === 'status')?.valueCode).toBe('error');
+    // Closed port: nobody answers at all.
+    await receiver.close();
+    await publish(6, 6);
+    receiver.mode = 200;
+    await receiver.listen();
+    await acceptedUpTo(6);
+    expect(receiver.accepted().map(([n]) => n)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(receiver.accepted().map(([, b]) => (b.entry?.[1]?.resource as Immunization).lotNumber)).toEqual([
+      'LOT-1',
+      'LOT-2',
+      'LOT-3',
+      'LOT-4',
+      'LOT-5',
+      'LOT-6',
+    ]);
+    const after = await call(`${g.url}/Subscription/${subId}`, 'GET', { token });
+    expect(after.json['status']).toBe('active');
+  });
+
+  it('replays events by number with $events, the same projections the notifications carried', async () => {
+    const r = await call(
+      `${(gws[1] as Gateway).url}/Subscription/${subId}/$events?eventsSinceNumber=2&eventsUntilNumber=4`,
+      'GET',
+      { token },
+    );
+    expect(r.status).toBe(200);
+    const b = r.json as unknown as Bundle;
+    expect(fhirSchemaErrors(b)).toEqual([]);
+    expect(statusOf(b)).toMatchObject({ type: 'query-event', numbers: [2, 3, 4] });
+    const notified = new Map(receiver.accepted().map(([n, nb]) => [n, nb.entry?.[1]?.resource]));
+    expect(b.entry?.slice(1).map((e) => e.resource)).toEqual([2, 3, 4].map((n) => notified.get(n)));
+    expect(r.text).not.toContain(PLANTED);
+    const bad = await call(`${(gws[1] as Gateway).url}/Subscription/${subId}/$events?eventsSinceNumber=x`, 'GET', {
+      token,
+    });
+    expect(bad.status).toBe(400);
+    expect(fhirSchemaErrors(bad.json)).toEqual([]);
+  });
+
+  it('two gateways never deliver one event number twice; stopping the lease holder hands its topic to the other', async () => {
+    // Both gateways have run since the start: each number so far was accepted exactly once, all by one of them.
+    const deliveredBy = (): Map<number, string[]> => {
+      const by = new Map<number, string[]>();
+      for (const r of stack.logs.records())
+        if (r['event'] === 'gateway.subscription.notified' && r['subscription'] === subId)
+          by.set(r['number'] as number, [...(by.get(r['number'] as number) ?? []), r['holder'] as string]);
+      return by;
+    };
+    const first = deliveredBy();
+    expect([...first.keys()].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6]);
+    const holders = new Set([...first.values()].flat());
+    expect(holders.size).toBe(1);
+    expect([...first.values()].every((h) => h.length === 1)).toBe(true);
+    const holder = [...holders][0] as string;
+    const stopped = gws.find((g) => g.instanceId === holder) as Gateway;
+    const other = gws.find((g) => g.instanceId !== holder) as Gateway;
+    await stopped.stop();
+    gws = [other];
+    await publish(7, 8);
+    await acceptedUpTo(8);
+    const numbers = receiver.accepted().map(([n]) => n);
+    expect(numbers).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    // Logged once the delivery is acknowledged, just after the receiver answered.
+    await stack.logs.until(
+      (r) => r['event'] === 'gateway.subscription.notified' && r['number'] === 8,
+      'event 8 logged',
+    );
+    const after = deliveredBy();
+    expect([7, 8].map((n) => after.get(n))).toEqual([[other.instanceId], [other.instanceId]]);
+  });
+
+  it('records every notification and every $events read as a disclosure AuditEvent naming the deliveries', async () => {
+    for (const g of gws) await g.stop(); // seals each gateway's chain
+    gws = [];
+    const nc = await stack.connect('audit-reader');
+    const events: AuditEvent[] = [];
+    for await (const r of readAuditRecords(nc)) {
+      if (!r.subject.includes('gw-subs-')) continue;
+      events.push(...(decodeRecord(r.data)?.events ?? []));
+    }
+    await nc.close();
+    const disclosures = events.filter((e) => e.subtype?.[0]?.code === 'disclose');
+    for (const e of disclosures) expect(fhirSchemaErrors(e)).toEqual([]);
+    expect(JSON.stringify(events)).not.toContain(PLANTED);
+    const numbersOf = (e: AuditEvent): string =>
+      e.entity?.find((x) => x.what?.identifier?.value === subId)?.detail?.find((d) => d.type === 'event-numbers')
+        ?.valueString ?? '';
+    // One pushed notification per event number, each naming its one broker delivery; the partner is the recipient.
+    const pushed = disclosures.filter((e) => e.action === 'E');
+    expect(pushed.map(numbersOf).sort((a, b) => Number(a) - Number(b))).toEqual([
+      '1',
+      '2',
+      '3',
+      '4',
+      '5',
+      '6',
+      '7',
+      '8',
+    ]);
+    for (const e of pushed) {
+      expect(e.entity?.filter((x) => x.name === 'delivery')).toHaveLength(1);
+      expect(e.agent.find((a) => a.who?.identifier?.value === 'public-health')).toBeDefined();
+    }
+    // The $events read of 2..4, asked by the partner.
+    const read = disclosures.filter((e) => e.action === 'R');
+    expect(read.map(numbersOf)).toEqual(['2 3 4']);
+    expect(read[0]?.agent.find((a) => a.who?.identifier?.value === 'public-health')?.requestor).toBe(true);
+  });
+});
