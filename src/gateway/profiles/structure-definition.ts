@@ -229,7 +229,15 @@ function resourceLevel(profile: ProfileDef, tree: TypeTree, ctx: Ctx): ElementDe
   const root = tree.root;
   const idKid = root.kids.get('id');
   const out: ElementDefinition[] = [];
-  if (!root.all && !delivers(idKid)) out.push({ id: `${t}.id`, path: `${t}.id`, max: '0' });
+  // Every copy carries an id (src/projection/compile.ts): the publisher's where the profile delivers it, else this
+  // subscriber's keyed pseudonym of it.
+  if (!root.all && !delivers(idKid))
+    out.push({
+      id: `${t}.id`,
+      path: `${t}.id`,
+      comment:
+        "Always present: this recipient's keyed pseudonym of the publisher's id (HMAC-SHA-256, stable per recipient), never the id itself.",
+    });
   out.push({
     id: `${t}.meta`,
     path: `${t}.meta`,
