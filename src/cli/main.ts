@@ -39,6 +39,7 @@ interface GlobalOptions {
   subjects?: string;
   profiles?: string;
   logLevel?: string;
+  operator?: string;
 }
 
 function configFrom(opts: GlobalOptions, extra: Partial<BrokerConfigInput> = {}): BrokerConfig {
@@ -49,6 +50,7 @@ function configFrom(opts: GlobalOptions, extra: Partial<BrokerConfigInput> = {})
   input.profilesDir =
     opts.profiles ?? (existsSync('fhir-profiles') ? 'fhir-profiles' : join(packageRoot(), 'fhir-profiles'));
   if (opts.logLevel !== undefined) input.logLevel = opts.logLevel as BrokerConfig['logLevel'];
+  if (opts.operator !== undefined) input.operator = opts.operator;
   return parseConfig(input);
 }
 
@@ -79,6 +81,10 @@ export const program = new Command('phi-broker')
   )
   .option('--subjects <dir>', 'catalog: services and subscriptions', undefined)
   .option('--profiles <dir>', 'catalog: projection profiles', undefined)
+  .option(
+    '--operator <name>',
+    'who runs the command, recorded in the AuditEvent of a compliance action (env PHI_BROKER_OPERATOR; default: the operating-system user)',
+  )
   .addOption(
     new Option('--log-level <level>', 'pino log level (logs go to stderr)').choices([
       'fatal',

@@ -55,6 +55,7 @@ export class Gateway {
       signer: opts.auditSigner,
       logger,
       now,
+      recorder: 'gateway',
     });
     let app: FastifyInstance | undefined;
     try {
