@@ -10,6 +10,7 @@ import { AuditTrail } from '../audit/trail.js';
 import type { OperatorActionFact } from '../audit/facts.js';
 import { defaultInstanceId } from '../audit/instance.js';
 import { createLogger } from '../log/log.js';
+import { initCrypto } from '../crypto/sodium.js';
 import { BROKER_ID } from '../wire/ids.js';
 import { operatorChain } from '../wire/names.js';
 import { BrokerError, isBrokerError } from '../wire/errors.js';
@@ -65,6 +66,7 @@ export async function recordOperatorAction(
   const logger = createLogger({ level: config.logLevel });
   let trail: AuditTrail | undefined;
   try {
+    await initCrypto(); // the checkpoints' Ed25519 signatures
     trail = await AuditTrail.open({
       nc,
       // One chain per command run: commands run concurrently, and a chain has one writer.
