@@ -227,7 +227,16 @@ describe('configFromEnv', () => {
     expect(Object.values(CONFIG_ENV).sort()).toEqual(
       Object.keys(parseConfig({}))
         .filter((k) => k !== 'subjectsDir' && k !== 'profilesDir')
-        .concat('natsUrl', 'instanceId', 'alertRulesFile', 'natsTlsDir', 'healthPort', 'gatewayBaseUrl', 'natsLogFile')
+        .concat(
+          'natsUrl',
+          'instanceId',
+          'alertRulesFile',
+          'natsTlsDir',
+          'healthPort',
+          'gatewayBaseUrl',
+          'natsLogFile',
+          'operator',
+        )
         .sort(),
     );
   });
