@@ -1,5 +1,6 @@
 // The accounting of disclosures as FHIR R4: a Bundle (type `collection`) of AuditEvents, one per disclosure, in the
-// shape IHE BALP and DICOM PS3.15 give an export of PHI (AuditEvent.type DCM 110106 "Export"; agents in the
+// shape IHE BALP and DICOM PS3.15 give an export of PHI (AuditEvent.type DCM 110106 "Export", subtype ISO 21089
+// disclose, profile BALP PrivacyDisclosure.Source; agents in the
 // source (110153) and destination (110152) roles; the patient as an entity with role 1 "Patient"; the data as an
 // entity with role 4 "Domain Resource", its type and, in entity.detail, the element paths disclosed and the
 // profile that shaped them). The purpose of use is AuditEvent.purposeOfEvent (v3-ActReason).
