@@ -63,7 +63,8 @@ export async function recordOperatorAction(
     ...(identity === undefined ? {} : { identity: identity.id }),
     server: serverHost(config),
   };
-  const logger = createLogger({ level: config.logLevel });
+  // The chain's own info lines (opened, checkpoint) are not the command's output: warnings and errors only, unless debugging.
+  const logger = createLogger({ level: config.logLevel === 'info' ? 'warn' : config.logLevel });
   let trail: AuditTrail | undefined;
   try {
     await initCrypto(); // the checkpoints' Ed25519 signatures
