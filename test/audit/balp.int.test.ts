@@ -282,6 +282,22 @@ describe('every AuditEvent kind the product writes', () => {
     expect(Date.parse(revoked ?? '')).not.toBeNaN();
   });
 
+  it('a command whose AuditEvent cannot be stored fails and shows nothing (E_AUDIT_UNRECORDED)', async () => {
+    // A retention longer than PHI_AUDIT has: the command's chain refuses to open on a weaker stream.
+    const failed = await run(
+      process.execPath,
+      [CLI, 'registry', 'show', '--patient', PATIENT, '--data-dir', stack.config.dataDir],
+      {
+        env: { ...process.env, ...stack.env, PHI_BROKER_AUDIT_MAX_AGE_MS: String(10 * 365 * 24 * 3600 * 1000) },
+      },
+    ).then(
+      () => undefined,
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+    expect(failed).toMatchObject({ code: 1, stdout: '' });
+    expect(failed?.stderr).toMatch(/^phi-broker: E_AUDIT_UNRECORDED: registry-show: /m);
+  });
+
   it('the chains, the operator commands’ own included, verify (audit verify exits 0)', async () => {
     expect(events.some((e) => e.source.observer.identifier?.value?.startsWith('cli.'))).toBe(true);
     const out = await cli(['audit', 'verify']);
