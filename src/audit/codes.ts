@@ -6,6 +6,7 @@ import type { Coding } from 'fhir/r4.js';
 export const DICOM = 'http://dicom.nema.org/resources/ontology/DCM';
 const AUDIT_EVENT_TYPE = 'http://terminology.hl7.org/CodeSystem/audit-event-type';
 const RESTFUL = 'http://hl7.org/fhir/restful-interaction';
+const PARTICIPATION_TYPE = 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType';
 const LIFECYCLE = 'http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle';
 export const ENTITY_TYPE = 'http://terminology.hl7.org/CodeSystem/audit-entity-type';
 export const OBJECT_ROLE = 'http://terminology.hl7.org/CodeSystem/object-role';
@@ -28,6 +29,8 @@ export const TYPE = {
   userAuthentication: { system: DICOM, code: '110114', display: 'User Authentication' },
   /** DCM 110110 Patient Record: a patient's record created, read, updated (the right-of-access workflow). */
   patientRecord: { system: DICOM, code: '110110', display: 'Patient Record' },
+  /** DCM 110112 Query: an operator's search of the registry, the disclosures or the audit trail. */
+  query: { system: DICOM, code: '110112', display: 'Query' },
 } as const satisfies Record<string, Coding>;
 
 /** Event subtypes (AuditEvent.subtype). */
@@ -36,6 +39,8 @@ export const SUBTYPE = {
   transaction: { system: RESTFUL, code: 'transaction', display: 'transaction' },
   batch: { system: RESTFUL, code: 'batch', display: 'batch' },
   operation: { system: RESTFUL, code: 'operation', display: 'operation' },
+  update: { system: RESTFUL, code: 'update', display: 'update' },
+  read: { system: RESTFUL, code: 'read', display: 'read' },
   disclose: { system: LIFECYCLE, code: 'disclose', display: 'Disclose Record Lifecycle Event' },
   applicationStart: { system: DICOM, code: '110120', display: 'Application Start' },
   applicationStop: { system: DICOM, code: '110121', display: 'Application Stop' },
@@ -52,7 +57,22 @@ export const AGENT = {
   source: { system: DICOM, code: '110153', display: 'Source Role ID' },
   destination: { system: DICOM, code: '110152', display: 'Destination Role ID' },
   application: { system: DICOM, code: '110150', display: 'Application' },
+  /** BALP's user who creates or changes a resource (ValueSet DataSources): v3-ParticipationType AUT. */
+  author: { system: PARTICIPATION_TYPE, code: 'AUT', display: 'author (originator)' },
+  /** BALP's user who receives what was read, queried or exported: v3-ParticipationType IRCP. */
+  informationRecipient: { system: PARTICIPATION_TYPE, code: 'IRCP', display: 'information recipient' },
 } as const satisfies Record<string, Coding>;
+
+/** The IHE BALP profiles (https://profiles.ihe.net/ITI/BALP/) an event claims in meta.profile (event.ts says which). */
+const BALP_SD = 'https://profiles.ihe.net/ITI/BALP/StructureDefinition/';
+export const BALP_PROFILE = {
+  create: `${BALP_SD}IHE.BasicAudit.Create`,
+  patientCreate: `${BALP_SD}IHE.BasicAudit.PatientCreate`,
+  update: `${BALP_SD}IHE.BasicAudit.Update`,
+  patientUpdate: `${BALP_SD}IHE.BasicAudit.PatientUpdate`,
+  read: `${BALP_SD}IHE.BasicAudit.Read`,
+  disclosureSource: `${BALP_SD}IHE.BasicAudit.PrivacyDisclosure.Source`,
+} as const;
 
 /** AuditEvent.outcome (http://hl7.org/fhir/R4/valueset-audit-event-outcome.html). */
 export const OUTCOME = { success: '0', minor: '4', serious: '8' } as const;
@@ -61,6 +81,10 @@ export type Outcome = (typeof OUTCOME)[keyof typeof OUTCOME];
 /** Identifier systems for phi-broker's own names (never a value from a resource). */
 export const SYSTEM = {
   service: 'urn:phi-broker:service',
+  /** The person who ran an operator command (`--operator`, PHI_BROKER_OPERATOR, else the operating-system user). */
+  operator: 'urn:phi-broker:operator',
+  /** The operator command an event records (AuditEvent.subtype beside the type's own code). */
+  operatorAction: 'urn:phi-broker:operator-action',
   instance: 'urn:phi-broker:instance',
   /** The broker's keyed patient pseudonym (src/registry/pseudonym.ts), never the patient id itself. */
   patientPseudonym: 'urn:phi-broker:patient-pseudonym',

@@ -28,6 +28,7 @@ import type { AuditEvent, AuditEventAgent, AuditEventEntity, Coding } from 'fhir
 import {
   AGENT,
   BALP_ENTITY_TYPE,
+  BALP_PROFILE,
   ENTITY_TYPE,
   OBJECT_ROLE,
   OUTCOME,
@@ -38,7 +39,8 @@ import {
   TYPE,
   type Outcome,
 } from './codes.js';
-import type { AuditActor, AuditFact, AuditSubject } from './facts.js';
+import type { AuditActor, AuditFact, AuditSubject, OperatorActionFact } from './facts.js';
+import { subjects } from '../wire/names.js';
 
 export interface EventContext {
   /** This broker process's instance id (the chain it writes; AuditEvent.source.observer). */
@@ -47,10 +49,17 @@ export interface EventContext {
   readonly host?: string;
   readonly now: () => number;
   readonly newId: () => string;
+  /** What writes this chain: its agent is the one whose `who` is source.observer (BALP val-audit-source). Default broker. */
+  readonly recorder?: Recorder;
 }
 
-/** The catalog's id of the broker itself as an agent. */
-const BROKER_SERVICE = 'broker';
+/** The processes that write audit chains: the broker, the partner gateway, an operator command. */
+export type Recorder = 'broker' | 'gateway' | 'cli';
+const RECORDER_DISPLAY: Readonly<Record<Recorder, string>> = {
+  broker: 'phi-broker',
+  gateway: 'phi-broker partner gateway',
+  cli: 'phi-broker command',
+};
 
 // Constant parts are built once, frozen and shared by every event (the hot path builds one event per
 // delivery). Nothing mutates an event after it is built.
@@ -117,13 +126,14 @@ function profileDetail(profileUrl: string, elements: readonly string[]): NonNull
   return detail;
 }
 
+/** source.observer: the recording process by its chain (instance id); the same object is its agent's `who`. */
 function sourceOf(ctx: EventContext): AuditEvent['source'] {
   let source = SOURCES.get(ctx);
   if (source === undefined) {
     source = shared({
       observer: {
         identifier: { system: SYSTEM.instance, value: ctx.instanceId },
-        display: `phi-broker ${ctx.instanceId}`,
+        display: `${RECORDER_DISPLAY[ctx.recorder ?? 'broker']} ${ctx.instanceId}`,
       },
       type: SOURCE_TYPES,
     });
@@ -149,9 +159,11 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
     agent: AuditEventAgent[],
     entity: AuditEventEntity[] = [],
     outcomeDesc?: string,
+    profile?: string,
   ): AuditEvent => ({
     resourceType: 'AuditEvent',
     id,
+    ...(profile === undefined ? {} : { meta: metaOf(profile) }),
     type,
     subtype: [subtype],
     ...(action === undefined ? {} : { action }),
@@ -162,8 +174,14 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
     source: sourceOf(ctx),
     ...(entity.length === 0 ? {} : { entity }),
   });
-  const broker = (role: Coding, requestor: boolean): AuditEventAgent =>
-    agent({ service: BROKER_SERVICE, ...(ctx.host === undefined ? {} : { address: ctx.host }) }, role, requestor);
+  // The recording process (broker, gateway or command): its `who` is source.observer (BALP val-audit-source).
+  const self = (role: Coding, requestor: boolean): AuditEventAgent => ({
+    type: roleConcept(role),
+    who: (sourceOf(ctx) as AuditEvent['source']).observer,
+    requestor,
+    ...(ctx.host === undefined ? {} : { network: networkOf(ctx.host) }),
+  });
+  const broker = self;
   switch (fact.kind) {
     case 'accepted':
       return base(
@@ -171,7 +189,15 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         SUBTYPE.create,
         'C',
         OUTCOME.success,
-        [agent(fact.sender, AGENT.source, true), broker(AGENT.destination, false)],
+        [
+          agent(
+            fact.sender,
+            AGENT.source,
+            true,
+            channel(() => subjects.ingest(fact.sender.service, fact.subject.resourceType)),
+          ),
+          broker(AGENT.destination, false),
+        ],
         [
           ...subjectEntities(fact.subject),
           detailEntity('ingest-seq', String(fact.ingestSeq)),
@@ -185,6 +211,9 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
                 ]),
               ]),
         ],
+        undefined,
+        // BALP Create (outcome fixed to success); PatientCreate when the resource is about exactly one patient.
+        patientCount(fact.subject) === 1 ? BALP_PROFILE.patientCreate : BALP_PROFILE.create,
       );
     case 'rejected':
       return base(
@@ -215,7 +244,12 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         [
           broker(AGENT.source, false),
           {
-            ...agent(fact.recipient, AGENT.destination, true),
+            ...agent(
+              fact.recipient,
+              AGENT.destination,
+              true,
+              channel(() => subjects.deliver(fact.recipient.service, fact.subject.resourceType)),
+            ),
             ...(purpose === undefined ? {} : { purposeOfUse: purposes(purpose) }),
           },
           agent(fact.sender, AGENT.application, false),
@@ -236,6 +270,8 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
             ]
           : [...subjectEntities(fact.subject), ...(fact.consent === undefined ? [] : [consentEntity(fact.consent)])],
         fact.kind === 'withheld' ? describe(fact.code, fact.path) : undefined,
+        // A copy that left, about one patient: BALP Privacy Disclosure at the source. A withheld copy did not leave.
+        fact.kind === 'delivered' && patientCount(fact.subject) === 1 ? BALP_PROFILE.disclosureSource : undefined,
       );
       return purpose === undefined ? event : { ...event, purposeOfEvent: purposes(purpose) };
     }
@@ -271,16 +307,28 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         ok ? OUTCOME.success : OUTCOME.minor,
         // A request a service filed (SDK): that service is the requestor (source); otherwise the broker acts for the operator.
         [
-          ...(fact.requester === undefined ? [] : [agent({ service: fact.requester }, AGENT.source, true)]),
+          ...(fact.requester === undefined
+            ? []
+            : [
+                agent(
+                  { service: fact.requester },
+                  AGENT.source,
+                  true,
+                  channel(() => subjects.accessRequest(fact.requester as string)),
+                ),
+              ]),
           broker(AGENT.application, fact.requester === undefined),
-          ...fact.services.map((s) => agent({ service: s }, AGENT.destination, false)),
+          ...fact.services.map((s) =>
+            agent(
+              { service: s },
+              AGENT.destination,
+              false,
+              channel(() => subjects.access(s)),
+            ),
+          ),
         ],
         [
-          shared({
-            what: { identifier: { system: SYSTEM.patientPseudonym, value: fact.patientPseudonym } },
-            type: ENTITY.person,
-            role: ROLE.patient,
-          }),
+          patientEntity(fact.patientPseudonym),
           {
             what: { identifier: { system: SYSTEM.accessRequest, value: fact.requestId } },
             type: ENTITY.systemObject,
@@ -313,7 +361,15 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
           { system: SYSTEM.accessStep, code: 'refused' },
           fact.op === 'status' ? 'R' : 'C',
           OUTCOME.minor,
-          [agent({ service: fact.requester }, AGENT.source, true), broker(AGENT.destination, false)],
+          [
+            agent(
+              { service: fact.requester },
+              AGENT.source,
+              true,
+              channel(() => subjects.accessRequest(fact.requester)),
+            ),
+            broker(AGENT.destination, false),
+          ],
           fact.messageId === undefined ? [] : [transactionEntity(fact.messageId)],
           `access refused: ${describe(fact.code, fact.path)}`,
         ),
@@ -340,11 +396,7 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
                 network: { address: fact.address, type: isIpAddress(fact.address) ? '2' : '1' },
               }
             : agent({ service: fact.service, address: fact.address }, AGENT.source, true),
-          {
-            type: roleConcept(AGENT.application),
-            who: { identifier: { system: SYSTEM.component, value: 'gateway' }, display: 'phi-broker partner gateway' },
-            requestor: false,
-          },
+          self(AGENT.application, false),
         ],
         [
           ...(fact.clientId === undefined
@@ -392,11 +444,7 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
                 network: { address: fact.address, type: isIpAddress(fact.address) ? '2' : '1' },
               }
             : agent({ service: fact.service, address: fact.address }, AGENT.source, true),
-          {
-            type: roleConcept(AGENT.application),
-            who: { identifier: { system: SYSTEM.component, value: 'gateway' }, display: 'phi-broker partner gateway' },
-            requestor: false,
-          },
+          self(AGENT.application, false),
         ],
         [
           ...(fact.clientId === undefined
@@ -435,11 +483,7 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         fact.operation === 'notify' ? 'E' : 'R',
         OUTCOME.success,
         [
-          {
-            type: roleConcept(AGENT.source),
-            who: { identifier: { system: SYSTEM.component, value: 'gateway' }, display: 'phi-broker partner gateway' },
-            requestor: fact.operation === 'notify',
-          },
+          self(AGENT.source, fact.operation === 'notify'),
           agent({ service: fact.service }, AGENT.destination, fact.operation === 'events'),
         ],
         [
@@ -511,7 +555,7 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         violation ? SUBTYPE.restrictedFunction : SUBTYPE.nodeAuthentication,
         'E',
         OUTCOME.minor,
-        [client, NATS_SERVER_AGENT],
+        [client, NATS_SERVER_AGENT, broker(AGENT.application, false)],
         [
           ...(fact.subjects ?? []).map((subject): AuditEventEntity => ({
             what: { display: subject },
@@ -529,6 +573,8 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         subtype: [...(event.subtype ?? []), { system: SYSTEM.securityIncident, code: fact.incident }],
       };
     }
+    case 'operator-action':
+      return operatorActionEvent(fact, base, self);
     case 'alert':
       return base(
         TYPE.securityAlert,
@@ -545,16 +591,70 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
   }
 }
 
-function agent(actor: AuditActor, role: Coding, requestor: boolean): AuditEventAgent {
+/**
+ * A service as an agent. `channel`: the NATS subject it acted through, its network access point (`nats:<subject>`,
+ * network type 5 URI) when the transport did not tell the broker its address.
+ */
+function agent(actor: AuditActor, role: Coding, requestor: boolean, channel?: string): AuditEventAgent {
+  const network =
+    actor.address !== undefined ? networkOf(actor.address) : channel === undefined ? undefined : natsNetwork(channel);
   return {
     type: roleConcept(role),
     who: { identifier: { system: SYSTEM.service, value: actor.service }, display: actor.service },
     requestor,
-    // R4 AuditEvent.agent.network.type: 1 machine name, 2 IP address.
-    ...(actor.address === undefined
-      ? {}
-      : { network: { address: actor.address, type: isIpAddress(actor.address) ? '2' : '1' } }),
+    ...(network === undefined ? {} : { network }),
   };
+}
+
+/** The subject a service acted through; undefined for a name outside the subject grammar (then no network). */
+function channel(subject: () => string): string | undefined {
+  try {
+    return subject();
+  } catch {
+    return undefined;
+  }
+}
+
+/** R4 AuditEvent.agent.network: type 1 machine name, 2 IP address. */
+function networkOf(address: string): NonNullable<AuditEventAgent['network']> {
+  return { address, type: isIpAddress(address) ? '2' : '1' };
+}
+
+const NATS_NETWORKS = new Map<string, NonNullable<AuditEventAgent['network']>>();
+function natsNetwork(subject: string): NonNullable<AuditEventAgent['network']> {
+  let n = NATS_NETWORKS.get(subject);
+  if (n === undefined) {
+    n = shared({ address: `nats:${subject}`, type: '5' as const });
+    if (NATS_NETWORKS.size < 16 * 1024) NATS_NETWORKS.set(subject, n);
+  }
+  return n;
+}
+
+const METAS = new Map<string, NonNullable<AuditEvent['meta']>>();
+/** `meta.profile`: the BALP profile the event claims (conformance is tested: test/helpers/balp.ts). */
+function metaOf(profile: string): NonNullable<AuditEvent['meta']> {
+  let m = METAS.get(profile);
+  if (m === undefined) {
+    m = shared({ profile: [profile] });
+    METAS.set(profile, m);
+  }
+  return m;
+}
+
+/** The patient entity: BALP `entity[patient].what only Reference(Patient)`, a logical reference by the pseudonym. */
+function patientEntity(pseudonym: string): AuditEventEntity {
+  return shared({
+    what: { type: 'Patient', identifier: { system: SYSTEM.patientPseudonym, value: pseudonym } },
+    type: ENTITY.person,
+    role: ROLE.patient,
+  });
+}
+
+function patientCount(subject: AuditSubject): number {
+  return new Set([
+    ...(subject.patientPseudonym === undefined ? [] : [subject.patientPseudonym]),
+    ...(subject.patientPseudonyms ?? []),
+  ]).size;
 }
 
 function isIpAddress(address: string): boolean {
@@ -596,13 +696,7 @@ function subjectEntities(subject: AuditSubject, detail: AuditEventEntity['detail
           ...(subject.patientPseudonym === undefined ? [] : [subject.patientPseudonym]),
           ...(subject.patientPseudonyms ?? []),
         ]),
-      ].map((pseudonym) =>
-        shared({
-          what: { identifier: { system: SYSTEM.patientPseudonym, value: pseudonym } },
-          type: ENTITY.person,
-          role: ROLE.patient,
-        }),
-      ),
+      ].map(patientEntity),
       resource: shared(resourceEntity(subject)),
       transaction: shared(transactionEntity(subject.messageId)),
     };
@@ -657,4 +751,120 @@ function keyEntity(uses: readonly (readonly [string, string])[]): AuditEventEnti
 
 function detailEntity(type: string, value: string): AuditEventEntity {
   return { type: ENTITY.other, detail: [{ type, valueString: value }] };
+}
+
+type Base = (
+  type: Coding,
+  subtype: Coding,
+  action: AuditEvent['action'],
+  outcome: Outcome,
+  agent: AuditEventAgent[],
+  entity?: AuditEventEntity[],
+  outcomeDesc?: string,
+  profile?: string,
+) => AuditEvent;
+
+/**
+ * How each operator action is recorded: its event type and RESTful or ISO 21089 subtype, its action code, the BALP
+ * profile it claims (when it meets it: a FHIR resource created, updated or read at the NATS server), and whether the
+ * operator authored something (AUT) or received what was shown (IRCP).
+ */
+const OPERATOR_EVENTS: Readonly<
+  Record<
+    OperatorActionFact['action'],
+    {
+      readonly type: Coding;
+      readonly subtype?: Coding;
+      readonly action: NonNullable<AuditEvent['action']>;
+      readonly profile?: 'create' | 'update' | 'read';
+      readonly author: boolean;
+    }
+  >
+> = {
+  'consent-add': { type: TYPE.rest, subtype: SUBTYPE.create, action: 'C', profile: 'create', author: true },
+  'consent-revoke': { type: TYPE.rest, subtype: SUBTYPE.update, action: 'U', profile: 'update', author: true },
+  'access-request': { type: TYPE.patientRecord, action: 'C', author: true },
+  'access-extend': { type: TYPE.patientRecord, action: 'U', author: true },
+  // The assembled record handed to the individual (45 CFR 164.524): PHI leaves, so ISO 21089 disclose.
+  'access-export': { type: TYPE.export, subtype: SUBTYPE.disclose, action: 'R', author: false },
+  'quarantine-decrypt': { type: TYPE.rest, subtype: SUBTYPE.read, action: 'R', profile: 'read', author: false },
+  'registry-show': { type: TYPE.query, action: 'E', author: false },
+  disclosures: { type: TYPE.query, action: 'E', author: false },
+  'audit-query': { type: TYPE.query, action: 'E', author: false },
+  'audit-export': { type: TYPE.export, action: 'R', author: false },
+};
+
+const OBJECT_SYSTEM = {
+  consent: SYSTEM.consent,
+  'access-request': SYSTEM.accessRequest,
+  'quarantine-record': SYSTEM.quarantineRecord,
+} as const;
+
+/** An operator's compliance action (facts.ts OperatorActionFact), recorded by the command: docs/audit.md. */
+function operatorActionEvent(
+  fact: OperatorActionFact,
+  base: Base,
+  self: (role: Coding, requestor: boolean) => AuditEventAgent,
+): AuditEvent {
+  const shape = OPERATOR_EVENTS[fact.action];
+  const reads = shape.action === 'R' && shape.profile === 'read';
+  // BALP RESTful patterns: the client (this command) and the server (nats-server, where the KV bucket or stream
+  // lives), both with their network address; for a read the roles turn (the server is the source of the data).
+  const client = self(reads ? AGENT.destination : AGENT.source, false);
+  const server: AuditEventAgent = {
+    type: roleConcept(reads ? AGENT.source : AGENT.destination),
+    who: { identifier: { system: SYSTEM.component, value: 'nats-server' }, display: 'nats-server' },
+    requestor: false,
+    network: networkOf(fact.server),
+  };
+  // BALP agent[user]: a person, never a network device.
+  const user: AuditEventAgent = {
+    type: roleConcept(shape.author ? AGENT.author : AGENT.informationRecipient),
+    who: { identifier: { system: SYSTEM.operator, value: fact.operator }, display: fact.operator },
+    name: fact.operator,
+    requestor: true,
+    ...(fact.identity === undefined ? {} : { altId: fact.identity }),
+  };
+  const object: AuditEventEntity[] =
+    fact.object === undefined
+      ? []
+      : [
+          {
+            what: {
+              identifier: { system: OBJECT_SYSTEM[fact.object.kind], value: fact.object.id },
+              ...(fact.object.kind === 'consent' ? { type: 'Consent' } : {}),
+            },
+            type: ENTITY.systemObject,
+            role: fact.object.kind === 'access-request' ? ROLE.job : ROLE.domainResource,
+          },
+        ];
+  const details = fact.details ?? [];
+  const entity: AuditEventEntity[] = [
+    ...(fact.patientPseudonym === undefined ? [] : [patientEntity(fact.patientPseudonym)]),
+    ...object,
+    ...(details.length === 0
+      ? []
+      : [{ type: ENTITY.other, detail: details.map(([type, valueString]) => ({ type, valueString })) }]),
+  ];
+  const profile =
+    shape.profile === undefined || object.length !== 1
+      ? undefined
+      : shape.profile === 'read'
+        ? BALP_PROFILE.read
+        : fact.patientPseudonym === undefined
+          ? BALP_PROFILE[shape.profile]
+          : BALP_PROFILE[shape.profile === 'create' ? 'patientCreate' : 'patientUpdate'];
+  const event = base(
+    shape.type,
+    shape.subtype ?? { system: SYSTEM.operatorAction, code: fact.action },
+    shape.action,
+    OUTCOME.success,
+    [user, client, server],
+    entity,
+    undefined,
+    profile,
+  );
+  return shape.subtype === undefined
+    ? event
+    : { ...event, subtype: [...(event.subtype ?? []), { system: SYSTEM.operatorAction, code: fact.action }] };
 }

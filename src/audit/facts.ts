@@ -259,7 +259,44 @@ export interface SecurityIncidentFact {
   readonly manyClients?: true;
 }
 
+/** The compliance actions operator commands record (src/cli/; docs/audit.md "Operator actions"). */
+export const OPERATOR_ACTIONS = [
+  'consent-add',
+  'consent-revoke',
+  'access-request',
+  'access-extend',
+  'access-export',
+  'quarantine-decrypt',
+  'registry-show',
+  'disclosures',
+  'audit-query',
+  'audit-export',
+] as const;
+export type OperatorAction = (typeof OPERATOR_ACTIONS)[number];
+
+/**
+ * A compliance action an operator command took (src/runtime/operator-audit.ts), recorded by the command itself on a
+ * chain of its own: who ran it, the patient it was about (as the broker's pseudonym), the object it touched, and the
+ * parameters as ids, codes and times only.
+ */
+export interface OperatorActionFact {
+  readonly kind: 'operator-action';
+  readonly action: OperatorAction;
+  /** The person who ran the command (`--operator`, PHI_BROKER_OPERATOR, else the operating-system user). */
+  readonly operator: string;
+  /** The NATS identity the command connected as (operator, auditor, admin); absent on a plaintext development server. */
+  readonly identity?: string;
+  /** The NATS server's host as the command reached it (the server agent's network address). */
+  readonly server: string;
+  readonly patientPseudonym?: string;
+  /** What the action was about: a Consent, a right-of-access request, a quarantine record. */
+  readonly object?: { readonly kind: 'consent' | 'access-request' | 'quarantine-record'; readonly id: string };
+  /** Parameters and results, as `[name, value]` pairs without PHI (service ids, codes, times, counts). */
+  readonly details?: readonly (readonly [string, string])[];
+}
+
 export type AuditFact =
+  | OperatorActionFact
   | SecurityIncidentFact
   | PartnerTokenFact
   | PartnerRequestFact
@@ -276,3 +313,26 @@ export type AuditFact =
   | AlertFact;
 
 export type AuditFactKind = AuditFact['kind'];
+
+/** Every kind, for tests that must cover each (test/audit/balp.int.test.ts); the compiler keeps it complete. */
+export const AUDIT_FACT_KINDS = [
+  'operator-action',
+  'security-incident',
+  'partner-token',
+  'partner-request',
+  'partner-notification',
+  'access',
+  'access-refused',
+  'accepted',
+  'rejected',
+  'delivered',
+  'withheld',
+  'quarantined',
+  'broker-start',
+  'broker-stop',
+  'catalog-loaded',
+  'alert',
+] as const satisfies readonly AuditFactKind[];
+type MissingKind = Exclude<AuditFactKind, (typeof AUDIT_FACT_KINDS)[number]>;
+/** Fails to compile when a kind of AuditFact is missing from AUDIT_FACT_KINDS. */
+export const AUDIT_FACT_KINDS_COMPLETE: [MissingKind] extends [never] ? true : MissingKind = true;

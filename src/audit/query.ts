@@ -1,7 +1,7 @@
 // Selecting and presenting stored AuditEvents for an auditor: filters (patient pseudonym, service, time
 // window, outcome), a one-line text form, and a FHIR R4 Bundle (http://hl7.org/fhir/R4/bundle.html) for
 // export. Pure over AuditEvent values; reading the stream is read.ts, the command is src/cli/audit.ts.
-import type { AuditEvent, Bundle } from 'fhir/r4.js';
+import type { AuditEvent, Bundle, Identifier } from 'fhir/r4.js';
 import { SYSTEM } from './codes.js';
 
 export interface AuditFilter {
@@ -34,11 +34,7 @@ export function matchesFilter(e: AuditEvent, f: AuditFilter): boolean {
     )
   )
     return false;
-  if (
-    f.service !== undefined &&
-    !e.agent.some((a) => a.who?.identifier?.system === SYSTEM.service && a.who.identifier.value === f.service)
-  )
-    return false;
+  if (f.service !== undefined && !e.agent.some((a) => tookPart(a.who?.identifier, f.service as string))) return false;
   if (f.sinceMs !== undefined || f.untilMs !== undefined) {
     const at = Date.parse(e.recorded);
     if (f.sinceMs !== undefined && at < f.sinceMs) return false;
@@ -99,4 +95,11 @@ export function parseTime(text: string, nowMs: number): number | undefined {
   if (!/^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text)) return undefined;
   const ms = Date.parse(text);
   return Number.isNaN(ms) ? undefined : ms;
+}
+
+/** A service by its catalog id; `broker`: the phi-broker process that recorded the event (agent = source.observer). */
+function tookPart(id: Identifier | undefined, service: string): boolean {
+  if (id === undefined) return false;
+  if (id.system === SYSTEM.service) return id.value === service;
+  return service === 'broker' && id.system === SYSTEM.instance;
 }

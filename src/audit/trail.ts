@@ -10,7 +10,7 @@ import type { SigningKeyPair } from '../crypto/keypairs.js';
 import { errorFields, type Logger } from '../log/log.js';
 import { subjects } from '../wire/names.js';
 import { AlertMonitor, loadAlertRules, type Alert } from './alerts.js';
-import { buildAuditEvent, type EventContext } from './event.js';
+import { buildAuditEvent, type EventContext, type Recorder } from './event.js';
 import { AuditEventJson } from './event-json.js';
 import type { AuditFact } from './facts.js';
 import { defaultInstanceId } from './instance.js';
@@ -41,6 +41,8 @@ export interface AuditTrailOptions {
   readonly publicKeys?: (kid: string) => Uint8Array | undefined;
   readonly logger: Logger;
   readonly now?: () => number;
+  /** What writes the chain (its agent is source.observer): the broker (default), the gateway, an operator command. */
+  readonly recorder?: Recorder;
 }
 
 /** Bytes kept free below the server's max_payload in one record. */
@@ -107,7 +109,13 @@ export class AuditTrail {
       logger,
     });
     // No pseudonym key here: facts arrive with their patients and resources already pseudonymised (facts.ts).
-    const ctx: EventContext = { instanceId, host: hostname(), now, newId: randomUUID };
+    const ctx: EventContext = {
+      instanceId,
+      host: hostname(),
+      now,
+      newId: randomUUID,
+      ...(opts.recorder === undefined ? {} : { recorder: opts.recorder }),
+    };
     logger.info({ event: 'audit.opened', chain: instanceId, seq: writer.chainSeq }, 'audit chain open');
     const trail = new AuditTrail(
       instanceId,

@@ -17,6 +17,7 @@ import { sealBlob } from '../crypto/aead.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
 import { connectOperator, loadConfiguredCatalog, operatorIdentity } from '../runtime/data-dir.js';
+import { recordOperatorAction, type OperatorAction } from '../runtime/operator-audit.js';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -63,13 +64,19 @@ export function formatListRow(r: AccessRequest, now: number): string {
   ].join('  ');
 }
 
+/** `audit`: the compliance action a create or extend records once the broker has stored it (docs/audit.md). */
 async function control(
   config: BrokerConfig,
   command: ControlCommand,
+  audit?: (request: AccessRequest) => OperatorAction,
 ): Promise<{ requests: readonly AccessRequest[]; now: number }> {
   const nc = await connectOperator(config, 'phi-broker access', 'write');
   try {
-    return await sendControl(nc, command);
+    const result = await sendControl(nc, command);
+    const [request] = result.requests;
+    if (audit !== undefined && request !== undefined)
+      await recordOperatorAction(config, nc, 'write', audit(request), `request ${request.id}`);
+    return result;
   } finally {
     await nc.close();
   }
@@ -117,7 +124,12 @@ export async function runAccessRequest(
   const sealedRef = Buffer.from(
     sealBlob(key, new TextEncoder().encode(ref), new TextEncoder().encode(CONTROL_REF_AAD)),
   ).toString('base64url');
-  const { requests, now } = await control(config, { op: 'create', sealedRef });
+  const { requests, now } = await control(config, { op: 'create', sealedRef }, (r) => ({
+    action: 'access-request',
+    patientPseudonym: r.patient,
+    object: { kind: 'access-request', id: r.id },
+    details: [['services', Object.keys(r.services).join(' ') || '-']],
+  }));
   print(out, opts.json, requests, now);
 }
 
@@ -138,7 +150,13 @@ export async function runAccessExtend(
   opts: { json: boolean },
   out: Writable = process.stdout,
 ): Promise<void> {
-  const { requests, now } = await control(config, { op: 'extend', id: checkRequestId(id), reason });
+  // The reason is the operator's free text (it may name the patient): the event keeps the new due date only.
+  const { requests, now } = await control(config, { op: 'extend', id: checkRequestId(id), reason }, (r) => ({
+    action: 'access-extend',
+    patientPseudonym: r.patient,
+    object: { kind: 'access-request', id: r.id },
+    details: [['due', iso(r.dueAt)]],
+  }));
   print(out, opts.json, requests, now);
 }
 
@@ -178,6 +196,16 @@ export async function runAccessExport(
     const store = await AccessStore.open(nc, config.replicas);
     const request = await store.get(checkRequestId(id));
     const bundle = await loadBundle(store, key, request, Date.now());
+    // Recorded before the record leaves (an unaudited disclosure is worse than none).
+    await recordOperatorAction(config, nc, 'read', {
+      action: 'access-export',
+      patientPseudonym: request.patient,
+      object: { kind: 'access-request', id: request.id },
+      details: [
+        ['resources', String(bundle.entry?.length ?? 0)],
+        ['status', request.status],
+      ],
+    });
     writeFileSync(file, `${stringifyJson(bundle, 2)}\n`, { mode: 0o600 });
     out.write(
       `${id}: ${bundle.entry?.length ?? 0} resources from ${Object.values(request.services).filter((s) => s.state === 'answered').length} service(s) written to ${file}\n`,

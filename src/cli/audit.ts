@@ -44,6 +44,7 @@ import { STREAMS } from '../wire/names.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
 import { connectOperator, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
+import { recordOperatorAction } from '../runtime/operator-audit.js';
 
 export interface AuditIo {
   readonly out: Writable;
@@ -255,6 +256,29 @@ export async function auditFilter(config: BrokerConfig, q: QueryOptions, nowMs: 
   };
 }
 
+/** The query or export as an operator action (docs/audit.md): recorded before any event is read out. */
+async function auditSearch(
+  config: BrokerConfig,
+  nc: NatsConnection,
+  action: 'audit-query' | 'audit-export',
+  q: QueryOptions,
+  filter: AuditFilter,
+): Promise<void> {
+  const given = (name: string, value: string | undefined): [string, string][] =>
+    value === undefined ? [] : [[name, value]];
+  await recordOperatorAction(config, nc, q.stream === STREAMS.audit ? 'read' : 'admin', {
+    action,
+    ...(filter.patientPseudonym === undefined ? {} : { patientPseudonym: filter.patientPseudonym }),
+    details: [
+      ...given('service', q.service),
+      ...given('since', filter.sinceMs === undefined ? undefined : new Date(filter.sinceMs).toISOString()),
+      ...given('until', filter.untilMs === undefined ? undefined : new Date(filter.untilMs).toISOString()),
+      ...given('outcome', q.outcome),
+      ['stream', q.stream],
+    ],
+  });
+}
+
 async function* matchingEvents(nc: NatsConnection, stream: string, filter: AuditFilter): AsyncGenerator<AuditEvent> {
   // A record is stored after its events are recorded, so starting the read at `since` misses none.
   for await (const r of readAuditRecords(nc, {
@@ -272,6 +296,7 @@ export async function runAuditQuery(
 ): Promise<number> {
   const filter = await auditFilter(config, q, Date.now());
   return withNats(config, q.stream, async (nc) => {
+    await auditSearch(config, nc, 'audit-query', q, filter);
     let n = 0;
     for await (const e of matchingEvents(nc, q.stream, filter)) {
       io.out.write(`${q.json ? JSON.stringify(e) : formatEventLine(e)}\n`);
@@ -289,6 +314,7 @@ export async function runAuditExport(
 ): Promise<number> {
   const filter = await auditFilter(config, q, Date.now());
   return withNats(config, q.stream, async (nc) => {
+    await auditSearch(config, nc, 'audit-export', q, filter);
     const events: AuditEvent[] = [];
     for await (const e of matchingEvents(nc, q.stream, filter)) events.push(e);
     writeFileSync(q.out, `${JSON.stringify(auditBundle(events, randomUUID(), Date.now()), null, 2)}\n`, {

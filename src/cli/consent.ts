@@ -4,13 +4,18 @@
 // the patient in the catalog's canonical form (subjects/patients.yaml; src/registry/patient-key.ts), as for
 // `registry`, `access`, `audit` and `disclosures`.
 import type { Writable } from 'node:stream';
+import type { NatsConnection } from 'nats';
 import type { Consent } from 'fhir/r4.js';
 import type { BrokerConfig } from '../config/config.js';
-import { DENY_PATHS, restrictionOf } from '../consent/consent.js';
+import { DENY_PATHS, consentPatient, restrictionOf } from '../consent/consent.js';
 import { ConsentStore } from '../consent/store.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { existingBrokerSecrets } from '../runtime/broker-secrets.js';
+import type { BrokerSecrets } from '../crypto/broker-secrets.js';
+import type { PatientMatchDef } from '../catalog/types.js';
+import { patientPseudonym } from '../registry/pseudonym.js';
 import { connectOperator, loadConfiguredCatalog, type OperatorAccess } from '../runtime/data-dir.js';
+import { recordOperatorAction } from '../runtime/operator-audit.js';
 import { BrokerError, isBrokerError } from '../wire/errors.js';
 
 /** The option that fills each Consent element, so a refusal names what the operator typed. */
@@ -36,10 +41,16 @@ export interface ConsentAddOptions {
   readonly reason?: string;
 }
 
+interface StoreContext {
+  readonly nc: NatsConnection;
+  readonly secrets: BrokerSecrets;
+  readonly patients: PatientMatchDef;
+}
+
 async function withStore<T>(
   config: BrokerConfig,
   access: OperatorAccess,
-  fn: (store: ConsentStore) => Promise<T>,
+  fn: (store: ConsentStore, ctx: StoreContext) => Promise<T>,
 ): Promise<T> {
   await initCrypto();
   const secrets = await existingBrokerSecrets(config);
@@ -54,10 +65,41 @@ async function withStore<T>(
         Date.now,
         config.replicas,
       ),
+      { nc, secrets, patients: catalog.patients },
     );
   } finally {
     await nc.close();
   }
+}
+
+/** The add or revoke as an AuditEvent: the patient (pseudonym), the Consent by id, what it denies (codes, service ids). */
+async function auditConsent(
+  config: BrokerConfig,
+  ctx: StoreContext,
+  action: 'consent-add' | 'consent-revoke',
+  consent: Consent,
+): Promise<void> {
+  const r = restrictionOf(consent);
+  await recordOperatorAction(
+    config,
+    ctx.nc,
+    'write',
+    {
+      action,
+      patientPseudonym: patientPseudonym(ctx.secrets, consentPatient(consent, ctx.patients)),
+      object: { kind: 'consent', id: consent.id ?? '' },
+      details: [
+        ['status', consent.status],
+        ...(consent.provision?.period?.end === undefined
+          ? []
+          : [['revoked', consent.provision.period.end] as [string, string]]),
+        ...[...r.recipients].map((v): [string, string] => ['deny-recipient', v]),
+        ...[...r.purposes].map((v): [string, string] => ['deny-purpose', v]),
+        ...[...r.labels].map((v): [string, string] => ['deny-label', v]),
+      ],
+    },
+    `Consent ${consent.id ?? ''}`,
+  );
 }
 
 export function describeConsent(c: Consent): string {
@@ -67,7 +109,8 @@ export function describeConsent(c: Consent): string {
     ...[...r.purposes].map((p) => `purpose ${p}`),
     ...[...r.labels].map((l) => `label ${l}`),
   ].join(', ');
-  return `${c.id ?? '-'}  ${c.status}  ${c.dateTime ?? '-'}  denies: ${denies}`;
+  const ended = c.provision?.period?.end;
+  return `${c.id ?? '-'}  ${c.status}  ${c.dateTime ?? '-'}${ended === undefined ? '' : `  ended ${ended}`}  denies: ${denies}`;
 }
 
 export async function runConsentAdd(
@@ -75,8 +118,8 @@ export async function runConsentAdd(
   opts: ConsentAddOptions,
   out: Writable = process.stdout,
 ): Promise<void> {
-  const stored = await withStore(config, 'write', (store) =>
-    store
+  const stored = await withStore(config, 'write', async (store, ctx) => {
+    const added = await store
       .add({
         patient: opts.patient,
         denyRecipients: opts.denyRecipient,
@@ -86,8 +129,10 @@ export async function runConsentAdd(
       })
       .catch((err: unknown) => {
         throw asOptionError(err);
-      }),
-  );
+      });
+    await auditConsent(config, ctx, 'consent-add', added.consent);
+    return added;
+  });
   out.write(`added ${describeConsent(stored.consent)}\n`);
   out.write(
     `kv revision ${stored.revision}: brokers apply it once their view reaches this revision (logged consent.applied)\n`,
@@ -109,7 +154,12 @@ export async function runConsentRevoke(
   id: string,
   out: Writable = process.stdout,
 ): Promise<void> {
-  const r = await withStore(config, 'write', (store) => store.revoke(id));
+  const r = await withStore(config, 'write', async (store, ctx) => {
+    const revoked = await store.revoke(id);
+    // A restriction that was already inactive changed nothing: no event.
+    if (revoked.changed) await auditConsent(config, ctx, 'consent-revoke', revoked.consent);
+    return revoked;
+  });
   out.write(
     r.changed
       ? `revoked ${describeConsent(r.consent)}\nkv revision ${r.revision}\n`

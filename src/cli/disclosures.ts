@@ -11,6 +11,7 @@ import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
 import { existingBrokerSecrets } from '../runtime/broker-secrets.js';
 import { connectOperator, loadConfiguredCatalog } from '../runtime/data-dir.js';
+import { recordOperatorAction } from '../runtime/operator-audit.js';
 
 /** Six years back (164.528(a)(3)): the same calendar date six years earlier. */
 export function defaultSince(now: number): Date {
@@ -46,6 +47,16 @@ export async function runDisclosures(
   let result: Awaited<ReturnType<typeof readDisclosures>>;
   try {
     result = await readDisclosures(nc, pseudonym, since);
+    // The accounting names the patient's recipients: recorded before it is shown.
+    await recordOperatorAction(config, nc, 'read', {
+      action: 'disclosures',
+      patientPseudonym: pseudonym,
+      details: [
+        ['since', since.toISOString()],
+        ['format', opts.format],
+        ['disclosures', String(result.disclosures.length)],
+      ],
+    });
   } finally {
     await nc.close();
   }

@@ -5,6 +5,7 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { initCrypto } from '../crypto/sodium.js';
 import { formatIssue } from '../catalog/issues.js';
 import { checkCatalog, loadCatalog } from '../runtime/catalog-dir.js';
 import {
@@ -41,6 +42,7 @@ interface GlobalOptions {
   subjects?: string;
   profiles?: string;
   logLevel?: string;
+  operator?: string;
 }
 
 function configFrom(opts: GlobalOptions, extra: Partial<BrokerConfigInput> = {}): BrokerConfig {
@@ -51,6 +53,7 @@ function configFrom(opts: GlobalOptions, extra: Partial<BrokerConfigInput> = {})
   input.profilesDir =
     opts.profiles ?? (existsSync('fhir-profiles') ? 'fhir-profiles' : join(packageRoot(), 'fhir-profiles'));
   if (opts.logLevel !== undefined) input.logLevel = opts.logLevel as BrokerConfig['logLevel'];
+  if (opts.operator !== undefined) input.operator = opts.operator;
   return parseConfig(input);
 }
 
@@ -76,6 +79,10 @@ function readInput(file: string | undefined): Buffer {
 
 /** The whole command tree, built without parsing: test/cli/help-docs.test.ts checks it against docs/cli.md. */
 export const program = new Command('phi-broker')
+  // Every command may sign or verify (compliance actions are audited): libsodium is loaded once, before any runs.
+  .hook('preAction', async () => {
+    await initCrypto();
+  })
   .description(
     'Event-driven broker for PHI: signed, per-field-encrypted FHIR R4 over NATS JetStream with minimum-necessary projections',
   )
@@ -86,6 +93,10 @@ export const program = new Command('phi-broker')
   )
   .option('--subjects <dir>', 'catalog: services and subscriptions', undefined)
   .option('--profiles <dir>', 'catalog: projection profiles', undefined)
+  .option(
+    '--operator <name>',
+    'who runs the command, recorded in the AuditEvent of a compliance action (env PHI_BROKER_OPERATOR; default: the operating-system user)',
+  )
   .addOption(
     new Option('--log-level <level>', 'pino log level (logs go to stderr)').choices([
       'fatal',

@@ -14,6 +14,7 @@ import { initCrypto } from '../crypto/sodium.js';
 import { openEnvelope, parseEnvelope } from '../envelope/open.js';
 import { isRawPayload } from '../envelope/types.js';
 import { HEADERS, STREAMS } from '../wire/names.js';
+import { recordOperatorAction } from '../runtime/operator-audit.js';
 import { connectOperator, layout } from '../runtime/data-dir.js';
 
 interface StoredPart {
@@ -118,6 +119,15 @@ export async function runQuarantineShow(config: BrokerConfig, id: string, opts: 
         (await existingBrokerSecrets(config)).quarantineKey,
       );
       const brokerKeys = await openServiceKeys(keysDir, BROKER_ID, configuredKeyProtection(config));
+      // The original may hold PHI: recorded before it is shown.
+      await recordOperatorAction(config, nc, 'read', {
+        action: 'quarantine-decrypt',
+        object: { kind: 'quarantine-record', id: record.id },
+        details: [
+          ['code', record.code],
+          ...(record.sender === undefined ? [] : [['sender', record.sender] as [string, string]]),
+        ],
+      });
       process.stdout.write(
         `subject: ${original.subject}\n${describeOriginal(original.data, brokerKeys, readJwks(keysDir))}\n`,
       );

@@ -11,6 +11,7 @@ import { patientPseudonym } from '../registry/pseudonym.js';
 import type { RegistryRecord } from '../registry/record.js';
 import { RegistryStore } from '../registry/store.js';
 import { connectOperator, loadConfiguredCatalog } from '../runtime/data-dir.js';
+import { recordOperatorAction } from '../runtime/operator-audit.js';
 
 /** One row per service and role, as `registry show` prints them. */
 export interface HoldingRow {
@@ -78,6 +79,12 @@ export async function runRegistryShow(
   try {
     const store = await RegistryStore.open(nc, config.replicas);
     const rows = holdingRows(await store.get(pseudonym));
+    // Which services hold the patient's data is itself about the patient: recorded before it is shown.
+    await recordOperatorAction(config, nc, 'read', {
+      action: 'registry-show',
+      patientPseudonym: pseudonym,
+      details: [['services', String(new Set(rows.map((r) => r.service)).size)]],
+    });
     out.write(
       opts.json
         ? `${JSON.stringify({ patient: pseudonym, match: catalog.patients.match, services: rows })}\n`

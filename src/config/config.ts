@@ -30,6 +30,14 @@ export const configSchema = z.strictObject({
    * one. `admin`: every command as the admin (break-glass; the admin is otherwise for provisioning alone).
    */
   operatorIdentity: z.enum(['auto', 'auditor', 'operator', 'admin']).default('auto'),
+  /**
+   * The person running an operator command, recorded as the user agent of its AuditEvent (`PHI_BROKER_OPERATOR`,
+   * `--operator`); unset: the operating-system user (docs/audit.md, "Operator actions").
+   */
+  operator: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, 'letters, digits and . _ @ -, at most 64')
+    .optional(),
   subjectsDir: z.string().min(1).default('subjects'),
   profilesDir: z.string().min(1).default('fhir-profiles'),
   /** Largest envelope accepted on ingest, bytes; larger ones are rejected E_TOO_LARGE (the streams take any size NATS carries). */
@@ -292,6 +300,7 @@ export const CONFIG_ENV = {
   NATS_URL: 'natsUrl',
   PHI_BROKER_NATS_TLS_DIR: 'natsTlsDir',
   PHI_BROKER_OPERATOR_IDENTITY: 'operatorIdentity',
+  PHI_BROKER_OPERATOR: 'operator',
   PHI_BROKER_MAX_MESSAGE_BYTES: 'maxMessageBytes',
   PHI_BROKER_CLOCK_SKEW_MS: 'clockSkewMs',
   PHI_BROKER_DUPLICATE_WINDOW_MS: 'duplicateWindowMs',

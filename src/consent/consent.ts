@@ -3,8 +3,8 @@
 // nested `deny` provision per kind of denial — recipients (provision.actor, role IRCP), purposes of use
 // (provision.purpose, v3-ActReason) and sensitivity labels (provision.securityLabel, v3-ActCode). Repeats inside
 // one element are alternatives and nested provisions are exceptions to the base, so the Consent says exactly
-// what the broker enforces: a delivery is stopped when ANY denial matches. Revoking sets status `inactive`
-// (the Consent stays, with its history, as evidence). Consent.patient names the patient under the catalog's
+// what the broker enforces: a delivery is stopped when ANY denial matches. Revoking sets status `inactive` and
+// provision.period.end (the Consent stays, with its history, as evidence). Consent.patient names the patient under the catalog's
 // canonical rule (src/registry/patient-key.ts): a literal `Patient/<id>` for `match: reference`, a logical
 // reference by identifier (`{ type: Patient, identifier: { system, value } }`) for `match: identifier` — so the
 // Consent resolves, as any resource in the Patient compartment does, to the patient the broker keys it under.
@@ -229,9 +229,24 @@ export function restrictionOf(consent: Consent): Restriction {
   return { id: consent.id ?? '', active: consent.status === 'active', recipients, purposes, labels, all: false };
 }
 
-/** The Consent with status `inactive` (FHIR R4 consent-state-codes: no longer in force). */
-export function revokedConsent(consent: Consent): Consent {
-  return { ...consent, status: 'inactive' };
+/**
+ * The Consent with status `inactive` (R4 consent-state-codes: no longer in force) and the time it ended as
+ * `provision.period.end` — the period its rules applied; Consent.dateTime stays when it was agreed (R4: "when this
+ * Consent was issued"), so a revocation never overwrites it.
+ */
+export function revokedConsent(consent: Consent, at: number): Consent {
+  const provision = consent.provision ?? { type: 'permit' as const };
+  return {
+    ...consent,
+    status: 'inactive',
+    provision: {
+      ...provision,
+      period: {
+        ...(consent.dateTime === undefined ? {} : { start: consent.dateTime }),
+        end: new Date(at).toISOString(),
+      },
+    },
+  };
 }
 
 /** A stand-in for a stored restriction that could not be read or checked: it denies everything (fail closed). */

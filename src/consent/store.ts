@@ -97,7 +97,7 @@ export class ConsentStore {
     const stored = kvKey === undefined ? undefined : await this.read(kvKey);
     if (kvKey === undefined || stored === undefined) throw unknown;
     if (stored.consent.status !== 'active') return { ...stored, changed: false };
-    const consent = revokedConsent(stored.consent);
+    const consent = revokedConsent(stored.consent, this.now());
     const revision = await this.kv.update(kvKey, sealConsentValue(this.key, kvKey, consent), stored.revision);
     return { consent, revision, changed: true };
   }

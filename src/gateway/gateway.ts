@@ -136,6 +136,7 @@ export class Gateway {
       signer: opts.auditSigner,
       logger,
       now,
+      recorder: 'gateway',
     });
     // Every notification and $events read is an AuditEvent in this gateway's chain, stored before it returns.
     const disclosed = async (

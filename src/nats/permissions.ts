@@ -307,12 +307,32 @@ function adminPermissions(): IdentityPermissions {
     user: natsUser(ADMIN_IDENTITY),
     inboxPrefix: inbox,
     publish: {
-      allow: [jsApi.all, jsApi.flowControlAny, jsApi.kv(KV_BUCKETS.consent), subjects.accessControl],
+      allow: [
+        jsApi.all,
+        jsApi.flowControlAny,
+        jsApi.kv(KV_BUCKETS.consent),
+        subjects.accessControl,
+        ...operatorAuditAppend(),
+      ],
       deny: [],
     },
     subscribe: { allow: [`${inbox}.>`], deny: [] },
     allowResponses: false,
   };
+}
+
+/**
+ * What an operator command needs to record its compliance action on a chain of its own (src/runtime/operator-audit.ts):
+ * append to `phi.audit.cli.<id>` and witness its heads on `phi.witness.audit.cli.<id>` — never a broker's or gateway's
+ * chain, so an operator can neither insert into one nor halt its writer — and read
+ * a chain's last record and last witnessed head (message get, last by subject). Nothing else of the audit streams.
+ */
+function operatorAuditAppend(): string[] {
+  return [
+    subjects.operatorAuditAll,
+    subjects.operatorWitnessAll,
+    ...[STREAMS.audit, STREAMS.auditWitness].flatMap((s) => [jsApi.streamMsgGet(s), jsApi.directGet(s)]),
+  ];
 }
 
 /** The streams the read-only operator commands read (src/cli/audit.ts, disclosures.ts, quarantine.ts). */
@@ -357,7 +377,10 @@ function operatorReads(): string[] {
  */
 const OPERATOR_MANAGEMENT: readonly string[] = MANAGEMENT.filter((s) => s !== jsApi.streamNames);
 
-/** The read-only operator commands: operatorReads and nothing else (no data subject, no management, no phi.control.access). */
+/**
+ * The read-only operator commands: operatorReads, and the audit record of what they read (operatorAuditAppend); no
+ * data subject, no management, no phi.control.access.
+ */
 function auditorPermissions(): IdentityPermissions {
   const inbox = identityInbox(AUDITOR_IDENTITY);
   return {
@@ -365,8 +388,16 @@ function auditorPermissions(): IdentityPermissions {
     user: natsUser(AUDITOR_IDENTITY),
     inboxPrefix: inbox,
     publish: {
-      allow: operatorReads(),
-      deny: [...OPERATOR_MANAGEMENT, '$JS.ACK.>', jsApi.kvAny, jsApi.objAny, 'phi.>'],
+      allow: [...operatorReads(), ...operatorAuditAppend()],
+      deny: [
+        ...OPERATOR_MANAGEMENT,
+        '$JS.ACK.>',
+        jsApi.kvAny,
+        jsApi.objAny,
+        subjects.ingestAll,
+        ...BROKER_SUBJECTS.filter((s) => s !== subjects.auditAll && s !== subjects.witnessAll),
+        subjects.requestAll,
+      ],
     },
     subscribe: { allow: [`${inbox}.>`], deny: ['$JS.>', jsApi.kvAny, jsApi.objAny, 'phi.>'] },
     allowResponses: false,
@@ -387,14 +418,16 @@ function operatorPermissions(): IdentityPermissions {
     user: natsUser(OPERATOR_IDENTITY),
     inboxPrefix: inbox,
     publish: {
-      allow: [...operatorReads(), jsApi.kv(KV_BUCKETS.consent), subjects.accessControl],
+      allow: [...operatorReads(), jsApi.kv(KV_BUCKETS.consent), subjects.accessControl, ...operatorAuditAppend()],
       deny: [
         ...OPERATOR_MANAGEMENT,
         '$JS.ACK.>',
         ...otherBuckets,
         jsApi.objAny,
         subjects.ingestAll,
-        ...BROKER_SUBJECTS.filter((s) => s !== subjects.accessControl),
+        ...BROKER_SUBJECTS.filter(
+          (s) => s !== subjects.accessControl && s !== subjects.auditAll && s !== subjects.witnessAll,
+        ),
         subjects.requestAll,
       ],
     },

@@ -64,6 +64,8 @@ export const ERROR_CODES = {
     'Another phi-broker process holds the data directory (its up.lock names a live process); a second embedded nats-server on one JetStream store would lose messages.',
   E_NATS_SERVER_FAILED:
     'The embedded nats-server could not be run: it exited and was not back within the restart bound, or a nats-server left on the same store would not stop.',
+  E_AUDIT_UNRECORDED:
+    'An operator command could not store the AuditEvent of its compliance action; a command that reads showed nothing, one that writes reports its change made but not audited.',
   E_AUDIT_INTEGRITY:
     'The audit trail is weaker or shorter than it must be: PHI_AUDIT or PHI_AUDIT_WITNESS has lost a setting (retention, deny delete/purge, storage, replicas), or a chain ends before its last witnessed head.',
   E_KV_CONTENDED:

@@ -83,6 +83,8 @@ export const BROKER_QUEUE = 'phi-broker';
 /** Raw (raw-mode) envelopes carry this in place of a resource type. */
 export { RAW_TYPE };
 const RAW_TOKEN = '_raw';
+/** Operator commands' audit chains: `phi.audit.cli.<id>`, a subject namespace of their own (src/nats/permissions.ts). */
+const OPERATOR_CHAIN_PREFIX = 'cli.';
 
 export const HEADERS = {
   /** JetStream de-duplication (NATS ADR-31): set to the message id. */
@@ -186,18 +188,15 @@ export const subjects = {
     return `phi.receipt.${service}`;
   },
   auditAll: 'phi.audit.>',
-  /** One broker instance's audit chain. */
-  audit: (instanceId: string): string => {
-    if (!INSTANCE_ID_PATTERN.test(instanceId)) throw new TypeError(`not an instance id: ${JSON.stringify(instanceId)}`);
-    return `phi.audit.${instanceId}`;
-  },
+  /** One audit chain: a broker's or gateway's instance id, or `cli.<id>` for an operator command's (assertChain). */
+  audit: (chain: string): string => `phi.audit.${assertChain(chain)}`,
+  /** The operator commands' own chains: all the audit stream the operator and auditor identities may append to. */
+  operatorAuditAll: `phi.audit.${OPERATOR_CHAIN_PREFIX}*`,
   /** Witnessed heads of the audit chains (stream PHI_AUDIT_WITNESS); outside phi.audit.> so PHI_AUDIT never holds them. */
   witnessAll: 'phi.witness.audit.>',
-  /** The witnessed heads of one broker instance's audit chain. */
-  witness: (instanceId: string): string => {
-    if (!INSTANCE_ID_PATTERN.test(instanceId)) throw new TypeError(`not an instance id: ${JSON.stringify(instanceId)}`);
-    return `phi.witness.audit.${instanceId}`;
-  },
+  /** The witnessed heads of one audit chain. */
+  witness: (chain: string): string => `phi.witness.audit.${assertChain(chain)}`,
+  operatorWitnessAll: `phi.witness.audit.${OPERATOR_CHAIN_PREFIX}*`,
   alertAll: 'phi.alert.>',
   /** Core NATS (not stored): an alert rule fired (src/audit/alerts.ts). */
   alert: (rule: string): string => {
@@ -205,6 +204,17 @@ export const subjects = {
     return `phi.alert.${rule}`;
   },
 } as const;
+
+/** The chain name an operator command writes under: `cli.<instance id>` (subject `phi.audit.cli.<id>`). */
+export function operatorChain(instanceId: string): string {
+  return assertChain(`${OPERATOR_CHAIN_PREFIX}${instanceId}`);
+}
+
+function assertChain(chain: string): string {
+  const id = chain.startsWith(OPERATOR_CHAIN_PREFIX) ? chain.slice(OPERATOR_CHAIN_PREFIX.length) : chain;
+  if (!INSTANCE_ID_PATTERN.test(id)) throw new TypeError(`not an audit chain: ${JSON.stringify(chain)}`);
+  return chain;
+}
 
 export interface IngestSubject {
   readonly service: string;

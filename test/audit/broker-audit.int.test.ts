@@ -120,7 +120,7 @@ it('the Patient: accepted from registration, delivered to each subscriber with i
 it('the Observation: delivered to ehr, withheld from analytics with the code and path, both about the same patient', () => {
   const evs = about(ids.observation);
   expect(evs.map((e) => [e.outcome, recipient(e) ?? null])).toEqual([
-    ['0', 'broker'],
+    ['0', instanceId], // accepted: the broker (its who is source.observer) is the destination
     ['0', 'ehr'],
     ['4', 'analytics'],
   ]);

@@ -124,7 +124,7 @@ describe('buildAuditEvent', () => {
     const e = byKind('access');
     expect(e.agent.map((a) => [a.who?.identifier?.value, a.requestor, a.type?.coding?.[0]?.code])).toEqual([
       ['patient-portal', true, '110153'],
-      ['broker', false, '110150'],
+      ['host-1-abcdef', false, '110150'],
       ['billing', false, '110152'],
       ['ehr', false, '110152'],
     ]);
@@ -142,7 +142,7 @@ describe('buildAuditEvent', () => {
     ]);
     expect(e.agent.map((a) => [a.who?.identifier?.value, a.requestor])).toEqual([
       ['billing', true],
-      ['broker', false],
+      ['host-1-abcdef', false],
     ]);
     expect(e.entity?.map((x) => x.what?.identifier?.value)).toEqual([subject.messageId]);
     expect(e.purposeOfEvent?.[0]?.coding?.[0]?.code).toBe('PATRQT');
@@ -161,13 +161,16 @@ describe('buildAuditEvent', () => {
       type: { coding: [{ code: '110153' }] },
     });
     expect(e.agent[1]).toMatchObject({
-      who: { identifier: { value: 'broker' } },
+      who: { identifier: { system: 'urn:phi-broker:instance', value: 'host-1-abcdef' } },
       requestor: false,
       network: { address: 'broker-host', type: '1' },
     });
     const entities = e.entity ?? [];
     expect(entities[0]).toEqual({
-      what: { identifier: { system: 'urn:phi-broker:patient-pseudonym', value: patientPseudonym(secrets, PATIENT) } },
+      what: {
+        type: 'Patient',
+        identifier: { system: 'urn:phi-broker:patient-pseudonym', value: patientPseudonym(secrets, PATIENT) },
+      },
       type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '1', display: 'Person' },
       role: { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '1', display: 'Patient' },
     });

@@ -163,6 +163,8 @@ describe('a security incident as an AuditEvent', () => {
           network: { address: '127.0.0.1', type: '2' },
         },
         { who: { identifier: { system: 'urn:phi-broker:component', value: 'nats-server' } }, requestor: false },
+        // The broker that recorded it (BALP val-audit-source: its who is source.observer).
+        { who: { identifier: { system: 'urn:phi-broker:instance', value: 'b-1' } }, requestor: false },
       ],
       source: { observer: { identifier: { system: 'urn:phi-broker:instance', value: 'b-1' } } },
       entity: [

@@ -105,13 +105,21 @@ it('verify: a forged copy is reported at the altered sequence (exit 1)', async (
 it('query --patient: every event about that patient, matched by its pseudonym', async () => {
   const r = await cli('audit', 'query', '--patient', 'Patient/pat-cli-1', '--json');
   expect(r.code).toBe(0);
-  const events = ndjson(r.stdout);
+  const all = ndjson(r.stdout);
+  // The query records itself first (an operator action about that patient, docs/audit.md "Operator actions").
+  expect(all[all.length - 1]?.subtype).toContainEqual({
+    system: 'urn:phi-broker:operator-action',
+    code: 'audit-query',
+  });
+  const events = all.slice(0, -1);
   // Patient: accepted + one delivery per subscriber; Observation about the same patient: the same.
   expect(events).toHaveLength(1 + patientTypes + 1 + observationSubscribers);
   const pseudonym = patientPseudonym(stack.secrets, 'Patient/pat-cli-1');
   expect(events.every((e) => e.entity?.some((x) => x.what?.identifier?.value === pseudonym))).toBe(true);
   for (const e of events) expect(() => validateResource(e, DEFAULT_VALIDATION_LIMITS)).not.toThrow();
-  expect(ndjson((await cli('audit', 'query', '--patient', 'Patient/pat-cli-9', '--json')).stdout)).toEqual([]);
+  // A patient nothing happened to: only the query's own record of itself.
+  const none = ndjson((await cli('audit', 'query', '--patient', 'Patient/pat-cli-9', '--json')).stdout);
+  expect(none.map((e) => e.subtype?.map((c) => c.code))).toEqual([['audit-query']]);
 });
 
 it('query --service, --outcome, --since/--until select what they say', async () => {
@@ -151,7 +159,8 @@ it('export writes a FHIR R4 collection Bundle of the selected events', async () 
   const r = await cli('audit', 'export', '--since', '1d', '--out', out);
   expect(r.code).toBe(0);
   const bundle = JSON.parse(readFileSync(out, 'utf8')) as Bundle<AuditEvent>;
-  const all = ndjson((await cli('audit', 'query', '--json')).stdout);
+  // The query after it holds one event more: its own record of itself (docs/audit.md "Operator actions").
+  const all = ndjson((await cli('audit', 'query', '--json')).stdout).slice(0, -1);
   expect(bundle).toMatchObject({ resourceType: 'Bundle', type: 'collection' });
   expect(bundle.entry?.map((e) => e.resource?.id)).toEqual(all.map((e) => e.id));
   expect(r.stdout).toContain(`wrote ${all.length} AuditEvent(s)`);

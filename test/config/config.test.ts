@@ -240,6 +240,7 @@ describe('configFromEnv', () => {
           'gatewayBaseUrl',
           'natsLogFile',
           'keyProviderFile',
+          'operator',
         )
         .sort(),
     );

@@ -20,6 +20,7 @@ import { restrictionCheck, securityLabels, type RestrictionPolicy } from '../../
 import { consentStoreKey, openConsentValue, sealConsentValue } from '../../src/consent/sealed.js';
 import { BrokerError } from '../../src/wire/errors.js';
 import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../../src/fhir/validate.js';
+import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 
 const SERVICES = new Set(['ehr', 'billing', 'partner-payer', 'analytics']);
 const ID = '3f0c2d4e-1a2b-4c3d-8e9f-0123456789ab';
@@ -152,7 +153,12 @@ describe('buildConsent', () => {
 
   it('revoking makes it inactive; a shape it does not write (two kinds in one deny provision) is refused', () => {
     const c = buildConsent({ ...base, denyRecipients: ['billing'] }, SERVICES, BY_REF);
-    expect(restrictionOf(checkConsent(revokedConsent(c), BY_REF)).active).toBe(false);
+    const revoked = revokedConsent(c, Date.parse('2026-02-01T00:00:00Z'));
+    expect(restrictionOf(checkConsent(revoked, BY_REF)).active).toBe(false);
+    // When it ended: provision.period.end; dateTime (when it was agreed) is kept.
+    expect(revoked.provision?.period).toEqual({ start: c.dateTime, end: '2026-02-01T00:00:00.000Z' });
+    expect(revoked.dateTime).toBe(c.dateTime);
+    expect(fhirSchemaErrors(revoked)).toEqual([]);
     const combined: Consent = {
       ...c,
       provision: {

@@ -27,6 +27,7 @@ import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { GATEWAY_IDENTITY } from '../../src/tls/identity.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
+import { balpProblems } from '../helpers/balp.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { ROOT, Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
 
@@ -533,6 +534,8 @@ describe('audit and logs', () => {
     expect(events.get('gw-inbound-2')?.length).toBe(sent.get(gw2));
     const all = [...events.values()].flat();
     for (const e of all) expect(fhirSchemaErrors(e)).toEqual([]);
+    // IHE BALP rules (test/helpers/balp.ts), as for every other kind in test/audit/balp.int.test.ts.
+    expect(all.flatMap((e) => balpProblems(e).map((m) => `${e.id ?? ''}: ${m}`))).toEqual([]);
     const authenticated = all.filter((e) => e.agent.some((a) => a.who?.identifier?.value === 'partner-payer'));
     expect(authenticated.length).toBe(all.length - 2); // the two refused tokens name no partner
     expect(JSON.stringify(all)).not.toContain(PLANTED);

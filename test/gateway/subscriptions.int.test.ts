@@ -23,6 +23,7 @@ import { TOPIC_BASE } from '../../src/gateway/subscriptions/model.js';
 import { SIGNATURE_HEADER } from '../../src/gateway/subscriptions/worker.js';
 import { GATEWAY_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
+import { balpProblems } from '../helpers/balp.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { ROOT, Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
 
@@ -446,6 +447,8 @@ describe('R4 topic-based Subscriptions (Backport IG)', () => {
     await nc.close();
     const disclosures = events.filter((e) => e.subtype?.[0]?.code === 'disclose');
     for (const e of disclosures) expect(fhirSchemaErrors(e)).toEqual([]);
+    // IHE BALP rules (test/helpers/balp.ts), as for every other kind in test/audit/balp.int.test.ts.
+    expect(disclosures.flatMap((e) => balpProblems(e).map((m) => `${e.id ?? ''}: ${m}`))).toEqual([]);
     expect(JSON.stringify(events)).not.toContain(PLANTED);
     const numbersOf = (e: AuditEvent): string =>
       e.entity?.find((x) => x.what?.identifier?.value === subId)?.detail?.find((d) => d.type === 'event-numbers')

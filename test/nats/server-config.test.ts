@@ -26,6 +26,15 @@ function subscribedTypes(service: string): string[] {
     .map((t) => t.resourceType);
 }
 
+const OPERATOR_AUDIT = [
+  'phi.audit.cli.*',
+  'phi.witness.audit.cli.*',
+  '$JS.API.STREAM.MSG.GET.PHI_AUDIT',
+  '$JS.API.DIRECT.GET.PHI_AUDIT',
+  '$JS.API.STREAM.MSG.GET.PHI_AUDIT_WITNESS',
+  '$JS.API.DIRECT.GET.PHI_AUDIT_WITNESS',
+];
+
 describe('natsPermissions', () => {
   it('one user per catalog service, plus the broker, the admin, the operator, the auditor and the gateway, each mapped from its certificate subject', () => {
     expect(perms.map((p) => p.user).sort()).toEqual(
@@ -230,20 +239,28 @@ describe('natsPermissions', () => {
     expect(g?.allowResponses).toBe(false);
   });
 
-  it('the admin has the JetStream API, consent writes and the access commands, and nothing else of phi.* (it runs nothing else)', () => {
+  it('the admin has the JetStream API, consent writes, the access commands and its own audit chains, and nothing else of phi.* (it runs nothing else)', () => {
     const a = perms.find((p) => p.identity.kind === 'admin');
-    expect(a?.publish.allow).toEqual(['$JS.API.>', '$JS.FC.>', '$KV.phi_consent.>', 'phi.control.access']);
+    expect(a?.publish.allow).toEqual([
+      '$JS.API.>',
+      '$JS.FC.>',
+      '$KV.phi_consent.>',
+      'phi.control.access',
+      ...OPERATOR_AUDIT,
+    ]);
     expect(a?.subscribe.allow).toEqual(['_INBOX._admin.>']);
   });
 
-  it('the auditor reads PHI_AUDIT, PHI_DISCLOSURES, PHI_QUARANTINE and the registry, access and consent buckets, and writes nothing', () => {
+  it('the auditor reads PHI_AUDIT, PHI_DISCLOSURES, PHI_QUARANTINE and the registry, access and consent buckets, and writes only the audit record of its own reads', () => {
     const a = perms.find((p) => p.identity.kind === 'auditor');
     if (a === undefined) throw new Error('no auditor');
     expect(a.inboxPrefix).toBe('_INBOX._auditor');
     expect(a.subscribe.allow).toEqual(['_INBOX._auditor.>']);
     expect(a.allowResponses).toBe(false);
-    // Nothing of phi.*, KV or object store data subjects, acks, or the management API is allowed …
-    for (const s of a.publish.allow)
+    // Of phi.*, only the operator commands' own audit chains (phi.audit.cli.<id>), never a broker's chain …
+    expect(a.publish.allow.filter((s) => s.startsWith('phi.'))).toEqual(['phi.audit.cli.*', 'phi.witness.audit.cli.*']);
+    // … and nothing of KV or object store data subjects, acks, or the management API is allowed …
+    for (const s of a.publish.allow.filter((x) => !x.startsWith('phi.')))
       expect(s, s).toMatch(
         /^\$JS\.(API\.(INFO|STREAM\.(NAMES|INFO\.|MSG\.GET\.)|DIRECT\.GET\.|CONSUMER\.(CREATE|INFO|MSG\.NEXT)\.)|FC\.)/,
       );
@@ -258,7 +275,9 @@ describe('natsPermissions', () => {
       'KV_phi_consent',
       'OBJ_phi_access_answers',
     ]);
-    for (const s of a.publish.allow.filter((x) => x !== '$JS.API.INFO' && x !== '$JS.API.STREAM.NAMES')) {
+    for (const s of a.publish.allow.filter(
+      (x) => x !== '$JS.API.INFO' && x !== '$JS.API.STREAM.NAMES' && !x.startsWith('phi.'),
+    )) {
       const stream = s.startsWith('$JS.FC.')
         ? s.split('.')[2]
         : s
@@ -270,7 +289,12 @@ describe('natsPermissions', () => {
       expect(streams.has(stream ?? ''), s).toBe(true);
     }
     for (const d of [
-      'phi.>',
+      'phi.ingest.>',
+      'phi.deliver.>',
+      'phi.control.access',
+      'phi.access.>',
+      'phi.request.>',
+      'phi.disclosure.>',
       '$KV.>',
       '$O.>',
       '$JS.ACK.>',
@@ -313,12 +337,15 @@ describe('the operator identity (routine operator commands)', () => {
       '$KV.phi_seen.>',
       '$O.>',
       'phi.ingest.>',
-      'phi.audit.>',
-      'phi.witness.audit.>',
       'phi.deliver.>',
       'phi.request.>',
     ])
       expect(op.publish.deny, d).toContain(d);
+    // The audit streams: only the operator commands' own chains, never a broker's or gateway's (phi.audit.<id>).
+    expect(op.publish.allow.filter((s) => s.startsWith('phi.audit') || s.startsWith('phi.witness'))).toEqual([
+      'phi.audit.cli.*',
+      'phi.witness.audit.cli.*',
+    ]);
     // No allow reaches the management API (deny also wins, but an allow would be a mistake to find here).
     expect(
       op.publish.allow.filter((s) => /^\$JS\.API\.(STREAM\.(CREATE|UPDATE|DELETE|PURGE)|CONSUMER\.DELETE)/.test(s)),
