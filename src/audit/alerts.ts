@@ -13,6 +13,8 @@
 //   security-incidents N clients refused by nats-server (permission violations, refused TLS handshakes, failed
 //                     authentication; src/audit/incidents.ts) from one identity, or one address, within a window
 //   quarantine-quota  a sender went over its quarantine quota (a rejection answered E_QUARANTINE_QUOTA)
+//   key-revoked       a key of the directory was revoked (raised by the broker's directory watch)
+//   key-directory-refused a key directory entry failed its signature or rollback check (likewise)
 //   audit-unavailable the broker cannot append to its audit trail, so it delivers nothing (raised by the broker,
 //                     src/broker/broker.ts, not by a fact; recorded in the chain once the trail is writable again)
 // After a rule fires for an identity it stays quiet for `cooldownMs`, so a burst raises one alert, not one per
@@ -71,6 +73,9 @@ export const ALERT_RULE_NAMES = [
   // Raised by the audit trail's own periodic check (integrity.ts), not by a rule over facts.
   'audit-integrity',
   'audit-unavailable',
+  // Raised by the broker's key directory watch (docs/keys.md).
+  'key-revoked',
+  'key-directory-refused',
 ] as const;
 export type AlertRuleName = (typeof ALERT_RULE_NAMES)[number];
 
@@ -86,6 +91,7 @@ const AUTH_CODES: ReadonlySet<string> = new Set([
   'E_SIGNATURE',
   'E_SENDER_MISMATCH',
   'E_KEY_UNKNOWN',
+  'E_KEY_REVOKED',
   'E_NOT_AUTHORIZED',
   'E_REPLAY',
 ]);

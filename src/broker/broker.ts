@@ -30,6 +30,9 @@ import { envelopeHash } from '../envelope/provenance.js';
 import { MESSAGE_ID_PATTERN } from '../wire/ids.js';
 import { errorFields, errorStack, type Logger } from '../log/log.js';
 import { alertFact } from '../audit/trail.js';
+import type { Alert } from '../audit/alerts.js';
+import type { OperatorRootKey } from '../crypto/key-directory.js';
+import { syncKeyring, type KeyDirectoryWatch } from '../nats/key-directory.js';
 import { CONDITIONS, Health } from './health.js';
 import { HealthServer } from './health-server.js';
 import { BrokerMetrics } from './metrics.js';
@@ -81,6 +84,11 @@ export interface BrokerOptions {
   readonly health?: Health;
   /** Also export the standard process metrics (CPU, memory, event loop) on /metrics: for one broker per process (`up`). */
   readonly processMetrics?: boolean;
+  /**
+   * The key directory (docs/keys.md): loaded at start and watched, so rotations and revocations apply without a
+   * restart; `reloadOwnKeys` reads the broker's own key versions when a rotation of the broker names a new one.
+   */
+  readonly keyDirectory?: { readonly root: OperatorRootKey; readonly reloadOwnKeys?: () => readonly ServiceKeys[] };
 }
 
 export interface BrokerStats {
@@ -119,6 +127,8 @@ export class Broker {
     return this.audit;
   }
   private ownsAudit = false;
+  /** The key directory watch (opts.keyDirectory), stopped with the broker. */
+  private directory: KeyDirectoryWatch | undefined;
   /** Per-sender quarantine quota (config quarantineSender*): in this process's memory. */
   private readonly quarantineQuota: QuarantineQuota;
   private elementsOf: (profileUrl: string) => readonly string[] = () => [];
@@ -168,6 +178,37 @@ export class Broker {
     const { config, catalog, nc, logger } = opts;
     const routes = compileRoutes(catalog);
     const keyring = new Keyring(opts.keys, [...opts.peers]);
+    // Alerts need the audit trail, opened below: directory events before then are replayed once it is.
+    const early: Alert[] = [];
+    let raise = (a: Alert): void => void early.push(a);
+    const directory =
+      opts.keyDirectory === undefined
+        ? undefined
+        : await syncKeyring({
+            nc,
+            root: opts.keyDirectory.root,
+            keyring,
+            logger,
+            ...(opts.keyDirectory.reloadOwnKeys === undefined
+              ? {}
+              : { reloadOwnKeys: opts.keyDirectory.reloadOwnKeys }),
+            onApplied: (entry, applied, initial) => {
+              // A revocation applied while running is a security event; one found at start was alerted when it happened.
+              if (initial) return;
+              for (const kid of applied.newlyRevoked)
+                raise({
+                  rule: 'key-revoked',
+                  service: entry.party,
+                  detail: `key ${kid} revoked at ${entry.keys.find((k) => k.jwk.kid === kid)?.revokedAt ?? entry.issuedAt}: messages it signed stored from then on are rejected`,
+                });
+            },
+            onRefused: (party, error) =>
+              raise({
+                rule: 'key-directory-refused',
+                service: party,
+                detail: `${error.code}: ${error.message}`,
+              }),
+          });
     // Every subscriber needs a public encryption key before anything is routed to it; a missing one is a
     // deployment error found at start, not a rejection of some publisher's message later.
     const missing = subscriberServices(routes).filter((service) => {
@@ -179,6 +220,7 @@ export class Broker {
       }
     });
     if (missing.length > 0) {
+      directory?.stop();
       throw new BrokerError(
         'E_CONFIG_INVALID',
         `no public encryption key for subscriber(s): ${missing.join(', ')} (add them to the JWKS)`,
@@ -216,7 +258,10 @@ export class Broker {
     const pseudonymizers = new Map<string, (v: string) => string>();
     const ctx: PipelineContext = {
       keyring,
-      signer: opts.keys.sign,
+      // The current own key: a rotation of the broker (key directory) changes it while running.
+      get signer() {
+        return keyring.signer();
+      },
       routes,
       limits: DEFAULT_VALIDATION_LIMITS,
       maxMessageBytes: config.maxMessageBytes,
@@ -243,6 +288,9 @@ export class Broker {
     const broker = new Broker(opts, nc.jetstream(), pub, new ReplayCache(seen, pub), ctx, consent, registry);
     broker.audit = audit;
     broker.ownsAudit = opts.audit === undefined;
+    broker.directory = directory;
+    raise = (a) => audit.alert(a);
+    for (const a of early) raise(a);
     broker.elementsOf = profileElements(catalog);
     try {
       await broker.recordAudit(startFacts(catalog));
@@ -260,6 +308,7 @@ export class Broker {
       await broker.run();
     } catch (err) {
       broker.stopTimers();
+      directory?.stop();
       await broker.healthServer?.stop();
       throw err;
     }
@@ -439,6 +488,7 @@ export class Broker {
     await this.checking;
     await this.healthServer?.stop();
     await this.consent.stop();
+    this.directory?.stop();
     try {
       await this.audit.record([{ kind: 'broker-stop' }]);
       if (this.ownsAudit) await this.audit.close();
@@ -523,7 +573,7 @@ export class Broker {
       // Audit before disclosure: the message's AuditEvents (accepted, delivered, withheld) are stored — JetStream
       // acknowledged — before any delivery is published. A failure here publishes nothing (the message is retried).
       await this.recordAudit(
-        acceptedFacts(checked, seq, routed, this.elementsOf, this.opts.keys.sign.kid, this.resourcePseudonym),
+        acceptedFacts(checked, seq, routed, this.elementsOf, this.ctx.signer.kid, this.resourcePseudonym),
       );
       const stored: Promise<unknown>[] = [];
       for (const d of deliveries) {
@@ -708,7 +758,7 @@ export class Broker {
   private async sendReceipt(service: string, receipt: Receipt, seq: number): Promise<void> {
     const bytes = encodeReceipt(receipt);
     const h = natsHeaders();
-    const sig = signDetached(bytes, this.opts.keys.sign.secretKey);
+    const sig = signDetached(bytes, this.ctx.signer.secretKey);
     h.set(HEADERS.signature, Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64url'));
     await this.pub.publish(subjects.receipt(service), bytes, { msgID: `r-${seq}`, headers: h });
   }

@@ -21,6 +21,7 @@ import { createLogger } from '../log/log.js';
 import { packageRoot } from '../runtime/package-root.js';
 import { parseSince, runDisclosures } from './disclosures.js';
 import { registerAuditCommands } from './audit.js';
+import { registerKeyCommands } from './keys.js';
 import { runPublish } from './publish.js';
 import { runQuarantineList, runQuarantineShow } from './quarantine.js';
 import { runRegistryShow } from './registry.js';
@@ -376,6 +377,8 @@ registerAuditCommands(
     .description('the tamper-evident audit trail in PHI_AUDIT: verify, query, export (docs/audit.md)'),
   (cmd) => configFrom(cmd.optsWithGlobals<GlobalOptions>()),
 );
+
+registerKeyCommands(program, (cmd) => configFrom(cmd.optsWithGlobals<GlobalOptions>()));
 
 const certs = program
   .command('certs')

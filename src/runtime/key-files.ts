@@ -3,7 +3,7 @@
 // OKP keys). Production deployments hold private keys elsewhere; these files are for `phi-broker up` and tests.
 // Synchronous on purpose: they run once at start-up, before any message.
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { SERVICE_ID_PATTERN } from '../wire/ids.js';
 import { BrokerError } from '../wire/errors.js';
 import { privateJwks, publicJwk, recordsFromJwks, serviceKeysFromJwks } from '../crypto/jwk.js';
@@ -46,14 +46,19 @@ function readJson(file: string): unknown {
   }
 }
 
+/** Writes a private key file as JSON (mode 0600): every private key the key files hold goes through here. */
+export function writeKeyFile(file: string, json: unknown): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  writeAtomic(file, `${JSON.stringify(json, null, 2)}\n`, 0o600);
+}
+
 /** Writes a service's private key file (mode 0600); several versions are written current first. */
 export function writeServiceKeys(dir: string, keys: ServiceKeys | readonly ServiceKeys[]): void {
   const list = Array.isArray(keys) ? (keys as readonly ServiceKeys[]) : [keys as ServiceKeys];
   const first = list[0];
   if (first === undefined || list.some((k) => k.service !== first.service))
     throw new TypeError('writeServiceKeys: one or more versions of one service');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writeAtomic(privateKeyFile(dir, first.service), `${JSON.stringify(privateJwks(list), null, 2)}\n`, 0o600);
+  writeKeyFile(privateKeyFile(dir, first.service), privateJwks(list));
 }
 
 /** Every key version of a service, highest first; E_KEY_UNKNOWN when the file does not exist. */

@@ -21,6 +21,7 @@ import {
   streamSettings,
 } from '../nats/setup.js';
 import { jsApi } from '../nats/jetstream-api.js';
+import { ensureKeyDirectoryBucket } from '../nats/key-directory.js';
 import { KV_BUCKETS, OBJECT_STORES } from '../wire/names.js';
 import { loadCatalog } from './catalog-dir.js';
 
@@ -55,10 +56,13 @@ export async function provisionStreams(
   await ensureRegistryBucket(adminNc, replicas);
   await ensureAccessBuckets(adminNc, replicas);
   await ensureGatewayJtiBucket(adminNc, replicas);
+  await ensureKeyDirectoryBucket(adminNc, replicas);
   // views.kv / views.os bind to an existing bucket unchanged: scale the ones provisioned with another count.
   const jsm = await adminNc.jetstreamManager();
   for (const stream of [
-    ...[KV_BUCKETS.consent, KV_BUCKETS.registry, KV_BUCKETS.access, KV_BUCKETS.gatewayJti].map(jsApi.kvStream),
+    ...[KV_BUCKETS.consent, KV_BUCKETS.registry, KV_BUCKETS.access, KV_BUCKETS.gatewayJti, KV_BUCKETS.keys].map(
+      jsApi.kvStream,
+    ),
     jsApi.objStream(OBJECT_STORES.accessAnswers),
   ]) {
     await ensureBucketReplicas(jsm, stream, replicas);

@@ -33,6 +33,8 @@ export const KV_BUCKETS = {
    * the jti>`, with a TTL past any assertion's exp plus the allowed skew: a jti is used once across all gateways.
    */
   gatewayJti: 'phi_gateway_jti',
+  /** The key directory (docs/keys.md): per party (service, broker, partner), its public JWKS with key status, as a JWS signed by the operator root key. */
+  keys: 'phi_keys',
 } as const;
 
 /** JetStream Object Store buckets (NATS ADR-20). */
