@@ -89,6 +89,8 @@ export interface BrokerOptions {
    * restart; `reloadOwnKeys` reads the broker's own key versions when a rotation of the broker names a new one.
    */
   readonly keyDirectory?: { readonly root: OperatorRootKey; readonly reloadOwnKeys?: () => readonly ServiceKeys[] };
+  /** The clock a retiring key's notAfter is checked against; default `now` (tests pass the end of an overlap). */
+  readonly keyClock?: () => number;
 }
 
 export interface BrokerStats {
@@ -178,6 +180,7 @@ export class Broker {
     const { config, catalog, nc, logger } = opts;
     const routes = compileRoutes(catalog);
     const keyring = new Keyring(opts.keys, [...opts.peers]);
+    keyring.now = opts.keyClock ?? opts.now ?? Date.now;
     // Alerts need the audit trail, opened below: directory events before then are replayed once it is.
     const early: Alert[] = [];
     let raise = (a: Alert): void => void early.push(a);
@@ -500,6 +503,22 @@ export class Broker {
     }
   }
 
+  /**
+   * checkEnvelope; on E_KEY_UNKNOWN, the sender's key directory entry is read once more and the check repeated: a
+   * publisher that rotated may sign with its new key a moment before this broker's watch applies the entry.
+   */
+  private async checkWithDirectory(input: IngestMessage): Promise<CheckedEnvelope> {
+    try {
+      return this.metrics.time('verify', () => checkEnvelope(input, this.ctx));
+    } catch (err) {
+      const sender = parseIngestSubject(input.subject)?.service;
+      if (this.directory === undefined || sender === undefined || !isBrokerError(err) || err.code !== 'E_KEY_UNKNOWN')
+        throw err;
+      if (!(await this.directory.refresh(sender))) throw err;
+      return this.metrics.time('verify', () => checkEnvelope(input, this.ctx));
+    }
+  }
+
   private async handle(m: JsMsg): Promise<void> {
     const log = this.opts.logger;
     const input: IngestMessage = {
@@ -521,7 +540,7 @@ export class Broker {
     }
     let checked: CheckedEnvelope | undefined;
     try {
-      checked = this.metrics.time('verify', () => checkEnvelope(input, this.ctx));
+      checked = await this.checkWithDirectory(input);
       const routed = await this.routeWhileClaiming(checked, seq);
       const { deliveries, withheld, restricted } = routed;
       // routeMessage has already refused an unresolved patient (when the catalog says so) before sealing any copy.

@@ -83,6 +83,8 @@ export interface KeyDirectoryHandlers {
 /** A running watch of the directory. Start resolves once every stored entry has been applied. */
 export class KeyDirectoryWatch {
   readonly #seq = new Map<string, number>();
+  /** The KV revision applied per party: a refresh may run ahead of the watch, which then skips what it passed. */
+  readonly #revision = new Map<string, number>();
   #iterator: QueuedIterator<KvEntry> | undefined;
   #stopping = false;
 
@@ -102,6 +104,18 @@ export class KeyDirectoryWatch {
     const w = new KeyDirectoryWatch(kv, root, handlers, logger);
     await w.#watch();
     return w;
+  }
+
+  /**
+   * Reads one party's entry now and applies it if newer than the one in force (as the watch would a moment later).
+   * Resolves true when it applied something.
+   */
+  async refresh(party: string): Promise<boolean> {
+    const e = await this.kv.get(party);
+    if (e === null) return false;
+    const before = this.#seq.get(party);
+    this.#apply(e, false);
+    return this.#seq.get(party) !== before;
   }
 
   /** The seq in force per party. */
@@ -151,6 +165,8 @@ export class KeyDirectoryWatch {
 
   #apply(e: KvEntry, initial: boolean): void {
     const party = e.key;
+    if (e.revision <= (this.#revision.get(party) ?? 0)) return;
+    this.#revision.set(party, e.revision);
     try {
       if (e.operation !== 'PUT')
         throw new BrokerError(
@@ -162,7 +178,8 @@ export class KeyDirectoryWatch {
         );
       const entry = verifyEntry(party, e.string(), this.root);
       const inForce = this.#seq.get(party);
-      if (inForce !== undefined && entry.seq <= inForce)
+      if (inForce === entry.seq) return; // already applied (a refresh, then the watch)
+      if (inForce !== undefined && entry.seq < inForce)
         throw new BrokerError(
           'E_KEY_DIRECTORY_INVALID',
           `key directory entry ${party}: seq ${entry.seq} is not above ${inForce} in force (a rollback)`,
