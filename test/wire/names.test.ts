@@ -90,6 +90,7 @@ describe('subjects', () => {
       registry: 'phi_registry',
       access: 'phi_access',
       gatewayJti: 'phi_gateway_jti',
+      keys: 'phi_keys',
     });
     expect(OBJECT_STORES).toEqual({ accessAnswers: 'phi_access_answers' });
     expect(BROKER_CONSUMER).toBe('broker');
