@@ -19,5 +19,7 @@ export type { AccessRequestSummary } from './sdk/access-requests.js';
 export { BrokerError, ERROR_CODES, isBrokerError, isBrokerErrorCode } from './wire/errors.js';
 export type { BrokerErrorCode } from './wire/errors.js';
 export { initCrypto } from './crypto/sodium.js';
-export { readJwks, readServiceKeys } from './runtime/key-files.js';
+export { readJwks, readServiceKeyVersions, readServiceKeys } from './runtime/key-files.js';
+export { pinnedRootKey } from './crypto/key-directory.js';
+export type { OperatorRootKey } from './crypto/key-directory.js';
 export type { PublicKeyRecord, ServiceKeys } from './crypto/keys.js';

@@ -12,7 +12,9 @@ describe('public API', () => {
       'initCrypto',
       'isBrokerError',
       'isBrokerErrorCode',
+      'pinnedRootKey',
       'readJwks',
+      'readServiceKeyVersions',
       'readServiceKeys',
       'serviceConnectionOptions',
     ]);

@@ -235,8 +235,7 @@ describe('a tampered directory entry', () => {
     expect(await receipts.next(forgedKid)).toMatchObject({ status: 'accepted' });
     // Readers refuse it too: the operator's list fails with the code rather than show the impostor's keys.
     await expect(listDirectory(operator, root)).rejects.toMatchObject({ code: 'E_KEY_DIRECTORY_INVALID' });
-    // Restore a valid entry (the operator re-signs the current state with a seq above the forged one is not needed:
-    // the watch keeps the last good seq, so the next rotation or revocation is applied normally).
+    // Put the last good entry back on top (its seq is the one in force, so readers skip it) for the next test.
     const restore = await stack.connectAs(ADMIN_IDENTITY, 'restore');
     const kv2 = await openKeyDirectoryBucket(restore);
     const history = await kv2.history({ key: 'registration' });
