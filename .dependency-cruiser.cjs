@@ -17,7 +17,8 @@ const MAY_IMPORT = {
   projection: ['wire', 'fhir', 'catalog'],
   'access/protocol': ['wire', 'crypto', 'fhir', 'catalog', 'envelope'],
   // The NATS edge: connections, stream setup, the embedded server, permissions.
-  nats: ['wire', 'config', 'log', 'tls', 'catalog'],
+  // crypto: the key directory's entries are verified where they are read (key-directory.ts).
+  nats: ['wire', 'crypto', 'config', 'log', 'tls', 'catalog'],
   // Services: patient rights and audit, over NATS.
   audit: ['wire', 'crypto', 'config', 'log', 'nats'],
   registry: ['wire', 'crypto', 'fhir', 'catalog', 'log', 'nats'],

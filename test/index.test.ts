@@ -14,7 +14,9 @@ describe('public API', () => {
       'isBrokerErrorCode',
       'keyProtection',
       'openServiceKeys',
+      'pinnedRootKey',
       'readJwks',
+      'readServiceKeyVersions',
       'readServiceKeys',
       'serviceConnectionOptions',
     ]);

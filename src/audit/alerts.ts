@@ -15,6 +15,8 @@
 //   quarantine-quota  a sender went over its quarantine quota (a rejection answered E_QUARANTINE_QUOTA)
 //   sender-throttled  a sender went over its rejection rate (raised by the broker once per sender per window,
 //                     src/broker/broker.ts, not by a fact)
+//   key-revoked       a key of the directory was revoked (raised by the broker's directory watch)
+//   key-directory-refused a key directory entry failed its signature or rollback check (likewise)
 //   audit-unavailable the broker cannot append to its audit trail, so it delivers nothing (raised by the broker,
 //                     src/broker/broker.ts, not by a fact; recorded in the chain once the trail is writable again)
 // After a rule fires for an identity it stays quiet for `cooldownMs`, so a burst raises one alert, not one per
@@ -75,6 +77,9 @@ export const ALERT_RULE_NAMES = [
   'audit-unavailable',
   // Raised by the broker once per sender per window of its rejection rate limit.
   'sender-throttled',
+  // Raised by the broker's key directory watch (docs/keys.md).
+  'key-revoked',
+  'key-directory-refused',
 ] as const;
 export type AlertRuleName = (typeof ALERT_RULE_NAMES)[number];
 
@@ -90,6 +95,7 @@ const AUTH_CODES: ReadonlySet<string> = new Set([
   'E_SIGNATURE',
   'E_SENDER_MISMATCH',
   'E_KEY_UNKNOWN',
+  'E_KEY_REVOKED',
   'E_NOT_AUTHORIZED',
   'E_REPLAY',
 ]);

@@ -179,6 +179,11 @@ export class AuditTrail {
     for (const alert of this.monitor.observe(facts)) this.raise(alert);
   }
 
+  /** Raises an alert found outside the facts (e.g. the key directory's): as `raise`. */
+  alert(alert: Alert): void {
+    this.raise(alert);
+  }
+
   /**
    * An alert: a pino warning, a core NATS message on `phi.alert.<rule>` (the AuditEvent JSON, for whoever
    * watches) and an AuditEvent in the chain. Not awaited by the caller: an alert never holds up a message.

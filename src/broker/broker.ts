@@ -31,6 +31,9 @@ import { envelopeHash } from '../envelope/provenance.js';
 import { MESSAGE_ID_PATTERN } from '../wire/ids.js';
 import { errorFields, errorStack, type Logger } from '../log/log.js';
 import { alertFact } from '../audit/trail.js';
+import type { Alert } from '../audit/alerts.js';
+import type { OperatorRootKey } from '../crypto/key-directory.js';
+import { syncKeyring, type KeyDirectoryWatch } from '../nats/key-directory.js';
 import { CONDITIONS, Health } from './health.js';
 import { HealthServer } from './health-server.js';
 import { BrokerMetrics } from './metrics.js';
@@ -89,6 +92,16 @@ export interface BrokerOptions {
   readonly health?: Health;
   /** Also export the standard process metrics (CPU, memory, event loop) on /metrics: for one broker per process (`up`). */
   readonly processMetrics?: boolean;
+  /**
+   * The key directory (docs/keys.md): loaded at start and watched, so rotations and revocations apply without a
+   * restart; `reloadOwnKeys` reads the broker's own key versions when a rotation of the broker names a new one.
+   */
+  readonly keyDirectory?: {
+    readonly root: OperatorRootKey;
+    readonly reloadOwnKeys?: () => readonly ServiceKeys[] | Promise<readonly ServiceKeys[]>;
+  };
+  /** The clock a retiring key's notAfter is checked against; default `now` (tests pass the end of an overlap). */
+  readonly keyClock?: () => number;
 }
 
 export interface BrokerStats {
@@ -127,6 +140,8 @@ export class Broker {
     return this.audit;
   }
   private ownsAudit = false;
+  /** The key directory watch (opts.keyDirectory), stopped with the broker. */
+  private directory: KeyDirectoryWatch | undefined;
   /** Per-sender quarantine quota (config quarantineSender*): in this process's memory. */
   private readonly quarantineQuota: QuarantineQuota;
   /** Per-sender rejection rate limit (config rejectionSender*): in this process's memory. */
@@ -186,6 +201,38 @@ export class Broker {
     const { config, catalog, nc, logger } = opts;
     const routes = compileRoutes(catalog);
     const keyring = new Keyring(opts.keys, [...opts.peers]);
+    keyring.now = opts.keyClock ?? opts.now ?? Date.now;
+    // Alerts need the audit trail, opened below: directory events before then are replayed once it is.
+    const early: Alert[] = [];
+    let raise = (a: Alert): void => void early.push(a);
+    const directory =
+      opts.keyDirectory === undefined
+        ? undefined
+        : await syncKeyring({
+            nc,
+            root: opts.keyDirectory.root,
+            keyring,
+            logger,
+            ...(opts.keyDirectory.reloadOwnKeys === undefined
+              ? {}
+              : { reloadOwnKeys: opts.keyDirectory.reloadOwnKeys }),
+            onApplied: (entry, applied, initial) => {
+              // A revocation applied while running is a security event; one found at start was alerted when it happened.
+              if (initial) return;
+              for (const kid of applied.newlyRevoked)
+                raise({
+                  rule: 'key-revoked',
+                  service: entry.party,
+                  detail: `key ${kid} revoked at ${entry.keys.find((k) => k.jwk.kid === kid)?.revokedAt ?? entry.issuedAt}: messages it signed stored from then on are rejected`,
+                });
+            },
+            onRefused: (party, error) =>
+              raise({
+                rule: 'key-directory-refused',
+                service: party,
+                detail: `${error.code}: ${error.message}`,
+              }),
+          });
     // Every subscriber needs a public encryption key before anything is routed to it; a missing one is a
     // deployment error found at start, not a rejection of some publisher's message later.
     const missing = subscriberServices(routes).filter((service) => {
@@ -197,6 +244,7 @@ export class Broker {
       }
     });
     if (missing.length > 0) {
+      directory?.stop();
       throw new BrokerError(
         'E_CONFIG_INVALID',
         `no public encryption key for subscriber(s): ${missing.join(', ')} (add them to the JWKS)`,
@@ -234,7 +282,10 @@ export class Broker {
     const pseudonymizers = new Map<string, (v: string) => string>();
     const ctx: PipelineContext = {
       keyring,
-      signer: opts.keys.sign,
+      // The current own key: a rotation of the broker (key directory) changes it while running.
+      get signer() {
+        return keyring.signer();
+      },
       routes,
       limits: DEFAULT_VALIDATION_LIMITS,
       maxMessageBytes: config.maxMessageBytes,
@@ -261,6 +312,9 @@ export class Broker {
     const broker = new Broker(opts, nc.jetstream(), pub, new ReplayCache(seen, pub), ctx, consent, registry);
     broker.audit = audit;
     broker.ownsAudit = opts.audit === undefined;
+    broker.directory = directory;
+    raise = (a) => audit.alert(a);
+    for (const a of early) raise(a);
     broker.elementsOf = profileElements(catalog);
     try {
       await broker.recordAudit(startFacts(catalog));
@@ -278,6 +332,7 @@ export class Broker {
       await broker.run();
     } catch (err) {
       broker.stopTimers();
+      directory?.stop();
       await broker.healthServer?.stop();
       throw err;
     }
@@ -491,6 +546,7 @@ export class Broker {
         },
         'throttle summaries could not be written before the stop; each message had its receipt',
       );
+    this.directory?.stop();
     try {
       await this.audit.record([{ kind: 'broker-stop' }]);
       if (this.ownsAudit) await this.audit.close();
@@ -499,6 +555,22 @@ export class Broker {
         { event: 'audit.stop.failed', ...errorFields(err) },
         'could not record the stop in the audit trail',
       );
+    }
+  }
+
+  /**
+   * checkEnvelope; on E_KEY_UNKNOWN, the sender's key directory entry is read once more and the check repeated: a
+   * publisher that rotated may sign with its new key a moment before this broker's watch applies the entry.
+   */
+  private async checkWithDirectory(input: IngestMessage): Promise<CheckedEnvelope> {
+    try {
+      return this.metrics.time('verify', () => checkEnvelope(input, this.ctx));
+    } catch (err) {
+      const sender = parseIngestSubject(input.subject)?.service;
+      if (this.directory === undefined || sender === undefined || !isBrokerError(err) || err.code !== 'E_KEY_UNKNOWN')
+        throw err;
+      if (!(await this.directory.refresh(sender))) throw err;
+      return this.metrics.time('verify', () => checkEnvelope(input, this.ctx));
     }
   }
 
@@ -523,7 +595,7 @@ export class Broker {
     }
     let checked: CheckedEnvelope | undefined;
     try {
-      checked = this.metrics.time('verify', () => checkEnvelope(input, this.ctx));
+      checked = await this.checkWithDirectory(input);
       const routed = await this.routeWhileClaiming(checked, seq);
       const { deliveries, withheld, restricted } = routed;
       // routeMessage has already refused an unresolved patient (when the catalog says so) before sealing any copy.
@@ -575,7 +647,7 @@ export class Broker {
       // Audit before disclosure: the message's AuditEvents (accepted, delivered, withheld) are stored — JetStream
       // acknowledged — before any delivery is published. A failure here publishes nothing (the message is retried).
       await this.recordAudit(
-        acceptedFacts(checked, seq, routed, this.elementsOf, this.opts.keys.sign.kid, this.resourcePseudonym),
+        acceptedFacts(checked, seq, routed, this.elementsOf, this.ctx.signer.kid, this.resourcePseudonym),
       );
       const stored: Promise<unknown>[] = [];
       for (const d of deliveries) {
@@ -869,7 +941,7 @@ export class Broker {
   private async sendReceipt(service: string, receipt: Receipt, seq: number): Promise<void> {
     const bytes = encodeReceipt(receipt);
     const h = natsHeaders();
-    const sig = signDetached(bytes, this.opts.keys.sign.secretKey);
+    const sig = signDetached(bytes, this.ctx.signer.secretKey);
     h.set(HEADERS.signature, Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64url'));
     await this.pub.publish(subjects.receipt(service), bytes, { msgID: `r-${seq}`, headers: h });
   }

@@ -106,7 +106,7 @@ export function checkEnvelope(msg: IngestMessage, ctx: PipelineContext): Checked
     });
   }
   // parseEnvelope has already refused a kid of another service than iss (E_SIGNATURE), and iss is the subject's.
-  verifyEnvelope(msg.data, msg.signature, ctx.keyring.signingPublicKey(env.kid));
+  verifyEnvelope(msg.data, msg.signature, ctx.keyring.signingPublicKey(env.kid, msg.storedAtMs));
   if (env.typ !== RAW_TYPE && !isResourceType(env.typ)) {
     throw new BrokerError('E_UNKNOWN_RESOURCE_TYPE', 'resourceType names no FHIR R4 resource', {
       path: 'resourceType',

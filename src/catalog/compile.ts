@@ -12,7 +12,14 @@ import { sortIssues } from './issues.js';
 import { compilePatients } from './patients.js';
 import { checkPartners, type PartnerAt } from './partner.js';
 import { checkProfile } from './profile-check.js';
-import { classificationSchema, profileSchema, serviceSchema, subjectsFileSchema, topicSchema } from './schema.js';
+import {
+  classificationSchema,
+  keyDirectorySchema,
+  profileSchema,
+  serviceSchema,
+  subjectsFileSchema,
+  topicSchema,
+} from './schema.js';
 import type { TopicInput } from './schema.js';
 import { DEFAULT_ACCESS_POLICY, DEFAULT_PATIENT_MATCH } from './types.js';
 import { BROKER_ID } from '../wire/ids.js';
@@ -20,6 +27,7 @@ import type {
   AccessPolicyDef,
   Catalog,
   ClassificationDef,
+  KeyDirectoryDef,
   PatientMatchDef,
   ProfileDef,
   ServiceDef,
@@ -93,6 +101,7 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
   let patients: { def: PatientMatchDef | undefined; file: string } | undefined;
   let accessAt: { requesters: readonly string[] | undefined; source: YamlSource } | undefined;
   const partnersAt: PartnerAt[] = [];
+  let keyDirectory: { def: KeyDirectoryDef; file: string } | undefined;
   for (const { source } of parsed.filter((p) => p.kind === 'subjects')) {
     const top = subjectsFileSchema.safeParse(source.data ?? {});
     if (!top.success) {
@@ -123,6 +132,21 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
         const r = parseAccess(source, top.data.access);
         issues.push(...r.issues);
         accessAt = { requesters: r.requesters, source };
+      }
+    }
+    if (top.data.keyDirectory !== undefined) {
+      const r = keyDirectorySchema.safeParse(top.data.keyDirectory);
+      if (keyDirectory !== undefined)
+        issues.push(
+          source.issue(
+            ['keyDirectory'],
+            `a second keyDirectory declaration (first in ${keyDirectory.file}; expected exactly one)`,
+          ),
+        );
+      else if (!r.success) issues.push(...zodIssues(source, ['keyDirectory'], r.error));
+      else {
+        const { kty, crv, x } = r.data.operatorRootKey;
+        keyDirectory = { def: Object.freeze({ operatorRootKey: Object.freeze({ kty, crv, x }) }), file: source.file };
       }
     }
     (top.data.services ?? []).forEach((raw, i) => {
@@ -312,6 +336,7 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
     classification,
     patients: patients?.def ?? DEFAULT_PATIENT_MATCH,
     access,
+    ...(keyDirectory === undefined ? {} : { keyDirectory: keyDirectory.def }),
   };
   const catalog: Catalog = Object.freeze({ ...body, hash: catalogHash(body) });
   return { catalog, issues: Object.freeze([]) };

@@ -28,6 +28,8 @@ export function catalogCanonicalJson(catalog: Omit<Catalog, 'hash'>): string {
     ...(catalog.access.requesters.length === 0
       ? {}
       : { access: { requesters: [...catalog.access.requesters].sort() } }),
+    // The key directory's trust anchor, when pinned: which operator may change every party's keys.
+    ...(catalog.keyDirectory === undefined ? {} : { keyDirectory: catalog.keyDirectory }),
   };
   const json = canonicalize(form);
   if (json === undefined) throw new TypeError('catalog has no JSON form');

@@ -106,11 +106,30 @@ export const subjectsFileSchema = z
     topics: z.record(z.string(), z.unknown()).optional(),
     patients: z.unknown().optional(),
     access: z.unknown().optional(),
+    keyDirectory: z.unknown().optional(),
   })
   .refine(
-    (f) => f.services !== undefined || f.topics !== undefined || f.patients !== undefined || f.access !== undefined,
-    'expected services, topics, patients and/or access',
+    (f) =>
+      f.services !== undefined ||
+      f.topics !== undefined ||
+      f.patients !== undefined ||
+      f.access !== undefined ||
+      f.keyDirectory !== undefined,
+    'expected services, topics, patients, access and/or keyDirectory',
   );
+
+/**
+ * The key directory's trust anchor (docs/keys.md; `keyDirectory:` in a subjects file): the public half of the
+ * operator root key, an Ed25519 JWK (RFC 8037), that every directory entry's JWS must verify under.
+ */
+export const keyDirectorySchema = z.strictObject({
+  operatorRootKey: z.strictObject({
+    kty: z.literal('OKP'),
+    crv: z.literal('Ed25519'),
+    x: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'expected a 32-byte Ed25519 public key in base64url'),
+    kid: z.string().min(1).optional(),
+  }),
+});
 
 /**
  * Right of access from the SDK (45 CFR 164.524; `access:` in a subjects file, e.g. subjects/access.yaml): the

@@ -171,6 +171,11 @@ export interface AccessPolicyDef {
 /** Without an `access:` declaration: no service may create access requests (operators still can, `access request`). */
 export const DEFAULT_ACCESS_POLICY: AccessPolicyDef = Object.freeze({ requesters: Object.freeze([]) });
 
+/** The key directory's pinned operator root key: an Ed25519 public key (32 bytes, from the JWK's `x`). */
+export interface KeyDirectoryDef {
+  readonly operatorRootKey: { readonly kty: 'OKP'; readonly crv: 'Ed25519'; readonly x: string };
+}
+
 export interface Catalog {
   readonly services: ReadonlyMap<string, ServiceDef>;
   readonly topics: ReadonlyMap<string, TopicDef>;
@@ -180,6 +185,8 @@ export interface Catalog {
   readonly patients: PatientMatchDef;
   /** Who may create right-of-access requests from the SDK. */
   readonly access: AccessPolicyDef;
+  /** The operator root key pinned for the key directory (docs/keys.md); absent: development, the data dir's. */
+  readonly keyDirectory?: KeyDirectoryDef;
   /** SHA-256 (hex) over the canonical form of everything above: recorded in the audit trail at start. */
   readonly hash: string;
 }

@@ -23,6 +23,7 @@ import { packageRoot } from '../runtime/package-root.js';
 import { parseSince, runDisclosures } from './disclosures.js';
 import { registerAuditCommands } from './audit.js';
 import { registerKeyProtectCommands } from './keys-protect.js';
+import { registerKeyCommands } from './keys.js';
 import { runPublish } from './publish.js';
 import { runQuarantineList, runQuarantineShow } from './quarantine.js';
 import { runRegistryShow } from './registry.js';
@@ -451,7 +452,7 @@ registerAuditCommands(
 );
 
 registerKeyProtectCommands(
-  program.command('keys').description('private key files: protection at rest (docs/keys-at-rest.md)'),
+  registerKeyCommands(program, (cmd) => configFrom(cmd.optsWithGlobals<GlobalOptions>())),
   (cmd) => configFrom(cmd.optsWithGlobals<GlobalOptions>()),
 );
 

@@ -7,14 +7,28 @@
 // server could not be kept running or the stop ran past its bound.
 import type { NatsConnection } from 'nats';
 import { AccessDesk } from '../access/desk/desk.js';
-import { Broker } from '../broker/broker.js';
+import { Broker, type BrokerOptions } from '../broker/broker.js';
+import type { Catalog } from '../catalog/types.js';
+import {
+  directoryRootKey,
+  ensureOperatorRootKey,
+  operatorRootFile,
+  publishDirectory,
+  signingRootKey,
+} from '../runtime/key-directory.js';
+import type { NatsTransport } from '../runtime/nats-transport.js';
 import { openBrokerSecrets } from '../runtime/broker-secrets.js';
 import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
-import { openServiceKeys } from '../runtime/key-files.js';
-import { announceKeyProtection, keysAtRest, registerKeyProtectionMetric } from '../runtime/key-protection.js';
+import { openServiceKeyVersions, openServiceKeys } from '../runtime/key-files.js';
+import {
+  announceKeyProtection,
+  keysAtRest,
+  registerKeyProtectionMetric,
+  type KeyProtection,
+} from '../runtime/key-protection.js';
 import { createLogger, errorFields, type Logger } from '../log/log.js';
-import { BROKER_IDENTITY } from '../tls/identity.js';
+import { ADMIN_IDENTITY, BROKER_IDENTITY } from '../tls/identity.js';
 import { openNatsTransport } from '../runtime/nats-transport.js';
 import { acquireDataDirLock, type DataDirLock } from '../runtime/data-dir-lock.js';
 import type { EmbeddedNats } from '../runtime/embedded-nats.js';
@@ -107,6 +121,50 @@ export async function runUp(
   }
 }
 
+/**
+ * The key directory (docs/keys.md): the development operator root key (created when missing, and said so), every
+ * party's keys published as the admin identity, and what the broker watches. Undefined when it cannot be published
+ * (NATS_URL without the admin identity): the broker then runs on jwks.json alone, and says so.
+ */
+async function publishKeyDirectory(
+  config: BrokerConfig,
+  catalog: Catalog,
+  keysDir: string,
+  transport: NatsTransport,
+  logger: Logger,
+  protection: KeyProtection,
+): Promise<BrokerOptions['keyDirectory']> {
+  const { created } = await ensureOperatorRootKey(keysDir, protection);
+  if (created)
+    process.stdout.write(
+      `phi-broker: created a DEVELOPMENT operator root key in ${operatorRootFile(keysDir)}; for production pin its public half in the catalog (keyDirectory.operatorRootKey, docs/keys.md) and keep the private half offline\n`,
+    );
+  const { root, pinned } = await directoryRootKey(catalog, keysDir, protection);
+  if (!pinned)
+    logger.warn(
+      { event: 'keys.root.development' },
+      "the catalog pins no operator root key: the key directory is verified under the data dir's development key",
+    );
+  try {
+    const admin = await transport.connect(ADMIN_IDENTITY, 'phi-broker keys publish');
+    try {
+      const signing = await signingRootKey(catalog, keysDir, protection);
+      const written = await publishDirectory(admin, catalog, keysDir, signing, { create: true, protection });
+      logger.info({ event: 'keys.directory.published', parties: written.length }, 'key directory published');
+    } finally {
+      await admin.close();
+    }
+  } catch (err) {
+    if (config.natsUrl === undefined) throw err;
+    logger.warn(
+      { event: 'keys.directory.unpublished', ...errorFields(err) },
+      'key directory not published (run `phi-broker keys publish`); the broker uses jwks.json only',
+    );
+    return undefined;
+  }
+  return { root, reloadOwnKeys: () => openServiceKeyVersions(keysDir, BROKER_ID, protection) };
+}
+
 interface Running {
   readonly readyLine: string;
   readonly nc: NatsConnection;
@@ -142,6 +200,7 @@ async function start(
   if (server !== undefined) onServer(server);
   // The broker identity over mTLS (streams provisioned beforehand by the admin identity: the embedded server's
   // start, or `phi-broker nats-provision` for NATS_URL); plaintext only with --insecure-plaintext.
+  const keyDirectory = await publishKeyDirectory(config, catalog, dir, transport, logger, protection);
   const nc = await transport.connect(BROKER_IDENTITY, 'phi-broker');
   let broker: Broker | undefined;
   let security: SecurityLog | undefined;
@@ -155,6 +214,7 @@ async function start(
       secrets,
       logger,
       processMetrics: true,
+      ...(keyDirectory === undefined ? {} : { keyDirectory }),
     });
     registerKeyProtectionMetric(broker.metrics.registry, protection);
     // Right of access (45 CFR 164.524): this broker process also serves phi.control.access and retries unanswered services.

@@ -24,7 +24,13 @@ export class Keyring {
   #records = new Map<string, PublicKeyRecord>();
   #ownEnc = new Map<string, EncryptionKeyPair>();
   #retired = new Set<string>();
+  /** Retiring kids (key directory, docs/keys.md): usable until this instant, then as retired. */
+  #notAfter = new Map<string, number>();
+  /** Revoked signing kids: nothing stored at or after this instant verifies. */
+  #revoked = new Map<string, number>();
   #keks = new Map<string, Kek>();
+  /** The clock notAfter is checked against (injected by tests). */
+  now: () => number = Date.now;
 
   constructor(own: ServiceKeys | readonly ServiceKeys[], peers: readonly PublicKeyRecord[] = []) {
     const list = Array.isArray(own) ? (own as readonly ServiceKeys[]) : [own as ServiceKeys];
@@ -70,7 +76,44 @@ export class Keyring {
   }
 
   isRetired(kid: string): boolean {
-    return this.#retired.has(kid);
+    return this.#retired.has(kid) || this.#pastNotAfter(kid);
+  }
+
+  /** A retiring kid: it keeps verifying and opening until `notAfterMs`, and is never chosen to sign or seal. */
+  retireAt(kid: string, notAfterMs: number): void {
+    if (!this.#records.has(kid)) throw unknownKey(kid);
+    this.#notAfter.set(kid, notAfterMs);
+  }
+
+  /** A revoked kid: messages stored at or after `revokedAtMs` under it are E_KEY_REVOKED; it never signs or seals. */
+  revoke(kid: string, revokedAtMs: number): void {
+    if (!this.#records.has(kid)) throw unknownKey(kid);
+    const before = this.#revoked.get(kid);
+    this.#revoked.set(kid, before === undefined ? revokedAtMs : Math.min(before, revokedAtMs));
+    this.#dropKeks(kid);
+  }
+
+  /** When `kid` was revoked, or undefined. */
+  revokedAt(kid: string): number | undefined {
+    return this.#revoked.get(kid);
+  }
+
+  /** A cached KEK one of whose keys has passed its notAfter: dropped, so the look-up refuses it. */
+  #overlapEnded(id: string): boolean {
+    if (this.#notAfter.size === 0) return false;
+    const ended = id.split('~').some((kid) => this.#pastNotAfter(kid));
+    if (ended) this.#keks.delete(id);
+    return ended;
+  }
+
+  #pastNotAfter(kid: string): boolean {
+    const notAfter = this.#notAfter.get(kid);
+    return notAfter !== undefined && this.now() >= notAfter;
+  }
+
+  /** Not retired, not past its overlap, not revoked: may sign or be sealed to. */
+  #current(kid: string): boolean {
+    return !this.#retired.has(kid) && !this.#notAfter.has(kid) && !this.#revoked.has(kid);
   }
 
   #dropKeks(kid: string): void {
@@ -79,28 +122,34 @@ export class Keyring {
 
   #record(kid: string): PublicKeyRecord {
     const record = this.#records.get(kid);
-    if (record === undefined || this.#retired.has(kid)) throw unknownKey(kid);
+    if (record === undefined || this.#retired.has(kid) || this.#pastNotAfter(kid)) throw unknownKey(kid);
     return record;
   }
 
-  /** The current own signing key (the first own version whose signing key is not retired). */
+  /** The current own signing key (the first own version whose signing key is neither retiring nor revoked). */
   signer(): SigningKeyPair {
-    const keys = this.#own.find((k) => !this.#retired.has(k.sign.kid));
+    const keys = this.#own.find((k) => this.#current(k.sign.kid));
     if (keys === undefined) throw unknownKey(`${this.service}:sig:*`);
     return keys.sign;
   }
 
   /** The current own encryption key. */
   ownEncryptionKey(): EncryptionKeyPair {
-    const keys = this.#own.find((k) => !this.#retired.has(k.enc.kid));
+    const keys = this.#own.find((k) => this.#current(k.enc.kid));
     if (keys === undefined) throw unknownKey(`${this.service}:enc:*`);
     return keys.enc;
   }
 
-  /** Ed25519 public key for a signing kid (own or peer). */
-  signingPublicKey(kid: string): Uint8Array {
+  /**
+   * Ed25519 public key for a signing kid (own or peer). With `storedAtMs` (when JetStream stored the message), a kid
+   * revoked at or before that instant is E_KEY_REVOKED; without it, any revoked kid is.
+   */
+  signingPublicKey(kid: string, storedAtMs?: number): Uint8Array {
     const record = this.#record(kid);
     if (record.use !== 'sig') throw unknownKey(kid);
+    const revokedAt = this.#revoked.get(kid);
+    if (revokedAt !== undefined && (storedAtMs === undefined || storedAtMs >= revokedAt))
+      throw new BrokerError('E_KEY_REVOKED', `key ${kid} was revoked before this message was stored`, { path: 'kid' });
     return record.publicKey;
   }
 
@@ -114,7 +163,7 @@ export class Keyring {
     let best: PublicKeyRecord | undefined;
     let bestVersion = 0;
     for (const record of this.#records.values()) {
-      if (record.service !== service || record.use !== 'enc' || this.#retired.has(record.kid)) continue;
+      if (record.service !== service || record.use !== 'enc' || !this.#current(record.kid)) continue;
       const version = parseKid(record.kid)?.version ?? 0;
       if (version > bestVersion) [best, bestVersion] = [record, version];
     }
@@ -127,7 +176,7 @@ export class Keyring {
     const own = ownEncKid === undefined ? this.ownEncryptionKey() : this.#ownEncKey(ownEncKid);
     const id = kekId(own.kid, peerEncKid);
     const cached = this.#keks.get(id);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined && !this.#overlapEnded(id)) return cached;
     const peer = this.#record(peerEncKid);
     if (peer.use !== 'enc') throw unknownKey(peerEncKid);
     const kek = deriveKek(own, peer);
@@ -138,12 +187,12 @@ export class Keyring {
   /** The KEK named by an envelope's `keys[].kek` (`kidA~kidB`, one of them ours). Cached. */
   kekForId(id: string): Kek {
     const cached = this.#keks.get(id);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined && !this.#overlapEnded(id)) return cached;
     const kids = splitKekId(id);
     if (kids === undefined) throw new BrokerError('E_KEY_UNKNOWN', 'KEK id is not <kid>~<kid> in sorted order');
     const [a, b] = kids;
-    if (this.#ownEnc.has(a) && !this.#retired.has(a)) return this.kekFor(b, a);
-    if (this.#ownEnc.has(b) && !this.#retired.has(b)) return this.kekFor(a, b);
+    if (this.#ownEnc.has(a) && !this.isRetired(a)) return this.kekFor(b, a);
+    if (this.#ownEnc.has(b) && !this.isRetired(b)) return this.kekFor(a, b);
     if (this.#ownEnc.has(a)) throw unknownKey(a);
     if (this.#ownEnc.has(b)) throw unknownKey(b);
     throw new BrokerError('E_KEY_UNKNOWN', `KEK ${id} uses none of the encryption keys of ${this.service}`);
@@ -151,13 +200,18 @@ export class Keyring {
 
   #ownEncKey(kid: string): EncryptionKeyPair {
     const key = this.#ownEnc.get(kid);
-    if (key === undefined || this.#retired.has(kid)) throw unknownKey(kid);
+    if (key === undefined || this.isRetired(kid)) throw unknownKey(kid);
     return key;
   }
 
   /** Every public key held and not retired (own and peers), e.g. to write a JWKS. */
   publicKeys(): PublicKeyRecord[] {
-    return [...this.#records.values()].filter((r) => !this.#retired.has(r.kid));
+    return [...this.#records.values()].filter((r) => !this.isRetired(r.kid));
+  }
+
+  /** Whether an own key version is held privately (a rotation's new version is loaded once). */
+  hasOwn(signKid: string): boolean {
+    return this.#own.some((k) => k.sign.kid === signKid);
   }
 }
 

@@ -118,6 +118,19 @@ const GATEWAY_BUCKETS: readonly string[] = [
 const BROKER_BUCKETS: readonly string[] = Object.values(KV_BUCKETS).filter((b) => !GATEWAY_BUCKETS.includes(b));
 const KV_STREAMS: readonly string[] = BROKER_BUCKETS.map(jsApi.kvStream);
 const ACCESS_ANSWERS_STREAM = jsApi.objStream(OBJECT_STORES.accessAnswers);
+const KEY_DIRECTORY_STREAM = jsApi.kvStream(KV_BUCKETS.keys);
+/** What a key directory watch sends (src/nats/key-directory.ts): bind (stream info), an ordered consumer, flow control. */
+const KEY_DIRECTORY_WATCH: readonly string[] = [
+  jsApi.streamInfo(KEY_DIRECTORY_STREAM),
+  ...jsApi.consumerCreateEphemeral(KEY_DIRECTORY_STREAM),
+  jsApi.flowControl(KEY_DIRECTORY_STREAM),
+];
+/** Every stream and bucket but the key directory: no service creates a consumer on, or reads the info of, these. */
+const NOT_KEY_DIRECTORY_STREAMS: readonly string[] = [
+  ...Object.values(STREAMS),
+  ...KV_STREAMS.filter((st) => st !== KEY_DIRECTORY_STREAM),
+  ...Object.values(OBJECT_STORES).map(jsApi.objStream),
+];
 
 /** Streams and buckets only the broker (and the admin) touches. */
 const BROKER_ONLY_STREAMS: readonly string[] = [
@@ -178,17 +191,22 @@ function servicePermissions(catalog: Catalog, service: string): IdentityPermissi
           jsApi.ack(STREAMS.deliver, d.name),
         ]),
         ...requests.allow,
+        // The key directory (public keys, signed by the operator root key): loaded and watched (docs/keys.md).
+        ...KEY_DIRECTORY_WATCH,
       ],
       deny: [
         ...MANAGEMENT,
-        jsApi.consumerCreateAny,
-        // The reads of #4225/#3202: direct get, message get, stream info.
+        // Consumers, stream info and flow control on every stream but the key directory's (deny wins in NATS).
+        ...NOT_KEY_DIRECTORY_STREAMS.flatMap((st) => [
+          ...jsApi.consumerCreateEphemeral(st),
+          jsApi.streamInfo(st),
+          jsApi.flowControl(st),
+        ]),
+        // The reads of #4225/#3202: direct get, message get.
         jsApi.directGetAny,
-        `$JS.API.STREAM.INFO.>`,
         `$JS.API.STREAM.MSG.GET.>`,
         jsApi.kvAny,
         jsApi.objAny,
-        jsApi.flowControlAny,
         ...BROKER_SUBJECTS,
         ...requests.deny,
       ],
@@ -240,14 +258,14 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
           jsApi.directGetAll(s),
         ]),
         jsApi.streamMsgGet(ACCESS_ANSWERS_STREAM),
-        // KV get/create/update (registry CAS, access requests, replay cache). Not phi_consent: restrictions are
-        // written by operators only (consent add/revoke, the admin identity); the broker reads and watches them.
-        ...BROKER_BUCKETS.filter((b) => b !== KV_BUCKETS.consent).map(jsApi.kv),
-        // KV watch (restrictions, src/consent/view.ts) and keys (access list): ordered consumers, with flow control.
-        ...[jsApi.kvStream(KV_BUCKETS.consent), jsApi.kvStream(KV_BUCKETS.access)].flatMap((s) => [
-          ...jsApi.consumerCreateEphemeral(s),
-          jsApi.flowControl(s),
-        ]),
+        // KV get/create/update (registry CAS, access requests, replay cache). Not phi_consent nor phi_keys: written
+        // by operators only (consent add/revoke, keys rotate/revoke); the broker reads and watches them.
+        ...BROKER_BUCKETS.filter((b) => b !== KV_BUCKETS.consent && b !== KV_BUCKETS.keys).map(jsApi.kv),
+        // KV watch (restrictions, src/consent/view.ts; the key directory) and keys (access list): ordered
+        // consumers, with flow control.
+        ...[jsApi.kvStream(KV_BUCKETS.consent), jsApi.kvStream(KV_BUCKETS.access), KEY_DIRECTORY_STREAM].flatMap(
+          (s) => [...jsApi.consumerCreateEphemeral(s), jsApi.flowControl(s)],
+        ),
         // Right-of-access answers, sealed (src/access/desk/store.ts putBlob): chunks and metadata.
         jsApi.obj(OBJECT_STORES.accessAnswers),
         // Its work queue.
@@ -278,6 +296,7 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         subjects.requestAll,
         jsApi.kv(KV_BUCKETS.consent),
         ...GATEWAY_BUCKETS.map(jsApi.kv),
+        jsApi.kv(KV_BUCKETS.keys),
       ],
     },
     subscribe: {
@@ -311,6 +330,8 @@ function adminPermissions(): IdentityPermissions {
         jsApi.all,
         jsApi.flowControlAny,
         jsApi.kv(KV_BUCKETS.consent),
+        // `up` publishes the key directory from the keys it provisioned.
+        jsApi.kv(KV_BUCKETS.keys),
         subjects.accessControl,
         ...operatorAuditAppend(),
       ],
@@ -343,9 +364,12 @@ const AUDITOR_READ_STREAMS: readonly string[] = [
   STREAMS.quarantine,
 ];
 /** The KV buckets they read (registry show, access status/list/export, consent list). */
-const AUDITOR_KV_STREAMS: readonly string[] = [KV_BUCKETS.registry, KV_BUCKETS.access, KV_BUCKETS.consent].map(
-  jsApi.kvStream,
-);
+const AUDITOR_KV_STREAMS: readonly string[] = [
+  KV_BUCKETS.registry,
+  KV_BUCKETS.access,
+  KV_BUCKETS.consent,
+  KV_BUCKETS.keys,
+].map(jsApi.kvStream);
 
 /**
  * The JetStream API subjects nats.js 2.29 sends for the operator commands' reads, and no others: stream and account
@@ -353,7 +377,12 @@ const AUDITOR_KV_STREAMS: readonly string[] = [KV_BUCKETS.registry, KV_BUCKETS.a
  */
 function operatorReads(): string[] {
   const pulled = [STREAMS.audit, STREAMS.auditWitness, STREAMS.disclosures];
-  const ordered = [jsApi.kvStream(KV_BUCKETS.consent), jsApi.kvStream(KV_BUCKETS.access), ACCESS_ANSWERS_STREAM];
+  const ordered = [
+    jsApi.kvStream(KV_BUCKETS.consent),
+    jsApi.kvStream(KV_BUCKETS.access),
+    KEY_DIRECTORY_STREAM,
+    ACCESS_ANSWERS_STREAM,
+  ];
   return [
     jsApi.accountInfo,
     jsApi.streamNames,
@@ -405,20 +434,26 @@ function auditorPermissions(): IdentityPermissions {
 }
 
 /**
- * The routine operator commands: the auditor's reads plus their two writes, restrictions (`$KV.phi_consent.>`) and
- * access commands (`phi.control.access`); no stream, bucket or consumer management (docs/security-model.md).
+ * The routine operator commands: the auditor's reads plus their writes, restrictions (`$KV.phi_consent.>`), the key
+ * directory (`$KV.phi_keys.>`, entries signed by the operator root key) and access commands (`phi.control.access`); no stream, bucket or consumer management (docs/security-model.md).
  */
 function operatorPermissions(): IdentityPermissions {
   const inbox = identityInbox(OPERATOR_IDENTITY);
   const otherBuckets = Object.values(KV_BUCKETS)
-    .filter((b) => b !== KV_BUCKETS.consent)
+    .filter((b) => b !== KV_BUCKETS.consent && b !== KV_BUCKETS.keys)
     .map(jsApi.kv);
   return {
     identity: OPERATOR_IDENTITY,
     user: natsUser(OPERATOR_IDENTITY),
     inboxPrefix: inbox,
     publish: {
-      allow: [...operatorReads(), jsApi.kv(KV_BUCKETS.consent), subjects.accessControl, ...operatorAuditAppend()],
+      allow: [
+        ...operatorReads(),
+        jsApi.kv(KV_BUCKETS.consent),
+        jsApi.kv(KV_BUCKETS.keys),
+        subjects.accessControl,
+        ...operatorAuditAppend(),
+      ],
       deny: [
         ...OPERATOR_MANAGEMENT,
         '$JS.ACK.>',

@@ -3,7 +3,7 @@
 // functions read and write plain (development) files; the `open*`/`ensureKeys` ones go through a KeyProtection
 // (key-protection.ts), which seals private files at rest. They run once at start-up, before any message.
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { SERVICE_ID_PATTERN } from '../wire/ids.js';
 import { BrokerError } from '../wire/errors.js';
 import { isProtectedKeyFile } from '../crypto/key-envelope.js';
@@ -60,7 +60,7 @@ function parseJson(file: string, text: string): unknown {
 }
 
 /** A private key file's JSON through `protection`; undefined when it does not exist. */
-async function openJson(file: string, protection: KeyProtection): Promise<unknown> {
+export async function openJson(file: string, protection: KeyProtection): Promise<unknown> {
   const bytes = await readKeyFile(file, protection);
   if (bytes === undefined) return undefined;
   try {
@@ -70,14 +70,19 @@ async function openJson(file: string, protection: KeyProtection): Promise<unknow
   }
 }
 
+/** Writes a plain (development) private key file as JSON (mode 0600). */
+export function writePlainKeyFile(file: string, json: unknown): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  writeAtomic(file, `${JSON.stringify(json, null, 2)}\n`, 0o600);
+}
+
 /** Writes a service's private key file (mode 0600); several versions are written current first. */
 export function writeServiceKeys(dir: string, keys: ServiceKeys | readonly ServiceKeys[]): void {
   const list = Array.isArray(keys) ? (keys as readonly ServiceKeys[]) : [keys as ServiceKeys];
   const first = list[0];
   if (first === undefined || list.some((k) => k.service !== first.service))
     throw new TypeError('writeServiceKeys: one or more versions of one service');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writeAtomic(privateKeyFile(dir, first.service), `${JSON.stringify(privateJwks(list), null, 2)}\n`, 0o600);
+  writePlainKeyFile(privateKeyFile(dir, first.service), privateJwks(list));
 }
 
 /** Every key version of a service, highest first; E_KEY_UNKNOWN when the file does not exist. */
@@ -109,6 +114,26 @@ export function readJwks(dir: string): PublicKeyRecord[] {
 
 function mergeRecords(into: Map<string, PublicKeyRecord>, records: readonly PublicKeyRecord[]): void {
   for (const r of records) into.set(r.kid, r);
+}
+
+/**
+ * rotateServiceKeys through `protection` (key-protection.ts): the private file is rewritten sealed when the data dir's
+ * keys are sealed, plain in plain mode.
+ */
+export async function rotateKeys(dir: string, serviceId: string, protection: KeyProtection): Promise<ServiceKeys> {
+  const versions = await openServiceKeyVersions(dir, serviceId, protection);
+  const next = generateServiceKeys(serviceId, keysVersion(versions[0] as ServiceKeys) + 1);
+  const bytes = new TextEncoder().encode(`${JSON.stringify(privateJwks([next, ...versions]), null, 2)}\n`);
+  try {
+    await writeKeyFile(privateKeyFile(dir, serviceId), bytes, protection);
+  } finally {
+    bytes.fill(0);
+  }
+  const jwks = new Map<string, PublicKeyRecord>();
+  mergeRecords(jwks, readJwks(dir));
+  mergeRecords(jwks, publicRecords(next));
+  writeJwks(dir, [...jwks.values()]);
+  return next;
 }
 
 /** Adds a new key version for a service (rotation): writes it first in its private file and adds it to jwks.json. */

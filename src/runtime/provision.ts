@@ -23,6 +23,7 @@ import {
   streamSettings,
 } from '../nats/setup.js';
 import { jsApi } from '../nats/jetstream-api.js';
+import { ensureKeyDirectoryBucket } from '../nats/key-directory.js';
 import { KV_BUCKETS, OBJECT_STORES } from '../wire/names.js';
 import { loadCatalog } from './catalog-dir.js';
 
@@ -59,6 +60,7 @@ export async function provisionStreams(
   await ensureGatewayJtiBucket(adminNc, replicas);
   await ensureGatewayRequestsBucket(adminNc, replicas);
   await ensureGatewaySubscriptionBuckets(adminNc, config.deliverMaxAgeMs, replicas);
+  await ensureKeyDirectoryBucket(adminNc, replicas);
   // views.kv / views.os bind to an existing bucket unchanged: scale the ones provisioned with another count.
   const jsm = await adminNc.jetstreamManager();
   for (const stream of [
@@ -70,6 +72,7 @@ export async function provisionStreams(
       KV_BUCKETS.gatewayRequests,
       KV_BUCKETS.gatewaySubscriptions,
       KV_BUCKETS.gatewayEvents,
+      KV_BUCKETS.keys,
     ].map(jsApi.kvStream),
     jsApi.objStream(OBJECT_STORES.accessAnswers),
   ]) {

@@ -21,7 +21,9 @@ import { envelopeHash } from '../envelope/provenance.js';
 import { sealEnvelope } from '../envelope/seal.js';
 import { BrokerError, isBrokerError, type BrokerErrorCode } from '../wire/errors.js';
 import { splitBundle } from '../fhir/bundle.js';
-import { errorFields, type Logger } from '../log/log.js';
+import { createLogger, errorFields, type Logger } from '../log/log.js';
+import type { OperatorRootKey } from '../crypto/key-directory.js';
+import { syncKeyring, type KeyDirectoryWatch } from '../nats/key-directory.js';
 import { AckedPublisher } from '../nats/acked-publish.js';
 import {
   PENDING_PUBLISHES_DEFAULT,
@@ -90,6 +92,14 @@ export interface PhiClientOptions {
    */
   readonly accessTimeoutMs?: number;
   readonly logger?: Logger;
+  /**
+   * The key directory (docs/keys.md): loaded at connect and watched, so peers' rotations and revocations apply
+   * without a restart; `reloadOwnKeys` reads this service's key versions when a rotation names a new one.
+   */
+  readonly keyDirectory?: {
+    readonly root: OperatorRootKey;
+    readonly reloadOwnKeys?: () => readonly ServiceKeys[] | Promise<readonly ServiceKeys[]>;
+  };
 }
 
 /** What is known of a publish when it resolves (docs/publishing.md). */
@@ -178,7 +188,9 @@ export class PhiClient {
   private readonly deadlineMs: number;
   private readonly receiptSub: NatsSubscription;
   private readonly subscriptions = new Set<Subscription>();
-  private readonly brokerSigningKeys: ReadonlySet<string>;
+  /** The broker's signing kids receipts may carry: from `peers`, then the key directory's broker entry. */
+  private readonly brokerSigningKeys: Set<string>;
+  private directory: KeyDirectoryWatch | undefined;
   /**
    * JetStream publishes with their PubAck awaited through one reply subscription (src/nats/acked-publish.ts, as
    * the broker does): nats.js `js.publish` builds a request, a timer and, on every success, a NatsError with its
@@ -265,6 +277,14 @@ export class PhiClient {
       throw err;
     }
     await nc.flush(); // the receipt subscription is registered before anything is published
+    if (opts.keyDirectory !== undefined) {
+      try {
+        await client.watchKeyDirectory(opts.keyDirectory);
+      } catch (err) {
+        await client.close();
+        throw err;
+      }
+    }
     return client;
   }
 
@@ -272,12 +292,35 @@ export class PhiClient {
     return this.opts.service;
   }
 
+  private async watchKeyDirectory(dir: NonNullable<PhiClientOptions['keyDirectory']>): Promise<void> {
+    const logger = this.opts.logger ?? createLogger({ level: 'silent' });
+    this.directory = await syncKeyring({
+      nc: this.opts.nc,
+      root: dir.root,
+      keyring: this.keyring,
+      logger,
+      ...(dir.reloadOwnKeys === undefined ? {} : { reloadOwnKeys: dir.reloadOwnKeys }),
+      onApplied: (entry) => {
+        if (entry.party !== BROKER_ID) return;
+        for (const k of entry.keys)
+          if (k.jwk.use === 'sig' && (k.status === 'active' || k.status === 'retiring'))
+            this.brokerSigningKeys.add(k.jwk.kid);
+      },
+    });
+  }
+
   private onReceipt(data: Uint8Array, sig: string | undefined): void {
     try {
       const raw = Buffer.from(sig ?? '', 'base64url');
       let verified = false;
       for (const kid of this.brokerSigningKeys) {
-        if (verifyDetached(data, raw, this.keyring.signingPublicKey(kid))) {
+        let key: Uint8Array;
+        try {
+          key = this.keyring.signingPublicKey(kid);
+        } catch {
+          continue; // retired or revoked since
+        }
+        if (verifyDetached(data, raw, key)) {
           verified = true;
           break;
         }
@@ -315,7 +358,7 @@ export class PhiClient {
       iat: Date.now(),
       typ: classified.type,
       resource: 'raw' in classified ? { raw: classified.raw } : classified.resource,
-      signer: this.opts.keys.sign,
+      signer: this.keyring.signer(),
       recipients: [{ id: BROKER_ID, kek: this.keyring.kekFor(brokerEnc.kid) }],
     });
     const maxPayload = serverMaxPayload(this.opts.nc.info);
@@ -575,6 +618,7 @@ export class PhiClient {
    */
   async close(): Promise<void> {
     this.closing = true;
+    this.directory?.stop();
     this.accessSub?.unsubscribe();
     for (const sub of [...this.subscriptions]) await sub.stop();
     await this.durable.close();

@@ -19,6 +19,9 @@ export const ERROR_CODES = {
   E_REPLAY: 'A message with this id was already received.',
   E_CLOCK_SKEW: 'The envelope timestamp is outside the allowed skew window of the time NATS stored it.',
   E_KEY_UNKNOWN: 'A key id that the keyring does not hold (never issued, or retired).',
+  E_KEY_REVOKED: 'The message is signed with a key that was revoked before the message was stored.',
+  E_KEY_DIRECTORY_INVALID:
+    'A key directory entry is malformed, not signed by the pinned operator root key, or older than the one in force.',
   E_DECRYPT: 'A field or a wrapped key could not be decrypted or authenticated.',
   E_NOT_AUTHORIZED: 'The sender may not publish this resource type, or the subscriber may not receive it (catalog).',
   E_BUNDLE_INVALID:

@@ -49,6 +49,8 @@ export const KV_BUCKETS = {
    * delivery (never plaintext) and its PHI_DELIVER sequence, kept as long as PHI_DELIVER keeps deliveries.
    */
   gatewayEvents: 'phi_gateway_events',
+  /** The key directory (docs/keys.md): per party (service, broker, partner), its public JWKS with key status, as a JWS signed by the operator root key. */
+  keys: 'phi_keys',
 } as const;
 
 /** JetStream Object Store buckets (NATS ADR-20). */

@@ -22,7 +22,9 @@ const ERROR = new BrokerError('E_ENVELOPE_INVALID', 'envelope field resourceType
   path: 'resourceType',
 });
 
-beforeAll(initCrypto);
+beforeAll(async () => {
+  await initCrypto();
+});
 
 function build(overrides: { seq?: number; signature?: string | undefined; data?: Uint8Array; maxPart?: number } = {}) {
   return buildQuarantine(

@@ -6,7 +6,9 @@ import type { Catalog } from '../../src/catalog/types.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
 import { world } from './fixtures.js';
 
-beforeAll(initCrypto);
+beforeAll(async () => {
+  await initCrypto();
+});
 
 describe('compileRoutes', () => {
   it('has one route per catalog topic with its publishers and subscribers in catalog order', () => {

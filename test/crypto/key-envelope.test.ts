@@ -29,7 +29,9 @@ async function codeOf(work: Promise<unknown>): Promise<string> {
   throw new Error('expected a BrokerError');
 }
 
-beforeAll(initCrypto);
+beforeAll(async () => {
+  await initCrypto();
+});
 
 describe('Argon2id (pwhash.ts)', () => {
   it('is deterministic per passphrase and salt, and differs for another passphrase or salt', () => {

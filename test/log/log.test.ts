@@ -43,7 +43,9 @@ function expectNoPhi(text: string): void {
   for (const s of PHI) expect(text).not.toContain(s);
 }
 
-beforeAll(initCrypto);
+beforeAll(async () => {
+  await initCrypto();
+});
 
 describe('createLogger redaction', () => {
   it.each([

@@ -70,6 +70,11 @@ describe('natsPermissions', () => {
         ]),
         // Its own access-request subject only when the catalog lists it as an access requester (subjects/access.yaml).
         ...(catalog.access.requesters.includes(service) ? [`phi.request.access.${service}`] : []),
+        // The key directory: bind and watch (an ordered consumer with flow control; docs/keys.md).
+        '$JS.API.STREAM.INFO.KV_phi_keys',
+        '$JS.API.CONSUMER.CREATE.KV_phi_keys',
+        '$JS.API.CONSUMER.CREATE.KV_phi_keys.>',
+        '$JS.FC.KV_phi_keys.>',
       ];
       expect([...p.publish.allow].sort()).toEqual(expected.sort());
       // phi.access.<self>.part.*: the one-off subjects it serves the parts of a large access answer on.
@@ -85,21 +90,34 @@ describe('natsPermissions', () => {
         expect.arrayContaining([
           '$JS.API.DIRECT.GET.>',
           '$JS.API.STREAM.MSG.GET.>',
-          '$JS.API.STREAM.INFO.>',
+          // Stream info and consumers on every stream but the key directory's.
+          '$JS.API.STREAM.INFO.PHI_DELIVER',
+          '$JS.API.STREAM.INFO.PHI_AUDIT',
+          '$JS.API.STREAM.INFO.KV_phi_consent',
+          '$JS.API.STREAM.INFO.OBJ_phi_access_answers',
+          '$JS.API.CONSUMER.CREATE.PHI_DELIVER',
+          '$JS.API.CONSUMER.CREATE.PHI_DELIVER.>',
+          '$JS.API.CONSUMER.CREATE.KV_phi_registry.>',
+          '$JS.FC.PHI_DELIVER.>',
+          '$KV.>',
           '$JS.API.STREAM.LIST',
           '$JS.API.STREAM.DELETE.>',
           '$JS.API.STREAM.PURGE.>',
           '$JS.API.STREAM.UPDATE.>',
           '$JS.API.STREAM.MSG.DELETE.>',
           // Consumers are the admin's to create, update and delete (src/runtime/provision.ts).
-          '$JS.API.CONSUMER.CREATE.>',
           '$JS.API.CONSUMER.DURABLE.CREATE.>',
           '$JS.API.CONSUMER.DELETE.>',
           'phi.deliver.>',
           'phi.audit.>',
         ]),
       );
-      expect(p.publish.allow.filter((x) => /^\$JS\.API\.CONSUMER\.(CREATE|DURABLE|DELETE)/.test(x))).toEqual([]);
+      // The only consumers it may create: ordered ones on the key directory.
+      expect(p.publish.allow.filter((x) => /^\$JS\.API\.CONSUMER\.(CREATE|DURABLE|DELETE)/.test(x))).toEqual([
+        '$JS.API.CONSUMER.CREATE.KV_phi_keys',
+        '$JS.API.CONSUMER.CREATE.KV_phi_keys.>',
+      ]);
+      expect(p.publish.deny.filter((x) => x.includes('KV_phi_keys'))).toEqual([]);
       expect(p.allowResponses).toBe(true);
       // No token of any allowed subject names another service.
       for (const other of services.filter((s) => s !== service)) {
@@ -133,6 +151,7 @@ describe('natsPermissions', () => {
         'KV_phi_registry',
         'KV_phi_access',
         'KV_phi_consent',
+        'KV_phi_keys',
         'OBJ_phi_access_answers',
       ]
         .map((s) => `$JS.API.STREAM.INFO.${s}`)
@@ -162,9 +181,9 @@ describe('natsPermissions', () => {
         .map((d) => `$JS.API.CONSUMER.INFO.PHI_DELIVER.${d.name}`)
         .sort(),
     );
-    // Ephemeral/ordered consumers (KV watch, keys) only on the two KV streams the broker watches or lists.
+    // Ephemeral/ordered consumers (KV watch, keys) only on the three KV streams the broker watches or lists.
     expect(b.publish.allow.filter((x) => /^\$JS\.API\.CONSUMER\.CREATE\.[^.]+(\.>)?$/.test(x)).sort()).toEqual(
-      ['KV_phi_consent', 'KV_phi_access']
+      ['KV_phi_consent', 'KV_phi_access', 'KV_phi_keys']
         .flatMap((st) => [`$JS.API.CONSUMER.CREATE.${st}`, `$JS.API.CONSUMER.CREATE.${st}.>`])
         .sort(),
     );
@@ -187,6 +206,8 @@ describe('natsPermissions', () => {
       '$KV.phi_seen.>',
     ]);
     expect(b.publish.deny).toContain('$KV.phi_consent.>');
+    // The key directory is written by operators alone, signed by the operator root key (docs/keys.md).
+    expect(b.publish.deny).toContain('$KV.phi_keys.>');
     expect(b.subscribe.allow).toEqual([
       '_INBOX.broker.>',
       'phi.control.access phi-broker',
@@ -239,19 +260,20 @@ describe('natsPermissions', () => {
     expect(g?.allowResponses).toBe(false);
   });
 
-  it('the admin has the JetStream API, consent writes, the access commands and its own audit chains, and nothing else of phi.* (it runs nothing else)', () => {
+  it('the admin has the JetStream API, consent writes, the key directory writes, the access commands and its own audit chains, and nothing else of phi.* (it runs nothing else)', () => {
     const a = perms.find((p) => p.identity.kind === 'admin');
     expect(a?.publish.allow).toEqual([
       '$JS.API.>',
       '$JS.FC.>',
       '$KV.phi_consent.>',
+      '$KV.phi_keys.>',
       'phi.control.access',
       ...OPERATOR_AUDIT,
     ]);
     expect(a?.subscribe.allow).toEqual(['_INBOX._admin.>']);
   });
 
-  it('the auditor reads PHI_AUDIT, PHI_DISCLOSURES, PHI_QUARANTINE and the registry, access and consent buckets, and writes only the audit record of its own reads', () => {
+  it('the auditor reads PHI_AUDIT, PHI_DISCLOSURES, PHI_QUARANTINE and the registry, access, consent and key directory buckets, and writes only the audit record of its own reads', () => {
     const a = perms.find((p) => p.identity.kind === 'auditor');
     if (a === undefined) throw new Error('no auditor');
     expect(a.inboxPrefix).toBe('_INBOX._auditor');
@@ -273,6 +295,7 @@ describe('natsPermissions', () => {
       'KV_phi_registry',
       'KV_phi_access',
       'KV_phi_consent',
+      'KV_phi_keys',
       'OBJ_phi_access_answers',
     ]);
     for (const s of a.publish.allow.filter(
@@ -312,12 +335,12 @@ describe('the operator identity (routine operator commands)', () => {
   const auditor = perms.find((p) => p.identity.kind === 'auditor');
   if (op === undefined || auditor === undefined) throw new Error('no operator or auditor');
 
-  it('reads what the auditor reads, and writes only restrictions and the access commands', () => {
+  it('reads what the auditor reads, and writes only restrictions, the key directory and the access commands', () => {
     expect(op.inboxPrefix).toBe('_INBOX._operator');
     expect(op.subscribe.allow).toEqual(['_INBOX._operator.>']);
     expect(op.allowResponses).toBe(false);
     const extra = op.publish.allow.filter((s) => !auditor.publish.allow.includes(s));
-    expect(extra.sort()).toEqual(['$KV.phi_consent.>', 'phi.control.access']);
+    expect(extra.sort()).toEqual(['$KV.phi_consent.>', '$KV.phi_keys.>', 'phi.control.access']);
     expect(auditor.publish.allow.every((s) => op.publish.allow.includes(s))).toBe(true);
   });
 

@@ -45,7 +45,9 @@ async function codeOf(work: () => unknown): Promise<string> {
   throw new Error('expected a BrokerError');
 }
 
-beforeAll(initCrypto);
+beforeAll(async () => {
+  await initCrypto();
+});
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe('keys created under a provider', () => {

@@ -93,6 +93,7 @@ describe('subjects', () => {
       gatewayRequests: 'phi_gateway_requests',
       gatewaySubscriptions: 'phi_gateway_subscriptions',
       gatewayEvents: 'phi_gateway_events',
+      keys: 'phi_keys',
     });
     expect(OBJECT_STORES).toEqual({ accessAnswers: 'phi_access_answers' });
     expect(BROKER_CONSUMER).toBe('broker');

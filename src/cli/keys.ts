@@ -1,0 +1,142 @@
+// `phi-broker keys list|publish|rotate|revoke`: the key directory (docs/keys.md). Prints kids, statuses and dates,
+// never key material. Writes connect as the operator identity and sign entries with the operator root key.
+import type { Command } from 'commander';
+import type { Writable } from 'node:stream';
+import type { BrokerConfig } from '../config/config.js';
+import { initCrypto } from '../crypto/sodium.js';
+import { parseDuration } from '../tls/duration.js';
+import { configuredKeyProtection } from '../runtime/key-protection.js';
+import { BROKER_ID, SERVICE_ID_PATTERN } from '../wire/ids.js';
+import { connectOperator, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
+import {
+  directoryRootKey,
+  listDirectory,
+  publishDirectory,
+  revokeKey,
+  rotateParty,
+  signingRootKey,
+  type ListedKey,
+} from '../runtime/key-directory.js';
+import type { NatsConnection } from 'nats';
+
+async function withOperator<T>(
+  config: BrokerConfig,
+  access: 'read' | 'write',
+  work: (nc: NatsConnection) => Promise<T>,
+): Promise<T> {
+  await initCrypto();
+  const nc = await connectOperator(config, `phi-broker keys`, access);
+  try {
+    return await work(nc);
+  } finally {
+    await nc.close();
+  }
+}
+
+function table(rows: readonly ListedKey[]): string {
+  const head = ['PARTY', 'KID', 'USE', 'STATUS', 'CREATED', 'NOT AFTER', 'RETIRED', 'REVOKED', 'REASON'];
+  const body = rows.map((r) => [
+    r.party,
+    r.kid,
+    r.use,
+    r.status,
+    r.created,
+    r.notAfter ?? '-',
+    r.retired ?? '-',
+    r.revokedAt ?? '-',
+    r.reason ?? '-',
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] as string).length)));
+  return [head, ...body]
+    .map((cols) =>
+      cols
+        .map((c, i) => c.padEnd(widths[i] as number))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+export async function runKeysList(config: BrokerConfig, opts: { json?: boolean }, out: Writable): Promise<void> {
+  const catalog = loadConfiguredCatalog(config);
+  const { root } = await directoryRootKey(catalog, layout(config).keys, configuredKeyProtection(config));
+  const rows = await withOperator(config, 'read', (nc) => listDirectory(nc, root));
+  out.write(opts.json === true ? `${JSON.stringify(rows, null, 2)}\n` : `${table(rows)}\n`);
+}
+
+export async function runKeysPublish(config: BrokerConfig, out: Writable): Promise<void> {
+  const catalog = loadConfiguredCatalog(config);
+  const dir = layout(config).keys;
+  const protection = configuredKeyProtection(config);
+  const root = await signingRootKey(catalog, dir, protection);
+  const written = await withOperator(config, 'write', (nc) => publishDirectory(nc, catalog, dir, root, { protection }));
+  out.write(written.length === 0 ? 'key directory up to date\n' : `published: ${written.join(', ')}\n`);
+}
+
+export async function runKeysRotate(
+  config: BrokerConfig,
+  opts: { service?: string; broker?: boolean; overlap: string },
+  out: Writable,
+): Promise<void> {
+  if ((opts.service === undefined) === (opts.broker !== true))
+    throw new TypeError('keys rotate: give either --service <id> or --broker');
+  const party = opts.broker === true ? BROKER_ID : (opts.service as string);
+  if (!SERVICE_ID_PATTERN.test(party)) throw new TypeError('keys rotate: --service must be a service id');
+  const overlapMs = parseDuration(opts.overlap);
+  const catalog = loadConfiguredCatalog(config);
+  const dir = layout(config).keys;
+  const protection = configuredKeyProtection(config);
+  const root = await signingRootKey(catalog, dir, protection);
+  const r = await withOperator(config, 'write', (nc) =>
+    rotateParty(nc, dir, root, party, overlapMs, Date.now(), protection),
+  );
+  out.write(`rotated ${party}: current ${r.kid} and ${r.encKid}; previous keys retiring until ${r.notAfter}\n`);
+}
+
+export async function runKeysRevoke(
+  config: BrokerConfig,
+  opts: { kid: string; reason: string },
+  out: Writable,
+): Promise<void> {
+  if (opts.reason.trim() === '') throw new TypeError('keys revoke: --reason must not be empty');
+  const catalog = loadConfiguredCatalog(config);
+  const root = await signingRootKey(catalog, layout(config).keys, configuredKeyProtection(config));
+  const r = await withOperator(config, 'write', (nc) => revokeKey(nc, root, opts.kid, opts.reason));
+  out.write(`revoked ${opts.kid} at ${r.revokedAt}\n`);
+}
+
+/** Adds `phi-broker keys …` to the program; returns the `keys` command so other key commands can join it. */
+export function registerKeyCommands(program: Command, configOf: (cmd: Command) => BrokerConfig): Command {
+  const keys = program
+    .command('keys')
+    .description(
+      "keys: the directory of every party's public keys, rotation, revocation, protection at rest (docs/keys.md)",
+    );
+  keys
+    .command('list')
+    .description("every party's key versions with status, created, retired and revoked dates")
+    .option('--json', 'JSON instead of a table')
+    .action(async (opts: { json?: boolean }, cmd: Command) => runKeysList(configOf(cmd), opts, process.stdout));
+  keys
+    .command('publish')
+    .description("publish every party's keys from the key files (adds versions the directory lacks)")
+    .action(async (_opts: unknown, cmd: Command) => runKeysPublish(configOf(cmd), process.stdout));
+  keys
+    .command('rotate')
+    .description('make a new signing and encryption key version current; the previous stays valid for the overlap')
+    .option('--service <id>', 'the service to rotate')
+    .option('--broker', "rotate the broker's keys")
+    .option('--overlap <duration>', 'how long the previous version keeps verifying and opening, e.g. 24h, 30m', '24h')
+    .action(async (opts: { service?: string; broker?: boolean; overlap: string }, cmd: Command) =>
+      runKeysRotate(configOf(cmd), opts, process.stdout),
+    );
+  keys
+    .command('revoke')
+    .description('revoke one key at once: messages it signed stored from now on are rejected (E_KEY_REVOKED)')
+    .requiredOption('--kid <kid>', 'the key id, <party>:<sig|enc>:<n>')
+    .requiredOption('--reason <text>', 'why (kept in the directory entry; no PHI)')
+    .action(async (opts: { kid: string; reason: string }, cmd: Command) =>
+      runKeysRevoke(configOf(cmd), opts, process.stdout),
+    );
+  return keys;
+}

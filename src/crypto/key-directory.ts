@@ -1,0 +1,305 @@
+// The key directory's entry format (docs/keys.md): one entry per party, a JWK Set (RFC 7517 section 5) of its public
+// keys with extra members per key (status, dates; RFC 7517 section 4 allows them) and per set (party, kind, seq,
+// issuedAt), carried as a JWS Compact Serialization (RFC 7515 section 7.1) signed by the operator root key with
+// EdDSA/Ed25519 (RFC 8037). Pure: building, signing, verifying, and what an entry means for a keyring at a time.
+import { createHash, createPrivateKey, createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { CompactSign } from 'jose';
+import { BrokerError } from '../wire/errors.js';
+import { SERVICE_ID_PATTERN } from '../wire/ids.js';
+import { fromBase64url, toBase64url } from './base64url.js';
+import { publicJwk, recordsFromJwks, type OkpJwk } from './jwk.js';
+import type { Keyring } from './keyring.js';
+import { parseKid, publicRecords, type PublicKeyRecord, type ServiceKeys } from './keypairs.js';
+
+export const KEY_STATUSES = ['active', 'retiring', 'retired', 'revoked'] as const;
+export type KeyStatus = (typeof KEY_STATUSES)[number];
+export type PartyKind = 'service' | 'broker' | 'partner';
+
+/** One public key with its lifecycle (ISO 8601 instants). */
+export interface DirectoryKey {
+  readonly jwk: OkpJwk;
+  readonly status: KeyStatus;
+  readonly created: string;
+  /** `retiring`: the end of the overlap; past it the key counts as retired. */
+  readonly notAfter?: string;
+  readonly retired?: string;
+  readonly revokedAt?: string;
+  readonly reason?: string;
+}
+
+export interface DirectoryEntry {
+  readonly party: string;
+  readonly kind: PartyKind;
+  /** Strictly increasing per party: a watcher refuses an entry whose seq is not above the one in force (rollback). */
+  readonly seq: number;
+  readonly issuedAt: string;
+  readonly keys: readonly DirectoryKey[];
+}
+
+/** The JWS `typ` of a directory entry (RFC 7515 section 4.1.9). */
+export const ENTRY_TYP = 'phi-broker-keys+jwks';
+
+/** The operator root key: Ed25519, as node:crypto key objects (jose signs and verifies with them). */
+export interface OperatorRootKey {
+  readonly kid: string;
+  readonly publicKey: KeyObject;
+  readonly privateKey?: KeyObject;
+}
+
+function invalid(party: string, detail: string): BrokerError {
+  return new BrokerError('E_KEY_DIRECTORY_INVALID', `key directory entry ${party}: ${detail}`, { path: party });
+}
+
+/** The root key from its raw Ed25519 public key (32 bytes) and, to sign, its 32-byte seed. kid = RFC 7638 thumbprint. */
+export function operatorRootKey(publicKey: Uint8Array, seed?: Uint8Array): OperatorRootKey {
+  if (publicKey.length !== 32) throw new TypeError('Ed25519 public key must be 32 bytes');
+  const x = toBase64url(publicKey);
+  const pub = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
+  // RFC 7638 section 3.2: SHA-256 over the required members in lexicographic order, no whitespace.
+  const kid = createHash('sha256').update(`{"crv":"Ed25519","kty":"OKP","x":"${x}"}`).digest('base64url');
+  if (seed === undefined) return Object.freeze({ kid, publicKey: pub });
+  const priv = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', x, d: toBase64url(seed) }, format: 'jwk' });
+  const derived = createPublicKey(priv).export({ format: 'jwk' }).x;
+  if (derived !== x) throw new TypeError('the operator root seed does not yield its public key');
+  return Object.freeze({ kid, publicKey: pub, privateKey: priv });
+}
+
+/** The pinned root key from the catalog's `keyDirectory.operatorRootKey.x`. */
+export function pinnedRootKey(x: string): OperatorRootKey {
+  const bytes = fromBase64url(x);
+  if (bytes?.length !== 32)
+    throw new BrokerError('E_KEY_DIRECTORY_INVALID', 'keyDirectory.operatorRootKey.x: expected 32 bytes', {
+      path: 'keyDirectory.operatorRootKey',
+    });
+  return operatorRootKey(bytes);
+}
+
+/** Signs an entry as a JWS (EdDSA). */
+export async function signEntry(entry: DirectoryEntry, root: OperatorRootKey): Promise<string> {
+  if (root.privateKey === undefined) throw new TypeError('signEntry needs the operator root private key');
+  const payload = new TextEncoder().encode(JSON.stringify(entryJson(entry)));
+  return new CompactSign(payload)
+    .setProtectedHeader({ alg: 'EdDSA', typ: ENTRY_TYP, kid: root.kid })
+    .sign(root.privateKey);
+}
+
+function entryJson(entry: DirectoryEntry): Record<string, unknown> {
+  return {
+    party: entry.party,
+    kind: entry.kind,
+    seq: entry.seq,
+    issuedAt: entry.issuedAt,
+    keys: entry.keys.map((k) => ({
+      ...k.jwk,
+      status: k.status,
+      created: k.created,
+      ...(k.notAfter === undefined ? {} : { notAfter: k.notAfter }),
+      ...(k.retired === undefined ? {} : { retired: k.retired }),
+      ...(k.revokedAt === undefined ? {} : { revokedAt: k.revokedAt }),
+      ...(k.reason === undefined ? {} : { reason: k.reason }),
+    })),
+  };
+}
+
+const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/;
+
+function instant(party: string, path: string, value: unknown, required: boolean): string | undefined {
+  if (value === undefined && !required) return undefined;
+  if (typeof value !== 'string' || !ISO.test(value) || Number.isNaN(Date.parse(value)))
+    throw invalid(party, `${path}: expected an ISO 8601 UTC instant`);
+  return value;
+}
+
+/**
+ * Verifies an entry read under KV key `party` against the pinned root key and parses it: RFC 7515 section 5.2 for
+ * the compact form, alg EdDSA only (RFC 8037 section 3.1), no `crit`. Synchronous (node:crypto Ed25519), so a
+ * watcher applies entries in order. Any failure is E_KEY_DIRECTORY_INVALID naming the party and the field.
+ */
+export function verifyEntry(party: string, jws: string, root: OperatorRootKey): DirectoryEntry {
+  const parts = jws.split('.');
+  if (parts.length !== 3) throw invalid(party, 'not a JWS in compact serialization');
+  const [h, p, sig] = parts as [string, string, string];
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8')) as Record<string, unknown>;
+  } catch {
+    throw invalid(party, 'JWS protected header is not JSON');
+  }
+  if (header['alg'] !== 'EdDSA') throw invalid(party, 'JWS alg: expected EdDSA');
+  if (header['typ'] !== ENTRY_TYP) throw invalid(party, `JWS typ: expected ${ENTRY_TYP}`);
+  if ('crit' in header) throw invalid(party, 'JWS crit: no critical extensions are understood');
+  const signature = fromBase64url(sig);
+  if (signature?.length !== 64 || !nodeVerify(null, Buffer.from(`${h}.${p}`, 'ascii'), root.publicKey, signature))
+    throw invalid(party, 'JWS signature does not verify under the operator root key');
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(p, 'base64url').toString('utf8'));
+  } catch {
+    throw invalid(party, 'payload is not JSON');
+  }
+  return parseEntry(party, json);
+}
+
+function parseEntry(party: string, json: unknown): DirectoryEntry {
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw invalid(party, 'payload: expected an object');
+  const o = json as Record<string, unknown>;
+  if (o['party'] !== party) throw invalid(party, 'party: expected the KV key it is stored under');
+  const kind = o['kind'];
+  if (kind !== 'service' && kind !== 'broker' && kind !== 'partner')
+    throw invalid(party, 'kind: expected service, broker or partner');
+  const seq = o['seq'];
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1)
+    throw invalid(party, 'seq: expected a positive integer');
+  const issuedAt = instant(party, 'issuedAt', o['issuedAt'], true) as string;
+  if (!Array.isArray(o['keys'])) throw invalid(party, 'keys: expected an array');
+  const raw = o['keys'] as unknown[];
+  // The JWK members alone through the strict RFC 8037 parser (kid form, curve, 32-byte x, no d).
+  const jwkOnly = raw.map((k, i) => {
+    if (typeof k !== 'object' || k === null) throw invalid(party, `keys[${i}]: expected an object`);
+    const {
+      status: _s,
+      created: _c,
+      notAfter: _n,
+      retired: _r,
+      revokedAt: _v,
+      reason: _e,
+      ...jwk
+    } = k as Record<string, unknown>;
+    return jwk;
+  });
+  let records: PublicKeyRecord[];
+  try {
+    records = recordsFromJwks(`key directory entry ${party}`, { keys: jwkOnly });
+  } catch (err) {
+    throw invalid(party, err instanceof Error ? err.message.replace(/^.*?: /, '') : 'keys: malformed');
+  }
+  const keys = raw.map((k, i): DirectoryKey => {
+    const m = k as Record<string, unknown>;
+    const record = records[i] as PublicKeyRecord;
+    if (record.service !== party) throw invalid(party, `keys[${i}].kid: expected a key of ${party}`);
+    const status = m['status'];
+    if (typeof status !== 'string' || !(KEY_STATUSES as readonly string[]).includes(status))
+      throw invalid(party, `keys[${i}].status: expected one of ${KEY_STATUSES.join(', ')}`);
+    const notAfter = instant(party, `keys[${i}].notAfter`, m['notAfter'], status === 'retiring');
+    const revokedAt = instant(party, `keys[${i}].revokedAt`, m['revokedAt'], status === 'revoked');
+    const retired = instant(party, `keys[${i}].retired`, m['retired'], false);
+    const reason = m['reason'];
+    if (reason !== undefined && (typeof reason !== 'string' || reason.length > 500))
+      throw invalid(party, `keys[${i}].reason: expected a string of at most 500 characters`);
+    return Object.freeze({
+      jwk: publicJwk(record),
+      status: status as KeyStatus,
+      created: instant(party, `keys[${i}].created`, m['created'], true) as string,
+      ...(notAfter === undefined ? {} : { notAfter }),
+      ...(retired === undefined ? {} : { retired }),
+      ...(revokedAt === undefined ? {} : { revokedAt }),
+      ...(typeof reason === 'string' ? { reason } : {}),
+    });
+  });
+  return Object.freeze({ party, kind, seq, issuedAt, keys: Object.freeze(keys) });
+}
+
+/** What a key's status means at `nowMs`: a retiring key past its notAfter is retired. */
+export function effectiveStatus(key: DirectoryKey, nowMs: number): KeyStatus {
+  if (key.status === 'retiring' && key.notAfter !== undefined && Date.parse(key.notAfter) <= nowMs) return 'retired';
+  return key.status;
+}
+
+export function kindOf(party: string, brokerId: string): PartyKind {
+  return party === brokerId ? 'broker' : 'service';
+}
+
+/** A fresh entry from a party's key versions (highest first): the highest active, the others active too. */
+export function entryFromVersions(
+  kind: PartyKind,
+  versions: readonly ServiceKeys[],
+  nowMs: number,
+  previous?: DirectoryEntry,
+): DirectoryEntry {
+  const first = versions[0];
+  if (first === undefined) throw new TypeError('entryFromVersions: at least one key version');
+  if (!SERVICE_ID_PATTERN.test(first.service)) throw new TypeError('party id must match SERVICE_ID_PATTERN');
+  const at = new Date(nowMs).toISOString();
+  const known = new Map((previous?.keys ?? []).map((k) => [k.jwk.kid, k]));
+  const keys: DirectoryKey[] = [];
+  for (const v of versions)
+    for (const r of publicRecords(v))
+      keys.push(known.get(r.kid) ?? { jwk: publicJwk(r), status: 'active', created: at });
+  // Keys the directory had that the key files no longer hold stay listed (their status is history).
+  for (const k of previous?.keys ?? []) if (!keys.some((x) => x.jwk.kid === k.jwk.kid)) keys.push(k);
+  return Object.freeze({ party: first.service, kind, seq: (previous?.seq ?? 0) + 1, issuedAt: at, keys });
+}
+
+/** Rotation: `next`'s keys become active; the keys active before are retiring until now + overlap. */
+export function rotateEntry(
+  previous: DirectoryEntry,
+  next: ServiceKeys,
+  nowMs: number,
+  overlapMs: number,
+): DirectoryEntry {
+  const at = new Date(nowMs).toISOString();
+  const notAfter = new Date(nowMs + overlapMs).toISOString();
+  const keys: DirectoryKey[] = previous.keys.map((k) =>
+    k.status === 'active' ? { ...k, status: 'retiring', notAfter } : k,
+  );
+  for (const r of publicRecords(next)) keys.push({ jwk: publicJwk(r), status: 'active', created: at });
+  return Object.freeze({ ...previous, seq: previous.seq + 1, issuedAt: at, keys });
+}
+
+/** Revocation of one kid, effective at `nowMs`. Undefined when the entry holds no such kid. */
+export function revokeInEntry(
+  previous: DirectoryEntry,
+  kid: string,
+  reason: string,
+  nowMs: number,
+): DirectoryEntry | undefined {
+  if (!previous.keys.some((k) => k.jwk.kid === kid)) return undefined;
+  const at = new Date(nowMs).toISOString();
+  const keys = previous.keys.map((k): DirectoryKey =>
+    k.jwk.kid === kid ? { ...k, status: 'revoked', revokedAt: at, reason } : k,
+  );
+  return Object.freeze({ ...previous, seq: previous.seq + 1, issuedAt: at, keys });
+}
+
+/** The party a kid belongs to (`<party>:<use>:<n>`), or undefined for a malformed kid. */
+export function partyOfKid(kid: string): string | undefined {
+  return parseKid(kid)?.service;
+}
+
+export interface AppliedEntry {
+  /** Kids this entry revoked that the keyring had not known as revoked. */
+  readonly newlyRevoked: readonly string[];
+  /** The party's current signing kid (highest active version), if any. */
+  readonly currentSigKid: string | undefined;
+}
+
+/** Puts an entry's keys and their status into a keyring: active as held, retiring until notAfter, retired, revoked. */
+export function applyEntry(keyring: Keyring, entry: DirectoryEntry): AppliedEntry {
+  const newlyRevoked: string[] = [];
+  let current: { kid: string; version: number } | undefined;
+  const records = recordsFromJwks(`key directory entry ${entry.party}`, { keys: entry.keys.map((k) => k.jwk) });
+  entry.keys.forEach((k, i) => {
+    const record = records[i] as PublicKeyRecord;
+    keyring.addPeer(record);
+    switch (k.status) {
+      case 'active': {
+        const version = parseKid(record.kid)?.version ?? 0;
+        if (record.use === 'sig' && (current === undefined || version > current.version))
+          current = { kid: record.kid, version };
+        break;
+      }
+      case 'retiring':
+        keyring.retireAt(record.kid, Date.parse(k.notAfter as string));
+        break;
+      case 'retired':
+        keyring.retire(record.kid);
+        break;
+      case 'revoked':
+        if (keyring.revokedAt(record.kid) === undefined) newlyRevoked.push(record.kid);
+        keyring.revoke(record.kid, Date.parse(k.revokedAt as string));
+        break;
+    }
+  });
+  return { newlyRevoked, currentSigKid: current?.kid };
+}

@@ -1,0 +1,254 @@
+// The key directory's operations (docs/keys.md): the operator root key file, publishing every party's keys from the
+// key files, rotation and revocation. Private halves are written only through key-files.ts (rotateServiceKeys), the
+// one write path for private keys. Readers (broker, SDK, gateway) load the pinned root key with `directoryRootKey`.
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NatsConnection } from 'nats';
+import type { Catalog } from '../catalog/types.js';
+import { fromBase64url, toBase64url } from '../crypto/base64url.js';
+import {
+  effectiveStatus,
+  entryFromVersions,
+  kindOf,
+  operatorRootKey,
+  partyOfKid,
+  pinnedRootKey,
+  revokeInEntry,
+  rotateEntry,
+  type DirectoryEntry,
+  type KeyStatus,
+  type OperatorRootKey,
+} from '../crypto/key-directory.js';
+import { randomBytes } from '../crypto/random.js';
+import { getSodium } from '../crypto/sodium.js';
+import { ensureKeyDirectoryBucket, openKeyDirectoryBucket, putEntry, readDirectory } from '../nats/key-directory.js';
+import { BrokerError } from '../wire/errors.js';
+import { BROKER_ID } from '../wire/ids.js';
+import { openJson, openServiceKeyVersions, rotateKeys } from './key-files.js';
+import { PLAIN_KEYS, writeKeyFile, type KeyProtection } from './key-protection.js';
+
+/** `<keys dir>/operator-root.private.jwk.json`: the development operator root key (Ed25519 JWK, RFC 8037; mode 0600). */
+export function operatorRootFile(keysDir: string): string {
+  return join(keysDir, 'operator-root.private.jwk.json');
+}
+
+/**
+ * Reads the operator root key (private) from the keys dir, through `protection` (sealed like the other private key
+ * files, or plain); E_SETUP_MISSING when there is none.
+ */
+export async function readOperatorRootKey(
+  keysDir: string,
+  protection: KeyProtection = PLAIN_KEYS,
+): Promise<OperatorRootKey> {
+  const file = operatorRootFile(keysDir);
+  const json = existsSync(file) ? await openJson(file, protection) : undefined;
+  if (json === undefined)
+    throw new BrokerError(
+      'E_SETUP_MISSING',
+      `no operator root key in ${keysDir} (\`phi-broker up\` creates one for development)`,
+      { path: file },
+    );
+  const jwk = (typeof json === 'object' && json !== null ? json : {}) as Record<string, unknown>;
+  const x = typeof jwk['x'] === 'string' ? fromBase64url(jwk['x']) : undefined;
+  const d = typeof jwk['d'] === 'string' ? fromBase64url(jwk['d']) : undefined;
+  if (jwk['kty'] !== 'OKP' || jwk['crv'] !== 'Ed25519' || x?.length !== 32 || d?.length !== 32)
+    throw new BrokerError('E_CONFIG_INVALID', `${file}: expected an Ed25519 private JWK (kty OKP, crv Ed25519, x, d)`, {
+      path: file,
+    });
+  try {
+    return operatorRootKey(x, d);
+  } catch {
+    throw new BrokerError('E_CONFIG_INVALID', `${file}: d does not yield x`, { path: file });
+  }
+}
+
+/** Creates the development operator root key when missing. Returns whether it was created. */
+export async function ensureOperatorRootKey(
+  keysDir: string,
+  protection: KeyProtection = PLAIN_KEYS,
+): Promise<{ root: OperatorRootKey; created: boolean }> {
+  if (existsSync(operatorRootFile(keysDir)))
+    return { root: await readOperatorRootKey(keysDir, protection), created: false };
+  const seed = Uint8Array.from(randomBytes(32));
+  const publicKey = getSodium().crypto_sign_seed_keypair(seed).publicKey;
+  const jwk = { kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig', x: toBase64url(publicKey), d: toBase64url(seed) };
+  const bytes = new TextEncoder().encode(`${JSON.stringify(jwk, null, 2)}\n`);
+  mkdirSync(keysDir, { recursive: true, mode: 0o700 });
+  try {
+    await writeKeyFile(operatorRootFile(keysDir), bytes, protection);
+  } finally {
+    bytes.fill(0);
+    seed.fill(0);
+  }
+  return { root: await readOperatorRootKey(keysDir, protection), created: true };
+}
+
+/**
+ * The root key readers verify under: the catalog's pinned `keyDirectory.operatorRootKey`, else (development) the
+ * public half of the data dir's operator root key, with `pinned: false` so the caller says so.
+ */
+export async function directoryRootKey(
+  catalog: Catalog,
+  keysDir: string,
+  protection: KeyProtection = PLAIN_KEYS,
+): Promise<{ root: OperatorRootKey; pinned: boolean }> {
+  const pinned = catalog.keyDirectory?.operatorRootKey.x;
+  if (pinned !== undefined) return { root: pinnedRootKey(pinned), pinned: true };
+  const dev = await readOperatorRootKey(keysDir, protection);
+  return { root: operatorRootKey(publicBytes(dev)), pinned: false };
+}
+
+function publicBytes(root: OperatorRootKey): Uint8Array {
+  const x = root.publicKey.export({ format: 'jwk' }).x;
+  const bytes = x === undefined ? undefined : fromBase64url(x);
+  if (bytes === undefined) throw new TypeError('operator root key without x');
+  return bytes;
+}
+
+/** The signing root: the data dir's private key, which must match the catalog's pin when there is one. */
+export async function signingRootKey(
+  catalog: Catalog,
+  keysDir: string,
+  protection: KeyProtection = PLAIN_KEYS,
+): Promise<OperatorRootKey> {
+  const root = await readOperatorRootKey(keysDir, protection);
+  const pinned = catalog.keyDirectory?.operatorRootKey.x;
+  if (pinned !== undefined && pinned !== toBase64url(publicBytes(root)))
+    throw new BrokerError(
+      'E_KEY_DIRECTORY_INVALID',
+      `the operator root key in ${keysDir} is not the one the catalog pins (keyDirectory.operatorRootKey)`,
+      { path: 'keyDirectory.operatorRootKey' },
+    );
+  return root;
+}
+
+/**
+ * Publishes every party's keys from the key files (broker and catalog services with a key file): a party without
+ * an entry gets one; a party whose key files hold versions the entry lacks gets them added. Returns the parties written.
+ */
+export async function publishDirectory(
+  nc: NatsConnection,
+  catalog: Catalog,
+  keysDir: string,
+  root: OperatorRootKey,
+  opts: { readonly create?: boolean; readonly nowMs?: number; readonly protection?: KeyProtection } = {},
+): Promise<string[]> {
+  // Provisioning (the admin identity) creates the bucket; the operator only binds to it.
+  const kv = opts.create === true ? await ensureKeyDirectoryBucket(nc) : await openKeyDirectoryBucket(nc);
+  const nowMs = opts.nowMs ?? Date.now();
+  const current = await readDirectory(kv, root);
+  const written: string[] = [];
+  for (const party of [BROKER_ID, ...catalog.services.keys()]) {
+    let versions;
+    try {
+      versions = await openServiceKeyVersions(keysDir, party, opts.protection ?? PLAIN_KEYS);
+    } catch (err) {
+      if (err instanceof BrokerError && err.code === 'E_KEY_UNKNOWN') continue; // no key file: held elsewhere
+      throw err;
+    }
+    const stored = current.get(party);
+    const listed = new Set(stored?.entry.keys.map((k) => k.jwk.kid));
+    if (stored !== undefined && versions.every((v) => listed.has(v.sign.kid) && listed.has(v.enc.kid))) continue;
+    const entry = entryFromVersions(kindOf(party, BROKER_ID), versions, nowMs, stored?.entry);
+    await putEntry(kv, root, entry, stored?.revision ?? 0);
+    written.push(party);
+  }
+  return written;
+}
+
+async function storedEntry(
+  nc: NatsConnection,
+  root: OperatorRootKey,
+  party: string,
+): Promise<{ entry: DirectoryEntry; revision: number; kv: Awaited<ReturnType<typeof openKeyDirectoryBucket>> }> {
+  const kv = await openKeyDirectoryBucket(nc);
+  const stored = (await readDirectory(kv, root)).get(party);
+  if (stored === undefined)
+    throw new BrokerError(
+      'E_KEY_UNKNOWN',
+      `the key directory has no entry for ${party} (run \`phi-broker keys publish\`)`,
+      {
+        path: party,
+      },
+    );
+  return { ...stored, kv };
+}
+
+/**
+ * Rotation: a new key version of `party` becomes current (private half written beside its others), the versions
+ * active before are retiring for `overlapMs`. Returns the new signing kid and the end of the overlap.
+ */
+export async function rotateParty(
+  nc: NatsConnection,
+  keysDir: string,
+  root: OperatorRootKey,
+  party: string,
+  overlapMs: number,
+  nowMs: number = Date.now(),
+  protection: KeyProtection = PLAIN_KEYS,
+): Promise<{ kid: string; encKid: string; notAfter: string }> {
+  const { entry, revision, kv } = await storedEntry(nc, root, party);
+  const next = await rotateKeys(keysDir, party, protection);
+  await putEntry(kv, root, rotateEntry(entry, next, nowMs, overlapMs), revision);
+  return { kid: next.sign.kid, encKid: next.enc.kid, notAfter: new Date(nowMs + overlapMs).toISOString() };
+}
+
+/** Revokes one kid at once. */
+export async function revokeKey(
+  nc: NatsConnection,
+  root: OperatorRootKey,
+  kid: string,
+  reason: string,
+  nowMs: number = Date.now(),
+): Promise<{ revokedAt: string }> {
+  const party = partyOfKid(kid);
+  if (party === undefined)
+    throw new BrokerError('E_KEY_UNKNOWN', 'kid: expected <party>:<sig|enc>:<n>', { path: 'kid' });
+  const { entry, revision, kv } = await storedEntry(nc, root, party);
+  const next = revokeInEntry(entry, kid, reason, nowMs);
+  if (next === undefined)
+    throw new BrokerError('E_KEY_UNKNOWN', `the key directory entry of ${party} holds no key ${kid}`, { path: 'kid' });
+  await putEntry(kv, root, next, revision);
+  return { revokedAt: new Date(nowMs).toISOString() };
+}
+
+export interface ListedKey {
+  readonly party: string;
+  readonly kind: string;
+  readonly kid: string;
+  readonly use: string;
+  readonly status: KeyStatus;
+  readonly created: string;
+  readonly notAfter?: string;
+  readonly retired?: string;
+  readonly revokedAt?: string;
+  readonly reason?: string;
+}
+
+/** Every party's keys with their status at `nowMs` (a retiring key past its notAfter shows as retired). */
+export async function listDirectory(
+  nc: NatsConnection,
+  root: OperatorRootKey,
+  nowMs: number = Date.now(),
+): Promise<ListedKey[]> {
+  const kv = await openKeyDirectoryBucket(nc);
+  const out: ListedKey[] = [];
+  for (const { entry } of (await readDirectory(kv, root)).values())
+    for (const k of entry.keys) {
+      const status = effectiveStatus(k, nowMs);
+      out.push({
+        party: entry.party,
+        kind: entry.kind,
+        kid: k.jwk.kid,
+        use: k.jwk.use,
+        status,
+        created: k.created,
+        ...(k.notAfter === undefined ? {} : { notAfter: k.notAfter }),
+        ...(status === 'retired' && k.status === 'retiring' ? { retired: k.notAfter as string } : {}),
+        ...(k.retired === undefined ? {} : { retired: k.retired }),
+        ...(k.revokedAt === undefined ? {} : { revokedAt: k.revokedAt }),
+        ...(k.reason === undefined ? {} : { reason: k.reason }),
+      });
+    }
+  return out;
+}

@@ -1,0 +1,167 @@
+// The key directory's entry format (src/crypto/key-directory.ts): JWS EdDSA under the operator root key, checked
+// by jose as well (interop), refused when tampered, signed by another key, or naming another party; and what the
+// lifecycle statuses do to a keyring (retiring until notAfter, then E_KEY_UNKNOWN; revoked → E_KEY_REVOKED).
+import { calculateJwkThumbprint, compactVerify } from 'jose';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  applyEntry,
+  entryFromVersions,
+  operatorRootKey,
+  revokeInEntry,
+  rotateEntry,
+  signEntry,
+  verifyEntry,
+  type OperatorRootKey,
+} from '../../src/crypto/key-directory.js';
+import { Keyring } from '../../src/crypto/keyring.js';
+import { generateServiceKeys } from '../../src/crypto/keypairs.js';
+import { getSodium, initCrypto } from '../../src/crypto/sodium.js';
+import { isBrokerError } from '../../src/wire/errors.js';
+
+function rootFromSeed(fill: number): OperatorRootKey {
+  const seed = new Uint8Array(32).fill(fill);
+  return operatorRootKey(getSodium().crypto_sign_seed_keypair(seed).publicKey, seed);
+}
+
+function codeOf(f: () => unknown): string | undefined {
+  try {
+    f();
+  } catch (e) {
+    return isBrokerError(e) ? e.code : 'not a BrokerError';
+  }
+  return undefined;
+}
+
+function messageOf(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return '';
+}
+
+const T0 = Date.parse('2026-12-01T00:00:00.000Z');
+let root: OperatorRootKey;
+let other: OperatorRootKey;
+
+beforeAll(async () => {
+  await initCrypto();
+  root = rootFromSeed(7);
+  other = rootFromSeed(8);
+});
+
+describe('directory entries', () => {
+  it('sign → verify round trip; jose verifies the same JWS (EdDSA, RFC 8037) and sees the typ', async () => {
+    const v1 = generateServiceKeys('registration', 1);
+    const entry = entryFromVersions('service', [v1], T0);
+    const jws = await signEntry(entry, root);
+    expect(verifyEntry('registration', jws, root)).toEqual(entry);
+    const { payload, protectedHeader } = await compactVerify(jws, root.publicKey, { algorithms: ['EdDSA'] });
+    expect(protectedHeader).toMatchObject({ alg: 'EdDSA', typ: 'phi-broker-keys+jwks', kid: root.kid });
+    const json = JSON.parse(new TextDecoder().decode(payload)) as { keys: Record<string, unknown>[] };
+    expect(json.keys.map((k) => [k['kid'], k['status'], 'd' in k])).toEqual([
+      ['registration:sig:1', 'active', false],
+      ['registration:enc:1', 'active', false],
+    ]);
+    // kid = RFC 7638 thumbprint of the root's public JWK, as jose computes it.
+    const jwk = root.publicKey.export({ format: 'jwk' });
+    expect(root.kid).toBe(await calculateJwkThumbprint({ kty: 'OKP', crv: 'Ed25519', x: jwk.x as string }));
+  });
+
+  it('refuses a tampered payload, a JWS signed by another key, another party, and alg none', async () => {
+    const entry = entryFromVersions('service', [generateServiceKeys('registration', 1)], T0);
+    const jws = await signEntry(entry, root);
+    const [h, p, s] = jws.split('.') as [string, string, string];
+    const payload = JSON.parse(Buffer.from(p, 'base64url').toString('utf8')) as Record<string, unknown>;
+    const tampered = `${h}.${Buffer.from(JSON.stringify({ ...payload, seq: 99 })).toString('base64url')}.${s}`;
+    expect(codeOf(() => verifyEntry('registration', tampered, root))).toBe('E_KEY_DIRECTORY_INVALID');
+    expect(messageOf(() => verifyEntry('registration', tampered, root))).toBe(
+      'key directory entry registration: JWS signature does not verify under the operator root key',
+    );
+    const foreign = await signEntry(entry, other);
+    expect(codeOf(() => verifyEntry('registration', foreign, root))).toBe('E_KEY_DIRECTORY_INVALID');
+    expect(messageOf(() => verifyEntry('billing', jws, root))).toBe(
+      'key directory entry billing: party: expected the KV key it is stored under',
+    );
+    const none = `${Buffer.from('{"alg":"none","typ":"phi-broker-keys+jwks"}').toString('base64url')}.${p}.`;
+    expect(messageOf(() => verifyEntry('registration', none, root))).toBe(
+      'key directory entry registration: JWS alg: expected EdDSA',
+    );
+    expect(codeOf(() => verifyEntry('registration', 'not a jws', root))).toBe('E_KEY_DIRECTORY_INVALID');
+  });
+
+  it('refuses a validly signed entry whose keys belong to another party or carry a private key', async () => {
+    const entry = entryFromVersions('service', [generateServiceKeys('billing', 1)], T0);
+    const misfiled = await signEntry({ ...entry, party: 'registration' }, root);
+    expect(messageOf(() => verifyEntry('registration', misfiled, root))).toBe(
+      'key directory entry registration: keys[0].kid: expected a key of registration',
+    );
+    const withD = await signEntry(
+      { ...entry, keys: entry.keys.map((k, i) => (i === 0 ? { ...k, jwk: { ...k.jwk, d: 'AAAA' } } : k)) },
+      root,
+    );
+    expect(messageOf(() => verifyEntry('billing', withD, root))).toContain('keys[0].d');
+  });
+});
+
+describe('lifecycle in a keyring', () => {
+  it('rotation: the old version verifies and opens until notAfter, then is E_KEY_UNKNOWN; the new one signs', async () => {
+    const v1 = generateServiceKeys('registration', 1);
+    const v2 = generateServiceKeys('registration', 2);
+    const broker = generateServiceKeys('broker', 1);
+    const e1 = entryFromVersions('service', [v1], T0);
+    const e2 = rotateEntry(e1, v2, T0 + 1000, 60_000);
+    expect(e2.seq).toBe(2);
+    expect(e2.keys.map((k) => [k.jwk.kid, k.status, k.notAfter])).toEqual([
+      ['registration:sig:1', 'retiring', '2026-12-01T00:01:01.000Z'],
+      ['registration:enc:1', 'retiring', '2026-12-01T00:01:01.000Z'],
+      ['registration:sig:2', 'active', undefined],
+      ['registration:enc:2', 'active', undefined],
+    ]);
+    const verified = verifyEntry('registration', await signEntry(e2, root), root);
+    let clock = T0 + 2000;
+    // The broker's view: registration is a peer.
+    const ring = new Keyring(broker);
+    ring.now = () => clock;
+    expect(applyEntry(ring, verified).currentSigKid).toBe('registration:sig:2');
+    expect(ring.signingPublicKey('registration:sig:1')).toEqual(v1.sign.publicKey);
+    expect(ring.encryptionKeyOf('registration').kid).toBe('registration:enc:2');
+    const oldKek = ring.kekForId(`broker:enc:1~registration:enc:1`);
+    expect(oldKek.key.length).toBe(32);
+    clock = T0 + 61_000;
+    expect(codeOf(() => ring.signingPublicKey('registration:sig:1'))).toBe('E_KEY_UNKNOWN');
+    // The cached KEK of the old version is refused too once the overlap ends.
+    expect(codeOf(() => ring.kekForId(`broker:enc:1~registration:enc:1`))).toBe('E_KEY_UNKNOWN');
+    expect(ring.signingPublicKey('registration:sig:2')).toEqual(v2.sign.publicKey);
+    // The owner's view: v2 signs once loaded; v1 no longer does.
+    const own = new Keyring(v1);
+    applyEntry(own, verified);
+    expect(own.hasOwn('registration:sig:2')).toBe(false);
+    own.addOwn(v2);
+    expect(own.signer().kid).toBe('registration:sig:2');
+  });
+
+  it('revocation: stored at or after revokedAt → E_KEY_REVOKED; stored before still verifies; never signs', async () => {
+    const v1 = generateServiceKeys('registration', 1);
+    const e1 = entryFromVersions('service', [v1], T0);
+    const revoked = revokeInEntry(e1, 'registration:sig:1', 'laptop stolen', T0 + 5000);
+    expect(revoked).toBeDefined();
+    expect(revokeInEntry(e1, 'registration:sig:9', 'x', T0)).toBeUndefined();
+    const verified = verifyEntry('registration', await signEntry(revoked!, root), root);
+    expect(verified.keys[0]).toMatchObject({
+      status: 'revoked',
+      revokedAt: '2026-12-01T00:00:05.000Z',
+      reason: 'laptop stolen',
+    });
+    const ring = new Keyring(v1);
+    expect(applyEntry(ring, verified).newlyRevoked).toEqual(['registration:sig:1']);
+    expect(applyEntry(ring, verified).newlyRevoked).toEqual([]);
+    expect(ring.signingPublicKey('registration:sig:1', T0 + 4999)).toEqual(v1.sign.publicKey);
+    expect(codeOf(() => ring.signingPublicKey('registration:sig:1', T0 + 5000))).toBe('E_KEY_REVOKED');
+    expect(messageOf(() => ring.signingPublicKey('registration:sig:1'))).toBe(
+      'key registration:sig:1 was revoked before this message was stored',
+    );
+    expect(codeOf(() => ring.signer())).toBe('E_KEY_UNKNOWN');
+  });
+});
