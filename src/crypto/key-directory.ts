@@ -2,7 +2,8 @@
 // keys with extra members per key (status, dates; RFC 7517 section 4 allows them) and per set (party, kind, seq,
 // issuedAt), carried as a JWS Compact Serialization (RFC 7515 section 7.1) signed by the operator root key with
 // EdDSA/Ed25519 (RFC 8037). Pure: building, signing, verifying, and what an entry means for a keyring at a time.
-import { createHash, createPrivateKey, createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { verifyEd25519Strict } from './verify-strict.js';
+import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { CompactSign } from 'jose';
 import { BrokerError } from '../wire/errors.js';
 import { SERVICE_ID_PATTERN } from '../wire/ids.js';
@@ -112,7 +113,7 @@ function instant(party: string, path: string, value: unknown, required: boolean)
 
 /**
  * Verifies an entry read under KV key `party` against the pinned root key and parses it: RFC 7515 section 5.2 for
- * the compact form, alg EdDSA only (RFC 8037 section 3.1), no `crit`. Synchronous (node:crypto Ed25519), so a
+ * the compact form, alg EdDSA only (RFC 8037 section 3.1), no `crit`. Synchronous (verify-strict.ts), so a
  * watcher applies entries in order. Any failure is E_KEY_DIRECTORY_INVALID naming the party and the field.
  */
 export function verifyEntry(party: string, jws: string, root: OperatorRootKey): DirectoryEntry {
@@ -129,7 +130,14 @@ export function verifyEntry(party: string, jws: string, root: OperatorRootKey): 
   if (header['typ'] !== ENTRY_TYP) throw invalid(party, `JWS typ: expected ${ENTRY_TYP}`);
   if ('crit' in header) throw invalid(party, 'JWS crit: no critical extensions are understood');
   const signature = fromBase64url(sig);
-  if (signature?.length !== 64 || !nodeVerify(null, Buffer.from(`${h}.${p}`, 'ascii'), root.publicKey, signature))
+  const x = root.publicKey.export({ format: 'jwk' }).x;
+  const publicKey = x === undefined ? undefined : fromBase64url(x);
+  // The one Ed25519 rule of docs/wire-format.md "Signature strictness" (libsodium's), as every other verifier.
+  if (
+    signature?.length !== 64 ||
+    publicKey?.length !== 32 ||
+    !verifyEd25519Strict(new TextEncoder().encode(`${h}.${p}`), signature, publicKey)
+  )
     throw invalid(party, 'JWS signature does not verify under the operator root key');
   let json: unknown;
   try {

@@ -87,8 +87,13 @@ async function auditEvents(): Promise<AuditEvent[]> {
   return events;
 }
 
+// The recording broker is the agent whose `who` is `source.observer` (its instance id; BALP val-audit-source).
 const who = (e: AuditEvent): string[] =>
-  e.agent.map((a) => `${a.who?.identifier?.value ?? '?'}${a.requestor ? '*' : ''}`);
+  e.agent.map((a) => {
+    const id = a.who?.identifier?.value;
+    const name = id !== undefined && id === e.source.observer.identifier?.value ? 'broker' : (id ?? '?');
+    return `${name}${a.requestor ? '*' : ''}`;
+  });
 
 let filed: string;
 

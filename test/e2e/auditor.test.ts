@@ -78,14 +78,15 @@ beforeAll(async () => {
   };
   // An immunization from ehr: delivered to public-health (external: a disclosure), recorded in the registry and audited.
   const ehr = await client('ehr');
-  const r = await ehr.publish({
-    resourceType: 'Immunization',
+  const immunization = {
+    resourceType: 'Immunization' as const,
     id: 'i-auditor-1',
-    status: 'completed',
+    status: 'completed' as const,
     vaccineCode: { coding: [{ system: 'http://hl7.org/fhir/sid/cvx', code: '140' }] },
     patient: { reference: PATIENT },
     occurrenceDateTime: '2026-10-01',
-  });
+  };
+  const r = await ehr.publish(immunization);
   expect(r.status).toBe('accepted');
   // About 2 MB: large enough that reading the stored answer back (access export) takes the ordered consumer's flow control.
   const many = Array.from({ length: 1000 }, (_, i) => ({
@@ -95,7 +96,8 @@ beforeAll(async () => {
     code: { text: 'note '.repeat(400) },
     subject: { reference: PATIENT },
   }));
-  await ehr.onAccessRequest((ref) => (ref === PATIENT ? many : []));
+  // What ehr holds (the registry names Immunization: a holder answers with every type it holds), and 2 MB more.
+  await ehr.onAccessRequest((ref) => (ref === PATIENT ? [immunization, ...many] : []));
   const secrets = ensureBrokerSecrets(stack.keysDir);
   const desk = await AccessDesk.start({
     nc: await stack.connectAs(BROKER_IDENTITY),

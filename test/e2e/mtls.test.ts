@@ -621,7 +621,9 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
       code: { text: 'note '.repeat(400) },
       subject: { reference: 'Patient/p-mtls-1' },
     }));
-    await registration.onAccessRequest((ref) => (ref === 'Patient/p-mtls-1' ? many : []));
+    // What it holds (the Patient it published; a holder must answer with every type the registry names) and 2 MB more.
+    const held = [{ resourceType: 'Patient' as const, id: 'p-mtls-1' }, ...many];
+    await registration.onAccessRequest((ref) => (ref === 'Patient/p-mtls-1' ? held : []));
     const desk = await AccessDesk.start({
       nc: await connectAs(BROKER_IDENTITY),
       catalog: stack.catalog,
@@ -634,7 +636,7 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
     });
     try {
       const r = await desk.create('Patient/p-mtls-1');
-      expect(r.services['registration']).toMatchObject({ state: 'answered', resources: 1000 });
+      expect(r.services['registration']).toMatchObject({ state: 'answered', resources: 1001 });
       expect(logs.records().some((x) => x['event'] === 'access.parts' && x['service'] === 'registration')).toBe(true);
       expect(stack.log().slice(logFrom)).not.toMatch(/Violation/);
     } finally {

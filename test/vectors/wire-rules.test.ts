@@ -351,9 +351,10 @@ describe('Ed25519 strictness (docs/wire-format.md "Signature strictness")', () =
     expect(text('crypto/verify-strict.ts')).toContain('cryptoBackend().verify(');
     // jose verifies partner assertions; for EdDSA the same file applies the strict rule first.
     const jose = files.filter((f) => /\bjwtVerify\(|\bcompactVerify\(|\bflattenedVerify\(/.test(text(f)));
-    // bearer.ts verifies the gateway's own access tokens, pinned to ES384: no Ed25519 there.
-    expect(jose.sort()).toEqual(['gateway/assertion.ts', 'gateway/bearer.ts']);
+    // bearer.ts and token-signer.ts verify the gateway's own access tokens, pinned to ES384: no Ed25519 there.
+    expect(jose.sort()).toEqual(['gateway/assertion.ts', 'gateway/bearer.ts', 'gateway/token-signer.ts']);
     expect(text('gateway/bearer.ts')).toContain('algorithms: [TOKEN_ALGORITHM]');
+    expect(text('gateway/token-signer.ts')).toContain('algorithms: [TOKEN_ALGORITHM]');
     expect(text('gateway/assertion.ts')).toContain('verifyEd25519Strict(');
     expect(text('crypto/sign.ts')).toContain('return verifyEd25519Strict(');
   });
