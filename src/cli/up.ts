@@ -184,7 +184,6 @@ async function start(
 ): Promise<Running> {
   const catalog = loadConfiguredCatalog(config); // refuses to start on an invalid catalog
   const { dir, peers, protection } = await devKeys(config, catalog);
-  announceKeyProtection(protection, logger);
   const secrets = await openBrokerSecrets(dir, protection, true);
   const brokerKeys = await openServiceKeys(dir, BROKER_ID, protection);
   // nats-server's log, followed for security incidents (docs/audit.md): the embedded server's, or natsLogFile's.
@@ -196,6 +195,8 @@ async function start(
     ...(lock === undefined ? {} : { lock }),
     ...(port === undefined ? {} : { port }),
   });
+  // Said once NATS is reachable as configured, so a refused configuration prints its error alone.
+  announceKeyProtection(protection, logger);
   const { server, url, tlsDir } = transport;
   if (server !== undefined) onServer(server);
   // The broker identity over mTLS (streams provisioned beforehand by the admin identity: the embedded server's
