@@ -26,7 +26,7 @@ export interface IntegrityCheckOptions {
   readonly settings: AuditStreamSettings;
   /** This broker's chain (its instance id). */
   readonly chain: string;
-  readonly signingKey: (kid: string) => Uint8Array | undefined;
+  readonly signingKey: (kid: string, chain: string) => Uint8Array | undefined;
   /** A stream that does not exist yet is not a problem (a first start in development, before it is created). */
   readonly allowMissingStreams?: boolean;
 }

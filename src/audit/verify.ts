@@ -47,8 +47,8 @@ export interface VerifyReport {
 }
 
 export interface VerifyOptions {
-  /** The broker's Ed25519 public signing key for a key id (undefined when unknown). */
-  readonly signingKey: (kid: string) => Uint8Array | undefined;
+  /** The Ed25519 public key for a key id that may sign `chain`'s checkpoints (undefined when unknown or not its writer's). */
+  readonly signingKey: (kid: string, chain: string) => Uint8Array | undefined;
   /**
    * The stream's oldest records were removed by retention (its first sequence is above 1): a chain may then
    * start at any sequence. Otherwise every chain must start at 1 with no previous hash.
@@ -158,7 +158,7 @@ export function verifyAuditRecords(input: Iterable<StoredRecord>, opts: VerifyOp
     }
     if (record.checkpoint !== undefined) {
       const cp = record.checkpoint;
-      const key = opts.signingKey(cp.kid);
+      const key = opts.signingKey(cp.kid, chain);
       const signed =
         key !== undefined &&
         cp.head === seq - 1 &&
@@ -168,7 +168,7 @@ export function verifyAuditRecords(input: Iterable<StoredRecord>, opts: VerifyOp
           'checkpoint',
           seq,
           key === undefined
-            ? `checkpoint ${seq} is signed with an unknown key ${cp.kid}`
+            ? `checkpoint ${seq} is signed with ${cp.kid}, not a known key of the chain’s writer`
             : `checkpoint ${seq} does not verify (signature or head)`,
         );
     }

@@ -62,9 +62,12 @@ export function decodeWitnessHead(text: string): WitnessHead | undefined {
   return ok ? (json as WitnessHead) : undefined;
 }
 
-/** True when the head's signature verifies with the broker key it names. */
-export function witnessHeadVerifies(h: WitnessHead, signingKey: (kid: string) => Uint8Array | undefined): boolean {
-  const key = signingKey(h.kid);
+/** True when the head's signature verifies with the key it names, a key of the chain's writer. */
+export function witnessHeadVerifies(
+  h: WitnessHead,
+  signingKey: (kid: string, chain: string) => Uint8Array | undefined,
+): boolean {
+  const key = signingKey(h.kid, h.chain);
   return (
     key !== undefined &&
     verifyDetached(checkpointPayload(h.chain, h.head, h.hash), Buffer.from(h.sig, 'base64url'), key)
@@ -85,7 +88,7 @@ export interface WitnessFinding {
 }
 
 export interface WitnessCompareOptions {
-  readonly signingKey: (kid: string) => Uint8Array | undefined;
+  readonly signingKey: (kid: string, chain: string) => Uint8Array | undefined;
   /**
    * Heads written before this time (ms) may have aged out of PHI_AUDIT with their records (its max age): a chain
    * that is wholly gone is then not reported. Undefined: every witnessed chain must be present.
@@ -96,7 +99,7 @@ export interface WitnessCompareOptions {
 /** The highest verified head of each chain, and the heads that do not verify. */
 export function bestHeads(
   heads: readonly WitnessHead[],
-  signingKey: (kid: string) => Uint8Array | undefined,
+  signingKey: (kid: string, chain: string) => Uint8Array | undefined,
 ): { readonly best: Map<string, WitnessHead>; readonly verified: WitnessHead[]; readonly bad: WitnessHead[] } {
   const best = new Map<string, WitnessHead>();
   const verified: WitnessHead[] = [];
@@ -130,7 +133,7 @@ export function compareWithWitness(
       kind: 'unverifiable',
       severity: 'problem',
       chain: h.chain,
-      message: `a witnessed head of chain ${h.chain} (head ${h.head}) does not verify with the broker's keys (${h.kid})`,
+      message: `a witnessed head of chain ${h.chain} (head ${h.head}) does not verify with its writer's keys (${h.kid})`,
     });
   }
   // The hashes of the records witnessed heads were signed over.

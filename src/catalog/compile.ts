@@ -22,7 +22,7 @@ import {
 } from './schema.js';
 import type { TopicInput } from './schema.js';
 import { DEFAULT_ACCESS_POLICY, DEFAULT_PATIENT_MATCH } from './types.js';
-import { BROKER_ID } from '../wire/ids.js';
+import { BROKER_ID, RESERVED_PARTY_IDS } from '../wire/ids.js';
 import type {
   AccessPolicyDef,
   Catalog,
@@ -164,6 +164,13 @@ export function compileCatalog(files: readonly CatalogSourceFile[]): CompileResu
           source.issue(
             ['services', i, 'id'],
             `'${BROKER_ID}' is reserved for the broker itself and cannot be declared`,
+          ),
+        );
+      else if (RESERVED_PARTY_IDS.includes(s.id))
+        issues.push(
+          source.issue(
+            ['services', i, 'id'],
+            `'${s.id}' is reserved for an audit-signing key (docs/audit.md) and cannot be declared`,
           ),
         );
       else if (serviceAt.has(s.id))

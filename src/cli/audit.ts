@@ -35,12 +35,12 @@ import {
   type WitnessHead,
 } from '../audit/witness.js';
 import { existingBrokerSecrets } from '../runtime/broker-secrets.js';
-import { BROKER_ID } from '../wire/ids.js';
+import { BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID } from '../wire/ids.js';
 import { BrokerError } from '../wire/errors.js';
 import type { BrokerConfig } from '../config/config.js';
 import { recordsFromJwks } from '../crypto/jwk.js';
 import { readJwks } from '../runtime/key-files.js';
-import { STREAMS } from '../wire/names.js';
+import { chainWriter, STREAMS, type ChainWriter } from '../wire/names.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
 import { patientPseudonym } from '../registry/pseudonym.js';
 import { connectOperator, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
@@ -61,19 +61,33 @@ async function withNats<T>(config: BrokerConfig, stream: string, run: (nc: NatsC
   }
 }
 
-/** The broker's public signing keys: from `--jwks <file>`, else the data dir's keys/jwks.json. */
-function brokerSigningKeys(
+/** Which key-space party signs a chain's checkpoints (src/wire/names.ts chainWriter). */
+const CHAIN_SIGNER: Readonly<Record<ChainWriter, string>> = {
+  broker: BROKER_ID,
+  gateway: GATEWAY_AUDIT_ID,
+  operator: OPERATOR_AUDIT_ID,
+};
+
+/**
+ * The audit-signing public keys, from `--jwks <file>`, else the data dir's keys/jwks.json: a key verifies a chain's
+ * checkpoints only when it belongs to that chain's writer (a gateway's key never vouches for a broker's chain).
+ */
+function auditSigningKeys(
   config: BrokerConfig,
   jwksPath: string | undefined,
-): (kid: string) => Uint8Array | undefined {
+): (kid: string, chain: string) => Uint8Array | undefined {
   const records =
     jwksPath === undefined
       ? readJwks(layout(config).keys)
       : recordsFromJwks(jwksPath, JSON.parse(readFileSync(jwksPath, 'utf8')) as unknown);
+  const signers = new Set(Object.values(CHAIN_SIGNER));
   const keys = new Map(
-    records.filter((r) => r.service === BROKER_ID && r.use === 'sig').map((r) => [r.kid, r.publicKey]),
+    records.filter((r) => signers.has(r.service) && r.use === 'sig').map((r) => [r.kid, r] as const),
   );
-  return (kid) => keys.get(kid);
+  return (kid, chain) => {
+    const r = keys.get(kid);
+    return r !== undefined && r.service === CHAIN_SIGNER[chainWriter(chain)] ? r.publicKey : undefined;
+  };
 }
 
 /** What `audit verify` found: the chain walk, the streams' settings and the comparison with witnessed heads. */
@@ -127,7 +141,7 @@ export async function runAuditVerify(
   opts: { stream: string; json: boolean; jwks?: string; witness?: string },
   io: AuditIo,
 ): Promise<number> {
-  const signingKey = brokerSigningKeys(config, opts.jwks);
+  const signingKey = auditSigningKeys(config, opts.jwks);
   const file = opts.witness === undefined ? undefined : parseWitnessLines(readFileSync(opts.witness, 'utf8'));
   return withNats(config, opts.stream, async (nc) => {
     const { firstSeq } = await auditStreamState(nc, opts.stream);
@@ -185,7 +199,7 @@ export async function runAuditWitness(
   opts: { out: string; jwks?: string },
   io: AuditIo,
 ): Promise<number> {
-  const signingKey = brokerSigningKeys(config, opts.jwks);
+  const signingKey = auditSigningKeys(config, opts.jwks);
   const have = existsSync(opts.out) ? parseWitnessLines(readFileSync(opts.out, 'utf8')).heads : [];
   const known = new Set(have.map((h) => `${h.chain}\n${h.head}\n${h.sig}`));
   return withNats(config, STREAMS.audit, async (nc) => {

@@ -22,6 +22,7 @@ import {
 } from '../nats/setup.js';
 import { Keyring } from '../crypto/keyring.js';
 import { BROKER_ID } from '../wire/ids.js';
+import { gatewayChain } from '../wire/names.js';
 import { httpsDeliverer } from './subscriptions/rest-hook.js';
 import { SubscriptionStore } from './subscriptions/store.js';
 import type { SubscriptionRecord } from './subscriptions/model.js';
@@ -43,7 +44,7 @@ export interface GatewayOptions {
   readonly catalog: Catalog;
   /** A connection as the gateway identity: its buckets, its audit chain, each partner's ingest and receipt subjects. */
   readonly nc: NatsConnection;
-  /** Signs the audit chain's checkpoints (the broker's Ed25519 key). */
+  /** Signs the audit chain's checkpoints: the gateways' own Ed25519 audit key (party `gateway` in jwks.json). */
   readonly auditSigner: SigningKeyPair;
   /**
    * The service keys of each partner the gateway publishes for (a partner with a `c` scope), by service id: it seals
@@ -58,7 +59,7 @@ export interface GatewayOptions {
   readonly keyFiles?: KeyFileStore;
   readonly tls: { readonly certFile: string; readonly keyFile: string };
   readonly logger: Logger;
-  /** This gateway's audit chain; default `gw-<host>-<pid>-<random>`. */
+  /** This gateway's instance id (its audit chain is `gw.<id>`); default `<host>-<pid>-<random>`. */
   readonly instanceId?: string;
   readonly version?: string;
   readonly now?: () => number;
@@ -93,10 +94,16 @@ export class Gateway {
     readonly instanceId: string,
   ) {}
 
+  /** Its audit chain (subject `phi.audit.gw.<instance id>`). */
+  get chain(): string {
+    return gatewayChain(this.instanceId);
+  }
+
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const { config, logger } = opts;
     const now = opts.now ?? Date.now;
-    const instanceId = opts.instanceId ?? `gw-${defaultInstanceId()}`.slice(0, 40);
+    const instanceId = opts.instanceId ?? defaultInstanceId();
+    const chain = gatewayChain(instanceId);
     const kv = await ensureGatewayJtiBucket(opts.nc);
     const requests = new RequestStore(
       await ensureGatewayRequestsBucket(opts.nc),
@@ -132,7 +139,7 @@ export class Gateway {
       }
     const audit = await AuditTrail.open({
       nc: opts.nc,
-      settings: { ...config, instanceId },
+      settings: { ...config, instanceId: chain },
       signer: opts.auditSigner,
       logger,
       now,
@@ -190,7 +197,7 @@ export class Gateway {
       if (config.gatewayBaseUrl === undefined) baseUrl = `https://localhost:${bound}`;
       holder.baseUrl = baseUrl;
       const url = `https://${config.gatewayHost.includes(':') ? `[${config.gatewayHost}]` : config.gatewayHost}:${bound}`;
-      logger.info({ event: 'gateway.listening', url, baseUrl, chain: instanceId }, 'partner gateway listening');
+      logger.info({ event: 'gateway.listening', url, baseUrl, chain }, 'partner gateway listening');
       // One worker per topic each partner receives; the KV lease picks which instance delivers it.
       const workers: TopicWorker[] = [];
       for (const [partner, a] of access) {

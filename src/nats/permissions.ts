@@ -489,7 +489,7 @@ export function gatewayIngestSubjects(catalog: Catalog): string[] {
 
 /**
  * The partner gateways (docs/security-model.md, gateway row): their buckets (GATEWAY_BUCKETS), their own audit
- * chains, and the SDK's two subjects as each partner it fronts — that partner's ingest subject of each type it may
+ * chains (`phi.audit.gw.<id>`), and the SDK's two subjects as each partner it fronts — that partner's ingest subject of each type it may
  * create, and its receipt subject. No delivery, no other bucket, no management, no control subject.
  */
 function gatewayPermissions(catalog: Catalog): IdentityPermissions {
@@ -511,15 +511,16 @@ function gatewayPermissions(catalog: Catalog): IdentityPermissions {
           .map(jsApi.kvStream)
           .flatMap((s) => [jsApi.streamInfo(s), jsApi.streamMsgGet(s), jsApi.directGet(s), jsApi.directGetAll(s)]),
         ...buckets.map(jsApi.kv),
-        // Its audit chains (src/audit/writer.ts): the chain head (last by subject), the records and witnessed heads.
+        // Its audit chains (src/audit/writer.ts): the chain head (last by subject), the records and witnessed heads,
+        // appended on `phi.audit.gw.<id>` only — never a broker's or an operator command's chain.
         ...[STREAMS.audit, STREAMS.auditWitness].flatMap((s) => [
           jsApi.streamInfo(s),
           jsApi.streamMsgGet(s),
           jsApi.directGet(s),
           jsApi.directGetAll(s),
         ]),
-        subjects.auditAll,
-        subjects.witnessAll,
+        subjects.gatewayAuditAll,
+        subjects.gatewayWitnessAll,
         subjects.alertAll,
         ...gatewayIngestSubjects(catalog),
       ],

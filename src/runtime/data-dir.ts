@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { loadCatalog } from './catalog-dir.js';
 import { type Catalog } from '../catalog/types.js';
-import { BROKER_ID } from '../wire/ids.js';
+import { BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
 import { type PublicKeyRecord, type ServiceKeys } from '../crypto/keys.js';
 import { ensureKeys, openServiceKeys, readJwks } from './key-files.js';
@@ -56,7 +56,7 @@ export function loadConfiguredCatalog(config: BrokerConfig): Catalog {
 }
 
 /**
- * Keys for the broker and every catalog service (created when missing, kept otherwise), through the configured key
+ * Keys for the broker, the gateways' and operator commands' audit signing, and every catalog service (created when missing, kept otherwise), through the configured key
  * protection (plain development files unless config.keyProvider says otherwise).
  */
 export async function devKeys(
@@ -67,7 +67,7 @@ export async function devKeys(
   await initCrypto();
   const dir = layout(config).keys;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  await ensureKeys(dir, [BROKER_ID, ...catalog.services.keys()], protection);
+  await ensureKeys(dir, [BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID, ...catalog.services.keys()], protection);
   return { dir, peers: readJwks(dir), protection };
 }
 

@@ -9,7 +9,7 @@ import { createLogger } from '../log/log.js';
 import { identityInbox } from '../nats/permissions.js';
 import { GATEWAY_IDENTITY } from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
-import { BROKER_ID } from '../wire/ids.js';
+import { GATEWAY_AUDIT_ID } from '../wire/ids.js';
 import { cliTlsDir, connectNats, layout, loadConfiguredCatalog, natsUrl, serviceKeys } from './data-dir.js';
 import { openServiceKeys, readJwks } from './key-files.js';
 import { configuredKeyProtection, keyFileStore, type KeyProtection } from './key-protection.js';
@@ -41,7 +41,8 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
   await initCrypto();
   const keysDir = layout(config).keys;
   const protection = configuredKeyProtection(config);
-  const auditSigner = (await openServiceKeys(keysDir, BROKER_ID, protection)).sign;
+  // The gateways' own audit key: a gateway never holds the broker's private key.
+  const auditSigner = (await openServiceKeys(keysDir, GATEWAY_AUDIT_ID, protection)).sign;
   const natsTls = cliTlsDir(config);
   if (natsTls === undefined)
     throw new BrokerError(
@@ -85,7 +86,7 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
     throw err;
   }
   process.stdout.write(
-    `phi-broker gateway ready: ${gateway.url} (base URL ${gateway.baseUrl}), audit chain ${gateway.instanceId}\n`,
+    `phi-broker gateway ready: ${gateway.url} (base URL ${gateway.baseUrl}), audit chain ${gateway.chain}\n`,
   );
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

@@ -1,7 +1,7 @@
 // The AuditEvent of an operator command's compliance action (consent add|revoke, access request|extend|export,
 // quarantine show --decrypt, registry show, disclosures, audit query|export): written by the command itself, over
 // the connection it already holds, on a hash chain of its own (`cli.<host>-<pid>-<hex>`, subject `phi.audit.cli.<…>`, recorder `cli`, checkpoints
-// signed with the broker's key from the data dir, as the gateway's chain is), and closed with its final checkpoint
+// signed with the operator commands' own audit key, party `operator`, never the broker's), and closed with its final checkpoint
 // before the command shows or reports anything. A command whose event is not stored fails: E_AUDIT_UNRECORDED.
 import { hostname, userInfo } from 'node:os';
 import type { NatsConnection } from 'nats';
@@ -11,11 +11,12 @@ import type { OperatorActionFact } from '../audit/facts.js';
 import { defaultInstanceId } from '../audit/instance.js';
 import { createLogger } from '../log/log.js';
 import { initCrypto } from '../crypto/sodium.js';
-import { BROKER_ID } from '../wire/ids.js';
+import { OPERATOR_AUDIT_ID } from '../wire/ids.js';
 import { operatorChain } from '../wire/names.js';
 import { BrokerError, isBrokerError } from '../wire/errors.js';
 import { layout, natsUrl, operatorIdentity, type OperatorAccess } from './data-dir.js';
-import { readServiceKeys } from './key-files.js';
+import { openServiceKeys } from './key-files.js';
+import { configuredKeyProtection } from './key-protection.js';
 
 /** What the command did; the operator, its NATS identity and the server are filled in here. */
 export type OperatorAction = Omit<OperatorActionFact, 'kind' | 'operator' | 'identity' | 'server'>;
@@ -72,7 +73,7 @@ export async function recordOperatorAction(
       nc,
       // One chain per command run: commands run concurrently, and a chain has one writer.
       settings: { ...config, instanceId: operatorChain(defaultInstanceId(hostname())), auditIntegrityCheckMs: 0 },
-      signer: readServiceKeys(layout(config).keys, BROKER_ID).sign,
+      signer: (await openServiceKeys(layout(config).keys, OPERATOR_AUDIT_ID, configuredKeyProtection(config))).sign,
       logger,
       recorder: 'cli',
     });

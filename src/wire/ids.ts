@@ -7,6 +7,15 @@ export const SERVICE_ID_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
 /** The broker's own identity in the catalog's key space. */
 export const BROKER_ID = 'broker';
 
+/** The partner gateways' audit-signing party in the key space: signs the `gw.<id>` chains' checkpoints. */
+export const GATEWAY_AUDIT_ID = 'gateway';
+
+/** The operator commands' audit-signing party in the key space: signs the `cli.<id>` chains' checkpoints. */
+export const OPERATOR_AUDIT_ID = 'operator';
+
+/** Key-space names no catalog service may take: the broker and the audit-signing parties. */
+export const RESERVED_PARTY_IDS: readonly string[] = [BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID];
+
 /** A broker instance id (one audit chain): a NATS subject token and a FHIR id fragment, at most 40 characters. */
 export const INSTANCE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9-]{0,39}$/;
 

@@ -87,6 +87,8 @@ export { RAW_TYPE };
 const RAW_TOKEN = '_raw';
 /** Operator commands' audit chains: `phi.audit.cli.<id>`, a subject namespace of their own (src/nats/permissions.ts). */
 const OPERATOR_CHAIN_PREFIX = 'cli.';
+/** Partner gateways' audit chains: `phi.audit.gw.<id>`, a subject namespace of their own (src/nats/permissions.ts). */
+const GATEWAY_CHAIN_PREFIX = 'gw.';
 
 export const HEADERS = {
   /** JetStream de-duplication (NATS ADR-31): set to the message id. */
@@ -190,7 +192,7 @@ export const subjects = {
     return `phi.receipt.${service}`;
   },
   auditAll: 'phi.audit.>',
-  /** One audit chain: a broker's or gateway's instance id, or `cli.<id>` for an operator command's (assertChain). */
+  /** One audit chain: a broker's instance id, `gw.<id>` for a gateway's, `cli.<id>` for an operator command's (assertChain). */
   audit: (chain: string): string => `phi.audit.${assertChain(chain)}`,
   /** The operator commands' own chains: all the audit stream the operator and auditor identities may append to. */
   operatorAuditAll: `phi.audit.${OPERATOR_CHAIN_PREFIX}*`,
@@ -199,6 +201,9 @@ export const subjects = {
   /** The witnessed heads of one audit chain. */
   witness: (chain: string): string => `phi.witness.audit.${assertChain(chain)}`,
   operatorWitnessAll: `phi.witness.audit.${OPERATOR_CHAIN_PREFIX}*`,
+  /** The gateways' own chains: all the audit stream the gateway identity may append to. */
+  gatewayAuditAll: `phi.audit.${GATEWAY_CHAIN_PREFIX}*`,
+  gatewayWitnessAll: `phi.witness.audit.${GATEWAY_CHAIN_PREFIX}*`,
   alertAll: 'phi.alert.>',
   /** Core NATS (not stored): an alert rule fired (src/audit/alerts.ts). */
   alert: (rule: string): string => {
@@ -212,8 +217,23 @@ export function operatorChain(instanceId: string): string {
   return assertChain(`${OPERATOR_CHAIN_PREFIX}${instanceId}`);
 }
 
+/** The chain name a partner gateway writes under: `gw.<instance id>` (subject `phi.audit.gw.<id>`). */
+export function gatewayChain(instanceId: string): string {
+  return assertChain(`${GATEWAY_CHAIN_PREFIX}${instanceId}`);
+}
+
+/** Who writes and signs an audit chain, from its name: a broker, a partner gateway or an operator command. */
+export type ChainWriter = 'broker' | 'gateway' | 'operator';
+
+export function chainWriter(chain: string): ChainWriter {
+  if (chain.startsWith(OPERATOR_CHAIN_PREFIX)) return 'operator';
+  if (chain.startsWith(GATEWAY_CHAIN_PREFIX)) return 'gateway';
+  return 'broker';
+}
+
 function assertChain(chain: string): string {
-  const id = chain.startsWith(OPERATOR_CHAIN_PREFIX) ? chain.slice(OPERATOR_CHAIN_PREFIX.length) : chain;
+  const prefix = [OPERATOR_CHAIN_PREFIX, GATEWAY_CHAIN_PREFIX].find((p) => chain.startsWith(p)) ?? '';
+  const id = chain.slice(prefix.length);
   if (!INSTANCE_ID_PATTERN.test(id)) throw new TypeError(`not an audit chain: ${JSON.stringify(chain)}`);
   return chain;
 }

@@ -20,7 +20,7 @@ import { startSecurityLog } from '../../src/runtime/security-log.js';
 import { BROKER_IDENTITY, GATEWAY_IDENTITY } from '../../src/tls/identity.js';
 import { gatewayPartnerKeys } from '../../src/runtime/gateway.js';
 import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
-import { BROKER_ID } from '../../src/wire/ids.js';
+import { BROKER_ID, GATEWAY_AUDIT_ID } from '../../src/wire/ids.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { balpProblems } from '../helpers/balp.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
@@ -127,7 +127,7 @@ beforeAll(async () => {
     config: stack.config,
     catalog: stack.catalog,
     nc: await stack.connectAs(GATEWAY_IDENTITY, 'gateway'),
-    auditSigner: stack.keys(BROKER_ID).sign,
+    auditSigner: stack.keys(GATEWAY_AUDIT_ID).sign,
     partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
     peers: stack.peers,
     keysDir: stack.keysDir,

@@ -203,6 +203,17 @@ describe('compileCatalog: one issue per broken thing', () => {
     ]);
   });
 
+  it('the audit-signing parties gateway and operator are reserved too (their keys share the key space)', () => {
+    const issues = issuesOf({
+      'subjects/zz-more.yaml':
+        'services:\n  - { id: gateway, owner: o, description: d, classification: internal }\n  - { id: operator, owner: o, description: d, classification: internal }\n',
+    });
+    expect(issues.map((i) => [i.path, i.message])).toEqual([
+      ['services[0].id', "'gateway' is reserved for an audit-signing key (docs/audit.md) and cannot be declared"],
+      ['services[1].id', "'operator' is reserved for an audit-signing key (docs/audit.md) and cannot be declared"],
+    ]);
+  });
+
   it('duplicate topic across files', () => {
     expect(
       only({

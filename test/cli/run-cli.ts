@@ -128,8 +128,14 @@ export interface UpProcess {
 }
 
 /** Starts `phi-broker up <args>` and resolves once it prints its ready line (rejects if it exits first). */
-export async function startUp(args: readonly string[], opts: CliOptions = {}): Promise<UpProcess> {
-  const child = spawnCli(['up', ...args], opts);
+export function startUp(args: readonly string[], opts: CliOptions = {}): Promise<UpProcess> {
+  return startCli(['up', ...args], opts);
+}
+
+/** Starts a long-running `phi-broker <command> <args>` (`up`, `gateway`) and resolves once it prints its ready line. */
+export async function startCli(args: readonly string[], opts: CliOptions = {}): Promise<UpProcess> {
+  const command = `phi-broker ${args[0] ?? ''}`;
+  const child = spawnCli(args, opts);
   const io = collect(child);
   const timeoutMs = opts.timeoutMs ?? 45_000;
   const readyLine = await new Promise<string>((resolve, reject) => {
@@ -137,7 +143,7 @@ export async function startUp(args: readonly string[], opts: CliOptions = {}): P
       child.kill('SIGKILL');
       reject(
         new Error(
-          `phi-broker up printed no ready line within ${timeoutMs} ms\nstdout:\n${io.stdout()}\nstderr:\n${io.stderr()}`,
+          `${command} printed no ready line within ${timeoutMs} ms\nstdout:\n${io.stdout()}\nstderr:\n${io.stderr()}`,
         ),
       );
     }, timeoutMs);
@@ -156,13 +162,13 @@ export async function startUp(args: readonly string[], opts: CliOptions = {}): P
       clearTimeout(timer);
       reject(
         new Error(
-          `phi-broker up exited (code ${code}, signal ${signal}) before ready\nstdout:\n${io.stdout()}\nstderr:\n${io.stderr()}`,
+          `${command} exited (code ${code}, signal ${signal}) before ready\nstdout:\n${io.stdout()}\nstderr:\n${io.stderr()}`,
         ),
       );
     });
   });
   const pid = child.pid;
-  if (pid === undefined) throw new Error('phi-broker up has no pid');
+  if (pid === undefined) throw new Error(`${command} has no pid`);
   return {
     pid,
     readyLine,

@@ -1,7 +1,8 @@
 // End to end over a real nats-server: a Synthea patient whose MR sits under a system no profile lists and whose SSN
 // is recognisable only by type on one identifier and only by system on another. The billing subscriber
 // (patient-billing: `identifiers` keep MR, drop SS and the us-ssn system) receives the MR and no SSN; the planted
-// SSN values appear nowhere in billing's delivery bytes (raw, and decrypted with billing's own keys), while ehr
+// SSN values appear nowhere in billing's delivery bytes (raw, and decrypted with billing's own keys). The immunization
+// registry partner (public-health, patient-iis: keep MR, drop SS) gets the MR and no SSN either, while ehr
 // (patient-full) receives both, so the SSNs were really there to withhold.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -55,7 +56,7 @@ describe.skipIf(!HAVE_EXAMPLES)(`identifier rules through the broker${SKIP_NOTE}
       },
     });
     await tap.flush();
-    for (const service of ['billing', 'ehr']) {
+    for (const service of ['billing', 'ehr', 'public-health']) {
       const c = await stack.client(service);
       got.set(service, []);
       await c.subscribe('Patient', (d) => {
@@ -70,17 +71,27 @@ describe.skipIf(!HAVE_EXAMPLES)(`identifier rules through the broker${SKIP_NOTE}
     await stack?.stop();
   });
 
-  it('billing receives the MR (an unlisted system) and no SSN; ehr receives all of them', async () => {
+  it('billing and the immunization registry receive the MR (an unlisted system) and no SSN; ehr receives all', async () => {
     const input = syntheaPatient();
     const r = await registration.publish(input);
     expect(r.status).toBe('accepted');
     const mine = (s: string): Delivered<Json>[] => (got.get(s) ?? []).filter((d) => d.provenance.messageId === r.id);
-    await waiter.until(() => mine('billing').length === 1 && mine('ehr').length === 1 && raw.length >= 1);
+    await waiter.until(
+      () =>
+        mine('billing').length === 1 &&
+        mine('ehr').length === 1 &&
+        mine('public-health').length === 1 &&
+        raw.length >= 1,
+    );
 
     const billing = mine('billing')[0]?.resource ?? {};
     const mr = (input['identifier'] as Json[]).find((i) => i['value'] === MRN);
     expect(billing['identifier']).toEqual([mr]);
     expect(billing['name']).toEqual(input['name']);
+    // The partner outside the covered entity: the same MR, no SSN, whichever way it was filed.
+    const registry = mine('public-health')[0]?.resource ?? {};
+    expect(registry['identifier']).toEqual([mr]);
+    for (const ssn of [SSN_BY_TYPE, SSN_BY_SYSTEM]) expect(JSON.stringify(registry)).not.toContain(ssn);
 
     const ehrIds = ((mine('ehr')[0]?.resource ?? {})['identifier'] as Json[]).map((i) => i['value']);
     expect(ehrIds).toEqual(expect.arrayContaining([MRN, SSN_BY_TYPE, SSN_BY_SYSTEM]));

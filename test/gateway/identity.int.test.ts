@@ -1,12 +1,13 @@
 // The partner gateways' own NATS identity against a real nats-server running the configuration generated from the
-// shipped catalog: what the gateway needs is allowed (its buckets, its audit chain, each partner's ingest subject of
+// shipped catalog: what the gateway needs is allowed (its buckets, its own audit chains `phi.audit.gw.<id>`, each partner's ingest subject of
 // a type it may create and its receipts) and the rest is refused by the server — other services' deliveries and
-// receipts, the broker's buckets and streams, the control and access subjects, stream management.
+// receipts, the broker's buckets and streams, a broker's or operator command's audit chain, the control and access
+// subjects, stream management.
 import type { NatsConnection, NatsError } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewayIngestSubjects } from '../../src/nats/permissions.js';
 import { GATEWAY_IDENTITY } from '../../src/tls/identity.js';
-import { KV_BUCKETS, STREAMS } from '../../src/wire/names.js';
+import { gatewayChain, KV_BUCKETS, operatorChain, STREAMS, subjects } from '../../src/wire/names.js';
 import { publishDenied } from '../helpers/mtls.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 
@@ -54,6 +55,23 @@ describe('the gateway identity', () => {
       const kv = await gw.jetstream().views.kv(bucket, { bindOnly: true });
       await kv.create('identity-test', new TextEncoder().encode('x'));
       expect((await kv.get('identity-test'))?.string()).toBe('x');
+    }
+  });
+
+  it('appends to its own audit chain and witness subjects (gw.<id>), stored by JetStream', async () => {
+    const js = gw.jetstream();
+    expect((await js.publish(subjects.audit(gatewayChain('gw-identity')), new Uint8Array(1))).stream).toBe(
+      STREAMS.audit,
+    );
+    expect((await js.publish(subjects.witness(gatewayChain('gw-identity')), new Uint8Array(1))).stream).toBe(
+      STREAMS.auditWitness,
+    );
+  });
+
+  it("cannot append to a broker's chain or an operator command's chain, nor witness either", async () => {
+    for (const chain of ['broker-host-1-abcdef', operatorChain('host-2-abcdef')]) {
+      await publishDenied(req(gw, subjects.audit(chain)), subjects.audit(chain));
+      await publishDenied(req(gw, subjects.witness(chain)), subjects.witness(chain));
     }
   });
 

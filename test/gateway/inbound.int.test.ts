@@ -26,7 +26,8 @@ import { gatewayPartnerKeys } from '../../src/runtime/gateway.js';
 import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { GATEWAY_IDENTITY } from '../../src/tls/identity.js';
-import { BROKER_ID } from '../../src/wire/ids.js';
+import { GATEWAY_AUDIT_ID } from '../../src/wire/ids.js';
+import { gatewayChain } from '../../src/wire/names.js';
 import { balpProblems } from '../helpers/balp.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { ROOT, Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
@@ -174,7 +175,7 @@ beforeAll(async () => {
       config: { ...stack.config, gatewayBaseUrl: BASE_URL },
       catalog: stack.catalog,
       nc: await stack.connectAs(GATEWAY_IDENTITY, `gateway-${n}`),
-      auditSigner: stack.keys(BROKER_ID).sign,
+      auditSigner: stack.keys(GATEWAY_AUDIT_ID).sign,
       partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
       peers: stack.peers,
       keysDir: stack.keysDir,
@@ -478,7 +479,7 @@ describe('phi-broker partner token', () => {
       config: stack.config,
       catalog: stack.catalog,
       nc: await stack.connectAs(GATEWAY_IDENTITY, 'gateway-3'),
-      auditSigner: stack.keys(BROKER_ID).sign,
+      auditSigner: stack.keys(GATEWAY_AUDIT_ID).sign,
       partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
       peers: stack.peers,
       keysDir: stack.keysDir,
@@ -530,8 +531,8 @@ describe('audit and logs', () => {
       events.set(record.chain, list);
     }
     await nc.close();
-    expect(events.get('gw-inbound-1')?.length).toBe(sent.get(gw));
-    expect(events.get('gw-inbound-2')?.length).toBe(sent.get(gw2));
+    expect(events.get(gatewayChain('gw-inbound-1'))?.length).toBe(sent.get(gw));
+    expect(events.get(gatewayChain('gw-inbound-2'))?.length).toBe(sent.get(gw2));
     const all = [...events.values()].flat();
     for (const e of all) expect(fhirSchemaErrors(e)).toEqual([]);
     // IHE BALP rules (test/helpers/balp.ts), as for every other kind in test/audit/balp.int.test.ts.

@@ -194,6 +194,18 @@ describe('partner profiles as StructureDefinitions', () => {
         expect(new Set(ids).size).toBe(ids.length);
       });
 
+      it('documents its identifier rule: which identifiers the partner gets, never an SSN', () => {
+        const root = sd.differential?.element[0]?.comment ?? '';
+        expect(root).toMatch(/an Identifier \(at any depth\) is delivered only when it matches one of \[type [A-Z]+/);
+        expect(root).toContain('and none of [type SS; system http://hl7.org/fhir/sid/us-ssn]');
+        // Every Identifier element the profile delivers carries the rule as well.
+        const idElements = (sd.differential?.element ?? []).filter(
+          (e) => /\.identifier$/.test(e.path) && e.max !== '0',
+        );
+        expect(idElements.length).toBeGreaterThan(0);
+        for (const e of idElements) expect(e.comment, e.id).toContain('none of [type SS;');
+      });
+
       it.skipIf(!HAVE_EXAMPLES)(
         `allows everything the projection delivers and puts what it drops at max 0${SKIP_NOTE}`,
         () => {

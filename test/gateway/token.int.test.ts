@@ -18,7 +18,7 @@ import { Gateway } from '../../src/gateway/gateway.js';
 import { gatewayPartnerKeys } from '../../src/runtime/gateway.js';
 import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
 import { GATEWAY_IDENTITY } from '../../src/tls/identity.js';
-import { BROKER_ID } from '../../src/wire/ids.js';
+import { GATEWAY_AUDIT_ID } from '../../src/wire/ids.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
 
@@ -140,7 +140,7 @@ beforeAll(async () => {
       config: { ...stack.config, gatewayBaseUrl: BASE_URL },
       catalog: stack.catalog,
       nc: await stack.connectAs(GATEWAY_IDENTITY, `gateway-${n}`),
-      auditSigner: stack.keys(BROKER_ID).sign,
+      auditSigner: stack.keys(GATEWAY_AUDIT_ID).sign,
       partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
       peers: stack.peers,
       keysDir: stack.keysDir,

@@ -12,7 +12,7 @@ import { Broker } from '../../src/broker/broker.js';
 import { ensureBrokerSecrets } from '../../src/runtime/broker-secrets.js';
 import { loadCatalog } from '../../src/runtime/catalog-dir.js';
 import { type Catalog } from '../../src/catalog/types.js';
-import { BROKER_ID } from '../../src/wire/ids.js';
+import { BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID } from '../../src/wire/ids.js';
 import { parseConfig, type BrokerConfig } from '../../src/config/config.js';
 import { type PublicKeyRecord } from '../../src/crypto/keys.js';
 import { ensureDevKeys, readJwks, readServiceKeys } from '../../src/runtime/key-files.js';
@@ -90,7 +90,7 @@ export async function startMtlsStack(onLog?: (text: string) => void): Promise<Mt
   await admin.close();
   const keysDir = join(dir, 'keys');
   mkdirSync(keysDir, { recursive: true });
-  ensureDevKeys(keysDir, [BROKER_ID, ...catalog.services.keys()]);
+  ensureDevKeys(keysDir, [BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID, ...catalog.services.keys()]);
   const peers = readJwks(keysDir);
   return {
     dir,

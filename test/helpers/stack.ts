@@ -14,7 +14,7 @@ import { type BrokerSecrets } from '../../src/crypto/broker-secrets.js';
 import { ensureBrokerSecrets } from '../../src/runtime/broker-secrets.js';
 import { loadCatalog } from '../../src/runtime/catalog-dir.js';
 import { type Catalog } from '../../src/catalog/types.js';
-import { BROKER_ID } from '../../src/wire/ids.js';
+import { BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID } from '../../src/wire/ids.js';
 import { parseConfig, type BrokerConfig, type BrokerConfigInput } from '../../src/config/config.js';
 import { type PublicKeyRecord, type ServiceKeys } from '../../src/crypto/keys.js';
 import { ensureDevKeys, readJwks, readServiceKeys } from '../../src/runtime/key-files.js';
@@ -119,7 +119,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     tls ? nats.connectAs(BROKER_IDENTITY, name) : nats.connect(name);
   const keysDir = join(config.dataDir, 'keys');
   mkdirSync(keysDir, { recursive: true });
-  ensureDevKeys(keysDir, [BROKER_ID, ...catalog.services.keys()]);
+  ensureDevKeys(keysDir, [BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID, ...catalog.services.keys()]);
   const peers = readJwks(keysDir);
   const secrets = ensureBrokerSecrets(keysDir);
   const logs = new LogCapture();

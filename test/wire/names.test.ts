@@ -2,6 +2,9 @@
 // parser of ingest subjects refusing every token that is not a service id or a resource type.
 import { describe, expect, it } from 'vitest';
 import {
+  chainWriter,
+  gatewayChain,
+  operatorChain,
   BROKER_CONSUMER,
   BROKER_QUEUE,
   HEADERS,
@@ -72,6 +75,24 @@ describe('subjects', () => {
       'phi.witness.audit.host-42-a1b2c3',
     ]);
     expect(() => subjects.witness('a.b')).toThrow(TypeError);
+  });
+
+  it('gateways and operator commands write chains in namespaces of their own, each with its signing party', () => {
+    expect([subjects.audit(gatewayChain('host-1-abcdef')), subjects.witness(gatewayChain('host-1-abcdef'))]).toEqual([
+      'phi.audit.gw.host-1-abcdef',
+      'phi.witness.audit.gw.host-1-abcdef',
+    ]);
+    expect([subjects.gatewayAuditAll, subjects.gatewayWitnessAll]).toEqual([
+      'phi.audit.gw.*',
+      'phi.witness.audit.gw.*',
+    ]);
+    expect(['host-1-abcdef', gatewayChain('h-1'), operatorChain('h-2')].map(chainWriter)).toEqual([
+      'broker',
+      'gateway',
+      'operator',
+    ]);
+    expect(() => gatewayChain('a.b')).toThrow(TypeError);
+    expect(() => subjects.audit('gw.')).toThrow(TypeError);
   });
 
   it('streams, bucket, consumer and header names are fixed', () => {
