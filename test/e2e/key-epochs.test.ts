@@ -1,0 +1,203 @@
+// Bounded exposure of retained ciphertext (issue 16 item 5, docs/keys.md "Bounded exposure"), against one mTLS
+// nats-server: a delivery sealed to a subscriber's first encryption key stays in PHI_DELIVER, the subscriber is
+// rotated and gets a second delivery, then `keys prune` destroys the first version: the current delivery opens, the
+// retained one fails E_KEY_DESTROYED (terminated, never handed over), the deletion is alerted and audited, and no byte
+// of the destroyed private keys is left in the keys dir.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NatsConnection } from 'nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Broker } from '../../src/broker/broker.js';
+import type { OperatorRootKey } from '../../src/crypto/key-directory.js';
+import {
+  ciphertextRetentionMs,
+  directoryRootKey,
+  ensureOperatorRootKey,
+  listDirectory,
+  publishDirectory,
+  pruneParties,
+  rotateParty,
+} from '../../src/runtime/key-directory.js';
+import { readServiceKeyVersions, readServiceKeys } from '../../src/runtime/key-files.js';
+import { PhiClient } from '../../src/sdk/client.js';
+import { ADMIN_IDENTITY, BROKER_IDENTITY, OPERATOR_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
+import { BROKER_ID } from '../../src/wire/ids.js';
+import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
+import { Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
+
+const OVERLAP_MS = 60_000;
+let stack: TestStack;
+let root: OperatorRootKey;
+let signing: OperatorRootKey;
+let broker: Broker;
+let operator: NatsConnection;
+let inspector: NatsConnection;
+let pub: PhiClient;
+const waiter = new Waiter();
+const alerts: { rule: string; json: string }[] = [];
+/** KEK ids of every notification delivery seen on the wire. */
+const deliveryKeks: string[] = [];
+
+function directoryOf(service: string): {
+  root: OperatorRootKey;
+  reloadOwnKeys: () => ReturnType<typeof readServiceKeyVersions>;
+} {
+  return { root, reloadOwnKeys: () => readServiceKeyVersions(stack.keysDir, service) };
+}
+
+async function client(service: string): Promise<PhiClient> {
+  return PhiClient.connect({
+    nc: await stack.connectAs(serviceIdentity(service), service),
+    ownsConnection: true,
+    service,
+    keys: readServiceKeys(stack.keysDir, service),
+    peers: stack.peers,
+    publishDeadlineMs: 20_000,
+    logger: stack.logger.child({ client: service }),
+    keyDirectory: directoryOf(service),
+  });
+}
+
+/** Every file under `dir`, recursively. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? filesUnder(path) : [path];
+  });
+}
+
+/** The files of `dir` holding `secret` raw, base64url, base64 or hex. */
+function filesHolding(dir: string, secret: Uint8Array): string[] {
+  const forms = [
+    Buffer.from(secret),
+    Buffer.from(Buffer.from(secret).toString('base64url')),
+    Buffer.from(Buffer.from(secret).toString('base64')),
+    Buffer.from(Buffer.from(secret).toString('hex')),
+  ];
+  return filesUnder(dir).filter((file) => {
+    const bytes = readFileSync(file);
+    return forms.some((f) => bytes.includes(f));
+  });
+}
+
+beforeAll(async () => {
+  stack = await startTestStack({ broker: false });
+  ({ root: signing } = await ensureOperatorRootKey(stack.keysDir));
+  const admin = await stack.connectAs(ADMIN_IDENTITY, 'provision-keys');
+  await publishDirectory(admin, stack.catalog, stack.keysDir, signing, { create: true });
+  await admin.close();
+  ({ root } = await directoryRootKey(stack.catalog, stack.keysDir));
+  broker = await Broker.start({
+    config: stack.config,
+    catalog: stack.catalog,
+    nc: await stack.connectAs(BROKER_IDENTITY, 'broker'),
+    keys: stack.keys(BROKER_ID),
+    peers: stack.peers,
+    secrets: stack.secrets,
+    logger: stack.logger,
+    keyDirectory: directoryOf(BROKER_ID),
+  });
+  operator = await stack.connectAs(OPERATOR_IDENTITY, 'operator');
+  inspector = await stack.connect('inspector');
+  inspector.subscribe('phi.alert.>', {
+    callback: (_e, m) => {
+      alerts.push({ rule: m.subject.slice('phi.alert.'.length), json: m.string() });
+      waiter.signal();
+    },
+  });
+  inspector.subscribe('phi.deliver.notification.>', {
+    callback: (_e, m) => {
+      for (const k of (JSON.parse(m.string()) as { keys: { kek: string }[] }).keys) deliveryKeks.push(k.kek);
+      waiter.signal();
+    },
+  });
+  await inspector.flush();
+  pub = await client('registration');
+}, 60_000);
+
+afterAll(async () => {
+  await pub?.close();
+  await broker?.stop();
+  await operator?.close();
+  await inspector?.close();
+  await stack?.stop();
+});
+
+describe('epoch deletion', () => {
+  it('after keys prune the retained delivery to the destroyed version fails E_KEY_DESTROYED; the current one opens', async () => {
+    const oldKek = 'broker:enc:1~notification:enc:1';
+    const newKek = 'broker:enc:1~notification:enc:2';
+    const first = await pub.publish({ resourceType: 'Patient', id: 'epoch-1', name: [{ family: 'Oldepoch' }] });
+    expect(first.status).toBe('accepted');
+    await waiter.until(() => deliveryKeks.includes(oldKek), 20_000, 'the delivery sealed to notification:enc:1');
+    const destroyed = readServiceKeyVersions(stack.keysDir, 'notification').find(
+      (v) => v.enc.kid === 'notification:enc:1',
+    );
+    if (destroyed === undefined) throw new Error('no notification:enc:1');
+
+    await rotateParty(operator, stack.keysDir, signing, 'notification', OVERLAP_MS);
+    await stack.logs.until(
+      (l) => l['event'] === 'keys.directory.applied' && l['party'] === 'notification' && l['client'] === undefined,
+      'the broker applied the rotation',
+    );
+    const second = await pub.publish({ resourceType: 'Patient', id: 'epoch-2', name: [{ family: 'Newepoch' }] });
+    expect(second.status).toBe('accepted');
+    await waiter.until(() => deliveryKeks.includes(newKek), 20_000, 'the delivery sealed to notification:enc:2');
+
+    // A duration below the retention of stored ciphertext is refused, and nothing is deleted.
+    const retentionMs = ciphertextRetentionMs(stack.config);
+    await expect(
+      pruneParties(operator, stack.keysDir, signing, ['notification'], { olderThanMs: OVERLAP_MS, retentionMs }),
+    ).rejects.toMatchObject({ code: 'E_USAGE', path: '--older-than' });
+    expect(readServiceKeyVersions(stack.keysDir, 'notification')).toHaveLength(2);
+
+    // The clock of the prune, not a sleep: the overlap and the retention have passed.
+    const nowMs = Date.now() + OVERLAP_MS + retentionMs + 1000;
+    const pruned = await pruneParties(operator, stack.keysDir, signing, ['notification'], {
+      olderThanMs: retentionMs,
+      retentionMs,
+      nowMs,
+    });
+    expect(Object.fromEntries(pruned)).toEqual({ notification: ['notification:sig:1', 'notification:enc:1'] });
+    expect(readServiceKeyVersions(stack.keysDir, 'notification').map((v) => v.enc.kid)).toEqual(['notification:enc:2']);
+    const listed = (await listDirectory(operator, root)).filter((r) => r.party === 'notification');
+    expect(listed.map((r) => [r.kid, r.status, r.destroyedAt !== undefined])).toEqual([
+      ['notification:sig:1', 'retired', true],
+      ['notification:enc:1', 'retired', true],
+      ['notification:sig:2', 'active', false],
+      ['notification:enc:2', 'active', false],
+    ]);
+
+    // Audited: the broker's watch raises key-destroyed (an AuditEvent in the chain and a phi.alert message).
+    await waiter.until(() => alerts.some((a) => a.rule === 'key-destroyed'), 20_000, 'the key-destroyed alert');
+    const alert = JSON.parse(alerts.find((a) => a.rule === 'key-destroyed')?.json ?? '{}') as Record<string, unknown>;
+    expect(fhirSchemaErrors(alert)).toEqual([]);
+    expect(JSON.stringify(alert)).toContain('notification:enc:1');
+
+    // The subscriber, started from its pruned key file: the current delivery opens, the retained one cannot.
+    const got: string[] = [];
+    const sub = await client('notification');
+    try {
+      await sub.subscribe('Patient', ({ provenance }) => {
+        got.push(provenance.messageId);
+        waiter.signal();
+      });
+      await waiter.until(() => got.includes(second.id), 20_000, 'the current delivery');
+      await stack.logs.until(
+        (l) => l['event'] === 'sdk.delivery.invalid' && l['code'] === 'E_KEY_DESTROYED',
+        'the retained delivery refused',
+      );
+      expect(got).toEqual([second.id]);
+    } finally {
+      await sub.close();
+    }
+
+    // No byte of the destroyed private keys is left in the keys dir; the scan does find the current one.
+    expect(filesHolding(stack.keysDir, destroyed.enc.secretKey)).toEqual([]);
+    expect(filesHolding(stack.keysDir, destroyed.sign.secretKey.subarray(0, 32))).toEqual([]);
+    const current = readServiceKeys(stack.keysDir, 'notification');
+    expect(filesHolding(stack.keysDir, current.enc.secretKey)).toEqual([
+      join(stack.keysDir, 'notification.private.jwk.json'),
+    ]);
+  }, 120_000);
+});
