@@ -78,8 +78,9 @@ export class Keyring {
   }
 
   /**
-   * A destroyed kid (docs/keys.md "Bounded exposure"): retired, its private half (if own) dropped, and a KEK that
-   * uses it is E_KEY_DESTROYED rather than E_KEY_UNKNOWN, so a receiver stops retrying what can never open.
+   * A destroyed kid (docs/keys.md "Bounded exposure"): retired, its private half (if own) dropped, and a message
+   * signed with it or sealed under a KEK that uses it is E_KEY_DESTROYED rather than E_KEY_UNKNOWN, so a receiver
+   * stops retrying what can never be opened.
    */
   destroy(kid: string): void {
     this.retire(kid);
@@ -92,12 +93,16 @@ export class Keyring {
     return this.#destroyed.has(kid);
   }
 
-  #refuseDestroyed(kids: readonly string[]): void {
+  #refuseDestroyed(kids: readonly string[], path: string): void {
     const kid = kids.find((k) => this.#destroyed.has(k));
     if (kid !== undefined)
-      throw new BrokerError('E_KEY_DESTROYED', `key ${kid} was destroyed; what is sealed to it cannot be opened`, {
-        path: 'keys',
-      });
+      throw new BrokerError(
+        'E_KEY_DESTROYED',
+        `key ${kid} was destroyed; what is sealed or signed under it is refused`,
+        {
+          path: 'keys',
+        },
+      );
   }
 
   isRetired(kid: string): boolean {
@@ -146,6 +151,7 @@ export class Keyring {
   }
 
   #record(kid: string): PublicKeyRecord {
+    this.#refuseDestroyed([kid], 'kid');
     const record = this.#records.get(kid);
     if (record === undefined || this.#retired.has(kid) || this.#pastNotAfter(kid)) throw unknownKey(kid);
     return record;
@@ -215,7 +221,7 @@ export class Keyring {
     if (cached !== undefined && !this.#overlapEnded(id)) return cached;
     const kids = splitKekId(id);
     if (kids === undefined) throw new BrokerError('E_KEY_UNKNOWN', 'KEK id is not <kid>~<kid> in sorted order');
-    this.#refuseDestroyed(kids);
+    this.#refuseDestroyed(kids, 'keys');
     const [a, b] = kids;
     if (this.#ownEnc.has(a) && !this.isRetired(a)) return this.kekFor(b, a);
     if (this.#ownEnc.has(b) && !this.isRetired(b)) return this.kekFor(a, b);

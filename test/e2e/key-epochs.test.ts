@@ -1,8 +1,8 @@
 // Bounded exposure of retained ciphertext (issue 16 item 5, docs/keys.md "Bounded exposure"), against one mTLS
-// nats-server: a delivery sealed to a subscriber's first encryption key stays in PHI_DELIVER, the subscriber is
-// rotated and gets a second delivery, then `keys prune` destroys the first version: the current delivery opens, the
-// retained one fails E_KEY_DESTROYED (terminated, never handed over), the deletion is alerted and audited, and no byte
-// of the destroyed private keys is left in the keys dir.
+// nats-server: a delivery sealed between the broker's and a subscriber's first encryption keys stays in PHI_DELIVER,
+// both are rotated and a second delivery is sealed between their second keys, then `keys prune` destroys both first
+// versions: the current delivery opens, the retained one fails E_KEY_DESTROYED (terminated, never handed over), the
+// deletion is alerted, and no byte of the destroyed private keys is left in the keys dir.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NatsConnection } from 'nats';
@@ -126,40 +126,49 @@ afterAll(async () => {
 describe('epoch deletion', () => {
   it('after keys prune the retained delivery to the destroyed version fails E_KEY_DESTROYED; the current one opens', async () => {
     const oldKek = 'broker:enc:1~notification:enc:1';
-    const newKek = 'broker:enc:1~notification:enc:2';
+    const newKek = 'broker:enc:2~notification:enc:2';
     const first = await pub.publish({ resourceType: 'Patient', id: 'epoch-1', name: [{ family: 'Oldepoch' }] });
     expect(first.status).toBe('accepted');
-    await waiter.until(() => deliveryKeks.includes(oldKek), 20_000, 'the delivery sealed to notification:enc:1');
-    const destroyed = readServiceKeyVersions(stack.keysDir, 'notification').find(
-      (v) => v.enc.kid === 'notification:enc:1',
-    );
-    if (destroyed === undefined) throw new Error('no notification:enc:1');
+    await waiter.until(() => deliveryKeks.includes(oldKek), 20_000, 'the delivery sealed between the first keys');
+    const destroyed = [readServiceKeys(stack.keysDir, 'notification'), readServiceKeys(stack.keysDir, BROKER_ID)];
 
+    // Either private half derives a KEK (X25519 is symmetric), so both parties of the delivery are rotated.
     await rotateParty(operator, stack.keysDir, signing, 'notification', OVERLAP_MS);
+    await rotateParty(operator, stack.keysDir, signing, BROKER_ID, OVERLAP_MS);
     await stack.logs.until(
       (l) => l['event'] === 'keys.directory.applied' && l['party'] === 'notification' && l['client'] === undefined,
-      'the broker applied the rotation',
+      'the broker applied the subscriber rotation',
+    );
+    await stack.logs.until(
+      (l) => l['event'] === 'keys.own.rotated' && l['kid'] === 'broker:sig:2' && l['client'] === undefined,
+      'the broker loaded its new key',
     );
     const second = await pub.publish({ resourceType: 'Patient', id: 'epoch-2', name: [{ family: 'Newepoch' }] });
     expect(second.status).toBe('accepted');
-    await waiter.until(() => deliveryKeks.includes(newKek), 20_000, 'the delivery sealed to notification:enc:2');
+    await waiter.until(() => deliveryKeks.includes(newKek), 20_000, 'the delivery sealed between the second keys');
 
     // A duration below the retention of stored ciphertext is refused, and nothing is deleted.
+    const parties = ['notification', BROKER_ID];
     const retentionMs = ciphertextRetentionMs(stack.config);
     await expect(
-      pruneParties(operator, stack.keysDir, signing, ['notification'], { olderThanMs: OVERLAP_MS, retentionMs }),
+      pruneParties(operator, stack.keysDir, signing, parties, { olderThanMs: OVERLAP_MS, retentionMs }),
     ).rejects.toMatchObject({ code: 'E_USAGE', path: '--older-than' });
     expect(readServiceKeyVersions(stack.keysDir, 'notification')).toHaveLength(2);
+    expect(readServiceKeyVersions(stack.keysDir, BROKER_ID)).toHaveLength(2);
 
     // The clock of the prune, not a sleep: the overlap and the retention have passed.
     const nowMs = Date.now() + OVERLAP_MS + retentionMs + 1000;
-    const pruned = await pruneParties(operator, stack.keysDir, signing, ['notification'], {
+    const pruned = await pruneParties(operator, stack.keysDir, signing, parties, {
       olderThanMs: retentionMs,
       retentionMs,
       nowMs,
     });
-    expect(Object.fromEntries(pruned)).toEqual({ notification: ['notification:sig:1', 'notification:enc:1'] });
+    expect(Object.fromEntries(pruned)).toEqual({
+      notification: ['notification:sig:1', 'notification:enc:1'],
+      broker: ['broker:sig:1', 'broker:enc:1'],
+    });
     expect(readServiceKeyVersions(stack.keysDir, 'notification').map((v) => v.enc.kid)).toEqual(['notification:enc:2']);
+    expect(readServiceKeyVersions(stack.keysDir, BROKER_ID).map((v) => v.enc.kid)).toEqual(['broker:enc:2']);
     const listed = (await listDirectory(operator, root)).filter((r) => r.party === 'notification');
     expect(listed.map((r) => [r.kid, r.status, r.destroyedAt !== undefined])).toEqual([
       ['notification:sig:1', 'retired', true],
@@ -168,11 +177,16 @@ describe('epoch deletion', () => {
       ['notification:enc:2', 'active', false],
     ]);
 
-    // Audited: the broker's watch raises key-destroyed (an AuditEvent in the chain and a phi.alert message).
-    await waiter.until(() => alerts.some((a) => a.rule === 'key-destroyed'), 20_000, 'the key-destroyed alert');
-    const alert = JSON.parse(alerts.find((a) => a.rule === 'key-destroyed')?.json ?? '{}') as Record<string, unknown>;
-    expect(fhirSchemaErrors(alert)).toEqual([]);
-    expect(JSON.stringify(alert)).toContain('notification:enc:1');
+    // Audited: the broker's watch raises key-destroyed per party (an AuditEvent in the chain and a phi.alert message).
+    await waiter.until(
+      () => alerts.filter((a) => a.rule === 'key-destroyed').length >= 2,
+      20_000,
+      'a key-destroyed alert per party',
+    );
+    const raised = alerts.filter((a) => a.rule === 'key-destroyed').map((a) => a.json);
+    for (const json of raised) expect(fhirSchemaErrors(JSON.parse(json) as Record<string, unknown>)).toEqual([]);
+    expect(raised.filter((j) => j.includes('notification:enc:1'))).toHaveLength(1);
+    expect(raised.filter((j) => j.includes('broker:enc:1'))).toHaveLength(1);
 
     // The subscriber, started from its pruned key file: the current delivery opens, the retained one cannot.
     const got: string[] = [];
@@ -192,9 +206,11 @@ describe('epoch deletion', () => {
       await sub.close();
     }
 
-    // No byte of the destroyed private keys is left in the keys dir; the scan does find the current one.
-    expect(filesHolding(stack.keysDir, destroyed.enc.secretKey)).toEqual([]);
-    expect(filesHolding(stack.keysDir, destroyed.sign.secretKey.subarray(0, 32))).toEqual([]);
+    // No byte of the destroyed private keys is left in the keys dir; the same scan finds a current one.
+    for (const v of destroyed) {
+      expect(filesHolding(stack.keysDir, v.enc.secretKey)).toEqual([]);
+      expect(filesHolding(stack.keysDir, v.sign.secretKey.subarray(0, 32))).toEqual([]);
+    }
     const current = readServiceKeys(stack.keysDir, 'notification');
     expect(filesHolding(stack.keysDir, current.enc.secretKey)).toEqual([
       join(stack.keysDir, 'notification.private.jwk.json'),
