@@ -99,9 +99,7 @@ export class Keyring {
       throw new BrokerError(
         'E_KEY_DESTROYED',
         `key ${kid} was destroyed; what is sealed or signed under it is refused`,
-        {
-          path: 'keys',
-        },
+        { path },
       );
   }
 
