@@ -3,8 +3,6 @@
 // both are rotated and a second delivery is sealed between their second keys, then `keys prune` destroys both first
 // versions: the current delivery opens, the retained one fails E_KEY_DESTROYED (terminated, never handed over), the
 // deletion is alerted, and no byte of the destroyed private keys is left in the keys dir.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
@@ -23,6 +21,7 @@ import { PhiClient } from '../../src/sdk/client.js';
 import { ADMIN_IDENTITY, BROKER_IDENTITY, OPERATOR_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
+import { findNeedles, privateNeedles } from '../helpers/key-scan.js';
 import { Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
 
 const OVERLAP_MS = 60_000;
@@ -55,28 +54,6 @@ async function client(service: string): Promise<PhiClient> {
     publishDeadlineMs: 20_000,
     logger: stack.logger.child({ client: service }),
     keyDirectory: directoryOf(service),
-  });
-}
-
-/** Every file under `dir`, recursively. */
-function filesUnder(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name);
-    return statSync(path).isDirectory() ? filesUnder(path) : [path];
-  });
-}
-
-/** The files of `dir` holding `secret` raw, base64url, base64 or hex. */
-function filesHolding(dir: string, secret: Uint8Array): string[] {
-  const forms = [
-    Buffer.from(secret),
-    Buffer.from(Buffer.from(secret).toString('base64url')),
-    Buffer.from(Buffer.from(secret).toString('base64')),
-    Buffer.from(Buffer.from(secret).toString('hex')),
-  ];
-  return filesUnder(dir).filter((file) => {
-    const bytes = readFileSync(file);
-    return forms.some((f) => bytes.includes(f));
   });
 }
 
@@ -130,7 +107,12 @@ describe('epoch deletion', () => {
     const first = await pub.publish({ resourceType: 'Patient', id: 'epoch-1', name: [{ family: 'Oldepoch' }] });
     expect(first.status).toBe('accepted');
     await waiter.until(() => deliveryKeks.includes(oldKek), 20_000, 'the delivery sealed between the first keys');
-    const destroyed = [readServiceKeys(stack.keysDir, 'notification'), readServiceKeys(stack.keysDir, BROKER_ID)];
+    // Every private value of the first versions, as the key files hold them before the prune.
+    const firstKids = ['notification:sig:1', 'notification:enc:1', 'broker:sig:1', 'broker:enc:1'];
+    const destroyed = privateNeedles(stack.keysDir).filter((n) =>
+      firstKids.some((kid) => n.what.includes(` ${kid}.d`)),
+    );
+    expect(destroyed).toHaveLength(firstKids.length * 2);
 
     // Either private half derives a KEK (X25519 is symmetric), so both parties of the delivery are rotated.
     await rotateParty(operator, stack.keysDir, signing, 'notification', OVERLAP_MS);
@@ -206,14 +188,9 @@ describe('epoch deletion', () => {
       await sub.close();
     }
 
-    // No byte of the destroyed private keys is left in the keys dir; the same scan finds a current one.
-    for (const v of destroyed) {
-      expect(filesHolding(stack.keysDir, v.enc.secretKey)).toEqual([]);
-      expect(filesHolding(stack.keysDir, v.sign.secretKey.subarray(0, 32))).toEqual([]);
-    }
-    const current = readServiceKeys(stack.keysDir, 'notification');
-    expect(filesHolding(stack.keysDir, current.enc.secretKey)).toEqual([
-      join(stack.keysDir, 'notification.private.jwk.json'),
-    ]);
+    // No byte of the destroyed private keys is left anywhere in the data dir; the same scan finds the current ones.
+    expect(findNeedles(stack.config.dataDir, destroyed)).toEqual([]);
+    const current = privateNeedles(stack.keysDir).filter((n) => n.what.includes(' notification:enc:2.d'));
+    expect(findNeedles(stack.keysDir, current).length).toBeGreaterThan(0);
   }, 120_000);
 });
