@@ -76,15 +76,20 @@ export async function runKeysPublish(config: BrokerConfig, out: Writable): Promi
   out.write(written.length === 0 ? 'key directory up to date\n' : `published: ${written.join(', ')}\n`);
 }
 
-/** The parties `--service S | --broker | --all` name; `--all` is every party with a key file in the data dir. */
+/**
+ * The parties `--service S | --broker | --all` name; `--all` is every party with a key file in the data dir, and
+ * what none of the three means when `defaultAll`.
+ */
 async function selectedParties(
   command: string,
   opts: { service?: string; broker?: boolean; all?: boolean },
   config: BrokerConfig,
+  defaultAll = false,
 ): Promise<string[]> {
   const given = [opts.service !== undefined, opts.broker === true, opts.all === true].filter(Boolean).length;
-  if (given !== 1) throw new TypeError(`keys ${command}: give one of --service <id>, --broker, --all`);
-  if (opts.all === true)
+  if (given > 1 || (given === 0 && !defaultAll))
+    throw new TypeError(`keys ${command}: give one of --service <id>, --broker, --all`);
+  if (given === 0 || opts.all === true)
     return localParties(loadConfiguredCatalog(config), layout(config).keys, configuredKeyProtection(config));
   const party = opts.broker === true ? BROKER_ID : (opts.service as string);
   if (!SERVICE_ID_PATTERN.test(party)) throw new TypeError(`keys ${command}: --service must be a service id`);
@@ -118,11 +123,7 @@ export async function runKeysPrune(
 ): Promise<void> {
   const olderThanMs = parseDuration(opts.olderThan);
   await initCrypto();
-  const parties = await selectedParties(
-    'prune',
-    opts.service === undefined && opts.broker !== true ? { ...opts, all: true } : opts,
-    config,
-  );
+  const parties = await selectedParties('prune', opts, config, true);
   const catalog = loadConfiguredCatalog(config);
   const dir = layout(config).keys;
   const protection = configuredKeyProtection(config);

@@ -1,6 +1,6 @@
 // The key directory's operations (docs/keys.md): the operator root key file, publishing every party's keys from the
-// key files, rotation and revocation. Private halves are written only through key-files.ts (rotateServiceKeys), the
-// one write path for private keys. Readers (broker, SDK, gateway) load the pinned root key with `directoryRootKey`.
+// key files, rotation, revocation and epoch deletion (`keys prune`). Private halves are written only through
+// key-files.ts, the one write path for private keys. Readers (broker, SDK, gateway) load the pinned root key with `directoryRootKey`.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NatsConnection } from 'nats';
