@@ -16,6 +16,7 @@
 //   sender-throttled  a sender went over its rejection rate (raised by the broker once per sender per window,
 //                     src/broker/broker.ts, not by a fact)
 //   key-revoked       a key of the directory was revoked (raised by the broker's directory watch)
+//   key-destroyed     the private half of a key version was destroyed (`keys prune`; likewise)
 //   key-directory-refused a key directory entry failed its signature or rollback check (likewise)
 //   audit-unavailable the broker cannot append to its audit trail, so it delivers nothing (raised by the broker,
 //                     src/broker/broker.ts, not by a fact; recorded in the chain once the trail is writable again)
@@ -79,6 +80,7 @@ export const ALERT_RULE_NAMES = [
   'sender-throttled',
   // Raised by the broker's key directory watch (docs/keys.md).
   'key-revoked',
+  'key-destroyed',
   'key-directory-refused',
 ] as const;
 export type AlertRuleName = (typeof ALERT_RULE_NAMES)[number];

@@ -225,6 +225,13 @@ export class Broker {
                   service: entry.party,
                   detail: `key ${kid} revoked at ${entry.keys.find((k) => k.jwk.kid === kid)?.revokedAt ?? entry.issuedAt}: messages it signed stored from then on are rejected`,
                 });
+              // The audit record of an epoch deletion (docs/keys.md "Bounded exposure").
+              if (applied.newlyDestroyed.length > 0)
+                raise({
+                  rule: 'key-destroyed',
+                  service: entry.party,
+                  detail: `private keys ${applied.newlyDestroyed.join(', ')} destroyed at ${entry.issuedAt}: ciphertext sealed to them no longer opens`,
+                });
             },
             onRefused: (party, error) =>
               raise({

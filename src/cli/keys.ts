@@ -1,4 +1,4 @@
-// `phi-broker keys list|publish|rotate|revoke`: the key directory (docs/keys.md). Prints kids, statuses and dates,
+// `phi-broker keys list|publish|rotate|prune|revoke`: the key directory (docs/keys.md). Prints kids, statuses and dates,
 // never key material. Writes connect as the operator identity and sign entries with the operator root key.
 import type { Command } from 'commander';
 import type { Writable } from 'node:stream';
@@ -10,7 +10,10 @@ import { BROKER_ID, SERVICE_ID_PATTERN } from '../wire/ids.js';
 import { connectOperator, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
 import {
   directoryRootKey,
+  ciphertextRetentionMs,
   listDirectory,
+  localParties,
+  pruneParties,
   publishDirectory,
   revokeKey,
   rotateParty,
@@ -73,24 +76,68 @@ export async function runKeysPublish(config: BrokerConfig, out: Writable): Promi
   out.write(written.length === 0 ? 'key directory up to date\n' : `published: ${written.join(', ')}\n`);
 }
 
+/**
+ * The parties `--service S | --broker | --all` name; `--all` is every party with a key file in the data dir, and
+ * what none of the three means when `defaultAll`.
+ */
+async function selectedParties(
+  command: string,
+  opts: { service?: string; broker?: boolean; all?: boolean },
+  config: BrokerConfig,
+  defaultAll = false,
+): Promise<string[]> {
+  const given = [opts.service !== undefined, opts.broker === true, opts.all === true].filter(Boolean).length;
+  if (given > 1 || (given === 0 && !defaultAll))
+    throw new TypeError(`keys ${command}: give one of --service <id>, --broker, --all`);
+  if (given === 0 || opts.all === true)
+    return localParties(loadConfiguredCatalog(config), layout(config).keys, configuredKeyProtection(config));
+  const party = opts.broker === true ? BROKER_ID : (opts.service as string);
+  if (!SERVICE_ID_PATTERN.test(party)) throw new TypeError(`keys ${command}: --service must be a service id`);
+  return [party];
+}
+
 export async function runKeysRotate(
   config: BrokerConfig,
-  opts: { service?: string; broker?: boolean; overlap: string },
+  opts: { service?: string; broker?: boolean; all?: boolean; overlap: string },
   out: Writable,
 ): Promise<void> {
-  if ((opts.service === undefined) === (opts.broker !== true))
-    throw new TypeError('keys rotate: give either --service <id> or --broker');
-  const party = opts.broker === true ? BROKER_ID : (opts.service as string);
-  if (!SERVICE_ID_PATTERN.test(party)) throw new TypeError('keys rotate: --service must be a service id');
   const overlapMs = parseDuration(opts.overlap);
+  await initCrypto();
+  const parties = await selectedParties('rotate', opts, config);
   const catalog = loadConfiguredCatalog(config);
   const dir = layout(config).keys;
   const protection = configuredKeyProtection(config);
   const root = await signingRootKey(catalog, dir, protection);
-  const r = await withOperator(config, 'write', (nc) =>
-    rotateParty(nc, dir, root, party, overlapMs, Date.now(), protection),
+  await withOperator(config, 'write', async (nc) => {
+    for (const party of parties) {
+      const r = await rotateParty(nc, dir, root, party, overlapMs, Date.now(), protection);
+      out.write(`rotated ${party}: current ${r.kid} and ${r.encKid}; previous keys retiring until ${r.notAfter}\n`);
+    }
+  });
+}
+
+export async function runKeysPrune(
+  config: BrokerConfig,
+  opts: { service?: string; broker?: boolean; all?: boolean; olderThan: string; force?: boolean },
+  out: Writable,
+): Promise<void> {
+  const olderThanMs = parseDuration(opts.olderThan);
+  await initCrypto();
+  const parties = await selectedParties('prune', opts, config, true);
+  const catalog = loadConfiguredCatalog(config);
+  const dir = layout(config).keys;
+  const protection = configuredKeyProtection(config);
+  const root = await signingRootKey(catalog, dir, protection);
+  const destroyed = await withOperator(config, 'write', (nc) =>
+    pruneParties(nc, dir, root, parties, {
+      olderThanMs,
+      retentionMs: ciphertextRetentionMs(config),
+      protection,
+      ...(opts.force === true ? { force: true } : {}),
+    }),
   );
-  out.write(`rotated ${party}: current ${r.kid} and ${r.encKid}; previous keys retiring until ${r.notAfter}\n`);
+  if (destroyed.size === 0) out.write('no key version retired long enough ago\n');
+  for (const [party, kids] of destroyed) out.write(`destroyed ${party}: ${kids.join(', ')}\n`);
 }
 
 export async function runKeysRevoke(
@@ -126,9 +173,24 @@ export function registerKeyCommands(program: Command, configOf: (cmd: Command) =
     .description('make a new signing and encryption key version current; the previous stays valid for the overlap')
     .option('--service <id>', 'the service to rotate')
     .option('--broker', "rotate the broker's keys")
+    .option('--all', 'rotate every party whose private key file is in the data dir (the daily epoch, docs/keys.md)')
     .option('--overlap <duration>', 'how long the previous version keeps verifying and opening, e.g. 24h, 30m', '24h')
-    .action(async (opts: { service?: string; broker?: boolean; overlap: string }, cmd: Command) =>
+    .action(async (opts: { service?: string; broker?: boolean; all?: boolean; overlap: string }, cmd: Command) =>
       runKeysRotate(configOf(cmd), opts, process.stdout),
+    );
+  keys
+    .command('prune')
+    .description('destroy the private halves of key versions retired longer ago than --older-than (E_KEY_DESTROYED)')
+    .requiredOption('--older-than <duration>', 'retired at least this long ago, e.g. 90d; at least the retention')
+    .option('--service <id>', 'prune one service only')
+    .option('--broker', "prune the broker's keys only")
+    .option('--all', 'every party whose private key file is in the data dir (the default)')
+    .option('--force', 'destroy even when --older-than is shorter than the retention of stored ciphertext')
+    .action(
+      async (
+        opts: { service?: string; broker?: boolean; all?: boolean; olderThan: string; force?: boolean },
+        cmd: Command,
+      ) => runKeysPrune(configOf(cmd), opts, process.stdout),
     );
   keys
     .command('revoke')

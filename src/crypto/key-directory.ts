@@ -26,6 +26,8 @@ export interface DirectoryKey {
   readonly retired?: string;
   readonly revokedAt?: string;
   readonly reason?: string;
+  /** When the private half was deleted (`keys prune`): nothing sealed to the key opens any more. */
+  readonly destroyedAt?: string;
 }
 
 export interface DirectoryEntry {
@@ -98,6 +100,7 @@ function entryJson(entry: DirectoryEntry): Record<string, unknown> {
       ...(k.retired === undefined ? {} : { retired: k.retired }),
       ...(k.revokedAt === undefined ? {} : { revokedAt: k.revokedAt }),
       ...(k.reason === undefined ? {} : { reason: k.reason }),
+      ...(k.destroyedAt === undefined ? {} : { destroyedAt: k.destroyedAt }),
     })),
   };
 }
@@ -172,6 +175,7 @@ function parseEntry(party: string, json: unknown): DirectoryEntry {
       retired: _r,
       revokedAt: _v,
       reason: _e,
+      destroyedAt: _d,
       ...jwk
     } = k as Record<string, unknown>;
     return jwk;
@@ -192,6 +196,9 @@ function parseEntry(party: string, json: unknown): DirectoryEntry {
     const notAfter = instant(party, `keys[${i}].notAfter`, m['notAfter'], status === 'retiring');
     const revokedAt = instant(party, `keys[${i}].revokedAt`, m['revokedAt'], status === 'revoked');
     const retired = instant(party, `keys[${i}].retired`, m['retired'], false);
+    const destroyedAt = instant(party, `keys[${i}].destroyedAt`, m['destroyedAt'], false);
+    if (destroyedAt !== undefined && status !== 'retired')
+      throw invalid(party, `keys[${i}].destroyedAt: only a retired key can be destroyed`);
     const reason = m['reason'];
     if (reason !== undefined && (typeof reason !== 'string' || reason.length > 500))
       throw invalid(party, `keys[${i}].reason: expected a string of at most 500 characters`);
@@ -203,6 +210,7 @@ function parseEntry(party: string, json: unknown): DirectoryEntry {
       ...(retired === undefined ? {} : { retired }),
       ...(revokedAt === undefined ? {} : { revokedAt }),
       ...(typeof reason === 'string' ? { reason } : {}),
+      ...(destroyedAt === undefined ? {} : { destroyedAt }),
     });
   });
   return Object.freeze({ party, kind, seq, issuedAt, keys: Object.freeze(keys) });
@@ -275,9 +283,58 @@ export function partyOfKid(kid: string): string | undefined {
   return parseKid(kid)?.service;
 }
 
+/** When a key stopped opening and verifying: its notAfter (retiring), retired date, or revokedAt; undefined while active. */
+function retiredAt(key: DirectoryKey): number | undefined {
+  const at =
+    key.status === 'retiring'
+      ? key.notAfter
+      : key.status === 'retired'
+        ? (key.retired ?? key.notAfter ?? key.revokedAt)
+        : key.status === 'revoked'
+          ? key.revokedAt
+          : undefined;
+  return at === undefined ? undefined : Date.parse(at);
+}
+
+/**
+ * Key versions of an entry whose private halves may be destroyed at `nowMs` (docs/keys.md "Bounded exposure"): both
+ * keys of the version stopped opening and verifying at least `olderThanMs` before, and neither is destroyed yet.
+ * Versions, ascending.
+ */
+export function prunableVersions(entry: DirectoryEntry, olderThanMs: number, nowMs: number): number[] {
+  const byVersion = new Map<number, DirectoryKey[]>();
+  for (const k of entry.keys) {
+    const version = parseKid(k.jwk.kid)?.version;
+    if (version !== undefined) byVersion.set(version, [...(byVersion.get(version) ?? []), k]);
+  }
+  const out: number[] = [];
+  for (const [version, keys] of byVersion) {
+    const ok = keys.every((k) => {
+      const at = retiredAt(k);
+      return k.destroyedAt === undefined && at !== undefined && at <= nowMs - olderThanMs;
+    });
+    if (ok) out.push(version);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** Marks every key of `versions` `retired` with `destroyedAt` = now (their private halves are deleted). */
+export function destroyInEntry(previous: DirectoryEntry, versions: readonly number[], nowMs: number): DirectoryEntry {
+  const at = new Date(nowMs).toISOString();
+  const keys = previous.keys.map((k): DirectoryKey => {
+    const version = parseKid(k.jwk.kid)?.version;
+    if (version === undefined || !versions.includes(version)) return k;
+    const retired = new Date(retiredAt(k) ?? nowMs).toISOString();
+    return { ...k, status: 'retired', retired, destroyedAt: at };
+  });
+  return Object.freeze({ ...previous, seq: previous.seq + 1, issuedAt: at, keys });
+}
+
 export interface AppliedEntry {
   /** Kids this entry revoked that the keyring had not known as revoked. */
   readonly newlyRevoked: readonly string[];
+  /** Kids this entry marks destroyed that the keyring had not known as destroyed. */
+  readonly newlyDestroyed: readonly string[];
   /** The party's current signing kid (highest active version), if any. */
   readonly currentSigKid: string | undefined;
 }
@@ -285,6 +342,7 @@ export interface AppliedEntry {
 /** Puts an entry's keys and their status into a keyring: active as held, retiring until notAfter, retired, revoked. */
 export function applyEntry(keyring: Keyring, entry: DirectoryEntry): AppliedEntry {
   const newlyRevoked: string[] = [];
+  const newlyDestroyed: string[] = [];
   let current: { kid: string; version: number } | undefined;
   const records = recordsFromJwks(`key directory entry ${entry.party}`, { keys: entry.keys.map((k) => k.jwk) });
   entry.keys.forEach((k, i) => {
@@ -302,6 +360,10 @@ export function applyEntry(keyring: Keyring, entry: DirectoryEntry): AppliedEntr
         break;
       case 'retired':
         keyring.retire(record.kid);
+        if (k.destroyedAt !== undefined && !keyring.isDestroyed(record.kid)) {
+          newlyDestroyed.push(record.kid);
+          keyring.destroy(record.kid);
+        }
         break;
       case 'revoked':
         if (keyring.revokedAt(record.kid) === undefined) newlyRevoked.push(record.kid);
@@ -309,5 +371,5 @@ export function applyEntry(keyring: Keyring, entry: DirectoryEntry): AppliedEntr
         break;
     }
   });
-  return { newlyRevoked, currentSigKid: current?.kid };
+  return { newlyRevoked, newlyDestroyed, currentSigKid: current?.kid };
 }

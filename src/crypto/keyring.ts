@@ -24,6 +24,8 @@ export class Keyring {
   #records = new Map<string, PublicKeyRecord>();
   #ownEnc = new Map<string, EncryptionKeyPair>();
   #retired = new Set<string>();
+  /** Kids whose private halves were destroyed (`keys prune`): what is sealed to them is E_KEY_DESTROYED. */
+  #destroyed = new Set<string>();
   /** Retiring kids (key directory, docs/keys.md): usable until this instant, then as retired. */
   #notAfter = new Map<string, number>();
   /** Revoked signing kids: nothing stored at or after this instant verifies. */
@@ -75,6 +77,32 @@ export class Keyring {
     this.#dropKeks(kid);
   }
 
+  /**
+   * A destroyed kid (docs/keys.md "Bounded exposure"): retired, its private half (if own) dropped, and a message
+   * signed with it or sealed under a KEK that uses it is E_KEY_DESTROYED rather than E_KEY_UNKNOWN, so a receiver
+   * stops retrying what can never be opened.
+   */
+  destroy(kid: string): void {
+    this.retire(kid);
+    this.#destroyed.add(kid);
+    this.#ownEnc.delete(kid);
+    this.#own = this.#own.filter((k) => k.enc.kid !== kid && k.sign.kid !== kid);
+  }
+
+  isDestroyed(kid: string): boolean {
+    return this.#destroyed.has(kid);
+  }
+
+  #refuseDestroyed(kids: readonly string[], path: string): void {
+    const kid = kids.find((k) => this.#destroyed.has(k));
+    if (kid !== undefined)
+      throw new BrokerError(
+        'E_KEY_DESTROYED',
+        `key ${kid} was destroyed; what is sealed or signed under it is refused`,
+        { path },
+      );
+  }
+
   isRetired(kid: string): boolean {
     return this.#retired.has(kid) || this.#pastNotAfter(kid);
   }
@@ -121,6 +149,7 @@ export class Keyring {
   }
 
   #record(kid: string): PublicKeyRecord {
+    this.#refuseDestroyed([kid], 'kid');
     const record = this.#records.get(kid);
     if (record === undefined || this.#retired.has(kid) || this.#pastNotAfter(kid)) throw unknownKey(kid);
     return record;
@@ -190,6 +219,7 @@ export class Keyring {
     if (cached !== undefined && !this.#overlapEnded(id)) return cached;
     const kids = splitKekId(id);
     if (kids === undefined) throw new BrokerError('E_KEY_UNKNOWN', 'KEK id is not <kid>~<kid> in sorted order');
+    this.#refuseDestroyed(kids, 'keys');
     const [a, b] = kids;
     if (this.#ownEnc.has(a) && !this.isRetired(a)) return this.kekFor(b, a);
     if (this.#ownEnc.has(b) && !this.isRetired(b)) return this.kekFor(a, b);

@@ -1,10 +1,11 @@
 // The key directory's operations (docs/keys.md): the operator root key file, publishing every party's keys from the
-// key files, rotation and revocation. Private halves are written only through key-files.ts (rotateServiceKeys), the
-// one write path for private keys. Readers (broker, SDK, gateway) load the pinned root key with `directoryRootKey`.
+// key files, rotation, revocation and epoch deletion (`keys prune`). Private halves are written only through
+// key-files.ts, the one write path for private keys. Readers (broker, SDK, gateway) load the pinned root key with `directoryRootKey`.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NatsConnection } from 'nats';
 import type { Catalog } from '../catalog/types.js';
+import type { BrokerConfig } from '../config/config.js';
 import { fromBase64url, toBase64url } from '../crypto/base64url.js';
 import {
   effectiveStatus,
@@ -13,18 +14,21 @@ import {
   operatorRootKey,
   partyOfKid,
   pinnedRootKey,
+  destroyInEntry,
+  prunableVersions,
   revokeInEntry,
   rotateEntry,
   type DirectoryEntry,
   type KeyStatus,
   type OperatorRootKey,
 } from '../crypto/key-directory.js';
+import { parseKid } from '../crypto/keypairs.js';
 import { randomBytes } from '../crypto/random.js';
 import { getSodium } from '../crypto/sodium.js';
 import { ensureKeyDirectoryBucket, openKeyDirectoryBucket, putEntry, readDirectory } from '../nats/key-directory.js';
 import { BrokerError } from '../wire/errors.js';
 import { BROKER_ID } from '../wire/ids.js';
-import { openJson, openServiceKeyVersions, rotateKeys } from './key-files.js';
+import { dropKeyVersions, openJson, openServiceKeyVersions, rotateKeys } from './key-files.js';
 import { PLAIN_KEYS, writeKeyFile, type KeyProtection } from './key-protection.js';
 
 /** `<keys dir>/operator-root.private.jwk.json`: the development operator root key (Ed25519 JWK, RFC 8037; mode 0600). */
@@ -193,6 +197,72 @@ export async function rotateParty(
   return { kid: next.sign.kid, encKid: next.enc.kid, notAfter: new Date(nowMs + overlapMs).toISOString() };
 }
 
+/** The parties whose private key file is in `keysDir`: the broker and catalog services (others are held elsewhere). */
+export async function localParties(catalog: Catalog, keysDir: string, protection: KeyProtection): Promise<string[]> {
+  const out: string[] = [];
+  for (const party of [BROKER_ID, ...catalog.services.keys()])
+    try {
+      await openServiceKeyVersions(keysDir, party, protection);
+      out.push(party);
+    } catch (err) {
+      if (!(err instanceof BrokerError && err.code === 'E_KEY_UNKNOWN')) throw err;
+    }
+  return out;
+}
+
+/**
+ * The longest a message sealed to a key version can stay stored after the version stops being sealed to: PHI_DELIVER
+ * and PHI_QUARANTINE by age, PHI_INGEST by the replay window (an older backlog is rejected into quarantine).
+ */
+export function ciphertextRetentionMs(config: BrokerConfig): number {
+  return Math.max(config.deliverMaxAgeMs, config.quarantineMaxAgeMs, config.replayWindowMs);
+}
+
+export interface PruneOptions {
+  /** Destroy versions retired at least this long ago. */
+  readonly olderThanMs: number;
+  /** The longest retention of ciphertext sealed to these keys: a shorter olderThanMs is refused unless `force`. */
+  readonly retentionMs: number;
+  readonly force?: boolean;
+  readonly nowMs?: number;
+  readonly protection?: KeyProtection;
+}
+
+/**
+ * Epoch deletion (docs/keys.md "Bounded exposure"): for each party, the key versions retired at least `olderThanMs`
+ * ago lose their private halves (key file rewritten through key-files.ts) and are marked `retired` with
+ * `destroyedAt` in the directory. E_USAGE when `olderThanMs` is below `retentionMs` and not `force`d.
+ * Returns the kids destroyed, per party.
+ */
+export async function pruneParties(
+  nc: NatsConnection,
+  keysDir: string,
+  root: OperatorRootKey,
+  parties: readonly string[],
+  opts: PruneOptions,
+): Promise<Map<string, string[]>> {
+  if (opts.olderThanMs < opts.retentionMs && opts.force !== true)
+    throw new BrokerError(
+      'E_USAGE',
+      `--older-than: shorter than the ${opts.retentionMs} ms retention of ciphertext in PHI_INGEST, PHI_DELIVER and PHI_QUARANTINE (--force to destroy anyway)`,
+      { path: '--older-than' },
+    );
+  const nowMs = opts.nowMs ?? Date.now();
+  const protection = opts.protection ?? PLAIN_KEYS;
+  const out = new Map<string, string[]>();
+  for (const party of parties) {
+    const { entry, revision, kv } = await storedEntry(nc, root, party);
+    const versions = prunableVersions(entry, opts.olderThanMs, nowMs);
+    if (versions.length === 0) continue;
+    // The key file first: a crash between the two leaves keys deleted but listed as retired, never the reverse.
+    await dropKeyVersions(keysDir, party, versions, protection);
+    await putEntry(kv, root, destroyInEntry(entry, versions, nowMs), revision);
+    const kids = entry.keys.map((k) => k.jwk.kid).filter((kid) => versions.includes(parseKid(kid)?.version ?? 0));
+    out.set(party, kids);
+  }
+  return out;
+}
+
 /** Revokes one kid at once. */
 export async function revokeKey(
   nc: NatsConnection,
@@ -223,6 +293,7 @@ export interface ListedKey {
   readonly retired?: string;
   readonly revokedAt?: string;
   readonly reason?: string;
+  readonly destroyedAt?: string;
 }
 
 /** Every party's keys with their status at `nowMs` (a retiring key past its notAfter shows as retired). */
@@ -248,6 +319,7 @@ export async function listDirectory(
         ...(k.retired === undefined ? {} : { retired: k.retired }),
         ...(k.revokedAt === undefined ? {} : { revokedAt: k.revokedAt }),
         ...(k.reason === undefined ? {} : { reason: k.reason }),
+        ...(k.destroyedAt === undefined ? {} : { destroyedAt: k.destroyedAt }),
       });
     }
   return out;

@@ -136,6 +136,36 @@ export async function rotateKeys(dir: string, serviceId: string, protection: Key
   return next;
 }
 
+/**
+ * Deletes key versions of a party (`keys prune`, docs/keys.md "Bounded exposure"): its private file is rewritten
+ * through `protection` without them, and jwks.json without their public halves. The current (highest) version is
+ * never deleted. Returns the versions deleted.
+ */
+export async function dropKeyVersions(
+  dir: string,
+  serviceId: string,
+  versions: readonly number[],
+  protection: KeyProtection,
+): Promise<number[]> {
+  const held = await openServiceKeyVersions(dir, serviceId, protection);
+  const current = keysVersion(held[0] as ServiceKeys);
+  const drop = held.filter((v) => versions.includes(keysVersion(v)) && keysVersion(v) !== current);
+  if (drop.length === 0) return [];
+  const keep = held.filter((v) => !drop.includes(v));
+  const bytes = new TextEncoder().encode(`${JSON.stringify(privateJwks(keep), null, 2)}\n`);
+  try {
+    await writeKeyFile(privateKeyFile(dir, serviceId), bytes, protection);
+  } finally {
+    bytes.fill(0);
+  }
+  const dropped = new Set(drop.flatMap((v) => [v.sign.kid, v.enc.kid]));
+  writeJwks(
+    dir,
+    readJwks(dir).filter((r) => !dropped.has(r.kid)),
+  );
+  return drop.map(keysVersion);
+}
+
 /** Adds a new key version for a service (rotation): writes it first in its private file and adds it to jwks.json. */
 export function rotateServiceKeys(dir: string, serviceId: string): ServiceKeys {
   const versions = readServiceKeyVersions(dir, serviceId);

@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   E_CLOCK_SKEW: 'The envelope timestamp is outside the allowed skew window of the time NATS stored it.',
   E_KEY_UNKNOWN: 'A key id that the keyring does not hold (never issued, or retired).',
   E_KEY_REVOKED: 'The message is signed with a key that was revoked before the message was stored.',
+  E_KEY_DESTROYED:
+    'The message is sealed to or signed with a key version whose private half was destroyed (`keys prune`): it can never be opened.',
   E_KEY_DIRECTORY_INVALID:
     'A key directory entry is malformed, not signed by the pinned operator root key, or older than the one in force.',
   E_DECRYPT: 'A field or a wrapped key could not be decrypted or authenticated.',

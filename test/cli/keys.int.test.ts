@@ -1,4 +1,4 @@
-// `phi-broker keys list|rotate|revoke` as a process against one mTLS nats-server: reads as the auditor, writes as the
+// `phi-broker keys list|rotate|prune|revoke` as a process against one mTLS nats-server: reads as the auditor, writes as the
 // operator identity, entries signed with the data dir's operator root key (docs/keys.md).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureOperatorRootKey, publishDirectory } from '../../src/runtime/key-directory.js';
@@ -65,9 +65,32 @@ describe.skipIf(NOT_BUILT !== undefined)('keys commands', () => {
   it('refuses a rotate naming no party, and a revoke of a kid the directory does not hold, with a code', async () => {
     const none = await cli('keys', 'rotate');
     expect(none.code).not.toBe(0);
-    expect(none.stderr).toContain('give either --service <id> or --broker');
+    expect(none.stderr).toContain('give one of --service <id>, --broker, --all');
     const unknown = await cli('keys', 'revoke', '--kid', 'billing:sig:7', '--reason', 'x');
     expect(unknown.code).not.toBe(0);
     expect(unknown.stderr).toContain('E_KEY_UNKNOWN: the key directory entry of billing holds no key billing:sig:7');
+  });
+
+  it('prune refuses an --older-than below the ciphertext retention (E_USAGE, nothing deleted); --force prunes only what is old enough', async () => {
+    const short = await cli('keys', 'prune', '--older-than', '1h');
+    expect(short.code).not.toBe(0);
+    expect(short.stderr).toContain('E_USAGE: --older-than: shorter than the');
+    expect(readServiceKeyVersions(stack.keysDir, 'billing')).toHaveLength(2);
+    // billing:enc:1 is retiring for another hour: nothing was retired an hour ago.
+    const forced = await cli('keys', 'prune', '--older-than', '1h', '--force', '--service', 'billing');
+    expect(forced.code).toBe(0);
+    expect(forced.stdout).toBe('no key version retired long enough ago\n');
+    expect(readServiceKeyVersions(stack.keysDir, 'billing')).toHaveLength(2);
+  });
+
+  it('rotate --all: every party with a key file in the data dir gets a new version', async () => {
+    const r = await cli('keys', 'rotate', '--all', '--overlap', '7d');
+    expect(r.code).toBe(0);
+    const rotated = r.stdout.split('\n').filter((l) => l.startsWith('rotated '));
+    expect(new Set(rotated.map((l) => l.split(/[ :]/)[1]))).toEqual(
+      new Set(['broker', ...stack.catalog.services.keys()]),
+    );
+    expect(readServiceKeyVersions(stack.keysDir, 'billing')[0]?.enc.kid).toBe('billing:enc:3');
+    expect(readServiceKeyVersions(stack.keysDir, 'broker')[0]?.enc.kid).toBe('broker:enc:2');
   });
 });

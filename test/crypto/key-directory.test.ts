@@ -1,12 +1,15 @@
 // The key directory's entry format (src/crypto/key-directory.ts): JWS EdDSA under the operator root key, checked
 // by jose as well (interop), refused when tampered, signed by another key, or naming another party; and what the
-// lifecycle statuses do to a keyring (retiring until notAfter, then E_KEY_UNKNOWN; revoked → E_KEY_REVOKED).
+// lifecycle statuses do to a keyring (retiring until notAfter, then E_KEY_UNKNOWN; revoked → E_KEY_REVOKED;
+// destroyed → E_KEY_DESTROYED, and which versions `keys prune` may destroy when).
 import { calculateJwkThumbprint, compactVerify } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   applyEntry,
+  destroyInEntry,
   entryFromVersions,
   operatorRootKey,
+  prunableVersions,
   revokeInEntry,
   rotateEntry,
   signEntry,
@@ -14,7 +17,7 @@ import {
   type OperatorRootKey,
 } from '../../src/crypto/key-directory.js';
 import { Keyring } from '../../src/crypto/keyring.js';
-import { generateServiceKeys } from '../../src/crypto/keypairs.js';
+import { generateServiceKeys, publicRecords } from '../../src/crypto/keypairs.js';
 import { getSodium, initCrypto } from '../../src/crypto/sodium.js';
 import { isBrokerError } from '../../src/wire/errors.js';
 
@@ -163,5 +166,67 @@ describe('lifecycle in a keyring', () => {
       'key registration:sig:1 was revoked before this message was stored',
     );
     expect(codeOf(() => ring.signer())).toBe('E_KEY_UNKNOWN');
+  });
+});
+
+describe('epoch deletion', () => {
+  it('prunable only once every key of a version stopped opening at least olderThan ago; never the active one', () => {
+    const [v1, v2, v3] = [1, 2, 3].map((n) => generateServiceKeys('registration', n)) as [
+      ReturnType<typeof generateServiceKeys>,
+      ReturnType<typeof generateServiceKeys>,
+      ReturnType<typeof generateServiceKeys>,
+    ];
+    const e2 = rotateEntry(entryFromVersions('service', [v1], T0), v2, T0 + 1000, 60_000);
+    const e3 = rotateEntry(e2, v3, T0 + 2000, 60_000);
+    // v1 retired (notAfter) at T0 + 61 000 — the second rotation leaves it as it was; v2 at T0 + 62 000.
+    const older = 10_000;
+    expect(prunableVersions(e3, older, T0 + 61_000 + older - 1)).toEqual([]);
+    expect(prunableVersions(e3, older, T0 + 61_000 + older)).toEqual([1]);
+    expect(prunableVersions(e3, older, T0 + 10_000_000)).toEqual([1, 2]);
+    // A version with one key still active is not prunable.
+    const revokedSigOnly = revokeInEntry(entryFromVersions('service', [v1], T0), 'registration:sig:1', 'x', T0)!;
+    expect(prunableVersions(revokedSigOnly, 0, T0 + 10_000_000)).toEqual([]);
+
+    const destroyed = destroyInEntry(e3, [1], T0 + 100_000);
+    expect(destroyed.seq).toBe(e3.seq + 1);
+    expect(destroyed.keys.slice(0, 2)).toMatchObject([
+      { status: 'retired', retired: '2026-12-01T00:01:01.000Z', destroyedAt: '2026-12-01T00:01:40.000Z' },
+      { status: 'retired', retired: '2026-12-01T00:01:01.000Z', destroyedAt: '2026-12-01T00:01:40.000Z' },
+    ]);
+    expect(destroyed.keys.slice(2).every((k) => k.destroyedAt === undefined)).toBe(true);
+    // Already destroyed versions are not offered again.
+    expect(prunableVersions(destroyed, older, T0 + 10_000_000)).toEqual([2]);
+  });
+
+  it('a destroyed kid survives the JWS round trip; a keyring refuses it E_KEY_DESTROYED; destroyedAt only on retired', async () => {
+    const root = rootFromSeed(7);
+    const [v1, v2] = [1, 2].map((n) => generateServiceKeys('registration', n)) as [
+      ReturnType<typeof generateServiceKeys>,
+      ReturnType<typeof generateServiceKeys>,
+    ];
+    const e2 = rotateEntry(entryFromVersions('service', [v1], T0), v2, T0, 1000);
+    const destroyed = verifyEntry('registration', await signEntry(destroyInEntry(e2, [1], T0 + 5000), root), root);
+    expect(destroyed.keys[1]).toMatchObject({ status: 'retired', destroyedAt: '2026-12-01T00:00:05.000Z' });
+
+    const ring = new Keyring([v2, v1]);
+    const peer = generateServiceKeys('billing', 1);
+    for (const r of publicRecords(peer)) ring.addPeer(r);
+    expect(ring.kekForId(`billing:enc:1~registration:enc:1`).id).toBe('billing:enc:1~registration:enc:1');
+    expect(applyEntry(ring, destroyed).newlyDestroyed).toEqual(['registration:sig:1', 'registration:enc:1']);
+    expect(applyEntry(ring, destroyed).newlyDestroyed).toEqual([]);
+    expect(codeOf(() => ring.kekForId('billing:enc:1~registration:enc:1'))).toBe('E_KEY_DESTROYED');
+    expect(codeOf(() => ring.signingPublicKey('registration:sig:1'))).toBe('E_KEY_DESTROYED');
+    expect(ring.kekForId('billing:enc:1~registration:enc:2').id).toBe('billing:enc:1~registration:enc:2');
+
+    const forged = {
+      ...e2,
+      seq: e2.seq + 1,
+      keys: e2.keys.map((k) => ({ ...k, destroyedAt: '2026-12-01T00:00:05.000Z' })),
+    };
+    const bad = await signEntry(forged, root);
+    expect(codeOf(() => verifyEntry('registration', bad, root))).toBe('E_KEY_DIRECTORY_INVALID');
+    expect(messageOf(() => verifyEntry('registration', bad, root))).toContain(
+      'keys[0].destroyedAt: only a retired key can be destroyed',
+    );
   });
 });

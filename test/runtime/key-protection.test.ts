@@ -10,9 +10,12 @@ import { initCrypto } from '../../src/crypto/sodium.js';
 import { TokenSigner, tokenKeyFile } from '../../src/gateway/token-signer.js';
 import { ensureBrokerSecrets, openBrokerSecrets, secretsFile } from '../../src/runtime/broker-secrets.js';
 import {
+  dropKeyVersions,
   ensureDevKeys,
   ensureKeys,
+  openServiceKeyVersions,
   openServiceKeys,
+  rotateKeys,
   privateKeyFile,
   readServiceKeys,
 } from '../../src/runtime/key-files.js';
@@ -74,6 +77,22 @@ describe('keys created under a provider', () => {
       { what: 'd (base64url)', bytes: Buffer.from(Buffer.from(d).toString('base64url')) },
     ]);
     expect(findNeedles(dir, needles)).toEqual([]);
+  });
+
+  it('keys prune rewrites a sealed file without the destroyed version, still sealed; the current one is kept', async () => {
+    const dir = freshDir();
+    await ensureKeys(dir, ['registration'], passphrase());
+    const [v1] = await openServiceKeyVersions(dir, 'registration', passphrase());
+    await rotateKeys(dir, 'registration', passphrase());
+    expect(await dropKeyVersions(dir, 'registration', [1, 2], passphrase())).toEqual([1]);
+    expect(JSON.parse(readFileSync(privateKeyFile(dir, 'registration'), 'utf8'))).toMatchObject({
+      format: 'phi-broker-key-file',
+    });
+    const left = await openServiceKeyVersions(dir, 'registration', passphrase());
+    expect(left.map((v) => v.enc.kid)).toEqual(['registration:enc:2']);
+    expect(left.some((v) => Buffer.from(v.enc.secretKey).equals(Buffer.from(v1?.enc.secretKey ?? [])))).toBe(false);
+    expect(readFileSync(join(dir, 'jwks.json'), 'utf8')).not.toContain('registration:enc:1');
+    expect(await dropKeyVersions(dir, 'registration', [2], passphrase())).toEqual([]);
   });
 
   it('an error names the file, never a key or the passphrase', async () => {

@@ -1,0 +1,196 @@
+// Bounded exposure of retained ciphertext (issue 16 item 5, docs/keys.md "Bounded exposure"), against one mTLS
+// nats-server: a delivery sealed between the broker's and a subscriber's first encryption keys stays in PHI_DELIVER,
+// both are rotated and a second delivery is sealed between their second keys, then `keys prune` destroys both first
+// versions: the current delivery opens, the retained one fails E_KEY_DESTROYED (terminated, never handed over), the
+// deletion is alerted, and no byte of the destroyed private keys is left in the keys dir.
+import type { NatsConnection } from 'nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Broker } from '../../src/broker/broker.js';
+import type { OperatorRootKey } from '../../src/crypto/key-directory.js';
+import {
+  ciphertextRetentionMs,
+  directoryRootKey,
+  ensureOperatorRootKey,
+  listDirectory,
+  publishDirectory,
+  pruneParties,
+  rotateParty,
+} from '../../src/runtime/key-directory.js';
+import { readServiceKeyVersions, readServiceKeys } from '../../src/runtime/key-files.js';
+import { PhiClient } from '../../src/sdk/client.js';
+import { ADMIN_IDENTITY, BROKER_IDENTITY, OPERATOR_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
+import { BROKER_ID } from '../../src/wire/ids.js';
+import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
+import { findNeedles, privateNeedles } from '../helpers/key-scan.js';
+import { Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
+
+const OVERLAP_MS = 60_000;
+let stack: TestStack;
+let root: OperatorRootKey;
+let signing: OperatorRootKey;
+let broker: Broker;
+let operator: NatsConnection;
+let inspector: NatsConnection;
+let pub: PhiClient;
+const waiter = new Waiter();
+const alerts: { rule: string; json: string }[] = [];
+/** KEK ids of every notification delivery seen on the wire. */
+const deliveryKeks: string[] = [];
+
+function directoryOf(service: string): {
+  root: OperatorRootKey;
+  reloadOwnKeys: () => ReturnType<typeof readServiceKeyVersions>;
+} {
+  return { root, reloadOwnKeys: () => readServiceKeyVersions(stack.keysDir, service) };
+}
+
+async function client(service: string): Promise<PhiClient> {
+  return PhiClient.connect({
+    nc: await stack.connectAs(serviceIdentity(service), service),
+    ownsConnection: true,
+    service,
+    keys: readServiceKeys(stack.keysDir, service),
+    peers: stack.peers,
+    publishDeadlineMs: 20_000,
+    logger: stack.logger.child({ client: service }),
+    keyDirectory: directoryOf(service),
+  });
+}
+
+beforeAll(async () => {
+  stack = await startTestStack({ broker: false });
+  ({ root: signing } = await ensureOperatorRootKey(stack.keysDir));
+  const admin = await stack.connectAs(ADMIN_IDENTITY, 'provision-keys');
+  await publishDirectory(admin, stack.catalog, stack.keysDir, signing, { create: true });
+  await admin.close();
+  ({ root } = await directoryRootKey(stack.catalog, stack.keysDir));
+  broker = await Broker.start({
+    config: stack.config,
+    catalog: stack.catalog,
+    nc: await stack.connectAs(BROKER_IDENTITY, 'broker'),
+    keys: stack.keys(BROKER_ID),
+    peers: stack.peers,
+    secrets: stack.secrets,
+    logger: stack.logger,
+    keyDirectory: directoryOf(BROKER_ID),
+  });
+  operator = await stack.connectAs(OPERATOR_IDENTITY, 'operator');
+  inspector = await stack.connect('inspector');
+  inspector.subscribe('phi.alert.>', {
+    callback: (_e, m) => {
+      alerts.push({ rule: m.subject.slice('phi.alert.'.length), json: m.string() });
+      waiter.signal();
+    },
+  });
+  inspector.subscribe('phi.deliver.notification.>', {
+    callback: (_e, m) => {
+      for (const k of (JSON.parse(m.string()) as { keys: { kek: string }[] }).keys) deliveryKeks.push(k.kek);
+      waiter.signal();
+    },
+  });
+  await inspector.flush();
+  pub = await client('registration');
+}, 60_000);
+
+afterAll(async () => {
+  await pub?.close();
+  await broker?.stop();
+  await operator?.close();
+  await inspector?.close();
+  await stack?.stop();
+});
+
+describe('epoch deletion', () => {
+  it('after keys prune the retained delivery to the destroyed version fails E_KEY_DESTROYED; the current one opens', async () => {
+    const oldKek = 'broker:enc:1~notification:enc:1';
+    const newKek = 'broker:enc:2~notification:enc:2';
+    const first = await pub.publish({ resourceType: 'Patient', id: 'epoch-1', name: [{ family: 'Oldepoch' }] });
+    expect(first.status).toBe('accepted');
+    await waiter.until(() => deliveryKeks.includes(oldKek), 20_000, 'the delivery sealed between the first keys');
+    // Every private value of the first versions, as the key files hold them before the prune.
+    const firstKids = ['notification:sig:1', 'notification:enc:1', 'broker:sig:1', 'broker:enc:1'];
+    const destroyed = privateNeedles(stack.keysDir).filter((n) =>
+      firstKids.some((kid) => n.what.includes(` ${kid}.d`)),
+    );
+    expect(destroyed).toHaveLength(firstKids.length * 2);
+
+    // Either private half derives a KEK (X25519 is symmetric), so both parties of the delivery are rotated.
+    await rotateParty(operator, stack.keysDir, signing, 'notification', OVERLAP_MS);
+    await rotateParty(operator, stack.keysDir, signing, BROKER_ID, OVERLAP_MS);
+    await stack.logs.until(
+      (l) => l['event'] === 'keys.directory.applied' && l['party'] === 'notification' && l['client'] === undefined,
+      'the broker applied the subscriber rotation',
+    );
+    await stack.logs.until(
+      (l) => l['event'] === 'keys.own.rotated' && l['kid'] === 'broker:sig:2' && l['client'] === undefined,
+      'the broker loaded its new key',
+    );
+    const second = await pub.publish({ resourceType: 'Patient', id: 'epoch-2', name: [{ family: 'Newepoch' }] });
+    expect(second.status).toBe('accepted');
+    await waiter.until(() => deliveryKeks.includes(newKek), 20_000, 'the delivery sealed between the second keys');
+
+    // A duration below the retention of stored ciphertext is refused, and nothing is deleted.
+    const parties = ['notification', BROKER_ID];
+    const retentionMs = ciphertextRetentionMs(stack.config);
+    await expect(
+      pruneParties(operator, stack.keysDir, signing, parties, { olderThanMs: OVERLAP_MS, retentionMs }),
+    ).rejects.toMatchObject({ code: 'E_USAGE', path: '--older-than' });
+    expect(readServiceKeyVersions(stack.keysDir, 'notification')).toHaveLength(2);
+    expect(readServiceKeyVersions(stack.keysDir, BROKER_ID)).toHaveLength(2);
+
+    // The clock of the prune, not a sleep: the overlap and the retention have passed.
+    const nowMs = Date.now() + OVERLAP_MS + retentionMs + 1000;
+    const pruned = await pruneParties(operator, stack.keysDir, signing, parties, {
+      olderThanMs: retentionMs,
+      retentionMs,
+      nowMs,
+    });
+    expect(Object.fromEntries(pruned)).toEqual({
+      notification: ['notification:sig:1', 'notification:enc:1'],
+      broker: ['broker:sig:1', 'broker:enc:1'],
+    });
+    expect(readServiceKeyVersions(stack.keysDir, 'notification').map((v) => v.enc.kid)).toEqual(['notification:enc:2']);
+    expect(readServiceKeyVersions(stack.keysDir, BROKER_ID).map((v) => v.enc.kid)).toEqual(['broker:enc:2']);
+    const listed = (await listDirectory(operator, root)).filter((r) => r.party === 'notification');
+    expect(listed.map((r) => [r.kid, r.status, r.destroyedAt !== undefined])).toEqual([
+      ['notification:sig:1', 'retired', true],
+      ['notification:enc:1', 'retired', true],
+      ['notification:sig:2', 'active', false],
+      ['notification:enc:2', 'active', false],
+    ]);
+
+    // Audited: the broker's watch raises key-destroyed per party (an AuditEvent in the chain and a phi.alert message).
+    await waiter.until(
+      () => alerts.filter((a) => a.rule === 'key-destroyed').length >= 2,
+      20_000,
+      'a key-destroyed alert per party',
+    );
+    const raised = alerts.filter((a) => a.rule === 'key-destroyed').map((a) => a.json);
+    for (const json of raised) expect(fhirSchemaErrors(JSON.parse(json) as Record<string, unknown>)).toEqual([]);
+    expect(raised.filter((j) => j.includes('notification:enc:1'))).toHaveLength(1);
+    expect(raised.filter((j) => j.includes('broker:enc:1'))).toHaveLength(1);
+
+    // The subscriber, started from its pruned key file: the current delivery opens, the retained one cannot.
+    const got: string[] = [];
+    const sub = await client('notification');
+    try {
+      await sub.subscribe('Patient', ({ provenance }) => {
+        got.push(provenance.messageId);
+        waiter.signal();
+      });
+      await waiter.until(() => got.includes(second.id), 20_000, 'the current delivery');
+      await stack.logs.until(
+        (l) => l['event'] === 'sdk.delivery.invalid' && l['code'] === 'E_KEY_DESTROYED',
+        'the retained delivery refused',
+      );
+      expect(got).toEqual([second.id]);
+    } finally {
+      await sub.close();
+    }
+
+    // No byte of the destroyed private keys is left anywhere in the data dir; the same scan finds the current ones.
+    expect(findNeedles(stack.config.dataDir, destroyed)).toEqual([]);
+    const current = privateNeedles(stack.keysDir).filter((n) => n.what.includes(' notification:enc:2.d'));
+    expect(findNeedles(stack.keysDir, current).length).toBeGreaterThan(0);
+  }, 120_000);
+});
