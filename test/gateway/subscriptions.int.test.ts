@@ -22,7 +22,7 @@ import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
 import { TOPIC_BASE } from '../../src/gateway/subscriptions/model.js';
 import { SIGNATURE_HEADER } from '../../src/gateway/subscriptions/worker.js';
 import { GATEWAY_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
-import { BROKER_ID } from '../../src/wire/ids.js';
+import { GATEWAY_AUDIT_ID } from '../../src/wire/ids.js';
 import { balpProblems } from '../helpers/balp.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { ROOT, Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
@@ -231,7 +231,7 @@ beforeAll(async () => {
       config: { ...stack.config, gatewayBaseUrl: BASE_URL },
       catalog: stack.catalog,
       nc: await stack.connectAs(GATEWAY_IDENTITY, `gateway-${n}`),
-      auditSigner: stack.keys(BROKER_ID).sign,
+      auditSigner: stack.keys(GATEWAY_AUDIT_ID).sign,
       partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
       peers: stack.peers,
       keysDir: stack.keysDir,
