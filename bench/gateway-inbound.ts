@@ -8,6 +8,7 @@ import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { join } from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
+import type { NatsConnection } from 'nats';
 import { parseDocument, type Document } from 'yaml';
 import { parseConfig } from '../src/config/config.js';
 import { PhiClient } from '../src/sdk/client.js';
@@ -210,6 +211,7 @@ export async function runGatewayInbound(
   const nats = await startBenchNats(join(o.dir, 'nats'), catalog, tlsDir, 4 * 1024 * 1024);
   const children: Child[] = [];
   let client: PhiClient | undefined;
+  let partnerNc: NatsConnection | undefined;
   const agent = new Agent({
     keepAlive: true,
     maxSockets: concurrency,
@@ -243,8 +245,9 @@ export async function runGatewayInbound(
     const url = String((await gateway.next('ready', 60_000))['url']);
     const pids = { nats: nats.pid, broker: broker.pid, gateway: gateway.pid };
 
+    partnerNc = await connectBench(nats.url, 'bench partner', serviceIdentity(PARTNER), tlsDir);
     client = await PhiClient.connect({
-      nc: await connectBench(nats.url, 'bench partner', serviceIdentity(PARTNER), tlsDir),
+      nc: partnerNc,
       service: PARTNER,
       keys: readServiceKeys(keysDir, PARTNER),
       peers: readJwks(keysDir),
@@ -292,6 +295,8 @@ export async function runGatewayInbound(
   } finally {
     agent.destroy();
     await client?.close().catch(() => undefined);
+    // The SDK leaves the connection it was given to its owner.
+    await partnerNc?.close().catch(() => undefined);
     for (const c of children) c.kill();
     await nats.stop();
   }
