@@ -8,6 +8,8 @@
 // sharing its writes, wake-ups and caches with others; 0: every process idle), and only those unless --only
 // selects more.
 // --broker-build forks the broker processes from another build (before/after under one runner; alternate the two).
+// The gateway-inbound scenario (bench/gateway-inbound.ts) runs once after the rounds, with every full or quick run and
+// with `--only gateway-inbound`; --rates alone leaves it out.
 // Writes <out>/<date>-<machine>.json (default bench/results/; -2, -3 … for later runs that day) and prints a markdown summary.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,6 +30,10 @@ import { markdown } from './report.js';
 import { SIZES, type SizeName } from './resources.js';
 import { runOne, type Env, type RunResult, type RunSpec } from './runs.js';
 import { profileStages, type StageProfile } from './stages.js';
+import { runGatewayInbound, type GatewayInboundResult } from './gateway-inbound.js';
+
+/** The `--only` name of the partner gateway's inbound scenario. */
+export const GATEWAY_INBOUND = 'gateway-inbound';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** Offered rate of the full run's light-load point (msgs/s): well below this 2-core machine's saturation. */
@@ -72,6 +78,8 @@ export interface BenchResults {
   readonly comparisons: readonly Comparison[];
   /** Every round's own figures, in the order they ran. */
   readonly rounds: readonly Round[];
+  /** Inbound single-resource creates through the partner gateway against the SDK (absent when not selected). */
+  readonly gatewayInbound?: GatewayInboundResult;
   readonly file: string;
 }
 
@@ -328,6 +336,13 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
     const rounds: Round[] = [];
     for (let k = 1; k <= repeat; k++) rounds.push(await round(k));
     const summary = summarize(rounds);
+    const gatewaySelected =
+      o.only === undefined
+        ? o.rates === undefined
+        : o.only.split(',').some((part) => part !== '' && GATEWAY_INBOUND.includes(part));
+    const gatewayInbound = gatewaySelected
+      ? await runGatewayInbound({ dir: join(scratch, GATEWAY_INBOUND), root: ROOT, quick: o.quick }, log)
+      : undefined;
 
     const date = new Date().toISOString().slice(0, 10);
     const m = machine();
@@ -355,6 +370,7 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
       stages: summary.stages,
       comparisons: summary.comparisons,
       rounds,
+      ...(gatewayInbound === undefined ? {} : { gatewayInbound }),
       file,
     };
     writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);

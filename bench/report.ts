@@ -36,27 +36,30 @@ export function markdown(r: BenchResults): string {
       '',
     );
   }
-  lines.push(
-    '| run | offered | msgs/s | deliveries/s (broker) | completed/s (subscribers) | p50 / p95 / p99 ms | unfinished / shed | worker CPU % | CPU µs/msg | peak RSS MB | ready s |',
-  );
-  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-  for (const x of r.runs) {
-    const l = x.latencyMs;
+  // --only gateway-inbound runs no broker run: no empty tables.
+  if (r.runs.length > 0) {
     lines.push(
-      `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${spreadOf(r, x.acceptedPerSec, (k) => run(k, x.name)?.acceptedPerSec)} | ${n(x.deliveriesPerSec)} | ${n(x.completedPerSec)} | ${n(l.p50, 1)} / ${n(l.p95, 1)} / ${spreadOf(r, l.p99, (k) => run(k, x.name)?.latencyMs.p99, 1)} | ${x.unfinished} / ${x.shed} | ${n(x.worker?.cpuPercent)} | ${spreadOf(r, x.worker?.cpuUsPerMsg, (k) => run(k, x.name)?.worker?.cpuUsPerMsg)} | ${n(x.worker?.peakRssMb)} | ${x.worker === undefined ? '–' : x.worker.readySeconds.map((s) => s.toFixed(1)).join(', ')} |`,
+      '| run | offered | msgs/s | deliveries/s (broker) | completed/s (subscribers) | p50 / p95 / p99 ms | unfinished / shed | worker CPU % | CPU µs/msg | peak RSS MB | ready s |',
     );
-  }
-  lines.push(
-    '',
-    `| where the CPU went (% of one core; ${m.nproc} cores = ${m.nproc * 100} %) | machine busy | stolen | nats-server | publisher | subscribers | worker(s) | rest |`,
-  );
-  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
-  for (const x of r.runs) {
-    const c = x.cpu;
-    const rest = c.machine - c.natsServer - c.publisher - c.subscribers - c.workers;
+    lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const x of r.runs) {
+      const l = x.latencyMs;
+      lines.push(
+        `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${spreadOf(r, x.acceptedPerSec, (k) => run(k, x.name)?.acceptedPerSec)} | ${n(x.deliveriesPerSec)} | ${n(x.completedPerSec)} | ${n(l.p50, 1)} / ${n(l.p95, 1)} / ${spreadOf(r, l.p99, (k) => run(k, x.name)?.latencyMs.p99, 1)} | ${x.unfinished} / ${x.shed} | ${n(x.worker?.cpuPercent)} | ${spreadOf(r, x.worker?.cpuUsPerMsg, (k) => run(k, x.name)?.worker?.cpuUsPerMsg)} | ${n(x.worker?.peakRssMb)} | ${x.worker === undefined ? '–' : x.worker.readySeconds.map((s) => s.toFixed(1)).join(', ')} |`,
+      );
+    }
     lines.push(
-      `| ${x.name} | ${n(c.machine)} | ${n(c.steal)} | ${n(c.natsServer)} | ${n(c.publisher)} | ${n(c.subscribers)} | ${n(c.workers)} | ${n(rest)} |`,
+      '',
+      `| where the CPU went (% of one core; ${m.nproc} cores = ${m.nproc * 100} %) | machine busy | stolen | nats-server | publisher | subscribers | worker(s) | rest |`,
     );
+    lines.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+    for (const x of r.runs) {
+      const c = x.cpu;
+      const rest = c.machine - c.natsServer - c.publisher - c.subscribers - c.workers;
+      lines.push(
+        `| ${x.name} | ${n(c.machine)} | ${n(c.steal)} | ${n(c.natsServer)} | ${n(c.publisher)} | ${n(c.subscribers)} | ${n(c.workers)} | ${n(rest)} |`,
+      );
+    }
   }
   if (r.comparisons.length > 0) {
     if (r.repeat > 1)
@@ -111,7 +114,31 @@ export function markdown(r: BenchResults): string {
       `Soak (${soak.name}, ${offered}p95 ${n(soak.latencyMs.p95, 1)} ms): broker RSS MB over time: ${soak.worker.rssTimeline.map((p) => `${p.s}s ${n(p.rssMb)}`).join(', ')}${window}`,
     );
   }
+  lines.push(...gatewayInbound(r));
   return `${lines.join('\n')}\n`;
+}
+
+/** The gateway-inbound scenario: the same resource created through the gateway and with the SDK, and their ratio. */
+function gatewayInbound(r: BenchResults): string[] {
+  const g = r.gatewayInbound;
+  if (g === undefined) return [];
+  const lines = [
+    '',
+    `| gateway-inbound (${g.resource}, closed ×${g.concurrency}) | resources/s | p50 / p95 / p99 ms | not accepted | CPU % nats-server / broker / gateway / client | machine busy % |`,
+    '|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const [name, a] of [
+    ['SDK as the partner', g.sdk],
+    ['POST /[type] through the gateway (HTTPS)', g.gateway],
+  ] as const) {
+    const l = a.latencyMs;
+    const c = a.cpu;
+    lines.push(
+      `| ${name} | ${n(a.perSec)} | ${n(l.p50, 1)} / ${n(l.p95, 1)} / ${n(l.p99, 1)} | ${a.failed} | ${n(c.natsServer)} / ${n(c.broker)} / ${n(c.gateway)} / ${n(c.client)} | ${n(c.machine)} |`,
+    );
+  }
+  lines.push(`| gateway ÷ SDK | ${n(g.ratio.perSec, 2)} | p50 ${n(g.ratio.p50, 2)} / p99 ${n(g.ratio.p99, 2)} | | | |`);
+  return lines;
 }
 
 /** Per message accepted, each process's CPU µs and context switches (below saturation this is where the cost shows). */

@@ -476,7 +476,7 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
     }
     case 'partner-notification':
       // BALP Privacy Disclosure at the source (DCM 110106 Export, lifecycle disclose): the gateway passed the broker's
-      // deliveries to the partner, pushed (the gateway acts) or read by the partner with $events (the partner asks).
+      // deliveries to the partner, pushed (the gateway acts) or read by the partner with $events or GET (it asks).
       return base(
         TYPE.export,
         SUBTYPE.disclose,
@@ -484,7 +484,7 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         OUTCOME.success,
         [
           self(AGENT.source, fact.operation === 'notify'),
-          agent({ service: fact.service }, AGENT.destination, fact.operation === 'events'),
+          agent({ service: fact.service }, AGENT.destination, fact.operation !== 'notify'),
         ],
         [
           {
@@ -493,6 +493,7 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
             role: ROLE.domainResource,
             detail: [
               { type: 'event-numbers', valueString: fact.events.join(' ') },
+              { type: 'operation', valueString: fact.operation },
               ...(fact.profileUrl === undefined ? [] : [{ type: 'profile', valueString: fact.profileUrl }]),
             ],
           },

@@ -213,12 +213,12 @@ export interface PartnerRequestFact {
 
 /**
  * Deliveries the partner gateway passed on to a partner (src/gateway/subscriptions/): pushed to its rest-hook and
- * answered 2xx (`notify`), or read back with `$events` (`events`). Each names the broker's delivery ids, which the
+ * answered 2xx (`notify`), read back with `$events` (`events`), or one resource read with `GET /[type]/[id]` (`read`). Each names the broker's delivery ids, which the
  * broker's own `delivered` AuditEvent and disclosure record of the same copy carry (with the patient).
  */
 export interface PartnerNotificationFact {
   readonly kind: 'partner-notification';
-  readonly operation: 'notify' | 'events';
+  readonly operation: 'notify' | 'events' | 'read';
   /** The partner's catalog service id. */
   readonly service: string;
   readonly subscription: string;

@@ -1,7 +1,8 @@
 // The CapabilityStatement at `/metadata` (FHIR R4 capabilitystatement.html), generated from the catalog: what this
 // gateway supports and nothing more: SMART Backend Services authorization (rest.security, with the token endpoint
 // in the oauth-uris extension); per resource type a partner exchanges, the partner profiles that shape it
-// (supportedProfile) and `create` where a partner's scopes allow it (system/<Type>.c); and, when any partner may
+// (supportedProfile), `create` where a partner's scopes allow it (system/<Type>.c) and `read` where a partner
+// receives the type and may read it (system/<Type>.r: its notified copies, GET /[type]/[id]); and, when any partner may
 // create, the system interactions transaction and batch and the $process-message operation (inbound.ts); the read
 // of the partner profiles as StructureDefinitions; Subscriptions with their topics (Subscriptions Backport IG).
 import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/r4.js';
@@ -19,6 +20,7 @@ export function capabilityStatement(
 ): CapabilityStatement {
   const types = new Map<string, Set<string>>();
   const creatable = new Set<string>();
+  const readable = new Set<string>();
   for (const service of catalog.services.values()) {
     if (service.partner === undefined) continue;
     for (const scope of service.partner.scopes) {
@@ -26,6 +28,8 @@ export function capabilityStatement(
       const type = parsed?.resourceType;
       if (type === undefined) continue;
       if (parsed?.permissions.includes('c') === true) creatable.add(type);
+      const receives = catalog.topics.get(type)?.subscribers.some((s) => s.service === service.id) === true;
+      if (receives && parsed?.permissions.includes('r') === true) readable.add(type);
       const profiles = types.get(type) ?? new Set<string>();
       types.set(type, profiles);
       // The profile that shapes what this partner receives of the type (its minimum-necessary contract).
@@ -40,7 +44,14 @@ export function capabilityStatement(
       // The catalog admits only FHIR R4 resource type names as topics (compile.ts).
       type: type as CapabilityStatementRestResource['type'],
       ...(profiles.size === 0 ? {} : { supportedProfile: [...profiles].sort() }),
-      ...(creatable.has(type) ? { interaction: [{ code: 'create' as const }] } : {}),
+      ...(creatable.has(type) || readable.has(type)
+        ? {
+            interaction: [
+              ...(creatable.has(type) ? [{ code: 'create' as const }] : []),
+              ...(readable.has(type) ? [{ code: 'read' as const }] : []),
+            ],
+          }
+        : {}),
     }));
   // R4 topic-based Subscriptions (Subscriptions Backport IG): the topics partners may subscribe to, by canonical.
   const topics = allPartnerTopics(catalog);

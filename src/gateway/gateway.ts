@@ -31,9 +31,10 @@ import {
   DEFAULT_LEASE_MS,
   DEFAULT_RETRY,
   TopicWorker,
+  readIndexKey,
   type Deliverer,
+  type EventOpener,
   type RetryPolicy,
-  type WorkerOptions,
 } from './subscriptions/worker.js';
 import { JtiStore } from './jti.js';
 import { buildGatewayServer } from './server.js';
@@ -122,7 +123,7 @@ export class Gateway {
     const store = new SubscriptionStore(buckets.subscriptions, buckets.events);
     const deliverer: Deliverer = httpsDeliverer(opts.restHookCa);
     // Each partner's keyring (opened once), for workers and for $events.
-    const openers = new Map<string, Pick<WorkerOptions, 'partner' | 'keyring' | 'brokerSigningKeys'>>();
+    const openers = new Map<string, EventOpener>();
     const access = new Map<string, PartnerAccess>();
     if (opts.partnerAccess !== undefined)
       for (const s of opts.catalog.services.values()) {
@@ -131,6 +132,7 @@ export class Gateway {
         access.set(s.id, a);
         openers.set(s.id, {
           partner: s.id,
+          readKey: readIndexKey(a.keys),
           keyring: new Keyring(a.keys, [...a.peers]),
           brokerSigningKeys: new Set(
             a.peers.filter((p) => p.service === BROKER_ID && p.use === 'sig').map((p) => p.kid),
@@ -145,9 +147,10 @@ export class Gateway {
       now,
       recorder: 'gateway',
     });
-    // Every notification and $events read is an AuditEvent in this gateway's chain, stored before it returns.
+    // Every notification, $events read and GET /[type]/[id] is an AuditEvent in this gateway's chain, stored before
+    // it returns.
     const disclosed = async (
-      operation: 'notify' | 'events',
+      operation: 'notify' | 'events' | 'read',
       sub: SubscriptionRecord,
       events: readonly NotificationEvent[],
     ): Promise<void> => {
@@ -183,7 +186,7 @@ export class Gateway {
           store,
           deliverer,
           opener: (partner) => openers.get(partner),
-          onRead: (sub, events) => disclosed('events', sub, events),
+          onRead: (sub, events, operation) => disclosed(operation, sub, events),
         },
         audit,
         logger,

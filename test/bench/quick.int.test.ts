@@ -1,7 +1,8 @@
 // `npm run bench -- --quick` over the real path (nats-server, broker processes, SDK publishers and
 // subscribers, the baselines), run as a user runs it: the compiled bench (dist/bench/main.js, built by
 // `npm run build`). It asserts that the bench completes, that every publish was accepted and that every
-// figure it reports is a positive finite number — never how fast anything is.
+// figure it reports is a positive finite number — never how fast anything is. The quick run includes the
+// gateway-inbound scenario (HTTPS creates through a gateway process against the SDK).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -129,6 +130,25 @@ describe('npm run bench -- --quick', () => {
     positive(c?.deferred.oneSignatureUs, 'deferred one signature');
     positive(c?.deferred.projectedMsgsPerCoreSec, 'deferred projection');
     expect(c?.deferred.nativeAeadUs).toBeGreaterThanOrEqual(0); // a saving: zero when native AEAD is no faster
+  });
+
+  it('creates the same resource through the gateway over HTTPS and with the SDK, every request accepted', () => {
+    const g = results.gatewayInbound;
+    expect(g).toBeDefined();
+    for (const [name, arm] of [
+      ['sdk', g?.sdk],
+      ['gateway', g?.gateway],
+    ] as const) {
+      expect(arm?.failed, name).toBe(0);
+      positive(arm?.requests, `${name} requests`);
+      positive(arm?.perSec, `${name} perSec`);
+      positive(arm?.latencyMs.count, `${name} latency samples`);
+      for (const q of ['p50', 'p95', 'p99', 'max'] as const) positive(arm?.latencyMs[q], `${name} latency ${q}`);
+      for (const k of ['natsServer', 'broker', 'client'] as const) positive(arm?.cpu[k], `${name} cpu.${k}`);
+    }
+    positive(g?.gateway.cpu.gateway, 'gateway process CPU while it served');
+    for (const k of ['perSec', 'p50', 'p99'] as const) positive(g?.ratio[k], `ratio ${k}`);
+    expect(stdout).toContain('| POST /[type] through the gateway (HTTPS) |');
   });
 
   it('prints the markdown summary with the machine it ran on', () => {

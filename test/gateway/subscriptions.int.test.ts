@@ -2,14 +2,15 @@
 // broker, two HTTPS gateways sharing NATS, and a loopback HTTPS rest-hook receiver standing in for the partner.
 // ehr publishes Immunizations; public-health (partner) subscribes to its Immunization topic and receives signed
 // history Bundles holding exactly its projection; the receiver failing (503, then a closed port) loses nothing and
-// duplicates nothing; $events replays; stopping the gateway that holds the lease hands delivery to the other.
+// duplicates nothing; $events replays; GET /[type]/[id] reads a notified copy back; an `id-only` subscription to
+// Patient names each copy by URL without its bytes; stopping the gateway that holds the lease hands delivery on.
 import { randomUUID } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Bundle, Immunization, Parameters } from 'fhir/r4.js';
+import type { Bundle, Immunization, Parameters, Patient } from 'fhir/r4.js';
 import { SignJWT, compactVerify, createLocalJWKSet, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { parseDocument } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -79,20 +80,24 @@ const receiver = {
     s?.closeAllConnections();
     await new Promise<void>((resolve) => s?.close(() => resolve()) ?? resolve());
   },
-  /** Accepted (2xx) event notifications: [event number, bundle]. */
-  accepted(): [number, Bundle][] {
+  /** Accepted (2xx) event notifications of one subscription (default the Immunization one): [event number, bundle]. */
+  accepted(of: string = subId): [number, Bundle][] {
     return this.got
       .filter((g) => g.status >= 200 && g.status < 300)
       .map((g) => JSON.parse(g.body) as Bundle)
-      .filter((b) => statusOf(b).type === 'event-notification')
+      .filter(
+        (b) =>
+          statusOf(b).type === 'event-notification' && statusOf(b).subscription === `${BASE_URL}/Subscription/${of}`,
+      )
       .map((b) => [statusOf(b).numbers[0] as number, b]);
   },
 };
 
-function statusOf(b: Bundle): { type: string; numbers: number[]; status: string } {
+function statusOf(b: Bundle): { type: string; numbers: number[]; status: string; subscription: string } {
   const p = b.entry?.[0]?.resource as Parameters;
   const get = (n: string) => p.parameter?.find((x) => x.name === n);
   return {
+    subscription: get('subscription')?.valueReference?.reference ?? '',
     type: get('type')?.valueCode ?? '',
     status: get('status')?.valueCode ?? '',
     numbers: (p.parameter ?? [])
@@ -147,7 +152,7 @@ function call(
   });
 }
 
-async function accessToken(g: Gateway): Promise<string> {
+async function accessToken(g: Gateway, scope = 'system/Immunization.rs'): Promise<string> {
   const assertion = await new SignJWT({ jti: randomUUID() })
     .setProtectedHeader({ alg: 'ES384', kid: 'ph-test', typ: 'JWT' })
     .setIssuer('public-health')
@@ -159,7 +164,7 @@ async function accessToken(g: Gateway): Promise<string> {
     grant_type: 'client_credentials',
     client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
     client_assertion: assertion,
-    scope: 'system/Immunization.rs',
+    scope,
   });
   const r = await new Promise<{ status: number; json: Record<string, unknown> }>((resolve, reject) => {
     const req = request(
@@ -215,6 +220,7 @@ function acceptedUpTo(n: number): Promise<void> {
 
 let token: string;
 let subId: string;
+let patientSubId: string;
 
 beforeAll(async () => {
   // The receiver's port must be in the catalog (restHooks) before the stack loads it; its certificate (the
@@ -403,6 +409,115 @@ describe('R4 topic-based Subscriptions (Backport IG)', () => {
     expect(fhirSchemaErrors(bad.json)).toEqual([]);
   });
 
+  it('reads a notified copy with GET /[type]/[id]: the projection its notification carried; 404, 403, 401', async () => {
+    const g = gws[1] as Gateway;
+    const notified = receiver.accepted()[1]?.[1].entry?.[1]?.resource as Immunization;
+    expect(notified.id).toBeDefined();
+    const r = await call(`${g.url}/Immunization/${notified.id}`, 'GET', { token });
+    expect(r.status, r.text).toBe(200);
+    expect(r.headers['content-type']).toMatch(/^application\/fhir\+json/);
+    expect(fhirSchemaErrors(r.json)).toEqual([]);
+    expect(r.json).toEqual(notified);
+    expect(r.text).not.toContain(PLANTED);
+    for (const [url, tok, status, code, path] of [
+      [`${g.url}/Immunization/no-such-copy`, token, 404, 'E_RESOURCE_UNKNOWN', 'id'],
+      [`${g.url}/Coverage/${notified.id}`, token, 404, 'E_RESOURCE_UNKNOWN', 'type'],
+      [
+        `${g.url}/Immunization/${notified.id}`,
+        await accessToken(g, 'system/Immunization.s'),
+        403,
+        'E_PARTNER_SCOPE',
+        'scope',
+      ],
+      [`${g.url}/Immunization/${notified.id}`, undefined, 401, 'E_PARTNER_AUTH', 'Authorization'],
+    ] as const) {
+      const x = await call(url, 'GET', tok === undefined ? {} : { token: tok });
+      expect(x.status, url).toBe(status);
+      expect(fhirSchemaErrors(x.json)).toEqual([]);
+      expect(x.json).toMatchObject({ issue: [{ details: { coding: [{ code }] }, expression: [path] }] });
+    }
+  });
+
+  it('id-only: each notification names <base>/Patient/<pseudonym> without the resource; GET returns the projection', async () => {
+    const g = gws[0] as Gateway;
+    const patientToken = await accessToken(g, 'system/Patient.rs');
+    const created = await call(`${g.url}/Subscription`, 'POST', {
+      token: patientToken,
+      body: {
+        resourceType: 'Subscription',
+        status: 'requested',
+        reason: 'IIS demographics',
+        criteria: `${TOPIC_BASE}Patient`,
+        channel: {
+          type: 'rest-hook',
+          endpoint: hookUrl,
+          payload: 'application/fhir+json',
+          _payload: {
+            extension: [
+              {
+                url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content',
+                valueCode: 'id-only',
+              },
+            ],
+          },
+        },
+      },
+    });
+    expect(created.status, created.text).toBe(201);
+    expect(fhirSchemaErrors(created.json)).toEqual([]);
+    patientSubId = created.json['id'] as string;
+    const registration = await stack.client('registration');
+    const patient: Patient = {
+      resourceType: 'Patient',
+      id: 'pat-id-only-1',
+      name: [{ family: 'Okonkwo', given: ['Ada'] }],
+      gender: 'female',
+      birthDate: '1980-02-03',
+      telecom: [{ system: 'phone', value: PLANTED }],
+    };
+    expect((await registration.publish(patient)).status).toBe('accepted');
+    await receiver.waiter.until(() => receiver.accepted(patientSubId).length >= 1, 30_000, 'a Patient notification');
+    const [number, b] = receiver.accepted(patientSubId)[0] as [number, Bundle];
+    expect(number).toBe(1);
+    expect(fhirSchemaErrors(b)).toEqual([]);
+    const raw = JSON.stringify(b);
+    expect(raw).not.toContain(PLANTED);
+    expect(raw).not.toContain('Okonkwo');
+    expect(b.entry).toHaveLength(2);
+    const entry = b.entry?.[1];
+    expect(entry?.resource).toBeUndefined();
+    expect(entry?.request).toEqual({ method: 'POST', url: 'Patient' });
+    const match = new RegExp(`^${BASE_URL}/Patient/([A-Za-z0-9.-]+)$`).exec(entry?.fullUrl ?? '');
+    const id = match?.[1] as string;
+    // patient-iis does not deliver Patient.id: the copy carries public-health's keyed pseudonym of it.
+    expect(id).toBeDefined();
+    expect(id).not.toBe(patient.id);
+    const focus = (b.entry?.[0]?.resource as Parameters).parameter
+      ?.find((p) => p.name === 'notification-event')
+      ?.part?.find((p) => p.name === 'focus');
+    expect(focus?.valueReference?.reference).toBe(entry?.fullUrl);
+
+    const r = await call(`${(gws[1] as Gateway).url}/Patient/${id}`, 'GET', { token: patientToken });
+    expect(r.status, r.text).toBe(200);
+    expect(fhirSchemaErrors(r.json)).toEqual([]);
+    const copy = r.json as unknown as Patient & Record<string, unknown>;
+    expect(copy.id).toBe(id);
+    expect(copy.meta?.profile).toEqual([stack.catalog.profiles.get('patient-iis')?.url]);
+    expect(copy.name).toEqual(patient.name);
+    expect(copy.birthDate).toBe(patient.birthDate);
+    expect(r.text).not.toContain(PLANTED);
+    // A token without Patient read, an id never notified.
+    const forbidden = await call(`${g.url}/Patient/${id}`, 'GET', { token });
+    expect(forbidden.status).toBe(403);
+    expect(fhirSchemaErrors(forbidden.json)).toEqual([]);
+    const unknown = await call(`${g.url}/Patient/${patient.id}`, 'GET', { token: patientToken });
+    expect(unknown.status).toBe(404);
+    expect(unknown.json).toMatchObject({
+      issue: [{ code: 'not-found', details: { coding: [{ code: 'E_RESOURCE_UNKNOWN' }] } }],
+    });
+    expect(unknown.text).not.toContain(patient.id);
+  });
+
   it('two gateways never deliver one event number twice; stopping the lease holder hands its topic to the other', async () => {
     // Both gateways have run since the start: each number so far was accepted exactly once, all by one of them.
     const deliveredBy = (): Map<number, string[]> => {
@@ -454,7 +569,7 @@ describe('R4 topic-based Subscriptions (Backport IG)', () => {
       e.entity?.find((x) => x.what?.identifier?.value === subId)?.detail?.find((d) => d.type === 'event-numbers')
         ?.valueString ?? '';
     // One pushed notification per event number, each naming its one broker delivery; the partner is the recipient.
-    const pushed = disclosures.filter((e) => e.action === 'E');
+    const pushed = disclosures.filter((e) => e.action === 'E' && numbersOf(e) !== '');
     expect(pushed.map(numbersOf).sort((a, b) => Number(a) - Number(b))).toEqual([
       '1',
       '2',
@@ -469,9 +584,21 @@ describe('R4 topic-based Subscriptions (Backport IG)', () => {
       expect(e.entity?.filter((x) => x.name === 'delivery')).toHaveLength(1);
       expect(e.agent.find((a) => a.who?.identifier?.value === 'public-health')).toBeDefined();
     }
-    // The $events read of 2..4, asked by the partner.
-    const read = disclosures.filter((e) => e.action === 'R');
-    expect(read.map(numbersOf)).toEqual(['2 3 4']);
-    expect(read[0]?.agent.find((a) => a.who?.identifier?.value === 'public-health')?.requestor).toBe(true);
+    // The $events read of 2..4 and the GET of event 2's copy, each asked by the partner.
+    const operationOf = (e: AuditEvent): string =>
+      e.entity?.[0]?.detail?.find((d) => d.type === 'operation')?.valueString ?? '';
+    const read = disclosures.filter((e) => e.action === 'R' && numbersOf(e) !== '');
+    expect(read.map((e) => `${operationOf(e)} ${numbersOf(e)}`).sort()).toEqual(['events 2 3 4', 'read 2']);
+    for (const e of read)
+      expect(e.agent.find((a) => a.who?.identifier?.value === 'public-health')?.requestor).toBe(true);
+    // The id-only Patient subscription: its notification pushed, and the GET of its copy.
+    const ofPatient = (e: AuditEvent): boolean =>
+      e.entity?.some((x) => x.what?.identifier?.value === patientSubId) === true;
+    expect(
+      disclosures
+        .filter(ofPatient)
+        .map((e) => `${e.action} ${operationOf(e)}`)
+        .sort(),
+    ).toEqual(['E notify', 'R read']);
   });
 });

@@ -352,14 +352,21 @@ describe('discovery and FHIR answers', () => {
       'Subscription',
       'StructureDefinition',
     ]);
-    // create exactly where a partner's scopes say c (partner-payer: system/ExplanationOfBenefit.c), the
-    // Subscription interactions and the read of the profiles; and the whole-system writes of inbound.ts.
+    // create exactly where a partner's scopes say c (partner-payer: system/ExplanationOfBenefit.c), read where a
+    // partner receives the type and its scopes say r (GET /[type]/[id]), the Subscription interactions and the read
+    // of the profiles; and the whole-system writes of inbound.ts.
     expect(rest?.resource.filter((r) => r.interaction !== undefined).map((r) => r.type)).toEqual([
+      'Claim',
+      'Coverage',
       'ExplanationOfBenefit',
+      'Immunization',
+      'Patient',
       'Subscription',
       'StructureDefinition',
     ]);
     expect(rest?.resource.find((r) => r.type === 'ExplanationOfBenefit')?.interaction).toEqual([{ code: 'create' }]);
+    for (const type of ['Claim', 'Coverage', 'Immunization', 'Patient'])
+      expect(rest?.resource.find((r) => r.type === type)?.interaction, type).toEqual([{ code: 'read' }]);
     expect(rest?.interaction).toEqual([{ code: 'transaction' }, { code: 'batch' }]);
     expect(rest?.operation).toEqual([
       { name: 'process-message', definition: 'http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message' },
@@ -375,10 +382,15 @@ describe('discovery and FHIR answers', () => {
     const internal = await send(`${gw.url}/StructureDefinition/patient-full`, 'GET');
     expect(internal.status).toBe(404);
     expect(fhirSchemaErrors(internal.json)).toEqual([]);
-    const missing = await send(`${gw.url}/Patient/123`, 'GET');
+    const missing = await send(`${gw.url}/Patient/123/_history/1`, 'GET');
     expect(missing.status).toBe(404);
     expect(fhirSchemaErrors(missing.json)).toEqual([]);
     expect(missing.json).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ code: 'not-supported' }] });
+    // A read (GET /[type]/[id]) needs a bearer token before anything else is said.
+    const read = await send(`${gw.url}/Patient/123`, 'GET');
+    expect(read.status).toBe(401);
+    expect(fhirSchemaErrors(read.json)).toEqual([]);
+    expect(read.json).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ code: 'login' }] });
   });
 });
 

@@ -17,8 +17,8 @@ export const TOPIC_CANONICAL = `${BACKPORT}capabilitystatement-subscriptiontopic
 export const TOPIC_BASE = 'https://phi-broker.dev/fhir/SubscriptionTopic/';
 
 export type PayloadContent = 'empty' | 'id-only' | 'full-resource';
-/** `id-only` needs an id the partner can read back; the partner profiles withhold resource ids, so it is refused. */
-export const SUPPORTED_CONTENT: readonly PayloadContent[] = ['empty', 'full-resource'];
+/** `id-only` names each copy by the id it carries (the partner's pseudonym where its profile withholds the id). */
+export const SUPPORTED_CONTENT: readonly PayloadContent[] = ['empty', 'id-only', 'full-resource'];
 
 /** How long the gateway waits for a rest-hook endpoint to answer, unless the subscription asks for less. */
 export const DEFAULT_TIMEOUT_S = 30;
@@ -123,7 +123,7 @@ export function parseSubscription(
   if (!SUPPORTED_CONTENT.includes(content))
     throw invalid(
       'Subscription.channel.payload.extension',
-      `payload content must be one of ${SUPPORTED_CONTENT.join(', ')} (id-only is not served: partner profiles withhold resource ids)`,
+      `payload content must be one of ${SUPPORTED_CONTENT.join(', ')}`,
     );
   const headers = channel['header'] ?? [];
   if (!Array.isArray(headers) || headers.some((h) => typeof h !== 'string' || !/^[A-Za-z0-9-]+: ?[^\r\n]*$/.test(h)))

@@ -1,6 +1,6 @@
 // Notification Bundles (Subscriptions Backport IG STU 1.1, backport-subscription-notification-r4): a `history`
 // Bundle whose first entry is the SubscriptionStatus (an R4 Parameters, backport-subscription-status-r4), then
-// the partner's projection of each event's resource for `full-resource`. The same shape answers $status
+// the partner's projection of each event's resource for `full-resource`, the URL it is read at for `id-only`. The same shape answers $status
 // (query-status) and $events (query-event).
 import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, FhirResource, Parameters, ParametersParameter } from 'fhir/r4.js';
@@ -15,6 +15,8 @@ export interface NotificationEvent {
   /** The delivery's id (urn:uuid fullUrl of the entry). */
   readonly deliveryId: string;
   readonly resource: FhirResource | undefined;
+  /** id-only: `<Type>/<id>` of the copy, readable at `<base>/<Type>/<id>`. */
+  readonly ref?: string;
 }
 
 /** The SubscriptionStatus parameters (R4 Parameters with the backport profile). */
@@ -36,9 +38,11 @@ export function subscriptionStatus(
       part: [
         { name: 'event-number', valueString: String(e.number) },
         { name: 'timestamp', valueInstant: e.timestamp },
-        ...(e.resource === undefined
-          ? []
-          : [{ name: 'focus', valueReference: { reference: `urn:uuid:${e.deliveryId}` } }]),
+        ...(e.resource !== undefined
+          ? [{ name: 'focus', valueReference: { reference: `urn:uuid:${e.deliveryId}` } }]
+          : e.ref !== undefined
+            ? [{ name: 'focus', valueReference: { reference: `${baseUrl}/${e.ref}` } }]
+            : []),
       ],
     })),
   ];
@@ -72,6 +76,15 @@ export function notificationBundle(
     },
   ];
   for (const e of events) {
+    if (e.resource === undefined && e.ref !== undefined) {
+      // id-only: the entry names the copy and carries no resource (Backport IG, notification-id-only example).
+      entries.push({
+        fullUrl: `${baseUrl}/${e.ref}`,
+        request: { method: 'POST', url: e.ref.split('/')[0] as string },
+        response: { status: '201' },
+      });
+      continue;
+    }
     if (e.resource === undefined) continue;
     entries.push({
       fullUrl: `urn:uuid:${e.deliveryId}`,

@@ -1,5 +1,6 @@
 // The Subscription endpoints (Subscriptions Backport IG STU 1.1): `POST /Subscription` (with a handshake),
-// `GET /Subscription/[id]`, `GET /Subscription/[id]/$status`, `GET /Subscription/[id]/$events`. Each needs a
+// `GET /Subscription/[id]`, `GET /Subscription/[id]/$status`, `GET /Subscription/[id]/$events`, and the read of a
+// notified copy, `GET /[type]/[id]` (for `id-only`, from the subscription's retained events). Each needs a
 // bearer access token of this gateway (token-signer.ts) whose client owns the subscription; an unknown id and
 // another partner's id answer alike (404), so ids reveal nothing.
 import { randomUUID } from 'node:crypto';
@@ -12,10 +13,10 @@ import { partnersByClientId } from '../assertion.js';
 import { operationOutcome } from '../operation-outcome.js';
 import type { TokenSigner } from '../token-signer.js';
 import { parseScope } from '../../catalog/partner.js';
-import { parseSubscription, subscriptionResource, type SubscriptionRecord } from './model.js';
+import { parseSubscription, partnerTopics, subscriptionResource, type SubscriptionRecord } from './model.js';
 import { notificationBundle, type NotificationEvent } from './notify.js';
 import type { SubscriptionStore } from './store.js';
-import { openEvent, renderNotification, type Deliverer, type WorkerOptions } from './worker.js';
+import { openEvent, readIndexDigest, renderNotification, type Deliverer, type EventOpener } from './worker.js';
 
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 /** The most events one $events answer carries; ask again from the next number for more. */
@@ -30,9 +31,13 @@ export interface SubscriptionRouteOptions {
   readonly now: () => number;
   readonly logger: Logger;
   /** What opens a partner's events (its keyring), or undefined when this gateway holds no keys for it. */
-  readonly opener: (partner: string) => Pick<WorkerOptions, 'partner' | 'keyring' | 'brokerSigningKeys'> | undefined;
-  /** Called after events were disclosed by a read ($events). */
-  readonly onRead: (sub: SubscriptionRecord, events: readonly NotificationEvent[]) => Promise<void>;
+  readonly opener: (partner: string) => EventOpener | undefined;
+  /** Called after events were disclosed by a read ($events, or GET /[type]/[id]: `read`). */
+  readonly onRead: (
+    sub: SubscriptionRecord,
+    events: readonly NotificationEvent[],
+    operation: 'events' | 'read',
+  ) => Promise<void>;
 }
 
 class HttpError extends Error {
@@ -54,7 +59,13 @@ function fail(reply: FastifyReply, err: unknown, logger: Logger): FastifyReply {
       reply,
       err.status,
       operationOutcome(
-        err.status === 401 ? 'login' : err.status === 403 ? 'forbidden' : err.status === 404 ? 'not-found' : 'invalid',
+        err.status === 401
+          ? 'login'
+          : err.status === 403
+            ? 'forbidden'
+            : err.status === 404 || err.status === 410
+              ? 'not-found'
+              : 'invalid',
         err.err.code,
         err.err.message,
         err.err.path,
@@ -225,11 +236,47 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
           if (e !== undefined) events.push(openEvent(e, opener)); // expired with PHI_DELIVER's retention: not returned
         }
         const body = renderNotification(sub, 'query-event', o.baseUrl(), events);
-        if (events.length > 0) await o.onRead(sub, events);
+        if (events.length > 0) await o.onRead(sub, events, 'events');
         return reply.code(200).header('content-type', FHIR_JSON).send(body);
       } catch (err) {
         return fail(reply, err, o.logger);
       }
     },
   );
+
+  // FHIR read (http.html#read) of the partner's own copy, as its last notification of that id carried it.
+  app.get<{ Params: { type: string; id: string } }>('/:type/:id', async (req, reply) => {
+    try {
+      const { service, scopes } = await authenticate(req);
+      const { type, id } = req.params;
+      const unknown = (path: string): HttpError =>
+        new HttpError(404, new BrokerError('E_RESOURCE_UNKNOWN', 'no copy of this resource is held for you', { path }));
+      if (![...partnerTopics(o.catalog, service.id).values()].includes(type)) throw unknown('type');
+      // SMART v2: `r` is read (`s`, search, is not).
+      if (!scopes.some((s) => parseScope(s)?.resourceType === type && parseScope(s)?.permissions.includes('r')))
+        throw new HttpError(
+          403,
+          new BrokerError('E_PARTNER_SCOPE', `the token grants no read of ${type}`, { path: 'scope' }),
+        );
+      const sub = /^[A-Za-z0-9\-.]{1,64}$/.test(id) ? await o.store.forTopic(service.id, type) : undefined;
+      if (sub === undefined) throw unknown('id');
+      const opener = o.opener(sub.partner);
+      if (opener === undefined) throw new BrokerError('E_CONFIG_INVALID', 'this gateway holds no keys for the partner');
+      const indexed = await o.store.getIndex(sub.id, readIndexDigest(opener.readKey, type, id));
+      if (indexed === undefined) throw unknown('id');
+      const stored = await o.store.getEvent(sub.id, indexed.number);
+      if (stored === undefined)
+        throw new HttpError(
+          410,
+          new BrokerError('E_RESOURCE_EXPIRED', 'the copy of this resource has passed its retention', { path: 'id' }),
+        );
+      const event = openEvent(stored, opener);
+      if (event.resource?.resourceType !== type || event.resource.id !== id) throw unknown('id');
+      // Audited before it is answered: a read the trail does not hold is never disclosed.
+      await o.onRead(sub, [event], 'read');
+      return reply.code(200).header('content-type', FHIR_JSON).send(JSON.stringify(event.resource));
+    } catch (err) {
+      return fail(reply, err, o.logger);
+    }
+  });
 }

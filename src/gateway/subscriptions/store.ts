@@ -1,7 +1,8 @@
 // Subscription state in NATS KV, so any gateway instance can answer for any subscription and take over its
 // deliveries: `sub.<id>` (the record and its counters), `topic.<partner>.<Type>` (the one live subscription of a
 // partner to a topic), `lease.<partner>.<Type>` (which instance delivers it). Every change is a compare-and-set
-// (src/nats/kv-cas.ts). Events live in their own bucket, `<id>.<number>`, as the sealed delivery.
+// (src/nats/kv-cas.ts). Events live in their own bucket, `<id>.<number>`, as the sealed delivery, with a read index
+// `<id>.id.<digest>` (the partner's keyed digest of `<Type>/<id>` of the copy, worker.ts) naming the latest event.
 import type { KV } from 'nats';
 import { kvCompareAndSet, type KvCodec } from '../../nats/kv-cas.js';
 import { BrokerError } from '../../wire/errors.js';
@@ -16,6 +17,13 @@ function jsonCodec<T>(): KvCodec<T> {
 const recordCodec = jsonCodec<SubscriptionRecord>();
 const leaseCodec = jsonCodec<Lease>();
 const eventCodec = jsonCodec<StoredEvent>();
+const indexCodec = jsonCodec<ReadIndexEntry>();
+
+/** Which event last carried a resource id (`GET /[type]/[id]`). */
+export interface ReadIndexEntry {
+  readonly number: number;
+  readonly at: string;
+}
 
 /** One numbered event: the delivery exactly as PHI_DELIVER held it (sealed for the partner, signed by the broker). */
 export interface StoredEvent {
@@ -103,6 +111,15 @@ export class SubscriptionStore {
   async getEvent(subId: string, n: number): Promise<StoredEvent | undefined> {
     const e = await this.events.get(`${subId}.${n}`);
     return e === null || e.operation !== 'PUT' ? undefined : eventCodec.decode(e.value);
+  }
+
+  async putIndex(subId: string, digest: string, entry: ReadIndexEntry): Promise<void> {
+    await this.events.put(`${subId}.id.${digest}`, indexCodec.encode(entry));
+  }
+
+  async getIndex(subId: string, digest: string): Promise<ReadIndexEntry | undefined> {
+    const e = await this.events.get(`${subId}.id.${digest}`);
+    return e === null || e.operation !== 'PUT' ? undefined : indexCodec.decode(e.value);
   }
 
   /**

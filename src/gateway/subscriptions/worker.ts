@@ -1,11 +1,12 @@
 // Delivers one partner topic's notifications: consumes the partner's provisioned delivery durable
 // (`deliver-<partner>-<Type>` on PHI_DELIVER) as the partner, opens each delivery as the SDK does
 // (src/sdk/delivery.ts), numbers it in KV, posts a signed notification to the rest-hook and acknowledges the
-// delivery only after a 2xx. Failures retry with exponential backoff and full jitter, without limit. One instance at
+// delivery only after a 2xx. Each numbered event is indexed by the copy's `<Type>/<id>` for `GET /[type]/[id]`. Failures retry with exponential backoff and full jitter, without limit. One instance at
 // a time holds the topic's KV lease, so events go out one by one, in order, and no two instances send one number.
 import type { Consumer, JsMsg, NatsConnection } from 'nats';
-import { randomUUID } from 'node:crypto';
+import { createHmac, hkdfSync, randomUUID } from 'node:crypto';
 import type { Keyring } from '../../crypto/keyring.js';
+import type { ServiceKeys } from '../../crypto/keypairs.js';
 import type { Logger } from '../../log/log.js';
 import { bindDeliveryConsumer } from '../../nats/setup.js';
 import { openDelivery, redeliveryDelay, verifyDelivery } from '../../sdk/delivery.js';
@@ -40,8 +41,23 @@ export interface Deliverer {
   post(sub: SubscriptionRecord, body: string, signature: string): Promise<number>;
 }
 
+/**
+ * The partner's read-index key: HKDF-SHA256 (RFC 5869) of its X25519 private key, so every gateway holding the
+ * partner's keys derives the same one and the index names no resource id in the clear.
+ */
+export function readIndexKey(keys: ServiceKeys): Uint8Array {
+  return new Uint8Array(hkdfSync('sha256', keys.enc.secretKey, new Uint8Array(0), 'phi-broker gateway read index', 32));
+}
+
+/** The read-index digest of one copy, `HMAC-SHA256(key, "<Type>/<id>")` in hex. */
+export function readIndexDigest(key: Uint8Array, type: string, id: string): string {
+  return createHmac('sha256', key).update(`${type}/${id}`).digest('hex');
+}
+
 export interface WorkerOptions {
   readonly partner: string;
+  /** The partner's read-index key (readIndexKey). */
+  readonly readKey: Uint8Array;
   readonly type: string;
   /** A connection as the partner's own NATS identity (it may read and ack its durables). */
   readonly partnerNc: NatsConnection;
@@ -59,11 +75,11 @@ export interface WorkerOptions {
   readonly leaseMs: number;
 }
 
+/** What opens a partner's events and finds them by resource id. */
+export type EventOpener = Pick<WorkerOptions, 'partner' | 'keyring' | 'brokerSigningKeys' | 'readKey'>;
+
 /** Opens one stored or consumed delivery as the partner (verification as the SDK does it). */
-export function openEvent(
-  e: StoredEvent,
-  opts: Pick<WorkerOptions, 'partner' | 'keyring' | 'brokerSigningKeys'>,
-): NotificationEvent {
+export function openEvent(e: StoredEvent, opts: Omit<EventOpener, 'readKey'>): NotificationEvent {
   const env = verifyDelivery(Buffer.from(e.data, 'base64'), e.sig, opts.keyring, opts.brokerSigningKeys);
   const d = openDelivery<FhirResource>(env, opts.partner, opts.keyring);
   return { number: e.number, timestamp: e.at, deliveryId: d.provenance.deliveryId, resource: d.resource };
@@ -76,7 +92,17 @@ export function renderNotification(
   baseUrl: string,
   events: readonly NotificationEvent[],
 ): string {
-  const shown = sub.content === 'full-resource' ? events : events.map((e) => ({ ...e, resource: undefined }));
+  // id-only (Backport IG): each event names its copy, `<base>/<Type>/<id>`, for GET /[type]/[id]; empty names nothing.
+  const shown =
+    sub.content === 'full-resource'
+      ? events
+      : events.map((e) => ({
+          ...e,
+          resource: undefined,
+          ...(sub.content === 'id-only' && e.resource?.id !== undefined
+            ? { ref: `${e.resource.resourceType}/${e.resource.id}` }
+            : {}),
+        }));
   return JSON.stringify(notificationBundle(sub, type, baseUrl, shown, randomUUID(), new Date().toISOString()));
 }
 
@@ -197,6 +223,11 @@ export class TopicWorker {
     if (seq > current.lastSeq) {
       const number = current.eventCount + 1;
       await o.store.putEvent(sub.id, { ...stored, number });
+      if (event.resource?.id !== undefined)
+        await o.store.putIndex(sub.id, readIndexDigest(o.readKey, event.resource.resourceType, event.resource.id), {
+          number,
+          at: stored.at,
+        });
       current = await o.store.update(sub.id, (r) =>
         r.lastSeq >= seq ? r : { ...r, eventCount: number, lastSeq: seq },
       );
