@@ -1,9 +1,5 @@
-// Security incidents from nats-server's log (src/nats/server-log.ts), aggregated before they reach the audit trail:
-// a flood of refused publishes must not flood the trail. Lines are grouped per kind and client — the identity its
-// certificate mapped to, or its address when it had none — into windows of `intervalMs` from the first line; a
-// closed window becomes one SecurityIncidentFact with the count, so the counts of the facts sum to the lines read.
-// Subjects are checked against the catalog's subject grammar (src/wire/names.ts subjectGrammar) here, before they
-// are kept: anything else becomes NOT_A_PHI_BROKER_SUBJECT. Pure: the clock is injected. docs/audit.md.
+// Security incidents from nats-server's log, aggregated per kind and client per window so a flood of refusals is one
+// fact with a count; subjects outside the catalog grammar become NOT_A_PHI_BROKER_SUBJECT. Pure (docs/audit.md).
 import type { SecurityLogEvent, TlsRefusal } from '../nats/server-log.js';
 import { NOT_A_PHI_BROKER_SUBJECT } from '../wire/names.js';
 import type { SecurityIncidentFact } from './facts.js';

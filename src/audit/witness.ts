@@ -1,9 +1,5 @@
-// Witnessed heads of the audit chains (docs/audit.md, "Witnessed heads"): every signed checkpoint of a chain is
-// also published to PHI_AUDIT_WITNESS, and `audit witness --out` copies the heads into a file the operator keeps
-// outside NATS. A head carries the checkpoint's own Ed25519 signature over (chain, head, hash of record `head`), so
-// it is checked with the broker's public keys like the checkpoint; a chain shorter than its last witnessed head
-// was truncated — the tail of a hash chain cannot be proven present by the chain alone (RFC 6962 §3.5's signed
-// tree heads are gossiped to witnesses for the same reason). Pure: records and heads in, findings out.
+// Witnessed heads of the audit chains: each signed checkpoint is also kept in PHI_AUDIT_WITNESS (and files outside
+// NATS), so a truncated chain is found (as RFC 6962's gossiped tree heads). Pure (docs/audit.md, "Witnessed heads").
 import { verifyDetached } from '../crypto/sign.js';
 import { checkpointPayload, decodeRecord, recordHash } from './record.js';
 import type { ChainSummary, StoredRecord } from './verify.js';

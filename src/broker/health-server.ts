@@ -1,9 +1,5 @@
-// The broker's HTTP endpoints for orchestrators and Prometheus (node:http; three GET routes need no framework):
-//   /healthz  200 while the process runs (liveness)
-//   /readyz   200 when every readiness condition holds, else 503; JSON body of the conditions (health.ts)
-//   /metrics  Prometheus text exposition format (prom-client registry, metrics.ts)
-// Bound to 127.0.0.1 unless configured otherwise. Bodies carry condition names, fixed reasons, stream names and
-// codes only. docs/health-and-metrics.md.
+// The broker's /healthz, /readyz and /metrics over node:http (three GET routes need no framework), bound to 127.0.0.1
+// by default; bodies carry names, fixed reasons and codes only (docs/health-and-metrics.md).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';

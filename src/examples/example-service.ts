@@ -1,9 +1,5 @@
-// An example catalog service for trying the whole workflow by hand (`phi-broker serve-example <service>`,
-// docs/patient-rights.md "Try it by hand"): it subscribes as that service through the SDK, keeps every copy the
-// broker delivers and every resource it publishes (in memory, by `<type>/<id>`, the latest version of each), and
-// answers right-of-access questions (45 CFR 164.524) from what it keeps. A resource is about the patient asked when
-// the catalog's matching rule resolves it to the patient's reference, or to the service's pseudonym of it (what the
-// broker's copies carry where a profile pseudonymises ids and references).
+// `phi-broker serve-example <service>`: a catalog service that keeps in memory what it receives and publishes, and
+// answers right-of-access questions from it (docs/patient-rights.md "Try it by hand").
 import type { FhirResource } from 'fhir/r4.js';
 import type { PatientMatchDef } from '../catalog/types.js';
 import type { FhirResource as JsonResource } from '../fhir/resource.js';

@@ -343,10 +343,8 @@ function adminPermissions(): IdentityPermissions {
 }
 
 /**
- * What an operator command needs to record its compliance action on a chain of its own (src/runtime/operator-audit.ts):
- * append to `phi.audit.cli.<id>` and witness its heads on `phi.witness.audit.cli.<id>` — never a broker's or gateway's
- * chain, so an operator can neither insert into one nor halt its writer — and read
- * a chain's last record and last witnessed head (message get, last by subject). Nothing else of the audit streams.
+ * An operator command's own audit chain (`phi.audit.cli.<id>`, its witness) and reading a chain's last record and
+ * head: never a broker's or gateway's chain, so an operator can neither insert into nor halt one.
  */
 function operatorAuditAppend(): string[] {
   return [

@@ -1,10 +1,5 @@
-// nats-server 2.9's log lines about refused clients, parsed (pure): permission violations (`Publish Violation`,
-// `Subscription Violation`), refused TLS handshakes (`TLS handshake error`) and failed authentication
-// (`authentication error`, which nats-server 2.9 logs where a certificate maps to no configured user; older
-// servers wrote `Authorization Error`). Formats from nats-server's client.go (Errorf with the client's
-// `<addr> - cid:<n> - "<name>"` prefix); real lines are the fixtures in test/nats/fixtures/. The client name and
-// anything after a marker may be chosen by the client, so only the server-formatted tail anchored at the end of the
-// line is read, and nothing here is logged. docs/audit.md, "Security incidents".
+// nats-server 2.9's log lines about refused clients (permission violations, TLS and authentication errors), parsed;
+// only the server-formatted tail is read, since the client chooses its name. Pure (docs/audit.md, "Security incidents").
 import { SERVICE_ID_PATTERN } from '../wire/ids.js';
 
 export const SECURITY_LOG_KINDS = [

@@ -229,10 +229,8 @@ export interface PruneOptions {
 }
 
 /**
- * Epoch deletion (docs/keys.md "Bounded exposure"): for each party, the key versions retired at least `olderThanMs`
- * ago lose their private halves (key file rewritten through key-files.ts) and are marked `retired` with
- * `destroyedAt` in the directory. E_USAGE when `olderThanMs` is below `retentionMs` and not `force`d.
- * Returns the kids destroyed, per party.
+ * Epoch deletion (docs/keys.md "Bounded exposure"): destroys the private halves of versions retired `olderThanMs` ago
+ * and marks them `destroyedAt`; E_USAGE below `retentionMs` unless forced. Returns the kids destroyed, per party.
  */
 export async function pruneParties(
   nc: NatsConnection,

@@ -1,9 +1,5 @@
-// Security incidents from nats-server's log into the audit trail (docs/audit.md, "Security incidents"; 45 CFR
-// 164.308(a)(6), 164.312(b)): `up` follows the embedded server's log (or the file `natsLogFile` names on NATS_URL),
-// parses refused clients (src/nats/server-log.ts), counts them by kind (phi_broker_security_incidents_total),
-// aggregates them per kind and client per interval (src/audit/incidents.ts) and records each aggregate as a
-// DCM Security Alert AuditEvent, which also feeds the `security-incidents` alert rule. On its own timer, never on
-// the message path; a line it cannot read is counted and skipped, never fatal.
+// `up` follows nats-server's log and records refused clients as aggregated Security Alert AuditEvents (45 CFR
+// 164.308(a)(6)), on its own timer, never on the message path (docs/audit.md, "Security incidents").
 import type { AuditTrail } from '../audit/trail.js';
 import { ALERT_RULE_NAMES } from '../audit/alerts.js';
 import type { SecurityIncidentFact } from '../audit/facts.js';

@@ -1,9 +1,5 @@
-// Carries one sealed message into JetStream for the SDK (docs/publishing.md). It sends the same bytes with the same
-// Nats-Msg-Id and signature header until JetStream acknowledges storage, refuses the message, or the caller's
-// deadline passes. It waits out a disconnect (nats.js reconnects by itself) and backs off between attempts. JetStream
-// de-duplication (Nats-Msg-Id, ADR-31) turns a resend of a stored message into an acknowledged duplicate, never a
-// second copy, because the streams' duplicate window covers the longest deadline (src/wire/publish.ts). At most
-// `limit` publishes are held at once; one more is refused at once (backpressure), never queued out of sight.
+// Resends one sealed message, same bytes and Nats-Msg-Id, until JetStream stores or refuses it or the deadline passes;
+// de-duplication makes a resend never a second copy. At most `limit` in flight, then refused (docs/publishing.md).
 import { ErrorCode, type MsgHdrs } from 'nats';
 import type { Logger } from '../log/log.js';
 import type { AckedPublisher } from '../nats/acked-publish.js';

@@ -92,10 +92,8 @@ export function verifyAnswer(
 }
 
 /**
- * Second half: what the service answered must be a collection Bundle of valid FHIR R4 resources (a projected copy
- * may lack required elements its profile withholds), each about the patient asked (or about no patient), or an
- * OperationOutcome (the service could not answer). A failure here is the service's answer refused: E_FHIR_INVALID,
- * E_UNKNOWN_ELEMENT, E_ACCESS_OTHER_PATIENT, E_PATIENT_UNRESOLVED, E_ENVELOPE_INVALID (not a collection Bundle) …
+ * Second half: the answer is a collection Bundle of valid R4 resources about the patient asked (projected copies may
+ * lack what their profile withholds), or an OperationOutcome. A failure is the answer refused (docs/patient-rights.md).
  */
 export function checkAnswer(answer: AuthenticAnswer, expected: ExpectedAnswer, limits: ValidationLimits): OpenedAnswer {
   const opened = answer.body;
