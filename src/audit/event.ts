@@ -387,37 +387,10 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         SUBTYPE.login,
         'E',
         fact.granted ? OUTCOME.success : OUTCOME.minor,
+        [clientAgent(fact.service, fact.address), self(AGENT.application, false)],
         [
-          fact.service === undefined
-            ? {
-                type: roleConcept(AGENT.source),
-                who: { display: 'unauthenticated client' },
-                requestor: true,
-                network: { address: fact.address, type: isIpAddress(fact.address) ? '2' : '1' },
-              }
-            : agent({ service: fact.service, address: fact.address }, AGENT.source, true),
-          self(AGENT.application, false),
-        ],
-        [
-          ...(fact.clientId === undefined
-            ? []
-            : [
-                {
-                  what: { identifier: { system: SYSTEM.oauthClient, value: fact.clientId } },
-                  type: ENTITY.systemObject,
-                  role: ROLE.securityResource,
-                  ...(details.length === 0 ? {} : { detail: details }),
-                },
-              ]),
-          ...(fact.tokenId === undefined
-            ? []
-            : [
-                {
-                  what: { identifier: { system: SYSTEM.accessToken, value: fact.tokenId } },
-                  type: ENTITY.systemObject,
-                  role: ROLE.securityResource,
-                },
-              ]),
+          ...securityEntity(SYSTEM.oauthClient, fact.clientId, details),
+          ...securityEntity(SYSTEM.accessToken, fact.tokenId),
         ],
         fact.granted ? undefined : describe(fact.code ?? 'E_PARTNER_AUTH', fact.path),
       );
@@ -435,40 +408,13 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
             : SUBTYPE[fact.interaction],
         fact.interaction === 'process-message' ? 'E' : 'C',
         ok ? OUTCOME.success : fact.status >= 500 ? OUTCOME.serious : OUTCOME.minor,
+        [clientAgent(fact.service, fact.address), self(AGENT.application, false)],
         [
-          fact.service === undefined
-            ? {
-                type: roleConcept(AGENT.source),
-                who: { display: 'unauthenticated client' },
-                requestor: true,
-                network: { address: fact.address, type: isIpAddress(fact.address) ? '2' : '1' },
-              }
-            : agent({ service: fact.service, address: fact.address }, AGENT.source, true),
-          self(AGENT.application, false),
-        ],
-        [
-          ...(fact.clientId === undefined
-            ? []
-            : [
-                {
-                  what: { identifier: { system: SYSTEM.oauthClient, value: fact.clientId } },
-                  type: ENTITY.systemObject,
-                  role: ROLE.securityResource,
-                  detail: [
-                    { type: 'http-status', valueString: String(fact.status) },
-                    ...(fact.replayed === true ? [{ type: 'replayed', valueString: 'true' }] : []),
-                  ],
-                },
-              ]),
-          ...(fact.tokenId === undefined
-            ? []
-            : [
-                {
-                  what: { identifier: { system: SYSTEM.accessToken, value: fact.tokenId } },
-                  type: ENTITY.systemObject,
-                  role: ROLE.securityResource,
-                },
-              ]),
+          ...securityEntity(SYSTEM.oauthClient, fact.clientId, [
+            { type: 'http-status', valueString: String(fact.status) },
+            ...(fact.replayed === true ? [{ type: 'replayed', valueString: 'true' }] : []),
+          ]),
+          ...securityEntity(SYSTEM.accessToken, fact.tokenId),
           ...fact.messageIds.map((id) => transactionEntity(id)),
         ],
         fact.code === undefined ? undefined : describe(fact.code, fact.path),
@@ -532,15 +478,11 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
       );
     case 'security-incident': {
       const violation = fact.incident === 'publish-violation' || fact.incident === 'subscription-violation';
-      const client: AuditEventAgent =
-        fact.identity === undefined
-          ? {
-              type: roleConcept(AGENT.source),
-              who: { display: fact.manyClients === true ? 'many clients' : 'unauthenticated client' },
-              requestor: true,
-              network: { address: fact.address, type: isIpAddress(fact.address) ? '2' : '1' },
-            }
-          : agent({ service: fact.identity, address: fact.address }, AGENT.source, true);
+      const client = clientAgent(
+        fact.identity,
+        fact.address,
+        fact.manyClients === true ? 'many clients' : 'unauthenticated client',
+      );
       const operation = fact.incident === 'publish-violation' ? 'publish' : 'subscribe';
       const details: { type: string; valueString: string }[] = [
         { type: 'count', valueString: String(fact.count) },
@@ -605,6 +547,38 @@ function agent(actor: AuditActor, role: Coding, requestor: boolean, channel?: st
     requestor,
     ...(network === undefined ? {} : { network }),
   };
+}
+
+/** The client a request came from: its catalog service once identified, else `display` at its network address. */
+function clientAgent(
+  service: string | undefined,
+  address: string,
+  display = 'unauthenticated client',
+): AuditEventAgent {
+  if (service !== undefined) return agent({ service, address }, AGENT.source, true);
+  return {
+    type: roleConcept(AGENT.source),
+    who: { display },
+    requestor: true,
+    network: { address, type: isIpAddress(address) ? '2' : '1' },
+  };
+}
+
+/** An OAuth client or access token a request named, as a security resource; nothing when it named none. */
+function securityEntity(
+  system: string,
+  value: string | undefined,
+  detail: readonly { type: string; valueString: string }[] = [],
+): AuditEventEntity[] {
+  if (value === undefined) return [];
+  return [
+    {
+      what: { identifier: { system, value } },
+      type: ENTITY.systemObject,
+      role: ROLE.securityResource,
+      ...(detail.length === 0 ? {} : { detail: [...detail] }),
+    },
+  ];
 }
 
 /** The subject a service acted through; undefined for a name outside the subject grammar (then no network). */
