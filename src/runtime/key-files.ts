@@ -116,19 +116,29 @@ function mergeRecords(into: Map<string, PublicKeyRecord>, records: readonly Publ
   for (const r of records) into.set(r.kid, r);
 }
 
-/**
- * rotateServiceKeys through `protection` (key-protection.ts): the private file is rewritten sealed when the data dir's
- * keys are sealed, plain in plain mode.
- */
-export async function rotateKeys(dir: string, serviceId: string, protection: KeyProtection): Promise<ServiceKeys> {
-  const versions = await openServiceKeyVersions(dir, serviceId, protection);
-  const next = generateServiceKeys(serviceId, keysVersion(versions[0] as ServiceKeys) + 1);
-  const bytes = new TextEncoder().encode(`${JSON.stringify(privateJwks([next, ...versions]), null, 2)}\n`);
+/** A party's private key file holding `versions`, through `protection` (sealed, or plain in plain mode). */
+async function writeKeyVersions(
+  dir: string,
+  serviceId: string,
+  versions: readonly ServiceKeys[],
+  protection: KeyProtection,
+): Promise<void> {
+  const bytes = new TextEncoder().encode(`${JSON.stringify(privateJwks(versions), null, 2)}\n`);
   try {
     await writeKeyFile(privateKeyFile(dir, serviceId), bytes, protection);
   } finally {
     bytes.fill(0);
   }
+}
+
+/**
+ * Adds a new key version for a service (rotation) through `protection`: written first in its private file (sealed
+ * when the data dir's keys are), and added to jwks.json.
+ */
+export async function rotateKeys(dir: string, serviceId: string, protection: KeyProtection): Promise<ServiceKeys> {
+  const versions = await openServiceKeyVersions(dir, serviceId, protection);
+  const next = generateServiceKeys(serviceId, keysVersion(versions[0] as ServiceKeys) + 1);
+  await writeKeyVersions(dir, serviceId, [next, ...versions], protection);
   const jwks = new Map<string, PublicKeyRecord>();
   mergeRecords(jwks, readJwks(dir));
   mergeRecords(jwks, publicRecords(next));
@@ -152,30 +162,13 @@ export async function dropKeyVersions(
   const drop = held.filter((v) => versions.includes(keysVersion(v)) && keysVersion(v) !== current);
   if (drop.length === 0) return [];
   const keep = held.filter((v) => !drop.includes(v));
-  const bytes = new TextEncoder().encode(`${JSON.stringify(privateJwks(keep), null, 2)}\n`);
-  try {
-    await writeKeyFile(privateKeyFile(dir, serviceId), bytes, protection);
-  } finally {
-    bytes.fill(0);
-  }
+  await writeKeyVersions(dir, serviceId, keep, protection);
   const dropped = new Set(drop.flatMap((v) => [v.sign.kid, v.enc.kid]));
   writeJwks(
     dir,
     readJwks(dir).filter((r) => !dropped.has(r.kid)),
   );
   return drop.map(keysVersion);
-}
-
-/** Adds a new key version for a service (rotation): writes it first in its private file and adds it to jwks.json. */
-export function rotateServiceKeys(dir: string, serviceId: string): ServiceKeys {
-  const versions = readServiceKeyVersions(dir, serviceId);
-  const next = generateServiceKeys(serviceId, keysVersion(versions[0] as ServiceKeys) + 1);
-  writeServiceKeys(dir, [next, ...versions]);
-  const jwks = new Map<string, PublicKeyRecord>();
-  mergeRecords(jwks, readJwks(dir));
-  mergeRecords(jwks, publicRecords(next));
-  writeJwks(dir, [...jwks.values()]);
-  return next;
 }
 
 export interface DevKeys {

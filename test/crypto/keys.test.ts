@@ -1,4 +1,5 @@
 // Service keys (kids, versions, redaction), KEK derivation, the keyring and the development key files (JWK, JWKS).
+import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
 import { diffieHellman, createPrivateKey, createPublicKey } from 'node:crypto';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,7 @@ import {
   readJwks,
   readServiceKeyVersions,
   readServiceKeys,
-  rotateServiceKeys,
+  rotateKeys,
   writeJwks,
   writeServiceKeys,
 } from '../../src/runtime/key-files.js';
@@ -202,10 +203,10 @@ describe('development key files (RFC 8037 JWK, RFC 7517 JWKS)', () => {
     ]);
   });
 
-  it('rotateServiceKeys adds version 2 first, keeps version 1, and publishes both', () => {
+  it('rotateKeys adds version 2 first, keeps version 1, and publishes both', async () => {
     const dir = tmp();
     ensureDevKeys(dir, ['billing']);
-    const v2 = rotateServiceKeys(dir, 'billing');
+    const v2 = await rotateKeys(dir, 'billing', PLAIN_KEYS);
     expect(v2.sign.kid).toBe('billing:sig:2');
     expect(readServiceKeyVersions(dir, 'billing').map((k) => k.enc.kid)).toStrictEqual([
       'billing:enc:2',
