@@ -17,13 +17,12 @@ import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import { startSecurityLog } from '../../src/runtime/security-log.js';
-import { BROKER_IDENTITY, GATEWAY_IDENTITY } from '../../src/tls/identity.js';
-import { gatewayPartnerKeys } from '../../src/runtime/gateway.js';
-import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
-import { BROKER_ID, GATEWAY_AUDIT_ID } from '../../src/wire/ids.js';
+import { BROKER_IDENTITY } from '../../src/tls/identity.js';
+import { BROKER_ID } from '../../src/wire/ids.js';
 import type { PhiClient } from '../../src/sdk/client.js';
 import { balpProblems } from '../helpers/balp.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
+import { startTestGateway } from '../helpers/gateway.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
 
 const run = promisify(execFile);
@@ -123,18 +122,7 @@ beforeAll(async () => {
   });
   const tls = stack.nats.tls;
   if (tls === undefined) throw new Error('expected an mTLS stack');
-  gateway = await Gateway.start({
-    config: stack.config,
-    catalog: stack.catalog,
-    nc: await stack.connectAs(GATEWAY_IDENTITY, 'gateway'),
-    auditSigner: stack.keys(GATEWAY_AUDIT_ID).sign,
-    partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
-    peers: stack.peers,
-    keysDir: stack.keysDir,
-    tls: tls.gateway,
-    logger: stack.logger.child({ gateway: 1 }),
-    instanceId: 'gw-balp',
-  });
+  gateway = await startTestGateway(stack, 1, 'gw-balp');
 
   // Broker: accepted and delivered (and, to the external payer, a disclosure); rejected, quarantined, the alert.
   const id = PATIENT.slice('Patient/'.length);

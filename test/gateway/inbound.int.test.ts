@@ -22,14 +22,11 @@ import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
 import { INBOUND_BODY_LIMIT } from '../../src/gateway/inbound.js';
 import { runPartnerToken } from '../../src/cli/partner.js';
-import { gatewayPartnerKeys } from '../../src/runtime/gateway.js';
-import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
 import type { PhiClient } from '../../src/sdk/client.js';
-import { GATEWAY_IDENTITY } from '../../src/tls/identity.js';
-import { GATEWAY_AUDIT_ID } from '../../src/wire/ids.js';
 import { gatewayChain } from '../../src/wire/names.js';
 import { balpProblems } from '../helpers/balp.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
+import { startTestGateway } from '../helpers/gateway.js';
 import { ROOT, Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
 
 const BASE_URL = 'https://partners.example.test';
@@ -171,18 +168,7 @@ beforeAll(async () => {
   if (tls === undefined) throw new Error('expected an mTLS stack');
   ca = readFileSync(tls.ca.certFile, 'utf8');
   const start = async (n: number): Promise<Gateway> =>
-    Gateway.start({
-      config: { ...stack.config, gatewayBaseUrl: BASE_URL },
-      catalog: stack.catalog,
-      nc: await stack.connectAs(GATEWAY_IDENTITY, `gateway-${n}`),
-      auditSigner: stack.keys(GATEWAY_AUDIT_ID).sign,
-      partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
-      peers: stack.peers,
-      keysDir: stack.keysDir,
-      tls: tls.gateway,
-      logger: stack.logger.child({ gateway: n }),
-      instanceId: `gw-inbound-${n}`,
-    });
+    startTestGateway(stack, n, `gw-inbound-${n}`, { config: { ...stack.config, gatewayBaseUrl: BASE_URL } });
   gw = await start(1);
   gw2 = await start(2);
   billing = await stack.client('billing');
@@ -475,18 +461,7 @@ describe('rate limit', () => {
 describe('phi-broker partner token', () => {
   it("signs with the partner's key, prints a token the gateway takes; an unregistered key is refused", async () => {
     // A gateway on its default base URL (https://localhost:<port>), as `phi-broker gateway` runs by hand.
-    const local = await Gateway.start({
-      config: stack.config,
-      catalog: stack.catalog,
-      nc: await stack.connectAs(GATEWAY_IDENTITY, 'gateway-3'),
-      auditSigner: stack.keys(GATEWAY_AUDIT_ID).sign,
-      partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
-      peers: stack.peers,
-      keysDir: stack.keysDir,
-      tls: (stack.nats.tls as NonNullable<typeof stack.nats.tls>).gateway,
-      logger: stack.logger.child({ gateway: 3 }),
-      instanceId: 'gw-inbound-3',
-    });
+    const local = await startTestGateway(stack, 3, 'gw-inbound-3');
     try {
       const dir = mkdtempSync(join(tmpdir(), 'phi-partner-key-'));
       const file = join(dir, 'payer.private.jwk.json');

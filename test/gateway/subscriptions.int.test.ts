@@ -18,14 +18,12 @@ import type { AuditEvent } from 'fhir/r4.js';
 import { readAuditRecords } from '../../src/audit/read.js';
 import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
-import { gatewayPartnerKeys } from '../../src/runtime/gateway.js';
-import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
 import { TOPIC_BASE } from '../../src/gateway/subscriptions/model.js';
 import { SIGNATURE_HEADER } from '../../src/gateway/subscriptions/worker.js';
-import { GATEWAY_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
-import { GATEWAY_AUDIT_ID } from '../../src/wire/ids.js';
+import { serviceIdentity } from '../../src/tls/identity.js';
 import { balpProblems } from '../helpers/balp.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
+import { startTestGateway } from '../helpers/gateway.js';
 import { ROOT, Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
 
 const BASE_URL = 'https://partners.example.test';
@@ -233,17 +231,8 @@ beforeAll(async () => {
   ca = readFileSync(t.ca.certFile, 'utf8');
   receiver.secure({ key: readFileSync(t.gateway.keyFile, 'utf8'), cert: readFileSync(t.gateway.certFile, 'utf8') });
   const start = async (n: number): Promise<Gateway> =>
-    Gateway.start({
+    startTestGateway(stack, n, `gw-subs-${n}`, {
       config: { ...stack.config, gatewayBaseUrl: BASE_URL },
-      catalog: stack.catalog,
-      nc: await stack.connectAs(GATEWAY_IDENTITY, `gateway-${n}`),
-      auditSigner: stack.keys(GATEWAY_AUDIT_ID).sign,
-      partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
-      peers: stack.peers,
-      keysDir: stack.keysDir,
-      tls: t.gateway,
-      logger: stack.logger.child({ gateway: n }),
-      instanceId: `gw-subs-${n}`,
       partnerAccess: async (service) => ({
         nc: await stack.connectAs(serviceIdentity(service), `gateway-${n}-${service}`),
         keys: stack.keys(service),

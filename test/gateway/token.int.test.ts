@@ -15,11 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readAuditRecords } from '../../src/audit/read.js';
 import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
-import { gatewayPartnerKeys } from '../../src/runtime/gateway.js';
-import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
-import { GATEWAY_IDENTITY } from '../../src/tls/identity.js';
-import { GATEWAY_AUDIT_ID } from '../../src/wire/ids.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
+import { startTestGateway } from '../helpers/gateway.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
 
 interface Client {
@@ -135,19 +132,8 @@ beforeAll(async () => {
   if (tls === undefined) throw new Error('expected an mTLS stack');
   ca = readFileSync(tls.ca.certFile, 'utf8');
   const start = async (n: number): Promise<Gateway> =>
-    Gateway.start({
-      // One public base URL for both, as behind a load balancer: an assertion is for either gateway.
-      config: { ...stack.config, gatewayBaseUrl: BASE_URL },
-      catalog: stack.catalog,
-      nc: await stack.connectAs(GATEWAY_IDENTITY, `gateway-${n}`),
-      auditSigner: stack.keys(GATEWAY_AUDIT_ID).sign,
-      partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
-      peers: stack.peers,
-      keysDir: stack.keysDir,
-      tls: tls.gateway,
-      logger: stack.logger.child({ gateway: n }),
-      instanceId: `gw-test-${n}`,
-    });
+    // One public base URL for both, as behind a load balancer: an assertion is for either gateway.
+    startTestGateway(stack, n, `gw-test-${n}`, { config: { ...stack.config, gatewayBaseUrl: BASE_URL } });
   gw = await start(1);
   gw2 = await start(2);
 }, 60_000);
