@@ -317,6 +317,7 @@ export function subjectGrammar(vocabulary: SubjectVocabulary): (subject: string)
   const type: TokenTest = (t) => vocabulary.types.has(t) || t === RAW_TOKEN;
   const instance: TokenTest = (t) => vocabulary.instances.has(t);
   const partToken: TokenTest = (t) => /^[0-9a-f]{32}$/.test(t);
+  const wildcardOnly: TokenTest = () => false;
   const streamNames = new Set<string>([
     ...Object.values(STREAMS),
     ...Object.values(KV_BUCKETS).map((b) => `KV_${b}`),
@@ -341,6 +342,11 @@ export function subjectGrammar(vocabulary: SubjectVocabulary): (subject: string)
     [lit('phi'), lit('request'), lit('access'), service],
     [lit('phi'), lit('audit'), instance],
     [lit('phi'), lit('witness'), lit('audit'), instance],
+    // Operator and gateway chains: their ids embed host names, so only the wildcard forms are named.
+    [lit('phi'), lit('audit'), lit('cli'), wildcardOnly],
+    [lit('phi'), lit('audit'), lit('gw'), wildcardOnly],
+    [lit('phi'), lit('witness'), lit('audit'), lit('cli'), wildcardOnly],
+    [lit('phi'), lit('witness'), lit('audit'), lit('gw'), wildcardOnly],
     [lit('phi'), lit('alert'), (t) => vocabulary.alertRules.has(t)],
   ];
   const js: TokenTest[] = [lit('$JS'), lit('API')];

@@ -235,6 +235,10 @@ describe('subjectGrammar (what a security incident may name)', () => {
       'phi.request.access.lab',
       'phi.audit.broker-1',
       'phi.witness.audit.*',
+      'phi.audit.cli.*',
+      'phi.audit.gw.*',
+      'phi.witness.audit.gw.*',
+      'phi.witness.audit.cli.>',
       'phi.alert.rejections',
       '$JS.API.STREAM.PURGE.PHI_AUDIT',
       '$JS.API.CONSUMER.INFO.PHI_DELIVER.deliver-lab-Observation',
@@ -248,6 +252,9 @@ describe('subjectGrammar (what a security incident may name)', () => {
       'phi.ingest.johnsmith.Patient', // a well-formed service id that is not the catalog's
       'phi.ingest.registration.Smith',
       'phi.audit.Jane-Doe',
+      'phi.audit.cli.Jane-Doe', // an operator or gateway chain id is a host name: never named
+      'phi.audit.gw.host-1-abcdef',
+      'phi.witness.audit.cli.Jane-Doe',
       'phi.disclosure.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.lab',
       '_INBOX.lab.abc',
       '$KV.phi_registry.key',
