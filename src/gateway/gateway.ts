@@ -39,6 +39,8 @@ import {
 import { JtiStore } from './jti.js';
 import { buildGatewayServer } from './server.js';
 import { TokenSigner } from './token-signer.js';
+import { GatewayKeyView } from './key-directory.js';
+import type { OperatorRootKey } from '../crypto/key-directory.js';
 
 export interface GatewayOptions {
   readonly config: BrokerConfig;
@@ -74,6 +76,11 @@ export interface GatewayOptions {
   readonly retry?: RetryPolicy;
   /** How long a gateway holds a topic's delivery lease between renewals. */
   readonly leaseMs?: number;
+  /**
+   * The key directory (docs/keys.md): watched for the JWKS, partners' client keys and the partner clients' peers, so
+   * rotations and revocations apply without a restart. Absent: jwks.json (`peers`) and the catalog only.
+   */
+  readonly keyDirectory?: { readonly root: OperatorRootKey };
 }
 
 export interface PartnerAccess {
@@ -88,6 +95,7 @@ export class Gateway {
     private readonly audit: AuditTrail,
     private readonly clients: readonly PhiClient[],
     private readonly workers: readonly TopicWorker[],
+    private readonly keys: GatewayKeyView,
     /** Where it listens, e.g. `https://127.0.0.1:8443`. */
     readonly url: string,
     /** The public base URL partners use. */
@@ -113,11 +121,22 @@ export class Gateway {
       now,
     );
     const signer = await TokenSigner.open(opts.keysDir, opts.keyFiles);
+    const keyView =
+      opts.keyDirectory === undefined
+        ? GatewayKeyView.fixed(opts.peers)
+        : await GatewayKeyView.watch(opts.nc, opts.keyDirectory.root, logger);
     const clients = new Map<string, PhiClient>();
     for (const [service, keys] of opts.partnerKeys)
       clients.set(
         service,
-        await PhiClient.connect({ nc: opts.nc, service, keys, peers: opts.peers, logger: opts.logger }),
+        await PhiClient.connect({
+          nc: opts.nc,
+          service,
+          keys,
+          peers: opts.peers,
+          logger: opts.logger,
+          ...(opts.keyDirectory === undefined ? {} : { keyDirectory: { root: opts.keyDirectory.root } }),
+        }),
       );
     const buckets = await ensureGatewaySubscriptionBuckets(opts.nc, config.deliverMaxAgeMs);
     const store = new SubscriptionStore(buckets.subscriptions, buckets.events);
@@ -182,6 +201,7 @@ export class Gateway {
         baseUrl: () => holder.baseUrl,
         jti: new JtiStore(kv),
         signer,
+        keys: keyView,
         subscriptions: {
           store,
           deliverer,
@@ -226,10 +246,11 @@ export class Gateway {
           );
         }
       }
-      return new Gateway(app, audit, [...clients.values()], workers, url, baseUrl, instanceId);
+      return new Gateway(app, audit, [...clients.values()], workers, keyView, url, baseUrl, instanceId);
     } catch (err) {
       await app?.close();
       for (const c of clients.values()) await c.close();
+      keyView.stop();
       await audit.close();
       throw err;
     }
@@ -240,6 +261,7 @@ export class Gateway {
     await Promise.all(this.workers.map((w) => w.stop()));
     await this.app.close();
     for (const c of this.clients) await c.close();
+    this.keys.stop();
     await this.audit.close();
   }
 }

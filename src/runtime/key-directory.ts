@@ -8,6 +8,8 @@ import type { Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config/config.js';
 import { fromBase64url, toBase64url } from '../crypto/base64url.js';
 import {
+  addClientKeys,
+  clientJwk,
   effectiveStatus,
   entryFromVersions,
   kindOf,
@@ -18,6 +20,7 @@ import {
   prunableVersions,
   revokeInEntry,
   rotateEntry,
+  type ClientJwk,
   type DirectoryEntry,
   type KeyStatus,
   type OperatorRootKey,
@@ -27,7 +30,7 @@ import { randomBytes } from '../crypto/random.js';
 import { getSodium } from '../crypto/sodium.js';
 import { ensureKeyDirectoryBucket, openKeyDirectoryBucket, putEntry, readDirectory } from '../nats/key-directory.js';
 import { BrokerError } from '../wire/errors.js';
-import { BROKER_ID } from '../wire/ids.js';
+import { BROKER_ID, GATEWAY_AUDIT_ID } from '../wire/ids.js';
 import { dropKeyVersions, openJson, openServiceKeyVersions, rotateKeys } from './key-files.js';
 import { PLAIN_KEYS, writeKeyFile, type KeyProtection } from './key-protection.js';
 
@@ -126,8 +129,13 @@ export async function signingRootKey(
   return root;
 }
 
+/** The parties whose keys the data dir may hold: the broker, the gateways' own party, every catalog service. */
+function keyedParties(catalog: Catalog): string[] {
+  return [BROKER_ID, GATEWAY_AUDIT_ID, ...catalog.services.keys()];
+}
+
 /**
- * Publishes every party's keys from the key files (broker and catalog services with a key file): a party without
+ * Publishes every party's keys from the key files (broker, gateway and catalog services with a key file): a party without
  * an entry gets one; a party whose key files hold versions the entry lacks gets them added. Returns the parties written.
  */
 export async function publishDirectory(
@@ -142,7 +150,7 @@ export async function publishDirectory(
   const nowMs = opts.nowMs ?? Date.now();
   const current = await readDirectory(kv, root);
   const written: string[] = [];
-  for (const party of [BROKER_ID, ...catalog.services.keys()]) {
+  for (const party of keyedParties(catalog)) {
     let versions;
     try {
       versions = await openServiceKeyVersions(keysDir, party, opts.protection ?? PLAIN_KEYS);
@@ -153,7 +161,9 @@ export async function publishDirectory(
     const stored = current.get(party);
     const listed = new Set(stored?.entry.keys.map((k) => k.jwk.kid));
     if (stored !== undefined && versions.every((v) => listed.has(v.sign.kid) && listed.has(v.enc.kid))) continue;
-    const entry = entryFromVersions(kindOf(party, BROKER_ID), versions, nowMs, stored?.entry);
+    const isPartner = catalog.services.get(party)?.partner !== undefined;
+    const kind = kindOf(party, BROKER_ID, GATEWAY_AUDIT_ID, isPartner);
+    const entry = entryFromVersions(kind, versions, nowMs, stored?.entry);
     await putEntry(kv, root, entry, stored?.revision ?? 0);
     written.push(party);
   }
@@ -197,10 +207,10 @@ export async function rotateParty(
   return { kid: next.sign.kid, encKid: next.enc.kid, notAfter: new Date(nowMs + overlapMs).toISOString() };
 }
 
-/** The parties whose private key file is in `keysDir`: the broker and catalog services (others are held elsewhere). */
+/** The parties whose private key file is in `keysDir`: broker, gateway, catalog services (others are held elsewhere). */
 export async function localParties(catalog: Catalog, keysDir: string, protection: KeyProtection): Promise<string[]> {
   const out: string[] = [];
-  for (const party of [BROKER_ID, ...catalog.services.keys()])
+  for (const party of keyedParties(catalog))
     try {
       await openServiceKeyVersions(keysDir, party, protection);
       out.push(party);
@@ -261,23 +271,77 @@ export async function pruneParties(
   return out;
 }
 
-/** Revokes one kid at once. */
+/**
+ * Revokes one kid at once: a party key (`<party>:<sig|enc>:<n>`) in its party's entry, or a partner's client key
+ * (a kid the partner chose) in whichever entry lists it.
+ */
 export async function revokeKey(
   nc: NatsConnection,
   root: OperatorRootKey,
   kid: string,
   reason: string,
   nowMs: number = Date.now(),
-): Promise<{ revokedAt: string }> {
-  const party = partyOfKid(kid);
-  if (party === undefined)
-    throw new BrokerError('E_KEY_UNKNOWN', 'kid: expected <party>:<sig|enc>:<n>', { path: 'kid' });
-  const { entry, revision, kv } = await storedEntry(nc, root, party);
-  const next = revokeInEntry(entry, kid, reason, nowMs);
-  if (next === undefined)
-    throw new BrokerError('E_KEY_UNKNOWN', `the key directory entry of ${party} holds no key ${kid}`, { path: 'kid' });
-  await putEntry(kv, root, next, revision);
-  return { revokedAt: new Date(nowMs).toISOString() };
+): Promise<{ revokedAt: string; party: string }> {
+  const kv = await openKeyDirectoryBucket(nc);
+  const directory = await readDirectory(kv, root);
+  const byKid = partyOfKid(kid);
+  const owner =
+    (byKid === undefined ? undefined : directory.get(byKid)) ??
+    [...directory.values()].find((s) => s.entry.clientKeys?.some((k) => k.jwk.kid === kid));
+  const next = owner === undefined ? undefined : revokeInEntry(owner.entry, kid, reason, nowMs);
+  if (owner === undefined || next === undefined)
+    throw new BrokerError(
+      'E_KEY_UNKNOWN',
+      byKid === undefined
+        ? `no key directory entry holds a key ${kid}`
+        : `the key directory entry of ${byKid} holds no key ${kid}`,
+      { path: 'kid' },
+    );
+  await putEntry(kv, root, next, owner.revision);
+  return { revokedAt: new Date(nowMs).toISOString(), party: owner.entry.party };
+}
+
+/**
+ * Adds a partner's client-assertion public keys to its entry (`keys publish --partner`); `jwks` is the JSON of a JWK
+ * Set file, checked key by key (E_CONFIG_INVALID naming `file` and the member). Returns the kids added.
+ */
+export async function publishPartnerKeys(
+  nc: NatsConnection,
+  catalog: Catalog,
+  root: OperatorRootKey,
+  partner: string,
+  file: string,
+  jwks: unknown,
+  nowMs: number = Date.now(),
+): Promise<string[]> {
+  if (catalog.services.get(partner)?.partner === undefined)
+    throw new BrokerError('E_USAGE', `--partner: ${partner} is not a partner in the catalog`, { path: '--partner' });
+  const keys = (typeof jwks === 'object' && jwks !== null ? (jwks as { keys?: unknown }).keys : undefined) as unknown;
+  if (!Array.isArray(keys) || keys.length === 0)
+    throw new BrokerError('E_CONFIG_INVALID', `${file}: keys: expected a JWK Set with at least one key`, {
+      path: file,
+    });
+  const fail = (detail: string): BrokerError =>
+    new BrokerError('E_CONFIG_INVALID', `${file}: ${detail}`, { path: file });
+  const parsed: ClientJwk[] = keys.map((k, i) => {
+    if (typeof k !== 'object' || k === null) throw fail(`keys[${i}]: expected an object`);
+    return clientJwk(partner, `keys[${i}]`, k as Record<string, unknown>, fail);
+  });
+  if (new Set(parsed.map((k) => k.kid)).size !== parsed.length) throw fail('keys: a kid is listed twice');
+  const kv = await openKeyDirectoryBucket(nc);
+  const stored = (await readDirectory(kv, root)).get(partner);
+  const previous: DirectoryEntry = stored?.entry ?? {
+    party: partner,
+    kind: 'partner',
+    seq: 0,
+    issuedAt: new Date(nowMs).toISOString(),
+    keys: [],
+  };
+  const next = addClientKeys(previous, parsed, nowMs);
+  if (next === undefined) return [];
+  await putEntry(kv, root, next, stored?.revision ?? 0);
+  const before = new Set(previous.clientKeys?.map((k) => k.jwk.kid));
+  return parsed.map((k) => k.kid).filter((kid) => !before.has(kid));
 }
 
 export interface ListedKey {
@@ -303,13 +367,13 @@ export async function listDirectory(
   const kv = await openKeyDirectoryBucket(nc);
   const out: ListedKey[] = [];
   for (const { entry } of (await readDirectory(kv, root)).values())
-    for (const k of entry.keys) {
+    for (const k of [...entry.keys, ...(entry.clientKeys ?? [])]) {
       const status = effectiveStatus(k, nowMs);
       out.push({
         party: entry.party,
         kind: entry.kind,
         kid: k.jwk.kid,
-        use: k.jwk.use,
+        use: k.jwk.use ?? 'sig',
         status,
         created: k.created,
         ...(k.notAfter === undefined ? {} : { notAfter: k.notAfter }),
