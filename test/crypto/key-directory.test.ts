@@ -5,6 +5,7 @@
 import { calculateJwkThumbprint, compactVerify } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  addClientKeys,
   applyEntry,
   destroyInEntry,
   entryFromVersions,
@@ -105,6 +106,47 @@ describe('directory entries', () => {
       root,
     );
     expect(messageOf(() => verifyEntry('billing', withD, root))).toContain('keys[0].d');
+  });
+
+  it("a partner's client keys (clientKeys) round-trip, stay out of the keyring, revoke by kid; malformed ones are refused", async () => {
+    const v1 = generateServiceKeys('partner-payer', 1);
+    const client = { kty: 'EC', crv: 'P-384', x: 'eA', y: 'eQ', kid: 'payer-2026', alg: 'ES384' };
+    const entry = addClientKeys(entryFromVersions('partner', [v1], T0), [client], T0 + 1);
+    if (entry === undefined) throw new Error('expected a new key');
+    expect(addClientKeys(entry, [client], T0 + 2)).toBeUndefined();
+    const read = verifyEntry('partner-payer', await signEntry(entry, root), root);
+    expect(read.clientKeys).toEqual([{ jwk: client, status: 'active', created: new Date(T0 + 1).toISOString() }]);
+    const keyring = new Keyring(generateServiceKeys('billing', 1), []);
+    applyEntry(keyring, read);
+    expect(() => keyring.signingPublicKey('payer-2026')).toThrow();
+    const revoked = revokeInEntry(read, 'payer-2026', 'leaked', T0 + 3);
+    expect(revoked?.clientKeys?.[0]).toMatchObject({ status: 'revoked', reason: 'leaked' });
+    expect(revoked?.keys).toEqual(read.keys);
+    // A rotation of the partner's own keys leaves its client keys as they were.
+    expect(rotateEntry(read, generateServiceKeys('partner-payer', 2), T0 + 4, 1000).clientKeys).toEqual(
+      read.clientKeys,
+    );
+
+    const signed = async (over: Record<string, unknown>, kind = 'partner') =>
+      signEntry(
+        { ...entry, kind, clientKeys: [{ ...read.clientKeys![0]!, jwk: { ...client, ...over } }] } as never,
+        root,
+      );
+    for (const [over, message] of [
+      [{ d: 'AA' }, 'clientKeys[0].d: not a member of a public EC signing key'],
+      [{ crv: 'P-256' }, 'clientKeys[0].crv: expected P-384'],
+      [{ alg: 'HS256' }, 'clientKeys[0].alg: expected ES384'],
+      [{ kty: 'oct' }, 'clientKeys[0].kty: expected EC, RSA or OKP'],
+    ] as const) {
+      const jws = await signed(over);
+      expect(messageOf(() => verifyEntry('partner-payer', jws, root))).toBe(
+        `key directory entry partner-payer: ${message}`,
+      );
+    }
+    const inService = await signed({}, 'service');
+    expect(messageOf(() => verifyEntry('partner-payer', inService, root))).toBe(
+      'key directory entry partner-payer: clientKeys: expected an array, in a partner entry only',
+    );
   });
 });
 
