@@ -147,6 +147,7 @@ export async function runKeysRotate(
     for (const party of parties) {
       const r = await rotateParty(nc, dir, root, party, overlapMs, Date.now(), protection);
       out.write(`rotated ${party}: current ${r.kid} and ${r.encKid}; previous keys retiring until ${r.notAfter}\n`);
+      if (r.tokenKid !== undefined) out.write(`rotated ${party} token key: current ${r.tokenKid}\n`);
     }
   });
 }

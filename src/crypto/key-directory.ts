@@ -46,7 +46,13 @@ export interface DirectoryEntry {
   readonly keys: readonly DirectoryKey[];
   /** A partner's client-assertion keys (member `clientKeys` beside `keys`); absent for other parties. */
   readonly clientKeys?: readonly DirectoryKey<ClientJwk>[];
+  /** The gateways' ES384 access-token and notification keys (member `tokenKeys`), in the `gateway` entry only. */
+  readonly tokenKeys?: readonly DirectoryKey<ClientJwk>[];
 }
+
+/** The members of an entry that list keys chosen outside phi-broker's kid scheme, and the kind each belongs to. */
+export type ListedKeysMember = 'clientKeys' | 'tokenKeys';
+const LISTED_KEYS_KIND: Readonly<Record<ListedKeysMember, PartyKind>> = { clientKeys: 'partner', tokenKeys: 'gateway' };
 
 /** The JWS `typ` of a directory entry (RFC 7515 section 4.1.9). */
 export const ENTRY_TYP = 'phi-broker-keys+jwks';
@@ -113,6 +119,7 @@ function entryJson(entry: DirectoryEntry): Record<string, unknown> {
     issuedAt: entry.issuedAt,
     keys: entry.keys.map(keyJson),
     ...(entry.clientKeys === undefined ? {} : { clientKeys: entry.clientKeys.map(keyJson) }),
+    ...(entry.tokenKeys === undefined ? {} : { tokenKeys: entry.tokenKeys.map(keyJson) }),
   };
 }
 
@@ -203,16 +210,23 @@ function parseEntry(party: string, json: unknown): DirectoryEntry {
     if (record.service !== party) throw invalid(party, `keys[${i}].kid: expected a key of ${party}`);
     return lifecycle(party, `keys[${i}]`, publicJwk(record), m);
   });
-  const clientKeys = o['clientKeys'];
-  if (clientKeys !== undefined && (kind !== 'partner' || !Array.isArray(clientKeys)))
-    throw invalid(party, 'clientKeys: expected an array, in a partner entry only');
-  const clients = (clientKeys as unknown[] | undefined)?.map((k, i) => {
-    if (typeof k !== 'object' || k === null) throw invalid(party, `clientKeys[${i}]: expected an object`);
-    const m = k as Record<string, unknown>;
-    return lifecycle(party, `clientKeys[${i}]`, clientJwk(party, `clientKeys[${i}]`, m), m);
-  });
-  if (clients !== undefined && new Set(clients.map((c) => c.jwk.kid)).size !== clients.length)
-    throw invalid(party, 'clientKeys: a kid is listed twice');
+  const listed = (member: ListedKeysMember): DirectoryKey<ClientJwk>[] | undefined => {
+    const value = o[member];
+    if (value === undefined) return undefined;
+    if (kind !== LISTED_KEYS_KIND[member] || !Array.isArray(value))
+      throw invalid(party, `${member}: expected an array, in a ${LISTED_KEYS_KIND[member]} entry only`);
+    const out = (value as unknown[]).map((k, i) => {
+      if (typeof k !== 'object' || k === null) throw invalid(party, `${member}[${i}]: expected an object`);
+      const m = k as Record<string, unknown>;
+      if (member === 'tokenKeys' && m['kty'] !== 'EC') throw invalid(party, `${member}[${i}].kty: expected EC`);
+      return lifecycle(party, `${member}[${i}]`, clientJwk(party, `${member}[${i}]`, m), m);
+    });
+    if (new Set(out.map((c) => c.jwk.kid)).size !== out.length)
+      throw invalid(party, `${member}: a kid is listed twice`);
+    return out;
+  };
+  const clients = listed('clientKeys');
+  const tokens = listed('tokenKeys');
   return Object.freeze({
     party,
     kind: kind as PartyKind,
@@ -220,6 +234,7 @@ function parseEntry(party: string, json: unknown): DirectoryEntry {
     issuedAt,
     keys: Object.freeze(keys),
     ...(clients === undefined ? {} : { clientKeys: Object.freeze(clients) }),
+    ...(tokens === undefined ? {} : { tokenKeys: Object.freeze(tokens) }),
   });
 }
 
@@ -324,31 +339,48 @@ export function entryFromVersions(
     issuedAt: at,
     keys,
     ...(previous?.clientKeys === undefined ? {} : { clientKeys: previous.clientKeys }),
+    ...(previous?.tokenKeys === undefined ? {} : { tokenKeys: previous.tokenKeys }),
   });
 }
 
 /**
- * A partner's client-assertion keys added to its entry (`keys publish --partner`): each kid not listed yet becomes
- * active; listed ones keep their status (a revoked kid stays revoked). Undefined when nothing is new.
+ * Keys added to an entry's `clientKeys` (`keys publish --partner`) or `tokenKeys` (`keys publish`): each kid not listed
+ * yet becomes active; listed ones keep their status (a revoked kid stays revoked). With `overlapMs` (a rotation), the
+ * keys active before are retiring until now + overlap. Undefined when nothing is new.
  */
+export function addListedKeys(
+  previous: DirectoryEntry,
+  member: ListedKeysMember,
+  jwks: readonly ClientJwk[],
+  nowMs: number,
+  overlapMs?: number,
+): DirectoryEntry | undefined {
+  const at = new Date(nowMs).toISOString();
+  const held = previous[member] ?? [];
+  const fresh = jwks
+    .filter((j) => !held.some((k) => k.jwk.kid === j.kid))
+    .map((jwk): DirectoryKey<ClientJwk> => ({ jwk, status: 'active', created: at }));
+  if (fresh.length === 0) return undefined;
+  const notAfter = overlapMs === undefined ? undefined : new Date(nowMs + overlapMs).toISOString();
+  const kept = held.map((k): DirectoryKey<ClientJwk> =>
+    notAfter !== undefined && k.status === 'active' ? { ...k, status: 'retiring', notAfter } : k,
+  );
+  return Object.freeze({
+    ...previous,
+    kind: LISTED_KEYS_KIND[member],
+    seq: previous.seq + 1,
+    issuedAt: at,
+    [member]: Object.freeze([...kept, ...fresh]),
+  });
+}
+
+/** `addListedKeys` for a partner's client-assertion keys. */
 export function addClientKeys(
   previous: DirectoryEntry,
   jwks: readonly ClientJwk[],
   nowMs: number,
 ): DirectoryEntry | undefined {
-  const at = new Date(nowMs).toISOString();
-  const held = previous.clientKeys ?? [];
-  const fresh = jwks
-    .filter((j) => !held.some((k) => k.jwk.kid === j.kid))
-    .map((jwk): DirectoryKey<ClientJwk> => ({ jwk, status: 'active', created: at }));
-  if (fresh.length === 0) return undefined;
-  return Object.freeze({
-    ...previous,
-    kind: 'partner',
-    seq: previous.seq + 1,
-    issuedAt: at,
-    clientKeys: Object.freeze([...held, ...fresh]),
-  });
+  return addListedKeys(previous, 'clientKeys', jwks, nowMs);
 }
 
 /** Rotation: `next`'s keys become active; the keys active before are retiring until now + overlap. */
@@ -374,8 +406,8 @@ export function revokeInEntry(
   reason: string,
   nowMs: number,
 ): DirectoryEntry | undefined {
-  const clients = previous.clientKeys ?? [];
-  if (!previous.keys.some((k) => k.jwk.kid === kid) && !clients.some((k) => k.jwk.kid === kid)) return undefined;
+  const others = [...(previous.clientKeys ?? []), ...(previous.tokenKeys ?? [])];
+  if (!previous.keys.some((k) => k.jwk.kid === kid) && !others.some((k) => k.jwk.kid === kid)) return undefined;
   const at = new Date(nowMs).toISOString();
   const revoke = <J extends { kid: string }>(k: DirectoryKey<J>): DirectoryKey<J> =>
     k.jwk.kid === kid ? { ...k, status: 'revoked', revokedAt: at, reason } : k;
@@ -385,6 +417,7 @@ export function revokeInEntry(
     issuedAt: at,
     keys: previous.keys.map(revoke),
     ...(previous.clientKeys === undefined ? {} : { clientKeys: previous.clientKeys.map(revoke) }),
+    ...(previous.tokenKeys === undefined ? {} : { tokenKeys: previous.tokenKeys.map(revoke) }),
   });
 }
 

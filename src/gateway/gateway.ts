@@ -10,7 +10,7 @@ import { defaultInstanceId } from '../audit/instance.js';
 import type { Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config/config.js';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
-import type { Logger } from '../log/log.js';
+import { errorFields, type Logger } from '../log/log.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { PhiClient } from '../sdk/client.js';
 import { PUBLISH_DEADLINE_DEFAULT_MS } from '../wire/publish.js';
@@ -124,7 +124,19 @@ export class Gateway {
     const keyView =
       opts.keyDirectory === undefined
         ? GatewayKeyView.fixed(opts.peers)
-        : await GatewayKeyView.watch(opts.nc, opts.keyDirectory.root, logger);
+        : await GatewayKeyView.watch(opts.nc, opts.keyDirectory.root, logger, (active) => {
+            // A rotation names a token key this gateway does not hold yet: read the key file again.
+            if (active.some((kid) => !signer.holds(kid)))
+              signer.reload().then(
+                (kids) => logger.info({ event: 'keys.own.rotated', party: 'gateway', kids }, 'token keys reloaded'),
+                (err: unknown) =>
+                  logger.error(
+                    { event: 'keys.own.unreadable', party: 'gateway', ...errorFields(err) },
+                    'the token key file could not be read again; signing with the keys held',
+                  ),
+              );
+          });
+    if (opts.keyDirectory !== undefined) signer.followDirectory((kid) => keyView.tokenStatus(kid, now()));
     const clients = new Map<string, PhiClient>();
     for (const [service, keys] of opts.partnerKeys)
       clients.set(

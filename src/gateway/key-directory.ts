@@ -1,6 +1,7 @@
 // What the partner gateway takes from the key directory (docs/keys.md, docs/partner-gateway.md "JWKS"): the public
 // keys it publishes at /.well-known/jwks.json beside its token key — the broker's Ed25519 `sig` and X25519 `enc`
-// keys and the gateways' own Ed25519 audit key, as RFC 8037 OKP JWKs — and each partner's client-assertion keys.
+// keys and the gateways' own Ed25519 audit key, as RFC 8037 OKP JWKs; the gateways' ES384 token keys, whose
+// revocation or retirement stops them signing and verifying; and each partner's client-assertion keys.
 // Only keys usable now are listed: active, or retiring before their notAfter; retired and revoked keys are left out.
 import type { JWK } from 'jose';
 import type { KV } from 'nats';
@@ -18,6 +19,7 @@ import type { Logger } from '../log/log.js';
 import { KeyDirectoryWatch, openKeyDirectoryBucket } from '../nats/key-directory.js';
 import type { NatsConnection } from 'nats';
 import { BROKER_ID, GATEWAY_AUDIT_ID } from '../wire/ids.js';
+import type { TokenKeyStatus } from './token-signer.js';
 
 export interface ClientKeySet {
   readonly usable: readonly ClientJwk[];
@@ -47,8 +49,16 @@ export class GatewayKeyView {
     return new GatewayKeyView(peers);
   }
 
-  /** Loads and watches the directory (as the gateway identity); resolves once the stored entries are applied. */
-  static async watch(nc: NatsConnection, root: OperatorRootKey, logger: Logger): Promise<GatewayKeyView> {
+  /**
+   * Loads and watches the directory (as the gateway identity); resolves once the stored entries are applied.
+   * `onTokenKeys` runs with the gateway entry's active token kids each time it is applied.
+   */
+  static async watch(
+    nc: NatsConnection,
+    root: OperatorRootKey,
+    logger: Logger,
+    onTokenKeys: (activeKids: readonly string[]) => void = () => undefined,
+  ): Promise<GatewayKeyView> {
     const view = new GatewayKeyView([]);
     const kv: KV = await openKeyDirectoryBucket(nc);
     view.#watch = await KeyDirectoryWatch.start(
@@ -57,6 +67,8 @@ export class GatewayKeyView {
       {
         applied: (entry) => {
           if (PUBLISHED.has(entry.party) || entry.clientKeys !== undefined) view.#entries.set(entry.party, entry);
+          if (entry.party === GATEWAY_AUDIT_ID)
+            onTokenKeys((entry.tokenKeys ?? []).filter((k) => k.status === 'active').map((k) => k.jwk.kid));
         },
         refused: () => undefined, // logged by the watch; the party's last good entry stays in force
       },
@@ -65,9 +77,16 @@ export class GatewayKeyView {
     return view;
   }
 
-  /** The OKP public keys the JWKS lists beside the token keys, usable at `nowMs`. */
+  /** What the directory says of a gateway token kid at `nowMs` (TokenSigner.followDirectory). */
+  tokenStatus(kid: string, nowMs: number): TokenKeyStatus {
+    const key = this.#entries.get(GATEWAY_AUDIT_ID)?.tokenKeys?.find((k) => k.jwk.kid === kid);
+    return key === undefined ? 'unlisted' : usable(key, nowMs) ? 'usable' : 'refused';
+  }
+
+  /** The public keys the JWKS lists beside the token keys held: usable token keys, then OKP keys, at `nowMs`. */
   publicKeys(nowMs: number): JWK[] {
     const out: JWK[] = [];
+    for (const k of this.#entries.get(GATEWAY_AUDIT_ID)?.tokenKeys ?? []) if (usable(k, nowMs)) out.push({ ...k.jwk });
     if (this.#watch === undefined) {
       for (const r of this.bootstrap)
         if (PUBLISHED.get(r.service)?.includes(r.use) === true) out.push({ ...publicJwk(r) });

@@ -139,9 +139,10 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
 
   app.get('/.well-known/smart-configuration', () => smartConfiguration(catalog, urls()));
   // RFC 7517 section 5: the token and notification key, then the broker's and the gateways' usable public keys.
-  app.get('/.well-known/jwks.json', (): { keys: JWK[] } => ({
-    keys: [...opts.signer.jwks().keys, ...opts.keys.publicKeys(opts.now())],
-  }));
+  app.get('/.well-known/jwks.json', (): { keys: JWK[] } => {
+    const keys = [...opts.signer.jwks().keys, ...opts.keys.publicKeys(opts.now())];
+    return { keys: keys.filter((k, i) => keys.findIndex((x) => x.kid === k.kid) === i) };
+  });
   app.get('/metadata', (_req, reply) => sendFhir(reply, capabilityStatement(catalog, urls(), started, opts.version)));
   registerProfileRoutes(app, catalog);
   registerSubscriptionRoutes(app, {

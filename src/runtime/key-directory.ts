@@ -9,6 +9,7 @@ import type { BrokerConfig } from '../config/config.js';
 import { fromBase64url, toBase64url } from '../crypto/base64url.js';
 import {
   addClientKeys,
+  addListedKeys,
   clientJwk,
   effectiveStatus,
   entryFromVersions,
@@ -32,7 +33,8 @@ import { ensureKeyDirectoryBucket, openKeyDirectoryBucket, putEntry, readDirecto
 import { BrokerError } from '../wire/errors.js';
 import { BROKER_ID, GATEWAY_AUDIT_ID } from '../wire/ids.js';
 import { dropKeyVersions, openJson, openServiceKeyVersions, rotateKeys } from './key-files.js';
-import { PLAIN_KEYS, writeKeyFile, type KeyProtection } from './key-protection.js';
+import { keyFileStore, PLAIN_KEYS, readKeyFile, writeKeyFile, type KeyProtection } from './key-protection.js';
+import { readTokenKeys, rotatedTokenKeyFile, tokenKeyFile } from '../gateway/token-signer.js';
 
 /** `<keys dir>/operator-root.private.jwk.json`: the development operator root key (Ed25519 JWK, RFC 8037; mode 0600). */
 export function operatorRootFile(keysDir: string): string {
@@ -167,7 +169,65 @@ export async function publishDirectory(
     await putEntry(kv, root, entry, stored?.revision ?? 0);
     written.push(party);
   }
+  if (await publishTokenKeys(kv, root, keysDir, nowMs, opts.protection ?? PLAIN_KEYS))
+    if (!written.includes(GATEWAY_AUDIT_ID)) written.push(GATEWAY_AUDIT_ID);
   return written;
+}
+
+/** The gateways' token keys of `gateway.token-signing.jwk.json` (when a gateway made it) added to the gateway entry. */
+async function publishTokenKeys(
+  kv: Awaited<ReturnType<typeof openKeyDirectoryBucket>>,
+  root: OperatorRootKey,
+  keysDir: string,
+  nowMs: number,
+  protection: KeyProtection,
+): Promise<boolean> {
+  const file = tokenKeyFile(keysDir);
+  if (!existsSync(file)) return false;
+  const stored = (await readDirectory(kv, root)).get(GATEWAY_AUDIT_ID);
+  if (stored === undefined) return false; // no gateway key file here: its entry is published where it is
+  const held = await readTokenKeys(file, keyFileStore(protection));
+  const next = addListedKeys(stored.entry, 'tokenKeys', held.map((k) => k.publicJwk as ClientJwk).reverse(), nowMs);
+  if (next === undefined) return false;
+  await putEntry(kv, root, next, stored.revision);
+  return true;
+}
+
+/**
+ * `keys rotate --gateway`, the token key: a new ES384 version first in `gateway.token-signing.jwk.json`, active in the
+ * gateway entry's `tokenKeys`, the ones active before retiring for `overlapMs`. Undefined when no gateway made the file.
+ */
+async function rotateTokenKey(
+  nc: NatsConnection,
+  keysDir: string,
+  root: OperatorRootKey,
+  overlapMs: number,
+  nowMs: number,
+  protection: KeyProtection,
+): Promise<string | undefined> {
+  const file = tokenKeyFile(keysDir);
+  const existing = await readKeyFile(file, protection);
+  if (existing === undefined) return undefined;
+  let rotated: { json: string; kid: string };
+  try {
+    rotated = await rotatedTokenKeyFile(file, existing);
+  } finally {
+    existing.fill(0);
+  }
+  const bytes = new TextEncoder().encode(rotated.json);
+  try {
+    await writeKeyFile(file, bytes, protection);
+  } finally {
+    bytes.fill(0);
+  }
+  const { entry, revision, kv } = await storedEntry(nc, root, GATEWAY_AUDIT_ID);
+  const held = await readTokenKeys(file, keyFileStore(protection));
+  const jwks = held.map((k) => k.publicJwk as ClientJwk).reverse();
+  // Versions the entry never listed first (active), then the rotation (the new one active, the others retiring).
+  const listed = addListedKeys(entry, 'tokenKeys', jwks.slice(0, -1), nowMs) ?? entry;
+  const next = addListedKeys(listed, 'tokenKeys', jwks.slice(-1), nowMs, overlapMs);
+  if (next !== undefined) await putEntry(kv, root, next, revision);
+  return rotated.kid;
 }
 
 async function storedEntry(
@@ -200,11 +260,18 @@ export async function rotateParty(
   overlapMs: number,
   nowMs: number = Date.now(),
   protection: KeyProtection = PLAIN_KEYS,
-): Promise<{ kid: string; encKid: string; notAfter: string }> {
+): Promise<{ kid: string; encKid: string; notAfter: string; tokenKid?: string }> {
   const { entry, revision, kv } = await storedEntry(nc, root, party);
   const next = await rotateKeys(keysDir, party, protection);
   await putEntry(kv, root, rotateEntry(entry, next, nowMs, overlapMs), revision);
-  return { kid: next.sign.kid, encKid: next.enc.kid, notAfter: new Date(nowMs + overlapMs).toISOString() };
+  const tokenKid =
+    party === GATEWAY_AUDIT_ID ? await rotateTokenKey(nc, keysDir, root, overlapMs, nowMs, protection) : undefined;
+  return {
+    kid: next.sign.kid,
+    encKid: next.enc.kid,
+    notAfter: new Date(nowMs + overlapMs).toISOString(),
+    ...(tokenKid === undefined ? {} : { tokenKid }),
+  };
 }
 
 /** The parties whose private key file is in `keysDir`: broker, gateway, catalog services (others are held elsewhere). */
@@ -287,7 +354,9 @@ export async function revokeKey(
   const byKid = partyOfKid(kid);
   const owner =
     (byKid === undefined ? undefined : directory.get(byKid)) ??
-    [...directory.values()].find((s) => s.entry.clientKeys?.some((k) => k.jwk.kid === kid));
+    [...directory.values()].find((s) =>
+      [...(s.entry.clientKeys ?? []), ...(s.entry.tokenKeys ?? [])].some((k) => k.jwk.kid === kid),
+    );
   const next = owner === undefined ? undefined : revokeInEntry(owner.entry, kid, reason, nowMs);
   if (owner === undefined || next === undefined)
     throw new BrokerError(
@@ -367,7 +436,7 @@ export async function listDirectory(
   const kv = await openKeyDirectoryBucket(nc);
   const out: ListedKey[] = [];
   for (const { entry } of (await readDirectory(kv, root)).values())
-    for (const k of [...entry.keys, ...(entry.clientKeys ?? [])]) {
+    for (const k of [...entry.keys, ...(entry.clientKeys ?? []), ...(entry.tokenKeys ?? [])]) {
       const status = effectiveStatus(k, nowMs);
       out.push({
         party: entry.party,

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import {
   SignJWT,
   createLocalJWKSet,
+  decodeProtectedHeader,
   exportJWK,
   generateKeyPair,
   importJWK,
@@ -432,6 +433,23 @@ describe.skipIf(NOT_BUILT !== undefined)('key directory: JWKS and partner keys f
   const kids = (keys: readonly JWK[]): string[] => keys.map((k) => k.kid as string).sort();
   // Requests to this gateway are audited in its own chain (gw-dir-1), not counted by the audit test below.
   const tokenDir = (a: string) => post(`${gwDir.url}/auth/token`, form(a));
+  /** A bearer-token request for a Subscription no one has: 404 once authenticated, 401 when the token is refused. */
+  const bearerGet = (g: Gateway, accessToken: string) =>
+    new Promise<{ status: number; json: unknown }>((resolve, reject) => {
+      const req = request(
+        `${g.url}/Subscription/no-such-subscription`,
+        { ca, headers: { authorization: `Bearer ${accessToken}` } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString('utf8')) }),
+          );
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
 
   beforeAll(async () => {
     const { root } = await ensureOperatorRootKey(stack.keysDir);
@@ -468,14 +486,27 @@ describe.skipIf(NOT_BUILT !== undefined)('key directory: JWKS and partner keys f
     expect(kids(await jwksOf(gw))).not.toContain('broker:sig:2');
 
     expect((await cli('keys', 'revoke', '--kid', 'broker:sig:1', '--reason', 'drill')).code).toBe(0);
+    const oldToken = (await tokenDir(await assertion(payer, tokenUrl(gwDir)))).json['access_token'] as string;
+    expect(decodeProtectedHeader(oldToken).kid).toBe(token?.kid);
     const gateway = await cli('keys', 'rotate', '--gateway', '--overlap', '1h');
-    expect(gateway.stdout).toMatch(/^rotated gateway: current gateway:sig:2 and gateway:enc:2;/);
+    expect(gateway.stdout).toMatch(
+      /^rotated gateway: current gateway:sig:2 and gateway:enc:2;.*\nrotated gateway token key: current \S+\n$/,
+    );
+    const newTokenKid = /token key: current (\S+)/.exec(gateway.stdout)?.[1];
     const last = await until(
       () => jwksOf(gwDir),
       (keys) => !kids(keys).includes('broker:sig:1') && kids(keys).includes('gateway:sig:2'),
     );
     expect(kids(last)).toEqual(
-      [token?.kid, 'broker:enc:1', 'broker:enc:2', 'broker:sig:2', 'gateway:sig:1', 'gateway:sig:2'].sort(),
+      [
+        token?.kid,
+        newTokenKid,
+        'broker:enc:1',
+        'broker:enc:2',
+        'broker:sig:2',
+        'gateway:sig:1',
+        'gateway:sig:2',
+      ].sort(),
     );
     for (const k of last) {
       expect(Object.keys(k).sort()).toEqual(
@@ -487,8 +518,29 @@ describe.skipIf(NOT_BUILT !== undefined)('key directory: JWKS and partner keys f
       );
       await expect(importJWK(k, k.alg ?? 'ECDH-ES')).resolves.toBeDefined();
     }
-    const listed = JSON.parse((await cli('keys', 'list', '--json')).stdout) as { party: string; kind: string }[];
-    expect(listed.filter((r) => r.party === 'gateway').map((r) => r.kind)).toEqual(Array(4).fill('gateway'));
+    // New tokens are signed with the new token key; one signed with the previous key stays valid in the overlap.
+    const newToken = (await tokenDir(await assertion(payer, tokenUrl(gwDir)))).json['access_token'] as string;
+    expect(decodeProtectedHeader(newToken).kid).toBe(newTokenKid);
+    expect((await bearerGet(gwDir, oldToken)).status).toBe(404);
+    // Revoking it refuses the token at once (401, coded), and the JWKS drops the key.
+    expect((await cli('keys', 'revoke', '--kid', token?.kid as string, '--reason', 'drill')).code).toBe(0);
+    const refused = await until(
+      () => bearerGet(gwDir, oldToken),
+      (r) => r.status !== 404,
+    );
+    expect(refused.status).toBe(401);
+    expect(JSON.stringify(refused.json)).toContain('E_PARTNER_AUTH');
+    expect((await bearerGet(gwDir, newToken)).status).toBe(404);
+    expect(kids(await jwksOf(gwDir))).not.toContain(token?.kid);
+    const listed = JSON.parse((await cli('keys', 'list', '--json')).stdout) as Record<string, string>[];
+    expect(listed.filter((r) => r['party'] === 'gateway').map((r) => [r['kind'], r['kid'], r['status']])).toEqual([
+      ['gateway', 'gateway:sig:1', 'retiring'],
+      ['gateway', 'gateway:enc:1', 'retiring'],
+      ['gateway', 'gateway:sig:2', 'active'],
+      ['gateway', 'gateway:enc:2', 'active'],
+      ['gateway', token?.kid, 'revoked'],
+      ['gateway', newTokenKid, 'active'],
+    ]);
   });
 
   it("uses a partner's directory keys: published, then revoked and refused at the next request (invalid_client, audited)", async () => {
