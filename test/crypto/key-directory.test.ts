@@ -6,6 +6,7 @@ import { calculateJwkThumbprint, compactVerify } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   addClientKeys,
+  addListedKeys,
   applyEntry,
   destroyInEntry,
   entryFromVersions,
@@ -146,6 +147,34 @@ describe('directory entries', () => {
     const inService = await signed({}, 'service');
     expect(messageOf(() => verifyEntry('partner-payer', inService, root))).toBe(
       'key directory entry partner-payer: clientKeys: expected an array, in a partner entry only',
+    );
+  });
+});
+
+describe("the gateway entry's token keys", () => {
+  const token = (kid: string) => ({ kty: 'EC', crv: 'P-384', x: 'eA', y: 'eQ', kid, alg: 'ES384', use: 'sig' });
+  it('a rotation makes the new token key active and the previous retiring; a revoke by kid; only EC, only in gateway entries', async () => {
+    const base = entryFromVersions('gateway', [generateServiceKeys('gateway', 1)], T0);
+    const first = addListedKeys(base, 'tokenKeys', [token('t1')], T0);
+    if (first === undefined) throw new Error('expected a new key');
+    const rotated = addListedKeys(first, 'tokenKeys', [token('t2')], T0 + 10, 60_000);
+    expect(rotated?.tokenKeys?.map((k) => [k.jwk.kid, k.status, k.notAfter])).toEqual([
+      ['t1', 'retiring', new Date(T0 + 60_010).toISOString()],
+      ['t2', 'active', undefined],
+    ]);
+    const read = verifyEntry('gateway', await signEntry(rotated!, root), root);
+    expect(read.tokenKeys).toEqual(rotated?.tokenKeys);
+    expect(revokeInEntry(read, 't1', 'drill', T0 + 20)?.tokenKeys?.[0]?.status).toBe('revoked');
+    const rsa = await signEntry(
+      { ...rotated!, tokenKeys: [{ ...rotated!.tokenKeys![0]!, jwk: { kty: 'RSA', n: 'n', e: 'AQAB', kid: 'r' } }] },
+      root,
+    );
+    expect(messageOf(() => verifyEntry('gateway', rsa, root))).toBe(
+      'key directory entry gateway: tokenKeys[0].kty: expected EC',
+    );
+    const misplaced = await signEntry({ ...rotated!, kind: 'service' }, root);
+    expect(messageOf(() => verifyEntry('gateway', misplaced, root))).toBe(
+      'key directory entry gateway: tokenKeys: expected an array, in a gateway entry only',
     );
   });
 });
