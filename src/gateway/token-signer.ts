@@ -1,7 +1,7 @@
-// The gateway's access-token key: one ES384 key pair (RFC 7518 §3.4) shared by every gateway on the data dir, in
-// `<keys>/gateway.token-signing.jwk.json` (mode 0600; made by the first gateway to start). It signs access tokens as
-// JWTs (RFC 9068 `at+jwt`) of at most five minutes; its public half is the gateway's JWKS (`/.well-known/jwks.json`),
-// with the RFC 7638 thumbprint as kid. Gateways on other machines get a copy of the file, as they do the broker's keys.
+// The gateways' access-token and notification keys: ES384 key pairs (RFC 7518 §3.4) shared by every gateway on the
+// data dir, in `<keys>/gateway.token-signing.jwk.json` (mode 0600; made by the first gateway to start; a JWK Set,
+// newest first, once `keys rotate --gateway` adds a version). The newest not refused by the key directory signs access
+// tokens (RFC 9068 `at+jwt`, at most five minutes) and notifications; kid = RFC 7638 thumbprint (docs/keys.md).
 // Under a key provider the file is sealed at rest (docs/keys-at-rest.md); the KeyFileStore given does the I/O.
 import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
