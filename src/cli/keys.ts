@@ -6,7 +6,9 @@ import type { BrokerConfig } from '../config/config.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { parseDuration } from '../tls/duration.js';
 import { configuredKeyProtection } from '../runtime/key-protection.js';
-import { BROKER_ID, SERVICE_ID_PATTERN } from '../wire/ids.js';
+import { BROKER_ID, GATEWAY_AUDIT_ID, SERVICE_ID_PATTERN } from '../wire/ids.js';
+import { readFileSync } from 'node:fs';
+import { BrokerError } from '../wire/errors.js';
 import { connectOperator, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
 import {
   directoryRootKey,
@@ -15,6 +17,7 @@ import {
   localParties,
   pruneParties,
   publishDirectory,
+  publishPartnerKeys,
   revokeKey,
   rotateParty,
   signingRootKey,
@@ -67,38 +70,70 @@ export async function runKeysList(config: BrokerConfig, opts: { json?: boolean }
   out.write(opts.json === true ? `${JSON.stringify(rows, null, 2)}\n` : `${table(rows)}\n`);
 }
 
-export async function runKeysPublish(config: BrokerConfig, out: Writable): Promise<void> {
+export async function runKeysPublish(
+  config: BrokerConfig,
+  out: Writable,
+  opts: { partner?: string; jwks?: string } = {},
+): Promise<void> {
   const catalog = loadConfiguredCatalog(config);
   const dir = layout(config).keys;
   const protection = configuredKeyProtection(config);
+  if ((opts.partner === undefined) !== (opts.jwks === undefined))
+    throw new TypeError('keys publish: --partner <id> and --jwks <file> go together');
   const root = await signingRootKey(catalog, dir, protection);
+  if (opts.partner !== undefined && opts.jwks !== undefined) {
+    const { partner, jwks: file } = opts;
+    const jwks = readJwksFile(file);
+    const added = await withOperator(config, 'write', (nc) =>
+      publishPartnerKeys(nc, catalog, root, partner, file, jwks),
+    );
+    out.write(added.length === 0 ? `${partner}: no new key\n` : `published ${partner}: ${added.join(', ')}\n`);
+    return;
+  }
   const written = await withOperator(config, 'write', (nc) => publishDirectory(nc, catalog, dir, root, { protection }));
   out.write(written.length === 0 ? 'key directory up to date\n' : `published: ${written.join(', ')}\n`);
 }
 
+/** A partner's public JWK Set file (`keys publish --jwks`). */
+function readJwksFile(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new BrokerError('E_CONFIG_INVALID', `${file}: cannot be read`, { path: file });
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new BrokerError('E_CONFIG_INVALID', `${file}: not well-formed JSON`, { path: file });
+  }
+}
+
 /**
- * The parties `--service S | --broker | --all` name; `--all` is every party with a key file in the data dir, and
+ * The parties `--service S | --broker | --gateway | --all` name; `--all` is every party with a key file in the data dir, and
  * what none of the three means when `defaultAll`.
  */
 async function selectedParties(
   command: string,
-  opts: { service?: string; broker?: boolean; all?: boolean },
+  opts: { service?: string; broker?: boolean; gateway?: boolean; all?: boolean },
   config: BrokerConfig,
   defaultAll = false,
 ): Promise<string[]> {
-  const given = [opts.service !== undefined, opts.broker === true, opts.all === true].filter(Boolean).length;
+  const given = [opts.service !== undefined, opts.broker === true, opts.gateway === true, opts.all === true].filter(
+    Boolean,
+  ).length;
   if (given > 1 || (given === 0 && !defaultAll))
-    throw new TypeError(`keys ${command}: give one of --service <id>, --broker, --all`);
+    throw new TypeError(`keys ${command}: give one of --service <id>, --broker, --gateway, --all`);
   if (given === 0 || opts.all === true)
     return localParties(loadConfiguredCatalog(config), layout(config).keys, configuredKeyProtection(config));
-  const party = opts.broker === true ? BROKER_ID : (opts.service as string);
+  const party = opts.broker === true ? BROKER_ID : opts.gateway === true ? GATEWAY_AUDIT_ID : (opts.service as string);
   if (!SERVICE_ID_PATTERN.test(party)) throw new TypeError(`keys ${command}: --service must be a service id`);
   return [party];
 }
 
 export async function runKeysRotate(
   config: BrokerConfig,
-  opts: { service?: string; broker?: boolean; all?: boolean; overlap: string },
+  opts: { service?: string; broker?: boolean; gateway?: boolean; all?: boolean; overlap: string },
   out: Writable,
 ): Promise<void> {
   const overlapMs = parseDuration(opts.overlap);
@@ -112,13 +147,14 @@ export async function runKeysRotate(
     for (const party of parties) {
       const r = await rotateParty(nc, dir, root, party, overlapMs, Date.now(), protection);
       out.write(`rotated ${party}: current ${r.kid} and ${r.encKid}; previous keys retiring until ${r.notAfter}\n`);
+      if (r.tokenKid !== undefined) out.write(`rotated ${party} token key: current ${r.tokenKid}\n`);
     }
   });
 }
 
 export async function runKeysPrune(
   config: BrokerConfig,
-  opts: { service?: string; broker?: boolean; all?: boolean; olderThan: string; force?: boolean },
+  opts: { service?: string; broker?: boolean; gateway?: boolean; all?: boolean; olderThan: string; force?: boolean },
   out: Writable,
 ): Promise<void> {
   const olderThanMs = parseDuration(opts.olderThan);
@@ -167,16 +203,24 @@ export function registerKeyCommands(program: Command, configOf: (cmd: Command) =
   keys
     .command('publish')
     .description("publish every party's keys from the key files (adds versions the directory lacks)")
-    .action(async (_opts: unknown, cmd: Command) => runKeysPublish(configOf(cmd), process.stdout));
+    .option('--partner <id>', "publish a partner's client-assertion public keys instead (with --jwks)")
+    .option('--jwks <file>', "the partner's public JWK Set (ES384, RS384 or EdDSA keys, as the catalog's jwks)")
+    .action(async (opts: { partner?: string; jwks?: string }, cmd: Command) =>
+      runKeysPublish(configOf(cmd), process.stdout, opts),
+    );
   keys
     .command('rotate')
     .description('make a new signing and encryption key version current; the previous stays valid for the overlap')
     .option('--service <id>', 'the service to rotate')
     .option('--broker', "rotate the broker's keys")
+    .option('--gateway', "rotate the partner gateways' own keys (party gateway: the audit-signing key)")
     .option('--all', 'rotate every party whose private key file is in the data dir (the daily epoch, docs/keys.md)')
     .option('--overlap <duration>', 'how long the previous version keeps verifying and opening, e.g. 24h, 30m', '24h')
-    .action(async (opts: { service?: string; broker?: boolean; all?: boolean; overlap: string }, cmd: Command) =>
-      runKeysRotate(configOf(cmd), opts, process.stdout),
+    .action(
+      async (
+        opts: { service?: string; broker?: boolean; gateway?: boolean; all?: boolean; overlap: string },
+        cmd: Command,
+      ) => runKeysRotate(configOf(cmd), opts, process.stdout),
     );
   keys
     .command('prune')
@@ -184,18 +228,26 @@ export function registerKeyCommands(program: Command, configOf: (cmd: Command) =
     .requiredOption('--older-than <duration>', 'retired at least this long ago, e.g. 90d; at least the retention')
     .option('--service <id>', 'prune one service only')
     .option('--broker', "prune the broker's keys only")
+    .option('--gateway', "prune the partner gateways' own keys only")
     .option('--all', 'every party whose private key file is in the data dir (the default)')
     .option('--force', 'destroy even when --older-than is shorter than the retention of stored ciphertext')
     .action(
       async (
-        opts: { service?: string; broker?: boolean; all?: boolean; olderThan: string; force?: boolean },
+        opts: {
+          service?: string;
+          broker?: boolean;
+          gateway?: boolean;
+          all?: boolean;
+          olderThan: string;
+          force?: boolean;
+        },
         cmd: Command,
       ) => runKeysPrune(configOf(cmd), opts, process.stdout),
     );
   keys
     .command('revoke')
     .description('revoke one key at once: messages it signed stored from now on are rejected (E_KEY_REVOKED)')
-    .requiredOption('--kid <kid>', 'the key id, <party>:<sig|enc>:<n>')
+    .requiredOption('--kid <kid>', "the key id, <party>:<sig|enc>:<n>, or a partner's client key id")
     .requiredOption('--reason <text>', 'why (kept in the directory entry; no PHI)')
     .action(async (opts: { kid: string; reason: string }, cmd: Command) =>
       runKeysRevoke(configOf(cmd), opts, process.stdout),

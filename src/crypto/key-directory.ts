@@ -14,11 +14,18 @@ import { parseKid, publicRecords, type PublicKeyRecord, type ServiceKeys } from 
 
 export const KEY_STATUSES = ['active', 'retiring', 'retired', 'revoked'] as const;
 export type KeyStatus = (typeof KEY_STATUSES)[number];
-export type PartyKind = 'service' | 'broker' | 'partner';
+export type PartyKind = 'service' | 'broker' | 'gateway' | 'partner';
+const PARTY_KINDS: readonly PartyKind[] = ['service', 'broker', 'gateway', 'partner'];
+
+/**
+ * A partner's client-assertion public key (SMART Backend Services): ES384 (EC P-384), RS384 (RSA) or EdDSA (OKP
+ * Ed25519), its kid chosen by the partner. String members only, as the catalog's inline `jwks`.
+ */
+export type ClientJwk = Readonly<Record<string, string>> & { readonly kid: string; readonly kty: string };
 
 /** One public key with its lifecycle (ISO 8601 instants). */
-export interface DirectoryKey {
-  readonly jwk: OkpJwk;
+export interface DirectoryKey<J = OkpJwk> {
+  readonly jwk: J;
   readonly status: KeyStatus;
   readonly created: string;
   /** `retiring`: the end of the overlap; past it the key counts as retired. */
@@ -37,7 +44,15 @@ export interface DirectoryEntry {
   readonly seq: number;
   readonly issuedAt: string;
   readonly keys: readonly DirectoryKey[];
+  /** A partner's client-assertion keys (member `clientKeys` beside `keys`); absent for other parties. */
+  readonly clientKeys?: readonly DirectoryKey<ClientJwk>[];
+  /** The gateways' ES384 access-token and notification keys (member `tokenKeys`), in the `gateway` entry only. */
+  readonly tokenKeys?: readonly DirectoryKey<ClientJwk>[];
 }
+
+/** The members of an entry that list keys chosen outside phi-broker's kid scheme, and the kind each belongs to. */
+export type ListedKeysMember = 'clientKeys' | 'tokenKeys';
+const LISTED_KEYS_KIND: Readonly<Record<ListedKeysMember, PartyKind>> = { clientKeys: 'partner', tokenKeys: 'gateway' };
 
 /** The JWS `typ` of a directory entry (RFC 7515 section 4.1.9). */
 export const ENTRY_TYP = 'phi-broker-keys+jwks';
@@ -87,21 +102,24 @@ export async function signEntry(entry: DirectoryEntry, root: OperatorRootKey): P
 }
 
 function entryJson(entry: DirectoryEntry): Record<string, unknown> {
+  const keyJson = (k: DirectoryKey<OkpJwk | ClientJwk>): Record<string, unknown> => ({
+    ...k.jwk,
+    status: k.status,
+    created: k.created,
+    ...(k.notAfter === undefined ? {} : { notAfter: k.notAfter }),
+    ...(k.retired === undefined ? {} : { retired: k.retired }),
+    ...(k.revokedAt === undefined ? {} : { revokedAt: k.revokedAt }),
+    ...(k.reason === undefined ? {} : { reason: k.reason }),
+    ...(k.destroyedAt === undefined ? {} : { destroyedAt: k.destroyedAt }),
+  });
   return {
     party: entry.party,
     kind: entry.kind,
     seq: entry.seq,
     issuedAt: entry.issuedAt,
-    keys: entry.keys.map((k) => ({
-      ...k.jwk,
-      status: k.status,
-      created: k.created,
-      ...(k.notAfter === undefined ? {} : { notAfter: k.notAfter }),
-      ...(k.retired === undefined ? {} : { retired: k.retired }),
-      ...(k.revokedAt === undefined ? {} : { revokedAt: k.revokedAt }),
-      ...(k.reason === undefined ? {} : { reason: k.reason }),
-      ...(k.destroyedAt === undefined ? {} : { destroyedAt: k.destroyedAt }),
-    })),
+    keys: entry.keys.map(keyJson),
+    ...(entry.clientKeys === undefined ? {} : { clientKeys: entry.clientKeys.map(keyJson) }),
+    ...(entry.tokenKeys === undefined ? {} : { tokenKeys: entry.tokenKeys.map(keyJson) }),
   };
 }
 
@@ -157,8 +175,8 @@ function parseEntry(party: string, json: unknown): DirectoryEntry {
   const o = json as Record<string, unknown>;
   if (o['party'] !== party) throw invalid(party, 'party: expected the KV key it is stored under');
   const kind = o['kind'];
-  if (kind !== 'service' && kind !== 'broker' && kind !== 'partner')
-    throw invalid(party, 'kind: expected service, broker or partner');
+  if (typeof kind !== 'string' || !(PARTY_KINDS as readonly string[]).includes(kind))
+    throw invalid(party, `kind: expected one of ${PARTY_KINDS.join(', ')}`);
   const seq = o['seq'];
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1)
     throw invalid(party, 'seq: expected a positive integer');
@@ -190,40 +208,110 @@ function parseEntry(party: string, json: unknown): DirectoryEntry {
     const m = k as Record<string, unknown>;
     const record = records[i] as PublicKeyRecord;
     if (record.service !== party) throw invalid(party, `keys[${i}].kid: expected a key of ${party}`);
-    const status = m['status'];
-    if (typeof status !== 'string' || !(KEY_STATUSES as readonly string[]).includes(status))
-      throw invalid(party, `keys[${i}].status: expected one of ${KEY_STATUSES.join(', ')}`);
-    const notAfter = instant(party, `keys[${i}].notAfter`, m['notAfter'], status === 'retiring');
-    const revokedAt = instant(party, `keys[${i}].revokedAt`, m['revokedAt'], status === 'revoked');
-    const retired = instant(party, `keys[${i}].retired`, m['retired'], false);
-    const destroyedAt = instant(party, `keys[${i}].destroyedAt`, m['destroyedAt'], false);
-    if (destroyedAt !== undefined && status !== 'retired')
-      throw invalid(party, `keys[${i}].destroyedAt: only a retired key can be destroyed`);
-    const reason = m['reason'];
-    if (reason !== undefined && (typeof reason !== 'string' || reason.length > 500))
-      throw invalid(party, `keys[${i}].reason: expected a string of at most 500 characters`);
-    return Object.freeze({
-      jwk: publicJwk(record),
-      status: status as KeyStatus,
-      created: instant(party, `keys[${i}].created`, m['created'], true) as string,
-      ...(notAfter === undefined ? {} : { notAfter }),
-      ...(retired === undefined ? {} : { retired }),
-      ...(revokedAt === undefined ? {} : { revokedAt }),
-      ...(typeof reason === 'string' ? { reason } : {}),
-      ...(destroyedAt === undefined ? {} : { destroyedAt }),
-    });
+    return lifecycle(party, `keys[${i}]`, publicJwk(record), m);
   });
-  return Object.freeze({ party, kind, seq, issuedAt, keys: Object.freeze(keys) });
+  const listed = (member: ListedKeysMember): DirectoryKey<ClientJwk>[] | undefined => {
+    const value = o[member];
+    if (value === undefined) return undefined;
+    if (kind !== LISTED_KEYS_KIND[member] || !Array.isArray(value))
+      throw invalid(party, `${member}: expected an array, in a ${LISTED_KEYS_KIND[member]} entry only`);
+    const out = (value as unknown[]).map((k, i) => {
+      if (typeof k !== 'object' || k === null) throw invalid(party, `${member}[${i}]: expected an object`);
+      const m = k as Record<string, unknown>;
+      if (member === 'tokenKeys' && m['kty'] !== 'EC') throw invalid(party, `${member}[${i}].kty: expected EC`);
+      return lifecycle(party, `${member}[${i}]`, clientJwk(party, `${member}[${i}]`, m), m);
+    });
+    if (new Set(out.map((c) => c.jwk.kid)).size !== out.length)
+      throw invalid(party, `${member}: a kid is listed twice`);
+    return out;
+  };
+  const clients = listed('clientKeys');
+  const tokens = listed('tokenKeys');
+  return Object.freeze({
+    party,
+    kind: kind as PartyKind,
+    seq,
+    issuedAt,
+    keys: Object.freeze(keys),
+    ...(clients === undefined ? {} : { clientKeys: Object.freeze(clients) }),
+    ...(tokens === undefined ? {} : { tokenKeys: Object.freeze(tokens) }),
+  });
+}
+
+/** A key's lifecycle members (status, dates, reason) beside its JWK, checked. */
+function lifecycle<J>(party: string, at: string, jwk: J, m: Record<string, unknown>): DirectoryKey<J> {
+  const status = m['status'];
+  if (typeof status !== 'string' || !(KEY_STATUSES as readonly string[]).includes(status))
+    throw invalid(party, `${at}.status: expected one of ${KEY_STATUSES.join(', ')}`);
+  const notAfter = instant(party, `${at}.notAfter`, m['notAfter'], status === 'retiring');
+  const revokedAt = instant(party, `${at}.revokedAt`, m['revokedAt'], status === 'revoked');
+  const retired = instant(party, `${at}.retired`, m['retired'], false);
+  const destroyedAt = instant(party, `${at}.destroyedAt`, m['destroyedAt'], false);
+  if (destroyedAt !== undefined && status !== 'retired')
+    throw invalid(party, `${at}.destroyedAt: only a retired key can be destroyed`);
+  const reason = m['reason'];
+  if (reason !== undefined && (typeof reason !== 'string' || reason.length > 500))
+    throw invalid(party, `${at}.reason: expected a string of at most 500 characters`);
+  return Object.freeze({
+    jwk,
+    status: status as KeyStatus,
+    created: instant(party, `${at}.created`, m['created'], true) as string,
+    ...(notAfter === undefined ? {} : { notAfter }),
+    ...(retired === undefined ? {} : { retired }),
+    ...(revokedAt === undefined ? {} : { revokedAt }),
+    ...(typeof reason === 'string' ? { reason } : {}),
+    ...(destroyedAt === undefined ? {} : { destroyedAt }),
+  });
+}
+
+/** The JWK members a client key may carry per kty (RFC 7518 section 6; RFC 8037 section 2); never a private one. */
+const CLIENT_JWK_MEMBERS: Readonly<Record<string, readonly string[]>> = {
+  EC: ['kty', 'crv', 'x', 'y'],
+  RSA: ['kty', 'n', 'e'],
+  OKP: ['kty', 'crv', 'x'],
+};
+const CLIENT_JWK_CURVES: Readonly<Record<string, string | undefined>> = { EC: 'P-384', OKP: 'Ed25519' };
+const CLIENT_JWK_ALGS: Readonly<Record<string, string>> = { EC: 'ES384', RSA: 'RS384', OKP: 'EdDSA' };
+const LIFECYCLE_MEMBERS = ['status', 'created', 'notAfter', 'retired', 'revokedAt', 'reason', 'destroyedAt'];
+
+/** A client-assertion public key: the shapes the catalog's inline `jwks` accepts (ES384, RS384, EdDSA). */
+export function clientJwk(
+  party: string,
+  at: string,
+  m: Record<string, unknown>,
+  fail: (detail: string) => Error = (detail) => invalid(party, detail),
+): ClientJwk {
+  const kty = m['kty'];
+  const required = typeof kty === 'string' ? CLIENT_JWK_MEMBERS[kty] : undefined;
+  if (required === undefined) throw fail(`${at}.kty: expected EC, RSA or OKP`);
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(m)) {
+    if (LIFECYCLE_MEMBERS.includes(name)) continue;
+    if (!required.includes(name) && !['kid', 'alg', 'use'].includes(name))
+      throw fail(`${at}.${name}: not a member of a public ${kty} signing key`);
+    if (typeof value !== 'string' || value === '' || value.length > 4096)
+      throw fail(`${at}.${name}: expected a non-empty string`);
+    out[name] = value;
+  }
+  for (const name of [...required, 'kid']) if (out[name] === undefined) throw fail(`${at}.${name}: missing`);
+  const crv = CLIENT_JWK_CURVES[kty as string];
+  if (crv !== undefined && out['crv'] !== crv) throw fail(`${at}.crv: expected ${crv}`);
+  if (out['alg'] !== undefined && out['alg'] !== CLIENT_JWK_ALGS[kty as string])
+    throw fail(`${at}.alg: expected ${CLIENT_JWK_ALGS[kty as string]}`);
+  if (out['use'] !== undefined && out['use'] !== 'sig') throw fail(`${at}.use: expected sig`);
+  if ((out['kid'] as string).length > 256) throw fail(`${at}.kid: at most 256 characters`);
+  return Object.freeze(out) as ClientJwk;
 }
 
 /** What a key's status means at `nowMs`: a retiring key past its notAfter is retired. */
-export function effectiveStatus(key: DirectoryKey, nowMs: number): KeyStatus {
+export function effectiveStatus(key: DirectoryKey<OkpJwk | ClientJwk>, nowMs: number): KeyStatus {
   if (key.status === 'retiring' && key.notAfter !== undefined && Date.parse(key.notAfter) <= nowMs) return 'retired';
   return key.status;
 }
 
-export function kindOf(party: string, brokerId: string): PartyKind {
-  return party === brokerId ? 'broker' : 'service';
+/** The kind of a party: the broker, the gateways' own party, a catalog partner (`isPartner`) or a service. */
+export function kindOf(party: string, brokerId: string, gatewayId?: string, isPartner = false): PartyKind {
+  return party === brokerId ? 'broker' : party === gatewayId ? 'gateway' : isPartner ? 'partner' : 'service';
 }
 
 /** A fresh entry from a party's key versions (highest first): the highest active, the others active too. */
@@ -244,7 +332,55 @@ export function entryFromVersions(
       keys.push(known.get(r.kid) ?? { jwk: publicJwk(r), status: 'active', created: at });
   // Keys the directory had that the key files no longer hold stay listed (their status is history).
   for (const k of previous?.keys ?? []) if (!keys.some((x) => x.jwk.kid === k.jwk.kid)) keys.push(k);
-  return Object.freeze({ party: first.service, kind, seq: (previous?.seq ?? 0) + 1, issuedAt: at, keys });
+  return Object.freeze({
+    party: first.service,
+    kind,
+    seq: (previous?.seq ?? 0) + 1,
+    issuedAt: at,
+    keys,
+    ...(previous?.clientKeys === undefined ? {} : { clientKeys: previous.clientKeys }),
+    ...(previous?.tokenKeys === undefined ? {} : { tokenKeys: previous.tokenKeys }),
+  });
+}
+
+/**
+ * Keys added to an entry's `clientKeys` (`keys publish --partner`) or `tokenKeys` (`keys publish`): each kid not listed
+ * yet becomes active; listed ones keep their status (a revoked kid stays revoked). With `overlapMs` (a rotation), the
+ * keys active before are retiring until now + overlap. Undefined when nothing is new.
+ */
+export function addListedKeys(
+  previous: DirectoryEntry,
+  member: ListedKeysMember,
+  jwks: readonly ClientJwk[],
+  nowMs: number,
+  overlapMs?: number,
+): DirectoryEntry | undefined {
+  const at = new Date(nowMs).toISOString();
+  const held = previous[member] ?? [];
+  const fresh = jwks
+    .filter((j) => !held.some((k) => k.jwk.kid === j.kid))
+    .map((jwk): DirectoryKey<ClientJwk> => ({ jwk, status: 'active', created: at }));
+  if (fresh.length === 0) return undefined;
+  const notAfter = overlapMs === undefined ? undefined : new Date(nowMs + overlapMs).toISOString();
+  const kept = held.map((k): DirectoryKey<ClientJwk> =>
+    notAfter !== undefined && k.status === 'active' ? { ...k, status: 'retiring', notAfter } : k,
+  );
+  return Object.freeze({
+    ...previous,
+    kind: LISTED_KEYS_KIND[member],
+    seq: previous.seq + 1,
+    issuedAt: at,
+    [member]: Object.freeze([...kept, ...fresh]),
+  });
+}
+
+/** `addListedKeys` for a partner's client-assertion keys. */
+export function addClientKeys(
+  previous: DirectoryEntry,
+  jwks: readonly ClientJwk[],
+  nowMs: number,
+): DirectoryEntry | undefined {
+  return addListedKeys(previous, 'clientKeys', jwks, nowMs);
 }
 
 /** Rotation: `next`'s keys become active; the keys active before are retiring until now + overlap. */
@@ -270,12 +406,19 @@ export function revokeInEntry(
   reason: string,
   nowMs: number,
 ): DirectoryEntry | undefined {
-  if (!previous.keys.some((k) => k.jwk.kid === kid)) return undefined;
+  const others = [...(previous.clientKeys ?? []), ...(previous.tokenKeys ?? [])];
+  if (!previous.keys.some((k) => k.jwk.kid === kid) && !others.some((k) => k.jwk.kid === kid)) return undefined;
   const at = new Date(nowMs).toISOString();
-  const keys = previous.keys.map((k): DirectoryKey =>
-    k.jwk.kid === kid ? { ...k, status: 'revoked', revokedAt: at, reason } : k,
-  );
-  return Object.freeze({ ...previous, seq: previous.seq + 1, issuedAt: at, keys });
+  const revoke = <J extends { kid: string }>(k: DirectoryKey<J>): DirectoryKey<J> =>
+    k.jwk.kid === kid ? { ...k, status: 'revoked', revokedAt: at, reason } : k;
+  return Object.freeze({
+    ...previous,
+    seq: previous.seq + 1,
+    issuedAt: at,
+    keys: previous.keys.map(revoke),
+    ...(previous.clientKeys === undefined ? {} : { clientKeys: previous.clientKeys.map(revoke) }),
+    ...(previous.tokenKeys === undefined ? {} : { tokenKeys: previous.tokenKeys.map(revoke) }),
+  });
 }
 
 /** The party a kid belongs to (`<party>:<use>:<n>`), or undefined for a malformed kid. */

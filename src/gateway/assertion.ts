@@ -17,6 +17,7 @@ import { fromBase64url } from '../crypto/base64url.js';
 import { verifyEd25519Strict } from '../crypto/verify-strict.js';
 import { GATEWAY_ASSERTION_MAX_LIFETIME_MS, GATEWAY_CLOCK_SKEW_MS } from '../nats/setup.js';
 import { OAuthError } from './oauth-error.js';
+import type { ClientKeySet } from './key-directory.js';
 
 /** Asymmetric algorithms SMART Backend Services allows (RS384, ES384) and EdDSA (RFC 8037); never HS* or none. */
 export const ASSERTION_ALGORITHMS = ['RS384', 'ES384', 'EdDSA'] as const;
@@ -57,6 +58,8 @@ export async function verifyClientAssertion(
     readonly clientId: string | undefined;
     readonly partners: ReadonlyMap<string, { service: ServiceDef; partner: PartnerDef }>;
     readonly now: number;
+    /** A partner's keys in the key directory by service id, when it lists any (src/gateway/key-directory.ts). */
+    readonly clientKeys?: (service: string) => ClientKeySet | undefined;
   },
 ): Promise<VerifiedAssertion> {
   let header: ReturnType<typeof decodeProtectedHeader>;
@@ -82,7 +85,7 @@ export async function verifyClientAssertion(
   if (opts.clientId !== undefined && opts.clientId !== iss)
     throw refuse('client_id', 'names another client than the assertion');
   // The key comes from this partner's keys only: another partner's kid is as unknown here as a made-up one.
-  const keys = found.partner.jwks.keys.filter((k) => k.kid === header.kid);
+  const keys = clientKeySet(found, opts.clientKeys).filter((k) => k.kid === header.kid);
   if (keys.length === 0) throw refuse('client_assertion.header.kid', "not a key id of this client's registered keys");
   // EdDSA under phi-broker's one Ed25519 rule (docs/wire-format.md "Signature strictness") before jose's own check.
   if (alg === 'EdDSA' && !ed25519Strict(assertion, keys)) throw joseRefusal(undefined);
@@ -107,6 +110,19 @@ export async function verifyClientAssertion(
   if (typeof jti !== 'string' || jti === '' || jti.length > 256)
     throw refuse('client_assertion.jti', 'expected a string of 1 to 256 characters');
   return { service: found.service, partner: found.partner, jti, expMs, kid: header.kid };
+}
+
+/**
+ * A client's key set: the key directory's usable keys for it, and the catalog's inline keys the directory does not
+ * list (the bootstrap); a kid the directory lists as retired or revoked is refused even when the catalog has it.
+ */
+function clientKeySet(
+  found: { service: ServiceDef; partner: PartnerDef },
+  lookup: ((service: string) => ClientKeySet | undefined) | undefined,
+): readonly PartnerJwk[] {
+  const directory = lookup?.(found.service.id);
+  if (directory === undefined) return found.partner.jwks.keys;
+  return [...directory.usable, ...found.partner.jwks.keys.filter((k) => !directory.listed.has(k.kid))];
 }
 
 /** Whether one of `keys` (OKP Ed25519 JWKs) verifies the compact JWS by the strict rule (src/crypto/verify-strict.ts). */

@@ -10,7 +10,7 @@ import { defaultInstanceId } from '../audit/instance.js';
 import type { Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config/config.js';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
-import type { Logger } from '../log/log.js';
+import { errorFields, type Logger } from '../log/log.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { PhiClient } from '../sdk/client.js';
 import { PUBLISH_DEADLINE_DEFAULT_MS } from '../wire/publish.js';
@@ -39,6 +39,8 @@ import {
 import { JtiStore } from './jti.js';
 import { buildGatewayServer } from './server.js';
 import { TokenSigner } from './token-signer.js';
+import { GatewayKeyView } from './key-directory.js';
+import type { OperatorRootKey } from '../crypto/key-directory.js';
 
 export interface GatewayOptions {
   readonly config: BrokerConfig;
@@ -74,6 +76,11 @@ export interface GatewayOptions {
   readonly retry?: RetryPolicy;
   /** How long a gateway holds a topic's delivery lease between renewals. */
   readonly leaseMs?: number;
+  /**
+   * The key directory (docs/keys.md): watched for the JWKS, partners' client keys and the partner clients' peers, so
+   * rotations and revocations apply without a restart. Absent: jwks.json (`peers`) and the catalog only.
+   */
+  readonly keyDirectory?: { readonly root: OperatorRootKey };
 }
 
 export interface PartnerAccess {
@@ -88,6 +95,7 @@ export class Gateway {
     private readonly audit: AuditTrail,
     private readonly clients: readonly PhiClient[],
     private readonly workers: readonly TopicWorker[],
+    private readonly keys: GatewayKeyView,
     /** Where it listens, e.g. `https://127.0.0.1:8443`. */
     readonly url: string,
     /** The public base URL partners use. */
@@ -113,11 +121,34 @@ export class Gateway {
       now,
     );
     const signer = await TokenSigner.open(opts.keysDir, opts.keyFiles);
+    const keyView =
+      opts.keyDirectory === undefined
+        ? GatewayKeyView.fixed(opts.peers)
+        : await GatewayKeyView.watch(opts.nc, opts.keyDirectory.root, logger, (active) => {
+            // A rotation names a token key this gateway does not hold yet: read the key file again.
+            if (active.some((kid) => !signer.holds(kid)))
+              signer.reload().then(
+                (kids) => logger.info({ event: 'keys.own.rotated', party: 'gateway', kids }, 'token keys reloaded'),
+                (err: unknown) =>
+                  logger.error(
+                    { event: 'keys.own.unreadable', party: 'gateway', ...errorFields(err) },
+                    'the token key file could not be read again; signing with the keys held',
+                  ),
+              );
+          });
+    if (opts.keyDirectory !== undefined) signer.followDirectory((kid) => keyView.tokenStatus(kid, now()));
     const clients = new Map<string, PhiClient>();
     for (const [service, keys] of opts.partnerKeys)
       clients.set(
         service,
-        await PhiClient.connect({ nc: opts.nc, service, keys, peers: opts.peers, logger: opts.logger }),
+        await PhiClient.connect({
+          nc: opts.nc,
+          service,
+          keys,
+          peers: opts.peers,
+          logger: opts.logger,
+          ...(opts.keyDirectory === undefined ? {} : { keyDirectory: { root: opts.keyDirectory.root } }),
+        }),
       );
     const buckets = await ensureGatewaySubscriptionBuckets(opts.nc, config.deliverMaxAgeMs);
     const store = new SubscriptionStore(buckets.subscriptions, buckets.events);
@@ -182,6 +213,7 @@ export class Gateway {
         baseUrl: () => holder.baseUrl,
         jti: new JtiStore(kv),
         signer,
+        keys: keyView,
         subscriptions: {
           store,
           deliverer,
@@ -226,10 +258,11 @@ export class Gateway {
           );
         }
       }
-      return new Gateway(app, audit, [...clients.values()], workers, url, baseUrl, instanceId);
+      return new Gateway(app, audit, [...clients.values()], workers, keyView, url, baseUrl, instanceId);
     } catch (err) {
       await app?.close();
       for (const c of clients.values()) await c.close();
+      keyView.stop();
       await audit.close();
       throw err;
     }
@@ -240,6 +273,7 @@ export class Gateway {
     await Promise.all(this.workers.map((w) => w.stop()));
     await this.app.close();
     for (const c of this.clients) await c.close();
+    this.keys.stop();
     await this.audit.close();
   }
 }

@@ -5,7 +5,7 @@
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { decodeJwt } from 'jose';
+import { decodeJwt, type JWK } from 'jose';
 import type { AuditTrail } from '../audit/trail.js';
 import type { Catalog } from '../catalog/types.js';
 import type { Logger } from '../log/log.js';
@@ -22,6 +22,7 @@ import type { TokenSigner } from './token-signer.js';
 import type { RequestStore } from './idempotency.js';
 import { registerInboundRoutes } from './inbound.js';
 import type { PhiClient } from '../sdk/client.js';
+import type { GatewayKeyView } from './key-directory.js';
 
 export const TOKEN_PATH = '/auth/token';
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
@@ -37,6 +38,8 @@ export interface GatewayServerOptions {
   readonly baseUrl: () => string;
   readonly jti: JtiStore;
   readonly signer: TokenSigner;
+  /** The public keys /.well-known/jwks.json lists beside the token key, and partners' directory keys. */
+  readonly keys: GatewayKeyView;
   readonly audit: AuditTrail;
   readonly logger: Logger;
   readonly version: string;
@@ -54,7 +57,14 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
   });
   const partners = partnersByClientId(catalog);
   const started = new Date(opts.now()).toISOString();
-  const ctx = (): TokenContext => ({ ...urls(), partners, jti: opts.jti, signer: opts.signer, now: opts.now });
+  const ctx = (): TokenContext => ({
+    ...urls(),
+    partners,
+    jti: opts.jti,
+    signer: opts.signer,
+    now: opts.now,
+    clientKeys: (service) => opts.keys.clientKeys(service, opts.now()),
+  });
   const app = Fastify({ https: { key: opts.tls.key, cert: opts.tls.cert }, logger: false, bodyLimit: 1024 * 1024 });
 
   // RFC 6749 §4.4.2: the token request is form-encoded; kept as URLSearchParams so repeated parameters are seen.
@@ -128,7 +138,11 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
   );
 
   app.get('/.well-known/smart-configuration', () => smartConfiguration(catalog, urls()));
-  app.get('/.well-known/jwks.json', () => opts.signer.jwks());
+  // RFC 7517 section 5: the token and notification key, then the broker's and the gateways' usable public keys.
+  app.get('/.well-known/jwks.json', (): { keys: JWK[] } => {
+    const keys = [...opts.signer.jwks().keys, ...opts.keys.publicKeys(opts.now())];
+    return { keys: keys.filter((k, i) => keys.findIndex((x) => x.kid === k.kid) === i) };
+  });
   app.get('/metadata', (_req, reply) => sendFhir(reply, capabilityStatement(catalog, urls(), started, opts.version)));
   registerProfileRoutes(app, catalog);
   registerSubscriptionRoutes(app, {

@@ -1,7 +1,7 @@
-// The gateway's access-token key: one ES384 key pair (RFC 7518 §3.4) shared by every gateway on the data dir, in
-// `<keys>/gateway.token-signing.jwk.json` (mode 0600; made by the first gateway to start). It signs access tokens as
-// JWTs (RFC 9068 `at+jwt`) of at most five minutes; its public half is the gateway's JWKS (`/.well-known/jwks.json`),
-// with the RFC 7638 thumbprint as kid. Gateways on other machines get a copy of the file, as they do the broker's keys.
+// The gateways' access-token and notification keys: ES384 key pairs (RFC 7518 §3.4) shared by every gateway on the
+// data dir, in `<keys>/gateway.token-signing.jwk.json` (mode 0600; made by the first gateway to start; a JWK Set,
+// newest first, once `keys rotate --gateway` adds a version). The newest not refused by the key directory signs access
+// tokens (RFC 9068 `at+jwt`, at most five minutes) and notifications; kid = RFC 7638 thumbprint (docs/keys.md).
 // Under a key provider the file is sealed at rest (docs/keys-at-rest.md); the KeyFileStore given does the I/O.
 import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,6 +11,7 @@ import {
   SignJWT,
   calculateJwkThumbprint,
   jwtVerify,
+  createLocalJWKSet,
   type JWTPayload,
   exportJWK,
   generateKeyPair,
@@ -35,43 +36,80 @@ export interface IssuedToken {
   readonly expiresIn: number;
 }
 
+interface TokenKey {
+  readonly key: CryptoKey;
+  readonly publicJwk: JWK;
+}
+
+/** What the key directory says of a token kid: usable (active, or retiring in its overlap), refused, or not listed. */
+export type TokenKeyStatus = 'usable' | 'refused' | 'unlisted';
+
 export class TokenSigner {
+  /** Held versions, newest first. */
+  #versions: readonly TokenKey[];
+  #status: (kid: string) => TokenKeyStatus = () => 'unlisted';
+
   private constructor(
-    private readonly key: CryptoKey,
-    readonly publicJwk: JWK,
-  ) {}
+    versions: readonly TokenKey[],
+    private readonly file: string,
+    private readonly store: KeyFileStore,
+  ) {
+    this.#versions = versions;
+  }
 
   /** Reads the key file, or creates it when no gateway has yet (exclusive create: two racing gateways keep one). */
   static async open(keysDir: string, store: KeyFileStore = PLAIN_STORE): Promise<TokenSigner> {
     const file = tokenKeyFile(keysDir);
-    let bytes = await store.read(file);
-    if (bytes === undefined) {
+    const existing = await store.read(file);
+    existing?.fill(0);
+    if (existing === undefined) {
       const { privateKey } = await generateKeyPair(TOKEN_ALGORITHM, { extractable: true });
       const jwk = await exportJWK(privateKey);
       mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
       await store.create(file, new TextEncoder().encode(JSON.stringify({ ...jwk, alg: TOKEN_ALGORITHM })));
-      bytes = await store.read(file);
-      if (bytes === undefined) throw new BrokerError('E_INTERNAL', `${file} vanished after it was created`);
     }
-    const text = new TextDecoder().decode(bytes);
-    bytes.fill(0);
-    let jwk: JWK;
-    try {
-      jwk = JSON.parse(text) as JWK;
-      if (jwk.kty !== 'EC' || jwk.crv !== 'P-384' || typeof jwk.d !== 'string') throw new Error('not an ES384 key');
-    } catch {
-      // Never echo the file: it holds the private key.
-      throw new BrokerError('E_CONFIG_INVALID', `${file} is not an ES384 private JWK`, { path: file });
-    }
-    const key = (await importJWK(jwk, TOKEN_ALGORITHM)) as CryptoKey;
-    const { d: _d, ...pub } = jwk;
-    const kid = await calculateJwkThumbprint(pub, 'sha256');
-    return new TokenSigner(key, Object.freeze({ ...pub, kid, alg: TOKEN_ALGORITHM, use: 'sig' }));
+    return new TokenSigner(await readTokenKeys(file, store), file, store);
   }
 
-  /** The JWK Set of the gateway's token keys (RFC 7517 §5). */
+  /** Reads the key file again (a rotation added a version); resolves with the kids held. */
+  async reload(): Promise<string[]> {
+    this.#versions = await readTokenKeys(this.file, this.store);
+    return this.#versions.map((v) => v.publicJwk.kid as string);
+  }
+
+  /** Whether a kid is held. */
+  holds(kid: string): boolean {
+    return this.#versions.some((v) => v.publicJwk.kid === kid);
+  }
+
+  /** Ties the signer to the key directory's word on each kid (src/gateway/key-directory.ts). */
+  followDirectory(status: (kid: string) => TokenKeyStatus): void {
+    this.#status = status;
+  }
+
+  /** The version it signs with: the newest held that the directory does not refuse. */
+  get publicJwk(): JWK {
+    return this.#current().publicJwk;
+  }
+
+  #current(): TokenKey {
+    const current = this.#versions.find((v) => this.#status(v.publicJwk.kid as string) !== 'refused');
+    if (current === undefined)
+      throw new BrokerError(
+        'E_KEY_REVOKED',
+        'every gateway token key is revoked or retired: run `keys rotate --gateway`',
+        {
+          path: 'gateway',
+        },
+      );
+    return current;
+  }
+
+  /** The JWK Set of the token keys it holds that the directory does not refuse (RFC 7517 §5), newest first. */
   jwks(): { keys: JWK[] } {
-    return { keys: [this.publicJwk] };
+    return {
+      keys: this.#versions.filter((v) => this.#status(v.publicJwk.kid as string) !== 'refused').map((v) => v.publicJwk),
+    };
   }
 
   /** An access token for `clientId` with `scope`, for the FHIR base `audience`, issued by `issuer`. */
@@ -82,23 +120,27 @@ export class TokenSigner {
     readonly scope: string;
     readonly now: number;
   }): Promise<IssuedToken> {
+    const { key, publicJwk } = this.#current();
     const iat = Math.floor(claims.now / 1000);
     const tokenId = randomUUID();
     const accessToken = await new SignJWT({ scope: claims.scope, client_id: claims.clientId })
-      .setProtectedHeader({ alg: TOKEN_ALGORITHM, typ: 'at+jwt', kid: this.publicJwk.kid as string })
+      .setProtectedHeader({ alg: TOKEN_ALGORITHM, typ: 'at+jwt', kid: publicJwk.kid as string })
       .setIssuer(claims.issuer)
       .setSubject(claims.clientId)
       .setAudience(claims.audience)
       .setIssuedAt(iat)
       .setExpirationTime(iat + ACCESS_TOKEN_LIFETIME_S)
       .setJti(tokenId)
-      .sign(this.key);
+      .sign(key);
     return { accessToken, tokenId, expiresIn: ACCESS_TOKEN_LIFETIME_S };
   }
 
-  /** Verifies an access token this gateway issued (signature, `at+jwt`, issuer, audience, expiry); throws if not. */
+  /**
+   * Verifies an access token this gateway issued (signature by a token key not refused, `at+jwt`, issuer, audience,
+   * expiry); throws if not.
+   */
   async verifyAccessToken(token: string, issuer: string, audience: string, now: number): Promise<JWTPayload> {
-    const { payload } = await jwtVerify(token, this.publicJwk, {
+    const { payload } = await jwtVerify(token, createLocalJWKSet(this.jwks()), {
       algorithms: [TOKEN_ALGORITHM],
       typ: 'at+jwt',
       issuer,
@@ -113,12 +155,58 @@ export class TokenSigner {
    * `<header>..<signature>`, standard base64url payload encoding (b64 true), ES384 with this key's kid.
    */
   async signDetached(payload: Uint8Array): Promise<string> {
+    const { key, publicJwk } = this.#current();
     const jws = await new CompactSign(payload)
-      .setProtectedHeader({ alg: TOKEN_ALGORITHM, kid: this.publicJwk.kid as string })
-      .sign(this.key);
+      .setProtectedHeader({ alg: TOKEN_ALGORITHM, kid: publicJwk.kid as string })
+      .sign(key);
     const [header, , signature] = jws.split('.');
     return `${header}..${signature}`;
   }
+}
+
+/**
+ * The token key file's versions, newest first: one private ES384 JWK (a single version) or a JWK Set of them (after
+ * `keys rotate --gateway`). Each kid is the RFC 7638 thumbprint of its public half.
+ */
+export async function readTokenKeys(file: string, store: KeyFileStore): Promise<TokenKey[]> {
+  const bytes = await store.read(file);
+  if (bytes === undefined) throw new BrokerError('E_INTERNAL', `${file} vanished after it was created`);
+  const text = new TextDecoder().decode(bytes);
+  bytes.fill(0);
+  let jwks: JWK[];
+  try {
+    const json = JSON.parse(text) as JWK | { keys: JWK[] };
+    jwks = 'keys' in json && Array.isArray(json.keys) ? json.keys : [json as JWK];
+    if (jwks.length === 0 || jwks.some((jwk) => jwk.kty !== 'EC' || jwk.crv !== 'P-384' || typeof jwk.d !== 'string'))
+      throw new Error('not an ES384 key');
+  } catch {
+    // Never echo the file: it holds the private key.
+    throw new BrokerError('E_CONFIG_INVALID', `${file} is not an ES384 private JWK`, { path: file });
+  }
+  return Promise.all(
+    jwks.map(async (jwk) => {
+      const key = (await importJWK(jwk, TOKEN_ALGORITHM)) as CryptoKey;
+      const { d: _d, kid: _k, alg: _a, use: _u, ...pub } = jwk;
+      const kid = await calculateJwkThumbprint(pub, 'sha256');
+      return { key, publicJwk: Object.freeze({ ...pub, kid, alg: TOKEN_ALGORITHM, use: 'sig' }) };
+    }),
+  );
+}
+
+/** A new ES384 private JWK for `keys rotate --gateway`: the file's JSON with it first, and its kid. */
+export async function rotatedTokenKeyFile(file: string, existing: Uint8Array): Promise<{ json: string; kid: string }> {
+  let held: JWK[];
+  try {
+    const json = JSON.parse(new TextDecoder().decode(existing)) as JWK | { keys: JWK[] };
+    held = 'keys' in json && Array.isArray(json.keys) ? json.keys : [json as JWK];
+  } catch {
+    throw new BrokerError('E_CONFIG_INVALID', `${file} is not an ES384 private JWK`, { path: file });
+  }
+  const { privateKey } = await generateKeyPair(TOKEN_ALGORITHM, { extractable: true });
+  const jwk = { ...(await exportJWK(privateKey)), alg: TOKEN_ALGORITHM };
+  const { d: _d, alg: _a, ...pub } = jwk;
+  const kid = await calculateJwkThumbprint(pub, 'sha256');
+  return { json: JSON.stringify({ keys: [jwk, ...held] }), kid };
 }
 
 /** The plain (development) token key file: mode 0600, exclusive create. */

@@ -5,6 +5,7 @@
 // fact before answering, so no token leaves that the audit trail does not hold.
 import { decodeJwt } from 'jose';
 import type { PartnerDef, ServiceDef } from '../catalog/types.js';
+import type { ClientKeySet } from './key-directory.js';
 import type { PartnerTokenFact } from '../audit/facts.js';
 import { JWT_BEARER_ASSERTION, verifyClientAssertion, type VerifiedAssertion } from './assertion.js';
 import type { JtiStore } from './jti.js';
@@ -21,6 +22,8 @@ export interface TokenContext {
   readonly jti: JtiStore;
   readonly signer: TokenSigner;
   readonly now: () => number;
+  /** A partner's client-assertion keys from the key directory, when it holds any. */
+  readonly clientKeys?: (service: string) => ClientKeySet | undefined;
 }
 
 export interface TokenAnswer {
@@ -80,6 +83,7 @@ export async function handleTokenRequest(
       clientId: clientIds[0],
       partners: ctx.partners,
       now: ctx.now(),
+      ...(ctx.clientKeys === undefined ? {} : { clientKeys: ctx.clientKeys }),
     });
     // The assertion is spent once verified, whatever the scopes: a replay of it fails on every gateway.
     await ctx.jti.claim(verified.partner.clientId, verified.jti);

@@ -521,10 +521,13 @@ function gatewayPermissions(catalog: Catalog): IdentityPermissions {
         subjects.gatewayWitnessAll,
         subjects.alertAll,
         ...gatewayIngestSubjects(catalog),
+        // The key directory (public keys, signed by the operator root key): loaded and watched (docs/keys.md).
+        ...KEY_DIRECTORY_WATCH,
       ],
       deny: [
         ...MANAGEMENT,
-        jsApi.consumerCreateAny,
+        // No consumer on any stream but the key directory's (deny wins in NATS).
+        ...[...NOT_KEY_DIRECTORY_STREAMS, ...buckets.map(jsApi.kvStream)].flatMap(jsApi.consumerCreateEphemeral),
         '$JS.ACK.>',
         jsApi.objAny,
         ...BROKER_BUCKETS.map(jsApi.kv),

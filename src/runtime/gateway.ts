@@ -20,6 +20,37 @@ import { serviceIdentity } from '../tls/identity.js';
 import type { NatsConnection } from 'nats';
 import { initCrypto } from '../crypto/sodium.js';
 import { BrokerError } from '../wire/errors.js';
+import { directoryRootKey } from './key-directory.js';
+import type { OperatorRootKey } from '../crypto/key-directory.js';
+import type { Logger } from '../log/log.js';
+
+/**
+ * The key directory's root key as the broker takes it: the catalog's pin, else the data dir's development root key;
+ * undefined (and said in the log) when there is neither, and the gateway runs on jwks.json and the catalog alone.
+ */
+async function gatewayDirectoryRoot(
+  catalog: Catalog,
+  keysDir: string,
+  protection: KeyProtection,
+  logger: Logger,
+): Promise<OperatorRootKey | undefined> {
+  try {
+    const { root, pinned } = await directoryRootKey(catalog, keysDir, protection);
+    if (!pinned)
+      logger.warn(
+        { event: 'keys.root.development' },
+        "the catalog pins no operator root key: the key directory is verified under the data dir's development key",
+      );
+    return root;
+  } catch (err) {
+    if (!(err instanceof BrokerError && err.code === 'E_SETUP_MISSING')) throw err;
+    logger.warn(
+      { event: 'keys.directory.none' },
+      'no operator root key: the gateway uses jwks.json and the catalog only (docs/keys.md)',
+    );
+    return undefined;
+  }
+}
 
 /**
  * The service keys of every partner the gateway publishes for, from the data dir's keys (as every service's are,
@@ -65,6 +96,7 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
     partnerNcs.push(pnc);
     return { nc: pnc, ...(await serviceKeys(config, service)) };
   };
+  const root = await gatewayDirectoryRoot(catalog, keysDir, protection, logger);
   let gateway: Gateway;
   try {
     gateway = await Gateway.start({
@@ -79,6 +111,7 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
       tls: tlsLayout(natsTls).gateway,
       logger,
       partnerAccess,
+      ...(root === undefined ? {} : { keyDirectory: { root } }),
     });
   } catch (err) {
     await Promise.all(partnerNcs.map((p) => p.close()));

@@ -8,6 +8,9 @@ import type { Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config/config.js';
 import { fromBase64url, toBase64url } from '../crypto/base64url.js';
 import {
+  addClientKeys,
+  addListedKeys,
+  clientJwk,
   effectiveStatus,
   entryFromVersions,
   kindOf,
@@ -18,6 +21,7 @@ import {
   prunableVersions,
   revokeInEntry,
   rotateEntry,
+  type ClientJwk,
   type DirectoryEntry,
   type KeyStatus,
   type OperatorRootKey,
@@ -27,9 +31,10 @@ import { randomBytes } from '../crypto/random.js';
 import { getSodium } from '../crypto/sodium.js';
 import { ensureKeyDirectoryBucket, openKeyDirectoryBucket, putEntry, readDirectory } from '../nats/key-directory.js';
 import { BrokerError } from '../wire/errors.js';
-import { BROKER_ID } from '../wire/ids.js';
+import { BROKER_ID, GATEWAY_AUDIT_ID } from '../wire/ids.js';
 import { dropKeyVersions, openJson, openServiceKeyVersions, rotateKeys } from './key-files.js';
-import { PLAIN_KEYS, writeKeyFile, type KeyProtection } from './key-protection.js';
+import { keyFileStore, PLAIN_KEYS, readKeyFile, writeKeyFile, type KeyProtection } from './key-protection.js';
+import { readTokenKeys, rotatedTokenKeyFile, tokenKeyFile } from '../gateway/token-signer.js';
 
 /** `<keys dir>/operator-root.private.jwk.json`: the development operator root key (Ed25519 JWK, RFC 8037; mode 0600). */
 export function operatorRootFile(keysDir: string): string {
@@ -126,8 +131,13 @@ export async function signingRootKey(
   return root;
 }
 
+/** The parties whose keys the data dir may hold: the broker, the gateways' own party, every catalog service. */
+function keyedParties(catalog: Catalog): string[] {
+  return [BROKER_ID, GATEWAY_AUDIT_ID, ...catalog.services.keys()];
+}
+
 /**
- * Publishes every party's keys from the key files (broker and catalog services with a key file): a party without
+ * Publishes every party's keys from the key files (broker, gateway and catalog services with a key file): a party without
  * an entry gets one; a party whose key files hold versions the entry lacks gets them added. Returns the parties written.
  */
 export async function publishDirectory(
@@ -142,7 +152,7 @@ export async function publishDirectory(
   const nowMs = opts.nowMs ?? Date.now();
   const current = await readDirectory(kv, root);
   const written: string[] = [];
-  for (const party of [BROKER_ID, ...catalog.services.keys()]) {
+  for (const party of keyedParties(catalog)) {
     let versions;
     try {
       versions = await openServiceKeyVersions(keysDir, party, opts.protection ?? PLAIN_KEYS);
@@ -153,11 +163,71 @@ export async function publishDirectory(
     const stored = current.get(party);
     const listed = new Set(stored?.entry.keys.map((k) => k.jwk.kid));
     if (stored !== undefined && versions.every((v) => listed.has(v.sign.kid) && listed.has(v.enc.kid))) continue;
-    const entry = entryFromVersions(kindOf(party, BROKER_ID), versions, nowMs, stored?.entry);
+    const isPartner = catalog.services.get(party)?.partner !== undefined;
+    const kind = kindOf(party, BROKER_ID, GATEWAY_AUDIT_ID, isPartner);
+    const entry = entryFromVersions(kind, versions, nowMs, stored?.entry);
     await putEntry(kv, root, entry, stored?.revision ?? 0);
     written.push(party);
   }
+  if (await publishTokenKeys(kv, root, keysDir, nowMs, opts.protection ?? PLAIN_KEYS))
+    if (!written.includes(GATEWAY_AUDIT_ID)) written.push(GATEWAY_AUDIT_ID);
   return written;
+}
+
+/** The gateways' token keys of `gateway.token-signing.jwk.json` (when a gateway made it) added to the gateway entry. */
+async function publishTokenKeys(
+  kv: Awaited<ReturnType<typeof openKeyDirectoryBucket>>,
+  root: OperatorRootKey,
+  keysDir: string,
+  nowMs: number,
+  protection: KeyProtection,
+): Promise<boolean> {
+  const file = tokenKeyFile(keysDir);
+  if (!existsSync(file)) return false;
+  const stored = (await readDirectory(kv, root)).get(GATEWAY_AUDIT_ID);
+  if (stored === undefined) return false; // no gateway key file here: its entry is published where it is
+  const held = await readTokenKeys(file, keyFileStore(protection));
+  const next = addListedKeys(stored.entry, 'tokenKeys', held.map((k) => k.publicJwk as ClientJwk).reverse(), nowMs);
+  if (next === undefined) return false;
+  await putEntry(kv, root, next, stored.revision);
+  return true;
+}
+
+/**
+ * `keys rotate --gateway`, the token key: a new ES384 version first in `gateway.token-signing.jwk.json`, active in the
+ * gateway entry's `tokenKeys`, the ones active before retiring for `overlapMs`. Undefined when no gateway made the file.
+ */
+async function rotateTokenKey(
+  nc: NatsConnection,
+  keysDir: string,
+  root: OperatorRootKey,
+  overlapMs: number,
+  nowMs: number,
+  protection: KeyProtection,
+): Promise<string | undefined> {
+  const file = tokenKeyFile(keysDir);
+  const existing = await readKeyFile(file, protection);
+  if (existing === undefined) return undefined;
+  let rotated: { json: string; kid: string };
+  try {
+    rotated = await rotatedTokenKeyFile(file, existing);
+  } finally {
+    existing.fill(0);
+  }
+  const bytes = new TextEncoder().encode(rotated.json);
+  try {
+    await writeKeyFile(file, bytes, protection);
+  } finally {
+    bytes.fill(0);
+  }
+  const { entry, revision, kv } = await storedEntry(nc, root, GATEWAY_AUDIT_ID);
+  const held = await readTokenKeys(file, keyFileStore(protection));
+  const jwks = held.map((k) => k.publicJwk as ClientJwk).reverse();
+  // Versions the entry never listed first (active), then the rotation (the new one active, the others retiring).
+  const listed = addListedKeys(entry, 'tokenKeys', jwks.slice(0, -1), nowMs) ?? entry;
+  const next = addListedKeys(listed, 'tokenKeys', jwks.slice(-1), nowMs, overlapMs);
+  if (next !== undefined) await putEntry(kv, root, next, revision);
+  return rotated.kid;
 }
 
 async function storedEntry(
@@ -190,17 +260,24 @@ export async function rotateParty(
   overlapMs: number,
   nowMs: number = Date.now(),
   protection: KeyProtection = PLAIN_KEYS,
-): Promise<{ kid: string; encKid: string; notAfter: string }> {
+): Promise<{ kid: string; encKid: string; notAfter: string; tokenKid?: string }> {
   const { entry, revision, kv } = await storedEntry(nc, root, party);
   const next = await rotateKeys(keysDir, party, protection);
   await putEntry(kv, root, rotateEntry(entry, next, nowMs, overlapMs), revision);
-  return { kid: next.sign.kid, encKid: next.enc.kid, notAfter: new Date(nowMs + overlapMs).toISOString() };
+  const tokenKid =
+    party === GATEWAY_AUDIT_ID ? await rotateTokenKey(nc, keysDir, root, overlapMs, nowMs, protection) : undefined;
+  return {
+    kid: next.sign.kid,
+    encKid: next.enc.kid,
+    notAfter: new Date(nowMs + overlapMs).toISOString(),
+    ...(tokenKid === undefined ? {} : { tokenKid }),
+  };
 }
 
-/** The parties whose private key file is in `keysDir`: the broker and catalog services (others are held elsewhere). */
+/** The parties whose private key file is in `keysDir`: broker, gateway, catalog services (others are held elsewhere). */
 export async function localParties(catalog: Catalog, keysDir: string, protection: KeyProtection): Promise<string[]> {
   const out: string[] = [];
-  for (const party of [BROKER_ID, ...catalog.services.keys()])
+  for (const party of keyedParties(catalog))
     try {
       await openServiceKeyVersions(keysDir, party, protection);
       out.push(party);
@@ -261,23 +338,79 @@ export async function pruneParties(
   return out;
 }
 
-/** Revokes one kid at once. */
+/**
+ * Revokes one kid at once: a party key (`<party>:<sig|enc>:<n>`) in its party's entry, or a partner's client key
+ * (a kid the partner chose) in whichever entry lists it.
+ */
 export async function revokeKey(
   nc: NatsConnection,
   root: OperatorRootKey,
   kid: string,
   reason: string,
   nowMs: number = Date.now(),
-): Promise<{ revokedAt: string }> {
-  const party = partyOfKid(kid);
-  if (party === undefined)
-    throw new BrokerError('E_KEY_UNKNOWN', 'kid: expected <party>:<sig|enc>:<n>', { path: 'kid' });
-  const { entry, revision, kv } = await storedEntry(nc, root, party);
-  const next = revokeInEntry(entry, kid, reason, nowMs);
-  if (next === undefined)
-    throw new BrokerError('E_KEY_UNKNOWN', `the key directory entry of ${party} holds no key ${kid}`, { path: 'kid' });
-  await putEntry(kv, root, next, revision);
-  return { revokedAt: new Date(nowMs).toISOString() };
+): Promise<{ revokedAt: string; party: string }> {
+  const kv = await openKeyDirectoryBucket(nc);
+  const directory = await readDirectory(kv, root);
+  const byKid = partyOfKid(kid);
+  const owner =
+    (byKid === undefined ? undefined : directory.get(byKid)) ??
+    [...directory.values()].find((s) =>
+      [...(s.entry.clientKeys ?? []), ...(s.entry.tokenKeys ?? [])].some((k) => k.jwk.kid === kid),
+    );
+  const next = owner === undefined ? undefined : revokeInEntry(owner.entry, kid, reason, nowMs);
+  if (owner === undefined || next === undefined)
+    throw new BrokerError(
+      'E_KEY_UNKNOWN',
+      byKid === undefined
+        ? `no key directory entry holds a key ${kid}`
+        : `the key directory entry of ${byKid} holds no key ${kid}`,
+      { path: 'kid' },
+    );
+  await putEntry(kv, root, next, owner.revision);
+  return { revokedAt: new Date(nowMs).toISOString(), party: owner.entry.party };
+}
+
+/**
+ * Adds a partner's client-assertion public keys to its entry (`keys publish --partner`); `jwks` is the JSON of a JWK
+ * Set file, checked key by key (E_CONFIG_INVALID naming `file` and the member). Returns the kids added.
+ */
+export async function publishPartnerKeys(
+  nc: NatsConnection,
+  catalog: Catalog,
+  root: OperatorRootKey,
+  partner: string,
+  file: string,
+  jwks: unknown,
+  nowMs: number = Date.now(),
+): Promise<string[]> {
+  if (catalog.services.get(partner)?.partner === undefined)
+    throw new BrokerError('E_USAGE', `--partner: ${partner} is not a partner in the catalog`, { path: '--partner' });
+  const keys = (typeof jwks === 'object' && jwks !== null ? (jwks as { keys?: unknown }).keys : undefined) as unknown;
+  if (!Array.isArray(keys) || keys.length === 0)
+    throw new BrokerError('E_CONFIG_INVALID', `${file}: keys: expected a JWK Set with at least one key`, {
+      path: file,
+    });
+  const fail = (detail: string): BrokerError =>
+    new BrokerError('E_CONFIG_INVALID', `${file}: ${detail}`, { path: file });
+  const parsed: ClientJwk[] = keys.map((k, i) => {
+    if (typeof k !== 'object' || k === null) throw fail(`keys[${i}]: expected an object`);
+    return clientJwk(partner, `keys[${i}]`, k as Record<string, unknown>, fail);
+  });
+  if (new Set(parsed.map((k) => k.kid)).size !== parsed.length) throw fail('keys: a kid is listed twice');
+  const kv = await openKeyDirectoryBucket(nc);
+  const stored = (await readDirectory(kv, root)).get(partner);
+  const previous: DirectoryEntry = stored?.entry ?? {
+    party: partner,
+    kind: 'partner',
+    seq: 0,
+    issuedAt: new Date(nowMs).toISOString(),
+    keys: [],
+  };
+  const next = addClientKeys(previous, parsed, nowMs);
+  if (next === undefined) return [];
+  await putEntry(kv, root, next, stored?.revision ?? 0);
+  const before = new Set(previous.clientKeys?.map((k) => k.jwk.kid));
+  return parsed.map((k) => k.kid).filter((kid) => !before.has(kid));
 }
 
 export interface ListedKey {
@@ -303,13 +436,13 @@ export async function listDirectory(
   const kv = await openKeyDirectoryBucket(nc);
   const out: ListedKey[] = [];
   for (const { entry } of (await readDirectory(kv, root)).values())
-    for (const k of entry.keys) {
+    for (const k of [...entry.keys, ...(entry.clientKeys ?? []), ...(entry.tokenKeys ?? [])]) {
       const status = effectiveStatus(k, nowMs);
       out.push({
         party: entry.party,
         kind: entry.kind,
         kid: k.jwk.kid,
-        use: k.jwk.use,
+        use: k.jwk.use ?? 'sig',
         status,
         created: k.created,
         ...(k.notAfter === undefined ? {} : { notAfter: k.notAfter }),

@@ -5,6 +5,8 @@
 import { calculateJwkThumbprint, compactVerify } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  addClientKeys,
+  addListedKeys,
   applyEntry,
   destroyInEntry,
   entryFromVersions,
@@ -105,6 +107,75 @@ describe('directory entries', () => {
       root,
     );
     expect(messageOf(() => verifyEntry('billing', withD, root))).toContain('keys[0].d');
+  });
+
+  it("a partner's client keys (clientKeys) round-trip, stay out of the keyring, revoke by kid; malformed ones are refused", async () => {
+    const v1 = generateServiceKeys('partner-payer', 1);
+    const client = { kty: 'EC', crv: 'P-384', x: 'eA', y: 'eQ', kid: 'payer-2026', alg: 'ES384' };
+    const entry = addClientKeys(entryFromVersions('partner', [v1], T0), [client], T0 + 1);
+    if (entry === undefined) throw new Error('expected a new key');
+    expect(addClientKeys(entry, [client], T0 + 2)).toBeUndefined();
+    const read = verifyEntry('partner-payer', await signEntry(entry, root), root);
+    expect(read.clientKeys).toEqual([{ jwk: client, status: 'active', created: new Date(T0 + 1).toISOString() }]);
+    const keyring = new Keyring(generateServiceKeys('billing', 1), []);
+    applyEntry(keyring, read);
+    expect(() => keyring.signingPublicKey('payer-2026')).toThrow();
+    const revoked = revokeInEntry(read, 'payer-2026', 'leaked', T0 + 3);
+    expect(revoked?.clientKeys?.[0]).toMatchObject({ status: 'revoked', reason: 'leaked' });
+    expect(revoked?.keys).toEqual(read.keys);
+    // A rotation of the partner's own keys leaves its client keys as they were.
+    expect(rotateEntry(read, generateServiceKeys('partner-payer', 2), T0 + 4, 1000).clientKeys).toEqual(
+      read.clientKeys,
+    );
+
+    const signed = async (over: Record<string, unknown>, kind = 'partner') =>
+      signEntry(
+        { ...entry, kind, clientKeys: [{ ...read.clientKeys![0]!, jwk: { ...client, ...over } }] } as never,
+        root,
+      );
+    for (const [over, message] of [
+      [{ d: 'AA' }, 'clientKeys[0].d: not a member of a public EC signing key'],
+      [{ crv: 'P-256' }, 'clientKeys[0].crv: expected P-384'],
+      [{ alg: 'HS256' }, 'clientKeys[0].alg: expected ES384'],
+      [{ kty: 'oct' }, 'clientKeys[0].kty: expected EC, RSA or OKP'],
+    ] as const) {
+      const jws = await signed(over);
+      expect(messageOf(() => verifyEntry('partner-payer', jws, root))).toBe(
+        `key directory entry partner-payer: ${message}`,
+      );
+    }
+    const inService = await signed({}, 'service');
+    expect(messageOf(() => verifyEntry('partner-payer', inService, root))).toBe(
+      'key directory entry partner-payer: clientKeys: expected an array, in a partner entry only',
+    );
+  });
+});
+
+describe("the gateway entry's token keys", () => {
+  const token = (kid: string) => ({ kty: 'EC', crv: 'P-384', x: 'eA', y: 'eQ', kid, alg: 'ES384', use: 'sig' });
+  it('a rotation makes the new token key active and the previous retiring; a revoke by kid; only EC, only in gateway entries', async () => {
+    const base = entryFromVersions('gateway', [generateServiceKeys('gateway', 1)], T0);
+    const first = addListedKeys(base, 'tokenKeys', [token('t1')], T0);
+    if (first === undefined) throw new Error('expected a new key');
+    const rotated = addListedKeys(first, 'tokenKeys', [token('t2')], T0 + 10, 60_000);
+    expect(rotated?.tokenKeys?.map((k) => [k.jwk.kid, k.status, k.notAfter])).toEqual([
+      ['t1', 'retiring', new Date(T0 + 60_010).toISOString()],
+      ['t2', 'active', undefined],
+    ]);
+    const read = verifyEntry('gateway', await signEntry(rotated!, root), root);
+    expect(read.tokenKeys).toEqual(rotated?.tokenKeys);
+    expect(revokeInEntry(read, 't1', 'drill', T0 + 20)?.tokenKeys?.[0]?.status).toBe('revoked');
+    const rsa = await signEntry(
+      { ...rotated!, tokenKeys: [{ ...rotated!.tokenKeys![0]!, jwk: { kty: 'RSA', n: 'n', e: 'AQAB', kid: 'r' } }] },
+      root,
+    );
+    expect(messageOf(() => verifyEntry('gateway', rsa, root))).toBe(
+      'key directory entry gateway: tokenKeys[0].kty: expected EC',
+    );
+    const misplaced = await signEntry({ ...rotated!, kind: 'service' }, root);
+    expect(messageOf(() => verifyEntry('gateway', misplaced, root))).toBe(
+      'key directory entry gateway: tokenKeys: expected an array, in a gateway entry only',
+    );
   });
 });
 

@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { privateKeyFile, jwksFile } from '../../src/runtime/key-files.js';
 import { BROKER_ID, GATEWAY_AUDIT_ID } from '../../src/wire/ids.js';
 import { killLeftovers, runCli, startCli, type CliResult } from '../cli/run-cli.js';
+import { ensureOperatorRootKey, publishDirectory } from '../../src/runtime/key-directory.js';
+import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 
 const work = mkdtempSync(join(tmpdir(), 'phi-gw-key-'));
@@ -92,5 +94,43 @@ describe('a gateway without the broker private key', () => {
     const { code, report } = await verify('--jwks', file);
     expect(code).toBe(1);
     expect(report.broken).toMatchObject({ chain, kind: 'checkpoint' });
+  });
+
+  it('after keys rotate --gateway, a restarted gateway signs a new chain with gateway:sig:2; audit verify checks both', async () => {
+    const { root } = await ensureOperatorRootKey(stack.keysDir);
+    const admin = await stack.connectAs(ADMIN_IDENTITY, 'provision-keys');
+    await publishDirectory(admin, stack.catalog, stack.keysDir, root, { create: true });
+    await admin.close();
+    const rotated = await runCli(
+      ['keys', 'rotate', '--gateway', '--overlap', '1h', '--data-dir', stack.config.dataDir],
+      { env: stack.env },
+    );
+    expect(rotated.stdout).toMatch(/^rotated gateway: current gateway:sig:2 and gateway:enc:2;/);
+    const keys = join(work, 'gateway-data', 'keys');
+    cpSync(privateKeyFile(stack.keysDir, GATEWAY_AUDIT_ID), privateKeyFile(keys, GATEWAY_AUDIT_ID));
+    const gw = await startCli(['gateway', '--port', '0', '--data-dir', join(work, 'gateway-data')], { env: stack.env });
+    const ready = /ready: (https:\/\/\S+) .*audit chain (\S+)$/.exec(gw.readyLine);
+    const tls = stack.nats.tls;
+    if (ready === null || tls === undefined) throw new Error(`unexpected ready line: ${gw.readyLine}`);
+    const second = ready[2] as string;
+    expect(await tokenRequest(ready[1] as string, readFileSync(tls.ca.certFile, 'utf8'))).toBe(400);
+    expect((await gw.stop('SIGTERM')).code).toBe(0);
+
+    const both = await verify();
+    expect(both.report.broken).toBeUndefined();
+    expect(both.code).toBe(0);
+    expect(both.report.chains.filter((c) => c.chain === chain || c.chain === second)).toHaveLength(2);
+    // Each chain's checkpoints are signed by its own version: without it, that chain (and only it) breaks.
+    const all = JSON.parse(readFileSync(jwksFile(stack.keysDir), 'utf8')) as { keys: { kid: string }[] };
+    for (const [kid, broken] of [
+      ['gateway:sig:1', chain],
+      ['gateway:sig:2', second],
+    ] as const) {
+      const file = join(work, `jwks-without-${kid.replace(/:/g, '-')}.json`);
+      writeFileSync(file, JSON.stringify({ keys: all.keys.filter((k) => k.kid !== kid) }));
+      const { code, report } = await verify('--jwks', file);
+      expect(code).toBe(1);
+      expect(report.broken).toMatchObject({ chain: broken, kind: 'checkpoint' });
+    }
   });
 });

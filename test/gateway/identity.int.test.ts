@@ -2,7 +2,7 @@
 // shipped catalog: what the gateway needs is allowed (its buckets, its own audit chains `phi.audit.gw.<id>`, each partner's ingest subject of
 // a type it may create and its receipts) and the rest is refused by the server — other services' deliveries and
 // receipts, the broker's buckets and streams, a broker's or operator command's audit chain, the control and access
-// subjects, stream management.
+// subjects, stream management, a consumer on any stream but the key directory's (which it watches, read-only).
 import type { NatsConnection, NatsError } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewayIngestSubjects } from '../../src/nats/permissions.js';
@@ -105,6 +105,21 @@ describe('the gateway identity', () => {
       jsm.consumers.add(STREAMS.deliver, { durable_name: 'gw-tap', filter_subject: 'phi.deliver.billing.>' }),
       '$JS.API.CONSUMER.CREATE.PHI_DELIVER.gw-tap.phi.deliver.billing.>',
     );
+  });
+
+  it('may watch the key directory but not write it, nor create a consumer on any other stream', async () => {
+    const kv = await gw.jetstream().views.kv(KV_BUCKETS.keys, { bindOnly: true });
+    let initialized!: () => void;
+    const loaded = new Promise<void>((resolve) => (initialized = resolve));
+    const watch = await kv.watch({ initializedFn: () => initialized() });
+    await loaded;
+    watch.stop();
+    await publishDenied(req(gw, `$KV.${KV_BUCKETS.keys}.broker`), `$KV.${KV_BUCKETS.keys}.broker`);
+    for (const stream of [STREAMS.audit, `KV_${KV_BUCKETS.gatewayJti}`, `KV_${KV_BUCKETS.registry}`])
+      await publishDenied(
+        req(gw, `$JS.API.CONSUMER.CREATE.${stream}`, { stream_name: stream, config: {} }),
+        `$JS.API.CONSUMER.CREATE.${stream}`,
+      );
   });
 
   it('cannot publish on the control, access or delivery subjects, nor manage a stream', async () => {

@@ -8,7 +8,17 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, type CryptoKey, type JWK } from 'jose';
+import {
+  SignJWT,
+  createLocalJWKSet,
+  decodeProtectedHeader,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  jwtVerify,
+  type CryptoKey,
+  type JWK,
+} from 'jose';
 import type { AuditEvent } from 'fhir/r4.js';
 import { parseDocument } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +28,9 @@ import { Gateway } from '../../src/gateway/gateway.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
+import { ensureOperatorRootKey, publishDirectory } from '../../src/runtime/key-directory.js';
+import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
+import { NOT_BUILT, runCli } from '../cli/run-cli.js';
 
 interface Client {
   readonly clientId: string;
@@ -398,6 +411,203 @@ describe('rate limit', () => {
     expect(limited?.json['error']).toBe('E_RATE_LIMITED');
     // Another partner's budget is its own.
     expect((await token(gw, form(await assertion(payer, tokenUrl(gw))))).status).toBe(200);
+  });
+});
+
+/** Re-reads `read()` until `done` holds: the gateway applies a directory entry when its watch delivers it. */
+async function until<T>(read: () => Promise<T>, done: (v: T) => boolean): Promise<T> {
+  let last = await read();
+  for (let i = 0; i < 100 && !done(last); i += 1) {
+    await new Promise((r) => setTimeout(r, 50));
+    last = await read();
+  }
+  return last;
+}
+
+describe.skipIf(NOT_BUILT !== undefined)('key directory: JWKS and partner keys follow it without a restart', () => {
+  let gwDir: Gateway;
+  const cli = (...args: string[]): ReturnType<typeof runCli> =>
+    runCli([...args, '--subjects', stack.config.subjectsDir, '--data-dir', stack.config.dataDir], { env: stack.env });
+  const jwksOf = async (g: Gateway): Promise<JWK[]> =>
+    ((await send(`${g.url}/.well-known/jwks.json`, 'GET')).json as { keys: JWK[] }).keys;
+  const kids = (keys: readonly JWK[]): string[] => keys.map((k) => k.kid as string).sort();
+  // Requests to this gateway are audited in its own chain (gw-dir-1), not counted by the audit test below.
+  const tokenDir = (a: string) => post(`${gwDir.url}/auth/token`, form(a));
+  /** A bearer-token request for a Subscription no one has: 404 once authenticated, 401 when the token is refused. */
+  const bearerGet = (g: Gateway, accessToken: string) =>
+    new Promise<{ status: number; json: unknown }>((resolve, reject) => {
+      const req = request(
+        `${g.url}/Subscription/no-such-subscription`,
+        { ca, headers: { authorization: `Bearer ${accessToken}` } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString('utf8')) }),
+          );
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+
+  beforeAll(async () => {
+    const { root } = await ensureOperatorRootKey(stack.keysDir);
+    const admin = await stack.connectAs(ADMIN_IDENTITY, 'provision-keys');
+    await publishDirectory(admin, stack.catalog, stack.keysDir, root, { create: true });
+    await admin.close();
+    gwDir = await startTestGateway(stack, 3, 'gw-dir-1', {
+      config: { ...stack.config, gatewayBaseUrl: BASE_URL },
+      keyDirectory: { root },
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await gwDir?.stop();
+  });
+
+  it('lists the token key and the broker and gateway keys; a rotation shows, a revoked key goes; all import with jose', async () => {
+    const before = await jwksOf(gwDir);
+    const token = before.find((k) => k.kty === 'EC');
+    expect(token).toMatchObject({ crv: 'P-384', alg: 'ES384', use: 'sig' });
+    expect(kids(before)).toEqual([token?.kid, 'broker:enc:1', 'broker:sig:1', 'gateway:sig:1'].sort());
+
+    const rotated = await cli('keys', 'rotate', '--broker', '--overlap', '1h');
+    expect(rotated.stderr).toBe('');
+    expect(rotated.code).toBe(0);
+    const after = await until(
+      () => jwksOf(gwDir),
+      (keys) => kids(keys).includes('broker:sig:2'),
+    );
+    expect(kids(after)).toEqual(
+      [token?.kid, 'broker:enc:1', 'broker:enc:2', 'broker:sig:1', 'broker:sig:2', 'gateway:sig:1'].sort(),
+    );
+    // A gateway without the directory still serves what it started with.
+    expect(kids(await jwksOf(gw))).not.toContain('broker:sig:2');
+
+    expect((await cli('keys', 'revoke', '--kid', 'broker:sig:1', '--reason', 'drill')).code).toBe(0);
+    const oldToken = (await tokenDir(await assertion(payer, tokenUrl(gwDir)))).json['access_token'] as string;
+    expect(decodeProtectedHeader(oldToken).kid).toBe(token?.kid);
+    const gateway = await cli('keys', 'rotate', '--gateway', '--overlap', '1h');
+    expect(gateway.stdout).toMatch(
+      /^rotated gateway: current gateway:sig:2 and gateway:enc:2;.*\nrotated gateway token key: current \S+\n$/,
+    );
+    const newTokenKid = /token key: current (\S+)/.exec(gateway.stdout)?.[1];
+    const last = await until(
+      () => jwksOf(gwDir),
+      (keys) => !kids(keys).includes('broker:sig:1') && kids(keys).includes('gateway:sig:2'),
+    );
+    expect(kids(last)).toEqual(
+      [
+        token?.kid,
+        newTokenKid,
+        'broker:enc:1',
+        'broker:enc:2',
+        'broker:sig:2',
+        'gateway:sig:1',
+        'gateway:sig:2',
+      ].sort(),
+    );
+    for (const k of last) {
+      expect(Object.keys(k).sort()).toEqual(
+        k.kty === 'EC'
+          ? ['alg', 'crv', 'kid', 'kty', 'use', 'x', 'y']
+          : k.use === 'sig'
+            ? ['alg', 'crv', 'kid', 'kty', 'use', 'x']
+            : ['crv', 'kid', 'kty', 'use', 'x'],
+      );
+      await expect(importJWK(k, k.alg ?? 'ECDH-ES')).resolves.toBeDefined();
+    }
+    // New tokens are signed with the new token key; one signed with the previous key stays valid in the overlap.
+    const newToken = (await tokenDir(await assertion(payer, tokenUrl(gwDir)))).json['access_token'] as string;
+    expect(decodeProtectedHeader(newToken).kid).toBe(newTokenKid);
+    expect((await bearerGet(gwDir, oldToken)).status).toBe(404);
+    // Revoking it refuses the token at once (401, coded), and the JWKS drops the key.
+    expect((await cli('keys', 'revoke', '--kid', token?.kid as string, '--reason', 'drill')).code).toBe(0);
+    const refused = await until(
+      () => bearerGet(gwDir, oldToken),
+      (r) => r.status !== 404,
+    );
+    expect(refused.status).toBe(401);
+    expect(JSON.stringify(refused.json)).toContain('E_PARTNER_AUTH');
+    expect((await bearerGet(gwDir, newToken)).status).toBe(404);
+    expect(kids(await jwksOf(gwDir))).not.toContain(token?.kid);
+    const listed = JSON.parse((await cli('keys', 'list', '--json')).stdout) as Record<string, string>[];
+    expect(listed.filter((r) => r['party'] === 'gateway').map((r) => [r['kind'], r['kid'], r['status']])).toEqual([
+      ['gateway', 'gateway:sig:1', 'retiring'],
+      ['gateway', 'gateway:enc:1', 'retiring'],
+      ['gateway', 'gateway:sig:2', 'active'],
+      ['gateway', 'gateway:enc:2', 'active'],
+      ['gateway', token?.kid, 'revoked'],
+      ['gateway', newTokenKid, 'active'],
+    ]);
+  });
+
+  it("uses a partner's directory keys: published, then revoked and refused at the next request (invalid_client, audited)", async () => {
+    const { publicKey, privateKey } = await generateKeyPair('ES384', { extractable: true });
+    const dirKey: Client = { clientId: 'partner-payer', kid: 'payer-dir-1', alg: 'ES384', key: privateKey };
+    const file = join(mkdtempSync(join(tmpdir(), 'phi-partner-jwks-')), 'jwks.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'payer-dir-1', alg: 'ES384' }] }),
+    );
+    // Unknown to the catalog: refused until the directory has it.
+    expect((await tokenDir(await assertion(dirKey, tokenUrl(gwDir)))).json['error_description']).toBe(
+      "E_PARTNER_AUTH at client_assertion.header.kid: not a key id of this client's registered keys",
+    );
+    const published = await cli('keys', 'publish', '--partner', 'partner-payer', '--jwks', file);
+    expect(published.stdout).toBe('published partner-payer: payer-dir-1\n');
+    const granted = await until(
+      async () => tokenDir(await assertion(dirKey, tokenUrl(gwDir))),
+      (r) => r.status === 200,
+    );
+    expect(granted.status).toBe(200);
+    // The catalog's inline key, which the directory does not list, stays the bootstrap.
+    expect((await tokenDir(await assertion(payer, tokenUrl(gwDir)))).status).toBe(200);
+    expect(kids(await jwksOf(gwDir))).not.toContain('payer-dir-1');
+
+    const revoked = await cli('keys', 'revoke', '--kid', 'payer-dir-1', '--reason', 'key leaked');
+    expect(revoked.stdout).toMatch(/^revoked payer-dir-1 at \d{4}-/);
+    const refused = await until(
+      async () => tokenDir(await assertion(dirKey, tokenUrl(gwDir))),
+      (r) => r.status !== 200,
+    );
+    expectRefused(
+      refused,
+      401,
+      'invalid_client',
+      "E_PARTNER_AUTH at client_assertion.header.kid: not a key id of this client's registered keys",
+    );
+    const rows = JSON.parse((await cli('keys', 'list', '--json')).stdout) as Record<string, string>[];
+    expect(rows.find((r) => r['kid'] === 'payer-dir-1')).toMatchObject({
+      party: 'partner-payer',
+      kind: 'partner',
+      use: 'sig',
+      status: 'revoked',
+      reason: 'key leaked',
+    });
+    const nc = await stack.connect('audit-reader-dir');
+    const refusals: AuditEvent[] = [];
+    for await (const r of readAuditRecords(nc)) {
+      if (!r.subject.includes('gw-dir-1')) continue;
+      for (const e of decodeRecord(r.data)?.events ?? [])
+        if (e.outcomeDesc === 'E_PARTNER_AUTH at client_assertion.header.kid') refusals.push(e);
+    }
+    await nc.close();
+    // The refusal before publishing and the one after revoking (at least: the wait may have sent more).
+    expect(refusals.length).toBeGreaterThanOrEqual(2);
+    for (const e of refusals) expect(fhirSchemaErrors(e)).toEqual([]);
+  });
+
+  it('refuses a malformed partner JWK Set with E_CONFIG_INVALID naming the member, and a non-partner with E_USAGE', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'phi-partner-jwks-')), 'jwks.json');
+    writeFileSync(file, JSON.stringify({ keys: [{ kty: 'EC', crv: 'P-384', x: 'a', y: 'b', d: 'c', kid: 'k' }] }));
+    const bad = await cli('keys', 'publish', '--partner', 'partner-payer', '--jwks', file);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain(`E_CONFIG_INVALID: ${file}: keys[0].d: not a member of a public EC signing key`);
+    const notPartner = await cli('keys', 'publish', '--partner', 'billing', '--jwks', file);
+    expect(notPartner.code).not.toBe(0);
+    expect(notPartner.stderr).toContain('E_USAGE: --partner: billing is not a partner in the catalog');
   });
 });
 

@@ -255,8 +255,21 @@ describe('natsPermissions', () => {
       'phi.receipt.public-health',
     ]);
     expect(g?.publish.deny).toEqual(
-      expect.arrayContaining(['$KV.phi_registry.>', 'phi.deliver.>', 'phi.control.access']),
+      expect.arrayContaining(['$KV.phi_registry.>', 'phi.deliver.>', 'phi.control.access', '$KV.phi_keys.>']),
     );
+    // It watches the key directory as services do: bind, an ordered consumer, its flow control; nothing else.
+    expect(g?.publish.allow).toEqual(
+      expect.arrayContaining([
+        '$JS.API.STREAM.INFO.KV_phi_keys',
+        '$JS.API.CONSUMER.CREATE.KV_phi_keys',
+        '$JS.API.CONSUMER.CREATE.KV_phi_keys.>',
+        '$JS.FC.KV_phi_keys.>',
+      ]),
+    );
+    expect(g?.publish.deny).toEqual(
+      expect.arrayContaining(['$JS.API.CONSUMER.CREATE.PHI_AUDIT', '$JS.API.CONSUMER.CREATE.KV_phi_gateway_jti']),
+    );
+    expect(g?.publish.deny).not.toContain('$JS.API.CONSUMER.CREATE.KV_phi_keys');
     expect(g?.allowResponses).toBe(false);
   });
 
