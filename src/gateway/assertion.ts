@@ -1,8 +1,9 @@
 // The client assertion of SMART Backend Services (http://hl7.org/fhir/smart-app-launch/backend-services.html,
 // "Authenticating to the token endpoint"; RFC 7523 §3): a JWT signed with RS384 or ES384 (EdDSA too) by a key the
-// partner registered in the catalog, chosen by `kid` among that partner's keys only, with iss = sub = client_id,
-// aud = this token endpoint's URL, exp at most five minutes ahead, and a jti. Whether the jti was seen before is
-// jti.ts's question (it needs NATS); everything else is decided here from the token, the catalog and the clock.
+// partner registered in the catalog (inline or at its JWKS URL, partner-jwks.ts), chosen by `kid` among that
+// partner's keys only, with iss = sub = client_id, aud = this token endpoint's URL, exp at most five minutes ahead,
+// and a jti. Whether the jti was seen before is jti.ts's question (it needs NATS); everything else is decided here
+// from the token, the catalog, the partner's key set and the clock.
 import {
   createLocalJWKSet,
   decodeJwt,
@@ -17,6 +18,7 @@ import { fromBase64url } from '../crypto/base64url.js';
 import { verifyEd25519Strict } from '../crypto/verify-strict.js';
 import { GATEWAY_ASSERTION_MAX_LIFETIME_MS, GATEWAY_CLOCK_SKEW_MS } from '../nats/setup.js';
 import { OAuthError } from './oauth-error.js';
+import type { PartnerKeys } from './partner-jwks.js';
 
 /** Asymmetric algorithms SMART Backend Services allows (RS384, ES384) and EdDSA (RFC 8037); never HS* or none. */
 export const ASSERTION_ALGORITHMS = ['RS384', 'ES384', 'EdDSA'] as const;
@@ -56,6 +58,8 @@ export async function verifyClientAssertion(
     readonly tokenUrl: string;
     readonly clientId: string | undefined;
     readonly partners: ReadonlyMap<string, { service: ServiceDef; partner: PartnerDef }>;
+    /** Each partner's keys: inline, or fetched from its JWKS URL. */
+    readonly keys: PartnerKeys;
     readonly now: number;
   },
 ): Promise<VerifiedAssertion> {
@@ -81,8 +85,11 @@ export async function verifyClientAssertion(
   if (found === undefined) throw refuse('client_assertion.iss', 'not the client id of a registered partner');
   if (opts.clientId !== undefined && opts.clientId !== iss)
     throw refuse('client_id', 'names another client than the assertion');
+  // SMART Backend Services: a jku header must be the JWKS URL registered for this client, else verification fails.
+  if (header.jku !== undefined && header.jku !== found.partner.jwksUrl)
+    throw refuse('client_assertion.header.jku', "not this client's registered JWKS URL");
   // The key comes from this partner's keys only: another partner's kid is as unknown here as a made-up one.
-  const keys = found.partner.jwks.keys.filter((k) => k.kid === header.kid);
+  const keys = await opts.keys.keysFor(found.partner, header);
   if (keys.length === 0) throw refuse('client_assertion.header.kid', "not a key id of this client's registered keys");
   // EdDSA under phi-broker's one Ed25519 rule (docs/wire-format.md "Signature strictness") before jose's own check.
   if (alg === 'EdDSA' && !ed25519Strict(assertion, keys)) throw joseRefusal(undefined);

@@ -19,6 +19,7 @@ import {
   type JWK,
 } from 'jose';
 import { BrokerError } from '../wire/errors.js';
+import { bindingRefusal, type PresentedCertificate } from './client-cert.js';
 import type { KeyFileStore } from '../crypto/key-envelope.js';
 
 export const TOKEN_ALGORITHM = 'ES384';
@@ -81,10 +82,16 @@ export class TokenSigner {
     readonly clientId: string;
     readonly scope: string;
     readonly now: number;
+    /** RFC 8705 §3.1: bind the token to this client certificate (`cnf.x5t#S256`). */
+    readonly certificateThumbprint?: string;
   }): Promise<IssuedToken> {
     const iat = Math.floor(claims.now / 1000);
     const tokenId = randomUUID();
-    const accessToken = await new SignJWT({ scope: claims.scope, client_id: claims.clientId })
+    const accessToken = await new SignJWT({
+      scope: claims.scope,
+      client_id: claims.clientId,
+      ...(claims.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': claims.certificateThumbprint } }),
+    })
       .setProtectedHeader({ alg: TOKEN_ALGORITHM, typ: 'at+jwt', kid: this.publicJwk.kid as string })
       .setIssuer(claims.issuer)
       .setSubject(claims.clientId)
@@ -96,8 +103,17 @@ export class TokenSigner {
     return { accessToken, tokenId, expiresIn: ACCESS_TOKEN_LIFETIME_S };
   }
 
-  /** Verifies an access token this gateway issued (signature, `at+jwt`, issuer, audience, expiry); throws if not. */
-  async verifyAccessToken(token: string, issuer: string, audience: string, now: number): Promise<JWTPayload> {
+  /**
+   * Verifies an access token this gateway issued (signature, `at+jwt`, issuer, audience, expiry) and, when it is
+   * bound to a client certificate (RFC 8705 §3), that `certificate` is that one; throws if not.
+   */
+  async verifyAccessToken(
+    token: string,
+    issuer: string,
+    audience: string,
+    now: number,
+    certificate?: PresentedCertificate,
+  ): Promise<JWTPayload> {
     const { payload } = await jwtVerify(token, this.publicJwk, {
       algorithms: [TOKEN_ALGORITHM],
       typ: 'at+jwt',
@@ -105,6 +121,8 @@ export class TokenSigner {
       audience,
       currentDate: new Date(now),
     });
+    const refusal = bindingRefusal(payload, certificate);
+    if (refusal !== undefined) throw new Error(refusal);
     return payload;
   }
 

@@ -52,7 +52,7 @@ describe('partner: registration of an external service with the gateway', () => 
       restHooks: [],
     });
     expect(Object.isFrozen(partner)).toBe(true);
-    expect(Object.isFrozen(partner?.jwks.keys[0])).toBe(true);
+    expect(Object.isFrozen(partner?.jwks?.keys[0])).toBe(true);
     expect(r.catalog?.services.get('clinic')?.partner).toBeUndefined();
     const other = compile(`clientId: payer-client\njwks: { keys: [${KEY}] }\nscopes: [system/Patient.c]`);
     expect(other.catalog?.hash).not.toBe(r.catalog?.hash);
