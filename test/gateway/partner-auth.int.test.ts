@@ -7,11 +7,12 @@
 // granted (bound: cnf x5t#S256) and a POST is accepted; no certificate, another partner's, or the right subject from
 // another CA is refused; a bound token over a connection with another certificate or none is 401.
 import { X509Certificate, createHash, randomUUID } from 'node:crypto';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import type { AuditEvent } from 'fhir/r4.js';
 import { SignJWT, decodeJwt, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { parseDocument } from 'yaml';
@@ -25,7 +26,8 @@ import {
   issueServerCertificate,
   type IssuedCertificate,
 } from '../../src/tls/certificates.js';
-import { readCa } from '../../src/tls/store.js';
+import { readCa, tlsLayout } from '../../src/tls/store.js';
+import { runPartnerToken } from '../../src/cli/partner.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
@@ -58,6 +60,7 @@ let ca: string;
 let payerCert: IssuedCertificate;
 let healthCert: IssuedCertificate;
 let strangerCert: IssuedCertificate;
+let jwksCaPem: string;
 
 async function signer(kid: string): Promise<Signer> {
   const { publicKey, privateKey } = await generateKeyPair('ES384', { extractable: true });
@@ -209,6 +212,7 @@ beforeAll(async () => {
   const now = Date.now();
   // The partners' JWKS host has a CA of its own, as a public one would be: the gateway is told to trust it.
   const jwksCa = await createCa({ now, lifetimeMs: DAY }, 'partner JWKS host CA');
+  jwksCaPem = jwksCa.certPem;
   jwksServer = await startJwksServer(await issueServerCertificate(jwksCa, ['127.0.0.1'], { now, lifetimeMs: DAY }));
   const port = (jwksServer.address() as AddressInfo).port;
   jwksUrl = (path) => `https://127.0.0.1:${port}${path}`;
@@ -378,6 +382,39 @@ describe('mutual TLS (RFC 8705) for a partner registered with mtls', () => {
       cert: payerCert,
     });
     expect(own.status).toBe(404);
+  });
+
+  it('`partner token --as` connects with the partner certificate `certs init` wrote, and gets a bound token', async () => {
+    const tls = stack.nats.tls;
+    if (tls === undefined) throw new Error('expected an mTLS stack');
+    // A gateway whose base URL is its own address, as the CLI's --url names it.
+    const local = await startTestGateway(stack, 3, 'gw-partner-auth-cli', {
+      tls: { ...tls.gateway, clientCaFile: tls.ca.certFile },
+      jwksFetch: { timeoutMs: 1_000, cooldownMs: 0, cacheMaxAgeMs: 600_000, ca: jwksCaPem },
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'phi-partner-token-'));
+    try {
+      const keyFile = join(dir, 'payer.private.jwk.json');
+      writeFileSync(keyFile, JSON.stringify({ ...(await exportJWK(payer.key)), kid: payer.kid, alg: 'ES384' }), {
+        mode: 0o600,
+      });
+      const opts = { as: 'partner-payer', key: keyFile, url: local.baseUrl };
+      // Before `certs init` wrote the partner's certificate: the CLI says what is missing.
+      await expect(runPartnerToken(stack.config, opts, new PassThrough())).rejects.toMatchObject({
+        code: 'E_SETUP_MISSING',
+      });
+      const files = tlsLayout(tls.dir).partner('partner-payer');
+      mkdirSync(dirname(files.certFile), { recursive: true });
+      writeFileSync(files.certFile, payerCert.certPem);
+      writeFileSync(files.keyFile, payerCert.keyPem, { mode: 0o600 });
+      const out = new PassThrough();
+      await runPartnerToken(stack.config, opts, out);
+      audited += 1; // the only request of this test that reached a token endpoint
+      const printed = String(out.read()).trim();
+      expect(decodeJwt(printed)['cnf']).toEqual({ 'x5t#S256': thumbprint(payerCert) });
+    } finally {
+      await local.stop();
+    }
   });
 
   it('leaves a partner without mtls unaffected: no certificate needed, none bound when one is presented', async () => {
