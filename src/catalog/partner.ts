@@ -71,6 +71,15 @@ export function checkPartners(
       if (kids.has(k.kid)) issues.push(source.issue(at('jwks', 'keys', i, 'kid'), `kid '${k.kid}' is listed twice`));
       kids.add(k.kid);
     });
+    // A subject of phi-broker's own organisation must be OU=partner: the other OUs are NATS identities (src/tls).
+    const dn = input.mtls?.subjectDn.split(',').map((rdn) => rdn.toUpperCase());
+    if (dn?.includes('O=PHI-BROKER') === true && !dn.includes('OU=PARTNER'))
+      issues.push(
+        source.issue(
+          at('mtls', 'subjectDn'),
+          'a subject with O=phi-broker must have OU=partner: the other units are NATS identities, never a partner',
+        ),
+      );
     const scopes = new Set<string>();
     input.scopes.forEach((scope, i) => {
       const where = at('scopes', i);

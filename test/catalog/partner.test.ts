@@ -179,5 +179,14 @@ describe('partner: registration of an external service with the gateway', () => 
       `clientId: c1\njwks: { keys: [${KEY}] }\nmtls: { subjectDn: "CN=a, OU=b" }\nscopes: [system/Patient.c]`,
     );
     expect(issues(dn).map(([p]) => p)).toEqual(['services[3].partner.mtls.subjectDn']);
+    const identity = compile(
+      `clientId: c1\njwks: { keys: [${KEY}] }\nmtls: { subjectDn: "CN=payer,OU=service,O=phi-broker" }\nscopes: [system/Patient.c]`,
+    );
+    expect(issues(identity).map(([p, m]) => [p, m])).toEqual([
+      [
+        'services[3].partner.mtls.subjectDn',
+        'a subject with O=phi-broker must have OU=partner: the other units are NATS identities, never a partner',
+      ],
+    ]);
   });
 });
