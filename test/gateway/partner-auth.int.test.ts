@@ -342,6 +342,9 @@ describe('mutual TLS (RFC 8705) for a partner registered with mtls', () => {
     expect(r.status, JSON.stringify(r.json)).toBe(200);
     bound = r.json['access_token'] as string;
     expect(decodeJwt(bound)['cnf']).toEqual({ 'x5t#S256': thumbprint(payerCert) });
+    // RFC 8705 §3.3 metadata: this gateway binds tokens.
+    const smart = await send(`${gw.url}/.well-known/smart-configuration`, { method: 'GET' });
+    expect(smart.json['tls_client_certificate_bound_access_tokens']).toBe(true);
     const posted = await postEob(gw2, bound, payerCert);
     expect(posted.status, JSON.stringify(posted.json)).toBe(201);
     expect(fhirSchemaErrors(posted.json)).toEqual([]);
