@@ -13,12 +13,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import type { AuditEvent } from 'fhir/r4.js';
 import { SignJWT, decodeJwt, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { parseDocument } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readAuditRecords } from '../../src/audit/read.js';
-import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
 import {
   createCa,
@@ -29,7 +26,7 @@ import {
 import { readCa, tlsLayout } from '../../src/tls/store.js';
 import { runPartnerToken } from '../../src/cli/partner.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
-import { startTestGateway } from '../helpers/gateway.js';
+import { gatewayAuditEvents, startTestGateway } from '../helpers/gateway.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
 
 const BASE_URL = 'https://partners.example.test';
@@ -432,13 +429,7 @@ describe('audit', () => {
   it('records every token request, the JWKS and certificate refusals included, as FHIR R4 AuditEvents', async () => {
     await gw.stop();
     await gw2.stop();
-    const nc = await stack.connect('audit-reader');
-    const events: AuditEvent[] = [];
-    for await (const r of readAuditRecords(nc)) {
-      if (!r.subject.includes('gw-partner-auth-')) continue;
-      events.push(...(decodeRecord(r.data)?.events ?? []));
-    }
-    await nc.close();
+    const events = await gatewayAuditEvents(stack, 'gw-partner-auth-');
     const logins = events.filter((e) => e.subtype?.[0]?.code === '110122');
     expect(logins.length).toBe(audited);
     for (const e of logins) expect(fhirSchemaErrors(e)).toEqual([]);

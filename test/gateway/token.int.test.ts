@@ -9,14 +9,11 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, type CryptoKey, type JWK } from 'jose';
-import type { AuditEvent } from 'fhir/r4.js';
 import { parseDocument } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readAuditRecords } from '../../src/audit/read.js';
-import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
-import { startTestGateway } from '../helpers/gateway.js';
+import { gatewayAuditEvents, startTestGateway } from '../helpers/gateway.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
 
 interface Client {
@@ -405,13 +402,7 @@ describe('audit', () => {
   it('records every token request, granted or refused, as a FHIR R4 AuditEvent in the gateway chains', async () => {
     await gw.stop();
     await gw2.stop();
-    const nc = await stack.connect('audit-reader');
-    const events: AuditEvent[] = [];
-    for await (const r of readAuditRecords(nc)) {
-      if (!r.subject.includes('gw-test-')) continue;
-      events.push(...(decodeRecord(r.data)?.events ?? []));
-    }
-    await nc.close();
+    const events = await gatewayAuditEvents(stack, 'gw-test-');
     const logins = events.filter((e) => e.subtype?.[0]?.code === '110122');
     // Every form request that was not rate-limited (the JSON body never reached the handler).
     expect(logins.length).toBe(audited);
