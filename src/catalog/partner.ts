@@ -1,7 +1,8 @@
 // The `partner:` block of an external service, checked against the rest of the catalog: only an `external: true`
 // service may have one; client ids and key ids are unique; and every SMART v2 scope (App Launch 2.0 §scopes,
 // `system/<Type>.<cruds>`) is one the topics back — `c` only for a type the service publishes, `r`/`s` only for a
-// type it receives — so a partner can never be granted more than the catalog lets it exchange.
+// type it receives — so a partner can never be granted more than the catalog lets it exchange. Its keys are inline
+// (`jwks`) or at its JWKS URL (`jwksUrl`), exactly one.
 import type { CatalogIssue } from './issues.js';
 import type { PartnerInput } from './schema.js';
 import type { PartnerDef, PartnerJwk, TopicDef } from './types.js';
@@ -55,11 +56,30 @@ export function checkPartners(
     if (first !== undefined)
       issues.push(source.issue(at('clientId'), `client id '${input.clientId}' is already used by '${first}'`));
     else clientIds.set(input.clientId, service);
+    // SMART Backend Services registers a client's keys either as a JWK Set or as its JWKS URL: one, not both.
+    if ((input.jwks === undefined) === (input.jwksUrl === undefined))
+      issues.push(
+        source.issue(
+          at(input.jwks === undefined ? 'jwks' : 'jwksUrl'),
+          input.jwks === undefined
+            ? 'expected the public keys: jwks (inline) or jwksUrl (where the partner serves them)'
+            : 'expected either jwks or jwksUrl, not both',
+        ),
+      );
     const kids = new Set<string>();
-    input.jwks.keys.forEach((k, i) => {
+    (input.jwks?.keys ?? []).forEach((k, i) => {
       if (kids.has(k.kid)) issues.push(source.issue(at('jwks', 'keys', i, 'kid'), `kid '${k.kid}' is listed twice`));
       kids.add(k.kid);
     });
+    // A subject of phi-broker's own organisation must be OU=partner: the other OUs are NATS identities (src/tls).
+    const dn = input.mtls?.subjectDn.split(',').map((rdn) => rdn.toUpperCase());
+    if (dn?.includes('O=PHI-BROKER') === true && !dn.includes('OU=PARTNER'))
+      issues.push(
+        source.issue(
+          at('mtls', 'subjectDn'),
+          'a subject with O=phi-broker must have OU=partner: the other units are NATS identities, never a partner',
+        ),
+      );
     const scopes = new Set<string>();
     input.scopes.forEach((scope, i) => {
       const where = at('scopes', i);
@@ -95,9 +115,15 @@ export function checkPartners(
       service,
       Object.freeze({
         clientId: input.clientId,
-        jwks: Object.freeze({
-          keys: Object.freeze(input.jwks.keys.map((k) => Object.freeze({ ...k }) as PartnerJwk)),
-        }),
+        ...(input.jwks === undefined
+          ? {}
+          : {
+              jwks: Object.freeze({
+                keys: Object.freeze(input.jwks.keys.map((k) => Object.freeze({ ...k }) as PartnerJwk)),
+              }),
+            }),
+        ...(input.jwksUrl === undefined ? {} : { jwksUrl: input.jwksUrl }),
+        ...(input.mtls === undefined ? {} : { mtls: Object.freeze({ ...input.mtls }) }),
         scopes: Object.freeze([...input.scopes]),
         rateLimit: Object.freeze({ ...input.rateLimit }),
         restHooks: Object.freeze([...input.restHooks]),

@@ -29,11 +29,14 @@ const relativeDir = z
 /** An OAuth client_id: also a NATS KV key token (the gateway's jti bucket keys on it), so no dots or spaces. */
 export const CLIENT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** An RFC 4514 distinguished name without escapes or multi-valued RDNs: `CN=a,OU=b,O=c`. */
+export const SUBJECT_DN_PATTERN = /^[A-Za-z][A-Za-z0-9]*=[^,+=\\"<>#;]+(,[A-Za-z][A-Za-z0-9]*=[^,+=\\"<>#;]+)*$/;
+
 /**
  * A public JWK of a partner (RFC 7517): the signature algorithms SMART Backend Services names (RS384, ES384) and
  * EdDSA. Only the public members are accepted; `d`, `p`, `q`, … (private parts) are unknown keys and refused.
  */
-const partnerJwkSchema = z.discriminatedUnion('kty', [
+export const partnerJwkSchema = z.discriminatedUnion('kty', [
   z.strictObject({
     kty: z.literal('EC'),
     crv: z.literal('P-384', 'expected crv P-384 (ES384)'),
@@ -64,7 +67,27 @@ const partnerJwkSchema = z.discriminatedUnion('kty', [
 /** The `partner:` block of an external service (docs/partner-gateway.md): how it authenticates and what it may ask. */
 export const partnerSchema = z.strictObject({
   clientId: z.string().regex(CLIENT_ID_PATTERN, 'expected a client id: letters, digits, _ or - (at most 64)'),
-  jwks: z.strictObject({ keys: z.array(partnerJwkSchema).min(1, 'expected at least one public key') }),
+  /** Exactly one of `jwks` (the keys inline) and `jwksUrl` (where the partner serves them); partner.ts checks. */
+  jwks: z.strictObject({ keys: z.array(partnerJwkSchema).min(1, 'expected at least one public key') }).optional(),
+  /** SMART Backend Services `jwks_url`: https only, no credentials or fragment in it. */
+  jwksUrl: z
+    .url({ protocol: /^https$/, error: 'expected an https URL' })
+    .refine((u) => {
+      const url = new URL(u);
+      return url.username === '' && url.password === '' && url.hash === '';
+    }, 'expected an https URL without user, password or fragment')
+    .optional(),
+  /** RFC 8705 §2.1 PKI mutual-TLS client authentication: the client certificate's subject DN (RFC 4514). */
+  mtls: z
+    .strictObject({
+      subjectDn: z
+        .string()
+        .regex(
+          SUBJECT_DN_PATTERN,
+          'expected an RFC 4514 subject DN of attribute=value pairs, e.g. CN=partner-payer,OU=partner,O=phi-broker (no escaped characters)',
+        ),
+    })
+    .optional(),
   /** SMART v2 system scopes (`system/Coverage.rs`); checked against the topics in compile.ts. */
   scopes: z.array(z.string()).min(1, 'expected at least one scope'),
   rateLimit: z

@@ -55,7 +55,12 @@ export type PartnerJwk = Readonly<Record<string, string>> & { readonly kid: stri
  */
 export interface PartnerDef {
   readonly clientId: string;
-  readonly jwks: { readonly keys: readonly PartnerJwk[] };
+  /** The public keys its client assertions are signed with, inline; or, with `jwksUrl`, absent. */
+  readonly jwks?: { readonly keys: readonly PartnerJwk[] };
+  /** Where the partner serves its JWK Set (SMART `jwks_url`, https); the gateway fetches it. */
+  readonly jwksUrl?: string;
+  /** RFC 8705 mutual TLS: the token endpoint and every request with its tokens need this client certificate. */
+  readonly mtls?: { readonly subjectDn: string };
   /** SMART v2 system scopes, as declared (`system/Coverage.rs`). */
   readonly scopes: readonly string[];
   readonly rateLimit: { readonly max: number; readonly windowSeconds: number };

@@ -57,6 +57,10 @@ export async function runCerts(
     // Clients reach a cluster node by its name: the server certificate names every node.
     serverHosts: [...new Set([...nodes, ...hosts])],
     clusterNodes: nodes.map((name) => ({ name, hosts: [...new Set([name, ...hosts])] })),
+    // Development client certificates of the partners that authenticate with mutual TLS (docs/partner-gateway.md).
+    partners: [...catalog.services.values()].flatMap((s) =>
+      s.partner?.mtls === undefined ? [] : [{ service: s.id, subjectDn: s.partner.mtls.subjectDn }],
+    ),
   });
   report(out, r);
 }

@@ -1,9 +1,11 @@
 // `phi-broker partner token --as <partner> --key <file.jwk>`: tries the partner gateway by hand. Signs a SMART Backend
 // Services client assertion (RFC 7523) with the partner's private JWK, asks the gateway's token endpoint for an
 // access token with the partner's registered scopes (or --scope) and prints the token alone, for
-// `TOKEN=$(phi-broker partner token …)`. The key never leaves this process; only the signed assertion is sent.
+// `TOKEN=$(phi-broker partner token …)`. The key never leaves this process; only the signed assertion is sent. A
+// partner with `mtls` connects with its client certificate from the TLS directory (RFC 8705).
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { request } from 'node:https';
 import type { Writable } from 'node:stream';
 import { SignJWT, importJWK, type JWK } from 'jose';
@@ -36,12 +38,13 @@ export async function runPartnerToken(config: BrokerConfig, opts: PartnerTokenOp
       path: '--key',
     });
   const jwk = readJwk(opts.key);
-  const registered = partner.jwks.keys.find((k) => k.kid === jwk.kid);
-  if (registered === undefined)
+  // Inline keys are checked here; keys at a JWKS URL only the gateway fetches.
+  const registered = partner.jwks?.keys.find((k) => k.kid === jwk.kid);
+  if (partner.jwks !== undefined && registered === undefined)
     throw new BrokerError('E_USAGE', `--key: its kid is not among ${opts.as}'s registered keys (partner.jwks)`, {
       path: '--key',
     });
-  const alg = jwk.alg ?? registered.alg;
+  const alg = jwk.alg ?? registered?.alg;
   if (alg === undefined || !(ASSERTION_ALGORITHMS as readonly string[]).includes(alg))
     throw new BrokerError('E_USAGE', `--key: alg must be one of ${ASSERTION_ALGORITHMS.join(', ')}`, {
       path: '--key',
@@ -64,7 +67,10 @@ export async function runPartnerToken(config: BrokerConfig, opts: PartnerTokenOp
   }).toString();
   const tlsDir = cliTlsDir(config) ?? defaultTlsDir(config.dataDir);
   const caFile = tlsLayout(tlsDir).ca.certFile;
-  const answer = await post(tokenUrl, form, existsSync(caFile) ? readFileSync(caFile, 'utf8') : undefined);
+  const answer = await post(tokenUrl, form, {
+    ...(existsSync(caFile) ? { ca: readFileSync(caFile, 'utf8') } : {}),
+    ...(partner.mtls === undefined ? {} : clientCertificate(tlsDir, opts.as)),
+  });
   const token = answer.json['access_token'];
   if (answer.status === 200 && typeof token === 'string') {
     out.write(`${token}\n`);
@@ -93,17 +99,28 @@ function readJwk(file: string): JWK {
   return jwk;
 }
 
+/** The partner's development client certificate `certs init` issued (`<tls-dir>/partners/<id>.*`), for mTLS. */
+function clientCertificate(tlsDir: string, service: string): { cert: string; key: string } {
+  const files = tlsLayout(tlsDir).partner(service);
+  if (!existsSync(files.certFile) || !existsSync(files.keyFile))
+    throw new BrokerError(
+      'E_SETUP_MISSING',
+      `${service} authenticates with mutual TLS (partner.mtls) and has no client certificate in ${dirname(files.certFile)}: run \`phi-broker certs init\``,
+    );
+  return { cert: readFileSync(files.certFile, 'utf8'), key: readFileSync(files.keyFile, 'utf8') };
+}
+
 function post(
   url: string,
   body: string,
-  ca: string | undefined,
+  tls: { readonly ca?: string; readonly cert?: string; readonly key?: string },
 ): Promise<{ status: number; json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
       {
         method: 'POST',
-        ...(ca === undefined ? {} : { ca }),
+        ...tls,
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
       },
       (res) => {

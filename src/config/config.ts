@@ -211,6 +211,11 @@ export const configSchema = z.strictObject({
     .refine((u) => !u.endsWith('/'), 'expected no trailing /')
     .optional(),
   /**
+   * PEM CA certificate(s) the gateway verifies partners' TLS client certificates with (`PHI_BROKER_GATEWAY_CLIENT_CA`,
+   * RFC 8705 mutual TLS, `partner.mtls`). Default: the development CA of the TLS directory (`ca.cert.pem`).
+   */
+  gatewayClientCaFile: z.string().min(1).optional(),
+  /**
    * How private key files in `<data-dir>/keys` are protected at rest (`PHI_BROKER_KEY_PROVIDER`,
    * docs/keys-at-rest.md): `plain` (development only, the default, said at start-up), `passphrase`
    * (PHI_BROKER_KEY_PASSPHRASE or PHI_BROKER_KEY_PASSPHRASE_FILE) or `keyfile` (keyProviderFile).
@@ -347,6 +352,7 @@ export const CONFIG_ENV = {
   PHI_BROKER_GATEWAY_PORT: 'gatewayPort',
   PHI_BROKER_GATEWAY_HOST: 'gatewayHost',
   PHI_BROKER_GATEWAY_BASE_URL: 'gatewayBaseUrl',
+  PHI_BROKER_GATEWAY_CLIENT_CA: 'gatewayClientCaFile',
 } as const satisfies Record<string, keyof BrokerConfigInput>;
 
 const NUMERIC: ReadonlySet<string> = new Set([

@@ -1,8 +1,9 @@
 // The client assertion of SMART Backend Services (http://hl7.org/fhir/smart-app-launch/backend-services.html,
 // "Authenticating to the token endpoint"; RFC 7523 §3): a JWT signed with RS384 or ES384 (EdDSA too) by a key the
-// partner registered in the catalog, chosen by `kid` among that partner's keys only, with iss = sub = client_id,
-// aud = this token endpoint's URL, exp at most five minutes ahead, and a jti. Whether the jti was seen before is
-// jti.ts's question (it needs NATS); everything else is decided here from the token, the catalog and the clock.
+// partner registered in the catalog (inline or at its JWKS URL, partner-jwks.ts), chosen by `kid` among that
+// partner's keys only, with iss = sub = client_id, aud = this token endpoint's URL, exp at most five minutes ahead,
+// and a jti. Whether the jti was seen before is jti.ts's question (it needs NATS); everything else is decided here
+// from the token, the catalog, the partner's key set and the clock.
 import {
   createLocalJWKSet,
   decodeJwt,
@@ -10,6 +11,7 @@ import {
   errors as joseErrors,
   jwtVerify,
   type JWK,
+  type JWSHeaderParameters,
   type JWTPayload,
 } from 'jose';
 import type { Catalog, PartnerDef, PartnerJwk, ServiceDef } from '../catalog/types.js';
@@ -18,6 +20,7 @@ import { verifyEd25519Strict } from '../crypto/verify-strict.js';
 import { GATEWAY_ASSERTION_MAX_LIFETIME_MS, GATEWAY_CLOCK_SKEW_MS } from '../nats/setup.js';
 import { OAuthError } from './oauth-error.js';
 import type { ClientKeySet } from './key-directory.js';
+import type { PartnerKeys } from './partner-jwks.js';
 
 /** Asymmetric algorithms SMART Backend Services allows (RS384, ES384) and EdDSA (RFC 8037); never HS* or none. */
 export const ASSERTION_ALGORITHMS = ['RS384', 'ES384', 'EdDSA'] as const;
@@ -57,6 +60,8 @@ export async function verifyClientAssertion(
     readonly tokenUrl: string;
     readonly clientId: string | undefined;
     readonly partners: ReadonlyMap<string, { service: ServiceDef; partner: PartnerDef }>;
+    /** Each partner's keys: inline, or fetched from its JWKS URL. */
+    readonly keys: PartnerKeys;
     readonly now: number;
     /** A partner's keys in the key directory by service id, when it lists any (src/gateway/key-directory.ts). */
     readonly clientKeys?: (service: string) => ClientKeySet | undefined;
@@ -84,8 +89,11 @@ export async function verifyClientAssertion(
   if (found === undefined) throw refuse('client_assertion.iss', 'not the client id of a registered partner');
   if (opts.clientId !== undefined && opts.clientId !== iss)
     throw refuse('client_id', 'names another client than the assertion');
+  // SMART Backend Services: a jku header must be the JWKS URL registered for this client, else verification fails.
+  if (header.jku !== undefined && header.jku !== found.partner.jwksUrl)
+    throw refuse('client_assertion.header.jku', "not this client's registered JWKS URL");
   // The key comes from this partner's keys only: another partner's kid is as unknown here as a made-up one.
-  const keys = clientKeySet(found, opts.clientKeys).filter((k) => k.kid === header.kid);
+  const keys = await clientKeys(found, header, opts);
   if (keys.length === 0) throw refuse('client_assertion.header.kid', "not a key id of this client's registered keys");
   // EdDSA under phi-broker's one Ed25519 rule (docs/wire-format.md "Signature strictness") before jose's own check.
   if (alg === 'EdDSA' && !ed25519Strict(assertion, keys)) throw joseRefusal(undefined);
@@ -113,16 +121,19 @@ export async function verifyClientAssertion(
 }
 
 /**
- * A client's key set: the key directory's usable keys for it, and the catalog's inline keys the directory does not
- * list (the bootstrap); a kid the directory lists as retired or revoked is refused even when the catalog has it.
+ * The client's keys with the assertion's kid: a kid the key directory lists is decided by the directory (usable, or
+ * refused when retired or revoked, even if the catalog or the JWKS URL still has it); any other comes from the
+ * partner's registered keys, inline or at its JWKS URL (the bootstrap).
  */
-function clientKeySet(
+async function clientKeys(
   found: { service: ServiceDef; partner: PartnerDef },
-  lookup: ((service: string) => ClientKeySet | undefined) | undefined,
-): readonly PartnerJwk[] {
-  const directory = lookup?.(found.service.id);
-  if (directory === undefined) return found.partner.jwks.keys;
-  return [...directory.usable, ...found.partner.jwks.keys.filter((k) => !directory.listed.has(k.kid))];
+  header: JWSHeaderParameters,
+  opts: { readonly keys: PartnerKeys; readonly clientKeys?: (service: string) => ClientKeySet | undefined },
+): Promise<readonly PartnerJwk[]> {
+  const directory = opts.clientKeys?.(found.service.id);
+  if (header.kid !== undefined && directory?.listed.has(header.kid))
+    return directory.usable.filter((k) => k.kid === header.kid);
+  return opts.keys.keysFor(found.partner, header);
 }
 
 /** Whether one of `keys` (OKP Ed25519 JWKs) verifies the compact JWS by the strict rule (src/crypto/verify-strict.ts). */

@@ -6,6 +6,7 @@ import { parseScope } from '../catalog/partner.js';
 import type { PartnerDef, ServiceDef } from '../catalog/types.js';
 import { GATEWAY_CLOCK_SKEW_MS } from '../nats/setup.js';
 import type { BrokerErrorCode } from '../wire/errors.js';
+import { bindingRefusal, type PresentedCertificate } from './client-cert.js';
 import type { IssueType } from './http-status.js';
 import { TOKEN_ALGORITHM, type TokenSigner } from './token-signer.js';
 
@@ -40,6 +41,8 @@ export async function verifyBearer(
     readonly baseUrl: string;
     readonly partners: ReadonlyMap<string, { service: ServiceDef; partner: PartnerDef }>;
     readonly now: number;
+    /** The verified client certificate of the request's connection: a bound token needs it (RFC 8705 §3). */
+    readonly certificate: PresentedCertificate | undefined;
   },
 ): Promise<Caller> {
   const m = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(authorization ?? '');
@@ -64,6 +67,8 @@ export async function verifyBearer(
           : 'the access token does not verify with this gateway’s key',
     );
   }
+  const unbound = bindingRefusal(payload, opts.certificate);
+  if (unbound !== undefined) throw invalidToken(unbound);
   const found = typeof payload.sub === 'string' ? opts.partners.get(payload.sub) : undefined;
   if (found === undefined) throw invalidToken('the access token names no registered client');
   const scopes = typeof payload['scope'] === 'string' ? payload['scope'].split(' ').filter((s) => s !== '') : [];

@@ -37,6 +37,7 @@ import {
   type RetryPolicy,
 } from './subscriptions/worker.js';
 import { JtiStore } from './jti.js';
+import type { JwksFetchOptions } from './partner-jwks.js';
 import { buildGatewayServer } from './server.js';
 import { TokenSigner } from './token-signer.js';
 import { GatewayKeyView } from './key-directory.js';
@@ -60,7 +61,13 @@ export interface GatewayOptions {
   readonly keysDir: string;
   /** How the token key file is read and created: sealed under the key provider, or plain (the default). */
   readonly keyFiles?: KeyFileStore;
-  readonly tls: { readonly certFile: string; readonly keyFile: string };
+  /**
+   * The HTTPS certificate and key; `clientCaFile`: the CA partners' client certificates are verified with (RFC 8705
+   * mutual TLS; without it no client certificate is requested and a partner with `mtls` gets no token).
+   */
+  readonly tls: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile?: string };
+  /** How partners' JWKS URLs are fetched: timeout, cooldown, cache age, CA (default DEFAULT_JWKS_FETCH). */
+  readonly jwksFetch?: JwksFetchOptions;
   readonly logger: Logger;
   /** This gateway's instance id (its audit chain is `gw.<id>`); default `<host>-<pid>-<random>`. */
   readonly instanceId?: string;
@@ -209,7 +216,12 @@ export class Gateway {
       const holder = { baseUrl };
       app = await buildGatewayServer({
         catalog: opts.catalog,
-        tls: { key: readFileSync(opts.tls.keyFile, 'utf8'), cert: readFileSync(opts.tls.certFile, 'utf8') },
+        tls: {
+          key: readFileSync(opts.tls.keyFile, 'utf8'),
+          cert: readFileSync(opts.tls.certFile, 'utf8'),
+          ...(opts.tls.clientCaFile === undefined ? {} : { clientCa: readFileSync(opts.tls.clientCaFile, 'utf8') }),
+        },
+        ...(opts.jwksFetch === undefined ? {} : { jwksFetch: opts.jwksFetch }),
         baseUrl: () => holder.baseUrl,
         jti: new JtiStore(kv),
         signer,

@@ -26,6 +26,7 @@ import { BrokerError, type BrokerErrorCode } from '../wire/errors.js';
 import { RESOURCE_TYPE_NAME_PATTERN } from '../wire/ids.js';
 import { parseJsonText } from '../wire/json.js';
 import { InboundError, requireCreate, verifyBearer, type Caller } from './bearer.js';
+import { presentedCertificate } from './client-cert.js';
 import { httpStatusOf, statusLine } from './http-status.js';
 import type { RequestStore, StoredAnswer, Ticket } from './idempotency.js';
 import { ERROR_CODE_SYSTEM } from './operation-outcome.js';
@@ -453,6 +454,7 @@ export async function registerInboundRoutes(app: FastifyInstance, opts: InboundO
           baseUrl: opts.baseUrl(),
           partners: opts.partners,
           now: opts.now(),
+          certificate: presentedCertificate(req.raw.socket),
         });
         const text = (req.body as { text?: unknown } | undefined)?.text;
         if (typeof text !== 'string')
@@ -559,6 +561,7 @@ export async function registerInboundRoutes(app: FastifyInstance, opts: InboundO
           baseUrl: opts.baseUrl(),
           partners: opts.partners,
           now: opts.now(),
+          certificate: presentedCertificate(req.raw.socket),
         });
       } catch {
         caller = undefined;

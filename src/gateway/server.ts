@@ -11,6 +11,8 @@ import type { Catalog } from '../catalog/types.js';
 import type { Logger } from '../log/log.js';
 import { partnersByClientId } from './assertion.js';
 import { capabilityStatement } from './capability.js';
+import { presentedCertificate } from './client-cert.js';
+import { PartnerKeys, type JwksFetchOptions } from './partner-jwks.js';
 import { OAuthError } from './oauth-error.js';
 import { operationOutcome } from './operation-outcome.js';
 import { registerProfileRoutes } from './profiles/routes.js';
@@ -33,7 +35,10 @@ const UNKNOWN_CLIENT_LIMIT = { max: 30, windowSeconds: 60 };
 
 export interface GatewayServerOptions {
   readonly catalog: Catalog;
-  readonly tls: { readonly key: string; readonly cert: string };
+  /** `clientCa`: request client certificates and verify them with these CA certificates (RFC 8705 mutual TLS). */
+  readonly tls: { readonly key: string; readonly cert: string; readonly clientCa?: string };
+  /** How partners' JWKS URLs are fetched (partner-jwks.ts). */
+  readonly jwksFetch?: JwksFetchOptions;
   /** The public base URL partners use (the FHIR base; the token URL is `<baseUrl>/auth/token`), once listening. */
   readonly baseUrl: () => string;
   readonly jti: JtiStore;
@@ -56,16 +61,28 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
     tokenUrl: `${opts.baseUrl()}${TOKEN_PATH}`,
   });
   const partners = partnersByClientId(catalog);
+  const partnerKeys = new PartnerKeys(
+    [...partners.values()].map((p) => p.partner),
+    opts.jwksFetch,
+  );
   const started = new Date(opts.now()).toISOString();
   const ctx = (): TokenContext => ({
     ...urls(),
     partners,
+    keys: partnerKeys,
     jti: opts.jti,
     signer: opts.signer,
     now: opts.now,
     clientKeys: (service) => opts.keys.clientKeys(service, opts.now()),
   });
-  const app = Fastify({ https: { key: opts.tls.key, cert: opts.tls.cert }, logger: false, bodyLimit: 1024 * 1024 });
+  // Client certificates are requested, not required: partners without `mtls` connect without one (RFC 8705 §2).
+  const clientCert =
+    opts.tls.clientCa === undefined ? {} : { requestCert: true, rejectUnauthorized: false, ca: opts.tls.clientCa };
+  const app = Fastify({
+    https: { key: opts.tls.key, cert: opts.tls.cert, ...clientCert },
+    logger: false,
+    bodyLimit: 1024 * 1024,
+  });
 
   // RFC 6749 §4.4.2: the token request is form-encoded; kept as URLSearchParams so repeated parameters are seen.
   app.addContentTypeParser(
@@ -164,7 +181,7 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
       );
       return reply.code(e.status).send(e.body());
     }
-    const answer = await handleTokenRequest(req.body, req.ip, ctx());
+    const answer = await handleTokenRequest(req.body, req.ip, presentedCertificate(req.raw.socket), ctx());
     // Stored before answering: no token leaves that the audit trail does not hold (45 CFR 164.312(b)).
     await opts.audit.record([answer.fact]);
     logger.info(

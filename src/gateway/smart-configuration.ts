@@ -19,5 +19,9 @@ export function smartConfiguration(
     token_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGORITHMS],
     scopes_supported: [...scopes].sort(),
     capabilities: ['client-confidential-asymmetric', 'permission-v2'],
+    // RFC 8705 §3.3: it issues certificate-bound tokens (to partners registered with mtls).
+    ...([...catalog.services.values()].some((s) => s.partner?.mtls !== undefined)
+      ? { tls_client_certificate_bound_access_tokens: true }
+      : {}),
   };
 }

@@ -20,6 +20,7 @@ import {
   type JWK,
 } from 'jose';
 import { BrokerError } from '../wire/errors.js';
+import { bindingRefusal, type PresentedCertificate } from './client-cert.js';
 import type { KeyFileStore } from '../crypto/key-envelope.js';
 
 export const TOKEN_ALGORITHM = 'ES384';
@@ -119,11 +120,17 @@ export class TokenSigner {
     readonly clientId: string;
     readonly scope: string;
     readonly now: number;
+    /** RFC 8705 §3.1: bind the token to this client certificate (`cnf.x5t#S256`). */
+    readonly certificateThumbprint?: string;
   }): Promise<IssuedToken> {
     const { key, publicJwk } = this.#current();
     const iat = Math.floor(claims.now / 1000);
     const tokenId = randomUUID();
-    const accessToken = await new SignJWT({ scope: claims.scope, client_id: claims.clientId })
+    const accessToken = await new SignJWT({
+      scope: claims.scope,
+      client_id: claims.clientId,
+      ...(claims.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': claims.certificateThumbprint } }),
+    })
       .setProtectedHeader({ alg: TOKEN_ALGORITHM, typ: 'at+jwt', kid: publicJwk.kid as string })
       .setIssuer(claims.issuer)
       .setSubject(claims.clientId)
@@ -137,9 +144,15 @@ export class TokenSigner {
 
   /**
    * Verifies an access token this gateway issued (signature by a token key not refused, `at+jwt`, issuer, audience,
-   * expiry); throws if not.
+   * expiry) and, when it is bound to a client certificate (RFC 8705 §3), that `certificate` is that one; throws if not.
    */
-  async verifyAccessToken(token: string, issuer: string, audience: string, now: number): Promise<JWTPayload> {
+  async verifyAccessToken(
+    token: string,
+    issuer: string,
+    audience: string,
+    now: number,
+    certificate?: PresentedCertificate,
+  ): Promise<JWTPayload> {
     const { payload } = await jwtVerify(token, createLocalJWKSet(this.jwks()), {
       algorithms: [TOKEN_ALGORITHM],
       typ: 'at+jwt',
@@ -147,6 +160,8 @@ export class TokenSigner {
       audience,
       currentDate: new Date(now),
     });
+    const refusal = bindingRefusal(payload, certificate);
+    if (refusal !== undefined) throw new Error(refusal);
     return payload;
   }
 

@@ -8,6 +8,8 @@ import type { PartnerDef, ServiceDef } from '../catalog/types.js';
 import type { ClientKeySet } from './key-directory.js';
 import type { PartnerTokenFact } from '../audit/facts.js';
 import { JWT_BEARER_ASSERTION, verifyClientAssertion, type VerifiedAssertion } from './assertion.js';
+import { certificateOfClient, type PresentedCertificate } from './client-cert.js';
+import type { PartnerKeys } from './partner-jwks.js';
 import type { JtiStore } from './jti.js';
 import { OAuthError } from './oauth-error.js';
 import { grantScopes } from './scopes.js';
@@ -19,6 +21,8 @@ export interface TokenContext {
   /** The FHIR base URL: issuer and audience of the access tokens. */
   readonly baseUrl: string;
   readonly partners: ReadonlyMap<string, { service: ServiceDef; partner: PartnerDef }>;
+  /** Each partner's assertion keys: inline, or from its JWKS URL. */
+  readonly keys: PartnerKeys;
   readonly jti: JtiStore;
   readonly signer: TokenSigner;
   readonly now: () => number;
@@ -55,9 +59,11 @@ function claimedClient(params: URLSearchParams, ctx: TokenContext): string | und
   }
 }
 
+/** `certificate`: the verified client certificate of the request's TLS connection, if it presented one. */
 export async function handleTokenRequest(
   params: URLSearchParams,
   address: string,
+  certificate: PresentedCertificate | undefined,
   ctx: TokenContext,
 ): Promise<TokenAnswer> {
   let verified: VerifiedAssertion | undefined;
@@ -82,9 +88,12 @@ export async function handleTokenRequest(
       tokenUrl: ctx.tokenUrl,
       clientId: clientIds[0],
       partners: ctx.partners,
+      keys: ctx.keys,
       now: ctx.now(),
       ...(ctx.clientKeys === undefined ? {} : { clientKeys: ctx.clientKeys }),
     });
+    // RFC 8705: a partner registered with mtls authenticates with its certificate too, and its token is bound to it.
+    const thumbprint = certificateOfClient(verified.partner, certificate);
     // The assertion is spent once verified, whatever the scopes: a replay of it fails on every gateway.
     await ctx.jti.claim(verified.partner.clientId, verified.jti);
     const granted = grantScopes(scope, verified.partner);
@@ -95,6 +104,7 @@ export async function handleTokenRequest(
       clientId: verified.partner.clientId,
       scope: granted.join(' '),
       now: ctx.now(),
+      ...(thumbprint === undefined ? {} : { certificateThumbprint: thumbprint }),
     });
     return {
       status: 200,

@@ -108,7 +108,11 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
       peers: readJwks(keysDir),
       keysDir,
       keyFiles: keyFileStore(protection),
-      tls: tlsLayout(natsTls).gateway,
+      // Partners' client certificates (RFC 8705 mutual TLS): the configured CA, else the project's.
+      tls: {
+        ...tlsLayout(natsTls).gateway,
+        clientCaFile: config.gatewayClientCaFile ?? tlsLayout(natsTls).ca.certFile,
+      },
       logger,
       partnerAccess,
       ...(root === undefined ? {} : { keyDirectory: { root } }),

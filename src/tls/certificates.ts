@@ -154,6 +154,19 @@ export async function issueRouteCertificate(
   return issueLeaf(ca, ROUTE_SUBJECT, 'route', v, hostSans(hosts));
 }
 
+/**
+ * A partner's TLS client certificate for the gateway (RFC 8705 mutual TLS): clientAuth, its subject the DN the
+ * catalog registers (`partner.mtls.subjectDn`, RFC 4514 order, written here first RDN first). No NATS user maps
+ * to it, so it opens no NATS connection.
+ */
+export async function issuePartnerCertificate(
+  ca: CaMaterial,
+  subjectDn: string,
+  v: Validity,
+): Promise<IssuedCertificate> {
+  return issueLeaf(ca, subjectDn.split(',').reverse().join(', '), 'client', v, []);
+}
+
 /** A client certificate for one identity: clientAuth, no SAN, so nats-server maps its subject (identity.ts). */
 export async function issueClientCertificate(
   ca: CaMaterial,

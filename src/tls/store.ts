@@ -57,6 +57,8 @@ export interface TlsLayout {
   readonly server: TlsFiles;
   /** The partner gateway's HTTPS server certificate (`phi-broker gateway`). */
   readonly gateway: TlsFiles;
+  /** A partner's client certificate for the gateway (`partner.mtls`), by service id. */
+  partner(service: string): TlsFiles;
   /** Files an identity connects to NATS with. */
   identity(identity: Identity): TlsFiles;
   /** A cluster node's route certificate and key (docs/deployment.md). */
@@ -85,6 +87,7 @@ export function tlsLayout(dir: string): TlsLayout {
           : join(dir, identity.kind === 'gateway' ? 'gateway-client' : identity.kind),
       ),
     route: (node) => pair(join(dir, 'routes', node)),
+    partner: (service) => pair(join(dir, 'partners', service)),
   };
 }
 
@@ -97,6 +100,8 @@ export interface IssueOptions {
   readonly serverHosts?: readonly string[];
   /** Cluster nodes to issue route certificates for, each with the hosts its peers dial it by. */
   readonly clusterNodes?: readonly ClusterNodeHosts[];
+  /** Partners registered with `mtls`: a gateway client certificate each, with the registered subject DN. */
+  readonly partners?: readonly { readonly service: string; readonly subjectDn: string }[];
 }
 
 export interface ClusterNodeHosts {
@@ -108,7 +113,7 @@ export interface IssueReport {
   readonly dir: string;
   readonly caCreated: boolean;
   readonly caNotAfter: Date;
-  /** `server`, `gateway`, `route:<node>`, `broker`, `admin`, `operator`, `auditor`, `gateway-client`, `service:<id>` with the expiry of each certificate issued. */
+  /** `server`, `gateway`, `route:<node>`, `partner:<id>`, `broker`, `admin`, `operator`, `auditor`, `gateway-client`, `service:<id>` with the expiry of each certificate issued. */
   readonly issued: readonly { readonly name: string; readonly serial: string; readonly notAfter: Date }[];
   /** Service certificates deleted because the service is no longer in the catalog. */
   readonly removed: readonly string[];
@@ -150,7 +155,7 @@ export async function issueAll(
   services: readonly string[],
   opts: IssueOptions & { readonly createCaIfMissing: boolean },
 ): Promise<IssueReport> {
-  const { createCa, issueClientCertificate, issueRouteCertificate, issueServerCertificate } =
+  const { createCa, issueClientCertificate, issuePartnerCertificate, issueRouteCertificate, issueServerCertificate } =
     await import('./certificates.js');
   ensureDir(layout.dir);
   ensureDir(join(layout.dir, 'services'));
@@ -174,6 +179,12 @@ export async function issueAll(
     const route = await issueRouteCertificate(ca, node.hosts, validity);
     writePair(layout.route(node.name), route);
     issued.push({ name: `route:${node.name}`, serial: route.serial, notAfter: route.notAfter });
+  }
+  if ((opts.partners ?? []).length > 0) ensureDir(join(layout.dir, 'partners'));
+  for (const p of opts.partners ?? []) {
+    const cert = await issuePartnerCertificate(ca, p.subjectDn, validity);
+    writePair(layout.partner(p.service), cert);
+    issued.push({ name: `partner:${p.service}`, serial: cert.serial, notAfter: cert.notAfter });
   }
   const identities: Identity[] = [
     BROKER_IDENTITY,

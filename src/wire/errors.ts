@@ -82,7 +82,9 @@ export const ERROR_CODES = {
   E_SETUP_MISSING:
     'Something phi-broker needs is missing (the nats-server executable, development certificates, its own package files, a delivery consumer not yet provisioned); the message names the command that provides it.',
   E_PARTNER_AUTH:
-    "A partner's SMART Backend Services client assertion is refused: not a JWT, an algorithm other than RS384/ES384/EdDSA, a kid not among that client's registered keys, a signature that does not verify, iss/sub not the client id, aud not the token URL, expired or more than five minutes ahead, or a jti already used.",
+    "A partner's SMART Backend Services client assertion is refused: not a JWT, an algorithm other than RS384/ES384/EdDSA, a kid not among that client's registered keys, a signature that does not verify, iss/sub not the client id, aud not the token URL, expired or more than five minutes ahead, a jti already used, a jku other than the registered JWKS URL, or (partner.mtls) no client certificate with the registered subject.",
+  E_PARTNER_JWKS:
+    "A partner's registered JWKS URL (partner.jwksUrl) could not be used to check its client assertion: unreachable, timed out, not 200 OK, or not a JWK Set.",
   E_PARTNER_SCOPE: 'A partner asked for a scope wider than its catalog registration (partner.scopes), or for none.',
   E_PARTNER_REQUEST:
     'A request to the partner gateway is malformed: a missing or repeated parameter, an unsupported grant type or client assertion type, a body that is not the expected media type.',

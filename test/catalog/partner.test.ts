@@ -1,6 +1,7 @@
 // The `partner:` block of an external service: compiled and frozen when valid; every mistake (not external, a
 // duplicate client id or kid, a private key member, a scope wider than the topics allow or not a SMART v2 system
-// scope, a non-https hook) stops the catalog with its file, path and line.
+// scope, a non-https hook or JWKS URL, jwks and jwksUrl both or neither, a malformed mTLS subject DN) stops the
+// catalog with its file, path and line.
 import { describe, expect, it } from 'vitest';
 import { compileCatalog } from '../../src/catalog/compile.js';
 import { SERVICES, catalogFiles } from './fixtures.js';
@@ -52,7 +53,7 @@ describe('partner: registration of an external service with the gateway', () => 
       restHooks: [],
     });
     expect(Object.isFrozen(partner)).toBe(true);
-    expect(Object.isFrozen(partner?.jwks.keys[0])).toBe(true);
+    expect(Object.isFrozen(partner?.jwks?.keys[0])).toBe(true);
     expect(r.catalog?.services.get('clinic')?.partner).toBeUndefined();
     const other = compile(`clientId: payer-client\njwks: { keys: [${KEY}] }\nscopes: [system/Patient.c]`);
     expect(other.catalog?.hash).not.toBe(r.catalog?.hash);
@@ -141,5 +142,51 @@ describe('partner: registration of an external service with the gateway', () => 
     expect(paths).toContain('services[3].partner.restHooks[0]: expected an https URL');
     // Messages quote no key material.
     expect(shapes.issues.map((i) => i.message).join('\n')).not.toContain('SECRET');
+  });
+
+  it('takes a JWKS URL instead of inline keys and an mTLS subject DN; refuses both, neither, http and a bad DN', () => {
+    const url = compile(
+      `clientId: c1\njwksUrl: https://payer.example.org/.well-known/jwks.json\nmtls: { subjectDn: "CN=c1,OU=partner,O=Example Payer" }\nscopes: [system/Patient.c]`,
+    );
+    expect(url.issues).toEqual([]);
+    expect(url.catalog?.services.get('payer')?.partner).toMatchObject({
+      jwksUrl: 'https://payer.example.org/.well-known/jwks.json',
+      mtls: { subjectDn: 'CN=c1,OU=partner,O=Example Payer' },
+    });
+    expect(url.catalog?.services.get('payer')?.partner?.jwks).toBeUndefined();
+    const both = compile(
+      `clientId: c1\njwks: { keys: [${KEY}] }\njwksUrl: https://payer.example.org/jwks.json\nscopes: [system/Patient.c]`,
+    );
+    expect(issues(both).map(([p, m]) => [p, m])).toEqual([
+      ['services[3].partner.jwksUrl', 'expected either jwks or jwksUrl, not both'],
+    ]);
+    const neither = compile(`clientId: c1\nscopes: [system/Patient.c]`);
+    expect(issues(neither).map(([p, m]) => [p, m])).toEqual([
+      [
+        'services[3].partner.jwks',
+        'expected the public keys: jwks (inline) or jwksUrl (where the partner serves them)',
+      ],
+    ]);
+    for (const [bad, message] of [
+      ['http://127.0.0.1:8080/jwks.json', 'expected an https URL'],
+      ['https://user:pw@payer.example.org/jwks.json', 'expected an https URL without user, password or fragment'],
+    ] as const) {
+      const r = compile(`clientId: c1\njwksUrl: "${bad}"\nscopes: [system/Patient.c]`);
+      expect(r.catalog).toBeUndefined();
+      expect(issues(r).map(([p, m]) => [p, m])).toEqual([['services[3].partner.jwksUrl', message]]);
+    }
+    const dn = compile(
+      `clientId: c1\njwks: { keys: [${KEY}] }\nmtls: { subjectDn: "CN=a, OU=b" }\nscopes: [system/Patient.c]`,
+    );
+    expect(issues(dn).map(([p]) => p)).toEqual(['services[3].partner.mtls.subjectDn']);
+    const identity = compile(
+      `clientId: c1\njwks: { keys: [${KEY}] }\nmtls: { subjectDn: "CN=payer,OU=service,O=phi-broker" }\nscopes: [system/Patient.c]`,
+    );
+    expect(issues(identity).map(([p, m]) => [p, m])).toEqual([
+      [
+        'services[3].partner.mtls.subjectDn',
+        'a subject with O=phi-broker must have OU=partner: the other units are NATS identities, never a partner',
+      ],
+    ]);
   });
 });

@@ -238,6 +238,7 @@ describe('configFromEnv', () => {
           'natsTlsDir',
           'healthPort',
           'gatewayBaseUrl',
+          'gatewayClientCaFile',
           'natsLogFile',
           'keyProviderFile',
           'operator',

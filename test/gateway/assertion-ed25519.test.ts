@@ -7,6 +7,7 @@ import { initCrypto } from '../../src/crypto/sodium.js';
 import type { PartnerDef, ServiceDef } from '../../src/catalog/types.js';
 import { toBase64url } from '../../src/crypto/base64url.js';
 import { verifyClientAssertion } from '../../src/gateway/assertion.js';
+import { PartnerKeys } from '../../src/gateway/partner-jwks.js';
 
 const TOKEN_URL = 'https://gateway.test/auth/token';
 const CLIENT = 'partner-ed';
@@ -50,6 +51,7 @@ describe('gateway EdDSA assertions', () => {
       tokenUrl: TOKEN_URL,
       clientId: CLIENT,
       partners: partners(await exportJWK(publicKey)),
+      keys: new PartnerKeys([]),
       now: NOW,
     });
     expect(got.kid).toBe('k1');
@@ -77,7 +79,13 @@ describe('gateway EdDSA assertions', () => {
     expect(payload.iss).toBe(CLIENT);
     // … the gateway does not.
     await expect(
-      verifyClientAssertion(jwt!, { tokenUrl: TOKEN_URL, clientId: CLIENT, partners: partners(jwk), now: NOW }),
+      verifyClientAssertion(jwt!, {
+        tokenUrl: TOKEN_URL,
+        clientId: CLIENT,
+        partners: partners(jwk),
+        keys: new PartnerKeys([]),
+        now: NOW,
+      }),
     ).rejects.toMatchObject({ code: 'E_PARTNER_AUTH', path: 'client_assertion' });
   });
 });

@@ -19,14 +19,11 @@ import {
   type CryptoKey,
   type JWK,
 } from 'jose';
-import type { AuditEvent } from 'fhir/r4.js';
 import { parseDocument } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readAuditRecords } from '../../src/audit/read.js';
-import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
-import { startTestGateway } from '../helpers/gateway.js';
+import { gatewayAuditEvents, startTestGateway } from '../helpers/gateway.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
 import { ensureOperatorRootKey, publishDirectory } from '../../src/runtime/key-directory.js';
 import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
@@ -586,14 +583,9 @@ describe.skipIf(NOT_BUILT !== undefined)('key directory: JWKS and partner keys f
       status: 'revoked',
       reason: 'key leaked',
     });
-    const nc = await stack.connect('audit-reader-dir');
-    const refusals: AuditEvent[] = [];
-    for await (const r of readAuditRecords(nc)) {
-      if (!r.subject.includes('gw-dir-1')) continue;
-      for (const e of decodeRecord(r.data)?.events ?? [])
-        if (e.outcomeDesc === 'E_PARTNER_AUTH at client_assertion.header.kid') refusals.push(e);
-    }
-    await nc.close();
+    const refusals = (await gatewayAuditEvents(stack, 'gw-dir-1')).filter(
+      (e) => e.outcomeDesc === 'E_PARTNER_AUTH at client_assertion.header.kid',
+    );
     // The refusal before publishing and the one after revoking (at least: the wait may have sent more).
     expect(refusals.length).toBeGreaterThanOrEqual(2);
     for (const e of refusals) expect(fhirSchemaErrors(e)).toEqual([]);
@@ -615,13 +607,7 @@ describe('audit', () => {
   it('records every token request, granted or refused, as a FHIR R4 AuditEvent in the gateway chains', async () => {
     await gw.stop();
     await gw2.stop();
-    const nc = await stack.connect('audit-reader');
-    const events: AuditEvent[] = [];
-    for await (const r of readAuditRecords(nc)) {
-      if (!r.subject.includes('gw-test-')) continue;
-      events.push(...(decodeRecord(r.data)?.events ?? []));
-    }
-    await nc.close();
+    const events = await gatewayAuditEvents(stack, 'gw-test-');
     const logins = events.filter((e) => e.subtype?.[0]?.code === '110122');
     // Every form request that was not rate-limited (the JSON body never reached the handler).
     expect(logins.length).toBe(audited);

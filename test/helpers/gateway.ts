@@ -1,5 +1,8 @@
 // A partner gateway on a test stack, as `phi-broker gateway` starts one (src/runtime/gateway.ts): its own NATS
 // identity and audit key, the partners' keys from the stack's keys dir, the stack's gateway certificate.
+import type { AuditEvent } from 'fhir/r4.js';
+import { readAuditRecords } from '../../src/audit/read.js';
+import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway, type GatewayOptions } from '../../src/gateway/gateway.js';
 import { gatewayPartnerKeys } from '../../src/runtime/gateway.js';
 import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
@@ -29,4 +32,19 @@ export async function startTestGateway(
     instanceId,
     ...options,
   });
+}
+
+/** Every AuditEvent in the gateway chains whose subject contains `chain` (an instance id prefix), in stream order. */
+export async function gatewayAuditEvents(stack: TestStack, chain: string): Promise<AuditEvent[]> {
+  const nc = await stack.connect('audit-reader');
+  const events: AuditEvent[] = [];
+  try {
+    for await (const r of readAuditRecords(nc)) {
+      if (!r.subject.includes(chain)) continue;
+      events.push(...(decodeRecord(r.data)?.events ?? []));
+    }
+  } finally {
+    await nc.close();
+  }
+  return events;
 }

@@ -34,6 +34,23 @@ class Collect extends Writable {
 }
 
 describe('issueAll', () => {
+  it('issues a partner client certificate with the registered subject DN (partner.mtls), key 0600', async () => {
+    const layout = tlsLayout(join(tempDir(), 'tls'));
+    const dn = 'CN=partner-payer,OU=partner,O=Example Payer';
+    const r = await issueAll(layout, [], {
+      now: NOW,
+      createCaIfMissing: true,
+      partners: [{ service: 'partner-payer', subjectDn: dn }],
+    });
+    expect(r.issued.map((i) => i.name)).toContain('partner:partner-payer');
+    const files = layout.partner('partner-payer');
+    expect(mode(files.keyFile)).toBe(0o600);
+    const cert = new X509Certificate(readFileSync(files.certFile));
+    // Node prints the subject in DER order, RFC 4514 the reverse: the registered DN, as the gateway compares it.
+    expect(cert.subject.split('\n').reverse().join(',')).toBe(dn);
+    expect(cert.checkIssued(new X509Certificate(readFileSync(layout.ca.certFile)))).toBe(true);
+  });
+
   it('writes the documented layout: directory 0700, keys 0600, certificates 0644', async () => {
     const layout = tlsLayout(join(tempDir(), 'tls'));
     const r = await issueAll(layout, ['ehr', 'billing'], { now: NOW, createCaIfMissing: true });

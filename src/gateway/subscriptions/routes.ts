@@ -10,6 +10,7 @@ import type { Catalog, ServiceDef } from '../../catalog/types.js';
 import type { Logger } from '../../log/log.js';
 import { BrokerError, isBrokerError } from '../../wire/errors.js';
 import { partnersByClientId } from '../assertion.js';
+import { presentedCertificate } from '../client-cert.js';
 import { operationOutcome } from '../operation-outcome.js';
 import type { TokenSigner } from '../token-signer.js';
 import { parseScope } from '../../catalog/partner.js';
@@ -102,7 +103,13 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
     );
     if (token === undefined) throw unauth;
     try {
-      const claims = await o.signer.verifyAccessToken(token, o.baseUrl(), o.baseUrl(), o.now());
+      const claims = await o.signer.verifyAccessToken(
+        token,
+        o.baseUrl(),
+        o.baseUrl(),
+        o.now(),
+        presentedCertificate(req.raw.socket),
+      );
       const p = typeof claims['client_id'] === 'string' ? partners.get(claims['client_id']) : undefined;
       if (p === undefined) throw unauth;
       return { service: p.service, scopes: typeof claims['scope'] === 'string' ? claims['scope'].split(' ') : [] };
