@@ -14,7 +14,8 @@ import { parseKid, publicRecords, type PublicKeyRecord, type ServiceKeys } from 
 
 export const KEY_STATUSES = ['active', 'retiring', 'retired', 'revoked'] as const;
 export type KeyStatus = (typeof KEY_STATUSES)[number];
-export type PartyKind = 'service' | 'broker' | 'partner';
+/** `operator`: the key that signs the CLI's operator audit chains (never the operator root key). */
+export type PartyKind = 'service' | 'broker' | 'partner' | 'operator';
 
 /** One public key with its lifecycle (ISO 8601 instants). */
 export interface DirectoryKey {
@@ -157,8 +158,8 @@ function parseEntry(party: string, json: unknown): DirectoryEntry {
   const o = json as Record<string, unknown>;
   if (o['party'] !== party) throw invalid(party, 'party: expected the KV key it is stored under');
   const kind = o['kind'];
-  if (kind !== 'service' && kind !== 'broker' && kind !== 'partner')
-    throw invalid(party, 'kind: expected service, broker or partner');
+  if (kind !== 'service' && kind !== 'broker' && kind !== 'partner' && kind !== 'operator')
+    throw invalid(party, 'kind: expected service, broker, partner or operator');
   const seq = o['seq'];
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1)
     throw invalid(party, 'seq: expected a positive integer');
@@ -222,8 +223,32 @@ export function effectiveStatus(key: DirectoryKey, nowMs: number): KeyStatus {
   return key.status;
 }
 
-export function kindOf(party: string, brokerId: string): PartyKind {
-  return party === brokerId ? 'broker' : 'service';
+export function kindOf(party: string, brokerId: string, operatorId?: string): PartyKind {
+  return party === brokerId ? 'broker' : party === operatorId ? 'operator' : 'service';
+}
+
+/**
+ * Whether a signature made at `atMs` (when JetStream stored it) is vouched for by `key` (docs/keys.md "Signatures
+ * made in the past"): active; retiring or retired before its notAfter (or retired date); revoked before its revokedAt.
+ * Destroying the private half does not withdraw what the key signed while it was valid.
+ */
+export function signedWhileValid(
+  key: DirectoryKey,
+  atMs: number,
+): { readonly ok: true } | { readonly ok: false; readonly code: 'E_KEY_REVOKED' | 'E_KEY_UNKNOWN' } {
+  const until = (iso: string | undefined): boolean => iso !== undefined && atMs < Date.parse(iso);
+  switch (key.status) {
+    case 'active':
+      return { ok: true };
+    case 'retiring':
+      return until(key.notAfter) ? { ok: true } : { ok: false, code: 'E_KEY_UNKNOWN' };
+    case 'retired':
+      return until(key.retired ?? key.notAfter) ? { ok: true } : { ok: false, code: 'E_KEY_UNKNOWN' };
+    case 'revoked':
+      // A key revoked while retiring: its overlap ended first or its revocation did.
+      if (!until(key.revokedAt)) return { ok: false, code: 'E_KEY_REVOKED' };
+      return key.notAfter === undefined || until(key.notAfter) ? { ok: true } : { ok: false, code: 'E_KEY_UNKNOWN' };
+  }
 }
 
 /** A fresh entry from a party's key versions (highest first): the highest active, the others active too. */

@@ -27,7 +27,7 @@ import { randomBytes } from '../crypto/random.js';
 import { getSodium } from '../crypto/sodium.js';
 import { ensureKeyDirectoryBucket, openKeyDirectoryBucket, putEntry, readDirectory } from '../nats/key-directory.js';
 import { BrokerError } from '../wire/errors.js';
-import { BROKER_ID } from '../wire/ids.js';
+import { BROKER_ID, OPERATOR_AUDIT_ID } from '../wire/ids.js';
 import { dropKeyVersions, openJson, openServiceKeyVersions, rotateKeys } from './key-files.js';
 import { PLAIN_KEYS, writeKeyFile, type KeyProtection } from './key-protection.js';
 
@@ -126,8 +126,13 @@ export async function signingRootKey(
   return root;
 }
 
+/** The parties whose keys may be in a data dir's key files: the broker, the operator audit key, catalog services. */
+function keyFileParties(catalog: Catalog): string[] {
+  return [BROKER_ID, OPERATOR_AUDIT_ID, ...catalog.services.keys()];
+}
+
 /**
- * Publishes every party's keys from the key files (broker and catalog services with a key file): a party without
+ * Publishes every party's keys from the key files (broker, operator audit key and catalog services with a key file): a party without
  * an entry gets one; a party whose key files hold versions the entry lacks gets them added. Returns the parties written.
  */
 export async function publishDirectory(
@@ -142,7 +147,7 @@ export async function publishDirectory(
   const nowMs = opts.nowMs ?? Date.now();
   const current = await readDirectory(kv, root);
   const written: string[] = [];
-  for (const party of [BROKER_ID, ...catalog.services.keys()]) {
+  for (const party of keyFileParties(catalog)) {
     let versions;
     try {
       versions = await openServiceKeyVersions(keysDir, party, opts.protection ?? PLAIN_KEYS);
@@ -153,7 +158,7 @@ export async function publishDirectory(
     const stored = current.get(party);
     const listed = new Set(stored?.entry.keys.map((k) => k.jwk.kid));
     if (stored !== undefined && versions.every((v) => listed.has(v.sign.kid) && listed.has(v.enc.kid))) continue;
-    const entry = entryFromVersions(kindOf(party, BROKER_ID), versions, nowMs, stored?.entry);
+    const entry = entryFromVersions(kindOf(party, BROKER_ID, OPERATOR_AUDIT_ID), versions, nowMs, stored?.entry);
     await putEntry(kv, root, entry, stored?.revision ?? 0);
     written.push(party);
   }
@@ -197,10 +202,10 @@ export async function rotateParty(
   return { kid: next.sign.kid, encKid: next.enc.kid, notAfter: new Date(nowMs + overlapMs).toISOString() };
 }
 
-/** The parties whose private key file is in `keysDir`: the broker and catalog services (others are held elsewhere). */
+/** The parties whose private key file is in `keysDir`: the broker, the operator audit key and catalog services. */
 export async function localParties(catalog: Catalog, keysDir: string, protection: KeyProtection): Promise<string[]> {
   const out: string[] = [];
-  for (const party of [BROKER_ID, ...catalog.services.keys()])
+  for (const party of keyFileParties(catalog))
     try {
       await openServiceKeyVersions(keysDir, party, protection);
       out.push(party);
