@@ -352,6 +352,8 @@ describe('audit keys follow rotations', () => {
     expect(report.broken).toBeUndefined();
     expect(code).toBe(0);
     expect(report.chains.find((c) => c.chain === brokerChain)?.checkpoints).toBe(earlier.length + after.length);
+    // The running broker's own integrity check (readiness) verifies its heads witnessed under the new key too.
+    expect(await (broker as Broker).auditTrail.checkIntegrity()).toEqual({ ok: true, problems: [] });
   }, 60_000);
 });
 
