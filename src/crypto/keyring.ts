@@ -68,7 +68,8 @@ export class Keyring {
   }
 
   /**
-   * Retires a kid (own or peer): it no longer verifies, opens or seals; cached KEKs that use it are dropped.
+   * Retires a kid (own or peer): it no longer verifies or seals, nor opens a peer's; cached KEKs that use it are
+   * dropped. An own encryption kid still opens what was sealed to it until destroyed.
    * Retirement is final for this keyring: adding the same kid again (e.g. reloading a JWKS) does not revive it.
    */
   retire(kid: string): void {
