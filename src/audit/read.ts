@@ -46,7 +46,7 @@ export async function* readAuditRecords(nc: NatsConnection, opts: ReadOptions = 
     let got = 0;
     for await (const m of batch) {
       got += 1;
-      yield { streamSeq: m.seq, subject: m.subject, data: m.data };
+      yield { streamSeq: m.seq, subject: m.subject, data: m.data, storedAtMs: Math.floor(m.info.timestampNanos / 1e6) };
       if (m.seq >= lastSeq) {
         done = true;
         break;

@@ -35,8 +35,8 @@ export type AuditSettings = Pick<
 export interface AuditTrailOptions {
   readonly nc: NatsConnection;
   readonly settings: AuditSettings;
-  /** The broker's Ed25519 key pair: signs the chain's checkpoints. */
-  readonly signer: SigningKeyPair;
+  /** The Ed25519 key pair that signs the chain's checkpoints, or a look-up of the current one (rotation). */
+  readonly signer: SigningKeyPair | (() => SigningKeyPair);
   /** The broker's public signing keys by kid (witnessed heads of earlier keys); default the signer's alone. */
   readonly publicKeys?: (kid: string) => Uint8Array | undefined;
   readonly logger: Logger;
@@ -83,10 +83,11 @@ export class AuditTrail {
       replicas: settings.replicas,
     };
     const { signer } = opts;
+    const current = (): SigningKeyPair => (typeof signer === 'function' ? signer() : signer);
     const integrityOptions: IntegrityCheckOptions = {
       settings: streamSettings,
       chain: instanceId,
-      signingKey: opts.publicKeys ?? ((kid) => (kid === signer.kid ? signer.publicKey : undefined)),
+      signingKey: opts.publicKeys ?? ((kid) => (kid === current().kid ? current().publicKey : undefined)),
     };
     // Before anything is created or continued: a weakened stream or a cut chain refuses the start.
     const before = await checkAuditIntegrity(nc, { ...integrityOptions, allowMissingStreams: true });

@@ -11,6 +11,8 @@ export interface StoredRecord {
   readonly streamSeq: number;
   readonly subject: string;
   readonly data: Uint8Array;
+  /** When JetStream stored it (ms); a checkpoint's key must have been valid then. Absent: the record's own `at`. */
+  readonly storedAtMs?: number;
 }
 
 export type BreakKind = 'changed' | 'removed' | 'reordered' | 'inserted' | 'malformed' | 'checkpoint';
@@ -24,6 +26,8 @@ export interface ChainBreak {
   /** Where in the stream: the changed record itself, else the record at which the break shows. */
   readonly streamSeq: number;
   readonly message: string;
+  /** For a checkpoint: E_KEY_REVOKED, E_KEY_UNKNOWN (no key of the writer valid then) or E_SIGNATURE. */
+  readonly code?: 'E_KEY_REVOKED' | 'E_KEY_UNKNOWN' | 'E_SIGNATURE';
 }
 
 export interface ChainSummary {
@@ -46,9 +50,20 @@ export interface VerifyReport {
   readonly broken?: ChainBreak;
 }
 
+/** Why no key vouches for a checkpoint: its kid was revoked before the checkpoint was stored, or is not valid then. */
+export interface KeyRefusal {
+  readonly code: 'E_KEY_REVOKED' | 'E_KEY_UNKNOWN';
+  readonly message: string;
+}
+
 export interface VerifyOptions {
-  /** The Ed25519 public key for a key id that may sign `chain`'s checkpoints (undefined when unknown or not its writer's). */
-  readonly signingKey: (kid: string, chain: string) => Uint8Array | undefined;
+  /**
+   * The Ed25519 public key for a key id that may sign `chain`'s checkpoints at `atMs` (docs/keys.md "Signatures made
+   * in the past"); undefined when unknown or not its writer's.
+   */
+  readonly signingKey: (kid: string, chain: string, atMs?: number) => Uint8Array | undefined;
+  /** Why `signingKey` gave none (a coded break); default E_KEY_UNKNOWN. */
+  readonly refusal?: (kid: string, chain: string, atMs: number) => KeyRefusal | undefined;
   /**
    * The stream's oldest records were removed by retention (its first sequence is above 1): a chain may then
    * start at any sequence. Otherwise every chain must start at 1 with no previous hash.
@@ -114,8 +129,13 @@ export function verifyAuditRecords(input: Iterable<StoredRecord>, opts: VerifyOp
   for (const [i, { stored, record }] of parsed.entries()) {
     const { chain, seq } = record;
     const state = states.get(chain);
-    const at = (kind: BreakKind, s: number, message: string, streamSeq = stored.streamSeq): VerifyReport =>
-      fail({ kind, chain, seq: s, streamSeq, message });
+    const at = (
+      kind: BreakKind,
+      s: number,
+      message: string,
+      streamSeq = stored.streamSeq,
+      code?: ChainBreak['code'],
+    ): VerifyReport => fail({ kind, chain, seq: s, streamSeq, message, ...(code === undefined ? {} : { code }) });
     const later = (s: number): Parsed | undefined =>
       parsed.slice(i + 1).find((p) => p.record.chain === chain && p.record.seq === s);
     if (state === undefined) {
@@ -158,19 +178,30 @@ export function verifyAuditRecords(input: Iterable<StoredRecord>, opts: VerifyOp
     }
     if (record.checkpoint !== undefined) {
       const cp = record.checkpoint;
-      const key = opts.signingKey(cp.kid, chain);
+      const signedAt = stored.storedAtMs ?? record.at;
+      const key = opts.signingKey(cp.kid, chain, signedAt);
       const signed =
         key !== undefined &&
         cp.head === seq - 1 &&
         verifyDetached(checkpointPayload(chain, cp.head, record.prev), Buffer.from(cp.sig, 'base64url'), key);
-      if (!signed)
+      if (!signed) {
+        if (key !== undefined)
+          return at(
+            'checkpoint',
+            seq,
+            `checkpoint ${seq} does not verify (signature or head)`,
+            undefined,
+            'E_SIGNATURE',
+          );
+        const refusal = opts.refusal?.(cp.kid, chain, signedAt);
         return at(
           'checkpoint',
           seq,
-          key === undefined
-            ? `checkpoint ${seq} is signed with ${cp.kid}, not a known key of the chain’s writer`
-            : `checkpoint ${seq} does not verify (signature or head)`,
+          `checkpoint ${seq} is signed with ${cp.kid}: ${refusal?.message ?? 'not a known key of the chain’s writer'}`,
+          undefined,
+          refusal?.code ?? 'E_KEY_UNKNOWN',
         );
+      }
     }
     const next: ChainState = state ?? {
       first: seq,

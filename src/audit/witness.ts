@@ -61,9 +61,9 @@ export function decodeWitnessHead(text: string): WitnessHead | undefined {
 /** True when the head's signature verifies with the key it names, a key of the chain's writer. */
 export function witnessHeadVerifies(
   h: WitnessHead,
-  signingKey: (kid: string, chain: string) => Uint8Array | undefined,
+  signingKey: (kid: string, chain: string, atMs?: number) => Uint8Array | undefined,
 ): boolean {
-  const key = signingKey(h.kid, h.chain);
+  const key = signingKey(h.kid, h.chain, h.at);
   return (
     key !== undefined &&
     verifyDetached(checkpointPayload(h.chain, h.head, h.hash), Buffer.from(h.sig, 'base64url'), key)
@@ -84,7 +84,7 @@ export interface WitnessFinding {
 }
 
 export interface WitnessCompareOptions {
-  readonly signingKey: (kid: string, chain: string) => Uint8Array | undefined;
+  readonly signingKey: (kid: string, chain: string, atMs?: number) => Uint8Array | undefined;
   /**
    * Heads written before this time (ms) may have aged out of PHI_AUDIT with their records (its max age): a chain
    * that is wholly gone is then not reported. Undefined: every witnessed chain must be present.
@@ -95,7 +95,7 @@ export interface WitnessCompareOptions {
 /** The highest verified head of each chain, and the heads that do not verify. */
 export function bestHeads(
   heads: readonly WitnessHead[],
-  signingKey: (kid: string, chain: string) => Uint8Array | undefined,
+  signingKey: (kid: string, chain: string, atMs?: number) => Uint8Array | undefined,
 ): { readonly best: Map<string, WitnessHead>; readonly verified: WitnessHead[]; readonly bad: WitnessHead[] } {
   const best = new Map<string, WitnessHead>();
   const verified: WitnessHead[] = [];

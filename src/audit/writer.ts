@@ -21,7 +21,8 @@ import { WITNESS_VERSION, encodeWitnessHead, type WitnessHead } from './witness.
 export interface ChainWriterOptions {
   readonly nc: NatsConnection;
   readonly chain: string;
-  readonly signer: SigningKeyPair;
+  /** The checkpoints' key, or a look-up of the current one (a broker's key follows a rotation; the checkpoint names its kid). */
+  readonly signer: SigningKeyPair | (() => SigningKeyPair);
   /** A checkpoint after this many records. */
   readonly checkpointEvery: number;
   /** A checkpoint when this long has passed since the last one and records are unsealed. */
@@ -191,7 +192,8 @@ export class ChainWriter {
   private async writeCheckpoint(final: boolean): Promise<void> {
     const { seq: head, hash } = this.head;
     if (head === 0) return;
-    const { kid, secretKey } = this.opts.signer;
+    const { signer } = this.opts;
+    const { kid, secretKey } = typeof signer === 'function' ? signer() : signer;
     const sig = Buffer.from(signDetached(checkpointPayload(this.opts.chain, head, hash), secretKey)).toString(
       'base64url',
     );

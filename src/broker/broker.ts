@@ -32,7 +32,7 @@ import { MESSAGE_ID_PATTERN } from '../wire/ids.js';
 import { errorFields, errorStack, type Logger } from '../log/log.js';
 import { alertFact } from '../audit/trail.js';
 import type { Alert } from '../audit/alerts.js';
-import type { OperatorRootKey } from '../crypto/key-directory.js';
+import { partyOfKid, type OperatorRootKey } from '../crypto/key-directory.js';
 import { syncKeyring, type KeyDirectoryWatch } from '../nats/key-directory.js';
 import { CONDITIONS, Health } from './health.js';
 import { HealthServer } from './health-server.js';
@@ -79,8 +79,11 @@ export interface BrokerOptions {
   readonly config: BrokerConfig;
   readonly catalog: Catalog;
   readonly nc: NatsConnection;
-  /** The broker's own key pair(s), current first. */
-  readonly keys: ServiceKeys;
+  /**
+   * The broker's own key versions, current first: every held version, so ingest sealed to a previous one (retained
+   * past its overlap) still opens until `keys prune` destroys it.
+   */
+  readonly keys: ServiceKeys | readonly ServiceKeys[];
   /** Every service's public keys (JWKS). */
   readonly peers: readonly PublicKeyRecord[];
   readonly secrets: BrokerSecrets;
@@ -280,8 +283,9 @@ export class Broker {
         AuditTrail.open({
           nc,
           settings: config,
-          signer: opts.keys.sign,
-          publicKeys: brokerSigningKeys(opts.keys, opts.peers),
+          // The current own key, as for deliveries: checkpoints follow a rotation of the broker without a restart.
+          signer: () => keyring.signer(),
+          publicKeys: (kid) => (partyOfKid(kid) === BROKER_ID ? keyring.heldSigningKey(kid) : undefined),
           logger,
           ...(opts.now === undefined ? {} : { now: opts.now }),
         }),
@@ -1032,15 +1036,3 @@ function isTransient(err: unknown): boolean {
 }
 
 export { BROKER_ID };
-
-/** The broker's public Ed25519 keys by kid — its own, and earlier ones in the JWKS — for its witnessed heads. */
-function brokerSigningKeys(
-  keys: ServiceKeys,
-  peers: readonly PublicKeyRecord[],
-): (kid: string) => Uint8Array | undefined {
-  const byKid = new Map(
-    peers.filter((r) => r.service === BROKER_ID && r.use === 'sig').map((r) => [r.kid, r.publicKey]),
-  );
-  byKid.set(keys.sign.kid, keys.sign.publicKey);
-  return (kid) => byKid.get(kid);
-}

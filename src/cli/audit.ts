@@ -22,7 +22,7 @@ import {
 } from '../audit/query.js';
 import { auditStreamState, readAuditRecords } from '../audit/read.js';
 import { decodeRecord } from '../audit/record.js';
-import { verifyAuditRecords, type StoredRecord, type VerifyReport } from '../audit/verify.js';
+import { verifyAuditRecords, type KeyRefusal, type StoredRecord, type VerifyReport } from '../audit/verify.js';
 import { auditStreamConfig, streamConfigOf, witnessStreamConfig } from '../audit/setup.js';
 import { streamSettingProblems, type SettingProblem } from '../audit/stream-check.js';
 import {
@@ -39,6 +39,11 @@ import { BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID } from '../wire/ids.js';
 import { BrokerError } from '../wire/errors.js';
 import type { BrokerConfig } from '../config/config.js';
 import { recordsFromJwks } from '../crypto/jwk.js';
+import { fromBase64url } from '../crypto/base64url.js';
+import { partyOfKid, signedWhileValid, type DirectoryEntry } from '../crypto/key-directory.js';
+import { openKeyDirectoryBucket, readDirectory } from '../nats/key-directory.js';
+import { directoryRootKey } from '../runtime/key-directory.js';
+import { configuredKeyProtection } from '../runtime/key-protection.js';
 import { readJwks } from '../runtime/key-files.js';
 import { chainWriter, STREAMS, type ChainWriter } from '../wire/names.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
@@ -68,25 +73,82 @@ const CHAIN_SIGNER: Readonly<Record<ChainWriter, string>> = {
   operator: OPERATOR_AUDIT_ID,
 };
 
+/** The audit-signing keys: the public half for a kid that may sign a chain's checkpoints at a time, or why not. */
+interface AuditKeys {
+  readonly signingKey: (kid: string, chain: string, atMs?: number) => Uint8Array | undefined;
+  readonly refusal: (kid: string, chain: string, atMs: number) => KeyRefusal | undefined;
+}
+
+/** Every verified key directory entry, or none when the data dir has no directory (no root key, no bucket). */
+async function directoryEntries(config: BrokerConfig, nc: NatsConnection): Promise<Map<string, DirectoryEntry>> {
+  const keysDir = layout(config).keys;
+  let root;
+  try {
+    ({ root } = await directoryRootKey(loadConfiguredCatalog(config), keysDir, configuredKeyProtection(config)));
+  } catch (err) {
+    if (err instanceof BrokerError && err.code === 'E_SETUP_MISSING') return new Map();
+    throw err;
+  }
+  let kv;
+  try {
+    kv = await openKeyDirectoryBucket(nc);
+  } catch {
+    return new Map(); // no phi_keys bucket: a deployment without the directory
+  }
+  return new Map([...(await readDirectory(kv, root))].map(([party, s]) => [party, s.entry]));
+}
+
 /**
- * The audit-signing public keys, from `--jwks <file>`, else the data dir's keys/jwks.json: a key verifies a chain's
- * checkpoints only when it belongs to that chain's writer (a gateway's key never vouches for a broker's chain).
+ * The audit-signing keys. A key verifies a chain's checkpoints only when it belongs to that chain's writer (a
+ * gateway's key never vouches for a broker's chain). A writer with a key directory entry is judged by it: the key
+ * must have been valid when the checkpoint was stored (docs/keys.md "Signatures made in the past"). Otherwise, and
+ * with `--jwks <file>`, any signing key the JWKS (default the data dir's keys/jwks.json) lists for the writer.
  */
-function auditSigningKeys(
+async function auditSigningKeys(
   config: BrokerConfig,
+  nc: NatsConnection,
   jwksPath: string | undefined,
-): (kid: string, chain: string) => Uint8Array | undefined {
+): Promise<AuditKeys> {
   const records =
     jwksPath === undefined
       ? readJwks(layout(config).keys)
       : recordsFromJwks(jwksPath, JSON.parse(readFileSync(jwksPath, 'utf8')) as unknown);
   const signers = new Set(Object.values(CHAIN_SIGNER));
-  const keys = new Map(
+  const listed = new Map(
     records.filter((r) => signers.has(r.service) && r.use === 'sig').map((r) => [r.kid, r] as const),
   );
-  return (kid, chain) => {
-    const r = keys.get(kid);
-    return r !== undefined && r.service === CHAIN_SIGNER[chainWriter(chain)] ? r.publicKey : undefined;
+  const entries = jwksPath === undefined ? await directoryEntries(config, nc) : new Map<string, DirectoryEntry>();
+  const judge = (kid: string, chain: string, atMs?: number): { key?: Uint8Array; refusal?: KeyRefusal } => {
+    const writer = CHAIN_SIGNER[chainWriter(chain)];
+    const unknown = (message: string): { refusal: KeyRefusal } => ({ refusal: { code: 'E_KEY_UNKNOWN', message } });
+    if (partyOfKid(kid) !== writer) return unknown(`not a key of the chain's writer (${writer})`);
+    const entry = entries.get(writer);
+    if (entry === undefined) {
+      const r = listed.get(kid);
+      return r === undefined ? unknown(`not a known key of ${writer}`) : { key: r.publicKey };
+    }
+    const k = entry.keys.find((x) => x.jwk.kid === kid && x.jwk.use === 'sig');
+    if (k === undefined) return unknown(`the key directory entry of ${writer} holds no such key`);
+    if (atMs !== undefined) {
+      const valid = signedWhileValid(k, atMs);
+      const at = new Date(atMs).toISOString();
+      if (!valid.ok)
+        return {
+          refusal:
+            valid.code === 'E_KEY_REVOKED'
+              ? {
+                  code: valid.code,
+                  message: `revoked at ${k.revokedAt ?? '?'}, before the checkpoint was stored (${at})`,
+                }
+              : { code: valid.code, message: `no longer valid at ${at} (retired ${k.retired ?? k.notAfter ?? '?'})` },
+        };
+    }
+    const key = fromBase64url(k.jwk.x);
+    return key === undefined ? unknown('its public key is malformed') : { key };
+  };
+  return {
+    signingKey: (kid, chain, atMs) => judge(kid, chain, atMs).key,
+    refusal: (kid, chain, atMs) => judge(kid, chain, atMs).refusal,
   };
 }
 
@@ -141,15 +203,15 @@ export async function runAuditVerify(
   opts: { stream: string; json: boolean; jwks?: string; witness?: string },
   io: AuditIo,
 ): Promise<number> {
-  const signingKey = auditSigningKeys(config, opts.jwks);
   const file = opts.witness === undefined ? undefined : parseWitnessLines(readFileSync(opts.witness, 'utf8'));
   return withNats(config, opts.stream, async (nc) => {
+    const { signingKey, refusal } = await auditSigningKeys(config, nc, opts.jwks);
     const { firstSeq } = await auditStreamState(nc, opts.stream);
     const records: StoredRecord[] = [];
     for await (const r of readAuditRecords(nc, { stream: opts.stream })) records.push(r);
     // A stream whose first sequence is above 1 lost its oldest records to retention (deny_delete and
     // deny_purge leave no other way): chains may then begin mid-way.
-    const walk = verifyAuditRecords(records, { signingKey, agedOut: firstSeq > 1 });
+    const walk = verifyAuditRecords(records, { signingKey, refusal, agedOut: firstSeq > 1 });
     const settings: SettingProblem[] = [];
     const heads: WitnessHead[] = [...(file?.heads ?? [])];
     // The live stream is checked against the configuration and its witness stream; a copy (`--stream`) only
@@ -199,10 +261,10 @@ export async function runAuditWitness(
   opts: { out: string; jwks?: string },
   io: AuditIo,
 ): Promise<number> {
-  const signingKey = auditSigningKeys(config, opts.jwks);
   const have = existsSync(opts.out) ? parseWitnessLines(readFileSync(opts.out, 'utf8')).heads : [];
   const known = new Set(have.map((h) => `${h.chain}\n${h.head}\n${h.sig}`));
   return withNats(config, STREAMS.audit, async (nc) => {
+    const { signingKey } = await auditSigningKeys(config, nc, opts.jwks);
     const { best, bad } = bestHeads(headsOf(await readAll(nc, STREAMS.auditWitness)), signingKey);
     for (const h of bad)
       io.err.write(`a witnessed head of chain ${h.chain} (head ${h.head}) does not verify; not copied\n`);

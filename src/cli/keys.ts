@@ -6,7 +6,7 @@ import type { BrokerConfig } from '../config/config.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { parseDuration } from '../tls/duration.js';
 import { configuredKeyProtection } from '../runtime/key-protection.js';
-import { BROKER_ID, GATEWAY_AUDIT_ID, SERVICE_ID_PATTERN } from '../wire/ids.js';
+import { BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID, SERVICE_ID_PATTERN } from '../wire/ids.js';
 import { readFileSync } from 'node:fs';
 import { BrokerError } from '../wire/errors.js';
 import { connectOperator, layout, loadConfiguredCatalog } from '../runtime/data-dir.js';
@@ -109,23 +109,39 @@ function readJwksFile(file: string): unknown {
   }
 }
 
+/** Which parties a key command names: `--service S | --broker | --gateway | --operator | --all`. */
+interface PartyOptions {
+  service?: string;
+  broker?: boolean;
+  /** The partner gateways' own keys (party `gateway`). */
+  gateway?: boolean;
+  /** The operator commands' audit key (party `operator`), not the operator root key. */
+  operator?: boolean;
+  all?: boolean;
+}
+
 /**
- * The parties `--service S | --broker | --gateway | --all` name; `--all` is every party with a key file in the data dir, and
- * what none of the three means when `defaultAll`.
+ * The parties the options name; `--all` is every party with a key file in the data dir, and what none of them
+ * means when `defaultAll`.
  */
 async function selectedParties(
   command: string,
-  opts: { service?: string; broker?: boolean; gateway?: boolean; all?: boolean },
+  opts: PartyOptions,
   config: BrokerConfig,
   defaultAll = false,
 ): Promise<string[]> {
-  const given = [opts.service !== undefined, opts.broker === true, opts.gateway === true, opts.all === true].filter(
-    Boolean,
-  ).length;
+  const given = [
+    opts.service !== undefined,
+    opts.broker === true,
+    opts.gateway === true,
+    opts.operator === true,
+    opts.all === true,
+  ].filter(Boolean).length;
   if (given > 1 || (given === 0 && !defaultAll))
-    throw new TypeError(`keys ${command}: give one of --service <id>, --broker, --gateway, --all`);
+    throw new TypeError(`keys ${command}: give one of --service <id>, --broker, --gateway, --operator, --all`);
   if (given === 0 || opts.all === true)
     return localParties(loadConfiguredCatalog(config), layout(config).keys, configuredKeyProtection(config));
+  if (opts.operator === true) return [OPERATOR_AUDIT_ID];
   const party = opts.broker === true ? BROKER_ID : opts.gateway === true ? GATEWAY_AUDIT_ID : (opts.service as string);
   if (!SERVICE_ID_PATTERN.test(party)) throw new TypeError(`keys ${command}: --service must be a service id`);
   return [party];
@@ -133,7 +149,7 @@ async function selectedParties(
 
 export async function runKeysRotate(
   config: BrokerConfig,
-  opts: { service?: string; broker?: boolean; gateway?: boolean; all?: boolean; overlap: string },
+  opts: PartyOptions & { overlap: string },
   out: Writable,
 ): Promise<void> {
   const overlapMs = parseDuration(opts.overlap);
@@ -154,7 +170,7 @@ export async function runKeysRotate(
 
 export async function runKeysPrune(
   config: BrokerConfig,
-  opts: { service?: string; broker?: boolean; gateway?: boolean; all?: boolean; olderThan: string; force?: boolean },
+  opts: PartyOptions & { olderThan: string; force?: boolean },
   out: Writable,
 ): Promise<void> {
   const olderThanMs = parseDuration(opts.olderThan);
@@ -214,13 +230,11 @@ export function registerKeyCommands(program: Command, configOf: (cmd: Command) =
     .option('--service <id>', 'the service to rotate')
     .option('--broker', "rotate the broker's keys")
     .option('--gateway', "rotate the partner gateways' own keys (party gateway: the audit-signing key)")
+    .option('--operator', "rotate the operator commands' audit key (party operator; not the operator root key)")
     .option('--all', 'rotate every party whose private key file is in the data dir (the daily epoch, docs/keys.md)')
     .option('--overlap <duration>', 'how long the previous version keeps verifying and opening, e.g. 24h, 30m', '24h')
-    .action(
-      async (
-        opts: { service?: string; broker?: boolean; gateway?: boolean; all?: boolean; overlap: string },
-        cmd: Command,
-      ) => runKeysRotate(configOf(cmd), opts, process.stdout),
+    .action(async (opts: PartyOptions & { overlap: string }, cmd: Command) =>
+      runKeysRotate(configOf(cmd), opts, process.stdout),
     );
   keys
     .command('prune')
@@ -229,20 +243,11 @@ export function registerKeyCommands(program: Command, configOf: (cmd: Command) =
     .option('--service <id>', 'prune one service only')
     .option('--broker', "prune the broker's keys only")
     .option('--gateway', "prune the partner gateways' own keys only")
+    .option('--operator', "prune the operator commands' audit key only")
     .option('--all', 'every party whose private key file is in the data dir (the default)')
     .option('--force', 'destroy even when --older-than is shorter than the retention of stored ciphertext')
-    .action(
-      async (
-        opts: {
-          service?: string;
-          broker?: boolean;
-          gateway?: boolean;
-          all?: boolean;
-          olderThan: string;
-          force?: boolean;
-        },
-        cmd: Command,
-      ) => runKeysPrune(configOf(cmd), opts, process.stdout),
+    .action(async (opts: PartyOptions & { olderThan: string; force?: boolean }, cmd: Command) =>
+      runKeysPrune(configOf(cmd), opts, process.stdout),
     );
   keys
     .command('revoke')

@@ -20,7 +20,8 @@ import type { NatsTransport } from '../runtime/nats-transport.js';
 import { openBrokerSecrets } from '../runtime/broker-secrets.js';
 import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
-import { openServiceKeyVersions, openServiceKeys } from '../runtime/key-files.js';
+import { openServiceKeyVersions } from '../runtime/key-files.js';
+import type { ServiceKeys } from '../crypto/keypairs.js';
 import {
   announceKeyProtection,
   keysAtRest,
@@ -185,7 +186,9 @@ async function start(
   const catalog = loadConfiguredCatalog(config); // refuses to start on an invalid catalog
   const { dir, peers, protection } = await devKeys(config, catalog);
   const secrets = await openBrokerSecrets(dir, protection, true);
-  const brokerKeys = await openServiceKeys(dir, BROKER_ID, protection);
+  // Every held version: retained ingest sealed to a previous one opens until it is pruned.
+  const brokerVersions = await openServiceKeyVersions(dir, BROKER_ID, protection);
+  const brokerKeys = brokerVersions[0] as ServiceKeys;
   // nats-server's log, followed for security incidents (docs/audit.md): the embedded server's, or natsLogFile's.
   const natsLog = config.natsUrl === undefined ? layout(config).natsLog : config.natsLogFile;
   const natsLogFrom = natsLog === undefined ? undefined : logStart(natsLog, rotatedLogs);
@@ -210,7 +213,7 @@ async function start(
       config,
       catalog,
       nc,
-      keys: brokerKeys,
+      keys: brokerVersions,
       peers,
       secrets,
       logger,

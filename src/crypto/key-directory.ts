@@ -14,8 +14,9 @@ import { parseKid, publicRecords, type PublicKeyRecord, type ServiceKeys } from 
 
 export const KEY_STATUSES = ['active', 'retiring', 'retired', 'revoked'] as const;
 export type KeyStatus = (typeof KEY_STATUSES)[number];
-export type PartyKind = 'service' | 'broker' | 'gateway' | 'partner';
-const PARTY_KINDS: readonly PartyKind[] = ['service', 'broker', 'gateway', 'partner'];
+/** `gateway`: the partner gateways' own keys; `operator`: the key that signs the CLI's operator audit chains (never the operator root key). */
+export type PartyKind = 'service' | 'broker' | 'gateway' | 'partner' | 'operator';
+const PARTY_KINDS: readonly PartyKind[] = ['service', 'broker', 'gateway', 'partner', 'operator'];
 
 /**
  * A partner's client-assertion public key (SMART Backend Services): ES384 (EC P-384), RS384 (RSA) or EdDSA (OKP
@@ -309,9 +310,40 @@ export function effectiveStatus(key: DirectoryKey<OkpJwk | ClientJwk>, nowMs: nu
   return key.status;
 }
 
-/** The kind of a party: the broker, the gateways' own party, a catalog partner (`isPartner`) or a service. */
-export function kindOf(party: string, brokerId: string, gatewayId?: string, isPartner = false): PartyKind {
-  return party === brokerId ? 'broker' : party === gatewayId ? 'gateway' : isPartner ? 'partner' : 'service';
+/** The kind of a party: the broker, the gateways' own party, the operator audit key, a catalog partner or a service. */
+export function kindOf(
+  party: string,
+  ids: { readonly broker: string; readonly gateway?: string; readonly operator?: string },
+  isPartner = false,
+): PartyKind {
+  if (party === ids.broker) return 'broker';
+  if (party === ids.gateway) return 'gateway';
+  if (party === ids.operator) return 'operator';
+  return isPartner ? 'partner' : 'service';
+}
+
+/**
+ * Whether a signature made at `atMs` (when JetStream stored it) is vouched for by `key` (docs/keys.md "Signatures
+ * made in the past"): active; retiring or retired before its notAfter (or retired date); revoked before its revokedAt.
+ * Destroying the private half does not withdraw what the key signed while it was valid.
+ */
+export function signedWhileValid(
+  key: DirectoryKey,
+  atMs: number,
+): { readonly ok: true } | { readonly ok: false; readonly code: 'E_KEY_REVOKED' | 'E_KEY_UNKNOWN' } {
+  const until = (iso: string | undefined): boolean => iso !== undefined && atMs < Date.parse(iso);
+  switch (key.status) {
+    case 'active':
+      return { ok: true };
+    case 'retiring':
+      return until(key.notAfter) ? { ok: true } : { ok: false, code: 'E_KEY_UNKNOWN' };
+    case 'retired':
+      return until(key.retired ?? key.notAfter) ? { ok: true } : { ok: false, code: 'E_KEY_UNKNOWN' };
+    case 'revoked':
+      // A key revoked while retiring: its overlap ended first or its revocation did.
+      if (!until(key.revokedAt)) return { ok: false, code: 'E_KEY_REVOKED' };
+      return key.notAfter === undefined || until(key.notAfter) ? { ok: true } : { ok: false, code: 'E_KEY_UNKNOWN' };
+  }
 }
 
 /** A fresh entry from a party's key versions (highest first): the highest active, the others active too. */

@@ -1,6 +1,6 @@
 // A service's view of keys: its own key versions (current first) and its peers' public keys, each with a kid
 // `<service>:<sig|enc>:<n>`. Old versions stay usable for opening and verifying until retired; a retired or never
-// issued kid is E_KEY_UNKNOWN. KEKs (src/crypto/kek.ts) are derived once per key pair and cached, so sealing and
+// issued kid is E_KEY_UNKNOWN, except that an own encryption key opens what was sealed to it until it is destroyed. KEKs (src/crypto/kek.ts) are derived once per key pair and cached, so sealing and
 // opening a message do no asymmetric operation besides its one signature.
 import { BrokerError } from '../wire/errors.js';
 import { deriveKek, kekId, splitKekId, type Kek } from './kek.js';
@@ -68,7 +68,8 @@ export class Keyring {
   }
 
   /**
-   * Retires a kid (own or peer): it no longer verifies, opens or seals; cached KEKs that use it are dropped.
+   * Retires a kid (own or peer): it no longer verifies or seals, nor opens a peer's; cached KEKs that use it are
+   * dropped. An own encryption kid still opens what was sealed to it until destroyed.
    * Retirement is final for this keyring: adding the same kid again (e.g. reloading a JWKS) does not revive it.
    */
   retire(kid: string): void {
@@ -182,6 +183,15 @@ export class Keyring {
     return record.publicKey;
   }
 
+  /**
+   * The public half of a signing kid this keyring has seen, whatever its status now: for what it signed in the past
+   * (audit checkpoints), judged by the caller.
+   */
+  heldSigningKey(kid: string): Uint8Array | undefined {
+    const record = this.#records.get(kid);
+    return record?.use === 'sig' ? record.publicKey : undefined;
+  }
+
   /** The service that owns a kid. */
   ownerOf(kid: string): string {
     return this.#record(kid).service;
@@ -213,19 +223,28 @@ export class Keyring {
     return kek;
   }
 
-  /** The KEK named by an envelope's `keys[].kek` (`kidA~kidB`, one of them ours). Cached. */
+  /**
+   * The KEK named by an envelope's `keys[].kek` (`kidA~kidB`, one of them ours), to open it. Cached. Our own half may
+   * be past its overlap: retirement stops sealing to it, not its holder opening what was sealed to it before; only
+   * its destruction (`keys prune`) does. The peer's half must still be in force.
+   */
   kekForId(id: string): Kek {
-    const cached = this.#keks.get(id);
-    if (cached !== undefined && !this.#overlapEnded(id)) return cached;
     const kids = splitKekId(id);
     if (kids === undefined) throw new BrokerError('E_KEY_UNKNOWN', 'KEK id is not <kid>~<kid> in sorted order');
     this.#refuseDestroyed(kids, 'keys');
     const [a, b] = kids;
-    if (this.#ownEnc.has(a) && !this.isRetired(a)) return this.kekFor(b, a);
-    if (this.#ownEnc.has(b) && !this.isRetired(b)) return this.kekFor(a, b);
-    if (this.#ownEnc.has(a)) throw unknownKey(a);
-    if (this.#ownEnc.has(b)) throw unknownKey(b);
-    throw new BrokerError('E_KEY_UNKNOWN', `KEK ${id} uses none of the encryption keys of ${this.service}`);
+    const ownKid = this.#ownEnc.has(a) ? a : this.#ownEnc.has(b) ? b : undefined;
+    if (ownKid === undefined)
+      throw new BrokerError('E_KEY_UNKNOWN', `KEK ${id} uses none of the encryption keys of ${this.service}`);
+    const peerKid = ownKid === a ? b : a;
+    const cached = this.#keks.get(id);
+    if (cached !== undefined && !this.#pastNotAfter(peerKid)) return cached;
+    this.#keks.delete(id);
+    const peer = this.#record(peerKid);
+    if (peer.use !== 'enc') throw unknownKey(peerKid);
+    const kek = deriveKek(this.#ownEnc.get(ownKid) as EncryptionKeyPair, peer);
+    this.#keks.set(id, kek);
+    return kek;
   }
 
   #ownEncKey(kid: string): EncryptionKeyPair {

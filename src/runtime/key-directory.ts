@@ -31,7 +31,7 @@ import { randomBytes } from '../crypto/random.js';
 import { getSodium } from '../crypto/sodium.js';
 import { ensureKeyDirectoryBucket, openKeyDirectoryBucket, putEntry, readDirectory } from '../nats/key-directory.js';
 import { BrokerError } from '../wire/errors.js';
-import { BROKER_ID, GATEWAY_AUDIT_ID } from '../wire/ids.js';
+import { BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID } from '../wire/ids.js';
 import { dropKeyVersions, openJson, openServiceKeyVersions, rotateKeys } from './key-files.js';
 import { keyFileStore, PLAIN_KEYS, readKeyFile, writeKeyFile, type KeyProtection } from './key-protection.js';
 import { readTokenKeys, rotatedTokenKeyFile, tokenKeyFile } from '../gateway/token-signer.js';
@@ -131,13 +131,13 @@ export async function signingRootKey(
   return root;
 }
 
-/** The parties whose keys the data dir may hold: the broker, the gateways' own party, every catalog service. */
-function keyedParties(catalog: Catalog): string[] {
-  return [BROKER_ID, GATEWAY_AUDIT_ID, ...catalog.services.keys()];
+/** The parties whose keys the data dir may hold: the broker, the gateways' own party, the operator audit key, catalog services. */
+function keyFileParties(catalog: Catalog): string[] {
+  return [BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID, ...catalog.services.keys()];
 }
 
 /**
- * Publishes every party's keys from the key files (broker, gateway and catalog services with a key file): a party without
+ * Publishes every party's keys from the key files (broker, gateway, operator audit key and catalog services with a key file): a party without
  * an entry gets one; a party whose key files hold versions the entry lacks gets them added. Returns the parties written.
  */
 export async function publishDirectory(
@@ -152,7 +152,7 @@ export async function publishDirectory(
   const nowMs = opts.nowMs ?? Date.now();
   const current = await readDirectory(kv, root);
   const written: string[] = [];
-  for (const party of keyedParties(catalog)) {
+  for (const party of keyFileParties(catalog)) {
     let versions;
     try {
       versions = await openServiceKeyVersions(keysDir, party, opts.protection ?? PLAIN_KEYS);
@@ -164,7 +164,11 @@ export async function publishDirectory(
     const listed = new Set(stored?.entry.keys.map((k) => k.jwk.kid));
     if (stored !== undefined && versions.every((v) => listed.has(v.sign.kid) && listed.has(v.enc.kid))) continue;
     const isPartner = catalog.services.get(party)?.partner !== undefined;
-    const kind = kindOf(party, BROKER_ID, GATEWAY_AUDIT_ID, isPartner);
+    const kind = kindOf(
+      party,
+      { broker: BROKER_ID, gateway: GATEWAY_AUDIT_ID, operator: OPERATOR_AUDIT_ID },
+      isPartner,
+    );
     const entry = entryFromVersions(kind, versions, nowMs, stored?.entry);
     await putEntry(kv, root, entry, stored?.revision ?? 0);
     written.push(party);
@@ -274,10 +278,10 @@ export async function rotateParty(
   };
 }
 
-/** The parties whose private key file is in `keysDir`: broker, gateway, catalog services (others are held elsewhere). */
+/** The parties whose private key file is in `keysDir`: broker, gateway, operator audit key, catalog services (others are held elsewhere). */
 export async function localParties(catalog: Catalog, keysDir: string, protection: KeyProtection): Promise<string[]> {
   const out: string[] = [];
-  for (const party of keyedParties(catalog))
+  for (const party of keyFileParties(catalog))
     try {
       await openServiceKeyVersions(keysDir, party, protection);
       out.push(party);

@@ -8,7 +8,7 @@ import { type Catalog } from '../catalog/types.js';
 import { BROKER_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
 import { type PublicKeyRecord } from '../crypto/keys.js';
-import { openServiceKeys } from './key-files.js';
+import { openServiceKeyVersions } from './key-files.js';
 import type { Logger } from '../log/log.js';
 import { PhiClient } from '../sdk/client.js';
 import { BROKER_IDENTITY, serviceIdentity } from '../tls/identity.js';
@@ -36,7 +36,7 @@ export async function startLocalStack(
   const catalog = loadConfiguredCatalog(config);
   const { dir, peers, protection } = await devKeys(config, catalog);
   const secrets = await openBrokerSecrets(dir, protection, true);
-  const brokerKeys = await openServiceKeys(dir, BROKER_ID, protection);
+  const brokerKeys = await openServiceKeyVersions(dir, BROKER_ID, protection);
   // The embedded server runs under the data-dir lock, as `up`'s does (data-dir-lock.ts).
   const lock = config.natsUrl === undefined ? acquireDataDirLock(config.dataDir, 'phi-broker demo') : undefined;
   let transport: NatsTransport;
@@ -77,7 +77,7 @@ export async function startLocalStack(
       const c = await PhiClient.connect({
         nc: cnc,
         service,
-        keys: await openServiceKeys(dir, service, protection),
+        keys: await openServiceKeyVersions(dir, service, protection),
         peers: brokerPeers,
         logger,
         ...(tlsDir === undefined ? { insecure: true } : {}),

@@ -72,7 +72,13 @@ export interface PhiClientOptions {
   readonly insecure?: boolean;
   /** This service's id in the catalog. */
   readonly service: string;
-  readonly keys: ServiceKeys;
+  /**
+   * This service's key versions, current first (e.g. `openServiceKeyVersions`): a previous version opens the
+   * deliveries sealed to it that wait in PHI_DELIVER, past its overlap too, until `keys prune` destroys it.
+   */
+  readonly keys: ServiceKeys | readonly ServiceKeys[];
+  /** The clock key overlaps are judged by (default Date.now; tests pass time without waiting). */
+  readonly keyClock?: () => number;
   /** Public keys of the broker (and optionally of other services), e.g. from the JWKS. */
   readonly peers: readonly PublicKeyRecord[];
   /**
@@ -197,11 +203,15 @@ export class PhiClient {
    * stack trace per publish.
    */
   private readonly acked: AckedPublisher;
+  /** The key version current when the client connected (the access protocol's). */
+  private readonly currentKeys: ServiceKeys;
   private closing = false;
   private accessSub: NatsSubscription | undefined;
 
   private constructor(private readonly opts: PhiClientOptions & { readonly nc: NatsConnection }) {
     this.keyring = new Keyring(opts.keys, [...opts.peers]);
+    if (opts.keyClock !== undefined) this.keyring.now = opts.keyClock;
+    this.currentKeys = (Array.isArray(opts.keys) ? opts.keys[0] : opts.keys) as ServiceKeys;
     this.deadlineMs = boundedInteger(
       'publishDeadlineMs',
       opts.publishDeadlineMs ?? PUBLISH_DEADLINE_DEFAULT_MS,
@@ -563,7 +573,7 @@ export class PhiClient {
     const sub = serveAccessRequests(
       this.opts.nc,
       this.opts.service,
-      this.opts.keys,
+      this.currentKeys,
       this.keyring,
       handler,
       this.opts.logger,
@@ -605,7 +615,7 @@ export class PhiClient {
     return {
       nc: this.opts.nc,
       service: this.opts.service,
-      keys: this.opts.keys,
+      keys: this.currentKeys,
       keyring: this.keyring,
       brokerSigningKeys: this.brokerSigningKeys,
       timeoutMs: this.opts.accessTimeoutMs ?? 60_000,

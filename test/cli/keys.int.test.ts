@@ -34,11 +34,18 @@ describe.skipIf(NOT_BUILT !== undefined)('keys commands', () => {
       ['billing:sig:1', 'active'],
       ['billing:enc:1', 'active'],
     ]);
-    expect(new Set(rows.map((x) => x.party))).toEqual(new Set(['broker', 'gateway', ...stack.catalog.services.keys()]));
+    expect(new Set(rows.map((x) => x.party))).toEqual(
+      new Set(['broker', 'gateway', 'operator', ...stack.catalog.services.keys()]),
+    );
     // The gateways' own party, and the partners, by kind.
     expect(new Set(rows.filter((x) => x.party === 'gateway').map((x) => (x as { kind?: string }).kind))).toEqual(
       new Set(['gateway']),
     );
+    // The operator commands' audit key is a party of its own kind (not the operator root key, which signs entries).
+    expect(rows.filter((x) => x.party === 'operator').map((x) => [x.kid, (x as { kind?: string }).kind])).toEqual([
+      ['operator:sig:1', 'operator'],
+      ['operator:enc:1', 'operator'],
+    ]);
   });
 
   it('rotate then revoke: the new version is current, the old retiring then revoked; list shows it', async () => {
@@ -69,7 +76,7 @@ describe.skipIf(NOT_BUILT !== undefined)('keys commands', () => {
   it('refuses a rotate naming no party, and a revoke of a kid the directory does not hold, with a code', async () => {
     const none = await cli('keys', 'rotate');
     expect(none.code).not.toBe(0);
-    expect(none.stderr).toContain('give one of --service <id>, --broker, --gateway, --all');
+    expect(none.stderr).toContain('give one of --service <id>, --broker, --gateway, --operator, --all');
     const unknown = await cli('keys', 'revoke', '--kid', 'billing:sig:7', '--reason', 'x');
     expect(unknown.code).not.toBe(0);
     expect(unknown.stderr).toContain('E_KEY_UNKNOWN: the key directory entry of billing holds no key billing:sig:7');
@@ -92,7 +99,7 @@ describe.skipIf(NOT_BUILT !== undefined)('keys commands', () => {
     expect(r.code).toBe(0);
     const rotated = r.stdout.split('\n').filter((l) => l.startsWith('rotated '));
     expect(new Set(rotated.map((l) => l.split(/[ :]/)[1]))).toEqual(
-      new Set(['broker', 'gateway', ...stack.catalog.services.keys()]),
+      new Set(['broker', 'gateway', 'operator', ...stack.catalog.services.keys()]),
     );
     expect(readServiceKeyVersions(stack.keysDir, 'billing')[0]?.enc.kid).toBe('billing:enc:3');
     expect(readServiceKeyVersions(stack.keysDir, 'broker')[0]?.enc.kid).toBe('broker:enc:2');

@@ -15,6 +15,7 @@ import {
   revokeInEntry,
   rotateEntry,
   signEntry,
+  signedWhileValid,
   verifyEntry,
   type OperatorRootKey,
 } from '../../src/crypto/key-directory.js';
@@ -237,6 +238,29 @@ describe('lifecycle in a keyring', () => {
       'key registration:sig:1 was revoked before this message was stored',
     );
     expect(codeOf(() => ring.signer())).toBe('E_KEY_UNKNOWN');
+  });
+});
+
+describe('signatures made in the past (audit checkpoints)', () => {
+  it('valid while active, before notAfter, before revokedAt, before the retired date even once destroyed', () => {
+    const v1 = generateServiceKeys('broker', 1);
+    const v2 = generateServiceKeys('broker', 2);
+    const sig1 = (e: ReturnType<typeof entryFromVersions>) => e.keys.find((k) => k.jwk.kid === 'broker:sig:1')!;
+    const e1 = entryFromVersions('broker', [v1], T0);
+    expect(signedWhileValid(sig1(e1), T0 + 10 ** 9)).toEqual({ ok: true });
+    const rotated = rotateEntry(e1, v2, T0 + 1000, 60_000); // notAfter T0 + 61 s
+    expect(signedWhileValid(sig1(rotated), T0 + 60_999)).toEqual({ ok: true });
+    expect(signedWhileValid(sig1(rotated), T0 + 61_000)).toEqual({ ok: false, code: 'E_KEY_UNKNOWN' });
+    const destroyed = destroyInEntry(rotated, [1], T0 + 10 ** 9);
+    expect(signedWhileValid(sig1(destroyed), T0 + 60_999)).toEqual({ ok: true });
+    expect(signedWhileValid(sig1(destroyed), T0 + 61_000)).toEqual({ ok: false, code: 'E_KEY_UNKNOWN' });
+    // Revoked while retiring, before its overlap ended: stored before revokedAt verifies, at or after it does not.
+    const revoked = revokeInEntry(rotated, 'broker:sig:1', 'drill', T0 + 30_000)!;
+    expect(signedWhileValid(sig1(revoked), T0 + 29_999)).toEqual({ ok: true });
+    expect(signedWhileValid(sig1(revoked), T0 + 30_000)).toEqual({ ok: false, code: 'E_KEY_REVOKED' });
+    // Revoked after its overlap ended: what it signed past notAfter was never valid.
+    const late = revokeInEntry(rotated, 'broker:sig:1', 'drill', T0 + 90_000)!;
+    expect(signedWhileValid(sig1(late), T0 + 70_000)).toEqual({ ok: false, code: 'E_KEY_UNKNOWN' });
   });
 });
 

@@ -158,6 +158,30 @@ describe('KEK derivation and the keyring', () => {
     r.retire('registration:sig:2');
     expect(r.signer().kid).toBe('registration:sig:1');
   });
+
+  it("own encryption key past its overlap opens what was sealed to it (the broker's retained ingest) until destroyed", () => {
+    const [kb1, kb2, ka] = [b(), generateServiceKeys('broker', 2, streamRandom('b2')), a()];
+    const broker = new Keyring([kb2, kb1], publicRecords(ka));
+    const sender = new Keyring(ka, publicRecords(kb1));
+    let now = 1_000;
+    broker.now = () => now;
+    const id = 'broker:enc:1~registration:enc:1';
+    const sealed = sender.kekFor('broker:enc:1');
+    broker.retireAt('broker:enc:1', 2_000);
+    broker.retireAt('broker:sig:1', 2_000);
+    now = 5_000; // past the overlap
+    expect(broker.isRetired('broker:enc:1')).toBe(true);
+    expect(broker.kekForId(id).key).toStrictEqual(sealed.key);
+    // Never sealed to or signed with again.
+    expect([broker.ownEncryptionKey().kid, broker.signer().kid]).toStrictEqual(['broker:enc:2', 'broker:sig:2']);
+    // The peer's half past its own overlap is refused: retirement stops accepting others' keys.
+    broker.retireAt('registration:enc:1', 3_000);
+    expect(() => broker.kekForId(id)).toThrow(expect.objectContaining({ code: 'E_KEY_UNKNOWN' }));
+    // Destroyed (keys prune): E_KEY_DESTROYED.
+    const fresh = new Keyring([kb2, kb1], publicRecords(ka));
+    fresh.destroy('broker:enc:1');
+    expect(() => fresh.kekForId(id)).toThrow(expect.objectContaining({ code: 'E_KEY_DESTROYED' }));
+  });
 });
 
 describe('development key files (RFC 8037 JWK, RFC 7517 JWKS)', () => {

@@ -2,10 +2,14 @@
 // nats-server: a delivery sealed between the broker's and a subscriber's first encryption keys stays in PHI_DELIVER,
 // both are rotated and a second delivery is sealed between their second keys, then `keys prune` destroys both first
 // versions: the current delivery opens, the retained one fails E_KEY_DESTROYED (terminated, never handed over), the
-// deletion is alerted, and no byte of the destroyed private keys is left in the keys dir.
+// deletion is alerted, and no byte of the destroyed private keys is left in the keys dir. Then two subscribers
+// offline through `keys rotate` and past the overlap's end: one opens and acks its whole backlog with its own retired
+// key; the other, whose old version was pruned meanwhile, gets E_KEY_DESTROYED per delivery, each terminated.
+import { PassThrough } from 'node:stream';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
+import { runKeysRotate } from '../../src/cli/keys.js';
 import type { OperatorRootKey } from '../../src/crypto/key-directory.js';
 import {
   ciphertextRetentionMs,
@@ -20,6 +24,7 @@ import { readServiceKeyVersions, readServiceKeys } from '../../src/runtime/key-f
 import { PhiClient } from '../../src/sdk/client.js';
 import { ADMIN_IDENTITY, BROKER_IDENTITY, OPERATOR_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
+import { STREAMS, deliveryConsumer } from '../../src/wire/names.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { findNeedles, privateNeedles } from '../helpers/key-scan.js';
 import { Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
@@ -44,12 +49,14 @@ function directoryOf(service: string): {
   return { root, reloadOwnKeys: () => readServiceKeyVersions(stack.keysDir, service) };
 }
 
-async function client(service: string): Promise<PhiClient> {
+/** An SDK client of `service` holding its current key version, or every version its key file holds (`all`). */
+async function client(service: string, opts: { all?: boolean; keyClock?: () => number } = {}): Promise<PhiClient> {
   return PhiClient.connect({
     nc: await stack.connectAs(serviceIdentity(service), service),
     ownsConnection: true,
     service,
-    keys: readServiceKeys(stack.keysDir, service),
+    keys: opts.all === true ? readServiceKeyVersions(stack.keysDir, service) : readServiceKeys(stack.keysDir, service),
+    ...(opts.keyClock === undefined ? {} : { keyClock: opts.keyClock }),
     peers: stack.peers,
     publishDeadlineMs: 20_000,
     logger: stack.logger.child({ client: service }),
@@ -194,3 +201,132 @@ describe('epoch deletion', () => {
     expect(findNeedles(stack.keysDir, current).length).toBeGreaterThan(0);
   }, 120_000);
 });
+
+describe('a subscriber offline past the overlap', () => {
+  it('opens and acks its backlog with its own retired key; once that key is pruned, E_KEY_DESTROYED per delivery, terminated', async () => {
+    // Deliveries to billing and pharmacy on the wire (KEK ids), and JetStream's advisories of terminated deliveries.
+    const keks: string[] = [];
+    const terminated: { consumer: string; seq: number }[] = [];
+    const tap = inspector.subscribe('phi.deliver.*.Patient', {
+      callback: (_e, m) => {
+        for (const k of (JSON.parse(m.string()) as { keys: { kek: string }[] }).keys) keks.push(k.kek);
+        waiter.signal();
+      },
+    });
+    const advisories = inspector.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.${STREAMS.deliver}.>`, {
+      callback: (_e, m) => {
+        const a = JSON.parse(m.string()) as { consumer: string; stream_seq: number };
+        terminated.push({ consumer: a.consumer, seq: a.stream_seq });
+        waiter.signal();
+      },
+    });
+    await inspector.flush();
+    const sealed = (kek: string): number => keks.filter((k) => k === kek).length;
+    /** Publishes three Patients; their message ids (subscribers see the id pseudonymised, the message id as sent). */
+    const publish = async (tag: string): Promise<string[]> => {
+      const ids: string[] = [];
+      for (const n of [1, 2, 3]) {
+        const r = await pub.publish({ resourceType: 'Patient', id: `${tag}-${n}`, name: [{ family: 'Backlogger' }] });
+        expect(r.status).toBe('accepted');
+        ids.push(r.id);
+      }
+      return ids;
+    };
+    const before = await publish('backlog-a');
+    await waiter.until(
+      () => sealed('billing:enc:1~broker:enc:2') >= 3 && sealed('broker:enc:2~pharmacy:enc:1') >= 3,
+      20_000,
+      'the backlog sealed to the first subscriber keys',
+    );
+    // `keys rotate --service <it> --overlap 1m`, the CLI's code path, for both subscribers while they are offline.
+    for (const service of ['billing', 'pharmacy']) {
+      const text = await printedBy((out) => runKeysRotate(stack.config, { service, overlap: '1m' }, out));
+      expect(text).toMatch(new RegExp(`^rotated ${service}: current ${service}:sig:2 and ${service}:enc:2;`));
+      await stack.logs.until(
+        (l) =>
+          l['event'] === 'keys.directory.applied' &&
+          l['party'] === service &&
+          l['client'] === undefined &&
+          l['seq'] === 2,
+        `the broker applied the rotation of ${service}`,
+      );
+    }
+    const after = await publish('backlog-b');
+    await waiter.until(
+      () => sealed('billing:enc:2~broker:enc:2') >= 3 && sealed('broker:enc:2~pharmacy:enc:2') >= 3,
+      20_000,
+      'the backlog sealed to the second subscriber keys',
+    );
+    // The subscribers come back after the overlap's end: their key clock is past notAfter (no sleep).
+    const pastOverlap = (): number => Date.now() + 61_000;
+
+    // billing: its own retired enc:1 still opens what was sealed to it; every backlog delivery handed over and acked.
+    const gotBilling: string[] = [];
+    const billing = await client('billing', { all: true, keyClock: pastOverlap });
+    await billing.subscribe('Patient', ({ provenance }) => {
+      gotBilling.push(provenance.messageId);
+      waiter.signal();
+    });
+    await waiter.until(() => [...before, ...after].every((id) => gotBilling.includes(id)), 20_000, 'billing backlog');
+    await billing.close(); // stopped means acknowledged
+    const jsm = await inspector.jetstreamManager();
+    const billingState = await jsm.consumers.info(STREAMS.deliver, deliveryConsumer('billing', 'Patient'));
+    expect([billingState.num_pending, billingState.num_ack_pending]).toEqual([0, 0]);
+    const billingRefusals = stack.logs
+      .records()
+      .filter((l) => l['event'] === 'sdk.delivery.invalid' && l['client'] === 'billing');
+    // Only the delivery of the first test, sealed to the broker's destroyed broker:enc:1.
+    expect(billingRefusals.map((l) => l['code'])).toEqual(['E_KEY_DESTROYED']);
+
+    // pharmacy: its first version pruned before it comes back.
+    const retentionMs = ciphertextRetentionMs(stack.config);
+    const pruned = await pruneParties(operator, stack.keysDir, signing, ['pharmacy'], {
+      olderThanMs: retentionMs,
+      retentionMs,
+      nowMs: pastOverlap() + retentionMs,
+    });
+    expect(Object.fromEntries(pruned)).toEqual({ pharmacy: ['pharmacy:sig:1', 'pharmacy:enc:1'] });
+    await waiter.until(
+      () => alerts.some((a) => a.rule === 'key-destroyed' && a.json.includes('pharmacy:enc:1')),
+      20_000,
+      'the broker applied the prune',
+    );
+    const gotPharmacy: string[] = [];
+    const pharmacy = await client('pharmacy', { all: true, keyClock: pastOverlap });
+    await pharmacy.subscribe('Patient', ({ provenance }) => {
+      gotPharmacy.push(provenance.messageId);
+      waiter.signal();
+    });
+    // Sealed to pharmacy:enc:1 and never opened: the three of this test and the two of the first.
+    const consumer = deliveryConsumer('pharmacy', 'Patient');
+    await waiter.until(
+      () =>
+        after.every((id) => gotPharmacy.includes(id)) && terminated.filter((t) => t.consumer === consumer).length >= 5,
+      20_000,
+      'the current deliveries opened and the pruned ones terminated',
+    );
+    await pharmacy.close();
+    expect(gotPharmacy.filter((id) => before.includes(id))).toEqual([]);
+    const refusals = stack.logs
+      .records()
+      .filter((l) => l['event'] === 'sdk.delivery.invalid' && l['client'] === 'pharmacy');
+    expect(refusals.map((l) => l['code'])).toEqual(Array(5).fill('E_KEY_DESTROYED'));
+    // One coded refusal per terminated delivery, each still in PHI_DELIVER (retained for inspection, not acked).
+    const seqs = terminated.filter((t) => t.consumer === consumer).map((t) => t.seq);
+    expect(new Set(refusals.map((l) => l['seq']))).toEqual(new Set(seqs));
+    for (const seq of seqs)
+      expect((await jsm.streams.getMessage(STREAMS.deliver, { seq })).subject).toBe('phi.deliver.pharmacy.Patient');
+    tap.unsubscribe();
+    advisories.unsubscribe();
+  }, 120_000);
+});
+
+/** Runs a CLI function (the code the `phi-broker` command runs) and returns what it printed. */
+async function printedBy(fn: (out: PassThrough) => Promise<unknown>): Promise<string> {
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (c: Buffer) => (text += c.toString('utf8')));
+  await fn(out);
+  out.end();
+  return text;
+}

@@ -1,10 +1,17 @@
 // Key lifecycle on the key directory (issue 16, docs/keys.md), against one mTLS nats-server: the operator rotates a
 // publisher and a subscriber under a steady publish load (every message delivered once, both versions accepted in
 // the overlap, the old one refused after it); a directory entry signed by another key is refused and alerted while
-// the previous keys stay in force; a revoked key's message is rejected E_KEY_REVOKED, quarantined, audited, alerted.
+// the previous keys stay in force; `keys rotate --broker` and `--operator` move the audit chains' checkpoints to the
+// new kid without a restart and `audit verify` accepts both; a revoked key's message is rejected E_KEY_REVOKED,
+// quarantined, audited, alerted; a checkpoint signed with a revoked audit key fails `audit verify` E_KEY_REVOKED.
+import { PassThrough } from 'node:stream';
 import { headers as natsHeaders, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeRecord } from '../../src/audit/record.js';
+import { checkpointPayload, decodeRecord, encodeCheckpointRecord, recordHash } from '../../src/audit/record.js';
+import { runAuditVerify, type AuditVerifyReport } from '../../src/cli/audit.js';
+import { runKeysRevoke, runKeysRotate } from '../../src/cli/keys.js';
+import { runRegistryShow } from '../../src/cli/registry.js';
+import { signDetached } from '../../src/crypto/sign.js';
 import { Broker } from '../../src/broker/broker.js';
 import { decodeRecordHeader } from '../../src/broker/quarantine.js';
 import { entryFromVersions, operatorRootKey, signEntry, type OperatorRootKey } from '../../src/crypto/key-directory.js';
@@ -24,7 +31,7 @@ import { readServiceKeyVersions } from '../../src/runtime/key-files.js';
 import { PhiClient, type PublishResult } from '../../src/sdk/client.js';
 import { ADMIN_IDENTITY, BROKER_IDENTITY, OPERATOR_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
-import { HEADERS, STREAMS } from '../../src/wire/names.js';
+import { HEADERS, STREAMS, subjects } from '../../src/wire/names.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { ReceiptLog } from '../helpers/receipts.js';
 import { Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
@@ -33,7 +40,7 @@ const OVERLAP_MS = 10 * 60_000;
 let stack: TestStack;
 let root: OperatorRootKey;
 let signing: OperatorRootKey;
-let broker: Broker;
+let broker: Broker | undefined;
 let operator: NatsConnection;
 let inspector: NatsConnection;
 let pub: PhiClient;
@@ -63,7 +70,8 @@ async function client(service: string): Promise<PhiClient> {
 }
 
 beforeAll(async () => {
-  stack = await startTestStack({ broker: false });
+  // Checkpoints every 10 records, so the chains show the rotations' kids without waiting for the checkpoint timer.
+  stack = await startTestStack({ broker: false, config: { auditCheckpointEvery: 10 } });
   ({ root: signing } = await ensureOperatorRootKey(stack.keysDir));
   const admin = await stack.connectAs(ADMIN_IDENTITY, 'provision-keys');
   expect(await publishDirectory(admin, stack.catalog, stack.keysDir, signing, { create: true })).toContain(BROKER_ID);
@@ -246,6 +254,109 @@ describe('a tampered directory entry', () => {
   });
 });
 
+/** Runs a CLI function (the code the `phi-broker` command runs) and returns what it printed. */
+async function printed(fn: (out: PassThrough) => Promise<unknown>): Promise<string> {
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (c: Buffer) => (text += c.toString('utf8')));
+  await fn(out);
+  out.end();
+  return text;
+}
+
+/** `audit verify --json` over PHI_AUDIT: its exit code and report. */
+async function auditVerify(): Promise<{ code: number; report: AuditVerifyReport }> {
+  let code = -1;
+  const text = await printed(async (out) => {
+    code = await runAuditVerify(stack.config, { stream: STREAMS.audit, json: true }, { out, err: out });
+  });
+  return { code, report: JSON.parse(text) as AuditVerifyReport };
+}
+
+/** Every checkpoint in PHI_AUDIT, in stream order: its chain, seq and kid. */
+async function checkpoints(): Promise<{ chain: string; seq: number; kid: string }[]> {
+  const jsm = await inspector.jetstreamManager();
+  const { state } = await jsm.streams.info(STREAMS.audit);
+  const out: { chain: string; seq: number; kid: string }[] = [];
+  for (let seq = state.first_seq; seq <= state.last_seq && seq > 0; seq++) {
+    const r = decodeRecord((await jsm.streams.getMessage(STREAMS.audit, { seq })).data);
+    if (r?.checkpoint !== undefined) out.push({ chain: r.chain, seq: r.seq, kid: r.checkpoint.kid });
+  }
+  return out;
+}
+
+describe('audit keys follow rotations', () => {
+  it('keys rotate --operator: the CLI chains before and after carry each kid; audit verify passes, also once the old kid is revoked', async () => {
+    const operatorKeys = (await listDirectory(operator, root)).filter((r) => r.party === 'operator');
+    expect(operatorKeys.map((r) => [r.kind, r.kid, r.status])).toEqual([
+      ['operator', 'operator:sig:1', 'active'],
+      ['operator', 'operator:enc:1', 'active'],
+    ]);
+    await runRegistryShow(stack.config, 'Patient/p-key-1', { json: true }, new PassThrough());
+    expect(await printed((out) => runKeysRotate(stack.config, { operator: true, overlap: '10m' }, out))).toMatch(
+      /^rotated operator: current operator:sig:2 and operator:enc:2; previous keys retiring until /,
+    );
+    await runRegistryShow(stack.config, 'Patient/p-key-1', { json: true }, new PassThrough());
+    // One chain per command run, each closed by its final checkpoint: the first under sig:1, the second under sig:2.
+    const cli = (await checkpoints()).filter((c) => c.chain.startsWith('cli.'));
+    expect(new Set(cli.map((c) => c.chain)).size).toBe(2);
+    expect(cli.map((c) => c.kid)).toEqual(['operator:sig:1', 'operator:sig:2']);
+    const before = await auditVerify();
+    expect(before.report.broken).toBeUndefined();
+    expect(before.code).toBe(0);
+    // Revoking the old kid does not withdraw what it signed before: the first chain still verifies.
+    expect(
+      await printed((out) => runKeysRevoke(stack.config, { kid: 'operator:sig:1', reason: 'drill' }, out)),
+    ).toMatch(/^revoked operator:sig:1 at /);
+    const after = await auditVerify();
+    expect(after.report.broken).toBeUndefined();
+    expect(after.code).toBe(0);
+    expect(after.report.chains.filter((c) => c.chain.startsWith('cli.')).every((c) => c.closed)).toBe(true);
+  });
+
+  it('keys rotate --broker while messages flow: later checkpoints carry broker:sig:2 without a restart; audit verify passes', async () => {
+    const brokerChain = (broker as Broker).auditTrail.instanceId;
+    const earlier = (await checkpoints()).filter((c) => c.chain === brokerChain);
+    expect(earlier.length).toBeGreaterThan(0);
+    expect(new Set(earlier.map((c) => c.kid))).toEqual(new Set(['broker:sig:1']));
+    expect(await printed((out) => runKeysRotate(stack.config, { broker: true, overlap: '10m' }, out))).toMatch(
+      /^rotated broker: current broker:sig:2 and broker:enc:2;/,
+    );
+    await stack.logs.until(
+      (l) => l['event'] === 'keys.own.rotated' && l['kid'] === 'broker:sig:2' && l['client'] === undefined,
+      'the broker loaded its new key',
+    );
+    // Messages until a checkpoint of the broker chain carries the new kid (bounded: 10 rounds of 5).
+    let after: { chain: string; seq: number; kid: string }[] = [];
+    for (let round = 0; round < 10 && !after.some((c) => c.kid === 'broker:sig:2'); round++) {
+      for (let i = 0; i < 5; i++) {
+        const r = await pub.publish({
+          resourceType: 'Patient',
+          id: `p-audit-${round}-${i}`,
+          name: [{ family: 'Chainley' }],
+        });
+        expect(r.status).toBe('accepted');
+      }
+      after = (await checkpoints()).filter((c) => c.chain === brokerChain).slice(earlier.length);
+    }
+    // After the first checkpoint under the new kid, no checkpoint uses the old one.
+    const first = after.findIndex((c) => c.kid === 'broker:sig:2');
+    expect(first).toBeGreaterThanOrEqual(0);
+    expect(
+      after
+        .slice(first)
+        .map((c) => c.kid)
+        .every((k) => k === 'broker:sig:2'),
+    ).toBe(true);
+    const { code, report } = await auditVerify();
+    expect(report.broken).toBeUndefined();
+    expect(code).toBe(0);
+    expect(report.chains.find((c) => c.chain === brokerChain)?.checkpoints).toBe(earlier.length + after.length);
+    // The running broker's own integrity check (readiness) verifies its heads witnessed under the new key too.
+    expect(await (broker as Broker).auditTrail.checkIntegrity()).toEqual({ ok: true, problems: [] });
+  }, 60_000);
+});
+
 describe('revocation', () => {
   it('a message signed with the revoked key after revocation: E_KEY_REVOKED receipt, quarantine, AuditEvent, alert', async () => {
     const jsm = await inspector.jetstreamManager();
@@ -275,8 +386,11 @@ describe('revocation', () => {
     expect(codes).toEqual(['E_KEY_REVOKED']);
 
     // Alerted on phi.alert.key-revoked, and both the rejection and the alert are AuditEvents in the chain.
-    await waiter.until(() => alerts.some((a) => a.rule === 'key-revoked'), 20_000, 'the key-revoked alert');
-    const alert = JSON.parse(alerts.find((a) => a.rule === 'key-revoked')?.json ?? '{}') as Record<string, unknown>;
+    // (The operator key's revocation above raised one too.)
+    const ofRegistration = (a: { rule: string; json: string }): boolean =>
+      a.rule === 'key-revoked' && a.json.includes('registration:sig:2');
+    await waiter.until(() => alerts.some(ofRegistration), 20_000, 'the key-revoked alert');
+    const alert = JSON.parse(alerts.find(ofRegistration)?.json ?? '{}') as Record<string, unknown>;
     expect(fhirSchemaErrors(alert)).toEqual([]);
     expect(JSON.stringify(alert)).toContain('registration:sig:2');
     expect(JSON.stringify(alert)).not.toContain('test: key exposed');
@@ -293,4 +407,34 @@ describe('revocation', () => {
     expect(events.some((e) => e.includes('E_KEY_REVOKED'))).toBe(true);
     expect(events.some((e) => e.includes('key-revoked'))).toBe(true);
   });
+});
+
+describe('a checkpoint signed with a revoked audit key', () => {
+  it('appended to the broker chain after broker:sig:1 is revoked: audit verify fails E_KEY_REVOKED at that record', async () => {
+    await runKeysRevoke(stack.config, { kid: 'broker:sig:1', reason: 'drill' }, new PassThrough());
+    // Checkpoints signed with broker:sig:1 before its revocation still verify.
+    expect((await auditVerify()).code).toBe(0);
+    const chain = (broker as Broker).auditTrail.instanceId;
+    await broker?.stop(); // its final checkpoint, under broker:sig:2
+    broker = undefined;
+    const jsm = await inspector.jetstreamManager();
+    const last = await jsm.streams.getMessage(STREAMS.audit, { last_by_subj: subjects.audit(chain) });
+    const head = decodeRecord(last.data)?.seq as number;
+    const prev = recordHash(last.data);
+    const old = readServiceKeyVersions(stack.keysDir, BROKER_ID).find((v) => v.sign.kid === 'broker:sig:1');
+    const sig = Buffer.from(
+      signDetached(checkpointPayload(chain, head, prev), old?.sign.secretKey as Uint8Array),
+    ).toString('base64url');
+    await inspector
+      .jetstream()
+      .publish(
+        subjects.audit(chain),
+        encodeCheckpointRecord(chain, head + 1, prev, Date.now(), { head, kid: 'broker:sig:1', sig }),
+        { expect: { streamName: STREAMS.audit, lastSubjectSequence: last.seq } },
+      );
+    const { code, report } = await auditVerify();
+    expect(code).toBe(1);
+    expect(report.broken).toMatchObject({ kind: 'checkpoint', chain, seq: head + 1, code: 'E_KEY_REVOKED' });
+    expect(report.broken?.message).toContain('broker:sig:1');
+  }, 60_000);
 });
