@@ -74,6 +74,8 @@ export interface GatewayOptions {
   readonly retry?: RetryPolicy;
   /** How long a gateway holds a topic's delivery lease between renewals. */
   readonly leaseMs?: number;
+  /** The least `backport-heartbeat-period` a Subscription may ask, seconds (default 10). */
+  readonly heartbeatMinS?: number;
 }
 
 export interface PartnerAccess {
@@ -148,7 +150,7 @@ export class Gateway {
       recorder: 'gateway',
     });
     // Every notification, $events read and GET /[type]/[id] is an AuditEvent in this gateway's chain, stored before
-    // it returns.
+    // it returns. Heartbeats carry no event and no PHI: logged, not audited.
     const disclosed = async (
       operation: 'notify' | 'events' | 'read',
       sub: SubscriptionRecord,
@@ -187,6 +189,22 @@ export class Gateway {
           deliverer,
           opener: (partner) => openers.get(partner),
           onRead: (sub, events, operation) => disclosed(operation, sub, events),
+          // A delete is the partner's RESTful interaction on its subscription, in this gateway's chain.
+          onDeleted: (sub, who) =>
+            audit.record([
+              {
+                kind: 'partner-request',
+                address: who.address,
+                service: sub.partner,
+                clientId: who.clientId,
+                ...(who.tokenId === undefined ? {} : { tokenId: who.tokenId }),
+                interaction: 'delete',
+                status: 204,
+                messageIds: [],
+                subscription: sub.id,
+              },
+            ]),
+          ...(opts.heartbeatMinS === undefined ? {} : { limits: { heartbeatMinS: opts.heartbeatMinS } }),
         },
         audit,
         logger,
