@@ -171,7 +171,7 @@ export class TopicWorker {
           consumer ??= await bindDeliveryConsumer(o.partnerNc, o.partner, o.type);
           // Short waits, so the lease is renewed well within its term.
           const m = await consumer.next({ expires: Math.max(1_000, Math.floor(o.leaseMs / 3)) });
-          if (m !== null && (await this.intake(m, live))) for (const s of this.senders.values()) s.nudge();
+          if (m !== null && (await this.intakeInOrder(m))) for (const s of this.senders.values()) s.nudge();
           failures = 0;
         } catch (err) {
           // NATS unreachable, KV contended, a setup problem: an unacknowledged delivery is redelivered; try again.
@@ -194,11 +194,49 @@ export class TopicWorker {
   }
 
   /**
-   * Stores one delivery as the next event of each live subscription that has not numbered it yet, then acknowledges
-   * it: acknowledged only once every subscription holds it. True when it was stored for at least one.
+   * Keeps the delivery in hand until it is stored (reported in progress to JetStream meanwhile), so the next one is
+   * never numbered before it; given back (nak) only when stopping or the lease is lost.
    */
-  private async intake(m: JsMsg, live: readonly SubscriptionRecord[]): Promise<boolean> {
+  private async intakeInOrder(m: JsMsg): Promise<boolean> {
     const { o } = this;
+    for (let failures = 1; ; failures++) {
+      try {
+        return await this.intake(m);
+      } catch (err) {
+        o.logger.warn(
+          {
+            event: 'gateway.subscription.intake.retry',
+            partner: o.partner,
+            type: o.type,
+            seq: m.info.streamSequence,
+            code: isBrokerError(err) ? err.code : undefined,
+          },
+          'could not store a delivery yet; retrying',
+        );
+        m.working();
+        await pause(this, retryDelay(failures, o.retry));
+        if (this.stopping || !(await this.holds())) {
+          m.nak();
+          return false;
+        }
+        m.working();
+      }
+    }
+  }
+
+  /**
+   * Stores one delivery as the next event of each live subscription that has not numbered it yet, then acknowledges
+   * it: acknowledged only once every subscription holds it. The list is read after the delivery was taken, so every
+   * subscription created before it was published gets it. True when it was stored for at least one.
+   */
+  private async intake(m: JsMsg): Promise<boolean> {
+    const { o } = this;
+    const live = await o.store.forTopic(o.partner, o.type);
+    if (live.length === 0) {
+      // All deleted meanwhile: left in the durable for the next subscription, as when there is none.
+      m.nak();
+      return false;
+    }
     const seq = m.info.streamSequence;
     const stored: StoredEvent = {
       number: 0,
