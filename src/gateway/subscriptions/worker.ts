@@ -185,6 +185,8 @@ export class TopicWorker {
             },
             'notification worker failed a round; retrying',
           );
+          // The lease may lapse meanwhile: senders run only while it is confirmed.
+          await this.stopSenders();
           await pause(this, retryDelay(failures, o.retry));
         }
       }
@@ -314,7 +316,11 @@ function pause(owner: { wake: (() => void) | undefined }, ms: number): Promise<v
 class Sender {
   private stopping = false;
   ended = false;
+  /** Ends an idle wait (new events, stop); a nudge while not waiting is kept for the next wait. */
   wake: (() => void) | undefined;
+  private nudged = false;
+  /** Ends a backoff wait (stop only: new events do not cut a backoff short). */
+  private readonly backoff: { wake: (() => void) | undefined } = { wake: undefined };
   private readonly done: Promise<void>;
 
   constructor(
@@ -339,13 +345,19 @@ class Sender {
 
   /** New events were stored. */
   nudge(): void {
+    this.nudged = true;
     this.wake?.();
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     this.wake?.();
+    this.backoff.wake?.();
     await this.done;
+  }
+
+  private idleWait(ms: number): Promise<void> {
+    return this.nudged ? Promise.resolve() : pause(this, ms);
   }
 
   private async run(): Promise<void> {
@@ -353,11 +365,12 @@ class Sender {
     let failures = 0;
     while (!this.stopping) {
       let sub: SubscriptionRecord | undefined;
+      this.nudged = false;
       try {
         sub = await o.store.get(this.id);
         if (sub === undefined || sub.status === 'off') return;
-        // Until its handshake is answered nothing else is sent.
-        if (sub.status === 'requested') {
+        // Nothing is sent before its handshake was answered (or could no longer be: a gateway that died meanwhile).
+        if (sub.status === 'requested' && Date.now() < Date.parse(sub.created) + (sub.timeoutS + 5) * 1000) {
           await pause(this, Math.max(50, Math.floor(o.leaseMs / 3)));
           continue;
         }
@@ -365,7 +378,7 @@ class Sender {
           sub.delivered < sub.eventCount ? await this.sendEvent(sub, sub.delivered + 1) : await this.idle(sub);
         if (outcome === 'off') return;
         failures = outcome === 'failed' ? failures + 1 : 0;
-        if (outcome === 'failed') await pause(this, retryDelay(failures - 1, o.retry));
+        if (outcome === 'failed') await pause(this.backoff, retryDelay(failures - 1, o.retry));
       } catch (err) {
         // KV or NATS trouble: the stored events stay; try again.
         failures++;
@@ -377,7 +390,7 @@ class Sender {
           },
           'notification sender failed a round; retrying',
         );
-        await pause(this, retryDelay(failures, o.retry));
+        await pause(this.backoff, retryDelay(failures, o.retry));
       }
     }
   }
@@ -387,13 +400,13 @@ class Sender {
     const { o } = this;
     const wait = Math.max(50, Math.floor(o.leaseMs / 3));
     if (sub.heartbeatS === undefined) {
-      await pause(this, wait);
+      await this.idleWait(wait);
       return 'waited';
     }
     const due = (sub.lastSent ?? Date.parse(sub.created)) + sub.heartbeatS * 1000;
     const now = Date.now();
     if (now < due) {
-      await pause(this, Math.min(wait, due - now));
+      await this.idleWait(Math.min(wait, due - now));
       return 'waited';
     }
     return this.post(sub, 'heartbeat', undefined);
@@ -424,6 +437,11 @@ class Sender {
     const claimed = await o.store.claimSend(sub.id, o.holder, Date.now(), Date.now() + sub.timeoutS * 1000 + 5_000);
     if (claimed === undefined) return 'off';
     if (claimed === 'busy') return 'failed';
+    if (event !== undefined && claimed.delivered >= event.number) {
+      // Accepted meanwhile (sent by the previous holder of the lease): not sent again.
+      await o.store.update(sub.id, ({ sending: _released, ...rest }) => rest);
+      return 'sent';
+    }
     const events = event === undefined ? [] : [event];
     const body = renderNotification(claimed, type, o.baseUrl(), events);
     const status = await o.deliverer.post(claimed, body, await o.sign(new TextEncoder().encode(body)));
