@@ -217,8 +217,8 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
     try {
       const { sub, who } = await owned(req);
       if (sub.status !== 'off') {
-        // Waits out a notification already being posted (at most its timeout and a margin).
-        const before = await o.store.remove(sub.id, o.now, (MAX_TIMEOUT_S + 10) * 1000);
+        // Waits out a notification already being posted (at most its timeout and a margin; claims use the real clock).
+        const before = await o.store.remove(sub.id, Date.now, (MAX_TIMEOUT_S + 10) * 1000);
         if (before.status !== 'off') {
           await o.onDeleted({ ...before, status: 'off' }, who);
           o.logger.info(
