@@ -41,6 +41,7 @@ export const SUBTYPE = {
   operation: { system: RESTFUL, code: 'operation', display: 'operation' },
   update: { system: RESTFUL, code: 'update', display: 'update' },
   read: { system: RESTFUL, code: 'read', display: 'read' },
+  delete: { system: RESTFUL, code: 'delete', display: 'delete' },
   disclose: { system: LIFECYCLE, code: 'disclose', display: 'Disclose Record Lifecycle Event' },
   applicationStart: { system: DICOM, code: '110120', display: 'Application Start' },
   applicationStop: { system: DICOM, code: '110121', display: 'Application Stop' },

@@ -397,7 +397,8 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
     }
     case 'partner-request': {
       // BALP RESTful interaction by a partner through the gateway: the partner is the requestor, the gateway the
-      // application that answered; the OAuth client, the access token and each broker message id are entities.
+      // application that answered; the OAuth client, the access token, each broker message id and the subscription
+      // deleted are entities.
       const ok = fact.status < 400;
       return base(
         TYPE.rest,
@@ -406,7 +407,7 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
           : fact.interaction === 'process-message'
             ? SUBTYPE.operation
             : SUBTYPE[fact.interaction],
-        fact.interaction === 'process-message' ? 'E' : 'C',
+        fact.interaction === 'process-message' ? 'E' : fact.interaction === 'delete' ? 'D' : 'C',
         ok ? OUTCOME.success : fact.status >= 500 ? OUTCOME.serious : OUTCOME.minor,
         [clientAgent(fact.service, fact.address), self(AGENT.application, false)],
         [
@@ -416,6 +417,15 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
           ]),
           ...securityEntity(SYSTEM.accessToken, fact.tokenId),
           ...fact.messageIds.map((id) => transactionEntity(id)),
+          ...(fact.subscription === undefined
+            ? []
+            : [
+                {
+                  what: { identifier: { system: SYSTEM.subscription, value: fact.subscription } },
+                  type: ENTITY.systemObject,
+                  role: ROLE.domainResource,
+                },
+              ]),
         ],
         fact.code === undefined ? undefined : describe(fact.code, fact.path),
       );

@@ -200,13 +200,18 @@ export interface PartnerRequestFact {
   readonly clientId?: string;
   /** The access token's id (its jti). */
   readonly tokenId?: string;
-  /** FHIR RESTful interaction: create (POST /[type]), transaction or batch (POST /), or the $process-message operation. */
-  readonly interaction: 'create' | 'transaction' | 'batch' | 'process-message';
+  /**
+   * FHIR RESTful interaction: create (POST /[type]), transaction or batch (POST /), the $process-message operation,
+   * or delete (DELETE /Subscription/[id]).
+   */
+  readonly interaction: 'create' | 'transaction' | 'batch' | 'process-message' | 'delete';
   readonly status: number;
   /** The broker message ids published for it, in entry order. */
   readonly messageIds: readonly string[];
   /** A retry answered with the answer stored for its idempotency key (nothing published again). */
   readonly replayed?: boolean;
+  /** The gateway Subscription the request acted on (delete). */
+  readonly subscription?: string;
   readonly code?: string;
   readonly path?: string;
 }

@@ -60,7 +60,7 @@ export function capabilityStatement(
       type: 'Subscription',
       profile: BACKPORT_SUBSCRIPTION,
       extension: topics.map((url) => ({ url: TOPIC_CANONICAL, valueCanonical: url })),
-      interaction: [{ code: 'create' }, { code: 'read' }],
+      interaction: [{ code: 'create' }, { code: 'read' }, { code: 'delete' }],
       operation: [
         {
           name: 'status',

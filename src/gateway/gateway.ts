@@ -88,6 +88,8 @@ export interface GatewayOptions {
    * rotations and revocations apply without a restart. Absent: jwks.json (`peers`) and the catalog only.
    */
   readonly keyDirectory?: { readonly root: OperatorRootKey };
+  /** The least `backport-heartbeat-period` a Subscription may ask, seconds (default 10). */
+  readonly heartbeatMinS?: number;
 }
 
 export interface PartnerAccess {
@@ -186,7 +188,7 @@ export class Gateway {
       recorder: 'gateway',
     });
     // Every notification, $events read and GET /[type]/[id] is an AuditEvent in this gateway's chain, stored before
-    // it returns.
+    // it returns. Heartbeats carry no event and no PHI: logged, not audited.
     const disclosed = async (
       operation: 'notify' | 'events' | 'read',
       sub: SubscriptionRecord,
@@ -231,6 +233,22 @@ export class Gateway {
           deliverer,
           opener: (partner) => openers.get(partner),
           onRead: (sub, events, operation) => disclosed(operation, sub, events),
+          // A delete is the partner's RESTful interaction on its subscription, in this gateway's chain.
+          onDeleted: (sub, who) =>
+            audit.record([
+              {
+                kind: 'partner-request',
+                address: who.address,
+                service: sub.partner,
+                clientId: who.clientId,
+                ...(who.tokenId === undefined ? {} : { tokenId: who.tokenId }),
+                interaction: 'delete',
+                status: 204,
+                messageIds: [],
+                subscription: sub.id,
+              },
+            ]),
+          ...(opts.heartbeatMinS === undefined ? {} : { limits: { heartbeatMinS: opts.heartbeatMinS } }),
         },
         audit,
         logger,

@@ -51,7 +51,7 @@ export interface GatewayServerOptions {
   readonly now: () => number;
   /** Publishing as each partner that may create (inbound.ts), and the idempotent answers. */
   readonly inbound: { readonly clients: ReadonlyMap<string, PhiClient>; readonly requests: RequestStore };
-  readonly subscriptions: Pick<SubscriptionRouteOptions, 'store' | 'deliverer' | 'opener' | 'onRead'>;
+  readonly subscriptions: Omit<SubscriptionRouteOptions, 'catalog' | 'signer' | 'baseUrl' | 'now' | 'logger'>;
 }
 
 export async function buildGatewayServer(opts: GatewayServerOptions): Promise<FastifyInstance> {

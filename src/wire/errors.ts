@@ -91,6 +91,7 @@ export const ERROR_CODES = {
   E_SUBSCRIPTION_INVALID:
     'A Subscription a partner posted does not follow the R4 Subscriptions Backport profile the gateway serves (topic, channel, endpoint, payload).',
   E_SUBSCRIPTION_UNKNOWN: 'No subscription of this partner has that id.',
+  E_SUBSCRIPTION_DELETED: 'The partner deleted that subscription (DELETE /Subscription/[id]); it sends nothing more.',
   E_RESOURCE_UNKNOWN: 'The partner gateway holds no copy of that resource for this partner (GET /[type]/[id]).',
   E_RESOURCE_EXPIRED:
     "The partner's copy of that resource was held by the gateway and has passed its retention (GET /[type]/[id]).",

@@ -3,7 +3,9 @@
 // ehr publishes Immunizations; public-health (partner) subscribes to its Immunization topic and receives signed
 // history Bundles holding exactly its projection; the receiver failing (503, then a closed port) loses nothing and
 // duplicates nothing; $events replays; GET /[type]/[id] reads a notified copy back; an `id-only` subscription to
-// Patient names each copy by URL without its bytes; stopping the gateway that holds the lease hands delivery on.
+// Patient names each copy by URL without its bytes; stopping the gateway that holds the lease hands delivery on;
+// DELETE switches a subscription off; two subscriptions to one topic on two receivers, one down for a while, each
+// get every event once, in order; an idle subscription gets heartbeats.
 import { randomUUID } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:https';
@@ -18,7 +20,7 @@ import type { AuditEvent } from 'fhir/r4.js';
 import { readAuditRecords } from '../../src/audit/read.js';
 import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
-import { TOPIC_BASE } from '../../src/gateway/subscriptions/model.js';
+import { BACKPORT, TOPIC_BASE } from '../../src/gateway/subscriptions/model.js';
 import { SIGNATURE_HEADER } from '../../src/gateway/subscriptions/worker.js';
 import { serviceIdentity } from '../../src/tls/identity.js';
 import { balpProblems } from '../helpers/balp.js';
@@ -38,9 +40,10 @@ let gws: Gateway[] = [];
 let ca: string;
 let key: CryptoKey;
 let hookUrl: string;
+let hookUrl2: string;
 
-/** The partner's rest-hook: records every request; answers `mode` (a status), or is closed. */
-const receiver = {
+/** A partner rest-hook: records every request; answers `mode` (a status), or is closed. */
+const makeReceiver = () => ({
   server: undefined as Server | undefined,
   port: 0,
   mode: 200,
@@ -89,7 +92,16 @@ const receiver = {
       )
       .map((b) => [statusOf(b).numbers[0] as number, b]);
   },
-};
+  /** Every request for one subscription (any type, any answer), in arrival order. */
+  of(id: string): { bundle: Bundle; body: string; status: number; signature: string | undefined }[] {
+    return this.got
+      .map((g) => ({ ...g, bundle: JSON.parse(g.body) as Bundle }))
+      .filter((g) => statusOf(g.bundle).subscription === `${BASE_URL}/Subscription/${id}`);
+  },
+});
+const receiver = makeReceiver();
+/** A second endpoint of the same partner. */
+const receiver2 = makeReceiver();
 
 function statusOf(b: Bundle): { type: string; numbers: number[]; status: string; subscription: string } {
   const p = b.entry?.[0]?.resource as Parameters;
@@ -117,7 +129,11 @@ async function partnerCatalog(): Promise<string> {
   };
   const ph = services.items.find((s) => s.get('id') === 'public-health');
   ph?.setIn(['partner', 'jwks', 'keys'], doc.createNode([jwk]));
-  ph?.setIn(['partner', 'restHooks'], doc.createNode([hookUrl]));
+  ph?.setIn(['partner', 'restHooks'], doc.createNode([hookUrl, hookUrl2]));
+  // Another partner, to ask for public-health's subscriptions.
+  services.items
+    .find((s) => s.get('id') === 'partner-payer')
+    ?.setIn(['partner', 'jwks', 'keys'], doc.createNode([jwk]));
   ph?.setIn(['partner', 'rateLimit'], doc.createNode({ max: 1000, windowSeconds: 60 }));
   writeFileSync(file, doc.toString());
   return dir;
@@ -150,11 +166,11 @@ function call(
   });
 }
 
-async function accessToken(g: Gateway, scope = 'system/Immunization.rs'): Promise<string> {
+async function accessToken(g: Gateway, scope = 'system/Immunization.rs', client = 'public-health'): Promise<string> {
   const assertion = await new SignJWT({ jti: randomUUID() })
     .setProtectedHeader({ alg: 'ES384', kid: 'ph-test', typ: 'JWT' })
-    .setIssuer('public-health')
-    .setSubject('public-health')
+    .setIssuer(client)
+    .setSubject(client)
     .setAudience(`${BASE_URL}/auth/token`)
     .setExpirationTime('4m')
     .sign(key);
@@ -202,6 +218,23 @@ function immunization(n: number): Immunization {
   };
 }
 
+/** A backport Subscription to the Immunization topic at `endpoint`, with channel extensions `ext`. */
+function immunizationSubscription(endpoint: string, ext: object[] = [], content = 'full-resource'): object {
+  return {
+    resourceType: 'Subscription',
+    status: 'requested',
+    reason: 'IIS feed',
+    criteria: TOPIC,
+    channel: {
+      ...(ext.length === 0 ? {} : { extension: ext }),
+      type: 'rest-hook',
+      endpoint,
+      payload: 'application/fhir+json',
+      _payload: { extension: [{ url: `${BACKPORT}backport-payload-content`, valueCode: content }] },
+    },
+  };
+}
+
 let ehr: Awaited<ReturnType<TestStack['client']>> | undefined;
 async function publish(from: number, to: number): Promise<void> {
   ehr ??= await stack.client('ehr');
@@ -219,17 +252,25 @@ function acceptedUpTo(n: number): Promise<void> {
 let token: string;
 let subId: string;
 let patientSubId: string;
+/** Requests the endpoint had seen for subId when its DELETE answered. */
+let deletedAttempts = 0;
+let subA: string;
+let subB: string;
 
 beforeAll(async () => {
   // The receiver's port must be in the catalog (restHooks) before the stack loads it; its certificate (the
   // stack's gateway certificate, for 127.0.0.1) exists only after.
   await receiver.listen();
+  await receiver2.listen();
   hookUrl = `https://127.0.0.1:${receiver.port}/notify`;
+  hookUrl2 = `https://127.0.0.1:${receiver2.port}/notify`;
   stack = await startTestStack({ config: { subjectsDir: await partnerCatalog(), gatewayPort: 0 } });
   const t = stack.nats.tls;
   if (t === undefined) throw new Error('expected an mTLS stack');
   ca = readFileSync(t.ca.certFile, 'utf8');
-  receiver.secure({ key: readFileSync(t.gateway.keyFile, 'utf8'), cert: readFileSync(t.gateway.certFile, 'utf8') });
+  const pem = { key: readFileSync(t.gateway.keyFile, 'utf8'), cert: readFileSync(t.gateway.certFile, 'utf8') };
+  receiver.secure(pem);
+  receiver2.secure(pem);
   const start = async (n: number): Promise<Gateway> =>
     startTestGateway(stack, n, `gw-subs-${n}`, {
       config: { ...stack.config, gatewayBaseUrl: BASE_URL },
@@ -241,6 +282,7 @@ beforeAll(async () => {
       restHookCa: ca,
       retry: { baseMs: 20, maxMs: 200 },
       leaseMs: 1_500,
+      heartbeatMinS: 1,
     });
   gws = [await start(1), await start(2)];
   token = await accessToken(gws[0] as Gateway);
@@ -249,6 +291,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const g of gws) await g.stop();
   await receiver.close();
+  await receiver2.close();
   await stack?.stop();
 });
 
@@ -539,6 +582,168 @@ describe('R4 topic-based Subscriptions (Backport IG)', () => {
     expect([7, 8].map((n) => after.get(n))).toEqual([[other.instanceId], [other.instanceId]]);
   });
 
+  it('DELETE switches a subscription off: nothing is sent after the answer, GET answers 410, $events still replays', async () => {
+    const g = gws[0] as Gateway;
+    // The endpoint refuses, so event 9 is being retried when the delete lands.
+    receiver.mode = 503;
+    await publish(9, 9);
+    await receiver.waiter.until(
+      () => receiver.of(subId).some((x) => x.status === 503 && statusOf(x.bundle).numbers[0] === 9),
+      30_000,
+      'a refused attempt of event 9',
+    );
+    // Only the partner that created it may delete it; an unknown id answers alike.
+    const payer = await accessToken(g, 'system/Coverage.rs', 'partner-payer');
+    for (const [url, tok] of [
+      [`${g.url}/Subscription/${subId}`, payer],
+      [`${g.url}/Subscription/${randomUUID()}`, token],
+    ] as const) {
+      const r = await call(url, 'DELETE', { token: tok });
+      expect(r.status).toBe(404);
+      expect(fhirSchemaErrors(r.json)).toEqual([]);
+      expect(r.json).toMatchObject({ issue: [{ details: { coding: [{ code: 'E_SUBSCRIPTION_UNKNOWN' }] } }] });
+    }
+    const del = await call(`${g.url}/Subscription/${subId}`, 'DELETE', { token });
+    expect(del.status).toBe(204);
+    deletedAttempts = receiver.of(subId).length;
+    receiver.mode = 200;
+    const gone = await call(`${g.url}/Subscription/${subId}`, 'GET', { token });
+    expect(gone.status).toBe(410);
+    expect(fhirSchemaErrors(gone.json)).toEqual([]);
+    expect(gone.json).toMatchObject({
+      issue: [
+        {
+          code: 'not-found',
+          details: { coding: [{ code: 'E_SUBSCRIPTION_DELETED' }] },
+          expression: ['Subscription.id'],
+        },
+      ],
+    });
+    expect((await call(`${g.url}/Subscription/${subId}`, 'DELETE', { token })).status).toBe(204);
+    const st = await call(`${g.url}/Subscription/${subId}/$status`, 'GET', { token });
+    expect(fhirSchemaErrors(st.json)).toEqual([]);
+    expect(statusOf(st.json as unknown as Bundle).status).toBe('off');
+    // The event it numbered but never delivered stays readable until it expires.
+    const ev = await call(`${g.url}/Subscription/${subId}/$events?eventsSinceNumber=8&eventsUntilNumber=9`, 'GET', {
+      token,
+    });
+    expect(ev.status).toBe(200);
+    expect(fhirSchemaErrors(ev.json)).toEqual([]);
+    expect(statusOf(ev.json as unknown as Bundle)).toMatchObject({ numbers: [8, 9], status: 'off' });
+    const cap = await call(`${g.url}/metadata`, 'GET');
+    const subRes = (
+      cap.json['rest'] as { resource: { type: string; interaction: { code: string }[] }[] }[]
+    )[0]?.resource.find((r) => r.type === 'Subscription');
+    expect(subRes?.interaction.map((i) => i.code)).toContain('delete');
+  });
+
+  it('two subscriptions to one topic: one endpoint down does not hold the other back; each gets every event once, in order', async () => {
+    const g = gws[0] as Gateway;
+    const ids: string[] = [];
+    for (const url of [hookUrl, hookUrl2]) {
+      const r = await call(`${g.url}/Subscription`, 'POST', { body: immunizationSubscription(url), token });
+      expect(r.status, r.text).toBe(201);
+      expect(r.json['status']).toBe('active');
+      ids.push(r.json['id'] as string);
+    }
+    [subA, subB] = ids as [string, string];
+    // The second endpoint goes down; the first receives everything at once.
+    await receiver2.close();
+    await publish(10, 13);
+    await receiver.waiter.until(() => receiver.accepted(subA).length >= 4, 30_000, 'four notifications of A');
+    expect(receiver.accepted(subA).map(([n]) => n)).toEqual([1, 2, 3, 4]);
+    expect(receiver2.accepted(subB)).toEqual([]);
+    // B's events are numbered and held while its endpoint is down.
+    const st = await call(`${g.url}/Subscription/${subB}/$status`, 'GET', { token });
+    const params = (st.json as unknown as Bundle).entry?.[0]?.resource as Parameters;
+    expect(params.parameter?.find((p) => p.name === 'events-since-subscription-start')?.valueString).toBe('4');
+    // Back up: B gets all it missed, in order, then both get the next event.
+    await receiver2.listen();
+    await receiver2.waiter.until(() => receiver2.accepted(subB).length >= 4, 30_000, 'four notifications of B');
+    await publish(14, 14);
+    await receiver.waiter.until(() => receiver.accepted(subA).length >= 5, 30_000, 'five notifications of A');
+    await receiver2.waiter.until(() => receiver2.accepted(subB).length >= 5, 30_000, 'five notifications of B');
+    for (const [r, id] of [
+      [receiver, subA],
+      [receiver2, subB],
+    ] as const) {
+      const acc = r.accepted(id);
+      expect(acc.map(([n]) => n)).toEqual([1, 2, 3, 4, 5]);
+      expect(acc.map(([, b]) => (b.entry?.[1]?.resource as Immunization).lotNumber)).toEqual([
+        'LOT-10',
+        'LOT-11',
+        'LOT-12',
+        'LOT-13',
+        'LOT-14',
+      ]);
+      for (const [, b] of acc) expect(fhirSchemaErrors(b)).toEqual([]);
+    }
+    // Each receiver got only its own subscription's events, and the deleted one got nothing after its delete.
+    expect(receiver.accepted(subB)).toEqual([]);
+    expect(receiver2.accepted(subA)).toEqual([]);
+    expect(receiver.of(subId)).toHaveLength(deletedAttempts);
+    // Both read the same copy back; $events of B replays what A was sent.
+    const ev = await call(`${g.url}/Subscription/${subB}/$events?eventsSinceNumber=1&eventsUntilNumber=5`, 'GET', {
+      token,
+    });
+    expect(ev.json['entry']).toHaveLength(6);
+    expect((ev.json as unknown as Bundle).entry?.slice(1).map((e) => e.resource)).toEqual(
+      receiver.accepted(subA).map(([, b]) => b.entry?.[1]?.resource),
+    );
+  });
+
+  it('heartbeats: backport-heartbeat-period is bounded; an idle subscription gets heartbeats, a busy one none', async () => {
+    const g = gws[0] as Gateway;
+    const period = (v: number) => [{ url: `${BACKPORT}backport-heartbeat-period`, valueUnsignedInt: v }];
+    for (const v of [0, 86_401]) {
+      const r = await call(`${g.url}/Subscription`, 'POST', {
+        body: immunizationSubscription(hookUrl2, period(v)),
+        token,
+      });
+      expect(r.status).toBe(400);
+      expect(fhirSchemaErrors(r.json)).toEqual([]);
+      expect(r.json).toMatchObject({
+        issue: [
+          { details: { coding: [{ code: 'E_SUBSCRIPTION_INVALID' }] }, expression: ['Subscription.channel.extension'] },
+        ],
+      });
+    }
+    const created = await call(`${g.url}/Subscription`, 'POST', {
+      body: immunizationSubscription(hookUrl2, period(2), 'empty'),
+      token,
+    });
+    expect(created.status, created.text).toBe(201);
+    expect(fhirSchemaErrors(created.json)).toEqual([]);
+    const hb = created.json['id'] as string;
+    expect(JSON.stringify(created.json['channel'])).toContain('backport-heartbeat-period');
+    // Events faster than the period: each published once the previous one was notified.
+    for (let n = 15; n <= 19; n++) {
+      await publish(n, n);
+      await receiver2.waiter.until(() => receiver2.accepted(hb).length >= n - 14, 30_000, `event ${n - 14} of ${hb}`);
+    }
+    // Idle: heartbeats follow.
+    const heartbeats = () => receiver2.of(hb).filter((x) => statusOf(x.bundle).type === 'heartbeat');
+    await receiver2.waiter.until(() => heartbeats().length >= 2, 30_000, 'two heartbeats');
+    const types = receiver2.of(hb).map((x) => statusOf(x.bundle).type);
+    const first = types.indexOf('event-notification');
+    const last = types.lastIndexOf('event-notification');
+    expect(types[0]).toBe('handshake');
+    expect(types.slice(first, last + 1)).toEqual(Array(5).fill('event-notification'));
+    expect(types.slice(last + 1).filter((t) => t === 'heartbeat').length).toBeGreaterThanOrEqual(2);
+    const jwks = createLocalJWKSet((await call(`${g.url}/.well-known/jwks.json`, 'GET')).json as { keys: JWK[] });
+    for (const x of heartbeats().slice(-2)) {
+      expect(fhirSchemaErrors(x.bundle)).toEqual([]);
+      expect(x.bundle.entry).toHaveLength(1);
+      const p = x.bundle.entry?.[0]?.resource as Parameters;
+      expect(p.parameter?.find((q) => q.name === 'events-since-subscription-start')?.valueString).toBe('5');
+      expect(statusOf(x.bundle).numbers).toEqual([]);
+      const [h, , sig] = (x.signature ?? '').split('.');
+      await compactVerify(`${h}.${Buffer.from(x.body).toString('base64url')}.${sig}`, jwks);
+    }
+    const del = await call(`${g.url}/Subscription/${hb}`, 'DELETE', { token });
+    expect(del.status).toBe(204);
+  });
+
   it('records every notification and every $events read as a disclosure AuditEvent naming the deliveries', async () => {
     for (const g of gws) await g.stop(); // seals each gateway's chain
     gws = [];
@@ -577,9 +782,36 @@ describe('R4 topic-based Subscriptions (Backport IG)', () => {
     const operationOf = (e: AuditEvent): string =>
       e.entity?.[0]?.detail?.find((d) => d.type === 'operation')?.valueString ?? '';
     const read = disclosures.filter((e) => e.action === 'R' && numbersOf(e) !== '');
-    expect(read.map((e) => `${operationOf(e)} ${numbersOf(e)}`).sort()).toEqual(['events 2 3 4', 'read 2']);
+    expect(read.map((e) => `${operationOf(e)} ${numbersOf(e)}`).sort()).toEqual([
+      'events 2 3 4',
+      'events 8 9',
+      'read 2',
+    ]);
     for (const e of read)
       expect(e.agent.find((a) => a.who?.identifier?.value === 'public-health')?.requestor).toBe(true);
+    // Two subscriptions to one topic: each accepted event of each is its own disclosure (events 10–19: LOT-10 to
+    // LOT-14 in their own test, LOT-15 to LOT-19 in the heartbeat test).
+    for (const id of [subA, subB]) {
+      const of = (e: AuditEvent): string =>
+        e.entity?.find((x) => x.what?.identifier?.value === id)?.detail?.find((d) => d.type === 'event-numbers')
+          ?.valueString ?? '';
+      expect(
+        disclosures
+          .filter((e) => e.action === 'E' && of(e) !== '')
+          .map((e) => Number(of(e)))
+          .sort((a, b) => a - b),
+      ).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    }
+    // The delete: the partner's RESTful delete of its subscription (no PHI, not a disclosure).
+    const deletes = events.filter((e) => e.subtype?.some((c) => c.code === 'delete'));
+    expect(deletes.length).toBe(2); // subId, and the heartbeat subscription
+    for (const e of deletes) {
+      expect(fhirSchemaErrors(e)).toEqual([]);
+      expect(balpProblems(e)).toEqual([]);
+      expect(e.action).toBe('D');
+      expect(e.agent.find((a) => a.requestor)?.who?.identifier?.value).toBe('public-health');
+    }
+    expect(deletes.some((e) => e.entity?.some((x) => x.what?.identifier?.value === subId))).toBe(true);
     // The id-only Patient subscription: its notification pushed, and the GET of its copy.
     const ofPatient = (e: AuditEvent): boolean =>
       e.entity?.some((x) => x.what?.identifier?.value === patientSubId) === true;

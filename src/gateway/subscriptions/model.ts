@@ -23,6 +23,11 @@ export const SUPPORTED_CONTENT: readonly PayloadContent[] = ['empty', 'id-only',
 /** How long the gateway waits for a rest-hook endpoint to answer, unless the subscription asks for less. */
 export const DEFAULT_TIMEOUT_S = 30;
 export const MAX_TIMEOUT_S = 60;
+/** Bounds of `backport-heartbeat-period`, seconds; the lower one is a gateway option (GatewayOptions.heartbeatMinS). */
+export const DEFAULT_HEARTBEAT_MIN_S = 10;
+export const MAX_HEARTBEAT_S = 86_400;
+/** Live subscriptions one partner may hold to one topic: each stores its own copy of every event. */
+export const MAX_SUBSCRIPTIONS_PER_TOPIC = 10;
 
 /** Topic canonical → the resource type it notifies, for the types `partner` receives. */
 export function partnerTopics(catalog: Catalog, service: string): Map<string, string> {
@@ -51,6 +56,8 @@ export interface SubscriptionRecord {
   /** Header lines the partner asked to receive with each notification (channel.header). */
   readonly headers: readonly string[];
   readonly timeoutS: number;
+  /** backport-heartbeat-period: seconds without a notification after which a `heartbeat` is sent. */
+  readonly heartbeatS?: number;
   readonly reason: string;
   status: 'requested' | 'active' | 'error' | 'off';
   /** Events numbered so far (events-since-subscription-start). */
@@ -62,6 +69,12 @@ export interface SubscriptionRecord {
   /** Failed attempts since the last success. */
   failures: number;
   readonly created: string;
+  /** When the endpoint last answered 2xx to any notification (epoch ms), for heartbeats. */
+  lastSent?: number;
+  /** A notification being posted by `holder` until `until` (epoch ms): a delete waits for it to end. */
+  sending?: { readonly holder: string; readonly until: number };
+  /** When it was deleted (status `off`). */
+  deleted?: string;
 }
 
 function invalid(path: string, message: string): BrokerError {
@@ -73,12 +86,17 @@ function extensionValue(exts: unknown, url: string): Record<string, unknown> | u
   return exts.find((e): e is Record<string, unknown> => typeof e === 'object' && e !== null && e.url === url);
 }
 
-function positiveInt(ext: Record<string, unknown> | undefined, path: string): number | undefined {
+function positiveInt(ext: Record<string, unknown> | undefined, path: string, what: string): number | undefined {
   if (ext === undefined) return undefined;
   const v = ext['valueUnsignedInt'] ?? ext['valuePositiveInt'];
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1)
-    throw invalid(path, `${path} must be a positive integer`);
+    throw invalid(path, `${path} ${what} must be a positive integer`);
   return v;
+}
+
+export interface SubscriptionLimits {
+  /** The least `backport-heartbeat-period` accepted, seconds (default DEFAULT_HEARTBEAT_MIN_S). */
+  readonly heartbeatMinS?: number;
 }
 
 /**
@@ -91,6 +109,7 @@ export function parseSubscription(
   catalog: Catalog,
   id: string,
   now: number,
+  limits: SubscriptionLimits = {},
 ): SubscriptionRecord {
   if (typeof body !== 'object' || body === null || Array.isArray(body))
     throw invalid('Subscription', 'expected a Subscription resource');
@@ -128,13 +147,22 @@ export function parseSubscription(
   const headers = channel['header'] ?? [];
   if (!Array.isArray(headers) || headers.some((h) => typeof h !== 'string' || !/^[A-Za-z0-9-]+: ?[^\r\n]*$/.test(h)))
     throw invalid('Subscription.channel.header', 'each Subscription.channel.header must be one "Name: value" line');
-  // Heartbeats are not sent: asking for them is refused rather than silently ignored.
-  if (extensionValue(channel['extension'], HEARTBEAT_PERIOD) !== undefined)
-    throw invalid('Subscription.channel.extension', 'heartbeat-period is not supported by this gateway; omit it');
   const timeoutS = Math.min(
-    positiveInt(extensionValue(channel['extension'], TIMEOUT), 'Subscription.channel.extension') ?? DEFAULT_TIMEOUT_S,
+    positiveInt(extensionValue(channel['extension'], TIMEOUT), 'Subscription.channel.extension', 'backport-timeout') ??
+      DEFAULT_TIMEOUT_S,
     MAX_TIMEOUT_S,
   );
+  const heartbeatS = positiveInt(
+    extensionValue(channel['extension'], HEARTBEAT_PERIOD),
+    'Subscription.channel.extension',
+    'backport-heartbeat-period',
+  );
+  const minHeartbeat = limits.heartbeatMinS ?? DEFAULT_HEARTBEAT_MIN_S;
+  if (heartbeatS !== undefined && (heartbeatS < minHeartbeat || heartbeatS > MAX_HEARTBEAT_S))
+    throw invalid(
+      'Subscription.channel.extension',
+      `Subscription.channel.extension backport-heartbeat-period must be ${minHeartbeat}–${MAX_HEARTBEAT_S} seconds`,
+    );
   return {
     id,
     partner: partner.id,
@@ -144,6 +172,7 @@ export function parseSubscription(
     content,
     headers: headers as string[],
     timeoutS,
+    ...(heartbeatS === undefined ? {} : { heartbeatS }),
     reason: typeof s.reason === 'string' ? s.reason.slice(0, 200) : 'partner subscription',
     status: 'requested',
     eventCount: 0,
@@ -164,7 +193,10 @@ export function subscriptionResource(r: SubscriptionRecord): Subscription {
     reason: r.reason,
     criteria: r.topic,
     channel: {
-      extension: [{ url: TIMEOUT, valueUnsignedInt: r.timeoutS }],
+      extension: [
+        { url: TIMEOUT, valueUnsignedInt: r.timeoutS },
+        ...(r.heartbeatS === undefined ? [] : [{ url: HEARTBEAT_PERIOD, valueUnsignedInt: r.heartbeatS }]),
+      ],
       type: 'rest-hook',
       endpoint: r.endpoint,
       payload: 'application/fhir+json',

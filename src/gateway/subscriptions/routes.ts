@@ -1,5 +1,5 @@
 // The Subscription endpoints (Subscriptions Backport IG STU 1.1): `POST /Subscription` (with a handshake),
-// `GET /Subscription/[id]`, `GET /Subscription/[id]/$status`, `GET /Subscription/[id]/$events`, and the read of a
+// `GET` and `DELETE /Subscription/[id]`, `GET /Subscription/[id]/$status` and `$events`, and the read of a
 // notified copy, `GET /[type]/[id]` (for `id-only`, from the subscription's retained events). Each needs a
 // bearer access token of this gateway (token-signer.ts) whose client owns the subscription; an unknown id and
 // another partner's id answer alike (404), so ids reveal nothing.
@@ -14,7 +14,14 @@ import { presentedCertificate } from '../client-cert.js';
 import { operationOutcome } from '../operation-outcome.js';
 import type { TokenSigner } from '../token-signer.js';
 import { parseScope } from '../../catalog/partner.js';
-import { parseSubscription, partnerTopics, subscriptionResource, type SubscriptionRecord } from './model.js';
+import {
+  MAX_TIMEOUT_S,
+  parseSubscription,
+  partnerTopics,
+  subscriptionResource,
+  type SubscriptionLimits,
+  type SubscriptionRecord,
+} from './model.js';
 import { notificationBundle, type NotificationEvent } from './notify.js';
 import type { SubscriptionStore } from './store.js';
 import { openEvent, readIndexDigest, renderNotification, type Deliverer, type EventOpener } from './worker.js';
@@ -39,6 +46,16 @@ export interface SubscriptionRouteOptions {
     events: readonly NotificationEvent[],
     operation: 'events' | 'read',
   ) => Promise<void>;
+  /** Called after a subscription was deleted (switched off), before the answer (audit). */
+  readonly onDeleted: (sub: SubscriptionRecord, who: Requester) => Promise<void>;
+  readonly limits?: SubscriptionLimits;
+}
+
+/** Who asked: the partner's OAuth client, its access token's id and its address (for the audit trail). */
+export interface Requester {
+  readonly clientId: string;
+  readonly tokenId: string | undefined;
+  readonly address: string;
 }
 
 class HttpError extends Error {
@@ -94,7 +111,9 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
     });
 
   /** The partner an access token names, with its granted scopes; 401 otherwise. */
-  const authenticate = async (req: FastifyRequest): Promise<{ service: ServiceDef; scopes: string[] }> => {
+  const authenticate = async (
+    req: FastifyRequest,
+  ): Promise<{ service: ServiceDef; scopes: string[]; who: Requester }> => {
     const h = req.headers.authorization;
     const token = typeof h === 'string' && /^Bearer [A-Za-z0-9._~+/-]+=*$/.test(h) ? h.slice(7) : undefined;
     const unauth = new HttpError(
@@ -112,7 +131,11 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
       );
       const p = typeof claims['client_id'] === 'string' ? partners.get(claims['client_id']) : undefined;
       if (p === undefined) throw unauth;
-      return { service: p.service, scopes: typeof claims['scope'] === 'string' ? claims['scope'].split(' ') : [] };
+      return {
+        service: p.service,
+        scopes: typeof claims['scope'] === 'string' ? claims['scope'].split(' ') : [],
+        who: { clientId: claims['client_id'] as string, tokenId: claims.jti, address: req.ip },
+      };
     } catch {
       throw unauth;
     }
@@ -125,8 +148,8 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
     });
   const owned = async (
     req: FastifyRequest<{ Params: { id: string } }>,
-  ): Promise<{ sub: SubscriptionRecord; service: ServiceDef }> => {
-    const { service, scopes } = await authenticate(req);
+  ): Promise<{ sub: SubscriptionRecord; service: ServiceDef; who: Requester }> => {
+    const { service, scopes, who } = await authenticate(req);
     const sub = /^[A-Za-z0-9-]{1,64}$/.test(req.params.id) ? await o.store.get(req.params.id) : undefined;
     if (sub === undefined || sub.partner !== service.id)
       throw new HttpError(
@@ -138,13 +161,13 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
         403,
         new BrokerError('E_PARTNER_SCOPE', `the token grants no read of ${sub.resourceType}`, { path: 'scope' }),
       );
-    return { sub, service };
+    return { sub, service, who };
   };
 
   app.post('/Subscription', async (req, reply) => {
     try {
       const { service, scopes } = await authenticate(req);
-      const record = parseSubscription(req.body, service, o.catalog, randomUUID(), o.now());
+      const record = parseSubscription(req.body, service, o.catalog, randomUUID(), o.now(), o.limits);
       if (!mayRead(scopes, record.resourceType))
         throw new HttpError(
           403,
@@ -159,6 +182,7 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
         ...r,
         status: r.status === 'requested' ? (ok ? 'active' : 'error') : r.status,
         failures: ok ? 0 : r.failures + 1,
+        ...(ok ? { lastSent: o.now() } : {}),
       }));
       o.logger.info(
         {
@@ -180,9 +204,37 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
     }
   });
 
+  // FHIR read (http.html#read): a deleted subscription answers 410 Gone, as http.html#delete has it.
   app.get<{ Params: { id: string } }>('/Subscription/:id', async (req, reply) => {
     try {
-      return send(reply, 200, subscriptionResource((await owned(req)).sub));
+      const { sub } = await owned(req);
+      if (sub.status === 'off')
+        throw new HttpError(
+          410,
+          new BrokerError('E_SUBSCRIPTION_DELETED', 'this subscription was deleted', { path: 'Subscription.id' }),
+        );
+      return send(reply, 200, subscriptionResource(sub));
+    } catch (err) {
+      return fail(reply, err, o.logger);
+    }
+  });
+
+  // FHIR delete (http.html#delete): status `off`, no notification after the answer; deleting again answers alike.
+  app.delete<{ Params: { id: string } }>('/Subscription/:id', async (req, reply) => {
+    try {
+      const { sub, who } = await owned(req);
+      if (sub.status !== 'off') {
+        // Waits out a notification already being posted (at most its timeout and a margin; claims use the real clock).
+        const before = await o.store.remove(sub.id, Date.now, (MAX_TIMEOUT_S + 10) * 1000);
+        if (before.status !== 'off') {
+          await o.onDeleted({ ...before, status: 'off' }, who);
+          o.logger.info(
+            { event: 'gateway.subscription.deleted', subscription: sub.id, partner: sub.partner },
+            'subscription deleted',
+          );
+        }
+      }
+      return reply.code(204).send();
     } catch (err) {
       return fail(reply, err, o.logger);
     }
@@ -265,13 +317,20 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
           403,
           new BrokerError('E_PARTNER_SCOPE', `the token grants no read of ${type}`, { path: 'scope' }),
         );
-      const sub = /^[A-Za-z0-9\-.]{1,64}$/.test(id) ? await o.store.forTopic(service.id, type) : undefined;
-      if (sub === undefined) throw unknown('id');
-      const opener = o.opener(sub.partner);
+      const live = /^[A-Za-z0-9\-.]{1,64}$/.test(id) ? await o.store.forTopic(service.id, type) : [];
+      if (live.length === 0) throw unknown('id');
+      const opener = o.opener(service.id);
       if (opener === undefined) throw new BrokerError('E_CONFIG_INVALID', 'this gateway holds no keys for the partner');
-      const indexed = await o.store.getIndex(sub.id, readIndexDigest(opener.readKey, type, id));
-      if (indexed === undefined) throw unknown('id');
-      const stored = await o.store.getEvent(sub.id, indexed.number);
+      // The latest event that carried this copy, over the partner's live subscriptions to the type.
+      const digest = readIndexDigest(opener.readKey, type, id);
+      let found: { sub: SubscriptionRecord; number: number; at: string } | undefined;
+      for (const s of live) {
+        const i = await o.store.getIndex(s.id, digest);
+        if (i !== undefined && (found === undefined || i.at > found.at)) found = { sub: s, number: i.number, at: i.at };
+      }
+      if (found === undefined) throw unknown('id');
+      const { sub } = found;
+      const stored = await o.store.getEvent(sub.id, found.number);
       if (stored === undefined)
         throw new HttpError(
           410,

@@ -1,12 +1,13 @@
 // Subscription state in NATS KV, so any gateway instance can answer for any subscription and take over its
-// deliveries: `sub.<id>` (the record and its counters), `topic.<partner>.<Type>` (the one live subscription of a
-// partner to a topic), `lease.<partner>.<Type>` (which instance delivers it). Every change is a compare-and-set
-// (src/nats/kv-cas.ts). Events live in their own bucket, `<id>.<number>`, as the sealed delivery, with a read index
-// `<id>.id.<digest>` (the partner's keyed digest of `<Type>/<id>` of the copy, worker.ts) naming the latest event.
+// deliveries: `sub.<id>` (the record and its counters), `topic.<partner>.<Type>` (the ids of the partner's live
+// subscriptions to a topic), `lease.<partner>.<Type>` (which instance delivers it). Every change is a
+// compare-and-set (src/nats/kv-cas.ts). Events live in their own bucket, `<id>.<number>`, as the sealed delivery
+// (each subscription's outbox), with a read index `<id>.id.<digest>` (worker.ts) naming the latest event of a copy.
+import { setTimeout as delay } from 'node:timers/promises';
 import type { KV } from 'nats';
 import { kvCompareAndSet, type KvCodec } from '../../nats/kv-cas.js';
 import { BrokerError } from '../../wire/errors.js';
-import type { SubscriptionRecord } from './model.js';
+import { MAX_SUBSCRIPTIONS_PER_TOPIC, type SubscriptionRecord } from './model.js';
 
 function jsonCodec<T>(): KvCodec<T> {
   return {
@@ -18,6 +19,7 @@ const recordCodec = jsonCodec<SubscriptionRecord>();
 const leaseCodec = jsonCodec<Lease>();
 const eventCodec = jsonCodec<StoredEvent>();
 const indexCodec = jsonCodec<ReadIndexEntry>();
+const idsCodec = jsonCodec<string[]>();
 
 /** Which event last carried a resource id (`GET /[type]/[id]`). */
 export interface ReadIndexEntry {
@@ -53,42 +55,99 @@ export class SubscriptionStore {
     return e === null || e.operation !== 'PUT' ? undefined : recordCodec.decode(e.value);
   }
 
-  /** The live subscription of `partner` to `type`, if any. */
-  async forTopic(partner: string, type: string): Promise<SubscriptionRecord | undefined> {
+  /** The live (not `off`) subscriptions of `partner` to `type`, oldest first. */
+  async forTopic(partner: string, type: string): Promise<SubscriptionRecord[]> {
     const e = await this.subs.get(`topic.${partner}.${type}`);
-    if (e === null || e.operation !== 'PUT') return undefined;
-    const sub = await this.get(new TextDecoder().decode(e.value));
-    return sub?.status === 'off' ? undefined : sub;
+    if (e === null || e.operation !== 'PUT') return [];
+    const live: SubscriptionRecord[] = [];
+    for (const id of idsCodec.decode(e.value)) {
+      const sub = await this.get(id);
+      if (sub !== undefined && sub.status !== 'off') live.push(sub);
+    }
+    return live;
   }
 
-  /** Stores a new subscription; refused when the partner already has a live one to that topic. */
+  /** Stores a new subscription and adds it to its topic's list; refused past MAX_SUBSCRIPTIONS_PER_TOPIC. */
   async create(record: SubscriptionRecord): Promise<void> {
-    const key = `topic.${record.partner}.${record.resourceType}`;
-    const existing = await this.forTopic(record.partner, record.resourceType);
-    if (existing !== undefined)
-      throw new BrokerError(
-        'E_SUBSCRIPTION_INVALID',
-        `you already have Subscription/${existing.id} to this topic; delete it first`,
-        { path: 'Subscription.criteria' },
-      );
     await this.subs.put(`sub.${record.id}`, recordCodec.encode(record));
-    const prev = await this.subs.get(key);
-    const bytes = new TextEncoder().encode(record.id);
-    // Two racing creates: the compare-and-set lets one win; the loser's record is switched off.
+    const key = `topic.${record.partner}.${record.resourceType}`;
     try {
-      if (prev === null) await this.subs.create(key, bytes);
-      else await this.subs.update(key, bytes, prev.revision);
+      await kvCompareAndSet(
+        this.subs,
+        key,
+        idsCodec,
+        (ids = []) => {
+          if (ids.length >= MAX_SUBSCRIPTIONS_PER_TOPIC)
+            throw new BrokerError(
+              'E_SUBSCRIPTION_INVALID',
+              `you already have ${MAX_SUBSCRIPTIONS_PER_TOPIC} subscriptions to this topic; delete one first`,
+              { path: 'Subscription.criteria' },
+            );
+          return [...ids, record.id];
+        },
+        { path: key },
+      );
     } catch (err) {
       await this.update(record.id, (r) => ({ ...r, status: 'off' }));
-      throw new BrokerError(
-        'E_SUBSCRIPTION_INVALID',
-        'another subscription to this topic was created at the same time',
-        {
-          path: 'Subscription.criteria',
-          cause: err,
-        },
-      );
+      throw err;
     }
+  }
+
+  /**
+   * Switches a subscription `off` and takes it off its topic's list; waits (up to `maxWaitMs`) for a notification
+   * being posted when it landed, so none is sent after this returns. Returns the record as it was before.
+   */
+  async remove(id: string, now: () => number, maxWaitMs: number): Promise<SubscriptionRecord> {
+    let before: SubscriptionRecord | undefined;
+    const after = await this.update(id, (r) => {
+      before = r;
+      return r.status === 'off' ? r : { ...r, status: 'off', deleted: new Date(now()).toISOString() };
+    });
+    const key = `topic.${after.partner}.${after.resourceType}`;
+    await kvCompareAndSet(
+      this.subs,
+      key,
+      idsCodec,
+      (ids) => (ids === undefined || !ids.includes(id) ? ids : ids.filter((x) => x !== id)),
+      { path: key },
+    );
+    // A sender claims each post by compare-and-set (claimSend) unless the record is off: wait out a claim made first.
+    const deadline = now() + maxWaitMs;
+    for (let r = await this.get(id); r?.sending !== undefined && r.sending.until > now() && now() < deadline;) {
+      await delay(50);
+      r = await this.get(id);
+    }
+    return before ?? after;
+  }
+
+  /**
+   * Claims the next post to a subscription for `holder` until `until`: refused (undefined) when it is `off`, and
+   * `busy` while another instance's claim runs (a lease handed over mid-post).
+   */
+  async claimSend(
+    id: string,
+    holder: string,
+    now: number,
+    until: number,
+  ): Promise<SubscriptionRecord | 'busy' | undefined> {
+    let busy = false;
+    const r = await kvCompareAndSet(
+      this.subs,
+      `sub.${id}`,
+      recordCodec,
+      (cur) => {
+        busy = false;
+        if (cur === undefined || cur.status === 'off') return cur;
+        if (cur.sending !== undefined && cur.sending.holder !== holder && cur.sending.until > now) {
+          busy = true;
+          return cur;
+        }
+        return { ...cur, sending: { holder, until } };
+      },
+      { path: `subscription ${id}` },
+    );
+    if (busy) return 'busy';
+    return r.value === undefined || r.value.status === 'off' ? undefined : r.value;
   }
 
   /** Applies `change` by compare-and-set; returns the stored record. */
