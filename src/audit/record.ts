@@ -15,7 +15,9 @@ import type { AuditEvent } from 'fhir/r4.js';
 import type { Recorder } from './event.js';
 import { AUDIT_FACT_KINDS, type AuditFact } from './facts.js';
 import { FactReader, FactTable } from './facts-codec.js';
-import { renderEventJson } from './render.js';
+import { renderEventJson, type FactEntry, type RecordSource } from './render.js';
+
+export type { FactEntry, RecordSource } from './render.js';
 
 /** The version of the records the writer stores: facts, rendered as AuditEvents on read. */
 export const RECORD_VERSION = 2;
@@ -31,21 +33,6 @@ export interface Checkpoint {
   readonly sig: string;
   /** Written when the broker stops cleanly: nothing follows in this chain. */
   readonly final?: true;
-}
-
-/** A decision to store in a v2 record: its fact, when it was recorded and, when already announced, its event id. */
-export interface FactEntry {
-  readonly fact: AuditFact;
-  /** ms since epoch: the AuditEvent's `recorded`. */
-  readonly at: number;
-  /** The event id, when the event was shown before it was stored (an alert); otherwise derived (render.ts). */
-  readonly id?: string;
-}
-
-/** What a v2 record says about its writer, for the rendered events' source and self agent. */
-export interface RecordSource {
-  readonly host?: string;
-  readonly recorder?: Recorder;
 }
 
 export interface ChainRecord {

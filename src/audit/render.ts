@@ -3,8 +3,23 @@
 // stored with the fact (an alert announced before it was stored) or derived from where the fact sits in the chain.
 // The text is what a v1 writer would have stored for the same fact, id and time.
 import { createHash } from 'node:crypto';
-import { buildAuditEventAs, type EventContext } from './event.js';
-import type { FactEntry, RecordSource } from './record.js';
+import { buildAuditEventAs, type EventContext, type Recorder } from './event.js';
+import type { AuditFact } from './facts.js';
+
+/** A decision to store in a v2 record: its fact, when it was recorded and, when already announced, its event id. */
+export interface FactEntry {
+  readonly fact: AuditFact;
+  /** ms since epoch: the AuditEvent's `recorded`. */
+  readonly at: number;
+  /** The event id, when the event was shown before it was stored (an alert); otherwise derived (eventId). */
+  readonly id?: string;
+}
+
+/** What a v2 record says about its writer, for the rendered events' source and self agent. */
+export interface RecordSource {
+  readonly host?: string;
+  readonly recorder?: Recorder;
+}
 
 /** Where a fact sits: its chain, its record's chain sequence and its index among the record's facts. */
 export interface FactPlace {

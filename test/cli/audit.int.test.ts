@@ -88,12 +88,10 @@ it('verify: a forged copy is reported at the altered sequence (exit 1)', async (
   for await (const rec of readAuditRecords(nc)) {
     i += 1;
     const text = Buffer.from(rec.data).toString('utf8');
-    await nc
-      .jetstream()
-      .publish(
-        rec.subject.replace(/^phi\./, 'copy.'),
-        Buffer.from(i === 3 ? text.replace(/}$/, ' }') : text), // the same JSON, other bytes
-      );
+    await nc.jetstream().publish(
+      rec.subject.replace(/^phi\./, 'copy.'),
+      Buffer.from(i === 3 ? text.replace(/}$/, ' }') : text), // the same JSON, other bytes
+    );
   }
   const r = await cli('audit', 'verify', '--stream', 'AUDIT_COPY');
   expect(r.code).toBe(1);
