@@ -6,10 +6,11 @@
 // `expect.lastSubjectSequence`): the server stores the record only if the chain's last record is the one this
 // writer wrote, so a second writer on the same chain (a duplicate instance id, a forked process) is refused
 // and detected instead of interleaving. Every `checkpointEvery` records or `checkpointMs` the writer appends
-// an Ed25519-signed checkpoint of the chain head; on close a final one. Records are v2 (the facts, rendered as
-// AuditEvents on read: record.ts); `recordVersion: 1` writes AuditEvent JSON instead, for tests comparing the two. Each stored checkpoint's head is then
+// an Ed25519-signed checkpoint of the chain head; on close a final one. Each stored checkpoint's head is then
 // published to PHI_AUDIT_WITNESS (witness.ts), so a later cut of the chain shows against it. While PHI_AUDIT is
 // missing every append fails (E_AUDIT_CHAIN, retried by the caller); once recreated the chain continues from its head.
+// Records are v2 (the facts, rendered as AuditEvents on read: record.ts); `recordVersion: 1` writes AuditEvent JSON,
+// for the tests that compare the two.
 import type { JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
 import { signDetached } from '../crypto/sign.js';
