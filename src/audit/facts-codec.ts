@@ -62,7 +62,8 @@ export class FactTable {
     return i;
   }
 
-  private member(value: Json): string {
+  private member(value: Json | undefined): string {
+    if (value === undefined) return 'null'; // in an array, as JSON.stringify writes it
     if (value === null || typeof value === 'boolean') return String(value);
     return String(this.ref(value));
   }
