@@ -147,8 +147,8 @@ function perMessage(r: BenchResults): string[] {
   if (runs.length === 0) return [];
   const lines = [
     '',
-    '| per message accepted: CPU µs / context switches | offered | nats-server | publisher | subscribers | worker(s) | all | p50 / p99 ms |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| per message accepted: CPU µs / context switches | offered | nats-server | publisher | subscribers | worker(s) | all | p50 / p99 ms | audit bytes stored |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const x of runs) {
     const p = x.perMessage;
@@ -159,7 +159,7 @@ function perMessage(r: BenchResults): string[] {
       { cpuUs: 0, switches: 0 },
     );
     lines.push(
-      `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${cell(p.natsServer)} | ${cell(p.publisher)} | ${cell(p.subscribers)} | ${cell(p.workers)} | ${cell(all)} | ${n(x.latencyMs.p50, 1)} / ${n(x.latencyMs.p99, 1)} |`,
+      `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${cell(p.natsServer)} | ${cell(p.publisher)} | ${cell(p.subscribers)} | ${cell(p.workers)} | ${cell(all)} | ${n(x.latencyMs.p50, 1)} / ${n(x.latencyMs.p99, 1)} | ${n(x.auditBytesPerMsg)} |`,
     );
   }
   return lines;

@@ -8,10 +8,12 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import type { NatsConnection } from 'nats';
 import type { Catalog } from '../src/catalog/types.js';
 import { parseConfig } from '../src/config/config.js';
 import { provisionStreams } from '../src/runtime/provision.js';
 import { ADMIN_IDENTITY } from '../src/tls/identity.js';
+import { STREAMS } from '../src/wire/names.js';
 import { BENCH_IDENTITY, connectBench, startBenchNats } from './tls.js';
 import { Child, type Message } from './child.js';
 import type { PubResult, SubResult } from './client-process.js';
@@ -122,6 +124,11 @@ export interface RunResult {
       { readonly cpuUs: number; readonly switches: number }
     >
   >;
+  /**
+   * Broker runs: PHI_AUDIT's stored bytes (JetStream stream state) grown over the measured window ÷ messages accepted
+   * in it: what the audit trail keeps per message for its retention.
+   */
+  readonly auditBytesPerMsg?: number;
   /** Publishes rejected or refused (never expected: the bench sends only valid resources). */
   readonly failed: number;
   /** Publishes without a receipt (or JetStream ack) when the run ended: the system was behind. */
@@ -179,9 +186,12 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
   const nats = await startBenchNats(join(dir, 'nats'), env.catalog(spec.fanout), tlsDir, 4 * 1024 * 1024);
   const subscribers = env.subscribers(spec.fanout);
   const children: Child[] = [];
+  let streams: NatsConnection | undefined;
   try {
     const workers: Child[] = [];
     if (spec.kind === 'broker') {
+      // Reads PHI_AUDIT's stream state at the window's edges (the admin may read stream info; plaintext: anyone).
+      streams = await connectBench(nats.url, 'bench stream info', ADMIN_IDENTITY, tlsDir);
       if (tlsDir !== undefined) {
         // As `up` does: the admin provisions streams, buckets and consumers; the broker identity may not.
         const admin = await connectBench(nats.url, 'bench admin', ADMIN_IDENTITY, tlsDir);
@@ -278,12 +288,14 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     const others0 = [nats.pid, pub.pid, sub.pid].map(sample);
     const m0 = machineSample();
     const st0 = await sumStats(workers);
+    const audit0 = await auditBytes(streams);
     const heap0 = spec.rssEveryMs === undefined ? NaN : await liveHeap(workers);
     await delay(window.start + window.warmupMs + window.measureMs - now());
     const s1 = workers.map((w) => sample(w.pid)).filter((s): s is ProcSample => s !== undefined);
     const others1 = [nats.pid, pub.pid, sub.pid].map(sample);
     const m1 = machineSample();
     const st1 = await sumStats(workers);
+    const audit1 = await auditBytes(streams);
     const heap1 = spec.rssEveryMs === undefined ? NaN : await liveHeap(workers);
     if (rssTimer !== undefined) clearInterval(rssTimer);
     const published = await pubResult;
@@ -369,6 +381,9 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
               workers: per(s0, s1),
             },
           }),
+      ...(audit0 === undefined || audit1 === undefined || !(accepted > 0)
+        ? {}
+        : { auditBytesPerMsg: (audit1 - audit0) / accepted }),
       failed: published.failed,
       unfinished: published.unfinished,
       shed: published.shed,
@@ -392,7 +407,15 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     };
     return result;
   } finally {
+    await streams?.close().catch(() => undefined);
     for (const c of children) c.kill();
     await nats.stop();
   }
+}
+
+/** PHI_AUDIT's stored bytes (JetStream stream state). */
+async function auditBytes(nc: NatsConnection | undefined): Promise<number | undefined> {
+  if (nc === undefined) return undefined;
+  const jsm = await nc.jetstreamManager();
+  return (await jsm.streams.info(STREAMS.audit)).state.bytes;
 }

@@ -298,8 +298,8 @@ export async function profileStages(input: StageInput): Promise<StageProfile> {
   // registry's compare-and-set updates do not contend on one patient more than the broker's would:
   //   - registry: the message's patients resolved and pseudonymised once (src/registry/message-patients.ts, one
   //     HMAC per Patient), the plan, and the compare-and-set update of each patient's record in KV phi_registry;
-  //   - audit: the message's facts (accepted + one delivered per subscriber), their AuditEvent JSON and the append
-  //     to this process's hash chain in PHI_AUDIT (group commit: one record per batch, as under load).
+  //   - audit: the message's facts (accepted + one delivered per subscriber) and their append to this process's hash
+  //     chain in PHI_AUDIT (record v2: the facts in a value table; group commit: one record per batch, as under load).
   const quiet = createLogger({ level: 'silent' });
   const registry = await RegistryRecorder.open(input.nc, catalog.patients, input.secrets, quiet);
   const patientsOf = (resource: unknown): MessagePatients =>

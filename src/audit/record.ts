@@ -1,7 +1,10 @@
 // The audit chain's record format (docs/audit.md): one JetStream message on `phi.audit.<instanceId>` per
-// record, JSON, holding either a block of FHIR R4 AuditEvents or a signed checkpoint of the chain head.
-//   { "v": 1, "chain": <instanceId>, "seq": <1, 2, 3 …>, "prev": <SHA-256 of the previous record's exact
-//     bytes, base64url; null for seq 1>, "at": <ms since epoch>, "events": [AuditEvent …] }
+// record, JSON, holding the facts of a block of decisions (v2), a block of FHIR R4 AuditEvents (v1) or a signed
+// checkpoint of the chain head.
+//   { "v": 2, "chain": <instanceId>, "seq": <1, 2, 3 …>, "prev": <SHA-256 of the previous record's exact
+//     bytes, base64url; null for seq 1>, "at": <ms since epoch>, "host"?: <writer's host>, "rec"?: <recorder>,
+//     "vals": [value table], "facts": [[<ms before at>, <fact>, <event id>?] …] }   (facts-codec.ts, render.ts)
+//   { "v": 1, … same header …, "events": [AuditEvent …] }
 //   { … same header …, "checkpoint": { "head": seq − 1, "kid": <broker signing key id>, "sig": <Ed25519>,
 //     "final"?: true } }
 // A checkpoint signs (chain, head, prev): prev is the hash of the head record, which commits to every record
@@ -9,8 +12,18 @@
 // linear chain). Hashes are over the bytes as stored, never a re-serialisation (45 CFR 164.312(c)(1)).
 import { createHash } from 'node:crypto';
 import type { AuditEvent } from 'fhir/r4.js';
+import type { Recorder } from './event.js';
+import { AUDIT_FACT_KINDS, type AuditFact } from './facts.js';
+import { FactReader, FactTable } from './facts-codec.js';
+import { renderEventJson, type FactEntry, type RecordSource } from './render.js';
 
-export const RECORD_VERSION = 1;
+export type { FactEntry, RecordSource } from './render.js';
+
+/** The version of the records the writer stores: facts, rendered as AuditEvents on read. */
+export const RECORD_VERSION = 2;
+/** Records holding whole AuditEvents, still read and verified. */
+export const RECORD_VERSION_EVENTS = 1;
+export type RecordVersion = typeof RECORD_VERSION | typeof RECORD_VERSION_EVENTS;
 
 export interface Checkpoint {
   /** The chain sequence of the record this checkpoint seals (its own seq − 1). */
@@ -23,12 +36,16 @@ export interface Checkpoint {
 }
 
 export interface ChainRecord {
-  readonly v: typeof RECORD_VERSION;
+  readonly v: RecordVersion;
   readonly chain: string;
   readonly seq: number;
   readonly prev: string | null;
   readonly at: number;
+  /** The AuditEvents: as stored (v1) or rendered from the facts (v2). */
   readonly events?: readonly AuditEvent[];
+  /** v2: the facts, each with its event's id and time. */
+  readonly facts?: readonly Required<FactEntry>[];
+  readonly source?: RecordSource;
   readonly checkpoint?: Checkpoint;
 }
 
@@ -37,8 +54,14 @@ export function recordHash(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('base64url');
 }
 
-function header(chain: string, seq: number, prev: string | null, at: number): string {
-  return `{"v":${RECORD_VERSION},"chain":${JSON.stringify(chain)},"seq":${seq},"prev":${prev === null ? 'null' : JSON.stringify(prev)},"at":${at}`;
+function header(
+  chain: string,
+  seq: number,
+  prev: string | null,
+  at: number,
+  v: RecordVersion = RECORD_VERSION,
+): string {
+  return `{"v":${v},"chain":${JSON.stringify(chain)},"seq":${seq},"prev":${prev === null ? 'null' : JSON.stringify(prev)},"at":${at}`;
 }
 
 /**
@@ -53,7 +76,7 @@ export function encodeEventsRecord(
   at: number,
   eventsJson: readonly string[],
 ): Uint8Array {
-  const head = `${header(chain, seq, prev, at)},"events":[`;
+  const head = `${header(chain, seq, prev, at, RECORD_VERSION_EVENTS)},"events":[`;
   let size = Buffer.byteLength(head, 'utf8') + Math.max(eventsJson.length - 1, 0) + 2;
   for (const e of eventsJson) size += Buffer.byteLength(e, 'utf8');
   const out = Buffer.allocUnsafe(size);
@@ -67,14 +90,42 @@ export function encodeEventsRecord(
   return out;
 }
 
+/**
+ * The body of a v2 record after its header: the writer's source, the value table and the facts, each with how many
+ * ms before the record's `at` it was recorded (so the body depends on `at` but not on seq or prev).
+ */
+export function encodeFactsBody(at: number, source: RecordSource, entries: readonly FactEntry[]): string {
+  const table = new FactTable();
+  let facts = '';
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i] as FactEntry;
+    const id = e.id === undefined ? '' : `,${JSON.stringify(e.id)}`;
+    facts += `${i > 0 ? ',' : ''}[${at - e.at},${table.fact(e.fact)}${id}]`;
+  }
+  const host = source.host === undefined ? '' : `,"host":${JSON.stringify(source.host)}`;
+  const rec = source.recorder === undefined || source.recorder === 'broker' ? '' : `,"rec":"${source.recorder}"`;
+  return `${host}${rec},"vals":${table.text()},"facts":[${facts}]}`;
+}
+
+export function encodeFactsRecord(
+  chain: string,
+  seq: number,
+  prev: string | null,
+  at: number,
+  body: string,
+): Uint8Array {
+  return Buffer.from(header(chain, seq, prev, at) + body, 'utf8');
+}
+
 export function encodeCheckpointRecord(
   chain: string,
   seq: number,
   prev: string | null,
   at: number,
   checkpoint: Checkpoint,
+  v: RecordVersion = RECORD_VERSION,
 ): Uint8Array {
-  return Buffer.from(`${header(chain, seq, prev, at)},"checkpoint":${JSON.stringify(checkpoint)}}`, 'utf8');
+  return Buffer.from(`${header(chain, seq, prev, at, v)},"checkpoint":${JSON.stringify(checkpoint)}}`, 'utf8');
 }
 
 /** The exact bytes a checkpoint signature covers. */
@@ -82,7 +133,10 @@ export function checkpointPayload(chain: string, head: number, prev: string | nu
   return Buffer.from(`phi-broker audit checkpoint v1\n${chain}\n${head}\n${prev ?? ''}`, 'utf8');
 }
 
-/** Parses a record; undefined when the bytes are not a v1 chain record. */
+/**
+ * Parses a record, rendering a v2 record's facts as AuditEvents (render.ts); undefined when the bytes are not a
+ * chain record, or a v2 record's facts do not decode or render.
+ */
 export function decodeRecord(bytes: Uint8Array): ChainRecord | undefined {
   let json: unknown;
   try {
@@ -93,7 +147,7 @@ export function decodeRecord(bytes: Uint8Array): ChainRecord | undefined {
   if (typeof json !== 'object' || json === null) return undefined;
   const r = json as Record<string, unknown>;
   if (
-    r['v'] !== RECORD_VERSION ||
+    (r['v'] !== RECORD_VERSION && r['v'] !== RECORD_VERSION_EVENTS) ||
     typeof r['chain'] !== 'string' ||
     !Number.isSafeInteger(r['seq']) ||
     (r['seq'] as number) < 1
@@ -101,9 +155,13 @@ export function decodeRecord(bytes: Uint8Array): ChainRecord | undefined {
     return undefined;
   if (r['prev'] !== null && typeof r['prev'] !== 'string') return undefined;
   if (typeof r['at'] !== 'number') return undefined;
-  const events = r['events'];
   const cp = r['checkpoint'] as Record<string, unknown> | undefined;
-  if (events !== undefined && !Array.isArray(events)) return undefined;
+  if (r['v'] === RECORD_VERSION && r['facts'] !== undefined) {
+    if (r['events'] !== undefined || cp !== undefined) return undefined;
+    return decodeFacts(r);
+  }
+  const events = r['events'];
+  if (events !== undefined && (!Array.isArray(events) || r['v'] !== RECORD_VERSION_EVENTS)) return undefined;
   if ((events === undefined) === (cp === undefined)) return undefined;
   if (
     cp !== undefined &&
@@ -115,4 +173,52 @@ export function decodeRecord(bytes: Uint8Array): ChainRecord | undefined {
   )
     return undefined;
   return json as ChainRecord;
+}
+
+const KINDS: ReadonlySet<string> = new Set(AUDIT_FACT_KINDS);
+const RECORDERS: ReadonlySet<unknown> = new Set<Recorder>(['broker', 'gateway', 'cli']);
+
+function decodeFacts(r: Record<string, unknown>): ChainRecord | undefined {
+  const { chain, at, host, rec } = r as { chain: string; at: number; host?: unknown; rec?: unknown };
+  if (host !== undefined && typeof host !== 'string') return undefined;
+  if (rec !== undefined && (!RECORDERS.has(rec) || rec === 'broker')) return undefined;
+  const list = r['facts'];
+  const reader = FactReader.of(r['vals']);
+  if (reader === undefined || !Array.isArray(list) || !Number.isSafeInteger(at)) return undefined;
+  const source: RecordSource = {
+    ...(host === undefined ? {} : { host }),
+    ...(rec === undefined ? {} : { recorder: rec as Recorder }),
+  };
+  const facts: Required<FactEntry>[] = [];
+  const events: AuditEvent[] = [];
+  for (const [i, entry] of (list as unknown[]).entries()) {
+    if (!Array.isArray(entry) || entry.length < 2 || entry.length > 3) return undefined;
+    const [dt, encoded, id] = entry as [unknown, unknown, unknown];
+    if (!Number.isSafeInteger(dt) || (id !== undefined && typeof id !== 'string')) return undefined;
+    const fact = reader.fact(encoded);
+    if (fact === undefined || typeof fact['kind'] !== 'string' || !KINDS.has(fact['kind'])) return undefined;
+    const stored: FactEntry = {
+      fact: fact as unknown as AuditFact,
+      at: at - (dt as number),
+      ...(id === undefined ? {} : { id: id as string }),
+    };
+    let event: AuditEvent;
+    try {
+      event = JSON.parse(renderEventJson(stored, { chain, seq: r['seq'] as number, index: i, source })) as AuditEvent;
+    } catch {
+      return undefined; // a fact the builder cannot render (not one the writer stores)
+    }
+    facts.push({ ...stored, id: event.id as string });
+    events.push(event);
+  }
+  return {
+    v: RECORD_VERSION,
+    chain,
+    seq: r['seq'] as number,
+    prev: r['prev'] as string | null,
+    at,
+    source,
+    facts,
+    events,
+  };
 }

@@ -1,7 +1,7 @@
 // AuditTrail: what the broker (and later the registry, consent and access-request code) calls to audit a
-// decision. `record(facts)` builds one FHIR R4 AuditEvent per fact (event.ts), appends them to this broker
-// instance's hash chain in PHI_AUDIT (writer.ts) and resolves once they are stored — callers acknowledge
-// their input only after that (45 CFR 164.312(b): audit controls). Facts also feed the alert rules.
+// decision. `record(facts)` appends the facts to this broker instance's hash chain in PHI_AUDIT (writer.ts; record
+// v2, rendered as one FHIR R4 AuditEvent per fact on read: render.ts) and resolves once they are stored — callers
+// acknowledge their input only after that (45 CFR 164.312(b): audit controls). Facts also feed the alert rules.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { NatsConnection } from 'nats';
@@ -10,7 +10,7 @@ import type { SigningKeyPair } from '../crypto/keypairs.js';
 import { errorFields, type Logger } from '../log/log.js';
 import { subjects } from '../wire/names.js';
 import { AlertMonitor, loadAlertRules, type Alert } from './alerts.js';
-import { buildAuditEvent, type EventContext, type Recorder } from './event.js';
+import { buildAuditEventAs, type EventContext, type Recorder } from './event.js';
 import { AuditEventJson } from './event-json.js';
 import type { AuditFact } from './facts.js';
 import { defaultInstanceId } from './instance.js';
@@ -18,6 +18,7 @@ import { ensureAuditStream } from './setup.js';
 import { checkAuditIntegrity, type IntegrityCheckOptions, type IntegrityReport } from './integrity.js';
 import { BrokerError } from '../wire/errors.js';
 import { ChainWriter } from './writer.js';
+import { RECORD_VERSION, type FactEntry, type RecordVersion } from './record.js';
 import { serverMaxPayload } from '../wire/max-payload.js';
 
 export type AuditSettings = Pick<
@@ -43,6 +44,8 @@ export interface AuditTrailOptions {
   readonly now?: () => number;
   /** What writes the chain (its agent is source.observer): the broker (default), the gateway, an operator command. */
   readonly recorder?: Recorder;
+  /** 2 (default): records hold the facts; 1: whole AuditEvent JSON (tests compare the two). */
+  readonly recordVersion?: RecordVersion;
 }
 
 /** Bytes kept free below the server's max_payload in one record. */
@@ -99,6 +102,7 @@ export class AuditTrail {
       throw new BrokerError('E_AUDIT_INTEGRITY', `the audit trail fails its check: ${before.problems.join('; ')}`);
     }
     await ensureAuditStream(nc, streamSettings);
+    const host = hostname();
     const writer = await ChainWriter.open({
       nc,
       chain: instanceId,
@@ -108,11 +112,13 @@ export class AuditTrail {
       maxRecordBytes: Math.max(Math.min(serverMaxPayload(nc.info) - RECORD_HEADROOM, MAX_RECORD_BYTES), 16 * 1024),
       now,
       logger,
+      source: { host, ...(opts.recorder === undefined ? {} : { recorder: opts.recorder }) },
+      recordVersion: opts.recordVersion ?? RECORD_VERSION,
     });
     // No pseudonym key here: facts arrive with their patients and resources already pseudonymised (facts.ts).
     const ctx: EventContext = {
       instanceId,
-      host: hostname(),
+      host,
       now,
       newId: randomUUID,
       ...(opts.recorder === undefined ? {} : { recorder: opts.recorder }),
@@ -173,10 +179,13 @@ export class AuditTrail {
     return this.integrityRun;
   }
 
-  /** Builds, chains and stores one AuditEvent per fact; resolves once they are stored. */
+  /** Chains and stores the facts (one AuditEvent each); resolves once they are stored. */
   async record(facts: readonly AuditFact[]): Promise<void> {
     if (facts.length === 0) return;
-    await this.writer.append(facts.map((f) => this.eventJson.json(f)));
+    if (this.writer.recordVersion === RECORD_VERSION) {
+      const at = this.ctx.now();
+      await this.writer.appendFacts(facts.map((fact) => ({ fact, at })));
+    } else await this.writer.append(facts.map((f) => this.eventJson.json(f)));
     for (const alert of this.monitor.observe(facts)) this.raise(alert);
   }
 
@@ -190,8 +199,10 @@ export class AuditTrail {
    * watches) and an AuditEvent in the chain. Not awaited by the caller: an alert never holds up a message.
    */
   private raise(alert: Alert): void {
-    const json = this.announce(alert);
-    this.writer.append([json]).catch((err: unknown) => {
+    const { json, entry } = this.announced(alert);
+    const stored =
+      this.writer.recordVersion === RECORD_VERSION ? this.writer.appendFacts([entry]) : this.writer.append([json]);
+    stored.catch((err: unknown) => {
       this.logger.error(
         { event: 'audit.alert.unrecorded', rule: alert.rule, code: (err as { code?: unknown }).code },
         'alert not recorded in the audit trail',
@@ -205,14 +216,20 @@ export class AuditTrail {
    * (`audit-unavailable`), whose AuditEvent the caller records once the trail is writable again.
    */
   announce(alert: Alert): string {
+    return this.announced(alert).json;
+  }
+
+  /** The announced alert's AuditEvent JSON, and its fact with the same id and time to store. */
+  private announced(alert: Alert): { json: string; entry: FactEntry } {
     const fact = alertFact(alert);
     this.logger.warn(
       { event: 'audit.alert', rule: alert.rule, service: alert.service, detail: alert.detail },
       'audit alert',
     );
-    const json = JSON.stringify(buildAuditEvent(fact, this.ctx));
+    const entry = { fact, at: this.ctx.now(), id: this.ctx.newId() };
+    const json = JSON.stringify(buildAuditEventAs(fact, this.ctx, entry.id, new Date(entry.at).toISOString()));
     if (!this.nc.isClosed()) this.nc.publish(subjects.alert(alert.rule), json);
-    return json;
+    return { json, entry };
   }
 
   /** Waits for pending records, then seals the chain with a final signed checkpoint. */

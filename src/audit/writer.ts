@@ -9,13 +9,27 @@
 // an Ed25519-signed checkpoint of the chain head; on close a final one. Each stored checkpoint's head is then
 // published to PHI_AUDIT_WITNESS (witness.ts), so a later cut of the chain shows against it. While PHI_AUDIT is
 // missing every append fails (E_AUDIT_CHAIN, retried by the caller); once recreated the chain continues from its head.
+// Records are v2 (the facts, rendered as AuditEvents on read: record.ts); `recordVersion: 1` writes AuditEvent JSON,
+// for the tests that compare the two.
 import type { JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
 import { signDetached } from '../crypto/sign.js';
 import { BrokerError } from '../wire/errors.js';
 import type { Logger } from '../log/log.js';
 import { STREAMS, subjects } from '../wire/names.js';
-import { checkpointPayload, decodeRecord, encodeCheckpointRecord, encodeEventsRecord, recordHash } from './record.js';
+import {
+  RECORD_VERSION,
+  checkpointPayload,
+  decodeRecord,
+  encodeCheckpointRecord,
+  encodeEventsRecord,
+  encodeFactsBody,
+  encodeFactsRecord,
+  recordHash,
+  type FactEntry,
+  type RecordSource,
+  type RecordVersion,
+} from './record.js';
 import { WITNESS_VERSION, encodeWitnessHead, type WitnessHead } from './witness.js';
 
 export interface ChainWriterOptions {
@@ -31,10 +45,16 @@ export interface ChainWriterOptions {
   readonly maxRecordBytes: number;
   readonly now: () => number;
   readonly logger: Logger;
+  /** The writer's host and recorder, stored in each v2 record for its events' source. */
+  readonly source?: RecordSource;
+  /** 2 (default): facts (`appendFacts`); 1: AuditEvent JSON (`append`). */
+  readonly recordVersion?: RecordVersion;
 }
 
+/** One append: AuditEvent JSON (v1) or facts (v2), whichever the writer's version takes. */
 interface Pending {
   readonly events: readonly string[];
+  readonly facts: readonly FactEntry[];
   readonly bytes: number;
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
@@ -96,19 +116,35 @@ export class ChainWriter {
     return this.head.seq;
   }
 
-  /** Appends AuditEvents (each already JSON); resolves once the record holding them is stored. */
+  get recordVersion(): RecordVersion {
+    return this.opts.recordVersion ?? RECORD_VERSION;
+  }
+
+  /** Appends facts (v2); resolves once the record holding them is stored. */
+  appendFacts(entries: readonly FactEntry[]): Promise<void> {
+    if (this.recordVersion !== RECORD_VERSION)
+      return Promise.reject(new TypeError('this audit chain writer stores AuditEvent JSON (record v1)'));
+    return this.enqueue([], entries, 0);
+  }
+
+  /** Appends AuditEvents, each already JSON (v1); resolves once the record holding them is stored. */
   append(eventsJson: readonly string[]): Promise<void> {
+    if (this.recordVersion === RECORD_VERSION)
+      return Promise.reject(new TypeError('this audit chain writer stores facts (record v2)'));
+    return this.enqueue(
+      eventsJson,
+      [],
+      eventsJson.reduce((n, e) => n + e.length + 1, 0),
+    );
+  }
+
+  private enqueue(events: readonly string[], facts: readonly FactEntry[], bytes: number): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.closed)
       return Promise.reject(new BrokerError('E_AUDIT_CHAIN', `audit chain ${this.opts.chain} is closed`));
-    if (eventsJson.length === 0) return Promise.resolve();
+    if (events.length === 0 && facts.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({
-        events: eventsJson,
-        bytes: eventsJson.reduce((n, e) => n + e.length + 1, 0),
-        resolve,
-        reject,
-      });
+      this.pending.push({ events, facts, bytes, resolve, reject });
       this.kick();
     });
   }
@@ -160,20 +196,40 @@ export class ChainWriter {
       const batch = this.takeBatch();
       const at = this.opts.now();
       try {
+        const body = this.recordVersion === RECORD_VERSION ? this.factsBody(batch, at) : undefined;
         await this.write((seq, prev) =>
-          encodeEventsRecord(
-            this.opts.chain,
-            seq,
-            prev,
-            at,
-            batch.flatMap((p) => p.events),
-          ),
+          body === undefined
+            ? encodeEventsRecord(
+                this.opts.chain,
+                seq,
+                prev,
+                at,
+                batch.flatMap((p) => p.events),
+              )
+            : encodeFactsRecord(this.opts.chain, seq, prev, at, body),
         );
         this.sinceCheckpoint += 1;
         for (const p of batch) p.resolve();
       } catch (err) {
         for (const p of batch) p.reject(err);
       }
+    }
+  }
+
+  /**
+   * The v2 body of the batch's facts; while it is larger than a record may be, the batch's later appends go back to
+   * the front of the queue (for the next record) and the body is made again.
+   */
+  private factsBody(batch: Pending[], at: number): string {
+    const source = this.opts.source ?? {};
+    for (;;) {
+      const body = encodeFactsBody(
+        at,
+        source,
+        batch.flatMap((p) => p.facts),
+      );
+      if (batch.length === 1 || Buffer.byteLength(body, 'utf8') <= this.opts.maxRecordBytes) return body;
+      this.pending.unshift(...batch.splice(Math.ceil(batch.length / 2)));
     }
   }
 
@@ -199,12 +255,19 @@ export class ChainWriter {
     );
     const at = this.opts.now();
     await this.write((seq, prev) =>
-      encodeCheckpointRecord(this.opts.chain, seq, prev, at, {
-        head,
-        kid,
-        sig,
-        ...(final ? { final: true as const } : {}),
-      }),
+      encodeCheckpointRecord(
+        this.opts.chain,
+        seq,
+        prev,
+        at,
+        {
+          head,
+          kid,
+          sig,
+          ...(final ? { final: true as const } : {}),
+        },
+        this.recordVersion,
+      ),
     );
     this.sinceCheckpoint = 0;
     this.lastCheckpointAt = this.opts.now();

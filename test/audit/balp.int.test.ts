@@ -13,7 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AccessDesk } from '../../src/access/desk/desk.js';
 import { AUDIT_FACT_KINDS, OPERATOR_ACTIONS, type AuditFactKind } from '../../src/audit/facts.js';
 import { readAuditRecords } from '../../src/audit/read.js';
+import { AuditEventJson } from '../../src/audit/event-json.js';
 import { decodeRecord } from '../../src/audit/record.js';
+import { renderEventJson } from '../../src/audit/render.js';
+import type { StoredRecord } from '../../src/audit/verify.js';
 import { Gateway } from '../../src/gateway/gateway.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import { startSecurityLog } from '../../src/runtime/security-log.js';
@@ -35,6 +38,7 @@ let desk: AccessDesk;
 let gateway: Gateway;
 const clients = new Map<string, PhiClient>();
 let events: AuditEvent[] = [];
+const records: StoredRecord[] = [];
 let disclosureBundle: Bundle;
 
 /** The real CLI as an operator runs it; the operator named by `--operator`, or by PHI_BROKER_OPERATOR with `env`. */
@@ -191,7 +195,10 @@ beforeAll(async () => {
   await gateway.stop();
   await broker.stop(); // broker-stop
 
-  for await (const r of readAuditRecords(inspector)) events.push(...(decodeRecord(r.data)?.events ?? []));
+  for await (const r of readAuditRecords(inspector)) {
+    records.push(r);
+    events.push(...(decodeRecord(r.data)?.events ?? []));
+  }
   await inspector.close();
 }, 240_000);
 
@@ -220,6 +227,36 @@ describe('every AuditEvent kind the product writes', () => {
       ),
     );
     expect(OPERATOR_ACTIONS.filter((a) => !actions.has(a))).toEqual([]);
+  });
+
+  it('rendered from the stored facts (record v2), each event is byte for byte what the v1 writer stored for the fact, id and time', () => {
+    // The v1 writer's encoder (AuditEventJson: templates filled per event), one per chain as each trail keeps one.
+    const writers = new Map<string, { json: AuditEventJson; at: number; id: string }>();
+    let compared = 0;
+    for (const r of records) {
+      const record = decodeRecord(r.data);
+      if (record?.checkpoint !== undefined) continue;
+      expect(record?.v).toBe(2);
+      const { chain, seq, source = {}, facts = [] } = record ?? {};
+      if (chain === undefined || seq === undefined) throw new Error('not a record');
+      let w = writers.get(chain);
+      if (w === undefined) {
+        const place = { at: 0, id: '' };
+        const ctx = { instanceId: chain, ...source, now: () => place.at, newId: () => place.id };
+        w = Object.assign(place, { json: new AuditEventJson(ctx) });
+        writers.set(chain, w);
+      }
+      for (const [index, f] of facts.entries()) {
+        w.at = f.at;
+        w.id = f.id;
+        expect(renderEventJson(f, { chain, seq, index, source })).toBe(w.json.json(f.fact));
+        compared += 1;
+      }
+    }
+    expect(compared).toBe(events.length);
+    // The broker's, the gateway's and the operator commands' chains, with templates filled as the v1 writer did.
+    expect(new Set([...writers.keys()].map((c) => c.split('.')[0])).size).toBeGreaterThanOrEqual(3);
+    expect([...writers.values()].reduce((n, w) => n + w.json.filled, 0)).toBeGreaterThan(0);
   });
 
   it('every stored event is valid against the official FHIR R4 JSON schema', () => {

@@ -154,12 +154,12 @@ it('the chain verifies under the broker key and ends with its final checkpoint',
   });
 });
 
-it('no planted PHI value in the stored audit records, the JetStream files on disk, or the logs', () => {
-  const storedText = records.map((r) => Buffer.from(r.data).toString('utf8')).join('\n');
+it('no planted PHI value in the stored audit records (their facts and the events rendered from them), the JetStream files on disk, or the logs', () => {
+  const storedText = [...records.map((r) => Buffer.from(r.data).toString('utf8')), JSON.stringify(events)].join('\n');
   const onDisk = filesUnder(join(stack.nats.dir, 'nats')).filter((f) => f.includes('PHI_AUDIT'));
   expect(onDisk.length).toBeGreaterThan(0);
   const diskBytes = Buffer.concat(onDisk.map((f) => readFileSync(f)));
-  expect(diskBytes.includes(Buffer.from('"resourceType":"AuditEvent"'))).toBe(true);
+  expect(diskBytes.includes(Buffer.from('"facts":[['))).toBe(true); // record v2, stored in these files
   for (const phi of PHI) {
     expect(storedText).not.toContain(phi);
     expect(diskBytes.includes(Buffer.from(phi))).toBe(false);

@@ -1,14 +1,18 @@
 // The audit chain against a real nats-server: PHI_AUDIT refuses deletion and purging; the writer group-commits
 // concurrent appends into records that verify; a second writer on the same chain is refused instead of
 // interleaving; a restart with the same instance id continues the chain; a forged copy of the stored records
-// is caught at the right sequence.
+// is caught at the right sequence. Record v2: the facts render as the v1 writer's exact AuditEvents, a chain of
+// v1 and v2 records verifies, and a changed or garbled v2 record is caught.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEvent } from 'fhir/r4.js';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readAuditRecords } from '../../src/audit/read.js';
-import { decodeRecord } from '../../src/audit/record.js';
+import { AuditEventJson } from '../../src/audit/event-json.js';
+import type { AuditFact, AuditSubject } from '../../src/audit/facts.js';
+import { decodeRecord, encodeEventsRecord } from '../../src/audit/record.js';
+import { eventId, renderEventJson } from '../../src/audit/render.js';
 import { ensureAuditStream } from '../../src/audit/setup.js';
 import { verifyAuditRecords, type StoredRecord } from '../../src/audit/verify.js';
 import { AuditTrail } from '../../src/audit/trail.js';
@@ -48,6 +52,8 @@ const options = (chain: string, extra: Partial<ChainWriterOptions> = {}): ChainW
   maxRecordBytes: 64 * 1024,
   now: Date.now,
   logger,
+  // The chain mechanics, over records of plain stand-in events (record v1); v2 (facts) below.
+  recordVersion: 1,
   ...extra,
 });
 
@@ -241,5 +247,131 @@ describe('AuditTrail alerts', () => {
     const events = (await stored('alerting')).flatMap((r) => decodeRecord(r.data)?.events ?? []);
     expect(events.map((e) => e.subtype?.[0]?.code)).toEqual(['create', 'create', 'auth-failures']);
     expect(events[2]?.id).toBe(got?.event.id);
+  });
+});
+
+describe('record v2 (facts, rendered on read)', () => {
+  const subject = (i: number): AuditSubject => ({
+    messageId: `0b5e7c1e-54a4-4b59-9d0f-${String(i).padStart(12, '0')}`,
+    resourceType: 'Patient',
+    patientPseudonym: `pp-${'x'.repeat(38)}${i}`,
+  });
+  const elements = ['Patient.name', 'Patient.birthDate', 'Patient.address', 'Patient.telecom'];
+  /** One Patient message's facts as the broker makes them: accepted, delivered × 3 (sharing subject and lists). */
+  const messageFacts = (i: number): AuditFact[] => {
+    const s = subject(i);
+    const sender = { service: 'registration' };
+    return [
+      {
+        kind: 'accepted',
+        sender,
+        subject: s,
+        ingestSeq: i,
+        keys: { verified: 'registration:sig:1', unwrapped: 'broker:enc:1' },
+      },
+      ...['sub1', 'sub2', 'sub3'].map((r): AuditFact => ({
+        kind: 'delivered',
+        sender,
+        recipient: { service: r },
+        subject: s,
+        profileUrl: `https://example.org/p/${r}`,
+        purpose: 'TREAT',
+        elements,
+        deliveryId: `${s.messageId}.${r}`,
+        keys: { released: `${r}:enc:1`, signed: 'broker:sig:1' },
+      })),
+    ];
+  };
+  const odd: AuditFact[] = [
+    {
+      kind: 'withheld',
+      sender: { service: 'ehr' },
+      recipient: { service: 'sub2', address: '10.0.0.7' },
+      subject: subject(0),
+      code: 'restricted:recipient',
+      consent: 'c-1',
+    },
+    {
+      kind: 'rejected',
+      code: 'E_SENDER_THROTTLED',
+      ingestSeq: 9,
+      count: 37,
+      codes: { E_VALUE_INVALID: 7, E_NOT_FHIR: 30 },
+    },
+    { kind: 'catalog-loaded', hash: 'sha256-abc', services: 5, types: 3 },
+    { kind: 'alert', rule: 'rejections', detail: 'quote " back \\ naïve 😀 \u0000' },
+  ];
+
+  it('stores the facts in less than half the bytes; each event renders byte for byte as the v1 writer stored it; v1+v2 verify', async () => {
+    const chain = 'mixed';
+    const source = { host: 'broker-host' };
+    // Records 1 (v1 events) and 2 (its checkpoint), then the same chain continued by a v2 writer.
+    const v1 = await ChainWriter.open(options(chain, { recordVersion: 1, source }));
+    const v1ctx = { instanceId: chain, host: source.host, now: Date.now, newId: () => 'v1-event' };
+    await v1.append(messageFacts(1).map((f) => new AuditEventJson(v1ctx).json(f)));
+    await v1.close();
+    const v2 = await ChainWriter.open(options(chain, { recordVersion: 2, source }));
+    const at = Date.now();
+    await Promise.all([
+      ...Array.from({ length: 40 }, (_, i) =>
+        v2.appendFacts(messageFacts(i + 2).map((fact) => ({ fact, at: at - i }))),
+      ),
+      v2.appendFacts(odd.map((fact) => ({ fact, at }))),
+    ]);
+    await v2.close();
+    const records = await stored(chain);
+    const decoded = records.map((r) => decodeRecord(r.data));
+    expect(decoded.map((r) => r?.v)).toEqual([1, 1, ...decoded.slice(2).map(() => 2)]);
+    expect(verifyAuditRecords(records, { signingKey: keyOf })).toMatchObject({
+      ok: true,
+      chains: [{ chain, events: 4 + 40 * 4 + odd.length, closed: true }],
+    });
+
+    // The v1 writer's bytes for the same facts, ids and times: AuditEventJson (templates, filled per event) in a
+    // v1 record, one encoder per chain as the trail keeps.
+    let v2Bytes = 0;
+    let v1Bytes = 0;
+    let compared = 0;
+    let place = { id: '', at: 0 };
+    const writerJson = new AuditEventJson({ ...v1ctx, now: () => place.at, newId: () => place.id });
+    for (const [n, r] of decoded.entries()) {
+      if (r?.v !== 2 || r.facts === undefined) continue;
+      const texts = r.facts.map((f, i) => {
+        expect(f.id).toBe(eventId(chain, r.seq, i));
+        place = f;
+        const text = writerJson.json(f.fact);
+        expect(renderEventJson(f, { chain, seq: r.seq, index: i, source })).toBe(text);
+        compared += 1;
+        return text;
+      });
+      const asV1 = encodeEventsRecord(chain, r.seq, r.prev, r.at, texts);
+      expect(decodeRecord(asV1)?.events).toEqual(r.events);
+      v1Bytes += asV1.byteLength;
+      v2Bytes += (records[n] as StoredRecord).data.byteLength;
+    }
+    expect(compared).toBe(40 * 4 + odd.length);
+    expect(writerJson.filled).toBeGreaterThan(100); // the templates the v1 writer fills, not only the builder
+    expect(v2Bytes).toBeLessThan(v1Bytes / 2);
+
+    // A changed v2 record (a pseudonym in its value table) breaks the link; one whose facts no longer decode is malformed.
+    const i = decoded.findIndex((r) => r?.v === 2 && r.facts !== undefined);
+    const target = records[i] as StoredRecord;
+    const text = Buffer.from(target.data).toString('utf8');
+    const changed = records.map((r, k) => (k === i ? { ...r, data: Buffer.from(text.replace('"pp-x', '"pp-y')) } : r));
+    expect(verifyAuditRecords(changed, { signingKey: keyOf }).broken).toMatchObject({
+      kind: 'changed',
+      chain,
+      seq: decoded[i]?.seq,
+    });
+    const garbled = records.map((r, k) =>
+      k === i
+        ? { ...r, data: Buffer.from(text.replace(/"facts":\[\[(\d+),\{"kind":\d+/, '"facts":[[$1,{"kind":99999')) }
+        : r,
+    );
+    expect(decodeRecord((garbled[i] as StoredRecord).data)).toBeUndefined();
+    expect(verifyAuditRecords(garbled, { signingKey: keyOf }).broken).toMatchObject({
+      kind: 'malformed',
+      streamSeq: target.streamSeq,
+    });
   });
 });

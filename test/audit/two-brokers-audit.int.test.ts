@@ -81,6 +81,7 @@ it('a broker whose chain another writer took over acknowledges nothing more; ano
     maxRecordBytes: 65_536,
     now: Date.now,
     logger: stack.logger,
+    recordVersion: 1, // a bare stand-in event (record v1)
   });
   await twin.append([JSON.stringify({ resourceType: 'AuditEvent', id: 'twin' })]);
   const b = await Broker.start({

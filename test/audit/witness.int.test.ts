@@ -189,7 +189,7 @@ describe('witnessed heads', () => {
       now: Date.now,
       logger: stack.logger,
     });
-    for (let i = 0; i < 5; i++) await writer.append([JSON.stringify({ resourceType: 'AuditEvent', id: `c-${i}` })]);
+    for (let i = 0; i < 5; i++) await writer.appendFacts([{ fact: { kind: 'broker-start' }, at: Date.now() }]);
     // Records 1, 2, checkpoint 3, 4, 5, checkpoint 6, 7 — then the process is gone: no final checkpoint.
     await nc.close();
     const v = await cli('audit', 'verify', '--witness', witnessFile);

@@ -90,6 +90,7 @@ describe('npm run bench -- --quick', () => {
       positive(r.worker?.cpuUsPerMsg, `${r.name} cpuUsPerMsg`);
       positive(r.worker?.peakRssMb, `${r.name} peakRssMb`);
       for (const s of r.worker?.readySeconds ?? []) positive(s, `${r.name} readySeconds`);
+      if (r.kind === 'broker') positive(r.auditBytesPerMsg, `${r.name} auditBytesPerMsg`);
     }
     const soak = results.runs.find((r) => r.worker?.rssTimeline !== undefined);
     expect(soak?.worker?.rssTimeline?.length).toBeGreaterThan(0);

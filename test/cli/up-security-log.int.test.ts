@@ -37,7 +37,7 @@ async function connectAs(identity: Identity): Promise<NatsConnection> {
   });
 }
 
-/** The security-incident and alert AuditEvents in PHI_AUDIT, and every stored byte as text. */
+/** The security-incident and alert AuditEvents in PHI_AUDIT, and every stored byte and rendered event as text. */
 async function auditTrail(): Promise<{ events: AuditEvent[]; text: string }> {
   const nc = await connectAs(AUDITOR_IDENTITY);
   try {
@@ -47,7 +47,7 @@ async function auditTrail(): Promise<{ events: AuditEvent[]; text: string }> {
       text += new TextDecoder().decode(r.data);
       for (const e of decodeRecord(r.data)?.events ?? []) events.push(e);
     }
-    return { events, text };
+    return { events, text: text + JSON.stringify(events) };
   } finally {
     await nc.close();
   }

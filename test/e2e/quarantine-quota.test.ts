@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import type { JetStreamManager, NatsConnection } from 'nats';
 import { DiscardPolicy } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeRecord } from '../../src/audit/record.js';
 import { decodeRecordHeader } from '../../src/broker/quarantine.js';
 import { isStreamFull } from '../../src/nats/jetstream-errors.js';
 import { ensureBrokerInfrastructure, streamSettings } from '../../src/nats/setup.js';
@@ -72,13 +73,13 @@ async function quarantined(subject: string): Promise<{ id: string; code: string;
   return out;
 }
 
-/** How many PHI_AUDIT records name `code` (the AuditEvent JSON carries the code of a rejection). */
+/** How many times the AuditEvents of PHI_AUDIT name `code` (the AuditEvent JSON carries the code of a rejection). */
 async function auditedWith(code: string): Promise<number> {
   const { state } = await jsm.streams.info(STREAMS.audit);
   let n = 0;
   for (let seq = state.first_seq; seq <= state.last_seq && seq > 0; seq++) {
     const m = await jsm.streams.getMessage(STREAMS.audit, { seq });
-    n += new TextDecoder().decode(m.data).split(code).length - 1;
+    n += JSON.stringify(decodeRecord(m.data)?.events ?? []).split(code).length - 1;
   }
   return n;
 }

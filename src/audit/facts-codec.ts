@@ -1,0 +1,141 @@
+// The facts of a record v2 (docs/audit.md "Record v2"): plain JSON values written once per record in a value table.
+// `vals` holds every string and number of the record's facts, and every array and object below a fact, each once,
+// in first-use order; an entry is a literal string or number, or an array or object in the encoded form. In the
+// encoded form a JSON number is an index into `vals` (always lower than the entry that uses it), true, false and
+// null are themselves, an array holds encoded values, an object keeps its keys (in order) over encoded values.
+// So the message's subject, a profile's element list or a sender is written once however many facts name it.
+
+/** A JSON value of a fact: what JSON.stringify keeps (undefined members are left out, as JSON does). */
+type Json = string | number | boolean | null | readonly Json[] | { readonly [key: string]: Json | undefined };
+
+/** Printable ASCII but `"` and `\`: JSON writes it as it is. */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+function stringText(s: string): string {
+  return PLAIN.test(s) ? `"${s}"` : JSON.stringify(s);
+}
+
+/** Builds one record's table while its facts are encoded. */
+export class FactTable {
+  private readonly vals: string[] = [];
+  private readonly strings = new Map<string, number>();
+  private readonly numbers = new Map<number, number>();
+  private readonly composites = new Map<string, number>();
+  /** Objects and arrays already encoded, by identity (the facts of one message share their subject, actors, lists). */
+  private readonly seen = new Map<object, number>();
+
+  /** The encoded text of a fact (an object, kept inline); its members go into the table. */
+  fact(fact: object): string {
+    return this.composite(fact as Json);
+  }
+
+  /** `[entry,…]`: the table's JSON text. */
+  text(): string {
+    return `[${this.vals.join(',')}]`;
+  }
+
+  private ref(value: Json): number {
+    if (typeof value === 'string') return this.scalar(this.strings, value, stringText(value));
+    if (typeof value === 'number') {
+      if (!Number.isFinite(value)) throw new TypeError('an audit fact holds a number JSON cannot write');
+      return this.scalar(this.numbers, value, JSON.stringify(value));
+    }
+    const obj = value as object;
+    const known = this.seen.get(obj);
+    if (known !== undefined) return known;
+    const text = this.composite(value);
+    let i = this.composites.get(text);
+    if (i === undefined) {
+      i = this.vals.push(text) - 1;
+      this.composites.set(text, i);
+    }
+    this.seen.set(obj, i);
+    return i;
+  }
+
+  private scalar<K>(map: Map<K, number>, key: K, text: string): number {
+    let i = map.get(key);
+    if (i === undefined) {
+      i = this.vals.push(text) - 1;
+      map.set(key, i);
+    }
+    return i;
+  }
+
+  private member(value: Json | undefined): string {
+    if (value === undefined) return 'null'; // in an array, as JSON.stringify writes it
+    if (value === null || typeof value === 'boolean') return String(value);
+    return String(this.ref(value));
+  }
+
+  private composite(value: Json): string {
+    if (Array.isArray(value)) {
+      let out = '[';
+      for (let i = 0; i < value.length; i++) out += (i > 0 ? ',' : '') + this.member((value as Json[])[i] as Json);
+      return `${out}]`;
+    }
+    let out = '{';
+    let first = true;
+    for (const key in value as object) {
+      const v = (value as Record<string, Json | undefined>)[key];
+      if (v === undefined) continue;
+      out += `${first ? '' : ','}${stringText(key)}:${this.member(v)}`;
+      first = false;
+    }
+    return `${out}}`;
+  }
+}
+
+/** Reads a record's table back; undefined when an entry is not in the encoded form. */
+export class FactReader {
+  private readonly decoded: unknown[] = [];
+
+  private constructor(private readonly vals: readonly unknown[]) {}
+
+  static of(vals: unknown): FactReader | undefined {
+    if (!Array.isArray(vals)) return undefined;
+    const reader = new FactReader(vals);
+    // Entries refer only to earlier ones, so one pass in order decodes (and checks) them all.
+    for (let i = 0; i < vals.length; i++) {
+      const v = reader.decode(vals[i], i, true);
+      if (v === INVALID) return undefined;
+      reader.decoded.push(v);
+    }
+    return reader;
+  }
+
+  /** An encoded fact; undefined when it is not an object in the encoded form. */
+  fact(encoded: unknown): Record<string, unknown> | undefined {
+    if (typeof encoded !== 'object' || encoded === null || Array.isArray(encoded)) return undefined;
+    const v = this.decode(encoded, this.vals.length, false);
+    return v === INVALID ? undefined : (v as Record<string, unknown>);
+  }
+
+  private decode(x: unknown, below: number, entry: boolean): unknown {
+    if (typeof x === 'number') {
+      if (entry) return x; // a number entry is itself
+      return Number.isSafeInteger(x) && x >= 0 && x < below ? this.decoded[x] : INVALID;
+    }
+    if (typeof x === 'string') return entry ? x : INVALID;
+    if (x === null || typeof x === 'boolean') return x;
+    if (Array.isArray(x)) {
+      const out: unknown[] = [];
+      for (const e of x) {
+        const v = this.decode(e, below, false);
+        if (v === INVALID) return INVALID;
+        out.push(v);
+      }
+      return Object.freeze(out);
+    }
+    const out: Record<string, unknown> = {};
+    for (const [k, e] of Object.entries(x as Record<string, unknown>)) {
+      if (k === '__proto__') return INVALID;
+      const v = this.decode(e, below, false);
+      if (v === INVALID) return INVALID;
+      out[k] = v;
+    }
+    return Object.freeze(out);
+  }
+}
+
+const INVALID = Symbol('invalid');
