@@ -16,6 +16,7 @@ import { initCrypto } from '../src/crypto/sodium.js';
 import { createLogger } from '../src/log/log.js';
 import { BROKER_IDENTITY } from '../src/tls/identity.js';
 import { connectBench } from './tls.js';
+import { failChild } from './child.js';
 
 export interface BrokerProcessArgs {
   readonly natsUrl: string;
@@ -77,7 +78,4 @@ async function main(): Promise<void> {
   });
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench broker: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exit(1);
-});
+main().catch((err: unknown) => failChild('bench broker', err));

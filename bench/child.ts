@@ -1,4 +1,6 @@
-// A forked bench process and its IPC messages: wait for a message of a given type, send commands.
+// A forked bench process and its IPC messages: wait for a message of a given type, send commands. A process that
+// fails sends its error over IPC before it exits (failChild), and whatever waits on it is rejected with that error,
+// not with a timeout or a bare exit code.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -8,6 +10,8 @@ export class Child {
   private readonly queue: Message[] = [];
   private waiters: { type: string; resolve: (m: Message) => void; reject: (e: Error) => void }[] = [];
   private exitError: Error | undefined;
+  /** The error the process reported before exiting (failChild). */
+  private failure: string | undefined;
   readonly proc: ChildProcess;
 
   constructor(
@@ -21,6 +25,7 @@ export class Child {
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     });
     this.proc.on('message', (m: Message) => {
+      if (m.type === 'error') this.failure = String(m['message']);
       const i = this.waiters.findIndex((w) => w.type === m.type);
       if (i >= 0) {
         const [w] = this.waiters.splice(i, 1);
@@ -28,7 +33,9 @@ export class Child {
       } else this.queue.push(m);
     });
     this.proc.on('exit', (code, signal) => {
-      this.exitError = new Error(`bench process ${name} exited (code ${code}, signal ${signal})`);
+      this.exitError = new Error(
+        `bench process ${name} exited (code ${code}, signal ${signal})${this.failure === undefined ? '' : `: ${this.failure}`}`,
+      );
       for (const w of this.waiters) w.reject(this.exitError);
       this.waiters = [];
     });
@@ -45,7 +52,12 @@ export class Child {
     if (this.exitError !== undefined) return Promise.reject(this.exitError);
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`bench process ${this.name}: no '${type}' within ${timeoutMs} ms`)),
+        () =>
+          reject(
+            new Error(
+              `bench process ${this.name}: no '${type}' within ${timeoutMs} ms${this.failure === undefined ? '' : ` (it reported: ${this.failure})`}`,
+            ),
+          ),
         timeoutMs,
       );
       this.waiters.push({
@@ -88,4 +100,16 @@ export class Child {
   kill(): void {
     if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
   }
+}
+
+/**
+ * In a forked bench process: report `err` (its message and NATS or phi-broker code) to the parent over IPC and on
+ * stderr (with the stack), then exit 1.
+ */
+export function failChild(who: string, err: unknown): void {
+  const code = (err as { code?: unknown } | null)?.code;
+  const message = `${err instanceof Error ? err.message : String(err)}${typeof code === 'string' ? ` [${code}]` : ''}`;
+  process.stderr.write(`${who}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  if (process.send === undefined) process.exit(1);
+  process.send({ type: 'error', message }, () => process.exit(1));
 }

@@ -17,6 +17,7 @@ import { BENCH_IDENTITY, connectBench } from './tls.js';
 import { serviceIdentity } from '../src/tls/identity.js';
 import { drive, inWindow, now, type LoadShape, type LoadWindow } from './load.js';
 import { SIZES, poolSize, resourceOf, type SizeName } from './resources.js';
+import { failChild } from './child.js';
 
 export type Role = 'sdk-pub' | 'sdk-sub' | 'raw-pub' | 'raw-sub' | 'core-pub' | 'core-sub';
 
@@ -335,7 +336,4 @@ async function main(): Promise<void> {
   process.send?.(result, () => process.exit(0));
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench client: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exit(1);
-});
+main().catch((err: unknown) => failChild('bench client', err));

@@ -64,3 +64,64 @@ export function compare(runs: readonly RunResult[], stages: Readonly<Record<stri
   }
   return out;
 }
+
+/** One broker against two at the same fixed offered rate: what the second broker costs and buys per message. */
+export interface ScaleOut {
+  /** The two-broker run and the one-broker run it is set against. */
+  readonly run: string;
+  readonly oneBrokerRun: string;
+  /** Offered msgs/s (open loop), the same for both. */
+  readonly offered: number;
+  readonly one: {
+    readonly acceptedPerSec: number;
+    readonly cpuUsPerMsg: number;
+    readonly p50: number;
+    readonly p99: number;
+  };
+  readonly two: {
+    readonly acceptedPerSec: number;
+    /** Both brokers' CPU µs per message accepted: the sum of perBroker. */
+    readonly cpuUsPerMsg: number;
+    /** Each broker's CPU µs over every message accepted, and its share of those messages. */
+    readonly perBroker: readonly { readonly cpuUsPerMsg: number; readonly acceptedShare: number }[];
+    readonly p50: number;
+    readonly p99: number;
+  };
+  /** two.cpuUsPerMsg ÷ one.cpuUsPerMsg: above 1, two brokers spend more CPU on a message than one. */
+  readonly cpuRatio: number;
+}
+
+/**
+ * Each open-loop run of several brokers against the one-broker run of the same name (`-b2-` → `-b1-`) and offered
+ * rate: the scale-out figures on a machine where the load generators leave the second broker CPU to use.
+ */
+export function scaleOut(runs: readonly RunResult[]): ScaleOut[] {
+  const out: ScaleOut[] = [];
+  for (const r of runs) {
+    if (r.kind !== 'broker' || r.brokers < 2 || r.shape.kind !== 'open') continue;
+    const oneName = r.name.replace(`-b${r.brokers}-`, '-b1-');
+    const one = runs.find((x) => x.name === oneName && x.brokers === 1);
+    if (one === undefined || one.shape.kind !== 'open') continue;
+    const cpu = (x: RunResult): number => x.worker?.cpuUsPerMsg ?? NaN;
+    out.push({
+      run: r.name,
+      oneBrokerRun: one.name,
+      offered: r.shape.rate,
+      one: {
+        acceptedPerSec: one.acceptedPerSec,
+        cpuUsPerMsg: cpu(one),
+        p50: one.latencyMs.p50,
+        p99: one.latencyMs.p99,
+      },
+      two: {
+        acceptedPerSec: r.acceptedPerSec,
+        cpuUsPerMsg: cpu(r),
+        perBroker: r.worker?.perBroker ?? [],
+        p50: r.latencyMs.p50,
+        p99: r.latencyMs.p99,
+      },
+      cpuRatio: ratio(cpu(r), cpu(one)),
+    });
+  }
+  return out;
+}

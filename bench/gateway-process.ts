@@ -14,6 +14,7 @@ import { createLogger } from '../src/log/log.js';
 import { GATEWAY_IDENTITY } from '../src/tls/identity.js';
 import { tlsLayout } from '../src/tls/store.js';
 import { connectBench } from './tls.js';
+import { failChild } from './child.js';
 
 export interface GatewayProcessArgs {
   readonly natsUrl: string;
@@ -69,7 +70,4 @@ async function main(): Promise<void> {
   });
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench gateway: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exit(1);
-});
+main().catch((err: unknown) => failChild('bench gateway', err));

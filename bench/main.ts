@@ -24,7 +24,7 @@ import { ensureDevKeys, readJwks, readServiceKeys } from '../src/runtime/key-fil
 import { cryptoBackend, initCrypto } from '../src/crypto/sodium.js';
 import { issueBenchCertificates } from './tls.js';
 import { startNatsServer } from '../src/nats/server.js';
-import { compare, type Comparison } from './compare.js';
+import { compare, scaleOut, type Comparison, type ScaleOut } from './compare.js';
 import { summarize, type Round } from './repeat.js';
 import { markdown } from './report.js';
 import { SIZES, type SizeName } from './resources.js';
@@ -78,6 +78,11 @@ export interface BenchResults {
   readonly comparisons: readonly Comparison[];
   /** Every round's own figures, in the order they ran. */
   readonly rounds: readonly Round[];
+  /**
+   * Two brokers against one at the same fixed offered rate (open loop): CPU µs per message of each and p50/p99,
+   * from the summarized runs (bench/compare.ts scaleOut).
+   */
+  readonly scaleOut: readonly ScaleOut[];
   /** Inbound single-resource creates through the partner gateway against the SDK (absent when not selected). */
   readonly gatewayInbound?: GatewayInboundResult;
   readonly file: string;
@@ -165,6 +170,21 @@ function plan(o: BenchOptions): RunSpec[] {
       size: 'medium',
       fanout: 3,
       brokers: 1,
+      shape: { kind: 'open', rate: 500 },
+      warmupMs,
+      measureMs,
+      drainMs,
+      rateFrom: from(0.5, 1_000),
+    });
+    // Scale-out where the load generators leave CPU for a second broker (the saturation pair above gives the
+    // publisher and subscribers the cores a second broker would use): the same offered rate, half of this round's
+    // one-broker saturation, to two brokers; compared with the run above as CPU µs per message (bench/compare.ts).
+    runs.push({
+      name: 'broker-medium-f3-b2-halfsat',
+      kind: 'broker',
+      size: 'medium',
+      fanout: 3,
+      brokers: 2,
       shape: { kind: 'open', rate: 500 },
       warmupMs,
       measureMs,
@@ -325,10 +345,15 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
             nc,
             budgetMs: o.quick ? 25 : 400,
           });
-        } finally {
-          await nc.drain();
-          await nats.stop();
+        } catch (err) {
+          // The stage's own error: cleaning up after it (a drain with its requests still open) must not replace
+          // it with a NATS TIMEOUT.
+          await nc.close().catch(() => undefined);
+          await nats.stop().catch(() => undefined);
+          throw new Error(`stage profile ${key}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
         }
+        await nc.drain();
+        await nats.stop();
       }
       // The ratios of this round's own figures: the summary takes their median, never a ratio of medians.
       return { runs, stages, comparisons: compare(runs, stages) };
@@ -369,6 +394,7 @@ export async function runBench(o: BenchOptions, log: (line: string) => void): Pr
       runs: summary.runs,
       stages: summary.stages,
       comparisons: summary.comparisons,
+      scaleOut: scaleOut(summary.runs),
       rounds,
       ...(gatewayInbound === undefined ? {} : { gatewayInbound }),
       file,

@@ -5,6 +5,7 @@
 import { headers as natsHeaders, type JsMsg } from 'nats';
 import { BENCH_IDENTITY, connectBench } from './tls.js';
 import { RAW, T0 } from './raw.js';
+import { failChild } from './child.js';
 
 interface PassthroughArgs {
   readonly natsUrl: string;
@@ -58,7 +59,4 @@ async function main(): Promise<void> {
   });
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench passthrough: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exit(1);
-});
+main().catch((err: unknown) => failChild('bench passthrough', err));

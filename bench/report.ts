@@ -79,6 +79,7 @@ export function markdown(r: BenchResults): string {
     );
   }
   lines.push(...perMessage(r));
+  lines.push(...scaleOutTable(r));
   const keys = Object.keys(r.stages);
   if (keys.length > 0) {
     const names = Object.keys(r.stages[keys[0] as string]?.stages ?? {});
@@ -160,6 +161,23 @@ function perMessage(r: BenchResults): string[] {
     );
     lines.push(
       `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${cell(p.natsServer)} | ${cell(p.publisher)} | ${cell(p.subscribers)} | ${cell(p.workers)} | ${cell(all)} | ${n(x.latencyMs.p50, 1)} / ${n(x.latencyMs.p99, 1)} | ${n(x.auditBytesPerMsg)} |`,
+    );
+  }
+  return lines;
+}
+
+/** One broker against two at the same offered rate: CPU µs per message (each broker's and the sum) and latency. */
+function scaleOutTable(r: BenchResults): string[] {
+  if (r.scaleOut.length === 0) return [];
+  const lines = [
+    '',
+    '| scale-out at a fixed rate | against | offered | one broker: msgs/s, CPU µs/msg, p50 / p99 ms | two brokers: msgs/s, CPU µs/msg each (share of msgs) = sum, p50 / p99 ms | CPU two ÷ one |',
+    '|---|---|---:|---:|---:|---:|',
+  ];
+  for (const s of r.scaleOut) {
+    const each = s.two.perBroker.map((b) => `${n(b.cpuUsPerMsg)} (${n(b.acceptedShare * 100)} %)`).join(' + ');
+    lines.push(
+      `| ${s.run} | ${s.oneBrokerRun} | ${s.offered}/s | ${n(s.one.acceptedPerSec)}, ${n(s.one.cpuUsPerMsg)}, ${n(s.one.p50, 1)} / ${n(s.one.p99, 1)} | ${n(s.two.acceptedPerSec)}, ${each} = ${n(s.two.cpuUsPerMsg)}, ${n(s.two.p50, 1)} / ${n(s.two.p99, 1)} | ${n(s.cpuRatio, 2)} |`,
     );
   }
   return lines;

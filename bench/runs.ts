@@ -94,6 +94,11 @@ export interface RunResult {
     readonly cpuUsPerMsg: number;
     readonly peakRssMb: number;
     readonly readySeconds: readonly number[];
+    /**
+     * Each broker process's CPU µs over every message the run accepted (they add up to cpuUsPerMsg) and its own
+     * share of those messages: with two brokers, how the work split between them.
+     */
+    readonly perBroker?: readonly { readonly cpuUsPerMsg: number; readonly acceptedShare: number }[];
     readonly rssTimeline?: readonly { readonly s: number; readonly rssMb: number }[];
     /** With an RSS timeline: the broker processes' RSS when the measured window starts and when it ends. */
     readonly rssWindowMb?: { readonly start: number; readonly end: number };
@@ -174,9 +179,15 @@ async function liveHeap(workers: readonly Child[]): Promise<number> {
   return Math.round(all.reduce((a, h) => a + Number(h['liveHeapMb']), 0) * 10) / 10;
 }
 
-async function sumStats(workers: readonly Child[]): Promise<{ accepted: number; deliveries: number }> {
+async function sumStats(
+  workers: readonly Child[],
+): Promise<{ accepted: number; deliveries: number; each: readonly number[] }> {
   const all = await Promise.all(workers.map((w) => w.request<Stats>({ cmd: 'stats' }, 'stats')));
-  return { accepted: all.reduce((a, s) => a + s.accepted, 0), deliveries: all.reduce((a, s) => a + s.deliveries, 0) };
+  return {
+    accepted: all.reduce((a, s) => a + s.accepted, 0),
+    deliveries: all.reduce((a, s) => a + s.deliveries, 0),
+    each: all.map((s) => s.accepted),
+  };
 }
 
 export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
@@ -395,6 +406,15 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
               cpuUsPerMsg: accepted > 0 ? (cpuSeconds * 1e6) / accepted : NaN,
               peakRssMb,
               readySeconds: ready,
+              ...(spec.kind !== 'broker'
+                ? {}
+                : {
+                    perBroker: s0.map((s, i) => ({
+                      cpuUsPerMsg:
+                        accepted > 0 ? (((s1[i] as ProcSample).cpuSeconds - s.cpuSeconds) * 1e6) / accepted : NaN,
+                      acceptedShare: accepted > 0 ? ((st1.each[i] ?? NaN) - (st0.each[i] ?? NaN)) / accepted : NaN,
+                    })),
+                  }),
               ...(spec.rssEveryMs === undefined
                 ? {}
                 : {
@@ -409,7 +429,8 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
   } finally {
     await streams?.close().catch(() => undefined);
     for (const c of children) c.kill();
-    await nats.stop();
+    // A failure to stop the server must not replace the run's own error (bench/child.ts keeps the children's).
+    await nats.stop().catch((err: unknown) => process.stderr.write(`bench: stopping nats-server: ${String(err)}\n`));
   }
 }
 

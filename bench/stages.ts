@@ -114,15 +114,24 @@ function measure(budgetMs: number, fn: (i: number) => void, warmMs = budgetMs / 
 
 async function measureAsync(budgetMs: number, batch: number, fn: (i: number) => Promise<void>): Promise<number> {
   let n = 0;
-  await Promise.all(Array.from({ length: batch }, () => fn(n++)));
+  await settleAll(Array.from({ length: batch }, () => fn(n++)));
   n = 0;
   const c0 = cpuUs();
   let spent = 0;
   while (spent < budgetMs * 1000 || n < batch) {
-    await Promise.all(Array.from({ length: batch }, () => fn(n++)));
+    await settleAll(Array.from({ length: batch }, () => fn(n++)));
     spent = cpuUs() - c0;
   }
   return spent / n;
+}
+
+/**
+ * Waits for every operation of a batch, then throws the first failure: nothing is left in flight, so the caller's
+ * clean-up (draining the connection) cannot fail on it and report a NATS TIMEOUT instead of the stage's error.
+ */
+async function settleAll(ops: readonly Promise<void>[]): Promise<void> {
+  const failed = (await Promise.allSettled(ops)).find((r) => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
 }
 
 /** Every sealed leaf of a parsed body, with its AAD path (the wire format's allow-listed plaintext is skipped). */

@@ -1,6 +1,7 @@
 // A partner gateway process's worth of parts (DESIGN.md "Partner gateway"): its own audit chain in PHI_AUDIT, the
-// shared jti bucket, the shared token key and the HTTPS server. Stateless between requests — what a second
-// instance needs lives in NATS (jti) or in the data dir (the token key) — so gateways run side by side.
+// shared jti and rate-limit buckets, the shared token key and the HTTPS server. Stateless between requests — what a
+// second instance needs lives in NATS (jti, idempotency, rate counts) or in the data dir (the token key) — so
+// gateways run side by side.
 import type { KeyFileStore } from '../crypto/key-envelope.js';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
@@ -17,6 +18,7 @@ import { PUBLISH_DEADLINE_DEFAULT_MS } from '../wire/publish.js';
 import { RequestStore } from './idempotency.js';
 import {
   ensureGatewayJtiBucket,
+  ensureGatewayRateBucket,
   ensureGatewayRequestsBucket,
   ensureGatewaySubscriptionBuckets,
 } from '../nats/setup.js';
@@ -38,6 +40,7 @@ import {
 } from './subscriptions/worker.js';
 import { JtiStore } from './jti.js';
 import type { JwksFetchOptions } from './partner-jwks.js';
+import { RATE_COUNT_TIMEOUT_MS, RateCounter } from './rate-limit.js';
 import { buildGatewayServer } from './server.js';
 import { TokenSigner } from './token-signer.js';
 import { GatewayKeyView } from './key-directory.js';
@@ -226,6 +229,7 @@ export class Gateway {
         ...(opts.jwksFetch === undefined ? {} : { jwksFetch: opts.jwksFetch }),
         baseUrl: () => holder.baseUrl,
         jti: new JtiStore(kv),
+        rate: new RateCounter(await ensureGatewayRateBucket(opts.nc, undefined, RATE_COUNT_TIMEOUT_MS), now, logger),
         signer,
         keys: keyView,
         subscriptions: {

@@ -25,6 +25,7 @@ export const HTTP_STATUS: Partial<Record<BrokerErrorCode, readonly [number, Issu
   E_QUARANTINE_QUOTA: [422, 'business-rule'],
   E_QUARANTINE_FULL: [422, 'business-rule'],
   E_RATE_LIMITED: [429, 'throttled'],
+  E_RATE_LIMIT_UNAVAILABLE: [503, 'transient'],
   E_NOT_STORED: [503, 'transient'],
   E_QUEUE_FULL: [503, 'transient'],
   E_TIMEOUT: [504, 'timeout'],

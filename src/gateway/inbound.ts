@@ -548,9 +548,11 @@ export async function registerInboundRoutes(app: FastifyInstance, opts: InboundO
               )
             : status === 429
               ? new InboundError(429, 'throttled', 'E_RATE_LIMITED', undefined, err.message ?? 'rate limit exceeded')
-              : status < 500
-                ? new InboundError(status, 'invalid', 'E_PARTNER_REQUEST', undefined, 'malformed request')
-                : undefined;
+              : status === 503 && err.code === 'E_RATE_LIMIT_UNAVAILABLE'
+                ? new InboundError(503, 'transient', 'E_RATE_LIMIT_UNAVAILABLE', undefined, err.message ?? '')
+                : status < 500
+                  ? new InboundError(status, 'invalid', 'E_PARTNER_REQUEST', undefined, 'malformed request')
+                  : undefined;
       if (refusal === undefined)
         logger.error({ event: 'gateway.error', route: req.routeOptions.url, code: err.code }, 'gateway error');
       const answer = refusal === undefined ? internalError() : refusalOf(refusal);
@@ -639,7 +641,7 @@ function refusalOf(err: InboundError): Answer {
   if (err.status === 401) headers['www-authenticate'] = 'Bearer error="invalid_token"';
   if (err.status === 403 && err.code === 'E_PARTNER_SCOPE')
     headers['www-authenticate'] = 'Bearer error="insufficient_scope"';
-  if (err.status === 409) headers['retry-after'] = '1';
+  if (err.status === 409 || err.status === 503) headers['retry-after'] = '1';
   return {
     status: err.status,
     headers,

@@ -1,5 +1,5 @@
 // The partner gateway's HTTPS server (fastify): security headers (@fastify/helmet), per-client rate limits from the
-// catalog (@fastify/rate-limit; 429 with Retry-After), and the routes — SMART configuration, the gateway's JWKS, the
+// catalog (@fastify/rate-limit counting in NATS KV, shared by every gateway: rate-limit.ts; 429 with Retry-After), and the routes — SMART configuration, the gateway's JWKS, the
 // token endpoint, the CapabilityStatement and the inbound FHIR writes of inbound.ts (docs/partner-gateway.md). Errors answer in the
 // route's own vocabulary: RFC 6749 JSON on the token endpoint, a FHIR OperationOutcome elsewhere; neither echoes input.
 import helmet from '@fastify/helmet';
@@ -25,6 +25,7 @@ import type { RequestStore } from './idempotency.js';
 import { registerInboundRoutes } from './inbound.js';
 import type { PhiClient } from '../sdk/client.js';
 import type { GatewayKeyView } from './key-directory.js';
+import { RATE_UNAVAILABLE_RETRY_SECONDS, rateKey, rateKeyClient, type RateCounter } from './rate-limit.js';
 
 export const TOKEN_PATH = '/auth/token';
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
@@ -42,6 +43,8 @@ export interface GatewayServerOptions {
   /** The public base URL partners use (the FHIR base; the token URL is `<baseUrl>/auth/token`), once listening. */
   readonly baseUrl: () => string;
   readonly jti: JtiStore;
+  /** The rate-limit counters every gateway shares (KV phi_gateway_rate). */
+  readonly rate: RateCounter;
   readonly signer: TokenSigner;
   /** The public keys /.well-known/jwks.json lists beside the token key, and partners' directory keys. */
   readonly keys: GatewayKeyView;
@@ -105,16 +108,15 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
       return undefined;
     }
   };
-  const limitOf = (key: string): { max: number; windowSeconds: number } => {
-    const client = key.split('|')[0] ?? '';
-    return partners.get(client)?.partner.rateLimit ?? UNKNOWN_CLIENT_LIMIT;
-  };
+  const limitOf = (key: string): { max: number; windowSeconds: number } =>
+    partners.get(rateKeyClient(key) ?? '')?.partner.rateLimit ?? UNKNOWN_CLIENT_LIMIT;
   // After the body is parsed (preHandler), so the limit is the named client's from its catalog registration; keyed
   // by client and address together, so nobody exhausts a partner's budget by naming it.
   await app.register(rateLimit, {
     global: true,
     hook: 'preHandler',
-    keyGenerator: (req) => `${clientOf(req) ?? ''}|${req.ip}`,
+    keyGenerator: (req) => rateKey(clientOf(req), req.ip),
+    store: opts.rate.store(),
     max: (_req, key) => limitOf(key).max,
     timeWindow: (_req, key) => limitOf(key).windowSeconds * 1000,
     errorResponseBuilder: (_req, context) => ({
@@ -130,22 +132,27 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
     if (status >= 500)
       logger.error({ event: 'gateway.error', route: req.routeOptions.url, code: err.code }, 'gateway error');
     const limited = status === 429;
-    const description = limited
-      ? (err.message ?? 'rate limit exceeded')
-      : status >= 500
-        ? 'internal error'
-        : 'malformed request';
+    // The rate-limit counters could not be read: refused, never served uncounted (rate-limit.ts).
+    const uncounted = status === 503 && err.code === 'E_RATE_LIMIT_UNAVAILABLE';
+    if (uncounted) reply.header('retry-after', String(RATE_UNAVAILABLE_RETRY_SECONDS));
+    const description =
+      limited || uncounted
+        ? (err.message ?? 'rate limit exceeded')
+        : status >= 500
+          ? 'internal error'
+          : 'malformed request';
     if (req.url.startsWith(TOKEN_PATH)) {
-      const e = limited
-        ? { error: 'E_RATE_LIMITED', error_description: description }
-        : new OAuthError('invalid_request', 'E_PARTNER_REQUEST', 'body', description).body();
+      const e =
+        limited || uncounted
+          ? { error: uncounted ? 'E_RATE_LIMIT_UNAVAILABLE' : 'E_RATE_LIMITED', error_description: description }
+          : new OAuthError('invalid_request', 'E_PARTNER_REQUEST', 'body', description).body();
       return reply.code(status).send(e);
     }
     return sendFhir(
       reply.code(status),
       operationOutcome(
-        limited ? 'throttled' : status >= 500 ? 'exception' : 'invalid',
-        limited ? 'E_RATE_LIMITED' : undefined,
+        limited ? 'throttled' : uncounted ? 'transient' : status >= 500 ? 'exception' : 'invalid',
+        limited ? 'E_RATE_LIMITED' : uncounted ? 'E_RATE_LIMIT_UNAVAILABLE' : undefined,
         description,
       ),
     );

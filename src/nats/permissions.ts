@@ -107,10 +107,11 @@ const MANAGEMENT: readonly string[] = [
   jsApi.accountAny,
 ];
 
-/** The partner gateways' buckets (jti replay, idempotent answers, Subscriptions and their events): the gateway's. */
+/** The partner gateways' buckets (jti replay, idempotent answers, rate limits, Subscriptions and their events). */
 const GATEWAY_BUCKETS: readonly string[] = [
   KV_BUCKETS.gatewayJti,
   KV_BUCKETS.gatewayRequests,
+  KV_BUCKETS.gatewayRate,
   KV_BUCKETS.gatewaySubscriptions,
   KV_BUCKETS.gatewayEvents,
 ];

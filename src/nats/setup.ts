@@ -441,6 +441,26 @@ export const GATEWAY_ASSERTION_MAX_LIFETIME_MS = 5 * 60_000;
 export const GATEWAY_CLOCK_SKEW_MS = 60_000;
 export const GATEWAY_JTI_TTL_MS = GATEWAY_ASSERTION_MAX_LIFETIME_MS + 3 * GATEWAY_CLOCK_SKEW_MS;
 
+/**
+ * How long a rate-limit window's counter is kept (KV phi_gateway_rate): the longest window a partner may have
+ * (`partner.rateLimit.windowSeconds` is at most 3600, src/catalog/schema.ts), so no counter expires inside its window.
+ */
+export const GATEWAY_RATE_TTL_MS = 3_600_000;
+
+/**
+ * The gateways' rate-limit bucket (src/gateway/rate-limit.ts): one revision per key, expiring GATEWAY_RATE_TTL_MS after
+ * its last write. `timeoutMs` bounds each operation (a gateway waits that long at most before failing closed).
+ */
+export async function ensureGatewayRateBucket(
+  nc: NatsConnection,
+  replicas: Replicas = SINGLE_NODE_REPLICAS,
+  timeoutMs?: number,
+): Promise<KV> {
+  return nc
+    .jetstream(timeoutMs === undefined ? {} : { timeout: timeoutMs })
+    .views.kv(KV_BUCKETS.gatewayRate, { ttl: GATEWAY_RATE_TTL_MS, history: 1, ...bucketPlacement(replicas) });
+}
+
 /** The partner subscriptions bucket (src/gateway/subscriptions/store.ts): latest revision per key, no expiry. */
 export async function ensureGatewaySubscriptionBuckets(
   nc: NatsConnection,

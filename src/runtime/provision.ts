@@ -19,6 +19,7 @@ import {
   ensureDisclosureStream,
   ensureGatewayJtiBucket,
   ensureGatewayRequestsBucket,
+  ensureGatewayRateBucket,
   ensureGatewaySubscriptionBuckets,
   streamSettings,
 } from '../nats/setup.js';
@@ -59,6 +60,7 @@ export async function provisionStreams(
   await ensureAccessBuckets(adminNc, replicas);
   await ensureGatewayJtiBucket(adminNc, replicas);
   await ensureGatewayRequestsBucket(adminNc, replicas);
+  await ensureGatewayRateBucket(adminNc, replicas);
   await ensureGatewaySubscriptionBuckets(adminNc, config.deliverMaxAgeMs, replicas);
   await ensureKeyDirectoryBucket(adminNc, replicas);
   // views.kv / views.os bind to an existing bucket unchanged: scale the ones provisioned with another count.
@@ -70,6 +72,7 @@ export async function provisionStreams(
       KV_BUCKETS.access,
       KV_BUCKETS.gatewayJti,
       KV_BUCKETS.gatewayRequests,
+      KV_BUCKETS.gatewayRate,
       KV_BUCKETS.gatewaySubscriptions,
       KV_BUCKETS.gatewayEvents,
       KV_BUCKETS.keys,

@@ -97,6 +97,8 @@ export const ERROR_CODES = {
     "The partner's copy of that resource was held by the gateway and has passed its retention (GET /[type]/[id]).",
   E_RATE_LIMITED:
     "A partner exceeded its catalog rate limit (partner.rateLimit); retry after the Retry-After header's seconds.",
+  E_RATE_LIMIT_UNAVAILABLE:
+    "The partner gateway could not count a request against the shared rate-limit counters (NATS KV phi_gateway_rate unreachable, failing or contended): the request is refused, never let through uncounted; retry after the Retry-After header's seconds.",
   E_PARTNER_TOKEN:
     "A partner's FHIR request carries no access token, or one the gateway did not issue, for another audience, or expired (RFC 6750 invalid_token).",
   E_PARTNER_IDEMPOTENCY:

@@ -40,6 +40,11 @@ export const KV_BUCKETS = {
    */
   gatewayRequests: 'phi_gateway_requests',
   /**
+   * The partner gateways' shared rate-limit counters (src/gateway/rate-limit.ts), keyed `client.<client id>.<SHA-256
+   * of the address>` or `address.<SHA-256 of the address>`: the current window's start and count, no request content.
+   */
+  gatewayRate: 'phi_gateway_rate',
+  /**
    * Partner R4 Subscriptions (src/gateway/subscriptions/), keyed `sub.<id>` (the resource and its event counter)
    * and `lease.<partner>.<Type>` (which gateway delivers that topic's notifications). Never expires.
    */

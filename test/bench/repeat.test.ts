@@ -2,7 +2,7 @@
 // figures, ratios taken per round before the median, and the report's tables — with made-up rounds, no server and
 // no clock. The figures are invented; nothing here says how fast anything is.
 import { describe, expect, it } from 'vitest';
-import { compare } from '../../bench/compare.js';
+import { compare, scaleOut } from '../../bench/compare.js';
 import type { BenchResults } from '../../bench/main.js';
 import { median, medianOf, spread, summarize, type Round } from '../../bench/repeat.js';
 import { markdown } from '../../bench/report.js';
@@ -103,6 +103,7 @@ function results(rounds: readonly Round[]): BenchResults {
     runs: s.runs,
     stages: s.stages,
     comparisons: s.comparisons,
+    scaleOut: scaleOut(s.runs),
     rounds,
     file: '/tmp/x.json',
   };
@@ -262,5 +263,71 @@ describe('the report of repeated rounds', () => {
     expect(row(text, '| run |', 'broker-medium-f3-b1-sat')[2]).toBe('400');
     expect(row(text, '| broker run |', 'broker-medium-f3-b1-sat')[4]).toBe('35 %');
     expect(row(text, '| CPU µs/msg |', 'medium-f3')[4]).toBe('600 (170 / 210 / 220)');
+  });
+});
+
+describe('scale-out at a fixed offered rate', () => {
+  /** An open-loop run at 200/s, its brokers' CPU µs per message of the run and their shares of the messages. */
+  const open = (name: string, brokers: number, p99: number, each: readonly [number, number][]): RunResult => {
+    const base = run(
+      name,
+      'broker',
+      200,
+      each.reduce((a, [us]) => a + us, 0),
+      p99,
+      brokers,
+    );
+    return {
+      ...base,
+      shape: { kind: 'open', rate: 200 },
+      worker: {
+        ...(base.worker as NonNullable<RunResult['worker']>),
+        perBroker: each.map(([cpuUsPerMsg, acceptedShare]) => ({ cpuUsPerMsg, acceptedShare })),
+      },
+    };
+  };
+  const runs = [
+    run('broker-medium-f3-b1-sat', 'broker', 400, 2_000, 800),
+    open('broker-medium-f3-b1-halfsat', 1, 60, [[1_500, 1]]),
+    open('broker-medium-f3-b2-halfsat', 2, 40, [
+      [900, 0.52],
+      [850, 0.48],
+    ]),
+  ];
+
+  it('sets the two-broker run against the one-broker run of the same rate: each broker, the sum, the ratio', () => {
+    expect(scaleOut(runs)).toEqual([
+      {
+        run: 'broker-medium-f3-b2-halfsat',
+        oneBrokerRun: 'broker-medium-f3-b1-halfsat',
+        offered: 200,
+        one: { acceptedPerSec: 200, cpuUsPerMsg: 1_500, p50: 30, p99: 60 },
+        two: {
+          acceptedPerSec: 200,
+          cpuUsPerMsg: 1_750,
+          perBroker: [
+            { cpuUsPerMsg: 900, acceptedShare: 0.52 },
+            { cpuUsPerMsg: 850, acceptedShare: 0.48 },
+          ],
+          p50: 20,
+          p99: 40,
+        },
+        cpuRatio: 1_750 / 1_500,
+      },
+    ]);
+    // No open-loop one-broker run of that name: nothing to compare (the saturation pair has its own ratio).
+    expect(scaleOut(runs.filter((r) => r.name !== 'broker-medium-f3-b1-halfsat'))).toEqual([]);
+  });
+
+  it('prints each broker with its share, the sum, the latencies and the ratio', () => {
+    const r = { ...results([{ runs, stages: {}, comparisons: [] }]) };
+    const cells = row(markdown(r), '| scale-out at a fixed rate |', 'broker-medium-f3-b2-halfsat');
+    expect(cells.slice(1)).toEqual([
+      'broker-medium-f3-b1-halfsat',
+      '200/s',
+      '200, 1500, 30.0 / 60.0',
+      '200, 900 (52 %) + 850 (48 %) = 1750, 20.0 / 40.0',
+      '1.17',
+    ]);
   });
 });

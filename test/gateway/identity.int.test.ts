@@ -50,8 +50,8 @@ describe('the gateway identity', () => {
     expect(ack.stream).toBe(STREAMS.ingest);
   });
 
-  it('may create in its jti and idempotency buckets and read them back', async () => {
-    for (const bucket of [KV_BUCKETS.gatewayJti, KV_BUCKETS.gatewayRequests]) {
+  it('may create in its jti, idempotency and rate-limit buckets and read them back', async () => {
+    for (const bucket of [KV_BUCKETS.gatewayJti, KV_BUCKETS.gatewayRequests, KV_BUCKETS.gatewayRate]) {
       const kv = await gw.jetstream().views.kv(bucket, { bindOnly: true });
       await kv.create('identity-test', new TextEncoder().encode('x'));
       expect((await kv.get('identity-test'))?.string()).toBe('x');

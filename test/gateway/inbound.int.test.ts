@@ -2,8 +2,9 @@
 // broker and two real HTTPS gateways on loopback ports sharing one public base URL: a third-party FHIR client
 // (fhir-kit-client) with a token from the token endpoint creates a resource, posts a batch and a transaction, and
 // billing (the internal subscriber) receives each projection; $process-message answers with a response message;
-// each bad-input class yields its OperationOutcome code and HTTP status; 413, 415 and 429 (with Retry-After, and
-// every accepted request delivered); a retried Bundle.id on the second gateway is answered once, the same; a planted
+// each bad-input class yields its OperationOutcome code and HTTP status; 413, 415; a burst alternating between the
+// two gateways gets exactly the partner's limit accepted across both, the rest 429 with Retry-After, every accepted
+// request delivered; without the shared counters both fail closed (503, Retry-After); a retried Bundle.id on the second gateway is answered once, the same; a planted
 // PHI value never appears in a refusal or in the logs. Every emitted resource validates against the FHIR R4 schema.
 import { randomUUID } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -23,7 +24,11 @@ import { Gateway } from '../../src/gateway/gateway.js';
 import { INBOUND_BODY_LIMIT } from '../../src/gateway/inbound.js';
 import { runPartnerToken } from '../../src/cli/partner.js';
 import type { PhiClient } from '../../src/sdk/client.js';
-import { gatewayChain } from '../../src/wire/names.js';
+import { ensureGatewayRateBucket } from '../../src/nats/setup.js';
+import { jsApi } from '../../src/nats/jetstream-api.js';
+import { ADMIN_IDENTITY, GATEWAY_IDENTITY } from '../../src/tls/identity.js';
+import { RateCounter, rateKey, rateKeyClient } from '../../src/gateway/rate-limit.js';
+import { gatewayChain, KV_BUCKETS } from '../../src/wire/names.js';
 import { balpProblems } from '../helpers/balp.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { startTestGateway } from '../helpers/gateway.js';
@@ -32,6 +37,8 @@ import { ROOT, Waiter, startTestStack, type TestStack } from '../helpers/stack.j
 const BASE_URL = 'https://partners.example.test';
 /** The payer's rate limit in this test's catalog: small, so a burst crosses it. */
 const LIMIT = 40;
+/** The loopback address the rate-limit burst comes from (the gateways listen on 127.0.0.1). */
+const BURST_ADDRESS = '127.0.0.2';
 /** A direct identifier planted in refused input: it must never come back or reach a log. */
 const PLANTED = 'Zebulon Quartermaine-7731';
 
@@ -77,10 +84,12 @@ function send(
   body: string,
   headers: Record<string, string> = {},
   counted = true,
+  localAddress?: string,
 ): Promise<Answer> {
   if (counted) sent.set(g, (sent.get(g) ?? 0) + 1);
   return new Promise((resolve, reject) => {
-    const req = request(`${g.url}${path}`, { method: 'POST', ca, headers }, (res) => {
+    const options = { method: 'POST', ca, headers, ...(localAddress === undefined ? {} : { localAddress }) };
+    const req = request(`${g.url}${path}`, options, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -93,12 +102,21 @@ function send(
   });
 }
 
-const fhir = (g: Gateway, path: string, resource: unknown, extra: Record<string, string> = {}): Promise<Answer> =>
-  send(g, path, JSON.stringify(resource), {
-    'content-type': 'application/fhir+json',
-    authorization: `Bearer ${token}`,
-    ...extra,
-  });
+const fhir = (
+  g: Gateway,
+  path: string,
+  resource: unknown,
+  extra: Record<string, string> = {},
+  localAddress?: string,
+): Promise<Answer> =>
+  send(
+    g,
+    path,
+    JSON.stringify(resource),
+    { 'content-type': 'application/fhir+json', authorization: `Bearer ${token}`, ...extra },
+    true,
+    localAddress,
+  );
 
 async function accessToken(g: Gateway, scope: string): Promise<string> {
   const assertion = await new SignJWT({ jti: randomUUID() })
@@ -437,24 +455,92 @@ describe('idempotency across gateway instances', () => {
 });
 
 describe('rate limit', () => {
-  it('a burst over the limit: 429 with Retry-After for the excess, every accepted one delivered', async () => {
+  it('a burst alternating between both gateways: exactly the limit accepted across them, the rest 429, every accepted one delivered', async () => {
     const before = received.size;
+    // From an address of its own on loopback: a counter (client and address) no earlier test has spent.
     const answers = await Promise.all(
-      Array.from({ length: LIMIT + 10 }, () => fhir(gw, '/ExplanationOfBenefit', eob())),
+      Array.from({ length: LIMIT + 10 }, (_, i) =>
+        fhir(i % 2 === 0 ? gw : gw2, '/ExplanationOfBenefit', eob(), {}, BURST_ADDRESS),
+      ),
     );
     const accepted = answers.filter((a) => a.status === 201);
     const limited = answers.filter((a) => a.status === 429);
-    expect(accepted.length + limited.length).toBe(answers.length);
-    expect(accepted.length).toBeGreaterThan(0);
-    expect(limited.length).toBeGreaterThanOrEqual(10);
+    expect(accepted.length).toBe(LIMIT);
+    expect(limited.length).toBe(10);
     for (const l of limited) {
       expectRefusal(l, 429, 'E_RATE_LIMITED');
       expect(Number(l.headers['retry-after'])).toBeGreaterThan(0);
+      expect(Number(l.headers['retry-after'])).toBeLessThanOrEqual(60);
     }
     await deliveries(before + accepted.length);
     for (const a of accepted) expect(received.has(String(a.headers['location']).split('/')[4] ?? '')).toBe(true);
     await settle();
     expect(received.size).toBe(before + accepted.length + 1);
+  });
+
+  it('a counter keeps one fixed window per key: past the limit nothing more is written; a new window starts fresh', async () => {
+    const nc = await stack.connectAs(GATEWAY_IDENTITY, 'inbound-rate-counter');
+    let clock = 1_000_000;
+    try {
+      const kv = await ensureGatewayRateBucket(nc);
+      const counter = new RateCounter(kv, () => clock, stack.logger);
+      const key = rateKey('partner-payer', `fd00::${randomUUID().slice(0, 4)}`); // a fresh key, `:` and all
+      expect(key).toMatch(/^client\.partner-payer\.[A-Za-z0-9_-]{43}$/);
+      expect(rateKeyClient(key)).toBe('partner-payer');
+      expect(rateKeyClient(rateKey(undefined, '127.0.0.1'))).toBeUndefined();
+      const counts = [];
+      const revisions = [];
+      for (let i = 0; i < 4; i++) {
+        counts.push(await counter.count(key, 10_000, 2));
+        revisions.push((await kv.get(key))?.revision ?? 0);
+        clock += 1_000;
+      }
+      expect(counts).toEqual([
+        { current: 1, ttl: 10_000 },
+        { current: 2, ttl: 9_000 },
+        { current: 3, ttl: 8_000 },
+        { current: 3, ttl: 7_000 },
+      ]);
+      // Written by the first three (the third crossed the limit); the fourth only read.
+      expect(revisions[0]).toBeGreaterThan(0);
+      expect(revisions[1]).toBeGreaterThan(revisions[0] ?? 0);
+      expect(revisions[2]).toBeGreaterThan(revisions[1] ?? 0);
+      expect(revisions[3]).toBe(revisions[2]);
+      expect(JSON.parse((await kv.get(key))?.string() ?? '{}')).toEqual({ v: 1, start: 1_000_000, count: 3 });
+      clock = 1_000_000 + 10_000;
+      expect(await counter.count(key, 10_000, 2)).toEqual({ current: 1, ttl: 10_000 });
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it('without its counters a gateway fails closed: 503 with Retry-After and E_RATE_LIMIT_UNAVAILABLE, nothing published', async () => {
+    const admin = await stack.connectAs(ADMIN_IDENTITY, 'inbound-rate-admin');
+    const jsm = await admin.jetstreamManager();
+    await jsm.streams.delete(jsApi.kvStream(KV_BUCKETS.gatewayRate));
+    const before = received.size;
+    try {
+      // One gateway's FHIR route, the other's token endpoint.
+      const r = await fhir(gw, '/ExplanationOfBenefit', eob());
+      expectRefusal(r, 503, 'E_RATE_LIMIT_UNAVAILABLE');
+      expect(r.headers['retry-after']).toBe('1');
+      const t = await send(
+        gw2,
+        '/auth/token',
+        'grant_type=client_credentials',
+        {
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        false,
+      );
+      expect([t.status, t.json['error'], t.headers['retry-after']]).toEqual([503, 'E_RATE_LIMIT_UNAVAILABLE', '1']);
+    } finally {
+      await ensureGatewayRateBucket(admin);
+      await admin.close();
+    }
+    await settle();
+    expect(received.size).toBe(before + 1);
+    expect(stack.logs.text()).toContain('gateway.rate.unavailable');
   });
 });
 

@@ -236,12 +236,13 @@ describe('natsPermissions', () => {
     }
   });
 
-  it("the gateway: its four buckets, the audit chain, each partner's create-scope ingest subject and receipts, nothing of the broker's", () => {
+  it("the gateway: its five buckets, the audit chain, each partner's create-scope ingest subject and receipts, nothing of the broker's", () => {
     const g = perms.find((p) => p.identity.kind === 'gateway');
     expect(g?.inboxPrefix).toBe('_INBOX._gateway');
     expect(g?.publish.allow.filter((x) => x.startsWith('$KV.')).sort()).toEqual([
       '$KV.phi_gateway_events.>',
       '$KV.phi_gateway_jti.>',
+      '$KV.phi_gateway_rate.>',
       '$KV.phi_gateway_requests.>',
       '$KV.phi_gateway_subscriptions.>',
     ]);

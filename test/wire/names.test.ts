@@ -112,6 +112,7 @@ describe('subjects', () => {
       access: 'phi_access',
       gatewayJti: 'phi_gateway_jti',
       gatewayRequests: 'phi_gateway_requests',
+      gatewayRate: 'phi_gateway_rate',
       gatewaySubscriptions: 'phi_gateway_subscriptions',
       gatewayEvents: 'phi_gateway_events',
       keys: 'phi_keys',
