@@ -8,6 +8,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import type { NatsConnection } from 'nats';
 import type { Catalog } from '../src/catalog/types.js';
 import { parseConfig } from '../src/config/config.js';
 import { provisionStreams } from '../src/runtime/provision.js';
@@ -19,6 +20,7 @@ import { ensureRawStreams } from './raw.js';
 import { now, type LoadShape } from './load.js';
 import { cpuPercent, machinePercent, machineSample, sample, switchesBetween, type ProcSample } from './proc.js';
 import type { SizeName } from './resources.js';
+import { sampleStreams, streamWrites, type StreamSample, type StreamWrites } from './writes.js';
 
 export type RunKind = 'broker' | 'passthrough' | 'core';
 
@@ -119,9 +121,17 @@ export interface RunResult {
   readonly perMessage?: Readonly<
     Record<
       'natsServer' | 'publisher' | 'subscribers' | 'workers',
-      { readonly cpuUs: number; readonly switches: number }
+      {
+        readonly cpuUs: number;
+        readonly switches: number;
+        /** Write and read system calls (every thread's): the client writes and wake-ups a message costs. */
+        readonly syscallWrites: number;
+        readonly syscallReads: number;
+      }
     >
   >;
+  /** Broker runs: per message accepted, what each JetStream stream (and KV bucket) stored over the window (bench/writes.ts). */
+  readonly streams?: Readonly<Record<string, StreamWrites>>;
   /** Publishes rejected or refused (never expected: the bench sends only valid resources). */
   readonly failed: number;
   /** Publishes without a receipt (or JetStream ack) when the run ended: the system was behind. */
@@ -179,12 +189,14 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
   const nats = await startBenchNats(join(dir, 'nats'), env.catalog(spec.fanout), tlsDir, 4 * 1024 * 1024);
   const subscribers = env.subscribers(spec.fanout);
   const children: Child[] = [];
+  // The admin's connection reads the streams' info at the window's edges (broker runs).
+  let admin: NatsConnection | undefined;
   try {
     const workers: Child[] = [];
     if (spec.kind === 'broker') {
+      admin = await connectBench(nats.url, 'bench admin', ADMIN_IDENTITY, tlsDir);
       if (tlsDir !== undefined) {
         // As `up` does: the admin provisions streams, buckets and consumers; the broker identity may not.
-        const admin = await connectBench(nats.url, 'bench admin', ADMIN_IDENTITY, tlsDir);
         const config = parseConfig({
           dataDir: join(dir, 'broker0'),
           natsUrl: nats.url,
@@ -192,7 +204,6 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
           profilesDir: env.profilesDir,
         });
         await provisionStreams(admin, config, env.catalog(spec.fanout));
-        await admin.drain();
       }
       for (let b = 0; b < spec.brokers; b++) {
         // --expose-gc lets the soak ask for the live heap (two full collections per run, at the window's edges).
@@ -277,13 +288,14 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     const s0 = workers.map((w) => sample(w.pid)).filter((s): s is ProcSample => s !== undefined);
     const others0 = [nats.pid, pub.pid, sub.pid].map(sample);
     const m0 = machineSample();
-    const st0 = await sumStats(workers);
+    const noStreams = Promise.resolve<Record<string, StreamSample>>({});
+    const [st0, streams0] = await Promise.all([sumStats(workers), admin ? sampleStreams(admin) : noStreams]);
     const heap0 = spec.rssEveryMs === undefined ? NaN : await liveHeap(workers);
     await delay(window.start + window.warmupMs + window.measureMs - now());
     const s1 = workers.map((w) => sample(w.pid)).filter((s): s is ProcSample => s !== undefined);
     const others1 = [nats.pid, pub.pid, sub.pid].map(sample);
     const m1 = machineSample();
-    const st1 = await sumStats(workers);
+    const [st1, streams1] = await Promise.all([sumStats(workers), admin ? sampleStreams(admin) : noStreams]);
     const heap1 = spec.rssEveryMs === undefined ? NaN : await liveHeap(workers);
     if (rssTimer !== undefined) clearInterval(rssTimer);
     const published = await pubResult;
@@ -328,15 +340,24 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     const per = (
       a: readonly (ProcSample | undefined)[],
       b: readonly (ProcSample | undefined)[],
-    ): { cpuUs: number; switches: number } => {
+    ): { cpuUs: number; switches: number; syscallWrites: number; syscallReads: number } => {
       let cpu = 0;
       let switches = 0;
+      let writes = 0;
+      let reads = 0;
       a.forEach((x, i) => {
         const y = b[i];
         cpu += x === undefined || y === undefined ? NaN : y.cpuSeconds - x.cpuSeconds;
         switches += x === undefined || y === undefined ? NaN : switchesBetween(x, y);
+        writes += x === undefined || y === undefined ? NaN : y.syscalls.writes - x.syscalls.writes;
+        reads += x === undefined || y === undefined ? NaN : y.syscalls.reads - x.syscalls.reads;
       });
-      return { cpuUs: (cpu * 1e6) / accepted, switches: switches / accepted };
+      return {
+        cpuUs: (cpu * 1e6) / accepted,
+        switches: switches / accepted,
+        syscallWrites: writes / accepted,
+        syscallReads: reads / accepted,
+      };
     };
     const result: RunResult = {
       name: spec.name,
@@ -369,6 +390,7 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
               workers: per(s0, s1),
             },
           }),
+      ...(spec.kind === 'broker' ? { streams: streamWrites(streams0, streams1, accepted) } : {}),
       failed: published.failed,
       unfinished: published.unfinished,
       shed: published.shed,
@@ -393,6 +415,7 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     return result;
   } finally {
     for (const c of children) c.kill();
+    await admin?.close();
     await nats.stop();
   }
 }
