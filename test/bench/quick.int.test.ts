@@ -103,6 +103,29 @@ describe('npm run bench -- --quick', () => {
     );
   });
 
+  it('counts what each accepted message stored per stream, and the system calls of each process', () => {
+    // Closed loop: what is stored keeps pace with what is accepted (an overloaded open-loop run stores a backlog).
+    const brokerRuns = results.runs.filter((r) => r.kind === 'broker' && r.shape.kind === 'closed');
+    expect(brokerRuns.length).toBeGreaterThan(0);
+    for (const r of brokerRuns) {
+      const s = r.streams ?? {};
+      // One ingest message and one delivery per subscriber per Patient; the window's edges are read apart, so near.
+      const ingest = s['PHI_INGEST']?.messages ?? NaN;
+      const deliver = s['PHI_DELIVER']?.messages ?? NaN;
+      expect(ingest, `${r.name} PHI_INGEST`).toBeGreaterThan(0.7);
+      expect(ingest, `${r.name} PHI_INGEST`).toBeLessThan(1.3);
+      expect(deliver / r.fanout, `${r.name} PHI_DELIVER per subscriber`).toBeGreaterThan(0.7);
+      expect(deliver / r.fanout, `${r.name} PHI_DELIVER per subscriber`).toBeLessThan(1.3);
+      expect(s['PHI_DELIVER']?.bytesExact, `${r.name} PHI_DELIVER only grows`).toBe(true);
+      positive(s['PHI_DELIVER']?.bytes, `${r.name} PHI_DELIVER bytes`);
+      for (const k of ['KV_phi_seen', 'KV_phi_registry', 'PHI_RECEIPTS', 'PHI_AUDIT'])
+        positive(s[k]?.messages, `${r.name} ${k} messages`);
+      positive(r.perMessage?.natsServer.syscallWrites, `${r.name} nats-server write system calls`);
+    }
+    expect(stdout).toContain('| per message accepted: stored messages / bytes |');
+    expect(stdout).toContain('| per message accepted: write / read system calls |');
+  });
+
   it('reports the per-stage profile, the crypto floor and the ratios as positive finite numbers', () => {
     const stage = results.stages['medium-f3'];
     for (const [name, us] of Object.entries(stage?.stages ?? {})) positive(us, `stage ${name}`);
