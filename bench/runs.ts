@@ -288,14 +288,19 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     const s0 = workers.map((w) => sample(w.pid)).filter((s): s is ProcSample => s !== undefined);
     const others0 = [nats.pid, pub.pid, sub.pid].map(sample);
     const m0 = machineSample();
-    const noStreams = Promise.resolve<Record<string, StreamSample>>({});
-    const [st0, streams0] = await Promise.all([sumStats(workers), admin ? sampleStreams(admin) : noStreams]);
+    const st0 = await sumStats(workers);
+    // The streams after the broker's counters, so that listing them never delays the window's other figures; a
+    // listing that ends after the window has no figure.
+    let streams0: Record<string, StreamSample> | undefined =
+      admin === undefined ? undefined : await sampleStreams(admin);
+    if (now() > window.start + window.warmupMs + window.measureMs) streams0 = undefined;
     const heap0 = spec.rssEveryMs === undefined ? NaN : await liveHeap(workers);
     await delay(window.start + window.warmupMs + window.measureMs - now());
     const s1 = workers.map((w) => sample(w.pid)).filter((s): s is ProcSample => s !== undefined);
     const others1 = [nats.pid, pub.pid, sub.pid].map(sample);
     const m1 = machineSample();
-    const [st1, streams1] = await Promise.all([sumStats(workers), admin ? sampleStreams(admin) : noStreams]);
+    const st1 = await sumStats(workers);
+    const streams1 = admin === undefined || streams0 === undefined ? undefined : await sampleStreams(admin);
     const heap1 = spec.rssEveryMs === undefined ? NaN : await liveHeap(workers);
     if (rssTimer !== undefined) clearInterval(rssTimer);
     const published = await pubResult;
@@ -390,7 +395,9 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
               workers: per(s0, s1),
             },
           }),
-      ...(spec.kind === 'broker' ? { streams: streamWrites(streams0, streams1, accepted) } : {}),
+      ...(streams0 === undefined || streams1 === undefined
+        ? {}
+        : { streams: streamWrites(streams0, streams1, accepted) }),
       failed: published.failed,
       unfinished: published.unfinished,
       shed: published.shed,
