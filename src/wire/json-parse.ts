@@ -1,8 +1,7 @@
 // A strict JSON parser (RFC 8259) that keeps every number's lexeme and reports member names that repeat with a
-// different value (I-JSON, RFC 7493 §2.3): the grammar and results of lossless-json's `parse` with a number parser
-// and a duplicate-key callback, which src/wire/json.ts used before, but a string without escapes is taken as one
-// slice instead of being built a character at a time (most of an envelope is base64url leaves).
-// test/wire/json-parse.test.ts compares the two on FHIR examples, envelopes and mutations of them.
+// different value (I-JSON, RFC 7493 §2.3), with the grammar and results of lossless-json's `parse` given a number
+// parser and a duplicate-key callback; a string without an escape is taken as one slice rather than built a character
+// at a time (most of an envelope is base64url leaves). test/wire/json-parse.test.ts holds the two to the same results.
 
 /** What `parseStrictJson` calls: a number's lexeme to its value; a repeated member name with a different value. */
 export interface StrictJsonHooks {
