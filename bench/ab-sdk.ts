@@ -35,7 +35,12 @@ function cpuUs(): number {
 
 interface Side {
   readonly label: string;
-  readonly publisher: ClientModule.PhiClient;
+  /**
+   * A publisher connected for one round and closed after it: both builds publish as `registration`, and a client
+   * connected through the other build's round would receive (and, in a build that checks every receipt, verify) its
+   * receipts on this process's CPU.
+   */
+  readonly publisher: () => Promise<ClientModule.PhiClient>;
   readonly subscribers: readonly ClientModule.PhiClient[];
 }
 
@@ -86,7 +91,7 @@ async function main(): Promise<void> {
         };
         return {
           label,
-          publisher: await client('registration'),
+          publisher: () => client('registration'),
           subscribers: await Promise.all(SUBSCRIBERS.map(client)),
         };
       };
@@ -95,17 +100,21 @@ async function main(): Promise<void> {
 
       let next = 0;
       const publishAll = async (s: Side): Promise<number> => {
+        const publisher = await s.publisher();
         const c0 = cpuUs();
         let i = 0;
         const worker = async (): Promise<void> => {
           while (i < n) {
             i++;
-            const r = await s.publisher.publish(patient(next++ % 256));
+            const r = await publisher.publish(patient(next++ % 256));
             if (r.status !== 'accepted') throw new Error(`${s.label}: publish ${r.status}`);
           }
         };
         await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
-        return (cpuUs() - c0) / n;
+        const us = (cpuUs() - c0) / n;
+        await publisher.close();
+        await connections.pop()?.close();
+        return us;
       };
       const receiveAll = async (s: Side): Promise<number> => {
         const c0 = cpuUs();
@@ -157,7 +166,7 @@ async function main(): Promise<void> {
       process.stdout.write(
         `SDK subscribe (3 subscribers, ${n * SUBSCRIBERS.length} deliveries per round): A ${median(sa).toFixed(0)}, B ${median(sb).toFixed(0)} µs/delivery, B/A ${median(sr).toFixed(3)}\n`,
       );
-      for (const c of [a, b]) for (const client of [c.publisher, ...c.subscribers]) await client.close();
+      for (const c of [a, b]) for (const client of c.subscribers) await client.close();
     } finally {
       for (const nc of connections) await nc.close().catch(() => undefined);
       broker.send({ cmd: 'stop' });

@@ -83,7 +83,7 @@ async function main(): Promise<void> {
       ]);
     rows.push([label, `(envelope ${sealed.bytes.byteLength} B, resource ${text.length} B)`, '', '', '']);
   }
-  const head = ['input', 'step', 'JSON.parse µs', 'lossless µs', 'ratio'];
+  const head = ['input', 'step', 'JSON.parse µs', 'strict µs', 'ratio'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   for (const r of [head, ...rows]) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ')}\n`);
 }

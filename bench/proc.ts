@@ -1,6 +1,6 @@
 // CPU time and memory of a process from Linux procfs (proc(5)): utime + stime from /proc/<pid>/stat (fields 14
 // and 15, in clock ticks), VmRSS and VmHWM (peak resident set) from /proc/<pid>/status, and context switches from
-// each thread's /proc/<pid>/task/<tid>/status.
+// each thread's /proc/<pid>/task/<tid>/status, read and write system calls from /proc/<pid>/io.
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** Clock ticks per second (sysconf(_SC_CLK_TCK)); 100 on every Linux this runs on. */
@@ -14,6 +14,20 @@ export interface ProcSample {
   readonly peakRssMb: number;
   /** Context switches so far (voluntary + nonvoluntary) per thread id: how often the process slept and woke. */
   readonly switches: Readonly<Record<string, number>>;
+  /** Read and write system calls so far, every thread's (`syscr`, `syscw`); NaN when /proc/<pid>/io is not readable. */
+  readonly syscalls: { readonly reads: number; readonly writes: number };
+}
+
+function syscalls(pid: number): { reads: number; writes: number } {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    return {
+      reads: Number(/^syscr:\s+(\d+)/m.exec(io)?.[1] ?? NaN),
+      writes: Number(/^syscw:\s+(\d+)/m.exec(io)?.[1] ?? NaN),
+    };
+  } catch {
+    return { reads: NaN, writes: NaN };
+  }
 }
 
 export function sample(pid: number): ProcSample | undefined {
@@ -43,6 +57,7 @@ export function sample(pid: number): ProcSample | undefined {
       rssMb: kb('VmRSS') / 1024,
       peakRssMb: kb('VmHWM') / 1024,
       switches,
+      syscalls: syscalls(pid),
     };
   } catch {
     return undefined; // the process has exited

@@ -80,6 +80,7 @@ export function markdown(r: BenchResults): string {
   }
   lines.push(...perMessage(r));
   lines.push(...scaleOutTable(r));
+  lines.push(...writes(r));
   const keys = Object.keys(r.stages);
   if (keys.length > 0) {
     const names = Object.keys(r.stages[keys[0] as string]?.stages ?? {});
@@ -178,6 +179,49 @@ function scaleOutTable(r: BenchResults): string[] {
     const each = s.two.perBroker.map((b) => `${n(b.cpuUsPerMsg)} (${n(b.acceptedShare * 100)} %)`).join(' + ');
     lines.push(
       `| ${s.run} | ${s.oneBrokerRun} | ${s.offered}/s | ${n(s.one.acceptedPerSec)}, ${n(s.one.cpuUsPerMsg)}, ${n(s.one.p50, 1)} / ${n(s.one.p99, 1)} | ${n(s.two.acceptedPerSec)}, ${each} = ${n(s.two.cpuUsPerMsg)}, ${n(s.two.p50, 1)} / ${n(s.two.p99, 1)} | ${n(s.cpuRatio, 2)} |`,
+    );
+  }
+  return lines;
+}
+
+/**
+ * Per message accepted, what each stream stored (messages / bytes; `~`: estimated from the mean stored size, for a
+ * work queue or an overwritten KV key) and each process's write / read system calls.
+ */
+function writes(r: BenchResults): string[] {
+  const runs = r.runs.filter((x) => x.streams !== undefined && x.perMessage !== undefined);
+  if (runs.length === 0) return [];
+  const names = [...new Set(runs.flatMap((x) => Object.keys(x.streams ?? {})))].sort();
+  const lines = [
+    '',
+    `| per message accepted: stored messages / bytes | ${names.join(' | ')} | all |`,
+    `|---|${names.map(() => '---:').join('|')}|---:|`,
+  ];
+  for (const x of runs) {
+    const s = x.streams ?? {};
+    const cells = names.map((k) => {
+      const w = s[k];
+      return w === undefined ? '–' : `${n(w.messages, 2)} / ${w.bytesExact ? '' : '~'}${n(w.bytes)}`;
+    });
+    const all = Object.values(s).reduce((a, w) => ({ m: a.m + w.messages, b: a.b + w.bytes }), { m: 0, b: 0 });
+    lines.push(`| ${x.name} | ${cells.join(' | ')} | ${n(all.m, 2)} / ${n(all.b)} |`);
+  }
+  lines.push(
+    '',
+    '| per message accepted: write / read system calls | nats-server | publisher | subscribers | worker(s) | all |',
+    '|---|---:|---:|---:|---:|---:|',
+  );
+  for (const x of runs) {
+    const p = x.perMessage;
+    if (p === undefined) continue;
+    const procs = [p.natsServer, p.publisher, p.subscribers, p.workers];
+    const cell = (w: number, rd: number): string => `${n(w, 1)} / ${n(rd, 1)}`;
+    const sum = (f: (c: (typeof procs)[number]) => number): number => procs.reduce((a, c) => a + f(c), 0);
+    lines.push(
+      `| ${x.name} | ${procs.map((c) => cell(c.syscallWrites, c.syscallReads)).join(' | ')} | ${cell(
+        sum((c) => c.syscallWrites),
+        sum((c) => c.syscallReads),
+      )} |`,
     );
   }
   return lines;

@@ -21,6 +21,7 @@ import { ensureRawStreams } from './raw.js';
 import { now, type LoadShape } from './load.js';
 import { cpuPercent, machinePercent, machineSample, sample, switchesBetween, type ProcSample } from './proc.js';
 import type { SizeName } from './resources.js';
+import { sampleStreams, streamWrites, type StreamSample, type StreamWrites } from './writes.js';
 
 export type RunKind = 'broker' | 'passthrough' | 'core';
 
@@ -126,14 +127,22 @@ export interface RunResult {
   readonly perMessage?: Readonly<
     Record<
       'natsServer' | 'publisher' | 'subscribers' | 'workers',
-      { readonly cpuUs: number; readonly switches: number }
+      {
+        readonly cpuUs: number;
+        readonly switches: number;
+        /** Write and read system calls (every thread's): the client writes and wake-ups a message costs. */
+        readonly syscallWrites: number;
+        readonly syscallReads: number;
+      }
     >
   >;
   /**
-   * Broker runs: PHI_AUDIT's stored bytes (JetStream stream state) grown over the measured window ÷ messages accepted
-   * in it: what the audit trail keeps per message for its retention.
+   * Broker runs: PHI_AUDIT's stored bytes grown over the measured window ÷ messages accepted in it (from `streams`):
+   * what the audit trail keeps per message for its retention.
    */
   readonly auditBytesPerMsg?: number;
+  /** Broker runs: per message accepted, what each JetStream stream (and KV bucket) stored over the window (bench/writes.ts). */
+  readonly streams?: Readonly<Record<string, StreamWrites>>;
   /** Publishes rejected or refused (never expected: the bench sends only valid resources). */
   readonly failed: number;
   /** Publishes without a receipt (or JetStream ack) when the run ended: the system was behind. */
@@ -197,15 +206,14 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
   const nats = await startBenchNats(join(dir, 'nats'), env.catalog(spec.fanout), tlsDir, 4 * 1024 * 1024);
   const subscribers = env.subscribers(spec.fanout);
   const children: Child[] = [];
-  let streams: NatsConnection | undefined;
+  // The admin's connection reads the streams' info at the window's edges (broker runs).
+  let admin: NatsConnection | undefined;
   try {
     const workers: Child[] = [];
     if (spec.kind === 'broker') {
-      // Reads PHI_AUDIT's stream state at the window's edges (the admin may read stream info; plaintext: anyone).
-      streams = await connectBench(nats.url, 'bench stream info', ADMIN_IDENTITY, tlsDir);
+      admin = await connectBench(nats.url, 'bench admin', ADMIN_IDENTITY, tlsDir);
       if (tlsDir !== undefined) {
         // As `up` does: the admin provisions streams, buckets and consumers; the broker identity may not.
-        const admin = await connectBench(nats.url, 'bench admin', ADMIN_IDENTITY, tlsDir);
         const config = parseConfig({
           dataDir: join(dir, 'broker0'),
           natsUrl: nats.url,
@@ -213,7 +221,6 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
           profilesDir: env.profilesDir,
         });
         await provisionStreams(admin, config, env.catalog(spec.fanout));
-        await admin.drain();
       }
       for (let b = 0; b < spec.brokers; b++) {
         // --expose-gc lets the soak ask for the live heap (two full collections per run, at the window's edges).
@@ -299,14 +306,18 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     const others0 = [nats.pid, pub.pid, sub.pid].map(sample);
     const m0 = machineSample();
     const st0 = await sumStats(workers);
-    const audit0 = await auditBytes(streams);
+    // The streams after the broker's counters, so that listing them never delays the window's other figures; a
+    // listing that ends after the window has no figure.
+    let streams0: Record<string, StreamSample> | undefined =
+      admin === undefined ? undefined : await sampleStreams(admin);
+    if (now() > window.start + window.warmupMs + window.measureMs) streams0 = undefined;
     const heap0 = spec.rssEveryMs === undefined ? NaN : await liveHeap(workers);
     await delay(window.start + window.warmupMs + window.measureMs - now());
     const s1 = workers.map((w) => sample(w.pid)).filter((s): s is ProcSample => s !== undefined);
     const others1 = [nats.pid, pub.pid, sub.pid].map(sample);
     const m1 = machineSample();
     const st1 = await sumStats(workers);
-    const audit1 = await auditBytes(streams);
+    const streams1 = admin === undefined || streams0 === undefined ? undefined : await sampleStreams(admin);
     const heap1 = spec.rssEveryMs === undefined ? NaN : await liveHeap(workers);
     if (rssTimer !== undefined) clearInterval(rssTimer);
     const published = await pubResult;
@@ -351,16 +362,28 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     const per = (
       a: readonly (ProcSample | undefined)[],
       b: readonly (ProcSample | undefined)[],
-    ): { cpuUs: number; switches: number } => {
+    ): { cpuUs: number; switches: number; syscallWrites: number; syscallReads: number } => {
       let cpu = 0;
       let switches = 0;
+      let writes = 0;
+      let reads = 0;
       a.forEach((x, i) => {
         const y = b[i];
         cpu += x === undefined || y === undefined ? NaN : y.cpuSeconds - x.cpuSeconds;
         switches += x === undefined || y === undefined ? NaN : switchesBetween(x, y);
+        writes += x === undefined || y === undefined ? NaN : y.syscalls.writes - x.syscalls.writes;
+        reads += x === undefined || y === undefined ? NaN : y.syscalls.reads - x.syscalls.reads;
       });
-      return { cpuUs: (cpu * 1e6) / accepted, switches: switches / accepted };
+      return {
+        cpuUs: (cpu * 1e6) / accepted,
+        switches: switches / accepted,
+        syscallWrites: writes / accepted,
+        syscallReads: reads / accepted,
+      };
     };
+    const writes =
+      streams0 === undefined || streams1 === undefined ? undefined : streamWrites(streams0, streams1, accepted);
+    const auditWrites = writes?.[STREAMS.audit];
     const result: RunResult = {
       name: spec.name,
       kind: spec.kind,
@@ -392,9 +415,8 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
               workers: per(s0, s1),
             },
           }),
-      ...(audit0 === undefined || audit1 === undefined || !(accepted > 0)
-        ? {}
-        : { auditBytesPerMsg: (audit1 - audit0) / accepted }),
+      ...(writes === undefined ? {} : { streams: writes }),
+      ...(auditWrites === undefined ? {} : { auditBytesPerMsg: auditWrites.bytes }),
       failed: published.failed,
       unfinished: published.unfinished,
       shed: published.shed,
@@ -427,16 +449,9 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     };
     return result;
   } finally {
-    await streams?.close().catch(() => undefined);
     for (const c of children) c.kill();
+    await admin?.close().catch(() => undefined);
     // A failure to stop the server must not replace the run's own error (bench/child.ts keeps the children's).
     await nats.stop().catch((err: unknown) => process.stderr.write(`bench: stopping nats-server: ${String(err)}\n`));
   }
-}
-
-/** PHI_AUDIT's stored bytes (JetStream stream state). */
-async function auditBytes(nc: NatsConnection | undefined): Promise<number | undefined> {
-  if (nc === undefined) return undefined;
-  const jsm = await nc.jetstreamManager();
-  return (await jsm.streams.info(STREAMS.audit)).state.bytes;
 }

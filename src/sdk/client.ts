@@ -321,6 +321,11 @@ export class PhiClient {
 
   private onReceipt(data: Uint8Array, sig: string | undefined): void {
     try {
+      // Every instance of a service gets all of the service's receipts: only one this client waits for (same id,
+      // same hash) is worth a signature check; a forgery of one it waits for still fails the check below.
+      const receipt = decodeReceipt(data);
+      const waiting = this.pending.get(receipt.id);
+      if (waiting === undefined || waiting.hash !== receipt.hash) return;
       const raw = Buffer.from(sig ?? '', 'base64url');
       let verified = false;
       for (const kid of this.brokerSigningKeys) {
@@ -336,10 +341,7 @@ export class PhiClient {
         }
       }
       if (!verified) throw new BrokerError('E_SIGNATURE', 'receipt signature does not verify');
-      const receipt = decodeReceipt(data);
-      const waiting = this.pending.get(receipt.id);
-      // Same id but other bytes: a verdict on someone else's message (a forgery reusing our id), not ours.
-      if (waiting !== undefined && waiting.hash === receipt.hash) waiting.settle(receipt);
+      waiting.settle(receipt);
     } catch (err) {
       this.opts.logger?.warn({ event: 'sdk.receipt.invalid', ...errorFields(err) }, 'ignored an invalid receipt');
     }

@@ -1,9 +1,10 @@
 // Strict, number-exact JSON (docs/wire-format.md, "Numbers and duplicate members"). One parser for envelopes,
-// sealed leaves and resources given as text: lossless-json, which keeps each number's lexeme (FHIR R4 requires a
+// sealed leaves and resources given as text (json-parse.ts, lossless-json's grammar), which keeps each number's lexeme (FHIR R4 requires a
 // decimal's precision to be kept, http://hl7.org/fhir/R4/datatypes.html#decimal) and refuses a member name that
 // repeats with a different value (I-JSON, RFC 7493 §2.3; a repeat with an equal value reads the same for everyone).
-import { LosslessNumber, isLosslessNumber, parse, stringify } from 'lossless-json';
+import { LosslessNumber, isLosslessNumber, stringify } from 'lossless-json';
 import { BrokerError } from './errors.js';
+import { parseStrictJson } from './json-parse.js';
 
 /** RFC 8259 §6 number grammar: exactly the FHIR decimal regex. */
 export const JSON_NUMBER = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
@@ -75,9 +76,9 @@ export function parseJsonText(text: string): { readonly value: unknown } | { rea
   let duplicates = false;
   let value: unknown;
   try {
-    value = parse(text, null, {
+    value = parseStrictJson(text, {
       parseNumber,
-      onDuplicateKey: () => {
+      onDuplicate: () => {
         duplicates = true;
         return DUPLICATE;
       },

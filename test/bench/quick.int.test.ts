@@ -90,7 +90,6 @@ describe('npm run bench -- --quick', () => {
       positive(r.worker?.cpuUsPerMsg, `${r.name} cpuUsPerMsg`);
       positive(r.worker?.peakRssMb, `${r.name} peakRssMb`);
       for (const s of r.worker?.readySeconds ?? []) positive(s, `${r.name} readySeconds`);
-      if (r.kind === 'broker') positive(r.auditBytesPerMsg, `${r.name} auditBytesPerMsg`);
     }
     const soak = results.runs.find((r) => r.worker?.rssTimeline !== undefined);
     expect(soak?.worker?.rssTimeline?.length).toBeGreaterThan(0);
@@ -102,6 +101,26 @@ describe('npm run bench -- --quick', () => {
     expect(stdout).toMatch(
       /measured window: \d+ MB at its start, \d+ MB at its end .*; live heap after a full GC [\d.]+ → [\d.]+ MB/,
     );
+  });
+
+  it('counts what each accepted message stored per stream, and the system calls of each process', () => {
+    // Positive figures only: the window's edges are read apart, with up to 256 publishes and the broker's
+    // concurrency in flight, which in the quick run's 2 s is a large share of what was accepted.
+    const brokerRuns = results.runs.filter((r) => r.kind === 'broker' && r.shape.kind === 'closed');
+    expect(brokerRuns.length).toBeGreaterThan(0);
+    for (const r of brokerRuns) {
+      const s = r.streams ?? {};
+      // Each accepted Patient stores an ingest message, its deliveries, a receipt, a replay claim and a registry write.
+      for (const k of ['PHI_INGEST', 'PHI_DELIVER', 'PHI_RECEIPTS', 'KV_phi_seen', 'KV_phi_registry'])
+        positive(s[k]?.messages, `${r.name} ${k} messages`);
+      expect(s['PHI_DELIVER']?.bytesExact, `${r.name} PHI_DELIVER only grows`).toBe(true);
+      positive(s['PHI_DELIVER']?.bytes, `${r.name} PHI_DELIVER bytes`);
+      positive(r.auditBytesPerMsg, `${r.name} auditBytesPerMsg`);
+      positive(r.perMessage?.natsServer.syscallWrites, `${r.name} nats-server write system calls`);
+      positive(r.perMessage?.workers.syscallWrites, `${r.name} broker write system calls`);
+    }
+    expect(stdout).toContain('| per message accepted: stored messages / bytes |');
+    expect(stdout).toContain('| per message accepted: write / read system calls |');
   });
 
   it('reports the per-stage profile, the crypto floor and the ratios as positive finite numbers', () => {

@@ -378,6 +378,18 @@ describe('PhiClient.publish: receipts', () => {
     expect(pendingCount(client)).toBe(0);
   });
 
+  it('checks no signature on a receipt it does not wait for: a forged one for another id is passed over, not logged', async () => {
+    const { nc, client, logs } = await setup(300);
+    scripted.answer = (m) =>
+      scripted.send(scripted.signed(acceptedReceipt('someone-else', m.hash, 1, Date.now()), impostor.sign.secretKey));
+    expect(await client.publish(patient)).toMatchObject({ status: 'stored', id: scripted.seen[0]?.env.id });
+    await scripted.settled();
+    await nc.flush();
+    // Every instance of a service gets all its receipts: only those it waits for cost a verification (and a warning).
+    expect(logs.records().filter((r) => r['event'] === 'sdk.receipt.invalid')).toEqual([]);
+    expect(pendingCount(client)).toBe(0);
+  });
+
   it('concurrent publishes each settle on their own receipt, whatever the order receipts come in', async () => {
     const { client } = await setup(5_000);
     scripted.answer = async (m) => {
