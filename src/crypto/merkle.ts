@@ -2,22 +2,25 @@
 // with SHA-256 (FIPS 180-4): leaf = SHA-256(0x00 ‖ leaf input), node = SHA-256(0x01 ‖ left ‖ right), a tree of n
 // leaves split at the largest power of two below n. Used to sign a batch of messages with one signature
 // (docs/wire-format.md, "Batch signatures").
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export const HASH_BYTES = 32;
 const LEAF_PREFIX = Buffer.from([0x00]);
-const NODE_PREFIX = Buffer.from([0x01]);
+/** Scratch for a node's input: 0x01 ‖ left ‖ right (one-shot hashing is about twice as fast as createHash here). */
+const NODE_INPUT = Buffer.alloc(1 + 2 * HASH_BYTES);
 
 /** SHA-256(0x00 ‖ parts…): the leaf hash of the concatenated parts (RFC 9162 §2.1.1). */
 export function leafHash(...parts: readonly Uint8Array[]): Uint8Array {
-  const h = createHash('sha256').update(LEAF_PREFIX);
-  for (const p of parts) h.update(p);
-  return h.digest();
+  return hash('sha256', Buffer.concat([LEAF_PREFIX, ...parts]), 'buffer');
 }
 
 /** SHA-256(0x01 ‖ left ‖ right) (RFC 9162 §2.1.1). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Uint8Array {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+  if (left.length !== HASH_BYTES || right.length !== HASH_BYTES) throw new TypeError('nodeHash: two 32-byte hashes');
+  NODE_INPUT[0] = 0x01;
+  NODE_INPUT.set(left, 1);
+  NODE_INPUT.set(right, 1 + HASH_BYTES);
+  return hash('sha256', NODE_INPUT, 'buffer');
 }
 
 /** The largest power of two smaller than n (n > 1). */
