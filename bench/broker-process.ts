@@ -75,6 +75,12 @@ async function main(): Promise<void> {
       void (async () => {
         await broker.stop();
         await nc.drain();
+        const batches = broker.batchSigner?.counts;
+        // How many messages a batch signature covered on average (signature version 2), on stderr beside the run.
+        if (batches !== undefined && batches.signatures > 0)
+          process.stderr.write(
+            `broker: ${batches.messages} messages under ${batches.signatures} batch signatures (${(batches.messages / batches.signatures).toFixed(1)} per signature)\n`,
+          );
         process.send?.({ type: 'stopped', ...broker.stats, registry: { ...broker.registry.store.stats } }, () =>
           process.exit(0),
         );
