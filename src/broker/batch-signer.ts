@@ -8,6 +8,7 @@ import { MAX_BATCH_LEAVES, signBatch, type SignedKind } from '../envelope/batch-
 interface Pending {
   readonly kind: SignedKind;
   readonly bytes: Uint8Array;
+  readonly signer: SigningKeyPair;
   readonly resolve: (header: string) => void;
   readonly reject: (err: unknown) => void;
 }
@@ -18,19 +19,18 @@ export class BatchSigner {
   /** Signatures made and messages signed, for the metrics and tests. */
   readonly counts = { signatures: 0, messages: 0 };
 
-  /** `signer` is read at each batch, so a rotation of the broker's key applies to the next batch. */
-  constructor(
-    private readonly signer: () => SigningKeyPair,
-    private readonly maxLeaves = MAX_BATCH_LEAVES,
-  ) {
+  constructor(private readonly maxLeaves = MAX_BATCH_LEAVES) {
     if (!Number.isInteger(maxLeaves) || maxLeaves < 1 || maxLeaves > MAX_BATCH_LEAVES)
       throw new TypeError(`BatchSigner: maxLeaves must be 1 to ${MAX_BATCH_LEAVES}`);
   }
 
-  /** The Phi-Sig header value of `bytes`, once its batch is signed. */
-  sign(kind: SignedKind, bytes: Uint8Array): Promise<string> {
+  /**
+   * The Phi-Sig header value of `bytes`, once its batch is signed by `signer` (for a delivery, the key its envelope
+   * names: a rotation between sealing and signing never mixes kids; each kid gets its own tree).
+   */
+  sign(kind: SignedKind, bytes: Uint8Array, signer: SigningKeyPair): Promise<string> {
     return new Promise((resolve, reject) => {
-      this.#pending.push({ kind, bytes, resolve, reject });
+      this.#pending.push({ kind, bytes, signer, resolve, reject });
       if (this.#pending.length >= this.maxLeaves) this.flush();
       else this.#scheduled ??= setImmediate(() => this.flush());
     });
@@ -40,18 +40,25 @@ export class BatchSigner {
   flush(): void {
     if (this.#scheduled !== undefined) clearImmediate(this.#scheduled);
     this.#scheduled = undefined;
-    const batch = this.#pending;
+    const pending = this.#pending;
     this.#pending = [];
-    if (batch.length === 0) return;
-    let headers: string[];
-    try {
-      headers = signBatch(batch, this.signer());
-    } catch (err) {
-      for (const p of batch) p.reject(err);
-      return;
+    const byKid = new Map<string, Pending[]>();
+    for (const p of pending) {
+      const group = byKid.get(p.signer.kid);
+      if (group === undefined) byKid.set(p.signer.kid, [p]);
+      else group.push(p);
     }
-    this.counts.signatures += 1;
-    this.counts.messages += batch.length;
-    batch.forEach((p, i) => p.resolve(headers[i]!));
+    for (const batch of byKid.values()) {
+      let headers: string[];
+      try {
+        headers = signBatch(batch, batch[0]!.signer);
+      } catch (err) {
+        for (const p of batch) p.reject(err);
+        continue;
+      }
+      this.counts.signatures += 1;
+      this.counts.messages += batch.length;
+      batch.forEach((p, i) => p.resolve(headers[i]!));
+    }
   }
 }

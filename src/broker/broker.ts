@@ -169,7 +169,7 @@ export class Broker {
     readonly registry: RegistryRecorder,
   ) {
     this.health = opts.health ?? new Health(opts.now);
-    this.batchSigner = ctx.batchSigned === true ? new BatchSigner(() => ctx.signer) : undefined;
+    this.batchSigner = ctx.batchSigned === true ? new BatchSigner() : undefined;
     this.quarantineQuota = new QuarantineQuota(
       {
         maxBytes: opts.config.quarantineSenderMaxBytes,
@@ -751,11 +751,13 @@ export class Broker {
     return signed;
   }
 
+  /** Called in the turn that sealed the deliveries, so `ctx.signer` is the key their envelopes name. */
   private async signDeliveries(routed: Routed): Promise<Routed> {
-    const signer = this.batchSigner;
-    if (signer === undefined) return routed;
+    const batch = this.batchSigner;
+    if (batch === undefined) return routed;
+    const key = this.ctx.signer;
     const deliveries = await Promise.all(
-      routed.deliveries.map(async (d) => ({ ...d, sig: await signer.sign('delivery', d.bytes) })),
+      routed.deliveries.map(async (d) => ({ ...d, sig: await batch.sign('delivery', d.bytes, key) })),
     );
     return { ...routed, deliveries };
   }
@@ -965,7 +967,7 @@ export class Broker {
     const bytes = encodeReceipt(receipt);
     const h = natsHeaders();
     if (this.batchSigner !== undefined) {
-      h.set(HEADERS.signature, await this.batchSigner.sign('receipt', bytes));
+      h.set(HEADERS.signature, await this.batchSigner.sign('receipt', bytes, this.ctx.signer));
     } else {
       const sig = signDetached(bytes, this.ctx.signer.secretKey);
       h.set(HEADERS.signature, Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64url'));
