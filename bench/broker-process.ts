@@ -10,13 +10,17 @@ import { Broker } from '../src/broker/broker.js';
 import { ensureBrokerSecrets } from '../src/runtime/broker-secrets.js';
 import { loadCatalog } from '../src/runtime/catalog-dir.js';
 import { BROKER_ID } from '../src/wire/ids.js';
-import { parseConfig } from '../src/config/config.js';
+import { configFromEnv, parseConfig, type BrokerConfigInput } from '../src/config/config.js';
 import { readJwks, readServiceKeys } from '../src/runtime/key-files.js';
 import { initCrypto } from '../src/crypto/sodium.js';
 import { createLogger } from '../src/log/log.js';
 import { BROKER_IDENTITY } from '../src/tls/identity.js';
 import { connectBench } from './tls.js';
 import { failChild } from './child.js';
+
+function pick<K extends keyof BrokerConfigInput>(input: BrokerConfigInput, key: K): Partial<BrokerConfigInput> {
+  return input[key] === undefined ? {} : { [key]: input[key] };
+}
 
 export interface BrokerProcessArgs {
   readonly natsUrl: string;
@@ -40,6 +44,8 @@ async function main(): Promise<void> {
     subjectsDir: args.subjectsDir,
     profilesDir: args.profilesDir,
     logLevel: 'info',
+    // PHI_BROKER_SIGNATURE_VERSION=1 runs the broker with one signature per message (the A/B of lever 1).
+    ...pick(configFromEnv(process.env), 'signatureVersion'),
   });
   const catalog = loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
   // Production logs at info (one line per accepted message); the bench keeps that cost, writing to a file.
@@ -70,6 +76,12 @@ async function main(): Promise<void> {
       void (async () => {
         await broker.stop();
         await nc.drain();
+        const batches = broker.batchSigner?.counts;
+        // How many messages a batch signature covered on average (signature version 2), on stderr beside the run.
+        if (batches !== undefined && batches.signatures > 0)
+          process.stderr.write(
+            `broker: ${batches.messages} messages under ${batches.signatures} batch signatures (${(batches.messages / batches.signatures).toFixed(1)} per signature)\n`,
+          );
         process.send?.({ type: 'stopped', ...broker.stats, registry: { ...broker.registry.store.stats } }, () =>
           process.exit(0),
         );

@@ -38,6 +38,7 @@ import { CONDITIONS, Health } from './health.js';
 import { HealthServer } from './health-server.js';
 import { BrokerMetrics } from './metrics.js';
 import { AckedPublisher } from '../nats/acked-publish.js';
+import { BatchSigner } from './batch-signer.js';
 import { BROKER_CONSUMER, HEADERS, STREAMS, parseIngestSubject, subjects } from '../wire/names.js';
 import {
   ensureBrokerInfrastructure,
@@ -136,6 +137,8 @@ export class Broker {
   private messages: ConsumerMessages | undefined;
   private loop: Promise<void> | undefined;
   private readonly inflight = new Set<Promise<void>>();
+  /** Signs deliveries and receipts in batches (signature version 2); undefined: one signature each (version 1). */
+  readonly batchSigner: BatchSigner | undefined;
   private stopping = false;
   private audit!: AuditTrail;
   /** This broker's audit trail, for the components that run beside it (the access desk). */
@@ -169,6 +172,7 @@ export class Broker {
     readonly registry: RegistryRecorder,
   ) {
     this.health = opts.health ?? new Health(opts.now);
+    this.batchSigner = ctx.batchSigned === true ? new BatchSigner() : undefined;
     this.quarantineQuota = new QuarantineQuota(
       {
         maxBytes: opts.config.quarantineSenderMaxBytes,
@@ -313,6 +317,7 @@ export class Broker {
         return p;
       },
       now: opts.now ?? Date.now,
+      batchSigned: config.signatureVersion === 2,
       restrictions: consent,
       accountedRecipients: new Set([...catalog.services.values()].filter(accountsDisclosures).map((s) => s.id)),
       // One patient identity for restrictions, disclosures, the registry and the audit trail: the catalog's
@@ -663,6 +668,7 @@ export class Broker {
       const stored: Promise<unknown>[] = [];
       for (const d of deliveries) {
         const h = natsHeaders();
+        if (d.sig === undefined) throw new BrokerError('E_INTERNAL', 'a delivery was not signed');
         h.set(HEADERS.signature, d.sig);
         stored.push(this.pub.publish(d.subject, d.bytes, { msgID: d.msgId, headers: h }));
       }
@@ -744,8 +750,20 @@ export class Broker {
       await claim;
       throw err;
     }
-    await claim;
-    return routed;
+    // The batch is signed at the end of this turn of the event loop, while the claim's round trip is in flight.
+    const [, signed] = await Promise.all([claim, this.signDeliveries(routed)]);
+    return signed;
+  }
+
+  /** Called in the turn that sealed the deliveries, so `ctx.signer` is the key their envelopes name. */
+  private async signDeliveries(routed: Routed): Promise<Routed> {
+    const batch = this.batchSigner;
+    if (batch === undefined) return routed;
+    const key = this.ctx.signer;
+    const deliveries = await Promise.all(
+      routed.deliveries.map(async (d) => ({ ...d, sig: await batch.sign('delivery', d.bytes, key) })),
+    );
+    return { ...routed, deliveries };
   }
 
   private async reject(
@@ -952,8 +970,12 @@ export class Broker {
   private async sendReceipt(service: string, receipt: Receipt, seq: number): Promise<void> {
     const bytes = encodeReceipt(receipt);
     const h = natsHeaders();
-    const sig = signDetached(bytes, this.ctx.signer.secretKey);
-    h.set(HEADERS.signature, Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64url'));
+    if (this.batchSigner !== undefined) {
+      h.set(HEADERS.signature, await this.batchSigner.sign('receipt', bytes, this.ctx.signer));
+    } else {
+      const sig = signDetached(bytes, this.ctx.signer.secretKey);
+      h.set(HEADERS.signature, Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64url'));
+    }
     await this.pub.publish(subjects.receipt(service), bytes, { msgID: `r-${seq}`, headers: h });
   }
 }

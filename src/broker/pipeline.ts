@@ -15,7 +15,7 @@ import { parseResourceJson } from '../wire/json.js';
 import { formatPath } from '../fhir/json-path.js';
 import { openEnvelope, parseEnvelope, verifyEnvelope, type Envelope } from '../envelope/open.js';
 import { envelopeHash } from '../envelope/provenance.js';
-import { sealEnvelope } from '../envelope/seal.js';
+import { sealEnvelope, sealEnvelopeBytes, type SealInput } from '../envelope/seal.js';
 import { isRawPayload } from '../envelope/types.js';
 import { MESSAGE_ID_PATTERN } from '../wire/ids.js';
 import { disclosedElements } from '../disclosures/elements.js';
@@ -41,6 +41,8 @@ export interface PipelineContext {
   /** Keyed pseudonym function for one subscriber (a different key per subscriber, so tokens do not link across them). */
   readonly pseudonymizerFor: (service: string) => (value: string) => string;
   readonly now: () => number;
+  /** Seal deliveries unsigned, for a batch signature over many (src/broker/batch-signer.ts, docs/wire-format.md). */
+  readonly batchSigned?: boolean;
   /** Patient restrictions (45 CFR 164.522; src/consent/), checked per subscriber before projection. */
   readonly restrictions?: RestrictionPolicy;
   /** Recipients whose deliveries are disclosures to account for (45 CFR 164.528; src/disclosures/). */
@@ -76,7 +78,8 @@ export interface Delivery {
   /** JetStream de-duplication id: stable across broker redeliveries of the same ingest message. */
   readonly msgId: string;
   readonly bytes: Uint8Array;
-  readonly sig: string;
+  /** The v1 Phi-Sig header value; absent when `ctx.batchSigned` leaves the signing to the caller's batch. */
+  readonly sig?: string;
   readonly profileUrl: string;
   readonly purpose: string;
   /** The KEK id the delivery's data key is wrapped under (`<broker enc kid>~<recipient enc kid>`): the key released to the recipient. */
@@ -265,7 +268,7 @@ export function projectMessage(checked: CheckedEnvelope, opened: Opened, ctx: Pi
     const recipientKey = ctx.keyring.encryptionKeyOf(sub.service);
     const recipientKek = ctx.keyring.kekFor(recipientKey.kid);
     const id = `${env.id}.${sub.service}`;
-    const sealed = sealEnvelope({
+    const input: SealInput = {
       id,
       iss: BROKER_ID,
       iat: now,
@@ -281,7 +284,8 @@ export function projectMessage(checked: CheckedEnvelope, opened: Opened, ctx: Pi
         purpose: sub.purpose,
         at: env.iat,
       },
-    });
+    };
+    const sealed = ctx.batchSigned === true ? { bytes: sealEnvelopeBytes(input) } : sealEnvelope(input);
     if (sealed.bytes.byteLength > ctx.maxDeliveryBytes) {
       // Sealing grows a resource (per-field nonces and tags): a copy NATS cannot carry is withheld for this
       // subscriber (logged), never retried forever; smaller projections for the others still go out.
@@ -299,7 +303,7 @@ export function projectMessage(checked: CheckedEnvelope, opened: Opened, ctx: Pi
       subject: subjects.deliver(sub.service, env.typ),
       msgId: id,
       bytes: sealed.bytes,
-      sig: sealed.sig,
+      ...('sig' in sealed ? { sig: sealed.sig } : {}),
       profileUrl: sub.profileUrl,
       purpose: sub.purpose,
       kek: recipientKek.id,

@@ -47,6 +47,11 @@ export const configSchema = z.strictObject({
     .min(1024)
     .max(64 * MiB)
     .default(MiB),
+  /**
+   * How the broker signs deliveries and receipts (`PHI_BROKER_SIGNATURE_VERSION`, docs/wire-format.md): 2, one
+   * Ed25519 signature per batch over a Merkle tree head; 1, one per message (for subscribers whose SDK reads only v1).
+   */
+  signatureVersion: z.union([z.literal(1), z.literal(2)]).default(2),
   /** Allowed difference between an envelope's iat and the time NATS stored it. */
   clockSkewMs: z
     .number()
@@ -307,6 +312,7 @@ export const CONFIG_ENV = {
   PHI_BROKER_OPERATOR_IDENTITY: 'operatorIdentity',
   PHI_BROKER_OPERATOR: 'operator',
   PHI_BROKER_MAX_MESSAGE_BYTES: 'maxMessageBytes',
+  PHI_BROKER_SIGNATURE_VERSION: 'signatureVersion',
   PHI_BROKER_CLOCK_SKEW_MS: 'clockSkewMs',
   PHI_BROKER_DUPLICATE_WINDOW_MS: 'duplicateWindowMs',
   PHI_BROKER_REPLAY_WINDOW_MS: 'replayWindowMs',
@@ -357,6 +363,7 @@ export const CONFIG_ENV = {
 
 const NUMERIC: ReadonlySet<string> = new Set([
   'maxMessageBytes',
+  'signatureVersion',
   'clockSkewMs',
   'duplicateWindowMs',
   'replayWindowMs',

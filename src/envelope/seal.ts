@@ -93,6 +93,12 @@ function provText(prov: Provenance): string {
 
 /** Seals, serialises and signs one message. Wrong arguments throw TypeError (programming errors, not bad data). */
 export function sealEnvelope(input: SealInput): SealedEnvelope {
+  const bytes = sealEnvelopeBytes(input);
+  return { bytes, sig: toBase64url(signDetached(bytes, input.signer.secretKey)) };
+}
+
+/** Seals and serialises one message, naming `signer.kid`, for the caller to sign (a batch signature, batch-sig.ts). */
+export function sealEnvelopeBytes(input: SealInput): Uint8Array {
   checkInput(input);
   const random = input.random ?? randomBytes;
   const raw = input.typ === RAW_TYPE;
@@ -137,8 +143,7 @@ export function sealEnvelope(input: SealInput): SealedEnvelope {
       (input.prov === undefined ? '' : `"prov":${provText(input.prov)},`) +
       `"body":${body}}`;
     const bytes = Buffer.from(text, 'utf8');
-    const out = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    return { bytes: out, sig: toBase64url(signDetached(out, input.signer.secretKey)) };
+    return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   } finally {
     dataKey.fill(0);
   }

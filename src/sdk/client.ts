@@ -16,7 +16,7 @@ import { BROKER_ID } from '../wire/ids.js';
 import { Keyring } from '../crypto/keyring.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { initCrypto } from '../crypto/sodium.js';
-import { verifyDetached } from '../crypto/sign.js';
+import { VerifiedRoots } from '../envelope/batch-sig.js';
 import { envelopeHash } from '../envelope/provenance.js';
 import { sealEnvelope } from '../envelope/seal.js';
 import { BrokerError, isBrokerError, type BrokerErrorCode } from '../wire/errors.js';
@@ -35,6 +35,7 @@ import { serviceConnectionOptions, type NatsTlsFiles } from '../nats/connect-opt
 import { HEADERS, inboxPrefix, subjects } from '../wire/names.js';
 import { bindDeliveryConsumer } from '../nats/setup.js';
 import { decodeReceipt, type Receipt } from '../wire/receipt.js';
+import { verifyReceiptSignature } from './receipt-signature.js';
 import { serveAccessRequests, type AccessRequestHandler } from './access.js';
 import { AckBatch } from './ack-batch.js';
 import { ConnectionWatch } from './connection-watch.js';
@@ -196,6 +197,8 @@ export class PhiClient {
   private readonly subscriptions = new Set<Subscription>();
   /** The broker's signing kids receipts may carry: from `peers`, then the key directory's broker entry. */
   private readonly brokerSigningKeys: Set<string>;
+  /** Batch roots whose broker signature verified (signature v2): one verification per batch. */
+  private readonly verifiedRoots = new VerifiedRoots();
   private directory: KeyDirectoryWatch | undefined;
   /**
    * JetStream publishes with their PubAck awaited through one reply subscription (src/nats/acked-publish.ts, as
@@ -326,21 +329,7 @@ export class PhiClient {
       const receipt = decodeReceipt(data);
       const waiting = this.pending.get(receipt.id);
       if (waiting === undefined || waiting.hash !== receipt.hash) return;
-      const raw = Buffer.from(sig ?? '', 'base64url');
-      let verified = false;
-      for (const kid of this.brokerSigningKeys) {
-        let key: Uint8Array;
-        try {
-          key = this.keyring.signingPublicKey(kid);
-        } catch {
-          continue; // retired or revoked since
-        }
-        if (verifyDetached(data, raw, key)) {
-          verified = true;
-          break;
-        }
-      }
-      if (!verified) throw new BrokerError('E_SIGNATURE', 'receipt signature does not verify');
+      verifyReceiptSignature(data, sig, this.keyring, this.brokerSigningKeys, this.verifiedRoots);
       waiting.settle(receipt);
     } catch (err) {
       this.opts.logger?.warn({ event: 'sdk.receipt.invalid', ...errorFields(err) }, 'ignored an invalid receipt');
@@ -529,6 +518,7 @@ export class PhiClient {
         m.headers?.get(HEADERS.signature) || undefined,
         this.keyring,
         this.brokerSigningKeys,
+        this.verifiedRoots,
       );
       if (seen.has(env.id)) {
         acks.ack(m);

@@ -4,6 +4,7 @@
 import type { FhirResource } from 'fhir/r4.js';
 import { BROKER_ID } from '../wire/ids.js';
 import type { Keyring } from '../crypto/keyring.js';
+import { isBatchSig, parseBatchProof, verifyBatchProof, VerifiedRoots } from '../envelope/batch-sig.js';
 import { openEnvelope, parseEnvelope, verifyEnvelope, type Envelope } from '../envelope/open.js';
 import { BrokerError } from '../wire/errors.js';
 import { stringifyJson } from '../wire/json.js';
@@ -45,15 +46,20 @@ export interface Delivered<R = FhirResource> {
   readonly provenance: Provenance;
 }
 
+/** Verified batch roots shared by the callers that pass none (the gateway's partner delivery reader). */
+const SHARED_ROOTS = new VerifiedRoots();
+
 /**
  * Parses and verifies a delivery: issued by the broker (E_SIGNATURE), under a broker key this client holds
- * (E_KEY_UNKNOWN: the broker may have rotated; retry later), with a valid signature (E_SIGNATURE).
+ * (E_KEY_UNKNOWN: the broker may have rotated; retry later), with a valid signature (E_SIGNATURE): v1, one signature
+ * over the bytes, or v2, an inclusion path to a batch's signed root (docs/wire-format.md), checked once per root.
  */
 export function verifyDelivery(
   data: Uint8Array,
   sig: string | undefined,
   keyring: Keyring,
   brokerSigningKeys: ReadonlySet<string>,
+  roots: VerifiedRoots = SHARED_ROOTS,
 ): Envelope {
   const env = parseEnvelope(data);
   if (env.iss !== BROKER_ID)
@@ -62,7 +68,14 @@ export function verifyDelivery(
     throw new BrokerError('E_KEY_UNKNOWN', 'delivery is signed with a broker key this client does not hold', {
       path: 'kid',
     });
-  verifyEnvelope(data, sig, keyring.signingPublicKey(env.kid));
+  if (!isBatchSig(sig)) {
+    verifyEnvelope(data, sig, keyring.signingPublicKey(env.kid));
+    return env;
+  }
+  const proof = parseBatchProof(sig);
+  if (proof.kid !== env.kid)
+    throw new BrokerError('E_SIGNATURE', 'batch signature names another key than the delivery', { path: 'kid' });
+  verifyBatchProof('delivery', data, proof, keyring.signingPublicKey(env.kid), roots);
   return env;
 }
 

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyring } from '../../src/crypto/keyring.js';
-import { openEnvelope, parseEnvelope, verifySignedEnvelope } from '../../src/envelope/open.js';
+import { openEnvelope, parseEnvelope } from '../../src/envelope/open.js';
+import { verifyDelivery } from '../../src/sdk/delivery.js';
 import type { Delivered, PhiClient } from '../../src/sdk/client.js';
 import { HEADERS, subjects } from '../../src/wire/names.js';
 import { EXAMPLES, HAVE_EXAMPLES, SKIP_NOTE } from '../projection/fixtures.js';
@@ -103,7 +104,10 @@ describe.skipIf(!HAVE_EXAMPLES)(`identifier rules through the broker${SKIP_NOTE}
     for (const m of raw) {
       const bytes = Buffer.from(m.data).toString('utf8');
       for (const ssn of [SSN_BY_TYPE, SSN_BY_SYSTEM]) expect(bytes).not.toContain(ssn);
-      const env = verifySignedEnvelope(m.data, m.sig, ring);
+      const brokerKids = new Set(
+        stack.peers.filter((k) => k.service === 'broker' && k.use === 'sig').map((k) => k.kid),
+      );
+      const env = verifyDelivery(m.data, m.sig, ring, brokerKids);
       const opened = JSON.stringify(openEnvelope(parseEnvelope(m.data), 'billing', (id) => ring.kekForId(id)));
       expect(env.id).toBeTypeOf('string');
       expect(opened).toContain(MRN);

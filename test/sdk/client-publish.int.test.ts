@@ -15,6 +15,7 @@ import { initCrypto } from '../../src/crypto/sodium.js';
 import { verifyEnvelope } from '../../src/envelope/open.js';
 import { envelopeHash } from '../../src/envelope/provenance.js';
 import { sealEnvelope } from '../../src/envelope/seal.js';
+import { signBatch, type SignedKind } from '../../src/envelope/batch-sig.js';
 import { BrokerError, isBrokerError } from '../../src/wire/errors.js';
 import { createLogger } from '../../src/log/log.js';
 import { STREAMS } from '../../src/wire/names.js';
@@ -274,7 +275,18 @@ describe('PhiClient.publish: receipts', () => {
     expect(pendingCount(client)).toBe(0);
   });
 
-  const invalid: [string, 'E_SIGNATURE' | 'E_ENVELOPE_INVALID', (r: Receipt) => WireReceipt][] = [
+  /** A receipt signed in a batch with one other message (signature version 2, docs/wire-format.md). */
+  const batched = (bytes: Uint8Array, kind: SignedKind = 'receipt', keys = broker): WireReceipt => ({
+    bytes,
+    sig: signBatch(
+      [
+        { kind, bytes },
+        { kind: 'delivery', bytes: bytesOf('{"other":"message"}') },
+      ],
+      keys.sign,
+    )[0],
+  });
+  const invalid: [string, 'E_SIGNATURE' | 'E_ENVELOPE_INVALID' | 'E_KEY_UNKNOWN', (r: Receipt) => WireReceipt][] = [
     ['signed by a broker key it was not given', 'E_SIGNATURE', (r) => scripted.signed(r, impostor.sign.secretKey)],
     ['signed by the publisher itself', 'E_SIGNATURE', (r) => scripted.signed(r, registration.sign.secretKey)],
     ['without a signature', 'E_SIGNATURE', (r) => ({ bytes: encodeReceipt(r), sig: undefined })],
@@ -286,6 +298,21 @@ describe('PhiClient.publish: receipts', () => {
         const s = scripted.signed(r);
         return { bytes: bytesOf(new TextDecoder().decode(s.bytes).replace('"accepted"', '"accepted" ')), sig: s.sig };
       },
+    ],
+    [
+      'in a batch, its path altered',
+      'E_SIGNATURE',
+      (r) => {
+        const b = batched(encodeReceipt(r));
+        const [head, path] = [b.sig!.slice(0, b.sig!.lastIndexOf('.') + 1), b.sig!.slice(b.sig!.lastIndexOf('.') + 1)];
+        return { bytes: b.bytes, sig: `${head}${path[0] === 'A' ? 'B' : 'A'}${path.slice(1)}` };
+      },
+    ],
+    ['in a batch, signed as a delivery', 'E_SIGNATURE', (r) => batched(encodeReceipt(r), 'delivery')],
+    [
+      'in a batch, under a broker key it was not given',
+      'E_KEY_UNKNOWN',
+      (r) => batched(encodeReceipt(r), 'receipt', impostor),
     ],
     // signed by the broker but not a receipt (bytes quoting a name: they must never reach the log)
     ['that is not a receipt', 'E_ENVELOPE_INVALID', () => scripted.signedBytes(bytesOf('{"Kettleburn": '))],

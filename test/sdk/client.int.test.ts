@@ -4,7 +4,10 @@
 import { headers as natsHeaders } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyring } from '../../src/crypto/keyring.js';
+import { parseBatchProof } from '../../src/envelope/batch-sig.js';
+import { parseEnvelope } from '../../src/envelope/parse.js';
 import { sealEnvelope } from '../../src/envelope/seal.js';
+import { HEADERS } from '../../src/wire/names.js';
 import type { Delivered, PhiClient } from '../../src/sdk/client.js';
 import { Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
 import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
@@ -205,5 +208,111 @@ describe('PhiClient.subscribe', () => {
     });
     expect(d?.resource.resourceType === 'Patient' ? d.resource.name : undefined).toEqual([{ family: 'Glimmerstone5' }]);
     await again.stop();
+  }, 30_000);
+});
+
+describe('batch signatures (signature version 2) over the real path', () => {
+  it('under load, deliveries and receipts come from batches of more than one; every subscriber and the publisher verify them', async () => {
+    const tap = await stack.connect('batch-tap');
+    const wire: { subject: string; sig: string }[] = [];
+    tap.subscribe('phi.>', {
+      callback: (_e, m) => {
+        if (m.subject.startsWith('phi.deliver.') || m.subject.startsWith('phi.receipt.'))
+          wire.push({ subject: m.subject, sig: m.headers?.get(HEADERS.signature) ?? '' });
+      },
+    });
+    await tap.flush();
+    const invalidReads = () =>
+      stack.logs.records().filter((l) => l['event'] === 'sdk.receipt.invalid' || l['event'] === 'sdk.delivery.invalid')
+        .length;
+    const invalidBefore = invalidReads();
+    const before = { ...stack.broker!.batchSigner!.counts };
+    const pharmacy = await stack.client('pharmacy');
+    const handled = new Set<string>();
+    const waiter = new Waiter();
+    const sub = await pharmacy.subscribe('Patient', (d) => {
+      handled.add(d.provenance.messageId);
+      waiter.signal();
+    });
+    const N = 48;
+    // Every publish in flight at once; "accepted" is settled only by a receipt whose signature verified.
+    const results = await Promise.all(Array.from({ length: N }, (_, i) => registration.publish(patient(500 + i))));
+    expect(results.map((r) => r.status)).toEqual(Array<string>(N).fill('accepted'));
+    await waiter.until(() => results.every((r) => handled.has(r.id)), 30_000, 'every delivery to pharmacy');
+    await sub.stop();
+    await tap.flush();
+    const ours = new Set(results.map((r) => r.id));
+    const receipts = wire.filter((w) => w.subject === 'phi.receipt.registration');
+    const deliveries = wire.filter((w) => w.subject.startsWith('phi.deliver.'));
+    expect(receipts.length).toBeGreaterThanOrEqual(N);
+    expect(wire.every((w) => w.sig.startsWith('v2.'))).toBe(true);
+    const sizes = wire.map((w) => parseBatchProof(w.sig).size);
+    // A message's own deliveries share a tree; a receipt shares one only with other messages' deliveries or receipts.
+    expect(Math.max(...receipts.map((w) => parseBatchProof(w.sig).size))).toBeGreaterThan(1);
+    expect(Math.max(...sizes)).toBeGreaterThan(deliveries.length / N);
+    const after = stack.broker!.batchSigner!.counts;
+    const signed = after.messages - before.messages;
+    expect(signed).toBeGreaterThanOrEqual(N + deliveries.length);
+    expect(after.signatures - before.signatures).toBeLessThan(signed / 2);
+    expect([...ours].every((id) => handled.has(id))).toBe(true);
+    expect(invalidReads()).toBe(invalidBefore);
+    await tap.close();
+  }, 60_000);
+
+  it('a v2 delivery with a tampered path, index or size, or another leaf of its batch, is terminated with E_SIGNATURE', async () => {
+    const ehr = await stack.client('ehr');
+    const handled: Delivered[] = [];
+    const waiter = new Waiter();
+    const sub = await ehr.subscribe('Patient', (d) => {
+      handled.push(d);
+      waiter.signal();
+    });
+    const r = await registration.publish(patient(600));
+    expect(r.status).toBe('accepted');
+    await waiter.until(() => handled.some((d) => d.provenance.messageId === r.id), 20_000, 'the genuine delivery');
+    const nc = await stack.connect('batch-forger');
+    const jsm = await nc.jetstreamManager();
+    const own = await jsm.streams.getMessage('PHI_DELIVER', { last_by_subj: 'phi.deliver.ehr.Patient' });
+    const sibling = await jsm.streams.getMessage('PHI_DELIVER', { last_by_subj: 'phi.deliver.billing.Patient' });
+    expect(parseEnvelope(own.data).id).toBe(`${r.id}.ehr`);
+    expect(parseEnvelope(sibling.data).id).toBe(`${r.id}.billing`);
+    const header = own.header.get(HEADERS.signature);
+    const proof = parseBatchProof(header);
+    expect(proof.size).toBeGreaterThan(1);
+    const field = (i: number, value: string) =>
+      header
+        .split('.')
+        .map((f, j) => (j === i ? value : f))
+        .join('.');
+    const path = Buffer.from(header.split('.')[5]!, 'base64url');
+    path[0] = path[0]! ^ 1;
+    const tampered = [
+      field(5, path.toString('base64url')),
+      field(3, String((proof.index + 1) % proof.size)),
+      field(2, String(proof.size + 1)),
+      sibling.header.get(HEADERS.signature),
+    ];
+    const logged = () =>
+      stack.logs.records().filter((l) => l['event'] === 'sdk.delivery.invalid' && l['code'] === 'E_SIGNATURE').length;
+    const start = logged();
+    for (const sig of tampered) {
+      const h = natsHeaders();
+      h.set(HEADERS.signature, sig);
+      await nc.jetstream().publish('phi.deliver.ehr.Patient', own.data, { headers: h });
+    }
+    // Nothing vanishes silently: each copy is logged with its code and terminated (it stays in PHI_DELIVER).
+    await stack.logs.until(() => logged() - start === tampered.length, 'four rejected copies');
+    const r2 = await registration.publish(patient(601));
+    await waiter.until(
+      () => handled.some((d) => d.provenance.messageId === r2.id),
+      20_000,
+      'the next genuine delivery',
+    );
+    await sub.stop();
+    expect(logged() - start).toBe(tampered.length);
+    expect(handled.filter((d) => d.provenance.messageId === r.id)).toHaveLength(1);
+    const info = await jsm.consumers.info('PHI_DELIVER', 'deliver-ehr-Patient');
+    expect(info.num_ack_pending + info.num_pending).toBe(0);
+    expect(info.num_redelivered).toBe(0);
   }, 30_000);
 });
