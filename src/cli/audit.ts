@@ -8,6 +8,7 @@
 // into that pseudonym here, with the broker's secrets from the data dir, and never leaves this process.
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { Option, type Command } from 'commander';
 import type { AuditEvent } from 'fhir/r4.js';
@@ -77,6 +78,16 @@ const CHAIN_SIGNER: Readonly<Record<ChainWriter, string>> = {
 interface AuditKeys {
   readonly signingKey: (kid: string, chain: string, atMs?: number) => Uint8Array | undefined;
   readonly refusal: (kid: string, chain: string, atMs: number) => KeyRefusal | undefined;
+  /** What judged a writer's keys (reported, so a verify without the directory says it did not check dates). */
+  readonly sourceOf: (writer: string) => KeySource;
+}
+
+/** Where `audit verify` took a chain writer's keys from. */
+export interface KeySource {
+  readonly party: string;
+  /** `directory`: its signed key directory entry, validity at each checkpoint's time checked; `jwks`: any key a JWKS file lists for it. */
+  readonly source: 'directory' | 'jwks';
+  readonly file?: string;
 }
 
 /** Every verified key directory entry, or none when the data dir has no directory (no root key, no bucket). */
@@ -109,6 +120,7 @@ async function auditSigningKeys(
   nc: NatsConnection,
   jwksPath: string | undefined,
 ): Promise<AuditKeys> {
+  const jwksFile = jwksPath ?? join(layout(config).keys, 'jwks.json');
   const records =
     jwksPath === undefined
       ? readJwks(layout(config).keys)
@@ -149,6 +161,8 @@ async function auditSigningKeys(
   return {
     signingKey: (kid, chain, atMs) => judge(kid, chain, atMs).key,
     refusal: (kid, chain, atMs) => judge(kid, chain, atMs).refusal,
+    sourceOf: (party) =>
+      entries.has(party) ? { party, source: 'directory' } : { party, source: 'jwks', file: jwksFile },
   };
 }
 
@@ -161,6 +175,8 @@ export interface AuditVerifyReport extends VerifyReport {
   readonly witness: readonly WitnessFinding[];
   /** Lines of a `--witness` file that are not witnessed heads (1-based). */
   readonly badWitnessLines: readonly number[];
+  /** For each party whose chains were read, where its checkpoint keys came from. */
+  readonly keySources: readonly KeySource[];
 }
 
 export function formatReport(report: AuditVerifyReport): string {
@@ -172,6 +188,12 @@ export function formatReport(report: AuditVerifyReport): string {
   for (const f of report.witness)
     lines.push(`${f.severity === 'problem' ? f.kind.toUpperCase() : 'warning'}: ${f.message}`);
   for (const n of report.badWitnessLines) lines.push(`WITNESS FILE: line ${n} is not a witnessed head`);
+  for (const k of report.keySources)
+    lines.push(
+      k.source === 'directory'
+        ? `keys of ${k.party}: its key directory entry (each checkpoint's key valid when it was stored)`
+        : `warning: keys of ${k.party}: any signing key ${k.file ?? 'the JWKS'} lists for it (no key directory entry: retirement and revocation dates not checked)`,
+    );
   const b = report.broken;
   if (b !== undefined)
     lines.push(
@@ -205,7 +227,7 @@ export async function runAuditVerify(
 ): Promise<number> {
   const file = opts.witness === undefined ? undefined : parseWitnessLines(readFileSync(opts.witness, 'utf8'));
   return withNats(config, opts.stream, async (nc) => {
-    const { signingKey, refusal } = await auditSigningKeys(config, nc, opts.jwks);
+    const { signingKey, refusal, sourceOf } = await auditSigningKeys(config, nc, opts.jwks);
     const { firstSeq } = await auditStreamState(nc, opts.stream);
     const records: StoredRecord[] = [];
     for await (const r of readAuditRecords(nc, { stream: opts.stream })) records.push(r);
@@ -245,6 +267,7 @@ export async function runAuditVerify(
       settings,
       witness,
       badWitnessLines,
+      keySources: [...new Set(walk.chains.map((c) => CHAIN_SIGNER[chainWriter(c.chain)]))].sort().map(sourceOf),
     };
     io.out.write(opts.json ? `${JSON.stringify(report)}\n` : formatReport(report));
     return report.ok ? 0 : 1;

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { AuditEvent, Bundle } from 'fhir/r4.js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { AuditVerifyReport } from '../../src/cli/audit.js';
 import { readAuditRecords } from '../../src/audit/read.js';
 import { DEFAULT_VALIDATION_LIMITS, validateResource } from '../../src/fhir/validate.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
@@ -78,6 +79,12 @@ it('verify: the genuine trail verifies (exit 0)', async () => {
   expect(r.code).toBe(0);
   expect(r.stdout).toMatch(/^chain [A-Za-z0-9-]+: records 1\.\.\d+ .* closed$/m);
   expect(r.stdout).toContain('ok: 1 chain(s)');
+  // This stack has no key directory: verify says its keys came from jwks.json, dates unchecked.
+  expect(r.stdout).toContain(
+    `warning: keys of broker: any signing key ${join(stack.keysDir, 'jwks.json')} lists for it (no key directory entry`,
+  );
+  const json = JSON.parse((await cli('audit', 'verify', '--json')).stdout) as AuditVerifyReport;
+  expect(json.keySources).toEqual([{ party: 'broker', source: 'jwks', file: join(stack.keysDir, 'jwks.json') }]);
 });
 
 it('verify: a forged copy is reported at the altered sequence (exit 1)', async () => {

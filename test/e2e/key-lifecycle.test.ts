@@ -311,6 +311,11 @@ describe('audit keys follow rotations', () => {
     const after = await auditVerify();
     expect(after.report.broken).toBeUndefined();
     expect(after.code).toBe(0);
+    // Both writers' keys were judged by their directory entries (validity at each checkpoint's time).
+    expect(after.report.keySources).toEqual([
+      { party: 'broker', source: 'directory' },
+      { party: 'operator', source: 'directory' },
+    ]);
     expect(after.report.chains.filter((c) => c.chain.startsWith('cli.')).every((c) => c.closed)).toBe(true);
   });
 
