@@ -1,9 +1,13 @@
 import { defineConfig } from 'vitest/config';
 
 // Unit tests run without a server; *.int.test.ts and test/e2e/ start their own nats-server (one per file).
+// Two groups, one after the other: the files that load the machine on purpose (the bench, the cluster and rotation
+// fault runs) one at a time, then every other file two at a time (most of them wait on nats-server and child
+// processes, so two share this 2-core machine's CPUs without starving each other).
+const SERIAL = ['test/bench/quick.int.test.ts', 'test/e2e/cluster-faults.test.ts', 'test/e2e/mtls-rotation.test.ts'];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     pool: 'forks',
     // One certificate cache per run for the test servers (test/helpers/test-pki.ts), removed at the end.
     globalSetup: ['test/helpers/global-setup.ts'],
@@ -13,5 +17,21 @@ export default defineConfig({
     onConsoleLog(_log, type) {
       return type === 'stderr' ? true : undefined;
     },
+    projects: [
+      {
+        extends: true,
+        test: { name: 'serial', include: SERIAL, maxWorkers: 1, sequence: { groupOrder: 0 } },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'parallel',
+          include: ['test/**/*.test.ts'],
+          exclude: SERIAL,
+          maxWorkers: 2,
+          sequence: { groupOrder: 1 },
+        },
+      },
+    ],
   },
 });
