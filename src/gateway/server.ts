@@ -26,6 +26,8 @@ import { registerInboundRoutes } from './inbound.js';
 import type { PhiClient } from '../sdk/client.js';
 import type { GatewayKeyView } from './key-directory.js';
 import { RATE_UNAVAILABLE_RETRY_SECONDS, rateKey, rateKeyClient, type RateCounter } from './rate-limit.js';
+import { RefusalSummaries, type RefusalSummary } from './refusal-summary.js';
+import type { PartnerTokenFact } from '../audit/facts.js';
 
 export const TOKEN_PATH = '/auth/token';
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
@@ -33,6 +35,8 @@ const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 const TOKEN_BODY_LIMIT = 16 * 1024;
 /** Requests from a client the catalog does not name: counted per address. */
 const UNKNOWN_CLIENT_LIMIT = { max: 30, windowSeconds: 60 };
+/** How often ended windows of rate-limit refusals are looked for and their summaries recorded. */
+const SUMMARY_TICK_MS = 1_000;
 
 export interface GatewayServerOptions {
   readonly catalog: Catalog;
@@ -126,7 +130,78 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
     }),
   });
 
-  app.setErrorHandler((err: { statusCode?: number; code?: string; message?: string }, req, reply) => {
+  // Token requests the rate limit refused: the first per key, code and window is an AuditEvent before the answer,
+  // the rest one summary at the window's end (refusal-summary.ts). A record that cannot be stored is logged and
+  // counted into the next summary, which is retried each tick until the trail takes it.
+  const refusals = new RefusalSummaries(opts.now);
+  const windowOf = (key: string): number => limitOf(key).windowSeconds * 1000;
+  const refusalFact = (key: string, address: string, code: string): PartnerTokenFact => {
+    const clientId = rateKeyClient(key);
+    return {
+      kind: 'partner-token',
+      address,
+      ...(clientId === undefined ? {} : { clientId }),
+      granted: false,
+      code,
+    };
+  };
+  const unrecorded = (code: string, key: string, count: number, err: unknown, lost = false): void =>
+    logger.error(
+      {
+        event: lost ? 'gateway.audit.lost' : 'gateway.audit.unrecorded',
+        kind: 'partner-token',
+        code,
+        client: rateKeyClient(key),
+        count,
+        cause: (err as { code?: unknown }).code,
+      },
+      lost
+        ? 'token refusals not recorded in the audit trail at stop'
+        : 'token refusals not recorded in the audit trail yet; counted into the next summary',
+    );
+  const auditRateRefusal = async (req: FastifyRequest, code: string): Promise<void> => {
+    const key = rateKey(clientOf(req), req.ip);
+    if (refusals.refuse(key, code, req.ip, windowOf(key)) === 'counted') return;
+    try {
+      await opts.audit.record([refusalFact(key, req.ip, code)]);
+    } catch (err) {
+      unrecorded(code, key, 1, err);
+      refusals.recount(key, code, req.ip, windowOf(key));
+    }
+  };
+  const recordSummary = (s: RefusalSummary): Promise<void> =>
+    opts.audit.record([
+      {
+        ...refusalFact(s.key, s.address, s.code),
+        summary: {
+          count: s.count,
+          firstSeen: new Date(s.first).toISOString(),
+          lastSeen: new Date(s.last).toISOString(),
+        },
+      },
+    ]);
+  let flushing: Promise<void> | undefined;
+  const flush = async (all: boolean): Promise<void> => {
+    for (const s of refusals.due(all))
+      await recordSummary(s).catch((err: unknown) => {
+        unrecorded(s.code, s.key, s.count, err, all);
+        if (!all) refusals.restore(s, windowOf(s.key));
+      });
+  };
+  const tick = setInterval(() => {
+    flushing ??= flush(false).finally(() => {
+      flushing = undefined;
+    });
+  }, SUMMARY_TICK_MS);
+  tick.unref();
+  // At stop every open window's summary is recorded (the audit trail closes after the server).
+  app.addHook('onClose', async () => {
+    clearInterval(tick);
+    await flushing;
+    await flush(true);
+  });
+
+  app.setErrorHandler(async (err: { statusCode?: number; code?: string; message?: string }, req, reply) => {
     const status =
       typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status >= 500)
@@ -142,6 +217,7 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
           ? 'internal error'
           : 'malformed request';
     if (req.url.startsWith(TOKEN_PATH)) {
+      if (limited || uncounted) await auditRateRefusal(req, uncounted ? 'E_RATE_LIMIT_UNAVAILABLE' : 'E_RATE_LIMITED');
       const e =
         limited || uncounted
           ? { error: uncounted ? 'E_RATE_LIMIT_UNAVAILABLE' : 'E_RATE_LIMITED', error_description: description }
