@@ -429,10 +429,13 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         ok ? OUTCOME.success : fact.status >= 500 ? OUTCOME.serious : OUTCOME.minor,
         [clientAgent(fact.service, fact.address), self(AGENT.application, false)],
         [
-          ...securityEntity(SYSTEM.oauthClient, fact.clientId, [
-            { type: 'http-status', valueString: String(fact.status) },
-            ...(fact.replayed === true ? [{ type: 'replayed', valueString: 'true' }] : []),
-          ]),
+          // The HTTP status is a detail of the client, or of its own entity when the request named none.
+          ...(fact.clientId === undefined
+            ? [detailEntity('http-status', String(fact.status))]
+            : securityEntity(SYSTEM.oauthClient, fact.clientId, [
+                { type: 'http-status', valueString: String(fact.status) },
+                ...(fact.replayed === true ? [{ type: 'replayed', valueString: 'true' }] : []),
+              ])),
           ...securityEntity(SYSTEM.accessToken, fact.tokenId),
           ...fact.messageIds.map((id) => transactionEntity(id)),
           ...(fact.subscription === undefined

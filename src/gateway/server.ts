@@ -216,6 +216,43 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
         : status >= 500
           ? 'internal error'
           : 'malformed request';
+    // A Subscription create or delete refused before its handler ran (unparsable body, media type, rate limit) is
+    // audited like those it refuses itself (subscriptions/routes.ts); unverified, so no client is named.
+    const route = req.routeOptions.url;
+    const interaction =
+      req.method === 'POST' && route === '/Subscription'
+        ? 'create'
+        : req.method === 'DELETE' && route === '/Subscription/:id'
+          ? 'delete'
+          : undefined;
+    if (interaction !== undefined) {
+      const code = limited
+        ? 'E_RATE_LIMITED'
+        : uncounted
+          ? 'E_RATE_LIMIT_UNAVAILABLE'
+          : status < 500
+            ? 'E_PARTNER_REQUEST'
+            : undefined;
+      try {
+        await opts.subscriptions.onRequest({
+          interaction,
+          address: req.ip,
+          status,
+          ...(code === undefined ? {} : { code }),
+        });
+      } catch (auditErr) {
+        logger.error(
+          {
+            event: 'gateway.audit.unrecorded',
+            interaction,
+            status,
+            code: (auditErr as { code?: unknown }).code,
+          },
+          'subscription request not recorded in the audit trail',
+        );
+        return sendFhir(reply.code(500), operationOutcome('exception', undefined, 'internal error'));
+      }
+    }
     if (req.url.startsWith(TOKEN_PATH)) {
       if (limited || uncounted) await auditRateRefusal(req, uncounted ? 'E_RATE_LIMIT_UNAVAILABLE' : 'E_RATE_LIMITED');
       const e =
