@@ -28,6 +28,7 @@ import { gatewayAuditEvents, startTestGateway } from '../helpers/gateway.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
 import { ensureOperatorRootKey, publishDirectory } from '../../src/runtime/key-directory.js';
 import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
+import { STREAMS } from '../../src/wire/names.js';
 import { NOT_BUILT, runCli } from '../cli/run-cli.js';
 
 interface Client {
@@ -409,10 +410,23 @@ describe('rate limit', () => {
     expect(retryAfter).toBeLessThanOrEqual(60);
     expect(limited?.json['error']).toBe('E_RATE_LIMITED');
     // More refusals in the window: 3 on this gateway, 2 on the other (each gateway summarises its own; the audit
-    // test below counts them).
-    const more = [gw, gw, gw, gw2, gw2];
-    for (const g of more)
+    // test below counts them). The other's come while PHI_AUDIT refuses every new record (a message size limit below
+    // any record, set by the admin): its first refusal cannot be recorded, so it is logged and counted instead.
+    const refuse = async (g: Gateway) =>
       expect((await token(g, form(await assertion(health, 'https://elsewhere.example/auth/token')))).status).toBe(429);
+    for (let i = 0; i < 3; i += 1) await refuse(gw);
+    const admin = await stack.connectAs(ADMIN_IDENTITY, 'token-audit-admin');
+    const jsm = await admin.jetstreamManager();
+    const { config } = await jsm.streams.info(STREAMS.audit);
+    await jsm.streams.update(STREAMS.audit, { ...config, max_msg_size: 16 });
+    try {
+      await refuse(gw2);
+      await refuse(gw2);
+    } finally {
+      await jsm.streams.update(STREAMS.audit, config);
+      await admin.close();
+    }
+    expect(stack.logs.text()).toContain('gateway.audit.unrecorded');
     // Another partner's budget is its own.
     expect((await token(gw, form(await assertion(payer, tokenUrl(gw))))).status).toBe(200);
   });
@@ -625,7 +639,8 @@ describe('audit', () => {
     };
     expect(logins.reduce((n, e) => n + (countOf(e) ?? 1), 0)).toBe(sent);
     expect(logins.filter((e) => e.outcome === '0').length).toBe(5);
-    // Rate-limit refusals: the first per gateway on its own, the rest of the window one summary per gateway.
+    // Rate-limit refusals: the first per gateway on its own (but the one the trail refused), the rest of the window
+    // one summary per gateway.
     const limited = logins.filter((e) => e.outcomeDesc?.startsWith('E_RATE_LIMITED') === true);
     const client = { system: 'urn:phi-broker:oauth-client', value: 'public-health' };
     const at = { address: '127.0.0.1', type: '2' };
@@ -635,8 +650,7 @@ describe('audit', () => {
         .sort((x, y) => Number(x[2]) - Number(y[2])),
     ).toEqual([
       ['4', 'E_RATE_LIMITED', 0, client, at],
-      ['4', 'E_RATE_LIMITED', 0, client, at],
-      ['4', 'E_RATE_LIMITED: 1 more token request refused', 1, client, at],
+      ['4', 'E_RATE_LIMITED: 2 more token requests refused', 2, client, at],
       ['4', 'E_RATE_LIMITED: 3 more token requests refused', 3, client, at],
     ]);
     const replay = logins.find((e) => e.outcomeDesc === 'E_PARTNER_AUTH at client_assertion.jti');
