@@ -263,28 +263,13 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
         failures: ok ? 0 : r.failures + 1,
         ...(ok ? { lastSent: o.now() } : {}),
       }));
-      try {
-        await o.onRequest({
-          interaction: 'create',
-          ...requester(req, service, who),
-          status: 201,
-          subscription: record.id,
-          handshake: status,
-        });
-      } catch (err) {
-        // A subscription the trail does not hold notifies nobody: switched off (as a delete), the partner told 500.
-        await o.store.remove(record.id, Date.now, (MAX_TIMEOUT_S + 10) * 1000).catch((e: unknown) =>
-          o.logger.error(
-            {
-              event: 'gateway.subscription.error',
-              subscription: record.id,
-              code: isBrokerError(e) ? e.code : undefined,
-            },
-            'an unaudited subscription could not be switched off',
-          ),
-        );
-        throw err;
-      }
+      await o.onRequest({
+        interaction: 'create',
+        ...requester(req, service, who),
+        status: 201,
+        subscription: record.id,
+        handshake: status,
+      });
       o.logger.info(
         {
           event: 'gateway.subscription.created',
@@ -301,6 +286,19 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
         subscriptionResource(stored),
       );
     } catch (err) {
+      // A subscription whose create failed after it was stored (its handshake, its record in the trail) notifies
+      // nobody: switched off as a delete would, and the partner told 500.
+      if (created !== undefined) {
+        const id = created;
+        await o.store
+          .remove(id, Date.now, (MAX_TIMEOUT_S + 10) * 1000)
+          .catch((e: unknown) =>
+            o.logger.error(
+              { event: 'gateway.subscription.error', subscription: id, code: isBrokerError(e) ? e.code : undefined },
+              'a subscription whose create failed could not be switched off',
+            ),
+          );
+      }
       return refuse(reply, err, {
         interaction: 'create',
         ...requester(req, service, who),
