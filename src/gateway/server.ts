@@ -2,6 +2,7 @@
 // catalog (@fastify/rate-limit counting in NATS KV, shared by every gateway: rate-limit.ts; 429 with Retry-After), and the routes — SMART configuration, the gateway's JWKS, the
 // token endpoint, the CapabilityStatement and the inbound FHIR writes of inbound.ts (docs/partner-gateway.md). Errors answer in the
 // route's own vocabulary: RFC 6749 JSON on the token endpoint, a FHIR OperationOutcome elsewhere; neither echoes input.
+// Token requests the rate limit refuses are audited once per window and key, the rest summarised (refusal-summary.ts).
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
