@@ -194,8 +194,9 @@ export interface PartnerTokenFact {
 }
 
 /**
- * A partner's FHIR write on the gateway (src/gateway/inbound.ts), answered or refused: the HTTP status, the broker
- * message ids it published, and for a refusal the code and element path — never a value the partner sent.
+ * A partner's FHIR write on the gateway (src/gateway/inbound.ts) or create or delete of a Subscription
+ * (src/gateway/subscriptions/routes.ts), answered or refused: the HTTP status, the broker message ids it published,
+ * and for a refusal the code and element path — never a value the partner sent.
  */
 export interface PartnerRequestFact {
   readonly kind: 'partner-request';
