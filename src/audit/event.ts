@@ -382,6 +382,19 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         ...(fact.scopes === undefined ? [] : [{ type: 'scope', valueString: fact.scopes.join(' ') }]),
         ...(fact.kid === undefined ? [] : [{ type: 'kid', valueString: fact.kid }]),
       ];
+      const summary =
+        fact.summary === undefined
+          ? []
+          : [
+              {
+                type: ENTITY.other,
+                detail: [
+                  { type: 'count', valueString: String(fact.summary.count) },
+                  { type: 'first-seen', valueString: fact.summary.firstSeen },
+                  { type: 'last-seen', valueString: fact.summary.lastSeen },
+                ],
+              },
+            ];
       return base(
         TYPE.userAuthentication,
         SUBTYPE.login,
@@ -391,8 +404,13 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         [
           ...securityEntity(SYSTEM.oauthClient, fact.clientId, details),
           ...securityEntity(SYSTEM.accessToken, fact.tokenId),
+          ...summary,
         ],
-        fact.granted ? undefined : describe(fact.code ?? 'E_PARTNER_AUTH', fact.path),
+        fact.granted
+          ? undefined
+          : fact.summary === undefined
+            ? describe(fact.code ?? 'E_PARTNER_AUTH', fact.path)
+            : `${fact.code ?? 'E_RATE_LIMITED'}: ${fact.summary.count} more token request${fact.summary.count === 1 ? '' : 's'} refused`,
       );
     }
     case 'partner-request': {
@@ -411,10 +429,13 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
         ok ? OUTCOME.success : fact.status >= 500 ? OUTCOME.serious : OUTCOME.minor,
         [clientAgent(fact.service, fact.address), self(AGENT.application, false)],
         [
-          ...securityEntity(SYSTEM.oauthClient, fact.clientId, [
-            { type: 'http-status', valueString: String(fact.status) },
-            ...(fact.replayed === true ? [{ type: 'replayed', valueString: 'true' }] : []),
-          ]),
+          // The HTTP status is a detail of the client, or of its own entity when the request named none.
+          ...(fact.clientId === undefined
+            ? [detailEntity('http-status', String(fact.status))]
+            : securityEntity(SYSTEM.oauthClient, fact.clientId, [
+                { type: 'http-status', valueString: String(fact.status) },
+                ...(fact.replayed === true ? [{ type: 'replayed', valueString: 'true' }] : []),
+              ])),
           ...securityEntity(SYSTEM.accessToken, fact.tokenId),
           ...fact.messageIds.map((id) => transactionEntity(id)),
           ...(fact.subscription === undefined
@@ -424,6 +445,9 @@ export function buildAuditEventAs(fact: AuditFact, ctx: EventContext, id: string
                   what: { identifier: { system: SYSTEM.subscription, value: fact.subscription } },
                   type: ENTITY.systemObject,
                   role: ROLE.domainResource,
+                  ...(fact.handshake === undefined
+                    ? {}
+                    : { detail: [{ type: 'handshake-status', valueString: String(fact.handshake) }] }),
                 },
               ]),
         ],

@@ -186,11 +186,17 @@ export interface PartnerTokenFact {
   readonly tokenId?: string;
   readonly code?: string;
   readonly path?: string;
+  /**
+   * A summary of refusals by the rate limit (src/gateway/refusal-summary.ts): how many requests of one window were
+   * refused with `code` after its first (recorded on its own), and when the window's first and last refusal came.
+   */
+  readonly summary?: { readonly count: number; readonly firstSeen: string; readonly lastSeen: string };
 }
 
 /**
- * A partner's FHIR write on the gateway (src/gateway/inbound.ts), answered or refused: the HTTP status, the broker
- * message ids it published, and for a refusal the code and element path — never a value the partner sent.
+ * A partner's FHIR write on the gateway (src/gateway/inbound.ts) or create or delete of a Subscription
+ * (src/gateway/subscriptions/routes.ts), answered or refused: the HTTP status, the broker message ids it published,
+ * and for a refusal the code and element path — never a value the partner sent.
  */
 export interface PartnerRequestFact {
   readonly kind: 'partner-request';
@@ -201,8 +207,8 @@ export interface PartnerRequestFact {
   /** The access token's id (its jti). */
   readonly tokenId?: string;
   /**
-   * FHIR RESTful interaction: create (POST /[type]), transaction or batch (POST /), the $process-message operation,
-   * or delete (DELETE /Subscription/[id]).
+   * FHIR RESTful interaction: create (POST /[type] or POST /Subscription), transaction or batch (POST /), the
+   * $process-message operation, or delete (DELETE /Subscription/[id]).
    */
   readonly interaction: 'create' | 'transaction' | 'batch' | 'process-message' | 'delete';
   readonly status: number;
@@ -210,8 +216,10 @@ export interface PartnerRequestFact {
   readonly messageIds: readonly string[];
   /** A retry answered with the answer stored for its idempotency key (nothing published again). */
   readonly replayed?: boolean;
-  /** The gateway Subscription the request acted on (delete). */
+  /** The gateway Subscription the request acted on (create, delete). */
   readonly subscription?: string;
+  /** For a Subscription create: the HTTP status the endpoint answered the handshake with (0: not reached). */
+  readonly handshake?: number;
   readonly code?: string;
   readonly path?: string;
 }

@@ -237,21 +237,9 @@ export class Gateway {
           deliverer,
           opener: (partner) => openers.get(partner),
           onRead: (sub, events, operation) => disclosed(operation, sub, events),
-          // A delete is the partner's RESTful interaction on its subscription, in this gateway's chain.
-          onDeleted: (sub, who) =>
-            audit.record([
-              {
-                kind: 'partner-request',
-                address: who.address,
-                service: sub.partner,
-                clientId: who.clientId,
-                ...(who.tokenId === undefined ? {} : { tokenId: who.tokenId }),
-                interaction: 'delete',
-                status: 204,
-                messageIds: [],
-                subscription: sub.id,
-              },
-            ]),
+          // A create or delete is the partner's RESTful interaction on its subscription, in this gateway's chain.
+          onRequest: ({ interaction, ...r }) =>
+            audit.record([{ kind: 'partner-request', interaction, ...r, messageIds: [] }]),
           ...(opts.heartbeatMinS === undefined ? {} : { limits: { heartbeatMinS: opts.heartbeatMinS } }),
         },
         audit,

@@ -2,6 +2,7 @@
 // catalog (@fastify/rate-limit counting in NATS KV, shared by every gateway: rate-limit.ts; 429 with Retry-After), and the routes — SMART configuration, the gateway's JWKS, the
 // token endpoint, the CapabilityStatement and the inbound FHIR writes of inbound.ts (docs/partner-gateway.md). Errors answer in the
 // route's own vocabulary: RFC 6749 JSON on the token endpoint, a FHIR OperationOutcome elsewhere; neither echoes input.
+// Token requests the rate limit refuses are audited once per window and key, the rest summarised (refusal-summary.ts).
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -26,6 +27,8 @@ import { registerInboundRoutes } from './inbound.js';
 import type { PhiClient } from '../sdk/client.js';
 import type { GatewayKeyView } from './key-directory.js';
 import { RATE_UNAVAILABLE_RETRY_SECONDS, rateKey, rateKeyClient, type RateCounter } from './rate-limit.js';
+import { RefusalSummaries, type RefusalSummary } from './refusal-summary.js';
+import type { PartnerTokenFact } from '../audit/facts.js';
 
 export const TOKEN_PATH = '/auth/token';
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
@@ -33,6 +36,8 @@ const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 const TOKEN_BODY_LIMIT = 16 * 1024;
 /** Requests from a client the catalog does not name: counted per address. */
 const UNKNOWN_CLIENT_LIMIT = { max: 30, windowSeconds: 60 };
+/** How often ended windows of rate-limit refusals are looked for and their summaries recorded. */
+const SUMMARY_TICK_MS = 1_000;
 
 export interface GatewayServerOptions {
   readonly catalog: Catalog;
@@ -126,7 +131,78 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
     }),
   });
 
-  app.setErrorHandler((err: { statusCode?: number; code?: string; message?: string }, req, reply) => {
+  // Token requests the rate limit refused: the first per key, code and window is an AuditEvent before the answer,
+  // the rest one summary at the window's end (refusal-summary.ts). A record that cannot be stored is logged and
+  // counted into the next summary, which is retried each tick until the trail takes it.
+  const refusals = new RefusalSummaries(opts.now);
+  const windowOf = (key: string): number => limitOf(key).windowSeconds * 1000;
+  const refusalFact = (key: string, address: string, code: string): PartnerTokenFact => {
+    const clientId = rateKeyClient(key);
+    return {
+      kind: 'partner-token',
+      address,
+      ...(clientId === undefined ? {} : { clientId }),
+      granted: false,
+      code,
+    };
+  };
+  const unrecorded = (code: string, key: string, count: number, err: unknown, lost = false): void =>
+    logger.error(
+      {
+        event: lost ? 'gateway.audit.lost' : 'gateway.audit.unrecorded',
+        kind: 'partner-token',
+        code,
+        client: rateKeyClient(key),
+        count,
+        cause: (err as { code?: unknown }).code,
+      },
+      lost
+        ? 'token refusals not recorded in the audit trail at stop'
+        : 'token refusals not recorded in the audit trail yet; counted into the next summary',
+    );
+  const auditRateRefusal = async (req: FastifyRequest, code: string): Promise<void> => {
+    const key = rateKey(clientOf(req), req.ip);
+    if (refusals.refuse(key, code, req.ip, windowOf(key)) === 'counted') return;
+    try {
+      await opts.audit.record([refusalFact(key, req.ip, code)]);
+    } catch (err) {
+      unrecorded(code, key, 1, err);
+      refusals.recount(key, code, req.ip, windowOf(key));
+    }
+  };
+  const recordSummary = (s: RefusalSummary): Promise<void> =>
+    opts.audit.record([
+      {
+        ...refusalFact(s.key, s.address, s.code),
+        summary: {
+          count: s.count,
+          firstSeen: new Date(s.first).toISOString(),
+          lastSeen: new Date(s.last).toISOString(),
+        },
+      },
+    ]);
+  let flushing: Promise<void> | undefined;
+  const flush = async (all: boolean): Promise<void> => {
+    for (const s of refusals.due(all))
+      await recordSummary(s).catch((err: unknown) => {
+        unrecorded(s.code, s.key, s.count, err, all);
+        if (!all) refusals.restore(s, windowOf(s.key));
+      });
+  };
+  const tick = setInterval(() => {
+    flushing ??= flush(false).finally(() => {
+      flushing = undefined;
+    });
+  }, SUMMARY_TICK_MS);
+  tick.unref();
+  // At stop every open window's summary is recorded (the audit trail closes after the server).
+  app.addHook('onClose', async () => {
+    clearInterval(tick);
+    await flushing;
+    await flush(true);
+  });
+
+  app.setErrorHandler(async (err: { statusCode?: number; code?: string; message?: string }, req, reply) => {
     const status =
       typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status >= 500)
@@ -141,7 +217,45 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
         : status >= 500
           ? 'internal error'
           : 'malformed request';
+    // A Subscription create or delete refused before its handler ran (unparsable body, media type, rate limit) is
+    // audited like those it refuses itself (subscriptions/routes.ts); unverified, so no client is named.
+    const route = req.routeOptions.url;
+    const interaction =
+      req.method === 'POST' && route === '/Subscription'
+        ? 'create'
+        : req.method === 'DELETE' && route === '/Subscription/:id'
+          ? 'delete'
+          : undefined;
+    if (interaction !== undefined) {
+      const code = limited
+        ? 'E_RATE_LIMITED'
+        : uncounted
+          ? 'E_RATE_LIMIT_UNAVAILABLE'
+          : status < 500
+            ? 'E_PARTNER_REQUEST'
+            : undefined;
+      try {
+        await opts.subscriptions.onRequest({
+          interaction,
+          address: req.ip,
+          status,
+          ...(code === undefined ? {} : { code }),
+        });
+      } catch (auditErr) {
+        logger.error(
+          {
+            event: 'gateway.audit.unrecorded',
+            interaction,
+            status,
+            code: (auditErr as { code?: unknown }).code,
+          },
+          'subscription request not recorded in the audit trail',
+        );
+        return sendFhir(reply.code(500), operationOutcome('exception', undefined, 'internal error'));
+      }
+    }
     if (req.url.startsWith(TOKEN_PATH)) {
+      if (limited || uncounted) await auditRateRefusal(req, uncounted ? 'E_RATE_LIMIT_UNAVAILABLE' : 'E_RATE_LIMITED');
       const e =
         limited || uncounted
           ? { error: uncounted ? 'E_RATE_LIMIT_UNAVAILABLE' : 'E_RATE_LIMITED', error_description: description }

@@ -31,7 +31,7 @@ import { RateCounter, rateKey, rateKeyClient } from '../../src/gateway/rate-limi
 import { gatewayChain, KV_BUCKETS } from '../../src/wire/names.js';
 import { balpProblems } from '../helpers/balp.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
-import { startTestGateway } from '../helpers/gateway.js';
+import { gatewayAuditEvents, startTestGateway } from '../helpers/gateway.js';
 import { ROOT, Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
 
 const BASE_URL = 'https://partners.example.test';
@@ -534,6 +534,23 @@ describe('rate limit', () => {
         false,
       );
       expect([t.status, t.json['error'], t.headers['retry-after']]).toEqual([503, 'E_RATE_LIMIT_UNAVAILABLE', '1']);
+      const again = await send(
+        gw2,
+        '/auth/token',
+        'grant_type=client_credentials',
+        { 'content-type': 'application/x-www-form-urlencoded' },
+        false,
+      );
+      expect(again.status).toBe(503);
+      // The token endpoint's first refusal of the window is an AuditEvent before the answer; the second is counted
+      // into the window's summary (recorded at its end), not recorded on its own.
+      const refused = (await gatewayAuditEvents(stack, 'gw-inbound-2')).filter(
+        (e) => e.subtype?.[0]?.code === '110122' && e.outcomeDesc?.startsWith('E_RATE_LIMIT_UNAVAILABLE') === true,
+      );
+      expect(refused.map((e) => [e.outcome, e.outcomeDesc, e.agent[0]?.who?.display])).toEqual([
+        ['4', 'E_RATE_LIMIT_UNAVAILABLE', 'unauthenticated client'],
+      ]);
+      expect(refused.flatMap((e) => [...fhirSchemaErrors(e), ...balpProblems(e)])).toEqual([]);
     } finally {
       await ensureGatewayRateBucket(admin);
       await admin.close();

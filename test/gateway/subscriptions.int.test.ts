@@ -22,7 +22,8 @@ import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
 import { BACKPORT, TOPIC_BASE } from '../../src/gateway/subscriptions/model.js';
 import { SIGNATURE_HEADER } from '../../src/gateway/subscriptions/worker.js';
-import { serviceIdentity } from '../../src/tls/identity.js';
+import { ADMIN_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
+import { STREAMS } from '../../src/wire/names.js';
 import { balpProblems } from '../helpers/balp.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { startTestGateway } from '../helpers/gateway.js';
@@ -140,11 +141,21 @@ async function partnerCatalog(): Promise<string> {
   return dir;
 }
 
+/** The status of every POST /Subscription and DELETE /Subscription/[id] answered, for the audit test. */
+const answered: { interaction: 'create' | 'delete'; status: number }[] = [];
+
 function call(
   url: string,
   method: string,
   opts: { body?: unknown; token?: string } = {},
 ): Promise<{ status: number; headers: Record<string, unknown>; text: string; json: Record<string, unknown> }> {
+  const path = new URL(url).pathname;
+  const interaction =
+    method === 'POST' && path === '/Subscription'
+      ? 'create'
+      : method === 'DELETE' && path.startsWith('/Subscription/')
+        ? 'delete'
+        : undefined;
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = {};
     if (opts.token !== undefined) headers['authorization'] = `Bearer ${opts.token}`;
@@ -154,6 +165,7 @@ function call(
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
+        if (interaction !== undefined) answered.push({ interaction, status: res.statusCode ?? 0 });
         resolve({
           status: res.statusCode ?? 0,
           headers: res.headers,
@@ -163,7 +175,9 @@ function call(
       });
     });
     req.on('error', reject);
-    req.end(opts.body === undefined ? undefined : JSON.stringify(opts.body));
+    req.end(
+      opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body),
+    );
   });
 }
 
@@ -257,6 +271,8 @@ let patientSubId: string;
 let deletedAttempts = 0;
 let subA: string;
 let subB: string;
+/** Subscriptions whose create or delete answered 500 while the audit trail refused writes (none of it recorded). */
+const unaudited: string[] = [];
 
 beforeAll(async () => {
   // The receiver's port must be in the catalog (restHooks) before the stack loads it; its certificate (the
@@ -329,6 +345,8 @@ describe('R4 topic-based Subscriptions (Backport IG)', () => {
     const noToken = await call(`${g.url}/Subscription`, 'POST', { body: good });
     expect(noToken.status).toBe(401);
     expect(fhirSchemaErrors(noToken.json)).toEqual([]);
+    // A body that is not JSON is refused before the route's handler runs (and audited alike).
+    expect((await call(`${g.url}/Subscription`, 'POST', { body: '{"resourceType":', token })).status).toBe(400);
     for (const [body, path] of [
       [
         { ...good, channel: { ...good.channel, endpoint: 'https://elsewhere.example/hook' } },
@@ -752,6 +770,45 @@ describe('R4 topic-based Subscriptions (Backport IG)', () => {
     expect(del.status).toBe(204);
   });
 
+  it('audits a create and a delete before answering: while the trail refuses writes, 500 and no unaudited change', async () => {
+    const g = gws[0] as Gateway;
+    const created = await call(`${g.url}/Subscription`, 'POST', { body: immunizationSubscription(hookUrl2), token });
+    expect(created.status).toBe(201);
+    const id = created.json['id'] as string;
+    // The admin makes PHI_AUDIT refuse every new record (a message size limit below any record), then restores it.
+    const admin = await stack.connectAs(ADMIN_IDENTITY, 'subs-audit-admin');
+    const jsm = await admin.jetstreamManager();
+    const { config } = await jsm.streams.info(STREAMS.audit);
+    await jsm.streams.update(STREAMS.audit, { ...config, max_msg_size: 16 });
+    const handshakes = receiver2.got.length;
+    try {
+      const del = await call(`${g.url}/Subscription/${id}`, 'DELETE', { token });
+      expect(del.status).toBe(500);
+      expect(fhirSchemaErrors(del.json)).toEqual([]);
+      // Not recorded, not done: the subscription is as it was.
+      expect((await call(`${g.url}/Subscription/${id}`, 'GET', { token })).json).toMatchObject({
+        id,
+        status: 'active',
+      });
+      // A create whose record cannot be stored: 500, and the subscription its handshake named is switched off.
+      const refused = await call(`${g.url}/Subscription`, 'POST', { body: immunizationSubscription(hookUrl2), token });
+      expect(refused.status).toBe(500);
+      expect(fhirSchemaErrors(refused.json)).toEqual([]);
+    } finally {
+      await jsm.streams.update(STREAMS.audit, config);
+      await admin.close();
+    }
+    const named = statusOf(JSON.parse(receiver2.got[handshakes]?.body ?? '{}') as Bundle).subscription;
+    const orphan = named.slice(`${BASE_URL}/Subscription/`.length);
+    expect(orphan).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await call(`${g.url}/Subscription/${orphan}`, 'GET', { token })).status).toBe(410);
+    expect(stack.logs.text()).toContain('gateway.audit.unrecorded');
+    // The trail writable again, the partner's retried DELETE is recorded and done.
+    expect((await call(`${g.url}/Subscription/${id}`, 'DELETE', { token })).status).toBe(204);
+    expect((await call(`${g.url}/Subscription/${id}`, 'GET', { token })).status).toBe(410);
+    unaudited.push(id, orphan);
+  });
+
   it('records every notification and every $events read as a disclosure AuditEvent naming the deliveries', async () => {
     for (const g of gws) await g.stop(); // seals each gateway's chain
     gws = [];
@@ -810,16 +867,50 @@ describe('R4 topic-based Subscriptions (Backport IG)', () => {
           .sort((a, b) => a - b),
       ).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     }
-    // The delete: the partner's RESTful delete of its subscription (no PHI, not a disclosure).
-    const deletes = events.filter((e) => e.subtype?.some((c) => c.code === 'delete'));
-    expect(deletes.length).toBe(2); // subId, and the heartbeat subscription
-    for (const e of deletes) {
-      expect(fhirSchemaErrors(e)).toEqual([]);
-      expect(balpProblems(e)).toEqual([]);
-      expect(e.action).toBe('D');
-      expect(e.agent.find((a) => a.requestor)?.who?.identifier?.value).toBe('public-health');
+    // Every POST /Subscription and DELETE /Subscription/[id] answered is a RESTful AuditEvent with its status (no PHI,
+    // not a disclosure), but the two 500s answered while the trail refused writes; nothing of those is recorded.
+    const requests = events.filter((e) => e.subtype?.[0]?.system === 'http://hl7.org/fhir/restful-interaction');
+    for (const e of requests) expect(fhirSchemaErrors(e)).toEqual([]);
+    expect(requests.flatMap((e) => balpProblems(e).map((m) => `${e.id ?? ''}: ${m}`))).toEqual([]);
+    const detail = (e: AuditEvent, type: string): string | undefined =>
+      e.entity?.flatMap((x) => x.detail ?? []).find((d) => d.type === type)?.valueString;
+    const names = (e: AuditEvent, id: string): boolean =>
+      e.entity?.some((x) => x.what?.identifier?.value === id) === true;
+    expect(requests.map((e) => `${e.subtype?.[0]?.code ?? ''} ${detail(e, 'http-status') ?? ''}`).sort()).toEqual(
+      answered
+        .filter((a) => a.status !== 500)
+        .map((a) => `${a.interaction} ${a.status}`)
+        .sort(),
+    );
+    expect(answered.filter((a) => a.status === 500)).toHaveLength(2);
+    for (const e of requests) {
+      const created = e.subtype?.[0]?.code === 'create';
+      expect(e.action).toBe(created ? 'C' : 'D');
+      // Each answered one names its subscription; a refusal says why, by code and element path.
+      if (detail(e, 'http-status')?.startsWith('2') === true) {
+        expect(e.outcome).toBe('0');
+        expect(e.entity?.some((x) => x.what?.identifier?.system === 'urn:phi-broker:subscription')).toBe(true);
+        if (created) expect(detail(e, 'handshake-status')).toBe('200');
+      } else expect([e.outcome, e.outcomeDesc?.startsWith('E_')]).toEqual(['4', true]);
     }
-    expect(deletes.some((e) => e.entity?.some((x) => x.what?.identifier?.value === subId))).toBe(true);
+    const outcomes = requests.map((e) => e.outcomeDesc).filter((d) => d !== undefined);
+    for (const d of [
+      'E_PARTNER_AUTH at Authorization',
+      'E_PARTNER_REQUEST',
+      'E_SUBSCRIPTION_INVALID at Subscription.channel.endpoint',
+      'E_SUBSCRIPTION_INVALID at Subscription.criteria',
+      'E_SUBSCRIPTION_UNKNOWN at Subscription.id',
+    ])
+      expect(outcomes).toContain(d);
+    // The deletes of subId (the repeated one too), of the heartbeat subscription, and the retried one after the
+    // trail was writable again; the 500s left nothing: the create that failed has no record at all.
+    const deleted = (id: string) =>
+      requests.filter((e) => e.subtype?.[0]?.code === 'delete' && e.outcome === '0' && names(e, id));
+    expect(deleted(subId)).toHaveLength(2);
+    expect(deleted(unaudited[0] ?? '')).toHaveLength(1);
+    expect(requests.filter((e) => names(e, unaudited[1] ?? ''))).toEqual([]);
+    for (const e of deleted(subId))
+      expect(e.agent.find((a) => a.requestor)?.who?.identifier?.value).toBe('public-health');
     // The id-only Patient subscription: its notification pushed, and the GET of its copy.
     const ofPatient = (e: AuditEvent): boolean =>
       e.entity?.some((x) => x.what?.identifier?.value === patientSubId) === true;

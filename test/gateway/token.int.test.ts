@@ -22,11 +22,13 @@ import {
 import { parseDocument } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Gateway } from '../../src/gateway/gateway.js';
+import { balpProblems } from '../helpers/balp.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { gatewayAuditEvents, startTestGateway } from '../helpers/gateway.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
 import { ensureOperatorRootKey, publishDirectory } from '../../src/runtime/key-directory.js';
 import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
+import { STREAMS } from '../../src/wire/names.js';
 import { NOT_BUILT, runCli } from '../cli/run-cli.js';
 
 interface Client {
@@ -126,10 +128,10 @@ const form = (a: string, scope = 'system/Coverage.rs'): Record<string, string> =
 });
 
 /** Sends to the gateway's listening address the request whose assertion names its public token URL. */
-let audited = 0;
+let sent = 0;
 const token = async (g: Gateway, f: Record<string, string | string[]>) => {
   const r = await post(`${g.url}/auth/token`, f);
-  if (r.status !== 429) audited += 1; // every form request the rate limit lets through is audited
+  sent += 1; // every form request is audited: on its own, or counted in a rate-limit summary
   return r;
 };
 
@@ -395,18 +397,36 @@ describe('rate limit', () => {
     // public-health has the default limit (60 per 60 s) and used two requests above, one on each gateway: both
     // count against one budget, so the 59th here is its 61st.
     let limited: Awaited<ReturnType<typeof token>> | undefined;
-    let sent = 0;
-    while (limited === undefined && sent < 80) {
-      sent += 1;
+    let tries = 0;
+    while (limited === undefined && tries < 80) {
+      tries += 1;
       const r = await token(gw, form(await assertion(health, 'https://elsewhere.example/auth/token')));
       if (r.status === 429) limited = r;
       else expect(r.status).toBe(401);
     }
-    expect(sent).toBe(59);
+    expect(tries).toBe(59);
     const retryAfter = Number(limited?.headers['retry-after']);
     expect(retryAfter).toBeGreaterThan(0);
     expect(retryAfter).toBeLessThanOrEqual(60);
     expect(limited?.json['error']).toBe('E_RATE_LIMITED');
+    // More refusals in the window: 3 on this gateway, 2 on the other (each gateway summarises its own; the audit
+    // test below counts them). The other's come while PHI_AUDIT refuses every new record (a message size limit below
+    // any record, set by the admin): its first refusal cannot be recorded, so it is logged and counted instead.
+    const refuse = async (g: Gateway) =>
+      expect((await token(g, form(await assertion(health, 'https://elsewhere.example/auth/token')))).status).toBe(429);
+    for (let i = 0; i < 3; i += 1) await refuse(gw);
+    const admin = await stack.connectAs(ADMIN_IDENTITY, 'token-audit-admin');
+    const jsm = await admin.jetstreamManager();
+    const { config } = await jsm.streams.info(STREAMS.audit);
+    await jsm.streams.update(STREAMS.audit, { ...config, max_msg_size: 16 });
+    try {
+      await refuse(gw2);
+      await refuse(gw2);
+    } finally {
+      await jsm.streams.update(STREAMS.audit, config);
+      await admin.close();
+    }
+    expect(stack.logs.text()).toContain('gateway.audit.unrecorded');
     // Another partner's budget is its own.
     expect((await token(gw, form(await assertion(payer, tokenUrl(gw))))).status).toBe(200);
   });
@@ -610,10 +630,29 @@ describe('audit', () => {
     await gw2.stop();
     const events = await gatewayAuditEvents(stack, 'gw-test-');
     const logins = events.filter((e) => e.subtype?.[0]?.code === '110122');
-    // Every form request that was not rate-limited (the JSON body never reached the handler).
-    expect(logins.length).toBe(audited);
-    expect(logins.filter((e) => e.outcome === '0').length).toBe(5);
     for (const e of logins) expect(fhirSchemaErrors(e)).toEqual([]);
+    expect(logins.flatMap((e) => balpProblems(e).map((m) => `${e.id ?? ''}: ${m}`))).toEqual([]);
+    // Every form request (the JSON body never reached the handler): one event each, or counted in a summary.
+    const countOf = (e: (typeof logins)[number]): number | undefined => {
+      const v = e.entity?.flatMap((x) => x.detail ?? []).find((d) => d.type === 'count')?.valueString;
+      return v === undefined ? undefined : Number(v);
+    };
+    expect(logins.reduce((n, e) => n + (countOf(e) ?? 1), 0)).toBe(sent);
+    expect(logins.filter((e) => e.outcome === '0').length).toBe(5);
+    // Rate-limit refusals: the first per gateway on its own (but the one the trail refused), the rest of the window
+    // one summary per gateway.
+    const limited = logins.filter((e) => e.outcomeDesc?.startsWith('E_RATE_LIMITED') === true);
+    const client = { system: 'urn:phi-broker:oauth-client', value: 'public-health' };
+    const at = { address: '127.0.0.1', type: '2' };
+    expect(
+      limited
+        .map((e) => [e.outcome, e.outcomeDesc, countOf(e) ?? 0, e.entity?.[0]?.what?.identifier, e.agent[0]?.network])
+        .sort((x, y) => Number(x[2]) - Number(y[2])),
+    ).toEqual([
+      ['4', 'E_RATE_LIMITED', 0, client, at],
+      ['4', 'E_RATE_LIMITED: 2 more token requests refused', 2, client, at],
+      ['4', 'E_RATE_LIMITED: 3 more token requests refused', 3, client, at],
+    ]);
     const replay = logins.find((e) => e.outcomeDesc === 'E_PARTNER_AUTH at client_assertion.jti');
     expect(replay?.entity?.[0]?.what?.identifier).toEqual({
       system: 'urn:phi-broker:oauth-client',

@@ -46,8 +46,11 @@ export interface SubscriptionRouteOptions {
     events: readonly NotificationEvent[],
     operation: 'events' | 'read',
   ) => Promise<void>;
-  /** Called after a subscription was deleted (switched off), before the answer (audit). */
-  readonly onDeleted: (sub: SubscriptionRecord, who: Requester) => Promise<void>;
+  /**
+   * Records a POST or DELETE of a Subscription, answered or refused (the gateway's audit trail); a rejection fails
+   * the request with a 500.
+   */
+  readonly onRequest: (request: SubscriptionRequest) => Promise<void>;
   readonly limits?: SubscriptionLimits;
 }
 
@@ -56,6 +59,23 @@ export interface Requester {
   readonly clientId: string;
   readonly tokenId: string | undefined;
   readonly address: string;
+}
+
+/** A partner's create or delete of a Subscription, as the audit trail records it: no value the partner sent. */
+export interface SubscriptionRequest {
+  readonly interaction: 'create' | 'delete';
+  readonly address: string;
+  /** The partner's catalog service id, once its access token verified. */
+  readonly service?: string;
+  readonly clientId?: string;
+  readonly tokenId?: string;
+  /** The HTTP status answered. */
+  readonly status: number;
+  readonly subscription?: string;
+  /** The HTTP status the endpoint answered the handshake with (0: it could not be reached). */
+  readonly handshake?: number;
+  readonly code?: string;
+  readonly path?: string;
 }
 
 class HttpError extends Error {
@@ -71,12 +91,12 @@ function send(reply: FastifyReply, status: number, body: object): FastifyReply {
   return reply.code(status).header('content-type', FHIR_JSON).send(body);
 }
 
-function fail(reply: FastifyReply, err: unknown, logger: Logger): FastifyReply {
+/** The answer to a failed request: its status, OperationOutcome, and the code and element path it names. */
+function failure(err: unknown, logger: Logger): { status: number; body: object; code?: string; path?: string } {
   if (err instanceof HttpError)
-    return send(
-      reply,
-      err.status,
-      operationOutcome(
+    return {
+      status: err.status,
+      body: operationOutcome(
         err.status === 401
           ? 'login'
           : err.status === 403
@@ -88,14 +108,28 @@ function fail(reply: FastifyReply, err: unknown, logger: Logger): FastifyReply {
         err.err.message,
         err.err.path,
       ),
-    );
+      code: err.err.code,
+      ...(err.err.path === undefined ? {} : { path: err.err.path }),
+    };
   if (isBrokerError(err) && err.code === 'E_SUBSCRIPTION_INVALID')
-    return send(reply, 400, operationOutcome('invalid', err.code, err.message, err.path));
-  logger.error(
-    { event: 'gateway.subscription.error', code: isBrokerError(err) ? err.code : undefined },
-    'subscription request failed',
-  );
-  return send(reply, 500, operationOutcome('exception', undefined, 'internal error'));
+    return {
+      status: 400,
+      body: operationOutcome('invalid', err.code, err.message, err.path),
+      code: err.code,
+      ...(err.path === undefined ? {} : { path: err.path }),
+    };
+  const code = isBrokerError(err) ? err.code : undefined;
+  logger.error({ event: 'gateway.subscription.error', code }, 'subscription request failed');
+  return {
+    status: 500,
+    body: operationOutcome('exception', undefined, 'internal error'),
+    ...(code === undefined ? {} : { code }),
+  };
+}
+
+function fail(reply: FastifyReply, err: unknown, logger: Logger): FastifyReply {
+  const f = failure(err, logger);
+  return send(reply, f.status, f.body);
 }
 
 export function registerSubscriptionRoutes(app: FastifyInstance, o: SubscriptionRouteOptions): void {
@@ -164,16 +198,61 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
     return { sub, service, who };
   };
 
-  app.post('/Subscription', async (req, reply) => {
+  /**
+   * Answers a failed create or delete after recording it; when the record cannot be stored either, logs that
+   * (`gateway.audit.unrecorded`) and answers 500.
+   */
+  const refuse = async (
+    reply: FastifyReply,
+    err: unknown,
+    request: Omit<SubscriptionRequest, 'status' | 'code' | 'path'>,
+  ): Promise<FastifyReply> => {
+    const f = failure(err, o.logger);
     try {
-      const { service, scopes } = await authenticate(req);
+      await o.onRequest({
+        ...request,
+        status: f.status,
+        ...(f.code === undefined ? {} : { code: f.code }),
+        ...(f.path === undefined ? {} : { path: f.path }),
+      });
+    } catch (auditErr) {
+      o.logger.error(
+        {
+          event: 'gateway.audit.unrecorded',
+          interaction: request.interaction,
+          subscription: request.subscription,
+          status: f.status,
+          code: isBrokerError(auditErr) ? auditErr.code : undefined,
+        },
+        'subscription request not recorded in the audit trail',
+      );
+      if (f.status < 500) return send(reply, 500, operationOutcome('exception', undefined, 'internal error'));
+    }
+    return send(reply, f.status, f.body);
+  };
+  const requester = (req: FastifyRequest, service: ServiceDef | undefined, who: Requester | undefined) => ({
+    address: req.ip,
+    ...(service === undefined ? {} : { service: service.id }),
+    ...(who === undefined ? {} : { clientId: who.clientId }),
+    ...(who?.tokenId === undefined ? {} : { tokenId: who.tokenId }),
+  });
+
+  // Audited after the handshake, before the answer: created (with the handshake's status) or refused (code, path).
+  app.post('/Subscription', async (req, reply) => {
+    let service: ServiceDef | undefined;
+    let who: Requester | undefined;
+    let created: string | undefined;
+    try {
+      const auth = await authenticate(req);
+      ({ service, who } = auth);
       const record = parseSubscription(req.body, service, o.catalog, randomUUID(), o.now(), o.limits);
-      if (!mayRead(scopes, record.resourceType))
+      if (!mayRead(auth.scopes, record.resourceType))
         throw new HttpError(
           403,
           new BrokerError('E_PARTNER_SCOPE', `the token grants no read of ${record.resourceType}`, { path: 'scope' }),
         );
       await o.store.create(record);
+      created = record.id;
       // Handshake (backport: type handshake, no events): the endpoint answering 2xx makes it active.
       const body = renderNotification(record, 'handshake', o.baseUrl(), []);
       const status = await o.deliverer.post(record, body, await o.signer.signDetached(new TextEncoder().encode(body)));
@@ -184,6 +263,13 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
         failures: ok ? 0 : r.failures + 1,
         ...(ok ? { lastSent: o.now() } : {}),
       }));
+      await o.onRequest({
+        interaction: 'create',
+        ...requester(req, service, who),
+        status: 201,
+        subscription: record.id,
+        handshake: status,
+      });
       o.logger.info(
         {
           event: 'gateway.subscription.created',
@@ -200,7 +286,24 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
         subscriptionResource(stored),
       );
     } catch (err) {
-      return fail(reply, err, o.logger);
+      // A subscription whose create failed after it was stored (its handshake, its record in the trail) notifies
+      // nobody: switched off as a delete would, and the partner told 500.
+      if (created !== undefined) {
+        const id = created;
+        await o.store
+          .remove(id, Date.now, (MAX_TIMEOUT_S + 10) * 1000)
+          .catch((e: unknown) =>
+            o.logger.error(
+              { event: 'gateway.subscription.error', subscription: id, code: isBrokerError(e) ? e.code : undefined },
+              'a subscription whose create failed could not be switched off',
+            ),
+          );
+      }
+      return refuse(reply, err, {
+        interaction: 'create',
+        ...requester(req, service, who),
+        ...(created === undefined ? {} : { subscription: created }),
+      });
     }
   });
 
@@ -220,23 +323,33 @@ export function registerSubscriptionRoutes(app: FastifyInstance, o: Subscription
   });
 
   // FHIR delete (http.html#delete): status `off`, no notification after the answer; deleting again answers alike.
+  // Audited first, then changed: a failed audit write leaves the subscription as it was (500), a failed change is
+  // audited as failed, and each DELETE answered 204 (a repeated one too) is in the trail.
   app.delete<{ Params: { id: string } }>('/Subscription/:id', async (req, reply) => {
+    let service: ServiceDef | undefined;
+    let who: Requester | undefined;
+    let target: string | undefined;
     try {
-      const { sub, who } = await owned(req);
-      if (sub.status !== 'off') {
-        // Waits out a notification already being posted (at most its timeout and a margin; claims use the real clock).
-        const before = await o.store.remove(sub.id, Date.now, (MAX_TIMEOUT_S + 10) * 1000);
-        if (before.status !== 'off') {
-          await o.onDeleted({ ...before, status: 'off' }, who);
-          o.logger.info(
-            { event: 'gateway.subscription.deleted', subscription: sub.id, partner: sub.partner },
-            'subscription deleted',
-          );
-        }
-      }
+      const found = await owned(req);
+      ({ service, who } = found);
+      const { sub } = found;
+      target = sub.id;
+      await o.onRequest({ interaction: 'delete', ...requester(req, service, who), status: 204, subscription: sub.id });
+      // Idempotent: a repeated delete finishes one that failed half-way (its topic index). Waits out a notification
+      // already being posted (at most its timeout and a margin; claims use the real clock).
+      const before = await o.store.remove(sub.id, Date.now, (MAX_TIMEOUT_S + 10) * 1000);
+      if (before.status !== 'off')
+        o.logger.info(
+          { event: 'gateway.subscription.deleted', subscription: sub.id, partner: sub.partner },
+          'subscription deleted',
+        );
       return reply.code(204).send();
     } catch (err) {
-      return fail(reply, err, o.logger);
+      return refuse(reply, err, {
+        interaction: 'delete',
+        ...requester(req, service, who),
+        ...(target === undefined ? {} : { subscription: target }),
+      });
     }
   });
 
