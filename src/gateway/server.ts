@@ -170,6 +170,12 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
       refusals.recount(key, code, req.ip, windowOf(key));
     }
   };
+  // A token request refused for its body (not a form, too large, unparsable) before any client could be read from
+  // it: audited like every other token refusal, naming no client (45 CFR 164.312(b)); rate-limited before it got here.
+  const auditBodyRefusal = (req: FastifyRequest): Promise<void> =>
+    opts.audit.record([
+      { kind: 'partner-token', address: req.ip, granted: false, code: 'E_PARTNER_REQUEST', path: 'body' },
+    ]);
   const recordSummary = (s: RefusalSummary): Promise<void> =>
     opts.audit.record([
       {
@@ -256,6 +262,21 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
     }
     if (req.url.startsWith(TOKEN_PATH)) {
       if (limited || uncounted) await auditRateRefusal(req, uncounted ? 'E_RATE_LIMIT_UNAVAILABLE' : 'E_RATE_LIMITED');
+      else if (status < 500)
+        try {
+          await auditBodyRefusal(req);
+        } catch (auditErr) {
+          logger.error(
+            {
+              event: 'gateway.audit.unrecorded',
+              kind: 'partner-token',
+              status,
+              code: (auditErr as { code?: unknown }).code,
+            },
+            'token request not recorded in the audit trail',
+          );
+          return reply.code(500).send({ error: 'server_error', error_description: 'internal error' });
+        }
       const e =
         limited || uncounted
           ? { error: uncounted ? 'E_RATE_LIMIT_UNAVAILABLE' : 'E_RATE_LIMITED', error_description: description }
@@ -300,6 +321,7 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
         'body',
         'expected application/x-www-form-urlencoded',
       );
+      await auditBodyRefusal(req);
       return reply.code(e.status).send(e.body());
     }
     const answer = await handleTokenRequest(req.body, req.ip, presentedCertificate(req.raw.socket), ctx());

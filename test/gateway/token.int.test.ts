@@ -312,12 +312,23 @@ describe('token endpoint: the client assertion checks of SMART Backend Services'
     const twice = await token(gw, { ...form('a'), scope: ['system/Coverage.r', 'system/Claim.r'] });
     expectRefused(twice, 400, 'invalid_request', 'E_PARTNER_REQUEST at scope: repeated (each parameter once)');
     const json = await send(`${gw.url}/auth/token`, 'POST', JSON.stringify(form('a')), 'application/json');
+    sent += 1; // refused for its body, audited all the same
     expectRefused(
       json,
       400,
       'invalid_request',
       'E_PARTNER_REQUEST at body: expected application/x-www-form-urlencoded',
     );
+    // Larger than a token request can be (16 KiB): refused by the body parser before the handler, audited too.
+    const huge = await send(
+      `${gw.url}/auth/token`,
+      'POST',
+      `grant_type=client_credentials&scope=${'x'.repeat(20_000)}`,
+      'application/x-www-form-urlencoded',
+    );
+    sent += 1;
+    expect(huge.status).toBe(413);
+    expect(huge.json['error']).toBe('invalid_request');
   });
 });
 
@@ -652,6 +663,12 @@ describe('audit', () => {
       ['4', 'E_RATE_LIMITED', 0, client, at],
       ['4', 'E_RATE_LIMITED: 2 more token requests refused', 2, client, at],
       ['4', 'E_RATE_LIMITED: 3 more token requests refused', 3, client, at],
+    ]);
+    // The two requests refused for their body (JSON, oversized): no client named, the address kept.
+    const body = logins.filter((e) => e.outcomeDesc === 'E_PARTNER_REQUEST at body');
+    expect(body.map((e) => [e.outcome, e.agent[0]?.network, e.entity?.[0]?.what?.identifier])).toEqual([
+      ['4', at, undefined],
+      ['4', at, undefined],
     ]);
     const replay = logins.find((e) => e.outcomeDesc === 'E_PARTNER_AUTH at client_assertion.jti');
     expect(replay?.entity?.[0]?.what?.identifier).toEqual({
