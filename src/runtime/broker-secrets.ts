@@ -1,7 +1,7 @@
 // The broker's secrets file in the data dir (src/crypto/broker-secrets.ts says what they are): generated once by the
 // broker, file mode 0600, never logged; the quarantine key gains a version per `keys rotate --broker` and loses its
-// old ones to `keys prune` (docs/keys.md "The broker secrets"). Sealed at rest under a key provider
-// (key-protection.ts); ensureBrokerSecrets is the plain (development) form. Format: docs/keys-at-rest.md.
+// old ones to `keys prune` (docs/keys.md "The broker secrets", which gives the format). Sealed at rest under a key provider
+// (key-protection.ts); ensureBrokerSecrets is the plain (development) form.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
