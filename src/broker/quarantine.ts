@@ -3,9 +3,9 @@
 // naming element paths, sender id, type, message id, time; never a value — travel in the `Phi-Record`
 // header, and the payload is the input itself (which may be anything a caller sent, even plaintext PHI that
 // failed to parse) sealed with the broker's current quarantine key version, which the record names
-// (XChaCha20-Poly1305, docs/wire-format.md). The
-// sealed copy is binary (the input plus 48 bytes, the subject and the signature) and split over several messages when it would not fit
-// in one NATS message, so an input that NATS carried in can always be kept.
+// (XChaCha20-Poly1305, docs/wire-format.md). The sealed copy is binary (the input plus 48 bytes, the subject and
+// the signature) and split over several messages when it would not fit in one NATS message, so an input that NATS
+// carried in can always be kept.
 import { z } from 'zod';
 import { openBlob, sealBlob } from '../crypto/aead.js';
 import { BrokerError, isBrokerErrorCode, type BrokerErrorCode } from '../wire/errors.js';
