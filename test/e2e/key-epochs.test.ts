@@ -2,7 +2,10 @@
 // nats-server: a delivery sealed between the broker's and a subscriber's first encryption keys stays in PHI_DELIVER,
 // both are rotated and a second delivery is sealed between their second keys, then `keys prune` destroys both first
 // versions: the current delivery opens, the retained one fails E_KEY_DESTROYED (terminated, never handed over), the
-// deletion is alerted, and no byte of the destroyed private keys is left in the keys dir. Then two subscribers
+// deletion is alerted, and no byte of the destroyed private keys is left in the keys dir. The broker's quarantine key
+// follows: the rotation's new version seals the next rejected input without a restart, each record names its version,
+// and after the prune `quarantine show --decrypt` of the first version's record is E_KEY_DESTROYED after its facts,
+// while the current version's opens. Then two subscribers
 // offline through `keys rotate` and past the overlap's end: one opens and acks its whole backlog with its own retired
 // key; the other, whose old version was pruned meanwhile, gets E_KEY_DESTROYED per delivery, each terminated.
 import { PassThrough, Writable } from 'node:stream';
@@ -12,7 +15,7 @@ import { Broker } from '../../src/broker/broker.js';
 import { decodeRecordHeader, type QuarantineRecord } from '../../src/broker/quarantine.js';
 import { runKeysRotate } from '../../src/cli/keys.js';
 import { runQuarantineShow } from '../../src/cli/quarantine.js';
-import { openBrokerSecrets } from '../../src/runtime/broker-secrets.js';
+import { ensureBrokerSecrets, openBrokerSecrets } from '../../src/runtime/broker-secrets.js';
 import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
 import type { OperatorRootKey } from '../../src/crypto/key-directory.js';
 import {
@@ -170,6 +173,10 @@ describe('epoch deletion', () => {
     ).rejects.toMatchObject({ code: 'E_USAGE', path: '--older-than' });
     expect(readServiceKeyVersions(stack.keysDir, 'notification')).toHaveLength(2);
     expect(readServiceKeyVersions(stack.keysDir, BROKER_ID)).toHaveLength(2);
+    expect(ensureBrokerSecrets(stack.keysDir).quarantineKeys.map((k) => [k.version, k.key !== undefined])).toEqual([
+      [2, true],
+      [1, true],
+    ]);
 
     // The clock of the prune, not a sleep: the overlap and the retention have passed.
     const nowMs = Date.now() + OVERLAP_MS + retentionMs + 1000;
