@@ -63,6 +63,7 @@ import {
 import { acceptedReceipt, encodeReceipt, rejectedReceipt, type Receipt } from '../wire/receipt.js';
 import {
   buildQuarantine,
+  type QuarantineSealKey,
   buildQuotaRecord,
   buildThrottleRecord,
   encodeRecordHeader,
@@ -103,6 +104,8 @@ export interface BrokerOptions {
   readonly keyDirectory?: {
     readonly root: OperatorRootKey;
     readonly reloadOwnKeys?: () => readonly ServiceKeys[] | Promise<readonly ServiceKeys[]>;
+    /** Reads the broker secrets again when the broker's entry changes: a newer quarantine key version seals from then on. */
+    readonly reloadSecrets?: () => Promise<BrokerSecrets | undefined>;
   };
   /** The clock a retiring key's notAfter is checked against; default `now` (tests pass the end of an overlap). */
   readonly keyClock?: () => number;
@@ -146,6 +149,8 @@ export class Broker {
     return this.audit;
   }
   private ownsAudit = false;
+  /** The quarantine key version new records are sealed with: the secrets' current one, replaced on a rotation. */
+  private quarantineSeal!: { current: QuarantineSealKey };
   /** The key directory watch (opts.keyDirectory), stopped with the broker. */
   private directory: KeyDirectoryWatch | undefined;
   /** Per-sender quarantine quota (config quarantineSender*): in this process's memory. */
@@ -212,6 +217,8 @@ export class Broker {
     // Alerts need the audit trail, opened below: directory events before then are replayed once it is.
     const early: Alert[] = [];
     let raise = (a: Alert): void => void early.push(a);
+    const quarantineSeal = { current: { version: opts.secrets.quarantineVersion, key: opts.secrets.quarantineKey } };
+    const reloadSecrets = opts.keyDirectory?.reloadSecrets;
     const directory =
       opts.keyDirectory === undefined
         ? undefined
@@ -226,6 +233,23 @@ export class Broker {
             onApplied: (entry, applied, initial) => {
               // A revocation applied while running is a security event; one found at start was alerted when it happened.
               if (initial) return;
+              // `keys rotate --broker` writes the secrets file before the entry (docs/keys.md "The broker secrets").
+              if (entry.party === BROKER_ID && reloadSecrets !== undefined)
+                void reloadSecrets().then(
+                  (s) => {
+                    if (s === undefined || s.quarantineVersion <= quarantineSeal.current.version) return;
+                    quarantineSeal.current = { version: s.quarantineVersion, key: s.quarantineKey };
+                    logger.info(
+                      { event: 'keys.quarantine.rotated', version: s.quarantineVersion },
+                      'quarantine key version loaded; new quarantine records are sealed with it',
+                    );
+                  },
+                  (err: unknown) =>
+                    logger.error(
+                      { event: 'keys.quarantine.unreadable', ...errorFields(err) },
+                      'the broker secrets could not be read again; sealing quarantine records with the previous version',
+                    ),
+                );
               for (const kid of applied.newlyRevoked)
                 raise({
                   rule: 'key-revoked',
@@ -328,6 +352,7 @@ export class Broker {
     const broker = new Broker(opts, nc.jetstream(), pub, new ReplayCache(seen, pub), ctx, consent, registry);
     broker.audit = audit;
     broker.ownsAudit = opts.audit === undefined;
+    broker.quarantineSeal = quarantineSeal;
     broker.directory = directory;
     raise = (a) => audit.alert(a);
     for (const a of early) raise(a);
@@ -790,7 +815,7 @@ export class Broker {
     if (this.quarantineQuota.take(route?.service ?? '', input.data.byteLength)) {
       // Parts leave room for headers under the server's max_payload, so whatever NATS carried in fits out.
       const maxPart = Math.max(serverMaxPayload(this.opts.nc.info) - QUARANTINE_HEADROOM, 1024);
-      ({ record, parts } = buildQuarantine(quarantineInput, error, facts, this.opts.secrets.quarantineKey, maxPart));
+      ({ record, parts } = buildQuarantine(quarantineInput, error, facts, this.quarantineSeal.current, maxPart));
     } else {
       // Over the sender's quota: a small record (id, code, path, size) stands for the input, which is not kept.
       record = buildQuotaRecord(quarantineInput, error, facts);

@@ -2,9 +2,10 @@
 // NATS messages on phi.quarantine.<sender> (stream PHI_QUARANTINE): the record's facts — code, message
 // naming element paths, sender id, type, message id, time; never a value — travel in the `Phi-Record`
 // header, and the payload is the input itself (which may be anything a caller sent, even plaintext PHI that
-// failed to parse) sealed with the broker's quarantine key (XChaCha20-Poly1305, docs/wire-format.md). The
-// sealed copy is binary (the input plus 48 bytes, the subject and the signature) and split over several messages when it would not fit
-// in one NATS message, so an input that NATS carried in can always be kept.
+// failed to parse) sealed with the broker's current quarantine key version, which the record names
+// (XChaCha20-Poly1305, docs/wire-format.md). The sealed copy is binary (the input plus 48 bytes, the subject and
+// the signature) and split over several messages when it would not fit in one NATS message, so an input that NATS
+// carried in can always be kept.
 import { z } from 'zod';
 import { openBlob, sealBlob } from '../crypto/aead.js';
 import { BrokerError, isBrokerErrorCode, type BrokerErrorCode } from '../wire/errors.js';
@@ -30,6 +31,8 @@ export interface QuarantineRecord {
   readonly at: number;
   /** How many messages carry the sealed original (`Phi-Part: i/n`); 0 when the original was not kept. */
   readonly parts: number;
+  /** The quarantine key version that sealed the original; a record without it was sealed with version 1. */
+  readonly keyVersion?: number;
   /** When the original was not kept (E_QUARANTINE_QUOTA): the code it was rejected with … */
   readonly cause?: BrokerErrorCode;
   /** … and its size in bytes (a throttle summary: all its inputs'). */
@@ -57,6 +60,7 @@ const recordSchema = z.strictObject({
   messageId: z.string().optional(),
   at: z.number(),
   parts: z.number().int().min(0),
+  keyVersion: z.number().int().min(1).optional(),
   cause: z.string().refine(isBrokerErrorCode).optional(),
   size: z.number().int().min(0).optional(),
   count: z.number().int().min(1).optional(),
@@ -101,18 +105,24 @@ function unframe(bytes: Uint8Array): QuarantinedOriginal {
   return signature === '' ? { subject, data } : { subject, signature, data };
 }
 
+/** The quarantine key that seals new records: the current version of the broker secrets. */
+export interface QuarantineSealKey {
+  readonly version: number;
+  readonly key: Uint8Array;
+}
+
 /** The record and the sealed original, cut into parts of at most `maxPartBytes`. */
 export function buildQuarantine(
   input: QuarantineInput,
   error: BrokerError,
   facts: { sender?: string; type?: string; messageId?: string; at: number },
-  key: Uint8Array,
+  sealKey: QuarantineSealKey,
   maxPartBytes = Number.MAX_SAFE_INTEGER,
 ): { record: QuarantineRecord; parts: Uint8Array[] } {
   if (!Number.isInteger(maxPartBytes) || maxPartBytes < 1024)
     throw new TypeError('maxPartBytes must be an integer >= 1024');
   const id = quarantineRecordId(input.ingestSeq);
-  const sealed = sealBlob(key, frame(input), aad(id));
+  const sealed = sealBlob(sealKey.key, frame(input), aad(id));
   const parts: Uint8Array[] = [];
   for (let off = 0; off < sealed.byteLength; off += maxPartBytes) parts.push(sealed.subarray(off, off + maxPartBytes));
   const record: QuarantineRecord = {
@@ -126,6 +136,7 @@ export function buildQuarantine(
     ...(facts.messageId === undefined ? {} : { messageId: facts.messageId }),
     at: facts.at,
     parts: parts.length,
+    keyVersion: sealKey.version,
   };
   return { record, parts };
 }
@@ -194,7 +205,12 @@ export function decodeRecordHeader(text: string): QuarantineRecord {
   return parsed.value as QuarantineRecord;
 }
 
-/** For an operator with the broker's quarantine key: the original input from the record's parts, in order. */
+/** The quarantine key version that sealed the record's original (1 for records that name none). */
+export function quarantineKeyVersion(record: QuarantineRecord): number {
+  return record.keyVersion ?? 1;
+}
+
+/** For an operator with the record's quarantine key version: the original input from its parts, in order. */
 export function openQuarantine(
   record: QuarantineRecord,
   parts: readonly Uint8Array[],

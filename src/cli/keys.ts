@@ -164,6 +164,8 @@ export async function runKeysRotate(
       const r = await rotateParty(nc, dir, root, party, overlapMs, Date.now(), protection);
       out.write(`rotated ${party}: current ${r.kid} and ${r.encKid}; previous keys retiring until ${r.notAfter}\n`);
       if (r.tokenKid !== undefined) out.write(`rotated ${party} token key: current ${r.tokenKid}\n`);
+      if (r.quarantineVersion !== undefined)
+        out.write(`rotated ${party} quarantine key: current version ${r.quarantineVersion}\n`);
     }
   });
 }

@@ -1,13 +1,20 @@
 // `phi-broker quarantine list|show`: what was rejected, why, and — for an operator holding the broker's
-// quarantine key — the sealed original. `list` never decrypts anything; `show --decrypt` prints the
-// original input (which may contain PHI) to the operator's own terminal and nowhere else.
+// quarantine key version the record names — the sealed original. `list` never decrypts anything; `show --decrypt`
+// prints the original input (which may contain PHI) to the operator's own terminal and nowhere else.
+import type { Writable } from 'node:stream';
 import type { NatsConnection } from 'nats';
 import { existingBrokerSecrets } from '../runtime/broker-secrets.js';
-import { decodeRecordHeader, openQuarantine, type QuarantineRecord } from '../broker/quarantine.js';
+import {
+  decodeRecordHeader,
+  openQuarantine,
+  quarantineKeyVersion,
+  type QuarantineRecord,
+} from '../broker/quarantine.js';
+import { quarantineKeyOf } from '../crypto/broker-secrets.js';
 import type { BrokerConfig } from '../config/config.js';
 import { BROKER_ID } from '../wire/ids.js';
 import { Keyring } from '../crypto/keyring.js';
-import { openServiceKeys, readJwks } from '../runtime/key-files.js';
+import { openServiceKeyVersions, readJwks } from '../runtime/key-files.js';
 import { configuredKeyProtection } from '../runtime/key-protection.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { initCrypto } from '../crypto/sodium.js';
@@ -57,8 +64,8 @@ async function readParts(
   return out.reverse();
 }
 
-/** The original input: the resource inside when it is an envelope the broker can open, else its text. */
-function describeOriginal(data: Uint8Array, keys: ServiceKeys, peers: PublicKeyRecord[]): string {
+/** The original input: the resource inside when it is an envelope a held broker key version opens, else its text. */
+function describeOriginal(data: Uint8Array, keys: readonly ServiceKeys[], peers: PublicKeyRecord[]): string {
   try {
     const env = parseEnvelope(data);
     const keyring = new Keyring(keys, peers);
@@ -98,7 +105,16 @@ export async function runQuarantineList(config: BrokerConfig, opts: { json: bool
   }
 }
 
-export async function runQuarantineShow(config: BrokerConfig, id: string, opts: { decrypt: boolean }): Promise<number> {
+/**
+ * One record's facts and, with `decrypt`, its original opened with the quarantine key version it names: a version
+ * `keys prune` destroyed is E_KEY_DESTROYED, thrown after the facts are written.
+ */
+export async function runQuarantineShow(
+  config: BrokerConfig,
+  id: string,
+  opts: { decrypt: boolean },
+  out: Writable = process.stdout,
+): Promise<number> {
   const nc = await connectOperator(config, 'phi-broker quarantine', 'read');
   try {
     const parts = (await readParts(nc, 1, { count: 0 }, id)).sort((a, b) => a.index - b.index);
@@ -107,18 +123,21 @@ export async function runQuarantineShow(config: BrokerConfig, id: string, opts: 
       process.stderr.write(`phi-broker: no quarantine record ${id}\n`);
       return 1;
     }
-    process.stdout.write(`${formatRecord(record)}\n${record.message}\n`);
+    out.write(`${formatRecord(record)}\n${record.message}\n`);
+    if (record.parts > 0) out.write(`sealed with quarantine key version ${quarantineKeyVersion(record)}\n`);
     if (opts.decrypt && record.parts === 0) {
-      process.stdout.write(`the original was not kept (${record.cause ?? record.code}, ${record.size ?? 0} bytes)\n`);
+      out.write(`the original was not kept (${record.cause ?? record.code}, ${record.size ?? 0} bytes)\n`);
     } else if (opts.decrypt) {
       await initCrypto();
       const keysDir = layout(config).keys;
+      const key = quarantineKeyOf(await existingBrokerSecrets(config), quarantineKeyVersion(record));
       const original = openQuarantine(
         record,
         parts.map((p) => p.data),
-        (await existingBrokerSecrets(config)).quarantineKey,
+        key,
       );
-      const brokerKeys = await openServiceKeys(keysDir, BROKER_ID, configuredKeyProtection(config));
+      // Every broker key version held: an envelope sealed to a retired one opens until `keys prune`.
+      const brokerKeys = await openServiceKeyVersions(keysDir, BROKER_ID, configuredKeyProtection(config));
       // The original may hold PHI: recorded before it is shown.
       await recordOperatorAction(config, nc, 'read', {
         action: 'quarantine-decrypt',
@@ -128,9 +147,7 @@ export async function runQuarantineShow(config: BrokerConfig, id: string, opts: 
           ...(record.sender === undefined ? [] : [['sender', record.sender] as [string, string]]),
         ],
       });
-      process.stdout.write(
-        `subject: ${original.subject}\n${describeOriginal(original.data, brokerKeys, readJwks(keysDir))}\n`,
-      );
+      out.write(`subject: ${original.subject}\n${describeOriginal(original.data, brokerKeys, readJwks(keysDir))}\n`);
     }
     return 0;
   } finally {

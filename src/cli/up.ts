@@ -163,7 +163,11 @@ async function publishKeyDirectory(
     );
     return undefined;
   }
-  return { root, reloadOwnKeys: () => openServiceKeyVersions(keysDir, BROKER_ID, protection) };
+  return {
+    root,
+    reloadOwnKeys: () => openServiceKeyVersions(keysDir, BROKER_ID, protection),
+    reloadSecrets: () => openBrokerSecrets(keysDir, protection, false),
+  };
 }
 
 interface Running {

@@ -32,6 +32,7 @@ import { getSodium } from '../crypto/sodium.js';
 import { ensureKeyDirectoryBucket, openKeyDirectoryBucket, putEntry, readDirectory } from '../nats/key-directory.js';
 import { BrokerError } from '../wire/errors.js';
 import { BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID } from '../wire/ids.js';
+import { pruneQuarantineKeys, rotateQuarantineKey } from './broker-secrets.js';
 import { dropKeyVersions, openJson, openServiceKeyVersions, rotateKeys } from './key-files.js';
 import { keyFileStore, PLAIN_KEYS, readKeyFile, writeKeyFile, type KeyProtection } from './key-protection.js';
 import { readTokenKeys, rotatedTokenKeyFile, tokenKeyFile } from '../gateway/token-signer.js';
@@ -264,9 +265,11 @@ export async function rotateParty(
   overlapMs: number,
   nowMs: number = Date.now(),
   protection: KeyProtection = PLAIN_KEYS,
-): Promise<{ kid: string; encKid: string; notAfter: string; tokenKid?: string }> {
+): Promise<{ kid: string; encKid: string; notAfter: string; tokenKid?: string; quarantineVersion?: number }> {
   const { entry, revision, kv } = await storedEntry(nc, root, party);
   const next = await rotateKeys(keysDir, party, protection);
+  // The broker's quarantine key follows its epoch; written before the entry, which is what a running broker watches.
+  const quarantineVersion = party === BROKER_ID ? await rotateQuarantineKey(keysDir, protection, nowMs) : undefined;
   await putEntry(kv, root, rotateEntry(entry, next, nowMs, overlapMs), revision);
   const tokenKid =
     party === GATEWAY_AUDIT_ID ? await rotateTokenKey(nc, keysDir, root, overlapMs, nowMs, protection) : undefined;
@@ -275,6 +278,7 @@ export async function rotateParty(
     encKid: next.enc.kid,
     notAfter: new Date(nowMs + overlapMs).toISOString(),
     ...(tokenKid === undefined ? {} : { tokenKid }),
+    ...(quarantineVersion === undefined ? {} : { quarantineVersion }),
   };
 }
 
@@ -331,13 +335,21 @@ export async function pruneParties(
   const out = new Map<string, string[]>();
   for (const party of parties) {
     const { entry, revision, kv } = await storedEntry(nc, root, party);
+    // The broker's quarantine key versions (broker secrets) by the same rule: no longer sealing for olderThanMs.
+    const quarantine =
+      party === BROKER_ID
+        ? (await pruneQuarantineKeys(keysDir, protection, opts.olderThanMs, nowMs)).map(
+            (v) => `${BROKER_ID}:quarantine:${v}`,
+          )
+        : [];
     const versions = prunableVersions(entry, opts.olderThanMs, nowMs);
-    if (versions.length === 0) continue;
-    // The key file first: a crash between the two leaves keys deleted but listed as retired, never the reverse.
-    await dropKeyVersions(keysDir, party, versions, protection);
-    await putEntry(kv, root, destroyInEntry(entry, versions, nowMs), revision);
+    if (versions.length > 0) {
+      // The key file first: a crash between the two leaves keys deleted but listed as retired, never the reverse.
+      await dropKeyVersions(keysDir, party, versions, protection);
+      await putEntry(kv, root, destroyInEntry(entry, versions, nowMs), revision);
+    }
     const kids = entry.keys.map((k) => k.jwk.kid).filter((kid) => versions.includes(parseKid(kid)?.version ?? 0));
-    out.set(party, kids);
+    if (kids.length + quarantine.length > 0) out.set(party, [...kids, ...quarantine]);
   }
   return out;
 }

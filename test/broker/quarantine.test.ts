@@ -7,6 +7,7 @@ import {
   decodeRecordHeader,
   encodeRecordHeader,
   openQuarantine,
+  quarantineKeyVersion,
   quarantineRecordId,
 } from '../../src/broker/quarantine.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
@@ -36,7 +37,7 @@ function build(overrides: { seq?: number; signature?: string | undefined; data?:
     },
     ERROR,
     { sender: 'registration', type: 'Patient', messageId: 'msg-q1', at: 1_700_000_000_000 },
-    KEY,
+    { version: 3, key: KEY },
     overrides.maxPart,
   );
 }
@@ -55,10 +56,18 @@ describe('quarantine records', () => {
       messageId: 'msg-q1',
       at: 1_700_000_000_000,
       parts: 1,
+      keyVersion: 3,
     });
     const header = encodeRecordHeader(record);
     expect(header).not.toMatch(/[\r\n]/);
     expect(decodeRecordHeader(header)).toEqual(record);
+    expect(quarantineKeyVersion(record)).toBe(3);
+    // A record written before quarantine keys had versions names none: version 1.
+    const { keyVersion: _named, ...unversioned } = record;
+    expect(quarantineKeyVersion(decodeRecordHeader(encodeRecordHeader(unversioned)))).toBe(1);
+    expect(() => decodeRecordHeader(encodeRecordHeader({ ...record, keyVersion: 0 }))).toThrow(
+      expect.objectContaining({ code: 'E_ENVELOPE_INVALID' }),
+    );
     const sealed = Buffer.concat(parts.map((p) => Buffer.from(p)));
     for (const phi of ['Brightwater', 'Ysolde', '1955-02-28']) {
       expect(header).not.toContain(phi);

@@ -1,7 +1,8 @@
 // Keys at rest through the CLI (docs/keys-at-rest.md): `up` starts on plain development keys and says so; `keys
 // protect` seals them; afterwards no private key byte sequence is anywhere under the data dir, a plain start or a
 // wrong passphrase is refused with a code (never a stack trace), and `up --key-provider passphrase` delivers a
-// message end to end on its embedded nats-server. An altered sealed file is refused with a code.
+// message end to end on its embedded nats-server, and loads a quarantine key version `keys rotate --broker` adds to
+// the sealed secrets file without a restart. An altered sealed file is refused with a code.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +29,16 @@ async function keysSealedMetric(readyLine: string): Promise<{ provider: string; 
   const text = await (await fetch(`${String(url)}/metrics`)).text();
   const m = /^phi_broker_keys_sealed\{provider="([a-z]+)"\} (\d)$/m.exec(text);
   return { provider: m?.[1] ?? 'none', value: m?.[2] ?? 'none' };
+}
+
+/** Polls `check` (bounded by count and time) for output of a child process. */
+async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let i = 0; i < 3000 && Date.now() < deadline; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
 }
 
 function refused(r: { code: number | null; stderr: string }, code: string): void {
@@ -108,6 +119,16 @@ describe('phi-broker keys at rest', () => {
       await runCli(['publish', '--as', 'registration', join(ROOT, 'examples', 'patient.json'), ...data()]),
       'E_KEY_PROTECTION',
     );
+    // keys rotate --broker adds a quarantine key version to the sealed secrets file; the running broker loads it.
+    const rotated = await runCli(['keys', 'rotate', '--broker', '--overlap', '1h', ...data()], { env: sealedEnv });
+    expect(rotated.stderr).toBe('');
+    expect(rotated.stdout).toContain('rotated broker quarantine key: current version 2\n');
+    await until('the broker loaded quarantine key version 2', () =>
+      /"event":"keys\.quarantine\.rotated"[^\n]*"version":2/.test(up?.stderr() ?? ''),
+    );
+    expect(JSON.parse(readFileSync(join(keysDir, 'broker.secrets.json'), 'utf8'))).toMatchObject({
+      format: 'phi-broker-key-file',
+    });
     expect(findNeedles(dataDir, needles)).toEqual([]);
   }, 90_000);
 

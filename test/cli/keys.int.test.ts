@@ -2,6 +2,7 @@
 // operator identity, entries signed with the data dir's operator root key (docs/keys.md).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureOperatorRootKey, publishDirectory } from '../../src/runtime/key-directory.js';
+import { ensureBrokerSecrets } from '../../src/runtime/broker-secrets.js';
 import { readServiceKeyVersions } from '../../src/runtime/key-files.js';
 import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
@@ -103,5 +104,12 @@ describe.skipIf(NOT_BUILT !== undefined)('keys commands', () => {
     );
     expect(readServiceKeyVersions(stack.keysDir, 'billing')[0]?.enc.kid).toBe('billing:enc:3');
     expect(readServiceKeyVersions(stack.keysDir, 'broker')[0]?.enc.kid).toBe('broker:enc:2');
+    // The broker's quarantine key follows its epoch: a second version, current, beside the first.
+    expect(r.stdout).toContain('rotated broker quarantine key: current version 2\n');
+    const secrets = ensureBrokerSecrets(stack.keysDir);
+    expect([secrets.quarantineVersion, secrets.quarantineKeys.map((k) => k.key !== undefined)]).toEqual([
+      2,
+      [true, true],
+    ]);
   });
 });

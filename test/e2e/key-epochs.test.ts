@@ -2,14 +2,21 @@
 // nats-server: a delivery sealed between the broker's and a subscriber's first encryption keys stays in PHI_DELIVER,
 // both are rotated and a second delivery is sealed between their second keys, then `keys prune` destroys both first
 // versions: the current delivery opens, the retained one fails E_KEY_DESTROYED (terminated, never handed over), the
-// deletion is alerted, and no byte of the destroyed private keys is left in the keys dir. Then two subscribers
+// deletion is alerted, and no byte of the destroyed private keys is left in the keys dir. The broker's quarantine key
+// follows: the rotation's new version seals the next rejected input without a restart, each record names its version,
+// and after the prune `quarantine show --decrypt` of the first version's record is E_KEY_DESTROYED after its facts,
+// while the current version's opens. Then two subscribers
 // offline through `keys rotate` and past the overlap's end: one opens and acks its whole backlog with its own retired
 // key; the other, whose old version was pruned meanwhile, gets E_KEY_DESTROYED per delivery, each terminated.
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../src/broker/broker.js';
+import { decodeRecordHeader, type QuarantineRecord } from '../../src/broker/quarantine.js';
 import { runKeysRotate } from '../../src/cli/keys.js';
+import { runQuarantineShow } from '../../src/cli/quarantine.js';
+import { ensureBrokerSecrets, openBrokerSecrets } from '../../src/runtime/broker-secrets.js';
+import { PLAIN_KEYS } from '../../src/runtime/key-protection.js';
 import type { OperatorRootKey } from '../../src/crypto/key-directory.js';
 import {
   ciphertextRetentionMs,
@@ -24,7 +31,7 @@ import { readServiceKeyVersions, readServiceKeys } from '../../src/runtime/key-f
 import { PhiClient } from '../../src/sdk/client.js';
 import { ADMIN_IDENTITY, BROKER_IDENTITY, OPERATOR_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
 import { BROKER_ID } from '../../src/wire/ids.js';
-import { STREAMS, deliveryConsumer } from '../../src/wire/names.js';
+import { HEADERS, STREAMS, deliveryConsumer } from '../../src/wire/names.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { findNeedles, privateNeedles } from '../helpers/key-scan.js';
 import { Waiter, startTestStack, type TestStack } from '../helpers/stack.js';
@@ -79,7 +86,10 @@ beforeAll(async () => {
     peers: stack.peers,
     secrets: stack.secrets,
     logger: stack.logger,
-    keyDirectory: directoryOf(BROKER_ID),
+    keyDirectory: {
+      ...directoryOf(BROKER_ID),
+      reloadSecrets: () => openBrokerSecrets(stack.keysDir, PLAIN_KEYS, false),
+    },
   });
   operator = await stack.connectAs(OPERATOR_IDENTITY, 'operator');
   inspector = await stack.connect('inspector');
@@ -113,6 +123,9 @@ describe('epoch deletion', () => {
     const newKek = 'broker:enc:2~notification:enc:2';
     const first = await pub.publish({ resourceType: 'Patient', id: 'epoch-1', name: [{ family: 'Oldepoch' }] });
     expect(first.status).toBe('accepted');
+    // A rejected input, quarantined under the first quarantine key version.
+    const rejectedOld = await pub.publish(rejectable('Oldquarantined'));
+    expect(rejectedOld).toMatchObject({ status: 'rejected', code: 'E_UNKNOWN_ELEMENT' });
     await waiter.until(() => deliveryKeks.includes(oldKek), 20_000, 'the delivery sealed between the first keys');
     // Every private value of the first versions, as the key files hold them before the prune.
     const firstKids = ['notification:sig:1', 'notification:enc:1', 'broker:sig:1', 'broker:enc:1'];
@@ -120,6 +133,8 @@ describe('epoch deletion', () => {
       firstKids.some((kid) => n.what.includes(` ${kid}.d`)),
     );
     expect(destroyed).toHaveLength(firstKids.length * 2);
+    const quarantineV1 = privateNeedles(stack.keysDir).filter((n) => n.what.includes(' quarantine:1.key'));
+    expect(quarantineV1).toHaveLength(2);
 
     // Either private half derives a KEK (X25519 is symmetric), so both parties of the delivery are rotated.
     await rotateParty(operator, stack.keysDir, signing, 'notification', OVERLAP_MS);
@@ -132,9 +147,23 @@ describe('epoch deletion', () => {
       (l) => l['event'] === 'keys.own.rotated' && l['kid'] === 'broker:sig:2' && l['client'] === undefined,
       'the broker loaded its new key',
     );
+    // The running broker seals with the rotated quarantine key version, without a restart.
+    await stack.logs.until(
+      (l) => l['event'] === 'keys.quarantine.rotated' && l['version'] === 2,
+      'the broker loaded quarantine key version 2',
+    );
     const second = await pub.publish({ resourceType: 'Patient', id: 'epoch-2', name: [{ family: 'Newepoch' }] });
     expect(second.status).toBe('accepted');
     await waiter.until(() => deliveryKeks.includes(newKek), 20_000, 'the delivery sealed between the second keys');
+    const rejectedNew = await pub.publish(rejectable('Newquarantined'));
+    expect(rejectedNew).toMatchObject({ status: 'rejected', code: 'E_UNKNOWN_ELEMENT' });
+    const oldRecord = await quarantineRecordOf(rejectedOld.id);
+    const newRecord = await quarantineRecordOf(rejectedNew.id);
+    expect([oldRecord.keyVersion, newRecord.keyVersion]).toEqual([1, 2]);
+    // Before the prune both versions open, each with the version its record names.
+    expect(await printedBy((out) => runQuarantineShow(stack.config, oldRecord.id, { decrypt: true }, out))).toContain(
+      '"family": "Oldquarantined"',
+    );
 
     // A duration below the retention of stored ciphertext is refused, and nothing is deleted.
     const parties = ['notification', BROKER_ID];
@@ -144,6 +173,10 @@ describe('epoch deletion', () => {
     ).rejects.toMatchObject({ code: 'E_USAGE', path: '--older-than' });
     expect(readServiceKeyVersions(stack.keysDir, 'notification')).toHaveLength(2);
     expect(readServiceKeyVersions(stack.keysDir, BROKER_ID)).toHaveLength(2);
+    expect(ensureBrokerSecrets(stack.keysDir).quarantineKeys.map((k) => [k.version, k.key !== undefined])).toEqual([
+      [2, true],
+      [1, true],
+    ]);
 
     // The clock of the prune, not a sleep: the overlap and the retention have passed.
     const nowMs = Date.now() + OVERLAP_MS + retentionMs + 1000;
@@ -154,8 +187,27 @@ describe('epoch deletion', () => {
     });
     expect(Object.fromEntries(pruned)).toEqual({
       notification: ['notification:sig:1', 'notification:enc:1'],
-      broker: ['broker:sig:1', 'broker:enc:1'],
+      broker: ['broker:sig:1', 'broker:enc:1', 'broker:quarantine:1'],
     });
+    // The pruned version's originals answer E_KEY_DESTROYED after the record's facts; the current version's open.
+    let shown = '';
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        shown += chunk.toString('utf8');
+        done();
+      },
+    });
+    const refused = await runQuarantineShow(stack.config, oldRecord.id, { decrypt: true }, sink).catch(
+      (e: unknown) => e,
+    );
+    expect(refused).toMatchObject({ code: 'E_KEY_DESTROYED', path: 'keyVersion' });
+    expect((refused as Error).message).toContain('quarantine key version 1 was destroyed');
+    expect(shown).toContain(`${oldRecord.id}  E_UNKNOWN_ELEMENT  Patient.name[0].nickname  registration`);
+    expect(shown).toContain('sealed with quarantine key version 1');
+    expect(shown).not.toContain('Oldquarantined');
+    const opened = await printedBy((out) => runQuarantineShow(stack.config, newRecord.id, { decrypt: true }, out));
+    expect(opened).toContain('sealed with quarantine key version 2');
+    expect(opened).toContain('"family": "Newquarantined"');
     expect(readServiceKeyVersions(stack.keysDir, 'notification').map((v) => v.enc.kid)).toEqual(['notification:enc:2']);
     expect(readServiceKeyVersions(stack.keysDir, BROKER_ID).map((v) => v.enc.kid)).toEqual(['broker:enc:2']);
     const listed = (await listDirectory(operator, root)).filter((r) => r.party === 'notification');
@@ -196,7 +248,7 @@ describe('epoch deletion', () => {
     }
 
     // No byte of the destroyed private keys is left anywhere in the data dir; the same scan finds the current ones.
-    expect(findNeedles(stack.config.dataDir, destroyed)).toEqual([]);
+    expect(findNeedles(stack.config.dataDir, [...destroyed, ...quarantineV1])).toEqual([]);
     const current = privateNeedles(stack.keysDir).filter((n) => n.what.includes(' notification:enc:2.d'));
     expect(findNeedles(stack.keysDir, current).length).toBeGreaterThan(0);
   }, 120_000);
@@ -320,6 +372,24 @@ describe('a subscriber offline past the overlap', () => {
     advisories.unsubscribe();
   }, 120_000);
 });
+
+/** A Patient the registration profile refuses (E_UNKNOWN_ELEMENT at Patient.name[0].nickname): quarantined. */
+function rejectable(family: string): Record<string, unknown> {
+  return { resourceType: 'Patient', id: `q-${family}`, name: [{ family, nickname: 'Q' }] };
+}
+
+/** The quarantine record of a rejected message, from PHI_QUARANTINE (bounded by the stream's messages). */
+async function quarantineRecordOf(messageId: string): Promise<QuarantineRecord> {
+  const jsm = await inspector.jetstreamManager();
+  const { state } = await jsm.streams.info(STREAMS.quarantine);
+  for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
+    const record = decodeRecordHeader(
+      (await jsm.streams.getMessage(STREAMS.quarantine, { seq })).header.get(HEADERS.record),
+    );
+    if (record.messageId === messageId) return record;
+  }
+  throw new Error(`no quarantine record for ${messageId}`);
+}
 
 /** Runs a CLI function (the code the `phi-broker` command runs) and returns what it printed. */
 async function printedBy(fn: (out: PassThrough) => Promise<unknown>): Promise<string> {

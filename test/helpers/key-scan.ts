@@ -24,11 +24,14 @@ export function privateNeedles(keysDir: string): Needle[] {
       keys?: { kid: string; d: string }[];
       d?: string;
       quarantineKey?: string;
+      quarantineKeys?: { version: number; key?: string }[];
       pseudonymKey?: string;
     };
     for (const k of json.keys ?? []) out.push(...needlesOf(`${name} ${k.kid}.d`, k.d));
     if (json.d !== undefined) out.push(...needlesOf(`${name} d`, json.d));
     if (json.quarantineKey !== undefined) out.push(...needlesOf(`${name} quarantineKey`, json.quarantineKey));
+    for (const q of json.quarantineKeys ?? [])
+      if (q.key !== undefined) out.push(...needlesOf(`${name} quarantine:${q.version}.key`, q.key));
     if (json.pseudonymKey !== undefined) out.push(...needlesOf(`${name} pseudonymKey`, json.pseudonymKey));
   }
   return out;

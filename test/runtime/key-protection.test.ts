@@ -1,14 +1,30 @@
 // Key files protected at rest (src/runtime/key-protection.ts, docs/keys-at-rest.md), on real files in temp dirs:
 // keys created sealed open only with the right passphrase or key file; plain and sealed files are never mixed up;
 // `protectKeysDir` leaves no private key byte sequence anywhere on disk and zeroes the plain file it replaces.
-import { chmodSync, existsSync, linkSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initCrypto } from '../../src/crypto/sodium.js';
 import { TokenSigner, tokenKeyFile } from '../../src/gateway/token-signer.js';
-import { ensureBrokerSecrets, openBrokerSecrets, secretsFile } from '../../src/runtime/broker-secrets.js';
+import {
+  ensureBrokerSecrets,
+  openBrokerSecrets,
+  pruneQuarantineKeys,
+  rotateQuarantineKey,
+  secretsFile,
+} from '../../src/runtime/broker-secrets.js';
 import {
   dropKeyVersions,
   ensureDevKeys,
@@ -25,6 +41,7 @@ import {
   keyProtection,
   privateKeyFiles,
   protectKeysDir,
+  writeKeyFile,
   type KeyProtection,
 } from '../../src/runtime/key-protection.js';
 import { BrokerError } from '../../src/wire/errors.js';
@@ -130,6 +147,28 @@ describe('keys created under a provider', () => {
     expect(await codeOf(() => TokenSigner.open(dir, keyFileStore(passphrase('not the passphrase!!'))))).toBe(
       'E_KEY_UNLOCK',
     );
+  });
+
+  it('a sealed v1 secrets file is upgraded in place sealed; a quarantine key rotation and prune keep it sealed', async () => {
+    const dir = freshDir();
+    mkdirSync(dir, { recursive: true });
+    const q = randomBytes(32).toString('base64url');
+    const v1 = JSON.stringify({ v: 1, quarantineKey: q, pseudonymKey: randomBytes(32).toString('base64url') });
+    await writeKeyFile(secretsFile(dir), new TextEncoder().encode(v1), passphrase());
+    const sealed = (): unknown => JSON.parse(readFileSync(secretsFile(dir), 'utf8'));
+    expect(sealed()).toMatchObject({ format: 'phi-broker-key-file' });
+    const upgraded = await openBrokerSecrets(dir, passphrase(), true);
+    expect(Buffer.from(upgraded.quarantineKey).toString('base64url')).toBe(q);
+    expect(sealed()).toMatchObject({ format: 'phi-broker-key-file' });
+    expect(await rotateQuarantineKey(dir, passphrase())).toBe(2);
+    expect(await pruneQuarantineKeys(dir, passphrase(), 0)).toEqual([1]);
+    expect(sealed()).toMatchObject({ format: 'phi-broker-key-file' });
+    expect(readFileSync(secretsFile(dir), 'utf8')).not.toContain(q);
+    const opened = await openBrokerSecrets(dir, passphrase(), false);
+    expect(opened?.quarantineKeys.map((k) => [k.version, k.key !== undefined])).toEqual([
+      [2, true],
+      [1, false],
+    ]);
   });
 });
 

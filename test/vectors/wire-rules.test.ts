@@ -248,7 +248,12 @@ describe('quarantine copy frame', () => {
     // Product.
     const key = new Uint8Array(createHash('sha256').update('wire-rules quarantine key').digest());
     const input = { subject: q.subject, data: utf8(q.dataUtf8), signature: q.signature, ingestSeq: 42 };
-    const { record, parts } = buildQuarantine(input, new BrokerError('E_NOT_FHIR', 'not FHIR'), { at: 0 }, key);
+    const { record, parts } = buildQuarantine(
+      input,
+      new BrokerError('E_NOT_FHIR', 'not FHIR'),
+      { at: 0 },
+      { version: 1, key },
+    );
     expect(record.id).toBe(q.recordId);
     const sealed = new Uint8Array(Buffer.concat(parts));
     expect(Buffer.from(openBlob(key, sealed, utf8(q.aadUtf8))).toString('hex')).toBe(q.frame);
