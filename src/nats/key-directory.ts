@@ -315,7 +315,8 @@ export class KeyringFollower {
         ownKeysUnreadable(logger, entry.party, current, err);
       }
     try {
-      this.onApplied?.(entry, applyEntry(keyring, entry));
+      const applied = applyEntry(keyring, entry);
+      this.onApplied?.(entry, applied);
     } catch (err) {
       logger.error(
         { event: 'keys.directory.refused', party: entry.party, holder: keyring.service, ...errorFields(err) },

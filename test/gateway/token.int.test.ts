@@ -21,6 +21,8 @@ import {
 } from 'jose';
 import { parseDocument } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readAuditRecords } from '../../src/audit/read.js';
+import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { gatewayAuditEvents, startTestGateway } from '../helpers/gateway.js';
@@ -463,8 +465,9 @@ describe.skipIf(NOT_BUILT !== undefined)('key directory: JWKS and partner keys f
     });
   }, 60_000);
 
+  let stopped = false;
   afterAll(async () => {
-    await gwDir?.stop();
+    if (!stopped) await gwDir?.stop();
   });
 
   it('lists the token key and the broker and gateway keys; a rotation shows, a revoked key goes; all import with jose', async () => {
@@ -494,6 +497,11 @@ describe.skipIf(NOT_BUILT !== undefined)('key directory: JWKS and partner keys f
       /^rotated gateway: current gateway:sig:2 and gateway:enc:2;.*\nrotated gateway token key: current \S+\n$/,
     );
     const newTokenKid = /token key: current (\S+)/.exec(gateway.stdout)?.[1];
+    // This gateway is given no reload: it cannot load gateway:sig:2 and says so (its checkpoints: the last test here).
+    await stack.logs.until(
+      (l) => l['event'] === 'keys.own.missing' && l['gateway'] === 3 && l['kid'] === 'gateway:sig:2',
+      'the gateway to miss gateway:sig:2',
+    );
     const last = await until(
       () => jwksOf(gwDir),
       (keys) => !kids(keys).includes('broker:sig:1') && kids(keys).includes('gateway:sig:2'),
@@ -630,6 +638,22 @@ describe.skipIf(NOT_BUILT !== undefined)('key directory: JWKS and partner keys f
     // The refusal before publishing and the one after revoking (at least: the wait may have sent more).
     expect(refusals.length).toBeGreaterThanOrEqual(2);
     for (const e of refusals) expect(fhirSchemaErrors(e)).toEqual([]);
+  });
+
+  it('a gateway that cannot load the new audit key signs its chain with the previous one through the overlap', async () => {
+    await gwDir.stop(); // the final checkpoint seals the chain
+    stopped = true;
+    const nc = await stack.connect('checkpoint-reader');
+    const checkpoints: { kid: string; final: boolean }[] = [];
+    for await (const r of readAuditRecords(nc)) {
+      const cp = decodeRecord(r.data);
+      if (cp?.chain === gwDir.chain && cp.checkpoint !== undefined)
+        checkpoints.push({ kid: cp.checkpoint.kid, final: cp.checkpoint.final === true });
+    }
+    await nc.close();
+    // The sealing checkpoint, written after the rotation, too.
+    expect(checkpoints.at(-1)).toEqual({ kid: 'gateway:sig:1', final: true });
+    expect(new Set(checkpoints.map((c) => c.kid))).toEqual(new Set(['gateway:sig:1']));
   });
 
   it('refuses a malformed partner JWK Set with E_CONFIG_INVALID naming the member, and a non-partner with E_USAGE', async () => {
