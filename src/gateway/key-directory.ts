@@ -51,7 +51,7 @@ export class GatewayKeyView {
 
   /**
    * Loads and watches the directory (as the gateway identity); resolves once the stored entries are applied.
-   * `onTokenKeys` runs with the gateway entry's active token kids each time it is applied; `onEntry` with every
+   * `on.tokenKeys` runs with the gateway entry's active token kids each time it is applied; `on.entry` with every
    * entry applied (the gateway's keyrings follow it).
    */
   static async watch(
