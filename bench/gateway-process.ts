@@ -51,7 +51,7 @@ async function main(): Promise<void> {
     config,
     catalog,
     nc,
-    auditSigner: readServiceKeys(args.keysDir, BROKER_ID).sign,
+    auditKeys: readServiceKeys(args.keysDir, BROKER_ID),
     partnerKeys: await gatewayPartnerKeys(args.keysDir, catalog, PLAIN_KEYS),
     peers: readJwks(args.keysDir),
     keysDir: args.keysDir,

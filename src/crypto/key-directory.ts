@@ -459,7 +459,7 @@ export function partyOfKid(kid: string): string | undefined {
 }
 
 /** When a key stopped opening and verifying: its notAfter (retiring), retired date, or revokedAt; undefined while active. */
-function retiredAt(key: DirectoryKey): number | undefined {
+function retiredAt(key: DirectoryKey<OkpJwk | ClientJwk>): number | undefined {
   const at =
     key.status === 'retiring'
       ? key.notAfter
@@ -493,16 +493,46 @@ export function prunableVersions(entry: DirectoryEntry, olderThanMs: number, now
   return out.sort((a, b) => a - b);
 }
 
-/** Marks every key of `versions` `retired` with `destroyedAt` = now (their private halves are deleted). */
-export function destroyInEntry(previous: DirectoryEntry, versions: readonly number[], nowMs: number): DirectoryEntry {
+/**
+ * The gateway entry's token kids whose private halves may be destroyed at `nowMs`: stopped verifying at least
+ * `olderThanMs` before (retired, or revoked) and not destroyed yet. Tokens they signed expired long before.
+ */
+export function prunableTokenKids(entry: DirectoryEntry, olderThanMs: number, nowMs: number): string[] {
+  return (entry.tokenKeys ?? [])
+    .filter((k) => {
+      const at = retiredAt(k);
+      return k.destroyedAt === undefined && at !== undefined && at <= nowMs - olderThanMs;
+    })
+    .map((k) => k.jwk.kid);
+}
+
+/**
+ * Marks every key of `versions`, and the token keys `tokenKids`, `retired` with `destroyedAt` = now (their private
+ * halves are deleted).
+ */
+export function destroyInEntry(
+  previous: DirectoryEntry,
+  versions: readonly number[],
+  nowMs: number,
+  tokenKids: readonly string[] = [],
+): DirectoryEntry {
   const at = new Date(nowMs).toISOString();
-  const keys = previous.keys.map((k): DirectoryKey => {
-    const version = parseKid(k.jwk.kid)?.version;
-    if (version === undefined || !versions.includes(version)) return k;
+  const destroyed = <K extends DirectoryKey<OkpJwk | ClientJwk>>(k: K): K => {
     const retired = new Date(retiredAt(k) ?? nowMs).toISOString();
     return { ...k, status: 'retired', retired, destroyedAt: at };
+  };
+  const keys = previous.keys.map((k): DirectoryKey => {
+    const version = parseKid(k.jwk.kid)?.version;
+    return version === undefined || !versions.includes(version) ? k : destroyed(k);
   });
-  return Object.freeze({ ...previous, seq: previous.seq + 1, issuedAt: at, keys });
+  const tokenKeys = previous.tokenKeys?.map((k) => (tokenKids.includes(k.jwk.kid) ? destroyed(k) : k));
+  return Object.freeze({
+    ...previous,
+    seq: previous.seq + 1,
+    issuedAt: at,
+    keys,
+    ...(tokenKeys === undefined ? {} : { tokenKeys }),
+  });
 }
 
 export interface AppliedEntry {
@@ -514,22 +544,28 @@ export interface AppliedEntry {
   readonly currentSigKid: string | undefined;
 }
 
+/** The party's current signing kid in an entry: its highest active `sig` version, if any. */
+export function currentSigKid(entry: DirectoryEntry): string | undefined {
+  let current: { kid: string; version: number } | undefined;
+  for (const k of entry.keys) {
+    if (k.status !== 'active' || k.jwk.use !== 'sig') continue;
+    const version = parseKid(k.jwk.kid)?.version ?? 0;
+    if (current === undefined || version > current.version) current = { kid: k.jwk.kid, version };
+  }
+  return current?.kid;
+}
+
 /** Puts an entry's keys and their status into a keyring: active as held, retiring until notAfter, retired, revoked. */
 export function applyEntry(keyring: Keyring, entry: DirectoryEntry): AppliedEntry {
   const newlyRevoked: string[] = [];
   const newlyDestroyed: string[] = [];
-  let current: { kid: string; version: number } | undefined;
   const records = recordsFromJwks(`key directory entry ${entry.party}`, { keys: entry.keys.map((k) => k.jwk) });
   entry.keys.forEach((k, i) => {
     const record = records[i] as PublicKeyRecord;
     keyring.addPeer(record);
     switch (k.status) {
-      case 'active': {
-        const version = parseKid(record.kid)?.version ?? 0;
-        if (record.use === 'sig' && (current === undefined || version > current.version))
-          current = { kid: record.kid, version };
+      case 'active':
         break;
-      }
       case 'retiring':
         keyring.retireAt(record.kid, Date.parse(k.notAfter as string));
         break;
@@ -546,5 +582,5 @@ export function applyEntry(keyring: Keyring, entry: DirectoryEntry): AppliedEntr
         break;
     }
   });
-  return { newlyRevoked, newlyDestroyed, currentSigKid: current?.kid };
+  return { newlyRevoked, newlyDestroyed, currentSigKid: currentSigKid(entry) };
 }

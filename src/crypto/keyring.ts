@@ -163,6 +163,20 @@ export class Keyring {
     return keys.sign;
   }
 
+  /**
+   * The current own signing key, else the newest own one still in its overlap: the directory named a new version whose
+   * private half this process does not hold yet (its key file not copied here), and the previous one stays valid.
+   */
+  signerInOverlap(): SigningKeyPair {
+    const keys =
+      this.#own.find((k) => this.#current(k.sign.kid)) ??
+      this.#own.find(
+        (k) => !this.#retired.has(k.sign.kid) && !this.#revoked.has(k.sign.kid) && !this.#pastNotAfter(k.sign.kid),
+      );
+    if (keys === undefined) throw unknownKey(`${this.service}:sig:*`);
+    return keys.sign;
+  }
+
   /** The current own encryption key. */
   ownEncryptionKey(): EncryptionKeyPair {
     const keys = this.#own.find((k) => this.#current(k.enc.kid));

@@ -10,7 +10,6 @@ import { AuditTrail } from '../audit/trail.js';
 import { defaultInstanceId } from '../audit/instance.js';
 import type { Catalog } from '../catalog/types.js';
 import type { BrokerConfig } from '../config/config.js';
-import type { SigningKeyPair } from '../crypto/keypairs.js';
 import { errorFields, type Logger } from '../log/log.js';
 import type { PublicKeyRecord, ServiceKeys } from '../crypto/keys.js';
 import { PhiClient } from '../sdk/client.js';
@@ -24,6 +23,7 @@ import {
 } from '../nats/setup.js';
 import { Keyring } from '../crypto/keyring.js';
 import { BROKER_ID } from '../wire/ids.js';
+import { KeyringFollower } from '../nats/key-directory.js';
 import { gatewayChain } from '../wire/names.js';
 import { httpsDeliverer } from './subscriptions/rest-hook.js';
 import { SubscriptionStore } from './subscriptions/store.js';
@@ -44,20 +44,23 @@ import { RATE_COUNT_TIMEOUT_MS, RateCounter } from './rate-limit.js';
 import { buildGatewayServer } from './server.js';
 import { TokenSigner } from './token-signer.js';
 import { GatewayKeyView } from './key-directory.js';
-import type { OperatorRootKey } from '../crypto/key-directory.js';
+import { partyOfKid, type DirectoryEntry, type OperatorRootKey } from '../crypto/key-directory.js';
 
 export interface GatewayOptions {
   readonly config: BrokerConfig;
   readonly catalog: Catalog;
   /** A connection as the gateway identity: its buckets, its audit chain, each partner's ingest and receipt subjects. */
   readonly nc: NatsConnection;
-  /** Signs the audit chain's checkpoints: the gateways' own Ed25519 audit key (party `gateway` in jwks.json). */
-  readonly auditSigner: SigningKeyPair;
   /**
-   * The service keys of each partner the gateway publishes for (a partner with a `c` scope), by service id: it seals
-   * and signs as that partner (docs/security-model.md, "Partner keys").
+   * The gateways' own key versions (party `gateway`), current first: the current signing key signs the audit chain's
+   * checkpoints; with the key directory, the version it names current from then on (docs/keys.md).
    */
-  readonly partnerKeys: ReadonlyMap<string, ServiceKeys>;
+  readonly auditKeys: ServiceKeys | readonly ServiceKeys[];
+  /**
+   * The service key versions of each partner the gateway publishes for (a partner with a `c` scope), by service id:
+   * it seals and signs as that partner (docs/security-model.md, "Partner keys").
+   */
+  readonly partnerKeys: ReadonlyMap<string, ServiceKeys | readonly ServiceKeys[]>;
   /** Public keys of the broker (its receipts' signatures and the key it seals to). */
   readonly peers: readonly PublicKeyRecord[];
   /** Where the shared token key file lives (the data dir's keys/). */
@@ -87,17 +90,23 @@ export interface GatewayOptions {
   /** How long a gateway holds a topic's delivery lease between renewals. */
   readonly leaseMs?: number;
   /**
-   * The key directory (docs/keys.md): watched for the JWKS, partners' client keys and the partner clients' peers, so
-   * rotations and revocations apply without a restart. Absent: jwks.json (`peers`) and the catalog only.
+   * The key directory (docs/keys.md): watched for the JWKS, partners' client keys, the audit key and every partner
+   * keyring, so rotations and revocations apply without a restart; `reloadOwnKeys` reads a party's key versions
+   * (the gateway's own, a partner's) when the directory names a current one not held. Absent: jwks.json (`peers`),
+   * the catalog and the keys given only.
    */
-  readonly keyDirectory?: { readonly root: OperatorRootKey };
+  readonly keyDirectory?: {
+    readonly root: OperatorRootKey;
+    readonly reloadOwnKeys?: (party: string) => Promise<readonly ServiceKeys[]>;
+  };
   /** The least `backport-heartbeat-period` a Subscription may ask, seconds (default 10). */
   readonly heartbeatMinS?: number;
 }
 
 export interface PartnerAccess {
   readonly nc: NatsConnection;
-  readonly keys: ServiceKeys;
+  /** The partner's key versions, current first (a previous version opens deliveries sealed to it). */
+  readonly keys: ServiceKeys | readonly ServiceKeys[];
   readonly peers: readonly PublicKeyRecord[];
 }
 
@@ -133,21 +142,67 @@ export class Gateway {
       now,
     );
     const signer = await TokenSigner.open(opts.keysDir, opts.keyFiles);
+    const reload = opts.keyDirectory?.reloadOwnKeys;
+    // Each keyring the directory keeps in step, with the parties whose entries it takes.
+    const followers: { readonly follower: KeyringFollower; readonly parties: readonly string[] }[] = [];
+    const follow = (
+      keyring: Keyring,
+      parties: readonly string[],
+      onApplied?: (entry: DirectoryEntry) => void,
+    ): void => {
+      const party = keyring.service;
+      const follower = new KeyringFollower(
+        keyring,
+        logger,
+        reload === undefined ? undefined : () => reload(party),
+        onApplied,
+      );
+      followers.push({ follower, parties });
+    };
+    const auditKeys = new Keyring(opts.auditKeys);
+    follow(auditKeys, [auditKeys.service]);
+    // Each partner's keyring (opened once), for workers and for $events: every version of its key file, so a
+    // delivery sealed to a previous version opens; a broker rotation adds the broker's new signing key.
+    const openers = new Map<string, EventOpener>();
+    const access = new Map<string, PartnerAccess>();
+    if (opts.partnerAccess !== undefined)
+      for (const s of opts.catalog.services.values()) {
+        if (s.partner === undefined) continue;
+        const a = await opts.partnerAccess(s.id);
+        access.set(s.id, a);
+        const keyring = new Keyring(a.keys, [...a.peers]);
+        const brokerSigningKeys = new Set(
+          a.peers.filter((p) => p.service === BROKER_ID && p.use === 'sig').map((p) => p.kid),
+        );
+        follow(keyring, [s.id, BROKER_ID], (entry) => {
+          if (entry.party !== BROKER_ID) return;
+          for (const k of entry.keys)
+            if (k.jwk.use === 'sig' && (k.status === 'active' || k.status === 'retiring'))
+              brokerSigningKeys.add(k.jwk.kid);
+        });
+        openers.set(s.id, { partner: s.id, readKey: readIndexKey(firstVersion(a.keys)), keyring, brokerSigningKeys });
+      }
     const keyView =
       opts.keyDirectory === undefined
         ? GatewayKeyView.fixed(opts.peers)
-        : await GatewayKeyView.watch(opts.nc, opts.keyDirectory.root, logger, (active) => {
-            // A rotation names a token key this gateway does not hold yet: read the key file again.
-            if (active.some((kid) => !signer.holds(kid)))
-              signer.reload().then(
-                (kids) => logger.info({ event: 'keys.own.rotated', party: 'gateway', kids }, 'token keys reloaded'),
-                (err: unknown) =>
-                  logger.error(
-                    { event: 'keys.own.unreadable', party: 'gateway', ...errorFields(err) },
-                    'the token key file could not be read again; signing with the keys held',
-                  ),
-              );
+        : await GatewayKeyView.watch(opts.nc, opts.keyDirectory.root, logger, {
+            tokenKeys: (active) => {
+              // A rotation names a token key this gateway does not hold yet: read the key file again.
+              if (active.some((kid) => !signer.holds(kid)))
+                signer.reload().then(
+                  (kids) => logger.info({ event: 'keys.own.rotated', party: 'gateway', kids }, 'token keys reloaded'),
+                  (err: unknown) =>
+                    logger.error(
+                      { event: 'keys.own.unreadable', party: 'gateway', ...errorFields(err) },
+                      'the token key file could not be read again; signing with the keys held',
+                    ),
+                );
+            },
+            entry: (entry) => {
+              for (const { follower, parties } of followers) if (parties.includes(entry.party)) follower.apply(entry);
+            },
           });
+    await Promise.all(followers.map((f) => f.follower.settled()));
     if (opts.keyDirectory !== undefined) signer.followDirectory((kid) => keyView.tokenStatus(kid, now()));
     const clients = new Map<string, PhiClient>();
     for (const [service, keys] of opts.partnerKeys)
@@ -159,33 +214,25 @@ export class Gateway {
           keys,
           peers: opts.peers,
           logger: opts.logger,
-          ...(opts.keyDirectory === undefined ? {} : { keyDirectory: { root: opts.keyDirectory.root } }),
+          ...(opts.keyDirectory === undefined
+            ? {}
+            : {
+                keyDirectory: {
+                  root: opts.keyDirectory.root,
+                  ...(reload === undefined ? {} : { reloadOwnKeys: () => reload(service) }),
+                },
+              }),
         }),
       );
     const buckets = await ensureGatewaySubscriptionBuckets(opts.nc, config.deliverMaxAgeMs);
     const store = new SubscriptionStore(buckets.subscriptions, buckets.events);
     const deliverer: Deliverer = httpsDeliverer(opts.restHookCa);
-    // Each partner's keyring (opened once), for workers and for $events.
-    const openers = new Map<string, EventOpener>();
-    const access = new Map<string, PartnerAccess>();
-    if (opts.partnerAccess !== undefined)
-      for (const s of opts.catalog.services.values()) {
-        if (s.partner === undefined) continue;
-        const a = await opts.partnerAccess(s.id);
-        access.set(s.id, a);
-        openers.set(s.id, {
-          partner: s.id,
-          readKey: readIndexKey(a.keys),
-          keyring: new Keyring(a.keys, [...a.peers]),
-          brokerSigningKeys: new Set(
-            a.peers.filter((p) => p.service === BROKER_ID && p.use === 'sig').map((p) => p.kid),
-          ),
-        });
-      }
     const audit = await AuditTrail.open({
       nc: opts.nc,
       settings: { ...config, instanceId: chain },
-      signer: opts.auditSigner,
+      // The current audit key, as the directory names it: checkpoints follow `keys rotate --gateway`.
+      signer: () => auditKeys.signerInOverlap(),
+      publicKeys: (kid) => (partyOfKid(kid) === auditKeys.service ? auditKeys.heldSigningKey(kid) : undefined),
       logger,
       now,
       recorder: 'gateway',
@@ -298,4 +345,10 @@ export class Gateway {
     this.keys.stop();
     await this.audit.close();
   }
+}
+
+function firstVersion(keys: ServiceKeys | readonly ServiceKeys[]): ServiceKeys {
+  const first = Array.isArray(keys) ? (keys as readonly ServiceKeys[])[0] : (keys as ServiceKeys);
+  if (first === undefined) throw new TypeError('a partner needs at least one key version');
+  return first;
 }

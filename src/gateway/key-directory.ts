@@ -51,13 +51,17 @@ export class GatewayKeyView {
 
   /**
    * Loads and watches the directory (as the gateway identity); resolves once the stored entries are applied.
-   * `onTokenKeys` runs with the gateway entry's active token kids each time it is applied.
+   * `on.tokenKeys` runs with the gateway entry's active token kids each time it is applied; `on.entry` with every
+   * entry applied (the gateway's keyrings follow it).
    */
   static async watch(
     nc: NatsConnection,
     root: OperatorRootKey,
     logger: Logger,
-    onTokenKeys: (activeKids: readonly string[]) => void = () => undefined,
+    on: {
+      readonly tokenKeys?: (activeKids: readonly string[]) => void;
+      readonly entry?: (entry: DirectoryEntry) => void;
+    } = {},
   ): Promise<GatewayKeyView> {
     const view = new GatewayKeyView([]);
     const kv: KV = await openKeyDirectoryBucket(nc);
@@ -68,7 +72,8 @@ export class GatewayKeyView {
         applied: (entry) => {
           if (PUBLISHED.has(entry.party) || entry.clientKeys !== undefined) view.#entries.set(entry.party, entry);
           if (entry.party === GATEWAY_AUDIT_ID)
-            onTokenKeys((entry.tokenKeys ?? []).filter((k) => k.status === 'active').map((k) => k.jwk.kid));
+            on.tokenKeys?.((entry.tokenKeys ?? []).filter((k) => k.status === 'active').map((k) => k.jwk.kid));
+          on.entry?.(entry);
         },
         refused: () => undefined, // logged by the watch; the party's last good entry stays in force
       },

@@ -210,13 +210,7 @@ export async function readTokenKeys(file: string, store: KeyFileStore): Promise<
 
 /** A new ES384 private JWK for `keys rotate --gateway`: the file's JSON with it first, and its kid. */
 export async function rotatedTokenKeyFile(file: string, existing: Uint8Array): Promise<{ json: string; kid: string }> {
-  let held: JWK[];
-  try {
-    const json = JSON.parse(new TextDecoder().decode(existing)) as JWK | { keys: JWK[] };
-    held = 'keys' in json && Array.isArray(json.keys) ? json.keys : [json as JWK];
-  } catch {
-    throw new BrokerError('E_CONFIG_INVALID', `${file} is not an ES384 private JWK`, { path: file });
-  }
+  const held = heldJwks(file, existing);
   const { privateKey } = await generateKeyPair(TOKEN_ALGORITHM, { extractable: true });
   const jwk = { ...(await exportJWK(privateKey)), alg: TOKEN_ALGORITHM };
   const { d: _d, alg: _a, ...pub } = jwk;
@@ -245,3 +239,38 @@ const PLAIN_STORE: KeyFileStore = {
     }
   },
 };
+
+/**
+ * `keys prune --gateway`: the token key file's JSON without the versions whose kid is in `kids` (never the newest,
+ * which signs), the kids it dropped and the kids it keeps.
+ */
+export async function prunedTokenKeyFile(
+  file: string,
+  existing: Uint8Array,
+  kids: readonly string[],
+): Promise<{ json: string; dropped: string[]; kept: string[] }> {
+  const held = heldJwks(file, existing);
+  const keep: JWK[] = [];
+  const dropped: string[] = [];
+  const kept: string[] = [];
+  for (const [i, jwk] of held.entries()) {
+    const { d: _d, kid: _k, alg: _a, use: _u, ...pub } = jwk;
+    const kid = await calculateJwkThumbprint(pub, 'sha256');
+    if (i > 0 && kids.includes(kid)) dropped.push(kid);
+    else {
+      keep.push(jwk);
+      kept.push(kid);
+    }
+  }
+  return { json: JSON.stringify({ keys: keep }), dropped, kept };
+}
+
+/** The private JWKs of a token key file's bytes: one JWK, or a JWK Set (never echoed: they are private). */
+function heldJwks(file: string, bytes: Uint8Array): JWK[] {
+  try {
+    const json = JSON.parse(new TextDecoder().decode(bytes)) as JWK | { keys: JWK[] };
+    return 'keys' in json && Array.isArray(json.keys) ? json.keys : [json as JWK];
+  } catch {
+    throw new BrokerError('E_CONFIG_INVALID', `${file} is not an ES384 private JWK`, { path: file });
+  }
+}

@@ -5,6 +5,7 @@
 import type { KV, KvEntry, NatsConnection, QueuedIterator } from 'nats';
 import {
   applyEntry,
+  currentSigKid,
   signEntry,
   verifyEntry,
   type AppliedEntry,
@@ -235,28 +236,14 @@ export async function syncKeyring(opts: KeyringSyncOptions): Promise<KeyDirector
         const applied = applyEntry(keyring, entry);
         const current = applied.currentSigKid;
         if (entry.party === keyring.service && current !== undefined && !keyring.hasOwn(current)) {
-          const loadOwn = (versions: readonly ServiceKeys[]): void => {
-            const next = versions.find((v) => v.sign.kid === current);
-            if (next === undefined)
-              logger.error(
-                { event: 'keys.own.missing', party: entry.party, kid: current },
-                'the directory names a current key of this party whose private half is not held; signing with the previous key',
-              );
-            else {
-              keyring.addOwn(next);
-              logger.info({ event: 'keys.own.rotated', party: entry.party, kid: current }, 'own key version loaded');
-            }
-          };
           // A sealed key file opens asynchronously (key-protection.ts): until it has, the previous key (still within
           // its overlap) keeps signing.
           const versions = opts.reloadOwnKeys?.() ?? [];
-          if (Array.isArray(versions)) loadOwn(versions);
+          if (Array.isArray(versions)) loadOwnVersion(keyring, current, versions, logger);
           else
-            void (versions as Promise<readonly ServiceKeys[]>).then(loadOwn, (err: unknown) =>
-              logger.error(
-                { event: 'keys.own.unreadable', party: entry.party, kid: current, ...errorFields(err) },
-                'the own key file could not be opened; signing with the previous key',
-              ),
+            void (versions as Promise<readonly ServiceKeys[]>).then(
+              (v) => loadOwnVersion(keyring, current, v, logger),
+              (err: unknown) => ownKeysUnreadable(logger, entry.party, current, err),
             );
         }
         opts.onApplied?.(entry, applied, initial);
@@ -267,4 +254,74 @@ export async function syncKeyring(opts: KeyringSyncOptions): Promise<KeyDirector
     },
     logger,
   );
+}
+
+/** Adds the holder's version whose signing kid is `kid`, from the versions its key file holds; logs either way. */
+function loadOwnVersion(keyring: Keyring, kid: string, versions: readonly ServiceKeys[], logger: Logger): void {
+  const next = versions.find((v) => v.sign.kid === kid);
+  if (next === undefined) {
+    logger.error(
+      { event: 'keys.own.missing', party: keyring.service, kid },
+      'the directory names a current key of this party whose private half is not held; signing with the previous key',
+    );
+    return;
+  }
+  keyring.addOwn(next);
+  logger.info({ event: 'keys.own.rotated', party: keyring.service, kid }, 'own key version loaded');
+}
+
+function ownKeysUnreadable(logger: Logger, party: string, kid: string, err: unknown): void {
+  logger.error(
+    { event: 'keys.own.unreadable', party, kid, ...errorFields(err) },
+    'the own key file could not be opened; signing with the previous key',
+  );
+}
+
+/**
+ * Applies directory entries to one keyring in the order given, for a process that watches the directory once and
+ * keeps several keyrings (the partner gateway: its audit key, each partner's delivery reader). When an entry names a
+ * current version of the holder it does not hold, the key file is read first, so the new version signs from the
+ * moment the entry is applied; when the file lacks it, the previous version signs through its overlap
+ * (`Keyring.signerInOverlap`).
+ */
+export class KeyringFollower {
+  #queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly keyring: Keyring,
+    private readonly logger: Logger,
+    /** The holder's key versions, read again when an entry names one it does not hold. */
+    private readonly reloadOwnKeys?: () => Promise<readonly ServiceKeys[]>,
+    /** After each applied entry. */
+    private readonly onApplied?: (entry: DirectoryEntry, applied: AppliedEntry) => void,
+  ) {}
+
+  apply(entry: DirectoryEntry): void {
+    this.#queue = this.#queue.then(() => this.#apply(entry));
+  }
+
+  /** Resolves once every entry given so far is applied. */
+  settled(): Promise<void> {
+    return this.#queue;
+  }
+
+  async #apply(entry: DirectoryEntry): Promise<void> {
+    const { keyring, logger } = this;
+    const current = currentSigKid(entry);
+    if (entry.party === keyring.service && current !== undefined && !keyring.hasOwn(current))
+      try {
+        loadOwnVersion(keyring, current, (await this.reloadOwnKeys?.()) ?? [], logger);
+      } catch (err) {
+        ownKeysUnreadable(logger, entry.party, current, err);
+      }
+    try {
+      const applied = applyEntry(keyring, entry);
+      this.onApplied?.(entry, applied);
+    } catch (err) {
+      logger.error(
+        { event: 'keys.directory.refused', party: entry.party, holder: keyring.service, ...errorFields(err) },
+        'key directory entry could not be applied to this keyring; the previous keys stay in force',
+      );
+    }
+  }
 }

@@ -9,7 +9,7 @@ import { type Catalog } from '../catalog/types.js';
 import { BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID } from '../wire/ids.js';
 import type { BrokerConfig } from '../config/config.js';
 import { type PublicKeyRecord, type ServiceKeys } from '../crypto/keys.js';
-import { ensureKeys, openServiceKeys, readJwks } from './key-files.js';
+import { ensureKeys, openServiceKeyVersions, readJwks } from './key-files.js';
 import { configuredKeyProtection, type KeyProtection } from './key-protection.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { mtlsConnectionOptions, type NatsTlsFiles } from '../nats/connect-options.js';
@@ -71,10 +71,14 @@ export async function devKeys(
   return { dir, peers: readJwks(dir), protection };
 }
 
+/**
+ * Every key version a service's key file holds, current first (a previous version opens the deliveries sealed to it
+ * that wait in PHI_DELIVER until `keys prune` destroys it), and the data dir's public keys.
+ */
 export async function serviceKeys(
   config: BrokerConfig,
   service: string,
-): Promise<{ keys: ServiceKeys; peers: PublicKeyRecord[] }> {
+): Promise<{ keys: ServiceKeys[]; peers: PublicKeyRecord[] }> {
   await initCrypto();
   const dir = layout(config).keys;
   if (!existsSync(join(dir, 'jwks.json'))) {
@@ -83,7 +87,7 @@ export async function serviceKeys(
       `no keys in ${dir}: run \`phi-broker up --data-dir ${config.dataDir}\` first (it creates development keys)`,
     );
   }
-  return { keys: await openServiceKeys(dir, service, configuredKeyProtection(config)), peers: readJwks(dir) };
+  return { keys: await openServiceKeyVersions(dir, service, configuredKeyProtection(config)), peers: readJwks(dir) };
 }
 
 /** NATS_URL when set, else the embedded server that `up` started in this data dir. */

@@ -11,7 +11,7 @@ import { GATEWAY_IDENTITY } from '../tls/identity.js';
 import { tlsLayout } from '../tls/store.js';
 import { GATEWAY_AUDIT_ID } from '../wire/ids.js';
 import { cliTlsDir, connectNats, layout, loadConfiguredCatalog, natsUrl, serviceKeys } from './data-dir.js';
-import { openServiceKeys, readJwks } from './key-files.js';
+import { openServiceKeyVersions, readJwks } from './key-files.js';
 import { configuredKeyProtection, keyFileStore, type KeyProtection } from './key-protection.js';
 import type { Catalog } from '../catalog/types.js';
 import type { ServiceKeys } from '../crypto/keys.js';
@@ -53,16 +53,16 @@ async function gatewayDirectoryRoot(
 }
 
 /**
- * The service keys of every partner the gateway publishes for, from the data dir's keys (as every service's are,
- * `<keys>/<service>.private.jwk.json`, mode 0600): E_KEY_UNKNOWN names a missing one.
+ * The service key versions of every partner the gateway publishes for, from the data dir's keys (as every
+ * service's are, `<keys>/<service>.private.jwk.json`, mode 0600): E_KEY_UNKNOWN names a missing one.
  */
 export async function gatewayPartnerKeys(
   keysDir: string,
   catalog: Catalog,
   protection: KeyProtection,
-): Promise<Map<string, ServiceKeys>> {
-  const keys = new Map<string, ServiceKeys>();
-  for (const id of creatingPartners(catalog)) keys.set(id, await openServiceKeys(keysDir, id, protection));
+): Promise<Map<string, ServiceKeys[]>> {
+  const keys = new Map<string, ServiceKeys[]>();
+  for (const id of creatingPartners(catalog)) keys.set(id, await openServiceKeyVersions(keysDir, id, protection));
   return keys;
 }
 
@@ -72,8 +72,8 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
   await initCrypto();
   const keysDir = layout(config).keys;
   const protection = configuredKeyProtection(config);
-  // The gateways' own audit key: a gateway never holds the broker's private key.
-  const auditSigner = (await openServiceKeys(keysDir, GATEWAY_AUDIT_ID, protection)).sign;
+  // The gateways' own audit key versions: a gateway never holds the broker's private key.
+  const auditKeys = await openServiceKeyVersions(keysDir, GATEWAY_AUDIT_ID, protection);
   const natsTls = cliTlsDir(config);
   if (natsTls === undefined)
     throw new BrokerError(
@@ -103,7 +103,7 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
       config,
       catalog,
       nc,
-      auditSigner,
+      auditKeys,
       partnerKeys: await gatewayPartnerKeys(keysDir, catalog, protection),
       peers: readJwks(keysDir),
       keysDir,
@@ -115,7 +115,10 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
       },
       logger,
       partnerAccess,
-      ...(root === undefined ? {} : { keyDirectory: { root } }),
+      // A rotation of the gateway or of a partner loads the new version from its key file here.
+      ...(root === undefined
+        ? {}
+        : { keyDirectory: { root, reloadOwnKeys: (party) => openServiceKeyVersions(keysDir, party, protection) } }),
     });
   } catch (err) {
     await Promise.all(partnerNcs.map((p) => p.close()));

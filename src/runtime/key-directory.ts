@@ -18,6 +18,7 @@ import {
   partyOfKid,
   pinnedRootKey,
   destroyInEntry,
+  prunableTokenKids,
   prunableVersions,
   revokeInEntry,
   rotateEntry,
@@ -35,7 +36,7 @@ import { BROKER_ID, GATEWAY_AUDIT_ID, OPERATOR_AUDIT_ID } from '../wire/ids.js';
 import { pruneQuarantineKeys, rotateQuarantineKey } from './broker-secrets.js';
 import { dropKeyVersions, openJson, openServiceKeyVersions, rotateKeys } from './key-files.js';
 import { keyFileStore, PLAIN_KEYS, readKeyFile, writeKeyFile, type KeyProtection } from './key-protection.js';
-import { readTokenKeys, rotatedTokenKeyFile, tokenKeyFile } from '../gateway/token-signer.js';
+import { prunedTokenKeyFile, readTokenKeys, rotatedTokenKeyFile, tokenKeyFile } from '../gateway/token-signer.js';
 
 /** `<keys dir>/operator-root.private.jwk.json`: the development operator root key (Ed25519 JWK, RFC 8037; mode 0600). */
 export function operatorRootFile(keysDir: string): string {
@@ -343,15 +344,42 @@ export async function pruneParties(
           )
         : [];
     const versions = prunableVersions(entry, opts.olderThanMs, nowMs);
-    if (versions.length > 0) {
-      // The key file first: a crash between the two leaves keys deleted but listed as retired, never the reverse.
-      await dropKeyVersions(keysDir, party, versions, protection);
-      await putEntry(kv, root, destroyInEntry(entry, versions, nowMs), revision);
+    const prunable = party === GATEWAY_AUDIT_ID ? prunableTokenKids(entry, opts.olderThanMs, nowMs) : [];
+    // The key files first: a crash between the two leaves keys deleted but listed as retired, never the reverse.
+    const keptTokens = prunable.length === 0 ? [] : await dropTokenKeys(keysDir, prunable, protection);
+    const tokenKids = prunable.filter((kid) => !keptTokens.includes(kid));
+    if (versions.length > 0 || tokenKids.length > 0) {
+      if (versions.length > 0) await dropKeyVersions(keysDir, party, versions, protection);
+      await putEntry(kv, root, destroyInEntry(entry, versions, nowMs, tokenKids), revision);
     }
     const kids = entry.keys.map((k) => k.jwk.kid).filter((kid) => versions.includes(parseKid(kid)?.version ?? 0));
-    if (kids.length + quarantine.length > 0) out.set(party, [...kids, ...quarantine]);
+    if (kids.length + tokenKids.length + quarantine.length > 0) out.set(party, [...kids, ...tokenKids, ...quarantine]);
   }
   return out;
+}
+
+/**
+ * Deletes the token keys `kids` from the gateways' token key file, when this data dir has one, except its newest
+ * (it signs until the next rotation); resolves with the kids the file keeps.
+ */
+async function dropTokenKeys(keysDir: string, kids: readonly string[], protection: KeyProtection): Promise<string[]> {
+  const file = tokenKeyFile(keysDir);
+  const existing = await readKeyFile(file, protection);
+  if (existing === undefined) return [];
+  let pruned: { json: string; dropped: string[]; kept: string[] };
+  try {
+    pruned = await prunedTokenKeyFile(file, existing, kids);
+  } finally {
+    existing.fill(0);
+  }
+  if (pruned.dropped.length === 0) return pruned.kept;
+  const bytes = new TextEncoder().encode(pruned.json);
+  try {
+    await writeKeyFile(file, bytes, protection);
+  } finally {
+    bytes.fill(0);
+  }
+  return pruned.kept;
 }
 
 /**

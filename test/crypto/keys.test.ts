@@ -184,6 +184,30 @@ describe('KEK derivation and the keyring', () => {
   });
 });
 
+describe('signerInOverlap: the audit signer of a process whose key file lacks the new version', () => {
+  it('signs with the current key, else the newest still in its overlap; never a revoked or expired one', () => {
+    const [k1, k2] = [
+      generateServiceKeys('gateway', 1, streamRandom('g1')),
+      generateServiceKeys('gateway', 2, streamRandom('g2')),
+    ];
+    const ring = new Keyring(k1, publicRecords(k2));
+    let now = 1_000;
+    ring.now = () => now;
+    // The directory named gateway:sig:2 current; this process holds only version 1.
+    ring.retireAt('gateway:sig:1', 2_000);
+    expect(() => ring.signer()).toThrow(expect.objectContaining({ code: 'E_KEY_UNKNOWN' }));
+    expect(ring.signerInOverlap().kid).toBe('gateway:sig:1');
+    now = 2_000; // the overlap ended
+    expect(() => ring.signerInOverlap()).toThrow(expect.objectContaining({ code: 'E_KEY_UNKNOWN' }));
+    const revoked = new Keyring(k1);
+    revoked.revoke('gateway:sig:1', 1_000);
+    expect(() => revoked.signerInOverlap()).toThrow(expect.objectContaining({ code: 'E_KEY_UNKNOWN' }));
+    // Once the new version is loaded, it signs.
+    ring.addOwn(k2);
+    expect(ring.signerInOverlap().kid).toBe('gateway:sig:2');
+  });
+});
+
 describe('development key files (RFC 8037 JWK, RFC 7517 JWKS)', () => {
   it('writes the private file with mode 0600 and reads back the same keys', () => {
     const dir = tmp();

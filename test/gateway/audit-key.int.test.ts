@@ -1,11 +1,14 @@
 // The gateway's own audit-signing key: the compiled `phi-broker gateway` runs from a keys dir that holds no broker
 // private key, writes its chain on `phi.audit.gw.<id>` signed with the `gateway` party's key, and `phi-broker audit
-// verify` checks that chain with the gateway's public key alone — a jwks.json without it fails the chain.
+// verify` checks that chain with the gateway's public key alone — a jwks.json without it fails the chain. A running
+// gateway follows `keys rotate --gateway`: its next checkpoints name and are signed by the new version.
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readAuditRecords } from '../../src/audit/read.js';
+import { decodeRecord } from '../../src/audit/record.js';
 import { privateKeyFile, jwksFile } from '../../src/runtime/key-files.js';
 import { BROKER_ID, GATEWAY_AUDIT_ID } from '../../src/wire/ids.js';
 import { killLeftovers, runCli, startCli, type CliResult } from '../cli/run-cli.js';
@@ -64,6 +67,35 @@ beforeAll(async () => {
   expect(existsSync(privateKeyFile(join(dataDir, 'keys'), BROKER_ID))).toBe(false);
 });
 
+/** The kids of chain `chain`'s checkpoints in stream order, once it has at least `least` (bounded wait). */
+async function checkpointKids(chain: string, least: number): Promise<string[]> {
+  const nc = await stack.connect('checkpoint-reader');
+  try {
+    let kids: string[] = [];
+    await until(`${least} checkpoints in ${chain}`, async () => {
+      kids = [];
+      for await (const r of readAuditRecords(nc)) {
+        const record = decodeRecord(r.data);
+        if (record?.chain === chain && record.checkpoint !== undefined) kids.push(record.checkpoint.kid);
+      }
+      return kids.length >= least;
+    });
+    return kids;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Checks `done` every 50 ms until it holds (at most 30 s). */
+async function until(what: string, done: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (let i = 0; i < 600 && Date.now() < deadline; i++) {
+    if (await done()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
 afterAll(async () => {
   await killLeftovers();
   await stack?.stop();
@@ -96,41 +128,52 @@ describe('a gateway without the broker private key', () => {
     expect(report.broken).toMatchObject({ chain, kind: 'checkpoint' });
   });
 
-  it('after keys rotate --gateway, a restarted gateway signs a new chain with gateway:sig:2; audit verify checks both', async () => {
+  it('follows keys rotate --gateway without a restart: its checkpoints switch to gateway:sig:2; audit verify passes', async () => {
     const { root } = await ensureOperatorRootKey(stack.keysDir);
     const admin = await stack.connectAs(ADMIN_IDENTITY, 'provision-keys');
     await publishDirectory(admin, stack.catalog, stack.keysDir, root, { create: true });
     await admin.close();
+    // On the data dir `keys rotate` writes to, a checkpoint after every record.
+    const gw = await startCli(['gateway', '--port', '0', '--data-dir', stack.config.dataDir], {
+      env: { ...stack.env, PHI_BROKER_AUDIT_CHECKPOINT_EVERY: '1' },
+    });
+    const ready = /ready: (https:\/\/\S+) .*audit chain (\S+)$/.exec(gw.readyLine);
+    const tls = stack.nats.tls;
+    if (ready === null || tls === undefined) throw new Error(`unexpected ready line: ${gw.readyLine}`);
+    const [url, running] = [ready[1] as string, ready[2] as string];
+    const ca = readFileSync(tls.ca.certFile, 'utf8');
+    expect(await tokenRequest(url, ca)).toBe(400);
+    expect(await checkpointKids(running, 1)).toEqual(['gateway:sig:1']);
+
     const rotated = await runCli(
       ['keys', 'rotate', '--gateway', '--overlap', '1h', '--data-dir', stack.config.dataDir],
       { env: stack.env },
     );
     expect(rotated.stdout).toMatch(/^rotated gateway: current gateway:sig:2 and gateway:enc:2;/);
-    const keys = join(work, 'gateway-data', 'keys');
-    cpSync(privateKeyFile(stack.keysDir, GATEWAY_AUDIT_ID), privateKeyFile(keys, GATEWAY_AUDIT_ID));
-    const gw = await startCli(['gateway', '--port', '0', '--data-dir', join(work, 'gateway-data')], { env: stack.env });
-    const ready = /ready: (https:\/\/\S+) .*audit chain (\S+)$/.exec(gw.readyLine);
-    const tls = stack.nats.tls;
-    if (ready === null || tls === undefined) throw new Error(`unexpected ready line: ${gw.readyLine}`);
-    const second = ready[2] as string;
-    expect(await tokenRequest(ready[1] as string, readFileSync(tls.ca.certFile, 'utf8'))).toBe(400);
+    await until('the gateway to load gateway:sig:2', () =>
+      gw
+        .stderr()
+        .split('\n')
+        .some((l) => l.includes('"event":"keys.own.rotated"') && l.includes('"kid":"gateway:sig:2"')),
+    );
+    expect(await tokenRequest(url, ca)).toBe(400);
     expect((await gw.stop('SIGTERM')).code).toBe(0);
 
+    // Every checkpoint before the switch names gateway:sig:1, every one after it gateway:sig:2 (the last seals).
+    const kids = await checkpointKids(running, 3);
+    expect(kids[0]).toBe('gateway:sig:1');
+    expect(kids.at(-1)).toBe('gateway:sig:2');
+    expect(kids).toEqual([...kids].sort());
     const both = await verify();
     expect(both.report.broken).toBeUndefined();
     expect(both.code).toBe(0);
-    expect(both.report.chains.filter((c) => c.chain === chain || c.chain === second)).toHaveLength(2);
-    // Each chain's checkpoints are signed by its own version: without it, that chain (and only it) breaks.
+    expect(both.report.chains.find((c) => c.chain === running)).toMatchObject({ closed: true });
+    // The checkpoints after the switch need gateway:sig:2: without it, this chain (and not the first) breaks.
     const all = JSON.parse(readFileSync(jwksFile(stack.keysDir), 'utf8')) as { keys: { kid: string }[] };
-    for (const [kid, broken] of [
-      ['gateway:sig:1', chain],
-      ['gateway:sig:2', second],
-    ] as const) {
-      const file = join(work, `jwks-without-${kid.replace(/:/g, '-')}.json`);
-      writeFileSync(file, JSON.stringify({ keys: all.keys.filter((k) => k.kid !== kid) }));
-      const { code, report } = await verify('--jwks', file);
-      expect(code).toBe(1);
-      expect(report.broken).toMatchObject({ chain: broken, kind: 'checkpoint' });
-    }
+    const file = join(work, 'jwks-without-gateway-sig-2.json');
+    writeFileSync(file, JSON.stringify({ keys: all.keys.filter((k) => k.kid !== 'gateway:sig:2') }));
+    const without = await verify('--jwks', file);
+    expect(without.code).toBe(1);
+    expect(without.report.broken).toMatchObject({ chain: running, kind: 'checkpoint' });
   });
 });

@@ -5,7 +5,8 @@
 // duplicates nothing; $events replays; GET /[type]/[id] reads a notified copy back; an `id-only` subscription to
 // Patient names each copy by URL without its bytes; stopping the gateway that holds the lease hands delivery on;
 // DELETE switches a subscription off; two subscriptions to one topic on two receivers, one down for a while, each
-// get every event once, in order; an idle subscription gets heartbeats.
+// get every event once, in order; an idle subscription gets heartbeats. Last, on the key directory: `keys rotate
+// --broker` then `--service public-health` while a Subscription is live; its notifications keep flowing.
 import { randomUUID } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:https';
@@ -22,8 +23,14 @@ import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
 import { BACKPORT, TOPIC_BASE } from '../../src/gateway/subscriptions/model.js';
 import { SIGNATURE_HEADER } from '../../src/gateway/subscriptions/worker.js';
-import { ADMIN_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
+import { ADMIN_IDENTITY, BROKER_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
+import { Broker } from '../../src/broker/broker.js';
+import { readServiceKeyVersions } from '../../src/runtime/key-files.js';
+import { ensureOperatorRootKey, publishDirectory } from '../../src/runtime/key-directory.js';
+import { PhiClient } from '../../src/sdk/client.js';
 import { STREAMS } from '../../src/wire/names.js';
+import { BROKER_ID } from '../../src/wire/ids.js';
+import { NOT_BUILT, runCli } from '../cli/run-cli.js';
 import { balpProblems } from '../helpers/balp.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { startTestGateway } from '../helpers/gateway.js';
@@ -920,5 +927,143 @@ describe('R4 topic-based Subscriptions (Backport IG)', () => {
         .map((e) => `${e.action} ${operationOf(e)}`)
         .sort(),
     ).toEqual(['E notify', 'R read']);
+  });
+});
+
+describe.skipIf(NOT_BUILT !== undefined)('key rotations while a Subscription is live', () => {
+  const versions = (party: string) => readServiceKeyVersions(stack.keysDir, party);
+  /** Resolves once a log record after `mark` (a line count) matches. */
+  const logged = (mark: number, what: string, match: (l: Record<string, unknown>) => boolean): Promise<void> =>
+    stack.logs.waiter.until(
+      () => stack.logs.lines.slice(mark).some((l) => match(JSON.parse(l) as Record<string, unknown>)),
+      20_000,
+      what,
+    );
+  const rotate = async (...args: string[]): Promise<void> => {
+    const r = await runCli(
+      [
+        'keys',
+        'rotate',
+        ...args,
+        '--overlap',
+        '1h',
+        '--subjects',
+        stack.config.subjectsDir,
+        '--data-dir',
+        stack.config.dataDir,
+      ],
+      { env: stack.env },
+    );
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+  };
+
+  it('keys rotate --broker, then --service public-health: notifications keep flowing, each event number once, in order', async () => {
+    const { root } = await ensureOperatorRootKey(stack.keysDir);
+    const admin = await stack.connectAs(ADMIN_IDENTITY, 'provision-keys');
+    await publishDirectory(admin, stack.catalog, stack.keysDir, root, { create: true });
+    await admin.close();
+    // A broker, a publisher and a gateway that follow the directory, in place of the ones before.
+    for (const g of gws) await g.stop();
+    await stack.broker?.stop();
+    stack.broker = await Broker.start({
+      config: stack.config,
+      catalog: stack.catalog,
+      nc: await stack.connectAs(BROKER_IDENTITY, 'broker-dir'),
+      keys: versions(BROKER_ID),
+      peers: stack.peers,
+      secrets: stack.secrets,
+      logger: stack.logger.child({ broker: 'dir' }),
+      keyDirectory: { root, reloadOwnKeys: () => versions(BROKER_ID) },
+    });
+    const pub = await PhiClient.connect({
+      nc: await stack.connectAs(serviceIdentity('ehr'), 'ehr-dir'),
+      ownsConnection: true,
+      service: 'ehr',
+      keys: versions('ehr'),
+      peers: stack.peers,
+      logger: stack.logger.child({ client: 'ehr-dir' }),
+      keyDirectory: { root, reloadOwnKeys: () => versions('ehr') },
+    });
+    const g = await startTestGateway(stack, 3, 'gw-subs-keys', {
+      config: { ...stack.config, gatewayBaseUrl: BASE_URL },
+      partnerAccess: async (service) => ({
+        nc: await stack.connectAs(serviceIdentity(service), `gateway-3-${service}`),
+        keys: versions(service),
+        peers: stack.peers,
+      }),
+      restHookCa: ca,
+      retry: { baseMs: 20, maxMs: 200 },
+      keyDirectory: { root, reloadOwnKeys: (party) => Promise.resolve(versions(party)) },
+    });
+    gws = [g];
+    const created = await call(`${g.url}/Subscription`, 'POST', {
+      body: immunizationSubscription(hookUrl),
+      token: await accessToken(g),
+    });
+    expect(created.status, created.text).toBe(201);
+    const id = created.json['id'] as string;
+    // The deliveries to public-health on the wire: who signed each, and the KEKs it is sealed under.
+    const tap = await stack.connect('deliveries-tap');
+    const wire: { kid: string; keks: string[] }[] = [];
+    tap.subscribe('phi.deliver.public-health.>', {
+      callback: (_e, m) => {
+        const env = JSON.parse(m.string()) as { kid: string; keys: { kek: string }[] };
+        wire.push({ kid: env.kid, keks: env.keys.map((k) => k.kek) });
+      },
+    });
+    await tap.flush();
+    let lot = 100;
+    const sendTwo = async (): Promise<void> => {
+      for (let i = 0; i < 2; i++) expect((await pub.publish(immunization(lot++))).status).toBe('accepted');
+      const n = lot - 100;
+      await receiver.waiter.until(() => receiver.accepted(id).length >= n, 30_000, `${n} notifications`);
+    };
+    await sendTwo();
+
+    let mark = stack.logs.lines.length;
+    await rotate('--broker');
+    await logged(
+      mark,
+      'the broker to sign with broker:sig:2',
+      (l) => l['event'] === 'keys.own.rotated' && l['kid'] === 'broker:sig:2',
+    );
+    await logged(
+      mark,
+      'the publisher to apply the broker entry',
+      (l) => l['event'] === 'keys.directory.applied' && l['client'] === 'ehr-dir' && l['party'] === BROKER_ID,
+    );
+    await sendTwo();
+
+    mark = stack.logs.lines.length;
+    await rotate('--service', 'public-health');
+    await logged(
+      mark,
+      'the broker to apply the partner entry',
+      (l) => l['event'] === 'keys.directory.applied' && l['broker'] === 'dir' && l['party'] === 'public-health',
+    );
+    await logged(
+      mark,
+      'the gateway to load public-health:sig:2',
+      (l) => l['event'] === 'keys.own.rotated' && l['gateway'] === 3 && l['kid'] === 'public-health:sig:2',
+    );
+    await sendTwo();
+    await tap.close();
+    await pub.close();
+
+    const acc = receiver.accepted(id);
+    expect(acc.map(([n]) => n)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(acc.map(([, b]) => (b.entry?.[1]?.resource as Immunization).lotNumber)).toEqual([
+      'LOT-100',
+      'LOT-101',
+      'LOT-102',
+      'LOT-103',
+      'LOT-104',
+      'LOT-105',
+    ]);
+    for (const [, b] of acc) expect(fhirSchemaErrors(b)).toEqual([]);
+    // They were signed with broker:sig:1, then broker:sig:2; the last sealed to public-health:enc:2.
+    expect(wire.map((w) => w.kid)).toEqual(['broker:sig:1', 'broker:sig:1', ...Array<string>(4).fill('broker:sig:2')]);
+    expect(wire.slice(-2).every((w) => w.keks.some((k) => k.split('~').includes('public-health:enc:2')))).toBe(true);
+    expect(wire.slice(0, 4).some((w) => w.keks.some((k) => k.includes('public-health:enc:2')))).toBe(false);
   });
 });

@@ -21,12 +21,17 @@ import {
 } from 'jose';
 import { parseDocument } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readAuditRecords } from '../../src/audit/read.js';
+import { decodeRecord } from '../../src/audit/record.js';
 import { Gateway } from '../../src/gateway/gateway.js';
 import { balpProblems } from '../helpers/balp.js';
 import { fhirSchemaErrors } from '../helpers/fhir-schema.js';
 import { gatewayAuditEvents, startTestGateway } from '../helpers/gateway.js';
 import { ROOT, startTestStack, type TestStack } from '../helpers/stack.js';
-import { ensureOperatorRootKey, publishDirectory } from '../../src/runtime/key-directory.js';
+import { ensureOperatorRootKey, publishDirectory, pruneParties } from '../../src/runtime/key-directory.js';
+import { readTokenKeys, tokenKeyFile } from '../../src/gateway/token-signer.js';
+import { keyFileStore, PLAIN_KEYS } from '../../src/runtime/key-protection.js';
+import { GATEWAY_AUDIT_ID } from '../../src/wire/ids.js';
 import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 import { STREAMS } from '../../src/wire/names.js';
 import { NOT_BUILT, runCli } from '../cli/run-cli.js';
@@ -491,8 +496,9 @@ describe.skipIf(NOT_BUILT !== undefined)('key directory: JWKS and partner keys f
     });
   }, 60_000);
 
+  let stopped = false;
   afterAll(async () => {
-    await gwDir?.stop();
+    if (!stopped) await gwDir?.stop();
   });
 
   it('lists the token key and the broker and gateway keys; a rotation shows, a revoked key goes; all import with jose', async () => {
@@ -522,6 +528,11 @@ describe.skipIf(NOT_BUILT !== undefined)('key directory: JWKS and partner keys f
       /^rotated gateway: current gateway:sig:2 and gateway:enc:2;.*\nrotated gateway token key: current \S+\n$/,
     );
     const newTokenKid = /token key: current (\S+)/.exec(gateway.stdout)?.[1];
+    // This gateway is given no reload: it cannot load gateway:sig:2 and says so (its checkpoints: the last test here).
+    await stack.logs.until(
+      (l) => l['event'] === 'keys.own.missing' && l['gateway'] === 3 && l['kid'] === 'gateway:sig:2',
+      'the gateway to miss gateway:sig:2',
+    );
     const last = await until(
       () => jwksOf(gwDir),
       (keys) => !kids(keys).includes('broker:sig:1') && kids(keys).includes('gateway:sig:2'),
@@ -570,6 +581,43 @@ describe.skipIf(NOT_BUILT !== undefined)('key directory: JWKS and partner keys f
       ['gateway', token?.kid, 'revoked'],
       ['gateway', newTokenKid, 'active'],
     ]);
+  });
+
+  it('keys prune --gateway deletes a revoked token key from the token key file and the directory; the newest keeps signing', async () => {
+    const file = tokenKeyFile(stack.keysDir);
+    const held = async (): Promise<string[]> =>
+      (await readTokenKeys(file, keyFileStore(PLAIN_KEYS))).map((k) => k.publicJwk.kid as string);
+    const tokenRows = async (): Promise<Record<string, string>[]> =>
+      (JSON.parse((await cli('keys', 'list', '--json')).stdout) as Record<string, string>[]).filter(
+        (r) => r['party'] === 'gateway' && !(r['kid'] ?? '').startsWith('gateway:'),
+      );
+    const before = await tokenRows();
+    const revoked = before.find((r) => r['status'] === 'revoked')?.['kid'] as string;
+    const active = before.find((r) => r['status'] === 'active')?.['kid'] as string;
+    expect(await held()).toEqual([active, revoked]);
+    const { root } = await ensureOperatorRootKey(stack.keysDir);
+    const admin = await stack.connectAs(ADMIN_IDENTITY, 'prune-keys');
+    // A clock a minute on: the revoked key stopped verifying more than `olderThanMs` before (tokens live 5 min at most).
+    const destroyed = await pruneParties(admin, stack.keysDir, root, [GATEWAY_AUDIT_ID], {
+      olderThanMs: 1_000,
+      retentionMs: 0,
+      nowMs: Date.now() + 60_000,
+    }).finally(() => admin.close());
+    // The audit keys are retiring for an hour: only the token key goes.
+    expect([...destroyed]).toEqual([[GATEWAY_AUDIT_ID, [revoked]]]);
+    expect(await held()).toEqual([active]);
+    const after = await tokenRows();
+    expect(after.map((r) => [r['kid'], r['status'], typeof r['destroyedAt'], r['reason']])).toEqual([
+      [revoked, 'retired', 'string', 'drill'],
+      [active, 'active', 'undefined', undefined],
+    ]);
+    // The running gateway applies the entry: still unlisted, and new tokens are signed with the newest key.
+    expect(kids(await jwksOf(gwDir))).not.toContain(revoked);
+    const issued = (await tokenDir(await assertion(payer, tokenUrl(gwDir)))).json['access_token'] as string;
+    expect(decodeProtectedHeader(issued).kid).toBe(active);
+    // Nothing left to prune: the newest key is never deleted, whatever the directory says of it.
+    const again = await cli('keys', 'prune', '--gateway', '--older-than', '1s', '--force');
+    expect(again.stdout).toBe('no key version retired long enough ago\n');
   });
 
   it("uses a partner's directory keys: published, then revoked and refused at the next request (invalid_client, audited)", async () => {
@@ -621,6 +669,22 @@ describe.skipIf(NOT_BUILT !== undefined)('key directory: JWKS and partner keys f
     // The refusal before publishing and the one after revoking (at least: the wait may have sent more).
     expect(refusals.length).toBeGreaterThanOrEqual(2);
     for (const e of refusals) expect(fhirSchemaErrors(e)).toEqual([]);
+  });
+
+  it('a gateway that cannot load the new audit key signs its chain with the previous one through the overlap', async () => {
+    await gwDir.stop(); // the final checkpoint seals the chain
+    stopped = true;
+    const nc = await stack.connect('checkpoint-reader');
+    const checkpoints: { kid: string; final: boolean }[] = [];
+    for await (const r of readAuditRecords(nc)) {
+      const cp = decodeRecord(r.data);
+      if (cp?.chain === gwDir.chain && cp.checkpoint !== undefined)
+        checkpoints.push({ kid: cp.checkpoint.kid, final: cp.checkpoint.final === true });
+    }
+    await nc.close();
+    // The sealing checkpoint, written after the rotation, too.
+    expect(checkpoints.at(-1)).toEqual({ kid: 'gateway:sig:1', final: true });
+    expect(new Set(checkpoints.map((c) => c.kid))).toEqual(new Set(['gateway:sig:1']));
   });
 
   it('refuses a malformed partner JWK Set with E_CONFIG_INVALID naming the member, and a non-partner with E_USAGE', async () => {

@@ -23,7 +23,7 @@ export async function startTestGateway(
     config: stack.config,
     catalog: stack.catalog,
     nc: await stack.connectAs(GATEWAY_IDENTITY, `gateway-${n}`),
-    auditSigner: stack.keys(GATEWAY_AUDIT_ID).sign,
+    auditKeys: stack.keys(GATEWAY_AUDIT_ID),
     partnerKeys: await gatewayPartnerKeys(stack.keysDir, stack.catalog, PLAIN_KEYS),
     peers: stack.peers,
     keysDir: stack.keysDir,
