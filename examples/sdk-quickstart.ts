@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { PhiClient, initCrypto, readJwks, readServiceKeys } from 'phi-broker';
+import { PhiClient, initCrypto, readJwks, readServiceKeyVersions } from 'phi-broker';
 
 await initCrypto(); // loads libsodium once per process
 const dir = '.phi-broker'; // the data dir of `phi-broker up --port 4222`: keys/ and tls/ live there
@@ -11,7 +11,7 @@ const ehr = await PhiClient.connect({
     keyFile: `${dir}/tls/services/ehr.key.pem`,
   },
   service: 'ehr',
-  keys: readServiceKeys(`${dir}/keys`, 'ehr'), // this service's private signing and encryption keys
+  keys: readServiceKeyVersions(`${dir}/keys`, 'ehr'), // every key version of this service, current first
   peers: readJwks(`${dir}/keys`), // every party's public keys, the broker's among them
 });
 
