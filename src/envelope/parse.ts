@@ -43,10 +43,19 @@ function onlyFields(
   for (const k of Object.keys(obj)) if (!allowed.has(k)) throw invalid(formatPath([...at, k]), 'no such field');
 }
 
+/**
+ * A copy of `s` that does not hold the text it was parsed from. V8 keeps a slice of a long string as a reference into
+ * it (a sliced string, V8 issue 2869), so a header field kept after its message (the registry's recent message ids,
+ * the SDK's duplicate filter) would keep the whole envelope text alive; the concatenation is copied when sliced.
+ */
+function own(s: string): string {
+  return (' ' + s).slice(1);
+}
+
 function str(obj: Record<string, unknown>, key: string, path: string, pattern: RegExp, expected: string): string {
   const v = obj[key];
   if (typeof v !== 'string' || !pattern.test(v)) throw invalid(path, expected);
-  return v;
+  return own(v);
 }
 
 const EPOCH_MS = /^(?:0|[1-9][0-9]{0,15})$/;
@@ -73,7 +82,7 @@ function parseKeys(value: unknown): WrappedKey[] {
     if (typeof kek !== 'string' || !isEncKekId(kek)) throw invalid(`${p}.kek`, 'a KEK id <enc kid>~<enc kid>, sorted');
     const wk = str(entry, 'wk', `${p}.wk`, BASE64URL, `base64url of ${NONCE_BYTES + 32 + TAG_BYTES} bytes`);
     if (wk.length !== WK_LENGTH) throw invalid(`${p}.wk`, `base64url of ${NONCE_BYTES + 32 + TAG_BYTES} bytes`);
-    return { to, kek: kek as string, wk };
+    return { to, kek: own(kek), wk };
   });
 }
 
@@ -96,7 +105,7 @@ function parseProv(value: unknown): Provenance {
     ) {
       throw invalid('prov.profile', 'a canonical URL');
     }
-    prov.profile = profile;
+    prov.profile = own(profile);
   }
   if ('purpose' in value) prov.purpose = str(value, 'purpose', 'prov.purpose', PURPOSE_PATTERN, 'a PurposeOfUse code');
   return prov;

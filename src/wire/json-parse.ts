@@ -125,18 +125,22 @@ function isHex(c: number): boolean {
   return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
 }
 
-/** What ends the fast path of a string: an escape or a control character (RFC 8259 §7). */
-const SPECIAL = /[\\\u0000-\u001f]/;
+/**
+ * The first character that ends a string's fast path: its closing quote, or an escape or a control character
+ * (RFC 8259 §7). Global, so that `test` searches `text` from `lastIndex` in place: one scan per string, no slice to
+ * search and no match array.
+ */
+const STOP = /["\\\u0000-\u001f]/g;
 
 function parseString(): string {
   const start = ++i; // after the opening quote
   // Fast path: no escape or control character up to the next quote, one slice.
-  const end = text.indexOf('"', start);
-  if (end < 0) fail();
-  const plain = text.slice(start, end);
-  if (!SPECIAL.test(plain)) {
+  STOP.lastIndex = start;
+  if (!STOP.test(text)) fail();
+  const end = STOP.lastIndex - 1;
+  if (text.charCodeAt(end) === 0x22) {
     i = end + 1;
-    return plain;
+    return text.slice(start, end);
   }
   let out = '';
   for (;;) {

@@ -1,5 +1,7 @@
 // Strict structural parse of envelopes: not JSON → E_JSON_MALFORMED; every other deviation → E_ENVELOPE_INVALID
 // with the path of the failing field. Raw mode: non-JSON input sealed whole at path $raw.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initCrypto } from '../../src/crypto/sodium.js';
 import { openEnvelope, parseEnvelope, verifySignedEnvelope } from '../../src/envelope/open.js';
@@ -132,6 +134,37 @@ describe('parseEnvelope', () => {
       resourceType: 'Foo',
       x: 'y',
     });
+  });
+
+  it('returns header fields that do not hold the envelope text, so an id kept after its message keeps only itself', () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const div = `<div xmlns="http://www.w3.org/1999/xhtml">${'x'.repeat(16_000)}</div>`;
+    const s = sealEnvelope({
+      id: 'message-kept-after-its-envelope-1',
+      iss: 'registration',
+      iat: 5,
+      typ: 'Patient',
+      resource: { ...syntheticPatient(), text: { status: 'generated', div } },
+      signer: p.keys.registration.sign,
+      recipients: [{ id: 'broker', kek: p.rings.registration.kekFor('broker:enc:1') }],
+      prov: { src: 'registration', mid: 'original-message-of-the-kept-one', hash: 'h'.repeat(43), at: 4 },
+    });
+    const n = 1000;
+    const kept: string[] = [];
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < n; i++) {
+      const env = parseEnvelope(s.bytes);
+      const key = env.keys[0]!;
+      kept.push(env.id, env.iss, env.typ, env.kid, env.dk, key.to, key.kek, key.wk, env.prov!.mid, env.prov!.hash);
+    }
+    gc();
+    const grown = process.memoryUsage().heapUsed - before;
+    expect(kept[0]).toBe('message-kept-after-its-envelope-1');
+    // Each envelope's text is over 16 KB: held by its fields, 1,000 would add over 16 MB; the fields alone, under 1 MB.
+    expect(s.bytes.byteLength).toBeGreaterThan(16_000);
+    expect(grown).toBeLessThan(n * 1024);
   });
 });
 
