@@ -257,9 +257,17 @@ async function ensureReplayBucket(
   return seen;
 }
 
+/**
+ * JetStream API timeout for creating streams and consumers (nats.js defaults to 5 s): a cluster's meta leader commits
+ * each through Raft, which on a loaded host takes longer than one request usually waits.
+ */
+export const SETUP_API_TIMEOUT_MS = 30_000;
+/** Delivery consumers created at once (ensureDeliveryConsumers). */
+const SETUP_CONCURRENCY = 4;
+
 /** Streams, the broker's work-queue consumer and the replay KV bucket. */
 export async function ensureBrokerInfrastructure(nc: NatsConnection, settings: StreamSettings): Promise<{ seen: KV }> {
-  const jsm = await nc.jetstreamManager();
+  const jsm = await nc.jetstreamManager({ timeout: SETUP_API_TIMEOUT_MS });
   // Independent requests go out together (start-up time); only the consumer waits for its stream.
   const [seen] = await Promise.all([
     ensureReplayBucket(nc, jsm, settings.replayWindowMs, settings.replicas, settings.maxBytes?.seen ?? -1),
@@ -331,23 +339,29 @@ export async function ensureDeliveryConsumers(
   catalog: Catalog,
   replicas: Replicas = SINGLE_NODE_REPLICAS,
 ): Promise<string[]> {
-  const jsm = await nc.jetstreamManager();
+  const jsm = await nc.jetstreamManager({ timeout: SETUP_API_TIMEOUT_MS });
   const services = [...catalog.services.keys()].sort();
   const durables = services.flatMap((service) => deliveryDurables(catalog, service));
+  const ensure = async ({ name, filter }: { name: string; filter: string }): Promise<void> => {
+    try {
+      await jsm.consumers.info(STREAMS.deliver, name);
+      return;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    try {
+      await jsm.consumers.add(STREAMS.deliver, deliveryConsumerConfig(name, filter, replicas));
+    } catch (err) {
+      if (!isPermissionViolation(err)) throw err;
+      throw missingConsumer(name);
+    }
+  };
+  // A few at a time: in a cluster each new consumer is a Raft group the meta leader creates one after another, and
+  // dozens sent at once leave the last of them waiting past the API timeout.
+  let next = 0;
   await Promise.all(
-    durables.map(async ({ name, filter }) => {
-      try {
-        await jsm.consumers.info(STREAMS.deliver, name);
-        return;
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-      try {
-        await jsm.consumers.add(STREAMS.deliver, deliveryConsumerConfig(name, filter, replicas));
-      } catch (err) {
-        if (!isPermissionViolation(err)) throw err;
-        throw missingConsumer(name);
-      }
+    Array.from({ length: Math.min(SETUP_CONCURRENCY, durables.length) }, async () => {
+      while (next < durables.length) await ensure(durables[next++] as (typeof durables)[number]);
     }),
   );
   return durables.map((d) => d.name);
