@@ -312,7 +312,7 @@ export class Broker {
           nc,
           settings: config,
           // The current own key, as for deliveries: checkpoints follow a rotation of the broker without a restart.
-          signer: () => keyring.signer(),
+          signer: () => keyring.signerInOverlap(),
           publicKeys: (kid) => (partyOfKid(kid) === BROKER_ID ? keyring.heldSigningKey(kid) : undefined),
           logger,
           ...(opts.now === undefined ? {} : { now: opts.now }),
@@ -323,7 +323,7 @@ export class Broker {
       keyring,
       // The current own key: a rotation of the broker (key directory) changes it while running.
       get signer() {
-        return keyring.signer();
+        return keyring.signerInOverlap();
       },
       routes,
       limits: DEFAULT_VALIDATION_LIMITS,

@@ -177,9 +177,16 @@ export class Keyring {
     return keys.sign;
   }
 
-  /** The current own encryption key. */
+  /**
+   * The current own encryption key, else the newest own one still in its overlap (as `signerInOverlap`: the directory
+   * named a version this process does not hold yet, and the previous one stays valid to seal with until its notAfter).
+   */
   ownEncryptionKey(): EncryptionKeyPair {
-    const keys = this.#own.find((k) => this.#current(k.enc.kid));
+    const keys =
+      this.#own.find((k) => this.#current(k.enc.kid)) ??
+      this.#own.find(
+        (k) => !this.#retired.has(k.enc.kid) && !this.#revoked.has(k.enc.kid) && !this.#pastNotAfter(k.enc.kid),
+      );
     if (keys === undefined) throw unknownKey(`${this.service}:enc:*`);
     return keys.enc;
   }

@@ -359,7 +359,7 @@ export class PhiClient {
       iat: Date.now(),
       typ: classified.type,
       resource: 'raw' in classified ? { raw: classified.raw } : classified.resource,
-      signer: this.keyring.signer(),
+      signer: this.keyring.signerInOverlap(),
       recipients: [{ id: BROKER_ID, kek: this.keyring.kekFor(brokerEnc.kid) }],
     });
     const maxPayload = serverMaxPayload(this.opts.nc.info);

@@ -362,6 +362,48 @@ describe('audit keys follow rotations', () => {
   }, 60_000);
 });
 
+describe('a rotation whose key file has not reached this host', () => {
+  it('the publisher keeps signing with its previous version through the overlap, and logs keys.own.missing', async () => {
+    // The versions this host holds, read once: the rotation below writes ehr:sig:2 where this host never looks.
+    const held = readServiceKeyVersions(stack.keysDir, 'ehr');
+    const kids: string[] = [];
+    const tap = inspector.subscribe('phi.ingest.ehr.>', {
+      callback: (_e, m) => kids.push((JSON.parse(m.string()) as { kid: string }).kid),
+    });
+    await inspector.flush();
+    const stale = await PhiClient.connect({
+      nc: await stack.connectAs(serviceIdentity('ehr'), 'ehr-stale'),
+      ownsConnection: true,
+      service: 'ehr',
+      keys: held,
+      peers: stack.peers,
+      publishDeadlineMs: 20_000,
+      logger: stack.logger.child({ client: 'ehr-stale' }),
+      keyDirectory: { root, reloadOwnKeys: () => held },
+    });
+    try {
+      expect((await rotateParty(operator, stack.keysDir, signing, 'ehr', OVERLAP_MS)).kid).toBe('ehr:sig:2');
+      await stack.logs.until(
+        (l) => l['event'] === 'keys.own.missing' && l['client'] === 'ehr-stale' && l['kid'] === 'ehr:sig:2',
+        'the host without the new version noticed',
+      );
+      const observation = {
+        resourceType: 'Observation' as const,
+        id: 'obs-stale-host',
+        status: 'final' as const,
+        code: { text: 'pulse' },
+        subject: { reference: 'Patient/p-stale-host' },
+      };
+      expect(await stale.publish(observation)).toMatchObject({ status: 'accepted' });
+      await inspector.flush();
+      expect(kids).toEqual(['ehr:sig:1']);
+    } finally {
+      tap.unsubscribe();
+      await stale.close();
+    }
+  });
+});
+
 describe('revocation', () => {
   it('a message signed with the revoked key after revocation: E_KEY_REVOKED receipt, quarantine, AuditEvent, alert', async () => {
     const jsm = await inspector.jetstreamManager();
