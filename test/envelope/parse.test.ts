@@ -162,9 +162,10 @@ describe('parseEnvelope', () => {
     gc();
     const grown = process.memoryUsage().heapUsed - before;
     expect(kept[0]).toBe('message-kept-after-its-envelope-1');
-    // Each envelope's text is over 16 KB: held by its fields, 1,000 would add over 16 MB; the fields alone, under 1 MB.
+    // Each envelope's text is over 16 KB: held by its fields, 1,000 would add over 16 MB. The 10,000 fields alone and
+    // the array take about 1 MB, which the heap measures with some noise: the bound is 4 MB, a quarter of the leak.
     expect(s.bytes.byteLength).toBeGreaterThan(16_000);
-    expect(grown).toBeLessThan(n * 1024);
+    expect(grown).toBeLessThan(n * 4096);
   });
 });
 
