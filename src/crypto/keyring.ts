@@ -145,6 +145,17 @@ export class Keyring {
     return !this.#retired.has(kid) && !this.#notAfter.has(kid) && !this.#revoked.has(kid);
   }
 
+  /** The first own version whose key (`kidOf`) is current, else the first still in its overlap. */
+  #ownInOverlap(kidOf: (k: ServiceKeys) => string): ServiceKeys | undefined {
+    return (
+      this.#own.find((k) => this.#current(kidOf(k))) ??
+      this.#own.find((k) => {
+        const kid = kidOf(k);
+        return !this.#retired.has(kid) && !this.#revoked.has(kid) && !this.#pastNotAfter(kid);
+      })
+    );
+  }
+
   #dropKeks(kid: string): void {
     for (const id of this.#keks.keys()) if (id.split('~').includes(kid)) this.#keks.delete(id);
   }
@@ -168,11 +179,7 @@ export class Keyring {
    * private half this process does not hold yet (its key file not copied here), and the previous one stays valid.
    */
   signerInOverlap(): SigningKeyPair {
-    const keys =
-      this.#own.find((k) => this.#current(k.sign.kid)) ??
-      this.#own.find(
-        (k) => !this.#retired.has(k.sign.kid) && !this.#revoked.has(k.sign.kid) && !this.#pastNotAfter(k.sign.kid),
-      );
+    const keys = this.#ownInOverlap((k) => k.sign.kid);
     if (keys === undefined) throw unknownKey(`${this.service}:sig:*`);
     return keys.sign;
   }
@@ -182,11 +189,7 @@ export class Keyring {
    * named a version this process does not hold yet, and the previous one stays valid to seal with until its notAfter).
    */
   ownEncryptionKey(): EncryptionKeyPair {
-    const keys =
-      this.#own.find((k) => this.#current(k.enc.kid)) ??
-      this.#own.find(
-        (k) => !this.#retired.has(k.enc.kid) && !this.#revoked.has(k.enc.kid) && !this.#pastNotAfter(k.enc.kid),
-      );
+    const keys = this.#ownInOverlap((k) => k.enc.kid);
     if (keys === undefined) throw unknownKey(`${this.service}:enc:*`);
     return keys.enc;
   }

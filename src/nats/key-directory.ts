@@ -278,11 +278,8 @@ function ownKeysUnreadable(logger: Logger, party: string, kid: string, err: unkn
 }
 
 /**
- * Applies directory entries to one keyring in the order given, for a process that watches the directory once and
- * keeps several keyrings (the partner gateway: its audit key, each partner's delivery reader). When an entry names a
- * current version of the holder it does not hold, the key file is read first, so the new version signs from the
- * moment the entry is applied; when the file lacks it, the previous version signs through its overlap
- * (`Keyring.signerInOverlap`).
+ * Applies directory entries to one of several keyrings fed by one watch (the gateway's), in order; a new own version
+ * is read from the key file before its entry applies, so it signs from that moment (docs/keys.md).
  */
 export class KeyringFollower {
   #queue: Promise<void> = Promise.resolve();
