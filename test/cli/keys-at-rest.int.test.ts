@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findNeedles, privateNeedles, type Needle } from '../helpers/key-scan.js';
 import { ROOT, killLeftovers, runCli, startUp, type UpProcess } from './run-cli.js';
+import { until } from '../helpers/poll.js';
 
 const PASS = 'an operator passphrase for the test';
 let dataDir: string;
@@ -29,16 +30,6 @@ async function keysSealedMetric(readyLine: string): Promise<{ provider: string; 
   const text = await (await fetch(`${String(url)}/metrics`)).text();
   const m = /^phi_broker_keys_sealed\{provider="([a-z]+)"\} (\d)$/m.exec(text);
   return { provider: m?.[1] ?? 'none', value: m?.[2] ?? 'none' };
-}
-
-/** Polls `check` (bounded by count and time) for output of a child process. */
-async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 3000 && Date.now() < deadline; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 function refused(r: { code: number | null; stderr: string }, code: string): void {

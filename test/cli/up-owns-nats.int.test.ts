@@ -26,6 +26,7 @@ import { ADMIN_IDENTITY, serviceIdentity, type Identity } from '../../src/tls/id
 import { tlsLayout } from '../../src/tls/store.js';
 import { STREAMS } from '../../src/wire/names.js';
 import { EXAMPLE_PHI, ROOT, killLeftovers, runCli, startUp, type UpProcess } from './run-cli.js';
+import { until } from '../helpers/poll.js';
 
 let dir: string;
 let dataDir: string;
@@ -71,16 +72,6 @@ function serverJson(): { url: string; pid: number; tlsDir: string } {
     pid: number;
     tlsDir: string;
   };
-}
-
-/** Bounded wait (count and time) for a condition on files or another process's output. */
-async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 3000 && Date.now() < deadline; i++) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 async function connectAs(identity: Identity): Promise<NatsConnection> {

@@ -15,6 +15,7 @@ import { killLeftovers, runCli, startCli, type CliResult } from '../cli/run-cli.
 import { ensureOperatorRootKey, publishDirectory } from '../../src/runtime/key-directory.js';
 import { ADMIN_IDENTITY } from '../../src/tls/identity.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
+import { until } from '../helpers/poll.js';
 
 const work = mkdtempSync(join(tmpdir(), 'phi-gw-key-'));
 let stack: TestStack;
@@ -84,16 +85,6 @@ async function checkpointKids(chain: string, least: number): Promise<string[]> {
   } finally {
     await nc.close();
   }
-}
-
-/** Checks `done` every 50 ms until it holds (at most 30 s). */
-async function until(what: string, done: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (let i = 0; i < 600 && Date.now() < deadline; i++) {
-    if (await done()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 afterAll(async () => {
