@@ -217,8 +217,9 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
     // The rate-limit counters could not be read: refused, never served uncounted (rate-limit.ts).
     const uncounted = status === 503 && err.code === 'E_RATE_LIMIT_UNAVAILABLE';
     if (uncounted) reply.header('retry-after', String(RATE_UNAVAILABLE_RETRY_SECONDS));
+    const rateCode = limited ? 'E_RATE_LIMITED' : uncounted ? 'E_RATE_LIMIT_UNAVAILABLE' : undefined;
     const description =
-      limited || uncounted
+      rateCode !== undefined
         ? (err.message ?? 'rate limit exceeded')
         : status >= 500
           ? 'internal error'
@@ -233,13 +234,7 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
           ? 'delete'
           : undefined;
     if (interaction !== undefined) {
-      const code = limited
-        ? 'E_RATE_LIMITED'
-        : uncounted
-          ? 'E_RATE_LIMIT_UNAVAILABLE'
-          : status < 500
-            ? 'E_PARTNER_REQUEST'
-            : undefined;
+      const code = rateCode ?? (status < 500 ? 'E_PARTNER_REQUEST' : undefined);
       try {
         await opts.subscriptions.onRequest({
           interaction,
@@ -261,7 +256,7 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
       }
     }
     if (req.url.startsWith(TOKEN_PATH)) {
-      if (limited || uncounted) await auditRateRefusal(req, uncounted ? 'E_RATE_LIMIT_UNAVAILABLE' : 'E_RATE_LIMITED');
+      if (rateCode !== undefined) await auditRateRefusal(req, rateCode);
       else if (status < 500)
         try {
           await auditBodyRefusal(req);
@@ -278,8 +273,8 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
           return reply.code(500).send({ error: 'server_error', error_description: 'internal error' });
         }
       const e =
-        limited || uncounted
-          ? { error: uncounted ? 'E_RATE_LIMIT_UNAVAILABLE' : 'E_RATE_LIMITED', error_description: description }
+        rateCode !== undefined
+          ? { error: rateCode, error_description: description }
           : new OAuthError('invalid_request', 'E_PARTNER_REQUEST', 'body', description).body();
       return reply.code(status).send(e);
     }
@@ -287,7 +282,7 @@ export async function buildGatewayServer(opts: GatewayServerOptions): Promise<Fa
       reply.code(status),
       operationOutcome(
         limited ? 'throttled' : uncounted ? 'transient' : status >= 500 ? 'exception' : 'invalid',
-        limited ? 'E_RATE_LIMITED' : uncounted ? 'E_RATE_LIMIT_UNAVAILABLE' : undefined,
+        rateCode,
         description,
       ),
     );
