@@ -26,7 +26,6 @@ function benchPermissions(): IdentityPermissions {
     inboxPrefix: inbox,
     publish: { allow: ['bench.>', '$JS.API.>', '$JS.ACK.>'], deny: [] },
     subscribe: { allow: ['bench.>', `${inbox}.>`], deny: [] },
-    allowResponses: false,
   };
 }
 

@@ -16,7 +16,7 @@ import type { BrokerConfig } from '../config/config.js';
 import { sealBlob } from '../crypto/aead.js';
 import { initCrypto } from '../crypto/sodium.js';
 import { canonicalPatientRef } from '../registry/patient-key.js';
-import { connectOperator, loadConfiguredCatalog, operatorIdentity } from '../runtime/data-dir.js';
+import { connectOperator, loadConfiguredCatalog, operatorIdentity, operatorInbox } from '../runtime/data-dir.js';
 import { recordOperatorAction, type OperatorAction } from '../runtime/operator-audit.js';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -72,7 +72,7 @@ async function control(
 ): Promise<{ requests: readonly AccessRequest[]; now: number }> {
   const nc = await connectOperator(config, 'phi-broker access', 'write');
   try {
-    const result = await sendControl(nc, command);
+    const result = await sendControl(nc, command, operatorInbox(config, 'write'));
     const [request] = result.requests;
     if (audit !== undefined && request !== undefined)
       await recordOperatorAction(config, nc, 'write', audit(request), `request ${request.id}`);

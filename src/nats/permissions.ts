@@ -30,6 +30,7 @@ import {
   STREAMS,
   deliveryConsumer,
   inboxPrefix,
+  replies,
   subjects,
 } from '../wire/names.js';
 
@@ -46,8 +47,6 @@ export interface IdentityPermissions {
   readonly inboxPrefix: string;
   readonly publish: SubjectRule;
   readonly subscribe: SubjectRule;
-  /** Publish once to the reply subject of a request received (NATS `allow_responses`): answering access requests. */
-  readonly allowResponses: boolean;
 }
 
 /** The admin identity's inbox: `_` cannot start a service id, so it never collides with one. */
@@ -192,6 +191,8 @@ function servicePermissions(catalog: Catalog, service: string): IdentityPermissi
           jsApi.ack(STREAMS.deliver, d.name),
         ]),
         ...requests.allow,
+        // Its answers to the broker's access and part requests, on the reply subjects the broker names for them.
+        replies.accessAnswers(service),
         // The key directory (public keys, signed by the operator root key): loaded and watched (docs/keys.md).
         ...KEY_DIRECTORY_WATCH,
       ],
@@ -215,7 +216,7 @@ function servicePermissions(catalog: Catalog, service: string): IdentityPermissi
     subscribe: {
       // phi.access.<self>: the broker's right-of-access requests to this service; phi.access.<self>.part.*: the
       // broker's requests for the parts of an answer larger than one message (src/access/protocol/parts.ts). Both are
-      // answered via allow_responses; only the broker may publish on phi.access.>.
+      // answered on replies.accessAnswers(self); only the broker may publish on phi.access.>.
       allow: [subjects.receipt(service), subjects.access(service), subjects.accessParts(service), `${inbox}.>`],
       deny: [
         '$JS.>',
@@ -232,7 +233,6 @@ function servicePermissions(catalog: Catalog, service: string): IdentityPermissi
         subjects.requestAll,
       ],
     },
-    allowResponses: true,
   };
 }
 
@@ -289,6 +289,12 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
         // Requests to each service's phi.access.<service>, and for the parts of a large answer on
         // phi.access.<service>.part.<token> (src/access/desk/desk.ts, fetch-parts.ts).
         subjects.accessAll,
+        // Its answers to operator commands and services' access requests, under each requester's inbox.
+        ...[
+          identityInbox(ADMIN_IDENTITY),
+          identityInbox(OPERATOR_IDENTITY),
+          ...catalog.access.requesters.map(inboxPrefix),
+        ].map(replies.desks),
       ],
       deny: [
         ...MANAGEMENT,
@@ -302,7 +308,7 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
     },
     subscribe: {
       // Operator commands to the AccessDesk, only in the brokers' queue group (NATS "<subject> <queue>"
-      // permission), answered via allow_responses.
+      // permission), answered on replies.desk.
       // Services' access requests (SDK) likewise, queue group only (src/access/desk/service-requests.ts).
       allow: [
         `${inbox}.>`,
@@ -311,7 +317,6 @@ function brokerPermissions(catalog: Catalog): IdentityPermissions {
       ],
       deny: ['$JS.>', subjects.ingestAll, subjects.deliverAll],
     },
-    allowResponses: true,
   };
 }
 
@@ -339,7 +344,6 @@ function adminPermissions(): IdentityPermissions {
       deny: [],
     },
     subscribe: { allow: [`${inbox}.>`], deny: [] },
-    allowResponses: false,
   };
 }
 
@@ -428,7 +432,6 @@ function auditorPermissions(): IdentityPermissions {
       ],
     },
     subscribe: { allow: [`${inbox}.>`], deny: ['$JS.>', jsApi.kvAny, jsApi.objAny, 'phi.>'] },
-    allowResponses: false,
   };
 }
 
@@ -466,7 +469,6 @@ function operatorPermissions(): IdentityPermissions {
       ],
     },
     subscribe: { allow: [`${inbox}.>`], deny: ['$JS.>', jsApi.kvAny, jsApi.objAny, 'phi.>'] },
-    allowResponses: false,
   };
 }
 
@@ -559,7 +561,6 @@ function gatewayPermissions(catalog: Catalog): IdentityPermissions {
         subjects.requestAll,
       ],
     },
-    allowResponses: false,
   };
 }
 

@@ -6,6 +6,10 @@
 // connect. A cluster node (cluster-config.ts) adds a route listener: mutual TLS, the peer's certificate mapped to
 // the one route user, so a client certificate from the same CA cannot join as a route.
 //
+// No user has `allow_responses`: nats-server then remembers every reply subject delivered to that user (each pulled
+// JetStream message's ack subject) until it expires, and past 4,096 scans them all per message delivered (client.go
+// pruneReplyPerms); replies are allowed by subject instead (src/wire/names.ts `replies`).
+//
 // TLS version: nats-server 2.9.10 does not accept `min_version` in a tls block ("unknown field"); it sets Go's
 // tls.Config MinVersion to TLS 1.2 itself (server/opts.go GenTLSConfig), so TLS 1.0/1.1 are refused anyway.
 // 45 CFR 164.312(e)(1) transmission security; 164.312(d) entity authentication.
@@ -95,7 +99,6 @@ function user(p: IdentityPermissions): string[] {
     '      permissions: {',
     ...rule('publish', p.publish, `${i}  `),
     ...rule('subscribe', p.subscribe, `${i}  `),
-    ...(p.allowResponses ? [`${i}  allow_responses: { max: 1, expires: "5m" }`] : []),
     '      }',
     '    }',
   ];

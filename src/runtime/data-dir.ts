@@ -156,6 +156,12 @@ export async function connectOperator(
   return connectNats(url, name, { files: tlsLayout(tlsDir).identity(identity), inbox: identityInbox(identity) });
 }
 
+/** The inbox prefix connectOperator's connection uses: its identity's under mTLS, nats.js's default in plaintext. */
+export function operatorInbox(config: BrokerConfig, access: OperatorAccess): string {
+  const identity = operatorIdentity(config, access);
+  return cliTlsDir(config) === undefined || identity === undefined ? '_INBOX' : identityInbox(identity);
+}
+
 /** PHI_BROKER_NATS_TLS_DIR, or the TLS dir of the embedded server `up` started (in server.json; none under --insecure-plaintext). */
 export function cliTlsDir(config: BrokerConfig): string | undefined {
   if (config.natsTlsDir !== undefined || config.natsUrl !== undefined) return config.natsTlsDir;

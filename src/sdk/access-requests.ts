@@ -14,7 +14,8 @@ import {
 import type { Keyring } from '../crypto/keyring.js';
 import type { ServiceKeys } from '../crypto/keys.js';
 import { BrokerError } from '../wire/errors.js';
-import { HEADERS, subjects } from '../wire/names.js';
+import { requestOn, replyNonce } from '../nats/request.js';
+import { HEADERS, inboxPrefix, replies, subjects } from '../wire/names.js';
 
 export type { AccessRequestSummary } from '../access/protocol/service-request.js';
 
@@ -43,7 +44,12 @@ export async function sendAccessCommand(r: AccessRequester, command: AccessComma
   h.set(HEADERS.signature, sealed.sig);
   let msg;
   try {
-    msg = await r.nc.request(subjects.accessRequest(r.service), sealed.bytes, { timeout: r.timeoutMs, headers: h });
+    // The broker answers under this service's inbox, the one its connection must use (docs/security-model.md).
+    const reply = replies.desk(inboxPrefix(r.service), replyNonce());
+    msg = await requestOn(r.nc, subjects.accessRequest(r.service), sealed.bytes, reply, {
+      timeout: r.timeoutMs,
+      headers: h,
+    });
   } catch (err) {
     throw natsFailure(err, r.service);
   }

@@ -1,7 +1,7 @@
 // Every NATS subject, stream, consumer and KV bucket name phi-broker uses, in one place (DESIGN.md:
 // "nothing else spells a subject string"). Subjects carry only service ids and FHIR resource type names —
 // never a patient reference, an identifier or any other value (PHI must not appear in subjects).
-import { INSTANCE_ID_PATTERN, RAW_TYPE, RESOURCE_TYPE_NAME_PATTERN, SERVICE_ID_PATTERN } from './ids.js';
+import { BROKER_ID, INSTANCE_ID_PATTERN, RAW_TYPE, RESOURCE_TYPE_NAME_PATTERN, SERVICE_ID_PATTERN } from './ids.js';
 
 export const STREAMS = {
   ingest: 'PHI_INGEST',
@@ -81,6 +81,38 @@ export function inboxPrefix(identity: string): string {
     throw new TypeError(`not an identity: ${JSON.stringify(identity)}`);
   return `_INBOX.${identity}`;
 }
+
+/** A reply subject's last token: 32 random hex digits, one per request (src/nats/request.ts). */
+const REPLY_NONCE = /^[0-9a-f]{32}$/;
+
+function assertNonce(nonce: string): void {
+  if (!REPLY_NONCE.test(nonce)) throw new TypeError('not a reply nonce');
+}
+
+/**
+ * Reply subjects that take the place of NATS `allow_responses` (docs/security-model.md "Replies"): each names who
+ * may answer there, so a permission can allow exactly that and no identity's reply tracking grows with traffic.
+ */
+export const replies = {
+  /** A service's answer to the broker's access request or part request: under the broker's inbox. */
+  accessAnswer: (service: string, nonce: string): string => {
+    assertService(service);
+    assertNonce(nonce);
+    return `${inboxPrefix(BROKER_ID)}.answer.${service}.${nonce}`;
+  },
+  /** Where one service may answer: what it may publish to. */
+  accessAnswers: (service: string): string => {
+    assertService(service);
+    return `${inboxPrefix(BROKER_ID)}.answer.${service}.*`;
+  },
+  /** The broker's answer to a request it received (an operator's access command, a service's access request). */
+  desk: (inbox: string, nonce: string): string => {
+    assertNonce(nonce);
+    return `${inbox}.desk.${nonce}`;
+  },
+  /** Where the broker may answer one requester: under its inbox, never the rest of it (JetStream API replies). */
+  desks: (inbox: string): string => `${inbox}.desk.*`,
+} as const;
 
 export const BROKER_CONSUMER = 'broker';
 

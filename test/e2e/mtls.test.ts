@@ -5,7 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
-import { AckPolicy, connect, type NatsConnection, type NatsError } from 'nats';
+import { AckPolicy, connect, type Msg, type NatsConnection, type NatsError } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AccessDesk } from '../../src/access/desk/desk.js';
 import { ensureBrokerSecrets } from '../../src/runtime/broker-secrets.js';
@@ -13,7 +13,7 @@ import { BROKER_ID } from '../../src/wire/ids.js';
 import { readServiceKeys } from '../../src/runtime/key-files.js';
 import { createLogger } from '../../src/log/log.js';
 import { type NatsTlsFiles } from '../../src/nats/connect-options.js';
-import { KV_BUCKETS, OBJECT_STORES, STREAMS, subjects } from '../../src/wire/names.js';
+import { KV_BUCKETS, OBJECT_STORES, STREAMS, replies, subjects } from '../../src/wire/names.js';
 import { RegistryStore } from '../../src/registry/store.js';
 import { PhiClient } from '../../src/sdk/client.js';
 import { provisionStreams } from '../../src/runtime/provision.js';
@@ -360,6 +360,18 @@ describe('service A (notification) is confined to its own subjects', () => {
       await publishDenied(a.request(subject, bytes, { timeout: 5_000 }), subject);
   });
 
+  it("answers only the broker's requests to it: not another service's, nor into the broker's or an operator's inbox", async () => {
+    const bytes = new TextEncoder().encode('{}');
+    const nonce = '0123456789abcdef0123456789abcdef';
+    for (const subject of [
+      replies.accessAnswer('billing', nonce),
+      // The form of the broker's JetStream replies (nats.js request inbox): a forged publish acknowledgement.
+      '_INBOX.broker.JS3hOaJ6rHhzGqaHkRXVKx.7',
+      replies.desk('_INBOX._operator', nonce),
+    ])
+      await publishDenied(a.request(subject, bytes, { timeout: 5_000 }), subject);
+  });
+
   it("may subscribe to its own phi.access.<self> and its answer parts, not to another service's, nor to the control subject, alerts, audit or disclosures", async () => {
     const own = a.subscribe('phi.access.notification');
     const ownPart = a.subscribe(subjects.accessPart('notification', '0123456789abcdef0123456789abcdef'));
@@ -570,6 +582,27 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
     ).streams.info(STREAMS.audit, { subjects_filter: 'phi.audit.>' });
     expect(Object.keys(audit.state.subjects ?? {})).toHaveLength(1); // the broker's one chain, phi.audit.<instance>
     expect(audit.state.messages).toBeGreaterThan(0);
+  });
+
+  it("a publisher cannot answer the broker's store request of its receipt (every receipt reaches it with that reply subject)", async () => {
+    const raw = await connectAs(serviceIdentity('registration'));
+    const receipts = raw.subscribe(subjects.receipt('registration'), { max: 1 });
+    await raw.flush();
+    const registration = await PhiClient.connect({
+      servers: stack.server.url,
+      tls: stack.layout.identity(serviceIdentity('registration')),
+      service: 'registration',
+      keys: readServiceKeys(stack.keysDir, 'registration'),
+      peers: stack.peers,
+      logger,
+    });
+    clients.push(registration);
+    const result = await registration.publish({ resourceType: 'Patient', id: 'p-mtls-receipt' });
+    expect(result.status).toBe('accepted');
+    const { value: receipt } = await receipts[Symbol.asyncIterator]().next();
+    const reply = (receipt as Msg | undefined)?.reply ?? '';
+    expect(reply).toMatch(/^_INBOX\.broker\./);
+    await publishDenied(raw.request(reply, new TextEncoder().encode('{"stream":"PHI_RECEIPTS","seq":1}')), reply);
   });
 
   it('a subscriber whose consumer was not provisioned gets E_SETUP_MISSING naming it; nats-provision creates it', async () => {

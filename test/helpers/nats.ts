@@ -63,7 +63,6 @@ const INSPECTOR_PERMISSIONS: IdentityPermissions = {
   inboxPrefix: '_INBOX',
   publish: { allow: ['>'], deny: [] },
   subscribe: { allow: ['>'], deny: [] },
-  allowResponses: false,
 };
 
 export async function startTestNats(options: TestNatsOptions = {}): Promise<TestNats> {

@@ -70,6 +70,8 @@ describe('natsPermissions', () => {
         ]),
         // Its own access-request subject only when the catalog lists it as an access requester (subjects/access.yaml).
         ...(catalog.access.requesters.includes(service) ? [`phi.request.access.${service}`] : []),
+        // Its answers to the broker's access requests (replies.accessAnswers).
+        `_INBOX.broker.answer.${service}.*`,
         // The key directory: bind and watch (an ordered consumer with flow control; docs/keys.md).
         '$JS.API.STREAM.INFO.KV_phi_keys',
         '$JS.API.CONSUMER.CREATE.KV_phi_keys',
@@ -118,7 +120,8 @@ describe('natsPermissions', () => {
         '$JS.API.CONSUMER.CREATE.KV_phi_keys.>',
       ]);
       expect(p.publish.deny.filter((x) => x.includes('KV_phi_keys'))).toEqual([]);
-      expect(p.allowResponses).toBe(true);
+      // It answers the broker's access requests on their reply subjects, and may publish nowhere else in an inbox.
+      expect(p.publish.allow.filter((x) => x.startsWith('_INBOX.'))).toEqual([`_INBOX.broker.answer.${service}.*`]);
       // No token of any allowed subject names another service.
       for (const other of services.filter((s) => s !== service)) {
         for (const subject of [...p.publish.allow, ...p.subscribe.allow]) {
@@ -214,7 +217,15 @@ describe('natsPermissions', () => {
       'phi.request.access.* phi-broker',
     ]);
     expect(b.publish.deny).toContain('phi.request.>');
-    expect(b.allowResponses).toBe(true);
+    // It answers the operator commands and the requesters' access requests under their inboxes' `desk` replies only,
+    // never into the rest of an inbox (JetStream API replies).
+    expect(b.publish.allow.filter((x) => x.startsWith('_INBOX.')).sort()).toEqual(
+      [
+        '_INBOX._admin.desk.*',
+        '_INBOX._operator.desk.*',
+        ...catalog.access.requesters.map((s) => `_INBOX.${s}.desk.*`),
+      ].sort(),
+    );
   });
 
   it("access requests from the SDK: only the catalog's requesters may publish phi.request.access.<self>; the rest are denied all of phi.request", () => {
@@ -271,7 +282,6 @@ describe('natsPermissions', () => {
       expect.arrayContaining(['$JS.API.CONSUMER.CREATE.PHI_AUDIT', '$JS.API.CONSUMER.CREATE.KV_phi_gateway_jti']),
     );
     expect(g?.publish.deny).not.toContain('$JS.API.CONSUMER.CREATE.KV_phi_keys');
-    expect(g?.allowResponses).toBe(false);
   });
 
   it('the admin has the JetStream API, consent writes, the key directory writes, the access commands and its own audit chains, and nothing else of phi.* (it runs nothing else)', () => {
@@ -292,7 +302,6 @@ describe('natsPermissions', () => {
     if (a === undefined) throw new Error('no auditor');
     expect(a.inboxPrefix).toBe('_INBOX._auditor');
     expect(a.subscribe.allow).toEqual(['_INBOX._auditor.>']);
-    expect(a.allowResponses).toBe(false);
     // Of phi.*, only the operator commands' own audit chains (phi.audit.cli.<id>), never a broker's chain …
     expect(a.publish.allow.filter((s) => s.startsWith('phi.'))).toEqual(['phi.audit.cli.*', 'phi.witness.audit.cli.*']);
     // … and nothing of KV or object store data subjects, acks, or the management API is allowed …
@@ -352,7 +361,6 @@ describe('the operator identity (routine operator commands)', () => {
   it('reads what the auditor reads, and writes only restrictions, the key directory and the access commands', () => {
     expect(op.inboxPrefix).toBe('_INBOX._operator');
     expect(op.subscribe.allow).toEqual(['_INBOX._operator.>']);
-    expect(op.allowResponses).toBe(false);
     const extra = op.publish.allow.filter((s) => !auditor.publish.allow.includes(s));
     expect(extra.sort()).toEqual(['$KV.phi_consent.>', '$KV.phi_keys.>', 'phi.control.access']);
     expect(auditor.publish.allow.every((s) => op.publish.allow.includes(s))).toBe(true);
@@ -412,6 +420,8 @@ describe('natsServerConfig', () => {
       'websocket',
       'mqtt',
       'accounts',
+      // Replies are allowed by subject: nats-server would track every pulled message's reply for such a user.
+      'allow_responses',
     ]) {
       expect(text, key).not.toMatch(new RegExp(`^\\s*${key}\\s*[:{=]`, 'm'));
     }

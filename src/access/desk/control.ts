@@ -5,7 +5,8 @@
 // replies carry ids, dates, statuses, codes and counts. NATS permissions should let only operators publish here.
 import type { NatsConnection } from 'nats';
 import { BrokerError, isBrokerErrorCode } from '../../wire/errors.js';
-import { subjects } from '../../wire/names.js';
+import { requestOn, replyNonce } from '../../nats/request.js';
+import { replies, subjects } from '../../wire/names.js';
 import { requestSchema, type AccessRequest } from '../protocol/request.js';
 import { z } from 'zod';
 import { decodeJson } from '../../wire/decode-json.js';
@@ -45,13 +46,18 @@ const controlReplySchema = z.discriminatedUnion('ok', [
 /** The associated data of a `create` command's sealed reference (not bound to a request id: none exists yet). */
 export const CONTROL_REF_AAD = 'phi-broker access control v1';
 
-/** Sends one command and returns the requests in the reply; a refusal comes back as its BrokerError. */
+/**
+ * Sends one command and returns the requests in the reply; a refusal comes back as its BrokerError. `inbox` is the
+ * connection's inbox prefix: the broker answers under it (`replies.desk`).
+ */
 export async function sendControl(
   nc: NatsConnection,
   command: ControlCommand,
+  inbox: string,
   timeoutMs = 60_000,
 ): Promise<{ requests: readonly AccessRequest[]; now: number }> {
-  const msg = await nc.request(subjects.accessControl, new TextEncoder().encode(JSON.stringify(command)), {
+  const bytes = new TextEncoder().encode(JSON.stringify(command));
+  const msg = await requestOn(nc, subjects.accessControl, bytes, replies.desk(inbox, replyNonce()), {
     timeout: timeoutMs,
   });
   const reply = decodeJson(msg.data, controlReplySchema, { what: 'access reply', code: 'E_ENVELOPE_INVALID' });

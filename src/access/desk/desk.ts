@@ -17,7 +17,7 @@ import type { AccessStepFact, AuditFact } from '../../audit/facts.js';
 import { isBrokerError } from '../../wire/errors.js';
 import { DEFAULT_VALIDATION_LIMITS } from '../../fhir/limits.js';
 import { errorFields, type Logger } from '../../log/log.js';
-import { BROKER_QUEUE, HEADERS, KV_BUCKETS, subjects } from '../../wire/names.js';
+import { BROKER_QUEUE, HEADERS, KV_BUCKETS, replies, subjects } from '../../wire/names.js';
 import { canonicalPatientRef } from '../../registry/patient-key.js';
 import { patientPseudonym } from '../../registry/pseudonym.js';
 import { RegistryStore } from '../../registry/store.js';
@@ -44,6 +44,7 @@ import { accessKey, answerHash, checkRequestId, openPatientRef, sealAnswer, seal
 import { serveServiceRequests } from './service-requests.js';
 import { AccessStore } from './store.js';
 import type { Replicas } from '../../nats/setup.js';
+import { requestOn, replyNonce } from '../../nats/request.js';
 import { decodeJson } from '../../wire/decode-json.js';
 import { stringifyJson } from '../../wire/json.js';
 
@@ -276,7 +277,13 @@ export class AccessDesk {
     const timeout = this.opts.answerTimeoutMs ?? 10_000;
     let reply;
     try {
-      reply = await this.opts.nc.request(subjects.access(service), question.bytes, { timeout, headers: h });
+      reply = await requestOn(
+        this.opts.nc,
+        subjects.access(service),
+        question.bytes,
+        replies.accessAnswer(service, replyNonce()),
+        { timeout, headers: h },
+      );
     } catch (err) {
       const code = String((err as { code?: unknown }).code ?? 'ERROR');
       await this.store.update(id, (r) => recordMiss(r, service, { failed: false, code }));

@@ -6,7 +6,8 @@
 import type { NatsConnection } from 'nats';
 import type { Keyring } from '../../crypto/keyring.js';
 import { BrokerError } from '../../wire/errors.js';
-import { HEADERS, subjects } from '../../wire/names.js';
+import { requestOn, replyNonce } from '../../nats/request.js';
+import { HEADERS, replies, subjects } from '../../wire/names.js';
 import { PartsAssembly, partRequest, type PartsManifest } from '../protocol/parts.js';
 
 export async function fetchParts(
@@ -21,7 +22,9 @@ export async function fetchParts(
   for (let k = assembly.next; k !== undefined; k = assembly.next) {
     let reply;
     try {
-      reply = await nc.request(subject, partRequest(k), { timeout: timeoutMs });
+      reply = await requestOn(nc, subject, partRequest(k), replies.accessAnswer(service, replyNonce()), {
+        timeout: timeoutMs,
+      });
     } catch (err) {
       const code = String((err as { code?: unknown }).code ?? 'ERROR');
       throw new BrokerError('E_ACCESS_PARTS', `part ${k}/${manifest.parts}: not received (${code})`, {
