@@ -5,10 +5,11 @@
 //   core:        core-pub → core NATS subject → core-sub                            (baseline 3)
 // Throughput counts what completed inside the measured window (after warm-up); latency is publish start →
 // the subscriber holding the verified, decrypted copy, for messages published inside the window.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { NatsConnection } from 'nats';
+import { freePort } from '../src/nats/server.js';
 import type { Catalog } from '../src/catalog/types.js';
 import { parseConfig } from '../src/config/config.js';
 import { provisionStreams } from '../src/runtime/provision.js';
@@ -203,7 +204,9 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
   const dir = join(env.dir, spec.name);
   mkdirSync(dir, { recursive: true });
   const tlsDir = env.tlsDir;
-  const nats = await startBenchNats(join(dir, 'nats'), env.catalog(spec.fanout), tlsDir, 4 * 1024 * 1024);
+  // With --cpu-prof, nats-server is profiled too (Go pprof over the measured window: bench/pprof-summary.ts).
+  const natsProfPort = spec.cpuProfDir === undefined ? undefined : await freePort();
+  const nats = await startBenchNats(join(dir, 'nats'), env.catalog(spec.fanout), tlsDir, 4 * 1024 * 1024, natsProfPort);
   const subscribers = env.subscribers(spec.fanout);
   const children: Child[] = [];
   // The admin's connection reads the streams' info at the window's edges (broker runs).
@@ -302,6 +305,10 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
       rssTimer = setInterval(tick, every);
     }
     await delay(window.start + window.warmupMs - now());
+    const natsProfile =
+      natsProfPort === undefined || spec.cpuProfDir === undefined
+        ? undefined
+        : natsCpuProfile(natsProfPort, spec.measureMs, join(spec.cpuProfDir, `${spec.name}-nats.pprof`));
     const s0 = workers.map((w) => sample(w.pid)).filter((s): s is ProcSample => s !== undefined);
     const others0 = [nats.pid, pub.pid, sub.pid].map(sample);
     const m0 = machineSample();
@@ -313,6 +320,7 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     if (now() > window.start + window.warmupMs + window.measureMs) streams0 = undefined;
     const heap0 = spec.rssEveryMs === undefined ? NaN : await liveHeap(workers);
     await delay(window.start + window.warmupMs + window.measureMs - now());
+    await natsProfile;
     const s1 = workers.map((w) => sample(w.pid)).filter((s): s is ProcSample => s !== undefined);
     const others1 = [nats.pid, pub.pid, sub.pid].map(sample);
     const m1 = machineSample();
@@ -453,5 +461,17 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
     await admin?.close().catch(() => undefined);
     // A failure to stop the server must not replace the run's own error (bench/child.ts keeps the children's).
     await nats.stop().catch((err: unknown) => process.stderr.write(`bench: stopping nats-server: ${String(err)}\n`));
+  }
+}
+
+/** nats-server's CPU profile over the next `ms` (Go pprof, protobuf) into `file`; a failure is reported, not thrown. */
+async function natsCpuProfile(port: number, ms: number, file: string): Promise<void> {
+  const seconds = Math.max(1, Math.round(ms / 1000));
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/debug/pprof/profile?seconds=${seconds}`);
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    writeFileSync(file, Buffer.from(await res.arrayBuffer()));
+  } catch (err) {
+    process.stderr.write(`bench: nats-server profile: ${String(err)}\n`);
   }
 }

@@ -41,8 +41,10 @@ export async function startBenchNats(
   catalog: Catalog,
   tlsDir: string | undefined,
   maxPayload: number,
+  profilePort?: number,
 ): Promise<RunningNatsServer> {
-  if (tlsDir === undefined) return startNatsServer({ dir, maxPayload });
+  const profile = profilePort === undefined ? {} : { profilePort };
+  if (tlsDir === undefined) return startNatsServer({ dir, maxPayload, ...profile });
   const layout = tlsLayout(tlsDir);
   const port = await freePort();
   mkdirSync(dir, { recursive: true });
@@ -58,7 +60,7 @@ export async function startBenchNats(
       identities: [...natsPermissions(catalog), benchPermissions()],
     }),
   );
-  return startNatsServer({ dir, configFile, port });
+  return startNatsServer({ dir, configFile, port, ...profile });
 }
 
 /** Connects as `identity` over mTLS when `tlsDir` is given, else plaintext. */

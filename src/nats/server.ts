@@ -17,6 +17,8 @@ export interface NatsServerOptions {
   /** Largest message NATS accepts, bytes (nats-server default 1 MiB). */
   readonly maxPayload?: number;
   readonly binary?: string;
+  /** nats-server's Go profiling port (`--profile`: /debug/pprof/ on 127.0.0.1), for the bench's CPU profiles. */
+  readonly profilePort?: number;
   /** Milliseconds to wait for "Server is ready". */
   readonly startTimeoutMs?: number;
   /**
@@ -134,7 +136,8 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Runni
   }
   const binary = options.binary ?? findNatsServerBinary();
   // An absolute config path on the command line: how a later `up` recognises this server as ours (nats-orphans.ts).
-  const child = spawn(binary, ['-c', resolve(configFile)], {
+  const profile = options.profilePort === undefined ? [] : ['--profile', String(options.profilePort)];
+  const child = spawn(binary, ['-c', resolve(configFile), ...profile], {
     stdio: ['ignore', 'ignore', 'pipe'],
     detached: options.detached === true,
   });
