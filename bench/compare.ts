@@ -15,7 +15,7 @@ export interface Comparison {
   readonly floorShareOfCpu: number;
   /** 2-broker runs: throughput over the matching 1-broker run. */
   readonly scaleVsOneBroker?: number;
-  /** Estimated broker CPU µs per message saved by the deferred optimisations (docs/performance.md). */
+  /** Estimated broker CPU µs per message saved by the deferred optimisations (docs/performance-evidence.md). */
   readonly deferred: {
     readonly oneSignatureUs: number;
     readonly nativeAeadUs: number;

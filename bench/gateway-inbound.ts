@@ -1,8 +1,9 @@
-// The `gateway-inbound` scenario (docs/performance.md): one ExplanationOfBenefit per request, created by the partner
-// `partner-payer` two ways in one run against the same nats-server and broker process: published directly with the
-// SDK as the partner (over mTLS as its identity), and `POST /ExplanationOfBenefit` through a gateway process over
-// HTTPS (keep-alive, a SMART Backend Services bearer token from the token endpoint). Both are closed loops of the
-// same concurrency; each request's latency runs from the call to the broker's receipt (SDK) or to the `201` (HTTPS).
+// The `gateway-inbound` scenario (docs/performance-evidence.md): one ExplanationOfBenefit per request, created by
+// the partner `partner-payer` two ways in one run against the same nats-server and broker process: published
+// directly with the SDK as the partner (over mTLS as its identity), and `POST /ExplanationOfBenefit` through a
+// gateway process over HTTPS (keep-alive, a SMART Backend Services bearer token from the token endpoint). Both are
+// closed loops of the same concurrency; each request's latency runs from the call to the broker's receipt (SDK) or
+// to the `201` (HTTPS).
 import { randomUUID } from 'node:crypto';
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';

@@ -1,7 +1,7 @@
 // What one accepted message writes: per JetStream stream (KV buckets as their `KV_<bucket>` streams) the messages
 // stored and their bytes over the measured window, from stream info (`$JS.API.STREAM.INFO`) at its two edges, and
 // per process its write and read system calls (proc(5) /proc/<pid>/io `syscw`, `syscr`). Divided by the messages
-// the broker accepted in the window (docs/performance.md, "What one Patient × 3 writes").
+// the broker accepted in the window (docs/performance-evidence.md, "Writes per Patient").
 import type { NatsConnection, StreamInfo } from 'nats';
 
 export interface StreamSample {
