@@ -4,9 +4,14 @@
 // encoded form a JSON number is an index into `vals` (always lower than the entry that uses it), true, false and
 // null are themselves, an array holds encoded values, an object keeps its keys (in order) over encoded values.
 // So the message's subject, a profile's element list or a sender is written once however many facts name it.
+// Record v3 writes each fact as `[shape, value…]`, `shape` the index of the array of its key names (`shaped`), and a
+// string with a long path prefix (a profile URL) as the entry `[prefix, "rest"]`, so a prefix is written once.
 
 /** A JSON value of a fact: what JSON.stringify keeps (undefined members are left out, as JSON does). */
 type Json = string | number | boolean | null | readonly Json[] | { readonly [key: string]: Json | undefined };
+
+/** The shortest prefix a v3 table writes once for the strings that share it. */
+const PREFIX_MIN = 16;
 
 /** Printable ASCII but `"` and `\`: JSON writes it as it is. */
 const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
@@ -24,9 +29,28 @@ export class FactTable {
   /** Objects and arrays already encoded, by identity (the facts of one message share their subject, actors, lists). */
   private readonly seen = new Map<object, number>();
 
+  /** `prefixes`: strings with a path prefix of PREFIX_MIN or more characters are written as `[prefix, "rest"]` (v3). */
+  constructor(private readonly prefixes = false) {}
+
   /** The encoded text of a fact (an object, kept inline); its members go into the table. */
   fact(fact: object): string {
     return this.composite(fact as Json);
+  }
+
+  /**
+   * A fact as `[shape, value…]` (record v3): `shape` indexes the array of its key names in the table, so facts of one
+   * shape write their keys once per record. `omit` is a key left out (one the reader derives).
+   */
+  shaped(fact: object, omit?: string): string {
+    const keys: string[] = [];
+    let values = '';
+    for (const key in fact) {
+      const v = (fact as Record<string, Json | undefined>)[key];
+      if (v === undefined || key === omit) continue;
+      keys.push(key);
+      values += `,${this.member(v)}`;
+    }
+    return `[${this.ref(keys)}${values}]`;
   }
 
   /** `[entry,…]`: the table's JSON text. */
@@ -35,7 +59,17 @@ export class FactTable {
   }
 
   private ref(value: Json): number {
-    if (typeof value === 'string') return this.scalar(this.strings, value, stringText(value));
+    if (typeof value === 'string') {
+      const known = this.strings.get(value);
+      if (known !== undefined) return known;
+      // Up to and including the last '/': a profile URL's base, shared by every profile of the catalog.
+      const cut = this.prefixes ? value.lastIndexOf('/') + 1 : 0;
+      const text =
+        cut >= PREFIX_MIN && cut < value.length
+          ? `[${this.ref(value.slice(0, cut))},${stringText(value.slice(cut))}]`
+          : stringText(value);
+      return this.scalar(this.strings, value, text);
+    }
     if (typeof value === 'number') {
       if (!Number.isFinite(value)) throw new TypeError('an audit fact holds a number JSON cannot write');
       return this.scalar(this.numbers, value, JSON.stringify(value));
@@ -90,11 +124,15 @@ export class FactTable {
 export class FactReader {
   private readonly decoded: unknown[] = [];
 
-  private constructor(private readonly vals: readonly unknown[]) {}
+  private constructor(
+    private readonly vals: readonly unknown[],
+    private readonly prefixes: boolean,
+  ) {}
 
-  static of(vals: unknown): FactReader | undefined {
+  /** `prefixes`: a v3 table, whose entries may be `[prefix, "rest"]` strings. */
+  static of(vals: unknown, prefixes = false): FactReader | undefined {
     if (!Array.isArray(vals)) return undefined;
-    const reader = new FactReader(vals);
+    const reader = new FactReader(vals, prefixes);
     // Entries refer only to earlier ones, so one pass in order decodes (and checks) them all.
     for (let i = 0; i < vals.length; i++) {
       const v = reader.decode(vals[i], i, true);
@@ -111,6 +149,27 @@ export class FactReader {
     return v === INVALID ? undefined : (v as Record<string, unknown>);
   }
 
+  /**
+   * A fact as `[shape, value…]` (record v3): the object of the shape's key names over the decoded values; undefined
+   * when the shape is not an entry holding distinct key names, one per value.
+   */
+  shaped(encoded: unknown): Record<string, unknown> | undefined {
+    if (!Array.isArray(encoded) || encoded.length === 0) return undefined;
+    const [s, ...members] = encoded as unknown[];
+    if (!Number.isSafeInteger(s) || (s as number) < 0 || (s as number) >= this.vals.length) return undefined;
+    const keys = this.decoded[s as number];
+    if (!Array.isArray(keys) || keys.length !== members.length) return undefined;
+    const out: Record<string, unknown> = {};
+    for (let i = 0; i < keys.length; i++) {
+      const key: unknown = keys[i];
+      if (typeof key !== 'string' || key === '__proto__' || Object.hasOwn(out, key)) return undefined;
+      const v = this.decode(members[i], this.vals.length, false);
+      if (v === INVALID) return undefined;
+      out[key] = v;
+    }
+    return out;
+  }
+
   private decode(x: unknown, below: number, entry: boolean): unknown {
     if (typeof x === 'number') {
       if (entry) return x; // a number entry is itself
@@ -118,6 +177,10 @@ export class FactReader {
     }
     if (typeof x === 'string') return entry ? x : INVALID;
     if (x === null || typeof x === 'boolean') return x;
+    if (entry && this.prefixes && Array.isArray(x) && x.length === 2 && typeof x[1] === 'string') {
+      const prefix = this.decode(x[0], below, false);
+      return typeof prefix === 'string' ? prefix + x[1] : INVALID;
+    }
     if (Array.isArray(x)) {
       const out: unknown[] = [];
       for (const e of x) {

@@ -1,6 +1,8 @@
 // The audit chain's record format (docs/audit.md): one JetStream message on `phi.audit.<instanceId>` per
 // record, JSON, holding the facts of a block of decisions (v2), a block of FHIR R4 AuditEvents (v1) or a signed
 // checkpoint of the chain head.
+//   { "v": 3, … the v2 header …, "vals": [value table], "facts": [[<ms before at>, [<shape>, <value>…], <id>?] …] }
+//     (v3: each fact's key names once per record, a delivery id derivable from its fact left out; docs/audit.md)
 //   { "v": 2, "chain": <instanceId>, "seq": <1, 2, 3 …>, "prev": <SHA-256 of the previous record's exact
 //     bytes, base64url; null for seq 1>, "at": <ms since epoch>, "host"?: <writer's host>, "rec"?: <recorder>,
 //     "vals": [value table], "facts": [[<ms before at>, <fact>, <event id>?] …] }   (facts-codec.ts, render.ts)
@@ -19,11 +21,15 @@ import { renderEventJson, type FactEntry, type RecordSource } from './render.js'
 
 export type { FactEntry, RecordSource } from './render.js';
 
-/** The version of the records the writer stores: facts, rendered as AuditEvents on read. */
-export const RECORD_VERSION = 2;
+/** The version of the records the writer stores: facts by shape, rendered as AuditEvents on read. */
+export const RECORD_VERSION = 3;
+/** Records holding facts as objects, still read and verified. */
+export const RECORD_VERSION_OBJECTS = 2;
 /** Records holding whole AuditEvents, still read and verified. */
 export const RECORD_VERSION_EVENTS = 1;
-export type RecordVersion = typeof RECORD_VERSION | typeof RECORD_VERSION_EVENTS;
+export type RecordVersion = typeof RECORD_VERSION | typeof RECORD_VERSION_OBJECTS | typeof RECORD_VERSION_EVENTS;
+/** The versions whose records hold facts. */
+export type FactsVersion = typeof RECORD_VERSION | typeof RECORD_VERSION_OBJECTS;
 
 export interface Checkpoint {
   /** The chain sequence of the record this checkpoint seals (its own seq − 1). */
@@ -41,9 +47,9 @@ export interface ChainRecord {
   readonly seq: number;
   readonly prev: string | null;
   readonly at: number;
-  /** The AuditEvents: as stored (v1) or rendered from the facts (v2). */
+  /** The AuditEvents: as stored (v1) or rendered from the facts (v2, v3). */
   readonly events?: readonly AuditEvent[];
-  /** v2: the facts, each with its event's id and time. */
+  /** v2, v3: the facts, each with its event's id and time. */
   readonly facts?: readonly Required<FactEntry>[];
   readonly source?: RecordSource;
   readonly checkpoint?: Checkpoint;
@@ -90,17 +96,32 @@ export function encodeEventsRecord(
   return out;
 }
 
+/** A delivered fact's delivery id as the broker makes it, `<message id>.<recipient>`: left out of a v3 record. */
+function derivedDeliveryId(fact: AuditFact): string | undefined {
+  return fact.kind === 'delivered' ? `${fact.subject.messageId}.${fact.recipient.service}` : undefined;
+}
+
 /**
- * The body of a v2 record after its header: the writer's source, the value table and the facts, each with how many
- * ms before the record's `at` it was recorded (so the body depends on `at` but not on seq or prev).
+ * The body of a v2 or v3 record after its header: the writer's source, the value table and the facts, each with how
+ * many ms before the record's `at` it was recorded (so the body depends on `at` but not on seq or prev).
  */
-export function encodeFactsBody(at: number, source: RecordSource, entries: readonly FactEntry[]): string {
-  const table = new FactTable();
+export function encodeFactsBody(
+  at: number,
+  source: RecordSource,
+  entries: readonly FactEntry[],
+  v: FactsVersion = RECORD_VERSION,
+): string {
+  const table = new FactTable(v === RECORD_VERSION);
   let facts = '';
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i] as FactEntry;
     const id = e.id === undefined ? '' : `,${JSON.stringify(e.id)}`;
-    facts += `${i > 0 ? ',' : ''}[${at - e.at},${table.fact(e.fact)}${id}]`;
+    const f = e.fact;
+    const fact =
+      v === RECORD_VERSION_OBJECTS
+        ? table.fact(f)
+        : table.shaped(f, f.kind === 'delivered' && f.deliveryId === derivedDeliveryId(f) ? 'deliveryId' : undefined);
+    facts += `${i > 0 ? ',' : ''}[${at - e.at},${fact}${id}]`;
   }
   const host = source.host === undefined ? '' : `,"host":${JSON.stringify(source.host)}`;
   const rec = source.recorder === undefined || source.recorder === 'broker' ? '' : `,"rec":"${source.recorder}"`;
@@ -113,8 +134,9 @@ export function encodeFactsRecord(
   prev: string | null,
   at: number,
   body: string,
+  v: FactsVersion = RECORD_VERSION,
 ): Uint8Array {
-  return Buffer.from(header(chain, seq, prev, at) + body, 'utf8');
+  return Buffer.from(header(chain, seq, prev, at, v) + body, 'utf8');
 }
 
 export function encodeCheckpointRecord(
@@ -134,8 +156,8 @@ export function checkpointPayload(chain: string, head: number, prev: string | nu
 }
 
 /**
- * Parses a record, rendering a v2 record's facts as AuditEvents (render.ts); undefined when the bytes are not a
- * chain record, or a v2 record's facts do not decode or render.
+ * Parses a record, rendering a v2 or v3 record's facts as AuditEvents (render.ts); undefined when the bytes are not a
+ * chain record, or its facts do not decode or render.
  */
 export function decodeRecord(bytes: Uint8Array): ChainRecord | undefined {
   let json: unknown;
@@ -146,8 +168,9 @@ export function decodeRecord(bytes: Uint8Array): ChainRecord | undefined {
   }
   if (typeof json !== 'object' || json === null) return undefined;
   const r = json as Record<string, unknown>;
+  const v = r['v'];
   if (
-    (r['v'] !== RECORD_VERSION && r['v'] !== RECORD_VERSION_EVENTS) ||
+    (v !== RECORD_VERSION && v !== RECORD_VERSION_OBJECTS && v !== RECORD_VERSION_EVENTS) ||
     typeof r['chain'] !== 'string' ||
     !Number.isSafeInteger(r['seq']) ||
     (r['seq'] as number) < 1
@@ -156,12 +179,12 @@ export function decodeRecord(bytes: Uint8Array): ChainRecord | undefined {
   if (r['prev'] !== null && typeof r['prev'] !== 'string') return undefined;
   if (typeof r['at'] !== 'number') return undefined;
   const cp = r['checkpoint'] as Record<string, unknown> | undefined;
-  if (r['v'] === RECORD_VERSION && r['facts'] !== undefined) {
+  if (v !== RECORD_VERSION_EVENTS && r['facts'] !== undefined) {
     if (r['events'] !== undefined || cp !== undefined) return undefined;
-    return decodeFacts(r);
+    return decodeFacts(r, v);
   }
   const events = r['events'];
-  if (events !== undefined && (!Array.isArray(events) || r['v'] !== RECORD_VERSION_EVENTS)) return undefined;
+  if (events !== undefined && (!Array.isArray(events) || v !== RECORD_VERSION_EVENTS)) return undefined;
   if ((events === undefined) === (cp === undefined)) return undefined;
   if (
     cp !== undefined &&
@@ -178,12 +201,23 @@ export function decodeRecord(bytes: Uint8Array): ChainRecord | undefined {
 const KINDS: ReadonlySet<string> = new Set(AUDIT_FACT_KINDS);
 const RECORDERS: ReadonlySet<unknown> = new Set<Recorder>(['broker', 'gateway', 'cli']);
 
-function decodeFacts(r: Record<string, unknown>): ChainRecord | undefined {
+/** A v3 fact (`[shape, value…]`), its left-out delivery id put back; undefined when it does not decode. */
+function shapedFact(reader: FactReader, encoded: unknown): Record<string, unknown> | undefined {
+  const fact = reader.shaped(encoded);
+  if (fact === undefined || fact['kind'] !== 'delivered' || fact['deliveryId'] !== undefined) return fact;
+  const subject = fact['subject'] as { messageId?: unknown } | undefined;
+  const recipient = fact['recipient'] as { service?: unknown } | undefined;
+  if (typeof subject?.messageId !== 'string' || typeof recipient?.service !== 'string') return undefined;
+  fact['deliveryId'] = `${subject.messageId}.${recipient.service}`;
+  return fact;
+}
+
+function decodeFacts(r: Record<string, unknown>, v: FactsVersion): ChainRecord | undefined {
   const { chain, at, host, rec } = r as { chain: string; at: number; host?: unknown; rec?: unknown };
   if (host !== undefined && typeof host !== 'string') return undefined;
   if (rec !== undefined && (!RECORDERS.has(rec) || rec === 'broker')) return undefined;
   const list = r['facts'];
-  const reader = FactReader.of(r['vals']);
+  const reader = FactReader.of(r['vals'], v === RECORD_VERSION);
   if (reader === undefined || !Array.isArray(list) || !Number.isSafeInteger(at)) return undefined;
   const source: RecordSource = {
     ...(host === undefined ? {} : { host }),
@@ -195,7 +229,7 @@ function decodeFacts(r: Record<string, unknown>): ChainRecord | undefined {
     if (!Array.isArray(entry) || entry.length < 2 || entry.length > 3) return undefined;
     const [dt, encoded, id] = entry as [unknown, unknown, unknown];
     if (!Number.isSafeInteger(dt) || (id !== undefined && typeof id !== 'string')) return undefined;
-    const fact = reader.fact(encoded);
+    const fact = v === RECORD_VERSION ? shapedFact(reader, encoded) : reader.fact(encoded);
     if (fact === undefined || typeof fact['kind'] !== 'string' || !KINDS.has(fact['kind'])) return undefined;
     const stored: FactEntry = {
       fact: fact as unknown as AuditFact,
@@ -212,7 +246,7 @@ function decodeFacts(r: Record<string, unknown>): ChainRecord | undefined {
     events.push(event);
   }
   return {
-    v: RECORD_VERSION,
+    v,
     chain,
     seq: r['seq'] as number,
     prev: r['prev'] as string | null,

@@ -18,7 +18,7 @@ import { ensureAuditStream } from './setup.js';
 import { checkAuditIntegrity, type IntegrityCheckOptions, type IntegrityReport } from './integrity.js';
 import { BrokerError } from '../wire/errors.js';
 import { ChainWriter } from './writer.js';
-import { RECORD_VERSION, type FactEntry, type RecordVersion } from './record.js';
+import { RECORD_VERSION, RECORD_VERSION_EVENTS, type FactEntry, type RecordVersion } from './record.js';
 import { serverMaxPayload } from '../wire/max-payload.js';
 
 export type AuditSettings = Pick<
@@ -182,7 +182,7 @@ export class AuditTrail {
   /** Chains and stores the facts (one AuditEvent each); resolves once they are stored. */
   async record(facts: readonly AuditFact[]): Promise<void> {
     if (facts.length === 0) return;
-    if (this.writer.recordVersion === RECORD_VERSION) {
+    if (this.writer.recordVersion !== RECORD_VERSION_EVENTS) {
       const at = this.ctx.now();
       await this.writer.appendFacts(facts.map((fact) => ({ fact, at })));
     } else await this.writer.append(facts.map((f) => this.eventJson.json(f)));
@@ -201,7 +201,9 @@ export class AuditTrail {
   private raise(alert: Alert): void {
     const { json, entry } = this.announced(alert);
     const stored =
-      this.writer.recordVersion === RECORD_VERSION ? this.writer.appendFacts([entry]) : this.writer.append([json]);
+      this.writer.recordVersion !== RECORD_VERSION_EVENTS
+        ? this.writer.appendFacts([entry])
+        : this.writer.append([json]);
     stored.catch((err: unknown) => {
       this.logger.error(
         { event: 'audit.alert.unrecorded', rule: alert.rule, code: (err as { code?: unknown }).code },

@@ -9,8 +9,8 @@
 // an Ed25519-signed checkpoint of the chain head; on close a final one. Each stored checkpoint's head is then
 // published to PHI_AUDIT_WITNESS (witness.ts), so a later cut of the chain shows against it. While PHI_AUDIT is
 // missing every append fails (E_AUDIT_CHAIN, retried by the caller); once recreated the chain continues from its head.
-// Records are v2 (the facts, rendered as AuditEvents on read: record.ts); `recordVersion: 1` writes AuditEvent JSON,
-// for the tests that compare the two.
+// Records are v3 (the facts, rendered as AuditEvents on read: record.ts); `recordVersion: 2` writes facts as objects
+// and `recordVersion: 1` AuditEvent JSON, for the tests that compare them and chains that mix them.
 import type { JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
 import { signDetached } from '../crypto/sign.js';
@@ -19,6 +19,7 @@ import type { Logger } from '../log/log.js';
 import { STREAMS, subjects } from '../wire/names.js';
 import {
   RECORD_VERSION,
+  RECORD_VERSION_EVENTS,
   checkpointPayload,
   decodeRecord,
   encodeCheckpointRecord,
@@ -27,6 +28,7 @@ import {
   encodeFactsRecord,
   recordHash,
   type FactEntry,
+  type FactsVersion,
   type RecordSource,
   type RecordVersion,
 } from './record.js';
@@ -47,11 +49,11 @@ export interface ChainWriterOptions {
   readonly logger: Logger;
   /** The writer's host and recorder, stored in each v2 record for its events' source. */
   readonly source?: RecordSource;
-  /** 2 (default): facts (`appendFacts`); 1: AuditEvent JSON (`append`). */
+  /** 3 (default) or 2: facts (`appendFacts`); 1: AuditEvent JSON (`append`). */
   readonly recordVersion?: RecordVersion;
 }
 
-/** One append: AuditEvent JSON (v1) or facts (v2), whichever the writer's version takes. */
+/** One append: AuditEvent JSON (v1) or facts (v2, v3), whichever the writer's version takes. */
 interface Pending {
   readonly events: readonly string[];
   readonly facts: readonly FactEntry[];
@@ -120,17 +122,17 @@ export class ChainWriter {
     return this.opts.recordVersion ?? RECORD_VERSION;
   }
 
-  /** Appends facts (v2); resolves once the record holding them is stored. */
+  /** Appends facts (v2, v3); resolves once the record holding them is stored. */
   appendFacts(entries: readonly FactEntry[]): Promise<void> {
-    if (this.recordVersion !== RECORD_VERSION)
+    if (this.recordVersion === RECORD_VERSION_EVENTS)
       return Promise.reject(new TypeError('this audit chain writer stores AuditEvent JSON (record v1)'));
     return this.enqueue([], entries, 0);
   }
 
   /** Appends AuditEvents, each already JSON (v1); resolves once the record holding them is stored. */
   append(eventsJson: readonly string[]): Promise<void> {
-    if (this.recordVersion === RECORD_VERSION)
-      return Promise.reject(new TypeError('this audit chain writer stores facts (record v2)'));
+    if (this.recordVersion !== RECORD_VERSION_EVENTS)
+      return Promise.reject(new TypeError(`this audit chain writer stores facts (record v${this.recordVersion})`));
     return this.enqueue(
       eventsJson,
       [],
@@ -196,7 +198,8 @@ export class ChainWriter {
       const batch = this.takeBatch();
       const at = this.opts.now();
       try {
-        const body = this.recordVersion === RECORD_VERSION ? this.factsBody(batch, at) : undefined;
+        const v = this.recordVersion;
+        const body = v === RECORD_VERSION_EVENTS ? undefined : this.factsBody(batch, at, v);
         await this.write((seq, prev) =>
           body === undefined
             ? encodeEventsRecord(
@@ -206,7 +209,7 @@ export class ChainWriter {
                 at,
                 batch.flatMap((p) => p.events),
               )
-            : encodeFactsRecord(this.opts.chain, seq, prev, at, body),
+            : encodeFactsRecord(this.opts.chain, seq, prev, at, body, v as FactsVersion),
         );
         this.sinceCheckpoint += 1;
         for (const p of batch) p.resolve();
@@ -217,16 +220,17 @@ export class ChainWriter {
   }
 
   /**
-   * The v2 body of the batch's facts; while it is larger than a record may be, the batch's later appends go back to
+   * The v2 or v3 body of the batch's facts; while it is larger than a record may be, the batch's later appends go back to
    * the front of the queue (for the next record) and the body is made again.
    */
-  private factsBody(batch: Pending[], at: number): string {
+  private factsBody(batch: Pending[], at: number, v: FactsVersion): string {
     const source = this.opts.source ?? {};
     for (;;) {
       const body = encodeFactsBody(
         at,
         source,
         batch.flatMap((p) => p.facts),
+        v,
       );
       if (batch.length === 1 || Buffer.byteLength(body, 'utf8') <= this.opts.maxRecordBytes) return body;
       this.pending.unshift(...batch.splice(Math.ceil(batch.length / 2)));
@@ -315,9 +319,16 @@ export class ChainWriter {
     const bytes = build(seq, this.head.hash);
     let streamSeq: number;
     try {
+      // Only the subject-sequence expectation: a subject belongs to one stream (JetStream refuses overlapping subjects),
+      // so the ack's stream name checks what a Nats-Expected-Stream header would, without storing it in every record.
       const ack = await this.js.publish(this.subject, bytes, {
-        expect: { streamName: STREAMS.audit, lastSubjectSequence: this.head.streamSeq },
+        expect: { lastSubjectSequence: this.head.streamSeq },
       });
+      if (ack.stream !== STREAMS.audit)
+        throw new BrokerError(
+          'E_AUDIT_CHAIN',
+          `audit record ${seq} of chain ${this.opts.chain} was stored by stream ${ack.stream}, not ${STREAMS.audit}`,
+        );
       streamSeq = ack.seq;
     } catch (err) {
       const last = await this.lastStored().catch((e: unknown) => {

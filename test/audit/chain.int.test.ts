@@ -1,8 +1,9 @@
 // The audit chain against a real nats-server: PHI_AUDIT refuses deletion and purging; the writer group-commits
 // concurrent appends into records that verify; a second writer on the same chain is refused instead of
 // interleaving; a restart with the same instance id continues the chain; a forged copy of the stored records
-// is caught at the right sequence. Record v2: the facts render as the v1 writer's exact AuditEvents, a chain of
-// v1 and v2 records verifies, and a changed or garbled v2 record is caught.
+// is caught at the right sequence. Records v2 and v3: the facts render as the v1 writer's exact AuditEvents, a chain of
+// v1, v2 and v3 records verifies, and a changed or garbled v2 or v3 record is caught; a record of one Patient
+// delivered to three subscribers stores at most 1.5 KB in PHI_AUDIT.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEvent } from 'fhir/r4.js';
@@ -250,7 +251,7 @@ describe('AuditTrail alerts', () => {
   });
 });
 
-describe('record v2 (facts, rendered on read)', () => {
+describe('records v2 and v3 (facts, rendered on read)', () => {
   const subject = (i: number): AuditSubject => ({
     messageId: `0b5e7c1e-54a4-4b59-9d0f-${String(i).padStart(12, '0')}`,
     resourceType: 'Patient',
@@ -302,76 +303,148 @@ describe('record v2 (facts, rendered on read)', () => {
     { kind: 'alert', rule: 'rejections', detail: 'quote " back \\ naïve 😀 \u0000' },
   ];
 
-  it('stores the facts in less than half the bytes; each event renders byte for byte as the v1 writer stored it; v1+v2 verify', async () => {
+  it('stores the facts in less than half the bytes; each event renders byte for byte as the v1 writer stored it; v1+v2+v3 verify', async () => {
     const chain = 'mixed';
     const source = { host: 'broker-host' };
-    // Records 1 (v1 events) and 2 (its checkpoint), then the same chain continued by a v2 writer.
+    // Records 1 (v1 events) and 2 (its checkpoint), then the same chain continued by a v2 writer, then a v3 writer.
     const v1 = await ChainWriter.open(options(chain, { recordVersion: 1, source }));
     const v1ctx = { instanceId: chain, host: source.host, now: Date.now, newId: () => 'v1-event' };
     await v1.append(messageFacts(1).map((f) => new AuditEventJson(v1ctx).json(f)));
     await v1.close();
-    const v2 = await ChainWriter.open(options(chain, { recordVersion: 2, source }));
     const at = Date.now();
-    await Promise.all([
-      ...Array.from({ length: 40 }, (_, i) =>
-        v2.appendFacts(messageFacts(i + 2).map((fact) => ({ fact, at: at - i }))),
-      ),
-      v2.appendFacts(odd.map((fact) => ({ fact, at }))),
-    ]);
-    await v2.close();
+    for (const [k, version] of ([2, 3] as const).entries()) {
+      const w = await ChainWriter.open(options(chain, { recordVersion: version, source }));
+      await Promise.all([
+        ...Array.from({ length: 20 }, (_, i) =>
+          w.appendFacts(messageFacts(2 + 20 * k + i).map((fact) => ({ fact, at: at - i }))),
+        ),
+        w.appendFacts(odd.map((fact) => ({ fact, at }))),
+      ]);
+      await w.close();
+    }
     const records = await stored(chain);
     const decoded = records.map((r) => decodeRecord(r.data));
-    expect(decoded.map((r) => r?.v)).toEqual([1, 1, ...decoded.slice(2).map(() => 2)]);
+    const versions = decoded.map((r) => r?.v);
+    expect(versions.slice(0, 2)).toEqual([1, 1]);
+    const firstV3 = versions.indexOf(3);
+    expect(firstV3).toBeGreaterThan(2);
+    expect(versions.slice(2, firstV3).every((v) => v === 2)).toBe(true);
+    expect(versions.slice(firstV3).every((v) => v === 3)).toBe(true);
     expect(verifyAuditRecords(records, { signingKey: keyOf })).toMatchObject({
       ok: true,
-      chains: [{ chain, events: 4 + 40 * 4 + odd.length, closed: true }],
+      chains: [{ chain, events: 4 + 40 * 4 + 2 * odd.length, closed: true }],
     });
 
     // The v1 writer's bytes for the same facts, ids and times: AuditEventJson (templates, filled per event) in a
     // v1 record, one encoder per chain as the trail keeps.
-    let v2Bytes = 0;
+    const factBytes = { 2: 0, 3: 0 };
     let v1Bytes = 0;
-    let compared = 0;
+    const compared = { 2: 0, 3: 0 };
     let place = { id: '', at: 0 };
     const writerJson = new AuditEventJson({ ...v1ctx, now: () => place.at, newId: () => place.id });
     for (const [n, r] of decoded.entries()) {
-      if (r?.v !== 2 || r.facts === undefined) continue;
+      if (r === undefined || r.v === 1 || r.facts === undefined) continue;
+      const v = r.v;
       const texts = r.facts.map((f, i) => {
         expect(f.id).toBe(eventId(chain, r.seq, i));
         place = f;
         const text = writerJson.json(f.fact);
         expect(renderEventJson(f, { chain, seq: r.seq, index: i, source })).toBe(text);
-        compared += 1;
+        compared[v] += 1;
         return text;
       });
       const asV1 = encodeEventsRecord(chain, r.seq, r.prev, r.at, texts);
       expect(decodeRecord(asV1)?.events).toEqual(r.events);
       v1Bytes += asV1.byteLength;
-      v2Bytes += (records[n] as StoredRecord).data.byteLength;
+      factBytes[v] += (records[n] as StoredRecord).data.byteLength;
     }
-    expect(compared).toBe(40 * 4 + odd.length);
+    expect(compared).toEqual({ 2: 20 * 4 + odd.length, 3: 20 * 4 + odd.length });
     expect(writerJson.filled).toBeGreaterThan(100); // the templates the v1 writer fills, not only the builder
-    expect(v2Bytes).toBeLessThan(v1Bytes / 2);
+    expect(factBytes[2] + factBytes[3]).toBeLessThan(v1Bytes / 2);
 
-    // A changed v2 record (a pseudonym in its value table) breaks the link; one whose facts no longer decode is malformed.
-    const i = decoded.findIndex((r) => r?.v === 2 && r.facts !== undefined);
-    const target = records[i] as StoredRecord;
-    const text = Buffer.from(target.data).toString('utf8');
-    const changed = records.map((r, k) => (k === i ? { ...r, data: Buffer.from(text.replace('"pp-x', '"pp-y')) } : r));
-    expect(verifyAuditRecords(changed, { signingKey: keyOf }).broken).toMatchObject({
-      kind: 'changed',
-      chain,
-      seq: decoded[i]?.seq,
-    });
-    const garbled = records.map((r, k) =>
-      k === i
-        ? { ...r, data: Buffer.from(text.replace(/"facts":\[\[(\d+),\{"kind":\d+/, '"facts":[[$1,{"kind":99999')) }
-        : r,
-    );
-    expect(decodeRecord((garbled[i] as StoredRecord).data)).toBeUndefined();
-    expect(verifyAuditRecords(garbled, { signingKey: keyOf }).broken).toMatchObject({
-      kind: 'malformed',
-      streamSeq: target.streamSeq,
-    });
+    for (const version of [2, 3]) {
+      // A changed record (a pseudonym in its value table) breaks the link; one whose facts no longer decode is malformed.
+      const i = decoded.findIndex((r) => r?.v === version && r.facts !== undefined);
+      const target = records[i] as StoredRecord;
+      const text = Buffer.from(target.data).toString('utf8');
+      const changed = records.map((r, k) =>
+        k === i ? { ...r, data: Buffer.from(text.replace('"pp-x', '"pp-y')) } : r,
+      );
+      expect(verifyAuditRecords(changed, { signingKey: keyOf }).broken).toMatchObject({
+        kind: 'changed',
+        chain,
+        seq: decoded[i]?.seq,
+      });
+      // v2: an unknown kind; v3: a fact's shape pointing at a value that is not key names.
+      const garble =
+        version === 2
+          ? (t: string) => t.replace(/"facts":\[\[(\d+),\{"kind":\d+/, '"facts":[[$1,{"kind":99999')
+          : (t: string) => t.replace(/"facts":\[\[(\d+),\[\d+,/, '"facts":[[$1,[0,');
+      expect(garble(text)).not.toBe(text);
+      const garbled = records.map((r, k) => (k === i ? { ...r, data: Buffer.from(garble(text)) } : r));
+      expect(decodeRecord((garbled[i] as StoredRecord).data)).toBeUndefined();
+      expect(verifyAuditRecords(garbled, { signingKey: keyOf }).broken).toMatchObject({
+        kind: 'malformed',
+        streamSeq: target.streamSeq,
+      });
+    }
+  });
+
+  it('a record of one Patient delivered to three subscribers stores at most 1.5 KB in PHI_AUDIT (v3; v2 more)', async () => {
+    // As the broker writes it (bench/catalog/fanout-3, fhir-profiles/): a chain named <host>-<pid>-<6 hex>, a UUID
+    // message id, 43-character pseudonyms, the profiles' URLs and element lists, the key ids of the key directory.
+    const profile = (name: string): string => `https://phi-broker.dev/fhir/StructureDefinition/${name}`;
+    const growth: Record<number, number> = {};
+    for (const version of [2, 3] as const) {
+      const chain = `broker-host-48213-${version}a9525`;
+      const messageId = '98bcf8e7-dba6-4ec7-b487-1e7b25d97d9b';
+      const subject = { messageId, resourceType: 'Patient', patientPseudonym: 'p'.repeat(43) };
+      const sender = { service: 'registration' };
+      const subscribers = [
+        ['sub1', 'patient-full', 'TREAT', ['Patient']],
+        ['sub2', 'patient-contact', 'HOPERAT', ['Patient.name', 'Patient.telecom', 'Patient.modifierExtension']],
+        [
+          'sub3',
+          'patient-billing',
+          'HPAYMT',
+          ['Patient.identifier', 'Patient.name', 'Patient.address', 'Patient.birthDate', 'Patient.modifierExtension'],
+        ],
+      ] as const;
+      const facts: AuditFact[] = [
+        {
+          kind: 'accepted',
+          sender,
+          subject,
+          ingestSeq: 123456,
+          keys: { verified: 'registration:sig:1', unwrapped: 'broker:enc:1~registration:enc:1' },
+        },
+        ...subscribers.map(([service, name, purpose, elements]): AuditFact => ({
+          kind: 'delivered',
+          sender,
+          recipient: { service },
+          subject,
+          profileUrl: profile(name),
+          purpose,
+          elements,
+          deliveryId: `${messageId}.${service}`,
+          keys: { released: `broker:enc:1~${service}:enc:1`, signed: 'broker:sig:1' },
+        })),
+      ];
+      const w = await ChainWriter.open(options(chain, { recordVersion: version, source: { host: 'broker-host' } }));
+      await w.appendFacts([{ fact: { kind: 'broker-start' }, at: Date.now() }]); // not the chain's first record
+      const jsm = await nc.jetstreamManager();
+      const before = (await jsm.streams.info(STREAMS.audit)).state;
+      await w.appendFacts(facts.map((fact) => ({ fact, at: Date.now() })));
+      const after = (await jsm.streams.info(STREAMS.audit)).state;
+      const last = await jsm.streams.getMessage(STREAMS.audit, { last_by_subj: `phi.audit.${chain}` });
+      await w.close();
+      expect(after.messages - before.messages).toBe(1);
+      growth[version] = after.bytes - before.bytes;
+      expect(decodeRecord(last.data)).toMatchObject({ v: version, seq: 2 });
+      expect(decodeRecord(last.data)?.facts?.map((f) => f.fact)).toEqual(facts);
+    }
+    console.log(growth);
+    expect(growth[3]).toBeLessThanOrEqual(1500);
+    expect(growth[2]).toBeGreaterThan(growth[3] as number);
   });
 });
