@@ -443,7 +443,6 @@ describe('records v2 and v3 (facts, rendered on read)', () => {
       expect(decodeRecord(last.data)).toMatchObject({ v: version, seq: 2 });
       expect(decodeRecord(last.data)?.facts?.map((f) => f.fact)).toEqual(facts);
     }
-    console.log(growth);
     expect(growth[3]).toBeLessThanOrEqual(1500);
     expect(growth[2]).toBeGreaterThan(growth[3] as number);
   });
