@@ -229,14 +229,14 @@ describe('every AuditEvent kind the product writes', () => {
     expect(OPERATOR_ACTIONS.filter((a) => !actions.has(a))).toEqual([]);
   });
 
-  it('rendered from the stored facts (record v2), each event is byte for byte what the v1 writer stored for the fact, id and time', () => {
+  it('rendered from the stored facts (record v3), each event is byte for byte what the v1 writer stored for the fact, id and time', () => {
     // The v1 writer's encoder (AuditEventJson: templates filled per event), one per chain as each trail keeps one.
     const writers = new Map<string, { json: AuditEventJson; at: number; id: string }>();
     let compared = 0;
     for (const r of records) {
       const record = decodeRecord(r.data);
       if (record?.checkpoint !== undefined) continue;
-      expect(record?.v).toBe(2);
+      expect(record?.v).toBe(3);
       const { chain, seq, source = {}, facts = [] } = record ?? {};
       if (chain === undefined || seq === undefined) throw new Error('not a record');
       let w = writers.get(chain);

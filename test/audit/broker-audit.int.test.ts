@@ -159,7 +159,7 @@ it('no planted PHI value in the stored audit records (their facts and the events
   const onDisk = filesUnder(join(stack.nats.dir, 'nats')).filter((f) => f.includes('PHI_AUDIT'));
   expect(onDisk.length).toBeGreaterThan(0);
   const diskBytes = Buffer.concat(onDisk.map((f) => readFileSync(f)));
-  expect(diskBytes.includes(Buffer.from('"facts":[['))).toBe(true); // record v2, stored in these files
+  expect(diskBytes.includes(Buffer.from('"facts":[['))).toBe(true); // record v3, stored in these files
   for (const phi of PHI) {
     expect(storedText).not.toContain(phi);
     expect(diskBytes.includes(Buffer.from(phi))).toBe(false);

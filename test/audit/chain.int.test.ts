@@ -363,7 +363,8 @@ describe('records v2 and v3 (facts, rendered on read)', () => {
     expect(factBytes[2] + factBytes[3]).toBeLessThan(v1Bytes / 2);
 
     for (const version of [2, 3]) {
-      // A changed record (a pseudonym in its value table) breaks the link; one whose facts no longer decode is malformed.
+      // A changed record (a pseudonym in its value table) or a removed one breaks the chain; one whose facts no longer
+      // decode is malformed.
       const i = decoded.findIndex((r) => r?.v === version && r.facts !== undefined);
       const target = records[i] as StoredRecord;
       const text = Buffer.from(target.data).toString('utf8');
@@ -373,6 +374,11 @@ describe('records v2 and v3 (facts, rendered on read)', () => {
       expect(verifyAuditRecords(changed, { signingKey: keyOf }).broken).toMatchObject({
         kind: 'changed',
         chain,
+        seq: decoded[i]?.seq,
+      });
+      const removed = records.filter((_, k) => k !== i);
+      expect(verifyAuditRecords(removed, { signingKey: keyOf }).broken).toMatchObject({
+        kind: 'removed',
         seq: decoded[i]?.seq,
       });
       // v2: an unknown kind; v3: a fact's shape pointing at a value that is not key names.
