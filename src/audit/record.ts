@@ -1,8 +1,9 @@
 // The audit chain's record format (docs/audit.md): one JetStream message on `phi.audit.<instanceId>` per
-// record, JSON, holding the facts of a block of decisions (v2), a block of FHIR R4 AuditEvents (v1) or a signed
-// checkpoint of the chain head.
+// record, JSON, holding the facts of a block of decisions (v3; v2 still read), a block of FHIR R4 AuditEvents (v1,
+// still read) or a signed checkpoint of the chain head.
 //   { "v": 3, … the v2 header …, "vals": [value table], "facts": [[<ms before at>, [<shape>, <value>…], <id>?] …] }
-//     (v3: each fact's key names once per record, a delivery id derivable from its fact left out; docs/audit.md)
+//     (v3: each fact's key names once per record, a delivery id derivable from its fact left out, a profile URL's
+//     base written once; docs/audit.md "Record v3")
 //   { "v": 2, "chain": <instanceId>, "seq": <1, 2, 3 …>, "prev": <SHA-256 of the previous record's exact
 //     bytes, base64url; null for seq 1>, "at": <ms since epoch>, "host"?: <writer's host>, "rec"?: <recorder>,
 //     "vals": [value table], "facts": [[<ms before at>, <fact>, <event id>?] …] }   (facts-codec.ts, render.ts)
