@@ -28,6 +28,8 @@ export class FactTable {
   private readonly composites = new Map<string, number>();
   /** Objects and arrays already encoded, by identity (the facts of one message share their subject, actors, lists). */
   private readonly seen = new Map<object, number>();
+  /** Fact shapes already in the table, by their key names' JSON. */
+  private readonly shapes = new Map<string, number>();
 
   /** `prefixes`: strings with a path prefix of PREFIX_MIN or more characters are written as `[prefix, "rest"]` (v3). */
   constructor(private readonly prefixes = false) {}
@@ -50,7 +52,13 @@ export class FactTable {
       keys.push(key);
       values += `,${this.member(v)}`;
     }
-    return `[${this.ref(keys)}${values}]`;
+    const name = JSON.stringify(keys);
+    let shape = this.shapes.get(name);
+    if (shape === undefined) {
+      shape = this.ref(keys);
+      this.shapes.set(name, shape);
+    }
+    return `[${shape}${values}]`;
   }
 
   /** `[entry,…]`: the table's JSON text. */
