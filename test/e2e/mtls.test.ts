@@ -518,6 +518,20 @@ describe('the broker identity gets what the broker needs and no more', () => {
   });
 });
 
+/** An SDK client of `service` over mTLS as its own identity (closed after the file). */
+async function serviceClient(service: string): Promise<PhiClient> {
+  const c = await PhiClient.connect({
+    servers: stack.server.url,
+    tls: stack.layout.identity(serviceIdentity(service)),
+    service,
+    keys: readServiceKeys(stack.keysDir, service),
+    peers: stack.peers,
+    logger,
+  });
+  clients.push(c);
+  return c;
+}
+
 describe('the positive path: publisher, broker and subscriber over mTLS with exactly these permissions', () => {
   it('the broker started (checking every stream, bucket and object store; its consent watch) without one refusal', () => {
     expect(brokerStartLog).not.toMatch(/Violation/);
@@ -525,20 +539,8 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
 
   it('registration publishes a Patient; notification receives its projection; the receipt says accepted', async () => {
     const logFrom = serverLogSize();
-    const client = async (service: string): Promise<PhiClient> => {
-      const c = await PhiClient.connect({
-        servers: stack.server.url,
-        tls: stack.layout.identity(serviceIdentity(service)),
-        service,
-        keys: readServiceKeys(stack.keysDir, service),
-        peers: stack.peers,
-        logger,
-      });
-      clients.push(c);
-      return c;
-    };
-    const notification = await client('notification');
-    const registration = await client('registration');
+    const notification = await serviceClient('notification');
+    const registration = await serviceClient('registration');
     let resolveDelivery: (v: { resource: Record<string, unknown>; publisher: string }) => void = () => undefined;
     const delivered = new Promise<{ resource: Record<string, unknown>; publisher: string }>((resolve) => {
       resolveDelivery = resolve;
@@ -588,15 +590,7 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
     const raw = await connectAs(serviceIdentity('registration'));
     const receipts = raw.subscribe(subjects.receipt('registration'), { max: 1 });
     await raw.flush();
-    const registration = await PhiClient.connect({
-      servers: stack.server.url,
-      tls: stack.layout.identity(serviceIdentity('registration')),
-      service: 'registration',
-      keys: readServiceKeys(stack.keysDir, 'registration'),
-      peers: stack.peers,
-      logger,
-    });
-    clients.push(registration);
+    const registration = await serviceClient('registration');
     const result = await registration.publish({ resourceType: 'Patient', id: 'p-mtls-receipt' });
     expect(result.status).toBe('accepted');
     const { value: receipt } = await receipts[Symbol.asyncIterator]().next();
@@ -609,15 +603,7 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
     const admin = await connectAs(ADMIN_IDENTITY);
     const jsm = await admin.jetstreamManager();
     expect(await jsm.consumers.delete(STREAMS.deliver, 'deliver-partner-payer-Claim')).toBe(true);
-    const payer = await PhiClient.connect({
-      servers: stack.server.url,
-      tls: stack.layout.identity(serviceIdentity('partner-payer')),
-      service: 'partner-payer',
-      keys: readServiceKeys(stack.keysDir, 'partner-payer'),
-      peers: stack.peers,
-      logger,
-    });
-    clients.push(payer);
+    const payer = await serviceClient('partner-payer');
     const err = await payer.subscribe('Claim', () => undefined).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'E_SETUP_MISSING' });
     expect((err as Error).message).toMatch(/PHI_DELIVER\/deliver-partner-payer-Claim .*nats-provision/);
@@ -637,15 +623,7 @@ describe('the positive path: publisher, broker and subscriber over mTLS with exa
 
   it('a right-of-access answer larger than max_payload travels in parts: the broker may ask for them, the service may serve them', async () => {
     const logFrom = serverLogSize();
-    const registration = await PhiClient.connect({
-      servers: stack.server.url,
-      tls: stack.layout.identity(serviceIdentity('registration')),
-      service: 'registration',
-      keys: readServiceKeys(stack.keysDir, 'registration'),
-      peers: stack.peers,
-      logger,
-    });
-    clients.push(registration);
+    const registration = await serviceClient('registration');
     // About 2 MB: two messages' worth at the generated config's max_payload (1 MiB).
     const many = Array.from({ length: 1000 }, (_, i) => ({
       resourceType: 'Observation' as const,
