@@ -1,18 +1,23 @@
 // The byte buffer the sealer writes an envelope's JSON text into, piece by piece, so that sealing builds no
 // intermediate strings (one per leaf, key and nesting level) and no flattened copy of the whole text to encode as
-// UTF-8: the bytes are written once and copied out once. One scratch buffer serves every (synchronous) seal.
+// UTF-8: the bytes are written once and copied out once. One scratch buffer serves every (synchronous) seal; it
+// holds sealed leaves and the plaintext allow-list (docs/wire-format.md), never a plaintext leaf.
+
+/** A buffer grown past this for one large envelope is not kept for the next. */
+const KEPT_BYTES = 256 * 1024;
 
 export class TextOut {
   #buf: Buffer;
   #len = 0;
 
-  constructor(size = 16 * 1024) {
+  constructor(private readonly size = 16 * 1024) {
     this.#buf = Buffer.allocUnsafe(size);
   }
 
   /** Starts a new text. */
   reset(): void {
     this.#len = 0;
+    if (this.#buf.length > KEPT_BYTES) this.#buf = Buffer.allocUnsafe(this.size);
   }
 
   #room(n: number): void {
