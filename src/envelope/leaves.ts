@@ -18,11 +18,17 @@ import { BrokerError } from '../wire/errors.js';
 import { JSON_NUMBER, JsonNumber, isJsonNumber, numberLexeme } from '../wire/json.js';
 import { isResourceType } from '../fhir/elements.js';
 import { isSimpleKey, shownPath } from './aad.js';
+import type { TextOut } from './text-out.js';
 
 export interface LeafContext {
   /** The message's data key with the AAD frame `v1|<id>|` … `|<dk>` (src/envelope/aad.ts); it holds the path between. */
   readonly cipher: LeafCipher;
   readonly random: RandomSource;
+}
+
+/** Sealing also writes: the envelope's JSON text goes to `out`. */
+export interface SealContext extends LeafContext {
+  readonly out: TextOut;
 }
 
 type Json = null | string | number | boolean | JsonNumber | Json[] | { [key: string]: Json };
@@ -71,26 +77,30 @@ function enterKey(ctx: LeafContext, key: string, simple: boolean): number {
   return simple ? ctx.cipher.appendMiddle(key, 0x2e) : ctx.cipher.appendMiddle(`[${JSON.stringify(key)}]`);
 }
 
-function sealLeaf(ctx: LeafContext, value: unknown): string {
-  if (typeof value === 'string') return `"${ctx.cipher.sealJsonString(value, ctx.random)}"`;
-  return `"${ctx.cipher.seal(leafText(value, ctx), ctx.random)}"`;
+function sealLeaf(ctx: SealContext, value: unknown): void {
+  ctx.out.quoted(
+    typeof value === 'string'
+      ? ctx.cipher.sealJsonString(value, ctx.random)
+      : ctx.cipher.seal(leafText(value, ctx), ctx.random),
+  );
 }
 
 /** Seals `value`, whose path the cipher holds. */
-function sealNode(ctx: LeafContext, value: unknown): string {
+function sealNode(ctx: SealContext, value: unknown): void {
   if (value === null || typeof value !== 'object' || isJsonNumber(value)) return sealLeaf(ctx, value);
   if (Array.isArray(value)) {
-    let s = '[';
+    ctx.out.byte(0x5b); // [
     for (let i = 0; i < value.length; i++) {
       const mark = ctx.cipher.appendIndex(i);
-      s += (i === 0 ? '' : ',') + sealNode(ctx, value[i]);
+      if (i > 0) ctx.out.byte(0x2c); // ,
+      sealNode(ctx, value[i]);
       ctx.cipher.truncateMiddle(mark);
     }
-    return `${s}]`;
+    return ctx.out.byte(0x5d); // ]
   }
   if (!isPlainObject(value))
     throw new TypeError(`sealEnvelope: the value at ${shownPath(ctx.cipher.middle())} is not a plain JSON object`);
-  return sealObject(ctx, value, isResourceObject(value) ? 'resource' : 'plain');
+  sealObject(ctx, value, isResourceObject(value) ? 'resource' : 'plain');
 }
 
 type ObjectMode = 'plain' | 'resource' | 'meta' | 'coding';
@@ -113,50 +123,58 @@ function isPlainLeaf(mode: ObjectMode, key: string, v: unknown): boolean {
   );
 }
 
-function sealObject(ctx: LeafContext, obj: Record<string, unknown>, mode: ObjectMode): string {
-  let s = '{';
+function sealObject(ctx: SealContext, obj: Record<string, unknown>, mode: ObjectMode): void {
+  const out = ctx.out;
+  out.byte(0x7b); // {
   let first = true;
-  for (const k of Object.keys(obj)) {
+  for (const k in obj) {
+    if (!Object.hasOwn(obj, k)) continue; // own enumerable keys in Object.keys order
     const v = obj[k];
     if (v === undefined) continue; // as JSON.stringify does
+    if (!first) out.byte(0x2c); // ,
+    first = false;
     // A simple key is its own JSON string body and is written after a dot in the path (aad.ts childPath).
     const simple = isSimpleKey(k);
+    if (simple) out.quoted(k);
+    else out.text(JSON.stringify(k));
+    out.byte(0x3a); // :
     const mark = enterKey(ctx, k, simple);
-    let text: string;
-    if (mode === 'resource' && k === 'resourceType') text = JSON.stringify(v);
-    else if (mode === 'resource' && k === 'meta' && isObj(v)) text = sealObject(ctx, v, 'meta');
-    else if (mode === 'meta' && k === 'profile' && Array.isArray(v) && isCanonicalList(v)) text = JSON.stringify(v);
-    else if (mode === 'meta' && k === 'security' && Array.isArray(v)) text = sealSecurity(ctx, v);
-    else if (isPlainLeaf(mode, k, v)) text = leafText(v, ctx);
-    else text = sealNode(ctx, v);
+    if (mode === 'resource' && k === 'resourceType') out.text(JSON.stringify(v));
+    else if (mode === 'resource' && k === 'meta' && isObj(v)) sealObject(ctx, v, 'meta');
+    else if (mode === 'meta' && k === 'profile' && Array.isArray(v) && isCanonicalList(v)) out.text(JSON.stringify(v));
+    else if (mode === 'meta' && k === 'security' && Array.isArray(v)) sealSecurity(ctx, v);
+    else if (isPlainLeaf(mode, k, v)) out.text(leafText(v, ctx));
+    else sealNode(ctx, v);
     ctx.cipher.truncateMiddle(mark);
-    s += `${first ? '' : ','}${simple ? `"${k}"` : JSON.stringify(k)}:${text}`;
-    first = false;
   }
-  return `${s}}`;
+  out.byte(0x7d); // }
 }
 
-function sealSecurity(ctx: LeafContext, list: unknown[]): string {
-  let s = '[';
+function sealSecurity(ctx: SealContext, list: unknown[]): void {
+  ctx.out.byte(0x5b); // [
   for (let i = 0; i < list.length; i++) {
     const v = list[i];
     const mark = ctx.cipher.appendIndex(i);
-    s += (i === 0 ? '' : ',') + (isObj(v) ? sealObject(ctx, v, 'coding') : sealNode(ctx, v));
+    if (i > 0) ctx.out.byte(0x2c); // ,
+    if (isObj(v)) sealObject(ctx, v, 'coding');
+    else sealNode(ctx, v);
     ctx.cipher.truncateMiddle(mark);
   }
-  return `${s}]`;
+  ctx.out.byte(0x5d); // ]
 }
 
 function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && isPlainObject(v);
 }
 
-/** The resource as JSON text with every non-allow-listed leaf sealed. `rootPath` is its resourceType (= typ). */
-export function sealResource(ctx: LeafContext, resource: Record<string, unknown>, rootPath: string): string {
+/**
+ * Writes the resource as JSON text with every non-allow-listed leaf sealed to `ctx.out`. `rootPath` is its
+ * resourceType (= typ).
+ */
+export function sealResource(ctx: SealContext, resource: Record<string, unknown>, rootPath: string): void {
   const mark = ctx.cipher.appendMiddle(rootPath);
-  const text = sealObject(ctx, resource, 'resource');
+  sealObject(ctx, resource, 'resource');
   ctx.cipher.truncateMiddle(mark);
-  return text;
 }
 
 /* ------------------------------------------------------------------ opening: parsed sealed tree → resource */

@@ -13,6 +13,7 @@ import { signDetached } from '../crypto/sign.js';
 import { SERVICE_ID_PATTERN } from '../wire/ids.js';
 import { wrapAadText, leafAadPrefix, leafAadSuffix } from './aad.js';
 import { sealResource } from './leaves.js';
+import { TextOut } from './text-out.js';
 import { MAX_RECIPIENTS, isRawPayload, type Provenance, type RawPayload } from './types.js';
 import { MESSAGE_ID_PATTERN, RAW_TYPE, TYPE_PATTERN } from '../wire/ids.js';
 
@@ -97,6 +98,9 @@ export function sealEnvelope(input: SealInput): SealedEnvelope {
   return { bytes, sig: toBase64url(signDetached(bytes, input.signer.secretKey)) };
 }
 
+/** The text of the envelope being sealed (sealing is synchronous: one at a time). */
+const OUT = new TextOut();
+
 /** Seals and serialises one message, naming `signer.kid`, for the caller to sign (a batch signature, batch-sig.ts). */
 export function sealEnvelopeBytes(input: SealInput): Uint8Array {
   checkInput(input);
@@ -121,7 +125,11 @@ export function sealEnvelopeBytes(input: SealInput): Uint8Array {
   const dataKey = Uint8Array.from(random(KEY_BYTES));
   const dk = toBase64url(random(DK_ID_BYTES));
   try {
-    let keys = '';
+    const out = OUT;
+    out.reset();
+    out.text(`{"v":1,"id":${JSON.stringify(input.id)},"iss":${JSON.stringify(input.iss)},"iat":${input.iat},`);
+    out.text(`"typ":${JSON.stringify(input.typ)},"kid":${JSON.stringify(input.signer.kid)},"dk":"${dk}","keys":[`);
+    let first = true;
     for (const r of input.recipients) {
       // The data key sealed in a scratch block that is zeroed afterwards (libsodium-wrappers' sealBlob would leave
       // it, and the KEK, in freed WebAssembly memory); the same bytes as toBase64url(sealBlob(...)).
@@ -129,21 +137,18 @@ export function sealEnvelopeBytes(input: SealInput): Uint8Array {
         wrapper.appendMiddle(wrapAadText(input.id, r.id, r.kek.id, dk));
         return wrapper.sealBytes(dataKey, random);
       });
-      keys += `${keys === '' ? '' : ','}{"to":${JSON.stringify(r.id)},"kek":${JSON.stringify(r.kek.id)},"wk":"${wk}"}`;
+      out.text(`${first ? '' : ','}{"to":${JSON.stringify(r.id)},"kek":${JSON.stringify(r.kek.id)},"wk":"${wk}"}`);
+      first = false;
     }
-    const body = withLeafCipher(dataKey, leafAadPrefix(input.id), leafAadSuffix(dk), (cipher) => {
-      if (!raw) return sealResource({ cipher, random }, resource, input.typ);
+    out.text(input.prov === undefined ? '],"body":' : `],"prov":${provText(input.prov)},"body":`);
+    withLeafCipher(dataKey, leafAadPrefix(input.id), leafAadSuffix(dk), (cipher) => {
+      if (!raw) return sealResource({ cipher, random, out }, resource, input.typ);
       // One leaf at path `$raw`: AAD v1|id|$raw|dk, the same bytes as sealBlob(dataKey, raw, leafAad(id, $raw, dk)).
       cipher.appendMiddle(RAW_TYPE);
-      return `"${cipher.sealBytes((input.resource as RawPayload).raw, random)}"`;
+      out.quoted(cipher.sealBytes((input.resource as RawPayload).raw, random));
     });
-    const text =
-      `{"v":1,"id":${JSON.stringify(input.id)},"iss":${JSON.stringify(input.iss)},"iat":${input.iat},"typ":${JSON.stringify(input.typ)},` +
-      `"kid":${JSON.stringify(input.signer.kid)},"dk":"${dk}","keys":[${keys}],` +
-      (input.prov === undefined ? '' : `"prov":${provText(input.prov)},`) +
-      `"body":${body}}`;
-    const bytes = Buffer.from(text, 'utf8');
-    return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    out.byte(0x7d); // }
+    return out.bytes();
   } finally {
     dataKey.fill(0);
   }
