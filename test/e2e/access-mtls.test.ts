@@ -38,15 +38,7 @@ const clients = new Map<string, PhiClient>();
 const serverLog = new Waiter();
 
 async function client(service: string): Promise<PhiClient> {
-  const c = await PhiClient.connect({
-    servers: stack.server.url,
-    tls: stack.layout.identity(serviceIdentity(service)),
-    service,
-    keys: readServiceKeys(stack.keysDir, service),
-    peers: stack.peers,
-    logger,
-    accessTimeoutMs: 30_000,
-  });
+  const c = await stack.connectClient(service, logger, { accessTimeoutMs: 30_000 });
   clients.set(service, c);
   return c;
 }

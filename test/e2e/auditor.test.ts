@@ -18,7 +18,7 @@ import { KV_BUCKETS, STREAMS, subjects } from '../../src/wire/names.js';
 import { patientPseudonym } from '../../src/registry/pseudonym.js';
 import { RegistryStore } from '../../src/registry/store.js';
 import { PhiClient } from '../../src/sdk/client.js';
-import { ADMIN_IDENTITY, AUDITOR_IDENTITY, BROKER_IDENTITY, serviceIdentity } from '../../src/tls/identity.js';
+import { ADMIN_IDENTITY, AUDITOR_IDENTITY, BROKER_IDENTITY } from '../../src/tls/identity.js';
 import { publishDenied, startMtlsStack, type MtlsStack } from '../helpers/mtls.js';
 import { LogCapture, Waiter } from '../helpers/stack.js';
 
@@ -65,14 +65,7 @@ beforeAll(async () => {
   stack = await startMtlsStack(() => logWaiter.signal());
   await stack.startBroker(logger);
   const client = async (service: string): Promise<PhiClient> => {
-    const c = await PhiClient.connect({
-      servers: stack.server.url,
-      tls: stack.layout.identity(serviceIdentity(service)),
-      service,
-      keys: readServiceKeys(stack.keysDir, service),
-      peers: stack.peers,
-      logger,
-    });
+    const c = await stack.connectClient(service, logger);
     clients.push(c);
     return c;
   };

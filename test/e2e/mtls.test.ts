@@ -520,14 +520,7 @@ describe('the broker identity gets what the broker needs and no more', () => {
 
 /** An SDK client of `service` over mTLS as its own identity (closed after the file). */
 async function serviceClient(service: string): Promise<PhiClient> {
-  const c = await PhiClient.connect({
-    servers: stack.server.url,
-    tls: stack.layout.identity(serviceIdentity(service)),
-    service,
-    keys: readServiceKeys(stack.keysDir, service),
-    peers: stack.peers,
-    logger,
-  });
+  const c = await stack.connectClient(service, logger);
   clients.push(c);
   return c;
 }

@@ -23,7 +23,8 @@ import { identityInbox } from '../../src/nats/permissions.js';
 import { provisionStreams } from '../../src/runtime/provision.js';
 import { natsServerConfig } from '../../src/nats/server-config.js';
 import { freePort, startNatsServer, type RunningNatsServer } from '../../src/nats/server.js';
-import { ADMIN_IDENTITY, BROKER_IDENTITY, type Identity } from '../../src/tls/identity.js';
+import { ADMIN_IDENTITY, BROKER_IDENTITY, serviceIdentity, type Identity } from '../../src/tls/identity.js';
+import { PhiClient, type PhiClientOptions } from '../../src/sdk/client.js';
 import type { TlsLayout } from '../../src/tls/store.js';
 import { ROOT } from './stack.js';
 import { testCertificates } from './test-pki.js';
@@ -40,6 +41,8 @@ export interface MtlsStack {
   log(): string;
   connectAs(identity: Identity): Promise<NatsConnection>;
   startBroker(logger: Logger): Promise<{ broker: Broker; nc: NatsConnection }>;
+  /** An SDK client of `service` over mTLS as its own identity (the caller closes it). */
+  connectClient(service: string, logger: Logger, extra?: Partial<PhiClientOptions>): Promise<PhiClient>;
   stop(): Promise<void>;
 }
 
@@ -102,6 +105,16 @@ export async function startMtlsStack(onLog?: (text: string) => void): Promise<Mt
     peers,
     log: () => log,
     connectAs,
+    connectClient: (service, logger, extra = {}) =>
+      PhiClient.connect({
+        servers: server.url,
+        tls: layout.identity(serviceIdentity(service)),
+        service,
+        keys: readServiceKeys(keysDir, service),
+        peers,
+        logger,
+        ...extra,
+      }),
     async startBroker(logger) {
       const nc = await connectAs(BROKER_IDENTITY);
       const broker = await Broker.start({
