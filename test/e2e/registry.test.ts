@@ -236,10 +236,8 @@ describe('registry after a mixed flow through two brokers', () => {
     expect(keys.sort()).toEqual(
       [...expected.keys()].map((ref) => (ref === UNRESOLVED_KEY ? ref : patientPseudonym(stack.secrets, ref))).sort(),
     );
-    // Concurrent writers really met on these keys (both brokers' stores retried stale writes).
-    expect((stack.broker?.registry.store.stats.conflicts ?? 0) + second.registry.store.stats.conflicts).toBeGreaterThan(
-      0,
-    );
+    // Whether the two brokers' writes met on a key here depends on timing; the stale write refused and retried is
+    // shown deterministically in test/registry/store.int.test.ts.
   });
 
   it('logs each unresolved message (ids and codes only)', async () => {
