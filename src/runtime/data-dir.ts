@@ -158,8 +158,8 @@ export async function connectOperator(
 
 /** The inbox prefix connectOperator's connection uses: its identity's under mTLS, nats.js's default in plaintext. */
 export function operatorInbox(config: BrokerConfig, access: OperatorAccess): string {
-  const identity = operatorIdentity(config, access);
-  return cliTlsDir(config) === undefined || identity === undefined ? '_INBOX' : identityInbox(identity);
+  const identity = operatorIdentity(config, access); // undefined exactly when there is no TLS dir
+  return identity === undefined ? '_INBOX' : identityInbox(identity);
 }
 
 /** PHI_BROKER_NATS_TLS_DIR, or the TLS dir of the embedded server `up` started (in server.json; none under --insecure-plaintext). */
