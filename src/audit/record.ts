@@ -19,6 +19,7 @@ import type { Recorder } from './event.js';
 import { AUDIT_FACT_KINDS, type AuditFact } from './facts.js';
 import { FactReader, FactTable } from './facts-codec.js';
 import { renderEventJson, type FactEntry, type RecordSource } from './render.js';
+import { deliveryId } from '../wire/ids.js';
 
 export type { FactEntry, RecordSource } from './render.js';
 
@@ -99,7 +100,7 @@ export function encodeEventsRecord(
 
 /** A delivered fact's delivery id as the broker makes it, `<message id>.<recipient>`: left out of a v3 record. */
 function derivedDeliveryId(fact: AuditFact): string | undefined {
-  return fact.kind === 'delivered' ? `${fact.subject.messageId}.${fact.recipient.service}` : undefined;
+  return fact.kind === 'delivered' ? deliveryId(fact.subject.messageId, fact.recipient.service) : undefined;
 }
 
 /**
@@ -209,7 +210,7 @@ function shapedFact(reader: FactReader, encoded: unknown): Record<string, unknow
   const subject = fact['subject'] as { messageId?: unknown } | undefined;
   const recipient = fact['recipient'] as { service?: unknown } | undefined;
   if (typeof subject?.messageId !== 'string' || typeof recipient?.service !== 'string') return undefined;
-  fact['deliveryId'] = `${subject.messageId}.${recipient.service}`;
+  fact['deliveryId'] = deliveryId(subject.messageId, recipient.service);
   return fact;
 }
 

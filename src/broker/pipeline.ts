@@ -6,7 +6,7 @@
 //                  (164.502(b)) and seal + sign a delivery for it alone.
 // Replay detection needs shared state and lives at the edge (broker.ts), between the two.
 import { DEFAULT_PATIENT_MATCH, type PatientMatchDef } from '../catalog/types.js';
-import { BROKER_ID } from '../wire/ids.js';
+import { BROKER_ID, deliveryId } from '../wire/ids.js';
 import { restrictionCheck, type Denial, type RestrictionPolicy } from '../consent/decide.js';
 import type { Keyring } from '../crypto/keyring.js';
 import type { SigningKeyPair } from '../crypto/keys.js';
@@ -267,7 +267,7 @@ export function projectMessage(checked: CheckedEnvelope, opened: Opened, ctx: Pi
     }
     const recipientKey = ctx.keyring.encryptionKeyOf(sub.service);
     const recipientKek = ctx.keyring.kekFor(recipientKey.kid);
-    const id = `${env.id}.${sub.service}`;
+    const id = deliveryId(env.id, sub.service);
     const input: SealInput = {
       id,
       iss: BROKER_ID,

@@ -30,3 +30,11 @@ export const RESOURCE_TYPE_NAME_PATTERN = /^[A-Z][A-Za-z]{0,63}$/;
 
 /** A FHIR resource type name or `$raw`. */
 export const TYPE_PATTERN = /^(?:[A-Z][A-Za-z]{0,63}|\$raw)$/;
+
+/**
+ * A delivery's id, its `Nats-Msg-Id` on PHI_DELIVER: `<message id>.<subscriber>`. Audit record v3 leaves an id of this
+ * form out of a delivered fact and derives it again (docs/audit.md "Record v3").
+ */
+export function deliveryId(messageId: string, service: string): string {
+  return `${messageId}.${service}`;
+}
