@@ -60,8 +60,11 @@ export interface SubResult {
   readonly type: 'result';
   /** Deliveries received in the measured window (all subscribers). */
   readonly completed: number;
-  /** sdk-sub: [message id, receive time] per delivery; raw/core: end-to-end latencies (ms) of window messages. */
-  readonly received: readonly [string, number][];
+  /**
+   * sdk-sub: [message id, receive time, the publisher's seal (the original's iat), the broker's seal (the copy's iat)]
+   * per delivery; raw/core: end-to-end latencies (ms) of window messages.
+   */
+  readonly received: readonly (readonly [string, number, number, number])[];
   readonly latencies: readonly number[];
   readonly invalid: number;
 }
@@ -112,7 +115,7 @@ async function sdkPub(args: ClientArgs, run: RunCommand): Promise<PubResult> {
 
 async function sdkSub(args: ClientArgs, run: RunCommand, ready: () => void): Promise<SubResult> {
   const peers = readJwks(args.keysDir);
-  const received: [string, number][] = [];
+  const received: (readonly [string, number, number, number])[] = [];
   let completed = 0;
   const stops: (() => Promise<void>)[] = [];
   for (const service of args.subscribers) {
@@ -126,7 +129,8 @@ async function sdkSub(args: ClientArgs, run: RunCommand, ready: () => void): Pro
     });
     await client.subscribe('*', (d) => {
       const t = now();
-      received.push([d.provenance.messageId, t]);
+      const p = d.provenance;
+      received.push([p.messageId, t, p.publishedAt.getTime(), p.deliveredAt.getTime()]);
       total++;
       if (inWindow(t, run.window)) completed++;
     });

@@ -22,7 +22,7 @@ import { tlsLayout } from '../src/tls/store.js';
 import { BROKER_ID } from '../src/wire/ids.js';
 import { Child } from './child.js';
 import { machinePercent, machineSample, sample, cpuPercent, type ProcSample } from './proc.js';
-import { percentiles, type Latency } from './runs.js';
+import { percentiles, type Latency } from './latency.js';
 import { connectBench, issueBenchCertificates, startBenchNats } from './tls.js';
 
 /** The partner that creates resources through the gateway (subjects/services.yaml: `system/ExplanationOfBenefit.c`). */

@@ -3,6 +3,7 @@
 // each figure's median over the rounds, and the key figures their spread as `median [min–max]`.
 import type { BenchResults } from './main.js';
 import { spread, type Round } from './repeat.js';
+import { SEGMENTS, type Segment } from './latency-split.js';
 
 function n(v: number | undefined, digits = 0): string {
   return v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(digits);
@@ -79,6 +80,7 @@ export function markdown(r: BenchResults): string {
     );
   }
   lines.push(...perMessage(r));
+  lines.push(...latencySplitTable(r));
   lines.push(...scaleOutTable(r));
   lines.push(...writes(r));
   const keys = Object.keys(r.stages);
@@ -162,6 +164,27 @@ function perMessage(r: BenchResults): string[] {
     );
     lines.push(
       `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${cell(p.natsServer)} | ${cell(p.publisher)} | ${cell(p.subscribers)} | ${cell(p.workers)} | ${cell(all)} | ${n(x.latencyMs.p50, 1)} / ${n(x.latencyMs.p99, 1)} | ${n(x.auditBytesPerMsg)} |`,
+    );
+  }
+  return lines;
+}
+
+/** Open-loop broker runs: each segment of a delivery's latency, and where the slowest 1 % spent theirs. */
+function latencySplitTable(r: BenchResults): string[] {
+  const runs = r.runs.filter((x) => x.latencySplit !== undefined && x.shape.kind === 'open');
+  if (runs.length === 0) return [];
+  const lines = [
+    '',
+    "| latency split, ms: p50 / p99 (mean of the slowest 1 %) | offered | start → publisher's seal | → broker's seal of the copy | → subscriber's handler | end to end p99 |",
+    '|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const x of runs) {
+    const s = x.latencySplit;
+    if (s === undefined) continue;
+    const cell = (k: Segment): string =>
+      `${n(s.segments[k].p50, 1)} / ${n(s.segments[k].p99, 1)} (${n(s.tailMeans[k], 1)})`;
+    lines.push(
+      `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : ''} | ${SEGMENTS.map(cell).join(' | ')} | ${n(x.latencyMs.p99, 1)} |`,
     );
   }
   return lines;

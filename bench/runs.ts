@@ -20,6 +20,8 @@ import { Child, type Message } from './child.js';
 import type { PubResult, SubResult } from './client-process.js';
 import { ensureRawStreams } from './raw.js';
 import { now, type LoadShape } from './load.js';
+import { percentiles, type Latency } from './latency.js';
+import { latencySplit, type DeliveryClocks, type LatencySplit } from './latency-split.js';
 import { cpuPercent, machinePercent, machineSample, sample, switchesBetween, type ProcSample } from './proc.js';
 import type { SizeName } from './resources.js';
 import { sampleStreams, streamWrites, type StreamSample, type StreamWrites } from './writes.js';
@@ -65,14 +67,6 @@ export interface Env {
   readonly tlsDir?: string;
 }
 
-export interface Latency {
-  readonly count: number;
-  readonly p50: number;
-  readonly p95: number;
-  readonly p99: number;
-  readonly max: number;
-}
-
 export interface RunResult {
   readonly name: string;
   readonly kind: RunKind;
@@ -88,6 +82,8 @@ export interface RunResult {
   /** Deliveries the subscribers completed (verified and decrypted) per second. */
   readonly completedPerSec: number;
   readonly latencyMs: Latency;
+  /** Broker runs: where each delivery's latency went (bench/latency-split.ts). */
+  readonly latencySplit?: LatencySplit | undefined;
   /** Deliveries of window messages not received before the run ended. */
   readonly missing: number;
   /** The processing process(es): broker(s) or passthrough; undefined for core NATS. */
@@ -162,14 +158,6 @@ function brokerScript(spec: RunSpec): string {
 /** CPU % of one core of one process between two samples; NaN when it was not sampled at both. */
 function between(a: ProcSample | undefined, b: ProcSample | undefined): number {
   return a === undefined || b === undefined ? NaN : cpuPercent(a, b);
-}
-
-export function percentiles(values: number[]): Latency {
-  // No sample (subscribers still behind when the run ended): no figure rather than a made-up one.
-  if (values.length === 0) return { count: 0, p50: NaN, p95: NaN, p99: NaN, max: NaN };
-  const v = Float64Array.from(values).sort();
-  const at = (q: number): number => v[Math.min(v.length - 1, Math.floor(q * v.length))] as number;
-  return { count: v.length, p50: at(0.5), p95: at(0.95), p99: at(0.99), max: v[v.length - 1] as number };
 }
 
 /** The summed RSS of the sampled processes, MB to one decimal. */
@@ -349,14 +337,16 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
 
     const seconds = spec.measureMs / 1000;
     let latencies: number[];
+    const clocks: DeliveryClocks[] = [];
     let missing = 0;
     if (spec.kind === 'broker') {
       latencies = [];
       const got = new Map<string, number>();
-      for (const [id, t] of subResult.received) {
+      for (const [id, t, publishedAt, sealedAt] of subResult.received) {
         const t0 = published.starts[id];
         if (t0 !== undefined) {
           latencies.push(t - t0);
+          clocks.push({ start: t0, published: publishedAt, sealed: sealedAt, received: t });
           got.set(id, (got.get(id) ?? 0) + 1);
         }
       }
@@ -405,6 +395,7 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
         spec.kind === 'core' ? subResult.completed / seconds : (st1.deliveries - st0.deliveries) / seconds,
       completedPerSec: subResult.completed / seconds,
       latencyMs: percentiles(latencies),
+      ...(clocks.length === 0 ? {} : { latencySplit: latencySplit(clocks) }),
       missing: Math.max(0, missing),
       cpu: {
         ...(({ busy, steal }) => ({ machine: busy, steal }))(machinePercent(m0, m1)),
