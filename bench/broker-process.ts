@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { Broker } from '../src/broker/broker.js';
 import { ensureBrokerSecrets } from '../src/runtime/broker-secrets.js';
+import { applyHeapGrowing } from '../src/runtime/heap-growing.js';
 import { loadCatalog } from '../src/runtime/catalog-dir.js';
 import { BROKER_ID } from '../src/wire/ids.js';
 import { configFromEnv, parseConfig, type BrokerConfigInput } from '../src/config/config.js';
@@ -18,8 +19,8 @@ import { BROKER_IDENTITY } from '../src/tls/identity.js';
 import { connectBench } from './tls.js';
 import { failChild } from './child.js';
 
-function pick<K extends keyof BrokerConfigInput>(input: BrokerConfigInput, key: K): Partial<BrokerConfigInput> {
-  return input[key] === undefined ? {} : { [key]: input[key] };
+function pick(input: BrokerConfigInput, ...keys: (keyof BrokerConfigInput)[]): Partial<BrokerConfigInput> {
+  return Object.fromEntries(keys.filter((k) => input[k] !== undefined).map((k) => [k, input[k]]));
 }
 
 export interface BrokerProcessArgs {
@@ -44,9 +45,12 @@ async function main(): Promise<void> {
     subjectsDir: args.subjectsDir,
     profilesDir: args.profilesDir,
     logLevel: 'info',
-    // PHI_BROKER_SIGNATURE_VERSION=1 runs the broker with one signature per message (the A/B of lever 1).
-    ...pick(configFromEnv(process.env), 'signatureVersion'),
+    // PHI_BROKER_SIGNATURE_VERSION=1 runs the broker with one signature per message (the A/B of lever 1);
+    // PHI_BROKER_HEAP_GROWING_PERCENT=0 with V8's own heap growing heuristic.
+    ...pick(configFromEnv(process.env), 'signatureVersion', 'heapGrowingPercent'),
   });
+  // As `phi-broker up` does at start (src/cli/up.ts).
+  applyHeapGrowing(config.heapGrowingPercent);
   const catalog = loadCatalog({ subjects: config.subjectsDir, profiles: config.profilesDir });
   // Production logs at info (one line per accepted message); the bench keeps that cost, writing to a file.
   const logger = createLogger({

@@ -157,6 +157,12 @@ export const configSchema = z.strictObject({
   replicas: z.union([z.literal(1), z.literal(3), z.literal(5)], { error: 'expected 1, 3 or 5' }).default(1),
   /** Ingest messages processed concurrently by one broker process. */
   concurrency: z.number().int().min(1).max(4096).default(64),
+  /**
+   * V8's old generation may grow to (1 + heapGrowingPercent / 100) × the live heap before its next full collection
+   * (`--heap-growing-percent`, set by `phi-broker up` at start; docs/operations.md "Memory"). 0 leaves V8's
+   * heuristic, which allows up to 4× on a machine with 16 GB or more.
+   */
+  heapGrowingPercent: z.number().int().min(0).max(1000).default(100),
   /** Right of access: how long one service has to answer the broker's question (docs/patient-rights.md). */
   accessAnswerTimeoutMs: z
     .number()
@@ -333,6 +339,7 @@ export const CONFIG_ENV = {
   PHI_BROKER_REJECTION_SENDER_WINDOW_MS: 'rejectionSenderWindowMs',
   PHI_BROKER_ACK_WAIT_MS: 'ackWaitMs',
   PHI_BROKER_CONCURRENCY: 'concurrency',
+  PHI_BROKER_HEAP_GROWING_PERCENT: 'heapGrowingPercent',
   PHI_BROKER_REPLICAS: 'replicas',
   PHI_BROKER_ACCESS_ANSWER_TIMEOUT_MS: 'accessAnswerTimeoutMs',
   PHI_BROKER_ACCESS_RETRY_INTERVAL_MS: 'accessRetryIntervalMs',
@@ -384,6 +391,7 @@ const NUMERIC: ReadonlySet<string> = new Set([
   'rejectionSenderWindowMs',
   'ackWaitMs',
   'concurrency',
+  'heapGrowingPercent',
   'replicas',
   'accessAnswerTimeoutMs',
   'accessRetryIntervalMs',
