@@ -18,6 +18,7 @@ import { createLogger } from '../src/log/log.js';
 import { BROKER_IDENTITY } from '../src/tls/identity.js';
 import { connectBench } from './tls.js';
 import { failChild } from './child.js';
+import { snapshotOf } from './stage-histogram.js';
 
 function pick(input: BrokerConfigInput, ...keys: (keyof BrokerConfigInput)[]): Partial<BrokerConfigInput> {
   return Object.fromEntries(keys.filter((k) => input[k] !== undefined).map((k) => [k, input[k]]));
@@ -69,7 +70,11 @@ async function main(): Promise<void> {
   });
   process.send?.({ type: 'ready', seconds: process.uptime() });
   process.on('message', (m: ToBroker) => {
-    if (m.cmd === 'stats') process.send?.({ type: 'stats', ...broker.stats });
+    // With the stage histogram, for the window's per-stage times (bench/stage-histogram.ts).
+    if (m.cmd === 'stats')
+      void broker.metrics.stage
+        .get()
+        .then((h) => process.send?.({ type: 'stats', ...broker.stats, stages: snapshotOf(h) }));
     if (m.cmd === 'heap') {
       // What is still reachable, not garbage V8 has yet to collect; NaN without --expose-gc.
       const gc = (globalThis as { gc?: () => void }).gc;

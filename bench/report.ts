@@ -4,6 +4,7 @@
 import type { BenchResults } from './main.js';
 import { spread, type Round } from './repeat.js';
 import { SEGMENTS, type Segment } from './latency-split.js';
+import { STAGES } from '../src/broker/metrics.js';
 
 function n(v: number | undefined, digits = 0): string {
   return v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(digits);
@@ -81,6 +82,7 @@ export function markdown(r: BenchResults): string {
   }
   lines.push(...perMessage(r));
   lines.push(...latencySplitTable(r));
+  lines.push(...stagesTable(r));
   lines.push(...scaleOutTable(r));
   lines.push(...writes(r));
   const keys = Object.keys(r.stages);
@@ -186,6 +188,25 @@ function latencySplitTable(r: BenchResults): string[] {
     lines.push(
       `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : ''} | ${SEGMENTS.map(cell).join(' | ')} | ${n(x.latencyMs.p99, 1)} |`,
     );
+  }
+  return lines;
+}
+
+/** The brokers' per-stage times over the window (phi_broker_stage_seconds), in the order a message meets them. */
+function stagesTable(r: BenchResults): string[] {
+  const runs = r.runs.filter((x) => x.stages !== undefined && Object.keys(x.stages).length > 0);
+  if (runs.length === 0) return [];
+  const lines = [
+    '',
+    `| broker stages, ms: mean / p99 (histogram buckets) | ${STAGES.join(' | ')} |`,
+    `|---|${STAGES.map(() => '---:').join('|')}|`,
+  ];
+  for (const x of runs) {
+    const cell = (stage: string): string => {
+      const f = x.stages?.[stage];
+      return f === undefined ? '–' : `${n(f.meanMs, 1)} / ${n(f.p99Ms, 1)}`;
+    };
+    lines.push(`| ${x.name} | ${STAGES.map(cell).join(' | ')} |`);
   }
   return lines;
 }

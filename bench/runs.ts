@@ -22,6 +22,7 @@ import { ensureRawStreams } from './raw.js';
 import { now, type LoadShape } from './load.js';
 import { percentiles, type Latency } from './latency.js';
 import { latencySplit, type DeliveryClocks, type LatencySplit } from './latency-split.js';
+import { mergeSnapshots, stagesBetween, type StageFigures, type StageSnapshot } from './stage-histogram.js';
 import { cpuPercent, machinePercent, machineSample, sample, switchesBetween, type ProcSample } from './proc.js';
 import type { SizeName } from './resources.js';
 import { sampleStreams, streamWrites, type StreamSample, type StreamWrites } from './writes.js';
@@ -84,6 +85,8 @@ export interface RunResult {
   readonly latencyMs: Latency;
   /** Broker runs: where each delivery's latency went (bench/latency-split.ts). */
   readonly latencySplit?: LatencySplit | undefined;
+  /** Broker runs: the brokers' per-stage times over the window, ms (bench/stage-histogram.ts). */
+  readonly stages?: Readonly<Record<string, StageFigures>> | undefined;
   /** Deliveries of window messages not received before the run ended. */
   readonly missing: number;
   /** The processing process(es): broker(s) or passthrough; undefined for core NATS. */
@@ -169,6 +172,8 @@ const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Ma
 interface Stats extends Message {
   readonly accepted: number;
   readonly deliveries: number;
+  /** Absent from a broker build before the stage snapshot (--broker-build). */
+  readonly stages?: StageSnapshot;
 }
 
 /** The broker processes' summed live heap in MB (each collects fully first), to one decimal. */
@@ -179,12 +184,13 @@ async function liveHeap(workers: readonly Child[]): Promise<number> {
 
 async function sumStats(
   workers: readonly Child[],
-): Promise<{ accepted: number; deliveries: number; each: readonly number[] }> {
+): Promise<{ accepted: number; deliveries: number; each: readonly number[]; stages: StageSnapshot }> {
   const all = await Promise.all(workers.map((w) => w.request<Stats>({ cmd: 'stats' }, 'stats')));
   return {
     accepted: all.reduce((a, s) => a + s.accepted, 0),
     deliveries: all.reduce((a, s) => a + s.deliveries, 0),
     each: all.map((s) => s.accepted),
+    stages: mergeSnapshots(all.map((s) => s.stages ?? {})),
   };
 }
 
@@ -396,6 +402,7 @@ export async function runOne(env: Env, spec: RunSpec): Promise<RunResult> {
       completedPerSec: subResult.completed / seconds,
       latencyMs: percentiles(latencies),
       ...(clocks.length === 0 ? {} : { latencySplit: latencySplit(clocks) }),
+      ...(spec.kind === 'broker' ? { stages: stagesBetween(st0.stages, st1.stages) } : {}),
       missing: Math.max(0, missing),
       cpu: {
         ...(({ busy, steal }) => ({ machine: busy, steal }))(machinePercent(m0, m1)),

@@ -624,6 +624,8 @@ export class Broker {
       storedAtMs: Math.floor(m.info.timestampNanos / 1e6),
     };
     const seq = m.info.streamSequence;
+    // nats-server's clock against this one: a skew between hosts shows here, nowhere else.
+    this.metrics.observe('queued', Math.max(0, Date.now() / 1e3 - m.info.timestampNanos / 1e9));
     if (!this.auditWritable) {
       // Nothing is decided while the audit trail cannot hold the decision: the message waits, unrouted.
       this.metrics.retries.inc({ reason: 'E_AUDIT_CHAIN' });
@@ -706,10 +708,13 @@ export class Broker {
         this.metrics.timeAsync('registry', registered),
       ]);
       // The receipt says "accepted" only once the AuditEvents, the deliveries and the registry are stored.
-      await this.sendReceipt(
-        checked.sender,
-        acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()),
-        seq,
+      await this.metrics.timeAsync(
+        'receipt',
+        this.sendReceipt(
+          checked.sender,
+          acceptedReceipt(checked.env.id, checked.hash, deliveries.length, this.ctx.now()),
+          seq,
+        ),
       );
       m.ack();
       this.stats.accepted += 1;
@@ -763,7 +768,7 @@ export class Broker {
    * and E_REPLAY decides before a routing error.
    */
   private async routeWhileClaiming(checked: CheckedEnvelope, seq: number): Promise<Routed> {
-    const claim = this.replay.check(checked.env.id, seq);
+    const claim = this.metrics.timeAsync('replay_claim', this.replay.check(checked.env.id, seq));
     // The claim is only in nats.js's outbound buffer so far, which is written to the socket by a microtask queued
     // at the publish: yield once so that it goes out before the synchronous routing starts, not after it.
     await Promise.resolve();

@@ -5,8 +5,22 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { cryptoBackend } from '../crypto/sodium.js';
 
-/** Stages of one message, each timed on its own (seconds). */
-export const STAGES = ['verify', 'validate', 'project_seal', 'audit_append', 'publish_deliveries', 'registry'] as const;
+/**
+ * Stages of one message, each timed on its own (seconds). `queued`: from PHI_INGEST's store time (nats-server's
+ * clock) to the broker taking the message; the round trips in the order a message waits for them: `replay_claim`,
+ * `audit_append`, `publish_deliveries` with `registry`, `receipt`.
+ */
+export const STAGES = [
+  'queued',
+  'verify',
+  'validate',
+  'project_seal',
+  'replay_claim',
+  'audit_append',
+  'publish_deliveries',
+  'registry',
+  'receipt',
+] as const;
 export type Stage = (typeof STAGES)[number];
 
 /** From 50 µs to 10 s: a verify takes tens of µs, an audit append under saturation can take 100s of ms. */
@@ -130,6 +144,11 @@ export class BrokerMetrics {
     } finally {
       end();
     }
+  }
+
+  /** Records a duration measured elsewhere. */
+  observe(stage: Stage, seconds: number): void {
+    this.stage.observe({ stage }, seconds);
   }
 
   /** Times the promise as `stage` until it settles. */

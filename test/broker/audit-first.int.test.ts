@@ -202,14 +202,18 @@ describe('normal flow', () => {
         .filter((v) => v.metricName === 'phi_broker_stage_seconds_count')
         .map((v) => [v.labels['stage'], v.value]),
     );
-    // verify: all 7; validate: the 6 envelopes that verified; the rest: the 5 accepted (+ 2 rejections and the start for the audit).
+    // queued, verify: all 7; validate and the replay claim: the 6 envelopes that verified; the rest: the 5 accepted
+    // (+ 2 rejections and the start for the audit).
     expect(counts).toEqual({
+      queued: 7,
       verify: 7,
       validate: 6,
+      replay_claim: 6,
       project_seal: 5,
       audit_append: 8,
       publish_deliveries: 5,
       registry: 5,
+      receipt: 5,
     });
   });
 });
