@@ -78,7 +78,6 @@ export async function runUp(
   opts: { readonly insecurePlaintext?: boolean } = {},
 ): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
-  announceHeapGrowing(applyHeapGrowing(config.heapGrowingPercent), logger);
   // Signals are taken from the first line: a stop asked for while starting ends the start, within the same bound.
   let signalled: (sig: NodeJS.Signals) => void = () => {};
   const stopRequested = new Promise<NodeJS.Signals>((resolve) => (signalled = resolve));
@@ -219,6 +218,8 @@ async function start(
   // start, or `phi-broker nats-provision` for NATS_URL); plaintext only with --insecure-plaintext.
   const keyDirectory = await publishKeyDirectory(config, catalog, dir, transport, logger, protection);
   const nc = await transport.connect(BROKER_IDENTITY, 'phi-broker');
+  // Once every refusal is past (their message is the first line), before the broker's load.
+  announceHeapGrowing(applyHeapGrowing(config.heapGrowingPercent), logger);
   let broker: Broker | undefined;
   let security: SecurityLog | undefined;
   try {

@@ -188,9 +188,11 @@ describe('phi-broker up owns its nats-server', () => {
     const storedId = /^stored ([0-9a-f-]{36}): .*\n$/.exec(stored.stdout)?.[1];
     expect(storedId).toBeDefined();
 
-    up = await startUp(data(), { env });
+    up = await startUp(data(), { env: { ...env, PHI_BROKER_HEAP_GROWING_PERCENT: '150' } });
     expect(running(orphan)).toBe(false);
     expect(up.stderr()).toContain('"event":"nats.orphan.stopped"');
+    // up sets V8's old-generation growing factor from its configuration (test/runtime/heap-growing.test.ts: its effect).
+    expect(up.stderr()).toContain('"event":"memory.heap_growing","percent":150');
     const now = serverJson().pid;
     expect(now).not.toBe(orphan);
     expect(natsServersOnStore()).toEqual([now]);
