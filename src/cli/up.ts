@@ -65,7 +65,7 @@ function trackConnection(nc: NatsConnection): { connected(): boolean } {
   return { connected: () => connected && !nc.isClosed() };
 }
 
-/** One line at start: how this process's old generation grows (docs/operations.md "Memory"). */
+/** One line at start: how this process's old generation grows (docs/operations.md "Memory and latency"). */
 function announceHeapGrowing(h: HeapGrowing, logger: Logger): void {
   if ('applied' in h) logger.info({ event: 'memory.heap_growing', percent: h.applied }, 'V8 heap growing factor set');
   else if (h.skipped === 'explicit')

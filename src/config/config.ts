@@ -159,8 +159,8 @@ export const configSchema = z.strictObject({
   concurrency: z.number().int().min(1).max(4096).default(64),
   /**
    * V8's old generation may grow to (1 + heapGrowingPercent / 100) × the live heap before its next full collection
-   * (`--heap-growing-percent`, set by `phi-broker up` at start; docs/operations.md "Memory"). 0 leaves V8's
-   * heuristic, which allows up to 4× on a machine with 16 GB or more.
+   * (`--heap-growing-percent`, set by `phi-broker up` at start; docs/operations.md "Memory and latency: V8's heap").
+   * 0 leaves V8's heuristic, which allows up to 4× on a machine with 16 GB or more.
    */
   heapGrowingPercent: z.number().int().min(0).max(1000).default(100),
   /** Right of access: how long one service has to answer the broker's question (docs/patient-rights.md). */
