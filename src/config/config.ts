@@ -162,7 +162,7 @@ export const configSchema = z.strictObject({
    * (`--heap-growing-percent`, set by `phi-broker up` at start; docs/operations.md "Memory and latency: V8's heap").
    * 0 leaves V8's heuristic, which allows up to 4× on a machine with 16 GB or more.
    */
-  heapGrowingPercent: z.number().int().min(0).max(1000).default(100),
+  heapGrowingPercent: z.number().int().min(0).max(1000).default(50),
   /** Right of access: how long one service has to answer the broker's question (docs/patient-rights.md). */
   accessAnswerTimeoutMs: z
     .number()

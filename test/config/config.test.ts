@@ -48,7 +48,7 @@ describe('parseConfig', () => {
       rejectionSenderWindowMs: MINUTE,
       ackWaitMs: 30_000,
       concurrency: 64,
-      heapGrowingPercent: 100,
+      heapGrowingPercent: 50,
       replicas: 1,
       accessAnswerTimeoutMs: 10_000,
       accessRetryIntervalMs: 30_000,
