@@ -174,8 +174,6 @@ export interface Routed {
   readonly withheld: readonly { readonly service: string; readonly error: BrokerError }[];
   /** Subscribers a patient restriction denied a copy (45 CFR 164.522), with the deciding Consent. */
   readonly restricted: readonly { readonly service: string; readonly purpose: string; readonly denial: Denial }[];
-  /** The validated resource (PHI, in memory only). */
-  readonly resource: FhirResource;
   /** The patients it is about, resolved and pseudonymised once (PHI, in memory only): for the registry plan and, as pseudonyms only, the audit facts. */
   readonly patients: MessagePatients;
   /** The resource's logical id (for the audit trail, which records only its keyed pseudonym; never logged: it may be PHI). */
@@ -318,7 +316,7 @@ export function projectMessage(checked: CheckedEnvelope, opened: Opened, ctx: Pi
     deliveries,
     withheld,
     restricted,
-    resource,
+    // Not the resource: its plaintext is garbage once the copies are sealed, not held through the round trips.
     patients,
     resourceId: typeof resource.id === 'string' ? resource.id : undefined,
     unwrapKek: opened.unwrapKek,
