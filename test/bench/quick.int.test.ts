@@ -68,6 +68,24 @@ describe('npm run bench -- --quick', () => {
     expect(stdout).not.toMatch(/\d \[\d/);
   });
 
+  it("times every broker stage over the window, and splits the open-loop run's latency at the two seals", () => {
+    for (const r of results.runs.filter((x) => x.kind === 'broker')) {
+      // The broker's own histogram (phi_broker_stage_seconds), read over the real path at the window's edges.
+      for (const stage of ['queued', 'verify', 'replay_claim', 'audit_append', 'publish_deliveries', 'receipt']) {
+        positive(r.stages?.[stage]?.count, `${r.name} ${stage} count`);
+        positive(r.stages?.[stage]?.meanMs, `${r.name} ${stage} mean`);
+        positive(r.stages?.[stage]?.p99Ms, `${r.name} ${stage} p99`);
+      }
+    }
+    const open = results.runs.find((r) => r.kind === 'broker' && r.shape.kind === 'open');
+    const split = open?.latencySplit;
+    expect(split?.segments.after.count).toBe(open?.latencyMs.count);
+    positive(split?.segments.after.p50, 'from the broker seal to the handler, p50');
+    positive(split?.tailCount, 'deliveries in the slowest 1 %');
+    expect(stdout).toContain('| latency split');
+    expect(stdout).toContain('| broker stages');
+  });
+
   it('reports throughput, latency and worker figures that are positive finite numbers', () => {
     for (const r of results.runs) {
       positive(r.acceptedPerSec, `${r.name} acceptedPerSec`);
