@@ -1,9 +1,5 @@
-// V8's old generation grows to a factor of the live heap before its next full collection. Left to its heuristic,
-// that factor reaches 4 on a machine with 16 GB or more: a broker with ~55 MB live then holds ~180 MB of old space
-// at saturation, garbage awaiting collection (docs/operations.md "Memory and latency: V8's heap").
-// `--heap-growing-percent` fixes the factor at 1 + percent / 100. It is set at runtime (node:v8 setFlagsFromString),
-// as `phi-broker up` is started by a `node` its operator chose; an explicit flag on the command line or in
-// NODE_OPTIONS wins.
+// Fixes V8's old-generation growing factor at 1 + percent / 100 (`--heap-growing-percent`), set at runtime so `up`
+// needs no node flags; an explicit flag wins. Why: docs/operations.md "Memory and latency: V8's heap".
 import { setFlagsFromString } from 'node:v8';
 
 const FLAG = '--heap-growing-percent';
