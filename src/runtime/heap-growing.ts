@@ -10,8 +10,8 @@ export type HeapGrowing =
   | { readonly skipped: 'explicit'; readonly where: 'execArgv' | 'NODE_OPTIONS' };
 
 /** Whether the process was started with the flag (either spelling: V8 takes `_` and `-` alike). */
-function explicitIn(args: string): boolean {
-  return args.split(/\s+/).some((a) => a.replaceAll('_', '-').startsWith(FLAG));
+function explicitIn(args: readonly string[]): boolean {
+  return args.some((a) => a.replaceAll('_', '-').startsWith(FLAG));
 }
 
 /** Sets V8's old-generation growing factor for this process; 0 or an explicit flag leaves it alone. */
@@ -23,8 +23,8 @@ export function applyHeapGrowing(
   },
 ): HeapGrowing {
   if (percent === 0) return { skipped: 'disabled' };
-  if (explicitIn(started.execArgv.join(' '))) return { skipped: 'explicit', where: 'execArgv' };
-  if (explicitIn(started.nodeOptions ?? '')) return { skipped: 'explicit', where: 'NODE_OPTIONS' };
+  if (explicitIn(started.execArgv)) return { skipped: 'explicit', where: 'execArgv' };
+  if (explicitIn((started.nodeOptions ?? '').split(/\s+/))) return { skipped: 'explicit', where: 'NODE_OPTIONS' };
   setFlagsFromString(`${FLAG}=${percent}`);
   return { applied: percent };
 }
