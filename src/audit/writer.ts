@@ -2,8 +2,8 @@
 // Group commit: whatever is appended while a record is being written goes into the next record, so one
 // JetStream round trip persists many events under load, and each append resolves only once its record is
 // stored (the broker acknowledges ingest after that). Every publish carries
-// Nats-Expected-Last-Subject-Sequence (JetStream, NATS ADR-31's sibling headers; nats.js
-// `expect.lastSubjectSequence`): the server stores the record only if the chain's last record is the one this
+// Nats-Expected-Last-Subject-Sequence (JetStream's publish expectations, sent through the broker's AckedPublisher
+// as nats.js `expect.lastSubjectSequence` would be): the server stores the record only if the chain's last record is the one this
 // writer wrote, so a second writer on the same chain (a duplicate instance id, a forked process) is refused
 // and detected instead of interleaving. Every `checkpointEvery` records or `checkpointMs` the writer appends
 // an Ed25519-signed checkpoint of the chain head; on close a final one. Each stored checkpoint's head is then
@@ -11,7 +11,8 @@
 // missing every append fails (E_AUDIT_CHAIN, retried by the caller); once recreated the chain continues from its head.
 // Records are v3 (the facts, rendered as AuditEvents on read: record.ts); `recordVersion: 2` writes facts as objects
 // and `recordVersion: 1` AuditEvent JSON, for the tests that compare them and chains that mix them.
-import type { JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
+import { headers as natsHeaders, type JetStreamManager, type NatsConnection } from 'nats';
+import { AckedPublisher } from '../nats/acked-publish.js';
 import type { SigningKeyPair } from '../crypto/keypairs.js';
 import { signDetached } from '../crypto/sign.js';
 import { BrokerError } from '../wire/errors.js';
@@ -74,7 +75,8 @@ export class ChainWriter {
 
   private constructor(
     private readonly opts: ChainWriterOptions,
-    private readonly js: JetStreamClient,
+    /** Records and witness heads go out through it: one reply subscription, no nats.js request per record. */
+    private readonly pub: AckedPublisher,
     private readonly jsm: JetStreamManager,
     /** The chain sequence and hash of the last record, and its stream sequence (0: the chain is empty). */
     private head: { seq: number; hash: string | null; streamSeq: number },
@@ -93,8 +95,7 @@ export class ChainWriter {
   /** Opens the chain: continues it after its last stored record (a restart with the same instance id), or starts it. */
   static async open(opts: ChainWriterOptions): Promise<ChainWriter> {
     const jsm = await opts.nc.jetstreamManager();
-    const js = opts.nc.jetstream();
-    const writer = new ChainWriter(opts, js, jsm, { seq: 0, hash: null, streamSeq: 0 });
+    const writer = new ChainWriter(opts, new AckedPublisher(opts.nc), jsm, { seq: 0, hash: null, streamSeq: 0 });
     try {
       const last = await writer.lastStored();
       if (last !== undefined) {
@@ -109,6 +110,7 @@ export class ChainWriter {
       }
     } catch (err) {
       clearInterval(writer.timer);
+      writer.pub.close();
       throw err;
     }
     return writer;
@@ -157,7 +159,11 @@ export class ChainWriter {
     this.closed = true;
     clearInterval(this.timer);
     while (this.draining !== undefined) await this.draining;
-    if (this.failure === undefined) await this.writeCheckpoint(true);
+    try {
+      if (this.failure === undefined) await this.writeCheckpoint(true);
+    } finally {
+      this.pub.close();
+    }
   }
 
   private kick(): void {
@@ -294,8 +300,10 @@ export class ChainWriter {
    */
   private async witness(head: WitnessHead): Promise<void> {
     try {
-      await this.js.publish(subjects.witness(this.opts.chain), encodeWitnessHead(head), {
-        expect: { streamName: STREAMS.auditWitness },
+      const h = natsHeaders();
+      h.set('Nats-Expected-Stream', STREAMS.auditWitness);
+      await this.pub.publish(subjects.witness(this.opts.chain), new TextEncoder().encode(encodeWitnessHead(head)), {
+        headers: h,
       });
     } catch (err) {
       this.opts.logger.warn(
@@ -321,9 +329,9 @@ export class ChainWriter {
     try {
       // Only the subject-sequence expectation: a subject belongs to one stream (JetStream refuses overlapping subjects),
       // so the ack's stream name checks what a Nats-Expected-Stream header would, without storing it in every record.
-      const ack = await this.js.publish(this.subject, bytes, {
-        expect: { lastSubjectSequence: this.head.streamSeq },
-      });
+      const h = natsHeaders();
+      h.set('Nats-Expected-Last-Subject-Sequence', String(this.head.streamSeq));
+      const ack = await this.pub.publish(this.subject, bytes, { headers: h });
       if (ack.stream !== STREAMS.audit)
         throw new BrokerError(
           'E_AUDIT_CHAIN',
