@@ -38,7 +38,7 @@ import type { BrokerError } from '../wire/errors.js';
 import { logStart } from '../runtime/log-follower.js';
 import { rotatedLogs } from '../runtime/nats-log.js';
 import { startSecurityLog, type SecurityLog } from '../runtime/security-log.js';
-import { applyHeapGrowing, type HeapGrowing } from '../runtime/heap-growing.js';
+import { announceHeapGrowing, applyHeapGrowing } from '../runtime/heap-growing.js';
 
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 
@@ -63,13 +63,6 @@ function trackConnection(nc: NatsConnection): { connected(): boolean } {
     }
   })().catch(() => {});
   return { connected: () => connected && !nc.isClosed() };
-}
-
-/** One line at start: how this process's old generation grows (docs/operations.md "Memory and latency"). */
-function announceHeapGrowing(h: HeapGrowing, logger: Logger): void {
-  if ('applied' in h) logger.info({ event: 'memory.heap_growing', percent: h.applied }, 'V8 heap growing factor set');
-  else if (h.skipped === 'explicit')
-    logger.info({ event: 'memory.heap_growing', from: h.where }, 'V8 heap growing factor as given to node');
 }
 
 export async function runUp(

@@ -23,6 +23,7 @@ import { BrokerError } from '../wire/errors.js';
 import { directoryRootKey } from './key-directory.js';
 import type { OperatorRootKey } from '../crypto/key-directory.js';
 import type { Logger } from '../log/log.js';
+import { announceHeapGrowing, applyHeapGrowing } from './heap-growing.js';
 
 /**
  * The key directory's root key as the broker takes it: the catalog's pin, else the data dir's development root key;
@@ -85,6 +86,8 @@ export async function runGateway(config: BrokerConfig): Promise<void> {
     files: tlsLayout(natsTls).identity(GATEWAY_IDENTITY),
     inbox: identityInbox(GATEWAY_IDENTITY),
   });
+  // Once the refusals above are past, as `up` does (docs/operations.md "Memory and latency: V8's heap").
+  announceHeapGrowing(applyHeapGrowing(config.heapGrowingPercent), logger);
   // Notifications: each partner's deliveries are read as the partner's own identity, with its keys.
   const partnerNcs: NatsConnection[] = [];
   const partnerAccess = async (service: string) => {

@@ -1,6 +1,7 @@
 // Fixes V8's old-generation growing factor at 1 + percent / 100 (`--heap-growing-percent`), set at runtime so `up`
 // needs no node flags; an explicit flag wins. Why: docs/operations.md "Memory and latency: V8's heap".
 import { setFlagsFromString } from 'node:v8';
+import type { Logger } from '../log/log.js';
 
 const FLAG = '--heap-growing-percent';
 
@@ -27,4 +28,11 @@ export function applyHeapGrowing(
   if (explicitIn((started.nodeOptions ?? '').split(/\s+/))) return { skipped: 'explicit', where: 'NODE_OPTIONS' };
   setFlagsFromString(`${FLAG}=${percent}`);
   return { applied: percent };
+}
+
+/** One line at start: how this process's old generation grows (docs/operations.md "Memory and latency"). */
+export function announceHeapGrowing(h: HeapGrowing, logger: Logger): void {
+  if ('applied' in h) logger.info({ event: 'memory.heap_growing', percent: h.applied }, 'V8 heap growing factor set');
+  else if (h.skipped === 'explicit')
+    logger.info({ event: 'memory.heap_growing', from: h.where }, 'V8 heap growing factor as given to node');
 }

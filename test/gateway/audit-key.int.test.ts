@@ -64,6 +64,8 @@ beforeAll(async () => {
   if (ready === null) throw new Error(`unexpected ready line: ${gw.readyLine}`);
   chain = ready[2] as string;
   expect(await tokenRequest(ready[1] as string, readFileSync(tls.ca.certFile, 'utf8'))).toBe(400);
+  // The gateway fixes V8's old-generation growing factor as `up` does (the default, 50 %).
+  expect(gw.stderr()).toContain('"event":"memory.heap_growing","percent":50');
   stopped = await gw.stop('SIGTERM');
   expect(existsSync(privateKeyFile(join(dataDir, 'keys'), BROKER_ID))).toBe(false);
 });
