@@ -3,7 +3,7 @@
 // interleaving; a restart with the same instance id continues the chain; a forged copy of the stored records
 // is caught at the right sequence. Records v2 and v3: the facts render as the v1 writer's exact AuditEvents, a chain of
 // v1, v2 and v3 records verifies, and a changed or garbled v2 or v3 record is caught; a record of one Patient
-// delivered to three subscribers stores at most 1.5 KB in PHI_AUDIT.
+// delivered to three subscribers stores at most 1.5 KB in PHI_AUDIT. A checkpoint no stream can witness is still stored.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEvent } from 'fhir/r4.js';
@@ -18,14 +18,16 @@ import { ensureAuditStream } from '../../src/audit/setup.js';
 import { verifyAuditRecords, type StoredRecord } from '../../src/audit/verify.js';
 import { AuditTrail } from '../../src/audit/trail.js';
 import { ChainWriter, type ChainWriterOptions } from '../../src/audit/writer.js';
+import { decodeWitnessHead } from '../../src/audit/witness.js';
 import { generateServiceKeys, type SigningKeyPair } from '../../src/crypto/keypairs.js';
 import { initCrypto } from '../../src/crypto/sodium.js';
 import { createLogger } from '../../src/log/log.js';
-import { STREAMS } from '../../src/wire/names.js';
+import { STREAMS, subjects } from '../../src/wire/names.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
 import { LogCapture } from '../helpers/stack.js';
 
 const DAY = 24 * 60 * 60 * 1000;
+const AUDIT_SETTINGS = { maxAgeMs: 2192 * DAY, duplicateWindowMs: 120_000, replicas: 1 } as const;
 let nats: TestNats;
 let nc: NatsConnection;
 let signer: SigningKeyPair;
@@ -37,7 +39,7 @@ beforeAll(async () => {
   signer = generateServiceKeys('broker').sign;
   nats = await startTestNats();
   nc = await nats.connect('audit-test');
-  await ensureAuditStream(nc, { maxAgeMs: 2192 * DAY, duplicateWindowMs: 120_000, replicas: 1 });
+  await ensureAuditStream(nc, AUDIT_SETTINGS);
 });
 
 afterAll(async () => {
@@ -134,6 +136,31 @@ describe('ChainWriter', () => {
     );
     // The second append found the interval passed: the head (record 1) is sealed before record 3 is written.
     expect(kinds).toEqual(['events', 'checkpoint', 'events', 'checkpoint']);
+  });
+
+  it('a checkpoint whose head cannot be witnessed is still stored: the writer warns, the next heads are witnessed', async () => {
+    const jsm = await nc.jetstreamManager();
+    const subject = subjects.witness('w-unwitnessed');
+    await jsm.streams.delete(STREAMS.auditWitness);
+    try {
+      const writer = await ChainWriter.open(options('w-unwitnessed', { checkpointEvery: 1 }));
+      await writer.append([event(1)]); // record 1, checkpoint 2 (head 1): no stream takes its witness
+      await logs.until(
+        (r) => r['event'] === 'audit.witness.failed' && r['chain'] === 'w-unwitnessed' && r['head'] === 1,
+        'the witness warning',
+      );
+      await ensureAuditStream(nc, AUDIT_SETTINGS);
+      await writer.append([event(2)]); // record 3, checkpoint 4 (head 3)
+      await writer.close(); // final checkpoint 5 (head 4)
+      const kinds = (await stored('w-unwitnessed')).map((r) => decodeRecord(r.data)?.checkpoint?.head ?? 'events');
+      expect(kinds).toEqual(['events', 1, 'events', 3, 4]);
+      const info = await jsm.streams.info(STREAMS.auditWitness, { subjects_filter: subject });
+      expect(info.state.subjects?.[subject]).toBe(2); // heads 3 and 4; head 1 was never stored
+      const last = await jsm.streams.getMessage(STREAMS.auditWitness, { last_by_subj: subject });
+      expect(decodeWitnessHead(new TextDecoder().decode(last.data))).toMatchObject({ head: 4, final: true });
+    } finally {
+      await ensureAuditStream(nc, AUDIT_SETTINGS);
+    }
   });
 
   it('a second writer on the same chain is refused (expected last subject sequence), never interleaved', async () => {
