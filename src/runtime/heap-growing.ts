@@ -1,5 +1,5 @@
 // Fixes V8's old-generation growing factor at 1 + percent / 100 (`--heap-growing-percent`), set at runtime so `up`
-// needs no node flags; an explicit flag wins. Why: docs/operations.md "Memory and latency: V8's heap".
+// and `gateway` need no node flags; an explicit flag wins. Why: docs/operations.md "Memory and latency: V8's heap".
 import { setFlagsFromString } from 'node:v8';
 import type { Logger } from '../log/log.js';
 
