@@ -3,8 +3,9 @@
 // JetStream round trip persists many events under load, and each append resolves only once its record is
 // stored (the broker acknowledges ingest after that). Every publish carries
 // Nats-Expected-Last-Subject-Sequence (a JetStream publish expectation, sent as a header through the writer's own
-// AckedPublisher): the server stores the record only if the chain's last record is the one this writer wrote, so a second writer on the same chain (a duplicate instance id, a forked process) is refused
-// and detected instead of interleaving. Every `checkpointEvery` records or `checkpointMs` the writer appends
+// AckedPublisher): the server stores the record only if the chain's last record is the one this writer wrote, so
+// a second writer on the same chain (a duplicate instance id, a forked process) is refused and detected instead of
+// interleaving. Every `checkpointEvery` records or `checkpointMs` the writer appends
 // an Ed25519-signed checkpoint of the chain head; on close a final one. Each stored checkpoint's head is then
 // published to PHI_AUDIT_WITNESS (witness.ts), so a later cut of the chain shows against it. While PHI_AUDIT is
 // missing every append fails (E_AUDIT_CHAIN, retried by the caller); once recreated the chain continues from its head.
