@@ -21,6 +21,11 @@ function spreadOf(
   return s === undefined ? n(median, digits) : `${n(median, digits)} [${n(s.min, digits)}–${n(s.max, digits)}]`;
 }
 
+/** A run's offered load: its open-loop rate, or the closed loop's publishes in flight. */
+function offered(shape: BenchResults['runs'][number]['shape']): string {
+  return shape.kind === 'open' ? `${shape.rate}/s` : `closed ×${shape.concurrency}`;
+}
+
 export function markdown(r: BenchResults): string {
   const lines: string[] = [];
   const m = r.machine;
@@ -47,7 +52,7 @@ export function markdown(r: BenchResults): string {
     for (const x of r.runs) {
       const l = x.latencyMs;
       lines.push(
-        `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${spreadOf(r, x.acceptedPerSec, (k) => run(k, x.name)?.acceptedPerSec)} | ${n(x.deliveriesPerSec)} | ${n(x.completedPerSec)} | ${n(l.p50, 1)} / ${n(l.p95, 1)} / ${spreadOf(r, l.p99, (k) => run(k, x.name)?.latencyMs.p99, 1)} | ${x.unfinished} / ${x.shed} | ${n(x.worker?.cpuPercent)} | ${spreadOf(r, x.worker?.cpuUsPerMsg, (k) => run(k, x.name)?.worker?.cpuUsPerMsg)} | ${n(x.worker?.peakRssMb)} | ${x.worker === undefined ? '–' : x.worker.readySeconds.map((s) => s.toFixed(1)).join(', ')} |`,
+        `| ${x.name} | ${offered(x.shape)} | ${spreadOf(r, x.acceptedPerSec, (k) => run(k, x.name)?.acceptedPerSec)} | ${n(x.deliveriesPerSec)} | ${n(x.completedPerSec)} | ${n(l.p50, 1)} / ${n(l.p95, 1)} / ${spreadOf(r, l.p99, (k) => run(k, x.name)?.latencyMs.p99, 1)} | ${x.unfinished} / ${x.shed} | ${n(x.worker?.cpuPercent)} | ${spreadOf(r, x.worker?.cpuUsPerMsg, (k) => run(k, x.name)?.worker?.cpuUsPerMsg)} | ${n(x.worker?.peakRssMb)} | ${x.worker === undefined ? '–' : x.worker.readySeconds.map((s) => s.toFixed(1)).join(', ')} |`,
       );
     }
     lines.push(
@@ -165,7 +170,7 @@ function perMessage(r: BenchResults): string[] {
       { cpuUs: 0, switches: 0 },
     );
     lines.push(
-      `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : `closed ×${x.shape.concurrency}`} | ${cell(p.natsServer)} | ${cell(p.publisher)} | ${cell(p.subscribers)} | ${cell(p.workers)} | ${cell(all)} | ${n(x.latencyMs.p50, 1)} / ${n(x.latencyMs.p99, 1)} | ${n(x.auditBytesPerMsg)} |`,
+      `| ${x.name} | ${offered(x.shape)} | ${cell(p.natsServer)} | ${cell(p.publisher)} | ${cell(p.subscribers)} | ${cell(p.workers)} | ${cell(all)} | ${n(x.latencyMs.p50, 1)} / ${n(x.latencyMs.p99, 1)} | ${n(x.auditBytesPerMsg)} |`,
     );
   }
   return lines;
@@ -185,9 +190,7 @@ function latencySplitTable(r: BenchResults): string[] {
     if (s === undefined) continue;
     const cell = (k: Segment): string =>
       `${n(s.segments[k].p50, 1)} / ${n(s.segments[k].p99, 1)} (${n(s.tailMeans[k], 1)})`;
-    lines.push(
-      `| ${x.name} | ${x.shape.kind === 'open' ? `${x.shape.rate}/s` : ''} | ${SEGMENTS.map(cell).join(' | ')} | ${n(x.latencyMs.p99, 1)} |`,
-    );
+    lines.push(`| ${x.name} | ${offered(x.shape)} | ${SEGMENTS.map(cell).join(' | ')} | ${n(x.latencyMs.p99, 1)} |`);
   }
   return lines;
 }
